@@ -1,0 +1,1 @@
+//! pea-cni: see the README for what is implemented so far.

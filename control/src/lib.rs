@@ -1,0 +1,1 @@
+//! pea-control: see the README for what is implemented so far.

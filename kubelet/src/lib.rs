@@ -1,0 +1,1 @@
+//! pea-kubelet: see the README for what is implemented so far.

@@ -1,0 +1,1 @@
+//! pea-runtime: see the README for what is implemented so far.

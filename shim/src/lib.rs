@@ -1,0 +1,1 @@
+//! pea-shim: see the README for what is implemented so far.

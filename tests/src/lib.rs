@@ -1,0 +1,1 @@
+//! pea-tests: what every test shares.
