@@ -1,1 +1,5 @@
-//! pea-tests: what every test shares.
+//! pea-tests: what every test shares — fixtures (images, bundles, a local registry, the pause
+//! program), the leak guard, the crate layering check and benchmark statistics.
+
+pub mod bench;
+pub mod privileged;
