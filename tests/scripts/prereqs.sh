@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package pea's build, tests, benchmarks and main job need.
+# Idempotent and quiet: when everything is installed it only asks dpkg (a few ms) and prints nothing.
+set -euo pipefail
+
+packages=(
+  # build
+  protobuf-compiler libc6-dev
+  # fixtures and tests
+  busybox-static docker-registry skopeo umoci iproute2 nftables iptables util-linux procps
+  containernetworking-plugins
+  # anchors for conformance tests and benchmarks
+  runc crun hyperfine strace
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "prereqs: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "prereqs: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Refresh package lists only when they are missing or older than a day.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
+  apt-get update -qq >/dev/null
+fi
+# Services some packages ship (docker-registry, containerd) must not start on install: tests start
+# their own instances on free loopback ports.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+fi
+trap '[ $created_policy -eq 1 ] && rm -f "$policy"' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
