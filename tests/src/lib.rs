@@ -3,3 +3,4 @@
 
 pub mod bench;
 pub mod privileged;
+pub mod fixtures;
