@@ -76,7 +76,9 @@ pub fn table(title: &str, rows: &[Samples], anchor: &str) -> String {
     for r in rows {
         let med = r.median();
         let ratio = match (med, anchor_median) {
-            (Some(m), Some(a)) if !a.is_zero() => format!("{:.2}×", m.as_secs_f64() / a.as_secs_f64()),
+            (Some(m), Some(a)) if !a.is_zero() => {
+                format!("{:.2}×", m.as_secs_f64() / a.as_secs_f64())
+            }
             _ => "–".into(),
         };
         out.push_str(&format!(
@@ -84,7 +86,9 @@ pub fn table(title: &str, rows: &[Samples], anchor: &str) -> String {
             r.subject,
             r.durations.len(),
             med.map(fmt_duration).unwrap_or_else(|| "–".into()),
-            r.quantile(0.9).map(fmt_duration).unwrap_or_else(|| "–".into()),
+            r.quantile(0.9)
+                .map(fmt_duration)
+                .unwrap_or_else(|| "–".into()),
             ratio,
             r.peak_rss_kib
                 .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
@@ -120,6 +124,9 @@ mod tests {
         b.durations = vec![ms(5), ms(5), ms(5)];
         let t = table("run", &[b, a], "crun");
         assert!(t.contains("| pea | 3 | 5.00 ms | 5.00 ms | 0.50× |"), "{t}");
-        assert!(t.contains("| crun | 3 | 10.00 ms | 10.00 ms | 1.00× |"), "{t}");
+        assert!(
+            t.contains("| crun | 3 | 10.00 ms | 10.00 ms | 1.00× |"),
+            "{t}"
+        );
     }
 }

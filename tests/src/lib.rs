@@ -2,5 +2,5 @@
 //! program), the leak guard, the crate layering check and benchmark statistics.
 
 pub mod bench;
-pub mod privileged;
 pub mod fixtures;
+pub mod privileged;
