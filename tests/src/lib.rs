@@ -2,5 +2,8 @@
 //! program), the leak guard, the crate layering check and benchmark statistics.
 
 pub mod bench;
+pub mod control_etcd;
 pub mod fixtures;
+pub mod layering;
+pub mod leakguard;
 pub mod privileged;
