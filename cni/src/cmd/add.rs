@@ -1,0 +1,180 @@
+//! ADD: lease an address, plug a veth between the node bridge and the pod, configure the pod side.
+//!
+//! Steps, each undone in reverse if a later one fails:
+//! lease (IPAM, under the network lock; masquerade rule with the first lease) → bridge and
+//! gateway address → veth pair (peer created directly in the pod's namespace) → bridge port,
+//! hairpin → address, routes inside the pod.
+
+use std::net::Ipv4Addr;
+
+use super::CmdError;
+use crate::{
+    config::{NetConf, Resolved},
+    env::CniEnv,
+    ipam::Store,
+    link,
+    netns::{self, Netns},
+    spec::{AddResult, Dns, Interface, IpConfig, Route},
+    sysctl,
+};
+
+pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError> {
+    let r = conf.resolve()?;
+    let prev = match &conf.prev_result {
+        Some(v) => Some(
+            serde_json::from_value::<AddResult>(v.clone())
+                .map_err(|e| CmdError::PrevResult(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let pod_ns = Netns::open(std::path::Path::new(&env.netns))?;
+    let store = Store::new(&r.data_dir, &r.name);
+    let ip = {
+        let lock = store.lock()?;
+        let ip = lock.allocate(
+            &env.container_id,
+            &env.ifname,
+            r.range_start,
+            r.range_end,
+            &[r.gateway],
+        )?;
+        if r.ip_masq {
+            if let Err(e) = super::masq_state::ensure(&store, &r) {
+                return Err(rollback_lease(e, &store, env, &r));
+            }
+        }
+        ip
+    };
+    tracing::debug!(%ip, "leased");
+    match plumb(env, &r, &pod_ns, ip).await {
+        Ok(mut result) => {
+            if let Some(prev) = prev {
+                result = merge(prev, result);
+            }
+            Ok(serde_json::to_string(&result.for_version(&r.cni_version))
+                .expect("result serialises"))
+        }
+        Err(e) => {
+            let host = link::host_veth_name(&env.container_id, &env.ifname);
+            let mut undo = Vec::new();
+            if let Ok(h) = netns::netlink_here() {
+                if let Err(u) = link::delete(&h, &host).await {
+                    undo.push(u.to_string());
+                }
+            }
+            match rollback_lease(e, &store, env, &r) {
+                CmdError::RolledBack(e, u2) => {
+                    undo.push(u2);
+                    Err(CmdError::RolledBack(e, undo.join("; ")))
+                }
+                e if undo.is_empty() => Err(e),
+                e => Err(CmdError::RolledBack(Box::new(e), undo.join("; "))),
+            }
+        }
+    }
+}
+
+/// Gives the lease back after a failed ADD; returns the original error, with any undo failure.
+fn rollback_lease(e: CmdError, store: &Store, env: &CniEnv, r: &Resolved) -> CmdError {
+    let undo = (|| -> Result<(), CmdError> {
+        let lock = store.lock()?;
+        lock.release(&env.container_id, &env.ifname)?;
+        super::masq_state::release_if_unused(store, &lock, &r.data_dir, &r.name)
+    })();
+    match undo {
+        Ok(()) => e,
+        Err(u) => CmdError::RolledBack(Box::new(e), u.to_string()),
+    }
+}
+
+async fn plumb(
+    env: &CniEnv,
+    r: &Resolved,
+    pod_ns: &Netns,
+    ip: Ipv4Addr,
+) -> Result<AddResult, CmdError> {
+    let h = netns::netlink_here()?;
+    if r.is_gateway {
+        sysctl::ensure("net.ipv4.ip_forward", "1")?;
+    }
+    if r.br_netfilter && !sysctl::ensure("net.bridge.bridge-nf-call-iptables", "1")? {
+        tracing::warn!("br_netfilter is not loaded: bridged pod traffic bypasses iptables/nftables (modprobe br_netfilter)");
+    }
+    let bridge_idx = link::ensure_bridge(&h, &r.bridge, r.mtu).await?;
+    let prefix = r.subnet.prefix_len();
+    if r.is_gateway {
+        link::ensure_addr(&h, bridge_idx, &r.bridge, r.gateway, prefix).await?;
+    }
+    let host = link::host_veth_name(&env.container_id, &env.ifname);
+    // A retried ADD (libcni retries after errors) starts from a clean slate for this attachment.
+    link::delete(&h, &host).await?;
+    let host_idx = link::create_veth(&h, &host, &env.ifname, r.mtu, pod_ns).await?;
+    link::attach_to_bridge(&h, &host, host_idx, bridge_idx, r.hairpin).await?;
+
+    let ph = pod_ns.netlink()?;
+    let pod_link = link::get(&ph, &env.ifname)
+        .await?
+        .ok_or_else(|| link::LinkError::NotFound {
+            name: format!("{} in {}", env.ifname, env.netns),
+        })?;
+    let pod_idx = pod_link.header.index;
+    link::up(&ph, &env.ifname, pod_idx).await?;
+    link::ensure_addr(&ph, pod_idx, &env.ifname, ip, prefix).await?;
+    let mut routes = Vec::new();
+    for rt in &r.routes {
+        let gw = rt.gw.or(r.is_gateway.then_some(r.gateway));
+        link::add_route(&ph, pod_idx, &env.ifname, rt.dst, gw, false).await?;
+        routes.push(Route {
+            dst: rt.dst.to_string(),
+            gw: gw.map(|g| g.to_string()),
+        });
+    }
+
+    let bridge = link::get(&h, &r.bridge).await?;
+    let host_link = link::get(&h, &host).await?;
+    let with_mtu = crate::spec::version_at_least(&r.cni_version, "1.1.0");
+    let mtu = with_mtu.then_some(r.mtu);
+    Ok(AddResult {
+        cni_version: r.cni_version.clone(),
+        interfaces: vec![
+            Interface {
+                name: r.bridge.clone(),
+                mac: bridge.as_ref().map(link::mac_of).unwrap_or_default(),
+                mtu,
+                sandbox: String::new(),
+            },
+            Interface {
+                name: host,
+                mac: host_link.as_ref().map(link::mac_of).unwrap_or_default(),
+                mtu,
+                sandbox: String::new(),
+            },
+            Interface {
+                name: env.ifname.clone(),
+                mac: link::mac_of(&pod_link),
+                mtu,
+                sandbox: env.netns.clone(),
+            },
+        ],
+        ips: vec![IpConfig {
+            version: None,
+            address: format!("{ip}/{prefix}"),
+            gateway: r.is_gateway.then(|| r.gateway.to_string()),
+            interface: Some(2),
+        }],
+        routes,
+        dns: Dns::default(),
+    })
+}
+
+/// Appends this plugin's result to the previous plugin's, re-indexing our interfaces.
+fn merge(mut prev: AddResult, ours: AddResult) -> AddResult {
+    let offset = prev.interfaces.len();
+    prev.interfaces.extend(ours.interfaces);
+    prev.ips.extend(ours.ips.into_iter().map(|mut ip| {
+        ip.interface = ip.interface.map(|i| i + offset);
+        ip
+    }));
+    prev.routes.extend(ours.routes);
+    prev
+}

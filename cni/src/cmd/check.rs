@@ -1,0 +1,90 @@
+//! CHECK: verify the attachment is still as ADD left it (lease, pod interface and address, host
+//! veth on the bridge, masquerade rule).
+
+use std::net::Ipv4Addr;
+
+use super::CmdError;
+use crate::{
+    config::NetConf,
+    env::CniEnv,
+    ipam::Store,
+    link, masq,
+    netns::{self, Netns},
+    spec::AddResult,
+};
+
+pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<(), CmdError> {
+    let r = conf.resolve()?;
+    let prev: AddResult = serde_json::from_value(
+        conf.prev_result
+            .clone()
+            .ok_or_else(|| CmdError::PrevResult("CHECK needs prevResult".into()))?,
+    )
+    .map_err(|e| CmdError::PrevResult(e.to_string()))?;
+    let fail = |m: String| CmdError::Check(m);
+    let want_if = prev
+        .interfaces
+        .iter()
+        .position(|i| i.name == env.ifname && !i.sandbox.is_empty())
+        .ok_or_else(|| {
+            fail(format!(
+                "prevResult has no interface {} in a sandbox",
+                env.ifname
+            ))
+        })?;
+    let want_ip: Ipv4Addr = prev
+        .ips
+        .iter()
+        .find(|ip| ip.interface == Some(want_if))
+        .and_then(|ip| ip.address.split('/').next()?.parse().ok())
+        .ok_or_else(|| fail(format!("prevResult has no IPv4 address for {}", env.ifname)))?;
+
+    let store = Store::new(&r.data_dir, &r.name);
+    let leased = store.lock()?.find(&env.container_id, &env.ifname)?;
+    if leased != Some(want_ip) {
+        return Err(fail(format!(
+            "lease of {}/{} is {leased:?}, prevResult says {want_ip}",
+            env.container_id, env.ifname
+        )));
+    }
+
+    let h = netns::netlink_here()?;
+    let bridge = link::get(&h, &r.bridge)
+        .await?
+        .ok_or_else(|| fail(format!("bridge {} is missing", r.bridge)))?;
+    let host = link::host_veth_name(&env.container_id, &env.ifname);
+    let host_link = link::get(&h, &host)
+        .await?
+        .ok_or_else(|| fail(format!("host veth {host} is missing")))?;
+    if link::controller_of(&host_link) != Some(bridge.header.index) {
+        return Err(fail(format!(
+            "host veth {host} is not attached to {}",
+            r.bridge
+        )));
+    }
+
+    let pod_ns = Netns::open(std::path::Path::new(&env.netns))?;
+    let ph = pod_ns.netlink()?;
+    let pod_link = link::get(&ph, &env.ifname)
+        .await?
+        .ok_or_else(|| fail(format!("{} is missing in {}", env.ifname, env.netns)))?;
+    let want_mac = &prev.interfaces[want_if].mac;
+    if !want_mac.is_empty() && link::mac_of(&pod_link) != *want_mac {
+        return Err(fail(format!(
+            "{} has MAC {}, prevResult says {want_mac}",
+            env.ifname,
+            link::mac_of(&pod_link)
+        )));
+    }
+    let addrs = link::addrs(&ph, pod_link.header.index).await?;
+    if !addrs.iter().any(|(a, _)| *a == want_ip) {
+        return Err(fail(format!("{} does not have {want_ip}", env.ifname)));
+    }
+    if r.ip_masq && !masq::present(&r.name)? {
+        return Err(fail(format!(
+            "masquerade rule of network {} is missing",
+            r.name
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The per-network masquerade rule's lifetime, tied to the network's leases: installed with the
+//! first lease, removed with the last. A marker file in the lease directory records that it is
+//! installed, so steady-state ADDs and DELs do not spawn `nft`.
+
+use super::CmdError;
+use crate::ipam::IpamError;
+
+/// Marker file in a network's lease directory: present while its masquerade rule is installed.
+pub(crate) const MASQ_MARKER: &str = "masq-installed";
+
+/// Installs the network's masquerade rule if the marker says it is not there yet.
+/// Call with the network's lease lock held.
+pub(crate) fn ensure(
+    store: &crate::ipam::Store,
+    r: &crate::config::Resolved,
+) -> Result<(), CmdError> {
+    let marker = store.dir().join(MASQ_MARKER);
+    if marker.exists() {
+        return Ok(());
+    }
+    crate::masq::ensure(&r.data_dir, &r.name, r.subnet, r.cluster_cidr)?;
+    crate::ipam::atomic_write(&marker, b"1").map_err(|source| IpamError::Io {
+        path: marker.clone(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Removes the network's masquerade rule once it has no leases left.
+/// Call with the network's lease lock held.
+pub(crate) fn release_if_unused(
+    store: &crate::ipam::Store,
+    lock: &crate::ipam::Locked<'_>,
+    data_dir: &std::path::Path,
+    network: &str,
+) -> Result<(), CmdError> {
+    let marker = store.dir().join(MASQ_MARKER);
+    if !marker.exists() || !lock.leases()?.is_empty() {
+        return Ok(());
+    }
+    crate::masq::remove(data_dir, network)?;
+    std::fs::remove_file(&marker).map_err(|source| IpamError::Io {
+        path: marker.clone(),
+        source,
+    })?;
+    Ok(())
+}

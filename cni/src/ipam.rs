@@ -1,0 +1,374 @@
+//! host-local style IPAM: one lease file per allocated address under
+//! `<dataDir>/<network>/`, all changes made while holding an exclusive `flock` on
+//! `<dataDir>/<network>/lock`.
+//!
+//! ```text
+//! <dataDir>/<network>/lock               flock target (never removed)
+//! <dataDir>/<network>/last_reserved_ip   where the round-robin search resumes
+//! <dataDir>/<network>/10.244.1.7         {"version":1,"containerID":"…","ifname":"eth0"}
+//! ```
+//! Crash safety: every file is written as temp + fsync + rename, and temps are only created while
+//! the lock is held, so a temp seen by a lock holder is debris of a crashed holder and is removed.
+//! A crash after a lease is written but before ADD finished leaves a lease whose owner the runtime
+//! still knows (it retries ADD, which reuses it, or calls DEL) or GC reclaims it.
+//! Concurrent ADDs serialise on the lock, so one address is never handed out twice.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    net::Ipv4Addr,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+const LOCK_FILE: &str = "lock";
+const LAST_RESERVED: &str = "last_reserved_ip";
+const TEMP_PREFIX: &str = ".tmp-";
+const LEASE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    #[error("lease directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("locking {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("no free address in {start}-{end} of network {network} ({used} leased)")]
+    Exhausted {
+        network: String,
+        start: Ipv4Addr,
+        end: Ipv4Addr,
+        used: usize,
+    },
+    #[error("lease file {path} is corrupt: {why}")]
+    Corrupt { path: PathBuf, why: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IpamError + '_ {
+    move |source| IpamError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One allocated address and its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    #[serde(skip)]
+    pub ip: Option<Ipv4Addr>,
+    pub version: u32,
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// The lease directory of one network.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    network: String,
+}
+
+/// A [`Store`] with its lock held; dropping it releases the lock.
+#[derive(Debug)]
+pub struct Locked<'a> {
+    store: &'a Store,
+    _lock: Flock<File>,
+}
+
+impl Store {
+    /// `network` must already be validated (it becomes a directory name).
+    pub fn new(data_dir: &Path, network: &str) -> Self {
+        Store {
+            dir: data_dir.join(network),
+            network: network.into(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory (0700) and takes the exclusive lock, waiting for other holders.
+    pub fn lock(&self) -> Result<Locked<'_>, IpamError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io_err(&self.dir))?;
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, source)| IpamError::Lock { path, source })?;
+        let locked = Locked {
+            store: self,
+            _lock: lock,
+        };
+        locked.remove_stale_temps()?;
+        Ok(locked)
+    }
+}
+
+impl Locked<'_> {
+    fn remove_stale_temps(&self) -> Result<(), IpamError> {
+        for entry in fs::read_dir(&self.store.dir).map_err(io_err(&self.store.dir))? {
+            let entry = entry.map_err(io_err(&self.store.dir))?;
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every lease, sorted by address.
+    pub fn leases(&self) -> Result<Vec<Lease>, IpamError> {
+        let dir = &self.store.dir;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let Ok(ip) = entry.file_name().to_string_lossy().parse::<Ipv4Addr>() else {
+                continue;
+            };
+            let path = entry.path();
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            let mut lease: Lease =
+                serde_json::from_slice(&bytes).map_err(|e| IpamError::Corrupt {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+            if lease.version != LEASE_VERSION {
+                return Err(IpamError::Corrupt {
+                    path,
+                    why: format!("unknown lease version {}", lease.version),
+                });
+            }
+            lease.ip = Some(ip);
+            out.push(lease);
+        }
+        out.sort_by_key(|l| l.ip);
+        Ok(out)
+    }
+
+    /// The address leased to `(container_id, ifname)`, if any.
+    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Option<Ipv4Addr>, IpamError> {
+        Ok(self
+            .leases()?
+            .into_iter()
+            .find(|l| l.container_id == container_id && l.ifname == ifname)
+            .and_then(|l| l.ip))
+    }
+
+    /// Allocates an address in `start..=end` (skipping `reserved`), or returns the one already
+    /// leased to the same attachment so a retried ADD gets the same address.
+    pub fn allocate(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        start: Ipv4Addr,
+        end: Ipv4Addr,
+        reserved: &[Ipv4Addr],
+    ) -> Result<Ipv4Addr, IpamError> {
+        let leases = self.leases()?;
+        if let Some(ip) = leases
+            .iter()
+            .find(|l| l.container_id == container_id && l.ifname == ifname)
+            .and_then(|l| l.ip)
+        {
+            return Ok(ip);
+        }
+        let (s, e) = (u32::from(start), u32::from(end));
+        let taken: std::collections::HashSet<u32> =
+            leases.iter().filter_map(|l| l.ip).map(u32::from).collect();
+        // Round robin from after the last reservation, like host-local, so a released address is
+        // not handed to the next pod at once (stale ARP/conntrack entries of the old pod).
+        let last = self.last_reserved().filter(|l| (s..=e).contains(l));
+        let span = e - s + 1;
+        let first = match last {
+            Some(l) if l < e => l + 1,
+            _ => s,
+        };
+        let ip = (0..span)
+            .map(|i| s + (first - s + i) % span)
+            .find(|c| !taken.contains(c) && !reserved.contains(&Ipv4Addr::from(*c)))
+            .map(Ipv4Addr::from)
+            .ok_or_else(|| IpamError::Exhausted {
+                network: self.store.network.clone(),
+                start,
+                end,
+                used: leases.len(),
+            })?;
+        let lease = Lease {
+            ip: None,
+            version: LEASE_VERSION,
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+        };
+        let path = self.store.dir.join(ip.to_string());
+        let body = serde_json::to_vec(&lease).expect("lease serialises");
+        atomic_write(&path, &body).map_err(io_err(&path))?;
+        let lr = self.store.dir.join(LAST_RESERVED);
+        atomic_write(&lr, ip.to_string().as_bytes()).map_err(io_err(&lr))?;
+        Ok(ip)
+    }
+
+    fn last_reserved(&self) -> Option<u32> {
+        fs::read_to_string(self.store.dir.join(LAST_RESERVED))
+            .ok()?
+            .trim()
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(u32::from)
+    }
+
+    /// Releases every lease of `(container_id, ifname)`; returns the freed addresses.
+    pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<Ipv4Addr>, IpamError> {
+        let mut freed = Vec::new();
+        for l in self.leases()? {
+            if l.container_id == container_id && l.ifname == ifname {
+                if let Some(ip) = l.ip {
+                    self.release_ip(ip)?;
+                    freed.push(ip);
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Removes the lease file of `ip` (absent is fine).
+    pub fn release_ip(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
+        let path = self.store.dir.join(ip.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allocates_round_robin_and_reuses_for_same_attachment() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "net");
+        let l = store.lock().unwrap();
+        let gw = [ip("10.0.0.1")];
+        let a = l
+            .allocate("c1", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            .unwrap();
+        assert_eq!(a, ip("10.0.0.2"));
+        assert_eq!(
+            l.allocate("c1", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+                .unwrap(),
+            a
+        );
+        let b = l
+            .allocate("c2", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            .unwrap();
+        assert_eq!(b, ip("10.0.0.3"));
+        let e = l
+            .allocate("c3", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            .unwrap_err();
+        assert!(matches!(e, IpamError::Exhausted { used: 2, .. }), "{e}");
+        assert_eq!(l.release("c1", "eth0").unwrap(), vec![a]);
+        assert!(l.release("c1", "eth0").unwrap().is_empty());
+        assert_eq!(l.find("c2", "eth0").unwrap(), Some(b));
+        // After .3, the search wraps round to .2 (the gateway .1 is reserved).
+        assert_eq!(
+            l.allocate("c3", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+                .unwrap(),
+            a
+        );
+    }
+
+    #[test]
+    fn stale_temps_are_removed_and_corrupt_leases_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "net");
+        drop(store.lock().unwrap());
+        fs::write(store.dir().join(".tmp-10.0.0.5.999"), b"half").unwrap();
+        let l = store.lock().unwrap();
+        assert!(!store.dir().join(".tmp-10.0.0.5.999").exists());
+        fs::write(store.dir().join("10.0.0.9"), b"{").unwrap();
+        let e = l.leases().unwrap_err();
+        assert!(e.to_string().contains("10.0.0.9"), "{e}");
+    }
+
+    #[test]
+    fn concurrent_allocations_never_collide() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().to_path_buf();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    // A Store per thread opens its own lock file description, as separate
+                    // processes would; flock excludes them from each other.
+                    let store = Store::new(&path, "net");
+                    let l = store.lock().unwrap();
+                    l.allocate(
+                        &format!("c{i}"),
+                        "eth0",
+                        ip("10.0.0.1"),
+                        ip("10.0.0.254"),
+                        &[],
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut got: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 16);
+    }
+}
