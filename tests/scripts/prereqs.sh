@@ -10,7 +10,7 @@ packages=(
   busybox-static docker-registry skopeo umoci iproute2 nftables iptables util-linux procps
   containernetworking-plugins
   # anchors for conformance tests and benchmarks
-  runc crun hyperfine strace
+  runc crun hyperfine strace etcd-server
 )
 
 missing=()
