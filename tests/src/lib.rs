@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod control_etcd;
 pub mod fixtures;
+pub mod images;
 pub mod layering;
 pub mod leakguard;
 pub mod privileged;

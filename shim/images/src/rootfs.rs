@@ -1,0 +1,109 @@
+//! A container rootfs: an overlay mount of an image's snapshot chain (read-only lower dirs)
+//! plus a writable upper dir owned by the container.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("mounting overlay at {target} (lowerdir={lower}): {source}")]
+    Mount {
+        target: PathBuf,
+        lower: String,
+        source: nix::Error,
+    },
+    #[error("unmounting {target}: {source}")]
+    Unmount { target: PathBuf, source: nix::Error },
+    #[error("{path}: overlay option paths may not contain ',' or ':'")]
+    BadPath { path: PathBuf },
+}
+
+/// A mounted rootfs; unmounted by [`Rootfs::unmount`] (or on drop, best effort).
+#[derive(Debug)]
+pub struct Rootfs {
+    target: PathBuf,
+    mounted: bool,
+}
+
+impl Rootfs {
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn unmount(mut self) -> Result<(), RootfsError> {
+        self.mounted = false;
+        umount2(&self.target, MntFlags::empty()).map_err(|source| RootfsError::Unmount {
+            target: self.target.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = umount2(&self.target, MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn check(p: &Path) -> Result<String, RootfsError> {
+    let s = p.display().to_string();
+    if s.contains(',') || s.contains(':') {
+        return Err(RootfsError::BadPath { path: p.into() });
+    }
+    Ok(s)
+}
+
+/// Mounts image `key` at `target` with `state` holding the container's `upper/` and `work/`.
+pub fn mount_rootfs(
+    store: &Store,
+    key: &str,
+    state: &Path,
+    target: &Path,
+) -> Result<Rootfs, RootfsError> {
+    let lowers = store.lower_dirs(key)?;
+    let upper = state.join("upper");
+    let work = state.join("work");
+    for d in [&upper, &work, &target.to_path_buf()] {
+        fs::create_dir_all(d).map_err(|source| RootfsError::Io {
+            path: d.clone(),
+            source,
+        })?;
+    }
+    let lower = lowers
+        .iter()
+        .map(|p| check(p))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        check(&upper)?,
+        check(&work)?
+    );
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|source| RootfsError::Mount {
+        target: target.into(),
+        lower,
+        source,
+    })?;
+    Ok(Rootfs {
+        target: target.into(),
+        mounted: true,
+    })
+}
