@@ -7,4 +7,6 @@ pub mod fixtures;
 pub mod images;
 pub mod layering;
 pub mod leakguard;
+pub mod netlab;
+pub mod netlab_cni;
 pub mod privileged;
