@@ -117,3 +117,39 @@ pub fn list_tree(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Pushes `src` to `registry` as `repo_tag` with skopeo, authenticating as `creds` (`user:pass`).
+pub fn push_with_creds(host: &str, src: &str, repo_tag: &str, creds: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            "--dest-creds",
+            creds,
+            src,
+        ])
+        .arg(format!("docker://{host}/{repo_tag}"))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skopeo copy {src}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// An htpasswd file with one bcrypt entry.
+pub fn write_htpasswd(path: &Path, user: &str, password: &str) -> anyhow::Result<()> {
+    let hash = bcrypt::hash(password, 5)?;
+    std::fs::write(path, format!("{user}:{hash}\n"))?;
+    Ok(())
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}

@@ -32,7 +32,10 @@ fn multilayer_image_pulls_by_tag_and_digest_and_mounts_as_the_expected_tree() {
     registry.push(&layout.skopeo_ref("v1"), "multi:v1").unwrap();
     let host = registry.host();
 
-    let store = open_store(&tmp.path().join("store"), client_config(&[host.clone()]));
+    let store = open_store(
+        &tmp.path().join("store"),
+        client_config(std::slice::from_ref(&host)),
+    );
     let report = store
         .pull(&format!("{host}/multi:v1"), &NoProgress)
         .unwrap();
@@ -111,7 +114,10 @@ fn images_sharing_base_layers_reuse_their_snapshots() {
     registry.push(&layout.skopeo_ref("a"), "app:a").unwrap();
     registry.push(&layout.skopeo_ref("b"), "app:b").unwrap();
     let host = registry.host();
-    let store = open_store(&tmp.path().join("store"), client_config(&[host.clone()]));
+    let store = open_store(
+        &tmp.path().join("store"),
+        client_config(std::slice::from_ref(&host)),
+    );
     store.pull(&format!("{host}/app:a"), &NoProgress).unwrap();
     let rb = store.pull(&format!("{host}/app:b"), &NoProgress).unwrap();
     assert_eq!(rb.layers[0].1, LayerAction::Reused);
@@ -161,7 +167,10 @@ fn an_index_resolves_to_the_linux_amd64_manifest() {
     let status = put_manifest(registry.addr(), "bb", "multi", OCI_INDEX, &index).unwrap();
     assert_eq!(status, 201);
     let host = registry.host();
-    let store = open_store(&tmp.path().join("store"), client_config(&[host.clone()]));
+    let store = open_store(
+        &tmp.path().join("store"),
+        client_config(std::slice::from_ref(&host)),
+    );
     let report = store
         .pull(&format!("{host}/bb:multi"), &NoProgress)
         .unwrap();
@@ -188,7 +197,10 @@ fn plain_http_is_refused_unless_the_registry_is_marked_insecure_and_missing_tags
         .to_string();
     assert!(err.contains(&format!("https://{host}")), "{err}");
 
-    let store = open_store(&tmp.path().join("store2"), client_config(&[host.clone()]));
+    let store = open_store(
+        &tmp.path().join("store2"),
+        client_config(std::slice::from_ref(&host)),
+    );
     let err = store
         .pull(&format!("{host}/bb:nope"), &NoProgress)
         .unwrap_err()

@@ -41,7 +41,7 @@ pub enum RegistryError {
     NotFound { url: String, body: String },
     #[error("{url}: unauthorized: {detail}")]
     Unauthorized { url: String, detail: String },
-    #[error("{url}: {what} is {got} bytes, the manifest declares {want}")]
+    #[error("{url}: size mismatch: {what} is {got} bytes, the manifest declares {want}")]
     SizeMismatch {
         url: String,
         what: String,
