@@ -282,7 +282,10 @@ fn check_process_limits(spec: &Spec, host: &HostLimits) -> Result<()> {
         }
     }
     for rl in process.rlimits().iter().flatten() {
-        let name = format!("{:?}", rl.typ());
+        let name = serde_json::to_value(rl.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{:?}", rl.typ()));
         if rl.soft() > rl.hard() {
             return Err(invalid(format!(
                 "process.rlimits {name}: soft limit {} is above hard limit {}",

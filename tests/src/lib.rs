@@ -10,3 +10,4 @@ pub mod leakguard;
 pub mod netlab;
 pub mod netlab_cni;
 pub mod privileged;
+pub mod runtime_cli;
