@@ -367,7 +367,7 @@ pub async fn routes_via(
     h: &Handle,
     idx: u32,
 ) -> Result<Vec<(ipnet::Ipv4Net, Option<Ipv4Addr>)>, LinkError> {
-    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
     let msgs: Vec<_> = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -381,7 +381,7 @@ pub async fn routes_via(
             RouteAttribute::Oif(i) => Some(*i),
             _ => None,
         });
-        if oif != Some(idx) {
+        if oif != Some(idx) || m.header.table != RouteHeader::RT_TABLE_MAIN {
             continue;
         }
         let dst = m

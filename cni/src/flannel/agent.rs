@@ -1,0 +1,200 @@
+//! The agent's life: [`Agent::start`] takes the lease, sets up the device, writes subnet.env and
+//! publishes this node; [`Agent::reconcile`] (run every resync period) makes the kernel's
+//! per-peer entries match the registry: program new or changed nodes, withdraw gone ones.
+//! Everything is derived from the registry and the kernel, so restarts need no local state.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use rtnetlink::Handle;
+
+use super::{
+    config::{AgentConfig, SubnetSource},
+    registry::{self, NodeRecord, Peer, RegistryError},
+    subnet_env::{SubnetEnv, SubnetEnvError},
+    vxlan::{self, Device, VxlanError},
+};
+use crate::{
+    link::{self, LinkError},
+    netns::{self, NetnsError},
+    sysctl::{self, SysctlError},
+};
+
+/// VXLAN over IPv4 adds 50 bytes (outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8).
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("subnet source \"kubernetes\" (Node spec.podCIDR from the cluster API) is not implemented yet; use \"static\"")]
+    KubernetesNotImplemented,
+    #[error("uplink {0} not found")]
+    NoUplink(String),
+    #[error("uplink {0} has no IPv4 address; set publicIP")]
+    NoPublicIp(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Vxlan(#[from] VxlanError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("subnet file: {0}")]
+    SubnetEnv(#[from] SubnetEnvError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    pub cfg: AgentConfig,
+    pub subnet: Ipv4Net,
+    pub public_ip: Ipv4Addr,
+    pub device: Device,
+    h: Handle,
+}
+
+/// What one reconcile did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub peers: Vec<String>,
+    pub withdrawn: Vec<Ipv4Net>,
+    pub rejected: Vec<String>,
+}
+
+impl Agent {
+    /// Takes the lease, sets up the device and publishes this node. Must run in a tokio runtime.
+    pub async fn start(cfg: AgentConfig) -> Result<Self, AgentError> {
+        let (subnet, registry_dir) = match &cfg.subnet_source {
+            SubnetSource::Static {
+                subnet,
+                registry_dir,
+            } => (subnet.trunc(), registry_dir.clone()),
+            SubnetSource::Kubernetes { .. } => return Err(AgentError::KubernetesNotImplemented),
+        };
+        let h = netns::netlink_here()?;
+        let uplink = link::get(&h, &cfg.iface)
+            .await?
+            .ok_or_else(|| AgentError::NoUplink(cfg.iface.clone()))?;
+        let public_ip = match cfg.public_ip {
+            Some(ip) => ip,
+            None => link::addrs(&h, uplink.header.index)
+                .await?
+                .first()
+                .map(|(ip, _)| *ip)
+                .ok_or_else(|| AgentError::NoPublicIp(cfg.iface.clone()))?,
+        };
+        let mtu = link::mtu_of(&uplink).unwrap_or(1500) - VXLAN_OVERHEAD;
+        let device = vxlan::ensure_device(
+            &h,
+            &cfg.vxlan,
+            uplink.header.index,
+            public_ip,
+            mtu,
+            subnet.network(),
+        )
+        .await?;
+        // The node routes between its bridge and the overlay.
+        sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        let gateway = Ipv4Net::new(
+            Ipv4Addr::from(u32::from(subnet.network()) + 1),
+            subnet.prefix_len(),
+        )
+        .expect("prefix of a valid net");
+        SubnetEnv {
+            network: cfg.network,
+            subnet: gateway,
+            mtu,
+            ipmasq: cfg.ip_masq,
+        }
+        .write(&cfg.subnet_file)?;
+        registry::publish(
+            &registry_dir,
+            &NodeRecord::new(
+                &cfg.node_name,
+                subnet,
+                public_ip,
+                cfg.vxlan.vni,
+                &device.mac,
+            ),
+        )?;
+        tracing::info!(node = %cfg.node_name, %subnet, %public_ip, vtep = %device.mac, mtu, "agent started");
+        Ok(Agent {
+            cfg,
+            subnet,
+            public_ip,
+            device,
+            h,
+        })
+    }
+
+    fn registry_dir(&self) -> &std::path::Path {
+        match &self.cfg.subnet_source {
+            SubnetSource::Static { registry_dir, .. } => registry_dir,
+            SubnetSource::Kubernetes { .. } => unreachable!("rejected in start"),
+        }
+    }
+
+    /// Makes the per-peer kernel state match the registry.
+    pub async fn reconcile(&self) -> Result<Report, AgentError> {
+        let (records, bad) = registry::read_all(self.registry_dir())?;
+        let mut report = Report::default();
+        for b in bad {
+            report.rejected.push(b.to_string());
+        }
+        let mut want: BTreeMap<Ipv4Net, Peer> = BTreeMap::new();
+        for rec in records.iter().filter(|r| r.name != self.cfg.node_name) {
+            let peer = match rec.peer() {
+                Ok(p) => p,
+                Err(why) => {
+                    report.rejected.push(format!("node {}: {why}", rec.name));
+                    continue;
+                }
+            };
+            let problem = if !self.cfg.network.contains(&peer.subnet) {
+                Some(format!(
+                    "subnet {} is outside network {}",
+                    peer.subnet, self.cfg.network
+                ))
+            } else if peer.subnet.contains(&self.subnet) || self.subnet.contains(&peer.subnet) {
+                Some(format!(
+                    "subnet {} overlaps this node's {}",
+                    peer.subnet, self.subnet
+                ))
+            } else if peer.vni != self.cfg.vxlan.vni {
+                Some(format!(
+                    "VNI {} differs from ours ({})",
+                    peer.vni, self.cfg.vxlan.vni
+                ))
+            } else if want.contains_key(&peer.subnet) {
+                Some(format!(
+                    "subnet {} is claimed by another node too",
+                    peer.subnet
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = problem {
+                report.rejected.push(format!("node {}: {why}", rec.name));
+                continue;
+            }
+            want.insert(peer.subnet, peer);
+        }
+        for p in want.values() {
+            vxlan::program_peer(&self.h, &self.device, p).await?;
+            report.peers.push(p.name.clone());
+        }
+        for (subnet, gw) in vxlan::programmed(&self.h, &self.device, self.cfg.network).await? {
+            if !want.contains_key(&subnet) {
+                vxlan::withdraw(&self.h, &self.device, subnet, gw).await?;
+                tracing::info!(%subnet, "withdrew routes of a node that left");
+                report.withdrawn.push(subnet);
+            }
+        }
+        for r in &report.rejected {
+            tracing::warn!("{r}");
+        }
+        Ok(report)
+    }
+}

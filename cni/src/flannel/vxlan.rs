@@ -1,0 +1,233 @@
+//! The VXLAN device and the per-peer programming flannel's vxlan backend does:
+//!
+//! ```text
+//! neighbour  <peer subnet network addr> lladdr <peer VTEP MAC> dev flannel.1 permanent
+//! fdb        <peer VTEP MAC> dev flannel.1 dst <peer public IP> self permanent
+//! route      <peer subnet> via <peer subnet network addr> dev flannel.1 onlink
+//! ```
+//! Learning is off, so the kernel only ever uses these entries.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures_util::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::{
+    packet_route::{
+        link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage},
+        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage},
+        AddressFamily,
+    },
+    Handle, LinkVxlan,
+};
+
+use super::{config::VxlanConfig, registry::Peer};
+use crate::link::{self, LinkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VxlanError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("{op} on {device}: {source}")]
+    Netlink {
+        op: String,
+        device: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+fn nl(op: impl Into<String>, device: &str) -> impl FnOnce(rtnetlink::Error) -> VxlanError + '_ {
+    let op = op.into();
+    move |source| VxlanError::Netlink {
+        op,
+        device: device.to_string(),
+        source,
+    }
+}
+
+/// The device as set up.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    pub index: u32,
+    pub mac: String,
+    pub mtu: u32,
+}
+
+/// Whether an existing link already is the device we want (so a restart keeps it).
+fn matches(m: &LinkMessage, cfg: &VxlanConfig, uplink: u32, local: Ipv4Addr, mtu: u32) -> bool {
+    let mut kind_ok = false;
+    let mut data: &[InfoVxlan] = &[];
+    for a in &m.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos {
+                match i {
+                    LinkInfo::Kind(InfoKind::Vxlan) => kind_ok = true,
+                    LinkInfo::Data(InfoData::Vxlan(d)) => data = d,
+                    _ => {}
+                }
+            }
+        }
+    }
+    kind_ok
+        && link::mtu_of(m) == Some(mtu)
+        && data.contains(&InfoVxlan::Id(cfg.vni))
+        && data.contains(&InfoVxlan::Port(cfg.port))
+        && data.contains(&InfoVxlan::Local(local))
+        && data.contains(&InfoVxlan::Link(uplink))
+        && data.contains(&InfoVxlan::Learning(false))
+}
+
+/// Creates the VXLAN device (or keeps a matching one), with `addr/32` on it, up.
+pub async fn ensure_device(
+    h: &Handle,
+    cfg: &VxlanConfig,
+    uplink: u32,
+    local: Ipv4Addr,
+    mtu: u32,
+    addr: Ipv4Addr,
+) -> Result<Device, VxlanError> {
+    let name = cfg.device.as_str();
+    match link::get(h, name).await? {
+        Some(m) if matches(&m, cfg, uplink, local, mtu) => {}
+        existing => {
+            if existing.is_some() {
+                tracing::warn!(
+                    device = name,
+                    "existing device differs from the config; recreating it"
+                );
+                link::delete(h, name).await?;
+            }
+            let msg = LinkVxlan::new(name, cfg.vni)
+                .dev(uplink)
+                .port(cfg.port)
+                .local(local)
+                .learning(false)
+                .mtu(mtu)
+                .up()
+                .build();
+            h.link()
+                .add(msg)
+                .execute()
+                .await
+                .map_err(nl("creating vxlan device", name))?;
+        }
+    }
+    let m = link::get(h, name)
+        .await?
+        .ok_or_else(|| LinkError::NotFound { name: name.into() })?;
+    link::ensure_addr(h, m.header.index, name, addr, 32).await?;
+    link::up(h, name, m.header.index).await?;
+    Ok(Device {
+        name: name.into(),
+        index: m.header.index,
+        mac: link::mac_of(&m),
+        mtu,
+    })
+}
+
+/// Programs neighbour, FDB entry and route for `peer` (replace: idempotent, no disruption).
+pub async fn program_peer(h: &Handle, dev: &Device, peer: &Peer) -> Result<(), VxlanError> {
+    let gw = peer.subnet.network();
+    h.neighbours()
+        .add(dev.index, IpAddr::V4(gw))
+        .link_layer_address(&peer.vtep_mac)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl(
+            format!("adding neighbour {gw} of node {}", peer.name),
+            &dev.name,
+        ))?;
+    h.neighbours()
+        .add_bridge(dev.index, &peer.vtep_mac)
+        .destination(IpAddr::V4(peer.public_ip))
+        .flags(NeighbourFlags::Own)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl(
+            format!("adding fdb entry of node {}", peer.name),
+            &dev.name,
+        ))?;
+    link::add_route(h, dev.index, &dev.name, peer.subnet, Some(gw), true).await?;
+    Ok(())
+}
+
+/// Routes to remote subnets currently programmed on the device: (subnet, gateway).
+pub async fn programmed(
+    h: &Handle,
+    dev: &Device,
+    network: Ipv4Net,
+) -> Result<Vec<(Ipv4Net, Ipv4Addr)>, VxlanError> {
+    Ok(link::routes_via(h, dev.index)
+        .await?
+        .into_iter()
+        .filter_map(|(dst, gw)| Some((dst, gw?)))
+        .filter(|(dst, _)| network.contains(dst))
+        .collect())
+}
+
+async fn neighbours(
+    h: &Handle,
+    dev: &Device,
+    family: AddressFamily,
+) -> Result<Vec<NeighbourMessage>, VxlanError> {
+    let all: Vec<NeighbourMessage> = h
+        .neighbours()
+        .get()
+        .set_address_family(family)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing neighbours", &dev.name))?;
+    Ok(all
+        .into_iter()
+        .filter(|n| n.header.ifindex == dev.index)
+        .collect())
+}
+
+fn lladdr(n: &NeighbourMessage) -> Option<&[u8]> {
+    n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(m) => Some(m.as_slice()),
+        _ => None,
+    })
+}
+
+/// Withdraws a remote subnet: its route, the neighbour entry of its gateway and the FDB entry of
+/// that neighbour's MAC.
+pub async fn withdraw(
+    h: &Handle,
+    dev: &Device,
+    subnet: Ipv4Net,
+    gw: Ipv4Addr,
+) -> Result<(), VxlanError> {
+    link::del_route(h, dev.index, subnet).await?;
+    let mut mac = None;
+    for n in neighbours(h, dev, AddressFamily::Inet).await? {
+        let dst = n.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        });
+        if dst == Some(gw) {
+            mac = lladdr(&n).map(<[u8]>::to_vec);
+            h.neighbours()
+                .del(n)
+                .execute()
+                .await
+                .map_err(nl(format!("deleting neighbour {gw}"), &dev.name))?;
+        }
+    }
+    if let Some(mac) = mac {
+        for n in neighbours(h, dev, AddressFamily::Bridge).await? {
+            if lladdr(&n) == Some(mac.as_slice()) {
+                h.neighbours()
+                    .del(n)
+                    .execute()
+                    .await
+                    .map_err(nl("deleting fdb entry", &dev.name))?;
+            }
+        }
+    }
+    Ok(())
+}

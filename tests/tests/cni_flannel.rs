@@ -1,0 +1,293 @@
+//! Three nodes on an underlay bridge (all namespaces the test makes), each running pea-flanneld
+//! and pea-cni: pods on different nodes reach each other over VXLAN; a node that leaves has its
+//! routes withdrawn everywhere; an agent restart leaves pods undisturbed.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use pea_tests::{
+    netlab::{veth, wait_for, Netns},
+    netlab_cni::{pea_cni_dir, result_ip, ConfList},
+    privileged::{require_program, require_root},
+};
+use serde_json::{json, Value};
+
+/// A running agent; killed on drop.
+struct AgentProc(Child);
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct LabNode {
+    ns: Netns,
+    dir: tempfile::TempDir,
+    subnet: String,
+    agent: Option<AgentProc>,
+    net: ConfList,
+}
+
+impl LabNode {
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("flanneld.json")
+    }
+    fn subnet_env(&self) -> PathBuf {
+        self.dir.path().join("subnet.env")
+    }
+    fn start_agent(&mut self) -> Result<()> {
+        let bin = pea_cni_dir()?.join("pea-flanneld");
+        let log = std::fs::File::create(self.dir.path().join("agent.log"))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns.path().display()))
+            .arg(bin)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("PEA_FLANNELD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting pea-flanneld")?;
+        self.agent = Some(AgentProc(child));
+        Ok(())
+    }
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+    /// Remote subnets routed over flannel.1.
+    fn overlay_routes(&self) -> Result<Vec<String>> {
+        let v = self
+            .ns
+            .ip_json(&["-4", "route", "show", "dev", "flannel.1"])?;
+        let mut r: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["dst"].as_str().map(String::from))
+            .collect();
+        r.sort();
+        Ok(r)
+    }
+    fn fdb_dsts(&self) -> Result<Vec<String>> {
+        let out = self
+            .ns
+            .exec(&["bridge", "-j", "fdb", "show", "dev", "flannel.1"])?;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["dst"].as_str().map(String::from))
+            .collect())
+    }
+}
+
+fn lab(n: usize, registry: &Path, lab_ns: &Netns) -> Result<Vec<LabNode>> {
+    lab_ns.ip(&["link", "add", "under0", "type", "bridge"])?;
+    lab_ns.ip(&["link", "set", "under0", "up"])?;
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        let ns = Netns::new("node")?;
+        veth(&ns, "eth0", lab_ns, &format!("n{i}"))?;
+        lab_ns.ip(&["link", "set", &format!("n{i}"), "master", "under0"])?;
+        ns.ip(&["addr", "add", &format!("192.168.50.{i}/24"), "dev", "eth0"])?;
+        let dir = tempfile::tempdir()?;
+        let subnet = format!("10.244.{i}.0/24");
+        let cfg = json!({
+            "network": "10.244.0.0/16",
+            "nodeName": format!("node{i}"),
+            "iface": "eth0",
+            "subnetSource": {"static": {"subnet": subnet, "registryDir": registry}},
+            "subnetFile": dir.path().join("subnet.env"),
+            "resyncMillis": 100
+        });
+        std::fs::write(dir.path().join("flanneld.json"), serde_json::to_vec(&cfg)?)?;
+        let plugin = json!({
+            "type": "pea-cni",
+            "subnetFile": dir.path().join("subnet.env"),
+            "ipam": {"dataDir": dir.path().join("leases")}
+        });
+        let net = ConfList::new(
+            "overlay",
+            "1.1.0",
+            vec![plugin],
+            vec![pea_cni_dir()?],
+            ns.path(),
+        );
+        nodes.push(LabNode {
+            ns,
+            dir,
+            subnet,
+            agent: None,
+            net,
+        });
+    }
+    Ok(nodes)
+}
+
+#[test]
+fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() -> Result<()> {
+    require_root();
+    for p in ["nsenter", "nft", "bridge", "/bin/busybox"] {
+        require_program(p);
+    }
+    let registry = tempfile::tempdir()?;
+    let lab_ns = Netns::new("lab")?;
+    let mut nodes = lab(3, registry.path(), &lab_ns)?;
+    for n in &mut nodes {
+        n.start_agent()?;
+    }
+    for n in &nodes {
+        let others: Vec<String> = nodes
+            .iter()
+            .filter(|o| o.subnet != n.subnet)
+            .map(|o| o.subnet.clone())
+            .collect();
+        let ok = wait_for(
+            Duration::from_secs(10),
+            || Ok(n.overlay_routes()? == others),
+        )?;
+        assert!(
+            ok,
+            "routes on {}: {:?}; log: {}",
+            n.ns.name,
+            n.overlay_routes()?,
+            n.agent_log()
+        );
+    }
+
+    // The device is what flannel's vxlan backend makes.
+    let d = nodes[0]
+        .ns
+        .ip_json(&["-d", "link", "show", "dev", "flannel.1"])?;
+    let info = &d[0]["linkinfo"]["info_data"];
+    assert_eq!(info["id"], 1, "{d}");
+    assert_eq!(info["port"], 8472, "{d}");
+    assert_eq!(info["learning"], false, "{d}");
+    assert_eq!(info["local"], "192.168.50.1", "{d}");
+    assert_eq!(d[0]["mtu"], 1450, "uplink 1500 - 50: {d}");
+    assert_eq!(
+        nodes[0].ns.addrs("flannel.1")?,
+        vec!["10.244.1.0/32".to_string()]
+    );
+    let env = std::fs::read_to_string(nodes[0].subnet_env())?;
+    assert_eq!(
+        env,
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+    );
+    let mut fdb = nodes[0].fdb_dsts()?;
+    fdb.sort();
+    assert_eq!(fdb, vec!["192.168.50.2", "192.168.50.3"]);
+    // The published record carries flannel's annotation names.
+    let rec: Value = serde_json::from_slice(&std::fs::read(registry.path().join("node2.json"))?)?;
+    assert_eq!(
+        rec["annotations"]["flannel.alpha.coreos.com/public-ip"],
+        "192.168.50.2"
+    );
+    let data: Value = serde_json::from_str(
+        rec["annotations"]["flannel.alpha.coreos.com/backend-data"]
+            .as_str()
+            .unwrap(),
+    )?;
+    let mac2 = nodes[1].ns.ip_json(&["link", "show", "dev", "flannel.1"])?[0]["address"].clone();
+    assert_eq!(data["VtepMAC"], mac2);
+    assert_eq!(data["VNI"], 1);
+
+    // One pod per node, addressed from the subnet file.
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
+    let mut ips = Vec::new();
+    for (i, (n, p)) in nodes.iter().zip(&pods).enumerate() {
+        let r = n
+            .net
+            .add(&format!("pod{i}"), &p.path(), "eth0", &Value::Null)?;
+        let ip = result_ip(&r).unwrap();
+        assert!(ip.starts_with(&format!("10.244.{}.", i + 1)), "{ip}");
+        assert_eq!(r["interfaces"][2]["mtu"], 1450, "{r}");
+        ips.push(ip);
+    }
+    // Across nodes: ICMP both ways round the triangle, and TCP.
+    for (a, b) in [(0, 1), (1, 2), (2, 0), (0, 2)] {
+        assert!(
+            pods[a].ping(&ips[b])?,
+            "pod{a} ({}) cannot ping pod{b} ({})",
+            ips[a],
+            ips[b]
+        );
+    }
+    let _srv = pods[2].tcp_echo_server(7009)?;
+    let got = pods[0].tcp_echo(format!("{}:7009", ips[2]).parse()?, b"across the overlay")?;
+    assert_eq!(got, b"across the overlay");
+
+    // Restarting an agent keeps the overlay: routes stay while it is down, pods keep talking.
+    nodes[0].agent = None;
+    assert_eq!(nodes[0].overlay_routes()?.len(), 2);
+    nodes[0].start_agent()?;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pods[0].ping(&ips[1])?, "ping after agent restart");
+    assert_eq!(nodes[0].overlay_routes()?.len(), 2);
+
+    // node3 leaves: its agent stops and its record goes (as its Node object would).
+    nodes[2].agent = None;
+    std::fs::remove_file(registry.path().join("node3.json"))?;
+    for n in &nodes[..2] {
+        let ok = wait_for(Duration::from_secs(10), || {
+            Ok(!n.overlay_routes()?.contains(&"10.244.3.0/24".to_string()))
+        })?;
+        assert!(
+            ok,
+            "{} still routes to node3: {:?}",
+            n.ns.name,
+            n.overlay_routes()?
+        );
+        assert!(!n.fdb_dsts()?.contains(&"192.168.50.3".to_string()));
+        let neigh = n.ns.ip_json(&["neigh", "show", "dev", "flannel.1"])?;
+        assert!(!neigh.to_string().contains("10.244.3.0"), "{neigh}");
+    }
+    assert!(
+        !pods[0].ping(&ips[2])?,
+        "node3's pod still reachable after withdrawal"
+    );
+    assert!(pods[0].ping(&ips[1])?, "node2 must stay reachable");
+
+    for (i, (n, p)) in nodes.iter().zip(&pods).enumerate() {
+        n.net.del(
+            &format!("pod{i}"),
+            &p.path().display().to_string(),
+            "eth0",
+            &Value::Null,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn kubernetes_subnet_source_says_not_implemented() -> Result<()> {
+    require_root();
+    let node = Netns::new("node")?;
+    let dir = tempfile::tempdir()?;
+    let cfg = json!({
+        "network": "10.244.0.0/16", "nodeName": "k", "iface": "lo",
+        "subnetSource": {"kubernetes": {}},
+        "subnetFile": dir.path().join("subnet.env")
+    });
+    let path = dir.path().join("c.json");
+    std::fs::write(&path, serde_json::to_vec(&cfg)?)?;
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", node.path().display()))
+        .arg(pea_cni_dir()?.join("pea-flanneld"))
+        .args(["--once", "--config"])
+        .arg(&path)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not implemented"), "{err}");
+    assert!(!dir.path().join("subnet.env").exists());
+    assert_eq!(node.links()?, vec!["lo".to_string()]);
+    Ok(())
+}
