@@ -258,9 +258,11 @@ fn check_mounts(rootfs: &Path, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn cap_index(cap: &oci_spec::runtime::Capability) -> Option<u8> {
+/// The capability's number and its spec name ("CAP_SYS_ADMIN").
+fn cap_index(cap: &oci_spec::runtime::Capability) -> Option<(u8, String)> {
     let name = serde_json::to_value(cap).ok()?.as_str()?.to_string();
-    name.parse::<caps::Capability>().ok().map(|c| c.index())
+    let idx = name.parse::<caps::Capability>().ok()?.index();
+    Some((idx, name))
 }
 
 fn check_process_limits(spec: &Spec, host: &HostLimits) -> Result<()> {
@@ -315,10 +317,10 @@ fn check_process_limits(spec: &Spec, host: &HostLimits) -> Result<()> {
         ];
         for (set, caps) in sets {
             for cap in caps.iter().flatten() {
-                if let Some(i) = cap_index(cap) {
+                if let Some((i, name)) = cap_index(cap) {
                     if !host.bounding.contains(&i) {
                         return Err(invalid(format!(
-                            "process.capabilities.{set}: {cap} is not in the runtime's capability \
+                            "process.capabilities.{set}: {name} is not in the runtime's capability \
                              bounding set, so the kernel refuses it"
                         )));
                     }

@@ -107,7 +107,6 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
     let c = match built {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %crate::error::chain(&e), "create failed");
             if !matches!(e, libcontainer::error::LibcontainerError::Exist) {
                 cleanup_failed(&dir, &a.id);
             }
@@ -153,7 +152,11 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
 
 /// libcontainer removes its cgroup and state dir on a failed build; make sure of it.
 fn cleanup_failed(dir: &Path, id: &str) {
-    if let Ok(mut c) = libcontainer::container::Container::load(dir.to_path_buf()) {
+    let loaded = dir
+        .join("state.json")
+        .exists()
+        .then(|| libcontainer::container::Container::load(dir.to_path_buf()));
+    if let Some(Ok(mut c)) = loaded {
         if let Some(pid) = c.pid() {
             // SAFETY: kill with integer arguments.
             unsafe { libc::kill(pid.as_raw(), libc::SIGKILL) };
