@@ -376,14 +376,7 @@ impl Store {
         let resumable = !self.blob_path(&job.layer.digest).exists()
             && fs::metadata(self.partial_path(&job.layer.digest)).is_ok_and(|m| m.len() > 0);
         let mut result = self.unpack_into(job, &tmp, obs);
-        if resumable
-            && matches!(
-                &result,
-                Err(PullError::LayerDigest { .. }
-                    | PullError::DiffId { .. }
-                    | PullError::LayerSize { .. })
-            )
-        {
+        if resumable && result.as_ref().is_err_and(|e| !keep_partial(e)) {
             // The resumed prefix may have been bad: start once more from nothing.
             warn!("resumed download did not verify; downloading again from the start");
             let _ = fs::remove_dir_all(&tmp);

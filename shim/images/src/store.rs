@@ -525,3 +525,109 @@ pub(crate) fn find_in<'a>(f: &'a ImagesFile, key: &str) -> Result<&'a ImageRecor
     }
     Err(StoreError::NotFound(key.into()))
 }
+
+/// Where GC gets disk numbers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskSource {
+    /// The filesystem holding the store (statvfs).
+    Filesystem,
+    /// A disk of `capacity` bytes holding `other_used` bytes besides the store (tests, quotas).
+    Fixed { capacity: u64, other_used: u64 },
+}
+
+/// What a GC run did.
+#[derive(Debug, Clone)]
+pub struct GcReport {
+    pub plan: crate::gc::Plan,
+    pub pruned: PruneReport,
+}
+
+impl Store {
+    /// Bytes per layer (snapshot + blob), keyed by ChainID, for every layer images reference.
+    pub fn layer_sizes(&self) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for img in self.list()? {
+            for l in &img.layers {
+                if !out.contains_key(l.chain_id.as_str()) {
+                    out.insert(l.chain_id.to_string(), self.layer_bytes(l)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs image GC: plans with `policy` (images named in `in_use` are kept) and removes.
+    pub fn gc(
+        &self,
+        policy: &crate::gc::GcPolicy,
+        disk: DiskSource,
+        in_use: &[String],
+    ) -> Result<GcReport, StoreError> {
+        let plan = self.plan_gc(policy, disk, in_use)?;
+        if !plan.removals.is_empty() {
+            let ids: BTreeSet<String> = plan.removals.iter().map(|r| r.id.clone()).collect();
+            self.update_images(|f| {
+                f.images.retain(|id, _| !ids.contains(id.as_str()));
+                Ok(())
+            })?;
+            for r in &plan.removals {
+                info!(image = %r.id, reason = ?r.reason, freed = r.freed_bytes, "image garbage collected");
+            }
+        }
+        let pruned = self.prune()?;
+        Ok(GcReport { plan, pruned })
+    }
+
+    /// What [`Store::gc`] would remove now.
+    pub fn plan_gc(
+        &self,
+        policy: &crate::gc::GcPolicy,
+        disk: DiskSource,
+        in_use: &[String],
+    ) -> Result<crate::gc::Plan, StoreError> {
+        let images = self.list()?;
+        let sizes = self.layer_sizes()?;
+        let usage = match disk {
+            DiskSource::Filesystem => {
+                let (capacity, available) =
+                    fsutil::fs_stats(&self.root).map_err(io_err(&self.root))?;
+                crate::gc::Usage {
+                    capacity,
+                    available,
+                }
+            }
+            DiskSource::Fixed {
+                capacity,
+                other_used,
+            } => {
+                let used = other_used + sizes.values().sum::<u64>();
+                crate::gc::Usage {
+                    capacity,
+                    available: capacity.saturating_sub(used),
+                }
+            }
+        };
+        let mut in_use_ids = BTreeSet::new();
+        for key in in_use {
+            in_use_ids.insert(self.find(key)?.id);
+        }
+        let candidates: Vec<crate::gc::Candidate> = images
+            .iter()
+            .map(|i| crate::gc::Candidate {
+                id: i.id.to_string(),
+                layers: i.layers.iter().map(|l| l.chain_id.to_string()).collect(),
+                first_seen: i.first_seen,
+                last_used: i.last_used,
+                in_use: in_use_ids.contains(&i.id),
+                pinned: i.pinned,
+            })
+            .collect();
+        Ok(crate::gc::plan(
+            &candidates,
+            &sizes,
+            usage,
+            policy,
+            self.now(),
+        ))
+    }
+}
