@@ -1,1 +1,24 @@
-//! pea-control: see the README for what is implemented so far.
+//! pea-control: a Kubernetes-compatible API server over a revisioned store
+//! ([`pea_control_store`]): embedded SQLite by default, or etcd v3.
+//!
+//! Request flow: [`server`] (TLS, authentication, body limits) → [`api::Api::handle`] (routing,
+//! authorization) → one handler per verb in [`verbs`] → the store. Errors become a Kubernetes
+//! `Status` in exactly one place ([`status::ApiError::to_status`]).
+
+pub mod api;
+pub mod auth;
+pub mod defaults;
+pub mod discovery;
+pub mod gc;
+pub mod metrics;
+pub mod objects;
+pub mod openapi;
+pub mod pki;
+pub mod request;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod status;
+pub mod table;
+pub mod validation;
+pub mod verbs;

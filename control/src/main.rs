@@ -1,6 +1,74 @@
-//! Thin binary edge of pea-control.
+//! Thin binary edge of pea-control: flags → [`pea_control::server::Config`] → serve until
+//! SIGINT/SIGTERM.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("pea-control: not implemented yet (see README: what works)");
-    std::process::ExitCode::from(2)
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use pea_control::server::{start, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "pea-control", about = "Kubernetes-compatible API server")]
+struct Args {
+    /// JSON config file (fields: dataDir, listen, etcd, insecureHttp, extraSans, bookmarkIntervalSecs).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// State directory (store, PKI, tokens, admin kubeconfig).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Use this etcd v3 endpoint instead of the embedded store.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// Serve plain HTTP (loopback only).
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if args.etcd.is_some() {
+        config.etcd = args.etcd;
+    }
+    config.insecure_http |= args.insecure_http;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let running = start(config).await?;
+        println!(
+            "pea-control listening on {} (kubeconfig: {})",
+            running.addr,
+            running.kubeconfig.display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        running.shutdown().await;
+        Ok(())
+    })
 }

@@ -1,0 +1,381 @@
+//! The request pipeline between HTTP and the store: authentication result in, routing,
+//! authorization, then one verb handler (`verbs/`), and errors out as `Status` at one boundary.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use pea_control_store::Store;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::auth::{authorize, User};
+use crate::discovery;
+use crate::metrics::Metrics;
+use crate::objects;
+use crate::request::{route, Query, RequestInfo, Route};
+use crate::resources::{ResourceDef, Resources};
+use crate::status::ApiError;
+use crate::verbs;
+
+/// Injected wall clock (tests may pin time).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Largest accepted request body (kube-apiserver's limit is 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Shared server state.
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub resources: Resources,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    /// host:port clients should use (discovery's serverAddressByClientCIDRs).
+    pub server_address: String,
+    /// How often watches with allowWatchBookmarks get a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// Generated OpenAPI v3 documents by group-version path.
+    pub openapi_cache: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("store", &self.store).finish()
+    }
+}
+
+/// What a handler answers.
+#[derive(Debug)]
+pub enum Reply {
+    Json {
+        code: u16,
+        body: Value,
+        content_type: &'static str,
+        warnings: Vec<String>,
+    },
+    Text {
+        code: u16,
+        body: String,
+        content_type: &'static str,
+    },
+    /// A watch: newline-delimited JSON events until the sender closes.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Reply {
+    pub fn json(code: u16, body: Value) -> Self {
+        Reply::Json {
+            code,
+            body,
+            content_type: "application/json",
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// An incoming request, as the pipeline sees it.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub accept: &'a str,
+    pub content_type: &'a str,
+    pub body: Bytes,
+    pub user: Option<User>,
+}
+
+/// Everything a verb handler needs.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub api: &'a Arc<Api>,
+    pub info: &'a RequestInfo,
+    pub def: &'a ResourceDef,
+    pub query: &'a Query,
+    pub accept: &'a str,
+    pub content_type: &'a str,
+    pub body: Bytes,
+    pub user: &'a User,
+}
+
+impl Ctx<'_> {
+    pub fn namespace(&self) -> Option<&str> {
+        if self.def.namespaced {
+            self.info.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The object name from the path; 405 without one.
+    pub fn name(&self) -> Result<&str, ApiError> {
+        self.info.name.as_deref().ok_or_else(|| {
+            ApiError::MethodNotAllowed(format!("{} needs an object name", self.info.verb))
+        })
+    }
+
+    pub fn key(&self, name: &str) -> String {
+        self.def.key(self.namespace(), name)
+    }
+
+    pub fn not_found(&self, name: &str) -> ApiError {
+        ApiError::NotFound {
+            group: self.def.group.into(),
+            resource: self.def.plural.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn store_err(
+        &self,
+        name: &str,
+    ) -> impl FnOnce(pea_control_store::StoreError) -> ApiError + '_ {
+        let name = name.to_string();
+        move |e| ApiError::from_store(e, self.def.group, self.def.plural, &name)
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.query.get("dryRun") == Some("All")
+    }
+
+    pub fn now(&self) -> SystemTime {
+        (self.api.clock)()
+    }
+
+    /// Reads the current object (404 when absent).
+    pub async fn current(&self, name: &str) -> Result<(Value, i64), ApiError> {
+        let key = self.key(name);
+        let (kv, _) = self
+            .api
+            .store
+            .get(&key)
+            .await
+            .map_err(self.store_err(name))?;
+        let kv = kv.ok_or_else(|| self.not_found(name))?;
+        Ok((objects::decode(&kv)?, kv.mod_revision))
+    }
+
+    /// Renders one object as the client asked (a Table for kubectl get, else the object).
+    pub fn render_one(&self, obj: Value, code: u16) -> Reply {
+        if crate::table::wants_table(self.accept) && self.info.subresource.is_none() {
+            let include = self.query.get("includeObject").unwrap_or("Metadata");
+            let rv = objects::meta_str(&obj, "resourceVersion").map(str::to_string);
+            return Reply::json(
+                code,
+                crate::table::table(self.def.kind, &[obj], rv, None, self.now(), include),
+            );
+        }
+        Reply::json(code, obj)
+    }
+}
+
+impl Api {
+    /// Handles one request end to end; never panics on client input.
+    pub async fn handle(self: &Arc<Self>, req: Incoming<'_>) -> (Reply, String, String) {
+        let query = Query::parse(req.query);
+        let routed = route(req.method, req.path, query.flag("watch"));
+        let (verb, resource) = match &routed {
+            Some(Route::Resource(i)) => (i.verb.clone(), i.resource.clone()),
+            _ => (req.method.to_lowercase(), String::new()),
+        };
+        let reply = match self.dispatch(&req, routed, &query).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.code() >= 500 {
+                    tracing::warn!(method = req.method, path = req.path, error = %e, "request failed");
+                }
+                Reply::json(e.code(), e.to_status())
+            }
+        };
+        (reply, verb, resource)
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        req: &Incoming<'_>,
+        routed: Option<Route>,
+        query: &Query,
+    ) -> Result<Reply, ApiError> {
+        // Health endpoints answer without credentials, like kube-apiserver's default.
+        if let Some(Route::Health(which)) = &routed {
+            let ok = self.store.current_revision().await.is_ok();
+            return Ok(Reply::Text {
+                code: if ok { 200 } else { 500 },
+                body: if ok {
+                    "ok".into()
+                } else {
+                    format!("[-]etcd failed: {which}")
+                },
+                content_type: "text/plain; charset=utf-8",
+            });
+        }
+        let user = req.user.as_ref().ok_or(ApiError::Unauthorized)?;
+        let routed = routed.ok_or_else(|| ApiError::NoRoute {
+            path: req.path.into(),
+        })?;
+        match routed {
+            Route::Version => Ok(Reply::json(200, discovery::version())),
+            Route::Metrics => Ok(Reply::Text {
+                code: 200,
+                body: self.metrics.render(),
+                content_type: "text/plain; version=0.0.4",
+            }),
+            Route::CoreVersions if discovery::wants_aggregated(req.accept) => Ok(Reply::Json {
+                code: 200,
+                body: discovery::aggregated(&self.resources, true),
+                content_type: discovery::AGGREGATED_CONTENT_TYPE,
+                warnings: vec![],
+            }),
+            Route::Groups if discovery::wants_aggregated(req.accept) => Ok(Reply::Json {
+                code: 200,
+                body: discovery::aggregated(&self.resources, false),
+                content_type: discovery::AGGREGATED_CONTENT_TYPE,
+                warnings: vec![],
+            }),
+            Route::CoreVersions => Ok(Reply::json(
+                200,
+                discovery::core_versions(&self.server_address),
+            )),
+            Route::Groups => Ok(Reply::json(200, discovery::groups(&self.resources))),
+            Route::Group(g) => discovery::group(&self.resources, &g)
+                .map(|v| Reply::json(200, v))
+                .ok_or(ApiError::NoRoute {
+                    path: req.path.into(),
+                }),
+            Route::ResourceList { group, version } => {
+                discovery::resource_list(&self.resources, &group, &version)
+                    .map(|v| Reply::json(200, v))
+                    .ok_or(ApiError::NoRoute {
+                        path: req.path.into(),
+                    })
+            }
+            Route::OpenApi(path) => self.openapi(&path),
+            Route::Health(_) => unreachable!("handled above"),
+            Route::Resource(info) => self.resource(req, &info, query, user).await,
+        }
+    }
+
+    async fn resource(
+        self: &Arc<Self>,
+        req: &Incoming<'_>,
+        info: &RequestInfo,
+        query: &Query,
+        user: &User,
+    ) -> Result<Reply, ApiError> {
+        let def = self
+            .resources
+            .find(&info.api_group, &info.api_version, &info.resource)
+            .ok_or_else(|| ApiError::NoRoute {
+                path: req.path.into(),
+            })?;
+        if let Some(sub) = &info.subresource {
+            if !def.has_subresource(sub) {
+                return Err(ApiError::NoRoute {
+                    path: req.path.into(),
+                });
+            }
+        }
+        if !def.namespaced && info.namespace.is_some() {
+            return Err(ApiError::NoRoute {
+                path: req.path.into(),
+            });
+        }
+        let ctx = Ctx {
+            api: self,
+            info,
+            def,
+            query,
+            accept: req.accept,
+            content_type: req.content_type,
+            body: req.body.clone(),
+            user,
+        };
+        let bound_node = if info.resource == "pods"
+            && info.subresource.is_some()
+            && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
+        {
+            match info.name.as_deref() {
+                Some(n) => ctx.current(n).await.ok().and_then(|(p, _)| {
+                    p.pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                }),
+                None => None,
+            }
+        } else {
+            None
+        };
+        if !authorize(user, info, bound_node.as_deref()) {
+            return Err(ApiError::Forbidden {
+                user: format!("User \"{}\"", user.name),
+                verb: info.verb.clone(),
+                group: info.api_group.clone(),
+                resource: match &info.subresource {
+                    Some(s) => format!("{}/{s}", info.resource),
+                    None => info.resource.clone(),
+                },
+                namespace: info.namespace.clone(),
+            });
+        }
+        match info.verb.as_str() {
+            "get" => verbs::get::handle(&ctx).await,
+            "list" => verbs::list::handle(&ctx).await,
+            "watch" => verbs::watch::handle(&ctx).await,
+            "create" => verbs::create::handle(&ctx).await,
+            "update" => verbs::update::handle(&ctx).await,
+            "patch" => verbs::patch::handle(&ctx).await,
+            "delete" => verbs::delete::handle(&ctx).await,
+            "deletecollection" => verbs::delete_collection::handle(&ctx).await,
+            other => Err(ApiError::MethodNotAllowed(format!("{other} {}", req.path))),
+        }
+    }
+
+    fn openapi(&self, path: &str) -> Result<Reply, ApiError> {
+        let rest = path.trim_matches('/');
+        if rest == "openapi/v3" {
+            return Ok(Reply::json(200, crate::openapi::root(&self.resources)));
+        }
+        if let Some(gv) = rest.strip_prefix("openapi/v3/") {
+            let mut cache = self
+                .openapi_cache
+                .lock()
+                .map_err(|_| ApiError::Internal("openapi cache poisoned".into()))?;
+            if let Some(doc) = cache.get(gv) {
+                return Ok(Reply::json(200, doc.clone()));
+            }
+            let doc = crate::openapi::document(&self.resources, gv)
+                .ok_or_else(|| ApiError::NoRoute { path: path.into() })?;
+            cache.insert(gv.to_string(), doc.clone());
+            return Ok(Reply::json(200, doc));
+        }
+        Err(ApiError::NotImplemented(format!(
+            "{path}: only OpenAPI v3 (/openapi/v3) is served"
+        )))
+    }
+
+    /// Creates the namespaces every cluster starts with, if missing.
+    pub async fn ensure_default_namespaces(&self) -> Result<(), ApiError> {
+        let def = self
+            .resources
+            .find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let mut obj = json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "uid": objects::new_uid(),
+                    "creationTimestamp": objects::rfc3339((self.clock)()),
+                    "labels": {"kubernetes.io/metadata.name": ns}},
+            });
+            crate::defaults::apply("Namespace", &mut obj);
+            match self
+                .store
+                .create(&def.key(None, ns), objects::encode(&obj))
+                .await
+            {
+                Ok(_) | Err(pea_control_store::StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(ApiError::from_store(e, "", "namespaces", ns)),
+            }
+        }
+        Ok(())
+    }
+}

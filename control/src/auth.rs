@@ -1,0 +1,263 @@
+//! Authentication (client certificates signed by our CA, bearer tokens from the token file) and
+//! authorization (admins may do anything; a node may only touch its own objects).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::request::RequestInfo;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+pub const ADMIN_GROUP: &str = "system:masters";
+pub const NODES_GROUP: &str = "system:nodes";
+const NODE_PREFIX: &str = "system:node:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("reading token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token file {path} line {line}: {reason}")]
+    TokenLine {
+        path: PathBuf,
+        line: usize,
+        reason: &'static str,
+    },
+}
+
+/// Static bearer tokens: `token,user,uid[,"group1,group2"]` per line, like kube-apiserver's
+/// `--token-auth-file`.
+#[derive(Debug, Default, Clone)]
+pub struct Tokens {
+    by_token: HashMap<String, User>,
+}
+
+impl Tokens {
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, AuthError> {
+        let mut by_token = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason| AuthError::TokenLine {
+                path: path.to_path_buf(),
+                line: n + 1,
+                reason,
+            };
+            let mut parts = line.splitn(4, ',');
+            let token = parts
+                .next()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad("empty token"))?;
+            let user = parts
+                .next()
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| bad("missing user"))?;
+            let _uid = parts.next().ok_or_else(|| bad("missing uid"))?;
+            let groups = parts
+                .next()
+                .map(|g| {
+                    g.trim_matches('"')
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            by_token.insert(
+                token.to_string(),
+                User {
+                    name: user.to_string(),
+                    groups,
+                },
+            );
+        }
+        Ok(Self { by_token })
+    }
+
+    pub fn lookup(&self, token: &str) -> Option<&User> {
+        self.by_token.get(token)
+    }
+}
+
+/// The user named by a verified client certificate: CN is the name, O the groups.
+pub fn user_from_cert(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some(User { name, groups })
+}
+
+/// Decides whether `user` may do what `info` asks. `bound_node` is, for pod status writes, the
+/// node the pod is bound to (looked up by the caller only for node identities).
+pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> bool {
+    if user.groups.iter().any(|g| g == ADMIN_GROUP) {
+        return true;
+    }
+    let Some(node) = user
+        .name
+        .strip_prefix(NODE_PREFIX)
+        .filter(|_| user.groups.iter().any(|g| g == NODES_GROUP))
+    else {
+        return false;
+    };
+    if info.is_read() {
+        // Nodes read what they run (kube's node authorizer narrows this further with a graph).
+        return true;
+    }
+    let name = info.name.as_deref();
+    match (
+        info.api_group.as_str(),
+        info.resource.as_str(),
+        info.subresource.as_deref(),
+    ) {
+        ("", "nodes", None | Some("status")) => {
+            name == Some(node) || (info.verb == "create" && name.is_none())
+        }
+        ("coordination.k8s.io", "leases", None) => {
+            info.namespace.as_deref() == Some("kube-node-lease")
+                && (name == Some(node) || info.verb == "create")
+        }
+        ("", "pods", Some("status")) => bound_node == Some(node),
+        ("", "events", None) | ("events.k8s.io", "events", None) => {
+            matches!(info.verb.as_str(), "create" | "update" | "patch")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> RequestInfo {
+        RequestInfo {
+            verb: verb.into(),
+            api_group: group.into(),
+            api_version: "v1".into(),
+            resource: resource.into(),
+            subresource: sub.map(Into::into),
+            namespace: ns.map(Into::into),
+            name: name.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn node_may_only_write_its_own_objects() {
+        let n1 = User {
+            name: "system:node:n1".into(),
+            groups: vec![NODES_GROUP.into()],
+        };
+        assert!(authorize(
+            &n1,
+            &info("update", "", "nodes", None, Some("n1"), Some("status")),
+            None
+        ));
+        assert!(!authorize(
+            &n1,
+            &info("update", "", "nodes", None, Some("n2"), Some("status")),
+            None
+        ));
+        assert!(!authorize(
+            &n1,
+            &info("delete", "", "pods", Some("default"), Some("p"), None),
+            None
+        ));
+        assert!(authorize(
+            &n1,
+            &info(
+                "patch",
+                "",
+                "pods",
+                Some("default"),
+                Some("p"),
+                Some("status")
+            ),
+            Some("n1")
+        ));
+        assert!(!authorize(
+            &n1,
+            &info(
+                "patch",
+                "",
+                "pods",
+                Some("default"),
+                Some("p"),
+                Some("status")
+            ),
+            Some("n2")
+        ));
+        assert!(authorize(
+            &n1,
+            &info(
+                "update",
+                "coordination.k8s.io",
+                "leases",
+                Some("kube-node-lease"),
+                Some("n1"),
+                None
+            ),
+            None
+        ));
+        assert!(!authorize(
+            &n1,
+            &info("create", "", "configmaps", Some("default"), None, None),
+            None
+        ));
+        let plain = User {
+            name: "system:node:n1".into(),
+            groups: vec![],
+        };
+        assert!(!authorize(
+            &plain,
+            &info("get", "", "pods", Some("default"), None, None),
+            None
+        ));
+    }
+
+    #[test]
+    fn token_file_parses_groups() {
+        let t = Tokens::parse(
+            "abc,alice,1,\"system:masters,dev\"\n# c\nxyz,bob,2\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(t.lookup("abc").unwrap().groups, ["system:masters", "dev"]);
+        assert!(t.lookup("xyz").unwrap().groups.is_empty());
+        assert!(t.lookup("nope").is_none());
+        assert!(Tokens::parse(",x,1", Path::new("t")).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! Discovery documents: `/version`, `/api`, `/apis`, per-group-version resource lists and the
+//! aggregated discovery (`apidiscovery.k8s.io/v2`) that kubectl 1.32 asks for first.
+
+use serde_json::{json, Value};
+
+use crate::resources::{ResourceDef, Resources};
+
+/// The Content-Type of aggregated discovery responses.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|p| {
+        let p = p.replace(' ', "");
+        p.contains("g=apidiscovery.k8s.io")
+            && p.contains("v=v2;")
+            && p.contains("as=APIGroupDiscoveryList")
+    })
+}
+
+/// kubectl's dispatcher picks its binary from `minor`, so it must read "32".
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": "v1.32.0-pea",
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rustc",
+        "compiler": "rustc",
+        "platform": "linux/amd64"
+    })
+}
+
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+fn sub_verbs(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "binding" => &["create"],
+        _ => &["get", "patch", "update"],
+    }
+}
+
+fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'static str) {
+    match sub {
+        "scale" => ("autoscaling", "v1", "Scale"),
+        "binding" => ("", "v1", "Binding"),
+        _ => (def.group, def.version, def.kind),
+    }
+}
+
+pub fn core_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]
+    })
+}
+
+fn group_entry(group: &str, version: &str) -> Value {
+    let gv = format!("{group}/{version}");
+    json!({
+        "name": group,
+        "versions": [{"groupVersion": gv, "version": version}],
+        "preferredVersion": {"groupVersion": gv, "version": version}
+    })
+}
+
+pub fn groups(r: &Resources) -> Value {
+    let groups: Vec<Value> = r
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, v)| group_entry(g, v))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn group(r: &Resources, name: &str) -> Option<Value> {
+    r.groups()
+        .into_iter()
+        .find(|(g, _)| *g == name && !g.is_empty())
+        .map(|(g, v)| {
+            let mut e = group_entry(g, v);
+            e["kind"] = json!("APIGroup");
+            e["apiVersion"] = json!("v1");
+            e
+        })
+}
+
+pub fn resource_list(r: &Resources, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = r.in_group_version(group, version).collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for d in defs {
+        resources.push(json!({
+            "name": d.plural,
+            "singularName": d.singular,
+            "namespaced": d.namespaced,
+            "kind": d.kind,
+            "verbs": VERBS,
+            "shortNames": d.short_names,
+            "categories": d.categories,
+        }));
+        for sub in d.subresources {
+            let (g, v, k) = sub_kind(d, sub);
+            let mut e = json!({
+                "name": format!("{}/{sub}", d.plural),
+                "singularName": "",
+                "namespaced": d.namespaced,
+                "kind": k,
+                "verbs": sub_verbs(sub),
+            });
+            if g != d.group || v != d.version {
+                e["group"] = json!(g);
+                e["version"] = json!(v);
+            }
+            resources.push(e);
+        }
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+/// The aggregated discovery list for `/api` (`core` true) or `/apis`.
+pub fn aggregated(r: &Resources, core: bool) -> Value {
+    let items: Vec<Value> = r
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(g, v)| {
+            let resources: Vec<Value> = r
+                .in_group_version(g, v)
+                .map(|d| {
+                    let subs: Vec<Value> = d
+                        .subresources
+                        .iter()
+                        .map(|sub| {
+                            let (sg, sv, sk) = sub_kind(d, sub);
+                            json!({"subresource": sub, "responseKind": {"group": sg, "version": sv, "kind": sk}, "verbs": sub_verbs(sub)})
+                        })
+                        .collect();
+                    let mut e = json!({
+                        "resource": d.plural,
+                        "responseKind": {"group": d.group, "version": d.version, "kind": d.kind},
+                        "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": d.singular,
+                        "verbs": VERBS,
+                        "shortNames": d.short_names,
+                        "categories": d.categories,
+                    });
+                    if !subs.is_empty() {
+                        e["subresources"] = json!(subs);
+                    }
+                    e
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": [{"version": v, "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}

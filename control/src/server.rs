@@ -1,0 +1,454 @@
+//! Startup wiring and the HTTPS front: store, PKI, tokens, default namespaces, then a rustls
+//! listener (HTTP/2 and HTTP/1.1) whose connections feed [`Api::handle`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming as HyperBody};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pea_control_store::{etcd::EtcdStore, sqlite::SqliteStore, Store, StoreError};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
+use crate::api::{Api, Incoming, Reply, MAX_BODY};
+use crate::auth::{user_from_cert, Tokens, User, ADMIN_GROUP};
+use crate::metrics::Metrics;
+use crate::pki::{write_atomic, Pki, PkiError};
+use crate::resources::Resources;
+use crate::status::ApiError;
+
+/// Server configuration (also the JSON config file's schema).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct Config {
+    /// State: store.db, pki/, tokens.csv, admin.kubeconfig.
+    pub data_dir: PathBuf,
+    /// Where to listen; loopback by default.
+    pub listen: SocketAddr,
+    /// An etcd v3 endpoint (e.g. http://127.0.0.1:2379); `None` uses the embedded store.
+    pub etcd: Option<String>,
+    /// Serve plain HTTP (bearer tokens only). Refused unless `listen` is a loopback address.
+    pub insecure_http: bool,
+    /// Extra names and IPs for the serving certificate.
+    pub extra_sans: Vec<String>,
+    /// Seconds between BOOKMARK events on watches that allow them.
+    pub bookmark_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/pea/control"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            etcd: None,
+            insecure_http: false,
+            extra_sans: Vec::new(),
+            bookmark_interval_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("creating data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("pki: {0}")]
+    Pki(#[from] PkiError),
+    #[error("tokens: {0}")]
+    Tokens(#[from] crate::auth::AuthError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plain HTTP is only allowed on a loopback address, not {0}")]
+    InsecureNonLoopback(SocketAddr),
+    #[error("tls setup: {0}")]
+    Tls(String),
+    #[error("bootstrapping default namespaces: {0}")]
+    Bootstrap(ApiError),
+}
+
+/// A running server. Dropping it does not stop it; call [`Running::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub admin_token: String,
+    pub pki: Arc<Pki>,
+    pub api: Arc<Api>,
+    stop: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting and closes open connections (watches end).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    Ok(match &config.etcd {
+        Some(endpoint) => Arc::new(EtcdStore::connect(endpoint).await?),
+        None => {
+            let path = config.data_dir.join("store.db");
+            Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                    .await
+                    .map_err(|_| StoreError::Closed)??,
+            )
+        }
+    })
+}
+
+/// Reads the token file, creating it with a fresh admin token on first start.
+fn load_tokens(path: &Path) -> Result<(Tokens, String), ServerError> {
+    if !path.exists() {
+        let mut raw = [0u8; 24];
+        crate::objects::random_bytes(&mut raw);
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        write_atomic(
+            path,
+            format!("{token},admin,admin,\"{ADMIN_GROUP}\"\n").as_bytes(),
+            0o600,
+        )?;
+    }
+    let tokens = Tokens::load(path)?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let admin = text
+        .lines()
+        .find(|l| l.contains(ADMIN_GROUP))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or("")
+        .to_string();
+    Ok((tokens, admin))
+}
+
+fn kubeconfig(server: &str, pki: &Pki) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: pea\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: pea-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: pea\n  context:\n    cluster: pea\n    user: pea-admin\ncurrent-context: pea\n",
+        b64(&pki.ca.cert_pem),
+        b64(&pki.admin.cert_pem),
+        b64(&pki.admin.key_pem)
+    )
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
+    let tls = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca.cert_pem.as_bytes()) {
+        roots.add(c.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+    }
+    // Client certificates are optional at the TLS layer (bearer tokens work without one); an
+    // offered certificate must chain to our CA.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls(&e))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.serving.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.serving.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Starts the server on the current tokio runtime.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    if config.insecure_http && !config.listen.ip().is_loopback() {
+        return Err(ServerError::InsecureNonLoopback(config.listen));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+    let store = open_store(&config).await?;
+    let pki = Arc::new(Pki::load_or_create(
+        &config.data_dir.join("pki"),
+        &config.extra_sans,
+    )?);
+    let (tokens, admin_token) = load_tokens(&config.data_dir.join("tokens.csv"))?;
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let api = Arc::new(Api {
+        store,
+        resources: Resources::builtin(),
+        clock: Arc::new(SystemTime::now),
+        metrics: Metrics::default(),
+        server_address: addr.to_string(),
+        bookmark_interval: Duration::from_secs(config.bookmark_interval_secs.max(1)),
+        openapi_cache: Default::default(),
+    });
+    api.ensure_default_namespaces()
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    let scheme = if config.insecure_http {
+        "http"
+    } else {
+        "https"
+    };
+    let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
+    write_atomic(
+        &kubeconfig_path,
+        kubeconfig(&format!("{scheme}://{addr}"), &pki).as_bytes(),
+        0o600,
+    )?;
+    let acceptor = if config.insecure_http {
+        None
+    } else {
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?)))
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let tokens = Arc::new(tokens);
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        api.clone(),
+        tokens,
+        stop_rx,
+    ));
+    tracing::info!(%addr, store = %if config.etcd.is_some() { "etcd" } else { "embedded" }, "pea-control serving");
+    Ok(Running {
+        addr,
+        kubeconfig: kubeconfig_path,
+        admin_token,
+        pki,
+        api,
+        stop,
+        accept,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    api: Arc<Api>,
+    tokens: Arc<Tokens>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (api, tokens, acceptor, mut stop) =
+            (api.clone(), tokens.clone(), acceptor.clone(), stop.clone());
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                Some(acceptor) => {
+                    let tls =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(t)) => t,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let cert_user = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| user_from_cert(c));
+                    let svc = hyper::service::service_fn(move |req| {
+                        serve(api.clone(), tokens.clone(), cert_user.clone(), req)
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                None => {
+                    let svc = hyper::service::service_fn(move |req| {
+                        serve(api.clone(), tokens.clone(), None, req)
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        });
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn error_response(e: ApiError) -> Response<Body> {
+    full(
+        e.code(),
+        "application/json",
+        e.to_status().to_string().into_bytes(),
+    )
+}
+
+/// One HTTP request: authenticate, read the bounded body, run the pipeline, encode the reply.
+async fn serve(
+    api: Arc<Api>,
+    tokens: Arc<Tokens>,
+    cert_user: Option<User>,
+    req: Request<HyperBody>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let header = |name: hyper::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let accept = header(hyper::header::ACCEPT);
+    let content_type = header(hyper::header::CONTENT_TYPE);
+    let authorization = header(hyper::header::AUTHORIZATION);
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    // A presented bearer token must be valid; otherwise the client certificate decides.
+    let user = match authorization.strip_prefix("Bearer ") {
+        Some(token) => match tokens.lookup(token.trim()) {
+            Some(u) => Some(u.clone()),
+            None => {
+                api.metrics
+                    .observe(&method.to_lowercase(), "", 401, started.elapsed());
+                return Ok(error_response(ApiError::Unauthorized));
+            }
+        },
+        None => cert_user,
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let err = if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::TooLarge { limit: MAX_BODY }
+            } else {
+                ApiError::BadRequest(format!("reading request body: {e}"))
+            };
+            return Ok(error_response(err));
+        }
+    };
+    let (reply, verb, resource) = api
+        .handle(Incoming {
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            accept: &accept,
+            content_type: &content_type,
+            body,
+            user,
+        })
+        .await;
+    let response = match reply {
+        Reply::Json {
+            code,
+            body,
+            content_type,
+            warnings,
+        } => {
+            let mut r = full(code, content_type, body.to_string().into_bytes());
+            for w in warnings {
+                if let Ok(v) = format!("299 - \"{}\"", w.replace('"', "'")).parse() {
+                    r.headers_mut().append(hyper::header::WARNING, v);
+                }
+            }
+            r
+        }
+        Reply::Text {
+            code,
+            body,
+            content_type,
+        } => full(code, content_type, body.into_bytes()),
+        Reply::Stream(rx) => {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            });
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+    };
+    api.metrics.observe(
+        &verb,
+        &resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    Ok(response)
+}

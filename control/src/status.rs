@@ -1,0 +1,176 @@
+//! API errors and their one translation to the wire: a Kubernetes `Status` JSON body.
+
+use pea_control_store::StoreError;
+use serde_json::{json, Value};
+
+/// Every way a request can fail. Each variant names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{resource} \"{name}\" not found")]
+    NotFound {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {reason}")]
+    Conflict {
+        group: String,
+        resource: String,
+        name: String,
+        reason: String,
+    },
+    #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<(String, String)>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{user} cannot {verb} resource \"{resource}\" in API group \"{group}\"{}", namespace.as_ref().map(|n| format!(" in the namespace \"{n}\"")).unwrap_or_default())]
+    Forbidden {
+        user: String,
+        verb: String,
+        group: String,
+        resource: String,
+        namespace: Option<String>,
+    },
+    #[error("Too large resource version: {requested}, current resource version: {current}")]
+    TooLargeResourceVersion { requested: i64, current: i64 },
+    #[error("the server does not allow this method on the requested resource: {0}")]
+    MethodNotAllowed(String),
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+    #[error("the body of the request was in an unknown format: {0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the server could not find the requested resource: {path}")]
+    NoRoute { path: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Invalid { .. } => 422,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Gone(_) => 410,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden { .. } => 403,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::NotImplemented(_) => 501,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::TooLarge { .. } => 413,
+            ApiError::Internal(_) => 500,
+            ApiError::TooLargeResourceVersion { .. } => 504,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Gone(_) => "Expired",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::NotImplemented(_) => "NotImplemented",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooLarge { .. } => "RequestEntityTooLarge",
+            ApiError::Internal(_) => "InternalError",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
+        }
+    }
+
+    /// The `Status` object clients decode.
+    pub fn to_status(&self) -> Value {
+        let details = match self {
+            ApiError::NotFound {
+                group,
+                resource,
+                name,
+            }
+            | ApiError::AlreadyExists {
+                group,
+                resource,
+                name,
+            }
+            | ApiError::Conflict {
+                group,
+                resource,
+                name,
+                ..
+            } => {
+                json!({"name": name, "group": group, "kind": resource})
+            }
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+            } => json!({
+                "name": name, "group": group, "kind": kind,
+                "causes": causes.iter().map(|(f, m)| json!({
+                    "reason": "FieldValueInvalid", "message": m, "field": f
+                })).collect::<Vec<_>>(),
+            }),
+            ApiError::Forbidden {
+                group, resource, ..
+            } => json!({"group": group, "kind": resource}),
+            _ => Value::Null,
+        };
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        if !details.is_null() {
+            status["details"] = details;
+        }
+        status
+    }
+
+    /// Maps a store error for an object of `resource`.
+    pub fn from_store(err: StoreError, group: &str, resource: &str, name: &str) -> Self {
+        let (group, resource, name) = (group.to_string(), resource.to_string(), name.to_string());
+        match err {
+            StoreError::AlreadyExists { .. } => ApiError::AlreadyExists { group, resource, name },
+            StoreError::NotFound { .. } => ApiError::NotFound { group, resource, name },
+            StoreError::Conflict { .. } => ApiError::Conflict {
+                group,
+                resource,
+                name,
+                reason: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            },
+            StoreError::Compacted { requested, .. } => {
+                ApiError::Gone(format!("too old resource version: {requested}"))
+            }
+            StoreError::FutureRevision { requested, current } => {
+                ApiError::TooLargeResourceVersion { requested, current }
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

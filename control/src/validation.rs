@@ -1,0 +1,56 @@
+//! Name and metadata validation (RFC 1123 names, label and annotation syntax).
+
+/// An RFC 1123 subdomain: lowercase alphanumerics, '-' and '.', at most 253, alphanumeric ends.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+/// An RFC 1123 label: like a subdomain without dots, at most 63.
+pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && !s.contains('.') && is_dns_subdomain(s)
+}
+
+/// Why `name` is not a valid object name for `kind`, if it is not.
+pub fn name_problem(kind: &str, name: &str) -> Option<String> {
+    let label_only = matches!(kind, "Namespace" | "Service");
+    let ok = if label_only {
+        is_dns_label(name)
+    } else {
+        is_dns_subdomain(name)
+    };
+    if ok {
+        return None;
+    }
+    Some(if label_only {
+        format!("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc'), got {name:?}")
+    } else {
+        format!("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com'), got {name:?}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_dns_subdomain("a.b-c"));
+        assert!(!is_dns_subdomain("A"));
+        assert!(!is_dns_subdomain("-a"));
+        assert!(!is_dns_subdomain("a..b"));
+        assert!(is_dns_label("kube-system"));
+        assert!(!is_dns_label("a.b"));
+        assert!(name_problem("Namespace", "a.b").is_some());
+        assert!(name_problem("Pod", "a.b").is_none());
+        assert!(name_problem("Pod", &"a".repeat(254)).is_some());
+    }
+}

@@ -1,0 +1,210 @@
+//! POST: create an object (or a pod binding), with defaulting, validation, generateName and
+//! dryRun. Nothing is written unless every check passed.
+
+use serde_json::{json, Value};
+
+use crate::api::{Ctx, Reply};
+use crate::objects;
+use crate::status::ApiError;
+use crate::verbs::{body_object, validate};
+
+/// Fails unless the namespace exists and is not terminating.
+pub async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
+    let key = ctx
+        .api
+        .resources
+        .find("", "v1", "namespaces")
+        .map(|d| d.key(None, ns))
+        .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;
+    let (kv, _) = ctx
+        .api
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?;
+    let kv = kv.ok_or_else(|| ApiError::NotFound {
+        group: String::new(),
+        resource: "namespaces".into(),
+        name: ns.into(),
+    })?;
+    let obj = objects::decode(&kv)?;
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(ApiError::Forbidden {
+            user: format!("unable to create new content in namespace {ns} because it is being terminated; User \"{}\"", ctx.user.name),
+            verb: "create".into(),
+            group: ctx.def.group.into(),
+            resource: ctx.def.plural.into(),
+            namespace: Some(ns.into()),
+        });
+    }
+    Ok(())
+}
+
+pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    if ctx.info.subresource.as_deref() == Some("binding") {
+        return bind(ctx).await;
+    }
+    if ctx.info.name.is_some() || ctx.info.subresource.is_some() {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "POST to {}/{}",
+            ctx.def.plural,
+            ctx.info.name.as_deref().unwrap_or("")
+        )));
+    }
+    let mut obj = body_object(ctx)?;
+    let obj_ref = &mut obj;
+    prepare_new(ctx, obj_ref)?;
+    let warnings = validate(ctx, &mut obj)?;
+    let ns = ctx.namespace().map(str::to_string);
+    if let Some(ns) = &ns {
+        check_namespace(ctx, ns).await?;
+    }
+    let name = objects::name_of(&obj).to_string();
+    if ctx.dry_run() {
+        let (existing, _) = ctx
+            .api
+            .store
+            .get(&ctx.key(&name))
+            .await
+            .map_err(ctx.store_err(&name))?;
+        if existing.is_some() {
+            return Err(ApiError::AlreadyExists {
+                group: ctx.def.group.into(),
+                resource: ctx.def.plural.into(),
+                name,
+            });
+        }
+        return Ok(with_warnings(ctx.render_one(obj, 201), warnings));
+    }
+    let kv = ctx
+        .api
+        .store
+        .create(&ctx.key(&name), objects::encode(&obj))
+        .await
+        .map_err(ctx.store_err(&name))?;
+    objects::set_resource_version(&mut obj, kv.mod_revision);
+    tracing::debug!(key = %kv.key, rev = kv.mod_revision, "created");
+    Ok(with_warnings(ctx.render_one(obj, 201), warnings))
+}
+
+pub fn with_warnings(mut reply: Reply, w: Vec<String>) -> Reply {
+    if let Reply::Json { warnings, .. } = &mut reply {
+        *warnings = w;
+    }
+    reply
+}
+
+/// Fills server-owned metadata of a new object and applies defaults.
+pub fn prepare_new(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let meta = obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|r| !r.is_empty())
+    {
+        return Err(ApiError::BadRequest(
+            "resourceVersion should not be set on objects to be created".into(),
+        ));
+    }
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if name.is_empty() {
+        match meta.get("generateName").and_then(Value::as_str) {
+            Some(g) if !g.is_empty() => {
+                let g: String = g.chars().take(58).collect();
+                meta.insert(
+                    "name".into(),
+                    json!(format!("{g}{}", objects::name_suffix())),
+                );
+            }
+            _ => {
+                return Err(ApiError::Invalid {
+                    group: ctx.def.group.into(),
+                    kind: ctx.def.kind.into(),
+                    name: String::new(),
+                    causes: vec![(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                    )],
+                })
+            }
+        }
+    }
+    if ctx.def.namespaced {
+        let url_ns = ctx.info.namespace.as_deref().ok_or_else(|| {
+            ApiError::BadRequest(format!("{} must be created in a namespace", ctx.def.plural))
+        })?;
+        match meta.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                meta.insert("namespace".into(), json!(url_ns));
+            }
+            Some(ns) if ns == url_ns => {}
+            Some(ns) => {
+                return Err(ApiError::BadRequest(format!("the namespace of the provided object ({ns}) does not match the namespace sent on the request ({url_ns})")))
+            }
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    meta.insert("uid".into(), json!(objects::new_uid()));
+    meta.insert(
+        "creationTimestamp".into(),
+        json!(objects::rfc3339(ctx.now())),
+    );
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("managedFields");
+    if crate::defaults::has_generation(ctx.def.kind) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if ctx.def.kind == "Namespace" {
+        let n = meta.get("name").cloned().unwrap_or(Value::Null);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("kubernetes.io/metadata.name".into(), n);
+        }
+    }
+    crate::defaults::apply(ctx.def.kind, obj);
+    Ok(())
+}
+
+/// POST pods/<name>/binding: sets spec.nodeName once.
+async fn bind(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    let name = ctx.name()?;
+    let body = body_object(ctx)?;
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("binding target.name is required".into()))?
+        .to_string();
+    let (mut pod, rev) = ctx.current(name).await?;
+    if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+        return Err(ApiError::Conflict {
+            group: String::new(),
+            resource: "pods/binding".into(),
+            name: name.into(),
+            reason: format!("pod {name} is already assigned to node \"{existing}\""),
+        });
+    }
+    pod["spec"]["nodeName"] = json!(node);
+    if !ctx.dry_run() {
+        ctx.api
+            .store
+            .update(&ctx.key(name), objects::encode(&pod), rev)
+            .await
+            .map_err(ctx.store_err(name))?;
+    }
+    Ok(Reply::json(
+        201,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}

@@ -1,0 +1,214 @@
+//! DELETE of one object: preconditions, dryRun, finalizers, graceful pod deletion, namespace
+//! termination and ownerReference cascading (Background, Foreground, Orphan).
+
+use serde_json::{json, Value};
+
+use crate::api::{Ctx, Reply};
+use crate::gc::{self, Propagation};
+use crate::objects;
+use crate::resources::ResourceDef;
+use crate::status::ApiError;
+
+/// DeleteOptions from the body (if any) and the query.
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    pub propagation: Option<Propagation>,
+    pub grace_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if ctx.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&ctx.body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    let policy = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(ctx.query.get("propagationPolicy"))
+        .map(|p| match p {
+            "Background" => Ok(Propagation::Background),
+            "Foreground" => Ok(Propagation::Foreground),
+            "Orphan" => Ok(Propagation::Orphan),
+            other => Err(ApiError::BadRequest(format!(
+                "propagationPolicy {other:?} is not one of Background, Foreground, Orphan"
+            ))),
+        })
+        .transpose()?;
+    let orphan = body
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or(ctx.query.get("orphanDependents").map(|v| v == "true"));
+    let propagation = policy.or(match orphan {
+        Some(true) => Some(Propagation::Orphan),
+        Some(false) => Some(Propagation::Background),
+        None => None,
+    });
+    let grace_seconds = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        Some(g) => Some(g),
+        None => ctx
+            .query
+            .get("gracePeriodSeconds")
+            .map(|g| {
+                g.parse::<i64>()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds {g:?}")))
+            })
+            .transpose()?,
+    };
+    Ok(DeleteOptions {
+        propagation,
+        grace_seconds,
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    let name = ctx.name()?;
+    if ctx.info.subresource.is_some() {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "delete of {}/{}",
+            ctx.def.plural,
+            ctx.info.subresource.as_deref().unwrap_or("")
+        )));
+    }
+    let opts = options(ctx)?;
+    let obj = delete_one(ctx, name, &opts).await?;
+    Ok(Reply::json(200, obj))
+}
+
+/// Deletes (or starts deleting) one object; returns it in its final state.
+pub async fn delete_one(
+    ctx: &Ctx<'_>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let conflict = |reason: String| ApiError::Conflict {
+        group: ctx.def.group.into(),
+        resource: ctx.def.plural.into(),
+        name: name.into(),
+        reason,
+    };
+    let (mut obj, rev) = ctx.current(name).await?;
+    if let Some(uid) = &opts.uid {
+        if objects::meta_str(&obj, "uid") != Some(uid) {
+            return Err(conflict(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                objects::meta_str(&obj, "uid").unwrap_or("")
+            )));
+        }
+    }
+    if let Some(want) = &opts.resource_version {
+        if *want != rev.to_string() {
+            return Err(conflict(format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}")));
+        }
+    }
+    if ctx.dry_run() {
+        return Ok(obj);
+    }
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        // Already being deleted: finalizers or a kubelet still have to act.
+        return Ok(obj);
+    }
+    let now = objects::rfc3339(ctx.now());
+    let propagation = opts.propagation.unwrap_or(Propagation::Background);
+    let finalizers = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    let graceful_pod = ctx.def.kind == "Pod"
+        && obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        && opts
+            .grace_seconds
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            > 0;
+    let key = ctx.key(name);
+    if ctx.def.kind == "Namespace" {
+        obj["metadata"]["deletionTimestamp"] = json!(now);
+        obj["status"]["phase"] = json!("Terminating");
+        let kv = ctx
+            .api
+            .store
+            .update(&key, objects::encode(&obj), rev)
+            .await
+            .map_err(ctx.store_err(name))?;
+        objects::set_resource_version(&mut obj, kv.mod_revision);
+        gc::spawn_namespace_cleanup(ctx.api.clone(), name.to_string());
+        return Ok(obj);
+    }
+    if finalizers || graceful_pod || propagation == Propagation::Foreground {
+        obj["metadata"]["deletionTimestamp"] = json!(now);
+        if graceful_pod {
+            let grace = opts
+                .grace_seconds
+                .or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
+                .unwrap_or(30);
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        } else {
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        }
+        if propagation == Propagation::Foreground {
+            add_finalizer(&mut obj, gc::FOREGROUND_FINALIZER);
+        }
+        let kv = ctx
+            .api
+            .store
+            .update(&key, objects::encode(&obj), rev)
+            .await
+            .map_err(ctx.store_err(name))?;
+        objects::set_resource_version(&mut obj, kv.mod_revision);
+        if propagation == Propagation::Foreground {
+            gc::spawn_foreground(ctx.api.clone(), ctx.def.clone(), key, obj.clone());
+        }
+        return Ok(obj);
+    }
+    let kv = ctx
+        .api
+        .store
+        .delete(&key, Some(rev))
+        .await
+        .map_err(ctx.store_err(name))?;
+    objects::set_resource_version(&mut obj, kv.mod_revision);
+    gc::spawn_cascade(ctx.api.clone(), ctx.def.clone(), obj.clone(), propagation);
+    Ok(obj)
+}
+
+fn add_finalizer(obj: &mut Value, f: &str) {
+    let list = obj["metadata"]
+        .as_object_mut()
+        .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
+    if let Some(Value::Array(a)) = list {
+        if !a.iter().any(|x| x == f) {
+            a.push(json!(f));
+        }
+    }
+}
+
+/// Runs what follows an object's removal from the store (dependents are cascaded in background).
+pub fn after_delete(api: &std::sync::Arc<crate::api::Api>, def: &ResourceDef, obj: &Value) {
+    gc::spawn_cascade(
+        api.clone(),
+        def.clone(),
+        obj.clone(),
+        Propagation::Background,
+    );
+}

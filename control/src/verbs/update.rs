@@ -1,0 +1,199 @@
+//! PUT: replace an object (or its status or scale subresource) with compare-and-swap on its
+//! resourceVersion. The write path here is shared with PATCH.
+
+use serde_json::{json, Value};
+
+use crate::api::{Ctx, Reply};
+use crate::objects;
+use crate::status::ApiError;
+use crate::verbs::create::with_warnings;
+use crate::verbs::{body_object, validate};
+
+pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    let name = ctx.name()?;
+    let body = body_object(ctx)?;
+    let (current, rev) = ctx.current(name).await?;
+    let precondition = objects::meta_str(&body, "resourceVersion")
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {r:?}")))
+        })
+        .transpose()?;
+    let (obj, warnings) = write(ctx, name, current, rev, body, precondition).await?;
+    let obj = if ctx.info.subresource.as_deref() == Some("scale") {
+        crate::verbs::get::scale_of(&obj)
+    } else {
+        obj
+    };
+    Ok(with_warnings(ctx.render_one(obj, 200), warnings))
+}
+
+/// Applies the request's subresource rules to `incoming` over `current`.
+fn merge_for_subresource(
+    ctx: &Ctx<'_>,
+    current: &Value,
+    mut incoming: Value,
+) -> Result<Value, ApiError> {
+    match ctx.info.subresource.as_deref() {
+        None => {
+            // The main resource cannot change status where a status subresource exists.
+            if ctx.def.has_subresource("status") {
+                match current.get("status") {
+                    Some(s) => incoming["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = incoming.as_object_mut() {
+                            if ctx.def.kind != "Namespace" {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(incoming)
+        }
+        Some("status") => {
+            let mut out = current.clone();
+            out["status"] = incoming.get("status").cloned().unwrap_or(json!({}));
+            Ok(out)
+        }
+        Some("scale") => {
+            let replicas = incoming
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .filter(|r| *r >= 0)
+                .ok_or_else(|| ApiError::Invalid {
+                    group: "autoscaling".into(),
+                    kind: "Scale".into(),
+                    name: objects::name_of(current).into(),
+                    causes: vec![(
+                        "spec.replicas".into(),
+                        "Invalid value: must be a non-negative integer".into(),
+                    )],
+                })?;
+            let mut out = current.clone();
+            out["spec"]["replicas"] = json!(replicas);
+            Ok(out)
+        }
+        Some(other) => Err(ApiError::MethodNotAllowed(format!(
+            "update of subresource {other}"
+        ))),
+    }
+}
+
+/// Writes `incoming` over `current` at revision `rev`; the result is the stored object.
+pub async fn write(
+    ctx: &Ctx<'_>,
+    name: &str,
+    current: Value,
+    rev: i64,
+    incoming: Value,
+    precondition: Option<i64>,
+) -> Result<(Value, Vec<String>), ApiError> {
+    if let Some(want) = precondition {
+        if want != rev {
+            return Err(ApiError::Conflict {
+                group: ctx.def.group.into(),
+                resource: ctx.def.plural.into(),
+                name: name.into(),
+                reason: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            });
+        }
+    }
+    let mut new = merge_for_subresource(ctx, &current, incoming)?;
+    if !new.get("metadata").is_some_and(Value::is_object) {
+        return Err(ApiError::BadRequest("metadata must be an object".into()));
+    }
+    let body_name = objects::name_of(&new).to_string();
+    if body_name.is_empty() {
+        new["metadata"]["name"] = json!(name);
+    } else if body_name != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(ns) = ctx.namespace() {
+        match objects::meta_str(&new, "namespace") {
+            None | Some("") => new["metadata"]["namespace"] = json!(ns),
+            Some(n) if n == ns => {}
+            Some(n) => {
+                return Err(ApiError::BadRequest(format!(
+                "the namespace of the object ({n}) does not match the namespace on the URL ({ns})"
+            )))
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        objects::meta_str(&new, "uid"),
+        objects::meta_str(&current, "uid"),
+    ) {
+        if a != b && !a.is_empty() {
+            return Err(ApiError::Conflict {
+                group: ctx.def.group.into(),
+                resource: ctx.def.plural.into(),
+                name: name.into(),
+                reason: format!(
+                    "Precondition failed: UID in precondition: {a}, UID in object meta: {b}"
+                ),
+            });
+        }
+    }
+    // Server-owned metadata comes from the stored object.
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match current["metadata"].get(field) {
+            Some(v) => new["metadata"][field] = v.clone(),
+            None => {
+                if let Some(m) = new["metadata"].as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    if crate::defaults::has_generation(ctx.def.kind) && new.get("spec") != current.get("spec") {
+        let g = current
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        new["metadata"]["generation"] = json!(g + 1);
+    }
+    let warnings = validate(ctx, &mut new)?;
+    objects::set_resource_version(&mut new, rev);
+    if objects::encode(&new) == objects::encode(&current) {
+        // A no-op write keeps the resourceVersion, like kube-apiserver.
+        return Ok((current, warnings));
+    }
+    let key = ctx.key(name);
+    let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
+        && new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+    if ctx.dry_run() {
+        return Ok((new, warnings));
+    }
+    if finalized {
+        let kv = ctx
+            .api
+            .store
+            .delete(&key, Some(rev))
+            .await
+            .map_err(ctx.store_err(name))?;
+        objects::set_resource_version(&mut new, kv.mod_revision);
+        crate::verbs::delete::after_delete(ctx.api, ctx.def, &new);
+        return Ok((new, warnings));
+    }
+    let kv = ctx
+        .api
+        .store
+        .update(&key, objects::encode(&new), rev)
+        .await
+        .map_err(ctx.store_err(name))?;
+    objects::set_resource_version(&mut new, kv.mod_revision);
+    Ok((new, warnings))
+}
