@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  protobuf-compiler libc6-dev
+  protobuf-compiler libc6-dev gcc
   # fixtures and tests
   busybox-static docker-registry skopeo umoci iproute2 nftables iptables util-linux procps
   containernetworking-plugins

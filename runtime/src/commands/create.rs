@@ -121,8 +121,12 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
         c,
         root: dir.clone(),
     };
+    let ro_cgroups = crate::cgroup_mount::readonly_cgroup_mounts(&spec);
     let finish = || -> Result<()> {
         let pid = handle.c.pid().map(|p| p.as_raw());
+        if let Some(pid) = pid {
+            crate::cgroup_mount::make_readonly(pid, &ro_cgroups)?;
+        }
         let rec = PeaRecord {
             version: 1,
             init_start_time: pid.and_then(container::start_time),
