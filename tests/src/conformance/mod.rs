@@ -7,6 +7,7 @@
 //! `run_suite` returns a `Report` (one row per check); `Report::table` renders it as Markdown.
 
 mod checks;
+pub use checks::default_profile;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
