@@ -96,6 +96,9 @@ fn multilayer_image_unpacks_to_the_expected_tree() {
     assert!(expected.verify(&wrong).is_err());
 }
 
+/// Name, link name, type and size of a tar entry, bytes as stored.
+type RawEntry = (Vec<u8>, Option<Vec<u8>>, tar::EntryType, u64);
+
 #[test]
 fn hostile_layers_hold_their_attacks() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,7 +114,7 @@ fn hostile_layers_hold_their_attacks() {
         let layer = &info.layers[0];
         let gz = flate2::read::GzDecoder::new(std::fs::File::open(&layer.path).unwrap());
         let mut archive = tar::Archive::new(gz);
-        let entries: Vec<(Vec<u8>, Option<Vec<u8>>, tar::EntryType, u64)> = archive
+        let entries: Vec<RawEntry> = archive
             .entries()
             .unwrap()
             .map(|e| {
