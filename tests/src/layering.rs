@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn check_reports_forbidden_edges_and_restricted_links() {
-        let pkgs = vec![
+        let pkgs = [
             package("pea-shim", "shim", &["pea-runtime"]),
             package("pea-runtime", "runtime", &["libcontainer"]),
             package("pea-kubelet", "kubelet", &[]),
