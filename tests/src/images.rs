@@ -11,6 +11,7 @@ use pea_images::clock::{Clock, SystemClock};
 use pea_images::rootfs::{mount_rootfs, Rootfs};
 use pea_images::{Client, ClientConfig, Store, StoreOptions};
 
+pub mod flaky_proxy;
 pub mod token_server;
 
 /// A client that reaches `insecure` registries over plain HTTP, with short backoff for tests.

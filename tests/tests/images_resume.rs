@@ -203,3 +203,42 @@ fn concurrent_pulls_of_images_sharing_layers_download_each_blob_once() {
     assert_eq!(stores[0].list().unwrap().len(), 2);
     assert_eq!(b.layers.len(), 2);
 }
+
+#[test]
+fn a_connection_broken_mid_blob_is_resumed_with_range_in_the_same_pull() {
+    require_root();
+    require_program("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(&tmp.path().join("layout")).unwrap();
+    let s = MultiLayerSpec {
+        file_size: 1 << 20,
+        files_per_layer: 1,
+        ..spec()
+    };
+    let (info, expected) = build_multilayer_image(&layout, "v1", &s).unwrap();
+    let registry = Registry::start().unwrap();
+    registry.push(&layout.skopeo_ref("v1"), "m:v1").unwrap();
+    let proxy =
+        pea_tests::images::flaky_proxy::FlakyProxy::start(registry.addr(), 300 << 10, 2).unwrap();
+    let host = proxy.host();
+    let store = open_store(
+        &tmp.path().join("store"),
+        client_config(std::slice::from_ref(&host)),
+    );
+    let report = store.pull(&format!("{host}/m:v1"), &NoProgress).unwrap();
+    assert_eq!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let total: u64 = info.layers.iter().map(|l| l.size).sum();
+    assert_eq!(report.downloaded_bytes, total);
+    let ranged = proxy
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.to_ascii_lowercase().contains("range: bytes="))
+        .count();
+    assert_eq!(ranged, 2, "each broken body resumed once with Range");
+    let rootfs = mount_image(&store, &format!("{host}/m:v1"), &tmp.path().join("c"));
+    let verdict = expected.verify(rootfs.target());
+    rootfs.unmount().unwrap();
+    verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
+}

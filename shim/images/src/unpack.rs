@@ -495,3 +495,95 @@ impl Unpacker<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn header(kind: EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(mtime);
+        h
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_markers_and_times_are_kept() {
+        let root_user = nix::unistd::geteuid().is_root();
+        let data = tar_of(|b| {
+            let mut h = header(EntryType::Directory, 0o755, 0, 1000);
+            b.append_data(&mut h, "d", io::empty()).unwrap();
+            let mut h = header(EntryType::Regular, 0o640, 2, 2000);
+            b.append_data(&mut h, "d/f", &b"hi"[..]).unwrap();
+            let mut h = header(EntryType::Symlink, 0o777, 0, 3000);
+            b.append_link(&mut h, "d/l", "/etc/shadow").unwrap();
+            if root_user {
+                let mut h = header(EntryType::Regular, 0o644, 0, 0);
+                b.append_data(&mut h, "d/.wh.gone", io::empty()).unwrap();
+                let mut h = header(EntryType::Regular, 0o644, 0, 0);
+                b.append_data(&mut h, "o/.wh..wh..opq", io::empty())
+                    .unwrap();
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let stats = apply_layer(dir.path(), &data[..], &UnpackOptions::default(), "t").unwrap();
+        assert_eq!(stats.file_bytes, 2);
+        let f = fs::metadata(dir.path().join("d/f")).unwrap();
+        assert_eq!((f.mode() & 0o7777, f.mtime()), (0o640, 2000));
+        assert_eq!(fs::metadata(dir.path().join("d")).unwrap().mtime(), 1000);
+        // A symlink pointing anywhere is fine as long as nothing is written through it.
+        assert_eq!(
+            fs::read_link(dir.path().join("d/l")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        assert_eq!(
+            fs::symlink_metadata(dir.path().join("d/l"))
+                .unwrap()
+                .mtime(),
+            3000
+        );
+        if root_user {
+            let w = fs::symlink_metadata(dir.path().join("d/gone")).unwrap();
+            assert!(w.file_type().is_char_device() && w.rdev() == 0);
+            assert!(!dir.path().join("d/.wh.gone").exists());
+            assert_eq!(
+                xattr::get(dir.path().join("o"), OPAQUE_XATTR).unwrap(),
+                Some(b"y".to_vec())
+            );
+        }
+    }
+
+    #[test]
+    fn forged_overlay_xattrs_and_truncated_archives_are_errors() {
+        let data = tar_of(|b| {
+            b.append_pax_extensions([("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..])])
+                .unwrap();
+            let mut h = header(EntryType::Directory, 0o755, 0, 0);
+            b.append_data(&mut h, "x", io::empty()).unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let e = apply_layer(dir.path(), &data[..], &UnpackOptions::default(), "t").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("xattr trusted.overlay.opaque is refused"),
+            "{e}"
+        );
+
+        let data = tar_of(|b| {
+            let mut h = header(EntryType::Regular, 0o644, 4096, 0);
+            b.append_data(&mut h, "big", &[7u8; 4096][..]).unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let e = apply_layer(dir.path(), &data[..1000], &UnpackOptions::default(), "t").unwrap_err();
+        assert!(matches!(e, UnpackError::Archive { .. }), "{e}");
+    }
+}
