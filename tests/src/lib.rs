@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod conformance;
 pub mod control;
+pub mod control_client;
 pub mod control_etcd;
 pub mod fixtures;
 pub mod images;

@@ -52,6 +52,9 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(i64, String), ApiError>
     Ok((rv, start))
 }
 
+/// Largest page read from the store in one call.
+const STORE_CHUNK: usize = 1000;
+
 pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let (labels, fields) = selectors(ctx)?;
     let prefix = ctx.def.prefix(ctx.namespace());
@@ -79,7 +82,13 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let mut list_rv;
     let mut cont = None;
     loop {
-        let want = limit.map(|l| l - items.len());
+        // Read the store in bounded chunks at one revision, whatever the client's limit.
+        let want = Some(
+            limit
+                .map(|l| l - items.len())
+                .unwrap_or(STORE_CHUNK)
+                .min(STORE_CHUNK),
+        );
         let page = ctx
             .api
             .store

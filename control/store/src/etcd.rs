@@ -89,6 +89,11 @@ impl EtcdStore {
         }
     }
 
+    /// A KV client that accepts large ranges (a list of many objects exceeds gRPC's 4 MiB default).
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(512 << 20)
+    }
+
     fn bad_response(&self, context: &str) -> StoreError {
         StoreError::EtcdResponse {
             endpoint: self.endpoint.clone(),
@@ -121,8 +126,7 @@ impl Store for EtcdStore {
             .and_then([TxnOp::put(key, value.clone(), None)])
             .or_else([TxnOp::get(key, None)]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(self.err(format!("create {key}")))?;
@@ -155,8 +159,7 @@ impl Store for EtcdStore {
             )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(self.err(format!("update {key}")))?;
@@ -200,8 +203,7 @@ impl Store for EtcdStore {
             )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(self.err(format!("delete {key}")))?;
@@ -235,8 +237,7 @@ impl Store for EtcdStore {
 
     async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), StoreError> {
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(key, None)
             .await
             .map_err(self.err(format!("get {key}")))?;
@@ -261,12 +262,8 @@ impl Store for EtcdStore {
         if let Some(rev) = opts.revision.filter(|r| *r > 0) {
             options = options.with_revision(rev);
         }
-        let resp = self
-            .client
-            .kv_client()
-            .get(start, Some(options))
-            .await
-            .map_err(|e| match self.err(format!("list {prefix}"))(e) {
+        let resp = self.kv().get(start, Some(options)).await.map_err(|e| {
+            match self.err(format!("list {prefix}"))(e) {
                 StoreError::Compacted { .. } => StoreError::Compacted {
                     requested: opts.revision.unwrap_or_default(),
                     compacted: 0,
@@ -276,7 +273,8 @@ impl Store for EtcdStore {
                     current: 0,
                 },
                 other => other,
-            })?;
+            }
+        })?;
         let items = resp
             .kvs()
             .iter()
@@ -295,8 +293,7 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get("/", Some(GetOptions::new().with_count_only()))
             .await
             .map_err(self.err("read revision"))?;
@@ -309,7 +306,7 @@ impl Store for EtcdStore {
         // through the stream).
         if after > 0 {
             let probe = GetOptions::new().with_count_only().with_revision(after);
-            match self.client.kv_client().get(prefix, Some(probe)).await {
+            match self.kv().get(prefix, Some(probe)).await {
                 Ok(_) => {}
                 Err(e) => match self.err(format!("watch {prefix}"))(e) {
                     StoreError::Compacted { .. } => {
@@ -423,8 +420,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.client
-            .kv_client()
+        self.kv()
             .compact(revision, Some(CompactionOptions::new().with_physical()))
             .await
             .map_err(|e| match self.err(format!("compact {revision}"))(e) {

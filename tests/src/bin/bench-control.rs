@@ -1,0 +1,442 @@
+//! bench-control: pod creates/s (1 and 32 clients), a 10 000-pod list and watch event latency
+//! with 100 watchers, on pea-control's embedded store and on etcd, beside etcd's own raw write
+//! rate (and the raw embedded store) measured in the same run. Bounded in count and time;
+//! prints Markdown tables. Usage: bench-control [--creates N] [--list-size N] [--watchers N]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::BodyExt;
+use pea_control_store::{sqlite::SqliteStore, Store};
+use pea_tests::bench::{fmt_duration, table, Samples};
+use pea_tests::control::{Backend, ControlPlane};
+use pea_tests::control_client::{tls_connector, ApiClient};
+use pea_tests::control_etcd::Etcd;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Creates per phase (split across clients in the 32-client phase).
+    #[arg(long, default_value_t = 3200)]
+    creates: usize,
+    /// Pods in the namespace for the list measurement.
+    #[arg(long, default_value_t = 10_000)]
+    list_size: usize,
+    /// Concurrent watchers.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Events each watcher should see.
+    #[arg(long, default_value_t = 200)]
+    watch_events: usize,
+}
+
+/// Throughput of one phase.
+#[derive(Debug)]
+struct Rate {
+    subject: String,
+    clients: usize,
+    ops: usize,
+    elapsed: Duration,
+}
+
+impl Rate {
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn rate_table(title: &str, rows: &[Rate], anchor: &str) -> String {
+    let anchor_rate = rows.iter().find(|r| r.subject == anchor).map(Rate::per_sec);
+    let mut out = format!("### {title}\n\n| subject | clients | ops | elapsed | ops/s | ratio to {anchor} |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        let ratio = anchor_rate
+            .map(|a| format!("{:.2}×", r.per_sec() / a))
+            .unwrap_or_else(|| "–".into());
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.0} | {} |\n",
+            r.subject,
+            r.clients,
+            r.ops,
+            fmt_duration(r.elapsed),
+            r.per_sec(),
+            ratio
+        ));
+    }
+    out
+}
+
+fn pod_body(name: &str) -> Vec<u8> {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `total` creates across `clients` connections; per-request latencies and the phase rate.
+async fn creates(
+    cp: &ControlPlane,
+    subject: &str,
+    prefix: &str,
+    total: usize,
+    clients: usize,
+) -> Result<(Samples, Rate)> {
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
+    let token = cp.running().admin_token.clone();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut client = ApiClient::connect(cp.addr, &connector, &token).await?;
+        let prefix = format!("{prefix}-{c}");
+        let n = total / clients;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                if started.elapsed() > DEADLINE {
+                    break;
+                }
+                let t = Instant::now();
+                let (code, body) = client
+                    .call(
+                        "POST",
+                        "/api/v1/namespaces/default/pods",
+                        Some(pod_body(&format!("{prefix}-{i}"))),
+                    )
+                    .await?;
+                if code != 201 {
+                    bail!("create returned {code}: {}", String::from_utf8_lossy(&body));
+                }
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut samples = Samples::new(subject);
+    for t in tasks {
+        for d in t.await?? {
+            samples.push(d);
+        }
+    }
+    let elapsed = started.elapsed();
+    let ops = samples.durations.len();
+    Ok((
+        samples,
+        Rate {
+            subject: subject.into(),
+            clients,
+            ops,
+            elapsed,
+        },
+    ))
+}
+
+async fn list_pods(cp: &ControlPlane, subject: &str, rounds: usize) -> Result<(Samples, usize)> {
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
+    let mut client = ApiClient::connect(cp.addr, &connector, &cp.running().admin_token).await?;
+    let mut s = Samples::new(subject);
+    let mut count = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let (code, body) = client
+            .call("GET", "/api/v1/namespaces/default/pods", None)
+            .await?;
+        s.push(t.elapsed());
+        if code != 200 {
+            bail!("list returned {code}: {}", String::from_utf8_lossy(&body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        count = v["items"].as_array().map(Vec::len).unwrap_or(0);
+    }
+    Ok((s, count))
+}
+
+/// `watchers` watches from the current revision; `events` creates; latency from sending the
+/// create to each watcher reading its ADDED event.
+async fn watch_latency(
+    cp: &ControlPlane,
+    subject: &str,
+    watchers: usize,
+    events: usize,
+) -> Result<Samples> {
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
+    let token = cp.running().admin_token.clone();
+    let mut c = ApiClient::connect(cp.addr, &connector, &token).await?;
+    let (_, body) = c
+        .call("GET", "/api/v1/namespaces/default/pods?limit=1", None)
+        .await?;
+    let rv = serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        let mut w = ApiClient::connect(cp.addr, &connector, &token).await?;
+        let resp = w
+            .send("GET", &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&labelSelector=app%3Dwatch&timeoutSeconds=60"), None)
+            .await?;
+        let (sent, latencies) = (sent.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut body = resp.into_body();
+            let mut buf = Vec::new();
+            let mut seen = 0;
+            while seen < events {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                let Ok(frame) = frame else { break };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let now = Instant::now();
+                buf.extend_from_slice(&data);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    if let Some(name) = ev["object"]["metadata"]["name"].as_str() {
+                        if let Some(t) = sent.lock().unwrap().get(name) {
+                            latencies.lock().unwrap().push(now - *t);
+                        }
+                        seen += 1;
+                    }
+                }
+            }
+            Bytes::new()
+        }));
+    }
+    // Let every watch register before the first write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..events {
+        let name = format!("watch-{i}");
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "watch"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+        sent.lock().unwrap().insert(name.clone(), Instant::now());
+        let (code, _) = c
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+        if code != 201 {
+            bail!("watch create returned {code}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    let mut s = Samples::new(subject);
+    s.durations = latencies.lock().unwrap().clone();
+    s.note = Some(format!("{watchers} watchers × {events} events"));
+    Ok(s)
+}
+
+/// Raw store writes: `total` creates over `writers` tasks on one store.
+async fn raw_writes(
+    store: Arc<dyn Store>,
+    subject: &str,
+    prefix: &str,
+    total: usize,
+    writers: usize,
+) -> Result<(Samples, Rate)> {
+    let started = Instant::now();
+    let value = pod_body("raw");
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (store, value, prefix) = (store.clone(), value.clone(), prefix.to_string());
+        let n = total / writers;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                if started.elapsed() > DEADLINE {
+                    break;
+                }
+                let t = Instant::now();
+                store
+                    .create(&format!("/raw/{prefix}/{w}/{i}"), value.clone())
+                    .await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut s = Samples::new(subject);
+    for t in tasks {
+        for d in t.await?? {
+            s.push(d);
+        }
+    }
+    let rate = Rate {
+        subject: subject.into(),
+        clients: writers,
+        ops: s.durations.len(),
+        elapsed: started.elapsed(),
+    };
+    Ok((s, rate))
+}
+
+/// etcd's own write rate: plain puts through its client, no transaction.
+async fn etcd_puts(
+    endpoint: &str,
+    subject: &str,
+    total: usize,
+    writers: usize,
+) -> Result<(Samples, Rate)> {
+    let client = etcd_client::Client::connect([endpoint], None).await?;
+    let started = Instant::now();
+    let value = pod_body("raw");
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (mut kv, value) = (client.kv_client(), value.clone());
+        let n = total / writers;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                if started.elapsed() > DEADLINE {
+                    break;
+                }
+                let t = Instant::now();
+                kv.put(format!("/etcdraw/{writers}/{w}/{i}"), value.clone(), None)
+                    .await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut s = Samples::new(subject);
+    for t in tasks {
+        for d in t.await?? {
+            s.push(d);
+        }
+    }
+    let rate = Rate {
+        subject: subject.into(),
+        clients: writers,
+        ops: s.durations.len(),
+        elapsed: started.elapsed(),
+    };
+    Ok((s, rate))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (mut seq_lat, mut par_lat, mut list_lat, mut watch_lat) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut seq_rate, mut par_rate) = (Vec::new(), Vec::new());
+
+    // Anchors first: the raw embedded store, then etcd's own puts (etcd runs only for its phase,
+    // so its background fsyncs do not slow the other subjects).
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("raw.db"))?);
+        let (s, r) = raw_writes(
+            sqlite.clone(),
+            "sqlite store create (raw)",
+            "seq",
+            args.creates / 4,
+            1,
+        )
+        .await?;
+        seq_lat.push(s);
+        seq_rate.push(r);
+        let (s, r) =
+            raw_writes(sqlite, "sqlite store create (raw)", "par", args.creates, 32).await?;
+        par_lat.push(s);
+        par_rate.push(r);
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let etcd = Etcd::start()?;
+    rt.block_on(async {
+        let (s, r) = etcd_puts(etcd.url(), "etcd put (raw)", args.creates / 4, 1).await?;
+        seq_lat.push(s);
+        seq_rate.push(r);
+        let (s, r) = etcd_puts(etcd.url(), "etcd put (raw)", args.creates, 32).await?;
+        par_lat.push(s);
+        par_rate.push(r);
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(etcd);
+
+    for (backend, label) in [
+        (Backend::Embedded, "pea-control embedded"),
+        (Backend::Etcd, "pea-control etcd"),
+    ] {
+        let cp = ControlPlane::start(backend).context("start control plane")?;
+        rt.block_on(async {
+            let (s, r) = creates(&cp, label, "seq", args.creates / 4, 1).await?;
+            seq_lat.push(s);
+            seq_rate.push(r);
+            let (s, r) = creates(&cp, label, "par", args.creates, 32).await?;
+            par_lat.push(s);
+            par_rate.push(r);
+            let have = args.creates / 4 + args.creates;
+            if args.list_size > have {
+                creates(&cp, "fill", "fill", args.list_size - have, 32).await?;
+            }
+            let (mut s, count) = list_pods(&cp, label, 5).await?;
+            s.note = Some(format!("{count} pods, JSON"));
+            list_lat.push(s);
+            watch_lat.push(watch_latency(&cp, label, args.watchers, args.watch_events).await?);
+            Ok::<_, anyhow::Error>(())
+        })?;
+        drop(cp);
+    }
+
+    println!(
+        "{}",
+        rate_table("Pod creates/s, 1 client", &seq_rate, "etcd put (raw)")
+    );
+    println!(
+        "{}",
+        table("Pod create latency, 1 client", &seq_lat, "etcd put (raw)")
+    );
+    println!(
+        "{}",
+        rate_table("Pod creates/s, 32 clients", &par_rate, "etcd put (raw)")
+    );
+    println!(
+        "{}",
+        table("Pod create latency, 32 clients", &par_lat, "etcd put (raw)")
+    );
+    println!(
+        "{}",
+        table(
+            "List all pods in a namespace",
+            &list_lat,
+            "pea-control etcd"
+        )
+    );
+    println!(
+        "{}",
+        table(
+            "Watch event latency (create sent → event read)",
+            &watch_lat,
+            "pea-control etcd"
+        )
+    );
+    for s in &watch_lat {
+        println!(
+            "{}: watch p50 {} p99 {} ({} events)",
+            s.subject,
+            s.quantile(0.5).map(fmt_duration).unwrap_or_default(),
+            s.quantile(0.99).map(fmt_duration).unwrap_or_default(),
+            s.durations.len()
+        );
+    }
+    Ok(())
+}
