@@ -11,6 +11,8 @@ packages=(
   containernetworking-plugins
   # anchors for conformance tests and benchmarks
   runc crun hyperfine strace etcd-server
+  # drop-in proof for pea-runtime (containerd runc.v2 shim, podman + conmon)
+  containerd podman
 )
 
 missing=()
