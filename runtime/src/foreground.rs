@@ -52,9 +52,45 @@ fn reap(pid: i32) -> Option<i32> {
     result
 }
 
+fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: writing from a live buffer of the given length.
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+/// Reads once from `from` and copies to `to`; false on EOF or error.
+fn pump(from: i32, to: i32) -> bool {
+    let mut buf = [0u8; 8192];
+    // SAFETY: reading into a live buffer of the given length.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+    if n <= 0 {
+        return n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+    }
+    write_all(to, &buf[..n as usize]);
+    true
+}
+
+/// Copies whatever the pty still holds after the process exited.
+fn drain(master: i32) {
+    // SAFETY: fcntl on an fd we own (borrowed for the call).
+    unsafe {
+        let fl = libc::fcntl(master, libc::F_GETFL);
+        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    while pump(master, 1) {}
+}
+
 /// Waits for `pid` (a child of ours) to exit while forwarding signals to it; returns its code.
-/// Signals must already be blocked (`block_all`).
-pub fn wait(pid: i32) -> Result<i32> {
+/// With `pty`, relays stdin to it and it to stdout. Signals must already be blocked.
+pub fn wait(pid: i32, pty: Option<i32>) -> Result<i32> {
     // SAFETY: sigset_t set up by sigfillset; signalfd returns a new fd or -1.
     let sfd = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -74,8 +110,17 @@ pub fn wait(pid: i32) -> Result<i32> {
     } else {
         None // already reaped by nobody yet it's gone? fall back to waitpid below
     };
+    let _raw = pty.map(|m| {
+        crate::tty::copy_winsize(m);
+        crate::tty::RawStdin::enable()
+    });
+    let mut stdin_open = pty.is_some();
+    let mut master_open = pty.is_some();
     loop {
         if let Some(code) = reap(pid) {
+            if let Some(m) = pty {
+                drain(m);
+            }
             return Ok(code);
         }
         let mut fds = [
@@ -89,9 +134,19 @@ pub fn wait(pid: i32) -> Result<i32> {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if master_open { pty.unwrap_or(-1) } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
-        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, if pfd.is_some() { -1 } else { 100 }) };
+        // SAFETY: four valid pollfds (a negative fd is ignored by poll).
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 4, if pfd.is_some() { -1 } else { 100 }) };
         if rc < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -112,13 +167,26 @@ pub fn wait(pid: i32) -> Result<i32> {
             if n == std::mem::size_of::<libc::signalfd_siginfo>() as isize {
                 let sig = info.ssi_signo as i32;
                 match sig {
-                    libc::SIGCHLD | libc::SIGWINCH | libc::SIGURG => {}
+                    libc::SIGWINCH => {
+                        if let Some(m) = pty {
+                            crate::tty::copy_winsize(m);
+                        }
+                    }
+                    libc::SIGCHLD | libc::SIGURG => {}
                     _ => {
                         tracing::debug!(pid, sig, "forwarding signal");
                         // SAFETY: kill with integer arguments.
                         unsafe { libc::kill(pid, sig) };
                     }
                 }
+            }
+        }
+        if let Some(m) = pty {
+            if fds[2].revents != 0 && !pump(0, m) {
+                stdin_open = false;
+            }
+            if fds[3].revents != 0 && !pump(m, 1) {
+                master_open = false;
             }
         }
     }

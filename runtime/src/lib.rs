@@ -18,6 +18,7 @@ pub mod logging;
 pub mod seccomp;
 pub mod signals;
 pub mod syscall_table;
+pub mod tty;
 pub mod validate;
 
 pub use error::{Result, RuntimeError};

@@ -99,7 +99,7 @@ fn exec_tty_and_create_tty_through_a_console_socket() {
 
     // create with a terminal: without a console socket it is refused
     rt.run(["create", "--bundle", bun.dir.to_str().unwrap(), &id])
-        .fails_with("console");
+        .fails_with("--console-socket is required");
     assert_no_leftovers(&rt, &id, None);
 
     let listener2 = listener.try_clone().unwrap();
@@ -144,10 +144,44 @@ fn exec_tty_and_create_tty_through_a_console_socket() {
     assert!(out.contains("/dev/pts/"), "{out}");
     master.write_all(b"exit\n").unwrap();
 
-    // exec --tty in the foreground without a console socket: a clear "not implemented"
-    rt.run(["exec", "--tty", &id, "true"])
-        .fails_with("not implemented");
+    // exec --tty in the foreground without a console socket: pea relays the pty itself.
+    let o = rt.run_stdin(
+        ["exec", "--tty", &id, "sh"],
+        b"tty; echo fg-$((40+2)); exit 6\n",
+    );
+    assert_eq!(o.code, Some(6), "{}", o.stderr);
+    assert!(
+        o.stdout.contains("fg-42") && o.stdout.contains("/dev/pts/"),
+        "{}",
+        o.stdout
+    );
+    rt.run(["exec", "--tty", "--detach", &id, "true"])
+        .fails_with("needs --console-socket");
 
     rt.run(["delete", "--force", &id]).ok();
     assert_no_leftovers(&rt, &id, Some(&marker));
+}
+
+#[test]
+fn foreground_run_with_a_terminal_relays_the_pty() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bun = BundleBuilder::busybox(tmp.path())
+        .args(["sh"])
+        .build()
+        .unwrap();
+    let mut p = bun.spec.process().clone().unwrap();
+    p.set_terminal(Some(true));
+    bun.spec.set_process(Some(p));
+    bun.save().unwrap();
+    let id = unique_id("fgtty");
+    let o = rt.run_stdin(
+        ["run", "--bundle", bun.dir.to_str().unwrap(), &id],
+        b"tty; echo run-$((3*3)); exit 5\n",
+    );
+    assert_eq!(o.code, Some(5), "{}", o.stderr);
+    assert!(o.stdout.contains("run-9"), "{}", o.stdout);
+    assert!(o.stdout.contains("/dev/pts/0"), "{}", o.stdout);
+    assert_no_leftovers(&rt, &id, None);
 }

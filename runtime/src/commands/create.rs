@@ -20,6 +20,14 @@ pub fn run(g: &Global, a: CreateArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A created container, with the pty master when pea holds the terminal itself (foreground
+/// `run` of a process.terminal container without --console-socket).
+#[derive(Debug)]
+pub struct Created {
+    pub handle: Handle,
+    pub pty: Option<std::os::fd::OwnedFd>,
+}
+
 /// The executor for a spec: seccomp compiled here, in the runtime, before anything forks.
 pub fn executor_for(
     spec: &Spec,
@@ -60,8 +68,8 @@ pub fn has_effective_sys_admin(process: &oci_spec::runtime::Process) -> bool {
         .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin))
 }
 
-/// Creates the container; `detach` as libcontainer means it (only gates console-socket checks).
-pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
+/// Creates the container; `detach` false means a foreground `run`.
+pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Created> {
     check_id(&a.id)?;
     ensure_root(&g.root)?;
     let dir = g.root.join(&a.id);
@@ -75,18 +83,28 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
     let spec = validate::load_spec(&bundle)?;
     validate::check_spec(&bundle, &spec, &HostLimits::probe())?;
     let process = spec.process().as_ref().expect("checked by check_spec");
-    if process.terminal() == Some(true) && a.console_socket.is_none() && !detach {
-        return Err(RuntimeError::NotImplemented(
-            "a terminal (process.terminal=true) for a foreground run without --console-socket"
+    if process.terminal() == Some(true) && a.console_socket.is_none() && detach {
+        return Err(RuntimeError::Usage(
+            "process.terminal is true: --console-socket is required to hand the pty over when \
+             the container is detached (create, run --detach)"
                 .into(),
         ));
     }
+    // Foreground run with a terminal: pea receives the pty master and relays it.
+    let own_console = if process.terminal() == Some(true) && a.console_socket.is_none() && !detach {
+        Some(crate::tty::ConsoleListener::new()?)
+    } else {
+        None
+    };
     let executor = executor_for(
         &spec,
         process.no_new_privileges(),
         has_effective_sys_admin(process),
     )?;
-    let console = a.console_socket.as_deref().map(absolute);
+    let console = match &own_console {
+        Some(l) => Some(l.path()),
+        None => a.console_socket.as_deref().map(absolute),
+    };
     let pid_file = a.pid_file.as_deref().map(absolute);
 
     let span = tracing::info_span!("create", id = %a.id);
@@ -121,6 +139,16 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
         c,
         root: dir.clone(),
     };
+    let pty = match own_console.as_ref().map(|l| l.receive_master()) {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(e)) => {
+            let mut h = handle;
+            let _ = crate::commands::delete::delete(&mut h, true);
+            cleanup_failed(&dir, &a.id);
+            return Err(e);
+        }
+    };
     let ro_cgroups = crate::cgroup_mount::readonly_cgroup_mounts(&spec);
     let finish = || -> Result<()> {
         let pid = handle.c.pid().map(|p| p.as_raw());
@@ -151,7 +179,7 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Handle> {
         cleanup_failed(&dir, &a.id);
         return Err(e);
     }
-    Ok(handle)
+    Ok(Created { handle, pty })
 }
 
 /// libcontainer removes its cgroup and state dir on a failed build; make sure of it.

@@ -50,11 +50,17 @@ pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
         ));
     }
     let terminal = process.terminal() == Some(true);
-    if terminal && a.console_socket.is_none() {
-        return Err(RuntimeError::NotImplemented(
-            "exec --tty without --console-socket (a foreground pty relay)".into(),
+    if terminal && a.console_socket.is_none() && a.detach {
+        return Err(RuntimeError::Usage(
+            "exec --tty --detach needs --console-socket to hand the pty to".into(),
         ));
     }
+    // Foreground exec with a terminal: pea receives the pty master and relays it.
+    let own_console = if terminal && a.console_socket.is_none() {
+        Some(crate::tty::ConsoleListener::new()?)
+    } else {
+        None
+    };
     let executor = super::create::executor_for(
         &spec,
         process.no_new_privileges(),
@@ -77,7 +83,10 @@ pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
     if !detach {
         foreground::block_all();
     }
-    let console = a.console_socket.as_deref().map(absolute);
+    let console = match &own_console {
+        Some(l) => Some(l.path()),
+        None => a.console_socket.as_deref().map(absolute),
+    };
     let span = tracing::info_span!("exec", id = %a.id);
     let _e = span.enter();
     let built = ContainerBuilder::new(a.id.clone(), SyscallType::default())
@@ -99,10 +108,14 @@ pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
     if let Some(p) = &a.pid_file {
         container::write_atomic(&absolute(p), pid.to_string().as_bytes())?;
     }
+    let pty = match &own_console {
+        Some(l) => Some(l.receive_master()?),
+        None => None,
+    };
     if detach {
         return Ok(0);
     }
-    foreground::wait(pid)
+    foreground::wait(pid, pty.as_ref().map(std::os::fd::AsRawFd::as_raw_fd))
 }
 
 /// The container's process with the command-line overrides applied.
