@@ -554,3 +554,65 @@ fn dry_run_and_conflicts() {
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(stderr.contains("the object has been modified"), "{stderr}");
 }
+
+#[test]
+fn kubectl_create_generators_send_protobuf() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    assert!(k
+        .ok(&["create", "namespace", "gen"])
+        .contains("namespace/gen created"));
+    assert_eq!(
+        k.ok(&["get", "ns", "gen", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+    k.ok(&[
+        "create",
+        "configmap",
+        "cm",
+        "-n",
+        "gen",
+        "--from-literal=a=b",
+        "--from-literal=c=d",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "cm",
+            "cm",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.data.a}{.data.c}"
+        ]),
+        "bd"
+    );
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "gen",
+        "--from-literal=pw=hunter2",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "s",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.data.pw} {.type}"
+        ]),
+        "aHVudGVyMg== Opaque"
+    );
+    // Kinds without a protobuf decoder are refused by name, and nothing is stored.
+    let err = k.fails(&["create", "deployment", "d", "--image=busybox"]);
+    assert!(
+        err.contains("protobuf bodies of kind \"Deployment\" are not implemented"),
+        "{err}"
+    );
+    assert!(k.fails(&["get", "deployment", "d"]).contains("NotFound"));
+}

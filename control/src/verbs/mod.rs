@@ -18,10 +18,9 @@ use crate::status::ApiError;
 /// Parses the request body as a JSON object; protobuf and other encodings get a clear 415.
 pub fn body_object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
-    if ct.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "{ct}: protobuf request bodies are not implemented; send application/json"
-        )));
+    if ct == "application/vnd.kubernetes.protobuf" {
+        return crate::protobuf::decode(&ctx.body)
+            .map_err(|e| ApiError::UnsupportedMediaType(e.to_string()));
     }
     let v: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
