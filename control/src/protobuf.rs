@@ -182,10 +182,7 @@ fn string(b: &[u8], pos: usize) -> Result<String, ProtoError> {
 /// A map entry: key (1) and value (2).
 fn entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), ProtoError> {
     let mut r = Reader { buf: b, pos: 0 };
-    let (mut k, mut v) = (
-        String::new(),
-        if bytes_value { json!("") } else { json!("") },
-    );
+    let (mut k, mut v) = (String::new(), json!(""));
     while let Some((f, w)) = r.next("map entry")? {
         match (f, w) {
             (1, Wire::Len(s)) => k = string(s, r.pos)?,
