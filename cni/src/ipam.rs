@@ -7,8 +7,9 @@
 //! <dataDir>/<network>/last_reserved_ip   where the round-robin search resumes
 //! <dataDir>/<network>/10.244.1.7         {"version":1,"containerID":"…","ifname":"eth0"}
 //! ```
-//! Crash safety: every file is written as temp + fsync + rename, and temps are only created while
-//! the lock is held, so a temp seen by a lock holder is debris of a crashed holder and is removed.
+//! Crash safety: lease files are written as temp + fsync + rename (the round-robin hint is
+//! overwritten in place: it is only a hint), and temps are only created while the lock is held, so a
+//! temp seen by a lock holder is debris of a crashed holder and is removed.
 //! A crash after a lease is written but before ADD finished leaves a lease whose owner the runtime
 //! still knows (it retries ADD, which reuses it, or calls DEL) or GC reclaims it.
 //! Concurrent ADDs serialise on the lock, so one address is never handed out twice.
@@ -221,9 +222,11 @@ impl Locked<'_> {
         };
         let path = self.store.dir.join(ip.to_string());
         let body = serde_json::to_vec(&lease).expect("lease serialises");
-        atomic_write(&path, &body).map_err(io_err(&path))?;
+        atomic_write_nodirsync(&path, &body).map_err(io_err(&path))?;
+        // The round-robin position is a hint: overwritten in place without fsync (a torn or lost
+        // hint only moves where the next search starts; it is validated when read).
         let lr = self.store.dir.join(LAST_RESERVED);
-        atomic_write(&lr, ip.to_string().as_bytes()).map_err(io_err(&lr))?;
+        write_hint(&lr, ip).map_err(io_err(&lr))?;
         Ok(ip)
     }
 
@@ -261,8 +264,32 @@ impl Locked<'_> {
     }
 }
 
+/// Overwrites the hint in place at a fixed width: no truncation, because ext4 flushes data on
+/// truncate-then-write (auto_da_alloc), which would cost a disk round trip per ADD.
+fn write_hint(path: &Path, ip: Ipv4Addr) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all_at(format!("{:<15}\n", ip.to_string()).as_bytes(), 0)
+}
+
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_temp(path, bytes, true)
+}
+
+/// Like [`atomic_write`] but without syncing the directory: the file's contents are durable
+/// before it appears under its name, and a crash may lose the name itself. Used for lease files,
+/// which die with the pods on a power loss anyway (the runtime's GC then reclaims them).
+pub fn atomic_write_nodirsync(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_temp(path, bytes, false)
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], sync_dir: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -280,7 +307,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         // The rename itself is durable only once the directory is synced.
-        File::open(dir)?.sync_all()
+        if sync_dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

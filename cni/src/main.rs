@@ -4,11 +4,15 @@
 use std::{io::Read, process::ExitCode};
 
 fn main() -> ExitCode {
-    // Logs go to stderr (stdout is the CNI protocol); quiet unless PEA_CNI_LOG asks.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PEA_CNI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Logs go to stderr (stdout is the CNI protocol). PEA_CNI_LOG=debug|info|warn|error picks the
+    // level; the default is warn. A plain level filter keeps start-up cheap (this process lives
+    // for a few milliseconds).
+    let level = std::env::var("PEA_CNI_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
     let vars = std::env::vars().collect();

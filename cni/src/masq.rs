@@ -1,10 +1,10 @@
 //! IP masquerade for pod traffic leaving the cluster CIDR, in an nftables table of pea's own
 //! (`ip pea-cni`), driven through `nft -j` (structured JSON in and out; text is never parsed).
 //!
-//! One rule per network, tagged with a comment naming the network, is installed when the
-//! network's first lease is taken and removed with its last, so a DEL never leaves per-pod
-//! chains behind, whether or not the pod's namespace still exists. The table goes when its chain
-//! is empty. A lock file serialises table changes between networks.
+//! One base chain per network (`masq-<network>`, one rule) is installed when the network's first
+//! lease is taken and removed with its last, so a DEL never leaves per-pod chains behind, whether
+//! or not the pod's namespace still exists. The table goes with its last chain. A lock file
+//! serialises table changes between networks.
 
 use std::{
     io::Write,
@@ -16,7 +16,6 @@ use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
 pub const TABLE: &str = "pea-cni";
-pub const CHAIN: &str = "postrouting";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasqError {
@@ -84,34 +83,30 @@ fn parse(args: &str, bytes: &[u8]) -> Result<Vec<Value>, MasqError> {
         })
 }
 
-/// Our rules in the table: (handle, comment); `None` when the table does not exist.
-fn rules() -> Result<Option<Vec<(u64, String)>>, MasqError> {
-    // One listing of the ip family tells both whether the table exists and what is in it.
+/// The base chain of one network. Every network gets a base chain of its own on the postrouting
+/// hook, so installing is one idempotent batch (create, flush, add) that never needs a listing
+/// and can never duplicate a rule.
+fn chain_name(network: &str) -> String {
+    format!("masq-{network}")
+}
+
+/// The chains in our table; `None` when the table does not exist.
+fn chains() -> Result<Option<Vec<String>>, MasqError> {
     let out = nft(&["-j", "list", "ruleset", "ip"], None)?;
     let objects = parse("list ruleset ip", &out)?;
-    let ours = |o: &Value, kind: &str| {
-        o.get(kind)
-            .and_then(|t| t.get(if kind == "table" { "name" } else { "table" }))
-            .and_then(Value::as_str)
-            == Some(TABLE)
+    let in_table = |o: &Value, kind: &str, key: &str| {
+        o.get(kind).and_then(|t| t.get(key)).and_then(Value::as_str) == Some(TABLE)
     };
-    if !objects.iter().any(|o| ours(o, "table")) {
+    if !objects.iter().any(|o| in_table(o, "table", "name")) {
         return Ok(None);
     }
-    let mut found = Vec::new();
-    for o in &objects {
-        if !ours(o, "rule") {
-            continue;
-        }
-        let r = &o["rule"];
-        if r.get("chain").and_then(Value::as_str) != Some(CHAIN) {
-            continue;
-        }
-        let handle = r.get("handle").and_then(Value::as_u64).unwrap_or(0);
-        let c = r.get("comment").and_then(Value::as_str).unwrap_or("");
-        found.push((handle, c.to_string()));
-    }
-    Ok(Some(found))
+    Ok(Some(
+        objects
+            .iter()
+            .filter(|o| in_table(o, "chain", "table"))
+            .filter_map(|o| o["chain"]["name"].as_str().map(String::from))
+            .collect(),
+    ))
 }
 
 fn prefix(net: &Ipv4Net) -> Value {
@@ -138,59 +133,57 @@ fn with_lock<T>(data_dir: &Path, f: impl FnOnce() -> Result<T, MasqError>) -> Re
     f()
 }
 
-/// Installs the network's masquerade rule unless present.
+fn base_chain(name: &str) -> Value {
+    json!({"chain": {"family": "ip", "table": TABLE, "name": name,
+        "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}})
+}
+
+/// Installs (or re-installs) the network's masquerade rule: one `nft` run, idempotent.
 pub fn ensure(
     data_dir: &Path,
     network: &str,
     subnet: Ipv4Net,
     cluster: Ipv4Net,
 ) -> Result<(), MasqError> {
-    with_lock(data_dir, || {
-        let c = comment(network);
-        if let Some(rs) = rules()? {
-            if rs.iter().any(|(_, rc)| *rc == c) {
-                return Ok(());
-            }
-        }
-        let daddr = json!({"payload": {"protocol": "ip", "field": "daddr"}});
-        apply(json!({"nftables": [
-            {"add": {"table": {"family": "ip", "name": TABLE}}},
-            {"add": {"chain": {"family": "ip", "table": TABLE, "name": CHAIN,
-                "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}},
-            {"add": {"rule": {"family": "ip", "table": TABLE, "chain": CHAIN, "comment": c, "expr": [
-                {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": prefix(&subnet)}},
-                {"match": {"op": "!=", "left": daddr.clone(), "right": prefix(&cluster)}},
-                {"match": {"op": "!=", "left": daddr, "right": prefix(&"224.0.0.0/4".parse().expect("literal"))}},
-                {"masquerade": null}
-            ]}}}
-        ]}))
-    })
+    let chain = chain_name(network);
+    let daddr = json!({"payload": {"protocol": "ip", "field": "daddr"}});
+    let batch = json!({"nftables": [
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {"add": base_chain(&chain)},
+        {"flush": {"chain": {"family": "ip", "table": TABLE, "name": chain}}},
+        {"add": {"rule": {"family": "ip", "table": TABLE, "chain": chain, "comment": comment(network), "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": prefix(&subnet)}},
+            {"match": {"op": "!=", "left": daddr.clone(), "right": prefix(&cluster)}},
+            {"match": {"op": "!=", "left": daddr, "right": prefix(&"224.0.0.0/4".parse().expect("literal"))}},
+            {"masquerade": null}
+        ]}}}
+    ]});
+    with_lock(data_dir, || apply(batch))
 }
 
-/// Whether the network's rule is installed.
+/// Whether the network's chain is installed.
 pub fn present(network: &str) -> Result<bool, MasqError> {
-    let c = comment(network);
-    Ok(rules()?.is_some_and(|rs| rs.iter().any(|(_, rc)| *rc == c)))
+    let chain = chain_name(network);
+    Ok(chains()?.is_some_and(|cs| cs.contains(&chain)))
 }
 
-/// Removes the network's rule, and the table when nothing else is in it.
+/// Removes the network's chain, and the table when no other network has one.
 pub fn remove(data_dir: &Path, network: &str) -> Result<(), MasqError> {
+    let chain = chain_name(network);
     with_lock(data_dir, || {
-        let Some(rs) = rules()? else {
+        let Some(cs) = chains()? else {
             return Ok(());
         };
-        let c = comment(network);
-        let (ours, others): (Vec<_>, Vec<_>) = rs.into_iter().partition(|(_, rc)| *rc == c);
-        let batch: Vec<Value> = if others.is_empty() {
+        let batch: Vec<Value> = if cs.iter().all(|c| *c == chain) {
             vec![json!({"delete": {"table": {"family": "ip", "name": TABLE}}})]
+        } else if cs.contains(&chain) {
+            vec![
+                json!({"flush": {"chain": {"family": "ip", "table": TABLE, "name": chain}}}),
+                json!({"delete": {"chain": {"family": "ip", "table": TABLE, "name": chain}}}),
+            ]
         } else {
-            ours.iter()
-                .map(|(h, _)| json!({"delete": {"rule": {"family": "ip", "table": TABLE, "chain": CHAIN, "handle": h}}}))
-                .collect()
-        };
-        if batch.is_empty() {
             return Ok(());
-        }
+        };
         apply(json!({ "nftables": batch }))
     })
 }

@@ -186,6 +186,16 @@ impl Netns {
 
     /// Starts a TCP echo server in the namespace on `0.0.0.0:port`.
     pub fn tcp_echo_server(&self, port: u16) -> Result<EchoServer> {
+        self.tcp_server(port, false)
+    }
+
+    /// Starts a TCP server that answers every connection with the peer's IP address (what
+    /// source address arrived here, e.g. after masquerade), followed by the bytes it received.
+    pub fn tcp_whoami_server(&self, port: u16) -> Result<EchoServer> {
+        self.tcp_server(port, true)
+    }
+
+    fn tcp_server(&self, port: u16, whoami: bool) -> Result<EchoServer> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop2 = stop.clone();
@@ -195,11 +205,14 @@ impl Netns {
             let _ = ready_tx.send(());
             while !stop2.load(Ordering::Relaxed) {
                 match l.accept() {
-                    Ok((mut s, _)) => {
+                    Ok((mut s, peer)) => {
                         s.set_nonblocking(false)?;
                         s.set_read_timeout(Some(Duration::from_secs(5)))?;
                         let mut buf = [0u8; 4096];
                         if let Ok(n) = s.read(&mut buf) {
+                            if whoami {
+                                let _ = s.write_all(format!("{} ", peer.ip()).as_bytes());
+                            }
                             let _ = s.write_all(&buf[..n]);
                         }
                     }
@@ -220,7 +233,8 @@ impl Netns {
         })
     }
 
-    /// Connects from this namespace to `addr`, sends `msg`, returns what came back.
+    /// Connects from this namespace to `addr`, sends `msg`, returns all that came back before
+    /// the server closed the connection.
     pub fn tcp_echo(&self, addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
         let msg = msg.to_vec();
         self.run_in(move || {
@@ -228,8 +242,8 @@ impl Netns {
                 .with_context(|| format!("connect {addr}"))?;
             s.set_read_timeout(Some(Duration::from_secs(3)))?;
             s.write_all(&msg)?;
-            let mut got = vec![0u8; msg.len()];
-            s.read_exact(&mut got)
+            let mut got = Vec::new();
+            s.read_to_end(&mut got)
                 .with_context(|| format!("echo from {addr}"))?;
             Ok(got)
         })

@@ -113,6 +113,10 @@ fn add_connects_pods_on_one_node_and_del_releases_everything() -> Result<()> {
     let _srv = b.tcp_echo_server(7007)?;
     let addr: SocketAddr = format!("{ipb}:7007").parse()?;
     assert_eq!(a.tcp_echo(addr, b"hello pea")?, b"hello pea");
+    // Inside the cluster CIDR nothing is masqueraded: b sees a's own address.
+    let _who = b.tcp_whoami_server(7017)?;
+    let got = a.tcp_echo(format!("{ipb}:7017").parse()?, b"me")?;
+    assert_eq!(String::from_utf8(got)?, format!("{ipa} me"));
 
     // CHECK passes while everything is in place, and notices a missing address.
     net.check("ca", "eth0", &Value::Null)?;
@@ -401,6 +405,11 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
     let _srv = pod.tcp_echo_server(7008)?;
     let got = client.tcp_echo("192.168.77.1:18080".parse()?, b"via portmap")?;
     assert_eq!(got, b"via portmap");
+
+    // Leaving the cluster CIDR, the pod's traffic is masqueraded to the node's address.
+    let _who = client.tcp_whoami_server(7010)?;
+    let got = pod.tcp_echo("192.168.77.2:7010".parse()?, b"who")?;
+    assert_eq!(String::from_utf8(got)?, "192.168.77.1 who");
     // (No CHECK through this list: Debian's portmap 1.1.1 fails CHECK whenever the result holds
     // an IPv6 address, here loopback's ::1, looking for an ip6tables chain it never made.)
 

@@ -130,6 +130,7 @@ async fn plumb(
         });
     }
 
+    // The bridge's MAC follows its ports, so read both links after the port is attached.
     let bridge = link::get(&h, &r.bridge).await?;
     let host_link = link::get(&h, &host).await?;
     let with_mtu = crate::spec::version_at_least(&r.cni_version, "1.1.0");
