@@ -452,3 +452,49 @@ fn run_reports_128_plus_signal_when_the_init_is_killed() {
     assert_eq!(status.code(), Some(137));
     assert_no_leftovers(&rt, &id, Some(&marker));
 }
+
+#[test]
+fn delete_force_of_a_paused_container() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = unique_sleep();
+    let bun = bundle(tmp.path(), &["sleep", &marker]);
+    let id = unique_id("paused");
+    rt.run(["run", "-d", "--bundle", &b(&bun), &id]).ok();
+    rt.run(["pause", &id]).ok();
+    rt.run(["delete", &id]).fails_with("not stopped: paused");
+    rt.run(["delete", "--force", &id]).ok();
+    assert_no_leftovers(&rt, &id, Some(&marker));
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds_to_the_container() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let bun = bundle(tmp.path(), &["sh", "-c", "echo preserved-fd >&3"]);
+    let id = unique_id("pfd");
+    let out = tmp.path().join("fd3.txt");
+    // The shell opens fd 3 and the runtime inherits it (no unsafe pre_exec in this crate).
+    let script = format!(
+        "exec 3>{}; exec {} --root {} run --preserve-fds 1 --bundle {} {}",
+        out.display(),
+        rt.bin.display(),
+        rt.root.display(),
+        b(&bun),
+        id
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    let o = pea_tests::runtime_cli::run_with_timeout(cmd, None, Duration::from_secs(30));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "preserved-fd\n");
+    // Without --preserve-fds the fd is closed before exec.
+    let script = script.replace("--preserve-fds 1 ", "");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    let o = pea_tests::runtime_cli::run_with_timeout(cmd, None, Duration::from_secs(30));
+    assert_ne!(o.code, Some(0), "fd 3 leaked into the container");
+    assert_no_leftovers(&rt, &id, None);
+}
