@@ -211,3 +211,48 @@ fn plain_http_is_refused_unless_the_registry_is_marked_insecure_and_missing_tags
     );
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn zstd_layers_unpack_to_the_same_tree() {
+    require_root();
+    require_program("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(&tmp.path().join("layout")).unwrap();
+    let (_, expected) = build_multilayer_image(&layout, "v1", &small_spec(5)).unwrap();
+    let registry = Registry::start().unwrap();
+    let host = registry.host();
+    // skopeo recompresses every layer with zstd and writes tar+zstd media types.
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-compress-format",
+            "zstd",
+            &layout.skopeo_ref("v1"),
+            &format!("docker://{host}/z:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, body) =
+        pea_tests::fixtures::registry::http_get(registry.addr(), "/v2/z/manifests/v1").unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains("tar+zstd"),
+        "skopeo did not write zstd layers"
+    );
+    let store = open_store(
+        &tmp.path().join("store"),
+        client_config(std::slice::from_ref(&host)),
+    );
+    store.pull(&format!("{host}/z:v1"), &NoProgress).unwrap();
+    let rootfs = mount_image(&store, &format!("{host}/z:v1"), &tmp.path().join("c"));
+    let verdict = expected.verify(rootfs.target());
+    rootfs.unmount().unwrap();
+    verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
+}

@@ -31,6 +31,10 @@ pub enum HostsError {
     },
     #[error("{path}: host {url:?} must be an http:// or https:// URL")]
     Scheme { path: PathBuf, url: String },
+    #[error(
+        "{path}: {key} is not implemented yet (pea verifies TLS against the Web PKI roots only)"
+    )]
+    NotImplemented { path: PathBuf, key: String },
     #[error("{path}: unknown capability {capability:?} (pull, resolve, push)")]
     Capability { path: PathBuf, capability: String },
 }
@@ -146,7 +150,16 @@ pub fn endpoints(
         path: path.clone(),
         source,
     })?;
-    let _ = (&parsed.skip_verify, &parsed.ca);
+    let unsupported = |key: &str| HostsError::NotImplemented {
+        path: path.clone(),
+        key: key.into(),
+    };
+    if parsed.skip_verify == Some(true) {
+        return Err(unsupported("skip_verify"));
+    }
+    if parsed.ca.is_some() {
+        return Err(unsupported("ca"));
+    }
     let mut out = Vec::new();
     for (url, value) in &parsed.host {
         let entry: HostEntry = value
@@ -156,7 +169,15 @@ pub fn endpoints(
                 path: path.clone(),
                 source,
             })?;
-        let _ = (&entry.skip_verify, &entry.ca, &entry.client);
+        if entry.skip_verify == Some(true) && url.starts_with("https://") {
+            return Err(unsupported(&format!("skip_verify for {url}")));
+        }
+        if entry.ca.is_some() {
+            return Err(unsupported(&format!("ca for {url}")));
+        }
+        if entry.client.is_some() {
+            return Err(unsupported(&format!("client certificates for {url}")));
+        }
         out.push(endpoint(
             &path,
             url,

@@ -184,6 +184,7 @@ pub fn parse(what: &str, content_type: &str, bytes: &[u8]) -> Result<Manifest, M
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Gzip,
+    Zstd,
     None,
 }
 
@@ -193,6 +194,7 @@ pub fn layer_compression(what: &str, media_type: &str) -> Result<Compression, Ma
         | "application/vnd.docker.image.rootfs.diff.tar.gzip"
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Compression::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd" => Ok(Compression::Zstd),
         "application/vnd.oci.image.layer.v1.tar" => Ok(Compression::None),
         other => Err(ManifestError::LayerType {
             what: what.into(),

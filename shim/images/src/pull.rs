@@ -469,6 +469,21 @@ impl Store {
                 let h = tar.hasher;
                 (stats, h)
             }
+            Compression::Zstd => {
+                let mut z = ZstdFrames {
+                    source: Some(&mut compressed),
+                    frame: None,
+                };
+                let mut tar = Hashing {
+                    inner: &mut z,
+                    hasher: Sha256::new(),
+                    count: 0,
+                    report: None,
+                };
+                let stats = apply_layer(&rootfs, &mut tar, &self.opts.unpack, digest.as_str());
+                let h = tar.hasher;
+                (stats, h)
+            }
             Compression::None => {
                 let mut tar = Hashing {
                     inner: &mut compressed,
@@ -551,6 +566,40 @@ impl Store {
         let snaps = self.root.join("snapshots");
         fsutil::sync_dir(&snaps).map_err(pio(&snaps))?;
         Ok((action, stats.notes))
+    }
+}
+
+/// Decodes every zstd frame of a stream in turn (ruzstd's decoder reads one frame).
+struct ZstdFrames<'r, R: io::BufRead> {
+    source: Option<&'r mut R>,
+    frame: Option<ruzstd::decoding::StreamingDecoder<&'r mut R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: io::BufRead> Read for ZstdFrames<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(f) = self.frame.as_mut() {
+                let n = f.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                // Frame done: take the source back and look for another frame.
+                self.source = self.frame.take().map(|f| f.into_inner());
+            }
+            let Some(src) = self.source.take() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "zstd stream is broken",
+                ));
+            };
+            if src.fill_buf()?.is_empty() {
+                self.source = Some(src);
+                return Ok(0);
+            }
+            let dec = ruzstd::decoding::StreamingDecoder::new(src)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+            self.frame = Some(dec);
+        }
     }
 }
 
