@@ -242,3 +242,63 @@ fn a_connection_broken_mid_blob_is_resumed_with_range_in_the_same_pull() {
     rootfs.unmount().unwrap();
     verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
 }
+
+#[test]
+fn a_crash_between_blob_and_snapshot_unpacks_from_the_stored_blob() {
+    require_root();
+    require_program("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(&tmp.path().join("layout")).unwrap();
+    let s = MultiLayerSpec {
+        file_size: 256 << 10,
+        files_per_layer: 1,
+        ..spec()
+    };
+    let (_, expected) = build_multilayer_image(&layout, "v1", &s).unwrap();
+    let registry = Registry::start().unwrap();
+    registry.push(&layout.skopeo_ref("v1"), "m:v1").unwrap();
+    let host = registry.host();
+    let root = tmp.path().join("store");
+    let image = format!("{host}/m:v1");
+    let store = open_store(&root, client_config(std::slice::from_ref(&host)));
+    store.pull(&image, &NoProgress).unwrap();
+    // The state a kill leaves after the blobs were renamed into place but before the
+    // snapshots and the image record were: verified blobs, an unpack directory in progress.
+    for e in std::fs::read_dir(root.join("snapshots")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        std::fs::rename(e.path(), root.join(format!("snapshots/.tmp-{name}-1-1"))).unwrap();
+    }
+    std::fs::remove_file(root.join("images.json")).unwrap();
+    drop(store);
+
+    let (store, repair) = Store::open(
+        &root,
+        pea_images::Client::new(client_config(std::slice::from_ref(&host))),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(repair.removed_unpacks.len(), 3);
+    drop(registry); // nothing may be downloaded now
+    let report = store.pull(&image, &NoProgress).unwrap_err();
+    // The manifest still has to come from the registry, which is gone: a clear error.
+    assert!(report.to_string().contains("m/manifests/v1"), "{report}");
+    let registry = Registry::start().unwrap();
+    registry.push(&layout.skopeo_ref("v1"), "m:v1").unwrap();
+    let host = registry.host();
+    let store = open_store(&root, client_config(std::slice::from_ref(&host)));
+    let image = format!("{host}/m:v1");
+    let report = store.pull(&image, &NoProgress).unwrap();
+    assert_eq!(report.downloaded_bytes, 0);
+    assert!(
+        report
+            .layers
+            .iter()
+            .all(|(_, a)| *a == LayerAction::FromLocalBlob),
+        "{:?}",
+        report.layers
+    );
+    let rootfs = mount_image(&store, &image, &tmp.path().join("c"));
+    let verdict = expected.verify(rootfs.target());
+    rootfs.unmount().unwrap();
+    verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
+}
