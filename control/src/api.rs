@@ -81,6 +81,7 @@ pub struct Incoming<'a> {
     pub query: Option<&'a str>,
     pub accept: &'a str,
     pub content_type: &'a str,
+    pub user_agent: &'a str,
     pub body: Bytes,
     pub user: Option<User>,
 }
@@ -94,6 +95,7 @@ pub struct Ctx<'a> {
     pub query: &'a Query,
     pub accept: &'a str,
     pub content_type: &'a str,
+    pub user_agent: &'a str,
     pub body: Bytes,
     pub user: &'a User,
 }
@@ -287,6 +289,7 @@ impl Api {
             query,
             accept: req.accept,
             content_type: req.content_type,
+            user_agent: req.user_agent,
             body: req.body.clone(),
             user,
         };

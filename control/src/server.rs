@@ -370,6 +370,7 @@ async fn serve(
     let accept = header(hyper::header::ACCEPT);
     let content_type = header(hyper::header::CONTENT_TYPE);
     let authorization = header(hyper::header::AUTHORIZATION);
+    let user_agent = header(hyper::header::USER_AGENT);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -406,6 +407,7 @@ async fn serve(
             query: query.as_deref(),
             accept: &accept,
             content_type: &content_type,
+            user_agent: &user_agent,
             body,
             user,
         })

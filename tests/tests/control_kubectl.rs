@@ -616,3 +616,160 @@ fn kubectl_create_generators_send_protobuf() {
     );
     assert!(k.fails(&["get", "deployment", "d"]).contains("NotFound"));
 }
+
+const DEPLOY: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: busybox:1.36
+";
+
+#[test]
+fn kubectl_server_side_apply_tracks_owners_and_conflicts() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    assert!(k
+        .ok_stdin(&["apply", "--server-side", "-f", "-"], DEPLOY)
+        .contains("serverside-applied"));
+    let managers = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}/{.metadata.managedFields[*].operation}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply");
+    // Another writer takes spec.replicas: applying a different value now conflicts.
+    k.ok(&["scale", "deployment", "web", "--replicas=7"]);
+    let out = k.stdin_output(&["apply", "--server-side", "-f", "-"], DEPLOY);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("Apply failed with 1 conflict")
+            && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(
+        k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "7"
+    );
+    k.ok_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        DEPLOY,
+    );
+    assert_eq!(
+        k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    // A field the manager stops applying is removed.
+    let with_min = DEPLOY.replace("  replicas: 2\n", "  replicas: 2\n  minReadySeconds: 5\n");
+    k.ok_stdin(&["apply", "--server-side", "-f", "-"], &with_min);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.minReadySeconds}"
+        ]),
+        "5"
+    );
+    k.ok_stdin(&["apply", "--server-side", "-f", "-"], DEPLOY);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.minReadySeconds}"
+        ]),
+        ""
+    );
+}
+
+#[test]
+fn kubectl_scale_edit_describe_and_generation() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["create", "-f", "-"], DEPLOY);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.generation}"
+        ]),
+        "1"
+    );
+    k.ok(&["scale", "deployment", "web", "--replicas=5"]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}"
+        ]),
+        "5 2"
+    );
+    let table = k.ok(&["get", "deploy"]);
+    assert!(table.contains("0/5"), "{table}");
+    // A status write does not bump the generation.
+    k.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"readyReplicas":3,"observedGeneration":2}}"#,
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas} {.metadata.generation}"
+        ]),
+        "3 2"
+    );
+    // kubectl edit through an EDITOR that rewrites the image.
+    let out = k
+        .command(&["edit", "deploy", "web"])
+        .env("EDITOR", "sed -i s/busybox:1.36/busybox:1.37/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"
+        ]),
+        "busybox:1.37 3"
+    );
+    let described = k.ok(&["describe", "deployment", "web"]);
+    assert!(
+        described.contains("5 desired") && described.contains("busybox:1.37"),
+        "{described}"
+    );
+}

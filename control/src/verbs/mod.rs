@@ -1,5 +1,6 @@
 //! One file per API verb.
 
+pub mod apply;
 pub mod create;
 pub mod delete;
 pub mod delete_collection;

@@ -1,6 +1,6 @@
 //! PATCH: JSON patch, JSON merge patch and strategic merge patch, applied to the current object
 //! and written with compare-and-swap (retried on conflict unless the patch pins a
-//! resourceVersion). Server-side apply answers 501 until it is implemented.
+//! resourceVersion). Server-side apply lives in `apply.rs`.
 
 use serde_json::Value;
 
@@ -16,18 +16,23 @@ fn apply_patch(kind: &str, current: &Value, patch: &[u8]) -> Result<Value, ApiEr
     let bad = |e: String| ApiError::BadRequest(e);
     match kind {
         "application/json-patch+json" => {
-            let p: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
+            let p: json_patch::Patch = serde_json::from_slice(patch)
+                .map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
             let mut out = current.clone();
             json_patch::patch(&mut out, &p).map_err(|e| ApiError::Invalid {
                 group: String::new(),
                 kind: "Patch".into(),
                 name: objects::name_of(current).into(),
-                causes: vec![(String::new(), format!("the JSON patch could not be applied: {e}"))],
+                causes: vec![(
+                    String::new(),
+                    format!("the JSON patch could not be applied: {e}"),
+                )],
             })?;
             Ok(out)
         }
         "application/merge-patch+json" => {
-            let p: Value = serde_json::from_slice(patch).map_err(|e| bad(format!("invalid merge patch: {e}")))?;
+            let p: Value = serde_json::from_slice(patch)
+                .map_err(|e| bad(format!("invalid merge patch: {e}")))?;
             if !p.is_object() {
                 return Err(bad("a merge patch must be a JSON object".into()));
             }
@@ -36,13 +41,16 @@ fn apply_patch(kind: &str, current: &Value, patch: &[u8]) -> Result<Value, ApiEr
             Ok(out)
         }
         "application/strategic-merge-patch+json" => {
-            let p: Value = serde_json::from_slice(patch).map_err(|e| bad(format!("invalid strategic merge patch: {e}")))?;
+            let p: Value = serde_json::from_slice(patch)
+                .map_err(|e| bad(format!("invalid strategic merge patch: {e}")))?;
             strategic::apply(current, &p).map_err(|e| bad(e.to_string()))
         }
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::NotImplemented(
-            "server-side apply (application/apply-patch+yaml) is not implemented yet; use client-side kubectl apply".into(),
+        "application/apply-patch+cbor" => Err(ApiError::UnsupportedMediaType(
+            "CBOR apply bodies are not implemented; send JSON".into(),
         )),
-        other => Err(ApiError::UnsupportedMediaType(format!("{other} is not a supported patch type"))),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "{other} is not a supported patch type"
+        ))),
     }
 }
 
@@ -55,6 +63,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         .unwrap_or("")
         .trim()
         .to_string();
+    if patch_type == "application/apply-patch+yaml" {
+        return crate::verbs::apply::handle(ctx).await;
+    }
     let scale = ctx.info.subresource.as_deref() == Some("scale");
     let mut attempt = 0;
     loop {

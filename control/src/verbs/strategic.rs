@@ -59,6 +59,14 @@ fn strategy(parent: &str, field: &str) -> ListStrategy {
     }
 }
 
+/// The merge key of list `field` under `parent`, if the list merges element by element.
+pub fn merge_key(parent: &str, field: &str) -> Option<&'static str> {
+    match strategy(parent, field) {
+        ListStrategy::Key(k) => Some(k),
+        _ => None,
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

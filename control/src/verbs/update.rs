@@ -155,6 +155,31 @@ pub async fn write(
             }
         }
     }
+    if !ctx.content_type.starts_with("application/apply-patch") {
+        // Writers that do not send managedFields keep the recorded ownership; a named field
+        // manager takes ownership of the fields it changed (what server-side apply checks).
+        if new.pointer("/metadata/managedFields").is_none() {
+            if let Some(m) = current.pointer("/metadata/managedFields") {
+                new["metadata"]["managedFields"] = m.clone();
+            }
+        }
+        // Like kube-apiserver, a writer without fieldManager is named by its User-Agent prefix.
+        let agent = ctx.user_agent.split('/').next().unwrap_or("").trim();
+        let manager = ctx
+            .query
+            .get("fieldManager")
+            .or((!agent.is_empty()).then_some(agent));
+        if let Some(manager) = manager {
+            let now = objects::rfc3339(ctx.now());
+            crate::managed::record_update(
+                &current,
+                &mut new,
+                manager,
+                &ctx.def.api_version(),
+                &now,
+            );
+        }
+    }
     if crate::defaults::has_generation(ctx.def.kind) && new.get("spec") != current.get("spec") {
         let g = current
             .pointer("/metadata/generation")
