@@ -1,0 +1,220 @@
+//! pea-control over raw HTTPS: hostile input gets Kubernetes Status errors, bookmarks, metrics
+//! and health endpoints.
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use pea_tests::control::{Backend, ControlPlane};
+use pea_tests::control_client::{tls_connector, ApiClient};
+use serde_json::Value;
+
+fn client(cp: &ControlPlane) -> ApiClient {
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem).unwrap();
+    cp.block_on(ApiClient::connect(
+        cp.addr,
+        &connector,
+        &cp.running().admin_token,
+    ))
+    .unwrap()
+}
+
+fn status(body: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)));
+    assert_eq!(v["kind"], "Status", "{v}");
+    v
+}
+
+#[test]
+fn hostile_input_gets_status_errors_and_leaves_nothing() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let post = |c: &mut ApiClient, path: &str, body: Vec<u8>| {
+        cp.block_on(c.call("POST", path, Some(body))).unwrap()
+    };
+    // Over the 3 MiB limit.
+    let huge = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"huge"}},"data":{{"a":"{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let (code, body) = post(
+        &mut c,
+        "/api/v1/namespaces/default/configmaps",
+        huge.into_bytes(),
+    );
+    assert_eq!(code, 413);
+    assert_eq!(status(&body)["reason"], "RequestEntityTooLarge");
+    // Deeply nested JSON.
+    let mut c = client(&cp);
+    let deep = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep"}},"x":{}{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let (code, body) = post(
+        &mut c,
+        "/api/v1/namespaces/default/configmaps",
+        deep.into_bytes(),
+    );
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON"));
+    // Not JSON, wrong kind, bad names, bad label values, a namespace that does not exist.
+    let cases: [(&str, &str, u16, &str); 6] = [
+        (
+            "/api/v1/namespaces/default/configmaps",
+            "not json",
+            400,
+            "invalid JSON",
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"}}"#,
+            400,
+            "does not match the expected kind",
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"../etc"}}"#,
+            422,
+            "RFC 1123",
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"k":"bad value"}}}"#,
+            422,
+            "Invalid value",
+        ),
+        (
+            "/api/v1/namespaces/nowhere/configmaps",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#,
+            404,
+            "namespaces \"nowhere\" not found",
+        ),
+        (
+            "/api/v1/namespaces/default/pods",
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":7}}"#,
+            400,
+            "invalid type",
+        ),
+    ];
+    for (path, body, want, text) in cases {
+        let (code, resp) = post(&mut c, path, body.as_bytes().to_vec());
+        let s = status(&resp);
+        assert_eq!(code, want, "{body}: {s}");
+        assert!(s["message"].as_str().unwrap().contains(text), "{body}: {s}");
+    }
+    // Unknown routes and verbs.
+    let (code, body) = cp
+        .block_on(c.call("GET", "/apis/nope.example/v1/things", None))
+        .unwrap();
+    assert_eq!(
+        (code, status(&body)["reason"].as_str()),
+        (404, Some("NotFound"))
+    );
+    let (code, body) = cp
+        .block_on(c.call(
+            "GET",
+            "/api/v1/namespaces/default/pods?labelSelector=a%20in%20b",
+            None,
+        ))
+        .unwrap();
+    assert_eq!(
+        (code, status(&body)["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
+    let (code, body) = cp
+        .block_on(c.call(
+            "GET",
+            "/api/v1/namespaces/default/pods?continue=garbage",
+            None,
+        ))
+        .unwrap();
+    assert_eq!(
+        (code, status(&body)["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
+    let (code, body) = cp.block_on(c.call("GET", "/openapi/v2", None)).unwrap();
+    assert_eq!(
+        (code, status(&body)["reason"].as_str()),
+        (501, Some("NotImplemented"))
+    );
+    // None of it stored anything.
+    let (_, body) = cp
+        .block_on(c.call("GET", "/api/v1/configmaps", None))
+        .unwrap();
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[test]
+fn watch_sends_bookmarks_when_allowed() {
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| c.bookmark_interval_secs = 1).unwrap();
+    let mut c = client(&cp);
+    let lines = cp.block_on(async {
+        let resp = c
+            .send(
+                "GET",
+                "/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=3",
+                None,
+            )
+            .await
+            .unwrap();
+        let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+            .await
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    });
+    let bookmarks: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "BOOKMARK")
+        .collect();
+    assert!(!bookmarks.is_empty(), "{lines}");
+    assert!(
+        bookmarks[0]["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
+    // Without allowWatchBookmarks there are none.
+    let lines = cp.block_on(async {
+        let resp = c
+            .send(
+                "GET",
+                "/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=2",
+                None,
+            )
+            .await
+            .unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    });
+    assert!(!String::from_utf8_lossy(&lines).contains("BOOKMARK"));
+}
+
+#[test]
+fn metrics_and_health_endpoints() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok(&["get", "pods"]);
+    k.fails(&["get", "pod", "missing"]);
+    for h in ["/healthz", "/readyz", "/livez"] {
+        assert_eq!(k.ok(&["get", "--raw", h]), "ok");
+    }
+    let metrics = k.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains("apiserver_request_total{verb=\"list\",resource=\"pods\",code=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apiserver_request_total{verb=\"get\",resource=\"pods\",code=\"404\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("apiserver_request_duration_seconds_bucket{verb=\"list\",resource=\"pods\",le=\"+Inf\"}"), "{metrics}");
+}
