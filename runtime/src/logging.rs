@@ -133,3 +133,58 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Resu
         .try_init();
     Ok(())
 }
+
+/// Size of the log file now, to find the lines a failing operation adds.
+pub fn log_offset(log: Option<&Path>) -> u64 {
+    log.and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// The first two errors logged after `offset`: the root cause a child process reported and its
+/// errno (libcontainer flattens child errors into short strings like "failed to prepare rootfs").
+pub fn first_error_since(log: &Path, offset: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut text = String::new();
+    f.take(1 << 20).read_to_string(&mut text).ok()?;
+    let errors: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
+                return (v["level"] == "error")
+                    .then(|| v["msg"].as_str().map(str::to_string))
+                    .flatten();
+            }
+            let rest = l.split_once(" level=error msg=")?.1;
+            Some(rest.trim_matches('"').replace("\\\"", "\""))
+        })
+        .take(2)
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_error_after_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log.json");
+        std::fs::write(&p, "{\"level\":\"error\",\"msg\":\"old\",\"time\":\"t\"}\n").unwrap();
+        let off = log_offset(Some(&p));
+        let mut t = std::fs::read_to_string(&p).unwrap();
+        t.push_str("{\"level\":\"info\",\"msg\":\"x\",\"time\":\"t\"}\n");
+        t.push_str("{\"level\":\"error\",\"msg\":\"failed to mount /x: ENODEV\",\"time\":\"t\"}\n");
+        t.push_str("{\"level\":\"error\",\"msg\":\"later\",\"time\":\"t\"}\n");
+        std::fs::write(&p, t).unwrap();
+        assert_eq!(
+            first_error_since(&p, off).as_deref(),
+            Some("failed to mount /x: ENODEV; later")
+        );
+        std::fs::write(&p, "time=\"t\" level=error msg=\"text form\"\n").unwrap();
+        assert_eq!(first_error_since(&p, 0).as_deref(), Some("text form"));
+    }
+}

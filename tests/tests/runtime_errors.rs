@@ -293,3 +293,38 @@ fn operations_on_missing_or_wrong_state_containers() {
     rt.run(["delete", "--force", "missing-container"]).ok();
     rt.run(["list"]).ok();
 }
+
+#[test]
+fn child_failures_name_their_cause_when_logging_to_a_file() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = bundle(tmp.path(), &["true"]);
+    let mut mounts = b.spec.mounts().clone().unwrap();
+    mounts.push(
+        MountBuilder::default()
+            .destination("/mnt/x")
+            .typ("no-such-fs-type")
+            .source("none")
+            .build()
+            .unwrap(),
+    );
+    b.spec.set_mounts(Some(mounts));
+    b.save().unwrap();
+    let log = tmp.path().join("log.json");
+    let id = unique_id("cause");
+    let o = rt.run([
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
+    // The flattened libcontainer error plus the cause the container process logged, errno included.
+    let o = o.fails_with("cause: failed to mount");
+    assert!(o.stderr.contains("ENODEV"), "{}", o.stderr);
+    assert_no_leftovers(&rt, &id, None);
+}

@@ -107,6 +107,7 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Created> {
     };
     let pid_file = a.pid_file.as_deref().map(absolute);
 
+    let log_start = crate::logging::log_offset(g.log.as_deref());
     let span = tracing::info_span!("create", id = %a.id);
     let _e = span.enter();
     let built = ContainerBuilder::new(a.id.clone(), SyscallType::default())
@@ -128,11 +129,24 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Created> {
             if !matches!(e, libcontainer::error::LibcontainerError::Exist) {
                 cleanup_failed(&dir, &a.id);
             }
-            return Err(RuntimeError::Libcontainer {
+            let err = RuntimeError::Libcontainer {
                 id: a.id.clone(),
                 op: "create",
                 source: Box::new(e),
-            });
+            };
+            // The container processes log the real cause (errno, path) before libcontainer
+            // flattens it; surface it in the one-line error containerd and podman show.
+            if let Some(cause) = g
+                .log
+                .as_deref()
+                .and_then(|l| crate::logging::first_error_since(l, log_start))
+            {
+                return Err(RuntimeError::Other(format!(
+                    "{}: cause: {cause}",
+                    crate::error::chain(&err)
+                )));
+            }
+            return Err(err);
         }
     };
     let handle = Handle {

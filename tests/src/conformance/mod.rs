@@ -153,7 +153,7 @@ pub fn run_suite(name: &str, runtime_bin: &Path, global_args: &[String]) -> Repo
         .prefix("pea-isolation-")
         .tempdir()
         .expect("work dir");
-    let probe = probe::probe_binary().ok();
+    let probe = probe::build_probe(work.path()).ok();
     let ctx = Ctx {
         rt: &rt,
         work: work.path(),

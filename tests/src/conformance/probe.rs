@@ -2,7 +2,6 @@
 //! errno (busybox has no way to call keyctl or ptrace). Built once per run with gcc -static.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 const SOURCE: &str = r#"
 #define _GNU_SOURCE
@@ -35,17 +34,10 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Path to the compiled probe (built once per process).
-pub fn probe_binary() -> Result<PathBuf, String> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(build).clone()
-}
-
-fn build() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("pea-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Compiles the probe into `dir` (the suite's work dir, removed with it).
+pub fn build_probe(dir: &Path) -> Result<PathBuf, String> {
     let src = dir.join("probe.c");
-    std::fs::write(&src, SOURCE).map_err(|e| e.to_string())?;
+    std::fs::write(&src, SOURCE).map_err(|e| format!("{}: {e}", src.display()))?;
     let out = dir.join("probe");
     compile(&src, &out)?;
     Ok(out)
