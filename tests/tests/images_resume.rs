@@ -302,3 +302,56 @@ fn a_crash_between_blob_and_snapshot_unpacks_from_the_stored_blob() {
     rootfs.unmount().unwrap();
     verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
 }
+
+#[test]
+fn prune_during_a_pull_never_removes_snapshots_the_pull_is_about_to_record() {
+    require_root();
+    require_program("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(&tmp.path().join("layout")).unwrap();
+    let mut w = layout.layer_writer(1).unwrap();
+    pea_tests::fixtures::layer::TreeSink::file(&mut w, "small", 0o644, b"done early").unwrap();
+    let small = layout.commit_layer(w.finish().unwrap()).unwrap();
+    let mut w = layout.layer_writer(1).unwrap();
+    w.file_from_reader(
+        "big",
+        0o644,
+        6 << 20,
+        pea_tests::fixtures::layer::PseudoRandom::new(5),
+    )
+    .unwrap();
+    let big = layout.commit_layer(w.finish().unwrap()).unwrap();
+    layout
+        .add_image("v1", &[small, big], &Default::default())
+        .unwrap();
+    let registry = Registry::start().unwrap();
+    registry.push(&layout.skopeo_ref("v1"), "p:v1").unwrap();
+    let host = registry.host();
+    let root = tmp.path().join("store");
+    let mut cfg = client_config(std::slice::from_ref(&host));
+    cfg.rate_limit = Some(4 << 20);
+    let puller = Arc::new(open_store(&root, cfg));
+    let pruner = open_store(&root, client_config(std::slice::from_ref(&host)));
+    let image = format!("{host}/p:v1");
+    let handle = {
+        let (puller, image) = (puller.clone(), image.clone());
+        std::thread::spawn(move || puller.pull(&image, &NoProgress))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut prunes = 0;
+    while !handle.is_finished() && Instant::now() < deadline {
+        pruner.prune().unwrap();
+        prunes += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.join().unwrap().unwrap();
+    assert!(
+        prunes > 10,
+        "the pull finished before prune had a chance ({prunes})"
+    );
+    let lowers = pruner.lower_dirs(&image).unwrap();
+    assert_eq!(
+        std::fs::read(lowers[1].join("small")).unwrap(),
+        b"done early"
+    );
+}

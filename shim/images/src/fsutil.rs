@@ -33,6 +33,16 @@ pub fn lock(path: &Path) -> io::Result<Flock<File>> {
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
 }
 
+/// A shared `flock` on `path`: many holders at once; excludes only exclusive holders.
+pub fn lock_shared(path: &Path) -> io::Result<Flock<File>> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    Flock::lock(f, FlockArg::LockShared).map_err(|(_, e)| io::Error::from(e))
+}
+
 /// Like [`lock`] but `None` when someone else holds it.
 pub fn try_lock(path: &Path) -> io::Result<Option<Flock<File>>> {
     let f = fs::OpenOptions::new()

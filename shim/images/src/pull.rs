@@ -118,7 +118,10 @@ impl<R: Read> Read for Hashing<'_, R> {
 }
 
 /// A layer's outcome and the notes its unpack left.
-type LayerResult = Result<(LayerAction, Vec<String>), PullError>;
+type LayerResult = Result<(LayerAction, Vec<String>, UseLock), PullError>;
+
+/// A shared hold on a snapshot, kept until the image referencing it is recorded.
+type UseLock = nix::fcntl::Flock<File>;
 
 struct Job<'a> {
     endpoints: &'a [Endpoint],
@@ -232,7 +235,7 @@ impl Store {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(job) = jobs.get(i) else { break };
                     let out = self.layer(job, obs);
-                    if let Ok((action, _)) = &out {
+                    if let Ok((action, _, _)) = &out {
                         obs.layer_done(&job.layer.digest, action);
                     }
                     *results[i].lock().expect("result slot") = Some(out);
@@ -245,13 +248,15 @@ impl Store {
         let mut downloaded = 0;
         let mut first_err = None;
         let mut created_chains = Vec::new();
+        let mut holds = Vec::new();
         for (job, slot) in jobs.iter().zip(results) {
             match slot
                 .into_inner()
                 .expect("result slot")
                 .expect("every job ran")
             {
-                Ok((action, n)) => {
+                Ok((action, n, hold)) => {
+                    holds.push(hold);
                     if let LayerAction::Downloaded { bytes, .. } = &action {
                         downloaded += bytes;
                     }
@@ -268,6 +273,7 @@ impl Store {
             }
         }
         if let Some(e) = first_err {
+            drop(holds);
             self.discard_unreferenced(&created_chains, &written_blobs);
             return Err(e);
         }
@@ -308,6 +314,7 @@ impl Store {
             rec.layers = record_layers;
             Ok(())
         })?;
+        drop(holds);
         info!(image = %id, downloaded, "pulled");
         Ok(PullReport {
             reference: name,
@@ -337,7 +344,11 @@ impl Store {
             })
         };
         for c in chains.iter().filter(|c| !referenced(c)) {
-            if let Ok(Some(_l)) = fsutil::try_lock(&self.chain_lock_path(c)) {
+            let Ok(Some(_l)) = fsutil::try_lock(&self.chain_lock_path(c)) else {
+                continue;
+            };
+            // Another pull may be about to record an image using it.
+            if let Ok(Some(_u)) = fsutil::try_lock(&self.chain_use_path(c)) {
                 let _ = fs::remove_dir_all(self.snapshot_dir(c));
             }
         }
@@ -349,21 +360,19 @@ impl Store {
     }
 
     /// Makes sure the snapshot for one layer exists.
-    fn layer(
-        &self,
-        job: &Job<'_>,
-        obs: &dyn PullObserver,
-    ) -> Result<(LayerAction, Vec<String>), PullError> {
+    fn layer(&self, job: &Job<'_>, obs: &dyn PullObserver) -> LayerResult {
         let span = info_span!("layer", digest = %job.layer.digest, chain = %job.chain_id);
         let _g = span.enter();
+        let use_path = self.chain_use_path(job.chain_id);
+        let in_use = fsutil::lock_shared(&use_path).map_err(pio(&use_path))?;
         let snap = self.snapshot_dir(job.chain_id);
         if snap.join("meta.json").exists() {
-            return Ok((LayerAction::Reused, Vec::new()));
+            return Ok((LayerAction::Reused, Vec::new(), in_use));
         }
         let chain_lock = self.chain_lock_path(job.chain_id);
         let _chain = fsutil::lock(&chain_lock).map_err(pio(&chain_lock))?;
         if snap.join("meta.json").exists() {
-            return Ok((LayerAction::Reused, Vec::new()));
+            return Ok((LayerAction::Reused, Vec::new(), in_use));
         }
         let blob_lock = self.blob_lock_path(&job.layer.digest);
         let _blob = fsutil::lock(&blob_lock).map_err(pio(&blob_lock))?;
@@ -384,7 +393,7 @@ impl Store {
             result = self.unpack_into(job, &tmp, obs);
         }
         match result {
-            Ok(v) => Ok(v),
+            Ok((action, notes)) => Ok((action, notes, in_use)),
             Err(e) => {
                 let _ = fs::remove_dir_all(&tmp);
                 if !keep_partial(&e) {

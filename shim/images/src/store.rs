@@ -202,6 +202,14 @@ impl Store {
             .join(format!("chain-{}.lock", chain.hex()))
     }
 
+    /// Held shared by every pull using a snapshot until its image is recorded, so prune and GC
+    /// (which try it exclusively) never delete a snapshot a pull is about to reference.
+    pub(crate) fn chain_use_path(&self, chain: &Digest) -> PathBuf {
+        self.root
+            .join("ingest")
+            .join(format!("chain-{}.use", chain.hex()))
+    }
+
     pub fn snapshot_dir(&self, chain: &Digest) -> PathBuf {
         self.root.join("snapshots").join(chain.hex())
     }
@@ -383,7 +391,8 @@ impl Store {
         Ok((removed, report))
     }
 
-    /// Removes snapshots and blobs no image references, and partial downloads nobody holds.
+    /// Removes snapshots and blobs no image references. Lock files stay: unlinking a lock file
+    /// another process is about to open would let two holders in at once.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
         let lock = self.root.join("lock");
         let _held = fsutil::lock(&lock).map_err(io_err(&lock))?;
@@ -409,15 +418,18 @@ impl Store {
             if name.starts_with('.') || keep_snaps.contains(&name) {
                 continue;
             }
-            // A pull that is unpacking it right now holds the chain lock.
+            // A pull unpacking it holds the chain lock; a pull about to record it, the use lock.
             let lockp = self.root.join("ingest").join(format!("chain-{name}.lock"));
             let Some(_l) = fsutil::try_lock(&lockp).map_err(io_err(&lockp))? else {
+                continue;
+            };
+            let usep = self.root.join("ingest").join(format!("chain-{name}.use"));
+            let Some(_u) = fsutil::try_lock(&usep).map_err(io_err(&usep))? else {
                 continue;
             };
             let p = e.path();
             report.bytes += fsutil::disk_usage(&p).unwrap_or(0);
             fs::remove_dir_all(&p).map_err(io_err(&p))?;
-            let _ = fs::remove_file(&lockp);
             report.snapshots += 1;
         }
         let blobs = self.root.join("blobs/sha256");
@@ -434,7 +446,6 @@ impl Store {
             let p = e.path();
             report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
             fs::remove_file(&p).map_err(io_err(&p))?;
-            let _ = fs::remove_file(&lockp);
             report.blobs += 1;
         }
         Ok(report)
