@@ -106,3 +106,28 @@ pub fn make_readonly(pid: i32, dests: &[std::path::PathBuf]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ro_cgroup_mounts_are_selected() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "mounts": [
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                 "options": ["nosuid", "ro"]},
+                {"destination": "/rw-cgroup", "type": "cgroup", "source": "cgroup"},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            readonly_cgroup_mounts(&spec),
+            vec![std::path::PathBuf::from("/sys/fs/cgroup")]
+        );
+        // nothing to do: no fork happens
+        assert!(make_readonly(1, &[]).is_ok());
+    }
+}

@@ -498,3 +498,70 @@ fn preserve_fds_passes_extra_fds_to_the_container() {
     assert_ne!(o.code, Some(0), "fd 3 leaked into the container");
     assert_no_leftovers(&rt, &id, None);
 }
+
+#[test]
+fn events_streams_stats_until_the_container_stops() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let bun = bundle(tmp.path(), &["sleep", "1"]);
+    let id = unique_id("events");
+    rt.run(["run", "-d", "--bundle", &b(&bun), &id]).ok();
+    let o = rt.run(["events", "--interval", "200ms", &id]).ok();
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect();
+    assert!(lines.len() >= 2, "{}", o.stdout);
+    assert!(lines
+        .iter()
+        .all(|e| e["type"] == "stats" && e["id"] == id.as_str()));
+    rt.run(["events", "--interval", "nope", &id])
+        .fails_with("--interval");
+    rt.run(["delete", &id]).ok();
+    assert_no_leftovers(&rt, &id, None);
+}
+
+#[test]
+fn exec_into_a_user_namespace_container_is_refused_not_run_as_host_root() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = unique_sleep();
+    let mut bun = bundle(tmp.path(), &["sleep", &marker]);
+    let mut linux = bun.spec.linux().clone().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    ns.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::User)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(ns));
+    let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+        .container_id(0u32)
+        .host_id(100000u32)
+        .size(65536u32)
+        .build()
+        .unwrap();
+    linux.set_uid_mappings(Some(vec![map]));
+    linux.set_gid_mappings(Some(vec![map]));
+    bun.spec.set_linux(Some(linux));
+    let mounts = bun
+        .spec
+        .mounts()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.typ().as_deref() != Some("cgroup"))
+        .collect();
+    bun.spec.set_mounts(Some(mounts));
+    bun.save().unwrap();
+    let id = unique_id("userns");
+    rt.run(["run", "-d", "--bundle", &b(&bun), &id]).ok();
+    rt.run(["exec", &id, "true"])
+        .fails_with("exec into a container with a user namespace");
+    rt.run(["delete", "--force", &id]).ok();
+    assert_no_leftovers(&rt, &id, Some(&marker));
+}
