@@ -256,3 +256,49 @@ fn zstd_layers_unpack_to_the_same_tree() {
     rootfs.unmount().unwrap();
     verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
 }
+
+#[test]
+fn docker_schema2_manifests_pull_like_oci_ones() {
+    require_root();
+    require_program("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(&tmp.path().join("layout")).unwrap();
+    let (_, expected) = build_multilayer_image(&layout, "v1", &small_spec(6)).unwrap();
+    let registry = Registry::start().unwrap();
+    let host = registry.host();
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+            &layout.skopeo_ref("v1"),
+            &format!("docker://{host}/d:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, body) =
+        pea_tests::fixtures::registry::http_get(registry.addr(), "/v2/d/manifests/v1").unwrap();
+    let manifest = String::from_utf8_lossy(&body);
+    assert!(
+        manifest.contains("application/vnd.docker.distribution.manifest.v2+json")
+            && manifest.contains("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+        "{manifest}"
+    );
+    let store = open_store(
+        &tmp.path().join("store"),
+        client_config(std::slice::from_ref(&host)),
+    );
+    store.pull(&format!("{host}/d:v1"), &NoProgress).unwrap();
+    let rootfs = mount_image(&store, &format!("{host}/d:v1"), &tmp.path().join("c"));
+    let verdict = expected.verify(rootfs.target());
+    rootfs.unmount().unwrap();
+    verdict.unwrap_or_else(|e| panic!("{}", e.join("\n")));
+}
