@@ -135,7 +135,7 @@ fn freed_bytes_are_counted_per_layer_when_images_share_layers() {
         "c",
         &MultiLayerSpec {
             seed: 4,
-            ..spec.clone()
+            ..spec
         },
     )
     .unwrap();
