@@ -124,6 +124,15 @@ fn add_connects_pods_on_one_node_and_del_releases_everything() -> Result<()> {
     let e = net.check("ca", "eth0", &Value::Null).unwrap_err();
     assert_eq!(plugin_err(&e).code, 102, "{e:#}");
 
+    // The node forwards, and bridged traffic goes through netfilter (br_netfilter), in its own
+    // namespace only.
+    let sysctl = |k: &str| -> Result<String> {
+        let out = node.ns.exec(&["cat", &format!("/proc/sys/net/{k}")])?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    };
+    assert_eq!(sysctl("ipv4/ip_forward")?, "1");
+    assert_eq!(sysctl("bridge/bridge-nf-call-iptables")?, "1");
+
     // The masquerade rule exists in pea's own table while pods exist.
     assert!(node.ns.nft_tables()?.contains(&"ip pea-cni".to_string()));
 

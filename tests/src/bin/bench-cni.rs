@@ -20,7 +20,7 @@ use clap::Parser;
 use nix::sched::CloneFlags;
 use pea_tests::{
     bench::{table, Samples},
-    netlab::Netns,
+    netlab::{run, Netns},
     netlab_cni::{pea_cni_dir, ConfList, DEBIAN_CNI_DIR},
     privileged::{require_program, require_root},
 };
@@ -144,6 +144,33 @@ fn cycles(
     Ok(c)
 }
 
+/// The kernel's share of DEL: deleting a veth whose peer sits in a pod namespace, timed around
+/// a spawned `ip link del` (so it includes one small process start, like a plugin call does).
+fn veth_delete_floor(s: &Subject, pod: &Netns, n: usize, deadline: Instant) -> Result<Samples> {
+    let mut floor = Samples::new("floor: `ip link del` of a veth");
+    floor.note = Some("kernel veth teardown + one process start".into());
+    in_netns(&s.node, || {
+        for _ in 0..n {
+            if Instant::now() > deadline {
+                break;
+            }
+            run(
+                "ip",
+                &[
+                    "link", "add", "vfloor0", "type", "veth", "peer", "name", "eth0", "netns",
+                    &pod.name,
+                ],
+            )?;
+            run("ip", &["link", "set", "vfloor0", "up"])?;
+            let t0 = Instant::now();
+            run("ip", &["link", "del", "vfloor0"])?;
+            floor.push(t0.elapsed());
+        }
+        Ok(())
+    })?;
+    Ok(floor)
+}
+
 fn churn(
     s: &Subject,
     pods: &[Netns],
@@ -211,6 +238,7 @@ fn main() -> Result<()> {
     for s in &subjects {
         empty.push(cycles(s, &pod, args.cycles, None, deadline)?);
     }
+    let floor = veth_delete_floor(&subjects[0], &pod, args.cycles, deadline)?;
     let mut churn_add = Vec::new();
     let mut churn_del = Vec::new();
     for s in &subjects {
@@ -236,7 +264,7 @@ fn main() -> Result<()> {
         "{}",
         table(
             "DEL, one pod resident (steady state)",
-            &pick(&steady, |c| &c.del),
+            &[pick(&steady, |c| &c.del), vec![floor]].concat(),
             REF
         )
     );
