@@ -565,3 +565,43 @@ fn exec_into_a_user_namespace_container_is_refused_not_run_as_host_root() {
     rt.run(["delete", "--force", &id]).ok();
     assert_no_leftovers(&rt, &id, Some(&marker));
 }
+
+#[test]
+fn hooks_run_with_the_container_state() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bun = bundle(&tmp.path().join("b"), &["true"]);
+    let out = tmp.path().join("hooks");
+    std::fs::create_dir_all(&out).unwrap();
+    let hook = |name: &str| {
+        oci_spec::runtime::HookBuilder::default()
+            .path("/bin/sh")
+            .args(vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                format!("cat > {}/{name}.json", out.display()),
+            ])
+            .build()
+            .unwrap()
+    };
+    bun.spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .create_runtime(vec![hook("createRuntime")])
+            .poststart(vec![hook("poststart")])
+            .poststop(vec![hook("poststop")])
+            .build()
+            .unwrap(),
+    ));
+    bun.save().unwrap();
+    let id = unique_id("hooks");
+    rt.run(["run", "--bundle", &b(&bun), &id]).ok();
+    for name in ["createRuntime", "poststart", "poststop"] {
+        let text = std::fs::read_to_string(out.join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name} hook did not run: {e}"));
+        let st: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(st["id"], id.as_str(), "{name}: {text}");
+        assert_eq!(st["bundle"], b(&bun).as_str(), "{name}: {text}");
+    }
+    assert_no_leftovers(&rt, &id, None);
+}
