@@ -59,3 +59,37 @@ fn run_with_exit_codes_in_a_loop() {
     }
     assert!(rt.ids().is_empty());
 }
+
+#[test]
+fn concurrent_runs_do_not_interfere() {
+    require_root();
+    let rt = std::sync::Arc::new(Runtime::pea());
+    let tmp = tempfile::tempdir().unwrap();
+    let bun = BundleBuilder::busybox(tmp.path())
+        .args(["sh", "-c", "echo $(hostname)"])
+        .build()
+        .unwrap();
+    let dir = bun.dir.clone();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let rt = rt.clone();
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let id = format!("par-{}-{t}-{i}", std::process::id());
+                    let o = run_with_timeout(
+                        rt.command(["run", "--bundle", dir.to_str().unwrap(), &id]),
+                        None,
+                        PER_RUN,
+                    );
+                    assert_eq!(o.code, Some(0), "thread {t} run {i}: {}", o.stderr);
+                    assert_eq!(o.stdout.trim(), "pea-test");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("runner thread");
+    }
+    assert!(rt.ids().is_empty(), "{:?}", rt.ids());
+}
