@@ -354,4 +354,16 @@ fn prune_during_a_pull_never_removes_snapshots_the_pull_is_about_to_record() {
         std::fs::read(lowers[1].join("small")).unwrap(),
         b"done early"
     );
+    let rec = pruner.find(&image).unwrap();
+    for d in [
+        &rec.id,
+        &rec.manifest_digest,
+        &rec.layers[0].digest,
+        &rec.layers[1].digest,
+    ] {
+        assert!(
+            pruner.blob_path(d).exists(),
+            "blob {d} was pruned during the pull"
+        );
+    }
 }

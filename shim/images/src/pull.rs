@@ -197,19 +197,14 @@ impl Store {
         );
 
         let mut written_blobs = Vec::new();
+        // Manifest, config and index are written with the image record, under the store lock,
+        // so a concurrent prune never sees them unreferenced.
         let mut small = vec![
             (manifest_digest.clone(), manifest_bytes.as_slice()),
             (image.config.digest.clone(), config_bytes.as_slice()),
         ];
         if let Some(i) = &index_digest {
             small.push((i.clone(), resolved.bytes.as_slice()));
-        }
-        for (d, bytes) in small {
-            let p = self.blob_path(&d);
-            if !p.exists() {
-                write_atomic(&p, bytes).map_err(pio(&p))?;
-                written_blobs.push(d);
-            }
         }
 
         let jobs: Vec<Job<'_>> = image
@@ -292,6 +287,15 @@ impl Store {
             .collect();
         let id = image.config.digest.clone();
         self.update_images(|f| {
+            for (d, bytes) in &small {
+                let p = self.blob_path(d);
+                if !p.exists() {
+                    write_atomic(&p, bytes).map_err(|source| StoreError::Io {
+                        path: p.clone(),
+                        source,
+                    })?;
+                }
+            }
             // A tag that moved no longer names the old image.
             for other in f.images.values_mut() {
                 if other.id != id {

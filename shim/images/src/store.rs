@@ -432,6 +432,22 @@ impl Store {
             fs::remove_dir_all(&p).map_err(io_err(&p))?;
             report.snapshots += 1;
         }
+        // Blobs of surviving snapshots stay (a pull may be about to record their image).
+        for e in fs::read_dir(&snaps).map_err(io_err(&snaps))? {
+            let e = e.map_err(io_err(&snaps))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(Some(meta)) = name
+                .parse::<Digest>()
+                .or_else(|_| format!("sha256:{name}").parse::<Digest>())
+                .map(|d| self.snapshot_meta(&d))
+                .unwrap_or(Ok(None))
+            {
+                keep_blobs.insert(meta.blob.hex().into());
+            }
+        }
         let blobs = self.root.join("blobs/sha256");
         for e in fs::read_dir(&blobs).map_err(io_err(&blobs))? {
             let e = e.map_err(io_err(&blobs))?;
