@@ -96,6 +96,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         Err(e) => return Err(ApiError::from_store(e, ctx.def.group, ctx.def.plural, "")),
     };
     let interval = ctx.api.bookmark_interval;
+    let unfiltered = labels.is_empty() && fields.is_empty();
     tokio::spawn(async move {
         for o in initial {
             if tx.send(line("ADDED", render(o))).await.is_err() {
@@ -136,8 +137,14 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                     let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else { continue };
                     objects::set_resource_version(&mut obj, ev.revision());
                     let now_matches = labels.matches(&obj) && fields.matches(&obj);
-                    let was_matching = ev.prev.as_ref().and_then(|p| serde_json::from_slice::<Value>(&p.value).ok())
-                        .map(|p| labels.matches(&p) && fields.matches(&p));
+                    // Without selectors every previous value matched: skip decoding it.
+                    let was_matching = match &ev.prev {
+                        None => None,
+                        Some(_) if unfiltered => Some(true),
+                        Some(p) => serde_json::from_slice::<Value>(&p.value)
+                            .ok()
+                            .map(|p| labels.matches(&p) && fields.matches(&p)),
+                    };
                     let kind = match (ev.kind, was_matching, now_matches) {
                         (EventKind::Delete, Some(true), _) => "DELETED",
                         (EventKind::Delete, _, _) => continue,
