@@ -218,3 +218,91 @@ fn metrics_and_health_endpoints() {
     );
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket{verb=\"list\",resource=\"pods\",le=\"+Inf\"}"), "{metrics}");
 }
+
+#[test]
+fn binding_sets_node_once_and_nodes_write_only_their_pods_status() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let pod = |name: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+        .to_string()
+        .into_bytes()
+    };
+    for p in ["on-n1", "on-n2"] {
+        let (code, _) = cp
+            .block_on(c.call("POST", "/api/v1/namespaces/default/pods", Some(pod(p))))
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+    let bind = |c: &mut ApiClient, pod: &str, node: &str| {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        cp.block_on(c.call(
+            "POST",
+            &format!("/api/v1/namespaces/default/pods/{pod}/binding"),
+            Some(body.to_string().into_bytes()),
+        ))
+        .unwrap()
+    };
+    assert_eq!(bind(&mut c, "on-n1", "n1").0, 201);
+    assert_eq!(bind(&mut c, "on-n2", "n2").0, 201);
+    let (code, body) = bind(&mut c, "on-n1", "n2");
+    assert_eq!(code, 409, "a bound pod cannot be bound again");
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("already assigned to node \"n1\""));
+    // The node identity n1 may write status only for its own pods.
+    let n1 = pea_tests::control::Kubectl::new(
+        &cp.kubeconfig_for("system:node:n1", &["system:nodes"])
+            .unwrap(),
+    );
+    n1.ok(&[
+        "patch",
+        "pod",
+        "on-n1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ]);
+    let err = n1.fails(&[
+        "patch",
+        "pod",
+        "on-n2",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ]);
+    assert!(
+        err.contains("Forbidden") || err.contains("cannot patch"),
+        "{err}"
+    );
+    let err = n1.fails(&[
+        "patch",
+        "pod",
+        "on-n1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"x":"y"}}}"#,
+    ]);
+    assert!(
+        err.contains("Forbidden") || err.contains("cannot patch"),
+        "{err}"
+    );
+    let admin = cp.kubectl();
+    assert_eq!(
+        admin
+            .ok(&[
+                "get",
+                "pods",
+                "--field-selector",
+                "spec.nodeName=n1,status.phase=Running",
+                "-o",
+                "name"
+            ])
+            .trim(),
+        "pod/on-n1"
+    );
+}
