@@ -1,8 +1,8 @@
 //! libcontainer 0.7.0 bind-mounts the cgroup v1 hierarchies into the container read-write and
 //! ignores the spec's `ro` option, so a container's root could create cgroups or raise its own
 //! limits. After `build()` (the init is still waiting for `start`), pea enters the container's
-//! mount namespace in a short-lived child and makes every `ro` cgroup mount read-only,
-//! recursively, with mount_setattr(2).
+//! mount namespace, makes every `ro` cgroup mount read-only, recursively, with mount_setattr(2),
+//! and returns to its own.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -50,59 +50,68 @@ pub fn make_readonly(pid: i32, dests: &[std::path::PathBuf]) -> Result<()> {
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: the process is single-threaded here (libcontainer requires it for build()); the
-    // child only makes raw syscalls on memory prepared before the fork, then _exits.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(RuntimeError::Other(format!(
-            "fork: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    if child == 0 {
-        // SAFETY: async-signal-safe syscalls only; every pointer refers to live memory.
-        unsafe {
-            let fd = libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::setns(fd, libc::CLONE_NEWNS) != 0 {
-                libc::_exit(100);
-            }
-            for (i, p) in paths.iter().enumerate() {
-                let rc = libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    p.as_ptr(),
-                    AT_RECURSIVE,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                );
-                if rc != 0 {
-                    libc::_exit(101 + i as i32);
+    // Done in this process (a forked helper costs ~3 ms to tear down its copy of our address
+    // space): enter the container's mount namespace, remount, and come back. Requires a
+    // single-threaded caller (setns(CLONE_NEWNS) refuses shared fs state), which build() needs too.
+    let here = CString::new("/proc/self/ns/mnt").expect("no NUL");
+    let dot = CString::new(".").expect("no NUL");
+    // SAFETY: plain syscalls on NUL-terminated strings and fds this function owns and closes.
+    unsafe {
+        let own = libc::open(here.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let cwd = libc::open(dot.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        let target = libc::open(ns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let close_all = || {
+            for fd in [own, cwd, target] {
+                if fd >= 0 {
+                    libc::close(fd);
                 }
             }
-            libc::_exit(0);
+        };
+        if own < 0 || cwd < 0 || target < 0 {
+            let e = std::io::Error::last_os_error();
+            close_all();
+            return Err(RuntimeError::Other(format!(
+                "cgroup mount: opening mount namespaces: {e}"
+            )));
         }
-    }
-    let mut status = 0;
-    // SAFETY: waiting for the child we just forked.
-    let r = unsafe { libc::waitpid(child, &mut status, 0) };
-    if r != child || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        };
-        let what = match code {
-            100 => "entering the container's mount namespace failed".to_string(),
-            c if c > 100 => format!(
-                "making {} read-only failed",
-                dests
-                    .get((c - 101) as usize)
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default()
-            ),
-            c => format!("helper exited with {c}"),
-        };
-        return Err(RuntimeError::Other(format!("cgroup mount: {what}")));
+        if libc::setns(target, libc::CLONE_NEWNS) != 0 {
+            let e = std::io::Error::last_os_error();
+            close_all();
+            return Err(RuntimeError::Other(format!(
+                "cgroup mount: entering the container's mount namespace: {e}"
+            )));
+        }
+        let mut failed = None;
+        for (i, p) in paths.iter().enumerate() {
+            let rc = libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            );
+            if rc != 0 {
+                failed = Some((i, std::io::Error::last_os_error()));
+                break;
+            }
+        }
+        let back = libc::setns(own, libc::CLONE_NEWNS) == 0 && libc::fchdir(cwd) == 0;
+        let back_err = std::io::Error::last_os_error();
+        close_all();
+        if !back {
+            // Continuing in the container's mount namespace would be wrong for every later
+            // path (state dir, cgroups); stop here.
+            return Err(RuntimeError::Other(format!(
+                "cgroup mount: returning to the runtime's mount namespace: {back_err}"
+            )));
+        }
+        if let Some((i, e)) = failed {
+            return Err(RuntimeError::Other(format!(
+                "cgroup mount: making {} read-only: {e}",
+                dests[i].display()
+            )));
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! semantics (`container`, `commands`), and a foreground wait that cannot lose an exit
 //! (`foreground`).
 
+pub mod cgroup_fs;
 pub mod cgroup_mount;
 pub mod cli;
 pub mod commands;

@@ -54,7 +54,42 @@ pub fn delete(h: &mut Handle, force: bool) -> Result<()> {
         tracing::debug!(id = h.id(), "forcing libcontainer delete");
     }
     let id = h.id().to_string();
+    if h.status() == ContainerStatus::Stopped {
+        match remove_stopped(h) {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!(id, error = %e, "fast removal failed; using libcontainer's"),
+        }
+    }
     h.c.delete(true).map_err(RuntimeError::lc(&id, "delete"))?;
+    Ok(())
+}
+
+/// What libcontainer's delete does for a stopped container (remove the cgroup, run poststop
+/// hooks, remove the state dir), without building a cgroup manager: libcgroups' v1 manager
+/// re-reads /proc/self/mountinfo once per controller (~4 ms of a 25 ms `run`). v1/hybrid only.
+fn remove_stopped(h: &mut Handle) -> Result<()> {
+    use libcgroups::common::{get_cgroup_setup, CgroupSetup};
+    if !matches!(
+        get_cgroup_setup(),
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
+    ) {
+        return Err(RuntimeError::Other("not a cgroup v1 host".into()));
+    }
+    let cfg =
+        h.c.spec()
+            .map_err(RuntimeError::lc(h.id(), "read config of"))?;
+    crate::cgroup_fs::remove_v1(&cfg.cgroup_path).map_err(|e| h.cgroup_err(e))?;
+    if let Some(hooks) = cfg.hooks.as_ref() {
+        libcontainer::hooks::run_hooks(
+            hooks.poststop().as_ref(),
+            Some(&h.c.state),
+            None,
+            None,
+            None,
+        )
+        .map_err(|e| RuntimeError::Other(format!("poststop hook of {}: {e}", h.id())))?;
+    }
+    std::fs::remove_dir_all(&h.root).map_err(RuntimeError::io(&h.root))?;
     Ok(())
 }
 
