@@ -1,21 +1,22 @@
-//! IP masquerade for pod traffic leaving the cluster CIDR, in an nftables table of pea's own
-//! (`ip pea-cni`), driven through `nft -j` (structured JSON in and out; text is never parsed).
+//! IP masquerade for pod traffic leaving the cluster CIDR, in nftables tables of pea's own
+//! (`ip pea-cni-<network>`), driven through `nft -j` (structured JSON in and out; text is never
+//! parsed).
 //!
-//! One base chain per network (`masq-<network>`, one rule) is installed when the network's first
-//! lease is taken and removed with its last, so a DEL never leaves per-pod chains behind, whether
-//! or not the pod's namespace still exists. The table goes with its last chain. A lock file
-//! serialises table changes between networks.
+//! The network's table (one base chain on postrouting, one rule) is installed when the network's
+//! first lease is taken and removed with its last (callers hold the network's lease lock), so a
+//! DEL never leaves per-pod chains behind, whether or not the pod's namespace still exists.
 
 use std::{
     io::Write,
-    path::Path,
     process::{Command, Stdio},
 };
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
-pub const TABLE: &str = "pea-cni";
+/// Every table pea-cni makes starts with this.
+pub const TABLE_PREFIX: &str = "pea-cni-";
+const CHAIN: &str = "postrouting";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasqError {
@@ -33,6 +34,13 @@ fn comment(network: &str) -> String {
     let mut n: String = network.chars().take(100).collect();
     n.insert_str(0, "pea-cni masquerade ");
     n
+}
+
+/// The table of one network: `pea-cni-<network>`. A table per network makes installing one
+/// idempotent batch (create, flush, add) and removing another (create, delete), each a single
+/// `nft` run that never needs a listing, never touches another network and never duplicates.
+pub fn table_name(network: &str) -> String {
+    format!("{TABLE_PREFIX}{network}")
 }
 
 fn nft(args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, MasqError> {
@@ -83,107 +91,46 @@ fn parse(args: &str, bytes: &[u8]) -> Result<Vec<Value>, MasqError> {
         })
 }
 
-/// The base chain of one network. Every network gets a base chain of its own on the postrouting
-/// hook, so installing is one idempotent batch (create, flush, add) that never needs a listing
-/// and can never duplicate a rule.
-fn chain_name(network: &str) -> String {
-    format!("masq-{network}")
-}
-
-/// The chains in our table; `None` when the table does not exist.
-fn chains() -> Result<Option<Vec<String>>, MasqError> {
-    let out = nft(&["-j", "list", "ruleset", "ip"], None)?;
-    let objects = parse("list ruleset ip", &out)?;
-    let in_table = |o: &Value, kind: &str, key: &str| {
-        o.get(kind).and_then(|t| t.get(key)).and_then(Value::as_str) == Some(TABLE)
-    };
-    if !objects.iter().any(|o| in_table(o, "table", "name")) {
-        return Ok(None);
-    }
-    Ok(Some(
-        objects
-            .iter()
-            .filter(|o| in_table(o, "chain", "table"))
-            .filter_map(|o| o["chain"]["name"].as_str().map(String::from))
-            .collect(),
-    ))
-}
-
 fn prefix(net: &Ipv4Net) -> Value {
     json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
 }
 
-fn with_lock<T>(data_dir: &Path, f: impl FnOnce() -> Result<T, MasqError>) -> Result<T, MasqError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("pea-cni-nft.lock");
-    let lerr = |why: String| MasqError::Lock {
-        path: path.display().to_string(),
-        why,
-    };
-    std::fs::create_dir_all(data_dir).map_err(|e| lerr(e.to_string()))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| lerr(e.to_string()))?;
-    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| lerr(e.to_string()))?;
-    f()
-}
-
-fn base_chain(name: &str) -> Value {
-    json!({"chain": {"family": "ip", "table": TABLE, "name": name,
-        "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}})
-}
-
 /// Installs (or re-installs) the network's masquerade rule: one `nft` run, idempotent.
-pub fn ensure(
-    data_dir: &Path,
-    network: &str,
-    subnet: Ipv4Net,
-    cluster: Ipv4Net,
-) -> Result<(), MasqError> {
-    let chain = chain_name(network);
+pub fn ensure(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), MasqError> {
+    let table = table_name(network);
     let daddr = json!({"payload": {"protocol": "ip", "field": "daddr"}});
-    let batch = json!({"nftables": [
-        {"add": {"table": {"family": "ip", "name": TABLE}}},
-        {"add": base_chain(&chain)},
-        {"flush": {"chain": {"family": "ip", "table": TABLE, "name": chain}}},
-        {"add": {"rule": {"family": "ip", "table": TABLE, "chain": chain, "comment": comment(network), "expr": [
+    apply(json!({"nftables": [
+        {"add": {"table": {"family": "ip", "name": table}}},
+        {"add": {"chain": {"family": "ip", "table": table, "name": CHAIN,
+            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}},
+        {"flush": {"chain": {"family": "ip", "table": table, "name": CHAIN}}},
+        {"add": {"rule": {"family": "ip", "table": table, "chain": CHAIN, "comment": comment(network), "expr": [
             {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": prefix(&subnet)}},
             {"match": {"op": "!=", "left": daddr.clone(), "right": prefix(&cluster)}},
             {"match": {"op": "!=", "left": daddr, "right": prefix(&"224.0.0.0/4".parse().expect("literal"))}},
             {"masquerade": null}
         ]}}}
-    ]});
-    with_lock(data_dir, || apply(batch))
+    ]}))
 }
 
-/// Whether the network's chain is installed.
+/// Whether the network's table is installed.
 pub fn present(network: &str) -> Result<bool, MasqError> {
-    let chain = chain_name(network);
-    Ok(chains()?.is_some_and(|cs| cs.contains(&chain)))
+    let table = table_name(network);
+    let out = nft(&["-j", "list", "tables", "ip"], None)?;
+    Ok(parse("list tables ip", &out)?.iter().any(|o| {
+        o.get("table")
+            .and_then(|t| t.get("name"))
+            .and_then(Value::as_str)
+            == Some(table.as_str())
+    }))
 }
 
-/// Removes the network's chain, and the table when no other network has one.
-pub fn remove(data_dir: &Path, network: &str) -> Result<(), MasqError> {
-    let chain = chain_name(network);
-    with_lock(data_dir, || {
-        let Some(cs) = chains()? else {
-            return Ok(());
-        };
-        let batch: Vec<Value> = if cs.iter().all(|c| *c == chain) {
-            vec![json!({"delete": {"table": {"family": "ip", "name": TABLE}}})]
-        } else if cs.contains(&chain) {
-            vec![
-                json!({"flush": {"chain": {"family": "ip", "table": TABLE, "name": chain}}}),
-                json!({"delete": {"chain": {"family": "ip", "table": TABLE, "name": chain}}}),
-            ]
-        } else {
-            return Ok(());
-        };
-        apply(json!({ "nftables": batch }))
-    })
+/// Removes the network's table; absent is fine (the batch creates it first, so it always
+/// applies).
+pub fn remove(network: &str) -> Result<(), MasqError> {
+    let table = table_name(network);
+    apply(json!({"nftables": [
+        {"add": {"table": {"family": "ip", "name": table}}},
+        {"delete": {"table": {"family": "ip", "name": table}}}
+    ]}))
 }

@@ -134,13 +134,19 @@ fn add_connects_pods_on_one_node_and_del_releases_everything() -> Result<()> {
     assert_eq!(sysctl("bridge/bridge-nf-call-iptables")?, "1");
 
     // The masquerade rule exists in pea's own table while pods exist.
-    assert!(node.ns.nft_tables()?.contains(&"ip pea-cni".to_string()));
+    assert!(node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
 
     net.del("ca", &a.path().display().to_string(), "eth0", &Value::Null)?;
     net.del("cb", &b.path().display().to_string(), "eth0", &Value::Null)?;
     assert!(host_veths(&node)?.is_empty(), "{:?}", node.ns.links()?);
     assert!(lease_files(&node).is_empty(), "{:?}", lease_files(&node));
-    assert!(!node.ns.nft_tables()?.contains(&"ip pea-cni".to_string()));
+    assert!(!node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
     assert_eq!(a.links()?, vec!["lo".to_string()]);
     Ok(())
 }
@@ -432,7 +438,10 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
         !ruleset.contains("18080"),
         "rules still mention the host port: {ruleset}"
     );
-    assert!(!node.ns.nft_tables()?.contains(&"ip pea-cni".to_string()));
+    assert!(!node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
     // portmap keeps its (empty) top-level chains and jumps; nothing per pod is left.
     assert!(node.ns.nft_rule_count()? >= rules_before);
     assert!(lease_files(&node).is_empty());

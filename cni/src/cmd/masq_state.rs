@@ -18,7 +18,7 @@ pub(crate) fn ensure(
     if marker.exists() {
         return Ok(());
     }
-    crate::masq::ensure(&r.data_dir, &r.name, r.subnet, r.cluster_cidr)?;
+    crate::masq::ensure(&r.name, r.subnet, r.cluster_cidr)?;
     crate::ipam::atomic_write(&marker, b"1").map_err(|source| IpamError::Io {
         path: marker.clone(),
         source,
@@ -31,14 +31,13 @@ pub(crate) fn ensure(
 pub(crate) fn release_if_unused(
     store: &crate::ipam::Store,
     lock: &crate::ipam::Locked<'_>,
-    data_dir: &std::path::Path,
     network: &str,
 ) -> Result<(), CmdError> {
     let marker = store.dir().join(MASQ_MARKER);
     if !marker.exists() || !lock.leases()?.is_empty() {
         return Ok(());
     }
-    crate::masq::remove(data_dir, network)?;
+    crate::masq::remove(network)?;
     std::fs::remove_file(&marker).map_err(|source| IpamError::Io {
         path: marker.clone(),
         source,
