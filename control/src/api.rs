@@ -36,6 +36,8 @@ pub struct Api {
     pub bookmark_interval: Duration,
     /// Generated OpenAPI v3 documents by group-version path.
     pub openapi_cache: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    /// Shared per-resource watch sources.
+    pub watch_cache: crate::watch_cache::WatchCache,
 }
 
 impl std::fmt::Debug for Api {

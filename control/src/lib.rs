@@ -24,3 +24,4 @@ pub mod status;
 pub mod table;
 pub mod validation;
 pub mod verbs;
+pub mod watch_cache;

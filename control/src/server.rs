@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming as HyperBody};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -222,6 +222,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         server_address: addr.to_string(),
         bookmark_interval: Duration::from_secs(config.bookmark_interval_secs.max(1)),
         openapi_cache: Default::default(),
+        watch_cache: Default::default(),
     });
     api.ensure_default_namespaces()
         .await
@@ -334,6 +335,34 @@ async fn accept_loop(
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// Bytes of an oversized body read and discarded so the client can finish sending and read the
+/// 413 (instead of a broken pipe); beyond this the connection is simply closed.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes.
+async fn read_body(mut body: HyperBody) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::TooLarge { limit: MAX_BODY });
+    }
+    Ok(Bytes::from(buf))
+}
+
 fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() =
@@ -386,19 +415,9 @@ async fn serve(
         },
         None => cert_user,
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let err = if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::TooLarge { limit: MAX_BODY }
-            } else {
-                ApiError::BadRequest(format!("reading request body: {e}"))
-            };
-            return Ok(error_response(err));
-        }
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => return Ok(error_response(e)),
     };
     let (reply, verb, resource) = api
         .handle(Incoming {

@@ -306,3 +306,66 @@ fn binding_sets_node_once_and_nodes_write_only_their_pods_status() {
         "pod/on-n1"
     );
 }
+
+#[test]
+fn watch_cache_replays_recent_events_and_filters_namespaces() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok(&["create", "namespace", "other"]);
+    // The first watch starts the shared watch source for configmaps.
+    k.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1",
+    ]);
+    let mut revs = Vec::new();
+    for (ns, name) in [
+        ("default", "a"),
+        ("other", "x"),
+        ("default", "b"),
+        ("default", "c"),
+    ] {
+        k.ok(&["create", "configmap", name, "-n", ns, "--from-literal=k=v"]);
+        revs.push(k.ok(&[
+            "get",
+            "cm",
+            name,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ]));
+    }
+    k.ok(&["delete", "cm", "b"]);
+    let out = k.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&resourceVersion={}",
+            revs[0]
+        ),
+    ]);
+    let events: Vec<(String, String, String)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["object"]["metadata"]["name"].as_str().unwrap().into(),
+                e["object"]["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .into(),
+            )
+        })
+        .collect();
+    let summary: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(t, n, _)| (t.as_str(), n.as_str()))
+        .collect();
+    assert_eq!(summary, [("ADDED", "b"), ("ADDED", "c"), ("DELETED", "b")]);
+    assert_eq!(
+        events[0].2, revs[2],
+        "events carry their own resourceVersion"
+    );
+}

@@ -2,18 +2,21 @@
 //! current state as synthetic ADDED events; N streams the changes after N; a compacted N gets an
 //! ERROR event with a 410 Status. Selector transitions become ADDED/DELETED like kube-apiserver.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pea_control_store::{EventKind, ListOptions, StoreError};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{Ctx, Reply};
 use crate::objects;
 use crate::status::ApiError;
 use crate::table;
 use crate::verbs::list::{parse_rv, selectors};
+use crate::watch_cache::Decoded;
 
 /// The default lifetime of a watch without timeoutSeconds.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -86,14 +89,29 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
             (page.revision, objs)
         }
     };
-    let mut watch = match store.watch(&prefix, start).await {
-        Ok(w) => w,
-        Err(StoreError::Compacted { .. }) => {
-            let status = ApiError::Gone(format!("too old resource version: {start}")).to_status();
-            let _ = tx.send(line("ERROR", status)).await;
-            return Ok(Reply::Stream(rx));
-        }
-        Err(e) => return Err(ApiError::from_store(e, ctx.def.group, ctx.def.plural, "")),
+    // Prefer the shared watch cache; fall back to a store watch of our own.
+    let resource_prefix = ctx.def.prefix(None);
+    let mut source = match ctx
+        .api
+        .watch_cache
+        .subscribe(&store, &resource_prefix, start)
+        .await
+    {
+        Some((backlog, rx)) => Source::Cache {
+            backlog: backlog.into(),
+            rx,
+            prefix: prefix.clone(),
+        },
+        None => match store.watch(&prefix, start).await {
+            Ok(w) => Source::Store(w),
+            Err(StoreError::Compacted { .. }) => {
+                let status =
+                    ApiError::Gone(format!("too old resource version: {start}")).to_status();
+                let _ = tx.send(line("ERROR", status)).await;
+                return Ok(Reply::Stream(rx));
+            }
+            Err(e) => return Err(ApiError::from_store(e, ctx.def.group, ctx.def.plural, "")),
+        },
     };
     let interval = ctx.api.bookmark_interval;
     let unfiltered = labels.is_empty() && fields.is_empty();
@@ -118,33 +136,22 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                         return;
                     }
                 }
-                ev = watch.next() => {
+                ev = source.next() => {
                     let ev = match ev {
                         Some(Ok(ev)) => ev,
-                        Some(Err(StoreError::Compacted { requested, .. })) => {
-                            let status = ApiError::Gone(format!("too old resource version: {requested}")).to_status();
-                            let _ = tx.send(line("ERROR", status)).await;
-                            return;
-                        }
                         Some(Err(e)) => {
-                            let status = ApiError::Internal(e.to_string()).to_status();
-                            let _ = tx.send(line("ERROR", status)).await;
+                            let _ = tx.send(line("ERROR", e.to_status())).await;
                             return;
                         }
                         None => return,
                     };
-                    last = ev.revision();
-                    let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else { continue };
-                    objects::set_resource_version(&mut obj, ev.revision());
-                    let now_matches = labels.matches(&obj) && fields.matches(&obj);
-                    // Without selectors every previous value matched: skip decoding it.
-                    let was_matching = match &ev.prev {
-                        None => None,
-                        Some(_) if unfiltered => Some(true),
-                        Some(p) => serde_json::from_slice::<Value>(&p.value)
-                            .ok()
-                            .map(|p| labels.matches(&p) && fields.matches(&p)),
-                    };
+                    if ev.rev <= last {
+                        continue;
+                    }
+                    last = ev.rev;
+                    let now_matches = unfiltered || (labels.matches(&ev.obj) && fields.matches(&ev.obj));
+                    // Without selectors every previous value matched.
+                    let was_matching = ev.prev.as_ref().map(|p| unfiltered || (labels.matches(p) && fields.matches(p)));
                     let kind = match (ev.kind, was_matching, now_matches) {
                         (EventKind::Delete, Some(true), _) => "DELETED",
                         (EventKind::Delete, _, _) => continue,
@@ -153,7 +160,19 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                         (EventKind::Put, Some(true), false) => "DELETED",
                         (EventKind::Put, _, false) => continue,
                     };
-                    if tx.send(line(kind, render(obj))).await.is_err() {
+                    let out = if as_table {
+                        line(kind, render(ev.obj.clone()))
+                    } else {
+                        // The object was serialised once for every watcher.
+                        let mut b = Vec::with_capacity(ev.json.len() + 32);
+                        b.extend_from_slice(b"{\"type\":\"");
+                        b.extend_from_slice(kind.as_bytes());
+                        b.extend_from_slice(b"\",\"object\":");
+                        b.extend_from_slice(&ev.json);
+                        b.extend_from_slice(b"}\n");
+                        Bytes::from(b)
+                    };
+                    if tx.send(out).await.is_err() {
                         return;
                     }
                 }
@@ -161,4 +180,55 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         }
     });
     Ok(Reply::Stream(rx))
+}
+
+/// Where a watch's events come from.
+enum Source {
+    Cache {
+        backlog: VecDeque<Arc<Decoded>>,
+        rx: broadcast::Receiver<Arc<Decoded>>,
+        /// Only keys under this prefix (e.g. one namespace) are for this watcher.
+        prefix: String,
+    },
+    Store(pea_control_store::Watch),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Arc<Decoded>, ApiError>> {
+        match self {
+            Source::Cache {
+                backlog,
+                rx,
+                prefix,
+            } => loop {
+                let ev = match backlog.pop_front() {
+                    Some(e) => e,
+                    None => match rx.recv().await {
+                        Ok(e) => e,
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            return Some(Err(ApiError::Gone(
+                                "watch fell behind the event stream; list again".into(),
+                            )))
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                };
+                if ev.key.starts_with(prefix.as_str()) {
+                    return Some(Ok(ev));
+                }
+            },
+            Source::Store(w) => loop {
+                return match w.next().await? {
+                    Ok(ev) => match Decoded::from_event(&ev) {
+                        Some(d) => Some(Ok(Arc::new(d))),
+                        None => continue,
+                    },
+                    Err(StoreError::Compacted { requested, .. }) => Some(Err(ApiError::Gone(
+                        format!("too old resource version: {requested}"),
+                    ))),
+                    Err(e) => Some(Err(ApiError::Internal(e.to_string()))),
+                };
+            },
+        }
+    }
 }
