@@ -180,6 +180,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
     let mut named_uncond = Default::default();
     // one group per distinct non-default-equivalent action
     let mut groups: Vec<Group> = Vec::new();
+    // Rules for `seccomp` itself are kept apart: a filter that denies it installed early would
+    // block installing the filters after it, so its verdict goes into the last filter.
+    let nr_seccomp = syscall_table::number("seccomp").expect("x86_64 has seccomp");
+    let mut seccomp_allow: Vec<Vec<SeccompCondition>> = Vec::new();
+    let mut seccomp_deny: Vec<(SeccompAction, Vec<SeccompCondition>)> = Vec::new();
     for sc in profile.syscalls().iter().flatten() {
         if sc.names().is_empty() {
             return Err(SeccompError::EmptyNames {
@@ -193,6 +198,14 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
                 continue;
             };
             let conds = conditions(sc, name)?;
+            if nr == nr_seccomp {
+                if act == SeccompAction::Allow {
+                    seccomp_allow.push(conds);
+                } else {
+                    seccomp_deny.push((act.clone(), conds));
+                }
+                continue;
+            }
             add_rule(&mut named, &mut named_uncond, nr, conds.clone())?;
             if act == SeccompAction::Allow {
                 continue;
@@ -208,9 +221,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
             add_rule(map, uncond, nr, conds)?;
         }
     }
+    // Earlier filters always let `seccomp` through.
+    add_rule(&mut named, &mut named_uncond, nr_seccomp, Vec::new())?;
     let mut programs = Vec::new();
     if default != SeccompAction::Allow {
-        programs.push(build(named, default, SeccompAction::Allow)?);
+        programs.push(build(named, default.clone(), SeccompAction::Allow)?);
     }
     for (act, map, _) in groups {
         if map.is_empty() {
@@ -218,11 +233,59 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
         }
         programs.push(build(map, SeccompAction::Allow, act)?);
     }
+    if let Some(last) = seccomp_filter(nr_seccomp, &default, seccomp_allow, seccomp_deny)? {
+        programs.push(last);
+    }
     Ok(CompiledSeccomp {
         programs,
         flags,
         unknown_names,
     })
+}
+
+/// The last filter: what the profile says about `seccomp` itself, in one filter. Mixes that need
+/// two different non-allow verdicts for it are refused rather than installed wrongly.
+fn seccomp_filter(
+    nr: i64,
+    default: &SeccompAction,
+    allow: Vec<Vec<SeccompCondition>>,
+    deny: Vec<(SeccompAction, Vec<SeccompCondition>)>,
+) -> Result<Option<BpfProgram>, SeccompError> {
+    let unsupported = || {
+        SeccompError::Compile(
+            "rules for the seccomp syscall itself that need more than one verdict are not \
+             supported"
+                .into(),
+        )
+    };
+    let allow_always = allow.iter().any(|c| c.is_empty());
+    let denied_by_default = *default != SeccompAction::Allow && !allow_always;
+    if denied_by_default && !allow.is_empty() {
+        return Err(unsupported());
+    }
+    let mut actions: Vec<&SeccompAction> = deny.iter().map(|(a, _)| a).collect();
+    actions.dedup();
+    if denied_by_default {
+        // Every deny rule must agree with the default, then seccomp is simply denied.
+        if actions.iter().any(|a| *a != default) {
+            return Err(unsupported());
+        }
+        let rules = BTreeMap::from([(nr, Vec::new())]);
+        return build(rules, SeccompAction::Allow, default.clone()).map(Some);
+    }
+    match actions.as_slice() {
+        [] => Ok(None),
+        [one] => {
+            let act = (*one).clone();
+            let mut rules = BTreeMap::new();
+            let mut uncond = Default::default();
+            for (_, conds) in deny {
+                add_rule(&mut rules, &mut uncond, nr, conds)?;
+            }
+            build(rules, SeccompAction::Allow, act).map(Some)
+        }
+        _ => Err(unsupported()),
+    }
 }
 
 /// Installs the filters in the calling thread. Called in the container process right before
@@ -272,13 +335,24 @@ mod tests {
     }
 
     #[test]
-    fn errno_default_with_allow_list_is_one_filter() {
+    fn errno_default_with_allow_list() {
+        // seccomp not allowed: its denial goes into a last filter so the base can be installed
         let p = profile(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write","no_such"],"action":"SCMP_ACT_ALLOW"}]}"#,
         );
         let c = compile(&p).unwrap();
-        assert_eq!(c.programs.len(), 1);
+        assert_eq!(c.programs.len(), 2);
         assert_eq!(c.unknown_names, vec!["no_such".to_string()]);
+        // seccomp allowed: one filter
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","seccomp"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        assert_eq!(compile(&p).unwrap().programs.len(), 1);
+        // two different verdicts for seccomp itself: refused
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["seccomp"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+        );
+        assert!(compile(&p).is_err());
     }
 
     #[test]
@@ -305,6 +379,103 @@ mod tests {
         let p =
             profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_AARCH64"]}"#);
         assert!(matches!(compile(&p), Err(SeccompError::Arch(_))));
+    }
+
+    /// Installs `profile` in a forked child, runs `calls` (nr, arg0) there and returns what each
+    /// returned: 0 or the errno. The child only makes raw syscalls (it was forked from a
+    /// multi-threaded test process).
+    fn run_under(profile: &str, calls: &[(i64, u64)]) -> Vec<i64> {
+        let compiled = compile(&serde_json::from_str(profile).unwrap()).unwrap();
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into our array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child below only makes raw syscalls on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: raw syscalls only; results go through the pipe; _exit never returns.
+            unsafe {
+                if install(&compiled, true).is_err() {
+                    libc::_exit(99);
+                }
+                for &(nr, arg0) in calls {
+                    let r = libc::syscall(nr, arg0, 0, 0, 0, 0);
+                    let v: i64 = if r < 0 {
+                        *libc::__errno_location() as i64
+                    } else {
+                        0
+                    };
+                    libc::write(fds[1], &v as *const i64 as *const libc::c_void, 8);
+                }
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: closing our copy of the write end; reading into a local buffer.
+        unsafe { libc::close(fds[1]) };
+        let mut out = Vec::new();
+        loop {
+            let mut v: i64 = 0;
+            // SAFETY: reading exactly 8 bytes into v.
+            let n = unsafe { libc::read(fds[0], &mut v as *mut i64 as *mut libc::c_void, 8) };
+            if n != 8 {
+                break;
+            }
+            out.push(v);
+        }
+        let mut status = 0;
+        // SAFETY: reaping the child we forked; closing our read end.
+        unsafe {
+            libc::waitpid(pid, &mut status, 0);
+            libc::close(fds[0]);
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x}"
+        );
+        out
+    }
+
+    #[test]
+    fn kernel_applies_stacked_filters_as_the_profile_says() {
+        let (getpid, getppid, getuid, umask, personality, prctl) = (
+            libc::SYS_getpid,
+            libc::SYS_getppid,
+            libc::SYS_getuid,
+            libc::SYS_umask,
+            libc::SYS_personality,
+            libc::SYS_prctl,
+        );
+        // default EPERM; allow-list; one ENOSYS rule; a LOG rule (more permissive than the
+        // default, so the base filter must let it through); personality only for safe args.
+        let got = run_under(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["getpid","write","exit_group","exit","read"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["getppid"],"action":"SCMP_ACT_ERRNO","errnoRet":38},
+                {"names":["umask"],"action":"SCMP_ACT_LOG"},
+                {"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":4294967295,"op":"SCMP_CMP_EQ"}]},
+                {"names":["prctl"],"action":"SCMP_ACT_ERRNO","errnoRet":22,"args":[{"index":0,"value":255,"valueTwo":3,"op":"SCMP_CMP_MASKED_EQ"}]},
+                {"names":["prctl"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            &[
+                (getpid, 0),
+                (getppid, 0),
+                (getuid, 0),
+                (umask, 0o22),
+                (personality, 0xffff_ffff),
+                (personality, 0x0040000),
+                (prctl, 3), // PR_GET_DUMPABLE: masked match -> EINVAL
+                (prctl, libc::PR_GET_NO_NEW_PRIVS as u64), // allowed
+                // SECCOMP_GET_ACTION_AVAIL with a NULL pointer: EFAULT if allowed, EPERM here
+                (libc::SYS_seccomp, 2),
+            ],
+        );
+        assert_eq!(got, vec![0, 38, 1, 0, 0, 1, 22, 0, 1]);
+
+        // default ALLOW with a deny rule: everything else passes.
+        let got = run_under(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["getuid"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+            &[(getuid, 0), (getpid, 0)],
+        );
+        assert_eq!(got, vec![13, 0]);
     }
 
     #[test]
