@@ -158,7 +158,6 @@ fn run_forwards_signals_to_the_container() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100));
-    // SAFETY-free: nix wrapper
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -604,4 +603,51 @@ fn hooks_run_with_the_container_state() {
         assert_eq!(st["bundle"], b(&bun).as_str(), "{name}: {text}");
     }
     assert_no_leftovers(&rt, &id, None);
+}
+
+#[test]
+fn exec_forwards_signals_and_reports_the_exit_code() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = unique_sleep();
+    let bun = bundle(tmp.path(), &["sleep", &marker]);
+    let id = unique_id("execsig");
+    rt.run(["run", "-d", "--bundle", &b(&bun), &id]).ok();
+    let mut cmd = rt.command([
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "touch /tmp/exec-ready; trap 'exit 9' TERM; while true; do sleep 0.05; done",
+    ]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let ready = bun.rootfs.join("tmp/exec-ready");
+    let start = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "exec never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("exec did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(9));
+    assert_eq!(rt.status(&id), "running");
+    rt.run(["delete", "--force", &id]).ok();
+    assert_no_leftovers(&rt, &id, Some(&marker));
 }
