@@ -130,15 +130,7 @@ fn freed_bytes_are_counted_per_layer_when_images_share_layers() {
         seed: 3,
     };
     let (a, _) = build_multilayer_image(&layout, "a", &spec).unwrap();
-    let (c, _) = build_multilayer_image(
-        &layout,
-        "c",
-        &MultiLayerSpec {
-            seed: 4,
-            ..spec
-        },
-    )
-    .unwrap();
+    let (c, _) = build_multilayer_image(&layout, "c", &MultiLayerSpec { seed: 4, ..spec }).unwrap();
     layout
         .add_image(
             "b",
