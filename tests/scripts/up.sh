@@ -14,11 +14,11 @@ cargo build --release --workspace --bins --locked --quiet
 
 work=$(mktemp -d /tmp/pea-up.XXXXXX)
 id="pea-up-$$"
-runtime=(runc --root "$work/state")
+runtime=(target/release/pea-runtime --root "$work/state")
 cleanup() { "${runtime[@]}" delete --force "$id" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 target/release/pea-fixture bundle "$work/bundle" --hostname pea-up -- \
   /bin/sh -c 'echo "hello from a pea container: hostname $(hostname), pid $$, $(id)"; ls /'
-echo "up.sh: pea-runtime is not implemented yet; running the bundle under Debian's runc"
+echo "up.sh: running a busybox container with pea-runtime"
 "${runtime[@]}" run --bundle "$work/bundle" "$id" </dev/null

@@ -207,6 +207,9 @@ pub fn processes() -> BTreeSet<String> {
         let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
             continue;
         };
+        if is_orphaned_zombie(pid) {
+            continue;
+        }
         let comm = comm.trim();
         let watched = WATCHED_PROGRAMS.iter().any(|w| {
             if w.ends_with('-') {
@@ -220,6 +223,19 @@ pub fn processes() -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// A zombie re-parented to PID 1 holds nothing but its pid, and only PID 1 can reap it: in
+/// sandboxes whose init never reaps, counting it would blame the suite for the host's init.
+fn is_orphaned_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    matches!((fields.next(), fields.next()), (Some("Z"), Some("1")))
 }
 
 impl Snapshot {
