@@ -100,3 +100,115 @@ fn two_hundred_add_del_cycles_leak_nothing() -> Result<()> {
     );
     Ok(())
 }
+
+/// ADDs killed (SIGKILL) at varying points never leave a half state that breaks later ADDs:
+/// retried ADDs succeed, no address is handed out twice, and GC with the runtime's list of valid
+/// attachments removes everything the killed ones left (leases, veths, masquerade table).
+#[test]
+fn killed_adds_are_repaired_by_retry_and_gc() -> Result<()> {
+    use std::{io::Write, process::Stdio};
+
+    use pea_tests::netlab_cni::Attachment;
+    require_root();
+    require_program("nsenter");
+    require_program("nft");
+    let node = Netns::new("node")?;
+    let data = tempfile::tempdir()?;
+    let conf = json!({
+        "type": "pea-cni", "bridge": "cni0", "mtu": 1450, "clusterCIDR": "10.244.0.0/16",
+        "ipam": {"subnet": "10.244.10.0/24", "dataDir": data.path()}
+    });
+    let dir = pea_cni_dir()?;
+    let net = ConfList::new(
+        "crash",
+        "1.1.0",
+        vec![conf.clone()],
+        vec![dir.clone()],
+        node.path(),
+    );
+    let pods: Vec<Netns> = (0..16).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
+    let mut stdin_conf = conf.clone();
+    stdin_conf["name"] = json!("crash");
+    stdin_conf["cniVersion"] = json!("1.1.0");
+    for (i, p) in pods.iter().enumerate() {
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", node.path().display()))
+            .arg(dir.join("pea-cni"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", format!("killed{i}"))
+            .env("CNI_NETNS", p.path())
+            .env("CNI_IFNAME", "eth0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin_conf.to_string().as_bytes())?;
+        // Spread the kills over 0-40 ms: an ADD that installs the masquerade table takes ~30 ms,
+        // later ones ~7 ms, so kills land before, during and after each step.
+        std::thread::sleep(Duration::from_micros(2500 * (i as u64 % 16)));
+        let _ = child.kill();
+        child.wait()?;
+    }
+    let killed_leases = std::fs::read_dir(data.path().join("crash"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    eprintln!(
+        "after {} killed ADDs: {} entries in the lease dir, links on the node: {:?}",
+        pods.len(),
+        killed_leases,
+        node.links()?
+    );
+    // Half the killed attachments are retried by the runtime and must come up whole.
+    let mut ips = std::collections::BTreeSet::new();
+    for (i, p) in pods.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let r = net.add(&format!("killed{i}"), &p.path(), "eth0", &Value::Null)?;
+        assert!(
+            ips.insert(result_ip(&r).unwrap()),
+            "address handed out twice: {r}"
+        );
+        net.check(&format!("killed{i}"), "eth0", &Value::Null)?;
+    }
+    let valid: Vec<Attachment> = (0..pods.len())
+        .filter(|i| i % 2 == 0)
+        .map(|i| Attachment {
+            container_id: format!("killed{i}"),
+            ifname: "eth0".into(),
+        })
+        .collect();
+    net.gc(&valid)?;
+    let leases = || -> Result<usize> {
+        Ok(std::fs::read_dir(data.path().join("crash"))?
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok()
+            })
+            .count())
+    };
+    let veths = || -> Result<usize> {
+        Ok(node
+            .links()?
+            .iter()
+            .filter(|l| l.starts_with("veth"))
+            .count())
+    };
+    assert_eq!(leases()?, valid.len());
+    assert_eq!(veths()?, valid.len(), "{:?}", node.links()?);
+    for (i, p) in pods.iter().enumerate() {
+        let want = if i % 2 == 0 { 2 } else { 1 };
+        assert_eq!(p.links()?.len(), want, "pod {i}: {:?}", p.links()?);
+    }
+    net.gc(&[])?;
+    assert_eq!(leases()?, 0);
+    assert_eq!(veths()?, 0);
+    assert!(node.nft_tables()?.is_empty(), "{:?}", node.nft_tables()?);
+    Ok(())
+}

@@ -79,7 +79,7 @@ fn rollback_lease(e: CmdError, store: &Store, env: &CniEnv, r: &Resolved) -> Cmd
     let undo = (|| -> Result<(), CmdError> {
         let lock = store.lock()?;
         lock.release(&env.container_id, &env.ifname)?;
-        super::masq_state::release_if_unused(store, &lock, &r.name)
+        super::masq_state::release_if_unused(store, &lock, &r.name, false)
     })();
     match undo {
         Ok(()) => e,

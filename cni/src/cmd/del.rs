@@ -24,7 +24,7 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<(), CmdError> {
     let store = Store::new(&data_dir, &conf.name);
     let lock = store.lock()?;
     let freed = lock.release(&env.container_id, &env.ifname)?;
-    super::masq_state::release_if_unused(&store, &lock, &conf.name)?;
+    super::masq_state::release_if_unused(&store, &lock, &conf.name, false)?;
     tracing::debug!(removed, ?freed, "deleted");
     Ok(())
 }

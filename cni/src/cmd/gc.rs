@@ -59,5 +59,5 @@ pub(super) async fn run(conf: &NetConf) -> Result<(), CmdError> {
             }
         }
     }
-    super::masq_state::release_if_unused(&store, &lock, &conf.name)
+    super::masq_state::release_if_unused(&store, &lock, &conf.name, true)
 }

@@ -27,20 +27,26 @@ pub(crate) fn ensure(
 }
 
 /// Removes the network's masquerade rule once it has no leases left.
-/// Call with the network's lease lock held.
+/// Call with the network's lease lock held. Without `even_unmarked` the marker decides (DEL's
+/// cheap path); with it the table is removed whatever the marker says, which GC uses to clear a
+/// table left by an ADD killed between installing it and writing the marker.
 pub(crate) fn release_if_unused(
     store: &crate::ipam::Store,
     lock: &crate::ipam::Locked<'_>,
     network: &str,
+    even_unmarked: bool,
 ) -> Result<(), CmdError> {
     let marker = store.dir().join(MASQ_MARKER);
-    if !marker.exists() || !lock.leases()?.is_empty() {
+    let marked = marker.exists();
+    if (!marked && !even_unmarked) || !lock.leases()?.is_empty() {
         return Ok(());
     }
     crate::masq::remove(network)?;
-    std::fs::remove_file(&marker).map_err(|source| IpamError::Io {
-        path: marker.clone(),
-        source,
-    })?;
+    if marked {
+        std::fs::remove_file(&marker).map_err(|source| IpamError::Io {
+            path: marker.clone(),
+            source,
+        })?;
+    }
     Ok(())
 }
