@@ -43,6 +43,9 @@ pub struct Config {
     pub extra_sans: Vec<String>,
     /// Seconds between BOOKMARK events on watches that allow them.
     pub bookmark_interval_secs: u64,
+    /// Every this many seconds the store forgets history older than the revision it had one
+    /// interval ago (kube-apiserver's default is 5 minutes); 0 disables compaction.
+    pub compaction_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             insecure_http: false,
             extra_sans: Vec::new(),
             bookmark_interval_secs: 60,
+            compaction_interval_secs: 300,
         }
     }
 }
@@ -245,6 +249,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     };
     let (stop, stop_rx) = watch::channel(false);
     let tokens = Arc::new(tokens);
+    if config.compaction_interval_secs > 0 {
+        tokio::spawn(compact_periodically(
+            api.store.clone(),
+            Duration::from_secs(config.compaction_interval_secs),
+            stop_rx.clone(),
+        ));
+    }
     let accept = tokio::spawn(accept_loop(
         listener,
         acceptor,
@@ -262,6 +273,38 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         stop,
         accept,
     })
+}
+
+/// Compacts the store to the revision it had one interval earlier, so watches and lists can
+/// resume from anything newer than one interval and history does not grow without bound.
+async fn compact_periodically(
+    store: Arc<dyn Store>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut previous: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let now = match store.current_revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the revision for compaction failed");
+                continue;
+            }
+        };
+        if let Some(target) = previous.filter(|p| *p > 0) {
+            match store.compact(target).await {
+                Ok(()) => tracing::info!(revision = target, "compacted store"),
+                // Nothing new since the last compaction.
+                Err(StoreError::Compacted { .. }) => {}
+                Err(e) => tracing::warn!(revision = target, error = %e, "compaction failed"),
+            }
+        }
+        previous = Some(now);
+    }
 }
 
 async fn accept_loop(
