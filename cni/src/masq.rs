@@ -43,6 +43,13 @@ pub fn table_name(network: &str) -> String {
     format!("{TABLE_PREFIX}{network}")
 }
 
+/// Whether an `nft` program is on PATH.
+pub fn nft_available() -> bool {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|d| d.join("nft").is_file()))
+        .unwrap_or(false)
+}
+
 fn nft(args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, MasqError> {
     let mut child = Command::new("nft")
         .args(args)

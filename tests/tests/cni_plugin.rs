@@ -447,3 +447,30 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
     assert!(lease_files(&node).is_empty());
     Ok(())
 }
+
+#[test]
+fn ip_masq_off_installs_no_nftables_state() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.8.0/24");
+    conf["ipMasq"] = json!(false);
+    let net = list(&node, "1.1.0", vec![conf])?;
+    let pod = Netns::new("pod")?;
+    let r = net.add("nomasq", &pod.path(), "eth0", &Value::Null)?;
+    assert!(result_ip(&r).is_some());
+    assert!(
+        node.ns.nft_tables()?.is_empty(),
+        "{:?}",
+        node.ns.nft_tables()?
+    );
+    net.check("nomasq", "eth0", &Value::Null)?;
+    net.del(
+        "nomasq",
+        &pod.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    net.gc(&[])?;
+    assert!(node.ns.nft_tables()?.is_empty());
+    assert!(lease_files(&node).is_empty());
+    Ok(())
+}

@@ -41,6 +41,11 @@ pub(crate) fn release_if_unused(
     if (!marked && !even_unmarked) || !lock.leases()?.is_empty() {
         return Ok(());
     }
+    // Unmarked and no nft: nothing can have been installed (networks without ipMasq may run on
+    // nodes without nftables).
+    if !marked && !crate::masq::nft_available() {
+        return Ok(());
+    }
     crate::masq::remove(network)?;
     if marked {
         std::fs::remove_file(&marker).map_err(|source| IpamError::Io {

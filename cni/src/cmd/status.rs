@@ -25,16 +25,10 @@ pub(super) fn run(conf: &NetConf) -> Result<(), CmdError> {
             r.range_start, r.range_end
         )));
     }
-    if r.ip_masq && !program_on_path("nft") {
+    if r.ip_masq && !crate::masq::nft_available() {
         return Err(CmdError::Unavailable(
             "nft is not installed (needed for ipMasq)".into(),
         ));
     }
     Ok(())
-}
-
-fn program_on_path(p: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        .unwrap_or(false)
 }
