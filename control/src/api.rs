@@ -8,6 +8,7 @@ use bytes::Bytes;
 use pea_control_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::auth::{authorize, User};
 use crate::discovery;
@@ -178,15 +179,37 @@ impl Api {
     pub async fn handle(self: &Arc<Self>, req: Incoming<'_>) -> (Reply, String, String) {
         let query = Query::parse(req.query);
         let routed = route(req.method, req.path, query.flag("watch"));
-        let (verb, resource) = match &routed {
-            Some(Route::Resource(i)) => (i.verb.clone(), i.resource.clone()),
-            _ => (req.method.to_lowercase(), String::new()),
+        let (verb, resource, key) = match &routed {
+            Some(Route::Resource(i)) => (
+                i.verb.clone(),
+                i.resource.clone(),
+                format!(
+                    "{}/{}",
+                    i.namespace.as_deref().unwrap_or(""),
+                    i.name.as_deref().unwrap_or("")
+                ),
+            ),
+            _ => (req.method.to_lowercase(), String::new(), String::new()),
         };
-        let reply = match self.dispatch(&req, routed, &query).await {
+        let span = tracing::debug_span!(
+            "request",
+            verb = %verb,
+            resource = %resource,
+            object = %key,
+            user = req.user.as_ref().map(|u| u.name.as_str()).unwrap_or("")
+        );
+        let reply = match self
+            .dispatch(&req, routed, &query)
+            .instrument(span.clone())
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
+                let _enter = span.enter();
                 if e.code() >= 500 {
                     tracing::warn!(method = req.method, path = req.path, error = %e, "request failed");
+                } else {
+                    tracing::debug!(code = e.code(), error = %e, "request refused");
                 }
                 Reply::json(e.code(), e.to_status())
             }

@@ -1,8 +1,9 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), which kubectl's typed
-//! clients send for `kubectl create namespace|configmap|secret`. The envelope is `k8s\0` plus a
-//! `runtime.Unknown` whose `raw` field holds the object. Objects are decoded with explicit field
-//! tables (Kubernetes' generated.proto numbering) into the same JSON the API stores; a kind
-//! without a table, or a field the table lacks, is refused with a clear error, never dropped.
+//! clients send for `kubectl create namespace|configmap|secret|serviceaccount`. The envelope is
+//! `k8s\0` plus a `runtime.Unknown` whose `raw` field holds the object. Objects are decoded with
+//! explicit field tables (Kubernetes' generated.proto numbering) into the same JSON the API
+//! stores; a kind without a table, or a field the table lacks, is refused with a clear error,
+//! never dropped.
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -107,6 +108,31 @@ static SECRET: Schema = Schema {
         (3, "type", F::Str),
         (4, "stringData", F::MapStr),
         (5, "immutable", F::Bool),
+    ],
+};
+static OBJECT_REF: Schema = Schema {
+    name: "ObjectReference",
+    fields: &[
+        (1, "kind", F::Str),
+        (2, "namespace", F::Str),
+        (3, "name", F::Str),
+        (4, "uid", F::Str),
+        (5, "apiVersion", F::Str),
+        (6, "resourceVersion", F::Str),
+        (7, "fieldPath", F::Str),
+    ],
+};
+static LOCAL_OBJECT_REF: Schema = Schema {
+    name: "LocalObjectReference",
+    fields: &[(1, "name", F::Str)],
+};
+static SERVICE_ACCOUNT: Schema = Schema {
+    name: "ServiceAccount",
+    fields: &[
+        (1, "metadata", F::Msg(&OBJECT_META)),
+        (2, "secrets", F::RepMsg(&OBJECT_REF)),
+        (3, "imagePullSecrets", F::RepMsg(&LOCAL_OBJECT_REF)),
+        (4, "automountServiceAccountToken", F::Bool),
     ],
 };
 static TYPE_META: Schema = Schema {
@@ -310,6 +336,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
         "Namespace" => &NAMESPACE,
         "ConfigMap" => &CONFIG_MAP,
         "Secret" => &SECRET,
+        "ServiceAccount" => &SERVICE_ACCOUNT,
         _ => return Err(ProtoError::UnsupportedKind { kind }),
     };
     let mut obj = message(raw.unwrap_or_default(), schema)?;

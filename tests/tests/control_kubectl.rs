@@ -608,6 +608,19 @@ fn kubectl_create_generators_send_protobuf() {
         ]),
         "aHVudGVyMg== Opaque"
     );
+    k.ok(&["create", "serviceaccount", "robot", "-n", "gen"]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "sa",
+            "robot",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.metadata.name}"
+        ]),
+        "robot"
+    );
     // Kinds without a protobuf decoder are refused by name, and nothing is stored.
     let err = k.fails(&["create", "deployment", "d", "--image=busybox"]);
     assert!(
