@@ -333,7 +333,28 @@ impl Api {
         } else {
             None
         };
-        if !authorize(user, info, bound_node.as_deref()) {
+        // A create names its object in the body: authorize against that name.
+        let named;
+        let info_for_authz = if info.verb == "create"
+            && info.name.is_none()
+            && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
+        {
+            let name = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|b| {
+                    b.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            named = RequestInfo {
+                name,
+                ..info.clone()
+            };
+            &named
+        } else {
+            info
+        };
+        if !authorize(user, info_for_authz, bound_node.as_deref()) {
             return Err(ApiError::Forbidden {
                 user: format!("User \"{}\"", user.name),
                 verb: info.verb.clone(),

@@ -137,12 +137,10 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
         info.resource.as_str(),
         info.subresource.as_deref(),
     ) {
-        ("", "nodes", None | Some("status")) => {
-            name == Some(node) || (info.verb == "create" && name.is_none())
-        }
+        // For creates the caller fills `name` from the body, so a node creates only itself.
+        ("", "nodes", None | Some("status")) => name == Some(node),
         ("coordination.k8s.io", "leases", None) => {
-            info.namespace.as_deref() == Some("kube-node-lease")
-                && (name == Some(node) || info.verb == "create")
+            info.namespace.as_deref() == Some("kube-node-lease") && name == Some(node)
         }
         ("", "pods", Some("status")) => bound_node == Some(node),
         ("", "events", None) | ("events.k8s.io", "events", None) => {

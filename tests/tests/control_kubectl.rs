@@ -456,6 +456,11 @@ fn anonymous_refused_and_node_identity_confined() {
     n1.ok_stdin(&["create", "-f", "-"], &node("n1"));
     admin.ok_stdin(&["create", "-f", "-"], &node("n2"));
     n1.ok(&["label", "node", "n1", "pea/ok=yes"]);
+    let out = n1.stdin_output(&["create", "-f", "-"], &node("n3"));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Forbidden"),
+        "a node creates only itself: {out:?}"
+    );
     let err = n1.fails(&["label", "node", "n2", "pea/ok=no"]);
     assert!(
         err.contains("Forbidden") || err.contains("forbidden") || err.contains("cannot"),
