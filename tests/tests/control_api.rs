@@ -405,3 +405,29 @@ fn periodic_compaction_expires_old_resource_versions() {
         "a b"
     );
 }
+
+#[test]
+fn streaming_list_sends_initial_events_then_an_end_bookmark() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for n in ["a", "b"] {
+        k.ok(&["create", "configmap", n, "--from-literal=k=v"]);
+    }
+    let out = k.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"]);
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "ADDED", "BOOKMARK"], "{out}");
+    assert_eq!(
+        events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    let err = k.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&timeoutSeconds=1",
+    ]);
+    assert!(err.contains("allowWatchBookmarks"), "{err}");
+}

@@ -72,7 +72,23 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     };
 
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let (start, initial) = match parse_rv(ctx.query.get("resourceVersion"))? {
+    // Streaming lists (sendInitialEvents): the current state as ADDED events, then a BOOKMARK
+    // annotated k8s.io/initial-events-end; kube-apiserver's rules for the parameters apply.
+    let initial_events = ctx.query.flag("sendInitialEvents");
+    if initial_events {
+        if !bookmarks {
+            return Err(ApiError::BadRequest(
+                "sendInitialEvents requires allowWatchBookmarks=true".into(),
+            ));
+        }
+        if ctx.query.get("resourceVersionMatch") != Some("NotOlderThan") {
+            return Err(ApiError::BadRequest(
+                "sendInitialEvents requires resourceVersionMatch=NotOlderThan".into(),
+            ));
+        }
+    }
+    let requested = parse_rv(ctx.query.get("resourceVersion"))?;
+    let (start, initial) = match requested.filter(|_| !initial_events) {
         Some(rv) => (rv, Vec::new()),
         None => {
             let page = store
@@ -118,6 +134,14 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     tokio::spawn(async move {
         for o in initial {
             if tx.send(line("ADDED", render(o))).await.is_err() {
+                return;
+            }
+        }
+        if initial_events {
+            let mark = json!({"kind": kind, "apiVersion": api_version, "metadata": {
+                "resourceVersion": start.to_string(),
+                "annotations": {"k8s.io/initial-events-end": "true"}}});
+            if tx.send(line("BOOKMARK", mark)).await.is_err() {
                 return;
             }
         }
