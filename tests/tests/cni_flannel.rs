@@ -63,6 +63,9 @@ impl LabNode {
     }
     /// Remote subnets routed over flannel.1.
     fn overlay_routes(&self) -> Result<Vec<String>> {
+        if !self.ns.links()?.iter().any(|l| l == "flannel.1") {
+            return Ok(Vec::new()); // the agent has not made its device yet
+        }
         let v = self
             .ns
             .ip_json(&["-4", "route", "show", "dev", "flannel.1"])?;
@@ -223,6 +226,40 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
     let _srv = pods[2].tcp_echo_server(7009)?;
     let got = pods[0].tcp_echo(format!("{}:7009", ips[2]).parse()?, b"across the overlay")?;
     assert_eq!(got, b"across the overlay");
+
+    // A second node claiming node2's subnet: nobody routes that subnet to either claimant until
+    // the conflict is gone, and the rest of the overlay is untouched.
+    let mut evil: Value =
+        serde_json::from_slice(&std::fs::read(registry.path().join("node2.json"))?)?;
+    evil["name"] = json!("evil");
+    evil["annotations"]["flannel.alpha.coreos.com/public-ip"] = json!("192.168.50.99");
+    std::fs::write(
+        registry.path().join("evil.json"),
+        serde_json::to_vec(&evil)?,
+    )?;
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(nodes[0].overlay_routes()? == vec!["10.244.3.0/24".to_string()])
+    })?;
+    assert!(
+        ok,
+        "conflicting claims still routed: {:?}",
+        nodes[0].overlay_routes()?
+    );
+    assert!(nodes[0].agent_log().contains("is claimed by 2 nodes"));
+    assert!(!nodes[0].fdb_dsts()?.contains(&"192.168.50.99".to_string()));
+    std::fs::remove_file(registry.path().join("evil.json"))?;
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(nodes[0].overlay_routes()?.len() == 2)
+    })?;
+    assert!(
+        ok,
+        "node2 not routed again: {:?}",
+        nodes[0].overlay_routes()?
+    );
+    assert!(
+        pods[0].ping(&ips[1])?,
+        "ping node2's pod after the conflict cleared"
+    );
 
     // Restarting an agent keeps the overlay: routes stay while it is down, pods keep talking.
     nodes[0].agent = None;

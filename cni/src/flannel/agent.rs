@@ -53,6 +53,8 @@ pub struct Agent {
     pub public_ip: Ipv4Addr,
     pub device: Device,
     h: Handle,
+    /// Rejections logged last round: each is logged once, not every resync.
+    last_rejected: std::sync::Mutex<Vec<String>>,
 }
 
 /// What one reconcile did.
@@ -126,6 +128,7 @@ impl Agent {
             public_ip,
             device,
             h,
+            last_rejected: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -167,11 +170,6 @@ impl Agent {
                     "VNI {} differs from ours ({})",
                     peer.vni, self.cfg.vxlan.vni
                 ))
-            } else if want.contains_key(&peer.subnet) {
-                Some(format!(
-                    "subnet {} is claimed by another node too",
-                    peer.subnet
-                ))
             } else {
                 None
             };
@@ -181,6 +179,22 @@ impl Agent {
             }
             want.insert(peer.subnet, peer);
         }
+        // Two nodes claiming one subnet: route to neither (sending pods' traffic to the wrong VTEP
+        // is worse than no route) until the conflict is gone.
+        let mut claims: BTreeMap<Ipv4Net, usize> = BTreeMap::new();
+        for rec in records.iter().filter(|r| r.name != self.cfg.node_name) {
+            *claims.entry(rec.pod_cidr.trunc()).or_default() += 1;
+        }
+        want.retain(|subnet, p| {
+            let n = claims.get(subnet).copied().unwrap_or(0);
+            if n > 1 {
+                report.rejected.push(format!(
+                    "node {}: subnet {subnet} is claimed by {n} nodes",
+                    p.name
+                ));
+            }
+            n <= 1
+        });
         for p in want.values() {
             vxlan::program_peer(&self.h, &self.device, p).await?;
             report.peers.push(p.name.clone());
@@ -192,9 +206,11 @@ impl Agent {
                 report.withdrawn.push(subnet);
             }
         }
-        for r in &report.rejected {
+        let mut last = self.last_rejected.lock().unwrap_or_else(|p| p.into_inner());
+        for r in report.rejected.iter().filter(|r| !last.contains(r)) {
             tracing::warn!("{r}");
         }
+        last.clone_from(&report.rejected);
         Ok(report)
     }
 }
