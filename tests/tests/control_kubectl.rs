@@ -791,3 +791,44 @@ fn kubectl_scale_edit_describe_and_generation() {
         "{described}"
     );
 }
+
+#[test]
+fn kubectl_apply_strategy_switch_get_all_and_wait() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["apply", "-f", "-"], DEPLOY);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.strategy.type}"
+        ]),
+        "RollingUpdate"
+    );
+    // kubectl sends $retainKeys so the rollingUpdate block goes with the type change.
+    let recreate = DEPLOY.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  strategy:\n    type: Recreate\n",
+    );
+    k.ok_stdin(&["apply", "-f", "-"], &recreate);
+    assert_eq!(
+        k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.strategy}"]),
+        r#"{"type":"Recreate"}"#
+    );
+    k.ok_stdin(&["create", "-f", "-"], POD);
+    let all = k.ok(&["get", "all"]);
+    assert!(
+        all.contains("pod/web") && all.contains("deployment.apps/web"),
+        "{all}"
+    );
+    let mut wait = k.spawn(&["wait", "--for=delete", "pod/web", "--timeout=20s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    k.ok(&["delete", "pod", "web"]);
+    let out = wait.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("condition met"),
+        "{out:?}"
+    );
+}
