@@ -823,7 +823,7 @@ fn kubectl_apply_strategy_switch_get_all_and_wait() {
         all.contains("pod/web") && all.contains("deployment.apps/web"),
         "{all}"
     );
-    let mut wait = k.spawn(&["wait", "--for=delete", "pod/web", "--timeout=20s"]);
+    let wait = k.spawn(&["wait", "--for=delete", "pod/web", "--timeout=20s"]);
     std::thread::sleep(Duration::from_millis(500));
     k.ok(&["delete", "pod", "web"]);
     let out = wait.wait_with_output().unwrap();
