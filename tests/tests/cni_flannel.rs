@@ -328,3 +328,53 @@ fn kubernetes_subnet_source_says_not_implemented() -> Result<()> {
     assert_eq!(node.links()?, vec!["lo".to_string()]);
     Ok(())
 }
+
+#[test]
+fn restart_with_a_new_subnet_keeps_one_device_address_and_rewrites_subnet_env() -> Result<()> {
+    require_root();
+    let node = Netns::new("node")?;
+    let peer = Netns::new("lab")?;
+    veth(&node, "eth0", &peer, "p0")?;
+    node.ip(&["addr", "add", "192.168.60.1/24", "dev", "eth0"])?;
+    let dir = tempfile::tempdir()?;
+    let run_once = |subnet: &str| -> Result<()> {
+        let cfg = json!({
+            "network": "10.244.0.0/16", "nodeName": "solo", "iface": "eth0",
+            "subnetSource": {"static": {"subnet": subnet, "registryDir": dir.path().join("reg")}},
+            "subnetFile": dir.path().join("subnet.env")
+        });
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, serde_json::to_vec(&cfg)?)?;
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", node.path().display()))
+            .arg(pea_cni_dir()?.join("pea-flanneld"))
+            .args(["--once", "--config"])
+            .arg(&path)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "pea-flanneld: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    run_once("10.244.5.0/24")?;
+    let mac = node.ip_json(&["link", "show", "dev", "flannel.1"])?[0]["address"].clone();
+    run_once("10.244.5.0/24")?;
+    // Same config: the very same device (same MAC), one address.
+    assert_eq!(
+        node.ip_json(&["link", "show", "dev", "flannel.1"])?[0]["address"],
+        mac
+    );
+    assert_eq!(node.addrs("flannel.1")?, vec!["10.244.5.0/32".to_string()]);
+    run_once("10.244.6.0/24")?;
+    assert_eq!(node.addrs("flannel.1")?, vec!["10.244.6.0/32".to_string()]);
+    let env = std::fs::read_to_string(dir.path().join("subnet.env"))?;
+    assert!(env.contains("FLANNEL_SUBNET=10.244.6.1/24\n"), "{env}");
+    // The MTU still follows the uplink: 1500 - 50.
+    assert_eq!(
+        node.ip_json(&["link", "show", "dev", "flannel.1"])?[0]["mtu"],
+        1450
+    );
+    Ok(())
+}

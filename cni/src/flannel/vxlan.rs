@@ -13,6 +13,7 @@ use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::{
     packet_route::{
+        address::AddressAttribute,
         link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage},
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage},
         AddressFamily,
@@ -117,6 +118,30 @@ pub async fn ensure_device(
         .await?
         .ok_or_else(|| LinkError::NotFound { name: name.into() })?;
     link::ensure_addr(h, m.header.index, name, addr, 32).await?;
+    // A node whose subnet changed between runs keeps exactly one address on the device.
+    let stale: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(m.header.index)
+        .execute()
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(nl("listing addresses", name))?
+        .into_iter()
+        .filter(|a| a.header.index == m.header.index)
+        .filter(|a| {
+            a.attributes
+                .iter()
+                .any(|at| matches!(at, AddressAttribute::Address(IpAddr::V4(v4)) if *v4 != addr))
+        })
+        .collect();
+    for a in stale {
+        h.address()
+            .del(a)
+            .execute()
+            .await
+            .map_err(nl("removing a stale address", name))?;
+    }
     link::up(h, name, m.header.index).await?;
     Ok(Device {
         name: name.into(),
