@@ -2,6 +2,7 @@
 //! program), the leak guard, the crate layering check and benchmark statistics.
 
 pub mod bench;
+pub mod bins;
 pub mod conformance;
 pub mod control;
 pub mod control_client;

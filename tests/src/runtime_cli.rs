@@ -9,23 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The pea-runtime binary: `$PEA_RUNTIME`, else the one next to this test's target dir.
 pub fn pea_runtime_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("PEA_RUNTIME") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> or target/<profile>/<bin>
-    for dir in exe.ancestors().skip(1).take(3) {
-        for profile_dir in [dir.to_path_buf(), dir.join("debug")] {
-            let p = profile_dir.join("pea-runtime");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "pea-runtime binary not found next to {}: run `cargo build -p pea-runtime` first or set PEA_RUNTIME",
-        exe.display()
-    )
+    crate::bins::workspace_binary("pea-runtime", "PEA_RUNTIME")
 }
 
 /// What a runtime call produced.
