@@ -54,7 +54,10 @@ fn pull_list_inspect_remove_prune_through_the_cli() {
     );
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(stderr.contains("nope"), "error should name the reference: {stderr}");
+    assert!(
+        stderr.contains("nope"),
+        "error should name the reference: {stderr}"
+    );
 
     ok(pea_image(&root, &registry, &["remove", &reference]));
     let list = ok(pea_image(&root, &registry, &["list"]));
