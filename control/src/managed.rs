@@ -82,6 +82,15 @@ fn walk(v: &Value, parent: &str, field: &str, path: FieldPath, out: &mut BTreeSe
     }
 }
 
+/// Every owned path under `status` (what an apply to the status subresource owns).
+pub fn status_paths(obj: &Value) -> BTreeSet<FieldPath> {
+    let mut out = BTreeSet::new();
+    if let Some(st) = obj.get("status") {
+        walk(st, "", "status", vec!["f:status".into()], &mut out);
+    }
+    out
+}
+
 /// The value at `path` in `obj` (`.` names the list item itself).
 pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = obj;
@@ -193,6 +202,8 @@ pub fn from_fields_v1(v: &Value) -> BTreeSet<FieldPath> {
 pub struct Entry {
     pub manager: String,
     pub operation: String,
+    /// "" for the main resource, "status" for the status subresource.
+    pub subresource: String,
     pub api_version: String,
     pub time: String,
     pub fields: BTreeSet<FieldPath>,
@@ -206,6 +217,7 @@ pub fn read(obj: &Value) -> Vec<Entry> {
                 .map(|e| Entry {
                     manager: e["manager"].as_str().unwrap_or("").into(),
                     operation: e["operation"].as_str().unwrap_or("Update").into(),
+                    subresource: e["subresource"].as_str().unwrap_or("").into(),
                     api_version: e["apiVersion"].as_str().unwrap_or("").into(),
                     time: e["time"].as_str().unwrap_or("").into(),
                     fields: from_fields_v1(&e["fieldsV1"]),
@@ -220,8 +232,12 @@ pub fn write(obj: &mut Value, entries: &[Entry]) {
         .iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
-            json!({"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
-                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields)})
+            let mut v = json!({"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
+                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields)});
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
         })
         .collect();
     if let Some(m) = obj["metadata"].as_object_mut() {
@@ -251,7 +267,7 @@ pub fn record_update(
         return;
     }
     for e in &mut entries {
-        if !(e.manager == manager && e.operation == "Update") {
+        if !(e.manager == manager && e.operation == "Update" && e.subresource.is_empty()) {
             e.fields.retain(|p| !changed.contains(p));
         }
     }
@@ -266,6 +282,7 @@ pub fn record_update(
         None => entries.push(Entry {
             manager: manager.into(),
             operation: "Update".into(),
+            subresource: String::new(),
             api_version: api_version.into(),
             time: time.into(),
             fields: changed,

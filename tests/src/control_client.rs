@@ -66,13 +66,25 @@ impl ApiClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response<Incoming>> {
+        self.send_typed(method, path, "application/json", body)
+            .await
+    }
+
+    /// Like [`ApiClient::send`] with an explicit Content-Type (e.g. a patch type).
+    pub async fn send_typed(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>> {
         self.send.ready().await?;
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "127.0.0.1")
             .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("accept", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         Ok(self.send.send_request(req).await?)
@@ -85,7 +97,19 @@ impl ApiClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes)> {
-        let resp = self.send(method, path, body).await?;
+        self.call_typed(method, path, "application/json", body)
+            .await
+    }
+
+    /// Like [`ApiClient::call`] with an explicit Content-Type.
+    pub async fn call_typed(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes)> {
+        let resp = self.send_typed(method, path, content_type, body).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
         Ok((status, body))

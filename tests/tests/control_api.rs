@@ -431,3 +431,73 @@ fn streaming_list_sends_initial_events_then_an_end_bookmark() {
     ]);
     assert!(err.contains("allowWatchBookmarks"), "{err}");
 }
+
+#[test]
+fn server_side_apply_to_status_changes_only_status() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let apply = "application/apply-patch+yaml";
+    let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"a": "1"}}});
+    let (code, body) = cp
+        .block_on(c.call_typed(
+            "PATCH",
+            "/api/v1/nodes/n1?fieldManager=admin",
+            apply,
+            Some(node.to_string().into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    // The kubelet applies conditions to status; labels in the same body are ignored there.
+    let status = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"a": "2"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    let (code, body) = cp
+        .block_on(c.call_typed(
+            "PATCH",
+            "/api/v1/nodes/n1/status?fieldManager=kubelet",
+            apply,
+            Some(status.to_string().into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(v["metadata"]["labels"]["a"], "1");
+    let entries: Vec<(String, String)> = v["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap().into(),
+                e["subresource"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("admin".to_string(), String::new()),
+            ("kubelet".to_string(), "status".to_string())
+        ]
+    );
+    // Applying status to an object that does not exist is a 404, not a create.
+    let (code, _) = cp
+        .block_on(c.call_typed(
+            "PATCH",
+            "/api/v1/nodes/n2/status?fieldManager=kubelet",
+            apply,
+            Some(status.to_string().replace("n1", "n2").into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(code, 404);
+    // An apply without a field manager is refused.
+    let (code, _) = cp
+        .block_on(c.call_typed(
+            "PATCH",
+            "/api/v1/nodes/n1",
+            apply,
+            Some(node.to_string().into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(code, 400);
+}

@@ -2,7 +2,8 @@
 //! configuration into the live object, tracks field ownership per manager in
 //! `metadata.managedFields`, reports conflicts with other managers (409) unless `force=true`,
 //! and removes fields this manager applied before but no longer applies. Creates the object when
-//! it does not exist. Bodies must be JSON (kubectl sends JSON); YAML text is refused clearly.
+//! it does not exist; an apply to `status` changes only status. Bodies must be JSON (kubectl
+//! sends JSON); YAML text is refused clearly.
 
 use std::collections::BTreeSet;
 
@@ -27,11 +28,15 @@ fn display(path: &FieldPath) -> String {
 
 pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let name = ctx.name()?;
-    if ctx.info.subresource.is_some() {
-        return Err(ApiError::NotImplemented(
-            "server-side apply to a subresource is not implemented".into(),
-        ));
-    }
+    let status_only = match ctx.info.subresource.as_deref() {
+        None => false,
+        Some("status") => true,
+        Some(other) => {
+            return Err(ApiError::NotImplemented(format!(
+                "server-side apply to the {other} subresource is not implemented"
+            )))
+        }
+    };
     let manager = ctx
         .query
         .get("fieldManager")
@@ -54,22 +59,29 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
             objects::name_of(&applied)
         )));
     }
-    let applied_paths = managed::paths_of(&applied);
+    let applied_paths = if status_only {
+        managed::status_paths(&applied)
+    } else {
+        managed::paths_of(&applied)
+    };
+    let subresource = if status_only { "status" } else { "" }.to_string();
     let now = objects::rfc3339(ctx.now());
     let api_version = ctx.def.api_version();
     let mine = |fields: BTreeSet<FieldPath>| Entry {
         manager: manager.clone(),
         operation: "Apply".into(),
+        subresource: subresource.clone(),
         api_version: api_version.clone(),
         time: now.clone(),
         fields,
     };
     // A manager is identified by name and operation: kubectl's Apply and its Updates differ.
-    let is_mine = |e: &Entry| e.manager == manager && e.operation == "Apply";
+    let is_mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
     for attempt in 0..5 {
         let (current, rev) = match ctx.current(name).await {
             Ok(c) => c,
-            Err(ApiError::NotFound { .. }) => {
+            Err(ApiError::NotFound { .. }) if !status_only => {
                 let mut obj = applied.clone();
                 prepare_new(ctx, &mut obj)?;
                 let warnings = validate(ctx, &mut obj)?;

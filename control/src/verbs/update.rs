@@ -55,6 +55,12 @@ fn merge_for_subresource(
         Some("status") => {
             let mut out = current.clone();
             out["status"] = incoming.get("status").cloned().unwrap_or(json!({}));
+            // Server-side apply to status records its ownership in the incoming object.
+            if ctx.content_type.starts_with("application/apply-patch") {
+                if let Some(m) = incoming.pointer("/metadata/managedFields") {
+                    out["metadata"]["managedFields"] = m.clone();
+                }
+            }
             Ok(out)
         }
         Some("scale") => {
