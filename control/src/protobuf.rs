@@ -14,7 +14,7 @@ pub enum ProtoError {
     Magic,
     #[error("truncated or malformed protobuf at byte {0}")]
     Malformed(usize),
-    #[error("protobuf bodies of kind {kind:?} are not implemented (send JSON)")]
+    #[error("protobuf bodies of kind {kind:?} are not implemented (send JSON, e.g. `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`)")]
     UnsupportedKind { kind: String },
     #[error("protobuf field {field} of {message} is not implemented (send JSON)")]
     UnsupportedField { message: &'static str, field: u64 },
