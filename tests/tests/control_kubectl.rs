@@ -274,7 +274,16 @@ fn kubectl_selectors_filter_lists() {
 
 #[test]
 fn kubectl_get_watch_streams_changes() {
-    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    get_watch_streams_changes(Backend::Embedded);
+}
+
+#[test]
+fn kubectl_get_watch_streams_changes_on_etcd() {
+    get_watch_streams_changes(Backend::Etcd);
+}
+
+fn get_watch_streams_changes(backend: Backend) {
+    let cp = ControlPlane::start(backend).unwrap();
     let k = cp.kubectl();
     k.ok_stdin(&["create", "-f", "-"], &pod("first", "app: w"));
     let mut watch = k.spawn(&["get", "pods", "-w", "--output-watch-events"]);
