@@ -93,8 +93,38 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 }
             }
         }
-        "Secret" => set_if_absent(obj, "/type", json!("Opaque")),
+        "Secret" => {
+            set_if_absent(obj, "/type", json!("Opaque"));
+            fold_string_data(obj);
+        }
         _ => {}
+    }
+}
+
+/// Moves a Secret's write-only `stringData` into `data` (base64), as kube-apiserver does on
+/// every write; `stringData` wins over `data` for the same key and is never stored.
+pub fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
+        return;
+    };
+    let Some(entries) = string_data.as_object() else {
+        return;
+    };
+    if entries.is_empty() {
+        return;
+    }
+    let data = obj
+        .as_object_mut()
+        .map(|m| m.entry("data").or_insert_with(|| json!({})));
+    if let Some(Value::Object(d)) = data {
+        for (k, v) in entries {
+            let text = v.as_str().unwrap_or_default();
+            d.insert(
+                k.clone(),
+                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
     }
 }
 
@@ -117,6 +147,16 @@ pub fn has_generation(kind: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let mut s = json!({"data": {"a": "eA=="}, "stringData": {"b": "hunter2", "a": "y"}});
+        apply("Secret", &mut s);
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"a": "eQ==", "b": "aHVudGVyMg=="}})
+        );
+    }
 
     #[test]
     fn pod_defaults_fill_only_missing_fields() {

@@ -841,3 +841,26 @@ fn kubectl_apply_strategy_switch_get_all_and_wait() {
         "{out:?}"
     );
 }
+
+#[test]
+fn secret_string_data_is_stored_as_data() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  pw: hunter2\n";
+    k.ok_stdin(&["apply", "-f", "-"], secret);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "s",
+            "-o",
+            "jsonpath={.data.pw}|{.stringData}|{.type}"
+        ]),
+        "aHVudGVyMg==||Opaque"
+    );
+    k.ok_stdin(&["apply", "-f", "-"], &secret.replace("hunter2", "hunter3"));
+    assert_eq!(
+        k.ok(&["get", "secret", "s", "-o", "jsonpath={.data.pw}"]),
+        "aHVudGVyMw=="
+    );
+}

@@ -193,6 +193,9 @@ pub async fn write(
             .unwrap_or(0);
         new["metadata"]["generation"] = json!(g + 1);
     }
+    if ctx.def.kind == "Secret" {
+        crate::defaults::fold_string_data(&mut new);
+    }
     let warnings = validate(ctx, &mut new)?;
     objects::set_resource_version(&mut new, rev);
     if objects::encode(&new) == objects::encode(&current) {
