@@ -39,6 +39,8 @@ pub struct Api {
     pub openapi_cache: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     /// Shared per-resource watch sources.
     pub watch_cache: crate::watch_cache::WatchCache,
+    /// Where Service cluster IPs come from.
+    pub service_cidr: crate::ipalloc::ServiceCidr,
 }
 
 impl std::fmt::Debug for Api {

@@ -89,6 +89,7 @@ pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Prop
         None
     };
     tokio::spawn(async move {
+        crate::ipalloc::release_for(api.store.as_ref(), def.kind, &owner).await;
         for (d, key, mut obj, rev) in dependents(&api, &uid, ns.as_deref()).await {
             match policy {
                 Propagation::Orphan => {
@@ -155,10 +156,15 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
                 .and_then(Value::as_array)
                 .is_none_or(|f| f.is_empty());
             let r = if done {
-                api.store
+                let r = api
+                    .store
                     .delete(&key, Some(kv.mod_revision))
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                if r.is_ok() {
+                    crate::ipalloc::release_for(api.store.as_ref(), def.kind, &obj).await;
+                }
+                r
             } else {
                 api.store
                     .update(&key, objects::encode(&obj), kv.mod_revision)
@@ -207,7 +213,14 @@ pub fn spawn_namespace_cleanup(api: Arc<Api>, ns: String) {
                         }
                         continue;
                     }
-                    let _ = api.store.delete(&kv.key, Some(kv.mod_revision)).await;
+                    if api
+                        .store
+                        .delete(&kv.key, Some(kv.mod_revision))
+                        .await
+                        .is_ok()
+                    {
+                        crate::ipalloc::release_for(api.store.as_ref(), def.kind, &obj).await;
+                    }
                 }
             }
             if remaining == 0 {

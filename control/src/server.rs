@@ -46,6 +46,8 @@ pub struct Config {
     /// Every this many seconds the store forgets history older than the revision it had one
     /// interval ago (kube-apiserver's default is 5 minutes); 0 disables compaction.
     pub compaction_interval_secs: u64,
+    /// The range Service cluster IPs are allocated from.
+    pub service_cidr: String,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             extra_sans: Vec::new(),
             bookmark_interval_secs: 60,
             compaction_interval_secs: 300,
+            service_cidr: "10.96.0.0/12".into(),
         }
     }
 }
@@ -86,6 +89,8 @@ pub enum ServerError {
     InsecureNonLoopback(SocketAddr),
     #[error("tls setup: {0}")]
     Tls(String),
+    #[error("config: {0}")]
+    Cidr(#[from] crate::ipalloc::CidrError),
     #[error("bootstrapping default namespaces: {0}")]
     Bootstrap(ApiError),
 }
@@ -193,6 +198,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     if config.insecure_http && !config.listen.ip().is_loopback() {
         return Err(ServerError::InsecureNonLoopback(config.listen));
     }
+    let service_cidr = crate::ipalloc::ServiceCidr::parse(&config.service_cidr)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -227,6 +233,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         bookmark_interval: Duration::from_secs(config.bookmark_interval_secs.max(1)),
         openapi_cache: Default::default(),
         watch_cache: Default::default(),
+        service_cidr,
     });
     api.ensure_default_namespaces()
         .await

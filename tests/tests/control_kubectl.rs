@@ -864,3 +864,74 @@ fn secret_string_data_is_stored_as_data() {
         "aHVudGVyMw=="
     );
 }
+
+fn service(name: &str, cluster_ip: Option<&str>) -> String {
+    let ip = cluster_ip
+        .map(|i| format!("  clusterIP: \"{i}\"\n"))
+        .unwrap_or_default();
+    format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{ip}  selector: {{app: web}}\n  ports:\n  - port: 80\n")
+}
+
+#[test]
+fn services_get_cluster_ips_that_are_unique_and_released() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    let allocated = || {
+        let api = cp.api();
+        cp.block_on(
+            api.store
+                .list("/registry/ranges/serviceips/", &Default::default()),
+        )
+        .unwrap()
+        .items
+        .len()
+    };
+    k.ok_stdin(&["create", "-f", "-"], &service("a", None));
+    let ip = k.ok(&["get", "svc", "a", "-o", "jsonpath={.spec.clusterIP}"]);
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    assert!(
+        octets[0] == 10 && (96..112).contains(&octets[1]),
+        "{ip} in 10.96.0.0/12"
+    );
+    assert!(k.ok(&["get", "svc", "a"]).contains(&ip));
+    // The same address twice is refused, and the failed create leaves nothing.
+    let out = k.stdin_output(&["create", "-f", "-"], &service("b", Some(&ip)));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("provided IP is already allocated"),
+        "{out:?}"
+    );
+    let out = k.stdin_output(&["create", "-f", "-"], &service("a", None));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AlreadyExists"),
+        "{out:?}"
+    );
+    assert_eq!(allocated(), 1, "a failed create gives its address back");
+    k.ok_stdin(&["create", "-f", "-"], &service("headless", Some("None")));
+    assert_eq!(
+        k.ok(&["get", "svc", "headless", "-o", "jsonpath={.spec.clusterIP}"]),
+        "None"
+    );
+    // Updates keep the address; changing it is refused.
+    k.ok(&["label", "svc", "a", "x=y"]);
+    assert_eq!(
+        k.ok(&["get", "svc", "a", "-o", "jsonpath={.spec.clusterIP}"]),
+        ip
+    );
+    let err = k.fails(&[
+        "patch",
+        "svc",
+        "a",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"clusterIP":"10.96.0.9"}}"#,
+    ]);
+    assert!(err.contains("field is immutable"), "{err}");
+    // Deleting the Service frees the address for the next one.
+    k.ok(&["delete", "svc", "a"]);
+    eventually("the address released", || allocated() == 0);
+    k.ok_stdin(&["create", "-f", "-"], &service("c", Some(&ip)));
+    assert_eq!(
+        k.ok(&["get", "svc", "c", "-o", "jsonpath={.spec.clusterIP}"]),
+        ip
+    );
+}

@@ -76,12 +76,26 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         }
         return Ok(with_warnings(ctx.render_one(obj, 201), warnings));
     }
-    let kv = ctx
+    let ip = if ctx.def.kind == "Service" {
+        crate::ipalloc::assign(ctx.api.store.as_ref(), ctx.api.service_cidr, &mut obj).await?
+    } else {
+        None
+    };
+    let kv = match ctx
         .api
         .store
         .create(&ctx.key(&name), objects::encode(&obj))
         .await
-        .map_err(ctx.store_err(&name))?;
+    {
+        Ok(kv) => kv,
+        Err(e) => {
+            // Leave nothing behind: the address goes back when the object was not written.
+            if let Some(ip) = ip {
+                crate::ipalloc::release(ctx.api.store.as_ref(), ip).await;
+            }
+            return Err(ctx.store_err(&name)(e));
+        }
+    };
     objects::set_resource_version(&mut obj, kv.mod_revision);
     tracing::debug!(key = %kv.key, rev = kv.mod_revision, "created");
     Ok(with_warnings(ctx.render_one(obj, 201), warnings))

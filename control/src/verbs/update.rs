@@ -196,6 +196,9 @@ pub async fn write(
     if ctx.def.kind == "Secret" {
         crate::defaults::fold_string_data(&mut new);
     }
+    if ctx.def.kind == "Service" {
+        crate::ipalloc::keep_on_update(&current, &mut new)?;
+    }
     let warnings = validate(ctx, &mut new)?;
     objects::set_resource_version(&mut new, rev);
     if objects::encode(&new) == objects::encode(&current) {
