@@ -140,14 +140,28 @@ fn pause_as_container_init_reaps_orphans_and_stops_on_sigterm() {
     let pause_pid: u32 = read(&pid_file).trim().parse().unwrap();
     assert_eq!(c.status(), "running");
 
-    // The shell exits at once; its `sleep` becomes an orphan of the container's PID 1.
-    c.run(&["exec", &c.id, "/bin/sh", "-c", "sleep 1 & exit 0"]);
+    // The shell exits at once; its `sleep` becomes an orphan of the container's PID 1. Its stdio
+    // is detached so `runc exec` returns when the shell exits, not when the orphan does.
+    c.run(&[
+        "exec",
+        &c.id,
+        "/bin/sh",
+        "-c",
+        "sleep 1000 </dev/null >/dev/null 2>&1 & exit 0",
+    ]);
+    let mut orphans = Vec::new();
     wait_until(
         "the orphan to be re-parented to pause",
-        Duration::from_secs(5),
-        || !children_of(pause_pid).is_empty(),
+        Duration::from_secs(10),
+        || {
+            orphans = children_of(pause_pid);
+            !orphans.is_empty()
+        },
     );
-    // A zombie stays in the children list until reaped: an empty list means pause reaped it.
+    for pid in &orphans {
+        kill(Pid::from_raw(*pid as i32), Signal::SIGKILL).unwrap();
+    }
+    // A zombie keeps its parent until reaped: no children left means pause reaped them.
     wait_until("pause to reap the orphan", Duration::from_secs(10), || {
         children_of(pause_pid).is_empty()
     });
