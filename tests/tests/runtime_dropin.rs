@@ -258,6 +258,11 @@ fn podman_runs_containers_through_pea_runtime() {
         "nofile=1024:4096",
         "--ulimit",
         "nproc=1024:4096",
+        // podman's default seccomp profile with noNewPrivileges=false and no CAP_SYS_ADMIN:
+        // libcontainer drops capabilities before pea can install the filter, so pea needs
+        // no_new_privs (and refuses otherwise, checked below).
+        "--security-opt",
+        "no-new-privileges",
     ];
     let mut args: Vec<&str> = base.to_vec();
     args.extend([
@@ -272,6 +277,13 @@ fn podman_runs_containers_through_pea_runtime() {
     assert!(o.stdout.contains("hello-from-pea-via-podman"));
     // podman's default seccomp profile is enforced by pea's executor
     assert!(o.stdout.contains("Seccomp:\t2"), "{}", o.stdout);
+
+    // Without no-new-privileges, the refusal names the setting instead of changing it.
+    let mut args: Vec<&str> = base[..base.len() - 2].to_vec();
+    args.extend(["--rootfs", &rootfs, "/bin/true"]);
+    let o = podman(&args);
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("process.noNewPrivileges"), "{}", o.stderr);
 
     // Without the ulimit override, the refusal names the setting.
     let o = podman(&[

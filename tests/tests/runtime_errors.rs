@@ -281,6 +281,31 @@ fn seccomp_profiles_that_cannot_be_compiled_are_rejected() {
 }
 
 #[test]
+fn seccomp_without_no_new_privs_or_cap_sys_admin_is_refused_not_altered() {
+    require_root();
+    let rt = Runtime::pea();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = bundle(tmp.path(), &["true"]);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&base.spec).unwrap()).unwrap();
+    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO"}]});
+    v["process"]["noNewPrivileges"] = serde_json::json!(false);
+    std::fs::write(base.config_path(), v.to_string()).unwrap();
+    create_fails(&rt, &base, "set process.noNewPrivileges to true");
+    // With no_new_privs the same profile is installed.
+    v["process"]["noNewPrivileges"] = serde_json::json!(true);
+    std::fs::write(base.config_path(), v.to_string()).unwrap();
+    rt.run([
+        "run",
+        "--bundle",
+        base.dir.to_str().unwrap(),
+        &unique_id("nnp"),
+    ])
+    .ok();
+}
+
+#[test]
 fn operations_on_missing_or_wrong_state_containers() {
     require_root();
     let rt = Runtime::pea();

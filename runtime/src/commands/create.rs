@@ -42,17 +42,13 @@ pub fn executor_for(
         tracing::debug!(names = ?compiled.unknown_names, "seccomp: skipping syscalls unknown on x86_64");
     }
     // libcontainer drops capabilities before the executor runs; without CAP_SYS_ADMIN left the
-    // kernel only accepts a filter under no_new_privs.
+    // kernel only accepts a filter under no_new_privs. The spec says noNewPrivileges=false keeps
+    // privilege gains (setuid) working, so rather than set no_new_privs behind the caller's back
+    // we refuse, naming the setting, before anything is created.
     let nnp = match no_new_privs {
         Some(true) => true,
         _ if caps_effective_admin => false,
-        _ => {
-            tracing::warn!(
-                "seccomp: process.noNewPrivileges is false but the process keeps no CAP_SYS_ADMIN; \
-                 setting no_new_privs so the filter can be installed after the capability drop"
-            );
-            true
-        }
+        _ => return Err(seccomp::SeccompError::NeedsNoNewPrivs.into()),
     };
     Ok(PeaExecutor {
         seccomp: Some(compiled),
