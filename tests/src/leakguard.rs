@@ -86,11 +86,19 @@ pub fn mounts() -> Result<BTreeSet<String>, LeakGuardError> {
     Ok(parse_mountinfo(&read("/proc/self/mountinfo")?))
 }
 
+/// iproute2 bind-mounts /run/netns onto itself (shared) the first time `ip netns add` runs and
+/// keeps it for good, by design: bookkeeping, not a leaked namespace. The namespaces themselves
+/// (nsfs mounts at /run/netns/NAME) are still counted.
+const PERSISTENT_MOUNTS: &[&str] = &["/run/netns"];
+
 fn parse_mountinfo(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let mountpoint = fields.get(4)?;
+            if PERSISTENT_MOUNTS.contains(mountpoint) {
+                return None;
+            }
             let sep = fields.iter().position(|f| *f == "-")?;
             let fstype = fields.get(sep + 1)?;
             Some(format!("{} ({fstype})", unescape_mount(mountpoint)))
@@ -274,8 +282,12 @@ mod tests {
     #[test]
     fn mountinfo_lines_give_mountpoint_and_type() {
         let text = "36 35 98:0 /mnt1 /mnt\\040point rw,noatime master:1 - ext3 /dev/root rw\n\
-                    37 35 0:5 / /proc rw shared:2 - proc proc rw\n";
+                    37 35 0:5 / /proc rw shared:2 - proc proc rw\n\
+                    42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n\
+                    43 42 0:4 net:[4026532] /run/netns/pea-x rw shared:9 - nsfs nsfs rw\n";
         let m = parse_mountinfo(text);
+        assert!(!m.contains("/run/netns (ext4)"), "{m:?}");
+        assert!(m.contains("/run/netns/pea-x (nsfs)"), "{m:?}");
         assert!(m.contains("/mnt point (ext3)"), "{m:?}");
         assert!(m.contains("/proc (proc)"));
     }
