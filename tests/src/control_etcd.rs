@@ -23,8 +23,22 @@ pub fn free_port() -> Result<u16> {
 }
 
 impl Etcd {
-    /// Starts etcd and waits until `/health` says it is healthy (at most 30 s).
+    /// Starts etcd and waits until `/health` says it is healthy (at most 30 s). The ports are
+    /// probed free and then handed to etcd, so another process (a parallel test) can take one in
+    /// between: an etcd that exits at once is started again on new ports, up to three times.
     pub fn start() -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once() {
+                Ok(e) => return Ok(e),
+                Err(e) if e.to_string().starts_with("etcd exited early") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("three attempts"))
+    }
+
+    fn start_once() -> Result<Self> {
         let etcd = crate::privileged::require_program("etcd");
         let data = tempfile::Builder::new().prefix("pea-etcd-").tempdir()?;
         let (client, peer) = (free_port()?, free_port()?);
