@@ -209,7 +209,20 @@ impl Kubectl {
 
     /// Runs with `input` on stdin (e.g. `create -f -`); returns stdout, panics on failure.
     pub fn ok_stdin(&self, args: &[&str], input: &str) -> String {
-        let out = self.stdin_output(args, input);
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("kubectl output");
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",
