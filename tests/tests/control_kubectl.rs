@@ -635,13 +635,20 @@ fn kubectl_create_generators_send_protobuf() {
         ]),
         "robot"
     );
-    // Kinds without a protobuf decoder are refused by name, and nothing is stored.
-    let err = k.fails(&["create", "deployment", "d", "--image=busybox"]);
-    assert!(
-        err.contains("protobuf bodies of kind \"Deployment\" are not implemented"),
-        "{err}"
+    // PodSpec-bearing kinds decode too (tests/tests/control_protobuf.rs checks them in full).
+    assert!(k
+        .ok(&["create", "deployment", "d", "--image=busybox"])
+        .contains("deployment.apps/d created"));
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "d",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "busybox"
     );
-    assert!(k.fails(&["get", "deployment", "d"]).contains("NotFound"));
 }
 
 const DEPLOY: &str = "apiVersion: apps/v1

@@ -20,8 +20,13 @@ use crate::status::ApiError;
 pub fn body_object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
     if ct == "application/vnd.kubernetes.protobuf" {
-        return crate::protobuf::decode(&ctx.body)
-            .map_err(|e| ApiError::UnsupportedMediaType(e.to_string()));
+        return crate::protobuf::decode(&ctx.body).map_err(|e| {
+            if e.is_unsupported() {
+                ApiError::UnsupportedMediaType(e.to_string())
+            } else {
+                ApiError::BadRequest(e.to_string())
+            }
+        });
     }
     let v: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;

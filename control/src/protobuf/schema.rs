@@ -1,0 +1,254 @@
+//! Field tables and the table-driven decoder. Each table lists a message's fields by their
+//! generated.proto number with the JSON name and how the value maps to JSON. Go's marshaller
+//! writes every non-pointer field (empty strings, zero numbers, false), so the table also says
+//! whether a zero value is kept (pointer or non-`omitempty` fields) or dropped (`omitempty`), so
+//! the result is the JSON the same object would have been sent as.
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use super::wire::{Reader, Wire};
+use super::ProtoError;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum F {
+    /// String, dropped when empty (`omitempty`).
+    Str,
+    /// String kept even when empty (a `*string`).
+    StrP,
+    /// Integer, dropped when zero.
+    Int,
+    /// Integer kept when zero (a pointer, or a field without `omitempty`).
+    IntP,
+    /// Bool, dropped when false.
+    Bool,
+    /// Bool kept when false (a `*bool`).
+    BoolP,
+    RepStr,
+    /// Repeated integers, packed or not.
+    RepInt,
+    MapStr,
+    /// map<string, bytes> → base64 strings.
+    MapBytes,
+    /// map<string, Quantity> → quantity strings.
+    MapQty,
+    Msg(&'static Schema),
+    RepMsg(&'static Schema),
+    /// An embedded Go struct whose fields JSON inlines into the parent (e.g. ProbeHandler).
+    Inline(&'static Schema),
+    /// meta/v1 Time → RFC 3339, or null for the zero time (as Go marshals it).
+    Time,
+    /// resource.Quantity → its canonical string ("0" for the zero quantity).
+    Qty,
+    /// intstr.IntOrString → a number or a string.
+    IntOrStr,
+    /// meta/v1 FieldsV1 → the JSON it carries.
+    FieldsV1,
+    /// A field we know by name but do not decode: refused by name.
+    No,
+}
+
+#[derive(Debug)]
+pub(super) struct Schema {
+    pub(super) name: &'static str,
+    pub(super) fields: &'static [(u64, &'static str, F)],
+}
+
+fn string(b: &[u8], pos: usize) -> Result<String, ProtoError> {
+    String::from_utf8(b.to_vec()).map_err(|_| ProtoError::Malformed(pos))
+}
+
+fn refuse(message: &'static str, field: u64) -> ProtoError {
+    ProtoError::UnsupportedField {
+        message,
+        field,
+        name: "",
+    }
+}
+
+/// A map entry: key (1) and value (2), the value decoded as `kind`.
+fn entry(b: &[u8], kind: F) -> Result<(String, Value), ProtoError> {
+    let mut r = Reader::new(b);
+    let (mut k, mut v) = (String::new(), None);
+    while let Some((f, w)) = r.next("map entry")? {
+        match (f, w, kind) {
+            (1, Wire::Len(s), _) => k = string(s, r.pos)?,
+            (2, Wire::Len(s), F::MapBytes) => {
+                v = Some(json!(base64::engine::general_purpose::STANDARD.encode(s)))
+            }
+            (2, Wire::Len(s), F::MapQty) => v = Some(quantity(s)?),
+            (2, Wire::Len(s), _) => v = Some(json!(string(s, r.pos)?)),
+            (field, _, _) => return Err(refuse("map entry", field)),
+        }
+    }
+    let empty = match kind {
+        F::MapQty => json!("0"),
+        _ => json!(""),
+    };
+    Ok((k, v.unwrap_or(empty)))
+}
+
+fn time(b: &[u8]) -> Result<Value, ProtoError> {
+    let mut r = Reader::new(b);
+    let mut secs = 0i64;
+    while let Some((f, w)) = r.next("Time")? {
+        match (f, w) {
+            (1, Wire::Varint(v)) => secs = v as i64,
+            // JSON carries whole seconds only.
+            (2, Wire::Varint(_)) => {}
+            (field, _) => return Err(refuse("Time", field)),
+        }
+    }
+    if secs == 0 {
+        return Ok(Value::Null);
+    }
+    let secs = u64::try_from(secs).map_err(|_| ProtoError::BadValue {
+        message: "Time",
+        detail: format!("times before 1970 are not supported ({secs} s)"),
+    })?;
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    Ok(json!(crate::objects::rfc3339(t)))
+}
+
+fn quantity(b: &[u8]) -> Result<Value, ProtoError> {
+    let mut r = Reader::new(b);
+    let mut s = String::new();
+    while let Some((f, w)) = r.next("Quantity")? {
+        match (f, w) {
+            (1, Wire::Len(v)) => s = string(v, r.pos)?,
+            (field, _) => return Err(refuse("Quantity", field)),
+        }
+    }
+    if s.is_empty() {
+        s = "0".into();
+    }
+    Ok(json!(s))
+}
+
+fn int_or_string(b: &[u8]) -> Result<Value, ProtoError> {
+    let mut r = Reader::new(b);
+    let (mut ty, mut int, mut s) = (0u64, 0i64, String::new());
+    while let Some((f, w)) = r.next("IntOrString")? {
+        match (f, w) {
+            (1, Wire::Varint(v)) => ty = v,
+            (2, Wire::Varint(v)) => int = i64::from(v as i32),
+            (3, Wire::Len(v)) => s = string(v, r.pos)?,
+            (field, _) => return Err(refuse("IntOrString", field)),
+        }
+    }
+    match ty {
+        0 => Ok(json!(int)),
+        1 => Ok(json!(s)),
+        other => Err(ProtoError::BadValue {
+            message: "IntOrString",
+            detail: format!("type {other} is neither 0 (int) nor 1 (string)"),
+        }),
+    }
+}
+
+fn fields_v1(b: &[u8]) -> Result<Value, ProtoError> {
+    let mut r = Reader::new(b);
+    let mut v = json!({});
+    while let Some((f, w)) = r.next("FieldsV1")? {
+        match (f, w) {
+            (1, Wire::Len(raw)) => {
+                v = serde_json::from_slice(raw).map_err(|e| ProtoError::BadValue {
+                    message: "FieldsV1",
+                    detail: format!("raw is not JSON: {e}"),
+                })?
+            }
+            (field, _) => return Err(refuse("FieldsV1", field)),
+        }
+    }
+    Ok(v)
+}
+
+fn push(out: &mut Map<String, Value>, name: &str, v: Value) {
+    if let Value::Array(a) = out.entry(name).or_insert_with(|| json!([])) {
+        a.push(v);
+    }
+}
+
+/// Decodes one message into JSON by its table.
+pub(super) fn message(b: &[u8], schema: &'static Schema) -> Result<Value, ProtoError> {
+    let mut out = Map::new();
+    decode_into(b, schema, &mut out)?;
+    Ok(Value::Object(out))
+}
+
+fn decode_into(
+    b: &[u8],
+    schema: &'static Schema,
+    out: &mut Map<String, Value>,
+) -> Result<(), ProtoError> {
+    let mut r = Reader::new(b);
+    while let Some((field, w)) = r.next(schema.name)? {
+        let Some(&(_, name, kind)) = schema.fields.iter().find(|(n, _, _)| *n == field) else {
+            return Err(refuse(schema.name, field));
+        };
+        let wrong = |wire: u8| ProtoError::WireType {
+            message: schema.name,
+            field,
+            wire,
+        };
+        match (kind, w) {
+            (F::No, _) => {
+                return Err(ProtoError::UnsupportedField {
+                    message: schema.name,
+                    field,
+                    name,
+                })
+            }
+            (F::Str | F::StrP, Wire::Len(s)) => {
+                if !s.is_empty() || matches!(kind, F::StrP) {
+                    out.insert(name.into(), json!(string(s, r.pos)?));
+                }
+            }
+            (F::Int | F::IntP, Wire::Varint(v)) => {
+                if v != 0 || matches!(kind, F::IntP) {
+                    out.insert(name.into(), json!(v as i64));
+                }
+            }
+            (F::Bool | F::BoolP, Wire::Varint(v)) => {
+                if v != 0 || matches!(kind, F::BoolP) {
+                    out.insert(name.into(), json!(v != 0));
+                }
+            }
+            (F::RepStr, Wire::Len(s)) => push(out, name, json!(string(s, r.pos)?)),
+            (F::RepInt, Wire::Varint(v)) => push(out, name, json!(v as i64)),
+            (F::RepInt, Wire::Len(packed)) => {
+                let mut p = Reader::new(packed);
+                while !p.at_end() {
+                    let v = p.varint()?;
+                    push(out, name, json!(v as i64));
+                }
+            }
+            (F::MapStr | F::MapBytes | F::MapQty, Wire::Len(b)) => {
+                let (k, v) = entry(b, kind)?;
+                if let Value::Object(m) = out.entry(name).or_insert_with(|| json!({})) {
+                    m.insert(k, v);
+                }
+            }
+            (F::Msg(s), Wire::Len(b)) => {
+                out.insert(name.into(), message(b, s)?);
+            }
+            (F::RepMsg(s), Wire::Len(b)) => push(out, name, message(b, s)?),
+            (F::Inline(s), Wire::Len(b)) => decode_into(b, s, out)?,
+            (F::Time, Wire::Len(b)) => {
+                out.insert(name.into(), time(b)?);
+            }
+            (F::Qty, Wire::Len(b)) => {
+                out.insert(name.into(), quantity(b)?);
+            }
+            (F::IntOrStr, Wire::Len(b)) => {
+                out.insert(name.into(), int_or_string(b)?);
+            }
+            (F::FieldsV1, Wire::Len(b)) => {
+                out.insert(name.into(), fields_v1(b)?);
+            }
+            (_, Wire::Varint(_)) => return Err(wrong(0)),
+            (_, Wire::Len(_)) => return Err(wrong(2)),
+        }
+    }
+    Ok(())
+}
