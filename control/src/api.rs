@@ -41,6 +41,8 @@ pub struct Api {
     pub watch_cache: crate::watch_cache::WatchCache,
     /// Where Service cluster IPs come from.
     pub service_cidr: crate::ipalloc::ServiceCidr,
+    /// Where Service node ports come from.
+    pub node_port_range: crate::portalloc::PortRange,
 }
 
 impl std::fmt::Debug for Api {

@@ -89,7 +89,7 @@ pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Prop
         None
     };
     tokio::spawn(async move {
-        crate::ipalloc::release_for(api.store.as_ref(), def.kind, &owner).await;
+        crate::service_alloc::release_for(api.store.as_ref(), def.kind, &owner).await;
         for (d, key, mut obj, rev) in dependents(&api, &uid, ns.as_deref()).await {
             match policy {
                 Propagation::Orphan => {
@@ -162,7 +162,7 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
                     .await
                     .map(|_| ());
                 if r.is_ok() {
-                    crate::ipalloc::release_for(api.store.as_ref(), def.kind, &obj).await;
+                    crate::service_alloc::release_for(api.store.as_ref(), def.kind, &obj).await;
                 }
                 r
             } else {
@@ -219,7 +219,7 @@ pub fn spawn_namespace_cleanup(api: Arc<Api>, ns: String) {
                         .await
                         .is_ok()
                     {
-                        crate::ipalloc::release_for(api.store.as_ref(), def.kind, &obj).await;
+                        crate::service_alloc::release_for(api.store.as_ref(), def.kind, &obj).await;
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Service cluster IPs: allocated from the service CIDR on create, recorded in the store as one
 //! key per address (`/registry/ranges/serviceips/<ip>`, created only if absent, so two API
-//! servers on one etcd never hand out the same address), released when the Service goes.
+//! servers on one etcd never hand out the same address; records as in `ranges.rs`), released
+//! when the Service goes.
 
 use std::net::Ipv4Addr;
 
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::status::ApiError;
 
-const KEY_PREFIX: &str = "/registry/ranges/serviceips/";
+pub const KEY_PREFIX: &str = "/registry/ranges/serviceips/";
 /// Random probes before a range is declared full.
 const ATTEMPTS: usize = 256;
 
@@ -95,12 +96,12 @@ pub async fn assign(
             crate::objects::random_bytes(&mut r);
             let offset = 1 + u32::from_le_bytes(r) % (cidr.size() - 2);
             let ip = Ipv4Addr::from(cidr.base + offset);
-            match store.create(&key(ip), owner.clone().into_bytes()).await {
-                Ok(_) => {
+            match crate::ranges::reserve(store, KEY_PREFIX, &ip.to_string(), &owner).await {
+                Ok(true) => {
                     found = Some(ip);
                     break;
                 }
-                Err(StoreError::AlreadyExists { .. }) => continue,
+                Ok(false) => continue,
                 Err(e) => return Err(ApiError::Internal(format!("allocating a cluster IP: {e}"))),
             }
         }
@@ -123,9 +124,9 @@ pub async fn assign(
                 format!("Invalid value: {requested:?}: provided IP is not in the valid range"),
             ));
         }
-        match store.create(&key(ip), owner.into_bytes()).await {
-            Ok(_) => ip,
-            Err(StoreError::AlreadyExists { .. }) => {
+        match crate::ranges::reserve(store, KEY_PREFIX, &ip.to_string(), &owner).await {
+            Ok(true) => ip,
+            Ok(false) => {
                 return Err(invalid(
                     &name,
                     format!("Invalid value: {requested:?}: provided IP is already allocated"),

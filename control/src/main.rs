@@ -26,6 +26,9 @@ struct Args {
     /// Serve plain HTTP (loopback only).
     #[arg(long)]
     insecure_http: bool,
+    /// Range Service node ports are allocated from, e.g. 30000-32767.
+    #[arg(long)]
+    service_node_port_range: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +56,9 @@ fn main() -> anyhow::Result<()> {
         config.etcd = args.etcd;
     }
     config.insecure_http |= args.insecure_http;
+    if let Some(r) = args.service_node_port_range {
+        config.service_node_port_range = r;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -48,6 +48,8 @@ pub struct Config {
     pub compaction_interval_secs: u64,
     /// The range Service cluster IPs are allocated from.
     pub service_cidr: String,
+    /// The range Service node ports are allocated from (`first-last` or `first+offset`).
+    pub service_node_port_range: String,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             bookmark_interval_secs: 60,
             compaction_interval_secs: 300,
             service_cidr: "10.96.0.0/12".into(),
+            service_node_port_range: "30000-32767".into(),
         }
     }
 }
@@ -91,6 +94,8 @@ pub enum ServerError {
     Tls(String),
     #[error("config: {0}")]
     Cidr(#[from] crate::ipalloc::CidrError),
+    #[error("config: {0}")]
+    NodePortRange(#[from] crate::portalloc::PortRangeError),
     #[error("bootstrapping default namespaces: {0}")]
     Bootstrap(ApiError),
 }
@@ -199,6 +204,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         return Err(ServerError::InsecureNonLoopback(config.listen));
     }
     let service_cidr = crate::ipalloc::ServiceCidr::parse(&config.service_cidr)?;
+    let node_port_range = crate::portalloc::PortRange::parse(&config.service_node_port_range)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -234,6 +240,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         openapi_cache: Default::default(),
         watch_cache: Default::default(),
         service_cidr,
+        node_port_range,
     });
     api.ensure_default_namespaces()
         .await

@@ -275,7 +275,13 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                 .and_then(Value::as_array)
                 .map(|ps| {
                     ps.iter()
-                        .map(|p| format!("{}/{}", s(p.get("port")), s(p.get("protocol"))))
+                        .map(|p| match p.get("nodePort").and_then(Value::as_i64) {
+                            // kubectl's printer: port:nodePort/protocol.
+                            Some(n) if n != 0 => {
+                                format!("{}:{n}/{}", s(p.get("port")), s(p.get("protocol")))
+                            }
+                            _ => format!("{}/{}", s(p.get("port")), s(p.get("protocol"))),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

@@ -27,6 +27,7 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub addr: std::net::SocketAddr,
     pub data_dir: PathBuf,
+    config: Config,
     _dir: tempfile::TempDir,
     _etcd: Option<Etcd>,
 }
@@ -60,12 +61,39 @@ impl ControlPlane {
         Ok(Self {
             kubeconfig: running.kubeconfig.clone(),
             addr: running.addr,
-            data_dir: config.data_dir,
+            data_dir: config.data_dir.clone(),
+            config,
             running: Some(running),
             rt: Some(rt),
             _dir: dir,
             _etcd: etcd,
         })
+    }
+
+    /// Stops the server and starts it again on the same data dir and store (new port; the
+    /// kubeconfig path stays). Background work of the old server (cascades) is cut short.
+    pub fn restart(&mut self) -> Result<()> {
+        if let (Some(rt), Some(running)) = (self.rt.as_ref(), self.running.take()) {
+            rt.block_on(running.shutdown());
+        }
+        // Dropping the runtime ends every task of the old server and closes its store.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+        self.rt = Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?,
+        );
+        let rt = self.rt.as_ref().expect("runtime");
+        let running = rt
+            .block_on(start(self.config.clone()))
+            .context("restart pea-control")?;
+        self.kubeconfig = running.kubeconfig.clone();
+        self.addr = running.addr;
+        self.running = Some(running);
+        Ok(())
     }
 
     pub fn kubectl(&self) -> Kubectl {
@@ -209,20 +237,7 @@ impl Kubectl {
 
     /// Runs with `input` on stdin (e.g. `create -f -`); returns stdout, panics on failure.
     pub fn ok_stdin(&self, args: &[&str], input: &str) -> String {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("kubectl output");
+        let out = self.stdin_output(args, input);
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",

@@ -84,6 +84,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
             Err(ApiError::NotFound { .. }) if !status_only => {
                 let mut obj = applied.clone();
                 prepare_new(ctx, &mut obj)?;
+                crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
                 let warnings = validate(ctx, &mut obj)?;
                 managed::write(&mut obj, &[mine(applied_paths.clone())]);
                 if let Some(ns) = ctx.namespace() {
@@ -92,12 +93,17 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 if ctx.dry_run() {
                     return Ok(with_warnings(ctx.render_one(obj, 201), warnings));
                 }
-                match ctx
+                let held =
+                    crate::service_alloc::allocate_new(ctx.api, ctx.def.kind, &mut obj).await?;
+                let created = ctx
                     .api
                     .store
                     .create(&ctx.key(name), objects::encode(&obj))
-                    .await
-                {
+                    .await;
+                if created.is_err() {
+                    held.release(ctx.api.store.as_ref(), &obj).await;
+                }
+                match created {
                     Ok(kv) => {
                         objects::set_resource_version(&mut obj, kv.mod_revision);
                         return Ok(with_warnings(ctx.render_one(obj, 201), warnings));

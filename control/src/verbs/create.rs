@@ -54,6 +54,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let mut obj = body_object(ctx)?;
     let obj_ref = &mut obj;
     prepare_new(ctx, obj_ref)?;
+    crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
     let warnings = validate(ctx, &mut obj)?;
     let ns = ctx.namespace().map(str::to_string);
     if let Some(ns) = &ns {
@@ -76,11 +77,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         }
         return Ok(with_warnings(ctx.render_one(obj, 201), warnings));
     }
-    let ip = if ctx.def.kind == "Service" {
-        crate::ipalloc::assign(ctx.api.store.as_ref(), ctx.api.service_cidr, &mut obj).await?
-    } else {
-        None
-    };
+    let held = crate::service_alloc::allocate_new(ctx.api, ctx.def.kind, &mut obj).await?;
     let kv = match ctx
         .api
         .store
@@ -89,10 +86,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     {
         Ok(kv) => kv,
         Err(e) => {
-            // Leave nothing behind: the address goes back when the object was not written.
-            if let Some(ip) = ip {
-                crate::ipalloc::release(ctx.api.store.as_ref(), ip).await;
-            }
+            // Leave nothing behind: addresses and ports go back when the object was not written.
+            held.release(ctx.api.store.as_ref(), &obj).await;
             return Err(ctx.store_err(&name)(e));
         }
     };

@@ -198,6 +198,7 @@ pub async fn write(
     }
     if ctx.def.kind == "Service" {
         crate::ipalloc::keep_on_update(&current, &mut new)?;
+        crate::portalloc::prepare(ctx.api.node_port_range, Some(&current), &mut new)?;
     }
     let warnings = validate(ctx, &mut new)?;
     objects::set_resource_version(&mut new, rev);
@@ -205,7 +206,6 @@ pub async fn write(
         // A no-op write keeps the resourceVersion, like kube-apiserver.
         return Ok((current, warnings));
     }
-    let key = ctx.key(name);
     let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
         && new
             .pointer("/metadata/finalizers")
@@ -214,6 +214,32 @@ pub async fn write(
     if ctx.dry_run() {
         return Ok((new, warnings));
     }
+    let store = ctx.api.store.as_ref();
+    let reserved = if ctx.def.kind == "Service" {
+        crate::portalloc::reserve(store, ctx.api.node_port_range, Some(&current), &mut new).await?
+    } else {
+        Vec::new()
+    };
+    let written = write_through(ctx, name, rev, &mut new, finalized).await;
+    if ctx.def.kind == "Service" {
+        match &written {
+            // Ports the Service no longer holds (type back to ClusterIP, port removed) go back.
+            Ok(()) => crate::portalloc::release_dropped(store, &current, &new).await,
+            Err(_) => crate::portalloc::release_reserved(store, &new, &reserved).await,
+        }
+    }
+    written.map(|()| (new, warnings))
+}
+
+/// The store write of [`write`]: an update, or the delete of a finalized object.
+async fn write_through(
+    ctx: &Ctx<'_>,
+    name: &str,
+    rev: i64,
+    new: &mut Value,
+    finalized: bool,
+) -> Result<(), ApiError> {
+    let key = ctx.key(name);
     if finalized {
         let kv = ctx
             .api
@@ -221,16 +247,16 @@ pub async fn write(
             .delete(&key, Some(rev))
             .await
             .map_err(ctx.store_err(name))?;
-        objects::set_resource_version(&mut new, kv.mod_revision);
-        crate::verbs::delete::after_delete(ctx.api, ctx.def, &new);
-        return Ok((new, warnings));
+        objects::set_resource_version(new, kv.mod_revision);
+        crate::verbs::delete::after_delete(ctx.api, ctx.def, new);
+        return Ok(());
     }
     let kv = ctx
         .api
         .store
-        .update(&key, objects::encode(&new), rev)
+        .update(&key, objects::encode(new), rev)
         .await
         .map_err(ctx.store_err(name))?;
-    objects::set_resource_version(&mut new, kv.mod_revision);
-    Ok((new, warnings))
+    objects::set_resource_version(new, kv.mod_revision);
+    Ok(())
 }

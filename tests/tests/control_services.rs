@@ -1,0 +1,334 @@
+//! Service node ports with real kubectl: allocation from the range, uniqueness, user-chosen
+//! ports, 422s with Kubernetes' messages, carry-over on update/apply/patch, release on delete,
+//! failed create and type change, health check ports, range configuration and restarts — on
+//! the embedded store and on etcd.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use pea_tests::control::{Backend, ControlPlane, Kubectl};
+
+const PORTS: &str = "/registry/ranges/servicenodeports/";
+const IPS: &str = "/registry/ranges/serviceips/";
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Allocation records under `prefix`, as items.
+fn records(cp: &ControlPlane, prefix: &str) -> BTreeSet<String> {
+    let api = cp.api();
+    cp.block_on(api.store.list(prefix, &Default::default()))
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|kv| kv.key[prefix.len()..].to_string())
+        .collect()
+}
+
+/// A Service manifest; `ports` are (name, port, nodePort or 0).
+fn service(name: &str, kind: &str, ports: &[(&str, u16, u16)], extra: &str) -> String {
+    let mut s = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: {kind}\n  selector: {{app: web}}\n{extra}  ports:\n"
+    );
+    for (n, port, node) in ports {
+        s.push_str(&format!("  - name: {n}\n    port: {port}\n"));
+        if *node != 0 {
+            s.push_str(&format!("    nodePort: {node}\n"));
+        }
+    }
+    s
+}
+
+fn node_ports(k: &Kubectl, name: &str) -> Vec<u16> {
+    k.ok(&[
+        "get",
+        "svc",
+        name,
+        "-o",
+        "jsonpath={range .spec.ports[*]}{.nodePort}{\" \"}{end}",
+    ])
+    .split_whitespace()
+    .map(|p| p.parse().unwrap())
+    .collect()
+}
+
+fn stderr_of(k: &Kubectl, args: &[&str], input: &str) -> String {
+    let out = k.stdin_output(args, input);
+    assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn allocation_lifecycle(backend: Backend) {
+    let cp = ControlPlane::start(backend).unwrap();
+    let k = cp.kubectl();
+    let web = service("web", "NodePort", &[("http", 80, 0), ("https", 443, 0)], "");
+    k.ok_stdin(&["create", "-f", "-"], &web);
+    let ports = node_ports(&k, "web");
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert!(
+        ports.iter().all(|p| (30000..=32767).contains(p)),
+        "{ports:?}"
+    );
+    assert_ne!(ports[0], ports[1]);
+    let held: BTreeSet<String> = ports.iter().map(u16::to_string).collect();
+    assert_eq!(records(&cp, PORTS), held);
+    assert!(k
+        .ok(&["get", "svc", "web"])
+        .contains(&format!("80:{}/TCP", ports[0])));
+
+    // Taken, out of range, on a ClusterIP: 422 with kube's words, and nothing left behind.
+    let ips_before = records(&cp, IPS);
+    let taken = service("dup", "NodePort", &[("a", 80, ports[0])], "");
+    let err = stderr_of(&k, &["create", "-f", "-"], &taken);
+    assert!(
+        err.contains(&format!(
+            "spec.ports[0].nodePort: Invalid value: {}: provided port is already allocated",
+            ports[0]
+        )),
+        "{err}"
+    );
+    let err = stderr_of(
+        &k,
+        &["create", "-f", "-"],
+        &service("low", "NodePort", &[("a", 80, 80)], ""),
+    );
+    assert!(
+        err.contains(
+            "provided port is not in the valid range. The range of valid ports is 30000-32767"
+        ),
+        "{err}"
+    );
+    let err = stderr_of(
+        &k,
+        &["create", "-f", "-"],
+        &service("cip", "ClusterIP", &[("a", 80, 30555)], ""),
+    );
+    assert!(
+        err.contains("may not be used when `type` is 'ClusterIP'"),
+        "{err}"
+    );
+    // The second port clashes after the first was reserved: the first goes back too.
+    let free = (30000..=32767).find(|p| !ports.contains(p)).unwrap();
+    let half = service(
+        "half",
+        "NodePort",
+        &[("a", 80, free), ("b", 81, ports[1])],
+        "",
+    );
+    let err = stderr_of(&k, &["create", "-f", "-"], &half);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    assert_eq!(records(&cp, PORTS), held, "a failed create leaves no port");
+    assert_eq!(
+        records(&cp, IPS),
+        ips_before,
+        "a failed create leaves no address"
+    );
+    assert!(k
+        .run(&["get", "svc", "dup", "half", "low", "cip"])
+        .stdout
+        .is_empty());
+
+    // Updates keep the ports: client-side apply without nodePorts, label, merge patch, replace.
+    k.ok_stdin(&["apply", "-f", "-"], &web);
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &web.replace("  name: web\n", "  name: web\n  labels: {tier: front}\n"),
+    );
+    k.ok(&["label", "svc", "web", "x=y"]);
+    k.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    assert_eq!(node_ports(&k, "web"), ports);
+    let json = k.ok(&["get", "svc", "web", "-o", "json"]);
+    k.ok_stdin(&["replace", "-f", "-"], &json);
+    assert_eq!(node_ports(&k, "web"), ports);
+    assert_eq!(records(&cp, PORTS), held);
+
+    // A user-chosen free port is taken as given; changing a port frees the old one.
+    k.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{free}}}]"#),
+    ]);
+    assert_eq!(node_ports(&k, "web"), vec![free, ports[1]]);
+    let held: BTreeSet<String> = [free, ports[1]].iter().map(u16::to_string).collect();
+    assert_eq!(records(&cp, PORTS), held);
+
+    // Back to ClusterIP: the ports go; to NodePort again: new ones.
+    k.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
+    assert!(node_ports(&k, "web").is_empty());
+    assert!(records(&cp, PORTS).is_empty());
+    k.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    let again = node_ports(&k, "web");
+    assert_eq!(again.len(), 2);
+    assert_eq!(records(&cp, PORTS).len(), 2);
+
+    // LoadBalancer with externalTrafficPolicy Local also holds a health check port.
+    let lb = service(
+        "lb",
+        "LoadBalancer",
+        &[("a", 80, 0)],
+        "  externalTrafficPolicy: Local\n",
+    );
+    k.ok_stdin(&["create", "-f", "-"], &lb);
+    let hc: u16 = k
+        .ok(&[
+            "get",
+            "svc",
+            "lb",
+            "-o",
+            "jsonpath={.spec.healthCheckNodePort}",
+        ])
+        .parse()
+        .unwrap();
+    let lb_ports = node_ports(&k, "lb");
+    assert!((30000..=32767).contains(&hc) && !lb_ports.contains(&hc));
+    assert_eq!(records(&cp, PORTS).len(), 4);
+    let err = k.fails(&[
+        "patch",
+        "svc",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"healthCheckNodePort":31999}}"#,
+    ]);
+    assert!(
+        err.contains("may only be set when `type` is 'LoadBalancer'"),
+        "{err}"
+    );
+
+    // Server-side apply creates get their ports (and cluster IP) too.
+    k.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &service("ssa", "NodePort", &[("a", 80, 0)], ""),
+    );
+    assert_eq!(node_ports(&k, "ssa").len(), 1);
+    assert!(!k
+        .ok(&["get", "svc", "ssa", "-o", "jsonpath={.spec.clusterIP}"])
+        .is_empty());
+    k.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &service(
+            "ssa",
+            "NodePort",
+            &[("a", 80, 0)],
+            "  sessionAffinity: ClientIP\n",
+        ),
+    );
+    assert_eq!(records(&cp, PORTS).len(), 5);
+
+    // Deleting frees everything.
+    k.ok(&["delete", "svc", "web", "lb", "ssa"]);
+    eventually("node ports released", || records(&cp, PORTS).is_empty());
+    eventually("cluster IPs released", || records(&cp, IPS).is_empty());
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &service("reuse", "NodePort", &[("a", 80, ports[0])], ""),
+    );
+    assert_eq!(node_ports(&k, "reuse"), vec![ports[0]]);
+}
+
+#[test]
+fn node_ports_are_allocated_unique_and_released_embedded() {
+    allocation_lifecycle(Backend::Embedded);
+}
+
+#[test]
+fn node_ports_are_allocated_unique_and_released_etcd() {
+    allocation_lifecycle(Backend::Etcd);
+}
+
+fn small_range_survives_restart(backend: Backend) {
+    let mut cp = ControlPlane::start_with(backend, |c| {
+        c.service_node_port_range = "30100-30102".into();
+    })
+    .unwrap();
+    let k = cp.kubectl();
+    let err = stderr_of(
+        &k,
+        &["create", "-f", "-"],
+        &service("out", "NodePort", &[("a", 80, 30000)], ""),
+    );
+    assert!(
+        err.contains("The range of valid ports is 30100-30102"),
+        "{err}"
+    );
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &service("a", "NodePort", &[("p1", 80, 0), ("p2", 81, 0)], ""),
+    );
+    let first = node_ports(&k, "a");
+    let err = stderr_of(
+        &k,
+        &["create", "-f", "-"],
+        &service("b", "NodePort", &[("p1", 80, 0), ("p2", 81, 0)], ""),
+    );
+    assert!(
+        err.contains("failed to allocate a nodePort: range is full"),
+        "{err}"
+    );
+    assert_eq!(records(&cp, PORTS).len(), 2, "the full range left nothing");
+    cp.restart().unwrap();
+    let k = cp.kubectl();
+    assert_eq!(node_ports(&k, "a"), first, "ports kept across the restart");
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &service("c", "NodePort", &[("p1", 80, 0)], ""),
+    );
+    let last = node_ports(&k, "c");
+    let all: BTreeSet<u16> = first.iter().chain(&last).copied().collect();
+    assert_eq!(all, (30100..=30102).collect(), "no port handed out twice");
+    let err = stderr_of(
+        &k,
+        &["create", "-f", "-"],
+        &service("d", "NodePort", &[("p1", 80, 0)], ""),
+    );
+    assert!(err.contains("range is full"), "{err}");
+    k.ok(&["delete", "svc", "c"]);
+    eventually("the port released", || records(&cp, PORTS).len() == 2);
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &service("d", "NodePort", &[("p1", 80, 0)], ""),
+    );
+    assert_eq!(node_ports(&k, "d"), last);
+}
+
+#[test]
+fn node_port_range_is_configurable_and_survives_restart_embedded() {
+    small_range_survives_restart(Backend::Embedded);
+}
+
+#[test]
+fn node_port_range_is_configurable_and_survives_restart_etcd() {
+    small_range_survives_restart(Backend::Etcd);
+}
