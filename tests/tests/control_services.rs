@@ -256,6 +256,20 @@ fn allocation_lifecycle(backend: Backend) {
         &service("reuse", "NodePort", &[("a", 80, ports[0])], ""),
     );
     assert_eq!(node_ports(&k, "reuse"), vec![ports[0]]);
+
+    // `kubectl create service nodeport` (a protobuf body) gets the same treatment.
+    k.ok(&["create", "service", "nodeport", "cli", "--tcp=8080:80"]);
+    let cli = node_ports(&k, "cli");
+    assert!(cli.len() == 1 && cli[0] != ports[0], "{cli:?}");
+    let err = k.fails(&[
+        "create",
+        "service",
+        "nodeport",
+        "cli2",
+        "--tcp=8080:80",
+        &format!("--node-port={}", ports[0]),
+    ]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
 }
 
 #[test]
