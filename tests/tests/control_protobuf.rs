@@ -279,6 +279,298 @@ fn kubectl_create_generators_store_what_kubectl_renders() {
     );
 }
 
+/// A cron job whose template uses nearly every PodSpec/Container/JobSpec field kubectl 1.32
+/// knows, with pointer fields set to their zero values (which must survive). Non-pointer zero
+/// values are left out: Go drops them when it re-encodes, so they could not round-trip.
+const RICH_CRONJOB: &str = r#"apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: rich
+spec:
+  schedule: "0 3 * * *"
+  timeZone: Etc/UTC
+  startingDeadlineSeconds: 0
+  concurrencyPolicy: Forbid
+  suspend: false
+  successfulJobsHistoryLimit: 0
+  failedJobsHistoryLimit: 2
+  jobTemplate:
+    metadata:
+      labels: {tier: batch}
+      annotations: {note: "x"}
+    spec:
+      parallelism: 2
+      completions: 4
+      activeDeadlineSeconds: 600
+      backoffLimitPerIndex: 0
+      maxFailedIndexes: 1
+      ttlSecondsAfterFinished: 0
+      completionMode: Indexed
+      suspend: false
+      podReplacementPolicy: Failed
+      podFailurePolicy:
+        rules:
+        - action: FailIndex
+          onExitCodes: {containerName: main, operator: In, values: [1, 2, 42]}
+        - action: Ignore
+          onPodConditions: [{type: DisruptionTarget, status: "True"}]
+      successPolicy:
+        rules: [{succeededIndexes: "0-2", succeededCount: 1}]
+      template:
+        metadata:
+          labels: {tier: batch, app: rich}
+          annotations: {a: b}
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 0
+          activeDeadlineSeconds: 300
+          dnsPolicy: ClusterFirstWithHostNet
+          nodeSelector: {disk: ssd}
+          serviceAccountName: robot
+          automountServiceAccountToken: false
+          hostNetwork: true
+          hostPID: true
+          hostIPC: true
+          shareProcessNamespace: false
+          hostname: h1
+          subdomain: sub
+          schedulerName: default-scheduler
+          priorityClassName: high
+          priority: 0
+          runtimeClassName: runc
+          enableServiceLinks: false
+          preemptionPolicy: Never
+          setHostnameAsFQDN: false
+          hostUsers: true
+          overhead: {cpu: 250m, memory: 120Mi}
+          os: {name: linux}
+          imagePullSecrets: [{name: regcred}]
+          readinessGates: [{conditionType: example.com/ready}]
+          schedulingGates: [{name: example.com/gate}]
+          hostAliases: [{ip: 10.1.2.3, hostnames: [a.local, b.local]}]
+          dnsConfig:
+            nameservers: [1.1.1.1]
+            searches: [ns1.svc.cluster.local]
+            options: [{name: ndots, value: "2"}, {name: edns0}]
+          securityContext:
+            runAsUser: 1000
+            runAsGroup: 0
+            runAsNonRoot: false
+            supplementalGroups: [4, 5]
+            fsGroup: 2000
+            fsGroupChangePolicy: OnRootMismatch
+            sysctls: [{name: net.core.somaxconn, value: "1024"}]
+            seLinuxOptions: {level: "s0:c123,c456"}
+            seccompProfile: {type: RuntimeDefault}
+            appArmorProfile: {type: Localhost, localhostProfile: prof}
+          tolerations:
+          - {key: k, operator: Equal, value: v, effect: NoExecute, tolerationSeconds: 0}
+          - {operator: Exists}
+          affinity:
+            nodeAffinity:
+              requiredDuringSchedulingIgnoredDuringExecution:
+                nodeSelectorTerms:
+                - matchExpressions: [{key: zone, operator: In, values: [a, b]}]
+                  matchFields: [{key: metadata.name, operator: NotIn, values: [n1]}]
+              preferredDuringSchedulingIgnoredDuringExecution:
+              - weight: 1
+                preference:
+                  matchExpressions: [{key: gpu, operator: Exists}]
+            podAffinity:
+              requiredDuringSchedulingIgnoredDuringExecution:
+              - labelSelector: {matchLabels: {app: db}}
+                topologyKey: kubernetes.io/hostname
+                namespaces: [default]
+            podAntiAffinity:
+              preferredDuringSchedulingIgnoredDuringExecution:
+              - weight: 100
+                podAffinityTerm:
+                  labelSelector:
+                    matchExpressions: [{key: app, operator: In, values: [rich]}]
+                  namespaceSelector: {}
+                  topologyKey: zone
+                  matchLabelKeys: [pod-template-hash]
+          topologySpreadConstraints:
+          - maxSkew: 1
+            topologyKey: zone
+            whenUnsatisfiable: DoNotSchedule
+            labelSelector: {matchLabels: {app: rich}}
+            minDomains: 2
+            nodeAffinityPolicy: Honor
+            nodeTaintsPolicy: Ignore
+            matchLabelKeys: [pod-template-hash]
+          volumes:
+          - name: hp
+            hostPath: {path: /data, type: DirectoryOrCreate}
+          - name: ed
+            emptyDir: {medium: Memory, sizeLimit: 64Mi}
+          - name: ed2
+            emptyDir: {}
+          - name: sec
+            secret:
+              secretName: s
+              defaultMode: 0400
+              optional: false
+              items: [{key: k, path: p, mode: 0}]
+          - name: cm
+            configMap: {name: c, items: [{key: a, path: b}], optional: true}
+          - name: nfs
+            nfs: {server: nfs.local, path: /exports, readOnly: true}
+          - name: pvc
+            persistentVolumeClaim: {claimName: claim}
+          - name: dapi
+            downwardAPI:
+              defaultMode: 420
+              items:
+              - path: labels
+                fieldRef: {fieldPath: metadata.labels}
+              - path: cpu
+                resourceFieldRef: {containerName: main, resource: limits.cpu, divisor: 1m}
+          - name: proj
+            projected:
+              defaultMode: 292
+              sources:
+              - serviceAccountToken: {audience: api, expirationSeconds: 3600, path: token}
+              - configMap: {name: c, items: [{key: a, path: a}]}
+              - secret: {name: s, optional: true}
+              - downwardAPI: {items: [{path: name, fieldRef: {apiVersion: v1, fieldPath: metadata.name}}]}
+          - name: csi
+            csi: {driver: csi.example.com, readOnly: true, fsType: ext4, volumeAttributes: {size: 1Gi}, nodePublishSecretRef: {name: s}}
+          initContainers:
+          - name: sidecar
+            image: busybox:1.36
+            restartPolicy: Always
+            command: [sleep, infinity]
+          containers:
+          - name: main
+            image: busybox:1.36
+            command: [/bin/sh, -c]
+            args: ["echo hi; sleep 1"]
+            workingDir: /work
+            imagePullPolicy: IfNotPresent
+            terminationMessagePath: /dev/termination-log
+            terminationMessagePolicy: FallbackToLogsOnError
+            stdin: true
+            stdinOnce: true
+            tty: true
+            ports:
+            - {name: http, containerPort: 8080, hostPort: 80, protocol: TCP, hostIP: 127.0.0.1}
+            - {containerPort: 9090, protocol: UDP}
+            envFrom:
+            - prefix: CM_
+              configMapRef: {name: c, optional: false}
+            - secretRef: {name: s}
+            env:
+            - {name: PLAIN, value: v}
+            - name: NODE
+              valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+            - name: LIM
+              valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: "0"}}
+            - name: CMK
+              valueFrom: {configMapKeyRef: {name: c, key: a, optional: true}}
+            - name: SK
+              valueFrom: {secretKeyRef: {name: s, key: k}}
+            resources:
+              limits: {cpu: "1", memory: 128Mi, ephemeral-storage: 1Gi}
+              requests: {cpu: 500m, memory: 64Mi}
+            resizePolicy:
+            - {resourceName: cpu, restartPolicy: NotRequired}
+            volumeMounts:
+            - {name: hp, mountPath: /data, readOnly: true, mountPropagation: HostToContainer}
+            - {name: ed, mountPath: /cache, subPath: x}
+            - {name: sec, mountPath: /sec, subPathExpr: "$(NODE)"}
+            - {name: nfs, mountPath: /nfs, readOnly: true, recursiveReadOnly: Enabled}
+            volumeDevices:
+            - {name: pvc, devicePath: /dev/xvda}
+            livenessProbe:
+              httpGet:
+                path: /healthz
+                port: http
+                host: 127.0.0.1
+                scheme: HTTPS
+                httpHeaders: [{name: X-A, value: b}]
+              initialDelaySeconds: 3
+              periodSeconds: 5
+              timeoutSeconds: 2
+              successThreshold: 1
+              failureThreshold: 4
+              terminationGracePeriodSeconds: 0
+            readinessProbe:
+              tcpSocket: {port: 8080}
+            startupProbe:
+              grpc: {port: 9090, service: health}
+            lifecycle:
+              postStart:
+                exec: {command: [touch, /tmp/started]}
+              preStop:
+                sleep: {seconds: 0}
+            securityContext:
+              capabilities: {add: [NET_ADMIN], drop: [ALL]}
+              privileged: false
+              runAsUser: 0
+              runAsGroup: 0
+              runAsNonRoot: false
+              readOnlyRootFilesystem: true
+              allowPrivilegeEscalation: false
+              procMount: Default
+              seLinuxOptions: {user: u, role: r, type: t, level: l}
+              seccompProfile: {type: Localhost, localhostProfile: p.json}
+              windowsOptions: {runAsUserName: admin}
+          - name: second
+            image: busybox:1.36
+            readinessProbe:
+              exec: {command: ["true"]}
+            lifecycle:
+              preStop:
+                httpGet: {port: 80, path: /stop}
+              postStart:
+                tcpSocket: {port: 81}
+"#;
+
+#[test]
+fn reencoded_pod_templates_keep_every_field() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["create", "-f", "-"], RICH_CRONJOB);
+    // kubectl reads the cron job and sends its whole job template back as a protobuf Job.
+    check(&k, "job", "rj", &["job", "rj", "--from=cronjob/rich"]);
+
+    // `kubectl debug --copy-to` reads a pod and sends it back as a protobuf Pod with one more
+    // container: everything else must come back unchanged.
+    let cj = json(&k.ok(&["get", "cronjob", "rich", "-o", "json"]));
+    let template = &cj["spec"]["jobTemplate"]["spec"]["template"];
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "richpod", "labels": template["metadata"]["labels"]},
+        "spec": template["spec"],
+    });
+    k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+    let out = k.run(&[
+        "debug",
+        "richpod",
+        "--copy-to=richcopy",
+        "--image=busybox:1.36",
+        "--container=dbg",
+        "-v=8",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl debug: {stderr}");
+    assert!(
+        stderr.contains("Content-Type: application/vnd.kubernetes.protobuf"),
+        "kubectl debug did not send protobuf: {stderr}"
+    );
+    let original = json(&k.ok(&["get", "pod", "richpod", "-o", "json"]));
+    let mut copy = json(&k.ok(&["get", "pod", "richcopy", "-o", "json"]));
+    let containers = copy["spec"]["containers"].as_array_mut().unwrap();
+    let dbg = containers.pop().unwrap();
+    assert_eq!(dbg["name"], "dbg");
+    assert_eq!(dbg["command"], serde_json::json!(["sleep", "1"]));
+    assert_eq!(original["spec"], copy["spec"]);
+}
+
 fn varint(mut v: u64) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
