@@ -1,12 +1,16 @@
 //! pea-flanneld: the node network agent (flannel-style VXLAN overlay). Thin: parses arguments,
-//! starts the agent, reconciles every resync period until SIGTERM/SIGINT. On exit the device and
-//! routes stay, so restarting the agent does not disturb running pods.
+//! starts the agent, reconciles every resync period (and on every Node change in kube mode) until
+//! SIGTERM/SIGINT. On exit the device and routes stay, so restarting the agent does not disturb
+//! running pods.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
-use pea_cni::flannel::{agent::Agent, config::AgentConfig};
+use pea_cni::flannel::{
+    agent::Agent,
+    config::{AgentConfig, SubnetSource},
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, Parser)]
@@ -18,6 +22,17 @@ struct Args {
     /// The agent's JSON configuration.
     #[arg(long)]
     config: PathBuf,
+    /// Take the subnet from this node's Node `spec.podCIDR` and learn the other nodes from the
+    /// cluster API (overrides the config's subnetSource), like flannel's flag.
+    #[arg(long)]
+    kube_subnet_mgr: bool,
+    /// The kubeconfig for --kube-subnet-mgr (default: in-cluster, then $KUBECONFIG). Use the
+    /// node's own identity (system:node:<name>): it only needs to patch its own Node.
+    #[arg(long, requires = "kube_subnet_mgr")]
+    kubeconfig_file: Option<PathBuf>,
+    /// This node's name (default: $NODE_NAME, then the config's nodeName).
+    #[arg(long)]
+    node_name: Option<String>,
     /// Set up, reconcile once and exit.
     #[arg(long)]
     once: bool,
@@ -32,7 +47,16 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let cfg = AgentConfig::load(&args.config)?;
+    let mut cfg = AgentConfig::read(&args.config)?;
+    if let Some(name) = args.node_name.or_else(|| std::env::var("NODE_NAME").ok()) {
+        cfg.node_name = name;
+    }
+    if args.kube_subnet_mgr {
+        cfg.subnet_source = Some(SubnetSource::Kubernetes {
+            kubeconfig: args.kubeconfig_file,
+        });
+    }
+    cfg.validate()?;
     // Current-thread: netlink sockets stay in the namespace the agent was started in.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,15 +64,20 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let resync = Duration::from_millis(cfg.resync_millis);
-        let agent = Agent::start(cfg).await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        // Start may wait (for the Node's podCIDR, for the API server): stay stoppable meanwhile.
+        let agent = tokio::select! {
+            a = Agent::start(cfg) => a?,
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        };
         let report = agent.reconcile().await?;
         tracing::info!(?report, "first reconcile");
         if args.once {
             return Ok(());
         }
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(resync);
         loop {
             tokio::select! {
@@ -56,6 +85,7 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => break,
                 _ = hup.recv() => {}
                 _ = tick.tick() => {}
+                _ = agent.changed() => {}
             }
             match agent.reconcile().await {
                 Ok(r) if !r.withdrawn.is_empty() => tracing::info!(?r, "reconciled"),

@@ -1,7 +1,9 @@
 //! The agent's life: [`Agent::start`] takes the lease, sets up the device, writes subnet.env and
-//! publishes this node; [`Agent::reconcile`] (run every resync period) makes the kernel's
-//! per-peer entries match the registry: program new or changed nodes, withdraw gone ones.
-//! Everything is derived from the registry and the kernel, so restarts need no local state.
+//! publishes this node; [`Agent::reconcile`] (run every resync period, and on every Node change
+//! in kube mode) makes the kernel's per-peer entries match the lease records: program new or
+//! changed nodes, withdraw gone ones. Both subnet sources (the static registry directory and the
+//! cluster's Node objects) yield the same [`NodeRecord`]s, so the reconcile is one code path.
+//! Everything is derived from the records and the kernel, so restarts need no local state.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -9,7 +11,8 @@ use ipnet::Ipv4Net;
 use rtnetlink::Handle;
 
 use super::{
-    config::{AgentConfig, SubnetSource},
+    config::{AgentConfig, AgentConfigError, SubnetSource},
+    kube_source::{KubeSource, KubeSourceError},
     registry::{self, NodeRecord, Peer, RegistryError},
     subnet_env::{SubnetEnv, SubnetEnvError},
     vxlan::{self, Device, VxlanError},
@@ -25,8 +28,10 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("subnet source \"kubernetes\" (Node spec.podCIDR from the cluster API) is not implemented yet; use \"static\"")]
-    KubernetesNotImplemented,
+    #[error(transparent)]
+    Config(#[from] AgentConfigError),
+    #[error(transparent)]
+    Kube(#[from] KubeSourceError),
     #[error("uplink {0} not found")]
     NoUplink(String),
     #[error("uplink {0} has no IPv4 address; set publicIP")]
@@ -45,6 +50,13 @@ pub enum AgentError {
     Sysctl(#[from] SysctlError),
 }
 
+/// Where the lease records come from.
+#[derive(Debug)]
+enum Leases {
+    Static(std::path::PathBuf),
+    Kube(Box<KubeSource>),
+}
+
 /// A running agent.
 #[derive(Debug)]
 pub struct Agent {
@@ -52,6 +64,9 @@ pub struct Agent {
     pub subnet: Ipv4Net,
     pub public_ip: Ipv4Addr,
     pub device: Device,
+    /// This node's record, as published.
+    pub record: NodeRecord,
+    leases: Leases,
     h: Handle,
     /// Rejections logged last round: each is logged once, not every resync.
     last_rejected: std::sync::Mutex<Vec<String>>,
@@ -68,12 +83,23 @@ pub struct Report {
 impl Agent {
     /// Takes the lease, sets up the device and publishes this node. Must run in a tokio runtime.
     pub async fn start(cfg: AgentConfig) -> Result<Self, AgentError> {
-        let (subnet, registry_dir) = match &cfg.subnet_source {
+        cfg.validate()?;
+        let source = cfg
+            .subnet_source
+            .as_ref()
+            .ok_or_else(|| AgentConfigError::Invalid("subnetSource is missing".into()))?;
+        let (subnet, mut leases) = match source {
             SubnetSource::Static {
                 subnet,
                 registry_dir,
-            } => (subnet.trunc(), registry_dir.clone()),
-            SubnetSource::Kubernetes { .. } => return Err(AgentError::KubernetesNotImplemented),
+            } => (subnet.trunc(), Leases::Static(registry_dir.clone())),
+            SubnetSource::Kubernetes { kubeconfig } => {
+                let src = KubeSource::connect(kubeconfig.as_deref(), &cfg.node_name).await?;
+                (
+                    src.wait_for_pod_cidr(cfg.network).await?,
+                    Leases::Kube(Box::new(src)),
+                )
+            }
         };
         let h = netns::netlink_here()?;
         let uplink = link::get(&h, &cfg.iface)
@@ -111,41 +137,57 @@ impl Agent {
             ipmasq: cfg.ip_masq,
         }
         .write(&cfg.subnet_file)?;
-        registry::publish(
-            &registry_dir,
-            &NodeRecord::new(
-                &cfg.node_name,
-                subnet,
-                public_ip,
-                cfg.vxlan.vni,
-                &device.mac,
-            ),
-        )?;
+        let record = NodeRecord::new(
+            &cfg.node_name,
+            subnet,
+            public_ip,
+            cfg.vxlan.vni,
+            &device.mac,
+        );
+        match &mut leases {
+            Leases::Static(dir) => registry::publish(dir, &record)?,
+            Leases::Kube(src) => {
+                src.publish(&record).await?;
+                src.start_watch().await?;
+            }
+        }
         tracing::info!(node = %cfg.node_name, %subnet, %public_ip, vtep = %device.mac, mtu, "agent started");
         Ok(Agent {
             cfg,
             subnet,
             public_ip,
             device,
+            record,
+            leases,
             h,
             last_rejected: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    fn registry_dir(&self) -> &std::path::Path {
-        match &self.cfg.subnet_source {
-            SubnetSource::Static { registry_dir, .. } => registry_dir,
-            SubnetSource::Kubernetes { .. } => unreachable!("rejected in start"),
+    /// Resolves when the lease records may have changed (a Node event in kube mode; the static
+    /// registry has no change signal and is re-read every resync period).
+    pub async fn changed(&self) {
+        match &self.leases {
+            Leases::Static(_) => std::future::pending().await,
+            Leases::Kube(src) => src.changed().await,
         }
     }
 
-    /// Makes the per-peer kernel state match the registry.
+    /// Makes the per-peer kernel state match the lease records.
     pub async fn reconcile(&self) -> Result<Report, AgentError> {
-        let (records, bad) = registry::read_all(self.registry_dir())?;
         let mut report = Report::default();
-        for b in bad {
-            report.rejected.push(b.to_string());
-        }
+        let records = match &self.leases {
+            Leases::Static(dir) => {
+                let (records, bad) = registry::read_all(dir)?;
+                report.rejected.extend(bad.iter().map(ToString::to_string));
+                records
+            }
+            Leases::Kube(src) => {
+                let (records, bad) = src.read_all(&self.record).await;
+                report.rejected.extend(bad);
+                records
+            }
+        };
         let mut want: BTreeMap<Ipv4Net, Peer> = BTreeMap::new();
         for rec in records.iter().filter(|r| r.name != self.cfg.node_name) {
             let peer = match rec.peer() {

@@ -37,7 +37,9 @@ pub enum SubnetSource {
         subnet: Ipv4Net,
         registry_dir: PathBuf,
     },
-    /// The Node's `spec.podCIDR` from the cluster API: not implemented yet.
+    /// The Node's `spec.podCIDR` from the cluster API (flannel's `--kube-subnet-mgr`); the node
+    /// publishes its annotations on its Node and learns the others by watching all Nodes. With
+    /// no kubeconfig, the in-cluster config or `$KUBECONFIG` is used.
     Kubernetes {
         #[serde(default)]
         kubeconfig: Option<PathBuf>,
@@ -91,13 +93,17 @@ impl Default for VxlanConfig {
 pub struct AgentConfig {
     /// The cluster's pod network (all nodes' subnets).
     pub network: Ipv4Net,
+    /// This node's name (also `--node-name` / `NODE_NAME` in pea-flanneld).
+    #[serde(default)]
     pub node_name: String,
     /// The uplink the overlay runs over.
     pub iface: String,
     /// The address other nodes reach this one at; default: the uplink's first IPv4 address.
     #[serde(default, rename = "publicIP")]
     pub public_ip: Option<Ipv4Addr>,
-    pub subnet_source: SubnetSource,
+    /// Required unless pea-flanneld gets `--kube-subnet-mgr`.
+    #[serde(default)]
+    pub subnet_source: Option<SubnetSource>,
     #[serde(default)]
     pub vxlan: VxlanConfig,
     #[serde(default = "default_subnet_file")]
@@ -110,7 +116,15 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// Reads and validates.
     pub fn load(path: &std::path::Path) -> Result<Self, AgentConfigError> {
+        let c = Self::read(path)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads without validating (for callers that apply command-line overrides first).
+    pub fn read(path: &std::path::Path) -> Result<Self, AgentConfigError> {
         let bytes = std::fs::read(path).map_err(|source| AgentConfigError::Read {
             path: path.into(),
             source,
@@ -120,12 +134,14 @@ impl AgentConfig {
                 path: path.into(),
                 source,
             })?;
-        c.validate()?;
         Ok(c)
     }
 
     pub fn validate(&self) -> Result<(), AgentConfigError> {
         let inv = |m: String| Err(AgentConfigError::Invalid(m));
+        if self.node_name.is_empty() {
+            return inv("nodeName is missing (config, --node-name or NODE_NAME)".into());
+        }
         crate::config::validate_network_name(&self.node_name)
             .map_err(|e| AgentConfigError::Invalid(format!("nodeName: {e}")))?;
         crate::env::validate_ifname(&self.iface)
@@ -135,13 +151,16 @@ impl AgentConfig {
         if self.vxlan.vni == 0 || self.vxlan.vni >= 1 << 24 {
             return inv(format!("vxlan.vni {} is not in 1..2^24", self.vxlan.vni));
         }
-        if let SubnetSource::Static { subnet, .. } = &self.subnet_source {
+        if let Some(SubnetSource::Static { subnet, .. }) = &self.subnet_source {
             if !self.network.contains(subnet) || subnet.prefix_len() > 30 {
                 return inv(format!(
                     "subnet {subnet} must be a /30 or larger inside network {}",
                     self.network
                 ));
             }
+        }
+        if self.subnet_source.is_none() {
+            return inv("subnetSource is missing (config, or --kube-subnet-mgr)".into());
         }
         if self.resync_millis == 0 {
             return inv("resyncMillis must be > 0".into());
@@ -185,5 +204,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("10.99.1.0/24"));
+    }
+
+    #[test]
+    fn kubernetes_source_and_missing_pieces() {
+        let c: AgentConfig = serde_json::from_str(
+            r#"{"network":"10.244.0.0/16","nodeName":"n1","iface":"eth0",
+                "subnetSource":{"kubernetes":{"kubeconfig":"/etc/k.conf"}}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.subnet_source,
+            Some(SubnetSource::Kubernetes {
+                kubeconfig: Some("/etc/k.conf".into())
+            })
+        );
+        let mut c: AgentConfig =
+            serde_json::from_str(r#"{"network":"10.244.0.0/16","iface":"eth0"}"#).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("nodeName is missing"), "{e}");
+        c.node_name = "n1".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("subnetSource is missing"), "{e}");
     }
 }

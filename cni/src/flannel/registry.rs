@@ -1,6 +1,6 @@
 //! The static subnet registry: one JSON file per node in a directory all nodes share, shaped
 //! like the parts of a Node object flannel uses (`podCIDR` and flannel's annotations), so the
-//! cluster-API source can later read and write the same fields on real Node objects.
+//! cluster-API source (kube_source.rs) reads and writes the same fields on real Node objects.
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
 
@@ -11,7 +11,8 @@ pub const ANN_BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
 pub const ANN_BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
 pub const ANN_PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 pub const ANN_KUBE_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
-const VERSION: u32 = 1;
+/// The record format version (static registry files carry it).
+pub const RECORD_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -63,7 +64,7 @@ impl NodeRecord {
         })
         .expect("backend data serialises");
         NodeRecord {
-            version: VERSION,
+            version: RECORD_VERSION,
             name: name.into(),
             pod_cidr: subnet,
             annotations: BTreeMap::from([
@@ -139,7 +140,7 @@ pub fn read_all(dir: &Path) -> Result<(Vec<NodeRecord>, Vec<RegistryError>), Reg
         let shown = path.display().to_string();
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<NodeRecord>(&bytes) {
-                Ok(r) if r.version == VERSION => recs.push(r),
+                Ok(r) if r.version == RECORD_VERSION => recs.push(r),
                 Ok(r) => bad.push(RegistryError::Invalid {
                     path: shown,
                     why: format!("unknown version {}", r.version),
