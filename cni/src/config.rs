@@ -5,11 +5,11 @@
 //! conflists carry other plugins' keys); every key pea-cni reads is type-checked and validated.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::{env::validate_ifname, flannel::subnet_env::SubnetEnv, spec};
@@ -48,25 +48,27 @@ impl ConfigError {
     }
 }
 
-/// A host-local style range.
+/// A host-local style range (IPv4 or IPv6).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RangeConf {
-    pub subnet: Option<Ipv4Net>,
-    pub range_start: Option<Ipv4Addr>,
-    pub range_end: Option<Ipv4Addr>,
-    pub gateway: Option<Ipv4Addr>,
+    pub subnet: Option<IpNet>,
+    pub range_start: Option<IpAddr>,
+    pub range_end: Option<IpAddr>,
+    pub gateway: Option<IpAddr>,
 }
 
 /// A route handed to the pod.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct RouteConf {
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     #[serde(default)]
-    pub gw: Option<Ipv4Addr>,
+    pub gw: Option<IpAddr>,
 }
 
 /// The `ipam` section: host-local's keys (`subnet` or `ranges`, `routes`, `dataDir`).
+/// `ranges` is a list of range sets: the pod gets one address from each set (a set's ranges are
+/// tried in order and share one family), so `[[v4 range], [v6 range]]` makes it dual-stack.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamConf {
@@ -114,6 +116,9 @@ pub struct NetConf {
     /// The whole pod network (all nodes); traffic to it is never masqueraded.
     #[serde(rename = "clusterCIDR")]
     pub cluster_cidr: Option<Ipv4Net>,
+    /// The whole IPv6 pod network (flannel's IPv6Network); default: the node's IPv6 subnets.
+    #[serde(rename = "ipv6ClusterCIDR")]
+    pub ipv6_cluster_cidr: Option<Ipv6Net>,
     /// Flannel-style subnet.env; used when the ipam section names no subnet.
     pub subnet_file: Option<PathBuf>,
     /// Turn on bridge-nf-call-iptables in the node's namespace (needs the br_netfilter module).
@@ -141,13 +146,110 @@ pub struct Resolved {
     pub is_gateway: bool,
     pub ip_masq: bool,
     pub br_netfilter: bool,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
-    pub range_start: Ipv4Addr,
-    pub range_end: Ipv4Addr,
-    pub cluster_cidr: Ipv4Net,
+    /// One address per set; every range of a set has the set's family.
+    pub range_sets: Vec<Vec<Range>>,
+    /// Present when some range set is IPv4 (resp. IPv6).
+    pub cluster_cidr: Option<Ipv4Net>,
+    pub cluster_cidr6: Option<Ipv6Net>,
     pub routes: Vec<RouteConf>,
     pub data_dir: PathBuf,
+}
+
+/// One resolved range: the subnet, its gateway and the leasable span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub subnet: IpNet,
+    pub gateway: IpAddr,
+    pub start: IpAddr,
+    pub end: IpAddr,
+}
+
+impl Resolved {
+    /// Every range, set after set.
+    pub fn ranges(&self) -> impl Iterator<Item = &Range> {
+        self.range_sets.iter().flatten()
+    }
+
+    /// The subnets of one family.
+    pub fn subnets_v4(&self) -> Vec<Ipv4Net> {
+        self.ranges()
+            .filter_map(|r| match r.subnet {
+                IpNet::V4(n) => Some(n),
+                IpNet::V6(_) => None,
+            })
+            .collect()
+    }
+
+    pub fn subnets_v6(&self) -> Vec<Ipv6Net> {
+        self.ranges()
+            .filter_map(|r| match r.subnet {
+                IpNet::V6(n) => Some(n),
+                IpNet::V4(_) => None,
+            })
+            .collect()
+    }
+
+    /// The gateway pod routes of `family_v6` use: the first range's of that family.
+    pub fn gateway_of(&self, v6: bool) -> Option<IpAddr> {
+        self.ranges()
+            .find(|r| r.subnet.addr().is_ipv6() == v6)
+            .map(|r| r.gateway)
+    }
+}
+
+/// Resolves one range: defaults (first host as gateway, all hosts leasable) and checks.
+fn resolve_range(
+    range: &RangeConf,
+    subnet: IpNet,
+    default_gw: Option<IpAddr>,
+) -> Result<Range, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(m);
+    let subnet = subnet.trunc();
+    let (first, last): (IpAddr, IpAddr) = match subnet {
+        IpNet::V4(n) => {
+            if n.prefix_len() > 30 {
+                return Err(invalid(format!(
+                    "ipam subnet {subnet} is too small (need /30 or larger)"
+                )));
+            }
+            (
+                Ipv4Addr::from(u32::from(n.network()) + 1).into(),
+                Ipv4Addr::from(u32::from(n.broadcast()) - 1).into(),
+            )
+        }
+        IpNet::V6(n) => {
+            if n.prefix_len() > 126 || n.prefix_len() < 8 {
+                return Err(invalid(format!(
+                    "ipam subnet {subnet}: an IPv6 subnet must be /8 to /126"
+                )));
+            }
+            // The subnet-router anycast (network) address and the all-ones address stay free.
+            (
+                Ipv6Addr::from(u128::from(n.network()) + 1).into(),
+                Ipv6Addr::from(u128::from(n.broadcast()) - 1).into(),
+            )
+        }
+    };
+    let in_hosts = |ip: IpAddr| crate::ipam::in_range(ip, first, last);
+    let gateway = range.gateway.or(default_gw).unwrap_or(first);
+    if !in_hosts(gateway) {
+        return Err(invalid(format!(
+            "gateway {gateway} is not a host address of {subnet}"
+        )));
+    }
+    let start = range.range_start.unwrap_or(first);
+    let end = range.range_end.unwrap_or(last);
+    if !in_hosts(start) || !in_hosts(end) || !crate::ipam::in_range(end, start, last) {
+        return Err(invalid(format!(
+            "range {start}-{end} is not an ordered host range inside {subnet}"
+        )));
+    }
+    Ok(Range {
+        subnet,
+        gateway,
+        start,
+        end,
+    })
 }
 
 impl NetConf {
@@ -170,54 +272,65 @@ impl NetConf {
                 return Err(ConfigError::IpamType(kind.clone()));
             }
         }
-        let mut range = self.ipam.range.clone();
-        match self.ipam.ranges.as_slice() {
-            [] => {}
-            [set] if set.len() == 1 && range.subnet.is_none() => range = set[0].clone(),
-            _ => {
+        let mut sets: Vec<Vec<RangeConf>> = self.ipam.ranges.clone();
+        if self.ipam.range.subnet.is_some() {
+            if !sets.is_empty() {
                 return Err(invalid(
-                    "ipam: only one range is implemented (one \"subnet\" or ranges: [[{...}]])"
-                        .into(),
-                ))
+                    "ipam: set either \"subnet\" or \"ranges\", not both".into(),
+                ));
             }
+            sets.push(vec![self.ipam.range.clone()]);
+        }
+        if sets.iter().any(Vec::is_empty) {
+            return Err(invalid("ipam: a range set is empty".into()));
         }
         let senv = match &self.subnet_file {
-            Some(path) if range.subnet.is_none() => Some(read_subnet_file(path)?),
+            Some(path) if sets.is_empty() => Some(read_subnet_file(path)?),
             _ => None,
         };
-        let subnet = match (range.subnet, &senv) {
-            (Some(s), _) => s.trunc(),
-            (None, Some(e)) => e.subnet.trunc(),
-            (None, None) => {
+        let mut range_sets = Vec::new();
+        match &senv {
+            Some(e) => range_sets.push(vec![resolve_range(
+                &self.ipam.range,
+                IpNet::V4(e.subnet.trunc()),
+                Some(e.subnet.addr().into()),
+            )?]),
+            None if sets.is_empty() => {
                 return Err(invalid(
                     "no subnet: set ipam.subnet (or ipam.ranges) or subnetFile".into(),
                 ))
             }
-        };
-        if subnet.prefix_len() > 30 {
-            return Err(invalid(format!(
-                "ipam subnet {subnet} is too small (need /30 or larger)"
-            )));
+            None => {
+                for (i, set) in sets.iter().enumerate() {
+                    let mut out = Vec::new();
+                    for rc in set {
+                        let subnet = rc.subnet.ok_or_else(|| {
+                            invalid(format!("ipam: a range in set {i} has no subnet"))
+                        })?;
+                        out.push(resolve_range(rc, subnet, None)?);
+                    }
+                    let v6 = out[0].subnet.addr().is_ipv6();
+                    if out.iter().any(|r| r.subnet.addr().is_ipv6() != v6) {
+                        return Err(invalid(format!(
+                            "ipam: range set {i} mixes IPv4 and IPv6 (one family per set)"
+                        )));
+                    }
+                    range_sets.push(out);
+                }
+            }
         }
-        let first = u32::from(subnet.network()) + 1;
-        let last = u32::from(subnet.broadcast()) - 1;
-        let in_hosts = |ip: Ipv4Addr| (first..=last).contains(&u32::from(ip));
-        let gateway = match (range.gateway, &senv) {
-            (Some(g), _) => g,
-            (None, Some(e)) => e.subnet.addr(),
-            (None, None) => Ipv4Addr::from(first),
-        };
-        if !in_hosts(gateway) {
-            return Err(invalid(format!(
-                "gateway {gateway} is not a host address of {subnet}"
-            )));
-        }
-        let range_start = range.range_start.unwrap_or(Ipv4Addr::from(first));
-        let range_end = range.range_end.unwrap_or(Ipv4Addr::from(last));
-        if !in_hosts(range_start) || !in_hosts(range_end) || range_start > range_end {
-            return Err(invalid(format!(
-                "range {range_start}-{range_end} is not an ordered host range inside {subnet}"
-            )));
+        let all: Vec<&Range> = range_sets.iter().flatten().collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                if crate::ipam::in_range(b.start, a.start, a.end)
+                    || crate::ipam::in_range(a.start, b.start, b.end)
+                {
+                    return Err(invalid(format!(
+                        "ipam: ranges {}-{} and {}-{} overlap",
+                        a.start, a.end, b.start, b.end
+                    )));
+                }
+            }
         }
         let mtu = match (self.mtu, &senv) {
             (Some(m), _) => m,
@@ -227,24 +340,84 @@ impl NetConf {
         if !(576..=65535).contains(&mtu) {
             return Err(invalid(format!("mtu {mtu} is out of range 576..=65535")));
         }
-        let cluster_cidr = match (self.cluster_cidr, &senv) {
-            (Some(c), _) => c.trunc(),
-            (None, Some(e)) => e.network.trunc(),
-            (None, None) => subnet,
+        let subnets4: Vec<Ipv4Net> = all
+            .iter()
+            .filter_map(|r| match r.subnet {
+                IpNet::V4(n) => Some(n),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        let subnets6: Vec<Ipv6Net> = all
+            .iter()
+            .filter_map(|r| match r.subnet {
+                IpNet::V6(n) => Some(n),
+                IpNet::V4(_) => None,
+            })
+            .collect();
+        let cluster_cidr = match (self.cluster_cidr, &senv, subnets4.first()) {
+            (_, _, None) => None,
+            (Some(c), _, _) => Some(c.trunc()),
+            (None, Some(e), _) => Some(e.network.trunc()),
+            (None, None, Some(s)) if subnets4.len() == 1 => Some(*s),
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "clusterCIDR is required with more than one IPv4 range".into(),
+                ))
+            }
         };
-        if !cluster_cidr.contains(&subnet) {
-            return Err(invalid(format!(
-                "clusterCIDR {cluster_cidr} does not contain the node subnet {subnet}"
-            )));
+        let cluster_cidr6 = match (self.ipv6_cluster_cidr, subnets6.first()) {
+            (_, None) => None,
+            (Some(c), _) => Some(c.trunc()),
+            (None, Some(s)) if subnets6.len() == 1 => Some(*s),
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "ipv6ClusterCIDR is required with more than one IPv6 range".into(),
+                ))
+            }
+        };
+        if let Some(c) = cluster_cidr {
+            if let Some(s) = subnets4.iter().find(|s| !c.contains(*s)) {
+                return Err(invalid(format!(
+                    "clusterCIDR {c} does not contain the node subnet {s}"
+                )));
+            }
+        }
+        if let Some(c) = cluster_cidr6 {
+            if let Some(s) = subnets6.iter().find(|s| !c.contains(*s)) {
+                return Err(invalid(format!(
+                    "ipv6ClusterCIDR {c} does not contain the node subnet {s}"
+                )));
+            }
         }
         let ip_masq = self
             .ip_masq
             .unwrap_or_else(|| senv.as_ref().map(|e| e.ipmasq).unwrap_or(true));
+        for rt in &self.ipam.routes {
+            if let Some(gw) = rt.gw {
+                if gw.is_ipv6() != rt.dst.addr().is_ipv6() {
+                    return Err(invalid(format!(
+                        "route to {} via {gw}: the address families differ",
+                        rt.dst
+                    )));
+                }
+            }
+        }
+        // Default: a default route per family the pod has an address of.
         let routes = if self.ipam.routes.is_empty() {
-            vec![RouteConf {
-                dst: "0.0.0.0/0".parse().expect("literal"),
-                gw: None,
-            }]
+            let mut v = Vec::new();
+            if !subnets4.is_empty() {
+                v.push(RouteConf {
+                    dst: "0.0.0.0/0".parse().expect("literal"),
+                    gw: None,
+                });
+            }
+            if !subnets6.is_empty() {
+                v.push(RouteConf {
+                    dst: "::/0".parse().expect("literal"),
+                    gw: None,
+                });
+            }
+            v
         } else {
             self.ipam.routes.clone()
         };
@@ -257,11 +430,9 @@ impl NetConf {
             is_gateway: self.is_gateway,
             ip_masq,
             br_netfilter: self.br_netfilter,
-            subnet,
-            gateway,
-            range_start,
-            range_end,
+            range_sets,
             cluster_cidr,
+            cluster_cidr6,
             routes,
             data_dir: self
                 .ipam
@@ -314,9 +485,10 @@ mod tests {
         )
         .resolve()
         .unwrap();
-        assert_eq!(r.gateway, Ipv4Addr::new(10, 9, 1, 1));
-        assert_eq!(r.range_start, Ipv4Addr::new(10, 9, 1, 1));
-        assert_eq!(r.range_end, Ipv4Addr::new(10, 9, 1, 254));
+        let range = &r.range_sets[0][0];
+        assert_eq!(range.gateway, Ipv4Addr::new(10, 9, 1, 1));
+        assert_eq!(range.start, Ipv4Addr::new(10, 9, 1, 1));
+        assert_eq!(range.end, Ipv4Addr::new(10, 9, 1, 254));
         assert_eq!(r.bridge, "cni0");
         assert_eq!(r.mtu, 1500);
         assert!(r.hairpin && r.is_gateway && r.ip_masq);
@@ -328,7 +500,7 @@ mod tests {
         let r = conf(r#"{"cniVersion":"1.0.0","name":"n","type":"pea-cni","ipam":{"type":"host-local","ranges":[[{"subnet":"10.9.2.0/24","rangeStart":"10.9.2.10","rangeEnd":"10.9.2.20"}]]}}"#)
             .resolve()
             .unwrap();
-        assert_eq!(r.range_start, Ipv4Addr::new(10, 9, 2, 10));
+        assert_eq!(r.range_sets[0][0].start, Ipv4Addr::new(10, 9, 2, 10));
     }
 
     #[test]
@@ -369,15 +541,66 @@ mod tests {
             p.display()
         );
         let r = conf(&json).resolve().unwrap();
-        assert_eq!(r.subnet.to_string(), "10.244.3.0/24");
-        assert_eq!(r.gateway, Ipv4Addr::new(10, 244, 3, 1));
+        assert_eq!(r.range_sets[0][0].subnet.to_string(), "10.244.3.0/24");
+        assert_eq!(r.range_sets[0][0].gateway, Ipv4Addr::new(10, 244, 3, 1));
         assert_eq!(r.mtu, 1450);
-        assert_eq!(r.cluster_cidr.to_string(), "10.244.0.0/16");
+        assert_eq!(r.cluster_cidr.unwrap().to_string(), "10.244.0.0/16");
         assert!(!r.ip_masq);
         let missing = r#"{"cniVersion":"1.1.0","name":"n","subnetFile":"/nonexistent/subnet.env"}"#;
         assert_eq!(
             conf(missing).resolve().unwrap_err().code(),
             spec::code::TRY_AGAIN_LATER
         );
+    }
+
+    #[test]
+    fn dual_stack_range_sets_resolve() {
+        let r = conf(r#"{"cniVersion":"1.1.0","name":"n","clusterCIDR":"10.9.0.0/16","ipv6ClusterCIDR":"fd00:9::/32","ipam":{"ranges":[
+            [{"subnet":"10.9.3.0/24"}],
+            [{"subnet":"fd00:9:3::/64","gateway":"fd00:9:3::1"}]]}}"#)
+        .resolve()
+        .unwrap();
+        assert_eq!(r.range_sets.len(), 2);
+        let v6 = &r.range_sets[1][0];
+        assert_eq!(v6.start.to_string(), "fd00:9:3::1");
+        assert_eq!(v6.end.to_string(), "fd00:9:3:0:ffff:ffff:ffff:fffe");
+        assert_eq!(r.gateway_of(true).unwrap().to_string(), "fd00:9:3::1");
+        assert_eq!(r.cluster_cidr6.unwrap().to_string(), "fd00:9::/32");
+        let dsts: Vec<String> = r.routes.iter().map(|x| x.dst.to_string()).collect();
+        assert_eq!(dsts, ["0.0.0.0/0", "::/0"]);
+        // IPv6 only: no IPv4 cluster CIDR, only a v6 default route.
+        let r = conf(
+            r#"{"cniVersion":"1.1.0","name":"n","ipam":{"ranges":[[{"subnet":"fd00:9:4::/64"}]]}}"#,
+        )
+        .resolve()
+        .unwrap();
+        assert!(r.cluster_cidr.is_none());
+        assert_eq!(r.routes.len(), 1);
+    }
+
+    #[test]
+    fn bad_range_sets_named() {
+        let bad = |ipam: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.1.0","name":"n","ipam":{ipam}}}"#
+            ))
+            .resolve()
+            .unwrap_err()
+            .to_string()
+        };
+        let e = bad(r#"{"ranges":[[{"subnet":"10.9.3.0/24"},{"subnet":"fd00::/64"}]]}"#);
+        assert!(e.contains("mixes IPv4 and IPv6"), "{e}");
+        let e = bad(r#"{"ranges":[[{"subnet":"10.9.3.0/24"}],[{"subnet":"10.9.3.0/25"}]]}"#);
+        assert!(e.contains("overlap"), "{e}");
+        let e = bad(r#"{"ranges":[[{"subnet":"fd00::/127"}]]}"#);
+        assert!(e.contains("/126"), "{e}");
+        let e = bad(r#"{"ranges":[[{"subnet":"fd00::/64","gateway":"fd01::1"}]]}"#);
+        assert!(e.contains("gateway fd01::1"), "{e}");
+        let e = bad(r#"{"ranges":[[]]}"#);
+        assert!(e.contains("empty"), "{e}");
+        let e = bad(r#"{"subnet":"10.9.3.0/24","ranges":[[{"subnet":"10.9.4.0/24"}]]}"#);
+        assert!(e.contains("not both"), "{e}");
+        let e = bad(r#"{"ranges":[[{"subnet":"fd00:1::/64"}],[{"subnet":"fd00:2::/64"}]]}"#);
+        assert!(e.contains("ipv6ClusterCIDR is required"), "{e}");
     }
 }

@@ -4,9 +4,13 @@
 //!
 //! ```text
 //! <dataDir>/<network>/lock               flock target (never removed)
-//! <dataDir>/<network>/last_reserved_ip   where the round-robin search resumes
+//! <dataDir>/<network>/last_reserved_ip   where the round-robin search of range set 0 resumes
+//! <dataDir>/<network>/last_reserved_ip.1 … of range set 1 (and so on)
 //! <dataDir>/<network>/10.244.1.7         {"version":1,"containerID":"…","ifname":"eth0"}
+//! <dataDir>/<network>/fd00:44:1::7       the same for an IPv6 lease
 //! ```
+//! An attachment holds one lease per range set (host-local's dual-stack model: one IPv4 and one
+//! IPv6 set give a pod one address of each family).
 //! Crash safety: lease files are written as temp + fsync + rename (the round-robin hint is
 //! overwritten in place: it is only a hint), and temps are only created while the lock is held, so a
 //! temp seen by a lock holder is debris of a crashed holder and is removed.
@@ -17,7 +21,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
@@ -44,11 +48,10 @@ pub enum IpamError {
         #[source]
         source: nix::Error,
     },
-    #[error("no free address in {start}-{end} of network {network} ({used} leased)")]
+    #[error("no free address in {ranges} of network {network} ({used} leased)")]
     Exhausted {
         network: String,
-        start: Ipv4Addr,
-        end: Ipv4Addr,
+        ranges: String,
         used: usize,
     },
     #[error("lease file {path} is corrupt: {why}")]
@@ -66,7 +69,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IpamError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     #[serde(skip)]
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
     pub version: u32,
     #[serde(rename = "containerID")]
     pub container_id: String,
@@ -143,7 +146,7 @@ impl Locked<'_> {
         let mut out = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
-            let Ok(ip) = entry.file_name().to_string_lossy().parse::<Ipv4Addr>() else {
+            let Ok(ip) = entry.file_name().to_string_lossy().parse::<IpAddr>() else {
                 continue;
             };
             let path = entry.path();
@@ -166,54 +169,65 @@ impl Locked<'_> {
         Ok(out)
     }
 
-    /// The address leased to `(container_id, ifname)`, if any.
-    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Option<Ipv4Addr>, IpamError> {
+    /// The addresses leased to `(container_id, ifname)`, sorted.
+    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
         Ok(self
             .leases()?
             .into_iter()
-            .find(|l| l.container_id == container_id && l.ifname == ifname)
-            .and_then(|l| l.ip))
+            .filter(|l| l.container_id == container_id && l.ifname == ifname)
+            .filter_map(|l| l.ip)
+            .collect())
     }
 
-    /// Allocates an address in `start..=end` (skipping `reserved`), or returns the one already
-    /// leased to the same attachment so a retried ADD gets the same address.
+    /// Allocates an address from range set `set` (its ranges are tried in order, each
+    /// `start..=end` of one family, skipping `reserved`), or returns the one the same attachment
+    /// already holds in that set, so a retried ADD gets the same address.
     pub fn allocate(
         &self,
         container_id: &str,
         ifname: &str,
-        start: Ipv4Addr,
-        end: Ipv4Addr,
-        reserved: &[Ipv4Addr],
-    ) -> Result<Ipv4Addr, IpamError> {
+        set: usize,
+        ranges: &[(IpAddr, IpAddr)],
+        reserved: &[IpAddr],
+    ) -> Result<IpAddr, IpamError> {
         let leases = self.leases()?;
+        let in_set = |ip: &IpAddr| ranges.iter().any(|(s, e)| in_range(*ip, *s, *e));
         if let Some(ip) = leases
             .iter()
-            .find(|l| l.container_id == container_id && l.ifname == ifname)
-            .and_then(|l| l.ip)
+            .filter(|l| l.container_id == container_id && l.ifname == ifname)
+            .filter_map(|l| l.ip)
+            .find(|ip| in_set(ip))
         {
             return Ok(ip);
         }
-        let (s, e) = (u32::from(start), u32::from(end));
-        let taken: std::collections::HashSet<u32> =
-            leases.iter().filter_map(|l| l.ip).map(u32::from).collect();
-        // Round robin from after the last reservation, like host-local, so a released address is
-        // not handed to the next pod at once (stale ARP/conntrack entries of the old pod).
-        let last = self.last_reserved().filter(|l| (s..=e).contains(l));
-        let span = e - s + 1;
-        let first = match last {
-            Some(l) if l < e => l + 1,
-            _ => s,
-        };
-        let ip = (0..span)
-            .map(|i| s + (first - s + i) % span)
-            .find(|c| !taken.contains(c) && !reserved.contains(&Ipv4Addr::from(*c)))
-            .map(Ipv4Addr::from)
-            .ok_or_else(|| IpamError::Exhausted {
-                network: self.store.network.clone(),
-                start,
-                end,
-                used: leases.len(),
-            })?;
+        let taken: std::collections::HashSet<IpAddr> = leases.iter().filter_map(|l| l.ip).collect();
+        let last = self.last_reserved(set);
+        let found = ranges.iter().find_map(|(start, end)| {
+            let (s, e) = (to_u128(*start), to_u128(*end));
+            let v6 = start.is_ipv6();
+            // Round robin from after the last reservation, like host-local, so a released address
+            // is not handed to the next pod at once (stale ARP/conntrack entries of the old pod).
+            let first = match last.filter(|l| in_range(*l, *start, *end)).map(to_u128) {
+                Some(l) if l < e => l + 1,
+                _ => s,
+            };
+            let span = e - s + 1;
+            // Among taken+reserved+1 consecutive candidates one is free if any is: this bounds
+            // the search in huge (IPv6) ranges.
+            let tries = span.min((taken.len() + reserved.len() + 1) as u128);
+            (0..tries)
+                .map(|i| from_u128(s + (first - s + i) % span, v6))
+                .find(|c| !taken.contains(c) && !reserved.contains(c))
+        });
+        let ip = found.ok_or_else(|| IpamError::Exhausted {
+            network: self.store.network.clone(),
+            ranges: ranges
+                .iter()
+                .map(|(s, e)| format!("{s}-{e}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            used: leases.len(),
+        })?;
         let lease = Lease {
             ip: None,
             version: LEASE_VERSION,
@@ -225,22 +239,21 @@ impl Locked<'_> {
         atomic_write_nodirsync(&path, &body).map_err(io_err(&path))?;
         // The round-robin position is a hint: overwritten in place without fsync (a torn or lost
         // hint only moves where the next search starts; it is validated when read).
-        let lr = self.store.dir.join(LAST_RESERVED);
+        let lr = self.store.dir.join(hint_file(set));
         write_hint(&lr, ip).map_err(io_err(&lr))?;
         Ok(ip)
     }
 
-    fn last_reserved(&self) -> Option<u32> {
-        fs::read_to_string(self.store.dir.join(LAST_RESERVED))
+    fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        fs::read_to_string(self.store.dir.join(hint_file(set)))
             .ok()?
             .trim()
-            .parse::<Ipv4Addr>()
+            .parse::<IpAddr>()
             .ok()
-            .map(u32::from)
     }
 
     /// Releases every lease of `(container_id, ifname)`; returns the freed addresses.
-    pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<Ipv4Addr>, IpamError> {
+    pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
         let mut freed = Vec::new();
         for l in self.leases()? {
             if l.container_id == container_id && l.ifname == ifname {
@@ -254,7 +267,7 @@ impl Locked<'_> {
     }
 
     /// Removes the lease file of `ip` (absent is fine).
-    pub fn release_ip(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
+    pub fn release_ip(&self, ip: IpAddr) -> Result<(), IpamError> {
         let path = self.store.dir.join(ip.to_string());
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -264,9 +277,45 @@ impl Locked<'_> {
     }
 }
 
-/// Overwrites the hint in place at a fixed width: no truncation, because ext4 flushes data on
-/// truncate-then-write (auto_da_alloc), which would cost a disk round trip per ADD.
-fn write_hint(path: &Path, ip: Ipv4Addr) -> io::Result<()> {
+/// The round-robin hint of range set `set` (set 0 keeps host-local's file name).
+fn hint_file(set: usize) -> String {
+    match set {
+        0 => LAST_RESERVED.to_string(),
+        n => format!("{LAST_RESERVED}.{n}"),
+    }
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn from_u128(n: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(n))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(n as u32))
+    }
+}
+
+/// Whether `ip` is in `start..=end` (same family).
+pub fn in_range(ip: IpAddr, start: IpAddr, end: IpAddr) -> bool {
+    ip.is_ipv6() == start.is_ipv6() && (to_u128(start)..=to_u128(end)).contains(&to_u128(ip))
+}
+
+/// The number of addresses in `start..=end`.
+pub fn range_size(start: IpAddr, end: IpAddr) -> u128 {
+    to_u128(end)
+        .saturating_sub(to_u128(start))
+        .saturating_add(1)
+}
+
+/// Overwrites the hint in place at a fixed width (the longest IPv6 text): no truncation,
+/// because ext4 flushes data on truncate-then-write (auto_da_alloc), which would cost a disk
+/// round trip per ADD.
+fn write_hint(path: &Path, ip: IpAddr) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let f = OpenOptions::new()
         .create(true)
@@ -274,7 +323,7 @@ fn write_hint(path: &Path, ip: Ipv4Addr) -> io::Result<()> {
         .write(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all_at(format!("{:<15}\n", ip.to_string()).as_bytes(), 0)
+    f.write_all_at(format!("{:<39}\n", ip.to_string()).as_bytes(), 0)
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
@@ -322,8 +371,12 @@ fn write_via_temp(path: &Path, bytes: &[u8], sync_dir: bool) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn r(a: &str, b: &str) -> [(IpAddr, IpAddr); 1] {
+        [(ip(a), ip(b))]
     }
 
     #[test]
@@ -333,28 +386,28 @@ mod tests {
         let l = store.lock().unwrap();
         let gw = [ip("10.0.0.1")];
         let a = l
-            .allocate("c1", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            .allocate("c1", "eth0", 0, &r("10.0.0.1", "10.0.0.3"), &gw)
             .unwrap();
         assert_eq!(a, ip("10.0.0.2"));
         assert_eq!(
-            l.allocate("c1", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            l.allocate("c1", "eth0", 0, &r("10.0.0.1", "10.0.0.3"), &gw)
                 .unwrap(),
             a
         );
         let b = l
-            .allocate("c2", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            .allocate("c2", "eth0", 0, &r("10.0.0.1", "10.0.0.3"), &gw)
             .unwrap();
         assert_eq!(b, ip("10.0.0.3"));
         let e = l
-            .allocate("c3", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            .allocate("c3", "eth0", 0, &r("10.0.0.1", "10.0.0.3"), &gw)
             .unwrap_err();
         assert!(matches!(e, IpamError::Exhausted { used: 2, .. }), "{e}");
         assert_eq!(l.release("c1", "eth0").unwrap(), vec![a]);
         assert!(l.release("c1", "eth0").unwrap().is_empty());
-        assert_eq!(l.find("c2", "eth0").unwrap(), Some(b));
+        assert_eq!(l.find("c2", "eth0").unwrap(), vec![b]);
         // After .3, the search wraps round to .2 (the gateway .1 is reserved).
         assert_eq!(
-            l.allocate("c3", "eth0", ip("10.0.0.1"), ip("10.0.0.3"), &gw)
+            l.allocate("c3", "eth0", 0, &r("10.0.0.1", "10.0.0.3"), &gw)
                 .unwrap(),
             a
         );
@@ -388,8 +441,8 @@ mod tests {
                     l.allocate(
                         &format!("c{i}"),
                         "eth0",
-                        ip("10.0.0.1"),
-                        ip("10.0.0.254"),
+                        0,
+                        &r("10.0.0.1", "10.0.0.254"),
                         &[],
                     )
                     .unwrap()
@@ -400,5 +453,44 @@ mod tests {
         got.sort();
         got.dedup();
         assert_eq!(got.len(), 16);
+    }
+
+    #[test]
+    fn dual_stack_sets_give_one_address_each_and_round_robin_separately() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "net");
+        let l = store.lock().unwrap();
+        let v4 = r("10.0.0.1", "10.0.0.254");
+        // A /64: the search must not walk the whole range.
+        let v6 = r("fd00::1", "fd00::ffff:ffff:ffff:fffe");
+        let gw = [ip("10.0.0.1"), ip("fd00::1")];
+        let a4 = l.allocate("c1", "eth0", 0, &v4, &gw).unwrap();
+        let a6 = l.allocate("c1", "eth0", 1, &v6, &gw).unwrap();
+        assert_eq!((a4, a6), (ip("10.0.0.2"), ip("fd00::2")));
+        // Retried ADD: the same address per set.
+        assert_eq!(l.allocate("c1", "eth0", 1, &v6, &gw).unwrap(), a6);
+        assert_eq!(l.allocate("c1", "eth0", 0, &v4, &gw).unwrap(), a4);
+        assert_eq!(l.find("c1", "eth0").unwrap(), vec![a4, a6]);
+        assert_eq!(
+            l.allocate("c2", "eth0", 1, &v6, &gw).unwrap(),
+            ip("fd00::3")
+        );
+        assert!(store.dir().join("fd00::3").is_file());
+        assert!(store.dir().join("last_reserved_ip.1").is_file());
+        assert_eq!(l.release("c1", "eth0").unwrap(), vec![a4, a6]);
+        // A set of two ranges: the second is used once the first is full.
+        let set = [
+            (ip("10.1.0.2"), ip("10.1.0.2")),
+            (ip("10.1.1.2"), ip("10.1.1.3")),
+        ];
+        assert_eq!(
+            l.allocate("x", "eth0", 2, &set, &[]).unwrap(),
+            ip("10.1.0.2")
+        );
+        assert_eq!(
+            l.allocate("y", "eth0", 2, &set, &[]).unwrap(),
+            ip("10.1.1.2")
+        );
+        assert_eq!(range_size(ip("fd00::"), ip("fd00::ffff")), 0x10000);
     }
 }

@@ -1,7 +1,10 @@
 //! Link, address and route operations over rtnetlink: the node bridge, the pod's veth pair and
 //! the addresses and routes inside the pod.
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+};
 
 use futures_util::TryStreamExt;
 use rtnetlink::{
@@ -28,6 +31,8 @@ pub enum LinkError {
     NotFound { name: String },
     #[error("{name} exists but is not a bridge")]
     NotBridge { name: String },
+    #[error("route to {dst} via {gw}: the address families differ")]
+    RouteFamily { dst: String, gw: String },
 }
 
 fn nl<'a>(op: &'static str, name: &'a str) -> impl FnOnce(rtnetlink::Error) -> LinkError + 'a {
@@ -193,15 +198,22 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32) -> Result<u32, Link
     Ok(idx)
 }
 
-/// Adds `ip/prefix` to link `idx` unless it is there.
+/// Adds `ip/prefix` to link `idx` unless it is there. IPv6 addresses skip duplicate address
+/// detection (the node owns the subnet), so they are usable at once instead of tentative.
 pub async fn ensure_addr(
     h: &Handle,
     idx: u32,
     name: &str,
-    ip: Ipv4Addr,
+    ip: impl Into<IpAddr>,
     prefix: u8,
 ) -> Result<(), LinkError> {
-    match h.address().add(idx, ip.into(), prefix).execute().await {
+    let ip = ip.into();
+    let mut req = h.address().add(idx, ip, prefix);
+    if ip.is_ipv6() {
+        use rtnetlink::packet_route::address::AddressHeaderFlags;
+        req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+    }
+    match req.execute().await {
         Ok(()) => Ok(()),
         Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
         Err(e) => Err(nl("adding address to", name)(e)),
@@ -226,6 +238,28 @@ pub async fn addrs(h: &Handle, idx: u32) -> Result<Vec<(Ipv4Addr, u8)>, LinkErro
                 AddressAttribute::Address(std::net::IpAddr::V4(v4)) => {
                     Some((*v4, m.header.prefix_len))
                 }
+                _ => None,
+            })
+        })
+        .collect())
+}
+
+/// The addresses (with prefix) of both families on link `idx`.
+pub async fn addrs_any(h: &Handle, idx: u32) -> Result<Vec<(IpAddr, u8)>, LinkError> {
+    let msgs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing addresses of", &idx.to_string()))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| m.header.index == idx)
+        .flat_map(|m| {
+            m.attributes.iter().filter_map(move |a| match a {
+                AddressAttribute::Address(ip) => Some((*ip, m.header.prefix_len)),
                 _ => None,
             })
         })
@@ -343,6 +377,49 @@ pub async fn add_route(
         b = b.onlink();
     }
     match h.route().add(b.build()).replace().execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Err(e) => Err(nl("adding route to", &format!("{dst} on {name}"))(e)),
+    }
+}
+
+/// Adds a route of either family to `dst` via `gw` (or on-link) out of `idx`.
+pub async fn add_route_any(
+    h: &Handle,
+    idx: u32,
+    name: &str,
+    dst: ipnet::IpNet,
+    gw: Option<IpAddr>,
+) -> Result<(), LinkError> {
+    let msg = match (dst, gw) {
+        (ipnet::IpNet::V4(d), None) => return add_route(h, idx, name, d, None, false).await,
+        (ipnet::IpNet::V4(d), Some(IpAddr::V4(g))) => {
+            return add_route(h, idx, name, d, Some(g), false).await
+        }
+        (ipnet::IpNet::V6(d), g) => {
+            let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(d.network(), d.prefix_len())
+                .output_interface(idx);
+            match g {
+                Some(IpAddr::V6(g)) => b = b.gateway(g),
+                None => b = b.scope(RouteScope::Link),
+                Some(g @ IpAddr::V4(_)) => {
+                    return Err(LinkError::RouteFamily {
+                        dst: dst.to_string(),
+                        gw: g.to_string(),
+                    })
+                }
+            }
+            b.build()
+        }
+        (ipnet::IpNet::V4(_), Some(g @ IpAddr::V6(_))) => {
+            return Err(LinkError::RouteFamily {
+                dst: dst.to_string(),
+                gw: g.to_string(),
+            })
+        }
+    };
+    match h.route().add(msg).replace().execute().await {
         Ok(()) => Ok(()),
         Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
         Err(e) => Err(nl("adding route to", &format!("{dst} on {name}"))(e)),

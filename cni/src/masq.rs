@@ -1,5 +1,5 @@
 //! IP masquerade for pod traffic leaving the cluster CIDR, in nftables tables of pea's own
-//! (`ip pea-cni-<network>`), driven through `nft -j` (structured JSON in and out; text is never
+//! (`ip pea-cni-<network>`, and `ip6 pea-cni-<network>` for IPv6 ranges), driven through `nft -j` (structured JSON in and out; text is never
 //! parsed).
 //!
 //! The network's table (one base chain on postrouting, one rule) is installed when the network's
@@ -11,7 +11,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
 
 /// Every table pea-cni makes starts with this.
@@ -98,33 +98,76 @@ fn parse(args: &str, bytes: &[u8]) -> Result<Vec<Value>, MasqError> {
         })
 }
 
-fn prefix(net: &Ipv4Net) -> Value {
-    json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
+fn prefix(addr: String, len: u8) -> Value {
+    json!({"prefix": {"addr": addr, "len": len}})
 }
 
-/// Installs (or re-installs) the network's masquerade rule: one `nft` run, idempotent.
-pub fn ensure(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), MasqError> {
+/// One family's masquerade: the node's subnets of that family and the cluster CIDR.
+#[derive(Debug, Clone, Copy)]
+pub enum Family<'a> {
+    V4(&'a [Ipv4Net], Ipv4Net),
+    V6(&'a [Ipv6Net], Ipv6Net),
+}
+
+/// The batch items that (re)create one family's table: table, base chain, flush, one rule per
+/// subnet (saddr in the subnet, daddr outside the cluster and not multicast).
+fn family_batch(network: &str, f: Family<'_>) -> Vec<Value> {
     let table = table_name(network);
-    let daddr = json!({"payload": {"protocol": "ip", "field": "daddr"}});
-    apply(json!({"nftables": [
-        {"add": {"table": {"family": "ip", "name": table}}},
-        {"add": {"chain": {"family": "ip", "table": table, "name": CHAIN,
-            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}},
-        {"flush": {"chain": {"family": "ip", "table": table, "name": CHAIN}}},
-        {"add": {"rule": {"family": "ip", "table": table, "chain": CHAIN, "comment": comment(network), "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": prefix(&subnet)}},
-            {"match": {"op": "!=", "left": daddr.clone(), "right": prefix(&cluster)}},
-            {"match": {"op": "!=", "left": daddr, "right": prefix(&"224.0.0.0/4".parse().expect("literal"))}},
+    let (family, proto, subnets, cluster, mcast) = match f {
+        Family::V4(subnets, cluster) => (
+            "ip",
+            "ip",
+            subnets
+                .iter()
+                .map(|n| prefix(n.network().to_string(), n.prefix_len()))
+                .collect::<Vec<_>>(),
+            prefix(cluster.network().to_string(), cluster.prefix_len()),
+            prefix("224.0.0.0".into(), 4),
+        ),
+        Family::V6(subnets, cluster) => (
+            "ip6",
+            "ip6",
+            subnets
+                .iter()
+                .map(|n| prefix(n.network().to_string(), n.prefix_len()))
+                .collect::<Vec<_>>(),
+            prefix(cluster.network().to_string(), cluster.prefix_len()),
+            prefix("ff00::".into(), 8),
+        ),
+    };
+    let daddr = json!({"payload": {"protocol": proto, "field": "daddr"}});
+    let mut batch = vec![
+        json!({"add": {"table": {"family": family, "name": table}}}),
+        json!({"add": {"chain": {"family": family, "table": table, "name": CHAIN,
+            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}),
+        json!({"flush": {"chain": {"family": family, "table": table, "name": CHAIN}}}),
+    ];
+    for subnet in subnets {
+        batch.push(json!({"add": {"rule": {"family": family, "table": table, "chain": CHAIN, "comment": comment(network), "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": subnet}},
+            {"match": {"op": "!=", "left": daddr.clone(), "right": cluster.clone()}},
+            {"match": {"op": "!=", "left": daddr.clone(), "right": mcast.clone()}},
             {"masquerade": null}
-        ]}}}
-    ]}))
+        ]}}}));
+    }
+    batch
 }
 
-/// Whether the network's table is installed.
-pub fn present(network: &str) -> Result<bool, MasqError> {
+/// Installs (or re-installs) the network's masquerade rules for every family given: one `nft`
+/// run, idempotent.
+pub fn ensure(network: &str, families: &[Family<'_>]) -> Result<(), MasqError> {
+    let batch: Vec<Value> = families
+        .iter()
+        .flat_map(|f| family_batch(network, *f))
+        .collect();
+    apply(json!({ "nftables": batch }))
+}
+
+/// Whether the network's table of `family` ("ip" or "ip6") is installed.
+pub fn present(network: &str, family: &str) -> Result<bool, MasqError> {
     let table = table_name(network);
-    let out = nft(&["-j", "list", "tables", "ip"], None)?;
-    Ok(parse("list tables ip", &out)?.iter().any(|o| {
+    let out = nft(&["-j", "list", "tables", family], None)?;
+    Ok(parse("list tables", &out)?.iter().any(|o| {
         o.get("table")
             .and_then(|t| t.get("name"))
             .and_then(Value::as_str)
@@ -132,12 +175,14 @@ pub fn present(network: &str) -> Result<bool, MasqError> {
     }))
 }
 
-/// Removes the network's table; absent is fine (the batch creates it first, so it always
-/// applies).
+/// Removes the network's tables of both families; absent is fine (the batch creates each first,
+/// so it always applies).
 pub fn remove(network: &str) -> Result<(), MasqError> {
     let table = table_name(network);
     apply(json!({"nftables": [
         {"add": {"table": {"family": "ip", "name": table}}},
-        {"delete": {"table": {"family": "ip", "name": table}}}
+        {"delete": {"table": {"family": "ip", "name": table}}},
+        {"add": {"table": {"family": "ip6", "name": table}}},
+        {"delete": {"table": {"family": "ip6", "name": table}}}
     ]}))
 }

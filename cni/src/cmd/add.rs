@@ -1,11 +1,11 @@
 //! ADD: lease an address, plug a veth between the node bridge and the pod, configure the pod side.
 //!
 //! Steps, each undone in reverse if a later one fails:
-//! lease (IPAM, under the network lock; masquerade rule with the first lease) → bridge and
-//! gateway address → veth pair (peer created directly in the pod's namespace) → bridge port,
-//! hairpin → address, routes inside the pod.
+//! leases, one per range set (IPAM, under the network lock; masquerade rules with the first
+//! lease) → bridge and gateway addresses → veth pair (peer created directly in the pod's
+//! namespace) → bridge port, hairpin → addresses, routes inside the pod.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::CmdError;
 use crate::{
@@ -29,24 +29,30 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError
     };
     let pod_ns = Netns::open(std::path::Path::new(&env.netns))?;
     let store = Store::new(&r.data_dir, &r.name);
-    let ip = {
+    let ips = {
         let lock = store.lock()?;
-        let ip = lock.allocate(
-            &env.container_id,
-            &env.ifname,
-            r.range_start,
-            r.range_end,
-            &[r.gateway],
-        )?;
+        let gateways: Vec<IpAddr> = r.ranges().map(|x| x.gateway).collect();
+        let mut ips = Vec::new();
+        for (i, set) in r.range_sets.iter().enumerate() {
+            let spans: Vec<(IpAddr, IpAddr)> = set.iter().map(|x| (x.start, x.end)).collect();
+            match lock.allocate(&env.container_id, &env.ifname, i, &spans, &gateways) {
+                Ok(ip) => ips.push(ip),
+                Err(e) => {
+                    drop(lock);
+                    return Err(rollback_lease(e.into(), &store, env, &r));
+                }
+            }
+        }
         if r.ip_masq {
             if let Err(e) = super::masq_state::ensure(&store, &r) {
+                drop(lock);
                 return Err(rollback_lease(e, &store, env, &r));
             }
         }
-        ip
+        ips
     };
-    tracing::debug!(%ip, "leased");
-    match plumb(env, &r, &pod_ns, ip).await {
+    tracing::debug!(?ips, "leased");
+    match plumb(env, &r, &pod_ns, &ips).await {
         Ok(mut result) => {
             if let Some(prev) = prev {
                 result = merge(prev, result);
@@ -91,19 +97,38 @@ async fn plumb(
     env: &CniEnv,
     r: &Resolved,
     pod_ns: &Netns,
-    ip: Ipv4Addr,
+    ips: &[IpAddr],
 ) -> Result<AddResult, CmdError> {
     let h = netns::netlink_here()?;
-    if r.is_gateway {
+    let has_v4 = r.gateway_of(false).is_some();
+    let has_v6 = r.gateway_of(true).is_some();
+    if r.is_gateway && has_v4 {
         sysctl::ensure("net.ipv4.ip_forward", "1")?;
+    }
+    if r.is_gateway && has_v6 {
+        sysctl::ensure("net.ipv6.conf.all.forwarding", "1")?;
     }
     if r.br_netfilter && !sysctl::ensure("net.bridge.bridge-nf-call-iptables", "1")? {
         tracing::warn!("br_netfilter is not loaded: bridged pod traffic bypasses iptables/nftables (modprobe br_netfilter)");
     }
+    if r.br_netfilter && has_v6 {
+        sysctl::ensure("net.bridge.bridge-nf-call-ip6tables", "1")?;
+    }
     let bridge_idx = link::ensure_bridge(&h, &r.bridge, r.mtu).await?;
-    let prefix = r.subnet.prefix_len();
     if r.is_gateway {
-        link::ensure_addr(&h, bridge_idx, &r.bridge, r.gateway, prefix).await?;
+        for range in r.ranges() {
+            let prefix = range.subnet.prefix_len();
+            link::ensure_addr(&h, bridge_idx, &r.bridge, range.gateway, prefix).await?;
+        }
+    }
+    // Each leased address with the range it came from (prefix length and gateway).
+    let mut placed = Vec::new();
+    for ip in ips {
+        let range = r
+            .ranges()
+            .find(|x| crate::ipam::in_range(*ip, x.start, x.end))
+            .expect("leased from one of the ranges");
+        placed.push((*ip, range));
     }
     let host = link::host_veth_name(&env.container_id, &env.ifname);
     // A retried ADD (libcni retries after errors) starts from a clean slate for this attachment.
@@ -119,11 +144,14 @@ async fn plumb(
         })?;
     let pod_idx = pod_link.header.index;
     link::up(&ph, &env.ifname, pod_idx).await?;
-    link::ensure_addr(&ph, pod_idx, &env.ifname, ip, prefix).await?;
+    for (ip, range) in &placed {
+        link::ensure_addr(&ph, pod_idx, &env.ifname, *ip, range.subnet.prefix_len()).await?;
+    }
     let mut routes = Vec::new();
     for rt in &r.routes {
-        let gw = rt.gw.or(r.is_gateway.then_some(r.gateway));
-        link::add_route(&ph, pod_idx, &env.ifname, rt.dst, gw, false).await?;
+        let v6 = rt.dst.addr().is_ipv6();
+        let gw = rt.gw.or_else(|| r.gateway_of(v6).filter(|_| r.is_gateway));
+        link::add_route_any(&ph, pod_idx, &env.ifname, rt.dst, gw).await?;
         routes.push(Route {
             dst: rt.dst.to_string(),
             gw: gw.map(|g| g.to_string()),
@@ -157,12 +185,15 @@ async fn plumb(
                 sandbox: env.netns.clone(),
             },
         ],
-        ips: vec![IpConfig {
-            version: None,
-            address: format!("{ip}/{prefix}"),
-            gateway: r.is_gateway.then(|| r.gateway.to_string()),
-            interface: Some(2),
-        }],
+        ips: placed
+            .iter()
+            .map(|(ip, range)| IpConfig {
+                version: None,
+                address: format!("{ip}/{}", range.subnet.prefix_len()),
+                gateway: r.is_gateway.then(|| range.gateway.to_string()),
+                interface: Some(2),
+            })
+            .collect(),
         routes,
         dns: Dns::default(),
     })

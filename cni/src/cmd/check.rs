@@ -1,7 +1,7 @@
 //! CHECK: verify the attachment is still as ADD left it (lease, pod interface and address, host
 //! veth on the bridge, masquerade rule).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::CmdError;
 use crate::{
@@ -32,18 +32,33 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<(), CmdError> {
                 env.ifname
             ))
         })?;
-    let want_ip: Ipv4Addr = prev
+    // Our addresses: those on the interface that fall in one of our ranges (a chained plugin
+    // may add others).
+    let mut want_ips: Vec<IpAddr> = prev
         .ips
         .iter()
-        .find(|ip| ip.interface == Some(want_if))
-        .and_then(|ip| ip.address.split('/').next()?.parse().ok())
-        .ok_or_else(|| fail(format!("prevResult has no IPv4 address for {}", env.ifname)))?;
+        .filter(|ip| ip.interface == Some(want_if))
+        .filter_map(|ip| ip.address.split('/').next()?.parse().ok())
+        .filter(|ip| {
+            r.ranges()
+                .any(|x| crate::ipam::in_range(*ip, x.start, x.end))
+        })
+        .collect();
+    want_ips.sort();
+    if want_ips.len() != r.range_sets.len() {
+        return Err(fail(format!(
+            "prevResult has {} address(es) of this network for {}, expected one per range set ({})",
+            want_ips.len(),
+            env.ifname,
+            r.range_sets.len()
+        )));
+    }
 
     let store = Store::new(&r.data_dir, &r.name);
     let leased = store.lock()?.find(&env.container_id, &env.ifname)?;
-    if leased != Some(want_ip) {
+    if leased != want_ips {
         return Err(fail(format!(
-            "lease of {}/{} is {leased:?}, prevResult says {want_ip}",
+            "leases of {}/{} are {leased:?}, prevResult says {want_ips:?}",
             env.container_id, env.ifname
         )));
     }
@@ -76,15 +91,23 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<(), CmdError> {
             link::mac_of(&pod_link)
         )));
     }
-    let addrs = link::addrs(&ph, pod_link.header.index).await?;
-    if !addrs.iter().any(|(a, _)| *a == want_ip) {
-        return Err(fail(format!("{} does not have {want_ip}", env.ifname)));
+    let addrs = link::addrs_any(&ph, pod_link.header.index).await?;
+    for want_ip in &want_ips {
+        if !addrs.iter().any(|(a, _)| a == want_ip) {
+            return Err(fail(format!("{} does not have {want_ip}", env.ifname)));
+        }
     }
-    if r.ip_masq && !masq::present(&r.name)? {
-        return Err(fail(format!(
-            "masquerade rule of network {} is missing",
-            r.name
-        )));
+    let families = [
+        ("ip", r.gateway_of(false).is_some()),
+        ("ip6", r.gateway_of(true).is_some()),
+    ];
+    for (family, used) in families {
+        if r.ip_masq && used && !masq::present(&r.name, family)? {
+            return Err(fail(format!(
+                "{family} masquerade rule of network {} is missing",
+                r.name
+            )));
+        }
     }
     Ok(())
 }

@@ -18,7 +18,15 @@ pub(crate) fn ensure(
     if marker.exists() {
         return Ok(());
     }
-    crate::masq::ensure(&r.name, r.subnet, r.cluster_cidr)?;
+    let (v4, v6) = (r.subnets_v4(), r.subnets_v6());
+    let mut families = Vec::new();
+    if let Some(c) = r.cluster_cidr.filter(|_| !v4.is_empty()) {
+        families.push(crate::masq::Family::V4(&v4, c));
+    }
+    if let Some(c) = r.cluster_cidr6.filter(|_| !v6.is_empty()) {
+        families.push(crate::masq::Family::V6(&v6, c));
+    }
+    crate::masq::ensure(&r.name, &families)?;
     crate::ipam::atomic_write(&marker, b"1").map_err(|source| IpamError::Io {
         path: marker.clone(),
         source,

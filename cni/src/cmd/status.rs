@@ -3,7 +3,10 @@
 //! address, and `nft` is there when masquerading.
 
 use super::CmdError;
-use crate::{config::NetConf, ipam::Store};
+use crate::{
+    config::NetConf,
+    ipam::{in_range, range_size, Store},
+};
 
 pub(super) fn run(conf: &NetConf) -> Result<(), CmdError> {
     let r = conf
@@ -13,17 +16,34 @@ pub(super) fn run(conf: &NetConf) -> Result<(), CmdError> {
     let lock = store
         .lock()
         .map_err(|e| CmdError::Unavailable(format!("lease store unusable: {e}")))?;
-    let used = lock
+    // ADD needs a free address in every range set (leases of any set count against each set's
+    // ranges only when they fall inside them).
+    let leased: Vec<std::net::IpAddr> = lock
         .leases()
         .map_err(|e| CmdError::Unavailable(format!("lease store unusable: {e}")))?
-        .len();
-    let size = (u32::from(r.range_end) - u32::from(r.range_start) + 1) as usize;
-    let gw_in_range = (r.range_start..=r.range_end).contains(&r.gateway) as usize;
-    if used + gw_in_range >= size {
-        return Err(CmdError::Unavailable(format!(
-            "no free address in {}-{} ({used} leased)",
-            r.range_start, r.range_end
-        )));
+        .into_iter()
+        .filter_map(|l| l.ip)
+        .collect();
+    for set in &r.range_sets {
+        let free = set.iter().any(|range| {
+            let used = leased
+                .iter()
+                .filter(|ip| in_range(**ip, range.start, range.end))
+                .count() as u128;
+            let gw = in_range(range.gateway, range.start, range.end) as u128;
+            used + gw < range_size(range.start, range.end)
+        });
+        if !free {
+            let spans: Vec<String> = set
+                .iter()
+                .map(|x| format!("{}-{}", x.start, x.end))
+                .collect();
+            return Err(CmdError::Unavailable(format!(
+                "no free address in {} ({} leased)",
+                spans.join(", "),
+                leased.len()
+            )));
+        }
     }
     if r.ip_masq && !crate::masq::nft_available() {
         return Err(CmdError::Unavailable(
