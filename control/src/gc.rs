@@ -1,8 +1,9 @@
 //! Garbage collection run inside the server: ownerReference cascades after a delete
 //! (Background deletes dependents, Orphan strips the reference, Foreground deletes dependents
 //! before the owner) and namespace termination (everything in it, then the namespace).
-//! Runs as background tasks; failures are logged and the object is left for a retry by the
-//! next delete.
+//! Runs as background tasks right after the request; whatever they leave (a failure, a restart
+//! in the middle, dependents held by finalizers) is finished by the periodic sweep in
+//! `gc_sweep.rs`.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::objects;
 use crate::resources::ResourceDef;
 
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// How dependents are treated when their owner goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +25,7 @@ pub enum Propagation {
 }
 
 /// Every object (def, key, object, revision) listing `uid` among its ownerReferences.
-async fn dependents(
+pub(crate) async fn dependents(
     api: &Api,
     uid: &str,
     namespace: Option<&str>,
@@ -57,7 +59,13 @@ async fn dependents(
 }
 
 /// Deletes one dependent (and, through its own cascade, its dependents).
-async fn delete_dependent(api: &Arc<Api>, def: &ResourceDef, key: &str, obj: Value, rev: i64) {
+pub(crate) async fn delete_dependent(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    obj: Value,
+    rev: i64,
+) {
     let has_finalizers = obj
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -128,7 +136,9 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
         for _ in 0..600 {
             let deps = dependents(&api, &uid, ns.as_deref()).await;
             if deps.is_empty() {
-                break;
+                // Drop our finalizer; the owner goes once no other finalizer remains.
+                remove_finalizer(&api, &def, &key, FOREGROUND_FINALIZER).await;
+                return;
             }
             for (d, k, obj, rev) in deps {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
@@ -137,105 +147,178 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        // Drop our finalizer; the owner goes once no other finalizer remains.
-        for _ in 0..10 {
-            let Ok((Some(kv), _)) = api.store.get(&key).await else {
-                return;
-            };
-            let Ok(mut obj) = objects::decode(&kv) else {
-                return;
-            };
-            if let Some(f) = obj
-                .pointer_mut("/metadata/finalizers")
-                .and_then(Value::as_array_mut)
-            {
-                f.retain(|x| x != FOREGROUND_FINALIZER);
+        // Dependents still held by their own finalizers: the periodic sweep finishes this.
+    });
+}
+
+/// Orphan deletion: dependents lose their reference to the owner, then the owner's `orphan`
+/// finalizer is removed (so a restart in between resumes instead of deleting dependents).
+pub fn spawn_orphan(api: Arc<Api>, def: ResourceDef, key: String, owner: Value) {
+    let Some(uid) = objects::meta_str(&owner, "uid").map(str::to_string) else {
+        return;
+    };
+    let ns = if def.namespaced {
+        objects::meta_str(&owner, "namespace").map(str::to_string)
+    } else {
+        None
+    };
+    tokio::spawn(async move {
+        let mut ok = true;
+        for (_, k, obj, rev) in dependents(&api, &uid, ns.as_deref()).await {
+            ok &= unlink(&api, &k, obj, rev, &[uid.as_str()]).await;
+        }
+        if ok {
+            remove_finalizer(&api, &def, &key, ORPHAN_FINALIZER).await;
+        }
+    });
+}
+
+/// Removes the references to `uids` from a dependent's ownerReferences; false if the write
+/// failed (it is retried by the next sweep).
+pub(crate) async fn unlink(api: &Api, key: &str, mut obj: Value, rev: i64, uids: &[&str]) -> bool {
+    if let Some(refs) = obj
+        .pointer_mut("/metadata/ownerReferences")
+        .and_then(Value::as_array_mut)
+    {
+        refs.retain(|r| !uids.iter().any(|u| r["uid"] == *u));
+        if refs.is_empty() {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("ownerReferences");
             }
-            let done = obj
+        }
+    }
+    match api.store.update(key, objects::encode(&obj), rev).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "removing owner references failed");
+            false
+        }
+    }
+}
+
+/// Removes `finalizer` from the object at `key`; deletes it when it was being deleted and no
+/// finalizer remains (then cascades in background, as after any delete).
+pub(crate) async fn remove_finalizer(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    finalizer: &str,
+) {
+    for _ in 0..10 {
+        let Ok((Some(kv), _)) = api.store.get(key).await else {
+            return;
+        };
+        let Ok(mut obj) = objects::decode(&kv) else {
+            return;
+        };
+        if let Some(f) = obj
+            .pointer_mut("/metadata/finalizers")
+            .and_then(Value::as_array_mut)
+        {
+            f.retain(|x| x != finalizer);
+        }
+        // A pod in graceful deletion still waits for its kubelet.
+        let done = obj.pointer("/metadata/deletionTimestamp").is_some()
+            && obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0
+            && obj
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(|f| f.is_empty());
-            let r = if done {
-                let r = api
-                    .store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map(|_| ());
-                if r.is_ok() {
-                    crate::service_alloc::release_for(api.store.as_ref(), def.kind, &obj).await;
-                }
-                r
-            } else {
-                api.store
-                    .update(&key, objects::encode(&obj), kv.mod_revision)
-                    .await
-                    .map(|_| ())
-            };
+        let r = if done {
+            let r = api
+                .store
+                .delete(key, Some(kv.mod_revision))
+                .await
+                .map(|_| ());
             if r.is_ok() {
-                return;
+                spawn_cascade(api.clone(), def.clone(), obj, Propagation::Background);
             }
+            r
+        } else {
+            api.store
+                .update(key, objects::encode(&obj), kv.mod_revision)
+                .await
+                .map(|_| ())
+        };
+        if r.is_ok() {
+            return;
         }
-    });
+    }
 }
 
 /// Namespace termination: deletes every object in the namespace, then the namespace.
 pub fn spawn_namespace_cleanup(api: Arc<Api>, ns: String) {
     tokio::spawn(async move {
         for _ in 0..600 {
-            let mut remaining = 0;
-            for def in api.resources.all().iter().filter(|d| d.namespaced) {
-                let Ok(page) = api
-                    .store
-                    .list(&def.prefix(Some(&ns)), &Default::default())
-                    .await
-                else {
-                    remaining += 1;
-                    continue;
-                };
-                for kv in page.items {
-                    remaining += 1;
-                    let Ok(obj) = objects::decode(&kv) else {
-                        continue;
-                    };
-                    let has_finalizers = obj
-                        .pointer("/metadata/finalizers")
-                        .and_then(Value::as_array)
-                        .is_some_and(|f| !f.is_empty());
-                    if has_finalizers {
-                        if obj.pointer("/metadata/deletionTimestamp").is_none() {
-                            let mut o = obj;
-                            o["metadata"]["deletionTimestamp"] =
-                                json!(objects::rfc3339((api.clock)()));
-                            let _ = api
-                                .store
-                                .update(&kv.key, objects::encode(&o), kv.mod_revision)
-                                .await;
-                        }
-                        continue;
-                    }
-                    if api
-                        .store
-                        .delete(&kv.key, Some(kv.mod_revision))
-                        .await
-                        .is_ok()
-                    {
-                        crate::service_alloc::release_for(api.store.as_ref(), def.kind, &obj).await;
-                    }
-                }
-            }
-            if remaining == 0 {
-                break;
+            if namespace_pass(&api, &ns).await == 0 {
+                delete_namespace(&api, &ns).await;
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let Some(def) = api.resources.find("", "v1", "namespaces") else {
-            return;
+        // Contents still held by finalizers: the periodic sweep finishes this.
+    });
+}
+
+/// One round of deleting a terminating namespace's contents; returns how many objects were
+/// still there at the start of the round.
+pub(crate) async fn namespace_pass(api: &Arc<Api>, ns: &str) -> usize {
+    let mut remaining = 0;
+    for def in api.resources.all().iter().filter(|d| d.namespaced) {
+        let Ok(page) = api
+            .store
+            .list(&def.prefix(Some(ns)), &Default::default())
+            .await
+        else {
+            remaining += 1;
+            continue;
         };
-        let key = def.key(None, &ns);
-        if let Ok((Some(kv), _)) = api.store.get(&key).await {
-            if let Err(e) = api.store.delete(&key, Some(kv.mod_revision)).await {
-                tracing::warn!(namespace = %ns, error = %e, "deleting terminated namespace failed");
+        for kv in page.items {
+            remaining += 1;
+            let Ok(obj) = objects::decode(&kv) else {
+                continue;
+            };
+            let has_finalizers = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if has_finalizers {
+                if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                    let mut o = obj;
+                    o["metadata"]["deletionTimestamp"] = json!(objects::rfc3339((api.clock)()));
+                    let _ = api
+                        .store
+                        .update(&kv.key, objects::encode(&o), kv.mod_revision)
+                        .await;
+                }
+                continue;
+            }
+            if api
+                .store
+                .delete(&kv.key, Some(kv.mod_revision))
+                .await
+                .is_ok()
+            {
+                crate::service_alloc::release_for(api.store.as_ref(), def.kind, &obj).await;
             }
         }
-    });
+    }
+    remaining
+}
+
+/// Deletes a terminating namespace whose contents are gone.
+pub(crate) async fn delete_namespace(api: &Api, ns: &str) {
+    let Some(def) = api.resources.find("", "v1", "namespaces") else {
+        return;
+    };
+    let key = def.key(None, ns);
+    if let Ok((Some(kv), _)) = api.store.get(&key).await {
+        if let Err(e) = api.store.delete(&key, Some(kv.mod_revision)).await {
+            tracing::warn!(namespace = %ns, error = %e, "deleting terminated namespace failed");
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod defaults;
 pub mod discovery;
 pub mod gc;
+pub mod gc_sweep;
 pub mod ipalloc;
 pub mod managed;
 pub mod metrics;

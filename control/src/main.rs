@@ -11,7 +11,9 @@ use pea_control::server::{start, Config};
 #[derive(Debug, Parser)]
 #[command(name = "pea-control", about = "Kubernetes-compatible API server")]
 struct Args {
-    /// JSON config file (fields: dataDir, listen, etcd, insecureHttp, extraSans, bookmarkIntervalSecs).
+    /// JSON config file (fields: dataDir, listen, etcd, insecureHttp, extraSans,
+    /// bookmarkIntervalSecs, compactionIntervalSecs, serviceCidr, serviceNodePortRange,
+    /// gcSweepIntervalSecs).
     #[arg(long)]
     config: Option<PathBuf>,
     /// State directory (store, PKI, tokens, admin kubeconfig).

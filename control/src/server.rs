@@ -50,6 +50,8 @@ pub struct Config {
     pub service_cidr: String,
     /// The range Service node ports are allocated from (`first-last` or `first+offset`).
     pub service_node_port_range: String,
+    /// Seconds between garbage collector sweeps (one always runs at startup; 0: only then).
+    pub gc_sweep_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             compaction_interval_secs: 300,
             service_cidr: "10.96.0.0/12".into(),
             service_node_port_range: "30000-32767".into(),
+            gc_sweep_interval_secs: 60,
         }
     }
 }
@@ -270,6 +273,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             stop_rx.clone(),
         ));
     }
+    tokio::spawn(crate::gc_sweep::run(
+        api.clone(),
+        Duration::from_secs(config.gc_sweep_interval_secs),
+        stop_rx.clone(),
+    ));
     let accept = tokio::spawn(accept_loop(
         listener,
         acceptor,

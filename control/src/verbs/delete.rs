@@ -152,7 +152,8 @@ pub async fn delete_one(
         gc::spawn_namespace_cleanup(ctx.api.clone(), name.to_string());
         return Ok(obj);
     }
-    if finalizers || graceful_pod || propagation == Propagation::Foreground {
+    let orphan = propagation == Propagation::Orphan;
+    if finalizers || graceful_pod || propagation == Propagation::Foreground || orphan {
         obj["metadata"]["deletionTimestamp"] = json!(now);
         if graceful_pod {
             let grace = opts
@@ -169,6 +170,11 @@ pub async fn delete_one(
         if propagation == Propagation::Foreground {
             add_finalizer(&mut obj, gc::FOREGROUND_FINALIZER);
         }
+        // Like kube: the orphan finalizer keeps the owner until its dependents are unlinked,
+        // so a restart in between cannot turn the orphaning into a cascade.
+        if orphan {
+            add_finalizer(&mut obj, gc::ORPHAN_FINALIZER);
+        }
         let kv = ctx
             .api
             .store
@@ -178,6 +184,8 @@ pub async fn delete_one(
         objects::set_resource_version(&mut obj, kv.mod_revision);
         if propagation == Propagation::Foreground {
             gc::spawn_foreground(ctx.api.clone(), ctx.def.clone(), key, obj.clone());
+        } else if orphan {
+            gc::spawn_orphan(ctx.api.clone(), ctx.def.clone(), key, obj.clone());
         }
         return Ok(obj);
     }
