@@ -34,6 +34,8 @@ use serde_json::{json, Value};
 const CNI_CACHE: &str = "/var/lib/cni";
 const SUBNET_PREFIX: &str = "10.231.7.";
 const GATEWAY: &str = "10.231.7.1";
+const V6_SUBNET: &str = "fd00:231:7::/64";
+const V6_GATEWAY: &str = "fd00:231:7::1";
 const NODE_UPLINK: &str = "192.168.77.1";
 const HOST_PORT: u16 = 18080;
 const ECHO_PORT: u16 = 7007;
@@ -48,7 +50,8 @@ struct PodmanNode {
 }
 
 impl PodmanNode {
-    fn new() -> Result<Self> {
+    /// A node whose pea-cni network has the IPv4 subnet only, or also an IPv6 range set.
+    fn new(dual_stack: bool) -> Result<Self> {
         require_root();
         require_program("podman");
         require_program("conmon");
@@ -101,9 +104,15 @@ impl PodmanNode {
                     "bridge": "cni0",
                     "mtu": 1400,
                     "clusterCIDR": "10.231.0.0/16",
+                    "ipv6ClusterCIDR": "fd00:231::/32",
                     "ipam": {
                         "type": "host-local",
-                        "subnet": format!("{SUBNET_PREFIX}0/24"),
+                        "ranges": if dual_stack {
+                            json!([[{"subnet": format!("{SUBNET_PREFIX}0/24")}],
+                                   [{"subnet": V6_SUBNET}]])
+                        } else {
+                            json!([[{"subnet": format!("{SUBNET_PREFIX}0/24")}]])
+                        },
                         "dataDir": d.join("ipam"),
                     },
                 },
@@ -206,7 +215,7 @@ impl PodmanNode {
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
                     .collect()
             })
             .unwrap_or_default()
@@ -326,7 +335,7 @@ fn nc_from(client: &Netns, addr: &str, port: u16, msg: &str) -> Output {
 
 #[test]
 fn podman_cni_backend_runs_containers_on_pea_cni() -> Result<()> {
-    let node = PodmanNode::new()?;
+    let node = PodmanNode::new(false)?;
     let client = Netns::new("podclient")?;
     veth(&node.ns, "uplink0", &client, "eth0")?;
     node.ns.ip(&[
@@ -560,5 +569,71 @@ fn podman_cni_backend_runs_containers_on_pea_cni() -> Result<()> {
         .collect();
     assert!(cache_left.is_empty(), "{cache_left:?}");
     assert!(!Path::new(&tmp).exists());
+    Ok(())
+}
+
+#[test]
+fn podman_dual_stack_containers_reach_each_other_over_ipv6() -> Result<()> {
+    let node = PodmanNode::new(true)?;
+    let tmp = node.dir.path().display().to_string();
+    let marker = unique_sleep();
+    node.run_echo("d1", &marker, &[])?;
+    node.run_echo("d2", &marker, &[])?;
+
+    // podman reports both families from pea-cni's result.
+    let mut v6 = Vec::new();
+    let mut all = BTreeSet::new();
+    for name in ["d1", "d2"] {
+        let n = &node.inspect(name)?["NetworkSettings"]["Networks"][&node.network];
+        let ip4 = n["IPAddress"].as_str().unwrap_or_default().to_string();
+        let ip6 = n["GlobalIPv6Address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(ip4.starts_with(SUBNET_PREFIX), "{n}");
+        assert!(ip6.starts_with("fd00:231:7::"), "{n}");
+        assert_eq!(n["IPv6Gateway"], V6_GATEWAY, "{n}");
+        assert_eq!(n["GlobalIPv6PrefixLen"], 64, "{n}");
+        all.insert(ip4);
+        all.insert(ip6.clone());
+        v6.push(ip6);
+    }
+    assert_eq!(node.leases(), all);
+    let tables = node.ns.nft_tables()?;
+    assert!(
+        tables.contains(&format!("ip6 pea-cni-{}", node.network)),
+        "{tables:?}"
+    );
+
+    // ping6 and TCP over IPv6 between the containers (busybox inside).
+    let o = node.exec("d1", &["ping", "-6", "-c", "1", "-W", "2", &v6[1]]);
+    assert!(o.success(), "d1 ping6 {}: {} {}", v6[1], o.stdout, o.stderr);
+    let o = node.exec("d2", &["ping", "-6", "-c", "1", "-W", "2", &v6[0]]);
+    assert!(o.success(), "d2 ping6 {}: {} {}", v6[0], o.stdout, o.stderr);
+    let o = node.exec(
+        "d1",
+        &[
+            "sh",
+            "-c",
+            &format!("echo over-v6 | nc -w 3 {} {ECHO_PORT}", v6[1]),
+        ],
+    );
+    assert_eq!(o.stdout.trim(), "over-v6", "{}", o.stderr);
+
+    // rm → both families released, both tables gone.
+    let o = node.podman(&["rm", "-f", "-t", "0", "d1", "d2"]);
+    ensure!(o.success(), "rm: {}", o.stderr);
+    assert!(node.leases().is_empty(), "{:?}", node.leases());
+    assert!(node.cached_results().is_empty());
+    assert!(!node.ns.nft_tables()?.iter().any(|t| t.contains("pea-cni-")));
+    assert!(node.host_veths()?.is_empty());
+    assert!(
+        wait_for(Duration::from_secs(10), || Ok(processes_with(&marker)
+            .is_empty()
+            && processes_with(&tmp).is_empty()))?,
+        "processes left"
+    );
+    drop(node);
+    assert!(mounts_with(&tmp).is_empty());
     Ok(())
 }
