@@ -666,3 +666,57 @@ fn protobuf_bodies_with_unknown_fields_are_refused_and_store_nothing() {
         "good"
     );
 }
+
+fn num(n: u64, v: u64) -> Vec<u8> {
+    [varint(n << 3), varint(v)].concat()
+}
+
+#[test]
+fn protobuf_leases_keep_microsecond_times() {
+    // What a client-go node heartbeat sends (kubectl has no command that creates leases).
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem).unwrap();
+    let mut c = cp
+        .block_on(ApiClient::connect(
+            cp.addr,
+            &connector,
+            &cp.running().admin_token,
+        ))
+        .unwrap();
+    let spec = [
+        field(1, b"node-a"),
+        num(2, 40),
+        field(3, &[num(1, 1_700_000_000), num(2, 5_000)].concat()),
+        field(4, &[num(1, 1_700_000_100), num(2, 123_456_789)].concat()),
+        num(5, 0),
+    ]
+    .concat();
+    let raw = [field(1, &field(1, b"node-a")), field(2, &spec)].concat();
+    let type_meta = [field(1, b"coordination.k8s.io/v1"), field(2, b"Lease")].concat();
+    let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &raw)].concat();
+    let (code, resp) = cp
+        .block_on(c.call_typed(
+            "POST",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            "application/vnd.kubernetes.protobuf",
+            Some(body),
+        ))
+        .unwrap();
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&resp));
+    let k = cp.kubectl();
+    let got = json(&k.ok(&[
+        "get",
+        "lease",
+        "node-a",
+        "-n",
+        "kube-node-lease",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        got["spec"],
+        serde_json::json!({"holderIdentity": "node-a", "leaseDurationSeconds": 40,
+            "acquireTime": "2023-11-14T22:13:20.000005Z",
+            "renewTime": "2023-11-14T22:15:00.123456Z", "leaseTransitions": 0})
+    );
+}

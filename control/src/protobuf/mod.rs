@@ -1,13 +1,18 @@
-//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), which kubectl's typed
-//! clients send for `kubectl create namespace|configmap|secret|serviceaccount|deployment|job|
-//! cronjob|service|ingress`. The envelope is `k8s\0` plus a `runtime.Unknown` whose `raw` field
-//! holds the object. Objects are decoded with explicit field tables (Kubernetes' generated.proto
-//! numbering) into the same JSON the API stores; a kind without a table, or a field the table
-//! lacks, is refused with a clear error, never dropped.
+//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), which client-go's typed
+//! clients send: kubectl for `kubectl create namespace|configmap|secret|serviceaccount|
+//! deployment|job|cronjob|service|ingress`, `create job --from`, `debug --copy-to`; kubelets and
+//! controllers for Node, Lease, Event, EndpointSlice and the rest. The envelope is `k8s\0` plus
+//! a `runtime.Unknown` whose `raw` field holds the object. Objects are decoded with explicit
+//! field tables (Kubernetes' generated.proto numbering) into the same JSON the API stores; a
+//! kind without a table, or a field the table lacks, is refused with a clear error, never
+//! dropped.
 
 mod apps;
+mod autoscaling;
 mod batch;
+mod coordination;
 mod core;
+mod discovery;
 mod meta;
 mod networking;
 mod pod;
@@ -66,10 +71,16 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "ServiceAccount") => &core::SERVICE_ACCOUNT,
         ("v1", "Service") => &core::SERVICE,
         ("v1", "Pod") => &core::POD,
+        ("v1", "Node") => &core::NODE,
+        ("v1", "Endpoints") => &core::ENDPOINTS,
+        ("v1", "Event") => &core::EVENT,
+        ("coordination.k8s.io/v1", "Lease") => &coordination::LEASE,
+        ("discovery.k8s.io/v1", "EndpointSlice") => &discovery::ENDPOINT_SLICE,
         ("apps/v1", "Deployment") => &apps::DEPLOYMENT,
         ("apps/v1", "ReplicaSet") => &apps::REPLICA_SET,
         ("apps/v1", "StatefulSet") => &apps::STATEFUL_SET,
         ("apps/v1", "DaemonSet") => &apps::DAEMON_SET,
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => &autoscaling::HORIZONTAL_POD_AUTOSCALER,
         ("batch/v1", "Job") => &batch::JOB,
         ("batch/v1", "CronJob") => &batch::CRON_JOB,
         ("networking.k8s.io/v1", "Ingress") => &networking::INGRESS,
@@ -246,6 +257,51 @@ mod tests {
                 "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 7}}],
                 "securityContext": {"supplementalGroups": [5, 6, 7, 8]}})
         );
+    }
+
+    #[test]
+    fn decodes_micro_times_and_kinds_client_go_components_send() {
+        // A node heartbeat Lease: MicroTime keeps microseconds; pointer zeros stay.
+        let spec = [
+            field(1, b"node-a"),
+            num(2, 40),
+            field(4, &[num(1, 1_700_000_000), num(2, 123_456_789)].concat()),
+            num(5, 0),
+        ]
+        .concat();
+        let raw = [field(1, &field(1, b"node-a")), field(2, &spec)].concat();
+        let v = decode(&envelope("coordination.k8s.io/v1", "Lease", &raw)).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"holderIdentity": "node-a", "leaseDurationSeconds": 40,
+                   "renewTime": "2023-11-14T22:13:20.123456Z", "leaseTransitions": 0})
+        );
+        // A Node's status: quantities, the capitalised kubelet Port, a "" runtime handler.
+        let status = [
+            field(1, &[field(1, b"cpu"), field(2, &field(1, b"2"))].concat()),
+            field(6, &field(1, &num(1, 10250))),
+            field(12, &field(1, b"")),
+        ]
+        .concat();
+        let raw = [field(1, &field(1, b"n")), field(3, &status)].concat();
+        let v = decode(&envelope("v1", "Node", &raw)).unwrap();
+        assert_eq!(
+            v["status"],
+            json!({"capacity": {"cpu": "2"}, "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                   "runtimeHandlers": [{"name": ""}]})
+        );
+        let bad = [
+            field(1, &field(1, b"x")),
+            field(2, &field(4, &num(2, 2_000_000_000))),
+        ]
+        .concat();
+        assert!(matches!(
+            decode(&envelope("coordination.k8s.io/v1", "Lease", &bad)),
+            Err(ProtoError::BadValue {
+                message: "Time",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub(super) enum F {
     Inline(&'static Schema),
     /// meta/v1 Time → RFC 3339, or null for the zero time (as Go marshals it).
     Time,
+    /// meta/v1 MicroTime → RFC 3339 with microseconds, or null for the zero time.
+    MicroTime,
     /// resource.Quantity → its canonical string ("0" for the zero quantity).
     Qty,
     /// intstr.IntOrString → a number or a string.
@@ -88,26 +90,39 @@ fn entry(b: &[u8], kind: F) -> Result<(String, Value), ProtoError> {
     Ok((k, v.unwrap_or(empty)))
 }
 
-fn time(b: &[u8]) -> Result<Value, ProtoError> {
+fn time(b: &[u8], micro: bool) -> Result<Value, ProtoError> {
     let mut r = Reader::new(b);
-    let mut secs = 0i64;
+    let (mut secs, mut nanos) = (0i64, 0i64);
     while let Some((f, w)) = r.next("Time")? {
         match (f, w) {
             (1, Wire::Varint(v)) => secs = v as i64,
-            // JSON carries whole seconds only.
-            (2, Wire::Varint(_)) => {}
+            (2, Wire::Varint(v)) => nanos = v as i64,
             (field, _) => return Err(refuse("Time", field)),
         }
     }
-    if secs == 0 {
+    if secs == 0 && nanos == 0 {
         return Ok(Value::Null);
     }
-    let secs = u64::try_from(secs).map_err(|_| ProtoError::BadValue {
+    let bad = || ProtoError::BadValue {
         message: "Time",
-        detail: format!("times before 1970 are not supported ({secs} s)"),
-    })?;
-    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    Ok(json!(crate::objects::rfc3339(t)))
+        detail: format!("{secs} s {nanos} ns is not a representable time"),
+    };
+    // Time carries whole seconds in JSON; MicroTime microseconds.
+    let nanos = if micro {
+        u32::try_from(nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)
+            .ok_or_else(bad)?
+    } else {
+        0
+    };
+    let t = k8s_openapi::chrono::DateTime::from_timestamp(secs, nanos).ok_or_else(bad)?;
+    let format = if micro {
+        "%Y-%m-%dT%H:%M:%S%.6fZ"
+    } else {
+        "%Y-%m-%dT%H:%M:%SZ"
+    };
+    Ok(json!(t.format(format).to_string()))
 }
 
 fn quantity(b: &[u8]) -> Result<Value, ProtoError> {
@@ -234,8 +249,8 @@ fn decode_into(
             }
             (F::RepMsg(s), Wire::Len(b)) => push(out, name, message(b, s)?),
             (F::Inline(s), Wire::Len(b)) => decode_into(b, s, out)?,
-            (F::Time, Wire::Len(b)) => {
-                out.insert(name.into(), time(b)?);
+            (F::Time | F::MicroTime, Wire::Len(b)) => {
+                out.insert(name.into(), time(b, matches!(kind, F::MicroTime))?);
             }
             (F::Qty, Wire::Len(b)) => {
                 out.insert(name.into(), quantity(b)?);
