@@ -40,23 +40,34 @@ struct Api {
     lab: Netns,
     cp: Option<ControlPlane>,
     home: tempfile::TempDir,
+    /// The server's state (store, PKI), kept across restarts.
+    data: tempfile::TempDir,
 }
 
 impl Api {
     fn start(lab: Netns) -> Result<Self> {
-        // A thread that entered the lab namespace builds the server's runtime: the listener (and
-        // the runtime's worker threads) live there.
-        let cp = lab.run_in(|| {
-            ControlPlane::start_with(Backend::Embedded, |c| {
+        let mut api = Api {
+            lab,
+            cp: None,
+            home: tempfile::tempdir()?,
+            data: tempfile::tempdir()?,
+        };
+        api.restart()?;
+        Ok(api)
+    }
+    /// (Re)starts the server on its data dir. A thread that entered the lab namespace builds the
+    /// server's runtime: the listener (and the runtime's worker threads) live there.
+    fn restart(&mut self) -> Result<()> {
+        drop(self.cp.take());
+        let data = self.data.path().join("control");
+        self.cp = Some(self.lab.run_in(|| {
+            ControlPlane::start_with(Backend::Embedded, move |c| {
+                c.data_dir = data;
                 c.listen = format!("{API_IP}:6443").parse().expect("addr");
                 c.extra_sans = vec![API_IP.into()];
             })
-        })?;
-        Ok(Api {
-            lab,
-            cp: Some(cp),
-            home: tempfile::tempdir()?,
-        })
+        })?);
+        Ok(())
     }
     fn cp(&self) -> &ControlPlane {
         self.cp.as_ref().expect("running")
@@ -258,7 +269,7 @@ fn three_nodes_take_subnets_from_node_objects_and_a_deleted_node_is_withdrawn() 
     for p in ["nsenter", "nft", "bridge", "kubectl", "/bin/busybox"] {
         require_program(p);
     }
-    let (api, mut nodes) = lab(3)?;
+    let (mut api, mut nodes) = lab(3)?;
     api.create_node("node1", "10.244.1.0/24")?;
     api.create_node("node2", "10.244.2.0/24")?;
     // node3's Node does not exist yet: its agent waits (and says so) instead of failing.
@@ -372,6 +383,31 @@ fn three_nodes_take_subnets_from_node_objects_and_a_deleted_node_is_withdrawn() 
     assert!(pods[0].ping(&ips[2])?, "ping after the agent restart");
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
 
+    // A running agent whose annotations are removed puts them back.
+    let before = api.annotations("node1")?;
+    api.kubectl(
+        &[
+            "annotate",
+            "node",
+            "node1",
+            "flannel.alpha.coreos.com/backend-data-",
+        ],
+        None,
+    )?;
+    wait("node1 re-publishes its annotations", 10, || {
+        Ok(api.annotations("node1")? == before)
+    })?;
+    assert!(
+        nodes[0].log().contains("re-published"),
+        "{}",
+        nodes[0].log()
+    );
+    for n in [&nodes[1], &nodes[2]] {
+        wait(&format!("{} routes node1", n.name), 10, || {
+            Ok(n.overlay_routes()?.contains(&"10.244.1.0/24".to_string()))
+        })?;
+    }
+
     // node2's agent is stopped and its flannel annotations are removed: the others withdraw it;
     // once its agent is back it re-publishes and is routed again.
     nodes[1].agent = None;
@@ -400,6 +436,13 @@ fn three_nodes_take_subnets_from_node_objects_and_a_deleted_node_is_withdrawn() 
         })?;
     }
     assert!(pods[0].ping(&ips[1])?, "node2 reachable again");
+
+    // The API server restarts: the agents keep the overlay while it is away, and their watches
+    // reconnect (the deletion below is only seen through the new connection).
+    api.restart()?;
+    for n in &nodes {
+        assert_eq!(n.overlay_routes()?.len(), 2, "{}: {}", n.name, n.log());
+    }
 
     // node3 leaves: its agent stops and its Node is deleted.
     nodes[2].agent = None;

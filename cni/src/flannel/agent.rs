@@ -237,11 +237,15 @@ impl Agent {
             }
             n <= 1
         });
+        let programmed = vxlan::programmed(&self.h, &self.device, self.cfg.network).await?;
         for p in want.values() {
             vxlan::program_peer(&self.h, &self.device, p).await?;
+            if !programmed.iter().any(|(subnet, _)| *subnet == p.subnet) {
+                tracing::info!(node = %p.name, subnet = %p.subnet, public_ip = %p.public_ip, "routed a node");
+            }
             report.peers.push(p.name.clone());
         }
-        for (subnet, gw) in vxlan::programmed(&self.h, &self.device, self.cfg.network).await? {
+        for (subnet, gw) in programmed {
             if !want.contains_key(&subnet) {
                 vxlan::withdraw(&self.h, &self.device, subnet, gw).await?;
                 tracing::info!(%subnet, "withdrew routes of a node that left");

@@ -66,8 +66,6 @@ pub struct KubeSource {
     store: Store<Node>,
     writer: Option<reflector::store::Writer<Node>>,
     changed: Arc<tokio::sync::Notify>,
-    /// Set when our own annotations were found missing and re-published, to log it once.
-    republished: std::sync::atomic::AtomicBool,
 }
 
 impl KubeSource {
@@ -99,7 +97,6 @@ impl KubeSource {
             store,
             writer: Some(writer),
             changed: Arc::new(tokio::sync::Notify::new()),
-            republished: false.into(),
         })
     }
 
@@ -166,12 +163,27 @@ impl KubeSource {
             .reflect(writer);
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            // What each Node last meant for the overlay: kubelets update their Node's status
+            // every few seconds, and those updates must not each cost a reconcile.
+            let mut seen: BTreeMap<String, LeaseView> = BTreeMap::new();
             while let Some(ev) = stream.next().await {
-                match ev {
+                let relevant = match ev {
                     // Errors are retried by the backoff; the cache keeps its last state.
-                    Err(e) => tracing::warn!("watching nodes: {e}"),
-                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                    Ok(_) => changed.notify_one(),
+                    Err(e) => {
+                        tracing::warn!("watching nodes: {e}");
+                        false
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
+                    // A relist may have dropped nodes whose deletion was never seen.
+                    Ok(watcher::Event::InitDone) => true,
+                    Ok(watcher::Event::Apply(n)) => {
+                        let view = record_of(&n);
+                        seen.insert(name_of(&n), view.clone()) != Some(view)
+                    }
+                    Ok(watcher::Event::Delete(n)) => seen.remove(&name_of(&n)).is_some(),
+                };
+                if relevant {
+                    changed.notify_one();
                 }
             }
         });
@@ -191,7 +203,12 @@ impl KubeSource {
     pub async fn read_all(&self, own: &NodeRecord) -> (Vec<NodeRecord>, Vec<String>) {
         let mut recs = Vec::new();
         let mut bad = Vec::new();
+        // This node's Node as the cache has it: Some(its podCIDR) when it exists.
+        let mut own_cidr: Option<Option<String>> = None;
         for node in self.store.state() {
+            if node.metadata.name.as_deref() == Some(own.name.as_str()) {
+                own_cidr = Some(node.spec.as_ref().and_then(|s| s.pod_cidr.clone()));
+            }
             match record_of(&node) {
                 Ok(Some(r)) => recs.push(r),
                 Ok(None) => {}
@@ -199,42 +216,45 @@ impl KubeSource {
             }
         }
         recs.sort_by(|a, b| a.name.cmp(&b.name));
-        let mine = recs.iter().find(|r| r.name == own.name);
-        let present = self
-            .store
-            .state()
+        let Some(cidr) = own_cidr else {
+            return (recs, bad); // our Node is gone: nothing to publish on
+        };
+        let same_subnet = cidr
+            .as_deref()
+            .and_then(|c| c.parse::<Ipv4Net>().ok())
+            .is_some_and(|c| c.trunc() == own.pod_cidr);
+        if !same_subnet {
+            bad.push(format!(
+                "node {}: spec.podCIDR is now {cidr:?} but the agent runs with {}; restart the agent",
+                own.name, own.pod_cidr
+            ));
+        } else if recs
             .iter()
-            .any(|n| n.metadata.name.as_deref() == Some(&own.name));
-        if present && mine.map(|m| &m.annotations) != Some(&own.annotations) {
-            if mine.is_some_and(|m| m.pod_cidr.trunc() != own.pod_cidr) {
-                bad.push(format!(
-                    "node {}: spec.podCIDR changed to {} while the agent runs with {}; restart the agent",
-                    own.name,
-                    mine.map(|m| m.pod_cidr).expect("checked"),
-                    own.pod_cidr
-                ));
-            } else {
-                match self.publish(own).await {
-                    Ok(()) => {
-                        if !self
-                            .republished
-                            .swap(true, std::sync::atomic::Ordering::Relaxed)
-                        {
-                            tracing::info!(node = %own.name, "re-published this node's annotations");
-                        }
-                    }
-                    Err(e) => bad.push(e.to_string()),
-                }
+            .find(|r| r.name == own.name)
+            .map(|r| &r.annotations)
+            != Some(&own.annotations)
+        {
+            // Our annotations went (removed, or the Node was re-created): put them back.
+            match self.publish(own).await {
+                Ok(()) => tracing::info!(node = %own.name, "re-published this node's annotations"),
+                Err(e) => bad.push(e.to_string()),
             }
         }
         (recs, bad)
     }
 }
 
+/// What a Node means for the overlay.
+type LeaseView = Result<Option<NodeRecord>, String>;
+
+fn name_of(node: &Node) -> String {
+    node.metadata.name.clone().unwrap_or_default()
+}
+
 /// The record a Node object stands for: `None` while it has no podCIDR or no flannel agent has
 /// published on it (flannel's kube subnet manager skips those too).
-pub fn record_of(node: &Node) -> Result<Option<NodeRecord>, String> {
-    let name = node.metadata.name.clone().unwrap_or_default();
+pub fn record_of(node: &Node) -> LeaseView {
+    let name = name_of(node);
     let Some(cidr) = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()) else {
         return Ok(None);
     };
