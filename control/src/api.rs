@@ -280,7 +280,7 @@ impl Api {
                         path: req.path.into(),
                     })
             }
-            Route::OpenApi(path) => self.openapi(&path),
+            Route::OpenApi(path) => self.openapi(&path, req.accept),
             Route::Health(_) => unreachable!("handled above"),
             Route::Resource(info) => self.resource(req, &info, query, user).await,
         }
@@ -383,8 +383,19 @@ impl Api {
         }
     }
 
-    fn openapi(&self, path: &str) -> Result<Reply, ApiError> {
+    fn openapi(&self, path: &str, accept: &str) -> Result<Reply, ApiError> {
         let rest = path.trim_matches('/');
+        if rest == "openapi/v2" {
+            crate::openapi_v2::negotiate(accept)?;
+            let mut cache = self
+                .openapi_cache
+                .lock()
+                .map_err(|_| ApiError::Internal("openapi cache poisoned".into()))?;
+            let doc = cache
+                .entry("/v2".into())
+                .or_insert_with(|| crate::openapi_v2::document(&self.resources));
+            return Ok(Reply::json(200, doc.clone()));
+        }
         if rest == "openapi/v3" {
             return Ok(Reply::json(200, crate::openapi::root(&self.resources)));
         }
@@ -402,7 +413,7 @@ impl Api {
             return Ok(Reply::json(200, doc));
         }
         Err(ApiError::NotImplemented(format!(
-            "{path}: only OpenAPI v3 (/openapi/v3) is served"
+            "{path}: only /openapi/v2 and /openapi/v3 are served"
         )))
     }
 

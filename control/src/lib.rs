@@ -16,6 +16,7 @@ pub mod managed;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod pki;
 pub mod portalloc;
 pub mod protobuf;

@@ -54,6 +54,8 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("the body of the request was in an unknown format: {0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("the server could not find the requested resource: {path}")]
@@ -75,6 +77,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::NotImplemented(_) => 501,
             ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::NotAcceptable(_) => 406,
             ApiError::TooLarge { .. } => 413,
             ApiError::Internal(_) => 500,
             ApiError::TooLargeResourceVersion { .. } => 504,
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::Internal(_) => "InternalError",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
