@@ -372,6 +372,30 @@ fn three_nodes_take_subnets_from_node_objects_and_a_deleted_node_is_withdrawn() 
     )?;
     assert_eq!(got, b"over the kube overlay");
 
+    // A hostile Node claiming node2's subnet (an admin could create one): nobody routes that
+    // subnet to either claimant until it is gone; the rest of the overlay is untouched.
+    let mut evil_anns = api.annotations("node2")?;
+    evil_anns["flannel.alpha.coreos.com/public-ip"] = json!("192.168.50.99");
+    let evil = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "evil", "annotations": evil_anns},
+        "spec": {"podCIDR": "10.244.2.0/24"}});
+    api.kubectl(&["create", "-f", "-"], Some(&evil.to_string()))?;
+    wait("node1 stops routing the contested subnet", 10, || {
+        Ok(nodes[0].overlay_routes()? == vec!["10.244.3.0/24".to_string()])
+    })?;
+    assert!(
+        nodes[0].log().contains("is claimed by 2 nodes"),
+        "{}",
+        nodes[0].log()
+    );
+    assert!(!nodes[0].fdb_dsts()?.contains(&"192.168.50.99".to_string()));
+    assert!(pods[0].ping(&ips[2])?, "node3 unaffected by the conflict");
+    api.kubectl(&["delete", "node", "evil"], None)?;
+    wait("node1 routes node2 again", 10, || {
+        Ok(nodes[0].overlay_routes()?.len() == 2)
+    })?;
+    assert!(pods[0].ping(&ips[1])?, "node2 after the conflict cleared");
+
     // Restarting an agent leaves the overlay alone while it is down and after it is back.
     nodes[0].agent = None;
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
