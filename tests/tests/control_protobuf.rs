@@ -720,3 +720,54 @@ fn protobuf_leases_keep_microsecond_times() {
             "renewTime": "2023-11-14T22:15:00.123456Z", "leaseTransitions": 0})
     );
 }
+
+#[test]
+fn kubectl_drain_sends_protobuf_delete_options() {
+    // drain deletes through the typed client: DeleteOptions travel as protobuf, and
+    // gracePeriodSeconds=0 (a pointer zero) must arrive, or the bound pods would wait for a
+    // kubelet to finish their graceful deletion.
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#,
+    );
+    for p in ["a", "b"] {
+        k.ok_stdin(
+            &["create", "-f", "-"],
+            &format!(
+                r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{p}"}},
+                  "spec": {{"nodeName": "n1", "containers": [{{"name": "c", "image": "busybox:1.36"}}]}}}}"#
+            ),
+        );
+    }
+    let out = k.run(&[
+        "drain",
+        "n1",
+        "--force",
+        "--grace-period=0",
+        "--disable-eviction",
+        "--timeout=20s",
+        "-v=8",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl drain: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let protobuf_deletes = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            l.contains("DELETE https://")
+                && lines[i + 1..]
+                    .iter()
+                    .take(4)
+                    .any(|h| h.contains("Content-Type: application/vnd.kubernetes.protobuf"))
+        })
+        .count();
+    assert_eq!(protobuf_deletes, 2, "drain's deletes: {stderr}");
+    assert_eq!(k.ok(&["get", "pods", "-o", "name"]), "");
+    assert_eq!(
+        k.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]),
+        "true"
+    );
+}

@@ -1,4 +1,4 @@
-//! autoscaling/v2 HorizontalPodAutoscaler.
+//! autoscaling/v2 HorizontalPodAutoscaler and the autoscaling/v1 Scale subresource.
 
 use super::meta::{LABEL_SELECTOR, OBJECT_META};
 use super::schema::{Schema, F};
@@ -196,5 +196,23 @@ pub(super) static HORIZONTAL_POD_AUTOSCALER: Schema = Schema {
         (1, "metadata", F::Msg(&OBJECT_META)),
         (2, "spec", F::Msg(&HPA_SPEC)),
         (3, "status", F::Msg(&HPA_STATUS)),
+    ],
+};
+
+// --- autoscaling/v1 Scale (the scale subresource) ---
+static SCALE_SPEC: Schema = Schema {
+    name: "ScaleSpec",
+    fields: &[(1, "replicas", F::Int)],
+};
+static SCALE_STATUS: Schema = Schema {
+    name: "ScaleStatus",
+    fields: &[(1, "replicas", F::IntP), (2, "selector", F::Str)],
+};
+pub(super) static SCALE: Schema = Schema {
+    name: "Scale",
+    fields: &[
+        (1, "metadata", F::Msg(&OBJECT_META)),
+        (2, "spec", F::Msg(&SCALE_SPEC)),
+        (3, "status", F::Msg(&SCALE_STATUS)),
     ],
 };

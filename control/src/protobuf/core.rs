@@ -393,3 +393,12 @@ pub(super) static NODE: Schema = Schema {
         (3, "status", F::Msg(&NODE_STATUS)),
     ],
 };
+
+/// pods/binding, which schedulers post.
+pub(super) static BINDING: Schema = Schema {
+    name: "Binding",
+    fields: &[
+        (1, "metadata", F::Msg(&OBJECT_META)),
+        (2, "target", F::Msg(&OBJECT_REF)),
+    ],
+};

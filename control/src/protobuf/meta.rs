@@ -81,3 +81,23 @@ pub(super) static CONDITION: Schema = Schema {
         (6, "message", F::Str),
     ],
 };
+static PRECONDITIONS: Schema = Schema {
+    name: "Preconditions",
+    fields: &[(1, "uid", F::StrP), (2, "resourceVersion", F::StrP)],
+};
+/// The body of a DELETE from client-go's typed clients (e.g. `kubectl drain`, controllers).
+pub(super) static DELETE_OPTIONS: Schema = Schema {
+    name: "DeleteOptions",
+    fields: &[
+        (1, "gracePeriodSeconds", F::IntP),
+        (2, "preconditions", F::Msg(&PRECONDITIONS)),
+        (3, "orphanDependents", F::BoolP),
+        (4, "propagationPolicy", F::StrP),
+        (5, "dryRun", F::RepStr),
+        (
+            6,
+            "ignoreStoreReadErrorWithClusterBreakingPotential",
+            F::BoolP,
+        ),
+    ],
+};

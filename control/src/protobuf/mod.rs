@@ -71,6 +71,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "ServiceAccount") => &core::SERVICE_ACCOUNT,
         ("v1", "Service") => &core::SERVICE,
         ("v1", "Pod") => &core::POD,
+        ("v1", "Binding") => &core::BINDING,
         ("v1", "Node") => &core::NODE,
         ("v1", "Endpoints") => &core::ENDPOINTS,
         ("v1", "Event") => &core::EVENT,
@@ -81,6 +82,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("apps/v1", "StatefulSet") => &apps::STATEFUL_SET,
         ("apps/v1", "DaemonSet") => &apps::DAEMON_SET,
         ("autoscaling/v2", "HorizontalPodAutoscaler") => &autoscaling::HORIZONTAL_POD_AUTOSCALER,
+        ("autoscaling/v1", "Scale") => &autoscaling::SCALE,
         ("batch/v1", "Job") => &batch::JOB,
         ("batch/v1", "CronJob") => &batch::CRON_JOB,
         ("networking.k8s.io/v1", "Ingress") => &networking::INGRESS,
@@ -88,8 +90,8 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
     })
 }
 
-/// Decodes a `k8s\0`-enveloped protobuf body into the object's JSON.
-pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
+/// Splits a `k8s\0` envelope into (apiVersion, kind, raw object bytes).
+fn envelope(body: &[u8]) -> Result<(String, String, &[u8]), ProtoError> {
     let rest = body.strip_prefix(b"k8s\0").ok_or(ProtoError::Magic)?;
     let mut r = Reader::new(rest);
     let (mut type_meta, mut raw) = (Value::Null, None);
@@ -119,10 +121,29 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
     }
     let api_version = type_meta["apiVersion"].as_str().unwrap_or("").to_string();
     let kind = type_meta["kind"].as_str().unwrap_or("").to_string();
+    Ok((api_version, kind, raw.unwrap_or_default()))
+}
+
+/// Decodes a `k8s\0`-enveloped protobuf body into the object's JSON.
+pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
+    let (api_version, kind, raw) = envelope(body)?;
     let Some(schema) = schema_for(&api_version, &kind) else {
         return Err(ProtoError::UnsupportedKind { api_version, kind });
     };
-    let mut obj = message(raw.unwrap_or_default(), schema)?;
+    let mut obj = message(raw, schema)?;
+    obj["apiVersion"] = json!(api_version);
+    obj["kind"] = json!(kind);
+    Ok(obj)
+}
+
+/// Decodes a protobuf DeleteOptions body. Typed clients label it with their own group-version
+/// (DeleteOptions is registered in every one), so only the kind is checked.
+pub fn decode_delete_options(body: &[u8]) -> Result<Value, ProtoError> {
+    let (api_version, kind, raw) = envelope(body)?;
+    if kind != "DeleteOptions" {
+        return Err(ProtoError::UnsupportedKind { api_version, kind });
+    }
+    let mut obj = message(raw, &meta::DELETE_OPTIONS)?;
     obj["apiVersion"] = json!(api_version);
     obj["kind"] = json!(kind);
     Ok(obj)
@@ -302,6 +323,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn decodes_delete_options_and_bindings() {
+        let opts = [
+            num(1, 0),
+            field(2, &field(1, b"uid-1")),
+            field(4, b"Foreground"),
+            field(5, b"All"),
+        ]
+        .concat();
+        let v = decode_delete_options(&envelope("apps/v1", "DeleteOptions", &opts)).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "apps/v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                   "preconditions": {"uid": "uid-1"}, "propagationPolicy": "Foreground",
+                   "dryRun": ["All"]})
+        );
+        assert!(matches!(
+            decode_delete_options(&envelope("v1", "Pod", &[])),
+            Err(ProtoError::UnsupportedKind { .. })
+        ));
+        let raw = [
+            field(1, &field(1, b"p")),
+            field(2, &[field(1, b"Node"), field(3, b"n1")].concat()),
+        ]
+        .concat();
+        let v = decode(&envelope("v1", "Binding", &raw)).unwrap();
+        assert_eq!(v["target"], json!({"kind": "Node", "name": "n1"}));
     }
 
     #[test]

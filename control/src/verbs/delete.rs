@@ -21,6 +21,13 @@ pub struct DeleteOptions {
 pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
     let body: Value = if ctx.body.is_empty() {
         json!({})
+    } else if ctx
+        .content_type
+        .starts_with("application/vnd.kubernetes.protobuf")
+    {
+        // client-go's typed clients (kubectl drain, controllers) send DeleteOptions as protobuf.
+        crate::protobuf::decode_delete_options(&ctx.body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     } else {
         serde_json::from_slice(&ctx.body)
             .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
