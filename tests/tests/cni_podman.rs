@@ -50,8 +50,8 @@ struct PodmanNode {
 }
 
 impl PodmanNode {
-    /// A node whose pea-cni network has the IPv4 subnet only, or also an IPv6 range set.
-    fn new(dual_stack: bool) -> Result<Self> {
+    /// A node whose pea-cni network has the given IPAM range sets.
+    fn new(ranges: Value) -> Result<Self> {
         require_root();
         require_program("podman");
         require_program("conmon");
@@ -107,12 +107,7 @@ impl PodmanNode {
                     "ipv6ClusterCIDR": "fd00:231::/32",
                     "ipam": {
                         "type": "host-local",
-                        "ranges": if dual_stack {
-                            json!([[{"subnet": format!("{SUBNET_PREFIX}0/24")}],
-                                   [{"subnet": V6_SUBNET}]])
-                        } else {
-                            json!([[{"subnet": format!("{SUBNET_PREFIX}0/24")}]])
-                        },
+                        "ranges": ranges,
                         "dataDir": d.join("ipam"),
                     },
                 },
@@ -335,7 +330,7 @@ fn nc_from(client: &Netns, addr: &str, port: u16, msg: &str) -> Output {
 
 #[test]
 fn podman_cni_backend_runs_containers_on_pea_cni() -> Result<()> {
-    let node = PodmanNode::new(false)?;
+    let node = PodmanNode::new(json!([[{"subnet": format!("{SUBNET_PREFIX}0/24")}]]))?;
     let client = Netns::new("podclient")?;
     veth(&node.ns, "uplink0", &client, "eth0")?;
     node.ns.ip(&[
@@ -574,7 +569,10 @@ fn podman_cni_backend_runs_containers_on_pea_cni() -> Result<()> {
 
 #[test]
 fn podman_dual_stack_containers_reach_each_other_over_ipv6() -> Result<()> {
-    let node = PodmanNode::new(true)?;
+    let node = PodmanNode::new(json!([
+        [{"subnet": format!("{SUBNET_PREFIX}0/24")}],
+        [{"subnet": V6_SUBNET}]
+    ]))?;
     let tmp = node.dir.path().display().to_string();
     let marker = unique_sleep();
     node.run_echo("d1", &marker, &[])?;
@@ -627,6 +625,64 @@ fn podman_dual_stack_containers_reach_each_other_over_ipv6() -> Result<()> {
     assert!(node.cached_results().is_empty());
     assert!(!node.ns.nft_tables()?.iter().any(|t| t.contains("pea-cni-")));
     assert!(node.host_veths()?.is_empty());
+    assert!(
+        wait_for(Duration::from_secs(10), || Ok(processes_with(&marker)
+            .is_empty()
+            && processes_with(&tmp).is_empty()))?,
+        "processes left"
+    );
+    drop(node);
+    assert!(mounts_with(&tmp).is_empty());
+    Ok(())
+}
+
+#[test]
+fn podman_surfaces_pea_cni_errors_and_a_failed_add_leaves_nothing() -> Result<()> {
+    // A /30: the gateway .1 and one pod address .2.
+    let node = PodmanNode::new(json!([[{"subnet": format!("{SUBNET_PREFIX}0/30")}]]))?;
+    let tmp = node.dir.path().display().to_string();
+    let marker = unique_sleep();
+    node.run_echo("f1", &marker, &[])?;
+    assert_eq!(node.ip("f1")?, format!("{SUBNET_PREFIX}2"));
+    let netns_before = run_netns_entries();
+
+    // The second container's ADD fails in pea-cni's IPAM; podman reports the plugin's message.
+    let e = node.run_echo("f2", &marker, &[]).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("no free address"), "{msg}");
+    // Nothing of the failed attachment: no lease, no cache entry, no veth, no new netns.
+    assert_eq!(node.leases(), [format!("{SUBNET_PREFIX}2")].into());
+    assert_eq!(
+        node.cached_results().len(),
+        1,
+        "{:?}",
+        node.cached_results()
+    );
+    assert_eq!(node.host_veths()?.len(), 1);
+    let new: Vec<String> = run_netns_entries()
+        .difference(&netns_before)
+        .filter(|n| n.starts_with("netns-") || n.starts_with("cni-"))
+        .cloned()
+        .collect();
+    assert!(
+        new.is_empty(),
+        "podman netns left after the failed ADD: {new:?}"
+    );
+    // The first container is unaffected.
+    let o = node.exec("f1", &["ping", "-c", "1", "-W", "2", GATEWAY]);
+    assert!(o.success(), "{}", o.stdout);
+
+    // Once f1 is gone its address serves f2.
+    let o = node.podman(&["rm", "-f", "-t", "0", "f1", "f2"]);
+    ensure!(o.success(), "rm: {}", o.stderr);
+    node.run_echo("f3", &marker, &[])?;
+    assert_eq!(node.ip("f3")?, format!("{SUBNET_PREFIX}2"));
+    let o = node.podman(&["rm", "-f", "-t", "0", "f3"]);
+    ensure!(o.success(), "rm: {}", o.stderr);
+    assert!(node.leases().is_empty());
+    assert!(node.cached_results().is_empty());
+    assert!(node.host_veths()?.is_empty());
+    assert!(!node.ns.nft_tables()?.contains(&node.masq_table()));
     assert!(
         wait_for(Duration::from_secs(10), || Ok(processes_with(&marker)
             .is_empty()
