@@ -530,3 +530,34 @@ fn a_pod_cidr_outside_the_cluster_network_is_refused_and_leaves_nothing() -> Res
     assert_eq!(api.annotations("node1")?, Value::Null);
     Ok(())
 }
+
+#[test]
+fn another_nodes_identity_is_refused_before_anything_is_set_up() -> Result<()> {
+    require_root();
+    for p in ["nsenter", "kubectl"] {
+        require_program(p);
+    }
+    let (api, mut nodes) = lab(1)?;
+    api.create_node("node1", "10.244.1.0/24")?;
+    // node1's agent started with node9's credentials: it may read node1, not annotate it.
+    nodes[0].kubeconfig = api
+        .cp()
+        .kubeconfig_for("system:node:node9", &["system:nodes"])?;
+    nodes[0].start_agent()?;
+    let mut agent = nodes[0].agent.take().context("agent")?;
+    let mut status = None;
+    wait("the agent exits", 20, || {
+        status = agent.0.try_wait()?;
+        Ok(status.is_some())
+    })?;
+    assert!(!status.context("status")?.success());
+    let log = nodes[0].log();
+    assert!(
+        log.contains("node1") && log.to_lowercase().contains("forbidden"),
+        "{log}"
+    );
+    assert!(!nodes[0].subnet_env().exists());
+    assert!(!nodes[0].ns.links()?.iter().any(|l| l == "flannel.1"));
+    assert_eq!(api.annotations("node1")?, Value::Null);
+    Ok(())
+}

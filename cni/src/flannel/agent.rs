@@ -95,10 +95,9 @@ impl Agent {
             } => (subnet.trunc(), Leases::Static(registry_dir.clone())),
             SubnetSource::Kubernetes { kubeconfig } => {
                 let src = KubeSource::connect(kubeconfig.as_deref(), &cfg.node_name).await?;
-                (
-                    src.wait_for_pod_cidr(cfg.network).await?,
-                    Leases::Kube(Box::new(src)),
-                )
+                let subnet = src.wait_for_pod_cidr(cfg.network).await?;
+                src.check_can_publish().await?;
+                (subnet, Leases::Kube(Box::new(src)))
             }
         };
         let h = netns::netlink_here()?;
@@ -147,7 +146,7 @@ impl Agent {
         match &mut leases {
             Leases::Static(dir) => registry::publish(dir, &record)?,
             Leases::Kube(src) => {
-                src.publish(&record).await?;
+                src.publish_retrying(&record).await?;
                 src.start_watch().await?;
             }
         }

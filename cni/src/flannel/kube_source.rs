@@ -136,19 +136,69 @@ impl KubeSource {
     /// Writes `rec`'s annotations onto this node's Node (a merge patch of just those keys, so
     /// other annotations stay). Runs with the node's own identity: it may only patch itself.
     pub async fn publish(&self, rec: &NodeRecord) -> Result<(), KubeSourceError> {
-        let patch = serde_json::json!({"metadata": {"annotations": rec.annotations}});
+        self.patch_annotations(&rec.annotations, false).await
+    }
+
+    async fn patch_annotations(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<(), KubeSourceError> {
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        let params = PatchParams {
+            dry_run,
+            ..Default::default()
+        };
         self.nodes
-            .patch(
-                &self.node_name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .patch(&self.node_name, &params, &Patch::Merge(&patch))
             .await
             .map_err(|source| KubeSourceError::Publish {
                 node: self.node_name.clone(),
                 source,
             })?;
         Ok(())
+    }
+
+    /// Checks, with a dry-run patch, that this identity may annotate this Node, before anything
+    /// is set up on the host (a kubeconfig of another node's identity must leave nothing).
+    pub async fn check_can_publish(&self) -> Result<(), KubeSourceError> {
+        let probe = BTreeMap::from([(ANN_KUBE_SUBNET_MANAGER.to_string(), "true".to_string())]);
+        self.patch_retrying(&probe, true).await
+    }
+
+    /// [`Self::publish`] at start, retried like [`Self::check_can_publish`].
+    pub async fn publish_retrying(&self, rec: &NodeRecord) -> Result<(), KubeSourceError> {
+        self.patch_retrying(&rec.annotations, false).await
+    }
+
+    /// Transient failures (server away, 5xx, 429) are retried; a refusal (other 4xx) is returned.
+    async fn patch_retrying(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<(), KubeSourceError> {
+        let mut round: u32 = 0;
+        loop {
+            match self.patch_annotations(annotations, dry_run).await {
+                Err(KubeSourceError::Publish {
+                    source: kube::Error::Api(resp),
+                    ..
+                }) if (400..500).contains(&resp.code) && resp.code != 429 => {
+                    return Err(KubeSourceError::Publish {
+                        node: self.node_name.clone(),
+                        source: kube::Error::Api(resp),
+                    })
+                }
+                Err(e) => {
+                    if round % POD_CIDR_LOG_EVERY == 0 {
+                        tracing::warn!("{e}; retrying");
+                    }
+                    round = round.wrapping_add(1);
+                    tokio::time::sleep(POD_CIDR_POLL).await;
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
     }
 
     /// Starts the list+watch of all Nodes and waits for its first complete list, so the first
