@@ -65,6 +65,12 @@ pub enum Reply {
         body: String,
         content_type: &'static str,
     },
+    /// A binary body (the protobuf OpenAPI v2 document).
+    Bytes {
+        code: u16,
+        body: Bytes,
+        content_type: &'static str,
+    },
     /// A watch: newline-delimited JSON events until the sender closes.
     Stream(mpsc::Receiver<Bytes>),
 }
@@ -386,7 +392,7 @@ impl Api {
     fn openapi(&self, path: &str, accept: &str) -> Result<Reply, ApiError> {
         let rest = path.trim_matches('/');
         if rest == "openapi/v2" {
-            crate::openapi_v2::negotiate(accept)?;
+            let format = crate::openapi_v2::negotiate(accept)?;
             let mut cache = self
                 .openapi_cache
                 .lock()
@@ -394,7 +400,14 @@ impl Api {
             let doc = cache
                 .entry("/v2".into())
                 .or_insert_with(|| crate::openapi_v2::document(&self.resources));
-            return Ok(Reply::json(200, doc.clone()));
+            return Ok(match format {
+                crate::openapi_v2::Format::Json => Reply::json(200, doc.clone()),
+                crate::openapi_v2::Format::Protobuf => Reply::Bytes {
+                    code: 200,
+                    body: Bytes::from(crate::openapi_v2_pb::encode(doc)),
+                    content_type: crate::openapi_v2::PROTOBUF_CONTENT_TYPE,
+                },
+            });
         }
         if rest == "openapi/v3" {
             return Ok(Reply::json(200, crate::openapi::root(&self.resources)));

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_v2;
+pub mod openapi_v2_pb;
 pub mod pki;
 pub mod portalloc;
 pub mod protobuf;

@@ -1,9 +1,8 @@
 //! The OpenAPI v2 (swagger 2.0) document at `/openapi/v2`, as JSON: `definitions` converted
 //! from the same k8s-openapi schemas as the v3 documents (`openapi.rs`), tagged with
-//! `x-kubernetes-group-version-kind`, and paths in v2 shape. kube-apiserver also serves it as
-//! protobuf (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, what client-go's
-//! discovery asks for); that form is not implemented, and a client accepting only it gets 406
-//! rather than a body it cannot read.
+//! `x-kubernetes-group-version-kind`, and paths in v2 shape; or, for clients that ask for it
+//! (client-go's discovery, so kubectl), the same document as protobuf (`openapi_v2_pb.rs`).
+//! Anything else gets 406.
 
 use k8s_openapi::schemars::{generate::SchemaSettings, SchemaGenerator};
 use serde_json::{json, Map, Value};
@@ -12,29 +11,38 @@ use crate::resources::{ResourceDef, Resources};
 use crate::status::ApiError;
 
 pub const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The Content-Type answered with it: kube-openapi's spelling without `@`, which Go's
+/// mime.ParseMediaType (client-go) accepts.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
-/// Checks that the client takes JSON; 406 naming what is served otherwise.
-pub fn negotiate(accept: &str) -> Result<(), ApiError> {
+/// The form a client gets the document in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Protobuf,
+}
+
+/// Picks the form by the Accept header, in the client's order (JSON when it takes anything);
+/// 406 naming what is served otherwise.
+pub fn negotiate(accept: &str) -> Result<Format, ApiError> {
     let types: Vec<&str> = accept
         .split(',')
         .map(|t| t.split(';').next().unwrap_or("").trim())
         .filter(|t| !t.is_empty())
         .collect();
-    if types.is_empty()
-        || types
-            .iter()
-            .any(|t| matches!(*t, "application/json" | "application/*" | "*/*"))
-    {
-        return Ok(());
+    if types.is_empty() {
+        return Ok(Format::Json);
     }
-    let protobuf = types.iter().any(|t| t.starts_with(PROTOBUF));
-    Err(ApiError::NotAcceptable(format!(
-        "/openapi/v2 is served as application/json only{}; asked for: {accept}",
-        if protobuf {
-            format!(" (the protobuf form {PROTOBUF} is not implemented; /openapi/v3 is served)")
-        } else {
-            String::new()
+    for t in &types {
+        match *t {
+            "application/json" | "application/*" | "*/*" => return Ok(Format::Json),
+            t if t == PROTOBUF || t == PROTOBUF_CONTENT_TYPE => return Ok(Format::Protobuf),
+            _ => {}
         }
+    }
+    Err(ApiError::NotAcceptable(format!(
+        "/openapi/v2 is served as application/json or {PROTOBUF}; asked for: {accept}"
     )))
 }
 
@@ -254,12 +262,16 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(negotiate("").is_ok());
-        assert!(negotiate("application/json, */*").is_ok());
-        assert!(negotiate("application/json;q=0.9").is_ok());
-        let e = negotiate(PROTOBUF).unwrap_err();
+        assert_eq!(negotiate("").unwrap(), Format::Json);
+        assert_eq!(negotiate("application/json, */*").unwrap(), Format::Json);
+        assert_eq!(negotiate("application/json;q=0.9").unwrap(), Format::Json);
+        assert_eq!(negotiate(PROTOBUF).unwrap(), Format::Protobuf);
+        assert_eq!(
+            negotiate(&format!("{PROTOBUF}, application/json")).unwrap(),
+            Format::Protobuf
+        );
+        let e = negotiate("text/html").unwrap_err();
         assert_eq!(e.code(), 406);
-        assert!(e.to_string().contains("not implemented"), "{e}");
-        assert_eq!(negotiate("text/html").unwrap_err().code(), 406);
+        assert!(e.to_string().contains("application/json or"), "{e}");
     }
 }

@@ -516,6 +516,11 @@ async fn serve(
             body,
             content_type,
         } => full(code, content_type, body.into_bytes()),
+        Reply::Bytes {
+            code,
+            body,
+            content_type,
+        } => full(code, content_type, body.to_vec()),
         Reply::Stream(rx) => {
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv()

@@ -1,6 +1,6 @@
 //! `/openapi/v2` with real kubectl and curl: the swagger 2.0 JSON document (definitions from
-//! the same k8s-openapi schemas as v3, tagged with x-kubernetes-group-version-kind), and 406
-//! for clients that only take the protobuf form, which is not implemented.
+//! the same k8s-openapi schemas as v3, tagged with x-kubernetes-group-version-kind), its
+//! protobuf form read by kubectl's v2 explain, and 406 for clients taking neither.
 
 use std::process::Command;
 
@@ -65,14 +65,23 @@ fn openapi_v2_is_served_as_json_and_refuses_protobuf_only_clients() {
     assert!(!String::from_utf8_lossy(&serde_json::to_vec(&doc).unwrap())
         .contains("#/components/schemas/"));
 
-    // JSON among other types is fine; protobuf only is 406 with a message naming the limit.
-    let (code, body) = curl(&cp, &format!("{PROTOBUF}, application/json;q=0.5"));
+    // The client's first acceptable type wins; neither JSON nor protobuf is 406.
+    let (code, body) = curl(&cp, &format!("application/json, {PROTOBUF}"));
     assert_eq!(code, 200);
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["swagger"],
         "2.0"
     );
     let (code, body) = curl(&cp, PROTOBUF);
+    assert_eq!(code, 200);
+    // gnostic Document field 1 (swagger) comes first: tag 0x0a, length 3, "2.0".
+    assert_eq!(
+        &body[..5],
+        b"\x0a\x032.0",
+        "{:?}",
+        &body[..16.min(body.len())]
+    );
+    let (code, body) = curl(&cp, "text/html");
     assert_eq!(code, 406);
     let status: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status["reason"], "NotAcceptable");
@@ -80,14 +89,32 @@ fn openapi_v2_is_served_as_json_and_refuses_protobuf_only_clients() {
         status["message"]
             .as_str()
             .unwrap()
-            .contains("protobuf form application/com.github.proto-openapi.spec.v2@v1.0+protobuf is not implemented"),
+            .contains("served as application/json or application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
         "{status}"
     );
 
-    // kubectl 1.32 reads v2 only as protobuf: its v2 explain gets the 406 (not a wrong body);
-    // everything else it does uses v3.
-    let err = k.fails(&["explain", "--output=plaintext-openapiv2", "pods"]);
-    assert!(err.contains("NotAcceptable"), "{err}");
+    // kubectl 1.32 reads v2 as protobuf (its v2 explain); the rest of it uses v3.
+    let out = k.ok(&[
+        "explain",
+        "--output=plaintext-openapiv2",
+        "pods.spec.containers.ports",
+    ]);
+    assert!(out.contains("RESOURCE: ports <[]Object>"), "{out}");
+    assert!(out.contains("containerPort\t<integer> -required-"), "{out}");
+    let out = k.ok(&[
+        "explain",
+        "--output=plaintext-openapiv2",
+        "services.spec.ports.targetPort",
+    ]);
+    assert!(out.contains("FIELD:    targetPort <string>"), "{out}");
+    let out = k.ok(&[
+        "explain",
+        "--output=plaintext-openapiv2",
+        "deployments",
+        "--recursive",
+    ]);
+    assert!(out.contains("VERSION:  apps/v1"), "{out}");
+    assert!(out.contains("maxUnavailable\t<string>"), "{out}");
     let out = k.ok(&["explain", "pods.spec.restartPolicy"]);
     assert!(out.contains("FIELD: restartPolicy <string>"), "{out}");
     let out = k.ok_stdin(
