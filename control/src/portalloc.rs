@@ -373,6 +373,39 @@ async fn reserve_into(
     Ok(())
 }
 
+/// For dry runs: refuses requested ports another Service holds, reserving nothing.
+pub async fn check_taken(
+    store: &dyn Store,
+    current: Option<&Value>,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    let old = current.map(held_by).unwrap_or_default();
+    let mut wanted: Vec<(Slot, u16)> = ports(obj)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| as_port(node_port(p)).map(|n| (Slot::Port(i), n)))
+        .collect();
+    if let Some(hc) = as_port(health_check_port(obj)) {
+        wanted.push((Slot::HealthCheck, hc));
+    }
+    for (slot, n) in wanted.into_iter().filter(|(_, n)| !old.contains(n)) {
+        let (kv, _) = store
+            .get(&format!("{KEY_PREFIX}{n}"))
+            .await
+            .map_err(|e| ApiError::Internal(format!("checking node port {n}: {e}")))?;
+        if kv.is_some() {
+            return Err(invalid(
+                obj,
+                vec![(
+                    slot.field(),
+                    format!("Invalid value: {n}: provided port is already allocated"),
+                )],
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// After a successful update: frees the ports `old` held that `new` no longer does.
 pub async fn release_dropped(store: &dyn Store, old: &Value, new: &Value) {
     let owner = ranges::owner_of(old);

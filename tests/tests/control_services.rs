@@ -126,13 +126,31 @@ fn allocation_lifecycle(backend: Backend) {
     let err = stderr_of(&k, &["create", "-f", "-"], &half);
     assert!(err.contains("provided port is already allocated"), "{err}");
     assert_eq!(records(&cp, PORTS), held, "a failed create leaves no port");
+    // Dry runs check the same without reserving anything.
+    let err = stderr_of(&k, &["create", "--dry-run=server", "-f", "-"], &taken);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    let free_one = service("dry", "NodePort", &[("a", 80, free)], "");
+    k.ok_stdin(&["create", "--dry-run=server", "-f", "-"], &free_one);
+    let err = k.fails(&[
+        "patch",
+        "svc",
+        "web",
+        "--dry-run=server",
+        "--type=json",
+        "-p",
+        &format!(
+            r#"[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{}}}]"#,
+            ports[1]
+        ),
+    ]);
+    assert!(err.contains("Duplicate value"), "{err}");
     assert_eq!(
         records(&cp, IPS),
         ips_before,
         "a failed create leaves no address"
     );
     assert!(k
-        .run(&["get", "svc", "dup", "half", "low", "cip"])
+        .run(&["get", "svc", "dup", "half", "low", "cip", "dry"])
         .stdout
         .is_empty());
 
@@ -214,6 +232,17 @@ fn allocation_lifecycle(backend: Backend) {
     let lb_ports = node_ports(&k, "lb");
     assert!((30000..=32767).contains(&hc) && !lb_ports.contains(&hc));
     assert_eq!(records(&cp, PORTS).len(), 4);
+    let err = k.fails(&[
+        "patch",
+        "svc",
+        "web",
+        "--dry-run=server",
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{hc}}}]"#),
+    ]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    assert_eq!(node_ports(&k, "web"), again);
     let err = k.fails(&[
         "patch",
         "svc",

@@ -91,6 +91,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                     crate::verbs::create::check_namespace(ctx, ns).await?;
                 }
                 if ctx.dry_run() {
+                    if ctx.def.kind == "Service" {
+                        crate::portalloc::check_taken(ctx.api.store.as_ref(), None, &obj).await?;
+                    }
                     return Ok(with_warnings(ctx.render_one(obj, 201), warnings));
                 }
                 let held =

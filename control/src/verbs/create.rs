@@ -75,6 +75,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 name,
             });
         }
+        if ctx.def.kind == "Service" {
+            crate::portalloc::check_taken(ctx.api.store.as_ref(), None, &obj).await?;
+        }
         return Ok(with_warnings(ctx.render_one(obj, 201), warnings));
     }
     let held = crate::service_alloc::allocate_new(ctx.api, ctx.def.kind, &mut obj).await?;

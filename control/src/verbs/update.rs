@@ -211,10 +211,13 @@ pub async fn write(
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|f| f.is_empty());
+    let store = ctx.api.store.as_ref();
     if ctx.dry_run() {
+        if ctx.def.kind == "Service" {
+            crate::portalloc::check_taken(store, Some(&current), &new).await?;
+        }
         return Ok((new, warnings));
     }
-    let store = ctx.api.store.as_ref();
     let reserved = if ctx.def.kind == "Service" {
         crate::portalloc::reserve(store, ctx.api.node_port_range, Some(&current), &mut new).await?
     } else {
