@@ -2,7 +2,7 @@
 //! temporary data dir, stopped (and its dir removed) when the fixture drops.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,11 +16,7 @@ pub struct Etcd {
     _data: tempfile::TempDir,
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
+pub use crate::fixtures::registry::free_port;
 
 impl Etcd {
     /// Starts etcd and waits until `/health` says it is healthy (at most 30 s). The ports are

@@ -191,18 +191,24 @@ fn parse_nft_tables(json: &[u8]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The parent of `pid` from /proc/PID/stat (fields after the parenthesised comm, which may hold
+/// spaces: state, then ppid).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// `pid comm` of live processes running a watched program, excluding this process's ancestry.
 pub fn processes() -> BTreeSet<String> {
     let mut ancestry = BTreeSet::new();
     let mut pid = std::process::id();
     while pid > 1 && ancestry.insert(pid) {
-        pid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1.to_string();
-                after.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(1);
+        pid = parent_pid(pid).unwrap_or(1);
     }
     let mut out = BTreeSet::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {

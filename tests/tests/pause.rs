@@ -9,6 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pea_tests::fixtures::pause::pause_binary;
 use pea_tests::fixtures::{BundleBuilder, Rootfs};
+use pea_tests::leakguard::parent_pid;
 use pea_tests::privileged::{require_program, require_root};
 
 #[test]
@@ -88,15 +89,7 @@ fn children_of(pid: u32) -> Vec<u32> {
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.to_string();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
+        .filter(|child| parent_pid(*child) == Some(pid))
         .collect()
 }
 

@@ -158,22 +158,7 @@ fn run_forwards_signals_to_the_container() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("run did not exit after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = sigterm_and_wait(&mut child, "run");
     assert_eq!(status.code(), Some(21));
     assert!(std::fs::read_to_string(out.path())
         .unwrap()
@@ -630,24 +615,29 @@ fn exec_forwards_signals_and_reports_the_exit_code() {
         assert!(start.elapsed() < Duration::from_secs(10), "exec never ran");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let status = sigterm_and_wait(&mut child, "exec");
+    assert_eq!(status.code(), Some(9));
+    assert_eq!(rt.status(&id), "running");
+    rt.run(["delete", "--force", &id]).ok();
+    assert_no_leftovers(&rt, &id, Some(&marker));
+}
+
+/// Sends SIGTERM to `child` (a foreground pea-runtime) and waits at most 10 s for it to exit.
+fn sigterm_and_wait(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
+    loop {
         if let Some(s) = child.try_wait().unwrap() {
-            break s;
+            return s;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("exec did not exit after SIGTERM");
+            panic!("{what} did not exit after SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(status.code(), Some(9));
-    assert_eq!(rt.status(&id), "running");
-    rt.run(["delete", "--force", &id]).ok();
-    assert_no_leftovers(&rt, &id, Some(&marker));
+    }
 }

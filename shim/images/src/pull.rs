@@ -24,7 +24,7 @@ use crate::hosts::Endpoint;
 use crate::manifest::{self, Compression, Descriptor, Manifest, ManifestError};
 use crate::reference::{Reference, ReferenceError};
 use crate::store::{ImageRecord, LayerRecord, SnapshotMeta, Store, StoreError, STORE_VERSION};
-use crate::unpack::{apply_layer, UnpackError};
+use crate::unpack::{apply_layer, UnpackError, UnpackOptions, UnpackStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -115,6 +115,23 @@ impl<R: Read> Read for Hashing<'_, R> {
         }
         Ok(n)
     }
+}
+
+/// Untars `tar` into `rootfs`, hashing the uncompressed stream on the way (the diff ID).
+fn apply_hashed<R: Read>(
+    rootfs: &Path,
+    tar: R,
+    opts: &UnpackOptions,
+    layer: &str,
+) -> (Result<UnpackStats, UnpackError>, Sha256) {
+    let mut hashed = Hashing {
+        inner: tar,
+        hasher: Sha256::new(),
+        count: 0,
+        report: None,
+    };
+    let stats = apply_layer(rootfs, &mut hashed, opts, layer);
+    (stats, hashed.hasher)
 }
 
 /// A layer's outcome and the notes its unpack left.
@@ -470,43 +487,23 @@ impl Store {
         };
         let mut compressed = BufReader::with_capacity(256 << 10, compressed);
         let (stats, diff_hasher) = match compression {
-            Compression::Gzip => {
-                let mut gz = flate2::bufread::MultiGzDecoder::new(&mut compressed);
-                let mut tar = Hashing {
-                    inner: &mut gz,
-                    hasher: Sha256::new(),
-                    count: 0,
-                    report: None,
-                };
-                let stats = apply_layer(&rootfs, &mut tar, &self.opts.unpack, digest.as_str());
-                let h = tar.hasher;
-                (stats, h)
-            }
-            Compression::Zstd => {
-                let mut z = ZstdFrames {
+            Compression::Gzip => apply_hashed(
+                &rootfs,
+                flate2::bufread::MultiGzDecoder::new(&mut compressed),
+                &self.opts.unpack,
+                digest.as_str(),
+            ),
+            Compression::Zstd => apply_hashed(
+                &rootfs,
+                ZstdFrames {
                     source: Some(&mut compressed),
                     frame: None,
-                };
-                let mut tar = Hashing {
-                    inner: &mut z,
-                    hasher: Sha256::new(),
-                    count: 0,
-                    report: None,
-                };
-                let stats = apply_layer(&rootfs, &mut tar, &self.opts.unpack, digest.as_str());
-                let h = tar.hasher;
-                (stats, h)
-            }
+                },
+                &self.opts.unpack,
+                digest.as_str(),
+            ),
             Compression::None => {
-                let mut tar = Hashing {
-                    inner: &mut compressed,
-                    hasher: Sha256::new(),
-                    count: 0,
-                    report: None,
-                };
-                let stats = apply_layer(&rootfs, &mut tar, &self.opts.unpack, digest.as_str());
-                let h = tar.hasher;
-                (stats, h)
+                apply_hashed(&rootfs, &mut compressed, &self.opts.unpack, digest.as_str())
             }
         };
         let stats = stats.map_err(|e| match transport_cause(&e) {

@@ -23,9 +23,14 @@ pub enum RootfsError {
     },
     #[error("unmounting {target}: {source}")]
     Unmount { target: PathBuf, source: nix::Error },
+    #[error("unmounting {target}: still busy after {tries} tries; detached it lazily instead")]
+    Busy { target: PathBuf, tries: u32 },
     #[error("{path}: overlay option paths may not contain ',' or ':'")]
     BadPath { path: PathBuf },
 }
+
+const UNMOUNT_TRIES: u32 = 50;
+const UNMOUNT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A mounted rootfs; unmounted by [`Rootfs::unmount`] (or on drop, best effort).
 #[derive(Debug)]
@@ -39,11 +44,30 @@ impl Rootfs {
         &self.target
     }
 
+    /// Unmounts, retrying while the mount is busy as containerd's `UnmountAll` does: a process
+    /// forked elsewhere may briefly hold a file or cwd inside it. If it stays busy the mount is
+    /// detached lazily so it cannot outlive its owner, and the caller still gets an error.
     pub fn unmount(mut self) -> Result<(), RootfsError> {
         self.mounted = false;
-        umount2(&self.target, MntFlags::empty()).map_err(|source| RootfsError::Unmount {
+        for _ in 0..UNMOUNT_TRIES {
+            match umount2(&self.target, MntFlags::empty()) {
+                Ok(()) => return Ok(()),
+                Err(nix::Error::EBUSY) => std::thread::sleep(UNMOUNT_RETRY_DELAY),
+                Err(source) => {
+                    return Err(RootfsError::Unmount {
+                        target: self.target.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        umount2(&self.target, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
             target: self.target.clone(),
             source,
+        })?;
+        Err(RootfsError::Busy {
+            target: self.target.clone(),
+            tries: UNMOUNT_TRIES,
         })
     }
 }
