@@ -638,7 +638,10 @@ fn protobuf_bodies_with_unknown_fields_are_refused_and_store_nothing() {
     assert_eq!(code, 415, "{st}");
     assert_eq!(st["kind"], "Status");
     let msg = st["message"].as_str().unwrap();
-    assert!(msg.contains("field 99 of Container"), "{msg}");
+    assert!(
+        msg.contains("spec.template.spec.containers[0]: protobuf field 99 of Container"),
+        "{msg}"
+    );
     // A field we know but do not decode is refused by name.
     let (code, st) = post(deployment("bad", &field(25, b"")));
     assert_eq!(code, 415, "{st}");

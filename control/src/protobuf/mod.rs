@@ -49,16 +49,34 @@ pub enum ProtoError {
         message: &'static str,
         detail: String,
     },
+    /// An error inside a nested message, with the JSON path to it.
+    #[error("{path}: {inner}")]
+    At {
+        path: String,
+        inner: Box<ProtoError>,
+    },
 }
 
 impl ProtoError {
     /// Whether the body was readable but asks for something not implemented (415), as
     /// opposed to being broken (400).
     pub fn is_unsupported(&self) -> bool {
-        matches!(
-            self,
-            ProtoError::UnsupportedKind { .. } | ProtoError::UnsupportedField { .. }
-        )
+        match self {
+            ProtoError::At { inner, .. } => inner.is_unsupported(),
+            e => matches!(
+                e,
+                ProtoError::UnsupportedKind { .. } | ProtoError::UnsupportedField { .. }
+            ),
+        }
+    }
+
+    /// The error without its path.
+    #[cfg(test)]
+    fn root(&self) -> &ProtoError {
+        match self {
+            ProtoError::At { inner, .. } => inner.root(),
+            e => e,
+        }
     }
 }
 
@@ -316,13 +334,18 @@ mod tests {
             field(2, &field(4, &num(2, 2_000_000_000))),
         ]
         .concat();
-        assert!(matches!(
-            decode(&envelope("coordination.k8s.io/v1", "Lease", &bad)),
-            Err(ProtoError::BadValue {
-                message: "Time",
-                ..
-            })
-        ));
+        let err = decode(&envelope("coordination.k8s.io/v1", "Lease", &bad)).unwrap_err();
+        assert!(
+            matches!(
+                err.root(),
+                ProtoError::BadValue {
+                    message: "Time",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("spec.renewTime: "), "{err}");
     }
 
     #[test]
@@ -377,16 +400,16 @@ mod tests {
         let err = decode(&deploy(&[field(1, b"c"), field(99, b"x")].concat())).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "protobuf field 99 of Container is not implemented (send JSON)"
+            "spec.template.spec.containers[0]: protobuf field 99 of Container is not implemented (send JSON)"
         );
         assert!(err.is_unsupported());
         let err = decode(&deploy(&field(25, b""))).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "protobuf field 25 (restartPolicyRules) of Container is not implemented (send JSON)"
+            "spec.template.spec.containers[0]: protobuf field 25 (restartPolicyRules) of Container is not implemented (send JSON)"
         );
         let err = decode(&deploy(&num(1, 3))).unwrap_err();
-        assert!(matches!(err, ProtoError::WireType { field: 1, .. }));
+        assert!(matches!(err.root(), ProtoError::WireType { field: 1, .. }));
         assert!(!err.is_unsupported());
         assert_eq!(decode(b"nope"), Err(ProtoError::Magic));
         assert!(matches!(
@@ -394,12 +417,7 @@ mod tests {
             Err(ProtoError::Malformed(_))
         ));
         let bad_ios = envelope("v1", "Service", &field(2, &field(1, &field(4, &num(1, 7)))));
-        assert!(matches!(
-            decode(&bad_ios),
-            Err(ProtoError::BadValue {
-                message: "IntOrString",
-                ..
-            })
-        ));
+        let err = decode(&bad_ios).unwrap_err();
+        assert_eq!(err.to_string(), "spec.ports[0].targetPort: protobuf IntOrString: type 7 is neither 0 (int) nor 1 (string)");
     }
 }

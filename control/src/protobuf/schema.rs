@@ -178,6 +178,23 @@ fn fields_v1(b: &[u8]) -> Result<Value, ProtoError> {
     Ok(v)
 }
 
+/// Puts `err` under `seg` in the JSON path of where decoding failed.
+fn within(err: ProtoError, seg: String) -> ProtoError {
+    match err {
+        ProtoError::At { path, inner } => {
+            let sep = if path.starts_with('[') { "" } else { "." };
+            ProtoError::At {
+                path: format!("{seg}{sep}{path}"),
+                inner,
+            }
+        }
+        other => ProtoError::At {
+            path: seg,
+            inner: Box::new(other),
+        },
+    }
+}
+
 fn push(out: &mut Map<String, Value>, name: &str, v: Value) {
     if let Value::Array(a) = out.entry(name).or_insert_with(|| json!([])) {
         a.push(v);
@@ -239,27 +256,30 @@ fn decode_into(
                 }
             }
             (F::MapStr | F::MapBytes | F::MapQty, Wire::Len(b)) => {
-                let (k, v) = entry(b, kind)?;
+                let (k, v) = entry(b, kind).map_err(|e| within(e, name.into()))?;
                 if let Value::Object(m) = out.entry(name).or_insert_with(|| json!({})) {
                     m.insert(k, v);
                 }
             }
             (F::Msg(s), Wire::Len(b)) => {
-                out.insert(name.into(), message(b, s)?);
+                let v = message(b, s).map_err(|e| within(e, name.into()))?;
+                out.insert(name.into(), v);
             }
-            (F::RepMsg(s), Wire::Len(b)) => push(out, name, message(b, s)?),
+            (F::RepMsg(s), Wire::Len(b)) => {
+                let i = out.get(name).and_then(Value::as_array).map_or(0, Vec::len);
+                let v = message(b, s).map_err(|e| within(e, format!("{name}[{i}]")))?;
+                push(out, name, v)
+            }
             (F::Inline(s), Wire::Len(b)) => decode_into(b, s, out)?,
-            (F::Time | F::MicroTime, Wire::Len(b)) => {
-                out.insert(name.into(), time(b, matches!(kind, F::MicroTime))?);
-            }
-            (F::Qty, Wire::Len(b)) => {
-                out.insert(name.into(), quantity(b)?);
-            }
-            (F::IntOrStr, Wire::Len(b)) => {
-                out.insert(name.into(), int_or_string(b)?);
-            }
-            (F::FieldsV1, Wire::Len(b)) => {
-                out.insert(name.into(), fields_v1(b)?);
+            (F::Time | F::MicroTime | F::Qty | F::IntOrStr | F::FieldsV1, Wire::Len(b)) => {
+                let v = match kind {
+                    F::Time | F::MicroTime => time(b, matches!(kind, F::MicroTime)),
+                    F::Qty => quantity(b),
+                    F::IntOrStr => int_or_string(b),
+                    _ => fields_v1(b),
+                }
+                .map_err(|e| within(e, name.into()))?;
+                out.insert(name.into(), v);
             }
             (_, Wire::Varint(_)) => return Err(wrong(0)),
             (_, Wire::Len(_)) => return Err(wrong(2)),
