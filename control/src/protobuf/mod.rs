@@ -378,6 +378,46 @@ mod tests {
     }
 
     #[test]
+    fn hostile_bytes_give_errors_never_panics() {
+        let container = [
+            field(1, b"c"),
+            field(6, &[num(3, 80), field(4, b"TCP")].concat()),
+        ]
+        .concat();
+        let tpl = [
+            field(1, &field(11, &[field(1, b"a"), field(2, b"b")].concat())),
+            field(2, &field(2, &container)),
+        ]
+        .concat();
+        let good = envelope(
+            "apps/v1",
+            "Deployment",
+            &field(2, &[num(1, 3), field(3, &tpl)].concat()),
+        );
+        assert!(decode(&good).is_ok());
+        // Every truncation, and every single-byte corruption, decodes or fails cleanly.
+        for n in 0..good.len() {
+            let _ = decode(&good[..n]);
+        }
+        for i in 4..good.len() {
+            for b in [0x00, 0x07, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] = b;
+                let _ = decode(&bad);
+            }
+        }
+        // An over-long varint and a length past the end.
+        assert!(matches!(
+            decode(&[b"k8s\0".as_slice(), &[0x08], &[0xff; 11]].concat()),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(&[b"k8s\0".as_slice(), &[0x12, 0xff, 0xff, 0xff, 0xff, 0x0f]].concat()),
+            Err(ProtoError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn refuses_unknown_kinds_fields_and_garbage() {
         let body = envelope("extensions/v1beta1", "Deployment", &[]);
         assert_eq!(
