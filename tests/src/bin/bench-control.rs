@@ -329,6 +329,43 @@ async fn etcd_puts(
     Ok((s, rate))
 }
 
+/// One GC sweep over everything stored (about `list_size` pods), 3 rounds, beside its floor:
+/// listing every resource prefix from the same store.
+fn gc_sweep(cp: &ControlPlane, label: &str) -> Result<Vec<Samples>> {
+    let api = cp.api();
+    let objects = cp.block_on(async {
+        let mut n = 0;
+        for def in api.resources.all() {
+            n += api
+                .store
+                .list(&def.prefix(None), &Default::default())
+                .await?
+                .items
+                .len();
+        }
+        Ok::<_, anyhow::Error>(n)
+    })?;
+    let mut sweep = Samples::new(label);
+    sweep.note = Some(format!("{objects} objects"));
+    let mut list = Samples::new(format!("{label}: list every resource"));
+    for _ in 0..3 {
+        let t = Instant::now();
+        cp.block_on(async {
+            for def in api.resources.all() {
+                api.store
+                    .list(&def.prefix(None), &Default::default())
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        list.push(t.elapsed());
+        let t = Instant::now();
+        cp.block_on(pea_control::gc_sweep::Sweeper::default().sweep(&api));
+        sweep.push(t.elapsed());
+    }
+    Ok(vec![list, sweep])
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -338,6 +375,7 @@ fn main() -> Result<()> {
     let (mut seq_lat, mut par_lat, mut list_lat, mut watch_lat) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut seq_rate, mut par_rate) = (Vec::new(), Vec::new());
+    let mut sweep_lat = Vec::new();
 
     // Anchors first: the raw embedded store, then etcd's own puts (etcd runs only for its phase,
     // so its background fsyncs do not slow the other subjects).
@@ -394,6 +432,7 @@ fn main() -> Result<()> {
             watch_lat.push(watch_latency(&cp, label, args.watchers, args.watch_events).await?);
             Ok::<_, anyhow::Error>(())
         })?;
+        sweep_lat.extend(gc_sweep(&cp, label)?);
         drop(cp);
     }
 
@@ -427,6 +466,14 @@ fn main() -> Result<()> {
             "Watch event latency (create sent → event read)",
             &watch_lat,
             "pea-control etcd"
+        )
+    );
+    println!(
+        "{}",
+        table(
+            "Garbage collector sweep over the whole store (anchor: listing every resource)",
+            &sweep_lat,
+            "pea-control etcd: list every resource"
         )
     );
     for s in &watch_lat {
