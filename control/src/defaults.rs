@@ -25,7 +25,7 @@ fn default_containers(spec: &mut Value) {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                let latest = !image.contains(':') || image.ends_with(":latest");
+                let latest = pulls_latest(image);
                 set_if_absent(
                     c,
                     "/imagePullPolicy",
@@ -34,8 +34,26 @@ fn default_containers(spec: &mut Value) {
                 set_if_absent(c, "/terminationMessagePath", json!("/dev/termination-log"));
                 set_if_absent(c, "/terminationMessagePolicy", json!("File"));
                 set_if_absent(c, "/resources", json!({}));
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        set_if_absent(p, "/protocol", json!("TCP"));
+                    }
+                }
             }
         }
+    }
+}
+
+/// kube-apiserver's rule: no tag and no digest, or the tag `latest`, means pull `Always`. The
+/// tag is looked for after the last `/`, so a registry port (`host:5000/app`) is not a tag.
+fn pulls_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        None => true,
+        Some((_, tag)) => tag == "latest",
     }
 }
 
@@ -52,20 +70,55 @@ fn default_pod_spec(spec: &mut Value) {
 /// Fills defaults into a new object of `kind`.
 pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
-        "Namespace" => {
-            set_if_absent(obj, "/spec/finalizers", json!(["kubernetes"]));
-            set_if_absent(obj, "/status/phase", json!("Active"));
+        "Namespace" => set_if_absent(obj, "/status/phase", json!("Active")),
+        "Pod" => {
+            set_if_absent(obj, "/status/phase", json!("Pending"));
+            set_if_absent(obj, "/status/qosClass", json!("BestEffort"));
         }
+        _ => {}
+    }
+    apply_to_spec(kind, obj);
+}
+
+/// Fills the defaults of the object's desired state, as kube-apiserver does on every write
+/// (updates and patches too, so a field a client dropped comes back instead of flapping).
+pub fn apply_to_spec(kind: &str, obj: &mut Value) {
+    match kind {
+        "Namespace" => set_if_absent(obj, "/spec/finalizers", json!(["kubernetes"])),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {
                 default_pod_spec(spec);
             }
-            set_if_absent(obj, "/status/phase", json!("Pending"));
-            set_if_absent(obj, "/status/qosClass", json!("BestEffort"));
         }
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
             if kind != "DaemonSet" && kind != "Job" {
                 set_if_absent(obj, "/spec/replicas", json!(1));
+            }
+            match kind {
+                "StatefulSet" => {
+                    set_if_absent(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
+                    set_if_absent(
+                        obj,
+                        "/spec/updateStrategy",
+                        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                    );
+                    set_if_absent(obj, "/spec/revisionHistoryLimit", json!(10));
+                    set_if_absent(
+                        obj,
+                        "/spec/persistentVolumeClaimRetentionPolicy",
+                        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                    );
+                }
+                "DaemonSet" => {
+                    set_if_absent(
+                        obj,
+                        "/spec/updateStrategy",
+                        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                    );
+                    set_if_absent(obj, "/spec/revisionHistoryLimit", json!(10));
+                }
+                "Job" => default_job(obj),
+                _ => {}
             }
             if kind == "Deployment" {
                 set_if_absent(obj, "/spec/revisionHistoryLimit", json!(10));
@@ -77,6 +130,15 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 );
             }
             if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+                default_pod_spec(spec);
+            }
+        }
+        "CronJob" => {
+            set_if_absent(obj, "/spec/concurrencyPolicy", json!("Allow"));
+            set_if_absent(obj, "/spec/suspend", json!(false));
+            set_if_absent(obj, "/spec/successfulJobsHistoryLimit", json!(3));
+            set_if_absent(obj, "/spec/failedJobsHistoryLimit", json!(1));
+            if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec/template/spec") {
                 default_pod_spec(spec);
             }
         }
@@ -99,6 +161,54 @@ pub fn apply(kind: &str, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// Job defaults as batch/v1's defaulting and the Job strategy's create preparation set them:
+/// counts, backoff, completion mode, and unless `manualSelector` is true, the selector and
+/// template labels derived from the Job's uid and name.
+fn default_job(obj: &mut Value) {
+    let spec_has = |obj: &Value, f: &str| obj.pointer(&format!("/spec/{f}")).is_some();
+    if !spec_has(obj, "completions") && !spec_has(obj, "parallelism") {
+        set_if_absent(obj, "/spec/completions", json!(1));
+    }
+    set_if_absent(obj, "/spec/parallelism", json!(1));
+    set_if_absent(obj, "/spec/backoffLimit", json!(6));
+    set_if_absent(obj, "/spec/completionMode", json!("NonIndexed"));
+    set_if_absent(obj, "/spec/suspend", json!(false));
+    let replacement = if spec_has(obj, "podFailurePolicy") {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    set_if_absent(obj, "/spec/podReplacementPolicy", json!(replacement));
+    if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let (Some(uid), Some(name)) = (
+        obj.pointer("/metadata/uid").cloned(),
+        obj.pointer("/metadata/name").cloned(),
+    ) else {
+        return;
+    };
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        set_if_absent(obj, "/spec/template/metadata/labels", json!({}));
+        if let Some(labels) = obj
+            .pointer_mut("/spec/template/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
+            labels.entry(key).or_insert_with(|| value.clone());
+        }
+    }
+    set_if_absent(
+        obj,
+        "/spec/selector",
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
 }
 
 /// Moves a Secret's write-only `stringData` into `data` (base64), as kube-apiserver does on
@@ -156,6 +266,49 @@ mod tests {
             s,
             json!({"type": "Opaque", "data": {"a": "eQ==", "b": "aHVudGVyMg=="}})
         );
+    }
+
+    #[test]
+    fn latest_means_no_tag_no_digest_or_the_latest_tag() {
+        for (image, always) in [
+            ("busybox", true),
+            ("busybox:latest", true),
+            ("busybox:1.36", false),
+            ("localhost:5000/busybox", true),
+            ("localhost:5000/busybox:1", false),
+            ("busybox@sha256:abcd", false),
+        ] {
+            assert_eq!(pulls_latest(image), always, "{image}");
+        }
+    }
+
+    #[test]
+    fn job_gets_counts_and_a_selector_from_its_uid_unless_manual() {
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}});
+        apply("Job", &mut j);
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["parallelism"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+        assert_eq!(
+            j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u-1"
+        );
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
+        assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+
+        let mut parallel = json!({"metadata": {"name": "p", "uid": "u"},
+            "spec": {"parallelism": 3, "manualSelector": true, "selector": {"matchLabels": {"a": "b"}}}});
+        apply("Job", &mut parallel);
+        assert!(parallel["spec"].get("completions").is_none());
+        assert_eq!(
+            parallel["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
+        assert!(parallel["spec"].get("template").is_none());
     }
 
     #[test]

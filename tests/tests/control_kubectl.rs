@@ -942,3 +942,38 @@ fn services_get_cluster_ips_that_are_unique_and_released() {
         ip
     );
 }
+
+#[test]
+fn writes_are_defaulted_so_a_dropped_default_does_not_bump_the_generation() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok(&["create", "deployment", "d", "--image=localhost:5000/app"]);
+    let mut d: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "d", "-o", "json"])).unwrap();
+    // A registry port is not a tag: no tag means pull Always.
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    let spec = d["spec"]["template"]["spec"].as_object_mut().unwrap();
+    assert_eq!(spec.remove("dnsPolicy").unwrap(), "ClusterFirst");
+    k.ok_stdin(&["replace", "-f", "-"], &d.to_string());
+    let after: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "d", "-o", "json"])).unwrap();
+    assert_eq!(
+        after["spec"]["template"]["spec"]["dnsPolicy"],
+        "ClusterFirst"
+    );
+    assert_eq!(after["metadata"]["generation"], 1);
+
+    k.ok(&["create", "job", "j", "--image=busybox:1.36", "--", "true"]);
+    let j: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "job", "j", "-o", "json"])).unwrap();
+    let uid = j["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
+    assert_eq!(j["spec"]["backoffLimit"], 6);
+}

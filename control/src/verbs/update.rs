@@ -186,6 +186,9 @@ pub async fn write(
             );
         }
     }
+    if ctx.info.subresource.is_none() {
+        crate::defaults::apply_to_spec(ctx.def.kind, &mut new);
+    }
     if crate::defaults::has_generation(ctx.def.kind) && new.get("spec") != current.get("spec") {
         let g = current
             .pointer("/metadata/generation")
