@@ -135,20 +135,33 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
     tokio::spawn(async move {
         for _ in 0..600 {
             let deps = dependents(&api, &uid, ns.as_deref()).await;
-            if deps.is_empty() {
-                // Drop our finalizer; the owner goes once no other finalizer remains.
-                remove_finalizer(&api, &def, &key, FOREGROUND_FINALIZER).await;
-                return;
-            }
+            let blocked = deps.iter().any(|(_, _, obj, _)| blocks(obj, &uid));
             for (d, k, obj, rev) in deps {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
                     delete_dependent(&api, &d, &k, obj, rev).await;
                 }
             }
+            if !blocked {
+                // Drop our finalizer; the owner goes once no other finalizer remains.
+                remove_finalizer(&api, &def, &key, FOREGROUND_FINALIZER).await;
+                return;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         // Dependents still held by their own finalizers: the periodic sweep finishes this.
     });
+}
+
+/// Whether `dependent` holds up the foreground deletion of owner `uid`: only references with
+/// `blockOwnerDeletion: true` do, as in kube's garbage collector.
+pub(crate) fn blocks(dependent: &Value, uid: &str) -> bool {
+    dependent
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["uid"] == uid && r["blockOwnerDeletion"] == json!(true))
+        })
 }
 
 /// Orphan deletion: dependents lose their reference to the owner, then the owner's `orphan`

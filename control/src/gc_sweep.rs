@@ -4,7 +4,7 @@
 //! - dependents whose owners are all gone (absent, or present with another uid) are deleted;
 //!   references to gone owners beside live ones are removed;
 //! - owners being deleted with the `foregroundDeletion` finalizer get their dependents deleted,
-//!   then lose the finalizer (and go) once none is left;
+//!   then lose the finalizer (and go) once none with `blockOwnerDeletion` is left;
 //! - owners with the `orphan` finalizer get their dependents unlinked, then lose the finalizer;
 //! - terminating namespaces get their contents deleted, then go;
 //! - cluster IP and node port allocation records no Service holds are freed once seen leaked
@@ -132,7 +132,8 @@ impl Sweeper {
                     report.finalized += 1;
                 }
             } else if fins.contains(&FOREGROUND_FINALIZER) {
-                if deps.is_empty() {
+                // Only dependents with blockOwnerDeletion hold the owner; all are deleted.
+                if !deps.iter().any(|&d| gc::blocks(&all[d].obj, &uid)) {
                     gc::remove_finalizer(api, &s.def, &s.key, FOREGROUND_FINALIZER).await;
                     report.finalized += 1;
                 }

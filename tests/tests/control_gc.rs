@@ -160,6 +160,16 @@ fn deletions_resume(backend: Backend) {
         &["create", "-f", "-"],
         &dependent("plain", &[("fg", &fg)], ""),
     );
+    // Held too, but without blockOwnerDeletion: deleted, yet the owner does not wait for it.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &dependent(
+            "nonblock",
+            &[("fg", &fg)],
+            "  finalizers: [example.com/hold]\n",
+        )
+        .replace("blockOwnerDeletion: true", "blockOwnerDeletion: false"),
+    );
     k.ok(&["delete", "cm", "fg", "--cascade=foreground", "--wait=false"]);
     eventually("the free dependent gone first", || !exists(&k, "plain"));
     let fins = k.ok(&["get", "cm", "fg", "-o", "jsonpath={.metadata.finalizers}"]);
@@ -187,6 +197,26 @@ fn deletions_resume(backend: Backend) {
     ]);
     eventually("the foreground owner finished by the sweep", || {
         !exists(&k, "fg") && !exists(&k, "held")
+    });
+    assert!(!k
+        .ok(&[
+            "get",
+            "cm",
+            "nonblock",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ])
+        .is_empty());
+    k.ok(&[
+        "patch",
+        "cm",
+        "nonblock",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually("the non-blocking dependent gone", || {
+        !exists(&k, "nonblock")
     });
 
     // Orphan: the owner was marked (orphan finalizer) but the server stopped before unlinking.
