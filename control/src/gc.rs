@@ -86,6 +86,34 @@ pub(crate) async fn delete_dependent(
     }
 }
 
+/// Deletes a dependent that blocks a foreground deletion in the foreground too (as kube's GC
+/// does), so its own blocking dependents go before it and it goes before its owner.
+pub(crate) async fn delete_dependent_foreground(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    obj: Value,
+    rev: i64,
+) {
+    let mut o = obj;
+    o["metadata"]["deletionTimestamp"] = json!(objects::rfc3339((api.clock)()));
+    o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    let fins = o["metadata"]
+        .as_object_mut()
+        .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
+    if let Some(Value::Array(f)) = fins {
+        if !f.iter().any(|x| x == FOREGROUND_FINALIZER) {
+            f.push(json!(FOREGROUND_FINALIZER));
+        }
+    }
+    match api.store.update(key, objects::encode(&o), rev).await {
+        Ok(_) => spawn_foreground(api.clone(), def.clone(), key.to_string(), o),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "marking dependent for foreground deletion failed")
+        }
+    }
+}
+
 /// After `owner` left the store: cascades to its dependents per `policy`.
 pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Propagation) {
     let Some(uid) = objects::meta_str(&owner, "uid").map(str::to_string) else {
@@ -137,7 +165,12 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
             let deps = dependents(&api, &uid, ns.as_deref()).await;
             let blocked = deps.iter().any(|(_, _, obj, _)| blocks(obj, &uid));
             for (d, k, obj, rev) in deps {
-                if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                    continue;
+                }
+                if blocks(&obj, &uid) {
+                    delete_dependent_foreground(&api, &d, &k, obj, rev).await;
+                } else {
                     delete_dependent(&api, &d, &k, obj, rev).await;
                 }
             }

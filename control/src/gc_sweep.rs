@@ -141,8 +141,12 @@ impl Sweeper {
                     let dep = &all[d];
                     touched.insert(d);
                     if dep.obj.pointer("/metadata/deletionTimestamp").is_none() {
-                        gc::delete_dependent(api, &dep.def, &dep.key, dep.obj.clone(), dep.rev)
-                            .await;
+                        let (def, key, obj) = (&dep.def, &dep.key, dep.obj.clone());
+                        if gc::blocks(&dep.obj, &uid) {
+                            gc::delete_dependent_foreground(api, def, key, obj, dep.rev).await;
+                        } else {
+                            gc::delete_dependent(api, def, key, obj, dep.rev).await;
+                        }
                         report.collected += 1;
                     }
                 }

@@ -219,6 +219,47 @@ fn deletions_resume(backend: Backend) {
         !exists(&k, "nonblock")
     });
 
+    // Blocking dependents are deleted in the foreground too: a held grandchild holds the chain.
+    k.ok(&["create", "cm", "top"]);
+    let top = uid(&k, "top");
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &dependent("mid", &[("top", &top)], ""),
+    );
+    let mid = uid(&k, "mid");
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &dependent(
+            "leaf",
+            &[("mid", &mid)],
+            "  finalizers: [example.com/hold]\n",
+        ),
+    );
+    k.ok(&[
+        "delete",
+        "cm",
+        "top",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    eventually("the middle object in foreground deletion", || {
+        k.ok(&["get", "cm", "mid", "-o", "jsonpath={.metadata.finalizers}"])
+            .contains("foregroundDeletion")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(exists(&k, "top") && exists(&k, "mid"), "held by the leaf");
+    k.ok(&[
+        "patch",
+        "cm",
+        "leaf",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually("the chain gone leaf first", || {
+        !exists(&k, "top") && !exists(&k, "mid") && !exists(&k, "leaf")
+    });
+
     // Orphan: the owner was marked (orphan finalizer) but the server stopped before unlinking.
     k.ok(&["create", "cm", "orph"]);
     let orph = uid(&k, "orph");
