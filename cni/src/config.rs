@@ -111,7 +111,13 @@ pub struct NetConf {
     pub hairpin_mode: bool,
     #[serde(default = "yes")]
     pub is_gateway: bool,
-    /// Masquerade traffic leaving the cluster CIDR. Default: subnet file's FLANNEL_IPMASQ, or true.
+    /// The reference bridge plugin's key (flannel's stock delegate sets it): implies `isGateway`
+    /// and adds a default route per family via the gateway even when `ipam.routes` lists others.
+    #[serde(default)]
+    pub is_default_gateway: bool,
+    /// Masquerade traffic leaving the cluster CIDR. Default as flannel's CNI plugin delegates it:
+    /// the opposite of the subnet file's FLANNEL_IPMASQ (true there means the node agent
+    /// masquerades already), or true without a subnet file.
     pub ip_masq: Option<bool>,
     /// The whole pod network (all nodes); traffic to it is never masqueraded.
     #[serde(rename = "clusterCIDR")]
@@ -127,8 +133,26 @@ pub struct NetConf {
     #[serde(default)]
     pub ipam: IpamConf,
     pub prev_result: Option<serde_json::Value>,
-    #[serde(rename = "cni.dev/valid-attachments", default)]
-    pub valid_attachments: Option<Vec<Attachment>>,
+    /// GC's list (spec 1.1). Outer `None`: the key is absent; inner `None`: `null`, which is what
+    /// a Go runtime sends for an empty (nil) list.
+    #[serde(
+        rename = "cni.dev/valid-attachments",
+        default,
+        deserialize_with = "present"
+    )]
+    pub valid_attachments: Option<Option<Vec<Attachment>>>,
+    /// The same list under the name a draft of spec 1.1 used; libcni injects both keys.
+    #[serde(rename = "cni.dev/attachments", default, deserialize_with = "present")]
+    pub attachments: Option<Option<Vec<Attachment>>>,
+}
+
+/// Marks a key as present even when its value is `null` (serde's `default` covers absence).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn default_bridge() -> String {
@@ -262,6 +286,33 @@ impl NetConf {
         Ok(conf)
     }
 
+    /// GC's still-valid attachments: `cni.dev/valid-attachments`, else the draft name
+    /// `cni.dev/attachments`; `null` is an empty list. `None` when neither key is there.
+    pub fn gc_valid_attachments(&self) -> Option<Vec<Attachment>> {
+        self.valid_attachments
+            .clone()
+            .or_else(|| self.attachments.clone())
+            .map(Option::unwrap_or_default)
+    }
+
+    /// The lease directory root: `ipam.dataDir` (absolute, no `..`), or host-local's default.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.ipam.data_dir {
+            None => Ok(PathBuf::from(DEFAULT_DATA_DIR)),
+            Some(d)
+                if d.is_absolute()
+                    && !d
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir)) =>
+            {
+                Ok(d.clone())
+            }
+            Some(d) => Err(ConfigError::Invalid(format!(
+                "ipam.dataDir {d:?} must be an absolute path without \"..\""
+            ))),
+        }
+    }
+
     /// Applies defaults and the subnet file, and validates the result.
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(m);
@@ -391,7 +442,7 @@ impl NetConf {
         }
         let ip_masq = self
             .ip_masq
-            .unwrap_or_else(|| senv.as_ref().map(|e| e.ipmasq).unwrap_or(true));
+            .unwrap_or_else(|| senv.as_ref().map(|e| !e.ipmasq).unwrap_or(true));
         for rt in &self.ipam.routes {
             if let Some(gw) = rt.gw {
                 if gw.is_ipv6() != rt.dst.addr().is_ipv6() {
@@ -402,20 +453,36 @@ impl NetConf {
                 }
             }
         }
-        // Default: a default route per family the pod has an address of.
+        // Default: a default route per family the pod has an address of. With isDefaultGateway
+        // (as the bridge plugin) the default routes come on top of the configured ones.
+        let mut defaults = Vec::new();
+        if !subnets4.is_empty() {
+            defaults.push(RouteConf {
+                dst: "0.0.0.0/0".parse().expect("literal"),
+                gw: None,
+            });
+        }
+        if !subnets6.is_empty() {
+            defaults.push(RouteConf {
+                dst: "::/0".parse().expect("literal"),
+                gw: None,
+            });
+        }
         let routes = if self.ipam.routes.is_empty() {
-            let mut v = Vec::new();
-            if !subnets4.is_empty() {
-                v.push(RouteConf {
-                    dst: "0.0.0.0/0".parse().expect("literal"),
-                    gw: None,
-                });
-            }
-            if !subnets6.is_empty() {
-                v.push(RouteConf {
-                    dst: "::/0".parse().expect("literal"),
-                    gw: None,
-                });
+            defaults
+        } else if self.is_default_gateway {
+            let mut v = self.ipam.routes.clone();
+            for d in defaults {
+                match self.ipam.routes.iter().find(|r| r.dst == d.dst) {
+                    Some(RouteConf { gw: Some(gw), .. }) => {
+                        return Err(invalid(format!(
+                            "isDefaultGateway conflicts with ipam route {} via {gw}",
+                            d.dst
+                        )))
+                    }
+                    Some(_) => {}
+                    None => v.push(d),
+                }
             }
             v
         } else {
@@ -427,18 +494,14 @@ impl NetConf {
             bridge: self.bridge.clone(),
             mtu,
             hairpin: self.hairpin_mode,
-            is_gateway: self.is_gateway,
+            is_gateway: self.is_gateway || self.is_default_gateway,
             ip_masq,
             br_netfilter: self.br_netfilter,
             range_sets,
             cluster_cidr,
             cluster_cidr6,
             routes,
-            data_dir: self
-                .ipam
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: self.data_dir()?,
         })
     }
 }
@@ -545,7 +608,15 @@ mod tests {
         assert_eq!(r.range_sets[0][0].gateway, Ipv4Addr::new(10, 244, 3, 1));
         assert_eq!(r.mtu, 1450);
         assert_eq!(r.cluster_cidr.unwrap().to_string(), "10.244.0.0/16");
-        assert!(!r.ip_masq);
+        // FLANNEL_IPMASQ=false: the agent does not masquerade, so the plugin does (flannel's
+        // delegation); =true: the agent does, so the plugin must not.
+        assert!(r.ip_masq);
+        std::fs::write(
+            &p,
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+        )
+        .unwrap();
+        assert!(!conf(&json).resolve().unwrap().ip_masq);
         let missing = r#"{"cniVersion":"1.1.0","name":"n","subnetFile":"/nonexistent/subnet.env"}"#;
         assert_eq!(
             conf(missing).resolve().unwrap_err().code(),
@@ -576,6 +647,77 @@ mod tests {
         .unwrap();
         assert!(r.cluster_cidr.is_none());
         assert_eq!(r.routes.len(), 1);
+    }
+
+    #[test]
+    fn flannel_bridge_delegate_keys_work() {
+        // What flannel's CNI plugin hands the bridge plugin (stock delegate: hairpinMode,
+        // isDefaultGateway; routes to the cluster network from host-local).
+        let r = conf(
+            r#"{"cniVersion":"0.3.1","name":"cbr0","type":"pea-cni","mtu":1450,
+            "hairpinMode":true,"ipMasq":false,"isGateway":false,"isDefaultGateway":true,
+            "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.3.0/24"}]],
+                    "routes":[{"dst":"10.244.0.0/16"}]}}"#,
+        )
+        .resolve()
+        .unwrap();
+        assert!(r.is_gateway && r.hairpin && !r.ip_masq);
+        assert_eq!(r.mtu, 1450);
+        let dsts: Vec<String> = r.routes.iter().map(|x| x.dst.to_string()).collect();
+        assert_eq!(dsts, ["10.244.0.0/16", "0.0.0.0/0"]);
+        // Without isDefaultGateway the configured routes are all the pod gets (host-local).
+        let r = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","ipam":{"subnet":"10.244.3.0/24",
+            "routes":[{"dst":"10.244.0.0/16"}]}}"#,
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(r.routes.len(), 1);
+        // A default route via another gateway contradicts isDefaultGateway.
+        let e = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","isDefaultGateway":true,
+            "ipam":{"subnet":"10.244.3.0/24","routes":[{"dst":"0.0.0.0/0","gw":"10.244.3.9"}]}}"#,
+        )
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("isDefaultGateway"), "{e}");
+    }
+
+    #[test]
+    fn gc_lists_under_both_names_and_null_is_empty() {
+        let att = |json: &str| conf(json).gc_valid_attachments();
+        let one = att(r#"{"cniVersion":"1.1.0","name":"n",
+            "cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#)
+        .unwrap();
+        assert_eq!(one[0].container_id, "c1");
+        let draft = att(r#"{"cniVersion":"1.1.0","name":"n",
+            "cni.dev/attachments":[{"containerID":"c2","ifname":"eth0"}]}"#)
+        .unwrap();
+        assert_eq!(draft[0].container_id, "c2");
+        let null = att(r#"{"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":null}"#);
+        assert_eq!(null, Some(vec![]));
+        assert_eq!(att(r#"{"cniVersion":"1.1.0","name":"n"}"#), None);
+    }
+
+    #[test]
+    fn data_dir_must_be_absolute_without_dotdot() {
+        let dir = |d: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.1.0","name":"n","ipam":{{"subnet":"10.9.1.0/24","dataDir":"{d}"}}}}"#
+            ))
+            .resolve()
+            .map(|r| r.data_dir)
+        };
+        assert_eq!(dir("/var/lib/x").unwrap(), PathBuf::from("/var/lib/x"));
+        for bad in ["leases", "/var/lib/../../etc", "../x"] {
+            let e = dir(bad).unwrap_err();
+            assert_eq!(e.code(), spec::code::INVALID_CONFIG, "{bad}");
+            assert!(e.to_string().contains("dataDir"), "{e}");
+        }
+        let r = conf(r#"{"cniVersion":"1.1.0","name":"n","ipam":{"subnet":"10.9.1.0/24"}}"#)
+            .resolve()
+            .unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/var/lib/cni/networks"));
     }
 
     #[test]

@@ -18,16 +18,30 @@ fn main() -> ExitCode {
     let vars = std::env::vars().collect();
     let mut stdin = Vec::new();
     let needs_stdin = std::env::var("CNI_COMMAND").is_ok_and(|c| c != "VERSION");
-    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
-        if needs_stdin {
-            let err = pea_cni::spec::CniError::new(
+    // Bounded: a runaway or hostile writer must not make the plugin allocate without limit.
+    let limit = pea_cni::cmd::MAX_STDIN;
+    let read = std::io::stdin()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut stdin);
+    let fail = |code, msg: String| {
+        let err = pea_cni::spec::CniError::new(code, msg, "");
+        println!("{}", serde_json::to_string(&err).expect("serialises"));
+        ExitCode::FAILURE
+    };
+    match read {
+        Err(e) if needs_stdin => {
+            return fail(
                 pea_cni::spec::code::IO_FAILURE,
                 format!("reading the network config from stdin: {e}"),
-                "",
-            );
-            println!("{}", serde_json::to_string(&err).expect("serialises"));
-            return ExitCode::FAILURE;
+            )
         }
+        Ok(n) if n > limit && needs_stdin => {
+            return fail(
+                pea_cni::spec::code::INVALID_CONFIG,
+                format!("the network config on stdin is larger than {limit} bytes"),
+            )
+        }
+        _ => {}
     }
     match pea_cni::cmd::run(&vars, &stdin) {
         Ok(Some(out)) => {

@@ -7,8 +7,20 @@ use serde::{Deserialize, Serialize};
 
 /// The newest spec version this plugin implements.
 pub const CURRENT_VERSION: &str = "1.1.0";
-/// Every config version the plugin accepts. 0.4.0 is kept because many runtimes still send it.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.4.0", "1.0.0", "1.1.0"];
+/// Every config version the plugin accepts. 0.3.x and 0.4.0 are kept because many runtimes and
+/// conflists still send them (flannel's stock `10-flannel.conflist` says 0.3.1); their results
+/// have the same shape (`ips[].version`). 0.1.0/0.2.0 (the `ip4`/`ip6` result) are not.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// The oldest config version that has each verb (CHECK came with 0.4.0, STATUS and GC with 1.1.0).
+pub fn min_version_of(verb: crate::env::Command) -> &'static str {
+    use crate::env::Command;
+    match verb {
+        Command::Check => "0.4.0",
+        Command::Status | Command::Gc => "1.1.0",
+        Command::Add | Command::Del | Command::Version => "0.3.0",
+    }
+}
 
 /// Well-known error codes (CNI spec, "Error" section).
 pub mod code {

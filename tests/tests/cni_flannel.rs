@@ -182,7 +182,7 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
     let env = std::fs::read_to_string(nodes[0].subnet_env())?;
     assert_eq!(
         env,
-        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
     );
     let mut fdb = nodes[0].fdb_dsts()?;
     fdb.sort();
@@ -214,6 +214,16 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
         assert_eq!(r["interfaces"][2]["mtu"], 1450, "{r}");
         ips.push(ip);
     }
+    // FLANNEL_IPMASQ=false (the agent does not masquerade): the plugin does, as flannel's CNI
+    // plugin makes the bridge plugin do.
+    assert!(
+        nodes[0]
+            .ns
+            .nft_tables()?
+            .contains(&"ip pea-cni-overlay".to_string()),
+        "{:?}",
+        nodes[0].ns.nft_tables()?
+    );
     // Across nodes: ICMP both ways round the triangle, and TCP.
     for (a, b) in [(0, 1), (1, 2), (2, 0), (0, 2)] {
         assert!(

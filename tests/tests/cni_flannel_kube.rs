@@ -298,7 +298,7 @@ fn three_nodes_take_subnets_from_node_objects_and_a_deleted_node_is_withdrawn() 
     // subnet.env from the Node's podCIDR, the device as flannel's vxlan backend makes it.
     assert_eq!(
         std::fs::read_to_string(nodes[1].subnet_env())?,
-        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
     );
     assert_eq!(
         nodes[1].ns.addrs("flannel.1")?,

@@ -365,7 +365,10 @@ fn bad_inputs_get_spec_errors_and_leave_nothing() -> Result<()> {
     );
     // VERSION.
     let v = call("VERSION", &[], &json!({"cniVersion": "1.0.0"}))?.unwrap();
-    assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+    assert_eq!(
+        v["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
     assert!(lease_files(&node).is_empty());
     assert!(host_veths(&node)?.is_empty());
     Ok(())
@@ -472,5 +475,168 @@ fn ip_masq_off_installs_no_nftables_state() -> Result<()> {
     net.gc(&[])?;
     assert!(node.ns.nft_tables()?.is_empty());
     assert!(lease_files(&node).is_empty());
+    Ok(())
+}
+
+/// The config flannel's CNI plugin hands the bridge plugin from its stock conflist (cniVersion
+/// 0.3.1, delegate `hairpinMode` + `isDefaultGateway`, host-local ranges with a route to the
+/// cluster network, `ipMasq: false` because flanneld masquerades) works as is with pea-cni.
+#[test]
+fn flannel_bridge_delegate_config_at_0_3_1_works() -> Result<()> {
+    let node = node()?;
+    let conf = json!({
+        "type": "pea-cni",
+        "mtu": 1450,
+        "hairpinMode": true,
+        "ipMasq": false,
+        "isGateway": true,
+        "isDefaultGateway": true,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.244.11.0/24"}]],
+            "routes": [{"dst": "10.244.0.0/16"}],
+            "dataDir": node.data.path()
+        }
+    });
+    let net = list(&node, "0.3.1", vec![conf.clone()])?;
+    let pod = Netns::new("pod")?;
+    let r = net.add("fl1", &pod.path(), "eth0", &Value::Null)?;
+    assert_eq!(r["cniVersion"], "0.3.1", "{r}");
+    assert_eq!(r["ips"][0]["version"], "4", "{r}");
+    assert_eq!(r["ips"][0]["address"], "10.244.11.2/24", "{r}");
+    assert!(
+        r["interfaces"][2].get("mtu").is_none(),
+        "mtu is a 1.1 field: {r}"
+    );
+    // Both the configured cluster route and the default route (isDefaultGateway) via the
+    // bridge's gateway.
+    let routes = pod.ip_json(&["-4", "route", "show"])?;
+    let via = |dst: &str| {
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["dst"] == dst)
+            .map(|x| x["gateway"].clone())
+    };
+    assert_eq!(via("default"), Some(json!("10.244.11.1")), "{routes}");
+    assert_eq!(via("10.244.0.0/16"), Some(json!("10.244.11.1")), "{routes}");
+    assert!(pod.ping("10.244.11.1")?);
+    assert!(node.ns.nft_tables()?.is_empty(), "ipMasq false");
+    // 0.3.1 has no CHECK (came with 0.4.0) and no STATUS (1.1.0): code 1.
+    let e = net.check("fl1", "eth0", &Value::Null).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 1, "{e:#}");
+    let mut sc = conf.clone();
+    sc["name"] = json!("podnet");
+    sc["cniVersion"] = json!("0.3.1");
+    let e = invoke(&dirs()?, &node.ns.path(), "pea-cni", "STATUS", &[], &sc).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 1, "{e:#}");
+    net.del(
+        "fl1",
+        &pod.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert!(lease_files(&node).is_empty());
+    assert!(host_veths(&node)?.is_empty());
+    Ok(())
+}
+
+/// GC as libcni sends it: the list under the draft key `cni.dev/attachments` too, and `null`
+/// for an empty list (a Go nil slice) — both honoured; an absent list is refused.
+#[test]
+fn gc_takes_the_draft_key_and_a_null_list() -> Result<()> {
+    let node = node()?;
+    let net = list(&node, "1.1.0", vec![pea_conf(&node, "10.244.12.0/24")])?;
+    let (a, b) = (Netns::new("pod")?, Netns::new("pod")?);
+    net.add("ga", &a.path(), "eth0", &Value::Null)?;
+    net.add("gb", &b.path(), "eth0", &Value::Null)?;
+    let mut gc = pea_conf(&node, "10.244.12.0/24");
+    gc["name"] = json!("podnet");
+    gc["cniVersion"] = json!("1.1.0");
+    let call = |c: &Value| invoke(&dirs()?, &node.ns.path(), "pea-cni", "GC", &[], c);
+    let e = call(&gc).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 7, "{e:#}");
+    assert_eq!(lease_files(&node).len(), 2);
+    gc["cni.dev/attachments"] = json!([{"containerID": "ga", "ifname": "eth0"}]);
+    call(&gc)?;
+    assert_eq!(lease_files(&node).len(), 1, "gb released, ga kept");
+    assert_eq!(a.links()?.len(), 2, "ga's eth0 kept");
+    gc["cni.dev/valid-attachments"] = Value::Null;
+    call(&gc)?;
+    assert!(lease_files(&node).is_empty());
+    assert!(host_veths(&node)?.is_empty());
+    assert!(node.ns.nft_tables()?.is_empty());
+    Ok(())
+}
+
+/// A network config beyond the plugin's stdin limit (16 MiB), and a relative or `..` dataDir,
+/// are refused with code 7 before anything is made.
+#[test]
+fn huge_stdin_and_bad_data_dirs_are_refused_and_leave_nothing() -> Result<()> {
+    use std::io::{Read, Write};
+    let node = node()?;
+    let pod = Netns::new("pod")?;
+    let p = pod.path().display().to_string();
+    let mut conf = pea_conf(&node, "10.244.13.0/24");
+    conf["name"] = json!("podnet");
+    conf["cniVersion"] = json!("1.1.0");
+    conf["pad"] = json!("x".repeat(17 << 20));
+    let mut child = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", node.ns.path().display()))
+        .arg(pea_cni_dir()?.join("pea-cni"))
+        .env_clear()
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "big")
+        .env("CNI_NETNS", &p)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", pea_cni_dir()?)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = conf.to_string().into_bytes();
+    // The plugin stops reading at the limit: the rest of the write fails with EPIPE.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&bytes);
+    });
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out)?;
+    let status = child.wait()?;
+    writer.join().unwrap();
+    assert!(!status.success(), "{out}");
+    let v: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(v["code"], 7, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("larger than"), "{v}");
+    assert_eq!(pod.links()?, vec!["lo".to_string()]);
+    assert!(!node.data.path().join("podnet").exists());
+    assert!(host_veths(&node)?.is_empty());
+
+    let env = [
+        ("CNI_CONTAINERID", "dd"),
+        ("CNI_NETNS", p.as_str()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    // `..` that resolves back into the test's own temp dir: nothing outside it even if unfixed.
+    let dotdot = node
+        .data
+        .path()
+        .join("..")
+        .join(node.data.path().file_name().unwrap());
+    for bad in ["pea-cni-relative-leases", dotdot.to_str().unwrap()] {
+        let mut c = pea_conf(&node, "10.244.13.0/24");
+        c["name"] = json!("podnet");
+        c["cniVersion"] = json!("1.1.0");
+        c["ipam"]["dataDir"] = json!(bad);
+        for verb in ["ADD", "DEL"] {
+            let e = invoke(&dirs()?, &node.ns.path(), "pea-cni", verb, &env, &c).unwrap_err();
+            assert_eq!(plugin_err(&e).code, 7, "{verb} {bad}: {e:#}");
+            assert!(plugin_err(&e).msg.contains("dataDir"), "{e:#}");
+        }
+    }
+    assert_eq!(pod.links()?, vec!["lo".to_string()]);
+    assert!(host_veths(&node)?.is_empty());
+    assert!(node.ns.nft_tables()?.is_empty());
     Ok(())
 }

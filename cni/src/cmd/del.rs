@@ -5,7 +5,7 @@
 
 use super::CmdError;
 use crate::{
-    config::{validate_network_name, ConfigError, NetConf, DEFAULT_DATA_DIR},
+    config::{validate_network_name, ConfigError, NetConf},
     env::CniEnv,
     ipam::Store,
     link, netns,
@@ -13,11 +13,7 @@ use crate::{
 
 pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<(), CmdError> {
     validate_network_name(&conf.name).map_err(ConfigError::Invalid)?;
-    let data_dir = conf
-        .ipam
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let data_dir = conf.data_dir()?;
     let h = netns::netlink_here()?;
     let host = link::host_veth_name(&env.container_id, &env.ifname);
     let removed = link::delete(&h, &host).await?;

@@ -1,30 +1,29 @@
 //! GC (spec 1.1): release every lease, and the host veth, of attachments not listed in
-//! `cni.dev/valid-attachments`; also remove host veths on the bridge that pea-cni made but that
+//! `cni.dev/valid-attachments` (or `cni.dev/attachments`, the draft name libcni also sends);
+//! also remove host veths on the bridge that pea-cni made but that
 //! own no lease any more (debris of a crash between veth creation and rollback).
 
 use std::collections::HashSet;
 
 use super::CmdError;
 use crate::{
-    config::{validate_network_name, ConfigError, NetConf, DEFAULT_DATA_DIR},
+    config::{validate_network_name, ConfigError, NetConf},
     ipam::Store,
     link, netns,
 };
 
 pub(super) async fn run(conf: &NetConf) -> Result<(), CmdError> {
     validate_network_name(&conf.name).map_err(ConfigError::Invalid)?;
-    let valid = conf.valid_attachments.as_ref().ok_or_else(|| {
+    // An absent list is refused rather than read as "nothing is valid" (that would release
+    // every pod's address); `null` is an empty list (a Go runtime's nil slice).
+    let valid = &conf.gc_valid_attachments().ok_or_else(|| {
         CmdError::Usage("GC needs \"cni.dev/valid-attachments\" in the config".into())
     })?;
     let keep: HashSet<(&str, &str)> = valid
         .iter()
         .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
         .collect();
-    let data_dir = conf
-        .ipam
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let data_dir = conf.data_dir()?;
     let h = netns::netlink_here()?;
     let store = Store::new(&data_dir, &conf.name);
     let lock = store.lock()?;

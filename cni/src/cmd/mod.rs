@@ -51,7 +51,17 @@ pub enum CmdError {
     Runtime(#[source] std::io::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("cniVersion {version} does not have {} (it needs {min} or later)", verb.as_str())]
+    VerbNeedsVersion {
+        verb: Command,
+        version: String,
+        min: &'static str,
+    },
 }
+
+/// The largest network config (stdin) the plugin reads: far above any real config, prevResult
+/// or GC list (a 10k-pod node's `cni.dev/valid-attachments` is about 1 MiB).
+pub const MAX_STDIN: usize = 16 << 20;
 
 /// Plugin-specific code for a CHECK that found the attachment not as ADD left it.
 pub const CHECK_FAILED: u32 = 102;
@@ -76,6 +86,7 @@ impl CmdError {
             CmdError::RolledBack(inner, _) => inner.code(),
             CmdError::Runtime(_) => IO_FAILURE,
             CmdError::Usage(_) => INVALID_CONFIG,
+            CmdError::VerbNeedsVersion { .. } => INCOMPATIBLE_VERSION,
         }
     }
 }
@@ -98,6 +109,14 @@ pub fn run(vars: &BTreeMap<String, String>, stdin: &[u8]) -> Result<Option<Strin
         return Ok(Some(version::run()));
     }
     let conf = NetConf::parse(stdin).map_err(|e| to_wire(e.into()))?;
+    let min = spec::min_version_of(env.command);
+    if !spec::version_at_least(&conf.cni_version, min) {
+        return Err(to_wire(CmdError::VerbNeedsVersion {
+            verb: env.command,
+            version: conf.cni_version.clone(),
+            min,
+        }));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -171,5 +190,55 @@ mod tests {
         let e = run(&add, br#"{"cniVersion":"1.0.0","name":"n","type":"pea-cni","ipam":{"subnet":"10.1.0.0/24"}}"#).unwrap_err();
         assert_eq!(e.code, spec::code::UNKNOWN_CONTAINER, "{e:?}");
         assert_eq!(e.cni_version, "1.0.0");
+    }
+
+    #[test]
+    fn verbs_need_their_spec_version() {
+        let conf = |v: &str| {
+            format!(
+                r#"{{"cniVersion":"{v}","name":"n","type":"pea-cni","ipam":{{"subnet":"10.1.0.0/24","dataDir":"/nonexistent/pea"}}}}"#
+            )
+        };
+        let check = vars(&[
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/nonexistent"),
+            ("CNI_IFNAME", "eth0"),
+        ]);
+        let e = run(&check, conf("0.3.1").as_bytes()).unwrap_err();
+        assert_eq!(e.code, spec::code::INCOMPATIBLE_VERSION, "{e:?}");
+        assert!(e.msg.contains("does not have CHECK"), "{e:?}");
+        assert_eq!(e.cni_version, "0.3.1");
+        for verb in ["STATUS", "GC"] {
+            let e = run(&vars(&[("CNI_COMMAND", verb)]), conf("1.0.0").as_bytes()).unwrap_err();
+            assert_eq!(e.code, spec::code::INCOMPATIBLE_VERSION, "{verb} {e:?}");
+            assert!(e.msg.contains(&format!("does not have {verb}")), "{e:?}");
+        }
+        // 0.3.1 (flannel's stock conflist) is accepted: ADD gets past the version check.
+        let add = vars(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/nonexistent"),
+            ("CNI_IFNAME", "eth0"),
+        ]);
+        let e = run(&add, conf("0.3.1").as_bytes()).unwrap_err();
+        assert_eq!(e.code, spec::code::UNKNOWN_CONTAINER, "{e:?}");
+    }
+
+    #[test]
+    fn status_separates_not_ready_from_bad_config() {
+        let status = vars(&[("CNI_COMMAND", "STATUS")]);
+        let e = run(
+            &status,
+            br#"{"cniVersion":"1.1.0","name":"n","subnetFile":"/nonexistent/subnet.env"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, spec::code::PLUGIN_NOT_AVAILABLE, "{e:?}");
+        let e = run(
+            &status,
+            br#"{"cniVersion":"1.1.0","name":"n","ipam":{"subnet":"10.1.0.0/24","gateway":"10.2.0.1"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, spec::code::INVALID_CONFIG, "{e:?}");
     }
 }

@@ -4,14 +4,17 @@
 
 use super::CmdError;
 use crate::{
-    config::NetConf,
+    config::{ConfigError, NetConf},
     ipam::{in_range, range_size, Store},
 };
 
 pub(super) fn run(conf: &NetConf) -> Result<(), CmdError> {
-    let r = conf
-        .resolve()
-        .map_err(|e| CmdError::Unavailable(format!("not ready: {e}")))?;
+    // Not ready (50) is a missing subnet file (the node agent has not written it yet); a config
+    // that can never work keeps its own code.
+    let r = conf.resolve().map_err(|e| match e {
+        ConfigError::SubnetFile { .. } => CmdError::Unavailable(format!("not ready: {e}")),
+        e => CmdError::Config(e),
+    })?;
     let store = Store::new(&r.data_dir, &r.name);
     let lock = store
         .lock()

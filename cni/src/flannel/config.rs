@@ -61,10 +61,6 @@ fn default_subnet_file() -> PathBuf {
 fn default_resync() -> u64 {
     1000
 }
-fn yes() -> bool {
-    true
-}
-
 /// VXLAN backend settings (flannel's defaults).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -108,7 +104,11 @@ pub struct AgentConfig {
     pub vxlan: VxlanConfig,
     #[serde(default = "default_subnet_file")]
     pub subnet_file: PathBuf,
-    #[serde(default = "yes")]
+    /// flanneld's `--ip-masq`: the agent itself masquerades pod traffic leaving the network and
+    /// says so with FLANNEL_IPMASQ=true, which tells the CNI plugin not to. pea-flanneld does not
+    /// implement agent-side masquerade (true is refused): it writes FLANNEL_IPMASQ=false and
+    /// pea-cni masquerades per node, as flannel's plugin makes the bridge plugin do.
+    #[serde(default)]
     pub ip_masq: bool,
     /// How often the registry is re-read, in milliseconds.
     #[serde(default = "default_resync")]
@@ -162,6 +162,13 @@ impl AgentConfig {
         if self.subnet_source.is_none() {
             return inv("subnetSource is missing (config, or --kube-subnet-mgr)".into());
         }
+        if self.ip_masq {
+            return inv(
+                "ipMasq: masquerading in the agent (flanneld --ip-masq) is not implemented; \
+                 leave it false and pea-cni masquerades pod traffic (its ipMasq key)"
+                    .into(),
+            );
+        }
         if self.resync_millis == 0 {
             return inv("resyncMillis must be > 0".into());
         }
@@ -184,6 +191,21 @@ mod tests {
         assert_eq!(c.vxlan, VxlanConfig::default());
         assert_eq!(c.vxlan.port, 8472);
         assert_eq!(c.vxlan.vni, 1);
+        assert!(
+            !c.ip_masq,
+            "FLANNEL_IPMASQ=false unless the agent masquerades"
+        );
+    }
+
+    #[test]
+    fn agent_side_masquerade_is_refused_as_not_implemented() {
+        let c: AgentConfig = serde_json::from_str(
+            r#"{"network":"10.244.0.0/16","nodeName":"n1","iface":"eth0","ipMasq":true,
+                "subnetSource":{"static":{"subnet":"10.244.1.0/24","registryDir":"/tmp/r"}}}"#,
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("not implemented"), "{e}");
     }
 
     #[test]
