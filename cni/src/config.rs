@@ -133,6 +133,13 @@ pub struct NetConf {
     #[serde(default)]
     pub ipam: IpamConf,
     pub prev_result: Option<serde_json::Value>,
+    /// Capability arguments from the runtime (`ips`, `mac`; others such as `portMappings` are
+    /// for other plugins and ignored).
+    #[serde(default)]
+    pub runtime_config: RuntimeConfig,
+    /// The conventions' `args.cni` (`ips`, `mac`).
+    #[serde(default)]
+    pub args: ConfArgs,
     /// GC's list (spec 1.1). Outer `None`: the key is absent; inner `None`: `null`, which is what
     /// a Go runtime sends for an empty (nil) list.
     #[serde(
@@ -144,6 +151,22 @@ pub struct NetConf {
     /// The same list under the name a draft of spec 1.1 used; libcni injects both keys.
     #[serde(rename = "cni.dev/attachments", default, deserialize_with = "present")]
     pub attachments: Option<Option<Vec<Attachment>>>,
+}
+
+/// `runtimeConfig` keys pea-cni honours (capabilities `ips` and `mac`, as host-local and bridge).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// The config's `args` object; pea-cni reads `args.cni`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConfArgs {
+    #[serde(default)]
+    pub cni: RuntimeConfig,
 }
 
 /// Marks a key as present even when its value is `null` (serde's `default` covers absence).
@@ -293,6 +316,58 @@ impl NetConf {
             .clone()
             .or_else(|| self.attachments.clone())
             .map(Option::unwrap_or_default)
+    }
+
+    /// Static addresses asked for, as host-local gathers them: `CNI_ARGS` `IP=` (comma
+    /// separated), `args.cni.ips` and `runtimeConfig.ips` (each "a.b.c.d" or "a.b.c.d/len").
+    pub fn requested_ips(&self, cni_args_ip: Option<&str>) -> Result<Vec<IpAddr>, ConfigError> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        let from_env = cni_args_ip.into_iter().flat_map(|v| v.split(','));
+        let all = from_env.chain(
+            self.args
+                .cni
+                .ips
+                .iter()
+                .chain(&self.runtime_config.ips)
+                .map(String::as_str),
+        );
+        for raw in all.map(str::trim).filter(|s| !s.is_empty()) {
+            let ip = raw
+                .split_once('/')
+                .map_or(raw, |(a, _)| a)
+                .parse::<IpAddr>()
+                .map_err(|_| {
+                    ConfigError::Invalid(format!("requested IP {raw:?} is not an IP address"))
+                })?;
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pod interface's MAC address asked for (bridge's precedence: `runtimeConfig.mac`,
+    /// then `args.cni.mac`, then `CNI_ARGS` `MAC=`); must be a unicast, non-zero address.
+    pub fn requested_mac(
+        &self,
+        cni_args_mac: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(raw) = self
+            .runtime_config
+            .mac
+            .as_deref()
+            .or(self.args.cni.mac.as_deref())
+            .or(cni_args_mac)
+            .filter(|m| !m.is_empty())
+        else {
+            return Ok(None);
+        };
+        match crate::link::parse_mac(raw) {
+            Some(m) if m.len() == 6 && m[0] & 1 == 0 && m.iter().any(|b| *b != 0) => Ok(Some(m)),
+            _ => Err(ConfigError::Invalid(format!(
+                "requested MAC {raw:?} is not a unicast Ethernet address"
+            ))),
+        }
     }
 
     /// The lease directory root: `ipam.dataDir` (absolute, no `..`), or host-local's default.
@@ -681,6 +756,41 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(e.to_string().contains("isDefaultGateway"), "{e}");
+    }
+
+    #[test]
+    fn static_ip_and_mac_requests_parse_and_bad_ones_are_named() {
+        let c = conf(
+            r#"{"cniVersion":"1.1.0","name":"n",
+            "runtimeConfig":{"ips":["10.9.1.7/24","fd00::7"],"mac":"0a:58:0a:09:01:07",
+                             "portMappings":[{"hostPort":80,"containerPort":80}]},
+            "args":{"cni":{"ips":["10.9.1.7"],"mac":"0a:58:00:00:00:01"}}}"#,
+        );
+        let ips = c.requested_ips(Some("10.9.1.8,10.9.1.7")).unwrap();
+        let want: Vec<IpAddr> = ["10.9.1.8", "10.9.1.7", "fd00::7"]
+            .iter()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(ips, want);
+        // runtimeConfig wins over args.cni and CNI_ARGS, as in the bridge plugin.
+        assert_eq!(
+            c.requested_mac(Some("0a:58:00:00:00:02")).unwrap().unwrap(),
+            vec![0x0a, 0x58, 0x0a, 0x09, 0x01, 0x07]
+        );
+        let none = conf(r#"{"cniVersion":"1.1.0","name":"n"}"#);
+        assert!(none.requested_ips(None).unwrap().is_empty());
+        assert!(none.requested_mac(None).unwrap().is_none());
+        let e = none.requested_ips(Some("10.9.1.x")).unwrap_err();
+        assert_eq!(e.code(), spec::code::INVALID_CONFIG);
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "zz",
+            "0a:58:0a:09:01",
+        ] {
+            let e = none.requested_mac(Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("MAC"), "{bad}: {e}");
+        }
     }
 
     #[test]

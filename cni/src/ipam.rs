@@ -54,6 +54,8 @@ pub enum IpamError {
         ranges: String,
         used: usize,
     },
+    #[error("requested address {ip} is not available: {why}")]
+    Unavailable { ip: IpAddr, why: String },
     #[error("lease file {path} is corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
 }
@@ -228,6 +230,39 @@ impl Locked<'_> {
                 .join(", "),
             used: leases.len(),
         })?;
+        self.write_lease(ip, container_id, ifname)?;
+        // The round-robin position is a hint: overwritten in place without fsync (a torn or lost
+        // hint only moves where the next search starts; it is validated when read).
+        let lr = self.store.dir.join(hint_file(set));
+        write_hint(&lr, ip).map_err(io_err(&lr))?;
+        Ok(ip)
+    }
+
+    /// Leases exactly `ip`, a static address the runtime asked for (the `ips` capability,
+    /// `args.cni.ips` or `CNI_ARGS` `IP=`); the caller has checked it lies in a range.
+    /// Idempotent for the same attachment.
+    pub fn allocate_requested(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        ip: IpAddr,
+        reserved: &[IpAddr],
+    ) -> Result<IpAddr, IpamError> {
+        let unavailable = |why: String| Err(IpamError::Unavailable { ip, why });
+        if reserved.contains(&ip) {
+            return unavailable("it is a gateway address".into());
+        }
+        if let Some(l) = self.leases()?.iter().find(|l| l.ip == Some(ip)) {
+            if l.container_id == container_id && l.ifname == ifname {
+                return Ok(ip);
+            }
+            return unavailable(format!("leased to {}/{}", l.container_id, l.ifname));
+        }
+        self.write_lease(ip, container_id, ifname)?;
+        Ok(ip)
+    }
+
+    fn write_lease(&self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<(), IpamError> {
         let lease = Lease {
             ip: None,
             version: LEASE_VERSION,
@@ -236,12 +271,7 @@ impl Locked<'_> {
         };
         let path = self.store.dir.join(ip.to_string());
         let body = serde_json::to_vec(&lease).expect("lease serialises");
-        atomic_write_nodirsync(&path, &body).map_err(io_err(&path))?;
-        // The round-robin position is a hint: overwritten in place without fsync (a torn or lost
-        // hint only moves where the next search starts; it is validated when read).
-        let lr = self.store.dir.join(hint_file(set));
-        write_hint(&lr, ip).map_err(io_err(&lr))?;
-        Ok(ip)
+        atomic_write_nodirsync(&path, &body).map_err(io_err(&path))
     }
 
     fn last_reserved(&self, set: usize) -> Option<IpAddr> {

@@ -275,12 +275,16 @@ pub async fn create_veth(
     peer: &str,
     mtu: u32,
     netns: &crate::netns::Netns,
+    peer_mac: Option<&[u8]>,
 ) -> Result<u32, LinkError> {
     use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-    let peer_msg = LinkUnspec::new_with_name(peer)
+    let mut peer_b = LinkUnspec::new_with_name(peer)
         .mtu(mtu)
-        .setns_by_fd(netns.file.as_raw_fd())
-        .build();
+        .setns_by_fd(netns.file.as_raw_fd());
+    if let Some(mac) = peer_mac {
+        peer_b = peer_b.address(mac.to_vec());
+    }
+    let peer_msg = peer_b.build();
     let mut msg = LinkVeth::new(host, peer).mtu(mtu).build();
     for a in &mut msg.attributes {
         if let LinkAttribute::LinkInfo(infos) = a {

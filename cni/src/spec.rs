@@ -37,6 +37,9 @@ pub mod code {
     pub const RANGE_EXHAUSTED: u32 = 100;
     /// Plugin-specific code: a netlink or nftables operation on the node failed.
     pub const NETWORK_SETUP: u32 = 101;
+    /// Plugin-specific code: a requested static address (`ips`, `IP=`) is leased to another
+    /// attachment or is a gateway.
+    pub const REQUESTED_IP_UNAVAILABLE: u32 = 103;
 }
 
 /// The error object a plugin prints on failure.

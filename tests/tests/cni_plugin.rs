@@ -640,3 +640,82 @@ fn huge_stdin_and_bad_data_dirs_are_refused_and_leave_nothing() -> Result<()> {
     assert!(node.ns.nft_tables()?.is_empty());
     Ok(())
 }
+
+/// Static addresses and MACs (capabilities `ips`/`mac` through runtimeConfig, and CNI_ARGS
+/// `IP=`/`MAC=`) as host-local and bridge honour them; a taken or out-of-range request fails
+/// cleanly.
+#[test]
+fn requested_ips_and_macs_are_honoured() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.14.0/24");
+    conf["capabilities"] = json!({"ips": true, "mac": true});
+    let net = list(&node, "1.1.0", vec![conf.clone()])?;
+    let (a, b, c) = (Netns::new("pod")?, Netns::new("pod")?, Netns::new("pod")?);
+    let rt = json!({"ips": ["10.244.14.77/24"], "mac": "0a:58:0a:f4:0e:4d"});
+    let ra = net.add("sa", &a.path(), "eth0", &rt)?;
+    assert_eq!(ra["ips"][0]["address"], "10.244.14.77/24", "{ra}");
+    assert_eq!(ra["interfaces"][2]["mac"], "0a:58:0a:f4:0e:4d", "{ra}");
+    assert_eq!(a.addrs("eth0")?, vec!["10.244.14.77/24".to_string()]);
+    assert_eq!(
+        a.ip_json(&["link", "show", "dev", "eth0"])?[0]["address"],
+        "0a:58:0a:f4:0e:4d"
+    );
+    net.check("sa", "eth0", &rt)?;
+    // The same address for another pod: code 103, and nothing of the failed ADD is left.
+    let e = net.add("sb", &b.path(), "eth0", &rt).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 103, "{e:#}");
+    assert_eq!(b.links()?, vec!["lo".to_string()]);
+    assert_eq!(lease_files(&node), vec!["10.244.14.77".to_string()]);
+    // Outside the network's ranges: code 7.
+    let e = net
+        .add("sb", &b.path(), "eth0", &json!({"ips": ["10.99.0.5"]}))
+        .unwrap_err();
+    assert_eq!(plugin_err(&e).code, 7, "{e:#}");
+    // CNI_ARGS IP= and MAC= (no capability needed), with the gateway refused.
+    let mut plain = conf.clone();
+    plain["name"] = json!("podnet");
+    plain["cniVersion"] = json!("1.1.0");
+    let cp = c.path().display().to_string();
+    let env = |args: &'static str| {
+        vec![
+            ("CNI_CONTAINERID", "sc"),
+            ("CNI_NETNS", cp.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args),
+        ]
+    };
+    let e = invoke(
+        &dirs()?,
+        &node.ns.path(),
+        "pea-cni",
+        "ADD",
+        &env("IgnoreUnknown=1;IP=10.244.14.1"),
+        &plain,
+    )
+    .unwrap_err();
+    assert_eq!(plugin_err(&e).code, 103, "gateway: {e:#}");
+    let rc = invoke(
+        &dirs()?,
+        &node.ns.path(),
+        "pea-cni",
+        "ADD",
+        &env("IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.244.14.90;MAC=0a:58:0a:f4:0e:5a"),
+        &plain,
+    )?
+    .unwrap();
+    assert_eq!(rc["ips"][0]["address"], "10.244.14.90/24", "{rc}");
+    assert_eq!(rc["interfaces"][2]["mac"], "0a:58:0a:f4:0e:5a", "{rc}");
+    invoke(
+        &dirs()?,
+        &node.ns.path(),
+        "pea-cni",
+        "DEL",
+        &env("IgnoreUnknown=1"),
+        &plain,
+    )?;
+    net.del("sa", &a.path().display().to_string(), "eth0", &rt)?;
+    assert!(lease_files(&node).is_empty());
+    assert!(host_veths(&node)?.is_empty());
+    assert!(node.ns.nft_tables()?.is_empty());
+    Ok(())
+}

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::CmdError;
 use crate::{
-    config::{NetConf, Resolved},
+    config::{ConfigError, NetConf, Resolved},
     env::CniEnv,
     ipam::Store,
     link,
@@ -27,6 +27,31 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError
         ),
         None => None,
     };
+    // Static requests (capabilities `ips`/`mac`, `args.cni`, CNI_ARGS IP=/MAC=): at most one
+    // address per range set, each inside one of the network's ranges.
+    let mac = conf.requested_mac(env.arg("MAC"))?;
+    let mut wanted: Vec<Option<IpAddr>> = vec![None; r.range_sets.len()];
+    for ip in conf.requested_ips(env.arg("IP"))? {
+        let set = r
+            .range_sets
+            .iter()
+            .position(|set| {
+                set.iter()
+                    .any(|x| crate::ipam::in_range(ip, x.start, x.end))
+            })
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "requested IP {ip} is in none of network {}'s ranges",
+                    r.name
+                ))
+            })?;
+        if let Some(other) = wanted[set].replace(ip) {
+            return Err(ConfigError::Invalid(format!(
+                "requested IPs {other} and {ip} are in the same range set (one address per set)"
+            ))
+            .into());
+        }
+    }
     let pod_ns = Netns::open(std::path::Path::new(&env.netns))?;
     let store = Store::new(&r.data_dir, &r.name);
     let ips = {
@@ -35,7 +60,11 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError
         let mut ips = Vec::new();
         for (i, set) in r.range_sets.iter().enumerate() {
             let spans: Vec<(IpAddr, IpAddr)> = set.iter().map(|x| (x.start, x.end)).collect();
-            match lock.allocate(&env.container_id, &env.ifname, i, &spans, &gateways) {
+            let leased = match wanted[i] {
+                Some(ip) => lock.allocate_requested(&env.container_id, &env.ifname, ip, &gateways),
+                None => lock.allocate(&env.container_id, &env.ifname, i, &spans, &gateways),
+            };
+            match leased {
                 Ok(ip) => ips.push(ip),
                 Err(e) => {
                     drop(lock);
@@ -52,7 +81,7 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError
         ips
     };
     tracing::debug!(?ips, "leased");
-    match plumb(env, &r, &pod_ns, &ips).await {
+    match plumb(env, &r, &pod_ns, &ips, mac.as_deref()).await {
         Ok(mut result) => {
             if let Some(prev) = prev {
                 result = merge(prev, result);
@@ -98,6 +127,7 @@ async fn plumb(
     r: &Resolved,
     pod_ns: &Netns,
     ips: &[IpAddr],
+    mac: Option<&[u8]>,
 ) -> Result<AddResult, CmdError> {
     let h = netns::netlink_here()?;
     let has_v4 = r.gateway_of(false).is_some();
@@ -133,7 +163,7 @@ async fn plumb(
     let host = link::host_veth_name(&env.container_id, &env.ifname);
     // A retried ADD (libcni retries after errors) starts from a clean slate for this attachment.
     link::delete(&h, &host).await?;
-    let host_idx = link::create_veth(&h, &host, &env.ifname, r.mtu, pod_ns).await?;
+    let host_idx = link::create_veth(&h, &host, &env.ifname, r.mtu, pod_ns, mac).await?;
     link::attach_to_bridge(&h, &host, host_idx, bridge_idx, r.hairpin).await?;
 
     let ph = pod_ns.netlink()?;

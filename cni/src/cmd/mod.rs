@@ -73,6 +73,7 @@ impl CmdError {
             CmdError::Env(_) => INVALID_ENV,
             CmdError::Config(c) => c.code(),
             CmdError::Ipam(IpamError::Exhausted { .. }) => RANGE_EXHAUSTED,
+            CmdError::Ipam(IpamError::Unavailable { .. }) => REQUESTED_IP_UNAVAILABLE,
             CmdError::Ipam(_) => IO_FAILURE,
             CmdError::Netns(NetnsError::NotFound { .. } | NetnsError::NotNetns { .. }) => {
                 UNKNOWN_CONTAINER
