@@ -34,6 +34,8 @@ pub enum NetnsError {
     },
     #[error("{path} is not a network namespace file")]
     NotNetns { path: PathBuf },
+    #[error("CNI_NETNS {path} is the plugin's own network namespace (the node's), not a pod's")]
+    OwnNamespace { path: PathBuf },
     #[error("entering network namespace {path}: {source}")]
     Enter {
         path: PathBuf,
@@ -56,6 +58,27 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// Refuses the namespace the plugin runs in: plumbing a "pod" there would put the pod's
+    /// interface, addresses and default route on the node itself.
+    pub fn ensure_not_own(&self) -> Result<(), NetnsError> {
+        use std::os::unix::fs::MetadataExt;
+        let own =
+            std::fs::metadata("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
+                path: "/proc/thread-self/ns/net".into(),
+                source,
+            })?;
+        let this = self.file.metadata().map_err(|source| NetnsError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        if (own.dev(), own.ino()) == (this.dev(), this.ino()) {
+            return Err(NetnsError::OwnNamespace {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Opens `path` and checks it is a namespace file (nsfs).
     pub fn open(path: &Path) -> Result<Self, NetnsError> {
         let file = File::open(path).map_err(|source| {

@@ -31,6 +31,8 @@ pub mod code {
     pub const IO_FAILURE: u32 = 5;
     pub const DECODE_FAILURE: u32 = 6;
     pub const INVALID_CONFIG: u32 = 7;
+    /// libcni's `ErrInvalidNetNS` (its skel refuses the plugin's own namespace with it).
+    pub const INVALID_NETNS: u32 = 8;
     pub const TRY_AGAIN_LATER: u32 = 11;
     pub const PLUGIN_NOT_AVAILABLE: u32 = 50;
     /// Plugin-specific code (>= 100): the node's address range has no free address left.

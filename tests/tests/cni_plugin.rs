@@ -719,3 +719,31 @@ fn requested_ips_and_macs_are_honoured() -> Result<()> {
     assert!(node.ns.nft_tables()?.is_empty());
     Ok(())
 }
+
+/// CNI_NETNS naming the namespace the plugin runs in (the node's) is refused with libcni's
+/// ErrInvalidNetNS (8) before anything is made: otherwise the "pod" interface, its address and
+/// its default route would land on the node.
+#[test]
+fn add_into_the_plugins_own_namespace_is_refused() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.15.0/24");
+    conf["name"] = json!("podnet");
+    conf["cniVersion"] = json!("1.1.0");
+    let links_before = node.ns.links()?;
+    let own = node.ns.path().display().to_string();
+    let env = [
+        ("CNI_CONTAINERID", "own"),
+        ("CNI_NETNS", own.as_str()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let e = invoke(&dirs()?, &node.ns.path(), "pea-cni", "ADD", &env, &conf).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 8, "{e:#}");
+    assert!(
+        plugin_err(&e).msg.contains("own network namespace"),
+        "{e:#}"
+    );
+    assert_eq!(node.ns.links()?, links_before);
+    assert!(lease_files(&node).is_empty());
+    assert!(node.ns.nft_tables()?.is_empty());
+    Ok(())
+}

@@ -53,6 +53,7 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError
         }
     }
     let pod_ns = Netns::open(std::path::Path::new(&env.netns))?;
+    pod_ns.ensure_not_own()?;
     let store = Store::new(&r.data_dir, &r.name);
     let ips = {
         let lock = store.lock()?;

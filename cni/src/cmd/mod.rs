@@ -78,6 +78,7 @@ impl CmdError {
             CmdError::Netns(NetnsError::NotFound { .. } | NetnsError::NotNetns { .. }) => {
                 UNKNOWN_CONTAINER
             }
+            CmdError::Netns(NetnsError::OwnNamespace { .. }) => INVALID_NETNS,
             CmdError::Netns(_) | CmdError::Link(_) | CmdError::Masq(_) | CmdError::Sysctl(_) => {
                 NETWORK_SETUP
             }
