@@ -27,6 +27,8 @@ pub enum ConfigError {
     Invalid(String),
     #[error("ipam type {0:?} is not supported: pea-cni has built-in host-local IPAM only")]
     IpamType(String),
+    #[error("{0:?} (a bridge plugin key) is not supported by pea-cni")]
+    Unsupported(&'static str),
     #[error("reading subnet file {path}: {source}")]
     SubnetFile {
         path: PathBuf,
@@ -41,7 +43,7 @@ impl ConfigError {
         match self {
             ConfigError::Decode(_) => spec::code::DECODE_FAILURE,
             ConfigError::Version(_) => spec::code::INCOMPATIBLE_VERSION,
-            ConfigError::IpamType(_) => spec::code::UNSUPPORTED_FIELD,
+            ConfigError::IpamType(_) | ConfigError::Unsupported(_) => spec::code::UNSUPPORTED_FIELD,
             ConfigError::Invalid(_) => spec::code::INVALID_CONFIG,
             ConfigError::SubnetFile { .. } => spec::code::TRY_AGAIN_LATER,
         }
@@ -133,6 +135,20 @@ pub struct NetConf {
     #[serde(default)]
     pub ipam: IpamConf,
     pub prev_result: Option<serde_json::Value>,
+    /// Bridge plugin features pea-cni does not implement: refused (code 2) when set to anything
+    /// but their defaults, so a conflist written for the bridge plugin never silently loses them.
+    #[serde(default)]
+    pub vlan: u32,
+    #[serde(default)]
+    pub vlan_trunk: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub promisc_mode: bool,
+    #[serde(default)]
+    pub macspoofchk: bool,
+    #[serde(default)]
+    pub disable_container_interface: bool,
+    #[serde(default)]
+    pub port_isolation: bool,
     /// Capability arguments from the runtime (`ips`, `mac`; others such as `portMappings` are
     /// for other plugins and ignored).
     #[serde(default)]
@@ -393,6 +409,20 @@ impl NetConf {
         let invalid = |m: String| ConfigError::Invalid(m);
         validate_network_name(&self.name).map_err(invalid)?;
         validate_ifname(&self.bridge).map_err(|e| invalid(format!("bridge: {e}")))?;
+        let unsupported = [
+            ("vlan", self.vlan != 0),
+            ("vlanTrunk", !self.vlan_trunk.is_empty()),
+            ("promiscMode", self.promisc_mode),
+            ("macspoofchk", self.macspoofchk),
+            (
+                "disableContainerInterface",
+                self.disable_container_interface,
+            ),
+            ("portIsolation", self.port_isolation),
+        ];
+        if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::Unsupported(key));
+        }
         if let Some(kind) = &self.ipam.kind {
             if !kind.is_empty() && kind != "host-local" && kind != "pea-host-local" {
                 return Err(ConfigError::IpamType(kind.clone()));
@@ -791,6 +821,32 @@ mod tests {
             let e = none.requested_mac(Some(bad)).unwrap_err();
             assert!(e.to_string().contains("MAC"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn bridge_features_pea_lacks_are_refused_not_dropped() {
+        for extra in [
+            r#""vlan":100"#,
+            r#""vlanTrunk":[{"id":101}]"#,
+            r#""promiscMode":true"#,
+            r#""macspoofchk":true"#,
+            r#""disableContainerInterface":true"#,
+            r#""portIsolation":true"#,
+        ] {
+            let e = conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n",{extra},"ipam":{{"subnet":"10.9.1.0/24"}}}}"#
+            ))
+            .resolve()
+            .unwrap_err();
+            assert_eq!(e.code(), spec::code::UNSUPPORTED_FIELD, "{extra}: {e}");
+        }
+        // Their defaults, and keys with no effect here (forceAddress), are fine.
+        conf(
+            r#"{"cniVersion":"1.0.0","name":"n","vlan":0,"promiscMode":false,
+            "forceAddress":true,"ipam":{"subnet":"10.9.1.0/24"}}"#,
+        )
+        .resolve()
+        .unwrap();
     }
 
     #[test]

@@ -103,6 +103,31 @@ impl CniEnv {
         Ok(env)
     }
 
+    /// Refuses `CNI_ARGS` keys outside `known` unless `IgnoreUnknown` is true ("1"/"true"), as
+    /// the reference plugins' `LoadArgs` does: a mistyped `IP=` must not be dropped silently.
+    pub fn check_args(&self, known: &[&str]) -> Result<(), EnvError> {
+        let ignore = self
+            .arg("IgnoreUnknown")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        let unknown: Vec<&str> = self
+            .args
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "IgnoreUnknown" && !known.contains(k))
+            .collect();
+        if ignore || unknown.is_empty() {
+            return Ok(());
+        }
+        Err(EnvError::Invalid {
+            var: "CNI_ARGS",
+            why: format!(
+                "unknown key(s) {} (known: {}; add IgnoreUnknown=1 to ignore others)",
+                unknown.join(", "),
+                known.join(", ")
+            ),
+        })
+    }
+
     /// The value of `key` in `CNI_ARGS`.
     pub fn arg(&self, key: &str) -> Option<&str> {
         self.args
@@ -209,6 +234,20 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn unknown_args_need_ignore_unknown() {
+        let env = |args: &str| {
+            CniEnv::parse(&vars(&[("CNI_COMMAND", "VERSION"), ("CNI_ARGS", args)])).unwrap()
+        };
+        let known = ["IP", "K8S_POD_NAME"];
+        assert!(env("IP=10.0.0.5;K8S_POD_NAME=a").check_args(&known).is_ok());
+        assert!(env("IgnoreUnknown=1;FOO=bar").check_args(&known).is_ok());
+        assert!(env("IgnoreUnknown=true;FOO=bar").check_args(&known).is_ok());
+        let e = env("Ip=10.0.0.5").check_args(&known).unwrap_err();
+        assert!(e.to_string().contains("unknown key(s) Ip"), "{e}");
+        assert!(env("IgnoreUnknown=0;FOO=bar").check_args(&known).is_err());
     }
 
     #[test]

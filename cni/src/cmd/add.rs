@@ -18,7 +18,18 @@ use crate::{
     sysctl,
 };
 
+/// The `CNI_ARGS` keys ADD understands (static IP/MAC, and the pod identity runtimes send).
+const KNOWN_ARGS: &[&str] = &[
+    "IP",
+    "MAC",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_NAME",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+];
+
 pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<String, CmdError> {
+    env.check_args(KNOWN_ARGS)?;
     let r = conf.resolve()?;
     let prev = match &conf.prev_result {
         Some(v) => Some(

@@ -228,6 +228,26 @@ mod tests {
     }
 
     #[test]
+    fn add_refuses_unknown_cni_args_without_ignore_unknown() {
+        let add = |args: &str| {
+            vars(&[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_NETNS", "/nonexistent"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_ARGS", args),
+            ])
+        };
+        let conf = br#"{"cniVersion":"1.1.0","name":"n","ipam":{"subnet":"10.1.0.0/24"}}"#;
+        let e = run(&add("FOO=bar"), conf).unwrap_err();
+        assert_eq!(e.code, spec::code::INVALID_ENV, "{e:?}");
+        assert!(e.msg.contains("FOO"), "{e:?}");
+        // With IgnoreUnknown the ADD goes on (and fails later, on the missing netns).
+        let e = run(&add("IgnoreUnknown=1;FOO=bar;K8S_POD_NAME=p"), conf).unwrap_err();
+        assert_eq!(e.code, spec::code::UNKNOWN_CONTAINER, "{e:?}");
+    }
+
+    #[test]
     fn status_separates_not_ready_from_bad_config() {
         let status = vars(&[("CNI_COMMAND", "STATUS")]);
         let e = run(
