@@ -24,6 +24,10 @@ pub fn set_resource_version(obj: &mut Value, rev: i64) {
 
 /// Serialises an object for the store, without its resourceVersion.
 pub fn encode(obj: &Value) -> Vec<u8> {
+    // Copy the object only when there is a resourceVersion to leave out (never on creates).
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        return serde_json::to_vec(obj).unwrap_or_default();
+    }
     let mut o = obj.clone();
     if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -63,21 +67,27 @@ pub fn new_uid() -> String {
     random_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut uid = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            uid.push('-');
+        }
+        uid.push(HEX[usize::from(x >> 4)] as char);
+        uid.push(HEX[usize::from(x & 0x0f)] as char);
+    }
+    uid
 }
 
 /// Fills `buf` from the kernel's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) {
     use std::io::Read;
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+    // One handle for the process: opening the device per uid cost two syscalls per create.
+    static URANDOM: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    if let Some(mut f) = URANDOM
+        .get_or_init(|| std::fs::File::open("/dev/urandom").ok())
+        .as_ref()
+    {
         if f.read_exact(buf).is_ok() {
             return;
         }
@@ -109,4 +119,34 @@ pub fn list_object(
         meta["continue"] = Value::String(c);
     }
     json!({"kind": list_kind, "apiVersion": api_version, "metadata": meta, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_distinct_version_4_uuids() {
+        let (a, b) = (new_uid(), new_uid());
+        assert_ne!(a, b);
+        let groups: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(a
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert!(groups[2].starts_with('4'), "{a}");
+        assert!(matches!(&groups[3][..1], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn encode_leaves_out_the_resource_version() {
+        let with = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "x": 1});
+        let stored: Value = serde_json::from_slice(&encode(&with)).unwrap();
+        assert_eq!(stored, json!({"metadata": {"name": "a"}, "x": 1}));
+        let without = json!({"metadata": {"name": "a"}});
+        assert_eq!(encode(&without), serde_json::to_vec(&without).unwrap());
+    }
 }

@@ -79,7 +79,8 @@ impl ResourceDef {
 
 /// Checks `value` decodes as `T` and lists the fields `T` does not know.
 fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Vec<String>, String> {
-    let parsed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    // Deserialising from `&Value` avoids a deep copy of the object per request.
+    let parsed = T::deserialize(value).map_err(|e| e.to_string())?;
     let back = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
     let mut unknown = Vec::new();
     unknown_fields(value, &back, "", &mut unknown);

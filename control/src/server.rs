@@ -503,7 +503,12 @@ async fn serve(
             content_type,
             warnings,
         } => {
-            let mut r = full(code, content_type, body.to_string().into_bytes());
+            // to_vec writes straight into a Vec; `Value::to_string` goes through `fmt::Write`.
+            let mut r = full(
+                code,
+                content_type,
+                serde_json::to_vec(&body).unwrap_or_default(),
+            );
             for w in warnings {
                 if let Ok(v) = format!("299 - \"{}\"", w.replace('"', "'")).parse() {
                     r.headers_mut().append(hyper::header::WARNING, v);

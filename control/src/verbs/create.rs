@@ -27,8 +27,26 @@ pub async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
         resource: "namespaces".into(),
         name: ns.into(),
     })?;
-    let obj = objects::decode(&kv)?;
-    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+    // Only the deletion mark matters here: skip building the whole namespace object.
+    #[derive(serde::Deserialize)]
+    struct Marked {
+        #[serde(default)]
+        metadata: MarkedMeta,
+    }
+    #[derive(Default, serde::Deserialize)]
+    struct MarkedMeta {
+        // Present at all (even null) counts, as `pointer(..).is_some()` did.
+        #[serde(rename = "deletionTimestamp", default, deserialize_with = "present")]
+        deletion: Option<serde::de::IgnoredAny>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
+        serde::Deserialize::deserialize(d).map(Some)
+    }
+    let ns_obj: Marked = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    if ns_obj.metadata.deletion.is_some() {
         return Err(ApiError::Forbidden {
             user: format!("unable to create new content in namespace {ns} because it is being terminated; User \"{}\"", ctx.user.name),
             verb: "create".into(),
