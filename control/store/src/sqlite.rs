@@ -113,10 +113,10 @@ INSERT OR IGNORE INTO meta(name, value) VALUES ('revision', 0), ('compacted', 0)
 ";
 
 fn read_meta(conn: &Connection, path: &Path, name: &str) -> Result<i64, StoreError> {
-    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
-    .map_err(sql_err(path, "read meta"))
+    // Cached: every get and list reads the revision, and parsing the SQL each time showed up.
+    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)))
+        .map_err(sql_err(path, "read meta"))
 }
 
 /// `key >= lo AND (hi is empty OR key < hi)` bounds for a prefix, honouring `start_after`.
@@ -285,11 +285,9 @@ impl Writer {
                 }
                 results.push(r);
             }
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'revision'",
-                [self.revision],
-            )
-            .map_err(sql_err(&path, "write revision"))?;
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")
+                .and_then(|mut s| s.execute([self.revision]))
+                .map_err(sql_err(&path, "write revision"))?;
             tx.commit().map_err(sql_err(&path, "commit"))?;
             Ok(())
         })();
