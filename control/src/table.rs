@@ -148,8 +148,492 @@ pub fn columns(kind: &str) -> Vec<Value> {
         ],
         "ServiceAccount" => vec![name, col("Secrets", "string", 0, "Number of secrets"), age],
         "Lease" => vec![name, col("Holder", "string", 0, "The holder of the lease"), age],
-        _ => vec![name, age],
+        _ => more_columns(kind, name, age),
     }
+}
+
+/// Container names, images and the selector: the wide columns of workload kinds.
+fn workload_wide() -> [Value; 3] {
+    [
+        col(
+            "Containers",
+            "string",
+            1,
+            "Names of each container in the template.",
+        ),
+        col(
+            "Images",
+            "string",
+            1,
+            "Images referenced by each container in the template.",
+        ),
+        col("Selector", "string", 1, "Label selector for pods."),
+    ]
+}
+
+/// Columns of the kinds kube-apiserver prints beyond the core set (pkg/printers/internalversion).
+fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
+    let mut cols = match kind {
+        "Event" => {
+            let mut name = name;
+            name["priority"] = json!(1);
+            return vec![
+                col("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
+                col("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future"),
+                col("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+                col("Object", "string", 0, "The object that this event is about."),
+                col("Subobject", "string", 1, "The field of the object this event is about."),
+                col("Source", "string", 1, "The component reporting this event."),
+                col("Message", "string", 0, "A human-readable description of the status of this operation."),
+                col("First Seen", "string", 1, "The time at which the event was first recorded."),
+                col("Count", "string", 1, "The number of times this event has occurred."),
+                name,
+            ];
+        }
+        "Endpoints" => vec![name, col("Endpoints", "string", 0, "Endpoints of the service")],
+        "EndpointSlice" => vec![
+            name,
+            col("AddressType", "string", 0, "Type of address carried by this EndpointSlice."),
+            col("Ports", "string", 0, "Ports of this EndpointSlice."),
+            col("Endpoints", "string", 0, "Addresses of the endpoints in this EndpointSlice."),
+        ],
+        "HorizontalPodAutoscaler" => vec![
+            name,
+            col("Reference", "string", 0, "Reference to the scaled resource."),
+            col("Targets", "string", 0, "Current and target metric values."),
+            col("MinPods", "string", 0, "Lower limit for the number of pods."),
+            col("MaxPods", "string", 0, "Upper limit for the number of pods."),
+            col("Replicas", "string", 0, "Current number of replicas."),
+        ],
+        "Ingress" => vec![
+            name,
+            col("Class", "string", 0, "The name of the IngressClass resource."),
+            col("Hosts", "string", 0, "Hosts that incoming requests are matched against."),
+            col("Address", "string", 0, "Address is a list containing ingress points for the load-balancer"),
+            col("Ports", "string", 0, "Ports of TLS configurations that open"),
+        ],
+        "CronJob" => vec![
+            name,
+            col("Schedule", "string", 0, "The schedule in Cron format."),
+            col("Timezone", "string", 0, "The time zone name for the given schedule."),
+            col("Suspend", "boolean", 0, "Whether subsequent executions are suspended."),
+            col("Active", "integer", 0, "Number of currently running jobs."),
+            col("Last Schedule", "string", 0, "Last time the job was successfully scheduled."),
+        ],
+        "StatefulSet" => vec![name, col("Ready", "string", 0, "Number of the pod with ready state")],
+        "DaemonSet" => vec![
+            name,
+            col("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod."),
+            col("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod."),
+            col("Ready", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
+            col("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
+            col("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available."),
+            col("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node."),
+        ],
+        "Job" => vec![
+            name,
+            col("Status", "string", 0, "Status of the job."),
+            col("Completions", "string", 0, "The desired number of successfully finished pods the job should be run with."),
+            col("Duration", "string", 0, "Time required to complete the job."),
+        ],
+        _ => vec![name],
+    };
+    cols.push(age);
+    if matches!(kind, "CronJob" | "StatefulSet" | "DaemonSet" | "Job") {
+        cols.extend(workload_wide());
+        if kind == "StatefulSet" {
+            cols.pop();
+        }
+    }
+    cols
+}
+
+/// kubectl's `listWithMoreString`: at most three entries, then "+ N more...".
+fn list_with_more(items: Vec<String>, empty: &str) -> String {
+    const MAX: usize = 3;
+    let n = items.len();
+    let mut out = items.into_iter().take(MAX).collect::<Vec<_>>().join(",");
+    if n > MAX {
+        out.push_str(&format!(" + {} more...", n - MAX));
+    }
+    if out.is_empty() {
+        empty.into()
+    } else {
+        out
+    }
+}
+
+fn arr<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
+    obj.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn int(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// A label map or selector as `k=v,k2=v2` (labels.FormatLabels / metav1.FormatLabelSelector).
+fn format_labels(m: Option<&Value>) -> String {
+    let parts: Vec<String> = m
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                .collect()
+        })
+        .unwrap_or_default();
+    or_none(parts.join(","))
+}
+
+fn format_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else {
+        return "<none>".into();
+    };
+    let mut parts: Vec<String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in arr(sel, "/matchExpressions") {
+        let key = s(e.get("key"));
+        let values: Vec<String> = arr(e, "/values").iter().map(|v| s(Some(v))).collect();
+        parts.push(match s(e.get("operator")).as_str() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key,
+            "DoesNotExist" => format!("!{key}"),
+            op => format!("{key} {op}"),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Containers, images and selector cells of a pod template at `tpl`.
+fn workload_wide_cells(obj: &Value, tpl: &str, selector: Option<&Value>) -> [Value; 3] {
+    let containers = arr(obj, &format!("{tpl}/spec/containers"));
+    let names: Vec<String> = containers.iter().map(|c| s(c.get("name"))).collect();
+    let images: Vec<String> = containers.iter().map(|c| s(c.get("image"))).collect();
+    [
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(format_selector(selector)),
+    ]
+}
+
+fn since(obj: &Value, ptr: &str, now: SystemTime) -> Option<String> {
+    obj.pointer(ptr)
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .map(|t| human_duration(now.duration_since(t).unwrap_or_default()))
+}
+
+fn has_condition(obj: &Value, ty: &str) -> bool {
+    arr(obj, "/status/conditions")
+        .iter()
+        .any(|c| c["type"] == ty && c["status"] == "True")
+}
+
+fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -> Vec<Value> {
+    let mut cells = match kind {
+        "Event" => {
+            let first = since(obj, "/firstTimestamp", now)
+                .or_else(|| since(obj, "/eventTime", now))
+                .unwrap_or_else(|| "<unknown>".into());
+            let mut last = since(obj, "/lastTimestamp", now).unwrap_or_else(|| first.clone());
+            let mut n = int(obj, "/count");
+            if obj.get("series").is_some_and(|v| !v.is_null()) {
+                last = since(obj, "/series/lastObservedTime", now)
+                    .unwrap_or_else(|| "<unknown>".into());
+                n = int(obj, "/series/count");
+            } else if n == 0 {
+                n = 1;
+            }
+            let kind_l = s(obj.pointer("/involvedObject/kind")).to_lowercase();
+            let target = match s(obj.pointer("/involvedObject/name")) {
+                n if n.is_empty() => kind_l,
+                n => format!("{kind_l}/{n}"),
+            };
+            let mut component = s(obj.pointer("/source/component"));
+            if component.is_empty() {
+                component = s(obj.get("reportingComponent"));
+            }
+            let host = s(obj.pointer("/source/host"));
+            let source = match (component.is_empty(), host.is_empty()) {
+                (_, true) => component,
+                (true, false) => host,
+                (false, false) => format!("{component}, {host}"),
+            };
+            return vec![
+                json!(last),
+                json!(s(obj.get("type"))),
+                json!(s(obj.get("reason"))),
+                json!(target),
+                json!(s(obj.pointer("/involvedObject/fieldPath"))),
+                json!(source),
+                json!(s(obj.get("message")).trim()),
+                json!(first),
+                json!(n),
+                name,
+            ];
+        }
+        "Endpoints" => {
+            let mut eps = Vec::new();
+            for sub in arr(obj, "/subsets") {
+                let ports = arr(sub, "/ports");
+                for addr in arr(sub, "/addresses") {
+                    let ip = s(addr.get("ip"));
+                    if ports.is_empty() {
+                        eps.push(ip.clone());
+                    }
+                    for p in ports {
+                        eps.push(format!("{ip}:{}", s(p.get("port"))));
+                    }
+                }
+            }
+            vec![name, json!(list_with_more(eps, "<none>"))]
+        }
+        "EndpointSlice" => {
+            let ports = arr(obj, "/ports")
+                .iter()
+                .map(|p| match (p.get("port"), p.get("name")) {
+                    (Some(v @ Value::Number(_)), _) => s(Some(v)),
+                    (_, Some(Value::String(n))) => n.clone(),
+                    _ => "*".into(),
+                })
+                .collect();
+            let addrs = arr(obj, "/endpoints")
+                .iter()
+                .flat_map(|e| arr(e, "/addresses").iter().map(|a| s(Some(a))))
+                .collect();
+            vec![
+                name,
+                json!(s(obj.get("addressType"))),
+                json!(list_with_more(ports, "<unset>")),
+                json!(list_with_more(addrs, "<unset>")),
+            ]
+        }
+        "HorizontalPodAutoscaler" => {
+            let r = obj.pointer("/spec/scaleTargetRef");
+            let reference = format!(
+                "{}/{}",
+                s(r.and_then(|r| r.get("kind"))),
+                s(r.and_then(|r| r.get("name")))
+            );
+            let min = obj
+                .pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "<unset>".into());
+            vec![
+                name,
+                json!(reference),
+                json!(hpa_targets(obj)),
+                json!(min),
+                json!(int(obj, "/spec/maxReplicas")),
+                json!(int(obj, "/status/currentReplicas")),
+            ]
+        }
+        "Ingress" => {
+            let hosts = arr(obj, "/spec/rules")
+                .iter()
+                .filter_map(|r| r.get("host").and_then(Value::as_str))
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect();
+            let lb: Vec<String> = arr(obj, "/status/loadBalancer/ingress")
+                .iter()
+                .filter_map(|i| {
+                    i.get("ip")
+                        .or_else(|| i.get("hostname"))
+                        .and_then(Value::as_str)
+                })
+                .map(str::to_string)
+                .collect();
+            let ports = if arr(obj, "/spec/tls").is_empty() {
+                "80"
+            } else {
+                "80, 443"
+            };
+            vec![
+                name,
+                json!(or_none(s(obj.pointer("/spec/ingressClassName")))),
+                json!(list_with_more(hosts, "*")),
+                json!(lb.join(",")),
+                json!(ports),
+            ]
+        }
+        "CronJob" => vec![
+            name,
+            json!(s(obj.pointer("/spec/schedule"))),
+            json!(or_none(s(obj.pointer("/spec/timeZone")))),
+            json!(
+                match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                }
+            ),
+            json!(arr(obj, "/status/active").len()),
+            json!(since(obj, "/status/lastScheduleTime", now).unwrap_or_else(|| "<none>".into())),
+        ],
+        "StatefulSet" => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                int(obj, "/status/readyReplicas"),
+                obj.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            )),
+        ],
+        "DaemonSet" => vec![
+            name,
+            json!(int(obj, "/status/desiredNumberScheduled")),
+            json!(int(obj, "/status/currentNumberScheduled")),
+            json!(int(obj, "/status/numberReady")),
+            json!(int(obj, "/status/updatedNumberScheduled")),
+            json!(int(obj, "/status/numberAvailable")),
+            json!(format_labels(
+                obj.pointer("/spec/template/spec/nodeSelector")
+            )),
+        ],
+        "Job" => {
+            let status = if has_condition(obj, "Complete") {
+                "Complete"
+            } else if has_condition(obj, "Failed") {
+                "Failed"
+            } else if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has_condition(obj, "Suspended") {
+                "Suspended"
+            } else if has_condition(obj, "FailureTarget") {
+                "FailureTarget"
+            } else if has_condition(obj, "SuccessCriteriaMet") {
+                "SuccessCriteriaMet"
+            } else {
+                "Running"
+            };
+            let succeeded = int(obj, "/status/succeeded");
+            let completions = match obj.pointer("/spec/completions").and_then(Value::as_i64) {
+                Some(c) => format!("{succeeded}/{c}"),
+                None => match obj.pointer("/spec/parallelism").and_then(Value::as_i64) {
+                    Some(p) if p > 1 => format!("{succeeded}/1 of {p}"),
+                    _ => format!("{succeeded}/1"),
+                },
+            };
+            let start = obj
+                .pointer("/status/startTime")
+                .and_then(Value::as_str)
+                .and_then(parse_time);
+            let end = obj
+                .pointer("/status/completionTime")
+                .and_then(Value::as_str)
+                .and_then(parse_time)
+                .unwrap_or(now);
+            let duration = start
+                .map(|st| human_duration(end.duration_since(st).unwrap_or_default()))
+                .unwrap_or_default();
+            vec![name, json!(status), json!(completions), json!(duration)]
+        }
+        _ => vec![name],
+    };
+    cells.push(a);
+    match kind {
+        "CronJob" => cells.extend(workload_wide_cells(
+            obj,
+            "/spec/jobTemplate/spec/template",
+            obj.pointer("/spec/jobTemplate/spec/selector"),
+        )),
+        "StatefulSet" => {
+            let [c, i, _] = workload_wide_cells(obj, "/spec/template", None);
+            cells.extend([c, i]);
+        }
+        "DaemonSet" | "Job" => cells.extend(workload_wide_cells(
+            obj,
+            "/spec/template",
+            obj.pointer("/spec/selector"),
+        )),
+        _ => {}
+    }
+    cells
+}
+
+/// The HPA "Targets" cell: `<metric>: <current>/<target>` per metric (kubectl's formatHPAMetrics).
+fn hpa_targets(obj: &Value) -> String {
+    let specs = arr(obj, "/spec/metrics");
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let current = arr(obj, "/status/currentMetrics");
+    let mut list = Vec::new();
+    for (i, m) in specs.iter().enumerate() {
+        let ty = s(m.get("type"));
+        let cur = current.get(i);
+        let entry = match ty.as_str() {
+            "Resource" | "ContainerResource" => {
+                let key = if ty == "Resource" {
+                    "resource"
+                } else {
+                    "containerResource"
+                };
+                let rname = s(m.pointer(&format!("/{key}/name")));
+                let target = m.pointer(&format!("/{key}/target"));
+                let util = target.and_then(|t| t.get("averageUtilization"));
+                let cur_v = cur.and_then(|c| c.pointer(&format!("/{key}/current")));
+                if let Some(u) = util {
+                    let c = cur_v
+                        .and_then(|c| c.get("averageUtilization"))
+                        .map(|c| format!("{}%", s(Some(c))))
+                        .unwrap_or_else(|| "<unknown>".into());
+                    format!("{rname}: {c}/{}%", s(Some(u)))
+                } else {
+                    let c = cur_v
+                        .and_then(|c| c.get("averageValue"))
+                        .map(|c| s(Some(c)))
+                        .unwrap_or_else(|| "<unknown>".into());
+                    let t = s(target.and_then(|t| t.get("averageValue")));
+                    format!("{rname}: {c}/{t}")
+                }
+            }
+            _ => {
+                let key = match ty.as_str() {
+                    "Pods" => "pods",
+                    "Object" => "object",
+                    _ => "external",
+                };
+                let target = m.pointer(&format!("/{key}/target"));
+                let t = target
+                    .and_then(|t| t.get("averageValue").or_else(|| t.get("value")))
+                    .map(|v| s(Some(v)))
+                    .unwrap_or_default();
+                let cur_v = cur
+                    .and_then(|c| c.pointer(&format!("/{key}/current")))
+                    .and_then(|c| c.get("averageValue").or_else(|| c.get("value")))
+                    .map(|v| s(Some(v)))
+                    .unwrap_or_else(|| "<unknown>".into());
+                let avg = target.and_then(|t| t.get("averageValue")).is_some() && ty != "Pods";
+                format!("{cur_v}/{t}{}", if avg { " (avg)" } else { "" })
+            }
+        };
+        list.push(entry);
+    }
+    let n = list.len();
+    // kubectl shows two metrics, then "+ N more...".
+    let mut out = list.into_iter().take(2).collect::<Vec<_>>().join(", ");
+    if n > 2 {
+        out.push_str(&format!(" + {} more...", n - 2));
+    }
+    out
 }
 
 /// One row's cells for `obj` of `kind`.
@@ -296,7 +780,7 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
         }
         "ServiceAccount" => vec![name, json!(count(obj.get("secrets"))), a],
         "Lease" => vec![name, json!(s(obj.pointer("/spec/holderIdentity"))), a],
-        _ => vec![name, a],
+        _ => more_cells(kind, obj, name, a, now),
     }
 }
 
@@ -356,6 +840,68 @@ mod tests {
     fn table_accept_detection() {
         assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
         assert!(!wants_table("application/json"));
+    }
+
+    fn names(kind: &str) -> Vec<String> {
+        columns(kind)
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_uppercase())
+            .collect()
+    }
+
+    #[test]
+    fn listed_kinds_have_kube_apiserver_columns() {
+        let now = SystemTime::now();
+        for (kind, cols) in [
+            ("Event", "LAST SEEN,TYPE,REASON,OBJECT,SUBOBJECT,SOURCE,MESSAGE,FIRST SEEN,COUNT,NAME"),
+            ("Endpoints", "NAME,ENDPOINTS,AGE"),
+            ("EndpointSlice", "NAME,ADDRESSTYPE,PORTS,ENDPOINTS,AGE"),
+            ("HorizontalPodAutoscaler", "NAME,REFERENCE,TARGETS,MINPODS,MAXPODS,REPLICAS,AGE"),
+            ("Ingress", "NAME,CLASS,HOSTS,ADDRESS,PORTS,AGE"),
+            ("CronJob", "NAME,SCHEDULE,TIMEZONE,SUSPEND,ACTIVE,LAST SCHEDULE,AGE,CONTAINERS,IMAGES,SELECTOR"),
+            ("StatefulSet", "NAME,READY,AGE,CONTAINERS,IMAGES"),
+            ("DaemonSet", "NAME,DESIRED,CURRENT,READY,UP-TO-DATE,AVAILABLE,NODE SELECTOR,AGE,CONTAINERS,IMAGES,SELECTOR"),
+            ("Job", "NAME,STATUS,COMPLETIONS,DURATION,AGE,CONTAINERS,IMAGES,SELECTOR"),
+        ] {
+            assert_eq!(names(kind).join(","), cols, "{kind}");
+            // Every row has one cell per column, even for an empty object.
+            assert_eq!(cells(kind, &json!({}), now).len(), columns(kind).len(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn event_hpa_ingress_endpointslice_cells() {
+        let now = SystemTime::now();
+        let ev = json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p1"},
+            "reason": "Started", "type": "Normal", "message": " hi ", "source": {"component": "kubelet", "host": "n1"}});
+        let c = cells("Event", &ev, now);
+        assert_eq!(c[0], "<unknown>");
+        assert_eq!(c[3], "pod/p1");
+        assert_eq!(c[5], "kubelet, n1");
+        assert_eq!(c[6], "hi");
+        assert_eq!(c[8], 1);
+        let hpa = json!({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}});
+        let c = cells("HorizontalPodAutoscaler", &hpa, now);
+        assert_eq!(c[1], "Deployment/web");
+        assert_eq!(c[2], "cpu: <unknown>/50%");
+        assert_eq!(c[3], "1");
+        let ing = json!({"spec": {"rules": [{"host": "a"}, {"host": "b"}, {"host": "c"}, {"host": "d"}], "tls": [{}]}});
+        let c = cells("Ingress", &ing, now);
+        assert_eq!(c[1], "<none>");
+        assert_eq!(c[2], "a,b,c + 1 more...");
+        assert_eq!(c[4], "80, 443");
+        let es = json!({"addressType": "IPv4", "ports": [{"port": 8080}], "endpoints": [{"addresses": ["10.0.0.1"]}]});
+        let c = cells("EndpointSlice", &es, now);
+        assert_eq!(c[2], "8080");
+        assert_eq!(c[3], "10.0.0.1");
+        let job = json!({"spec": {"completions": 3, "selector": {"matchLabels": {"a": "b"}},
+            "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}, "status": {"succeeded": 1}});
+        let c = cells("Job", &job, now);
+        assert_eq!(c[1], "Running");
+        assert_eq!(c[2], "1/3");
+        assert_eq!(c[5], "c");
+        assert_eq!(c[7], "a=b");
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! Review of pea-control as a user drives it: the real kubectl (1.32) printing the listed kinds.
+
+use pea_tests::control::{Backend, ControlPlane};
+
+const OBJECTS: &str = r#"apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cj}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: h}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing}
+spec:
+  rules: [{host: a.example.com, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}]}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: svc-abc, labels: {kubernetes.io/service-name: svc}}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Event
+metadata: {name: ev1}
+involvedObject: {kind: Pod, name: p1, namespace: default}
+reason: Started
+message: hello
+type: Normal
+count: 1
+source: {component: kubelet, host: n1}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds}
+spec:
+  selector: {matchLabels: {app: ds}}
+  template:
+    metadata: {labels: {app: ds}}
+    spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: svc}
+subsets: [{addresses: [{ip: 10.0.0.1}], ports: [{port: 8080}]}]
+"#;
+
+/// The header line and the first row, split on runs of 2+ spaces like kubectl's tabwriter.
+fn header_and_row(table: &str) -> (Vec<String>, Vec<String>) {
+    let split = |l: &str| -> Vec<String> {
+        l.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut lines = table.lines();
+    let header = split(lines.next().unwrap_or_default());
+    let row = split(lines.next().unwrap_or_default());
+    (header, row)
+}
+
+#[test]
+fn kubectl_get_prints_kube_apiserver_columns_for_listed_kinds() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["create", "-f", "-"], OBJECTS);
+    for (args, header, row) in [
+        (
+            &["get", "events"][..],
+            "LAST SEEN,TYPE,REASON,OBJECT,MESSAGE",
+            &["Normal", "Started", "pod/p1", "hello"][..],
+        ),
+        (
+            &["get", "events", "-o", "wide"][..],
+            "LAST SEEN,TYPE,REASON,OBJECT,SUBOBJECT,SOURCE,MESSAGE,FIRST SEEN,COUNT,NAME",
+            &["kubelet, n1", "ev1"][..],
+        ),
+        (
+            &["get", "endpointslices"][..],
+            "NAME,ADDRESSTYPE,PORTS,ENDPOINTS,AGE",
+            &["svc-abc", "IPv4", "8080", "10.0.0.1"][..],
+        ),
+        (
+            &["get", "hpa"][..],
+            "NAME,REFERENCE,TARGETS,MINPODS,MAXPODS,REPLICAS,AGE",
+            &["h", "Deployment/web", "cpu: <unknown>/50%", "1", "5", "0"][..],
+        ),
+        (
+            &["get", "ingress"][..],
+            "NAME,CLASS,HOSTS,ADDRESS,PORTS,AGE",
+            &["ing", "<none>", "a.example.com", "80"][..],
+        ),
+        (
+            &["get", "cronjobs", "-o", "wide"][..],
+            "NAME,SCHEDULE,TIMEZONE,SUSPEND,ACTIVE,LAST SCHEDULE,AGE,CONTAINERS,IMAGES,SELECTOR",
+            &["cj", "*/5 * * * *", "False", "<none>", "busybox"][..],
+        ),
+        (
+            &["get", "statefulsets", "-o", "wide"][..],
+            "NAME,READY,AGE,CONTAINERS,IMAGES",
+            &["db", "0/1", "c", "busybox"][..],
+        ),
+        (
+            &["get", "daemonsets"][..],
+            "NAME,DESIRED,CURRENT,READY,UP-TO-DATE,AVAILABLE,NODE SELECTOR,AGE",
+            &["ds", "<none>"][..],
+        ),
+        (
+            &["get", "jobs"][..],
+            "NAME,STATUS,COMPLETIONS,DURATION,AGE",
+            &["j", "Running", "0/1"][..],
+        ),
+        (
+            &["get", "endpoints"][..],
+            "NAME,ENDPOINTS,AGE",
+            &["svc", "10.0.0.1:8080"][..],
+        ),
+    ] {
+        let out = k.ok(args);
+        let (h, r) = header_and_row(&out);
+        assert_eq!(h.join(","), header, "{args:?}:\n{out}");
+        for cell in row {
+            assert!(
+                r.iter().any(|c| c == cell),
+                "{args:?}: no cell {cell:?}:\n{out}"
+            );
+        }
+    }
+}
