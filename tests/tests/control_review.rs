@@ -159,3 +159,54 @@ fn kubectl_get_prints_kube_apiserver_columns_for_listed_kinds() {
         }
     }
 }
+
+const APPLIED_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d5}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: d5}}
+  template:
+    metadata: {labels: {app: d5}}
+    spec: {containers: [{name: busybox, image: busybox}]}
+";
+
+/// kube-apiserver records the creator's fields, so server-side apply of a different value for a
+/// field `kubectl create` set is a conflict until forced.
+#[test]
+fn created_fields_are_owned_so_server_side_apply_conflicts() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok(&["create", "deployment", "d5", "--image=busybox"]);
+    let managers = k.ok(&[
+        "get",
+        "deployment",
+        "d5",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert_eq!(managers, "kubectl-create");
+    let conflict = k.stdin_output(&["apply", "--server-side", "-f", "-"], APPLIED_DEPLOYMENT);
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(!conflict.status.success(), "{conflict:?}");
+    assert!(
+        err.contains("conflict with \"kubectl-create\"") && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    k.ok_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        APPLIED_DEPLOYMENT,
+    );
+    let replicas = k.ok(&["get", "deployment", "d5", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(replicas, "4");
+    // A configmap created by kubectl create is owned the same way.
+    k.ok(&["create", "configmap", "c1", "--from-literal=a=b"]);
+    let fields = k.ok(&[
+        "get",
+        "configmap",
+        "c1",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].fieldsV1}",
+    ]);
+    assert!(fields.contains("f:a"), "{fields}");
+}

@@ -72,6 +72,12 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let mut obj = body_object(ctx)?;
     let obj_ref = &mut obj;
     prepare_new(ctx, obj_ref)?;
+    // Like kube-apiserver, the creator owns every field it set (defaults included, server
+    // allocations such as clusterIP not), so a later server-side apply conflicts with it.
+    if let Some(manager) = crate::verbs::update::update_manager(ctx) {
+        let now = objects::rfc3339(ctx.now());
+        crate::managed::record_update(&json!({}), &mut obj, manager, &ctx.def.api_version(), &now);
+    }
     crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
     let warnings = validate(ctx, &mut obj)?;
     let ns = ctx.namespace().map(str::to_string);

@@ -169,13 +169,7 @@ pub async fn write(
                 new["metadata"]["managedFields"] = m.clone();
             }
         }
-        // Like kube-apiserver, a writer without fieldManager is named by its User-Agent prefix.
-        let agent = ctx.user_agent.split('/').next().unwrap_or("").trim();
-        let manager = ctx
-            .query
-            .get("fieldManager")
-            .or((!agent.is_empty()).then_some(agent));
-        if let Some(manager) = manager {
+        if let Some(manager) = update_manager(ctx) {
             let now = objects::rfc3339(ctx.now());
             crate::managed::record_update(
                 &current,
@@ -265,4 +259,13 @@ async fn write_through(
         .map_err(ctx.store_err(name))?;
     objects::set_resource_version(new, kv.mod_revision);
     Ok(())
+}
+
+/// The manager a non-apply write is recorded under: `fieldManager`, or like kube-apiserver the
+/// User-Agent's prefix when none is given.
+pub fn update_manager<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
+    let agent = ctx.user_agent.split('/').next().unwrap_or("").trim();
+    ctx.query
+        .get("fieldManager")
+        .or((!agent.is_empty()).then_some(agent))
 }
