@@ -104,6 +104,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
         "Name must be unique within a namespace.",
     );
     let age = col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let wide = workload_wide();
     match kind {
         "Pod" => vec![
             name,
@@ -113,6 +114,8 @@ pub fn columns(kind: &str) -> Vec<Value> {
             age,
             col("IP", "string", 1, "IP address allocated to the pod."),
             col("Node", "string", 1, "Name of the Node this pod is bound to."),
+            col("Nominated Node", "string", 1, "Name of the node that is nominated for this pod."),
+            col("Readiness Gates", "string", 1, "Pod readiness gates."),
         ],
         "Namespace" => vec![name, col("Status", "string", 0, "The status of the namespace"), age],
         "Node" => vec![
@@ -121,6 +124,11 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Roles", "string", 0, "The roles of the node"),
             age,
             col("Version", "string", 0, "Kubelet Version reported by the node."),
+            col("Internal-IP", "string", 1, "List of internal IPs."),
+            col("External-IP", "string", 1, "List of external IPs."),
+            col("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release."),
+            col("Kernel-Version", "string", 1, "Kernel Version reported by the node."),
+            col("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node."),
         ],
         "ConfigMap" => vec![name, col("Data", "string", 0, "Number of data items"), age],
         "Secret" => vec![name, col("Type", "string", 0, "The type of the secret"), col("Data", "string", 0, "Number of data items"), age],
@@ -130,6 +138,9 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Up-to-date", "string", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
             col("Available", "string", 0, "Total number of available pods."),
             age,
+            wide[0].clone(),
+            wide[1].clone(),
+            wide[2].clone(),
         ],
         "ReplicaSet" => vec![
             name,
@@ -137,6 +148,9 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Current", "string", 0, "Number of actual pods."),
             col("Ready", "string", 0, "Number of ready pods."),
             age,
+            wide[0].clone(),
+            wide[1].clone(),
+            wide[2].clone(),
         ],
         "Service" => vec![
             name,
@@ -145,6 +159,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("External-IP", "string", 0, "External IP addresses."),
             col("Port(s)", "string", 0, "Ports the service exposes."),
             age,
+            col("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
         ],
         "ServiceAccount" => vec![name, col("Secrets", "string", 0, "Number of secrets"), age],
         "Lease" => vec![name, col("Holder", "string", 0, "The holder of the lease"), age],
@@ -246,6 +261,66 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
         }
     }
     cols
+}
+
+fn unknown_if_empty(x: String) -> String {
+    if x.is_empty() {
+        "<unknown>".into()
+    } else {
+        x
+    }
+}
+
+/// `ready/total` of the pod's readiness gates (conditions of those types that are True).
+fn readiness_gates(obj: &Value) -> String {
+    let gates = arr(obj, "/spec/readinessGates");
+    if gates.is_empty() {
+        return "<none>".into();
+    }
+    let ready = gates
+        .iter()
+        .filter(|g| has_condition(obj, &s(g.get("conditionType"))))
+        .count();
+    format!("{ready}/{}", gates.len())
+}
+
+/// The node's first address of `ty`.
+fn node_address(obj: &Value, ty: &str) -> String {
+    arr(obj, "/status/addresses")
+        .iter()
+        .find(|a| a["type"] == ty)
+        .map(|a| s(a.get("address")))
+        .unwrap_or_else(|| "<none>".into())
+}
+
+/// The Service "External-IP" cell (kubectl's getServiceExternalIP).
+fn service_external_ip(obj: &Value) -> String {
+    let external: Vec<String> = arr(obj, "/spec/externalIPs")
+        .iter()
+        .map(|v| s(Some(v)))
+        .collect();
+    match s(obj.pointer("/spec/type")).as_str() {
+        "" | "ClusterIP" | "NodePort" => or_none(external.join(",")),
+        "LoadBalancer" => {
+            let mut ips: Vec<String> = arr(obj, "/status/loadBalancer/ingress")
+                .iter()
+                .filter_map(|i| {
+                    i.get("ip")
+                        .or_else(|| i.get("hostname"))
+                        .and_then(Value::as_str)
+                })
+                .map(str::to_string)
+                .collect();
+            ips.extend(external);
+            if ips.is_empty() {
+                "<pending>".into()
+            } else {
+                ips.join(",")
+            }
+        }
+        "ExternalName" => s(obj.pointer("/spec/externalName")),
+        _ => "<unknown>".into(),
+    }
 }
 
 /// kubectl's `listWithMoreString`: at most three entries, then "+ N more...".
@@ -667,6 +742,8 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                 a,
                 json!(or_none(s(obj.pointer("/status/podIP")))),
                 json!(or_none(s(obj.pointer("/spec/nodeName")))),
+                json!(or_none(s(obj.pointer("/status/nominatedNodeName")))),
+                json!(readiness_gates(obj)),
             ]
         }
         "Namespace" => vec![name, json!(s(obj.pointer("/status/phase"))), a],
@@ -701,6 +778,15 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                 json!(or_none(roles.join(","))),
                 a,
                 json!(s(obj.pointer("/status/nodeInfo/kubeletVersion"))),
+                json!(node_address(obj, "InternalIP")),
+                json!(node_address(obj, "ExternalIP")),
+                json!(unknown_if_empty(s(obj.pointer("/status/nodeInfo/osImage")))),
+                json!(unknown_if_empty(s(
+                    obj.pointer("/status/nodeInfo/kernelVersion")
+                ))),
+                json!(unknown_if_empty(s(
+                    obj.pointer("/status/nodeInfo/containerRuntimeVersion")
+                ))),
             ]
         }
         "ConfigMap" => vec![
@@ -736,6 +822,13 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                     .unwrap_or(0)),
                 a,
             ]
+            .into_iter()
+            .chain(workload_wide_cells(
+                obj,
+                "/spec/template",
+                obj.pointer("/spec/selector"),
+            ))
+            .collect()
         }
         "ReplicaSet" => vec![
             name,
@@ -752,7 +845,14 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                 .and_then(Value::as_i64)
                 .unwrap_or(0)),
             a,
-        ],
+        ]
+        .into_iter()
+        .chain(workload_wide_cells(
+            obj,
+            "/spec/template",
+            obj.pointer("/spec/selector"),
+        ))
+        .collect(),
         "Service" => {
             let ports: Vec<String> = obj
                 .pointer("/spec/ports")
@@ -773,9 +873,10 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                 name,
                 json!(s(obj.pointer("/spec/type"))),
                 json!(or_none(s(obj.pointer("/spec/clusterIP")))),
-                json!("<none>"),
+                json!(service_external_ip(obj)),
                 json!(or_none(ports.join(","))),
                 a,
+                json!(format_labels(obj.pointer("/spec/selector"))),
             ]
         }
         "ServiceAccount" => vec![name, json!(count(obj.get("secrets"))), a],
@@ -862,6 +963,11 @@ mod tests {
             ("StatefulSet", "NAME,READY,AGE,CONTAINERS,IMAGES"),
             ("DaemonSet", "NAME,DESIRED,CURRENT,READY,UP-TO-DATE,AVAILABLE,NODE SELECTOR,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("Job", "NAME,STATUS,COMPLETIONS,DURATION,AGE,CONTAINERS,IMAGES,SELECTOR"),
+            ("Pod", "NAME,READY,STATUS,RESTARTS,AGE,IP,NODE,NOMINATED NODE,READINESS GATES"),
+            ("Node", "NAME,STATUS,ROLES,AGE,VERSION,INTERNAL-IP,EXTERNAL-IP,OS-IMAGE,KERNEL-VERSION,CONTAINER-RUNTIME"),
+            ("Deployment", "NAME,READY,UP-TO-DATE,AVAILABLE,AGE,CONTAINERS,IMAGES,SELECTOR"),
+            ("ReplicaSet", "NAME,DESIRED,CURRENT,READY,AGE,CONTAINERS,IMAGES,SELECTOR"),
+            ("Service", "NAME,TYPE,CLUSTER-IP,EXTERNAL-IP,PORT(S),AGE,SELECTOR"),
         ] {
             assert_eq!(names(kind).join(","), cols, "{kind}");
             // Every row has one cell per column, even for an empty object.
@@ -897,6 +1003,10 @@ mod tests {
         assert_eq!(c[3], "10.0.0.1");
         let job = json!({"spec": {"completions": 3, "selector": {"matchLabels": {"a": "b"}},
             "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}, "status": {"succeeded": 1}});
+        let svc = json!({"spec": {"type": "LoadBalancer", "selector": {"app": "web"}}});
+        let c = cells("Service", &svc, now);
+        assert_eq!(c[3], "<pending>");
+        assert_eq!(c[6], "app=web");
         let c = cells("Job", &job, now);
         assert_eq!(c[1], "Running");
         assert_eq!(c[2], "1/3");

@@ -74,6 +74,27 @@ apiVersion: v1
 kind: Endpoints
 metadata: {name: svc}
 subsets: [{addresses: [{ip: 10.0.0.1}], ports: [{port: 8080}]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p1}
+spec: {nodeName: n1, containers: [{name: c, image: busybox}]}
 "#;
 
 /// The header line and the first row, split on runs of 2+ spaces like kubectl's tabwriter.
@@ -141,6 +162,21 @@ fn kubectl_get_prints_kube_apiserver_columns_for_listed_kinds() {
             &["get", "jobs"][..],
             "NAME,STATUS,COMPLETIONS,DURATION,AGE",
             &["j", "Running", "0/1"][..],
+        ),
+        (
+            &["get", "deployments", "-o", "wide"][..],
+            "NAME,READY,UP-TO-DATE,AVAILABLE,AGE,CONTAINERS,IMAGES,SELECTOR",
+            &["web", "0/1", "c", "busybox", "app=web"][..],
+        ),
+        (
+            &["get", "services", "-o", "wide"][..],
+            "NAME,TYPE,CLUSTER-IP,EXTERNAL-IP,PORT(S),AGE,SELECTOR",
+            &["svc", "ClusterIP", "<none>", "80/TCP", "app=web"][..],
+        ),
+        (
+            &["get", "pods", "-o", "wide"][..],
+            "NAME,READY,STATUS,RESTARTS,AGE,IP,NODE,NOMINATED NODE,READINESS GATES",
+            &["p1", "0/1", "Pending", "n1", "<none>"][..],
         ),
         (
             &["get", "endpoints"][..],
