@@ -25,6 +25,7 @@ pub mod ranges;
 pub mod request;
 pub mod resources;
 pub mod selectors;
+pub mod semantic;
 pub mod server;
 pub mod service_alloc;
 pub mod status;

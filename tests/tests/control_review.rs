@@ -246,3 +246,72 @@ fn created_fields_are_owned_so_server_side_apply_conflicts() {
     ]);
     assert!(fields.contains("f:a"), "{fields}");
 }
+
+/// Objects kube-apiserver refuses beyond the typed schema get a 422 naming each field.
+#[test]
+fn semantically_invalid_objects_are_refused_with_field_causes() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for (body, fields) in [
+        (
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bad1"},"spec":{"replicas":-3,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"x":"y"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#,
+            &["spec.replicas", "spec.template.metadata.labels"][..],
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad2"},"spec":{"containers":[]}}"#,
+            &["spec.containers"][..],
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad3"},"spec":{"containers":[{"name":"Bad_Name","ports":[{"containerPort":70000}]}]}}"#,
+            &[
+                "spec.containers[0].name",
+                "spec.containers[0].image",
+                "spec.containers[0].ports[0].containerPort",
+            ][..],
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad4"},"spec":{"ports":[{"port":70000}]}}"#,
+            &["spec.ports[0].port"][..],
+        ),
+        (
+            r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"bad5"},"spec":{"template":{"spec":{"restartPolicy":"Always","containers":[{"name":"c","image":"i"}]}}}}"#,
+            &["spec.template.spec.restartPolicy"][..],
+        ),
+    ] {
+        let out = k.stdin_output(&["create", "-f", "-"], body);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{body}: {out:?}");
+        assert!(err.contains("is invalid"), "{body}: {err}");
+        for f in fields {
+            assert!(err.contains(f), "{body}: no {f}: {err}");
+        }
+    }
+    let err = k.fails(&[
+        "create",
+        "cronjob",
+        "c",
+        "--image=busybox",
+        "--schedule=garbage",
+    ]);
+    assert!(
+        err.contains("spec.schedule") && err.contains("garbage"),
+        "{err}"
+    );
+    // Nothing invalid was stored; valid ones still are.
+    for (kind, name) in [("deployment", "bad1"), ("pod", "bad3"), ("service", "bad4")] {
+        assert!(
+            k.fails(&["get", kind, name]).contains("NotFound"),
+            "{kind}/{name}"
+        );
+    }
+    k.ok(&[
+        "create",
+        "cronjob",
+        "c",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+    ]);
+    k.ok(&["create", "deployment", "d", "--image=busybox"]);
+    k.ok(&["create", "job", "j", "--image=busybox"]);
+    k.ok(&["create", "service", "clusterip", "s", "--tcp=80:8080"]);
+}

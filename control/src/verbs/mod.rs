@@ -105,6 +105,18 @@ pub fn validate(ctx: &Ctx<'_>, obj: &mut Value) -> Result<Vec<String>, ApiError>
     }
     let unknown = (def.validate)(obj)
         .map_err(|e| ApiError::BadRequest(format!("error decoding {} {name:?}: {e}", def.kind)))?;
+    // Status writes carry the stored spec; like kube-apiserver only spec writes are checked.
+    if ctx.info.subresource.is_none() {
+        let causes = crate::semantic::check(def.kind, obj);
+        if !causes.is_empty() {
+            return Err(ApiError::Invalid {
+                group: def.group.into(),
+                kind: def.kind.into(),
+                name,
+                causes,
+            });
+        }
+    }
     if unknown.is_empty() {
         return Ok(Vec::new());
     }

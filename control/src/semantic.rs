@@ -1,0 +1,365 @@
+//! Semantic validation kube-apiserver applies beyond the typed schema (pkg/apis/*/validation):
+//! the checks controllers and the kubelet rely on — pod containers, workload selectors matching
+//! their template, replica counts, Job restart policies, CronJob schedules and Service ports.
+
+use serde_json::Value;
+
+use crate::validation::is_dns_label;
+
+/// One problem: the field path and its message, as in a Status cause.
+pub type Cause = (String, String);
+
+/// Every semantic problem of `obj` of `kind` (empty when valid).
+pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    match kind {
+        "Pod" => pod_spec(obj.get("spec"), "spec", &mut out),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => workload(obj, &mut out),
+        "Job" => job_spec(obj.get("spec"), "spec", &mut out),
+        "CronJob" => {
+            let schedule = obj.pointer("/spec/schedule").and_then(Value::as_str);
+            match schedule {
+                None | Some("") => out.push(("spec.schedule".into(), "Required value".into())),
+                Some(s) => {
+                    if let Err(e) = cron_schedule(s) {
+                        out.push(("spec.schedule".into(), format!("Invalid value: {s:?}: {e}")));
+                    }
+                }
+            }
+            job_spec(
+                obj.pointer("/spec/jobTemplate/spec"),
+                "spec.jobTemplate.spec",
+                &mut out,
+            );
+        }
+        "Service" => service(obj, &mut out),
+        _ => {}
+    }
+    out
+}
+
+fn port_range(v: Option<&Value>, field: String, out: &mut Vec<Cause>) {
+    if let Some(p) = v.and_then(Value::as_i64) {
+        if !(1..=65535).contains(&p) {
+            out.push((
+                field,
+                format!("Invalid value: {p}: must be between 1 and 65535, inclusive"),
+            ));
+        }
+    }
+}
+
+fn pod_spec(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    if containers.is_none_or(|c| c.is_empty()) {
+        out.push((format!("{at}.containers"), "Required value".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for list in ["initContainers", "containers"] {
+        let items = spec
+            .and_then(|s| s.get(list))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (i, c) in items.iter().enumerate() {
+            let f = format!("{at}.{list}[{i}]");
+            match c.get("name").and_then(Value::as_str).unwrap_or("") {
+                "" => out.push((format!("{f}.name"), "Required value".into())),
+                n if !is_dns_label(n) => out.push((format!("{f}.name"), format!("Invalid value: {n:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"))),
+                n if !seen.insert(n.to_string()) => {
+                    out.push((format!("{f}.name"), format!("Duplicate value: {n:?}")))
+                }
+                _ => {}
+            }
+            if c.get("image")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .is_empty()
+            {
+                out.push((format!("{f}.image"), "Required value".into()));
+            }
+            let ports = c.get("ports").and_then(Value::as_array);
+            for (j, p) in ports.map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
+                let pf = format!("{f}.ports[{j}]");
+                match p.get("containerPort") {
+                    None => out.push((format!("{pf}.containerPort"), "Required value".into())),
+                    v => port_range(v, format!("{pf}.containerPort"), out),
+                }
+                port_range(p.get("hostPort"), format!("{pf}.hostPort"), out);
+            }
+        }
+    }
+}
+
+/// Whether a LabelSelector (matchLabels / matchExpressions) selects `labels`.
+fn selects(sel: &Value, labels: Option<&Value>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let ml = sel.get("matchLabels").and_then(Value::as_object);
+    if ml.is_some_and(|m| m.iter().any(|(k, v)| get(k) != v.as_str())) {
+        return false;
+    }
+    let exprs = sel.get("matchExpressions").and_then(Value::as_array);
+    exprs.map(Vec::as_slice).unwrap_or(&[]).iter().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match e.get("operator").and_then(Value::as_str) {
+            Some("In") => get(key).is_some_and(|v| values.contains(&v)),
+            Some("NotIn") => get(key).is_none_or(|v| !values.contains(&v)),
+            Some("Exists") => get(key).is_some(),
+            Some("DoesNotExist") => get(key).is_none(),
+            _ => false,
+        }
+    })
+}
+
+fn workload(obj: &Value, out: &mut Vec<Cause>) {
+    if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
+        if r < 0 {
+            out.push((
+                "spec.replicas".into(),
+                format!("Invalid value: {r}: must be greater than or equal to 0"),
+            ));
+        }
+    }
+    let labels = obj.pointer("/spec/template/metadata/labels");
+    match obj.pointer("/spec/selector") {
+        None | Some(Value::Null) => out.push(("spec.selector".into(), "Required value".into())),
+        Some(sel) => {
+            let empty = sel
+                .get("matchLabels")
+                .is_none_or(|m| m.as_object().is_none_or(|m| m.is_empty()))
+                && sel
+                    .get("matchExpressions")
+                    .is_none_or(|m| m.as_array().is_none_or(|m| m.is_empty()));
+            if empty {
+                out.push((
+                    "spec.selector".into(),
+                    "Invalid value: empty selector is invalid for this workload".into(),
+                ));
+            } else if !selects(sel, labels) {
+                out.push((
+                    "spec.template.metadata.labels".into(),
+                    format!(
+                        "Invalid value: {}: `selector` does not match template `labels`",
+                        labels.cloned().unwrap_or(Value::Null)
+                    ),
+                ));
+            }
+        }
+    }
+    pod_spec(
+        obj.pointer("/spec/template/spec"),
+        "spec.template.spec",
+        out,
+    );
+}
+
+fn job_spec(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
+    for field in ["parallelism", "completions", "backoffLimit"] {
+        if let Some(n) = spec.and_then(|s| s.get(field)).and_then(Value::as_i64) {
+            if n < 0 {
+                out.push((
+                    format!("{at}.{field}"),
+                    format!("Invalid value: {n}: must be greater than or equal to 0"),
+                ));
+            }
+        }
+    }
+    let tpl = spec.and_then(|s| s.pointer("/template/spec"));
+    let policy = tpl
+        .and_then(|t| t.get("restartPolicy"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !matches!(policy, "OnFailure" | "Never") {
+        out.push((
+            format!("{at}.template.spec.restartPolicy"),
+            format!("Unsupported value: {policy:?}: supported values: \"OnFailure\", \"Never\""),
+        ));
+    }
+    pod_spec(tpl, &format!("{at}.template.spec"), out);
+}
+
+/// A standard 5-field cron schedule (or a `@` descriptor), as robfig/cron's ParseStandard.
+pub fn cron_schedule(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    let s = match s.split_once(char::is_whitespace) {
+        Some((tz, rest)) if tz.starts_with("TZ=") || tz.starts_with("CRON_TZ=") => rest.trim(),
+        _ => s,
+    };
+    if let Some(d) = s.strip_prefix('@') {
+        return match d {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                Ok(())
+            }
+            _ if d.starts_with("every ") => Ok(()),
+            _ => Err(format!("unrecognized descriptor: @{d}")),
+        };
+    }
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "expected exactly 5 fields, found {}: {s}",
+            fields.len()
+        ));
+    }
+    const RANGES: [(u32, u32, &[&str]); 5] = [
+        (0, 59, &[]),
+        (0, 23, &[]),
+        (1, 31, &[]),
+        (
+            1,
+            12,
+            &[
+                "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+            ],
+        ),
+        (0, 6, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
+    ];
+    for (field, (lo, hi, names)) in fields.iter().zip(RANGES) {
+        for part in field.split(',') {
+            cron_part(part, lo, hi, names)?;
+        }
+    }
+    Ok(())
+}
+
+fn cron_part(part: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), String> {
+    let num = |x: &str| -> Result<u32, String> {
+        let base = if names.is_empty() { 0 } else { lo };
+        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(x)) {
+            return Ok(base + i as u32);
+        }
+        let n: u32 = x
+            .parse()
+            .map_err(|_| format!("failed to parse int from {x}"))?;
+        // Day of week allows 7 for Sunday.
+        let top = if names.len() == 7 { 7 } else { hi };
+        if n < lo || n > top {
+            return Err(format!("end of range ({n}) above maximum ({hi}): {part}"));
+        }
+        Ok(n)
+    };
+    let (range, step) = match part.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (part, None),
+    };
+    if let Some(step) = step {
+        let n: u32 = step
+            .parse()
+            .map_err(|_| format!("failed to parse int from {step}"))?;
+        if n == 0 {
+            return Err(format!("step of range should be a positive number: {part}"));
+        }
+    }
+    if range == "*" || range == "?" {
+        return Ok(());
+    }
+    match range.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Err(format!(
+                    "beginning of range ({a}) beyond end of range ({b}): {part}"
+                ));
+            }
+        }
+        None => {
+            num(range)?;
+        }
+    }
+    Ok(())
+}
+
+fn service(obj: &Value, out: &mut Vec<Cause>) {
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+    let ports = ports.map(Vec::as_slice).unwrap_or(&[]);
+    if ports.is_empty() && ty != "ExternalName" && !headless {
+        out.push(("spec.ports".into(), "Required value".into()));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let f = format!("spec.ports[{i}]");
+        match p.get("port") {
+            None => out.push((format!("{f}.port"), "Required value".into())),
+            v => port_range(v, format!("{f}.port"), out),
+        }
+        if p.get("targetPort").is_some_and(Value::is_i64) {
+            port_range(p.get("targetPort"), format!("{f}.targetPort"), out);
+        }
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if ports.len() > 1 && name.is_empty() {
+            out.push((format!("{f}.name"), "Required value".into()));
+        } else if !name.is_empty() && !names.insert(name.to_string()) {
+            out.push((format!("{f}.name"), format!("Duplicate value: {name:?}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cron_schedules() {
+        for ok in [
+            "*/5 * * * *",
+            "0 0 1 jan mon",
+            "@hourly",
+            "0-30/10 1,2 * * 7",
+            "TZ=UTC 0 * * * *",
+        ] {
+            assert!(cron_schedule(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "garbage",
+            "61 * * * *",
+            "* * * * * *",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "@sometimes",
+        ] {
+            assert!(cron_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn workloads_pods_jobs_services() {
+        let d = json!({"spec": {"replicas": -1, "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"x": "y"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let fields: Vec<String> = check("Deployment", &d).into_iter().map(|c| c.0).collect();
+        assert_eq!(fields, ["spec.replicas", "spec.template.metadata.labels"]);
+        let ok = json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["b"]}]},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        assert!(check("Deployment", &ok).is_empty());
+        let p = json!({"spec": {"containers": [{"name": "Bad_Name"}, {"name": "c", "image": "i", "ports": [{"containerPort": 70000}]}, {"name": "c", "image": "i"}]}});
+        let fields: Vec<String> = check("Pod", &p).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.containers[0].name",
+                "spec.containers[0].image",
+                "spec.containers[1].ports[0].containerPort",
+                "spec.containers[2].name"
+            ]
+        );
+        assert_eq!(check("Pod", &json!({"spec": {}}))[0].0, "spec.containers");
+        let j = json!({"spec": {"template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}});
+        assert_eq!(check("Job", &j)[0].0, "spec.template.spec.restartPolicy");
+        let s = json!({"spec": {"ports": [{"port": 0}]}});
+        assert_eq!(check("Service", &s)[0].0, "spec.ports[0].port");
+        assert!(check("Service", &json!({"spec": {"clusterIP": "None"}})).is_empty());
+    }
+}
