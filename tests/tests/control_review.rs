@@ -315,3 +315,36 @@ fn semantically_invalid_objects_are_refused_with_field_causes() {
     k.ok(&["create", "job", "j", "--image=busybox"]);
     k.ok(&["create", "service", "clusterip", "s", "--tcp=80:8080"]);
 }
+
+const BOUND_POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: bound}
+spec: {nodeName: n1, containers: [{name: c, image: busybox}]}
+";
+
+/// A bound pod in graceful deletion waits for its kubelet: writes meanwhile (a status update,
+/// a label) keep it, and only a delete with grace 0 removes it.
+#[test]
+fn terminating_pod_survives_updates_until_deleted_with_grace_zero() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["create", "-f", "-"], BOUND_POD);
+    k.ok(&["delete", "pod", "bound", "--wait=false"]);
+    k.ok(&[
+        "patch",
+        "pod",
+        "bound",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ]);
+    k.ok(&["label", "pod", "bound", "seen=yes"]);
+    let pods = k.ok(&["get", "pods"]);
+    assert!(
+        pods.contains("bound") && pods.contains("Terminating"),
+        "{pods}"
+    );
+    k.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
+    assert!(k.fails(&["get", "pod", "bound"]).contains("NotFound"));
+}

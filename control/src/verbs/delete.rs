@@ -123,8 +123,15 @@ pub async fn delete_one(
         return Ok(obj);
     }
     if obj.pointer("/metadata/deletionTimestamp").is_some() {
-        // Already being deleted: finalizers or a kubelet still have to act.
-        return Ok(obj);
+        // Already being deleted: finalizers or a kubelet still have to act — unless a pod's
+        // grace is cut to 0 (the kubelet's final delete, or --force) with no finalizer left.
+        let no_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+        if !(ctx.def.kind == "Pod" && opts.grace_seconds == Some(0) && no_finalizers) {
+            return Ok(obj);
+        }
     }
     let now = objects::rfc3339(ctx.now());
     let propagation = opts.propagation.unwrap_or(Propagation::Background);

@@ -203,7 +203,15 @@ pub async fn write(
         // A no-op write keeps the resourceVersion, like kube-apiserver.
         return Ok((current, warnings));
     }
+    // Like kube-apiserver's ShouldDeleteDuringUpdate: a pod in graceful deletion
+    // (deletionGracePeriodSeconds > 0) stays until its kubelet deletes it with grace 0, so
+    // status updates or label patches meanwhile do not remove it.
     let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
+        && new
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
         && new
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
