@@ -330,6 +330,18 @@ fn terminating_pod_survives_updates_until_deleted_with_grace_zero() {
     let k = cp.kubectl();
     k.ok_stdin(&["create", "-f", "-"], BOUND_POD);
     k.ok(&["delete", "pod", "bound", "--wait=false"]);
+    // Dated at its deadline, creation + the default 30 s grace (a little slack for the run).
+    let times = k.ok(&[
+        "get",
+        "pod",
+        "bound",
+        "-o",
+        "jsonpath={.metadata.creationTimestamp} {.metadata.deletionTimestamp}",
+    ]);
+    let (created, deleted) = times.split_once(' ').unwrap();
+    let parse = |s: &str| pea_control::objects::parse_time(s).unwrap();
+    let ahead = parse(deleted).duration_since(parse(created)).unwrap();
+    assert!(ahead.as_secs() >= 29, "{times}");
     k.ok(&[
         "patch",
         "pod",

@@ -178,6 +178,9 @@ pub async fn delete_one(
                 })
                 .unwrap_or(30);
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            // kube-apiserver dates a graceful deletion at its deadline: now + grace.
+            let deadline = ctx.now() + std::time::Duration::from_secs(grace.max(0) as u64);
+            obj["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(deadline));
         } else {
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         }
