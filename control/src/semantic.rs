@@ -33,6 +33,7 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
             );
         }
         "Service" => service(obj, &mut out),
+        "HorizontalPodAutoscaler" => hpa(obj, &mut out),
         _ => {}
     }
     out
@@ -277,6 +278,35 @@ fn cron_part(part: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), String>
     Ok(())
 }
 
+fn hpa(obj: &Value, out: &mut Vec<Cause>) {
+    for field in ["kind", "name"] {
+        let v = obj.pointer(&format!("/spec/scaleTargetRef/{field}"));
+        if v.and_then(Value::as_str).unwrap_or("").is_empty() {
+            out.push((
+                format!("spec.scaleTargetRef.{field}"),
+                "Required value".into(),
+            ));
+        }
+    }
+    let min = obj.pointer("/spec/minReplicas").and_then(Value::as_i64);
+    if let Some(m) = min.filter(|m| *m < 1) {
+        out.push((
+            "spec.minReplicas".into(),
+            format!("Invalid value: {m}: must be greater than or equal to 1"),
+        ));
+    }
+    let max = obj
+        .pointer("/spec/maxReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if max < min.unwrap_or(1) {
+        out.push((
+            "spec.maxReplicas".into(),
+            format!("Invalid value: {max}: must be greater than or equal to `minReplicas`"),
+        ));
+    }
+}
+
 fn service(obj: &Value, out: &mut Vec<Cause>) {
     let ty = obj
         .pointer("/spec/type")
@@ -361,5 +391,12 @@ mod tests {
         let s = json!({"spec": {"ports": [{"port": 0}]}});
         assert_eq!(check("Service", &s)[0].0, "spec.ports[0].port");
         assert!(check("Service", &json!({"spec": {"clusterIP": "None"}})).is_empty());
+        let h = json!({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "w"}, "minReplicas": 3, "maxReplicas": 2}});
+        assert_eq!(
+            check("HorizontalPodAutoscaler", &h)[0].0,
+            "spec.maxReplicas"
+        );
+        let h = json!({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "w"}, "maxReplicas": 2}});
+        assert!(check("HorizontalPodAutoscaler", &h).is_empty());
     }
 }

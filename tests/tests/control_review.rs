@@ -277,6 +277,10 @@ fn semantically_invalid_objects_are_refused_with_field_causes() {
             r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"bad5"},"spec":{"template":{"spec":{"restartPolicy":"Always","containers":[{"name":"c","image":"i"}]}}}}"#,
             &["spec.template.spec.restartPolicy"][..],
         ),
+        (
+            r#"{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","metadata":{"name":"bad6"},"spec":{"scaleTargetRef":{"kind":"Deployment","name":"d"},"minReplicas":3,"maxReplicas":2}}"#,
+            &["spec.maxReplicas"][..],
+        ),
     ] {
         let out = k.stdin_output(&["create", "-f", "-"], body);
         let err = String::from_utf8_lossy(&out.stderr);
