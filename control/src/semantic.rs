@@ -39,6 +39,86 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
     out
 }
 
+/// Fields an update may not change (kube's ValidatePodUpdate, ValidateDeploymentUpdate, ...).
+pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let immutable = |ptr: &str, field: &str, out: &mut Vec<Cause>| {
+        if old.pointer(ptr) != new.pointer(ptr) {
+            let v = new.pointer(ptr).cloned().unwrap_or(Value::Null);
+            out.push((
+                field.into(),
+                format!("Invalid value: {v}: field is immutable"),
+            ));
+        }
+    };
+    match kind {
+        "Pod" => {
+            // Only images, activeDeadlineSeconds, tolerations and the grace period may change.
+            let mut allowed = old.get("spec").cloned().unwrap_or(Value::Null);
+            for list in ["containers", "initContainers"] {
+                let news = new
+                    .pointer(&format!("/spec/{list}"))
+                    .and_then(Value::as_array);
+                if let (Some(cs), Some(news)) =
+                    (allowed.get_mut(list).and_then(Value::as_array_mut), news)
+                {
+                    for (c, n) in cs.iter_mut().zip(news) {
+                        if let Some(img) = n.get("image") {
+                            c["image"] = img.clone();
+                        }
+                    }
+                }
+            }
+            for f in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+            ] {
+                if let Some(m) = allowed.as_object_mut() {
+                    match new.pointer(&format!("/spec/{f}")) {
+                        Some(v) => m.insert(f.into(), v.clone()),
+                        None => m.remove(f),
+                    };
+                }
+            }
+            if new.get("spec") != Some(&allowed) {
+                out.push(("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into()));
+            }
+        }
+        "Deployment" | "ReplicaSet" | "DaemonSet" => {
+            immutable("/spec/selector", "spec.selector", &mut out)
+        }
+        "StatefulSet" => {
+            let strip = |o: &Value| {
+                let mut s = o.get("spec").cloned().unwrap_or(Value::Null);
+                if let Some(m) = s.as_object_mut() {
+                    for f in [
+                        "replicas",
+                        "ordinals",
+                        "template",
+                        "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy",
+                        "minReadySeconds",
+                    ] {
+                        m.remove(f);
+                    }
+                }
+                s
+            };
+            if strip(old) != strip(new) {
+                out.push(("spec".into(), "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into()));
+            }
+        }
+        "Job" => {
+            immutable("/spec/selector", "spec.selector", &mut out);
+            immutable("/spec/template", "spec.template", &mut out);
+            immutable("/spec/completions", "spec.completions", &mut out);
+        }
+        _ => {}
+    }
+    out
+}
+
 fn port_range(v: Option<&Value>, field: String, out: &mut Vec<Cause>) {
     if let Some(p) = v.and_then(Value::as_i64) {
         if !(1..=65535).contains(&p) {
@@ -341,6 +421,26 @@ fn service(obj: &Value, out: &mut Vec<Cause>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn immutable_fields_on_update() {
+        let p = json!({"spec": {"nodeName": "a", "containers": [{"name": "c", "image": "i"}]}});
+        let mut img = p.clone();
+        img["spec"]["containers"][0]["image"] = json!("j");
+        assert!(check_update("Pod", &p, &img).is_empty());
+        let mut moved = p.clone();
+        moved["spec"]["nodeName"] = json!("b");
+        assert_eq!(check_update("Pod", &p, &moved)[0].0, "spec");
+        let d = json!({"spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}}}});
+        let mut scaled = d.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        assert!(check_update("Deployment", &d, &scaled).is_empty());
+        assert!(check_update("StatefulSet", &d, &scaled).is_empty());
+        let mut resel = d.clone();
+        resel["spec"]["selector"] = json!({"matchLabels": {"a": "c"}});
+        assert_eq!(check_update("Deployment", &d, &resel)[0].0, "spec.selector");
+        assert_eq!(check_update("StatefulSet", &d, &resel)[0].0, "spec");
+    }
 
     #[test]
     fn cron_schedules() {

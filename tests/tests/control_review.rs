@@ -364,3 +364,46 @@ fn terminating_pod_survives_updates_until_deleted_with_grace_zero() {
     k.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
     assert!(k.fails(&["get", "pod", "bound"]).contains("NotFound"));
 }
+
+/// Updates may not change what kube-apiserver keeps immutable: a pod's spec beyond images (its
+/// node above all), a workload's selector, a Job's template.
+#[test]
+fn updates_to_immutable_fields_are_refused() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["create", "-f", "-"], BOUND_POD);
+    let err = k.fails(&[
+        "patch",
+        "pod",
+        "bound",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"nodeName":"other"}}"#,
+    ]);
+    assert!(err.contains("pod updates may not change fields"), "{err}");
+    k.ok(&["set", "image", "pod/bound", "c=busybox:1.37"]);
+    k.ok(&["label", "pod", "bound", "x=y"]);
+    let node = k.ok(&["get", "pod", "bound", "-o", "jsonpath={.spec.nodeName}"]);
+    assert_eq!(node, "n1");
+    k.ok(&["create", "deployment", "d", "--image=busybox"]);
+    let err = k.fails(&[
+        "patch",
+        "deployment",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"selector":{"matchLabels":{"app":"d","x":"y"}},"template":{"metadata":{"labels":{"app":"d","x":"y"}}}}}"#,
+    ]);
+    assert!(
+        err.contains("spec.selector") && err.contains("field is immutable"),
+        "{err}"
+    );
+    k.ok(&["scale", "deployment", "d", "--replicas=3"]);
+    k.ok(&["set", "image", "deployment/d", "busybox=busybox:1.37"]);
+    k.ok(&["create", "job", "j", "--image=busybox"]);
+    let err = k.fails(&["set", "image", "job/j", "j=busybox:1.37"]);
+    assert!(
+        err.contains("spec.template") && err.contains("field is immutable"),
+        "{err}"
+    );
+}

@@ -198,6 +198,17 @@ pub async fn write(
         crate::portalloc::prepare(ctx.api.node_port_range, Some(&current), &mut new)?;
     }
     let warnings = validate(ctx, &mut new)?;
+    if ctx.info.subresource.is_none() {
+        let causes = crate::semantic::check_update(ctx.def.kind, &current, &new);
+        if !causes.is_empty() {
+            return Err(ApiError::Invalid {
+                group: ctx.def.group.into(),
+                kind: ctx.def.kind.into(),
+                name: name.into(),
+                causes,
+            });
+        }
+    }
     objects::set_resource_version(&mut new, rev);
     if objects::encode(&new) == objects::encode(&current) {
         // A no-op write keeps the resourceVersion, like kube-apiserver.
