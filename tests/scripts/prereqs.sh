@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  protobuf-compiler libc6-dev gcc
+  protobuf-compiler libprotobuf-dev libc6-dev gcc  # libprotobuf-dev: the well-known .proto files (a Recommends)
   # fixtures and tests
   busybox-static docker-registry skopeo umoci iproute2 nftables iptables util-linux procps
   containernetworking-plugins
