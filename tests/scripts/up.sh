@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # pea's main job, as it stands: install prerequisites, build everything, run a busybox container
-# with pea-runtime (printing its output), and bring up the control plane's API server
-# (pea-control, embedded store, loopback only) for kubectl. It grows into "bring up a cluster and
-# run a workload" as the layers land. Idempotent: a pea-control it started before keeps running.
+# with pea-runtime (printing its output), run a two-node pod network (pea-flanneld + pea-cni) in
+# network namespaces it makes and removes again, with a pea-runtime container in a pod on one node
+# fetching a page from a pod on the other over the VXLAN overlay, and bring up the control plane's
+# API server (pea-control, embedded store, loopback only) for kubectl. It grows into "bring up a
+# cluster and run a workload" as the layers land. Idempotent: a pea-control it started before
+# keeps running; the network part leaves nothing behind (the root namespace is never touched).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -16,13 +19,75 @@ cargo build --release --workspace --bins --locked --quiet
 work=$(mktemp -d /tmp/pea-up.XXXXXX)
 id="pea-up-$$"
 runtime=(target/release/pea-runtime --root "$work/state")
-cleanup() { "${runtime[@]}" delete --force "$id" >/dev/null 2>&1 || true; rm -rf "$work"; }
+net=pea-up-$$ # prefix of the network namespaces below
+cleanup() {
+  "${runtime[@]}" delete --force "$id" >/dev/null 2>&1 || true
+  "${runtime[@]}" delete --force "$id-net" >/dev/null 2>&1 || true
+  [ -s "$work/httpd.pid" ] && kill "$(cat "$work/httpd.pid")" 2>/dev/null
+  for n in 1 2; do # DEL releases the lease, veth and masquerade table; then the namespaces go
+    [ -e "/run/netns/$net-p$n" ] && cni "$n" DEL >/dev/null 2>&1
+  done
+  for ns in p1 p2 n1 n2; do ip netns del "$net-$ns" 2>/dev/null; done
+  rm -rf "$work"
+  return 0
+}
 trap cleanup EXIT
+# pea-cni on node N for its pod pN (CNI_COMMAND is $2), config from stdin as a CNI runtime passes it.
+cni() {
+  ip netns exec "$net-n$1" env CNI_COMMAND="$2" CNI_CONTAINERID="up-pod$1" \
+    CNI_NETNS="/run/netns/$net-p$1" CNI_IFNAME=eth0 CNI_PATH="$PWD/target/release" \
+    target/release/pea-cni <"$work/n$1/net.json"
+}
 
-target/release/pea-fixture bundle "$work/bundle" --hostname pea-up -- \
+target/release/pea-fixture bundle "$work/bundle" --hostname pea-up >/dev/null -- \
   /bin/sh -c 'echo "hello from a pea container: hostname $(hostname), pid $$, $(id)"; ls /'
 echo "up.sh: running a busybox container with pea-runtime"
 "${runtime[@]}" run --bundle "$work/bundle" "$id" </dev/null
+
+# Two nodes, each a network namespace on one underlay link; pea-flanneld gives each its subnet
+# (static config, a shared registry directory standing in for the cluster) and the VXLAN routes to
+# the other; pea-cni puts a pod on each node.
+echo "up.sh: two-node pod network: pea-flanneld (VXLAN) + pea-cni, in namespaces $net-*"
+for ns in n1 n2 p1 p2; do ip netns add "$net-$ns"; done
+ip -n "$net-n1" link add eth0 type veth peer name eth0 netns "$net-n2"
+mkdir -p "$work/registry"
+for n in 1 2; do
+  mkdir -p "$work/n$n"
+  ip -n "$net-n$n" addr add "192.168.77.$n/24" dev eth0
+  ip -n "$net-n$n" link set eth0 up
+  ip -n "$net-n$n" link set lo up
+  cat >"$work/n$n/flanneld.json" <<JSON
+{"network": "10.244.0.0/16", "nodeName": "up-node$n", "iface": "eth0",
+ "subnetSource": {"static": {"subnet": "10.244.$n.0/24", "registryDir": "$work/registry"}},
+ "subnetFile": "$work/n$n/subnet.env"}
+JSON
+  cat >"$work/n$n/net.json" <<JSON
+{"cniVersion": "1.1.0", "name": "pea-up", "type": "pea-cni", "subnetFile": "$work/n$n/subnet.env",
+ "ipam": {"dataDir": "$work/n$n/leases"}}
+JSON
+done
+# One reconcile each; node 1 again so it learns node 2, which registered after it.
+for n in 1 2 1; do
+  ip netns exec "$net-n$n" target/release/pea-flanneld --config "$work/n$n/flanneld.json" --once \
+    2>>"$work/flanneld.log" || { cat "$work/flanneld.log" >&2; exit 1; }
+done
+for n in 1 2; do
+  ip4=$(cni "$n" ADD | sed -n 's/.*"address": *"\([0-9.]*\)\/.*/\1/p' | head -1)
+  [ -n "$ip4" ] || { echo "up.sh: pea-cni ADD on node $n gave no address" >&2; exit 1; }
+  eval "pod$n=$ip4"
+  echo "up.sh: node $n: subnet $(sed -n 's/^FLANNEL_SUBNET=//p' "$work/n$n/subnet.env"), pod $ip4"
+done
+mkdir -p "$work/www" && echo "hello from a pod on node 2 ($pod2)" >"$work/www/index.html"
+ip netns exec "$net-p2" busybox httpd -f -p 8080 -h "$work/www" &
+echo $! >"$work/httpd.pid"
+target/release/pea-fixture bundle "$work/bundle-net" --hostname pea-up-pod1 \
+  --netns "/run/netns/$net-p1" -- /bin/sh -c \
+  "echo \"pod on node 1: \$(ip -4 -o addr show eth0 | awk '{print \$4}')\";
+   for i in 1 2 3 4 5; do timeout 2 wget -q -O - http://$pod2:8080/ && exit 0; sleep 0.2; done; exit 1" \
+  >/dev/null
+echo "up.sh: a pea-runtime container in the pod on node 1 fetches http://$pod2:8080/ over VXLAN"
+"${runtime[@]}" run --bundle "$work/bundle-net" "$id-net" </dev/null
+cleanup
 
 # The API server runs on as a background service; a second up.sh finds it by its pid file.
 control_dir=/var/lib/pea/control

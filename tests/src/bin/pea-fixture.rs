@@ -9,6 +9,8 @@ use pea_tests::fixtures::busybox::build_busybox_image;
 use pea_tests::fixtures::hostile::{build_hostile_images, HostileSpec};
 use pea_tests::fixtures::multilayer::{build_multilayer_image, MultiLayerSpec};
 use pea_tests::fixtures::pause::build_pause_image;
+use oci_spec::runtime::LinuxNamespaceType;
+use pea_tests::fixtures::bundle::set_namespace;
 use pea_tests::fixtures::{BundleBuilder, OciLayout, Rootfs};
 
 #[derive(Parser)]
@@ -38,6 +40,9 @@ enum Cmd {
         /// Put the static pause program at /pause too.
         #[arg(long)]
         with_pause: bool,
+        /// Join this network namespace (e.g. /run/netns/NAME) instead of making a new one.
+        #[arg(long)]
+        netns: Option<String>,
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             variant,
             hostname,
             with_pause,
+            netns,
             args,
         } => {
             let rootfs = if with_pause {
@@ -78,7 +84,11 @@ fn main() -> anyhow::Result<()> {
             if !args.is_empty() {
                 b = b.args(args);
             }
-            let bundle = b.build().context("building the bundle")?;
+            let mut bundle = b.build().context("building the bundle")?;
+            if let Some(path) = netns {
+                set_namespace(&mut bundle.spec, LinuxNamespaceType::Network, Some(path));
+                bundle.save().context("writing config.json")?;
+            }
             println!("{}", bundle.dir.display());
         }
         Cmd::Image {

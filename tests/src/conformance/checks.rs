@@ -6,12 +6,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{
-    Capability, LinuxCpu, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceBuilder,
+    Capability, LinuxCpu, LinuxIdMappingBuilder, LinuxMemory,
     LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, MountBuilder, PosixRlimitBuilder,
     PosixRlimitType, Spec,
 };
 
 use super::{kv, Ctx, Outcome};
+use crate::fixtures::bundle::set_namespace;
 use crate::fixtures::Bundle;
 
 pub const ALL: &[(&str, super::CheckFn)] = &[
@@ -86,19 +87,6 @@ fn save(b: &Bundle) -> Result<(), String> {
 fn edit(b: &mut Bundle, f: impl FnOnce(&mut Spec)) -> Result<(), String> {
     f(&mut b.spec);
     save(b)
-}
-
-fn add_namespace(spec: &mut Spec, typ: LinuxNamespaceType, path: Option<String>) {
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    let mut ns = linux.namespaces().clone().unwrap_or_default();
-    ns.retain(|n| n.typ() != typ);
-    let mut b = LinuxNamespaceBuilder::default().typ(typ);
-    if let Some(p) = path {
-        b = b.path(p);
-    }
-    ns.push(b.build().expect("namespace"));
-    linux.set_namespaces(Some(ns));
-    spec.set_linux(Some(linux));
 }
 
 fn set_resources(spec: &mut Spec, f: impl FnOnce(&mut LinuxResources)) {
@@ -223,7 +211,7 @@ fn user_ns(ctx: &Ctx) -> Outcome {
         &format!("{NS_SCRIPT}; echo map=$(cat /proc/self/uid_map | tr -s ' '); echo gmap=$(cat /proc/self/gid_map | tr -s ' '); echo uid=$(id -u)")
     ));
     tryo!(edit(&mut b, |s| {
-        add_namespace(s, LinuxNamespaceType::User, None);
+        set_namespace(s, LinuxNamespaceType::User, None);
         let map = LinuxIdMappingBuilder::default()
             .container_id(0u32)
             .host_id(100000u32)
@@ -267,7 +255,7 @@ fn cgroup_ns(ctx: &Ctx) -> Outcome {
             "{NS_SCRIPT}; echo nonroot=$(grep -v ':/$' /proc/self/cgroup | grep -v '^0::' | wc -l)"
         )
     ));
-    tryo!(edit(&mut b, |s| add_namespace(
+    tryo!(edit(&mut b, |s| set_namespace(
         s,
         LinuxNamespaceType::Cgroup,
         None
@@ -348,7 +336,7 @@ fn join_pod(ctx: &Ctx) -> Outcome {
                 (LinuxNamespaceType::Ipc, "ipc"),
                 (LinuxNamespaceType::Uts, "uts"),
             ] {
-                add_namespace(s, t, Some(format!("/proc/{pid}/ns/{k}")));
+                set_namespace(s, t, Some(format!("/proc/{pid}/ns/{k}")));
             }
             s.set_hostname(None);
         }));
