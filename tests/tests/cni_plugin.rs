@@ -747,3 +747,115 @@ fn add_into_the_plugins_own_namespace_is_refused() -> Result<()> {
     assert!(node.ns.nft_tables()?.is_empty());
     Ok(())
 }
+
+fn leases_of(node: &Node, network: &str) -> Vec<String> {
+    std::fs::read_dir(node.data.path().join(network))
+        .map(|d| {
+            let mut v: Vec<String> = d
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default()
+}
+
+/// Lease files ADD cannot read (garbage, host-local's own format) do not block the network; DEL
+/// and GC release everything they can and report every failure together at the end.
+#[test]
+fn bad_lease_files_block_nothing_and_gc_keeps_going_past_failures() -> Result<()> {
+    require_program("chattr");
+    let node = node()?;
+    let net = list(&node, "1.1.0", vec![pea_conf(&node, "10.244.16.0/24")])?;
+    let pods: Vec<Netns> = (0..4).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
+    net.add("bl0", &pods[0].path(), "eth0", &Value::Null)?;
+    let dir = node.data.path().join("podnet");
+    // Garbage, and a lease in host-local's own format (containerID CRLF ifname).
+    std::fs::write(dir.join("10.244.16.200"), b"{garbage")?;
+    std::fs::write(dir.join("10.244.16.201"), b"hostlocal1\r\neth0")?;
+    let mut ips = Vec::new();
+    for (i, p) in pods.iter().enumerate().skip(1) {
+        let r = net.add(&format!("bl{i}"), &p.path(), "eth0", &Value::Null)?;
+        ips.push(result_ip(&r).unwrap());
+    }
+    assert!(
+        !ips.iter()
+            .any(|ip| ip.ends_with(".200") || ip.ends_with(".201")),
+        "{ips:?}"
+    );
+    let mut status = pea_conf(&node, "10.244.16.0/24");
+    status["name"] = json!("podnet");
+    status["cniVersion"] = json!("1.1.0");
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "STATUS", &[], &status)?;
+    net.del(
+        "bl0",
+        &pods[0].path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert_eq!(
+        leases_of(&node, "podnet").len(),
+        5,
+        "{:?}",
+        leases_of(&node, "podnet")
+    );
+
+    // bl1's lease (the lowest address left) cannot be removed: GC still releases bl2, bl3 and
+    // host-local's lease, deletes every veth, and names the lease it could not release.
+    let stuck = dir.join(format!("{}", ips[0]));
+    run_chattr("+i", &stuck)?;
+    let gc = net.gc(&[]);
+    run_chattr("-i", &stuck)?;
+    let e = gc.unwrap_err();
+    assert!(plugin_err(&e).msg.contains(&ips[0]), "{e:#}");
+    let mut left = vec![ips[0].clone(), "10.244.16.200".to_string()];
+    left.sort(); // as strings, like leases_of
+    assert_eq!(leases_of(&node, "podnet"), left);
+    assert!(host_veths(&node)?.is_empty(), "{:?}", node.ns.links()?);
+    // The unreadable file still counts as a lease: the masquerade table stays until it goes.
+    net.gc(&[])?;
+    assert_eq!(
+        leases_of(&node, "podnet"),
+        vec!["10.244.16.200".to_string()]
+    );
+    assert!(node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
+    std::fs::remove_file(dir.join("10.244.16.200"))?;
+    net.gc(&[])?;
+    assert!(
+        node.ns.nft_tables()?.is_empty(),
+        "{:?}",
+        node.ns.nft_tables()?
+    );
+    Ok(())
+}
+
+fn run_chattr(flag: &str, path: &std::path::Path) -> Result<()> {
+    pea_tests::netlab::run("chattr", &[flag, &path.display().to_string()])?;
+    Ok(())
+}
+
+/// DEL, GC and STATUS of a network that never had a pod here create no lease directory.
+#[test]
+fn verbs_on_an_unused_network_leave_no_lease_directory() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.22.0/24");
+    conf["name"] = json!("unused");
+    conf["cniVersion"] = json!("1.1.0");
+    let env = [
+        ("CNI_CONTAINERID", "nobody"),
+        ("CNI_NETNS", ""),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "DEL", &env, &conf)?;
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "STATUS", &[], &conf)?;
+    conf["cni.dev/valid-attachments"] = json!([]);
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "GC", &[], &conf)?;
+    assert!(!node.data.path().join("unused").exists());
+    assert_eq!(std::fs::read_dir(node.data.path())?.count(), 0);
+    Ok(())
+}

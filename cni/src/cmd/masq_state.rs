@@ -46,7 +46,7 @@ pub(crate) fn release_if_unused(
 ) -> Result<(), CmdError> {
     let marker = store.dir().join(MASQ_MARKER);
     let marked = marker.exists();
-    if (!marked && !even_unmarked) || !lock.leases()?.is_empty() {
+    if (!marked && !even_unmarked) || !lock.is_empty()? {
         return Ok(());
     }
     // Unmarked and no nft: nothing can have been installed (networks without ipMasq may run on
