@@ -72,6 +72,18 @@ fn host_veths(node: &Node) -> Result<Vec<String>> {
         .collect())
 }
 
+/// No host veth, lease or nftables table of pea-cni is left on the node.
+fn assert_nothing_left(node: &Node) -> Result<()> {
+    assert!(host_veths(node)?.is_empty(), "{:?}", node.ns.links()?);
+    assert!(lease_files(node).is_empty(), "{:?}", lease_files(node));
+    assert!(
+        node.ns.nft_tables()?.is_empty(),
+        "{:?}",
+        node.ns.nft_tables()?
+    );
+    Ok(())
+}
+
 fn plugin_err(e: &anyhow::Error) -> &PluginError {
     e.downcast_ref::<PluginError>()
         .unwrap_or_else(|| panic!("not a plugin error: {e:#}"))
@@ -203,7 +215,8 @@ fn gc_releases_attachments_the_runtime_no_longer_knows() -> Result<()> {
         net.add(&format!("gc{i}"), &p.path(), "eth0", &Value::Null)?;
     }
     assert_eq!(lease_files(&node).len(), 3);
-    // A stray host veth on the bridge with pea's naming but no lease (crash debris).
+    // A stray host veth on the bridge with pea's naming and this network's tag but no lease
+    // (crash debris).
     node.ns.ip(&[
         "link",
         "add",
@@ -214,8 +227,15 @@ fn gc_releases_attachments_the_runtime_no_longer_knows() -> Result<()> {
         "name",
         "strayp",
     ])?;
-    node.ns
-        .ip(&["link", "set", "veth0123456789a", "master", "cni0"])?;
+    node.ns.ip(&[
+        "link",
+        "set",
+        "veth0123456789a",
+        "master",
+        "cni0",
+        "alias",
+        "pea-cni/podnet/crashed/eth0",
+    ])?;
     net.gc(&[Attachment {
         container_id: "gc0".into(),
         ifname: "eth0".into(),
@@ -748,6 +768,11 @@ fn add_into_the_plugins_own_namespace_is_refused() -> Result<()> {
     Ok(())
 }
 
+fn host_alias(node: &Node, veth: &str) -> Result<String> {
+    let d = node.ns.ip_json(&["link", "show", "dev", veth])?;
+    Ok(d[0]["ifalias"].as_str().unwrap_or_default().to_string())
+}
+
 fn leases_of(node: &Node, network: &str) -> Vec<String> {
     std::fs::read_dir(node.data.path().join(network))
         .map(|d| {
@@ -837,6 +862,68 @@ fn bad_lease_files_block_nothing_and_gc_keeps_going_past_failures() -> Result<()
 fn run_chattr(flag: &str, path: &std::path::Path) -> Result<()> {
     pea_tests::netlab::run("chattr", &[flag, &path.display().to_string()])?;
     Ok(())
+}
+
+/// GC is per network (spec 1.1): two networks share the bridge cni0; GC of one removes only its
+/// own attachments and the orphan veths tagged with its name, never the other network's pods or
+/// untagged links.
+#[test]
+fn gc_is_limited_to_its_own_network() -> Result<()> {
+    let node = node()?;
+    let mk = |name: &str, subnet: &str| -> Result<ConfList> {
+        Ok(ConfList::new(
+            name,
+            "1.1.0",
+            vec![pea_conf(&node, subnet)],
+            dirs()?,
+            node.ns.path(),
+        ))
+    };
+    let (neta, netb) = (mk("neta", "10.244.17.0/24")?, mk("netb", "10.244.18.0/24")?);
+    let (pa, pb) = (Netns::new("pod")?, Netns::new("pod")?);
+    let ra = neta.add("ga", &pa.path(), "eth0", &Value::Null)?;
+    netb.add("gb", &pb.path(), "eth0", &Value::Null)?;
+    let host_a = ra["interfaces"][1]["name"].as_str().unwrap().to_string();
+    assert_eq!(host_alias(&node, &host_a)?, "pea-cni/neta/ga/eth0");
+    // Orphans on the bridge: one tagged for neta (crash debris), one untagged (not ours to judge).
+    for (name, peer, alias) in [
+        (
+            "veth00000000001",
+            "stray1",
+            Some("pea-cni/neta/crashed/eth0"),
+        ),
+        ("veth00000000002", "stray2", None),
+    ] {
+        node.ns
+            .ip(&["link", "add", name, "type", "veth", "peer", "name", peer])?;
+        node.ns.ip(&["link", "set", name, "master", "cni0"])?;
+        if let Some(a) = alias {
+            node.ns.ip(&["link", "set", name, "alias", a])?;
+        }
+    }
+    neta.gc(&[])?;
+    assert!(leases_of(&node, "neta").is_empty());
+    assert_eq!(leases_of(&node, "netb").len(), 1);
+    let veths = host_veths(&node)?;
+    assert!(
+        !veths.contains(&host_a) && !veths.contains(&"veth00000000001".to_string()),
+        "{veths:?}"
+    );
+    assert!(
+        veths.contains(&"veth00000000002".to_string()),
+        "untagged: {veths:?}"
+    );
+    assert_eq!(
+        veths.len(),
+        2,
+        "netb's pod and the untagged link: {veths:?}"
+    );
+    netb.check("gb", "eth0", &Value::Null)?;
+    assert!(pb.ping("10.244.18.1")?, "netb's pod lost its link");
+    node.ns.ip(&["link", "del", "veth00000000002"])?;
+    netb.del("gb", &pb.path().display().to_string(), "eth0", &Value::Null)?;
+    assert!(leases_of(&node, "netb").is_empty());
+    assert_nothing_left(&node)
 }
 
 /// DEL, GC and STATUS of a network that never had a pod here create no lease directory.

@@ -176,7 +176,8 @@ async fn plumb(
     // A retried ADD (libcni retries after errors) starts from a clean slate for this attachment.
     link::delete(&h, &host).await?;
     let host_idx = link::create_veth(&h, &host, &env.ifname, r.mtu, pod_ns, mac).await?;
-    link::attach_to_bridge(&h, &host, host_idx, bridge_idx, r.hairpin).await?;
+    let alias = link::host_veth_alias(&r.name, &env.container_id, &env.ifname);
+    link::attach_to_bridge(&h, &host, host_idx, bridge_idx, r.hairpin, &alias).await?;
 
     let ph = pod_ns.netlink()?;
     let pod_link = link::get(&ph, &env.ifname)

@@ -1,7 +1,9 @@
 //! GC (spec 1.1): release every lease, and the host veth, of attachments not listed in
 //! `cni.dev/valid-attachments` (or `cni.dev/attachments`, the draft name libcni also sends);
-//! also remove host veths on the bridge that pea-cni made but that
-//! own no lease any more (debris of a crash between veth creation and rollback).
+//! also remove host veths on the bridge that this network made (tagged
+//! `pea-cni/<network>/…` in their interface alias) but that own no lease any more (debris of a
+//! crash between veth creation and rollback). GC is per network, as the spec says: veths of
+//! other networks sharing the bridge, and untagged ones, are left alone.
 //! Every step runs even when an earlier one failed; the failures are reported together.
 
 use std::collections::HashSet;
@@ -81,7 +83,7 @@ pub(super) async fn run(conf: &NetConf) -> Result<(), CmdError> {
     CmdError::all(errors)
 }
 
-/// Deletes the pea-named veths on the bridge that no valid attachment owns.
+/// Deletes the veths on the bridge tagged with this network that no valid attachment owns.
 async fn sweep_orphans(
     h: &rtnetlink::Handle,
     conf: &NetConf,
@@ -90,13 +92,16 @@ async fn sweep_orphans(
     let Some(bridge) = link::get(h, &conf.bridge).await? else {
         return Ok(());
     };
+    let prefix = link::alias_prefix(&conf.name);
     let mut errors: Vec<CmdError> = Vec::new();
     for l in link::list(h).await? {
         let Some(name) = link::name_of(&l) else {
             continue;
         };
+        let ours = link::alias_of(&l).is_some_and(|a| a.starts_with(&prefix));
         if link::controller_of(&l) == Some(bridge.header.index)
             && link::is_host_veth_name(name)
+            && ours
             && !owned.contains(name)
         {
             let name = name.to_string();
