@@ -84,6 +84,17 @@ fn assert_nothing_left(node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Gives the node an uplink `uplink0` (`<prefix>.1/24`) to a new client namespace
+/// (`<prefix>.2/24` on its eth0).
+fn uplink(node: &Node, prefix: &str) -> Result<Netns> {
+    let client = Netns::new("client")?;
+    veth(&node.ns, "uplink0", &client, "eth0")?;
+    node.ns
+        .ip(&["addr", "add", &format!("{prefix}.1/24"), "dev", "uplink0"])?;
+    client.ip(&["addr", "add", &format!("{prefix}.2/24"), "dev", "eth0"])?;
+    Ok(client)
+}
+
 fn plugin_err(e: &anyhow::Error) -> &PluginError {
     e.downcast_ref::<PluginError>()
         .unwrap_or_else(|| panic!("not a plugin error: {e:#}"))
@@ -399,12 +410,8 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
     require_program("iptables");
     let node = node()?;
     let pod = Netns::new("pod")?;
-    let client = Netns::new("client")?;
     // The node's uplink: a veth to a client namespace on 192.168.77.0/24.
-    veth(&node.ns, "uplink0", &client, "eth0")?;
-    node.ns
-        .ip(&["addr", "add", "192.168.77.1/24", "dev", "uplink0"])?;
-    client.ip(&["addr", "add", "192.168.77.2/24", "dev", "eth0"])?;
+    let client = uplink(&node, "192.168.77")?;
 
     let net = list(
         &node,
@@ -923,6 +930,62 @@ fn gc_is_limited_to_its_own_network() -> Result<()> {
     node.ns.ip(&["link", "del", "veth00000000002"])?;
     netb.del("gb", &pb.path().display().to_string(), "eth0", &Value::Null)?;
     assert!(leases_of(&node, "netb").is_empty());
+    assert_nothing_left(&node)
+}
+
+/// The masquerade rule is verified on every ADD: a table flushed away (`nft flush ruleset`) is
+/// reinstalled by the next ADD, and a changed cluster CIDR replaces the rule.
+#[test]
+fn masquerade_is_reinstalled_after_a_flush_and_follows_the_config() -> Result<()> {
+    let node = node()?;
+    let client = uplink(&node, "192.168.78")?;
+    let _who = client.tcp_whoami_server(7011)?;
+    let net = list(&node, "1.1.0", vec![pea_conf(&node, "10.244.19.0/24")])?;
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
+    net.add("mq0", &pods[0].path(), "eth0", &Value::Null)?;
+    node.ns.exec(&["nft", "flush", "ruleset"])?;
+    assert!(node.ns.nft_tables()?.is_empty());
+    net.add("mq1", &pods[1].path(), "eth0", &Value::Null)?;
+    assert!(node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
+    let got = pods[1].tcp_echo("192.168.78.2:7011".parse()?, b"who")?;
+    assert_eq!(
+        String::from_utf8(got)?,
+        "192.168.78.1 who",
+        "masqueraded again"
+    );
+    let cluster = || -> Result<String> {
+        let out = node
+            .ns
+            .exec(&["nft", "-j", "list", "table", "ip", "pea-cni-podnet"])?;
+        // Re-serialised compactly (keys sorted) so the checks below do not depend on nft's
+        // spacing.
+        Ok(serde_json::from_slice::<Value>(&out.stdout)?.to_string())
+    };
+    assert!(
+        cluster()?.contains(r#"{"addr":"10.244.0.0","len":16}"#),
+        "{}",
+        cluster()?
+    );
+    // The cluster CIDR changes: the next ADD replaces the rule (no pod had to leave).
+    let mut wider = pea_conf(&node, "10.244.19.0/24");
+    wider["clusterCIDR"] = json!("10.0.0.0/8");
+    let net2 = list(&node, "1.1.0", vec![wider])?;
+    net2.add("mq2", &pods[2].path(), "eth0", &Value::Null)?;
+    let rules = cluster()?;
+    assert!(rules.contains(r#"{"addr":"10.0.0.0","len":8}"#), "{rules}");
+    assert!(!rules.contains(r#""addr":"10.244.0.0""#), "{rules}");
+    assert_eq!(node.ns.nft_rule_count()?, 1, "{rules}");
+    for (i, p) in pods.iter().enumerate() {
+        net2.del(
+            &format!("mq{i}"),
+            &p.path().display().to_string(),
+            "eth0",
+            &Value::Null,
+        )?;
+    }
     assert_nothing_left(&node)
 }
 
