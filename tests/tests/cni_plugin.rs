@@ -989,6 +989,35 @@ fn masquerade_is_reinstalled_after_a_flush_and_follows_the_config() -> Result<()
     assert_nothing_left(&node)
 }
 
+/// As the reference bridge plugin: the config's `dns` is in the result, and with isGateway false
+/// the pod gets only the routes IPAM lists (none here), not an on-link default route.
+#[test]
+fn dns_is_returned_and_no_gateway_means_no_default_route() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.21.0/24");
+    conf["isGateway"] = json!(false);
+    conf["dns"] = json!({"nameservers": ["10.96.0.10"], "search": ["svc.cluster.local"]});
+    let net = list(&node, "1.1.0", vec![conf])?;
+    let pod = Netns::new("pod")?;
+    let r = net.add("dn", &pod.path(), "eth0", &Value::Null)?;
+    assert_eq!(r["dns"]["nameservers"], json!(["10.96.0.10"]), "{r}");
+    assert_eq!(r["dns"]["search"], json!(["svc.cluster.local"]), "{r}");
+    assert!(r.get("routes").is_none(), "{r}");
+    let routes = pod.ip_json(&["-4", "route", "show", "default"])?;
+    assert_eq!(routes, json!([]), "{routes}");
+    assert!(
+        node.ns.addrs("cni0")?.is_empty(),
+        "no gateway address on the bridge"
+    );
+    net.del(
+        "dn",
+        &pod.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert_nothing_left(&node)
+}
+
 /// DEL, GC and STATUS of a network that never had a pod here create no lease directory.
 #[test]
 fn verbs_on_an_unused_network_leave_no_lease_directory() -> Result<()> {

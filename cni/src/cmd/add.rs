@@ -238,7 +238,7 @@ async fn plumb(
             })
             .collect(),
         routes,
-        dns: Dns::default(),
+        dns: r.dns.clone(),
     })
 }
 
@@ -251,5 +251,9 @@ fn merge(mut prev: AddResult, ours: AddResult) -> AddResult {
         ip
     }));
     prev.routes.extend(ours.routes);
+    // The config's DNS wins over a previous plugin's, as in the bridge plugin.
+    if ours.dns != Dns::default() {
+        prev.dns = ours.dns;
+    }
     prev
 }
