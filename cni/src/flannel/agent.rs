@@ -127,6 +127,9 @@ impl Agent {
         .await?;
         // The node routes between its bridge and the overlay.
         sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        // Bridged pod traffic must pass netfilter (Kubernetes Services, policies): pea-cni turns
+        // bridge-nf-call-iptables on, which needs the module.
+        sysctl::load_br_netfilter();
         let gateway = Ipv4Net::new(
             Ipv4Addr::from(u32::from(subnet.network()) + 1),
             subnet.prefix_len(),
