@@ -273,11 +273,26 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
         "ping node2's pod after the conflict cleared"
     );
 
-    // Restarting an agent keeps the overlay: routes stay while it is down, pods keep talking.
+    // Restarting an agent keeps the overlay: the very same device (ifindex, MAC), routes stay
+    // while it is down, and a TCP connection opened before the restart carries on after it.
+    let before = nodes[0].ns.link_identity("flannel.1")?;
+    let _stream_srv = pods[1].tcp_stream_echo_server(7019)?;
+    let mut conn = pods[0].tcp_connect(format!("{}:7019", ips[1]).parse()?)?;
+    assert_eq!(conn.echo(b"before the restart")?, b"before the restart");
     nodes[0].agent = None;
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
     nodes[0].start_agent()?;
-    std::thread::sleep(Duration::from_millis(300));
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(nodes[0].agent_log().contains("first reconcile"))
+    })?;
+    assert!(ok, "agent did not come back: {}", nodes[0].agent_log());
+    assert_eq!(
+        nodes[0].ns.link_identity("flannel.1")?,
+        before,
+        "flannel.1 was recreated"
+    );
+    assert_eq!(conn.echo(b"after the restart")?, b"after the restart");
+    drop(conn);
     assert!(pods[0].ping(&ips[1])?, "ping after agent restart");
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
 

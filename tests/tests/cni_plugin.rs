@@ -473,7 +473,11 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
         .nft_tables()?
         .contains(&"ip pea-cni-podnet".to_string()));
     // portmap keeps its (empty) top-level chains and jumps; nothing per pod is left.
-    assert!(node.ns.nft_rule_count()? >= rules_before);
+    assert_eq!(
+        node.ns.nft_rule_count()?,
+        rules_before + PORTMAP_LEFTOVER_RULES,
+        "{ruleset}"
+    );
     assert!(lease_files(&node).is_empty());
     Ok(())
 }
@@ -775,6 +779,12 @@ fn add_into_the_plugins_own_namespace_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// The rules Debian's portmap (1.1.1, through iptables-nft) leaves in `ip nat` after its last DEL:
+/// the jumps into its top-level chains (PREROUTING and OUTPUT to CNI-HOSTPORT-DNAT, POSTROUTING
+/// to CNI-HOSTPORT-MASQ), the masquerade of marked traffic in CNI-HOSTPORT-MASQ and the mark
+/// rule of CNI-HOSTPORT-SETMARK. Nothing per pod.
+const PORTMAP_LEFTOVER_RULES: usize = 5;
+
 fn host_alias(node: &Node, veth: &str) -> Result<String> {
     let d = node.ns.ip_json(&["link", "show", "dev", veth])?;
     Ok(d[0]["ifalias"].as_str().unwrap_or_default().to_string())
@@ -987,6 +997,31 @@ fn masquerade_is_reinstalled_after_a_flush_and_follows_the_config() -> Result<()
         )?;
     }
     assert_nothing_left(&node)
+}
+
+/// A failure late in ADD (a route IPAM lists whose gateway is unreachable from the pod, after
+/// the lease, the masquerade table and the veth exist) rolls everything back.
+#[test]
+fn a_late_add_failure_rolls_back_veth_lease_and_masquerade() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.20.0/24");
+    conf["ipam"]["routes"] = json!([{"dst": "10.99.0.0/16", "gw": "10.77.0.1"}]);
+    let net = list(&node, "1.1.0", vec![conf])?;
+    let pod = Netns::new("pod")?;
+    let e = net
+        .add("late", &pod.path(), "eth0", &Value::Null)
+        .unwrap_err();
+    assert_eq!(plugin_err(&e).code, 101, "{e:#}");
+    assert!(plugin_err(&e).msg.contains("10.99.0.0/16"), "{e:#}");
+    assert_nothing_left(&node)?;
+    assert!(!node
+        .data
+        .path()
+        .join("podnet")
+        .join("masq-installed")
+        .exists());
+    assert_eq!(pod.links()?, vec!["lo".to_string()]);
+    Ok(())
 }
 
 /// As the reference bridge plugin: the config's `dns` is in the result, and with isGateway false
