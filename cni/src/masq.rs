@@ -26,8 +26,6 @@ pub enum MasqError {
     Spawn(#[source] std::io::Error),
     #[error("nft {args} failed: {stderr}")]
     Failed { args: String, stderr: String },
-    #[error("nft {args} printed output that is not the expected JSON: {why}")]
-    Output { args: String, why: String },
     #[error("locking {path}: {why}")]
     Lock { path: String, why: String },
     #[error("asking the kernel for nft table {table}: {source}")]
@@ -92,20 +90,6 @@ fn nft(args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, MasqError> {
 
 fn apply(batch: Value) -> Result<(), MasqError> {
     nft(&["-j", "-f", "-"], Some(&batch.to_string())).map(|_| ())
-}
-
-fn parse(args: &str, bytes: &[u8]) -> Result<Vec<Value>, MasqError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| MasqError::Output {
-        args: args.into(),
-        why: e.to_string(),
-    })?;
-    v.get("nftables")
-        .and_then(Value::as_array)
-        .cloned()
-        .ok_or_else(|| MasqError::Output {
-            args: args.into(),
-            why: "no \"nftables\" array".into(),
-        })
 }
 
 fn prefix(addr: String, len: u8) -> Value {
@@ -264,18 +248,6 @@ pub fn table_exists(network: &str, v6: bool) -> Result<bool, MasqError> {
         return Err(query(std::io::Error::from_raw_os_error(errno)));
     }
     Err(bad(&format!("message type {kind:#x}")))
-}
-
-/// Whether the network's table of `family` ("ip" or "ip6") is installed.
-pub fn present(network: &str, family: &str) -> Result<bool, MasqError> {
-    let table = table_name(network);
-    let out = nft(&["-j", "list", "tables", family], None)?;
-    Ok(parse("list tables", &out)?.iter().any(|o| {
-        o.get("table")
-            .and_then(|t| t.get("name"))
-            .and_then(Value::as_str)
-            == Some(table.as_str())
-    }))
 }
 
 /// Removes the network's tables of both families; absent is fine (the batch creates each first,

@@ -953,9 +953,15 @@ fn masquerade_is_reinstalled_after_a_flush_and_follows_the_config() -> Result<()
     let net = list(&node, "1.1.0", vec![pea_conf(&node, "10.244.19.0/24")])?;
     let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
     net.add("mq0", &pods[0].path(), "eth0", &Value::Null)?;
+    net.check("mq0", "eth0", &Value::Null)?;
     node.ns.exec(&["nft", "flush", "ruleset"])?;
     assert!(node.ns.nft_tables()?.is_empty());
+    // CHECK notices (without running nft), and the next ADD repairs it.
+    let e = net.check("mq0", "eth0", &Value::Null).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 102, "{e:#}");
+    assert!(plugin_err(&e).msg.contains("is missing"), "{e:#}");
     net.add("mq1", &pods[1].path(), "eth0", &Value::Null)?;
+    net.check("mq0", "eth0", &Value::Null)?;
     assert!(node
         .ns
         .nft_tables()?
@@ -988,6 +994,15 @@ fn masquerade_is_reinstalled_after_a_flush_and_follows_the_config() -> Result<()
     assert!(rules.contains(r#"{"addr":"10.0.0.0","len":8}"#), "{rules}");
     assert!(!rules.contains(r#""addr":"10.244.0.0""#), "{rules}");
     assert_eq!(node.ns.nft_rule_count()?, 1, "{rules}");
+    net2.check("mq2", "eth0", &Value::Null)?;
+    // The old config's CHECK sees that the installed rule is not the one it would make.
+    let e = net.check("mq1", "eth0", &Value::Null).unwrap_err();
+    assert!(
+        plugin_err(&e)
+            .msg
+            .contains("not installed from this config"),
+        "{e:#}"
+    );
     for (i, p) in pods.iter().enumerate() {
         net2.del(
             &format!("mq{i}"),

@@ -26,15 +26,7 @@ pub(crate) fn ensure(
     store: &crate::ipam::Store,
     r: &crate::config::Resolved,
 ) -> Result<(), CmdError> {
-    let (v4, v6) = (r.subnets_v4(), r.subnets_v6());
-    let mut families = Vec::new();
-    if let Some(c) = r.cluster_cidr.filter(|_| !v4.is_empty()) {
-        families.push(crate::masq::Family::V4(&v4, c));
-    }
-    if let Some(c) = r.cluster_cidr6.filter(|_| !v6.is_empty()) {
-        families.push(crate::masq::Family::V6(&v6, c));
-    }
-    let batch = crate::masq::batch(&r.name, &families);
+    let (batch, families) = plan(r);
     let digest = crate::masq::digest(&batch);
     let marker = store.dir().join(MASQ_MARKER);
     let io = |source| IpamError::Io {
@@ -43,15 +35,9 @@ pub(crate) fn ensure(
     };
     let recorded = std::fs::read(&marker).ok();
     if recorded.as_deref() == Some(digest.as_bytes()) {
-        let present = crate::masq::families_of(&families).into_iter().try_fold(
-            true,
-            |all, v6| -> Result<bool, crate::masq::MasqError> {
-                Ok(all && crate::masq::table_exists(&r.name, v6)?)
-            },
-        );
-        match present {
-            Ok(true) => return Ok(()),
-            Ok(false) => {
+        match missing_family(&r.name, &families) {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => {
                 tracing::warn!(network = %r.name, "masquerade table is gone; reinstalling it")
             }
             Err(e) => tracing::debug!("cannot ask for the masquerade table ({e}); reinstalling it"),
@@ -65,6 +51,59 @@ pub(crate) fn ensure(
     crate::masq::install(&batch)?;
     crate::ipam::atomic_write(&marker, digest.as_bytes()).map_err(io)?;
     Ok(())
+}
+
+/// The batch that installs the network's masquerade rule for this config, and the families it
+/// covers (`true`: IPv6).
+fn plan(r: &crate::config::Resolved) -> (serde_json::Value, Vec<bool>) {
+    let (v4, v6) = (r.subnets_v4(), r.subnets_v6());
+    let mut families = Vec::new();
+    if let Some(c) = r.cluster_cidr.filter(|_| !v4.is_empty()) {
+        families.push(crate::masq::Family::V4(&v4, c));
+    }
+    if let Some(c) = r.cluster_cidr6.filter(|_| !v6.is_empty()) {
+        families.push(crate::masq::Family::V6(&v6, c));
+    }
+    (
+        crate::masq::batch(&r.name, &families),
+        crate::masq::families_of(&families),
+    )
+}
+
+/// The first family (`"ip"`, `"ip6"`) whose table is missing, asked from the kernel.
+fn missing_family(
+    network: &str,
+    families: &[bool],
+) -> Result<Option<&'static str>, crate::masq::MasqError> {
+    for v6 in families {
+        if !crate::masq::table_exists(network, *v6)? {
+            return Ok(Some(if *v6 { "ip6" } else { "ip" }));
+        }
+    }
+    Ok(None)
+}
+
+/// CHECK's question: `None` when the installed rule is the one this config makes (the marker's
+/// digest) and its tables exist, else what is wrong. No `nft` run.
+pub(crate) fn verify(
+    store: &crate::ipam::Store,
+    r: &crate::config::Resolved,
+) -> Result<Option<String>, CmdError> {
+    let (batch, families) = plan(r);
+    if let Some(family) = missing_family(&r.name, &families)? {
+        return Ok(Some(format!(
+            "{family} masquerade rule of network {} is missing",
+            r.name
+        )));
+    }
+    let recorded = std::fs::read(store.dir().join(MASQ_MARKER)).ok();
+    if recorded.as_deref() != Some(crate::masq::digest(&batch).as_bytes()) {
+        return Ok(Some(format!(
+            "masquerade rule of network {} was not installed from this config",
+            r.name
+        )));
+    }
+    Ok(None)
 }
 
 /// Removes the network's masquerade rule once it has no leases left.
