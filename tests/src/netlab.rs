@@ -125,6 +125,22 @@ impl Netns {
             .collect())
     }
 
+    /// Destinations of the IPv4 routes out of `dev`, sorted; empty while `dev` does not exist.
+    pub fn routes_on(&self, dev: &str) -> Result<Vec<String>> {
+        if !self.links()?.iter().any(|l| l == dev) {
+            return Ok(Vec::new());
+        }
+        let v = self.ip_json(&["-4", "route", "show", "dev", dev])?;
+        let mut r: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["dst"].as_str().map(String::from))
+            .collect();
+        r.sort();
+        Ok(r)
+    }
+
     /// The tables of the nftables ruleset in this namespace, as `family name`.
     pub fn nft_tables(&self) -> Result<Vec<String>> {
         let out = self.exec(&["nft", "-j", "list", "tables"])?;

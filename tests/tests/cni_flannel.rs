@@ -62,7 +62,7 @@ impl LabNode {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
     fn overlay_routes(&self) -> Result<Vec<String>> {
-        overlay_routes(&self.ns)
+        self.ns.routes_on("flannel.1")
     }
     fn fdb_dsts(&self) -> Result<Vec<String>> {
         let out = self
@@ -75,22 +75,6 @@ impl LabNode {
             .filter_map(|e| e["dst"].as_str().map(String::from))
             .collect())
     }
-}
-
-/// Remote subnets routed over flannel.1 in `ns`.
-fn overlay_routes(ns: &Netns) -> Result<Vec<String>> {
-    if !ns.links()?.iter().any(|l| l == "flannel.1") {
-        return Ok(Vec::new()); // the agent has not made its device yet
-    }
-    let v = ns.ip_json(&["-4", "route", "show", "dev", "flannel.1"])?;
-    let mut r: Vec<String> = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["dst"].as_str().map(String::from))
-        .collect();
-    r.sort();
-    Ok(r)
 }
 
 fn lab(n: usize, registry: &Path, lab_ns: &Netns) -> Result<Vec<LabNode>> {
@@ -476,7 +460,7 @@ impl SoloNode {
         Ok(self.command()?.arg("--once").output()?)
     }
     fn routes(&self) -> Result<Vec<String>> {
-        overlay_routes(&self.node)
+        self.node.routes_on("flannel.1")
     }
     /// (MAC, destination) of every FDB entry on flannel.1.
     fn fdb(&self) -> Result<Vec<(String, String)>> {

@@ -163,20 +163,7 @@ impl KubeNode {
         Ok(())
     }
     fn overlay_routes(&self) -> Result<Vec<String>> {
-        if !self.ns.links()?.iter().any(|l| l == "flannel.1") {
-            return Ok(Vec::new());
-        }
-        let v = self
-            .ns
-            .ip_json(&["-4", "route", "show", "dev", "flannel.1"])?;
-        let mut r: Vec<String> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["dst"].as_str().map(String::from))
-            .collect();
-        r.sort();
-        Ok(r)
+        self.ns.routes_on("flannel.1")
     }
     fn fdb_dsts(&self) -> Result<Vec<String>> {
         let out = self
