@@ -114,6 +114,9 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     #[serde(default = "yes")]
     pub hairpin_mode: bool,
+    /// Give the bridge each range's gateway address. It also decides the pod's routes when IPAM
+    /// lists none: a default route per family via the gateway with it, no route at all without
+    /// it (as the reference bridge plugin).
     #[serde(default = "yes")]
     pub is_gateway: bool,
     /// The reference bridge plugin's key (flannel's stock delegate sets it): implies `isGateway`
