@@ -83,6 +83,9 @@ pub struct IpamConf {
     #[serde(default)]
     pub routes: Vec<RouteConf>,
     pub data_dir: Option<PathBuf>,
+    /// host-local's `resolvConf`: a resolv.conf whose nameservers, domain, search and options
+    /// become the result's DNS (unless the top-level `dns` says otherwise).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A valid attachment listed in a GC request.
@@ -111,6 +114,9 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     #[serde(default = "yes")]
     pub hairpin_mode: bool,
+    /// Give the bridge each range's gateway address. It also decides the pod's routes when IPAM
+    /// lists none: a default route per family via the gateway with it, no route at all without
+    /// it (as the reference bridge plugin).
     #[serde(default = "yes")]
     pub is_gateway: bool,
     /// The reference bridge plugin's key (flannel's stock delegate sets it): implies `isGateway`
@@ -134,6 +140,9 @@ pub struct NetConf {
     pub br_netfilter: bool,
     #[serde(default)]
     pub ipam: IpamConf,
+    /// The spec's `dns` key: copied into the ADD result, as the bridge plugin does.
+    #[serde(default)]
+    pub dns: spec::Dns,
     pub prev_result: Option<serde_json::Value>,
     /// Bridge plugin features pea-cni does not implement: refused (code 2) when set to anything
     /// but their defaults, so a conflist written for the bridge plugin never silently loses them.
@@ -216,6 +225,8 @@ pub struct Resolved {
     pub cluster_cidr6: Option<Ipv6Net>,
     pub routes: Vec<RouteConf>,
     pub data_dir: PathBuf,
+    /// The result's DNS: the config's `dns`, else what `ipam.resolvConf` says.
+    pub dns: spec::Dns,
 }
 
 /// One resolved range: the subnet, its gateway and the leasable span.
@@ -573,8 +584,15 @@ impl NetConf {
                 gw: None,
             });
         }
+        // Without isGateway the bridge has no address to route through: like the reference
+        // bridge plugin, the pod then gets only the routes IPAM lists.
+        let is_gateway = self.is_gateway || self.is_default_gateway;
         let routes = if self.ipam.routes.is_empty() {
-            defaults
+            if is_gateway {
+                defaults
+            } else {
+                Vec::new()
+            }
         } else if self.is_default_gateway {
             let mut v = self.ipam.routes.clone();
             for d in defaults {
@@ -599,7 +617,7 @@ impl NetConf {
             bridge: self.bridge.clone(),
             mtu,
             hairpin: self.hairpin_mode,
-            is_gateway: self.is_gateway || self.is_default_gateway,
+            is_gateway,
             ip_masq,
             br_netfilter: self.br_netfilter,
             range_sets,
@@ -607,8 +625,42 @@ impl NetConf {
             cluster_cidr6,
             routes,
             data_dir: self.data_dir()?,
+            dns: self.result_dns()?,
         })
     }
+
+    /// The DNS of the result: the config's `dns` when it says anything (the bridge plugin's
+    /// precedence), else `ipam.resolvConf` parsed as host-local does.
+    fn result_dns(&self) -> Result<spec::Dns, ConfigError> {
+        if self.dns != spec::Dns::default() {
+            return Ok(self.dns.clone());
+        }
+        match &self.ipam.resolv_conf {
+            None => Ok(spec::Dns::default()),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|text| parse_resolv_conf(&text))
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("ipam.resolvConf {}: {e}", path.display()))
+                }),
+        }
+    }
+}
+
+/// The parts of a resolv.conf a CNI result carries: `nameserver`, `domain`, `search`, `options`.
+fn parse_resolv_conf(text: &str) -> spec::Dns {
+    let mut dns = spec::Dns::default();
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => dns.nameservers.extend(words.next().map(String::from)),
+            Some("domain") => dns.domain = words.next().map(String::from),
+            Some("search") => dns.search = words.map(String::from).collect(),
+            Some("options") => dns.options.extend(words.map(String::from)),
+            _ => {}
+        }
+    }
+    dns
 }
 
 fn read_subnet_file(path: &Path) -> Result<SubnetEnv, ConfigError> {
@@ -661,6 +713,61 @@ mod tests {
         assert_eq!(r.mtu, 1500);
         assert!(r.hairpin && r.is_gateway && r.ip_masq);
         assert_eq!(r.routes.len(), 1);
+    }
+
+    #[test]
+    fn without_is_gateway_the_pod_gets_only_ipam_routes() {
+        let r = conf(
+            r#"{"cniVersion":"1.1.0","name":"n","isGateway":false,"ipam":{"subnet":"10.9.1.0/24"}}"#,
+        )
+        .resolve()
+        .unwrap();
+        assert!(!r.is_gateway);
+        assert!(r.routes.is_empty(), "{:?}", r.routes);
+        let r = conf(
+            r#"{"cniVersion":"1.1.0","name":"n","isGateway":false,
+            "ipam":{"subnet":"10.9.1.0/24","routes":[{"dst":"0.0.0.0/0","gw":"10.9.1.254"}]}}"#,
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(r.routes.len(), 1);
+    }
+
+    #[test]
+    fn dns_comes_from_the_config_else_from_resolv_conf() {
+        let r = conf(
+            r#"{"cniVersion":"1.1.0","name":"n","ipam":{"subnet":"10.9.1.0/24"},
+            "dns":{"nameservers":["10.96.0.10"],"search":["svc.cluster.local"],"options":["ndots:5"]}}"#,
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(r.dns.nameservers, ["10.96.0.10"]);
+        assert_eq!(r.dns.search, ["svc.cluster.local"]);
+        assert_eq!(r.dns.options, ["ndots:5"]);
+        let dir = tempfile::tempdir().unwrap();
+        let rc = dir.path().join("resolv.conf");
+        std::fs::write(
+            &rc,
+            "# comment\nnameserver 10.0.0.53\nnameserver 10.0.0.54 ; x\ndomain example.org\nsearch a.example b.example\noptions ndots:2 edns0\n",
+        )
+        .unwrap();
+        let json = format!(
+            r#"{{"cniVersion":"1.1.0","name":"n","ipam":{{"subnet":"10.9.1.0/24","resolvConf":"{}"}}}}"#,
+            rc.display()
+        );
+        let r = conf(&json).resolve().unwrap();
+        assert_eq!(r.dns.nameservers, ["10.0.0.53", "10.0.0.54"]);
+        assert_eq!(r.dns.domain.as_deref(), Some("example.org"));
+        assert_eq!(r.dns.search, ["a.example", "b.example"]);
+        assert_eq!(r.dns.options, ["ndots:2", "edns0"]);
+        let missing = r#"{"cniVersion":"1.1.0","name":"n","ipam":{"subnet":"10.9.1.0/24","resolvConf":"/nonexistent/resolv.conf"}}"#;
+        let e = conf(missing).resolve().unwrap_err();
+        assert!(e.to_string().contains("resolvConf"), "{e}");
+        // Nothing configured: an empty DNS section.
+        let r = conf(r#"{"cniVersion":"1.1.0","name":"n","ipam":{"subnet":"10.9.1.0/24"}}"#)
+            .resolve()
+            .unwrap();
+        assert_eq!(r.dns, spec::Dns::default());
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! <dataDir>/<network>/10.244.1.7         {"version":1,"containerID":"…","ifname":"eth0"}
 //! <dataDir>/<network>/fd00:44:1::7       the same for an IPv6 lease
 //! ```
+//! Lease files in host-local's own format (`<containerID>\r\n<ifname>`, or only the container id
+//! from older host-local) are read too, so pea-cni can share host-local's default data dir. A
+//! file named by an address that is in neither format is skipped with a warning (one bad file
+//! must not block the whole network) but its address still counts as taken.
 //! An attachment holds one lease per range set (host-local's dual-stack model: one IPv4 and one
 //! IPv6 set give a pod one address of each family).
 //! Crash safety: lease files are written as temp + fsync + rename (the round-robin hint is
@@ -58,6 +62,20 @@ pub enum IpamError {
     Unavailable { ip: IpAddr, why: String },
     #[error("lease file {path} is corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
+    #[error("releasing the leases of {container_id}/{ifname}: {}", join(errors))]
+    Release {
+        container_id: String,
+        ifname: String,
+        errors: Vec<IpamError>,
+    },
+}
+
+fn join(errors: &[IpamError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IpamError + '_ {
@@ -75,7 +93,41 @@ pub struct Lease {
     pub version: u32,
     #[serde(rename = "containerID")]
     pub container_id: String,
+    /// Empty for a lease file of older host-local, which recorded only the container id.
     pub ifname: String,
+}
+
+impl Lease {
+    /// Whether this lease belongs to the attachment `(container_id, ifname)` (a lease that does
+    /// not record its interface belongs to every interface of its container, as in host-local).
+    pub fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
+        self.container_id == container_id && (self.ifname == ifname || self.ifname.is_empty())
+    }
+
+    /// Decodes a lease file: pea-cni's JSON, or host-local's `<containerID>\r\n<ifname>`.
+    fn parse(bytes: &[u8]) -> Result<Lease, String> {
+        if bytes.first() == Some(&b'{') {
+            let lease: Lease = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            if lease.version != LEASE_VERSION {
+                return Err(format!("unknown lease version {}", lease.version));
+            }
+            return Ok(lease);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| "neither JSON nor text".to_string())?;
+        let mut lines = text.lines().map(str::trim);
+        let id = lines.next().unwrap_or_default();
+        let ifname = lines.next().unwrap_or_default();
+        let token = |s: &str| !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if id.is_empty() || !token(id) || !token(ifname) || lines.any(|l| !l.is_empty()) {
+            return Err("neither pea-cni's JSON nor host-local's format".into());
+        }
+        Ok(Lease {
+            ip: None,
+            version: LEASE_VERSION,
+            container_id: id.into(),
+            ifname: ifname.into(),
+        })
+    }
 }
 
 /// The lease directory of one network.
@@ -112,6 +164,20 @@ impl Store {
             .mode(0o700)
             .create(&self.dir)
             .map_err(io_err(&self.dir))?;
+        self.lock_dir()
+    }
+
+    /// Takes the lock if the network's directory exists; `None` for a network that never
+    /// leased anything here (DEL, GC and STATUS then leave no directory or lock file behind).
+    pub fn lock_existing(&self) -> Result<Option<Locked<'_>>, IpamError> {
+        match fs::metadata(&self.dir) {
+            Ok(_) => self.lock_dir().map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&self.dir)(e)),
+        }
+    }
+
+    fn lock_dir(&self) -> Result<Locked<'_>, IpamError> {
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -142,33 +208,55 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// Every lease, sorted by address.
-    pub fn leases(&self) -> Result<Vec<Lease>, IpamError> {
+    /// Every lease file: the leases that parse, sorted by address, and the addresses of those
+    /// that do not (skipped with a warning; their addresses stay taken).
+    fn scan(&self) -> Result<(Vec<Lease>, Vec<IpAddr>), IpamError> {
         let dir = &self.store.dir;
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
             let Ok(ip) = entry.file_name().to_string_lossy().parse::<IpAddr>() else {
                 continue;
             };
             let path = entry.path();
-            let bytes = fs::read(&path).map_err(io_err(&path))?;
-            let mut lease: Lease =
-                serde_json::from_slice(&bytes).map_err(|e| IpamError::Corrupt {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-            if lease.version != LEASE_VERSION {
-                return Err(IpamError::Corrupt {
-                    path,
-                    why: format!("unknown lease version {}", lease.version),
-                });
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| Lease::parse(&b));
+            match parsed {
+                Ok(mut lease) => {
+                    lease.ip = Some(ip);
+                    out.push(lease);
+                }
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), %why, "skipping a lease file that cannot be read; its address stays taken");
+                    unreadable.push(ip);
+                }
             }
-            lease.ip = Some(ip);
-            out.push(lease);
         }
         out.sort_by_key(|l| l.ip);
-        Ok(out)
+        Ok((out, unreadable))
+    }
+
+    /// Every lease that can be read, sorted by address (see [`Locked::scan`]).
+    pub fn leases(&self) -> Result<Vec<Lease>, IpamError> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Every leased address, including those of unreadable lease files.
+    pub fn taken(&self) -> Result<Vec<IpAddr>, IpamError> {
+        let (leases, unreadable) = self.scan()?;
+        Ok(leases
+            .iter()
+            .filter_map(|l| l.ip)
+            .chain(unreadable)
+            .collect())
+    }
+
+    /// Whether no address is leased at all (unreadable lease files count as leased).
+    pub fn is_empty(&self) -> Result<bool, IpamError> {
+        let (leases, unreadable) = self.scan()?;
+        Ok(leases.is_empty() && unreadable.is_empty())
     }
 
     /// The addresses leased to `(container_id, ifname)`, sorted.
@@ -176,7 +264,7 @@ impl Locked<'_> {
         Ok(self
             .leases()?
             .into_iter()
-            .filter(|l| l.container_id == container_id && l.ifname == ifname)
+            .filter(|l| l.owned_by(container_id, ifname))
             .filter_map(|l| l.ip)
             .collect())
     }
@@ -192,17 +280,21 @@ impl Locked<'_> {
         ranges: &[(IpAddr, IpAddr)],
         reserved: &[IpAddr],
     ) -> Result<IpAddr, IpamError> {
-        let leases = self.leases()?;
+        let (leases, unreadable) = self.scan()?;
         let in_set = |ip: &IpAddr| ranges.iter().any(|(s, e)| in_range(*ip, *s, *e));
         if let Some(ip) = leases
             .iter()
-            .filter(|l| l.container_id == container_id && l.ifname == ifname)
+            .filter(|l| l.owned_by(container_id, ifname))
             .filter_map(|l| l.ip)
             .find(|ip| in_set(ip))
         {
             return Ok(ip);
         }
-        let taken: std::collections::HashSet<IpAddr> = leases.iter().filter_map(|l| l.ip).collect();
+        let taken: std::collections::HashSet<IpAddr> = leases
+            .iter()
+            .filter_map(|l| l.ip)
+            .chain(unreadable.iter().copied())
+            .collect();
         let last = self.last_reserved(set);
         let found = ranges.iter().find_map(|(start, end)| {
             let (s, e) = (to_u128(*start), to_u128(*end));
@@ -228,7 +320,7 @@ impl Locked<'_> {
                 .map(|(s, e)| format!("{s}-{e}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            used: leases.len(),
+            used: taken.len(),
         })?;
         self.write_lease(ip, container_id, ifname)?;
         // The round-robin position is a hint: overwritten in place without fsync (a torn or lost
@@ -252,11 +344,15 @@ impl Locked<'_> {
         if reserved.contains(&ip) {
             return unavailable("it is a gateway address".into());
         }
-        if let Some(l) = self.leases()?.iter().find(|l| l.ip == Some(ip)) {
-            if l.container_id == container_id && l.ifname == ifname {
+        let (leases, unreadable) = self.scan()?;
+        if let Some(l) = leases.iter().find(|l| l.ip == Some(ip)) {
+            if l.owned_by(container_id, ifname) {
                 return Ok(ip);
             }
             return unavailable(format!("leased to {}/{}", l.container_id, l.ifname));
+        }
+        if unreadable.contains(&ip) {
+            return unavailable("its lease file cannot be read".into());
         }
         self.write_lease(ip, container_id, ifname)?;
         Ok(ip)
@@ -282,18 +378,30 @@ impl Locked<'_> {
             .ok()
     }
 
-    /// Releases every lease of `(container_id, ifname)`; returns the freed addresses.
+    /// Releases every lease of `(container_id, ifname)`; returns the freed addresses. One lease
+    /// that cannot be removed does not stop the others: all failures are reported together.
     pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
         let mut freed = Vec::new();
+        let mut errors = Vec::new();
         for l in self.leases()? {
-            if l.container_id == container_id && l.ifname == ifname {
+            if l.owned_by(container_id, ifname) {
                 if let Some(ip) = l.ip {
-                    self.release_ip(ip)?;
-                    freed.push(ip);
+                    match self.release_ip(ip) {
+                        Ok(()) => freed.push(ip),
+                        Err(e) => errors.push(e),
+                    }
                 }
             }
         }
-        Ok(freed)
+        if errors.is_empty() {
+            Ok(freed)
+        } else {
+            Err(IpamError::Release {
+                container_id: container_id.into(),
+                ifname: ifname.into(),
+                errors,
+            })
+        }
     }
 
     /// Removes the lease file of `ip` (absent is fine).
@@ -444,16 +552,71 @@ mod tests {
     }
 
     #[test]
-    fn stale_temps_are_removed_and_corrupt_leases_reported() {
+    fn stale_temps_are_removed_and_corrupt_leases_skipped_but_stay_taken() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::new(d.path(), "net");
         drop(store.lock().unwrap());
         fs::write(store.dir().join(".tmp-10.0.0.5.999"), b"half").unwrap();
         let l = store.lock().unwrap();
         assert!(!store.dir().join(".tmp-10.0.0.5.999").exists());
+        let ok = l.allocate("c1", "eth0", 0, &r("10.0.0.2", "10.0.0.2"), &[]);
+        assert_eq!(ok.unwrap(), ip("10.0.0.2"));
+        // Garbage, and a lease of a future version: skipped, the rest of the network works.
         fs::write(store.dir().join("10.0.0.9"), b"{").unwrap();
-        let e = l.leases().unwrap_err();
-        assert!(e.to_string().contains("10.0.0.9"), "{e}");
+        fs::write(
+            store.dir().join("10.0.0.8"),
+            br#"{"version":9,"containerID":"x","ifname":"eth0"}"#,
+        )
+        .unwrap();
+        let leases = l.leases().unwrap();
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].ip, Some(ip("10.0.0.2")));
+        assert_eq!(l.find("c1", "eth0").unwrap(), vec![ip("10.0.0.2")]);
+        // Their addresses are never handed out again, nor counted free.
+        let e = l
+            .allocate("c2", "eth0", 0, &r("10.0.0.8", "10.0.0.9"), &[])
+            .unwrap_err();
+        assert!(matches!(e, IpamError::Exhausted { .. }), "{e}");
+        let e = l
+            .allocate_requested("c2", "eth0", ip("10.0.0.9"), &[])
+            .unwrap_err();
+        assert!(matches!(e, IpamError::Unavailable { .. }), "{e}");
+        assert_eq!(l.release("c1", "eth0").unwrap(), vec![ip("10.0.0.2")]);
+        assert!(!l.is_empty().unwrap(), "unreadable files still count");
+        assert!(store.dir().join("10.0.0.9").exists());
+    }
+
+    #[test]
+    fn host_local_lease_files_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "net");
+        let l = store.lock().unwrap();
+        // Current host-local: id CRLF ifname; older host-local: the id alone.
+        fs::write(store.dir().join("10.0.0.5"), b"abc123\r\neth1").unwrap();
+        fs::write(store.dir().join("10.0.0.6"), b"old456").unwrap();
+        let leases = l.leases().unwrap();
+        assert_eq!(leases.len(), 2);
+        assert_eq!(
+            (leases[0].container_id.as_str(), leases[0].ifname.as_str()),
+            ("abc123", "eth1")
+        );
+        assert_eq!(l.find("abc123", "eth1").unwrap(), vec![ip("10.0.0.5")]);
+        assert!(l.find("abc123", "eth0").unwrap().is_empty());
+        // A lease without an interface belongs to every interface of its container.
+        assert_eq!(l.find("old456", "eth0").unwrap(), vec![ip("10.0.0.6")]);
+        assert_eq!(l.release("abc123", "eth1").unwrap(), vec![ip("10.0.0.5")]);
+        assert_eq!(l.release("old456", "net1").unwrap(), vec![ip("10.0.0.6")]);
+        assert!(l.is_empty().unwrap());
+    }
+
+    #[test]
+    fn lock_existing_creates_nothing_for_an_unused_network() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "never");
+        assert!(store.lock_existing().unwrap().is_none());
+        assert!(!store.dir().exists());
+        drop(store.lock().unwrap());
+        assert!(store.lock_existing().unwrap().is_some());
     }
 
     #[test]

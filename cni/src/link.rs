@@ -72,6 +72,26 @@ pub fn is_host_veth_name(name: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
+/// The tag every host veth carries in its interface alias (IFLA_IFALIAS):
+/// `pea-cni/<network>/<containerID>/<ifname>`, cut to the kernel's 255 bytes. GC sweeps only
+/// veths tagged with its own network (network names have no `/`, so the prefix is exact).
+pub fn host_veth_alias(network: &str, container_id: &str, ifname: &str) -> String {
+    let mut a = format!("{}{container_id}/{ifname}", alias_prefix(network));
+    if a.len() > 255 {
+        let mut cut = 255;
+        while !a.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        a.truncate(cut);
+    }
+    a
+}
+
+/// The start of the alias of every host veth of `network`.
+pub fn alias_prefix(network: &str) -> String {
+    format!("pea-cni/{network}/")
+}
+
 /// Looks a link up by name.
 pub async fn get(h: &Handle, name: &str) -> Result<Option<LinkMessage>, LinkError> {
     match h
@@ -125,6 +145,13 @@ pub fn mac_of(m: &LinkMessage) -> String {
 pub fn mtu_of(m: &LinkMessage) -> Option<u32> {
     m.attributes.iter().find_map(|a| match a {
         LinkAttribute::Mtu(v) => Some(*v),
+        _ => None,
+    })
+}
+
+pub fn alias_of(m: &LinkMessage) -> Option<&str> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) => Some(s.as_str()),
         _ => None,
     })
 }
@@ -312,21 +339,24 @@ pub async fn create_veth(
         .index)
 }
 
-/// Enslaves `idx` to `bridge_idx`, sets hairpin mode and brings it up.
+/// Enslaves `idx` to `bridge_idx`, tags it with `alias` (see [`host_veth_alias`]), sets hairpin
+/// mode and brings it up. The tag goes in the same request as the port change: no extra round
+/// trip, and a veth is never on the bridge untagged.
 pub async fn attach_to_bridge(
     h: &Handle,
     name: &str,
     idx: u32,
     bridge_idx: u32,
     hairpin: bool,
+    alias: &str,
 ) -> Result<(), LinkError> {
+    let mut msg = LinkUnspec::new_with_index(idx)
+        .controller(bridge_idx)
+        .up()
+        .build();
+    msg.attributes.push(LinkAttribute::IfAlias(alias.into()));
     h.link()
-        .change(
-            LinkUnspec::new_with_index(idx)
-                .controller(bridge_idx)
-                .up()
-                .build(),
-        )
+        .change(msg)
         .execute()
         .await
         .map_err(nl("attaching to bridge", name))?;
@@ -498,6 +528,17 @@ mod tests {
         assert!(is_host_veth_name(&a));
         assert!(!is_host_veth_name("veth0"));
         assert!(crate::env::validate_ifname(&a).is_ok());
+    }
+
+    #[test]
+    fn aliases_name_the_network_and_fit_the_kernel_limit() {
+        let a = host_veth_alias("podnet", "abc", "eth0");
+        assert_eq!(a, "pea-cni/podnet/abc/eth0");
+        assert!(a.starts_with(&alias_prefix("podnet")));
+        assert!(!a.starts_with(&alias_prefix("pod")));
+        let long = host_veth_alias(&"n".repeat(128), &"c".repeat(200), "eth0");
+        assert_eq!(long.len(), 255);
+        assert!(long.starts_with(&alias_prefix(&"n".repeat(128))));
     }
 
     #[test]

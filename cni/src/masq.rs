@@ -5,6 +5,8 @@
 //! The network's table (one base chain on postrouting, one rule) is installed when the network's
 //! first lease is taken and removed with its last (callers hold the network's lease lock), so a
 //! DEL never leaves per-pod chains behind, whether or not the pod's namespace still exists.
+//! Whether a table exists is asked from the kernel over nfnetlink ([`table_exists`], one request),
+//! so ADD can verify the rule every time without spawning `nft`.
 
 use std::{
     io::Write,
@@ -24,10 +26,16 @@ pub enum MasqError {
     Spawn(#[source] std::io::Error),
     #[error("nft {args} failed: {stderr}")]
     Failed { args: String, stderr: String },
-    #[error("nft {args} printed output that is not the expected JSON: {why}")]
-    Output { args: String, why: String },
     #[error("locking {path}: {why}")]
     Lock { path: String, why: String },
+    #[error("asking the kernel for nft table {table}: {source}")]
+    Query {
+        table: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("asking the kernel for nft table {table}: unexpected reply: {why}")]
+    Reply { table: String, why: String },
 }
 
 fn comment(network: &str) -> String {
@@ -82,20 +90,6 @@ fn nft(args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, MasqError> {
 
 fn apply(batch: Value) -> Result<(), MasqError> {
     nft(&["-j", "-f", "-"], Some(&batch.to_string())).map(|_| ())
-}
-
-fn parse(args: &str, bytes: &[u8]) -> Result<Vec<Value>, MasqError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| MasqError::Output {
-        args: args.into(),
-        why: e.to_string(),
-    })?;
-    v.get("nftables")
-        .and_then(Value::as_array)
-        .cloned()
-        .ok_or_else(|| MasqError::Output {
-            args: args.into(),
-            why: "no \"nftables\" array".into(),
-        })
 }
 
 fn prefix(addr: String, len: u8) -> Value {
@@ -153,36 +147,140 @@ fn family_batch(network: &str, f: Family<'_>) -> Vec<Value> {
     batch
 }
 
-/// Installs (or re-installs) the network's masquerade rules for every family given: one `nft`
-/// run, idempotent.
-pub fn ensure(network: &str, families: &[Family<'_>]) -> Result<(), MasqError> {
-    let batch: Vec<Value> = families
-        .iter()
-        .flat_map(|f| family_batch(network, *f))
-        .collect();
-    apply(json!({ "nftables": batch }))
+/// The batch that installs (or re-installs) the network's masquerade rules for every family
+/// given: it first deletes the network's tables of both families (so a family dropped from the
+/// config loses its table too), then creates them afresh, in one atomic transaction; applying it
+/// is idempotent.
+pub fn batch(network: &str, families: &[Family<'_>]) -> Value {
+    let mut items = remove_items(network);
+    items.extend(families.iter().flat_map(|f| family_batch(network, *f)));
+    json!({ "nftables": items })
 }
 
-/// Whether the network's table of `family` ("ip" or "ip6") is installed.
-pub fn present(network: &str, family: &str) -> Result<bool, MasqError> {
+fn remove_items(network: &str) -> Vec<Value> {
     let table = table_name(network);
-    let out = nft(&["-j", "list", "tables", family], None)?;
-    Ok(parse("list tables", &out)?.iter().any(|o| {
-        o.get("table")
-            .and_then(|t| t.get("name"))
-            .and_then(Value::as_str)
-            == Some(table.as_str())
-    }))
+    vec![
+        json!({"add": {"table": {"family": "ip", "name": table}}}),
+        json!({"delete": {"table": {"family": "ip", "name": table}}}),
+        json!({"add": {"table": {"family": "ip6", "name": table}}}),
+        json!({"delete": {"table": {"family": "ip6", "name": table}}}),
+    ]
+}
+
+/// Applies a [`batch`]: one `nft` run.
+pub fn install(batch: &Value) -> Result<(), MasqError> {
+    apply(batch.clone())
+}
+
+/// A digest of a [`batch`] (64-bit FNV-1a of its JSON text, in hex): stored in the network's
+/// marker, so a changed subnet or cluster CIDR is noticed without running `nft`.
+pub fn digest(batch: &Value) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in batch.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The families a batch covers: `ip`, `ip6`.
+pub fn families_of(families: &[Family<'_>]) -> Vec<bool> {
+    families
+        .iter()
+        .map(|f| matches!(f, Family::V6(..)))
+        .collect()
+}
+
+/// Whether the network's table of one family (`v6`) exists, asked straight from the kernel with
+/// one nfnetlink request (NFT_MSG_GETTABLE): cheap enough for every ADD, no process spawn.
+pub fn table_exists(network: &str, v6: bool) -> Result<bool, MasqError> {
+    use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_NEWTABLE: u16 = 0;
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLMSG_ERROR: u16 = 2;
+    const NFTA_TABLE_NAME: u16 = 1;
+    const ENOENT: i32 = 2;
+    let table = table_name(network);
+    let query = |source| MasqError::Query {
+        table: table.clone(),
+        source,
+    };
+    let mut name = table.as_bytes().to_vec();
+    name.push(0);
+    let attr_len = 4 + name.len();
+    let total = 16 + 4 + ((attr_len + 3) & !3);
+    let mut msg = Vec::with_capacity(total);
+    msg.extend_from_slice(&(total as u32).to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel assigns one
+    msg.push(if v6 { 10 } else { 2 }); // nfgenmsg: NFPROTO_IPV6 / NFPROTO_IPV4
+    msg.push(0); // NFNETLINK_V0
+    msg.extend_from_slice(&0u16.to_be_bytes()); // res_id
+    msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    msg.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
+    msg.extend_from_slice(&name);
+    msg.resize(total, 0);
+    let sock = Socket::new(NETLINK_NETFILTER).map_err(query)?;
+    sock.send_to(&msg, &SocketAddr::new(0, 0), 0)
+        .map_err(query)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    sock.recv(&mut buf, 0).map_err(query)?;
+    let bad = |why: &str| MasqError::Reply {
+        table: table.clone(),
+        why: why.into(),
+    };
+    if buf.len() < 16 {
+        return Err(bad("shorter than a netlink header"));
+    }
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+        return Ok(true);
+    }
+    if kind == NLMSG_ERROR && buf.len() >= 20 {
+        let errno = -i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if errno == ENOENT {
+            return Ok(false);
+        }
+        return Err(query(std::io::Error::from_raw_os_error(errno)));
+    }
+    Err(bad(&format!("message type {kind:#x}")))
 }
 
 /// Removes the network's tables of both families; absent is fine (the batch creates each first,
 /// so it always applies).
 pub fn remove(network: &str) -> Result<(), MasqError> {
-    let table = table_name(network);
-    apply(json!({"nftables": [
-        {"add": {"table": {"family": "ip", "name": table}}},
-        {"delete": {"table": {"family": "ip", "name": table}}},
-        {"add": {"table": {"family": "ip6", "name": table}}},
-        {"delete": {"table": {"family": "ip6", "name": table}}}
-    ]}))
+    apply(json!({ "nftables": remove_items(network) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_follows_the_rules() {
+        let s1 = ["10.244.1.0/24".parse().unwrap()];
+        let s2 = ["10.244.2.0/24".parse().unwrap()];
+        let c = "10.244.0.0/16".parse().unwrap();
+        let d = |subnets: &[Ipv4Net], cluster| digest(&batch("n", &[Family::V4(subnets, cluster)]));
+        assert_eq!(d(&s1, c), d(&s1, c));
+        assert_ne!(d(&s1, c), d(&s2, c), "subnet change");
+        assert_ne!(
+            d(&s1, c),
+            d(&s1, "10.0.0.0/8".parse().unwrap()),
+            "cluster CIDR change"
+        );
+        assert_ne!(
+            digest(&batch("n", &[Family::V4(&s1, c)])),
+            digest(&batch("m", &[Family::V4(&s1, c)]))
+        );
+        // The batch starts by deleting both families' tables, then recreates what is wanted.
+        let b = batch("n", &[Family::V4(&s1, c)]);
+        let items = b["nftables"].as_array().unwrap();
+        assert!(items[1].get("delete").is_some() && items[3].get("delete").is_some());
+        assert_eq!(items[4]["add"]["table"]["family"], "ip");
+    }
 }

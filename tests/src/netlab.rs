@@ -125,6 +125,22 @@ impl Netns {
             .collect())
     }
 
+    /// Destinations of the IPv4 routes out of `dev`, sorted; empty while `dev` does not exist.
+    pub fn routes_on(&self, dev: &str) -> Result<Vec<String>> {
+        if !self.links()?.iter().any(|l| l == dev) {
+            return Ok(Vec::new());
+        }
+        let v = self.ip_json(&["-4", "route", "show", "dev", dev])?;
+        let mut r: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["dst"].as_str().map(String::from))
+            .collect();
+        r.sort();
+        Ok(r)
+    }
+
     /// The tables of the nftables ruleset in this namespace, as `family name`.
     pub fn nft_tables(&self) -> Result<Vec<String>> {
         let out = self.exec(&["nft", "-j", "list", "tables"])?;
@@ -186,16 +202,43 @@ impl Netns {
 
     /// Starts a TCP echo server in the namespace on `0.0.0.0:port`.
     pub fn tcp_echo_server(&self, port: u16) -> Result<EchoServer> {
-        self.tcp_server(port, false)
+        self.tcp_server(port, Serve::Once)
     }
 
     /// Starts a TCP server that answers every connection with the peer's IP address (what
     /// source address arrived here, e.g. after masquerade), followed by the bytes it received.
     pub fn tcp_whoami_server(&self, port: u16) -> Result<EchoServer> {
-        self.tcp_server(port, true)
+        self.tcp_server(port, Serve::Whoami)
     }
 
-    fn tcp_server(&self, port: u16, whoami: bool) -> Result<EchoServer> {
+    /// Starts a TCP echo server that keeps each connection open, echoing everything until the
+    /// client closes it (idle for at most 60 s): for a connection that must survive an event.
+    pub fn tcp_stream_echo_server(&self, port: u16) -> Result<EchoServer> {
+        self.tcp_server(port, Serve::Stream)
+    }
+
+    /// Opens a TCP connection from this namespace (the socket stays in it) to a
+    /// [`Netns::tcp_stream_echo_server`].
+    pub fn tcp_connect(&self, addr: SocketAddr) -> Result<EchoConn> {
+        self.run_in(move || {
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .with_context(|| format!("connect {addr}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            Ok(EchoConn(s))
+        })
+    }
+
+    /// `dev`'s ifindex and MAC: what tells a link apart from a recreated one of the same name.
+    pub fn link_identity(&self, dev: &str) -> Result<(u64, String)> {
+        let d = self.ip_json(&["link", "show", "dev", dev])?;
+        Ok((
+            d[0]["ifindex"].as_u64().context("ifindex")?,
+            d[0]["address"].as_str().context("address")?.to_string(),
+        ))
+    }
+
+    fn tcp_server(&self, port: u16, mode: Serve) -> Result<EchoServer> {
+        let whoami = mode == Serve::Whoami;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop2 = stop.clone();
@@ -205,6 +248,16 @@ impl Netns {
             let _ = ready_tx.send(());
             while !stop2.load(Ordering::Relaxed) {
                 match l.accept() {
+                    Ok((mut s, _)) if mode == Serve::Stream => {
+                        s.set_nonblocking(false)?;
+                        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n @ 1..) = s.read(&mut buf) {
+                            if s.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
                     Ok((mut s, peer)) => {
                         s.set_nonblocking(false)?;
                         s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -284,6 +337,31 @@ impl Drop for Netns {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// An open connection to a stream echo server.
+#[derive(Debug)]
+pub struct EchoConn(TcpStream);
+
+impl EchoConn {
+    /// Sends `msg` and reads back as many bytes.
+    pub fn echo(&mut self, msg: &[u8]) -> Result<Vec<u8>> {
+        self.0.write_all(msg)?;
+        let mut got = vec![0u8; msg.len()];
+        self.0.read_exact(&mut got).context("echo")?;
+        Ok(got)
+    }
+}
+
+/// How a test TCP server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    /// One read, echoed, then close.
+    Once,
+    /// The peer's address, then one read echoed, then close.
+    Whoami,
+    /// Echo until the client closes.
+    Stream,
 }
 
 /// A running echo server; stops on drop.

@@ -1,5 +1,7 @@
-//! 200 ADD/DEL cycles through pea-cni leave nothing behind: no links, addresses, leases or nft
-//! rules beyond what the node had after its first pod. Bounded in count and time.
+//! 200 ADD/DEL cycles through pea-cni leave nothing behind: no links, addresses, routes, leases
+//! or nft rules beyond what the node had after its first pod. A resident pod stays attached
+//! throughout, so the churn runs the steady-state path (masquerade rule already installed) and
+//! must not disturb it. Bounded in count and time.
 
 use std::{
     path::PathBuf,
@@ -24,7 +26,12 @@ struct Snapshot {
     leases: Vec<String>,
     nft_rules: usize,
     nft_tables: Vec<String>,
+    node_routes: String,
     pod_links: Vec<String>,
+    pod_addrs: String,
+    pod_routes: String,
+    resident_addrs: String,
+    resident_routes: String,
 }
 
 #[test]
@@ -32,8 +39,10 @@ fn two_hundred_add_del_cycles_leak_nothing() -> Result<()> {
     require_root();
     require_program("nsenter");
     require_program("nft");
+    require_program("/bin/busybox");
     let node = Netns::new("node")?;
     let pod = Netns::new("pod")?;
+    let resident = Netns::new("pod")?;
     let data = tempfile::tempdir()?;
     let conf = json!({
         "type": "pea-cni", "bridge": "cni0", "mtu": 1450, "clusterCIDR": "10.244.0.0/16",
@@ -55,23 +64,38 @@ fn two_hundred_add_del_cycles_leak_nothing() -> Result<()> {
             .filter(|n| !n.starts_with('.') || n.starts_with(".tmp"))
             .collect();
         leases.sort();
+        // IPv4 only: the kernel's IPv6 link-local addresses and routes come and go with DAD on
+        // their own schedule; this network is IPv4.
+        let json =
+            |ns: &Netns, args: &[&str]| -> Result<String> { Ok(ns.ip_json(args)?.to_string()) };
         Ok(Snapshot {
             links,
             bridge_addrs: node.addrs("cni0")?,
             leases,
             nft_rules: node.nft_rule_count()?,
             nft_tables: node.nft_tables()?,
+            node_routes: json(&node, &["-4", "route", "show", "table", "all"])?,
             pod_links: pod.links()?,
+            pod_addrs: json(&pod, &["-4", "addr", "show"])?,
+            pod_routes: json(&pod, &["-4", "route", "show", "table", "all"])?,
+            resident_addrs: json(&resident, &["-4", "addr", "show"])?,
+            resident_routes: json(&resident, &["-4", "route", "show", "table", "all"])?,
         })
     };
     let path: PathBuf = pod.path();
     let ns = path.display().to_string();
-    // The first cycle creates the node-level bridge; everything after must return to this.
-    net.add("warmup", &path, "eth0", &Value::Null)?;
-    net.del("warmup", &ns, "eth0", &Value::Null)?;
+    // The resident pod stays for the whole run: the bridge and the masquerade rule exist before
+    // the churn starts, and every churned ADD takes the steady-state path.
+    let r = net.add("resident", &resident.path(), "eth0", &Value::Null)?;
+    let resident_ip = result_ip(&r).expect("an address");
     let baseline = snap()?;
-    assert_eq!(baseline.links, vec!["cni0".to_string(), "lo".to_string()]);
-    assert!(baseline.nft_tables.is_empty(), "{baseline:?}");
+    assert_eq!(baseline.links.len(), 3, "{baseline:?}"); // cni0, lo, the resident's veth
+    assert_eq!(baseline.nft_tables, vec!["ip pea-cni-churn".to_string()]);
+    assert_eq!(baseline.nft_rules, 1, "{baseline:?}");
+    assert!(
+        baseline.resident_addrs.contains(&resident_ip),
+        "{baseline:?}"
+    );
 
     let start = Instant::now();
     let mut addresses = std::collections::BTreeSet::new();
@@ -92,6 +116,17 @@ fn two_hundred_add_del_cycles_leak_nothing() -> Result<()> {
     }
     let after = snap()?;
     assert_eq!(after, baseline);
+    assert!(
+        resident.ping("10.244.9.1")?,
+        "the resident pod lost its gateway"
+    );
+    net.del(
+        "resident",
+        &resident.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert!(node.nft_tables()?.is_empty(), "{:?}", node.nft_tables()?);
     // Round-robin allocation walked the range instead of reusing one address.
     assert!(
         addresses.len() > 100,

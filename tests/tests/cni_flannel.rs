@@ -61,22 +61,8 @@ impl LabNode {
     fn agent_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
-    /// Remote subnets routed over flannel.1.
     fn overlay_routes(&self) -> Result<Vec<String>> {
-        if !self.ns.links()?.iter().any(|l| l == "flannel.1") {
-            return Ok(Vec::new()); // the agent has not made its device yet
-        }
-        let v = self
-            .ns
-            .ip_json(&["-4", "route", "show", "dev", "flannel.1"])?;
-        let mut r: Vec<String> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["dst"].as_str().map(String::from))
-            .collect();
-        r.sort();
-        Ok(r)
+        self.ns.routes_on("flannel.1")
     }
     fn fdb_dsts(&self) -> Result<Vec<String>> {
         let out = self
@@ -271,11 +257,26 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
         "ping node2's pod after the conflict cleared"
     );
 
-    // Restarting an agent keeps the overlay: routes stay while it is down, pods keep talking.
+    // Restarting an agent keeps the overlay: the very same device (ifindex, MAC), routes stay
+    // while it is down, and a TCP connection opened before the restart carries on after it.
+    let before = nodes[0].ns.link_identity("flannel.1")?;
+    let _stream_srv = pods[1].tcp_stream_echo_server(7019)?;
+    let mut conn = pods[0].tcp_connect(format!("{}:7019", ips[1]).parse()?)?;
+    assert_eq!(conn.echo(b"before the restart")?, b"before the restart");
     nodes[0].agent = None;
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
     nodes[0].start_agent()?;
-    std::thread::sleep(Duration::from_millis(300));
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(nodes[0].agent_log().contains("first reconcile"))
+    })?;
+    assert!(ok, "agent did not come back: {}", nodes[0].agent_log());
+    assert_eq!(
+        nodes[0].ns.link_identity("flannel.1")?,
+        before,
+        "flannel.1 was recreated"
+    );
+    assert_eq!(conn.echo(b"after the restart")?, b"after the restart");
+    drop(conn);
     assert!(pods[0].ping(&ips[1])?, "ping after agent restart");
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
 
@@ -389,5 +390,207 @@ fn restart_with_a_new_subnet_keeps_one_device_address_and_rewrites_subnet_env() 
         node.ip_json(&["link", "show", "dev", "flannel.1"])?[0]["mtu"],
         1450
     );
+    Ok(())
+}
+
+/// A peer record as another node's agent publishes it.
+fn peer_record(name: &str, subnet: &str, public_ip: &str, mac: &str) -> Value {
+    json!({
+        "version": 1, "name": name, "podCIDR": subnet,
+        "annotations": {
+            "flannel.alpha.coreos.com/backend-type": "vxlan",
+            "flannel.alpha.coreos.com/backend-data": json!({"VNI": 1, "VtepMAC": mac}).to_string(),
+            "flannel.alpha.coreos.com/public-ip": public_ip,
+            "flannel.alpha.coreos.com/kube-subnet-manager": "true"
+        }
+    })
+}
+
+/// One node with an uplink and a static registry of fake peers; pea-flanneld runs once or as a
+/// daemon against it.
+struct SoloNode {
+    node: Netns,
+    _peer: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl SoloNode {
+    fn new() -> Result<Self> {
+        require_root();
+        require_program("bridge");
+        let node = Netns::new("node")?;
+        let peer = Netns::new("lab")?;
+        veth(&node, "eth0", &peer, "p0")?;
+        node.ip(&["addr", "add", "192.168.61.1/24", "dev", "eth0"])?;
+        let dir = tempfile::tempdir()?;
+        let cfg = json!({
+            "network": "10.244.0.0/16", "nodeName": "solo", "iface": "eth0",
+            "subnetSource": {"static": {"subnet": "10.244.1.0/24", "registryDir": dir.path().join("reg")}},
+            "subnetFile": dir.path().join("subnet.env"),
+            "resyncMillis": 100
+        });
+        std::fs::create_dir(dir.path().join("reg"))?;
+        std::fs::write(dir.path().join("c.json"), serde_json::to_vec(&cfg)?)?;
+        Ok(SoloNode {
+            node,
+            _peer: peer,
+            dir,
+        })
+    }
+    fn reg(&self) -> PathBuf {
+        self.dir.path().join("reg")
+    }
+    fn publish(&self, rec: &Value) -> Result<()> {
+        let name = rec["name"].as_str().unwrap();
+        std::fs::write(
+            self.reg().join(format!("{name}.json")),
+            serde_json::to_vec(rec)?,
+        )?;
+        Ok(())
+    }
+    fn command(&self) -> Result<Command> {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.node.path().display()))
+            .arg(pea_cni_dir()?.join("pea-flanneld"))
+            .arg("--config")
+            .arg(self.dir.path().join("c.json"));
+        Ok(c)
+    }
+    fn once(&self) -> Result<std::process::Output> {
+        Ok(self.command()?.arg("--once").output()?)
+    }
+    fn routes(&self) -> Result<Vec<String>> {
+        self.node.routes_on("flannel.1")
+    }
+    /// (MAC, destination) of every FDB entry on flannel.1.
+    fn fdb(&self) -> Result<Vec<(String, String)>> {
+        let out = self
+            .node
+            .exec(&["bridge", "-j", "fdb", "show", "dev", "flannel.1"])?;
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        let mut r: Vec<(String, String)> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e["mac"].as_str()?.into(), e["dst"].as_str()?.into())))
+            .collect();
+        r.sort();
+        Ok(r)
+    }
+    /// (IP, MAC) of every neighbour entry on flannel.1.
+    fn neighbours(&self) -> Result<Vec<(String, String)>> {
+        let v = self.node.ip_json(&["neigh", "show", "dev", "flannel.1"])?;
+        let mut r: Vec<(String, String)> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e["dst"].as_str()?.into(), e["lladdr"].as_str()?.into())))
+            .collect();
+        r.sort();
+        Ok(r)
+    }
+}
+
+/// A peer the kernel refuses (a multicast VTEP MAC cannot get an FDB entry) does not stop the
+/// round: the other peers are programmed and the failure is reported (`--once` exits non-zero
+/// naming it). When a peer's VTEP MAC changes, its old FDB entry goes; a peer's neighbour entry
+/// goes with the peer.
+#[test]
+fn a_bad_peer_does_not_stop_the_others_and_stale_fdb_entries_are_removed() -> Result<()> {
+    let solo = SoloNode::new()?;
+    // Sorted before the good one, so it is programmed first.
+    solo.publish(&peer_record(
+        "bad",
+        "10.244.2.0/24",
+        "192.168.61.2",
+        "01:00:5e:00:00:01",
+    ))?;
+    solo.publish(&peer_record(
+        "good",
+        "10.244.3.0/24",
+        "192.168.61.3",
+        "0a:58:00:00:03:01",
+    ))?;
+    let out = solo.once()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("node bad"), "{err}");
+    assert_eq!(solo.routes()?, vec!["10.244.3.0/24".to_string()], "{err}");
+    assert!(solo
+        .fdb()?
+        .contains(&("0a:58:00:00:03:01".into(), "192.168.61.3".into())));
+
+    // The bad peer leaves; the good one's VTEP MAC changes (its agent recreated the device).
+    std::fs::remove_file(solo.reg().join("bad.json"))?;
+    solo.publish(&peer_record(
+        "good",
+        "10.244.3.0/24",
+        "192.168.61.3",
+        "0a:58:00:00:03:02",
+    ))?;
+    let out = solo.once()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        solo.fdb()?,
+        vec![("0a:58:00:00:03:02".to_string(), "192.168.61.3".to_string())]
+    );
+    assert_eq!(
+        solo.neighbours()?,
+        vec![("10.244.3.0".to_string(), "0a:58:00:00:03:02".to_string())]
+    );
+    assert_eq!(solo.routes()?, vec!["10.244.3.0/24".to_string()]);
+    Ok(())
+}
+
+/// The static registry directory going away (an unmounted share) is an error that keeps the
+/// routes in place, not "every node left".
+#[test]
+fn a_missing_registry_keeps_the_routes() -> Result<()> {
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let solo = SoloNode::new()?;
+    solo.publish(&peer_record(
+        "good",
+        "10.244.3.0/24",
+        "192.168.61.3",
+        "0a:58:00:00:03:01",
+    ))?;
+    let log_path = solo.dir.path().join("agent.log");
+    let _agent = Agent(
+        solo.command()?
+            .env("PEA_FLANNELD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path)?)
+            .spawn()?,
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(solo.routes()? == vec!["10.244.3.0/24".to_string()])
+    })?;
+    assert!(ok, "peer not routed: {}", log());
+    let moved = solo.dir.path().join("reg.away");
+    std::fs::rename(solo.reg(), &moved)?;
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(log().contains("reconcile failed"))
+    })?;
+    std::fs::rename(&moved, solo.reg())?;
+    assert!(ok, "no reconcile error: {}", log());
+    assert!(log().contains("reg"), "{}", log());
+    assert_eq!(
+        solo.routes()?,
+        vec!["10.244.3.0/24".to_string()],
+        "{}",
+        log()
+    );
+    assert!(!log().contains("withdrew"), "{}", log());
     Ok(())
 }

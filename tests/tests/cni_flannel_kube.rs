@@ -163,20 +163,7 @@ impl KubeNode {
         Ok(())
     }
     fn overlay_routes(&self) -> Result<Vec<String>> {
-        if !self.ns.links()?.iter().any(|l| l == "flannel.1") {
-            return Ok(Vec::new());
-        }
-        let v = self
-            .ns
-            .ip_json(&["-4", "route", "show", "dev", "flannel.1"])?;
-        let mut r: Vec<String> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["dst"].as_str().map(String::from))
-            .collect();
-        r.sort();
-        Ok(r)
+        self.ns.routes_on("flannel.1")
     }
     fn fdb_dsts(&self) -> Result<Vec<String>> {
         let out = self
@@ -396,14 +383,26 @@ fn three_nodes_take_subnets_from_node_objects_and_a_deleted_node_is_withdrawn() 
     })?;
     assert!(pods[0].ping(&ips[1])?, "node2 after the conflict cleared");
 
-    // Restarting an agent leaves the overlay alone while it is down and after it is back.
+    // Restarting an agent leaves the overlay alone while it is down and after it is back: the
+    // same device (ifindex, MAC), and a TCP connection opened before the restart still works.
+    let before = nodes[0].ns.link_identity("flannel.1")?;
+    let _stream_srv = pods[2].tcp_stream_echo_server(7020)?;
+    let mut conn = pods[0].tcp_connect(format!("{}:7020", ips[2]).parse()?)?;
+    assert_eq!(conn.echo(b"before the restart")?, b"before the restart");
     nodes[0].agent = None;
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
     assert!(pods[0].ping(&ips[1])?, "ping while the agent is down");
     nodes[0].start_agent()?;
     wait("node1's agent is back", 10, || {
-        Ok(nodes[0].log().matches("agent started").count() == 2)
+        Ok(nodes[0].log().matches("first reconcile").count() == 2)
     })?;
+    assert_eq!(
+        nodes[0].ns.link_identity("flannel.1")?,
+        before,
+        "flannel.1 was recreated"
+    );
+    assert_eq!(conn.echo(b"after the restart")?, b"after the restart");
+    drop(conn);
     assert!(pods[0].ping(&ips[2])?, "ping after the agent restart");
     assert_eq!(nodes[0].overlay_routes()?.len(), 2);
 

@@ -72,6 +72,29 @@ fn host_veths(node: &Node) -> Result<Vec<String>> {
         .collect())
 }
 
+/// No host veth, lease or nftables table of pea-cni is left on the node.
+fn assert_nothing_left(node: &Node) -> Result<()> {
+    assert!(host_veths(node)?.is_empty(), "{:?}", node.ns.links()?);
+    assert!(lease_files(node).is_empty(), "{:?}", lease_files(node));
+    assert!(
+        node.ns.nft_tables()?.is_empty(),
+        "{:?}",
+        node.ns.nft_tables()?
+    );
+    Ok(())
+}
+
+/// Gives the node an uplink `uplink0` (`<prefix>.1/24`) to a new client namespace
+/// (`<prefix>.2/24` on its eth0).
+fn uplink(node: &Node, prefix: &str) -> Result<Netns> {
+    let client = Netns::new("client")?;
+    veth(&node.ns, "uplink0", &client, "eth0")?;
+    node.ns
+        .ip(&["addr", "add", &format!("{prefix}.1/24"), "dev", "uplink0"])?;
+    client.ip(&["addr", "add", &format!("{prefix}.2/24"), "dev", "eth0"])?;
+    Ok(client)
+}
+
 fn plugin_err(e: &anyhow::Error) -> &PluginError {
     e.downcast_ref::<PluginError>()
         .unwrap_or_else(|| panic!("not a plugin error: {e:#}"))
@@ -203,7 +226,8 @@ fn gc_releases_attachments_the_runtime_no_longer_knows() -> Result<()> {
         net.add(&format!("gc{i}"), &p.path(), "eth0", &Value::Null)?;
     }
     assert_eq!(lease_files(&node).len(), 3);
-    // A stray host veth on the bridge with pea's naming but no lease (crash debris).
+    // A stray host veth on the bridge with pea's naming and this network's tag but no lease
+    // (crash debris).
     node.ns.ip(&[
         "link",
         "add",
@@ -214,8 +238,15 @@ fn gc_releases_attachments_the_runtime_no_longer_knows() -> Result<()> {
         "name",
         "strayp",
     ])?;
-    node.ns
-        .ip(&["link", "set", "veth0123456789a", "master", "cni0"])?;
+    node.ns.ip(&[
+        "link",
+        "set",
+        "veth0123456789a",
+        "master",
+        "cni0",
+        "alias",
+        "pea-cni/podnet/crashed/eth0",
+    ])?;
     net.gc(&[Attachment {
         container_id: "gc0".into(),
         ifname: "eth0".into(),
@@ -379,12 +410,8 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
     require_program("iptables");
     let node = node()?;
     let pod = Netns::new("pod")?;
-    let client = Netns::new("client")?;
     // The node's uplink: a veth to a client namespace on 192.168.77.0/24.
-    veth(&node.ns, "uplink0", &client, "eth0")?;
-    node.ns
-        .ip(&["addr", "add", "192.168.77.1/24", "dev", "uplink0"])?;
-    client.ip(&["addr", "add", "192.168.77.2/24", "dev", "eth0"])?;
+    let client = uplink(&node, "192.168.77")?;
 
     let net = list(
         &node,
@@ -446,7 +473,11 @@ fn chains_after_loopback_and_before_portmap() -> Result<()> {
         .nft_tables()?
         .contains(&"ip pea-cni-podnet".to_string()));
     // portmap keeps its (empty) top-level chains and jumps; nothing per pod is left.
-    assert!(node.ns.nft_rule_count()? >= rules_before);
+    assert_eq!(
+        node.ns.nft_rule_count()?,
+        rules_before + PORTMAP_LEFTOVER_RULES,
+        "{ruleset}"
+    );
     assert!(lease_files(&node).is_empty());
     Ok(())
 }
@@ -745,5 +776,315 @@ fn add_into_the_plugins_own_namespace_is_refused() -> Result<()> {
     assert_eq!(node.ns.links()?, links_before);
     assert!(lease_files(&node).is_empty());
     assert!(node.ns.nft_tables()?.is_empty());
+    Ok(())
+}
+
+/// The rules Debian's portmap (1.1.1, through iptables-nft) leaves in `ip nat` after its last DEL:
+/// the jumps into its top-level chains (PREROUTING and OUTPUT to CNI-HOSTPORT-DNAT, POSTROUTING
+/// to CNI-HOSTPORT-MASQ), the masquerade of marked traffic in CNI-HOSTPORT-MASQ and the mark
+/// rule of CNI-HOSTPORT-SETMARK. Nothing per pod.
+const PORTMAP_LEFTOVER_RULES: usize = 5;
+
+fn host_alias(node: &Node, veth: &str) -> Result<String> {
+    let d = node.ns.ip_json(&["link", "show", "dev", veth])?;
+    Ok(d[0]["ifalias"].as_str().unwrap_or_default().to_string())
+}
+
+fn leases_of(node: &Node, network: &str) -> Vec<String> {
+    std::fs::read_dir(node.data.path().join(network))
+        .map(|d| {
+            let mut v: Vec<String> = d
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default()
+}
+
+/// Lease files ADD cannot read (garbage, host-local's own format) do not block the network; DEL
+/// and GC release everything they can and report every failure together at the end.
+#[test]
+fn bad_lease_files_block_nothing_and_gc_keeps_going_past_failures() -> Result<()> {
+    require_program("chattr");
+    let node = node()?;
+    let net = list(&node, "1.1.0", vec![pea_conf(&node, "10.244.16.0/24")])?;
+    let pods: Vec<Netns> = (0..4).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
+    net.add("bl0", &pods[0].path(), "eth0", &Value::Null)?;
+    let dir = node.data.path().join("podnet");
+    // Garbage, and a lease in host-local's own format (containerID CRLF ifname).
+    std::fs::write(dir.join("10.244.16.200"), b"{garbage")?;
+    std::fs::write(dir.join("10.244.16.201"), b"hostlocal1\r\neth0")?;
+    let mut ips = Vec::new();
+    for (i, p) in pods.iter().enumerate().skip(1) {
+        let r = net.add(&format!("bl{i}"), &p.path(), "eth0", &Value::Null)?;
+        ips.push(result_ip(&r).unwrap());
+    }
+    assert!(
+        !ips.iter()
+            .any(|ip| ip.ends_with(".200") || ip.ends_with(".201")),
+        "{ips:?}"
+    );
+    let mut status = pea_conf(&node, "10.244.16.0/24");
+    status["name"] = json!("podnet");
+    status["cniVersion"] = json!("1.1.0");
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "STATUS", &[], &status)?;
+    net.del(
+        "bl0",
+        &pods[0].path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert_eq!(
+        leases_of(&node, "podnet").len(),
+        5,
+        "{:?}",
+        leases_of(&node, "podnet")
+    );
+
+    // bl1's lease (the lowest address left) cannot be removed: GC still releases bl2, bl3 and
+    // host-local's lease, deletes every veth, and names the lease it could not release.
+    let stuck = dir.join(format!("{}", ips[0]));
+    run_chattr("+i", &stuck)?;
+    let gc = net.gc(&[]);
+    run_chattr("-i", &stuck)?;
+    let e = gc.unwrap_err();
+    assert!(plugin_err(&e).msg.contains(&ips[0]), "{e:#}");
+    let mut left = vec![ips[0].clone(), "10.244.16.200".to_string()];
+    left.sort(); // as strings, like leases_of
+    assert_eq!(leases_of(&node, "podnet"), left);
+    assert!(host_veths(&node)?.is_empty(), "{:?}", node.ns.links()?);
+    // The unreadable file still counts as a lease: the masquerade table stays until it goes.
+    net.gc(&[])?;
+    assert_eq!(
+        leases_of(&node, "podnet"),
+        vec!["10.244.16.200".to_string()]
+    );
+    assert!(node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
+    std::fs::remove_file(dir.join("10.244.16.200"))?;
+    net.gc(&[])?;
+    assert!(
+        node.ns.nft_tables()?.is_empty(),
+        "{:?}",
+        node.ns.nft_tables()?
+    );
+    Ok(())
+}
+
+fn run_chattr(flag: &str, path: &std::path::Path) -> Result<()> {
+    pea_tests::netlab::run("chattr", &[flag, &path.display().to_string()])?;
+    Ok(())
+}
+
+/// GC is per network (spec 1.1): two networks share the bridge cni0; GC of one removes only its
+/// own attachments and the orphan veths tagged with its name, never the other network's pods or
+/// untagged links.
+#[test]
+fn gc_is_limited_to_its_own_network() -> Result<()> {
+    let node = node()?;
+    let mk = |name: &str, subnet: &str| -> Result<ConfList> {
+        Ok(ConfList::new(
+            name,
+            "1.1.0",
+            vec![pea_conf(&node, subnet)],
+            dirs()?,
+            node.ns.path(),
+        ))
+    };
+    let (neta, netb) = (mk("neta", "10.244.17.0/24")?, mk("netb", "10.244.18.0/24")?);
+    let (pa, pb) = (Netns::new("pod")?, Netns::new("pod")?);
+    let ra = neta.add("ga", &pa.path(), "eth0", &Value::Null)?;
+    netb.add("gb", &pb.path(), "eth0", &Value::Null)?;
+    let host_a = ra["interfaces"][1]["name"].as_str().unwrap().to_string();
+    assert_eq!(host_alias(&node, &host_a)?, "pea-cni/neta/ga/eth0");
+    // Orphans on the bridge: one tagged for neta (crash debris), one untagged (not ours to judge).
+    for (name, peer, alias) in [
+        (
+            "veth00000000001",
+            "stray1",
+            Some("pea-cni/neta/crashed/eth0"),
+        ),
+        ("veth00000000002", "stray2", None),
+    ] {
+        node.ns
+            .ip(&["link", "add", name, "type", "veth", "peer", "name", peer])?;
+        node.ns.ip(&["link", "set", name, "master", "cni0"])?;
+        if let Some(a) = alias {
+            node.ns.ip(&["link", "set", name, "alias", a])?;
+        }
+    }
+    neta.gc(&[])?;
+    assert!(leases_of(&node, "neta").is_empty());
+    assert_eq!(leases_of(&node, "netb").len(), 1);
+    let veths = host_veths(&node)?;
+    assert!(
+        !veths.contains(&host_a) && !veths.contains(&"veth00000000001".to_string()),
+        "{veths:?}"
+    );
+    assert!(
+        veths.contains(&"veth00000000002".to_string()),
+        "untagged: {veths:?}"
+    );
+    assert_eq!(
+        veths.len(),
+        2,
+        "netb's pod and the untagged link: {veths:?}"
+    );
+    netb.check("gb", "eth0", &Value::Null)?;
+    assert!(pb.ping("10.244.18.1")?, "netb's pod lost its link");
+    node.ns.ip(&["link", "del", "veth00000000002"])?;
+    netb.del("gb", &pb.path().display().to_string(), "eth0", &Value::Null)?;
+    assert!(leases_of(&node, "netb").is_empty());
+    assert_nothing_left(&node)
+}
+
+/// The masquerade rule is verified on every ADD: a table flushed away (`nft flush ruleset`) is
+/// reinstalled by the next ADD, and a changed cluster CIDR replaces the rule.
+#[test]
+fn masquerade_is_reinstalled_after_a_flush_and_follows_the_config() -> Result<()> {
+    let node = node()?;
+    let client = uplink(&node, "192.168.78")?;
+    let _who = client.tcp_whoami_server(7011)?;
+    let net = list(&node, "1.1.0", vec![pea_conf(&node, "10.244.19.0/24")])?;
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pod")).collect::<Result<_>>()?;
+    net.add("mq0", &pods[0].path(), "eth0", &Value::Null)?;
+    net.check("mq0", "eth0", &Value::Null)?;
+    node.ns.exec(&["nft", "flush", "ruleset"])?;
+    assert!(node.ns.nft_tables()?.is_empty());
+    // CHECK notices (without running nft), and the next ADD repairs it.
+    let e = net.check("mq0", "eth0", &Value::Null).unwrap_err();
+    assert_eq!(plugin_err(&e).code, 102, "{e:#}");
+    assert!(plugin_err(&e).msg.contains("is missing"), "{e:#}");
+    net.add("mq1", &pods[1].path(), "eth0", &Value::Null)?;
+    net.check("mq0", "eth0", &Value::Null)?;
+    assert!(node
+        .ns
+        .nft_tables()?
+        .contains(&"ip pea-cni-podnet".to_string()));
+    let got = pods[1].tcp_echo("192.168.78.2:7011".parse()?, b"who")?;
+    assert_eq!(
+        String::from_utf8(got)?,
+        "192.168.78.1 who",
+        "masqueraded again"
+    );
+    let cluster = || -> Result<String> {
+        let out = node
+            .ns
+            .exec(&["nft", "-j", "list", "table", "ip", "pea-cni-podnet"])?;
+        // Re-serialised compactly (keys sorted) so the checks below do not depend on nft's
+        // spacing.
+        Ok(serde_json::from_slice::<Value>(&out.stdout)?.to_string())
+    };
+    assert!(
+        cluster()?.contains(r#"{"addr":"10.244.0.0","len":16}"#),
+        "{}",
+        cluster()?
+    );
+    // The cluster CIDR changes: the next ADD replaces the rule (no pod had to leave).
+    let mut wider = pea_conf(&node, "10.244.19.0/24");
+    wider["clusterCIDR"] = json!("10.0.0.0/8");
+    let net2 = list(&node, "1.1.0", vec![wider])?;
+    net2.add("mq2", &pods[2].path(), "eth0", &Value::Null)?;
+    let rules = cluster()?;
+    assert!(rules.contains(r#"{"addr":"10.0.0.0","len":8}"#), "{rules}");
+    assert!(!rules.contains(r#""addr":"10.244.0.0""#), "{rules}");
+    assert_eq!(node.ns.nft_rule_count()?, 1, "{rules}");
+    net2.check("mq2", "eth0", &Value::Null)?;
+    // The old config's CHECK sees that the installed rule is not the one it would make.
+    let e = net.check("mq1", "eth0", &Value::Null).unwrap_err();
+    assert!(
+        plugin_err(&e)
+            .msg
+            .contains("not installed from this config"),
+        "{e:#}"
+    );
+    for (i, p) in pods.iter().enumerate() {
+        net2.del(
+            &format!("mq{i}"),
+            &p.path().display().to_string(),
+            "eth0",
+            &Value::Null,
+        )?;
+    }
+    assert_nothing_left(&node)
+}
+
+/// A failure late in ADD (a route IPAM lists whose gateway is unreachable from the pod, after
+/// the lease, the masquerade table and the veth exist) rolls everything back.
+#[test]
+fn a_late_add_failure_rolls_back_veth_lease_and_masquerade() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.20.0/24");
+    conf["ipam"]["routes"] = json!([{"dst": "10.99.0.0/16", "gw": "10.77.0.1"}]);
+    let net = list(&node, "1.1.0", vec![conf])?;
+    let pod = Netns::new("pod")?;
+    let e = net
+        .add("late", &pod.path(), "eth0", &Value::Null)
+        .unwrap_err();
+    assert_eq!(plugin_err(&e).code, 101, "{e:#}");
+    assert!(plugin_err(&e).msg.contains("10.99.0.0/16"), "{e:#}");
+    assert_nothing_left(&node)?;
+    assert!(!node
+        .data
+        .path()
+        .join("podnet")
+        .join("masq-installed")
+        .exists());
+    assert_eq!(pod.links()?, vec!["lo".to_string()]);
+    Ok(())
+}
+
+/// As the reference bridge plugin: the config's `dns` is in the result, and with isGateway false
+/// the pod gets only the routes IPAM lists (none here), not an on-link default route.
+#[test]
+fn dns_is_returned_and_no_gateway_means_no_default_route() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.21.0/24");
+    conf["isGateway"] = json!(false);
+    conf["dns"] = json!({"nameservers": ["10.96.0.10"], "search": ["svc.cluster.local"]});
+    let net = list(&node, "1.1.0", vec![conf])?;
+    let pod = Netns::new("pod")?;
+    let r = net.add("dn", &pod.path(), "eth0", &Value::Null)?;
+    assert_eq!(r["dns"]["nameservers"], json!(["10.96.0.10"]), "{r}");
+    assert_eq!(r["dns"]["search"], json!(["svc.cluster.local"]), "{r}");
+    assert!(r.get("routes").is_none(), "{r}");
+    let routes = pod.ip_json(&["-4", "route", "show", "default"])?;
+    assert_eq!(routes, json!([]), "{routes}");
+    assert!(
+        node.ns.addrs("cni0")?.is_empty(),
+        "no gateway address on the bridge"
+    );
+    net.del(
+        "dn",
+        &pod.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert_nothing_left(&node)
+}
+
+/// DEL, GC and STATUS of a network that never had a pod here create no lease directory.
+#[test]
+fn verbs_on_an_unused_network_leave_no_lease_directory() -> Result<()> {
+    let node = node()?;
+    let mut conf = pea_conf(&node, "10.244.22.0/24");
+    conf["name"] = json!("unused");
+    conf["cniVersion"] = json!("1.1.0");
+    let env = [
+        ("CNI_CONTAINERID", "nobody"),
+        ("CNI_NETNS", ""),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "DEL", &env, &conf)?;
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "STATUS", &[], &conf)?;
+    conf["cni.dev/valid-attachments"] = json!([]);
+    invoke(&dirs()?, &node.ns.path(), "pea-cni", "GC", &[], &conf)?;
+    assert!(!node.data.path().join("unused").exists());
+    assert_eq!(std::fs::read_dir(node.data.path())?.count(), 0);
     Ok(())
 }

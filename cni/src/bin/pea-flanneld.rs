@@ -73,9 +73,20 @@ fn main() -> anyhow::Result<()> {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         };
-        let report = agent.reconcile().await?;
-        tracing::info!(?report, "first reconcile");
+        // A failed first round (a peer that cannot be programmed, an unreadable registry) does
+        // not stop the agent: the next period retries. `--once` reports it in its exit status.
+        let first = agent.reconcile().await;
+        match &first {
+            Ok(report) => tracing::info!(?report, "first reconcile"),
+            Err(e) => tracing::error!("reconcile failed: {e:#}"),
+        }
         if args.once {
+            let report = first?;
+            anyhow::ensure!(
+                report.failed.is_empty(),
+                "reconcile failed for: {}",
+                report.failed.join("; ")
+            );
             return Ok(());
         }
         let mut tick = tokio::time::interval(resync);
@@ -88,7 +99,9 @@ fn main() -> anyhow::Result<()> {
                 _ = agent.changed() => {}
             }
             match agent.reconcile().await {
-                Ok(r) if !r.withdrawn.is_empty() => tracing::info!(?r, "reconciled"),
+                Ok(r) if !r.withdrawn.is_empty() || !r.failed.is_empty() => {
+                    tracing::info!(?r, "reconciled")
+                }
                 Ok(_) => {}
                 // A failed round is retried next period; the agent keeps running.
                 Err(e) => tracing::error!("reconcile failed: {e:#}"),

@@ -176,7 +176,8 @@ async fn plumb(
     // A retried ADD (libcni retries after errors) starts from a clean slate for this attachment.
     link::delete(&h, &host).await?;
     let host_idx = link::create_veth(&h, &host, &env.ifname, r.mtu, pod_ns, mac).await?;
-    link::attach_to_bridge(&h, &host, host_idx, bridge_idx, r.hairpin).await?;
+    let alias = link::host_veth_alias(&r.name, &env.container_id, &env.ifname);
+    link::attach_to_bridge(&h, &host, host_idx, bridge_idx, r.hairpin, &alias).await?;
 
     let ph = pod_ns.netlink()?;
     let pod_link = link::get(&ph, &env.ifname)
@@ -237,7 +238,7 @@ async fn plumb(
             })
             .collect(),
         routes,
-        dns: Dns::default(),
+        dns: r.dns.clone(),
     })
 }
 
@@ -250,5 +251,9 @@ fn merge(mut prev: AddResult, ours: AddResult) -> AddResult {
         ip
     }));
     prev.routes.extend(ours.routes);
+    // The config's DNS wins over a previous plugin's, as in the bridge plugin.
+    if ours.dns != Dns::default() {
+        prev.dns = ours.dns;
+    }
     prev
 }

@@ -1,5 +1,5 @@
 //! CHECK: verify the attachment is still as ADD left it (lease, pod interface and address, host
-//! veth on the bridge, masquerade rule).
+//! veth on the bridge, masquerade rule: its tables exist and were installed from this config).
 
 use std::net::IpAddr;
 
@@ -8,7 +8,7 @@ use crate::{
     config::NetConf,
     env::CniEnv,
     ipam::Store,
-    link, masq,
+    link,
     netns::{self, Netns},
     spec::AddResult,
 };
@@ -97,16 +97,9 @@ pub(super) async fn run(env: &CniEnv, conf: &NetConf) -> Result<(), CmdError> {
             return Err(fail(format!("{} does not have {want_ip}", env.ifname)));
         }
     }
-    let families = [
-        ("ip", r.gateway_of(false).is_some()),
-        ("ip6", r.gateway_of(true).is_some()),
-    ];
-    for (family, used) in families {
-        if r.ip_masq && used && !masq::present(&r.name, family)? {
-            return Err(fail(format!(
-                "{family} masquerade rule of network {} is missing",
-                r.name
-            )));
+    if r.ip_masq {
+        if let Some(why) = super::masq_state::verify(&store, &r)? {
+            return Err(fail(why));
         }
     }
     Ok(())

@@ -1,7 +1,10 @@
 //! GC (spec 1.1): release every lease, and the host veth, of attachments not listed in
 //! `cni.dev/valid-attachments` (or `cni.dev/attachments`, the draft name libcni also sends);
-//! also remove host veths on the bridge that pea-cni made but that
-//! own no lease any more (debris of a crash between veth creation and rollback).
+//! also remove host veths on the bridge that this network made (tagged
+//! `pea-cni/<network>/…` in their interface alias) but that own no lease any more (debris of a
+//! crash between veth creation and rollback). GC is per network, as the spec says: veths of
+//! other networks sharing the bridge, and untagged ones, are left alone.
+//! Every step runs even when an earlier one failed; the failures are reported together.
 
 use std::collections::HashSet;
 
@@ -23,40 +26,90 @@ pub(super) async fn run(conf: &NetConf) -> Result<(), CmdError> {
         .iter()
         .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
         .collect();
+    // Containers with a valid attachment: a lease that records no interface (older
+    // host-local's format) belongs to all of them.
+    let keep_ids: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
     let data_dir = conf.data_dir()?;
     let h = netns::netlink_here()?;
     let store = Store::new(&data_dir, &conf.name);
-    let lock = store.lock()?;
+    let mut errors: Vec<CmdError> = Vec::new();
+    let lock = match store.lock_existing() {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(e.into());
+            None
+        }
+    };
     let mut owned_veths = HashSet::new();
-    for lease in lock.leases()? {
+    let leases = match lock.as_ref().map(|l| l.leases()).transpose() {
+        Ok(l) => l.unwrap_or_default(),
+        Err(e) => {
+            errors.push(e.into());
+            Vec::new()
+        }
+    };
+    for lease in leases {
         let veth = link::host_veth_name(&lease.container_id, &lease.ifname);
-        if keep.contains(&(lease.container_id.as_str(), lease.ifname.as_str())) {
+        let kept = if lease.ifname.is_empty() {
+            keep_ids.contains(lease.container_id.as_str())
+        } else {
+            keep.contains(&(lease.container_id.as_str(), lease.ifname.as_str()))
+        };
+        if kept {
             owned_veths.insert(veth);
             continue;
         }
-        link::delete(&h, &veth).await?;
-        if let Some(ip) = lease.ip {
-            lock.release_ip(ip)?;
-            tracing::info!(%ip, container = %lease.container_id, "gc released lease");
+        if let Err(e) = link::delete(&h, &veth).await {
+            errors.push(e.into());
+        }
+        if let (Some(ip), Some(lock)) = (lease.ip, lock.as_ref()) {
+            match lock.release_ip(ip) {
+                Ok(()) => tracing::info!(%ip, container = %lease.container_id, "gc released lease"),
+                Err(e) => errors.push(e.into()),
+            }
         }
     }
     for a in valid {
         owned_veths.insert(link::host_veth_name(&a.container_id, &a.ifname));
     }
-    if let Some(bridge) = link::get(&h, &conf.bridge).await? {
-        for l in link::list(&h).await? {
-            let Some(name) = link::name_of(&l) else {
-                continue;
-            };
-            if link::controller_of(&l) == Some(bridge.header.index)
-                && link::is_host_veth_name(name)
-                && !owned_veths.contains(name)
-            {
-                let name = name.to_string();
-                link::delete(&h, &name).await?;
-                tracing::info!(veth = %name, "gc removed orphan veth");
+    if let Err(e) = sweep_orphans(&h, conf, &owned_veths).await {
+        errors.push(e);
+    }
+    if let Some(lock) = &lock {
+        if let Err(e) = super::masq_state::release_if_unused(&store, lock, &conf.name, true) {
+            errors.push(e);
+        }
+    }
+    CmdError::all(errors)
+}
+
+/// Deletes the veths on the bridge tagged with this network that no valid attachment owns.
+async fn sweep_orphans(
+    h: &rtnetlink::Handle,
+    conf: &NetConf,
+    owned: &HashSet<String>,
+) -> Result<(), CmdError> {
+    let Some(bridge) = link::get(h, &conf.bridge).await? else {
+        return Ok(());
+    };
+    let prefix = link::alias_prefix(&conf.name);
+    let mut errors: Vec<CmdError> = Vec::new();
+    for l in link::list(h).await? {
+        let Some(name) = link::name_of(&l) else {
+            continue;
+        };
+        let ours = link::alias_of(&l).is_some_and(|a| a.starts_with(&prefix));
+        if link::controller_of(&l) == Some(bridge.header.index)
+            && link::is_host_veth_name(name)
+            && ours
+            && !owned.contains(name)
+        {
+            let name = name.to_string();
+            match link::delete(h, &name).await {
+                Ok(_) => tracing::info!(veth = %name, "gc removed orphan veth"),
+                Err(e) => errors.push(e.into()),
             }
         }
     }
-    super::masq_state::release_if_unused(&store, &lock, &conf.name, true)
+    CmdError::all(errors)
 }

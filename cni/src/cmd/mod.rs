@@ -47,6 +47,9 @@ pub enum CmdError {
     Unavailable(String),
     #[error("{0} (and rolling back failed: {1})")]
     RolledBack(Box<CmdError>, String),
+    /// DEL and GC release as much as they can and then report every failure together.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<CmdError>),
     #[error("starting the netlink runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("{0}")]
@@ -57,6 +60,17 @@ pub enum CmdError {
         version: String,
         min: &'static str,
     },
+}
+
+impl CmdError {
+    /// `Ok` when `errors` is empty, the one error, or all of them together.
+    pub(crate) fn all(mut errors: Vec<CmdError>) -> Result<(), CmdError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(CmdError::Several(errors)),
+        }
+    }
 }
 
 /// The largest network config (stdin) the plugin reads: far above any real config, prevResult
@@ -86,6 +100,7 @@ impl CmdError {
             CmdError::Check(_) => CHECK_FAILED,
             CmdError::Unavailable(_) => PLUGIN_NOT_AVAILABLE,
             CmdError::RolledBack(inner, _) => inner.code(),
+            CmdError::Several(all) => all.first().map_or(IO_FAILURE, CmdError::code),
             CmdError::Runtime(_) => IO_FAILURE,
             CmdError::Usage(_) => INVALID_CONFIG,
             CmdError::VerbNeedsVersion { .. } => INCOMPATIBLE_VERSION,

@@ -16,17 +16,16 @@ pub(super) fn run(conf: &NetConf) -> Result<(), CmdError> {
         e => CmdError::Config(e),
     })?;
     let store = Store::new(&r.data_dir, &r.name);
-    let lock = store
-        .lock()
-        .map_err(|e| CmdError::Unavailable(format!("lease store unusable: {e}")))?;
+    let unusable =
+        |e: crate::ipam::IpamError| CmdError::Unavailable(format!("lease store unusable: {e}"));
+    // A network that never leased anything has no directory yet: STATUS does not make one.
+    let lock = store.lock_existing().map_err(unusable)?;
     // ADD needs a free address in every range set (leases of any set count against each set's
     // ranges only when they fall inside them).
-    let leased: Vec<std::net::IpAddr> = lock
-        .leases()
-        .map_err(|e| CmdError::Unavailable(format!("lease store unusable: {e}")))?
-        .into_iter()
-        .filter_map(|l| l.ip)
-        .collect();
+    let leased: Vec<std::net::IpAddr> = match &lock {
+        Some(lock) => lock.taken().map_err(unusable)?,
+        None => Vec::new(),
+    };
     for set in &r.range_sets {
         let free = set.iter().any(|range| {
             let used = leased

@@ -78,6 +78,9 @@ pub struct Report {
     pub peers: Vec<String>,
     pub withdrawn: Vec<Ipv4Net>,
     pub rejected: Vec<String>,
+    /// Kernel operations that failed this round (one peer each, or the neighbour/FDB sweep):
+    /// the round carried on past them; the next one retries.
+    pub failed: Vec<String>,
 }
 
 impl Agent {
@@ -124,6 +127,9 @@ impl Agent {
         .await?;
         // The node routes between its bridge and the overlay.
         sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        // Bridged pod traffic must pass netfilter (Kubernetes Services, policies): pea-cni turns
+        // bridge-nf-call-iptables on, which needs the module.
+        sysctl::load_br_netfilter();
         let gateway = Ipv4Net::new(
             Ipv4Addr::from(u32::from(subnet.network()) + 1),
             subnet.prefix_len(),
@@ -236,20 +242,40 @@ impl Agent {
             }
             n <= 1
         });
+        // One peer that cannot be programmed (or withdrawn) must not cut the others off: each
+        // failure is recorded and the round goes on.
         let programmed = vxlan::programmed(&self.h, &self.device, self.cfg.network).await?;
         for p in want.values() {
-            vxlan::program_peer(&self.h, &self.device, p).await?;
+            if let Err(e) = vxlan::program_peer(&self.h, &self.device, p).await {
+                report.failed.push(format!("node {}: {e}", p.name));
+                continue;
+            }
             if !programmed.iter().any(|(subnet, _)| *subnet == p.subnet) {
                 tracing::info!(node = %p.name, subnet = %p.subnet, public_ip = %p.public_ip, "routed a node");
             }
             report.peers.push(p.name.clone());
         }
-        for (subnet, gw) in programmed {
+        for (subnet, _) in programmed {
             if !want.contains_key(&subnet) {
-                vxlan::withdraw(&self.h, &self.device, subnet, gw).await?;
+                if let Err(e) = vxlan::withdraw(&self.h, &self.device, subnet).await {
+                    report.failed.push(format!("withdrawing {subnet}: {e}"));
+                    continue;
+                }
                 tracing::info!(%subnet, "withdrew routes of a node that left");
                 report.withdrawn.push(subnet);
             }
+        }
+        // Neighbour and FDB entries are reconciled as whole sets against the wanted peers, so an
+        // entry of a peer whose VTEP MAC or public IP changed, or of a peer that is gone, goes.
+        let wanted: Vec<&Peer> = want.values().collect();
+        match vxlan::sweep_stale(&self.h, &self.device, &wanted).await {
+            Ok(swept) => report.failed.extend(swept),
+            Err(e) => report
+                .failed
+                .push(format!("sweeping neighbour/fdb entries: {e}")),
+        }
+        for f in &report.failed {
+            tracing::error!("reconcile: {f}");
         }
         let mut last = self.last_rejected.lock().unwrap_or_else(|p| p.into_inner());
         for r in report.rejected.iter().filter(|r| !last.contains(r)) {

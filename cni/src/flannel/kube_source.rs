@@ -310,7 +310,8 @@ pub fn record_of(node: &Node) -> LeaseView {
     };
     let empty = BTreeMap::new();
     let anns = node.metadata.annotations.as_ref().unwrap_or(&empty);
-    if !anns.contains_key(ANN_KUBE_SUBNET_MANAGER) {
+    // As flannel's kube subnet manager: the annotation must say "true", not merely be there.
+    if anns.get(ANN_KUBE_SUBNET_MANAGER).map(String::as_str) != Some("true") {
         return Ok(None);
     }
     let pod_cidr: Ipv4Net = cidr
@@ -372,5 +373,12 @@ mod tests {
             "annotations": {ANN_KUBE_SUBNET_MANAGER: "true"}}, "spec": {"podCIDR": "fd00::/64"}}));
         let e = record_of(&v6).unwrap_err();
         assert!(e.contains("node c") && e.contains("fd00::/64"), "{e}");
+        // The kube-subnet-manager annotation counts only when it says "true" (as in flannel).
+        for value in ["false", "", "yes"] {
+            let off = node(serde_json::json!({"metadata": {"name": "d",
+                "annotations": {ANN_KUBE_SUBNET_MANAGER: value}},
+                "spec": {"podCIDR": "10.244.4.0/24"}}));
+            assert_eq!(record_of(&off).unwrap(), None, "{value:?}");
+        }
     }
 }

@@ -118,20 +118,16 @@ pub fn publish(dir: &Path, rec: &NodeRecord) -> Result<(), RegistryError> {
 }
 
 /// Reads every record in `dir`. Records that do not parse are reported, not fatal: one bad
-/// node must not cut the others off.
+/// node must not cut the others off. A missing directory is an error, not "no nodes": the agent
+/// publishes into it at start, so its absence means the shared directory went away (an unmounted
+/// share), and withdrawing every route then would cut the node off.
 pub fn read_all(dir: &Path) -> Result<(Vec<NodeRecord>, Vec<RegistryError>), RegistryError> {
     let mut recs = Vec::new();
     let mut bad = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((recs, bad)),
-        Err(source) => {
-            return Err(RegistryError::Io {
-                path: dir.display().to_string(),
-                source,
-            })
-        }
-    };
+    let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
@@ -188,5 +184,13 @@ mod tests {
         let p = rec.peer().unwrap();
         assert_eq!(p.public_ip, "192.168.50.1".parse::<Ipv4Addr>().unwrap());
         assert_eq!(p.vtep_mac, vec![0x0a, 0x58, 0x0a, 0xf4, 1, 0]);
+    }
+
+    #[test]
+    fn a_missing_registry_is_an_error_not_an_empty_cluster() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("unmounted");
+        let e = read_all(&gone).unwrap_err();
+        assert!(e.to_string().contains("unmounted"), "{e}");
     }
 }

@@ -15,7 +15,9 @@ use rtnetlink::{
     packet_route::{
         address::AddressAttribute,
         link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage},
-        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage},
+        neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+        },
         AddressFamily,
     },
     Handle, LinkVxlan,
@@ -219,40 +221,95 @@ fn lladdr(n: &NeighbourMessage) -> Option<&[u8]> {
     })
 }
 
-/// Withdraws a remote subnet: its route, the neighbour entry of its gateway and the FDB entry of
-/// that neighbour's MAC.
-pub async fn withdraw(
+/// Withdraws a remote subnet's route; its neighbour and FDB entries go with the next
+/// [`sweep_stale`].
+pub async fn withdraw(h: &Handle, dev: &Device, subnet: Ipv4Net) -> Result<(), VxlanError> {
+    link::del_route(h, dev.index, subnet).await?;
+    Ok(())
+}
+
+fn permanent(n: &NeighbourMessage) -> bool {
+    n.header.state == NeighbourState::Permanent
+}
+
+/// The IPv4 destination of a neighbour entry, or of an FDB entry (whose NDA_DST the parser
+/// leaves as raw bytes, the message's family being AF_BRIDGE).
+fn destination(n: &NeighbourMessage) -> Option<Ipv4Addr> {
+    n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+            <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+        }
+        _ => None,
+    })
+}
+
+/// Makes the device's permanent neighbour and FDB entries exactly those of `peers`: a neighbour
+/// entry per peer gateway with the peer's VTEP MAC, an FDB entry per VTEP MAC pointing at the
+/// peer's public IP. Anything else — a peer that left, a VTEP MAC or public IP that changed — is
+/// deleted. Returns the entries that could not be deleted (the others are still swept); `Err`
+/// only when the entries cannot even be listed.
+pub async fn sweep_stale(
     h: &Handle,
     dev: &Device,
-    subnet: Ipv4Net,
-    gw: Ipv4Addr,
-) -> Result<(), VxlanError> {
-    link::del_route(h, dev.index, subnet).await?;
-    let mut mac = None;
+    peers: &[&Peer],
+) -> Result<Vec<String>, VxlanError> {
+    let mut failed = Vec::new();
     for n in neighbours(h, dev, AddressFamily::Inet).await? {
-        let dst = n.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-            _ => None,
-        });
-        if dst == Some(gw) {
-            mac = lladdr(&n).map(<[u8]>::to_vec);
-            h.neighbours()
-                .del(n)
-                .execute()
-                .await
-                .map_err(nl(format!("deleting neighbour {gw}"), &dev.name))?;
-        }
-    }
-    if let Some(mac) = mac {
-        for n in neighbours(h, dev, AddressFamily::Bridge).await? {
-            if lladdr(&n) == Some(mac.as_slice()) {
-                h.neighbours()
-                    .del(n)
-                    .execute()
-                    .await
-                    .map_err(nl("deleting fdb entry", &dev.name))?;
+        let (Some(dst), Some(mac)) = (destination(&n), lladdr(&n)) else {
+            continue;
+        };
+        let wanted = peers
+            .iter()
+            .any(|p| p.subnet.network() == dst && p.vtep_mac == mac);
+        if permanent(&n) && !wanted {
+            match h.neighbours().del(n).execute().await {
+                Ok(()) => tracing::info!(%dst, "removed a stale neighbour entry"),
+                Err(e) => failed.push(format!("deleting neighbour {dst}: {e}")),
             }
         }
     }
-    Ok(())
+    for n in neighbours(h, dev, AddressFamily::Bridge).await? {
+        let Some(mac) = lladdr(&n).map(<[u8]>::to_vec) else {
+            continue;
+        };
+        // Only unicast entries are per-peer (an all-zeros or multicast entry would be a
+        // flooding default someone else set up).
+        if mac.len() != 6 || mac[0] & 1 == 1 || mac.iter().all(|b| *b == 0) {
+            continue;
+        }
+        let dst = destination(&n);
+        let wanted = peers
+            .iter()
+            .any(|p| p.vtep_mac == mac && dst == Some(p.public_ip));
+        if permanent(&n) && !wanted {
+            let shown = link::format_mac(&mac);
+            match h.neighbours().del(n).execute().await {
+                Ok(()) => tracing::info!(mac = %shown, ?dst, "removed a stale fdb entry"),
+                Err(e) => failed.push(format!("deleting fdb entry {shown}: {e}")),
+            }
+        }
+    }
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdb_destinations_are_read_from_raw_bytes_too() {
+        let mut n = NeighbourMessage::default();
+        n.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Other(
+                vec![192, 168, 61, 3],
+            )));
+        assert_eq!(destination(&n), Some(Ipv4Addr::new(192, 168, 61, 3)));
+        let mut n = NeighbourMessage::default();
+        n.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                Ipv4Addr::new(10, 244, 3, 0),
+            )));
+        assert_eq!(destination(&n), Some(Ipv4Addr::new(10, 244, 3, 0)));
+    }
 }
