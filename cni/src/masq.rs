@@ -148,28 +148,37 @@ fn family_batch(network: &str, f: Family<'_>) -> Vec<Value> {
 }
 
 /// The batch that installs (or re-installs) the network's masquerade rules for every family
-/// given: it first deletes the network's tables of both families (so a family dropped from the
-/// config loses its table too), then creates them afresh, in one atomic transaction; applying it
-/// is idempotent.
+/// given; applying it is idempotent (each family's chain is flushed and refilled). A family the
+/// config no longer has keeps its table until [`install`] removes it.
 pub fn batch(network: &str, families: &[Family<'_>]) -> Value {
-    let mut items = remove_items(network);
-    items.extend(families.iter().flat_map(|f| family_batch(network, *f)));
+    let items: Vec<Value> = families
+        .iter()
+        .flat_map(|f| family_batch(network, *f))
+        .collect();
     json!({ "nftables": items })
 }
 
-fn remove_items(network: &str) -> Vec<Value> {
+/// `delete table` items for the network's tables of the families not in `keep` (`true`: IPv6)
+/// that exist. Deleting a table costs the kernel an RCU grace period, so only existing ones are
+/// named (asked with [`table_exists`], cheap) rather than creating and deleting both families.
+fn delete_existing(network: &str, keep: &[bool]) -> Result<Vec<Value>, MasqError> {
     let table = table_name(network);
-    vec![
-        json!({"add": {"table": {"family": "ip", "name": table}}}),
-        json!({"delete": {"table": {"family": "ip", "name": table}}}),
-        json!({"add": {"table": {"family": "ip6", "name": table}}}),
-        json!({"delete": {"table": {"family": "ip6", "name": table}}}),
-    ]
+    let mut items = Vec::new();
+    for v6 in [false, true] {
+        if !keep.contains(&v6) && table_exists(network, v6)? {
+            let family = if v6 { "ip6" } else { "ip" };
+            items.push(json!({"delete": {"table": {"family": family, "name": table}}}));
+        }
+    }
+    Ok(items)
 }
 
-/// Applies a [`batch`]: one `nft` run.
-pub fn install(batch: &Value) -> Result<(), MasqError> {
-    apply(batch.clone())
+/// Applies a [`batch`] covering `families` (`true`: IPv6, see [`families_of`]) in one `nft` run,
+/// in the same transaction removing the network's table of a family the batch no longer covers.
+pub fn install(network: &str, batch: &Value, families: &[bool]) -> Result<(), MasqError> {
+    let mut items = delete_existing(network, families)?;
+    items.extend(batch["nftables"].as_array().into_iter().flatten().cloned());
+    apply(json!({ "nftables": items }))
 }
 
 /// A digest of a [`batch`] (64-bit FNV-1a of its JSON text, in hex): stored in the network's
@@ -250,10 +259,14 @@ pub fn table_exists(network: &str, v6: bool) -> Result<bool, MasqError> {
     Err(bad(&format!("message type {kind:#x}")))
 }
 
-/// Removes the network's tables of both families; absent is fine (the batch creates each first,
-/// so it always applies).
+/// Removes the network's tables of both families; absent is fine (no `nft` run when neither
+/// exists).
 pub fn remove(network: &str) -> Result<(), MasqError> {
-    apply(json!({ "nftables": remove_items(network) }))
+    let items = delete_existing(network, &[])?;
+    if items.is_empty() {
+        return Ok(());
+    }
+    apply(json!({ "nftables": items }))
 }
 
 #[cfg(test)]
@@ -277,10 +290,14 @@ mod tests {
             digest(&batch("n", &[Family::V4(&s1, c)])),
             digest(&batch("m", &[Family::V4(&s1, c)]))
         );
-        // The batch starts by deleting both families' tables, then recreates what is wanted.
+        // The batch names only the wanted families and deletes nothing (install() adds the
+        // deletion of an existing table the config dropped).
         let b = batch("n", &[Family::V4(&s1, c)]);
         let items = b["nftables"].as_array().unwrap();
-        assert!(items[1].get("delete").is_some() && items[3].get("delete").is_some());
-        assert_eq!(items[4]["add"]["table"]["family"], "ip");
+        assert!(items.iter().all(|i| i.get("delete").is_none()));
+        assert_eq!(items[0]["add"]["table"]["family"], "ip");
+        assert!(items
+            .iter()
+            .all(|i| i.to_string().contains(r#""family":"ip""#)));
     }
 }

@@ -39,6 +39,14 @@ fn node() -> Result<Node> {
 }
 
 fn dual_stack(node: &Node) -> Result<ConfList> {
+    with_ranges(
+        node,
+        json!([[{"subnet": V4_SUBNET}], [{"subnet": V6_SUBNET}]]),
+    )
+}
+
+/// The dual-stack network's config with other IPAM `ranges` (same name, bridge and data dir).
+fn with_ranges(node: &Node, ranges: Value) -> Result<ConfList> {
     let conf = json!({
         "type": "pea-cni",
         "bridge": "cni0",
@@ -47,7 +55,7 @@ fn dual_stack(node: &Node) -> Result<ConfList> {
         "ipv6ClusterCIDR": "fd00:10:244::/48",
         "ipam": {
             "type": "host-local",
-            "ranges": [[{"subnet": V4_SUBNET}], [{"subnet": V6_SUBNET}]],
+            "ranges": ranges,
             "dataDir": node.data.path(),
         }
     });
@@ -344,5 +352,39 @@ fn v6_range_exhaustion_rolls_back_the_v4_lease() -> Result<()> {
     )?;
     assert!(leases(&node).is_empty());
     assert!(node.ns.nft_tables()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_family_dropped_from_the_config_loses_its_masquerade_table() -> Result<()> {
+    let node = node()?;
+    let net = dual_stack(&node)?;
+    let a = Netns::new("pod")?;
+    net.add("pod-a", &a.path(), "eth0", &Value::Null)?;
+    let tables = node.ns.nft_tables()?;
+    assert!(tables.contains(&format!("ip6 pea-cni-{NET}")), "{tables:?}");
+    // The operator takes IPv6 out of the network: the next ADD removes the ip6 table in the same
+    // nft transaction that refreshes the ip one.
+    let v4_only = with_ranges(&node, json!([[{"subnet": V4_SUBNET}]]))?;
+    let c = Netns::new("pod")?;
+    v4_only.add("pod-c", &c.path(), "eth0", &Value::Null)?;
+    let tables = node.ns.nft_tables()?;
+    assert_eq!(tables, vec![format!("ip pea-cni-{NET}")], "{tables:?}");
+    // The last lease takes the remaining table.
+    v4_only.del(
+        "pod-c",
+        &c.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    net.del(
+        "pod-a",
+        &a.path().display().to_string(),
+        "eth0",
+        &Value::Null,
+    )?;
+    assert!(leases(&node).is_empty(), "{:?}", leases(&node));
+    let tables = node.ns.nft_tables()?;
+    assert!(!tables.iter().any(|t| t.contains("pea-cni-")), "{tables:?}");
     Ok(())
 }

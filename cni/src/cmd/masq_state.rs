@@ -48,7 +48,7 @@ pub(crate) fn ensure(
     // The marker goes first: an ADD killed after nft ran but before the digest was written
     // leaves a marked table, which DEL removes with the last lease.
     crate::ipam::atomic_write(&marker, INSTALLING).map_err(io)?;
-    crate::masq::install(&batch)?;
+    crate::masq::install(&r.name, &batch, &families)?;
     crate::ipam::atomic_write(&marker, digest.as_bytes()).map_err(io)?;
     Ok(())
 }

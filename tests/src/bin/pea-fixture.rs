@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use oci_spec::runtime::LinuxNamespaceType;
+use pea_tests::fixtures::bundle::set_namespace;
 use pea_tests::fixtures::busybox::build_busybox_image;
 use pea_tests::fixtures::hostile::{build_hostile_images, HostileSpec};
 use pea_tests::fixtures::multilayer::{build_multilayer_image, MultiLayerSpec};
 use pea_tests::fixtures::pause::build_pause_image;
-use oci_spec::runtime::LinuxNamespaceType;
-use pea_tests::fixtures::bundle::set_namespace;
 use pea_tests::fixtures::{BundleBuilder, OciLayout, Rootfs};
 
 #[derive(Parser)]

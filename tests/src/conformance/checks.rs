@@ -6,9 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{
-    Capability, LinuxCpu, LinuxIdMappingBuilder, LinuxMemory,
-    LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, Spec,
+    Capability, LinuxCpu, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceType, LinuxPids,
+    LinuxResources, LinuxSeccomp, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec,
 };
 
 use super::{kv, Ctx, Outcome};
