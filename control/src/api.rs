@@ -1,10 +1,12 @@
 //! The request pipeline between HTTP and the store: authentication result in, routing,
 //! authorization, then one verb handler (`verbs/`), and errors out as `Status` at one boundary.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use pea_control_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -208,11 +210,24 @@ impl Api {
             object = %key,
             user = req.user.as_ref().map(|u| u.name.as_str()).unwrap_or("")
         );
-        let reply = match self
-            .dispatch(&req, routed, &query)
-            .instrument(span.clone())
+        // Defence in depth: a bug that panics on some request answers that request with a 500
+        // Status instead of taking the connection (and every stream on it) down.
+        let result = AssertUnwindSafe(self.dispatch(&req, routed, &query).instrument(span.clone()))
+            .catch_unwind()
             .await
-        {
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let _enter = span.enter();
+                tracing::error!(method = req.method, path = req.path, panic = %what, "request handler panicked");
+                Err(ApiError::Internal(
+                    "the server could not handle this request".into(),
+                ))
+            });
+        let reply = match result {
             Ok(r) => r,
             Err(e) => {
                 let _enter = span.enter();

@@ -502,3 +502,179 @@ fn server_side_apply_to_status_changes_only_status() {
         .unwrap();
     assert_eq!(code, 400);
 }
+
+/// Patches and deletes built to exhaust memory, nest the stored object too deep or hit a panic
+/// get Status errors on a connection that stays usable, and leave every object readable.
+#[test]
+fn hostile_patches_and_deletes_get_status_errors() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let json_patch = "application/json-patch+json";
+    let merge_patch = "application/merge-patch+json";
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"},"data":{"k":"v"}}"#;
+    let (code, _) = cp
+        .block_on(c.call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(cm.as_bytes().to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201);
+    let cm_path = "/api/v1/namespaces/default/configmaps/cm";
+    let patch = |c: &mut ApiClient, path: &str, ty: &str, body: String| {
+        cp.block_on(c.call_typed("PATCH", path, ty, Some(body.into_bytes())))
+            .unwrap()
+    };
+    // Each copy of the root doubles the document (2^40 bytes without a cap).
+    let bomb: Vec<Value> = (0..40)
+        .map(|i| serde_json::json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+        .collect();
+    let (code, body) = patch(&mut c, cm_path, json_patch, Value::from(bomb).to_string());
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("copy operations"));
+    // A value nested deeper than the store can read back: managedFields' fieldsV1 is free-form
+    // JSON, and a second op nests it further than any one body may.
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let deep = format!(
+        r#"[{{"op":"add","path":"/metadata/managedFields","value":[{{"manager":"m","operation":"Update","fieldsType":"FieldsV1","fieldsV1":{{"f:a":{}}}}}]}},
+            {{"op":"add","path":"/metadata/managedFields/0/fieldsV1/f:a{}","value":{}}}]"#,
+        nested(100),
+        "/0".repeat(99),
+        nested(100)
+    );
+    let (code, body) = patch(&mut c, cm_path, json_patch, deep);
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("levels deep"));
+    // The root replaced by a number.
+    let (code, body) = patch(
+        &mut c,
+        cm_path,
+        json_patch,
+        r#"[{"op":"replace","path":"","value":1}]"#.into(),
+    );
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status(&body)["reason"], "Invalid");
+    // Pods have a status subresource: the same patch on one must not panic either.
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": i64::MAX,
+            "containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, body) = cp
+        .block_on(c.call(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod.to_string().into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = patch(
+        &mut c,
+        "/api/v1/namespaces/default/pods/p",
+        json_patch,
+        r#"[{"op":"replace","path":"","value":[]}]"#.into(),
+    );
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    // A NodePort Service updated with ports that are not objects.
+    let svc = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"np"},"spec":{"type":"NodePort","ports":[{"port":80}]}}"#;
+    let (code, _) = cp
+        .block_on(c.call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(svc.as_bytes().to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201);
+    let (code, body) = patch(
+        &mut c,
+        "/api/v1/namespaces/default/services/np",
+        merge_patch,
+        r#"{"spec":{"ports":[1]}}"#.into(),
+    );
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status(&body)["reason"], "BadRequest");
+    // Managed fields in the body of a non-apply write (no field manager, no User-Agent) are
+    // not taken as given.
+    let forged = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","managedFields":[{"manager":"forged","operation":"Apply","fieldsType":"FieldsV1","fieldsV1":{"f:data":{}}}]},"data":{"k":"w"}}"#;
+    let (code, body) = cp
+        .block_on(c.call("PUT", cm_path, Some(forged.as_bytes().to_vec())))
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, body) = cp.block_on(c.call("GET", cm_path, None)).unwrap();
+    let got: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(got["data"]["k"], "w");
+    assert!(!got.to_string().contains("forged"), "{got}");
+    // Huge grace periods, from the query, the body and the pod spec.
+    for (query, body) in [
+        ("?gracePeriodSeconds=9223372036854775807", None),
+        (
+            "",
+            Some(
+                r#"{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":9223372036854775807}"#,
+            ),
+        ),
+        ("", None),
+    ] {
+        let (code, resp) = cp
+            .block_on(c.call(
+                "DELETE",
+                &format!("/api/v1/namespaces/default/pods/p{query}"),
+                body.map(|b| b.as_bytes().to_vec()),
+            ))
+            .unwrap();
+        assert_eq!(
+            code,
+            200,
+            "{query} {body:?}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        let pod: Value = serde_json::from_slice(&resp).unwrap();
+        assert!(
+            pod["metadata"]["deletionTimestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{pod}"
+        );
+        // Delete with grace 0 (what the kubelet sends last) and recreate for the next case.
+        let (code, _) = cp
+            .block_on(c.call(
+                "DELETE",
+                "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0",
+                None,
+            ))
+            .unwrap();
+        assert_eq!(code, 200);
+        let (code, _) = cp
+            .block_on(c.call(
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                Some(pod_body(&pod)),
+            ))
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+    // Everything is still readable, listable and deletable on the same connection.
+    for path in [
+        cm_path,
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces/default/pods/p",
+        "/api/v1/namespaces/default/services/np",
+    ] {
+        let (code, body) = cp.block_on(c.call("GET", path, None)).unwrap();
+        assert_eq!(code, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    let (code, _) = cp.block_on(c.call("DELETE", cm_path, None)).unwrap();
+    assert_eq!(code, 200);
+}
+
+/// A pod's create body from a returned pod (server-owned metadata dropped).
+fn pod_body(pod: &Value) -> Vec<u8> {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod["metadata"]["name"]}, "spec": pod["spec"]})
+    .to_string()
+    .into_bytes()
+}

@@ -179,7 +179,7 @@ pub async fn delete_one(
                 .unwrap_or(30);
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             // kube-apiserver dates a graceful deletion at its deadline: now + grace.
-            let deadline = ctx.now() + std::time::Duration::from_secs(grace.max(0) as u64);
+            let deadline = grace_deadline(ctx.now(), grace);
             obj["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(deadline));
         } else {
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
@@ -217,6 +217,17 @@ pub async fn delete_one(
     Ok(obj)
 }
 
+/// Longest grace a deletion deadline is dated with: any request data (a huge
+/// gracePeriodSeconds) must yield a time that exists and prints as RFC 3339.
+const MAX_GRACE_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// `now + grace`, with grace clamped to `0..=MAX_GRACE_SECS`.
+fn grace_deadline(now: std::time::SystemTime, grace: i64) -> std::time::SystemTime {
+    let secs = u64::try_from(grace).unwrap_or(0).min(MAX_GRACE_SECS);
+    now.checked_add(std::time::Duration::from_secs(secs))
+        .unwrap_or(now)
+}
+
 fn add_finalizer(obj: &mut Value, f: &str) {
     let list = obj["metadata"]
         .as_object_mut()
@@ -236,4 +247,23 @@ pub fn after_delete(api: &std::sync::Arc<crate::api::Api>, def: &ResourceDef, ob
         obj.clone(),
         Propagation::Background,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn grace_deadlines_are_clamped_to_printable_times() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(grace_deadline(now, 30), now + Duration::from_secs(30));
+        assert_eq!(grace_deadline(now, -5), now);
+        for huge in [i64::MAX, 1 << 62, 9_223_372_036] {
+            let d = grace_deadline(now, huge);
+            assert!(d > now);
+            assert!(!objects::rfc3339(d).is_empty(), "{huge}");
+        }
+    }
 }
