@@ -192,9 +192,13 @@ impl Api {
         let query = Query::parse(req.query);
         let routed = route(req.method, req.path, query.flag("watch"));
         let (verb, resource, key) = match &routed {
+            // Only served resources label metrics: paths are client data.
             Some(Route::Resource(i)) => (
                 i.verb.clone(),
-                i.resource.clone(),
+                self.resources
+                    .find(&i.api_group, &i.api_version, &i.resource)
+                    .map(|d| d.plural.to_string())
+                    .unwrap_or_default(),
                 format!(
                     "{}/{}",
                     i.namespace.as_deref().unwrap_or(""),

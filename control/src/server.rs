@@ -473,8 +473,7 @@ async fn serve(
         Some(token) => match tokens.lookup(token.trim()) {
             Some(u) => Some(u.clone()),
             None => {
-                api.metrics
-                    .observe(&method.to_lowercase(), "", 401, started.elapsed());
+                api.metrics.observe(&method, "", 401, started.elapsed());
                 return Ok(error_response(ApiError::Unauthorized));
             }
         },
@@ -482,7 +481,11 @@ async fn serve(
     };
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
-        Err(e) => return Ok(error_response(e)),
+        Err(e) => {
+            api.metrics
+                .observe(&method, "", e.code(), started.elapsed());
+            return Ok(error_response(e));
+        }
     };
     let (reply, verb, resource) = api
         .handle(Incoming {

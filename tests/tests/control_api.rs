@@ -678,3 +678,69 @@ fn pod_body(pod: &Value) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// Anonymous requests with made-up paths and methods, and oversized bodies, are counted
+/// without minting series or breaking the text format.
+#[test]
+fn metrics_labels_are_bounded_and_escaped() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem).unwrap();
+    let mut anon = cp
+        .block_on(ApiClient::connect(cp.addr, &connector, ""))
+        .unwrap();
+    for (method, path) in [
+        ("GET", r#"/api/v1/namespaces/default/x"{}y"#),
+        ("GET", r#"/apis/evil"{le="1"}/v1/things"#),
+        ("BREW", "/api/v1/pods"),
+    ] {
+        let (code, body) = cp.block_on(anon.call(method, path, None)).unwrap();
+        assert_eq!(
+            code,
+            401,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let mut c = client(&cp);
+    let huge = vec![b' '; 4 << 20];
+    let (code, _) = cp
+        .block_on(c.call("POST", "/api/v1/namespaces/default/configmaps", Some(huge)))
+        .unwrap();
+    assert_eq!(code, 413);
+    let (code, body) = cp.block_on(c.call("GET", "/metrics", None)).unwrap();
+    assert_eq!(code, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let labels = series
+            .split_once('{')
+            .and_then(|(_, l)| l.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("no labels: {line}"));
+        for pair in labels.split(',') {
+            let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+            assert!(["verb", "resource", "code", "le"].contains(&k), "{line}");
+            assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+        }
+        assert!(
+            !line.contains("evil")
+                && !line.contains("x\\\"")
+                && !line.to_lowercase().contains("brew"),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="list",resource="",code="401"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="other",resource="pods",code="401"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="post",resource="",code="413"} 1"#),
+        "{text}"
+    );
+}
