@@ -362,19 +362,18 @@ impl Api {
         } else {
             None
         };
-        // A create names its object in the body: authorize against that name.
+        // A create names its object in the body (JSON or protobuf, as the verb decodes it):
+        // authorize against that name.
         let named;
         let info_for_authz = if info.verb == "create"
             && info.name.is_none()
             && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
         {
-            let name = serde_json::from_slice::<Value>(&req.body)
-                .ok()
-                .and_then(|b| {
-                    b.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                });
+            let name = verbs::body_object(&ctx).ok().and_then(|b| {
+                b.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
             named = RequestInfo {
                 name,
                 ..info.clone()
