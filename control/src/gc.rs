@@ -1,5 +1,5 @@
 //! Garbage collection run inside the server: ownerReference cascades after a delete
-//! (Background deletes dependents, Orphan strips the reference, Foreground deletes dependents
+//! (Background deletes dependents whose owners are all gone and unlinks the rest, Orphan strips the reference, Foreground deletes dependents
 //! before the owner) and namespace termination (everything in it, then the namespace).
 //! Runs as background tasks right after the request; whatever they leave (a failure, a restart
 //! in the middle, dependents held by finalizers) is finished by the periodic sweep in
@@ -126,6 +126,7 @@ pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Prop
     };
     tokio::spawn(async move {
         crate::service_alloc::release_for(api.store.as_ref(), def.kind, &owner).await;
+        let mut owners = std::collections::HashMap::new();
         for (d, key, mut obj, rev) in dependents(&api, &uid, ns.as_deref()).await {
             match policy {
                 Propagation::Orphan => {
@@ -144,7 +145,11 @@ pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Prop
                         tracing::warn!(key, error = %e, "orphaning dependent failed");
                     }
                 }
-                _ => delete_dependent(&api, &d, &key, obj, rev).await,
+                // Deleted only once every owner is gone; beside live owners just unlinked.
+                _ => {
+                    crate::gc_sweep::resolve_dependent(&api, &d, &key, &obj, rev, &mut owners)
+                        .await;
+                }
             }
         }
     });

@@ -66,7 +66,7 @@ fn owner_refs(obj: &Value) -> Vec<Value> {
 
 /// Whether an owner reference resolves to a live object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
+pub(crate) enum Owner {
     Present,
     Gone,
     /// Unknown kind, bad reference, or the store failed: never a reason to delete.
@@ -155,34 +155,13 @@ impl Sweeper {
         // Dependents whose owners are gone.
         let mut cache: HashMap<String, Owner> = HashMap::new();
         for (i, s) in all.iter().enumerate() {
-            let refs = owner_refs(&s.obj);
-            if refs.is_empty() || touched.contains(&i) {
+            if touched.contains(&i) {
                 continue;
             }
-            let ns = objects::meta_str(&s.obj, "namespace").filter(|_| s.def.namespaced);
-            let mut states = Vec::new();
-            for r in &refs {
-                states.push(owner_state(api, r, ns, &mut cache).await);
-            }
-            if states.contains(&Owner::Unknown) || !states.contains(&Owner::Gone) {
-                continue;
-            }
-            if states.iter().all(|st| *st == Owner::Gone) {
-                if s.obj.pointer("/metadata/deletionTimestamp").is_none() {
-                    tracing::info!(key = %s.key, "gc sweep: collecting a dependent of gone owners");
-                    gc::delete_dependent(api, &s.def, &s.key, s.obj.clone(), s.rev).await;
-                    report.collected += 1;
-                }
-            } else {
-                let gone: Vec<&str> = refs
-                    .iter()
-                    .zip(&states)
-                    .filter(|(_, st)| **st == Owner::Gone)
-                    .filter_map(|(r, _)| r.get("uid").and_then(Value::as_str))
-                    .collect();
-                if gc::unlink(api, &s.key, s.obj.clone(), s.rev, &gone).await {
-                    report.unlinked += 1;
-                }
+            match resolve_dependent(api, &s.def, &s.key, &s.obj, s.rev, &mut cache).await {
+                Resolution::Collected => report.collected += 1,
+                Resolution::Unlinked => report.unlinked += 1,
+                Resolution::Kept => {}
             }
         }
         report.released = self.repair_allocations(api, &all).await;
@@ -226,6 +205,63 @@ impl Sweeper {
         }
         self.leaked = leaked;
         released
+    }
+}
+
+/// What [`resolve_dependent`] did with a dependent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Owners all live (or some unresolvable, or no owners): left as it is.
+    Kept,
+    /// Every owner is gone: deleted (or marked for deletion when it has finalizers).
+    Collected,
+    /// Some owners gone beside live ones: the references to the gone ones were removed.
+    Unlinked,
+}
+
+/// Like kube's garbage collector, deletes a dependent only when all its owners are gone, and
+/// otherwise removes just the references to the gone ones. An owner that cannot be resolved
+/// (unknown kind, bad reference, store failure) keeps the dependent as it is. Shared by the
+/// sweep and the in-request background cascade (`gc::spawn_cascade`).
+pub(crate) async fn resolve_dependent(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    obj: &Value,
+    rev: i64,
+    cache: &mut HashMap<String, Owner>,
+) -> Resolution {
+    let refs = owner_refs(obj);
+    if refs.is_empty() {
+        return Resolution::Kept;
+    }
+    let ns = objects::meta_str(obj, "namespace").filter(|_| def.namespaced);
+    let mut states = Vec::new();
+    for r in &refs {
+        states.push(owner_state(api, r, ns, cache).await);
+    }
+    if states.contains(&Owner::Unknown) || !states.contains(&Owner::Gone) {
+        return Resolution::Kept;
+    }
+    if states.iter().all(|st| *st == Owner::Gone) {
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Resolution::Kept;
+        }
+        tracing::info!(key, "collecting a dependent of gone owners");
+        gc::delete_dependent(api, def, key, obj.clone(), rev).await;
+        return Resolution::Collected;
+    }
+    let gone: Vec<&str> = refs
+        .iter()
+        .zip(&states)
+        .filter(|(_, st)| **st == Owner::Gone)
+        .filter_map(|(r, _)| r.get("uid").and_then(Value::as_str))
+        .collect();
+    tracing::info!(key, "removing references to gone owners beside live ones");
+    if gc::unlink(api, key, obj.clone(), rev, &gone).await {
+        Resolution::Unlinked
+    } else {
+        Resolution::Kept
     }
 }
 
