@@ -454,7 +454,7 @@ impl Api {
             .resources
             .find("", "v1", "namespaces")
             .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        for ns in verbs::delete::IMMORTAL_NAMESPACES {
             let mut obj = json!({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "uid": objects::new_uid(),

@@ -407,3 +407,73 @@ fn updates_to_immutable_fields_are_refused() {
         "{err}"
     );
 }
+
+/// Polls `f` (up to 20 s) until it holds; a wait for background work, not a timing check.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Like kube-apiserver: the namespaces every cluster has may not be deleted, and a terminating
+/// namespace goes only after its contents are deleted (the `kubernetes` spec finalizer) and
+/// no metadata finalizer holds it.
+#[test]
+fn namespaces_are_protected_and_wait_for_their_finalizers() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let err = k.fails(&["delete", "namespace", ns]);
+        assert!(
+            err.contains(&format!(
+                "namespaces \"{ns}\" is forbidden: this namespace may not be deleted"
+            )),
+            "{err}"
+        );
+    }
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: held, finalizers: [example.com/hold]}\n",
+    );
+    k.ok(&["create", "configmap", "c", "-n", "held"]);
+    k.ok(&["delete", "namespace", "held", "--wait=false"]);
+    let spec_finalizers = || {
+        k.ok(&[
+            "get",
+            "namespace",
+            "held",
+            "-o",
+            "jsonpath={.spec.finalizers[*]}",
+        ])
+    };
+    eventually("the namespace's contents to be deleted", || {
+        spec_finalizers().is_empty()
+    });
+    assert!(k
+        .fails(&["get", "cm", "c", "-n", "held"])
+        .contains("NotFound"));
+    // Still there, terminating, until its own finalizer goes.
+    assert_eq!(
+        k.ok(&["get", "namespace", "held", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    k.ok(&[
+        "patch",
+        "namespace",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually("the namespace to go", || {
+        k.run(&["get", "namespace", "held"])
+            .status
+            .success()
+            .eq(&false)
+    });
+}

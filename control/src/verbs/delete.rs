@@ -9,6 +9,11 @@ use crate::objects;
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
 
+/// Namespaces every cluster has, which may not be deleted (kube-apiserver's
+/// NamespaceLifecycle admission).
+pub const IMMORTAL_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
 /// DeleteOptions from the body (if any) and the query.
 #[derive(Debug, Default)]
 pub struct DeleteOptions {
@@ -105,6 +110,15 @@ pub async fn delete_one(
         name: name.into(),
         reason,
     };
+    if ctx.def.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
+        // kube-apiserver's NamespaceLifecycle admission.
+        return Err(ApiError::ForbiddenObject {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: name.into(),
+            reason: "this namespace may not be deleted".into(),
+        });
+    }
     let (mut obj, rev) = ctx.current(name).await?;
     if let Some(uid) = &opts.uid {
         if objects::meta_str(&obj, "uid") != Some(uid) {

@@ -208,6 +208,9 @@ pub async fn write(
     if ctx.info.subresource.is_none() {
         crate::defaults::apply_to_spec(ctx.def.kind, &mut new);
     }
+    if ctx.def.kind == "Namespace" {
+        keep_namespace_finalizer(&current, &mut new);
+    }
     if crate::defaults::has_generation(ctx.def.kind) && new.get("spec") != current.get("spec") {
         let g = current
             .pointer("/metadata/generation")
@@ -251,7 +254,8 @@ pub async fn write(
         && new
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty());
+            .is_none_or(|f| f.is_empty())
+        && (ctx.def.kind != "Namespace" || crate::gc::namespace_finalized(&new));
     let store = ctx.api.store.as_ref();
     if ctx.dry_run() {
         if ctx.def.kind == "Service" {
@@ -273,6 +277,31 @@ pub async fn write(
         }
     }
     written.map(|()| (new, warnings))
+}
+
+/// The `kubernetes` spec finalizer of a namespace is the server's: it goes when the
+/// namespace's contents are deleted, never through a client's update.
+fn keep_namespace_finalizer(current: &Value, new: &mut Value) {
+    let fin = crate::gc::NAMESPACE_FINALIZER;
+    let held = |o: &Value| {
+        o.pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == fin))
+    };
+    if !held(current) || held(new) {
+        return;
+    }
+    match new
+        .pointer_mut("/spec/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        Some(f) => f.push(json!(fin)),
+        None => {
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), json!([fin]));
+            }
+        }
+    }
 }
 
 /// The store write of [`write`]: an update, or the delete of a finalized object.
