@@ -394,6 +394,7 @@ impl Api {
                 namespace: info.namespace.clone(),
             });
         }
+        verbs::check_options(&ctx)?;
         match info.verb.as_str() {
             "get" => verbs::get::handle(&ctx).await,
             "list" => verbs::list::handle(&ctx).await,

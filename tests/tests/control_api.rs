@@ -744,3 +744,64 @@ fn metrics_labels_are_bounded_and_escaped() {
         "{text}"
     );
 }
+
+/// Unsupported `dryRun` and `fieldValidation` values are refused naming the value (like
+/// kube-apiserver's CreateOptions validation), not read as a default; a DeleteOptions body's
+/// dryRun is honoured.
+#[test]
+fn unsupported_write_options_are_refused() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"}}"#;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for (query, text) in [
+        ("dryRun=Bogus", r#"dryRun: Unsupported value: "Bogus""#),
+        (
+            "fieldValidation=strict",
+            r#"fieldValidation: Unsupported value: "strict""#,
+        ),
+    ] {
+        let (code, body) = cp
+            .block_on(c.call(
+                "POST",
+                &format!("{cms}?{query}"),
+                Some(cm.as_bytes().to_vec()),
+            ))
+            .unwrap();
+        let s = status(&body);
+        assert_eq!((code, s["reason"].as_str()), (422, Some("Invalid")), "{s}");
+        assert!(s["message"].as_str().unwrap().contains(text), "{s}");
+    }
+    let (code, _) = cp
+        .block_on(c.call("GET", &format!("{cms}/cm"), None))
+        .unwrap();
+    assert_eq!(code, 404, "nothing was stored");
+    let (code, _) = cp
+        .block_on(c.call(
+            "POST",
+            &format!("{cms}?fieldValidation=Strict&dryRun=All"),
+            Some(cm.as_bytes().to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201);
+    let (code, _) = cp
+        .block_on(c.call("POST", cms, Some(cm.as_bytes().to_vec())))
+        .unwrap();
+    assert_eq!(code, 201);
+    let (code, body) = cp
+        .block_on(c.call("DELETE", &format!("{cms}/cm?dryRun=yes"), None))
+        .unwrap();
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = cp
+        .block_on(c.call(
+            "DELETE",
+            &format!("{cms}/cm"),
+            Some(br#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["All"]}"#.to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, _) = cp
+        .block_on(c.call("GET", &format!("{cms}/cm"), None))
+        .unwrap();
+    assert_eq!(code, 200, "a dry-run delete keeps the object");
+}

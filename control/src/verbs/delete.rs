@@ -21,6 +21,8 @@ pub struct DeleteOptions {
     pub grace_seconds: Option<i64>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `dryRun: ["All"]` in the body (kubectl delete --dry-run=server sends it there).
+    pub dry_run: bool,
 }
 
 pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
@@ -70,7 +72,29 @@ pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
             })
             .transpose()?,
     };
+    let mut dry_run = false;
+    if let Some(list) = body.get("dryRun").filter(|v| !v.is_null()) {
+        let Some(list) = list.as_array() else {
+            return Err(ApiError::BadRequest(
+                "invalid DeleteOptions: dryRun must be a list".into(),
+            ));
+        };
+        for v in list {
+            match v.as_str() {
+                Some("All") => dry_run = true,
+                _ => {
+                    return Err(crate::verbs::invalid_options(
+                        "DeleteOptions",
+                        vec![crate::verbs::dry_run_cause(
+                            &v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )],
+                    ))
+                }
+            }
+        }
+    }
     Ok(DeleteOptions {
+        dry_run,
         propagation,
         grace_seconds,
         uid: body
@@ -133,7 +157,7 @@ pub async fn delete_one(
             return Err(conflict(format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}")));
         }
     }
-    if ctx.dry_run() {
+    if ctx.dry_run() || opts.dry_run {
         return Ok(obj);
     }
     if obj.pointer("/metadata/deletionTimestamp").is_some() {
