@@ -477,3 +477,46 @@ fn namespaces_are_protected_and_wait_for_their_finalizers() {
             .eq(&false)
     });
 }
+
+/// The admin kubeconfig the server writes works as written on a listen address other than
+/// 127.0.0.1 (the serving certificate names it). Over plain HTTP it carries the admin token,
+/// which clients that send credentials over HTTP can use (kubectl's clientcmd reads credentials
+/// only for TLS servers, so kubectl itself cannot authenticate there).
+#[test]
+fn admin_kubeconfig_works_on_other_listen_addresses_and_plain_http() {
+    use std::io::{Read, Write};
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| {
+        c.listen = "127.0.0.2:0".parse().unwrap()
+    })
+    .unwrap();
+    assert_eq!(cp.addr.ip().to_string(), "127.0.0.2");
+    assert!(cp
+        .kubectl()
+        .ok(&["get", "namespaces"])
+        .contains("kube-system"));
+    drop(cp);
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| c.insecure_http = true).unwrap();
+    let config = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    assert!(config.contains("server: http://"), "{config}");
+    let token = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token: {config}"));
+    assert_eq!(token, cp.running().admin_token);
+    let get = |auth: &str| {
+        let mut s = std::net::TcpStream::connect(cp.addr).unwrap();
+        write!(
+            s,
+            "GET /api/v1/namespaces HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
+            cp.addr
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let resp = get(&format!("Authorization: Bearer {token}\r\n"));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("kube-system"), "{resp}");
+    assert!(get("").starts_with("HTTP/1.1 401"));
+}
