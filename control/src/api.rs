@@ -475,3 +475,80 @@ impl Api {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pea_control_store::{KeyValue, ListOptions, ListResult, Revision, StoreError, Watch};
+
+    use super::*;
+
+    /// A store whose reads panic: stands in for any bug a request could hit.
+    #[derive(Debug)]
+    struct PanickingStore;
+
+    #[async_trait::async_trait]
+    impl Store for PanickingStore {
+        async fn create(&self, _: &str, _: Vec<u8>) -> Result<KeyValue, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn update(&self, _: &str, _: Vec<u8>, _: Revision) -> Result<KeyValue, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn delete(&self, _: &str, _: Option<Revision>) -> Result<KeyValue, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), StoreError> {
+            panic!("injected panic reading {key}")
+        }
+        async fn list(&self, _: &str, _: &ListOptions) -> Result<ListResult, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn current_revision(&self) -> Result<Revision, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn watch(&self, _: &str, _: Revision) -> Result<Watch, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn compact(&self, _: Revision) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_status() {
+        let api = Arc::new(Api {
+            store: Arc::new(PanickingStore),
+            resources: Resources::builtin(),
+            clock: Arc::new(SystemTime::now),
+            metrics: Metrics::default(),
+            server_address: "127.0.0.1:6443".into(),
+            bookmark_interval: Duration::from_secs(60),
+            openapi_cache: Default::default(),
+            watch_cache: Default::default(),
+            service_cidr: crate::ipalloc::ServiceCidr::parse("10.96.0.0/12").unwrap(),
+            node_port_range: crate::portalloc::PortRange::default(),
+        });
+        let (reply, verb, resource) = api
+            .handle(Incoming {
+                method: "GET",
+                path: "/api/v1/namespaces/default/configmaps/c",
+                query: None,
+                accept: "application/json",
+                content_type: "",
+                user_agent: "",
+                body: Bytes::new(),
+                user: Some(User {
+                    name: "admin".into(),
+                    groups: vec![crate::auth::ADMIN_GROUP.into()],
+                }),
+            })
+            .await;
+        assert_eq!((verb.as_str(), resource.as_str()), ("get", "configmaps"));
+        let Reply::Json { code, body, .. } = reply else {
+            panic!("not a JSON reply: {reply:?}");
+        };
+        assert_eq!(code, 500);
+        assert_eq!(body["reason"], "InternalError");
+        assert_eq!(body["kind"], "Status");
+    }
+}
