@@ -1,5 +1,6 @@
 //! Garbage collection run inside the server: ownerReference cascades after a delete
-//! (Background deletes dependents whose owners are all gone and unlinks the rest, Orphan strips the reference, Foreground deletes dependents
+//! (Background deletes dependents whose owners are all gone and unlinks the rest, Orphan strips
+//! the reference, Foreground deletes dependents — unlinking those with other live owners —
 //! before the owner) and namespace termination (everything in it, then the namespace).
 //! Runs as background tasks right after the request; whatever they leave (a failure, a restart
 //! in the middle, dependents held by finalizers) is finished by the periodic sweep in
@@ -169,8 +170,23 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
         for _ in 0..600 {
             let deps = dependents(&api, &uid, ns.as_deref()).await;
             let blocked = deps.iter().any(|(_, _, obj, _)| blocks(obj, &uid));
+            let mut owners = std::collections::HashMap::new();
             for (d, k, obj, rev) in deps {
                 if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                    continue;
+                }
+                // Kept (unlinked) when another owner is live.
+                if crate::gc_sweep::unlink_if_owned_elsewhere(
+                    &api,
+                    &d,
+                    &k,
+                    &obj,
+                    rev,
+                    &uid,
+                    &mut owners,
+                )
+                .await
+                {
                     continue;
                 }
                 if blocks(&obj, &uid) {

@@ -103,6 +103,7 @@ impl Sweeper {
             }
         }
         let mut touched: HashSet<usize> = HashSet::new();
+        let mut cache: HashMap<String, Owner> = HashMap::new();
         // Owners being deleted: resume what their delete started.
         for s in all
             .iter()
@@ -142,6 +143,12 @@ impl Sweeper {
                     touched.insert(d);
                     if dep.obj.pointer("/metadata/deletionTimestamp").is_none() {
                         let (def, key, obj) = (&dep.def, &dep.key, dep.obj.clone());
+                        if unlink_if_owned_elsewhere(api, def, key, &obj, dep.rev, &uid, &mut cache)
+                            .await
+                        {
+                            report.unlinked += 1;
+                            continue;
+                        }
                         if gc::blocks(&dep.obj, &uid) {
                             gc::delete_dependent_foreground(api, def, key, obj, dep.rev).await;
                         } else {
@@ -153,7 +160,6 @@ impl Sweeper {
             }
         }
         // Dependents whose owners are gone.
-        let mut cache: HashMap<String, Owner> = HashMap::new();
         for (i, s) in all.iter().enumerate() {
             if touched.contains(&i) {
                 continue;
@@ -263,6 +269,46 @@ pub(crate) async fn resolve_dependent(
     } else {
         Resolution::Kept
     }
+}
+
+/// For a dependent of `uid`, an owner being deleted in the foreground: like kube's garbage
+/// collector, when another of its owners is live the dependent only loses its references to
+/// `uid` and to gone owners, and is not deleted. Returns whether that happened.
+pub(crate) async fn unlink_if_owned_elsewhere(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    obj: &Value,
+    rev: i64,
+    uid: &str,
+    cache: &mut HashMap<String, Owner>,
+) -> bool {
+    let ns = objects::meta_str(obj, "namespace").filter(|_| def.namespaced);
+    let mut gone = vec![uid.to_string()];
+    let mut live = false;
+    for r in owner_refs(obj) {
+        let Some(other) = r.get("uid").and_then(Value::as_str) else {
+            continue;
+        };
+        if other == uid {
+            continue;
+        }
+        match owner_state(api, &r, ns, cache).await {
+            Owner::Present => live = true,
+            Owner::Gone => gone.push(other.to_string()),
+            Owner::Unknown => {}
+        }
+    }
+    if !live {
+        return false;
+    }
+    tracing::info!(
+        key,
+        "dependent has another live owner: unlinking instead of deleting"
+    );
+    let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+    gc::unlink(api, key, obj.clone(), rev, &gone).await;
+    true
 }
 
 /// Resolves an owner reference with a live read (the listing may be older than the owner).

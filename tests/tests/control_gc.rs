@@ -389,3 +389,33 @@ fn background_cascade_keeps_dependents_with_live_owners() {
     k.ok(&["delete", "deployment", "d2", "--cascade=background"]);
     eventually("the dependent to be collected", || !exists(&k, "shared"));
 }
+
+/// In a foreground deletion too, a dependent with another live owner is not deleted: it loses
+/// the reference to the deleted owner, which then goes.
+#[test]
+fn foreground_cascade_keeps_dependents_with_live_owners() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for d in ["d1", "d2"] {
+        k.ok(&["create", "deployment", d, "--image=busybox"]);
+    }
+    let duid = |d: &str| k.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
+    let (u1, u2) = (duid("d1"), duid("d2"));
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: d1, uid: {u1}, blockOwnerDeletion: true}}\n  - {{apiVersion: apps/v1, kind: Deployment, name: d2, uid: {u2}}}\n"
+        ),
+    );
+    k.ok(&[
+        "delete",
+        "deployment",
+        "d1",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    eventually("the foreground deletion of d1 to finish", || {
+        !k.run(&["get", "deploy", "d1"]).status.success()
+    });
+    assert_eq!(owners_of(&k, "shared"), "d2");
+}
