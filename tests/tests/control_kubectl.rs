@@ -605,6 +605,11 @@ fn dry_run_and_conflicts() {
     assert!(!err.status.success());
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(stderr.contains("the object has been modified"), "{stderr}");
+    // kubectl sends a dry-run delete's dryRun in the DeleteOptions body, not the query.
+    assert!(k
+        .ok(&["delete", "pod", "web", "--dry-run=server"])
+        .contains("(server dry run)"));
+    k.ok(&["get", "pod", "web"]);
 }
 
 #[test]
