@@ -1,10 +1,12 @@
 //! The request pipeline between HTTP and the store: authentication result in, routing,
 //! authorization, then one verb handler (`verbs/`), and errors out as `Status` at one boundary.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use pea_control_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -190,9 +192,13 @@ impl Api {
         let query = Query::parse(req.query);
         let routed = route(req.method, req.path, query.flag("watch"));
         let (verb, resource, key) = match &routed {
+            // Only served resources label metrics: paths are client data.
             Some(Route::Resource(i)) => (
                 i.verb.clone(),
-                i.resource.clone(),
+                self.resources
+                    .find(&i.api_group, &i.api_version, &i.resource)
+                    .map(|d| d.plural.to_string())
+                    .unwrap_or_default(),
                 format!(
                     "{}/{}",
                     i.namespace.as_deref().unwrap_or(""),
@@ -208,11 +214,24 @@ impl Api {
             object = %key,
             user = req.user.as_ref().map(|u| u.name.as_str()).unwrap_or("")
         );
-        let reply = match self
-            .dispatch(&req, routed, &query)
-            .instrument(span.clone())
+        // Defence in depth: a bug that panics on some request answers that request with a 500
+        // Status instead of taking the connection (and every stream on it) down.
+        let result = AssertUnwindSafe(self.dispatch(&req, routed, &query).instrument(span.clone()))
+            .catch_unwind()
             .await
-        {
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let _enter = span.enter();
+                tracing::error!(method = req.method, path = req.path, panic = %what, "request handler panicked");
+                Err(ApiError::Internal(
+                    "the server could not handle this request".into(),
+                ))
+            });
+        let reply = match result {
             Ok(r) => r,
             Err(e) => {
                 let _enter = span.enter();
@@ -343,19 +362,18 @@ impl Api {
         } else {
             None
         };
-        // A create names its object in the body: authorize against that name.
+        // A create names its object in the body (JSON or protobuf, as the verb decodes it):
+        // authorize against that name.
         let named;
         let info_for_authz = if info.verb == "create"
             && info.name.is_none()
             && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
         {
-            let name = serde_json::from_slice::<Value>(&req.body)
-                .ok()
-                .and_then(|b| {
-                    b.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                });
+            let name = verbs::body_object(&ctx).ok().and_then(|b| {
+                b.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
             named = RequestInfo {
                 name,
                 ..info.clone()
@@ -376,6 +394,7 @@ impl Api {
                 namespace: info.namespace.clone(),
             });
         }
+        verbs::check_options(&ctx)?;
         match info.verb.as_str() {
             "get" => verbs::get::handle(&ctx).await,
             "list" => verbs::list::handle(&ctx).await,
@@ -436,7 +455,7 @@ impl Api {
             .resources
             .find("", "v1", "namespaces")
             .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        for ns in verbs::delete::IMMORTAL_NAMESPACES {
             let mut obj = json!({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "uid": objects::new_uid(),
@@ -454,5 +473,82 @@ impl Api {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pea_control_store::{KeyValue, ListOptions, ListResult, Revision, StoreError, Watch};
+
+    use super::*;
+
+    /// A store whose reads panic: stands in for any bug a request could hit.
+    #[derive(Debug)]
+    struct PanickingStore;
+
+    #[async_trait::async_trait]
+    impl Store for PanickingStore {
+        async fn create(&self, _: &str, _: Vec<u8>) -> Result<KeyValue, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn update(&self, _: &str, _: Vec<u8>, _: Revision) -> Result<KeyValue, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn delete(&self, _: &str, _: Option<Revision>) -> Result<KeyValue, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), StoreError> {
+            panic!("injected panic reading {key}")
+        }
+        async fn list(&self, _: &str, _: &ListOptions) -> Result<ListResult, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn current_revision(&self) -> Result<Revision, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn watch(&self, _: &str, _: Revision) -> Result<Watch, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn compact(&self, _: Revision) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_status() {
+        let api = Arc::new(Api {
+            store: Arc::new(PanickingStore),
+            resources: Resources::builtin(),
+            clock: Arc::new(SystemTime::now),
+            metrics: Metrics::default(),
+            server_address: "127.0.0.1:6443".into(),
+            bookmark_interval: Duration::from_secs(60),
+            openapi_cache: Default::default(),
+            watch_cache: Default::default(),
+            service_cidr: crate::ipalloc::ServiceCidr::parse("10.96.0.0/12").unwrap(),
+            node_port_range: crate::portalloc::PortRange::default(),
+        });
+        let (reply, verb, resource) = api
+            .handle(Incoming {
+                method: "GET",
+                path: "/api/v1/namespaces/default/configmaps/c",
+                query: None,
+                accept: "application/json",
+                content_type: "",
+                user_agent: "",
+                body: Bytes::new(),
+                user: Some(User {
+                    name: "admin".into(),
+                    groups: vec![crate::auth::ADMIN_GROUP.into()],
+                }),
+            })
+            .await;
+        assert_eq!((verb.as_str(), resource.as_str()), ("get", "configmaps"));
+        let Reply::Json { code, body, .. } = reply else {
+            panic!("not a JSON reply: {reply:?}");
+        };
+        assert_eq!(code, 500);
+        assert_eq!(body["reason"], "InternalError");
+        assert_eq!(body["kind"], "Status");
     }
 }

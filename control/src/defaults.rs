@@ -148,9 +148,12 @@ pub fn apply_to_spec(kind: &str, obj: &mut Value) {
             if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
                 for p in ports {
                     set_if_absent(p, "/protocol", json!("TCP"));
-                    if p.get("targetPort").is_none() {
-                        let port = p.get("port").cloned().unwrap_or(json!(0));
-                        p["targetPort"] = port;
+                    // Not an object (e.g. `ports: [1]`): validation refuses it later.
+                    if let Some(p) = p.as_object_mut() {
+                        if !p.contains_key("targetPort") {
+                            let port = p.get("port").cloned().unwrap_or(json!(0));
+                            p.insert("targetPort".into(), port);
+                        }
                     }
                 }
             }

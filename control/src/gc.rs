@@ -1,5 +1,6 @@
 //! Garbage collection run inside the server: ownerReference cascades after a delete
-//! (Background deletes dependents, Orphan strips the reference, Foreground deletes dependents
+//! (Background deletes dependents whose owners are all gone and unlinks the rest, Orphan strips
+//! the reference, Foreground deletes dependents — unlinking those with other live owners —
 //! before the owner) and namespace termination (everything in it, then the namespace).
 //! Runs as background tasks right after the request; whatever they leave (a failure, a restart
 //! in the middle, dependents held by finalizers) is finished by the periodic sweep in
@@ -126,6 +127,7 @@ pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Prop
     };
     tokio::spawn(async move {
         crate::service_alloc::release_for(api.store.as_ref(), def.kind, &owner).await;
+        let mut owners = std::collections::HashMap::new();
         for (d, key, mut obj, rev) in dependents(&api, &uid, ns.as_deref()).await {
             match policy {
                 Propagation::Orphan => {
@@ -144,7 +146,11 @@ pub fn spawn_cascade(api: Arc<Api>, def: ResourceDef, owner: Value, policy: Prop
                         tracing::warn!(key, error = %e, "orphaning dependent failed");
                     }
                 }
-                _ => delete_dependent(&api, &d, &key, obj, rev).await,
+                // Deleted only once every owner is gone; beside live owners just unlinked.
+                _ => {
+                    crate::gc_sweep::resolve_dependent(&api, &d, &key, &obj, rev, &mut owners)
+                        .await;
+                }
             }
         }
     });
@@ -164,8 +170,23 @@ pub fn spawn_foreground(api: Arc<Api>, def: ResourceDef, key: String, owner: Val
         for _ in 0..600 {
             let deps = dependents(&api, &uid, ns.as_deref()).await;
             let blocked = deps.iter().any(|(_, _, obj, _)| blocks(obj, &uid));
+            let mut owners = std::collections::HashMap::new();
             for (d, k, obj, rev) in deps {
                 if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                    continue;
+                }
+                // Kept (unlinked) when another owner is live.
+                if crate::gc_sweep::unlink_if_owned_elsewhere(
+                    &api,
+                    &d,
+                    &k,
+                    &obj,
+                    rev,
+                    &uid,
+                    &mut owners,
+                )
+                .await
+                {
                     continue;
                 }
                 if blocks(&obj, &uid) {
@@ -356,15 +377,84 @@ pub(crate) async fn namespace_pass(api: &Arc<Api>, ns: &str) -> usize {
     remaining
 }
 
-/// Deletes a terminating namespace whose contents are gone.
+/// The spec finalizer the namespace controller's content deletion (ours: [`namespace_pass`])
+/// stands for.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+/// Whether a terminating namespace may leave the store: no `spec.finalizers` (other systems'
+/// content cleanup) and no `metadata.finalizers` left, as in kube.
+pub(crate) fn namespace_finalized(ns: &Value) -> bool {
+    ["/spec/finalizers", "/metadata/finalizers"]
+        .iter()
+        .all(|p| {
+            ns.pointer(p)
+                .and_then(Value::as_array)
+                .is_none_or(|f| f.is_empty())
+        })
+}
+
+/// Finishes a terminating namespace whose contents are gone: drops the `kubernetes` spec
+/// finalizer (what kube's namespace controller does through `namespaces/finalize`), then deletes
+/// the namespace once no other finalizer holds it.
 pub(crate) async fn delete_namespace(api: &Api, ns: &str) {
     let Some(def) = api.resources.find("", "v1", "namespaces") else {
         return;
     };
     let key = def.key(None, ns);
-    if let Ok((Some(kv), _)) = api.store.get(&key).await {
-        if let Err(e) = api.store.delete(&key, Some(kv.mod_revision)).await {
-            tracing::warn!(namespace = %ns, error = %e, "deleting terminated namespace failed");
+    for _ in 0..10 {
+        let Ok((Some(kv), _)) = api.store.get(&key).await else {
+            return;
+        };
+        let Ok(mut obj) = objects::decode(&kv) else {
+            return;
+        };
+        let mut changed = false;
+        if let Some(f) = obj
+            .pointer_mut("/spec/finalizers")
+            .and_then(Value::as_array_mut)
+        {
+            let before = f.len();
+            f.retain(|x| x != NAMESPACE_FINALIZER);
+            changed = f.len() != before;
         }
+        let r = if namespace_finalized(&obj) {
+            api.store
+                .delete(&key, Some(kv.mod_revision))
+                .await
+                .map(|_| ())
+        } else if changed {
+            tracing::info!(namespace = %ns, "namespace contents deleted; other finalizers remain");
+            api.store
+                .update(&key, objects::encode(&obj), kv.mod_revision)
+                .await
+                .map(|_| ())
+        } else {
+            return;
+        };
+        match r {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(namespace = %ns, error = %e, "finishing terminated namespace failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_wait_for_spec_and_metadata_finalizers() {
+        assert!(namespace_finalized(&json!({"metadata": {"name": "a"}})));
+        assert!(namespace_finalized(
+            &json!({"metadata": {"finalizers": []}, "spec": {"finalizers": []}})
+        ));
+        assert!(!namespace_finalized(
+            &json!({"spec": {"finalizers": ["kubernetes"]}})
+        ));
+        assert!(!namespace_finalized(
+            &json!({"metadata": {"finalizers": ["example.com/x"]}})
+        ));
     }
 }

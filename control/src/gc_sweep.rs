@@ -66,7 +66,7 @@ fn owner_refs(obj: &Value) -> Vec<Value> {
 
 /// Whether an owner reference resolves to a live object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
+pub(crate) enum Owner {
     Present,
     Gone,
     /// Unknown kind, bad reference, or the store failed: never a reason to delete.
@@ -103,6 +103,7 @@ impl Sweeper {
             }
         }
         let mut touched: HashSet<usize> = HashSet::new();
+        let mut cache: HashMap<String, Owner> = HashMap::new();
         // Owners being deleted: resume what their delete started.
         for s in all
             .iter()
@@ -142,6 +143,12 @@ impl Sweeper {
                     touched.insert(d);
                     if dep.obj.pointer("/metadata/deletionTimestamp").is_none() {
                         let (def, key, obj) = (&dep.def, &dep.key, dep.obj.clone());
+                        if unlink_if_owned_elsewhere(api, def, key, &obj, dep.rev, &uid, &mut cache)
+                            .await
+                        {
+                            report.unlinked += 1;
+                            continue;
+                        }
                         if gc::blocks(&dep.obj, &uid) {
                             gc::delete_dependent_foreground(api, def, key, obj, dep.rev).await;
                         } else {
@@ -153,36 +160,14 @@ impl Sweeper {
             }
         }
         // Dependents whose owners are gone.
-        let mut cache: HashMap<String, Owner> = HashMap::new();
         for (i, s) in all.iter().enumerate() {
-            let refs = owner_refs(&s.obj);
-            if refs.is_empty() || touched.contains(&i) {
+            if touched.contains(&i) {
                 continue;
             }
-            let ns = objects::meta_str(&s.obj, "namespace").filter(|_| s.def.namespaced);
-            let mut states = Vec::new();
-            for r in &refs {
-                states.push(owner_state(api, r, ns, &mut cache).await);
-            }
-            if states.contains(&Owner::Unknown) || !states.contains(&Owner::Gone) {
-                continue;
-            }
-            if states.iter().all(|st| *st == Owner::Gone) {
-                if s.obj.pointer("/metadata/deletionTimestamp").is_none() {
-                    tracing::info!(key = %s.key, "gc sweep: collecting a dependent of gone owners");
-                    gc::delete_dependent(api, &s.def, &s.key, s.obj.clone(), s.rev).await;
-                    report.collected += 1;
-                }
-            } else {
-                let gone: Vec<&str> = refs
-                    .iter()
-                    .zip(&states)
-                    .filter(|(_, st)| **st == Owner::Gone)
-                    .filter_map(|(r, _)| r.get("uid").and_then(Value::as_str))
-                    .collect();
-                if gc::unlink(api, &s.key, s.obj.clone(), s.rev, &gone).await {
-                    report.unlinked += 1;
-                }
+            match resolve_dependent(api, &s.def, &s.key, &s.obj, s.rev, &mut cache).await {
+                Resolution::Collected => report.collected += 1,
+                Resolution::Unlinked => report.unlinked += 1,
+                Resolution::Kept => {}
             }
         }
         report.released = self.repair_allocations(api, &all).await;
@@ -227,6 +212,103 @@ impl Sweeper {
         self.leaked = leaked;
         released
     }
+}
+
+/// What [`resolve_dependent`] did with a dependent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Owners all live (or some unresolvable, or no owners): left as it is.
+    Kept,
+    /// Every owner is gone: deleted (or marked for deletion when it has finalizers).
+    Collected,
+    /// Some owners gone beside live ones: the references to the gone ones were removed.
+    Unlinked,
+}
+
+/// Like kube's garbage collector, deletes a dependent only when all its owners are gone, and
+/// otherwise removes just the references to the gone ones. An owner that cannot be resolved
+/// (unknown kind, bad reference, store failure) keeps the dependent as it is. Shared by the
+/// sweep and the in-request background cascade (`gc::spawn_cascade`).
+pub(crate) async fn resolve_dependent(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    obj: &Value,
+    rev: i64,
+    cache: &mut HashMap<String, Owner>,
+) -> Resolution {
+    let refs = owner_refs(obj);
+    if refs.is_empty() {
+        return Resolution::Kept;
+    }
+    let ns = objects::meta_str(obj, "namespace").filter(|_| def.namespaced);
+    let mut states = Vec::new();
+    for r in &refs {
+        states.push(owner_state(api, r, ns, cache).await);
+    }
+    if states.contains(&Owner::Unknown) || !states.contains(&Owner::Gone) {
+        return Resolution::Kept;
+    }
+    if states.iter().all(|st| *st == Owner::Gone) {
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Resolution::Kept;
+        }
+        tracing::info!(key, "collecting a dependent of gone owners");
+        gc::delete_dependent(api, def, key, obj.clone(), rev).await;
+        return Resolution::Collected;
+    }
+    let gone: Vec<&str> = refs
+        .iter()
+        .zip(&states)
+        .filter(|(_, st)| **st == Owner::Gone)
+        .filter_map(|(r, _)| r.get("uid").and_then(Value::as_str))
+        .collect();
+    tracing::info!(key, "removing references to gone owners beside live ones");
+    if gc::unlink(api, key, obj.clone(), rev, &gone).await {
+        Resolution::Unlinked
+    } else {
+        Resolution::Kept
+    }
+}
+
+/// For a dependent of `uid`, an owner being deleted in the foreground: like kube's garbage
+/// collector, when another of its owners is live the dependent only loses its references to
+/// `uid` and to gone owners, and is not deleted. Returns whether that happened.
+pub(crate) async fn unlink_if_owned_elsewhere(
+    api: &Arc<Api>,
+    def: &ResourceDef,
+    key: &str,
+    obj: &Value,
+    rev: i64,
+    uid: &str,
+    cache: &mut HashMap<String, Owner>,
+) -> bool {
+    let ns = objects::meta_str(obj, "namespace").filter(|_| def.namespaced);
+    let mut gone = vec![uid.to_string()];
+    let mut live = false;
+    for r in owner_refs(obj) {
+        let Some(other) = r.get("uid").and_then(Value::as_str) else {
+            continue;
+        };
+        if other == uid {
+            continue;
+        }
+        match owner_state(api, &r, ns, cache).await {
+            Owner::Present => live = true,
+            Owner::Gone => gone.push(other.to_string()),
+            Owner::Unknown => {}
+        }
+    }
+    if !live {
+        return false;
+    }
+    tracing::info!(
+        key,
+        "dependent has another live owner: unlinking instead of deleting"
+    );
+    let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+    gc::unlink(api, key, obj.clone(), rev, &gone).await;
+    true
 }
 
 /// Resolves an owner reference with a live read (the listing may be older than the owner).

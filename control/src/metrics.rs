@@ -21,8 +21,50 @@ pub struct Metrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
 }
 
+/// The `verb` label of a request: one of kube-apiserver's verbs (or a lowercase HTTP method
+/// for non-resource paths), anything else "other", so clients cannot mint series.
+pub fn verb_label(verb: &str) -> &'static str {
+    const KNOWN: [&str; 13] = [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "post",
+        "put",
+        "head",
+        "options",
+        "connect",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(verb))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// A label value escaped per the Prometheus text format (backslash, double quote, newline).
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Metrics {
+    /// Counts one request. `resource` must be a served resource (or ""); the verb goes through
+    /// [`verb_label`].
     pub fn observe(&self, verb: &str, resource: &str, code: u16, took: Duration) {
+        let verb = verb_label(verb);
         let Ok(mut map) = self.series.lock() else {
             return;
         };
@@ -47,6 +89,7 @@ impl Metrics {
             "# HELP apiserver_request_total Counter of apiserver requests broken out by verb, resource and HTTP response code.\n# TYPE apiserver_request_total counter\n",
         );
         for ((verb, resource, code), s) in map.iter() {
+            let resource = escape(resource);
             out.push_str(&format!("apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}\n", s.count));
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
@@ -60,7 +103,7 @@ impl Metrics {
             }
         }
         for ((verb, resource), s) in by_vr {
-            let l = format!("verb=\"{verb}\",resource=\"{resource}\"");
+            let l = format!("verb=\"{verb}\",resource=\"{}\"", escape(&resource));
             for (i, b) in BUCKETS.iter().enumerate() {
                 out.push_str(&format!(
                     "apiserver_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}\n",
@@ -81,5 +124,34 @@ impl Metrics {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded_and_escaped() {
+        let m = Metrics::default();
+        m.observe("GET", "pods", 200, Duration::ZERO);
+        m.observe("BREW", "pods", 405, Duration::ZERO);
+        m.observe("get", "a\"}\\\nb", 404, Duration::ZERO);
+        let text = m.render();
+        assert!(
+            text.contains(r#"apiserver_request_total{verb="get",resource="pods",code="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"apiserver_request_total{verb="other",resource="pods",code="405"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"resource="a\"}\\\nb""#), "{text}");
+        // Every sample line is `name{labels} value` with the labels closed before the value.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(series.ends_with('}'), "{line}");
+            value.parse::<f64>().unwrap();
+        }
     }
 }

@@ -35,6 +35,45 @@ pub fn encode(obj: &Value) -> Vec<u8> {
     serde_json::to_vec(&o).unwrap_or_default()
 }
 
+/// Deepest nesting of arrays and objects a stored object may have: what `serde_json` (and so
+/// [`decode`]) reads back, so an object that passes never makes later reads fail.
+pub const MAX_DEPTH: usize = 127;
+
+/// Whether `v` nests arrays and objects more than `max` levels deep. Iterative, so it is safe
+/// on any value.
+pub fn depth_exceeds(v: &Value, max: usize) -> bool {
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        if d + 1 > max {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    false
+}
+
+/// Bytes `v` takes serialized, counted without building the string.
+pub fn encoded_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()
 }
@@ -139,6 +178,23 @@ mod tests {
             .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
         assert!(groups[2].starts_with('4'), "{a}");
         assert!(matches!(&groups[3][..1], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn depth_limit_matches_what_decode_reads_back() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let ok: Value = serde_json::from_str(&nested(MAX_DEPTH)).unwrap();
+        assert!(!depth_exceeds(&ok, MAX_DEPTH));
+        assert!(serde_json::from_str::<Value>(&nested(MAX_DEPTH + 1)).is_err());
+        let mut deeper = ok.clone();
+        deeper = json!([deeper]);
+        assert!(depth_exceeds(&deeper, MAX_DEPTH));
+        assert!(!depth_exceeds(&json!(1), 0));
+        assert!(depth_exceeds(&json!({}), 0));
+        assert_eq!(
+            encoded_len(&json!({"a": [1, "x"]})),
+            r#"{"a":[1,"x"]}"#.len()
+        );
     }
 
     #[test]

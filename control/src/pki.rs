@@ -132,12 +132,16 @@ impl Pki {
                 pair
             }
         };
+        let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
+        for h in hosts {
+            if !names.contains(h) {
+                names.push(h.clone());
+            }
+        }
         let serving = match read_pair(dir, "apiserver")? {
-            Some(p) => p,
-            None => {
-                let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
-                names.extend(hosts.iter().cloned());
-                names.dedup();
+            // Reissued when it does not name every host (e.g. a new --listen address).
+            Some(p) if covers(&p.cert_pem, &names) => p,
+            _ => {
                 let pair = issue(&ca, "pea-apiserver", &[], &names, true)?;
                 write_pair(dir, "apiserver", &pair)?;
                 pair
@@ -164,6 +168,45 @@ impl Pki {
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<CertPair, PkiError> {
         issue(&self.ca, user, groups, &[], false)
     }
+}
+
+/// Whether the certificate in `cert_pem` names every one of `names` (IPs and DNS names) in
+/// its subject alternative names; false for anything unreadable.
+fn covers(cert_pem: &str, names: &[String]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return false;
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let mut have: Vec<String> = Vec::new();
+    for n in &san.value.general_names {
+        match n {
+            GeneralName::DNSName(d) => have.push(d.to_string()),
+            GeneralName::IPAddress(b) => {
+                let ip = match b.len() {
+                    4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                    16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                    _ => None,
+                };
+                if let Some(ip) = ip {
+                    have.push(ip.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    names.iter().all(|n| {
+        let n = n
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|_| n.clone());
+        have.contains(&n)
+    })
 }
 
 /// Issues a certificate signed by `ca`.
@@ -233,4 +276,31 @@ fn write_pair(dir: &Path, stem: &str, pair: &CertPair) -> Result<(), PkiError> {
         pair.cert_pem.as_bytes(),
         0o644,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_certificate_is_reissued_for_new_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Pki::load_or_create(dir.path(), &[]).unwrap();
+        assert!(covers(
+            &first.serving.cert_pem,
+            &["127.0.0.1".into(), "localhost".into()]
+        ));
+        assert!(!covers(&first.serving.cert_pem, &["192.0.2.7".into()]));
+        // Same hosts: the same certificate.
+        let again = Pki::load_or_create(dir.path(), &[]).unwrap();
+        assert_eq!(again.serving.cert_pem, first.serving.cert_pem);
+        // A new listen IP: a new serving certificate naming it, from the same CA.
+        let moved = Pki::load_or_create(dir.path(), &["192.0.2.7".into()]).unwrap();
+        assert_ne!(moved.serving.cert_pem, first.serving.cert_pem);
+        assert_eq!(moved.ca.cert_pem, first.ca.cert_pem);
+        assert!(covers(
+            &moved.serving.cert_pem,
+            &["192.0.2.7".into(), "127.0.0.1".into(), "localhost".into()]
+        ));
+    }
 }

@@ -179,8 +179,11 @@ pub fn prepare(range: PortRange, current: Option<&Value>, obj: &mut Value) -> Re
                 for p in list.iter_mut().filter(|p| node_port(p) == 0) {
                     let name = p.get("name").and_then(Value::as_str).unwrap_or("");
                     if let Some((_, old)) = by_name.iter().find(|(n, _)| n == name) {
-                        if *old != 0 && !used.contains(old) {
-                            p["nodePort"] = json!(old);
+                        if let Some(p) = p
+                            .as_object_mut()
+                            .filter(|_| *old != 0 && !used.contains(old))
+                        {
+                            p.insert("nodePort".into(), json!(old));
                         }
                     }
                 }
@@ -452,6 +455,17 @@ mod tests {
         assert!(PortRange::parse("5-4").is_err());
         assert!(PortRange::parse("1-70000").is_err());
         assert!(PortRange::parse("x").is_err());
+    }
+
+    #[test]
+    fn prepare_leaves_ports_that_are_not_objects_to_validation() {
+        let cur = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}]}});
+        let mut new =
+            json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [1]}});
+        prepare(PortRange::default(), Some(&cur), &mut new).unwrap();
+        assert_eq!(new["spec"]["ports"], json!([1]));
+        crate::defaults::apply_to_spec("Service", &mut new);
+        assert_eq!(new["spec"]["ports"], json!([1]));
     }
 
     #[test]

@@ -160,8 +160,15 @@ fn load_tokens(path: &Path) -> Result<(Tokens, String), ServerError> {
     Ok((tokens, admin))
 }
 
-fn kubeconfig(server: &str, pki: &Pki) -> String {
+/// The admin kubeconfig: over HTTPS the admin client certificate; over plain HTTP (where no
+/// client certificate is presented) the admin bearer token.
+fn kubeconfig(server: &str, pki: &Pki, http_token: Option<&str>) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    if let Some(token) = http_token {
+        return format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: pea\n  cluster:\n    server: {server}\nusers:\n- name: pea-admin\n  user:\n    token: {token}\ncontexts:\n- name: pea\n  context:\n    cluster: pea\n    user: pea-admin\ncurrent-context: pea\n"
+        );
+    }
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: pea\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: pea-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: pea\n  context:\n    cluster: pea\n    user: pea-admin\ncurrent-context: pea\n",
         b64(&pki.ca.cert_pem),
@@ -215,10 +222,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     let store = open_store(&config).await?;
-    let pki = Arc::new(Pki::load_or_create(
-        &config.data_dir.join("pki"),
-        &config.extra_sans,
-    )?);
+    // The serving certificate names the listen IP too, so the kubeconfig written below works.
+    let mut sans = config.extra_sans.clone();
+    if !config.listen.ip().is_unspecified() {
+        sans.push(config.listen.ip().to_string());
+    }
+    let pki = Arc::new(Pki::load_or_create(&config.data_dir.join("pki"), &sans)?);
     let (tokens, admin_token) = load_tokens(&config.data_dir.join("tokens.csv"))?;
     let listener =
         TcpListener::bind(config.listen)
@@ -254,9 +263,20 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         "https"
     };
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
+    // A wildcard listen address is reached through loopback (which the certificate names).
+    let client_addr = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
     write_atomic(
         &kubeconfig_path,
-        kubeconfig(&format!("{scheme}://{addr}"), &pki).as_bytes(),
+        kubeconfig(
+            &format!("{scheme}://{client_addr}"),
+            &pki,
+            config.insecure_http.then_some(admin_token.as_str()),
+        )
+        .as_bytes(),
         0o600,
     )?;
     let acceptor = if config.insecure_http {
@@ -473,8 +493,7 @@ async fn serve(
         Some(token) => match tokens.lookup(token.trim()) {
             Some(u) => Some(u.clone()),
             None => {
-                api.metrics
-                    .observe(&method.to_lowercase(), "", 401, started.elapsed());
+                api.metrics.observe(&method, "", 401, started.elapsed());
                 return Ok(error_response(ApiError::Unauthorized));
             }
         },
@@ -482,7 +501,11 @@ async fn serve(
     };
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
-        Err(e) => return Ok(error_response(e)),
+        Err(e) => {
+            api.metrics
+                .observe(&method, "", e.code(), started.elapsed());
+            return Ok(error_response(e));
+        }
     };
     let (reply, verb, resource) = api
         .handle(Incoming {

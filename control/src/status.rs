@@ -46,6 +46,15 @@ pub enum ApiError {
         resource: String,
         namespace: Option<String>,
     },
+    /// An object a policy protects (kube-apiserver's admission plugins), e.g. the namespaces
+    /// every cluster has.
+    #[error("{resource} \"{name}\" is forbidden: {reason}")]
+    ForbiddenObject {
+        group: String,
+        resource: String,
+        name: String,
+        reason: String,
+    },
     #[error("Too large resource version: {requested}, current resource version: {current}")]
     TooLargeResourceVersion { requested: i64, current: i64 },
     #[error("the server does not allow this method on the requested resource: {0}")]
@@ -73,7 +82,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Gone(_) => 410,
             ApiError::Unauthorized => 401,
-            ApiError::Forbidden { .. } => 403,
+            ApiError::Forbidden { .. } | ApiError::ForbiddenObject { .. } => 403,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::NotImplemented(_) => 501,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -93,7 +102,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Gone(_) => "Expired",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Forbidden { .. } | ApiError::ForbiddenObject { .. } => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -118,6 +127,12 @@ impl ApiError {
                 name,
             }
             | ApiError::Conflict {
+                group,
+                resource,
+                name,
+                ..
+            }
+            | ApiError::ForbiddenObject {
                 group,
                 resource,
                 name,

@@ -246,6 +246,17 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs with `input` on stdin, expects failure, returns stderr.
+    pub fn fails_stdin(&self, args: &[&str], input: &str) -> String {
+        let out = self.stdin_output(args, input);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Starts a long-running kubectl (e.g. `get -w`) with piped stdout.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)

@@ -35,7 +35,30 @@ pub fn tls_connector(ca_pem: &str) -> Result<tokio_rustls::TlsConnector> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
 
+/// TLS settings trusting `ca_pem` and presenting a client certificate (`cert_pem`, `key_pem`).
+pub fn tls_connector_with_cert(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let chain =
+        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}
+
 impl ApiClient {
+    /// Connects to `addr`; an empty `token` sends no credentials (an anonymous client).
     pub async fn connect(
         addr: SocketAddr,
         connector: &tokio_rustls::TlsConnector,
@@ -79,11 +102,15 @@ impl ApiClient {
         body: Option<Vec<u8>>,
     ) -> Result<Response<Incoming>> {
         self.send.ready().await?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "127.0.0.1")
-            .header("authorization", format!("Bearer {}", self.token))
+            .header("host", "127.0.0.1");
+        // An empty token makes an anonymous client.
+        if !self.token.is_empty() {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let req = req
             .header("content-type", content_type)
             .header("accept", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))?;

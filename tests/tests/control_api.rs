@@ -502,3 +502,306 @@ fn server_side_apply_to_status_changes_only_status() {
         .unwrap();
     assert_eq!(code, 400);
 }
+
+/// Patches and deletes built to exhaust memory, nest the stored object too deep or hit a panic
+/// get Status errors on a connection that stays usable, and leave every object readable.
+#[test]
+fn hostile_patches_and_deletes_get_status_errors() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let json_patch = "application/json-patch+json";
+    let merge_patch = "application/merge-patch+json";
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"},"data":{"k":"v"}}"#;
+    let (code, _) = cp
+        .block_on(c.call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(cm.as_bytes().to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201);
+    let cm_path = "/api/v1/namespaces/default/configmaps/cm";
+    let patch = |c: &mut ApiClient, path: &str, ty: &str, body: String| {
+        cp.block_on(c.call_typed("PATCH", path, ty, Some(body.into_bytes())))
+            .unwrap()
+    };
+    // Each copy of the root doubles the document (2^40 bytes without a cap).
+    let bomb: Vec<Value> = (0..40)
+        .map(|i| serde_json::json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+        .collect();
+    let (code, body) = patch(&mut c, cm_path, json_patch, Value::from(bomb).to_string());
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("copy operations"));
+    // A value nested deeper than the store can read back: managedFields' fieldsV1 is free-form
+    // JSON, and a second op nests it further than any one body may.
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let deep = format!(
+        r#"[{{"op":"add","path":"/metadata/managedFields","value":[{{"manager":"m","operation":"Update","fieldsType":"FieldsV1","fieldsV1":{{"f:a":{}}}}}]}},
+            {{"op":"add","path":"/metadata/managedFields/0/fieldsV1/f:a{}","value":{}}}]"#,
+        nested(100),
+        "/0".repeat(99),
+        nested(100)
+    );
+    let (code, body) = patch(&mut c, cm_path, json_patch, deep);
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("levels deep"));
+    // The root replaced by a number.
+    let (code, body) = patch(
+        &mut c,
+        cm_path,
+        json_patch,
+        r#"[{"op":"replace","path":"","value":1}]"#.into(),
+    );
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status(&body)["reason"], "Invalid");
+    // Pods have a status subresource: the same patch on one must not panic either.
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": i64::MAX,
+            "containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, body) = cp
+        .block_on(c.call(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod.to_string().into_bytes()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = patch(
+        &mut c,
+        "/api/v1/namespaces/default/pods/p",
+        json_patch,
+        r#"[{"op":"replace","path":"","value":[]}]"#.into(),
+    );
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    // A NodePort Service updated with ports that are not objects.
+    let svc = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"np"},"spec":{"type":"NodePort","ports":[{"port":80}]}}"#;
+    let (code, _) = cp
+        .block_on(c.call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(svc.as_bytes().to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201);
+    let (code, body) = patch(
+        &mut c,
+        "/api/v1/namespaces/default/services/np",
+        merge_patch,
+        r#"{"spec":{"ports":[1]}}"#.into(),
+    );
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status(&body)["reason"], "BadRequest");
+    // Managed fields in the body of a non-apply write (no field manager, no User-Agent) are
+    // not taken as given.
+    let forged = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","managedFields":[{"manager":"forged","operation":"Apply","fieldsType":"FieldsV1","fieldsV1":{"f:data":{}}}]},"data":{"k":"w"}}"#;
+    let (code, body) = cp
+        .block_on(c.call("PUT", cm_path, Some(forged.as_bytes().to_vec())))
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, body) = cp.block_on(c.call("GET", cm_path, None)).unwrap();
+    let got: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(got["data"]["k"], "w");
+    assert!(!got.to_string().contains("forged"), "{got}");
+    // Huge grace periods, from the query, the body and the pod spec.
+    for (query, body) in [
+        ("?gracePeriodSeconds=9223372036854775807", None),
+        (
+            "",
+            Some(
+                r#"{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":9223372036854775807}"#,
+            ),
+        ),
+        ("", None),
+    ] {
+        let (code, resp) = cp
+            .block_on(c.call(
+                "DELETE",
+                &format!("/api/v1/namespaces/default/pods/p{query}"),
+                body.map(|b| b.as_bytes().to_vec()),
+            ))
+            .unwrap();
+        assert_eq!(
+            code,
+            200,
+            "{query} {body:?}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        let pod: Value = serde_json::from_slice(&resp).unwrap();
+        assert!(
+            pod["metadata"]["deletionTimestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{pod}"
+        );
+        // Delete with grace 0 (what the kubelet sends last) and recreate for the next case.
+        let (code, _) = cp
+            .block_on(c.call(
+                "DELETE",
+                "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0",
+                None,
+            ))
+            .unwrap();
+        assert_eq!(code, 200);
+        let (code, _) = cp
+            .block_on(c.call(
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                Some(pod_body(&pod)),
+            ))
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+    // Everything is still readable, listable and deletable on the same connection.
+    for path in [
+        cm_path,
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces/default/pods/p",
+        "/api/v1/namespaces/default/services/np",
+    ] {
+        let (code, body) = cp.block_on(c.call("GET", path, None)).unwrap();
+        assert_eq!(code, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    let (code, _) = cp.block_on(c.call("DELETE", cm_path, None)).unwrap();
+    assert_eq!(code, 200);
+}
+
+/// A pod's create body from a returned pod (server-owned metadata dropped).
+fn pod_body(pod: &Value) -> Vec<u8> {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod["metadata"]["name"]}, "spec": pod["spec"]})
+    .to_string()
+    .into_bytes()
+}
+
+/// Anonymous requests with made-up paths and methods, and oversized bodies, are counted
+/// without minting series or breaking the text format.
+#[test]
+fn metrics_labels_are_bounded_and_escaped() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem).unwrap();
+    let mut anon = cp
+        .block_on(ApiClient::connect(cp.addr, &connector, ""))
+        .unwrap();
+    for (method, path) in [
+        ("GET", r#"/api/v1/namespaces/default/x"{}y"#),
+        ("GET", r#"/apis/evil"{le="1"}/v1/things"#),
+        ("BREW", "/api/v1/pods"),
+    ] {
+        let (code, body) = cp.block_on(anon.call(method, path, None)).unwrap();
+        assert_eq!(
+            code,
+            401,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let mut c = client(&cp);
+    let huge = vec![b' '; 4 << 20];
+    let (code, _) = cp
+        .block_on(c.call("POST", "/api/v1/namespaces/default/configmaps", Some(huge)))
+        .unwrap();
+    assert_eq!(code, 413);
+    let (code, body) = cp.block_on(c.call("GET", "/metrics", None)).unwrap();
+    assert_eq!(code, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let labels = series
+            .split_once('{')
+            .and_then(|(_, l)| l.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("no labels: {line}"));
+        for pair in labels.split(',') {
+            let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+            assert!(["verb", "resource", "code", "le"].contains(&k), "{line}");
+            assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+        }
+        assert!(
+            !line.contains("evil")
+                && !line.contains("x\\\"")
+                && !line.to_lowercase().contains("brew"),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="list",resource="",code="401"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="other",resource="pods",code="401"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="post",resource="",code="413"} 1"#),
+        "{text}"
+    );
+}
+
+/// Unsupported `dryRun` and `fieldValidation` values are refused naming the value (like
+/// kube-apiserver's CreateOptions validation), not read as a default; a DeleteOptions body's
+/// dryRun is honoured.
+#[test]
+fn unsupported_write_options_are_refused() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let mut c = client(&cp);
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"}}"#;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for (query, text) in [
+        ("dryRun=Bogus", r#"dryRun: Unsupported value: "Bogus""#),
+        (
+            "fieldValidation=strict",
+            r#"fieldValidation: Unsupported value: "strict""#,
+        ),
+    ] {
+        let (code, body) = cp
+            .block_on(c.call(
+                "POST",
+                &format!("{cms}?{query}"),
+                Some(cm.as_bytes().to_vec()),
+            ))
+            .unwrap();
+        let s = status(&body);
+        assert_eq!((code, s["reason"].as_str()), (422, Some("Invalid")), "{s}");
+        assert!(s["message"].as_str().unwrap().contains(text), "{s}");
+    }
+    let (code, _) = cp
+        .block_on(c.call("GET", &format!("{cms}/cm"), None))
+        .unwrap();
+    assert_eq!(code, 404, "nothing was stored");
+    let (code, _) = cp
+        .block_on(c.call(
+            "POST",
+            &format!("{cms}?fieldValidation=Strict&dryRun=All"),
+            Some(cm.as_bytes().to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 201);
+    let (code, _) = cp
+        .block_on(c.call("POST", cms, Some(cm.as_bytes().to_vec())))
+        .unwrap();
+    assert_eq!(code, 201);
+    let (code, body) = cp
+        .block_on(c.call("DELETE", &format!("{cms}/cm?dryRun=yes"), None))
+        .unwrap();
+    assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = cp
+        .block_on(c.call(
+            "DELETE",
+            &format!("{cms}/cm"),
+            Some(br#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["All"]}"#.to_vec()),
+        ))
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, _) = cp
+        .block_on(c.call("GET", &format!("{cms}/cm"), None))
+        .unwrap();
+    assert_eq!(code, 200, "a dry-run delete keeps the object");
+}

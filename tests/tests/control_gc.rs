@@ -359,3 +359,63 @@ fn leaked_service_allocations_are_freed_by_the_sweep() {
     assert_eq!(records("/registry/ranges/servicenodeports/"), 1);
     assert_eq!(records("/registry/ranges/serviceips/"), 1);
 }
+
+/// Like kube's garbage collector, a background cascade deletes a dependent only when all its
+/// owners are gone; beside a live owner it just loses the reference to the deleted one.
+#[test]
+fn background_cascade_keeps_dependents_with_live_owners() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for d in ["d1", "d2"] {
+        k.ok(&["create", "deployment", d, "--image=busybox"]);
+    }
+    let duid = |d: &str| k.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
+    let (u1, u2) = (duid("d1"), duid("d2"));
+    let mut cm = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  ownerReferences:\n",
+    );
+    for (n, u) in [("d1", &u1), ("d2", &u2)] {
+        cm.push_str(&format!(
+            "  - {{apiVersion: apps/v1, kind: Deployment, name: {n}, uid: {u}}}\n"
+        ));
+    }
+    k.ok_stdin(&["create", "-f", "-"], &cm);
+    k.ok(&["delete", "deployment", "d1", "--cascade=background"]);
+    eventually("the reference to d1 to go", || {
+        owners_of(&k, "shared") == "d2"
+    });
+    assert!(exists(&k, "shared"));
+    // With the last owner gone the dependent goes too.
+    k.ok(&["delete", "deployment", "d2", "--cascade=background"]);
+    eventually("the dependent to be collected", || !exists(&k, "shared"));
+}
+
+/// In a foreground deletion too, a dependent with another live owner is not deleted: it loses
+/// the reference to the deleted owner, which then goes.
+#[test]
+fn foreground_cascade_keeps_dependents_with_live_owners() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for d in ["d1", "d2"] {
+        k.ok(&["create", "deployment", d, "--image=busybox"]);
+    }
+    let duid = |d: &str| k.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
+    let (u1, u2) = (duid("d1"), duid("d2"));
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: d1, uid: {u1}, blockOwnerDeletion: true}}\n  - {{apiVersion: apps/v1, kind: Deployment, name: d2, uid: {u2}}}\n"
+        ),
+    );
+    k.ok(&[
+        "delete",
+        "deployment",
+        "d1",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    eventually("the foreground deletion of d1 to finish", || {
+        !k.run(&["get", "deploy", "d1"]).status.success()
+    });
+    assert_eq!(owners_of(&k, "shared"), "d2");
+}

@@ -484,7 +484,45 @@ fn anonymous_refused_and_node_identity_confined() {
         "-o",
         "name",
     ]);
-    assert!(!err.is_empty());
+    assert!(
+        err.contains(r#"User "system:node:n1" cannot create resource "configmaps" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+    // Its own Lease and events, yes; another node's Lease, no.
+    let lease = |n: &str| {
+        format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {n}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {n}, leaseDurationSeconds: 40}}\n")
+    };
+    n1.ok_stdin(&["create", "-f", "-"], &lease("n1"));
+    n1.ok(&[
+        "annotate",
+        "lease",
+        "n1",
+        "-n",
+        "kube-node-lease",
+        "renewed=yes",
+    ]);
+    let err = n1.fails_stdin(&["create", "-f", "-"], &lease("n2"));
+    assert!(
+        err.contains(r#"User "system:node:n1" cannot create resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease""#),
+        "{err}"
+    );
+    admin.ok_stdin(&["create", "-f", "-"], &lease("n2"));
+    let err = n1.fails(&[
+        "annotate",
+        "lease",
+        "n2",
+        "-n",
+        "kube-node-lease",
+        "renewed=yes",
+    ]);
+    assert!(
+        err.contains(r#"User "system:node:n1" cannot patch resource "leases""#),
+        "{err}"
+    );
+    n1.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Event\nmetadata: {name: n1.started}\ninvolvedObject: {kind: Node, name: n1}\nreason: Starting\nmessage: kubelet started\ntype: Normal\nsource: {component: kubelet, host: n1}\n",
+    );
     let err = n1.fails(&["delete", "node", "n2"]);
     assert!(err.contains("cannot delete"), "{err}");
     // Reads are allowed.
@@ -567,6 +605,11 @@ fn dry_run_and_conflicts() {
     assert!(!err.status.success());
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(stderr.contains("the object has been modified"), "{stderr}");
+    // kubectl sends a dry-run delete's dryRun in the DeleteOptions body, not the query.
+    assert!(k
+        .ok(&["delete", "pod", "web", "--dry-run=server"])
+        .contains("(server dry run)"));
+    k.ok(&["get", "pod", "web"]);
 }
 
 #[test]

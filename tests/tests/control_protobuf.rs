@@ -736,6 +736,78 @@ fn protobuf_leases_keep_microsecond_times() {
     );
 }
 
+/// A kubelet (client-go, protobuf) registers its Node and creates its Lease as a node identity.
+#[test]
+fn node_identities_create_their_node_and_lease_in_protobuf() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let pki = &cp.running().pki;
+    let pair = pki
+        .issue_client("system:node:node-a", &["system:nodes"])
+        .unwrap();
+    let connector = pea_tests::control_client::tls_connector_with_cert(
+        &pki.ca.cert_pem,
+        &pair.cert_pem,
+        &pair.key_pem,
+    )
+    .unwrap();
+    let mut c = cp
+        .block_on(ApiClient::connect(cp.addr, &connector, ""))
+        .unwrap();
+    const PB: &str = "application/vnd.kubernetes.protobuf";
+    let envelope = |api_version: &str, kind: &str, raw: Vec<u8>| {
+        let type_meta = [field(1, api_version.as_bytes()), field(2, kind.as_bytes())].concat();
+        [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &raw)].concat()
+    };
+    let mut post = |path: &str, body: Vec<u8>| {
+        let (code, body) = cp
+            .block_on(c.call_typed("POST", path, PB, Some(body)))
+            .unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+    let node = |name: &str| envelope("v1", "Node", field(1, &field(1, name.as_bytes())));
+    let lease = |name: &str| {
+        let raw = [
+            field(1, &field(1, name.as_bytes())),
+            field(2, &[field(1, name.as_bytes()), num(2, 40)].concat()),
+        ]
+        .concat();
+        envelope("coordination.k8s.io/v1", "Lease", raw)
+    };
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
+    let (code, body) = post("/api/v1/nodes", node("node-a"));
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = post(leases, lease("node-a"));
+    assert_eq!(code, 201, "{body}");
+    // Another node's objects stay out of reach, whatever the encoding.
+    let (code, body) = post("/api/v1/nodes", node("node-b"));
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = post(leases, lease("node-b"));
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        json(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"User "system:node:node-a" cannot create resource "leases""#),
+        "{body}"
+    );
+    let k = cp.kubectl();
+    assert_eq!(
+        k.ok(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]),
+        "node-a"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.items[*].spec.holderIdentity}"
+        ]),
+        "node-a"
+    );
+}
+
 #[test]
 fn kubectl_drain_sends_protobuf_delete_options() {
     // drain deletes through the typed client: DeleteOptions travel as protobuf, and

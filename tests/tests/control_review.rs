@@ -407,3 +407,116 @@ fn updates_to_immutable_fields_are_refused() {
         "{err}"
     );
 }
+
+/// Polls `f` (up to 20 s) until it holds; a wait for background work, not a timing check.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Like kube-apiserver: the namespaces every cluster has may not be deleted, and a terminating
+/// namespace goes only after its contents are deleted (the `kubernetes` spec finalizer) and
+/// no metadata finalizer holds it.
+#[test]
+fn namespaces_are_protected_and_wait_for_their_finalizers() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let err = k.fails(&["delete", "namespace", ns]);
+        assert!(
+            err.contains(&format!(
+                "namespaces \"{ns}\" is forbidden: this namespace may not be deleted"
+            )),
+            "{err}"
+        );
+    }
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: held, finalizers: [example.com/hold]}\n",
+    );
+    k.ok(&["create", "configmap", "c", "-n", "held"]);
+    k.ok(&["delete", "namespace", "held", "--wait=false"]);
+    let spec_finalizers = || {
+        k.ok(&[
+            "get",
+            "namespace",
+            "held",
+            "-o",
+            "jsonpath={.spec.finalizers[*]}",
+        ])
+    };
+    eventually("the namespace's contents to be deleted", || {
+        spec_finalizers().is_empty()
+    });
+    assert!(k
+        .fails(&["get", "cm", "c", "-n", "held"])
+        .contains("NotFound"));
+    // Still there, terminating, until its own finalizer goes.
+    assert_eq!(
+        k.ok(&["get", "namespace", "held", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    k.ok(&[
+        "patch",
+        "namespace",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually("the namespace to go", || {
+        k.run(&["get", "namespace", "held"])
+            .status
+            .success()
+            .eq(&false)
+    });
+}
+
+/// The admin kubeconfig the server writes works as written on a listen address other than
+/// 127.0.0.1 (the serving certificate names it). Over plain HTTP it carries the admin token,
+/// which clients that send credentials over HTTP can use (kubectl's clientcmd reads credentials
+/// only for TLS servers, so kubectl itself cannot authenticate there).
+#[test]
+fn admin_kubeconfig_works_on_other_listen_addresses_and_plain_http() {
+    use std::io::{Read, Write};
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| {
+        c.listen = "127.0.0.2:0".parse().unwrap()
+    })
+    .unwrap();
+    assert_eq!(cp.addr.ip().to_string(), "127.0.0.2");
+    assert!(cp
+        .kubectl()
+        .ok(&["get", "namespaces"])
+        .contains("kube-system"));
+    drop(cp);
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| c.insecure_http = true).unwrap();
+    let config = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    assert!(config.contains("server: http://"), "{config}");
+    let token = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token: {config}"));
+    assert_eq!(token, cp.running().admin_token);
+    let get = |auth: &str| {
+        let mut s = std::net::TcpStream::connect(cp.addr).unwrap();
+        write!(
+            s,
+            "GET /api/v1/namespaces HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
+            cp.addr
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let resp = get(&format!("Authorization: Bearer {token}\r\n"));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("kube-system"), "{resp}");
+    assert!(get("").starts_with("HTTP/1.1 401"));
+}

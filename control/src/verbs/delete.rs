@@ -9,6 +9,11 @@ use crate::objects;
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
 
+/// Namespaces every cluster has, which may not be deleted (kube-apiserver's
+/// NamespaceLifecycle admission).
+pub const IMMORTAL_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
 /// DeleteOptions from the body (if any) and the query.
 #[derive(Debug, Default)]
 pub struct DeleteOptions {
@@ -16,6 +21,8 @@ pub struct DeleteOptions {
     pub grace_seconds: Option<i64>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `dryRun: ["All"]` in the body (kubectl delete --dry-run=server sends it there).
+    pub dry_run: bool,
 }
 
 pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
@@ -65,7 +72,29 @@ pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
             })
             .transpose()?,
     };
+    let mut dry_run = false;
+    if let Some(list) = body.get("dryRun").filter(|v| !v.is_null()) {
+        let Some(list) = list.as_array() else {
+            return Err(ApiError::BadRequest(
+                "invalid DeleteOptions: dryRun must be a list".into(),
+            ));
+        };
+        for v in list {
+            match v.as_str() {
+                Some("All") => dry_run = true,
+                _ => {
+                    return Err(crate::verbs::invalid_options(
+                        "DeleteOptions",
+                        vec![crate::verbs::dry_run_cause(
+                            &v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )],
+                    ))
+                }
+            }
+        }
+    }
     Ok(DeleteOptions {
+        dry_run,
         propagation,
         grace_seconds,
         uid: body
@@ -105,6 +134,15 @@ pub async fn delete_one(
         name: name.into(),
         reason,
     };
+    if ctx.def.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
+        // kube-apiserver's NamespaceLifecycle admission.
+        return Err(ApiError::ForbiddenObject {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: name.into(),
+            reason: "this namespace may not be deleted".into(),
+        });
+    }
     let (mut obj, rev) = ctx.current(name).await?;
     if let Some(uid) = &opts.uid {
         if objects::meta_str(&obj, "uid") != Some(uid) {
@@ -119,7 +157,7 @@ pub async fn delete_one(
             return Err(conflict(format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}")));
         }
     }
-    if ctx.dry_run() {
+    if ctx.dry_run() || opts.dry_run {
         return Ok(obj);
     }
     if obj.pointer("/metadata/deletionTimestamp").is_some() {
@@ -179,7 +217,7 @@ pub async fn delete_one(
                 .unwrap_or(30);
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             // kube-apiserver dates a graceful deletion at its deadline: now + grace.
-            let deadline = ctx.now() + std::time::Duration::from_secs(grace.max(0) as u64);
+            let deadline = grace_deadline(ctx.now(), grace);
             obj["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(deadline));
         } else {
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
@@ -217,6 +255,17 @@ pub async fn delete_one(
     Ok(obj)
 }
 
+/// Longest grace a deletion deadline is dated with: any request data (a huge
+/// gracePeriodSeconds) must yield a time that exists and prints as RFC 3339.
+const MAX_GRACE_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// `now + grace`, with grace clamped to `0..=MAX_GRACE_SECS`.
+fn grace_deadline(now: std::time::SystemTime, grace: i64) -> std::time::SystemTime {
+    let secs = u64::try_from(grace).unwrap_or(0).min(MAX_GRACE_SECS);
+    now.checked_add(std::time::Duration::from_secs(secs))
+        .unwrap_or(now)
+}
+
 fn add_finalizer(obj: &mut Value, f: &str) {
     let list = obj["metadata"]
         .as_object_mut()
@@ -236,4 +285,23 @@ pub fn after_delete(api: &std::sync::Arc<crate::api::Api>, def: &ResourceDef, ob
         obj.clone(),
         Propagation::Background,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn grace_deadlines_are_clamped_to_printable_times() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(grace_deadline(now, 30), now + Duration::from_secs(30));
+        assert_eq!(grace_deadline(now, -5), now);
+        for huge in [i64::MAX, 1 << 62, 9_223_372_036] {
+            let d = grace_deadline(now, huge);
+            assert!(d > now);
+            assert!(!objects::rfc3339(d).is_empty(), "{huge}");
+        }
+    }
 }

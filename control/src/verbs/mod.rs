@@ -16,6 +16,57 @@ use serde_json::Value;
 use crate::api::Ctx;
 use crate::status::ApiError;
 
+/// Checks the write options in the query like kube-apiserver's `ValidateCreateOptions` (and
+/// Update/Patch/Delete): `dryRun` may only be `All`, `fieldValidation` only `Ignore`, `Warn`
+/// or `Strict`; anything else is a 422 naming the value instead of a silent default.
+pub fn check_options(ctx: &Ctx<'_>) -> Result<(), ApiError> {
+    let kind = match ctx.info.verb.as_str() {
+        "create" => "CreateOptions",
+        "update" => "UpdateOptions",
+        "patch" => "PatchOptions",
+        "delete" | "deletecollection" => "DeleteOptions",
+        _ => return Ok(()),
+    };
+    let mut causes = Vec::new();
+    if let Some(v) = ctx.query.get("dryRun").filter(|v| *v != "All") {
+        causes.push(dry_run_cause(v));
+    }
+    if kind != "DeleteOptions" {
+        if let Some(v) = ctx
+            .query
+            .get("fieldValidation")
+            .filter(|v| !matches!(*v, "Ignore" | "Warn" | "Strict"))
+        {
+            causes.push((
+                "fieldValidation".to_string(),
+                format!("Unsupported value: {v:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""),
+            ));
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(invalid_options(kind, causes))
+}
+
+/// The cause for an unsupported `dryRun` value.
+pub fn dry_run_cause(v: &str) -> (String, String) {
+    (
+        "dryRun".into(),
+        format!("Unsupported value: {v:?}: supported values: \"All\""),
+    )
+}
+
+/// A 422 for request options (`CreateOptions.meta.k8s.io` and the like).
+pub fn invalid_options(kind: &str, causes: Vec<(String, String)>) -> ApiError {
+    ApiError::Invalid {
+        group: "meta.k8s.io".into(),
+        kind: kind.into(),
+        name: String::new(),
+        causes,
+    }
+}
+
 /// Parses the request body as a JSON object; protobuf and other encodings get a clear 415.
 pub fn body_object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();

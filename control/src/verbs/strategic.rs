@@ -47,7 +47,11 @@ fn strategy(parent: &str, field: &str) -> ListStrategy {
         {
             Key("containerPort")
         }
-        "ports" => Key("port"),
+        // ServiceSpec.ports; Endpoints' and EndpointSlice's ports are atomic lists.
+        "ports" if parent == "spec" => Key("port"),
+        // NodeStatus.addresses (EndpointSubset.addresses is atomic).
+        "addresses" if parent == "status" => Key("type"),
+        "podIPs" | "hostIPs" => Key("ip"),
         "volumeMounts" => Key("mountPath"),
         "volumeDevices" => Key("devicePath"),
         "hostAliases" => Key("ip"),
@@ -147,7 +151,8 @@ fn merge_map(
             });
         }
         let tm = target.as_object_mut().expect("made an object above");
-        if pv.is_null() {
+        // `null` and `{"$patch": "delete"}` both remove the field.
+        if pv.is_null() || pv.get("$patch").and_then(Value::as_str) == Some("delete") {
             tm.remove(k);
             continue;
         }
@@ -304,6 +309,65 @@ mod tests {
             r["spec"]["containers"][0]["ports"],
             json!([{"containerPort": 80, "name": "http", "protocol": "TCP"}, {"containerPort": 443}])
         );
+    }
+
+    #[test]
+    fn merge_keys_follow_kubernetes_struct_tags() {
+        // Node addresses merge by type, pod IPs by ip.
+        let node = json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": "n1"}]}});
+        let r = apply(
+            &node,
+            &json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            r["status"]["addresses"],
+            json!([{"type": "InternalIP", "address": "10.0.0.2"}, {"type": "Hostname", "address": "n1"}])
+        );
+        let pod =
+            json!({"status": {"podIPs": [{"ip": "10.1.0.5"}], "hostIPs": [{"ip": "10.0.0.1"}]}});
+        let r = apply(
+            &pod,
+            &json!({"status": {"podIPs": [{"ip": "fd00::5"}], "hostIPs": [{"ip": "10.0.0.1"}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            r["status"]["podIPs"],
+            json!([{"ip": "10.1.0.5"}, {"ip": "fd00::5"}])
+        );
+        assert_eq!(r["status"]["hostIPs"], json!([{"ip": "10.0.0.1"}]));
+        // EndpointSlice ports (no `port` needed) and Endpoints subsets are replaced whole.
+        let slice = json!({"ports": [{"name": "http", "port": 80}]});
+        let r = apply(&slice, &json!({"ports": [{"name": "all"}]})).unwrap();
+        assert_eq!(r["ports"], json!([{"name": "all"}]));
+        let ep = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]});
+        let r = apply(
+            &ep,
+            &json!({"subsets": [{"addresses": [{"ip": "10.0.0.2"}], "ports": [{"port": 81}]}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            r["subsets"],
+            json!([{"addresses": [{"ip": "10.0.0.2"}], "ports": [{"port": 81}]}])
+        );
+        // Service ports still merge by port.
+        let svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}]}});
+        let r = apply(
+            &svc,
+            &json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            r["spec"]["ports"],
+            json!([{"port": 80, "name": "http", "targetPort": 8080}])
+        );
+    }
+
+    #[test]
+    fn delete_directive_on_a_map_removes_the_field() {
+        let o = json!({"spec": {"selector": {"a": "1"}, "x": 1}});
+        let r = apply(&o, &json!({"spec": {"selector": {"$patch": "delete"}}})).unwrap();
+        assert_eq!(r, json!({"spec": {"x": 1}}));
     }
 
     #[test]

@@ -38,14 +38,19 @@ fn merge_for_subresource(
     match ctx.info.subresource.as_deref() {
         None => {
             // The main resource cannot change status where a status subresource exists.
+            let Some(m) = incoming.as_object_mut() else {
+                return Err(ApiError::BadRequest(
+                    "the object must be a JSON object".into(),
+                ));
+            };
             if ctx.def.has_subresource("status") {
                 match current.get("status") {
-                    Some(s) => incoming["status"] = s.clone(),
+                    Some(s) => {
+                        m.insert("status".into(), s.clone());
+                    }
                     None => {
-                        if let Some(m) = incoming.as_object_mut() {
-                            if ctx.def.kind != "Namespace" {
-                                m.remove("status");
-                            }
+                        if ctx.def.kind != "Namespace" {
+                            m.remove("status");
                         }
                     }
                 }
@@ -110,6 +115,20 @@ pub async fn write(
     if !new.get("metadata").is_some_and(Value::is_object) {
         return Err(ApiError::BadRequest("metadata must be an object".into()));
     }
+    if objects::depth_exceeds(&new, objects::MAX_DEPTH) {
+        return Err(ApiError::Invalid {
+            group: ctx.def.group.into(),
+            kind: ctx.def.kind.into(),
+            name: name.into(),
+            causes: vec![(
+                String::new(),
+                format!(
+                    "the object nests more than {} levels deep",
+                    objects::MAX_DEPTH
+                ),
+            )],
+        });
+    }
     let body_name = objects::name_of(&new).to_string();
     if body_name.is_empty() {
         new["metadata"]["name"] = json!(name);
@@ -162,14 +181,20 @@ pub async fn write(
         }
     }
     if !ctx.content_type.starts_with("application/apply-patch") {
-        // Writers that do not send managedFields keep the recorded ownership; a named field
-        // manager takes ownership of the fields it changed (what server-side apply checks).
-        if new.pointer("/metadata/managedFields").is_none() {
-            if let Some(m) = current.pointer("/metadata/managedFields") {
-                new["metadata"]["managedFields"] = m.clone();
-            }
+        // Ownership is the server's record, never taken from the body (an empty list resets
+        // it, like kube-apiserver); a named field manager takes ownership of the fields it
+        // changed (what server-side apply checks).
+        let reset = new
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        if let Some(m) = new["metadata"].as_object_mut() {
+            match current.pointer("/metadata/managedFields") {
+                Some(kept) if !reset => m.insert("managedFields".into(), kept.clone()),
+                _ => m.remove("managedFields"),
+            };
         }
-        if let Some(manager) = update_manager(ctx) {
+        if let Some(manager) = update_manager(ctx).filter(|_| !reset) {
             let now = objects::rfc3339(ctx.now());
             crate::managed::record_update(
                 &current,
@@ -182,6 +207,9 @@ pub async fn write(
     }
     if ctx.info.subresource.is_none() {
         crate::defaults::apply_to_spec(ctx.def.kind, &mut new);
+    }
+    if ctx.def.kind == "Namespace" {
+        keep_namespace_finalizer(&current, &mut new);
     }
     if crate::defaults::has_generation(ctx.def.kind) && new.get("spec") != current.get("spec") {
         let g = current
@@ -226,7 +254,8 @@ pub async fn write(
         && new
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty());
+            .is_none_or(|f| f.is_empty())
+        && (ctx.def.kind != "Namespace" || crate::gc::namespace_finalized(&new));
     let store = ctx.api.store.as_ref();
     if ctx.dry_run() {
         if ctx.def.kind == "Service" {
@@ -248,6 +277,31 @@ pub async fn write(
         }
     }
     written.map(|()| (new, warnings))
+}
+
+/// The `kubernetes` spec finalizer of a namespace is the server's: it goes when the
+/// namespace's contents are deleted, never through a client's update.
+fn keep_namespace_finalizer(current: &Value, new: &mut Value) {
+    let fin = crate::gc::NAMESPACE_FINALIZER;
+    let held = |o: &Value| {
+        o.pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == fin))
+    };
+    if !held(current) || held(new) {
+        return;
+    }
+    match new
+        .pointer_mut("/spec/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        Some(f) => f.push(json!(fin)),
+        None => {
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), json!([fin]));
+            }
+        }
+    }
 }
 
 /// The store write of [`write`]: an update, or the delete of a finalized object.
