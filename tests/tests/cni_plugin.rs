@@ -846,7 +846,7 @@ fn bad_lease_files_block_nothing_and_gc_keeps_going_past_failures() -> Result<()
 
     // bl1's lease (the lowest address left) cannot be removed: GC still releases bl2, bl3 and
     // host-local's lease, deletes every veth, and names the lease it could not release.
-    let stuck = dir.join(format!("{}", ips[0]));
+    let stuck = dir.join(&ips[0]);
     run_chattr("+i", &stuck)?;
     let gc = net.gc(&[]);
     run_chattr("-i", &stuck)?;
