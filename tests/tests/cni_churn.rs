@@ -1,7 +1,8 @@
 //! 200 ADD/DEL cycles through pea-cni leave nothing behind: no links, addresses, routes, leases
 //! or nft rules beyond what the node had after its first pod. A resident pod stays attached
 //! throughout, so the churn runs the steady-state path (masquerade rule already installed) and
-//! must not disturb it. Bounded in count and time.
+//! must not disturb it; then 50 more cycles on the empty node install and remove the masquerade
+//! table each time. Bounded in count and time.
 
 use std::{
     path::PathBuf,
@@ -17,6 +18,8 @@ use pea_tests::{
 use serde_json::{json, Value};
 
 const CYCLES: usize = 200;
+/// Cycles on a node with no other pod (first and last pod each time).
+const EMPTY_NODE_CYCLES: usize = 50;
 const TIME_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, PartialEq)]
@@ -127,6 +130,21 @@ fn two_hundred_add_del_cycles_leak_nothing() -> Result<()> {
         &Value::Null,
     )?;
     assert!(node.nft_tables()?.is_empty(), "{:?}", node.nft_tables()?);
+    let empty = snap()?;
+    // Then churn on the empty node: every cycle is a first and last pod, installing and removing
+    // the masquerade table; the node must end as empty as it was.
+    for i in 0..EMPTY_NODE_CYCLES {
+        assert!(
+            start.elapsed() < TIME_LIMIT,
+            "empty-node churn exceeded {TIME_LIMIT:?} after {i} cycles"
+        );
+        let id = format!("first{i}");
+        net.add(&id, &path, "eth0", &Value::Null)?;
+        assert_eq!(node.nft_tables()?, vec!["ip pea-cni-churn".to_string()]);
+        net.del(&id, &ns, "eth0", &Value::Null)?;
+    }
+    assert_eq!(snap()?, empty);
+    assert_eq!(empty.nft_rules, 0, "{empty:?}");
     // Round-robin allocation walked the range instead of reusing one address.
     assert!(
         addresses.len() > 100,
