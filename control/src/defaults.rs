@@ -71,13 +71,43 @@ fn default_pod_spec(spec: &mut Value) {
 pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
         "Namespace" => set_if_absent(obj, "/status/phase", json!("Active")),
-        "Pod" => {
-            set_if_absent(obj, "/status/phase", json!("Pending"));
-            set_if_absent(obj, "/status/qosClass", json!("BestEffort"));
-        }
+        "Pod" => set_if_absent(obj, "/status/phase", json!("Pending")),
         _ => {}
     }
     apply_to_spec(kind, obj);
+    if kind == "Pod" {
+        // Computed from the defaulted spec, whatever the client sent (kube's PrepareForCreate).
+        let class = crate::qos::pod_qos_class(obj);
+        if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+            status.insert("qosClass".into(), json!(class));
+        }
+    }
+}
+
+/// A Pod's (not a template's) containers request what they limit unless they say otherwise
+/// (kube's SetDefaults_Pod).
+fn default_requests_to_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(resources) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+                continue;
+            };
+            let requests = resources.entry("requests").or_insert_with(|| json!({}));
+            if let Some(requests) = requests.as_object_mut() {
+                for (k, v) in limits {
+                    requests.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
 }
 
 /// Fills the defaults of the object's desired state, as kube-apiserver does on every write
@@ -88,6 +118,7 @@ pub fn apply_to_spec(kind: &str, obj: &mut Value) {
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {
                 default_pod_spec(spec);
+                default_requests_to_limits(spec);
             }
         }
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
@@ -260,6 +291,33 @@ pub fn has_generation(kind: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_request_what_they_limit_and_get_their_qos_class() {
+        let limits = json!({"cpu": "250m", "memory": "64Mi"});
+        let mut pod = json!({"spec": {"containers": [
+            {"name": "a", "image": "busybox:1", "resources": {"limits": limits}}]},
+            "status": {"qosClass": "BestEffort"}});
+        apply("Pod", &mut pod);
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"],
+            limits
+        );
+        assert_eq!(
+            pod["status"]["qosClass"], "Guaranteed",
+            "computed, not taken"
+        );
+        assert_eq!(pod["status"]["phase"], "Pending");
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "busybox:1"}]}});
+        apply("Pod", &mut pod);
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+        // Templates keep what they say: kube defaults requests only on Pods.
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "busybox:1", "resources": {"limits": limits}}]}}}});
+        apply("Deployment", &mut d);
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert!(c["resources"].get("requests").is_none(), "{c}");
+    }
 
     #[test]
     fn secret_string_data_folds_into_data() {

@@ -21,6 +21,7 @@ pub mod openapi_v2_pb;
 pub mod pki;
 pub mod portalloc;
 pub mod protobuf;
+pub mod qos;
 pub mod ranges;
 pub mod request;
 pub mod resources;
