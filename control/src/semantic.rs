@@ -171,6 +171,39 @@ fn pod_spec(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
                 }
                 port_range(p.get("hostPort"), format!("{pf}.hostPort"), out);
             }
+            resources(c.get("resources"), &format!("{f}.resources"), out);
+        }
+    }
+}
+
+/// A container's requests and limits, as kube-apiserver's ValidateResourceRequirements checks
+/// them: every value a quantity, none negative, and a request never above its limit.
+fn resources(r: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
+    let amounts = |field: &str, out: &mut Vec<Cause>| {
+        let mut found = std::collections::BTreeMap::new();
+        let items = r.and_then(|r| r.get(field)).and_then(Value::as_object);
+        for (name, v) in items.into_iter().flatten() {
+            let f = format!("{at}.{field}[{name}]");
+            match v.as_str().and_then(crate::qos::nano_units) {
+                None => out.push((f, format!("Invalid value: {v}: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))),
+                Some(n) if n < 0 => out.push((f, format!("Invalid value: {v}: must be greater than or equal to 0"))),
+                Some(n) => {
+                    found.insert(name.clone(), (n, v.as_str().unwrap_or_default().to_string()));
+                }
+            }
+        }
+        found
+    };
+    let requests = amounts("requests", out);
+    let limits = amounts("limits", out);
+    for (name, (req, text)) in &requests {
+        if let Some((lim, lim_text)) = limits.get(name) {
+            if req > lim {
+                out.push((
+                    format!("{at}.requests[{name}]"),
+                    format!("Invalid value: {text:?}: must be less than or equal to {name} limit of {lim_text}"),
+                ));
+            }
         }
     }
 }
@@ -486,6 +519,20 @@ mod tests {
             ]
         );
         assert_eq!(check("Pod", &json!({"spec": {}}))[0].0, "spec.containers");
+        let r = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {
+            "requests": {"cpu": "2", "memory": "-1"}, "limits": {"cpu": "1500m", "memory": "lots"}}}]}});
+        let fields: Vec<String> = check("Pod", &r).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.containers[0].resources.requests[memory]",
+                "spec.containers[0].resources.limits[memory]",
+                "spec.containers[0].resources.requests[cpu]",
+            ]
+        );
+        let ok = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "0.5", "memory": "2Gi"}}}]}});
+        assert!(check("Pod", &ok).is_empty(), "{:?}", check("Pod", &ok));
         let j = json!({"spec": {"template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}});
         assert_eq!(check("Job", &j)[0].0, "spec.template.spec.restartPolicy");
         let s = json!({"spec": {"ports": [{"port": 0}]}});
