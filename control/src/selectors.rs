@@ -164,6 +164,7 @@ fn kind_fields(kind: &str) -> &'static [&'static str] {
             "spec.restartPolicy",
             "spec.schedulerName",
             "spec.serviceAccountName",
+            "spec.hostNetwork",
             "status.podIP",
             "status.nominatedNodeName",
         ],
@@ -232,7 +233,13 @@ impl FieldSelector {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Bool(b)) => b.to_string(),
                 Some(Value::Number(n)) => n.to_string(),
-                _ => String::new(),
+                // kube compares the Go field's value, so an absent bool is "false" and an
+                // absent count "0".
+                _ => match field.as_str() {
+                    "spec.unschedulable" | "spec.hostNetwork" => "false".into(),
+                    "status.replicas" | "status.successful" => "0".into(),
+                    _ => String::new(),
+                },
             };
             (have == *want) == *eq
         })
@@ -275,6 +282,16 @@ mod tests {
         assert!(m("status.phase!=Pending"));
         assert!(!m("spec.nodeName=n2"));
         assert!(m("spec.nodeName!="));
+        assert!(m("spec.hostNetwork=false"));
+        // Absent bools and counts compare as Go's zero values.
+        let node = json!({"metadata": {"name": "n1"}, "spec": {}});
+        let n = |s: &str| FieldSelector::parse(s, "Node").unwrap().matches(&node);
+        assert!(n("spec.unschedulable=false"));
+        assert!(!n("spec.unschedulable=true"));
+        let rs = json!({"metadata": {"name": "r"}, "status": {}});
+        assert!(FieldSelector::parse("status.replicas=0", "ReplicaSet")
+            .unwrap()
+            .matches(&rs));
         assert_eq!(
             FieldSelector::parse("spec.foo=1", "Pod"),
             Err(SelectorError::UnsupportedField {

@@ -21,6 +21,14 @@ pub fn is_dns_label(s: &str) -> bool {
 
 /// Why `name` is not a valid object name for `kind`, if it is not.
 pub fn name_problem(kind: &str, name: &str) -> Option<String> {
+    // Service names become DNS names and environment variable prefixes: an RFC 1035 label,
+    // which must start with a letter (kube's ValidateServiceName).
+    if kind == "Service"
+        && is_dns_label(name)
+        && !name.starts_with(|c: char| c.is_ascii_lowercase())
+    {
+        return Some(format!("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123'), got {name:?}"));
+    }
     let label_only = matches!(kind, "Namespace" | "Service");
     let ok = if label_only {
         is_dns_label(name)
@@ -40,6 +48,18 @@ pub fn name_problem(kind: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_names_start_with_a_letter() {
+        assert!(name_problem("Service", "web-1").is_none());
+        assert!(name_problem("Service", "1web")
+            .unwrap()
+            .contains("DNS-1035"));
+        assert!(name_problem("ConfigMap", "1web").is_none());
+        assert!(name_problem("Service", "a.b")
+            .unwrap()
+            .contains("RFC 1123 label"));
+    }
 
     #[test]
     fn names() {
