@@ -28,6 +28,11 @@ cleanup() {
     [ -e "/run/netns/$net-p$n" ] && cni "$n" DEL >/dev/null 2>&1
   done
   for ns in p1 p2 n1 n2; do ip netns del "$net-$ns" 2>/dev/null; done
+  # `ip netns add` makes /run/netns a mount point the first time; undo that if it was us.
+  if [ "${netns_was_mounted:-1}" = 0 ] && mountpoint -q /run/netns &&
+    [ -z "$(ls -A /run/netns)" ]; then
+    umount /run/netns && rmdir /run/netns
+  fi
   rm -rf "$work"
   return 0
 }
@@ -48,6 +53,8 @@ echo "up.sh: running a busybox container with pea-runtime"
 # (static config, a shared registry directory standing in for the cluster) and the VXLAN routes to
 # the other; pea-cni puts a pod on each node.
 echo "up.sh: two-node pod network: pea-flanneld (VXLAN) + pea-cni, in namespaces $net-*"
+netns_was_mounted=0
+mountpoint -q /run/netns && netns_was_mounted=1
 for ns in n1 n2 p1 p2; do ip netns add "$net-$ns"; done
 ip -n "$net-n1" link add eth0 type veth peer name eth0 netns "$net-n2"
 mkdir -p "$work/registry"
