@@ -60,8 +60,6 @@ pub enum IpamError {
     },
     #[error("requested address {ip} is not available: {why}")]
     Unavailable { ip: IpAddr, why: String },
-    #[error("lease file {path} is corrupt: {why}")]
-    Corrupt { path: PathBuf, why: String },
     #[error("releasing the leases of {container_id}/{ifname}: {}", join(errors))]
     Release {
         container_id: String,

@@ -360,26 +360,29 @@ fn leaked_service_allocations_are_freed_by_the_sweep() {
     assert_eq!(records("/registry/ranges/serviceips/"), 1);
 }
 
+/// Two Deployments d1 and d2 and a ConfigMap `shared` owned by both (`d1_extra` is added to d1's
+/// ownerReference, e.g. `, blockOwnerDeletion: true`).
+fn shared_by_two_deployments(k: &Kubectl, d1_extra: &str) {
+    for d in ["d1", "d2"] {
+        k.ok(&["create", "deployment", d, "--image=busybox"]);
+    }
+    let duid = |d: &str| k.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
+    let (u1, u2) = (duid("d1"), duid("d2"));
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: d1, uid: {u1}{d1_extra}}}\n  - {{apiVersion: apps/v1, kind: Deployment, name: d2, uid: {u2}}}\n"
+        ),
+    );
+}
+
 /// Like kube's garbage collector, a background cascade deletes a dependent only when all its
 /// owners are gone; beside a live owner it just loses the reference to the deleted one.
 #[test]
 fn background_cascade_keeps_dependents_with_live_owners() {
     let cp = ControlPlane::start(Backend::Embedded).unwrap();
     let k = cp.kubectl();
-    for d in ["d1", "d2"] {
-        k.ok(&["create", "deployment", d, "--image=busybox"]);
-    }
-    let duid = |d: &str| k.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
-    let (u1, u2) = (duid("d1"), duid("d2"));
-    let mut cm = String::from(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  ownerReferences:\n",
-    );
-    for (n, u) in [("d1", &u1), ("d2", &u2)] {
-        cm.push_str(&format!(
-            "  - {{apiVersion: apps/v1, kind: Deployment, name: {n}, uid: {u}}}\n"
-        ));
-    }
-    k.ok_stdin(&["create", "-f", "-"], &cm);
+    shared_by_two_deployments(&k, "");
     k.ok(&["delete", "deployment", "d1", "--cascade=background"]);
     eventually("the reference to d1 to go", || {
         owners_of(&k, "shared") == "d2"
@@ -396,17 +399,7 @@ fn background_cascade_keeps_dependents_with_live_owners() {
 fn foreground_cascade_keeps_dependents_with_live_owners() {
     let cp = ControlPlane::start(Backend::Embedded).unwrap();
     let k = cp.kubectl();
-    for d in ["d1", "d2"] {
-        k.ok(&["create", "deployment", d, "--image=busybox"]);
-    }
-    let duid = |d: &str| k.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
-    let (u1, u2) = (duid("d1"), duid("d2"));
-    k.ok_stdin(
-        &["create", "-f", "-"],
-        &format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: d1, uid: {u1}, blockOwnerDeletion: true}}\n  - {{apiVersion: apps/v1, kind: Deployment, name: d2, uid: {u2}}}\n"
-        ),
-    );
+    shared_by_two_deployments(&k, ", blockOwnerDeletion: true");
     k.ok(&[
         "delete",
         "deployment",

@@ -22,13 +22,6 @@ pub(super) async fn run(conf: &NetConf) -> Result<(), CmdError> {
     let valid = &conf.gc_valid_attachments().ok_or_else(|| {
         CmdError::Usage("GC needs \"cni.dev/valid-attachments\" in the config".into())
     })?;
-    let keep: HashSet<(&str, &str)> = valid
-        .iter()
-        .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
-        .collect();
-    // Containers with a valid attachment: a lease that records no interface (older
-    // host-local's format) belongs to all of them.
-    let keep_ids: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
     let data_dir = conf.data_dir()?;
     let h = netns::netlink_here()?;
     let store = Store::new(&data_dir, &conf.name);
@@ -50,12 +43,12 @@ pub(super) async fn run(conf: &NetConf) -> Result<(), CmdError> {
     };
     for lease in leases {
         let veth = link::host_veth_name(&lease.container_id, &lease.ifname);
-        let kept = if lease.ifname.is_empty() {
-            keep_ids.contains(lease.container_id.as_str())
-        } else {
-            keep.contains(&(lease.container_id.as_str(), lease.ifname.as_str()))
-        };
-        if kept {
+        // A lease that records no interface (older host-local) belongs to every interface of
+        // its container.
+        if valid
+            .iter()
+            .any(|a| lease.owned_by(&a.container_id, &a.ifname))
+        {
             owned_veths.insert(veth);
             continue;
         }
