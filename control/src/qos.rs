@@ -30,7 +30,9 @@ pub fn nano_units(q: &str) -> Option<i128> {
         "T" => (number, 12),
         "P" => (number, 15),
         "E" => (number, 18),
-        s if s.starts_with(['e', 'E']) => (number, s[1..].parse::<i32>().ok()?),
+        s if s.starts_with(['e', 'E']) && s[1..].parse::<i32>().is_ok() => {
+            (number, s[1..].parse::<i32>().ok()?)
+        }
         _ => {
             let shift = match suffix {
                 "Ki" => 10,
@@ -132,6 +134,8 @@ mod tests {
         assert_eq!(nano_units("500m"), nano_units("0.5"));
         assert_eq!(nano_units("1"), Some(1_000_000_000));
         assert_eq!(nano_units("1Ki"), Some(1024 * 1_000_000_000));
+        assert_eq!(nano_units("1Ei"), Some((1i128 << 60) * 1_000_000_000));
+        assert_eq!(nano_units("2E"), nano_units("2e18"));
         assert_eq!(nano_units("1Gi"), nano_units("1024Mi"));
         assert_eq!(nano_units("1e3"), nano_units("1k"));
         assert_eq!(nano_units("1.5G"), nano_units("1500M"));
