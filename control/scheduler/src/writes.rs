@@ -1,0 +1,300 @@
+//! The scheduler's writes to the API: the binding, the PodScheduled condition (with
+//! `nominatedNodeName` after a preemption), victim deletion and Events. Each is one call;
+//! the loop decides when.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::chrono::{DateTime, Utc};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum WriteError {
+    #[error("binding pod {pod} to node {node}: {source}")]
+    Bind {
+        pod: String,
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating the status of pod {pod}: {source}")]
+    Status {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting preemption victim {pod}: {source}")]
+    Evict {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("recording event {reason} for pod {pod}: {source}")]
+    Event {
+        pod: String,
+        reason: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl WriteError {
+    /// The API's HTTP status code, when the API answered.
+    pub fn code(&self) -> Option<u16> {
+        let e = match self {
+            WriteError::Bind { source, .. }
+            | WriteError::Status { source, .. }
+            | WriteError::Evict { source, .. }
+            | WriteError::Event { source, .. } => source,
+        };
+        match e {
+            kube::Error::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+fn ns_name(pod: &Pod) -> (&str, &str) {
+    (
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+/// POST pods/NAME/binding (kube's DefaultBinder), with the pod's uid as a precondition.
+pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), WriteError> {
+    let (ns, name) = ns_name(pod);
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            ..Default::default()
+        },
+    };
+    let body = serde_json::to_vec(&binding).unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.create_subresource::<serde_json::Value>("binding", name, &PostParams::default(), body)
+        .await
+        .map(|_| ())
+        .map_err(|source| WriteError::Bind {
+            pod: format!("{ns}/{name}"),
+            node: node.into(),
+            source,
+        })
+}
+
+/// The PodScheduled=False condition kube sets, or None when the pod already carries the
+/// same status, reason and message (kube's UpdatePodCondition skips that write).
+pub fn unschedulable_condition(
+    pod: &Pod,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Option<PodCondition> {
+    let existing = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+    if let Some(c) = existing {
+        if c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+            && c.message.as_deref() == Some(message)
+        {
+            return None;
+        }
+    }
+    // The transition time changes only when the status does.
+    let transition = match existing {
+        Some(c) if c.status == "False" => c.last_transition_time.clone(),
+        _ => None,
+    }
+    .unwrap_or(Time(now));
+    Some(PodCondition {
+        type_: "PodScheduled".into(),
+        status: "False".into(),
+        reason: Some("Unschedulable".into()),
+        message: Some(message.into()),
+        last_transition_time: Some(transition),
+        last_probe_time: None,
+    })
+}
+
+/// Strategic-merge patch of status.conditions[type=PodScheduled] and, after a preemption,
+/// status.nominatedNodeName.
+pub async fn patch_status(
+    client: &kube::Client,
+    pod: &Pod,
+    condition: Option<&PodCondition>,
+    nominated: Option<&str>,
+) -> Result<(), WriteError> {
+    let (ns, name) = ns_name(pod);
+    let mut status = serde_json::Map::new();
+    if let Some(c) = condition {
+        status.insert("conditions".into(), json!([c]));
+    }
+    if let Some(n) = nominated {
+        status.insert("nominatedNodeName".into(), json!(n));
+    }
+    if status.is_empty() {
+        return Ok(());
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": status})),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| WriteError::Status {
+        pod: format!("{ns}/{name}"),
+        source,
+    })
+}
+
+/// Deletes a preemption victim (with its own grace period), preconditioned on its uid.
+pub async fn evict(client: &kube::Client, victim: &Pod) -> Result<(), WriteError> {
+    let (ns, name) = ns_name(victim);
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut dp = DeleteParams::default();
+    if let Some(uid) = &victim.metadata.uid {
+        dp = dp.preconditions(kube::api::Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        });
+    }
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(WriteError::Evict {
+            pod: format!("{ns}/{name}"),
+            source,
+        }),
+    }
+}
+
+/// A core/v1 Event about a pod, as kube-scheduler's recorder writes them (reported by
+/// "default-scheduler"; pea serves core/v1 events, not events.k8s.io).
+/// Who reports events: kube's reportingComponent and reportingInstance.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    pub component: String,
+    pub instance: String,
+}
+
+pub fn pod_event(
+    pod: &Pod,
+    reporter: &Reporter,
+    type_: &str,
+    reason: &str,
+    action: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Event {
+    let (component, instance) = (reporter.component.as_str(), reporter.instance.as_str());
+    let (ns, name) = ns_name(pod);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{nanos:x}")),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some(type_.into()),
+        action: Some(action.into()),
+        source: Some(EventSource {
+            component: Some(component.into()),
+            host: None,
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        event_time: Some(MicroTime(now)),
+        count: Some(1),
+        reporting_component: Some(component.into()),
+        reporting_instance: Some(instance.into()),
+        ..Default::default()
+    }
+}
+
+pub async fn record(client: &kube::Client, event: &Event) -> Result<(), WriteError> {
+    let ns = event.metadata.namespace.as_deref().unwrap_or("default");
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), event)
+        .await
+        .map(|_| ())
+        .map_err(|source| WriteError::Event {
+            pod: format!(
+                "{ns}/{}",
+                event.involved_object.name.as_deref().unwrap_or("")
+            ),
+            reason: event.reason.clone().unwrap_or_default(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn condition_is_written_only_when_it_changes() {
+        let now = Utc::now();
+        let fresh: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        let c =
+            unschedulable_condition(&fresh, "0/1 nodes are available: 1 Insufficient cpu.", now)
+                .unwrap();
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_deref()),
+            ("PodScheduled", "False", Some("Unschedulable"))
+        );
+        let then = now - k8s_openapi::chrono::Duration::seconds(30);
+        let mut same: Pod = fresh.clone();
+        same.status = Some(
+            serde_json::from_value(
+                json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu.",
+            "lastTransitionTime": then.to_rfc3339()}]}),
+            )
+            .unwrap(),
+        );
+        assert!(unschedulable_condition(
+            &same,
+            "0/1 nodes are available: 1 Insufficient cpu.",
+            now
+        )
+        .is_none());
+        let changed =
+            unschedulable_condition(&same, "0/2 nodes are available: 2 Insufficient cpu.", now)
+                .unwrap();
+        assert_eq!(
+            changed.last_transition_time.map(|t| t.0.timestamp()),
+            Some(then.timestamp()),
+            "still False: the transition time stays"
+        );
+    }
+}
