@@ -31,6 +31,63 @@ struct Args {
     /// Range Service node ports are allocated from, e.g. 30000-32767.
     #[arg(long)]
     service_node_port_range: Option<String>,
+    /// Do not run the scheduler inside this process (run `pea-control scheduler` instead).
+    #[arg(long)]
+    disable_scheduler: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run only the scheduler, as a client of an API server (kube-scheduler's role).
+    Scheduler {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// JSON SchedulerConfig (schedulerName, leaderElect, leaseNamespace, leaseName,
+        /// identity, leaseDurationSecs, renewDeadlineSecs, retryPeriodSecs,
+        /// percentageOfNodesToScore, podInitialBackoffSecs, podMaxBackoffSecs, bindConcurrency).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run for leadership through a Lease (default true).
+        #[arg(long)]
+        leader_elect: Option<bool>,
+    },
+}
+
+fn scheduler_config(path: Option<&PathBuf>) -> anyhow::Result<pea_scheduler::SchedulerConfig> {
+    Ok(match path {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => pea_scheduler::SchedulerConfig::default(),
+    })
+}
+
+/// `pea-control scheduler --kubeconfig F`: the scheduler alone, until SIGINT/SIGTERM.
+fn run_scheduler(
+    kubeconfig: PathBuf,
+    config: Option<PathBuf>,
+    leader_elect: Option<bool>,
+) -> anyhow::Result<()> {
+    let mut config = scheduler_config(config.as_ref())?;
+    if let Some(le) = leader_elect {
+        config.leader_elect = le;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = pea_scheduler::run(client, config) => r?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +98,14 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Command::Scheduler {
+        kubeconfig,
+        config,
+        leader_elect,
+    }) = args.command
+    {
+        return run_scheduler(kubeconfig, config, leader_elect);
+    }
     let mut config = match &args.config {
         Some(p) => serde_json::from_slice(
             &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
@@ -66,6 +131,20 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let running = start(config).await?;
+        // The in-process scheduler is a client like any other: it reaches the server through
+        // its own listen address with the admin kubeconfig the server just wrote.
+        let scheduler = if args.disable_scheduler {
+            None
+        } else {
+            let client = pea_scheduler::client_from_kubeconfig(&running.kubeconfig).await?;
+            Some(tokio::spawn(async move {
+                if let Err(e) =
+                    pea_scheduler::run(client, pea_scheduler::SchedulerConfig::default()).await
+                {
+                    tracing::error!(error = %e, "scheduler stopped");
+                }
+            }))
+        };
         println!(
             "pea-control listening on {} (kubeconfig: {})",
             running.addr,
@@ -75,6 +154,9 @@ fn main() -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+        }
+        if let Some(s) = scheduler {
+            s.abort();
         }
         running.shutdown().await;
         Ok(())
