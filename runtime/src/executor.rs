@@ -1,9 +1,23 @@
 //! The libcontainer executor: the last code that runs in the container process before execve.
 //!
 //! libcontainer calls `validate` and `setup_envs` before it reports "init ready" (errors reach
-//! `create` synchronously), and `exec` after capabilities, uid/gid and fds are final. That is
-//! where the seccomp filter goes, and where the signal state inherited from the runtime (the
-//! blocked mask `run` sets up, Rust's SIGPIPE=ignore) is undone.
+//! `create` synchronously), and `exec` after capabilities, uid/gid and fds are final. Here the
+//! signal state inherited from the runtime (the blocked mask `run` sets up, Rust's
+//! SIGPIPE=ignore) is undone, and the seccomp filter goes in, at one of two moments:
+//!
+//! - `noNewPrivileges: true` — last, right before execve ([`SeccompOrder::BeforeExec`], crun's
+//!   order): no_new_privs lets an unprivileged process install a filter, and only `execve` runs
+//!   under it, so a profile may deny anything the set-up path needs.
+//! - `noNewPrivileges` false or unset — before the capability drop
+//!   ([`SeccompOrder::BeforeCapabilityDrop`], runc's and youki's order): without no_new_privs the
+//!   kernel wants CAP_SYS_ADMIN, which the container may not keep. libcontainer 0.7.0 drops
+//!   capabilities before any executor hook, so pea carries a one-hook patch of it
+//!   (`runtime/vendor/libcontainer/PEA-PATCH.md`): `before_capability_drop` runs with the full
+//!   capability set. Letting pea do the final capability drop itself after `exec` begins would
+//!   need libcontainer to skip its own drop, a larger patch; rewriting the bundle's config with
+//!   extra capabilities would change what hooks and `state` see. The rest of libcontainer's
+//!   set-up path then runs under the filter; [`crate::seccomp::AFTER_FILTER_BEFORE_DROP`] lists
+//!   those syscalls, and `create` refuses a profile that denies one of them, naming it.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -18,12 +32,21 @@ use oci_spec::runtime::Spec;
 
 use crate::seccomp::{self, CompiledSeccomp};
 
+/// When the seccomp filter goes in (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeccompOrder {
+    /// `noNewPrivileges: true`: set no_new_privs, install right before execve.
+    #[default]
+    BeforeExec,
+    /// `noNewPrivileges` false or unset: install while CAP_SYS_ADMIN is still held.
+    BeforeCapabilityDrop,
+}
+
 /// Runs `process.args` like runc: PATH lookup in the container's env, then seccomp, then execve.
 #[derive(Debug, Clone, Default)]
 pub struct PeaExecutor {
     pub seccomp: Option<CompiledSeccomp>,
-    /// Whether to set no_new_privs before installing the filter (see `crate::create`).
-    pub no_new_privs: bool,
+    pub order: SeccompOrder,
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -61,6 +84,15 @@ fn spec_args(spec: &Spec) -> Option<&Vec<String>> {
 }
 
 impl Executor for PeaExecutor {
+    fn before_capability_drop(&self, _spec: &Spec) -> Result<(), ExecutorError> {
+        match &self.seccomp {
+            Some(filters) if self.order == SeccompOrder::BeforeCapabilityDrop => {
+                seccomp::install(filters, false).map_err(|e| ExecutorError::Other(e.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         let args = spec_args(spec).ok_or_else(|| {
             ExecutorValidationError::ArgValidationError("process.args must not be empty".into())
@@ -112,9 +144,11 @@ impl Executor for PeaExecutor {
         envp_p.push(std::ptr::null());
 
         reset_signals();
-        if let Some(filters) = &self.seccomp {
-            seccomp::install(filters, self.no_new_privs)
-                .map_err(|e| ExecutorError::Other(e.to_string()))?;
+        match &self.seccomp {
+            Some(filters) if self.order == SeccompOrder::BeforeExec => {
+                seccomp::install(filters, true).map_err(|e| ExecutorError::Other(e.to_string()))?
+            }
+            _ => {}
         }
         // SAFETY: every pointer is a live NUL-terminated string and both arrays end with NULL.
         unsafe { libc::execve(cpath.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };

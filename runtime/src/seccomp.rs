@@ -1,5 +1,8 @@
 //! OCI `linux.seccomp` → classic BPF with `seccompiler`, compiled in the runtime before the
-//! container is built and installed by the executor as the very last step before execve.
+//! container is built and installed by the executor: right before execve with
+//! `noNewPrivileges: true`, before the capability drop otherwise (`crate::executor` says why).
+//! What the runtime itself still calls once the filter is in is listed in [`AFTER_FILTER_BEFORE_DROP`]
+//! and [`AFTER_FILTER_BEFORE_EXEC`]; `create` refuses a profile that denies one of them.
 //!
 //! seccompiler takes one match action per filter, so a profile with several actions becomes a
 //! stack of filters. The kernel runs every filter and keeps the most restrictive result, so:
@@ -40,9 +43,152 @@ pub enum SeccompError {
     Install(std::io::Error),
     #[error(
         "installing the seccomp filter without no_new_privs needs CAP_SYS_ADMIN, which the \
-         container process does not have: set process.noNewPrivileges to true"
+         container process does not have (is it in a user namespace it does not own?): set \
+         process.noNewPrivileges to true"
     )]
     NeedsNoNewPrivs,
+    #[error(
+        "linux.seccomp: the profile gives {action:?} to {syscall}, which the runtime still calls \
+         after installing the filter ({when}): {remedy}"
+    )]
+    DeniesRuntimePath {
+        syscall: &'static str,
+        action: LinuxSeccompAction,
+        when: &'static str,
+        remedy: &'static str,
+    },
+}
+
+/// What the container init still calls after the filter went in before the capability drop
+/// (`noNewPrivileges` false), in order, with representative arguments (libcontainer 0.7.0's
+/// path, confirmed with `strace -f`): reading and resetting capabilities, dropping the bounding
+/// set one capability at a time and setting the ambient set, chdir to process.cwd and checking
+/// it, telling the runtime "ready" over its socket, waiting for `start` on the notify socket,
+/// then the executor's signal reset and execve. Memory management and `write` (logging) too.
+/// runc's list in the same order is similar: a profile that denies one fails under runc as well.
+pub const AFTER_FILTER_BEFORE_DROP: &[(&str, [u64; 6])] = &[
+    ("capget", [0; 6]),
+    ("capset", [0; 6]),
+    ("prctl", [libc::PR_CAPBSET_READ as u64, 0, 0, 0, 0, 0]),
+    ("prctl", [libc::PR_CAPBSET_DROP as u64, 21, 0, 0, 0, 0]),
+    ("prctl", [libc::PR_CAP_AMBIENT as u64, 4, 0, 0, 0, 0]),
+    ("chdir", [0; 6]),
+    ("getcwd", [0; 6]),
+    ("openat", [0; 6]),
+    ("read", [0; 6]),
+    ("write", [2, 0, 0, 0, 0, 0]),
+    ("close", [0; 6]),
+    ("newfstatat", [0; 6]),
+    ("statx", [0; 6]),
+    ("sendmsg", [0; 6]),
+    ("recvfrom", [0; 6]),
+    ("recvmsg", [0; 6]),
+    (
+        "socket",
+        [
+            libc::AF_UNIX as u64,
+            libc::SOCK_STREAM as u64 | libc::SOCK_CLOEXEC as u64,
+            0,
+            0,
+            0,
+            0,
+        ],
+    ),
+    ("bind", [0; 6]),
+    ("listen", [0; 6]),
+    ("accept4", [0; 6]),
+    ("mmap", [0; 6]),
+    ("munmap", [0; 6]),
+    ("brk", [0; 6]),
+    ("rt_sigprocmask", [0; 6]),
+    ("rt_sigaction", [0; 6]),
+    ("execve", [0; 6]),
+];
+
+/// What runs after the filter when it goes in right before execve (`noNewPrivileges: true`).
+pub const AFTER_FILTER_BEFORE_EXEC: &[(&str, [u64; 6])] = &[("execve", [0; 6])];
+
+/// How restrictive an action is, as the kernel ranks filter results (higher wins).
+fn severity(a: LinuxSeccompAction) -> u8 {
+    match a {
+        LinuxSeccompAction::ScmpActKillProcess => 7,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => 6,
+        LinuxSeccompAction::ScmpActTrap => 5,
+        LinuxSeccompAction::ScmpActErrno => 4,
+        LinuxSeccompAction::ScmpActNotify => 3,
+        LinuxSeccompAction::ScmpActTrace => 2,
+        LinuxSeccompAction::ScmpActLog => 1,
+        LinuxSeccompAction::ScmpActAllow => 0,
+    }
+}
+
+/// What the installed filters do with syscall `name` called with `args`: the most restrictive
+/// action of the rules that match (name and every argument condition), else the default. This
+/// is the semantics [`compile`] gives the kernel.
+pub fn verdict(profile: &LinuxSeccomp, name: &str, args: &[u64; 6]) -> LinuxSeccompAction {
+    let matches = |sc: &LinuxSyscall| {
+        sc.names().iter().any(|n| n == name)
+            && sc.args().iter().flatten().all(|a| {
+                let Some(&v) = args.get(a.index()) else {
+                    return false;
+                };
+                match a.op() {
+                    LinuxSeccompOperator::ScmpCmpNe => v != a.value(),
+                    LinuxSeccompOperator::ScmpCmpLt => v < a.value(),
+                    LinuxSeccompOperator::ScmpCmpLe => v <= a.value(),
+                    LinuxSeccompOperator::ScmpCmpEq => v == a.value(),
+                    LinuxSeccompOperator::ScmpCmpGe => v >= a.value(),
+                    LinuxSeccompOperator::ScmpCmpGt => v > a.value(),
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                        v & a.value() == a.value_two().unwrap_or(0)
+                    }
+                }
+            })
+    };
+    profile
+        .syscalls()
+        .iter()
+        .flatten()
+        .filter(|sc| matches(sc))
+        .map(|sc| sc.action())
+        .max_by_key(|a| severity(*a))
+        .unwrap_or(profile.default_action())
+}
+
+/// Refuses a profile that would stop the runtime's own path after the filter is installed.
+pub fn check_runtime_path(
+    profile: &LinuxSeccomp,
+    order: crate::executor::SeccompOrder,
+) -> Result<(), SeccompError> {
+    use crate::executor::SeccompOrder;
+    let (calls, when, remedy) = match order {
+        SeccompOrder::BeforeCapabilityDrop => (
+            AFTER_FILTER_BEFORE_DROP,
+            "noNewPrivileges is false, so the filter goes in before capabilities are dropped",
+            "allow it, or set process.noNewPrivileges to true (the filter then goes in right \
+             before execve)",
+        ),
+        SeccompOrder::BeforeExec => (
+            AFTER_FILTER_BEFORE_EXEC,
+            "noNewPrivileges is true, so the filter goes in right before execve",
+            "allow it: without execve the container cannot start",
+        ),
+    };
+    for (name, args) in calls {
+        let action = verdict(profile, name, args);
+        if !matches!(
+            action,
+            LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog
+        ) {
+            return Err(SeccompError::DeniesRuntimePath {
+                syscall: name,
+                action,
+                when,
+                remedy,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Compiled filters plus the flags to install them with.
@@ -288,8 +434,8 @@ fn seccomp_filter(
     }
 }
 
-/// Installs the filters in the calling thread. Called in the container process right before
-/// execve, after capabilities were dropped: without no_new_privs this needs CAP_SYS_ADMIN.
+/// Installs the filters in the calling thread, in the container process: with no_new_privs
+/// right before execve, without it before the capability drop (it needs CAP_SYS_ADMIN then).
 ///
 /// Async-signal-safe enough for a post-fork single-threaded child: no allocation.
 pub fn install(compiled: &CompiledSeccomp, no_new_privs: bool) -> Result<(), SeccompError> {
@@ -476,6 +622,55 @@ mod tests {
             &[(getuid, 0), (getpid, 0)],
         );
         assert_eq!(got, vec![13, 0]);
+    }
+
+    #[test]
+    fn verdicts_follow_the_most_restrictive_matching_rule() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["prctl","capset"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["prctl"],"action":"SCMP_ACT_KILL","args":[{"index":0,"value":24,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        assert_eq!(
+            verdict(&p, "capset", &[0; 6]),
+            LinuxSeccompAction::ScmpActAllow
+        );
+        assert_eq!(
+            verdict(&p, "prctl", &[23, 0, 0, 0, 0, 0]),
+            LinuxSeccompAction::ScmpActAllow
+        );
+        assert_eq!(
+            verdict(&p, "prctl", &[24, 0, 0, 0, 0, 0]),
+            LinuxSeccompAction::ScmpActKill
+        );
+        assert_eq!(
+            verdict(&p, "mkdir", &[0; 6]),
+            LinuxSeccompAction::ScmpActErrno
+        );
+    }
+
+    #[test]
+    fn the_runtime_path_after_the_filter_is_checked_per_order() {
+        use crate::executor::SeccompOrder;
+        // Denies capset: fatal before the capability drop, harmless right before execve.
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["capset"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        let e = check_runtime_path(&p, SeccompOrder::BeforeCapabilityDrop).unwrap_err();
+        assert!(e.to_string().contains("capset"), "{e}");
+        check_runtime_path(&p, SeccompOrder::BeforeExec).unwrap();
+        // An allow-list default (docker's shape) that allows the path passes both.
+        let mut names: Vec<&str> = AFTER_FILTER_BEFORE_DROP.iter().map(|(n, _)| *n).collect();
+        names.dedup();
+        let p = profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{{"names":{},"action":"SCMP_ACT_ALLOW"}}]}}"#,
+            serde_json::to_string(&names).unwrap()
+        ));
+        check_runtime_path(&p, SeccompOrder::BeforeCapabilityDrop).unwrap();
+        check_runtime_path(&p, SeccompOrder::BeforeExec).unwrap();
+        let p = profile(r#"{"defaultAction":"SCMP_ACT_KILL_PROCESS"}"#);
+        let e = check_runtime_path(&p, SeccompOrder::BeforeExec).unwrap_err();
+        assert!(e.to_string().contains("execve"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,15 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "up.sh: running containers needs root" >&2
   exit 1
 fi
+# Each step names itself; on failure the exit trap names the step that failed.
+current_step="starting"
+step() {
+  current_step="$*"
+  echo "up.sh: $*"
+}
+step "installing prerequisites"
 tests/scripts/prereqs.sh
+step "building (release)"
 cargo build --release --workspace --bins --locked --quiet
 
 work=$(mktemp -d /tmp/pea-up.XXXXXX)
@@ -21,6 +29,9 @@ id="pea-up-$$"
 runtime=(target/release/pea-runtime --root "$work/state")
 net=pea-up-$$ # prefix of the network namespaces below
 cleanup() {
+  # Best effort, and never the script's exit status: errexit is off in here.
+  local -
+  set +e
   "${runtime[@]}" delete --force "$id" >/dev/null 2>&1 || true
   "${runtime[@]}" delete --force "$id-net" >/dev/null 2>&1 || true
   [ -s "$work/httpd.pid" ] && kill "$(cat "$work/httpd.pid")" 2>/dev/null
@@ -36,7 +47,15 @@ cleanup() {
   rm -rf "$work"
   return 0
 }
-trap cleanup EXIT
+on_exit() {
+  local rc=$?
+  cleanup
+  if [ "$rc" -ne 0 ]; then
+    echo "up.sh: FAILED at step: $current_step (exit $rc)" >&2
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
 # pea-cni on node N for its pod pN (CNI_COMMAND is $2), config from stdin as a CNI runtime passes it.
 cni() {
   ip netns exec "$net-n$1" env CNI_COMMAND="$2" CNI_CONTAINERID="up-pod$1" \
@@ -46,13 +65,13 @@ cni() {
 
 target/release/pea-fixture bundle "$work/bundle" --hostname pea-up >/dev/null -- \
   /bin/sh -c 'echo "hello from a pea container: hostname $(hostname), pid $$, $(id)"; ls /'
-echo "up.sh: running a busybox container with pea-runtime"
+step "running a busybox container with pea-runtime"
 "${runtime[@]}" run --bundle "$work/bundle" "$id" </dev/null
 
 # Two nodes, each a network namespace on one underlay link; pea-flanneld gives each its subnet
 # (static config, a shared registry directory standing in for the cluster) and the VXLAN routes to
 # the other; pea-cni puts a pod on each node.
-echo "up.sh: two-node pod network: pea-flanneld (VXLAN) + pea-cni, in namespaces $net-*"
+step "two-node pod network: pea-flanneld (VXLAN) + pea-cni, in namespaces $net-*"
 netns_was_mounted=0
 mountpoint -q /run/netns && netns_was_mounted=1
 for ns in n1 n2 p1 p2; do ip netns add "$net-$ns"; done
@@ -92,11 +111,12 @@ target/release/pea-fixture bundle "$work/bundle-net" --hostname pea-up-pod1 \
   "echo \"pod on node 1: \$(ip -4 -o addr show eth0 | awk '{print \$4}')\";
    for i in 1 2 3 4 5; do timeout 2 wget -q -O - http://$pod2:8080/ && exit 0; sleep 0.2; done; exit 1" \
   >/dev/null
-echo "up.sh: a pea-runtime container in the pod on node 1 fetches http://$pod2:8080/ over VXLAN"
+step "a pea-runtime container in the pod on node 1 fetches http://$pod2:8080/ over VXLAN"
 "${runtime[@]}" run --bundle "$work/bundle-net" "$id-net" </dev/null
 cleanup
 
 # The API server runs on as a background service; a second up.sh finds it by its pid file.
+step "the API server (pea-control)"
 control_dir=/var/lib/pea/control
 pidfile=/run/pea/pea-control.pid
 mkdir -p /run/pea

@@ -140,6 +140,29 @@ fn containerd_runc_v2_shim_runs_containers_through_pea_runtime() {
     assert_eq!(o.code, Some(3), "{}\n{}", o.stdout, o.stderr);
     assert!(o.stdout.contains("hello-from-pea-via-containerd"));
 
+    // containerd's default seccomp profile (what its CRI gives a RuntimeDefault container);
+    // ctr's default spec sets noNewPrivileges (the CRI path leaves it false: covered by the
+    // isolation suite's containerd-CRI case and the shim's RuntimeDefault pods).
+    let o = ctd.ctr(
+        &ns,
+        &[
+            "run",
+            "--rm",
+            "--seccomp",
+            "--runc-binary",
+            &pea_s,
+            "--rootfs",
+            &rootfs,
+            "c0",
+            "/bin/sh",
+            "-c",
+            "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        ],
+    );
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("Seccomp:\t2"), "{}", o.stdout);
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{}", o.stdout);
+
     // Detached task: ps, exec, pause/resume, kill, delete — all through pea-runtime.
     let marker = pea_tests::runtime_cli::unique_sleep();
     ctd.ctr(
@@ -258,32 +281,39 @@ fn podman_runs_containers_through_pea_runtime() {
         "nofile=1024:4096",
         "--ulimit",
         "nproc=1024:4096",
-        // podman's default seccomp profile with noNewPrivileges=false and no CAP_SYS_ADMIN:
-        // libcontainer drops capabilities before pea can install the filter, so pea needs
-        // no_new_privs (and refuses otherwise, checked below).
-        "--security-opt",
-        "no-new-privileges",
     ];
+    // podman's default security options: its default seccomp profile with noNewPrivileges
+    // false. pea installs the filter before the capability drop, as runc does.
     let mut args: Vec<&str> = base.to_vec();
     args.extend([
         "--rootfs",
         &rootfs,
         "/bin/sh",
         "-c",
-        "echo hello-from-pea-via-podman; grep Seccomp: /proc/self/status; exit 4",
+        "echo hello-from-pea-via-podman; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; exit 4",
     ]);
     let o = podman(&args);
     assert_eq!(o.code, Some(4), "{}\n{}", o.stdout, o.stderr);
     assert!(o.stdout.contains("hello-from-pea-via-podman"));
-    // podman's default seccomp profile is enforced by pea's executor
+    // podman's default seccomp profile is enforced by pea's executor, without no_new_privs
     assert!(o.stdout.contains("Seccomp:\t2"), "{}", o.stdout);
+    assert!(o.stdout.contains("NoNewPrivs:\t0"), "{}", o.stdout);
 
-    // Without no-new-privileges, the refusal names the setting instead of changing it.
-    let mut args: Vec<&str> = base[..base.len() - 2].to_vec();
-    args.extend(["--rootfs", &rootfs, "/bin/true"]);
+    // With --security-opt no-new-privileges the filter goes in right before execve.
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        "--security-opt",
+        "no-new-privileges",
+        "--rootfs",
+        &rootfs,
+        "/bin/sh",
+        "-c",
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+    ]);
     let o = podman(&args);
-    assert_ne!(o.code, Some(0));
-    assert!(o.stderr.contains("process.noNewPrivileges"), "{}", o.stderr);
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("Seccomp:\t2"), "{}", o.stdout);
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{}", o.stdout);
 
     // Without the ulimit override, the refusal names the setting.
     let o = podman(&[

@@ -280,29 +280,84 @@ fn seccomp_profiles_that_cannot_be_compiled_are_rejected() {
     create_fails(&rt, &base, "SCMP_ACT_NOPE");
 }
 
+/// With `noNewPrivileges` false the filter goes in before the capability drop (runc's order):
+/// the profile acts, no_new_privs stays off, and the capability sets end as the config says.
+/// A profile that denies a syscall the runtime still makes after the filter is refused at
+/// `create`, naming the syscall, with nothing left behind.
 #[test]
-fn seccomp_without_no_new_privs_or_cap_sys_admin_is_refused_not_altered() {
+fn seccomp_without_no_new_privs_is_installed_before_the_capability_drop() {
     require_root();
     let rt = Runtime::pea();
     let tmp = tempfile::tempdir().unwrap();
-    let base = bundle(tmp.path(), &["true"]);
+    let base = bundle(
+        tmp.path(),
+        &[
+            "sh",
+            "-c",
+            "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status; mkdir /tmp/denied",
+        ],
+    );
     let mut v: serde_json::Value =
         serde_json::from_str(&serde_json::to_string(&base.spec).unwrap()).unwrap();
     v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO"}]});
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]});
     v["process"]["noNewPrivileges"] = serde_json::json!(false);
+    // CAP_CHOWN and CAP_KILL only: CAP_SYS_ADMIN must be gone once the container runs.
+    let caps = serde_json::json!(["CAP_CHOWN", "CAP_KILL"]);
+    for set in ["bounding", "effective", "permitted", "inheritable"] {
+        v["process"]["capabilities"][set] = caps.clone();
+    }
+    v["process"]["capabilities"]["ambient"] = serde_json::json!([]);
     std::fs::write(base.config_path(), v.to_string()).unwrap();
-    create_fails(&rt, &base, "set process.noNewPrivileges to true");
-    // With no_new_privs the same profile is installed.
-    v["process"]["noNewPrivileges"] = serde_json::json!(true);
-    std::fs::write(base.config_path(), v.to_string()).unwrap();
-    rt.run([
+    let o = rt.run([
         "run",
         "--bundle",
         base.dir.to_str().unwrap(),
-        &unique_id("nnp"),
-    ])
-    .ok();
+        &unique_id("nnpoff"),
+    ]);
+    let out = format!("{}{}", o.stdout, o.stderr);
+    assert!(out.contains("Seccomp:\t2"), "filter not in force: {out}");
+    assert!(
+        out.contains("NoNewPrivs:\t0"),
+        "no_new_privs was set: {out}"
+    );
+    // CAP_CHOWN (0) and CAP_KILL (5): 0x21
+    assert!(out.contains("CapEff:\t0000000000000021"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000000000021"), "{out}");
+    assert!(
+        out.contains("Function not implemented"),
+        "errno 38 not applied: {out}"
+    );
+    assert_ne!(o.code, Some(0), "mkdir should have failed: {out}");
+
+    // The runtime drops capabilities after the filter: a profile denying capset is refused.
+    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["capset"], "action": "SCMP_ACT_ERRNO"}]});
+    std::fs::write(base.config_path(), v.to_string()).unwrap();
+    create_fails(&rt, &base, "capset");
+    // ... and so is a kill action on the bounding-set drop, matched by its argument.
+    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["prctl"], "action": "SCMP_ACT_KILL",
+                      "args": [{"index": 0, "value": 24, "op": "SCMP_CMP_EQ"}]}]});
+    std::fs::write(base.config_path(), v.to_string()).unwrap();
+    create_fails(&rt, &base, "prctl");
+    // With no_new_privs the filter goes in right before execve, so capset may be denied...
+    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["capset"], "action": "SCMP_ACT_ERRNO"}]});
+    v["process"]["noNewPrivileges"] = serde_json::json!(true);
+    std::fs::write(base.config_path(), v.to_string()).unwrap();
+    let o = rt.run([
+        "run",
+        "--bundle",
+        base.dir.to_str().unwrap(),
+        &unique_id("nnpon"),
+    ]);
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{o:?}");
+    // ... but execve may not, in either order.
+    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_ERRNO"}]});
+    std::fs::write(base.config_path(), v.to_string()).unwrap();
+    create_fails(&rt, &base, "execve");
 }
 
 #[test]

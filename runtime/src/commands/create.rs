@@ -11,7 +11,7 @@ use super::absolute;
 use crate::cli::{CreateArgs, Global};
 use crate::container::{self, check_id, ensure_root, Handle, PeaRecord, RECORD_FILE};
 use crate::error::{Result, RuntimeError};
-use crate::executor::PeaExecutor;
+use crate::executor::{PeaExecutor, SeccompOrder};
 use crate::seccomp;
 use crate::validate::{self, HostLimits};
 
@@ -28,12 +28,11 @@ pub struct Created {
     pub pty: Option<std::os::fd::OwnedFd>,
 }
 
-/// The executor for a spec: seccomp compiled here, in the runtime, before anything forks.
-pub fn executor_for(
-    spec: &Spec,
-    no_new_privs: Option<bool>,
-    caps_effective_admin: bool,
-) -> Result<PeaExecutor> {
+/// The executor for a spec: seccomp compiled here, in the runtime, before anything forks. With
+/// `noNewPrivileges` true the filter goes in right before execve; otherwise before the
+/// capability drop, as runc does (see `crate::executor`). A profile that denies a syscall the
+/// runtime still makes after installing it is refused here, naming the syscall.
+pub fn executor_for(spec: &Spec, no_new_privs: Option<bool>) -> Result<PeaExecutor> {
     let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(PeaExecutor::default());
     };
@@ -41,27 +40,16 @@ pub fn executor_for(
     if !compiled.unknown_names.is_empty() {
         tracing::debug!(names = ?compiled.unknown_names, "seccomp: skipping syscalls unknown on x86_64");
     }
-    // libcontainer drops capabilities before the executor runs; without CAP_SYS_ADMIN left the
-    // kernel only accepts a filter under no_new_privs. The spec says noNewPrivileges=false keeps
-    // privilege gains (setuid) working, so rather than set no_new_privs behind the caller's back
-    // we refuse, naming the setting, before anything is created.
-    let nnp = match no_new_privs {
-        Some(true) => true,
-        _ if caps_effective_admin => false,
-        _ => return Err(seccomp::SeccompError::NeedsNoNewPrivs.into()),
+    let order = if no_new_privs == Some(true) {
+        SeccompOrder::BeforeExec
+    } else {
+        SeccompOrder::BeforeCapabilityDrop
     };
+    seccomp::check_runtime_path(profile, order)?;
     Ok(PeaExecutor {
         seccomp: Some(compiled),
-        no_new_privs: nnp,
+        order,
     })
-}
-
-pub fn has_effective_sys_admin(process: &oci_spec::runtime::Process) -> bool {
-    process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.effective().as_ref())
-        .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin))
 }
 
 /// Creates the container; `detach` false means a foreground `run`.
@@ -92,11 +80,7 @@ pub fn create(g: &Global, a: &CreateArgs, detach: bool) -> Result<Created> {
     } else {
         None
     };
-    let executor = executor_for(
-        &spec,
-        process.no_new_privileges(),
-        has_effective_sys_admin(process),
-    )?;
+    let executor = executor_for(&spec, process.no_new_privileges())?;
     let console = match &own_console {
         Some(l) => Some(l.path()),
         None => a.console_socket.as_deref().map(absolute),

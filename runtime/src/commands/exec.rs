@@ -78,11 +78,7 @@ pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
     } else {
         None
     };
-    let executor = super::create::executor_for(
-        &spec,
-        process.no_new_privileges(),
-        super::create::has_effective_sys_admin(&process),
-    )?;
+    let executor = super::create::executor_for(&spec, process.no_new_privileges())?;
     // libcontainer reads the process from a file; keep it in the container's state dir.
     let proc_file = h.root.join(format!(
         "exec-{}-{}.json",
