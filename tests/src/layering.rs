@@ -13,7 +13,8 @@
 //! | tests/    | anything                                                               |
 //!
 //! A *types crate* is named `*-types`; an *API crate* of control/ is named `*-api`, `*-types` or
-//! `*-client`. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
+//! `*-client`. Inside control/, the API clients (the scheduler, the controllers) may not depend on
+//! the API server or its store (`pea-control`, `pea-control-store`): they talk to the API only. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
 //! build, dev). Separately, the OCI runtime library (`libcontainer`) may only be linked into
 //! runtime/ and tests/: the shim runs `pea-runtime` as a program, never in its tokio process.
 
@@ -67,8 +68,21 @@ impl Member {
     }
 }
 
+/// The API server's crates inside control/.
+const CONTROL_SERVER: &[&str] = &["pea-control", "pea-control-store"];
+/// control/ crates that are clients of the API (like kube-scheduler and
+/// kube-controller-manager): never linked to the server's internals.
+const CONTROL_CLIENTS: &[&str] = &["pea-scheduler", "pea-controllers"];
+
 /// Whether `from` may depend on `to` (both workspace crates).
 pub fn allowed(from: &Member, to: &Member) -> bool {
+    if from.layer == Layer::Control
+        && to.layer == Layer::Control
+        && CONTROL_CLIENTS.contains(&from.name.as_str())
+        && CONTROL_SERVER.contains(&to.name.as_str())
+    {
+        return false;
+    }
     if from.layer == to.layer || from.layer == Layer::Tests {
         return true;
     }
@@ -247,6 +261,21 @@ mod tests {
         assert!(!allowed(&server, &tests));
         assert!(allowed(&tests, &server));
         assert!(allowed(&server, &api));
+        let scheduler = m("pea-scheduler", Layer::Control);
+        let controllers = m("pea-controllers", Layer::Control);
+        let store = m("pea-control-store", Layer::Control);
+        assert!(
+            !allowed(&scheduler, &server),
+            "scheduler links the API server"
+        );
+        assert!(!allowed(&scheduler, &store), "scheduler links the store");
+        assert!(!allowed(&controllers, &server));
+        assert!(!allowed(&controllers, &store));
+        assert!(allowed(&scheduler, &api));
+        assert!(
+            allowed(&server, &scheduler),
+            "the server may run the scheduler in-process"
+        );
     }
 
     fn package(name: &str, folder: &str, deps: &[&str]) -> Value {
