@@ -1,0 +1,332 @@
+//! pea-controllers: a kube-controller-manager work-alike that is a client of the Kubernetes API
+//! only (kube-rs), so it runs against pea-control and against a real kube-apiserver alike.
+//!
+//! Wiring: [`run`] takes a client and a [`ControllersConfig`], optionally wins the
+//! `kube-system/kube-controller-manager` Lease ([`leader`]), then starts one shared informer per
+//! resource type ([`informer`]) and the enabled controllers, each a work queue ([`queue`]) of
+//! object keys fed by informer handlers and drained by a few workers:
+//!
+//! ```text
+//!   watch ─▶ Informer (cache + handlers) ─▶ Queue of "ns/name" ─▶ workers ─▶ sync(key) ─▶ API writes
+//! ```
+//!
+//! One file per controller: [`replicaset`], [`deployment`], [`endpoints`], [`endpointslice`],
+//! [`nodeipam`], [`serviceaccount`], [`podgc`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::{Api, Client};
+use serde::Deserialize;
+
+pub mod deployment;
+pub mod deployment_util;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod expectations;
+pub mod informer;
+pub mod leader;
+pub mod nodeipam;
+pub mod podgc;
+pub mod podutil;
+pub mod queue;
+pub mod replicaset;
+pub mod serviceaccount;
+
+use informer::Informer;
+
+/// The time source of every decision that depends on the current time.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    pub fn new(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
+pub fn system_clock() -> Clock {
+    Clock::new(Utc::now)
+}
+
+/// Every controller this crate has, by kube-controller-manager's names.
+pub const ALL: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "endpoint",
+    "endpointslice",
+    "nodeipam",
+    "serviceaccount",
+    "podgc",
+];
+
+/// Configuration of the controller manager (also a JSON schema: camelCase fields).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ControllersConfig {
+    /// kube's `--controllers` syntax: `*` is every controller, `foo` enables foo, `-foo`
+    /// disables it, e.g. `*,-podgc`.
+    pub controllers: Vec<String>,
+    /// The range node IPAM hands pod CIDRs out of.
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
+    /// Contend for the `kube-system/kube-controller-manager` Lease and run only while holding it.
+    pub leader_elect: bool,
+    pub leader_election: leader::LeaderElectionConfig,
+    /// Workers per controller (kube's --concurrent-*-syncs, default 5).
+    pub workers: usize,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        Self {
+            controllers: vec!["*".into()],
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            leader_elect: true,
+            leader_election: leader::LeaderElectionConfig::default(),
+            workers: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown controller {0:?} in --controllers (known: {known})", known = ALL.join(", "))]
+    UnknownController(String),
+    #[error("node ipam: {0}")]
+    NodeIpam(#[from] nodeipam::NodeIpamError),
+}
+
+impl ControllersConfig {
+    /// Parses kube's `--controllers` value (comma separated).
+    pub fn set_controllers(&mut self, flag: &str) {
+        self.controllers = flag
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+    }
+
+    /// The controllers to run, or the first name that is not a controller.
+    pub fn enabled(&self) -> Result<BTreeSet<&'static str>, Error> {
+        for c in &self.controllers {
+            let name = c.strip_prefix('-').unwrap_or(c);
+            if name != "*" && !ALL.contains(&name) {
+                return Err(Error::UnknownController(c.clone()));
+            }
+        }
+        let star = self.controllers.iter().any(|c| c == "*");
+        Ok(ALL
+            .iter()
+            .copied()
+            .filter(|name| {
+                if self
+                    .controllers
+                    .iter()
+                    .any(|c| c.strip_prefix('-') == Some(name))
+                {
+                    return false;
+                }
+                star || self.controllers.iter().any(|c| c == name)
+            })
+            .collect())
+    }
+}
+
+/// One informer per resource type, shared by every controller that reads it.
+#[derive(Debug)]
+pub struct Informers {
+    pub pods: Arc<Informer<Pod>>,
+    pub replicasets: Arc<Informer<ReplicaSet>>,
+    pub deployments: Arc<Informer<Deployment>>,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub endpointslices: Arc<Informer<EndpointSlice>>,
+    pub nodes: Arc<Informer<Node>>,
+    pub namespaces: Arc<Informer<Namespace>>,
+    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+}
+
+impl Informers {
+    pub fn new(client: &Client) -> Self {
+        Self {
+            pods: Informer::new(Api::all(client.clone())),
+            replicasets: Informer::new(Api::all(client.clone())),
+            deployments: Informer::new(Api::all(client.clone())),
+            services: Informer::new(Api::all(client.clone())),
+            endpoints: Informer::new(Api::all(client.clone())),
+            endpointslices: Informer::new(Api::all(client.clone())),
+            nodes: Informer::new(Api::all(client.clone())),
+            namespaces: Informer::new(Api::all(client.clone())),
+            serviceaccounts: Informer::new(Api::all(client.clone())),
+        }
+    }
+
+    /// Starts the informers some controller registered a handler on.
+    fn spawn(&self, set: &mut tokio::task::JoinSet<()>) {
+        macro_rules! start {
+            ($($f:ident),*) => {$(
+                if self.$f.has_handlers() {
+                    set.spawn(self.$f.clone().run());
+                }
+            )*};
+        }
+        start!(
+            pods,
+            replicasets,
+            deployments,
+            services,
+            endpoints,
+            endpointslices,
+            nodes,
+            namespaces,
+            serviceaccounts
+        );
+    }
+}
+
+/// Runs the enabled controllers until the future is dropped. With leader election, controllers
+/// run only while this instance holds the Lease; losing it stops them and contention resumes.
+pub async fn run(client: Client, config: ControllersConfig) -> Result<(), Error> {
+    run_with_clock(client, config, system_clock()).await
+}
+
+pub async fn run_with_clock(
+    client: Client,
+    config: ControllersConfig,
+    clock: Clock,
+) -> Result<(), Error> {
+    config.enabled()?;
+    // Validate before contending so a bad flag fails at once.
+    nodeipam::CidrSet::new(&config.cluster_cidr, config.node_cidr_mask_size)?;
+    if !config.leader_elect {
+        return run_controllers(client, &config, clock).await;
+    }
+    let elector = leader::Elector::new(client.clone(), config.leader_election.clone());
+    loop {
+        elector.acquire().await;
+        tracing::info!(identity = %elector.identity(), "became leader; starting controllers");
+        tokio::select! {
+            r = run_controllers(client.clone(), &config, clock.clone()) => return r,
+            _ = elector.hold() => {
+                tracing::warn!(identity = %elector.identity(), "lost the controller-manager lease; stopping controllers");
+            }
+        }
+    }
+}
+
+async fn run_controllers(
+    client: Client,
+    config: &ControllersConfig,
+    clock: Clock,
+) -> Result<(), Error> {
+    let enabled = config.enabled()?;
+    let informers = Informers::new(&client);
+    let mut set = tokio::task::JoinSet::new();
+    let workers = config.workers;
+    if enabled.contains("replicaset") {
+        let c =
+            replicaset::ReplicaSetController::register(&informers, client.clone(), clock.clone());
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("deployment") {
+        let c =
+            deployment::DeploymentController::register(&informers, client.clone(), clock.clone());
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("endpoint") {
+        let c = endpoints::EndpointsController::register(&informers, client.clone(), clock.clone());
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("endpointslice") {
+        let c = endpointslice::EndpointSliceController::register(&informers, client.clone());
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("nodeipam") {
+        let cidrs = nodeipam::CidrSet::new(&config.cluster_cidr, config.node_cidr_mask_size)?;
+        let c = nodeipam::NodeIpamController::register(&informers, client.clone(), cidrs);
+        set.spawn(c.run());
+    }
+    if enabled.contains("serviceaccount") {
+        let c = serviceaccount::ServiceAccountController::register(&informers, client.clone());
+        set.spawn(c.run(workers.min(2)));
+    }
+    if enabled.contains("podgc") {
+        let c = podgc::PodGcController::register(&informers, client.clone());
+        set.spawn(c.run());
+    }
+    informers.spawn(&mut set);
+    tracing::info!(controllers = ?enabled, "controllers running");
+    while set.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Splits a queue key `namespace/name` (or `name` for cluster-scoped objects).
+pub fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+pub fn key(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+/// Whether a kube error is the API's NotFound.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+pub fn is_already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// How long a sync waits before looking again at something time will change.
+pub(crate) fn secs(s: i64) -> Duration {
+    Duration::from_secs(s.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_flag_follows_kube_syntax() {
+        let mut c = ControllersConfig::default();
+        assert_eq!(c.enabled().unwrap().len(), ALL.len());
+        c.set_controllers("*,-podgc");
+        let e = c.enabled().unwrap();
+        assert!(!e.contains("podgc") && e.contains("deployment"));
+        c.set_controllers("replicaset,deployment");
+        assert_eq!(
+            c.enabled().unwrap().into_iter().collect::<Vec<_>>(),
+            ["deployment", "replicaset"]
+        );
+        c.set_controllers("*,-nope");
+        assert!(matches!(c.enabled(), Err(Error::UnknownController(n)) if n == "-nope"));
+    }
+}

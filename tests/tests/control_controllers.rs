@@ -1,0 +1,831 @@
+//! pea-controllers against a real pea-control, driven by the real kubectl 1.32. There is no
+//! kubelet: the test plays a "hollow kubelet" and writes pod status (Running, an IP, Ready)
+//! through the API when it wants a pod to be ready, so rollouts move at the pace the test sets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
+use kube::{Api, Client, ResourceExt};
+use pea_controllers::ControllersConfig;
+use pea_tests::control::{Backend, ControlPlane};
+use serde_json::json;
+
+/// Bound of every wait in this file; generous because the machine has 2 shared cores.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Controllers on their own runtime; stopped on drop (the runtime's tasks are cancelled).
+struct Controllers {
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Controllers {
+    fn start(cp: &ControlPlane, config: ControllersConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("controllers runtime");
+        let kubeconfig = cp.kubeconfig.clone();
+        rt.spawn(async move {
+            let client = client_for(&kubeconfig).await.expect("client");
+            if let Err(e) = pea_controllers::run(client, config).await {
+                panic!("controllers stopped: {e}");
+            }
+        });
+        Self { rt: Some(rt) }
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+async fn client_for(kubeconfig: &Path) -> Result<Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The test's own API client, on its own runtime.
+struct Test {
+    cp: ControlPlane,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    k: pea_tests::control::Kubectl,
+    ip: AtomicU32,
+}
+
+impl Test {
+    fn start() -> Self {
+        let cp = ControlPlane::start(Backend::Embedded).expect("pea-control");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        let client = rt.block_on(client_for(&cp.kubeconfig)).expect("client");
+        let k = cp.kubectl();
+        Self {
+            cp,
+            rt,
+            client,
+            k,
+            ip: AtomicU32::new(1),
+        }
+    }
+
+    fn pods(&self, selector: &str) -> Vec<Pod> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        self.rt
+            .block_on(api.list(&ListParams::default().labels(selector)))
+            .expect("list pods")
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    fn replicasets(&self, selector: &str) -> Vec<ReplicaSet> {
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), "default");
+        self.rt
+            .block_on(api.list(&ListParams::default().labels(selector)))
+            .expect("list replicasets")
+            .items
+    }
+
+    fn replicaset(&self, name: &str) -> ReplicaSet {
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), "default");
+        self.rt.block_on(api.get(name)).expect("get replicaset")
+    }
+
+    fn deployment(&self, name: &str) -> Deployment {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), "default");
+        self.rt.block_on(api.get(name)).expect("get deployment")
+    }
+
+    /// The hollow kubelet: marks a pod Running with an IP and Ready now.
+    fn make_ready(&self, pod: &Pod) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let n = self.ip.fetch_add(1, Ordering::SeqCst);
+        let ip = format!("10.244.{}.{}", n / 250, n % 250 + 1);
+        let now = k8s_openapi::chrono::Utc::now()
+            .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+        let patch = json!({"status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+            ],
+        }});
+        match self.rt.block_on(api.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )) {
+            Ok(_) => {}
+            // The controller may have deleted it meanwhile.
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => panic!("marking {} ready: {e}", pod.name_any()),
+        }
+    }
+
+    fn make_not_ready(&self, pod: &Pod) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let now = k8s_openapi::chrono::Utc::now()
+            .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+        let patch = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": now},
+        ]}});
+        self.rt
+            .block_on(api.patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            ))
+            .expect("mark not ready");
+    }
+
+    fn make_all_ready(&self, selector: &str) {
+        for p in self.pods(selector) {
+            if !is_ready(&p) {
+                self.make_ready(&p);
+            }
+        }
+    }
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Polls `f` until it returns Some, for at most [`WAIT`].
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn config(controllers: &str) -> ControllersConfig {
+    let mut c = ControllersConfig::default();
+    c.set_controllers(controllers);
+    c
+}
+
+fn image_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn rs_replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
+#[test]
+fn replicaset_creates_adopts_releases_and_reports_status() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("replicaset"));
+    // An orphan that matches: adopted, so only two more pods are created.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stray\n  labels: {app: cache, tier: be}\nspec:\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: cache}
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: cache}
+    matchExpressions:
+    - {key: tier, operator: In, values: [be, fe]}
+  template:
+    metadata:
+      labels: {app: cache, tier: be}
+    spec:
+      containers:
+      - name: c
+        image: busybox
+"#,
+    );
+    let pods = eventually("three pods", || {
+        let p = t.pods("app=cache");
+        (p.len() == 3).then_some(p)
+    });
+    let rs_uid = t.replicaset("cache").uid().unwrap();
+    for p in &pods {
+        let r = p.owner_references();
+        assert_eq!(r.len(), 1, "{:?}", p.metadata);
+        assert_eq!(
+            (r[0].uid.as_str(), r[0].controller),
+            (rs_uid.as_str(), Some(true))
+        );
+        if p.name_any() != "stray" {
+            assert!(p.name_any().starts_with("cache-"), "{}", p.name_any());
+        }
+    }
+    assert!(
+        pods.iter().any(|p| p.name_any() == "stray"),
+        "the orphan was adopted"
+    );
+
+    // Status follows readiness.
+    for p in &pods {
+        t.make_ready(p);
+    }
+    eventually("status with 3 available", || {
+        let rs = &t.replicaset("cache");
+        let s = rs.status.clone()?;
+        (s.replicas == 3
+            && s.ready_replicas == Some(3)
+            && s.available_replicas == Some(3)
+            && s.fully_labeled_replicas == Some(3)
+            && s.observed_generation == rs.metadata.generation)
+            .then_some(())
+    });
+
+    // A pod whose labels stop matching is released and replaced.
+    t.k.ok(&["label", "pod", "stray", "tier=db", "--overwrite"]);
+    eventually("stray released and replaced", || {
+        let stray = t
+            .pods("app=cache")
+            .into_iter()
+            .find(|p| p.name_any() == "stray")?;
+        let matching = t.pods("app=cache,tier in (be,fe)");
+        (stray.owner_references().is_empty() && matching.len() == 3).then_some(())
+    });
+
+    // Scale down deletes not-ready pods before ready ones.
+    let fresh: Vec<Pod> = t
+        .pods("app=cache,tier in (be,fe)")
+        .into_iter()
+        .filter(|p| !is_ready(p))
+        .collect();
+    assert_eq!(fresh.len(), 1, "the replacement is the only not-ready pod");
+    t.k.ok(&["scale", "rs", "cache", "--replicas=2"]);
+    eventually("scaled to 2", || {
+        let p = t.pods("app=cache,tier in (be,fe)");
+        (p.len() == 2).then_some(())
+    });
+    assert!(
+        t.pods("app=cache,tier in (be,fe)").iter().all(is_ready),
+        "the not-ready pod went first"
+    );
+    // Deleting the ReplicaSet cascades to its pods (the API server's garbage collector), not
+    // to the released one.
+    t.k.ok(&["delete", "rs", "cache"]);
+    eventually("pods gone", || {
+        (t.pods("app=cache").len() == 1).then_some(())
+    });
+}
+
+#[test]
+fn deployment_create_scale_rolling_update_history_and_undo() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("replicaset,deployment"));
+    t.k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1",
+        "--replicas=4",
+    ]);
+    eventually("a replicaset with 4 pods", || {
+        let rs = t.replicasets("app=web");
+        let pods = t.pods("app=web");
+        (rs.len() == 1 && pods.len() == 4).then_some(())
+    });
+    let rs = t.replicasets("app=web").remove(0);
+    let hash = rs.labels()["pod-template-hash"].clone();
+    assert_eq!(rs.name_any(), format!("web-{hash}"));
+    assert_eq!(rs.annotations()["deployment.kubernetes.io/revision"], "1");
+    for p in t.pods("app=web") {
+        assert_eq!(p.labels()["pod-template-hash"], hash);
+        assert!(p.name_any().starts_with(&format!("web-{hash}-")));
+    }
+    t.make_all_ready("app=web");
+    eventually("deployment available", || {
+        let d = t.deployment("web");
+        let s = d.status?;
+        let avail = s.conditions?.into_iter().find(|c| c.type_ == "Available")?;
+        (s.available_replicas == Some(4) && avail.status == "True").then_some(())
+    });
+    let out =
+        t.k.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // Scale up and down through kubectl.
+    t.k.ok(&["scale", "deployment", "web", "--replicas=6"]);
+    eventually("6 pods", || (t.pods("app=web").len() == 6).then_some(()));
+    t.make_all_ready("app=web");
+    t.k.ok(&["scale", "deployment", "web", "--replicas=4"]);
+    eventually("4 pods", || (t.pods("app=web").len() == 4).then_some(()));
+    t.make_all_ready("app=web");
+
+    // A rolling update with maxSurge 1, maxUnavailable 1, stepped by the test's readiness.
+    t.k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":1}}}}"#,
+    ]);
+    let status =
+        t.k.spawn(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    t.k.ok(&["set", "image", "deployment/web", "busybox=busybox:2"]);
+    let deadline = Instant::now() + WAIT * 2;
+    let mut max_sum = 0;
+    let mut min_ready = i32::MAX;
+    let mut steps = 0;
+    loop {
+        assert!(Instant::now() < deadline, "rolling update did not finish");
+        let sets = t.replicasets("app=web");
+        let sum: i32 = sets.iter().map(rs_replicas).sum();
+        let pods = t.pods("app=web");
+        let ready = pods.iter().filter(|p| is_ready(p)).count() as i32;
+        max_sum = max_sum.max(sum);
+        min_ready = min_ready.min(ready);
+        assert!(sum <= 5, "replicas over all sets {sum} > 4 + maxSurge 1");
+        assert!(ready >= 3, "{ready} ready pods < 4 - maxUnavailable 1");
+        let d = t.deployment("web");
+        let s = d.status.clone().unwrap_or_default();
+        let new_pods_all_ready = pods.iter().all(|p| {
+            p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2")
+                && is_ready(p)
+        });
+        if s.updated_replicas == Some(4)
+            && s.available_replicas == Some(4)
+            && s.replicas == Some(4)
+            && pods.len() == 4
+            && new_pods_all_ready
+        {
+            break;
+        }
+        // One step: the hollow kubelet brings up every pod that exists now.
+        for p in pods.iter().filter(|p| !is_ready(p)) {
+            t.make_ready(p);
+            steps += 1;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(steps >= 4, "every new pod was made ready by the test");
+    eprintln!("rolling update: max replicas over sets {max_sum}, min ready {min_ready}");
+    let out = status.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "rollout status: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"));
+    eventually("old set scaled to 0", || {
+        let sets = t.replicasets("app=web");
+        (sets.len() == 2 && sets.iter().map(rs_replicas).sum::<i32>() == 4).then_some(())
+    });
+
+    // History lists both revisions; undo brings the first template back as revision 3.
+    let hist = t.k.ok(&["rollout", "history", "deployment/web"]);
+    assert!(hist.contains("1 ") && hist.contains("2 "), "{hist}");
+    t.k.ok(&["rollout", "undo", "deployment/web"]);
+    assert_eq!(image_of(&t.deployment("web")), "busybox:1");
+    eventually("the first set is the new one again", || {
+        t.make_all_ready("app=web");
+        let sets = t.replicasets("app=web");
+        let first = sets.iter().find(|rs| rs.name_any() == rs_name(&hash))?;
+        (first
+            .annotations()
+            .get("deployment.kubernetes.io/revision")?
+            == "3"
+            && rs_replicas(first) == 4
+            && sets.len() == 2)
+            .then_some(())
+    });
+    let hist = t.k.ok(&["rollout", "history", "deployment/web"]);
+    assert!(hist.contains("2 ") && hist.contains("3 "), "{hist}");
+    t.make_all_ready("app=web");
+    let out =
+        t.k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(
+        t.deployment("web").annotations()["deployment.kubernetes.io/revision"],
+        "3"
+    );
+
+    // Pause: a template change makes no new set; resume rolls it out; restart makes another.
+    t.k.ok(&["rollout", "pause", "deployment/web"]);
+    t.k.ok(&["set", "image", "deployment/web", "busybox=busybox:3"]);
+    eventually("paused condition", || {
+        let d = t.deployment("web");
+        let c = d
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Progressing")?;
+        (c.reason.as_deref() == Some("DeploymentPaused")).then_some(())
+    });
+    assert_eq!(t.replicasets("app=web").len(), 2, "no new set while paused");
+    t.k.ok(&["rollout", "resume", "deployment/web"]);
+    eventually("busybox:3 rolled out", || {
+        t.make_all_ready("app=web");
+        let pods = t.pods("app=web");
+        (pods.len() == 4
+            && pods.iter().all(|p| {
+                is_ready(p)
+                    && p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:3")
+            }))
+        .then_some(())
+    });
+    t.k.ok(&["rollout", "restart", "deployment/web"]);
+    eventually("restarted: a fourth set holds every pod", || {
+        t.make_all_ready("app=web");
+        let sets = t.replicasets("app=web");
+        let full: Vec<_> = sets.iter().filter(|rs| rs_replicas(rs) == 4).collect();
+        (sets.len() == 4
+            && full.len() == 1
+            && full[0].annotations()["deployment.kubernetes.io/revision"] == "5")
+            .then_some(())
+    });
+    let out =
+        t.k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+}
+
+fn rs_name(hash: &str) -> String {
+    format!("web-{hash}")
+}
+
+#[test]
+fn revision_history_limit_and_recreate() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("replicaset,deployment"));
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rec}
+spec:
+  replicas: 2
+  revisionHistoryLimit: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: rec}}
+  template:
+    metadata: {labels: {app: rec}}
+    spec:
+      containers:
+      - {name: c, image: "busybox:1"}
+"#,
+    );
+    eventually("2 pods", || (t.pods("app=rec").len() == 2).then_some(()));
+    t.make_all_ready("app=rec");
+    for v in 2..=4 {
+        t.k.ok(&["set", "image", "deployment/rec", &format!("c=busybox:{v}")]);
+        // Recreate: the old pods go before any new one exists.
+        eventually("recreated", || {
+            let pods = t.pods("app=rec");
+            let imgs: BTreeSet<String> = pods
+                .iter()
+                .map(|p| {
+                    p.spec.as_ref().unwrap().containers[0]
+                        .image
+                        .clone()
+                        .unwrap()
+                })
+                .collect();
+            assert!(
+                imgs.len() <= 1,
+                "old and new pods together under Recreate: {imgs:?}"
+            );
+            t.make_all_ready("app=rec");
+            (pods.len() == 2 && imgs.contains(&format!("busybox:{v}")) && pods.iter().all(is_ready))
+                .then_some(())
+        });
+    }
+    // History limit 1: the new set plus one old.
+    eventually("old sets cleaned up", || {
+        (t.replicasets("app=rec").len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn concurrent_scale_changes_never_over_create() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("replicaset,deployment"));
+    // Count every pod ever created, from a watch that starts before anything exists.
+    let created: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let watch = {
+        let created = created.clone();
+        let api: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+        t.rt.spawn(async move {
+            let mut s = api
+                .watch(&WatchParams::default().labels("app=burst"), "0")
+                .await
+                .expect("watch")
+                .boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(WatchEvent::Added(p)) = ev {
+                    created.lock().unwrap().insert(p.uid().unwrap());
+                }
+            }
+        })
+    };
+    t.k.ok(&[
+        "create",
+        "deployment",
+        "burst",
+        "--image=busybox",
+        "--replicas=0",
+    ]);
+    // 100 concurrent +1 changes of the scale subresource, each a read-modify-write retried
+    // on conflict: the replica count only grows, ending at exactly 100.
+    let api: Api<Deployment> = Api::namespaced(t.client.clone(), "default");
+    t.rt.block_on(async {
+        let tasks = (0..100).map(|_| {
+            let api = api.clone();
+            async move {
+                loop {
+                    let scale = api.get_scale("burst").await.expect("get scale");
+                    let n = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                    let body = json!({
+                        "apiVersion": "autoscaling/v1", "kind": "Scale",
+                        "metadata": {"name": "burst", "namespace": "default",
+                                     "resourceVersion": scale.metadata.resource_version},
+                        "spec": {"replicas": n + 1},
+                    });
+                    match api
+                        .replace_scale(
+                            "burst",
+                            &Default::default(),
+                            serde_json::to_vec(&body).unwrap(),
+                        )
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                        Err(e) => panic!("scale: {e}"),
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(tasks).await;
+    });
+    assert_eq!(
+        t.deployment("burst").spec.unwrap().replicas,
+        Some(100),
+        "every increment landed"
+    );
+    eventually("100 pods", || {
+        (t.pods("app=burst").len() == 100).then_some(())
+    });
+    // Let any over-creation surface before counting.
+    std::thread::sleep(Duration::from_secs(2));
+    let n = created.lock().unwrap().len();
+    watch.abort();
+    let d = t.deployment("burst");
+    let surge = 25; // 25% of 100, rounded up
+    eprintln!("pods ever created: {n}");
+    assert!(n <= 100 + surge, "{n} pods created for 100 replicas");
+    assert_eq!(
+        n, 100,
+        "no rollout happened, so no pod beyond the 100 asked for"
+    );
+    assert_eq!(t.pods("app=burst").len(), 100);
+    assert_eq!(d.status.unwrap().replicas, Some(100));
+}
+
+#[test]
+fn node_ipam_gives_unique_pod_cidrs_and_recovers_them() {
+    let t = Test::start();
+    let node = |name: &str| format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n");
+    let cidr_of = |name: &str| -> Option<String> {
+        let api: Api<Node> = Api::all(t.client.clone());
+        t.rt.block_on(api.get(name)).ok()?.spec?.pod_cidr
+    };
+    // A node that already has a CIDR before the controller starts: recovered, not reused.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: pre\nspec:\n  podCIDR: 10.244.0.0/24\n  podCIDRs: [10.244.0.0/24]\n",
+    );
+    let mut cidrs = BTreeMap::new();
+    {
+        let _c = Controllers::start(&t.cp, config("nodeipam"));
+        for n in ["n1", "n2", "n3"] {
+            t.k.ok_stdin(&["create", "-f", "-"], &node(n));
+        }
+        for n in ["n1", "n2", "n3"] {
+            cidrs.insert(n.to_string(), eventually("pod cidr", || cidr_of(n)));
+        }
+    }
+    // Restarted controllers recover n1..n3 and give n4 a fifth subnet.
+    let _c = Controllers::start(&t.cp, config("nodeipam"));
+    t.k.ok_stdin(&["create", "-f", "-"], &node("n4"));
+    cidrs.insert("n4".into(), eventually("pod cidr", || cidr_of("n4")));
+    cidrs.insert("pre".into(), cidr_of("pre").unwrap());
+    let unique: BTreeSet<&String> = cidrs.values().collect();
+    assert_eq!(unique.len(), 5, "{cidrs:?}");
+    for c in cidrs.values() {
+        let net: ipnet::Ipv4Net = c.parse().unwrap();
+        assert_eq!(net.prefix_len(), 24);
+        assert!(
+            "10.244.0.0/16"
+                .parse::<ipnet::Ipv4Net>()
+                .unwrap()
+                .contains(&net),
+            "{c}"
+        );
+    }
+    let list =
+        t.k.ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
+    assert_eq!(list.split_whitespace().count(), 5, "{list}");
+}
+
+#[test]
+fn endpoints_and_slices_follow_pod_readiness() {
+    let t = Test::start();
+    let _c = Controllers::start(
+        &t.cp,
+        config("replicaset,deployment,endpoint,endpointslice"),
+    );
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: c
+        image: busybox
+        ports:
+        - {name: http, containerPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, labels: {team: a}}
+spec:
+  selector: {app: api}
+  ports:
+  - {name: web, port: 80, targetPort: http}
+"#,
+    );
+    eventually("3 pods", || (t.pods("app=api").len() == 3).then_some(()));
+    let slices = |t: &Test| -> Vec<EndpointSlice> {
+        let api: Api<EndpointSlice> = Api::namespaced(t.client.clone(), "default");
+        t.rt.block_on(api.list(&ListParams::default().labels("kubernetes.io/service-name=api")))
+            .unwrap()
+            .items
+    };
+    let endpoints = |t: &Test| -> Option<Endpoints> {
+        let api: Api<Endpoints> = Api::namespaced(t.client.clone(), "default");
+        t.rt.block_on(api.get("api")).ok()
+    };
+    // Not ready yet: pods without IPs are not endpoints at all.
+    let pods = t.pods("app=api");
+    t.make_ready(&pods[0]);
+    t.make_ready(&pods[1]);
+    t.make_ready(&pods[2]);
+    t.make_not_ready(&pods[2]);
+    eventually("slice with 2 ready, 1 not ready", || {
+        let s = slices(&t);
+        if s.len() != 1 {
+            return None;
+        }
+        let s = &s[0];
+        let eps = s.endpoints.clone();
+        let ready = eps
+            .iter()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .count();
+        let port = s.ports.as_ref()?.first()?.port;
+        (eps.len() == 3 && ready == 2 && port == Some(8080)).then_some(())
+    });
+    let s = &slices(&t)[0];
+    assert_eq!(s.address_type, "IPv4");
+    let l = s.labels();
+    assert_eq!(
+        l["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(l["team"], "a");
+    assert_eq!(s.owner_references()[0].kind, "Service");
+    eventually("endpoints with 2 addresses and 1 not ready", || {
+        let e = endpoints(&t)?;
+        let ss = e.subsets?;
+        let addrs: usize = ss
+            .iter()
+            .map(|s| s.addresses.as_ref().map_or(0, |a| a.len()))
+            .sum();
+        let nr: usize = ss
+            .iter()
+            .map(|s| s.not_ready_addresses.as_ref().map_or(0, |a| a.len()))
+            .sum();
+        let port = ss[0].ports.as_ref()?[0].port;
+        (addrs == 2 && nr == 1 && port == 8080).then_some(())
+    });
+    // A terminating pod: ready false, terminating true in the slice; gone from Endpoints.
+    t.make_ready(&pods[2]);
+    eventually("3 ready", || {
+        let s = slices(&t);
+        let ready = s
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .count();
+        (ready == 3).then_some(())
+    });
+    // Scale to 0: the slice stays as an empty placeholder, Endpoints has no subsets.
+    t.k.ok(&["scale", "deployment", "api", "--replicas=0"]);
+    eventually("no endpoints", || {
+        let s = slices(&t);
+        let e = endpoints(&t)?;
+        (s.len() == 1
+            && s[0].endpoints.is_empty()
+            && e.subsets.as_ref().is_none_or(|s| s.is_empty()))
+        .then_some(())
+    });
+    // Deleting the service removes its Endpoints (slices go with it by owner reference).
+    t.k.ok(&["delete", "service", "api"]);
+    eventually("endpoints gone", || endpoints(&t).is_none().then_some(()));
+}
+
+#[test]
+fn many_endpoints_are_packed_100_per_slice() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("replicaset,endpointslice"));
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: big}
+spec:
+  replicas: 150
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers:
+      - {name: c, image: busybox}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: big}
+spec:
+  clusterIP: None
+  selector: {app: big}
+"#,
+    );
+    eventually("150 pods", || {
+        (t.pods("app=big").len() == 150).then_some(())
+    });
+    t.make_all_ready("app=big");
+    let api: Api<EndpointSlice> = Api::namespaced(t.client.clone(), "default");
+    let sizes = eventually("150 endpoints in 2 slices", || {
+        let s = t
+            .rt
+            .block_on(api.list(&ListParams::default().labels("kubernetes.io/service-name=big")))
+            .unwrap()
+            .items;
+        let mut sizes: Vec<usize> = s.iter().map(|s| s.endpoints.len()).collect();
+        sizes.sort();
+        (sizes.iter().sum::<usize>() == 150).then_some(sizes)
+    });
+    assert_eq!(sizes, [50, 100]);
+}
