@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{
     Capability, LinuxCpu, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceType, LinuxPids,
-    LinuxResources, LinuxSeccomp, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec,
+    LinuxResources, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec,
 };
 
 use super::{kv, Ctx, Outcome};
@@ -477,69 +477,6 @@ fn no_new_privs(ctx: &Ctx) -> Outcome {
     Outcome::Pass
 }
 
-/// A Docker-like default profile: an allow-list of every syscall but the dangerous ones,
-/// keyctl family answered with ENOSYS, personality allowed only for safe arguments.
-pub fn default_profile() -> LinuxSeccomp {
-    let denied: HashSet<&str> = [
-        "unshare",
-        "setns",
-        "mount",
-        "umount2",
-        "pivot_root",
-        "ptrace",
-        "keyctl",
-        "add_key",
-        "request_key",
-        "reboot",
-        "kexec_load",
-        "kexec_file_load",
-        "init_module",
-        "finit_module",
-        "delete_module",
-        "bpf",
-        "perf_event_open",
-        "userfaultfd",
-        "open_by_handle_at",
-        "personality",
-        "clone3",
-        "fsopen",
-        "fsmount",
-        "move_mount",
-        "open_tree",
-        "swapon",
-        "swapoff",
-        "acct",
-        "settimeofday",
-        "clock_settime",
-    ]
-    .into_iter()
-    .collect();
-    let header = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
-        .unwrap_or_default();
-    let allowed: Vec<String> = header
-        .lines()
-        .filter_map(|l| l.strip_prefix("#define __NR_"))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| !denied.contains(n))
-        .map(str::to_string)
-        .collect();
-    serde_json::from_value(serde_json::json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": 1,
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [
-            {"names": allowed, "action": "SCMP_ACT_ALLOW"},
-            {"names": ["keyctl", "add_key", "request_key"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
-            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-             "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-             "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]}
-        ]
-    }))
-    .expect("profile")
-}
-
 fn seccomp_default(ctx: &Ctx) -> Outcome {
     let mut b = tryo!(ctx.bundle(
         "seccomp",
@@ -549,7 +486,7 @@ fn seccomp_default(ctx: &Ctx) -> Outcome {
         // CAP_SYS_ADMIN, so unshare and mount would succeed without the filter.
         add_caps(s, &[Capability::SysAdmin]);
         let mut linux = s.linux().clone().unwrap_or_default();
-        linux.set_seccomp(Some(default_profile()));
+        linux.set_seccomp(Some(pea_shim::oci::runtime_default_profile()));
         s.set_linux(Some(linux));
     }));
     let m = kv(&tryo!(ctx.run(&b)));

@@ -7,7 +7,8 @@
 //! `run_suite` returns a `Report` (one row per check); `Report::table` renders it as Markdown.
 
 mod checks;
-pub use checks::default_profile;
+/// The RuntimeDefault seccomp profile pea-shim gives containers (a Docker-like allow-list).
+pub use pea_shim::oci::runtime_default_profile as default_profile;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
