@@ -12,6 +12,11 @@ pub fn pea_runtime_binary() -> PathBuf {
     crate::bins::workspace_binary("pea-runtime", "PEA_RUNTIME")
 }
 
+/// The pea-monitor binary: `$PEA_MONITOR`, else the one next to this test's target dir.
+pub fn pea_monitor_binary() -> PathBuf {
+    crate::bins::workspace_binary("pea-monitor", "PEA_MONITOR")
+}
+
 /// What a runtime call produced.
 #[derive(Debug, Clone)]
 pub struct Output {
