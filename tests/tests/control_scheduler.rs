@@ -363,3 +363,54 @@ fn leader_election_hands_over_when_the_leader_dies() {
     assert_eq!(wait_bound(&k, "p2", &b), "n1");
     assert!(b.log().contains("acquired leadership"), "{}", b.log());
 }
+
+#[test]
+fn required_pod_anti_affinity_spreads_replicas() {
+    let (cp, dir) = cluster();
+    let k = cp.kubectl();
+    for n in ["h1", "h2"] {
+        hollow_node(
+            &k,
+            n,
+            "4",
+            "8Gi",
+            json!({"kubernetes.io/hostname": n}),
+            json!([]),
+        );
+    }
+    let s = SchedulerProcess::start(
+        &cp.kubeconfig,
+        dir.path(),
+        "sched",
+        json!({"leaderElect": false}),
+    );
+    let replica = || {
+        let mut spec = cpu_spec("100m");
+        spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        spec
+    };
+    let labelled = |name: &str| {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "web"}}, "spec": replica()});
+        k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+    };
+    labelled("web-0");
+    let first = wait_bound(&k, "web-0", &s);
+    labelled("web-1");
+    let second = wait_bound(&k, "web-1", &s);
+    assert_ne!(first, second, "two replicas on one host");
+    labelled("web-2");
+    let events = wait_for(30, || {
+        let e = failed_scheduling(&k, "web-2");
+        (!e.is_empty()).then_some(e)
+    })
+    .unwrap_or_else(|| panic!("no FailedScheduling for web-2\n{}", s.log()));
+    assert_eq!(
+        events[0],
+        "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+    );
+    // Deleting a replica frees its host.
+    k.ok(&["delete", "pod", "web-0", "--grace-period=0", "--force"]);
+    assert_eq!(wait_bound(&k, "web-2", &s), first);
+}

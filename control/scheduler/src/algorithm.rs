@@ -146,6 +146,44 @@ impl Algorithm {
         Status::success()
     }
 
+    /// Runs every PreFilter; the first rejection rejects the pod on every node.
+    pub fn pre_filter(&self, pod: &PodInfo, cluster: &ClusterState) -> Result<CycleState, Status> {
+        let mut state = CycleState::default();
+        for f in &self.profile.filters {
+            let st = f.pre_filter(pod, cluster, &mut state);
+            if !st.is_success() {
+                return Err(st);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Preemption's what-if: the plugins' view of `node` without `victim`.
+    pub fn state_remove(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        victim: &PodInfo,
+        node: &NodeInfo,
+    ) {
+        for f in &self.profile.filters {
+            f.remove_pod(state, pod, victim, node);
+        }
+    }
+
+    /// Undoes [`Algorithm::state_remove`].
+    pub fn state_add(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        added: &PodInfo,
+        node: &NodeInfo,
+    ) {
+        for f in &self.profile.filters {
+            f.add_pod(state, pod, added, node);
+        }
+    }
+
     pub fn schedule(
         &mut self,
         pod: &PodInfo,
@@ -156,17 +194,16 @@ impl Algorithm {
         if n == 0 {
             return Err(ScheduleError::NoNodes);
         }
-        let mut state = CycleState::default();
-        for f in &self.profile.filters {
-            let st = f.pre_filter(pod, cluster, &mut state);
-            if st.is_rejected() {
+        let mut state = match self.pre_filter(pod, cluster) {
+            Ok(s) => s,
+            Err(st) => {
                 return Err(ScheduleError::Fit(FitError {
                     num_all_nodes: n,
                     pre_filter_msg: Some(st.reasons.join(", ")),
                     ..Default::default()
-                }));
+                }))
             }
-        }
+        };
         // A pod that preempted before tries its nominated node first.
         if let Some(nominated) = pod
             .pod

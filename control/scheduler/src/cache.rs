@@ -38,6 +38,9 @@ pub struct ClusterState {
     pods: HashMap<String, Placement>,
     /// Image name → how many nodes report it (ImageLocality's spread).
     image_nodes: HashMap<String, usize>,
+    /// Pods in the cache with pod (anti-)affinity terms: InterPodAffinity skips its cluster
+    /// walk when there are none and the pod has none either.
+    affinity_pods: usize,
 }
 
 fn relevant(old: &Node, new: &Node) -> bool {
@@ -67,6 +70,11 @@ impl ClusterState {
 
     pub fn image_node_count(&self, image: &str) -> usize {
         self.image_nodes.get(image).copied().unwrap_or(0)
+    }
+
+    /// How many cached pods carry pod (anti-)affinity terms.
+    pub fn affinity_pods(&self) -> usize {
+        self.affinity_pods
     }
 
     pub fn is_assumed(&self, uid: &str) -> bool {
@@ -160,9 +168,12 @@ impl ClusterState {
     fn take_pod(&mut self, uid: &str) -> Option<Placement> {
         let place = self.pods.remove(uid)?;
         let info = self.info_mut(&place.node);
-        info.remove_pod(uid);
+        let removed = info.remove_pod(uid);
         if info.node.is_none() && info.pods.is_empty() {
             self.ghosts.remove(&place.node);
+        }
+        if removed.is_some_and(|p| p.has_affinity) {
+            self.affinity_pods -= 1;
         }
         Some(place)
     }
@@ -184,7 +195,9 @@ impl ClusterState {
         if terminal || node.is_empty() {
             return;
         }
-        self.info_mut(&node).add_pod(Arc::new(PodInfo::new(pod)));
+        let pi = Arc::new(PodInfo::new(pod));
+        self.affinity_pods += usize::from(pi.has_affinity);
+        self.info_mut(&node).add_pod(pi);
         self.pods.insert(
             uid,
             Placement {
@@ -216,6 +229,7 @@ impl ClusterState {
     pub fn assume(&mut self, pod: Arc<PodInfo>, node: &str) {
         let uid = pod.uid.clone();
         self.take_pod(&uid);
+        self.affinity_pods += usize::from(pod.has_affinity);
         self.info_mut(node).add_pod(pod);
         self.pods.insert(
             uid,

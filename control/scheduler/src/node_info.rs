@@ -29,6 +29,8 @@ pub struct PodInfo {
     pub non_zero_requests: Resource,
     pub host_ports: Vec<HostPort>,
     pub priority: i32,
+    /// Has pod affinity or anti-affinity terms (required or preferred).
+    pub has_affinity: bool,
 }
 
 /// `namespace/name` of a pod.
@@ -69,6 +71,11 @@ impl PodInfo {
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
             priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            has_affinity: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.affinity.as_ref())
+                .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some()),
             host_ports,
             pod,
         }

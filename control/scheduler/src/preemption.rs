@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::algorithm::{resolvable, Algorithm, FitError};
 use crate::cache::ClusterState;
-use crate::framework::{Code, CycleState, Status};
+use crate::framework::{Code, Status};
 use crate::node_info::PodInfo;
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -53,7 +53,13 @@ pub fn preempt(
             "preemption: not eligible due to preemptionPolicy=Never.".into(),
         );
     }
-    let state = CycleState::default();
+    let Ok(mut state) = alg.pre_filter(pod, cluster) else {
+        return Preemption::NotPossible(format!(
+            "preemption: 0/{} nodes are available: {} {NOT_HELPFUL}.",
+            cluster.num_nodes(),
+            cluster.num_nodes()
+        ));
+    };
     let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
     // (node, victims, highest victim priority, sum of shifted priorities)
     let mut candidates: Vec<(String, Vec<Arc<PodInfo>>)> = Vec::new();
@@ -93,9 +99,13 @@ pub fn preempt(
         let mut what_if = node.clone();
         for v in &lower {
             what_if.remove_pod(&v.uid);
+            alg.state_remove(&mut state, pod, v, node);
         }
         let st = alg.run_filters(pod, &what_if, &state);
         if !st.is_success() {
+            for v in &lower {
+                alg.state_add(&mut state, pod, v, node);
+            }
             statuses.insert(node.name.clone(), st);
             continue;
         }
@@ -108,10 +118,16 @@ pub fn preempt(
         let mut victims = Vec::new();
         for v in lower {
             what_if.add_pod(v.clone());
+            alg.state_add(&mut state, pod, &v, node);
             if !alg.run_filters(pod, &what_if, &state).is_success() {
                 what_if.remove_pod(&v.uid);
+                alg.state_remove(&mut state, pod, &v, node);
                 victims.push(v);
             }
+        }
+        // Back to the real cluster for the next node.
+        for v in &victims {
+            alg.state_add(&mut state, pod, v, node);
         }
         if victims.is_empty() {
             continue;
