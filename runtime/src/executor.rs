@@ -162,15 +162,22 @@ impl Executor for PeaExecutor {
     }
 }
 
-/// Undoes the runtime's signal state: the mask survives execve, and so does SIG_IGN.
+/// Undoes the signal state the runtime's caller and the runtime left: the mask survives
+/// execve, and so does SIG_IGN. Every signal goes back to its default, so an ignored signal of
+/// whoever started the runtime (glibc's posix_spawn leaves its reserved real-time signals 32
+/// and 33 ignored; `nohup` leaves SIGHUP) never reaches the container.
 pub fn reset_signals() {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only take pointers to
-    // it and integer arguments.
+    // it and integer arguments. Setting SIG_DFL installs no handler code.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
     }
 }
 

@@ -44,32 +44,45 @@ impl Rootfs {
         &self.target
     }
 
-    /// Unmounts, retrying while the mount is busy as containerd's `UnmountAll` does: a process
-    /// forked elsewhere may briefly hold a file or cwd inside it. If it stays busy the mount is
-    /// detached lazily so it cannot outlive its owner, and the caller still gets an error.
+    /// Unmounts, retrying while the mount is busy (see [`unmount_at`]).
     pub fn unmount(mut self) -> Result<(), RootfsError> {
         self.mounted = false;
-        for _ in 0..UNMOUNT_TRIES {
-            match umount2(&self.target, MntFlags::empty()) {
-                Ok(()) => return Ok(()),
-                Err(nix::Error::EBUSY) => std::thread::sleep(UNMOUNT_RETRY_DELAY),
-                Err(source) => {
-                    return Err(RootfsError::Unmount {
-                        target: self.target.clone(),
-                        source,
-                    })
-                }
+        unmount_at(&self.target)
+    }
+
+    /// Keeps the mount past this handle (its owner records it and unmounts it with
+    /// [`unmount_at`] later, e.g. after a restart); returns the mount point.
+    pub fn keep(mut self) -> PathBuf {
+        self.mounted = false;
+        self.target.clone()
+    }
+}
+
+/// Unmounts `target`, retrying while the mount is busy as containerd's `UnmountAll` does: a
+/// process forked elsewhere may briefly hold a file or cwd inside it. If it stays busy the
+/// mount is detached lazily so it cannot outlive its owner, and the caller still gets an error.
+/// A target that is not mounted (or absent) is not an error.
+pub fn unmount_at(target: &Path) -> Result<(), RootfsError> {
+    for _ in 0..UNMOUNT_TRIES {
+        match umount2(target, MntFlags::empty()) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => return Ok(()),
+            Err(nix::Error::EBUSY) => std::thread::sleep(UNMOUNT_RETRY_DELAY),
+            Err(source) => {
+                return Err(RootfsError::Unmount {
+                    target: target.to_path_buf(),
+                    source,
+                })
             }
         }
-        umount2(&self.target, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
-            target: self.target.clone(),
-            source,
-        })?;
-        Err(RootfsError::Busy {
-            target: self.target.clone(),
-            tries: UNMOUNT_TRIES,
-        })
     }
+    umount2(target, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
+        target: target.to_path_buf(),
+        source,
+    })?;
+    Err(RootfsError::Busy {
+        target: target.to_path_buf(),
+        tries: UNMOUNT_TRIES,
+    })
 }
 
 impl Drop for Rootfs {

@@ -1,0 +1,314 @@
+//! The node's state as pea-shim knows it: sandbox and container records (in memory, persisted
+//! under the state dir), the names CRI reserves, per-object locks that serialise the multi-step
+//! RPCs on one sandbox or container, and the services below (image store, CNI, OCI runtime).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use k8s_cri::v1 as cri;
+use tokio::sync::{broadcast, OwnedMutexGuard};
+
+use crate::cni::Cni;
+use crate::config::ShimConfig;
+use crate::error::ShimError;
+use crate::monitor::ExitStatus;
+use crate::records::{self, ContainerRecord, ContainerState, SandboxRecord, RECORD_VERSION};
+use crate::runtime_cli::RuntimeCli;
+
+#[derive(Debug, Default)]
+struct Index {
+    sandboxes: HashMap<String, SandboxRecord>,
+    containers: HashMap<String, ContainerRecord>,
+    /// CRI name -> the id holding it.
+    names: HashMap<String, String>,
+}
+
+/// The shim's state; shared behind an `Arc` by every RPC.
+#[derive(Debug)]
+pub struct Shim {
+    pub cfg: ShimConfig,
+    pub images: Arc<pea_images::Store>,
+    pub runtime: RuntimeCli,
+    pub cni: Cni,
+    index: Mutex<Index>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub events: broadcast::Sender<cri::ContainerEventResponse>,
+    pub metrics: crate::rpc::Metrics,
+}
+
+impl Shim {
+    /// Opens the image store, creates the state dirs and reloads every record.
+    pub fn open(cfg: ShimConfig) -> Result<Self, ShimError> {
+        for d in [
+            cfg.root.clone(),
+            cfg.state.clone(),
+            cfg.sandboxes_dir(),
+            cfg.containers_dir(),
+            cfg.runtime_root.clone(),
+        ] {
+            std::fs::create_dir_all(&d).map_err(ShimError::io(&d))?;
+        }
+        let client = pea_images::Client::new(images_client_config(&cfg));
+        let (store, repair) = pea_images::Store::open(
+            &cfg.images_root(),
+            client,
+            pea_images::StoreOptions::default(),
+        )?;
+        tracing::debug!(?repair, "image store opened");
+        let mut index = Index::default();
+        for s in records::read_all::<SandboxRecord>(&cfg.sandboxes_dir()) {
+            index.names.insert(s.name.clone(), s.id.clone());
+            index.sandboxes.insert(s.id.clone(), s);
+        }
+        for c in records::read_all::<ContainerRecord>(&cfg.containers_dir()) {
+            index.names.insert(c.name.clone(), c.id.clone());
+            index.containers.insert(c.id.clone(), c);
+        }
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            runtime: RuntimeCli {
+                binary: cfg.runtime.clone(),
+                root: cfg.runtime_root.clone(),
+            },
+            cni: Cni {
+                bin_dirs: cfg.cni_bin_dirs.clone(),
+                cache_dir: cfg.cni_cache_dir(),
+            },
+            images: Arc::new(store),
+            cfg,
+            index: Mutex::new(index),
+            locks: Mutex::new(HashMap::new()),
+            events,
+            metrics: Default::default(),
+        })
+    }
+
+    /// Serialises multi-step work on one object (held across awaits).
+    pub async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
+        let m = self
+            .locks
+            .lock()
+            .expect("lock map")
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+
+    fn forget_lock(&self, id: &str) {
+        self.locks.lock().expect("lock map").remove(id);
+    }
+
+    /// Reserves a CRI name for `id`, or says who holds it.
+    pub fn reserve_name(&self, kind: &'static str, name: &str, id: &str) -> Result<(), ShimError> {
+        let mut ix = self.index.lock().expect("index");
+        if let Some(holder) = ix.names.get(name) {
+            return Err(ShimError::NameReserved {
+                kind,
+                name: name.into(),
+                id: holder.clone(),
+            });
+        }
+        ix.names.insert(name.into(), id.into());
+        Ok(())
+    }
+
+    pub fn release_name(&self, name: &str, id: &str) {
+        let mut ix = self.index.lock().expect("index");
+        if ix.names.get(name).is_some_and(|h| h == id) {
+            ix.names.remove(name);
+        }
+    }
+
+    /// Resolves a full id or a unique prefix of one (crictl passes truncated ids).
+    fn resolve<T>(
+        map: &HashMap<String, T>,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<String, ShimError> {
+        if id.is_empty() {
+            return Err(ShimError::invalid(format!("{kind} id is empty")));
+        }
+        if map.contains_key(id) {
+            return Ok(id.to_string());
+        }
+        let mut hits = map.keys().filter(|k| k.starts_with(id));
+        match (hits.next(), hits.next()) {
+            (Some(one), None) => Ok(one.clone()),
+            (Some(_), Some(_)) => Err(ShimError::invalid(format!(
+                "{kind} id prefix {id:?} is ambiguous"
+            ))),
+            _ => Err(ShimError::not_found(kind, id)),
+        }
+    }
+
+    pub fn sandbox_id(&self, id: &str) -> Result<String, ShimError> {
+        Self::resolve(&self.index.lock().expect("index").sandboxes, "sandbox", id)
+    }
+
+    pub fn container_id(&self, id: &str) -> Result<String, ShimError> {
+        Self::resolve(
+            &self.index.lock().expect("index").containers,
+            "container",
+            id,
+        )
+    }
+
+    pub fn sandbox(&self, id: &str) -> Result<SandboxRecord, ShimError> {
+        let ix = self.index.lock().expect("index");
+        let id = Self::resolve(&ix.sandboxes, "sandbox", id)?;
+        Ok(ix.sandboxes[&id].clone())
+    }
+
+    pub fn container(&self, id: &str) -> Result<ContainerRecord, ShimError> {
+        let rec = {
+            let ix = self.index.lock().expect("index");
+            let id = Self::resolve(&ix.containers, "container", id)?;
+            ix.containers[&id].clone()
+        };
+        self.refresh(rec)
+    }
+
+    pub fn sandboxes(&self) -> Vec<SandboxRecord> {
+        self.index
+            .lock()
+            .expect("index")
+            .sandboxes
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn containers(&self) -> Vec<ContainerRecord> {
+        let all: Vec<ContainerRecord> = self
+            .index
+            .lock()
+            .expect("index")
+            .containers
+            .values()
+            .cloned()
+            .collect();
+        all.into_iter()
+            .map(|c| {
+                let id = c.id.clone();
+                self.refresh(c).unwrap_or_else(|e| {
+                    tracing::warn!(container = %id, error = %e, "refreshing container state");
+                    self.index.lock().expect("index").containers[&id].clone()
+                })
+            })
+            .collect()
+    }
+
+    pub fn containers_of(&self, sandbox_id: &str) -> Vec<ContainerRecord> {
+        self.containers()
+            .into_iter()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .collect()
+    }
+
+    fn sandbox_path(&self, id: &str) -> PathBuf {
+        self.cfg.sandboxes_dir().join(format!("{id}.json"))
+    }
+
+    fn container_path(&self, id: &str) -> PathBuf {
+        self.cfg.containers_dir().join(format!("{id}.json"))
+    }
+
+    /// Persists and indexes a sandbox record.
+    pub fn put_sandbox(&self, mut rec: SandboxRecord) -> Result<(), ShimError> {
+        rec.version = RECORD_VERSION;
+        records::write_json(&self.sandbox_path(&rec.id), &rec)?;
+        self.index
+            .lock()
+            .expect("index")
+            .sandboxes
+            .insert(rec.id.clone(), rec);
+        Ok(())
+    }
+
+    pub fn put_container(&self, mut rec: ContainerRecord) -> Result<(), ShimError> {
+        rec.version = RECORD_VERSION;
+        records::write_json(&self.container_path(&rec.id), &rec)?;
+        self.index
+            .lock()
+            .expect("index")
+            .containers
+            .insert(rec.id.clone(), rec);
+        Ok(())
+    }
+
+    pub fn drop_sandbox(&self, rec: &SandboxRecord) -> Result<(), ShimError> {
+        records::remove(&self.sandbox_path(&rec.id))?;
+        self.index.lock().expect("index").sandboxes.remove(&rec.id);
+        self.release_name(&rec.name, &rec.id);
+        self.forget_lock(&rec.id);
+        Ok(())
+    }
+
+    pub fn drop_container(&self, rec: &ContainerRecord) -> Result<(), ShimError> {
+        records::remove(&self.container_path(&rec.id))?;
+        self.index.lock().expect("index").containers.remove(&rec.id);
+        self.release_name(&rec.name, &rec.id);
+        self.forget_lock(&rec.id);
+        Ok(())
+    }
+
+    /// The monitor's exit file for container `id`.
+    pub fn exit_file(&self, id: &str) -> PathBuf {
+        self.cfg.bundle_dir(id).join("exit.json")
+    }
+
+    /// Folds a finished container's exit file into its record (and persists it).
+    pub fn refresh(&self, rec: ContainerRecord) -> Result<ContainerRecord, ShimError> {
+        if rec.state == ContainerState::Exited {
+            return Ok(rec);
+        }
+        let Some(exit) = ExitStatus::read(&self.exit_file(&rec.id))? else {
+            return Ok(rec);
+        };
+        let mut rec = rec;
+        let oom = crate::monitor::oom_killed(&rec.cgroups_path());
+        rec.state = ContainerState::Exited;
+        rec.exit_code = exit.exit_code;
+        rec.finished_at_ns = exit.finished_at_ns;
+        rec.pid = None;
+        rec.reason = if oom {
+            "OOMKilled".into()
+        } else if exit.exit_code == 0 {
+            "Completed".into()
+        } else {
+            "Error".into()
+        };
+        self.put_container(rec.clone())?;
+        self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
+        Ok(rec)
+    }
+
+    /// Tells `GetContainerEvents` subscribers (the kubelet's evented PLEG) about a change.
+    pub fn emit(&self, rec: &ContainerRecord, kind: cri::ContainerEventType) {
+        let _ = self.events.send(cri::ContainerEventResponse {
+            container_id: rec.id.clone(),
+            container_event_type: kind as i32,
+            created_at: records::now_ns(),
+            pod_sandbox_status: None,
+            containers_statuses: Vec::new(),
+        });
+    }
+}
+
+/// How the image store reaches registries: hosts.toml mirrors and insecure registries.
+pub fn images_client_config(cfg: &ShimConfig) -> pea_images::ClientConfig {
+    pea_images::ClientConfig {
+        hosts_dir: cfg.registry_config.clone(),
+        insecure: cfg.insecure_registries.clone(),
+        ..Default::default()
+    }
+}
+
+impl ContainerRecord {
+    /// The cgroupfs path the container runs in (see `oci`): `<pod cgroup parent>/<id>`.
+    pub fn cgroups_path(&self) -> String {
+        self.cgroup_parent.trim_end_matches('/').to_string() + "/" + &self.id
+    }
+}

@@ -1,0 +1,311 @@
+//! pea-crictl: a small crictl work-alike over any CRI v1 socket (pea-shim, containerd), for
+//! trying pea-shim by hand. Pod and container configs are crictl's JSON files (CRI field names).
+//!
+//! ```text
+//! pea-crictl [--runtime-endpoint unix:///run/pea/pea-shim.sock] version|info|pods|ps|images
+//! pea-crictl pull IMAGE | rmi IMAGE | runp POD.json | create POD_ID CTR.json POD.json
+//! pea-crictl start|stop|rm|inspect ID | stopp|rmp|inspectp POD_ID | exec ID CMD... | logs ID
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use k8s_cri::v1 as cri;
+use pea_tests::cri_client::connect;
+
+#[derive(Debug, Parser)]
+#[command(name = "pea-crictl", about = "a small crictl for CRI v1 sockets")]
+struct Args {
+    #[arg(long, short = 'r', default_value = "unix:///run/pea/pea-shim.sock")]
+    runtime_endpoint: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    Version,
+    Info,
+    Pods,
+    Ps {
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
+    Images,
+    Pull {
+        image: String,
+    },
+    Rmi {
+        image: String,
+    },
+    Runp {
+        pod: PathBuf,
+    },
+    Create {
+        pod_id: String,
+        container: PathBuf,
+        pod: PathBuf,
+    },
+    Start {
+        id: String,
+    },
+    Stop {
+        id: String,
+        #[arg(long, default_value_t = 10)]
+        timeout: i64,
+    },
+    Rm {
+        id: String,
+    },
+    Inspect {
+        id: String,
+    },
+    Stopp {
+        id: String,
+    },
+    Rmp {
+        id: String,
+    },
+    Inspectp {
+        id: String,
+    },
+    Exec {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        timeout: i64,
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+    Logs {
+        id: String,
+    },
+}
+
+fn read<T: serde::de::DeserializeOwned>(p: &PathBuf) -> Result<T> {
+    serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("{}: not a CRI config", p.display()))
+}
+
+fn show<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn image(i: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: i.into(),
+        ..Default::default()
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    let mut c = connect(std::path::Path::new(&a.runtime_endpoint)).await?;
+    let r = &mut c.runtime;
+    let i = &mut c.images;
+    match a.cmd {
+        Cmd::Version => show(
+            &r.version(cri::VersionRequest::default())
+                .await?
+                .into_inner(),
+        )?,
+        Cmd::Info => show(
+            &r.status(cri::StatusRequest { verbose: true })
+                .await?
+                .into_inner(),
+        )?,
+        Cmd::Pods => {
+            for p in r
+                .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                .await?
+                .into_inner()
+                .items
+            {
+                let m = p.metadata.unwrap_or_default();
+                let state = cri::PodSandboxState::try_from(p.state)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?");
+                println!("{:.13}  {:<24} {:<16} {state}", p.id, m.name, m.namespace);
+            }
+        }
+        Cmd::Ps { all } => {
+            for ct in r
+                .list_containers(cri::ListContainersRequest::default())
+                .await?
+                .into_inner()
+                .containers
+            {
+                if !all && ct.state != cri::ContainerState::ContainerRunning as i32 {
+                    continue;
+                }
+                let m = ct.metadata.unwrap_or_default();
+                let state = cri::ContainerState::try_from(ct.state)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?");
+                println!(
+                    "{:.13}  {:<20} {state:<18} pod {:.13}",
+                    ct.id, m.name, ct.pod_sandbox_id
+                );
+            }
+        }
+        Cmd::Images => {
+            for im in i
+                .list_images(cri::ListImagesRequest::default())
+                .await?
+                .into_inner()
+                .images
+            {
+                println!(
+                    "{:<60} {:.19}  {} bytes",
+                    im.repo_tags.join(","),
+                    im.id,
+                    im.size
+                );
+            }
+        }
+        Cmd::Pull { image: name } => {
+            let resp = i
+                .pull_image(cri::PullImageRequest {
+                    image: image(&name),
+                    ..Default::default()
+                })
+                .await?;
+            println!("Image is up to date for {}", resp.into_inner().image_ref);
+        }
+        Cmd::Rmi { image: name } => {
+            i.remove_image(cri::RemoveImageRequest {
+                image: image(&name),
+            })
+            .await?;
+            println!("Deleted: {name}");
+        }
+        Cmd::Runp { pod } => {
+            let config = read(&pod)?;
+            let id = r
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await?
+                .into_inner()
+                .pod_sandbox_id;
+            println!("{id}");
+        }
+        Cmd::Create {
+            pod_id,
+            container,
+            pod,
+        } => {
+            let id = r
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod_id,
+                    config: Some(read(&container)?),
+                    sandbox_config: Some(read(&pod)?),
+                })
+                .await?
+                .into_inner()
+                .container_id;
+            println!("{id}");
+        }
+        Cmd::Start { id } => {
+            r.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+            println!("{id}");
+        }
+        Cmd::Stop { id, timeout } => {
+            r.stop_container(cri::StopContainerRequest {
+                container_id: id.clone(),
+                timeout,
+            })
+            .await?;
+            println!("{id}");
+        }
+        Cmd::Rm { id } => {
+            r.remove_container(cri::RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+            println!("{id}");
+        }
+        Cmd::Inspect { id } => show(
+            &r.container_status(cri::ContainerStatusRequest {
+                container_id: id,
+                verbose: true,
+            })
+            .await?
+            .into_inner(),
+        )?,
+        Cmd::Stopp { id } => {
+            r.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+            println!("Stopped sandbox {id}");
+        }
+        Cmd::Rmp { id } => {
+            r.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+            println!("Removed sandbox {id}");
+        }
+        Cmd::Inspectp { id } => show(
+            &r.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id,
+                verbose: true,
+            })
+            .await?
+            .into_inner(),
+        )?,
+        Cmd::Exec { id, timeout, cmd } => {
+            let out = r
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: id,
+                    cmd,
+                    timeout,
+                })
+                .await?
+                .into_inner();
+            use std::io::Write;
+            std::io::stdout().write_all(&out.stdout)?;
+            std::io::stderr().write_all(&out.stderr)?;
+            std::process::exit(out.exit_code);
+        }
+        Cmd::Logs { id } => {
+            let st = r
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await?
+                .into_inner()
+                .status
+                .context("no status")?;
+            if st.log_path.is_empty() {
+                bail!("container {id} has no log path");
+            }
+            // CRI log lines: "<time> <stream> <F|P> <text>"; partial lines join the next.
+            let text = std::fs::read_to_string(&st.log_path)?;
+            for l in text.lines() {
+                let mut parts = l.splitn(4, ' ');
+                let (_t, stream, tag, msg) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next().unwrap_or(""),
+                );
+                let newline = if tag == Some("P") { "" } else { "\n" };
+                if stream == Some("stderr") {
+                    eprint!("{msg}{newline}");
+                } else {
+                    print!("{msg}{newline}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
