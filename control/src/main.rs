@@ -34,6 +34,12 @@ struct Args {
     /// Do not run the scheduler inside this process (run `pea-control scheduler` instead).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controllers inside this process (run `pea-control controllers` instead).
+    #[arg(long)]
+    disable_controllers: bool,
+    /// The range node IPAM of the in-process controllers hands pod CIDRs out of.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,6 +59,48 @@ enum Command {
         #[arg(long)]
         leader_elect: Option<bool>,
     },
+    /// Run only the controllers, as a client of an API server (kube-controller-manager's role).
+    Controllers {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// JSON ControllersConfig (controllers, clusterCidr, nodeCidrMaskSize, leaderElect,
+        /// leaderElection.{namespace,name,identity,leaseDurationSecs,renewDeadlineSecs,
+        /// retryPeriodSecs}, workers).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Which controllers, kube's syntax: `*` all, `foo` on, `-foo` off (e.g. `*,-podgc`).
+        #[arg(long)]
+        controllers: Option<String>,
+        /// The range node pod CIDRs come from (default 10.244.0.0/16).
+        #[arg(long)]
+        cluster_cidr: Option<String>,
+        /// The prefix length of each node's pod CIDR (default 24).
+        #[arg(long)]
+        node_cidr_mask_size: Option<u8>,
+        /// Run for leadership through a Lease (default true).
+        #[arg(long)]
+        leader_elect: Option<bool>,
+    },
+}
+
+/// `pea-control controllers --kubeconfig F`: the controllers alone, until SIGINT/SIGTERM.
+fn run_controllers(
+    kubeconfig: PathBuf,
+    config: pea_controllers::ControllersConfig,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = pea_controllers::client_from_kubeconfig(&kubeconfig).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = pea_controllers::run(client, config) => r?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
 }
 
 fn scheduler_config(path: Option<&PathBuf>) -> anyhow::Result<pea_scheduler::SchedulerConfig> {
@@ -106,6 +154,36 @@ fn main() -> anyhow::Result<()> {
     {
         return run_scheduler(kubeconfig, config, leader_elect);
     }
+    if let Some(Command::Controllers {
+        kubeconfig,
+        config,
+        controllers,
+        cluster_cidr,
+        node_cidr_mask_size,
+        leader_elect,
+    }) = args.command
+    {
+        let mut c: pea_controllers::ControllersConfig = match &config {
+            Some(p) => serde_json::from_slice(
+                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("parsing {}", p.display()))?,
+            None => Default::default(),
+        };
+        if let Some(list) = controllers {
+            c.set_controllers(&list);
+        }
+        if let Some(cidr) = cluster_cidr {
+            c.cluster_cidr = cidr;
+        }
+        if let Some(m) = node_cidr_mask_size {
+            c.node_cidr_mask_size = m;
+        }
+        if let Some(le) = leader_elect {
+            c.leader_elect = le;
+        }
+        return run_controllers(kubeconfig, c);
+    }
     let mut config = match &args.config {
         Some(p) => serde_json::from_slice(
             &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
@@ -145,6 +223,21 @@ fn main() -> anyhow::Result<()> {
                 }
             }))
         };
+        // The controllers likewise, as kube-controller-manager would.
+        let controllers = if args.disable_controllers {
+            None
+        } else {
+            let client = pea_controllers::client_from_kubeconfig(&running.kubeconfig).await?;
+            let mut c = pea_controllers::ControllersConfig::default();
+            if let Some(cidr) = args.cluster_cidr.clone() {
+                c.cluster_cidr = cidr;
+            }
+            Some(tokio::spawn(async move {
+                if let Err(e) = pea_controllers::run(client, c).await {
+                    tracing::error!(error = %e, "controllers stopped");
+                }
+            }))
+        };
         println!(
             "pea-control listening on {} (kubeconfig: {})",
             running.addr,
@@ -157,6 +250,9 @@ fn main() -> anyhow::Result<()> {
         }
         if let Some(s) = scheduler {
             s.abort();
+        }
+        if let Some(c) = controllers {
+            c.abort();
         }
         running.shutdown().await;
         Ok(())

@@ -29,6 +29,11 @@ struct Controllers {
 
 impl Controllers {
     fn start(cp: &ControlPlane, config: ControllersConfig) -> Self {
+        // RUST_LOG=pea_controllers=debug shows what the controllers did, per test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -146,6 +151,35 @@ impl Test {
         }
     }
 
+    /// A hollow kubelet that keeps making every pod matching `selector` ready until the
+    /// returned guard is dropped.
+    fn hollow_kubelet(&self, selector: &str) -> Hollow {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let selector = selector.to_string();
+        let task = self.rt.spawn(async move {
+            let mut n = 10_000u32;
+            loop {
+                if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
+                    for p in list.items.iter().filter(|p| !is_ready(p)) {
+                        n += 1;
+                        let ip = format!("10.245.{}.{}", n / 250 % 250, n % 250 + 1);
+                        let now = k8s_openapi::chrono::Utc::now()
+                            .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+                        let patch = json!({"status": {
+                            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+                        }});
+                        let _ = api
+                            .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                            .await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Hollow(task)
+    }
+
     fn make_not_ready(&self, pod: &Pod) {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
         let now = k8s_openapi::chrono::Utc::now()
@@ -168,6 +202,15 @@ impl Test {
                 self.make_ready(&p);
             }
         }
+    }
+}
+
+/// Stops its hollow kubelet task when dropped.
+struct Hollow(tokio::task::JoinHandle<()>);
+
+impl Drop for Hollow {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -437,9 +480,11 @@ fn deployment_create_scale_rolling_update_history_and_undo() {
     });
     let hist = t.k.ok(&["rollout", "history", "deployment/web"]);
     assert!(hist.contains("2 ") && hist.contains("3 "), "{hist}");
-    t.make_all_ready("app=web");
+    // rollout status waits while the hollow kubelet brings up what the rollout still creates.
+    let kubelet = t.hollow_kubelet("app=web");
     let out =
         t.k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    drop(kubelet);
     assert!(out.contains("successfully rolled out"), "{out}");
     assert_eq!(
         t.deployment("web").annotations()["deployment.kubernetes.io/revision"],
@@ -480,6 +525,7 @@ fn deployment_create_scale_rolling_update_history_and_undo() {
             && full[0].annotations()["deployment.kubernetes.io/revision"] == "5")
             .then_some(())
     });
+    let _kubelet = t.hollow_kubelet("app=web");
     let out =
         t.k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
@@ -828,4 +874,49 @@ spec:
         (sizes.iter().sum::<usize>() == 150).then_some(sizes)
     });
     assert_eq!(sizes, [50, 100]);
+}
+
+#[test]
+fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
+    let t = Test::start();
+    let instance = |id: &str| {
+        let mut c = config("replicaset");
+        c.leader_election.identity = Some(id.into());
+        c.leader_election.lease_duration_secs = 4;
+        c.leader_election.renew_deadline_secs = 3;
+        c.leader_election.retry_period_secs = 1;
+        c
+    };
+    let holder = || -> Option<String> {
+        let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(t.client.clone(), "kube-system");
+        t.rt.block_on(api.get("kube-controller-manager"))
+            .ok()?
+            .spec?
+            .holder_identity
+    };
+    let a = Controllers::start(&t.cp, instance("a"));
+    eventually("a leads", || {
+        (holder().as_deref() == Some("a")).then_some(())
+    });
+    let _b = Controllers::start(&t.cp, instance("b"));
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: le}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: le}}\n  template:\n    metadata: {labels: {app: le}}\n    spec:\n      containers: [{name: c, image: busybox}]\n",
+    );
+    eventually("1 pod", || (t.pods("app=le").len() == 1).then_some(()));
+    // While a renews, b never takes the lease (several lease durations).
+    for _ in 0..10 {
+        assert_eq!(holder().as_deref(), Some("a"), "b took a live lease");
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    drop(a);
+    t.k.ok(&["scale", "rs", "le", "--replicas=3"]);
+    eventually("b leads and scales", || {
+        (holder().as_deref() == Some("b") && t.pods("app=le").len() == 3).then_some(())
+    });
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(t.client.clone(), "kube-system");
+    let lease = t.rt.block_on(api.get("kube-controller-manager")).unwrap();
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
 }

@@ -112,6 +112,18 @@ pub enum Error {
     UnknownController(String),
     #[error("node ipam: {0}")]
     NodeIpam(#[from] nodeipam::NodeIpamError),
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("client from kubeconfig {path}: {source}")]
+    Client {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<kube::Error>,
+    },
 }
 
 impl ControllersConfig {
@@ -149,6 +161,22 @@ impl ControllersConfig {
             })
             .collect())
     }
+}
+
+/// A client for the cluster a kubeconfig file names (its current context).
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<Client, Error> {
+    let kerr = |source| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(kerr)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(kerr)?;
+    Client::try_from(cfg).map_err(|source| Error::Client {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
 }
 
 /// One informer per resource type, shared by every controller that reads it.
