@@ -806,7 +806,6 @@ spec:
         let port = ss[0].ports.as_ref()?[0].port;
         (addrs == 2 && nr == 1 && port == 8080).then_some(())
     });
-    // A terminating pod: ready false, terminating true in the slice; gone from Endpoints.
     t.make_ready(&pods[2]);
     eventually("3 ready", || {
         let s = slices(&t);
@@ -817,6 +816,53 @@ spec:
             .count();
         (ready == 3).then_some(())
     });
+    // A terminating pod (bound to a node, so deletion is graceful and it stays): ready false,
+    // serving true, terminating true in the slice; gone from Endpoints.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bound\n  labels: {app: api}\nspec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: busybox\n    ports: [{name: http, containerPort: 8080}]\n",
+    );
+    let bound = t
+        .pods("app=api")
+        .into_iter()
+        .find(|p| p.name_any() == "bound")
+        .unwrap();
+    t.make_ready(&bound);
+    let bound_endpoint = |t: &Test| {
+        slices(t)
+            .into_iter()
+            .flat_map(|s| s.endpoints)
+            .find(|e| e.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some("bound"))
+    };
+    eventually("bound pod listed ready", || {
+        let c = bound_endpoint(&t)?.conditions?;
+        (c.ready == Some(true)).then_some(())
+    });
+    t.k.ok(&["delete", "pod", "bound", "--wait=false"]);
+    eventually(
+        "bound pod terminating in the slice, gone from endpoints",
+        || {
+            let c = bound_endpoint(&t)?.conditions?;
+            let e = endpoints(&t)?;
+            let listed = e.subsets.iter().flatten().any(|s| {
+                s.addresses
+                    .iter()
+                    .chain(s.not_ready_addresses.iter())
+                    .flatten()
+                    .any(|a| a.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some("bound"))
+            });
+            (c.ready == Some(false)
+                && c.serving == Some(true)
+                && c.terminating == Some(true)
+                && !listed)
+                .then_some(())
+        },
+    );
+    t.k.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
+    eventually("bound pod gone from the slice", || {
+        bound_endpoint(&t).is_none().then_some(())
+    });
+
     // Scale to 0: the slice stays as an empty placeholder, Endpoints has no subsets.
     t.k.ok(&["scale", "deployment", "api", "--replicas=0"]);
     eventually("no endpoints", || {

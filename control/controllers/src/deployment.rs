@@ -762,7 +762,12 @@ impl DeploymentController {
             cleaned += down;
         }
         // scaleDownOldReplicaSetsForRollingUpdate
-        let available: i32 = sets.iter().map(du::rs_available).sum();
+        // Stricter than kube: a set's pods beyond its (just lowered) replica count are about to
+        // be deleted, so a status that still counts them must not allow a further scale-down.
+        let available: i32 = sets
+            .iter()
+            .map(|rs| du::rs_available(rs).min(du::rs_replicas(rs)))
+            .sum();
         let mut scaled = 0;
         if available > min_available {
             let total = available - min_available;
