@@ -391,6 +391,17 @@ fn deployment_create_scale_rolling_update_history_and_undo() {
     let out =
         t.k.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
+    // kubectl describe lists the controllers' events.
+    eventually("scaling event in describe", || {
+        let out = t.k.ok(&["describe", "deployment", "web"]);
+        (out.contains("ScalingReplicaSet")
+            && out.contains(&format!("Scaled up replica set web-{hash} from 0 to 4")))
+        .then_some(())
+    });
+    eventually("pod creation events in describe", || {
+        let out = t.k.ok(&["describe", "rs", &format!("web-{hash}")]);
+        (out.contains("SuccessfulCreate") && out.contains("Created pod: web-")).then_some(())
+    });
 
     // Scale up and down through kubectl.
     t.k.ok(&["scale", "deployment", "web", "--replicas=6"]);

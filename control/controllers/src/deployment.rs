@@ -17,6 +17,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::deployment_util::{self as du, HASH_LABEL};
+use crate::events::{reference, Recorder};
 use crate::informer::{Cache, Change};
 use crate::podutil::{self, controller_of, labels, selector_matches};
 use crate::queue::{run_workers, Queue, Requeue};
@@ -63,6 +64,7 @@ pub struct DeploymentController {
     pods: Arc<Cache<Pod>>,
     queue: Arc<Queue>,
     clock: Clock,
+    events: Recorder,
 }
 
 fn ns_of<K: kube::Resource>(o: &K) -> String {
@@ -77,7 +79,12 @@ impl std::fmt::Debug for DeploymentController {
 }
 
 impl DeploymentController {
-    pub fn register(informers: &Informers, client: Client, clock: Clock) -> Arc<Self> {
+    pub fn register(
+        informers: &Informers,
+        client: Client,
+        clock: Clock,
+        events: Recorder,
+    ) -> Arc<Self> {
         let c = Arc::new(Self {
             client,
             deployments: informers.deployments.cache(),
@@ -85,6 +92,7 @@ impl DeploymentController {
             pods: informers.pods.cache(),
             queue: Queue::new(),
             clock,
+            events,
         });
         let q = c.queue.clone();
         informers.deployments.add_handler(move |ch| {
@@ -508,6 +516,13 @@ impl DeploymentController {
         let created = match self.rs_api(&ns).create(&PostParams::default(), &rs).await {
             Ok(c) => {
                 tracing::info!(deployment = %k, replicaset = %c.name_any(), replicas = n, "created new replica set");
+                if n > 0 {
+                    self.events.normal(
+                        reference(d),
+                        "ScalingReplicaSet",
+                        format!("Scaled up replica set {} from 0 to {n}", c.name_any()),
+                    );
+                }
                 if has_deadline {
                     let mut status = d.status.clone().unwrap_or_default();
                     du::set_condition(
@@ -625,6 +640,16 @@ impl DeploymentController {
                 format!("scaling replicaset {} to {to}", copy.name_any()),
             ))?;
         if size_changed {
+            let from = du::rs_replicas(rs);
+            let verb = if to > from { "up" } else { "down" };
+            self.events.normal(
+                reference(d),
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled {verb} replica set {} from {from} to {to}",
+                    copy.name_any()
+                ),
+            );
             tracing::info!(deployment = %k, replicaset = %copy.name_any(), from = du::rs_replicas(rs), to, "scaled replica set");
         }
         *rs = updated;

@@ -28,6 +28,7 @@ pub mod deployment;
 pub mod deployment_util;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod leader;
@@ -270,14 +271,24 @@ async fn run_controllers(
     let informers = Informers::new(&client);
     let mut set = tokio::task::JoinSet::new();
     let workers = config.workers;
+    let (recorder, writer) = events::channel(client.clone(), clock.clone());
+    set.spawn(writer.run());
     if enabled.contains("replicaset") {
-        let c =
-            replicaset::ReplicaSetController::register(&informers, client.clone(), clock.clone());
+        let c = replicaset::ReplicaSetController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("replicaset-controller"),
+        );
         set.spawn(c.run(workers));
     }
     if enabled.contains("deployment") {
-        let c =
-            deployment::DeploymentController::register(&informers, client.clone(), clock.clone());
+        let c = deployment::DeploymentController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("deployment-controller"),
+        );
         set.spawn(c.run(workers));
     }
     if enabled.contains("endpoint") {

@@ -15,6 +15,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
+use crate::events::{reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
 use crate::podutil::{self, controller_of, labels, selector_matches};
@@ -77,6 +78,7 @@ pub struct ReplicaSetController {
     queue: Arc<Queue>,
     expectations: Arc<Expectations>,
     clock: Clock,
+    events: Recorder,
 }
 
 fn min_ready(rs: &ReplicaSet) -> i32 {
@@ -119,7 +121,12 @@ impl std::fmt::Debug for ReplicaSetController {
 }
 
 impl ReplicaSetController {
-    pub fn register(informers: &Informers, client: Client, clock: Clock) -> Arc<Self> {
+    pub fn register(
+        informers: &Informers,
+        client: Client,
+        clock: Clock,
+        events: Recorder,
+    ) -> Arc<Self> {
         let c = Arc::new(Self {
             client,
             rs: informers.replicasets.cache(),
@@ -127,6 +134,7 @@ impl ReplicaSetController {
             queue: Queue::new(),
             expectations: Arc::new(Expectations::default()),
             clock,
+            events,
         });
         let q = c.queue.clone();
         let exp = c.expectations.clone();
@@ -411,10 +419,27 @@ impl ReplicaSetController {
             self.expectations.expect_creations(k, n);
             let pod = pod_from_template(rs);
             tracing::info!(replicaset = %k, creating = n, "too few replicas");
+            let about = reference(rs);
             let (ok, err) = slow_start_batch(n, 1, || {
                 let api = pods_api.clone();
                 let pod = pod.clone();
-                async move { api.create(&PostParams::default(), &pod).await.map(|_| ()) }
+                let (events, about) = (self.events.clone(), about.clone());
+                async move {
+                    match api.create(&PostParams::default(), &pod).await {
+                        Ok(p) => {
+                            events.normal(
+                                about,
+                                "SuccessfulCreate",
+                                format!("Created pod: {}", p.name_any()),
+                            );
+                            Ok(())
+                        }
+                        Err(e) => {
+                            events.warning(about, "FailedCreate", format!("Error creating: {e}"));
+                            Err(e)
+                        }
+                    }
+                }
             })
             .await;
             // Creations that failed or never ran will not produce an event.
@@ -449,6 +474,19 @@ impl ReplicaSetController {
             .await;
             let mut first = None;
             for (name, r) in results {
+                match &r {
+                    Ok(_) => self.events.normal(
+                        reference(rs),
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                    ),
+                    Err(e) if !is_not_found(e) => self.events.warning(
+                        reference(rs),
+                        "FailedDelete",
+                        format!("Error deleting: {e}"),
+                    ),
+                    Err(_) => {}
+                }
                 if let Err(e) = r {
                     self.expectations.deletion_observed(k, &key(&ns, &name));
                     if !is_not_found(&e) && first.is_none() {
