@@ -63,7 +63,7 @@ enum Command {
     Controllers {
         #[arg(long)]
         kubeconfig: PathBuf,
-        /// JSON ControllersConfig (controllers, clusterCidr, nodeCidrMaskSize, leaderElect,
+        /// JSON ControllersConfig (controllers, clusterCidr, nodeCidrMaskSize, leaderElect, rootCaPem,
         /// leaderElection.{namespace,name,identity,leaseDurationSecs,renewDeadlineSecs,
         /// retryPeriodSecs}, workers).
         #[arg(long)]
@@ -182,6 +182,9 @@ fn main() -> anyhow::Result<()> {
         if let Some(le) = leader_elect {
             c.leader_elect = le;
         }
+        if c.root_ca_pem.is_none() {
+            c.root_ca_pem = pea_controllers::ca_pem_from_kubeconfig(&kubeconfig);
+        }
         return run_controllers(kubeconfig, c);
     }
     let mut config = match &args.config {
@@ -228,7 +231,10 @@ fn main() -> anyhow::Result<()> {
             None
         } else {
             let client = pea_controllers::client_from_kubeconfig(&running.kubeconfig).await?;
-            let mut c = pea_controllers::ControllersConfig::default();
+            let mut c = pea_controllers::ControllersConfig {
+                root_ca_pem: Some(running.pki.ca.cert_pem.clone()),
+                ..Default::default()
+            };
             if let Some(cidr) = args.cluster_cidr.clone() {
                 c.cluster_cidr = cidr;
             }

@@ -977,3 +977,68 @@ fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     let lease = t.rt.block_on(api.get("kube-controller-manager")).unwrap();
     assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
 }
+
+#[test]
+fn namespaces_get_a_default_serviceaccount_and_the_root_ca() {
+    let t = Test::start();
+    let mut c = config("serviceaccount,root-ca-cert-publisher,podgc");
+    let pem = pea_controllers::ca_pem_from_kubeconfig(&t.cp.kubeconfig).expect("ca in kubeconfig");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    c.root_ca_pem = Some(pem.clone());
+    let _c = Controllers::start(&t.cp, c);
+    t.k.ok(&["create", "namespace", "team-a"]);
+    let ca_of = |ns: &str| -> Option<String> {
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(t.client.clone(), ns);
+        t.rt.block_on(api.get("kube-root-ca.crt"))
+            .ok()?
+            .data?
+            .get("ca.crt")
+            .cloned()
+    };
+    let sa = |ns: &str| {
+        t.k.run(&["-n", ns, "get", "serviceaccount", "default"])
+            .status
+            .success()
+    };
+    for ns in ["default", "kube-system", "team-a"] {
+        eventually("default serviceaccount", || sa(ns).then_some(()));
+        assert_eq!(eventually("root ca configmap", || ca_of(ns)), pem);
+    }
+    // Deleted or changed: put back.
+    t.k.ok(&["-n", "team-a", "delete", "serviceaccount", "default"]);
+    t.k.ok(&["-n", "team-a", "delete", "configmap", "kube-root-ca.crt"]);
+    eventually("serviceaccount recreated", || sa("team-a").then_some(()));
+    eventually("configmap recreated", || {
+        (ca_of("team-a")? == pem).then_some(())
+    });
+    t.k.ok(&[
+        "-n",
+        "team-a",
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ]);
+    eventually("configmap restored", || {
+        (ca_of("team-a")? == pem).then_some(())
+    });
+
+    // Pod GC: a pod bound to a node that does not exist is deleted (first sweep after 20 s);
+    // a pod on an existing node stays.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: real}\n",
+    );
+    for (name, node) in [("orphan", "ghost"), ("kept", "real")] {
+        t.k.ok_stdin(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: gc}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox}}]\n"),
+        );
+    }
+    eventually("orphan collected", || {
+        let names: Vec<String> = t.pods("app=gc").iter().map(|p| p.name_any()).collect();
+        (names == ["kept"]).then_some(())
+    });
+}

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use serde::Deserialize;
@@ -37,6 +39,7 @@ pub mod podgc;
 pub mod podutil;
 pub mod queue;
 pub mod replicaset;
+pub mod rootca;
 pub mod serviceaccount;
 
 use informer::Informer;
@@ -73,6 +76,7 @@ pub const ALL: &[&str] = &[
     "endpointslice",
     "nodeipam",
     "serviceaccount",
+    "root-ca-cert-publisher",
     "podgc",
 ];
 
@@ -92,6 +96,10 @@ pub struct ControllersConfig {
     pub leader_election: leader::LeaderElectionConfig,
     /// Workers per controller (kube's --concurrent-*-syncs, default 5).
     pub workers: usize,
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt` ConfigMap (kube's --root-ca-file); without it that controller
+    /// does not run.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for ControllersConfig {
@@ -103,6 +111,7 @@ impl Default for ControllersConfig {
             leader_elect: true,
             leader_election: leader::LeaderElectionConfig::default(),
             workers: 5,
+            root_ca_pem: None,
         }
     }
 }
@@ -180,6 +189,34 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<Client, Er
     })
 }
 
+/// The CA (PEM) of the cluster a kubeconfig's current context names, if it gives one
+/// (inline `certificate-authority-data` or a `certificate-authority` file): what the root CA
+/// publisher hands to pods when the controllers run as their own process.
+pub fn ca_pem_from_kubeconfig(path: &std::path::Path) -> Option<String> {
+    use base64::Engine;
+    let kc = kube::config::Kubeconfig::read_from(path).ok()?;
+    let ctx_name = kc.current_context.clone()?;
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)?
+        .context
+        .clone()?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .clone()?;
+    if let Some(data) = cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()?;
+        return String::from_utf8(pem).ok();
+    }
+    let file = cluster.certificate_authority?;
+    let file = path.parent().map_or_else(|| file.clone().into(), |dir| dir.join(&file));
+    std::fs::read_to_string(file).ok()
+}
+
 /// One informer per resource type, shared by every controller that reads it.
 #[derive(Debug)]
 pub struct Informers {
@@ -192,6 +229,7 @@ pub struct Informers {
     pub nodes: Arc<Informer<Node>>,
     pub namespaces: Arc<Informer<Namespace>>,
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+    pub configmaps: Arc<Informer<ConfigMap>>,
 }
 
 impl Informers {
@@ -206,6 +244,7 @@ impl Informers {
             nodes: Informer::new(Api::all(client.clone())),
             namespaces: Informer::new(Api::all(client.clone())),
             serviceaccounts: Informer::new(Api::all(client.clone())),
+            configmaps: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -227,7 +266,8 @@ impl Informers {
             endpointslices,
             nodes,
             namespaces,
-            serviceaccounts
+            serviceaccounts,
+            configmaps
         );
     }
 }
@@ -307,6 +347,15 @@ async fn run_controllers(
     if enabled.contains("serviceaccount") {
         let c = serviceaccount::ServiceAccountController::register(&informers, client.clone());
         set.spawn(c.run(workers.min(2)));
+    }
+    if enabled.contains("root-ca-cert-publisher") {
+        match config.root_ca_pem.clone() {
+            Some(pem) => {
+                let c = rootca::RootCaPublisher::register(&informers, client.clone(), pem);
+                set.spawn(c.run(workers.min(2)));
+            }
+            None => tracing::info!("no root CA configured; root-ca-cert-publisher not started"),
+        }
     }
     if enabled.contains("podgc") {
         let c = podgc::PodGcController::register(&informers, client.clone());
