@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
@@ -1041,4 +1042,100 @@ fn namespaces_get_a_default_serviceaccount_and_the_root_ca() {
         let names: Vec<String> = t.pods("app=gc").iter().map(|p| p.name_any()).collect();
         (names == ["kept"]).then_some(())
     });
+}
+
+#[test]
+fn jobs_run_to_completion_or_fail_past_the_backoff_limit() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    let api: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    // The hollow kubelet finishes a pod: Succeeded or Failed.
+    let finish = |p: &Pod, phase: &str| {
+        t.rt.block_on(api.patch_status(
+            &p.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": phase}})),
+        ))
+        .expect("finish pod");
+    };
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: work}\nspec:\n  completions: 3\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let running = |t: &Test| -> Vec<Pod> {
+        t.pods("job-name=work")
+            .into_iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .unwrap_or("Pending")
+                    == "Pending"
+            })
+            .collect()
+    };
+    let mut finished = 0;
+    let mut max_running = 0;
+    while finished < 3 {
+        let r = eventually("a running pod", || {
+            let r = running(&t);
+            (!r.is_empty()).then_some(r)
+        });
+        max_running = max_running.max(r.len());
+        assert!(r.len() <= 2, "parallelism 2, {} running", r.len());
+        finish(&r[0], "Succeeded");
+        finished += 1;
+        // Wait until the controller saw it before looking for the next.
+        eventually("succeeded counted", || {
+            let api: Api<Job> = Api::namespaced(t.client.clone(), "default");
+            let s = t.rt.block_on(api.get("work")).ok()?.status?;
+            (s.succeeded == Some(finished)).then_some(())
+        });
+    }
+    assert_eq!(max_running, 2);
+    t.k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/work",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        t.pods("job-name=work").len(),
+        3,
+        "no pod beyond the 3 completions"
+    );
+
+    // backoffLimit 1: the second failure fails the Job.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: flaky}\nspec:\n  backoffLimit: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    for _ in 0..2 {
+        let p = eventually("a pod to fail", || {
+            t.pods("job-name=flaky").into_iter().find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .unwrap_or("Pending")
+                    == "Pending"
+            })
+        });
+        finish(&p, "Failed");
+    }
+    t.k.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/flaky",
+        "--timeout=60s",
+    ]);
+    let api: Api<Job> = Api::namespaced(t.client.clone(), "default");
+    let s = t.rt.block_on(api.get("flaky")).unwrap().status.unwrap();
+    let failed = s
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
+    assert_eq!(s.failed, Some(2));
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
 };
@@ -33,6 +34,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod podgc;
@@ -74,6 +76,7 @@ pub const ALL: &[&str] = &[
     "deployment",
     "endpoint",
     "endpointslice",
+    "job",
     "nodeipam",
     "serviceaccount",
     "root-ca-cert-publisher",
@@ -209,11 +212,15 @@ pub fn ca_pem_from_kubeconfig(path: &std::path::Path) -> Option<String> {
         .cluster
         .clone()?;
     if let Some(data) = cluster.certificate_authority_data {
-        let pem = base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
         return String::from_utf8(pem).ok();
     }
     let file = cluster.certificate_authority?;
-    let file = path.parent().map_or_else(|| file.clone().into(), |dir| dir.join(&file));
+    let file = path
+        .parent()
+        .map_or_else(|| file.clone().into(), |dir| dir.join(&file));
     std::fs::read_to_string(file).ok()
 }
 
@@ -230,6 +237,7 @@ pub struct Informers {
     pub namespaces: Arc<Informer<Namespace>>,
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
     pub configmaps: Arc<Informer<ConfigMap>>,
+    pub jobs: Arc<Informer<Job>>,
 }
 
 impl Informers {
@@ -245,6 +253,7 @@ impl Informers {
             namespaces: Informer::new(Api::all(client.clone())),
             serviceaccounts: Informer::new(Api::all(client.clone())),
             configmaps: Informer::new(Api::all(client.clone())),
+            jobs: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -267,7 +276,8 @@ impl Informers {
             nodes,
             namespaces,
             serviceaccounts,
-            configmaps
+            configmaps,
+            jobs
         );
     }
 }
@@ -328,6 +338,15 @@ async fn run_controllers(
             client.clone(),
             clock.clone(),
             recorder.for_component("deployment-controller"),
+        );
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("job") {
+        let c = job::JobController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("job-controller"),
         );
         set.spawn(c.run(workers));
     }
