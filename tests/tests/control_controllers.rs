@@ -1139,3 +1139,103 @@ fn jobs_run_to_completion_or_fail_past_the_backoff_limit() {
     assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
     assert_eq!(s.failed, Some(2));
 }
+
+#[test]
+fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("daemonset"));
+    for (n, taint) in [("n1", ""), ("n2", ""), ("n3", "dedicated")] {
+        let spec = if taint.is_empty() {
+            String::new()
+        } else {
+            format!("spec:\n  taints: [{{key: {taint}, effect: NoSchedule}}]\n")
+        };
+        t.k.ok_stdin(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n{spec}"),
+        );
+    }
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers: [{name: c, image: 'busybox:1'}]\n",
+    );
+    let nodes_of = |t: &Test| -> Vec<String> {
+        let mut v: Vec<String> = t
+            .pods("app=agent")
+            .iter()
+            .map(|p| {
+                p.spec
+                    .as_ref()
+                    .unwrap()
+                    .affinity
+                    .as_ref()
+                    .unwrap()
+                    .node_affinity
+                    .as_ref()
+                    .unwrap()
+                    .required_during_scheduling_ignored_during_execution
+                    .as_ref()
+                    .unwrap()
+                    .node_selector_terms[0]
+                    .match_fields
+                    .as_ref()
+                    .unwrap()[0]
+                    .values
+                    .as_ref()
+                    .unwrap()[0]
+                    .clone()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    eventually("pods on n1 and n2, not on the tainted n3", || {
+        (nodes_of(&t) == ["n1", "n2"]).then_some(())
+    });
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n4}\n",
+    );
+    t.k.ok(&["delete", "node", "n2"]);
+    eventually("pods follow the nodes", || {
+        (nodes_of(&t) == ["n1", "n4"]).then_some(())
+    });
+    t.make_all_ready("app=agent");
+    eventually("status", || {
+        let api: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+            Api::namespaced(t.client.clone(), "default");
+        let s = t.rt.block_on(api.get("agent")).ok()?.status?;
+        (s.desired_number_scheduled == 2
+            && s.current_number_scheduled == 2
+            && s.number_ready == 2
+            && s.updated_number_scheduled == Some(2))
+        .then_some(())
+    });
+    // A template change rolls node by node (maxUnavailable 1): never both nodes without an
+    // available pod of either version.
+    t.k.ok(&["set", "image", "daemonset/agent", "c=busybox:2"]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "rollout did not finish");
+        let pods = t.pods("app=agent");
+        let ready = pods.iter().filter(|p| is_ready(p)).count();
+        assert!(ready >= 1, "both daemon pods down at once");
+        let new_ready = pods
+            .iter()
+            .filter(|p| {
+                is_ready(p)
+                    && p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2")
+            })
+            .count();
+        if new_ready == 2 && pods.len() == 2 {
+            break;
+        }
+        for p in pods.iter().filter(|p| !is_ready(p)) {
+            t.make_ready(p);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let out =
+        t.k.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
@@ -27,6 +27,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use serde::Deserialize;
 
+pub mod daemonset;
 pub mod deployment;
 pub mod deployment_util;
 pub mod endpoints;
@@ -74,6 +75,7 @@ pub fn system_clock() -> Clock {
 pub const ALL: &[&str] = &[
     "replicaset",
     "deployment",
+    "daemonset",
     "endpoint",
     "endpointslice",
     "job",
@@ -238,6 +240,7 @@ pub struct Informers {
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
     pub configmaps: Arc<Informer<ConfigMap>>,
     pub jobs: Arc<Informer<Job>>,
+    pub daemonsets: Arc<Informer<DaemonSet>>,
 }
 
 impl Informers {
@@ -254,6 +257,7 @@ impl Informers {
             serviceaccounts: Informer::new(Api::all(client.clone())),
             configmaps: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
+            daemonsets: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -277,7 +281,8 @@ impl Informers {
             namespaces,
             serviceaccounts,
             configmaps,
-            jobs
+            jobs,
+            daemonsets
         );
     }
 }
@@ -338,6 +343,15 @@ async fn run_controllers(
             client.clone(),
             clock.clone(),
             recorder.for_component("deployment-controller"),
+        );
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("daemonset") {
+        let c = daemonset::DaemonSetController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("daemonset-controller"),
         );
         set.spawn(c.run(workers));
     }
