@@ -19,6 +19,8 @@ pub mod logging;
 pub mod seccomp;
 pub mod signals;
 pub mod syscall_table;
+pub mod syscall_table_i386;
+pub mod syscall_table_x32;
 pub mod tty;
 pub mod validate;
 

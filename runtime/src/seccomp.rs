@@ -10,6 +10,18 @@
 //! argument conditions) is allowed"; then one filter per (action, errno) group says "that action
 //! when the rule matches, allow otherwise". A syscall matched by a rule gets the rule's action;
 //! anything else gets the default.
+//!
+//! Every x86 ABI the profile lists is filtered, as libseccomp does: x86_64, i386
+//! (`SCMP_ARCH_X86`, `int 0x80` and 32-bit binaries; `seccomp_data.arch` is AUDIT_ARCH_I386) and
+//! x32 (`SCMP_ARCH_X32`: AUDIT_ARCH_X86_64 with bit 30 set in the syscall number). Each ABI
+//! numbers syscalls its own way (tables generated from the kernel headers:
+//! [`crate::syscall_table`], [`crate::syscall_table_i386`], [`crate::syscall_table_x32`]), so
+//! every stacked filter holds one section per ABI, compiled by seccompiler with that ABI's
+//! numbers, behind a small arch dispatch emitted here ([`Abi`], `dispatch`); sections that do
+//! not fit the kernel's 4096-instruction limit together go in one program per ABI. An ABI the
+//! profile does not list is killed (libseccomp's default bad-arch action); an empty
+//! `architectures` means x86_64 only. This kernel lacks CONFIG_X86_X32_ABI: an x32 call the
+//! profile allows still fails with ENOSYS, but the profile's denials apply first.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +30,11 @@ use oci_spec::runtime::{
     LinuxSyscall,
 };
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 
-use crate::syscall_table;
+use crate::{syscall_table, syscall_table_i386, syscall_table_x32};
 
 /// Why a seccomp profile could not be compiled or installed.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +43,10 @@ pub enum SeccompError {
         "linux.seccomp: action {0} is not supported by pea-runtime (no seccomp agent support)"
     )]
     UnsupportedAction(String),
-    #[error("linux.seccomp: architectures {0:?} do not include x86_64, the only architecture pea-runtime filters")]
+    #[error(
+        "linux.seccomp.architectures: {0:?} lists none of the ABIs this machine runs \
+         (SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32)"
+    )]
     Arch(Vec<String>),
     #[error("linux.seccomp: syscall {name}: argument index {index} is out of range 0..=5")]
     ArgIndex { name: String, index: usize },
@@ -198,7 +213,7 @@ pub struct CompiledSeccomp {
     pub programs: Vec<BpfProgram>,
     /// SECCOMP_FILTER_FLAG_* bits.
     pub flags: u32,
-    /// Syscall names the kernel headers do not know (skipped, as libseccomp does for other arches).
+    /// Syscall names the x86_64 kernel headers do not know (skipped, as runc does).
     pub unknown_names: Vec<String>,
 }
 
@@ -206,6 +221,64 @@ const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
 const SECCOMP_FILTER_FLAG_LOG: u32 = 2;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 4;
 const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+
+/// `AUDIT_ARCH_X86_64`: what `seccomp_data.arch` says for both the x86_64 and the x32 ABI.
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// `AUDIT_ARCH_I386`: `int 0x80` and 32-bit processes.
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// x32 syscall numbers carry this bit (`__X32_SYSCALL_BIT`).
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// The kernel's per-program limit (`BPF_MAXINSNS`).
+const BPF_MAXINSNS: usize = 4096;
+/// What a syscall of an ABI the profile does not list gets: libseccomp's default bad-arch
+/// action, and what seccompiler's own arch check did.
+const RET_BAD_ARCH: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+
+/// The x86 syscall ABIs a profile can list, each with its own numbers (libseccomp's
+/// SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Abi {
+    X86_64,
+    I386,
+    X32,
+}
+
+impl Abi {
+    /// The number of `name` in this ABI, from the tables generated from the kernel headers.
+    pub fn number(self, name: &str) -> Option<i64> {
+        match self {
+            Abi::X86_64 => syscall_table::number(name),
+            Abi::I386 => syscall_table_i386::number(name),
+            Abi::X32 => syscall_table_x32::number(name),
+        }
+    }
+}
+
+/// The ABIs the profile's `architectures` list: none or an empty list means the native one, as
+/// libseccomp does; architectures of other machines are ignored (their filters could never
+/// match here), but a list with no x86 ABI at all is refused.
+pub fn abis(profile: &LinuxSeccomp) -> Result<Vec<Abi>, SeccompError> {
+    let Some(arches) = profile.architectures().as_ref().filter(|a| !a.is_empty()) else {
+        return Ok(vec![Abi::X86_64]);
+    };
+    let mut out: Vec<Abi> = arches
+        .iter()
+        .filter_map(|a| match a {
+            Arch::ScmpArchX86_64 | Arch::ScmpArchNative => Some(Abi::X86_64),
+            Arch::ScmpArchX86 => Some(Abi::I386),
+            Arch::ScmpArchX32 => Some(Abi::X32),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Err(SeccompError::Arch(
+            arches.iter().map(|a| format!("{a:?}")).collect(),
+        ));
+    }
+    Ok(out)
+}
 
 /// One stacked filter: an action and the syscalls (with conditions) it applies to.
 type Group = (
@@ -285,28 +358,73 @@ fn add_rule(
     Ok(())
 }
 
+/// The instructions seccompiler puts first: load the arch, continue if it is x86_64, else kill.
+fn seccompiler_arch_check() -> [sock_filter; 3] {
+    [
+        sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 4,
+        },
+        sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 1,
+            jf: 0,
+            k: AUDIT_ARCH_X86_64,
+        },
+        ret(libc::SECCOMP_RET_KILL_PROCESS),
+    ]
+}
+
+fn ret(k: u32) -> sock_filter {
+    sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+/// One ABI's part of a filter: seccompiler's program for `rules` with that ABI's numbers,
+/// without its leading arch check (the dispatch in [`assemble`] replaces it). Every path of the
+/// rest ends in a return and every jump is relative and forward, so it can sit anywhere.
 fn build(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     mismatch: SeccompAction,
     matched: SeccompAction,
-) -> Result<BpfProgram, SeccompError> {
+) -> Result<Vec<sock_filter>, SeccompError> {
     let filter = SeccompFilter::new(rules, mismatch, matched, TargetArch::x86_64)
         .map_err(|e| SeccompError::Compile(e.to_string()))?;
-    BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))
+    let mut prog =
+        BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))?;
+    if prog.len() < 4 || prog[..3] != seccompiler_arch_check() {
+        return Err(SeccompError::Compile(
+            "seccompiler's program does not start with the arch check pea-runtime expects".into(),
+        ));
+    }
+    prog.drain(..3);
+    Ok(prog)
 }
 
-/// Compiles an OCI profile.
+/// One slot's sections, one per ABI that has rules there.
+type Sections = Vec<(Abi, Vec<sock_filter>)>;
+
+/// Which stacked filter an ABI's section belongs to (the same order for every ABI).
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    /// The default action, with every named syscall let through.
+    Base,
+    /// One non-allow action for the syscalls its rules match, allow otherwise.
+    Group(SeccompAction),
+    /// What the profile says about `seccomp` itself, installed last.
+    SeccompSelf,
+}
+
+/// Compiles an OCI profile: for every stacked filter, one section per listed ABI behind an
+/// arch dispatch (see [`assemble`]).
 pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> {
-    if let Some(arches) = profile.architectures() {
-        let native = arches
-            .iter()
-            .any(|a| matches!(a, Arch::ScmpArchX86_64 | Arch::ScmpArchNative));
-        if !arches.is_empty() && !native {
-            return Err(SeccompError::Arch(
-                arches.iter().map(|a| format!("{a:?}")).collect(),
-            ));
-        }
-    }
+    let abis = abis(profile)?;
     let mut flags = 0;
     for f in profile.flags().iter().flatten() {
         flags |= match f {
@@ -318,9 +436,48 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
             }
         };
     }
-    let default = action(profile.default_action(), profile.default_errno_ret())?;
-    let mut unknown_names = Vec::new();
+    let unknown_names = profile
+        .syscalls()
+        .iter()
+        .flatten()
+        .flat_map(|sc| sc.names())
+        .filter(|n| syscall_table::number(n).is_none())
+        .cloned()
+        .collect();
+    // Every ABI's sections, by slot; slots in the order of their first appearance.
+    let mut slots: Vec<(Slot, Sections)> = Vec::new();
+    for &abi in &abis {
+        for (slot, section) in compile_abi(profile, abi)? {
+            match slots.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, sections)) => sections.push((abi, section)),
+                None => slots.push((slot, vec![(abi, section)])),
+            }
+        }
+    }
+    // Base first and seccomp's own verdict last, whatever ABI brought them in.
+    slots.sort_by_key(|(s, _)| match s {
+        Slot::Base => 0,
+        Slot::Group(_) => 1,
+        Slot::SeccompSelf => 2,
+    });
+    let mut programs = Vec::new();
+    for (_, sections) in slots {
+        programs.extend(assemble(&sections, &abis)?);
+    }
+    Ok(CompiledSeccomp {
+        programs,
+        flags,
+        unknown_names,
+    })
+}
 
+/// One ABI's sections, by slot, with that ABI's syscall numbers. Names the ABI lacks are
+/// skipped, as libseccomp does.
+fn compile_abi(
+    profile: &LinuxSeccomp,
+    abi: Abi,
+) -> Result<Vec<(Slot, Vec<sock_filter>)>, SeccompError> {
+    let default = action(profile.default_action(), profile.default_errno_ret())?;
     // filter 1: default, with every named syscall (under its conditions) let through.
     let mut named: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut named_uncond = Default::default();
@@ -328,7 +485,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
     let mut groups: Vec<Group> = Vec::new();
     // Rules for `seccomp` itself are kept apart: a filter that denies it installed early would
     // block installing the filters after it, so its verdict goes into the last filter.
-    let nr_seccomp = syscall_table::number("seccomp").expect("x86_64 has seccomp");
+    let nr_seccomp = abi.number("seccomp").expect("every x86 ABI has seccomp");
     let mut seccomp_allow: Vec<Vec<SeccompCondition>> = Vec::new();
     let mut seccomp_deny: Vec<(SeccompAction, Vec<SeccompCondition>)> = Vec::new();
     for sc in profile.syscalls().iter().flatten() {
@@ -339,8 +496,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
         }
         let act = action(sc.action(), sc.errno_ret())?;
         for name in sc.names() {
-            let Some(nr) = syscall_table::number(name) else {
-                unknown_names.push(name.clone());
+            let Some(nr) = abi.number(name) else {
                 continue;
             };
             let conds = conditions(sc, name)?;
@@ -369,24 +525,107 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
     }
     // Earlier filters always let `seccomp` through.
     add_rule(&mut named, &mut named_uncond, nr_seccomp, Vec::new())?;
-    let mut programs = Vec::new();
+    let mut out = Vec::new();
     if default != SeccompAction::Allow {
-        programs.push(build(named, default.clone(), SeccompAction::Allow)?);
+        out.push((
+            Slot::Base,
+            build(named, default.clone(), SeccompAction::Allow)?,
+        ));
     }
     for (act, map, _) in groups {
         if map.is_empty() {
             continue;
         }
-        programs.push(build(map, SeccompAction::Allow, act)?);
+        out.push((
+            Slot::Group(act.clone()),
+            build(map, SeccompAction::Allow, act)?,
+        ));
     }
     if let Some(last) = seccomp_filter(nr_seccomp, &default, seccomp_allow, seccomp_deny)? {
-        programs.push(last);
+        out.push((Slot::SeccompSelf, last));
     }
-    Ok(CompiledSeccomp {
-        programs,
-        flags,
-        unknown_names,
-    })
+    Ok(out)
+}
+
+/// Puts one slot's per-ABI sections behind an arch dispatch, in one program when they fit the
+/// kernel's 4096-instruction limit, else one program per ABI. The dispatch (libseccomp's
+/// layout): `seccomp_data.arch` x86_64 → x32 if `nr` carries the x32 bit, else x86_64;
+/// i386 → i386; anything else → kill. An ABI the profile lists whose section sits in another
+/// program (or has none, the rules naming nothing it knows) is allowed here: the kernel keeps
+/// the most restrictive result of all filters, so that other program decides. An ABI the
+/// profile does not list is killed in every program.
+fn assemble(
+    sections: &[(Abi, Vec<sock_filter>)],
+    listed: &[Abi],
+) -> Result<Vec<BpfProgram>, SeccompError> {
+    const HEADER: usize = 9;
+    let total: usize = HEADER + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
+    if total <= BPF_MAXINSNS {
+        return Ok(vec![dispatch(sections, listed)]);
+    }
+    sections
+        .iter()
+        .map(|one| {
+            let prog = dispatch(std::slice::from_ref(one), listed);
+            if prog.len() > BPF_MAXINSNS {
+                return Err(SeccompError::Compile(format!(
+                    "the {:?} filter has {} instructions, more than the kernel's {BPF_MAXINSNS}",
+                    one.0,
+                    prog.len()
+                )));
+            }
+            Ok(prog)
+        })
+        .collect()
+}
+
+fn dispatch(sections: &[(Abi, Vec<sock_filter>)], listed: &[Abi]) -> BpfProgram {
+    let ld = |k: u32| sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |op: u32, k: u32, jt: u8, jf: u8| sock_filter {
+        code: (libc::BPF_JMP | op | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    // Where each section starts, counted from the end of the 9-instruction header.
+    let mut starts = Vec::new();
+    let mut at = 0u32;
+    for (abi, s) in sections {
+        starts.push((*abi, at));
+        at += s.len() as u32;
+    }
+    // The instruction at header index `pc` that sends `abi` on: a jump to its section, allow
+    // (listed, judged elsewhere) or kill (not listed).
+    let outcome = |abi: Abi, pc: u32| match starts.iter().find(|(a, _)| *a == abi) {
+        Some((_, start)) => sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JA) as u16,
+            jt: 0,
+            jf: 0,
+            k: 9 + start - (pc + 1),
+        },
+        None if listed.contains(&abi) => ret(libc::SECCOMP_RET_ALLOW),
+        None => ret(RET_BAD_ARCH),
+    };
+    let mut prog = vec![
+        ld(4),                                        // 0: arch
+        jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 4), // 1: → 2, else → 6
+        ld(0),                                        // 2: nr
+        jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),   // 3: → 4 (x32), else → 5
+        outcome(Abi::X32, 4),                         // 4
+        outcome(Abi::X86_64, 5),                      // 5
+        jump(libc::BPF_JEQ, AUDIT_ARCH_I386, 0, 1),   // 6: → 7, else → 8
+        outcome(Abi::I386, 7),                        // 7
+        ret(RET_BAD_ARCH),                            // 8: another machine's ABI
+    ];
+    for (_, s) in sections {
+        prog.extend_from_slice(s);
+    }
+    prog
 }
 
 /// The last filter: what the profile says about `seccomp` itself, in one filter. Mixes that need
@@ -396,7 +635,7 @@ fn seccomp_filter(
     default: &SeccompAction,
     allow: Vec<Vec<SeccompCondition>>,
     deny: Vec<(SeccompAction, Vec<SeccompCondition>)>,
-) -> Result<Option<BpfProgram>, SeccompError> {
+) -> Result<Option<Vec<sock_filter>>, SeccompError> {
     let unsupported = || {
         SeccompError::Compile(
             "rules for the seccomp syscall itself that need more than one verdict are not \
@@ -527,10 +766,49 @@ mod tests {
         assert!(matches!(compile(&p), Err(SeccompError::Arch(_))));
     }
 
-    /// Installs `profile` in a forked child, runs `calls` (nr, arg0) there and returns what each
-    /// returned: 0 or the errno. The child only makes raw syscalls (it was forked from a
-    /// multi-threaded test process).
-    fn run_under(profile: &str, calls: &[(i64, u64)]) -> Vec<i64> {
+    /// How a test child makes a syscall.
+    #[derive(Clone, Copy)]
+    enum Call {
+        /// The x86_64 `syscall` instruction (an x32 call is the x32 number, bit 30 set).
+        Native(i64, u64),
+        /// `int 0x80`: the i386 ABI, as a 32-bit process would make it.
+        I386(u32, u32),
+    }
+
+    /// Makes an i386 syscall from this 64-bit process; returns 0 or the errno.
+    fn int80(nr: u32, arg0: u32) -> i64 {
+        let ret: u64;
+        // SAFETY: `int 0x80` enters the kernel's ia32 entry with eax = nr, ebx/ecx/edx = args;
+        // rbx cannot be an asm operand, so arg0 is swapped into it and back. The kernel clobbers
+        // r8-r11 on this path (declared), returns in eax, and touches no memory of ours for the
+        // calls the tests make (getpid, getuid, getppid, umask: no pointer arguments).
+        unsafe {
+            std::arch::asm!(
+                "xchg {b}, rbx",
+                "int 0x80",
+                "xchg {b}, rbx",
+                b = inout(reg) u64::from(arg0) => _,
+                inlateout("rax") u64::from(nr) => ret,
+                in("rcx") 0u64,
+                in("rdx") 0u64,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+            );
+        }
+        let r = ret as u32 as i32;
+        if r < 0 {
+            -(r as i64)
+        } else {
+            0
+        }
+    }
+
+    /// Installs `profile` in a forked child, makes `calls` there and returns what each returned
+    /// (0 or the errno) and the child's wait status. The child only makes raw syscalls (it was
+    /// forked from a multi-threaded test process).
+    fn run_calls(profile: &str, calls: &[Call]) -> (Vec<i64>, i32) {
         let compiled = compile(&serde_json::from_str(profile).unwrap()).unwrap();
         let mut fds = [0; 2];
         // SAFETY: pipe writes two fds into our array.
@@ -543,12 +821,16 @@ mod tests {
                 if install(&compiled, true).is_err() {
                     libc::_exit(99);
                 }
-                for &(nr, arg0) in calls {
-                    let r = libc::syscall(nr, arg0, 0, 0, 0, 0);
-                    let v: i64 = if r < 0 {
-                        *libc::__errno_location() as i64
-                    } else {
-                        0
+                for &call in calls {
+                    let v: i64 = match call {
+                        Call::Native(nr, arg0) => {
+                            if libc::syscall(nr, arg0, 0, 0, 0, 0) < 0 {
+                                *libc::__errno_location() as i64
+                            } else {
+                                0
+                            }
+                        }
+                        Call::I386(nr, arg0) => int80(nr, arg0),
                     };
                     libc::write(fds[1], &v as *const i64 as *const libc::c_void, 8);
                 }
@@ -573,11 +855,137 @@ mod tests {
             libc::waitpid(pid, &mut status, 0);
             libc::close(fds[0]);
         }
+        (out, status)
+    }
+
+    /// [`run_calls`] with x86_64 calls (nr, arg0), for a child that must exit normally.
+    fn run_under(profile: &str, calls: &[(i64, u64)]) -> Vec<i64> {
+        let calls: Vec<Call> = calls.iter().map(|&(nr, a)| Call::Native(nr, a)).collect();
+        let (out, status) = run_calls(profile, &calls);
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "child status {status:#x}"
         );
         out
+    }
+
+    fn nr(abi: Abi, name: &str) -> i64 {
+        abi.number(name).unwrap()
+    }
+
+    /// Whether this kernel runs x32 binaries (CONFIG_X86_X32_ABI): without it an x32 call the
+    /// filters allow still fails with ENOSYS.
+    fn x32_enosys() -> i64 {
+        // SAFETY: getpid with the x32 bit: no arguments, no memory.
+        let r = unsafe { libc::syscall(nr(Abi::X32, "getpid")) };
+        if r < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap() as i64
+        } else {
+            0
+        }
+    }
+
+    #[test]
+    fn i386_and_x32_calls_get_the_profile_actions_when_listed() {
+        let i386 = |name| Call::I386(nr(Abi::I386, name) as u32, 0);
+        let x32 = |name| Call::Native(nr(Abi::X32, name), 0);
+        let native = |name| Call::Native(nr(Abi::X86_64, name), 0);
+        // CONFIG_X86_X32_ABI is off on this host's kernel: an allowed x32 call gets ENOSYS.
+        let allowed_x32 = x32_enosys();
+
+        // Docker's shape: deny-list on a default allow, all three ABIs listed.
+        let deny_list = r#"{"defaultAction":"SCMP_ACT_ALLOW",
+            "architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+            "syscalls":[{"names":["getuid","getppid"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#;
+        let (got, status) = run_calls(
+            deny_list,
+            &[
+                native("getuid"),
+                i386("getuid"),
+                x32("getuid"),
+                i386("getppid"),
+                i386("getpid"),
+                x32("getpid"),
+            ],
+        );
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert_eq!(got, vec![13, 13, 13, 13, 0, allowed_x32]);
+
+        // Allow-list on a default errno, all three ABIs listed.
+        let allow_list = r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":40,
+            "architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+            "syscalls":[{"names":["getpid","write","exit_group","exit","read"],"action":"SCMP_ACT_ALLOW"},
+                        {"names":["umask"],"action":"SCMP_ACT_ERRNO","errnoRet":22}]}"#;
+        let (got, status) = run_calls(
+            allow_list,
+            &[
+                i386("getpid"),
+                i386("getppid"),
+                Call::I386(nr(Abi::I386, "umask") as u32, 0o22),
+                x32("getpid"),
+                x32("getppid"),
+                native("getppid"),
+            ],
+        );
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert_eq!(got, vec![0, 40, 22, allowed_x32, 40, 40]);
+        assert_ne!(allowed_x32, 40, "allowed and denied x32 calls must differ");
+    }
+
+    #[test]
+    fn abis_the_profile_does_not_list_are_killed() {
+        let only_native = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],
+            "syscalls":[{"names":["getuid"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        for call in [
+            Call::I386(nr(Abi::I386, "getpid") as u32, 0),
+            Call::Native(nr(Abi::X32, "getpid"), 0),
+        ] {
+            let (got, status) = run_calls(
+                only_native,
+                &[Call::Native(nr(Abi::X86_64, "getuid"), 0), call],
+            );
+            assert_eq!(got, vec![1]);
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+                "child status {status:#x}"
+            );
+        }
+        // i386 listed without x86_64: native calls are killed, i386 ones filtered.
+        let only_i386 = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86"],
+            "syscalls":[{"names":["getuid"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        let (got, status) = run_calls(
+            only_i386,
+            &[
+                Call::I386(nr(Abi::I386, "getuid") as u32, 0),
+                Call::Native(nr(Abi::X86_64, "getpid"), 0),
+            ],
+        );
+        // the result of the first call cannot be written (write is a native call): killed there
+        assert!(got.is_empty(), "{got:?}");
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+            "child status {status:#x}"
+        );
+    }
+
+    #[test]
+    fn big_profiles_split_per_abi_under_the_kernel_limit() {
+        // every x86_64 name allowed: too big for one program with three ABIs
+        let names: Vec<&str> = syscall_table::SYSCALLS.iter().map(|(n, _)| *n).collect();
+        let p = profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+                "syscalls":[{{"names":{},"action":"SCMP_ACT_ALLOW"}}]}}"#,
+            serde_json::to_string(&names).unwrap()
+        ));
+        let c = compile(&p).unwrap();
+        assert_eq!(c.programs.len(), 3);
+        assert!(c.programs.iter().all(|p| p.len() <= BPF_MAXINSNS));
+        // a small one stays one program
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+                "syscalls":[{"names":["unshare"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        assert_eq!(compile(&p).unwrap().programs.len(), 1);
     }
 
     #[test]
