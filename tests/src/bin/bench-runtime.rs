@@ -1,6 +1,9 @@
 //! Benchmark: `run` of /bin/true in a busybox bundle (create + start + wait + delete), plain and
-//! with a Docker-like default seccomp profile, for pea-runtime, crun and runc side by side in
-//! one run: median, p90, ratio to crun, peak RSS.
+//! with a Docker-like default seccomp profile (pea-shim's RuntimeDefault: x86_64, x86 and x32),
+//! once with `noNewPrivileges: true` (the filter goes in right before execve) and once with it
+//! false (docker's, podman's and a RuntimeDefault pod's default: the filter goes in before the
+//! capability drop), for pea-runtime, crun and runc side by side in one run: median, p90, ratio
+//! to crun, peak RSS.
 //!
 //! Each runtime is driven by its own runner process (this binary re-executed with `runner`),
 //! which times every `run` it is asked for and reports its children's peak RSS at the end; the
@@ -181,18 +184,26 @@ impl Subject {
     }
 }
 
-fn bundles(dir: &Path) -> Result<(Bundle, Bundle)> {
-    let plain = BundleBuilder::busybox(&dir.join("plain"))
-        .args(["/bin/true"])
-        .build()?;
-    let mut sec = BundleBuilder::busybox(&dir.join("seccomp"))
-        .args(["/bin/true"])
-        .build()?;
+/// A /bin/true bundle with the default seccomp profile and `noNewPrivileges` as given.
+fn seccomp_bundle(dir: &Path, no_new_privs: bool) -> Result<Bundle> {
+    let mut sec = BundleBuilder::busybox(dir).args(["/bin/true"]).build()?;
     let mut linux = sec.spec.linux().clone().unwrap_or_default();
     linux.set_seccomp(Some(pea_tests::conformance::default_profile()));
     sec.spec.set_linux(Some(linux));
+    let mut process = sec.spec.process().clone().unwrap_or_default();
+    process.set_no_new_privileges(Some(no_new_privs));
+    sec.spec.set_process(Some(process));
     sec.save()?;
-    Ok((plain, sec))
+    Ok(sec)
+}
+
+fn bundles(dir: &Path) -> Result<(Bundle, Bundle, Bundle)> {
+    let plain = BundleBuilder::busybox(&dir.join("plain"))
+        .args(["/bin/true"])
+        .build()?;
+    let nnp = seccomp_bundle(&dir.join("seccomp-nnp"), true)?;
+    let no_nnp = seccomp_bundle(&dir.join("seccomp-no-nnp"), false)?;
+    Ok((plain, nnp, no_nnp))
 }
 
 fn pea_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
@@ -216,14 +227,21 @@ fn bench(runs: usize, pea: Option<PathBuf>) -> Result<()> {
     let crun = pea_tests::privileged::require_program("crun");
     let runc = pea_tests::privileged::require_program("runc");
     let work = tempfile::tempdir()?;
-    let (plain, sec) = bundles(work.path())?;
+    let (plain, nnp, no_nnp) = bundles(work.path())?;
     println!(
         "bench-runtime: {runs} runs each of `run` /bin/true; pea-runtime = {}",
         pea.display()
     );
     for (title, bundle) in [
         ("run /bin/true (busybox bundle)", &plain),
-        ("run /bin/true with a default seccomp profile", &sec),
+        (
+            "run /bin/true with a default seccomp profile, noNewPrivileges true",
+            &nnp,
+        ),
+        (
+            "run /bin/true with a default seccomp profile, noNewPrivileges false",
+            &no_nnp,
+        ),
     ] {
         let mut subjects =
             vec![

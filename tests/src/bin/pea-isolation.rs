@@ -1,5 +1,9 @@
 //! The isolation conformance suite: `pea-isolation <runtime-binary>...` runs every check
-//! against each OCI runtime, prints a Markdown table per runtime and exits 1 if any failed.
+//! against each OCI runtime and prints a Markdown table per runtime, then runs the conformance
+//! part (configs real tools generate: `runc spec`, podman, the CRI; both noNewPrivileges values;
+//! `pea_tests::conformance::tools`) against each and prints one table with a column per runtime.
+//! Exits 1 if a runtime fails a check or a case another runtime passes (host-forbidden cases
+//! only record errors). `--tools-only` skips the isolation checks.
 //! Extra global flags for one runtime: `path::--flag=value` (e.g. `crun::--cgroup-manager=disabled`).
 
 use std::path::PathBuf;
@@ -12,12 +16,16 @@ struct Args {
     /// Runtime binaries (names on PATH or paths); `bin::--flag` adds a global flag
     #[arg(required = true)]
     runtimes: Vec<String>,
+    /// Only the conformance part (configs real tools generate)
+    #[arg(long)]
+    tools_only: bool,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     pea_tests::privileged::require_root();
     let mut failed = 0;
+    let mut tool_reports = Vec::new();
     for spec in &args.runtimes {
         let mut parts = spec.split("::");
         let bin = parts.next().unwrap_or_default();
@@ -29,9 +37,32 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         } else {
             format!("{bin} {}", flags.join(" "))
         };
-        let report = pea_tests::conformance::run_suite(&name, &path, &flags);
-        println!("{}", report.table());
-        failed += report.failures();
+        if !args.tools_only {
+            let report = pea_tests::conformance::run_suite(&name, &path, &flags);
+            println!("{}", report.table());
+            failed += report.failures();
+        }
+        tool_reports.push(pea_tests::conformance::tools::run_tool_cases(
+            &name, &path, &flags,
+        ));
+    }
+    println!("### configs real tools generate\n");
+    println!(
+        "{}",
+        pea_tests::conformance::tools::side_by_side(&tool_reports)
+    );
+    // A case counts against a runtime when another runtime passed it.
+    for r in &tool_reports {
+        for c in &r.results {
+            let passed_elsewhere = tool_reports.iter().any(|o| {
+                o.results
+                    .iter()
+                    .any(|oc| oc.name == c.name && oc.outcome.passed())
+            });
+            if passed_elsewhere && !c.outcome.passed() {
+                failed += 1;
+            }
+        }
     }
     Ok(if failed == 0 {
         std::process::ExitCode::SUCCESS

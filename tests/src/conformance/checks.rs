@@ -363,7 +363,7 @@ fn join_pod(ctx: &Ctx) -> Outcome {
     result
 }
 
-fn cap_mask(set: &Option<HashSet<Capability>>) -> u64 {
+pub(super) fn cap_mask(set: &Option<HashSet<Capability>>) -> u64 {
     set.iter()
         .flatten()
         .filter_map(|c| serde_json::to_value(c).ok())

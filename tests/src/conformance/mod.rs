@@ -10,6 +10,7 @@ mod checks;
 /// The RuntimeDefault seccomp profile pea-shim gives containers (a Docker-like allow-list).
 pub use pea_shim::oci::runtime_default_profile as default_profile;
 pub mod probe;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "getpid")) report(a, syscall(SYS_getpid) > 0 ? 0 : -1);
         else if (!strcmp(a, "personality-query")) report(a, personality(0xffffffff));
         else if (!strcmp(a, "personality-addr-no-randomize")) report(a, personality(0x0040000));
+        else if (!strcmp(a, "euid")) printf("euid=%d\n", (int)geteuid());
         else { printf("%s=unknown\n", a); }
     }
     return 0;
