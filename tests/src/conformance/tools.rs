@@ -17,8 +17,9 @@
 //!
 //! Each case runs two containers: one as the config's user that reads CapEff/CapPrm/CapBnd/
 //! CapAmb, NoNewPrivs and Seccomp from /proc/self/status and makes two syscalls the profile
-//! denies (`unshare(CLONE_NEWUSER)`, which succeeds without a filter, and `keyctl`), expecting
-//! the profile's errno; and one as uid 1000 that runs a setuid-root copy of the probe (Debian's busybox drops a
+//! denies (`unshare(CLONE_NEWUSER)`, which succeeds without a filter, and `keyctl`), natively
+//! and through the i386 ABI (`int 0x80`, when the profile lists SCMP_ARCH_X86), expecting the
+//! profile's errno; and one as uid 1000 that runs a setuid-root copy of the probe (Debian's busybox drops a
 //! setuid root for `id`):
 //! euid 0 when `noNewPrivileges` is false, 1000 when it is true.
 //!
@@ -41,8 +42,10 @@ use super::{CheckResult, Outcome, Report};
 use crate::fixtures::busybox::write_busybox_rootfs;
 use crate::runtime_cli::{run_with_timeout, unique_id, Runtime};
 
-/// The script of the first container: `key=value` lines.
-const STATUS_SCRIPT: &str = "grep -E '^(Cap(Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status | tr -d ' \\t' | tr ':' '='; /probe unshare keyctl";
+/// The script of the first container: `key=value` lines. The i386 calls run in a second probe
+/// process: after an allowed `unshare(CLONE_NEWUSER)` the probe sits in a user namespace without
+/// id mappings, where a second one fails with EPERM whatever the filter says.
+const STATUS_SCRIPT: &str = "grep -E '^(Cap(Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status | tr -d ' \\t' | tr ':' '='; /probe unshare keyctl; /probe unshare-i386 keyctl-i386";
 /// The second container, as uid 1000: the setuid-root probe prints its effective uid.
 const SETUID_SCRIPT: &str = "/usr/local/bin/suid-probe euid";
 
@@ -256,25 +259,27 @@ fn check(outs: &[(Spec, String)], nnp: bool) -> Outcome {
     let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Outcome::Fail("the config has no seccomp profile".into());
     };
-    for (call, args) in [
-        (
-            "unshare",
-            [
-                nix::sched::CloneFlags::CLONE_NEWUSER.bits() as u64,
-                0,
-                0,
-                0,
-                0,
-                0,
-            ],
-        ),
-        ("keyctl", [0, (-3i64) as u64, 0, 0, 0, 0]),
+    // The same calls through the i386 ABI (`int 0x80`) when the profile lists SCMP_ARCH_X86.
+    let lists_x86 = profile
+        .architectures()
+        .iter()
+        .flatten()
+        .any(|a| *a == oci_spec::runtime::Arch::ScmpArchX86);
+    let newuser = nix::sched::CloneFlags::CLONE_NEWUSER.bits() as u64;
+    for (call, key, args) in [
+        ("unshare", "unshare", [newuser, 0, 0, 0, 0, 0]),
+        ("keyctl", "keyctl", [0, (-3i64) as u64, 0, 0, 0, 0]),
+        ("keyctl", "keyctl-i386", [0, (-3i64) as u64, 0, 0, 0, 0]),
+        ("unshare", "unshare-i386", [newuser, 0, 0, 0, 0, 0]),
     ] {
+        if key.ends_with("-i386") && !lists_x86 {
+            continue;
+        }
         let want = expected_errno(profile, call, &args).to_string();
-        if m.get(call) != Some(&want) {
+        if m.get(key) != Some(&want) {
             return Outcome::Fail(format!(
-                "{call}: errno {:?}, the profile says {want}",
-                m.get(call)
+                "{key}: errno {:?}, the profile says {want}",
+                m.get(key)
             ));
         }
     }
