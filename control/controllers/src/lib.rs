@@ -44,6 +44,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 
 use informer::Informer;
 
@@ -82,6 +83,7 @@ pub const ALL: &[&str] = &[
     "nodeipam",
     "serviceaccount",
     "root-ca-cert-publisher",
+    "ttl-after-finished",
     "podgc",
 ];
 
@@ -363,6 +365,14 @@ async fn run_controllers(
             recorder.for_component("job-controller"),
         );
         set.spawn(c.run(workers));
+    }
+    if enabled.contains("ttl-after-finished") {
+        let c = ttlafterfinished::TtlAfterFinishedController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+        );
+        set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("endpoint") {
         let c = endpoints::EndpointsController::register(&informers, client.clone(), clock.clone());
