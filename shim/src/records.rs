@@ -105,7 +105,12 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ShimError>
     use std::io::Write;
     let dir = path.parent().expect("records live in a directory");
     std::fs::create_dir_all(dir).map_err(ShimError::io(dir))?;
-    let tmp = path.with_extension("json.tmp");
+    // A temp file of its own per write: two tasks persisting the same record at once (an exit
+    // folded in by the monitor's reaper and by a StopContainer waiting for it) must not rename
+    // each other's file away.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.tmp.{seq}"));
     let bytes = serde_json::to_vec_pretty(value).expect("records serialise");
     let mut f = std::fs::File::create(&tmp).map_err(ShimError::io(&tmp))?;
     f.write_all(&bytes).map_err(ShimError::io(&tmp))?;
