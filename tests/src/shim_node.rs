@@ -35,6 +35,8 @@ pub struct ShimNode {
     pub pause: String,
     /// Every pod's cgroup parent lives under `/<cgroup_root>` (removed on drop).
     pub cgroup_root: String,
+    /// The shim's `RUST_LOG` (benchmarks turn debug logging off).
+    pub log_filter: String,
 }
 
 impl ShimNode {
@@ -76,6 +78,7 @@ impl ShimNode {
             busybox: format!("{host}/library/busybox:v1"),
             cgroup_root: format!("pea-test-{}", crate::netlab::random_suffix(4)),
             pause: format!("{host}/pea/pause:3.10"),
+            log_filter: "pea_shim=debug,info".into(),
             registry,
             dir,
             netns,
@@ -84,6 +87,27 @@ impl ShimNode {
 
     pub fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
+    }
+
+    /// Replaces the node's CNI network with `plugins` (a conflist named `name`), e.g. the
+    /// reference bridge plugin instead of pea-cni. `ipam_data_dir()` is where leases belong.
+    pub fn set_cni_plugins(&self, name: &str, plugins: Vec<serde_json::Value>) -> Result<()> {
+        let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins});
+        std::fs::write(
+            self.path("net.d/10-pea.conflist"),
+            serde_json::to_vec_pretty(&conflist)?,
+        )?;
+        Ok(())
+    }
+
+    /// The IPAM `dataDir` of the node's CNI network (checked by `leftovers`).
+    pub fn ipam_data_dir(&self) -> PathBuf {
+        self.path("ipam")
+    }
+
+    /// The running shim's pid.
+    pub fn shim_pid(&self) -> Option<u32> {
+        self.shim.as_ref().map(Child::id)
     }
 
     /// Starts pea-shim in the node's network namespace and waits for its socket.
@@ -119,7 +143,7 @@ impl ShimNode {
             .arg(self.registry.host())
             .arg("--pause-image")
             .arg(&self.pause)
-            .env("RUST_LOG", "pea_shim=debug,info")
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -291,6 +315,169 @@ impl ShimNode {
                 .filter(|m| m.starts_with(&root))
                 .map(|m| format!("mount {m}")),
         );
+        // libcni's result cache: one file per attachment, removed by DEL.
+        if let Ok(rd) = std::fs::read_dir(self.path("root/cni-cache/results")) {
+            out.extend(
+                rd.flatten()
+                    .map(|e| format!("cni-cache {}", e.file_name().to_string_lossy())),
+            );
+        }
+        out.extend(self.leftover_leases());
+        out.extend(self.leftover_links());
+        out.extend(
+            self.cgroups()
+                .into_iter()
+                .filter(|c| c.matches('/').count() >= 3)
+                .map(|c| format!("cgroup {c}")),
+        );
+        out.extend(
+            self.processes(Duration::from_secs(3))
+                .into_iter()
+                .map(|(pid, cmd)| format!("process {pid} {cmd}")),
+        );
+        out
+    }
+
+    /// IPAM leases still held: files named by an address in pea-cni's `dataDir` (host-local's
+    /// layout, `<dataDir>/<network>/<ip>`); its lock and `last_reserved_ip.*` files are state,
+    /// not leases.
+    pub fn leftover_leases(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for net in std::fs::read_dir(self.path("ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(net.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = f.file_name().to_string_lossy().to_string();
+                if name.parse::<std::net::IpAddr>().is_ok() {
+                    out.push(format!(
+                        "lease {}/{name}",
+                        net.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Links in the node's namespace besides `lo` and the CNI bridge `cni0` (the bridge is the
+    /// network's, made by the first ADD and kept, as the reference bridge plugin does): pods'
+    /// host-side veths.
+    pub fn leftover_links(&self) -> Vec<String> {
+        match self.netns.links() {
+            Ok(links) => links
+                .into_iter()
+                .filter(|l| l != "lo" && l != "cni0")
+                .map(|l| format!("link {l}"))
+                .collect(),
+            Err(e) => vec![format!("links of {}: {e:#}", self.netns.name)],
+        }
+    }
+
+    /// Every cgroup below `/<cgroup_root>` in every hierarchy, as `<hierarchy>/<cgroup_root>/...`
+    /// (the root itself not included). Depth 1 below the root are pod cgroup parents (the
+    /// kubelet's on a real node; see `remove_pod_cgroup`), deeper ones the runtime's sandbox and
+    /// container cgroups.
+    pub fn cgroups(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let top = h.path().join(&self.cgroup_root);
+            if !top.is_dir() {
+                continue;
+            }
+            let mut dirs = vec![top.clone()];
+            let mut i = 0;
+            while i < dirs.len() {
+                if let Ok(sub) = std::fs::read_dir(&dirs[i]) {
+                    dirs.extend(sub.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+                }
+                i += 1;
+            }
+            let base = Path::new("/sys/fs/cgroup");
+            out.extend(
+                dirs.iter()
+                    .skip(1)
+                    .filter_map(|d| d.strip_prefix(base).ok())
+                    .map(|d| d.display().to_string()),
+            );
+        }
+        out.sort();
+        out
+    }
+
+    /// What the kubelet does once a pod is removed: deletes the pod's cgroup parent (as given in
+    /// `PodSandboxConfig.linux.cgroup_parent`) in every hierarchy. Fails, naming the cgroup, when
+    /// it still holds a cgroup or a process (the runtime left something).
+    pub fn remove_pod_cgroup(&self, parent: &str) -> Result<()> {
+        let rel = parent.trim_start_matches('/');
+        let mut errors = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
+            let d = h.path().join(rel);
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => errors.push(format!("{}: {e}", d.display())),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("removing pod cgroup {parent}: {}", errors.join("; "));
+        }
+        Ok(())
+    }
+
+    /// Processes this node's runtime keeps, besides the shim itself: any whose command line
+    /// names the node's dir (pea-monitor, pea-runtime, CNI plugins are given paths under it) or
+    /// whose cgroup is under `/<cgroup_root>` (pause and container processes). Waits up to
+    /// `grace` for exiting ones to go (a monitor exits just after writing its exit file): returns
+    /// once two looks 100 ms apart agree.
+    pub fn processes(&self, grace: Duration) -> Vec<(i32, String)> {
+        let start = Instant::now();
+        let mut found = self.processes_now();
+        while !found.is_empty() && start.elapsed() < grace {
+            std::thread::sleep(Duration::from_millis(100));
+            let again = self.processes_now();
+            if again == found {
+                break;
+            }
+            found = again;
+        }
+        found
+    }
+
+    fn processes_now(&self) -> Vec<(i32, String)> {
+        let shim_pid = self.shim.as_ref().map(|c| c.id() as i32);
+        let me = std::process::id() as i32;
+        let root = self.dir.path().display().to_string();
+        let cgroup = format!("/{}/", self.cgroup_root);
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if Some(pid) == shim_pid || pid == me {
+                continue;
+            }
+            // Zombies have an empty cmdline: they are exiting, not kept.
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if cmdline.is_empty() {
+                continue;
+            }
+            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let in_cgroup = std::fs::read_to_string(e.path().join("cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.contains(&cgroup)));
+            if cmd.contains(&root) || in_cgroup {
+                out.push((pid, cmd.trim().to_string()));
+            }
+        }
         out
     }
 }
