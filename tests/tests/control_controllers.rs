@@ -206,6 +206,18 @@ impl Test {
     }
 }
 
+/// A child process killed (and reaped) if the test fails before waiting for it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Stops its hollow kubelet task when dropped.
 struct Hollow(tokio::task::JoinHandle<()>);
 
@@ -420,8 +432,12 @@ fn deployment_create_scale_rolling_update_history_and_undo() {
         "-p",
         r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":1}}}}"#,
     ]);
-    let status =
-        t.k.spawn(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    let mut status = KillOnDrop(Some(t.k.spawn(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=120s",
+    ])));
     t.k.ok(&["set", "image", "deployment/web", "busybox=busybox:2"]);
     let deadline = Instant::now() + WAIT * 2;
     let mut max_sum = 0;
@@ -460,7 +476,7 @@ fn deployment_create_scale_rolling_update_history_and_undo() {
     }
     assert!(steps >= 4, "every new pod was made ready by the test");
     eprintln!("rolling update: max replicas over sets {max_sum}, min ready {min_ready}");
-    let out = status.wait_with_output().unwrap();
+    let out = status.0.take().unwrap().wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "rollout status: {}{}",
@@ -1238,4 +1254,79 @@ fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     let out =
         t.k.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
+}
+
+#[test]
+fn a_rollout_resumes_after_pea_control_and_the_controllers_restart() {
+    let mut t = Test::start();
+    let c = Controllers::start(&t.cp, config("replicaset,deployment"));
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: resume}\nspec:\n  replicas: 3\n  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  selector: {matchLabels: {app: resume}}\n  template:\n    metadata: {labels: {app: resume}}\n    spec:\n      containers: [{name: c, image: 'busybox:1'}]\n",
+    );
+    eventually("3 pods", || (t.pods("app=resume").len() == 3).then_some(()));
+    t.make_all_ready("app=resume");
+    eventually("available", || {
+        (t.deployment("resume").status?.available_replicas == Some(3)).then_some(())
+    });
+    t.k.ok(&["set", "image", "deployment/resume", "c=busybox:2"]);
+    // Mid-rollout: the surge pod of the new set exists and is not ready.
+    eventually("one new pod", || {
+        let new: Vec<Pod> = t
+            .pods("app=resume")
+            .into_iter()
+            .filter(|p| {
+                p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2")
+            })
+            .collect();
+        (new.len() == 1 && !is_ready(&new[0])).then_some(())
+    });
+    drop(c);
+    t.cp.restart().expect("restart pea-control");
+    t.client = t.rt.block_on(client_for(&t.cp.kubeconfig)).expect("client");
+    t.k = t.cp.kubectl();
+    let _c = Controllers::start(&t.cp, config("replicaset,deployment"));
+    let _kubelet = t.hollow_kubelet("app=resume");
+    let out =
+        t.k.ok(&["rollout", "status", "deployment/resume", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    eventually("3 new pods only", || {
+        let pods = t.pods("app=resume");
+        (pods.len() == 3
+            && pods.iter().all(|p| {
+                p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2")
+            }))
+        .then_some(())
+    });
+    assert_eq!(t.replicasets("app=resume").len(), 2);
+}
+
+#[test]
+fn finished_jobs_are_deleted_after_their_ttl() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job,ttl-after-finished"));
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: brief}\nspec:\n  ttlSecondsAfterFinished: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let pod = eventually("the job's pod", || {
+        t.pods("job-name=brief").into_iter().next()
+    });
+    let api: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    t.rt.block_on(api.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    ))
+    .expect("finish pod");
+    t.k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/brief",
+        "--timeout=60s",
+    ]);
+    eventually("job and its pod deleted", || {
+        let gone = !t.k.run(&["get", "job", "brief"]).status.success();
+        (gone && t.pods("job-name=brief").is_empty()).then_some(())
+    });
 }
