@@ -3,7 +3,7 @@
 //! RPCs on one sandbox or container, and the services below (image store, CNI, OCI runtime).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use k8s_cri::v1 as cri;
@@ -265,7 +265,7 @@ impl Shim {
             return Ok(rec);
         }
         let Some(exit) = ExitStatus::read(&self.exit_file(&rec.id))? else {
-            return Ok(rec);
+            return self.lost(rec);
         };
         let mut rec = rec;
         let oom = crate::monitor::oom_killed(&rec.cgroups_path());
@@ -280,6 +280,29 @@ impl Shim {
         } else {
             "Error".into()
         };
+        self.put_container(rec.clone())?;
+        self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
+        Ok(rec)
+    }
+
+    /// A started container whose monitor and init are both gone without an exit file (the
+    /// monitor was killed, or the node rebooted): its exit code is unknowable. It is reported
+    /// Exited with code 255 and reason Unknown rather than Running forever.
+    fn lost(&self, mut rec: ContainerRecord) -> Result<ContainerRecord, ShimError> {
+        let alive =
+            |pid: Option<i32>| pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        let monitor_alive = rec
+            .monitor_pid
+            .is_some_and(|p| crate::monitor::is_monitor_of(p, &rec.id));
+        if rec.state != ContainerState::Running || monitor_alive || alive(rec.pid) {
+            return Ok(rec);
+        }
+        rec.state = ContainerState::Exited;
+        rec.exit_code = 255;
+        rec.finished_at_ns = records::now_ns();
+        rec.reason = "Unknown".into();
+        rec.message = "the container's monitor exited without recording its exit".into();
+        rec.pid = None;
         self.put_container(rec.clone())?;
         self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
         Ok(rec)

@@ -2,8 +2,10 @@
 # pea's main job, as it stands: install prerequisites, build everything, run a busybox container
 # with pea-runtime (printing its output), run a two-node pod network (pea-flanneld + pea-cni) in
 # network namespaces it makes and removes again, with a pea-runtime container in a pod on one node
-# fetching a page from a pod on the other over the VXLAN overlay, and bring up the control plane's
-# API server (pea-control, embedded store, loopback only) for kubectl. It grows into "bring up a
+# fetching a page from a pod on the other over the VXLAN overlay, run a node with pea-shim (CRI)
+# where pea-crictl pulls, runs a pod with a busybox container, reads its log, execs and removes
+# it, and bring up the control plane's API server (pea-control, embedded store, loopback only)
+# for kubectl. It grows into "bring up a
 # cluster and run a workload" as the layers land. Idempotent: a pea-control it started before
 # keeps running; the network part leaves nothing behind (the root namespace is never touched).
 set -euo pipefail
@@ -32,6 +34,7 @@ cleanup() {
   # Best effort, and never the script's exit status: errexit is off in here.
   local -
   set +e
+  cleanup_shim
   "${runtime[@]}" delete --force "$id" >/dev/null 2>&1 || true
   "${runtime[@]}" delete --force "$id-net" >/dev/null 2>&1 || true
   [ -s "$work/httpd.pid" ] && kill "$(cat "$work/httpd.pid")" 2>/dev/null
@@ -56,6 +59,26 @@ on_exit() {
   exit "$rc"
 }
 trap on_exit EXIT
+# The pea-shim node: its pods (through CRI while the shim runs), the shim, the registry, the
+# namespace and the pods' cgroup parent. Best effort, like cleanup.
+cleanup_shim() {
+  local -
+  set +e
+  if [ -s "$work/shim.pid" ]; then
+    for p in $(target/release/pea-crictl -r "unix://$work/shim/cri.sock" pods 2>/dev/null | awk '{print $1}'); do
+      target/release/pea-crictl -r "unix://$work/shim/cri.sock" rmp "$p" >/dev/null 2>&1
+    done
+    kill "$(cat "$work/shim.pid")" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$(cat "$work/shim.pid")" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$work/shim.pid"
+  fi
+  [ -s "$work/registry.pid" ] && kill "$(cat "$work/registry.pid")" 2>/dev/null && rm -f "$work/registry.pid"
+  [ -e "/run/netns/$net-shim" ] && ip netns del "$net-shim" 2>/dev/null
+  for h in /sys/fs/cgroup/*/; do
+    [ -d "${h}pea-up-$$" ] && find "${h}pea-up-$$" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  return 0
+}
 # pea-cni on node N for its pod pN (CNI_COMMAND is $2), config from stdin as a CNI runtime passes it.
 cni() {
   ip netns exec "$net-n$1" env CNI_COMMAND="$2" CNI_CONTAINERID="up-pod$1" \
@@ -113,6 +136,88 @@ target/release/pea-fixture bundle "$work/bundle-net" --hostname pea-up-pod1 \
   >/dev/null
 step "a pea-runtime container in the pod on node 1 fetches http://$pod2:8080/ over VXLAN"
 "${runtime[@]}" run --bundle "$work/bundle-net" "$id-net" </dev/null
+
+# A node with pea-shim: CRI over a unix socket, in a network namespace of its own (CNI's bridge
+# lives there), pulling from a registry on that node's loopback. pea-crictl drives it as the
+# kubelet would: pull, run a pod, create and start a container, logs, exec, stop, remove.
+step "pea-shim (CRI) on a node in namespace $net-shim: a pod with a busybox container, driven by pea-crictl"
+shim_ns="$net-shim"
+# (Background programs run under nsenter directly: it execs them, so $! is their pid.)
+in_node() { nsenter --net="/run/netns/$shim_ns" "$@"; }
+ip netns add "$shim_ns"
+ip -n "$shim_ns" link set lo up
+target/release/pea-fixture image busybox --layout "$work/img-busybox" --tag v1 >/dev/null
+target/release/pea-fixture image pause --layout "$work/img-pause" --tag 3.10 >/dev/null
+mkdir -p "$work/shim/net.d" "$work/shim/ipam" "$work/shim/logs" "$work/registry-data"
+cat >"$work/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $work/registry-data
+http:
+  addr: 127.0.0.1:5000
+YML
+nsenter --net="/run/netns/$shim_ns" docker-registry serve "$work/registry.yml" \
+  >"$work/registry.log" 2>&1 &
+echo $! >"$work/registry.pid"
+for _ in $(seq 1 100); do
+  in_node busybox wget -q -O /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null && break
+  sleep 0.1
+done
+for img in "img-busybox:v1 library/busybox:v1" "img-pause:3.10 pea/pause:3.10"; do
+  set -- $img
+  in_node skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
+    "oci:$work/${1%%:*}:${1#*:}" "docker://127.0.0.1:5000/$2"
+done
+cat >"$work/shim/net.d/10-pea.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "pea-up-shim", "plugins": [
+  {"type": "pea-cni", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "subnet": "10.88.7.0/24", "dataDir": "$work/shim/ipam"}}]}
+JSON
+nsenter --net="/run/netns/$shim_ns" target/release/pea-shim --socket "$work/shim/cri.sock" --root "$work/shim/root" \
+  --state "$work/shim/state" --runtime-root "$work/shim/runtime" \
+  --cni-conf-dir "$work/shim/net.d" --cni-bin-dir "$PWD/target/release:/usr/lib/cni" \
+  --insecure-registry 127.0.0.1:5000 --pause-image 127.0.0.1:5000/pea/pause:3.10 \
+  >"$work/shim.log" 2>&1 &
+echo $! >"$work/shim.pid"
+crictl=(target/release/pea-crictl -r "unix://$work/shim/cri.sock")
+for _ in $(seq 1 100); do
+  "${crictl[@]}" version >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"${crictl[@]}" pull 127.0.0.1:5000/library/busybox:v1
+cat >"$work/shim/pod.json" <<JSON
+{"metadata": {"name": "hello", "namespace": "default", "uid": "pea-up-hello-$$"},
+ "hostname": "hello", "log_directory": "$work/shim/logs",
+ "dns_config": {"servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local"]},
+ "linux": {"cgroup_parent": "/pea-up-$$/hello",
+           "security_context": {"namespace_options": {"pid": 1}}}}
+JSON
+cat >"$work/shim/web.json" <<'JSON'
+{"metadata": {"name": "web"}, "image": {"image": "127.0.0.1:5000/library/busybox:v1"},
+ "command": ["/bin/sh", "-c",
+   "echo \"hello from a pea-shim pod: $(hostname) $(ip -4 -o addr show eth0 | awk '{print $4}')\"; exec sleep 3600"],
+ "log_path": "web/0.log",
+ "linux": {"security_context": {"namespace_options": {"pid": 1}}}}
+JSON
+pod=$("${crictl[@]}" runp "$work/shim/pod.json")
+ctr=$("${crictl[@]}" create "$pod" "$work/shim/web.json" "$work/shim/pod.json")
+"${crictl[@]}" start "$ctr" >/dev/null
+"${crictl[@]}" pods
+"${crictl[@]}" ps
+for _ in $(seq 1 50); do
+  [ -s "$work/shim/logs/web/0.log" ] && break
+  sleep 0.1
+done
+echo "up.sh: the container's log (pea-crictl logs):"
+"${crictl[@]}" logs "$ctr"
+echo "up.sh: pea-crictl exec $ctr cat /etc/resolv.conf:"
+"${crictl[@]}" exec "$ctr" cat /etc/resolv.conf
+"${crictl[@]}" stopp "$pod" >/dev/null
+"${crictl[@]}" rmp "$pod" >/dev/null
+
 cleanup
 
 # The API server runs on as a background service; a second up.sh finds it by its pid file.

@@ -559,3 +559,62 @@ fn containers_outlive_a_killed_shim_and_a_restarted_one_knows_them() {
     node.teardown().unwrap();
     assert_eq!(node.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn a_container_whose_monitor_was_killed_is_reported_exited_unknown_not_running_forever() {
+    let mut node = ShimNode::new().unwrap();
+    node.start_shim().unwrap();
+    rt().block_on(async {
+        let mut c = node.cri().await.unwrap();
+        pull(&mut c, &node.busybox).await;
+        let pod_config = node.pod("orphan");
+        let pod = run_pod(&mut c, &pod_config).await;
+        let id = create(
+            &mut c,
+            &pod,
+            &pod_config,
+            node.container("c", "exec sleep 3600"),
+        )
+        .await
+        .unwrap();
+        start(&mut c, &id).await;
+        let info = c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+        let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+        let (pid, monitor) = (
+            v["pid"].as_i64().unwrap(),
+            v["monitorPid"].as_i64().unwrap(),
+        );
+        for p in [monitor, pid] {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        }
+        let start_t = Instant::now();
+        let s = loop {
+            let s = status(&mut c, &id).await;
+            if s.state == cri::ContainerState::ContainerExited as i32 {
+                break s;
+            }
+            assert!(
+                start_t.elapsed() < Duration::from_secs(20),
+                "still {:?}",
+                s.state
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!((s.exit_code, s.reason.as_str()), (255, "Unknown"));
+    });
+    node.teardown().unwrap();
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+}

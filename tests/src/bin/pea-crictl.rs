@@ -82,9 +82,66 @@ enum Cmd {
     },
 }
 
-fn read<T: serde::de::DeserializeOwned>(p: &PathBuf) -> Result<T> {
-    serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
-        .with_context(|| format!("{}: not a CRI config", p.display()))
+/// Reads a crictl-style JSON config. k8s-cri's serde types require every field, while crictl's
+/// files name only what they set: the file is merged over a template with every field (and the
+/// nested structs people set) at its default.
+fn read<T: serde::de::DeserializeOwned>(p: &PathBuf, template: serde_json::Value) -> Result<T> {
+    let user: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", p.display()))?;
+    let mut merged = template;
+    merge(&mut merged, user);
+    serde_json::from_value(merged).with_context(|| format!("{}: not a CRI config", p.display()))
+}
+
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if !slot.is_null() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn pod_template() -> serde_json::Value {
+    serde_json::to_value(cri::PodSandboxConfig {
+        metadata: Some(Default::default()),
+        dns_config: Some(Default::default()),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(Default::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .expect("json")
+}
+
+fn container_template() -> serde_json::Value {
+    serde_json::to_value(cri::ContainerConfig {
+        metadata: Some(Default::default()),
+        image: Some(Default::default()),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(Default::default()),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(Default::default()),
+                capabilities: Some(Default::default()),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    })
+    .expect("json")
 }
 
 fn show<T: serde::Serialize>(v: &T) -> Result<()> {
@@ -182,7 +239,7 @@ async fn main() -> Result<()> {
             println!("Deleted: {name}");
         }
         Cmd::Runp { pod } => {
-            let config = read(&pod)?;
+            let config = read(&pod, pod_template())?;
             let id = r
                 .run_pod_sandbox(cri::RunPodSandboxRequest {
                     config: Some(config),
@@ -201,8 +258,8 @@ async fn main() -> Result<()> {
             let id = r
                 .create_container(cri::CreateContainerRequest {
                     pod_sandbox_id: pod_id,
-                    config: Some(read(&container)?),
-                    sandbox_config: Some(read(&pod)?),
+                    config: Some(read(&container, container_template())?),
+                    sandbox_config: Some(read(&pod, pod_template())?),
                 })
                 .await?
                 .into_inner()
