@@ -25,7 +25,7 @@
 //! cgroups, mounts, registries, the daemons.
 //!
 //! Run (as root): `cargo build --release -p pea-shim -p pea-monitor -p pea-runtime -p pea-cni
-//! -p pea-tests --bin bench-cri && target/release/bench-cri [--runs 20] [--concurrent 50]`
+//! -p pea-tests --bin bench-cri && target/release/bench-cri [--runs 50] [--concurrent 50]`
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,8 +51,8 @@ use serde_json::json;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Cold start + teardown cycles per subject.
-    #[arg(long, default_value_t = 20)]
+    /// Cold start + teardown cycles per subject (50: the whole bench takes about a minute here).
+    #[arg(long, default_value_t = 50)]
     runs: usize,
     /// Pods started at once in the concurrency scenario (and measured for memory).
     #[arg(long, default_value_t = 50)]
