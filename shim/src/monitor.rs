@@ -136,8 +136,7 @@ pub async fn create(
 pub fn is_monitor_of(pid: i32, id: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
         let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-        args.first().is_some_and(|a0| a0.ends_with(b"pea-monitor"))
-            && args.contains(&id.as_bytes())
+        args.first().is_some_and(|a0| a0.ends_with(b"pea-monitor")) && args.contains(&id.as_bytes())
     })
 }
 
