@@ -47,6 +47,8 @@ pub struct HostLimits {
     /// Capability numbers in the runtime's bounding set.
     pub bounding: HashSet<u8>,
     pub has_sys_resource: bool,
+    /// The lowest oom_score_adj this process (and so the container it forks) may set without
+    /// CAP_SYS_RESOURCE: the kernel's `oom_score_adj_min`, which /proc does not show.
     pub oom_score_adj: i32,
     pub cgroup_v1_controllers: HashSet<String>,
     pub blkio_weight: bool,
@@ -62,10 +64,15 @@ impl HostLimits {
             .unwrap_or(u64::MAX);
         let bounding: HashSet<u8> = (0..64u8).filter(|i| bnd & (1u64 << i) != 0).collect();
         let has_sys_resource = bounding.contains(&caps::Capability::CAP_SYS_RESOURCE.index());
-        let oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+        let current = std::fs::read_to_string("/proc/self/oom_score_adj")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let oom_score_adj = if has_sys_resource {
+            current
+        } else {
+            oom_score_adj_floor(current)
+        };
         let cgroup_v1_controllers = std::fs::read_dir("/sys/fs/cgroup")
             .map(|rd| {
                 rd.flatten()
@@ -84,6 +91,32 @@ impl HostLimits {
             blkio_weight,
         }
     }
+}
+
+/// The lowest oom_score_adj the kernel lets this process set without CAP_SYS_RESOURCE
+/// (`oom_score_adj_min`: 0 unless a privileged writer set a higher floor, and never above the
+/// current value). Found by trying: a lower write fails with EACCES, and raising the value back
+/// is always allowed. A containerd shim runs at its daemon's score + 1, yet may still set 0.
+fn oom_score_adj_floor(current: i32) -> i32 {
+    let path = "/proc/self/oom_score_adj";
+    let try_set = |v: i32| std::fs::write(path, v.to_string()).is_ok();
+    // Binary search for the lowest value in -1000..=current that the kernel accepts.
+    let (mut lo, mut hi) = (-1000, current);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if try_set(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    if !try_set(current) {
+        tracing::warn!(
+            current,
+            "could not restore oom_score_adj after probing its floor"
+        );
+    }
+    hi
 }
 
 fn invalid(msg: String) -> RuntimeError {
@@ -401,6 +434,21 @@ fn check_resources(spec: &Spec, host: &HostLimits) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oom_floor_probe_restores_the_score() {
+        let read = || {
+            std::fs::read_to_string("/proc/self/oom_score_adj")
+                .unwrap()
+                .trim()
+                .parse::<i32>()
+                .unwrap()
+        };
+        let before = read();
+        let floor = oom_score_adj_floor(before);
+        assert!((-1000..=before).contains(&floor), "{floor} vs {before}");
+        assert_eq!(read(), before);
+    }
 
     #[test]
     fn destination_symlinks_stay_inside() {

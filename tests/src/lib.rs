@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bins;
 pub mod conformance;
+pub mod containerd_cri;
 pub mod control;
 pub mod control_client;
 pub mod control_etcd;

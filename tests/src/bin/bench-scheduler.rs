@@ -76,13 +76,16 @@ fn pod(name: &str) -> Value {
             "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}})
 }
 
+/// When each pod was sent, by name, shared by the clients that create them.
+type SentTimes = Arc<Mutex<HashMap<String, Instant>>>;
+
 /// Runs `ops` (index → (method, path, content type, body)) over `clients` connections.
 async fn fan_out(
     cp: &ControlPlane,
     clients: usize,
     ops: usize,
     op: impl Fn(usize) -> (&'static str, String, &'static str, Vec<u8>) + Send + Sync + 'static,
-    sent: Option<(&'static str, Arc<Mutex<HashMap<String, Instant>>>)>,
+    sent: Option<(&'static str, SentTimes)>,
 ) -> Result<()> {
     let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
     let token = cp.running().admin_token.clone();
