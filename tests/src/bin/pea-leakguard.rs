@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<ExitCode> {
                         leaks.len()
                     );
                     for l in &leaks {
-                        eprintln!("  {l}");
+                        eprintln!("  {l}{}", process_details(l));
                     }
                     return Ok(ExitCode::from(1));
                 }
@@ -62,4 +62,27 @@ fn main() -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// For a leaked process, its command line, parent and cgroup (to find the test that made it).
+fn process_details(leak: &str) -> String {
+    let Some(pid) = leak
+        .strip_prefix("process: ")
+        .and_then(|r| r.split_whitespace().next())
+    else {
+        return String::new();
+    };
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default();
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(str::to_string))
+        .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_default();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.contains(":pids:")).map(str::to_string))
+        .unwrap_or_default();
+    format!(" [cmdline {cmd:?}, ppid {ppid}, {cgroup}]")
 }
