@@ -238,6 +238,20 @@ impl Shim {
         Ok(())
     }
 
+    /// Persists a record only while the container is still known: the exit watcher folding an
+    /// exit in must not resurrect a container RemoveContainer has just dropped. Returns whether
+    /// it wrote.
+    fn update_existing(&self, mut rec: ContainerRecord) -> Result<bool, ShimError> {
+        rec.version = RECORD_VERSION;
+        let mut ix = self.index.lock().expect("index");
+        if !ix.containers.contains_key(&rec.id) {
+            return Ok(false);
+        }
+        records::write_json(&self.container_path(&rec.id), &rec)?;
+        ix.containers.insert(rec.id.clone(), rec);
+        Ok(true)
+    }
+
     pub fn drop_sandbox(&self, rec: &SandboxRecord) -> Result<(), ShimError> {
         records::remove(&self.sandbox_path(&rec.id))?;
         self.index.lock().expect("index").sandboxes.remove(&rec.id);
@@ -247,8 +261,12 @@ impl Shim {
     }
 
     pub fn drop_container(&self, rec: &ContainerRecord) -> Result<(), ShimError> {
-        records::remove(&self.container_path(&rec.id))?;
-        self.index.lock().expect("index").containers.remove(&rec.id);
+        {
+            // Under the index lock, so a concurrent `update_existing` cannot write it back.
+            let mut ix = self.index.lock().expect("index");
+            records::remove(&self.container_path(&rec.id))?;
+            ix.containers.remove(&rec.id);
+        }
         self.release_name(&rec.name, &rec.id);
         self.forget_lock(&rec.id);
         Ok(())
@@ -280,8 +298,9 @@ impl Shim {
         } else {
             "Error".into()
         };
-        self.put_container(rec.clone())?;
-        self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
+        if self.update_existing(rec.clone())? {
+            self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
+        }
         Ok(rec)
     }
 
@@ -303,8 +322,9 @@ impl Shim {
         rec.reason = "Unknown".into();
         rec.message = "the container's monitor exited without recording its exit".into();
         rec.pid = None;
-        self.put_container(rec.clone())?;
-        self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
+        if self.update_existing(rec.clone())? {
+            self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
+        }
         Ok(rec)
     }
 

@@ -45,7 +45,9 @@ mod user;
 #[cfg(test)]
 mod tests;
 
+pub use resources::container_resources;
 pub use seccomp_default::{runtime_default_profile, runtime_default_profile_for};
+pub use security::capability_bit;
 
 /// Why a config could not be translated; each names the CRI field.
 #[derive(Debug, thiserror::Error)]

@@ -39,9 +39,7 @@ fn valid_page_size(s: &str) -> bool {
 /// The container's resources (zero means unset, as in the CRI). A memory limit without a swap
 /// limit also caps swap at the same value (containerd, on hosts with swap accounting: this
 /// host's memory cgroup has memsw), so a container cannot swap by default.
-pub(super) fn container_resources(
-    r: &cri::LinuxContainerResources,
-) -> Result<LinuxResources, OciError> {
+pub fn container_resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, OciError> {
     let mut res = LinuxResources::default();
 
     let mut cpu = LinuxCpu::default();

@@ -65,6 +65,13 @@ pub(super) fn parse_cap(name: &str) -> Option<Capability> {
     serde_json::from_value(serde_json::Value::String(format!("CAP_{bare}"))).ok()
 }
 
+/// The kernel bit number of a capability named `NAME` or `CAP_NAME` (any case).
+pub fn capability_bit(name: &str) -> Option<u32> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    CAP_NAMES.iter().position(|n| *n == bare).map(|i| i as u32)
+}
+
 /// Every capability this crate knows.
 pub(super) fn all_caps() -> HashSet<Capability> {
     CAP_NAMES.iter().filter_map(|n| parse_cap(n)).collect()

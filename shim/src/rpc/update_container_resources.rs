@@ -2,49 +2,10 @@
 //! --resources`, then remembered in the record so ContainerStatus reports them.
 
 use k8s_cri::v1 as cri;
-use serde_json::{json, Map, Value};
 
 use crate::error::ShimError;
 use crate::records::ContainerState;
 use crate::Shim;
-
-/// CRI's Linux resources as OCI `linux.resources` JSON (only what was set).
-pub fn oci_resources(r: &cri::LinuxContainerResources) -> Value {
-    let mut cpu = Map::new();
-    if r.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(r.cpu_shares));
-    }
-    if r.cpu_quota != 0 {
-        cpu.insert("quota".into(), json!(r.cpu_quota));
-    }
-    if r.cpu_period > 0 {
-        cpu.insert("period".into(), json!(r.cpu_period));
-    }
-    if !r.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), json!(r.cpuset_cpus));
-    }
-    if !r.cpuset_mems.is_empty() {
-        cpu.insert("mems".into(), json!(r.cpuset_mems));
-    }
-    let mut memory = Map::new();
-    if r.memory_limit_in_bytes > 0 {
-        memory.insert("limit".into(), json!(r.memory_limit_in_bytes));
-    }
-    if r.memory_swap_limit_in_bytes > 0 {
-        memory.insert("swap".into(), json!(r.memory_swap_limit_in_bytes));
-    }
-    let mut out = Map::new();
-    if !cpu.is_empty() {
-        out.insert("cpu".into(), Value::Object(cpu));
-    }
-    if !memory.is_empty() {
-        out.insert("memory".into(), Value::Object(memory));
-    }
-    if !r.unified.is_empty() {
-        out.insert("unified".into(), json!(r.unified));
-    }
-    Value::Object(out)
-}
 
 impl Shim {
     pub async fn update_container_resources(
@@ -64,11 +25,11 @@ impl Shim {
                 "container {id} has exited"
             )));
         }
-        if linux.memory_limit_in_bytes < 0 || linux.cpu_shares < 0 || linux.cpu_period < 0 {
-            return Err(ShimError::invalid("linux: negative limits"));
-        }
+        // The same translation CreateContainer uses (negative values refused, naming the field).
+        let resources = crate::oci::container_resources(&linux)
+            .map_err(|e| ShimError::invalid(e.to_string()))?;
         let file = self.cfg.bundle_dir(&id).join("resources.json");
-        crate::records::write_json(&file, &oci_resources(&linux))?;
+        crate::records::write_json(&file, &resources)?;
         let res = self
             .runtime
             .run(

@@ -372,52 +372,10 @@ pub(super) fn cap_mask(set: &Option<HashSet<Capability>>) -> u64 {
         .fold(0, |m, i| m | (1u64 << i))
 }
 
+/// The kernel bit of `CAP_NAME` (pea-shim's table; names without the prefix do not count here).
 fn cap_number(name: &str) -> Option<u32> {
-    const NAMES: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    let n = name.strip_prefix("CAP_")?;
-    NAMES.iter().position(|x| *x == n).map(|i| i as u32)
+    name.strip_prefix("CAP_")?;
+    pea_shim::oci::capability_bit(name)
 }
 
 fn capabilities(ctx: &Ctx) -> Outcome {
