@@ -75,6 +75,9 @@ pub enum Reply {
     },
     /// A watch: newline-delimited JSON events until the sender closes.
     Stream(mpsc::Receiver<Bytes>),
+    /// Relay the request to a kubelet (pods/log, exec, attach, portforward, nodes/proxy): the
+    /// HTTP front does it, since it holds the connection an upgrade takes over.
+    Kubelet(crate::kubelet_proxy::KubeletRequest),
 }
 
 impl Reply {
@@ -393,6 +396,15 @@ impl Api {
                 },
                 namespace: info.namespace.clone(),
             });
+        }
+        if info.is_kubelet_subresource() {
+            return match info.subresource.as_deref() {
+                Some("log") => verbs::log::handle(&ctx).await,
+                Some("exec") => verbs::exec::handle(&ctx).await,
+                Some("attach") => verbs::attach::handle(&ctx).await,
+                Some("portforward") => verbs::portforward::handle(&ctx).await,
+                _ => verbs::node_proxy::handle(&ctx).await,
+            };
         }
         verbs::check_options(&ctx)?;
         match info.verb.as_str() {

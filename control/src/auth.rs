@@ -127,6 +127,12 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
     else {
         return false;
     };
+    if info.is_kubelet_subresource() {
+        // Logs, exec, attach, port-forward and node proxy reach into workloads through a
+        // kubelet: kube's system:node role grants none of them, so a node (even for its own
+        // pods) is refused, whatever the verb.
+        return false;
+    }
     if info.is_read() {
         // Nodes read what they run (kube's node authorizer narrows this further with a graph).
         return true;
@@ -170,6 +176,7 @@ mod tests {
             subresource: sub.map(Into::into),
             namespace: ns.map(Into::into),
             name: name.map(Into::into),
+            proxy_path: None,
         }
     }
 
@@ -233,6 +240,24 @@ mod tests {
         assert!(!authorize(
             &n1,
             &info("create", "", "configmaps", Some("default"), None, None),
+            None
+        ));
+        // No node reaches into pods through the kubelet subresources, its own included.
+        for (verb, sub) in [
+            ("create", "exec"),
+            ("create", "attach"),
+            ("create", "portforward"),
+            ("get", "log"),
+        ] {
+            assert!(!authorize(
+                &n1,
+                &info(verb, "", "pods", Some("default"), Some("p"), Some(sub)),
+                Some("n1")
+            ));
+        }
+        assert!(!authorize(
+            &n1,
+            &info("get", "", "nodes", None, Some("n1"), Some("proxy")),
             None
         ));
         let plain = User {

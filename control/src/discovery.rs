@@ -47,6 +47,9 @@ const VERBS: [&str; 8] = [
 fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "binding" => &["create"],
+        "log" => &["get"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
+        "proxy" => &["create", "delete", "get", "patch", "update"],
         _ => &["get", "patch", "update"],
     }
 }
@@ -55,6 +58,10 @@ fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'stat
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
+        "proxy" if def.kind == "Node" => ("", "v1", "NodeProxyOptions"),
         _ => (def.group, def.version, def.kind),
     }
 }

@@ -12,6 +12,8 @@ pub mod discovery;
 pub mod gc;
 pub mod gc_sweep;
 pub mod ipalloc;
+pub mod kubeconfig;
+pub mod kubelet_proxy;
 pub mod managed;
 pub mod metrics;
 pub mod objects;

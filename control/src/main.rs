@@ -13,7 +13,7 @@ use pea_control::server::{start, Config};
 struct Args {
     /// JSON config file (fields: dataDir, listen, etcd, insecureHttp, extraSans,
     /// bookmarkIntervalSecs, compactionIntervalSecs, serviceCidr, serviceNodePortRange,
-    /// gcSweepIntervalSecs).
+    /// gcSweepIntervalSecs, kubeletCertificateAuthority).
     #[arg(long)]
     config: Option<PathBuf>,
     /// State directory (store, PKI, tokens, admin kubeconfig).
@@ -40,12 +40,40 @@ struct Args {
     /// The range node IPAM of the in-process controllers hands pod CIDRs out of.
     #[arg(long)]
     cluster_cidr: Option<String>,
+    /// PEM bundle that kubelets' serving certificates must chain to (not checked without it,
+    /// as kube-apiserver's default).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Issue a client certificate from the cluster CA and print (or write) its kubeconfig, as
+    /// `kubeadm kubeconfig user` does; e.g. a node identity:
+    /// `--user system:node:NAME --group system:nodes`.
+    Kubeconfig {
+        /// pea-control's data dir (its CA is under `pki/`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The user (certificate CN).
+        #[arg(long)]
+        user: String,
+        /// A group (certificate O); repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The API server URL the kubeconfig points at, e.g. https://10.0.0.1:6443.
+        #[arg(long)]
+        server: String,
+        /// Write the kubeconfig here (0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the cluster CA here: the kubelet's `clientCAFile` (pea-control's kubelet
+        /// client certificate is signed by it).
+        #[arg(long)]
+        client_ca_out: Option<PathBuf>,
+    },
     /// Run only the scheduler, as a client of an API server (kube-scheduler's role).
     Scheduler {
         #[arg(long)]
@@ -138,6 +166,27 @@ fn run_scheduler(
     })
 }
 
+/// `pea-control kubeconfig ...`: a user's kubeconfig from the cluster CA.
+fn write_kubeconfig(
+    data_dir: &std::path::Path,
+    user: &str,
+    groups: &[String],
+    server: &str,
+    out: Option<&std::path::Path>,
+    client_ca_out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let (text, ca) = pea_control::kubeconfig::for_user(data_dir, server, user, &groups)?;
+    if let Some(path) = client_ca_out {
+        pea_control::pki::write_atomic(path, ca.as_bytes(), 0o644)?;
+    }
+    match out {
+        Some(path) => pea_control::kubeconfig::write(path, &text)?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -146,6 +195,24 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Command::Kubeconfig {
+        data_dir,
+        user,
+        groups,
+        server,
+        out,
+        client_ca_out,
+    }) = &args.command
+    {
+        return write_kubeconfig(
+            data_dir,
+            user,
+            groups,
+            server,
+            out.as_deref(),
+            client_ca_out.as_deref(),
+        );
+    }
     if let Some(Command::Scheduler {
         kubeconfig,
         config,
@@ -206,6 +273,9 @@ fn main() -> anyhow::Result<()> {
     config.insecure_http |= args.insecure_http;
     if let Some(r) = args.service_node_port_range {
         config.service_node_port_range = r;
+    }
+    if args.kubelet_certificate_authority.is_some() {
+        config.kubelet_certificate_authority = args.kubelet_certificate_authority;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,4 +1,5 @@
-//! The server's certificates: a CA, the serving certificate and the admin client certificate,
+//! The server's certificates: a CA, the serving certificate, the admin client certificate and
+//! the client certificate pea-control shows kubelets (kubeadm's `apiserver-kubelet-client`),
 //! generated on first start under `<data-dir>/pki` and reused afterwards. Keys are 0600 and every
 //! file is written atomically (temp, fsync, rename).
 
@@ -55,7 +56,13 @@ pub struct Pki {
     pub ca: CertPair,
     pub serving: CertPair,
     pub admin: CertPair,
+    /// What pea-control presents to kubelets for logs/exec/attach/port-forward/node proxy.
+    pub kubelet_client: CertPair,
 }
+
+/// The kubelet client certificate's subject, as kubeadm issues it (`system:masters`, so a
+/// kubelet that only admits admins admits the API server).
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
 
 /// Writes `data` to `path` atomically with `mode`.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
@@ -155,11 +162,20 @@ impl Pki {
                 pair
             }
         };
+        let kubelet_client = match read_pair(dir, "apiserver-kubelet-client")? {
+            Some(p) => p,
+            None => {
+                let pair = issue(&ca, KUBELET_CLIENT_CN, &["system:masters"], &[], false)?;
+                write_pair(dir, "apiserver-kubelet-client", &pair)?;
+                pair
+            }
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             ca,
             serving,
             admin,
+            kubelet_client,
         })
     }
 
@@ -302,5 +318,13 @@ mod tests {
             &moved.serving.cert_pem,
             &["192.0.2.7".into(), "127.0.0.1".into(), "localhost".into()]
         ));
+        // The kubelet client certificate is kubeadm's: kept across starts, an admin identity.
+        assert_eq!(moved.kubelet_client.cert_pem, first.kubelet_client.cert_pem);
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(first.kubelet_client.cert_pem.as_bytes()).unwrap();
+        let user = crate::auth::user_from_cert(&pem.contents).unwrap();
+        assert_eq!(user.name, KUBELET_CLIENT_CN);
+        assert_eq!(user.groups, ["system:masters"]);
+        assert!(dir.path().join("apiserver-kubelet-client.key").exists());
     }
 }

@@ -13,11 +13,28 @@ pub struct RequestInfo {
     pub subresource: Option<String>,
     pub namespace: Option<String>,
     pub name: Option<String>,
+    /// For `.../proxy/<rest>`: the path after `proxy` (with its leading `/`), as kube-apiserver
+    /// passes it on to the node.
+    pub proxy_path: Option<String>,
 }
 
 impl RequestInfo {
     pub fn is_read(&self) -> bool {
         matches!(self.verb.as_str(), "get" | "list" | "watch")
+    }
+
+    /// Whether this is a subresource served by a kubelet (pods/log, pods/exec, pods/attach,
+    /// pods/portforward, nodes/proxy): pea-control relays it instead of reading the store.
+    pub fn is_kubelet_subresource(&self) -> bool {
+        matches!(
+            (
+                self.api_group.as_str(),
+                self.resource.as_str(),
+                self.subresource.as_deref()
+            ),
+            ("", "pods", Some("log" | "exec" | "attach" | "portforward"))
+                | ("", "nodes", Some("proxy"))
+        )
     }
 }
 
@@ -42,21 +59,38 @@ pub enum Route {
     OpenApi(String),
 }
 
-/// Query parameters (last value wins).
+/// Query parameters (last value wins in [`Query::get`]; [`Query::all`] sees repeats).
 #[derive(Debug, Default, Clone)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(HashMap<String, String>, Vec<(String, String)>);
 
 impl Query {
     pub fn parse(q: Option<&str>) -> Self {
-        Self(
-            form_urlencoded::parse(q.unwrap_or("").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Self(pairs.iter().cloned().collect(), pairs)
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The parameters re-encoded in their original order (passed on by node proxy).
+    pub fn encoded(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.1 {
+            q.append_pair(k, v);
+        }
+        q.finish()
+    }
+
+    /// Every value of a repeated parameter, in order (exec's `command`).
+    pub fn all(&self, k: &str) -> Vec<&str> {
+        self.1
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn flag(&self, k: &str) -> bool {
@@ -112,12 +146,50 @@ pub fn route(method: &str, path: &str, watch: bool) -> Option<Route> {
         }
         r => (None, r),
     };
-    let (resource, name, subresource) = match rest {
-        [r] => (r.to_string(), None, None),
-        [r, n] => (r.to_string(), Some(n.to_string()), None),
-        [r, n, s] => (r.to_string(), Some(n.to_string()), Some(s.to_string())),
+    let (resource, name, subresource, proxy_path) = match rest {
+        [r] => (r.to_string(), None, None, None),
+        [r, n] => (r.to_string(), Some(n.to_string()), None, None),
+        [r, n, s] => (
+            r.to_string(),
+            Some(n.to_string()),
+            Some(s.to_string()),
+            None,
+        ),
+        // `<resource>/<name>/proxy/<anything>`: the rest is the path on the target (kept with
+        // its trailing slash, which matters to the server behind).
+        [r, n, "proxy", ..] => {
+            let marker = format!("/{r}/{n}/proxy/");
+            let tail = path.find(&marker).map(|i| &path[i + marker.len() - 1..]);
+            (
+                r.to_string(),
+                Some(n.to_string()),
+                Some("proxy".to_string()),
+                tail.map(str::to_string),
+            )
+        }
         _ => return None,
     };
+    // exec, attach and portforward are `create` whatever the method: kubectl 1.32 opens them
+    // with a WebSocket GET, and kube-apiserver (AuthorizePodWebsocketUpgradeCreatePermission)
+    // authorizes that GET as create, so `get pods` alone never grants a shell.
+    if resource == "pods"
+        && matches!(
+            subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        )
+        && matches!(method, "GET" | "POST")
+    {
+        return Some(Route::Resource(RequestInfo {
+            verb: "create".into(),
+            api_group: group,
+            api_version: version,
+            resource,
+            subresource,
+            namespace,
+            name,
+            proxy_path,
+        }));
+    }
     let verb = match (method, name.is_some()) {
         ("GET" | "HEAD", true) if watch => "watch",
         ("GET" | "HEAD", true) => "get",
@@ -138,6 +210,7 @@ pub fn route(method: &str, path: &str, watch: bool) -> Option<Route> {
         subresource,
         namespace,
         name,
+        proxy_path,
     }))
 }
 
@@ -197,5 +270,49 @@ mod tests {
             })
         );
         assert_eq!(route("GET", "/nothing/here", false), None);
+    }
+
+    #[test]
+    fn kubelet_subresources_route_with_kube_verbs() {
+        // A WebSocket exec is a GET, authorized as create.
+        let r = res("GET", "/api/v1/namespaces/d/pods/web/exec");
+        assert_eq!(
+            (r.verb.as_str(), r.subresource.as_deref()),
+            ("create", Some("exec"))
+        );
+        assert!(r.is_kubelet_subresource());
+        assert_eq!(
+            res("POST", "/api/v1/namespaces/d/pods/web/portforward").verb,
+            "create"
+        );
+        let r = res("GET", "/api/v1/namespaces/d/pods/web/log");
+        assert_eq!(
+            (r.verb.as_str(), r.subresource.as_deref()),
+            ("get", Some("log"))
+        );
+        // Node proxy keeps the rest of the path, trailing slash included.
+        let r = res("GET", "/api/v1/nodes/n1/proxy/stats/summary");
+        assert_eq!(
+            (
+                r.verb.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref(),
+                r.proxy_path.as_deref()
+            ),
+            ("get", Some("n1"), Some("proxy"), Some("/stats/summary"))
+        );
+        assert_eq!(
+            res("GET", "/api/v1/nodes/n1/proxy/logs/")
+                .proxy_path
+                .as_deref(),
+            Some("/logs/")
+        );
+        let r = res("GET", "/api/v1/nodes/n1/proxy");
+        assert_eq!(
+            (r.subresource.as_deref(), r.proxy_path),
+            (Some("proxy"), None)
+        );
+        assert_eq!(res("POST", "/api/v1/nodes/n1/proxy/x").verb, "create");
+        assert!(!res("GET", "/api/v1/namespaces/d/pods/web/status").is_kubelet_subresource());
     }
 }

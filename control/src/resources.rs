@@ -169,7 +169,7 @@ impl Resources {
                 true,
                 ["po"],
                 ["all"],
-                ["status", "binding"],
+                ["status", "binding", "log", "exec", "attach", "portforward"],
                 core::v1::Pod
             ),
             def!(
@@ -181,7 +181,7 @@ impl Resources {
                 false,
                 ["no"],
                 [],
-                ["status"],
+                ["status", "proxy"],
                 core::v1::Node
             ),
             def!(

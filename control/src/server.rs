@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming as HyperBody};
@@ -22,6 +21,7 @@ use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKey
 
 use crate::api::{Api, Incoming, Reply, MAX_BODY};
 use crate::auth::{user_from_cert, Tokens, User, ADMIN_GROUP};
+use crate::kubelet_proxy::{is_upgrade_request, Forwarded, KubeletClient};
 use crate::metrics::Metrics;
 use crate::pki::{write_atomic, Pki, PkiError};
 use crate::resources::Resources;
@@ -52,6 +52,9 @@ pub struct Config {
     pub service_node_port_range: String,
     /// Seconds between garbage collector sweeps (one always runs at startup; 0: only then).
     pub gc_sweep_interval_secs: u64,
+    /// A PEM bundle to verify kubelets' serving certificates with (kube-apiserver's
+    /// `--kubelet-certificate-authority`); `None` does not verify them, as kube's default.
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             service_cidr: "10.96.0.0/12".into(),
             service_node_port_range: "30000-32767".into(),
             gc_sweep_interval_secs: 60,
+            kubelet_certificate_authority: None,
         }
     }
 }
@@ -101,6 +105,8 @@ pub enum ServerError {
     NodePortRange(#[from] crate::portalloc::PortRangeError),
     #[error("bootstrapping default namespaces: {0}")]
     Bootstrap(ApiError),
+    #[error(transparent)]
+    KubeletClient(#[from] crate::kubelet_proxy::KubeletClientError),
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
@@ -163,18 +169,12 @@ fn load_tokens(path: &Path) -> Result<(Tokens, String), ServerError> {
 /// The admin kubeconfig: over HTTPS the admin client certificate; over plain HTTP (where no
 /// client certificate is presented) the admin bearer token.
 fn kubeconfig(server: &str, pki: &Pki, http_token: Option<&str>) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     if let Some(token) = http_token {
         return format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: pea\n  cluster:\n    server: {server}\nusers:\n- name: pea-admin\n  user:\n    token: {token}\ncontexts:\n- name: pea\n  context:\n    cluster: pea\n    user: pea-admin\ncurrent-context: pea\n"
         );
     }
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: pea\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: pea-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: pea\n  context:\n    cluster: pea\n    user: pea-admin\ncurrent-context: pea\n",
-        b64(&pki.ca.cert_pem),
-        b64(&pki.admin.cert_pem),
-        b64(&pki.admin.key_pem)
-    )
+    crate::kubeconfig::render(server, &pki.ca.cert_pem, "pea-admin", &pki.admin)
 }
 
 fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
@@ -229,6 +229,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     }
     let pki = Arc::new(Pki::load_or_create(&config.data_dir.join("pki"), &sans)?);
     let (tokens, admin_token) = load_tokens(&config.data_dir.join("tokens.csv"))?;
+    let kubelet = Arc::new(KubeletClient::new(
+        &pki,
+        config.kubelet_certificate_authority.as_deref(),
+    )?);
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -301,8 +305,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let accept = tokio::spawn(accept_loop(
         listener,
         acceptor,
-        api.clone(),
-        tokens,
+        Front {
+            api: api.clone(),
+            tokens,
+            kubelet,
+        },
         stop_rx,
     ));
     tracing::info!(%addr, store = %if config.etcd.is_some() { "etcd" } else { "embedded" }, "pea-control serving");
@@ -349,11 +356,18 @@ async fn compact_periodically(
     }
 }
 
+/// What every connection's requests share.
+#[derive(Debug, Clone)]
+struct Front {
+    api: Arc<Api>,
+    tokens: Arc<Tokens>,
+    kubelet: Arc<KubeletClient>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    api: Arc<Api>,
-    tokens: Arc<Tokens>,
+    front: Front,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -369,8 +383,7 @@ async fn accept_loop(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (api, tokens, acceptor, mut stop) =
-            (api.clone(), tokens.clone(), acceptor.clone(), stop.clone());
+        let (front, acceptor, mut stop) = (front.clone(), acceptor.clone(), stop.clone());
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match acceptor {
@@ -393,9 +406,10 @@ async fn accept_loop(
                         .and_then(|c| c.first())
                         .and_then(|c| user_from_cert(c));
                     let svc = hyper::service::service_fn(move |req| {
-                        serve(api.clone(), tokens.clone(), cert_user.clone(), req)
+                        serve(front.clone(), cert_user.clone(), req)
                     });
-                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                    // Upgrades: exec/attach/port-forward hand the connection to a kubelet.
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}
@@ -403,10 +417,9 @@ async fn accept_loop(
                     }
                 }
                 None => {
-                    let svc = hyper::service::service_fn(move |req| {
-                        serve(api.clone(), tokens.clone(), None, req)
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    let svc =
+                        hyper::service::service_fn(move |req| serve(front.clone(), None, req));
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}
@@ -418,7 +431,8 @@ async fn accept_loop(
     }
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+/// Response bodies of the HTTP front.
+pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Bytes of an oversized body read and discarded so the client can finish sending and read the
 /// 413 (instead of a broken pipe); beyond this the connection is simply closed.
@@ -468,12 +482,20 @@ fn error_response(e: ApiError) -> Response<Body> {
 
 /// One HTTP request: authenticate, read the bounded body, run the pipeline, encode the reply.
 async fn serve(
-    api: Arc<Api>,
-    tokens: Arc<Tokens>,
+    front: Front,
     cert_user: Option<User>,
-    req: Request<HyperBody>,
+    mut req: Request<HyperBody>,
 ) -> Result<Response<Body>, Infallible> {
+    let Front {
+        api,
+        tokens,
+        kubelet,
+    } = front;
     let started = Instant::now();
+    // Taken before the body is: only the request itself can hand its connection over.
+    let upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let http_method = req.method().clone();
+    let headers = req.headers().clone();
     let header = |name: hyper::header::HeaderName| {
         req.headers()
             .get(name)
@@ -515,7 +537,7 @@ async fn serve(
             accept: &accept,
             content_type: &content_type,
             user_agent: &user_agent,
-            body,
+            body: body.clone(),
             user,
         })
         .await;
@@ -549,6 +571,18 @@ async fn serve(
             body,
             content_type,
         } => full(code, content_type, body.to_vec()),
+        Reply::Kubelet(to) => {
+            let forwarded = Forwarded {
+                method: http_method,
+                headers,
+                body,
+                upgrade,
+            };
+            kubelet.forward(&to, forwarded).await.unwrap_or_else(|e| {
+                tracing::debug!(url = %to.url(), error = %e, "relaying to a kubelet failed");
+                error_response(e)
+            })
+        }
         Reply::Stream(rx) => {
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv()

@@ -71,6 +71,20 @@ pub enum ApiError {
     NoRoute { path: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A kubelet answered a relayed request with an error (kube's GenericHttpResponseChecker):
+    /// `message` is already in kube's words, `server_message` the kubelet's own text.
+    #[error("{message}")]
+    Backend {
+        code: u16,
+        reason: &'static str,
+        message: String,
+        server_message: String,
+        resource: String,
+        name: String,
+    },
+    /// The kubelet could not be reached (connect, TLS, or the request itself failed).
+    #[error("error dialing backend: {0}")]
+    BackendUnreachable(String),
 }
 
 impl ApiError {
@@ -90,6 +104,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => 413,
             ApiError::Internal(_) => 500,
             ApiError::TooLargeResourceVersion { .. } => 504,
+            ApiError::Backend { code, .. } => *code,
+            ApiError::BackendUnreachable(_) => 500,
         }
     }
 
@@ -110,6 +126,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::Internal(_) => "InternalError",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
+            ApiError::Backend { reason, .. } => reason,
+            ApiError::BackendUnreachable(_) => "InternalError",
         }
     }
 
@@ -154,6 +172,13 @@ impl ApiError {
             ApiError::Forbidden {
                 group, resource, ..
             } => json!({"group": group, "kind": resource}),
+            ApiError::Backend {
+                resource,
+                name,
+                server_message,
+                ..
+            } => json!({"name": name, "group": "", "kind": resource,
+                "causes": [{"message": server_message}]}),
             _ => Value::Null,
         };
         let mut status = json!({
@@ -169,6 +194,35 @@ impl ApiError {
             status["details"] = details;
         }
         status
+    }
+
+    /// A kubelet's error answer to a relayed request, as kube's GenericHttpResponseChecker words
+    /// it: 400 and 500 carry the kubelet's text, others kube's generic message for the code.
+    pub fn from_backend(code: u16, body: String, resource: &str, name: &str) -> Self {
+        match code {
+            400 => return ApiError::BadRequest(body),
+            500 => return ApiError::Internal(body),
+            _ => {}
+        }
+        let (reason, message) = match code {
+            409 => ("Conflict", "the server reported a conflict".to_string()),
+            404 => ("NotFound", "the server could not find the requested resource".into()),
+            401 => ("Unauthorized", "the server has asked for the client to provide credentials".into()),
+            403 => ("Forbidden", body.clone()),
+            405 | 406 => ("MethodNotAllowed", "the server does not allow this method on the requested resource".into()),
+            422 => ("Invalid", "the server rejected our request due to an error in our request".into()),
+            503 => ("ServiceUnavailable", "the server is currently unable to handle the request".into()),
+            c if c >= 500 => ("InternalError", format!("an error on the server ({body:?}) has prevented the request from succeeding")),
+            c => ("", format!("the server responded with the status code {c} but did not return more information")),
+        };
+        ApiError::Backend {
+            code,
+            reason,
+            message: format!("{message} ( {resource} {name})"),
+            server_message: body,
+            resource: resource.into(),
+            name: name.into(),
+        }
     }
 
     /// Maps a store error for an object of `resource`.

@@ -212,7 +212,36 @@ pub fn prepare_new(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// POST pods/<name>/binding: sets spec.nodeName once.
+/// Marks a bound pod `PodScheduled=True`, as kube-apiserver's binding does
+/// (`podutil.UpdatePodCondition`): a condition already True keeps its transition time; one
+/// that was False (the scheduler's "Unschedulable") turns True now and loses its reason.
+pub fn set_scheduled(pod: &mut Value, now: &str) {
+    let status = pod
+        .as_object_mut()
+        .map(|o| o.entry("status").or_insert_with(|| json!({})));
+    let Some(status) = status.and_then(Value::as_object_mut) else {
+        return;
+    };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else {
+        return;
+    };
+    let fresh = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+        "lastTransitionTime": now});
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+    {
+        Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => {}
+        Some(c) => *c = fresh,
+        None => list.push(fresh),
+    }
+}
+
+/// POST pods/<name>/binding: sets spec.nodeName once, and the PodScheduled condition.
 async fn bind(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let name = ctx.name()?;
     let body = body_object(ctx)?;
@@ -232,6 +261,7 @@ async fn bind(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         });
     }
     pod["spec"]["nodeName"] = json!(node);
+    set_scheduled(&mut pod, &objects::rfc3339(ctx.now()));
     if !ctx.dry_run() {
         ctx.api
             .store
@@ -243,4 +273,28 @@ async fn bind(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         201,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_marks_the_pod_scheduled() {
+        let mut pod = json!({"spec": {}, "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/1 nodes are available", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        set_scheduled(&mut pod, "2026-12-06T08:00:00Z");
+        assert_eq!(
+            pod["status"]["conditions"],
+            json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                "lastTransitionTime": "2026-12-06T08:00:00Z"}])
+        );
+        let mut bare = json!({"spec": {}});
+        set_scheduled(&mut bare, "t1");
+        assert_eq!(bare["status"]["conditions"][0]["status"], "True");
+        set_scheduled(&mut bare, "t2");
+        assert_eq!(bare["status"]["conditions"][0]["lastTransitionTime"], "t1");
+        assert_eq!(bare["status"]["conditions"].as_array().unwrap().len(), 1);
+    }
 }

@@ -1,12 +1,18 @@
 //! One file per API verb.
 
 pub mod apply;
+pub mod attach;
+pub mod connect;
 pub mod create;
 pub mod delete;
 pub mod delete_collection;
+pub mod exec;
 pub mod get;
 pub mod list;
+pub mod log;
+pub mod node_proxy;
 pub mod patch;
+pub mod portforward;
 pub mod strategic;
 pub mod update;
 pub mod watch;
