@@ -1,0 +1,273 @@
+//! Golden files of the generated transactions (`UPDATE_GOLDEN=1 cargo test -p pea-proxy`
+//! rewrites them): the proxier runs against a recording `nft` (a script that saves each
+//! transaction), so these show exactly what a sync sends. The privileged tests in
+//! tests/tests/proxy.rs apply the same generator for real.
+
+use std::{path::PathBuf, sync::Arc};
+
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use serde_json::{json, Value};
+
+use crate::{
+    model::{Family, ServiceKey},
+    nft::Nft,
+    proxier::{Change, Proxier, ProxyConfig},
+};
+
+fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn golden(name: &str, text: &str) {
+    let path = testdata().join(format!("{name}.nft"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    if want != text {
+        let first = want
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(text.lines().count()));
+        panic!(
+            "{name}: the transaction differs from {} from line {} on:\n want: {:?}\n  got: {:?}\n\
+             (UPDATE_GOLDEN=1 rewrites the golden file)",
+            path.display(),
+            first + 1,
+            want.lines().nth(first),
+            text.lines().nth(first),
+        );
+    }
+}
+
+/// A proxier whose `nft` records every transaction into a directory.
+struct Recorder {
+    dir: tempfile::TempDir,
+    proxier: Proxier,
+}
+
+impl Recorder {
+    fn new(families: Vec<Family>, nodeport_cidrs: Option<Vec<ipnet::IpNet>>) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("nft");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nn=$(ls {d}/tx | wc -l)\ncat > {d}/tx/$n\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.path().join("tx")).unwrap();
+        let proxier = Proxier::new(ProxyConfig {
+            hostname: "node1".into(),
+            cluster_cidrs: vec![
+                "10.244.0.0/16".parse().unwrap(),
+                "fd00:10:244::/56".parse().unwrap(),
+            ],
+            nodeport_cidrs,
+            families,
+            nft: Nft {
+                program: script.display().to_string(),
+            },
+            conntrack: None,
+        });
+        Recorder { dir, proxier }
+    }
+
+    /// Syncs and returns the transactions written, joined.
+    fn sync(&mut self, changes: &[Change], full: bool) -> String {
+        let txdir = self.dir.path().join("tx");
+        let before = std::fs::read_dir(&txdir).unwrap().count();
+        self.proxier.sync(changes, full).unwrap();
+        let after = std::fs::read_dir(&txdir).unwrap().count();
+        (before..after)
+            .map(|i| std::fs::read_to_string(txdir.join(i.to_string())).unwrap())
+            .collect::<Vec<_>>()
+            .join("# --- next family ---\n")
+    }
+}
+
+fn service(ns: &str, name: &str, spec: Value, status: Value) -> Arc<Service> {
+    Arc::new(
+        serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name},
+            "spec": spec, "status": status}))
+        .unwrap(),
+    )
+}
+
+fn slice(ns: &str, svc: &str, family: &str, port: Value, eps: Value) -> Arc<EndpointSlice> {
+    Arc::new(
+        serde_json::from_value(
+            json!({"metadata": {"namespace": ns, "name": format!("{svc}-{family}"),
+            "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": family, "ports": [port], "endpoints": eps}),
+        )
+        .unwrap(),
+    )
+}
+
+fn change(svc: &Arc<Service>, slices: Vec<Arc<EndpointSlice>>) -> Change {
+    Change {
+        key: ServiceKey {
+            namespace: svc.metadata.namespace.clone().unwrap(),
+            name: svc.metadata.name.clone().unwrap(),
+        },
+        service: Some(svc.clone()),
+        slices,
+    }
+}
+
+fn ep(ip: &str, node: &str) -> Value {
+    json!({"addresses": [ip], "conditions": {"ready": true}, "nodeName": node})
+}
+
+#[test]
+fn clusterip_then_one_endpoint_change_then_delete() {
+    let mut r = Recorder::new(vec![Family::V4], None);
+    let svc = service(
+        "default",
+        "web",
+        json!({"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        json!({}),
+    );
+    let port = json!({"name": "http", "port": 8080, "protocol": "TCP"});
+    let s1 = slice(
+        "default",
+        "web",
+        "IPv4",
+        port.clone(),
+        json!([ep("10.244.1.2", "node1"), ep("10.244.2.2", "node2")]),
+    );
+    golden(
+        "clusterip-initial",
+        &r.sync(&[change(&svc, vec![s1])], false),
+    );
+    // One endpoint replaced: the service chain is rewritten, one endpoint chain added and one
+    // deleted, and nothing else is touched.
+    let s2 = slice(
+        "default",
+        "web",
+        "IPv4",
+        port,
+        json!([ep("10.244.1.2", "node1"), ep("10.244.2.3", "node2")]),
+    );
+    golden(
+        "clusterip-endpoint-change",
+        &r.sync(&[change(&svc, vec![s2.clone()])], false),
+    );
+    // Nothing changed: no transaction at all.
+    assert_eq!(r.sync(&[change(&svc, vec![s2])], false), "");
+    // All endpoints gone: reject.
+    golden(
+        "clusterip-no-endpoints",
+        &r.sync(&[change(&svc, vec![])], false),
+    );
+    // The Service gone.
+    let gone = Change {
+        service: None,
+        ..change(&svc, vec![])
+    };
+    golden("clusterip-deleted", &r.sync(&[gone], false));
+}
+
+#[test]
+fn every_feature_dual_stack() {
+    let mut r = Recorder::new(
+        vec![Family::V4, Family::V6],
+        Some(vec!["127.0.0.0/8".parse().unwrap()]),
+    );
+    let lb = service(
+        "shop",
+        "front",
+        json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.20", "fd00:96::20"],
+            "ipFamilies": ["IPv4", "IPv6"], "externalIPs": ["192.0.2.7"],
+            "externalTrafficPolicy": "Local", "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}, {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]}),
+        json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}),
+    );
+    let v4 = slice(
+        "shop",
+        "front",
+        "IPv4",
+        json!({"name": "http", "port": 8080}),
+        json!([ep("10.244.1.5", "node1"), ep("10.244.2.5", "node2"),
+            {"addresses": ["10.244.1.6"], "conditions": {"ready": false, "serving": true, "terminating": true}, "nodeName": "node1"}]),
+    );
+    let v6 = slice(
+        "shop",
+        "front",
+        "IPv6",
+        json!({"name": "http", "port": 8080}),
+        json!([ep("fd00:10:244:1::5", "node1")]),
+    );
+    let dns = slice(
+        "shop",
+        "front-dns",
+        "IPv4",
+        json!({"name": "dns", "port": 5353, "protocol": "UDP"}),
+        json!([ep("10.244.2.9", "node2")]),
+    );
+    let local = service(
+        "shop",
+        "cache",
+        json!({"clusterIP": "10.96.0.30", "internalTrafficPolicy": "Local",
+            "ports": [{"port": 6379}, {"name": "bad", "port": 1, "protocol": "ICMP"}]}),
+        json!({}),
+    );
+    let cache = slice(
+        "shop",
+        "cache",
+        "IPv4",
+        json!({"port": 6379}),
+        json!([ep("10.244.2.7", "node2")]),
+    );
+    let mut front_slices = vec![v4, v6];
+    // The dns slice is labelled for front too.
+    front_slices.push(dns);
+    golden(
+        "every-feature-dual-stack",
+        &r.sync(
+            &[change(&lb, front_slices), change(&local, vec![cache])],
+            true,
+        ),
+    );
+    assert_eq!(r.proxier.problems(), 1, "the ICMP port is reported");
+}
+
+#[test]
+fn a_second_service_claiming_a_nodeport_is_left_out_until_the_first_goes() {
+    let mut r = Recorder::new(vec![Family::V4], None);
+    let a = service(
+        "a",
+        "one",
+        json!({"type": "NodePort", "clusterIP": "10.96.1.1",
+        "ports": [{"port": 80, "nodePort": 30000}]}),
+        json!({}),
+    );
+    let b = service(
+        "b",
+        "two",
+        json!({"type": "NodePort", "clusterIP": "10.96.1.2",
+        "ports": [{"port": 80, "nodePort": 30000}]}),
+        json!({}),
+    );
+    let text = r.sync(&[change(&a, vec![]), change(&b, vec![])], false);
+    assert_eq!(text.matches("tcp . 30000").count(), 1, "{text}");
+    assert_eq!(r.proxier.problems(), 1);
+    let gone = Change {
+        service: None,
+        ..change(&a, vec![])
+    };
+    golden("nodeport-claim-moves", &r.sync(&[gone], false));
+}

@@ -1,0 +1,23 @@
+//! pea-proxy: kube-proxy's nftables mode for pea's nodes. A client of the Kubernetes API only
+//! (Services and EndpointSlices through kube-rs watchers); it programs one nftables table per
+//! family (`ip pea-proxy`, `ip6 pea-proxy`) in one `nft -f -` transaction per sync.
+//!
+//! Layers, from the API to the kernel: [`watch`] (caches and what changed) → [`model`] (checked
+//! service ports and endpoints) → [`ruleset`] (chains, sets, map elements per Service) →
+//! [`transaction`] (the nft text of one sync) → [`nft`] (running it); [`proxier`] ties them
+//! together, [`conntrack`] flushes stale UDP flows and [`metrics`] serves `/metrics` and
+//! `/healthz`.
+
+pub mod claims;
+pub mod conntrack;
+pub mod metrics;
+pub mod model;
+pub mod nft;
+pub mod proxier;
+pub mod ruleset;
+pub mod run;
+pub mod transaction;
+pub mod watch;
+
+#[cfg(test)]
+mod golden_tests;

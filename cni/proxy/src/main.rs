@@ -1,0 +1,143 @@
+//! pea-proxy: kube-proxy's nftables mode. Runs inside the node's network namespace.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use ipnet::IpNet;
+use pea_proxy::{
+    model::Family,
+    nft::Nft,
+    proxier::{Proxier, ProxyConfig},
+    run::{run, RunConfig},
+};
+
+/// Flags as kube-proxy's (`--proxy-mode nftables` is implied).
+#[derive(Debug, Parser)]
+#[command(name = "pea-proxy", version, about)]
+struct Args {
+    /// Path to a kubeconfig (default: in-cluster, then $KUBECONFIG).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name: endpoints whose nodeName matches are local (default: the hostname).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// CIDRs (comma-separated) whose local addresses accept NodePorts (default: every local
+    /// address but loopback).
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<IpNet>,
+    /// The pods' CIDRs (comma-separated, one per family): ClusterIP traffic from outside them
+    /// is masqueraded.
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidr: Vec<IpNet>,
+    /// Where /metrics is served; "0" turns it off.
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    metrics_bind_address: String,
+    /// Where /healthz is served; "0" turns it off.
+    #[arg(long, default_value = "127.0.0.1:10256")]
+    healthz_bind_address: String,
+    /// The longest time between full resyncs (e.g. 30s, 1m, 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    sync_period: Duration,
+    /// The shortest time between syncs: changes arriving meanwhile are batched.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    min_sync_period: Duration,
+    /// Only this family: "IPv4" or "IPv6" (default both).
+    #[arg(long)]
+    ip_family: Option<String>,
+    /// Remove pea-proxy's nftables tables and exit.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m, h)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?} does not start with a number"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unit {unit:?} is not ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("duration {s:?}: {e}"))
+}
+
+fn bind(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
+    if v == "0" || v.is_empty() {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag} {v:?} is not an address:port"))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PEA_PROXY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let nft = Nft::default();
+    if args.cleanup {
+        Proxier::cleanup(&nft).context("removing pea-proxy's tables")?;
+        return Ok(());
+    }
+    let families = match args.ip_family.as_deref() {
+        None => vec![Family::V4, Family::V6],
+        Some("IPv4") => vec![Family::V4],
+        Some("IPv6") => vec![Family::V6],
+        Some(other) => bail!("--ip-family {other:?} is not IPv4 or IPv6"),
+    };
+    let hostname = match args.hostname_override {
+        Some(h) => h,
+        None => nix::unistd::gethostname()
+            .context("hostname")?
+            .to_string_lossy()
+            .to_lowercase(),
+    };
+    let conntrack = pea_proxy::conntrack::program();
+    if conntrack.is_none() {
+        tracing::warn!(
+            "conntrack is not installed: stale UDP flows of removed endpoints are not flushed"
+        );
+    }
+    let cfg = RunConfig {
+        kubeconfig: args.kubeconfig,
+        proxy: ProxyConfig {
+            hostname,
+            cluster_cidrs: args.cluster_cidr,
+            nodeport_cidrs: (!args.nodeport_addresses.is_empty())
+                .then_some(args.nodeport_addresses),
+            families,
+            nft,
+            conntrack,
+        },
+        sync_period: args.sync_period,
+        min_sync_period: args.min_sync_period,
+        metrics_addr: bind("metrics-bind-address", &args.metrics_bind_address)?,
+        healthz_addr: bind("healthz-bind-address", &args.healthz_bind_address)?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::select! {
+            r = run(cfg) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}

@@ -1,0 +1,406 @@
+//! The proxier: Services and EndpointSlices in, one nft transaction per family out.
+//!
+//! It keeps, per family, the rules it last applied ([`Applied`]) and who claims which map key
+//! ([`Claims`]). A sync is told which Services changed; only their rules are generated again and
+//! only what differs goes into the transaction. The first sync (and the one after a failed
+//! transaction) recreates the table; a full sync rewrites every chain of the table.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+
+use crate::{
+    claims::{Claims, Key},
+    conntrack,
+    model::{self, Family, Problem, ServiceKey},
+    nft::{Nft, NftError},
+    ruleset::{self, FamilyConfig, ServiceRules, UdpDest},
+    transaction::{self, Applied, Desired, Elements, Mode},
+};
+
+/// One component's configuration (the flags of the binary).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// This node's name: endpoints with this `nodeName` are local.
+    pub hostname: String,
+    pub cluster_cidrs: Vec<IpNet>,
+    /// `--nodeport-addresses`: NodePorts only on local addresses inside these; `None` for all.
+    pub nodeport_cidrs: Option<Vec<IpNet>>,
+    pub families: Vec<Family>,
+    pub nft: Nft,
+    /// The `conntrack` program; `None` skips the UDP flush (logged once).
+    pub conntrack: Option<String>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            hostname: String::new(),
+            cluster_cidrs: Vec::new(),
+            nodeport_cidrs: None,
+            families: vec![Family::V4, Family::V6],
+            nft: Nft::default(),
+            conntrack: Some("conntrack".into()),
+        }
+    }
+}
+
+/// One Service as the caches hold it: gone when `service` is `None`.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: ServiceKey,
+    pub service: Option<Arc<Service>>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error("listing this node's addresses for --nodeport-addresses: {0}")]
+    Addresses(#[source] nix::Error),
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub full: bool,
+    /// Transaction sizes in lines, per family applied.
+    pub lines: Vec<(Family, usize)>,
+    pub duration: Duration,
+    pub conntrack_flushes: usize,
+}
+
+#[derive(Debug, Default)]
+struct FamilyState {
+    applied: Applied,
+    desired: BTreeMap<String, Arc<ServiceRules>>,
+    claims: Claims,
+    /// The elements in the kernel.
+    kernel_elements: Elements,
+    recreate: bool,
+}
+
+/// The proxier. Not thread-safe by itself: one sync at a time.
+#[derive(Debug)]
+pub struct Proxier {
+    cfg: ProxyConfig,
+    families: BTreeMap<Family, FamilyState>,
+    problems: BTreeMap<ServiceKey, Vec<Problem>>,
+    conflicts: BTreeSet<String>,
+    warned_no_conntrack: bool,
+    pub last_no_local_endpoints: usize,
+}
+
+impl Proxier {
+    pub fn new(cfg: ProxyConfig) -> Self {
+        let families = cfg
+            .families
+            .iter()
+            .map(|f| {
+                (
+                    *f,
+                    FamilyState {
+                        recreate: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        Proxier {
+            cfg,
+            families,
+            problems: BTreeMap::new(),
+            conflicts: BTreeSet::new(),
+            warned_no_conntrack: false,
+            last_no_local_endpoints: 0,
+        }
+    }
+
+    /// The problems of the objects seen, by Service (what `/metrics` counts).
+    pub fn problems(&self) -> usize {
+        self.problems.values().map(Vec::len).sum::<usize>() + self.conflicts.len()
+    }
+
+    fn family_config(&self, family: Family) -> Result<FamilyConfig, SyncError> {
+        let in_family = |n: &IpNet| {
+            matches!(
+                (family, n),
+                (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
+            )
+        };
+        let nodeport_ips = match &self.cfg.nodeport_cidrs {
+            None => None,
+            Some(cidrs) => {
+                let mut ips: Vec<IpAddr> = local_addresses()?
+                    .into_iter()
+                    .filter(|ip| cidrs.iter().any(|c| c.contains(ip)))
+                    .filter(|ip| model::Family::of(ip) == family)
+                    .collect();
+                ips.sort();
+                ips.dedup();
+                Some(ips)
+            }
+        };
+        Ok(FamilyConfig {
+            cluster_cidrs: self
+                .cfg
+                .cluster_cidrs
+                .iter()
+                .filter(|n| in_family(n))
+                .copied()
+                .collect(),
+            nodeport_ips,
+        })
+    }
+
+    /// Applies `changes` (Services added, changed or gone, with their slices). `full` rewrites
+    /// every chain (the periodic resync); Services not named keep their rules.
+    pub fn sync(&mut self, changes: &[Change], full: bool) -> Result<SyncReport, SyncError> {
+        let start = Instant::now();
+        let mut report = SyncReport {
+            full,
+            ..Default::default()
+        };
+        // Model: parse each changed Service once, for every family.
+        let mut ports = Vec::with_capacity(changes.len());
+        for c in changes {
+            let (p, problems) = match &c.service {
+                Some(svc) => {
+                    let slices: Vec<&EndpointSlice> = c.slices.iter().map(Arc::as_ref).collect();
+                    model::service_ports(svc, &slices, &self.cfg.hostname)
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            let old = self.problems.get(&c.key);
+            if old != Some(&problems) && !problems.is_empty() {
+                for p in &problems {
+                    tracing::warn!(service = %c.key, "bad input: {p}");
+                }
+            }
+            if problems.is_empty() {
+                self.problems.remove(&c.key);
+            } else {
+                self.problems.insert(c.key.clone(), problems);
+            }
+            ports.push((c.key.to_string(), p));
+        }
+
+        let mut first_error = None;
+        let families: Vec<Family> = self.families.keys().copied().collect();
+        let mut no_local = 0;
+        for family in families {
+            let fcfg = self.family_config(family)?;
+            let state = self.families.get_mut(&family).expect("family");
+            let mut touched: BTreeSet<Key> = BTreeSet::new();
+            let mut changed = BTreeSet::new();
+            let mut previous: BTreeMap<String, Option<Arc<ServiceRules>>> = BTreeMap::new();
+            for (key, p) in &ports {
+                let new = ruleset::service_rules(family, &fcfg, p);
+                let new = (new != ServiceRules::default()).then(|| Arc::new(new));
+                let empty = ServiceRules::default();
+                let old = state.desired.get(key).cloned();
+                state.claims.update(
+                    key,
+                    old.as_deref().unwrap_or(&empty),
+                    new.as_deref().unwrap_or(&empty),
+                    &mut touched,
+                );
+                previous.insert(key.clone(), old);
+                match &new {
+                    Some(r) => state.desired.insert(key.clone(), r.clone()),
+                    None => state.desired.remove(key),
+                };
+                changed.insert(key.clone());
+            }
+            for k in &touched {
+                for (loser, winner) in state.claims.losers(k) {
+                    let line = format!(
+                        "service {loser}: {} {} is already used by service {winner}; left out",
+                        k.0, k.1
+                    );
+                    if self.conflicts.insert(line.clone()) {
+                        tracing::warn!("bad input: {line}");
+                    }
+                }
+            }
+            let nodeport_ips = ruleset::nodeport_ip_elements(family, &fcfg);
+            let mode = if state.recreate {
+                Mode::Recreate
+            } else if full {
+                Mode::Flush
+            } else {
+                Mode::Incremental
+            };
+            let all_elements;
+            let changes_list;
+            let desired = if mode == Mode::Incremental {
+                changes_list = state.claims.changes(&touched, &state.kernel_elements);
+                all_elements = Elements::new();
+                Desired {
+                    services: &state.desired,
+                    elements: &all_elements,
+                    element_changes: &changes_list,
+                    nodeport_ips: &nodeport_ips,
+                    changed: &changed,
+                }
+            } else {
+                changes_list = Vec::new();
+                all_elements = state.claims.all();
+                Desired {
+                    services: &state.desired,
+                    elements: &all_elements,
+                    element_changes: &changes_list,
+                    nodeport_ips: &nodeport_ips,
+                    changed: &changed,
+                }
+            };
+            let nothing_to_do = mode == Mode::Incremental
+                && changes_list.is_empty()
+                && nodeport_ips == state.applied.nodeport_ips
+                && changed
+                    .iter()
+                    .all(|k| state.applied.services.get(k) == state.desired.get(k));
+            no_local += state
+                .desired
+                .values()
+                .map(|r| r.no_local_endpoints)
+                .sum::<usize>();
+            if nothing_to_do {
+                continue;
+            }
+            let text = transaction::build(family, &fcfg, mode, &state.applied, &desired);
+            report.lines.push((family, text.lines().count()));
+            match self.cfg.nft.apply(family, &text) {
+                Ok(()) => {
+                    state.recreate = false;
+                    if mode == Mode::Incremental {
+                        for k in &changed {
+                            match state.desired.get(k) {
+                                Some(r) => state.applied.services.insert(k.clone(), r.clone()),
+                                None => state.applied.services.remove(k),
+                            };
+                        }
+                        for c in &changes_list {
+                            match &c.new {
+                                Some(v) => state.kernel_elements.insert(c.key.clone(), v.clone()),
+                                None => state.kernel_elements.remove(&c.key),
+                            };
+                        }
+                    } else {
+                        state.applied.services = state.desired.clone();
+                        state.kernel_elements = all_elements;
+                    }
+                    state.applied.nodeport_ips = nodeport_ips;
+                    let flushed = flush_udp(
+                        self.cfg.conntrack.as_deref(),
+                        &mut self.warned_no_conntrack,
+                        &previous,
+                        &state.desired,
+                    );
+                    report.conntrack_flushes += flushed;
+                }
+                Err(e) => {
+                    // The kernel kept the old rules (the transaction is atomic); the next sync
+                    // recreates the table from the desired state.
+                    state.recreate = true;
+                    tracing::error!(
+                        "{family:?} sync failed, the next sync recreates the table: {e}"
+                    );
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        self.last_no_local_endpoints = no_local;
+        report.duration = start.elapsed();
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(report),
+        }
+    }
+
+    /// Asks for a recreate at the next sync (e.g. after the table was changed by someone else).
+    pub fn force_recreate(&mut self) {
+        for s in self.families.values_mut() {
+            s.recreate = true;
+        }
+    }
+
+    /// Removes pea-proxy's tables (`--cleanup`).
+    pub fn cleanup(nft: &Nft) -> Result<(), NftError> {
+        nft.delete_table(Family::V4)?;
+        nft.delete_table(Family::V6)
+    }
+}
+
+/// Flushes conntrack entries of UDP endpoints that went; returns how many flushes ran.
+fn flush_udp(
+    program: Option<&str>,
+    warned: &mut bool,
+    previous: &BTreeMap<String, Option<Arc<ServiceRules>>>,
+    desired: &BTreeMap<String, Arc<ServiceRules>>,
+) -> usize {
+    let mut n = 0;
+    for (key, old) in previous {
+        let Some(old) = old else { continue };
+        if old.udp.is_empty() {
+            continue;
+        }
+        let new_udp = desired.get(key).map(|r| r.udp.as_slice()).unwrap_or(&[]);
+        for target in &old.udp {
+            let now: &[IpAddr] = new_udp
+                .iter()
+                .find(|t| t.dest == target.dest)
+                .map(|t| t.endpoints.as_slice())
+                .unwrap_or(&[]);
+            let mut jobs: Vec<(UdpDest, Option<IpAddr>)> = target
+                .endpoints
+                .iter()
+                .filter(|ep| !now.contains(ep))
+                .map(|ep| (target.dest.clone(), Some(*ep)))
+                .collect();
+            // From no endpoint to some: entries made while the service rejected must go.
+            if target.endpoints.is_empty() && !now.is_empty() {
+                jobs.push((target.dest.clone(), None));
+            }
+            for (dest, ep) in jobs {
+                let Some(program) = program else {
+                    if !*warned {
+                        tracing::warn!("no conntrack program: stale UDP flows are not flushed");
+                        *warned = true;
+                    }
+                    continue;
+                };
+                n += 1;
+                if let Err(e) = conntrack::flush(program, &dest, ep) {
+                    tracing::warn!(service = %key, "{e}");
+                }
+            }
+        }
+    }
+    // Services new in this sync whose UDP targets had no endpoints before never flush.
+    n
+}
+
+/// The addresses of this network namespace's interfaces.
+fn local_addresses() -> Result<Vec<IpAddr>, SyncError> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(SyncError::Addresses)?;
+    Ok(addrs
+        .filter_map(|a| a.address)
+        .filter_map(|s| {
+            if let Some(v4) = s.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect())
+}

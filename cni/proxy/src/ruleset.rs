@@ -1,0 +1,631 @@
+//! The nftables ruleset, shaped like kube-proxy's nftables mode (one table per family):
+//!
+//! ```text
+//! nat-prerouting / nat-output ──▶ services: daddr . proto . dport vmap @service-ips
+//!                                           nodeport addresses: proto . dport vmap @service-nodeports
+//!   service-ips ─▶ service-<h>-ns/svc/tcp/p   (cluster policy: masquerade off-cluster sources,
+//!               │                              affinity sets, numgen random over endpoints)
+//!               ├▶ local-<h>-...               (Local policy: local endpoints only)
+//!               └▶ external-<h>-...            (NodePort, externalIPs, LB IPs: masquerade unless Local)
+//!        endpoint-<h>-...__ip/port             (hairpin masquerade, affinity update, DNAT)
+//! filter-input/forward/output ─▶ service-endpoints-check / nodeport-endpoints-check:
+//!   no-endpoint-* maps: reject (no endpoints at all) or drop (no local endpoints for Local)
+//! nat-postrouting ─▶ masquerading: packets carrying MASQ_MARK are masqueraded
+//! ```
+//!
+//! Everything one Service contributes is its [`ServiceRules`]: its chains, affinity sets and map
+//! elements. A sync rewrites the [`ServiceRules`] that changed (see `transaction`).
+
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use crate::model::{usable, Endpoint, Family, ServicePort};
+
+/// Every table pea-proxy makes has this name (`ip pea-proxy`, `ip6 pea-proxy`).
+pub const TABLE: &str = "pea-proxy";
+/// The masquerade bit: kube-proxy's default (`--masquerade-bit 14`). pea-cni's masquerade table
+/// (`pea-cni-<network>`) matches on addresses and sets no mark, so the two never disagree: a
+/// packet this table DNATs to a pod is inside the cluster CIDR and pea-cni's rule skips it.
+pub const MASQ_MARK: u32 = 0x4000;
+
+pub const MAP_SERVICE_IPS: &str = "service-ips";
+pub const MAP_SERVICE_NODEPORTS: &str = "service-nodeports";
+pub const MAP_NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+pub const MAP_NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+pub const SET_CLUSTER_IPS: &str = "cluster-ips";
+pub const SET_NODEPORT_IPS: &str = "nodeport-ips";
+
+/// What the generator needs besides the services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyConfig {
+    /// `--cluster-cidr` of this family: traffic to a ClusterIP from outside it is masqueraded.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// `None`: NodePorts on every local address (`fib daddr type local`, loopback excluded);
+    /// `Some(ips)`: only on these addresses (`--nodeport-addresses`).
+    pub nodeport_ips: Option<Vec<IpAddr>>,
+}
+
+impl Family {
+    /// nft's family and payload keyword.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+    fn loopback(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.0/8",
+            Family::V6 => "::1",
+        }
+    }
+}
+
+/// A chain and its rules (each rule is the text after `add rule <family> pea-proxy <chain>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub rules: Vec<String>,
+}
+
+/// A map or set element: `key` (and `value` for maps), as nft text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Element {
+    pub map: &'static str,
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// Everything one Service puts into one family's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRules {
+    /// Affinity sets: name and timeout in seconds.
+    pub sets: Vec<(String, u32)>,
+    /// Endpoint chains come before the chains that jump to them.
+    pub chains: Vec<Chain>,
+    pub elements: Vec<Element>,
+    /// UDP destinations and the endpoints behind them, for the conntrack flush.
+    pub udp: Vec<UdpTarget>,
+    /// Service ports with Local traffic policy and no local endpoints (a kube-proxy metric).
+    pub no_local_endpoints: usize,
+}
+
+/// A UDP service destination and its endpoint addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UdpDest {
+    Ip(IpAddr, u16),
+    NodePort(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpTarget {
+    pub dest: UdpDest,
+    pub endpoints: Vec<IpAddr>,
+}
+
+/// kube-proxy's chain-name hash: the first 8 base32 characters of sha256(`parts`), so names stay
+/// unique whatever the readable suffix holds.
+fn hash(parts: &[&str]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let bits = u64::from_be_bytes([0, 0, 0, d[0], d[1], d[2], d[3], d[4]]);
+    (0..8)
+        .map(|i| ALPHABET[((bits >> (35 - 5 * i)) & 31) as usize] as char)
+        .collect()
+}
+
+/// An endpoint as it appears in names: IPv6 colons become dashes (nft identifiers cannot hold
+/// colons).
+fn endpoint_label(ep: &Endpoint) -> String {
+    format!("{}/{}", ep.ip.to_string().replace(':', "-"), ep.port)
+}
+
+fn fmt_ip(ip: &IpAddr) -> String {
+    ip.to_string()
+}
+
+/// `ip:port` for dnat: `[v6]:port` in the ip6 family.
+fn fmt_ip_port(ip: &IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// Chain names of one service port.
+struct Names {
+    key: String,
+    hash: String,
+}
+
+impl Names {
+    fn new(sp: &ServicePort) -> Self {
+        let key = sp.key();
+        Names {
+            hash: hash(&[&key]),
+            key,
+        }
+    }
+    fn cluster(&self) -> String {
+        format!("service-{}-{}", self.hash, self.key)
+    }
+    fn local(&self) -> String {
+        format!("local-{}-{}", self.hash, self.key)
+    }
+    fn external(&self) -> String {
+        format!("external-{}-{}", self.hash, self.key)
+    }
+    fn endpoint(&self, ep: &Endpoint) -> String {
+        let label = endpoint_label(ep);
+        format!(
+            "endpoint-{}-{}__{label}",
+            hash(&[&self.key, &label]),
+            self.key
+        )
+    }
+    /// The timeout is part of the name: a changed timeout is a new set (nft cannot change a
+    /// set's timeout in place).
+    fn affinity(&self, ep: &Endpoint, timeout: u32) -> String {
+        let label = endpoint_label(ep);
+        format!(
+            "affinity-{}-{}__{label}",
+            hash(&[&self.key, &label, &timeout.to_string()]),
+            self.key
+        )
+    }
+}
+
+/// The rules of every port of one Service, in one family. Addresses of the other family are
+/// ignored (a dual-stack Service contributes to both tables).
+pub fn service_rules(family: Family, cfg: &FamilyConfig, ports: &[ServicePort]) -> ServiceRules {
+    let mut out = ServiceRules::default();
+    for sp in ports {
+        port_rules(family, cfg, sp, &mut out);
+    }
+    out
+}
+
+fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut ServiceRules) {
+    let f = family.nft();
+    let in_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
+        ips.iter()
+            .filter(|ip| Family::of(ip) == family)
+            .copied()
+            .collect()
+    };
+    let cluster_ips = in_family(&sp.cluster_ips);
+    let external_ips: Vec<IpAddr> = in_family(&sp.external_ips)
+        .into_iter()
+        .chain(in_family(&sp.load_balancer_ips))
+        .collect();
+    let endpoints: Vec<Endpoint> = sp
+        .endpoints
+        .iter()
+        .filter(|e| Family::of(&e.ip) == family)
+        .cloned()
+        .collect();
+    // A service port exists in a family's table when it has an address there, or a NodePort
+    // and endpoints of that family.
+    if cluster_ips.is_empty() && external_ips.is_empty() && endpoints.is_empty() {
+        return;
+    }
+    let names = Names::new(sp);
+    let proto = sp.protocol.nft();
+    let cluster_eps = usable(&endpoints, false);
+    let local_eps = usable(&endpoints, true);
+    let has_endpoints = !cluster_eps.is_empty();
+    let has_internal = if sp.internal_local {
+        !local_eps.is_empty()
+    } else {
+        has_endpoints
+    };
+    let has_external = if sp.external_local {
+        !local_eps.is_empty()
+    } else {
+        has_endpoints
+    };
+    let has_external_dests = !external_ips.is_empty() || sp.node_port.is_some();
+    if (sp.internal_local && !has_internal)
+        || (sp.external_local && has_external_dests && !has_external)
+    {
+        out.no_local_endpoints += 1;
+    }
+    // Without any endpoint: reject (the client learns at once); with endpoints elsewhere but
+    // none local under a Local policy: drop, as kube-proxy.
+    let no_endpoint_verdict = if has_endpoints {
+        "drop".to_string()
+    } else {
+        "goto reject-chain".to_string()
+    };
+
+    let cluster_chain = names.cluster();
+    let local_chain = names.local();
+    let external_chain = names.external();
+    let need_local = (sp.internal_local || sp.external_local) && !local_eps.is_empty();
+
+    // Endpoint chains for every endpoint either policy chain uses.
+    let mut used: Vec<&Endpoint> = cluster_eps.clone();
+    if need_local {
+        for e in &local_eps {
+            if !used.contains(e) {
+                used.push(e);
+            }
+        }
+    }
+    for ep in &used {
+        let mut rules = vec![format!(
+            "{f} saddr {} jump mark-for-masquerade",
+            fmt_ip(&ep.ip)
+        )];
+        if let Some(t) = sp.affinity_timeout {
+            let set = names.affinity(ep, t);
+            rules.push(format!("update @{set} {{ {f} saddr }}"));
+            out.sets.push((set, t));
+        }
+        rules.push(format!(
+            "meta l4proto {proto} dnat to {}",
+            fmt_ip_port(&ep.ip, ep.port)
+        ));
+        out.chains.push(Chain {
+            name: names.endpoint(ep),
+            rules,
+        });
+    }
+
+    let balance = |eps: &[&Endpoint]| -> Vec<String> {
+        let mut rules = Vec::new();
+        if let Some(t) = sp.affinity_timeout {
+            for ep in eps {
+                rules.push(format!(
+                    "{f} saddr @{} goto {}",
+                    names.affinity(ep, t),
+                    names.endpoint(ep)
+                ));
+            }
+        }
+        let arms: Vec<String> = eps
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| format!("{i} : goto {}", names.endpoint(ep)))
+            .collect();
+        rules.push(format!(
+            "numgen random mod {} vmap {{ {} }}",
+            eps.len(),
+            arms.join(", ")
+        ));
+        rules
+    };
+
+    if has_endpoints {
+        let mut rules = Vec::new();
+        for cidr in &cfg.cluster_cidrs {
+            for ip in &cluster_ips {
+                rules.push(format!(
+                    "{f} daddr {} {proto} dport {} {f} saddr != {cidr} jump mark-for-masquerade",
+                    fmt_ip(ip),
+                    sp.port
+                ));
+            }
+        }
+        rules.extend(balance(&cluster_eps));
+        out.chains.push(Chain {
+            name: cluster_chain.clone(),
+            rules,
+        });
+    }
+    if need_local {
+        out.chains.push(Chain {
+            name: local_chain.clone(),
+            rules: balance(&local_eps),
+        });
+    }
+    if has_external && has_external_dests {
+        let mut rules = Vec::new();
+        if sp.external_local {
+            if has_endpoints {
+                // Pods and the node itself reaching an external address go by the cluster
+                // policy (kube-proxy's short-circuit): they would otherwise be dropped when no
+                // endpoint is local.
+                for cidr in &cfg.cluster_cidrs {
+                    rules.push(format!("{f} saddr {cidr} goto {cluster_chain}"));
+                }
+                rules.push("fib saddr type local jump mark-for-masquerade".into());
+                rules.push(format!("fib saddr type local goto {cluster_chain}"));
+            }
+            rules.push(format!("goto {local_chain}"));
+        } else {
+            rules.push("jump mark-for-masquerade".into());
+            rules.push(format!("goto {cluster_chain}"));
+        }
+        out.chains.push(Chain {
+            name: external_chain.clone(),
+            rules,
+        });
+    }
+
+    let internal_target = if sp.internal_local {
+        &local_chain
+    } else {
+        &cluster_chain
+    };
+    for ip in &cluster_ips {
+        let key = format!("{} . {proto} . {}", fmt_ip(ip), sp.port);
+        out.elements.push(Element {
+            map: SET_CLUSTER_IPS,
+            key: fmt_ip(ip),
+            value: None,
+        });
+        out.elements.push(if has_internal {
+            Element {
+                map: MAP_SERVICE_IPS,
+                key,
+                value: Some(format!("goto {internal_target}")),
+            }
+        } else {
+            Element {
+                map: MAP_NO_ENDPOINT_SERVICES,
+                key,
+                value: Some(no_endpoint_verdict.clone()),
+            }
+        });
+    }
+    for ip in &external_ips {
+        let key = format!("{} . {proto} . {}", fmt_ip(ip), sp.port);
+        out.elements.push(if has_external {
+            Element {
+                map: MAP_SERVICE_IPS,
+                key,
+                value: Some(format!("goto {external_chain}")),
+            }
+        } else {
+            Element {
+                map: MAP_NO_ENDPOINT_SERVICES,
+                key,
+                value: Some(no_endpoint_verdict.clone()),
+            }
+        });
+    }
+    if let Some(np) = sp.node_port {
+        let key = format!("{proto} . {np}");
+        out.elements.push(if has_external {
+            Element {
+                map: MAP_SERVICE_NODEPORTS,
+                key,
+                value: Some(format!("goto {external_chain}")),
+            }
+        } else {
+            Element {
+                map: MAP_NO_ENDPOINT_NODEPORTS,
+                key,
+                value: Some(no_endpoint_verdict.clone()),
+            }
+        });
+    }
+    if sp.protocol == crate::model::Protocol::Udp {
+        let eps: Vec<IpAddr> = endpoints.iter().map(|e| e.ip).collect();
+        for ip in cluster_ips.iter().chain(&external_ips) {
+            out.udp.push(UdpTarget {
+                dest: UdpDest::Ip(*ip, sp.port),
+                endpoints: eps.clone(),
+            });
+        }
+        if let Some(np) = sp.node_port {
+            out.udp.push(UdpTarget {
+                dest: UdpDest::NodePort(np),
+                endpoints: eps,
+            });
+        }
+    }
+}
+
+/// The fixed part of a family's table: base chains, helper chains, maps and sets, and their
+/// rules. Written as `add` commands (idempotent), each chain's rules after a `flush`.
+pub fn base(family: Family, cfg: &FamilyConfig) -> String {
+    let f = family.nft();
+    let t = format!("{f} {TABLE}");
+    let mut s = String::new();
+    let _ = writeln!(s, "add table {t} {{ comment \"rules for pea-proxy\" ; }}");
+    for (name, hook) in [
+        ("filter-input", "type filter hook input priority -110"),
+        ("filter-forward", "type filter hook forward priority -110"),
+        ("filter-output", "type filter hook output priority -110"),
+        (
+            "filter-output-post-dnat",
+            "type filter hook output priority -90",
+        ),
+        ("nat-prerouting", "type nat hook prerouting priority -100"),
+        ("nat-output", "type nat hook output priority -100"),
+        ("nat-postrouting", "type nat hook postrouting priority 100"),
+    ] {
+        let _ = writeln!(s, "add chain {t} {name} {{ {hook} ; policy accept ; }}");
+    }
+    for name in [
+        "mark-for-masquerade",
+        "masquerading",
+        "services",
+        "service-endpoints-check",
+        "nodeport-endpoints-check",
+        "reject-chain",
+        "cluster-ips-check",
+    ] {
+        let _ = writeln!(s, "add chain {t} {name}");
+    }
+    let addr = family.addr_type();
+    for (map, key) in [
+        (
+            MAP_SERVICE_IPS,
+            format!("{addr} . inet_proto . inet_service"),
+        ),
+        (MAP_SERVICE_NODEPORTS, "inet_proto . inet_service".into()),
+        (
+            MAP_NO_ENDPOINT_SERVICES,
+            format!("{addr} . inet_proto . inet_service"),
+        ),
+        (
+            MAP_NO_ENDPOINT_NODEPORTS,
+            "inet_proto . inet_service".into(),
+        ),
+    ] {
+        let _ = writeln!(s, "add map {t} {map} {{ type {key} : verdict ; }}");
+    }
+    let _ = writeln!(s, "add set {t} {SET_CLUSTER_IPS} {{ type {addr} ; }}");
+    let _ = writeln!(s, "add set {t} {SET_NODEPORT_IPS} {{ type {addr} ; }}");
+    let nodeport_match = match &cfg.nodeport_ips {
+        None => format!(
+            "fib daddr type local {f} daddr != {} meta l4proto . th dport",
+            family.loopback()
+        ),
+        Some(_) => format!("{f} daddr @{SET_NODEPORT_IPS} meta l4proto . th dport"),
+    };
+    let rules: [(&str, Vec<String>); 11] = [
+        (
+            "filter-input",
+            vec![
+                "ct state new jump nodeport-endpoints-check".into(),
+                "ct state new jump service-endpoints-check".into(),
+            ],
+        ),
+        (
+            "filter-forward",
+            vec![
+                "ct state new jump service-endpoints-check".into(),
+                "ct state new jump cluster-ips-check".into(),
+            ],
+        ),
+        (
+            "filter-output",
+            vec!["ct state new jump service-endpoints-check".into()],
+        ),
+        (
+            "filter-output-post-dnat",
+            vec!["ct state new jump cluster-ips-check".into()],
+        ),
+        ("nat-prerouting", vec!["jump services".into()]),
+        ("nat-output", vec!["jump services".into()]),
+        ("nat-postrouting", vec!["jump masquerading".into()]),
+        (
+            "mark-for-masquerade",
+            vec![format!("meta mark set meta mark | {MASQ_MARK:#x}")],
+        ),
+        (
+            "masquerading",
+            vec![
+                format!("meta mark & {MASQ_MARK:#x} == 0 return"),
+                format!("meta mark set meta mark ^ {MASQ_MARK:#x}"),
+                "masquerade fully-random".into(),
+            ],
+        ),
+        (
+            "services",
+            vec![
+                format!("{f} daddr . meta l4proto . th dport vmap @{MAP_SERVICE_IPS}"),
+                format!("{nodeport_match} vmap @{MAP_SERVICE_NODEPORTS}"),
+            ],
+        ),
+        (
+            "service-endpoints-check",
+            vec![format!(
+                "{f} daddr . meta l4proto . th dport vmap @{MAP_NO_ENDPOINT_SERVICES}"
+            )],
+        ),
+    ];
+    let more: [(&str, Vec<String>); 3] = [
+        (
+            "nodeport-endpoints-check",
+            vec![format!(
+                "{nodeport_match} vmap @{MAP_NO_ENDPOINT_NODEPORTS}"
+            )],
+        ),
+        (
+            "reject-chain",
+            vec![
+                "meta l4proto tcp reject with tcp reset".into(),
+                "reject".into(),
+            ],
+        ),
+        (
+            "cluster-ips-check",
+            vec![format!(
+                "{f} daddr @{SET_CLUSTER_IPS} reject comment \"no such port on a ClusterIP\""
+            )],
+        ),
+    ];
+    for (chain, rules) in rules.iter().chain(more.iter()) {
+        let _ = writeln!(s, "flush chain {t} {chain}");
+        for r in rules {
+            let _ = writeln!(s, "add rule {t} {chain} {r}");
+        }
+    }
+    s
+}
+
+/// The nodeport-ips set's elements.
+pub fn nodeport_ip_elements(family: Family, cfg: &FamilyConfig) -> Vec<Element> {
+    cfg.nodeport_ips
+        .iter()
+        .flatten()
+        .filter(|ip| Family::of(ip) == family)
+        .map(|ip| Element {
+            map: SET_NODEPORT_IPS,
+            key: fmt_ip(ip),
+            value: None,
+        })
+        .collect()
+}
+
+/// Merges the elements of every Service: the first Service (in key order) to claim a map key
+/// keeps it; a later claim is reported (two Services with one externalIP and port, or one
+/// NodePort) and left out, so one bad object cannot break the transaction of all.
+pub fn merge_elements<'a>(
+    all: impl Iterator<Item = (&'a str, &'a ServiceRules)>,
+    conflicts: &mut Vec<String>,
+) -> BTreeMap<(&'static str, String), Option<String>> {
+    let mut out: BTreeMap<(&'static str, String), Option<String>> = BTreeMap::new();
+    let mut owner: BTreeMap<(&'static str, String), &str> = BTreeMap::new();
+    for (svc, rules) in all {
+        for e in &rules.elements {
+            let k = (e.map, e.key.clone());
+            match owner.get(&k) {
+                Some(o) if *o != svc && e.value.is_some() => conflicts.push(format!(
+                    "service {svc}: {} {} is already used by service {o}; left out",
+                    e.map, e.key
+                )),
+                Some(_) => {}
+                None => {
+                    owner.insert(k.clone(), svc);
+                    out.insert(k, e.value.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_base32() {
+        let h = hash(&["ns1/svc1/tcp/p80"]);
+        assert_eq!(h.len(), 8);
+        assert!(h
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert_eq!(h, hash(&["ns1/svc1/tcp/p80"]));
+        assert_ne!(h, hash(&["ns1/svc1/tcp/p81"]));
+    }
+}

@@ -1,0 +1,300 @@
+//! One sync of one family as one `nft -f -` transaction: nft applies the whole text atomically,
+//! so packets see either the old rules or the new, never a half-written service.
+//!
+//! Three shapes:
+//! - **recreate** (at start, and after a failed transaction): delete the table and write it all,
+//!   so nothing of an earlier run (or a table changed behind our back) survives;
+//! - **flush** (the periodic full resync): flush every chain and map and write it all again,
+//!   keeping the table and its sets (session-affinity entries survive the resync);
+//! - **incremental**: only the Services that changed; their chains are flushed and rewritten, new
+//!   ones added, gone ones deleted, and only the map elements that differ are deleted or added.
+//!
+//! The text only ever holds names built by `ruleset` from checked values.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    sync::Arc,
+};
+
+use crate::{
+    model::Family,
+    ruleset::{self, Element, FamilyConfig, ServiceRules, TABLE},
+};
+
+/// Map/set key → value (None for set elements).
+pub type Elements = BTreeMap<(&'static str, String), Option<String>>;
+
+/// What the kernel holds for one family after the last successful transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    pub services: BTreeMap<String, Arc<ServiceRules>>,
+    pub nodeport_ips: Vec<Element>,
+}
+
+/// One map/set key whose element differs between the kernel and the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementChange {
+    pub key: (&'static str, String),
+    /// In the kernel now (`Some(None)` for a set element).
+    pub old: Option<Option<String>>,
+    /// Wanted.
+    pub new: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Recreate,
+    Flush,
+    Incremental,
+}
+
+/// The desired state of one family.
+#[derive(Debug)]
+pub struct Desired<'a> {
+    pub services: &'a BTreeMap<String, Arc<ServiceRules>>,
+    /// Every element (full modes).
+    pub elements: &'a Elements,
+    /// The elements that differ (incremental mode).
+    pub element_changes: &'a [ElementChange],
+    pub nodeport_ips: &'a [Element],
+    /// Services whose rules may differ from `Applied` (incremental mode only looks at these).
+    pub changed: &'a BTreeSet<String>,
+}
+
+struct Writer {
+    t: String,
+    addr_type: &'static str,
+    s: String,
+}
+
+impl Writer {
+    fn line(&mut self, args: std::fmt::Arguments<'_>) {
+        let _ = self.s.write_fmt(args);
+        self.s.push('\n');
+    }
+    fn add_set(&mut self, name: &str, timeout: u32) {
+        let (t, a) = (&self.t, self.addr_type);
+        let line = format!(
+            "add set {t} {name} {{ type {a} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+        );
+        self.line(format_args!("{line}"));
+    }
+    fn add_chain(&mut self, name: &str) {
+        let t = self.t.clone();
+        self.line(format_args!("add chain {t} {name}"));
+    }
+    fn flush_chain(&mut self, name: &str) {
+        let t = self.t.clone();
+        self.line(format_args!("flush chain {t} {name}"));
+    }
+    fn rules(&mut self, chain: &ruleset::Chain) {
+        let t = self.t.clone();
+        for r in &chain.rules {
+            self.line(format_args!("add rule {t} {} {r}", chain.name));
+        }
+    }
+    /// `add element` / `delete element`, grouped per map, at most 1000 per command.
+    fn elements<'e>(
+        &mut self,
+        verb: &str,
+        items: impl Iterator<Item = (&'e (&'static str, String), &'e Option<String>)>,
+        with_values: bool,
+    ) {
+        let mut by_map: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((map, key), value) in items {
+            let text = match value {
+                Some(v) if with_values => format!("{key} : {v}"),
+                _ => key.clone(),
+            };
+            by_map.entry(map).or_default().push(text);
+        }
+        let t = self.t.clone();
+        for (map, items) in by_map {
+            for chunk in items.chunks(1000) {
+                self.line(format_args!(
+                    "{verb} element {t} {map} {{ {} }}",
+                    chunk.join(", ")
+                ));
+            }
+        }
+    }
+    fn add_service(&mut self, rules: &ServiceRules) {
+        for (set, timeout) in &rules.sets {
+            self.add_set(set, *timeout);
+        }
+        for c in &rules.chains {
+            self.add_chain(&c.name);
+        }
+        for c in &rules.chains {
+            self.rules(c);
+        }
+    }
+}
+
+fn nodeport_items(v: &[Element]) -> Elements {
+    v.iter().map(|e| ((e.map, e.key.clone()), None)).collect()
+}
+
+/// The transaction text taking the kernel from `applied` to `desired`.
+pub fn build(
+    family: Family,
+    cfg: &FamilyConfig,
+    mode: Mode,
+    applied: &Applied,
+    desired: &Desired<'_>,
+) -> String {
+    let t = format!("{} {TABLE}", family.nft());
+    let mut w = Writer {
+        addr_type: match family {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        },
+        s: String::new(),
+        t: t.clone(),
+    };
+    match mode {
+        Mode::Recreate | Mode::Flush => {
+            if mode == Mode::Recreate {
+                // `add` first so `delete` never fails on a missing table.
+                w.line(format_args!("add table {t}"));
+                w.line(format_args!("delete table {t}"));
+            } else {
+                w.line(format_args!("add table {t}"));
+                w.line(format_args!("flush table {t}"));
+            }
+            w.s.push_str(&ruleset::base(family, cfg));
+            if mode == Mode::Flush {
+                for m in [
+                    ruleset::MAP_SERVICE_IPS,
+                    ruleset::MAP_SERVICE_NODEPORTS,
+                    ruleset::MAP_NO_ENDPOINT_SERVICES,
+                    ruleset::MAP_NO_ENDPOINT_NODEPORTS,
+                ] {
+                    w.line(format_args!("flush map {t} {m}"));
+                }
+                for s in [ruleset::SET_CLUSTER_IPS, ruleset::SET_NODEPORT_IPS] {
+                    w.line(format_args!("flush set {t} {s}"));
+                }
+            }
+            for rules in desired.services.values() {
+                w.add_service(rules);
+            }
+            w.elements("add", desired.elements.iter(), true);
+            w.elements("add", nodeport_items(desired.nodeport_ips).iter(), false);
+            if mode == Mode::Flush {
+                // Objects of Services that went: nothing refers to them after the flushes.
+                let (chains, sets) =
+                    leftovers(applied.services.values(), desired.services.values());
+                for c in chains {
+                    w.line(format_args!("delete chain {t} {c}"));
+                }
+                for s in sets {
+                    w.line(format_args!("delete set {t} {s}"));
+                }
+            }
+        }
+        Mode::Incremental => incremental(&mut w, applied, desired),
+    }
+    w.s
+}
+
+/// Chains and sets of `old` that no rules in `new` have.
+fn leftovers<'a>(
+    old: impl Iterator<Item = &'a Arc<ServiceRules>>,
+    new: impl Iterator<Item = &'a Arc<ServiceRules>>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut chains = BTreeSet::new();
+    let mut sets = BTreeSet::new();
+    for r in old {
+        chains.extend(r.chains.iter().map(|c| c.name.clone()));
+        sets.extend(r.sets.iter().map(|s| s.0.clone()));
+    }
+    for r in new {
+        for c in &r.chains {
+            chains.remove(&c.name);
+        }
+        for s in &r.sets {
+            sets.remove(&s.0);
+        }
+    }
+    (chains, sets)
+}
+
+fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
+    let t = w.t.clone();
+    // 1. Elements that go or change, first: afterwards nothing in a map points at a chain that
+    //    is about to be deleted.
+    let deletes: Vec<(&(&'static str, String), &Option<String>)> = desired
+        .element_changes
+        .iter()
+        .filter_map(|c| c.old.as_ref().map(|v| (&c.key, v)))
+        .collect();
+    w.elements("delete", deletes.into_iter(), false);
+    if applied.nodeport_ips != desired.nodeport_ips {
+        w.line(format_args!("flush set {t} {}", ruleset::SET_NODEPORT_IPS));
+    }
+    let empty = ServiceRules::default();
+    let mut gone_chains = Vec::new();
+    let mut gone_sets = Vec::new();
+    for key in desired.changed {
+        let old = applied.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
+        let new = desired.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
+        if old == new {
+            continue;
+        }
+        let old_chains: BTreeMap<&str, &ruleset::Chain> =
+            old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let new_names: BTreeSet<&str> = new.chains.iter().map(|c| c.name.as_str()).collect();
+        // 2. New sets and chains exist before any rule names them.
+        for (set, timeout) in &new.sets {
+            if !old.sets.iter().any(|(s, _)| s == set) {
+                w.add_set(set, *timeout);
+            }
+        }
+        for c in &new.chains {
+            if !old_chains.contains_key(c.name.as_str()) {
+                w.add_chain(&c.name);
+            }
+        }
+        // 3. Changed chains are flushed and rewritten.
+        for c in &new.chains {
+            match old_chains.get(c.name.as_str()) {
+                Some(o) if o.rules == c.rules => {}
+                Some(_) => {
+                    w.flush_chain(&c.name);
+                    w.rules(c);
+                }
+                None => w.rules(c),
+            }
+        }
+        // 4. Chains that go are emptied now (dropping their jumps) and deleted at the end.
+        for c in &old.chains {
+            if !new_names.contains(c.name.as_str()) {
+                w.flush_chain(&c.name);
+                gone_chains.push(c.name.clone());
+            }
+        }
+        for (set, _) in &old.sets {
+            if !new.sets.iter().any(|(s, _)| s == set) {
+                gone_sets.push(set.clone());
+            }
+        }
+    }
+    // 5. Elements that are new or changed.
+    let adds: Vec<(&(&'static str, String), &Option<String>)> = desired
+        .element_changes
+        .iter()
+        .filter_map(|c| c.new.as_ref().map(|v| (&c.key, v)))
+        .collect();
+    w.elements("add", adds.into_iter(), true);
+    if applied.nodeport_ips != desired.nodeport_ips {
+        w.elements("add", nodeport_items(desired.nodeport_ips).iter(), false);
+    }
+    for c in gone_chains {
+        w.line(format_args!("delete chain {t} {c}"));
+    }
+    for s in gone_sets {
+        w.line(format_args!("delete set {t} {s}"));
+    }
+}
