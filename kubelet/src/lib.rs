@@ -1,1 +1,24 @@
-//! pea-kubelet: see the README for what is implemented so far.
+//! pea-kubelet: the node agent. It watches the pods bound to its node in the Kubernetes API and
+//! runs them through a CRI runtime (pea-shim, or any other such as containerd's CRI plugin),
+//! reporting their status, the node's status and its lease.
+//!
+//! The path of a pod: [`pods`] (watch, one [`pods::worker`] per pod) → [`podconfig`] (Pod →
+//! CRI messages) → [`cri`]; [`volumes`], [`cgroups`] and [`probes`] are the node-side pieces a
+//! worker uses; [`node`] reports the node.
+
+pub mod cgroups;
+pub mod config;
+pub mod cri;
+pub mod eviction;
+pub mod events;
+pub mod kubelet;
+pub mod labels;
+pub mod node;
+pub mod podconfig;
+pub mod pods;
+pub mod probes;
+pub mod quantity;
+pub mod volumes;
+
+/// The Kubernetes version whose kubelet behaviour pea-kubelet follows (what nodeInfo reports).
+pub const KUBELET_VERSION: &str = "v1.32.0";

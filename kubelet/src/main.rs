@@ -1,6 +1,75 @@
-//! Thin binary edge of pea-kubelet.
+//! Thin binary edge of pea-kubelet: flags (kubelet's names) + config file → run until SIGTERM.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("pea-kubelet: not implemented yet (see README: what works)");
-    std::process::ExitCode::from(2)
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use pea_kubelet::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "pea-kubelet", about = "node agent: runs the API's pods through CRI")]
+struct Args {
+    /// KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Credentials of this node (system:node:NAME) for the API server.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// The node's name (default: the hostname).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's InternalIP (default: the address that routes to the API server).
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// Where pod volumes and files live.
+    #[arg(long)]
+    root_dir: Option<PathBuf>,
+    /// The CRI endpoint, e.g. unix:///run/pea/pea-shim.sock (overrides the config file).
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let name = match args.hostname_override {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .context("reading the hostname")?
+            .to_string_lossy()
+            .to_lowercase(),
+    };
+    let mut cfg = Config::defaults(&name, &args.kubeconfig);
+    if let Some(p) = &args.config {
+        cfg.apply_file(p)?;
+    }
+    cfg.node_ip = args.node_ip;
+    if let Some(r) = args.root_dir {
+        cfg.root_dir = r;
+    }
+    if let Some(e) = args.container_runtime_endpoint {
+        cfg.container_runtime_endpoint = e;
+    }
+    cfg.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let _running = pea_kubelet::kubelet::start(cfg).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        // Containers keep running: a restarted kubelet adopts them from CRI.
+        tracing::info!("stopping (pods keep running)");
+        anyhow::Ok(())
+    })
 }

@@ -1,0 +1,136 @@
+//! Startup wiring: config → API client and CRI connection → node registration → pod workers,
+//! node status and lease loops. Each piece is started explicitly here (no global registry).
+
+use std::net::{IpAddr, UdpSocket};
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::events::Recorder;
+use crate::node::{self, Machine};
+use crate::podconfig::{dns::HostResolv, NodeContext};
+use crate::pods::{self, Shared};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error(transparent)]
+    Cri(#[from] crate::cri::CriConnectError),
+    #[error("the container runtime at {endpoint} does not answer: {message}")]
+    Runtime { endpoint: String, message: String },
+    #[error("registering node {node}: {source}")]
+    Register { node: String, source: kube::Error },
+    #[error("{what}: {message}")]
+    Setup { what: &'static str, message: String },
+}
+
+/// A started kubelet: its shared state and a signal that its pod watch has synced.
+#[derive(Debug)]
+pub struct Running {
+    pub shared: Arc<Shared>,
+    pub synced: watch::Receiver<bool>,
+}
+
+/// The local address the kernel would use to reach `server` (the node's InternalIP).
+fn local_ip_towards(server: &str) -> Option<IpAddr> {
+    let sock = UdpSocket::bind(if server.contains(':') && server.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" }).ok()?;
+    sock.connect(server).ok()?;
+    sock.local_addr().ok().map(|a| a.ip())
+}
+
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let kc = kube::config::Kubeconfig::read_from(&cfg.kubeconfig).map_err(|e| StartError::Kubeconfig {
+        path: cfg.kubeconfig.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let kcfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| StartError::Kubeconfig {
+            path: cfg.kubeconfig.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let server = {
+        let u = &kcfg.cluster_url;
+        let host = u.host().unwrap_or("127.0.0.1").to_string();
+        let port = u.port_u16().unwrap_or(443);
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    let client = kube::Client::try_from(kcfg).map_err(|e| StartError::Kubeconfig {
+        path: cfg.kubeconfig.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut cri = crate::cri::connect(&cfg.container_runtime_endpoint)?;
+    let version = cri
+        .runtime
+        .version(cri::VersionRequest { version: "v1".into() })
+        .await
+        .map_err(|s| StartError::Runtime {
+            endpoint: cfg.container_runtime_endpoint.clone(),
+            message: s.message().to_string(),
+        })?
+        .into_inner();
+    let host_ip = cfg
+        .node_ip
+        .or_else(|| local_ip_towards(&server))
+        .map(|ip| ip.to_string());
+    let machine = Machine::read(&cfg.root_dir);
+    std::fs::create_dir_all(&cfg.root_dir).map_err(|e| StartError::Setup {
+        what: "root dir",
+        message: format!("{}: {e}", cfg.root_dir.display()),
+    })?;
+    let host_resolv = HostResolv::parse(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_default());
+    let layout = crate::cgroups::Layout::new(&cfg.cgroup_root, cfg.cgroups_per_qos);
+    layout.ensure_qos().map_err(|e| StartError::Setup {
+        what: "QoS cgroups",
+        message: e.to_string(),
+    })?;
+    let ctx = NodeContext {
+        node_name: cfg.node_name.clone(),
+        cluster_dns: cfg.cluster_dns.clone(),
+        cluster_domain: cfg.cluster_domain.clone(),
+        host_resolv,
+        pod_logs_dir: cfg.pod_logs_dir.clone(),
+        root_dir: cfg.root_dir.clone(),
+        cgroups: layout,
+        node_memory: machine.memory,
+    };
+    let events = Recorder::start(client.clone(), &cfg.node_name);
+    let shared = Arc::new(Shared {
+        runtime_name: version.runtime_name.clone(),
+        host_ips: host_ip.into_iter().collect(),
+        node_cpu_millis: machine.cpus * 1000,
+        ctx,
+        cri,
+        client,
+        events,
+        pulls: tokio::sync::Mutex::new(()),
+        pods: Default::default(),
+        cfg,
+    });
+    tracing::info!(
+        node = %shared.cfg.node_name,
+        runtime = %format!("{} {}", version.runtime_name, version.runtime_version),
+        ips = ?shared.host_ips,
+        "starting"
+    );
+    if shared.cfg.register_node {
+        node::register(&shared, &machine)
+            .await
+            .map_err(|source| StartError::Register {
+                node: shared.cfg.node_name.clone(),
+                source,
+            })?;
+    }
+    tokio::spawn(node::status_loop(shared.clone(), machine));
+    tokio::spawn(node::lease_loop(shared.clone()));
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(pods::run(shared.clone(), tx));
+    Ok(Running { shared, synced: rx })
+}
