@@ -6,8 +6,10 @@
 //! - [`store`], [`pull`], [`unpack`]: content store by digest, overlay snapshots by ChainID,
 //!   one streaming pass per layer, crash repair.
 //! - [`rootfs`]: a container rootfs as an overlay mount of a snapshot chain.
-//! - [`gc`]: the kubelet's image GC policy, counting freeable bytes per layer.
-//! - [`sim`]: a GC tuning simulator (traces, Zipf generator, policies, SVG plot).
+//! - [`gc`]: image GC: the kubelet's policy, layer-aware variants and two policies that decide
+//!   per layer from the node's use history (GDSF and learned).
+//! - [`sim`]: a GC tuning simulator (traces of four kinds, a node recording format, policy
+//!   comparison, threshold recommendation, SVG plots).
 
 pub mod auth;
 pub mod client;
@@ -23,6 +25,7 @@ pub mod rootfs;
 pub mod sim;
 pub mod store;
 pub mod unpack;
+mod usage;
 
 pub use client::{Client, ClientConfig};
 pub use digest::Digest;

@@ -336,6 +336,7 @@ impl Store {
             Ok(())
         })?;
         drop(holds);
+        self.pulled(&id, &name, &created_chains)?;
         info!(image = %id, downloaded, "pulled");
         Ok(PullReport {
             reference: name,

@@ -10,7 +10,8 @@
 //!       meta.json               written before the directory is renamed into place
 //!   snapshots/.tmp-*            unpacks in progress (removed by repair)
 //!   images.json                 image records (versioned JSON, atomic writes)
-//!   lock                        serialises read-modify-write of images.json
+//!   gc-history.json             image and layer use history for the learning GC policies
+//!   lock                        serialises read-modify-write of images.json and the history
 //! ```
 //!
 //! A snapshot or blob exists under its final name only when complete: both are built under a
@@ -134,6 +135,8 @@ pub struct Store {
     pub(crate) client: crate::client::Client,
     pub(crate) opts: StoreOptions,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Where pulls and container starts are recorded for the GC simulator, if anywhere.
+    pub(crate) recorder: Option<Arc<crate::sim::recording::Recorder>>,
 }
 
 /// What repair found at open.
@@ -169,6 +172,7 @@ impl Store {
             client,
             opts,
             clock,
+            recorder: None,
         };
         let report = store.repair()?;
         Ok((store, report))
@@ -362,14 +366,9 @@ impl Store {
         Ok(snap + blob)
     }
 
-    /// Marks an image used now (a container started from it).
+    /// Marks an image used now (a container started from it); see [`Store::container_started`].
     pub fn mark_used(&self, key: &str) -> Result<(), StoreError> {
-        let now = self.now();
-        self.update_images(|f| {
-            let id = find_in(f, key)?.id.clone();
-            f.images.get_mut(&id).expect("found").last_used = now;
-            Ok(())
-        })
+        self.container_started(key, None)
     }
 
     /// Pins or unpins an image (pinned images are never garbage collected).
@@ -591,6 +590,7 @@ impl Store {
         in_use: &[String],
     ) -> Result<GcReport, StoreError> {
         let plan = self.plan_gc(policy, disk, in_use)?;
+        self.record_gc(&plan)?;
         if !plan.removals.is_empty() {
             let ids: BTreeSet<String> = plan.removals.iter().map(|r| r.id.clone()).collect();
             self.update_images(|f| {
@@ -649,11 +649,17 @@ impl Store {
                 pinned: i.pinned,
             })
             .collect();
-        Ok(crate::gc::plan(
+        let history = if policy.order.per_layer() {
+            self.read_history()?
+        } else {
+            crate::gc::History::default()
+        };
+        Ok(crate::gc::plan_with_history(
             &candidates,
             &sizes,
             usage,
             policy,
+            &history,
             self.now(),
         ))
     }

@@ -24,36 +24,32 @@
 //! eviction manager's reaction to disk pressure). In-use images get `last_used = now` at each GC
 //! (the kubelet's detection). A pull that still does not fit fails and counts in `failed_pulls`.
 //! Policies are [`crate::gc`] plans: `kubelet` (whole-image accounting, LRU), `layer-aware`
-//! (unshared-layer accounting, LRU) and `size-aware` (unshared-layer accounting, most freeable
-//! bytes first).
+//! (unshared-layer accounting, LRU), `size-aware` (unshared-layer accounting, most freeable
+//! bytes first), `gdsf` (Greedy-Dual-Size-Frequency per layer) and `learned` (re-use
+//! probability from the node's own gaps between uses). The node keeps a [`gc::History`] as a
+//! live node does: a use per container start, a pull per miss, and each GC plan.
 
+pub mod compare;
 pub mod generate;
+pub mod recommend;
+pub mod recording;
 pub mod svg;
 pub mod trace;
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::gc::{self, Accounting, GcPolicy, Order};
+use crate::gc::{self, GcPolicy, History};
 pub use trace::{Event, Trace, TraceError};
 
-/// A named policy.
+/// A named policy ([`GcPolicy::named`]).
 pub fn policy(name: &str, base: &GcPolicy) -> Option<GcPolicy> {
-    let (accounting, order) = match name {
-        "kubelet" => (Accounting::Image, Order::Lru),
-        "layer-aware" => (Accounting::Layer, Order::Lru),
-        "size-aware" => (Accounting::Layer, Order::LargestFirst),
-        _ => return None,
-    };
-    Some(GcPolicy {
-        accounting,
-        order,
-        ..base.clone()
-    })
+    GcPolicy::named(name, base)
 }
 
-pub const POLICIES: [&str; 3] = ["kubelet", "layer-aware", "size-aware"];
+pub const POLICIES: [&str; 5] = gc::POLICY_NAMES;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -74,7 +70,17 @@ pub struct SimResult {
     pub peak_disk: u64,
     pub failed_pulls: u64,
     pub gc_runs: u64,
+    /// Wall time of the slowest GC run (planning and applying), microseconds.
+    pub gc_max_micros: u64,
+    /// Total GC wall time, microseconds.
+    pub gc_total_micros: u64,
+    /// Cumulative bytes pulled by trace time, sampled at most [`TIMELINE_POINTS`] times.
+    #[serde(skip)]
+    pub timeline: Vec<(u64, u64)>,
 }
+
+/// Points kept for the pulls-over-time plot.
+pub const TIMELINE_POINTS: usize = 200;
 
 impl SimResult {
     pub fn hit_rate(&self) -> f64 {
@@ -94,6 +100,7 @@ struct Node<'t> {
     layer_refs: HashMap<&'t str, usize>,
     used: u64,
     running: Vec<(u64, &'t str)>,
+    history: History,
     r: SimResult,
 }
 
@@ -106,6 +113,7 @@ impl<'t> Node<'t> {
     }
 
     fn gc(&mut self, now: u64, extra_need: u64) {
+        let started = Instant::now();
         self.r.gc_runs += 1;
         self.running.retain(|(end, _)| *end > now);
         let in_use: BTreeSet<&str> = self.running.iter().map(|(_, i)| *i).collect();
@@ -131,7 +139,7 @@ impl<'t> Node<'t> {
             .cfg
             .disk_bytes
             .saturating_sub(self.used + self.cfg.other_used + extra_need);
-        let plan = gc::plan(
+        let plan = gc::plan_with_history(
             &candidates,
             &self.trace.layer_sizes,
             gc::Usage {
@@ -139,8 +147,10 @@ impl<'t> Node<'t> {
                 available,
             },
             &self.cfg.policy,
+            &self.history,
             now,
         );
+        self.history.record_gc(&plan, now);
         for rm in plan.removals {
             let name: &'t str = self
                 .trace
@@ -159,6 +169,9 @@ impl<'t> Node<'t> {
             self.present.remove(name);
             self.r.evictions += 1;
         }
+        let micros = started.elapsed().as_micros() as u64;
+        self.r.gc_max_micros = self.r.gc_max_micros.max(micros);
+        self.r.gc_total_micros += micros;
     }
 
     fn missing_bytes(&self, image: &str) -> u64 {
@@ -179,6 +192,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy_name: &str) -> SimResult 
         layer_refs: HashMap::new(),
         used: 0,
         running: Vec::new(),
+        history: History::default(),
         r: SimResult {
             policy: policy_name.into(),
             disk_bytes: cfg.disk_bytes,
@@ -187,7 +201,13 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy_name: &str) -> SimResult 
     };
     let period = cfg.gc_period_secs.max(1);
     let mut next_gc = period;
+    let end = trace.events.last().map(|e| e.t).unwrap_or(0).max(1);
+    let mut next_sample = 0u64;
     for ev in &trace.events {
+        if ev.t >= next_sample {
+            node.r.timeline.push((ev.t, node.r.bytes_pulled));
+            next_sample = ev.t + end / TIMELINE_POINTS as u64 + 1;
+        }
         while next_gc <= ev.t {
             node.gc(next_gc, 0);
             next_gc += period;
@@ -207,6 +227,12 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy_name: &str) -> SimResult 
                 node.r.failed_pulls += 1;
                 continue;
             }
+            let fetched: Vec<&str> = node
+                .layers(image)
+                .into_iter()
+                .filter(|l| !node.layer_refs.contains_key(l))
+                .collect();
+            node.history.record_pull(image, fetched);
             node.r.bytes_pulled += need;
             for l in node.layers(image) {
                 let n = node.layer_refs.entry(l).or_insert(0);
@@ -227,9 +253,12 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy_name: &str) -> SimResult 
             .get_key_value(image)
             .map(|(k, _)| k.as_str())
             .expect("known image");
+        let layers = node.layers(key);
+        node.history.record_use(key, layers, ev.t);
         node.running.push((ev.t + ev.duration, key));
         node.r.peak_disk = node.r.peak_disk.max(node.used + cfg.other_used);
     }
+    node.r.timeline.push((end, node.r.bytes_pulled));
     node.r
 }
 
@@ -302,6 +331,15 @@ mod tests {
         // - layer-aware: A frees 10 (<20), B frees base+b1 60: used 30. A at 150 pulls 60: 160
         //   pulled; C hits.
         // - size-aware: C frees the most (30): used 70. A hits; C at 160 pulls 30: 130 pulled.
+        // The per-layer policies must get below 85 % (free 16) and stop there:
+        // - gdsf: layer values L + recent uses: base 2 (used by A and B), a1, b1, c1 1. Prices
+        //   per byte freed: {A} 10/10 = 1, {B} 1, {C} 1, {A,B} (base+a1+b1) 120/70. Ties go
+        //   LRU: A (frees a1, 10 < 16), then C (30): 40 freed. A re-pulls a1 (10), C re-pulls
+        //   30: 140 pulled, no hit.
+        // - learned: a one-shot image idle longer than the others' idle times looks unlikely
+        //   back (censored first-use prior): B and C score 0, A (the longest idle: no evidence)
+        //   0.5; with the per-miss overhead {B} and {C} price 0 and go (LRU: B frees b1, then
+        //   C): A hits, C re-pulls 30: 130 pulled.
         let trace = Trace::parse(HAND).unwrap();
         let base = GcPolicy {
             min_age_secs: 0,
@@ -326,6 +364,8 @@ mod tests {
                 ("kubelet", 110, 1, 1, 100),
                 ("layer-aware", 160, 1, 2, 100),
                 ("size-aware", 130, 1, 1, 100),
+                ("gdsf", 140, 0, 2, 100),
+                ("learned", 130, 1, 2, 100),
             ]
         );
         assert!(results

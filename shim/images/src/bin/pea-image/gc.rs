@@ -1,12 +1,15 @@
-//! `pea-image gc`: one image GC run with the kubelet's policy (layer-aware accounting unless
-//! `--accounting image`).
+//! `pea-image gc`: one image GC run with a named policy (`layer-aware` unless `--policy`).
 
-use pea_images::gc::{Accounting, GcPolicy, Order};
+use pea_images::gc::{GcPolicy, POLICY_NAMES};
 use pea_images::store::DiskSource;
 use pea_images::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// kubelet, layer-aware, size-aware, gdsf or learned (the last two read the store's use
+    /// history, `<root>/gc-history.json`).
+    #[arg(long, default_value = "layer-aware")]
+    pub policy: String,
     #[arg(long, default_value_t = 85)]
     pub high: u8,
     #[arg(long, default_value_t = 80)]
@@ -17,9 +20,6 @@ pub struct Args {
     /// Remove unused images not used for this many seconds.
     #[arg(long)]
     pub max_age: Option<u64>,
-    /// `layer` (count only unshared layers as freed) or `image` (the kubelet's count).
-    #[arg(long, default_value = "layer")]
-    pub accounting: String,
     /// Treat the store as living on a disk of this many bytes (instead of statvfs).
     #[arg(long)]
     pub capacity: Option<u64>,
@@ -32,18 +32,20 @@ pub struct Args {
 }
 
 pub fn run(store: &Store, args: &Args) -> anyhow::Result<()> {
-    let policy = GcPolicy {
+    let base = GcPolicy {
         high_threshold_percent: args.high,
         low_threshold_percent: args.low,
         min_age_secs: args.min_age,
         max_age_secs: args.max_age,
-        accounting: match args.accounting.as_str() {
-            "layer" => Accounting::Layer,
-            "image" => Accounting::Image,
-            other => anyhow::bail!("--accounting {other:?}: want layer or image"),
-        },
-        order: Order::Lru,
+        ..GcPolicy::default()
     };
+    let policy = GcPolicy::named(&args.policy, &base).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--policy {:?}: want one of {}",
+            args.policy,
+            POLICY_NAMES.join(", ")
+        )
+    })?;
     policy.validate()?;
     let disk = match args.capacity {
         Some(capacity) => DiskSource::Fixed {

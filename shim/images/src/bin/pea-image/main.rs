@@ -1,4 +1,4 @@
-//! pea-image: pull, list, inspect, remove, prune, gc and simulate — thin wiring around the
+//! pea-image: pull, list, inspect, remove, prune, gc, simulate and recommend — thin wiring around the
 //! pea-images library, one file per verb.
 
 mod gc;
@@ -6,6 +6,7 @@ mod inspect;
 mod list;
 mod prune;
 mod pull;
+mod recommend;
 mod remove;
 mod simulate;
 
@@ -21,7 +22,7 @@ use pea_images::{Client, ClientConfig, Store, StoreOptions};
 #[derive(Debug, Parser)]
 #[command(
     name = "pea-image",
-    about = "pea's image store: pull, list, inspect, remove, prune, gc, simulate"
+    about = "pea's image store: pull, list, inspect, remove, prune, gc, simulate, recommend"
 )]
 struct Cli {
     /// Store directory.
@@ -67,6 +68,7 @@ enum Verb {
     Prune(prune::Args),
     Gc(gc::Args),
     Simulate(simulate::Args),
+    Recommend(recommend::Args),
 }
 
 fn open(cli: &Cli) -> anyhow::Result<Store> {
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.verb {
         Verb::Simulate(a) => simulate::run(a),
+        Verb::Recommend(a) => recommend::run(a),
         verb => open(&cli).and_then(|store| match verb {
             Verb::Pull(a) => pull::run(&store, a),
             Verb::List(a) => list::run(&store, a),
@@ -125,7 +128,7 @@ fn main() -> ExitCode {
             Verb::Remove(a) => remove::run(&store, a),
             Verb::Prune(a) => prune::run(&store, a),
             Verb::Gc(a) => gc::run(&store, a),
-            Verb::Simulate(_) => unreachable!("handled above"),
+            Verb::Simulate(_) | Verb::Recommend(_) => unreachable!("handled above"),
         }),
     };
     match result {

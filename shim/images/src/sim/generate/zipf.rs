@@ -1,13 +1,13 @@
-//! Synthetic traces: image popularity follows a Zipf law; images share layers the way real
-//! fleets do — a few OS bases, runtime layers on top of them (both Zipf-popular), and small
-//! app layers of their own. Sizes are log-uniform within realistic ranges. Deterministic for a
-//! seed.
+//! Zipf traces: image popularity follows a Zipf law; images share layers the way real fleets
+//! do — a few OS bases, runtime layers on top of them (both Zipf-popular), and small app
+//! layers of their own. Sizes are log-uniform within realistic ranges.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::trace::{Event, Trace};
+use super::{Rng, Zipf, MIB};
+use crate::sim::trace::{Event, Trace};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,60 +35,6 @@ impl Default for GenSpec {
             mean_duration_secs: 900.0,
             seed: 1,
         }
-    }
-}
-
-const MIB: f64 = 1048576.0;
-
-/// splitmix64: small, fast, good enough for workloads.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> u64 {
-        (lo.ln() + self.unit() * (hi.ln() - lo.ln())).exp() as u64
-    }
-    fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.unit()).ln()
-    }
-}
-
-/// Samples ranks 0..n with P(k) ∝ 1/(k+1)^s.
-#[derive(Debug, Clone)]
-pub struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    pub fn new(n: usize, s: f64) -> Self {
-        let mut cdf = Vec::with_capacity(n);
-        let mut acc = 0.0;
-        for k in 0..n {
-            acc += 1.0 / ((k + 1) as f64).powf(s);
-            cdf.push(acc);
-        }
-        for c in &mut cdf {
-            *c /= acc;
-        }
-        Self { cdf }
-    }
-
-    fn sample(&self, rng: &mut Rng) -> usize {
-        let u = rng.unit();
-        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
     }
 }
 

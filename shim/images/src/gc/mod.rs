@@ -8,8 +8,20 @@
 //! counts only the layers no remaining image shares — what removal really frees — so GC does
 //! not stop early after removing images whose layers stay on disk. The planner is pure (no
 //! I/O, time passed in) so the store, the tests and the simulator share it.
+//!
+//! Beyond the kubelet's order, two policies decide per layer ([`layered`]) and read the node's
+//! [`History`]: [`Order::Gdsf`] (Greedy-Dual-Size-Frequency over layers) and
+//! [`Order::Learned`] (re-use probability from the gaps between uses, [`learned`]). Callers
+//! keep the history: [`History::record_pull`] and [`History::record_use`] as images are pulled
+//! and containers start, [`History::record_gc`] with each plan.
+
+pub mod history;
+mod layered;
+pub mod learned;
 
 use std::collections::{BTreeSet, HashMap};
+
+pub use history::History;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +43,17 @@ pub enum Order {
     Lru,
     /// Most freeable bytes first, ties by LRU.
     LargestFirst,
+    /// Per layer, lowest Greedy-Dual-Size-Frequency priority first ([`layered`]).
+    Gdsf,
+    /// Per layer, least likely to be used again within the horizon first ([`learned`]).
+    Learned,
+}
+
+impl Order {
+    /// Whether this order decides per layer (and so needs layer accounting and a history).
+    pub fn per_layer(self) -> bool {
+        matches!(self, Order::Gdsf | Order::Learned)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,10 +81,15 @@ impl Default for GcPolicy {
     }
 }
 
+/// The names [`GcPolicy::named`] knows.
+pub const POLICY_NAMES: [&str; 5] = ["kubelet", "layer-aware", "size-aware", "gdsf", "learned"];
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
     #[error("invalid GC policy: low threshold {low}% must be below high threshold {high}% and both at most 100")]
     Thresholds { low: u8, high: u8 },
+    #[error("invalid GC policy: order {0:?} decides per layer and needs layer accounting")]
+    PerLayerNeedsLayerAccounting(Order),
 }
 
 impl GcPolicy {
@@ -73,6 +101,25 @@ impl GcPolicy {
         }
     }
 
+    /// A policy by name, with `base`'s thresholds and ages: `kubelet` (whole-image accounting,
+    /// LRU), `layer-aware` (layer accounting, LRU), `size-aware` (layer accounting, most
+    /// freeable first), `gdsf` and `learned` (per layer, from the history).
+    pub fn named(name: &str, base: &GcPolicy) -> Option<GcPolicy> {
+        let (accounting, order) = match name {
+            "kubelet" => (Accounting::Image, Order::Lru),
+            "layer-aware" => (Accounting::Layer, Order::Lru),
+            "size-aware" => (Accounting::Layer, Order::LargestFirst),
+            "gdsf" => (Accounting::Layer, Order::Gdsf),
+            "learned" => (Accounting::Layer, Order::Learned),
+            _ => return None,
+        };
+        Some(GcPolicy {
+            accounting,
+            order,
+            ..base.clone()
+        })
+    }
+
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.high_threshold_percent > 100
             || self.low_threshold_percent >= self.high_threshold_percent
@@ -81,6 +128,9 @@ impl GcPolicy {
                 low: self.low_threshold_percent,
                 high: self.high_threshold_percent,
             });
+        }
+        if self.order.per_layer() && self.accounting != Accounting::Layer {
+            return Err(PolicyError::PerLayerNeedsLayerAccounting(self.order));
         }
         Ok(())
     }
@@ -112,7 +162,7 @@ pub enum Reason {
     DiskPressure,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Removal {
     pub id: String,
     pub reason: Reason,
@@ -120,9 +170,12 @@ pub struct Removal {
     pub counted_bytes: u64,
     /// What removing it really frees.
     pub freed_bytes: u64,
+    /// GDSF: the priority of the layer whose removal took this image (the new inflation value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gdsf_priority: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     pub removals: Vec<Removal>,
     /// Usage percent before GC.
@@ -173,12 +226,27 @@ impl<'a> State<'a> {
     }
 }
 
-/// Plans one GC run at time `now` (seconds).
+/// Plans one GC run at time `now` (seconds) without history (the kubelet's orders need none).
 pub fn plan(
     images: &[Candidate],
     layer_sizes: &HashMap<String, u64>,
     usage: Usage,
     policy: &GcPolicy,
+    now: u64,
+) -> Plan {
+    plan_with_history(images, layer_sizes, usage, policy, &History::default(), now)
+}
+
+/// Plans one GC run at time `now` (seconds); the per-layer orders score images from `history`.
+///
+/// Cost: O(I log I + R) for the kubelet's LRU (I images, R image→layer references),
+/// O(I·R) for largest-first, O((I + R) log R) plus scoring for the per-layer orders.
+pub fn plan_with_history(
+    images: &[Candidate],
+    layer_sizes: &HashMap<String, u64>,
+    usage: Usage,
+    policy: &GcPolicy,
+    history: &History,
     now: u64,
 ) -> Plan {
     let mut st = State {
@@ -212,6 +280,7 @@ pub fn plan(
                     reason: Reason::MaxAge,
                     counted_bytes: counted,
                     freed_bytes: freed,
+                    gdsf_priority: None,
                 });
             }
         }
@@ -229,6 +298,34 @@ pub fn plan(
     out.bytes_to_free = bytes_to_free;
     let eligible =
         |c: &Candidate| !protected(c) && now.saturating_sub(c.first_seen) >= policy.min_age_secs;
+    if policy.order.per_layer() {
+        // Strictly below the high threshold: usage_percent rounds available down.
+        let high_available =
+            (capacity as u128 * (100 - policy.high_threshold_percent as u128) / 100) as u64 + 1;
+        let need = layered::Need {
+            must: high_available.saturating_sub(available).min(bytes_to_free),
+            may: bytes_to_free,
+        };
+        let removals = layered::free(
+            images,
+            layer_sizes,
+            &mut st.refs,
+            &mut removed,
+            &eligible,
+            policy.order,
+            history,
+            need,
+            now,
+        );
+        let freed: u64 = removals.iter().map(|r| r.freed_bytes).sum();
+        out.freed_bytes += freed;
+        out.removals.extend(removals);
+        // Past the high threshold the per-layer orders stop on purpose (see `layered`).
+        if freed < need.must {
+            out.shortfall = Some(need.must - freed);
+        }
+        return out;
+    }
     let mut counted_total = 0u64;
     loop {
         if counted_total >= bytes_to_free {
@@ -246,6 +343,7 @@ pub fn plan(
                 // max_by_key keeps the last maximum; iterate reversed so ties go to the LRU.
                 .rev()
                 .max_by_key(|&i| st.freeable(&images[i])),
+            Order::Gdsf | Order::Learned => unreachable!("per-layer orders returned above"),
         };
         let Some(i) = next else { break };
         let c = &images[i];
@@ -262,6 +360,7 @@ pub fn plan(
             reason: Reason::DiskPressure,
             counted_bytes: counted,
             freed_bytes: freed,
+            gdsf_priority: None,
         });
     }
     if counted_total < bytes_to_free {

@@ -1,0 +1,312 @@
+//! Disk-pressure removal decided per layer, for [`super::Order::Gdsf`] and
+//! [`super::Order::Learned`].
+//!
+//! Removing images frees only the layers no kept image holds, so the unit of removal is a
+//! layer's holder set: taking layer `l` removes every image holding it and frees `l` plus every
+//! other layer all of whose holders are among them. A unit may go only when all its images may
+//! (not in use, not pinned, known for at least the minimum age). Each unit is priced as what
+//! it costs per byte freed:
+//!
+//! ```text
+//! price(unit) = ( Σ over freed layers  value(layer) × bytes(layer)
+//!               + Σ over removed images value(image) × PULL_OVERHEAD_BYTES ) / bytes freed
+//! ```
+//!
+//! and the cheapest unit goes first, repriced as images go (a heap with lazy re-insertion).
+//! The image term (learned policy only) stands for what a miss costs beyond its bytes (the
+//! manifest and config round trips, a registry request per layer, the start delay), so images
+//! whose layers stay cached are not removed for nothing.
+//!
+//! Values:
+//! - GDSF (Greedy-Dual-Size-Frequency, Cherkasova 1998) with cost = bytes to re-pull, so that
+//!   `C/S` is 1 and value is `L(at last use) + uses since pull` — for a layer, counting the
+//!   uses of every image that held it, removed ones included (its [`History`] entry). `L`
+//!   rises to the price of what disk pressure removed, which ages out what was popular once.
+//! - Learned: the probability of a use within the horizon ([`learned`]), from the entry's own
+//!   gaps between uses and the node's.
+//!
+//! Disk pressure must free enough to get below the high threshold; beyond that, down to the
+//! low threshold, only units worth little go (learned: price under [`OPTIONAL_MAX_PRICE`]; GDSF:
+//! price under `L + 1`, i.e. aged out) — freeing more only to have to re-pull it does not pay.
+//!
+//! Cost of a run, for I images, R image→layer references and h the largest number of images
+//! sharing a layer: O(R) to index, each pricing O(R_u · h) for the R_u references of the
+//! unit's images, and after each removal the units of images sharing a layer with it are
+//! repriced — O(I · R · h · log R) in the worst case, far less on real nodes (measured in the
+//! simulator: milliseconds for hundreds of images).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use super::history::{History, Stats};
+use super::{learned, Candidate, Order, Reason, Removal};
+
+/// What a miss costs beyond its bytes, in bytes.
+pub const PULL_OVERHEAD_BYTES: f64 = 4.0 * 1048576.0;
+/// The learned policy frees past the high threshold only units priced below this (expected
+/// bytes re-pulled per byte freed).
+pub const OPTIONAL_MAX_PRICE: f64 = 0.05;
+
+#[derive(Debug, PartialEq)]
+struct Entry {
+    price: f64,
+    last_used: u64,
+    layer: usize,
+    version: u32,
+}
+
+impl Eq for Entry {}
+
+impl Ord for Entry {
+    /// Reversed: the heap's top is the lowest price, then the least recently used, then the
+    /// lowest layer index (deterministic).
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.price
+            .total_cmp(&self.price)
+            .then(o.last_used.cmp(&self.last_used))
+            .then(o.layer.cmp(&self.layer))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// GDSF's `L(at last use) + frequency`, where frequency counts the uses since the last pull
+/// that fall within the last `window` seconds: LFU's memory of an image that was popular once
+/// (an old release tag) would otherwise keep it for as long as `L` takes to climb past its
+/// whole count.
+fn gdsf_value(s: Option<&Stats>, window: f64, now: u64) -> f64 {
+    let Some(s) = s else { return 1.0 };
+    let mut span = now.saturating_sub(s.last_use);
+    let mut recent = 0u64;
+    if span as f64 <= window && s.uses_since_pull > 0 {
+        recent = 1;
+        for &g in s.gaps.iter().rev() {
+            span += g;
+            if span as f64 > window || recent >= s.uses_since_pull {
+                break;
+            }
+            recent += 1;
+        }
+    }
+    s.inflation_at_use + recent as f64
+}
+
+/// How much disk pressure asks of [`free`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Need {
+    /// To get below the high threshold.
+    pub must: u64,
+    /// To get down to the low threshold.
+    pub may: u64,
+}
+
+/// The layer index of the images still present.
+struct Index<'a> {
+    ids: Vec<&'a str>,
+    holders: Vec<Vec<usize>>,
+    image_layers: Vec<Vec<usize>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(images: &'a [Candidate], removed: &[bool]) -> Self {
+        let mut ids: Vec<&str> = Vec::new();
+        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        let mut holders: Vec<Vec<usize>> = Vec::new();
+        let mut image_layers = vec![Vec::new(); images.len()];
+        for (i, c) in images.iter().enumerate() {
+            if removed[i] {
+                continue;
+            }
+            for l in &c.layers {
+                let li = *by_id.entry(l.as_str()).or_insert_with(|| {
+                    ids.push(l.as_str());
+                    holders.push(Vec::new());
+                    ids.len() - 1
+                });
+                if !image_layers[i].contains(&li) {
+                    image_layers[i].push(li);
+                    holders[li].push(i);
+                }
+            }
+        }
+        Self {
+            ids,
+            holders,
+            image_layers,
+        }
+    }
+}
+
+/// Removes images (marking `removed`, updating `refs`) under disk pressure; returns the
+/// removals in order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn free(
+    images: &[Candidate],
+    sizes: &HashMap<String, u64>,
+    refs: &mut HashMap<&str, usize>,
+    removed: &mut [bool],
+    eligible: &dyn Fn(&Candidate) -> bool,
+    order: Order,
+    history: &History,
+    need: Need,
+    now: u64,
+) -> Vec<Removal> {
+    let ix = Index::new(images, removed);
+    let size = |li: usize| sizes.get(ix.ids[li]).copied().unwrap_or(0);
+    // Values: per byte for layers, per miss for images.
+    let (layer_value, image_value): (Vec<f64>, Vec<f64>) = match order {
+        Order::Learned => {
+            let m = learned::Model::new(history, now);
+            let lv = (0..ix.ids.len())
+                .map(|li| {
+                    let last = ix.holders[li]
+                        .iter()
+                        .map(|&i| images[i].last_used)
+                        .max()
+                        .unwrap_or(0);
+                    m.layers.reuse_probability(ix.ids[li], last)
+                })
+                .collect();
+            let iv = images
+                .iter()
+                .map(|c| m.images.reuse_probability(&c.id, c.last_used))
+                .collect();
+            (lv, iv)
+        }
+        _ => {
+            let window = history.horizon_secs();
+            (
+                ix.ids
+                    .iter()
+                    .map(|id| gdsf_value(history.layers.get(*id), window, now))
+                    .collect(),
+                images
+                    .iter()
+                    .map(|c| gdsf_value(history.images.get(&c.id), window, now))
+                    .collect(),
+            )
+        }
+    };
+    let optional_max = match order {
+        Order::Learned => OPTIONAL_MAX_PRICE,
+        _ => history.inflation + 1.0,
+    };
+    let blocked: Vec<bool> = ix
+        .holders
+        .iter()
+        .map(|hs| hs.iter().any(|&i| !eligible(&images[i])))
+        .collect();
+    // Present holders per layer, shrinking as images go.
+    let mut live: Vec<Vec<usize>> = ix.holders.clone();
+    let mut mark = vec![false; images.len()];
+    // GDSF's cost is the bytes alone (as the issue defines it; measured: the miss overhead
+    // made it pull more); the learned policy adds the miss overhead.
+    let ov = if order == Order::Learned {
+        PULL_OVERHEAD_BYTES
+    } else {
+        0.0
+    };
+    let mut price = |li: usize, live: &[Vec<usize>]| -> (f64, u64) {
+        let victims = &live[li];
+        for &i in victims {
+            mark[i] = true;
+        }
+        let mut cost = 0.0;
+        let mut freed = 0u64;
+        let mut last_used = 0;
+        let mut seen: Vec<usize> = Vec::new();
+        for &i in victims {
+            cost += image_value[i] * ov;
+            last_used = last_used.max(images[i].last_used);
+            for &m in &ix.image_layers[i] {
+                if seen.contains(&m) {
+                    continue;
+                }
+                seen.push(m);
+                if live[m].iter().all(|&h| mark[h]) {
+                    let s = size(m);
+                    freed += s;
+                    cost += layer_value[m] * s as f64;
+                }
+            }
+        }
+        for &i in victims {
+            mark[i] = false;
+        }
+        (cost / freed.max(1) as f64, last_used)
+    };
+    let mut version = vec![0u32; ix.ids.len()];
+    let mut heap = BinaryHeap::new();
+    for (li, _) in blocked.iter().enumerate().filter(|(_, b)| !**b) {
+        let (p, last_used) = price(li, &live);
+        heap.push(Entry {
+            price: p,
+            last_used,
+            layer: li,
+            version: 0,
+        });
+    }
+    let mut out = Vec::new();
+    let mut freed_total = 0u64;
+    while freed_total < need.may {
+        let Some(top) = heap.pop() else { break };
+        if top.version != version[top.layer] || live[top.layer].is_empty() {
+            continue;
+        }
+        if freed_total >= need.must && top.price >= optional_max {
+            break;
+        }
+        let victims = std::mem::take(&mut live[top.layer]);
+        let mut touched: Vec<usize> = Vec::new();
+        for &i in &victims {
+            removed[i] = true;
+            let mut freed = 0;
+            for &li in &ix.image_layers[i] {
+                live[li].retain(|&h| h != i);
+                let n = refs.get_mut(ix.ids[li]).expect("counted layer");
+                *n -= 1;
+                if *n == 0 {
+                    freed += size(li);
+                }
+                touched.push(li);
+            }
+            freed_total += freed;
+            out.push(Removal {
+                id: images[i].id.clone(),
+                reason: Reason::DiskPressure,
+                counted_bytes: freed,
+                freed_bytes: freed,
+                gdsf_priority: (order == Order::Gdsf).then_some(top.price),
+            });
+        }
+        // Reprice every unit whose images share a layer that lost a holder.
+        let mut affected: Vec<usize> = Vec::new();
+        touched.sort_unstable();
+        touched.dedup();
+        for &m in &touched {
+            for &h in &live[m] {
+                affected.extend_from_slice(&ix.image_layers[h]);
+            }
+        }
+        affected.sort_unstable();
+        affected.dedup();
+        for li in affected {
+            if blocked[li] || live[li].is_empty() {
+                continue;
+            }
+            version[li] += 1;
+            let (p, last_used) = price(li, &live);
+            heap.push(Entry {
+                price: p,
+                last_used,
+                layer: li,
+                version: version[li],
+            });
+        }
+    }
+    out
+}

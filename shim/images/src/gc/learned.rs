@@ -1,0 +1,193 @@
+//! The learned policy's estimate: how likely is an image or a layer, idle for `a` seconds, to
+//! be used again within the horizon `T` (see [`History::horizon_secs`])?
+//!
+//! Images and layers are estimated alike, each against its own kind. From the entry's own gaps
+//! between uses: of the gaps longer than `a`, the share that ended
+//! by `a + T` — the empirical hazard. Images with little history borrow from the node: a prior
+//! from every remembered image's gaps, with images still idle counted as censored (they have
+//! waited at least their idle time — so one-shot CI images teach the node that a first use is
+//! often the last). Two priors: after a first use (first gaps; images used once are censored)
+//! and after later uses. The blend is `(events + m·prior) / (at risk + m)` with `m` =
+//! [`PRIOR_WEIGHT`] pseudo-observations.
+
+use std::collections::HashMap;
+
+use super::history::{History, Stats};
+
+/// Pseudo-observations the node-wide prior counts for in each image's estimate.
+pub const PRIOR_WEIGHT: f64 = 2.0;
+/// Prior before the node has seen any gap: a coin flip.
+const BLANK_PRIOR: f64 = 0.5;
+
+/// Completed gaps and censored idle times, sorted, for counting with binary search.
+#[derive(Debug, Default)]
+struct Pool {
+    complete: Vec<f64>,
+    censored: Vec<f64>,
+}
+
+impl Pool {
+    fn sort(&mut self) {
+        self.complete.sort_by(f64::total_cmp);
+        self.censored.sort_by(f64::total_cmp);
+    }
+
+    /// P(gap ≤ a + T | gap > a); censored times inside the window count half at risk.
+    fn hazard(&self, a: f64, t: f64) -> f64 {
+        let above = |v: &[f64], x: f64| v.len() - v.partition_point(|&g| g <= x);
+        let events = (above(&self.complete, a) - above(&self.complete, a + t)) as f64;
+        let risk_complete = above(&self.complete, a) as f64;
+        let cens_after = above(&self.censored, a + t) as f64;
+        let cens_inside = (above(&self.censored, a) as f64) - cens_after;
+        let risk = risk_complete + cens_after + 0.5 * cens_inside;
+        if risk <= 0.0 {
+            BLANK_PRIOR
+        } else {
+            events / risk
+        }
+    }
+}
+
+/// The node's history prepared for one GC run.
+#[derive(Debug)]
+pub struct Model<'h> {
+    pub images: Estimator<'h>,
+    pub layers: Estimator<'h>,
+}
+
+impl<'h> Model<'h> {
+    /// O(G log G) for G remembered gaps.
+    pub fn new(history: &'h History, now: u64) -> Self {
+        let horizon = history.horizon_secs();
+        Self {
+            images: Estimator::new(&history.images, now, horizon),
+            layers: Estimator::new(&history.layers, now, horizon),
+        }
+    }
+}
+
+/// Estimates for one kind of entry (images or layers).
+#[derive(Debug)]
+pub struct Estimator<'h> {
+    stats: &'h HashMap<String, Stats>,
+    now: u64,
+    horizon: f64,
+    after_first: Pool,
+    after_later: Pool,
+}
+
+impl<'h> Estimator<'h> {
+    fn new(stats: &'h HashMap<String, Stats>, now: u64, horizon: f64) -> Self {
+        let mut after_first = Pool::default();
+        let mut after_later = Pool::default();
+        for s in stats.values() {
+            let idle = now.saturating_sub(s.last_use) as f64;
+            if let Some(g) = s.first_gap {
+                after_first.complete.push(g as f64);
+            }
+            // The deque's first gap is the first gap while fewer than GAPS_KEPT were kept.
+            let skip = usize::from(s.gaps.len() as u64 + 1 == s.uses);
+            after_later
+                .complete
+                .extend(s.gaps.iter().skip(skip).map(|&g| g as f64));
+            match s.uses {
+                0 => {}
+                1 => after_first.censored.push(idle),
+                _ => after_later.censored.push(idle),
+            }
+        }
+        after_first.sort();
+        after_later.sort();
+        Self {
+            stats,
+            now,
+            horizon,
+            after_first,
+            after_later,
+        }
+    }
+
+    pub fn horizon_secs(&self) -> f64 {
+        self.horizon
+    }
+
+    /// The probability that `key` is used again within the horizon; `last_used` is the
+    /// caller's record (the history's may be older when containers ran through GC runs).
+    pub fn reuse_probability(&self, key: &str, last_used: u64) -> f64 {
+        let stats = self.stats.get(key);
+        let last = stats.map(|s| s.last_use).unwrap_or(0).max(last_used);
+        let a = self.now.saturating_sub(last) as f64;
+        let t = self.horizon;
+        let uses = stats.map(|s| s.uses).unwrap_or(0);
+        let prior = if uses <= 1 {
+            self.after_first.hazard(a, t)
+        } else {
+            self.after_later.hazard(a, t)
+        };
+        let (events, risk) = stats.map(|s| own_counts(s, a, t)).unwrap_or((0.0, 0.0));
+        (events + PRIOR_WEIGHT * prior) / (risk + PRIOR_WEIGHT)
+    }
+}
+
+fn own_counts(s: &Stats, a: f64, t: f64) -> (f64, f64) {
+    let mut events = 0.0;
+    let mut risk = 0.0;
+    for &g in &s.gaps {
+        let g = g as f64;
+        if g > a {
+            risk += 1.0;
+            if g <= a + t {
+                events += 1.0;
+            }
+        }
+    }
+    (events, risk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regular_image_is_likely_back_and_a_one_shot_image_is_not() {
+        let mut h = History::default();
+        // "svc" is used every 100 s; 50 one-shot images were used once, long ago.
+        for k in 0..20 {
+            h.record_use("svc", ["svc-l"], k * 100);
+        }
+        for i in 0..50 {
+            let name = format!("ci-{i}");
+            h.record_use(&name, [name.as_str()], i);
+        }
+        h.record_use("new-ci", ["new-ci"], 1950);
+        let m = Model::new(&h, 2000);
+        assert_eq!(m.images.horizon_secs(), 3600.0);
+        // svc, idle 100 s: none of its own gaps (all 100 s) is above 100, and neither is any
+        // gap in the later-use prior, so the blank prior (0.5) decides.
+        let svc = m.images.reuse_probability("svc", 0);
+        assert_eq!(svc, 0.5);
+        // new-ci, idle 50 s: the first-use prior has svc's first gap (100 s, back within the
+        // hour) and 50 one-shot images idle ~2000 s (censored inside the window, half at risk
+        // each): 1 / 26, blended with no own gaps.
+        let ci = m.images.reuse_probability("new-ci", 0);
+        assert!((ci - 1.0 / 26.0).abs() < 1e-9, "{ci}");
+        h.record_use("svc", ["svc-l"], 2050);
+        let m = Model::new(&h, 2060);
+        // Now idle 10 s with 20 gaps above 10 s, all within the hour: 20 / 20, prior 1.
+        assert_eq!(m.images.reuse_probability("svc", 0), 1.0);
+        assert!(m.images.reuse_probability("new-ci", 0) < 0.01);
+        // Layers are estimated from their own uses.
+        assert_eq!(m.layers.reuse_probability("svc-l", 0), 1.0);
+    }
+
+    #[test]
+    fn hazard_counts_the_window_and_censoring() {
+        let p = Pool {
+            complete: vec![10.0, 20.0, 30.0, 1000.0],
+            censored: vec![5.0, 5000.0],
+        };
+        // a = 15, t = 20: complete above 15: 20, 30, 1000 (3 at risk), events 20, 30 (2);
+        // censored above 35: 5000 (1 at risk). 2 / 4.
+        assert_eq!(p.hazard(15.0, 20.0), 0.5);
+    }
+}
