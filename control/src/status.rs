@@ -3,6 +3,19 @@
 use pea_control_store::StoreError;
 use serde_json::{json, Value};
 
+/// A kubelet's error answer, worded as kube-apiserver words it.
+#[derive(Debug)]
+pub struct BackendFailure {
+    pub code: u16,
+    pub reason: &'static str,
+    /// kube's message for the code.
+    pub message: String,
+    /// The kubelet's own text.
+    pub server_message: String,
+    pub resource: String,
+    pub name: String,
+}
+
 /// Every way a request can fail. Each variant names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -73,15 +86,8 @@ pub enum ApiError {
     Internal(String),
     /// A kubelet answered a relayed request with an error (kube's GenericHttpResponseChecker):
     /// `message` is already in kube's words, `server_message` the kubelet's own text.
-    #[error("{message}")]
-    Backend {
-        code: u16,
-        reason: &'static str,
-        message: String,
-        server_message: String,
-        resource: String,
-        name: String,
-    },
+    #[error("{}", .0.message)]
+    Backend(Box<BackendFailure>),
     /// The kubelet could not be reached (connect, TLS, or the request itself failed).
     #[error("error dialing backend: {0}")]
     BackendUnreachable(String),
@@ -104,7 +110,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => 413,
             ApiError::Internal(_) => 500,
             ApiError::TooLargeResourceVersion { .. } => 504,
-            ApiError::Backend { code, .. } => *code,
+            ApiError::Backend(b) => b.code,
             ApiError::BackendUnreachable(_) => 500,
         }
     }
@@ -126,7 +132,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::Internal(_) => "InternalError",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
-            ApiError::Backend { reason, .. } => reason,
+            ApiError::Backend(b) => b.reason,
             ApiError::BackendUnreachable(_) => "InternalError",
         }
     }
@@ -172,13 +178,8 @@ impl ApiError {
             ApiError::Forbidden {
                 group, resource, ..
             } => json!({"group": group, "kind": resource}),
-            ApiError::Backend {
-                resource,
-                name,
-                server_message,
-                ..
-            } => json!({"name": name, "group": "", "kind": resource,
-                "causes": [{"message": server_message}]}),
+            ApiError::Backend(b) => json!({"name": b.name, "group": "", "kind": b.resource,
+                "causes": [{"message": b.server_message}]}),
             _ => Value::Null,
         };
         let mut status = json!({
@@ -215,14 +216,14 @@ impl ApiError {
             c if c >= 500 => ("InternalError", format!("an error on the server ({body:?}) has prevented the request from succeeding")),
             c => ("", format!("the server responded with the status code {c} but did not return more information")),
         };
-        ApiError::Backend {
+        ApiError::Backend(Box::new(BackendFailure {
             code,
             reason,
             message: format!("{message} ( {resource} {name})"),
             server_message: body,
             resource: resource.into(),
             name: name.into(),
-        }
+        }))
     }
 
     /// Maps a store error for an object of `resource`.
