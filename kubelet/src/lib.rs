@@ -18,6 +18,7 @@ pub mod podconfig;
 pub mod pods;
 pub mod probes;
 pub mod quantity;
+pub mod server;
 pub mod volumes;
 
 /// The Kubernetes version whose kubelet behaviour pea-kubelet follows (what nodeInfo reports).
