@@ -310,3 +310,169 @@ pub(super) fn free(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{plan, plan_with_history, GcPolicy, History, Usage};
+    use super::*;
+
+    fn img(id: &str, layers: &[&str], last_used: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            layers: layers.iter().map(|s| s.to_string()).collect(),
+            first_seen: 0,
+            last_used,
+            in_use: false,
+            pinned: false,
+        }
+    }
+
+    fn named(name: &str) -> GcPolicy {
+        GcPolicy::named(
+            name,
+            &GcPolicy {
+                min_age_secs: 0,
+                ..GcPolicy::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn ids(p: &super::super::Plan) -> Vec<&str> {
+        p.removals.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    #[test]
+    fn gdsf_prices_layers_by_the_uses_of_every_image_that_held_them() {
+        // X and Y share a 40-byte base; x1, y1, z1 are 10 each; 30 bytes are other data: the
+        // disk is full (100 %), must get below 85 % (free 16) and may go to 80 % (free 20).
+        let images = [
+            img("X", &["base", "x1"], 30),
+            img("Y", &["base", "y1"], 40),
+            img("Z", &["z1"], 50),
+        ];
+        let sizes: HashMap<String, u64> = [("base", 40), ("x1", 10), ("y1", 10), ("z1", 10)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut h = History::default();
+        for t in [10, 20, 30] {
+            h.record_use("X", ["base", "x1"], t);
+        }
+        h.record_use("Y", ["base", "y1"], 40);
+        h.record_use("Z", ["z1"], 50);
+        let usage = Usage {
+            capacity: 100,
+            available: 0,
+        };
+        // Values (L = 0, uses within the window): base 4, x1 3, y1 1, z1 1. Prices per byte
+        // freed: {X} 3, {Y} 1, {Z} 1, {X,Y} (base+x1+y1) 200/60. Y goes first (LRU among the
+        // 1s), leaving {X} at (160+30)/50; then Z: 20 freed, the low threshold reached.
+        let p = plan_with_history(&images, &sizes, usage, &named("gdsf"), &h, 100);
+        assert_eq!(ids(&p), ["Y", "Z"]);
+        assert_eq!(p.freed_bytes, 20);
+        assert_eq!(p.removals[0].gdsf_priority, Some(1.0));
+        assert_eq!(p.shortfall, None);
+        // The kubelet takes X (least recently used), credits it 50 and stops: 10 really freed.
+        let k = plan(&images, &sizes, usage, &named("kubelet"), 100);
+        assert_eq!(ids(&k), ["X"]);
+        assert_eq!(k.freed_bytes, 10);
+        // The run raises L to the price of what went.
+        h.record_gc(&p, 100);
+        assert_eq!(h.inflation, 1.0);
+    }
+
+    #[test]
+    fn learned_keeps_the_image_that_comes_back_and_drops_the_one_shot() {
+        // R is used every 150 s (last at 900); O once, at 950; S runs now. Five one-shot
+        // images (gone) taught the node that first uses are seldom followed by a second.
+        let images = [
+            img("R", &["r1"], 900),
+            img("O", &["o1"], 950),
+            Candidate {
+                in_use: true,
+                ..img("S", &["s1"], 960)
+            },
+        ];
+        let sizes: HashMap<String, u64> = [("r1", 20), ("o1", 20), ("s1", 20)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut h = History::default();
+        for t in (0..=900).step_by(150) {
+            h.record_use("R", ["r1"], t);
+        }
+        for (i, t) in [100, 200, 300, 400, 500].into_iter().enumerate() {
+            let name = format!("once-{i}");
+            h.record_use(&name, [name.as_str()], t);
+        }
+        h.record_use("O", ["o1"], 950);
+        h.record_use("S", ["s1"], 960);
+        let m = learned::Model::new(&h, 1000);
+        // R, idle 100: all 6 own gaps (150) end within the hour: (6 + 2·1) / (6 + 2) = 1.
+        assert_eq!(m.images.reuse_probability("R", 0), 1.0);
+        // O, idle 50: first-use prior: R's first gap came back (1 event), the five one-shot
+        // images are censored inside the window (half at risk each): 1 / 3.5.
+        let o = m.images.reuse_probability("O", 0);
+        assert!((o - 1.0 / 3.5).abs() < 1e-9, "{o}");
+        // 90 % used (30 bytes other data): free 10 to reach 80 %.
+        let usage = Usage {
+            capacity: 100,
+            available: 10,
+        };
+        let p = plan_with_history(&images, &sizes, usage, &named("learned"), &h, 1000);
+        assert_eq!(ids(&p), ["O"]);
+        let k = plan(&images, &sizes, usage, &named("kubelet"), 1000);
+        assert_eq!(ids(&k), ["R"]);
+    }
+
+    #[test]
+    fn past_the_high_threshold_only_cheap_units_go_and_protected_holders_block_a_layer() {
+        const MIB: u64 = 1 << 20;
+        // 90 % of 100 MiB used: must free 6 MiB (below 85 %), may free 10 (to 80 %). A (5 MiB)
+        // and D were used once long ago; B (5 MiB) every 10 s; pinned C shares D's 50 MiB
+        // layer, so removing D frees only its own 3 MiB.
+        let mut c = img("C", &["shared"], 0);
+        c.pinned = true;
+        let images = [
+            img("A", &["a"], 10),
+            img("B", &["b"], 990),
+            c,
+            img("D", &["shared", "d"], 5),
+        ];
+        let sizes: HashMap<String, u64> = [
+            ("a", 5 * MIB),
+            ("b", 5 * MIB),
+            ("shared", 50 * MIB),
+            ("d", 3 * MIB),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut h = History::default();
+        h.record_use("D", ["shared", "d"], 5);
+        h.record_use("A", ["a"], 10);
+        for t in (900..=990).step_by(10) {
+            h.record_use("B", ["b"], t);
+        }
+        let usage = Usage {
+            capacity: 100 * MIB,
+            available: 10 * MIB,
+        };
+        // At 995: B's 9 gaps (10 s) all above its 5 s idle and back within the hour: p = 1.
+        // A, idle 985: the first-use prior has D censored above it (half at risk) and no
+        // return: p = 0, layer a likewise. D, the longest idle: no evidence either way, 0.5.
+        // Prices per byte: {A} 0; {D} (0.5·4 MiB + 0.5·3 MiB) / 3 MiB ≈ 1.17; {B} (4 + 5) / 5
+        // = 1.8. A (5 MiB, short of the must) then D (8 MiB in all): the must is met, and B
+        // is far above the 0.05 cutoff for going on to the low threshold.
+        let p = plan_with_history(&images, &sizes, usage, &named("learned"), &h, 995);
+        assert_eq!(ids(&p), ["A", "D"]);
+        assert_eq!(p.freed_bytes, 8 * MIB);
+        assert_eq!(p.shortfall, None);
+        // LRU with layer accounting goes on to the low threshold (D, A, then B).
+        let lru = plan(&images, &sizes, usage, &named("layer-aware"), 995);
+        assert_eq!(ids(&lru), ["D", "A", "B"]);
+    }
+}
