@@ -13,6 +13,8 @@ packages=(
   runc crun hyperfine strace etcd-server
   # drop-in proof for pea-runtime (containerd runc.v2 shim, podman + conmon)
   containerd podman
+  # cluster DNS and ingress: checks and benchmark anchors
+  bind9-dnsutils dnsperf unbound wrk nginx-light
 )
 
 missing=()

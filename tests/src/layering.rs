@@ -14,7 +14,8 @@
 //!
 //! A *types crate* is named `*-types`; an *API crate* of control/ is named `*-api`, `*-types` or
 //! `*-client`. Inside control/, the API clients (the scheduler, the controllers) may not depend on
-//! the API server or its store (`pea-control`, `pea-control-store`): they talk to the API only. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
+//! the API server or its store (`pea-control`, `pea-control-store`): they talk to the API only;
+//! pea-dns and pea-ingress are such clients too. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
 //! build, dev). Separately, the OCI runtime library (`libcontainer`) may only be linked into
 //! runtime/ and tests/: the shim runs `pea-runtime` as a program, never in its tokio process.
 
@@ -72,7 +73,7 @@ impl Member {
 const CONTROL_SERVER: &[&str] = &["pea-control", "pea-control-store"];
 /// control/ crates that are clients of the API (like kube-scheduler and
 /// kube-controller-manager): never linked to the server's internals.
-const CONTROL_CLIENTS: &[&str] = &["pea-scheduler", "pea-controllers"];
+const CONTROL_CLIENTS: &[&str] = &["pea-scheduler", "pea-controllers", "pea-dns", "pea-ingress"];
 
 /// Whether `from` may depend on `to` (both workspace crates).
 pub fn allowed(from: &Member, to: &Member) -> bool {
@@ -272,6 +273,12 @@ mod tests {
         assert!(!allowed(&controllers, &server));
         assert!(!allowed(&controllers, &store));
         assert!(allowed(&scheduler, &api));
+        for client in ["pea-dns", "pea-ingress"] {
+            let c = m(client, Layer::Control);
+            assert!(!allowed(&c, &server), "{client} links the API server");
+            assert!(!allowed(&c, &store), "{client} links the store");
+            assert!(allowed(&c, &api));
+        }
         assert!(
             allowed(&server, &scheduler),
             "the server may run the scheduler in-process"

@@ -9,6 +9,7 @@ pub mod control;
 pub mod control_client;
 pub mod control_etcd;
 pub mod cri_client;
+pub mod dns;
 pub mod fixtures;
 pub mod images;
 pub mod layering;
