@@ -8,6 +8,7 @@ packages=(
   protobuf-compiler libprotobuf-dev libc6-dev gcc  # libprotobuf-dev: the well-known .proto files (a Recommends)
   # fixtures and tests
   busybox-static docker-registry skopeo umoci iproute2 nftables iptables util-linux procps
+  conntrack  # pea-proxy flushes stale UDP flows with it
   containernetworking-plugins
   # anchors for conformance tests and benchmarks
   runc crun hyperfine strace etcd-server

@@ -18,6 +18,10 @@
 //! pea-dns and pea-ingress are such clients too. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
 //! build, dev). Separately, the OCI runtime library (`libcontainer`) may only be linked into
 //! runtime/ and tests/: the shim runs `pea-runtime` as a program, never in its tokio process.
+//!
+//! Inside cni/, the node programs (`pea-cni` with pea-flanneld, `pea-proxy`) are separate programs
+//! beside each other: neither links the other (pea-proxy reaches the cluster through the API and
+//! the kernel only; the masquerade mark it shares with pea-cni is a documented constant).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -75,8 +79,19 @@ const CONTROL_SERVER: &[&str] = &["pea-control", "pea-control-store"];
 /// kube-controller-manager): never linked to the server's internals.
 const CONTROL_CLIENTS: &[&str] = &["pea-scheduler", "pea-controllers", "pea-dns", "pea-ingress"];
 
+/// cni/ crates that are node programs of their own: none may depend on another.
+const CNI_PROGRAMS: &[&str] = &["pea-cni", "pea-proxy"];
+
 /// Whether `from` may depend on `to` (both workspace crates).
 pub fn allowed(from: &Member, to: &Member) -> bool {
+    if from.layer == Layer::Cni
+        && to.layer == Layer::Cni
+        && from.name != to.name
+        && CNI_PROGRAMS.contains(&from.name.as_str())
+        && CNI_PROGRAMS.contains(&to.name.as_str())
+    {
+        return false;
+    }
     if from.layer == Layer::Control
         && to.layer == Layer::Control
         && CONTROL_CLIENTS.contains(&from.name.as_str())
@@ -283,6 +298,13 @@ mod tests {
             allowed(&server, &scheduler),
             "the server may run the scheduler in-process"
         );
+        let proxy = m("pea-proxy", Layer::Cni);
+        assert!(allowed(&proxy, &api), "pea-proxy is an API client");
+        assert!(!allowed(&proxy, &server), "pea-proxy links the API server");
+        assert!(!allowed(&proxy, &store), "pea-proxy links the store");
+        assert!(!allowed(&proxy, &cni), "pea-proxy links pea-cni");
+        assert!(!allowed(&cni, &proxy), "pea-cni links pea-proxy");
+        assert!(allowed(&tests, &proxy));
     }
 
     fn package(name: &str, folder: &str, deps: &[&str]) -> Value {

@@ -1,0 +1,778 @@
+//! pea-proxy against a real pea-control, in network namespaces this test makes.
+//!
+//! The lab: a namespace holding the underlay bridge (192.168.60.0/24) and the API server; two
+//! node namespaces on it, each routing its pods (10.244.N.0/24, one veth and /32 route per pod)
+//! and the other node's pods (via that node); pods are namespaces running small servers; a "client" namespace
+//! on the underlay plays a host outside the cluster. pea-proxy runs in each node namespace
+//! (`ip netns exec`) with the admin kubeconfig; the test writes Services and EndpointSlices
+//! itself through kubectl (there is no EndpointSlice controller in this lab).
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use pea_tests::{
+    bins::workspace_binary,
+    control::{Backend, ControlPlane},
+    netlab::{veth, wait_for, Netns},
+    privileged::{require_program, require_root},
+};
+use serde_json::{json, Value};
+
+const API_IP: &str = "192.168.60.254";
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
+
+/// A process killed on drop.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server thread in a namespace, stopped on drop.
+struct Server {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<()>>>,
+}
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// TCP: answers each connection with `<tag> <peer ip>` and closes; UDP: answers each datagram
+/// with the same.
+fn tag_server(ns: &Netns, port: u16, tag: &str, udp: bool) -> Result<Server> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let tag = tag.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = ns.spawn_in(move || {
+        if udp {
+            let s = UdpSocket::bind(("0.0.0.0", port))?;
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let _ = tx.send(());
+            let mut buf = [0u8; 512];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = s.recv_from(&mut buf) {
+                    let _ = s.send_to(format!("{tag} {}", peer.ip()).as_bytes(), peer);
+                }
+            }
+        } else {
+            let l = TcpListener::bind(("0.0.0.0", port))?;
+            l.set_nonblocking(true)?;
+            let _ = tx.send(());
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(format!("{tag} {}", peer.ip()).as_bytes());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    })?;
+    rx.recv_timeout(Duration::from_secs(5))
+        .context("server did not start")?;
+    Ok(Server {
+        stop,
+        handle: Some(handle),
+    })
+}
+
+/// Connects from `ns` to `addr` and reads the server's answer. Err on refusal or timeout.
+fn tcp_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
+    ns.run_in(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut got = String::new();
+        s.read_to_string(&mut got)?;
+        Ok(got)
+    })
+}
+
+/// The error kind of a failed connect from `ns` (refused vs timed out).
+fn tcp_error(ns: &Netns, addr: SocketAddr) -> Result<std::io::ErrorKind> {
+    ns.run_in(
+        move || match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => bail!("connect {addr} succeeded"),
+            Err(e) => Ok(e.kind()),
+        },
+    )
+}
+
+struct Pod {
+    ns: Netns,
+    ip: String,
+    node: usize,
+}
+
+struct Lab {
+    lab: Netns,
+    cp: Option<ControlPlane>,
+    home: tempfile::TempDir,
+    nodes: Vec<Netns>,
+    client: Netns,
+    pods: Vec<Pod>,
+    proxies: Vec<Option<Proc>>,
+    logs: tempfile::TempDir,
+}
+
+impl Lab {
+    /// The underlay, the API server, `n` nodes with their pod routes, a client.
+    fn new(n: usize) -> Result<Self> {
+        require_root();
+        for p in ["nsenter", "nft", "kubectl", "conntrack"] {
+            require_program(p);
+        }
+        let lab = Netns::new("plab")?;
+        lab.ip(&["link", "add", "under0", "type", "bridge"])?;
+        lab.ip(&["link", "set", "under0", "up"])?;
+        lab.ip(&["addr", "add", &format!("{API_IP}/24"), "dev", "under0"])?;
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let ns = Netns::new("pnode")?;
+            veth(&ns, "eth0", &lab, &format!("n{i}"))?;
+            lab.ip(&["link", "set", &format!("n{i}"), "master", "under0"])?;
+            ns.ip(&["addr", "add", &format!("192.168.60.{i}/24"), "dev", "eth0"])?;
+            ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            // Nodes have a default route, as real ones do: without one, traffic to a Service
+            // address fails routing before the proxy's filter chains could reject it.
+            ns.ip(&["route", "add", "default", "via", API_IP])?;
+            for j in 1..=n {
+                if j != i {
+                    ns.ip(&[
+                        "route",
+                        "add",
+                        &format!("10.244.{j}.0/24"),
+                        "via",
+                        &format!("192.168.60.{j}"),
+                    ])?;
+                }
+            }
+            nodes.push(ns);
+        }
+        let client = Netns::new("pclient")?;
+        veth(&client, "eth0", &lab, "cl")?;
+        lab.ip(&["link", "set", "cl", "master", "under0"])?;
+        client.ip(&["addr", "add", "192.168.60.100/24", "dev", "eth0"])?;
+        let data = tempfile::tempdir()?;
+        let data_dir = data.path().join("control");
+        let cp = lab.run_in(move || {
+            ControlPlane::start_with(Backend::Embedded, move |c| {
+                c.data_dir = data_dir;
+                c.listen = format!("{API_IP}:6443").parse().expect("addr");
+                c.extra_sans = vec![API_IP.into()];
+            })
+        })?;
+        std::mem::forget(data); // the control plane's own temp dir outlives it; this one is tiny
+        Ok(Lab {
+            lab,
+            cp: Some(cp),
+            home: tempfile::tempdir()?,
+            proxies: (0..n).map(|_| None).collect(),
+            nodes,
+            client,
+            pods: Vec::new(),
+            logs: tempfile::tempdir()?,
+        })
+    }
+
+    /// A pod on node `node` (0-based) with address 10.244.<node+1>.<host>, routed (no bridge):
+    /// a /32 route per pod on the node, the node's veth answering ARP for the pod's gateway
+    /// (as Calico wires pods). The node's veth carries 10.244.<node+1>.1 so traffic the node
+    /// masquerades towards a pod leaves with that address.
+    fn pod(&mut self, node: usize, host: u8) -> Result<usize> {
+        let ns = Netns::new("ppod")?;
+        let n = &self.nodes[node];
+        let hostif = format!("veth{host}");
+        veth(&ns, "eth0", n, &hostif)?;
+        let ip = format!("10.244.{}.{host}", node + 1);
+        let gw = format!("10.244.{}.1", node + 1);
+        n.ip(&["addr", "add", &format!("{gw}/32"), "dev", &hostif])?;
+        n.ip(&["route", "add", &format!("{ip}/32"), "dev", &hostif])?;
+        n.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{hostif}.proxy_arp=1"),
+        ])?;
+        ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+        ns.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"])?;
+        ns.ip(&["route", "add", "default", "via", &gw, "dev", "eth0"])?;
+        self.pods.push(Pod { ns, ip, node });
+        Ok(self.pods.len() - 1)
+    }
+
+    fn log_path(&self, node: usize) -> PathBuf {
+        self.logs.path().join(format!("proxy{node}.log"))
+    }
+
+    fn log(&self, node: usize) -> String {
+        std::fs::read_to_string(self.log_path(node)).unwrap_or_default()
+    }
+
+    fn start_proxy(&mut self, node: usize, extra: &[&str]) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(node))?;
+        let cp = self.cp.as_ref().expect("cp");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.nodes[node].name])
+            .arg(workspace_binary("pea-proxy", "PEA_PROXY_BIN"))
+            .arg("--kubeconfig")
+            .arg(&cp.kubeconfig)
+            .args([
+                "--hostname-override",
+                &format!("node{}", node + 1),
+                "--cluster-cidr",
+                CLUSTER_CIDR,
+                "--min-sync-period",
+                "0s",
+                "--ip-family",
+                "IPv4",
+            ])
+            .args(extra)
+            .env("PEA_PROXY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting pea-proxy")?;
+        self.proxies[node] = Some(Proc(child));
+        Ok(())
+    }
+
+    fn stop_proxy(&mut self, node: usize) {
+        self.proxies[node] = None;
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", self.lab.path().display()))
+            .arg("kubectl")
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("KUBECONFIG", &self.cp.as_ref().expect("cp").kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes())?;
+        }
+        drop(input);
+        Ok(child.wait_with_output()?)
+    }
+
+    fn apply(&self, obj: &Value) -> Result<()> {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(&obj.to_string()))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply {}: {}",
+                obj["metadata"]["name"],
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn delete(&self, kind: &str, name: &str) -> Result<()> {
+        let out = self.kubectl(&["delete", kind, name, "--wait=false"], None)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// A Service; returns its clusterIP (allocated by the server).
+    fn service(&self, name: &str, spec: Value) -> Result<String> {
+        self.apply(&json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec}))?;
+        let out = self.kubectl(
+            &["get", "svc", name, "-o", "jsonpath={.spec.clusterIP}"],
+            None,
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn node_port(&self, name: &str) -> Result<u16> {
+        let out = self.kubectl(
+            &[
+                "get",
+                "svc",
+                name,
+                "-o",
+                "jsonpath={.spec.ports[0].nodePort}",
+            ],
+            None,
+        )?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("nodePort")
+    }
+
+    /// The EndpointSlice `<svc>-1` with these pods (ready unless listed in `not_ready`).
+    fn slice(&self, svc: &str, port: Value, pods: &[usize], terminating: &[usize]) -> Result<()> {
+        let eps: Vec<Value> = pods
+            .iter()
+            .map(|p| {
+                let pod = &self.pods[*p];
+                let term = terminating.contains(p);
+                json!({"addresses": [pod.ip], "nodeName": format!("node{}", pod.node + 1),
+                    "conditions": {"ready": !term, "serving": true, "terminating": term}})
+            })
+            .collect();
+        self.apply(
+            &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{svc}-1"), "namespace": "default",
+                "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4", "ports": [port], "endpoints": eps}),
+        )
+    }
+
+    /// Waits until node `node`'s table has `needle` in its map elements or chains.
+    fn wait_rules(&self, node: usize, what: &str, f: impl Fn(&str) -> bool) -> Result<()> {
+        let ns = &self.nodes[node];
+        let ok = wait_for(Duration::from_secs(15), || {
+            let out = ns.exec(&["nft", "-j", "list", "table", "ip", "pea-proxy"])?;
+            Ok(out.status.success() && f(&String::from_utf8_lossy(&out.stdout)))
+        })?;
+        if !ok {
+            bail!(
+                "node{}: timed out waiting for {what}; log:\n{}",
+                node + 1,
+                self.log(node)
+            );
+        }
+        Ok(())
+    }
+
+    /// What a node holds, for a failure message.
+    fn debug(&self, node: usize) -> String {
+        let ns = &self.nodes[node];
+        let mut s = String::new();
+        for args in [
+            &["nft", "list", "ruleset"][..],
+            &["conntrack", "-L"][..],
+            &["ip", "route"][..],
+            &["ip", "addr"][..],
+        ] {
+            if let Ok(o) = ns.exec(args) {
+                s.push_str(&format!(
+                    "$ {}\n{}{}\n",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+        }
+        s.push_str(&self.log(node));
+        s
+    }
+
+    /// The node's metrics page (fetched inside its namespace).
+    fn metrics(&self, node: usize, port: u16, path: &str) -> Result<(u16, String)> {
+        let path = path.to_string();
+        self.nodes[node].run_in(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut got = String::new();
+            s.read_to_string(&mut got)?;
+            let status = got
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            Ok((status, got))
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for p in &mut self.proxies {
+            *p = None;
+        }
+        drop(self.cp.take());
+    }
+}
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    format!("{ip}:{port}").parse().expect("addr")
+}
+
+/// The tags answering `n` connections.
+fn tags(ns: &Netns, to: SocketAddr, n: usize) -> Result<Vec<String>> {
+    (0..n)
+        .map(|_| tcp_get(ns, to).map(|s| s.split_whitespace().next().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[test]
+fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
+    let mut lab = Lab::new(2)?;
+    let a = lab.pod(0, 10)?; // node1
+    let b = lab.pod(1, 10)?; // node2
+    let c = lab.pod(1, 11)?; // node2, the client pod
+    let _sa = tag_server(&lab.pods[a].ns, 8080, "a", false)?;
+    let _sb = tag_server(&lab.pods[b].ns, 8080, "b", false)?;
+    lab.start_proxy(0, &["--metrics-bind-address", "127.0.0.1:10249"])?;
+    lab.start_proxy(1, &[])?;
+
+    // ClusterIP with one endpoint on node1, reached from a pod on node2.
+    let cip = lab.service("web", json!({"ports": [{"name": "http", "port": 80}]}))?;
+    lab.slice("web", json!({"name": "http", "port": 8080}), &[a], &[])?;
+    lab.wait_rules(1, "web's service chain", |t| {
+        t.contains("default/web/tcp/http")
+    })?;
+    let got = tcp_get(&lab.pods[c].ns, addr(&cip, 80)).with_context(|| lab.debug(1))?;
+    // Pod to pod across nodes keeps the client's address (no masquerade inside the cluster).
+    assert_eq!(got, format!("a {}", lab.pods[c].ip));
+
+    // Both endpoints: numgen spreads connections over them.
+    lab.slice("web", json!({"name": "http", "port": 8080}), &[a, b], &[])?;
+    lab.wait_rules(1, "two endpoints", |t| t.contains("\"mod\": 2"))?;
+    let seen = tags(&lab.pods[c].ns, addr(&cip, 80), 30)?;
+    assert!(
+        seen.iter().any(|t| t == "a") && seen.iter().any(|t| t == "b"),
+        "{seen:?}"
+    );
+
+    // Terminating endpoints only when nothing is ready: a is terminating, b ready → only b.
+    lab.slice("web", json!({"name": "http", "port": 8080}), &[a, b], &[a])?;
+    lab.wait_rules(1, "one ready endpoint", |t| !t.contains("\"mod\": 2"))?;
+    let seen = tags(&lab.pods[c].ns, addr(&cip, 80), 10)?;
+    assert!(seen.iter().all(|t| t == "b"), "{seen:?}");
+    // b gone, a still terminating (and serving): the fallback sends to a.
+    lab.slice("web", json!({"name": "http", "port": 8080}), &[a], &[a])?;
+    lab.wait_rules(1, "terminating fallback", |t| {
+        t.contains("10.244.1.10") && !t.contains("10.244.2.10")
+    })?;
+    assert_eq!(tags(&lab.pods[c].ns, addr(&cip, 80), 3)?, ["a", "a", "a"]);
+
+    // Hairpin: a reaches itself through its Service (masqueraded to the node's address on the pod's veth).
+    let got = tcp_get(&lab.pods[a].ns, addr(&cip, 80))?;
+    assert_eq!(got, "a 10.244.1.1");
+
+    // Session affinity: one client keeps its endpoint.
+    let sticky = lab.service(
+        "sticky",
+        json!({"ports": [{"name": "http", "port": 80}], "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}}}),
+    )?;
+    lab.slice(
+        "sticky",
+        json!({"name": "http", "port": 8080}),
+        &[a, b],
+        &[],
+    )?;
+    lab.wait_rules(1, "affinity sets", |t| t.contains("affinity-"))?;
+    let seen = tags(&lab.pods[c].ns, addr(&sticky, 80), 15)?;
+    assert!(
+        seen.iter().all(|t| *t == seen[0]),
+        "affinity broken: {seen:?}"
+    );
+
+    // NodePort from outside the cluster, to either node: masqueraded (the pod sees a node).
+    let np_ip = lab.service(
+        "np",
+        json!({"type": "NodePort", "ports": [{"name": "http", "port": 80}]}),
+    )?;
+    assert!(!np_ip.is_empty());
+    let np = lab.node_port("np")?;
+    lab.slice("np", json!({"name": "http", "port": 8080}), &[a], &[])?;
+    lab.wait_rules(1, "nodeport", |t| t.contains(&np.to_string()))?;
+    lab.wait_rules(0, "nodeport", |t| t.contains(&np.to_string()))?;
+    assert_eq!(
+        tcp_get(&lab.client, addr("192.168.60.1", np))?,
+        "a 10.244.1.1"
+    );
+    assert_eq!(
+        tcp_get(&lab.client, addr("192.168.60.2", np))?,
+        "a 192.168.60.2"
+    );
+
+    // No endpoints: refused at once (TCP reset from the reject chain), not a timeout.
+    let empty = lab.service("empty", json!({"ports": [{"name": "http", "port": 80}]}))?;
+    lab.wait_rules(1, "reject", |t| {
+        t.contains(&empty) && t.contains("reject-chain")
+    })?;
+    let started = Instant::now();
+    let kind = tcp_error(&lab.pods[c].ns, addr(&empty, 80))?;
+    assert_eq!(kind, std::io::ErrorKind::ConnectionRefused);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A ClusterIP port the Service does not have is rejected too.
+    assert_eq!(
+        tcp_error(&lab.pods[c].ns, addr(&cip, 81))?,
+        std::io::ErrorKind::ConnectionRefused
+    );
+
+    // Bad objects: a slice address that is not an IP (if the API server lets it through), and a
+    // second Service claiming an externalIP:port another owns. Both are logged; the rest works.
+    let bad = lab.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-bad", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["300.1.2.3"]}]})
+            .to_string(),
+        ),
+    )?;
+    if bad.status.success() {
+        let ok = wait_for(Duration::from_secs(10), || {
+            Ok(lab
+                .log(1)
+                .contains("\"300.1.2.3\" is not a usable IPv4 address"))
+        })?;
+        assert!(ok, "no log line for the bad address: {}", lab.log(1));
+    } else {
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            err.contains("300.1.2.3"),
+            "the API refused it without naming it: {err}"
+        );
+    }
+    lab.service(
+        "ext1",
+        json!({"ports": [{"name": "http", "port": 80}], "externalIPs": ["192.168.60.200"]}),
+    )?;
+    lab.slice("ext1", json!({"name": "http", "port": 8080}), &[a], &[])?;
+    lab.service(
+        "ext2",
+        json!({"ports": [{"name": "http", "port": 80}], "externalIPs": ["192.168.60.200"]}),
+    )?;
+    lab.slice("ext2", json!({"name": "http", "port": 8080}), &[b], &[])?;
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(lab
+            .log(1)
+            .contains("is already used by service default/ext1"))
+    })?;
+    assert!(ok, "no log line for the conflict: {}", lab.log(1));
+    // Everything else still works, and the externalIP goes to ext1's endpoint only.
+    assert_eq!(tags(&lab.pods[c].ns, addr(&cip, 80), 2)?, ["a", "a"]);
+    assert_eq!(
+        tags(&lab.pods[c].ns, addr("192.168.60.200", 80), 5)?,
+        ["a"; 5]
+    );
+    // ext1 goes: ext2 takes the address over.
+    lab.delete("svc", "ext1")?;
+    lab.wait_rules(1, "ext2 owns the externalIP", |t| {
+        !t.contains("default/ext1/") && t.contains("default/ext2/")
+    })?;
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(tcp_get(&lab.pods[c].ns, addr("192.168.60.200", 80))
+            .map(|s| s.starts_with("b"))
+            .unwrap_or(false))
+    })?;
+    assert!(ok, "ext2 did not take over the externalIP");
+
+    // /metrics and /healthz on the node's loopback.
+    let (status, body) = lab.metrics(0, 10249, "/metrics")?;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("kubeproxy_sync_proxy_rules_duration_seconds_count"),
+        "{body}"
+    );
+    let (status, _) = lab.metrics(0, 10256, "/healthz")?;
+    assert_eq!(status, 200);
+
+    // --cleanup removes the tables (run after the proxy stops).
+    lab.stop_proxy(0);
+    let out = lab.nodes[0].exec(&[
+        workspace_binary("pea-proxy", "PEA_PROXY_BIN")
+            .to_str()
+            .unwrap(),
+        "--cleanup",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.nodes[0]
+        .nft_tables()?
+        .iter()
+        .any(|t| t.contains("pea-proxy")));
+    Ok(())
+}
+
+#[test]
+fn local_traffic_policy_and_endpoint_churn() -> Result<()> {
+    let mut lab = Lab::new(2)?;
+    let a = lab.pod(0, 10)?;
+    let b = lab.pod(1, 10)?;
+    let b2 = lab.pod(1, 12)?;
+    let c = lab.pod(1, 11)?; // client pod on node2
+    let _sa = tag_server(&lab.pods[a].ns, 8080, "a", false)?;
+    let _sb = tag_server(&lab.pods[b].ns, 8080, "b", false)?;
+    let _sb2 = tag_server(&lab.pods[b2].ns, 8080, "b2", false)?;
+    lab.start_proxy(0, &[])?;
+    lab.start_proxy(1, &[])?;
+
+    // externalTrafficPolicy Local: NodePort answered only on the node with a local endpoint,
+    // with the client's own address preserved.
+    lab.service(
+        "loc",
+        json!({"type": "NodePort", "externalTrafficPolicy": "Local",
+            "ports": [{"name": "http", "port": 80}]}),
+    )?;
+    let np = lab.node_port("loc")?;
+    lab.slice("loc", json!({"name": "http", "port": 8080}), &[a], &[])?;
+    lab.wait_rules(0, "loc", |t| t.contains("local-"))?;
+    lab.wait_rules(1, "loc drop", |t| t.contains(&np.to_string()))?;
+    assert_eq!(
+        tcp_get(&lab.client, addr("192.168.60.1", np))?,
+        "a 192.168.60.100"
+    );
+    assert_eq!(
+        tcp_error(&lab.client, addr("192.168.60.2", np))?,
+        std::io::ErrorKind::TimedOut,
+        "node2 has no local endpoint: dropped"
+    );
+
+    // internalTrafficPolicy Local: a ClusterIP from node2's pod reaches only node2's endpoint.
+    let itp = lab.service(
+        "itp",
+        json!({"internalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80}]}),
+    )?;
+    lab.slice("itp", json!({"name": "http", "port": 8080}), &[a, b], &[])?;
+    lab.wait_rules(1, "itp", |t| t.contains("default/itp/"))?;
+    assert_eq!(tags(&lab.pods[c].ns, addr(&itp, 80), 8)?, ["b"; 8]);
+    assert_eq!(tags(&lab.pods[a].ns, addr(&itp, 80), 4)?, ["a"; 4]);
+
+    // Churn: the endpoint set changes while a client loops; once the proxy has synced a
+    // change, no new connection reaches a removed endpoint.
+    let churn = lab.service("churn", json!({"ports": [{"name": "http", "port": 80}]}))?;
+    let port = json!({"name": "http", "port": 8080});
+    let sets: [&[usize]; 4] = [&[a, b], &[b2], &[a], &[b, b2]];
+    for (round, set) in sets.iter().enumerate() {
+        lab.slice("churn", port.clone(), set, &[])?;
+        let ips: Vec<String> = set.iter().map(|p| lab.pods[*p].ip.clone()).collect();
+        let all = ["10.244.1.10", "10.244.2.10", "10.244.2.12"];
+        lab.wait_rules(1, &format!("churn round {round}"), |t| {
+            all.iter().all(|ip| {
+                t.contains(&format!("default/churn/tcp/http__{ip}/"))
+                    == ips.contains(&ip.to_string())
+            })
+        })?;
+        let want: Vec<&str> = set
+            .iter()
+            .map(|p| match *p {
+                x if x == a => "a",
+                x if x == b => "b",
+                _ => "b2",
+            })
+            .collect();
+        for t in tags(&lab.pods[c].ns, addr(&churn, 80), 20)? {
+            assert!(
+                want.contains(&t.as_str()),
+                "round {round}: {t} answered, want {want:?}"
+            );
+        }
+    }
+    // The log says nothing failed.
+    assert!(!lab.log(1).contains("sync failed"), "{}", lab.log(1));
+    Ok(())
+}
+
+#[test]
+fn udp_conntrack_flush_and_restart_keeps_connections() -> Result<()> {
+    let mut lab = Lab::new(1)?;
+    let a = lab.pod(0, 10)?;
+    let b = lab.pod(0, 11)?;
+    let c = lab.pod(0, 12)?;
+    let _ua = tag_server(&lab.pods[a].ns, 5353, "a", true)?;
+    let _ub = tag_server(&lab.pods[b].ns, 5353, "b", true)?;
+    lab.start_proxy(0, &[])?;
+    let dns = lab.service(
+        "dns",
+        json!({"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}),
+    )?;
+    let port = json!({"name": "dns", "port": 5353, "protocol": "UDP"});
+    lab.slice("dns", port.clone(), &[a], &[])?;
+    lab.wait_rules(0, "dns", |t| t.contains("default/dns/udp/dns"))?;
+    // One client socket (one conntrack flow) asks again and again.
+    let to = addr(&dns, 53);
+    let ask = |sock: &UdpSocket| -> Result<String> {
+        sock.send_to(b"q", to)?;
+        let mut buf = [0u8; 64];
+        let (n, _) = sock.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n])
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string())
+    };
+    let sock = lab.pods[c].ns.run_in(|| {
+        let s = UdpSocket::bind("0.0.0.0:40000")?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(s)
+    })?;
+    assert_eq!(ask(&sock)?, "a");
+    // a leaves the Service (but still runs): the flow must move to b after the sync.
+    lab.slice("dns", port, &[b], &[])?;
+    lab.wait_rules(0, "dns on b", |t| {
+        t.contains("10.244.1.11") && !t.contains("10.244.1.10/")
+    })?;
+    let ok = wait_for(Duration::from_secs(5), || {
+        Ok(ask(&sock).map(|t| t == "b").unwrap_or(false))
+    })?;
+    assert!(
+        ok,
+        "the UDP flow still goes to the removed endpoint; log: {}",
+        lab.log(0)
+    );
+
+    // Restart: an established TCP connection through a ClusterIP survives.
+    let echo = lab.pods[a].ns.tcp_stream_echo_server(7000)?;
+    let svc = lab.service("echo", json!({"ports": [{"name": "e", "port": 70}]}))?;
+    lab.slice("echo", json!({"name": "e", "port": 7000}), &[a], &[])?;
+    lab.wait_rules(0, "echo", |t| t.contains("default/echo/tcp/e"))?;
+    let mut conn = lab.pods[c].ns.tcp_connect(addr(&svc, 70))?;
+    assert_eq!(conn.echo(b"one")?, b"one");
+    lab.stop_proxy(0);
+    lab.start_proxy(0, &[])?;
+    let ok = wait_for(Duration::from_secs(10), || {
+        Ok(lab.log(0).matches("first sync").count() >= 2)
+    })?;
+    assert!(ok, "{}", lab.log(0));
+    lab.wait_rules(0, "echo after restart", |t| {
+        t.contains("default/echo/tcp/e")
+    })?;
+    assert_eq!(conn.echo(b"two")?, b"two");
+    drop(conn);
+    drop(echo);
+    Ok(())
+}
