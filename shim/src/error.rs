@@ -24,6 +24,9 @@ pub enum ShimError {
     /// A feature this host or this build lacks; the message says why.
     #[error("{0}")]
     Unimplemented(String),
+    /// A bounded resource is used up (e.g. streaming URLs in flight); retrying later may work.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("{what}: deadline of {seconds} s exceeded")]
     DeadlineExceeded { what: String, seconds: i64 },
     #[error("image {reference:?}: {source}")]
@@ -78,6 +81,7 @@ impl ShimError {
             ShimError::NameReserved { .. } => Code::AlreadyExists,
             ShimError::FailedPrecondition(_) => Code::FailedPrecondition,
             ShimError::Unimplemented(_) => Code::Unimplemented,
+            ShimError::ResourceExhausted(_) => Code::ResourceExhausted,
             ShimError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             ShimError::Pull { source, .. } => pull_code(source),
             ShimError::Store(pea_images::StoreError::NotFound(_)) => Code::NotFound,

@@ -32,6 +32,7 @@ pub mod sandbox;
 pub mod server;
 pub mod shim;
 pub mod stats;
+pub mod streaming;
 
 pub use config::ShimConfig;
 pub use error::ShimError;

@@ -62,6 +62,7 @@ pub async fn create(
     id: &str,
     bundle: &Path,
     log: Option<&Path>,
+    stdin: Option<&'static str>,
 ) -> Result<Created, ShimError> {
     let mut cmd = tokio::process::Command::new(&shim.cfg.monitor);
     cmd.arg("--runtime")
@@ -76,6 +77,12 @@ pub async fn create(
         .arg(shim.exit_file(id));
     if let Some(l) = log {
         cmd.arg("--log").arg(l);
+    }
+    if let Some(socket) = attach_socket(shim, id) {
+        cmd.arg("--attach-socket").arg(socket);
+    }
+    if let Some(mode) = stdin {
+        cmd.arg("--stdin").arg(mode);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -130,6 +137,35 @@ pub async fn create(
             ),
         }),
     }
+}
+
+/// The monitor's `--stdin` for a container config: CRI's `stdin` keeps a pipe open for attach
+/// clients, `stdin_once` closes it after the first client closes its stdin.
+pub fn stdin_mode(config: &k8s_cri::v1::ContainerConfig) -> Option<&'static str> {
+    match (config.stdin, config.stdin_once) {
+        (false, _) => None,
+        (true, false) => Some("open"),
+        (true, true) => Some("once"),
+    }
+}
+
+/// Where the monitor serves attach clients (`crate::streaming::attach`), in a 0700 directory;
+/// `None` (attach unavailable, logged) when the path would not fit a unix socket address.
+fn attach_socket(shim: &Shim, id: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = crate::streaming::attach::socket_path(&shim.cfg, id);
+    if path.as_os_str().len() > 107 {
+        tracing::warn!(container = id, path = %path.display(), "attach socket path too long; attach will not be available");
+        return None;
+    }
+    let dir = path.parent()?;
+    let made = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)));
+    if let Err(e) = made {
+        tracing::warn!(container = id, error = %e, "attach socket dir; attach will not be available");
+        return None;
+    }
+    Some(path)
 }
 
 /// Whether `pid` is still container `id`'s monitor (pids are reused).

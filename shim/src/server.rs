@@ -55,6 +55,7 @@ pub async fn serve(
         tracing::info!(%addr, "serving /metrics");
         tokio::spawn(serve_metrics(shim.clone(), l));
     }
+    crate::streaming::start(shim.clone()).await?;
     // Exits that happen while nobody asks still reach GetContainerEvents subscribers.
     let watcher = shim.clone();
     tokio::spawn(async move {

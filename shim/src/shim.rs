@@ -35,6 +35,8 @@ pub struct Shim {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub events: broadcast::Sender<cri::ContainerEventResponse>,
     pub metrics: crate::rpc::Metrics,
+    /// The streaming server's address and one-time tokens (Exec/Attach/PortForward).
+    pub streams: crate::streaming::Streams,
 }
 
 impl Shim {
@@ -81,6 +83,7 @@ impl Shim {
             locks: Mutex::new(HashMap::new()),
             events,
             metrics: Default::default(),
+            streams: Default::default(),
         })
     }
 

@@ -8,7 +8,8 @@ use crate::error::MonitorError;
 
 /// The usage line, printed in usage errors.
 pub const USAGE: &str = "pea-monitor --runtime PATH [--runtime-root DIR] --id ID --bundle DIR \
-                         --exit-file PATH [--log PATH] [--runtime-log PATH]";
+                         --exit-file PATH [--log PATH] [--runtime-log PATH] \
+                         [--attach-socket PATH] [--stdin open|once]";
 
 /// What the shim asked this monitor to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,19 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// The runtime's `--log`; default `BUNDLE/runtime.log`.
     pub runtime_log: Option<PathBuf>,
+    /// Where attach clients connect (see [`crate::attach`]); none without it.
+    pub attach_socket: Option<PathBuf>,
+    /// The container's stdin: `None` is /dev/null, else a pipe attach clients write to.
+    pub stdin: Option<StdinMode>,
+}
+
+/// How long the container's stdin stays open (CRI's `stdin` and `stdin_once`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinMode {
+    /// Open for the container's life; a client closing its stdin is forgotten.
+    Open,
+    /// Closed for good when the first attach client closes its stdin.
+    Once,
 }
 
 impl Config {
@@ -36,6 +50,8 @@ impl Config {
         let mut exit_file = None;
         let mut log = None;
         let mut runtime_log = None;
+        let mut attach_socket = None;
+        let mut stdin = None;
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let arg = arg
@@ -53,6 +69,8 @@ impl Config {
                 "--exit-file" => &mut exit_file,
                 "--log" => &mut log,
                 "--runtime-log" => &mut runtime_log,
+                "--attach-socket" => &mut attach_socket,
+                "--stdin" => &mut stdin,
                 other => return Err(usage(format!("unknown argument {other:?}"))),
             };
             let value = match inline.or_else(|| it.next()) {
@@ -66,6 +84,12 @@ impl Config {
         let id = required(id, "--id")?
             .into_string()
             .map_err(|_| usage("--id is not UTF-8".into()))?;
+        let stdin = match stdin.as_ref().map(|v| v.to_str()) {
+            None => None,
+            Some(Some("open")) => Some(StdinMode::Open),
+            Some(Some("once")) => Some(StdinMode::Once),
+            Some(other) => return Err(usage(format!("--stdin {other:?}: want open or once"))),
+        };
         Ok(Self {
             runtime: required(runtime, "--runtime")?.into(),
             runtime_root: runtime_root.map(PathBuf::from),
@@ -74,6 +98,8 @@ impl Config {
             exit_file: required(exit_file, "--exit-file")?.into(),
             log: log.map(PathBuf::from),
             runtime_log: runtime_log.map(PathBuf::from),
+            attach_socket: attach_socket.map(PathBuf::from),
+            stdin,
         })
     }
 
@@ -90,6 +116,7 @@ impl Config {
         self.exit_file = abs(&self.exit_file)?;
         self.log = self.log.as_deref().map(abs).transpose()?;
         self.runtime_log = self.runtime_log.as_deref().map(abs).transpose()?;
+        self.attach_socket = self.attach_socket.as_deref().map(abs).transpose()?;
         Ok(self)
     }
 
@@ -137,8 +164,13 @@ mod tests {
             "--log=/var/log/pods/x/0.log",
             "--runtime-log",
             "/b/rt.log",
+            "--attach-socket=/s/c1.sock",
+            "--stdin",
+            "once",
         ])
         .unwrap();
+        assert_eq!(c.attach_socket, Some(PathBuf::from("/s/c1.sock")));
+        assert_eq!(c.stdin, Some(StdinMode::Once));
         assert_eq!(c.runtime, PathBuf::from("/usr/bin/runc"));
         assert_eq!(c.runtime_root, Some(PathBuf::from("/run/r")));
         assert_eq!(c.id, "c1");
@@ -183,5 +215,6 @@ mod tests {
         assert!(err(&["--runtime"]).contains("--runtime needs a value"));
         assert!(err(&["--id", "a", "--id", "b"]).contains("--id given twice"));
         assert!(err(&["--log="]).contains("--log needs a value"));
+        assert!(err(&["--id", "c", "--stdin", "maybe"]).contains("want open or once"));
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! # The contract with the shim
 //! `pea-monitor --runtime PATH [--runtime-root DIR] --id ID --bundle DIR --exit-file PATH
-//! [--log PATH] [--runtime-log PATH]` (also `--flag=value`), spawned with stdin `/dev/null`,
+//! [--log PATH] [--runtime-log PATH] [--attach-socket PATH] [--stdin open|once]` (also
+//! `--flag=value`), spawned with stdin `/dev/null`,
 //! stdout a pipe (the *report channel*), stderr the shim's log, in its own process group.
 //!
 //! 1. It detaches: own session (or the process group the shim gave it), child subreaper, every
@@ -37,6 +38,10 @@
 //!    [`monitor::DRAIN_AFTER_EXIT`] (another process may hold them), then the exit file is written
 //!    atomically ([`exit_file`]) and the monitor exits 0. The init dying before `start` (a
 //!    `delete` of a created container kills it) is an exit like any other.
+//!
+//! 6. With `--attach-socket` it serves attach clients there ([`attach`]): live output, and the
+//!    container's stdin when `--stdin` gave it a pipe (otherwise its stdin is `/dev/null`). The
+//!    socket is removed when the monitor exits.
 //!
 //! It never starts, kills or deletes the container: the shim runs those verbs itself. Once the
 //! pid was reported, a failure (the exit file cannot be written) goes to stderr with exit 1.
@@ -75,6 +80,7 @@
 //! container inherits those two ignored signals through the monitor.
 
 pub mod args;
+pub mod attach;
 pub mod error;
 pub mod exit_file;
 pub mod framing;

@@ -22,7 +22,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::args::Config;
+use crate::args::{Config, StdinMode};
+use crate::attach::{self, Attach};
 use crate::error::MonitorError;
 use crate::exit_file::{self, unix_ns, ExitRecord, ExitStatus};
 use crate::framing::{rfc3339_nano, Framer};
@@ -54,12 +55,27 @@ pub fn run(cfg: &Config, report: &mut Reporter) -> Result<(), MonitorError> {
             path: cfg.log.clone().unwrap_or_default(),
             source,
         })?;
+    let listener = match &cfg.attach_socket {
+        Some(path) => match Attach::bind(path) {
+            Ok(l) => Some((l, path.clone())),
+            Err(source) => {
+                remove_new_log(cfg, log_existed);
+                return Err(MonitorError::OpenLog {
+                    id: cfg.id.clone(),
+                    path: path.clone(),
+                    source,
+                });
+            }
+        },
+        None => None,
+    };
     let mut monitor = match spawn_create(cfg) {
-        Ok((runtime, streams, log_offset)) => Monitor {
+        Ok((runtime, streams, log_offset, stdin)) => Monitor {
             cfg,
             signals,
             sink,
             streams,
+            attach: Attach::new(listener, stdin, cfg.stdin == Some(StdinMode::Once)),
             buf: vec![0; READ_SIZE],
             early: Vec::new(),
             runtime_stderr: Vec::new(),
@@ -70,10 +86,14 @@ pub fn run(cfg: &Config, report: &mut Reporter) -> Result<(), MonitorError> {
         },
         Err(e) => {
             remove_new_log(cfg, log_existed);
+            if let Some((_, path)) = listener {
+                let _ = std::fs::remove_file(path);
+            }
             return Err(e);
         }
     };
     let result = monitor.run(report);
+    monitor.attach.close();
     if result.is_err() && !report.sent() {
         // Create failed: leave nothing behind (a zombie of the killed init, a fresh empty log).
         reap_all(|_, _| {});
@@ -133,9 +153,10 @@ fn close_inherited_fds() {
     }
 }
 
-/// Starts `runtime create` with fresh pipes as its (and the container's) stdout and stderr.
-/// Returns the runtime's pid, the read ends, and the runtime log's size before the call.
-fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64), MonitorError> {
+/// Starts `runtime create` with fresh pipes as its (and the container's) stdout and stderr, and
+/// stdin when the container keeps one open. Returns the runtime's pid, the read ends, the
+/// runtime log's size before the call, and the (non-blocking) write end of stdin.
+fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64, Option<OwnedFd>), MonitorError> {
     let setup = |op| {
         move |source| MonitorError::Setup {
             id: cfg.id.clone(),
@@ -145,6 +166,18 @@ fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64), MonitorError> {
     };
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("creating pipes"))?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("creating pipes"))?;
+    let (stdin, stdin_w) = match cfg.stdin {
+        None => (Stdio::null(), None),
+        Some(_) => {
+            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("creating pipes"))?;
+            nix::fcntl::fcntl(
+                w.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+            )
+            .map_err(setup("making stdin non-blocking"))?;
+            (Stdio::from(r), Some(w))
+        }
+    };
     // A stale pid file from an earlier attempt must not be taken for this create's.
     let _ = std::fs::remove_file(cfg.pid_file());
     let runtime_log = cfg.runtime_log_path();
@@ -160,7 +193,7 @@ fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64), MonitorError> {
         .arg("--pid-file")
         .arg(cfg.pid_file())
         .arg(&cfg.id)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         // Setting our own gid (a no-op) makes std fork+exec instead of posix_spawn: glibc's
@@ -181,6 +214,7 @@ fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64), MonitorError> {
         pid,
         [Stream::new("stdout", out_r), Stream::new("stderr", err_r)],
         log_offset,
+        stdin_w,
     ))
 }
 
@@ -227,6 +261,7 @@ struct Monitor<'a> {
     signals: SignalFd,
     sink: LogSink,
     streams: [Stream; 2],
+    attach: Attach,
     buf: Vec<u8>,
     /// Children reaped while creating, by pid (the init can die before the pid file is read).
     early: Vec<(Pid, ExitStatus, u128)>,
@@ -251,12 +286,13 @@ impl Monitor<'_> {
                 }
                 _ => PollTimeout::NONE,
             };
-            let (readable, signalled) = self.wait(timeout)?;
+            let (readable, signalled, attach) = self.wait(timeout)?;
             for (i, ready) in readable.into_iter().enumerate() {
                 if ready {
                     self.pump(i);
                 }
             }
+            self.attach.handle(attach);
             self.sink.flush();
             if signalled {
                 self.handle_signals(report)?;
@@ -273,8 +309,9 @@ impl Monitor<'_> {
         })
     }
 
-    /// Polls the signalfd and the open pipes; returns which pipes and whether signals are ready.
-    fn wait(&self, timeout: PollTimeout) -> Result<([bool; 2], bool), MonitorError> {
+    /// Polls the signalfd, the open pipes and the attach fds; returns which pipes and whether
+    /// signals are ready, and what attach has to do.
+    fn wait(&self, timeout: PollTimeout) -> Result<([bool; 2], bool, attach::Ready), MonitorError> {
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
         let mut which = Vec::with_capacity(2);
         for (i, s) in self.streams.iter().enumerate() {
@@ -283,9 +320,11 @@ impl Monitor<'_> {
                 which.push(i);
             }
         }
+        let attach_at = fds.len();
+        self.attach.poll_fds(&mut fds);
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(([false; 2], false)),
+            Err(Errno::EINTR) => return Ok(([false; 2], false, attach::Ready::default())),
             Err(source) => {
                 return Err(MonitorError::Loop {
                     id: self.cfg.id.clone(),
@@ -296,10 +335,11 @@ impl Monitor<'_> {
         }
         let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
         let mut readable = [false; 2];
-        for (p, &i) in fds[1..].iter().zip(&which) {
+        for (p, &i) in fds[1..attach_at].iter().zip(&which) {
             readable[i] = ready(p);
         }
-        Ok((readable, ready(&fds[0])))
+        let attach = self.attach.ready(&fds[attach_at..]);
+        Ok((readable, ready(&fds[0]), attach))
     }
 
     /// One read from stream `i` into the log; EOF (or a read error) closes it.
@@ -311,6 +351,7 @@ impl Monitor<'_> {
             sink,
             buf,
             runtime_stderr,
+            attach,
             ..
         } = self;
         let stream = &mut streams[i];
@@ -327,7 +368,12 @@ impl Monitor<'_> {
         };
         match nix::unistd::read(fd.as_raw_fd(), buf) {
             Ok(0) => {}
-            Ok(n) => return stream.framer.feed(&buf[..n], &mut emit),
+            Ok(n) => {
+                if !creating {
+                    attach.broadcast(i as u8 + 1, &buf[..n]);
+                }
+                return stream.framer.feed(&buf[..n], &mut emit);
+            }
             Err(Errno::EINTR | Errno::EAGAIN) => return,
             Err(e) => warn(&format!(
                 "container {}: reading {name}: {e} (closing it)",

@@ -116,7 +116,14 @@ impl Shim {
             if let Some(dir) = log.as_deref().and_then(Path::parent) {
                 std::fs::create_dir_all(dir).map_err(ShimError::io(dir))?;
             }
-            monitor::create(self, &id, &bundle, log.as_deref()).await
+            monitor::create(
+                self,
+                &id,
+                &bundle,
+                log.as_deref(),
+                monitor::stdin_mode(&config),
+            )
+            .await
         }
         .await;
         let created = match made {
