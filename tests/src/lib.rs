@@ -12,6 +12,7 @@ pub mod cri_client;
 pub mod dns;
 pub mod fixtures;
 pub mod images;
+pub mod ingress;
 pub mod layering;
 pub mod leakguard;
 pub mod netlab;

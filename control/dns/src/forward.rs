@@ -32,7 +32,7 @@ pub enum Forwarded {
     /// NXDOMAIN or NODATA, with the upstream's SOA when it sent one.
     Negative {
         rcode: ResponseCode,
-        soa: Option<Record>,
+        soa: Option<Box<Record>>,
     },
     /// Timeout or no server answered (SERVFAIL).
     Failed(String),
@@ -112,7 +112,7 @@ impl Forwarder {
                 } else {
                     ResponseCode::NoError
                 };
-                let soa = e.into_soa().map(|r| r.into_record_of_rdata());
+                let soa = e.into_soa().map(|r| Box::new(r.into_record_of_rdata()));
                 Forwarded::Negative { rcode, soa }
             }
             Err(e) => Forwarded::Failed(e.to_string()),

@@ -129,7 +129,7 @@ impl Handler {
                     Forwarded::Records(r) => reply.answers = r,
                     Forwarded::Negative { rcode, soa } => {
                         reply.rcode = rcode;
-                        reply.authority.extend(soa);
+                        reply.authority.extend(soa.map(|r| *r));
                     }
                     Forwarded::Failed(why) => {
                         self.state

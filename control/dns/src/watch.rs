@@ -42,11 +42,8 @@ pub async fn run(client: Client, state: Arc<State>, synced: watch::Sender<bool>)
     let (services, svc_writer) = reflector::store::<Service>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
     let cfg = watcher::Config::default();
-    fn tag<K>(
-        kind: Kind,
-    ) -> impl FnMut(
-        Result<Event<K>, watcher::Error>,
-    ) -> futures_util::future::Ready<(Kind, bool, Option<String>)> {
+    type Tagged = futures_util::future::Ready<(Kind, bool, Option<String>)>;
+    fn tag<K>(kind: Kind) -> impl FnMut(Result<Event<K>, watcher::Error>) -> Tagged {
         move |ev| {
             futures_util::future::ready(match ev {
                 Ok(Event::InitDone) => (kind, true, None),
