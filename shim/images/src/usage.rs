@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::fsutil::{self, write_atomic};
 use crate::gc::{History, Plan};
 use crate::sim::recording::{Record, RecordedLayer, Recorder};
-use crate::store::{find_in, io_err, Store, StoreError};
+use crate::store::{find_in, io_err, ImageRecord, Store, StoreError};
 
 const HISTORY_VERSION: u32 = 1;
 
@@ -103,16 +103,7 @@ impl Store {
             Ok(rec)
         })?;
         if self.recorder.is_some() {
-            let layers = image
-                .layers
-                .iter()
-                .map(|l| {
-                    Ok(RecordedLayer {
-                        layer: l.chain_id.to_string(),
-                        bytes: self.layer_bytes(l)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let layers = self.recorded_layers(&image)?;
             self.record(&Record::Start {
                 ts: now,
                 image: image.id.to_string(),
@@ -141,16 +132,7 @@ impl Store {
         self.update_history(|h| h.record_pull(image.as_str(), fetched.iter().map(Digest::as_str)))?;
         if self.recorder.is_some() {
             let rec = self.find(image.as_str())?;
-            let layers = rec
-                .layers
-                .iter()
-                .map(|l| {
-                    Ok(RecordedLayer {
-                        layer: l.chain_id.to_string(),
-                        bytes: self.layer_bytes(l)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let layers = self.recorded_layers(&rec)?;
             self.record(&Record::Pull {
                 ts: self.now(),
                 image: image.to_string(),
@@ -167,6 +149,20 @@ impl Store {
         }
         let now = self.now();
         self.update_history(|h| h.record_gc(plan, now))
+    }
+
+    /// An image's layers as a recording lists them: ChainID and bytes on this node.
+    fn recorded_layers(&self, image: &ImageRecord) -> Result<Vec<RecordedLayer>, StoreError> {
+        image
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(RecordedLayer {
+                    layer: l.chain_id.to_string(),
+                    bytes: self.layer_bytes(l)?,
+                })
+            })
+            .collect()
     }
 
     /// Recording is best effort: a full disk must not fail a pull or a start.
