@@ -45,7 +45,8 @@ impl CriHandle {
 }
 
 /// Connects lazily to `endpoint` (`unix:///path` or `/path`): the socket is dialled on the first
-/// call and redialled after a runtime restart.
+/// call and redialled after a runtime restart. Call it inside a tokio runtime (the channel's
+/// worker task is spawned there).
 pub fn connect(endpoint: &str) -> Result<CriHandle, CriConnectError> {
     let path = match endpoint.strip_prefix("unix://") {
         Some(p) => PathBuf::from(p),
