@@ -326,6 +326,29 @@ fn exec_streams_stdin_output_exit_codes_and_a_tty() {
         assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
         assert!(raw.contains("SPDY is not implemented; use a WebSocket client"), "{raw}");
 
+        // pea-crictl's `exec -i` speaks the same protocol: stdin through, exit code back.
+        let crictl = pea_tests::bins::workspace_binary("pea-crictl", "PEA_CRICTL");
+        let run = |args: &[&str], input: &'static [u8]| {
+            let mut cmd = std::process::Command::new(&crictl);
+            cmd.arg("-r")
+                .arg(&node.socket)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            in_netns(Some(&node.netns.path()), move || {
+                use std::io::Write;
+                let mut child = cmd.spawn().unwrap();
+                child.stdin.take().unwrap().write_all(input).unwrap();
+                child.wait_with_output().unwrap()
+            })
+        };
+        let o = run(&["exec", "-i", id, "cat"], b"typed at pea-crictl\n");
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "typed at pea-crictl\n");
+        let o = run(&["exec", "-i", id, "sh", "-c", "exit 5"], b"");
+        assert_eq!(o.status.code(), Some(5), "{o:?}");
+
         // Bad CRI requests fail at the RPC, naming what is wrong.
         for (r, code, what) in [
             (exec_req(id, &[], false, false), Code::InvalidArgument, "cmd"),

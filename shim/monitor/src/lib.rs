@@ -64,6 +64,11 @@
 //! dlopen machinery that glibc's own internals pull in) plus Rust's std. The static pea-pause
 //! measures 1 208 kB the same way.
 //!
+//! The attach socket (below) costs no measurable resident memory: static release builds side
+//! by side, same container, runc: before attach support 1 432–1 492 kB VmRSS; with it, no
+//! socket 1 432–1 472 kB, with `--attach-socket --stdin open` and a client that typed a byte
+//! 1 444–1 480 kB (RssAnon 124–140 kB in every case; two runs each, 2026-12-06).
+//!
 //! **The shim ships the static build** (lowest VmRSS, no loader work at each start, nothing to
 //! resolve at run time), built as pea-pause is:
 //! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p pea-monitor --target

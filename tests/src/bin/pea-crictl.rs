@@ -4,8 +4,12 @@
 //! ```text
 //! pea-crictl [--runtime-endpoint unix:///run/pea/pea-shim.sock] version|info|pods|ps|images
 //! pea-crictl pull IMAGE | rmi IMAGE | runp POD.json | create POD_ID CTR.json POD.json
-//! pea-crictl start|stop|rm|inspect ID | stopp|rmp|inspectp POD_ID | exec ID CMD... | logs ID
+//! pea-crictl start|stop|rm|inspect ID | stopp|rmp|inspectp POD_ID | exec [-i] [-t] ID CMD... | logs ID
 //! ```
+//!
+//! `exec` without `-i`/`-t` is ExecSync; with them it is CRI Exec and a WebSocket to the
+//! returned URL (v5.channel.k8s.io, as kubectl speaks it), so it must run where that URL's
+//! address is reachable (the shim's network namespace for a loopback stream address).
 
 use std::path::PathBuf;
 
@@ -71,6 +75,12 @@ enum Cmd {
         id: String,
     },
     Exec {
+        /// Stream stdin to the process (CRI Exec instead of ExecSync).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a terminal (CRI Exec with tty; stderr goes to the terminal too).
+        #[arg(short, long)]
+        tty: bool,
         id: String,
         #[arg(long, default_value_t = 0)]
         timeout: i64,
@@ -318,7 +328,30 @@ async fn main() -> Result<()> {
             .await?
             .into_inner(),
         )?,
-        Cmd::Exec { id, timeout, cmd } => {
+        Cmd::Exec {
+            interactive,
+            tty,
+            id,
+            cmd,
+            ..
+        } if interactive || tty => {
+            let url = r
+                .exec(cri::ExecRequest {
+                    container_id: id,
+                    cmd,
+                    tty,
+                    stdin: interactive,
+                    stdout: true,
+                    stderr: !tty,
+                })
+                .await?
+                .into_inner()
+                .url;
+            std::process::exit(stream_exec(&url, interactive, tty).await?);
+        }
+        Cmd::Exec {
+            id, timeout, cmd, ..
+        } => {
             let out = r
                 .exec_sync(cri::ExecSyncRequest {
                     container_id: id,
@@ -365,4 +398,133 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs an exec stream at `url` on this terminal; returns the process's exit code.
+async fn stream_exec(url: &str, stdin: bool, tty: bool) -> Result<i32> {
+    use futures_util::{SinkExt, StreamExt};
+    use std::io::Write;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("unexpected stream URL {url}"))?;
+    let addr = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to the stream server {addr}"))?;
+    let mut req = format!("ws://{rest}").into_client_request()?;
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "v5.channel.k8s.io,v4.channel.k8s.io".parse()?,
+    );
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+        .await
+        .context("WebSocket upgrade")?;
+    let v5 = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .is_some_and(|p| p == "v5.channel.k8s.io");
+    let (mut tx, mut rx) = ws.split();
+    let _raw = tty.then(RawTerminal::enable).flatten();
+    if tty {
+        // `stty size` prints "ROWS COLS" for the terminal on its stdin.
+        if let Ok(o) = std::process::Command::new("stty").arg("size").output() {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            if let Some((rows, cols)) = text.trim().split_once(' ') {
+                let size = format!(r#"{{"Width":{cols},"Height":{rows}}}"#);
+                let mut m = vec![4u8];
+                m.extend_from_slice(size.as_bytes());
+                tx.send(Message::Binary(m.into())).await?;
+            }
+        }
+    }
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    if stdin {
+        // A plain thread: reading a terminal blocks, and the process exits when done.
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut input = std::io::stdin();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = input.read(&mut buf).unwrap_or(0);
+                let mut m = vec![0u8];
+                m.extend_from_slice(&buf[..n]);
+                let msg = if n == 0 { vec![255, 0] } else { m };
+                if in_tx.blocking_send(msg).is_err() || n == 0 {
+                    break;
+                }
+            }
+        });
+    } else {
+        drop(in_tx);
+    }
+    let mut status = Vec::new();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    loop {
+        tokio::select! {
+            m = in_rx.recv(), if stdin => match m {
+                Some(m) if m[0] == 255 && !v5 => {}
+                Some(m) => tx.send(Message::Binary(m.into())).await?,
+                None => {}
+            },
+            m = rx.next() => match m {
+                Some(Ok(Message::Binary(b))) if !b.is_empty() => match b[0] {
+                    1 => { out.write_all(&b[1..])?; out.flush()?; }
+                    2 => { err.write_all(&b[1..])?; err.flush()?; }
+                    3 => status.extend_from_slice(&b[1..]),
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    drop(_raw);
+    if status.is_empty() {
+        return Ok(0);
+    }
+    let st: serde_json::Value = serde_json::from_slice(&status).context("error channel")?;
+    if st["status"] == "Success" {
+        return Ok(0);
+    }
+    if let Some(code) = st["details"]["causes"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["reason"] == "ExitCode"))
+        .and_then(|c| c["message"].as_str()?.parse().ok())
+    {
+        return Ok(code);
+    }
+    eprintln!(
+        "exec failed: {}",
+        st["message"].as_str().unwrap_or("unknown error")
+    );
+    Ok(1)
+}
+
+/// Puts this terminal in raw mode (when stdin is one) and restores it on drop.
+#[derive(Debug)]
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enable() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(Self(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
+    }
 }
