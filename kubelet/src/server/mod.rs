@@ -13,7 +13,8 @@
 //! from `system:masters` or a configured API server identity (others: 403).
 //!
 //! The kubelet core wires it with [`serve`]: a [`ServerConfig`], a [`CriHandle`] (from
-//! [`cri_connect::connect`] or [`CriHandle::from_channel`]) and its pods as a [`PodSource`].
+//! [`cri_connect::connect`], or `CriHandle::from(cri)` from its own [`crate::cri::Cri`]) and its
+//! pods as a [`PodSource`].
 
 pub mod cri_connect;
 pub mod cri_log;
