@@ -5,7 +5,6 @@
 use k8s_cri::v1 as cri;
 
 use crate::error::ShimError;
-use crate::records::ContainerState;
 use crate::streaming::StreamRequest;
 use crate::Shim;
 
@@ -14,13 +13,7 @@ impl Shim {
         &self,
         mut r: cri::AttachRequest,
     ) -> Result<cri::AttachResponse, ShimError> {
-        let rec = self.container(&r.container_id)?;
-        if rec.state != ContainerState::Running {
-            return Err(ShimError::FailedPrecondition(format!(
-                "container {} is not running",
-                rec.id
-            )));
-        }
+        let rec = self.running_container(&r.container_id)?;
         super::exec::check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
         if rec.config.tty {
             return Err(ShimError::Unimplemented(format!(

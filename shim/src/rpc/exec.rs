@@ -10,13 +10,7 @@ use crate::Shim;
 
 impl Shim {
     pub async fn exec(&self, mut r: cri::ExecRequest) -> Result<cri::ExecResponse, ShimError> {
-        let rec = self.container(&r.container_id)?;
-        if rec.state != ContainerState::Running {
-            return Err(ShimError::FailedPrecondition(format!(
-                "container {} is not running",
-                rec.id
-            )));
-        }
+        let rec = self.running_container(&r.container_id)?;
         if r.cmd.is_empty() {
             return Err(ShimError::invalid("cmd: empty"));
         }
@@ -24,6 +18,24 @@ impl Shim {
         r.container_id = rec.id;
         let url = self.streams.url_for(StreamRequest::Exec(r))?;
         Ok(cri::ExecResponse { url })
+    }
+}
+
+impl Shim {
+    /// The record of container `id` (a unique prefix will do), which must be running: what
+    /// Exec and Attach stream into.
+    pub(crate) fn running_container(
+        &self,
+        id: &str,
+    ) -> Result<crate::records::ContainerRecord, ShimError> {
+        let rec = self.container(id)?;
+        if rec.state != ContainerState::Running {
+            return Err(ShimError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        Ok(rec)
     }
 }
 
