@@ -7,6 +7,12 @@
 //! server and kubectl included), so all traffic stays on that namespace's loopback. The pod is
 //! made through CRI with the kubelet's labels and a matching Pod object bound to the node, as
 //! the kubelet core would (it is not wired to this server yet).
+//!
+//! Port-forward is driven with a WebSocket client speaking the kubelet's port-forward framing
+//! (v4.channel.k8s.io), not `kubectl port-forward`: kubectl 1.32 offers SPDY tunnelled in
+//! WebSocket (`SPDY/3.1+portforward.k8s.io`), then plain SPDY, and pea-shim's streaming server
+//! speaks neither (kube-apiserver would translate the tunnel to SPDY towards the kubelet; pea-control
+//! passes upgrades through unchanged).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -507,4 +513,112 @@ fn kubectl_exec_streams_through_pea_control_and_the_kubelet() {
         "{}",
         text(&o)
     );
+}
+
+/// A WebSocket to pea-control as the admin (its client certificate, over TLS), from inside the
+/// node's namespace.
+async fn admin_websocket(
+    cluster: &Cluster,
+    path_and_query: &str,
+    protocol: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{
+        pem::PemObject, CertificateDer, PrivateKeyDer, ServerName,
+    };
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let pki = &cluster.control().running().pki;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca.cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let certs = CertificateDer::pem_slice_iter(pki.admin.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.admin.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = cluster.control().addr;
+    let tcp = in_netns(Some(&cluster.netns), || std::net::TcpStream::connect(addr)).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut req = format!("ws://{addr}{path_and_query}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("websocket through pea-control");
+    // The runtime's choice of subprotocol came back through both hops.
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+#[test]
+fn port_forward_over_websocket_reaches_the_pod_through_pea_control_and_the_kubelet() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let cluster = Cluster::start();
+    cluster.run_pod(
+        "web",
+        &[(
+            "app",
+            "echo ready; while true; do echo hello-pf | nc -l -p 8080; done",
+        )],
+    );
+    cluster.wait_for_log("web", "ready");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (opened, data) = runtime.block_on(async {
+        loop {
+            // The kubelet's WebSocket port-forward framing (v4.channel.k8s.io): channel 0 data,
+            // 1 errors, each opening with the port in two little-endian bytes.
+            let mut ws = admin_websocket(
+                &cluster,
+                "/api/v1/namespaces/default/pods/web/portforward?ports=8080",
+                "v4.channel.k8s.io",
+            )
+            .await;
+            let mut opened = std::collections::BTreeMap::new();
+            let mut data = Vec::new();
+            while !String::from_utf8_lossy(&data).contains("hello-pf") {
+                match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                    Ok(Some(Ok(Message::Binary(b)))) if !b.is_empty() => {
+                        if let std::collections::btree_map::Entry::Vacant(e) = opened.entry(b[0]) {
+                            e.insert(b[1..].to_vec());
+                        } else if b[0] == 0 {
+                            data.extend_from_slice(&b[1..]);
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+            // nc may be between two connections: try again, bounded.
+            if String::from_utf8_lossy(&data).contains("hello-pf") || Instant::now() > deadline {
+                return (opened, data);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert_eq!(
+        opened.get(&0).map(Vec::as_slice),
+        Some(&8080u16.to_le_bytes()[..])
+    );
+    assert_eq!(String::from_utf8_lossy(&data), "hello-pf\n");
 }
