@@ -350,8 +350,9 @@ impl Api {
             body: req.body.clone(),
             user,
         };
+        // Nodes write the status of, and finally delete, only the pods bound to them.
         let bound_node = if info.resource == "pods"
-            && info.subresource.is_some()
+            && (info.subresource.is_some() || info.verb == "delete")
             && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
         {
             match info.name.as_deref() {

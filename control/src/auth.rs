@@ -149,6 +149,8 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
             info.namespace.as_deref() == Some("kube-node-lease") && name == Some(node)
         }
         ("", "pods", Some("status")) => bound_node == Some(node),
+        // The kubelet's final delete (grace 0) of a pod it has terminated.
+        ("", "pods", None) if info.verb == "delete" => bound_node == Some(node),
         ("", "events", None) | ("events.k8s.io", "events", None) => {
             matches!(info.verb.as_str(), "create" | "update" | "patch")
         }
@@ -200,6 +202,16 @@ mod tests {
             &n1,
             &info("delete", "", "pods", Some("default"), Some("p"), None),
             None
+        ));
+        assert!(authorize(
+            &n1,
+            &info("delete", "", "pods", Some("default"), Some("p"), None),
+            Some("n1")
+        ));
+        assert!(!authorize(
+            &n1,
+            &info("delete", "", "pods", Some("default"), Some("p"), None),
+            Some("n2")
         ));
         assert!(authorize(
             &n1,

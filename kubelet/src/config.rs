@@ -18,7 +18,10 @@ pub enum ConfigError {
     #[error("kubelet config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("kubelet config: {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// `authentication.x509.clientCAFile` and friends (only the parts pea-kubelet uses).
@@ -36,7 +39,7 @@ pub struct Authentication {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509 {
-    #[serde(default)]
+    #[serde(default, rename = "clientCAFile")]
     pub client_ca_file: Option<PathBuf>,
 }
 

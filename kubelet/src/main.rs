@@ -7,7 +7,10 @@ use clap::Parser;
 use pea_kubelet::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "pea-kubelet", about = "node agent: runs the API's pods through CRI")]
+#[command(
+    name = "pea-kubelet",
+    about = "node agent: runs the API's pods through CRI"
+)]
 struct Args {
     /// KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON).
     #[arg(long)]
@@ -33,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| "info,libcgroups=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod fixtures;
 pub mod images;
 pub mod ingress;
+pub mod kubelet_node;
 pub mod layering;
 pub mod leakguard;
 pub mod netlab;
