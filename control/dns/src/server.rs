@@ -35,6 +35,8 @@ pub struct Config {
     pub ttl: u32,
     /// Resolvers for everything outside the cluster zone; `None` refuses such questions.
     pub upstream_resolv_conf: Option<PathBuf>,
+    /// UDP sockets sharing the port (SO_REUSEPORT), each with its own receive loop.
+    pub udp_sockets: usize,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             cluster_domain: "cluster.local".into(),
             ttl: 5,
             upstream_resolv_conf: None,
+            udp_sockets: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -68,13 +71,49 @@ impl std::fmt::Debug for Running {
     }
 }
 
-/// Binds UDP and TCP on the same port; with port 0 the UDP socket picks it and TCP follows,
-/// retried a few times in case another program holds that TCP port.
-async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Error> {
+/// One UDP socket with SO_REUSEPORT, so several receive loops share the port (the kernel spreads
+/// datagrams over them by flow hash; only sockets of the same user may join, as CoreDNS's
+/// `reuseport`).
+fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use nix::sys::socket::{
+        bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    // Room for bursts: the default 208 KiB drops under load before the loops catch up.
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(addr),
+    )?;
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+}
+
+/// Binds `udp_sockets` UDP sockets and a TCP listener on the same port; with port 0 the first
+/// UDP socket picks it and the rest follow, retried a few times in case another program holds
+/// that port for TCP.
+async fn bind_dns(
+    listen: SocketAddr,
+    udp_sockets: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener), Error> {
     let bind_err = |addr: SocketAddr| move |source| Error::Bind { addr, source };
     for _ in 0..16 {
-        let udp = UdpSocket::bind(listen).await.map_err(bind_err(listen))?;
-        let addr = udp.local_addr().map_err(bind_err(listen))?;
+        let first = udp_reuseport(listen).map_err(bind_err(listen))?;
+        let addr = first.local_addr().map_err(bind_err(listen))?;
+        let mut udp = vec![first];
+        for _ in 1..udp_sockets.max(1) {
+            udp.push(udp_reuseport(addr).map_err(bind_err(addr))?);
+        }
         match TcpListener::bind(addr).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
@@ -99,8 +138,8 @@ pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
         Some(path) => Some(Forwarder::from_resolv_conf(path)?),
         None => None,
     };
-    let (udp, tcp) = bind_dns(config.listen).await?;
-    let dns_addr = udp.local_addr().map_err(|source| Error::Bind {
+    let (udp, tcp) = bind_dns(config.listen, config.udp_sockets).await?;
+    let dns_addr = udp[0].local_addr().map_err(|source| Error::Bind {
         addr: config.listen,
         source,
     })?;
@@ -135,7 +174,9 @@ pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
     let mut server = Server::new(Handler {
         state: state.clone(),
     });
-    server.register_socket(udp);
+    for socket in udp {
+        server.register_socket(socket);
+    }
     server.register_listener(tcp, TCP_IDLE, 64 * 1024);
     info!(%dns_addr, ?http_addr, domain = %config.cluster_domain,
         upstream = ?state.forwarder.as_ref().map(|f| &f.servers), "pea-dns serving");

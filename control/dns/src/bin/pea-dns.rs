@@ -35,6 +35,10 @@ struct Args {
     /// Tokio worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// UDP sockets sharing the port with SO_REUSEPORT, each read by its own loop (0: as many
+    /// as worker threads).
+    #[arg(long, default_value_t = 0)]
+    udp_sockets: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +76,11 @@ fn main() -> anyhow::Result<()> {
             cluster_domain: args.cluster_domain,
             ttl: args.ttl,
             upstream_resolv_conf: args.upstream_resolv_conf,
+            udp_sockets: match (args.udp_sockets, args.threads) {
+                (0, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                (0, t) => t,
+                (n, _) => n,
+            },
         };
         let mut running = pea_dns::start(config, client).await?;
         tokio::select! {
