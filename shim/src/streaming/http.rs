@@ -16,12 +16,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use super::spdy_port_forward::{self, Target};
 use super::websocket::{self, Session};
-use super::{attach, exec, port_forward, StreamRequest};
+use super::{attach, exec, port_forward, tunnel, StreamRequest};
 use crate::Shim;
 
-/// What a SPDY client (crictl, kubectl < 1.30 without WebSocket) is told.
-pub const SPDY_REFUSED: &str = "SPDY is not implemented; use a WebSocket client (kubectl ≥ 1.30)";
+/// What a SPDY exec/attach client (crictl, kubectl < 1.30) is told.
+pub const SPDY_REFUSED: &str =
+    "SPDY exec/attach is not implemented (port-forward is); use a WebSocket client (kubectl ≥ 1.30)";
 
 /// A client must send its request head this fast (hostile or stuck clients hold nothing long).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,7 +82,7 @@ async fn handle(
     };
     let headers = req.headers();
     if websocket::is_spdy(headers) {
-        return Ok(plain(StatusCode::BAD_REQUEST, SPDY_REFUSED));
+        return Ok(spdy_upgrade(shim, kind, token, req));
     }
     if !websocket::is_upgrade(headers) {
         return Ok(plain(
@@ -111,7 +113,21 @@ async fn handle(
         Ok(p) => p,
         Err(e) => return Ok(plain(StatusCode::BAD_REQUEST, e)),
     };
+    let tunnelled = protocol == Some(websocket::SPDY_TUNNEL_PORT_FORWARD);
     let request = match request {
+        // SPDY names its ports per stream; the request's, if any, bound them.
+        StreamRequest::PortForward {
+            sandbox_id,
+            netns,
+            ports,
+        } if tunnelled => match granted_ports(req.uri().query(), ports) {
+            Ok(ports) => StreamRequest::PortForward {
+                sandbox_id,
+                netns,
+                ports,
+            },
+            Err(e) => return Ok(plain(StatusCode::BAD_REQUEST, e)),
+        },
         StreamRequest::PortForward {
             sandbox_id,
             netns,
@@ -137,6 +153,25 @@ async fn handle(
                     return;
                 }
             };
+            if let (
+                true,
+                StreamRequest::PortForward {
+                    sandbox_id,
+                    netns,
+                    ports,
+                },
+            ) = (tunnelled, &request)
+            {
+                let target = Target {
+                    sandbox_id: sandbox_id.clone(),
+                    netns: netns.clone(),
+                    ports: ports.clone(),
+                };
+                tracing::debug!("SPDY-in-WebSocket port-forward started");
+                spdy_port_forward::serve(tunnel::byte_stream(io).await, target).await;
+                tracing::debug!("stream ended");
+                return;
+            }
             let session = Session::new(io, protocol).await;
             tracing::debug!(protocol = protocol.unwrap_or(""), "stream started");
             match request {
@@ -163,6 +198,111 @@ async fn handle(
     Ok(resp
         .body(Full::new(Bytes::new()))
         .expect("static response parts"))
+}
+
+/// The ports a SPDY port-forward may reach: the URL's or the CRI request's; none named means
+/// any (kubectl's SPDY request names none; each stream says its port).
+fn granted_ports(query: Option<&str>, cri: Vec<u16>) -> Result<Vec<u16>, String> {
+    let named = form_urlencoded::parse(query.unwrap_or("").as_bytes()).any(|(k, _)| k == "port");
+    if !named && cri.is_empty() {
+        return Ok(Vec::new());
+    }
+    port_forward::ports_from_query(query, cri)
+}
+
+/// `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version: portforward.k8s.io` (kubectl's
+/// port-forward, and its fallback when the WebSocket tunnel is refused).
+fn spdy_upgrade(
+    shim: Arc<Shim>,
+    kind: &str,
+    token: &str,
+    mut req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let headers = req.headers();
+    if kind != "portforward" {
+        return plain(StatusCode::BAD_REQUEST, SPDY_REFUSED);
+    }
+    let upgrade_ok = headers
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("SPDY/3.1"));
+    let connection_ok = headers.get_all("connection").iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    if !upgrade_ok || !connection_ok {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "want \"Upgrade: SPDY/3.1\" and \"Connection: Upgrade\" (only SPDY/3.1 is spoken)",
+        );
+    }
+    let offered: Vec<String> = headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    if !offered.iter().any(|p| p == spdy_port_forward::PROTOCOL) {
+        // The kubelet's answer to a failed negotiation (httpstream.Handshake).
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{:?}]",
+                spdy_port_forward::PROTOCOL
+            ),
+        );
+    }
+    let Some(request) = shim.streams.consume(token) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("stream token {token:?} is unknown, already used or expired (tokens are single-use and live 1 minute)"),
+        );
+    };
+    let StreamRequest::PortForward {
+        sandbox_id,
+        netns,
+        ports,
+    } = request
+    else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("the token is for {}, not {kind}", request.kind()),
+        );
+    };
+    let ports = match granted_ports(req.uri().query(), ports) {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
+    };
+    let target = Target {
+        sandbox_id,
+        netns,
+        ports,
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    let span = tracing::info_span!("stream", kind, id = %target.sandbox_id, protocol = "SPDY/3.1");
+    tokio::spawn(
+        async move {
+            match upgrade.await {
+                Ok(u) => {
+                    tracing::debug!("SPDY port-forward started");
+                    spdy_port_forward::serve(TokioIo::new(u), target).await;
+                    tracing::debug!("stream ended");
+                }
+                Err(e) => tracing::warn!(error = %e, "upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .header("x-stream-protocol-version", spdy_port_forward::PROTOCOL)
+        .body(Full::new(Bytes::new()))
+        .expect("static response parts")
 }
 
 fn request_id(r: &StreamRequest) -> String {

@@ -6,14 +6,18 @@
 //! ```text
 //!  CRI Exec/Attach/PortForward ──validate──▶ cache.insert(request) ──▶ URL with TOKEN
 //!  GET /exec/TOKEN (Upgrade: websocket) ──cache.consume(TOKEN)──▶ 101 + subprotocol ──▶ session
-//!  anything else: 404 unknown/used/expired token, 400 SPDY or no WebSocket upgrade
+//!  POST /portforward/TOKEN (Upgrade: SPDY/3.1) ──▶ 101 + portforward.k8s.io ──▶ SPDY session
+//!  anything else: 404 unknown/used/expired token, 400 SPDY exec/attach or no upgrade
 //! ```
 //!
 //! Protocols ([`websocket`]): `v5.channel.k8s.io` and `v4.channel.k8s.io` for exec/attach
 //! (channels 0 stdin, 1 stdout, 2 stderr, 3 error as a `metav1.Status`, 4 resize; v5 adds the
 //! 255 close signal), and the kubelet's WebSocket port-forward framing (`v4.channel.k8s.io` or
 //! no subprotocol: per port a data and an error channel, each opened with the port as two
-//! little-endian bytes). SPDY/3.1 is not implemented: such requests get a 400 saying so.
+//! little-endian bytes). Port-forward also speaks SPDY/3.1 ([`spdy`], [`spdy_port_forward`]):
+//! after `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version: portforward.k8s.io`, or inside a
+//! WebSocket offering `SPDY/3.1+portforward.k8s.io` ([`tunnel`]) — kubectl's two ways. SPDY
+//! exec/attach is not implemented: such requests get a 400 saying so.
 //!
 //! Sessions: [`exec`] runs the runtime's `exec` (pipes, or a pty handed over a console socket
 //! for tty), [`attach`] subscribes to the container's pea-monitor, [`port_forward`] dials
@@ -26,7 +30,10 @@ pub mod exec;
 pub mod http;
 pub mod port_forward;
 pub mod pty;
+pub mod spdy;
+pub mod spdy_port_forward;
 pub mod status;
+pub mod tunnel;
 pub mod websocket;
 
 use std::net::SocketAddr;

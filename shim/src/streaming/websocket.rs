@@ -49,7 +49,7 @@ pub fn offered(headers: &hyper::HeaderMap) -> Vec<String> {
 pub fn negotiate(kind: &str, offered: &[String]) -> Result<Option<&'static str>, String> {
     let has = |p: &str| offered.iter().any(|o| o == p);
     let wanted: &[&'static str] = if kind == "portforward" {
-        &[V4]
+        &[V4, SPDY_TUNNEL_PORT_FORWARD]
     } else {
         &[V5, V4]
     };
@@ -58,12 +58,6 @@ pub fn negotiate(kind: &str, offered: &[String]) -> Result<Option<&'static str>,
     }
     if kind == "portforward" && offered.is_empty() {
         return Ok(None);
-    }
-    if kind == "portforward" && has(SPDY_TUNNEL_PORT_FORWARD) {
-        return Err(format!(
-            "{SPDY_TUNNEL_PORT_FORWARD} (SPDY tunnelled over WebSocket) is not implemented; \
-             offer {V4} (the WebSocket port-forward framing)"
-        ));
     }
     Err(format!(
         "none of the offered subprotocols {offered:?} is supported for {kind}; supported: {}",
@@ -268,8 +262,10 @@ mod tests {
         assert!(negotiate("exec", &[]).is_err());
         assert_eq!(negotiate("portforward", &[]), Ok(None));
         assert_eq!(negotiate("portforward", &v(&[V4])), Ok(Some(V4)));
-        let e = negotiate("portforward", &v(&[SPDY_TUNNEL_PORT_FORWARD])).unwrap_err();
-        assert!(e.contains("not implemented"), "{e}");
+        assert_eq!(
+            negotiate("portforward", &v(&[SPDY_TUNNEL_PORT_FORWARD])),
+            Ok(Some(SPDY_TUNNEL_PORT_FORWARD))
+        );
     }
 
     #[test]
