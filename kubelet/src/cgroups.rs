@@ -64,7 +64,12 @@ impl Layout {
             create(&p)?;
         }
         // BestEffort pods get the least CPU under contention (kubelet: shares 2).
-        apply(&format!("{}/besteffort", self.kubepods), Some(2), None, None)?;
+        apply(
+            &format!("{}/besteffort", self.kubepods),
+            Some(2),
+            None,
+            None,
+        )?;
         Ok(())
     }
 
@@ -127,9 +132,13 @@ pub fn pod_limits(pod: &Pod) -> (u64, Option<i64>, Option<i64>) {
     let mut lim_mem = Some(0u64);
     for c in &spec.containers {
         let r = c.resources.as_ref();
-        let get = |which: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
-            which.and_then(|m| m.get(k)).cloned()
-        };
+        let get = |which: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >,
+                   k: &str| { which.and_then(|m| m.get(k)).cloned() };
         let lim = r.and_then(|r| r.limits.as_ref());
         let req = r.and_then(|r| r.requests.as_ref());
         let lc = get(lim, "cpu").and_then(|q| quantity::millicores(&q));
@@ -142,7 +151,9 @@ pub fn pod_limits(pod: &Pod) -> (u64, Option<i64>, Option<i64>) {
         lim_mem = lim_mem.zip(lm).map(|(a, b)| a + b);
     }
     let shares = (req_cpu * 1024 / 1000).max(2);
-    let quota = lim_cpu.filter(|m| *m > 0).map(|m| (m * 100_000 / 1000).max(1000) as i64);
+    let quota = lim_cpu
+        .filter(|m| *m > 0)
+        .map(|m| (m * 100_000 / 1000).max(1000) as i64);
     (shares, quota, lim_mem.filter(|m| *m > 0).map(|m| m as i64))
 }
 
@@ -152,10 +163,20 @@ fn setup() -> Result<CgroupSetup, CgroupError> {
 
 fn v1_mounts() -> Vec<PathBuf> {
     use libcgroups::v1::ControllerType as C;
-    [C::Cpu, C::CpuAcct, C::CpuSet, C::Devices, C::Memory, C::Pids, C::Blkio, C::Freezer, C::HugeTlb]
-        .iter()
-        .filter_map(|c| libcgroups::v1::util::get_subsystem_mount_point(c).ok())
-        .collect()
+    [
+        C::Cpu,
+        C::CpuAcct,
+        C::CpuSet,
+        C::Devices,
+        C::Memory,
+        C::Pids,
+        C::Blkio,
+        C::Freezer,
+        C::HugeTlb,
+    ]
+    .iter()
+    .filter_map(|c| libcgroups::v1::util::get_subsystem_mount_point(c).ok())
+    .collect()
 }
 
 fn rel(path: &str) -> &Path {
@@ -257,9 +278,9 @@ fn apply(
 
 fn exists(path: &str) -> bool {
     match setup() {
-        Ok(CgroupSetup::Unified) => {
-            Path::new(libcgroups::common::DEFAULT_CGROUP_ROOT).join(rel(path)).exists()
-        }
+        Ok(CgroupSetup::Unified) => Path::new(libcgroups::common::DEFAULT_CGROUP_ROOT)
+            .join(rel(path))
+            .exists(),
         _ => v1_mounts().iter().any(|m| m.join(rel(path)).exists()),
     }
 }

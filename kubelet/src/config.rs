@@ -170,7 +170,8 @@ impl Config {
             node_ip: None,
             kubeconfig: kubeconfig.to_path_buf(),
             root_dir: PathBuf::from("/var/lib/pea/kubelet"),
-            address: "0.0.0.0".into(),
+            // Empty: the node's InternalIP (what the API server dials), not every address.
+            address: String::new(),
             port: 10250,
             tls_cert_file: None,
             tls_private_key_file: None,

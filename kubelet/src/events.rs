@@ -22,7 +22,11 @@ impl Recorder {
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                let ns = ev.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let ns = ev
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
                 let api: Api<Event> = Api::namespaced(client.clone(), &ns);
                 if let Err(e) = api.create(&PostParams::default(), &ev).await {
                     tracing::debug!(error = %e, "event dropped");

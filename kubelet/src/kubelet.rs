@@ -32,26 +32,35 @@ pub enum StartError {
 pub struct Running {
     pub shared: Arc<Shared>,
     pub synced: watch::Receiver<bool>,
+    pub server: crate::server::Running,
 }
 
 /// The local address the kernel would use to reach `server` (the node's InternalIP).
 fn local_ip_towards(server: &str) -> Option<IpAddr> {
-    let sock = UdpSocket::bind(if server.contains(':') && server.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" }).ok()?;
+    let sock = UdpSocket::bind(if server.contains(':') && server.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    })
+    .ok()?;
     sock.connect(server).ok()?;
     sock.local_addr().ok().map(|a| a.ip())
 }
 
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
-    let kc = kube::config::Kubeconfig::read_from(&cfg.kubeconfig).map_err(|e| StartError::Kubeconfig {
-        path: cfg.kubeconfig.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let kcfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| StartError::Kubeconfig {
+    let kc = kube::config::Kubeconfig::read_from(&cfg.kubeconfig).map_err(|e| {
+        StartError::Kubeconfig {
             path: cfg.kubeconfig.display().to_string(),
             message: e.to_string(),
-        })?;
+        }
+    })?;
+    let kcfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| StartError::Kubeconfig {
+                path: cfg.kubeconfig.display().to_string(),
+                message: e.to_string(),
+            })?;
     let server = {
         let u = &kcfg.cluster_url;
         let host = u.host().unwrap_or("127.0.0.1").to_string();
@@ -69,7 +78,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let mut cri = crate::cri::connect(&cfg.container_runtime_endpoint)?;
     let version = cri
         .runtime
-        .version(cri::VersionRequest { version: "v1".into() })
+        .version(cri::VersionRequest {
+            version: "v1".into(),
+        })
         .await
         .map_err(|s| StartError::Runtime {
             endpoint: cfg.container_runtime_endpoint.clone(),
@@ -85,7 +96,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         what: "root dir",
         message: format!("{}: {e}", cfg.root_dir.display()),
     })?;
-    let host_resolv = HostResolv::parse(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_default());
+    let host_resolv =
+        HostResolv::parse(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_default());
     let layout = crate::cgroups::Layout::new(&cfg.cgroup_root, cfg.cgroups_per_qos);
     layout.ensure_qos().map_err(|e| StartError::Setup {
         what: "QoS cgroups",
@@ -128,9 +140,71 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                 source,
             })?;
     }
+    let server = start_server(&shared).await?;
     tokio::spawn(node::status_loop(shared.clone(), machine));
     tokio::spawn(node::lease_loop(shared.clone()));
     let (tx, rx) = watch::channel(false);
     tokio::spawn(pods::run(shared.clone(), tx));
-    Ok(Running { shared, synced: rx })
+    Ok(Running {
+        shared,
+        synced: rx,
+        server,
+    })
+}
+
+/// The pods the server's `/pods` shows: what the workers run, with the status they wrote.
+struct Pods(Arc<Shared>);
+
+impl crate::server::PodSource for Pods {
+    fn pods(&self) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        self.0
+            .pods
+            .read()
+            .expect("pods")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The HTTPS server (logs, exec, attach, port-forward, stats) on the node's address.
+async fn start_server(s: &Arc<Shared>) -> Result<crate::server::Running, StartError> {
+    let ip: IpAddr = if s.cfg.address.is_empty() {
+        s.host_ips
+            .first()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        s.cfg.address.parse().map_err(|_| StartError::Setup {
+            what: "address",
+            message: format!("{:?} is not an IP address", s.cfg.address),
+        })?
+    };
+    let client_ca_file = s.cfg.client_ca_file.clone().ok_or(StartError::Setup {
+        what: "authentication.x509.clientCAFile",
+        message:
+            "required: the kubelet's server authenticates the API server by its client certificate"
+                .into(),
+    })?;
+    let config = crate::server::ServerConfig {
+        address: std::net::SocketAddr::new(ip, s.cfg.port),
+        node_name: s.cfg.node_name.clone(),
+        tls_cert_file: s.cfg.tls_cert_file.clone(),
+        tls_private_key_file: s.cfg.tls_private_key_file.clone(),
+        cert_dir: s.cfg.root_dir.join("pki"),
+        client_ca_file,
+        ..Default::default()
+    };
+    let running = crate::server::serve(
+        config,
+        crate::server::CriHandle::from(s.cri.clone()),
+        Arc::new(Pods(s.clone())),
+    )
+    .await
+    .map_err(|e| StartError::Setup {
+        what: "kubelet server",
+        message: e.to_string(),
+    })?;
+    tracing::info!(addr = %running.addr, "serving logs, exec, attach, port-forward and stats");
+    Ok(running)
 }

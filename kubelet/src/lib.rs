@@ -9,8 +9,8 @@
 pub mod cgroups;
 pub mod config;
 pub mod cri;
-pub mod eviction;
 pub mod events;
+pub mod eviction;
 pub mod kubelet;
 pub mod labels;
 pub mod node;

@@ -34,9 +34,14 @@ pub struct Machine {
 
 impl Machine {
     pub fn read(root_dir: &std::path::Path) -> Self {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
         let storage = nix::sys::statvfs::statvfs(root_dir)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks() * s.fragment_size())
             .unwrap_or(0);
         let os_image = read("/etc/os-release")
             .lines()
@@ -82,7 +87,10 @@ fn reserved(map: &BTreeMap<String, String>, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn capacity(s: &Shared, m: &Machine) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+pub fn capacity(
+    s: &Shared,
+    m: &Machine,
+) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
     let cap: BTreeMap<String, Quantity> = [
         ("cpu", q(m.cpus)),
         ("memory", q(format!("{}Ki", m.memory / 1024))),
@@ -108,7 +116,10 @@ pub fn capacity(s: &Shared, m: &Machine) -> (BTreeMap<String, Quantity>, BTreeMa
         ("pods", q(s.cfg.max_pods)),
         (
             "ephemeral-storage",
-            q(format!("{}Ki", m.storage.saturating_sub(res("ephemeral-storage")) / 1024)),
+            q(format!(
+                "{}Ki",
+                m.storage.saturating_sub(res("ephemeral-storage")) / 1024
+            )),
         ),
     ]
     .into_iter()
@@ -151,13 +162,25 @@ pub async fn register(s: &Arc<Shared>, m: &Machine) -> Result<(), kube::Error> {
     };
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => {
-            s.events.node(&s.cfg.node_name, false, "RegisteredNode", format!("Node {} event: Registered Node {} in Controller", s.cfg.node_name, s.cfg.node_name));
+            s.events.node(
+                &s.cfg.node_name,
+                false,
+                "RegisteredNode",
+                format!(
+                    "Node {} event: Registered Node {} in Controller",
+                    s.cfg.node_name, s.cfg.node_name
+                ),
+            );
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let patch = serde_json::json!({"metadata": {"labels": labels}});
-            api.patch(&s.cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            api.patch(
+                &s.cfg.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
             Ok(())
         }
         Err(e) => Err(e),
@@ -205,7 +228,7 @@ pub fn pressure(s: &Shared, m: &Machine) -> (bool, bool, bool) {
             }
             Signal::NodefsAvailable | Signal::ImagefsAvailable => {
                 if let Ok(st) = nix::sys::statvfs::statvfs(&s.cfg.root_dir) {
-                    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+                    let avail = st.blocks_available() * st.fragment_size();
                     disk |= avail < t.min_available(m.storage);
                 }
             }
@@ -215,7 +238,11 @@ pub fn pressure(s: &Shared, m: &Machine) -> (bool, bool, bool) {
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(u64::MAX);
                 let used = std::fs::read_dir("/proc")
-                    .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count() as u64)
+                    .map(|d| {
+                        d.flatten()
+                            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                            .count() as u64
+                    })
                     .unwrap_or(0);
                 pid |= max.saturating_sub(used) < t.min_available(max);
             }
@@ -228,9 +255,17 @@ pub fn pressure(s: &Shared, m: &Machine) -> (bool, bool, bool) {
 pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeStatus {
     let (capacity, allocatable) = capacity(s, m);
     let mut cri = s.cri.clone();
-    let (runtime_ok, net_ok, why) = match cri.runtime.status(cri::StatusRequest { verbose: false }).await {
+    let (runtime_ok, net_ok, why) = match cri
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+    {
         Ok(r) => {
-            let conds = r.into_inner().status.map(|st| st.conditions).unwrap_or_default();
+            let conds = r
+                .into_inner()
+                .status
+                .map(|st| st.conditions)
+                .unwrap_or_default();
             let get = |t: &str| conds.iter().find(|c| c.r#type == t);
             let rt = get("RuntimeReady");
             let net = get("NetworkReady");
@@ -241,15 +276,25 @@ pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeSt
                 .map(|c| format!("{}: {} {}", c.r#type, c.reason, c.message))
                 .collect::<Vec<_>>()
                 .join("; ");
-            (rt.is_some_and(|c| c.status), net.is_some_and(|c| c.status), why)
+            (
+                rt.is_some_and(|c| c.status),
+                net.is_some_and(|c| c.status),
+                why,
+            )
         }
-        Err(e) => (false, false, format!("container runtime is down: {}", e.message())),
+        Err(e) => (
+            false,
+            false,
+            format!("container runtime is down: {}", e.message()),
+        ),
     };
     let (mem, disk, pid) = pressure(s, m);
     let ready = runtime_ok && net_ok;
     let version = cri
         .runtime
-        .version(cri::VersionRequest { version: "v1".into() })
+        .version(cri::VersionRequest {
+            version: "v1".into(),
+        })
         .await
         .map(|v| {
             let v = v.into_inner();
@@ -268,7 +313,11 @@ pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeSt
         address: s.cfg.node_name.clone(),
     });
     let mut images = Vec::new();
-    if let Ok(list) = cri.images.list_images(cri::ListImagesRequest { filter: None }).await {
+    if let Ok(list) = cri
+        .images
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await
+    {
         let mut list = list.into_inner().images;
         list.sort_by_key(|i| std::cmp::Reverse(i.size));
         for img in list.into_iter().take(50) {
@@ -284,20 +333,72 @@ pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeSt
         capacity: Some(capacity),
         allocatable: Some(allocatable),
         conditions: Some(vec![
-            cond("MemoryPressure", mem, if mem { "KubeletHasInsufficientMemory" } else { "KubeletHasSufficientMemory" }, if mem { "kubelet has insufficient memory available" } else { "kubelet has sufficient memory available" }, old),
-            cond("DiskPressure", disk, if disk { "KubeletHasDiskPressure" } else { "KubeletHasNoDiskPressure" }, if disk { "kubelet has disk pressure" } else { "kubelet has no disk pressure" }, old),
-            cond("PIDPressure", pid, if pid { "KubeletHasInsufficientPID" } else { "KubeletHasSufficientPID" }, if pid { "kubelet has insufficient PID available" } else { "kubelet has sufficient PID available" }, old),
+            cond(
+                "MemoryPressure",
+                mem,
+                if mem {
+                    "KubeletHasInsufficientMemory"
+                } else {
+                    "KubeletHasSufficientMemory"
+                },
+                if mem {
+                    "kubelet has insufficient memory available"
+                } else {
+                    "kubelet has sufficient memory available"
+                },
+                old,
+            ),
+            cond(
+                "DiskPressure",
+                disk,
+                if disk {
+                    "KubeletHasDiskPressure"
+                } else {
+                    "KubeletHasNoDiskPressure"
+                },
+                if disk {
+                    "kubelet has disk pressure"
+                } else {
+                    "kubelet has no disk pressure"
+                },
+                old,
+            ),
+            cond(
+                "PIDPressure",
+                pid,
+                if pid {
+                    "KubeletHasInsufficientPID"
+                } else {
+                    "KubeletHasSufficientPID"
+                },
+                if pid {
+                    "kubelet has insufficient PID available"
+                } else {
+                    "kubelet has sufficient PID available"
+                },
+                old,
+            ),
             cond(
                 "Ready",
                 ready,
-                if ready { "KubeletReady" } else { "KubeletNotReady" },
-                &if ready { "kubelet is posting ready status".to_string() } else { format!("container runtime not ready: {why}") },
+                if ready {
+                    "KubeletReady"
+                } else {
+                    "KubeletNotReady"
+                },
+                &if ready {
+                    "kubelet is posting ready status".to_string()
+                } else {
+                    format!("container runtime not ready: {why}")
+                },
                 old,
             ),
         ]),
         addresses: Some(addresses),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: s.cfg.port as i32 }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: s.cfg.port as i32,
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: "amd64".into(),
@@ -310,7 +411,6 @@ pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeSt
             operating_system: "linux".into(),
             os_image: m.os_image.clone(),
             system_uuid: m.machine_id.clone(),
-            ..Default::default()
         }),
         images: Some(images),
         ..Default::default()
@@ -325,7 +425,11 @@ pub async fn status_loop(s: Arc<Shared>, m: Machine) {
         let st = status(&s, &m, last.as_ref()).await;
         let body = serde_json::json!({"status": st});
         match api
-            .patch_status(&s.cfg.node_name, &PatchParams::default(), &Patch::Merge(&body))
+            .patch_status(
+                &s.cfg.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
             .await
         {
             Ok(_) => last = Some(st),
@@ -349,13 +453,18 @@ pub async fn lease_loop(s: Arc<Shared>) {
     let period = Duration::from_secs((duration as u64 / 4).max(1));
     loop {
         let now = MicroTime(chrono::Utc::now());
-        let owner = nodes.get_opt(&s.cfg.node_name).await.ok().flatten().map(|n| OwnerReference {
-            api_version: "v1".into(),
-            kind: "Node".into(),
-            name: s.cfg.node_name.clone(),
-            uid: n.metadata.uid.unwrap_or_default(),
-            ..Default::default()
-        });
+        let owner = nodes
+            .get_opt(&s.cfg.node_name)
+            .await
+            .ok()
+            .flatten()
+            .map(|n| OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: s.cfg.node_name.clone(),
+                uid: n.metadata.uid.unwrap_or_default(),
+                ..Default::default()
+            });
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(s.cfg.node_name.clone()),
@@ -373,7 +482,9 @@ pub async fn lease_loop(s: Arc<Shared>) {
         let r = match api.get_opt(&s.cfg.node_name).await {
             Ok(Some(mut cur)) => {
                 cur.spec = lease.spec.clone();
-                api.replace(&s.cfg.node_name, &PostParams::default(), &cur).await.map(|_| ())
+                api.replace(&s.cfg.node_name, &PostParams::default(), &cur)
+                    .await
+                    .map(|_| ())
             }
             Ok(None) => api.create(&PostParams::default(), &lease).await.map(|_| ()),
             Err(e) => Err(e),

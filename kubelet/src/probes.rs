@@ -118,7 +118,12 @@ pub async fn run(
             cmd,
             timeout: timeout.as_secs() as i64,
         };
-        return match tokio::time::timeout(timeout + Duration::from_secs(1), cri.runtime.exec_sync(req)).await {
+        return match tokio::time::timeout(
+            timeout + Duration::from_secs(1),
+            cri.runtime.exec_sync(req),
+        )
+        .await
+        {
             Err(_) => Outcome::Failure(format!("command timed out after {}s", timeout.as_secs())),
             Ok(Err(s)) => Outcome::Failure(format!("exec failed: {}", s.message())),
             Ok(Ok(r)) => {
@@ -206,7 +211,9 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &str) -> std::io::
     head.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
+        })
 }
 
 #[cfg(test)]
@@ -215,7 +222,10 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        let p: Probe = serde_json::from_value(serde_json::json!({"failureThreshold": 2, "successThreshold": 1, "periodSeconds": 1})).unwrap();
+        let p: Probe = serde_json::from_value(
+            serde_json::json!({"failureThreshold": 2, "successThreshold": 1, "periodSeconds": 1}),
+        )
+        .unwrap();
         let t0 = Instant::now();
         let mut s = ProbeState::new(Kind::Liveness, &p, t0);
         assert!(s.ok);

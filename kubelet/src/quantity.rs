@@ -41,7 +41,9 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 
 /// CPU in millicores, rounded up.
 pub fn millicores(q: &Quantity) -> Option<u64> {
-    parse(&q.0).filter(|v| *v >= 0.0).map(|v| (v * 1000.0).ceil() as u64)
+    parse(&q.0)
+        .filter(|v| *v >= 0.0)
+        .map(|v| (v * 1000.0).ceil() as u64)
 }
 
 pub fn bytes(q: &Quantity) -> Option<u64> {

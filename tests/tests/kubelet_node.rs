@@ -47,23 +47,6 @@ fn node_ready(n: &KubeletNode) {
     }
 }
 
-async fn exec(n: &KubeletNode, cid: &str, cmd: &[&str]) -> (i32, String) {
-    let mut c = pea_tests::cri_client::connect(&n.node.socket)
-        .await
-        .expect("cri");
-    let r = c
-        .runtime
-        .exec_sync(cri::ExecSyncRequest {
-            container_id: cid.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 10,
-        })
-        .await
-        .expect("exec_sync")
-        .into_inner();
-    (r.exit_code, String::from_utf8_lossy(&r.stdout).to_string())
-}
-
 fn container_id(p: &Value, i: usize) -> String {
     p["status"]["containerStatuses"][i]["containerID"]
         .as_str()
@@ -176,23 +159,26 @@ spec:
         cs["imageID"].as_str().unwrap().starts_with("sha256:")
             || !cs["imageID"].as_str().unwrap().is_empty()
     );
-    let cid = container_id(&p, 0);
-
-    rt().block_on(async {
-        let (_, out) = exec(&n, &cid, &["sh", "-c", "echo $MY_POD; cat /etc/sec/pw; cat /etc/info/labels; mount | grep -c ' /scratch type tmpfs'; cat /etc/hosts"]).await;
-        assert!(out.starts_with("web\nhunter2app=\"web\"\n1\n"), "{out}");
-        assert!(out.contains(&format!("{ip}\tweb")), "{out}");
-    });
-    // The container's log, written through CRI, says what the env and volumes held.
+    // In the pod, through kubectl → pea-control → the kubelet's server → pea-shim's streams.
+    let out = n.ok(&["exec", "web", "--", "sh", "-c", "echo $MY_POD; cat /etc/sec/pw; cat /etc/info/labels; mount | grep -c ' /scratch type tmpfs'; cat /etc/hosts"]);
+    assert!(out.starts_with("web\nhunter2app=\"web\"\n1\n"), "{out}");
+    assert!(out.contains(&format!("{ip}\tweb")), "{out}");
+    let out = n.kubectl_stdin(
+        &["exec", "-i", "web", "--", "sh", "-c", "cat; exit 4"],
+        Some("piped\n"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "kubectl exec passes the exit code"
+    );
+    // The container's log, written through CRI, read back by kubectl through the kubelet.
     let uid = p["metadata"]["uid"].as_str().unwrap();
-    let log = std::fs::read_to_string(
-        n.node
-            .path("logs")
-            .join(format!("default_web_{uid}"))
-            .join("main/0.log"),
-    )
-    .expect("container log");
+    let log = n.ok(&["logs", "web"]);
     assert!(log.contains("started hello hello hunter2"), "{log}");
+    let log = n.ok(&["logs", "web", "--timestamps", "--tail=1"]);
+    assert!(log.starts_with("20") && log.contains("started"), "{log}");
 
     // A configmap update reaches the running pod's volume (atomic ..data swap).
     let yaml = n.ok(&[
@@ -206,20 +192,18 @@ spec:
     ]);
     let out = n.kubectl_stdin(&["apply", "-f", "-"], Some(&yaml));
     assert!(out.status.success());
-    rt().block_on(async {
-        let start = Instant::now();
-        loop {
-            let (_, out) = exec(&n, &cid, &["cat", "/etc/cfg/greeting"]).await;
-            if out == "updated" {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(40),
-                "configmap update not seen: {out}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    loop {
+        let out = n.ok(&["exec", "web", "--", "cat", "/etc/cfg/greeting"]);
+        if out == "updated" {
+            break;
         }
-    });
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "configmap update not seen: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // Graceful deletion: preStop runs, then the pod is gone and nothing of it is left.
     let started = Instant::now();

@@ -101,7 +101,11 @@ pub fn container_config(i: &Input) -> Result<cri::ContainerConfig, ContainerConf
         let mut host = hv.path.clone();
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             let sp = Path::new(sub);
-            if sp.is_absolute() || sp.components().any(|x| !matches!(x, std::path::Component::Normal(_))) {
+            if sp.is_absolute()
+                || sp
+                    .components()
+                    .any(|x| !matches!(x, std::path::Component::Normal(_)))
+            {
                 return Err(ContainerConfigError::SubPath {
                     container: c.name.clone(),
                     mount: vm.name.clone(),
@@ -290,7 +294,9 @@ pub fn resources(pod: &Pod, c: &Container, node_memory: u64) -> cri::LinuxContai
     let r = c.resources.as_ref();
     let lim = r.and_then(|r| r.limits.as_ref());
     let req = r.and_then(|r| r.requests.as_ref());
-    let lim_cpu = lim.and_then(|m| m.get("cpu")).and_then(quantity::millicores);
+    let lim_cpu = lim
+        .and_then(|m| m.get("cpu"))
+        .and_then(quantity::millicores);
     let req_cpu = req
         .and_then(|m| m.get("cpu"))
         .and_then(quantity::millicores)
@@ -338,7 +344,10 @@ pub fn etc_hosts(pod: &Pod, pod_ips: &[String], cluster_domain: &str) -> String 
     }
     for alias in spec.host_aliases.iter().flatten() {
         let names = alias.hostnames.clone().unwrap_or_default().join("\t");
-        out.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{names}\n", alias.ip));
+        out.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{names}\n",
+            alias.ip
+        ));
     }
     out
 }
@@ -362,8 +371,20 @@ mod tests {
         .unwrap();
         let d = tempfile::tempdir().unwrap();
         let mut vols = BTreeMap::new();
-        vols.insert("data".to_string(), HostVolume { path: d.path().join("data"), read_only: false });
-        vols.insert("cfg".to_string(), HostVolume { path: d.path().join("cfg"), read_only: true });
+        vols.insert(
+            "data".to_string(),
+            HostVolume {
+                path: d.path().join("data"),
+                read_only: false,
+            },
+        );
+        vols.insert(
+            "cfg".to_string(),
+            HostVolume {
+                path: d.path().join("cfg"),
+                read_only: true,
+            },
+        );
         let env = vec![("GREETING".to_string(), "hi".to_string())];
         let c = &pod.spec.as_ref().unwrap().containers[0];
         let cfg = container_config(&Input {
@@ -381,11 +402,20 @@ mod tests {
         assert_eq!(cfg.args, ["echo hi $(GREETING)"]);
         assert_eq!(cfg.log_path, "c/2.log");
         assert_eq!(cfg.metadata.as_ref().unwrap().attempt, 2);
-        assert!(cfg.mounts.iter().any(|m| m.container_path == "/cfg" && m.readonly));
-        assert!(cfg.mounts.iter().any(|m| m.container_path == "/dev/termination-log"));
+        assert!(cfg
+            .mounts
+            .iter()
+            .any(|m| m.container_path == "/cfg" && m.readonly));
+        assert!(cfg
+            .mounts
+            .iter()
+            .any(|m| m.container_path == "/dev/termination-log"));
         let l = cfg.linux.as_ref().unwrap();
         let r = l.resources.as_ref().unwrap();
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.cpu_period), (512, 50_000, 100_000));
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.cpu_period),
+            (512, 50_000, 100_000)
+        );
         assert_eq!(r.memory_limit_in_bytes, 32 << 20);
         assert_eq!(r.oom_score_adj, -997);
         let sc = l.security_context.as_ref().unwrap();
@@ -404,7 +434,13 @@ mod tests {
         .unwrap();
         let d = tempfile::tempdir().unwrap();
         let mut vols = BTreeMap::new();
-        vols.insert("sys".to_string(), HostVolume { path: "/proc/sys".into(), read_only: false });
+        vols.insert(
+            "sys".to_string(),
+            HostVolume {
+                path: "/proc/sys".into(),
+                read_only: false,
+            },
+        );
         let c = &pod.spec.as_ref().unwrap().containers[0];
         let input = Input {
             pod: &pod,
@@ -424,8 +460,18 @@ mod tests {
         let mut c2 = c.clone();
         c2.volume_mounts.as_mut().unwrap()[0].sub_path = Some("../../etc".into());
         let mut vols2 = BTreeMap::new();
-        vols2.insert("sys".to_string(), HostVolume { path: d.path().into(), read_only: false });
-        let input = Input { container: &c2, volumes: &vols2, ..input };
+        vols2.insert(
+            "sys".to_string(),
+            HostVolume {
+                path: d.path().into(),
+                read_only: false,
+            },
+        );
+        let input = Input {
+            container: &c2,
+            volumes: &vols2,
+            ..input
+        };
         assert!(matches!(
             container_config(&input),
             Err(ContainerConfigError::SubPath { .. })

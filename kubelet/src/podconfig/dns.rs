@@ -90,8 +90,7 @@ pub fn dns_config(
             let Some(name) = o.name.as_deref() else {
                 continue;
             };
-            cfg.options
-                .retain(|x| x.split(':').next() != Some(name));
+            cfg.options.retain(|x| x.split(':').next() != Some(name));
             cfg.options.push(match &o.value {
                 Some(v) => format!("{name}:{v}"),
                 None => name.to_string(),
@@ -123,7 +122,12 @@ mod tests {
         assert_eq!(c.servers, ["10.96.0.10"]);
         assert_eq!(
             c.searches,
-            ["web.svc.cluster.local", "svc.cluster.local", "cluster.local", "lan"]
+            [
+                "web.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "lan"
+            ]
         );
         assert_eq!(c.options, ["ndots:5"]);
         // hostNetwork + ClusterFirst behaves as Default.

@@ -156,12 +156,12 @@ pub fn container_env(
             (Some(v), _) => Some(expand(v, &vars)),
             (None, Some(vf)) => {
                 if let Some(f) = &vf.field_ref {
-                    Some(field(pod, &f.field_path, refs).ok_or_else(|| {
-                        EnvError::FieldPath {
+                    Some(
+                        field(pod, &f.field_path, refs).ok_or_else(|| EnvError::FieldPath {
                             name: e.name.clone(),
                             path: f.field_path.clone(),
-                        }
-                    })?)
+                        })?,
+                    )
                 } else if let Some(r) = &vf.resource_field_ref {
                     Some(resource(pod, c, r, refs).ok_or_else(|| EnvError::Resource {
                         name: e.name.clone(),
@@ -305,7 +305,11 @@ fn resource(
             let millis = map
                 .and_then(|m| m.get("cpu"))
                 .and_then(quantity::millicores)
-                .unwrap_or(if kind == "limits" { refs.node_cpu_millis } else { 0 });
+                .unwrap_or(if kind == "limits" {
+                    refs.node_cpu_millis
+                } else {
+                    0
+                });
             // CPU is rounded up to whole divisors (default 1 core), as kube's ExtractContainerResourceValue.
             let d = divisor.unwrap_or(1.0);
             ((millis as f64 / 1000.0) / d).ceil()
@@ -363,13 +367,19 @@ pub fn service_env(services: &[Service], ns: &str, links: bool) -> Vec<(String, 
         for p in &ports {
             if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
                 out.push((
-                    format!("{name}_SERVICE_PORT_{}", pn.to_uppercase().replace('-', "_")),
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        pn.to_uppercase().replace('-', "_")
+                    ),
                     p.port.to_string(),
                 ));
             }
         }
         let proto0 = first.protocol.as_deref().unwrap_or("TCP").to_lowercase();
-        out.push((format!("{name}_PORT"), format!("{proto0}://{ip}:{}", first.port)));
+        out.push((
+            format!("{name}_PORT"),
+            format!("{proto0}://{ip}:{}", first.port),
+        ));
         for p in &ports {
             let proto = p.protocol.as_deref().unwrap_or("TCP");
             let prefix = format!("{name}_PORT_{}_{}", p.port, proto.to_uppercase());
@@ -451,7 +461,9 @@ mod tests {
             "spec": {"clusterIP": "10.96.0.7", "ports": [{"name": "sql", "port": 5432, "protocol": "TCP"}]}
         }))
         .unwrap();
-        let env: BTreeMap<_, _> = service_env(&[svc.clone()], "ns", true).into_iter().collect();
+        let env: BTreeMap<_, _> = service_env(std::slice::from_ref(&svc), "ns", true)
+            .into_iter()
+            .collect();
         assert_eq!(env["MY_DB_SERVICE_HOST"], "10.96.0.7");
         assert_eq!(env["MY_DB_SERVICE_PORT_SQL"], "5432");
         assert_eq!(env["MY_DB_PORT"], "tcp://10.96.0.7:5432");

@@ -27,13 +27,22 @@ pub fn of(pod: &Pod) -> Qos {
     };
     let mut any = false;
     let mut guaranteed = true;
-    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+    {
         let r = c.resources.as_ref();
         let req = r.and_then(|r| r.requests.as_ref());
         let lim = r.and_then(|r| r.limits.as_ref());
         for res in ["cpu", "memory"] {
-            let rq = req.and_then(|m| m.get(res)).and_then(|q| quantity::parse(&q.0));
-            let lm = lim.and_then(|m| m.get(res)).and_then(|q| quantity::parse(&q.0));
+            let rq = req
+                .and_then(|m| m.get(res))
+                .and_then(|q| quantity::parse(&q.0));
+            let lm = lim
+                .and_then(|m| m.get(res))
+                .and_then(|q| quantity::parse(&q.0));
             if rq.is_some_and(|v| v > 0.0) || lm.is_some_and(|v| v > 0.0) {
                 any = true;
             }
@@ -58,14 +67,19 @@ mod tests {
     use super::*;
 
     fn pod(res: serde_json::Value) -> Pod {
-        serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c", "resources": res}]}})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "resources": res}]}}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn classes() {
         assert_eq!(of(&pod(serde_json::json!({}))), Qos::BestEffort);
         assert_eq!(
-            of(&pod(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            of(&pod(
+                serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
             Qos::Guaranteed
         );
         assert_eq!(

@@ -68,12 +68,8 @@ pub fn sandbox_config(
             });
         }
     }
-    let mut labels_map: HashMap<String, String> = m
-        .labels
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let mut labels_map: HashMap<String, String> =
+        m.labels.clone().unwrap_or_default().into_iter().collect();
     labels_map.extend(labels::pod_labels(pod));
     let annotations: HashMap<String, String> = m
         .annotations
@@ -165,12 +161,18 @@ pub fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
 
 pub fn seccomp_profile(p: &k8s_openapi::api::core::v1::SeccompProfile) -> cri::SecurityProfile {
     let (profile_type, localhost_ref) = match p.type_.as_str() {
-        "RuntimeDefault" => (cri::security_profile::ProfileType::RuntimeDefault, String::new()),
+        "RuntimeDefault" => (
+            cri::security_profile::ProfileType::RuntimeDefault,
+            String::new(),
+        ),
         "Localhost" => (
             cri::security_profile::ProfileType::Localhost,
             p.localhost_profile.clone().unwrap_or_default(),
         ),
-        _ => (cri::security_profile::ProfileType::Unconfined, String::new()),
+        _ => (
+            cri::security_profile::ProfileType::Unconfined,
+            String::new(),
+        ),
     };
     cri::SecurityProfile {
         profile_type: profile_type as i32,

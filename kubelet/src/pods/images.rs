@@ -56,7 +56,11 @@ pub fn auth_from_secrets(image: &str, secrets: &[Secret]) -> Option<cri::AuthCon
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json.0) else {
             continue;
         };
-        let auths = if nested { v.get("auths").cloned() } else { Some(v) };
+        let auths = if nested {
+            v.get("auths").cloned()
+        } else {
+            Some(v)
+        };
         let Some(serde_json::Value::Object(auths)) = auths else {
             continue;
         };
@@ -68,11 +72,21 @@ pub fn auth_from_secrets(image: &str, secrets: &[Secret]) -> Option<cri::AuthCon
                 .next()
                 .unwrap_or("")
                 .to_string();
-            let key_host = if key_host == "index.docker.io" { "docker.io".into() } else { key_host };
+            let key_host = if key_host == "index.docker.io" {
+                "docker.io".into()
+            } else {
+                key_host
+            };
             if key_host != host {
                 continue;
             }
-            let str_of = |k: &str| entry.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            let str_of = |k: &str| {
+                entry
+                    .get(k)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
             let (mut user, mut pass) = (str_of("username"), str_of("password"));
             let auth = str_of("auth");
             if user.is_empty() && !auth.is_empty() {
@@ -106,7 +120,9 @@ impl Shared {
         if image.is_empty() || image.contains(char::is_whitespace) {
             return Err(PullError {
                 reason: "InvalidImageName",
-                message: format!("Failed to apply default image tag {image:?}: invalid reference format"),
+                message: format!(
+                    "Failed to apply default image tag {image:?}: invalid reference format"
+                ),
             });
         }
         let policy = pull_policy(c);
@@ -131,7 +147,9 @@ impl Shared {
         if policy == "Never" {
             return Err(PullError {
                 reason: "ErrImageNeverPull",
-                message: format!("Container image {image:?} is not present with pull policy of Never"),
+                message: format!(
+                    "Container image {image:?} is not present with pull policy of Never"
+                ),
             });
         }
         if in_backoff {
@@ -223,7 +241,10 @@ mod tests {
     fn policies_and_hosts() {
         assert_eq!(pull_policy(&c("busybox", None)), "Always");
         assert_eq!(pull_policy(&c("busybox:latest", None)), "Always");
-        assert_eq!(pull_policy(&c("127.0.0.1:5000/busybox:v1", None)), "IfNotPresent");
+        assert_eq!(
+            pull_policy(&c("127.0.0.1:5000/busybox:v1", None)),
+            "IfNotPresent"
+        );
         assert_eq!(pull_policy(&c("127.0.0.1:5000/busybox", None)), "Always");
         assert_eq!(pull_policy(&c("busybox:v1", Some("Never"))), "Never");
         assert_eq!(registry_host("127.0.0.1:5000/a/b:v1"), "127.0.0.1:5000");
@@ -239,8 +260,11 @@ mod tests {
                 r#"{"auths":{"https://127.0.0.1:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#)}
         }))
         .unwrap();
-        let a = auth_from_secrets("127.0.0.1:5000/x:v1", &[s.clone()]).unwrap();
-        assert_eq!((a.username.as_str(), a.password.as_str()), ("alice", "s3cret"));
+        let a = auth_from_secrets("127.0.0.1:5000/x:v1", std::slice::from_ref(&s)).unwrap();
+        assert_eq!(
+            (a.username.as_str(), a.password.as_str()),
+            ("alice", "s3cret")
+        );
         assert!(auth_from_secrets("quay.io/x:v1", &[s]).is_none());
     }
 }

@@ -118,23 +118,47 @@ async fn dispatch(s: &Arc<Shared>, workers: &mut HashMap<String, mpsc::Sender<Ms
         workers.remove(&uid);
         return;
     }
-    let phase = pod.status.as_ref().and_then(|st| st.phase.clone()).unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|st| st.phase.clone())
+        .unwrap_or_default();
     let admitted = s.pods.read().expect("pods").len() < s.cfg.max_pods as usize;
     if !admitted && phase != "Failed" && phase != "Succeeded" {
-        reject(s, &pod, "OutOfpods", format!("Node didn't have enough resource: pods, requested: 1, capacity: {}", s.cfg.max_pods)).await;
+        reject(
+            s,
+            &pod,
+            "OutOfpods",
+            format!(
+                "Node didn't have enough resource: pods, requested: 1, capacity: {}",
+                s.cfg.max_pods
+            ),
+        )
+        .await;
         return;
     }
-    s.pods.write().expect("pods").insert(uid.clone(), pod.clone());
+    s.pods
+        .write()
+        .expect("pods")
+        .insert(uid.clone(), pod.clone());
     workers.insert(uid, Worker::spawn(s.clone(), pod));
 }
 
 /// Admission refused: the pod fails on this node with the reason kubelet gives.
 async fn reject(s: &Shared, pod: &Pod, reason: &str, message: String) {
-    let api: Api<Pod> = Api::namespaced(s.client.clone(), pod.metadata.namespace.as_deref().unwrap_or(""));
+    let api: Api<Pod> = Api::namespaced(
+        s.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+    );
     s.events.pod(pod, true, reason, message.clone());
-    let body = serde_json::json!({"status": {"phase": "Failed", "reason": reason, "message": message}});
+    let body =
+        serde_json::json!({"status": {"phase": "Failed", "reason": reason, "message": message}});
     if let Err(e) = api
-        .patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(&body))
+        .patch_status(
+            pod.metadata.name.as_deref().unwrap_or(""),
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
         .await
     {
         tracing::warn!(error = %e, "rejecting pod");
@@ -205,11 +229,15 @@ async fn housekeeping(s: Arc<Shared>, known: HashSet<String>) {
         tracing::info!(sandbox = %sb.id, pod_uid = %uid, "removing the sandbox of a pod gone from the API");
         let _ = cri
             .runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() })
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
             .await;
         let _ = cri
             .runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() })
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
             .await;
         let _ = crate::volumes::teardown(&s.ctx.root_dir, &uid);
         if let Err(e) = s.ctx.cgroups.remove_pod_uid(&uid) {

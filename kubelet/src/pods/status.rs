@@ -33,7 +33,11 @@ fn time_ns(ns: i64) -> Option<Time> {
     (ns > 0).then(|| Time(chrono::DateTime::from_timestamp_nanos(ns)))
 }
 
-fn terminated(s: &cri::ContainerStatus, cid: &str, msg: Option<&String>) -> ContainerStateTerminated {
+fn terminated(
+    s: &cri::ContainerStatus,
+    cid: &str,
+    msg: Option<&String>,
+) -> ContainerStateTerminated {
     let reason = if !s.reason.is_empty() {
         s.reason.clone()
     } else if s.exit_code == 0 {
@@ -54,12 +58,12 @@ fn terminated(s: &cri::ContainerStatus, cid: &str, msg: Option<&String>) -> Cont
     }
 }
 
-fn container_status(
-    c: &Container,
-    obs: &Observed,
-    runtime: &str,
-) -> ContainerStatus {
-    let history = obs.containers.get(&c.name).map(Vec::as_slice).unwrap_or(&[]);
+fn container_status(c: &Container, obs: &Observed, runtime: &str) -> ContainerStatus {
+    let history = obs
+        .containers
+        .get(&c.name)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let cid = |s: &cri::ContainerStatus| format!("{runtime}://{}", s.id);
     let restart_count = history
         .first()
@@ -83,7 +87,12 @@ fn container_status(
     if let Some(s) = current {
         st.container_id = Some(cid(s));
         st.image_id = s.image_ref.clone();
-        if let Some(img) = s.image.as_ref().map(|i| i.image.clone()).filter(|i| !i.is_empty()) {
+        if let Some(img) = s
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .filter(|i| !i.is_empty())
+        {
             st.image = c.image.clone().unwrap_or(img);
         }
         st.state = Some(match s.state() {
@@ -136,7 +145,12 @@ fn container_status(
 }
 
 /// kubelet's `getPhase` over the regular containers.
-fn phase(pod: &Pod, statuses: &[ContainerStatus], initialized: bool, init_failed: bool) -> &'static str {
+fn phase(
+    pod: &Pod,
+    statuses: &[ContainerStatus],
+    initialized: bool,
+    init_failed: bool,
+) -> &'static str {
     if init_failed {
         return "Failed";
     }
@@ -160,10 +174,19 @@ fn phase(pod: &Pod, statuses: &[ContainerStatus], initialized: bool, init_failed
             } else {
                 failed += 1;
             }
-        } else if s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_some() {
+        } else if s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .is_some()
+        {
             // Waiting to restart: it ran before.
             stopped += 1;
-            let code = s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map_or(0, |t| t.exit_code);
+            let code = s
+                .last_state
+                .as_ref()
+                .and_then(|l| l.terminated.as_ref())
+                .map_or(0, |t| t.exit_code);
             if code == 0 {
                 succeeded += 1;
             } else {
@@ -233,7 +256,12 @@ pub fn pod_status(i: &StatusInput) -> PodStatus {
         .flatten()
         .map(|c| {
             let mut s = container_status(c, i.obs, i.runtime);
-            if s.state.as_ref().and_then(|st| st.waiting.as_ref()).is_some() && i.obs.initialized {
+            if s.state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .is_some()
+                && i.obs.initialized
+            {
                 // Finished init containers whose records were collected still count as done.
                 s.state = Some(ContainerState {
                     terminated: Some(ContainerStateTerminated {
@@ -252,9 +280,32 @@ pub fn pod_status(i: &StatusInput) -> PodStatus {
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let mut conditions = vec![
         condition("PodReadyToStartContainers", i.obs.sandbox_ready, None, old),
-        condition("Initialized", i.obs.initialized, Some("ContainersNotInitialized"), old),
-        condition("ContainersReady", all_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" }), old),
-        condition("Ready", all_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" }), old),
+        condition(
+            "Initialized",
+            i.obs.initialized,
+            Some("ContainersNotInitialized"),
+            old,
+        ),
+        condition(
+            "ContainersReady",
+            all_ready && !terminal,
+            Some(if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            }),
+            old,
+        ),
+        condition(
+            "Ready",
+            all_ready && !terminal,
+            Some(if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            }),
+            old,
+        ),
     ];
     // Conditions others own (PodScheduled, DisruptionTarget, readiness gates) are kept.
     for c in old.and_then(|s| s.conditions.clone()).into_iter().flatten() {
@@ -270,14 +321,23 @@ pub fn pod_status(i: &StatusInput) -> PodStatus {
         "PodScheduled" => 4,
         _ => 5,
     });
-    let pod_ips = if terminal { Vec::new() } else { i.obs.pod_ips.clone() };
+    let pod_ips = if terminal {
+        Vec::new()
+    } else {
+        i.obs.pod_ips.clone()
+    };
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: i.host_ips.first().cloned(),
-        host_ips: Some(i.host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect()),
+        host_ips: Some(
+            i.host_ips
+                .iter()
+                .map(|ip| HostIP { ip: ip.clone() })
+                .collect(),
+        ),
         pod_ip: pod_ips.first().cloned(),
         pod_ips: Some(pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
         qos_class: Some(qos::of(pod).as_str().into()),
@@ -309,7 +369,10 @@ mod tests {
     fn exited(id: &str, attempt: u32, code: i32) -> cri::ContainerStatus {
         cri::ContainerStatus {
             id: id.into(),
-            metadata: Some(cri::ContainerMetadata { name: "a".into(), attempt }),
+            metadata: Some(cri::ContainerMetadata {
+                name: "a".into(),
+                attempt,
+            }),
             state: cri::ContainerState::ContainerExited as i32,
             exit_code: code,
             finished_at: 1_700_000_000_000_000_000,
@@ -327,28 +390,84 @@ mod tests {
         };
         obs.containers.insert("a".into(), vec![exited("c1", 0, 0)]);
         let p = pod("Never");
-        let st = pod_status(&StatusInput { pod: &p, obs: &obs, runtime: "pea", host_ips: &["192.168.1.2".into()], init_failed: false });
+        let st = pod_status(&StatusInput {
+            pod: &p,
+            obs: &obs,
+            runtime: "pea",
+            host_ips: &["192.168.1.2".into()],
+            init_failed: false,
+        });
         assert_eq!(st.phase.as_deref(), Some("Succeeded"));
         let cs = &st.container_statuses.as_ref().unwrap()[0];
         assert_eq!(cs.container_id.as_deref(), Some("pea://c1"));
-        assert_eq!(cs.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
-        assert!(st.conditions.as_ref().unwrap().iter().any(|c| c.type_ == "PodScheduled"));
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("Completed")
+        );
+        assert!(st
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "PodScheduled"));
         assert!(st.pod_ip.is_none(), "a finished pod reports no IP");
 
         // Always: a crashed container waiting in backoff keeps the pod Running, with lastState.
-        obs.containers.insert("a".into(), vec![exited("c2", 1, 2), exited("c1", 0, 0)]);
-        obs.waiting.insert("a".into(), ("CrashLoopBackOff".into(), "back-off 10s".into()));
+        obs.containers
+            .insert("a".into(), vec![exited("c2", 1, 2), exited("c1", 0, 0)]);
+        obs.waiting.insert(
+            "a".into(),
+            ("CrashLoopBackOff".into(), "back-off 10s".into()),
+        );
         let p = pod("Always");
-        let st = pod_status(&StatusInput { pod: &p, obs: &obs, runtime: "pea", host_ips: &[], init_failed: false });
+        let st = pod_status(&StatusInput {
+            pod: &p,
+            obs: &obs,
+            runtime: "pea",
+            host_ips: &[],
+            init_failed: false,
+        });
         assert_eq!(st.phase.as_deref(), Some("Running"));
         let cs = &st.container_statuses.as_ref().unwrap()[0];
         assert_eq!(cs.restart_count, 1);
-        assert_eq!(cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
-        assert_eq!(cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 2);
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        assert_eq!(
+            cs.last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            2
+        );
         let p = pod("Never");
         obs.waiting.clear();
         obs.containers.insert("a".into(), vec![exited("c2", 0, 1)]);
-        let st = pod_status(&StatusInput { pod: &p, obs: &obs, runtime: "pea", host_ips: &[], init_failed: false });
+        let st = pod_status(&StatusInput {
+            pod: &p,
+            obs: &obs,
+            runtime: "pea",
+            host_ips: &[],
+            init_failed: false,
+        });
         assert_eq!(st.phase.as_deref(), Some("Failed"));
     }
 }

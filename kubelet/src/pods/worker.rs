@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, LifecycleHandler, Pod, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, LifecycleHandler, Pod, PodStatus, Secret, Service,
+};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
 use tokio::sync::mpsc;
@@ -59,7 +61,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("uid", &self.uid).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -271,13 +275,18 @@ impl Worker {
         // Volumes follow configmap/secret updates on every resync.
         if self.refresh_refs(&pod_ips, false).await.is_ok() {
             if let Err(e) = volumes::setup(&self.pod, &self.refs, &self.s.ctx.root_dir) {
-                self.s.events.pod(&self.pod, true, "FailedMount", e.to_string());
+                self.s
+                    .events
+                    .pod(&self.pod, true, "FailedMount", e.to_string());
             }
         }
 
         // Init containers, in order.
         let spec = self.spec();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         let mut initialized = true;
         let mut init_failed = false;
         for ic in spec.init_containers.iter().flatten() {
@@ -285,7 +294,9 @@ impl Worker {
             let latest = containers.get(&ic.name).and_then(|v| v.first()).cloned();
             match latest.as_ref().map(|s| s.state()) {
                 Some(cri::ContainerState::ContainerRunning) if sidecar => {
-                    let started_ok = self.run_probes(ic, latest.as_ref().expect("latest"), &pod_ips, &mut wake).await;
+                    let started_ok = self
+                        .run_probes(ic, latest.as_ref().expect("latest"), &pod_ips, &mut wake)
+                        .await;
                     if !started_ok {
                         initialized = false;
                         break;
@@ -311,8 +322,17 @@ impl Worker {
                         .as_ref()
                         .and_then(|s| s.metadata.as_ref())
                         .map_or(0, |m| m.attempt + 1);
-                    self.start_or_backoff(ic, true, latest.as_ref(), next_attempt, &sandbox_id, attempt, &pod_ips, &mut wake)
-                        .await;
+                    self.start_or_backoff(
+                        ic,
+                        true,
+                        latest.as_ref(),
+                        next_attempt,
+                        &sandbox_id,
+                        attempt,
+                        &pod_ips,
+                        &mut wake,
+                    )
+                    .await;
                     break;
                 }
             }
@@ -328,14 +348,24 @@ impl Worker {
                     .map_or(0, |m| m.attempt + 1);
                 match latest.as_ref().map(|s| s.state()) {
                     None => {
-                        self.start_or_backoff(c, false, None, 0, &sandbox_id, attempt, &pod_ips, &mut wake)
-                            .await;
+                        self.start_or_backoff(
+                            c,
+                            false,
+                            None,
+                            0,
+                            &sandbox_id,
+                            attempt,
+                            &pod_ips,
+                            &mut wake,
+                        )
+                        .await;
                     }
                     Some(cri::ContainerState::ContainerRunning) => {
                         let s = latest.as_ref().expect("latest");
                         self.waiting.remove(&c.name);
                         if s.annotations.get(labels::HASH) != Some(&container::spec_hash(c)) {
-                            self.kill(s, "Container spec changed, will be restarted").await;
+                            self.kill(s, "Container spec changed, will be restarted")
+                                .await;
                             wake = Instant::now();
                             continue;
                         }
@@ -350,8 +380,17 @@ impl Worker {
                             _ => false,
                         };
                         if restart {
-                            self.start_or_backoff(c, false, latest.as_ref(), next_attempt, &sandbox_id, attempt, &pod_ips, &mut wake)
-                                .await;
+                            self.start_or_backoff(
+                                c,
+                                false,
+                                latest.as_ref(),
+                                next_attempt,
+                                &sandbox_id,
+                                attempt,
+                                &pod_ips,
+                                &mut wake,
+                            )
+                            .await;
                         } else {
                             self.waiting.remove(&c.name);
                         }
@@ -377,11 +416,16 @@ impl Worker {
         if init_failed {
             self.write_status_init_failed(&containers).await?;
         }
-        Ok(Next::Wait(wake.saturating_duration_since(Instant::now()).max(Duration::from_millis(50))))
+        Ok(Next::Wait(
+            wake.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(50)),
+        ))
     }
 
     /// Container statuses of this pod by name, newest attempt first.
-    async fn observe_containers(&self) -> Result<HashMap<String, Vec<cri::ContainerStatus>>, String> {
+    async fn observe_containers(
+        &self,
+    ) -> Result<HashMap<String, Vec<cri::ContainerStatus>>, String> {
         let mut cri = self.s.cri.clone();
         let list = cri
             .runtime
@@ -408,12 +452,18 @@ impl Worker {
                 continue;
             };
             if let Some(st) = st.into_inner().status {
-                let name = st.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+                let name = st
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
                 out.entry(name).or_default().push(st);
             }
         }
         for v in out.values_mut() {
-            v.sort_by_key(|s| std::cmp::Reverse((s.metadata.as_ref().map_or(0, |m| m.attempt), s.created_at)));
+            v.sort_by_key(|s| {
+                std::cmp::Reverse((s.metadata.as_ref().map_or(0, |m| m.attempt), s.created_at))
+            });
         }
         Ok(out)
     }
@@ -426,8 +476,12 @@ impl Worker {
             .ensure_pod(&self.pod)
             .map_err(|e| ("FailedCreatePodSandBox", e.to_string()))?;
         let log_dir = podconfig::pod_log_dir(&self.s.ctx, &self.pod);
-        std::fs::create_dir_all(&log_dir)
-            .map_err(|e| ("FailedCreatePodSandBox", format!("creating {}: {e}", log_dir.display())))?;
+        std::fs::create_dir_all(&log_dir).map_err(|e| {
+            (
+                "FailedCreatePodSandBox",
+                format!("creating {}: {e}", log_dir.display()),
+            )
+        })?;
         self.refresh_refs(&[], true)
             .await
             .map_err(|e| ("FailedMount", e))?;
@@ -444,7 +498,12 @@ impl Worker {
                 runtime_handler: handler,
             })
             .await
-            .map_err(|s| ("FailedCreatePodSandBox", format!("Failed to create pod sandbox: {}", s.message())))?
+            .map_err(|s| {
+                (
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {}", s.message()),
+                )
+            })?
             .into_inner()
             .pod_sandbox_id;
         self.backoff.forget("sandbox");
@@ -492,13 +551,21 @@ impl Worker {
         };
         let cm_api: Api<ConfigMap> = Api::namespaced(self.s.client.clone(), &ns);
         for n in cms {
-            if let Some(cm) = cm_api.get_opt(&n).await.map_err(|e| format!("configmap {n}: {e}"))? {
+            if let Some(cm) = cm_api
+                .get_opt(&n)
+                .await
+                .map_err(|e| format!("configmap {n}: {e}"))?
+            {
                 refs.configmaps.insert(n, cm);
             }
         }
         let sec_api: Api<Secret> = Api::namespaced(self.s.client.clone(), &ns);
         for n in secrets {
-            if let Some(s) = sec_api.get_opt(&n).await.map_err(|e| format!("secret {n}: {e}"))? {
+            if let Some(s) = sec_api
+                .get_opt(&n)
+                .await
+                .map_err(|e| format!("secret {n}: {e}"))?
+            {
                 refs.secrets.insert(n, s);
             }
         }
@@ -510,7 +577,12 @@ impl Worker {
                 .map_err(|e| format!("services: {e}"))?
                 .items;
         }
-        if ns != "default" || !refs.services.iter().any(|s| s.metadata.name.as_deref() == Some("kubernetes")) {
+        if ns != "default"
+            || !refs
+                .services
+                .iter()
+                .any(|s| s.metadata.name.as_deref() == Some("kubernetes"))
+        {
             let def: Api<Service> = Api::namespaced(self.s.client.clone(), "default");
             if let Ok(Some(k)) = def.get_opt("kubernetes").await {
                 refs.services.push(k);
@@ -563,14 +635,20 @@ impl Worker {
                 format!("Restarting container {}", c.name),
             );
         }
-        match self.start(c, init, attempt, sandbox_id, sandbox_attempt, pod_ips).await {
+        match self
+            .start(c, init, attempt, sandbox_id, sandbox_attempt, pod_ips)
+            .await
+        {
             Ok(()) => {
                 self.waiting.remove(&c.name);
                 *wake = (*wake).min(Instant::now() + Duration::from_millis(200));
             }
             Err((reason, message)) => {
-                let until = self.backoff.fail(&format!("start/{}", c.name), Instant::now());
-                self.waiting.insert(c.name.clone(), (reason.to_string(), message));
+                let until = self
+                    .backoff
+                    .fail(&format!("start/{}", c.name), Instant::now());
+                self.waiting
+                    .insert(c.name.clone(), (reason.to_string(), message));
                 *wake = (*wake).min(until);
             }
         }
@@ -620,8 +698,9 @@ impl Worker {
         })
         .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
         let cgroup = self.s.ctx.cgroups.pod_cgroup(&self.pod);
-        let sandbox_config = sandbox::sandbox_config(&self.pod, sandbox_attempt, &cgroup, &self.s.ctx)
-            .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
+        let sandbox_config =
+            sandbox::sandbox_config(&self.pod, sandbox_attempt, &cgroup, &self.s.ctx)
+                .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
         let mut cri = self.s.cri.clone();
         let id = cri
             .runtime
@@ -634,14 +713,24 @@ impl Worker {
             .map_err(cri_err("CreateContainerError"))?
             .into_inner()
             .container_id;
-        self.s.events.pod(&self.pod, false, "Created", format!("Created container {}", c.name));
+        self.s.events.pod(
+            &self.pod,
+            false,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         cri.runtime
             .start_container(cri::StartContainerRequest {
                 container_id: id.clone(),
             })
             .await
             .map_err(cri_err("RunContainerError"))?;
-        self.s.events.pod(&self.pod, false, "Started", format!("Started container {}", c.name));
+        self.s.events.pod(
+            &self.pod,
+            false,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         Ok(())
     }
 
@@ -700,7 +789,8 @@ impl Worker {
         let now = Instant::now();
         let started = {
             let age_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - s.started_at;
-            now.checked_sub(Duration::from_nanos(age_ns.max(0) as u64)).unwrap_or(now)
+            now.checked_sub(Duration::from_nanos(age_ns.max(0) as u64))
+                .unwrap_or(now)
         };
         let states = self.probes.entry(s.id.clone()).or_insert_with(|| {
             [Kind::Startup, Kind::Liveness, Kind::Readiness]
@@ -727,7 +817,14 @@ impl Worker {
             }
             let probe = probes::probe_of(c, kind).expect("probe");
             if states[i].next_due <= now {
-                let outcome = probes::run(&mut cri, &s.id, c, probe, pod_ips.first().map(String::as_str)).await;
+                let outcome = probes::run(
+                    &mut cri,
+                    &s.id,
+                    c,
+                    probe,
+                    pod_ips.first().map(String::as_str),
+                )
+                .await;
                 if let Outcome::Failure(m) = &outcome {
                     self.s.events.pod(
                         &self.pod,
@@ -741,7 +838,11 @@ impl Worker {
                     kill_reason = Some(format!(
                         "Container {} failed {} probe, will be restarted",
                         c.name,
-                        if kind == Kind::Startup { "startup" } else { "liveness" }
+                        if kind == Kind::Startup {
+                            "startup"
+                        } else {
+                            "liveness"
+                        }
                     ));
                 }
             }
@@ -766,15 +867,28 @@ impl Worker {
         if !self.killed.insert(s.id.clone()) {
             return;
         }
-        let name = s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
-        self.s.events.pod(&self.pod, false, "Killing", format!("Stopping container {name}: {reason}"));
+        let name = s
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        self.s.events.pod(
+            &self.pod,
+            false,
+            "Killing",
+            format!("Stopping container {name}: {reason}"),
+        );
         let grace = self.spec().termination_grace_period_seconds.unwrap_or(30);
         self.stop_container(s, grace).await;
     }
 
     async fn stop_container(&self, s: &cri::ContainerStatus, grace: i64) {
         let start = Instant::now();
-        let name = s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let name = s
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let spec = self.spec();
         let c = spec
             .containers
@@ -787,8 +901,18 @@ impl Worker {
                 let limit = Duration::from_secs(grace.max(0) as u64);
                 match tokio::time::timeout(limit, self.run_hook(c, &s.id, h, limit)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(m)) => self.s.events.pod(&self.pod, true, "FailedPreStopHook", format!("PreStopHook failed: {m}")),
-                    Err(_) => self.s.events.pod(&self.pod, true, "FailedPreStopHook", "PreStopHook timed out".into()),
+                    Ok(Err(m)) => self.s.events.pod(
+                        &self.pod,
+                        true,
+                        "FailedPreStopHook",
+                        format!("PreStopHook failed: {m}"),
+                    ),
+                    Err(_) => self.s.events.pod(
+                        &self.pod,
+                        true,
+                        "FailedPreStopHook",
+                        "PreStopHook timed out".into(),
+                    ),
                 }
             }
         }
@@ -819,8 +943,17 @@ impl Worker {
             .cloned()
             .collect();
         for s in &running {
-            let name = s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
-            self.s.events.pod(&self.pod, false, "Killing", format!("Stopping container {name}"));
+            let name = s
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            self.s.events.pod(
+                &self.pod,
+                false,
+                "Killing",
+                format!("Stopping container {name}"),
+            );
         }
         let this = &*self;
         futures_util::future::join_all(running.iter().map(|s| this.stop_container(s, grace))).await;
@@ -838,7 +971,9 @@ impl Worker {
             for sb in list.into_inner().items {
                 let _ = cri
                     .runtime
-                    .stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id })
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: sb.id,
+                    })
                     .await;
             }
         }
@@ -846,7 +981,8 @@ impl Worker {
 
     /// Stops and removes everything CRI holds for the pod.
     async fn terminate(&mut self, grace: Option<i64>) {
-        let grace = grace.unwrap_or_else(|| self.spec().termination_grace_period_seconds.unwrap_or(30));
+        let grace =
+            grace.unwrap_or_else(|| self.spec().termination_grace_period_seconds.unwrap_or(30));
         self.stop_all(grace).await;
         let mut cri = self.s.cri.clone();
         if let Ok(list) = cri
@@ -862,7 +998,9 @@ impl Worker {
             for sb in list.into_inner().items {
                 if let Err(e) = cri
                     .runtime
-                    .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() })
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
                     .await
                 {
                     tracing::warn!(sandbox = %sb.id, error = %e.message(), "RemovePodSandbox");
@@ -883,7 +1021,10 @@ impl Worker {
         let _ = std::fs::remove_dir_all(podconfig::pod_log_dir(&self.s.ctx, &self.pod));
     }
 
-    fn termination_messages(&self, containers: &HashMap<String, Vec<cri::ContainerStatus>>) -> HashMap<String, String> {
+    fn termination_messages(
+        &self,
+        containers: &HashMap<String, Vec<cri::ContainerStatus>>,
+    ) -> HashMap<String, String> {
         let mut out = HashMap::new();
         let spec = self.spec();
         for (name, list) in containers {
@@ -892,13 +1033,17 @@ impl Worker {
                 .iter()
                 .chain(spec.init_containers.iter().flatten())
                 .find(|c| &c.name == name);
-            for s in list.iter().filter(|s| s.state() == cri::ContainerState::ContainerExited) {
+            for s in list
+                .iter()
+                .filter(|s| s.state() == cri::ContainerState::ContainerExited)
+            {
                 let attempt = s.metadata.as_ref().map_or(0, |m| m.attempt);
                 let file = container::termination_file(&self.pod_dir(), name, attempt);
                 let mut msg = std::fs::read(&file)
                     .map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).to_string())
                     .unwrap_or_default();
-                let fallback = c.and_then(|c| c.termination_message_policy.as_deref()) == Some("FallbackToLogsOnError");
+                let fallback = c.and_then(|c| c.termination_message_policy.as_deref())
+                    == Some("FallbackToLogsOnError");
                 if msg.is_empty() && fallback && s.exit_code != 0 {
                     msg = tail_log(&s.log_path, 80, 2048);
                 }
@@ -927,15 +1072,25 @@ impl Worker {
             ..Default::default()
         };
         let spec = self.spec();
-        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
             if let Some(s) = containers.get(&c.name).and_then(|v| v.first()) {
                 if let Some(states) = self.probes.get(&s.id) {
                     let find = |k: Kind| states.iter().find(|p| p.kind == k);
-                    obs.ready.insert(c.name.clone(), find(Kind::Readiness).is_none_or(|p| p.ok));
-                    obs.started.insert(c.name.clone(), find(Kind::Startup).is_none_or(|p| p.ok && p.settled));
+                    obs.ready
+                        .insert(c.name.clone(), find(Kind::Readiness).is_none_or(|p| p.ok));
+                    obs.started.insert(
+                        c.name.clone(),
+                        find(Kind::Startup).is_none_or(|p| p.ok && p.settled),
+                    );
                 } else {
-                    obs.ready.insert(c.name.clone(), c.readiness_probe.is_none());
-                    obs.started.insert(c.name.clone(), c.startup_probe.is_none());
+                    obs.ready
+                        .insert(c.name.clone(), c.readiness_probe.is_none());
+                    obs.started
+                        .insert(c.name.clone(), c.startup_probe.is_none());
                 }
             }
         }
@@ -951,7 +1106,10 @@ impl Worker {
         self.patch_status(st).await
     }
 
-    async fn write_status_init_failed(&mut self, containers: &HashMap<String, Vec<cri::ContainerStatus>>) -> Result<(), String> {
+    async fn write_status_init_failed(
+        &mut self,
+        containers: &HashMap<String, Vec<cri::ContainerStatus>>,
+    ) -> Result<(), String> {
         let obs = Observed {
             containers: containers.clone(),
             waiting: self.waiting.clone(),
@@ -971,7 +1129,11 @@ impl Worker {
     }
 
     async fn patch_status(&mut self, st: PodStatus) -> Result<(), String> {
-        if self.last_status.as_ref().is_some_and(|old| status::same(old, &st)) {
+        if self
+            .last_status
+            .as_ref()
+            .is_some_and(|old| status::same(old, &st))
+        {
             return Ok(());
         }
         let api: Api<Pod> = Api::namespaced(self.s.client.clone(), &self.ns());
@@ -982,7 +1144,12 @@ impl Worker {
         {
             Ok(p) => {
                 tracing::debug!(phase = ?st.phase, "status written");
-                self.last_status = p.status.or(Some(st));
+                self.last_status = p.status.clone().or(Some(st));
+                self.s
+                    .pods
+                    .write()
+                    .expect("pods")
+                    .insert(self.uid.clone(), p);
                 Ok(())
             }
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
@@ -1004,7 +1171,9 @@ pub fn tail_log(path: &str, lines: usize, max: usize) -> String {
     let mut out = msgs[start..].join("\n");
     if out.len() > max {
         let cut = out.len() - max;
-        let cut = (cut..out.len()).find(|i| out.is_char_boundary(*i)).unwrap_or(out.len());
+        let cut = (cut..out.len())
+            .find(|i| out.is_char_boundary(*i))
+            .unwrap_or(out.len());
         out = out[cut..].to_string();
     }
     out

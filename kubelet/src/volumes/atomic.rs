@@ -57,7 +57,9 @@ pub fn write(volume: &str, dir: &Path, payload: &Payload) -> Result<bool, Volume
             return Ok(false);
         }
     }
-    let stamp = chrono::Utc::now().format("..%Y_%m_%d_%H_%M_%S.%f").to_string();
+    let stamp = chrono::Utc::now()
+        .format("..%Y_%m_%d_%H_%M_%S.%f")
+        .to_string();
     let ts_dir = dir.join(&stamp);
     std::fs::create_dir(&ts_dir).map_err(|e| io("creating", &ts_dir, e))?;
     for (rel, (content, mode)) in payload {
@@ -116,7 +118,11 @@ fn same_payload(ts_dir: &Path, payload: &Payload) -> bool {
                 }
                 continue;
             }
-            let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().to_string();
+            let rel = p
+                .strip_prefix(base)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .to_string();
             let Some((content, mode)) = payload.get(&rel) else {
                 return false;
             };
@@ -149,7 +155,10 @@ mod tests {
         assert!(write("v", d.path(), &p).unwrap());
         assert_eq!(std::fs::read(d.path().join("a")).unwrap(), b"1");
         assert_eq!(std::fs::read(d.path().join("sub/b")).unwrap(), b"2");
-        assert!(!write("v", d.path(), &p).unwrap(), "unchanged payload is a no-op");
+        assert!(
+            !write("v", d.path(), &p).unwrap(),
+            "unchanged payload is a no-op"
+        );
         p.remove("a");
         p.insert("sub/b".into(), (b"3".to_vec(), 0o600));
         assert!(write("v", d.path(), &p).unwrap());

@@ -65,7 +65,13 @@ pub fn setup(
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let base = pod_dir(root, &uid).join("volumes");
     let mut out = BTreeMap::new();
-    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let hv = setup_one(pod, v, refs, &base)?;
         out.insert(v.name.clone(), hv);
     }
@@ -107,7 +113,15 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
         match refs.configmaps.get(&c.name) {
             Some(cm) => {
                 let data = configmap_data(cm);
-                add_items(name, "configmap", &c.name, &data, c.items.as_deref(), mode, &mut payload)?;
+                add_items(
+                    name,
+                    "configmap",
+                    &c.name,
+                    &data,
+                    c.items.as_deref(),
+                    mode,
+                    &mut payload,
+                )?;
             }
             None if c.optional == Some(true) => {}
             None => {
@@ -131,7 +145,15 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
         match refs.secrets.get(&sname) {
             Some(sec) => {
                 let data = secret_data(sec);
-                add_items(name, "secret", &sname, &data, s.items.as_deref(), mode, &mut payload)?;
+                add_items(
+                    name,
+                    "secret",
+                    &sname,
+                    &data,
+                    s.items.as_deref(),
+                    mode,
+                    &mut payload,
+                )?;
             }
             None if s.optional == Some(true) => {}
             None => {
@@ -155,8 +177,17 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
         let mode = d.default_mode.unwrap_or(0o644) as u32;
         let mut payload = Payload::new();
         for item in d.items.iter().flatten() {
-            let content = downward_item(pod, name, item.field_ref.as_ref(), item.resource_field_ref.as_ref(), refs)?;
-            payload.insert(item.path.clone(), (content.into_bytes(), item.mode.map_or(mode, |m| m as u32)));
+            let content = downward_item(
+                pod,
+                name,
+                item.field_ref.as_ref(),
+                item.resource_field_ref.as_ref(),
+                refs,
+            )?;
+            payload.insert(
+                item.path.clone(),
+                (content.into_bytes(), item.mode.map_or(mode, |m| m as u32)),
+            );
         }
         let dir = dir_for("downward-api");
         atomic::write(name, &dir, &payload)?;
@@ -171,22 +202,57 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
         for src in p.sources.iter().flatten() {
             if let Some(c) = &src.config_map {
                 match refs.configmaps.get(&c.name) {
-                    Some(cm) => add_items(name, "configmap", &c.name, &configmap_data(cm), c.items.as_deref(), mode, &mut payload)?,
+                    Some(cm) => add_items(
+                        name,
+                        "configmap",
+                        &c.name,
+                        &configmap_data(cm),
+                        c.items.as_deref(),
+                        mode,
+                        &mut payload,
+                    )?,
                     None if c.optional == Some(true) => {}
-                    None => return Err(VolumeError::ConfigMapMissing { volume: name.into(), name: c.name.clone() }),
+                    None => {
+                        return Err(VolumeError::ConfigMapMissing {
+                            volume: name.into(),
+                            name: c.name.clone(),
+                        })
+                    }
                 }
             }
             if let Some(s) = &src.secret {
                 match refs.secrets.get(&s.name) {
-                    Some(sec) => add_items(name, "secret", &s.name, &secret_data(sec), s.items.as_deref(), mode, &mut payload)?,
+                    Some(sec) => add_items(
+                        name,
+                        "secret",
+                        &s.name,
+                        &secret_data(sec),
+                        s.items.as_deref(),
+                        mode,
+                        &mut payload,
+                    )?,
                     None if s.optional == Some(true) => {}
-                    None => return Err(VolumeError::SecretMissing { volume: name.into(), name: s.name.clone() }),
+                    None => {
+                        return Err(VolumeError::SecretMissing {
+                            volume: name.into(),
+                            name: s.name.clone(),
+                        })
+                    }
                 }
             }
             if let Some(d) = &src.downward_api {
                 for item in d.items.iter().flatten() {
-                    let content = downward_item(pod, name, item.field_ref.as_ref(), item.resource_field_ref.as_ref(), refs)?;
-                    payload.insert(item.path.clone(), (content.into_bytes(), item.mode.map_or(mode, |m| m as u32)));
+                    let content = downward_item(
+                        pod,
+                        name,
+                        item.field_ref.as_ref(),
+                        item.resource_field_ref.as_ref(),
+                        refs,
+                    )?;
+                    payload.insert(
+                        item.path.clone(),
+                        (content.into_bytes(), item.mode.map_or(mode, |m| m as u32)),
+                    );
                 }
             }
             if src.service_account_token.is_some() {
@@ -355,9 +421,15 @@ fn downward_item(
             },
         )
         .map_err(|e| bad(e.to_string()))?;
-        return Ok(env.into_iter().find(|(k, _)| k == "V").map(|(_, v)| v).unwrap_or_default());
+        return Ok(env
+            .into_iter()
+            .find(|(k, _)| k == "V")
+            .map(|(_, v)| v)
+            .unwrap_or_default());
     }
-    Err(bad("a downward API item needs fieldRef or resourceFieldRef".into()))
+    Err(bad(
+        "a downward API item needs fieldRef or resourceFieldRef".into(),
+    ))
 }
 
 /// hostPath with kube's type checks. Writable mounts of the kernel's interfaces are refused:
@@ -369,7 +441,9 @@ fn host_path(volume: &str, path: &str, ty: &str) -> Result<HostVolume, VolumeErr
     };
     let p = Path::new(path);
     if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
-        return Err(bad(format!("hostPath {path:?} must be absolute without '..'")));
+        return Err(bad(format!(
+            "hostPath {path:?} must be absolute without '..'"
+        )));
     }
     let io = |what: &str, e: std::io::Error| VolumeError::Io {
         volume: volume.into(),
@@ -384,12 +458,16 @@ fn host_path(volume: &str, path: &str, ty: &str) -> Result<HostVolume, VolumeErr
                 std::fs::create_dir_all(p).map_err(|e| io("creating", e))?;
                 set_mode(p, 0o755).map_err(|e| io("chmod", e))?;
             } else if !p.is_dir() {
-                return Err(bad(format!("hostPath type check failed: {path} is not a directory")));
+                return Err(bad(format!(
+                    "hostPath type check failed: {path} is not a directory"
+                )));
             }
         }
         "Directory" => {
             if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
-                return Err(bad(format!("hostPath type check failed: {path} is not a directory")));
+                return Err(bad(format!(
+                    "hostPath type check failed: {path} is not a directory"
+                )));
             }
         }
         "FileOrCreate" => {
@@ -401,12 +479,16 @@ fn host_path(volume: &str, path: &str, ty: &str) -> Result<HostVolume, VolumeErr
                     .map_err(|e| io("creating", e))?;
                 set_mode(p, 0o644).map_err(|e| io("chmod", e))?;
             } else if !p.is_file() {
-                return Err(bad(format!("hostPath type check failed: {path} is not a file")));
+                return Err(bad(format!(
+                    "hostPath type check failed: {path} is not a file"
+                )));
             }
         }
         "File" => {
             if !meta.as_ref().is_ok_and(|m| m.is_file()) {
-                return Err(bad(format!("hostPath type check failed: {path} is not a file")));
+                return Err(bad(format!(
+                    "hostPath type check failed: {path} is not a file"
+                )));
             }
         }
         "Socket" | "CharDevice" | "BlockDevice" => {
@@ -419,7 +501,9 @@ fn host_path(volume: &str, path: &str, ty: &str) -> Result<HostVolume, VolumeErr
                 }
             });
             if !ok {
-                return Err(bad(format!("hostPath type check failed: {path} is not a {ty}")));
+                return Err(bad(format!(
+                    "hostPath type check failed: {path} is not a {ty}"
+                )));
             }
         }
         other => return Err(bad(format!("unknown hostPath type {other:?}"))),
@@ -527,7 +611,9 @@ mod tests {
         }))
         .unwrap();
         let d = tempfile::tempdir().unwrap();
-        let err = setup(&pod, &Refs::default(), d.path()).unwrap_err().to_string();
+        let err = setup(&pod, &Refs::default(), d.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"nfs\" is not supported"), "{err}");
     }
 
@@ -550,7 +636,10 @@ mod tests {
         let vols = setup(&pod, &refs, d.path()).unwrap();
         let cfg = &vols["cfg"];
         assert!(cfg.read_only);
-        assert_eq!(std::fs::read_to_string(cfg.path.join("dir/k.txt")).unwrap(), "v");
+        assert_eq!(
+            std::fs::read_to_string(cfg.path.join("dir/k.txt")).unwrap(),
+            "v"
+        );
         assert!(!cfg.path.join("other").exists());
         assert_eq!(
             std::fs::read_to_string(vols["info"].path.join("labels")).unwrap(),
