@@ -136,6 +136,8 @@ struct Lab {
     pods: Vec<Pod>,
     proxies: Vec<Option<Proc>>,
     logs: tempfile::TempDir,
+    /// The server's data dir; dropped after the server.
+    _data: tempfile::TempDir,
 }
 
 impl Lab {
@@ -185,7 +187,6 @@ impl Lab {
                 c.extra_sans = vec![API_IP.into()];
             })
         })?;
-        std::mem::forget(data); // the control plane's own temp dir outlives it; this one is tiny
         Ok(Lab {
             lab,
             cp: Some(cp),
@@ -195,6 +196,7 @@ impl Lab {
             client,
             pods: Vec::new(),
             logs: tempfile::tempdir()?,
+            _data: data,
         })
     }
 
@@ -446,8 +448,19 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
     let c = lab.pod(1, 11)?; // node2, the client pod
     let _sa = tag_server(&lab.pods[a].ns, 8080, "a", false)?;
     let _sb = tag_server(&lab.pods[b].ns, 8080, "b", false)?;
-    lab.start_proxy(0, &["--metrics-bind-address", "127.0.0.1:10249"])?;
-    lab.start_proxy(1, &[])?;
+    // node1 also resyncs fully every 2 s, so the flush-and-rewrite transaction runs between
+    // the incremental ones throughout this test.
+    lab.start_proxy(
+        0,
+        &[
+            "--metrics-bind-address",
+            "127.0.0.1:10249",
+            "--sync-period",
+            "2s",
+        ],
+    )?;
+    // node2 serves NodePorts only on its underlay address.
+    lab.start_proxy(1, &["--nodeport-addresses", "192.168.60.0/24"])?;
 
     // ClusterIP with one endpoint on node1, reached from a pod on node2.
     let cip = lab.service("web", json!({"ports": [{"name": "http", "port": 80}]}))?;
@@ -520,6 +533,17 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
     assert_eq!(
         tcp_get(&lab.client, addr("192.168.60.2", np))?,
         "a 192.168.60.2"
+    );
+    // node1 serves it on every local address (here its pod-side address, from a pod on node2;
+    // masqueraded like all NodePort traffic under the Cluster policy); node2,
+    // with --nodeport-addresses, not on its pod-side address (nothing listens: refused).
+    assert_eq!(
+        tcp_get(&lab.pods[c].ns, addr("10.244.1.1", np))?,
+        "a 10.244.1.1"
+    );
+    assert_eq!(
+        tcp_error(&lab.pods[c].ns, addr("10.244.2.1", np))?,
+        std::io::ErrorKind::ConnectionRefused
     );
 
     // No endpoints: refused at once (TCP reset from the reject chain), not a timeout.
@@ -607,6 +631,15 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
     );
     let (status, _) = lab.metrics(0, 10256, "/healthz")?;
     assert_eq!(status, 200);
+    let full_syncs: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("kubeproxy_sync_full_proxy_rules_duration_seconds_count "))
+        .context("full sync count")?
+        .parse()?;
+    assert!(full_syncs >= 2.0, "no periodic full resync ran: {body}");
+    for node in 0..2 {
+        assert!(!lab.log(node).contains("sync failed"), "{}", lab.log(node));
+    }
 
     // --cleanup removes the tables (run after the proxy stops).
     lab.stop_proxy(0);
