@@ -8,11 +8,10 @@
 //! made through CRI with the kubelet's labels and a matching Pod object bound to the node, as
 //! the kubelet core would (it is not wired to this server yet).
 //!
-//! Port-forward is driven with a WebSocket client speaking the kubelet's port-forward framing
-//! (v4.channel.k8s.io), not `kubectl port-forward`: kubectl 1.32 offers SPDY tunnelled in
-//! WebSocket (`SPDY/3.1+portforward.k8s.io`), then plain SPDY, and pea-shim's streaming server
-//! speaks neither (kube-apiserver would translate the tunnel to SPDY towards the kubelet; pea-control
-//! passes upgrades through unchanged).
+//! Port-forward is driven both ways: with a WebSocket client speaking the kubelet's port-forward
+//! framing (v4.channel.k8s.io), and with real `kubectl port-forward`, which offers SPDY tunnelled
+//! in WebSocket (`SPDY/3.1+portforward.k8s.io`), then plain SPDY; pea-control and the kubelet
+//! server pass either upgrade through unchanged and pea-shim's streaming server speaks all three.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -621,4 +620,123 @@ fn port_forward_over_websocket_reaches_the_pod_through_pea_control_and_the_kubel
         Some(&8080u16.to_le_bytes()[..])
     );
     assert_eq!(String::from_utf8_lossy(&data), "hello-pf\n");
+}
+
+/// Runs `kubectl port-forward pod/web LOCAL:REMOTE` inside the node's namespace (with `env`),
+/// waits for it to listen, sends `send` on one connection through it (then half-closes) and
+/// returns what comes back (bounded) and kubectl's stderr, then stops it.
+fn kubectl_port_forward(
+    cluster: &Cluster,
+    (local, remote): (u16, u16),
+    send: &[u8],
+    env: &[(&str, &str)],
+) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut cmd = cluster.kubectl.command(&[
+        "port-forward",
+        "pod/web",
+        &format!("{local}:{remote}"),
+        "--address=127.0.0.1",
+        "-v=4",
+    ]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = in_netns(Some(&cluster.netns), move || cmd.spawn().expect("kubectl"));
+    // kubectl says "Forwarding from 127.0.0.1:PORT -> REMOTE" once it listens.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let listening = rx
+        .recv_timeout(Duration::from_secs(20))
+        .is_ok_and(|l| l.contains("Forwarding from"));
+    let mut got = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listening && got.is_empty() && Instant::now() < deadline {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], local));
+        let conn = in_netns(Some(&cluster.netns), move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        });
+        if let Ok(mut c) = conn {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = c.write_all(send);
+            let _ = c.shutdown(std::net::Shutdown::Write);
+            let mut buf = Vec::new();
+            let _ = c.read_to_end(&mut buf);
+            got = String::from_utf8_lossy(&buf).into_owned();
+        }
+        // nc may be between two connections: try again, bounded.
+        if got.is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        listening && !got.is_empty(),
+        "kubectl port-forward (env {env:?}) read nothing; kubectl stderr: {stderr}"
+    );
+    (got, stderr)
+}
+
+#[test]
+fn kubectl_port_forward_reaches_the_pod_over_spdy_and_spdy_in_websocket() {
+    let cluster = Cluster::start();
+    cluster.run_pod(
+        "web",
+        &[
+            (
+                "app",
+                "echo ready; while true; do echo hello-pf | nc -l -p 8080; done",
+            ),
+            ("echo", "nc -ll -p 8081 -e cat"),
+        ],
+    );
+    cluster.wait_for_log("web", "ready");
+    // kubectl 1.32's first choice: SPDY/3.1 tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io);
+    // client-go logs (-v=4) when it falls back to plain SPDY, which must not happen here.
+    let (got, stderr) = kubectl_port_forward(&cluster, (18080, 8080), b"", &[]);
+    assert_eq!(got, "hello-pf\n", "{stderr}");
+    assert!(!stderr.to_lowercase().contains("fallback"), "{stderr}");
+    // Both ways, with the client's half-close reaching the pod (cat ends, the stream ends).
+    let (got, stderr) = kubectl_port_forward(&cluster, (18082, 8081), b"ping\n", &[]);
+    assert_eq!(got, "ping\n", "{stderr}");
+    // The fallback (and older kubectl): a plain `Upgrade: SPDY/3.1` (portforward.k8s.io).
+    let plain = [("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")];
+    let (got, stderr) = kubectl_port_forward(&cluster, (18081, 8080), b"", &plain);
+    assert_eq!(got, "hello-pf\n", "{stderr}");
+    let (got, stderr) = kubectl_port_forward(&cluster, (18083, 8081), b"ping\n", &plain);
+    assert_eq!(got, "ping\n", "{stderr}");
+    // A port nothing listens on: kubectl reports the runtime's error for that connection.
+    let o = {
+        let mut cmd = cluster
+            .kubectl
+            .command(&["port-forward", "pod/web", "18084:9"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = in_netns(Some(&cluster.netns), move || cmd.spawn().expect("kubectl"));
+        std::thread::sleep(Duration::from_secs(2));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 18084));
+        let _ = in_netns(Some(&cluster.netns), move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map(|mut c| {
+                use std::io::Read;
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = c.read_to_end(&mut Vec::new());
+            })
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("error forwarding port 9 to pod"),
+        "{}",
+        text(&o)
+    );
 }
