@@ -22,6 +22,7 @@
 //! Inside cni/, the node programs (`pea-cni` with pea-flanneld, `pea-proxy`) are separate programs
 //! beside each other: neither links the other (pea-proxy reaches the cluster through the API and
 //! the kernel only; the masquerade mark it shares with pea-cni is a documented constant).
+//! The `pea` CLI (`pea-cli`, control/pea) links no workspace crate: it runs the programs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -82,8 +83,15 @@ const CONTROL_CLIENTS: &[&str] = &["pea-scheduler", "pea-controllers", "pea-dns"
 /// cni/ crates that are node programs of their own: none may depend on another.
 const CNI_PROGRAMS: &[&str] = &["pea-cni", "pea-proxy"];
 
+/// The `pea` CLI (control/pea): it starts the programs and talks to their interfaces only, so
+/// it links no workspace crate at all.
+const PROGRAM_DRIVERS: &[&str] = &["pea-cli"];
+
 /// Whether `from` may depend on `to` (both workspace crates).
 pub fn allowed(from: &Member, to: &Member) -> bool {
+    if PROGRAM_DRIVERS.contains(&from.name.as_str()) {
+        return false;
+    }
     if from.layer == Layer::Cni
         && to.layer == Layer::Cni
         && from.name != to.name
@@ -305,6 +313,10 @@ mod tests {
         assert!(!allowed(&proxy, &cni), "pea-proxy links pea-cni");
         assert!(!allowed(&cni, &proxy), "pea-cni links pea-proxy");
         assert!(allowed(&tests, &proxy));
+        let cli = m("pea-cli", Layer::Control);
+        for to in [&api, &server, &scheduler, &kubelet, &cni, &proxy] {
+            assert!(!allowed(&cli, to), "pea-cli links {}", to.name);
+        }
     }
 
     fn package(name: &str, folder: &str, deps: &[&str]) -> Value {

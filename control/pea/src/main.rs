@@ -1,0 +1,74 @@
+//! `pea`: a whole multi-node cluster on one host. Each node is a network namespace on an underlay
+//! bridge inside a cluster namespace `pea` makes; node 0 runs pea-control; every node runs
+//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy; pea-dns answers at the clusterDNS IP.
+//! `pea` only starts the programs and talks to their interfaces (flags, files, the API through
+//! kubectl): it links no pea crate. The root network namespace is never changed: the host reaches
+//! the API server through a loopback forwarder (`pea forward`).
+
+mod cluster;
+mod down;
+mod forward;
+mod proc;
+mod status;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "pea",
+    about = "a whole Kubernetes-style cluster of pea nodes on one host"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Brings up a cluster (idempotent: a cluster that is up is reported, not touched).
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value = "pea")]
+        name: String,
+    },
+    /// Removes everything `up` made: processes, namespaces, links, mounts, cgroups, state.
+    Down {
+        #[arg(long, default_value = "pea")]
+        name: String,
+    },
+    /// Shows the cluster's processes and nodes.
+    Status {
+        #[arg(long, default_value = "pea")]
+        name: String,
+    },
+    /// (internal) Relays 127.0.0.1:PORT of this namespace to an address inside `--netns`.
+    #[command(hide = true)]
+    Forward {
+        #[arg(long)]
+        netns: std::path::PathBuf,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long)]
+        port_file: std::path::PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Up { nodes, name } => cluster::Cluster::new(&name, nodes).and_then(|c| up::up(&c)),
+        Cmd::Down { name } => cluster::Cluster::existing(&name).and_then(|c| down::down(&c)),
+        Cmd::Status { name } => cluster::Cluster::existing(&name).and_then(|c| status::status(&c)),
+        Cmd::Forward {
+            netns,
+            to,
+            port_file,
+        } => forward::run(&netns, to, &port_file),
+    };
+    if let Err(e) = result {
+        eprintln!("pea: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,684 @@
+//! `pea up`: the underlay, the registry with the pause and busybox images, pea-control on node 0,
+//! the host's loopback way to the API, then every node's shim, flanneld, kubelet and proxy, and
+//! cluster DNS; it waits for every node Ready. A failed step is named, and what was made so far
+//! is removed again.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cluster::{Cluster, API_PORT, BRIDGE, CLUSTER_CIDR, CLUSTER_DNS, UNDERLAY};
+use crate::proc::{self, ip, run, spawn, wait_for};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn up(c: &Cluster) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("pea up makes network namespaces and runs containers: run it as root");
+    }
+    if c.run_dir().join("up").exists() {
+        let down: Vec<String> = c
+            .services()
+            .into_iter()
+            .filter(|s| !proc::read_pid(&c.pid_file(s)).is_some_and(proc::alive))
+            .filter(|s| c.pid_file(s).exists())
+            .collect();
+        if !down.is_empty() {
+            bail!(
+                "cluster {} is up but not whole ({} not running): `pea down --name {}` first",
+                c.name,
+                down.join(", "),
+                c.name
+            );
+        }
+        println!("pea up: cluster {} is already up", c.name);
+        return finish(c);
+    }
+    if c.state_dir().exists() || c.netns_file(None).exists() {
+        bail!(
+            "cluster {} is partly there (an earlier up failed or is running): `pea down --name {}` first",
+            c.name,
+            c.name
+        );
+    }
+    let start = Instant::now();
+    let mut steps = Steps::default();
+    let result = build(c, &mut steps);
+    if let Err(e) = result {
+        eprintln!(
+            "pea up: FAILED at step: {} — removing what was made",
+            steps.current
+        );
+        if let Err(d) = crate::down::down_quiet(c) {
+            eprintln!("pea up: cleanup after the failure: {d:#}");
+        }
+        return Err(e.context(format!("step {:?}", steps.current)));
+    }
+    std::fs::write(c.run_dir().join("up"), "")?;
+    println!(
+        "pea up: cluster {} with {} node(s) Ready in {:.1} s",
+        c.name,
+        c.nodes,
+        start.elapsed().as_secs_f64()
+    );
+    finish(c)
+}
+
+#[derive(Default)]
+struct Steps {
+    current: String,
+    started: Option<Instant>,
+}
+
+impl Steps {
+    fn step(&mut self, what: impl Into<String>) {
+        if let Some(s) = self.started {
+            println!("pea up:   ({:.1} s)", s.elapsed().as_secs_f64());
+        }
+        self.current = what.into();
+        self.started = Some(Instant::now());
+        println!("pea up: {}", self.current);
+    }
+}
+
+fn build(c: &Cluster, s: &mut Steps) -> Result<()> {
+    s.step("checking programs");
+    for p in [
+        "ip",
+        "nsenter",
+        "setsid",
+        "docker-registry",
+        "skopeo",
+        "kubectl",
+        "busybox",
+    ] {
+        if run("sh", &["-c", &format!("command -v {p}")]).is_err() {
+            bail!("{p} is not installed (tests/scripts/prereqs.sh installs it)");
+        }
+    }
+    for b in [
+        "pea-control",
+        "pea-shim",
+        "pea-runtime",
+        "pea-monitor",
+        "pea-kubelet",
+        "pea-cni",
+        "pea-flanneld",
+        "pea-proxy",
+        "pea-dns",
+        "pea-fixture",
+        "pea-crictl",
+    ] {
+        if !c.binary(b).is_file() {
+            bail!(
+                "{} not found: build the workspace (cargo build --release)",
+                c.binary(b).display()
+            );
+        }
+    }
+    for d in [c.state_dir().join("logs"), c.run_dir()] {
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    }
+
+    s.step(format!(
+        "underlay: namespace {} with bridge {BRIDGE} {UNDERLAY}.0/24",
+        c.netns(None)
+    ));
+    let cl = c.netns(None);
+    run("ip", &["netns", "add", &cl])?;
+    ip(&cl, &["link", "set", "lo", "up"])?;
+    ip(&cl, &["link", "add", BRIDGE, "type", "bridge"])?;
+    ip(
+        &cl,
+        &[
+            "addr",
+            "add",
+            &format!("{}/24", c.bridge_ip()),
+            "dev",
+            BRIDGE,
+        ],
+    )?;
+    ip(&cl, &["link", "set", BRIDGE, "up"])?;
+    for i in 0..c.nodes {
+        let ns = c.netns(Some(i));
+        s.step(format!(
+            "node {}: namespace {ns}, eth0 {}",
+            c.node_name(i),
+            c.node_ip(i)
+        ));
+        run("ip", &["netns", "add", &ns])?;
+        let port = format!("n{i}");
+        ip(
+            &cl,
+            &[
+                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
+        ip(&cl, &["link", "set", &port, "master", BRIDGE, "up"])?;
+        ip(
+            &ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", c.node_ip(i)),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        ip(&ns, &["link", "set", "eth0", "up"])?;
+        ip(&ns, &["link", "set", "lo", "up"])?;
+        // The node routes its pods' traffic (as any Kubernetes node host does).
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        )?;
+        for d in [
+            "net.d", "ipam", "root", "state", "runtime", "logs", "kubelet",
+        ] {
+            std::fs::create_dir_all(c.node_dir(i).join(d))?;
+        }
+        std::fs::create_dir_all(c.run_dir().join(c.node_name(i)))?;
+    }
+
+    s.step(format!(
+        "image registry on {} with pause and busybox",
+        c.registry()
+    ));
+    registry(c)?;
+
+    s.step(format!(
+        "pea-control on {} ({})",
+        c.node_name(0),
+        c.api_url()
+    ));
+    control(c)?;
+
+    s.step("the API on the host's loopback (pea forward)");
+    forwarder(c)?;
+
+    for i in 0..c.nodes {
+        s.step(format!(
+            "node {}: pea-shim, pea-flanneld, pea-kubelet, pea-proxy",
+            c.node_name(i)
+        ));
+        node(c, i)?;
+    }
+
+    s.step(format!(
+        "cluster DNS: pea-dns on {} behind Service kube-system/kube-dns {CLUSTER_DNS}",
+        c.node_ip(0)
+    ));
+    dns(c)?;
+
+    s.step(format!("waiting for {} node(s) Ready", c.nodes));
+    let ok = wait_for(READY_TIMEOUT, || ready_nodes(c) >= c.nodes);
+    if !ok {
+        bail!(
+            "{} of {} nodes Ready after {READY_TIMEOUT:?}; kubelet log of {}:\n{}",
+            ready_nodes(c),
+            c.nodes,
+            c.node_name(0),
+            proc::tail(&c.log_file(&format!("{}-kubelet", c.node_name(0))), 20)
+        );
+    }
+    s.step("done");
+    Ok(())
+}
+
+fn netns_path(c: &Cluster, node: Option<usize>) -> std::path::PathBuf {
+    c.netns_file(node)
+}
+
+fn bin(c: &Cluster, name: &str) -> String {
+    c.binary(name).display().to_string()
+}
+
+fn registry(c: &Cluster) -> Result<()> {
+    let data = c.state_dir().join("registry");
+    std::fs::create_dir_all(&data)?;
+    let conf = c.state_dir().join("registry.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {}\n",
+            data.display(),
+            c.registry()
+        ),
+    )?;
+    spawn(
+        Some(&netns_path(c, None)),
+        &[
+            "docker-registry".into(),
+            "serve".into(),
+            conf.display().to_string(),
+        ],
+        &[],
+        &c.log_file("registry"),
+        &c.pid_file("registry"),
+    )?;
+    let cl = c.netns(None);
+    let url = format!("http://{}/v2/", c.registry());
+    if !wait_for(Duration::from_secs(20), || {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &cl,
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "/dev/null",
+                &url,
+            ],
+        )
+        .is_ok()
+    }) {
+        bail!(
+            "docker-registry not answering on {url}: {}",
+            proc::tail(&c.log_file("registry"), 10)
+        );
+    }
+    let images = c.state_dir().join("images");
+    for (kind, tag, repo) in [
+        ("busybox", "v1", "library/busybox:v1"),
+        ("pause", "3.10", "pea/pause:3.10"),
+    ] {
+        let layout = images.join(kind);
+        run(
+            &bin(c, "pea-fixture"),
+            &[
+                "image",
+                kind,
+                "--layout",
+                &layout.display().to_string(),
+                "--tag",
+                tag,
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &cl,
+                "skopeo",
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:{tag}", layout.display()),
+                &format!("docker://{}/{repo}", c.registry()),
+            ],
+        )?;
+    }
+    std::fs::remove_dir_all(&images)?;
+    Ok(())
+}
+
+/// kubectl as the cluster admin inside node 0 (the API's own namespace).
+pub fn kubectl_in_cluster(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let kc = c
+        .control_dir()
+        .join("admin.kubeconfig")
+        .display()
+        .to_string();
+    let ns = c.netns(Some(0));
+    let mut a = vec!["netns", "exec", &ns, "kubectl", "--kubeconfig", &kc];
+    a.extend_from_slice(args);
+    match stdin {
+        None => run("ip", &a),
+        Some(input) => {
+            use std::io::Write;
+            let mut child = std::process::Command::new("ip")
+                .args(&a)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            child
+                .stdin
+                .take()
+                .context("kubectl stdin")?
+                .write_all(input.as_bytes())?;
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!(
+                    "kubectl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    }
+}
+
+fn control(c: &Cluster) -> Result<()> {
+    spawn(
+        Some(&netns_path(c, Some(0))),
+        &[
+            bin(c, "pea-control"),
+            "--data-dir".into(),
+            c.control_dir().display().to_string(),
+            "--listen".into(),
+            format!("{}:{API_PORT}", c.node_ip(0)),
+            "--cluster-cidr".into(),
+            CLUSTER_CIDR.into(),
+        ],
+        &[("RUST_LOG", "info")],
+        &c.log_file("control"),
+        &c.pid_file("control"),
+    )?;
+    let admin = c.control_dir().join("admin.kubeconfig");
+    if !wait_for(Duration::from_secs(30), || {
+        admin.exists() && kubectl_in_cluster(c, &["get", "--raw", "/readyz"], None).is_ok()
+    }) {
+        bail!(
+            "pea-control not ready after 30 s: {}",
+            proc::tail(&c.log_file("control"), 20)
+        );
+    }
+    Ok(())
+}
+
+fn forwarder(c: &Cluster) -> Result<()> {
+    let port_file = c.run_dir().join("api.port");
+    let me = std::env::current_exe()?.display().to_string();
+    spawn(
+        None,
+        &[
+            me,
+            "forward".into(),
+            "--netns".into(),
+            c.netns_file(Some(0)).display().to_string(),
+            "--to".into(),
+            format!("{}:{API_PORT}", c.node_ip(0)),
+            "--port-file".into(),
+            port_file.display().to_string(),
+        ],
+        &[],
+        &c.log_file("forward"),
+        &c.pid_file("forward"),
+    )?;
+    if !wait_for(Duration::from_secs(10), || port_file.exists()) {
+        bail!(
+            "pea forward did not start: {}",
+            proc::tail(&c.log_file("forward"), 10)
+        );
+    }
+    let port = std::fs::read_to_string(&port_file)?;
+    let admin = std::fs::read_to_string(c.control_dir().join("admin.kubeconfig"))?;
+    let host = admin
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("server:") {
+            Some(_) => format!("    server: https://127.0.0.1:{}", port.trim()),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    write_private(&c.host_kubeconfig(), &(host + "\n"))?;
+    let kc = c.host_kubeconfig().display().to_string();
+    if !wait_for(Duration::from_secs(10), || {
+        run("kubectl", &["--kubeconfig", &kc, "get", "--raw", "/readyz"]).is_ok()
+    }) {
+        bail!("the API is not reachable through 127.0.0.1:{}", port.trim());
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn node(c: &Cluster, i: usize) -> Result<()> {
+    let name = c.node_name(i);
+    let dir = c.node_dir(i);
+    let ns = netns_path(c, Some(i));
+    let p = |f: &str| dir.join(f).display().to_string();
+    // The node's own identity (system:node:NAME), as kubeadm's TLS bootstrap would issue it.
+    run(
+        &bin(c, "pea-control"),
+        &[
+            "kubeconfig",
+            "--data-dir",
+            &c.control_dir().display().to_string(),
+            "--user",
+            &format!("system:node:{name}"),
+            "--group",
+            "system:nodes",
+            "--server",
+            &c.api_url(),
+            "--out",
+            &p("node.kubeconfig"),
+            "--client-ca-out",
+            &p("ca.crt"),
+        ],
+    )?;
+    std::fs::write(
+        dir.join("net.d/10-pea.conflist"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "cniVersion": "1.1.0", "name": "pea", "plugins": [{
+                "type": "pea-cni", "subnetFile": p("subnet.env"),
+                "ipam": {"dataDir": p("ipam")}
+            }]
+        }))?,
+    )?;
+    std::fs::write(
+        dir.join("flanneld.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "network": CLUSTER_CIDR, "iface": "eth0", "subnetFile": p("subnet.env")
+        }))?,
+    )?;
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("nameserver {CLUSTER_DNS}\n"),
+    )?;
+    let socket = c.shim_socket(i);
+    std::fs::write(
+        dir.join("kubelet.yaml"),
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             cgroupRoot: /{}\nclusterDNS: [{CLUSTER_DNS}]\nclusterDomain: cluster.local\n\
+             resolvConf: {}\npodLogsDir: {}\ncontainerRuntimeEndpoint: unix://{}\n\
+             address: {}\nport: 10250\nnodeStatusUpdateFrequency: 2s\nmaxPods: 110\n\
+             authentication:\n  x509:\n    clientCAFile: {}\n",
+            c.cgroup_root(i),
+            p("resolv.conf"),
+            p("logs"),
+            socket.display(),
+            c.node_ip(i),
+            p("ca.crt"),
+        ),
+    )?;
+    let log = |s: &str| c.log_file(&format!("{name}-{s}"));
+    let pid = |s: &str| c.pid_file(&format!("{name}-{s}"));
+    spawn(
+        Some(&ns),
+        &[
+            bin(c, "pea-shim"),
+            "--socket".into(),
+            socket.display().to_string(),
+            "--root".into(),
+            p("root"),
+            "--state".into(),
+            p("state"),
+            "--runtime".into(),
+            bin(c, "pea-runtime"),
+            "--runtime-root".into(),
+            p("runtime"),
+            "--monitor".into(),
+            bin(c, "pea-monitor"),
+            "--cni-conf-dir".into(),
+            p("net.d"),
+            "--cni-bin-dir".into(),
+            format!("{}:/usr/lib/cni", c.bin.display()),
+            "--insecure-registry".into(),
+            c.registry(),
+            "--pause-image".into(),
+            format!("{}/pea/pause:3.10", c.registry()),
+        ],
+        &[("RUST_LOG", "info")],
+        &log("shim"),
+        &pid("shim"),
+    )?;
+    if !wait_for(Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    }) {
+        bail!(
+            "pea-shim on {name} not answering: {}",
+            proc::tail(&log("shim"), 10)
+        );
+    }
+    let node_kc = p("node.kubeconfig");
+    spawn(
+        Some(&ns),
+        &[
+            bin(c, "pea-kubelet"),
+            "--config".into(),
+            p("kubelet.yaml"),
+            "--kubeconfig".into(),
+            node_kc.clone(),
+            "--hostname-override".into(),
+            name.clone(),
+            "--node-ip".into(),
+            c.node_ip(i),
+            "--root-dir".into(),
+            p("kubelet"),
+        ],
+        &[("RUST_LOG", "info,libcgroups=error")],
+        &log("kubelet"),
+        &pid("kubelet"),
+    )?;
+    spawn(
+        Some(&ns),
+        &[
+            bin(c, "pea-flanneld"),
+            "--config".into(),
+            p("flanneld.json"),
+            "--kube-subnet-mgr".into(),
+            "--kubeconfig-file".into(),
+            node_kc.clone(),
+            "--node-name".into(),
+            name.clone(),
+        ],
+        &[("PEA_FLANNELD_LOG", "info")],
+        &log("flanneld"),
+        &pid("flanneld"),
+    )?;
+    // kube-proxy's own identity would be system:kube-proxy; pea-control's authorizer lets the
+    // admin identity read Services and EndpointSlices, which is all the proxy does.
+    spawn(
+        Some(&ns),
+        &[
+            bin(c, "pea-proxy"),
+            "--kubeconfig".into(),
+            cluster_admin_kubeconfig(c),
+            "--hostname-override".into(),
+            name.clone(),
+            "--cluster-cidr".into(),
+            CLUSTER_CIDR.into(),
+        ],
+        &[("RUST_LOG", "info")],
+        &log("proxy"),
+        &pid("proxy"),
+    )?;
+    Ok(())
+}
+
+fn cluster_admin_kubeconfig(c: &Cluster) -> String {
+    c.control_dir()
+        .join("admin.kubeconfig")
+        .display()
+        .to_string()
+}
+
+fn dns(c: &Cluster) -> Result<()> {
+    let upstream = c.state_dir().join("dns-upstream.conf");
+    // No upstream resolver inside the cluster's namespaces: names outside cluster.local fail.
+    std::fs::write(&upstream, "nameserver 127.0.0.1\n")?;
+    spawn(
+        Some(&netns_path(c, Some(0))),
+        &[
+            bin(c, "pea-dns"),
+            "--kubeconfig".into(),
+            cluster_admin_kubeconfig(c),
+            "--listen".into(),
+            format!("{}:53", c.node_ip(0)),
+            "--upstream-resolv-conf".into(),
+            upstream.display().to_string(),
+        ],
+        &[("RUST_LOG", "info")],
+        &c.log_file("dns"),
+        &c.pid_file("dns"),
+    )?;
+    let ip0 = c.node_ip(0);
+    let objects = format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+ {{"apiVersion": "v1", "kind": "Service",
+  "metadata": {{"name": "kube-dns", "namespace": "kube-system", "labels": {{"k8s-app": "kube-dns"}}}},
+  "spec": {{"clusterIP": "{CLUSTER_DNS}", "ports": [
+    {{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}},
+    {{"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}}]}}}},
+ {{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+  "metadata": {{"name": "kube-dns-pea", "namespace": "kube-system",
+    "labels": {{"kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "pea-cli"}}}},
+  "addressType": "IPv4",
+  "endpoints": [{{"addresses": ["{ip0}"], "conditions": {{"ready": true}}}}],
+  "ports": [{{"name": "dns", "port": 53, "protocol": "UDP"}}, {{"name": "dns-tcp", "port": 53, "protocol": "TCP"}}]}}
+]}}"#
+    );
+    kubectl_in_cluster(c, &["apply", "-f", "-"], Some(&objects))?;
+    Ok(())
+}
+
+fn ready_nodes(c: &Cluster) -> usize {
+    let Ok(out) = kubectl_in_cluster(c, &["get", "nodes", "-o", "json"], None) else {
+        return 0;
+    };
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|cnd| cnd["type"] == "Ready" && cnd["status"] == "True")
+        })
+        .count()
+}
+
+/// The closing lines: where the kubeconfig is and the nodes as the host's kubectl sees them.
+fn finish(c: &Cluster) -> Result<()> {
+    let kc = c.host_kubeconfig().display().to_string();
+    let nodes = run(
+        "kubectl",
+        &["--kubeconfig", &kc, "get", "nodes", "-o", "wide"],
+    )
+    .context("kubectl get nodes through the host's loopback")?;
+    print!("{nodes}");
+    println!("pea up: export KUBECONFIG={kc}");
+    Ok(())
+}

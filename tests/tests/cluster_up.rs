@@ -1,0 +1,293 @@
+//! `pea up --nodes 2` → a Deployment of two busybox httpd replicas, one per node (required pod
+//! anti-affinity) → both Running on different node subnets, one pod fetching a page from the
+//! other over the VXLAN overlay through `kubectl exec` (pea-control → kubelet → pea-shim), and
+//! the same through the Service's name (pea-dns + pea-proxy) → `pea down` leaves nothing of the
+//! cluster behind. kubectl runs on the host with a fresh HOME, through the kubeconfig `pea up`
+//! printed (the loopback forwarder).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pea_tests::bins::workspace_binary;
+use pea_tests::leakguard::Snapshot;
+use pea_tests::netlab::random_suffix;
+use pea_tests::privileged::{require_program, require_root};
+use serde_json::Value;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: web}}
+            topologyKey: kubernetes.io/hostname
+      containers:
+      - name: web
+        image: 172.30.0.1:5000/library/busybox:v1
+        command: ["/bin/sh", "-c", "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+fn pea(args: &[&str]) -> Output {
+    Command::new(workspace_binary("pea", "PEA_CLI"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running pea")
+}
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("timeout")
+            .arg("30")
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Removes the cluster even when an assertion fails midway.
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = pea(&["down", "--name", &self.0]);
+    }
+}
+
+fn pids(run_dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_nothing() {
+    require_root();
+    for p in [
+        "kubectl",
+        "docker-registry",
+        "skopeo",
+        "nsenter",
+        "setsid",
+        "busybox",
+    ] {
+        require_program(p);
+    }
+    let name = format!("t{}", random_suffix(3));
+    let before = Snapshot::take().expect("snapshot");
+    let guard = Down(name.clone());
+
+    let start = Instant::now();
+    let out = pea(&["up", "--nodes", "2", "--name", &name]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pea up failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "pea up --nodes 2: all nodes Ready in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let kubeconfig = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pea up: export KUBECONFIG="))
+        .expect("pea up prints the KUBECONFIG")
+        .to_string();
+    assert!(
+        stdout.contains(&format!("{name}-0")) && stdout.contains(&format!("{name}-1")),
+        "{stdout}"
+    );
+    let k = Kubectl {
+        kubeconfig: kubeconfig.into(),
+        home: tempfile::tempdir().unwrap(),
+    };
+
+    // A second up finds the cluster up and changes nothing.
+    let again = pea(&["up", "--nodes", "2", "--name", &name]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("is already up"));
+    let status = pea(&["status", "--name", &name]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    let applied = k.run(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let mut pods: Vec<(String, String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let v: Value =
+            serde_json::from_str(&k.ok(&["get", "pods", "-l", "app=web", "-o", "json"])).unwrap();
+        pods = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string())
+            .map(|p| {
+                (
+                    p["metadata"]["name"].as_str().unwrap().to_string(),
+                    p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+                    p["status"]["podIP"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        if pods.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        pods.len(),
+        2,
+        "two Running pods: {}",
+        k.ok(&["get", "pods", "-o", "wide"])
+    );
+    let (a, b) = (&pods[0], &pods[1]);
+    assert_ne!(a.1, b.1, "one pod per node: {pods:?}");
+    let subnet = |ip: &str| ip.rsplit_once('.').unwrap().0.to_string();
+    assert_ne!(
+        subnet(&a.2),
+        subnet(&b.2),
+        "pods on different node subnets: {pods:?}"
+    );
+
+    // Pod a → pod b's IP on the other node, over VXLAN; kubectl exec goes through pea-control,
+    // a's kubelet and its pea-shim. (No `wget -T`: it crashes the fixture's static busybox.)
+    let page = k.ok(&[
+        "exec",
+        &a.0,
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{}:8080/", b.2),
+    ]);
+    assert_eq!(page.trim(), format!("hello from {}", b.0));
+    let page = k.ok(&[
+        "exec",
+        &b.0,
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{}:8080/", a.2),
+    ]);
+    assert_eq!(page.trim(), format!("hello from {}", a.0));
+    // The Service by name: pea-dns at the clusterDNS IP, pea-proxy's DNAT to either pod.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let out = k.run(
+            &[
+                "exec",
+                &a.0,
+                "--",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "http://web:80/",
+            ],
+            None,
+        );
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if seen.starts_with("hello from web-") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        seen.starts_with("hello from web-"),
+        "http://web/ from a pod: {seen:?}"
+    );
+
+    let run_dir = PathBuf::from("/run/pea").join(&name);
+    let started = pids(&run_dir);
+    assert!(started.len() >= 11, "pid files: {started:?}");
+    let down = pea(&["down", "--name", &name]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    std::mem::forget(guard);
+    for p in started {
+        assert!(
+            !Path::new(&format!("/proc/{p}/cmdline")).exists()
+                || std::fs::read(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .is_empty(),
+            "process {p} still running after pea down"
+        );
+    }
+    assert!(!run_dir.exists() && !Path::new("/var/lib/pea/clusters").join(&name).exists());
+    let after = Snapshot::take().expect("snapshot");
+    let tag = format!("pea-{name}");
+    let leaks: Vec<String> = before
+        .leaks_in(&after)
+        .into_iter()
+        .filter(|l| l.contains(&tag) || l.contains(&format!("/clusters/{name}")))
+        .collect();
+    assert!(leaks.is_empty(), "left after pea down: {leaks:#?}");
+}
