@@ -324,7 +324,7 @@ fn exec_streams_stdin_output_exit_codes_and_a_tty() {
             String::from_utf8_lossy(&buf[..n]).to_string()
         });
         assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
-        assert!(raw.contains("SPDY is not implemented; use a WebSocket client"), "{raw}");
+        assert!(raw.contains("SPDY exec/attach is not implemented"), "{raw}");
 
         // pea-crictl's `exec -i` speaks the same protocol: stdin through, exit code back.
         let crictl = pea_tests::bins::workspace_binary("pea-crictl", "PEA_CRICTL");

@@ -464,6 +464,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.io.shutdown().await
     }
 
+    /// The connection, for writing raw bytes (tests of hostile input).
+    pub fn into_inner(self) -> W {
+        self.io
+    }
+
     fn header_block(&mut self, headers: &Headers) -> Vec<u8> {
         let mut raw = (headers.len() as u32).to_be_bytes().to_vec();
         for (n, v) in headers {
