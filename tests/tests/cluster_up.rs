@@ -1,7 +1,8 @@
 //! `pea up --nodes 2` → a Deployment of two busybox httpd replicas, one per node (required pod
 //! anti-affinity) → both Running on different node subnets, one pod fetching a page from the
 //! other over the VXLAN overlay through `kubectl exec` (pea-control → kubelet → pea-shim), and
-//! the same through the Service's name (pea-dns + pea-proxy) → `pea down` leaves nothing of the
+//! the same through the Service's name (pea-dns + pea-proxy) and through an Ingress from the
+//! underlay (pea-ingress) → `pea down` leaves nothing of the
 //! cluster behind. kubectl runs on the host with a fresh HOME, through the kubeconfig `pea up`
 //! printed (the loopback forwarder).
 
@@ -41,6 +42,17 @@ metadata: {name: web}
 spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: pea
+  rules:
+  - host: web.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
 "#;
 
 fn pea(args: &[&str]) -> Output {
@@ -262,9 +274,45 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         "http://web/ from a pod: {seen:?}"
     );
 
+    // The Ingress from outside the nodes: the cluster's underlay namespace, through pea-ingress
+    // on node 0's address.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let out = Command::new("timeout")
+            .args([
+                "10",
+                "ip",
+                "netns",
+                "exec",
+                &format!("pea-{name}"),
+                "busybox",
+                "wget",
+            ])
+            .args([
+                "-q",
+                "-O",
+                "-",
+                "--header",
+                "Host: web.example",
+                "http://172.30.0.10:80/",
+            ])
+            .output()
+            .unwrap();
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if seen.starts_with("hello from web-") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        seen.starts_with("hello from web-"),
+        "the Ingress from the underlay: {seen:?}"
+    );
+
     let run_dir = PathBuf::from("/run/pea").join(&name);
     let started = pids(&run_dir);
-    assert!(started.len() >= 11, "pid files: {started:?}");
+    assert!(started.len() >= 13, "pid files: {started:?}");
     let down = pea(&["down", "--name", &name]);
     assert!(
         down.status.success(),
@@ -290,4 +338,37 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         .filter(|l| l.contains(&tag) || l.contains(&format!("/clusters/{name}")))
         .collect();
     assert!(leaks.is_empty(), "left after pea down: {leaks:#?}");
+}
+
+#[test]
+fn bad_arguments_are_named_and_leave_nothing() {
+    require_root();
+    for (args, want) in [
+        (&["up", "--nodes", "0", "--name", "tbad"][..], "--nodes 0"),
+        (&["up", "--nodes", "21", "--name", "tbad"][..], "--nodes 21"),
+        (
+            &["up", "--name", "Bad_Name"][..],
+            "cluster name \"Bad_Name\"",
+        ),
+        (&["down", "--name", "../etc"][..], "cluster name \"../etc\""),
+    ] {
+        let out = pea(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "pea {args:?}: {err}"
+        );
+    }
+    assert!(!Path::new("/run/netns/pea-tbad").exists());
+    assert!(!Path::new("/var/lib/pea/clusters/tbad").exists());
+    let out = pea(&["status", "--name", "tnone"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "status of a cluster that is not up"
+    );
+    let out = pea(&["down", "--name", "tnone"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("no cluster tnone")
+    );
 }

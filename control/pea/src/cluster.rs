@@ -113,6 +113,7 @@ impl Cluster {
             "control".into(),
             "forward".into(),
             "dns".into(),
+            "ingress".into(),
         ];
         for i in 0..self.nodes {
             for s in ["shim", "flanneld", "kubelet", "proxy"] {

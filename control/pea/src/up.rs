@@ -107,6 +107,7 @@ fn build(c: &Cluster, s: &mut Steps) -> Result<()> {
         "pea-flanneld",
         "pea-proxy",
         "pea-dns",
+        "pea-ingress",
         "pea-fixture",
         "pea-crictl",
     ] {
@@ -217,6 +218,12 @@ fn build(c: &Cluster, s: &mut Steps) -> Result<()> {
         c.node_ip(0)
     ));
     dns(c)?;
+
+    s.step(format!(
+        "ingress: pea-ingress on {}:80 and :443",
+        c.node_ip(0)
+    ));
+    ingress(c)?;
 
     s.step(format!("waiting for {} node(s) Ready", c.nodes));
     let ok = wait_for(READY_TIMEOUT, || ready_nodes(c) >= c.nodes);
@@ -648,6 +655,30 @@ fn dns(c: &Cluster) -> Result<()> {
 ]}}"#
     );
     kubectl_in_cluster(c, &["apply", "-f", "-"], Some(&objects))?;
+    Ok(())
+}
+
+/// The ingress controller as a host process of node 0, on the underlay (the cluster's "outside":
+/// the cluster namespace reaches it, the machine's own namespace does not).
+fn ingress(c: &Cluster) -> Result<()> {
+    let ip0 = c.node_ip(0);
+    spawn(
+        Some(&netns_path(c, Some(0))),
+        &[
+            bin(c, "pea-ingress"),
+            "--kubeconfig".into(),
+            cluster_admin_kubeconfig(c),
+            "--http-listen".into(),
+            format!("{ip0}:80"),
+            "--https-listen".into(),
+            format!("{ip0}:443"),
+            "--publish-address".into(),
+            ip0,
+        ],
+        &[("RUST_LOG", "info")],
+        &c.log_file("ingress"),
+        &c.pid_file("ingress"),
+    )?;
     Ok(())
 }
 
