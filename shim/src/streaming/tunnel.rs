@@ -32,11 +32,8 @@ where
         let up = tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
                 match m {
-                    Message::Binary(b) => {
-                        if wr.write_all(&b).await.is_err() {
-                            break;
-                        }
-                    }
+                    Message::Binary(b) if wr.write_all(&b).await.is_err() => break,
+                    Message::Binary(_) => {}
                     Message::Close(_) => break,
                     // Ping/pong are tungstenite's; text is not part of the tunnel.
                     _ => {}
