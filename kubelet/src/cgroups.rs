@@ -285,7 +285,30 @@ fn exists(path: &str) -> bool {
     }
 }
 
+/// The v1 hierarchies without controllers (`name=systemd`, a hybrid host's cgroup2 at
+/// `unified`): runc's cgroupfs driver makes a container's ancestors there too, which the
+/// controller-based manager does not know about.
+fn controllerless_mounts() -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (dir, fstype, opts) = (f.get(1)?, f.get(2)?, f.get(3)?);
+            let named = *fstype == "cgroup" && opts.split(',').any(|o| o.starts_with("name="));
+            (named || *fstype == "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .collect()
+}
+
 fn remove(path: &str) -> Result<(), CgroupError> {
+    if !matches!(setup()?, CgroupSetup::Unified) {
+        // Empty by now (the runtime removed its containers); a non-empty one (other pods
+        // below a QoS cgroup) stays, as rmdir refuses it.
+        for m in controllerless_mounts() {
+            let _ = std::fs::remove_dir(m.join(rel(path)));
+        }
+    }
     let m = manager(path)?;
     // A cgroup that still has children (other pods) stays: rmdir fails with EBUSY.
     match m.remove() {

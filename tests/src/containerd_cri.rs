@@ -44,10 +44,28 @@ pub struct Containerd {
     child: Option<Child>,
     pub socket: PathBuf,
     pub spec: PodSpec,
-    // Dropped after `Drop::drop` ran: registry, then the dir, then the namespace.
-    _registry: Registry,
+    // Dropped after `Drop::drop` ran: registry, then the dir, then the namespace (none of
+    // the two when containerd joined a node another fixture owns).
+    _registry: Option<Registry>,
     dir: tempfile::TempDir,
-    _netns: Netns,
+    _netns: Option<Netns>,
+}
+
+/// A node containerd joins instead of making its own (a kubelet node): its network namespace,
+/// registry, CNI network and cgroup root belong to the caller.
+#[derive(Debug, Clone)]
+pub struct JoinNode {
+    pub netns: PathBuf,
+    /// `host:port` of the node's loopback http registry, allowed in containerd's hosts config.
+    pub registry_host: String,
+    pub pause: String,
+    pub busybox: String,
+    /// The node's CNI conf dir (its conflist is used as is).
+    pub cni_conf_dir: PathBuf,
+    /// Plugin dirs, searched in order; containerd 1.6 takes one, so they are merged into one
+    /// dir of symlinks (first one wins).
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub cgroup_root: String,
 }
 
 /// The images both runtimes run, built once into one OCI layout and pushed to every node's
@@ -117,35 +135,19 @@ impl<S: TreeSink> TreeSink for SymlinkApplets<'_, S> {
 
 impl Containerd {
     pub fn start(images: &Images, runtime: Option<&Path>) -> Result<Self> {
-        let bin = require_program("containerd");
-        require_program("containerd-shim-runc-v2");
-        // The OCI runtime containerd's runc shim drives: runc, or pea-runtime as a drop-in.
-        let runc = match runtime {
-            Some(r) => r.to_path_buf(),
-            None => require_program("runc"),
-        };
         let netns = Netns::new("bctd")?;
-        let dir = tempfile::Builder::new()
-            .prefix("pea-bench-ctd-")
-            .tempdir()?;
         let registry = Registry::start_with(&RegistryOptions {
             netns: Some(netns.path()),
             ..Default::default()
         })?;
         let (busybox, pause) = images.push(&registry)?;
-        let host = registry.host();
+        let dir = tempfile::Builder::new()
+            .prefix("pea-bench-ctd-")
+            .tempdir()?;
         let d = dir.path();
-        for sub in ["net.d", "ipam", "logs", "opt", "runc"] {
+        for sub in ["net.d", "ipam"] {
             std::fs::create_dir_all(d.join(sub))?;
         }
-        let hosts = d.join("certs.d").join(&host);
-        std::fs::create_dir_all(&hosts)?;
-        std::fs::write(
-            hosts.join("hosts.toml"),
-            format!(
-                "server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-            ),
-        )?;
         let conflist = json!({
             "cniVersion": "1.0.0",
             "name": "bench",
@@ -155,7 +157,64 @@ impl Containerd {
             d.join("net.d/10-bench.conflist"),
             serde_json::to_vec_pretty(&conflist)?,
         )?;
+        let node = JoinNode {
+            netns: netns.path(),
+            registry_host: registry.host(),
+            pause,
+            busybox,
+            cni_conf_dir: d.join("net.d"),
+            cni_bin_dirs: vec![PathBuf::from("/usr/lib/cni")],
+            cgroup_root: format!("pea-bench-ctd-{}", random_suffix(3)),
+        };
+        let mut ctd = Self::launch(dir, &node, runtime)?;
+        ctd._registry = Some(registry);
+        ctd._netns = Some(netns);
+        Ok(ctd)
+    }
+
+    /// containerd joining `node`: in its network namespace, pulling from its registry, with its
+    /// CNI network; root, state, socket and runc root of its own (removed on drop).
+    pub fn join(node: &JoinNode, runtime: Option<&Path>) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("pea-node-ctd-").tempdir()?;
+        Self::launch(dir, node, runtime)
+    }
+
+    fn launch(dir: tempfile::TempDir, node: &JoinNode, runtime: Option<&Path>) -> Result<Self> {
+        let bin = require_program("containerd");
+        require_program("containerd-shim-runc-v2");
+        // The OCI runtime containerd's runc shim drives: runc, or pea-runtime as a drop-in.
+        let runc = match runtime {
+            Some(r) => r.to_path_buf(),
+            None => require_program("runc"),
+        };
+        let host = node.registry_host.clone();
+        let pause = node.pause.clone();
+        let d = dir.path();
+        for sub in ["logs", "opt", "runc", "cni-bin"] {
+            std::fs::create_dir_all(d.join(sub))?;
+        }
+        // One plugin dir: symlinks to every plugin of the node's dirs, the first dir winning.
+        for src in &node.cni_bin_dirs {
+            for e in std::fs::read_dir(src)
+                .with_context(|| format!("CNI bin dir {}", src.display()))?
+                .flatten()
+            {
+                let link = d.join("cni-bin").join(e.file_name());
+                if !link.exists() {
+                    std::os::unix::fs::symlink(e.path(), &link)?;
+                }
+            }
+        }
+        let hosts = d.join("certs.d").join(&host);
+        std::fs::create_dir_all(&hosts)?;
+        std::fs::write(
+            hosts.join("hosts.toml"),
+            format!(
+                "server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+            ),
+        )?;
         let dd = d.display();
+        let cni_conf = node.cni_conf_dir.display();
         // restrict_oom_score_adj: the sandbox's -998 needs CAP_SYS_RESOURCE, which this host
         // lacks (pea clamps the same way).
         let config = format!(
@@ -188,8 +247,8 @@ state = "{dd}/state"
           Root = "{dd}/runc"
           SystemdCgroup = false
     [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "/usr/lib/cni"
-      conf_dir = "{dd}/net.d"
+      bin_dir = "{dd}/cni-bin"
+      conf_dir = "{cni_conf}"
       max_conf_num = 1
     [plugins."io.containerd.grpc.v1.cri".registry]
       config_path = "{dd}/certs.d"
@@ -204,19 +263,19 @@ state = "{dd}/state"
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = in_netns(Some(&netns.path()), || cmd.spawn()).context("starting containerd")?;
+        let child = in_netns(Some(&node.netns), || cmd.spawn()).context("starting containerd")?;
         let mut ctd = Containerd {
             child: Some(child),
             socket: d.join("containerd.sock"),
             spec: PodSpec {
-                busybox,
+                busybox: node.busybox.clone(),
                 pause,
                 logs: d.join("logs"),
-                cgroup_root: format!("pea-bench-ctd-{}", random_suffix(3)),
+                cgroup_root: node.cgroup_root.clone(),
             },
-            _registry: registry,
+            _registry: None,
             dir,
-            _netns: netns,
+            _netns: None,
         };
         let start = Instant::now();
         while std::os::unix::net::UnixStream::connect(&ctd.socket).is_err() {

@@ -4,8 +4,12 @@
 //! node with its own `system:node:NAME` credentials. kubectl runs inside the namespace with a
 //! fresh HOME. Dropping it deletes the pods through the API (the kubelet tears them down), then
 //! stops the kubelet, the shim and the API server; ShimNode's drop checks what is left.
+//!
+//! With [`Runtime::Containerd`] the same node runs containerd 1.6's CRI plugin (with runc)
+//! instead of pea-shim: in the node's namespace, with its CNI network and cgroup root, pulling
+//! from its registry (busybox built with symlinked applets, see [`Images`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,11 +17,39 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::bins::workspace_binary;
+use crate::containerd_cri::{Containerd, Images, JoinNode};
 use crate::fixtures::registry::in_netns;
 use crate::shim_node::ShimNode;
 
 pub const API_PORT: u16 = 6443;
 pub const KUBELET_PORT: u16 = 10250;
+
+/// The CRI runtime the node's kubelet drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    PeaShim,
+    /// containerd 1.6's CRI plugin with runc.
+    Containerd,
+}
+
+/// How the node is made.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub runtime: Runtime,
+    pub max_pods: u32,
+    /// The kubelet's `RUST_LOG` (benchmarks turn debug logging off).
+    pub kubelet_log_filter: String,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            runtime: Runtime::PeaShim,
+            max_pods: 20,
+            kubelet_log_filter: "pea_kubelet=debug,libcgroups=error,info".into(),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct KubeletNode {
@@ -29,6 +61,14 @@ pub struct KubeletNode {
     pub node_kubeconfig: PathBuf,
     pub kubelet_config: PathBuf,
     home: tempfile::TempDir,
+    /// The busybox image pods of this node run (per runtime, see [`Images`]).
+    pub image: String,
+    pub runtime: Runtime,
+    kubelet_log_filter: String,
+    /// Extra flags `start_kubelet` passes (e.g. pea's --container-gc-period).
+    pub kubelet_args: Vec<String>,
+    /// containerd, when it is the runtime; dropped before the node it lives in.
+    pub containerd: Option<Containerd>,
     // Last: the shim node (netns, shim, registry) outlives everything above.
     pub node: ShimNode,
 }
@@ -36,8 +76,39 @@ pub struct KubeletNode {
 impl KubeletNode {
     /// The node with pea-control and pea-shim running (the kubelet is started by `start_kubelet`).
     pub fn new(name: &str) -> Result<Self> {
+        Self::with(name, &NodeOptions::default())
+    }
+
+    /// The node with pea-control and the chosen CRI runtime running.
+    pub fn with(name: &str, opts: &NodeOptions) -> Result<Self> {
         let mut node = ShimNode::new()?;
-        node.start_shim()?;
+        let (containerd, image) = match opts.runtime {
+            Runtime::PeaShim => {
+                node.start_shim()?;
+                (None, node.busybox.clone())
+            }
+            Runtime::Containerd => {
+                let images = Images::build()?;
+                let (busybox, pause) = images.push(&node.registry)?;
+                let pea_cni_dir = workspace_binary("pea-cni", "PEA_CNI_BIN")
+                    .parent()
+                    .expect("bin dir")
+                    .to_path_buf();
+                let ctd = Containerd::join(
+                    &JoinNode {
+                        netns: node.netns.path(),
+                        registry_host: node.registry.host(),
+                        pause,
+                        busybox: busybox.clone(),
+                        cni_conf_dir: node.path("net.d"),
+                        cni_bin_dirs: vec![pea_cni_dir, PathBuf::from("/usr/lib/cni")],
+                        cgroup_root: node.cgroup_root.clone(),
+                    },
+                    None,
+                )?;
+                (Some(ctd), busybox)
+            }
+        };
         let dir = tempfile::Builder::new().prefix("pea-kubelet-").tempdir()?;
         let data = dir.path().join("control");
         let log = std::fs::File::create(dir.path().join("control.log"))?;
@@ -61,6 +132,11 @@ impl KubeletNode {
             node_kubeconfig: dir.path().join("node.kubeconfig"),
             kubelet_config: dir.path().join("kubelet.yaml"),
             home: tempfile::tempdir()?,
+            image,
+            runtime: opts.runtime,
+            kubelet_log_filter: opts.kubelet_log_filter.clone(),
+            kubelet_args: Vec::new(),
+            containerd,
             dir,
             node,
         };
@@ -98,12 +174,13 @@ impl KubeletNode {
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
              cgroupRoot: /{}\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\n\
              resolvConf: {}\npodLogsDir: {}\ncontainerRuntimeEndpoint: unix://{}\n\
-             port: {KUBELET_PORT}\nnodeStatusUpdateFrequency: 2s\nmaxPods: 20\n\
+             port: {KUBELET_PORT}\nnodeStatusUpdateFrequency: 2s\nmaxPods: {}\n\
              authentication:\n  x509:\n    clientCAFile: {}\n",
             me.node.cgroup_root,
             resolv.display(),
             me.node.path("logs").display(),
-            me.node.socket.display(),
+            me.cri_socket().display(),
+            opts.max_pods,
             me.dir.path().join("ca.crt").display(),
         );
         std::fs::write(&me.kubelet_config, config)?;
@@ -123,7 +200,8 @@ impl KubeletNode {
             .args(["--hostname-override", &self.name])
             .arg("--root-dir")
             .arg(self.node.path("kubelet"))
-            .env("RUST_LOG", "pea_kubelet=debug,libcgroups=error,info")
+            .args(&self.kubelet_args)
+            .env("RUST_LOG", &self.kubelet_log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -131,6 +209,22 @@ impl KubeletNode {
             .context("starting pea-kubelet")?;
         self.kubelet = Some(child);
         Ok(())
+    }
+
+    /// The CRI socket the kubelet talks to.
+    pub fn cri_socket(&self) -> &Path {
+        match &self.containerd {
+            Some(c) => &c.socket,
+            None => &self.node.socket,
+        }
+    }
+
+    /// The runtime's log (pea-shim's or containerd's tail).
+    pub fn runtime_log(&self) -> String {
+        match &self.containerd {
+            Some(c) => c.log_tail(),
+            None => tail(&self.node.log(), 30),
+        }
     }
 
     pub fn kubelet_pid(&self) -> Option<u32> {
