@@ -481,3 +481,87 @@ spec:
         .unwrap_or_default();
     assert!(left.is_empty(), "pod dirs left: {left:?}");
 }
+
+#[test]
+fn host_network_http_probes_sidecars_and_active_deadlines() {
+    let mut n = KubeletNode::new("node-e").expect("node");
+    n.start_kubelet().expect("kubelet");
+    node_ready(&n);
+    let img = n.node.busybox.clone();
+    n.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hostnet}}
+spec:
+  hostNetwork: true
+  containers:
+  - name: web
+    image: {img}
+    command: [sh, -c, 'mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 18080 -h /www']
+    readinessProbe: {{httpGet: {{path: /index.html, port: 18080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: sidecar}}
+spec:
+  initContainers:
+  - name: side
+    image: {img}
+    restartPolicy: Always
+    command: [sh, -c, 'while true; do date > /shared/tick; sleep 1; done']
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  containers:
+  - name: main
+    image: {img}
+    command: [sh, -c, 'while [ ! -f /shared/tick ]; do sleep 0.2; done; echo saw tick; exec sleep 3600']
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  volumes: [{{name: shared, emptyDir: {{}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: deadline}}
+spec:
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: c, image: {img}, command: [sleep, '3600']}}]
+"#
+    ));
+    // hostNetwork: the pod has the node's address, and an httpGet probe reaches it there.
+    let p = n.wait_pod("hostnet", Duration::from_secs(60), |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    });
+    assert_eq!(
+        p["status"]["podIP"], p["status"]["hostIP"],
+        "{}",
+        p["status"]
+    );
+    // A restartable init container (sidecar) keeps running beside the main container.
+    let p = n.wait_pod("sidecar", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Running"
+            && p["status"]["initContainerStatuses"][0]["state"]["running"].is_object()
+            && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    assert_eq!(condition(&p, "Initialized").as_deref(), Some("True"));
+    let start = Instant::now();
+    while !n
+        .ok(&["logs", "sidecar", "-c", "main"])
+        .contains("saw tick")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "main never saw the sidecar's file"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // activeDeadlineSeconds: the pod fails with DeadlineExceeded and its containers stop.
+    let p = n.wait_pod("deadline", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(p["status"]["reason"], "DeadlineExceeded");
+    assert!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"].is_object(),
+        "{}",
+        p["status"]
+    );
+}

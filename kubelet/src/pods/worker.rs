@@ -199,7 +199,22 @@ impl Worker {
             }
             return Ok(Next::Wait(Duration::from_secs(3600)));
         }
+        if let Some(left) = self.deadline_left() {
+            if left.is_zero() {
+                let grace = self.spec().termination_grace_period_seconds.unwrap_or(30);
+                self.stop_all(grace).await;
+                self.fail(
+                    "DeadlineExceeded",
+                    "Pod was active on the node longer than the specified deadline".into(),
+                )
+                .await?;
+                return Ok(Next::Wait(Duration::from_secs(3600)));
+            }
+        }
         let mut wake = Instant::now() + RESYNC;
+        if let Some(left) = self.deadline_left() {
+            wake = wake.min(Instant::now() + left);
+        }
         let mut cri = self.s.cri.clone();
 
         // Sandbox.
@@ -269,6 +284,10 @@ impl Worker {
                 pod_ips.push(n.ip.clone());
             }
             pod_ips.extend(n.additional_ips.iter().map(|i| i.ip.clone()));
+        }
+        if self.spec().host_network.unwrap_or(false) {
+            // A host-network pod has the node's addresses (kubelet reports them as pod IPs).
+            pod_ips = self.s.host_ips.clone();
         }
         let attempt = sstatus.metadata.as_ref().map_or(0, |m| m.attempt);
         self.write_etc_hosts(&pod_ips);
@@ -420,6 +439,55 @@ impl Worker {
             wake.saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(50)),
         ))
+    }
+
+    /// Time left of spec.activeDeadlineSeconds, counted from the pod's startTime.
+    fn deadline_left(&self) -> Option<Duration> {
+        let secs = self.spec().active_deadline_seconds?;
+        let start = self.last_status.as_ref()?.start_time.as_ref()?.0;
+        let end = start + chrono::Duration::seconds(secs);
+        Some(
+            (end - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
+    /// Ends the pod on this node with `reason` (DeadlineExceeded, Evicted, ...): its containers
+    /// are stopped by the caller; the status says Failed with kube's reason and message, and
+    /// every later sync treats the pod as finished.
+    pub async fn fail(&mut self, reason: &str, message: String) -> Result<(), String> {
+        self.s.events.pod(&self.pod, true, reason, message.clone());
+        let containers = self.observe_containers().await?;
+        let obs = Observed {
+            containers: containers.clone(),
+            waiting: self.waiting.clone(),
+            messages: self.termination_messages(&containers),
+            initialized: true,
+            ..Default::default()
+        };
+        let mut pod = self.pod.clone();
+        pod.status = self.last_status.clone().or(pod.status);
+        let mut st = status::pod_status(&StatusInput {
+            pod: &pod,
+            obs: &obs,
+            runtime: &self.s.runtime_name,
+            host_ips: &self.s.host_ips,
+            init_failed: false,
+        });
+        st.phase = Some("Failed".into());
+        st.reason = Some(reason.into());
+        st.message = Some(message);
+        st.pod_ip = None;
+        st.pod_ips = Some(Vec::new());
+        for c in st.conditions.iter_mut().flatten() {
+            if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+                c.status = "False".into();
+                c.reason = Some("PodFailed".into());
+            }
+        }
+        self.terminal_done = true;
+        self.patch_status(st).await
     }
 
     /// Container statuses of this pod by name, newest attempt first.
