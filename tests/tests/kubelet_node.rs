@@ -276,8 +276,25 @@ spec:
   restartPolicy: Never
   containers:
   - {{name: c, image: {img}, command: [sh, -c, 'echo boom > /dev/termination-log; exit 1']}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: oom}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: {img}
+    command: [sh, -c, 'x=$(head -c 128m /dev/zero | tr "\\0" a); echo survived']
+    resources: {{limits: {{memory: 16Mi}}}}
 "#
     ));
+    // Over its memory limit: killed by the kernel, reported as kube does.
+    let p = n.wait_pod("oom", Duration::from_secs(60), |p| p["status"]["phase"] == "Failed");
+    let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137);
+    assert_eq!(p["status"]["qosClass"], "Burstable");
     // restartPolicy Never, exit 1: Failed, with the termination message.
     let p = n.wait_pod("fail", Duration::from_secs(60), |p| {
         p["status"]["phase"] == "Failed"
