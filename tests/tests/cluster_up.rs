@@ -372,3 +372,60 @@ fn bad_arguments_are_named_and_leave_nothing() {
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("no cluster tnone")
     );
 }
+
+#[test]
+fn a_failed_step_is_named_and_up_removes_what_it_made() {
+    require_root();
+    for p in [
+        "docker-registry",
+        "skopeo",
+        "nsenter",
+        "setsid",
+        "busybox",
+        "kubectl",
+    ] {
+        require_program(p);
+    }
+    // The real programs, but a pea-control that exits at once.
+    let real = workspace_binary("pea-control", "PEA_CONTROL");
+    let bins = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(real.parent().unwrap()).unwrap().flatten() {
+        let n = e.file_name();
+        if n.to_string_lossy().starts_with("pea-") && e.path().is_file() {
+            std::os::unix::fs::symlink(e.path(), bins.path().join(&n)).unwrap();
+        }
+    }
+    let fake = bins.path().join("pea-control");
+    std::fs::remove_file(&fake).unwrap();
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho pea-control: refusing to start >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let name = format!("t{}", random_suffix(3));
+    let _guard = Down(name.clone());
+    let out = Command::new(workspace_binary("pea", "PEA_CLI"))
+        .args(["up", "--nodes", "2", "--name", &name])
+        .env("PEA_BIN_DIR", bins.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "pea up with a failing pea-control succeeded"
+    );
+    assert!(err.contains("FAILED at step: pea-control on"), "{err}");
+    assert!(
+        err.contains("refusing to start"),
+        "the program's log is shown: {err}"
+    );
+    assert!(
+        !Path::new(&format!("/run/netns/pea-{name}")).exists(),
+        "{err}"
+    );
+    assert!(!Path::new(&format!("/run/netns/pea-{name}-0")).exists());
+    assert!(!Path::new("/var/lib/pea/clusters").join(&name).exists());
+    assert!(!Path::new("/run/pea").join(&name).exists());
+}

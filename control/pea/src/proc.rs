@@ -117,3 +117,30 @@ pub fn tail(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Waits until `ready` holds for the service with `pid`, failing at once (with its log) if it
+/// exits, or after `timeout`.
+pub fn wait_started(
+    what: &str,
+    pid: u32,
+    log: &Path,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        if !alive(pid) {
+            bail!("{what} exited; its log ends:\n{}", tail(log, 15));
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{what} not ready after {timeout:?}; its log ends:\n{}",
+                tail(log, 15)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

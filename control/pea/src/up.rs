@@ -371,7 +371,7 @@ pub fn kubectl_in_cluster(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Re
 }
 
 fn control(c: &Cluster) -> Result<()> {
-    spawn(
+    let pid = spawn(
         Some(&netns_path(c, Some(0))),
         &[
             bin(c, "pea-control"),
@@ -387,14 +387,13 @@ fn control(c: &Cluster) -> Result<()> {
         &c.pid_file("control"),
     )?;
     let admin = c.control_dir().join("admin.kubeconfig");
-    if !wait_for(Duration::from_secs(30), || {
-        admin.exists() && kubectl_in_cluster(c, &["get", "--raw", "/readyz"], None).is_ok()
-    }) {
-        bail!(
-            "pea-control not ready after 30 s: {}",
-            proc::tail(&c.log_file("control"), 20)
-        );
-    }
+    proc::wait_started(
+        "pea-control",
+        pid,
+        &c.log_file("control"),
+        Duration::from_secs(30),
+        || admin.exists() && kubectl_in_cluster(c, &["get", "--raw", "/readyz"], None).is_ok(),
+    )?;
     Ok(())
 }
 
@@ -519,7 +518,7 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
     )?;
     let log = |s: &str| c.log_file(&format!("{name}-{s}"));
     let pid = |s: &str| c.pid_file(&format!("{name}-{s}"));
-    spawn(
+    let shim = spawn(
         Some(&ns),
         &[
             bin(c, "pea-shim"),
@@ -548,14 +547,13 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
         &log("shim"),
         &pid("shim"),
     )?;
-    if !wait_for(Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    }) {
-        bail!(
-            "pea-shim on {name} not answering: {}",
-            proc::tail(&log("shim"), 10)
-        );
-    }
+    proc::wait_started(
+        &format!("pea-shim on {name}"),
+        shim,
+        &log("shim"),
+        Duration::from_secs(20),
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+    )?;
     let node_kc = p("node.kubeconfig");
     spawn(
         Some(&ns),
