@@ -152,7 +152,14 @@ where
     }
     reader.abort();
     drop(s);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // What is queued gets 5 s to reach the client; one that stopped reading is cut off.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 struct Session {

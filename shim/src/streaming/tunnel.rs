@@ -15,6 +15,8 @@ use super::websocket::MAX_MESSAGE;
 
 const BUFFER: usize = 64 << 10;
 
+const WRITE_STALL: Duration = Duration::from_secs(60);
+
 /// Runs the WebSocket on `io` (already upgraded) and returns the tunnelled byte stream. The
 /// pump ends when either side does; a client that never answers the close is cut off.
 pub async fn byte_stream<S>(io: S) -> DuplexStream
@@ -46,23 +48,24 @@ where
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if sink
-                        .send(Message::Binary(buf[..n].to_vec().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
+                    let msg = Message::Binary(buf[..n].to_vec().into());
+                    // A client that stops reading for this long is given up on.
+                    match tokio::time::timeout(WRITE_STALL, sink.send(msg)).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
                     }
                 }
             }
         }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
-        let _ = sink.close().await;
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = sink.send(close).await;
+            let _ = sink.close().await;
+        })
+        .await;
         let abort = up.abort_handle();
         if tokio::time::timeout(Duration::from_secs(5), up)
             .await
