@@ -51,7 +51,14 @@ pub fn down_quiet(c: &Cluster) -> Result<()> {
         .collect();
     proc::stop(&pids(&kubelets), Duration::from_secs(5));
     say("kubelets stopped");
-    // In parallel: a stop waits out each container's grace period.
+    // The cluster is going away: its containers get SIGKILL now rather than each waiting out
+    // its stop grace (a PID 1 ignoring SIGTERM); the shims then only unwire and unmount.
+    for pid in stray_processes(c, &[]) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     std::thread::scope(|scope| {
         for &i in &nodes {
             scope.spawn(move || remove_pods(c, i));
