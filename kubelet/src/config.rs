@@ -160,6 +160,10 @@ pub struct Config {
     pub kube_reserved: BTreeMap<String, String>,
     pub healthz_port: u16,
     pub healthz_bind_address: String,
+    /// How often dead containers and unused images are collected (kubelet's fixed
+    /// ContainerGCPeriod 1 min and ImageGCPeriod 5 min; pea's --container-gc-period and
+    /// --image-gc-period flags shorten them, not the config file).
+    pub gc_periods: crate::gc::Periods,
 }
 
 impl Config {
@@ -212,6 +216,7 @@ impl Config {
             kube_reserved: BTreeMap::new(),
             healthz_port: 10248,
             healthz_bind_address: "127.0.0.1".into(),
+            gc_periods: crate::gc::Periods::default(),
         }
     }
 

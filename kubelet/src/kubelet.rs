@@ -145,6 +145,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     tokio::spawn(node::lease_loop(shared.clone()));
     let (tx, rx) = watch::channel(false);
     tokio::spawn(pods::run(shared.clone(), tx));
+    tokio::spawn(crate::gc::run(
+        shared.clone(),
+        rx.clone(),
+        shared.cfg.gc_periods,
+    ));
     Ok(Running {
         shared,
         synced: rx,

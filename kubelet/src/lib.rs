@@ -11,6 +11,7 @@ pub mod config;
 pub mod cri;
 pub mod events;
 pub mod eviction;
+pub mod gc;
 pub mod kubelet;
 pub mod labels;
 pub mod node;

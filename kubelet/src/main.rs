@@ -30,6 +30,12 @@ struct Args {
     /// The CRI endpoint, e.g. unix:///run/pea/pea-shim.sock (overrides the config file).
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
+    /// How often dead containers are collected (pea extension; kubelet's fixed period is 1m).
+    #[arg(long, value_parser = pea_kubelet::config::parse_duration)]
+    container_gc_period: Option<std::time::Duration>,
+    /// How often unused images are collected (pea extension; kubelet's fixed period is 5m).
+    #[arg(long, value_parser = pea_kubelet::config::parse_duration)]
+    image_gc_period: Option<std::time::Duration>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +64,14 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(e) = args.container_runtime_endpoint {
         cfg.container_runtime_endpoint = e;
+    }
+    if let Some(p) = args.container_gc_period {
+        anyhow::ensure!(!p.is_zero(), "--container-gc-period must be above zero");
+        cfg.gc_periods.containers = p;
+    }
+    if let Some(p) = args.image_gc_period {
+        anyhow::ensure!(!p.is_zero(), "--image-gc-period must be above zero");
+        cfg.gc_periods.images = p;
     }
     cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
