@@ -170,11 +170,15 @@ impl KubeletNode {
         }
         let resolv = me.dir.path().join("resolv.conf");
         std::fs::write(&resolv, "nameserver 127.0.0.53\nsearch example.test\n")?;
+        // evictionHard: kubelet's default disk thresholds (10 %/15 % free) would put a node on
+        // a nearly full shared CI disk under DiskPressure, refusing every pod; tests that want
+        // pressure set their own line.
         let config = format!(
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
              cgroupRoot: /{}\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\n\
              resolvConf: {}\npodLogsDir: {}\ncontainerRuntimeEndpoint: unix://{}\n\
              port: {KUBELET_PORT}\nnodeStatusUpdateFrequency: 2s\nmaxPods: {}\n\
+             evictionHard: {{memory.available: 100Mi, nodefs.available: 100Mi, imagefs.available: 100Mi}}\n\
              authentication:\n  x509:\n    clientCAFile: {}\n",
             me.node.cgroup_root,
             resolv.display(),

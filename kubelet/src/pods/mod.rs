@@ -137,6 +137,17 @@ async fn dispatch(s: &Arc<Shared>, workers: &mut HashMap<String, mpsc::Sender<Ms
         .await;
         return;
     }
+    if phase != "Failed" && phase != "Succeeded" {
+        // The eviction manager's admission: no BestEffort pods under memory pressure, none
+        // under disk or PID pressure.
+        let m = crate::node::Machine::read(&s.cfg.root_dir);
+        let (memory, disk, pid) = crate::node::pressure(s, &m);
+        let pressure = crate::eviction::Pressure { memory, disk, pid };
+        if let Err((reason, message)) = crate::eviction::admit(&pod, pressure) {
+            reject(s, &pod, reason, message).await;
+            return;
+        }
+    }
     s.pods
         .write()
         .expect("pods")

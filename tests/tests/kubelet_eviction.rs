@@ -1,0 +1,83 @@
+//! pea-kubelet's eviction manager admission on one real node (pea-shim, pea-control, kubectl):
+//! with evictionHard memory.available at 100 % the node is always under memory pressure
+//! (MemAvailable is below MemTotal on any host) without touching the host's memory, so the
+//! node reports MemoryPressure, a BestEffort pod is refused (Failed, reason Evicted) and a
+//! Burstable pod runs.
+
+use std::time::{Duration, Instant};
+
+use pea_tests::kubelet_node::KubeletNode;
+use serde_json::Value;
+
+fn condition(v: &Value, t: &str) -> Option<String> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+        .and_then(|c| c["status"].as_str().map(str::to_string))
+}
+
+#[test]
+fn under_memory_pressure_best_effort_pods_are_refused_and_burstable_ones_run() {
+    let mut n = KubeletNode::new("node-ev").expect("node");
+    let cfg = std::fs::read_to_string(&n.kubelet_config).expect("config");
+    // Only memory.available (kubelet: a set evictionHard replaces all defaults).
+    let mut cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("evictionHard:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    cfg.push_str("evictionHard:\n  memory.available: \"100%\"\n");
+    std::fs::write(&n.kubelet_config, cfg).expect("config");
+    n.start_kubelet().expect("kubelet");
+    let start = Instant::now();
+    loop {
+        let node = n.get_json(&["node", &n.name]);
+        if let Some(node) = &node {
+            if condition(node, "Ready").as_deref() == Some("True") {
+                assert_eq!(
+                    condition(node, "MemoryPressure").as_deref(),
+                    Some("True"),
+                    "{node}"
+                );
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node not Ready: {node:?}\n{}",
+            pea_tests::kubelet_node::tail(&n.kubelet_log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The scheduler would keep a BestEffort pod off a memory-pressure node: bind it directly.
+    let pod = |name: &str, resources: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec:\n  nodeName: {}\n  containers:\n  - name: app\n    image: {}\n    \
+             command: [sleep, '300']\n{resources}",
+            n.name, n.image
+        )
+    };
+    n.apply(&pod("besteffort", ""));
+    n.apply(&pod(
+        "burstable",
+        "    resources: {requests: {memory: 10Mi}}\n",
+    ));
+    let p = n.wait_pod("besteffort", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(p["status"]["reason"], "Evicted", "{p}");
+    assert_eq!(
+        p["status"]["message"], "The node had condition: [MemoryPressure]. ",
+        "{p}"
+    );
+    assert!(
+        n.events("besteffort").iter().any(|(r, _)| r == "Evicted"),
+        "{:?}",
+        n.events("besteffort")
+    );
+    n.wait_pod("burstable", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Running"
+    });
+}
