@@ -39,6 +39,8 @@ pub struct NodeOptions {
     pub max_pods: u32,
     /// The kubelet's `RUST_LOG` (benchmarks turn debug logging off).
     pub kubelet_log_filter: String,
+    /// pea-shim's `RUST_LOG`.
+    pub shim_log_filter: String,
 }
 
 impl Default for NodeOptions {
@@ -47,6 +49,7 @@ impl Default for NodeOptions {
             runtime: Runtime::PeaShim,
             max_pods: 20,
             kubelet_log_filter: "pea_kubelet=debug,libcgroups=error,info".into(),
+            shim_log_filter: "pea_shim=debug,info".into(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl KubeletNode {
         let mut node = ShimNode::new()?;
         let (containerd, image) = match opts.runtime {
             Runtime::PeaShim => {
+                node.log_filter = opts.shim_log_filter.clone();
                 node.start_shim()?;
                 (None, node.busybox.clone())
             }
