@@ -290,7 +290,9 @@ spec:
 "#
     ));
     // Over its memory limit: killed by the kernel, reported as kube does.
-    let p = n.wait_pod("oom", Duration::from_secs(60), |p| p["status"]["phase"] == "Failed");
+    let p = n.wait_pod("oom", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Failed"
+    });
     let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(t["reason"], "OOMKilled", "{t}");
     assert_eq!(t["exitCode"], 137);

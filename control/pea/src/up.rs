@@ -500,6 +500,8 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
         format!("nameserver {CLUSTER_DNS}\n"),
     )?;
     let socket = c.shim_socket(i);
+    // Every node shares the host's disk: disk-based eviction is off, as kind does for its
+    // nodes, or a host with less than 10 % free would refuse every pod on every node.
     std::fs::write(
         dir.join("kubelet.yaml"),
         format!(
@@ -507,6 +509,7 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
              cgroupRoot: /{}\nclusterDNS: [{CLUSTER_DNS}]\nclusterDomain: cluster.local\n\
              resolvConf: {}\npodLogsDir: {}\ncontainerRuntimeEndpoint: unix://{}\n\
              address: {}\nport: 10250\nnodeStatusUpdateFrequency: 2s\nmaxPods: 110\n\
+             evictionHard: {{memory.available: 100Mi, nodefs.available: '0%', nodefs.inodesFree: '0%', imagefs.available: '0%'}}\n\
              authentication:\n  x509:\n    clientCAFile: {}\n",
             c.cgroup_root(i),
             p("resolv.conf"),

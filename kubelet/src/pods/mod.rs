@@ -123,7 +123,20 @@ async fn dispatch(s: &Arc<Shared>, workers: &mut HashMap<String, mpsc::Sender<Ms
         .as_ref()
         .and_then(|st| st.phase.clone())
         .unwrap_or_default();
-    let admitted = s.pods.read().expect("pods").len() < s.cfg.max_pods as usize;
+    // Finished pods (and pods refused here, which come back Failed) hold no slot.
+    let active = s
+        .pods
+        .read()
+        .expect("pods")
+        .values()
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|st| st.phase.as_deref()),
+                Some("Failed") | Some("Succeeded")
+            )
+        })
+        .count();
+    let admitted = active < s.cfg.max_pods as usize;
     if !admitted && phase != "Failed" && phase != "Succeeded" {
         reject(
             s,

@@ -78,7 +78,7 @@ fn dnsperf(addr: SocketAddr, file: &std::path::Path, args: &[String]) -> Result<
 fn field(out: &str, key: &str) -> Option<f64> {
     out.lines()
         .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|rest| rest.trim().split_whitespace().next())
+        .and_then(|rest| rest.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
 
