@@ -218,18 +218,7 @@ impl Worker {
         let mut cri = self.s.cri.clone();
 
         // Sandbox.
-        let sandboxes = cri
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    label_selector: labels::uid_filter(&self.uid),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(|s| format!("ListPodSandbox: {}", s.message()))?
-            .into_inner()
-            .items;
+        let sandboxes = self.sandboxes().await?;
         let newest = sandboxes.iter().max_by_key(|s| s.created_at).cloned();
         let containers = self.observe_containers().await?;
         let sandbox = match newest {
@@ -488,6 +477,23 @@ impl Worker {
         }
         self.terminal_done = true;
         self.patch_status(st).await
+    }
+
+    /// This pod's sandboxes, as CRI lists them by the kubelet's uid label.
+    async fn sandboxes(&self) -> Result<Vec<cri::PodSandbox>, String> {
+        let mut cri = self.s.cri.clone();
+        Ok(cri
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: labels::uid_filter(&self.uid),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|s| format!("ListPodSandbox: {}", s.message()))?
+            .into_inner()
+            .items)
     }
 
     /// Container statuses of this pod by name, newest attempt first.
@@ -1026,17 +1032,8 @@ impl Worker {
         let this = &*self;
         futures_util::future::join_all(running.iter().map(|s| this.stop_container(s, grace))).await;
         let mut cri = self.s.cri.clone();
-        if let Ok(list) = cri
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    label_selector: labels::uid_filter(&self.uid),
-                    ..Default::default()
-                }),
-            })
-            .await
-        {
-            for sb in list.into_inner().items {
+        if let Ok(list) = self.sandboxes().await {
+            for sb in list {
                 let _ = cri
                     .runtime
                     .stop_pod_sandbox(cri::StopPodSandboxRequest {
@@ -1053,17 +1050,8 @@ impl Worker {
             grace.unwrap_or_else(|| self.spec().termination_grace_period_seconds.unwrap_or(30));
         self.stop_all(grace).await;
         let mut cri = self.s.cri.clone();
-        if let Ok(list) = cri
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    label_selector: labels::uid_filter(&self.uid),
-                    ..Default::default()
-                }),
-            })
-            .await
-        {
-            for sb in list.into_inner().items {
+        if let Ok(list) = self.sandboxes().await {
+            for sb in list {
                 if let Err(e) = cri
                     .runtime
                     .remove_pod_sandbox(cri::RemovePodSandboxRequest {
