@@ -16,9 +16,8 @@ pub mod taint_toleration;
 use crate::framework::Profile;
 
 /// Filters in kube's order (cheap, unresolvable checks first) and scores with kube's default
-/// weights: TaintToleration 3, NodeAffinity 2, NodeResourcesFit 1, InterPodAffinity 2,
-/// BalancedAllocation 1, ImageLocality 1. PodTopologySpread only refuses hard constraints (not
-/// implemented).
+/// weights: TaintToleration 3, NodeAffinity 2, NodeResourcesFit 1, PodTopologySpread 2,
+/// InterPodAffinity 2, BalancedAllocation 1, ImageLocality 1.
 pub fn default_profile() -> Profile {
     Profile {
         filters: vec![
@@ -35,6 +34,7 @@ pub fn default_profile() -> Profile {
             (Box::new(taint_toleration::TaintToleration), 3),
             (Box::new(node_affinity::NodeAffinity), 2),
             (Box::new(node_resources_fit::NodeResourcesFit), 1),
+            (Box::new(pod_topology_spread::PodTopologySpread), 2),
             (Box::new(inter_pod_affinity::InterPodAffinity), 2),
             (Box::new(balanced_allocation::BalancedAllocation), 1),
             (Box::new(image_locality::ImageLocality), 1),
