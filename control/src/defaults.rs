@@ -72,6 +72,11 @@ pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
         "Namespace" => set_if_absent(obj, "/status/phase", json!("Active")),
         "Pod" => set_if_absent(obj, "/status/phase", json!("Pending")),
+        // kube's PV and PVC strategies (PrepareForCreate): a new volume or claim is Pending
+        // until the binder looks at it.
+        "PersistentVolume" | "PersistentVolumeClaim" => {
+            set_if_absent(obj, "/status/phase", json!("Pending"))
+        }
         _ => {}
     }
     apply_to_spec(kind, obj);
@@ -193,6 +198,20 @@ pub fn apply_to_spec(kind: &str, obj: &mut Value) {
             set_if_absent(obj, "/type", json!("Opaque"));
             fold_string_data(obj);
         }
+        "PersistentVolume" => {
+            // A manually created volume is kept when released (SetDefaults_PersistentVolume);
+            // dynamic provisioners set Delete themselves.
+            set_if_absent(obj, "/spec/persistentVolumeReclaimPolicy", json!("Retain"));
+            set_if_absent(obj, "/spec/volumeMode", json!("Filesystem"));
+            if let Some(host_path) = obj.pointer_mut("/spec/hostPath") {
+                set_if_absent(host_path, "/type", json!(""));
+            }
+        }
+        "PersistentVolumeClaim" => set_if_absent(obj, "/spec/volumeMode", json!("Filesystem")),
+        "StorageClass" => {
+            set_if_absent(obj, "/reclaimPolicy", json!("Delete"));
+            set_if_absent(obj, "/volumeBindingMode", json!("Immediate"));
+        }
         _ => {}
     }
 }
@@ -285,6 +304,9 @@ pub fn has_generation(kind: &str) -> bool {
             | "Lease"
             | "Namespace"
             | "Node"
+            | "PersistentVolume"
+            | "PersistentVolumeClaim"
+            | "StorageClass"
     )
 }
 

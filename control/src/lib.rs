@@ -32,6 +32,7 @@ pub mod semantic;
 pub mod server;
 pub mod service_alloc;
 pub mod status;
+pub mod storage;
 pub mod table;
 pub mod validation;
 pub mod verbs;

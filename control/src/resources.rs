@@ -145,7 +145,7 @@ impl Resources {
     /// The built-in Kubernetes 1.32 resources pea serves.
     pub fn builtin() -> Self {
         use k8s_openapi::api::{
-            apps, autoscaling, batch, coordination, core, discovery, networking,
+            apps, autoscaling, batch, coordination, core, discovery, networking, storage,
         };
         let defs = vec![
             def!(
@@ -255,6 +255,30 @@ impl Resources {
                 [],
                 [],
                 core::v1::Event
+            ),
+            def!(
+                "",
+                "v1",
+                "PersistentVolume",
+                "persistentvolumes",
+                "persistentvolume",
+                false,
+                ["pv"],
+                [],
+                ["status"],
+                core::v1::PersistentVolume
+            ),
+            def!(
+                "",
+                "v1",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                "persistentvolumeclaim",
+                true,
+                ["pvc"],
+                [],
+                ["status"],
+                core::v1::PersistentVolumeClaim
             ),
             def!(
                 "apps",
@@ -375,6 +399,18 @@ impl Resources {
                 [],
                 [],
                 discovery::v1::EndpointSlice
+            ),
+            def!(
+                "storage.k8s.io",
+                "v1",
+                "StorageClass",
+                "storageclasses",
+                "storageclass",
+                false,
+                ["sc"],
+                [],
+                [],
+                storage::v1::StorageClass
             ),
         ];
         Self { defs }

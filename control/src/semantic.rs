@@ -34,7 +34,7 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
         }
         "Service" => service(obj, &mut out),
         "HorizontalPodAutoscaler" => hpa(obj, &mut out),
-        _ => {}
+        _ => crate::storage::check(kind, obj, &mut out),
     }
     out
 }
@@ -114,7 +114,7 @@ pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
             immutable("/spec/template", "spec.template", &mut out);
             immutable("/spec/completions", "spec.completions", &mut out);
         }
-        _ => {}
+        _ => crate::storage::check_update(kind, old, new, &mut out),
     }
     out
 }

@@ -245,6 +245,33 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
             col("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available."),
             col("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node."),
         ],
+        "PersistentVolume" => vec![
+            name,
+            col("Capacity", "string", 0, "capacity is the description of the persistent volume's resources and capacity. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity"),
+            col("Access Modes", "string", 0, "accessModes contains all ways the volume can be mounted. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes"),
+            col("Reclaim Policy", "string", 0, "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim. Valid options are Retain (default for manually created PersistentVolumes), Delete (default for dynamically provisioned PersistentVolumes), and Recycle (deprecated). Recycle must be supported by the volume plugin underlying this PersistentVolume. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#reclaiming"),
+            col("Status", "string", 0, "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase"),
+            col("Claim", "string", 0, "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim. Expected to be non-nil when bound. claim.VolumeName is the authoritative bind between PV and PVC. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#binding"),
+            col("StorageClass", "string", 0, "StorageClass of the pv"),
+            col("VolumeAttributesClass", "string", 0, "VolumeAttributesClass of the pv"),
+            col("Reason", "string", 0, "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI."),
+        ],
+        "PersistentVolumeClaim" => vec![
+            name,
+            col("Status", "string", 0, "phase represents the current phase of PersistentVolumeClaim."),
+            col("Volume", "string", 0, "volumeName is the binding reference to the PersistentVolume backing this claim."),
+            col("Capacity", "string", 0, "capacity represents the actual resources of the underlying volume."),
+            col("Access Modes", "string", 0, "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1"),
+            col("StorageClass", "string", 0, "StorageClass of the pvc"),
+            col("VolumeAttributesClass", "string", 0, "VolumeAttributesClass of the pvc"),
+        ],
+        "StorageClass" => vec![
+            name,
+            col("Provisioner", "string", 0, "provisioner indicates the type of the provisioner."),
+            col("ReclaimPolicy", "string", 0, "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete."),
+            col("VolumeBindingMode", "string", 0, "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.  When unset, VolumeBindingImmediate is used. This field is only honored by servers that enable the VolumeScheduling feature."),
+            col("AllowVolumeExpansion", "string", 0, "allowVolumeExpansion shows whether the storage class allow volume expand."),
+        ],
         "Job" => vec![
             name,
             col("Status", "string", 0, "Status of the job."),
@@ -254,6 +281,9 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
         _ => vec![name],
     };
     cols.push(age);
+    if matches!(kind, "PersistentVolume" | "PersistentVolumeClaim") {
+        cols.push(col("VolumeMode", "string", 1, "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec."));
+    }
     if matches!(kind, "CronJob" | "StatefulSet" | "DaemonSet" | "Job") {
         cols.extend(workload_wide());
         if kind == "StatefulSet" {
@@ -620,9 +650,77 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
                 .unwrap_or_default();
             vec![name, json!(status), json!(completions), json!(duration)]
         }
+        "PersistentVolume" => {
+            let claim = obj
+                .pointer("/spec/claimRef")
+                .map(|r| format!("{}/{}", s(r.get("namespace")), s(r.get("name"))))
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(s(obj.pointer("/spec/capacity/storage"))),
+                json!(access_modes(arr(obj, "/spec/accessModes"))),
+                json!(s(obj.pointer("/spec/persistentVolumeReclaimPolicy"))),
+                json!(storage_phase(obj)),
+                json!(claim),
+                json!(storage_class_of(obj)),
+                json!(unset_if_absent(
+                    obj.pointer("/spec/volumeAttributesClassName")
+                )),
+                json!(s(obj.pointer("/status/reason"))),
+            ]
+        }
+        "PersistentVolumeClaim" => {
+            let bound = !s(obj.pointer("/spec/volumeName")).is_empty();
+            let (capacity, modes) = if bound {
+                (
+                    s(obj.pointer("/status/capacity/storage")),
+                    access_modes(arr(obj, "/status/accessModes")),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            vec![
+                name,
+                json!(storage_phase(obj)),
+                json!(s(obj.pointer("/spec/volumeName"))),
+                json!(capacity),
+                json!(modes),
+                json!(storage_class_of(obj)),
+                json!(unset_if_absent(
+                    obj.pointer("/spec/volumeAttributesClassName")
+                )),
+            ]
+        }
+        "StorageClass" => {
+            let mut shown = s(obj.pointer("/metadata/name"));
+            if crate::storage::is_default_class(obj) {
+                shown.push_str(" (default)");
+            }
+            let or = |ptr: &str, d: &str| {
+                let v = s(obj.pointer(ptr));
+                if v.is_empty() {
+                    d.to_string()
+                } else {
+                    v
+                }
+            };
+            vec![
+                json!(shown),
+                json!(s(obj.pointer("/provisioner"))),
+                json!(or("/reclaimPolicy", "Delete")),
+                json!(or("/volumeBindingMode", "Immediate")),
+                json!(obj
+                    .pointer("/allowVolumeExpansion")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)),
+            ]
+        }
         _ => vec![name],
     };
     cells.push(a);
+    if matches!(kind, "PersistentVolume" | "PersistentVolumeClaim") {
+        cells.push(json!(unset_if_absent(obj.pointer("/spec/volumeMode"))));
+    }
     match kind {
         "CronJob" => cells.extend(workload_wide_cells(
             obj,
@@ -641,6 +739,48 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
         _ => {}
     }
     cells
+}
+
+/// Access modes as kubectl abbreviates them, in kube's fixed order (GetAccessModesAsString).
+fn access_modes(modes: &[Value]) -> String {
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(m, _)| modes.iter().any(|x| x == m))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A volume's or claim's phase, or Terminating once deleted.
+fn storage_phase(obj: &Value) -> String {
+    if obj
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        "Terminating".into()
+    } else {
+        s(obj.pointer("/status/phase"))
+    }
+}
+
+/// The class of a volume or claim: the beta annotation wins over the field, as kube's helpers.
+fn storage_class_of(obj: &Value) -> String {
+    match obj.pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class") {
+        Some(Value::String(c)) => c.clone(),
+        _ => s(obj.pointer("/spec/storageClassName")),
+    }
+}
+
+fn unset_if_absent(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(x)) => x.clone(),
+        _ => "<unset>".into(),
+    }
 }
 
 /// The HPA "Targets" cell: `<metric>: <current>/<target>` per metric (kubectl's formatHPAMetrics).
@@ -959,6 +1099,9 @@ mod tests {
             ("EndpointSlice", "NAME,ADDRESSTYPE,PORTS,ENDPOINTS,AGE"),
             ("HorizontalPodAutoscaler", "NAME,REFERENCE,TARGETS,MINPODS,MAXPODS,REPLICAS,AGE"),
             ("Ingress", "NAME,CLASS,HOSTS,ADDRESS,PORTS,AGE"),
+            ("PersistentVolume", "NAME,CAPACITY,ACCESS MODES,RECLAIM POLICY,STATUS,CLAIM,STORAGECLASS,VOLUMEATTRIBUTESCLASS,REASON,AGE,VOLUMEMODE"),
+            ("PersistentVolumeClaim", "NAME,STATUS,VOLUME,CAPACITY,ACCESS MODES,STORAGECLASS,VOLUMEATTRIBUTESCLASS,AGE,VOLUMEMODE"),
+            ("StorageClass", "NAME,PROVISIONER,RECLAIMPOLICY,VOLUMEBINDINGMODE,ALLOWVOLUMEEXPANSION,AGE"),
             ("CronJob", "NAME,SCHEDULE,TIMEZONE,SUSPEND,ACTIVE,LAST SCHEDULE,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("StatefulSet", "NAME,READY,AGE,CONTAINERS,IMAGES"),
             ("DaemonSet", "NAME,DESIRED,CURRENT,READY,UP-TO-DATE,AVAILABLE,NODE SELECTOR,AGE,CONTAINERS,IMAGES,SELECTOR"),

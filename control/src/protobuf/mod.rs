@@ -17,6 +17,7 @@ mod meta;
 mod networking;
 mod pod;
 mod schema;
+mod storage;
 mod wire;
 
 use serde_json::{json, Value};
@@ -93,6 +94,9 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "Node") => &core::NODE,
         ("v1", "Endpoints") => &core::ENDPOINTS,
         ("v1", "Event") => &core::EVENT,
+        ("v1", "PersistentVolume") => &storage::PERSISTENT_VOLUME,
+        ("v1", "PersistentVolumeClaim") => &storage::PERSISTENT_VOLUME_CLAIM,
+        ("storage.k8s.io/v1", "StorageClass") => &storage::STORAGE_CLASS,
         ("coordination.k8s.io/v1", "Lease") => &coordination::LEASE,
         ("discovery.k8s.io/v1", "EndpointSlice") => &discovery::ENDPOINT_SLICE,
         ("apps/v1", "Deployment") => &apps::DEPLOYMENT,

@@ -275,7 +275,7 @@ static CONTAINER: Schema = Schema {
 };
 
 // --- volumes ---
-static HOST_PATH: Schema = Schema {
+pub(super) static HOST_PATH: Schema = Schema {
     name: "HostPathVolumeSource",
     fields: &[(1, "path", F::Str), (2, "type", F::StrP)],
 };
@@ -309,7 +309,7 @@ static CONFIG_MAP_VOLUME: Schema = Schema {
         (4, "optional", F::BoolP),
     ],
 };
-static NFS_VOLUME: Schema = Schema {
+pub(super) static NFS_VOLUME: Schema = Schema {
     name: "NFSVolumeSource",
     fields: &[
         (1, "server", F::Str),
@@ -456,7 +456,7 @@ static NODE_SELECTOR_TERM: Schema = Schema {
         (2, "matchFields", F::RepMsg(&NODE_SELECTOR_REQUIREMENT)),
     ],
 };
-static NODE_SELECTOR: Schema = Schema {
+pub(super) static NODE_SELECTOR: Schema = Schema {
     name: "NodeSelector",
     fields: &[(1, "nodeSelectorTerms", F::RepMsg(&NODE_SELECTOR_TERM))],
 };

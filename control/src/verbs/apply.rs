@@ -85,6 +85,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 let mut obj = applied.clone();
                 prepare_new(ctx, &mut obj)?;
                 crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
+                if ctx.def.kind == "PersistentVolumeClaim" {
+                    crate::storage::admit_claim(ctx.api, &mut obj).await?;
+                }
                 let warnings = validate(ctx, &mut obj)?;
                 managed::write(&mut obj, &[mine(applied_paths.clone())]);
                 if let Some(ns) = ctx.namespace() {

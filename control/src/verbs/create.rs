@@ -79,6 +79,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         crate::managed::record_update(&json!({}), &mut obj, manager, &ctx.def.api_version(), &now);
     }
     crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
+    if ctx.def.kind == "PersistentVolumeClaim" {
+        crate::storage::admit_claim(ctx.api, &mut obj).await?;
+    }
     let warnings = validate(ctx, &mut obj)?;
     let ns = ctx.namespace().map(str::to_string);
     if let Some(ns) = &ns {
