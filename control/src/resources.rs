@@ -329,6 +329,18 @@ impl Resources {
                 apps::v1::StatefulSet
             ),
             def!(
+                "apps",
+                "v1",
+                "ControllerRevision",
+                "controllerrevisions",
+                "controllerrevision",
+                true,
+                [],
+                [],
+                [],
+                apps::v1::ControllerRevision
+            ),
+            def!(
                 "batch",
                 "v1",
                 "Job",

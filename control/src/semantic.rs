@@ -24,7 +24,17 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
                     if let Err(e) = cron_schedule(s) {
                         out.push(("spec.schedule".into(), format!("Invalid value: {s:?}: {e}")));
                     }
+                    // kube refuses a TZ prefix on create: the timeZone field says it.
+                    if s.contains("TZ") {
+                        out.push((
+                            "spec.schedule".into(),
+                            format!("Invalid value: {s:?}: cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+                        ));
+                    }
                 }
+            }
+            if let Some(tz) = obj.pointer("/spec/timeZone").and_then(Value::as_str) {
+                cron_time_zone(tz, &mut out);
             }
             job_spec(
                 obj.pointer("/spec/jobTemplate/spec"),
@@ -300,95 +310,41 @@ fn job_spec(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
     pod_spec(tpl, &format!("{at}.template.spec"), out);
 }
 
-/// A standard 5-field cron schedule (or a `@` descriptor), as robfig/cron's ParseStandard.
+/// A standard 5-field cron schedule (or a `@` descriptor), as robfig/cron's ParseStandard
+/// (the parser the CronJob controller runs).
 pub fn cron_schedule(s: &str) -> Result<(), String> {
-    let s = s.trim();
-    let s = match s.split_once(char::is_whitespace) {
-        Some((tz, rest)) if tz.starts_with("TZ=") || tz.starts_with("CRON_TZ=") => rest.trim(),
-        _ => s,
-    };
-    if let Some(d) = s.strip_prefix('@') {
-        return match d {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
-                Ok(())
-            }
-            _ if d.starts_with("every ") => Ok(()),
-            _ => Err(format!("unrecognized descriptor: @{d}")),
-        };
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: {s}",
-            fields.len()
-        ));
-    }
-    const RANGES: [(u32, u32, &[&str]); 5] = [
-        (0, 59, &[]),
-        (0, 23, &[]),
-        (1, 31, &[]),
-        (
-            1,
-            12,
-            &[
-                "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-            ],
-        ),
-        (0, 6, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
-    ];
-    for (field, (lo, hi, names)) in fields.iter().zip(RANGES) {
-        for part in field.split(',') {
-            cron_part(part, lo, hi, names)?;
-        }
-    }
-    Ok(())
+    pea_controllers::cron::Schedule::parse(s).map(|_| ())
 }
 
-fn cron_part(part: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), String> {
-    let num = |x: &str| -> Result<u32, String> {
-        let base = if names.is_empty() { 0 } else { lo };
-        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(x)) {
-            return Ok(base + i as u32);
-        }
-        let n: u32 = x
-            .parse()
-            .map_err(|_| format!("failed to parse int from {x}"))?;
-        // Day of week allows 7 for Sunday.
-        let top = if names.len() == 7 { 7 } else { hi };
-        if n < lo || n > top {
-            return Err(format!("end of range ({n}) above maximum ({hi}): {part}"));
-        }
-        Ok(n)
-    };
-    let (range, step) = match part.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (part, None),
-    };
-    if let Some(step) = step {
-        let n: u32 = step
-            .parse()
-            .map_err(|_| format!("failed to parse int from {step}"))?;
-        if n == 0 {
-            return Err(format!("step of range should be a positive number: {part}"));
+/// kube's validateTimeZone.
+fn cron_time_zone(tz: &str, out: &mut Vec<Cause>) {
+    let field = "spec.timeZone".to_string();
+    if tz.is_empty() {
+        out.push((
+            field,
+            format!("Invalid value: {tz:?}: timeZone must be nil or non-empty string"),
+        ));
+        return;
+    }
+    for part in tz.split('/') {
+        let valid = !part.is_empty()
+            && part.len() <= 14
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'));
+        if part == "." || part == ".." || part.starts_with('-') || !valid {
+            out.push((
+                field,
+                format!("Invalid value: {tz:?}: unknown time zone {tz}"),
+            ));
+            return;
         }
     }
-    if range == "*" || range == "?" {
-        return Ok(());
+    if tz.eq_ignore_ascii_case("Local") {
+        out.push((field, format!("Invalid value: {tz:?}: timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")));
+    } else if let Err(e) = pea_controllers::cron::load_zone(tz) {
+        out.push((field, format!("Invalid value: {tz:?}: {e}")));
     }
-    match range.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (num(a)?, num(b)?);
-            if a > b {
-                return Err(format!(
-                    "beginning of range ({a}) beyond end of range ({b}): {part}"
-                ));
-            }
-        }
-        None => {
-            num(range)?;
-        }
-    }
-    Ok(())
 }
 
 fn hpa(obj: &Value, out: &mut Vec<Cause>) {
@@ -481,12 +437,12 @@ mod tests {
             "*/5 * * * *",
             "0 0 1 jan mon",
             "@hourly",
-            "0-30/10 1,2 * * 7",
-            "TZ=UTC 0 * * * *",
+            "0-30/10 1,2 * * 6",
         ] {
             assert!(cron_schedule(ok).is_ok(), "{ok}");
         }
         for bad in [
+            "* * * * 7",
             "garbage",
             "61 * * * *",
             "* * * * * *",
@@ -496,6 +452,32 @@ mod tests {
         ] {
             assert!(cron_schedule(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cronjob_time_zones_are_explicit_iana_names_and_tz_prefixes_refused() {
+        let cj = |schedule: &str, tz: Option<&str>| {
+            let mut o = json!({"spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}}});
+            if let Some(tz) = tz {
+                o["spec"]["timeZone"] = json!(tz);
+            }
+            check("CronJob", &o)
+        };
+        assert!(cj("0 9 * * *", Some("Europe/Paris")).is_empty());
+        let tz = cj("TZ=UTC 0 9 * * *", None);
+        assert_eq!(tz.len(), 1);
+        assert!(
+            tz[0].1.contains("cannot use TZ or CRON_TZ in schedule"),
+            "{tz:?}"
+        );
+        assert!(cj("0 9 * * *", Some("Local"))[0]
+            .1
+            .contains("explicit time zone"));
+        assert!(cj("0 9 * * *", Some("Mars/Olympus"))[0]
+            .1
+            .contains("unknown time zone"));
+        assert!(cj("0 9 * * *", Some("../etc"))[0].0 == "spec.timeZone");
     }
 
     #[test]

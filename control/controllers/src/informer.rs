@@ -71,6 +71,11 @@ impl<K> Cache<K> {
             .collect()
     }
 
+    /// Whether the first complete list has been loaded.
+    pub fn is_synced(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Resolves once the first complete list has been loaded.
     pub async fn wait_synced(&self) {
         let mut rx = self.ready.subscribe();

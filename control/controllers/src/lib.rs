@@ -18,15 +18,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use serde::Deserialize;
 
+pub mod cron;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod deployment_util;
@@ -34,6 +38,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -44,6 +49,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use informer::Informer;
@@ -77,6 +83,8 @@ pub const ALL: &[&str] = &[
     "replicaset",
     "deployment",
     "daemonset",
+    "statefulset",
+    "cronjob",
     "endpoint",
     "endpointslice",
     "job",
@@ -243,6 +251,10 @@ pub struct Informers {
     pub configmaps: Arc<Informer<ConfigMap>>,
     pub jobs: Arc<Informer<Job>>,
     pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub statefulsets: Arc<Informer<StatefulSet>>,
+    pub controllerrevisions: Arc<Informer<ControllerRevision>>,
+    pub persistentvolumeclaims: Arc<Informer<PersistentVolumeClaim>>,
+    pub cronjobs: Arc<Informer<CronJob>>,
 }
 
 impl Informers {
@@ -260,6 +272,10 @@ impl Informers {
             configmaps: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
             daemonsets: Informer::new(Api::all(client.clone())),
+            statefulsets: Informer::new(Api::all(client.clone())),
+            controllerrevisions: Informer::new(Api::all(client.clone())),
+            persistentvolumeclaims: Informer::new(Api::all(client.clone())),
+            cronjobs: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -284,7 +300,11 @@ impl Informers {
             serviceaccounts,
             configmaps,
             jobs,
-            daemonsets
+            daemonsets,
+            statefulsets,
+            controllerrevisions,
+            persistentvolumeclaims,
+            cronjobs
         );
     }
 }
@@ -354,6 +374,24 @@ async fn run_controllers(
             client.clone(),
             clock.clone(),
             recorder.for_component("daemonset-controller"),
+        );
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("statefulset") {
+        let c = statefulset::StatefulSetController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("statefulset-controller"),
+        );
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("cronjob") {
+        let c = cronjob::CronJobController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("cronjob-controller"),
         );
         set.spawn(c.run(workers));
     }
