@@ -149,6 +149,8 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
             info.namespace.as_deref() == Some("kube-node-lease") && name == Some(node)
         }
         ("", "pods", Some("status")) => bound_node == Some(node),
+        // kube's system:node role may evict (create pods/eviction), here only its own pods.
+        ("", "pods", Some("eviction")) => info.verb == "create" && bound_node == Some(node),
         // The kubelet's final delete (grace 0) of a pod it has terminated.
         ("", "pods", None) if info.verb == "delete" => bound_node == Some(node),
         ("", "events", None) | ("events.k8s.io", "events", None) => {

@@ -81,10 +81,46 @@ pub fn apply(kind: &str, obj: &mut Value) {
     }
     apply_to_spec(kind, obj);
     if kind == "Pod" {
+        default_toleration_seconds(obj);
         // Computed from the defaulted spec, whatever the client sent (kube's PrepareForCreate).
         let class = crate::qos::pod_qos_class(obj);
         if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
             status.insert("qosClass".into(), json!(class));
+        }
+    }
+}
+
+/// How long a new pod tolerates its node being not-ready or unreachable before the taint
+/// eviction deletes it (kube-apiserver's DefaultTolerationSeconds admission, 300 s).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// kube-apiserver's DefaultTolerationSeconds admission on pod create: a pod that does not
+/// already tolerate the NoExecute `node.kubernetes.io/not-ready` / `unreachable` taints gets
+/// tolerations for them of [`DEFAULT_TOLERATION_SECONDS`]. A toleration with an empty key
+/// (tolerates every key) or an empty effect counts as tolerating, as kube's check does.
+fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let list = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        return;
+    }
+    let Some(list) = list.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let e = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+        });
+        if !tolerated {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
         }
     }
 }
@@ -392,6 +428,33 @@ mod tests {
             json!({"matchLabels": {"a": "b"}})
         );
         assert!(parallel["spec"].get("template").is_none());
+    }
+
+    #[test]
+    fn pods_get_default_not_ready_and_unreachable_tolerations() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i:1"}]}});
+        apply("Pod", &mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300}
+            ])
+        );
+        // A pod's own toleration wins (here: 5 s for unreachable); an empty key tolerates all.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 5});
+        let mut pod = json!({"spec": {"containers": [], "tolerations": [own.clone()]}});
+        apply("Pod", &mut pod);
+        let t = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0], own);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        let mut all = json!({"spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}});
+        apply("Pod", &mut all);
+        assert_eq!(all["spec"]["tolerations"].as_array().unwrap().len(), 1);
     }
 
     #[test]

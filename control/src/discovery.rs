@@ -46,7 +46,7 @@ const VERBS: [&str; 8] = [
 
 fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
-        "binding" => &["create"],
+        "binding" | "eviction" => &["create"],
         "log" => &["get"],
         "exec" | "attach" | "portforward" => &["create", "get"],
         "proxy" => &["create", "delete", "get", "patch", "update"],
@@ -58,6 +58,9 @@ fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'stat
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        // kube serves pods/eviction as policy/v1 Eviction; kubectl drain reads this to pick
+        // the version it posts.
+        "eviction" => ("policy", "v1", "Eviction"),
         "exec" => ("", "v1", "PodExecOptions"),
         "attach" => ("", "v1", "PodAttachOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),

@@ -145,7 +145,7 @@ impl Resources {
     /// The built-in Kubernetes 1.32 resources pea serves.
     pub fn builtin() -> Self {
         use k8s_openapi::api::{
-            apps, autoscaling, batch, coordination, core, discovery, networking, storage,
+            apps, autoscaling, batch, coordination, core, discovery, networking, policy, storage,
         };
         let defs = vec![
             def!(
@@ -169,7 +169,15 @@ impl Resources {
                 true,
                 ["po"],
                 ["all"],
-                ["status", "binding", "log", "exec", "attach", "portforward"],
+                [
+                    "status",
+                    "binding",
+                    "eviction",
+                    "log",
+                    "exec",
+                    "attach",
+                    "portforward"
+                ],
                 core::v1::Pod
             ),
             def!(
@@ -399,6 +407,18 @@ impl Resources {
                 [],
                 [],
                 coordination::v1::Lease
+            ),
+            def!(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                "poddisruptionbudget",
+                true,
+                ["pdb"],
+                [],
+                ["status"],
+                policy::v1::PodDisruptionBudget
             ),
             def!(
                 "discovery.k8s.io",

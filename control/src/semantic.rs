@@ -44,9 +44,39 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
         }
         "Service" => service(obj, &mut out),
         "HorizontalPodAutoscaler" => hpa(obj, &mut out),
+        "PodDisruptionBudget" => pdb(obj, &mut out),
         _ => crate::storage::check(kind, obj, &mut out),
     }
     out
+}
+
+/// kube's ValidatePodDisruptionBudgetSpec: one of minAvailable / maxUnavailable, each a
+/// non-negative integer or a percentage of at most 100%.
+fn pdb(obj: &Value, out: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    let field = |f: &str| spec.and_then(|s| s.get(f)).filter(|v| !v.is_null());
+    if field("minAvailable").is_some() && field("maxUnavailable").is_some() {
+        out.push((
+            "spec".into(),
+            "Invalid value: minAvailable and maxUnavailable cannot be both set".into(),
+        ));
+    }
+    for f in ["minAvailable", "maxUnavailable"] {
+        let problem = match field(f) {
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => {
+                Some(format!("Invalid value: {n}: must be greater than or equal to 0"))
+            }
+            Some(Value::String(p)) => match p.strip_suffix('%').map(str::parse::<u32>) {
+                Some(Ok(v)) if v <= 100 => None,
+                Some(Ok(_)) => Some(format!("Invalid value: {p:?}: must not be greater than 100%")),
+                _ => Some(format!("Invalid value: {p:?}: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')")),
+            },
+            _ => None,
+        };
+        if let Some(p) = problem {
+            out.push((format!("spec.{f}"), p));
+        }
+    }
 }
 
 /// Fields an update may not change (kube's ValidatePodUpdate, ValidateDeploymentUpdate, ...).
@@ -219,7 +249,7 @@ fn resources(r: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
 }
 
 /// Whether a LabelSelector (matchLabels / matchExpressions) selects `labels`.
-fn selects(sel: &Value, labels: Option<&Value>) -> bool {
+pub(crate) fn selects(sel: &Value, labels: Option<&Value>) -> bool {
     let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
     let ml = sel.get("matchLabels").and_then(Value::as_object);
     if ml.is_some_and(|m| m.iter().any(|(k, v)| get(k) != v.as_str())) {

@@ -91,6 +91,14 @@ pub enum ApiError {
     /// The kubelet could not be reached (connect, TLS, or the request itself failed).
     #[error("error dialing backend: {0}")]
     BackendUnreachable(String),
+    /// 429: try again later (an eviction a PodDisruptionBudget does not allow yet); `causes`
+    /// are (reason, message) pairs, e.g. ("DisruptionBudget", "The disruption budget ...").
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u32,
+        causes: Vec<(String, String)>,
+    },
 }
 
 impl ApiError {
@@ -112,6 +120,7 @@ impl ApiError {
             ApiError::TooLargeResourceVersion { .. } => 504,
             ApiError::Backend(b) => b.code,
             ApiError::BackendUnreachable(_) => 500,
+            ApiError::TooManyRequests { .. } => 429,
         }
     }
 
@@ -134,6 +143,7 @@ impl ApiError {
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::Backend(b) => b.reason,
             ApiError::BackendUnreachable(_) => "InternalError",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
         }
     }
 
@@ -180,6 +190,20 @@ impl ApiError {
             } => json!({"group": group, "kind": resource}),
             ApiError::Backend(b) => json!({"name": b.name, "group": "", "kind": b.resource,
                 "causes": [{"message": b.server_message}]}),
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                causes,
+                ..
+            } => {
+                let mut d = json!({"causes": causes.iter().map(|(r, m)| json!({
+                    "reason": r, "message": m
+                })).collect::<Vec<_>>()});
+                // kube's NewTooManyRequests leaves retryAfterSeconds out when it is 0.
+                if *retry_after_seconds > 0 {
+                    d["retryAfterSeconds"] = json!(retry_after_seconds);
+                }
+                d
+            }
             _ => Value::Null,
         };
         let mut status = json!({

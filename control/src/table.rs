@@ -236,6 +236,12 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
             col("Last Schedule", "string", 0, "Last time the job was successfully scheduled."),
         ],
         "StatefulSet" => vec![name, col("Ready", "string", 0, "Number of the pod with ready state")],
+        "PodDisruptionBudget" => vec![
+            name,
+            col("Min Available", "string", 0, "The minimum number of pods that must be available."),
+            col("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable."),
+            col("Allowed Disruptions", "integer", 0, "Calculated number of pods that may be disrupted at this time."),
+        ],
         "DaemonSet" => vec![
             name,
             col("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod."),
@@ -591,6 +597,20 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
             json!(arr(obj, "/status/active").len()),
             json!(since(obj, "/status/lastScheduleTime", now).unwrap_or_else(|| "<none>".into())),
         ],
+        "PodDisruptionBudget" => {
+            // kubectl's printer: the int-or-string as written, "N/A" when unset.
+            let field = |f: &str| match obj.pointer(&format!("/spec/{f}")) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(p)) => p.clone(),
+                _ => "N/A".to_string(),
+            };
+            vec![
+                name,
+                json!(field("minAvailable")),
+                json!(field("maxUnavailable")),
+                json!(int(obj, "/status/disruptionsAllowed")),
+            ]
+        }
         "StatefulSet" => vec![
             name,
             json!(format!(
@@ -900,6 +920,12 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
                     }
                 })
                 .unwrap_or("Unknown");
+            // kubectl's printer marks a cordoned node.
+            let ready = if obj.pointer("/spec/unschedulable") == Some(&json!(true)) {
+                format!("{ready},SchedulingDisabled")
+            } else {
+                ready.to_string()
+            };
             let roles: Vec<String> = obj
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)
@@ -1104,6 +1130,7 @@ mod tests {
             ("StorageClass", "NAME,PROVISIONER,RECLAIMPOLICY,VOLUMEBINDINGMODE,ALLOWVOLUMEEXPANSION,AGE"),
             ("CronJob", "NAME,SCHEDULE,TIMEZONE,SUSPEND,ACTIVE,LAST SCHEDULE,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("StatefulSet", "NAME,READY,AGE,CONTAINERS,IMAGES"),
+            ("PodDisruptionBudget", "NAME,MIN AVAILABLE,MAX UNAVAILABLE,ALLOWED DISRUPTIONS,AGE"),
             ("DaemonSet", "NAME,DESIRED,CURRENT,READY,UP-TO-DATE,AVAILABLE,NODE SELECTOR,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("Job", "NAME,STATUS,COMPLETIONS,DURATION,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("Pod", "NAME,READY,STATUS,RESTARTS,AGE,IP,NODE,NOMINATED NODE,READINESS GATES"),

@@ -78,7 +78,7 @@ pub fn default_tolerations(host_network: bool) -> Vec<Toleration> {
     v
 }
 
-fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
+pub(crate) fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
         if e != taint.effect {
             return false;

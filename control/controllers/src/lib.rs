@@ -11,7 +11,8 @@
 //! ```
 //!
 //! One file per controller: [`replicaset`], [`deployment`], [`endpoints`], [`endpointslice`],
-//! [`nodeipam`], [`serviceaccount`], [`podgc`].
+//! [`nodeipam`], [`nodelifecycle`], [`tainteviction`], [`disruption`], [`serviceaccount`],
+//! [`podgc`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod deployment_util;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -43,12 +45,14 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod tainteviction;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -89,6 +93,9 @@ pub const ALL: &[&str] = &[
     "endpointslice",
     "job",
     "nodeipam",
+    "nodelifecycle",
+    "taint-eviction-controller",
+    "disruption",
     "serviceaccount",
     "root-ca-cert-publisher",
     "ttl-after-finished",
@@ -115,6 +122,8 @@ pub struct ControllersConfig {
     /// `kube-root-ca.crt` ConfigMap (kube's --root-ca-file); without it that controller
     /// does not run.
     pub root_ca_pem: Option<String>,
+    /// Node lifecycle timing (node-monitor-period, node-monitor-grace-period, eviction rates).
+    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
 }
 
 impl Default for ControllersConfig {
@@ -127,6 +136,7 @@ impl Default for ControllersConfig {
             leader_election: leader::LeaderElectionConfig::default(),
             workers: 5,
             root_ca_pem: None,
+            node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
         }
     }
 }
@@ -424,6 +434,29 @@ async fn run_controllers(
         let cidrs = nodeipam::CidrSet::new(&config.cluster_cidr, config.node_cidr_mask_size)?;
         let c = nodeipam::NodeIpamController::register(&informers, client.clone(), cidrs);
         set.spawn(c.run());
+    }
+    if enabled.contains("nodelifecycle") {
+        let c = nodelifecycle::NodeLifecycleController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            config.node_lifecycle.clone(),
+            recorder.for_component("node-controller"),
+        );
+        set.spawn(c.run(workers.min(2)));
+    }
+    if enabled.contains("taint-eviction-controller") {
+        let c = tainteviction::TaintEvictionController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("taint-eviction-controller"),
+        );
+        set.spawn(c.run(workers.min(2)));
+    }
+    if enabled.contains("disruption") {
+        let c = disruption::DisruptionController::register(&informers, client.clone(), clock.clone());
+        set.spawn(c.run(workers));
     }
     if enabled.contains("serviceaccount") {
         let c = serviceaccount::ServiceAccountController::register(&informers, client.clone());

@@ -16,6 +16,7 @@ mod discovery;
 mod meta;
 mod networking;
 mod pod;
+mod policy;
 mod schema;
 mod storage;
 mod wire;
@@ -108,6 +109,8 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("batch/v1", "Job") => &batch::JOB,
         ("batch/v1", "CronJob") => &batch::CRON_JOB,
         ("networking.k8s.io/v1", "Ingress") => &networking::INGRESS,
+        ("policy/v1", "PodDisruptionBudget") => &policy::POD_DISRUPTION_BUDGET,
+        ("policy/v1" | "policy/v1beta1", "Eviction") => &policy::EVICTION,
         _ => return None,
     })
 }

@@ -62,6 +62,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     if ctx.info.subresource.as_deref() == Some("binding") {
         return bind(ctx).await;
     }
+    if ctx.info.subresource.as_deref() == Some("eviction") {
+        return crate::verbs::eviction::handle(ctx).await;
+    }
     if ctx.info.name.is_some() || ctx.info.subresource.is_some() {
         return Err(ApiError::MethodNotAllowed(format!(
             "POST to {}/{}",

@@ -15,7 +15,7 @@ pub const IMMORTAL_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// DeleteOptions from the body (if any) and the query.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct DeleteOptions {
     pub propagation: Option<Propagation>,
     pub grace_seconds: Option<i64>,
@@ -39,6 +39,12 @@ pub fn options(ctx: &Ctx<'_>) -> Result<DeleteOptions, ApiError> {
         serde_json::from_slice(&ctx.body)
             .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };
+    options_from(ctx, &body)
+}
+
+/// DeleteOptions from a decoded body (a DELETE's, or an Eviction's `deleteOptions`) and the
+/// query.
+pub fn options_from(ctx: &Ctx<'_>, body: &Value) -> Result<DeleteOptions, ApiError> {
     let policy = body
         .get("propagationPolicy")
         .and_then(Value::as_str)

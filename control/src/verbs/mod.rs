@@ -6,6 +6,7 @@ pub mod connect;
 pub mod create;
 pub mod delete;
 pub mod delete_collection;
+pub mod eviction;
 pub mod exec;
 pub mod get;
 pub mod list;
