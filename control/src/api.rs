@@ -45,6 +45,8 @@ pub struct Api {
     pub service_cidr: crate::ipalloc::ServiceCidr,
     /// Where Service node ports come from.
     pub node_port_range: crate::portalloc::PortRange,
+    /// The kubelets' resource metrics (metrics.k8s.io), filled by the scraper.
+    pub resource_metrics: Arc<crate::resource_metrics::ResourceMetrics>,
 }
 
 impl std::fmt::Debug for Api {
@@ -321,6 +323,12 @@ impl Api {
         query: &Query,
         user: &User,
     ) -> Result<Reply, ApiError> {
+        if info.api_group == crate::resource_metrics::GROUP {
+            if !authorize(user, info, None) {
+                return Err(forbidden(user, info));
+            }
+            return crate::resource_metrics::serve::handle(self, info, query).await;
+        }
         let def = self
             .resources
             .find(&info.api_group, &info.api_version, &info.resource)
@@ -387,16 +395,11 @@ impl Api {
             info
         };
         if !authorize(user, info_for_authz, bound_node.as_deref()) {
-            return Err(ApiError::Forbidden {
-                user: format!("User \"{}\"", user.name),
-                verb: info.verb.clone(),
-                group: info.api_group.clone(),
-                resource: match &info.subresource {
-                    Some(s) => format!("{}/{s}", info.resource),
-                    None => info.resource.clone(),
-                },
-                namespace: info.namespace.clone(),
-            });
+            return Err(forbidden(user, info));
+        }
+        if let Some(storage) = verbs::converted::storage_def(&self.resources, def) {
+            verbs::check_options(&ctx)?;
+            return verbs::converted::handle(&ctx, storage).await;
         }
         if info.is_kubelet_subresource() {
             return match info.subresource.as_deref() {
@@ -489,6 +492,20 @@ impl Api {
     }
 }
 
+/// The 403 for `user` asking what `info` names.
+fn forbidden(user: &User, info: &RequestInfo) -> ApiError {
+    ApiError::Forbidden {
+        user: format!("User \"{}\"", user.name),
+        verb: info.verb.clone(),
+        group: info.api_group.clone(),
+        resource: match &info.subresource {
+            Some(s) => format!("{}/{s}", info.resource),
+            None => info.resource.clone(),
+        },
+        namespace: info.namespace.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pea_control_store::{KeyValue, ListOptions, ListResult, Revision, StoreError, Watch};
@@ -540,6 +557,7 @@ mod tests {
             watch_cache: Default::default(),
             service_cidr: crate::ipalloc::ServiceCidr::parse("10.96.0.0/12").unwrap(),
             node_port_range: crate::portalloc::PortRange::default(),
+            resource_metrics: Default::default(),
         });
         let (reply, verb, resource) = api
             .handle(Incoming {

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::resource_metrics as metrics;
 use crate::resources::{ResourceDef, Resources};
 
 /// The Content-Type of aggregated discovery responses.
@@ -77,38 +78,68 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_entry(group: &str, version: &str) -> Value {
-    let gv = format!("{group}/{version}");
+fn group_entry(group: &str, versions: &[&str]) -> Value {
+    let list: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({
         "name": group,
-        "versions": [{"groupVersion": gv, "version": version}],
-        "preferredVersion": {"groupVersion": gv, "version": version}
+        "versions": list,
+        "preferredVersion": list.first().cloned().unwrap_or(Value::Null),
     })
 }
 
+/// The named groups with their versions, preferred first (the order of the resource table), and
+/// the resource metrics group pea-control serves itself.
+fn named_groups(r: &Resources) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for (g, v) in r.groups().into_iter().filter(|(g, _)| !g.is_empty()) {
+        match out.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, vs)) => vs.push(v),
+            None => out.push((g, vec![v])),
+        }
+    }
+    out.push((metrics::GROUP, vec![metrics::VERSION]));
+    out
+}
+
 pub fn groups(r: &Resources) -> Value {
-    let groups: Vec<Value> = r
-        .groups()
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| group_entry(g, v))
+    let groups: Vec<Value> = named_groups(r)
+        .iter()
+        .map(|(g, vs)| group_entry(g, vs))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub fn group(r: &Resources, name: &str) -> Option<Value> {
-    r.groups()
+    named_groups(r)
         .into_iter()
-        .find(|(g, _)| *g == name && !g.is_empty())
-        .map(|(g, v)| {
-            let mut e = group_entry(g, v);
+        .find(|(g, _)| *g == name)
+        .map(|(g, vs)| {
+            let mut e = group_entry(g, &vs);
             e["kind"] = json!("APIGroup");
             e["apiVersion"] = json!("v1");
             e
         })
 }
 
+/// The resource metrics resources (read-only: get and list).
+fn metrics_resources() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
+    metrics::serve::RESOURCES.into_iter()
+}
+
 pub fn resource_list(r: &Resources, group: &str, version: &str) -> Option<Value> {
+    if group == metrics::GROUP && version == metrics::VERSION {
+        let resources: Vec<Value> = metrics_resources()
+            .map(|(plural, kind, namespaced)| {
+                json!({"name": plural, "singularName": "", "namespaced": namespaced,
+                    "kind": kind, "verbs": ["get", "list"]})
+            })
+            .collect();
+        return Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": format!("{group}/{version}"), "resources": resources}));
+    }
     let defs: Vec<&ResourceDef> = r.in_group_version(group, version).collect();
     if defs.is_empty() {
         return None;
@@ -152,39 +183,62 @@ pub fn resource_list(r: &Resources, group: &str, version: &str) -> Option<Value>
 
 /// The aggregated discovery list for `/api` (`core` true) or `/apis`.
 pub fn aggregated(r: &Resources, core: bool) -> Value {
-    let items: Vec<Value> = r
-        .groups()
+    let groups: Vec<(&'static str, Vec<&'static str>)> = if core {
+        vec![("", vec!["v1"])]
+    } else {
+        named_groups(r)
+    };
+    let items: Vec<Value> = groups
         .into_iter()
-        .filter(|(g, _)| g.is_empty() == core)
-        .map(|(g, v)| {
-            let resources: Vec<Value> = r
-                .in_group_version(g, v)
-                .map(|d| {
-                    let subs: Vec<Value> = d
-                        .subresources
-                        .iter()
-                        .map(|sub| {
-                            let (sg, sv, sk) = sub_kind(d, sub);
-                            json!({"subresource": sub, "responseKind": {"group": sg, "version": sv, "kind": sk}, "verbs": sub_verbs(sub)})
-                        })
-                        .collect();
-                    let mut e = json!({
-                        "resource": d.plural,
-                        "responseKind": {"group": d.group, "version": d.version, "kind": d.kind},
-                        "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
-                        "singularResource": d.singular,
-                        "verbs": VERBS,
-                        "shortNames": d.short_names,
-                        "categories": d.categories,
-                    });
-                    if !subs.is_empty() {
-                        e["subresources"] = json!(subs);
-                    }
-                    e
+        .map(|(g, vs)| {
+            let versions: Vec<Value> = vs
+                .into_iter()
+                .map(|v| {
+                    let resources = if g == metrics::GROUP {
+                        metrics_resources()
+                            .map(|(plural, kind, namespaced)| {
+                                json!({"resource": plural,
+                                    "responseKind": {"group": g, "version": v, "kind": kind},
+                                    "scope": if namespaced { "Namespaced" } else { "Cluster" },
+                                    "singularResource": "", "verbs": ["get", "list"]})
+                            })
+                            .collect()
+                    } else {
+                        aggregated_resources(r, g, v)
+                    };
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
-            json!({"metadata": {"name": g}, "versions": [{"version": v, "resources": resources, "freshness": "Current"}]})
+            json!({"metadata": {"name": g}, "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+fn aggregated_resources(r: &Resources, g: &str, v: &str) -> Vec<Value> {
+    r.in_group_version(g, v)
+        .map(|d| {
+            let subs: Vec<Value> = d
+                .subresources
+                .iter()
+                .map(|sub| {
+                    let (sg, sv, sk) = sub_kind(d, sub);
+                    json!({"subresource": sub, "responseKind": {"group": sg, "version": sv, "kind": sk}, "verbs": sub_verbs(sub)})
+                })
+                .collect();
+            let mut e = json!({
+                "resource": d.plural,
+                "responseKind": {"group": d.group, "version": d.version, "kind": d.kind},
+                "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": d.singular,
+                "verbs": VERBS,
+                "shortNames": d.short_names,
+                "categories": d.categories,
+            });
+            if !subs.is_empty() {
+                e["subresources"] = json!(subs);
+            }
+            e
+        })
+        .collect()
 }

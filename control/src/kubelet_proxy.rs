@@ -197,6 +197,92 @@ impl KubeletClient {
         })
     }
 
+    /// An HTTP/1.1 connection to the kubelet at `host:port` (TCP, then TLS, each bounded).
+    async fn dial(
+        &self,
+        host: &str,
+        port: u16,
+        url: &str,
+        method: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| ApiError::BackendUnreachable(format!("{method} {url}: {e}"));
+        let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| unreachable(&"timed out connecting"))?
+            .map_err(|e| unreachable(&e))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(&e))?;
+        let tls = tokio::time::timeout(DIAL_TIMEOUT, self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| unreachable(&"timed out in the tls handshake"))?
+            .map_err(|e| unreachable(&e))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "kubelet connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// GETs `path` from a kubelet (the resource metrics scraper): the body of a 200 answer, at
+    /// most `limit` bytes (more is an error, not a truncation).
+    pub async fn fetch(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, ApiError> {
+        let to = KubeletRequest {
+            host: host.to_string(),
+            port,
+            path_and_query: path.to_string(),
+            check_status: true,
+            resource: "nodes/proxy".into(),
+            name: host.to_string(),
+        };
+        let url = to.url();
+        let mut sender = self.dial(host, port, &url, "GET").await?;
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ApiError::BadRequest(format!("GET {url}: {e}")))?;
+        if let Ok(v) = HeaderValue::from_str(&host_header(host, port)) {
+            req.headers_mut().insert(hyper::header::HOST, v);
+        }
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::BackendUnreachable(format!("GET {url}: {e}")))?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ApiError::BackendUnreachable(format!("GET {url}: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > limit {
+                    return Err(ApiError::BackendUnreachable(format!(
+                        "GET {url}: answer larger than {limit} bytes"
+                    )));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        if status != StatusCode::OK {
+            return Err(ApiError::BackendUnreachable(format!(
+                "GET {url}: {status}: {}",
+                String::from_utf8_lossy(&out[..out.len().min(512)]).trim_end()
+            )));
+        }
+        Ok(out)
+    }
+
     /// Sends `req` to the kubelet `to` names and answers the client with what comes back.
     pub async fn forward(
         &self,
@@ -207,25 +293,7 @@ impl KubeletClient {
         let unreachable = |e: &dyn std::fmt::Display| {
             ApiError::BackendUnreachable(format!("{} {url}: {e}", req.method))
         };
-        let addr = (to.host.as_str(), to.port);
-        let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| unreachable(&"timed out connecting"))?
-            .map_err(|e| unreachable(&e))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(to.host.clone()).map_err(|e| unreachable(&e))?;
-        let tls = tokio::time::timeout(DIAL_TIMEOUT, self.tls.connect(name, tcp))
-            .await
-            .map_err(|_| unreachable(&"timed out in the tls handshake"))?
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "kubelet connection ended");
-            }
-        });
+        let mut sender = self.dial(&to.host, to.port, &url, req.method.as_str()).await?;
         let upgrading = req.upgrade.is_some();
         let mut out = Request::builder()
             .method(req.method.clone())

@@ -40,6 +40,13 @@ struct Args {
     /// The range node IPAM of the in-process controllers hands pod CIDRs out of.
     #[arg(long)]
     cluster_cidr: Option<String>,
+    /// How often the kubelets' resource metrics are scraped for metrics.k8s.io, e.g. `15s`
+    /// (metrics-server's --metric-resolution; `0s` turns the scraper off).
+    #[arg(long, value_parser = parse_duration_secs)]
+    metric_resolution: Option<f64>,
+    /// How often the in-process HPA controller reconciles each autoscaler, e.g. `15s`.
+    #[arg(long, value_parser = parse_duration_secs)]
+    horizontal_pod_autoscaler_sync_period: Option<f64>,
     /// PEM bundle that kubelets' serving certificates must chain to (not checked without it,
     /// as kube-apiserver's default).
     #[arg(long)]
@@ -187,6 +194,27 @@ fn write_kubeconfig(
     Ok(())
 }
 
+/// A Go-style duration (`15s`, `500ms`, `1m`, or plain seconds) in seconds.
+fn parse_duration_secs(s: &str) -> Result<f64, String> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 15s, 500ms, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(secs)
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -274,6 +302,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(r) = args.service_node_port_range {
         config.service_node_port_range = r;
     }
+    if let Some(r) = args.metric_resolution {
+        config.metric_resolution_secs = r;
+    }
     if args.kubelet_certificate_authority.is_some() {
         config.kubelet_certificate_authority = args.kubelet_certificate_authority;
     }
@@ -305,6 +336,9 @@ fn main() -> anyhow::Result<()> {
                 root_ca_pem: Some(running.pki.ca.cert_pem.clone()),
                 ..Default::default()
             };
+            if let Some(p) = args.horizontal_pod_autoscaler_sync_period {
+                c.hpa.sync_period_secs = p;
+            }
             if let Some(cidr) = args.cluster_cidr.clone() {
                 c.cluster_cidr = cidr;
             }

@@ -384,6 +384,20 @@ impl Resources {
                 ["status"],
                 autoscaling::v2::HorizontalPodAutoscaler
             ),
+            // Served by conversion from the stored v2 object (verbs/converted.rs); after v2,
+            // which stays the preferred version.
+            def!(
+                "autoscaling",
+                "v1",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                "horizontalpodautoscaler",
+                true,
+                ["hpa"],
+                ["all"],
+                ["status"],
+                autoscaling::v1::HorizontalPodAutoscaler
+            ),
             def!(
                 "networking.k8s.io",
                 "v1",

@@ -55,6 +55,9 @@ pub struct Config {
     /// A PEM bundle to verify kubelets' serving certificates with (kube-apiserver's
     /// `--kubelet-certificate-authority`); `None` does not verify them, as kube's default.
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Seconds between scrapes of the kubelets' resource metrics (metrics-server's
+    /// `--metric-resolution`, 15 s); 0 turns the metrics.k8s.io scraper off.
+    pub metric_resolution_secs: f64,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             service_node_port_range: "30000-32767".into(),
             gc_sweep_interval_secs: 60,
             kubelet_certificate_authority: None,
+            metric_resolution_secs: 15.0,
         }
     }
 }
@@ -257,6 +261,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         watch_cache: Default::default(),
         service_cidr,
         node_port_range,
+        resource_metrics: Arc::new(crate::resource_metrics::ResourceMetrics::new(
+            Duration::from_secs_f64(config.metric_resolution_secs.clamp(0.0, 3600.0)),
+        )),
     });
     api.ensure_default_namespaces()
         .await
@@ -302,6 +309,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Duration::from_secs(config.gc_sweep_interval_secs),
         stop_rx.clone(),
     ));
+    if config.metric_resolution_secs > 0.0 {
+        tokio::spawn(crate::resource_metrics::scraper::run(
+            api.clone(),
+            kubelet.clone(),
+            api.resource_metrics.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let accept = tokio::spawn(accept_loop(
         listener,
         acceptor,

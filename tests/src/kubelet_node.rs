@@ -41,6 +41,8 @@ pub struct NodeOptions {
     pub kubelet_log_filter: String,
     /// pea-shim's `RUST_LOG`.
     pub shim_log_filter: String,
+    /// Extra pea-control flags (e.g. `--metric-resolution 2s`).
+    pub control_args: Vec<String>,
 }
 
 impl Default for NodeOptions {
@@ -50,6 +52,7 @@ impl Default for NodeOptions {
             max_pods: 20,
             kubelet_log_filter: "pea_kubelet=debug,libcgroups=error,info".into(),
             shim_log_filter: "pea_shim=debug,info".into(),
+            control_args: Vec::new(),
         }
     }
 }
@@ -121,6 +124,7 @@ impl KubeletNode {
             .arg(&data)
             .arg("--listen")
             .arg(format!("127.0.0.1:{API_PORT}"))
+            .args(&opts.control_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

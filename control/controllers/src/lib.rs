@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, Service, ServiceAccount,
@@ -40,6 +41,8 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
+pub mod hpa;
+pub mod hpa_calc;
 pub mod history;
 pub mod informer;
 pub mod job;
@@ -100,6 +103,7 @@ pub const ALL: &[&str] = &[
     "root-ca-cert-publisher",
     "ttl-after-finished",
     "podgc",
+    "horizontalpodautoscaling",
 ];
 
 /// Configuration of the controller manager (also a JSON schema: camelCase fields).
@@ -124,6 +128,8 @@ pub struct ControllersConfig {
     pub root_ca_pem: Option<String>,
     /// Node lifecycle timing (node-monitor-period, node-monitor-grace-period, eviction rates).
     pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+    /// The HorizontalPodAutoscaler controller's timing and tolerance.
+    pub hpa: hpa::HpaSettings,
 }
 
 impl Default for ControllersConfig {
@@ -137,6 +143,7 @@ impl Default for ControllersConfig {
             workers: 5,
             root_ca_pem: None,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
+            hpa: hpa::HpaSettings::default(),
         }
     }
 }
@@ -261,6 +268,7 @@ pub struct Informers {
     pub configmaps: Arc<Informer<ConfigMap>>,
     pub jobs: Arc<Informer<Job>>,
     pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub hpas: Arc<Informer<HorizontalPodAutoscaler>>,
     pub statefulsets: Arc<Informer<StatefulSet>>,
     pub controllerrevisions: Arc<Informer<ControllerRevision>>,
     pub persistentvolumeclaims: Arc<Informer<PersistentVolumeClaim>>,
@@ -282,6 +290,7 @@ impl Informers {
             configmaps: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
             daemonsets: Informer::new(Api::all(client.clone())),
+            hpas: Informer::new(Api::all(client.clone())),
             statefulsets: Informer::new(Api::all(client.clone())),
             controllerrevisions: Informer::new(Api::all(client.clone())),
             persistentvolumeclaims: Informer::new(Api::all(client.clone())),
@@ -311,6 +320,7 @@ impl Informers {
             configmaps,
             jobs,
             daemonsets,
+            hpas,
             statefulsets,
             controllerrevisions,
             persistentvolumeclaims,
@@ -470,6 +480,16 @@ async fn run_controllers(
             }
             None => tracing::info!("no root CA configured; root-ca-cert-publisher not started"),
         }
+    }
+    if enabled.contains("horizontalpodautoscaling") {
+        let c = hpa::HpaController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("horizontal-pod-autoscaler"),
+            config.hpa.config(),
+        );
+        set.spawn(c.run(workers));
     }
     if enabled.contains("podgc") {
         let c = podgc::PodGcController::register(&informers, client.clone());

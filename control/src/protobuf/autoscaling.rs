@@ -199,6 +199,35 @@ pub(super) static HORIZONTAL_POD_AUTOSCALER: Schema = Schema {
     ],
 };
 
+// --- autoscaling/v1 HorizontalPodAutoscaler (what `kubectl autoscale` posts) ---
+static HPA_V1_SPEC: Schema = Schema {
+    name: "HorizontalPodAutoscalerSpec",
+    fields: &[
+        (1, "scaleTargetRef", F::Msg(&CROSS_VERSION_OBJECT_REF)),
+        (2, "minReplicas", F::IntP),
+        (3, "maxReplicas", F::IntP),
+        (4, "targetCPUUtilizationPercentage", F::IntP),
+    ],
+};
+static HPA_V1_STATUS: Schema = Schema {
+    name: "HorizontalPodAutoscalerStatus",
+    fields: &[
+        (1, "observedGeneration", F::IntP),
+        (2, "lastScaleTime", F::Time),
+        (3, "currentReplicas", F::IntP),
+        (4, "desiredReplicas", F::IntP),
+        (5, "currentCPUUtilizationPercentage", F::IntP),
+    ],
+};
+pub(super) static HORIZONTAL_POD_AUTOSCALER_V1: Schema = Schema {
+    name: "HorizontalPodAutoscaler",
+    fields: &[
+        (1, "metadata", F::Msg(&OBJECT_META)),
+        (2, "spec", F::Msg(&HPA_V1_SPEC)),
+        (3, "status", F::Msg(&HPA_V1_STATUS)),
+    ],
+};
+
 // --- autoscaling/v1 Scale (the scale subresource) ---
 static SCALE_SPEC: Schema = Schema {
     name: "ScaleSpec",

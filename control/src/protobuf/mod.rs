@@ -105,6 +105,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("apps/v1", "StatefulSet") => &apps::STATEFUL_SET,
         ("apps/v1", "DaemonSet") => &apps::DAEMON_SET,
         ("autoscaling/v2", "HorizontalPodAutoscaler") => &autoscaling::HORIZONTAL_POD_AUTOSCALER,
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => &autoscaling::HORIZONTAL_POD_AUTOSCALER_V1,
         ("autoscaling/v1", "Scale") => &autoscaling::SCALE,
         ("batch/v1", "Job") => &batch::JOB,
         ("batch/v1", "CronJob") => &batch::CRON_JOB,

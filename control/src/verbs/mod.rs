@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod attach;
 pub mod connect;
+pub mod converted;
 pub mod create;
 pub mod delete;
 pub mod delete_collection;

@@ -71,7 +71,7 @@ fn apply_json_patch(current: &Value, ops: &[PatchOperation]) -> Result<Value, Ap
     Ok(out)
 }
 
-fn apply_patch(kind: &str, current: &Value, patch: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn apply_patch(kind: &str, current: &Value, patch: &[u8]) -> Result<Value, ApiError> {
     let bad = |e: String| ApiError::BadRequest(e);
     match kind {
         "application/json-patch+json" => {

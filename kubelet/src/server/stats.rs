@@ -120,7 +120,10 @@ fn rfc3339_nanos(nanos: i64) -> Value {
         return Value::Null;
     }
     let t = chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32);
-    t.map(|t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+    // Milliseconds, not whole seconds: /metrics/resource derives its sample timestamps from
+    // these, and a usage rate over a few seconds needs them (Go's RFC 3339 parsing of
+    // metav1.Time accepts the fraction).
+    t.map(|t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
         .unwrap_or(Value::Null)
 }
 
@@ -187,7 +190,7 @@ pub async fn summary(
     boot_time: Value,
 ) -> Result<Value, ServerError> {
     let node = node_usage(last_cpu)?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut rt = cri.runtime.clone();
     let sandboxes = rt
         .list_pod_sandbox(cri::ListPodSandboxRequest {
