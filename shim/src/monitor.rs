@@ -63,6 +63,7 @@ pub async fn create(
     bundle: &Path,
     log: Option<&Path>,
     stdin: Option<&'static str>,
+    tty: bool,
 ) -> Result<Created, ShimError> {
     let mut cmd = tokio::process::Command::new(&shim.cfg.monitor);
     cmd.arg("--runtime")
@@ -83,6 +84,9 @@ pub async fn create(
     }
     if let Some(mode) = stdin {
         cmd.arg("--stdin").arg(mode);
+    }
+    if tty {
+        cmd.arg("--console-socket").arg(console_socket(shim, id)?);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -147,6 +151,18 @@ pub fn stdin_mode(config: &k8s_cri::v1::ContainerConfig) -> Option<&'static str>
         (true, false) => Some("open"),
         (true, true) => Some("once"),
     }
+}
+
+/// Where a tty container's runtime sends the pty master to its monitor, in a 0700 directory
+/// (the monitor binds it and removes it once it has the master).
+fn console_socket(shim: &Shim, id: &str) -> Result<PathBuf, ShimError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = shim.cfg.state.join("consoles");
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(ShimError::io(&dir))?;
+    // Exec consoles in the same directory are named by a 16-hex nonce without this prefix.
+    Ok(dir.join(format!("ctr-{}.sock", &id[..id.len().min(16)])))
 }
 
 /// Where the monitor serves attach clients (`crate::streaming::attach`), in a 0700 directory;

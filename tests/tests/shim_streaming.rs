@@ -549,3 +549,75 @@ fn attach_streams_live_output_and_stdin_and_port_forward_reaches_the_pod() {
     node.teardown().unwrap();
     assert_eq!(node.leftovers(), Vec::<String>::new());
 }
+
+/// The CRI log file of the container named `name` under the node's log dir.
+fn container_log(node: &ShimNode, name: &str) -> String {
+    for pod in std::fs::read_dir(node.path("logs")).unwrap().flatten() {
+        let log = pod.path().join(name).join("0.log");
+        if log.exists() {
+            return std::fs::read_to_string(log).unwrap();
+        }
+    }
+    panic!("no log for container {name}");
+}
+
+#[test]
+fn a_tty_container_takes_typed_input_resizes_and_logs_one_stream() {
+    let mut node = ShimNode::new().unwrap();
+    node.start_shim().unwrap();
+    rt().block_on(async {
+        let mut c = node.cri().await.unwrap();
+        let tty = cri::ContainerConfig {
+            tty: true,
+            stdin: true,
+            command: vec!["/bin/sh".into()],
+            ..node.container("tty", "")
+        };
+        let (_pod, ids) = setup(&node, &mut c, vec![tty]).await;
+        let attach = |stderr: bool| cri::AttachRequest {
+            container_id: ids[0].clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr,
+        };
+        // A terminal has one output stream.
+        let e = c.runtime.attach(attach(true)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        let url = c
+            .runtime
+            .attach(attach(false))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = ws(&node, &url, "", V5).await.unwrap();
+        // The resize reaches the terminal before the typed line does.
+        send(&mut s, 4, br#"{"Width":123,"Height":45}"#).await;
+        // Markers are computed so the terminal's echo of the typed line never matches them.
+        send(&mut s, 0, b"stty size; [ -t 0 ] && echo term-$((6*7))\n").await;
+        let out = read_until(&mut s, 1, "term-42").await;
+        assert!(out.contains("45 123"), "{out:?}");
+        send(&mut s, 0, b"exit 3\n").await;
+        let got = collect(&mut s).await;
+        assert_eq!(got.status()["status"], "Success", "{got:?}");
+        let status = c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: ids[0].clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.exit_code, 3, "{status:?}");
+        // The log holds the terminal's output as stdout records only (CRI's tty logging).
+        let log = container_log(&node, "tty");
+        assert!(log.contains(" stdout ") && log.contains("term-42"), "{log}");
+        assert!(!log.contains(" stderr "), "{log}");
+    });
+    node.teardown().unwrap();
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+}

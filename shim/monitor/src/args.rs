@@ -9,7 +9,7 @@ use crate::error::MonitorError;
 /// The usage line, printed in usage errors.
 pub const USAGE: &str = "pea-monitor --runtime PATH [--runtime-root DIR] --id ID --bundle DIR \
                          --exit-file PATH [--log PATH] [--runtime-log PATH] \
-                         [--attach-socket PATH] [--stdin open|once]";
+                         [--attach-socket PATH] [--stdin open|once] [--console-socket PATH]";
 
 /// What the shim asked this monitor to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub struct Config {
     pub attach_socket: Option<PathBuf>,
     /// The container's stdin: `None` is /dev/null, else a pipe attach clients write to.
     pub stdin: Option<StdinMode>,
+    /// A tty container (process.terminal): where the runtime sends the pty master (runc's
+    /// `--console-socket`); the master then carries stdin and the one output stream.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// How long the container's stdin stays open (CRI's `stdin` and `stdin_once`).
@@ -52,6 +55,7 @@ impl Config {
         let mut runtime_log = None;
         let mut attach_socket = None;
         let mut stdin = None;
+        let mut console_socket = None;
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let arg = arg
@@ -71,6 +75,7 @@ impl Config {
                 "--runtime-log" => &mut runtime_log,
                 "--attach-socket" => &mut attach_socket,
                 "--stdin" => &mut stdin,
+                "--console-socket" => &mut console_socket,
                 other => return Err(usage(format!("unknown argument {other:?}"))),
             };
             let value = match inline.or_else(|| it.next()) {
@@ -100,6 +105,7 @@ impl Config {
             runtime_log: runtime_log.map(PathBuf::from),
             attach_socket: attach_socket.map(PathBuf::from),
             stdin,
+            console_socket: console_socket.map(PathBuf::from),
         })
     }
 
@@ -117,6 +123,7 @@ impl Config {
         self.log = self.log.as_deref().map(abs).transpose()?;
         self.runtime_log = self.runtime_log.as_deref().map(abs).transpose()?;
         self.attach_socket = self.attach_socket.as_deref().map(abs).transpose()?;
+        self.console_socket = self.console_socket.as_deref().map(abs).transpose()?;
         Ok(self)
     }
 
@@ -167,8 +174,10 @@ mod tests {
             "--attach-socket=/s/c1.sock",
             "--stdin",
             "once",
+            "--console-socket=/s/c1.console",
         ])
         .unwrap();
+        assert_eq!(c.console_socket, Some(PathBuf::from("/s/c1.console")));
         assert_eq!(c.attach_socket, Some(PathBuf::from("/s/c1.sock")));
         assert_eq!(c.stdin, Some(StdinMode::Once));
         assert_eq!(c.runtime, PathBuf::from("/usr/bin/runc"));
@@ -194,6 +203,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.log, None);
         assert_eq!(c.runtime_root, None);
+        assert_eq!(c.console_socket, None);
         assert_eq!(c.runtime_log_path(), PathBuf::from("/b/runtime.log"));
         // A bare runtime name stays bare (PATH lookup); relative paths become absolute.
         let c = Config {

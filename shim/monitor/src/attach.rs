@@ -80,6 +80,12 @@ impl Attach {
         }
     }
 
+    /// Gives attach clients the container's stdin once it exists (a tty container's pty
+    /// master arrives after `create` started).
+    pub fn set_stdin(&mut self, stdin: OwnedFd) {
+        self.stdin = Some(stdin);
+    }
+
     /// Adds the fds to poll: the listener, the stdin pipe while bytes wait for it, and each
     /// client (POLLIN while its stdin is wanted; hang-ups are always reported).
     pub fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) {

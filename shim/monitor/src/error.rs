@@ -26,6 +26,14 @@ pub enum MonitorError {
         source: std::io::Error,
     },
 
+    /// The console socket of a tty container: binding it, or taking the pty master from it.
+    #[error("container {id}: console socket {path}: {source}")]
+    Console {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     /// The runtime binary could not be started at all.
     #[error("container {id}: running runtime {path}: {source}")]
     Spawn {

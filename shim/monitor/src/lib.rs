@@ -43,6 +43,12 @@
 //!    container's stdin when `--stdin` gave it a pipe (otherwise its stdin is `/dev/null`). The
 //!    socket is removed when the monitor exits.
 //!
+//! 7. With `--console-socket PATH` (a tty container: process.terminal) it listens there and
+//!    passes `--console-socket PATH` to `create`; the runtime sends the pty master ([`console`]),
+//!    which becomes the container's one output stream (logged and attached as `stdout`) and
+//!    where attach clients' stdin goes (with `--stdin`). The runtime's own stdio stays the
+//!    pipes. A `create` that succeeds without sending a master is a failure.
+//!
 //! It never starts, kills or deletes the container: the shim runs those verbs itself. Once the
 //! pid was reported, a failure (the exit file cannot be written) goes to stderr with exit 1.
 //!
@@ -86,6 +92,7 @@
 
 pub mod args;
 pub mod attach;
+pub mod console;
 pub mod error;
 pub mod exit_file;
 pub mod framing;

@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 
 use crate::args::{Config, StdinMode};
 use crate::attach::{self, Attach};
+use crate::console::Console;
 use crate::error::MonitorError;
 use crate::exit_file::{self, unix_ns, ExitRecord, ExitStatus};
 use crate::framing::{rfc3339_nano, Framer};
@@ -69,12 +70,30 @@ pub fn run(cfg: &Config, report: &mut Reporter) -> Result<(), MonitorError> {
         },
         None => None,
     };
-    let mut monitor = match spawn_create(cfg) {
+    let console = match &cfg.console_socket {
+        Some(path) => match Console::bind(path) {
+            Ok(c) => Some(c),
+            Err(source) => {
+                remove_new_log(cfg, log_existed);
+                if let Some((_, path)) = listener {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(MonitorError::Console {
+                    id: cfg.id.clone(),
+                    path: path.clone(),
+                    source,
+                });
+            }
+        },
+        None => None,
+    };
+    let mut monitor = match spawn_create(cfg, console.as_ref()) {
         Ok((runtime, streams, log_offset, stdin)) => Monitor {
             cfg,
             signals,
             sink,
             streams,
+            console,
             attach: Attach::new(listener, stdin, cfg.stdin == Some(StdinMode::Once)),
             buf: vec![0; READ_SIZE],
             early: Vec::new(),
@@ -156,7 +175,10 @@ fn close_inherited_fds() {
 /// Starts `runtime create` with fresh pipes as its (and the container's) stdout and stderr, and
 /// stdin when the container keeps one open. Returns the runtime's pid, the read ends, the
 /// runtime log's size before the call, and the (non-blocking) write end of stdin.
-fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64, Option<OwnedFd>), MonitorError> {
+fn spawn_create(
+    cfg: &Config,
+    console: Option<&Console>,
+) -> Result<(Pid, [Stream; 3], u64, Option<OwnedFd>), MonitorError> {
     let setup = |op| {
         move |source| MonitorError::Setup {
             id: cfg.id.clone(),
@@ -167,6 +189,8 @@ fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64, Option<OwnedFd>)
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("creating pipes"))?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("creating pipes"))?;
     let (stdin, stdin_w) = match cfg.stdin {
+        // A tty container reads the pty: its stdin is written to the master once it arrives.
+        _ if console.is_some() => (Stdio::null(), None),
         None => (Stdio::null(), None),
         Some(_) => {
             let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("creating pipes"))?;
@@ -191,8 +215,11 @@ fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64, Option<OwnedFd>)
         .args(["--log-format", "json", "create", "--bundle"])
         .arg(&cfg.bundle)
         .arg("--pid-file")
-        .arg(cfg.pid_file())
-        .arg(&cfg.id)
+        .arg(cfg.pid_file());
+    if let Some(c) = console {
+        cmd.arg("--console-socket").arg(c.path());
+    }
+    cmd.arg(&cfg.id)
         .stdin(stdin)
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
@@ -212,7 +239,12 @@ fn spawn_create(cfg: &Config) -> Result<(Pid, [Stream; 2], u64, Option<OwnedFd>)
     let pid = Pid::from_raw(child.id() as i32);
     Ok((
         pid,
-        [Stream::new("stdout", out_r), Stream::new("stderr", err_r)],
+        [
+            Stream::new("stdout", Some(out_r)),
+            Stream::new("stderr", Some(err_r)),
+            // The pty master of a tty container, once the runtime sent it.
+            Stream::new("stdout", None),
+        ],
         log_offset,
         stdin_w,
     ))
@@ -233,10 +265,10 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(name: &'static str, fd: OwnedFd) -> Self {
+    fn new(name: &'static str, fd: Option<OwnedFd>) -> Self {
         Self {
             name,
-            fd: Some(fd),
+            fd,
             framer: Framer::default(),
         }
     }
@@ -260,7 +292,11 @@ struct Monitor<'a> {
     cfg: &'a Config,
     signals: SignalFd,
     sink: LogSink,
-    streams: [Stream; 2],
+    /// The runtime's stdout and stderr pipes (also the container's without a tty), then the
+    /// pty master of a tty container.
+    streams: [Stream; 3],
+    /// Listening until the runtime sent a tty container's pty master.
+    console: Option<Console>,
     attach: Attach,
     buf: Vec<u8>,
     /// Children reaped while creating, by pid (the init can die before the pid file is read).
@@ -286,7 +322,7 @@ impl Monitor<'_> {
                 }
                 _ => PollTimeout::NONE,
             };
-            let (readable, signalled, attach) = self.wait(timeout)?;
+            let (readable, signalled, console, attach) = self.wait(timeout)?;
             for (i, ready) in readable.into_iter().enumerate() {
                 if ready {
                     self.pump(i);
@@ -294,6 +330,10 @@ impl Monitor<'_> {
             }
             self.attach.handle(attach);
             self.sink.flush();
+            // Before signals: the runtime sends the master before its `create` exits.
+            if console {
+                self.receive_console()?;
+            }
             if signalled {
                 self.handle_signals(report)?;
             }
@@ -309,22 +349,30 @@ impl Monitor<'_> {
         })
     }
 
-    /// Polls the signalfd, the open pipes and the attach fds; returns which pipes and whether
-    /// signals are ready, and what attach has to do.
-    fn wait(&self, timeout: PollTimeout) -> Result<([bool; 2], bool, attach::Ready), MonitorError> {
+    /// Polls the signalfd, the open streams, the console socket and the attach fds; returns
+    /// which streams, whether signals, whether the console socket are ready, and what attach
+    /// has to do.
+    fn wait(
+        &self,
+        timeout: PollTimeout,
+    ) -> Result<([bool; 3], bool, bool, attach::Ready), MonitorError> {
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-        let mut which = Vec::with_capacity(2);
+        let mut which = Vec::with_capacity(3);
         for (i, s) in self.streams.iter().enumerate() {
             if let Some(fd) = &s.fd {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 which.push(i);
             }
         }
+        let console_at = fds.len();
+        if let Some(c) = &self.console {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
         let attach_at = fds.len();
         self.attach.poll_fds(&mut fds);
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(([false; 2], false, attach::Ready::default())),
+            Err(Errno::EINTR) => return Ok(([false; 3], false, false, attach::Ready::default())),
             Err(source) => {
                 return Err(MonitorError::Loop {
                     id: self.cfg.id.clone(),
@@ -334,12 +382,38 @@ impl Monitor<'_> {
             }
         }
         let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
-        let mut readable = [false; 2];
-        for (p, &i) in fds[1..attach_at].iter().zip(&which) {
+        let mut readable = [false; 3];
+        for (p, &i) in fds[1..console_at].iter().zip(&which) {
             readable[i] = ready(p);
         }
+        let console = fds[console_at..attach_at].iter().any(ready);
         let attach = self.attach.ready(&fds[attach_at..]);
-        Ok((readable, ready(&fds[0]), attach))
+        Ok((readable, ready(&fds[0]), console, attach))
+    }
+
+    /// Takes the pty master if the runtime sent it: the third stream, and the stdin of attach
+    /// clients when the container keeps one.
+    fn receive_console(&mut self) -> Result<(), MonitorError> {
+        let Some(console) = &self.console else {
+            return Ok(());
+        };
+        let failed = |source| MonitorError::Console {
+            id: self.cfg.id.clone(),
+            path: console.path().to_path_buf(),
+            source,
+        };
+        let master = match console.receive() {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(failed(e)),
+        };
+        if self.cfg.stdin.is_some() {
+            self.attach.set_stdin(master.try_clone().map_err(failed)?);
+        }
+        self.streams[2].fd = Some(master);
+        // One terminal per container: later connections have nothing to give.
+        self.console = None;
+        Ok(())
     }
 
     /// One read from stream `i` into the log; EOF (or a read error) closes it.
@@ -370,11 +444,14 @@ impl Monitor<'_> {
             Ok(0) => {}
             Ok(n) => {
                 if !creating {
-                    attach.broadcast(i as u8 + 1, &buf[..n]);
+                    // The pty (stream index 2) is the tty's one output: stdout.
+                    attach.broadcast(if name == "stderr" { 2 } else { 1 }, &buf[..n]);
                 }
                 return stream.framer.feed(&buf[..n], &mut emit);
             }
             Err(Errno::EINTR | Errno::EAGAIN) => return,
+            // A pty master reads EIO once every process closed the terminal: its EOF.
+            Err(Errno::EIO) if i == 2 => {}
             Err(e) => warn(&format!(
                 "container {}: reading {name}: {e} (closing it)",
                 cfg.id
@@ -472,6 +549,17 @@ impl Monitor<'_> {
                 id: self.cfg.id.clone(),
                 cause,
             });
+        }
+        if self.console.is_some() {
+            self.receive_console()?;
+            if self.console.is_some() {
+                return Err(MonitorError::Create {
+                    id: self.cfg.id.clone(),
+                    cause: "the runtime created a tty container without sending its pty master \
+                            over the console socket"
+                        .into(),
+                });
+            }
         }
         let started_ns = unix_ns(SystemTime::now());
         let init = read_pid_file(self.cfg)?;

@@ -15,13 +15,7 @@ impl Shim {
     ) -> Result<cri::AttachResponse, ShimError> {
         let rec = self.running_container(&r.container_id)?;
         super::exec::check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
-        if rec.config.tty {
-            return Err(ShimError::Unimplemented(format!(
-                "attach to container {}: tty containers are not supported by pea-monitor yet",
-                rec.id
-            )));
-        }
-        if r.tty {
+        if r.tty && !rec.config.tty {
             return Err(ShimError::invalid(format!(
                 "tty: container {} was not created with a tty",
                 rec.id

@@ -122,6 +122,7 @@ impl Shim {
                 &bundle,
                 log.as_deref(),
                 monitor::stdin_mode(&config),
+                config.tty,
             )
             .await
         }

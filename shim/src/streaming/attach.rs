@@ -72,6 +72,12 @@ pub async fn run(shim: Arc<Shim>, r: cri::AttachRequest, mut s: Session) {
         }
     });
     let mut stdin_open = r.stdin;
+    // A tty container's terminal is resized through its init's stdin (the pty slave).
+    let tty_pid = shim
+        .container(&r.container_id)
+        .ok()
+        .filter(|c| c.config.tty)
+        .and_then(|c| c.pid);
     let ended = loop {
         tokio::select! {
             o = &mut output => break Some(o),
@@ -79,6 +85,11 @@ pub async fn run(shim: Arc<Shim>, r: cri::AttachRequest, mut s: Session) {
                 Some(Inbound::Data(0, b)) if stdin_open => {
                     if wr.write_all(&b).await.is_err() {
                         stdin_open = false;
+                    }
+                }
+                Some(Inbound::Data(4, b)) => {
+                    if let Some(pid) = tty_pid {
+                        resize(pid, &b, &r.container_id);
                     }
                 }
                 Some(Inbound::Close(0)) if stdin_open => {
@@ -105,4 +116,17 @@ pub async fn run(shim: Arc<Shim>, r: cri::AttachRequest, mut s: Session) {
     }
     drop(wr);
     s.finish().await;
+}
+
+/// Applies a channel-4 resize message to a tty container's terminal; failures only matter to
+/// the look of the client's screen, so they are logged, not fatal.
+fn resize(init_pid: i32, msg: &[u8], id: &str) {
+    match super::pty::TerminalSize::parse(msg) {
+        Some(size) => {
+            if let Err(e) = super::pty::resize_container_terminal(init_pid, &size) {
+                tracing::debug!(container = %id, error = %e, "resizing the terminal");
+            }
+        }
+        None => tracing::debug!(container = %id, "ignoring a malformed resize message"),
+    }
 }

@@ -152,6 +152,33 @@ impl PtyInput {
     }
 }
 
+/// Resizes a tty container's terminal from outside: its init's stdin is the pty slave, which
+/// takes TIOCSWINSZ as well as the master does (pea-monitor holds the master).
+pub fn resize_container_terminal(init_pid: i32, size: &TerminalSize) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        // Opening a terminal must not make it the shim's controlling terminal.
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+        .open(format!("/proc/{init_pid}/fd/0"))?;
+    if !rustix::termios::isatty(&slave) {
+        return Err(io::Error::other(format!(
+            "process {init_pid}'s stdin is not a terminal"
+        )));
+    }
+    rustix::termios::tcsetwinsize(
+        &slave,
+        rustix::termios::Winsize {
+            ws_row: size.height,
+            ws_col: size.width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .map_err(io::Error::from)
+}
+
 /// A resize message on channel 4: `{"Width":W,"Height":H}` (kubectl's TerminalSize).
 #[derive(Debug, serde::Deserialize, PartialEq, Eq)]
 pub struct TerminalSize {

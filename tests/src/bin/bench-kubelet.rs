@@ -219,6 +219,7 @@ fn node(name: &str, runtime: Runtime, max_pods: usize) -> Result<KubeletNode> {
             max_pods: max_pods as u32,
             kubelet_log_filter: "warn,libcgroups=error".into(),
             shim_log_filter: "warn".into(),
+            ..Default::default()
         },
     )?;
     n.start_kubelet()?;
