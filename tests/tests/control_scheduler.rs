@@ -414,3 +414,75 @@ fn required_pod_anti_affinity_spreads_replicas() {
     k.ok(&["delete", "pod", "web-0", "--grace-period=0", "--force"]);
     assert_eq!(wait_bound(&k, "web-2", &s), first);
 }
+
+#[test]
+fn hard_topology_spread_balances_zones_and_waits_when_skew_would_break() {
+    let (cp, dir) = cluster();
+    let k = cp.kubectl();
+    for (n, zone) in [("za1", "a"), ("za2", "a"), ("zb1", "b")] {
+        hollow_node(
+            &k,
+            n,
+            "4",
+            "8Gi",
+            json!({"kubernetes.io/hostname": n, "topology.kubernetes.io/zone": zone}),
+            json!([]),
+        );
+    }
+    let s = SchedulerProcess::start(
+        &cp.kubeconfig,
+        dir.path(),
+        "sched",
+        json!({"leaderElect": false}),
+    );
+    let replica = |name: &str| {
+        let mut spec = cpu_spec("100m");
+        spec["topologySpreadConstraints"] = json!([{"maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "spread"}}}]);
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "spread"}}, "spec": spec});
+        k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+    };
+    let zone_of = |node: &str| if node.starts_with("za") { "a" } else { "b" };
+    let mut per_zone = std::collections::BTreeMap::new();
+    for i in 0..4 {
+        let name = format!("s{i}");
+        replica(&name);
+        *per_zone
+            .entry(zone_of(&wait_bound(&k, &name, &s)))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(per_zone, [("a", 2), ("b", 2)].into(), "zones unbalanced");
+    // Zone b's only node cordoned: one more pod fits zone a (3 - 2 = 1 skew), the next does
+    // not (4 - 2 = 2) and waits with kube's reasons until zone b is back.
+    k.ok(&[
+        "patch",
+        "node",
+        "zb1",
+        "-p",
+        r#"{"spec":{"unschedulable":true}}"#,
+    ]);
+    replica("s4");
+    assert_eq!(zone_of(&wait_bound(&k, "s4", &s)), "a");
+    replica("s5");
+    let events = wait_for(30, || {
+        let e = failed_scheduling(&k, "s5");
+        (!e.is_empty()).then_some(e)
+    })
+    .unwrap_or_else(|| panic!("no FailedScheduling for s5\n{}", s.log()));
+    assert!(
+        events[0].starts_with(
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) didn't match pod topology spread constraints."
+        ),
+        "{events:?}"
+    );
+    k.ok(&[
+        "patch",
+        "node",
+        "zb1",
+        "-p",
+        r#"{"spec":{"unschedulable":false}}"#,
+    ]);
+    assert_eq!(wait_bound(&k, "s5", &s), "zb1");
+}

@@ -469,7 +469,9 @@ mod tests {
         let c = zones();
         let mut spec = spread("zone", 1, "DoNotSchedule");
         spec["nodeSelector"] = json!({"zone": "a"});
-        assert!(filter_all(&c, &app_pod("new", spec.clone()))[1].1.is_success());
+        assert!(filter_all(&c, &app_pod("new", spec.clone()))[1]
+            .1
+            .is_success());
         spec["topologySpreadConstraints"][0]["nodeAffinityPolicy"] = json!("Ignore");
         assert!(!filter_all(&c, &app_pod("new", spec))[1].1.is_success());
     }
@@ -485,7 +487,9 @@ mod tests {
                    "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}),
         ));
         let mut spec = spread("zone", 1, "DoNotSchedule");
-        assert!(!filter_all(&c, &app_pod("new", spec.clone()))[1].1.is_success());
+        assert!(!filter_all(&c, &app_pod("new", spec.clone()))[1]
+            .1
+            .is_success());
         spec["topologySpreadConstraints"][0]["nodeTaintsPolicy"] = json!("Honor");
         assert!(filter_all(&c, &app_pod("new", spec))[1].1.is_success());
     }
