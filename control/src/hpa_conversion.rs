@@ -78,14 +78,25 @@ pub fn v2_to_v1(obj: &Value) -> Value {
         .map(metric_spec_to_v1)
         .collect();
     if !others.is_empty() {
-        annotations.insert(METRICS_ANNOTATION.into(), json!(Value::from(others).to_string()));
+        annotations.insert(
+            METRICS_ANNOTATION.into(),
+            json!(Value::from(others).to_string()),
+        );
     }
     if let Some(b) = spec.get("behavior").filter(|b| !b.is_null()) {
         annotations.insert(BEHAVIOR_ANNOTATION.into(), json!(b.to_string()));
     }
     let mut out_status = Map::new();
-    put(&mut out_status, "observedGeneration", status.get("observedGeneration"));
-    put(&mut out_status, "lastScaleTime", status.get("lastScaleTime"));
+    put(
+        &mut out_status,
+        "observedGeneration",
+        status.get("observedGeneration"),
+    );
+    put(
+        &mut out_status,
+        "lastScaleTime",
+        status.get("lastScaleTime"),
+    );
     out_status.insert(
         "currentReplicas".into(),
         status.get("currentReplicas").cloned().unwrap_or(json!(0)),
@@ -94,7 +105,10 @@ pub fn v2_to_v1(obj: &Value) -> Value {
         "desiredReplicas".into(),
         status.get("desiredReplicas").cloned().unwrap_or(json!(0)),
     );
-    let current = status["currentMetrics"].as_array().cloned().unwrap_or_default();
+    let current = status["currentMetrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for m in &current {
         if is_cpu_resource(m) {
             put(
@@ -129,7 +143,10 @@ pub fn v2_to_v1(obj: &Value) -> Value {
 }
 
 fn annotation(obj: &Value, key: &str) -> Result<Option<Value>, String> {
-    match obj.pointer("/metadata/annotations").and_then(|a| a.get(key)) {
+    match obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+    {
         None => Ok(None),
         Some(Value::String(s)) => serde_json::from_str(s)
             .map(Some)
@@ -159,7 +176,10 @@ pub fn v1_to_v2(obj: &Value) -> Result<Value, String> {
         Some(_) => return Err(format!("annotation {METRICS_ANNOTATION} must be a list")),
         None => Vec::new(),
     };
-    if let Some(t) = spec.get("targetCPUUtilizationPercentage").filter(|t| !t.is_null()) {
+    if let Some(t) = spec
+        .get("targetCPUUtilizationPercentage")
+        .filter(|t| !t.is_null())
+    {
         metrics.push(cpu_utilization(t.clone()));
     }
     if metrics.is_empty() {
@@ -170,10 +190,26 @@ pub fn v1_to_v2(obj: &Value) -> Result<Value, String> {
         out_spec.insert("behavior".into(), b);
     }
     let mut out_status = Map::new();
-    put(&mut out_status, "observedGeneration", status.get("observedGeneration"));
-    put(&mut out_status, "lastScaleTime", status.get("lastScaleTime"));
-    put(&mut out_status, "currentReplicas", status.get("currentReplicas"));
-    put(&mut out_status, "desiredReplicas", status.get("desiredReplicas"));
+    put(
+        &mut out_status,
+        "observedGeneration",
+        status.get("observedGeneration"),
+    );
+    put(
+        &mut out_status,
+        "lastScaleTime",
+        status.get("lastScaleTime"),
+    );
+    put(
+        &mut out_status,
+        "currentReplicas",
+        status.get("currentReplicas"),
+    );
+    put(
+        &mut out_status,
+        "desiredReplicas",
+        status.get("desiredReplicas"),
+    );
     match annotation(obj, CURRENT_METRICS_ANNOTATION)? {
         Some(Value::Array(list)) => {
             let v2: Vec<Value> = list.iter().map(metric_status_from_v1).collect();
@@ -219,19 +255,34 @@ fn metric_spec_to_v1(m: &Value) -> Value {
     let t = |src: &str, f: &str| m.pointer(&format!("/{src}/target/{f}")).cloned();
     match m["type"].as_str().unwrap_or("") {
         "Resource" | "ContainerResource" => {
-            let key = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let key = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let mut r = Map::new();
             put(&mut r, "name", m.pointer(&format!("/{key}/name")));
             put(&mut r, "container", m.pointer(&format!("/{key}/container")));
-            put(&mut r, "targetAverageUtilization", t(key, "averageUtilization").as_ref());
-            put(&mut r, "targetAverageValue", t(key, "averageValue").as_ref());
+            put(
+                &mut r,
+                "targetAverageUtilization",
+                t(key, "averageUtilization").as_ref(),
+            );
+            put(
+                &mut r,
+                "targetAverageValue",
+                t(key, "averageValue").as_ref(),
+            );
             out[key] = Value::Object(r);
         }
         "Pods" => {
             let mut r = Map::new();
             put(&mut r, "metricName", m.pointer("/pods/metric/name"));
             put(&mut r, "selector", m.pointer("/pods/metric/selector"));
-            r.insert("targetAverageValue".into(), t("pods", "averageValue").unwrap_or(json!("0")));
+            r.insert(
+                "targetAverageValue".into(),
+                t("pods", "averageValue").unwrap_or(json!("0")),
+            );
             out["pods"] = Value::Object(r);
         }
         "Object" => {
@@ -239,16 +290,27 @@ fn metric_spec_to_v1(m: &Value) -> Value {
             put(&mut r, "target", m.pointer("/object/describedObject"));
             put(&mut r, "metricName", m.pointer("/object/metric/name"));
             put(&mut r, "selector", m.pointer("/object/metric/selector"));
-            r.insert("targetValue".into(), t("object", "value").unwrap_or(json!("0")));
+            r.insert(
+                "targetValue".into(),
+                t("object", "value").unwrap_or(json!("0")),
+            );
             put(&mut r, "averageValue", t("object", "averageValue").as_ref());
             out["object"] = Value::Object(r);
         }
         "External" => {
             let mut r = Map::new();
             put(&mut r, "metricName", m.pointer("/external/metric/name"));
-            put(&mut r, "metricSelector", m.pointer("/external/metric/selector"));
+            put(
+                &mut r,
+                "metricSelector",
+                m.pointer("/external/metric/selector"),
+            );
             put(&mut r, "targetValue", t("external", "value").as_ref());
-            put(&mut r, "targetAverageValue", t("external", "averageValue").as_ref());
+            put(
+                &mut r,
+                "targetAverageValue",
+                t("external", "averageValue").as_ref(),
+            );
             out["external"] = Value::Object(r);
         }
         _ => {}
@@ -261,13 +323,21 @@ fn metric_spec_from_v1(m: &Value) -> Value {
     let mut out = json!({"type": m["type"]});
     match m["type"].as_str().unwrap_or("") {
         "Resource" | "ContainerResource" => {
-            let key = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let key = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let src = &m[key];
             let mut target = Map::new();
             let util = src.get("targetAverageUtilization").filter(|v| !v.is_null());
             target.insert(
                 "type".into(),
-                json!(if util.is_some() { "Utilization" } else { "AverageValue" }),
+                json!(if util.is_some() {
+                    "Utilization"
+                } else {
+                    "AverageValue"
+                }),
             );
             put(&mut target, "averageUtilization", util);
             put(&mut target, "averageValue", src.get("targetAverageValue"));
@@ -288,7 +358,11 @@ fn metric_spec_from_v1(m: &Value) -> Value {
             let mut target = Map::new();
             target.insert(
                 "type".into(),
-                json!(if avg.is_some() { "AverageValue" } else { "Value" }),
+                json!(if avg.is_some() {
+                    "AverageValue"
+                } else {
+                    "Value"
+                }),
             );
             put(&mut target, "value", src.get("targetValue"));
             put(&mut target, "averageValue", avg);
@@ -302,7 +376,11 @@ fn metric_spec_from_v1(m: &Value) -> Value {
             let mut target = Map::new();
             target.insert(
                 "type".into(),
-                json!(if value.is_some() { "Value" } else { "AverageValue" }),
+                json!(if value.is_some() {
+                    "Value"
+                } else {
+                    "AverageValue"
+                }),
             );
             put(&mut target, "value", value);
             put(&mut target, "averageValue", src.get("targetAverageValue"));
@@ -328,11 +406,19 @@ fn metric_status_to_v1(m: &Value) -> Value {
     let c = |src: &str, f: &str| m.pointer(&format!("/{src}/current/{f}")).cloned();
     match m["type"].as_str().unwrap_or("") {
         "Resource" | "ContainerResource" => {
-            let key = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let key = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let mut r = Map::new();
             put(&mut r, "name", m.pointer(&format!("/{key}/name")));
             put(&mut r, "container", m.pointer(&format!("/{key}/container")));
-            put(&mut r, "currentAverageUtilization", c(key, "averageUtilization").as_ref());
+            put(
+                &mut r,
+                "currentAverageUtilization",
+                c(key, "averageUtilization").as_ref(),
+            );
             r.insert(
                 "currentAverageValue".into(),
                 c(key, "averageValue").unwrap_or(json!("0")),
@@ -343,7 +429,10 @@ fn metric_status_to_v1(m: &Value) -> Value {
             let mut r = Map::new();
             put(&mut r, "metricName", m.pointer("/pods/metric/name"));
             put(&mut r, "selector", m.pointer("/pods/metric/selector"));
-            r.insert("currentAverageValue".into(), c("pods", "averageValue").unwrap_or(json!("0")));
+            r.insert(
+                "currentAverageValue".into(),
+                c("pods", "averageValue").unwrap_or(json!("0")),
+            );
             out["pods"] = Value::Object(r);
         }
         "Object" => {
@@ -351,16 +440,30 @@ fn metric_status_to_v1(m: &Value) -> Value {
             put(&mut r, "target", m.pointer("/object/describedObject"));
             put(&mut r, "metricName", m.pointer("/object/metric/name"));
             put(&mut r, "selector", m.pointer("/object/metric/selector"));
-            r.insert("currentValue".into(), c("object", "value").unwrap_or(json!("0")));
+            r.insert(
+                "currentValue".into(),
+                c("object", "value").unwrap_or(json!("0")),
+            );
             put(&mut r, "averageValue", c("object", "averageValue").as_ref());
             out["object"] = Value::Object(r);
         }
         "External" => {
             let mut r = Map::new();
             put(&mut r, "metricName", m.pointer("/external/metric/name"));
-            put(&mut r, "metricSelector", m.pointer("/external/metric/selector"));
-            r.insert("currentValue".into(), c("external", "value").unwrap_or(json!("0")));
-            put(&mut r, "currentAverageValue", c("external", "averageValue").as_ref());
+            put(
+                &mut r,
+                "metricSelector",
+                m.pointer("/external/metric/selector"),
+            );
+            r.insert(
+                "currentValue".into(),
+                c("external", "value").unwrap_or(json!("0")),
+            );
+            put(
+                &mut r,
+                "currentAverageValue",
+                c("external", "averageValue").as_ref(),
+            );
             out["external"] = Value::Object(r);
         }
         _ => {}
@@ -372,11 +475,19 @@ fn metric_status_from_v1(m: &Value) -> Value {
     let mut out = json!({"type": m["type"]});
     match m["type"].as_str().unwrap_or("") {
         "Resource" | "ContainerResource" => {
-            let key = if m["type"] == "Resource" { "resource" } else { "containerResource" };
+            let key = if m["type"] == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
             let src = &m[key];
             let mut current = Map::new();
             put(&mut current, "averageValue", src.get("currentAverageValue"));
-            put(&mut current, "averageUtilization", src.get("currentAverageUtilization"));
+            put(
+                &mut current,
+                "averageUtilization",
+                src.get("currentAverageUtilization"),
+            );
             let mut r = Map::new();
             put(&mut r, "name", src.get("name"));
             put(&mut r, "container", src.get("container"));
@@ -422,18 +533,28 @@ mod tests {
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                 "minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 50}});
         let v2 = v1_to_v2(&v1).unwrap();
-        assert_eq!(v2["spec"]["metrics"], json!([{"type": "Resource", "resource": {"name": "cpu",
-            "target": {"type": "Utilization", "averageUtilization": 50}}}]));
+        assert_eq!(
+            v2["spec"]["metrics"],
+            json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 50}}}])
+        );
         assert!(v2.get("status").is_none());
         let back = v2_to_v1(&v2);
         assert_eq!(back["spec"], v1["spec"]);
-        assert_eq!(back["status"], json!({"currentReplicas": 0, "desiredReplicas": 0}));
+        assert_eq!(
+            back["status"],
+            json!({"currentReplicas": 0, "desiredReplicas": 0})
+        );
         assert!(back["metadata"].get("annotations").is_none());
         // No target at all: kube's 80 % CPU.
         let mut bare = v1.clone();
-        bare["spec"].as_object_mut().unwrap().remove("targetCPUUtilizationPercentage");
+        bare["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("targetCPUUtilizationPercentage");
         assert_eq!(
-            v1_to_v2(&bare).unwrap()["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            v1_to_v2(&bare).unwrap()["spec"]["metrics"][0]["resource"]["target"]
+                ["averageUtilization"],
             80
         );
     }
@@ -442,7 +563,7 @@ mod tests {
     fn what_v1_cannot_carry_round_trips_through_annotations() {
         let v2 = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web", "annotations": {"keep": "me"}},
-            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5,
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,
                 "metrics": [
                     {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}},
                     {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
@@ -458,13 +579,18 @@ mod tests {
         let a = &v1["metadata"]["annotations"];
         assert_eq!(a["keep"], "me");
         let others: Value = serde_json::from_str(a[METRICS_ANNOTATION].as_str().unwrap()).unwrap();
-        assert_eq!(others, json!([{"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "100Mi"}}]));
+        assert_eq!(
+            others,
+            json!([{"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "100Mi"}}])
+        );
         let back = v1_to_v2(&v1).unwrap();
         assert_eq!(back["spec"], v2["spec"]);
         assert_eq!(back["status"], v2["status"]);
         assert_eq!(back["metadata"], v2["metadata"]);
         let mut broken = v1.clone();
         broken["metadata"]["annotations"][CONDITIONS_ANNOTATION] = json!("{not json");
-        assert!(v1_to_v2(&broken).unwrap_err().contains(CONDITIONS_ANNOTATION));
+        assert!(v1_to_v2(&broken)
+            .unwrap_err()
+            .contains(CONDITIONS_ANNOTATION));
     }
 }

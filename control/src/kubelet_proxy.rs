@@ -205,8 +205,9 @@ impl KubeletClient {
         url: &str,
         method: &str,
     ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
-        let unreachable =
-            |e: &dyn std::fmt::Display| ApiError::BackendUnreachable(format!("{method} {url}: {e}"));
+        let unreachable = |e: &dyn std::fmt::Display| {
+            ApiError::BackendUnreachable(format!("{method} {url}: {e}"))
+        };
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
             .await
             .map_err(|_| unreachable(&"timed out connecting"))?
@@ -293,7 +294,9 @@ impl KubeletClient {
         let unreachable = |e: &dyn std::fmt::Display| {
             ApiError::BackendUnreachable(format!("{} {url}: {e}", req.method))
         };
-        let mut sender = self.dial(&to.host, to.port, &url, req.method.as_str()).await?;
+        let mut sender = self
+            .dial(&to.host, to.port, &url, req.method.as_str())
+            .await?;
         let upgrading = req.upgrade.is_some();
         let mut out = Request::builder()
             .method(req.method.clone())

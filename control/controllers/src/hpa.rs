@@ -14,9 +14,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HPAScalingRules, HorizontalPodAutoscaler,
-    HorizontalPodAutoscalerCondition, MetricSpec, MetricStatus, MetricValueStatus,
-    MetricTarget, ResourceMetricSource, ResourceMetricStatus, ContainerResourceMetricStatus,
+    ContainerResourceMetricStatus, CrossVersionObjectReference, HPAScalingRules,
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, MetricSpec, MetricStatus,
+    MetricTarget, MetricValueStatus, ResourceMetricSource, ResourceMetricStatus,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -235,15 +235,36 @@ impl HpaController {
             Ok(s) => s,
             Err(e) => {
                 self.events.warning(about, "FailedGetScale", e.to_string());
-                set_condition(&mut conds, now, ("AbleToScale", "False", "FailedGetScale".into(),
-                    format!("the HPA controller was unable to get the target's current scale: {e}")));
+                set_condition(
+                    &mut conds,
+                    now,
+                    (
+                        "AbleToScale",
+                        "False",
+                        "FailedGetScale".into(),
+                        format!(
+                            "the HPA controller was unable to get the target's current scale: {e}"
+                        ),
+                    ),
+                );
                 status.conditions = Some(conds);
                 self.write_status(k, &original, status).await?;
-                return Err(HpaError::GetScale { target: target_name, message: e.to_string() });
+                return Err(HpaError::GetScale {
+                    target: target_name,
+                    message: e.to_string(),
+                });
             }
         };
-        set_condition(&mut conds, now, ("AbleToScale", "True", "SucceededGetScale".into(),
-            "the HPA controller was able to get the target's current scale".into()));
+        set_condition(
+            &mut conds,
+            now,
+            (
+                "AbleToScale",
+                "True",
+                "SucceededGetScale".into(),
+                "the HPA controller was able to get the target's current scale".into(),
+            ),
+        );
         let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let min = spec.min_replicas.unwrap_or(1);
         let max = spec.max_replicas;
@@ -251,14 +272,25 @@ impl HpaController {
             let mut mem = self.memory.lock().expect("hpa memory");
             let m = mem.entry(k.to_string()).or_default();
             if m.recommendations.is_empty() {
-                m.recommendations.push(Stamped { at: now, value: current });
+                m.recommendations.push(Stamped {
+                    at: now,
+                    value: current,
+                });
             }
         }
         let mut statuses = None;
         let mut reason = String::new();
         let (desired, rescale) = if current == 0 && min != 0 {
-            set_condition(&mut conds, now, ("ScalingActive", "False", "ScalingDisabled".into(),
-                "scaling is disabled since the replica count of the target is zero".into()));
+            set_condition(
+                &mut conds,
+                now,
+                (
+                    "ScalingActive",
+                    "False",
+                    "ScalingDisabled".into(),
+                    "scaling is disabled since the replica count of the target is zero".into(),
+                ),
+            );
             (0, false)
         } else if current > max {
             reason = "Current number of replicas above Spec.MaxReplicas".into();
@@ -267,22 +299,30 @@ impl HpaController {
             reason = "Current number of replicas below Spec.MinReplicas".into();
             (min, true)
         } else {
-            let selector = scale.status.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            let selector = scale
+                .status
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default();
             // kube's v2 defaulting: no metrics means 80 % CPU utilization.
-            let metrics = spec.metrics.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| {
-                vec![MetricSpec {
-                    type_: "Resource".into(),
-                    resource: Some(ResourceMetricSource {
-                        name: "cpu".into(),
-                        target: MetricTarget {
-                            type_: "Utilization".into(),
-                            average_utilization: Some(80),
-                            ..Default::default()
-                        },
-                    }),
-                    ..Default::default()
-                }]
-            });
+            let metrics = spec
+                .metrics
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| {
+                    vec![MetricSpec {
+                        type_: "Resource".into(),
+                        resource: Some(ResourceMetricSource {
+                            name: "cpu".into(),
+                            target: MetricTarget {
+                                type_: "Utilization".into(),
+                                average_utilization: Some(80),
+                                ..Default::default()
+                            },
+                        }),
+                        ..Default::default()
+                    }]
+                });
             let outcome = self
                 .compute_for_metrics(ns, hpa, &metrics, current, &selector, &mut conds, now)
                 .await;
@@ -293,9 +333,13 @@ impl HpaController {
                     status.current_replicas = Some(current);
                     status.current_metrics = partial.filter(|p| !p.is_empty());
                     status.conditions = Some(conds);
-                    self.events.warning(about, "FailedComputeMetricsReplicas", message.clone());
+                    self.events
+                        .warning(about, "FailedComputeMetricsReplicas", message.clone());
                     self.write_status(k, &original, status).await?;
-                    return Err(HpaError::Metrics { target: target_name, message });
+                    return Err(HpaError::Metrics {
+                        target: target_name,
+                        message,
+                    });
                 }
             };
             statuses = Some(outcome.statuses);
@@ -305,30 +349,80 @@ impl HpaController {
             } else if proposed < current {
                 reason = "All metrics below target".into();
             }
-            let desired = self.normalize(k, &spec.behavior, current, proposed, min, max, &mut conds, now);
+            let desired = self.normalize(
+                k,
+                &spec.behavior,
+                current,
+                proposed,
+                min,
+                max,
+                &mut conds,
+                now,
+            );
             (desired, desired != current)
         };
         let mut desired = desired;
         if rescale {
             let patch = Patch::Merge(json!({"spec": {"replicas": desired}}));
-            if let Err(e) = scale_api.patch_scale(&target.name, &PatchParams::default(), &patch).await {
-                self.events.warning(about, "FailedRescale", format!("New size: {desired}; reason: {reason}; error: {e}"));
-                set_condition(&mut conds, now, ("AbleToScale", "False", "FailedUpdateScale".into(),
-                    format!("the HPA controller was unable to update the target scale: {e}")));
+            if let Err(e) = scale_api
+                .patch_scale(&target.name, &PatchParams::default(), &patch)
+                .await
+            {
+                self.events.warning(
+                    about,
+                    "FailedRescale",
+                    format!("New size: {desired}; reason: {reason}; error: {e}"),
+                );
+                set_condition(
+                    &mut conds,
+                    now,
+                    (
+                        "AbleToScale",
+                        "False",
+                        "FailedUpdateScale".into(),
+                        format!("the HPA controller was unable to update the target scale: {e}"),
+                    ),
+                );
                 status.current_replicas = Some(current);
                 status.current_metrics = statuses.filter(|s| !s.is_empty());
                 status.conditions = Some(conds);
                 self.write_status(k, &original, status).await?;
-                return Err(HpaError::Rescale { target: target_name, source: e });
+                return Err(HpaError::Rescale {
+                    target: target_name,
+                    source: e,
+                });
             }
-            set_condition(&mut conds, now, ("AbleToScale", "True", "SucceededRescale".into(),
-                format!("the HPA controller was able to update the target scale to {desired}")));
-            self.events.normal(about, "SuccessfulRescale", format!("New size: {desired}; reason: {reason}"));
+            set_condition(
+                &mut conds,
+                now,
+                (
+                    "AbleToScale",
+                    "True",
+                    "SucceededRescale".into(),
+                    format!("the HPA controller was able to update the target scale to {desired}"),
+                ),
+            );
+            self.events.normal(
+                about,
+                "SuccessfulRescale",
+                format!("New size: {desired}; reason: {reason}"),
+            );
             if let Some(b) = &spec.behavior {
-                let (up, down) = (rules(b.scale_up.as_ref(), true), rules(b.scale_down.as_ref(), false));
+                let (up, down) = (
+                    rules(b.scale_up.as_ref(), true),
+                    rules(b.scale_down.as_ref(), false),
+                );
                 let mut mem = self.memory.lock().expect("hpa memory");
                 let m = mem.entry(k.to_string()).or_default();
-                hpa_calc::record_scale_event(&mut m.ups, &mut m.downs, &up, &down, current, desired, now);
+                hpa_calc::record_scale_event(
+                    &mut m.ups,
+                    &mut m.downs,
+                    &up,
+                    &down,
+                    current,
+                    desired,
+                    now,
+                );
             }
             tracing::info!(hpa = %k, from = current, to = desired, %reason, "rescaled");
             status.last_scale_time = Some(Time(now));
@@ -360,7 +454,12 @@ impl HpaController {
         let m = mem.entry(k.to_string()).or_default();
         let (stabilized, limit) = match behavior {
             None => {
-                let s = hpa_calc::stabilize(&mut m.recommendations, proposed, self.config.tuning.downscale_stabilization, now);
+                let s = hpa_calc::stabilize(
+                    &mut m.recommendations,
+                    proposed,
+                    self.config.tuning.downscale_stabilization,
+                    now,
+                );
                 if s != proposed {
                     set_condition(conds, now, ("AbleToScale", "True", "ScaleDownStabilized".into(),
                         "recent recommendations were higher than current one, applying the highest recent recommendation".into()));
@@ -368,21 +467,56 @@ impl HpaController {
                 (s, hpa_calc::limit_without_behavior(current, s, min, max))
             }
             Some(b) => {
-                let (up, down) = (rules(b.scale_up.as_ref(), true), rules(b.scale_down.as_ref(), false));
-                let (s, reason, message) = hpa_calc::stabilize_with_behavior(&mut m.recommendations, current, proposed, &up, &down, now);
+                let (up, down) = (
+                    rules(b.scale_up.as_ref(), true),
+                    rules(b.scale_down.as_ref(), false),
+                );
+                let (s, reason, message) = hpa_calc::stabilize_with_behavior(
+                    &mut m.recommendations,
+                    current,
+                    proposed,
+                    &up,
+                    &down,
+                    now,
+                );
                 if s != proposed {
-                    set_condition(conds, now, ("AbleToScale", "True", reason.into(), message.into()));
+                    set_condition(
+                        conds,
+                        now,
+                        ("AbleToScale", "True", reason.into(), message.into()),
+                    );
                 }
-                (s, hpa_calc::limit_with_behavior(current, s, min, max, &m.ups, &m.downs, &up, &down, now))
+                (
+                    s,
+                    hpa_calc::limit_with_behavior(
+                        current, s, min, max, &m.ups, &m.downs, &up, &down, now,
+                    ),
+                )
             }
         };
         if stabilized == proposed {
-            set_condition(conds, now, ("AbleToScale", "True", "ReadyForNewScale".into(),
-                "recommended size matches current size".into()));
+            set_condition(
+                conds,
+                now,
+                (
+                    "AbleToScale",
+                    "True",
+                    "ReadyForNewScale".into(),
+                    "recommended size matches current size".into(),
+                ),
+            );
         }
         let (desired, reason, message) = limit;
-        let limited = if desired == stabilized { "False" } else { "True" };
-        set_condition(conds, now, ("ScalingLimited", limited, reason.into(), message.into()));
+        let limited = if desired == stabilized {
+            "False"
+        } else {
+            "True"
+        };
+        set_condition(
+            conds,
+            now,
+            ("ScalingLimited", limited, reason.into(), message.into()),
+        );
         desired
     }
 
@@ -402,18 +536,37 @@ impl HpaController {
     ) -> Result<MetricsOutcome, (String, Option<Vec<MetricStatus>>)> {
         let about = || reference(hpa);
         if selector.is_empty() {
-            self.events.warning(about(), "SelectorRequired", "selector is required".into());
-            set_condition(conds, now, ("ScalingActive", "False", "InvalidSelector".into(),
-                "the HPA target's scale is missing a selector".into()));
+            self.events
+                .warning(about(), "SelectorRequired", "selector is required".into());
+            set_condition(
+                conds,
+                now,
+                (
+                    "ScalingActive",
+                    "False",
+                    "InvalidSelector".into(),
+                    "the HPA target's scale is missing a selector".into(),
+                ),
+            );
             return Err(("selector is required".into(), None));
         }
         let parsed = match parse_selector(selector) {
             Ok(s) => s,
             Err(e) => {
-                let msg = format!("couldn't convert selector into a corresponding internal selector object: {e}");
+                let msg = format!(
+                    "couldn't convert selector into a corresponding internal selector object: {e}"
+                );
                 self.events.warning(about(), "InvalidSelector", msg.clone());
-                set_condition(conds, now, ("ScalingActive", "False", "InvalidSelector".into(),
-                    format!("the HPA target's scale has an invalid selector: {e}")));
+                set_condition(
+                    conds,
+                    now,
+                    (
+                        "ScalingActive",
+                        "False",
+                        "InvalidSelector".into(),
+                        format!("the HPA target's scale has an invalid selector: {e}"),
+                    ),
+                );
                 return Err((msg, None));
             }
         };
@@ -441,7 +594,10 @@ impl HpaController {
                     }
                 }
                 Err((cond, err)) => {
-                    statuses.push(MetricStatus { type_: spec.type_.clone(), ..Default::default() });
+                    statuses.push(MetricStatus {
+                        type_: spec.type_.clone(),
+                        ..Default::default()
+                    });
                     self.events.warning(about(), &cond.2, err.clone());
                     if invalid.is_none() {
                         invalid = Some((cond, err));
@@ -453,14 +609,34 @@ impl HpaController {
         if let Some((cond, err)) = invalid {
             if invalid_count >= specs.len() || best < current {
                 set_condition(conds, now, cond);
-                let statuses: Vec<MetricStatus> = statuses.into_iter().filter(|s| s.resource.is_some() || s.container_resource.is_some()).collect();
+                let statuses: Vec<MetricStatus> = statuses
+                    .into_iter()
+                    .filter(|s| s.resource.is_some() || s.container_resource.is_some())
+                    .collect();
                 return Err((format!("invalid metrics ({invalid_count} invalid out of {}), first error is: {err}", specs.len()), Some(statuses)));
             }
         }
-        set_condition(conds, now, ("ScalingActive", "True", "ValidMetricFound".into(),
-            format!("the HPA was able to successfully calculate a replica count from {best_metric}")));
-        let statuses = statuses.into_iter().filter(|s| s.resource.is_some() || s.container_resource.is_some()).collect();
-        Ok(MetricsOutcome { desired: best, metric: best_metric, statuses })
+        set_condition(
+            conds,
+            now,
+            (
+                "ScalingActive",
+                "True",
+                "ValidMetricFound".into(),
+                format!(
+                    "the HPA was able to successfully calculate a replica count from {best_metric}"
+                ),
+            ),
+        );
+        let statuses = statuses
+            .into_iter()
+            .filter(|s| s.resource.is_some() || s.container_resource.is_some())
+            .collect();
+        Ok(MetricsOutcome {
+            desired: best,
+            metric: best_metric,
+            statuses,
+        })
     }
 
     /// One Resource or ContainerResource metric's proposal: (replicas, metric name, status).
@@ -487,26 +663,62 @@ impl HpaController {
             other => {
                 let reason = format!("FailedGet{other}Metric");
                 let msg = format!("metric type {other:?} is not implemented by pea's HPA controller (only Resource and ContainerResource)");
-                return Err((("ScalingActive", "False", reason, format!("the HPA was unable to compute the replica count: {msg}")), msg));
+                return Err((
+                    (
+                        "ScalingActive",
+                        "False",
+                        reason,
+                        format!("the HPA was unable to compute the replica count: {msg}"),
+                    ),
+                    msg,
+                ));
             }
         };
-        let reason = if container.is_some() { "FailedGetContainerResourceMetric" } else { "FailedGetResourceMetric" };
+        let reason = if container.is_some() {
+            "FailedGetContainerResourceMetric"
+        } else {
+            "FailedGetResourceMetric"
+        };
         let fail = |msg: String| -> (Cond, String) {
-            (("ScalingActive", "False", reason.to_string(), format!("the HPA was unable to compute the replica count: {msg}")), msg)
+            (
+                (
+                    "ScalingActive",
+                    "False",
+                    reason.to_string(),
+                    format!("the HPA was unable to compute the replica count: {msg}"),
+                ),
+                msg,
+            )
         };
         let target = match target.type_.as_str() {
-            "Utilization" => Target::Utilization(target.average_utilization.ok_or_else(|| fail("Utilization targets need averageUtilization".into()))?),
-            "AverageValue" => Target::AverageValue(
-                target.average_value.as_ref().and_then(|q| hpa_calc::quantity_milli(&q.0)).ok_or_else(|| fail("AverageValue targets need averageValue".into()))?,
+            "Utilization" => Target::Utilization(
+                target
+                    .average_utilization
+                    .ok_or_else(|| fail("Utilization targets need averageUtilization".into()))?,
             ),
-            other => return Err(fail(format!("invalid resource metric target type {other:?}"))),
+            "AverageValue" => Target::AverageValue(
+                target
+                    .average_value
+                    .as_ref()
+                    .and_then(|q| hpa_calc::quantity_milli(&q.0))
+                    .ok_or_else(|| fail("AverageValue targets need averageValue".into()))?,
+            ),
+            other => {
+                return Err(fail(format!(
+                    "invalid resource metric target type {other:?}"
+                )))
+            }
         };
         if fetched.is_none() {
             *fetched = Some(self.pod_metrics(ns, selector).await);
         }
         let items = match fetched.as_ref().expect("fetched above") {
             Ok(i) => i,
-            Err(e) => return Err(fail(format!("unable to get metrics for resource {resource}: {e}"))),
+            Err(e) => {
+                return Err(fail(format!(
+                    "unable to get metrics for resource {resource}: {e}"
+                )))
+            }
         };
         let metrics = pod_metric_values(items, &resource, container.as_deref());
         if metrics.is_empty() {
@@ -518,8 +730,17 @@ impl HpaController {
         } else {
             BTreeMap::new()
         };
-        let p = hpa_calc::resource_replicas(current, target, &infos, &metrics, &requests, resource == "cpu", &self.config.tuning, now)
-            .map_err(|e| fail(e.to_string()))?;
+        let p = hpa_calc::resource_replicas(
+            current,
+            target,
+            &infos,
+            &metrics,
+            &requests,
+            resource == "cpu",
+            &self.config.tuning,
+            now,
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let value = MetricValueStatus {
             average_utilization: p.utilization,
             average_value: Some(Quantity(format!("{}m", p.average_milli))),
@@ -527,12 +748,35 @@ impl HpaController {
         };
         let (name, st) = match &container {
             None => (
-                if p.utilization.is_some() { format!("{resource} resource utilization (percentage of request)") } else { format!("{resource} resource") },
-                MetricStatus { type_: "Resource".into(), resource: Some(ResourceMetricStatus { name: resource.clone(), current: value }), ..Default::default() },
+                if p.utilization.is_some() {
+                    format!("{resource} resource utilization (percentage of request)")
+                } else {
+                    format!("{resource} resource")
+                },
+                MetricStatus {
+                    type_: "Resource".into(),
+                    resource: Some(ResourceMetricStatus {
+                        name: resource.clone(),
+                        current: value,
+                    }),
+                    ..Default::default()
+                },
             ),
             Some(c) => (
-                if p.utilization.is_some() { format!("{resource} container resource utilization (percentage of request)") } else { format!("{resource} container resource") },
-                MetricStatus { type_: "ContainerResource".into(), container_resource: Some(ContainerResourceMetricStatus { name: resource.clone(), container: c.clone(), current: value }), ..Default::default() },
+                if p.utilization.is_some() {
+                    format!("{resource} container resource utilization (percentage of request)")
+                } else {
+                    format!("{resource} container resource")
+                },
+                MetricStatus {
+                    type_: "ContainerResource".into(),
+                    container_resource: Some(ContainerResourceMetricStatus {
+                        name: resource.clone(),
+                        container: c.clone(),
+                        current: value,
+                    }),
+                    ..Default::default()
+                },
             ),
         };
         Ok((p.replicas, name, st))
@@ -578,13 +822,24 @@ impl HpaController {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(|_| ())
-            .map_err(|source| HpaError::Status { key: k.to_string(), source })
+            .map_err(|source| HpaError::Status {
+                key: k.to_string(),
+                source,
+            })
     }
 }
 
 fn invalid_source(kind: &str) -> (Cond, String) {
     let msg = format!("{kind} metric source is missing its {kind} section");
-    (("ScalingActive", "False", "InvalidMetricSourceType".into(), format!("the HPA was unable to compute the replica count: {msg}")), msg)
+    (
+        (
+            "ScalingActive",
+            "False",
+            "InvalidMetricSourceType".into(),
+            format!("the HPA was unable to compute the replica count: {msg}"),
+        ),
+        msg,
+    )
 }
 
 /// kube's setCondition: the transition time moves only when the status changes.
@@ -610,26 +865,46 @@ fn set_condition(conds: &mut Vec<HorizontalPodAutoscalerCondition>, now: DateTim
 }
 
 /// The scale subresource client of an HPA's target (group and version from its apiVersion).
-fn scale_api(client: &Client, ns: &str, target: &CrossVersionObjectReference) -> Api<DynamicObject> {
-    let av = target.api_version.clone().unwrap_or_else(|| match target.kind.as_str() {
-        "ReplicationController" => "v1".into(),
-        _ => "apps/v1".into(),
-    });
+fn scale_api(
+    client: &Client,
+    ns: &str,
+    target: &CrossVersionObjectReference,
+) -> Api<DynamicObject> {
+    let av = target
+        .api_version
+        .clone()
+        .unwrap_or_else(|| match target.kind.as_str() {
+            "ReplicationController" => "v1".into(),
+            _ => "apps/v1".into(),
+        });
     let (group, version) = av.split_once('/').unwrap_or(("", av.as_str()));
     let plural = format!("{}s", target.kind.to_ascii_lowercase());
     let gvk = GroupVersionKind::gvk(group, version, &target.kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, &plural))
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, &plural),
+    )
 }
 
 /// Scaling rules with kube's defaults for what `rules` leaves out.
 fn rules(r: Option<&HPAScalingRules>, up: bool) -> Rules {
-    let d = if up { Rules::default_scale_up() } else { Rules::default_scale_down() };
+    let d = if up {
+        Rules::default_scale_up()
+    } else {
+        Rules::default_scale_down()
+    };
     let Some(r) = r else { return d };
     Rules {
-        stabilization_window_secs: r.stabilization_window_seconds.unwrap_or(d.stabilization_window_secs),
+        stabilization_window_secs: r
+            .stabilization_window_seconds
+            .unwrap_or(d.stabilization_window_secs),
         select_policy: r.select_policy.clone().unwrap_or(d.select_policy),
         policies: match &r.policies {
-            Some(p) if !p.is_empty() => p.iter().map(|p| (p.type_.clone(), p.value, p.period_seconds)).collect(),
+            Some(p) if !p.is_empty() => p
+                .iter()
+                .map(|p| (p.type_.clone(), p.value, p.period_seconds))
+                .collect(),
             _ => d.policies,
         },
     }
@@ -647,7 +922,10 @@ fn pod_info(p: &Pod) -> PodInfo {
             .map(|c| {
                 (
                     c.status == "True",
-                    c.last_transition_time.as_ref().map(|t| t.0).unwrap_or_default(),
+                    c.last_transition_time
+                        .as_ref()
+                        .map(|t| t.0)
+                        .unwrap_or_default(),
                 )
             }),
         start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
@@ -656,7 +934,11 @@ fn pod_info(p: &Pod) -> PodInfo {
 
 /// kube's calculatePodRequests: per pod, the requests of its containers (and restartable init
 /// containers) in milli-units; a container without one is an error.
-fn pod_requests(pods: &[Arc<Pod>], resource: &str, container: Option<&str>) -> Result<BTreeMap<String, i64>, String> {
+fn pod_requests(
+    pods: &[Arc<Pod>],
+    resource: &str,
+    container: Option<&str>,
+) -> Result<BTreeMap<String, i64>, String> {
     let mut out = BTreeMap::new();
     for p in pods {
         let Some(spec) = &p.spec else { continue };
@@ -694,23 +976,36 @@ fn pod_requests(pods: &[Arc<Pod>], resource: &str, container: Option<&str>) -> R
 
 /// PodMetrics items → per-pod usage of `resource` (milli-units, summed over the containers or
 /// the named one); a pod with a container lacking the resource is left out (kube's client).
-fn pod_metric_values(items: &[Value], resource: &str, container: Option<&str>) -> BTreeMap<String, PodMetric> {
+fn pod_metric_values(
+    items: &[Value],
+    resource: &str,
+    container: Option<&str>,
+) -> BTreeMap<String, PodMetric> {
     let mut out = BTreeMap::new();
     'pods: for item in items {
-        let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else { continue };
+        let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
         let timestamp = item["timestamp"]
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default();
-        let window = item["window"].as_str().and_then(parse_go_duration).unwrap_or_default();
+        let window = item["window"]
+            .as_str()
+            .and_then(parse_go_duration)
+            .unwrap_or_default();
         let mut sum = 0;
         let mut found = false;
         for c in item["containers"].as_array().into_iter().flatten() {
             if container.is_some_and(|n| c["name"] != n) {
                 continue;
             }
-            match c.pointer(&format!("/usage/{resource}")).and_then(Value::as_str).and_then(hpa_calc::quantity_milli) {
+            match c
+                .pointer(&format!("/usage/{resource}"))
+                .and_then(Value::as_str)
+                .and_then(hpa_calc::quantity_milli)
+            {
                 Some(v) => {
                     sum += v;
                     found = true;
@@ -719,7 +1014,14 @@ fn pod_metric_values(items: &[Value], resource: &str, container: Option<&str>) -
             }
         }
         if found {
-            out.insert(name.to_string(), PodMetric { value: sum, timestamp, window });
+            out.insert(
+                name.to_string(),
+                PodMetric {
+                    value: sum,
+                    timestamp,
+                    window,
+                },
+            );
         }
     }
     out
@@ -736,7 +1038,9 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let n: f64 = rest[..n_end].parse().ok()?;
         rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..u_end] {
             "h" => 3.6e12,
             "m" => 6e10,
@@ -777,21 +1081,34 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
     };
     for p in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
         let set = |rest: &str| -> Result<Vec<String>, String> {
-            let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| format!("bad set in {p:?}"))?;
-            Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| format!("bad set in {p:?}"))?;
+            Ok(inner
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect())
         };
         let exprs = sel.match_expressions.get_or_insert_with(Vec::new);
         if let Some((k, v)) = p.split_once("!=") {
             exprs.push(req(k, "NotIn", Some(vec![v.trim().into()])));
         } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
-            sel.match_labels.get_or_insert_with(Default::default).insert(k.trim().into(), v.trim().into());
+            sel.match_labels
+                .get_or_insert_with(Default::default)
+                .insert(k.trim().into(), v.trim().into());
         } else if let Some((k, rest)) = p.split_once(" notin ") {
             exprs.push(req(k, "NotIn", Some(set(rest)?)));
         } else if let Some((k, rest)) = p.split_once(" in ") {
             exprs.push(req(k, "In", Some(set(rest)?)));
         } else if let Some(k) = p.strip_prefix('!') {
             exprs.push(req(k, "DoesNotExist", None));
-        } else if p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        } else if p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             exprs.push(req(p, "Exists", None));
         } else {
             return Err(format!("unable to parse requirement {p:?}"));
@@ -811,12 +1128,32 @@ mod tests {
     fn scale_selectors_parse_like_labels_parse() {
         let s = parse_selector("app=web,tier!=db, env in (a, b),!legacy,track").unwrap();
         let l = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
-        assert!(selector_matches(&s, &l(&[("app", "web"), ("env", "a"), ("track", "x")])));
-        assert!(!selector_matches(&s, &l(&[("app", "web"), ("env", "c"), ("track", "x")])));
-        assert!(!selector_matches(&s, &l(&[("app", "web"), ("env", "a"), ("track", "x"), ("legacy", "1")])));
-        assert!(!selector_matches(&s, &l(&[("app", "web"), ("env", "a"), ("track", "x"), ("tier", "db")])));
+        assert!(selector_matches(
+            &s,
+            &l(&[("app", "web"), ("env", "a"), ("track", "x")])
+        ));
+        assert!(!selector_matches(
+            &s,
+            &l(&[("app", "web"), ("env", "c"), ("track", "x")])
+        ));
+        assert!(!selector_matches(
+            &s,
+            &l(&[
+                ("app", "web"),
+                ("env", "a"),
+                ("track", "x"),
+                ("legacy", "1")
+            ])
+        ));
+        assert!(!selector_matches(
+            &s,
+            &l(&[("app", "web"), ("env", "a"), ("track", "x"), ("tier", "db")])
+        ));
         assert!(parse_selector("a in b").is_err());
         assert!(parse_selector("").unwrap().match_labels.is_none());
     }
@@ -835,8 +1172,14 @@ mod tests {
         assert_eq!(m["a"].value, 250 + 124);
         assert_eq!(m["a"].window, Duration::seconds(15));
         assert_eq!(pod_metric_values(&items, "cpu", Some("x"))["a"].value, 250);
-        assert_eq!(parse_go_duration("1m0.5s"), Some(Duration::milliseconds(60_500)));
-        assert_eq!(parse_go_duration("200ms"), Some(Duration::milliseconds(200)));
+        assert_eq!(
+            parse_go_duration("1m0.5s"),
+            Some(Duration::milliseconds(60_500))
+        );
+        assert_eq!(
+            parse_go_duration("200ms"),
+            Some(Duration::milliseconds(200))
+        );
         assert_eq!(parse_go_duration("x"), None);
     }
 

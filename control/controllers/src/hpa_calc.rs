@@ -309,7 +309,12 @@ const WITHIN: (&str, &str) = (
 
 /// kube's `stabilizeRecommendation` (no behavior): the highest recommendation of the window;
 /// records `desired` (reusing one expired slot).
-pub fn stabilize(recs: &mut Vec<Stamped>, desired: i32, window: Duration, now: DateTime<Utc>) -> i32 {
+pub fn stabilize(
+    recs: &mut Vec<Stamped>,
+    desired: i32,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> i32 {
     let cutoff = now - window;
     let mut best = desired;
     let mut old = None;
@@ -320,7 +325,10 @@ pub fn stabilize(recs: &mut Vec<Stamped>, desired: i32, window: Duration, now: D
             best = best.max(r.value);
         }
     }
-    let rec = Stamped { at: now, value: desired };
+    let rec = Stamped {
+        at: now,
+        value: desired,
+    };
     match old {
         Some(i) => recs[i] = rec,
         None => recs.push(rec),
@@ -384,7 +392,10 @@ pub fn stabilize_with_behavior(
         }
     }
     let stabilized = current.max(up_rec).min(down_rec);
-    let rec = Stamped { at: now, value: desired };
+    let rec = Stamped {
+        at: now,
+        value: desired,
+    };
     match old {
         Some(i) => recs[i] = rec,
         None => recs.push(rec),
@@ -406,18 +417,29 @@ pub fn stabilize_with_behavior(
 
 fn change_in_period(events: &[Stamped], period_secs: i32, now: DateTime<Utc>) -> i32 {
     let cutoff = now - Duration::seconds(period_secs.into());
-    events.iter().filter(|e| e.at > cutoff).map(|e| e.value).sum()
+    events
+        .iter()
+        .filter(|e| e.at > cutoff)
+        .map(|e| e.value)
+        .sum()
 }
 
 /// kube's `calculateScaleUpLimitWithScalingRules`.
-pub fn scale_up_limit(current: i32, ups: &[Stamped], downs: &[Stamped], rules: &Rules, now: DateTime<Utc>) -> i32 {
+pub fn scale_up_limit(
+    current: i32,
+    ups: &[Stamped],
+    downs: &[Stamped],
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> i32 {
     let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy.as_str() {
         "Disabled" => return current,
         "Min" => (i32::MAX, std::cmp::min),
         _ => (i32::MIN, std::cmp::max),
     };
     for (ty, value, period) in &rules.policies {
-        let start = current - change_in_period(ups, *period, now) + change_in_period(downs, *period, now);
+        let start =
+            current - change_in_period(ups, *period, now) + change_in_period(downs, *period, now);
         let proposed = if ty == "Pods" {
             start + value
         } else {
@@ -429,14 +451,21 @@ pub fn scale_up_limit(current: i32, ups: &[Stamped], downs: &[Stamped], rules: &
 }
 
 /// kube's `calculateScaleDownLimitWithBehaviors`.
-pub fn scale_down_limit(current: i32, ups: &[Stamped], downs: &[Stamped], rules: &Rules, now: DateTime<Utc>) -> i32 {
+pub fn scale_down_limit(
+    current: i32,
+    ups: &[Stamped],
+    downs: &[Stamped],
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> i32 {
     let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy.as_str() {
         "Disabled" => return current,
         "Min" => (i32::MIN, std::cmp::max),
         _ => (i32::MAX, std::cmp::min),
     };
     for (ty, value, period) in &rules.policies {
-        let start = current - change_in_period(ups, *period, now) + change_in_period(downs, *period, now);
+        let start =
+            current - change_in_period(ups, *period, now) + change_in_period(downs, *period, now);
         let proposed = if ty == "Pods" {
             start - value
         } else {
@@ -518,7 +547,10 @@ pub fn record_scale_event(
     };
     let cutoff = now - Duration::seconds(rules.longest_period().into());
     list.retain(|e| e.at > cutoff);
-    list.push(Stamped { at: now, value: change });
+    list.push(Stamped {
+        at: now,
+        value: change,
+    });
 }
 
 /// A resource.Quantity string in milli-units, rounded up as Go's `MilliValue` does
@@ -597,30 +629,81 @@ mod tests {
             .map(|(i, v)| {
                 (
                     format!("p{i}"),
-                    PodMetric { value: *v, timestamp: t(0), window: Duration::seconds(30) },
+                    PodMetric {
+                        value: *v,
+                        timestamp: t(0),
+                        window: Duration::seconds(30),
+                    },
                 )
             })
             .collect()
     }
 
     fn requests(per_pod: &[i64]) -> BTreeMap<String, i64> {
-        per_pod.iter().enumerate().map(|(i, r)| (format!("p{i}"), *r)).collect()
+        per_pod
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("p{i}"), *r))
+            .collect()
     }
 
-    fn calc(current: i32, target: Target, p: &[PodInfo], m: &[(usize, i64)], r: &[i64]) -> Result<Proposal, CalcError> {
-        resource_replicas(current, target, p, &sample(m), &requests(r), true, &Tuning::default(), t(0))
+    fn calc(
+        current: i32,
+        target: Target,
+        p: &[PodInfo],
+        m: &[(usize, i64)],
+        r: &[i64],
+    ) -> Result<Proposal, CalcError> {
+        resource_replicas(
+            current,
+            target,
+            p,
+            &sample(m),
+            &requests(r),
+            true,
+            &Tuning::default(),
+            t(0),
+        )
     }
 
     #[test]
     fn utilization_scales_up_and_down_by_the_usage_ratio() {
         // kube's TestReplicaCalcScaleUp: 1500m of 3000m = 50 % vs 30 % → ceil(3 × 5/3) = 5.
-        let p = calc(3, Target::Utilization(30), &pods(3), &[(0, 300), (1, 500), (2, 700)], &[1000; 3]).unwrap();
-        assert_eq!(p, Proposal { replicas: 5, utilization: Some(50), average_milli: 500 });
+        let p = calc(
+            3,
+            Target::Utilization(30),
+            &pods(3),
+            &[(0, 300), (1, 500), (2, 700)],
+            &[1000; 3],
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Proposal {
+                replicas: 5,
+                utilization: Some(50),
+                average_milli: 500
+            }
+        );
         // TestReplicaCalcScaleDown: 1400m of 5000m = 28 % vs 50 % → ceil(5 × 0.56) = 3.
-        let p = calc(5, Target::Utilization(50), &pods(5), &[(0, 100), (1, 300), (2, 500), (3, 250), (4, 250)], &[1000; 5]).unwrap();
+        let p = calc(
+            5,
+            Target::Utilization(50),
+            &pods(5),
+            &[(0, 100), (1, 300), (2, 500), (3, 250), (4, 250)],
+            &[1000; 5],
+        )
+        .unwrap();
         assert_eq!((p.replicas, p.utilization), (3, Some(28)));
         // TestReplicaCalcTolerance: 3060m of 3000m = 102 % vs 100 %: within 10 %, stays 3.
-        let p = calc(3, Target::Utilization(100), &pods(3), &[(0, 1010), (1, 1030), (2, 1020)], &[900, 1000, 1100]).unwrap();
+        let p = calc(
+            3,
+            Target::Utilization(100),
+            &pods(3),
+            &[(0, 1010), (1, 1030), (2, 1020)],
+            &[900, 1000, 1100],
+        )
+        .unwrap();
         assert_eq!((p.replicas, p.utilization), (3, Some(102)));
     }
 
@@ -631,25 +714,59 @@ mod tests {
         let mut p = pods(3);
         p[0].ready = Some((false, t(-3500)));
         p[0].start_time = Some(t(-60));
-        let r = calc(3, Target::Utilization(30), &p, &[(0, 300), (1, 500), (2, 700)], &[1000; 3]).unwrap();
+        let r = calc(
+            3,
+            Target::Utilization(30),
+            &p,
+            &[(0, 300), (1, 500), (2, 700)],
+            &[1000; 3],
+        )
+        .unwrap();
         assert_eq!((r.replicas, r.utilization), (4, Some(60)));
         // A missing sample on a scale-up counts as 0: 1900/1000 → 1900/2000 = 95 %: no change.
-        let r = calc(2, Target::Utilization(100), &pods(2), &[(0, 1900)], &[1000; 2]).unwrap();
+        let r = calc(
+            2,
+            Target::Utilization(100),
+            &pods(2),
+            &[(0, 1900)],
+            &[1000; 2],
+        )
+        .unwrap();
         assert_eq!(r.replicas, 2);
         // On a scale-down it counts as its full request: (100+100+1000)/3000 = 40 % vs 50 %
         // (was 10 %) → ceil(3 × 0.8) = 3: no scale-down past what the missing pod may use.
-        let r = calc(3, Target::Utilization(50), &pods(3), &[(0, 100), (1, 100)], &[1000; 3]).unwrap();
+        let r = calc(
+            3,
+            Target::Utilization(50),
+            &pods(3),
+            &[(0, 100), (1, 100)],
+            &[1000; 3],
+        )
+        .unwrap();
         assert_eq!((r.replicas, r.utilization), (3, Some(10)));
         // Pending and deleted pods: pending ones are unready, deleted ones ignored.
         let mut p = pods(4);
         p[2].phase = "Pending".into();
         p[3].deleting = true;
-        let r = calc(4, Target::Utilization(50), &p, &[(0, 1000), (1, 1000), (3, 5000)], &[1000; 4]).unwrap();
+        let r = calc(
+            4,
+            Target::Utilization(50),
+            &p,
+            &[(0, 1000), (1, 1000), (3, 5000)],
+            &[1000; 4],
+        )
+        .unwrap();
         // Ready: 2000/2000 = 100 % vs 50 % (ratio 2); the pending pod counts 0: 2000/3000 = 66 %
         // → ceil(3 × 66/50) = ceil(3.96) = 4.
         assert_eq!((r.replicas, r.utilization), (4, Some(100)));
-        assert_eq!(calc(1, Target::Utilization(50), &[], &[], &[]), Err(CalcError::NoPods));
-        assert_eq!(calc(1, Target::Utilization(50), &pods(1), &[], &[1000]), Err(CalcError::NoMetrics));
+        assert_eq!(
+            calc(1, Target::Utilization(50), &[], &[], &[]),
+            Err(CalcError::NoPods)
+        );
+        assert_eq!(
+            calc(1, Target::Utilization(50), &pods(1), &[], &[1000]),
+            Err(CalcError::NoMetrics)
+        );
     }
 
     #[test]
@@ -665,17 +782,41 @@ mod tests {
         assert_eq!(g.ready, 1);
         // Memory ignores readiness.
         p[0].ready = None;
-        assert_eq!(group_pods(&p, &sample(&[(0, 500)]), false, &Tuning::default(), t(0)).ready, 1);
+        assert_eq!(
+            group_pods(&p, &sample(&[(0, 500)]), false, &Tuning::default(), t(0)).ready,
+            1
+        );
     }
 
     #[test]
     fn average_value_targets_divide_usage_per_pod() {
         // 3 pods averaging 600m against 200m → ceil(3 × 3) = 9.
-        let r = calc(3, Target::AverageValue(200), &pods(3), &[(0, 500), (1, 600), (2, 700)], &[]).unwrap();
-        assert_eq!(r, Proposal { replicas: 9, utilization: None, average_milli: 600 });
+        let r = calc(
+            3,
+            Target::AverageValue(200),
+            &pods(3),
+            &[(0, 500), (1, 600), (2, 700)],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Proposal {
+                replicas: 9,
+                utilization: None,
+                average_milli: 600
+            }
+        );
         // A missing pod on a scale-down counts as exactly the target: (100+100+200)/3 = 133 vs
         // 200 → ceil(3 × 0.665) = 2.
-        let r = calc(3, Target::AverageValue(200), &pods(3), &[(0, 100), (1, 100)], &[]).unwrap();
+        let r = calc(
+            3,
+            Target::AverageValue(200),
+            &pods(3),
+            &[(0, 100), (1, 100)],
+            &[],
+        )
+        .unwrap();
         assert_eq!(r.replicas, 2);
     }
 
@@ -683,10 +824,21 @@ mod tests {
     fn without_behavior_scale_down_waits_for_the_window_and_up_is_capped() {
         let w = Duration::minutes(5);
         let mut recs = vec![Stamped { at: t(0), value: 4 }];
-        assert_eq!(stabilize(&mut recs, 2, w, t(60)), 4, "4 was recommended a minute ago");
+        assert_eq!(
+            stabilize(&mut recs, 2, w, t(60)),
+            4,
+            "4 was recommended a minute ago"
+        );
         assert_eq!(stabilize(&mut recs, 2, w, t(301)), 2, "the 4 has expired");
         assert_eq!(recs.len(), 2, "its slot was reused");
-        assert_eq!(limit_without_behavior(1, 10, 1, 10), (4, "ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate"));
+        assert_eq!(
+            limit_without_behavior(1, 10, 1, 10),
+            (
+                4,
+                "ScaleUpLimit",
+                "the desired replica count is increasing faster than the maximum scale rate"
+            )
+        );
         assert_eq!(limit_without_behavior(3, 10, 1, 5).0, 5);
         assert_eq!(limit_without_behavior(3, 10, 1, 5).1, "TooManyReplicas");
         assert_eq!(limit_without_behavior(3, 0, 1, 5).1, "TooFewReplicas");
@@ -701,25 +853,70 @@ mod tests {
         // 10 → 20 (percent wins).
         assert_eq!(scale_up_limit(10, &[], &[], &up, t(0)), 20);
         // After scaling 2 → 6 five seconds ago, the period started at 2: still 6.
-        let ups = [Stamped { at: t(-5), value: 4 }];
+        let ups = [Stamped {
+            at: t(-5),
+            value: 4,
+        }];
         assert_eq!(scale_up_limit(6, &ups, &[], &up, t(0)), 6);
-        assert_eq!(limit_with_behavior(6, 9, 1, 20, &ups, &[], &up, &down, t(0)), (6, "ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate"));
+        assert_eq!(
+            limit_with_behavior(6, 9, 1, 20, &ups, &[], &up, &down, t(0)),
+            (
+                6,
+                "ScaleUpLimit",
+                "the desired replica count is increasing faster than the maximum scale rate"
+            )
+        );
         // Min of (−1 pod, −50 %) per 60 s with selectPolicy Min: from 10, max(9, 5) = 9.
-        let slow = Rules { stabilization_window_secs: 0, select_policy: "Min".into(), policies: vec![("Pods".into(), 1, 60), ("Percent".into(), 50, 60)] };
+        let slow = Rules {
+            stabilization_window_secs: 0,
+            select_policy: "Min".into(),
+            policies: vec![("Pods".into(), 1, 60), ("Percent".into(), 50, 60)],
+        };
         assert_eq!(scale_down_limit(10, &[], &[], &slow, t(0)), 9);
-        assert_eq!(limit_with_behavior(10, 2, 1, 20, &[], &[], &up, &slow, t(0)).0, 9);
-        let off = Rules { select_policy: "Disabled".into(), ..slow.clone() };
-        assert_eq!(limit_with_behavior(10, 2, 1, 20, &[], &[], &up, &off, t(0)).0, 10);
+        assert_eq!(
+            limit_with_behavior(10, 2, 1, 20, &[], &[], &up, &slow, t(0)).0,
+            9
+        );
+        let off = Rules {
+            select_policy: "Disabled".into(),
+            ..slow.clone()
+        };
+        assert_eq!(
+            limit_with_behavior(10, 2, 1, 20, &[], &[], &up, &off, t(0)).0,
+            10
+        );
         // Stabilization: a 2 recommended 10 s ago within a 60 s up window holds a scale-up to 5.
-        let slow_up = Rules { stabilization_window_secs: 60, ..up.clone() };
-        let mut recs = vec![Stamped { at: t(-10), value: 2 }];
-        assert_eq!(stabilize_with_behavior(&mut recs, 2, 5, &slow_up, &down, t(0)).0, 2);
+        let slow_up = Rules {
+            stabilization_window_secs: 60,
+            ..up.clone()
+        };
+        let mut recs = vec![Stamped {
+            at: t(-10),
+            value: 2,
+        }];
+        assert_eq!(
+            stabilize_with_behavior(&mut recs, 2, 5, &slow_up, &down, t(0)).0,
+            2
+        );
         // The default 300 s down window keeps the highest recent recommendation.
-        let mut recs = vec![Stamped { at: t(-100), value: 6 }];
+        let mut recs = vec![Stamped {
+            at: t(-100),
+            value: 6,
+        }];
         assert_eq!(stabilize_with_behavior(&mut recs, 6, 2, &up, &down, t(0)), (6, "ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"));
-        let (mut ups, mut downs) = (vec![Stamped { at: t(-100), value: 1 }], vec![]);
+        let (mut ups, mut downs) = (
+            vec![Stamped {
+                at: t(-100),
+                value: 1,
+            }],
+            vec![],
+        );
         record_scale_event(&mut ups, &mut downs, &up, &down, 2, 5, t(0));
-        assert_eq!(ups, vec![Stamped { at: t(0), value: 3 }], "the 100 s old event is past every period");
+        assert_eq!(
+            ups,
+            vec![Stamped { at: t(0), value: 3 }],
+            "the 100 s old event is past every period"
+        );
     }
 
     #[test]

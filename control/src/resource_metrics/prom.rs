@@ -88,8 +88,10 @@ fn parse_value(v: &str) -> Option<f64> {
     }
 }
 
+type Labels = Vec<(String, String)>;
+
 /// Parses `k="v",...}` and returns the labels and what follows the closing brace.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();
@@ -98,11 +100,7 @@ fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
         }
         let eq = s.find('=').ok_or("label without '='")?;
         let key = s[..eq].trim();
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("bad label name {key:?}"));
         }
         s = s[eq + 1..].trim_start();
@@ -172,7 +170,10 @@ mod tests {
     fn malformed_lines_name_their_number() {
         let wanted = ["m"];
         assert_eq!(parse("m{a=\"x\"}\n", &wanted).unwrap_err().line, 1);
-        assert!(parse("\nm{a=x} 1\n", &wanted).unwrap_err().what.contains("quoted"));
+        assert!(parse("\nm{a=x} 1\n", &wanted)
+            .unwrap_err()
+            .what
+            .contains("quoted"));
         assert!(parse("m{a=\"x} 1\n", &wanted).is_err());
         assert!(parse("m 1 notatime\n", &wanted).is_err());
         assert!(parse("m one\n", &wanted).is_err());

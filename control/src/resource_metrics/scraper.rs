@@ -62,7 +62,11 @@ async fn scrape_all(
     let Some(def) = api.resources.find("", "v1", "nodes") else {
         return HashMap::new();
     };
-    let nodes = match api.store.list(&def.prefix(None), &ListOptions::default()).await {
+    let nodes = match api
+        .store
+        .list(&def.prefix(None), &ListOptions::default())
+        .await
+    {
         Ok(page) => page.items,
         Err(e) => {
             tracing::warn!(error = %e, "listing nodes to scrape failed");

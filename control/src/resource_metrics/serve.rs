@@ -17,8 +17,10 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 
 /// The discovery entries of the group: (plural, kind, namespaced).
-pub const RESOURCES: [(&str, &str, bool); 2] =
-    [("nodes", "NodeMetrics", false), ("pods", "PodMetrics", true)];
+pub const RESOURCES: [(&str, &str, bool); 2] = [
+    ("nodes", "NodeMetrics", false),
+    ("pods", "PodMetrics", true),
+];
 
 pub async fn handle(api: &Api, info: &RequestInfo, query: &Query) -> Result<Reply, ApiError> {
     let no_route = || ApiError::NoRoute {
@@ -59,7 +61,10 @@ pub async fn handle(api: &Api, info: &RequestInfo, query: &Query) -> Result<Repl
         }
         None => api
             .store
-            .list(&def.prefix(info.namespace.as_deref()), &ListOptions::default())
+            .list(
+                &def.prefix(info.namespace.as_deref()),
+                &ListOptions::default(),
+            )
             .await
             .map_err(|e| ApiError::from_store(e, "", base.1, ""))?
             .items
@@ -74,13 +79,17 @@ pub async fn handle(api: &Api, info: &RequestInfo, query: &Query) -> Result<Repl
         .filter_map(|o| metrics_of(&api.resource_metrics, kind, o, now))
         .collect();
     match &info.name {
-        Some(name) => items.into_iter().next().map(|o| Reply::json(200, o)).ok_or(
-            ApiError::NotFound {
-                group: GROUP.into(),
-                resource: info.resource.clone(),
-                name: name.clone(),
-            },
-        ),
+        Some(name) => {
+            items
+                .into_iter()
+                .next()
+                .map(|o| Reply::json(200, o))
+                .ok_or(ApiError::NotFound {
+                    group: GROUP.into(),
+                    resource: info.resource.clone(),
+                    name: name.clone(),
+                })
+        }
         None => Ok(Reply::json(
             200,
             json!({"kind": format!("{kind}List"), "apiVersion": format!("{GROUP}/{VERSION}"),

@@ -266,11 +266,29 @@ mod tests {
         // 15 s later: the node used 3 core-seconds (200m), the container 7.5 (500m).
         s.store(batch(&scrape(1_015_000, 103.0, 17.5, 100.0)), 15_000);
         let n = s.node("n1").unwrap();
-        assert_eq!((n.cpu_nanocores, n.memory_bytes, n.window_ms), (200_000_000, 2048, 15_000));
+        assert_eq!(
+            (n.cpu_nanocores, n.memory_bytes, n.window_ms),
+            (200_000_000, 2048, 15_000)
+        );
         let (pod, cs) = s.pod("d", "web").unwrap();
         assert_eq!(pod.timestamp_ms, 1_015_000);
-        assert_eq!(cs, vec![("app".to_string(), Usage { timestamp_ms: 1_015_000, window_ms: 15_000, cpu_nanocores: 500_000_000, memory_bytes: 4096 })]);
-        assert_eq!(s.pod("d", "half"), None, "a container without memory is dropped");
+        assert_eq!(
+            cs,
+            vec![(
+                "app".to_string(),
+                Usage {
+                    timestamp_ms: 1_015_000,
+                    window_ms: 15_000,
+                    cpu_nanocores: 500_000_000,
+                    memory_bytes: 4096
+                }
+            )]
+        );
+        assert_eq!(
+            s.pod("d", "half"),
+            None,
+            "a container without memory is dropped"
+        );
         // A scrape with the same timestamp keeps the previous point.
         s.store(batch(&scrape(1_015_000, 103.0, 17.5, 100.0)), 15_000);
         assert_eq!(s.node("n1").unwrap().cpu_nanocores, 200_000_000);
@@ -283,15 +301,34 @@ mod tests {
     fn restarts_start_over_and_fresh_containers_count_from_their_start() {
         let mut s = Storage::default();
         s.store(batch(&scrape(1_000_000, 1.0, 10.0, 100.0)), 15_000);
-        // Restarted at 1005 s (after the stored point): no previous point.
-        s.store(batch(&scrape(1_015_000, 2.0, 1.0, 1005.0)), 60_000);
+        // Restarted at 1008 s (after the stored point, under 10 s ago): no previous point.
+        s.store(batch(&scrape(1_015_000, 2.0, 1.0, 1008.0)), 60_000);
         assert_eq!(s.pod("d", "web"), None);
+        // Restarted 10 s ago with a 60 s resolution: counted from its start (1 s of CPU in 10 s).
+        let mut s = Storage::default();
+        s.store(batch(&scrape(1_000_000, 1.0, 10.0, 100.0)), 60_000);
+        s.store(batch(&scrape(1_015_000, 2.0, 1.0, 1005.0)), 60_000);
+        assert_eq!(s.pod("d", "web").unwrap().0.cpu_nanocores, 100_000_000);
         // Younger than one resolution but 10 s old: the start is the previous point (0 CPU).
         let mut s = Storage::default();
         s.store(batch(&scrape(1_020_000, 1.0, 5.0, 1000.0)), 60_000);
         let (u, _) = s.pod("d", "web").unwrap();
         assert_eq!((u.window_ms, u.cpu_nanocores), (20_000, 250_000_000));
         // A decreasing counter yields nothing.
-        assert_eq!(usage(&Point { cpu_nanos: 1, timestamp_ms: 2, ..Default::default() }, &Point { cpu_nanos: 2, timestamp_ms: 1, ..Default::default() }), None);
+        assert_eq!(
+            usage(
+                &Point {
+                    cpu_nanos: 1,
+                    timestamp_ms: 2,
+                    ..Default::default()
+                },
+                &Point {
+                    cpu_nanos: 2,
+                    timestamp_ms: 1,
+                    ..Default::default()
+                }
+            ),
+            None
+        );
     }
 }

@@ -131,7 +131,11 @@ pub async fn handle(ctx: &Ctx<'_>, storage: &ResourceDef) -> Result<Reply, ApiEr
             // The client's version decides what is valid and which fields are unknown.
             let warnings = verbs::validate(ctx, &mut obj)?;
             let stored = to_storage(&obj)?;
-            let c = storage_ctx(ctx, storage, Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()));
+            let c = storage_ctx(
+                ctx,
+                storage,
+                Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()),
+            );
             let reply = if ctx.info.verb == "create" {
                 verbs::create::handle(&c).await?
             } else {
@@ -140,7 +144,10 @@ pub async fn handle(ctx: &Ctx<'_>, storage: &ResourceDef) -> Result<Reply, ApiEr
             Ok(add_warnings(reply_to_view(reply, storage, view), warnings))
         }
         "patch" => patch(ctx, storage).await,
-        other => Err(ApiError::MethodNotAllowed(format!("{other} {}", view.plural))),
+        other => Err(ApiError::MethodNotAllowed(format!(
+            "{other} {}",
+            view.plural
+        ))),
     }
 }
 
@@ -169,16 +176,23 @@ async fn patch(ctx: &Ctx<'_>, storage: &ResourceDef) -> Result<Reply, ApiError> 
         let shown = v2_to_v1(&current);
         let mut patched = verbs::patch::apply_patch(patch_type, &shown, &ctx.body)?;
         if !patched.is_object() {
-            return Err(ApiError::BadRequest("the patched object must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "the patched object must be a JSON object".into(),
+            ));
         }
         // A resourceVersion the patch set is the client's precondition; else ours.
-        let pinned = objects::meta_str(&patched, "resourceVersion") != objects::meta_str(&shown, "resourceVersion");
+        let pinned = objects::meta_str(&patched, "resourceVersion")
+            != objects::meta_str(&shown, "resourceVersion");
         if !pinned {
             objects::set_resource_version(&mut patched, rev);
         }
         let warnings = verbs::validate(ctx, &mut patched)?;
         let stored = to_storage(&patched)?;
-        let c = storage_ctx(ctx, storage, Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()));
+        let c = storage_ctx(
+            ctx,
+            storage,
+            Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()),
+        );
         match verbs::update::handle(&c).await {
             Ok(reply) => return Ok(add_warnings(reply_to_view(reply, storage, view), warnings)),
             Err(ApiError::Conflict { .. }) if !pinned && attempt < PATCH_ATTEMPTS => continue,
