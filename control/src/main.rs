@@ -37,6 +37,9 @@ struct Args {
     /// Do not run the controllers inside this process (run `pea-control controllers` instead).
     #[arg(long)]
     disable_controllers: bool,
+    /// Do not serve pea-dashboard at /dashboard/.
+    #[arg(long)]
+    disable_dashboard: bool,
     /// The range node IPAM of the in-process controllers hands pod CIDRs out of.
     #[arg(long)]
     cluster_cidr: Option<String>,
@@ -348,6 +351,21 @@ fn main() -> anyhow::Result<()> {
                 }
             }))
         };
+        // pea-dashboard, a client of the API like the scheduler: it reaches the server through
+        // its listen address and trusts its CA, but acts only with each user's own token.
+        if !args.disable_dashboard {
+            let dashboard = std::sync::Arc::new(
+                pea_dashboard::Dashboard::from_kubeconfig(&running.kubeconfig, "/dashboard")
+                    .await?,
+            );
+            running.mount(
+                "/dashboard",
+                std::sync::Arc::new(move |req| {
+                    let d = dashboard.clone();
+                    Box::pin(async move { d.handle(req).await })
+                }),
+            );
+        }
         println!(
             "pea-control listening on {} (kubeconfig: {})",
             running.addr,

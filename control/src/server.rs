@@ -113,6 +113,43 @@ pub enum ServerError {
     KubeletClient(#[from] crate::kubelet_proxy::KubeletClientError),
 }
 
+/// Serves the requests under a path prefix beside the API (pea-dashboard at `/dashboard`). It
+/// sees the request as it came (its body read, at most [`MAX_BODY`] bytes) and does its own
+/// authentication: the API's (bearer token, client certificate) does not apply to it.
+pub type MountHandler = Arc<
+    dyn Fn(Request<Bytes>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The mounted handlers, by prefix; shared by every connection, set after start.
+#[derive(Clone, Default)]
+struct Mounts(Arc<std::sync::RwLock<Vec<(String, MountHandler)>>>);
+
+impl std::fmt::Debug for Mounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefixes: Vec<String> = self
+            .0
+            .read()
+            .map(|m| m.iter().map(|(p, _)| p.clone()).collect())
+            .unwrap_or_default();
+        f.debug_tuple("Mounts").field(&prefixes).finish()
+    }
+}
+
+impl Mounts {
+    fn find(&self, path: &str) -> Option<MountHandler> {
+        let mounts = self.0.read().ok()?;
+        mounts
+            .iter()
+            .find(|(prefix, _)| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map(|(_, h)| h.clone())
+    }
+}
+
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
 #[derive(Debug)]
 pub struct Running {
@@ -123,9 +160,20 @@ pub struct Running {
     pub api: Arc<Api>,
     stop: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
+    mounts: Mounts,
 }
 
-impl Running {
+impl Running {    /// Serves `prefix` (e.g. "/dashboard": that path and everything under it) with `handler`
+    /// from now on. API paths are never shadowed: none starts with a mounted prefix.
+    pub fn mount(&self, prefix: &str, handler: MountHandler) {
+        let prefix = prefix.trim_end_matches('/').to_string();
+        if let Ok(mut m) = self.mounts.0.write() {
+            m.retain(|(p, _)| *p != prefix);
+            m.push((prefix, handler));
+        }
+    }
+
+
     /// Stops accepting and closes open connections (watches end).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -317,6 +365,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             stop_rx.clone(),
         ));
     }
+    let mounts = Mounts::default();
     let accept = tokio::spawn(accept_loop(
         listener,
         acceptor,
@@ -324,6 +373,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             api: api.clone(),
             tokens,
             kubelet,
+            mounts: mounts.clone(),
         },
         stop_rx,
     ));
@@ -336,6 +386,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         api,
         stop,
         accept,
+        mounts,
     })
 }
 
@@ -377,6 +428,7 @@ struct Front {
     api: Arc<Api>,
     tokens: Arc<Tokens>,
     kubelet: Arc<KubeletClient>,
+    mounts: Mounts,
 }
 
 async fn accept_loop(
@@ -505,8 +557,19 @@ async fn serve(
         api,
         tokens,
         kubelet,
+        mounts,
     } = front;
     let started = Instant::now();
+    if let Some(handler) = mounts.find(req.uri().path()) {
+        let (parts, body) = req.into_parts();
+        let response = match read_body(body).await {
+            Ok(body) => handler(Request::from_parts(parts, body)).await,
+            Err(e) => error_response(e),
+        };
+        api.metrics
+            .observe("other", "", response.status().as_u16(), started.elapsed());
+        return Ok(response);
+    }
     // Taken before the body is: only the request itself can hand its connection over.
     let upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let http_method = req.method().clone();

@@ -16,6 +16,8 @@ packages=(
   containerd podman
   # cluster DNS and ingress: checks and benchmark anchors
   bind9-dnsutils dnsperf unbound wrk nginx-light
+  # pea-dashboard's browser tests (WebDriver) and screenshots
+  chromium chromium-driver
 )
 
 missing=()

@@ -15,7 +15,7 @@
 //! A *types crate* is named `*-types`; an *API crate* of control/ is named `*-api`, `*-types` or
 //! `*-client`. Inside control/, the API clients (the scheduler, the controllers) may not depend on
 //! the API server or its store (`pea-control`, `pea-control-store`): they talk to the API only;
-//! pea-dns and pea-ingress are such clients too. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
+//! pea-dns, pea-ingress and pea-dashboard are such clients too. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
 //! build, dev). Separately, the OCI runtime library (`libcontainer`) may only be linked into
 //! runtime/ and tests/: the shim runs `pea-runtime` as a program, never in its tokio process.
 //!
@@ -78,7 +78,13 @@ impl Member {
 const CONTROL_SERVER: &[&str] = &["pea-control", "pea-control-store"];
 /// control/ crates that are clients of the API (like kube-scheduler and
 /// kube-controller-manager): never linked to the server's internals.
-const CONTROL_CLIENTS: &[&str] = &["pea-scheduler", "pea-controllers", "pea-dns", "pea-ingress"];
+const CONTROL_CLIENTS: &[&str] = &[
+    "pea-scheduler",
+    "pea-controllers",
+    "pea-dns",
+    "pea-ingress",
+    "pea-dashboard",
+];
 
 /// cni/ crates that are node programs of their own: none may depend on another.
 const CNI_PROGRAMS: &[&str] = &["pea-cni", "pea-proxy"];
@@ -296,7 +302,7 @@ mod tests {
         assert!(!allowed(&controllers, &server));
         assert!(!allowed(&controllers, &store));
         assert!(allowed(&scheduler, &api));
-        for client in ["pea-dns", "pea-ingress"] {
+        for client in ["pea-dns", "pea-ingress", "pea-dashboard"] {
             let c = m(client, Layer::Control);
             assert!(!allowed(&c, &server), "{client} links the API server");
             assert!(!allowed(&c, &store), "{client} links the store");
@@ -305,6 +311,10 @@ mod tests {
         assert!(
             allowed(&server, &scheduler),
             "the server may run the scheduler in-process"
+        );
+        assert!(
+            allowed(&server, &m("pea-dashboard", Layer::Control)),
+            "the server may mount the dashboard"
         );
         let proxy = m("pea-proxy", Layer::Cni);
         assert!(allowed(&proxy, &api), "pea-proxy is an API client");

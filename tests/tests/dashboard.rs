@@ -1,0 +1,642 @@
+//! pea-dashboard in a real browser (Debian's headless Chromium, driven through chromedriver with the
+//! W3C WebDriver protocol spoken directly) against a real `pea-control` process that serves it at `/dashboard/` (and once
+//! against the standalone `pea-dashboard` binary). Objects are made with the real kubectl 1.32;
+//! the Deployment's pods are "hollow" (a Node object without a kubelet: they are scheduled but
+//! never run). Screenshots go to docs/dashboard/ (the README shows them).
+//!
+//! Needs the pea-control and pea-dashboard binaries (`cargo build -p pea-control -p
+//! pea-dashboard`, or PEA_CONTROL_BIN / PEA_DASHBOARD_BIN) and `chromium` + `chromium-driver`
+//! (tests/scripts/prereqs.sh).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pea_tests::bins::workspace_binary;
+use pea_tests::control::Kubectl;
+use pea_tests::fixtures::pause::workspace_root;
+use pea_tests::fixtures::registry::free_port;
+use serde_json::{json, Value};
+
+const ADMIN_TOKEN: &str = "dashboard-admin-token-0123456789abcdef";
+const VIEWER_TOKEN: &str = "dashboard-viewer-token-0123456789abcdef";
+const HOSTILE: &str = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+
+/// A child process killed (by its pid) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a program whose first stdout line is `<prefix> <address> ...`; returns the address.
+fn start_announcing(mut cmd: Command, prefix: &str, log: &Path) -> (Proc, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let proc = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("no announcement; log:\n{}", read(log)));
+    let addr = line
+        .strip_prefix(prefix)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log:\n{}", read(log)))
+        .to_string();
+    (proc, addr)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Polls `f` for up to `secs`.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The W3C WebDriver element key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// chromedriver on a free loopback port with one headless Chromium session of a fresh profile,
+/// spoken to with the W3C WebDriver protocol (JSON over HTTP) directly.
+struct Browser {
+    agent: ureq::Agent,
+    session: String,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start(dir: &Path) -> Self {
+        let port = free_port().expect("free port");
+        let log = dir.join("chromedriver.log");
+        let driver = Proc(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("chromedriver (apt-get install chromium-driver)"),
+        );
+        eventually(20, "chromedriver to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let profile = tempfile::Builder::new()
+            .prefix("pea-chromium-")
+            .tempdir()
+            .expect("profile dir");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            // pea-control's serving certificate is issued by its own CA.
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    "--window-size=1360,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let base = format!("http://127.0.0.1:{port}");
+        let (code, v) = send(&agent, "POST", &format!("{base}/session"), Some(&caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("new session: {code} {v}; chromedriver log:\n{}", read(&log)))
+            .to_string();
+        Browser {
+            agent,
+            session: format!("{base}/session/{session}"),
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// One WebDriver command; panics on an error answer.
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (code, v) = send(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.session),
+            body.as_ref(),
+        );
+        assert!(code == 200, "WebDriver {method} {path}: {code} {v}");
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn source(&self) -> String {
+        self.cmd("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Runs `body` as an async script; it calls `done(value)`.
+    fn js_async(&self, body: &str) -> Value {
+        let script = format!("const done = arguments[arguments.length - 1]; {body}");
+        self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    fn find_all(&self, css: &str) -> Vec<String> {
+        let v = self.cmd(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
+            .collect()
+    }
+
+    fn find(&self, css: &str) -> String {
+        self.find_all(css).into_iter().next().unwrap_or_else(|| {
+            panic!(
+                "{css} not found on {}; page:\n{}",
+                self.url(),
+                self.source()
+            )
+        })
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn exists(&self, css: &str) -> bool {
+        !self.find_all(css).is_empty()
+    }
+
+    /// Clicks something that loads a new page (a link, a form's button) and waits for that page.
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.js("window.peaOldPage = true;");
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+        eventually(15, &format!("the page after clicking {css}"), || {
+            self.js("return window.peaOldPage === undefined && document.readyState === 'complete'")
+                == json!(true)
+        });
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn login(&self, base: &str, token: &str) {
+        self.goto(&format!("{base}/dashboard/"));
+        assert!(
+            self.url().ends_with("/dashboard/login"),
+            "not sent to the login page: {}",
+            self.url()
+        );
+        self.type_into("#token", token);
+        self.click("#login");
+        assert!(
+            self.url().ends_with("/dashboard/"),
+            "login did not land on the overview: {} {}",
+            self.url(),
+            self.source()
+        );
+    }
+
+    fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap_or_default())
+            .expect("screenshot is base64");
+        let dir = workspace_root().join("docs/dashboard");
+        std::fs::create_dir_all(&dir).expect("docs/dashboard");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+}
+
+/// One HTTP request to chromedriver: (status, JSON answer).
+fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    let resp = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        ("DELETE", _) => agent.delete(url).call(),
+        (_, b) => agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(b.map(Value::to_string).unwrap_or_else(|| "{}".into())),
+    };
+    let mut resp = resp.unwrap_or_else(|e| panic!("WebDriver {method} {url}: {e}"));
+    let code = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("WebDriver {method} {url}: reading the answer: {e}"));
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = send(&self.agent, "DELETE", &self.session, None);
+    }
+}
+
+const OBJECTS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: "nginx:1.27", ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: hunter2-not-shown}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: "<b>fast</b>"}
+"#;
+
+/// A Node object with capacity and a Ready condition and no kubelet behind it.
+fn hollow_node(k: &Kubectl, name: &str) {
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}).to_string(),
+    );
+    let res = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
+    let status = json!({"status": {"capacity": res, "allocatable": res, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "hollow node",
+         "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    k.ok(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
+fn replicas(k: &Kubectl) -> String {
+    k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ])
+}
+
+#[test]
+fn dashboard_in_a_browser_against_pea_control() {
+    let dir = tempfile::Builder::new()
+        .prefix("pea-dashboard-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // kube-apiserver's token file format; pea-control keeps an existing one.
+    std::fs::write(
+        data.join("tokens.csv"),
+        format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n{VIEWER_TOKEN},viewer,viewer\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(workspace_binary("pea-control", "PEA_CONTROL_BIN"));
+    cmd.arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"]);
+    let log = dir.path().join("pea-control.log");
+    let (_control, addr) = start_announcing(cmd, "pea-control listening on ", &log);
+    let base = format!("https://{addr}");
+    let k = Kubectl::new(&data.join("admin.kubeconfig"));
+    hollow_node(&k, "node-a");
+    k.ok_stdin(&["apply", "-f", "-"], OBJECTS);
+    k.ok(&["annotate", "deployment", "web", &format!("evil={HOSTILE}")]);
+    eventually(30, "the Deployment's two pods", || {
+        k.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count()
+            == 2
+    });
+
+    let b = Browser::start(dir.path());
+
+    // Logging in with a wrong token is refused by the API server (401), shown on the form.
+    b.goto(&format!("{base}/dashboard/login"));
+    b.type_into("#token", "not-a-token");
+    b.click("#login");
+    assert!(b.text("#login-error").contains("401"), "{}", b.source());
+
+    // Admin: overview with the node, its capacity and the pods by phase.
+    b.login(&base, ADMIN_TOKEN);
+    let nodes = b.text("#nodes");
+    assert!(
+        nodes.contains("node-a") && nodes.contains("Ready") && nodes.contains("4 / 4"),
+        "{nodes}"
+    );
+    assert!(
+        b.text("#phases").contains("Pending"),
+        "{}",
+        b.text("#phases")
+    );
+    b.screenshot("overview");
+
+    // Workloads in default: the Deployment, its ReplicaSet and both pods.
+    b.goto(&format!("{base}/dashboard/workloads?ns=default"));
+    let deployments = b.text("#deployments");
+    assert!(deployments.contains("web"), "{deployments}");
+    let pods = b.text("#pods");
+    assert_eq!(pods.matches("web-").count(), 2, "{pods}");
+    assert!(
+        b.text("#replicasets").contains("web-"),
+        "{}",
+        b.text("#replicasets")
+    );
+    // Search narrows every list by name.
+    b.goto(&format!("{base}/dashboard/workloads?ns=default&q=nomatch"));
+    assert!(!b.text("#pods").contains("web-"));
+    b.goto(&format!("{base}/dashboard/workloads?ns=default"));
+    b.screenshot("workloads");
+
+    // The Deployment's page (a deep link): the hostile annotation is text, nothing ran.
+    b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
+    let annotations = b.text("#annotations");
+    assert!(annotations.contains(HOSTILE), "{annotations}");
+    let injected = b.js(
+        "return [document.scripts.length, typeof window.pwned, document.querySelectorAll('#annotations img, #annotations script').length]",
+    );
+    assert_eq!(
+        injected,
+        json!([1, "undefined", 0]),
+        "markup from the annotation became elements"
+    );
+    assert!(b
+        .source()
+        .contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"));
+    assert_eq!(b.text("#pods").matches("web-").count(), 2);
+    b.screenshot("deployment");
+
+    // Scale from the UI; kubectl agrees, and the controllers make the third pod.
+    b.type_into("#replicas", "3");
+    b.click("#scale");
+    assert!(b.text("#flash").contains("Scaled"), "{}", b.source());
+    assert_eq!(replicas(&k), "3");
+    eventually(30, "a third pod", || {
+        k.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count()
+            == 3
+    });
+
+    // A POST without the CSRF token, from the logged-in page itself, is refused (403) and
+    // changes nothing.
+    let status = b.js_async(
+        "fetch('/dashboard/ns/default/deployments/web/scale', {method: 'POST', body: new URLSearchParams({replicas: '7'})}).then(r => done(r.status))",
+    );
+    assert_eq!(status, json!(403));
+    assert_eq!(replicas(&k), "3");
+
+    // YAML view, then an edit through server-side apply.
+    b.click("#yaml-link");
+    let yaml = b.text("#yaml");
+    assert!(
+        yaml.contains("kind: Deployment") && yaml.contains("replicas: 3"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("managedFields"), "{yaml}");
+    b.screenshot("yaml");
+    b.js("const t = document.getElementById('yaml-text'); t.value = t.value.replace('replicas: 3', 'replicas: 4').replace('tier: front', 'tier: edited');");
+    b.click("#apply");
+    assert!(b.text("#flash").contains("Applied"), "{}", b.source());
+    assert_eq!(replicas(&k), "4");
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.labels.tier}"
+        ]),
+        "edited"
+    );
+    let managers = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+        "--show-managed-fields",
+    ]);
+    assert!(managers.contains("pea-dashboard"), "{managers}");
+
+    // Secrets: hidden until asked. ConfigMap values are escaped text.
+    b.goto(&format!("{base}/dashboard/ns/default/secrets/creds"));
+    assert!(!b.source().contains("hunter2-not-shown"));
+    assert!(
+        b.text("#data").contains("hidden (17 bytes)"),
+        "{}",
+        b.text("#data")
+    );
+    b.click("#reveal");
+    assert!(b.text("#data").contains("hunter2-not-shown"));
+    b.goto(&format!("{base}/dashboard/ns/default/secrets/creds/yaml"));
+    assert!(
+        !b.source().contains("aHVudGVy"),
+        "the YAML view shows the secret's data"
+    );
+    b.goto(&format!("{base}/dashboard/ns/default/configmaps/settings"));
+    assert!(b.text("#data").contains("<b>fast</b>"));
+    assert!(!b.exists("#data b"));
+    b.goto(&format!("{base}/dashboard/network?ns=default"));
+    assert!(
+        b.text("#services").contains("80/TCP"),
+        "{}",
+        b.text("#services")
+    );
+
+    // Cordon the node from the overview; kubectl agrees; uncordon.
+    b.goto(&format!("{base}/dashboard/"));
+    b.click("#nodes form button");
+    assert!(b.text("#flash").contains("cordoned"));
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "node",
+            "node-a",
+            "-o",
+            "jsonpath={.spec.unschedulable}"
+        ]),
+        "true"
+    );
+    b.click("#nodes form button");
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "node",
+            "node-a",
+            "-o",
+            "jsonpath={.spec.unschedulable}"
+        ]),
+        ""
+    );
+
+    // A pod's page: containers, conditions, and logs (a hollow pod has none: the error shows).
+    let pod = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    b.goto(&format!("{base}/dashboard/ns/default/pods/{pod}"));
+    assert!(b.text("#containers").contains("nginx:1.27"));
+    b.screenshot("pod");
+    b.click("#logs-link");
+    assert!(b.source().contains("Logs of pod"), "{}", b.source());
+
+    // Delete with confirmation.
+    b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
+    b.click("#delete-link");
+    assert!(b.source().contains("Delete Deployment default/web?"));
+    b.screenshot("delete");
+    b.click("#confirm-delete");
+    assert!(b.text("#flash").contains("Deleted"));
+    let gone = k.run(&["get", "deployment", "web"]);
+    assert!(!gone.status.success() && String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
+
+    // A user the API server does not authorize: every read shows the 403, and so does a write.
+    b.click("#logout");
+    assert!(b.url().ends_with("/dashboard/login"));
+    b.goto(&format!("{base}/dashboard/workloads"));
+    assert!(
+        b.url().ends_with("/dashboard/login"),
+        "still logged in after logout"
+    );
+    b.login(&base, VIEWER_TOKEN);
+    assert!(
+        b.text("#nodes .error").contains("403 Forbidden"),
+        "{}",
+        b.source()
+    );
+    b.goto(&format!("{base}/dashboard/workloads?ns=default"));
+    assert!(b.text("#deployments .error").contains("403 Forbidden"));
+    b.screenshot("forbidden");
+    let refused = b.js_async(
+        "const csrf = document.querySelector('input[name=csrf]').value; fetch('/dashboard/nodes/node-a/cordon', {method: 'POST', body: new URLSearchParams({csrf, unschedulable: 'true'})}).then(async r => done([r.status, await r.text()]))",
+    );
+    assert_eq!(refused[0], json!(403), "{refused}");
+    assert!(
+        refused[1].as_str().unwrap_or("").contains("403 Forbidden"),
+        "{refused}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "node",
+            "node-a",
+            "-o",
+            "jsonpath={.spec.unschedulable}"
+        ]),
+        ""
+    );
+
+    // The standalone binary against the same API server, over plain HTTP on loopback.
+    let mut cmd = Command::new(workspace_binary("pea-dashboard", "PEA_DASHBOARD_BIN"));
+    cmd.arg("--kubeconfig")
+        .arg(data.join("admin.kubeconfig"))
+        .args(["--listen", "127.0.0.1:0"]);
+    let dlog = dir.path().join("pea-dashboard.log");
+    let (_dashboard, url) = start_announcing(cmd, "pea-dashboard listening on ", &dlog);
+    let standalone = url.trim_end_matches("/dashboard/").to_string();
+    b.login(&standalone, ADMIN_TOKEN);
+    assert!(b.text("#nodes").contains("node-a"));
+    // Neither server logged a token.
+    for l in [&log, &dlog] {
+        let text = read(l);
+        assert!(
+            !text.contains(ADMIN_TOKEN) && !text.contains(VIEWER_TOKEN),
+            "a token in {}",
+            l.display()
+        );
+    }
+}
