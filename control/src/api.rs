@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::auth::{authorize, User};
+use crate::auth::User;
+use crate::authz::{Attributes, NodeFacts};
 use crate::discovery;
 use crate::metrics::Metrics;
 use crate::objects;
@@ -45,6 +46,8 @@ pub struct Api {
     pub service_cidr: crate::ipalloc::ServiceCidr,
     /// Where Service node ports come from.
     pub node_port_range: crate::portalloc::PortRange,
+    /// The authorizer chain (Node, RBAC) and its RBAC index.
+    pub authz: crate::authz::Authorizer,
     /// The kubelets' resource metrics (metrics.k8s.io), filled by the scraper.
     pub resource_metrics: Arc<crate::resource_metrics::ResourceMetrics>,
 }
@@ -103,7 +106,10 @@ pub struct Incoming<'a> {
     pub content_type: &'a str,
     pub user_agent: &'a str,
     pub body: Bytes,
+    /// The authenticated user; `None` for a request without credentials.
     pub user: Option<User>,
+    /// What the `Impersonate-*` headers ask for.
+    pub impersonate: Option<crate::rbac::impersonation::Impersonation>,
 }
 
 /// Everything a verb handler needs.
@@ -257,24 +263,47 @@ impl Api {
         routed: Option<Route>,
         query: &Query,
     ) -> Result<Reply, ApiError> {
-        // Health endpoints answer without credentials, like kube-apiserver's default.
-        if let Some(Route::Health(which)) = &routed {
-            let ok = self.store.current_revision().await.is_ok();
-            return Ok(Reply::Text {
-                code: if ok { 200 } else { 500 },
-                body: if ok {
-                    "ok".into()
-                } else {
-                    format!("[-]etcd failed: {which}")
-                },
-                content_type: "text/plain; charset=utf-8",
-            });
+        // Who asks: the authenticated user, kube's anonymous user for a request without
+        // credentials (which RBAC lets read the health endpoints and /version, and which gets
+        // 401 for anything else), or whom either may impersonate.
+        let anonymous = req.user.is_none();
+        let authenticated = req.user.clone().unwrap_or_else(User::anonymous);
+        let user = match &req.impersonate {
+            Some(imp) => match imp.apply(&self.authz, &authenticated) {
+                Ok(u) => u,
+                Err(_) if anonymous => return Err(ApiError::Unauthorized),
+                Err(e) => return Err(e),
+            },
+            None => authenticated,
+        };
+        let user = &user;
+        // Like kube-apiserver, authorization comes before routing: anything that is not a
+        // resource is a path to authorize (a 404 only for those allowed to look).
+        if let Some(Route::Resource(info)) = &routed {
+            return self.resource(req, info, query, user, anonymous).await;
         }
-        let user = req.user.as_ref().ok_or(ApiError::Unauthorized)?;
+        self.check(
+            user,
+            anonymous,
+            &Attributes::non_resource(req.method, req.path),
+            NodeFacts::default(),
+        )?;
         let routed = routed.ok_or_else(|| ApiError::NoRoute {
             path: req.path.into(),
         })?;
         match routed {
+            Route::Health(which) => {
+                let ok = self.store.current_revision().await.is_ok();
+                Ok(Reply::Text {
+                    code: if ok { 200 } else { 500 },
+                    body: if ok {
+                        "ok".into()
+                    } else {
+                        format!("[-]etcd failed: {which}")
+                    },
+                    content_type: "text/plain; charset=utf-8",
+                })
+            }
             Route::Version => Ok(Reply::json(200, discovery::version())),
             Route::Metrics => Ok(Reply::Text {
                 code: 200,
@@ -311,9 +340,74 @@ impl Api {
                     })
             }
             Route::OpenApi(path) => self.openapi(&path, req.accept),
-            Route::Health(_) => unreachable!("handled above"),
-            Route::Resource(info) => self.resource(req, &info, query, user).await,
+            Route::Resource(_) => unreachable!("handled above"),
         }
+    }
+
+    /// Runs the authorizer chain; a refusal is logged (who, verb, what) and becomes kube's
+    /// 403, or 401 for a request that presented no credentials.
+    pub fn check(
+        &self,
+        user: &User,
+        anonymous: bool,
+        attrs: &Attributes,
+        node: NodeFacts<'_>,
+    ) -> Result<(), ApiError> {
+        let d = self.authz.authorize(user, attrs, node);
+        if d.allowed {
+            return Ok(());
+        }
+        tracing::info!(
+            user = %user.name,
+            groups = ?user.groups,
+            verb = %attrs.verb,
+            resource = %if attrs.resource_request { attrs.combined_resource() } else { String::new() },
+            group = %attrs.api_group,
+            namespace = %attrs.namespace,
+            name = %attrs.name,
+            path = %attrs.path,
+            reason = %d.reason,
+            "request forbidden"
+        );
+        if anonymous {
+            return Err(ApiError::Unauthorized);
+        }
+        Err(attrs.forbidden(&user.name, &d.reason))
+    }
+
+    /// What the node authorizer looks at beyond the request: for a node's pod status writes
+    /// and deletes, the node the pod is bound to; for its creates, the name in the body.
+    async fn node_facts(
+        &self,
+        ctx: &Ctx<'_>,
+        info: &RequestInfo,
+    ) -> (Option<String>, Option<RequestInfo>) {
+        let bound_node =
+            if info.resource == "pods" && (info.subresource.is_some() || info.verb == "delete") {
+                match info.name.as_deref() {
+                    Some(n) => ctx.current(n).await.ok().and_then(|(p, _)| {
+                        p.pointer("/spec/nodeName")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    }),
+                    None => None,
+                }
+            } else {
+                None
+            };
+        // A create names its object in the body (JSON or protobuf, as the verb decodes it).
+        let named = (info.verb == "create" && info.name.is_none()).then(|| {
+            let name = verbs::body_object(ctx).ok().and_then(|b| {
+                b.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            RequestInfo {
+                name,
+                ..info.clone()
+            }
+        });
+        (bound_node, named)
     }
 
     async fn resource(
@@ -322,31 +416,52 @@ impl Api {
         info: &RequestInfo,
         query: &Query,
         user: &User,
+        anonymous: bool,
     ) -> Result<Reply, ApiError> {
-        if info.api_group == crate::resource_metrics::GROUP {
-            if !authorize(user, info, None) {
-                return Err(forbidden(user, info));
-            }
-            return crate::resource_metrics::serve::handle(self, info, query).await;
-        }
-        let def = self
+        let found = self
             .resources
             .find(&info.api_group, &info.api_version, &info.resource)
-            .ok_or_else(|| ApiError::NoRoute {
-                path: req.path.into(),
-            })?;
-        if let Some(sub) = &info.subresource {
-            if !def.has_subresource(sub) {
-                return Err(ApiError::NoRoute {
-                    path: req.path.into(),
-                });
-            }
-        }
-        if !def.namespaced && info.namespace.is_some() {
-            return Err(ApiError::NoRoute {
-                path: req.path.into(),
+            .filter(|def| {
+                info.subresource
+                    .as_deref()
+                    .is_none_or(|sub| def.has_subresource(sub))
+                    && (def.namespaced || info.namespace.is_none())
             });
+        let attrs = Attributes::from_info(info, query);
+        // The node authorizer looks at the object (only for node identities, only for served
+        // resources); everyone else is decided from the request alone.
+        let (bound_node, named) = match found {
+            Some(def) if user.groups.iter().any(|g| g == crate::auth::NODES_GROUP) => {
+                let ctx = Ctx {
+                    api: self,
+                    info,
+                    def,
+                    query,
+                    accept: req.accept,
+                    content_type: req.content_type,
+                    user_agent: req.user_agent,
+                    body: req.body.clone(),
+                    user,
+                };
+                self.node_facts(&ctx, info).await
+            }
+            _ => (None, None),
+        };
+        self.check(
+            user,
+            anonymous,
+            &attrs,
+            NodeFacts {
+                info: Some(named.as_ref().unwrap_or(info)),
+                bound_node: bound_node.as_deref(),
+            },
+        )?;
+        if info.api_group == crate::resource_metrics::GROUP {
+            return crate::resource_metrics::serve::handle(self, info, query).await;
         }
+        let def = found.ok_or_else(|| ApiError::NoRoute {
+            path: req.path.into(),
+        })?;
         let ctx = Ctx {
             api: self,
             info,
@@ -358,44 +473,8 @@ impl Api {
             body: req.body.clone(),
             user,
         };
-        // Nodes write the status of, and finally delete, only the pods bound to them.
-        let bound_node = if info.resource == "pods"
-            && (info.subresource.is_some() || info.verb == "delete")
-            && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
-        {
-            match info.name.as_deref() {
-                Some(n) => ctx.current(n).await.ok().and_then(|(p, _)| {
-                    p.pointer("/spec/nodeName")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                }),
-                None => None,
-            }
-        } else {
-            None
-        };
-        // A create names its object in the body (JSON or protobuf, as the verb decodes it):
-        // authorize against that name.
-        let named;
-        let info_for_authz = if info.verb == "create"
-            && info.name.is_none()
-            && user.groups.iter().any(|g| g == crate::auth::NODES_GROUP)
-        {
-            let name = verbs::body_object(&ctx).ok().and_then(|b| {
-                b.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
-            named = RequestInfo {
-                name,
-                ..info.clone()
-            };
-            &named
-        } else {
-            info
-        };
-        if !authorize(user, info_for_authz, bound_node.as_deref()) {
-            return Err(forbidden(user, info));
+        if crate::rbac::review::is_review_group(def.group) {
+            return crate::rbac::review::handle(&ctx).await;
         }
         if let Some(storage) = verbs::converted::storage_def(&self.resources, def) {
             verbs::check_options(&ctx)?;
@@ -411,7 +490,7 @@ impl Api {
             };
         }
         verbs::check_options(&ctx)?;
-        match info.verb.as_str() {
+        let result = match info.verb.as_str() {
             "get" => verbs::get::handle(&ctx).await,
             "list" => verbs::list::handle(&ctx).await,
             "watch" => verbs::watch::handle(&ctx).await,
@@ -421,6 +500,33 @@ impl Api {
             "delete" => verbs::delete::handle(&ctx).await,
             "deletecollection" => verbs::delete_collection::handle(&ctx).await,
             other => Err(ApiError::MethodNotAllowed(format!("{other} {}", req.path))),
+        };
+        if def.group == crate::rbac::GROUP && !info.is_read() {
+            if let Ok(reply) = &result {
+                self.sync_rbac(&ctx, reply).await;
+            }
+        }
+        result
+    }
+
+    /// After a write of an RBAC object, the authorizer sees it before the reply goes out: the
+    /// writer's next request is decided by it (the watch would follow a moment later).
+    async fn sync_rbac(&self, ctx: &Ctx<'_>, reply: &Reply) {
+        let index = &self.authz.rbac;
+        let name = match (&ctx.info.name, reply) {
+            (Some(n), _) => Some(n.clone()),
+            (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
+                objects::meta_str(body, "name").map(str::to_string)
+            }
+            _ => None,
+        };
+        match name {
+            Some(n) => index.sync_key(self.store.as_ref(), &ctx.key(&n)).await,
+            None => {
+                if let Err(e) = index.resync(self.store.as_ref()).await {
+                    tracing::warn!(error = %e, "re-listing RBAC objects failed");
+                }
+            }
         }
     }
 
@@ -492,20 +598,6 @@ impl Api {
     }
 }
 
-/// The 403 for `user` asking what `info` names.
-fn forbidden(user: &User, info: &RequestInfo) -> ApiError {
-    ApiError::Forbidden {
-        user: format!("User \"{}\"", user.name),
-        verb: info.verb.clone(),
-        group: info.api_group.clone(),
-        resource: match &info.subresource {
-            Some(s) => format!("{}/{s}", info.resource),
-            None => info.resource.clone(),
-        },
-        namespace: info.namespace.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use pea_control_store::{KeyValue, ListOptions, ListResult, Revision, StoreError, Watch};
@@ -557,6 +649,7 @@ mod tests {
             watch_cache: Default::default(),
             service_cidr: crate::ipalloc::ServiceCidr::parse("10.96.0.0/12").unwrap(),
             node_port_range: crate::portalloc::PortRange::default(),
+            authz: crate::authz::Authorizer::new(crate::authz::Mode::default()),
             resource_metrics: Default::default(),
         });
         let (reply, verb, resource) = api
@@ -571,7 +664,9 @@ mod tests {
                 user: Some(User {
                     name: "admin".into(),
                     groups: vec![crate::auth::ADMIN_GROUP.into()],
+                    ..User::default()
                 }),
+                impersonate: None,
             })
             .await;
         assert_eq!((verb.as_str(), resource.as_str()), ("get", "configmaps"));

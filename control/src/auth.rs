@@ -1,21 +1,77 @@
 //! Authentication (client certificates signed by our CA, bearer tokens from the token file) and
-//! authorization (admins may do anything; a node may only touch its own objects).
+//! the node authorizer (a node may only touch its own objects), the first link of the
+//! authorizer chain in [`crate::authz`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::request::RequestInfo;
 
 /// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// The token file's uid, or an impersonated one; empty for certificates.
+    pub uid: String,
+    /// Extra attributes (only impersonation sets them).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 pub const ADMIN_GROUP: &str = "system:masters";
 pub const NODES_GROUP: &str = "system:nodes";
 const NODE_PREFIX: &str = "system:node:";
+/// Every authenticated request's group, and every unauthenticated one's.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
+pub const ANONYMOUS_USER: &str = "system:anonymous";
+/// Service account user names: `system:serviceaccount:NAMESPACE:NAME`.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
+
+impl User {
+    /// The user of a request that presented no credentials (kube's anonymous user).
+    pub fn anonymous() -> Self {
+        Self {
+            name: ANONYMOUS_USER.into(),
+            groups: vec![UNAUTHENTICATED_GROUP.into()],
+            ..Self::default()
+        }
+    }
+
+    /// The user an authenticator vouched for, with the groups kube adds: a service account's
+    /// `system:serviceaccounts` and `system:serviceaccounts:NS`, and `system:authenticated`.
+    pub fn authenticated(mut self) -> Self {
+        if let Some((ns, _)) = split_service_account(&self.name) {
+            for g in [
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{ns}"),
+            ] {
+                if !self.groups.contains(&g) {
+                    self.groups.push(g);
+                }
+            }
+        }
+        if !self
+            .groups
+            .iter()
+            .any(|g| g == AUTHENTICATED_GROUP || g == UNAUTHENTICATED_GROUP)
+        {
+            self.groups.push(AUTHENTICATED_GROUP.into());
+        }
+        self
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.name == ANONYMOUS_USER
+    }
+}
+
+/// `system:serviceaccount:NS:NAME` → (NS, NAME), as kube's `serviceaccount.SplitUsername`.
+pub fn split_service_account(user: &str) -> Option<(&str, &str)> {
+    let rest = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?;
+    let (ns, name) = rest.split_once(':')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -70,7 +126,7 @@ impl Tokens {
                 .next()
                 .filter(|u| !u.is_empty())
                 .ok_or_else(|| bad("missing user"))?;
-            let _uid = parts.next().ok_or_else(|| bad("missing uid"))?;
+            let uid = parts.next().ok_or_else(|| bad("missing uid"))?;
             let groups = parts
                 .next()
                 .map(|g| {
@@ -86,6 +142,8 @@ impl Tokens {
                 User {
                     name: user.to_string(),
                     groups,
+                    uid: uid.to_string(),
+                    extra: BTreeMap::new(),
                 },
             );
         }
@@ -111,7 +169,11 @@ pub fn user_from_cert(der: &[u8]) -> Option<User> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    Some(User { name, groups })
+    Some(User {
+        name,
+        groups,
+        ..User::default()
+    })
 }
 
 /// Decides whether `user` may do what `info` asks. `bound_node` is, for pod status writes, the
@@ -189,6 +251,7 @@ mod tests {
         let n1 = User {
             name: "system:node:n1".into(),
             groups: vec![NODES_GROUP.into()],
+            ..User::default()
         };
         assert!(authorize(
             &n1,
@@ -277,12 +340,42 @@ mod tests {
         let plain = User {
             name: "system:node:n1".into(),
             groups: vec![],
+            ..User::default()
         };
         assert!(!authorize(
             &plain,
             &info("get", "", "pods", Some("default"), None, None),
             None
         ));
+    }
+
+    #[test]
+    fn authenticated_users_get_kube_groups() {
+        let u = User {
+            name: "system:serviceaccount:team:bot".into(),
+            ..User::default()
+        }
+        .authenticated();
+        assert_eq!(
+            u.groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:team",
+                AUTHENTICATED_GROUP
+            ]
+        );
+        let admin = User {
+            name: "admin".into(),
+            groups: vec![ADMIN_GROUP.into(), AUTHENTICATED_GROUP.into()],
+            ..User::default()
+        };
+        assert_eq!(admin.clone().authenticated(), admin);
+        assert_eq!(split_service_account("system:serviceaccount:a:b:c"), None);
+        assert_eq!(
+            split_service_account("system:serviceaccount:a:b"),
+            Some(("a", "b"))
+        );
+        assert!(User::anonymous().is_anonymous());
     }
 
     #[test]

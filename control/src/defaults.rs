@@ -155,6 +155,7 @@ fn default_requests_to_limits(spec: &mut Value) {
 /// (updates and patches too, so a field a client dropped comes back instead of flapping).
 pub fn apply_to_spec(kind: &str, obj: &mut Value) {
     match kind {
+        "RoleBinding" | "ClusterRoleBinding" => crate::rbac::default_subjects(obj),
         "Namespace" => set_if_absent(obj, "/spec/finalizers", json!(["kubernetes"])),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {

@@ -45,6 +45,16 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
+/// The verbs a resource serves: the review kinds (access reviews, SelfSubjectReview) are
+/// create only.
+fn verbs_of(d: &ResourceDef) -> &'static [&'static str] {
+    if crate::rbac::review::is_review_group(d.group) {
+        &["create"]
+    } else {
+        &VERBS
+    }
+}
+
 fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "binding" | "eviction" => &["create"],
@@ -151,7 +161,7 @@ pub fn resource_list(r: &Resources, group: &str, version: &str) -> Option<Value>
             "singularName": d.singular,
             "namespaced": d.namespaced,
             "kind": d.kind,
-            "verbs": VERBS,
+            "verbs": verbs_of(d),
             "shortNames": d.short_names,
             "categories": d.categories,
         }));
@@ -231,7 +241,7 @@ fn aggregated_resources(r: &Resources, g: &str, v: &str) -> Vec<Value> {
                 "responseKind": {"group": d.group, "version": d.version, "kind": d.kind},
                 "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": d.singular,
-                "verbs": VERBS,
+                "verbs": verbs_of(d),
                 "shortNames": d.short_names,
                 "categories": d.categories,
             });

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authz;
 pub mod defaults;
 pub mod discovery;
 pub mod gc;
@@ -26,6 +27,7 @@ pub mod portalloc;
 pub mod protobuf;
 pub mod qos;
 pub mod ranges;
+pub mod rbac;
 pub mod request;
 pub mod resource_metrics;
 pub mod resources;

@@ -13,6 +13,9 @@ pub type Cause = (String, String);
 pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     match kind {
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+            out.extend(crate::rbac::validate(kind, obj))
+        }
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut out),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => workload(obj, &mut out),
         "Job" => job_spec(obj.get("spec"), "spec", &mut out),
@@ -92,6 +95,9 @@ pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
         }
     };
     match kind {
+        "RoleBinding" | "ClusterRoleBinding" => {
+            out.extend(crate::rbac::validate_update(kind, old, new))
+        }
         "Pod" => {
             // Only images, activeDeadlineSeconds, tolerations and the grace period may change.
             let mut allowed = old.get("spec").cloned().unwrap_or(Value::Null);

@@ -55,6 +55,9 @@ pub struct Config {
     /// A PEM bundle to verify kubelets' serving certificates with (kube-apiserver's
     /// `--kubelet-certificate-authority`); `None` does not verify them, as kube's default.
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// kube-apiserver's `--authorization-mode`: `Node,RBAC` (the default), `RBAC`, or
+    /// `AlwaysAllow` (every authenticated request is allowed; for comparisons only).
+    pub authorization_mode: String,
     /// Seconds between scrapes of the kubelets' resource metrics (metrics-server's
     /// `--metric-resolution`, 15 s); 0 turns the metrics.k8s.io scraper off.
     pub metric_resolution_secs: f64,
@@ -74,6 +77,7 @@ impl Default for Config {
             service_node_port_range: "30000-32767".into(),
             gc_sweep_interval_secs: 60,
             kubelet_certificate_authority: None,
+            authorization_mode: "Node,RBAC".into(),
             metric_resolution_secs: 15.0,
         }
     }
@@ -111,13 +115,17 @@ pub enum ServerError {
     Bootstrap(ApiError),
     #[error(transparent)]
     KubeletClient(#[from] crate::kubelet_proxy::KubeletClientError),
+    #[error("config: {0}")]
+    AuthorizationMode(String),
 }
 
 /// Serves the requests under a path prefix beside the API (pea-dashboard at `/dashboard`). It
 /// sees the request as it came (its body read, at most [`MAX_BODY`] bytes) and does its own
 /// authentication: the API's (bearer token, client certificate) does not apply to it.
 pub type MountHandler = Arc<
-    dyn Fn(Request<Bytes>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+    dyn Fn(
+            Request<Bytes>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
         + Send
         + Sync,
 >;
@@ -163,7 +171,8 @@ pub struct Running {
     mounts: Mounts,
 }
 
-impl Running {    /// Serves `prefix` (e.g. "/dashboard": that path and everything under it) with `handler`
+impl Running {
+    /// Serves `prefix` (e.g. "/dashboard": that path and everything under it) with `handler`
     /// from now on. API paths are never shadowed: none starts with a mounted prefix.
     pub fn mount(&self, prefix: &str, handler: MountHandler) {
         let prefix = prefix.trim_end_matches('/').to_string();
@@ -172,7 +181,6 @@ impl Running {    /// Serves `prefix` (e.g. "/dashboard": that path and everythi
             m.push((prefix, handler));
         }
     }
-
 
     /// Stops accepting and closes open connections (watches end).
     pub async fn shutdown(self) {
@@ -267,6 +275,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     }
     let service_cidr = crate::ipalloc::ServiceCidr::parse(&config.service_cidr)?;
     let node_port_range = crate::portalloc::PortRange::parse(&config.service_node_port_range)?;
+    let authorization_mode = crate::authz::Mode::parse(&config.authorization_mode)
+        .map_err(ServerError::AuthorizationMode)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -309,6 +319,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         watch_cache: Default::default(),
         service_cidr,
         node_port_range,
+        authz: crate::authz::Authorizer::new(authorization_mode),
         resource_metrics: Arc::new(crate::resource_metrics::ResourceMetrics::new(
             Duration::from_secs_f64(config.metric_resolution_secs.clamp(0.0, 3600.0)),
         )),
@@ -316,6 +327,18 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     api.ensure_default_namespaces()
         .await
         .map_err(ServerError::Bootstrap)?;
+    // kube-apiserver's bootstrap roles and bindings, the RBAC index, and the aggregated roles
+    // (admin, edit, view) complete before the first request.
+    crate::rbac::bootstrap::reconcile(&api)
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    let rbac_revision = api.authz.rbac.resync(api.store.as_ref()).await?;
+    // Aggregated roles can aggregate aggregated roles (admin ⊃ edit ⊃ view): settle them all.
+    for _ in 0..8 {
+        if crate::rbac::aggregation::aggregate_once(&api).await == 0 {
+            break;
+        }
+    }
     let scheme = if config.insecure_http {
         "http"
     } else {
@@ -357,6 +380,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Duration::from_secs(config.gc_sweep_interval_secs),
         stop_rx.clone(),
     ));
+    tokio::spawn(
+        api.authz
+            .rbac
+            .clone()
+            .run(api.store.clone(), rbac_revision, stop_rx.clone()),
+    );
+    tokio::spawn(crate::rbac::aggregation::run(api.clone(), stop_rx.clone()));
+    let mounts = Mounts::default();
     if config.metric_resolution_secs > 0.0 {
         tokio::spawn(crate::resource_metrics::scraper::run(
             api.clone(),
@@ -365,7 +396,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             stop_rx.clone(),
         ));
     }
-    let mounts = Mounts::default();
     let accept = tokio::spawn(accept_loop(
         listener,
         acceptor,
@@ -598,7 +628,9 @@ async fn serve(
             }
         },
         None => cert_user,
-    };
+    }
+    .map(User::authenticated);
+    let impersonate = crate::rbac::impersonation::Impersonation::from_headers(&headers);
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => {
@@ -617,6 +649,7 @@ async fn serve(
             user_agent: &user_agent,
             body: body.clone(),
             user,
+            impersonate,
         })
         .await;
     let response = match reply {

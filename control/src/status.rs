@@ -51,13 +51,15 @@ pub enum ApiError {
     Gone(String),
     #[error("Unauthorized")]
     Unauthorized,
-    #[error("{user} cannot {verb} resource \"{resource}\" in API group \"{group}\"{}", namespace.as_ref().map(|n| format!(" in the namespace \"{n}\"")).unwrap_or_default())]
+    /// kube's `NewForbidden`: `pods "web" is forbidden: <message>` (`forbidden: <message>`
+    /// for a path that is not a resource). `message` is, for authorization refusals, kube's
+    /// `User "x" cannot list resource "pods" ...` ([`crate::authz::Attributes::forbidden`]).
+    #[error("{}", forbidden_text(group, resource, name, message))]
     Forbidden {
-        user: String,
-        verb: String,
         group: String,
         resource: String,
-        namespace: Option<String>,
+        name: String,
+        message: String,
     },
     /// An object a policy protects (kube-apiserver's admission plugins), e.g. the namespaces
     /// every cluster has.
@@ -99,6 +101,23 @@ pub enum ApiError {
         retry_after_seconds: u32,
         causes: Vec<(String, String)>,
     },
+}
+
+/// The message of kube's `NewForbidden(groupResource, name, err)`.
+fn forbidden_text(group: &str, resource: &str, name: &str, message: &str) -> String {
+    if group.is_empty() && resource.is_empty() {
+        return format!("forbidden: {message}");
+    }
+    let qualified = if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    };
+    if name.is_empty() {
+        format!("{qualified} is forbidden: {message}")
+    } else {
+        format!("{qualified} {name:?} is forbidden: {message}")
+    }
 }
 
 impl ApiError {
@@ -186,8 +205,20 @@ impl ApiError {
                 })).collect::<Vec<_>>(),
             }),
             ApiError::Forbidden {
-                group, resource, ..
-            } => json!({"group": group, "kind": resource}),
+                group,
+                resource,
+                name,
+                ..
+            } => {
+                // Go leaves empty StatusDetails fields out.
+                let mut d = serde_json::Map::new();
+                for (k, v) in [("name", name), ("group", group), ("kind", resource)] {
+                    if !v.is_empty() {
+                        d.insert(k.into(), json!(v));
+                    }
+                }
+                Value::Object(d)
+            }
             ApiError::Backend(b) => json!({"name": b.name, "group": "", "kind": b.resource,
                 "causes": [{"message": b.server_message}]}),
             ApiError::TooManyRequests {

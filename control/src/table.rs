@@ -189,6 +189,22 @@ fn workload_wide() -> [Value; 3] {
 /// Columns of the kinds kube-apiserver prints beyond the core set (pkg/printers/internalversion).
 fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
     let mut cols = match kind {
+        "Role" | "ClusterRole" => {
+            return vec![
+                name,
+                col("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            ]
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            return vec![
+                name,
+                col("Role", "string", 0, "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace."),
+                age,
+                col("Users", "string", 1, "Users in the roleBinding"),
+                col("Groups", "string", 1, "Groups in the roleBinding"),
+                col("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
+            ]
+        }
         "Event" => {
             let mut name = name;
             name["priority"] = json!(1);
@@ -456,6 +472,38 @@ fn has_condition(obj: &Value, ty: &str) -> bool {
 
 fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -> Vec<Value> {
     let mut cells = match kind {
+        "Role" | "ClusterRole" => {
+            return vec![name, json!(s(obj.pointer("/metadata/creationTimestamp")))];
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let of = |k: &str| -> String {
+                arr(obj, "/subjects")
+                    .iter()
+                    .filter(|x| x["kind"] == k)
+                    .map(|x| {
+                        let n = s(x.get("name"));
+                        if k == "ServiceAccount" {
+                            format!("{}/{n}", s(x.get("namespace")))
+                        } else {
+                            n
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(obj.pointer("/roleRef/kind")),
+                    s(obj.pointer("/roleRef/name"))
+                )),
+                a,
+                json!(of("User")),
+                json!(of("Group")),
+                json!(of("ServiceAccount")),
+            ];
+        }
         "Event" => {
             let first = since(obj, "/firstTimestamp", now)
                 .or_else(|| since(obj, "/eventTime", now))

@@ -21,6 +21,22 @@ pub fn is_dns_label(s: &str) -> bool {
 
 /// Why `name` is not a valid object name for `kind`, if it is not.
 pub fn name_problem(kind: &str, name: &str) -> Option<String> {
+    // RBAC names are any path segment (kube's ValidateRBACName): `system:basic-user`.
+    if matches!(
+        kind,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+    ) && !name.is_empty()
+    {
+        if name == "." || name == ".." {
+            return Some(format!("may not be '{name}'"));
+        }
+        let bad: Vec<String> = ["/", "%"]
+            .iter()
+            .filter(|c| name.contains(**c))
+            .map(|c| format!("may not contain '{c}'"))
+            .collect();
+        return (!bad.is_empty()).then(|| bad.join(", "));
+    }
     // Service names become DNS names and environment variable prefixes: an RFC 1035 label,
     // which must start with a letter (kube's ValidateServiceName).
     if kind == "Service"

@@ -16,6 +16,7 @@ mod discovery;
 mod meta;
 mod networking;
 mod pod;
+mod rbac;
 mod policy;
 mod schema;
 mod storage;
@@ -112,6 +113,19 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("networking.k8s.io/v1", "Ingress") => &networking::INGRESS,
         ("policy/v1", "PodDisruptionBudget") => &policy::POD_DISRUPTION_BUDGET,
         ("policy/v1" | "policy/v1beta1", "Eviction") => &policy::EVICTION,
+        ("rbac.authorization.k8s.io/v1", "Role") => &rbac::ROLE,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => &rbac::CLUSTER_ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => {
+            &rbac::ROLE_BINDING
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            &rbac::SELF_SUBJECT_ACCESS_REVIEW
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
+            &rbac::SUBJECT_ACCESS_REVIEW
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &rbac::SELF_SUBJECT_RULES_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => &rbac::SELF_SUBJECT_REVIEW,
         _ => return None,
     })
 }

@@ -89,6 +89,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                     crate::storage::admit_claim(ctx.api, &mut obj).await?;
                 }
                 let warnings = validate(ctx, &mut obj)?;
+                crate::rbac::escalation::admit(ctx, None, &obj)?;
                 managed::write(&mut obj, &[mine(applied_paths.clone())]);
                 if let Some(ns) = ctx.namespace() {
                     crate::verbs::create::check_namespace(ctx, ns).await?;

@@ -47,12 +47,14 @@ pub async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
     let ns_obj: Marked = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
     if ns_obj.metadata.deletion.is_some() {
+        // kube's NamespaceLifecycle admission.
         return Err(ApiError::Forbidden {
-            user: format!("unable to create new content in namespace {ns} because it is being terminated; User \"{}\"", ctx.user.name),
-            verb: "create".into(),
             group: ctx.def.group.into(),
             resource: ctx.def.plural.into(),
-            namespace: Some(ns.into()),
+            name: String::new(),
+            message: format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         });
     }
     Ok(())
@@ -86,6 +88,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         crate::storage::admit_claim(ctx.api, &mut obj).await?;
     }
     let warnings = validate(ctx, &mut obj)?;
+    crate::rbac::escalation::admit(ctx, None, &obj)?;
     let ns = ctx.namespace().map(str::to_string);
     if let Some(ns) = &ns {
         check_namespace(ctx, ns).await?;

@@ -226,6 +226,7 @@ pub async fn write(
         crate::portalloc::prepare(ctx.api.node_port_range, Some(&current), &mut new)?;
     }
     let warnings = validate(ctx, &mut new)?;
+    crate::rbac::escalation::admit(ctx, Some(&current), &new)?;
     if ctx.info.subresource.is_none() {
         let causes = crate::semantic::check_update(ctx.def.kind, &current, &new);
         if !causes.is_empty() {
