@@ -317,11 +317,17 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let running = start(config).await?;
         // The in-process scheduler is a client like any other: it reaches the server through
-        // its own listen address with the admin kubeconfig the server just wrote.
+        // its own listen address, as kube-scheduler's identity (`system:kube-scheduler`, bound
+        // to kube's bootstrap role of that name), not as admin.
         let scheduler = if args.disable_scheduler {
             None
         } else {
-            let client = pea_scheduler::client_from_kubeconfig(&running.kubeconfig).await?;
+            let kubeconfig = running.component_kubeconfig(
+                "scheduler.kubeconfig",
+                "system:kube-scheduler",
+                &[],
+            )?;
+            let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
             Some(tokio::spawn(async move {
                 if let Err(e) =
                     pea_scheduler::run(client, pea_scheduler::SchedulerConfig::default()).await

@@ -169,9 +169,36 @@ pub struct Running {
     stop: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
     mounts: Mounts,
+    /// The URL clients reach the server at, and whether it is plain HTTP.
+    server_url: String,
+    insecure_http: bool,
 }
 
 impl Running {
+    /// Writes `<data dir>/<file>`: a kubeconfig with a client certificate for `user` in
+    /// `groups`, issued by the cluster CA at every start, so an in-process component (the
+    /// scheduler as `system:kube-scheduler`) runs with what its RBAC role grants instead of
+    /// the admin's credentials. Over plain HTTP (no client certificates) it is the admin's.
+    pub fn component_kubeconfig(
+        &self,
+        file: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<PathBuf, ServerError> {
+        if self.insecure_http {
+            return Ok(self.kubeconfig.clone());
+        }
+        let pair = self.pki.issue_client(user, groups)?;
+        let text = crate::kubeconfig::render(&self.server_url, &self.pki.ca.cert_pem, user, &pair);
+        let path = self
+            .kubeconfig
+            .parent()
+            .map(|d| d.join(file))
+            .unwrap_or_else(|| PathBuf::from(file));
+        write_atomic(&path, text.as_bytes(), 0o600)?;
+        Ok(path)
+    }
+
     /// Serves `prefix` (e.g. "/dashboard": that path and everything under it) with `handler`
     /// from now on. API paths are never shadowed: none starts with a mounted prefix.
     pub fn mount(&self, prefix: &str, handler: MountHandler) {
@@ -417,6 +444,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         stop,
         accept,
         mounts,
+        server_url: format!("{scheme}://{client_addr}"),
+        insecure_http: config.insecure_http,
     })
 }
 

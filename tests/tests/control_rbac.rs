@@ -953,3 +953,82 @@ fn nodes_keep_the_node_authorizer_and_gain_rbac_grants() {
     ]);
     n1.ok(&["create", "configmap", "x", "--from-literal=a=b"]);
 }
+
+#[test]
+fn the_scheduler_runs_as_system_kube_scheduler_with_its_bootstrap_role() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let admin = cp.kubectl();
+    // What pea-control's main does for its in-process scheduler.
+    let kubeconfig = cp
+        .running()
+        .component_kubeconfig("scheduler.kubeconfig", "system:kube-scheduler", &[])
+        .unwrap();
+    let sched = Kubectl::new(&kubeconfig);
+    let who = sched.ok(&["auth", "whoami"]);
+    assert!(who.contains("system:kube-scheduler"), "{who}");
+    let err = sched.fails(&["get", "secrets", "-A"]);
+    assert!(
+        err.contains(r#"User "system:kube-scheduler" cannot list resource "secrets""#),
+        "{err}"
+    );
+    let task = cp.block_on(async {
+        let client = pea_scheduler::client_from_kubeconfig(&kubeconfig)
+            .await
+            .unwrap();
+        tokio::spawn(pea_scheduler::run(
+            client,
+            pea_scheduler::SchedulerConfig::default(),
+        ))
+    });
+    admin.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n",
+    );
+    let status = serde_json::json!({"status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "hollow",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    admin.ok(&[
+        "patch",
+        "node",
+        "n1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+    admin.ok(&["run", "fits", "--image=busybox:1.36"]);
+    admin.ok(&["run", "too-big", "--image=busybox:1.36", "--overrides",
+        r#"{"spec":{"containers":[{"name":"too-big","image":"busybox:1.36","resources":{"requests":{"cpu":"100"}}}]}}"#]);
+    // Binding, the Unschedulable condition (pods/status), events and its Lease all work
+    // under the role.
+    eventually("the pod to be bound", || {
+        admin.ok(&["get", "pod", "fits", "-o", "jsonpath={.spec.nodeName}"]) == "n1"
+    });
+    eventually("the Unschedulable condition", || {
+        admin.ok(&[
+            "get",
+            "pod",
+            "too-big",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
+        ]) == "Unschedulable"
+    });
+    eventually("the Scheduled event", || {
+        admin
+            .ok(&["get", "events", "-o", "jsonpath={.items[*].reason}"])
+            .contains("Scheduled")
+    });
+    assert!(admin
+        .ok(&[
+            "get",
+            "lease",
+            "kube-scheduler",
+            "-n",
+            "kube-system",
+            "-o",
+            "name"
+        ])
+        .contains("kube-scheduler"));
+    task.abort();
+}
