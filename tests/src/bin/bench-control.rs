@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use pea_control_store::{sqlite::SqliteStore, Store};
 use pea_tests::bench::{fmt_duration, table, Samples};
 use pea_tests::control::{Backend, ControlPlane};
-use pea_tests::control_client::{tls_connector, ApiClient};
+use pea_tests::control_client::{tls_connector, tls_connector_with_cert, ApiClient};
 use pea_tests::control_etcd::Etcd;
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,12 @@ struct Args {
     /// Events each watcher should see.
     #[arg(long, default_value_t = 200)]
     watch_events: usize,
+    /// Roles and as many RoleBindings in the store for the authorization comparison.
+    #[arg(long, default_value_t = 1000)]
+    authz_fill: usize,
+    /// Run only the authorization comparison (RBAC vs AlwaysAllow).
+    #[arg(long)]
+    authz_only: bool,
 }
 
 /// Throughput of one phase.
@@ -79,6 +85,134 @@ fn pod_body(name: &str) -> Vec<u8> {
 }
 
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `total` requests across `clients` connections made with `connector` (a user's client
+/// certificate): pod creates (`get` false) or gets of one pod. The phase rate.
+async fn requests_as(
+    cp: &ControlPlane,
+    connector: &tokio_rustls::TlsConnector,
+    subject: &str,
+    get: bool,
+    total: usize,
+    clients: usize,
+) -> Result<Rate> {
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(ApiClient::connect(cp.addr, connector, "").await?);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, mut client) in connected.into_iter().enumerate() {
+        let n = total / clients;
+        let subject = subject.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            for i in 0..n {
+                if started.elapsed() > DEADLINE {
+                    break;
+                }
+                let (code, body) = if get {
+                    client
+                        .call("GET", "/api/v1/namespaces/default/pods/authz-target", None)
+                        .await?
+                } else {
+                    let name = format!("authz-{}-{c}-{i}", subject.replace(' ', "-"));
+                    client
+                        .call(
+                            "POST",
+                            "/api/v1/namespaces/default/pods",
+                            Some(pod_body(&name)),
+                        )
+                        .await?
+                };
+                if code != 200 && code != 201 {
+                    bail!("{subject}: {code}: {}", String::from_utf8_lossy(&body));
+                }
+                done += 1;
+            }
+            Ok::<_, anyhow::Error>(done)
+        }));
+    }
+    let mut ops = 0;
+    for t in tasks {
+        ops += t.await??;
+    }
+    Ok(Rate {
+        subject: subject.into(),
+        clients,
+        ops,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Pod creates and gets by a non-admin user (`bench`), on a server with RBAC on and `fill`
+/// Roles and RoleBindings for other users beside the one that grants it, and on one with
+/// authorization off (AlwaysAllow), same run, alternating.
+fn authz_comparison(rt: &tokio::runtime::Runtime, fill: usize, total: usize) -> Result<Vec<Rate>> {
+    let rbac = ControlPlane::start(Backend::Embedded)?;
+    let off = ControlPlane::start_with(Backend::Embedded, |c| {
+        c.authorization_mode = "AlwaysAllow".into()
+    })?;
+    let mut rows = Vec::new();
+    rt.block_on(async {
+        for cp in [&rbac, &off] {
+            let admin = tls_connector(&cp.running().pki.ca.cert_pem)?;
+            let mut a = ApiClient::connect(cp.addr, &admin, &cp.running().admin_token).await?;
+            let (code, body) = a
+                .call("POST", "/api/v1/namespaces/default/pods", Some(pod_body("authz-target")))
+                .await?;
+            if code != 201 {
+                bail!("target pod: {code}: {}", String::from_utf8_lossy(&body));
+            }
+        }
+        let admin = tls_connector(&rbac.running().pki.ca.cert_pem)?;
+        let mut a = ApiClient::connect(rbac.addr, &admin, &rbac.running().admin_token).await?;
+        let rbac_path = "/apis/rbac.authorization.k8s.io/v1/namespaces/default";
+        let rule = serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get"]}]);
+        for i in 0..=fill {
+            // The last pair is the bench user's; the others name other users.
+            let (name, who) = if i == fill {
+                ("bench".to_string(), "bench".to_string())
+            } else {
+                (format!("filler-{i}"), format!("user-{i}"))
+            };
+            let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name}, "rules": rule});
+            let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": who}]});
+            for (kind, obj) in [("roles", role), ("rolebindings", binding)] {
+                let (code, body) = a
+                    .call("POST", &format!("{rbac_path}/{kind}"), Some(obj.to_string().into_bytes()))
+                    .await?;
+                if code != 201 {
+                    bail!("{kind} {name}: {code}: {}", String::from_utf8_lossy(&body));
+                }
+            }
+        }
+        let user = |cp: &ControlPlane| -> Result<tokio_rustls::TlsConnector> {
+            let pki = &cp.running().pki;
+            let pair = pki.issue_client("bench", &["bench-group"])?;
+            tls_connector_with_cert(&pki.ca.cert_pem, &pair.cert_pem, &pair.key_pem)
+        };
+        let (on, off_c) = (user(&rbac)?, user(&off)?);
+        let on_label = format!("RBAC on ({fill} Roles + {fill} RoleBindings)");
+        for round in 0..2 {
+            for get in [false, true] {
+                let what = if get { "gets" } else { "creates" };
+                let mut r = requests_as(&off, &off_c, &format!("off {what} {round}"), get, total, 32).await?;
+                r.subject = format!("AlwaysAllow, pod {what}");
+                rows.push(r);
+                let mut r = requests_as(&rbac, &on, &format!("on {what} {round}"), get, total, 32).await?;
+                r.subject = format!("{on_label}, pod {what}");
+                rows.push(r);
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(rows)
+}
 
 /// `total` creates across `clients` connections; per-request latencies and the phase rate.
 async fn creates(
@@ -381,6 +515,36 @@ fn main() -> Result<()> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut seq_rate, mut par_rate) = (Vec::new(), Vec::new());
     let mut sweep_lat = Vec::new();
+    let authz_rows = authz_comparison(&rt, args.authz_fill, args.creates)?;
+    let authz_table = |rows: &[Rate]| {
+        let mut out = String::new();
+        for what in ["creates", "gets"] {
+            let picked: Vec<&Rate> = rows.iter().filter(|r| r.subject.ends_with(what)).collect();
+            let anchor = format!("AlwaysAllow, pod {what}");
+            let sum = |on: bool| -> f64 {
+                let rs: Vec<&&Rate> = picked
+                    .iter()
+                    .filter(|r| (r.subject == anchor) != on)
+                    .collect();
+                rs.iter().map(|r| r.ops as f64).sum::<f64>()
+                    / rs.iter().map(|r| r.elapsed.as_secs_f64()).sum::<f64>()
+            };
+            out.push_str(&rate_table(
+                &format!("Authorization: pod {what}/s, 32 clients, a non-admin user (2 rounds each, alternating)"),
+                &picked.iter().map(|r| Rate { subject: r.subject.clone(), clients: r.clients, ops: r.ops, elapsed: r.elapsed }).collect::<Vec<_>>(),
+                &anchor,
+            ));
+            out.push_str(&format!(
+                "\nRBAC on / AlwaysAllow, pod {what}, both rounds: {:.2}×\n\n",
+                sum(true) / sum(false)
+            ));
+        }
+        out
+    };
+    if args.authz_only {
+        println!("{}", authz_table(&authz_rows));
+        return Ok(());
+    }
 
     // Anchors first: the raw embedded store, then etcd's own puts (etcd runs only for its phase,
     // so its background fsyncs do not slow the other subjects).
@@ -481,6 +645,7 @@ fn main() -> Result<()> {
             "pea-control etcd: list every resource"
         )
     );
+    println!("{}", authz_table(&authz_rows));
     for s in &watch_lat {
         println!(
             "{}: watch p50 {} p99 {} ({} events)",
