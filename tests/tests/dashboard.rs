@@ -2,7 +2,9 @@
 //! W3C WebDriver protocol spoken directly) against a real `pea-control` process that serves it at `/dashboard/` (and once
 //! against the standalone `pea-dashboard` binary). Objects are made with the real kubectl 1.32;
 //! the Deployment's pods are "hollow" (a Node object without a kubelet: they are scheduled but
-//! never run). Screenshots go to docs/dashboard/ (the README shows them).
+//! never run). Screenshots go to a temporary directory, or to the directory named by
+//! PEA_DASHBOARD_SCREENSHOTS (`PEA_DASHBOARD_SCREENSHOTS=docs/dashboard` refreshes the README's),
+//! so a test run never rewrites tracked files.
 //!
 //! Needs the pea-control and pea-dashboard binaries (`cargo build -p pea-control -p
 //! pea-dashboard`, or PEA_CONTROL_BIN / PEA_DASHBOARD_BIN) and `chromium` + `chromium-driver`
@@ -269,8 +271,11 @@ impl Browser {
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().unwrap_or_default())
             .expect("screenshot is base64");
-        let dir = workspace_root().join("docs/dashboard");
-        std::fs::create_dir_all(&dir).expect("docs/dashboard");
+        let dir = match std::env::var_os("PEA_DASHBOARD_SCREENSHOTS") {
+            Some(d) => workspace_root().join(d),
+            None => std::env::temp_dir().join("pea-dashboard-screenshots"),
+        };
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 }
