@@ -319,6 +319,29 @@ mod tests {
             &info("create", "", "configmaps", Some("default"), None, None),
             None
         ));
+        // The kubelet reads the claims its pods mount and their volumes (never writes them).
+        assert!(authorize(
+            &n1,
+            &info(
+                "get",
+                "",
+                "persistentvolumeclaims",
+                Some("default"),
+                Some("c"),
+                None
+            ),
+            None
+        ));
+        assert!(authorize(
+            &n1,
+            &info("get", "", "persistentvolumes", None, Some("pvc-1"), None),
+            None
+        ));
+        assert!(!authorize(
+            &n1,
+            &info("update", "", "persistentvolumes", None, Some("pvc-1"), None),
+            None
+        ));
         // No node reaches into pods through the kubelet subresources, its own included.
         for (verb, sub) in [
             ("create", "exec"),

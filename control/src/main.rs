@@ -50,6 +50,10 @@ struct Args {
     /// How often the in-process HPA controller reconciles each autoscaler, e.g. `15s`.
     #[arg(long, value_parser = parse_duration_secs)]
     horizontal_pod_autoscaler_sync_period: Option<f64>,
+    /// The directory the in-process local-path provisioner makes volumes in on each node
+    /// (default /var/lib/pea/storage).
+    #[arg(long)]
+    local_path_dir: Option<String>,
     /// PEM bundle that kubelets' serving certificates must chain to (not checked without it,
     /// as kube-apiserver's default).
     #[arg(long)]
@@ -103,7 +107,7 @@ enum Command {
         kubeconfig: PathBuf,
         /// JSON ControllersConfig (controllers, clusterCidr, nodeCidrMaskSize, leaderElect, rootCaPem,
         /// leaderElection.{namespace,name,identity,leaseDurationSecs,renewDeadlineSecs,
-        /// retryPeriodSecs}, workers).
+        /// retryPeriodSecs}, workers, localPathDir, localPathHelperImage).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Which controllers, kube's syntax: `*` all, `foo` on, `-foo` off (e.g. `*,-podgc`).
@@ -350,6 +354,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(cidr) = args.cluster_cidr.clone() {
                 c.cluster_cidr = cidr;
+            }
+            if let Some(dir) = args.local_path_dir.clone() {
+                c.local_path_dir = dir;
             }
             Some(tokio::spawn(async move {
                 if let Err(e) = pea_controllers::run(client, c).await {

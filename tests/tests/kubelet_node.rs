@@ -584,3 +584,178 @@ spec:
         p["status"]
     );
 }
+
+/// Polls `f` for up to 60 s; panics with `what` and the kubelet's log tail.
+fn wait_until(n: &KubeletNode, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s\n--- kubelet log tail:\n{}\n--- control log tail:\n{}",
+            pea_tests::kubelet_node::tail(&n.kubelet_log(), 40),
+            pea_tests::kubelet_node::tail(&n.control_log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn persistent_volume_claims_keep_data_across_pods_and_are_cleaned_up() {
+    let mut n = KubeletNode::new("node-a").expect("node");
+    n.start_kubelet().expect("kubelet");
+    node_ready(&n);
+    // A local-path class whose volumes go under the test's directory; its cleanup pods run
+    // the node's busybox.
+    let base = n.host_dir("storage");
+    n.apply(&format!(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: node-local}}
+provisioner: pea.dev/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+parameters: {{basePath: {base}, helperImage: {image}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  storageClassName: node-local
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 16Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: writer}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sh, -c, 'echo kept-by-the-volume > /data/f; while true; do sleep 1; done']
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, persistentVolumeClaim: {{claimName: data}}}}]
+"#,
+        base = base.display(),
+        image = n.image,
+    ));
+    // Scheduled → the claim learns the node → provisioned there → bound → mounted.
+    n.wait_pod("writer", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let pvc = n.get_json(&["pvc", "data"]).expect("pvc");
+    assert_eq!(pvc["status"]["phase"], "Bound");
+    let pv = pvc["spec"]["volumeName"].as_str().unwrap().to_string();
+    let dir = base.join(&pv);
+    wait_until(&n, "the file on the node", || {
+        std::fs::read_to_string(dir.join("f")).ok().as_deref() == Some("kept-by-the-volume\n")
+    });
+    n.ok(&["delete", "pod", "writer"]);
+    n.wait_gone("writer", Duration::from_secs(60));
+    assert!(dir.join("f").exists(), "the data outlives its pod");
+
+    // A new pod (read-only) sees the data; it cannot write.
+    n.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sh, -c, 'while true; do sleep 1; done']
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, persistentVolumeClaim: {{claimName: data, readOnly: true}}}}]
+"#,
+        image = n.image,
+    ));
+    n.wait_pod("reader", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let out = n.ok(&[
+        "exec",
+        "reader",
+        "--",
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g 2>/dev/null && echo wrote || echo read-only",
+    ]);
+    assert_eq!(out, "kept-by-the-volume\nread-only\n");
+
+    // A pod whose claim is not bound yet waits in ContainerCreating (FailedMount), then starts
+    // once an administrator's volume binds it.
+    let manual = n.host_dir("manual");
+    n.apply(&format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: later}}
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: early}}
+spec:
+  nodeName: node-a
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sh, -c, 'touch /v/started; while true; do sleep 1; done']
+    volumeMounts: [{{name: v, mountPath: /v}}]
+  volumes: [{{name: v, persistentVolumeClaim: {{claimName: later}}}}]
+"#,
+        image = n.image,
+    ));
+    wait_until(&n, "FailedMount for the unbound claim", || {
+        n.events("early")
+            .iter()
+            .any(|(r, m)| r == "FailedMount" && m.contains("PVC default/later has non-bound phase"))
+    });
+    let p = n.get_json(&["pod", "early"]).expect("pod");
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating",
+        "{}",
+        p["status"]
+    );
+    n.apply(&format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: manual-1}}
+spec:
+  storageClassName: manual
+  capacity: {{storage: 1Mi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: {path}, type: DirectoryOrCreate}}
+"#,
+        path = manual.join("vol").display()
+    ));
+    n.wait_pod("early", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    wait_until(&n, "the manual volume used", || {
+        manual.join("vol").join("started").exists()
+    });
+
+    // Reclaim Delete: a cleanup pod removes the directory on the node, then the volume goes.
+    n.ok(&["delete", "pod", "reader"]);
+    n.wait_gone("reader", Duration::from_secs(60));
+    n.ok(&["delete", "pvc", "data"]);
+    wait_until(&n, "provisioned volume deleted", || {
+        n.get_json(&["pv", &pv]).is_none()
+    });
+    assert!(
+        !dir.exists(),
+        "{} removed by the cleanup pod",
+        dir.display()
+    );
+    assert!(base.exists(), "only the volume's directory goes");
+}

@@ -12,7 +12,7 @@
 //!
 //! One file per controller: [`replicaset`], [`deployment`], [`endpoints`], [`endpointslice`],
 //! [`nodeipam`], [`nodelifecycle`], [`tainteviction`], [`disruption`], [`serviceaccount`],
-//! [`podgc`].
+//! [`podgc`], [`persistentvolume`] (the binder) and [`localpath`] (the local-path provisioner).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,9 +25,11 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::{Api, Client};
 use serde::Deserialize;
 
@@ -41,23 +43,26 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod hpa;
 pub mod hpa_calc;
-pub mod history;
 pub mod informer;
 pub mod job;
 pub mod leader;
+pub mod localpath;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod podutil;
 pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
-pub mod tainteviction;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod ttlafterfinished;
+pub mod volumeutil;
 
 use informer::Informer;
 
@@ -104,6 +109,8 @@ pub const ALL: &[&str] = &[
     "ttl-after-finished",
     "podgc",
     "horizontalpodautoscaling",
+    "persistentvolume-binder",
+    "local-path-provisioner",
 ];
 
 /// Configuration of the controller manager (also a JSON schema: camelCase fields).
@@ -130,6 +137,12 @@ pub struct ControllersConfig {
     pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
     /// The HorizontalPodAutoscaler controller's timing and tolerance.
     pub hpa: hpa::HpaSettings,
+    /// The directory the local-path provisioner makes volumes in on each node (a class's
+    /// `basePath` parameter overrides it).
+    pub local_path_dir: String,
+    /// The image of the local-path provisioner's cleanup pods (a class's `helperImage`
+    /// parameter overrides it).
+    pub local_path_helper_image: String,
 }
 
 impl Default for ControllersConfig {
@@ -144,6 +157,8 @@ impl Default for ControllersConfig {
             root_ca_pem: None,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             hpa: hpa::HpaSettings::default(),
+            local_path_dir: localpath::LocalPathConfig::default().base_dir,
+            local_path_helper_image: localpath::LocalPathConfig::default().helper_image,
         }
     }
 }
@@ -273,6 +288,8 @@ pub struct Informers {
     pub controllerrevisions: Arc<Informer<ControllerRevision>>,
     pub persistentvolumeclaims: Arc<Informer<PersistentVolumeClaim>>,
     pub cronjobs: Arc<Informer<CronJob>>,
+    pub persistentvolumes: Arc<Informer<PersistentVolume>>,
+    pub storageclasses: Arc<Informer<StorageClass>>,
 }
 
 impl Informers {
@@ -295,6 +312,8 @@ impl Informers {
             controllerrevisions: Informer::new(Api::all(client.clone())),
             persistentvolumeclaims: Informer::new(Api::all(client.clone())),
             cronjobs: Informer::new(Api::all(client.clone())),
+            persistentvolumes: Informer::new(Api::all(client.clone())),
+            storageclasses: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -324,7 +343,9 @@ impl Informers {
             statefulsets,
             controllerrevisions,
             persistentvolumeclaims,
-            cronjobs
+            cronjobs,
+            persistentvolumes,
+            storageclasses
         );
     }
 }
@@ -465,7 +486,8 @@ async fn run_controllers(
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("disruption") {
-        let c = disruption::DisruptionController::register(&informers, client.clone(), clock.clone());
+        let c =
+            disruption::DisruptionController::register(&informers, client.clone(), clock.clone());
         set.spawn(c.run(workers));
     }
     if enabled.contains("serviceaccount") {
@@ -494,6 +516,28 @@ async fn run_controllers(
     if enabled.contains("podgc") {
         let c = podgc::PodGcController::register(&informers, client.clone());
         set.spawn(c.run());
+    }
+    if enabled.contains("persistentvolume-binder") {
+        let c = persistentvolume::PersistentVolumeController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("persistentvolume-controller"),
+        );
+        set.spawn(c.run());
+    }
+    if enabled.contains("local-path-provisioner") {
+        let c = localpath::LocalPathProvisioner::register(
+            &informers,
+            client.clone(),
+            recorder.for_component(localpath::PROVISIONER),
+            localpath::LocalPathConfig {
+                base_dir: config.local_path_dir.clone(),
+                helper_image: config.local_path_helper_image.clone(),
+                ..Default::default()
+            },
+        );
+        set.spawn(c.run(workers.min(2)));
     }
     informers.spawn(&mut set);
     tracing::info!(controllers = ?enabled, "controllers running");

@@ -43,6 +43,8 @@ pub struct FitError {
     pub num_all_nodes: usize,
     /// A PreFilter rejection (applies to every node).
     pub pre_filter_msg: Option<String>,
+    /// The plugin whose PreFilter rejected the pod.
+    pub pre_filter_plugin: Option<&'static str>,
     /// Each rejected node's status.
     pub statuses: BTreeMap<String, Status>,
     /// What preemption said ("preemption: ...").
@@ -86,7 +88,11 @@ impl FitError {
 
     /// The plugins that rejected the pod somewhere (which cluster events may help it).
     pub fn rejected_by(&self) -> BTreeSet<&'static str> {
-        self.statuses.values().map(|s| s.plugin).collect()
+        self.statuses
+            .values()
+            .map(|s| s.plugin)
+            .chain(self.pre_filter_plugin)
+            .collect()
     }
 }
 
@@ -200,6 +206,7 @@ impl Algorithm {
                 return Err(ScheduleError::Fit(FitError {
                     num_all_nodes: n,
                     pre_filter_msg: Some(st.reasons.join(", ")),
+                    pre_filter_plugin: Some(st.plugin),
                     ..Default::default()
                 }))
             }

@@ -41,6 +41,8 @@ pub struct ClusterState {
     /// Pods in the cache with pod (anti-)affinity terms: InterPodAffinity skips its cluster
     /// walk when there are none and the pod has none either.
     affinity_pods: usize,
+    /// Claims, volumes and classes (VolumeBinding).
+    pub volumes: crate::volumes::VolumeState,
 }
 
 fn relevant(old: &Node, new: &Node) -> bool {

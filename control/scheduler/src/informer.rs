@@ -77,6 +77,43 @@ pub async fn nodes(client: kube::Client, shared: Arc<Shared>, synced: watch::Sen
     }
 }
 
+/// Watches one storage kind (claims, volumes, classes) into the cache's volume state; every
+/// change may help pods VolumeBinding rejected. Flags `synced` after the first full list.
+pub async fn storage<K: crate::volumes::StorageObject>(
+    client: kube::Client,
+    shared: Arc<Shared>,
+    synced: watch::Sender<bool>,
+) {
+    let api: Api<K> = Api::all(client);
+    let mut stream = watcher(api).boxed();
+    let mut seen: Option<HashSet<String>> = None;
+    let lock = || shared.cache.lock().unwrap_or_else(|e| e.into_inner());
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "storage watch"),
+            Ok(Event::Init) => seen = Some(HashSet::new()),
+            Ok(Event::InitApply(o)) => {
+                if let Some(s) = seen.as_mut() {
+                    s.insert(o.state_key());
+                }
+                o.upsert(&mut lock().volumes);
+            }
+            Ok(Event::InitDone) => {
+                if let Some(s) = seen.take() {
+                    K::retain(&mut lock().volumes, &s);
+                }
+                let _ = synced.send(true);
+                on_event(&shared, ClusterEvent::VolumeChanged);
+            }
+            Ok(Event::Apply(o)) => {
+                o.upsert(&mut lock().volumes);
+                on_event(&shared, ClusterEvent::VolumeChanged);
+            }
+            Ok(Event::Delete(o)) => o.remove(&mut lock().volumes),
+        }
+    }
+}
+
 fn watcher<K>(api: Api<K>) -> impl futures_util::Stream<Item = Result<Event<K>, watcher::Error>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,

@@ -24,6 +24,7 @@ pub mod quantity;
 pub mod queue;
 pub mod resource;
 pub mod scheduler;
+pub mod volumes;
 pub mod writes;
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub enum ClusterEvent {
     AssignedPodDeleted,
     /// A bound pod appeared (may satisfy pod affinity or spread).
     AssignedPodAdded,
+    /// A PersistentVolumeClaim, PersistentVolume or StorageClass appeared or changed.
+    VolumeChanged,
 }
 
 impl ClusterEvent {
@@ -48,6 +50,7 @@ impl ClusterEvent {
             ClusterEvent::AssignedPodAdded => rejected_by
                 .iter()
                 .any(|p| matches!(*p, "InterPodAffinity" | "PodTopologySpread")),
+            ClusterEvent::VolumeChanged => rejected_by.contains("VolumeBinding"),
         }
     }
 }

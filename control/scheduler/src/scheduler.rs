@@ -91,9 +91,21 @@ async fn event_recorder(client: kube::Client, mut rx: mpsc::Receiver<Event>) {
     }
 }
 
-async fn bind(ctx: Arc<Ctx>, qp: QueuedPod, node: String) {
+async fn bind(ctx: Arc<Ctx>, qp: QueuedPod, node: String, claims: Vec<(String, String)>) {
     let key = qp.info.key.clone();
-    match writes::bind(&ctx.client, &qp.info.pod, &node).await {
+    // VolumeBinding's PreBind: the pod's WaitForFirstConsumer claims learn their node first.
+    let mut selected = Ok(());
+    for (ns, claim) in &claims {
+        selected = writes::select_node(&ctx.client, ns, claim, &node).await;
+        if selected.is_err() {
+            break;
+        }
+    }
+    let bound = match selected {
+        Ok(()) => writes::bind(&ctx.client, &qp.info.pod, &node).await,
+        Err(e) => Err(e),
+    };
+    match bound {
         Ok(()) => {
             ctx.lock_queue().done(&key);
             tracing::debug!(%node, "bound");
@@ -197,7 +209,11 @@ fn schedule_one(
     match outcome {
         Ok(s) => {
             tracing::debug!(node = %s.node, evaluated = s.evaluated, feasible = s.feasible, "scheduled");
-            ctx.lock_cache().assume(qp.info.clone(), &s.node);
+            let claims = {
+                let mut cache = ctx.lock_cache();
+                cache.assume(qp.info.clone(), &s.node);
+                crate::plugins::volume_binding::claims_to_select(&qp.info, &cache, &s.node)
+            };
             let ctx2 = ctx.clone();
             let limit = limit.clone();
             tasks.spawn(
@@ -206,7 +222,7 @@ fn schedule_one(
                         Some(p) => p,
                         None => limit.acquire_owned().await.expect("semaphore never closed"),
                     };
-                    bind(ctx2, qp, s.node).await
+                    bind(ctx2, qp, s.node, claims).await
                 }
                 .instrument(span.clone()),
             );
@@ -262,6 +278,29 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, identi
         config.scheduler_name.clone(),
         pods_tx,
     ));
+    // Claims, volumes and classes for VolumeBinding.
+    let mut storage_rx = Vec::new();
+    {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        use k8s_openapi::api::storage::v1::StorageClass;
+        for _ in 0..3 {
+            storage_rx.push(watch::channel(false));
+        }
+        let mut txs = storage_rx.iter().map(|(tx, _)| tx.clone());
+        let (c, s) = (client.clone(), shared.clone());
+        let mut next = || txs.next().expect("three channels");
+        background.spawn(crate::informer::storage::<PersistentVolumeClaim>(
+            c.clone(),
+            s.clone(),
+            next(),
+        ));
+        background.spawn(crate::informer::storage::<PersistentVolume>(
+            c.clone(),
+            s.clone(),
+            next(),
+        ));
+        background.spawn(crate::informer::storage::<StorageClass>(c, s, next()));
+    }
     let (events_tx, events_rx) = mpsc::channel(1024);
     background.spawn(event_recorder(client.clone(), events_rx));
     let ctx = Arc::new(Ctx {
@@ -275,6 +314,9 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, identi
     });
     wait_synced(&mut nodes_rx).await;
     wait_synced(&mut pods_rx).await;
+    for (_, rx) in &mut storage_rx {
+        wait_synced(rx).await;
+    }
     tracing::info!(scheduler = %config.scheduler_name, "caches synced, scheduling");
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -32,6 +32,13 @@ pub enum WriteError {
         #[source]
         source: kube::Error,
     },
+    #[error("selecting node {node} for claim {claim}: {source}")]
+    SelectNode {
+        claim: String,
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("recording event {reason} for pod {pod}: {source}")]
     Event {
         pod: String,
@@ -48,6 +55,7 @@ impl WriteError {
             WriteError::Bind { source, .. }
             | WriteError::Status { source, .. }
             | WriteError::Evict { source, .. }
+            | WriteError::SelectNode { source, .. }
             | WriteError::Event { source, .. } => source,
         };
         match e {
@@ -65,6 +73,27 @@ fn ns_name(pod: &Pod) -> (&str, &str) {
 }
 
 /// POST pods/NAME/binding (kube's DefaultBinder), with the pod's uid as a precondition.
+/// Sets `volume.kubernetes.io/selected-node` on a WaitForFirstConsumer claim (VolumeBinding's
+/// PreBind): its volume is then bound or provisioned on `node`.
+pub async fn select_node(
+    client: &kube::Client,
+    ns: &str,
+    claim: &str,
+    node: &str,
+) -> Result<(), WriteError> {
+    let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), ns);
+    let patch = json!({"metadata": {"annotations": {crate::volumes::ANN_SELECTED_NODE: node}}});
+    api.patch(claim, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| WriteError::SelectNode {
+            claim: format!("{ns}/{claim}"),
+            node: node.into(),
+            source,
+        })
+}
+
 pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), WriteError> {
     let (ns, name) = ns_name(pod);
     let binding = Binding {

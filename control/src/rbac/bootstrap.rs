@@ -694,6 +694,30 @@ pub static CLUSTER_ROLES: &[RoleSpec] = &[
             ),
         ],
     },
+    // kube's role for scheduling with volumes: VolumeBinding reads classes and sets the
+    // selected node on WaitForFirstConsumer claims.
+    RoleSpec {
+        name: "system:volume-scheduler",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[
+            R(
+                &["get", "list", "patch", "update", "watch"],
+                &[""],
+                &["persistentvolumes"],
+                NONE,
+                NONE,
+            ),
+            R(READ, &["storage.k8s.io"], &["storageclasses"], NONE, NONE),
+            R(
+                &["get", "list", "patch", "update", "watch"],
+                &[""],
+                &["persistentvolumeclaims"],
+                NONE,
+                NONE,
+            ),
+        ],
+    },
     RoleSpec {
         name: "system:kube-dns",
         labels: NONE,
@@ -746,6 +770,10 @@ pub static CLUSTER_ROLE_BINDINGS: &[BindingSpec] = &[
     },
     BindingSpec {
         name: "system:kube-scheduler",
+        subjects: &[("User", "system:kube-scheduler", "")],
+    },
+    BindingSpec {
+        name: "system:volume-scheduler",
         subjects: &[("User", "system:kube-scheduler", "")],
     },
     // kube keeps this binding without subjects: the node authorizer grants nodes their access.

@@ -41,6 +41,9 @@ pub struct Refs {
     /// The node's allocatable cpu (millicores) and memory (bytes): limits default to them.
     pub node_cpu_millis: u64,
     pub node_memory: u64,
+    /// The pod's PersistentVolumeClaims (by claim name) resolved to their bound volume's path
+    /// on this node, or why they cannot be mounted yet (not found, not bound).
+    pub claims: BTreeMap<String, Result<crate::volumes::ClaimVolume, String>>,
 }
 
 /// Names of configmaps and secrets the pod's env, envFrom and volumes reference.

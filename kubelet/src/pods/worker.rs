@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, LifecycleHandler, Pod, PodStatus, Secret, Service,
+    ConfigMap, Container, LifecycleHandler, PersistentVolume, PersistentVolumeClaim, Pod,
+    PodStatus, Secret, Service,
 };
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
@@ -42,6 +43,8 @@ pub enum Msg {
 
 /// Longest a worker sleeps without a reason to wake (resyncs configmap/secret volumes too).
 const RESYNC: Duration = Duration::from_secs(10);
+/// How soon a pod waiting for a PersistentVolumeClaim to be bound looks again.
+const CLAIM_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Worker {
     s: Arc<Shared>,
@@ -57,6 +60,8 @@ pub struct Worker {
     /// Why a container is not running now, by container name.
     waiting: HashMap<String, (String, String)>,
     terminal_done: bool,
+    /// Why the pod waits for a PersistentVolumeClaim (the last FailedMount told), if it does.
+    claim_wait: Option<String>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -100,6 +105,7 @@ impl Worker {
             refs: Refs::default(),
             waiting: HashMap::new(),
             terminal_done: false,
+            claim_wait: None,
         };
         let span = tracing::info_span!("pod", pod = %key, uid = %uid);
         tokio::spawn(w.run(rx).instrument(span));
@@ -245,7 +251,22 @@ impl Worker {
                     }
                 }
                 match self.create_sandbox(attempt).await {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        self.claim_wait = None;
+                        s
+                    }
+                    Err(("FailedMount", message)) if self.claim_pending() => {
+                        // A claim not bound yet (the provisioner may be making its volume):
+                        // look again soon, without the sandbox backoff, and say it once.
+                        if self.claim_wait.as_deref() != Some(message.as_str()) {
+                            self.s
+                                .events
+                                .pod(&self.pod, true, "FailedMount", message.clone());
+                            self.claim_wait = Some(message);
+                        }
+                        self.write_status(&containers, false, vec![], false).await?;
+                        return Ok(Next::Wait(CLAIM_RETRY));
+                    }
                     Err((reason, message)) => {
                         self.s.events.pod(&self.pod, true, reason, message.clone());
                         let until = self.backoff.fail("sandbox", Instant::now());
@@ -542,6 +563,11 @@ impl Worker {
         Ok(out)
     }
 
+    /// Whether a PersistentVolumeClaim of the pod cannot be mounted yet (as of the last refs).
+    fn claim_pending(&self) -> bool {
+        volumes::pending_claim(&self.pod, &self.refs).is_some()
+    }
+
     async fn create_sandbox(&mut self, attempt: u32) -> Step<cri::PodSandbox> {
         let cgroup = self
             .s
@@ -642,6 +668,28 @@ impl Worker {
             {
                 refs.secrets.insert(n, s);
             }
+        }
+        let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(self.s.client.clone(), &ns);
+        let pv_api: Api<PersistentVolume> = Api::all(self.s.client.clone());
+        for n in volumes::claim_names(&self.pod) {
+            let claim = claim_api
+                .get_opt(&n)
+                .await
+                .map_err(|e| format!("persistentvolumeclaim {n}: {e}"))?;
+            let vname = claim
+                .as_ref()
+                .and_then(|c| c.spec.as_ref())
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty());
+            let pv = match vname {
+                Some(v) => pv_api
+                    .get_opt(&v)
+                    .await
+                    .map_err(|e| format!("persistentvolume {v}: {e}"))?,
+                None => None,
+            };
+            let resolved = volumes::resolve_claim(&ns, claim.as_ref(), &n, pv.as_ref());
+            refs.claims.insert(n, resolved);
         }
         let svc_api: Api<Service> = Api::namespaced(self.s.client.clone(), &ns);
         if self.spec().enable_service_links.unwrap_or(true) {

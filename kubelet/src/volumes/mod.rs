@@ -1,6 +1,9 @@
 //! Pod volumes on the node, under `<root>/pods/<uid>/volumes/<plugin>/<name>` as kubelet lays
 //! them out: emptyDir (disk, or tmpfs for medium Memory with its sizeLimit), hostPath (type
-//! checked), configMap / secret / downwardAPI / projected (written atomically; secrets on tmpfs).
+//! checked), configMap / secret / downwardAPI / projected (written atomically; secrets on tmpfs),
+//! persistentVolumeClaim (the bound PersistentVolume's hostPath — created when its type is
+//! DirectoryOrCreate, as the local-path provisioner's are — or local path, bind-mounted; a
+//! claim that is not bound yet fails the mount, and the pod waits).
 //! `setup` is idempotent and is called again on resync, which is how configMap and secret
 //! updates reach running pods.
 
@@ -39,6 +42,9 @@ pub enum VolumeError {
         name: String,
         key: String,
     },
+    /// The claim cannot be mounted yet (missing, or not bound): the pod waits for it.
+    #[error("volume {volume:?}: {message}")]
+    ClaimPending { volume: String, message: String },
     #[error("mounting tmpfs at {path}: {source}")]
     Mount { path: PathBuf, source: nix::Error },
 }
@@ -49,6 +55,85 @@ pub enum VolumeError {
 pub struct HostVolume {
     pub path: PathBuf,
     pub read_only: bool,
+}
+
+/// Where a PersistentVolumeClaim's volume is on the node: its PersistentVolume's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimVolume {
+    pub path: String,
+    /// The hostPath type ("" when unset), or `local` for a local volume.
+    pub type_: String,
+}
+
+/// The claim names the pod's volumes use.
+pub fn claim_names(pod: &Pod) -> Vec<String> {
+    let mut names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Resolves a claim read from the API to its volume's path on the node (kube's
+/// desired-state-of-world populator checks): the claim must be Bound to a volume this kubelet
+/// can mount.
+pub fn resolve_claim(
+    ns: &str,
+    claim: Option<&k8s_openapi::api::core::v1::PersistentVolumeClaim>,
+    name: &str,
+    volume: Option<&k8s_openapi::api::core::v1::PersistentVolume>,
+) -> Result<ClaimVolume, String> {
+    let Some(claim) = claim else {
+        return Err(format!("persistentvolumeclaim {name:?} not found"));
+    };
+    if claim.metadata.deletion_timestamp.is_some() {
+        return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
+    }
+    let phase = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
+    let volume_name = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .unwrap_or("");
+    if phase != "Bound" || volume_name.is_empty() {
+        return Err(format!("PVC {ns}/{name} has non-bound phase ({phase:?}) or empty pvc.Spec.VolumeName ({volume_name:?})"));
+    }
+    let Some(spec) = volume.and_then(|v| v.spec.as_ref()) else {
+        return Err(format!("persistentvolume {volume_name:?} not found"));
+    };
+    if let Some(h) = &spec.host_path {
+        return Ok(ClaimVolume {
+            path: h.path.clone(),
+            type_: h.type_.clone().unwrap_or_default(),
+        });
+    }
+    if let Some(l) = &spec.local {
+        return Ok(ClaimVolume {
+            path: l.path.clone(),
+            type_: "local".into(),
+        });
+    }
+    Err(format!("persistentvolume {volume_name:?} is not a hostPath or local volume (the only kinds pea-kubelet mounts)"))
+}
+
+/// The first claim of the pod that cannot be mounted yet, with why.
+pub fn pending_claim(pod: &Pod, refs: &Refs) -> Option<String> {
+    claim_names(pod)
+        .into_iter()
+        .find_map(|n| match refs.claims.get(&n) {
+            Some(Ok(_)) => None,
+            Some(Err(m)) => Some(m.clone()),
+            None => Some(format!("persistentvolumeclaim {n:?} not looked up yet")),
+        })
 }
 
 pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
@@ -106,6 +191,32 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
     }
     if let Some(h) = &v.host_path {
         return host_path(name, &h.path, h.type_.as_deref().unwrap_or(""));
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        let cv = match refs.claims.get(&c.claim_name) {
+            Some(Ok(cv)) => cv,
+            Some(Err(m)) => {
+                return Err(VolumeError::ClaimPending {
+                    volume: name.into(),
+                    message: m.clone(),
+                })
+            }
+            None => {
+                return Err(VolumeError::ClaimPending {
+                    volume: name.into(),
+                    message: format!("persistentvolumeclaim {:?} not looked up yet", c.claim_name),
+                })
+            }
+        };
+        // A local volume's path must exist (it is a disk or directory someone prepared).
+        let ty = if cv.type_ == "local" {
+            "Directory"
+        } else {
+            cv.type_.as_str()
+        };
+        let mut hv = host_path(name, &cv.path, ty)?;
+        hv.read_only = c.read_only.unwrap_or(false);
+        return Ok(hv);
     }
     if let Some(c) = &v.config_map {
         let mut payload = Payload::new();
@@ -286,7 +397,7 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
         .unwrap_or_else(|| "unknown".into());
     Err(VolumeError::Unsupported {
         volume: name.into(),
-        message: format!("volume type {kind:?} is not supported by pea-kubelet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected)"),
+        message: format!("volume type {kind:?} is not supported by pea-kubelet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim)"),
     })
 }
 
@@ -601,6 +712,59 @@ mod tests {
         assert!(host_path("v", "rel/path", "").is_err());
         assert!(host_path("v", "/a/../etc", "").is_err());
         assert!(host_path("v", s, "Weird").is_err());
+    }
+
+    #[test]
+    fn claims_mount_their_bound_volume_or_wait() {
+        use serde_json::json;
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("storage").join("pvc-1");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "c", "readOnly": true}}]}
+        }))
+        .unwrap();
+        let claim = |phase: &str, volume: Option<&str>| {
+            serde_json::from_value::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(json!({
+                "metadata": {"name": "c", "namespace": "ns"},
+                "spec": {"volumeName": volume}, "status": {"phase": phase}}))
+            .unwrap()
+        };
+        let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "pvc-1"},
+            "spec": {"hostPath": {"path": data.to_str().unwrap(), "type": "DirectoryOrCreate"}}}))
+        .unwrap();
+        let pending = resolve_claim("ns", Some(&claim("Pending", None)), "c", None);
+        assert_eq!(
+            pending.as_ref().unwrap_err(),
+            "PVC ns/c has non-bound phase (\"Pending\") or empty pvc.Spec.VolumeName (\"\")"
+        );
+        assert!(resolve_claim("ns", None, "c", None)
+            .unwrap_err()
+            .contains("not found"));
+        let mut refs = Refs::default();
+        refs.claims.insert("c".into(), pending);
+        assert!(pending_claim(&pod, &refs).is_some());
+        assert!(matches!(
+            setup(&pod, &refs, d.path()),
+            Err(VolumeError::ClaimPending { .. })
+        ));
+        let bound = resolve_claim("ns", Some(&claim("Bound", Some("pvc-1"))), "c", Some(&pv));
+        refs.claims.insert("c".into(), bound);
+        assert!(pending_claim(&pod, &refs).is_none());
+        let vols = setup(&pod, &refs, d.path()).unwrap();
+        assert_eq!(
+            vols["data"],
+            HostVolume {
+                path: data.clone(),
+                read_only: true
+            }
+        );
+        assert!(
+            data.is_dir(),
+            "DirectoryOrCreate makes the provisioned directory"
+        );
     }
 
     #[test]

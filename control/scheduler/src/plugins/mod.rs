@@ -12,6 +12,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use crate::framework::Profile;
 
@@ -27,6 +28,7 @@ pub fn default_profile() -> Profile {
             Box::new(node_affinity::NodeAffinity),
             Box::new(node_ports::NodePorts),
             Box::new(node_resources_fit::NodeResourcesFit),
+            Box::new(volume_binding::VolumeBinding),
             Box::new(pod_topology_spread::PodTopologySpread),
             Box::new(inter_pod_affinity::InterPodAffinity),
         ],
