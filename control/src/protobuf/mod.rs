@@ -371,6 +371,94 @@ mod tests {
     }
 
     #[test]
+    fn decodes_storage_kinds() {
+        let qty = |q: &[u8]| field(1, q);
+        let storage = |q: &[u8]| field(1, &[field(1, b"storage"), field(2, &qty(q))].concat());
+        // A claim as client-go sends it: a pointer class "" (no class) is kept.
+        let spec = [
+            field(1, b"ReadWriteOnce"),
+            field(
+                2,
+                &field(2, &[field(1, b"storage"), field(2, &qty(b"1Gi"))].concat()),
+            ),
+            field(5, b""),
+            field(6, b"Filesystem"),
+        ]
+        .concat();
+        let raw = [
+            field(1, &field(1, b"data")),
+            field(2, &spec),
+            field(3, &field(1, b"Pending")),
+        ]
+        .concat();
+        let v = decode(&envelope("v1", "PersistentVolumeClaim", &raw)).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                    "storageClassName": "", "volumeMode": "Filesystem"},
+                "status": {"phase": "Pending"}})
+        );
+        // A volume: the inlined source, a claimRef and node affinity.
+        let requirement = [
+            field(1, b"kubernetes.io/hostname"),
+            field(2, b"In"),
+            field(3, b"n1"),
+        ]
+        .concat();
+        // nodeSelectorTerms[0].matchExpressions[0]
+        let affinity = field(1, &field(1, &requirement));
+        let spec = [
+            storage(b"5Gi"),
+            field(
+                2,
+                &field(
+                    3,
+                    &[field(1, b"/d"), field(2, b"DirectoryOrCreate")].concat(),
+                ),
+            ),
+            field(3, b"ReadWriteOnce"),
+            field(4, &[field(2, b"default"), field(3, b"data")].concat()),
+            field(5, b"Delete"),
+            field(9, &field(1, &affinity)),
+        ]
+        .concat();
+        let raw = [field(1, &field(1, b"pv1")), field(2, &spec)].concat();
+        let v = decode(&envelope("v1", "PersistentVolume", &raw)).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"capacity": {"storage": "5Gi"},
+                "hostPath": {"path": "/d", "type": "DirectoryOrCreate"},
+                "accessModes": ["ReadWriteOnce"], "claimRef": {"namespace": "default", "name": "data"},
+                "persistentVolumeReclaimPolicy": "Delete",
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}}})
+        );
+        // A class; a volume plugin pea does not mount is refused by name.
+        let raw = [
+            field(1, &field(1, b"fast")),
+            field(2, b"pea.dev/local-path"),
+            num(6, 0),
+            field(7, b"WaitForFirstConsumer"),
+        ]
+        .concat();
+        let v = decode(&envelope("storage.k8s.io/v1", "StorageClass", &raw)).unwrap();
+        assert_eq!(v["provisioner"], "pea.dev/local-path");
+        assert_eq!(v["allowVolumeExpansion"], false);
+        assert_eq!(v["volumeBindingMode"], "WaitForFirstConsumer");
+        let raw = [
+            field(1, &field(1, b"pv2")),
+            field(2, &field(2, &field(22, b""))),
+        ]
+        .concat();
+        let err = decode(&envelope("v1", "PersistentVolume", &raw)).unwrap_err();
+        assert!(
+            err.is_unsupported() && err.to_string().contains("csi"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn decodes_delete_options_and_bindings() {
         let opts = [
             num(1, 0),
