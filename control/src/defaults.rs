@@ -119,8 +119,10 @@ fn default_toleration_seconds(pod: &mut Value) {
             (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
         });
         if !tolerated {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}),
+            );
         }
     }
 }

@@ -971,6 +971,8 @@ fn the_scheduler_runs_as_system_kube_scheduler_with_its_bootstrap_role() {
         err.contains(r#"User "system:kube-scheduler" cannot list resource "secrets""#),
         "{err}"
     );
+    // The spawned scheduler's handle is what the block returns: it is aborted at the end.
+    #[allow(clippy::async_yields_async)]
     let task = cp.block_on(async {
         let client = pea_scheduler::client_from_kubeconfig(&kubeconfig)
             .await

@@ -16,8 +16,8 @@ mod discovery;
 mod meta;
 mod networking;
 mod pod;
-mod rbac;
 mod policy;
+mod rbac;
 mod schema;
 mod storage;
 mod wire;
@@ -118,9 +118,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => {
             &rbac::ROLE_BINDING
         }
-        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
-            &rbac::SELF_SUBJECT_ACCESS_REVIEW
-        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => &rbac::SELF_SUBJECT_ACCESS_REVIEW,
         ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
             &rbac::SUBJECT_ACCESS_REVIEW
         }
