@@ -3,12 +3,10 @@
 //! through the API when it wants a pod to be ready, so rollouts move at the pace the test sets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -42,7 +40,9 @@ impl Controllers {
             .expect("controllers runtime");
         let kubeconfig = cp.kubeconfig.clone();
         rt.spawn(async move {
-            let client = client_for(&kubeconfig).await.expect("client");
+            let client = pea_controllers::client_from_kubeconfig(&kubeconfig)
+                .await
+                .expect("client");
             if let Err(e) = pea_controllers::run(client, config).await {
                 panic!("controllers stopped: {e}");
             }
@@ -57,14 +57,6 @@ impl Drop for Controllers {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
-}
-
-async fn client_for(kubeconfig: &Path) -> Result<Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    Ok(Client::try_from(config)?)
 }
 
 /// The test's own API client, on its own runtime.
@@ -84,7 +76,9 @@ impl Test {
             .enable_all()
             .build()
             .expect("test runtime");
-        let client = rt.block_on(client_for(&cp.kubeconfig)).expect("client");
+        let client = rt
+            .block_on(pea_controllers::client_from_kubeconfig(&cp.kubeconfig))
+            .expect("client");
         let k = cp.kubectl();
         Self {
             cp,
@@ -1283,7 +1277,9 @@ fn a_rollout_resumes_after_pea_control_and_the_controllers_restart() {
     });
     drop(c);
     t.cp.restart().expect("restart pea-control");
-    t.client = t.rt.block_on(client_for(&t.cp.kubeconfig)).expect("client");
+    t.client =
+        t.rt.block_on(pea_controllers::client_from_kubeconfig(&t.cp.kubeconfig))
+            .expect("client");
     t.k = t.cp.kubectl();
     let _c = Controllers::start(&t.cp, config("replicaset,deployment"));
     let _kubelet = t.hollow_kubelet("app=resume");

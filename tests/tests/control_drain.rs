@@ -9,11 +9,9 @@
 //! pea-scheduler and pea-controllers run in the test process as API clients.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -26,14 +24,6 @@ use serde_json::json;
 
 /// Bound of every wait in this file; generous because the machine has 2 shared cores.
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn client_for(kubeconfig: &Path) -> Result<Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    Ok(Client::try_from(config)?)
-}
 
 /// The control plane, the scheduler and the controllers (on their own runtime, stopped on
 /// drop), the test's client and the hollow kubelets.
@@ -58,7 +48,9 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("runtime");
-        let client = rt.block_on(client_for(&cp.kubeconfig)).expect("client");
+        let client = rt
+            .block_on(pea_controllers::client_from_kubeconfig(&cp.kubeconfig))
+            .expect("client");
         let (c1, c2) = (client.clone(), client.clone());
         rt.spawn(async move {
             let cfg = pea_scheduler::SchedulerConfig {

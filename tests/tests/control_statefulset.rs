@@ -3,10 +3,8 @@
 //! writes pod status (Running, Ready, Succeeded) through the API when it wants a pod to move on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
@@ -18,14 +16,6 @@ use serde_json::json;
 
 /// Bound of every wait; generous because the machine has 2 shared cores.
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn client_for(kubeconfig: &Path) -> Result<Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    Ok(Client::try_from(config)?)
-}
 
 /// pea-control, the named controllers on their own runtime, and the test's client.
 struct Test {
@@ -61,7 +51,9 @@ impl Test {
         config.leader_elect = false;
         let kubeconfig = cp.kubeconfig.clone();
         crt.spawn(async move {
-            let client = client_for(&kubeconfig).await.expect("client");
+            let client = pea_controllers::client_from_kubeconfig(&kubeconfig)
+                .await
+                .expect("client");
             if let Err(e) = pea_controllers::run(client, config).await {
                 panic!("controllers stopped: {e}");
             }
@@ -71,7 +63,9 @@ impl Test {
             .enable_all()
             .build()
             .expect("test runtime");
-        let client = rt.block_on(client_for(&cp.kubeconfig)).expect("client");
+        let client = rt
+            .block_on(pea_controllers::client_from_kubeconfig(&cp.kubeconfig))
+            .expect("client");
         let k = cp.kubectl();
         Self {
             _cp: cp,

@@ -3,6 +3,7 @@
 use super::meta::{LABEL_SELECTOR, OBJECT_META};
 use super::pod::POD_TEMPLATE_SPEC;
 use super::schema::{Schema, F};
+use super::storage::PVC_SPEC;
 
 /// The condition messages of the apps kinds: type, status, times, reason, message.
 static APPS_CONDITION: Schema = Schema {
@@ -132,41 +133,7 @@ static STATEFUL_SET_ORDINALS: Schema = Schema {
     name: "StatefulSetOrdinals",
     fields: &[(1, "start", F::IntP)],
 };
-static TYPED_LOCAL_OBJECT_REF: Schema = Schema {
-    name: "TypedLocalObjectReference",
-    fields: &[
-        (1, "apiGroup", F::StrP),
-        (2, "kind", F::Str),
-        (3, "name", F::Str),
-    ],
-};
-static TYPED_OBJECT_REF: Schema = Schema {
-    name: "TypedObjectReference",
-    fields: &[
-        (1, "apiGroup", F::StrP),
-        (2, "kind", F::Str),
-        (3, "name", F::Str),
-        (4, "namespace", F::StrP),
-    ],
-};
-static VOLUME_RESOURCE_REQUIREMENTS: Schema = Schema {
-    name: "VolumeResourceRequirements",
-    fields: &[(1, "limits", F::MapQty), (2, "requests", F::MapQty)],
-};
-static PVC_SPEC: Schema = Schema {
-    name: "PersistentVolumeClaimSpec",
-    fields: &[
-        (1, "accessModes", F::RepStr),
-        (2, "resources", F::Msg(&VOLUME_RESOURCE_REQUIREMENTS)),
-        (3, "volumeName", F::Str),
-        (4, "selector", F::Msg(&LABEL_SELECTOR)),
-        (5, "storageClassName", F::StrP),
-        (6, "volumeMode", F::StrP),
-        (7, "dataSource", F::Msg(&TYPED_LOCAL_OBJECT_REF)),
-        (8, "dataSourceRef", F::Msg(&TYPED_OBJECT_REF)),
-        (9, "volumeAttributesClassName", F::StrP),
-    ],
-};
+/// A StatefulSet's claim template: the PersistentVolumeClaim's own spec table; a status is refused.
 static PVC: Schema = Schema {
     name: "PersistentVolumeClaim",
     fields: &[

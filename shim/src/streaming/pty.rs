@@ -139,16 +139,7 @@ impl PtyInput {
 
     /// TIOCSWINSZ: the process sees SIGWINCH and the new size.
     pub fn resize(&self, width: u16, height: u16) -> io::Result<()> {
-        rustix::termios::tcsetwinsize(
-            self.0.as_fd(),
-            rustix::termios::Winsize {
-                ws_row: height,
-                ws_col: width,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            },
-        )
-        .map_err(io::Error::from)
+        set_size(self.0.as_fd(), width, height)
     }
 }
 
@@ -167,11 +158,16 @@ pub fn resize_container_terminal(init_pid: i32, size: &TerminalSize) -> io::Resu
             "process {init_pid}'s stdin is not a terminal"
         )));
     }
+    set_size(slave.as_fd(), size.width, size.height)
+}
+
+/// TIOCSWINSZ on either end of a pty.
+fn set_size(fd: std::os::fd::BorrowedFd<'_>, width: u16, height: u16) -> io::Result<()> {
     rustix::termios::tcsetwinsize(
-        &slave,
+        fd,
         rustix::termios::Winsize {
-            ws_row: size.height,
-            ws_col: size.width,
+            ws_row: height,
+            ws_col: width,
             ws_xpixel: 0,
             ws_ypixel: 0,
         },
