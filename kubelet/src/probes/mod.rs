@@ -1,14 +1,15 @@
-//! Liveness, readiness and startup probes (exec through CRI ExecSync, httpGet, tcpSocket), with
-//! kubelet's timing fields: initialDelaySeconds, periodSeconds, timeoutSeconds,
-//! successThreshold, failureThreshold. gRPC probes answer a clear "not implemented" failure.
+//! Liveness, readiness and startup probes (exec through CRI ExecSync, httpGet over HTTP or
+//! HTTPS, tcpSocket, gRPC health), with kubelet's timing fields: initialDelaySeconds,
+//! periodSeconds, timeoutSeconds, successThreshold, failureThreshold.
 
-use std::net::SocketAddr;
+mod grpc;
+mod http;
+
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cri::Cri;
 
@@ -161,59 +162,34 @@ pub async fn run(
             (Ok(h), Ok(p)) => (h, p),
             (Err(e), _) | (_, Err(e)) => return Outcome::Failure(e),
         };
-        if h.scheme.as_deref() == Some("HTTPS") {
-            return Outcome::Failure("HTTPS probes are not implemented in pea-kubelet".into());
-        }
-        let path = h.path.clone().unwrap_or_else(|| "/".into());
-        let mut headers = String::new();
-        for hh in h.http_headers.iter().flatten() {
-            headers.push_str(&format!("{}: {}\r\n", hh.name, hh.value));
-        }
-        return match tokio::time::timeout(timeout, http_get(&host, p, &path, &headers)).await {
-            Err(_) => Outcome::Failure(format!("Get http://{host}:{p}{path}: timeout")),
-            Ok(Err(e)) => Outcome::Failure(format!("Get http://{host}:{p}{path}: {e}")),
-            Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
-            Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+        let https = match h.scheme.as_deref() {
+            None | Some("HTTP") => false,
+            Some("HTTPS") => true,
+            Some(other) => {
+                return Outcome::Failure(format!(
+                    "unsupported httpGet scheme {other:?} (HTTP or HTTPS)"
+                ))
+            }
         };
+        let url = http::Url::new(https, &host, p, h.path.as_deref().unwrap_or("/"));
+        let headers: Vec<(String, String)> = h
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|hh| (hh.name.clone(), hh.value.clone()))
+            .collect();
+        return http::probe(url, &headers, timeout).await;
     }
-    if probe.grpc.is_some() {
-        return Outcome::Failure("gRPC probes are not implemented in pea-kubelet".into());
+    if let Some(g) = &probe.grpc {
+        let Some(ip) = pod_ip else {
+            return Outcome::Failure("the pod has no IP yet".into());
+        };
+        let Ok(p) = u16::try_from(g.port) else {
+            return Outcome::Failure(format!("port {} out of range", g.port));
+        };
+        return grpc::probe(ip, p, g.service.as_deref().unwrap_or(""), timeout).await;
     }
-    Outcome::Failure("probe has no handler (exec, httpGet, tcpSocket)".into())
-}
-
-/// A minimal HTTP/1.1 GET: kubelet's probe only looks at the status code.
-async fn http_get(host: &str, port: u16, path: &str, headers: &str) -> std::io::Result<u16> {
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| format!("[{host}]:{port}").parse())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let host_header = if headers.to_ascii_lowercase().contains("host:") {
-        String::new()
-    } else {
-        format!("Host: {host}:{port}\r\n")
-    };
-    let req = format!(
-        "GET {path} HTTP/1.1\r\n{host_header}User-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n{headers}\r\n"
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = vec![0u8; 1024];
-    let mut n = 0;
-    while n < 12 {
-        let r = s.read(&mut buf[n..]).await?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
-        })
+    Outcome::Failure("probe has no handler (exec, httpGet, tcpSocket, grpc)".into())
 }
 
 #[cfg(test)]
