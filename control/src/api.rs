@@ -180,7 +180,9 @@ impl Ctx<'_> {
             .await
             .map_err(self.store_err(name))?;
         let kv = kv.ok_or_else(|| self.not_found(name))?;
-        Ok((objects::decode(&kv)?, kv.mod_revision))
+        let mut obj = objects::decode(&kv)?;
+        crate::crd::view(self.def, &mut obj);
+        Ok((obj, kv.mod_revision))
     }
 
     /// Renders one object as the client asked (a Table for kubectl get, else the object).
@@ -190,7 +192,7 @@ impl Ctx<'_> {
             let rv = objects::meta_str(&obj, "resourceVersion").map(str::to_string);
             return Reply::json(
                 code,
-                crate::table::table(self.def.kind, &[obj], rv, None, self.now(), include),
+                crate::table::table_for(self.def, &[obj], rv, None, self.now(), include),
             );
         }
         Reply::json(code, obj)
@@ -207,7 +209,7 @@ impl Api {
             Some(Route::Resource(i)) => (
                 i.verb.clone(),
                 self.resources
-                    .find(&i.api_group, &i.api_version, &i.resource)
+                    .lookup(&i.api_group, &i.api_version, &i.resource)
                     .map(|d| d.plural.to_string())
                     .unwrap_or_default(),
                 format!(
@@ -420,7 +422,7 @@ impl Api {
     ) -> Result<Reply, ApiError> {
         let found = self
             .resources
-            .find(&info.api_group, &info.api_version, &info.resource)
+            .lookup(&info.api_group, &info.api_version, &info.resource)
             .filter(|def| {
                 info.subresource
                     .as_deref()
@@ -430,7 +432,7 @@ impl Api {
         let attrs = Attributes::from_info(info, query);
         // The node authorizer looks at the object (only for node identities, only for served
         // resources); everyone else is decided from the request alone.
-        let (bound_node, named) = match found {
+        let (bound_node, named) = match &found {
             Some(def) if user.groups.iter().any(|g| g == crate::auth::NODES_GROUP) => {
                 let ctx = Ctx {
                     api: self,
@@ -462,6 +464,7 @@ impl Api {
         let def = found.ok_or_else(|| ApiError::NoRoute {
             path: req.path.into(),
         })?;
+        let def = &def;
         let ctx = Ctx {
             api: self,
             info,
@@ -505,6 +508,10 @@ impl Api {
             if let Ok(reply) = &result {
                 self.sync_rbac(&ctx, reply).await;
             }
+        }
+        // A CRD change takes effect before the reply: the writer's next request sees it.
+        if def.group == crate::crd::GROUP && !info.is_read() && result.is_ok() && !ctx.dry_run() {
+            crate::crd::controller::reconcile(self).await;
         }
         result
     }

@@ -150,12 +150,12 @@ pub fn resource_list(r: &Resources, group: &str, version: &str) -> Option<Value>
         return Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": format!("{group}/{version}"), "resources": resources}));
     }
-    let defs: Vec<&ResourceDef> = r.in_group_version(group, version).collect();
+    let defs = r.in_group_version(group, version);
     if defs.is_empty() {
         return None;
     }
     let mut resources = Vec::new();
-    for d in defs {
+    for d in &defs {
         resources.push(json!({
             "name": d.plural,
             "singularName": d.singular,
@@ -227,6 +227,7 @@ pub fn aggregated(r: &Resources, core: bool) -> Value {
 
 fn aggregated_resources(r: &Resources, g: &str, v: &str) -> Vec<Value> {
     r.in_group_version(g, v)
+        .iter()
         .map(|d| {
             let subs: Vec<Value> = d
                 .subresources

@@ -32,7 +32,7 @@ pub(crate) async fn dependents(
     namespace: Option<&str>,
 ) -> Vec<(ResourceDef, String, Value, i64)> {
     let mut out = Vec::new();
-    for def in api.resources.all() {
+    for def in api.resources.all_with_custom() {
         if namespace.is_some() && !def.namespaced {
             continue;
         }
@@ -335,7 +335,12 @@ pub fn spawn_namespace_cleanup(api: Arc<Api>, ns: String) {
 /// still there at the start of the round.
 pub(crate) async fn namespace_pass(api: &Arc<Api>, ns: &str) -> usize {
     let mut remaining = 0;
-    for def in api.resources.all().iter().filter(|d| d.namespaced) {
+    for def in api
+        .resources
+        .all_with_custom()
+        .into_iter()
+        .filter(|d| d.namespaced)
+    {
         let Ok(page) = api
             .store
             .list(&def.prefix(Some(ns)), &Default::default())

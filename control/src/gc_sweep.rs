@@ -78,7 +78,7 @@ impl Sweeper {
     pub async fn sweep(&mut self, api: &Arc<Api>) -> SweepReport {
         let mut report = SweepReport::default();
         let mut all = Vec::new();
-        for def in api.resources.all() {
+        for def in api.resources.all_with_custom() {
             let Ok(page) = api.store.list(&def.prefix(None), &Default::default()).await else {
                 tracing::warn!(resource = def.plural, "gc sweep: listing failed");
                 return report;
@@ -329,8 +329,8 @@ async fn owner_state(
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     let Some(def) = api
         .resources
-        .all()
-        .iter()
+        .all_with_custom()
+        .into_iter()
         .find(|d| d.group == group && d.kind == kind)
     else {
         return Owner::Unknown;

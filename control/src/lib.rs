@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod authz;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod gc;

@@ -22,7 +22,17 @@ pub fn root(r: &Resources) -> Value {
     let mut paths = Map::new();
     for (g, v) in r.groups() {
         let p = gv_path(g, v);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", env!("CARGO_PKG_VERSION").replace('.', ""))}));
+        // A custom group-version's document changes with its CRDs: so does its hash.
+        let defs = r.in_group_version(g, v);
+        let hash = if defs.iter().any(|d| d.custom.is_some()) {
+            crate::crd::openapi::hash(&defs)
+        } else {
+            env!("CARGO_PKG_VERSION").replace('.', "")
+        };
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -67,9 +77,23 @@ pub fn document(r: &Resources, path: &str) -> Option<Value> {
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == path)?;
     let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
-    let defs: Vec<&ResourceDef> = r.in_group_version(group, version).collect();
+    let defs = r.in_group_version(group, version);
     let mut names = BTreeMap::new();
+    let mut custom = Vec::new();
     for d in &defs {
+        if d.custom.is_some() {
+            let meta = generator
+                .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
+            let meta_ref = meta
+                .get("$ref")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let name = crate::crd::openapi::schema_name(d);
+            custom.push((name.clone(), crate::crd::openapi::schema(d, &meta_ref)?));
+            names.insert(d.kind, name);
+            continue;
+        }
         let reference = (d.schema)(&mut generator);
         let name = reference
             .get("$ref")
@@ -79,6 +103,9 @@ pub fn document(r: &Resources, path: &str) -> Option<Value> {
         names.insert(d.kind, name);
     }
     let mut schemas = generator.take_definitions(true);
+    for (name, s) in custom {
+        schemas.insert(name, s);
+    }
     let mut paths = Map::new();
     let base = if group.is_empty() {
         format!("/api/{version}")

@@ -25,6 +25,9 @@ pub struct ResourceDef {
     pub validate: Validator,
     /// Adds the kind's OpenAPI schema (and everything it references) to a generator.
     pub schema: SchemaFn,
+    /// A custom resource's schema, versions and columns (from its CustomResourceDefinition);
+    /// `None` for built-ins.
+    pub custom: Option<std::sync::Arc<crate::crd::CustomResource>>,
 }
 
 /// Registers a kind's schema with an OpenAPI v3 schema generator and returns its reference.
@@ -116,10 +119,12 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
-/// The served resources.
+/// The served resources: the built-ins, fixed at startup, and the custom resources of the
+/// established CustomResourceDefinitions, which change at run time (read without a write lock).
 #[derive(Debug, Clone)]
 pub struct Resources {
     defs: Vec<ResourceDef>,
+    pub custom: crate::crd::Registry,
 }
 
 macro_rules! def {
@@ -137,6 +142,7 @@ macro_rules! def {
             subresources: &[$($sub),*],
             validate: typed::<$ty>,
             schema: |g| g.subschema_for::<$ty>(),
+            custom: None,
         }
     };
 }
@@ -566,8 +572,23 @@ impl Resources {
                 [],
                 k8s_openapi::api::authentication::v1::SelfSubjectReview
             ),
+            def!(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                "customresourcedefinition",
+                false,
+                ["crd", "crds"],
+                ["api-extensions"],
+                ["status"],
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
+            ),
         ];
-        Self { defs }
+        Self {
+            defs,
+            custom: Default::default(),
+        }
     }
 
     pub fn all(&self) -> &[ResourceDef] {
@@ -581,10 +602,26 @@ impl Resources {
             .find(|d| d.group == group && d.version == version && d.plural == plural)
     }
 
-    /// Groups in discovery order, each with its (single) version.
+    /// The resource `plural` in `group`/`version`, built-in or custom.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<ResourceDef> {
+        match self.find(group, version, plural) {
+            Some(d) => Some(d.clone()),
+            None => self.custom.find(group, version, plural),
+        }
+    }
+
+    /// Every served resource, the custom ones after the built-ins.
+    pub fn all_with_custom(&self) -> Vec<ResourceDef> {
+        let mut out = self.defs.clone();
+        out.extend(self.custom.snapshot().stored.iter().cloned());
+        out
+    }
+
+    /// Groups in discovery order (custom ones last), each version once, preferred first.
     pub fn groups(&self) -> Vec<(&'static str, &'static str)> {
         let mut out: Vec<(&str, &str)> = Vec::new();
-        for d in &self.defs {
+        let custom = self.custom.snapshot();
+        for d in self.defs.iter().chain(custom.served.iter()) {
             if !out.contains(&(d.group, d.version)) {
                 out.push((d.group, d.version));
             }
@@ -592,14 +629,14 @@ impl Resources {
         out
     }
 
-    pub fn in_group_version<'a>(
-        &'a self,
-        group: &'a str,
-        version: &'a str,
-    ) -> impl Iterator<Item = &'a ResourceDef> + 'a {
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<ResourceDef> {
+        let custom = self.custom.snapshot();
         self.defs
             .iter()
-            .filter(move |d| d.group == group && d.version == version)
+            .chain(custom.served.iter())
+            .filter(|d| d.group == group && d.version == version)
+            .cloned()
+            .collect()
     }
 }
 

@@ -360,6 +360,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         .await
         .map_err(ServerError::Bootstrap)?;
     let rbac_revision = api.authz.rbac.resync(api.store.as_ref()).await?;
+    // Custom resources are served from the first request on (CRDs survive restarts).
+    crate::crd::controller::reconcile(&api).await;
     // Aggregated roles can aggregate aggregated roles (admin ⊃ edit ⊃ view): settle them all.
     for _ in 0..8 {
         if crate::rbac::aggregation::aggregate_once(&api).await == 0 {
@@ -414,6 +416,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             .run(api.store.clone(), rbac_revision, stop_rx.clone()),
     );
     tokio::spawn(crate::rbac::aggregation::run(api.clone(), stop_rx.clone()));
+    tokio::spawn(crate::crd::controller::run_periodically(
+        api.clone(),
+        Duration::from_secs(10),
+        stop_rx.clone(),
+    ));
     let mounts = Mounts::default();
     if config.metric_resolution_secs > 0.0 {
         tokio::spawn(crate::resource_metrics::scraper::run(

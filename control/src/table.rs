@@ -1113,6 +1113,21 @@ pub fn row(kind: &str, obj: &Value, now: SystemTime, include_object: &str) -> Va
     json!({"cells": cells(kind, obj, now), "object": object})
 }
 
+/// The Table for objects of `def`: a custom resource's printer columns, else the kind's.
+pub fn table_for(
+    def: &crate::resources::ResourceDef,
+    objs: &[Value],
+    rv: Option<String>,
+    cont: Option<String>,
+    now: SystemTime,
+    include_object: &str,
+) -> Value {
+    if def.custom.is_some() {
+        return crate::crd::columns::table(def, objs, rv, cont, now, include_object);
+    }
+    table(def.kind, objs, rv, cont, now, include_object)
+}
+
 /// A Table for a list (or a single object, or one watch event).
 pub fn table(
     kind: &str,

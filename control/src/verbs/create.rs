@@ -84,6 +84,10 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         crate::managed::record_update(&json!({}), &mut obj, manager, &ctx.def.api_version(), &now);
     }
     crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
+    if ctx.def.group == crate::crd::GROUP {
+        crate::crd::definition::prepare_new(&mut obj);
+        crate::crd::definition::check_count(ctx.api).await?;
+    }
     if ctx.def.kind == "PersistentVolumeClaim" {
         crate::storage::admit_claim(ctx.api, &mut obj).await?;
     }
@@ -117,7 +121,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let kv = match ctx
         .api
         .store
-        .create(&ctx.key(&name), objects::encode(&obj))
+        .create(&ctx.key(&name), crate::crd::stored_bytes(ctx.def, &obj))
         .await
     {
         Ok(kv) => kv,
@@ -205,7 +209,7 @@ pub fn prepare_new(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), ApiError> {
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
     meta.remove("managedFields");
-    if crate::defaults::has_generation(ctx.def.kind) {
+    if crate::defaults::has_generation(ctx.def.kind) || ctx.def.custom.is_some() {
         meta.insert("generation".into(), json!(1));
     } else {
         meta.remove("generation");

@@ -9,9 +9,17 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let name = ctx.name()?;
     let (obj, _) = ctx.current(name).await?;
     if ctx.info.subresource.as_deref() == Some("scale") {
-        return Ok(Reply::json(200, scale_of(&obj)));
+        return Ok(Reply::json(200, scale_view(ctx.def, &obj)));
     }
     Ok(ctx.render_one(obj, 200))
+}
+
+/// The Scale view of `obj`: a custom resource's from its CRD's paths, else [`scale_of`].
+pub fn scale_view(def: &crate::resources::ResourceDef, obj: &Value) -> Value {
+    match def.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        Some(paths) => paths.view(obj),
+        None => scale_of(obj),
+    }
 }
 
 /// The autoscaling/v1 Scale view of a scalable object.

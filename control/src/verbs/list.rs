@@ -104,7 +104,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         revision = Some(page.revision);
         let last = page.items.last().map(|k| k.key.clone());
         for kv in &page.items {
-            let obj = objects::decode(kv)?;
+            let mut obj = objects::decode(kv)?;
+            crate::crd::view(ctx.def, &mut obj);
             if labels.matches(&obj) && fields.matches(&obj) {
                 items.push(obj);
             }
@@ -124,8 +125,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         let include = ctx.query.get("includeObject").unwrap_or("Metadata");
         return Ok(Reply::json(
             200,
-            table::table(
-                ctx.def.kind,
+            table::table_for(
+                ctx.def,
                 &items,
                 Some(list_rv.to_string()),
                 cont,

@@ -162,11 +162,18 @@ pub fn validate(ctx: &Ctx<'_>, obj: &mut Value) -> Result<Vec<String>, ApiError>
             }
         }
     }
-    let unknown = (def.validate)(obj)
+    let mut unknown = (def.validate)(obj)
         .map_err(|e| ApiError::BadRequest(format!("error decoding {} {name:?}: {e}", def.kind)))?;
+    if let Some(custom) = &def.custom {
+        unknown = crate::crd::admit(def, custom, obj)?;
+    }
     // Status writes carry the stored spec; like kube-apiserver only spec writes are checked.
-    if ctx.info.subresource.is_none() {
-        let causes = crate::semantic::check(def.kind, obj);
+    if ctx.info.subresource.is_none() && def.custom.is_none() {
+        let mut causes = crate::semantic::check(def.kind, obj);
+        if def.group == crate::crd::GROUP {
+            crate::crd::definition::default(obj);
+            causes.extend(crate::crd::definition::check(obj));
+        }
         if !causes.is_empty() {
             return Err(ApiError::Invalid {
                 group: def.group.into(),

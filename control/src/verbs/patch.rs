@@ -9,7 +9,7 @@ use crate::api::{Ctx, Reply, MAX_BODY};
 use crate::objects;
 use crate::status::ApiError;
 use crate::verbs::create::with_warnings;
-use crate::verbs::{get::scale_of, strategic, update};
+use crate::verbs::{get::scale_view, strategic, update};
 
 const ATTEMPTS: usize = 5;
 
@@ -115,13 +115,19 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     if patch_type == "application/apply-patch+yaml" {
         return crate::verbs::apply::handle(ctx).await;
     }
+    // Like kube: custom resources have no strategic merge metadata.
+    if ctx.def.custom.is_some() && patch_type == "application/strategic-merge-patch+json" {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+        ));
+    }
     let scale = ctx.info.subresource.as_deref() == Some("scale");
     let mut attempt = 0;
     loop {
         attempt += 1;
         let (current, rev) = ctx.current(name).await?;
         let view = if scale {
-            scale_of(&current)
+            scale_view(ctx.def, &current)
         } else {
             current.clone()
         };
@@ -142,7 +148,11 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
             .transpose()?;
         match update::write(ctx, name, current, rev, patched, pinned).await {
             Ok((obj, warnings)) => {
-                let obj = if scale { scale_of(&obj) } else { obj };
+                let obj = if scale {
+                    scale_view(ctx.def, &obj)
+                } else {
+                    obj
+                };
                 return Ok(with_warnings(ctx.render_one(obj, 200), warnings));
             }
             Err(ApiError::Conflict { .. }) if pinned.is_none() && attempt < ATTEMPTS => continue,

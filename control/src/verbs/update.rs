@@ -22,7 +22,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         .transpose()?;
     let (obj, warnings) = write(ctx, name, current, rev, body, precondition).await?;
     let obj = if ctx.info.subresource.as_deref() == Some("scale") {
-        crate::verbs::get::scale_of(&obj)
+        crate::verbs::get::scale_view(ctx.def, &obj)
     } else {
         obj
     };
@@ -83,7 +83,10 @@ fn merge_for_subresource(
                     )],
                 })?;
             let mut out = current.clone();
-            out["spec"]["replicas"] = json!(replicas);
+            match ctx.def.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+                Some(paths) => paths.set_replicas(&mut out, replicas),
+                None => out["spec"]["replicas"] = json!(replicas),
+            }
             Ok(out)
         }
         Some(other) => Err(ApiError::MethodNotAllowed(format!(
@@ -211,7 +214,9 @@ pub async fn write(
     if ctx.def.kind == "Namespace" {
         keep_namespace_finalizer(&current, &mut new);
     }
-    if crate::defaults::has_generation(ctx.def.kind) && new.get("spec") != current.get("spec") {
+    if (crate::defaults::has_generation(ctx.def.kind) || ctx.def.custom.is_some())
+        && new.get("spec") != current.get("spec")
+    {
         let g = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -328,7 +333,7 @@ async fn write_through(
     let kv = ctx
         .api
         .store
-        .update(&key, objects::encode(new), rev)
+        .update(&key, crate::crd::stored_bytes(ctx.def, new), rev)
         .await
         .map_err(ctx.store_err(name))?;
     objects::set_resource_version(new, kv.mod_revision);

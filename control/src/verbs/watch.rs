@@ -62,10 +62,17 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let kind = ctx.def.kind;
     let api_version = ctx.def.api_version();
     let clock = ctx.api.clock.clone();
-    let render = move |obj: Value| -> Value {
+    let view_def = ctx.def.clone();
+    let view_needed = ctx
+        .def
+        .custom
+        .as_ref()
+        .is_some_and(|c| c.has_defaults || c.storage_version != ctx.def.version);
+    let render = move |mut obj: Value| -> Value {
+        crate::crd::view(&view_def, &mut obj);
         if as_table {
             let rv = objects::meta_str(&obj, "resourceVersion").map(str::to_string);
-            table::table(kind, &[obj], rv, None, clock(), &include)
+            table::table_for(&view_def, &[obj], rv, None, clock(), &include)
         } else {
             obj
         }
@@ -184,7 +191,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                         (EventKind::Put, Some(true), false) => "DELETED",
                         (EventKind::Put, _, false) => continue,
                     };
-                    let out = if as_table {
+                    // A custom resource read at another version than stored is rewritten.
+                    let out = if as_table || view_needed {
                         line(kind, render(ev.obj.clone()))
                     } else {
                         // The object was serialised once for every watcher.

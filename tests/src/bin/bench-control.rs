@@ -1,7 +1,8 @@
 //! bench-control: pod creates/s (1 and 32 clients), a 10 000-pod list and watch event latency
 //! with 100 watchers, on pea-control's embedded store and on etcd, beside etcd's own raw write
 //! rate (and the raw embedded store) measured in the same run. Bounded in count and time;
-//! prints Markdown tables. Usage: bench-control [--creates N] [--list-size N] [--watchers N]
+//! prints Markdown tables; also custom resource (CronTab) creates vs pod creates in one server.
+//! Usage: bench-control [--creates N] [--list-size N] [--watchers N] [--authz-only] [--crd-only]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,9 @@ struct Args {
     /// Run only the authorization comparison (RBAC vs AlwaysAllow).
     #[arg(long)]
     authz_only: bool,
+    /// Run only the custom resource comparison (CronTab creates vs pod creates).
+    #[arg(long)]
+    crd_only: bool,
 }
 
 /// Throughput of one phase.
@@ -214,11 +218,128 @@ fn authz_comparison(rt: &tokio::runtime::Runtime, fill: usize, total: usize) -> 
     Ok(rows)
 }
 
-/// `total` creates across `clients` connections; per-request latencies and the phase rate.
+/// `total` pod creates across `clients` connections; per-request latencies and the phase rate.
 async fn creates(
     cp: &ControlPlane,
     subject: &str,
     prefix: &str,
+    total: usize,
+    clients: usize,
+) -> Result<(Samples, Rate)> {
+    creates_at(cp, subject, prefix, POD_PATH, pod_body, total, clients).await
+}
+
+const POD_PATH: &str = "/api/v1/namespaces/default/pods";
+const CRONTAB_PATH: &str = "/apis/stable.example.com/v1/namespaces/default/crontabs";
+
+/// A CRD shaped like an operator's: a structural schema with defaults, a pattern, bounds and
+/// an enum, status and scale subresources, printer columns.
+fn crontab_crd() -> Vec<u8> {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {"group": "stable.example.com", "scope": "Namespaced",
+            "names": {"plural": "crontabs", "kind": "CronTab", "shortNames": ["ct"]},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                    "statusReplicasPath": ".status.replicas"}},
+                "additionalPrinterColumns": [{"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"}],
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["cronSpec"], "properties": {
+                        "cronSpec": {"type": "string", "pattern": "^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$"},
+                        "image": {"type": "string", "maxLength": 64},
+                        "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+                        "mode": {"type": "string", "enum": ["Fast", "Slow"], "default": "Slow"}}},
+                    "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}}}]}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn crontab_body(name: &str) -> Vec<u8> {
+    serde_json::json!({
+        "apiVersion": "stable.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"cronSpec": "*/5 * * * *", "image": "busybox:1.36"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Custom resource creates vs pod creates on one embedded-store server, 32 clients, two
+/// alternating rounds each.
+fn crd_comparison(rt: &tokio::runtime::Runtime, total: usize) -> Result<Vec<Rate>> {
+    let cp = ControlPlane::start(Backend::Embedded).context("start control plane")?;
+    rt.block_on(async {
+        let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
+        let mut c = ApiClient::connect(cp.addr, &connector, &cp.running().admin_token).await?;
+        let (code, body) = c
+            .call(
+                "POST",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                Some(crontab_crd()),
+            )
+            .await?;
+        if code != 201 {
+            bail!(
+                "creating the CRD returned {code}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let mut rows = Vec::new();
+        for round in 0..2 {
+            let (_, r) = creates_at(
+                &cp,
+                "pod creates",
+                &format!("p{round}"),
+                POD_PATH,
+                pod_body,
+                total,
+                32,
+            )
+            .await?;
+            rows.push(r);
+            let (_, r) = creates_at(
+                &cp,
+                "CronTab creates",
+                &format!("c{round}"),
+                CRONTAB_PATH,
+                crontab_body,
+                total,
+                32,
+            )
+            .await?;
+            rows.push(r);
+        }
+        Ok(rows)
+    })
+}
+
+fn crd_table(rows: &[Rate]) -> String {
+    let rate = |what: &str| {
+        let picked: Vec<&Rate> = rows.iter().filter(|r| r.subject == what).collect();
+        picked.iter().map(|r| r.ops as f64).sum::<f64>()
+            / picked.iter().map(|r| r.elapsed.as_secs_f64()).sum::<f64>()
+    };
+    let mut out = rate_table(
+        "Custom resource creates/s vs pod creates/s, 32 clients, embedded store (2 rounds each, alternating)",
+        &rows.iter().map(|r| Rate { subject: r.subject.clone(), clients: r.clients, ops: r.ops, elapsed: r.elapsed }).collect::<Vec<_>>(),
+        "pod creates",
+    );
+    out.push_str(&format!(
+        "\nCronTab creates / pod creates, both rounds: {:.2}× (target ≥ 0.9×)\n",
+        rate("CronTab creates") / rate("pod creates")
+    ));
+    out
+}
+
+/// `total` creates of `body(name)` at `path` across `clients` connections.
+async fn creates_at(
+    cp: &ControlPlane,
+    subject: &str,
+    prefix: &str,
+    path: &'static str,
+    body: fn(&str) -> Vec<u8>,
     total: usize,
     clients: usize,
 ) -> Result<(Samples, Rate)> {
@@ -243,11 +364,7 @@ async fn creates(
                 }
                 let t = Instant::now();
                 let (code, body) = client
-                    .call(
-                        "POST",
-                        "/api/v1/namespaces/default/pods",
-                        Some(pod_body(&format!("{prefix}-{i}"))),
-                    )
+                    .call("POST", path, Some(body(&format!("{prefix}-{i}"))))
                     .await?;
                 if code != 201 {
                     bail!("create returned {code}: {}", String::from_utf8_lossy(&body));
@@ -515,7 +632,11 @@ fn main() -> Result<()> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut seq_rate, mut par_rate) = (Vec::new(), Vec::new());
     let mut sweep_lat = Vec::new();
-    let authz_rows = authz_comparison(&rt, args.authz_fill, args.creates)?;
+    let authz_rows = if args.crd_only {
+        Vec::new()
+    } else {
+        authz_comparison(&rt, args.authz_fill, args.creates)?
+    };
     let authz_table = |rows: &[Rate]| {
         let mut out = String::new();
         for what in ["creates", "gets"] {
@@ -543,6 +664,11 @@ fn main() -> Result<()> {
     };
     if args.authz_only {
         println!("{}", authz_table(&authz_rows));
+        return Ok(());
+    }
+    let crd_rows = crd_comparison(&rt, args.creates)?;
+    if args.crd_only {
+        println!("{}", crd_table(&crd_rows));
         return Ok(());
     }
 
@@ -646,6 +772,7 @@ fn main() -> Result<()> {
         )
     );
     println!("{}", authz_table(&authz_rows));
+    println!("{}", crd_table(&crd_rows));
     for s in &watch_lat {
         println!(
             "{}: watch p50 {} p99 {} ({} events)",
