@@ -50,6 +50,9 @@ pub struct Api {
     pub authz: crate::authz::Authorizer,
     /// The kubelets' resource metrics (metrics.k8s.io), filled by the scraper.
     pub resource_metrics: Arc<crate::resource_metrics::ResourceMetrics>,
+    /// Service-account token keys and settings (`None`: TokenRequest is not served and JWTs
+    /// are not accepted).
+    pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccounts>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -342,6 +345,23 @@ impl Api {
                     })
             }
             Route::OpenApi(path) => self.openapi(&path, req.accept),
+            oidc @ (Route::OidcConfiguration | Route::OidcJwks) => {
+                let sa = self.service_accounts.as_deref().ok_or(ApiError::NoRoute {
+                    path: req.path.into(),
+                })?;
+                Ok(match oidc {
+                    Route::OidcJwks => Reply::Json {
+                        code: 200,
+                        body: crate::serviceaccount::oidc::jwks(sa),
+                        content_type: crate::serviceaccount::oidc::JWKS_CONTENT_TYPE,
+                        warnings: vec![],
+                    },
+                    _ => Reply::json(
+                        200,
+                        crate::serviceaccount::oidc::configuration(sa, &self.server_address),
+                    ),
+                })
+            }
             Route::Resource(_) => unreachable!("handled above"),
         }
     }
@@ -384,19 +404,23 @@ impl Api {
         ctx: &Ctx<'_>,
         info: &RequestInfo,
     ) -> (Option<String>, Option<RequestInfo>) {
-        let bound_node =
-            if info.resource == "pods" && (info.subresource.is_some() || info.verb == "delete") {
-                match info.name.as_deref() {
-                    Some(n) => ctx.current(n).await.ok().and_then(|(p, _)| {
-                        p.pointer("/spec/nodeName")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    }),
-                    None => None,
-                }
-            } else {
-                None
-            };
+        let bound_node = if info.resource == "pods"
+            && (info.subresource.is_some() || info.verb == "delete")
+        {
+            match info.name.as_deref() {
+                Some(n) => ctx.current(n).await.ok().and_then(|(p, _)| {
+                    p.pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                }),
+                None => None,
+            }
+        } else if info.resource == "serviceaccounts" && info.subresource.as_deref() == Some("token")
+        {
+            crate::serviceaccount::token_request::bound_pod_node(ctx).await
+        } else {
+            None
+        };
         // A create names its object in the body (JSON or protobuf, as the verb decodes it).
         let named = (info.verb == "create" && info.name.is_none()).then(|| {
             let name = verbs::body_object(ctx).ok().and_then(|b| {
@@ -658,6 +682,7 @@ mod tests {
             node_port_range: crate::portalloc::PortRange::default(),
             authz: crate::authz::Authorizer::new(crate::authz::Mode::default()),
             resource_metrics: Default::default(),
+            service_accounts: None,
         });
         let (reply, verb, resource) = api
             .handle(Incoming {

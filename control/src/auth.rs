@@ -215,6 +215,9 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
         ("", "pods", Some("eviction")) => info.verb == "create" && bound_node == Some(node),
         // The kubelet's final delete (grace 0) of a pod it has terminated.
         ("", "pods", None) if info.verb == "delete" => bound_node == Some(node),
+        // A token for the service account of a pod bound to this node, bound to that pod
+        // (kube's node authorizer and NodeRestriction): `bound_node` is that pod's node.
+        ("", "serviceaccounts", Some("token")) => info.verb == "create" && bound_node == Some(node),
         ("", "events", None) | ("events.k8s.io", "events", None) => {
             matches!(info.verb.as_str(), "create" | "update" | "patch")
         }
@@ -360,6 +363,19 @@ mod tests {
             &info("get", "", "nodes", None, Some("n1"), Some("proxy")),
             None
         ));
+        // Tokens only for the service accounts of pods bound here (the caller resolved the
+        // TokenRequest's bound pod to its node).
+        let token = info(
+            "create",
+            "",
+            "serviceaccounts",
+            Some("default"),
+            Some("default"),
+            Some("token"),
+        );
+        assert!(authorize(&n1, &token, Some("n1")));
+        assert!(!authorize(&n1, &token, Some("n2")));
+        assert!(!authorize(&n1, &token, None));
         let plain = User {
             name: "system:node:n1".into(),
             groups: vec![],

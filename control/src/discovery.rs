@@ -57,7 +57,7 @@ fn verbs_of(d: &ResourceDef) -> &'static [&'static str] {
 
 fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
-        "binding" | "eviction" => &["create"],
+        "binding" | "eviction" | "token" => &["create"],
         "log" => &["get"],
         "exec" | "attach" | "portforward" => &["create", "get"],
         "proxy" => &["create", "delete", "get", "patch", "update"],
@@ -72,6 +72,7 @@ fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'stat
         // kube serves pods/eviction as policy/v1 Eviction; kubectl drain reads this to pick
         // the version it posts.
         "eviction" => ("policy", "v1", "Eviction"),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         "exec" => ("", "v1", "PodExecOptions"),
         "attach" => ("", "v1", "PodAttachOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),

@@ -36,6 +36,7 @@ pub mod selectors;
 pub mod semantic;
 pub mod server;
 pub mod service_alloc;
+pub mod serviceaccount;
 pub mod status;
 pub mod storage;
 pub mod table;

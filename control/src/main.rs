@@ -58,6 +58,25 @@ struct Args {
     /// as kube-apiserver's default).
     #[arg(long)]
     kubelet_certificate_authority: Option<PathBuf>,
+    /// The `iss` of service-account tokens (kube-apiserver's --service-account-issuer).
+    #[arg(long)]
+    service_account_issuer: Option<String>,
+    /// PEM private key service-account tokens are signed with (default <data-dir>/pki/sa.key,
+    /// generated on first start).
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// PEM public (or private) keys service-account tokens may also be signed with; repeatable.
+    #[arg(long = "service-account-key-file")]
+    service_account_key_files: Vec<PathBuf>,
+    /// Longest lifetime a TokenRequest is granted, e.g. `24h` (default: no cap).
+    #[arg(long, value_parser = parse_duration_secs)]
+    service_account_max_token_expiration: Option<f64>,
+    /// Audiences a bearer token must name one of, comma-separated (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// Admission plugins to turn off, comma-separated (pea's: ServiceAccount).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -315,6 +334,23 @@ fn main() -> anyhow::Result<()> {
     if args.kubelet_certificate_authority.is_some() {
         config.kubelet_certificate_authority = args.kubelet_certificate_authority;
     }
+    let sa = &mut config.service_accounts;
+    if let Some(i) = args.service_account_issuer {
+        sa.issuer = i;
+    }
+    if args.service_account_signing_key_file.is_some() {
+        sa.signing_key_file = args.service_account_signing_key_file;
+    }
+    sa.key_files.extend(args.service_account_key_files);
+    if let Some(m) = args.service_account_max_token_expiration {
+        sa.max_token_expiration_secs = m as u64;
+    }
+    if !args.api_audiences.is_empty() {
+        sa.api_audiences = args.api_audiences;
+    }
+    config
+        .disable_admission_plugins
+        .extend(args.disable_admission_plugins);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -57,6 +57,10 @@ pub enum Route {
     Health(String),
     Metrics,
     OpenApi(String),
+    /// `/.well-known/openid-configuration`: service-account issuer discovery.
+    OidcConfiguration,
+    /// `/openid/v1/jwks`: the service-account verification keys.
+    OidcJwks,
 }
 
 /// Query parameters (last value wins in [`Query::get`]; [`Query::all`] sees repeats).
@@ -109,6 +113,8 @@ pub fn route(method: &str, path: &str, watch: bool) -> Option<Route> {
         ["version"] => return Some(Route::Version),
         ["healthz" | "readyz" | "livez", ..] => return Some(Route::Health(parts[0].to_string())),
         ["metrics"] => return Some(Route::Metrics),
+        [".well-known", "openid-configuration"] => return Some(Route::OidcConfiguration),
+        ["openid", "v1", "jwks"] => return Some(Route::OidcJwks),
         ["openapi", ..] => return Some(Route::OpenApi(path.to_string())),
         ["api"] => return Some(Route::CoreVersions),
         ["apis"] => return Some(Route::Groups),

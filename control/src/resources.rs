@@ -255,7 +255,7 @@ impl Resources {
                 true,
                 ["sa"],
                 [],
-                [],
+                ["token"],
                 core::v1::ServiceAccount
             ),
             def!(

@@ -61,6 +61,12 @@ pub struct Config {
     /// Seconds between scrapes of the kubelets' resource metrics (metrics-server's
     /// `--metric-resolution`, 15 s); 0 turns the metrics.k8s.io scraper off.
     pub metric_resolution_secs: f64,
+    /// Service-account token flags (issuer, signing key, key files, max expiration, API
+    /// audiences).
+    pub service_accounts: crate::serviceaccount::Config,
+    /// kube-apiserver's `--disable-admission-plugins` (of pea's: `ServiceAccount`), e.g. for
+    /// an API server that runs without the controllers that create `default` accounts.
+    pub disable_admission_plugins: Vec<String>,
 }
 
 impl Default for Config {
@@ -79,6 +85,8 @@ impl Default for Config {
             kubelet_certificate_authority: None,
             authorization_mode: "Node,RBAC".into(),
             metric_resolution_secs: 15.0,
+            service_accounts: Default::default(),
+            disable_admission_plugins: Vec::new(),
         }
     }
 }
@@ -117,6 +125,10 @@ pub enum ServerError {
     KubeletClient(#[from] crate::kubelet_proxy::KubeletClientError),
     #[error("config: {0}")]
     AuthorizationMode(String),
+    #[error("config: {0}")]
+    AdmissionPlugin(String),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::serviceaccount::KeyError),
 }
 
 /// Serves the requests under a path prefix beside the API (pea-dashboard at `/dashboard`). It
@@ -318,6 +330,20 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     }
     let pki = Arc::new(Pki::load_or_create(&config.data_dir.join("pki"), &sans)?);
     let (tokens, admin_token) = load_tokens(&config.data_dir.join("tokens.csv"))?;
+    let mut service_accounts =
+        crate::serviceaccount::ServiceAccounts::load(&config.service_accounts, &pki.dir)?;
+    for plugin in &config.disable_admission_plugins {
+        match plugin.as_str() {
+            crate::serviceaccount::admission::PLUGIN => service_accounts.admission = false,
+            other => {
+                return Err(ServerError::AdmissionPlugin(format!(
+                    "--disable-admission-plugins: unknown plugin {other:?} (pea knows: {})",
+                    crate::serviceaccount::admission::PLUGIN
+                )))
+            }
+        }
+    }
+    let service_accounts = Arc::new(service_accounts);
     let kubelet = Arc::new(KubeletClient::new(
         &pki,
         config.kubelet_certificate_authority.as_deref(),
@@ -350,6 +376,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         resource_metrics: Arc::new(crate::resource_metrics::ResourceMetrics::new(
             Duration::from_secs_f64(config.metric_resolution_secs.clamp(0.0, 3600.0)),
         )),
+        service_accounts: Some(service_accounts),
     });
     api.ensure_default_namespaces()
         .await
@@ -659,8 +686,16 @@ async fn serve(
         Some(token) => match tokens.lookup(token.trim()) {
             Some(u) => Some(u.clone()),
             None => {
-                api.metrics.observe(&method, "", 401, started.elapsed());
-                return Ok(error_response(ApiError::Unauthorized));
+                match crate::serviceaccount::authenticate::authenticate(&api, token.trim()).await {
+                    Some(Ok(u)) => Some(u),
+                    failed => {
+                        if let Some(Err(e)) = failed {
+                            tracing::info!(error = %e, "service-account token refused");
+                        }
+                        api.metrics.observe(&method, "", 401, started.elapsed());
+                        return Ok(error_response(ApiError::Unauthorized));
+                    }
+                }
             }
         },
         None => cert_user,

@@ -48,6 +48,9 @@ impl ControlPlane {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".parse()?,
             etcd: etcd.as_ref().map(|e| e.url().to_string()),
+            // No controllers run here, so no `default` service accounts appear: pods would be
+            // refused (tests of that admission plugin turn it back on).
+            disable_admission_plugins: vec!["ServiceAccount".into()],
             ..Config::default()
         };
         tweak(&mut config);

@@ -8,6 +8,7 @@
 //! dropped.
 
 mod apps;
+mod authentication;
 mod autoscaling;
 mod batch;
 mod coordination;
@@ -124,6 +125,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         }
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &rbac::SELF_SUBJECT_RULES_REVIEW,
         ("authentication.k8s.io/v1", "SelfSubjectReview") => &rbac::SELF_SUBJECT_REVIEW,
+        ("authentication.k8s.io/v1", "TokenRequest") => &authentication::TOKEN_REQUEST,
         _ => return None,
     })
 }

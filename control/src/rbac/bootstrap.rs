@@ -730,6 +730,24 @@ pub static CLUSTER_ROLES: &[RoleSpec] = &[
             NONE,
         )],
     },
+    // Service-account OIDC discovery (the issuer's configuration and keys).
+    RoleSpec {
+        name: "system:service-account-issuer-discovery",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[R(
+            &["get"],
+            NONE,
+            NONE,
+            NONE,
+            &[
+                "/.well-known/openid-configuration",
+                "/.well-known/openid-configuration/",
+                "/openid/v1/jwks",
+                "/openid/v1/jwks/",
+            ],
+        )],
+    },
 ];
 
 pub static CLUSTER_ROLE_BINDINGS: &[BindingSpec] = &[
@@ -775,6 +793,10 @@ pub static CLUSTER_ROLE_BINDINGS: &[BindingSpec] = &[
     BindingSpec {
         name: "system:volume-scheduler",
         subjects: &[("User", "system:kube-scheduler", "")],
+    },
+    BindingSpec {
+        name: "system:service-account-issuer-discovery",
+        subjects: &[("Group", "system:serviceaccounts", "")],
     },
     // kube keeps this binding without subjects: the node authorizer grants nodes their access.
     BindingSpec {

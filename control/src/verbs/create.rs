@@ -67,6 +67,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     if ctx.info.subresource.as_deref() == Some("eviction") {
         return crate::verbs::eviction::handle(ctx).await;
     }
+    if ctx.info.subresource.as_deref() == Some("token") {
+        return crate::serviceaccount::token_request::handle(ctx).await;
+    }
     if ctx.info.name.is_some() || ctx.info.subresource.is_some() {
         return Err(ApiError::MethodNotAllowed(format!(
             "POST to {}/{}",
@@ -91,6 +94,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     if ctx.def.kind == "PersistentVolumeClaim" {
         crate::storage::admit_claim(ctx.api, &mut obj).await?;
     }
+    crate::serviceaccount::admission::admit(ctx, &mut obj).await?;
     let warnings = validate(ctx, &mut obj)?;
     crate::rbac::escalation::admit(ctx, None, &obj)?;
     let ns = ctx.namespace().map(str::to_string);

@@ -44,6 +44,8 @@ pub struct Refs {
     /// The pod's PersistentVolumeClaims (by claim name) resolved to their bound volume's path
     /// on this node, or why they cannot be mounted yet (not found, not bound).
     pub claims: BTreeMap<String, Result<crate::volumes::ClaimVolume, String>>,
+    /// The pod's projected service-account tokens by `volumes::token::key`, or why not.
+    pub sa_tokens: BTreeMap<String, Result<Vec<u8>, String>>,
 }
 
 /// Names of configmaps and secrets the pod's env, envFrom and volumes reference.

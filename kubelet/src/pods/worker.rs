@@ -56,6 +56,8 @@ pub struct Worker {
     killed: HashSet<String>,
     refs_at: Option<Instant>,
     refs: Refs,
+    /// This pod's projected service-account tokens (requested, cached, rotated).
+    tokens: volumes::token::TokenManager,
     last_status: Option<PodStatus>,
     /// Why a container is not running now, by container name.
     waiting: HashMap<String, (String, String)>,
@@ -103,6 +105,7 @@ impl Worker {
             killed: HashSet::new(),
             refs_at: None,
             refs: Refs::default(),
+            tokens: Default::default(),
             waiting: HashMap::new(),
             terminal_done: false,
             claim_wait: None,
@@ -691,6 +694,7 @@ impl Worker {
             let resolved = volumes::resolve_claim(&ns, claim.as_ref(), &n, pv.as_ref());
             refs.claims.insert(n, resolved);
         }
+        refs.sa_tokens = self.tokens.tokens_for(&self.s.client, &self.pod).await;
         let svc_api: Api<Service> = Api::namespaced(self.s.client.clone(), &ns);
         if self.spec().enable_service_links.unwrap_or(true) {
             refs.services = svc_api

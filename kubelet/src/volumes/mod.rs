@@ -8,6 +8,7 @@
 //! updates reach running pods.
 
 pub mod atomic;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
@@ -45,6 +46,9 @@ pub enum VolumeError {
     /// The claim cannot be mounted yet (missing, or not bound): the pod waits for it.
     #[error("volume {volume:?}: {message}")]
     ClaimPending { volume: String, message: String },
+    /// The projected service-account token could not be had (TokenRequest failed).
+    #[error("volume {volume:?}: {message}")]
+    Token { volume: String, message: String },
     #[error("mounting tmpfs at {path}: {source}")]
     Mount { path: PathBuf, source: nix::Error },
 }
@@ -366,11 +370,30 @@ fn setup_one(pod: &Pod, v: &Volume, refs: &Refs, base: &Path) -> Result<HostVolu
                     );
                 }
             }
-            if src.service_account_token.is_some() {
-                return Err(VolumeError::Unsupported {
-                    volume: name.into(),
-                    message: "projected serviceAccountToken is not implemented: pea-control does not serve TokenRequest yet".into(),
-                });
+            if let Some(t) = &src.service_account_token {
+                atomic::check_path(name, &t.path)?;
+                let key = token::key(
+                    t.audience.as_deref().unwrap_or(""),
+                    t.expiration_seconds
+                        .unwrap_or(token::DEFAULT_EXPIRATION_SECONDS),
+                );
+                match refs.sa_tokens.get(&key) {
+                    Some(Ok(tok)) => {
+                        payload.insert(t.path.clone(), (tok.clone(), mode));
+                    }
+                    Some(Err(m)) => {
+                        return Err(VolumeError::Token {
+                            volume: name.into(),
+                            message: m.clone(),
+                        })
+                    }
+                    None => {
+                        return Err(VolumeError::Token {
+                            volume: name.into(),
+                            message: "the service-account token was not requested yet".into(),
+                        })
+                    }
+                }
             }
             if src.cluster_trust_bundle.is_some() {
                 return Err(VolumeError::Unsupported {
