@@ -248,6 +248,31 @@ impl Browser {
         );
     }
 
+    /// Types `text` into the focused element with WebDriver key actions ('\n' is Enter).
+    fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        for ch in text.chars() {
+            let key = if ch == '\n' {
+                "\u{E007}".to_string()
+            } else {
+                ch.to_string()
+            };
+            actions.push(json!({"type": "keyDown", "value": key}));
+            actions.push(json!({"type": "keyUp", "value": key}));
+        }
+        self.cmd(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// Waits until the script `cond` (an expression) is true in the page.
+    fn wait_js(&self, secs: u64, cond: &str) {
+        let script = format!("return !!({cond})");
+        eventually(secs, cond, || self.js(&script) == json!(true));
+    }
+
     fn login(&self, base: &str, token: &str) {
         self.goto(&format!("{base}/dashboard/"));
         assert!(
@@ -301,11 +326,55 @@ fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<&Value>) -> (
     (code, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// A WebSocket upgrade request to the dashboard (TLS not verified: pea-control's own CA) with
+/// a session cookie, an Origin and offered subprotocols; (status, body) of a refusal.
+fn ws_probe(url: &str, cookie: &str, origin: &str, protocols: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .header("cookie", format!("pea_session={cookie}"))
+        .header("origin", origin)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-protocol", protocols)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let code = resp.status().as_u16();
+    (code, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = send(&self.agent, "DELETE", &self.session, None);
     }
 }
+
+/// The viewer may read pods (and their logs) in default, nothing else: no pods/exec.
+const VIEWER_ROLE: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader}
+rules:
+- {apiGroups: [""], resources: [pods, pods/log], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: viewer-reads-pods}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: viewer}
+"#;
 
 const OBJECTS: &str = r#"
 apiVersion: apps/v1
@@ -395,7 +464,7 @@ fn dashboard_in_a_browser_against_pea_control() {
     let k = Kubectl::new(&data.join("admin.kubeconfig"));
     hollow_node(&k, "node-a");
     k.ok_stdin(&["apply", "-f", "-"], OBJECTS);
-    k.ok(&["annotate", "deployment", "web", &format!("evil={HOSTILE}")]);
+    k.ok_stdin(&["apply", "-f", "-"], VIEWER_ROLE);
     eventually(30, "the Deployment's two pods", || {
         k.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
             .lines()
@@ -436,14 +505,46 @@ fn dashboard_in_a_browser_against_pea_control() {
         "{}",
         b.text("#replicasets")
     );
+    // Live: the page watches; a pod made with kubectl appears in place, without a reload.
+    b.wait_js(
+        15,
+        "document.body.getAttribute('data-live-state') === 'open'",
+    );
+    b.js("window.peaSamePage = true;");
+    k.ok(&[
+        "run",
+        "live-pod",
+        "--image=busybox:live",
+        "--labels=app=live",
+    ]);
+    b.wait_js(
+        20,
+        "document.getElementById('pods').textContent.includes('live-pod')",
+    );
+    assert_eq!(
+        b.js("return window.peaSamePage === true"),
+        json!(true),
+        "the page was reloaded instead of updated"
+    );
+    assert!(b.text("#live").contains("Live"), "{}", b.text("#live"));
     // Search narrows every list by name.
     b.goto(&format!("{base}/dashboard/workloads?ns=default&q=nomatch"));
     assert!(!b.text("#pods").contains("web-"));
     b.goto(&format!("{base}/dashboard/workloads?ns=default"));
     b.screenshot("workloads");
 
-    // The Deployment's page (a deep link): the hostile annotation is text, nothing ran.
+    // The Deployment's page (a deep link): a hostile annotation added while it is open
+    // arrives through the live stream as text; nothing ran.
     b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
+    b.wait_js(
+        15,
+        "document.body.getAttribute('data-live-state') === 'open'",
+    );
+    k.ok(&["annotate", "deployment", "web", &format!("evil={HOSTILE}")]);
+    b.wait_js(
+        20,
+        "document.getElementById('annotations').textContent.includes('window.pwned=1')",
+    );
     let annotations = b.text("#annotations");
     assert!(annotations.contains(HOSTILE), "{annotations}");
     let injected = b.js(
@@ -605,7 +706,34 @@ fn dashboard_in_a_browser_against_pea_control() {
     );
     b.goto(&format!("{base}/dashboard/workloads?ns=default"));
     assert!(b.text("#deployments .error").contains("403 Forbidden"));
+    assert!(b.text("#pods").contains("live-pod"), "{}", b.text("#pods"));
     b.screenshot("forbidden");
+    // The viewer may read the pod but not exec into it: the terminal shows kube's 403.
+    b.goto(&format!(
+        "{base}/dashboard/ns/default/pods/live-pod/terminal"
+    ));
+    b.wait_js(
+        15,
+        "document.getElementById('term').getAttribute('data-state') === 'refused'",
+    );
+    let state = b.text("#term-state");
+    assert!(state.contains("403 Forbidden"), "{state}");
+    // A terminal's WebSocket upgrade with the session's cookie but from another origin, or
+    // without the CSRF subprotocol, is refused before anything is opened.
+    let cookie = b.cmd("GET", "/cookie/pea_session", None)["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let csrf = b.js("return document.getElementById('term').getAttribute('data-csrf')");
+    let csrf = csrf.as_str().unwrap_or_default();
+    let exec = format!("{base}/dashboard/ns/default/pods/live-pod/exec");
+    let good = format!("pea.terminal, csrf.{csrf}");
+    let (code, text) = ws_probe(&exec, &cookie, "https://evil.example", &good);
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("own pages"), "{text}");
+    let (code, text) = ws_probe(&exec, &cookie, &base, "pea.terminal");
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("CSRF"), "{text}");
     let refused = b.js_async(
         "const csrf = document.querySelector('input[name=csrf]').value; fetch('/dashboard/nodes/node-a/cordon', {method: 'POST', body: new URLSearchParams({csrf, unschedulable: 'true'})}).then(async r => done([r.status, await r.text()]))",
     );
@@ -644,4 +772,171 @@ fn dashboard_in_a_browser_against_pea_control() {
             l.display()
         );
     }
+}
+
+/// Forwards 127.0.0.1:PORT of the test's network namespace to 127.0.0.1:`target` inside
+/// `netns` (each connection made from a thread that entered it), so the browser reaches a
+/// pea-control that listens only on a node's loopback. Stops accepting when dropped.
+struct Forward {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Forward {
+    fn start(netns: &Path, target: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let netns = netns.to_path_buf();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let (client, _) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let _ = client.set_nonblocking(false);
+                let server = pea_tests::fixtures::registry::in_netns(Some(&netns), || {
+                    std::net::TcpStream::connect(("127.0.0.1", target))
+                });
+                let Ok(server) = server else { continue };
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Forward { port, stop }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A pod that says one line at start and then one line whenever /tmp/say holds one.
+const TALKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker, labels: {app: talker}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    command: [sh, -c, 'echo talker-started; while true; do if [ -f /tmp/say ]; then cat /tmp/say; rm /tmp/say; fi; sleep 0.2; done']
+    resources: {requests: {cpu: 50m, memory: 16Mi}, limits: {cpu: 200m, memory: 32Mi}}
+"#;
+
+#[test]
+fn dashboard_follows_logs_and_opens_a_terminal_on_a_real_node() {
+    pea_tests::privileged::require_root();
+    let opts = pea_tests::kubelet_node::NodeOptions {
+        control_args: vec!["--metric-resolution".into(), "2s".into()],
+        kubelet_log_filter: "info".into(),
+        shim_log_filter: "info".into(),
+        ..Default::default()
+    };
+    let mut n = pea_tests::kubelet_node::KubeletNode::with("dash-node", &opts).expect("node");
+    n.start_kubelet().expect("kubelet");
+    n.apply(&TALKER.replace("IMAGE", &n.image));
+    n.wait_pod("talker", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let token = read(&n.dir.path().join("control/tokens.csv"))
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let fwd = Forward::start(&n.node.netns.path(), pea_tests::kubelet_node::API_PORT);
+    let base = format!("https://127.0.0.1:{}", fwd.port);
+    let dir = tempfile::Builder::new()
+        .prefix("pea-dashboard-node-")
+        .tempdir()
+        .unwrap();
+    let b = Browser::start(dir.path());
+    b.login(&base, &token);
+
+    // Follow the log: the start line (from the tail), then a line written after the page
+    // opened, streamed without a reload.
+    b.goto(&format!(
+        "{base}/dashboard/ns/default/pods/talker/logs?tailLines=100&timestamps=1"
+    ));
+    b.wait_js(
+        20,
+        "document.getElementById('log').textContent.includes('talker-started')",
+    );
+    assert!(
+        b.text("#log-state").contains("Following"),
+        "{}",
+        b.text("#log-state")
+    );
+    b.js("window.peaSamePage = true;");
+    n.ok(&[
+        "exec",
+        "talker",
+        "--",
+        "sh",
+        "-c",
+        "echo written-after-open > /tmp/say",
+    ]);
+    b.wait_js(
+        20,
+        "document.getElementById('log').textContent.includes('written-after-open')",
+    );
+    assert_eq!(b.js("return window.peaSamePage === true"), json!(true));
+    // Timestamps were asked for: each line starts with one (RFC 3339).
+    let first = b.js("return document.querySelector('#log .line').textContent");
+    assert!(
+        first
+            .as_str()
+            .is_some_and(|l| l.starts_with("20") && l.contains('T')),
+        "{first}"
+    );
+    b.screenshot("logs");
+
+    // The terminal: a shell in the container, a command typed, its output drawn.
+    b.goto(&format!("{base}/dashboard/ns/default/pods/talker/terminal"));
+    b.wait_js(
+        20,
+        "document.getElementById('term').getAttribute('data-state') === 'connected'",
+    );
+    b.js("document.getElementById('term').focus()");
+    b.keys("echo $((6*7))-from-the-terminal\n");
+    b.wait_js(
+        20,
+        "document.getElementById('term').textContent.includes('42-from-the-terminal')",
+    );
+    // What the shell writes to its stdout through the terminal reaches the followed log too.
+    b.keys("echo typed-in-terminal > /tmp/say\n");
+    b.screenshot("terminal");
+    b.keys("exit 3\n");
+    b.wait_js(
+        20,
+        "document.getElementById('term').getAttribute('data-state') === 'exited'",
+    );
+    assert_eq!(
+        b.js("return document.getElementById('term').getAttribute('data-exit')"),
+        json!("3")
+    );
+    let logs = n.ok(&["logs", "talker"]);
+    assert!(logs.contains("typed-in-terminal"), "{logs}");
+    drop(b);
+    drop(fwd);
 }

@@ -159,6 +159,39 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn bad_request(message: String) -> Self {
+        ApiError {
+            code: 400,
+            reason: "BadRequest".into(),
+            message,
+        }
+    }
+
+    /// The way to the API server failed, or it answered nonsense.
+    pub fn bad_gateway(message: String) -> Self {
+        ApiError {
+            code: 502,
+            reason: "BadGateway".into(),
+            message,
+        }
+    }
+
+    /// An error answer with HTTP status `code`: its `Status` body's reason and message when it
+    /// has one, else the body as text.
+    pub fn from_status_body(code: u16, body: &[u8]) -> Self {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        ApiError {
+            code,
+            reason: text("reason").unwrap_or_default(),
+            message: text("message").unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned()
+            }),
+        }
+    }
+}
+
 impl From<kube::Error> for ApiError {
     fn from(e: kube::Error) -> Self {
         match e {

@@ -16,11 +16,16 @@
 //! HTTPS listener, and the `pea-dashboard` binary serves it alone ([`serve`]).
 
 pub mod api;
+mod exec;
+mod follow;
 pub mod html;
+mod live;
+mod sse;
 mod views;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,7 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
+const TERM_JS: &str = include_str!("../assets/term.js");
 
 /// The Content-Security-Policy of every response: only our own script and style sheet, no
 /// inline script or style, no framing, forms post only to us.
@@ -50,11 +56,64 @@ const MAX_SESSIONS: usize = 10_000;
 /// Largest form body accepted.
 pub const MAX_FORM: usize = 3 * 1024 * 1024;
 
+/// At most this many streams (live pages, followed logs, terminals) per session at once.
+pub const MAX_STREAMS_PER_SESSION: usize = 8;
+
 /// One logged-in browser.
 struct Session {
     api: Api,
+    /// The same user's client without a read timeout, for watches, logs and terminals.
+    streams_api: Api,
     csrf: String,
     created: Instant,
+    /// Set to true on logout: every stream of the session ends.
+    ended: tokio::sync::watch::Sender<bool>,
+    /// Streams open now (see [`StreamSlot`]).
+    streams: AtomicUsize,
+}
+
+impl Session {
+    fn new(api: Api, streams_api: Api) -> Self {
+        Session {
+            api,
+            streams_api,
+            csrf: random_hex(32),
+            created: Instant::now(),
+            ended: tokio::sync::watch::channel(false).0,
+            streams: AtomicUsize::new(0),
+        }
+    }
+
+    /// One of the session's [`MAX_STREAMS_PER_SESSION`] stream slots, if one is free.
+    fn open_stream(self: &Arc<Self>) -> Option<StreamSlot> {
+        self.streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_STREAMS_PER_SESSION).then_some(n + 1)
+            })
+            .ok()?;
+        Some(StreamSlot {
+            session: self.clone(),
+        })
+    }
+}
+
+/// A long-lived response (a live page, a followed log, a terminal) holding one of its
+/// session's stream slots until dropped.
+struct StreamSlot {
+    session: Arc<Session>,
+}
+
+impl StreamSlot {
+    /// How long the session has left: no stream outlives it.
+    fn remaining(&self) -> Duration {
+        SESSION_LIFETIME.saturating_sub(self.session.created.elapsed())
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.session.streams.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The dashboard: how to reach the API server, and the sessions.
@@ -116,9 +175,13 @@ impl Dashboard {
         &self.prefix
     }
 
-    /// A client that authenticates with `token` only.
-    fn client_for(&self, token: &str) -> Result<kube::Client, String> {
+    /// A client that authenticates with `token` only. Without a read timeout for streams
+    /// (watches, followed logs, terminals), which are quiet as long as nothing happens.
+    fn client_for(&self, token: &str, streaming: bool) -> Result<kube::Client, String> {
         let mut cfg = self.base.clone();
+        if streaming {
+            cfg.read_timeout = None;
+        }
         cfg.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
         kube::Client::try_from(cfg).map_err(|e| e.to_string())
     }
@@ -182,7 +245,7 @@ impl Dashboard {
         resp
     }
 
-    async fn route(&self, req: Request<Bytes>) -> Response<Body> {
+    async fn route(&self, mut req: Request<Bytes>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let Some(rest) = path.strip_prefix(&self.prefix) else {
             return plain(404, "not found");
@@ -197,6 +260,7 @@ impl Dashboard {
         match rest {
             "/static/app.js" => return asset("text/javascript; charset=utf-8", APP_JS),
             "/static/style.css" => return asset("text/css; charset=utf-8", STYLE_CSS),
+            "/static/term.js" => return asset("text/javascript; charset=utf-8", TERM_JS),
             "/login" if post => return self.login(&req).await,
             "/login" => return self.login_page(None, 200),
             _ => {}
@@ -231,15 +295,31 @@ impl Dashboard {
             }
             if rest == "/logout" {
                 if let Some(id) = cookie(&req, SESSION_COOKIE) {
-                    self.sessions
+                    let gone = self
+                        .sessions
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
+                    if let Some(s) = gone {
+                        // Ends the session's live pages, followed logs and terminals.
+                        s.ended.send_replace(true);
+                    }
                 }
                 let mut r = redirect(&format!("{}/login", self.prefix));
                 if let Ok(v) = self.cookie_header(SESSION_COOKIE, "", Some(0)).parse() {
                     r.headers_mut().append("set-cookie", v);
                 }
+                return r;
+            }
+        }
+        let segments: Vec<String> = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        if !post {
+            if let Some(r) = self.stream(&mut req, &session, &segs, &query) {
                 return r;
             }
         }
@@ -252,12 +332,6 @@ impl Dashboard {
             form,
             fragment: req.headers().contains_key("x-pea-fragment"),
         };
-        let segments: Vec<String> = rest
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(percent_decode)
-            .collect();
-        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let out = if post {
             views::post(&ctx, &segs).await
         } else {
@@ -275,6 +349,39 @@ impl Dashboard {
             views::Out::Redirect(to) => redirect(&to),
             views::Out::Text(code, t) => plain(code, &t),
         }
+    }
+
+    /// The long-lived GETs: a live page (`/live?page=…`), a followed log (`…/pods/NAME/follow`),
+    /// a terminal (`…/pods/NAME/exec`, a WebSocket). None: an ordinary page.
+    fn stream(
+        &self,
+        req: &mut Request<Bytes>,
+        session: &Arc<Session>,
+        segs: &[&str],
+        query: &HashMap<String, String>,
+    ) -> Option<Response<Body>> {
+        let is_stream = matches!(
+            segs,
+            ["live"] | ["ns", _, "pods", _, "follow"] | ["ns", _, "pods", _, "exec"]
+        );
+        if !is_stream {
+            return None;
+        }
+        let Some(slot) = session.open_stream() else {
+            return Some(plain(
+                429,
+                "too many live streams for this session: close other dashboard tabs",
+            ));
+        };
+        Some(match segs {
+            ["ns", ns, "pods", pod, "follow"] => follow::stream(slot, ns, pod, query),
+            ["ns", ns, "pods", pod, _] => exec::upgrade(req, slot, &session.csrf, ns, pod, query),
+            _ => live::stream(
+                &self.prefix,
+                slot,
+                query.get("page").map(String::as_str).unwrap_or("/"),
+            ),
+        })
     }
 
     fn login_page(&self, error: Option<&str>, status: u16) -> Response<Body> {
@@ -305,9 +412,10 @@ impl Dashboard {
         if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return self.login_page(Some("Enter a bearer token."), 400);
         }
-        let client = match self.client_for(token) {
-            Ok(c) => c,
-            Err(e) => {
+        let (client, streams) = match (self.client_for(token, false), self.client_for(token, true))
+        {
+            (Ok(c), Ok(s)) => (c, s),
+            (Err(e), _) | (_, Err(e)) => {
                 return self.login_page(Some(&format!("Cannot reach the API server: {e}")), 502)
             }
         };
@@ -325,11 +433,7 @@ impl Dashboard {
             Err(e) if e.code == 403 => {}
             Err(e) => return self.login_page(Some(&format!("The API server answered {e}")), 502),
         }
-        let id = self.add_session(Session {
-            api,
-            csrf: random_hex(32),
-            created: Instant::now(),
-        });
+        let id = self.add_session(Session::new(api, Api { client: streams }));
         tracing::info!("dashboard login");
         let mut r = redirect(&format!("{}/", self.prefix));
         for c in [
@@ -446,8 +550,10 @@ pub async fn serve(listener: tokio::net::TcpListener, dashboard: Arc<Dashboard>)
                     Ok(d.handle(Request::from_parts(parts, bytes)).await)
                 }
             });
+            // Upgrades: the terminal's WebSocket.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades()
                 .await;
         });
     }

@@ -54,8 +54,8 @@ pub struct Page {
     pub status: u16,
     pub title: String,
     pub body: String,
-    /// Seconds between refreshes of the main part (0: none, e.g. forms).
-    pub refresh: u32,
+    /// Kept current through watch (see [`crate::live`]): lists and object pages, not forms.
+    pub live: bool,
 }
 
 pub enum Out {
@@ -69,8 +69,13 @@ fn page(title: impl Into<String>, body: String) -> Out {
         status: 200,
         title: title.into(),
         body,
-        refresh: 5,
+        live: true,
     })
+}
+
+/// One line for a refusal shown by the script (a terminal, a followed log).
+pub fn error_line(e: &ApiError) -> String {
+    format!("{} {} — {}", e.code, reason_phrase(e.code), e.message)
 }
 
 fn reason_phrase(code: u16) -> &'static str {
@@ -115,7 +120,7 @@ fn error_page(title: &str, e: &ApiError, back: Option<&str>) -> Out {
         status: e.code,
         title: title.into(),
         body: format!("<h1>{}</h1>{}{back}", esc(title), err_box(e)),
-        refresh: 0,
+        live: false,
     })
 }
 
@@ -165,14 +170,42 @@ pub async fn layout(c: &Ctx<'_>, p: &Page) -> String {
     })
     .collect::<String>();
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · pea dashboard</title><link rel=\"stylesheet\" href=\"{b}/static/style.css\"><script src=\"{b}/static/app.js\" defer></script></head><body><header><a class=\"brand\" href=\"{b}/\">pea</a><nav>{nav}</nav><form class=\"filter\" method=\"get\" action=\"{action}\">{ns_control}<input type=\"search\" name=\"q\" id=\"q\" placeholder=\"Search names\" value=\"{q}\"><button type=\"submit\">Filter</button></form><form class=\"logout\" method=\"post\" action=\"{b}/logout\">{csrf}<button type=\"submit\" id=\"logout\">Log out</button></form></header><main id=\"main\" data-refresh=\"{refresh}\">{body}</main><footer><span id=\"live\" class=\"muted\"></span></footer></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · pea dashboard</title><link rel=\"stylesheet\" href=\"{b}/static/style.css\"><script src=\"{b}/static/app.js\" defer></script></head><body><header><a class=\"brand\" href=\"{b}/\">pea</a><nav>{nav}</nav><form class=\"filter\" method=\"get\" action=\"{action}\">{ns_control}<input type=\"search\" name=\"q\" id=\"q\" placeholder=\"Search names\" value=\"{q}\"><button type=\"submit\">Filter</button></form><form class=\"logout\" method=\"post\" action=\"{b}/logout\">{csrf}<button type=\"submit\" id=\"logout\">Log out</button></form></header><main id=\"main\"{live}>{body}</main><footer><span id=\"live\" class=\"muted\"></span></footer></body></html>",
         title = esc(&p.title),
         action = esc(&action),
         q = esc(c.q("q")),
         csrf = c.csrf_field(),
-        refresh = p.refresh,
+        live = live_attr(c, p),
         body = p.body,
     )
+}
+
+/// ` data-live="URL"`: where the script subscribes to the page's changes (nothing when the
+/// page is not live).
+fn live_attr(c: &Ctx, p: &Page) -> String {
+    let segs: Vec<&str> = c.path.split('/').filter(|s| !s.is_empty()).collect();
+    if !p.live || p.status != 200 || crate::live::watches(&segs, &c.query).is_empty() {
+        return String::new();
+    }
+    let mut page = c.path.clone();
+    if !c.query.is_empty() {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        let mut keys: Vec<&String> = c.query.keys().collect();
+        keys.sort();
+        for k in keys {
+            q.append_pair(k, &c.query[k]);
+        }
+        page.push('?');
+        page.push_str(&q.finish());
+    }
+    let url = format!(
+        "{}/live?{}",
+        c.base,
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("page", &page)
+            .finish()
+    );
+    format!(" data-live=\"{}\"", esc(&url))
 }
 
 fn flash(c: &Ctx) -> String {
@@ -830,7 +863,7 @@ fn actions(c: &Ctx, kind: Kind, ns: &str, name: &str) -> String {
     if kind == api::PODS {
         let _ = write!(
             out,
-            "<a class=\"button\" id=\"logs-link\" href=\"{}/logs\">Logs</a>",
+            "<a class=\"button\" id=\"logs-link\" href=\"{0}/logs\">Logs</a><a class=\"button\" id=\"terminal-link\" href=\"{0}/terminal\">Terminal</a>",
             esc(&base)
         );
     }
@@ -1413,17 +1446,13 @@ async fn yaml_page(c: &Ctx<'_>, kind: Kind, ns: &str, name: &str) -> Out {
             esc(&title),
             esc(&yaml)
         ),
-        refresh: 0,
+        live: false,
     })
 }
 
-async fn logs_page(c: &Ctx<'_>, ns: &str, name: &str) -> Out {
-    let title = format!("Logs of pod {name}");
-    let pod = match c.api.get(&api::PODS.path(Some(ns), Some(name))).await {
-        Ok(o) => o,
-        Err(e) => return error_page(&title, &e, None),
-    };
-    let containers: Vec<String> = ["/spec/initContainers", "/spec/containers"]
+/// The pod's container names (init containers first).
+fn container_names(pod: &Value) -> Vec<String> {
+    ["/spec/initContainers", "/spec/containers"]
         .iter()
         .flat_map(|p| {
             pod.pointer(p)
@@ -1432,47 +1461,130 @@ async fn logs_page(c: &Ctx<'_>, ns: &str, name: &str) -> Out {
                 .unwrap_or_default()
         })
         .map(|ct| s(&ct, "/name").to_string())
-        .collect();
+        .collect()
+}
+
+/// A `<select name=container>` of the pod's containers, `chosen` selected.
+fn container_select(containers: &[String], chosen: &str) -> String {
+    let mut o = String::from("<select name=\"container\" id=\"container\">");
+    for ct in containers {
+        let sel = if ct == chosen { " selected" } else { "" };
+        let _ = write!(o, "<option value=\"{0}\"{sel}>{0}</option>", esc(ct));
+    }
+    o.push_str("</select>");
+    o
+}
+
+/// Logs: the chosen options as a form; the script follows the log (`…/follow`, Server-Sent
+/// Events) and appends lines as text, keeping the last few thousand.
+async fn logs_page(c: &Ctx<'_>, ns: &str, name: &str) -> Out {
+    let title = format!("Logs of pod {name}");
+    let pod = match c.api.get(&api::PODS.path(Some(ns), Some(name))).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&title, &e, None),
+    };
+    let containers = container_names(&pod);
     let chosen = match c.q("container") {
         "" => containers.last().cloned().unwrap_or_default(),
         x => x.to_string(),
     };
     let base = api::PODS.link(c.base, ns, name);
-    let tabs = containers
-        .iter()
-        .map(|ct| {
-            let cls = if *ct == chosen {
-                " class=\"current\""
-            } else {
-                ""
-            };
-            format!(
-                "<a href=\"{}\"{cls}>{}</a>",
-                esc(&format!("{base}/logs?container={}", seg(ct))),
-                esc(ct)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let path = format!(
-        "{}/log?container={}&tailLines=500&timestamps=true",
-        api::PODS.path(Some(ns), Some(name)),
-        seg(&chosen)
-    );
-    let logs = match c.api.text(&path).await {
-        Ok(t) if t.is_empty() => "<p class=\"muted\">No output yet.</p>".to_string(),
-        Ok(t) => format!("<pre class=\"log\" id=\"log\">{}</pre>", esc(&t)),
-        Err(e) => err_box(&e),
+    let mut query = c.query.clone();
+    query.insert("container".into(), chosen.clone());
+    // Checked here too, so a bad value is refused with the page rather than in the stream.
+    if let Err(e) = crate::follow::log_path(ns, name, &query, true) {
+        return Out::Page(Page {
+            status: 400,
+            title: title.clone(),
+            body: format!(
+                "<h1>{}</h1><div class=\"error\">{}</div>",
+                esc(&title),
+                esc(&e)
+            ),
+            live: false,
+        });
+    }
+    let tail = match c.q("tailLines") {
+        "" => "500",
+        t => t,
     };
+    let checked = |k: &str| {
+        if matches!(c.q(k), "1" | "true" | "on") {
+            " checked"
+        } else {
+            ""
+        }
+    };
+    let mut follow = form_urlencoded::Serializer::new(String::new());
+    follow.append_pair("container", &chosen);
+    follow.append_pair("tailLines", tail);
+    for k in ["timestamps", "previous"] {
+        if !checked(k).is_empty() {
+            follow.append_pair(k, "1");
+        }
+    }
+    let stream_url = format!("{base}/follow?{}", follow.finish());
     Out::Page(Page {
         status: 200,
         title: title.clone(),
         body: format!(
-            "<p class=\"crumbs\">{}</p><h1>{}</h1><p class=\"tabs\">{tabs}</p>{logs}<p class=\"muted\">The last 500 lines, refreshed every 3 s.</p>",
-            link(&base, &format!("Pod {name}")),
-            esc(&title)
+            "<p class=\"crumbs\">{pod_link}</p><h1>{t}</h1><form method=\"get\" class=\"logopts\" action=\"{action}\"><label>Container {select}</label><label>Last <input type=\"number\" name=\"tailLines\" id=\"tailLines\" min=\"0\" max=\"{max}\" value=\"{tail}\"> lines</label><label><input type=\"checkbox\" name=\"timestamps\" value=\"1\" id=\"timestamps\"{ts}> timestamps</label><label><input type=\"checkbox\" name=\"previous\" value=\"1\" id=\"previous\"{prev}> previous instance</label><button type=\"submit\" id=\"follow\">Follow</button></form><pre class=\"log\" id=\"log\" data-follow=\"{url}\" data-max-lines=\"5000\"></pre><p class=\"muted\" id=\"log-state\">Connecting…</p>",
+            pod_link = link(&base, &format!("Pod {name}")),
+            t = esc(&title),
+            action = esc(&format!("{base}/logs")),
+            select = container_select(&containers, &chosen),
+            max = crate::follow::MAX_TAIL,
+            tail = esc(tail),
+            ts = checked("timestamps"),
+            prev = checked("previous"),
+            url = esc(&stream_url),
         ),
-        refresh: 3,
+        live: false,
+    })
+}
+
+/// A terminal in the pod: the script opens the `…/exec` WebSocket and draws what comes back.
+async fn terminal_page(c: &Ctx<'_>, ns: &str, name: &str) -> Out {
+    let title = format!("Terminal in pod {name}");
+    let pod = match c.api.get(&api::PODS.path(Some(ns), Some(name))).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&title, &e, None),
+    };
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|ct| s(ct, "/name").to_string())
+        .collect();
+    let chosen = match c.q("container") {
+        "" => containers.first().cloned().unwrap_or_default(),
+        x => x.to_string(),
+    };
+    let command = match c.q("command") {
+        "" => "sh",
+        x => x,
+    };
+    let base = api::PODS.link(c.base, ns, name);
+    let mut ws = form_urlencoded::Serializer::new(String::new());
+    ws.append_pair("container", &chosen);
+    ws.append_pair("command", command);
+    let ws_path = format!("{base}/exec?{}", ws.finish());
+    Out::Page(Page {
+        status: 200,
+        title: title.clone(),
+        body: format!(
+            "<p class=\"crumbs\">{pod_link}</p><h1>{t}</h1><form method=\"get\" class=\"logopts\" action=\"{action}\"><label>Container {select}</label><label>Command <input name=\"command\" id=\"command\" value=\"{cmd}\"></label><button type=\"submit\" id=\"reconnect\">Connect</button></form><div class=\"term\" id=\"term\" tabindex=\"0\" data-exec=\"{ws}\" data-csrf=\"{csrf}\" data-rows=\"24\" data-cols=\"100\"></div><p class=\"muted\" id=\"term-state\">Connecting…</p><script src=\"{b}/static/term.js\" defer></script>",
+            pod_link = link(&base, &format!("Pod {name}")),
+            t = esc(&title),
+            action = esc(&format!("{base}/terminal")),
+            select = container_select(&containers, &chosen),
+            cmd = esc(command),
+            ws = esc(&ws_path),
+            csrf = esc(c.csrf),
+            b = esc(c.base),
+        ),
+        live: false,
     })
 }
 
@@ -1494,12 +1606,12 @@ fn delete_confirm(c: &Ctx, kind: Kind, ns: &str, name: &str) -> Out {
             c.csrf_field(),
             link(&base, "Cancel")
         ),
-        refresh: 0,
+        live: false,
     })
 }
 
 /// Splits `/ns/NS/PLURAL/NAME[/ACTION]` and `/PLURAL/NAME[/ACTION]` (cluster-scoped).
-fn object_route<'a>(segs: &[&'a str]) -> Option<(Kind, &'a str, &'a str, &'a str)> {
+pub fn object_route<'a>(segs: &[&'a str]) -> Option<(Kind, &'a str, &'a str, &'a str)> {
     match segs {
         ["ns", ns, plural, name, rest @ ..] if rest.len() <= 1 => {
             let kind = api::by_plural(plural).filter(|k| k.namespaced)?;
@@ -1524,6 +1636,9 @@ pub async fn get(c: &Ctx<'_>, segs: &[&str]) -> Out {
             Some((kind, ns, name, "yaml")) => yaml_page(c, kind, ns, name).await,
             Some((kind, ns, name, "delete")) => delete_confirm(c, kind, ns, name),
             Some((kind, ns, name, "logs")) if kind == api::PODS => logs_page(c, ns, name).await,
+            Some((kind, ns, name, "terminal")) if kind == api::PODS => {
+                terminal_page(c, ns, name).await
+            }
             _ => Out::Text(404, "no such page".into()),
         },
     }
