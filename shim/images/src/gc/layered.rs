@@ -25,9 +25,16 @@
 //! - Learned: the probability of a use within the horizon ([`learned`]), from the entry's own
 //!   gaps between uses and the node's.
 //!
-//! Disk pressure must free enough to get below the high threshold; beyond that, down to the
-//! low threshold, only units worth little go (learned: price under [`OPTIONAL_MAX_PRICE`]; GDSF:
-//! price under `L + 1`, i.e. aged out) — freeing more only to have to re-pull it does not pay.
+//! Disk pressure must free enough to get below the high threshold. GDSF goes on down to the
+//! low threshold with units that have aged out (price under `L + 1`). The learned policy frees
+//! only what it must, and no more than the kubelet's own rule would: it also stops once the
+//! images it removed weigh, counted whole as the kubelet counts them, what the low threshold
+//! asks ([`Need::must_met`]). Removing early never helps when GC also runs before a pull that
+//! would not fit: a unit kept now can still go then, chosen with more history, and meanwhile
+//! it may be used (measured in the simulator: freeing on to the low threshold, or always
+//! below the high one, pulled more bytes on the batch and rolling traces). Like the
+//! kubelet's, a run can so end above the high threshold when the removed images share
+//! layers; the next run goes on.
 //!
 //! Cost of a run, for I images, R image→layer references and h the largest number of images
 //! sharing a layer: O(R) to index, each pricing O(R_u · h) for the R_u references of the
@@ -43,9 +50,6 @@ use super::{learned, Candidate, Order, Reason, Removal};
 
 /// What a miss costs beyond its bytes, in bytes.
 pub const PULL_OVERHEAD_BYTES: f64 = 4.0 * 1048576.0;
-/// The learned policy frees past the high threshold only units priced below this (expected
-/// bytes re-pulled per byte freed).
-pub const OPTIONAL_MAX_PRICE: f64 = 0.05;
 
 #[derive(Debug, PartialEq)]
 struct Entry {
@@ -71,6 +75,31 @@ impl Ord for Entry {
 impl PartialOrd for Entry {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
+    }
+}
+
+/// A unit as priced now: what removing it is expected to cost in re-pulled bytes (plus miss
+/// overhead) and what it frees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Unit {
+    cost: f64,
+    freed: u64,
+    last_used: u64,
+}
+
+impl Unit {
+    /// Cost per byte freed.
+    fn price(&self) -> f64 {
+        self.cost / self.freed.max(1) as f64
+    }
+
+    fn entry(&self, layer: usize, version: u32) -> Entry {
+        Entry {
+            price: self.price(),
+            last_used: self.last_used,
+            layer,
+            version,
+        }
     }
 }
 
@@ -102,6 +131,16 @@ pub(super) struct Need {
     pub must: u64,
     /// To get down to the low threshold.
     pub may: u64,
+}
+
+impl Need {
+    /// Whether a run that really freed `freed` bytes, removing images that weigh `whole`
+    /// bytes counted whole (as the kubelet counts them), has done what it must: got below the
+    /// high threshold, or — learned only — removed as much as the kubelet's own rule would
+    /// before it stops (its whole-image count reaching the low threshold).
+    pub(super) fn must_met(&self, order: Order, freed: u64, whole: u64) -> bool {
+        freed >= self.must || (order == Order::Learned && whole >= self.may)
+    }
 }
 
 /// The layer index of the images still present.
@@ -142,7 +181,7 @@ impl<'a> Index<'a> {
 }
 
 /// Removes images (marking `removed`, updating `refs`) under disk pressure; returns the
-/// removals in order.
+/// removals in order and what the removed images weigh whole.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn free(
     images: &[Candidate],
@@ -154,7 +193,7 @@ pub(super) fn free(
     history: &History,
     need: Need,
     now: u64,
-) -> Vec<Removal> {
+) -> (Vec<Removal>, u64) {
     let ix = Index::new(images, removed);
     let size = |li: usize| sizes.get(ix.ids[li]).copied().unwrap_or(0);
     // Values: per byte for layers, per miss for images.
@@ -191,8 +230,10 @@ pub(super) fn free(
             )
         }
     };
+    // GDSF frees past the high threshold what has aged out (price under L + 1) down to the
+    // low one; the learned policy frees only what it must (see the module doc).
     let optional_max = match order {
-        Order::Learned => OPTIONAL_MAX_PRICE,
+        Order::Learned => f64::NEG_INFINITY,
         _ => history.inflation + 1.0,
     };
     let blocked: Vec<bool> = ix
@@ -210,7 +251,9 @@ pub(super) fn free(
     } else {
         0.0
     };
-    let mut price = |li: usize, live: &[Vec<usize>]| -> (f64, u64) {
+    // A unit's expected re-pull cost (bytes), the bytes its removal frees, and its images'
+    // latest use.
+    let mut price = |li: usize, live: &[Vec<usize>]| -> Unit {
         let victims = &live[li];
         for &i in victims {
             mark[i] = true;
@@ -237,22 +280,31 @@ pub(super) fn free(
         for &i in victims {
             mark[i] = false;
         }
-        (cost / freed.max(1) as f64, last_used)
+        Unit {
+            cost,
+            freed,
+            last_used,
+        }
     };
     let mut version = vec![0u32; ix.ids.len()];
     let mut heap = BinaryHeap::new();
     for (li, _) in blocked.iter().enumerate().filter(|(_, b)| !**b) {
-        let (p, last_used) = price(li, &live);
-        heap.push(Entry {
-            price: p,
-            last_used,
-            layer: li,
-            version: 0,
-        });
+        let u = price(li, &live);
+        heap.push(u.entry(li, 0));
     }
     let mut out = Vec::new();
     let mut freed_total = 0u64;
-    while freed_total < need.may {
+    // What the removed images weigh whole, as the kubelet counts.
+    let mut whole_total = 0u64;
+    let whole = |i: usize| ix.image_layers[i].iter().map(|&l| size(l)).sum::<u64>();
+    loop {
+        let done = match order {
+            Order::Learned => need.must_met(order, freed_total, whole_total),
+            _ => freed_total >= need.may,
+        };
+        if done {
+            break;
+        }
         let Some(top) = heap.pop() else { break };
         if top.version != version[top.layer] || live[top.layer].is_empty() {
             continue;
@@ -264,6 +316,7 @@ pub(super) fn free(
         let mut touched: Vec<usize> = Vec::new();
         for &i in &victims {
             removed[i] = true;
+            whole_total += whole(i);
             let mut freed = 0;
             for &li in &ix.image_layers[i] {
                 live[li].retain(|&h| h != i);
@@ -299,16 +352,11 @@ pub(super) fn free(
                 continue;
             }
             version[li] += 1;
-            let (p, last_used) = price(li, &live);
-            heap.push(Entry {
-                price: p,
-                last_used,
-                layer: li,
-                version: version[li],
-            });
+            let u = price(li, &live);
+            heap.push(u.entry(li, version[li]));
         }
     }
-    out
+    (out, whole_total)
 }
 
 #[cfg(test)]
@@ -429,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn past_the_high_threshold_only_cheap_units_go_and_protected_holders_block_a_layer() {
+    fn learned_frees_only_what_it_must_and_protected_holders_block_a_layer() {
         const MIB: u64 = 1 << 20;
         // 90 % of 100 MiB used: must free 6 MiB (below 85 %), may free 10 (to 80 %). A (5 MiB)
         // and D were used once long ago; B (5 MiB) every 10 s; pinned C shares D's 50 MiB
@@ -465,8 +513,8 @@ mod tests {
         // A, idle 985: the first-use prior has D censored above it (half at risk) and no
         // return: p = 0, layer a likewise. D, the longest idle: no evidence either way, 0.5.
         // Prices per byte: {A} 0; {D} (0.5·4 MiB + 0.5·3 MiB) / 3 MiB ≈ 1.17; {B} (4 + 5) / 5
-        // = 1.8. A (5 MiB, short of the must) then D (8 MiB in all): the must is met, and B
-        // is far above the 0.05 cutoff for going on to the low threshold.
+        // = 1.8. A (5 MiB, short of the must) then D (8 MiB in all): the must is met and the
+        // run stops — nothing goes only to reach the low threshold (B stays).
         let p = plan_with_history(&images, &sizes, usage, &named("learned"), &h, 995);
         assert_eq!(ids(&p), ["A", "D"]);
         assert_eq!(p.freed_bytes, 8 * MIB);
@@ -474,5 +522,56 @@ mod tests {
         // LRU with layer accounting goes on to the low threshold (D, A, then B).
         let lru = plan(&images, &sizes, usage, &named("layer-aware"), 995);
         assert_eq!(ids(&lru), ["D", "A", "B"]);
+    }
+
+    #[test]
+    fn learned_stops_where_the_kubelet_would_count_enough() {
+        const MIB: u64 = 1 << 20;
+        // 90 % of 100 MiB used: must free 5 MiB + 1 byte (below 85 %), may free 10 (to 80 %).
+        // X holds the 40 MiB base with pinned W, so removing X frees its own 5 MiB; Z (3 MiB)
+        // is the least recently used.
+        let mut w = img("W", &["base", "w1"], 30);
+        w.pinned = true;
+        let images = [img("X", &["base", "x1"], 20), img("Z", &["z1"], 10), w];
+        let sizes: HashMap<String, u64> = [
+            ("base", 40 * MIB),
+            ("x1", 5 * MIB),
+            ("z1", 3 * MIB),
+            ("w1", 2 * MIB),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let usage = Usage {
+            capacity: 100 * MIB,
+            available: 10 * MIB,
+        };
+        // No history: every probability is the blank prior, 0.5. Prices per byte: {X}
+        // (0.5·4 MiB + 0.5·5 MiB) / 5 MiB = 0.9, {Z} (0.5·4 + 0.5·3) / 3 ≈ 1.17. X goes
+        // first and frees 5 MiB, one byte short of the must; but X weighs 45 MiB whole, past
+        // the 10 MiB the kubelet asks for by its count, so the run ends there (disk at 85 %).
+        let h = History::default();
+        let p = plan_with_history(&images, &sizes, usage, &named("learned"), &h, 1000);
+        assert_eq!(ids(&p), ["X"]);
+        assert_eq!(p.freed_bytes, 5 * MIB);
+        assert_eq!(p.shortfall, None);
+        // The kubelet: LRU Z (3 MiB counted), then X (45): Z and X, 8 MiB freed.
+        let k = plan(&images, &sizes, usage, &named("kubelet"), 1000);
+        assert_eq!(ids(&k), ["Z", "X"]);
+        // GDSF (every value 1 without history, ties LRU) goes on until below 85 %: Z, X.
+        let g = plan_with_history(&images, &sizes, usage, &named("gdsf"), &h, 1000);
+        assert_eq!(ids(&g), ["Z", "X"]);
+        assert_eq!(g.freed_bytes, 8 * MIB);
+    }
+
+    #[test]
+    fn the_must_is_met_below_the_high_threshold_or_at_the_kubelets_count() {
+        let need = Need { must: 6, may: 10 };
+        assert!(!need.must_met(Order::Learned, 5, 9));
+        assert!(need.must_met(Order::Learned, 6, 0));
+        assert!(need.must_met(Order::Learned, 5, 10));
+        // GDSF counts what it really freed only.
+        assert!(!need.must_met(Order::Gdsf, 5, 10));
+        assert!(need.must_met(Order::Gdsf, 6, 0));
     }
 }

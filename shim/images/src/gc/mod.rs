@@ -306,7 +306,7 @@ pub fn plan_with_history(
             must: high_available.saturating_sub(available).min(bytes_to_free),
             may: bytes_to_free,
         };
-        let removals = layered::free(
+        let (removals, whole) = layered::free(
             images,
             layer_sizes,
             &mut st.refs,
@@ -321,7 +321,7 @@ pub fn plan_with_history(
         out.freed_bytes += freed;
         out.removals.extend(removals);
         // Past the high threshold the per-layer orders stop on purpose (see `layered`).
-        if freed < need.must {
+        if !need.must_met(policy.order, freed, whole) {
             out.shortfall = Some(need.must - freed);
         }
         return out;
