@@ -77,6 +77,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "PersistentVolume" | "PersistentVolumeClaim" => {
             set_if_absent(obj, "/status/phase", json!("Pending"))
         }
+        "ResourceQuota" => crate::quota_admission::prepare_new(obj),
         _ => {}
     }
     apply_to_spec(kind, obj);
@@ -158,6 +159,8 @@ fn default_requests_to_limits(spec: &mut Value) {
 pub fn apply_to_spec(kind: &str, obj: &mut Value) {
     match kind {
         "RoleBinding" | "ClusterRoleBinding" => crate::rbac::default_subjects(obj),
+        "PriorityClass" => crate::priority::default_class(obj),
+        "LimitRange" => crate::limitranger::default_ranges(obj),
         "Namespace" => set_if_absent(obj, "/spec/finalizers", json!(["kubernetes"])),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {
@@ -346,6 +349,9 @@ pub fn has_generation(kind: &str) -> bool {
             | "PersistentVolume"
             | "PersistentVolumeClaim"
             | "StorageClass"
+            | "PriorityClass"
+            | "ResourceQuota"
+            | "LimitRange"
     )
 }
 

@@ -295,6 +295,42 @@ impl Resources {
                 core::v1::PersistentVolumeClaim
             ),
             def!(
+                "",
+                "v1",
+                "ResourceQuota",
+                "resourcequotas",
+                "resourcequota",
+                true,
+                ["quota"],
+                [],
+                ["status"],
+                core::v1::ResourceQuota
+            ),
+            def!(
+                "",
+                "v1",
+                "LimitRange",
+                "limitranges",
+                "limitrange",
+                true,
+                ["limits"],
+                [],
+                [],
+                core::v1::LimitRange
+            ),
+            def!(
+                "scheduling.k8s.io",
+                "v1",
+                "PriorityClass",
+                "priorityclasses",
+                "priorityclass",
+                false,
+                ["pc"],
+                [],
+                [],
+                k8s_openapi::api::scheduling::v1::PriorityClass
+            ),
+            def!(
                 "apps",
                 "v1",
                 "Deployment",

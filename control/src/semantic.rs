@@ -48,6 +48,9 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
         "Service" => service(obj, &mut out),
         "HorizontalPodAutoscaler" => hpa(obj, &mut out),
         "PodDisruptionBudget" => pdb(obj, &mut out),
+        "PriorityClass" => crate::priority::check(obj, &mut out),
+        "ResourceQuota" => out.extend(pea_controllers::quota::validate(obj)),
+        "LimitRange" => crate::limitranger::check(obj, &mut out),
         _ => crate::storage::check(kind, obj, &mut out),
     }
     out
@@ -98,6 +101,7 @@ pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
         "RoleBinding" | "ClusterRoleBinding" => {
             out.extend(crate::rbac::validate_update(kind, old, new))
         }
+        "PriorityClass" => crate::priority::check_update(old, new, &mut out),
         "Pod" => {
             // Only images, activeDeadlineSeconds, tolerations and the grace period may change.
             let mut allowed = old.get("spec").cloned().unwrap_or(Value::Null);

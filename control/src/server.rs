@@ -386,6 +386,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     crate::rbac::bootstrap::reconcile(&api)
         .await
         .map_err(ServerError::Bootstrap)?;
+    crate::priority::ensure_system_classes(&api)
+        .await
+        .map_err(ServerError::Bootstrap)?;
     let rbac_revision = api.authz.rbac.resync(api.store.as_ref()).await?;
     // Custom resources are served from the first request on (CRDs survive restarts).
     crate::crd::controller::reconcile(&api).await;

@@ -300,9 +300,21 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
             col("Completions", "string", 0, "The desired number of successfully finished pods the job should be run with."),
             col("Duration", "string", 0, "Time required to complete the job."),
         ],
+        "PriorityClass" => vec![
+            name,
+            col("Value", "integer", 0, "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
+            col("Global-Default", "boolean", 0, "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority."),
+        ],
         _ => vec![name],
     };
     cols.push(age);
+    if kind == "PriorityClass" {
+        cols.push(col("PreemptionPolicy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."));
+    }
+    if kind == "ResourceQuota" {
+        cols.push(col("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."));
+        cols.push(col("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."));
+    }
     if matches!(kind, "PersistentVolume" | "PersistentVolumeClaim") {
         cols.push(col("VolumeMode", "string", 1, "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec."));
     }
@@ -783,9 +795,33 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
                     .unwrap_or(false)),
             ]
         }
+        "PriorityClass" => vec![
+            name,
+            json!(obj.get("value").and_then(Value::as_i64).unwrap_or(0)),
+            json!(obj.get("globalDefault").and_then(Value::as_bool).unwrap_or(false)),
+        ],
         _ => vec![name],
     };
     cells.push(a);
+    if kind == "PriorityClass" {
+        cells.push(json!(s(obj.get("preemptionPolicy"))));
+    }
+    if kind == "ResourceQuota" {
+        // kube's printResourceQuota: "used/hard" per resource, limits.* apart.
+        let (mut requests, mut limits) = (Vec::new(), Vec::new());
+        let hard = obj.pointer("/status/hard").and_then(Value::as_object);
+        for (k, h) in hard.into_iter().flatten() {
+            let used = obj.pointer(&format!("/status/used/{}", k.replace('~', "~0").replace('/', "~1")));
+            let cell = format!("{k}: {}/{}", s(used), s(Some(h)));
+            if k.starts_with("limits") {
+                limits.push(cell);
+            } else {
+                requests.push(cell);
+            }
+        }
+        cells.push(json!(requests.join(", ")));
+        cells.push(json!(limits.join(", ")));
+    }
     if matches!(kind, "PersistentVolume" | "PersistentVolumeClaim") {
         cells.push(json!(unset_if_absent(obj.pointer("/spec/volumeMode"))));
     }

@@ -56,7 +56,9 @@ pub mod persistentvolume;
 pub mod podgc;
 pub mod podutil;
 pub mod queue;
+pub mod quota;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -111,6 +113,7 @@ pub const ALL: &[&str] = &[
     "horizontalpodautoscaling",
     "persistentvolume-binder",
     "local-path-provisioner",
+    "resourcequota",
 ];
 
 /// Configuration of the controller manager (also a JSON schema: camelCase fields).
@@ -512,6 +515,14 @@ async fn run_controllers(
             config.hpa.config(),
         );
         set.spawn(c.run(workers));
+    }
+    if enabled.contains("resourcequota") {
+        let c = resourcequota::ResourceQuotaController::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+        );
+        set.spawn(c.run());
     }
     if enabled.contains("podgc") {
         let c = podgc::PodGcController::register(&informers, client.clone());

@@ -18,6 +18,7 @@ mod meta;
 mod networking;
 mod pod;
 mod policy;
+mod quota;
 mod rbac;
 mod schema;
 mod storage;
@@ -100,6 +101,9 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "PersistentVolume") => &storage::PERSISTENT_VOLUME,
         ("v1", "PersistentVolumeClaim") => &storage::PERSISTENT_VOLUME_CLAIM,
         ("storage.k8s.io/v1", "StorageClass") => &storage::STORAGE_CLASS,
+        ("v1", "ResourceQuota") => &quota::RESOURCE_QUOTA,
+        ("v1", "LimitRange") => &quota::LIMIT_RANGE,
+        ("scheduling.k8s.io/v1", "PriorityClass") => &quota::PRIORITY_CLASS,
         ("coordination.k8s.io/v1", "Lease") => &coordination::LEASE,
         ("discovery.k8s.io/v1", "EndpointSlice") => &discovery::ENDPOINT_SLICE,
         ("apps/v1", "Deployment") => &apps::DEPLOYMENT,

@@ -88,12 +88,15 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 if ctx.def.kind == "PersistentVolumeClaim" {
                     crate::storage::admit_claim(ctx.api, &mut obj).await?;
                 }
+                crate::limitranger::admit_new(ctx, &mut obj).await?;
+                crate::priority::admit_new(ctx, &mut obj).await?;
                 let warnings = validate(ctx, &mut obj)?;
                 crate::rbac::escalation::admit(ctx, None, &obj)?;
                 managed::write(&mut obj, &[mine(applied_paths.clone())]);
                 if let Some(ns) = ctx.namespace() {
                     crate::verbs::create::check_namespace(ctx, ns).await?;
                 }
+                crate::quota_admission::admit_new(ctx, &obj).await?;
                 if ctx.dry_run() {
                     if ctx.def.kind == "Service" {
                         crate::portalloc::check_taken(ctx.api.store.as_ref(), None, &obj).await?;

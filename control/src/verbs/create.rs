@@ -94,6 +94,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     if ctx.def.kind == "PersistentVolumeClaim" {
         crate::storage::admit_claim(ctx.api, &mut obj).await?;
     }
+    crate::limitranger::admit_new(ctx, &mut obj).await?;
+    crate::priority::admit_new(ctx, &mut obj).await?;
     crate::serviceaccount::admission::admit(ctx, &mut obj).await?;
     let warnings = validate(ctx, &mut obj)?;
     crate::rbac::escalation::admit(ctx, None, &obj)?;
@@ -101,6 +103,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     if let Some(ns) = &ns {
         check_namespace(ctx, ns).await?;
     }
+    crate::quota_admission::admit_new(ctx, &obj).await?;
     let name = objects::name_of(&obj).to_string();
     if ctx.dry_run() {
         let (existing, _) = ctx

@@ -149,6 +149,7 @@ pub async fn delete_one(
             reason: "this namespace may not be deleted".into(),
         });
     }
+    crate::priority::check_delete(ctx.def.kind, name)?;
     let (mut obj, rev) = ctx.current(name).await?;
     if let Some(uid) = &opts.uid {
         if objects::meta_str(&obj, "uid") != Some(uid) {

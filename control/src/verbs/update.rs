@@ -230,6 +230,8 @@ pub async fn write(
         crate::ipalloc::keep_on_update(&current, &mut new)?;
         crate::portalloc::prepare(ctx.api.node_port_range, Some(&current), &mut new)?;
     }
+    crate::limitranger::admit_update(ctx, &mut new).await?;
+    crate::priority::admit_update(ctx, &current, &mut new).await?;
     let warnings = validate(ctx, &mut new)?;
     crate::rbac::escalation::admit(ctx, Some(&current), &new)?;
     if ctx.info.subresource.is_none() {
