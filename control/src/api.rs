@@ -415,6 +415,14 @@ impl Api {
                 }),
                 None => None,
             }
+        } else if info.resource == "pods" && info.verb == "create" {
+            // Nodes create only mirror pods (kubernetes.io/config.mirror) of themselves.
+            verbs::body_object(ctx).ok().and_then(|b| {
+                b.pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                    .and(b.pointer("/spec/nodeName"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
         } else if info.resource == "serviceaccounts" && info.subresource.as_deref() == Some("token")
         {
             crate::serviceaccount::token_request::bound_pod_node(ctx).await

@@ -213,8 +213,12 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
         ("", "pods", Some("status")) => bound_node == Some(node),
         // kube's system:node role may evict (create pods/eviction), here only its own pods.
         ("", "pods", Some("eviction")) => info.verb == "create" && bound_node == Some(node),
-        // The kubelet's final delete (grace 0) of a pod it has terminated.
-        ("", "pods", None) if info.verb == "delete" => bound_node == Some(node),
+        // The kubelet's final delete (grace 0) of a pod it has terminated, and its mirror
+        // pods (kube's NodeRestriction: a node creates only mirror pods bound to itself;
+        // `bound_node` of a create is the body's nodeName, and only for a mirror pod).
+        ("", "pods", None) if matches!(info.verb.as_str(), "delete" | "create") => {
+            bound_node == Some(node)
+        }
         // A token for the service account of a pod bound to this node, bound to that pod
         // (kube's node authorizer and NodeRestriction): `bound_node` is that pod's node.
         ("", "serviceaccounts", Some("token")) => info.verb == "create" && bound_node == Some(node),
@@ -281,6 +285,11 @@ mod tests {
             &info("delete", "", "pods", Some("default"), Some("p"), None),
             Some("n2")
         ));
+        // Mirror pods: created only bound to itself (the caller passes a mirror's nodeName).
+        let create = info("create", "", "pods", Some("default"), Some("p-n1"), None);
+        assert!(authorize(&n1, &create, Some("n1")));
+        assert!(!authorize(&n1, &create, Some("n2")));
+        assert!(!authorize(&n1, &create, None), "not a mirror pod");
         assert!(authorize(
             &n1,
             &info(

@@ -144,7 +144,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     tokio::spawn(node::status_loop(shared.clone(), machine));
     tokio::spawn(node::lease_loop(shared.clone()));
     let (tx, rx) = watch::channel(false);
-    tokio::spawn(pods::run(shared.clone(), tx));
+    let statics = crate::static_pods::start(shared.clone());
+    tokio::spawn(pods::run(shared.clone(), tx, statics));
     tokio::spawn(crate::gc::run(
         shared.clone(),
         rx.clone(),

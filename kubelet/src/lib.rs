@@ -20,6 +20,7 @@ pub mod pods;
 pub mod probes;
 pub mod quantity;
 pub mod server;
+pub mod static_pods;
 pub mod volumes;
 
 /// The Kubernetes version whose kubelet behaviour pea-kubelet follows (what nodeInfo reports).

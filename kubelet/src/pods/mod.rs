@@ -24,6 +24,7 @@ use crate::cri::Cri;
 use crate::events::Recorder;
 use crate::labels;
 use crate::podconfig::NodeContext;
+use crate::static_pods;
 use worker::{Msg, Worker};
 
 /// What every pod worker shares.
@@ -51,8 +52,9 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Runs until the process ends: dispatches the node's pods to workers.
-pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>) {
+/// Runs until the process ends: dispatches the node's pods (from the API and from static pod
+/// manifests) to workers.
+pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>, statics: static_pods::Source) {
     let api: Api<Pod> = Api::all(s.client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", s.cfg.node_name));
     let mut stream = watcher(api, wc).boxed();
@@ -60,19 +62,32 @@ pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>) {
     let mut seen_in_init: HashSet<String> = HashSet::new();
     let (wake_tx, mut wake_rx) = mpsc::channel::<String>(256);
     tokio::spawn(relist(s.clone(), wake_tx));
+    // Static pods run whether or not the API answers; the first read is dispatched first so
+    // that housekeeping never mistakes their sandboxes for orphans.
+    let static_pods::Source {
+        changes: mut static_rx,
+        recheck,
+    } = statics;
+    let mut static_uids: HashSet<String> = HashSet::new();
+    while let Ok(c) = static_rx.try_recv() {
+        static_change(&s, &mut workers, &mut static_uids, c).await;
+    }
     loop {
         tokio::select! {
             ev = stream.next() => {
                 let Some(ev) = ev else { return };
                 match ev {
                     Ok(watcher::Event::Init) => seen_in_init.clear(),
+                    Ok(watcher::Event::InitApply(p)) if static_pods::is_mirror(&p) => {
+                        mirror_event(&s, &p, &recheck);
+                    }
                     Ok(watcher::Event::InitApply(p)) => {
                         seen_in_init.insert(p.metadata.uid.clone().unwrap_or_default());
                         dispatch(&s, &mut workers, p).await;
                     }
                     Ok(watcher::Event::InitDone) => {
                         // Pods deleted while we were not watching.
-                        let gone: Vec<String> = workers.keys().filter(|u| !seen_in_init.contains(*u)).cloned().collect();
+                        let gone: Vec<String> = workers.keys().filter(|u| !seen_in_init.contains(*u) && !static_uids.contains(*u)).cloned().collect();
                         for uid in gone {
                             if let Some(tx) = workers.remove(&uid) {
                                 let _ = tx.send(Msg::Gone).await;
@@ -83,7 +98,11 @@ pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>) {
                         tokio::spawn(housekeeping(s.clone(), known));
                         let _ = synced.send(true);
                     }
+                    Ok(watcher::Event::Apply(p)) if static_pods::is_mirror(&p) => {
+                        mirror_event(&s, &p, &recheck);
+                    }
                     Ok(watcher::Event::Apply(p)) => dispatch(&s, &mut workers, p).await,
+                    Ok(watcher::Event::Delete(p)) if static_pods::is_mirror(&p) => recheck.notify_one(),
                     Ok(watcher::Event::Delete(p)) => {
                         let uid = p.metadata.uid.clone().unwrap_or_default();
                         if let Some(tx) = workers.remove(&uid) {
@@ -97,6 +116,9 @@ pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>) {
                     }
                 }
             }
+            Some(c) = static_rx.recv() => {
+                static_change(&s, &mut workers, &mut static_uids, c).await;
+            }
             uid = wake_rx.recv() => {
                 if let Some(tx) = uid.and_then(|u| workers.get(&u)) {
                     let _ = tx.try_send(Msg::Wake);
@@ -105,6 +127,61 @@ pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>) {
         }
         workers.retain(|_, tx| !tx.is_closed());
     }
+}
+
+async fn static_change(
+    s: &Arc<Shared>,
+    workers: &mut HashMap<String, mpsc::Sender<Msg>>,
+    static_uids: &mut HashSet<String>,
+    change: static_pods::Change,
+) {
+    match change {
+        static_pods::Change::Apply(p) => {
+            static_uids.insert(p.metadata.uid.clone().unwrap_or_default());
+            dispatch(s, workers, *p).await;
+        }
+        static_pods::Change::Remove(uid) => {
+            static_uids.remove(&uid);
+            if let Some(tx) = workers.remove(&uid) {
+                let _ = tx.send(Msg::Gone).await;
+            }
+            s.pods.write().expect("pods").remove(&uid);
+        }
+    }
+}
+
+/// A mirror pod is never run (its static pod is); one being deleted is deleted at once, as
+/// kubelet's mirror client does, and the static pod source makes it again.
+fn mirror_event(s: &Arc<Shared>, mirror: &Pod, recheck: &Arc<tokio::sync::Notify>) {
+    if mirror.metadata.deletion_timestamp.is_none() {
+        return;
+    }
+    let (s, mirror, recheck) = (s.clone(), mirror.clone(), recheck.clone());
+    tokio::spawn(async move {
+        let api: Api<Pod> = Api::namespaced(
+            s.client.clone(),
+            mirror.metadata.namespace.as_deref().unwrap_or(""),
+        );
+        let dp = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(kube::api::Preconditions {
+                uid: mirror.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api
+            .delete(mirror.metadata.name.as_deref().unwrap_or(""), &dp)
+            .await
+        {
+            Ok(_)
+            | Err(kube::Error::Api(kube::core::ErrorResponse {
+                code: 404 | 409, ..
+            })) => {}
+            Err(e) => tracing::warn!(error = %e, "deleting a terminating mirror pod"),
+        }
+        recheck.notify_one();
+    });
 }
 
 async fn dispatch(s: &Arc<Shared>, workers: &mut HashMap<String, mpsc::Sender<Msg>>, pod: Pod) {

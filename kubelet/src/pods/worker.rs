@@ -31,6 +31,7 @@ use super::Shared;
 use crate::labels;
 use crate::podconfig::{self, container, env::Refs, sandbox};
 use crate::probes::{self, Kind, Outcome, ProbeState};
+use crate::static_pods;
 use crate::volumes;
 
 #[derive(Debug)]
@@ -133,7 +134,7 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => Some(Msg::Wake),
             };
             match msg {
-                Some(Msg::Update(p)) => self.pod = *p,
+                Some(Msg::Update(p)) => self.update(*p),
                 Some(Msg::Wake) => {}
                 Some(Msg::Gone) | None => {
                     self.terminate(None).await;
@@ -144,7 +145,7 @@ impl Worker {
             // Coalesce what queued up meanwhile.
             while let Ok(m) = rx.try_recv() {
                 match m {
-                    Msg::Update(p) => self.pod = *p,
+                    Msg::Update(p) => self.update(*p),
                     Msg::Wake => {}
                     Msg::Gone => {
                         self.terminate(None).await;
@@ -154,6 +155,15 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn update(&mut self, pod: Pod) {
+        // A static pod is sent again when its mirror was (re)made: the new mirror has no
+        // status yet, so the next sync writes it whatever was written before.
+        if static_pods::is_static(&pod) {
+            self.last_status = None;
+        }
+        self.pod = pod;
     }
 
     fn name(&self) -> String {
@@ -697,11 +707,14 @@ impl Worker {
         refs.sa_tokens = self.tokens.tokens_for(&self.s.client, &self.pod).await;
         let svc_api: Api<Service> = Api::namespaced(self.s.client.clone(), &ns);
         if self.spec().enable_service_links.unwrap_or(true) {
-            refs.services = svc_api
-                .list(&Default::default())
-                .await
-                .map_err(|e| format!("services: {e}"))?
-                .items;
+            match svc_api.list(&Default::default()).await {
+                Ok(l) => refs.services = l.items,
+                // Static pods start without the API (kubelet's service lister is then empty).
+                Err(e) if static_pods::is_static(&self.pod) => {
+                    tracing::debug!(error = %e, "services for a static pod's env: none")
+                }
+                Err(e) => return Err(format!("services: {e}")),
+            }
         }
         if ns != "default"
             || !refs
@@ -1245,7 +1258,13 @@ impl Worker {
             return Ok(());
         }
         let api: Api<Pod> = Api::namespaced(self.s.client.clone(), &self.ns());
-        let body = serde_json::json!({"metadata": {"uid": self.uid}, "status": st});
+        // A static pod's status goes to its mirror pod, whose UID is the API's, not ours.
+        let is_static = static_pods::is_static(&self.pod);
+        let body = if is_static {
+            serde_json::json!({"status": st})
+        } else {
+            serde_json::json!({"metadata": {"uid": self.uid}, "status": st})
+        };
         match api
             .patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(&body))
             .await
@@ -1253,11 +1272,19 @@ impl Worker {
             Ok(p) => {
                 tracing::debug!(phase = ?st.phase, "status written");
                 self.last_status = p.status.clone().or(Some(st));
+                let shown = if is_static {
+                    Pod {
+                        status: self.last_status.clone(),
+                        ..self.pod.clone()
+                    }
+                } else {
+                    p
+                };
                 self.s
                     .pods
                     .write()
                     .expect("pods")
-                    .insert(self.uid.clone(), p);
+                    .insert(self.uid.clone(), shown);
                 Ok(())
             }
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
