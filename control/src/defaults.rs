@@ -161,6 +161,9 @@ pub fn apply_to_spec(kind: &str, obj: &mut Value) {
         "RoleBinding" | "ClusterRoleBinding" => crate::rbac::default_subjects(obj),
         "PriorityClass" => crate::priority::default_class(obj),
         "LimitRange" => crate::limitranger::default_ranges(obj),
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            crate::admission::config::apply_defaults(kind, obj)
+        }
         "Namespace" => set_if_absent(obj, "/spec/finalizers", json!(["kubernetes"])),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {

@@ -5,6 +5,7 @@
 //! authorization) → one handler per verb in [`verbs`] → the store. Errors become a Kubernetes
 //! `Status` in exactly one place ([`status::ApiError::to_status`]).
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod authz;

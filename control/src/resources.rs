@@ -501,6 +501,30 @@ impl Resources {
                 storage::v1::StorageClass
             ),
             def!(
+                "admissionregistration.k8s.io",
+                "v1",
+                "MutatingWebhookConfiguration",
+                "mutatingwebhookconfigurations",
+                "mutatingwebhookconfiguration",
+                false,
+                [],
+                ["api-extensions"],
+                [],
+                k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration
+            ),
+            def!(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+                "validatingwebhookconfiguration",
+                false,
+                [],
+                ["api-extensions"],
+                [],
+                k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration
+            ),
+            def!(
                 "rbac.authorization.k8s.io",
                 "v1",
                 "Role",

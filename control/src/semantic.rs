@@ -48,6 +48,9 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
         "Service" => service(obj, &mut out),
         "HorizontalPodAutoscaler" => hpa(obj, &mut out),
         "PodDisruptionBudget" => pdb(obj, &mut out),
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            out.extend(crate::admission::config::validate(kind, obj))
+        }
         "PriorityClass" => crate::priority::check(obj, &mut out),
         "ResourceQuota" => out.extend(pea_controllers::quota::validate(obj)),
         "LimitRange" => crate::limitranger::check(obj, &mut out),

@@ -740,7 +740,9 @@ async fn serve(
                 serde_json::to_vec(&body).unwrap_or_default(),
             );
             for w in warnings {
-                if let Ok(v) = format!("299 - \"{}\"", w.replace('"', "'")).parse() {
+                // A quoted-string with backslash escapes, as kube writes and client-go reads it.
+                let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+                if let Ok(v) = format!("299 - \"{text}\"").parse() {
                     r.headers_mut().append(hyper::header::WARNING, v);
                 }
             }

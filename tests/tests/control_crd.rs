@@ -147,7 +147,7 @@ fn operator_shaped_crd_is_served_validated_defaulted_pruned_scaled_and_explained
     assert!(out.status.success(), "{out:?}");
     let warn = String::from_utf8_lossy(&out.stderr);
     // (kubectl shows the server's Warning header with single quotes.)
-    assert!(warn.contains("unknown field 'spec.bogus'"), "{warn}");
+    assert!(warn.contains("unknown field \"spec.bogus\""), "{warn}");
     let spec = k.ok(&["get", "crontab", "nightly", "-o", "jsonpath={.spec}"]);
     let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
     assert_eq!(spec["replicas"], 1, "{spec}");

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::admission::{self, Operation};
 use crate::api::{Ctx, Reply};
 use crate::managed::{self, Entry, FieldPath};
 use crate::objects;
@@ -90,13 +91,16 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 }
                 crate::limitranger::admit_new(ctx, &mut obj).await?;
                 crate::priority::admit_new(ctx, &mut obj).await?;
+                let admitted = admission::mutate(ctx, Operation::Create, None, &mut obj).await?;
                 let warnings = validate(ctx, &mut obj)?;
                 crate::rbac::escalation::admit(ctx, None, &obj)?;
                 managed::write(&mut obj, &[mine(applied_paths.clone())]);
                 if let Some(ns) = ctx.namespace() {
                     crate::verbs::create::check_namespace(ctx, ns).await?;
                 }
+                let checked = admission::validate(ctx, Operation::Create, None, &obj).await?;
                 crate::quota_admission::admit_new(ctx, &obj).await?;
+                let warnings = [warnings, admitted, checked].concat();
                 if ctx.dry_run() {
                     if ctx.def.kind == "Service" {
                         crate::portalloc::check_taken(ctx.api.store.as_ref(), None, &obj).await?;

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::admission::Operation;
 use crate::api::{Ctx, Reply};
 use crate::objects;
 use crate::status::ApiError;
@@ -97,13 +98,16 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     crate::limitranger::admit_new(ctx, &mut obj).await?;
     crate::priority::admit_new(ctx, &mut obj).await?;
     crate::serviceaccount::admission::admit(ctx, &mut obj).await?;
+    let admitted = crate::admission::mutate(ctx, Operation::Create, None, &mut obj).await?;
     let warnings = validate(ctx, &mut obj)?;
     crate::rbac::escalation::admit(ctx, None, &obj)?;
     let ns = ctx.namespace().map(str::to_string);
     if let Some(ns) = &ns {
         check_namespace(ctx, ns).await?;
     }
+    let checked = crate::admission::validate(ctx, Operation::Create, None, &obj).await?;
     crate::quota_admission::admit_new(ctx, &obj).await?;
+    let warnings = [warnings, admitted, checked].concat();
     let name = objects::name_of(&obj).to_string();
     if ctx.dry_run() {
         let (existing, _) = ctx

@@ -164,6 +164,7 @@ pub async fn delete_one(
             return Err(conflict(format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}")));
         }
     }
+    crate::admission::delete(ctx, &obj, opts.dry_run).await?;
     if ctx.dry_run() || opts.dry_run {
         return Ok(obj);
     }

@@ -27,6 +27,7 @@ pub fn stream_query(ctx: &Ctx<'_>, with_command: bool) -> Vec<(&'static str, Str
 pub async fn stream_request(ctx: &Ctx<'_>, what: &str) -> Result<Reply, ApiError> {
     let name = ctx.name()?;
     let (pod, _) = ctx.current(name).await?;
+    crate::admission::connect(ctx, name).await?;
     let container = pick_container(&pod, ctx.query.get("container"), Purpose::Stream)?;
     let node = node_of(&pod)
         .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;

@@ -27,6 +27,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let name = ctx.name()?;
     let ports = ports(ctx)?;
     let (pod, _) = ctx.current(name).await?;
+    crate::admission::connect(ctx, name).await?;
     let node = node_of(&pod)
         .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have a host assigned")))?;
     let ns = ctx.namespace().unwrap_or("default");

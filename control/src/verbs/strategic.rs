@@ -38,7 +38,9 @@ fn strategy(parent: &str, field: &str) -> ListStrategy {
         | "imagePullSecrets"
         | "resourceClaims"
         | "schedulingGates"
-        | "secrets" => Key("name"),
+        | "secrets"
+        // Mutating/ValidatingWebhookConfiguration.webhooks.
+        | "webhooks" => Key("name"),
         "ports"
             if matches!(
                 parent,

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::admission::{self, Operation};
 use crate::api::{Ctx, Reply};
 use crate::objects;
 use crate::status::ApiError;
@@ -232,6 +233,7 @@ pub async fn write(
     }
     crate::limitranger::admit_update(ctx, &mut new).await?;
     crate::priority::admit_update(ctx, &current, &mut new).await?;
+    let admitted = admission::mutate(ctx, Operation::Update, Some(&current), &mut new).await?;
     let warnings = validate(ctx, &mut new)?;
     crate::rbac::escalation::admit(ctx, Some(&current), &new)?;
     if ctx.info.subresource.is_none() {
@@ -245,6 +247,8 @@ pub async fn write(
             });
         }
     }
+    let checked = admission::validate(ctx, Operation::Update, Some(&current), &new).await?;
+    let warnings = [warnings, admitted, checked].concat();
     objects::set_resource_version(&mut new, rev);
     if objects::encode(&new) == objects::encode(&current) {
         // A no-op write keeps the resourceVersion, like kube-apiserver.
