@@ -423,3 +423,50 @@ fn limit_ranges_default_and_bound_containers_and_claims() {
     let listed = t.k.ok(&["get", "limitranges"]);
     assert!(listed.contains("lr"), "{listed}");
 }
+
+#[test]
+fn claims_in_use_stay_until_their_pods_are_gone() {
+    let t = Test::start(Some("pvc-protection"));
+    t.apply(
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "none",
+            "resources": {"requests": {"storage": "1Gi"}}}}),
+    );
+    assert_eq!(
+        t.jsonpath(&["get", "pvc", "data"], "{.metadata.finalizers}"),
+        r#"["kubernetes.io/pvc-protection"]"#
+    );
+    let mut user = pod("user", "default", json!({}));
+    user["spec"]["volumes"] =
+        json!([{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]);
+    t.apply(user);
+    t.k.ok(&["delete", "pvc", "data", "--wait=false"]);
+    // Held while the (Pending, so not terminated) pod uses it; the controller had time to look.
+    std::thread::sleep(Duration::from_secs(2));
+    let held = t.jsonpath(
+        &["get", "pvc", "data"],
+        "{.metadata.deletionTimestamp} {.metadata.finalizers}",
+    );
+    assert!(
+        held.contains("kubernetes.io/pvc-protection") && !held.starts_with(' '),
+        "{held}"
+    );
+    t.k.ok(&["delete", "pod", "user", "--grace-period=0", "--force"]);
+    t.until("the claim released", || {
+        !t.k.run(&["get", "pvc", "data"]).status.success()
+    });
+    // A volume is protected while Bound only: an Available one goes at once.
+    t.apply(
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv1"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/tmp/pea-never-mounted"}}}),
+    );
+    assert_eq!(
+        t.jsonpath(&["get", "pv", "pv1"], "{.metadata.finalizers}"),
+        r#"["kubernetes.io/pv-protection"]"#
+    );
+    t.k.ok(&["delete", "pv", "pv1", "--wait=false"]);
+    t.until("the unbound volume deleted", || {
+        !t.k.run(&["get", "pv", "pv1"]).status.success()
+    });
+}

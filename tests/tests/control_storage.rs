@@ -78,7 +78,7 @@ impl Cluster {
             "controllers",
             &[
                 "--controllers",
-                "persistentvolume-binder,local-path-provisioner",
+                "persistentvolume-binder,local-path-provisioner,pvc-protection",
             ],
             json!({"leaderElect": false,
                 "localPathDir": dir.path().join("storage").to_str().unwrap()}),

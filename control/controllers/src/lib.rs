@@ -62,6 +62,7 @@ pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod storageprotection;
 pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod volumeutil;
@@ -114,6 +115,7 @@ pub const ALL: &[&str] = &[
     "persistentvolume-binder",
     "local-path-provisioner",
     "resourcequota",
+    "pvc-protection",
 ];
 
 /// Configuration of the controller manager (also a JSON schema: camelCase fields).
@@ -514,6 +516,11 @@ async fn run_controllers(
             recorder.for_component("horizontal-pod-autoscaler"),
             config.hpa.config(),
         );
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("pvc-protection") {
+        let c =
+            storageprotection::StorageProtectionController::register(&informers, client.clone());
         set.spawn(c.run(workers));
     }
     if enabled.contains("resourcequota") {

@@ -91,6 +91,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 }
                 crate::limitranger::admit_new(ctx, &mut obj).await?;
                 crate::priority::admit_new(ctx, &mut obj).await?;
+                crate::inuse_protection::admit_new(ctx, &mut obj);
                 let admitted = admission::mutate(ctx, Operation::Create, None, &mut obj).await?;
                 let warnings = validate(ctx, &mut obj)?;
                 crate::rbac::escalation::admit(ctx, None, &obj)?;
