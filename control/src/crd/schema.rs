@@ -656,11 +656,7 @@ fn validate_node(s: &Schema, v: &mut Value, path: &str, causes: &mut Vec<Cause>)
             }
             if s.embedded_resource {
                 for r in ["apiVersion", "kind"] {
-                    if !m
-                        .get(r)
-                        .and_then(Value::as_str)
-                        .is_some_and(|x| !x.is_empty())
-                    {
+                    if m.get(r).and_then(Value::as_str).is_none_or(str::is_empty) {
                         causes.push((join(path, r), "Required value: must not be empty".into()));
                     }
                 }
