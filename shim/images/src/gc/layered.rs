@@ -29,12 +29,12 @@
 //! low threshold with units that have aged out (price under `L + 1`). The learned policy frees
 //! only what it must, and no more than the kubelet's own rule would: it also stops once the
 //! images it removed weigh, counted whole as the kubelet counts them, what the low threshold
-//! asks ([`Need::must_met`]). Removing early never helps when GC also runs before a pull that
+//! asks ([`Need::must_met`]). Removing early buys nothing when GC also runs before a pull that
 //! would not fit: a unit kept now can still go then, chosen with more history, and meanwhile
-//! it may be used (measured in the simulator: freeing on to the low threshold, or always
-//! below the high one, pulled more bytes on the batch and rolling traces). Like the
-//! kubelet's, a run can so end above the high threshold when the removed images share
-//! layers; the next run goes on.
+//! it may be used (measured in the simulator: freeing on to the low threshold, or always to
+//! below the high one, pulled more bytes, most on the batch trace at 10 GiB). Like the
+//! kubelet's, a run can so end above the high threshold when the removed images share layers;
+//! the next run goes on.
 //!
 //! Cost of a run, for I images, R image→layer references and h the largest number of images
 //! sharing a layer: O(R) to index, each pricing O(R_u · h) for the R_u references of the

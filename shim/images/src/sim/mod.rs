@@ -21,7 +21,9 @@
 //!
 //! A node with `disk_bytes` of image storage (`other_used` bytes taken by something else). GC
 //! runs every `gc_period_secs` (the kubelet's 5 min), and before a pull that would not fit (the
-//! eviction manager's reaction to disk pressure). In-use images get `last_used = now` at each GC
+//! eviction manager's reaction to disk pressure) — again, up to [`PULL_GC_ROUNDS`] times, while
+//! the pull still does not fit and the last run removed something; the pull's layers already on
+//! the node are kept meanwhile (its lease). In-use images get `last_used = now` at each GC
 //! (the kubelet's detection). A pull that still does not fit fails and counts in `failed_pulls`.
 //! Policies are [`crate::gc`] plans: `kubelet` (whole-image accounting, LRU), `layer-aware`
 //! (unshared-layer accounting, LRU), `size-aware` (unshared-layer accounting, most freeable
