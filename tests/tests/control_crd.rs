@@ -289,6 +289,24 @@ fn operator_shaped_crd_is_served_validated_defaulted_pruned_scaled_and_explained
         "3"
     );
 
+    // Server-side apply and deletecollection.
+    k.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &crontab("weekly", "\n  mode: Fast"),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "crontab",
+            "weekly",
+            "-o",
+            "jsonpath={.spec.mode} {.spec.replicas}"
+        ]),
+        "Fast 1"
+    );
+    k.ok(&["delete", "crontabs", "--all"]);
+    assert_eq!(k.ok(&["get", "crontabs", "-o", "name"]), "");
+
     // Deleting the CRD deletes its objects first, then the CRD; the resource is gone.
     k.ok_stdin(&["apply", "-f", "-"], &crontab("hourly", ""));
     k.ok(&["delete", "crd", crd, "--timeout=30s"]);
