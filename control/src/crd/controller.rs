@@ -249,6 +249,16 @@ pub async fn reconcile(api: &Arc<Api>) {
             Err(e) => tracing::warn!(key = %kv.key, error = %e, "crd controller: undecodable CRD"),
         }
     }
+    // Nothing changed since the table was built (the periodic pass, mostly): keep it, without
+    // recompiling every schema.
+    let mut listed: Vec<(String, i64)> = crds.iter().map(|(k, _, r)| (k.clone(), *r)).collect();
+    listed.sort();
+    let terminating = crds
+        .iter()
+        .any(|(_, v, _)| v.pointer("/metadata/deletionTimestamp").is_some());
+    if !terminating && api.resources.custom.snapshot().built_from == listed {
+        return;
+    }
     // Older CRDs keep their names when a newer one asks for the same.
     crds.sort_by(|a, b| {
         let t = |v: &Value| {
@@ -369,6 +379,7 @@ pub async fn reconcile(api: &Arc<Api>) {
         }
         table.built_from.push((key.clone(), *rev));
     }
+    table.built_from.sort();
     let before = api.resources.custom.snapshot();
     if before.built_from != table.built_from || before.served.len() != table.served.len() {
         api.resources.custom.replace(table);
