@@ -2,17 +2,25 @@
 //! against any CRI runtime (pea-shim, containerd's CRI plugin).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// Both CRI services on one connection (cheap to clone: clones share the channel).
+use crate::instrument::{KubeletMetrics, TimedChannel};
+
+/// The channel every CRI call goes through: timed per operation into [`KubeletMetrics`].
+pub type CriChannel = TimedChannel;
+
+/// Both CRI services on one connection (cheap to clone: clones share the channel and the
+/// kubelet's metrics).
 #[derive(Debug, Clone)]
 pub struct Cri {
-    pub runtime: RuntimeServiceClient<Channel>,
-    pub images: ImageServiceClient<Channel>,
+    pub runtime: RuntimeServiceClient<CriChannel>,
+    pub images: ImageServiceClient<CriChannel>,
+    pub metrics: Arc<KubeletMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +85,15 @@ pub async fn connect_now(path: &Path) -> Result<Cri, CriConnectError> {
 fn from_channel(channel: Channel) -> Cri {
     // Large ListContainers answers on busy nodes exceed tonic's 4 MiB default.
     let max = 40 << 20;
+    let metrics = Arc::new(KubeletMetrics::default());
+    let timed = TimedChannel::new(channel, metrics.clone());
     Cri {
-        runtime: RuntimeServiceClient::new(channel.clone())
+        runtime: RuntimeServiceClient::new(timed.clone())
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
-        images: ImageServiceClient::new(channel)
+        images: ImageServiceClient::new(timed)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
+        metrics,
     }
 }

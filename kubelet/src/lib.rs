@@ -12,6 +12,7 @@ pub mod cri;
 pub mod events;
 pub mod eviction;
 pub mod gc;
+pub mod instrument;
 pub mod kubelet;
 pub mod labels;
 pub mod node;

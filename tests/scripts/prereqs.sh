@@ -16,6 +16,10 @@ packages=(
   containerd podman
   # cluster DNS and ingress: checks and benchmark anchors
   bind9-dnsutils dnsperf unbound wrk nginx-light
+  # cluster observability: Prometheus scrapes every component (its own service never starts:
+  # policy-rc.d below; tests run their own on loopback). systemd: `systemd-analyze verify` of
+  # the units `pea install` writes
+  prometheus systemd
   # pea-dashboard's browser tests (WebDriver) and screenshots
   chromium chromium-driver
 )

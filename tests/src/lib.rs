@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bins;
+pub mod cluster;
 pub mod conformance;
 pub mod containerd_cri;
 pub mod control;

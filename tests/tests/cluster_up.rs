@@ -7,10 +7,11 @@
 //! printed (the loopback forwarder).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pea_tests::bins::workspace_binary;
+use pea_tests::cluster::{pea, pids, Down, Kubectl};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
 use pea_tests::privileged::{require_program, require_root};
@@ -55,71 +56,6 @@ spec:
       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
 "#;
 
-fn pea(args: &[&str]) -> Output {
-    Command::new(workspace_binary("pea", "PEA_CLI"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running pea")
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("timeout")
-            .arg("30")
-            .arg("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let Some(s) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args, None);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// Removes the cluster even when an assertion fails midway.
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = pea(&["down", "--name", &self.0]);
-    }
-}
-
-fn pids(run_dir: &Path) -> Vec<u32> {
-    std::fs::read_dir(run_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
-        .collect()
-}
-
 #[test]
 fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_nothing() {
     require_root();
@@ -158,10 +94,7 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         stdout.contains(&format!("{name}-0")) && stdout.contains(&format!("{name}-1")),
         "{stdout}"
     );
-    let k = Kubectl {
-        kubeconfig: kubeconfig.into(),
-        home: tempfile::tempdir().unwrap(),
-    };
+    let k = Kubectl::new(kubeconfig.into());
 
     // A second up finds the cluster up and changes nothing.
     let again = pea(&["up", "--nodes", "2", "--name", &name]);

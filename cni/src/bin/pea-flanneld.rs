@@ -8,8 +8,9 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use pea_cni::flannel::{
-    agent::Agent,
+    agent::{Agent, AgentError, Report},
     config::{AgentConfig, SubnetSource},
+    metrics::Metrics,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -36,6 +37,9 @@ struct Args {
     /// Set up, reconcile once and exit.
     #[arg(long)]
     once: bool,
+    /// Where /metrics and /healthz are served ("none": not served).
+    #[arg(long, default_value = "none")]
+    metrics_listen: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,14 @@ fn main() -> anyhow::Result<()> {
         });
     }
     cfg.validate()?;
+    let metrics_addr: Option<std::net::SocketAddr> = match args.metrics_listen.as_str() {
+        "none" | "" => None,
+        a => Some(
+            a.parse()
+                .with_context(|| format!("--metrics-listen {a:?}: not an address"))?,
+        ),
+    };
+    let metrics = std::sync::Arc::new(Metrics::default());
     // Current-thread: netlink sockets stay in the namespace the agent was started in.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,7 +87,12 @@ fn main() -> anyhow::Result<()> {
         };
         // A failed first round (a peer that cannot be programmed, an unreadable registry) does
         // not stop the agent: the next period retries. `--once` reports it in its exit status.
-        let first = agent.reconcile().await;
+        if let Some(addr) = metrics_addr {
+            pea_cni::flannel::metrics::serve(addr, metrics.clone())
+                .await
+                .with_context(|| format!("--metrics-listen {addr}"))?;
+        }
+        let first = timed(&agent, &metrics).await;
         match &first {
             Ok(report) => tracing::info!(?report, "first reconcile"),
             Err(e) => tracing::error!("reconcile failed: {e:#}"),
@@ -98,7 +115,7 @@ fn main() -> anyhow::Result<()> {
                 _ = tick.tick() => {}
                 _ = agent.changed() => {}
             }
-            match agent.reconcile().await {
+            match timed(&agent, &metrics).await {
                 Ok(r) if !r.withdrawn.is_empty() || !r.failed.is_empty() => {
                     tracing::info!(?r, "reconciled")
                 }
@@ -110,4 +127,16 @@ fn main() -> anyhow::Result<()> {
         tracing::info!("stopping; overlay left in place");
         Ok(())
     })
+}
+
+/// One reconcile round, counted in the metrics.
+async fn timed(agent: &Agent, metrics: &Metrics) -> Result<Report, AgentError> {
+    let started = std::time::Instant::now();
+    let result = agent.reconcile().await;
+    let (failed, peers) = match &result {
+        Ok(r) => (!r.failed.is_empty(), Some(r.peers.len())),
+        Err(_) => (true, None),
+    };
+    metrics.observe(started.elapsed(), failed, peers);
+    result
 }

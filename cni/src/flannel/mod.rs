@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod config;
 pub mod kube_source;
+pub mod metrics;
 pub mod registry;
 pub mod subnet_env;
 pub mod vxlan;

@@ -24,6 +24,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Config {
     pub http_listen: Option<SocketAddr>,
     pub https_listen: Option<SocketAddr>,
+    /// Where `/metrics` and `/healthz` are served (`None`: not served).
+    pub metrics_listen: Option<SocketAddr>,
     /// The IngressClass name served (its controller must be `pea.dev/ingress`).
     pub ingress_class: String,
     pub publish_address: Option<String>,
@@ -34,6 +36,7 @@ impl Default for Config {
         Self {
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 80))),
             https_listen: Some(SocketAddr::from(([127, 0, 0, 1], 443))),
+            metrics_listen: None,
             ingress_class: "pea".into(),
             publish_address: None,
         }
@@ -76,7 +79,17 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, tls: Option<TlsAc
         tokio::spawn(async move {
             let https = tls.is_some();
             let service = hyper::service::service_fn(move |req| {
-                crate::proxy::handle(state.clone(), peer, https, req)
+                let state = state.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let r = crate::proxy::handle(state.clone(), peer, https, req).await;
+                    if let Ok(resp) = &r {
+                        state
+                            .metrics
+                            .observe(resp.status().as_u16(), started.elapsed());
+                    }
+                    r
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let result = match tls {
@@ -110,6 +123,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, tls: Option<TlsAc
 pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
     let http = bind(config.http_listen).await?;
     let https = bind(config.https_listen).await?;
+    let metrics = bind(config.metrics_listen).await?;
     let state = Arc::new(State::default());
     let (tx, synced) = watch::channel(false);
     let settings = Settings {
@@ -131,7 +145,11 @@ pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
         let acceptor = TlsAcceptor::from(crate::tls::server_config(state.clone()));
         tasks.push(tokio::spawn(accept_loop(l, state.clone(), Some(acceptor))));
     }
-    info!(?http_addr, ?https_addr, class = %config.ingress_class, "pea-ingress serving");
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = metrics {
+        tasks.push(tokio::spawn(crate::metrics::serve(l, state.clone())));
+    }
+    info!(?http_addr, ?https_addr, ?metrics_addr, class = %config.ingress_class, "pea-ingress serving");
     Ok(Running {
         http_addr,
         https_addr,

@@ -31,6 +31,7 @@ pub struct State {
     table: RwLock<Arc<Table>>,
     certs: RwLock<Arc<Certs>>,
     pub pool: Arc<Pool>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl State {

@@ -8,7 +8,9 @@
 mod cluster;
 mod down;
 mod forward;
+mod logs;
 mod proc;
+mod prometheus;
 mod status;
 mod up;
 
@@ -43,6 +45,34 @@ enum Cmd {
         #[arg(long, default_value = "pea")]
         name: String,
     },
+    /// The container logs of matching pods across all nodes, merged by time, each line
+    /// prefixed [pod/container].
+    Logs {
+        #[arg(long, default_value = "pea")]
+        name: String,
+        /// Label selector, e.g. app=web.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Only lines newer than this (30s, 5m, 1h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Stream new lines as they are written.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Print each line's timestamp after the prefix.
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Prints the Prometheus scrape configuration of a cluster that is up (every component's
+    /// /metrics; run Prometheus in the cluster namespace `pea-NAME`).
+    PrometheusConfig {
+        #[arg(long, default_value = "pea")]
+        name: String,
+        #[arg(long, default_value = "15s")]
+        scrape_interval: String,
+    },
     /// (internal) Relays 127.0.0.1:PORT of this namespace to an address inside `--netns`.
     #[command(hide = true)]
     Forward {
@@ -61,6 +91,33 @@ fn main() {
         Cmd::Up { nodes, name } => cluster::Cluster::new(&name, nodes).and_then(|c| up::up(&c)),
         Cmd::Down { name } => cluster::Cluster::existing(&name).and_then(|c| down::down(&c)),
         Cmd::Status { name } => cluster::Cluster::existing(&name).and_then(|c| status::status(&c)),
+        Cmd::Logs {
+            name,
+            selector,
+            namespace,
+            since,
+            follow,
+            timestamps,
+        } => logs::check_namespace(&namespace)
+            .and_then(|()| cluster::Cluster::existing(&name))
+            .and_then(|c| {
+                logs::logs(
+                    &c,
+                    &logs::Options {
+                        selector,
+                        namespace,
+                        since,
+                        follow,
+                        timestamps,
+                    },
+                )
+            }),
+        Cmd::PrometheusConfig {
+            name,
+            scrape_interval,
+        } => {
+            cluster::Cluster::existing(&name).and_then(|c| prometheus::print(&c, &scrape_interval))
+        }
         Cmd::Forward {
             netns,
             to,

@@ -225,6 +225,12 @@ fn build(c: &Cluster, s: &mut Steps) -> Result<()> {
     ));
     ingress(c)?;
 
+    s.step(format!(
+        "Prometheus scrape configuration {}",
+        crate::prometheus::config_file(c).display()
+    ));
+    crate::prometheus::write(c)?;
+
     s.step(format!("waiting for {} node(s) Ready", c.nodes));
     let ok = wait_for(READY_TIMEOUT, || ready_nodes(c) >= c.nodes);
     if !ok {
@@ -442,7 +448,7 @@ fn forwarder(c: &Cluster) -> Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -588,6 +594,12 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             node_kc.clone(),
             "--node-name".into(),
             name.clone(),
+            "--metrics-listen".into(),
+            format!(
+                "{}:{}",
+                c.node_ip(i),
+                crate::prometheus::FLANNELD_METRICS_PORT
+            ),
         ],
         &[("PEA_FLANNELD_LOG", "info")],
         &log("flanneld"),
@@ -605,6 +617,8 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             name.clone(),
             "--cluster-cidr".into(),
             CLUSTER_CIDR.into(),
+            "--metrics-bind-address".into(),
+            format!("{}:{}", c.node_ip(i), crate::prometheus::PROXY_METRICS_PORT),
         ],
         &[("RUST_LOG", "info")],
         &log("proxy"),
@@ -634,6 +648,8 @@ fn dns(c: &Cluster) -> Result<()> {
             format!("{}:53", c.node_ip(0)),
             "--upstream-resolv-conf".into(),
             upstream.display().to_string(),
+            "--http-listen".into(),
+            format!("{}:{}", c.node_ip(0), crate::prometheus::DNS_METRICS_PORT),
         ],
         &[("RUST_LOG", "info")],
         &c.log_file("dns"),
@@ -673,6 +689,8 @@ fn ingress(c: &Cluster) -> Result<()> {
             format!("{ip0}:80"),
             "--https-listen".into(),
             format!("{ip0}:443"),
+            "--metrics-listen".into(),
+            format!("{ip0}:{}", crate::prometheus::INGRESS_METRICS_PORT),
             "--publish-address".into(),
             ip0,
         ],

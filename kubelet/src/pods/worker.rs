@@ -65,6 +65,9 @@ pub struct Worker {
     terminal_done: bool,
     /// Why the pod waits for a PersistentVolumeClaim (the last FailedMount told), if it does.
     claim_wait: Option<String>,
+    /// When this kubelet first saw the pod; `None` once its start was counted (or when it was
+    /// Running already), for `kubelet_pod_start_duration_seconds`.
+    first_seen: Option<Instant>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -95,6 +98,7 @@ impl Worker {
             pod.metadata.namespace.as_deref().unwrap_or(""),
             pod.metadata.name.as_deref().unwrap_or("")
         );
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         let w = Worker {
             s,
             uid: uid.clone(),
@@ -110,6 +114,7 @@ impl Worker {
             waiting: HashMap::new(),
             terminal_done: false,
             claim_wait: None,
+            first_seen: (!running).then(Instant::now),
         };
         let span = tracing::info_span!("pod", pod = %key, uid = %uid);
         tokio::spawn(w.run(rx).instrument(span));
@@ -1271,6 +1276,11 @@ impl Worker {
         {
             Ok(p) => {
                 tracing::debug!(phase = ?st.phase, "status written");
+                if st.phase.as_deref() == Some("Running") {
+                    if let Some(seen) = self.first_seen.take() {
+                        self.s.cri.metrics.observe_pod_start(seen.elapsed());
+                    }
+                }
                 self.last_status = p.status.clone().or(Some(st));
                 let shown = if is_static {
                     Pod {

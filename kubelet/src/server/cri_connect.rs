@@ -2,8 +2,12 @@
 //! connection ([`crate::cri`]), so the server and the pod workers share one channel to the
 //! runtime (pea-shim's `unix:///run/pea/pea-shim.sock`, or containerd's).
 
+use std::sync::Arc;
+
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::Channel;
+
+use crate::cri::CriChannel;
+use crate::instrument::KubeletMetrics;
 
 pub use crate::cri::CriConnectError;
 
@@ -13,13 +17,16 @@ pub const DEFAULT_ENDPOINT: &str = "unix:///run/pea/pea-shim.sock";
 /// The CRI RuntimeService the server calls (clones share one connection).
 #[derive(Debug, Clone)]
 pub struct CriHandle {
-    pub runtime: RuntimeServiceClient<Channel>,
+    pub runtime: RuntimeServiceClient<CriChannel>,
+    /// The kubelet's series (CRI latencies, pod start), rendered on `/metrics`.
+    pub metrics: Arc<KubeletMetrics>,
 }
 
 impl From<crate::cri::Cri> for CriHandle {
     fn from(cri: crate::cri::Cri) -> Self {
         Self {
             runtime: cri.runtime,
+            metrics: cri.metrics,
         }
     }
 }

@@ -312,20 +312,25 @@ async fn handle(
     let _guard = span.enter();
     let response = match &caller {
         None => text(401, "Unauthorized\n", "text/plain; charset=utf-8"),
-        Some(c) if !tls::allowed(c, &state.config) => text(
-            403,
-            format!(
-                "Forbidden (user={}, verb={}, resource=nodes, subresource={})\n",
-                c.name,
-                if req.method() == hyper::Method::GET {
-                    "get"
-                } else {
-                    "create"
-                },
-                subresource(family)
-            ),
-            "text/plain; charset=utf-8",
-        ),
+        Some(c)
+            if !tls::allowed(c, &state.config)
+                && !tls::may_read_metrics(c, family, req.method()) =>
+        {
+            text(
+                403,
+                format!(
+                    "Forbidden (user={}, verb={}, resource=nodes, subresource={})\n",
+                    c.name,
+                    if req.method() == hyper::Method::GET {
+                        "get"
+                    } else {
+                        "create"
+                    },
+                    subresource(family)
+                ),
+                "text/plain; charset=utf-8",
+            )
+        }
         Some(_) => {
             let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
             drop(_guard);
@@ -470,7 +475,7 @@ async fn route(
             let (pods, containers) = running_counts(&state.cri).await;
             get_only(Ok(text(
                 200,
-                state.metrics.render(pods, containers),
+                state.metrics.render(pods, containers) + &state.cri.metrics.render(),
                 "text/plain; version=0.0.4",
             )))
         }

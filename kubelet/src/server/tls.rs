@@ -41,6 +41,17 @@ pub fn allowed(caller: &Caller, config: &ServerConfig) -> bool {
         || config.authorized_users.contains(&caller.name)
 }
 
+/// Members of `system:monitoring` may GET `/metrics` (and `/metrics/...`): what kube's bootstrap
+/// ClusterRole `system:monitoring` grants on `nodes/metrics`, so a Prometheus needs no admin
+/// certificate to scrape a node.
+pub fn may_read_metrics(caller: &Caller, family: &str, method: &hyper::Method) -> bool {
+    family == "metrics"
+        && method == hyper::Method::GET
+        && caller.groups.iter().any(|g| g == MONITORING_GROUP)
+}
+
+pub const MONITORING_GROUP: &str = "system:monitoring";
+
 fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|e| ServerError::Config(format!("reading {}: {e}", path.display())))
 }

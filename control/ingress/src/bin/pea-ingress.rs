@@ -22,6 +22,9 @@ struct Args {
     /// HTTPS address ("none" to disable).
     #[arg(long, default_value = "127.0.0.1:443")]
     https_listen: String,
+    /// Address of /metrics and /healthz ("none" to disable), ingress-nginx's port.
+    #[arg(long, default_value = "127.0.0.1:10254")]
+    metrics_listen: String,
     /// The IngressClass served; its spec.controller must be pea.dev/ingress.
     #[arg(long, default_value = "pea")]
     ingress_class: String,
@@ -55,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let config = pea_ingress::Config {
         http_listen: addr("--http-listen", &args.http_listen)?,
         https_listen: addr("--https-listen", &args.https_listen)?,
+        metrics_listen: addr("--metrics-listen", &args.metrics_listen)?,
         ingress_class: args.ingress_class,
         publish_address: args.publish_address,
     };

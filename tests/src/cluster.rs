@@ -1,0 +1,117 @@
+//! What the `pea up` cluster tests share: running the `pea` CLI, kubectl through the kubeconfig
+//! `pea up` printed (with a fresh HOME, as kubectl caches discovery there), a guard that runs
+//! `pea down` even when an assertion fails midway, and commands in the cluster's namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::bins::workspace_binary;
+
+/// `pea ARGS`, its output captured.
+pub fn pea(args: &[&str]) -> Output {
+    Command::new(workspace_binary("pea", "PEA_CLI"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running pea")
+}
+
+/// `pea up --nodes N --name NAME`, asserting success; returns the host kubeconfig it printed.
+pub fn up(name: &str, nodes: usize) -> PathBuf {
+    let out = pea(&["up", "--nodes", &nodes.to_string(), "--name", name]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pea up failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pea up: export KUBECONFIG="))
+        .expect("pea up prints the KUBECONFIG")
+        .into()
+}
+
+#[derive(Debug)]
+pub struct Kubectl {
+    pub kubeconfig: PathBuf,
+    pub home: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: PathBuf) -> Self {
+        Self {
+            kubeconfig,
+            home: tempfile::tempdir().expect("kubectl home"),
+        }
+    }
+
+    /// kubectl ARGS (at most 30 s), optionally fed `stdin`.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("timeout")
+            .arg("30")
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl ARGS, asserting success; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Removes the cluster when dropped (`std::mem::forget` it after a checked `pea down`).
+#[derive(Debug)]
+pub struct Down(pub String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = pea(&["down", "--name", &self.0]);
+    }
+}
+
+/// The pids in the pid files under a cluster's run dir.
+pub fn pids(run_dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect()
+}
+
+/// `busybox wget -q -O - URL` inside the cluster's namespace `pea-NAME` (the underlay), at most
+/// 10 s; `None` when it fails.
+pub fn wget_in_cluster(name: &str, url: &str) -> Option<String> {
+    let out = Command::new("timeout")
+        .args(["10", "ip", "netns", "exec", &format!("pea-{name}")])
+        .args(["busybox", "wget", "-q", "-O", "-", url])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
