@@ -62,25 +62,6 @@ impl Qty {
         }
     }
 
-    /// `self + other` in `self`'s format (a zero takes the other's, as an empty sum does).
-    pub fn add(self, other: Qty) -> Qty {
-        Qty {
-            nano: self.nano.saturating_add(other.nano),
-            binary: if self.nano == 0 && !self.binary {
-                other.binary
-            } else {
-                self.binary
-            },
-        }
-    }
-
-    pub fn sub(self, other: Qty) -> Qty {
-        Qty {
-            nano: self.nano.saturating_sub(other.nano),
-            binary: self.binary,
-        }
-    }
-
     /// The value rounded up to whole units (Go's `Quantity.Value`).
     pub fn value(self) -> i128 {
         self.nano.div_euclid(NANO) + i128::from(self.nano.rem_euclid(NANO) != 0)
@@ -119,6 +100,22 @@ fn decimal_nano(number: &str, exp10: i32) -> Option<i128> {
         mantissa / d + i128::from(mantissa % d != 0)
     };
     Some(if negative { -v } else { v })
+}
+
+/// `self + other` in `self`'s format (a zero takes the other's, as an empty sum does).
+impl std::ops::Add for Qty {
+    type Output = Qty;
+
+    fn add(self, other: Qty) -> Qty {
+        Qty {
+            nano: self.nano.saturating_add(other.nano),
+            binary: if self.nano == 0 && !self.binary {
+                other.binary
+            } else {
+                self.binary
+            },
+        }
+    }
 }
 
 impl fmt::Display for Qty {
@@ -192,10 +189,10 @@ mod tests {
     fn sums_keep_the_first_format() {
         let a = Qty::parse("128Mi").unwrap();
         let b = Qty::parse("128Mi").unwrap();
-        assert_eq!(a.add(b).to_string(), "256Mi");
-        assert_eq!(Qty::ZERO.add(a).to_string(), "128Mi");
+        assert_eq!((a + b).to_string(), "256Mi");
+        assert_eq!((Qty::ZERO + a).to_string(), "128Mi");
         let c = Qty::parse("250m").unwrap();
-        assert_eq!(c.add(c).add(c).add(c).to_string(), "1");
+        assert_eq!((c + c + c + c).to_string(), "1");
         assert_eq!(Qty::parse("1500m").unwrap().value(), 2);
     }
 }

@@ -274,7 +274,7 @@ pub fn pod_resources(pod: &Value, field: &str) -> Usage {
             if let Some(q) = Qty::from_json(v) {
                 if field == "requests" || total.contains_key(k) {
                     let e = total.entry(k.clone()).or_insert(Qty::ZERO);
-                    *e = e.add(q);
+                    *e = *e + q;
                 }
             }
         }
@@ -286,7 +286,7 @@ pub fn pod_resources(pod: &Value, field: &str) -> Usage {
 pub fn add_into(into: &mut Usage, other: &Usage) {
     for (k, v) in other {
         let e = into.entry(k.clone()).or_insert(Qty::ZERO);
-        *e = e.add(*v);
+        *e = *e + *v;
     }
 }
 
