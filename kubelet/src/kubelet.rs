@@ -145,7 +145,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     tokio::spawn(node::lease_loop(shared.clone()));
     let (tx, rx) = watch::channel(false);
     let statics = crate::static_pods::start(shared.clone());
-    tokio::spawn(pods::run(shared.clone(), tx, statics));
+    let (evict_tx, evict_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(crate::eviction::manager::run(
+        shared.clone(),
+        evict_tx,
+        crate::eviction::manager::MONITORING_PERIOD,
+    ));
+    tokio::spawn(pods::run(shared.clone(), tx, statics, evict_rx));
     tokio::spawn(crate::gc::run(
         shared.clone(),
         rx.clone(),

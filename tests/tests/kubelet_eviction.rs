@@ -2,7 +2,9 @@
 //! with evictionHard memory.available at 100 % the node is always under memory pressure
 //! (MemAvailable is below MemTotal on any host) without touching the host's memory, so the
 //! node reports MemoryPressure, a BestEffort pod is refused (Failed, reason Evicted) and a
-//! Burstable pod runs.
+//! Burstable pod runs — until the eviction manager's next pass (every 10 s) finds memory.available
+//! still below the threshold and evicts it: containers stopped, Failed, reason Evicted, kubelet's
+//! message naming the container that uses more than it requests.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ fn condition(v: &Value, t: &str) -> Option<String> {
 }
 
 #[test]
-fn under_memory_pressure_best_effort_pods_are_refused_and_burstable_ones_run() {
+fn under_memory_pressure_best_effort_pods_are_refused_and_running_pods_evicted() {
     let mut n = KubeletNode::new("node-ev").expect("node");
     let cfg = std::fs::read_to_string(&n.kubelet_config).expect("config");
     // Only memory.available (kubelet: a set evictionHard replaces all defaults).
@@ -62,7 +64,7 @@ fn under_memory_pressure_best_effort_pods_are_refused_and_burstable_ones_run() {
     n.apply(&pod("besteffort", ""));
     n.apply(&pod(
         "burstable",
-        "    resources: {requests: {memory: 10Mi}}\n",
+        "    resources: {requests: {memory: 1Ki}}\n",
     ));
     let p = n.wait_pod("besteffort", Duration::from_secs(30), |p| {
         p["status"]["phase"] == "Failed"
@@ -80,4 +82,24 @@ fn under_memory_pressure_best_effort_pods_are_refused_and_burstable_ones_run() {
     n.wait_pod("burstable", Duration::from_secs(30), |p| {
         p["status"]["phase"] == "Running"
     });
+    // Running pods are evicted while the signal stays crossed: one per monitoring interval.
+    let p = n.wait_pod("burstable", Duration::from_secs(40), |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(p["status"]["reason"], "Evicted", "{}", p["status"]);
+    let msg = p["status"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.starts_with("The node was low on resource: memory. Threshold quantity: ")
+            && msg.contains(", available: ")
+            && msg.ends_with(", request is 1Ki, has larger consumption of memory. ")
+            && msg.contains("Container app was using "),
+        "{msg}"
+    );
+    assert!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"].is_object(),
+        "{}",
+        p["status"]
+    );
+    let ev = n.events("burstable");
+    assert!(ev.iter().any(|(r, m)| r == "Evicted" && m == msg), "{ev:?}");
 }

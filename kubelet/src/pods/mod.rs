@@ -54,7 +54,12 @@ impl std::fmt::Debug for Shared {
 
 /// Runs until the process ends: dispatches the node's pods (from the API and from static pod
 /// manifests) to workers.
-pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>, statics: static_pods::Source) {
+pub async fn run(
+    s: Arc<Shared>,
+    synced: watch::Sender<bool>,
+    statics: static_pods::Source,
+    mut evictions: mpsc::Receiver<crate::eviction::manager::Eviction>,
+) {
     let api: Api<Pod> = Api::all(s.client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", s.cfg.node_name));
     let mut stream = watcher(api, wc).boxed();
@@ -118,6 +123,11 @@ pub async fn run(s: Arc<Shared>, synced: watch::Sender<bool>, statics: static_po
             }
             Some(c) = static_rx.recv() => {
                 static_change(&s, &mut workers, &mut static_uids, c).await;
+            }
+            Some(e) = evictions.recv() => {
+                if let Some(tx) = workers.get(&e.uid) {
+                    let _ = tx.send(Msg::Evict(e.message)).await;
+                }
             }
             uid = wake_rx.recv() => {
                 if let Some(tx) = uid.and_then(|u| workers.get(&u)) {

@@ -40,6 +40,9 @@ pub enum Msg {
     Wake,
     /// The pod is gone from the API (deleted with grace 0, or missed while disconnected).
     Gone,
+    /// The eviction manager chose this pod: stop it now (grace 0) and fail it as Evicted
+    /// with this message.
+    Evict(String),
 }
 
 /// Longest a worker sleeps without a reason to wake (resyncs configmap/secret volumes too).
@@ -141,6 +144,7 @@ impl Worker {
             match msg {
                 Some(Msg::Update(p)) => self.update(*p),
                 Some(Msg::Wake) => {}
+                Some(Msg::Evict(m)) => self.evict(m).await,
                 Some(Msg::Gone) | None => {
                     self.terminate(None).await;
                     self.cleanup_node_state();
@@ -152,6 +156,7 @@ impl Worker {
                 match m {
                     Msg::Update(p) => self.update(*p),
                     Msg::Wake => {}
+                    Msg::Evict(m) => self.evict(m).await,
                     Msg::Gone => {
                         self.terminate(None).await;
                         self.cleanup_node_state();
@@ -159,6 +164,17 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// kubelet's eviction: containers killed at once (hard threshold), the pod Failed.
+    async fn evict(&mut self, message: String) {
+        if self.terminal_done {
+            return;
+        }
+        self.stop_all(0).await;
+        if let Err(e) = self.fail(crate::eviction::REASON, message).await {
+            tracing::warn!(error = %e, "writing the evicted pod's status");
         }
     }
 

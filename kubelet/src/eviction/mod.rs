@@ -3,6 +3,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+pub mod manager;
+
 use crate::podconfig::qos::{self, Qos};
 
 /// A signal kubelet knows.
