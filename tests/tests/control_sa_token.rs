@@ -86,11 +86,23 @@ fn create_token_authenticates_as_the_service_account_and_refusals_are_401() {
     let token = admin.ok(&["create", "token", "bot", "-n", "team"]);
     let token = token.trim();
     let claims = payload(token);
-    assert_eq!(claims["iss"], "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(
+        claims["iss"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
     assert_eq!(claims["sub"], "system:serviceaccount:team:bot");
-    assert_eq!(claims["aud"][0], "https://kubernetes.default.svc.cluster.local");
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
-    assert_eq!(claims["kubernetes.io"]["serviceaccount"]["uid"], uid.as_str());
+    assert_eq!(
+        claims["aud"][0],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert_eq!(
+        claims["kubernetes.io"]["serviceaccount"]["uid"],
+        uid.as_str()
+    );
     let who = whoami(&anon, token);
     assert_eq!(who["username"], "system:serviceaccount:team:bot");
     assert_eq!(who["uid"], uid.as_str());
@@ -106,7 +118,10 @@ fn create_token_authenticates_as_the_service_account_and_refusals_are_401() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(credential, format!("JTI={}", claims["jti"].as_str().unwrap()));
+    assert_eq!(
+        credential,
+        format!("JTI={}", claims["jti"].as_str().unwrap())
+    );
 
     // RBAC applies to it: nothing until a binding names the service account.
     let out = with_token(&anon, token, &["get", "configmaps", "-n", "team"]);
@@ -131,14 +146,29 @@ fn create_token_authenticates_as_the_service_account_and_refusals_are_401() {
     });
 
     // OIDC discovery: allowed to service accounts, its keys verify the token's kid.
-    let out = with_token(&anon, token, &["get", "--raw", "/.well-known/openid-configuration"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = with_token(
+        &anon,
+        token,
+        &["get", "--raw", "/.well-known/openid-configuration"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let conf: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(conf["issuer"], claims["iss"]);
-    assert!(conf["jwks_uri"].as_str().unwrap().ends_with("/openid/v1/jwks"));
+    assert!(conf["jwks_uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("/openid/v1/jwks"));
     assert_eq!(conf["id_token_signing_alg_values_supported"][0], "ES256");
     let out = with_token(&anon, token, &["get", "--raw", "/openid/v1/jwks"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let jwks: Value = serde_json::from_slice(&out.stdout).unwrap();
     let header: Value = serde_json::from_slice(&b64url(token.split('.').next().unwrap())).unwrap();
     assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
@@ -164,7 +194,10 @@ fn create_token_authenticates_as_the_service_account_and_refusals_are_401() {
     // (beyond the one-minute leeway).
     let sa = cp.api().service_accounts.clone().unwrap();
     let mut old: Claims = serde_json::from_value(claims.clone()).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     old.iat = now - 4000;
     old.nbf = now - 4000;
     old.exp = now - 120;
@@ -182,26 +215,43 @@ fn create_token_authenticates_as_the_service_account_and_refusals_are_401() {
     );
 
     // Wrong audience.
-    let other = admin.ok(&["create", "token", "bot", "-n", "team", "--audience", "vault"]);
+    let other = admin.ok(&[
+        "create",
+        "token",
+        "bot",
+        "-n",
+        "team",
+        "--audience",
+        "vault",
+    ]);
     assert_eq!(payload(other.trim())["aud"][0], "vault");
     refused(&anon, other.trim(), "wrong audience");
 
     // Durations: capped by the max expiration, refused under ten minutes.
     let long = admin.ok(&["create", "token", "bot", "-n", "team", "--duration", "48h"]);
     let c = payload(long.trim());
-    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 7200);
+    assert_eq!(
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+        7200
+    );
     let err = admin.fails(&["create", "token", "bot", "-n", "team", "--duration", "5m"]);
     assert!(
         err.contains("may not specify a duration less than 10 minutes"),
         "{err}"
     );
     let err = admin.fails(&["create", "token", "ghost", "-n", "team"]);
-    assert!(err.contains(r#"serviceaccounts "ghost" not found"#), "{err}");
+    assert!(
+        err.contains(r#"serviceaccounts "ghost" not found"#),
+        "{err}"
+    );
 
     // A deleted service account's tokens stop working.
     admin.ok(&["create", "serviceaccount", "temp", "-n", "team"]);
     let temp = admin.ok(&["create", "token", "temp", "-n", "team"]);
-    assert_eq!(whoami(&anon, temp.trim())["username"], "system:serviceaccount:team:temp");
+    assert_eq!(
+        whoami(&anon, temp.trim())["username"],
+        "system:serviceaccount:team:temp"
+    );
     admin.ok(&["delete", "serviceaccount", "temp", "-n", "team"]);
     refused(&anon, temp.trim(), "deleted service account");
     // ... also when one of the same name comes back (another uid).
@@ -224,7 +274,15 @@ fn bound_tokens_follow_their_pod_and_nodes_get_tokens_only_for_their_pods() {
     };
     admin.ok_stdin(&["create", "-f", "-"], &pod("p1", "n1"));
     admin.ok_stdin(&["create", "-f", "-"], &pod("p2", "n2"));
-    let p1_uid = admin.ok(&["get", "pod", "p1", "-n", "team", "-o", "jsonpath={.metadata.uid}"]);
+    let p1_uid = admin.ok(&[
+        "get",
+        "pod",
+        "p1",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
 
     let bound = admin.ok(&[
         "create",
@@ -238,32 +296,64 @@ fn bound_tokens_follow_their_pod_and_nodes_get_tokens_only_for_their_pods() {
         "p1",
     ]);
     let bound = bound.trim();
-    assert_eq!(payload(bound)["kubernetes.io"]["pod"]["uid"], p1_uid.as_str());
+    assert_eq!(
+        payload(bound)["kubernetes.io"]["pod"]["uid"],
+        p1_uid.as_str()
+    );
     let who = whoami(&anon, bound);
-    assert_eq!(who["extra"]["authentication.kubernetes.io/pod-name"][0], "p1");
+    assert_eq!(
+        who["extra"]["authentication.kubernetes.io/pod-name"][0],
+        "p1"
+    );
     assert_eq!(
         who["extra"]["authentication.kubernetes.io/pod-uid"][0],
         p1_uid.as_str()
     );
     // A wrong uid, a missing pod, an unsupported kind.
     let err = admin.fails(&[
-        "create", "token", "bot", "-n", "team", "--bound-object-kind", "Pod",
-        "--bound-object-name", "p1", "--bound-object-uid", "00000000-0000-0000-0000-000000000000",
+        "create",
+        "token",
+        "bot",
+        "-n",
+        "team",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "p1",
+        "--bound-object-uid",
+        "00000000-0000-0000-0000-000000000000",
     ]);
     assert!(err.contains("does not match the UID in record"), "{err}");
     let err = admin.fails(&[
-        "create", "token", "bot", "-n", "team", "--bound-object-kind", "Pod",
-        "--bound-object-name", "nope",
+        "create",
+        "token",
+        "bot",
+        "-n",
+        "team",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "nope",
     ]);
     assert!(err.contains(r#"pods "nope" not found"#), "{err}");
 
     // The node authorizer: n1 may get a token for p1's service account bound to p1, not to
     // p2 (on n2), and not an unbound one.
-    let n1 = Kubectl::new(&cp.kubeconfig_for("system:node:n1", &["system:nodes"]).unwrap());
+    let n1 = Kubectl::new(
+        &cp.kubeconfig_for("system:node:n1", &["system:nodes"])
+            .unwrap(),
+    );
     let for_pod = |k: &Kubectl, pod: &str| {
         k.run(&[
-            "create", "token", "bot", "-n", "team", "--bound-object-kind", "Pod",
-            "--bound-object-name", pod,
+            "create",
+            "token",
+            "bot",
+            "-n",
+            "team",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            pod,
         ])
     };
     assert!(for_pod(&n1, "p1").status.success());
@@ -278,9 +368,20 @@ fn bound_tokens_follow_their_pod_and_nodes_get_tokens_only_for_their_pods() {
     assert!(err.contains("forbidden"), "{err}");
 
     // Deleting the pod ends its tokens.
-    admin.ok(&["delete", "pod", "p1", "-n", "team", "--grace-period=0", "--force"]);
+    admin.ok(&[
+        "delete",
+        "pod",
+        "p1",
+        "-n",
+        "team",
+        "--grace-period=0",
+        "--force",
+    ]);
     eventually("the pod to go", || {
-        !admin.run(&["get", "pod", "p1", "-n", "team"]).status.success()
+        !admin
+            .run(&["get", "pod", "p1", "-n", "team"])
+            .status
+            .success()
     });
     refused(&anon, bound, "deleted bound pod");
 }
@@ -328,7 +429,10 @@ fn pod_admission_mounts_the_token_volume_and_refuses_missing_service_accounts() 
     assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
     assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
     assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
-    assert_eq!(sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"], "metadata.namespace");
+    assert_eq!(
+        sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
     for (list, i) in [("initContainers", 0), ("containers", 0)] {
         let mounts = &p["spec"][list][i]["volumeMounts"];
         assert_eq!(mounts[0]["name"], vname, "{list}");
@@ -339,7 +443,25 @@ fn pod_admission_mounts_the_token_volume_and_refuses_missing_service_accounts() 
         );
     }
     // A container with its own mount at that path keeps it alone.
-    assert_eq!(p["spec"]["containers"][1]["volumeMounts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        p["spec"]["containers"][1]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Server-side apply creates go through the plugin too.
+    admin.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: ssa, namespace: adm}\nspec:\n  containers: [{name: c, image: busybox}]\n",
+    );
+    let p = pod_json(&admin, "adm", "ssa");
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    assert!(p["spec"]["volumes"][0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("kube-api-access-"));
 
     // automountServiceAccountToken: the pod's setting over the service account's.
     admin.ok_stdin(
@@ -352,7 +474,10 @@ fn pod_admission_mounts_the_token_volume_and_refuses_missing_service_accounts() 
         &["create", "-f", "-"],
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: quiet, namespace: adm}\nautomountServiceAccountToken: false\n",
     );
-    admin.ok_stdin(&["create", "-f", "-"], &pod("p3", "  serviceAccountName: quiet\n"));
+    admin.ok_stdin(
+        &["create", "-f", "-"],
+        &pod("p3", "  serviceAccountName: quiet\n"),
+    );
     assert_eq!(
         pod_json(&admin, "adm", "p3")["spec"]["volumes"]
             .as_array()
@@ -379,10 +504,20 @@ fn pod_admission_mounts_the_token_volume_and_refuses_missing_service_accounts() 
     let mirror = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: m\n  namespace: adm\n  annotations: {kubernetes.io/config.mirror: abc}\nspec:\n  containers: [{name: c, image: busybox}]\n";
     admin.ok_stdin(&["create", "-f", "-"], mirror);
     let m = pod_json(&admin, "adm", "m");
-    assert!(m["spec"].get("volumes").is_none_or(|v| v.as_array().unwrap().is_empty()), "{m}");
+    assert!(
+        m["spec"]
+            .get("volumes")
+            .is_none_or(|v| v.as_array().unwrap().is_empty()),
+        "{m}"
+    );
     let err = admin.fails_stdin(
         &["create", "-f", "-"],
-        &mirror.replace("name: m\n", "name: m2\n").replace("spec:\n", "spec:\n  serviceAccountName: default\n"),
+        &mirror
+            .replace("name: m\n", "name: m2\n")
+            .replace("spec:\n", "spec:\n  serviceAccountName: default\n"),
     );
-    assert!(err.contains("a mirror pod may not reference service accounts"), "{err}");
+    assert!(
+        err.contains("a mirror pod may not reference service accounts"),
+        "{err}"
+    );
 }

@@ -107,8 +107,14 @@ spec:
     assert_eq!(user["username"], "system:serviceaccount:default:default");
     let extra = &user["extra"];
     assert_eq!(extra["authentication.kubernetes.io/pod-name"][0], "tok");
-    assert_eq!(extra["authentication.kubernetes.io/pod-uid"][0], uid.as_str());
-    assert_eq!(extra["authentication.kubernetes.io/node-name"][0], "sa-node");
+    assert_eq!(
+        extra["authentication.kubernetes.io/pod-uid"][0],
+        uid.as_str()
+    );
+    assert_eq!(
+        extra["authentication.kubernetes.io/node-name"][0],
+        "sa-node"
+    );
 
     // Once the pod is gone, so is its token.
     n.ok(&["delete", "pod", "tok", "--wait=false"]);

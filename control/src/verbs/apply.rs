@@ -89,6 +89,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 if ctx.def.kind == "PersistentVolumeClaim" {
                     crate::storage::admit_claim(ctx.api, &mut obj).await?;
                 }
+                crate::serviceaccount::admission::admit(ctx, &mut obj).await?;
                 crate::limitranger::admit_new(ctx, &mut obj).await?;
                 crate::priority::admit_new(ctx, &mut obj).await?;
                 crate::inuse_protection::admit_new(ctx, &mut obj);
