@@ -300,6 +300,10 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
             col("Completions", "string", 0, "The desired number of successfully finished pods the job should be run with."),
             col("Duration", "string", 0, "Time required to complete the job."),
         ],
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => vec![
+            name,
+            col("Webhooks", "integer", 0, "Webhooks indicates the number of webhooks in the configuration"),
+        ],
         "PriorityClass" => vec![
             name,
             col("Value", "integer", 0, "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
@@ -795,6 +799,9 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
                     .unwrap_or(false)),
             ]
         }
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            vec![name, json!(arr(obj, "/webhooks").len())]
+        }
         "PriorityClass" => vec![
             name,
             json!(obj.get("value").and_then(Value::as_i64).unwrap_or(0)),
@@ -1137,6 +1144,11 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
 
 /// The row for one object, carrying its metadata as a PartialObjectMetadata (or the object).
 pub fn row(kind: &str, obj: &Value, now: SystemTime, include_object: &str) -> Value {
+    row_with(cells(kind, obj, now), obj, include_object)
+}
+
+/// A row of `cells` for `obj`, with the object as `includeObject` asks.
+pub fn row_with(cells: Vec<Value>, obj: &Value, include_object: &str) -> Value {
     let object = match include_object {
         "None" => Value::Null,
         "Object" => obj.clone(),
@@ -1146,7 +1158,30 @@ pub fn row(kind: &str, obj: &Value, now: SystemTime, include_object: &str) -> Va
             "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
         }),
     };
-    json!({"cells": cells(kind, obj, now), "object": object})
+    json!({"cells": cells, "object": object})
+}
+
+/// A Table of `columns` and `rows` (list metadata: resourceVersion and continue).
+pub fn assemble(
+    columns: Vec<Value>,
+    rows: Vec<Value>,
+    rv: Option<String>,
+    cont: Option<String>,
+) -> Value {
+    let mut meta = json!({});
+    if let Some(rv) = rv {
+        meta["resourceVersion"] = json!(rv);
+    }
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
 }
 
 /// The Table for objects of `def`: a custom resource's printer columns, else the kind's.
@@ -1173,20 +1208,11 @@ pub fn table(
     now: SystemTime,
     include_object: &str,
 ) -> Value {
-    let mut meta = json!({});
-    if let Some(rv) = rv {
-        meta["resourceVersion"] = json!(rv);
-    }
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": columns(kind),
-        "rows": objs.iter().map(|o| row(kind, o, now, include_object)).collect::<Vec<_>>(),
-    })
+    let rows = objs
+        .iter()
+        .map(|o| row(kind, o, now, include_object))
+        .collect();
+    assemble(columns(kind), rows, rv, cont)
 }
 
 #[cfg(test)]
@@ -1227,6 +1253,7 @@ mod tests {
             ("PersistentVolume", "NAME,CAPACITY,ACCESS MODES,RECLAIM POLICY,STATUS,CLAIM,STORAGECLASS,VOLUMEATTRIBUTESCLASS,REASON,AGE,VOLUMEMODE"),
             ("PersistentVolumeClaim", "NAME,STATUS,VOLUME,CAPACITY,ACCESS MODES,STORAGECLASS,VOLUMEATTRIBUTESCLASS,AGE,VOLUMEMODE"),
             ("StorageClass", "NAME,PROVISIONER,RECLAIMPOLICY,VOLUMEBINDINGMODE,ALLOWVOLUMEEXPANSION,AGE"),
+            ("ValidatingWebhookConfiguration", "NAME,WEBHOOKS,AGE"),
             ("CronJob", "NAME,SCHEDULE,TIMEZONE,SUSPEND,ACTIVE,LAST SCHEDULE,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("StatefulSet", "NAME,READY,AGE,CONTAINERS,IMAGES"),
             ("PodDisruptionBudget", "NAME,MIN AVAILABLE,MAX UNAVAILABLE,ALLOWED DISRUPTIONS,AGE"),

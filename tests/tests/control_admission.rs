@@ -147,6 +147,15 @@ async fn answer(
                 "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string()),
                 "warnings": ["mutated by the test webhook"]})
         }
+        "/annotate" => {
+            let patch = if request.pointer("/object/metadata/annotations").is_some() {
+                json!([{"op": "add", "path": "/metadata/annotations/annotated", "value": "yes"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/annotations", "value": {"annotated": "yes"}}])
+            };
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch",
+                "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())})
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             json!({"uid": uid, "allowed": true})
@@ -293,6 +302,40 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
         "jsonpath={.metadata.labels.mutated}",
     ]);
     assert_eq!(label, "yes");
+    // reinvocationPolicy IfNeeded: a later webhook's change calls the first one once more.
+    let mut again = hook("mutate.pea.test", &hooks.url("/mutate"), &ca, "mutate");
+    again["reinvocationPolicy"] = json!("IfNeeded");
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &config("MutatingWebhookConfiguration", "mutate", vec![again]),
+    );
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &config(
+            "MutatingWebhookConfiguration",
+            "relabel",
+            vec![hook(
+                "annotate.pea.test",
+                &hooks.url("/annotate"),
+                &ca,
+                "mutate",
+            )],
+        ),
+    );
+    let before = hooks.reviews("/mutate").len();
+    assert!(configmap(&k, "hooked", "twice", &["mutate"])
+        .status
+        .success());
+    let mutated = hooks.reviews("/mutate");
+    assert_eq!(mutated.len(), before + 2, "called, then re-invoked once");
+    assert_eq!(
+        mutated[before + 1]["object"]["metadata"]["annotations"]["annotated"],
+        "yes"
+    );
+    let got = k.ok(&["get", "configmap", "twice", "-n", "hooked", "-o", "json"]);
+    let got: Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["metadata"]["labels"]["mutated"], "yes");
+    assert_eq!(got["metadata"]["annotations"]["annotated"], "yes");
 
     // failurePolicy: a webhook nobody answers lets requests through with Ignore ...
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -397,7 +440,20 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
         "slow",
         "deny",
     ]);
-    k.ok(&["delete", "mutatingwebhookconfiguration", "mutate"]);
+    k.ok(&[
+        "delete",
+        "mutatingwebhookconfiguration",
+        "mutate",
+        "relabel",
+    ]);
+    let listed = k.ok(&[
+        "get",
+        "validatingwebhookconfigurations,mutatingwebhookconfigurations",
+    ]);
+    assert!(
+        listed.contains("No resources") || listed.trim().is_empty(),
+        "{listed}"
+    );
     assert!(configmap(&k, "default", "free", &["dead", "slow"])
         .status
         .success());

@@ -46,6 +46,21 @@ pub fn evaluate(level: &str, meta: &Value, spec: &Value) -> Vec<Violation> {
     checks.iter().filter_map(|c| c(meta, spec)).collect()
 }
 
+/// kube's aggregate ForbiddenDetail: `reason (detail), reason (detail)`.
+pub fn forbidden_detail(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|(r, d)| {
+            if d.is_empty() {
+                r.clone()
+            } else {
+                format!("{r} ({d})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn pluralize(one: &str, many: &str, n: usize) -> String {
     if n == 1 { one } else { many }.to_string()
 }
@@ -710,17 +725,7 @@ mod tests {
     use super::*;
 
     fn detail(level: &str, spec: Value) -> String {
-        evaluate(level, &json!({}), &spec)
-            .iter()
-            .map(|(r, d)| {
-                if d.is_empty() {
-                    r.clone()
-                } else {
-                    format!("{r} ({d})")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        forbidden_detail(&evaluate(level, &json!({}), &spec))
     }
 
     #[test]

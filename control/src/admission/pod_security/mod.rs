@@ -120,21 +120,6 @@ pub fn policy_of(labels: Option<&Value>) -> (Policy, Vec<Cause>) {
     )
 }
 
-/// kube's aggregate ForbiddenDetail: `reason (detail), reason (detail)`.
-fn detail(violations: &[checks::Violation]) -> String {
-    violations
-        .iter()
-        .map(|(r, d)| {
-            if d.is_empty() {
-                r.clone()
-            } else {
-                format!("{r} ({d})")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Workload kinds whose pod template is checked (warn and audit only, as kube).
 fn template_of<'a>(kind: &str, obj: &'a Value) -> Option<&'a Value> {
     match kind {
@@ -364,7 +349,7 @@ async fn pod(
             message: format!(
                 "violates PodSecurity {:?}: {}",
                 policy.enforce.to_string(),
-                detail(&enforced)
+                checks::forbidden_detail(&enforced)
             ),
         });
     }
@@ -396,7 +381,7 @@ fn warn(policy: &Policy, meta: &Value, spec: &Value) -> Vec<String> {
     vec![format!(
         "would violate PodSecurity {:?}: {}",
         policy.warn.to_string(),
-        detail(&v)
+        checks::forbidden_detail(&v)
     )]
 }
 
@@ -414,7 +399,7 @@ fn audit(attrs: &Attributes<'_>, policy: &Policy, meta: &Value, spec: &Value) {
         "pod-security.kubernetes.io/audit-violations" = %format!(
             "would violate PodSecurity {:?}: {}",
             policy.audit.to_string(),
-            detail(&v)
+            checks::forbidden_detail(&v)
         ),
         "PodSecurity audit"
     );
