@@ -38,6 +38,11 @@ impl Drop for WebhookServer {
 
 impl WebhookServer {
     fn start() -> Self {
+        Self::start_at("127.0.0.1", "127.0.0.1")
+    }
+
+    /// Listens on `ip` (a loopback address) with a certificate for `name`.
+    fn start_at(ip: &str, name: &str) -> Self {
         use base64::Engine;
         let ca_key = rcgen::KeyPair::generate().expect("ca key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca");
@@ -48,7 +53,7 @@ impl WebhookServer {
         let ca = ca_params.self_signed(&ca_key).expect("ca cert");
         let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), ca_key).expect("issuer");
         let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
             .expect("params")
             .signed_by(&key, &issuer)
             .expect("leaf cert");
@@ -70,7 +75,7 @@ impl WebhookServer {
             .build()
             .expect("runtime");
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind((ip, 0)))
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -457,6 +462,51 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
     assert!(configmap(&k, "default", "free", &["dead", "slow"])
         .status
         .success());
+}
+
+#[test]
+fn a_service_webhook_is_called_at_its_cluster_ip() {
+    // Service IPs from a loopback range, so the API server's host reaches the ClusterIP the
+    // way a host running pea-proxy reaches a real one.
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| {
+        c.service_cidr = "127.77.0.0/16".into();
+    })
+    .unwrap();
+    let k = cp.kubectl();
+    let hooks = WebhookServer::start_at("127.77.0.10", "hook.webhooks.svc");
+    k.ok(&["create", "namespace", "webhooks"]);
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hook", "namespace": "webhooks"},
+        "spec": {"clusterIP": "127.77.0.10", "ports": [{"port": hooks.port, "targetPort": 8443}]}});
+    k.ok_stdin(&["create", "-f", "-"], &svc.to_string());
+    let mut deny = hook("svc.pea.test", "", &hooks.ca_bundle, "deny");
+    deny["clientConfig"] = json!({"caBundle": hooks.ca_bundle,
+        "service": {"name": "hook", "namespace": "webhooks", "port": hooks.port, "path": "/deny"}});
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &config("ValidatingWebhookConfiguration", "svc", vec![deny]),
+    );
+    let refused = configmap(&k, "default", "refused", &["deny"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(
+            r#"admission webhook "svc.pea.test" denied the request: configmaps labelled deny=yes are not allowed"#
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(hooks.reviews("/deny").len(), 1);
+    // A missing Service is a failed call.
+    k.ok(&["delete", "service", "hook", "-n", "webhooks"]);
+    let failed = configmap(&k, "default", "orphan", &["deny"]);
+    assert!(
+        stderr(&failed).contains(&format!(
+            r#"failed calling webhook "svc.pea.test": failed to call webhook: Post "https://hook.webhooks.svc:{}/deny?timeout=10s": service "hook" not found"#,
+            hooks.port
+        )),
+        "{}",
+        stderr(&failed)
+    );
 }
 
 fn pod(name: &str, container: Value, pod_security: Value) -> String {
