@@ -1144,6 +1144,11 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
 
 /// The row for one object, carrying its metadata as a PartialObjectMetadata (or the object).
 pub fn row(kind: &str, obj: &Value, now: SystemTime, include_object: &str) -> Value {
+    row_with(cells(kind, obj, now), obj, include_object)
+}
+
+/// A row of `cells` for `obj`, with the object as `includeObject` asks.
+pub fn row_with(cells: Vec<Value>, obj: &Value, include_object: &str) -> Value {
     let object = match include_object {
         "None" => Value::Null,
         "Object" => obj.clone(),
@@ -1153,7 +1158,30 @@ pub fn row(kind: &str, obj: &Value, now: SystemTime, include_object: &str) -> Va
             "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
         }),
     };
-    json!({"cells": cells(kind, obj, now), "object": object})
+    json!({"cells": cells, "object": object})
+}
+
+/// A Table of `columns` and `rows` (list metadata: resourceVersion and continue).
+pub fn assemble(
+    columns: Vec<Value>,
+    rows: Vec<Value>,
+    rv: Option<String>,
+    cont: Option<String>,
+) -> Value {
+    let mut meta = json!({});
+    if let Some(rv) = rv {
+        meta["resourceVersion"] = json!(rv);
+    }
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
 }
 
 /// The Table for objects of `def`: a custom resource's printer columns, else the kind's.
@@ -1180,20 +1208,11 @@ pub fn table(
     now: SystemTime,
     include_object: &str,
 ) -> Value {
-    let mut meta = json!({});
-    if let Some(rv) = rv {
-        meta["resourceVersion"] = json!(rv);
-    }
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": columns(kind),
-        "rows": objs.iter().map(|o| row(kind, o, now, include_object)).collect::<Vec<_>>(),
-    })
+    let rows = objs
+        .iter()
+        .map(|o| row(kind, o, now, include_object))
+        .collect();
+    assemble(columns(kind), rows, rv, cont)
 }
 
 #[cfg(test)]

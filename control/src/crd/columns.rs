@@ -179,24 +179,10 @@ pub fn table(
             for c in columns {
                 cells.push(cell(c, o, now));
             }
-            let object = match include_object {
-                "None" => Value::Null,
-                "Object" => o.clone(),
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o.get("metadata").cloned().unwrap_or(json!({}))}),
-            };
-            json!({"cells": cells, "object": object})
+            crate::table::row_with(cells, o, include_object)
         })
         .collect();
-    let mut meta = json!({});
-    if let Some(rv) = rv {
-        meta["resourceVersion"] = json!(rv);
-    }
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-        "columnDefinitions": defs, "rows": rows})
+    crate::table::assemble(defs, rows, rv, cont)
 }
 
 #[cfg(test)]

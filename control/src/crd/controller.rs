@@ -285,17 +285,18 @@ pub async fn reconcile(api: &Arc<Api>) {
         } else {
             name_conflict(api, crd, &taken)
         };
+        let names_accepted = cond(
+            "NamesAccepted",
+            true,
+            "NoConflicts",
+            "no conflicts found",
+            &now,
+        );
         let mut conditions = Vec::new();
         let mut status = crd.get("status").cloned().unwrap_or(json!({}));
         let mut serve = false;
         if terminating {
-            conditions.push(cond(
-                "NamesAccepted",
-                true,
-                "NoConflicts",
-                "no conflicts found",
-                &now,
-            ));
+            conditions.push(names_accepted.clone());
             conditions.push(cond(
                 "Established",
                 false,
@@ -322,13 +323,7 @@ pub async fn reconcile(api: &Arc<Api>) {
             ));
         } else {
             claim(crd, &mut taken);
-            conditions.push(cond(
-                "NamesAccepted",
-                true,
-                "NoConflicts",
-                "no conflicts found",
-                &now,
-            ));
+            conditions.push(names_accepted.clone());
             conditions.push(cond(
                 "Established",
                 true,
