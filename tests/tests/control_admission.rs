@@ -437,9 +437,32 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
         "{}",
         stderr(&refused)
     );
+    // CONNECT: a webhook on pods/exec sees the exec options and may refuse the exec.
+    let target = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "target"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    k.ok_stdin(&["create", "-f", "-"], &target.to_string());
+    let mut exec = hook("exec.pea.test", &hooks.url("/deny"), &ca, "x");
+    exec["objectSelector"] = json!({});
+    exec["rules"] = json!([{"operations": ["CONNECT"], "apiGroups": [""],
+        "apiVersions": ["v1"], "resources": ["pods/exec"]}]);
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &config("ValidatingWebhookConfiguration", "exec", vec![exec]),
+    );
+    let err = k.fails(&["exec", "target", "--", "true"]);
+    assert!(
+        err.contains(r#"admission webhook "exec.pea.test" denied the request"#),
+        "{err}"
+    );
+    let review = hooks.reviews("/deny").pop().expect("an exec review");
+    assert_eq!(review["operation"], "CONNECT");
+    assert_eq!(review["subResource"], "exec");
+    assert_eq!(review["kind"]["kind"], "PodExecOptions");
+    assert_eq!(review["object"]["command"], json!(["true"]));
     k.ok(&[
         "delete",
         "validatingwebhookconfiguration",
+        "exec",
         "effects",
         "dead",
         "slow",
