@@ -1,7 +1,7 @@
 //! Cluster observability and logs on one `pea up --nodes 2`:
 //! - Debian's Prometheus, run in the cluster's namespace (the underlay reaches every node) with
 //!   the scrape configuration `pea prometheus-config` prints, a 1 s interval and its own temp
-//!   storage: every target (pea-control, each node's pea-kubelet, pea-proxy and pea-flanneld,
+//!   storage: every target (pea-control, each node's pea-shim, pea-kubelet, pea-proxy and pea-flanneld,
 //!   pea-dns, pea-ingress) is up, and the key series are there through its HTTP API — API request
 //!   latency, kubelet pod start latency, CRI operation latency, proxy sync latency.
 //! - `pea logs --selector app=tick --since 5m`: both pods' lines (one pod per node) in one stream,
@@ -182,19 +182,20 @@ fn prometheus_scrapes_every_component_and_pea_logs_merges_pods_across_nodes() {
                     )
                 })
                 .collect::<Vec<_>>();
-            if targets.len() == 9 && targets.iter().all(|t| t.2 == "up") {
+            if targets.len() == 11 && targets.iter().all(|t| t.2 == "up") {
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
-        targets.len() == 9 && targets.iter().all(|t| t.2 == "up"),
-        "9 targets up (apiserver, 2 kubelets, 2 proxies, 2 flanneld, dns, ingress): {targets:#?}\n{}",
+        targets.len() == 11 && targets.iter().all(|t| t.2 == "up"),
+        "11 targets up (apiserver, 2 shims, 2 kubelets, 2 proxies, 2 flanneld, dns, ingress): {targets:#?}\n{}",
         std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
     );
     for job in [
         "apiserver",
+        "shim",
         "kubelet",
         "kube-proxy",
         "flanneld",
@@ -208,7 +209,7 @@ fn prometheus_scrapes_every_component_and_pea_logs_merges_pods_across_nodes() {
     }
 
     // The key series: (query, at least this many series, the values' sum at least).
-    let wanted: [(&str, usize, f64); 7] = [
+    let wanted: [(&str, usize, f64); 8] = [
         ("sum(apiserver_request_duration_seconds_count)", 1, 10.0),
         ("kubelet_pod_start_duration_seconds_count", 2, 2.0),
         (
@@ -217,6 +218,11 @@ fn prometheus_scrapes_every_component_and_pea_logs_merges_pods_across_nodes() {
             2.0,
         ),
         ("kubeproxy_sync_proxy_rules_duration_seconds_count", 2, 2.0),
+        (
+            "sum by (node) (pea_shim_rpc_duration_seconds_count)",
+            2,
+            2.0,
+        ),
         ("pea_flanneld_reconciles_total{result=\"success\"}", 2, 2.0),
         ("count({job=\"dns\"})", 1, 1.0),
         ("pea_ingress_requests_total", 5, 0.0),

@@ -8,6 +8,7 @@
 mod cluster;
 mod down;
 mod forward;
+mod install;
 mod logs;
 mod proc;
 mod prometheus;
@@ -73,6 +74,38 @@ enum Cmd {
         #[arg(long, default_value = "15s")]
         scrape_interval: String,
     },
+    /// Installs this host as a pea node under systemd: units for pea-shim, pea-kubelet,
+    /// pea-flanneld, pea-proxy (and pea-control for a control plane), config under /etc/pea.
+    Install {
+        #[arg(long, value_enum)]
+        role: install::Role,
+        /// Write under this directory instead of / (units are then not started).
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+        /// Where the pea binaries are installed.
+        #[arg(long, default_value = "/usr/local/bin")]
+        bin_dir: std::path::PathBuf,
+        /// The node's name (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// The node's address (the kubelet and the API listen there).
+        #[arg(long)]
+        node_ip: std::net::IpAddr,
+        /// The API server (a worker's; a control plane uses https://NODE_IP:6443).
+        #[arg(long)]
+        server: Option<String>,
+        /// A worker's node kubeconfig (system:node:NAME), copied to /etc/pea.
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// A worker's copy of the cluster CA certificate.
+        #[arg(long)]
+        client_ca: Option<std::path::PathBuf>,
+    },
+    /// Removes what `pea install` wrote (stopping its units on the running system).
+    Uninstall {
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+    },
     /// (internal) Relays 127.0.0.1:PORT of this namespace to an address inside `--netns`.
     #[command(hide = true)]
     Forward {
@@ -112,6 +145,30 @@ fn main() {
                     },
                 )
             }),
+        Cmd::Install {
+            role,
+            root,
+            bin_dir,
+            node_name,
+            node_ip,
+            server,
+            kubeconfig,
+            client_ca,
+        } => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_err(anyhow::Error::from)
+            .and_then(|host| {
+                install::install(&install::Options {
+                    role,
+                    root,
+                    bin_dir,
+                    node_name: node_name.unwrap_or_else(|| host.trim().to_lowercase()),
+                    node_ip,
+                    server,
+                    kubeconfig,
+                    client_ca,
+                })
+            }),
+        Cmd::Uninstall { root } => install::uninstall(&root),
         Cmd::PrometheusConfig {
             name,
             scrape_interval,

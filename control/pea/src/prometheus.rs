@@ -1,5 +1,5 @@
 //! The cluster's Prometheus scrape configuration: every component's `/metrics` on the underlay
-//! (pea-control's on node 0, each node's pea-kubelet, pea-proxy and pea-flanneld, pea-dns and
+//! (pea-control's on node 0, each node's pea-shim, pea-kubelet, pea-proxy and pea-flanneld, pea-dns and
 //! pea-ingress on node 0). The targets live in the node namespaces, so the Prometheus that uses
 //! this file runs in the cluster namespace (`ip netns exec pea-C prometheus ...`), which holds the
 //! underlay bridge and reaches every node's address; the root namespace needs no route.
@@ -20,6 +20,8 @@ use crate::proc::run;
 
 /// Metrics ports, each the upstream component's default port.
 pub const KUBELET_PORT: u16 = 10250;
+/// pea-shim's (containerd serves its metrics wherever configured; 9464 is pea-shim's example).
+pub const SHIM_METRICS_PORT: u16 = 9464;
 pub const PROXY_METRICS_PORT: u16 = 10249;
 pub const DNS_METRICS_PORT: u16 = 9153;
 pub const FLANNELD_METRICS_PORT: u16 = 10259;
@@ -145,6 +147,7 @@ pub fn render(c: &Cluster, interval: &str) -> Result<String> {
             Some(format!("{{insecure_skip_verify: true, {client_tls}}}")),
             nodes(KUBELET_PORT),
         ),
+        ("shim", None, nodes(SHIM_METRICS_PORT)),
         ("kube-proxy", None, nodes(PROXY_METRICS_PORT)),
         ("flanneld", None, nodes(FLANNELD_METRICS_PORT)),
         ("dns", None, node0(DNS_METRICS_PORT)),
@@ -194,6 +197,7 @@ mod tests {
             "  - {targets: ['172.30.0.11:10250'], labels: {node: demo-1}}",
             "- job_name: kube-proxy\n  static_configs:\n  - {targets: ['172.30.0.10:10249']",
             "  - {targets: ['172.30.0.11:10259'], labels: {node: demo-1}}",
+            "- job_name: shim\n  static_configs:\n  - {targets: ['172.30.0.10:9464']",
             "- job_name: dns\n  static_configs:\n  - {targets: ['172.30.0.10:9153']",
             "- job_name: ingress\n  static_configs:\n  - {targets: ['172.30.0.10:10254']",
         ] {

@@ -551,6 +551,8 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             c.registry(),
             "--pause-image".into(),
             format!("{}/pea/pause:3.10", c.registry()),
+            "--metrics-address".into(),
+            format!("{}:{}", c.node_ip(i), crate::prometheus::SHIM_METRICS_PORT),
         ],
         &[("RUST_LOG", "info")],
         &log("shim"),

@@ -1,0 +1,356 @@
+//! `pea install` / `pea uninstall`: a bare-metal host as a pea node, under systemd. A worker gets
+//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy units; a control-plane host also gets
+//! pea-control (and is a node too, as kubeadm makes it). Units go to `etc/systemd/system`,
+//! configuration to `etc/pea` under `--root` (default `/`); a manifest (`etc/pea/installed`)
+//! lists every file written, so `uninstall` removes exactly those. Files that exist and are not
+//! in the manifest are never overwritten: install checks them all before writing any.
+//!
+//! On the real root with systemd running, install runs `systemctl daemon-reload` and
+//! `systemctl enable --now`, uninstall `systemctl disable --now` first; under another `--root`
+//! (tests, image builds) only files are written.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cluster::{API_PORT, CLUSTER_CIDR, CLUSTER_DNS};
+use crate::proc::run;
+
+const MANIFEST: &str = "etc/pea/installed";
+const UNIT_DIR: &str = "etc/systemd/system";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+#[derive(Debug)]
+pub struct Options {
+    pub role: Role,
+    pub root: PathBuf,
+    pub bin_dir: PathBuf,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// The API server URL (a worker's; a control plane's defaults to https://NODE_IP:6443).
+    pub server: Option<String>,
+    /// A worker's node identity (kubeconfig of system:node:NAME) and the cluster CA.
+    pub kubeconfig: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+struct File {
+    /// Relative to the root.
+    path: String,
+    text: String,
+    mode: u32,
+}
+
+fn check_node_name(n: &str) -> Result<()> {
+    let ok = !n.is_empty()
+        && n.len() <= 63
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !n.starts_with(['-', '.'])
+        && !n.ends_with(['-', '.']);
+    if !ok {
+        bail!("--node-name {n:?}: not a valid node name (lowercase letters, digits, '-', '.')");
+    }
+    Ok(())
+}
+
+fn unit(description: &str, after: &str, exec: &[String], extra: &str) -> String {
+    format!(
+        "[Unit]\nDescription={description}\nWants=network-online.target\nAfter=network-online.target{after}\n\n\
+         [Service]\nExecStart={}\nRestart=always\nRestartSec=5\nEnvironment=RUST_LOG=info\n{extra}\n\
+         [Install]\nWantedBy=multi-user.target\n",
+        exec.join(" ")
+    )
+}
+
+/// Every file of the role, in write order.
+fn files(o: &Options) -> Result<Vec<File>> {
+    check_node_name(&o.node_name)?;
+    let bin = |b: &str| o.bin_dir.join(b).display().to_string();
+    let ip = o.node_ip.to_string();
+    let server = match (&o.server, o.role) {
+        (Some(s), _) if s.starts_with("https://") => s.clone(),
+        (Some(s), _) => bail!("--server {s:?}: must be an https:// URL"),
+        (None, Role::ControlPlane) => format!("https://{ip}:{API_PORT}"),
+        (None, Role::Worker) => bail!("a worker needs --server https://CONTROL_PLANE:6443"),
+    };
+    let mut out = Vec::new();
+    let mut add = |path: &str, text: String, mode: u32| {
+        out.push(File {
+            path: path.into(),
+            text,
+            mode,
+        })
+    };
+    match o.role {
+        Role::Worker => {
+            let (Some(kc), Some(ca)) = (&o.kubeconfig, &o.client_ca) else {
+                bail!(
+                    "a worker needs --kubeconfig FILE (its system:node:{} identity, issued on the control plane by \
+                     `pea-control kubeconfig --user system:node:{} --group system:nodes`) and --client-ca FILE \
+                     (the cluster CA); `pea join` (TLS bootstrap with a token) is not implemented yet",
+                    o.node_name,
+                    o.node_name
+                )
+            };
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            add("etc/pea/kubelet.kubeconfig", read(kc)?, 0o600);
+            add("etc/pea/pki/ca.crt", read(ca)?, 0o644);
+        }
+        Role::ControlPlane => add(
+            &format!("{UNIT_DIR}/pea-control.service"),
+            unit(
+                "pea-control: the Kubernetes API server, scheduler and controllers",
+                "",
+                &[
+                    bin("pea-control"),
+                    "--data-dir /var/lib/pea/control".into(),
+                    format!("--listen {ip}:{API_PORT}"),
+                    format!("--cluster-cidr {CLUSTER_CIDR}"),
+                ],
+                "",
+            ),
+            0o644,
+        ),
+    }
+    add(
+        "etc/pea/kubelet.yaml",
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             address: {ip}\nport: 10250\nclusterDNS: [{CLUSTER_DNS}]\nclusterDomain: cluster.local\n\
+             containerRuntimeEndpoint: unix:///run/pea/pea-shim.sock\npodLogsDir: /var/log/pods\n\
+             authentication:\n  x509:\n    clientCAFile: /etc/pea/pki/ca.crt\n"
+        ),
+        0o644,
+    );
+    add(
+        "etc/pea/flanneld.json",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "network": CLUSTER_CIDR, "subnetFile": "/run/pea/flannel/subnet.env"
+        }))?,
+        0o644,
+    );
+    add(
+        "etc/pea/cni/net.d/10-pea.conflist",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "cniVersion": "1.1.0", "name": "pea", "plugins": [{
+                "type": "pea-cni", "subnetFile": "/run/pea/flannel/subnet.env",
+                "ipam": {"dataDir": "/var/lib/pea/cni/ipam"}
+            }]
+        }))?,
+        0o644,
+    );
+    add(
+        &format!("{UNIT_DIR}/pea-shim.service"),
+        unit(
+            "pea-shim: the CRI runtime (pods and images)",
+            "",
+            &[
+                bin("pea-shim"),
+                "--socket /run/pea/pea-shim.sock".into(),
+                "--root /var/lib/pea/shim".into(),
+                "--state /run/pea/shim".into(),
+                format!("--runtime {}", bin("pea-runtime")),
+                "--runtime-root /run/pea/runtime".into(),
+                format!("--monitor {}", bin("pea-monitor")),
+                "--cni-conf-dir /etc/pea/cni/net.d".into(),
+                format!("--cni-bin-dir {}:/usr/lib/cni", o.bin_dir.display()),
+            ],
+            // Containers outlive a shim restart (as containerd's unit: KillMode=process).
+            "KillMode=process\nDelegate=yes\nLimitNOFILE=1048576\n",
+        ),
+        0o644,
+    );
+    // A control-plane host issues its own node identity from the cluster CA on first start.
+    let issue = match o.role {
+        Role::ControlPlane => format!(
+            "ExecStartPre=/bin/sh -c 'test -e /etc/pea/kubelet.kubeconfig || {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out /etc/pea/kubelet.kubeconfig --client-ca-out /etc/pea/pki/ca.crt'\n",
+            bin("pea-control"),
+            o.node_name
+        ),
+        Role::Worker => String::new(),
+    };
+    let control_dep = match o.role {
+        Role::ControlPlane => " pea-control.service",
+        Role::Worker => "",
+    };
+    add(
+        &format!("{UNIT_DIR}/pea-kubelet.service"),
+        unit(
+            "pea-kubelet: the node agent",
+            &format!(" pea-shim.service{control_dep}\nRequires=pea-shim.service"),
+            &[
+                bin("pea-kubelet"),
+                "--config /etc/pea/kubelet.yaml".into(),
+                "--kubeconfig /etc/pea/kubelet.kubeconfig".into(),
+                "--root-dir /var/lib/pea/kubelet".into(),
+                format!("--hostname-override {}", o.node_name),
+                format!("--node-ip {ip}"),
+            ],
+            &format!("{issue}Delegate=yes\n"),
+        ),
+        0o644,
+    );
+    add(
+        &format!("{UNIT_DIR}/pea-flanneld.service"),
+        unit(
+            "pea-flanneld: the VXLAN overlay agent",
+            " pea-kubelet.service",
+            &[
+                bin("pea-flanneld"),
+                "--config /etc/pea/flanneld.json".into(),
+                "--kube-subnet-mgr".into(),
+                "--kubeconfig-file /etc/pea/kubelet.kubeconfig".into(),
+                format!("--node-name {}", o.node_name),
+            ],
+            "",
+        ),
+        0o644,
+    );
+    add(
+        &format!("{UNIT_DIR}/pea-proxy.service"),
+        unit(
+            "pea-proxy: Service load balancing (nftables)",
+            " pea-kubelet.service",
+            &[
+                bin("pea-proxy"),
+                "--kubeconfig /etc/pea/kubelet.kubeconfig".into(),
+                format!("--hostname-override {}", o.node_name),
+                format!("--cluster-cidr {CLUSTER_CIDR}"),
+            ],
+            "",
+        ),
+        0o644,
+    );
+    Ok(out)
+}
+
+fn manifest(root: &Path) -> Vec<String> {
+    std::fs::read_to_string(root.join(MANIFEST))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn units(paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| p.strip_prefix(&format!("{UNIT_DIR}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn live_systemd(root: &Path) -> bool {
+    root == Path::new("/") && Path::new("/run/systemd/system").is_dir()
+}
+
+pub fn install(o: &Options) -> Result<()> {
+    if !o.root.is_dir() {
+        bail!("--root {}: not a directory", o.root.display());
+    }
+    let files = files(o)?;
+    let ours = manifest(&o.root);
+    // Everything is checked before anything is written.
+    for f in &files {
+        let p = o.root.join(&f.path);
+        if p.exists() && !ours.contains(&f.path) {
+            bail!(
+                "{} exists and was not written by pea install: move it away first",
+                p.display()
+            );
+        }
+    }
+    let mut written: Vec<String> = Vec::new();
+    for f in &files {
+        let p = o.root.join(&f.path);
+        if let Err(e) = write(&p, &f.text, f.mode) {
+            for w in &written {
+                let _ = std::fs::remove_file(o.root.join(w));
+            }
+            return Err(e);
+        }
+        written.push(f.path.clone());
+        println!("pea install: wrote {}", p.display());
+    }
+    // Files an earlier install wrote that this role does not have (a role change) go.
+    for old in ours.iter().filter(|p| !written.contains(p)) {
+        let _ = std::fs::remove_file(o.root.join(old));
+    }
+    write(&o.root.join(MANIFEST), &(written.join("\n") + "\n"), 0o644)?;
+    let units = units(&written);
+    if live_systemd(&o.root) {
+        run("systemctl", &["daemon-reload"])?;
+        let mut args = vec!["enable", "--now"];
+        args.extend(units.iter().map(String::as_str));
+        run("systemctl", &args)?;
+        println!("pea install: enabled and started {}", units.join(", "));
+    } else {
+        println!(
+            "pea install: units written under {} (not started: not the running system's root)",
+            o.root.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn uninstall(root: &Path) -> Result<()> {
+    let ours = manifest(root);
+    if ours.is_empty() {
+        println!("pea uninstall: nothing installed under {}", root.display());
+        return Ok(());
+    }
+    let units = units(&ours);
+    if live_systemd(root) && !units.is_empty() {
+        let mut args = vec!["disable", "--now"];
+        args.extend(units.iter().map(String::as_str));
+        run("systemctl", &args)?;
+    }
+    for p in &ours {
+        if p.contains("..") || p.starts_with('/') {
+            continue; // never outside the root, whatever the manifest says
+        }
+        let full = root.join(p);
+        match std::fs::remove_file(&full) {
+            Ok(()) => println!("pea uninstall: removed {}", full.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", full.display())),
+        }
+    }
+    std::fs::remove_file(root.join(MANIFEST))?;
+    // The directories pea made, when empty.
+    for d in ["etc/pea/cni/net.d", "etc/pea/cni", "etc/pea/pki", "etc/pea"] {
+        let _ = std::fs::remove_dir(root.join(d));
+    }
+    if live_systemd(root) {
+        run("systemctl", &["daemon-reload"])?;
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let tmp = path.with_extension("pea-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
