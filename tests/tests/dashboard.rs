@@ -229,9 +229,22 @@ impl Browser {
 
     /// Clicks something that loads a new page (a link, a form's button) and waits for that page.
     fn click(&self, css: &str) {
-        let id = self.find(css);
         self.js("window.peaOldPage = true;");
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+        // A live page may swap its main part between finding and clicking: find again.
+        for attempt in 0.. {
+            let id = self.find(css);
+            let (code, v) = send(
+                &self.agent,
+                "POST",
+                &format!("{}/element/{id}/click", self.session),
+                Some(&json!({})),
+            );
+            if code == 200 {
+                break;
+            }
+            let stale = v["value"]["error"] == "stale element reference";
+            assert!(stale && attempt < 5, "WebDriver click {css}: {code} {v}");
+        }
         eventually(15, &format!("the page after clicking {css}"), || {
             self.js("return window.peaOldPage === undefined && document.readyState === 'complete'")
                 == json!(true)
@@ -270,7 +283,18 @@ impl Browser {
     /// Waits until the script `cond` (an expression) is true in the page.
     fn wait_js(&self, secs: u64, cond: &str) {
         let script = format!("return !!({cond})");
-        eventually(secs, cond, || self.js(&script) == json!(true));
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.js(&script) == json!(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let shown = self.js("return document.body.innerText");
+        panic!(
+            "timed out waiting for {cond}; the page shows:\n{}",
+            shown.as_str().unwrap_or_default()
+        );
     }
 
     fn login(&self, base: &str, token: &str) {
@@ -359,6 +383,41 @@ impl Drop for Browser {
         let _ = send(&self.agent, "DELETE", &self.session, None);
     }
 }
+
+/// Two Running pods guarded by a budget that allows no disruption, and a DaemonSet.
+const DRAIN_OBJECTS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: IMAGE, command: [sleep, "3600"], resources: {requests: {cpu: 10m, memory: 8Mi}, limits: {memory: 16Mi}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guarded}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: guarded}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: agent, image: IMAGE, command: [sleep, "3600"], resources: {requests: {cpu: 10m, memory: 8Mi}, limits: {memory: 16Mi}}}
+"#;
 
 /// The viewer may read pods (and their logs) in default, nothing else: no pods/exec.
 const VIEWER_ROLE: &str = r#"
@@ -680,6 +739,8 @@ fn dashboard_in_a_browser_against_pea_control() {
     b.click("#logs-link");
     assert!(b.source().contains("Logs of pod"), "{}", b.source());
 
+    k.ok(&["run", "target-pod", "--image=busybox:target"]);
+
     // Delete with confirmation.
     b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
     b.click("#delete-link");
@@ -706,7 +767,11 @@ fn dashboard_in_a_browser_against_pea_control() {
     );
     b.goto(&format!("{base}/dashboard/workloads?ns=default"));
     assert!(b.text("#deployments .error").contains("403 Forbidden"));
-    assert!(b.text("#pods").contains("live-pod"), "{}", b.text("#pods"));
+    assert!(
+        b.text("#pods").contains("target-pod"),
+        "{}",
+        b.text("#pods")
+    );
     b.screenshot("forbidden");
     // The viewer may read the pod but not exec into it: the terminal shows kube's 403.
     b.goto(&format!(
@@ -726,7 +791,7 @@ fn dashboard_in_a_browser_against_pea_control() {
         .to_string();
     let csrf = b.js("return document.getElementById('term').getAttribute('data-csrf')");
     let csrf = csrf.as_str().unwrap_or_default();
-    let exec = format!("{base}/dashboard/ns/default/pods/live-pod/exec");
+    let exec = format!("{base}/dashboard/ns/default/pods/target-pod/exec");
     let good = format!("pea.terminal, csrf.{csrf}");
     let (code, text) = ws_probe(&exec, &cookie, "https://evil.example", &good);
     assert_eq!(code, 403, "{text}");
@@ -911,6 +976,27 @@ fn dashboard_follows_logs_and_opens_a_terminal_on_a_real_node() {
     );
     b.screenshot("logs");
 
+    // Charts: the pod's and the node's CPU and memory from metrics.k8s.io, sampled while the
+    // page is open (pea-control scrapes the kubelet every 2 s here).
+    b.goto(&format!("{base}/dashboard/ns/default/pods/talker"));
+    b.wait_js(
+        45,
+        "[...document.querySelectorAll('#metrics svg.spark')].filter(s => +s.getAttribute('data-points') >= 2).length === 2",
+    );
+    let mem = b.text("#memory-now");
+    assert!(mem.ends_with("Mi") && !mem.starts_with("0.0"), "{mem}");
+    assert!(b.text("#cpu-now").ends_with('m'), "{}", b.text("#cpu-now"));
+    let points = b.js("return document.querySelector('#metrics polyline').getAttribute('points').split(' ').length");
+    assert!(points.as_u64().is_some_and(|p| p >= 2), "{points}");
+    b.screenshot("pod-metrics");
+    b.goto(&format!("{base}/dashboard/nodes/dash-node"));
+    b.wait_js(20, "document.querySelector('#metrics svg.spark') !== null");
+    assert!(
+        b.text("#memory-now").ends_with("Mi"),
+        "{}",
+        b.text("#metrics")
+    );
+
     // The terminal: a shell in the container, a command typed, its output drawn.
     b.goto(&format!("{base}/dashboard/ns/default/pods/talker/terminal"));
     b.wait_js(
@@ -937,6 +1023,73 @@ fn dashboard_follows_logs_and_opens_a_terminal_on_a_real_node() {
     );
     let logs = n.ok(&["logs", "talker"]);
     assert!(logs.contains("typed-in-terminal"), "{logs}");
+
+    // Drain the node from its page: cordoned, the DaemonSet's pod skipped, the bare pod
+    // evicted, the guarded pods refused by their budget (429, retried with backoff) until the
+    // budget is deleted.
+    n.apply(&DRAIN_OBJECTS.replace("IMAGE", &n.image));
+    let running = |label: &str, count: usize| {
+        let out = n.ok(&[
+            "get",
+            "pods",
+            "-l",
+            label,
+            "-o",
+            "jsonpath={.items[*].status.containerStatuses[0].ready}",
+        ]);
+        out.split_whitespace().filter(|r| *r == "true").count() == count
+    };
+    eventually(90, "the guarded pods and the agent ready", || {
+        running("app=guarded", 2) && running("app=agent", 1)
+    });
+    eventually(30, "the budget's status", || {
+        n.ok(&[
+            "get",
+            "pdb",
+            "guarded",
+            "-o",
+            "jsonpath={.status.currentHealthy}",
+        ]) == "2"
+    });
+    b.goto(&format!("{base}/dashboard/nodes/dash-node"));
+    b.click("#drain-link");
+    b.click("#confirm-drain");
+    assert!(
+        b.url().ends_with("/dashboard/nodes/dash-node/drain"),
+        "{}",
+        b.url()
+    );
+    b.wait_js(
+        30,
+        "document.getElementById('drain-log').textContent.includes('retrying in 2 s')",
+    );
+    let drained = b.text("#drain-log");
+    assert!(drained.contains("node dash-node cordoned"), "{drained}");
+    assert!(drained.contains("DaemonSet pod, skipped"), "{drained}");
+    assert!(drained.contains("429 Too Many Requests"), "{drained}");
+    assert!(
+        !drained.contains("drained:"),
+        "evicted despite the budget: {drained}"
+    );
+    b.screenshot("drain");
+    n.ok(&["delete", "pdb", "guarded"]);
+    b.wait_js(
+        60,
+        "document.querySelector('#drain[data-finished=true]') !== null",
+    );
+    let drained = b.text("#drain-log");
+    assert!(drained.contains("drained: 3 pods evicted"), "{drained}");
+    assert!(drained.contains("default/talker: evicted"), "{drained}");
+    assert_eq!(
+        n.ok(&[
+            "get",
+            "node",
+            "dash-node",
+            "-o",
+            "jsonpath={.spec.unschedulable}"
+        ]),
+        "true"
+    );
     drop(b);
     drop(fwd);
 }

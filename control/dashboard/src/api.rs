@@ -288,6 +288,17 @@ impl Api {
         .map(|_| ())
     }
 
+    /// POST of a JSON body (a subresource such as `pods/eviction`); the answer's JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<String, ApiError> {
+        self.call(
+            "POST",
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), ApiError> {
         self.call(
             "DELETE",

@@ -16,10 +16,12 @@
 //! HTTPS listener, and the `pea-dashboard` binary serves it alone ([`serve`]).
 
 pub mod api;
+mod drain;
 mod exec;
 mod follow;
 pub mod html;
 mod live;
+mod metrics;
 mod sse;
 mod views;
 
@@ -70,6 +72,10 @@ struct Session {
     ended: tokio::sync::watch::Sender<bool>,
     /// Streams open now (see [`StreamSlot`]).
     streams: AtomicUsize,
+    /// CPU/memory samples of the nodes and pods this session looked at.
+    samples: Mutex<metrics::History>,
+    /// Node drains started in this session.
+    drains: drain::Drains,
 }
 
 impl Session {
@@ -81,6 +87,8 @@ impl Session {
             created: Instant::now(),
             ended: tokio::sync::watch::channel(false).0,
             streams: AtomicUsize::new(0),
+            samples: Mutex::new(metrics::History::default()),
+            drains: Mutex::new(HashMap::new()),
         }
     }
 
@@ -327,6 +335,8 @@ impl Dashboard {
             base: &self.prefix,
             api: &session.api,
             csrf: &session.csrf,
+            samples: &session.samples,
+            drains: &session.drains,
             path: rest.to_string(),
             query,
             form,

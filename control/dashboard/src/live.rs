@@ -31,6 +31,8 @@ pub const LIVE_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const DEBOUNCE: Duration = Duration::from_millis(250);
 /// A comment is sent this often, so a closed connection is noticed without changes.
 const PING: Duration = Duration::from_secs(15);
+/// How often a drain page shows the drain's progress.
+const DRAIN_TICK: Duration = Duration::from_secs(1);
 
 /// One collection a page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,9 @@ pub fn watches(segs: &[&str], query: &HashMap<String, String>) -> Vec<Watch> {
             .map(|k| w(*k, ns, None))
             .collect(),
         _ => match views::object_route(segs) {
+            Some((kind, _, name, "drain")) if kind == api::NODES => {
+                vec![w(api::PODS, None, Some(format!("spec.nodeName={name}")))]
+            }
             Some((kind, ns, name, "")) => {
                 let ns = Some(ns);
                 let mut v = vec![w(kind, ns, Some(format!("metadata.name={name}")))];
@@ -199,6 +204,19 @@ async fn run(
     tokio::pin!(deadline);
     let mut ping = tokio::time::interval(PING);
     ping.tick().await;
+    // Node and pod pages chart CPU/memory: the metrics API cannot be watched, so they are
+    // re-rendered (sampled) on a timer as well.
+    // A drain page shows the progress of a task that is not an API object: also on a timer.
+    let tick = match views::object_route(&segs) {
+        Some((k, _, _, "")) if k == api::PODS || k == api::NODES => {
+            Some(crate::metrics::SAMPLE_EVERY)
+        }
+        Some((k, _, _, "drain")) if k == api::NODES => Some(DRAIN_TICK),
+        _ => None,
+    };
+    let sampled = tick.is_some();
+    let mut sample = tokio::time::interval(tick.unwrap_or(PING));
+    sample.tick().await;
     let mut render_at: Option<Instant> = None;
     let mut last = String::new();
     let _ = tx.send(bytes::Bytes::from_static(b"retry: 3000\n\n")).await;
@@ -209,8 +227,13 @@ async fn run(
                 Some(Change::Changed) => {
                     render_at.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                 }
-                Some(Change::Failed(msg, refused)) => {
-                    tracing::info!(error = %msg, refused, "live watch failed");
+                // A dropped watch is resumed by kube's watcher (with backoff) and needs no word
+                // on the page; a refused one has stopped, and the page says so.
+                Some(Change::Failed(msg, false)) => {
+                    tracing::debug!(error = %msg, "live watch interrupted; resuming");
+                }
+                Some(Change::Failed(msg, true)) => {
+                    tracing::info!(error = %msg, "live watch refused");
                     if tx.send(sse::event("status", &format!("Not live: {msg}"))).await.is_err() {
                         break;
                     }
@@ -232,6 +255,9 @@ async fn run(
                 if tx.send(ev).await.is_err() {
                     break;
                 }
+            }
+            _ = sample.tick(), if sampled => {
+                render_at.get_or_insert_with(Instant::now);
             }
             _ = ping.tick() => {
                 if tx.send(sse::ping()).await.is_err() {
@@ -271,6 +297,8 @@ async fn render(
         base,
         api: &slot.session.api,
         csrf: &slot.session.csrf,
+        samples: &slot.session.samples,
+        drains: &slot.session.drains,
         path: path.to_string(),
         query: query.clone(),
         form: HashMap::new(),

@@ -16,6 +16,10 @@ pub struct Ctx<'a> {
     pub base: &'a str,
     pub api: &'a Api,
     pub csrf: &'a str,
+    /// The session's CPU/memory samples (see [`crate::metrics`]).
+    pub samples: &'a std::sync::Mutex<crate::metrics::History>,
+    /// The session's node drains (see [`crate::drain`]).
+    pub drains: &'a crate::drain::Drains,
     /// The path after the prefix.
     pub path: String,
     pub query: HashMap<String, String>,
@@ -867,6 +871,13 @@ fn actions(c: &Ctx, kind: Kind, ns: &str, name: &str) -> String {
             esc(&base)
         );
     }
+    if kind == api::NODES {
+        let _ = write!(
+            out,
+            "<a class=\"button\" id=\"drain-link\" href=\"{}/drain\">Drain</a>",
+            esc(&base)
+        );
+    }
     if [api::DEPLOYMENTS, api::STATEFULSETS, api::DAEMONSETS].contains(&kind) {
         let _ = write!(
             out,
@@ -971,6 +982,63 @@ async fn pods_section(c: &Ctx<'_>, ns: &str, query: &str, title: &str) -> String
         "<section id=\"pods\"><h2>{}</h2>{body}</section>",
         esc(title)
     )
+}
+
+/// The pods bound to a node, all namespaces.
+async fn node_pods(c: &Ctx<'_>, node: &str) -> String {
+    let path = format!(
+        "{}?fieldSelector={}",
+        api::PODS.path(None, None),
+        seg(&format!("spec.nodeName={node}"))
+    );
+    let inner = match c.api.list(&path).await {
+        Ok(items) => {
+            let (h, rows) = workload_rows(c, api::PODS, &items);
+            table(&h, &rows, "No pods.")
+        }
+        Err(e) => err_box(&e),
+    };
+    format!("<section id=\"pods\"><h2>Pods on this node</h2>{inner}</section>")
+}
+
+/// A node's drain: a confirmation form, or the progress of the drain this session started
+/// (kept current by the live stream), and the pods still on the node.
+async fn drain_page(c: &Ctx<'_>, node: &str) -> Out {
+    let link_ = api::NODES.link(c.base, "", node);
+    let progress = crate::drain::progress(c.drains, node);
+    let head = match &progress {
+        None => format!(
+            "<p>Draining cordons <strong>{n}</strong>, then evicts each of its pods through the eviction API, so PodDisruptionBudgets are respected (a refusal is retried with backoff for up to {t} s). DaemonSet and mirror pods stay.</p><form method=\"post\" action=\"{a}\">{csrf}<button type=\"submit\" class=\"danger\" id=\"confirm-drain\">Drain</button> {cancel}</form>",
+            n = esc(node),
+            t = crate::drain::DRAIN_TIMEOUT.as_secs(),
+            a = esc(&format!("{link_}/drain")),
+            csrf = c.csrf_field(),
+            cancel = link(&link_, "Cancel"),
+        ),
+        Some(p) => {
+            let mut o = format!(
+                "<section id=\"drain\" data-finished=\"{}\"><h2>{}</h2><ol id=\"drain-log\">",
+                p.finished,
+                if p.finished { "Drain finished" } else { "Draining…" }
+            );
+            for l in &p.lines {
+                let _ = write!(o, "<li>{}</li>", esc(l));
+            }
+            o.push_str("</ol></section>");
+            o
+        }
+    };
+    Out::Page(Page {
+        status: 200,
+        title: format!("Drain node {node}"),
+        body: format!(
+            "<p class=\"crumbs\">{}</p><h1>Drain node {}</h1>{head}{}",
+            link(&link_, &format!("Node {node}")),
+            esc(node),
+            node_pods(c, node).await
+        ),
+        live: true,
+    })
 }
 
 async fn object_events(c: &Ctx<'_>, kind: Kind, ns: &str, name: &str) -> String {
@@ -1338,8 +1406,14 @@ async fn object_page(c: &Ctx<'_>, kind: Kind, ns: &str, name: &str) -> Out {
                 conditions(&o)
             ));
         }
-        "pods" => body.push_str(&pod_details(c, &o)),
-        "nodes" => body.push_str(&node_details(c, &o)),
+        "pods" => {
+            body.push_str(&pod_details(c, &o));
+            body.push_str(&crate::metrics::section(c.api, c.samples, Some(ns), name).await);
+        }
+        "nodes" => {
+            body.push_str(&crate::metrics::section(c.api, c.samples, None, name).await);
+            body.push_str(&node_details(c, &o));
+        }
         "services" => body.push_str(&service_details(&o)),
         "ingresses" => body.push_str(&ingress_details(&o)),
         "configmaps" | "secrets" => body.push_str(&data_section(c, kind, &o)),
@@ -1365,24 +1439,7 @@ async fn object_page(c: &Ctx<'_>, kind: Kind, ns: &str, name: &str) -> Out {
         }
     }
     if kind == api::NODES {
-        body.push_str(
-            &async {
-                let path = format!(
-                    "{}?fieldSelector={}",
-                    api::PODS.path(None, None),
-                    seg(&format!("spec.nodeName={name}"))
-                );
-                let inner = match c.api.list(&path).await {
-                    Ok(items) => {
-                        let (h, rows) = workload_rows(c, api::PODS, &items);
-                        table(&h, &rows, "No pods.")
-                    }
-                    Err(e) => err_box(&e),
-                };
-                format!("<section id=\"pods\"><h2>Pods on this node</h2>{inner}</section>")
-            }
-            .await,
-        );
+        body.push_str(&node_pods(c, name).await);
     }
     body.push_str(&metadata(&o, kind == api::SECRETS && c.q("reveal") != "1"));
     if kind != api::EVENTS {
@@ -1636,6 +1693,7 @@ pub async fn get(c: &Ctx<'_>, segs: &[&str]) -> Out {
             Some((kind, ns, name, "yaml")) => yaml_page(c, kind, ns, name).await,
             Some((kind, ns, name, "delete")) => delete_confirm(c, kind, ns, name),
             Some((kind, ns, name, "logs")) if kind == api::PODS => logs_page(c, ns, name).await,
+            Some((kind, _, name, "drain")) if kind == api::NODES => drain_page(c, name).await,
             Some((kind, ns, name, "terminal")) if kind == api::PODS => {
                 terminal_page(c, ns, name).await
             }
@@ -1716,6 +1774,23 @@ pub async fn post(c: &Ctx<'_>, segs: &[&str]) -> Out {
                     if on { "cordon" } else { "uncordon" },
                     &e,
                 ),
+            }
+        }
+        "drain" if kind == api::NODES => {
+            let back = format!("{}/drain", kind.link(c.base, ns, name));
+            match crate::drain::start(c.drains, c.api.clone(), name) {
+                Ok(()) => Out::Redirect(back),
+                Err(e) => Out::Page(Page {
+                    status: 409,
+                    title: format!("Drain node {name}"),
+                    body: format!(
+                        "<h1>Drain node {}</h1><div class=\"error\">{}</div><p>{}</p>",
+                        esc(name),
+                        esc(&e),
+                        link(&back, "Back")
+                    ),
+                    live: false,
+                }),
             }
         }
         "delete" => match c.api.delete(&path).await {
