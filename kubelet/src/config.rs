@@ -106,6 +106,8 @@ pub struct KubeletConfiguration {
     pub pod_logs_dir: Option<PathBuf>,
     pub container_log_max_size: Option<String>,
     pub container_log_max_files: Option<u32>,
+    pub container_log_monitor_interval: Option<String>,
+    pub container_log_max_workers: Option<u32>,
     pub runtime_request_timeout: Option<String>,
     pub fail_swap_on: Option<bool>,
     pub hairpin_mode: Option<String>,
@@ -153,6 +155,12 @@ pub struct Config {
     pub image_service_endpoint: String,
     pub pod_logs_dir: PathBuf,
     pub runtime_request_timeout: Duration,
+    /// Rotate a container's log above this many bytes (containerLogMaxSize, 10Mi).
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included (containerLogMaxFiles, 5).
+    pub container_log_max_files: u32,
+    pub container_log_monitor_interval: Duration,
+    pub container_log_max_workers: u32,
     pub register_node: bool,
     pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub node_labels: BTreeMap<String, String>,
@@ -209,6 +217,10 @@ impl Config {
             image_service_endpoint: String::new(),
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             runtime_request_timeout: Duration::from_secs(120),
+            container_log_max_size: 10 << 20,
+            container_log_max_files: 5,
+            container_log_monitor_interval: Duration::from_secs(10),
+            container_log_max_workers: 1,
             register_node: true,
             register_with_taints: Vec::new(),
             node_labels: BTreeMap::new(),
@@ -306,8 +318,20 @@ impl Config {
             file_check_frequency: "fileCheckFrequency",
             sync_frequency: "syncFrequency",
             node_status_update_frequency: "nodeStatusUpdateFrequency",
-            runtime_request_timeout: "runtimeRequestTimeout"
+            runtime_request_timeout: "runtimeRequestTimeout",
+            container_log_monitor_interval: "containerLogMonitorInterval"
         );
+        set!(container_log_max_files, container_log_max_workers);
+        if let Some(v) = f.container_log_max_size.as_deref() {
+            self.container_log_max_size = crate::quantity::parse_bytes(v)
+                .filter(|b| *b > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        "containerLogMaxSize",
+                        format!("{v:?} is not a positive quantity"),
+                    )
+                })?;
+        }
         if let Some(e) = f.eviction_hard {
             // As kubelet: a partial map replaces the defaults only for the signals it names
             // when it is given at all (kubelet replaces the whole map; so do we).
@@ -336,6 +360,18 @@ impl Config {
                     "low {} must be below high {} (at most 100)",
                     self.image_gc_low_threshold_percent, self.image_gc_high_threshold_percent
                 ),
+            ));
+        }
+        if self.container_log_max_files < 2 {
+            return Err(invalid(
+                "containerLogMaxFiles",
+                format!("{} must be at least 2", self.container_log_max_files),
+            ));
+        }
+        if self.container_log_max_workers == 0 || self.container_log_monitor_interval.is_zero() {
+            return Err(invalid(
+                "containerLogMaxWorkers",
+                "containerLogMaxWorkers and containerLogMonitorInterval must be positive".into(),
             ));
         }
         if self.max_pods == 0 {

@@ -143,6 +143,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let server = start_server(&shared).await?;
     tokio::spawn(node::status_loop(shared.clone(), machine));
     tokio::spawn(node::lease_loop(shared.clone()));
+    tokio::spawn(crate::logrotate::run(shared.clone()));
     let (tx, rx) = watch::channel(false);
     let statics = crate::static_pods::start(shared.clone());
     let (evict_tx, evict_rx) = tokio::sync::mpsc::channel(4);

@@ -15,6 +15,7 @@ pub mod gc;
 pub mod instrument;
 pub mod kubelet;
 pub mod labels;
+pub mod logrotate;
 pub mod node;
 pub mod podconfig;
 pub mod pods;
