@@ -2,7 +2,8 @@
 //!
 //! A client of the Kubernetes API only (it never links the API server or its store): pages are
 //! rendered on the server from what the API answers, with a thin script layer
-//! (`assets/app.js`) that refreshes the page's main part and auto-submits the namespace filter.
+//! (`assets/app.js`: live pages through [`live`]'s watch-driven stream, followed logs from
+//! [`follow`], the namespace filter; `assets/term.js`: the [`exec`] terminal).
 //! Nothing is fetched from elsewhere: the script and the style sheet are compiled into the binary.
 //!
 //! Every request to the API is made as the logged-in user: the login page takes a bearer token,
