@@ -316,7 +316,12 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
         cols.push(col("PreemptionPolicy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."));
     }
     if kind == "ResourceQuota" {
-        cols.push(col("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."));
+        cols.push(col(
+            "Request",
+            "string",
+            0,
+            "Request represents a minimum amount of cpu/memory that a container may consume.",
+        ));
         cols.push(col("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."));
     }
     if matches!(kind, "PersistentVolume" | "PersistentVolumeClaim") {
@@ -805,7 +810,10 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
         "PriorityClass" => vec![
             name,
             json!(obj.get("value").and_then(Value::as_i64).unwrap_or(0)),
-            json!(obj.get("globalDefault").and_then(Value::as_bool).unwrap_or(false)),
+            json!(obj
+                .get("globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
         ],
         _ => vec![name],
     };
@@ -818,7 +826,10 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
         let (mut requests, mut limits) = (Vec::new(), Vec::new());
         let hard = obj.pointer("/status/hard").and_then(Value::as_object);
         for (k, h) in hard.into_iter().flatten() {
-            let used = obj.pointer(&format!("/status/used/{}", k.replace('~', "~0").replace('/', "~1")));
+            let used = obj.pointer(&format!(
+                "/status/used/{}",
+                k.replace('~', "~0").replace('/', "~1")
+            ));
             let cell = format!("{k}: {}/{}", s(used), s(Some(h)));
             if k.starts_with("limits") {
                 limits.push(cell);
