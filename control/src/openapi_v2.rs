@@ -199,6 +199,14 @@ mod tests {
         match v {
             Value::Object(m) => {
                 for (k, c) in m {
+                    if k == "properties" {
+                        // Property names are not keywords: JSONSchemaProps (the CRD schema
+                        // type) has properties named `$ref` and `$schema`, as in kube's document.
+                        if let Some(props) = c.as_object() {
+                            props.values().for_each(|p| find(p, pred, out));
+                        }
+                        continue;
+                    }
                     if pred(k, c) {
                         out.push(format!("{k}: {c}"));
                     }

@@ -32,6 +32,8 @@ impl PeaIngress {
         let bin = workspace_binary("pea-ingress", "PEA_INGRESS");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        // Its own metrics port too: the default 127.0.0.1:10254 would collide between tests.
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let log = log_dir.join("pea-ingress.log");
         let child = Command::new(&bin)
             .arg("--kubeconfig")
@@ -41,6 +43,8 @@ impl PeaIngress {
                 &http.to_string(),
                 "--https-listen",
                 &https.to_string(),
+                "--metrics-listen",
+                &metrics.to_string(),
             ])
             .args(extra)
             .stdin(Stdio::null())

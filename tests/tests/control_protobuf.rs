@@ -556,6 +556,15 @@ fn reencoded_pod_templates_keep_every_field() {
         "metadata": {"name": "richpod", "labels": template["metadata"]["labels"]},
         "spec": template["spec"],
     });
+    // The template names PriorityClass "high" (value 0, never preempting): Priority admission
+    // refuses a pod naming a class that does not exist or disagreeing with it.
+    k.ok(&[
+        "create",
+        "priorityclass",
+        "high",
+        "--value=0",
+        "--preemption-policy=Never",
+    ]);
     k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
     let out = k.run(&[
         "debug",

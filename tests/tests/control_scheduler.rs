@@ -295,16 +295,25 @@ fn cordoned_nodes_host_ports_and_preemption() {
 
     // Fill "a" (1 cpu used by web-1) with a low-priority 3-cpu pod and "b" with a
     // high-priority one; a 2-cpu pod of middle priority must preempt the low one on "a".
+    // Priority comes from PriorityClasses, as kube's Priority admission requires.
+    for (class, value) in [("low", 1), ("high", 1000), ("mid", 100)] {
+        k.ok(&[
+            "create",
+            "priorityclass",
+            class,
+            &format!("--value={value}"),
+        ]);
+    }
     let mut low = cpu_spec("3");
-    low["priority"] = json!(1);
+    low["priorityClassName"] = json!("low");
     low["nodeName"] = json!("a");
     create_pod(&k, "low", low);
     let mut high = cpu_spec("3");
-    high["priority"] = json!(1000);
+    high["priorityClassName"] = json!("high");
     high["nodeName"] = json!("b");
     create_pod(&k, "high", high);
     let mut mid = cpu_spec("2");
-    mid["priority"] = json!(100);
+    mid["priorityClassName"] = json!("mid");
     create_pod(&k, "mid", mid);
     assert_eq!(wait_bound(&k, "mid", &s), "a");
     let gone = wait_for(30, || {
