@@ -429,6 +429,32 @@ impl KubeletNode {
     }
 }
 
+impl KubeletNode {
+    /// (id, state) of the containers CRI lists whose `label` is `value`, e.g.
+    /// `io.kubernetes.pod.name` or `io.kubernetes.pod.uid`.
+    pub fn cri_containers(&self, label: &str, value: &str) -> Vec<(String, i32)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut c = crate::cri_client::connect(self.cri_socket())
+                .await
+                .expect("cri");
+            c.runtime
+                .list_containers(k8s_cri::v1::ListContainersRequest { filter: None })
+                .await
+                .expect("list")
+                .into_inner()
+                .containers
+                .into_iter()
+                .filter(|c| c.labels.get(label).map(String::as_str) == Some(value))
+                .map(|c| (c.id, c.state))
+                .collect()
+        })
+    }
+}
+
 pub fn tail(text: &str, lines: usize) -> String {
     let v: Vec<&str> = text.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")

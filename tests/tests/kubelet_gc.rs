@@ -21,21 +21,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// (id, state) of the containers CRI has for pod `uid`.
 fn containers_of(n: &KubeletNode, uid: &str) -> Vec<(String, i32)> {
-    rt().block_on(async {
-        let mut c = pea_tests::cri_client::connect(n.cri_socket())
-            .await
-            .expect("cri");
-        c.runtime
-            .list_containers(cri::ListContainersRequest { filter: None })
-            .await
-            .expect("list")
-            .into_inner()
-            .containers
-            .into_iter()
-            .filter(|c| c.labels.get("io.kubernetes.pod.uid").map(String::as_str) == Some(uid))
-            .map(|c| (c.id, c.state))
-            .collect()
-    })
+    n.cri_containers("io.kubernetes.pod.uid", uid)
 }
 
 fn images(n: &KubeletNode) -> Vec<cri::Image> {

@@ -12,30 +12,9 @@ use k8s_cri::v1 as cri;
 use pea_tests::kubelet_node::{tail, KubeletNode};
 use serde_json::Value;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// (id, state) of the containers CRI has for pods named `name` (in `default`).
 fn containers_named(n: &KubeletNode, name: &str) -> Vec<(String, i32)> {
-    rt().block_on(async {
-        let mut c = pea_tests::cri_client::connect(n.cri_socket())
-            .await
-            .expect("cri");
-        c.runtime
-            .list_containers(cri::ListContainersRequest { filter: None })
-            .await
-            .expect("list")
-            .into_inner()
-            .containers
-            .into_iter()
-            .filter(|c| c.labels.get("io.kubernetes.pod.name").map(String::as_str) == Some(name))
-            .map(|c| (c.id, c.state))
-            .collect()
-    })
+    n.cri_containers("io.kubernetes.pod.name", name)
 }
 
 fn running(list: &[(String, i32)]) -> Vec<String> {
