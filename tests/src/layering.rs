@@ -15,7 +15,7 @@
 //! A *types crate* is named `*-types`; an *API crate* of control/ is named `*-api`, `*-types` or
 //! `*-client`. Inside control/, the API clients (the scheduler, the controllers) may not depend on
 //! the API server or its store (`pea-control`, `pea-control-store`): they talk to the API only;
-//! pea-dns, pea-ingress and pea-dashboard are such clients too. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
+//! pea-dns, pea-ingress, pea-dashboard and pea-federation are such clients too. Nothing but tests/ may depend on tests/. Every kind of dependency counts (normal,
 //! build, dev). Separately, the OCI runtime library (`libcontainer`) may only be linked into
 //! runtime/ and tests/: the shim runs `pea-runtime` as a program, never in its tokio process.
 //!
@@ -84,6 +84,8 @@ const CONTROL_CLIENTS: &[&str] = &[
     "pea-dns",
     "pea-ingress",
     "pea-dashboard",
+    // the federation controller: a client of the federation API and of its members' APIs
+    "pea-federation",
 ];
 
 /// cni/ crates that are node programs of their own: none may depend on another.

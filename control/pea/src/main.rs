@@ -7,6 +7,7 @@
 
 mod cluster;
 mod down;
+mod federation;
 mod forward;
 mod install;
 mod logs;
@@ -106,6 +107,11 @@ enum Cmd {
         #[arg(long, default_value = "/")]
         root: std::path::PathBuf,
     },
+    /// A federation of clusters (Karmada's API): init the federation API, join/unjoin members.
+    Federation {
+        #[command(subcommand)]
+        verb: federation::Verb,
+    },
     /// (internal) Relays 127.0.0.1:PORT of this namespace to an address inside `--netns`.
     #[command(hide = true)]
     Forward {
@@ -175,6 +181,7 @@ fn main() {
         } => {
             cluster::Cluster::existing(&name).and_then(|c| prometheus::print(&c, &scrape_interval))
         }
+        Cmd::Federation { verb } => federation::run(verb),
         Cmd::Forward {
             netns,
             to,

@@ -1,0 +1,78 @@
+//! pea-federation: one control plane over many clusters, with Karmada's API so its users
+//! recognise it. A pea-control instance serves as the federation API (its own data dir and port,
+//! no controllers); the kinds below are CRDs on it (`crds/federation.yaml`, installed by
+//! `pea federation init`), and this controller is a client of that API and of every member's API
+//! only, through kube-rs — it never links pea-control.
+//!
+//! - `Cluster` (cluster.karmada.io/v1alpha1): a member — its API endpoint and a Secret holding a
+//!   kubeconfig, or a bearer `token` and `caBundle`; push mode. Status condition `Ready` comes
+//!   from the member's `/readyz`.
+//! - `PropagationPolicy` / `ClusterPropagationPolicy` (policy.karmada.io): which templates
+//!   (apiVersion/kind/name/labels) go to which members (names, label selectors), with replicas
+//!   Duplicated or Divided by static weights. The most specific policy wins (Karmada's rules).
+//! - `OverridePolicy`: per-member image, command/args, labels/annotations, plaintext JSON patches.
+//! - `ResourceBinding` (work.karmada.io): per template, the placement and each member's status.
+//!
+//! The controller runs in passes (see [`reconcile`]): every pass re-reads the federation API and
+//! each member's objects, so drift in a member is corrected at the next pass.
+
+pub mod error;
+pub mod events;
+pub mod kinds;
+pub mod members;
+pub mod overrides;
+pub mod placement;
+pub mod policy;
+pub mod reconcile;
+pub mod render;
+pub mod selector;
+
+use std::time::Duration;
+
+pub use error::Error;
+pub use reconcile::run;
+
+/// The CRDs of the federation API, as `kubectl apply -f` takes them.
+pub const CRDS: &str = include_str!("../crds/federation.yaml");
+
+/// Field manager of every server-side apply to a member.
+pub const FIELD_MANAGER: &str = "pea-federation";
+/// Finalizer on templates: member objects are deleted before the template goes.
+pub const FINALIZER: &str = "federation.pea.dev/cleanup";
+/// Label on member objects naming the template (its uid on the federation API).
+pub const TEMPLATE_UID_LABEL: &str = "federation.pea.dev/template-uid";
+/// Karmada's marker label on objects it manages in members.
+pub const MANAGED_LABEL: &str = "karmada.io/managed";
+/// Annotation on member objects naming the template (kind/namespace/name).
+pub const TEMPLATE_ANNOTATION: &str = "federation.pea.dev/template";
+
+/// The controller's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time between passes (each pass corrects drift and refreshes health and status).
+    pub resync: Duration,
+    /// How long a member may be not Ready before its Divided replicas move to healthy members
+    /// (Karmada's failover toleration; its default is 300 s).
+    pub failover_toleration: Duration,
+    /// Bound of every request to a member (connect and read).
+    pub member_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(2),
+            failover_toleration: Duration::from_secs(300),
+            member_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A client of the API a kubeconfig file names.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client, Error> {
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    members::client_from(kc, None, None, &path.display().to_string()).await
+}

@@ -1,0 +1,251 @@
+//! Member clusters: a client per `Cluster` built from its Secret, and its health from `/readyz`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::Error;
+
+/// A member's health as the last probe saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ready,
+    /// Not Ready: the reason (a Kubernetes condition reason) and a message naming the member.
+    NotReady {
+        reason: String,
+        message: String,
+    },
+}
+
+/// One member as the controller knows it between passes.
+pub struct Member {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub client: Option<Client>,
+    pub health: Health,
+    /// Since when the member has been not Ready (cleared when it is Ready again).
+    pub not_ready_since: Option<Instant>,
+    /// apiEndpoint + Secret resourceVersion the client was built from.
+    fingerprint: String,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("name", &self.name)
+            .field("health", &self.health)
+            .field("has_client", &self.client.is_some())
+            .finish()
+    }
+}
+
+/// The members, rebuilt from the `Cluster` objects each pass.
+#[derive(Debug, Default)]
+pub struct Members {
+    pub by_name: HashMap<String, Member>,
+}
+
+fn not_ready(reason: &str, message: String) -> Health {
+    Health::NotReady {
+        reason: reason.into(),
+        message,
+    }
+}
+
+/// A client from a kubeconfig, optionally pointed at `endpoint`, with `timeout` on connect and
+/// reads (so an unreachable member fails fast instead of holding up a pass).
+pub async fn client_from(
+    kc: Kubeconfig,
+    endpoint: Option<&str>,
+    timeout: Option<Duration>,
+    what: &str,
+) -> Result<Client, Error> {
+    let kerr = |message: String| Error::Kubeconfig {
+        what: what.to_string(),
+        message,
+    };
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| kerr(e.to_string()))?;
+    if let Some(ep) = endpoint {
+        cfg.cluster_url = ep
+            .parse()
+            .map_err(|e| kerr(format!("spec.apiEndpoint {ep:?}: {e}")))?;
+    }
+    if let Some(t) = timeout {
+        cfg.connect_timeout = Some(t);
+        cfg.read_timeout = Some(t);
+        cfg.write_timeout = Some(t);
+    }
+    Client::try_from(cfg).map_err(|e| kerr(e.to_string()))
+}
+
+/// Builds the member's client from its Secret: key `kubeconfig`, or Karmada's `token` and
+/// `caBundle` (PEM).
+async fn member_client(
+    fed: &Client,
+    name: &str,
+    spec: &Value,
+    timeout: Duration,
+) -> Result<(Client, String), Health> {
+    let endpoint = spec["apiEndpoint"].as_str().unwrap_or_default();
+    let ns = spec["secretRef"]["namespace"].as_str().unwrap_or_default();
+    let sname = spec["secretRef"]["name"].as_str().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(fed.clone(), ns);
+    let secret = secrets.get(sname).await.map_err(|e| {
+        not_ready(
+            "ClusterCredentialsMissing",
+            format!("member {name}: spec.secretRef {ns}/{sname}: {e}"),
+        )
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k)
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    };
+    let bad = |m: String| {
+        not_ready(
+            "ClusterCredentialsInvalid",
+            format!("member {name}: secret {ns}/{sname}: {m}"),
+        )
+    };
+    let kc = if let Some(kc) = text("kubeconfig") {
+        Kubeconfig::from_yaml(&kc).map_err(|e| bad(format!("key kubeconfig: {e}")))?
+    } else if let (Some(token), Some(ca)) = (text("token"), text("caBundle")) {
+        let ca64 = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
+        let yaml = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca64}}],
+            "users": [{"name": name, "user": {"token": token.trim()}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        });
+        Kubeconfig::from_yaml(&yaml.to_string()).map_err(|e| bad(e.to_string()))?
+    } else {
+        return Err(bad(
+            "has neither key kubeconfig nor keys token and caBundle".into(),
+        ));
+    };
+    let client = client_from(kc, Some(endpoint), Some(timeout), name)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let fingerprint = format!(
+        "{endpoint}|{}",
+        secret.metadata.resource_version.unwrap_or_default()
+    );
+    Ok((client, fingerprint))
+}
+
+/// GET /readyz on the member; 401/403 say the credentials are wrong.
+async fn probe(client: &Client, name: &str, timeout: Duration) -> Health {
+    let req = http::Request::get("/readyz")
+        .body(Vec::new())
+        .expect("static request");
+    match tokio::time::timeout(timeout, client.request_text(req)).await {
+        Ok(Ok(body)) if body.trim() == "ok" || body.contains("readyz check passed") => {
+            Health::Ready
+        }
+        Ok(Ok(body)) => not_ready(
+            "ClusterNotReady",
+            format!(
+                "member {name}: /readyz answered {:?}",
+                body.chars().take(200).collect::<String>()
+            ),
+        ),
+        Ok(Err(kube::Error::Api(s))) if s.code == 401 || s.code == 403 => not_ready(
+            "ClusterCredentialsInvalid",
+            format!(
+                "member {name}: /readyz refused the credentials of spec.secretRef ({} {})",
+                s.code, s.message
+            ),
+        ),
+        Ok(Err(e)) => not_ready(
+            "ClusterNotReachable",
+            format!("member {name}: /readyz: {e}"),
+        ),
+        Err(_) => not_ready(
+            "ClusterNotReachable",
+            format!("member {name}: /readyz did not answer within {timeout:?}"),
+        ),
+    }
+}
+
+impl Members {
+    /// Refreshes every member from the `Cluster` objects: (re)builds clients whose endpoint or
+    /// Secret changed, probes all members concurrently, forgets removed ones.
+    pub async fn refresh(&mut self, fed: &Client, clusters: &[Value], timeout: Duration) {
+        let names: Vec<String> = clusters
+            .iter()
+            .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        self.by_name.retain(|n, _| names.contains(n));
+        let probes = clusters.iter().map(|c| {
+            let name = c["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let prev = self
+                .by_name
+                .get(&name)
+                .map(|m| (m.client.clone(), m.fingerprint.clone()));
+            async move {
+                let spec = &c["spec"];
+                let (client, fp, health) = if spec["syncMode"].as_str().is_some_and(|m| m != "Push")
+                {
+                    (
+                        None,
+                        String::new(),
+                        not_ready(
+                            "ClusterSyncModeUnsupported",
+                            format!(
+                                "member {name}: spec.syncMode {} is not implemented (only Push)",
+                                spec["syncMode"]
+                            ),
+                        ),
+                    )
+                } else {
+                    match member_client(fed, &name, spec, timeout).await {
+                        Ok((fresh, fp)) => {
+                            // Keep the old client (and its connections) while nothing changed.
+                            let client = match prev {
+                                Some((Some(old), old_fp)) if old_fp == fp => old,
+                                _ => fresh,
+                            };
+                            let health = probe(&client, &name, timeout).await;
+                            (Some(client), fp, health)
+                        }
+                        Err(h) => (None, String::new(), h),
+                    }
+                };
+                (name, client, fp, health)
+            }
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for (c, (name, client, fingerprint, health)) in clusters.iter().zip(results) {
+            let labels: BTreeMap<String, String> =
+                serde_json::from_value(c["metadata"]["labels"].clone()).unwrap_or_default();
+            let m = self.by_name.entry(name.clone()).or_insert_with(|| Member {
+                name: name.clone(),
+                labels: BTreeMap::new(),
+                client: None,
+                health: Health::Ready,
+                not_ready_since: None,
+                fingerprint: String::new(),
+            });
+            m.labels = labels;
+            m.client = client;
+            m.fingerprint = fingerprint;
+            if health == Health::Ready {
+                m.not_ready_since = None;
+            } else if m.not_ready_since.is_none() {
+                m.not_ready_since = Some(Instant::now());
+            }
+            m.health = health;
+        }
+    }
+}

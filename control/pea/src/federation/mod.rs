@@ -1,0 +1,132 @@
+//! `pea federation init|join|unjoin|status`: the federation API is a pea-control instance; these
+//! verbs install pea-federation's CRDs there and register member clusters, through kubectl only
+//! (pea links no pea crate). The controller itself is the `pea-federation` program.
+
+mod init;
+mod join;
+mod status;
+mod unjoin;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+pub use init::init;
+pub use join::join;
+pub use status::status;
+pub use unjoin::unjoin;
+
+/// The CRDs (one source: the pea-federation crate's manifest, read at build time).
+pub const CRDS: &str = include_str!("../../../federation/crds/federation.yaml");
+/// Where member credentials live on the federation API (Karmada's namespace for them).
+pub const SECRETS_NAMESPACE: &str = "karmada-cluster";
+
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Installs the federation kinds (Cluster, PropagationPolicy, ClusterPropagationPolicy,
+    /// OverridePolicy, ResourceBinding) into a pea-control serving as the federation API.
+    Init {
+        /// Kubeconfig of the federation API.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+    /// Registers a member cluster (push mode): its kubeconfig goes into a Secret, a Cluster
+    /// object points at it.
+    Join {
+        /// The member's name (a DNS label).
+        name: String,
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Kubeconfig of the member cluster (its current context is used).
+        #[arg(long)]
+        cluster_kubeconfig: PathBuf,
+        /// The member's API endpoint as the federation controller reaches it (default: the
+        /// server of the member kubeconfig).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Labels of the Cluster (KEY=VALUE), for placement by label selector.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// Removes a member: its Cluster and Secret (objects already in the member stay).
+    Unjoin {
+        name: String,
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+    /// Members with their Ready condition, and every template's binding.
+    Status {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+}
+
+pub fn run(verb: Verb) -> Result<()> {
+    match verb {
+        Verb::Init { kubeconfig } => init(&kubeconfig),
+        Verb::Join {
+            name,
+            kubeconfig,
+            cluster_kubeconfig,
+            endpoint,
+            labels,
+        } => join(&join::Options {
+            name,
+            kubeconfig,
+            cluster_kubeconfig,
+            endpoint,
+            labels,
+        }),
+        Verb::Unjoin { name, kubeconfig } => unjoin(&name, &kubeconfig),
+        Verb::Status { kubeconfig } => status(&kubeconfig),
+    }
+}
+
+/// kubectl against `kubeconfig`, optionally with `stdin`; returns stdout or fails with stderr.
+pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut c = Command::new("kubectl");
+    c.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().context("running kubectl")?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).context("kubectl stdin")?;
+    }
+    let out = child.wait_with_output().context("kubectl")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A DNS-1123 label (Cluster and Secret names).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !ok {
+        bail!(
+            "member name {name:?} is not a DNS label (lowercase letters, digits, '-', at most 63)"
+        );
+    }
+    Ok(())
+}
