@@ -271,3 +271,67 @@ fn a_second_service_claiming_a_nodeport_is_left_out_until_the_first_goes() {
     };
     golden("nodeport-claim-moves", &r.sync(&[gone], false));
 }
+
+#[test]
+fn load_balancer_source_ranges_firewall_the_lb_ips_only() {
+    let mut r = Recorder::new(vec![Family::V4, Family::V6], None);
+    let ep4 = |svc: &str| {
+        slice(
+            "edge",
+            svc,
+            "IPv4",
+            json!({"name": "http", "port": 8080}),
+            json!([ep("10.244.1.5", "node1")]),
+        )
+    };
+    // The field: one range per family, and an entry that is no CIDR (reported, left out).
+    let field = service(
+        "edge",
+        "field",
+        json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.40", "fd00:96::40"],
+            "ipFamilies": ["IPv4", "IPv6"], "externalIPs": ["192.0.2.40"],
+            "loadBalancerSourceRanges": ["203.0.113.0/24", "198.18.0.1/15", "2001:db8::/32", "nonsense"],
+            "ports": [{"name": "http", "port": 80, "nodePort": 30040}]}),
+        json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.40"}, {"ip": "2001:db8:1::40"}]}}),
+    );
+    // The annotation, when the field is empty; IPv4 ranges only on a dual-stack LB: the IPv6 LB
+    // IP is closed to everyone.
+    let annotated: Arc<Service> = Arc::new(
+        serde_json::from_value(json!({"metadata": {"namespace": "edge", "name": "annotated",
+            "annotations": {"service.beta.kubernetes.io/load-balancer-source-ranges": " 203.0.113.7/32 , 192.0.2.0/28"}},
+            "spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.41", "fd00:96::41"],
+                "ipFamilies": ["IPv4", "IPv6"], "ports": [{"name": "http", "port": 80}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.41"}, {"ip": "2001:db8:1::41"}]}}}))
+        .unwrap(),
+    );
+    // No ranges: no firewall.
+    let open = service(
+        "edge",
+        "open",
+        json!({"type": "LoadBalancer", "clusterIP": "10.96.0.42",
+            "ports": [{"name": "http", "port": 80}]}),
+        json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.42"}]}}),
+    );
+    let text = r.sync(
+        &[
+            change(&field, vec![ep4("field")]),
+            change(&annotated, vec![ep4("annotated")]),
+            change(&open, vec![ep4("open")]),
+        ],
+        true,
+    );
+    assert!(
+        !text.contains("198.51.100.42 . tcp . 80 : goto firewall"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("192.0.2.40 . tcp . 80 : goto firewall"),
+        "externalIPs are not firewalled: {text}"
+    );
+    golden("load-balancer-source-ranges", &text);
+    assert_eq!(
+        r.proxier.problems(),
+        1,
+        "the entry that is no CIDR is reported"
+    );
+}

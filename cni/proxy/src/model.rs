@@ -12,10 +12,14 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use ipnet::IpNet;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// kube's `AnnotationLoadBalancerSourceRangesKey`: comma-separated CIDRs, read when
+/// `spec.loadBalancerSourceRanges` is empty.
+pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
 
 /// `namespace/name` of a Service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,6 +103,11 @@ pub struct ServicePort {
     pub cluster_ips: Vec<IpAddr>,
     pub external_ips: Vec<IpAddr>,
     pub load_balancer_ips: Vec<IpAddr>,
+    /// loadBalancerSourceRanges (or the `service.beta.kubernetes.io/load-balancer-source-ranges`
+    /// annotation when the field is empty): `Some` puts a firewall in front of the LoadBalancer
+    /// IPs that drops other sources. `Some(empty)` (every range unusable) drops all: a firewall
+    /// that was asked for never fails open.
+    pub source_ranges: Option<Vec<IpNet>>,
     /// sessionAffinity ClientIP: the timeout in seconds.
     pub affinity_timeout: Option<u32>,
     pub internal_local: bool,
@@ -233,6 +242,11 @@ pub fn service_ports(
     } else {
         Vec::new()
     };
+    let source_ranges = if load_balancer_ips.is_empty() {
+        None
+    } else {
+        source_ranges(svc, &mut ip_problems)
+    };
     for p in ip_problems {
         bad(&mut problems, p);
     }
@@ -329,6 +343,7 @@ pub fn service_ports(
             cluster_ips: cluster_ips.clone(),
             external_ips: external_ips.clone(),
             load_balancer_ips: load_balancer_ips.clone(),
+            source_ranges: source_ranges.clone(),
             affinity_timeout,
             internal_local,
             external_local,
@@ -336,6 +351,44 @@ pub fn service_ports(
         });
     }
     (out, problems)
+}
+
+/// The source ranges of a LoadBalancer Service, as kube's `GetLoadBalancerSourceRanges` reads
+/// them: the field, else the annotation; `None` when neither is set (or both are blank).
+/// Unparsable entries are reported and left out.
+fn source_ranges(svc: &Service, problems: &mut Vec<String>) -> Option<Vec<IpNet>> {
+    let field: Vec<&str> = svc
+        .spec
+        .iter()
+        .flat_map(|s| s.load_balancer_source_ranges.iter().flatten())
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (what, entries) = if field.is_empty() {
+        let annotation = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SOURCE_RANGES_ANNOTATION))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())?;
+        let entries: Vec<&str> = annotation.split(',').map(str::trim).collect();
+        (SOURCE_RANGES_ANNOTATION, entries)
+    } else {
+        ("loadBalancerSourceRanges", field)
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        match e.parse::<IpNet>() {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => problems.push(format!(
+                "{what} entry {e:?} is not a CIDR; left out (the firewall stays)"
+            )),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
 }
 
 /// The endpoints the slices give the service port named `port_name` (EndpointSlice ports match

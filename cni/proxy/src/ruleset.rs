@@ -10,6 +10,8 @@
 //!        endpoint-<h>-...__ip/port             (hairpin masquerade, affinity update, DNAT)
 //! filter-input/forward/output ─▶ service-endpoints-check / nodeport-endpoints-check:
 //!   no-endpoint-* maps: reject (no endpoints at all) or drop (no local endpoints for Local)
+//! filter-prerouting-pre-dnat / filter-output ─▶ firewall-check: daddr . proto . dport
+//!   vmap @firewall-ips ─▶ firewall-<h>-... (loadBalancerSourceRanges: other sources dropped)
 //! nat-postrouting ─▶ masquerading: packets carrying MASQ_MARK are masqueraded
 //! ```
 //!
@@ -34,6 +36,8 @@ pub const MAP_SERVICE_IPS: &str = "service-ips";
 pub const MAP_SERVICE_NODEPORTS: &str = "service-nodeports";
 pub const MAP_NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 pub const MAP_NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+/// LoadBalancer IP . proto . port → the Service's firewall chain (kube-proxy's `firewall-ips`).
+pub const MAP_FIREWALL_IPS: &str = "firewall-ips";
 pub const SET_CLUSTER_IPS: &str = "cluster-ips";
 pub const SET_NODEPORT_IPS: &str = "nodeport-ips";
 
@@ -167,6 +171,9 @@ impl Names {
     }
     fn external(&self) -> String {
         format!("external-{}-{}", self.hash, self.key)
+    }
+    fn firewall(&self) -> String {
+        format!("firewall-{}-{}", self.hash, self.key)
     }
     fn endpoint(&self, ep: &Endpoint) -> String {
         let label = endpoint_label(ep);
@@ -398,6 +405,7 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
             }
         });
     }
+    firewall_rules(family, sp, &names, out);
     if let Some(np) = sp.node_port {
         let key = format!("{proto} . {np}");
         out.elements.push(if has_external {
@@ -431,6 +439,51 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
     }
 }
 
+/// loadBalancerSourceRanges, as kube-proxy: new connections to the Service's LoadBalancer IPs
+/// (not its externalIPs or NodePorts) from outside the ranges are dropped before DNAT. Ranges of
+/// the other family only: everything to the IP is dropped (never open by omission).
+fn firewall_rules(family: Family, sp: &ServicePort, names: &Names, out: &mut ServiceRules) {
+    let Some(ranges) = &sp.source_ranges else {
+        return;
+    };
+    let f = family.nft();
+    let lb_ips: Vec<&IpAddr> = sp
+        .load_balancer_ips
+        .iter()
+        .filter(|ip| Family::of(ip) == family)
+        .collect();
+    if lb_ips.is_empty() {
+        return;
+    }
+    let ranges: Vec<String> = ranges
+        .iter()
+        .filter(|n| {
+            matches!(
+                (n, family),
+                (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
+            )
+        })
+        .map(ToString::to_string)
+        .collect();
+    let rule = if ranges.is_empty() {
+        "drop".to_string()
+    } else {
+        format!("{f} saddr != {{ {} }} drop", ranges.join(", "))
+    };
+    let chain = names.firewall();
+    out.chains.push(Chain {
+        name: chain.clone(),
+        rules: vec![rule],
+    });
+    for ip in lb_ips {
+        out.elements.push(Element {
+            map: MAP_FIREWALL_IPS,
+            key: format!("{} . {} . {}", fmt_ip(ip), sp.protocol.nft(), sp.port),
+            value: Some(format!("goto {chain}")),
+        });
+    }
+}
+
 /// The fixed part of a family's table: base chains, helper chains, maps and sets, and their
 /// rules. Written as `add` commands (idempotent), each chain's rules after a `flush`.
 pub fn base(family: Family, cfg: &FamilyConfig) -> String {
@@ -439,6 +492,10 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "add table {t} {{ comment \"rules for pea-proxy\" ; }}");
     for (name, hook) in [
+        (
+            "filter-prerouting-pre-dnat",
+            "type filter hook prerouting priority -110",
+        ),
         ("filter-input", "type filter hook input priority -110"),
         ("filter-forward", "type filter hook forward priority -110"),
         ("filter-output", "type filter hook output priority -110"),
@@ -460,6 +517,7 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
         "nodeport-endpoints-check",
         "reject-chain",
         "cluster-ips-check",
+        "firewall-check",
     ] {
         let _ = writeln!(s, "add chain {t} {name}");
     }
@@ -477,6 +535,10 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
         (
             MAP_NO_ENDPOINT_NODEPORTS,
             "inet_proto . inet_service".into(),
+        ),
+        (
+            MAP_FIREWALL_IPS,
+            format!("{addr} . inet_proto . inet_service"),
         ),
     ] {
         let _ = writeln!(s, "add map {t} {map} {{ type {key} : verdict ; }}");
@@ -507,7 +569,10 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
         ),
         (
             "filter-output",
-            vec!["ct state new jump service-endpoints-check".into()],
+            vec![
+                "ct state new jump service-endpoints-check".into(),
+                "ct state new jump firewall-check".into(),
+            ],
         ),
         (
             "filter-output-post-dnat",
@@ -542,7 +607,17 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
             )],
         ),
     ];
-    let more: [(&str, Vec<String>); 3] = [
+    let more: [(&str, Vec<String>); 5] = [
+        (
+            "filter-prerouting-pre-dnat",
+            vec!["ct state new jump firewall-check".into()],
+        ),
+        (
+            "firewall-check",
+            vec![format!(
+                "{f} daddr . meta l4proto . th dport vmap @{MAP_FIREWALL_IPS}"
+            )],
+        ),
         (
             "nodeport-endpoints-check",
             vec![format!(

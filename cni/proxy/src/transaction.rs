@@ -170,6 +170,7 @@ pub fn build(
                     ruleset::MAP_SERVICE_NODEPORTS,
                     ruleset::MAP_NO_ENDPOINT_SERVICES,
                     ruleset::MAP_NO_ENDPOINT_NODEPORTS,
+                    ruleset::MAP_FIREWALL_IPS,
                 ] {
                     w.line(format_args!("flush map {t} {m}"));
                 }
