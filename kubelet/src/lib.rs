@@ -6,6 +6,7 @@
 //! CRI messages) → [`cri`]; [`volumes`], [`cgroups`] and [`probes`] are the node-side pieces a
 //! worker uses; [`node`] reports the node.
 
+pub mod bootstrap;
 pub mod cgroups;
 pub mod config;
 pub mod cri;

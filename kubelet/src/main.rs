@@ -18,6 +18,10 @@ struct Args {
     /// Credentials of this node (system:node:NAME) for the API server.
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// Bootstrap credentials (a bootstrap token): when --kubeconfig does not exist, request a
+    /// client certificate with them (TLS bootstrap) and write --kubeconfig.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
     /// The node's name (default: the hostname).
     #[arg(long)]
     hostname_override: Option<String>,
@@ -79,6 +83,17 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        if let Some(b) = args.bootstrap_kubeconfig {
+            pea_kubelet::bootstrap::Bootstrap {
+                bootstrap_kubeconfig: b,
+                kubeconfig: cfg.kubeconfig.clone(),
+                root_dir: cfg.root_dir.clone(),
+                node_name: cfg.node_name.clone(),
+                timeout: std::time::Duration::from_secs(3600),
+            }
+            .ensure()
+            .await?;
+        }
         let _running = pea_kubelet::kubelet::start(cfg).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

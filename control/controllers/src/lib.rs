@@ -35,6 +35,7 @@ use serde::Deserialize;
 
 pub mod cron;
 pub mod cronjob;
+pub mod csr;
 pub mod daemonset;
 pub mod deployment;
 pub mod deployment_util;
@@ -116,6 +117,9 @@ pub const ALL: &[&str] = &[
     "local-path-provisioner",
     "resourcequota",
     "pvc-protection",
+    "csrapproving",
+    "csrsigning",
+    "tokencleaner",
 ];
 
 /// Configuration of the controller manager (also a JSON schema: camelCase fields).
@@ -148,6 +152,15 @@ pub struct ControllersConfig {
     /// The image of the local-path provisioner's cleanup pods (a class's `helperImage`
     /// parameter overrides it).
     pub local_path_helper_image: String,
+    /// kube-controller-manager's `--cluster-signing-cert-file` / `--cluster-signing-key-file`:
+    /// the CA `csrsigning` issues certificates from (without a CA it does not run).
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// `--cluster-signing-duration` in seconds (longest certificate lifetime; 8760h).
+    pub cluster_signing_duration_secs: u64,
+    /// The signing CA handed over in-process (pea-control's own), instead of the files.
+    #[serde(skip)]
+    pub cluster_signing_ca: Option<csr::signing::SigningCa>,
 }
 
 impl Default for ControllersConfig {
@@ -164,6 +177,10 @@ impl Default for ControllersConfig {
             hpa: hpa::HpaSettings::default(),
             local_path_dir: localpath::LocalPathConfig::default().base_dir,
             local_path_helper_image: localpath::LocalPathConfig::default().helper_image,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration_secs: csr::signing::DEFAULT_DURATION.as_secs(),
+            cluster_signing_ca: None,
         }
     }
 }
@@ -174,6 +191,8 @@ pub enum Error {
     UnknownController(String),
     #[error("node ipam: {0}")]
     NodeIpam(#[from] nodeipam::NodeIpamError),
+    #[error(transparent)]
+    Signing(#[from] csr::signing::SigningError),
     #[error("kubeconfig {path}: {source}")]
     Kubeconfig {
         path: std::path::PathBuf,
@@ -498,6 +517,39 @@ async fn run_controllers(
     if enabled.contains("serviceaccount") {
         let c = serviceaccount::ServiceAccountController::register(&informers, client.clone());
         set.spawn(c.run(workers.min(2)));
+    }
+    if enabled.contains("csrapproving") {
+        let c = csr::approving::CsrApprover::register(client.clone(), clock.clone());
+        set.spawn(c.run(workers.min(2)));
+    }
+    if enabled.contains("csrsigning") {
+        let duration = std::time::Duration::from_secs(config.cluster_signing_duration_secs);
+        let ca = match (
+            &config.cluster_signing_ca,
+            &config.cluster_signing_cert_file,
+            &config.cluster_signing_key_file,
+        ) {
+            (Some(ca), _, _) => {
+                let mut ca = ca.clone();
+                ca.duration = duration;
+                Some(ca)
+            }
+            (None, Some(cert), Some(key)) => {
+                Some(csr::signing::SigningCa::from_files(cert, key, duration)?)
+            }
+            _ => None,
+        };
+        match ca {
+            Some(ca) => {
+                let c = csr::signing::CsrSigner::register(client.clone(), clock.clone(), ca);
+                set.spawn(c.run(workers.min(2)));
+            }
+            None => tracing::info!("no cluster signing CA configured; csrsigning not started"),
+        }
+    }
+    if enabled.contains("tokencleaner") {
+        let c = csr::tokencleaner::TokenCleaner::register(client.clone(), clock.clone());
+        set.spawn(c.run(1));
     }
     if enabled.contains("root-ca-cert-publisher") {
         match config.root_ca_pem.clone() {

@@ -38,6 +38,9 @@ pub struct Options {
     /// A worker's node identity (kubeconfig of system:node:NAME) and the cluster CA.
     pub kubeconfig: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
+    /// Instead of `kubeconfig`: bootstrap-token credentials (`pea join`); the kubelet requests
+    /// its own certificate (TLS bootstrap) and writes /etc/pea/kubelet.kubeconfig.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
 }
 
 struct File {
@@ -90,11 +93,14 @@ fn files(o: &Options) -> Result<Vec<File>> {
     };
     match o.role {
         Role::Worker => {
-            let (Some(kc), Some(ca)) = (&o.kubeconfig, &o.client_ca) else {
+            let (Some(kc), Some(ca)) = (
+                o.kubeconfig.as_ref().or(o.bootstrap_kubeconfig.as_ref()),
+                &o.client_ca,
+            ) else {
                 bail!(
                     "a worker needs --kubeconfig FILE (its system:node:{} identity, issued on the control plane by \
-                     `pea-control kubeconfig --user system:node:{} --group system:nodes`) and --client-ca FILE \
-                     (the cluster CA); `pea join` (TLS bootstrap with a token) is not implemented yet",
+                     `pea-control kubeconfig --user system:node:{} --group system:nodes`) or --bootstrap-kubeconfig FILE \
+                     (written by `pea join`), and --client-ca FILE (the cluster CA)",
                     o.node_name,
                     o.node_name
                 )
@@ -102,7 +108,11 @@ fn files(o: &Options) -> Result<Vec<File>> {
             let read = |p: &Path| {
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
             };
-            add("etc/pea/kubelet.kubeconfig", read(kc)?, 0o600);
+            if o.kubeconfig.is_some() {
+                add("etc/pea/kubelet.kubeconfig", read(kc)?, 0o600);
+            } else {
+                add("etc/pea/bootstrap-kubelet.kubeconfig", read(kc)?, 0o600);
+            }
             add("etc/pea/pki/ca.crt", read(ca)?, 0o644);
         }
         Role::ControlPlane => add(
@@ -190,7 +200,11 @@ fn files(o: &Options) -> Result<Vec<File>> {
             &[
                 bin("pea-kubelet"),
                 "--config /etc/pea/kubelet.yaml".into(),
-                "--kubeconfig /etc/pea/kubelet.kubeconfig".into(),
+                if o.kubeconfig.is_none() && o.bootstrap_kubeconfig.is_some() {
+                    "--bootstrap-kubeconfig /etc/pea/bootstrap-kubelet.kubeconfig --kubeconfig /etc/pea/kubelet.kubeconfig".into()
+                } else {
+                    "--kubeconfig /etc/pea/kubelet.kubeconfig".into()
+                },
                 "--root-dir /var/lib/pea/kubelet".into(),
                 format!("--hostname-override {}", o.node_name),
                 format!("--node-ip {ip}"),

@@ -10,10 +10,12 @@ mod down;
 mod federation;
 mod forward;
 mod install;
+mod join;
 mod logs;
 mod proc;
 mod prometheus;
 mod status;
+mod token;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,24 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum TokenVerb {
+    /// Creates a bootstrap token and prints it (or the whole `pea join` command).
+    Create {
+        /// How long the token is valid (e.g. 24h, 30m; 0: never expires).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Print `pea join --server ... --token ... --discovery-token-ca-cert-hash ...`.
+        #[arg(long)]
+        print_join_command: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The admin kubeconfig of the cluster.
+        #[arg(long, default_value = token::DEFAULT_KUBECONFIG)]
+        kubeconfig: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +121,45 @@ enum Cmd {
         /// A worker's copy of the cluster CA certificate.
         #[arg(long)]
         client_ca: Option<std::path::PathBuf>,
+        /// A worker's bootstrap-token kubeconfig (from `pea join`) instead of --kubeconfig: the
+        /// kubelet requests its own client certificate (TLS bootstrap).
+        #[arg(long)]
+        bootstrap_kubeconfig: Option<std::path::PathBuf>,
+    },
+    /// Bootstrap tokens for joining nodes (`pea token create`, as kubeadm's).
+    Token {
+        #[command(subcommand)]
+        verb: TokenVerb,
+    },
+    /// Joins this host to a cluster with a bootstrap token (kubeadm join's token discovery and
+    /// TLS bootstrap): verifies the cluster CA against the pin, checks the token, writes the
+    /// bootstrap kubeconfig, and installs the worker (with --node-ip) or prints how to.
+    Join {
+        /// The API server, e.g. https://10.0.0.1:6443.
+        #[arg(long)]
+        server: String,
+        /// The bootstrap token ID.SECRET from `pea token create`.
+        #[arg(long)]
+        token: String,
+        /// sha256:HEX of the cluster CA's public key; repeatable.
+        #[arg(long = "discovery-token-ca-cert-hash")]
+        ca_cert_hashes: Vec<String>,
+        /// Trust whatever CA cluster-info names (kubeadm's flag; not recommended).
+        #[arg(long)]
+        discovery_token_unsafe_skip_ca_verification: bool,
+        /// Where the bootstrap kubeconfig and CA are written.
+        #[arg(long, default_value = "/var/lib/pea/join")]
+        dir: std::path::PathBuf,
+        /// Install the worker now (`pea install --role worker`) with this node address.
+        #[arg(long)]
+        node_ip: Option<std::net::IpAddr>,
+        /// The node's name (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+        #[arg(long, default_value = "/usr/local/bin")]
+        bin_dir: std::path::PathBuf,
     },
     /// Removes what `pea install` wrote (stopping its units on the running system).
     Uninstall {
@@ -160,6 +219,7 @@ fn main() {
             server,
             kubeconfig,
             client_ca,
+            bootstrap_kubeconfig,
         } => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_err(anyhow::Error::from)
             .and_then(|host| {
@@ -172,6 +232,7 @@ fn main() {
                     server,
                     kubeconfig,
                     client_ca,
+                    bootstrap_kubeconfig,
                 })
             }),
         Cmd::Uninstall { root } => install::uninstall(&root),
@@ -182,6 +243,47 @@ fn main() {
             cluster::Cluster::existing(&name).and_then(|c| prometheus::print(&c, &scrape_interval))
         }
         Cmd::Federation { verb } => federation::run(verb),
+        Cmd::Token {
+            verb:
+                TokenVerb::Create {
+                    ttl,
+                    print_join_command,
+                    description,
+                    kubeconfig,
+                },
+        } => token::create(&kubeconfig, &ttl, print_join_command, &description),
+        Cmd::Join {
+            server,
+            token,
+            ca_cert_hashes,
+            discovery_token_unsafe_skip_ca_verification,
+            dir,
+            node_ip,
+            node_name,
+            root,
+            bin_dir,
+        } => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_err(anyhow::Error::from)
+            .and_then(|host| {
+                join::join(join::Options {
+                    server,
+                    token,
+                    ca_cert_hashes,
+                    unsafe_skip_ca_verification: discovery_token_unsafe_skip_ca_verification,
+                    dir,
+                    install: node_ip.map(|node_ip| install::Options {
+                        role: install::Role::Worker,
+                        root,
+                        bin_dir,
+                        node_name: node_name.unwrap_or_else(|| host.trim().to_lowercase()),
+                        node_ip,
+                        server: None,
+                        kubeconfig: None,
+                        client_ca: None,
+                        bootstrap_kubeconfig: None,
+                    }),
+                })
+            }),
         Cmd::Forward {
             netns,
             to,

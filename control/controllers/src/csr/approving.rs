@@ -1,0 +1,180 @@
+//! `csrapproving` (kube's pkg/controller/certificates/approver/sarapprove.go): a pending
+//! kubelet client CSR is approved when a SubjectAccessReview for its requestor allows `create`
+//! on `certificatesigningrequests/selfnodeclient` (the requestor is the node the certificate
+//! names: a renewal) or `certificatesigningrequests/nodeclient` (a new node, e.g. a bootstrap
+//! token bound by kubeadm's `kubeadm:node-autoapprove-bootstrap`). Other CSRs wait for a
+//! person (`kubectl certificate approve|deny`).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
+use tracing::Instrument;
+
+use super::{check_kubelet_client, has_condition, parse_request, subject, KUBELET_CLIENT_SIGNER};
+use crate::informer::{Cache, Change, Informer};
+use crate::queue::{run_workers, Queue, Requeue};
+use crate::Clock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovingError {
+    #[error("csr {name}: {what}: {source}")]
+    Api {
+        name: String,
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+pub struct CsrApprover {
+    client: Client,
+    clock: Clock,
+    informer: Arc<Informer<CertificateSigningRequest>>,
+    csrs: Arc<Cache<CertificateSigningRequest>>,
+    queue: Arc<Queue>,
+}
+
+impl std::fmt::Debug for CsrApprover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsrApprover").finish_non_exhaustive()
+    }
+}
+
+impl CsrApprover {
+    pub fn register(client: Client, clock: Clock) -> Arc<Self> {
+        let informer = Informer::new(Api::<CertificateSigningRequest>::all(client.clone()));
+        let c = Arc::new(Self {
+            client,
+            clock,
+            csrs: informer.cache(),
+            informer: informer.clone(),
+            queue: Queue::new(),
+        });
+        let q = c.queue.clone();
+        informer.add_handler(move |ch| {
+            if let Change::Added(csr) | Change::Updated { new: csr, .. } = ch {
+                q.add(csr.name_any());
+            }
+        });
+        c
+    }
+
+    pub async fn run(self: Arc<Self>, workers: usize) {
+        tokio::spawn(self.informer.clone().run());
+        self.csrs.wait_synced().await;
+        let q = self.queue.clone();
+        run_workers(q, workers, "csrapproving", move |name| {
+            let c = self.clone();
+            async move {
+                let span = tracing::debug_span!("approve_csr", csr = %name);
+                c.sync(&name).instrument(span).await
+            }
+        })
+        .await;
+    }
+
+    async fn sync(&self, name: &str) -> Result<Requeue, ApprovingError> {
+        let Some(csr) = self.csrs.get("", name) else {
+            return Ok(Requeue::default());
+        };
+        if has_condition(&csr, "Approved")
+            || has_condition(&csr, "Denied")
+            || csr.spec.signer_name != KUBELET_CLIENT_SIGNER
+        {
+            return Ok(Requeue::default());
+        }
+        let Ok(req) = parse_request(&csr) else {
+            return Ok(Requeue::default()); // the signer marks it failed
+        };
+        let usages = csr.spec.usages.clone().unwrap_or_default();
+        if check_kubelet_client(&req, &usages).is_err() {
+            return Ok(Requeue::default());
+        }
+        let (cn, _) = subject(&req);
+        let mut subresources = Vec::new();
+        if csr.spec.username.as_deref() == Some(cn.as_str()) {
+            subresources.push("selfnodeclient");
+        }
+        subresources.push("nodeclient");
+        for sub in subresources {
+            if self.allowed(&csr, sub).await? {
+                self.approve(&csr).await?;
+                tracing::info!(csr = %name, via = sub, "auto-approved kubelet client certificate");
+                return Ok(Requeue::default());
+            }
+        }
+        Ok(Requeue::default())
+    }
+
+    async fn allowed(
+        &self,
+        csr: &CertificateSigningRequest,
+        subresource: &str,
+    ) -> Result<bool, ApprovingError> {
+        let spec = &csr.spec;
+        let sar = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: spec.username.clone(),
+                groups: spec.groups.clone(),
+                uid: spec.uid.clone(),
+                extra: spec.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("certificates.k8s.io".into()),
+                    resource: Some("certificatesigningrequests".into()),
+                    subresource: Some(subresource.into()),
+                    verb: Some("create".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reviewed = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &sar)
+            .await
+            .map_err(|source| ApprovingError::Api {
+                name: csr.name_any(),
+                what: "reviewing access",
+                source,
+            })?;
+        Ok(reviewed.status.is_some_and(|s| s.allowed))
+    }
+
+    async fn approve(&self, csr: &CertificateSigningRequest) -> Result<(), ApprovingError> {
+        let mut next = csr.clone();
+        let now = Time(self.clock.now());
+        next.status
+            .get_or_insert_with(CertificateSigningRequestStatus::default)
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(CertificateSigningRequestCondition {
+                type_: "Approved".into(),
+                status: "True".into(),
+                reason: Some("AutoApproved".into()),
+                message: Some(
+                    "Auto approving kubelet client certificate after SubjectAccessReview.".into(),
+                ),
+                last_update_time: Some(now.clone()),
+                last_transition_time: Some(now),
+            });
+        let body = serde_json::to_vec(&next).unwrap_or_default();
+        let name = csr.name_any();
+        Api::<CertificateSigningRequest>::all(self.client.clone())
+            .replace_subresource("approval", &name, &PostParams::default(), body)
+            .await
+            .map_err(|source| ApprovingError::Api {
+                name: name.clone(),
+                what: "approving",
+                source,
+            })?;
+        Ok(())
+    }
+}
