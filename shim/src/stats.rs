@@ -74,3 +74,87 @@ pub fn mem(cgroups_path: &str) -> Option<cri::MemoryUsage> {
         major_page_faults: None,
     })
 }
+
+/// (user, system) CPU time in nanoseconds: cpuacct.stat's USER_HZ ticks (v1), cpu.stat (v2).
+pub fn cpu_user_system_ns(cgroups_path: &str) -> Option<(u64, u64)> {
+    if let Some(d) = controller_dir("cpuacct", cgroups_path) {
+        let stat = d.join("cpuacct.stat");
+        // The kernel reports USER_HZ, which is 100 on every Linux ABI.
+        let tick = 10_000_000;
+        if let (Some(u), Some(s)) = (stat_value(&stat, "user"), stat_value(&stat, "system")) {
+            return Some((u * tick, s * tick));
+        }
+        let stat = d.join("cpu.stat");
+        let u = stat_value(&stat, "user_usec")?;
+        let s = stat_value(&stat, "system_usec")?;
+        return Some((u * 1000, s * 1000));
+    }
+    None
+}
+
+/// The memory figures cAdvisor exports, in bytes (`limit` as the cgroup has it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryDetail {
+    pub usage: u64,
+    pub working_set: u64,
+    pub rss: u64,
+    pub cache: u64,
+    pub max_usage: Option<u64>,
+    pub failcnt: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+pub fn memory_detail(cgroups_path: &str) -> Option<MemoryDetail> {
+    let (working_set, usage, rss) = memory(cgroups_path)?;
+    let d = controller_dir("memory", cgroups_path)?;
+    let stat = d.join("memory.stat");
+    let v1 = d.join("memory.usage_in_bytes").exists();
+    Some(if v1 {
+        MemoryDetail {
+            usage,
+            working_set,
+            rss,
+            cache: stat_value(&stat, "total_cache").unwrap_or(0),
+            max_usage: read_u64(&d.join("memory.max_usage_in_bytes")),
+            failcnt: read_u64(&d.join("memory.failcnt")),
+            limit: read_u64(&d.join("memory.limit_in_bytes")),
+        }
+    } else {
+        MemoryDetail {
+            usage,
+            working_set,
+            rss,
+            cache: stat_value(&stat, "file").unwrap_or(0),
+            max_usage: read_u64(&d.join("memory.peak")),
+            failcnt: stat_value(&d.join("memory.events"), "max"),
+            // "max" (no limit) does not parse: no limit, as cAdvisor's 0.
+            limit: Some(read_u64(&d.join("memory.max")).unwrap_or(0)),
+        }
+    })
+}
+
+/// OOM kills in the cgroup (v1 memory.oom_control's `oom_kill`, v2 memory.events).
+pub fn oom_kills(cgroups_path: &str) -> Option<u64> {
+    let d = controller_dir("memory", cgroups_path)?;
+    stat_value(&d.join("memory.oom_control"), "oom_kill")
+        .or_else(|| stat_value(&d.join("memory.events"), "oom_kill"))
+}
+
+/// (shares, quota µs, period µs) of the cpu controller; quota `None` when unlimited.
+pub fn cpu_spec(cgroups_path: &str) -> Option<(u64, Option<u64>, u64)> {
+    let d = controller_dir("cpu", cgroups_path)?;
+    let shares = read_u64(&d.join("cpu.shares"))?;
+    let period = read_u64(&d.join("cpu.cfs_period_us"))?;
+    let quota = std::fs::read_to_string(d.join("cpu.cfs_quota_us"))
+        .ok()
+        .and_then(|q| q.trim().parse::<i64>().ok())
+        .filter(|q| *q > 0)
+        .map(|q| q as u64);
+    Some((shares, quota, period))
+}
+
+/// Tasks in the cgroup (pids.current).
+pub fn pids(cgroups_path: &str) -> Option<u64> {
+    let d = controller_dir("pids", cgroups_path)?;
+    read_u64(&d.join("pids.current"))
+}

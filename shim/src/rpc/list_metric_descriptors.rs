@@ -1,7 +1,9 @@
-//! ListMetricDescriptors: not implemented yet; answers Unimplemented with the reason, never a fake success.
+//! ListMetricDescriptors: the cAdvisor-named metrics ListPodSandboxMetrics reports (see
+//! `cadvisor_metrics`).
 
 use k8s_cri::v1 as cri;
 
+use super::cadvisor_metrics;
 use crate::error::ShimError;
 use crate::Shim;
 
@@ -10,6 +12,8 @@ impl Shim {
         &self,
         _r: cri::ListMetricDescriptorsRequest,
     ) -> Result<cri::ListMetricDescriptorsResponse, ShimError> {
-        Err(ShimError::Unimplemented("ListMetricDescriptors: CRI-provided metrics are not implemented yet in pea-shim; use ListPodSandboxStats".into()))
+        Ok(cri::ListMetricDescriptorsResponse {
+            descriptors: cadvisor_metrics::descriptors(),
+        })
     }
 }

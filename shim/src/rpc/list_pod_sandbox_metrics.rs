@@ -1,8 +1,10 @@
-//! ListPodSandboxMetrics: not implemented yet; answers Unimplemented with the reason, never a fake success.
+//! ListPodSandboxMetrics: per ready pod, its cgroup's and network's metrics and those of its
+//! running containers, read live (see `cadvisor_metrics`).
 
 use k8s_cri::v1 as cri;
 
 use crate::error::ShimError;
+use crate::records::SandboxState;
 use crate::Shim;
 
 impl Shim {
@@ -10,6 +12,12 @@ impl Shim {
         &self,
         _r: cri::ListPodSandboxMetricsRequest,
     ) -> Result<cri::ListPodSandboxMetricsResponse, ShimError> {
-        Err(ShimError::Unimplemented("ListPodSandboxMetrics: CRI-provided metrics are not implemented yet in pea-shim; use ListPodSandboxStats".into()))
+        let pod_metrics = self
+            .sandboxes()
+            .into_iter()
+            .filter(|s| s.state == SandboxState::Ready)
+            .map(|s| self.pod_sandbox_metrics(&s))
+            .collect();
+        Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
     }
 }

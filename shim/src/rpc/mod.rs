@@ -17,6 +17,7 @@ use crate::error::ShimError;
 use crate::Shim;
 
 mod attach;
+mod cadvisor_metrics;
 mod checkpoint_container;
 mod container_stats;
 mod container_status;

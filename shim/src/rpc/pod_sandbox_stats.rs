@@ -7,8 +7,10 @@ use crate::error::ShimError;
 use crate::records::{now_ns, ContainerState, SandboxRecord};
 use crate::{stats, Shim};
 
-/// Per-interface (rx, tx) byte and error counters from /proc/<pid>/net/dev.
-fn net_dev(pid: i32) -> Vec<cri::NetworkInterfaceUsage> {
+/// Each interface's 16 counters from /proc/<pid>/net/dev (the network namespace of `pid`),
+/// loopback left out: rx bytes, packets, errs, drop, fifo, frame, compressed, multicast, then
+/// tx bytes, packets, errs, drop, fifo, colls, carrier, compressed.
+pub fn net_dev_counters(pid: i32) -> Vec<(String, [u64; 16])> {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
         return Vec::new();
     };
@@ -24,13 +26,22 @@ fn net_dev(pid: i32) -> Vec<cri::NetworkInterfaceUsage> {
                 .split_whitespace()
                 .filter_map(|x| x.parse().ok())
                 .collect();
-            (f.len() >= 16).then(|| cri::NetworkInterfaceUsage {
-                name: name.into(),
-                rx_bytes: Some(cri::UInt64Value { value: f[0] }),
-                rx_errors: Some(cri::UInt64Value { value: f[2] }),
-                tx_bytes: Some(cri::UInt64Value { value: f[8] }),
-                tx_errors: Some(cri::UInt64Value { value: f[10] }),
-            })
+            let f: [u64; 16] = f.get(..16)?.try_into().ok()?;
+            Some((name.to_string(), f))
+        })
+        .collect()
+}
+
+/// Per-interface (rx, tx) byte and error counters.
+fn net_dev(pid: i32) -> Vec<cri::NetworkInterfaceUsage> {
+    net_dev_counters(pid)
+        .into_iter()
+        .map(|(name, f)| cri::NetworkInterfaceUsage {
+            name,
+            rx_bytes: Some(cri::UInt64Value { value: f[0] }),
+            rx_errors: Some(cri::UInt64Value { value: f[2] }),
+            tx_bytes: Some(cri::UInt64Value { value: f[8] }),
+            tx_errors: Some(cri::UInt64Value { value: f[10] }),
         })
         .collect()
 }

@@ -12,8 +12,8 @@ use k8s_cri::v1 as cri;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+use super::session::{Inbound, Session};
 use super::status;
-use super::websocket::{Inbound, Session};
 use crate::config::ShimConfig;
 use crate::Shim;
 

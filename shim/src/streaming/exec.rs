@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::pty::{ConsoleSocket, TerminalSize};
+use super::session::{Inbound, Outbound, Session};
 use super::status;
-use super::websocket::{Inbound, Outbound, Session};
 use crate::Shim;
 
 /// How long output is still forwarded after the process exited (a daemonised child may hold

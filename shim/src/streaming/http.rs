@@ -17,13 +17,13 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::spdy_port_forward::{self, Target};
-use super::websocket::{self, Session};
+use super::spdy_remotecommand::{self, Expect};
+use super::websocket;
 use super::{attach, exec, port_forward, tunnel, StreamRequest};
 use crate::Shim;
 
-/// What a SPDY exec/attach client (crictl, kubectl < 1.30) is told.
-pub const SPDY_REFUSED: &str =
-    "SPDY exec/attach is not implemented (port-forward is); use a WebSocket client (kubectl ≥ 1.30)";
+/// What is spoken besides WebSocket (said when neither upgrade was asked for).
+pub const ALSO_SPDY: &str = "or \"Upgrade: SPDY/3.1\" with X-Stream-Protocol-Version";
 
 /// A client must send its request head this fast (hostile or stuck clients hold nothing long).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,7 +87,7 @@ async fn handle(
     if !websocket::is_upgrade(headers) {
         return Ok(plain(
             StatusCode::BAD_REQUEST,
-            format!("a WebSocket upgrade is required ({SPDY_REFUSED})"),
+            format!("a WebSocket upgrade is required ({ALSO_SPDY})"),
         ));
     }
     let Some(accept) = websocket::accept_key(headers) else {
@@ -172,7 +172,7 @@ async fn handle(
                 tracing::debug!("stream ended");
                 return;
             }
-            let session = Session::new(io, protocol).await;
+            let session = websocket::session(io, protocol).await;
             tracing::debug!(protocol = protocol.unwrap_or(""), "stream started");
             match request {
                 StreamRequest::Exec(r) => exec::run(shim, r, session).await,
@@ -210,8 +210,9 @@ fn granted_ports(query: Option<&str>, cri: Vec<u16>) -> Result<Vec<u16>, String>
     port_forward::ports_from_query(query, cri)
 }
 
-/// `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version: portforward.k8s.io` (kubectl's
-/// port-forward, and its fallback when the WebSocket tunnel is refused).
+/// `Upgrade: SPDY/3.1`: port-forward with `X-Stream-Protocol-Version: portforward.k8s.io`
+/// (kubectl's port-forward, and its fallback when the WebSocket tunnel is refused), exec and
+/// attach with remotecommand's versions (crictl, kubectl with WebSockets turned off).
 fn spdy_upgrade(
     shim: Arc<Shim>,
     kind: &str,
@@ -219,9 +220,6 @@ fn spdy_upgrade(
     mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let headers = req.headers();
-    if kind != "portforward" {
-        return plain(StatusCode::BAD_REQUEST, SPDY_REFUSED);
-    }
     let upgrade_ok = headers
         .get("upgrade")
         .and_then(|v| v.to_str().ok())
@@ -244,64 +242,116 @@ fn spdy_upgrade(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
         .collect();
-    if !offered.iter().any(|p| p == spdy_port_forward::PROTOCOL) {
-        // The kubelet's answer to a failed negotiation (httpstream.Handshake).
-        return plain(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{:?}]",
-                spdy_port_forward::PROTOCOL
-            ),
-        );
-    }
+    let protocol = if kind == "portforward" {
+        if !offered.iter().any(|p| p == spdy_port_forward::PROTOCOL) {
+            // The kubelet's answer to a failed negotiation (httpstream.Handshake).
+            return plain(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{:?}]",
+                    spdy_port_forward::PROTOCOL
+                ),
+            );
+        }
+        Some(spdy_port_forward::PROTOCOL)
+    } else {
+        match spdy_remotecommand::negotiate(&offered) {
+            Ok(p) => p,
+            Err(e) => return plain(StatusCode::FORBIDDEN, e),
+        }
+    };
     let Some(request) = shim.streams.consume(token) else {
         return plain(
             StatusCode::NOT_FOUND,
             format!("stream token {token:?} is unknown, already used or expired (tokens are single-use and live 1 minute)"),
         );
     };
-    let StreamRequest::PortForward {
-        sandbox_id,
-        netns,
-        ports,
-    } = request
-    else {
+    if request.kind() != kind {
         return plain(
             StatusCode::BAD_REQUEST,
             format!("the token is for {}, not {kind}", request.kind()),
         );
-    };
-    let ports = match granted_ports(req.uri().query(), ports) {
-        Ok(p) => p,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
-    };
-    let target = Target {
-        sandbox_id,
-        netns,
-        ports,
+    }
+    let request = match request {
+        StreamRequest::PortForward {
+            sandbox_id,
+            netns,
+            ports,
+        } => match granted_ports(req.uri().query(), ports) {
+            Ok(ports) => StreamRequest::PortForward {
+                sandbox_id,
+                netns,
+                ports,
+            },
+            Err(e) => return plain(StatusCode::BAD_REQUEST, e),
+        },
+        other => other,
     };
     let upgrade = hyper::upgrade::on(&mut req);
-    let span = tracing::info_span!("stream", kind, id = %target.sandbox_id, protocol = "SPDY/3.1");
+    let span = tracing::info_span!(
+        "stream",
+        kind,
+        id = %request_id(&request),
+        protocol = protocol.unwrap_or(spdy_remotecommand::V1),
+        transport = "SPDY/3.1"
+    );
     tokio::spawn(
         async move {
-            match upgrade.await {
-                Ok(u) => {
-                    tracing::debug!("SPDY port-forward started");
-                    spdy_port_forward::serve(TokioIo::new(u), target).await;
-                    tracing::debug!("stream ended");
+            let io = match upgrade.await {
+                Ok(u) => TokioIo::new(u),
+                Err(e) => return tracing::warn!(error = %e, "upgrade failed"),
+            };
+            tracing::debug!("SPDY stream started");
+            match request {
+                StreamRequest::PortForward {
+                    sandbox_id,
+                    netns,
+                    ports,
+                } => {
+                    let target = Target {
+                        sandbox_id,
+                        netns,
+                        ports,
+                    };
+                    spdy_port_forward::serve(io, target).await
                 }
-                Err(e) => tracing::warn!(error = %e, "upgrade failed"),
+                StreamRequest::Exec(r) => {
+                    let expect = Expect {
+                        stdin: r.stdin,
+                        stdout: r.stdout,
+                        stderr: r.stderr,
+                        tty: r.tty,
+                    };
+                    if let Some(s) = spdy_remotecommand::session(io, protocol, expect).await {
+                        exec::run(shim, r, s).await
+                    }
+                }
+                StreamRequest::Attach(r) => {
+                    let expect = Expect {
+                        stdin: r.stdin,
+                        stdout: r.stdout,
+                        stderr: r.stderr,
+                        tty: r.tty,
+                    };
+                    if let Some(s) = spdy_remotecommand::session(io, protocol, expect).await {
+                        attach::run(shim, r, s).await
+                    }
+                }
             }
+            tracing::debug!("stream ended");
         }
         .instrument(span),
     );
-    Response::builder()
+    let mut resp = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("connection", "Upgrade")
-        .header("upgrade", "SPDY/3.1")
-        .header("x-stream-protocol-version", spdy_port_forward::PROTOCOL)
-        .body(Full::new(Bytes::new()))
+        .header("upgrade", "SPDY/3.1");
+    if let Some(p) = protocol {
+        resp = resp.header("x-stream-protocol-version", p);
+    }
+    resp.body(Full::new(Bytes::new()))
         .expect("static response parts")
 }
 

@@ -7,7 +7,8 @@
 //!  CRI Exec/Attach/PortForward ──validate──▶ cache.insert(request) ──▶ URL with TOKEN
 //!  GET /exec/TOKEN (Upgrade: websocket) ──cache.consume(TOKEN)──▶ 101 + subprotocol ──▶ session
 //!  POST /portforward/TOKEN (Upgrade: SPDY/3.1) ──▶ 101 + portforward.k8s.io ──▶ SPDY session
-//!  anything else: 404 unknown/used/expired token, 400 SPDY exec/attach or no upgrade
+//!  POST /{exec,attach}/TOKEN (Upgrade: SPDY/3.1) ──▶ 101 + v4.channel.k8s.io … ──▶ SPDY streams
+//!  anything else: 404 unknown/used/expired token, 403 no common protocol, 400 no upgrade
 //! ```
 //!
 //! Protocols ([`websocket`]): `v5.channel.k8s.io` and `v4.channel.k8s.io` for exec/attach
@@ -16,8 +17,10 @@
 //! no subprotocol: per port a data and an error channel, each opened with the port as two
 //! little-endian bytes). Port-forward also speaks SPDY/3.1 ([`spdy`], [`spdy_port_forward`]):
 //! after `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version: portforward.k8s.io`, or inside a
-//! WebSocket offering `SPDY/3.1+portforward.k8s.io` ([`tunnel`]) — kubectl's two ways. SPDY
-//! exec/attach is not implemented: such requests get a 400 saying so.
+//! WebSocket offering `SPDY/3.1+portforward.k8s.io` ([`tunnel`]) — kubectl's two ways. Exec and
+//! attach also speak SPDY/3.1 ([`spdy_remotecommand`]: `v4.channel.k8s.io` down to
+//! `channel.k8s.io`, one SPDY stream per channel named by `streamType`); both transports hand
+//! the sessions the same [`session::Session`].
 //!
 //! Sessions: [`exec`] runs the runtime's `exec` (pipes, or a pty handed over a console socket
 //! for tty), [`attach`] subscribes to the container's pea-monitor, [`port_forward`] dials
@@ -30,8 +33,10 @@ pub mod exec;
 pub mod http;
 pub mod port_forward;
 pub mod pty;
+pub mod session;
 pub mod spdy;
 pub mod spdy_port_forward;
+pub mod spdy_remotecommand;
 pub mod status;
 pub mod tunnel;
 pub mod websocket;

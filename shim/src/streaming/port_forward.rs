@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::websocket::{Inbound, Session};
+use super::session::{Inbound, Session};
 
 /// Ports per stream (two channels each; channel numbers are one byte).
 pub const MAX_PORTS: usize = 64;

@@ -11,6 +11,8 @@
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// The largest DATA payload accepted (clients write ≤ 32 KiB chunks).
 pub const MAX_FRAME: usize = 1 << 20;
@@ -368,6 +370,33 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.split('\0').next().unwrap_or(""))
+}
+
+/// Spawns the task that writes a connection's frames in order (flushing whenever the queue
+/// runs dry) and shuts the write side down after a GOAWAY, the last frame of a connection, or
+/// once every sender is gone.
+pub fn spawn_writer<W>(wr: W) -> (mpsc::Sender<Frame>, JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<Frame>(32);
+    let task = tokio::spawn(async move {
+        let mut w = FrameWriter::new(wr);
+        while let Some(f) = rx.recv().await {
+            let last = matches!(f, Frame::GoAway { .. });
+            if w.write(&f).await.is_err() {
+                break;
+            }
+            if rx.is_empty() && w.flush().await.is_err() {
+                break;
+            }
+            if last {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    (tx, task)
 }
 
 /// Writes frames, deflating header blocks with the connection's one zlib stream.

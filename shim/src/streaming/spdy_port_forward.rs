@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::port_forward;
-use super::spdy::{self, goaway, rst, Frame, FrameReader, FrameWriter};
+use super::spdy::{self, goaway, rst, Frame, FrameReader};
 
 /// The protocol named in `X-Stream-Protocol-Version`.
 pub const PROTOCOL: &str = "portforward.k8s.io";
@@ -79,23 +79,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
-    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(32);
-    let writer = tokio::spawn(async move {
-        let mut w = FrameWriter::new(wr);
-        while let Some(f) = out_rx.recv().await {
-            let last = matches!(f, Frame::GoAway { .. });
-            if w.write(&f).await.is_err() {
-                break;
-            }
-            if out_rx.is_empty() && w.flush().await.is_err() {
-                break;
-            }
-            if last {
-                break;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
+    let (out_tx, writer) = spdy::spawn_writer(wr);
     let (in_tx, mut in_rx) = mpsc::channel::<Result<Frame, spdy::SpdyError>>(16);
     let reader = tokio::spawn(async move {
         let mut r = FrameReader::new(rd);

@@ -1,6 +1,6 @@
 //! The Kubernetes WebSocket channel protocol on a stream: subprotocol negotiation, the 101
 //! answer, and a [`Session`] that turns binary messages `[channel][data]` into [`Inbound`]
-//! events and writes [`Outbound`] ones, so the exec/attach/port-forward sessions never see
+//! events and writes [`Out`] ones, so the exec/attach/port-forward sessions never see
 //! WebSocket frames.
 //!
 //! A reader task owns the receiving half and a writer task the sending half; a client that
@@ -8,15 +8,15 @@
 //! `recv() == None` and [`Session::gone`]. Messages are bounded ([`MAX_MESSAGE`]) and the inbound
 //! queue is small, so a fast client is back-pressured instead of buffered.
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+use super::session::{Inbound, Out, Parts, Session};
 
 /// exec/attach with the stream-close signal (kubectl ≥ 1.30's first choice).
 pub const V5: &str = "v5.channel.k8s.io";
@@ -92,157 +92,84 @@ pub fn accept_key(headers: &hyper::HeaderMap) -> Option<String> {
         .then(|| tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// What the client sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound {
-    Data(u8, Bytes),
-    /// v5: the client closed its side of this channel (stdin half-close).
-    Close(u8),
-}
-
-/// The sending side; cheap to clone into the tasks that produce output.
-#[derive(Debug, Clone)]
-pub struct Outbound(mpsc::Sender<Message>);
-
-impl Outbound {
-    /// Sends `data` on `channel`; false once the connection is gone.
-    pub async fn send(&self, channel: u8, data: &[u8]) -> bool {
-        let mut m = Vec::with_capacity(data.len() + 1);
-        m.push(channel);
-        m.extend_from_slice(data);
-        self.0.send(Message::Binary(m.into())).await.is_ok()
-    }
-
-    /// Sends a `metav1.Status` on the error channel (3).
-    pub async fn status(&self, status: &serde_json::Value) -> bool {
-        self.send(3, status.to_string().as_bytes()).await
-    }
-}
-
-#[derive(Debug)]
-pub struct Session {
-    pub protocol: Option<&'static str>,
-    pub out: Outbound,
-    inbound: mpsc::Receiver<Inbound>,
-    gone: watch::Receiver<bool>,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-}
-
-impl Session {
-    /// Runs the protocol on an already upgraded connection.
-    pub async fn new<S>(io: S, protocol: Option<&'static str>) -> Self
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        let (mut sink, mut stream) = ws.split();
-        let (out_tx, mut out_rx) = mpsc::channel::<Message>(16);
-        let (in_tx, inbound) = mpsc::channel(16);
-        let (gone_tx, gone) = watch::channel(false);
-        let close_signal = protocol == Some(V5);
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let data = match msg {
-                    Message::Binary(b) => b,
-                    Message::Close(_) => break,
-                    // Ping/pong are answered by tungstenite; text (the base64 protocols) is
-                    // not spoken here and was not negotiated.
-                    _ => continue,
-                };
-                let event = match data.first() {
-                    None => continue,
-                    Some(&CLOSE_SIGNAL) if close_signal => match data.get(1) {
-                        Some(&ch) if data.len() == 2 => Inbound::Close(ch),
-                        _ => {
-                            tracing::debug!("malformed close signal; ending the stream");
-                            break;
-                        }
-                    },
-                    Some(&ch) => Inbound::Data(ch, data.slice(1..)),
-                };
-                if in_tx.send(event).await.is_err() {
-                    break;
-                }
+/// Runs the protocol on an already upgraded connection: a reader task turns binary messages
+/// `[channel][data]` (and v5's close signal) into [`Inbound`] events, a writer task encodes
+/// [`Out`] as messages (the status on channel 3, `Out::Close` as a normal close).
+pub async fn session<S>(io: S, protocol: Option<&'static str>) -> Session
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(16);
+    let (in_tx, inbound) = mpsc::channel(16);
+    let (gone_tx, gone) = watch::channel(false);
+    let close_signal = protocol == Some(V5);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let data = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => break,
+                // Ping/pong are answered by tungstenite; text (the base64 protocols) is
+                // not spoken here and was not negotiated.
+                _ => continue,
+            };
+            let event = match data.first() {
+                None => continue,
+                Some(&CLOSE_SIGNAL) if close_signal => match data.get(1) {
+                    Some(&ch) if data.len() == 2 => Inbound::Close(ch),
+                    _ => {
+                        tracing::debug!("malformed close signal; ending the stream");
+                        break;
+                    }
+                },
+                Some(&ch) => Inbound::Data(ch, data.slice(1..)),
+            };
+            if in_tx.send(event).await.is_err() {
+                break;
             }
-            let _ = gone_tx.send(true);
-        });
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let last = matches!(m, Message::Close(_));
-                if sink.send(m).await.is_err() || last {
-                    break;
+        }
+        let _ = gone_tx.send(true);
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(out) = out_rx.recv().await {
+            let (m, last) = match out {
+                Out::Data(ch, data) => {
+                    let mut m = Vec::with_capacity(data.len() + 1);
+                    m.push(ch);
+                    m.extend_from_slice(&data);
+                    (Message::Binary(m.into()), false)
                 }
+                Out::Status(status) => {
+                    let mut m = vec![3u8];
+                    m.extend_from_slice(status.to_string().as_bytes());
+                    (Message::Binary(m.into()), false)
+                }
+                Out::Close => (
+                    Message::Close(Some(CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "".into(),
+                    })),
+                    true,
+                ),
+            };
+            if sink.send(m).await.is_err() || last {
+                break;
             }
-            let _ = sink.close().await;
-        });
-        Self {
-            protocol,
-            out: Outbound(out_tx),
-            inbound,
-            gone,
-            reader,
-            writer,
         }
-    }
-
-    /// Tells the client the stream is established, as the kubelet does: an empty message on
-    /// the lowest output channel it asked for (stdout, else stderr, else the error channel).
-    pub async fn announce(&self, stdout: bool, stderr: bool) {
-        let channel = if stdout {
-            1
-        } else if stderr {
-            2
-        } else {
-            3
-        };
-        self.out.send(channel, &[]).await;
-    }
-
-    /// The next event from the client; `None` once it is gone.
-    pub async fn recv(&mut self) -> Option<Inbound> {
-        self.inbound.recv().await
-    }
-
-    /// Resolves when the client has gone (closed or broke the connection).
-    pub fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut g = self.gone.clone();
-        async move {
-            let _ = g.wait_for(|gone| *gone).await;
-        }
-    }
-
-    /// Closes the connection normally once everything queued is written (bounded: a client
-    /// that stops reading does not keep the session alive).
-    pub async fn finish(self) {
-        let Session {
-            out,
-            reader,
-            writer,
-            ..
-        } = self;
-        let _ = out
-            .0
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
-        drop(out);
-        let limit = std::time::Duration::from_secs(5);
-        let _ = tokio::time::timeout(limit, writer).await;
-        // The client's close reply ends the reader; one that never answers is cut off.
-        let abort = reader.abort_handle();
-        if tokio::time::timeout(std::time::Duration::from_secs(1), reader)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
-    }
+        let _ = sink.close().await;
+    });
+    Session::from_parts(Parts {
+        protocol,
+        out: out_tx,
+        inbound,
+        gone,
+        reader,
+        writer,
+    })
 }
 
 #[cfg(test)]
