@@ -1,0 +1,525 @@
+//! pea-federation against real API servers, driven by the real kubectl 1.32: three members (each
+//! a pea-control with the deployment and replicaset controllers and a hollow kubelet that marks
+//! pods Ready without containers) and a federation API (a pea-control with no controllers, the
+//! CRDs installed by `pea federation init`, members added by `pea federation join`). Each member is
+//! reached through a loopback relay the test can cut, which is how a member becomes unreachable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use pea_tests::bins::workspace_binary;
+use pea_tests::control::{Backend, ControlPlane, Kubectl};
+use serde_json::{json, Value};
+
+/// Bound of every wait; generous because the machine has 2 shared cores.
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A TCP relay 127.0.0.1:port → target that can be cut (connections reset, port closed) and
+/// restored on the same port.
+struct Relay {
+    port: u16,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(rt: &tokio::runtime::Runtime, target: std::net::SocketAddr) -> Self {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind relay");
+        let port = listener.local_addr().expect("addr").port();
+        let mut r = Self {
+            port,
+            target,
+            task: None,
+        };
+        r.serve(rt, listener);
+        r
+    }
+
+    fn serve(&mut self, rt: &tokio::runtime::Runtime, listener: tokio::net::TcpListener) {
+        let target = self.target;
+        self.task = Some(rt.spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut a, _)) = listener.accept().await else {
+                    break;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the port and every relayed connection (the JoinSet is dropped with the task).
+    fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    fn restore(&mut self, rt: &tokio::runtime::Runtime) {
+        let deadline = Instant::now() + WAIT;
+        let listener = loop {
+            match rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port))) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("rebind relay port {}: {e}", self.port),
+            }
+        };
+        self.serve(rt, listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// A member cluster: pea-control, its controllers, a hollow kubelet, and the relay in front.
+struct Member {
+    name: String,
+    // Kept alive for the member's lifetime (dropped after the runtime that uses it).
+    _cp: ControlPlane,
+    k: Kubectl,
+    relay: Relay,
+    /// Kubeconfig through the relay (what the federation is given).
+    kubeconfig: PathBuf,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Member {
+    fn start(name: &str, dir: &Path) -> Self {
+        let cp = ControlPlane::start(Backend::Embedded).expect("member pea-control");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("member runtime");
+        let relay = Relay::start(&rt, cp.addr);
+        let admin = cp
+            .kubeconfig_for("federation", &["system:masters"])
+            .expect("kubeconfig");
+        let text = std::fs::read_to_string(&admin)
+            .expect("read kubeconfig")
+            .replace(
+                &format!("https://{}", cp.addr),
+                &format!("https://127.0.0.1:{}", relay.port),
+            );
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig, text).expect("write kubeconfig");
+        let direct = cp.kubeconfig.clone();
+        rt.spawn(async move {
+            let client = pea_controllers::client_from_kubeconfig(&direct)
+                .await
+                .expect("client");
+            let mut config = pea_controllers::ControllersConfig::default();
+            config.set_controllers("deployment,replicaset");
+            let controllers = tokio::spawn({
+                let client = client.clone();
+                async move {
+                    if let Err(e) = pea_controllers::run(client, config).await {
+                        panic!("controllers stopped: {e}");
+                    }
+                }
+            });
+            hollow_kubelet(client).await;
+            controllers.abort();
+        });
+        let k = cp.kubectl();
+        Self {
+            name: name.into(),
+            _cp: cp,
+            k,
+            relay,
+            kubeconfig,
+            rt: Some(rt),
+        }
+    }
+
+    fn deployment(&self, name: &str) -> Option<Value> {
+        let out = self.k.run(&["get", "deployment", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("deployment json"))
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.relay.cut();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Marks every pod of the member Running and Ready (no containers run), forever.
+async fn hollow_kubelet(client: kube::Client) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut n = 0u32;
+    loop {
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            for p in list.items.iter().filter(|p| !is_ready(p)) {
+                n += 1;
+                let ip = format!("10.246.{}.{}", n / 250 % 250, n % 250 + 1);
+                let now = k8s_openapi::chrono::Utc::now()
+                    .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+                let patch = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                let ns = p.namespace().unwrap_or_default();
+                let _ = Api::<Pod>::namespaced(client.clone(), &ns)
+                    .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The federation plane: pea-control (no controllers) plus pea-federation in-process.
+struct Federation {
+    cp: ControlPlane,
+    k: Kubectl,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Federation {
+    fn start(toleration: Duration) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let cp = ControlPlane::start(Backend::Embedded).expect("federation pea-control");
+        let k = cp.kubectl();
+        let out = pea(&["federation", "init", "--kubeconfig", path(&cp.kubeconfig)]);
+        assert!(out.contains("federation API ready"), "{out}");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("federation runtime");
+        let kc = cp.kubeconfig.clone();
+        rt.spawn(async move {
+            let client = pea_federation::client_from_kubeconfig(&kc)
+                .await
+                .expect("client");
+            let config = pea_federation::Config {
+                resync: Duration::from_millis(500),
+                failover_toleration: toleration,
+                member_timeout: Duration::from_secs(2),
+            };
+            if let Err(e) = pea_federation::run(client, config).await {
+                panic!("pea-federation stopped: {e}");
+            }
+        });
+        Self {
+            cp,
+            k,
+            rt: Some(rt),
+        }
+    }
+
+    fn join(&self, m: &Member, labels: &[&str]) {
+        let mut args = vec![
+            "federation",
+            "join",
+            &m.name,
+            "--kubeconfig",
+            path(&self.cp.kubeconfig),
+            "--cluster-kubeconfig",
+            path(&m.kubeconfig),
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        let out = pea(&args);
+        assert!(out.contains(&format!("cluster {} joined", m.name)), "{out}");
+    }
+
+    fn get(&self, what: &[&str]) -> Option<Value> {
+        let mut args = vec!["get"];
+        args.extend(what);
+        args.extend(["-o", "json"]);
+        let out = self.k.run(&args);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Runs the `pea` CLI; returns stdout, panics with stderr on failure.
+fn pea(args: &[&str]) -> String {
+    let out = Command::new(workspace_binary("pea", "PEA_CLI"))
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("run pea");
+    assert!(
+        out.status.success(),
+        "pea {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` until it returns Some, for at most [`WAIT`].
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn replicas_and_image(d: &Value) -> (i64, String) {
+    (
+        d["spec"]["replicas"].as_i64().unwrap_or(-1),
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+const DEPLOYMENT: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+  "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+    "template": {"metadata": {"labels": {"app": "web"}},
+      "spec": {"containers": [{"name": "web", "image": "registry.local/busybox:1"}]}}}}"#;
+
+const POLICIES: &str = r#"{"apiVersion": "v1", "kind": "List", "items": [
+ {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+  "metadata": {"name": "web", "namespace": "default"},
+  "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+    "placement": {"clusterAffinity": {"clusterNames": ["m1", "m2"]},
+      "replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
+        "weightPreference": {"staticWeightList": [
+          {"targetCluster": {"clusterNames": ["m1"]}, "weight": 2},
+          {"targetCluster": {"clusterNames": ["m2"]}, "weight": 1}]}}}}},
+ {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "ClusterPropagationPolicy",
+  "metadata": {"name": "everything-everywhere"},
+  "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment"}, {"apiVersion": "v1", "kind": "ConfigMap",
+      "labelSelector": {"matchLabels": {"spread": "all"}}}],
+    "placement": {"clusterAffinity": {"labelSelector": {"matchLabels": {"site": "lab"}}}}}},
+ {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "OverridePolicy",
+  "metadata": {"name": "m2-image", "namespace": "default"},
+  "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+    "overrideRules": [{"targetCluster": {"clusterNames": ["m2"]},
+      "overriders": {"imageOverrider": [{"component": "Tag", "operator": "replace", "value": "2"}],
+        "labelsOverrider": [{"operator": "add", "value": {"site-override": "m2"}}]}}]}}
+]}"#;
+
+#[test]
+fn a_divided_deployment_lands_by_weight_fails_over_comes_back_and_is_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fed = Federation::start(Duration::from_secs(3));
+    let mut members: Vec<Member> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Member::start(n, dir.path()))
+        .collect();
+    for m in &members {
+        fed.join(m, &["site=lab"]);
+    }
+    // Every member Ready, as `kubectl get clusters` prints it.
+    eventually("three Ready clusters", || {
+        let out = fed.k.ok(&["get", "clusters"]);
+        (out.lines()
+            .filter(|l| l.contains(" Push ") && l.contains(" True "))
+            .count()
+            == 3)
+            .then_some(())
+    });
+
+    fed.k.ok_stdin(&["apply", "-f", "-"], POLICIES);
+    fed.k.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    fed.k.ok_stdin(&["apply", "-f", "-"], r#"{"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "shared", "namespace": "default", "labels": {"spread": "all"}}, "data": {"k": "v"}}"#);
+
+    // 2:1 by weight (the named PropagationPolicy beats the cluster-wide one), image override on m2.
+    let m1 = eventually("web 2 replicas on m1", || {
+        members[0]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 2)
+    });
+    assert_eq!(replicas_and_image(&m1).1, "registry.local/busybox:1");
+    let uid = fed.get(&["deployment", "web"]).expect("template")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        m1["metadata"]["labels"]["federation.pea.dev/template-uid"],
+        uid.as_str()
+    );
+    assert_eq!(m1["metadata"]["labels"]["karmada.io/managed"], "true");
+    let m2 = eventually("web 1 replica on m2", || {
+        members[1]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 1)
+    });
+    assert_eq!(replicas_and_image(&m2).1, "registry.local/busybox:2");
+    assert_eq!(m2["metadata"]["labels"]["site-override"], "m2");
+    assert!(
+        members[2].deployment("web").is_none(),
+        "m3 is outside the placement"
+    );
+    // The ConfigMap the cluster-wide policy selects by label is on all three.
+    for m in &members {
+        eventually("configmap on every member", || {
+            m.k.run(&["get", "configmap", "shared"])
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
+    // Status summed on the federation; per-member status in the binding.
+    eventually("readyReplicas 3 on the federation", || {
+        let d = fed.get(&["deployment", "web"])?;
+        (d["status"]["readyReplicas"] == 3
+            && d["status"]["replicas"] == 3
+            && d["status"]["availableReplicas"] == 3)
+            .then_some(())
+    });
+    let out = fed.k.ok(&["get", "deployment", "web"]);
+    assert!(
+        out.contains("3/3"),
+        "kubectl get deploy on the federation: {out}"
+    );
+    let rb = eventually("binding with both members", || {
+        fed.get(&["resourcebindings", "web-deployment"])
+            .filter(|rb| {
+                rb["status"]["aggregatedStatus"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 2)
+            })
+    });
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "m1", "replicas": 2}, {"name": "m2", "replicas": 1}])
+    );
+    assert_eq!(rb["status"]["conditions"][1]["status"], "True", "{rb}");
+    let events = fed.k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+        "-o",
+        "json",
+    ]);
+    assert!(events.contains("PropagationPolicy default/web wins over ClusterPropagationPolicy everything-everywhere"), "{events}");
+
+    // Drift in a member is corrected.
+    members[0]
+        .k
+        .ok(&["scale", "deployment", "web", "--replicas", "5"]);
+    eventually("m1 back at 2", || {
+        members[0]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 2)
+    });
+
+    // m2 unreachable: Ready False naming it; after the toleration its share moves to m1.
+    let rt = members[1].rt.take().expect("runtime");
+    members[1].relay.cut();
+    eventually("m2 not Ready", || {
+        let c = fed.get(&["cluster", "m2"])?;
+        let cond = &c["status"]["conditions"][0];
+        (cond["status"] == "False"
+            && cond["reason"] == "ClusterNotReachable"
+            && cond["message"].as_str()?.contains("member m2"))
+        .then_some(())
+    });
+    eventually("m1 takes m2's share", || {
+        members[0]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 3)
+    });
+    let rb = eventually("binding names the unreachable member", || {
+        fed.get(&["resourcebindings", "web-deployment"])
+            .filter(|rb| rb["status"]["conditions"][1]["status"] == "False")
+    });
+    assert!(
+        rb["status"]["conditions"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("member m2"),
+        "{rb}"
+    );
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "m1", "replicas": 3}, {"name": "m2", "replicas": 0}])
+    );
+
+    // m2 back: its share returns and m1's surplus is removed.
+    members[1].relay.restore(&rt);
+    members[1].rt = Some(rt);
+    eventually("m1 back at 2 after m2 returns", || {
+        members[0]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 2)
+    });
+    eventually("m2 at 1", || {
+        members[1]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 1)
+    });
+    eventually("m2 Ready again", || {
+        let c = fed.get(&["cluster", "m2"])?;
+        (c["status"]["conditions"][0]["status"] == "True").then_some(())
+    });
+
+    // The template goes: member objects go, then the template and its binding.
+    fed.k.ok(&["delete", "deployment", "web", "--timeout=40s"]);
+    for m in &members[..2] {
+        assert!(
+            m.deployment("web").is_none(),
+            "{}: web still there after the template was deleted",
+            m.name
+        );
+    }
+    assert!(fed.get(&["resourcebindings", "web-deployment"]).is_none());
+    fed.k
+        .ok(&["delete", "configmap", "shared", "--timeout=40s"]);
+    for m in &members {
+        assert!(
+            !m.k.run(&["get", "configmap", "shared"]).status.success(),
+            "{}: configmap left",
+            m.name
+        );
+    }
+    drop(members);
+}
