@@ -809,3 +809,102 @@ fn udp_conntrack_flush_and_restart_keeps_connections() -> Result<()> {
     drop(echo);
     Ok(())
 }
+
+/// loadBalancerSourceRanges: new connections to a LoadBalancer IP from outside the ranges are
+/// dropped before DNAT (kube-proxy's firewall-ips map and per-service firewall chains); a client
+/// inside the range gets through, as does the NodePort of the same Service from anywhere; the
+/// annotation works when the field is empty; changing or removing the ranges is applied.
+#[test]
+fn load_balancer_source_ranges_drop_other_sources() -> Result<()> {
+    const LB_IP: &str = "192.168.61.10";
+    let mut lab = Lab::new(1)?;
+    let a = lab.pod(0, 10)?;
+    let _sa = tag_server(&lab.pods[a].ns, 8080, "a", false)?;
+    // A second host outside the cluster, next to the lab's client; both route the LB IP to the
+    // node (the "load balancer" delivers to the node with the client's address kept).
+    let outsider = Netns::new("pclient")?;
+    veth(&outsider, "eth0", &lab.lab, "cl2")?;
+    lab.lab.ip(&["link", "set", "cl2", "master", "under0"])?;
+    outsider.ip(&["addr", "add", "192.168.60.101/24", "dev", "eth0"])?;
+    for ns in [&lab.client, &outsider] {
+        ns.ip(&[
+            "route",
+            "add",
+            &format!("{LB_IP}/32"),
+            "via",
+            "192.168.60.1",
+        ])?;
+    }
+    lab.start_proxy(0, &[])?;
+    lab.service(
+        "guarded",
+        json!({"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}],
+            "loadBalancerSourceRanges": ["192.168.60.100/32"]}),
+    )?;
+    lab.slice("guarded", json!({"name": "http", "port": 8080}), &[a], &[])?;
+    let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}}).to_string();
+    let out = lab.kubectl(
+        &[
+            "patch",
+            "svc",
+            "guarded",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.wait_rules(0, "the firewall", |t| {
+        has_firewall_chain(t) && t.contains(LB_IP)
+    })?;
+    let lb = addr(LB_IP, 80);
+    let inside = tcp_get(&lab.client, lb);
+    assert!(
+        inside.as_ref().is_ok_and(|s| s.starts_with("a ")),
+        "a client inside the range: {inside:?}\n{}",
+        lab.debug(0)
+    );
+    assert_eq!(
+        tcp_error(&outsider, lb)?,
+        std::io::ErrorKind::TimedOut,
+        "a client outside the range is dropped (no reset)"
+    );
+    // The NodePort of the same Service is not firewalled (as kube-proxy: only LB IPs are).
+    let np = lab.node_port("guarded")?;
+    assert!(tcp_get(&outsider, addr("192.168.60.1", np))?.starts_with("a "));
+
+    // The annotation when the field is empty: now only the outsider is allowed.
+    lab.apply(&json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "guarded", "namespace": "default",
+            "annotations": {"service.beta.kubernetes.io/load-balancer-source-ranges": "192.168.60.101/32, 10.99.0.0/16"}},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]}}))?;
+    lab.wait_rules(0, "the annotated ranges", |t| t.contains("10.99.0.0"))?;
+    assert!(tcp_get(&outsider, lb)?.starts_with("a "));
+    assert_eq!(tcp_error(&lab.client, lb)?, std::io::ErrorKind::TimedOut);
+
+    // No ranges at all: the firewall goes and everyone gets through.
+    lab.apply(&json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "guarded", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]}}))?;
+    lab.wait_rules(0, "no firewall", |t| !has_firewall_chain(t))?;
+    for ns in [&lab.client, &outsider] {
+        assert!(tcp_get(ns, lb)?.starts_with("a "));
+    }
+    assert!(!lab.log(0).contains("sync failed"), "{}", lab.log(0));
+    Ok(())
+}
+
+/// Whether a table (nft -j) has a per-service firewall chain (`firewall-<HASH>-...`; the fixed
+/// `firewall-ips` map and `firewall-check` chain are lowercase).
+fn has_firewall_chain(table: &str) -> bool {
+    table
+        .split("\"firewall-")
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_digit()))
+}
