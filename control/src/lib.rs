@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod gc;
 pub mod gc_sweep;
 pub mod hpa_conversion;
+pub mod ingressclass;
 pub mod inuse_protection;
 pub mod ipalloc;
 pub mod kubeconfig;

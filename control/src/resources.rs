@@ -477,6 +477,18 @@ impl Resources {
                 policy::v1::PodDisruptionBudget
             ),
             def!(
+                "networking.k8s.io",
+                "v1",
+                "IngressClass",
+                "ingressclasses",
+                "ingressclass",
+                false,
+                [],
+                [],
+                [],
+                networking::v1::IngressClass
+            ),
+            def!(
                 "discovery.k8s.io",
                 "v1",
                 "EndpointSlice",

@@ -52,6 +52,7 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
             out.extend(crate::admission::config::validate(kind, obj))
         }
         "PriorityClass" => crate::priority::check(obj, &mut out),
+        "IngressClass" => crate::ingressclass::check(obj, &mut out),
         "ResourceQuota" => out.extend(pea_controllers::quota::validate(obj)),
         "LimitRange" => crate::limitranger::check(obj, &mut out),
         _ => crate::storage::check(kind, obj, &mut out),
@@ -105,6 +106,7 @@ pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
             out.extend(crate::rbac::validate_update(kind, old, new))
         }
         "PriorityClass" => crate::priority::check_update(old, new, &mut out),
+        "IngressClass" => crate::ingressclass::check_update(old, new, &mut out),
         "Pod" => {
             // Only images, activeDeadlineSeconds, tolerations and the grace period may change.
             let mut allowed = old.get("spec").cloned().unwrap_or(Value::Null);

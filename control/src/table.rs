@@ -243,6 +243,11 @@ fn more_columns(kind: &str, name: Value, age: Value) -> Vec<Value> {
             col("Address", "string", 0, "Address is a list containing ingress points for the load-balancer"),
             col("Ports", "string", 0, "Ports of TLS configurations that open"),
         ],
+        "IngressClass" => vec![
+            name,
+            col("Controller", "string", 0, "Controller that is responsible for handling this class"),
+            col("Parameters", "string", 0, "A reference to a resource with additional parameters"),
+        ],
         "CronJob" => vec![
             name,
             col("Schedule", "string", 0, "The schedule in Cron format."),
@@ -650,6 +655,26 @@ fn more_cells(kind: &str, obj: &Value, name: Value, a: Value, now: SystemTime) -
                 json!(list_with_more(hosts, "*")),
                 json!(lb.join(",")),
                 json!(ports),
+            ]
+        }
+        "IngressClass" => {
+            // kube's printIngressClass: Kind[.apiGroup]/name.
+            let parameters = obj
+                .pointer("/spec/parameters")
+                .filter(|p| p.is_object())
+                .map(|p| {
+                    let group = p.get("apiGroup").and_then(Value::as_str);
+                    format!(
+                        "{}{}/{}",
+                        s(p.get("kind")),
+                        group.map(|g| format!(".{g}")).unwrap_or_default(),
+                        s(p.get("name"))
+                    )
+                });
+            vec![
+                name,
+                json!(s(obj.pointer("/spec/controller"))),
+                json!(parameters.unwrap_or_else(|| "<none>".into())),
             ]
         }
         "CronJob" => vec![

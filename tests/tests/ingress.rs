@@ -1,5 +1,6 @@
 //! pea-ingress against a real pea-control: IngressClass, Ingresses, Services, EndpointSlices and
-//! a TLS Secret written by the test; backends are small HTTP servers on 127.0.0.x. Checked with
+//! a TLS Secret written by the test (IngressClasses served by pea-control, with its
+//! DefaultIngressClass admission); backends are small HTTP servers on 127.0.0.x. Checked with
 //! curl: host and path routing (Exact, Prefix, ImplementationSpecific), default backend, TLS
 //! with SNI, HTTP/2, X-Forwarded-*, round-robin with a dead endpoint skipped, status written
 //! back, reload without dropping a kept-alive connection, bad Ingresses reported while the rest
@@ -109,8 +110,10 @@ fn setup() -> Setup {
         .unwrap();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
 
+    // The class pea-ingress serves (its controller), the cluster's default.
     let mut m = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\n\
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: pea\n  annotations: {{ingressclass.kubernetes.io/is-default-class: \"true\"}}\nspec: {{controller: pea.dev/ingress}}\n---\n\
+apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\n\
 apiVersion: v1\nkind: Secret\nmetadata: {{name: secure-tls, namespace: {NS}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
         b64(&leaf.pem()),
         b64(&leaf_key.serialize_pem())
@@ -346,4 +349,132 @@ fn reload_keeps_connections_bad_ingresses_are_reported_and_upgrades_pass_through
     let mut echo = vec![0u8; frame.len()];
     ws.read_exact(&mut echo).unwrap();
     assert_eq!(echo, frame);
+}
+
+/// pea-control serves IngressClasses (validation, table columns) and defaults the class of a new
+/// Ingress to the newest default class; pea-ingress serves only Ingresses whose class names its
+/// controller, and follows a class that goes away.
+#[test]
+fn ingress_classes_decide_which_ingresses_are_served() {
+    let s = setup();
+    let ing = &s.ing;
+    let k = s.cp.kubectl();
+    eventually("routes", || backend_of(&get(ing, "a.example", "/b")) == "b");
+
+    // Served like kube: table columns, and a controller that is not a domain-prefixed path refused.
+    let table = k.ok(&["get", "ingressclasses"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("CONTROLLER") && table.contains("PARAMETERS"),
+        "{table}"
+    );
+    assert!(table.contains("pea.dev/ingress"), "{table}");
+    let err = k.fails_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: bad}\nspec: {controller: nginx}\n",
+    );
+    assert!(
+        err.contains("spec.controller") && err.contains("domain-prefixed path"),
+        "{err}"
+    );
+    let err = k.fails(&[
+        "patch",
+        "ingressclass",
+        "pea",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"controller":"pea.dev/other"}}"#,
+    ]);
+    assert!(err.contains("field is immutable"), "{err}");
+
+    // Without a class: DefaultIngressClass admission sets `pea`, and pea-ingress serves it.
+    let be = |svc: &str| format!("{{service: {{name: {svc}, port: {{number: 80}}}}}}");
+    let ingress = |name: &str, host: &str, extra: &str| {
+        format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {NS}{extra}}}\nspec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {}}}\n", be("svc-b"))
+    };
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &ingress("classless", "classless.example", ""),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "ingress",
+            "-n",
+            NS,
+            "classless",
+            "-o",
+            "jsonpath={.spec.ingressClassName}"
+        ]),
+        "pea"
+    );
+    eventually("the defaulted ingress", || {
+        backend_of(&get(ing, "classless.example", "/")) == "b"
+    });
+    // The legacy annotation is left alone (no ingressClassName added).
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &ingress(
+            "legacy",
+            "legacy.example",
+            ", annotations: {kubernetes.io/ingress.class: pea}",
+        ),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "ingress",
+            "-n",
+            NS,
+            "legacy",
+            "-o",
+            "jsonpath={.spec.ingressClassName}"
+        ]),
+        ""
+    );
+    eventually("the legacy-annotated ingress", || {
+        backend_of(&get(ing, "legacy.example", "/")) == "b"
+    });
+
+    // A newer default class of another controller wins the defaulting; its Ingresses are not ours.
+    std::thread::sleep(Duration::from_millis(1100)); // creationTimestamp has second precision
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: other\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\nspec:\n  controller: example.com/other\n  parameters: {apiGroup: example.com, kind: Params, name: p}\n",
+    );
+    let table = k.ok(&["get", "ingressclass", "other"]);
+    assert!(table.contains("Params.example.com/p"), "{table}");
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &ingress("foreign", "foreign.example", ""),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "ingress",
+            "-n",
+            NS,
+            "foreign",
+            "-o",
+            "jsonpath={.spec.ingressClassName}"
+        ]),
+        "other"
+    );
+    // Another Ingress after it proves the table was rebuilt since; the foreign host falls
+    // through to the main Ingress's default backend.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &ingress("after", "after.example", "")
+            .replace("spec:\n", "spec:\n  ingressClassName: pea\n"),
+    );
+    eventually("the ingress after", || {
+        backend_of(&get(ing, "after.example", "/")) == "b"
+    });
+    assert_eq!(backend_of(&get(ing, "foreign.example", "/")), "dflt");
+
+    // The `pea` class deleted: its Ingresses are no longer served (the default backend of
+    // `main` went with them, so nothing routes).
+    k.ok(&["delete", "ingressclass", "pea"]);
+    eventually("routes gone with the class", || {
+        !get(ing, "a.example", "/b").contains("backend=")
+    });
 }

@@ -64,7 +64,8 @@ pub async fn run(
     let (slices, w4) = reflector::store::<EndpointSlice>();
     let (secrets, w5) = reflector::store::<Secret>();
     let c = &client;
-    // Not every API server serves IngressClasses (pea-control does not yet): probe once.
+    // API servers before networking.k8s.io/v1 IngressClass (kube < 1.19) do not serve it: probe
+    // once and fall back to matching the class name.
     let classes_served = match Api::<IngressClass>::all(c.clone())
         .list(&kube::api::ListParams::default().limit(1))
         .await

@@ -700,6 +700,11 @@ fn ingress(c: &Cluster) -> Result<()> {
         &c.log_file("ingress"),
         &c.pid_file("ingress"),
     )?;
+    // Its IngressClass, the cluster's default: `kubectl create ingress` without --class works.
+    let class = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+  "metadata": {"name": "pea", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+  "spec": {"controller": "pea.dev/ingress"}}"#;
+    kubectl_in_cluster(c, &["apply", "-f", "-"], Some(class))?;
     Ok(())
 }
 

@@ -116,6 +116,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("batch/v1", "Job") => &batch::JOB,
         ("batch/v1", "CronJob") => &batch::CRON_JOB,
         ("networking.k8s.io/v1", "Ingress") => &networking::INGRESS,
+        ("networking.k8s.io/v1", "IngressClass") => &networking::INGRESS_CLASS,
         ("policy/v1", "PodDisruptionBudget") => &policy::POD_DISRUPTION_BUDGET,
         ("policy/v1" | "policy/v1beta1", "Eviction") => &policy::EVICTION,
         ("rbac.authorization.k8s.io/v1", "Role") => &rbac::ROLE,

@@ -1,4 +1,4 @@
-//! networking.k8s.io/v1 Ingress.
+//! networking.k8s.io/v1 Ingress and IngressClass.
 
 use super::meta::OBJECT_META;
 use super::schema::{Schema, F};
@@ -95,5 +95,30 @@ pub(super) static INGRESS: Schema = Schema {
         (1, "metadata", F::Msg(&OBJECT_META)),
         (2, "spec", F::Msg(&INGRESS_SPEC)),
         (3, "status", F::Msg(&INGRESS_STATUS)),
+    ],
+};
+
+static INGRESS_CLASS_PARAMETERS_REFERENCE: Schema = Schema {
+    name: "IngressClassParametersReference",
+    fields: &[
+        (1, "apiGroup", F::StrP),
+        (2, "kind", F::Str),
+        (3, "name", F::Str),
+        (4, "scope", F::StrP),
+        (5, "namespace", F::StrP),
+    ],
+};
+static INGRESS_CLASS_SPEC: Schema = Schema {
+    name: "IngressClassSpec",
+    fields: &[
+        (1, "controller", F::Str),
+        (2, "parameters", F::Msg(&INGRESS_CLASS_PARAMETERS_REFERENCE)),
+    ],
+};
+pub(super) static INGRESS_CLASS: Schema = Schema {
+    name: "IngressClass",
+    fields: &[
+        (1, "metadata", F::Msg(&OBJECT_META)),
+        (2, "spec", F::Msg(&INGRESS_CLASS_SPEC)),
     ],
 };

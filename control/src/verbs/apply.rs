@@ -92,6 +92,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                 crate::serviceaccount::admission::admit(ctx, &mut obj).await?;
                 crate::limitranger::admit_new(ctx, &mut obj).await?;
                 crate::priority::admit_new(ctx, &mut obj).await?;
+                crate::ingressclass::admit_new(ctx, &mut obj).await?;
                 crate::inuse_protection::admit_new(ctx, &mut obj);
                 let admitted = admission::mutate(ctx, Operation::Create, None, &mut obj).await?;
                 let warnings = validate(ctx, &mut obj)?;

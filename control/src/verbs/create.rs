@@ -97,6 +97,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     }
     crate::limitranger::admit_new(ctx, &mut obj).await?;
     crate::priority::admit_new(ctx, &mut obj).await?;
+    crate::ingressclass::admit_new(ctx, &mut obj).await?;
     crate::inuse_protection::admit_new(ctx, &mut obj);
     crate::serviceaccount::admission::admit(ctx, &mut obj).await?;
     let admitted = crate::admission::mutate(ctx, Operation::Create, None, &mut obj).await?;

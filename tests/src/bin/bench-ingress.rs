@@ -153,7 +153,7 @@ fn main() -> Result<()> {
     ])?;
     cp.kubectl().ok_stdin(
         &["apply", "-f", "-"],
-        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec:\n  ports:\n  - {{name: http, port: 80}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-x\n  namespace: default\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports:\n- {{name: http, port: {port}, protocol: TCP}}\nendpoints:\n- addresses: [127.0.0.2]\n- addresses: [127.0.0.3]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web, namespace: default}}\nspec:\n  ingressClassName: pea\n  rules:\n  - host: bench.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"),
+        &format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: pea}}\nspec: {{controller: pea.dev/ingress}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec:\n  ports:\n  - {{name: http, port: 80}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-x\n  namespace: default\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports:\n- {{name: http, port: {port}, protocol: TCP}}\nendpoints:\n- addresses: [127.0.0.2]\n- addresses: [127.0.0.3]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web, namespace: default}}\nspec:\n  ingressClassName: pea\n  rules:\n  - host: bench.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"),
     );
     let dir = tempfile::tempdir()?;
     let threads = args.threads.to_string();
