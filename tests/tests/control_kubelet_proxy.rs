@@ -201,9 +201,17 @@ impl Cluster {
     /// A Pod bound to the node (made in the API) and its sandbox and containers made through
     /// CRI with the kubelet's labels; `containers` are (name, script) pairs.
     fn run_pod(&self, name: &str, containers: &[(&str, &str)]) {
+        self.run_pod_with(name, containers, false)
+    }
+
+    /// [`Cluster::run_pod`], with `stdin` (and `stdinOnce`) on every container when asked.
+    fn run_pod_with(&self, name: &str, containers: &[(&str, &str)], stdin: bool) {
         let spec_containers: Vec<serde_json::Value> = containers
             .iter()
-            .map(|(c, _)| serde_json::json!({"name": c, "image": self.node.busybox}))
+            .map(|(c, _)| {
+                serde_json::json!({"name": c, "image": self.node.busybox,
+                    "stdin": stdin, "stdinOnce": stdin})
+            })
             .collect();
         let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "default"},
@@ -226,6 +234,8 @@ impl Cluster {
         let mut ctrs = Vec::new();
         for (c, script) in containers {
             let mut cc = self.node.container(c, script);
+            cc.stdin = stdin;
+            cc.stdin_once = stdin;
             for (k, v) in labels {
                 cc.labels.insert(k.into(), v.into());
             }
@@ -512,6 +522,170 @@ fn kubectl_exec_streams_through_pea_control_and_the_kubelet() {
         "{}",
         text(&o)
     );
+}
+
+/// `timeout 60 kubectl ARGS` (or `timeout 60 script ... kubectl ARGS` with `tty`, for a
+/// terminal) inside the node's namespace, with `env`, `input` on its stdin.
+fn kubectl_with(
+    cluster: &Cluster,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &[u8],
+    tty: bool,
+) -> Output {
+    let base = cluster.kubectl.command(&[]);
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("60");
+    if tty {
+        // `script` gives kubectl a terminal; its exit code is kubectl's (-e).
+        let line: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        cmd.args([
+            "script",
+            "-qec",
+            &format!("kubectl {}", line.join(" ")),
+            "/dev/null",
+        ]);
+    } else {
+        cmd.arg("kubectl").args(args);
+    }
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = in_netns(Some(&cluster.netns), move || cmd.spawn().expect("kubectl"));
+    let mut stdin = child.stdin.take().unwrap();
+    if tty {
+        // kubectl's terminal must be up before the line is typed.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let _ = stdin.write_all(input);
+    if tty {
+        // Closing script's input early would end the session before the answer.
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        return out;
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn kubectl_exec_and_attach_over_spdy_through_pea_control_and_the_kubelet() {
+    let cluster = Cluster::start();
+    cluster.run_pod_with(
+        "web",
+        &[
+            ("app", "echo ready; exec sleep 3600"),
+            (
+                "reader",
+                "echo ready; read line; echo got:$line; echo bye >&2",
+            ),
+        ],
+        true,
+    );
+    cluster.wait_for_log("web", "ready");
+    // kubectl 1.32 speaks SPDY/3.1 when WebSockets are turned off; pea-shim logs each SPDY
+    // session it opens, so a WebSocket session cannot pass for one.
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let sessions = || cluster.node.log().matches("SPDY streams open").count();
+    let before = sessions();
+    let exec = |args: &[&str]| {
+        let mut a = vec!["exec", "web", "-c", "app", "--"];
+        a.extend_from_slice(args);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let args = exec(&["sh", "-c", "echo hi; echo err >&2"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = kubectl_with(&cluster, &args, &spdy, b"", false);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("err"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(sessions(), before + 1, "no SPDY session in pea-shim's log");
+    // stdin through the stdin stream; its FIN ends cat.
+    let o = kubectl_with(
+        &cluster,
+        &["exec", "-i", "web", "-c", "app", "--", "cat"],
+        &spdy,
+        b"piped\nlines\n",
+        false,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped\nlines\n");
+    // The exit code rides the error stream as a v4 Status; kubectl exits with it.
+    let o = kubectl_with(
+        &cluster,
+        &["exec", "web", "-c", "app", "--", "sh", "-c", "exit 3"],
+        &spdy,
+        b"",
+        false,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // A command the runtime cannot run is an error, not a hang.
+    let o = kubectl_with(
+        &cluster,
+        &["exec", "web", "-c", "app", "--", "/no/such/binary"],
+        &spdy,
+        b"",
+        false,
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    // -it: a pty, the resize stream, typed input echoed and the exit code.
+    let o = kubectl_with(
+        &cluster,
+        &[
+            "exec",
+            "-it",
+            "web",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got-$x; exit 7",
+        ],
+        &spdy,
+        b"typed\r",
+        true,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("got-typed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    // attach: stdin to a stdin_once container, its live stdout and stderr back, and a clean
+    // end when the container exits.
+    let o = kubectl_with(
+        &cluster,
+        &["attach", "-i", "web", "-c", "reader"],
+        &spdy,
+        b"hello\n",
+        false,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("got:hello"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bye"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(sessions(), before + 6, "every session above went over SPDY");
 }
 
 /// A WebSocket to pea-control as the admin (its client certificate, over TLS), from inside the
