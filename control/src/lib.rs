@@ -9,6 +9,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod authz;
+pub mod certificates;
 pub mod crd;
 pub mod defaults;
 pub mod discovery;

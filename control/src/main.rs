@@ -77,6 +77,10 @@ struct Args {
     /// Admission plugins to turn off, comma-separated (pea's: ServiceAccount).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// Accept bootstrap tokens (`ID.SECRET`, Secrets `kube-system/bootstrap-token-ID`) as
+    /// bearer tokens (kube-apiserver's flag; default true here, as kubeadm sets it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enable_bootstrap_token_auth: Option<bool>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -141,6 +145,12 @@ enum Command {
         /// Run for leadership through a Lease (default true).
         #[arg(long)]
         leader_elect: Option<bool>,
+        /// PEM CA certificate csrsigning issues from (kube-controller-manager's flag).
+        #[arg(long)]
+        cluster_signing_cert_file: Option<PathBuf>,
+        /// PEM key of that CA.
+        #[arg(long)]
+        cluster_signing_key_file: Option<PathBuf>,
     },
 }
 
@@ -282,6 +292,8 @@ fn main() -> anyhow::Result<()> {
         cluster_cidr,
         node_cidr_mask_size,
         leader_elect,
+        cluster_signing_cert_file,
+        cluster_signing_key_file,
     }) = args.command
     {
         let mut c: pea_controllers::ControllersConfig = match &config {
@@ -302,6 +314,12 @@ fn main() -> anyhow::Result<()> {
         }
         if let Some(le) = leader_elect {
             c.leader_elect = le;
+        }
+        if cluster_signing_cert_file.is_some() {
+            c.cluster_signing_cert_file = cluster_signing_cert_file;
+        }
+        if cluster_signing_key_file.is_some() {
+            c.cluster_signing_key_file = cluster_signing_key_file;
         }
         if c.root_ca_pem.is_none() {
             c.root_ca_pem = pea_controllers::ca_pem_from_kubeconfig(&kubeconfig);
@@ -351,6 +369,9 @@ fn main() -> anyhow::Result<()> {
     config
         .disable_admission_plugins
         .extend(args.disable_admission_plugins);
+    if let Some(b) = args.enable_bootstrap_token_auth {
+        config.enable_bootstrap_token_auth = b;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -383,6 +404,12 @@ fn main() -> anyhow::Result<()> {
             let client = pea_controllers::client_from_kubeconfig(&running.kubeconfig).await?;
             let mut c = pea_controllers::ControllersConfig {
                 root_ca_pem: Some(running.pki.ca.cert_pem.clone()),
+                // csrsigning issues from pea-control's own CA.
+                cluster_signing_ca: Some(pea_controllers::csr::signing::SigningCa::new(
+                    &running.pki.ca.cert_pem,
+                    &running.pki.ca.key_pem,
+                    pea_controllers::csr::signing::DEFAULT_DURATION,
+                )?),
                 ..Default::default()
             };
             if let Some(p) = args.horizontal_pod_autoscaler_sync_period {

@@ -331,6 +331,18 @@ impl Resources {
                 k8s_openapi::api::scheduling::v1::PriorityClass
             ),
             def!(
+                "certificates.k8s.io",
+                "v1",
+                "CertificateSigningRequest",
+                "certificatesigningrequests",
+                "certificatesigningrequest",
+                false,
+                ["csr"],
+                [],
+                ["status", "approval"],
+                k8s_openapi::api::certificates::v1::CertificateSigningRequest
+            ),
+            def!(
                 "apps",
                 "v1",
                 "Deployment",

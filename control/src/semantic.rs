@@ -17,6 +17,7 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
             out.extend(crate::rbac::validate(kind, obj))
         }
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut out),
+        "CertificateSigningRequest" => out.extend(crate::certificates::csr::check(obj)),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => workload(obj, &mut out),
         "Job" => job_spec(obj.get("spec"), "spec", &mut out),
         "CronJob" => {

@@ -67,6 +67,9 @@ pub struct Config {
     /// kube-apiserver's `--disable-admission-plugins` (of pea's: `ServiceAccount`), e.g. for
     /// an API server that runs without the controllers that create `default` accounts.
     pub disable_admission_plugins: Vec<String>,
+    /// kube-apiserver's `--enable-bootstrap-token-auth` (on by default here, as kubeadm sets
+    /// it): `ID.SECRET` bearer tokens checked against `kube-system/bootstrap-token-ID`.
+    pub enable_bootstrap_token_auth: bool,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             metric_resolution_secs: 15.0,
             service_accounts: Default::default(),
             disable_admission_plugins: Vec::new(),
+            enable_bootstrap_token_auth: true,
         }
     }
 }
@@ -389,6 +393,22 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     crate::priority::ensure_system_classes(&api)
         .await
         .map_err(ServerError::Bootstrap)?;
+    // kubeadm's join objects: cluster-info for discovery, the bootstrap-token bindings.
+    crate::certificates::cluster_info::ensure(
+        &api,
+        &format!(
+            "{}://{}",
+            if config.insecure_http {
+                "http"
+            } else {
+                "https"
+            },
+            addr
+        ),
+        &pki.ca.cert_pem,
+    )
+    .await
+    .map_err(ServerError::Bootstrap)?;
     let rbac_revision = api.authz.rbac.resync(api.store.as_ref()).await?;
     // Custom resources are served from the first request on (CRDs survive restarts).
     crate::crd::controller::reconcile(&api).await;
@@ -468,6 +488,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             tokens,
             kubelet,
             mounts: mounts.clone(),
+            bootstrap_tokens: config.enable_bootstrap_token_auth,
         },
         stop_rx,
     ));
@@ -525,6 +546,7 @@ struct Front {
     tokens: Arc<Tokens>,
     kubelet: Arc<KubeletClient>,
     mounts: Mounts,
+    bootstrap_tokens: bool,
 }
 
 async fn accept_loop(
@@ -654,6 +676,7 @@ async fn serve(
         tokens,
         kubelet,
         mounts,
+        bootstrap_tokens,
     } = front;
     let started = Instant::now();
     if let Some(handler) = mounts.find(req.uri().path()) {
@@ -689,14 +712,31 @@ async fn serve(
         Some(token) => match tokens.lookup(token.trim()) {
             Some(u) => Some(u.clone()),
             None => {
-                match crate::serviceaccount::authenticate::authenticate(&api, token.trim()).await {
-                    Some(Ok(u)) => Some(u),
-                    failed => {
-                        if let Some(Err(e)) = failed {
-                            tracing::info!(error = %e, "service-account token refused");
+                let bootstrap = if bootstrap_tokens {
+                    crate::certificates::bootstrap_token::authenticate(&api, token.trim()).await
+                } else {
+                    None
+                };
+                if let Some(Err(e)) = &bootstrap {
+                    tracing::info!(error = %e, "bootstrap token refused");
+                    api.metrics.observe(&method, "", 401, started.elapsed());
+                    return Ok(error_response(ApiError::Unauthorized));
+                }
+                match bootstrap {
+                    Some(r) => r.ok(),
+                    None => {
+                        match crate::serviceaccount::authenticate::authenticate(&api, token.trim())
+                            .await
+                        {
+                            Some(Ok(u)) => Some(u),
+                            failed => {
+                                if let Some(Err(e)) = failed {
+                                    tracing::info!(error = %e, "service-account token refused");
+                                }
+                                api.metrics.observe(&method, "", 401, started.elapsed());
+                                return Ok(error_response(ApiError::Unauthorized));
+                            }
                         }
-                        api.metrics.observe(&method, "", 401, started.elapsed());
-                        return Ok(error_response(ApiError::Unauthorized));
                     }
                 }
             }

@@ -163,6 +163,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
         ],
         "ServiceAccount" => vec![name, col("Secrets", "string", 0, "Number of secrets"), age],
         "Lease" => vec![name, col("Holder", "string", 0, "The holder of the lease"), age],
+        "CertificateSigningRequest" => crate::certificates::table::columns(name, age),
         _ => more_columns(kind, name, age),
     }
 }
@@ -1174,6 +1175,7 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
         }
         "ServiceAccount" => vec![name, json!(count(obj.get("secrets"))), a],
         "Lease" => vec![name, json!(s(obj.pointer("/spec/holderIdentity"))), a],
+        "CertificateSigningRequest" => crate::certificates::table::cells(obj, name, a),
         _ => more_cells(kind, obj, name, a, now),
     }
 }

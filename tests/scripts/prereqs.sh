@@ -20,6 +20,8 @@ packages=(
   # policy-rc.d below; tests run their own on loopback). systemd: `systemd-analyze verify` of
   # the units `pea install` writes
   prometheus systemd
+  # `pea join` fetches cluster-info (kube-public) without credentials, as kubeadm's discovery
+  curl
   # pea-dashboard's browser tests (WebDriver) and screenshots
   chromium chromium-driver
 )

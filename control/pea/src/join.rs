@@ -92,18 +92,13 @@ fn ca_of_cluster_info(configmap: &str) -> Result<Vec<u8>> {
         .context("cluster-info's certificate-authority-data is not base64")
 }
 
-fn kubeconfig(server: &str, ca: Option<&[u8]>, token: Option<&str>) -> String {
-    let cluster = match ca {
-        Some(ca) => format!(
-            "certificate-authority-data: {}",
-            base64::engine::general_purpose::STANDARD.encode(ca)
-        ),
-        None => "insecure-skip-tls-verify: true".into(),
-    };
-    let user = match token {
-        Some(t) => format!("{{token: {t}}}"),
-        None => "{}".into(),
-    };
+/// The bootstrap kubeconfig: the pinned CA and the token.
+fn kubeconfig(server: &str, ca: &[u8], token: &str) -> String {
+    let cluster = format!(
+        "certificate-authority-data: {}",
+        base64::engine::general_purpose::STANDARD.encode(ca)
+    );
+    let user = format!("{{token: {token}}}");
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    {cluster}\n    server: {server}\n\
          contexts:\n- name: tls-bootstrap-token-user@kubernetes\n  context:\n    cluster: kubernetes\n    user: tls-bootstrap-token-user\n\
@@ -145,17 +140,16 @@ pub fn join(o: Options) -> Result<()> {
     }
     let work = tempfile_dir()?;
     let result = (|| {
-        // Discovery: nothing is trusted yet, so TLS is not verified; the pin decides.
-        let anon = work.join("discovery.kubeconfig");
-        write(&anon, kubeconfig(&o.server, None, None).as_bytes(), 0o600)?;
-        let cm = kubectl(
-            &anon,
-            &[
-                "get",
-                "--raw",
-                "/api/v1/namespaces/kube-public/configmaps/cluster-info",
-            ],
-            None,
+        // Discovery: nothing is trusted yet, so TLS is not verified (the pin decides), and no
+        // credentials are sent. curl, because kubectl prompts for a user name when a
+        // kubeconfig has none.
+        let url = format!(
+            "{}/api/v1/namespaces/kube-public/configmaps/cluster-info",
+            o.server.trim_end_matches('/')
+        );
+        let cm = crate::proc::run(
+            "curl",
+            &["--silent", "--show-error", "--fail", "--insecure", "--max-time", "15", &url],
         )
         .context("fetching the cluster-info ConfigMap from kube-public")?;
         let ca = ca_of_cluster_info(&cm)?;
@@ -169,7 +163,7 @@ pub fn join(o: Options) -> Result<()> {
         println!("pea join: cluster CA {hash} verified against the pin");
         // The token, over TLS verified with that CA.
         let boot = work.join("bootstrap.kubeconfig");
-        let text = kubeconfig(&o.server, Some(&ca), Some(&o.token));
+        let text = kubeconfig(&o.server, &ca, &o.token);
         write(&boot, text.as_bytes(), 0o600)?;
         if let Err(e) = kubectl(
             &boot,
@@ -236,7 +230,7 @@ mod tests {
         assert!(check_token("abcdef0123456789abcdef").is_err());
         assert!(check_pin("md5:00").is_err());
         assert!(check_pin(&format!("sha256:{}", "A".repeat(64))).is_ok());
-        let cm = serde_json::json!({"data": {"kubeconfig": kubeconfig("https://x:6443", Some(b"PEM"), None)}});
+        let cm = serde_json::json!({"data": {"kubeconfig": kubeconfig("https://x:6443", b"PEM", "t")}});
         assert_eq!(ca_of_cluster_info(&cm.to_string()).unwrap(), b"PEM");
     }
 }

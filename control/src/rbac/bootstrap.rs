@@ -580,6 +580,56 @@ pub static CLUSTER_ROLES: &[RoleSpec] = &[
             R(&["create"], &[""], &["serviceaccounts/token"], NONE, NONE),
         ],
     },
+    // The TLS bootstrap roles (kube's bootstrappolicy: a bootstrap token may post and read
+    // CSRs; nodeclient/selfnodeclient are what the csrapproving controller checks).
+    RoleSpec {
+        name: "system:node-bootstrapper",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[R(
+            &["create", "get", "list", "watch"],
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests"],
+            NONE,
+            NONE,
+        )],
+    },
+    RoleSpec {
+        name: "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[R(
+            &["create"],
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests/nodeclient"],
+            NONE,
+            NONE,
+        )],
+    },
+    RoleSpec {
+        name: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[R(
+            &["create"],
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests/selfnodeclient"],
+            NONE,
+            NONE,
+        )],
+    },
+    RoleSpec {
+        name: "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[R(
+            &["approve"],
+            &["certificates.k8s.io"],
+            &["signers"],
+            &["kubernetes.io/kube-apiserver-client-kubelet"],
+            NONE,
+        )],
+    },
     RoleSpec {
         name: "system:node",
         labels: NONE,

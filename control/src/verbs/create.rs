@@ -88,6 +88,9 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         crate::managed::record_update(&json!({}), &mut obj, manager, &ctx.def.api_version(), &now);
     }
     crate::service_alloc::prepare_new(ctx.api, ctx.def.kind, &mut obj)?;
+    if ctx.def.kind == crate::certificates::csr::KIND {
+        crate::certificates::csr::prepare_new(ctx.user, &mut obj);
+    }
     if ctx.def.group == crate::crd::GROUP {
         crate::crd::definition::prepare_new(&mut obj);
         crate::crd::definition::check_count(ctx.api).await?;

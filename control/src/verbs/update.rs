@@ -44,6 +44,9 @@ fn merge_for_subresource(
                     "the object must be a JSON object".into(),
                 ));
             };
+            if ctx.def.kind == crate::certificates::csr::KIND {
+                return Ok(crate::certificates::csr::merge_main(current, incoming));
+            }
             if ctx.def.has_subresource("status") {
                 match current.get("status") {
                     Some(s) => {
@@ -57,6 +60,20 @@ fn merge_for_subresource(
                 }
             }
             Ok(incoming)
+        }
+        Some("status") if ctx.def.kind == crate::certificates::csr::KIND => {
+            Ok(crate::certificates::csr::merge_status(
+                current,
+                &incoming,
+                &objects::rfc3339(ctx.now()),
+            ))
+        }
+        Some("approval") if ctx.def.kind == crate::certificates::csr::KIND => {
+            Ok(crate::certificates::csr::merge_approval(
+                current,
+                &incoming,
+                &objects::rfc3339(ctx.now()),
+            ))
         }
         Some("status") => {
             let mut out = current.clone();
@@ -236,6 +253,9 @@ pub async fn write(
     let admitted = admission::mutate(ctx, Operation::Update, Some(&current), &mut new).await?;
     let warnings = validate(ctx, &mut new)?;
     crate::rbac::escalation::admit(ctx, Some(&current), &new)?;
+    if ctx.def.kind == crate::certificates::csr::KIND {
+        crate::certificates::csr::admit_update(ctx, &current, &new)?;
+    }
     if ctx.info.subresource.is_none() {
         let causes = crate::semantic::check_update(ctx.def.kind, &current, &new);
         if !causes.is_empty() {
