@@ -523,3 +523,100 @@ fn a_divided_deployment_lands_by_weight_fails_over_comes_back_and_is_deleted() {
     }
     drop(members);
 }
+
+#[test]
+fn wrong_credentials_and_invalid_overrides_are_reported_by_member_and_field_while_others_converge()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fed = Federation::start(Duration::from_secs(300));
+    let members: Vec<Member> = ["m1", "m2"]
+        .iter()
+        .map(|n| Member::start(n, dir.path()))
+        .collect();
+    for m in &members {
+        fed.join(m, &[]);
+    }
+    // A member whose Secret holds Karmada's token + caBundle, with a token the member refuses.
+    let ca = members[0]._cp.running().pki.ca.cert_pem.clone();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bad", "namespace": "karmada-cluster"},
+        "stringData": {"token": "not-a-valid-token", "caBundle": ca}});
+    fed.k.ok_stdin(&["apply", "-f", "-"], &secret.to_string());
+    let cluster = json!({"apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": "bad"},
+        "spec": {"apiEndpoint": format!("https://127.0.0.1:{}", members[0].relay.port), "syncMode": "Push",
+            "secretRef": {"namespace": "karmada-cluster", "name": "bad"}}});
+    fed.k.ok_stdin(&["apply", "-f", "-"], &cluster.to_string());
+    let c = eventually("bad not Ready for its credentials", || {
+        let c = fed.get(&["cluster", "bad"])?;
+        (c["status"]["conditions"][0]["reason"] == "ClusterCredentialsInvalid").then_some(c)
+    });
+    let msg = c["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("member bad") && msg.contains("secretRef"),
+        "{msg}"
+    );
+
+    fed.k.ok_stdin(&["apply", "-f", "-"], r#"{"apiVersion": "v1", "kind": "List", "items": [
+      {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "ClusterPropagationPolicy",
+       "metadata": {"name": "all"},
+       "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment"}],
+         "placement": {"replicaScheduling": {"replicaSchedulingType": "Duplicated"}}}},
+      {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "OverridePolicy",
+       "metadata": {"name": "broken", "namespace": "default"},
+       "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment"}],
+         "overrideRules": [{"targetCluster": {"clusterNames": ["m1"]},
+           "overriders": {"plaintext": [{"path": "/spec/replicas", "operator": "replace", "value": -1}]}}]}}]}"#);
+    fed.k.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+
+    // m2 converges regardless of m1's invalid override and the refused member.
+    eventually("web on m2", || {
+        members[1]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 3)
+    });
+    let rb = eventually("binding reports both failures", || {
+        fed.get(&["resourcebindings", "web-deployment"])
+            .filter(|rb| {
+                let m = rb["status"]["conditions"][1]["message"]
+                    .as_str()
+                    .unwrap_or("");
+                m.contains("member m1") && m.contains("member bad")
+            })
+    });
+    let m = rb["status"]["conditions"][1]["message"].as_str().unwrap();
+    assert_eq!(rb["status"]["conditions"][1]["status"], "False");
+    assert!(
+        m.contains("spec.replicas"),
+        "the member's refusal names the field: {m}"
+    );
+    assert!(
+        members[0].deployment("web").is_none(),
+        "m1 refused the invalid object"
+    );
+    let events = fed.k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=ApplyFailed",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        events.contains("member m1") && events.contains("spec.replicas"),
+        "{events}"
+    );
+
+    // Fixing the override lets m1 converge too.
+    fed.k.ok(&["delete", "overridepolicy", "broken"]);
+    eventually("web on m1 after the fix", || {
+        members[0]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 3)
+    });
+    fed.k.ok(&["delete", "cluster", "bad"]);
+    fed.k.ok(&["delete", "deployment", "web", "--timeout=40s"]);
+    for m in &members {
+        assert!(m.deployment("web").is_none(), "{}: web left", m.name);
+    }
+}
