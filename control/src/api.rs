@@ -31,6 +31,10 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Shared server state.
 pub struct Api {
     pub store: Arc<dyn Store>,
+    /// The watch-fed caches admission reads (kube's informers).
+    pub informers: crate::admission::informers::Informers,
+    /// What `--admission-control-config-file` configured.
+    pub admission: crate::admission::plugin_config::AdmissionSettings,
     pub resources: Resources,
     pub clock: Clock,
     pub metrics: Metrics,
@@ -541,6 +545,13 @@ impl Api {
                 self.sync_rbac(&ctx, reply).await;
             }
         }
+        // Admission's caches see a write of theirs before the reply goes out, so the writer's
+        // next request is admitted by it (read-your-writes).
+        if !info.is_read() && !ctx.dry_run() {
+            if let Ok(reply) = &result {
+                self.sync_informer(&ctx, reply).await;
+            }
+        }
         // A CRD change takes effect before the reply: the writer's next request sees it.
         if def.group == crate::crd::GROUP && !info.is_read() && result.is_ok() && !ctx.dry_run() {
             crate::crd::controller::reconcile(self).await;
@@ -567,6 +578,25 @@ impl Api {
                 }
             }
         }
+    }
+
+    /// After a write of an object admission caches, the cache re-reads it.
+    async fn sync_informer(&self, ctx: &Ctx<'_>, reply: &Reply) {
+        let prefix = ctx.def.prefix(None);
+        if !self.informers.caches(&prefix) {
+            return;
+        }
+        let name = match (&ctx.info.name, reply) {
+            (Some(n), _) => Some(n.clone()),
+            (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
+                objects::meta_str(body, "name").map(str::to_string)
+            }
+            _ => None,
+        };
+        let key = name.map(|n| ctx.key(&n));
+        self.informers
+            .written(self.store.as_ref(), &prefix, key.as_deref())
+            .await;
     }
 
     fn openapi(&self, path: &str, accept: &str) -> Result<Reply, ApiError> {
@@ -679,6 +709,8 @@ mod tests {
     async fn a_panicking_handler_answers_500_status() {
         let api = Arc::new(Api {
             store: Arc::new(PanickingStore),
+            informers: crate::admission::informers::Informers::new(&Resources::builtin()),
+            admission: Default::default(),
             resources: Resources::builtin(),
             clock: Arc::new(SystemTime::now),
             metrics: Metrics::default(),

@@ -141,16 +141,12 @@ async fn ranges(api: &Api, ns: &str) -> Result<Vec<Value>, ApiError> {
     let Some(def) = api.resources.find("", "v1", PLURAL) else {
         return Ok(Vec::new());
     };
-    let page = api
-        .store
-        .list(&def.prefix(Some(ns)), &Default::default())
-        .await
-        .map_err(|e| ApiError::from_store(e, "", PLURAL, ""))?;
-    Ok(page
-        .items
-        .iter()
-        .filter_map(|kv| objects::decode(kv).ok())
-        .collect())
+    let cached = api
+        .informers
+        .limit_ranges
+        .list(api.store.as_ref(), &def.prefix(Some(ns)))
+        .await?;
+    Ok(cached.iter().map(|c| c.obj.clone()).collect())
 }
 
 /// The items of one type across the ranges.

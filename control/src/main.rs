@@ -77,6 +77,10 @@ struct Args {
     /// Admission plugins to turn off, comma-separated (pea's: ServiceAccount).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// An AdmissionConfiguration (apiserver.config.k8s.io/v1, YAML or JSON) with the
+    /// PodSecurity plugin's defaults and exemptions (kube-apiserver's flag).
+    #[arg(long)]
+    admission_control_config_file: Option<PathBuf>,
     /// Accept bootstrap tokens (`ID.SECRET`, Secrets `kube-system/bootstrap-token-ID`) as
     /// bearer tokens (kube-apiserver's flag; default true here, as kubeadm sets it).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -369,6 +373,7 @@ fn main() -> anyhow::Result<()> {
     config
         .disable_admission_plugins
         .extend(args.disable_admission_plugins);
+    config.admission_control_config_file = args.admission_control_config_file;
     if let Some(b) = args.enable_bootstrap_token_auth {
         config.enable_bootstrap_token_auth = b;
     }

@@ -103,16 +103,12 @@ async fn classes(api: &Api) -> Result<Vec<Value>, ApiError> {
         .resources
         .find(GROUP, "v1", PLURAL)
         .ok_or_else(|| ApiError::Internal("priorityclasses not served".into()))?;
-    let page = api
-        .store
-        .list(&def.prefix(None), &Default::default())
-        .await
-        .map_err(|e| ApiError::from_store(e, GROUP, PLURAL, ""))?;
-    Ok(page
-        .items
-        .iter()
-        .filter_map(|kv| objects::decode(kv).ok())
-        .collect())
+    let cached = api
+        .informers
+        .priority_classes
+        .list(api.store.as_ref(), &def.prefix(None))
+        .await?;
+    Ok(cached.iter().map(|c| c.obj.clone()).collect())
 }
 
 /// The global default class with the highest value (kube's `getDefaultPriorityClass`).

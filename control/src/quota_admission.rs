@@ -1,11 +1,11 @@
-//! kube-apiserver's ResourceQuota admission (the last validating plugin): a new object is
-//! refused when it would take a quota of its namespace past `status.hard`, and otherwise
-//! charged to `status.used` before it is stored. Each charge is a compare-and-swap on the
+//! kube-apiserver's ResourceQuota admission (the last validating plugin): a new object (or an
+//! update of a Service or claim that uses more) is refused when it would take a quota of its
+//! namespace past `status.hard`, and otherwise charged to `status.used` before it is stored. Each charge is a compare-and-swap on the
 //! quota's revision, re-checked on conflict, so concurrent creates cannot overshoot; the
 //! resourcequota controller recalculates usage from the stored objects later (a create that
 //! fails after its charge is corrected there, as in kube).
 
-use pea_controllers::quota::{self, Decision, GroupResource};
+use pea_controllers::quota::{self, Decision, GroupResource, Usage};
 use serde_json::Value;
 
 use crate::api::{Api, Ctx};
@@ -20,29 +20,66 @@ const MAX_ATTEMPTS: usize = 32;
 /// Quota admission of a create request (namespaced resources only).
 pub async fn admit_new(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
     match ctx.namespace() {
-        Some(ns) => admit(ctx.api, ctx.def, ns, obj, ctx.dry_run()).await,
+        Some(ns) => admit(ctx.api, ctx.def, ns, None, obj, ctx.dry_run()).await,
         None => Ok(()),
     }
 }
 
-/// Checks and charges the quotas of `ns` for the new object `obj` of `def`; with `dry_run`
-/// it only checks.
+/// Quota admission of an update (not of subresources): kube's Service and
+/// PersistentVolumeClaim evaluators charge what the update adds (a Service turned NodePort or
+/// LoadBalancer, a claim's storage request raised); other kinds are charged on create only.
+pub async fn admit_update(ctx: &Ctx<'_>, old: &Value, obj: &Value) -> Result<(), ApiError> {
+    let charged_on_update = matches!(
+        (ctx.def.group, ctx.def.plural),
+        ("", "services") | ("", "persistentvolumeclaims")
+    );
+    match ctx.namespace() {
+        Some(ns) if charged_on_update && ctx.info.subresource.is_none() => {
+            admit(ctx.api, ctx.def, ns, Some(old), obj, ctx.dry_run()).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// kube's `SubtractWithNonNegativeResult`: what `new` uses beyond `old`, only what grew.
+fn growth(new: &Usage, old: &Usage) -> Usage {
+    new.iter()
+        .filter_map(|(k, v)| {
+            let before = old.get(k).map_or(0, |q| q.nano);
+            (v.nano > before).then(|| {
+                (
+                    k.clone(),
+                    quota::Qty {
+                        nano: v.nano - before,
+                        binary: v.binary,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks and charges the quotas of `ns` for `obj` of `def` (new, or replacing `old`: then
+/// only the growth is charged); with `dry_run` it only checks. Quotas come from admission's
+/// cache; each charge is a compare-and-swap against the revision the quota was read at, and a
+/// conflict re-reads it from the store.
 pub async fn admit(
     api: &Api,
     def: &ResourceDef,
     ns: &str,
+    old: Option<&Value>,
     obj: &Value,
     dry_run: bool,
 ) -> Result<(), ApiError> {
     let Some(quotas) = api.resources.find("", "v1", PLURAL) else {
         return Ok(());
     };
-    let page = api
-        .store
-        .list(&quotas.prefix(Some(ns)), &Default::default())
-        .await
-        .map_err(|e| ApiError::from_store(e, "", PLURAL, ""))?;
-    if page.items.is_empty() {
+    let cached = api
+        .informers
+        .resource_quotas
+        .list(api.store.as_ref(), &quotas.prefix(Some(ns)))
+        .await?;
+    if cached.is_empty() {
         return Ok(());
     }
     let gr = GroupResource {
@@ -50,7 +87,13 @@ pub async fn admit(
         plural: def.plural,
     };
     let now = (api.clock)();
-    let delta = quota::usage::usage(gr, obj, now);
+    let mut delta = quota::usage::usage(gr, obj, now);
+    if let Some(old) = old {
+        delta = growth(&delta, &quota::usage::usage(gr, old, now));
+        if delta.is_empty() {
+            return Ok(());
+        }
+    }
     let name = objects::name_of(obj).to_string();
     let refuse = |message: String| ApiError::Forbidden {
         group: def.group.into(),
@@ -60,12 +103,13 @@ pub async fn admit(
     };
     // Check every quota before charging any, so a refusal by one charges none.
     let mut charges = Vec::new();
-    for kv in &page.items {
-        let q = objects::decode(kv)?;
-        match quota::check(&q, gr, obj, &delta) {
+    for c in &cached {
+        match quota::check(&c.obj, gr, obj, &delta) {
             Decision::NotMatched | Decision::Admit(None) => {}
             Decision::Refuse(m) => return Err(refuse(m)),
-            Decision::Admit(Some(used)) => charges.push((kv.key.clone(), q, kv.mod_revision, used)),
+            Decision::Admit(Some(used)) => {
+                charges.push((c.key.clone(), c.obj.clone(), c.rev, used))
+            }
         }
     }
     if dry_run {
@@ -76,16 +120,21 @@ pub async fn admit(
         loop {
             q["status"]["used"] = quota::resource_list_json(&used);
             match api.store.update(&key, objects::encode(&q), rev).await {
-                Ok(_) => break,
+                Ok(kv) => {
+                    api.informers.resource_quotas.observe(&kv);
+                    break;
+                }
                 Err(pea_control_store::StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
                     attempt += 1;
-                    // Someone else charged (or the controller recalculated): check again.
+                    // Someone else charged (or the controller recalculated), or the cache was
+                    // behind: check again against the stored quota.
                     let (kv, _) = api
                         .store
                         .get(&key)
                         .await
                         .map_err(|e| ApiError::from_store(e, "", PLURAL, ""))?;
                     let Some(kv) = kv else { break };
+                    api.informers.resource_quotas.observe(&kv);
                     q = objects::decode(&kv)?;
                     rev = kv.mod_revision;
                     match quota::check(&q, gr, obj, &delta) {

@@ -67,6 +67,13 @@ pub struct Config {
     /// kube-apiserver's `--disable-admission-plugins` (of pea's: `ServiceAccount`), e.g. for
     /// an API server that runs without the controllers that create `default` accounts.
     pub disable_admission_plugins: Vec<String>,
+    /// kube-apiserver's `--admission-control-config-file`: an AdmissionConfiguration with
+    /// the PodSecurity plugin's defaults and exemptions.
+    pub admission_control_config_file: Option<PathBuf>,
+    /// Whether admission reads Namespaces, ServiceAccounts, quotas, LimitRanges,
+    /// PriorityClasses and webhook configurations from watch-fed caches (the default) or
+    /// from the store on every request (for comparisons: `bench-control --no-admission-caches`).
+    pub admission_caches: bool,
     /// kube-apiserver's `--enable-bootstrap-token-auth` (on by default here, as kubeadm sets
     /// it): `ID.SECRET` bearer tokens checked against `kube-system/bootstrap-token-ID`.
     pub enable_bootstrap_token_auth: bool,
@@ -90,6 +97,8 @@ impl Default for Config {
             metric_resolution_secs: 15.0,
             service_accounts: Default::default(),
             disable_admission_plugins: Vec::new(),
+            admission_control_config_file: None,
+            admission_caches: true,
             enable_bootstrap_token_auth: true,
         }
     }
@@ -348,6 +357,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         }
     }
     let service_accounts = Arc::new(service_accounts);
+    let admission = match &config.admission_control_config_file {
+        Some(path) => crate::admission::plugin_config::load(path).map_err(|e| {
+            ServerError::AdmissionPlugin(format!("--admission-control-config-file: {e}"))
+        })?,
+        None => Default::default(),
+    };
     let kubelet = Arc::new(KubeletClient::new(
         &pki,
         config.kubelet_certificate_authority.as_deref(),
@@ -365,9 +380,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             addr: config.listen,
             source,
         })?;
+    let resources = Resources::builtin();
     let api = Arc::new(Api {
         store,
-        resources: Resources::builtin(),
+        informers: crate::admission::informers::Informers::new(&resources),
+        admission,
+        resources,
         clock: Arc::new(SystemTime::now),
         metrics: Metrics::default(),
         server_address: addr.to_string(),
@@ -446,6 +464,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?)))
     };
     let (stop, stop_rx) = watch::channel(false);
+    // Admission reads its caches from the first request on: list them before serving.
+    if config.admission_caches {
+        crate::admission::informers::Informers::start(&api, stop_rx.clone()).await?;
+    }
     let tokens = Arc::new(tokens);
     if config.compaction_interval_secs > 0 {
         tokio::spawn(compact_periodically(

@@ -470,3 +470,100 @@ fn claims_in_use_stay_until_their_pods_are_gone() {
         !t.k.run(&["get", "pv", "pv1"]).status.success()
     });
 }
+
+#[test]
+fn quota_charges_updates_that_use_more() {
+    let t = Test::start(Some("resourcequota"));
+    t.k.ok(&[
+        "create",
+        "quota",
+        "q",
+        "--hard=services.nodeports=1,services.loadbalancers=0,requests.storage=1Gi",
+    ]);
+    t.until("the quota's status", || {
+        t.jsonpath(
+            &["get", "quota", "q"],
+            "{.status.used.services\\.nodeports}",
+        ) == "0"
+    });
+    // A ClusterIP Service costs no node port; turning it into a NodePort one does.
+    t.k.ok(&["create", "service", "clusterip", "s1", "--tcp=80:80"]);
+    t.k.ok(&[
+        "patch",
+        "service",
+        "s1",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert_eq!(
+        t.jsonpath(
+            &["get", "quota", "q"],
+            "{.status.used.services\\.nodeports}"
+        ),
+        "1"
+    );
+    t.k.ok(&["create", "service", "clusterip", "s2", "--tcp=80:80"]);
+    let err = t.k.fails(&[
+        "patch",
+        "service",
+        "s2",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"services "s2" is forbidden: exceeded quota: q, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"#),
+        "{err}"
+    );
+    let err = t.k.fails(&[
+        "patch",
+        "service",
+        "s2",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    assert!(
+        err.contains("exceeded quota: q") && err.contains("services.loadbalancers=1"),
+        "{err}"
+    );
+    assert_eq!(
+        t.jsonpath(&["get", "service", "s2"], "{.spec.type}"),
+        "ClusterIP"
+    );
+    // An update that uses no more is not charged (a label on the NodePort Service).
+    t.k.ok(&["label", "service", "s1", "tier=web"]);
+    assert_eq!(
+        t.jsonpath(
+            &["get", "quota", "q"],
+            "{.status.used.services\\.nodeports}"
+        ),
+        "1"
+    );
+    // A claim's storage request raised past the quota is refused; within it, charged.
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "none",
+            "resources": {"requests": {"storage": "256Mi"}}}});
+    t.apply(claim);
+    let raise = |size: &str| {
+        t.k.run(&[
+            "patch",
+            "pvc",
+            "data",
+            "-p",
+            &format!(r#"{{"spec":{{"resources":{{"requests":{{"storage":"{size}"}}}}}}}}"#),
+        ])
+    };
+    let out = raise("2Gi");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "raised past the quota");
+    assert!(
+        err.contains("exceeded quota: q, requested: requests.storage=")
+            && err.contains("used: requests.storage=256Mi, limited: requests.storage=1Gi"),
+        "{err}"
+    );
+    assert!(raise("512Mi").status.success());
+    assert_eq!(
+        t.jsonpath(&["get", "quota", "q"], "{.status.used.requests\\.storage}"),
+        "512Mi"
+    );
+}

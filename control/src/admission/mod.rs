@@ -18,6 +18,8 @@
 
 mod client;
 pub mod config;
+pub mod informers;
+pub mod plugin_config;
 pub mod pod_security;
 mod review;
 pub mod rules;

@@ -59,20 +59,18 @@ async fn load(api: &Api, plural: &str) -> Result<Vec<Hook>, ApiError> {
     let Some(def) = api.resources.find(GROUP, "v1", plural) else {
         return Ok(Vec::new());
     };
-    let page = api
-        .store
-        .list(&def.prefix(None), &Default::default())
-        .await
-        .map_err(|e| ApiError::from_store(e, GROUP, plural, ""))?;
-    let mut configs = Vec::with_capacity(page.items.len());
-    for kv in &page.items {
-        configs.push(objects::decode(kv)?);
-    }
-    configs.sort_by(|a, b| objects::name_of(a).cmp(objects::name_of(b)));
+    let informer = if plural == MUTATING {
+        &api.informers.mutating_webhooks
+    } else {
+        &api.informers.validating_webhooks
+    };
+    // Cached in key order, which is name order for these cluster-scoped kinds.
+    let configs = informer.list(api.store.as_ref(), &def.prefix(None)).await?;
     Ok(configs
         .iter()
         .flat_map(|c| {
-            c.get("webhooks")
+            c.obj
+                .get("webhooks")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default()
@@ -97,24 +95,10 @@ struct NamespaceLabels {
 impl NamespaceLabels {
     async fn of(&mut self, api: &Api, ns: &str) -> Result<&Value, ApiError> {
         if self.read.is_none() {
-            let labels = match api.resources.find("", "v1", "namespaces") {
-                Some(def) => {
-                    let (kv, _) = api
-                        .store
-                        .get(&def.key(None, ns))
-                        .await
-                        .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?;
-                    match kv {
-                        Some(kv) => objects::decode(&kv)?
-                            .pointer("/metadata/labels")
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        // Not there (yet): no labels; the create itself fails later.
-                        None => Value::Null,
-                    }
-                }
-                None => Value::Null,
-            };
+            // Not there (yet): no labels; the create itself fails later.
+            let labels = super::pod_security::namespace_labels(api, ns)
+                .await?
+                .unwrap_or(Value::Null);
             self.read = Some(labels);
         }
         Ok(self.read.get_or_insert(Value::Null))

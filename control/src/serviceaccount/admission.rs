@@ -9,7 +9,6 @@
 
 use serde_json::{json, Value};
 
-use super::get_core;
 use crate::api::Api;
 use crate::status::ApiError;
 
@@ -94,7 +93,7 @@ pub async fn admit_pod(api: &Api, ns: &str, pod: &mut Value) -> Result<(), ApiEr
             let ms = 100 + u64::from(jitter[0]) * 100 / 255;
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
-        sa = get_core(api, "serviceaccounts", Some(ns), &sa_name).await?;
+        sa = cached_account(api, ns, &sa_name).await?;
         if sa.is_some() {
             break;
         }
@@ -119,6 +118,20 @@ pub async fn admit_pod(api: &Api, ns: &str, pod: &mut Value) -> Result<(), ApiEr
         mount_token(spec, &crate::objects::name_suffix());
     }
     Ok(())
+}
+
+/// The service account `ns/name` from admission's cache (a miss is read from the store).
+async fn cached_account(api: &Api, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
+    let def = api
+        .resources
+        .find("", "v1", "serviceaccounts")
+        .ok_or_else(|| ApiError::Internal("serviceaccounts not served".into()))?;
+    let cached = api
+        .informers
+        .service_accounts
+        .get(api.store.as_ref(), &def.key(Some(ns), name))
+        .await?;
+    Ok(cached.map(|c| c.obj.clone()))
 }
 
 /// Adds the token volume (named `kube-api-access-<suffix>` unless one exists) and its mount.

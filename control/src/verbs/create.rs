@@ -17,37 +17,19 @@ pub async fn check_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
         .find("", "v1", "namespaces")
         .map(|d| d.key(None, ns))
         .ok_or_else(|| ApiError::Internal("namespaces not served".into()))?;
-    let (kv, _) = ctx
+    // Admission's namespace cache (a miss is read from the store).
+    let cached = ctx
         .api
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?;
-    let kv = kv.ok_or_else(|| ApiError::NotFound {
-        group: String::new(),
-        resource: "namespaces".into(),
-        name: ns.into(),
-    })?;
-    // Only the deletion mark matters here: skip building the whole namespace object.
-    #[derive(serde::Deserialize)]
-    struct Marked {
-        #[serde(default)]
-        metadata: MarkedMeta,
-    }
-    #[derive(Default, serde::Deserialize)]
-    struct MarkedMeta {
-        // Present at all (even null) counts, as `pointer(..).is_some()` did.
-        #[serde(rename = "deletionTimestamp", default, deserialize_with = "present")]
-        deletion: Option<serde::de::IgnoredAny>,
-    }
-    fn present<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
-        serde::Deserialize::deserialize(d).map(Some)
-    }
-    let ns_obj: Marked = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    if ns_obj.metadata.deletion.is_some() {
+        .informers
+        .namespaces
+        .get(ctx.api.store.as_ref(), &key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: ns.into(),
+        })?;
+    if cached.obj.pointer("/metadata/deletionTimestamp").is_some() {
         // kube's NamespaceLifecycle admission.
         return Err(ApiError::Forbidden {
             group: ctx.def.group.into(),

@@ -268,6 +268,7 @@ pub async fn write(
         }
     }
     let checked = admission::validate(ctx, Operation::Update, Some(&current), &new).await?;
+    crate::quota_admission::admit_update(ctx, &current, &new).await?;
     let warnings = [warnings, admitted, checked].concat();
     objects::set_resource_version(&mut new, rev);
     if objects::encode(&new) == objects::encode(&current) {

@@ -3,6 +3,7 @@
 //! rate (and the raw embedded store) measured in the same run. Bounded in count and time;
 //! prints Markdown tables; also custom resource (CronTab) creates vs pod creates in one server.
 //! Usage: bench-control [--creates N] [--list-size N] [--watchers N] [--authz-only] [--crd-only]
+//! [--no-admission-caches]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,10 @@ struct Args {
     /// Run only the custom resource comparison (CronTab creates vs pod creates).
     #[arg(long)]
     crd_only: bool,
+    /// Admission reads its configuration objects from the store on every write instead of
+    /// its watch-fed caches, in the main phases (the before/after comparison of issue 20).
+    #[arg(long)]
+    no_admission_caches: bool,
 }
 
 /// Throughput of one phase.
@@ -709,7 +714,9 @@ fn main() -> Result<()> {
         (Backend::Embedded, "pea-control embedded"),
         (Backend::Etcd, "pea-control etcd"),
     ] {
-        let cp = ControlPlane::start(backend).context("start control plane")?;
+        let cp =
+            ControlPlane::start_with(backend, |c| c.admission_caches = !args.no_admission_caches)
+                .context("start control plane")?;
         rt.block_on(async {
             let (s, r) = creates(&cp, label, "seq", args.creates / 4, 1).await?;
             seq_lat.push(s);

@@ -7,10 +7,13 @@
 //! are validated on namespaces, and setting a stricter enforce level warns about the pods
 //! already there. Every version maps to the latest checks (kube 1.32's).
 //!
-//! Not implemented: the exemptions of kube's AdmissionConfiguration (usernames, namespaces,
-//! runtimeClasses) and a non-default cluster-wide default policy.
+//! The `--admission-control-config-file` PodSecurity configuration ([`config`]) sets the
+//! policy of modes a namespace has no label for, and exempts usernames, runtimeClasses and
+//! namespaces: their requests are not evaluated at all, and a label set on an exempt
+//! namespace is answered with kube's warning that it is ignored.
 
 pub mod checks;
+pub mod config;
 
 use std::fmt;
 
@@ -73,15 +76,26 @@ fn valid_version(v: &str) -> bool {
         })
 }
 
-/// The policy the labels ask for (kube's `PolicyToEvaluate`): a bad level counts as
-/// restricted and a bad version as latest (failing safe), and each is reported.
+/// The policy the labels ask for with kube's defaults (privileged:latest) for the rest.
 pub fn policy_of(labels: Option<&Value>) -> (Policy, Vec<Cause>) {
+    policy_with_defaults(labels, &config::PodSecurityConfig::default().defaults)
+}
+
+/// The policy the labels ask for (kube's `PolicyToEvaluate`), `defaults` where a mode has no
+/// label: a bad level counts as restricted and a bad version as latest (failing safe), and
+/// each is reported.
+pub fn policy_with_defaults(labels: Option<&Value>, defaults: &Policy) -> (Policy, Vec<Cause>) {
     let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
     let mut errors = Vec::new();
     let mut mode = |m: &str| {
+        let default = match m {
+            "enforce" => &defaults.enforce,
+            "audit" => &defaults.audit,
+            _ => &defaults.warn,
+        };
         let key = format!("{PREFIX}{m}");
         let level = match get(&key) {
-            None => "privileged",
+            None => default.level,
             Some(l) => {
                 match LEVELS.iter().find(|x| **x == l) {
                     Some(x) => x,
@@ -97,7 +111,7 @@ pub fn policy_of(labels: Option<&Value>) -> (Policy, Vec<Cause>) {
         };
         let vkey = format!("{key}-version");
         let version = match get(&vkey) {
-            None => "latest".to_string(),
+            None => default.version.clone(),
             Some(v) if valid_version(v) => v.to_string(),
             Some(v) => {
                 errors.push((
@@ -159,19 +173,50 @@ pub async fn admit(
     }
 }
 
-async fn namespace_labels(api: &Api, ns: &str) -> Result<Option<Value>, ApiError> {
+/// The labels of namespace `ns` (from admission's namespace cache), `None` when it has none
+/// or does not exist.
+pub(crate) async fn namespace_labels(api: &Api, ns: &str) -> Result<Option<Value>, ApiError> {
     let Some(def) = api.resources.find("", "v1", "namespaces") else {
         return Ok(None);
     };
-    let (kv, _) = api
-        .store
-        .get(&def.key(None, ns))
-        .await
-        .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?;
-    Ok(match kv {
-        Some(kv) => objects::decode(&kv)?.pointer("/metadata/labels").cloned(),
-        None => None,
-    })
+    let cached = api
+        .informers
+        .namespaces
+        .get(api.store.as_ref(), &def.key(None, ns))
+        .await?;
+    Ok(cached.and_then(|c| c.obj.pointer("/metadata/labels").cloned()))
+}
+
+/// The policy of a namespace with these labels under the configured defaults.
+fn policy_in(api: &Api, labels: Option<&Value>) -> (Policy, Vec<Cause>) {
+    policy_with_defaults(labels, &api.admission.pod_security.defaults)
+}
+
+/// kube's `exemptNamespaceWarning`: labels asking for a non-privileged policy on an exempt
+/// namespace are ignored, and said so.
+fn exempt_namespace_warning(
+    api: &Api,
+    ns: &str,
+    policy: &Policy,
+    labels: Option<&Value>,
+) -> Vec<String> {
+    if policy.fully_privileged() || *policy == api.admission.pod_security.defaults {
+        return Vec::new();
+    }
+    let has = |k: String| labels.and_then(|l| l.get(&k)).is_some();
+    let parts: Vec<String> = MODES
+        .iter()
+        .zip([&policy.enforce, &policy.audit, &policy.warn])
+        .filter(|(m, lv)| {
+            lv.level != "privileged"
+                && (has(format!("{PREFIX}{m}")) || has(format!("{PREFIX}{m}-version")))
+        })
+        .map(|(m, lv)| format!("{m}={lv}"))
+        .collect();
+    vec![format!(
+        "namespace {ns:?} is exempt from Pod Security, and the policy ({}) will be ignored",
+        parts.join(", ")
+    )]
 }
 
 /// Labels on a namespace: valid on create; on update, valid if they changed; a stricter
@@ -182,7 +227,8 @@ async fn namespace(
     old: Option<&Value>,
     obj: &Value,
 ) -> Result<Vec<String>, ApiError> {
-    let (new_policy, new_errors) = policy_of(obj.pointer("/metadata/labels"));
+    let (new_policy, new_errors) = policy_in(api, obj.pointer("/metadata/labels"));
+    let exempt = api.admission.pod_security.exempt_namespace(&attrs.name);
     let invalid = |causes: Vec<Cause>| ApiError::Invalid {
         group: String::new(),
         kind: "Namespace".into(),
@@ -193,9 +239,17 @@ async fn namespace(
         if !new_errors.is_empty() {
             return Err(invalid(new_errors));
         }
+        if exempt {
+            return Ok(exempt_namespace_warning(
+                api,
+                &attrs.name,
+                &new_policy,
+                obj.pointer("/metadata/labels"),
+            ));
+        }
         return Ok(Vec::new());
     };
-    let (old_policy, old_errors) = policy_of(old.pointer("/metadata/labels"));
+    let (old_policy, old_errors) = policy_in(api, old.pointer("/metadata/labels"));
     if !new_errors.is_empty() && (old_errors.is_empty() || new_errors != old_errors) {
         return Err(invalid(new_errors));
     }
@@ -205,6 +259,14 @@ async fn namespace(
         || (new.version == was.version && new.rank() <= was.rank())
     {
         return Ok(Vec::new());
+    }
+    if exempt {
+        return Ok(exempt_namespace_warning(
+            api,
+            &attrs.name,
+            &new_policy,
+            obj.pointer("/metadata/labels"),
+        ));
     }
     pods_violating(api, &attrs.name, new).await
 }
@@ -327,8 +389,11 @@ async fn pod(
     if IGNORED_POD_SUBRESOURCES.contains(&attrs.subresource.as_str()) {
         return Ok(Vec::new());
     }
+    if exempt_request(api, attrs) {
+        return Ok(Vec::new());
+    }
     let labels = namespace_labels(api, &attrs.namespace).await?;
-    let (policy, errors) = policy_of(labels.as_ref());
+    let (policy, errors) = policy_in(api, labels.as_ref());
     if errors.is_empty() && policy.fully_privileged() {
         return Ok(Vec::new());
     }
@@ -339,6 +404,9 @@ async fn pod(
     }
     let meta = obj.get("metadata").unwrap_or(&Value::Null);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
+    if api.admission.pod_security.exempt_runtime_class(spec) {
+        return Ok(Vec::new());
+    }
     let enforced = checks::evaluate(policy.enforce.level, meta, spec);
     audit(attrs, &policy, meta, spec);
     if !enforced.is_empty() {
@@ -361,16 +429,28 @@ async fn workload(
     attrs: &Attributes<'_>,
     template: &Value,
 ) -> Result<Vec<String>, ApiError> {
+    if exempt_request(api, attrs) {
+        return Ok(Vec::new());
+    }
     let labels = namespace_labels(api, &attrs.namespace).await?;
-    let (policy, errors) = policy_of(labels.as_ref());
+    let (policy, errors) = policy_in(api, labels.as_ref());
     if errors.is_empty() && policy.warn.level == "privileged" && policy.audit.level == "privileged"
     {
         return Ok(Vec::new());
     }
     let meta = template.get("metadata").unwrap_or(&Value::Null);
     let spec = template.get("spec").unwrap_or(&Value::Null);
+    if api.admission.pod_security.exempt_runtime_class(spec) {
+        return Ok(Vec::new());
+    }
     audit(attrs, &policy, meta, spec);
     Ok(warn(&policy, meta, spec))
+}
+
+/// kube's short-circuits before the namespace is read: exempt namespaces, then users.
+fn exempt_request(api: &Api, attrs: &Attributes<'_>) -> bool {
+    let config = &api.admission.pod_security;
+    config.exempt_namespace(&attrs.namespace) || config.exempt_user(&attrs.user.name)
 }
 
 fn warn(policy: &Policy, meta: &Value, spec: &Value) -> Vec<String> {
