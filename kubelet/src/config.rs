@@ -84,6 +84,10 @@ pub struct KubeletConfiguration {
     pub cluster_domain: Option<String>,
     pub resolv_conf: Option<PathBuf>,
     pub eviction_hard: Option<BTreeMap<String, String>>,
+    pub eviction_soft: Option<BTreeMap<String, String>>,
+    pub eviction_soft_grace_period: Option<BTreeMap<String, String>>,
+    pub eviction_minimum_reclaim: Option<BTreeMap<String, String>>,
+    pub eviction_max_pod_grace_period: Option<i32>,
     pub eviction_pressure_transition_period: Option<String>,
     #[serde(rename = "imageGCHighThresholdPercent")]
     pub image_gc_high_threshold_percent: Option<u8>,
@@ -141,6 +145,14 @@ pub struct Config {
     pub cluster_domain: String,
     pub resolv_conf: PathBuf,
     pub eviction_hard: BTreeMap<String, String>,
+    /// Soft thresholds (evictionSoft), each with its evictionSoftGracePeriod.
+    pub eviction_soft: BTreeMap<String, String>,
+    pub eviction_soft_grace_period: BTreeMap<String, String>,
+    pub eviction_minimum_reclaim: BTreeMap<String, String>,
+    /// Longest grace (seconds) a soft eviction gives a pod (evictionMaxPodGracePeriod, 0).
+    pub eviction_max_pod_grace_period: i32,
+    /// How long a pressure condition stays after its signal clears (5m).
+    pub eviction_pressure_transition_period: Duration,
     pub image_gc_high_threshold_percent: u8,
     pub image_gc_low_threshold_percent: u8,
     pub image_minimum_gc_age: Duration,
@@ -203,6 +215,11 @@ impl Config {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+            eviction_soft: BTreeMap::new(),
+            eviction_soft_grace_period: BTreeMap::new(),
+            eviction_minimum_reclaim: BTreeMap::new(),
+            eviction_max_pod_grace_period: 0,
+            eviction_pressure_transition_period: Duration::from_secs(300),
             image_gc_high_threshold_percent: 85,
             image_gc_low_threshold_percent: 80,
             image_minimum_gc_age: Duration::from_secs(120),
@@ -311,7 +328,11 @@ impl Config {
             system_reserved,
             kube_reserved,
             healthz_port,
-            healthz_bind_address
+            healthz_bind_address,
+            eviction_soft,
+            eviction_soft_grace_period,
+            eviction_minimum_reclaim,
+            eviction_max_pod_grace_period
         );
         dur!(
             image_minimum_gc_age: "imageMinimumGCAge",
@@ -319,7 +340,8 @@ impl Config {
             sync_frequency: "syncFrequency",
             node_status_update_frequency: "nodeStatusUpdateFrequency",
             runtime_request_timeout: "runtimeRequestTimeout",
-            container_log_monitor_interval: "containerLogMonitorInterval"
+            container_log_monitor_interval: "containerLogMonitorInterval",
+            eviction_pressure_transition_period: "evictionPressureTransitionPeriod"
         );
         set!(container_log_max_files, container_log_max_workers);
         if let Some(v) = f.container_log_max_size.as_deref() {
@@ -383,15 +405,40 @@ impl Config {
                 format!("{:?} must be an absolute cgroup path", self.cgroup_root),
             ));
         }
-        for (signal, value) in &self.eviction_hard {
-            crate::eviction::Threshold::parse(signal, value)
-                .map_err(|m| invalid("evictionHard", m))?;
+        crate::eviction::parse_config(
+            &self.eviction_hard,
+            &self.eviction_soft,
+            &self.eviction_soft_grace_period,
+            &self.eviction_minimum_reclaim,
+        )
+        .map_err(|m| invalid("eviction", m))?;
+        if self.eviction_max_pod_grace_period < 0 {
+            return Err(invalid(
+                "evictionMaxPodGracePeriod",
+                format!(
+                    "{} must not be negative",
+                    self.eviction_max_pod_grace_period
+                ),
+            ));
         }
         for ip in &self.cluster_dns {
             ip.parse::<std::net::IpAddr>()
                 .map_err(|_| invalid("clusterDNS", format!("{ip:?} is not an IP address")))?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The eviction thresholds (validated when the config was applied).
+    pub fn eviction_thresholds(&self) -> Vec<crate::eviction::Configured> {
+        crate::eviction::parse_config(
+            &self.eviction_hard,
+            &self.eviction_soft,
+            &self.eviction_soft_grace_period,
+            &self.eviction_minimum_reclaim,
+        )
+        .unwrap_or_default()
     }
 }
 
@@ -492,6 +539,30 @@ mod tests {
             .apply_text("evictionHard: {memory.available: lots}\n", Path::new("c"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("evictionHard"), "{err}");
+        assert!(err.contains("eviction"), "{err}");
+        // kubelet refuses a soft threshold without its grace period.
+        let err = c
+            .apply_text("evictionSoft: {memory.available: 1Gi}\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "grace period must be specified for the soft eviction threshold memory.available"
+            ),
+            "{err}"
+        );
+        c.apply_text(
+            "evictionSoft: {memory.available: 1Gi}\nevictionSoftGracePeriod: {memory.available: 1m}\n\
+             evictionMaxPodGracePeriod: 30\nevictionPressureTransitionPeriod: 30s\n\
+             evictionMinimumReclaim: {memory.available: 100Mi}\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(c.eviction_thresholds().len(), 2);
+        assert_eq!(c.eviction_max_pod_grace_period, 30);
+        assert_eq!(
+            c.eviction_pressure_transition_period,
+            Duration::from_secs(30)
+        );
     }
 }

@@ -122,6 +122,16 @@ pub struct ImageGcPolicy {
     pub min_age: Duration,
 }
 
+impl ImageGcPolicy {
+    pub fn of(cfg: &crate::config::Config) -> Self {
+        Self {
+            high_threshold_percent: cfg.image_gc_high_threshold_percent,
+            low_threshold_percent: cfg.image_gc_low_threshold_percent,
+            min_age: cfg.image_minimum_gc_age,
+        }
+    }
+}
+
 /// What the image GC knows of one image across rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ImageRecord {
@@ -232,16 +242,16 @@ impl Default for Periods {
 
 /// Runs both collectors until the process ends. Waits for the first full pod list so pods the
 /// API still has are not taken for deleted ones.
-pub async fn run(s: Arc<Shared>, mut synced: watch::Receiver<bool>, periods: Periods) {
+pub async fn run(
+    s: Arc<Shared>,
+    mut synced: watch::Receiver<bool>,
+    periods: Periods,
+    records: Arc<tokio::sync::Mutex<ImageRecords>>,
+) {
     if synced.wait_for(|v| *v).await.is_err() {
         return;
     }
-    let policy = ImageGcPolicy {
-        high_threshold_percent: s.cfg.image_gc_high_threshold_percent,
-        low_threshold_percent: s.cfg.image_gc_low_threshold_percent,
-        min_age: s.cfg.image_minimum_gc_age,
-    };
-    let mut records = ImageRecords::default();
+    let policy = ImageGcPolicy::of(&s.cfg);
     let mut containers_tick = tokio::time::interval(periods.containers);
     let mut images_tick = tokio::time::interval(periods.images);
     containers_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -254,7 +264,8 @@ pub async fn run(s: Arc<Shared>, mut synced: watch::Receiver<bool>, periods: Per
                 }
             }
             _ = images_tick.tick() => {
-                match collect_images(&s, &policy, &mut records).await {
+                let mut records = records.lock().await;
+                match collect_images(&s, &policy, &mut records, None).await {
                     Ok(Some((wanted, freed))) if freed < wanted => s.events.node(
                         &s.cfg.node_name,
                         true,
@@ -281,6 +292,37 @@ fn now_nanos() -> i64 {
 
 /// One container GC round: lists the kubelet's containers and removes what the policy says.
 pub async fn collect_containers(s: &Shared, policy: &ContainerGcPolicy) -> Result<usize, String> {
+    let live: HashSet<String> = s.pods.read().expect("pods").keys().cloned().collect();
+    collect_containers_of(s, policy, &live).await
+}
+
+/// kubelet's DeleteAllUnusedContainers (the eviction manager's node-level reclaim): as a GC
+/// round, but the dead containers of pods that finished (Succeeded, Failed — evicted ones
+/// too) go as well, not only those of pods gone from the API.
+pub async fn delete_all_unused_containers(s: &Shared) -> Result<usize, String> {
+    let live: HashSet<String> = s
+        .pods
+        .read()
+        .expect("pods")
+        .iter()
+        .filter(|(_, p)| {
+            !matches!(
+                p.status.as_ref().and_then(|st| st.phase.as_deref()),
+                Some("Succeeded") | Some("Failed")
+            )
+        })
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    collect_containers_of(s, &ContainerGcPolicy::default(), &live).await
+}
+
+/// Removes the dead containers the policy picks, `live` being the pods whose newest dead
+/// container per name is kept.
+async fn collect_containers_of(
+    s: &Shared,
+    policy: &ContainerGcPolicy,
+    live: &HashSet<String>,
+) -> Result<usize, String> {
     let mut cri = s.cri.clone();
     let list = cri
         .runtime
@@ -302,8 +344,7 @@ pub async fn collect_containers(s: &Shared, policy: &ContainerGcPolicy) -> Resul
             })
         })
         .collect();
-    let live: HashSet<String> = s.pods.read().expect("pods").keys().cloned().collect();
-    let remove = dead_containers_to_remove(&dead, &live, policy, now_nanos());
+    let remove = dead_containers_to_remove(&dead, live, policy, now_nanos());
     let mut removed = 0;
     for id in remove {
         match cri
@@ -336,11 +377,13 @@ fn fs_space(path: &str) -> Result<(u64, u64), String> {
 }
 
 /// One image GC round. Returns (bytes wanted, bytes freed) when usage was above the high
-/// threshold, None below it.
+/// threshold, None below it. With `want` (the eviction manager's DeleteUnusedImages:
+/// `u64::MAX`) that many bytes are freed whatever the thresholds say.
 pub async fn collect_images(
     s: &Shared,
     policy: &ImageGcPolicy,
     records: &mut ImageRecords,
+    want: Option<u64>,
 ) -> Result<Option<(u64, u64)>, String> {
     let mut cri = s.cri.clone();
     let fs = cri
@@ -393,7 +436,7 @@ pub async fn collect_images(
     }
     let now = Instant::now();
     records.detect(&images, &in_use, now);
-    let Some(wanted) = bytes_to_free(policy, capacity, available) else {
+    let Some(wanted) = want.or_else(|| bytes_to_free(policy, capacity, available)) else {
         return Ok(None);
     };
     tracing::info!(

@@ -124,6 +124,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         events,
         pulls: tokio::sync::Mutex::new(()),
         pods: Default::default(),
+        pressure: Default::default(),
         cfg,
     });
     tracing::info!(
@@ -141,15 +142,21 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             })?;
     }
     let server = start_server(&shared).await?;
+    // The eviction manager's first observation sets the pressure conditions before the node's
+    // status is first written.
+    let image_records = Arc::new(tokio::sync::Mutex::new(crate::gc::ImageRecords::default()));
+    let mut eviction =
+        crate::eviction::manager::Manager::new(shared.clone(), image_records.clone());
+    eviction.observe_only().await;
     tokio::spawn(node::status_loop(shared.clone(), machine));
     tokio::spawn(node::lease_loop(shared.clone()));
     tokio::spawn(crate::logrotate::run(shared.clone()));
     let (tx, rx) = watch::channel(false);
     let statics = crate::static_pods::start(shared.clone());
     let (evict_tx, evict_rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(crate::eviction::manager::run(
-        shared.clone(),
+    tokio::spawn(eviction.run(
         evict_tx,
+        rx.clone(),
         crate::eviction::manager::MONITORING_PERIOD,
     ));
     tokio::spawn(pods::run(shared.clone(), tx, statics, evict_rx));
@@ -157,6 +164,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         shared.clone(),
         rx.clone(),
         shared.cfg.gc_periods,
+        image_records,
     ));
     Ok(Running {
         shared,

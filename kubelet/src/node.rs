@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Owne
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 
-use crate::eviction::{Signal, Threshold};
+use crate::eviction::Threshold;
 use crate::pods::Shared;
 
 /// Facts of the machine the node reports.
@@ -212,44 +212,10 @@ fn cond(
     }
 }
 
-/// Which eviction signals are crossed now.
-pub fn pressure(s: &Shared, m: &Machine) -> (bool, bool, bool) {
-    let mut mem = false;
-    let mut disk = false;
-    let mut pid = false;
-    for (k, v) in &s.cfg.eviction_hard {
-        let Ok(t) = Threshold::parse(k, v) else {
-            continue;
-        };
-        match t.signal {
-            Signal::MemoryAvailable => {
-                let avail = meminfo("MemAvailable").unwrap_or(u64::MAX);
-                mem |= avail < t.min_available(m.memory);
-            }
-            Signal::NodefsAvailable | Signal::ImagefsAvailable => {
-                if let Ok(st) = nix::sys::statvfs::statvfs(&s.cfg.root_dir) {
-                    let avail = st.blocks_available() * st.fragment_size();
-                    disk |= avail < t.min_available(m.storage);
-                }
-            }
-            Signal::PidAvailable => {
-                let max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(u64::MAX);
-                let used = std::fs::read_dir("/proc")
-                    .map(|d| {
-                        d.flatten()
-                            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-                            .count() as u64
-                    })
-                    .unwrap_or(0);
-                pid |= max.saturating_sub(used) < t.min_available(max);
-            }
-            _ => {}
-        }
-    }
-    (mem, disk, pid)
+/// The pressure conditions the eviction manager decided (memory, disk, pid).
+pub fn pressure(s: &Shared) -> (bool, bool, bool) {
+    let p = *s.pressure.read().expect("pressure");
+    (p.memory, p.disk, p.pid)
 }
 
 pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeStatus {
@@ -288,7 +254,7 @@ pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeSt
             format!("container runtime is down: {}", e.message()),
         ),
     };
-    let (mem, disk, pid) = pressure(s, m);
+    let (mem, disk, pid) = pressure(s);
     let ready = runtime_ok && net_ok;
     let version = cri
         .runtime

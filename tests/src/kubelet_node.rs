@@ -73,6 +73,9 @@ pub struct KubeletNode {
     kubelet_log_filter: String,
     /// Extra flags `start_kubelet` passes (e.g. pea's --container-gc-period).
     pub kubelet_args: Vec<String>,
+    /// The kubelet's --root-dir (the node's `kubelet` dir unless a test gives it another
+    /// filesystem, e.g. a small tmpfs for disk eviction).
+    pub root_dir: PathBuf,
     /// containerd, when it is the runtime; dropped before the node it lives in.
     pub containerd: Option<Containerd>,
     // Last: the shim node (netns, shim, registry) outlives everything above.
@@ -132,6 +135,7 @@ impl KubeletNode {
         let control =
             in_netns(Some(&node.netns.path()), || cmd.spawn()).context("starting pea-control")?;
         let admin = data.join("admin.kubeconfig");
+        let root_dir = node.path("kubelet");
         let me = Self {
             kubelet: None,
             control: Some(control),
@@ -144,6 +148,7 @@ impl KubeletNode {
             runtime: opts.runtime,
             kubelet_log_filter: opts.kubelet_log_filter.clone(),
             kubelet_args: Vec::new(),
+            root_dir,
             containerd,
             dir,
             node,
@@ -211,7 +216,7 @@ impl KubeletNode {
             .arg(&self.node_kubeconfig)
             .args(["--hostname-override", &self.name])
             .arg("--root-dir")
-            .arg(self.node.path("kubelet"))
+            .arg(&self.root_dir)
             .args(&self.kubelet_args)
             .env("RUST_LOG", &self.kubelet_log_filter)
             .stdin(Stdio::null())

@@ -1,14 +1,25 @@
-//! Eviction thresholds (`evictionHard`): signal names and values as kubelet parses them, and
-//! the eviction manager's admission rule for new pods while the node is under pressure.
+//! Eviction thresholds (`evictionHard`, `evictionSoft` with `evictionSoftGracePeriod`,
+//! `evictionMinimumReclaim`): signal names and values as kubelet parses them (its
+//! `ParseThresholdConfig`, same refusals), and the eviction manager's admission rule for new
+//! pods while the node is under pressure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
+pub mod candidates;
 pub mod manager;
+pub mod observe;
+pub mod rank;
+pub mod reclaim;
+pub mod state;
+pub mod usage;
 
 use crate::podconfig::qos::{self, Qos};
 
 /// A signal kubelet knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
     MemoryAvailable,
     NodefsAvailable,
@@ -18,11 +29,82 @@ pub enum Signal {
     PidAvailable,
 }
 
+impl Signal {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Ok(match name {
+            "memory.available" => Signal::MemoryAvailable,
+            "nodefs.available" => Signal::NodefsAvailable,
+            "nodefs.inodesFree" => Signal::NodefsInodesFree,
+            "imagefs.available" => Signal::ImagefsAvailable,
+            "imagefs.inodesFree" => Signal::ImagefsInodesFree,
+            "pid.available" => Signal::PidAvailable,
+            // kubelet's unsupportedEvictionSignal.
+            other => return Err(format!("unsupported eviction signal {other}")),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory.available",
+            Signal::NodefsAvailable => "nodefs.available",
+            Signal::NodefsInodesFree => "nodefs.inodesFree",
+            Signal::ImagefsAvailable => "imagefs.available",
+            Signal::ImagefsInodesFree => "imagefs.inodesFree",
+            Signal::PidAvailable => "pid.available",
+        }
+    }
+
+    /// kubelet's signalToResource: what its eviction messages say the node was low on.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory",
+            Signal::NodefsAvailable | Signal::ImagefsAvailable => "ephemeral-storage",
+            Signal::NodefsInodesFree | Signal::ImagefsInodesFree => "inodes",
+            Signal::PidAvailable => "pids",
+        }
+    }
+
+    /// kubelet's signalToNodeCondition.
+    pub fn condition(self) -> Condition {
+        match self {
+            Signal::MemoryAvailable => Condition::Memory,
+            Signal::PidAvailable => Condition::Pid,
+            _ => Condition::Disk,
+        }
+    }
+
+    /// Counted in bytes (printed as binary-SI quantities) or in items (inodes, pids).
+    pub fn is_bytes(self) -> bool {
+        matches!(
+            self,
+            Signal::MemoryAvailable | Signal::NodefsAvailable | Signal::ImagefsAvailable
+        )
+    }
+}
+
+/// The node conditions eviction signals drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Condition {
+    Memory,
+    Disk,
+    Pid,
+}
+
 /// Below what a signal must not fall: an absolute quantity or a percentage of capacity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
     Quantity(u64),
     Percent(f64),
+}
+
+impl Value {
+    /// The amount it stands for, for a resource of `capacity`.
+    pub fn amount(&self, capacity: u64) -> u64 {
+        match *self {
+            Value::Quantity(q) => q,
+            Value::Percent(p) => (capacity as f64 * p / 100.0) as u64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,40 +114,131 @@ pub struct Threshold {
 }
 
 impl Threshold {
+    /// One `signal: value` statement as kubelet's parseThresholdStatement reads it.
     pub fn parse(signal: &str, value: &str) -> Result<Self, String> {
-        let signal = match signal {
-            "memory.available" => Signal::MemoryAvailable,
-            "nodefs.available" => Signal::NodefsAvailable,
-            "nodefs.inodesFree" => Signal::NodefsInodesFree,
-            "imagefs.available" => Signal::ImagefsAvailable,
-            "imagefs.inodesFree" => Signal::ImagefsInodesFree,
-            "pid.available" => Signal::PidAvailable,
-            other => return Err(format!("unknown eviction signal {other:?}")),
-        };
+        let signal = Signal::parse(signal)?;
+        let name = signal.name();
         let value = if let Some(p) = value.strip_suffix('%') {
             let p: f64 = p
                 .parse()
                 .map_err(|_| format!("{value:?} is not a percentage"))?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(format!("{value:?}: a percentage is between 0% and 100%"));
+            if p < 0.0 {
+                return Err(format!(
+                    "eviction percentage threshold {name} must be >= 0%: {value}"
+                ));
+            }
+            if p > 100.0 {
+                return Err(format!(
+                    "eviction percentage threshold {name} must be <= 100%: {value}"
+                ));
             }
             Value::Percent(p)
         } else {
-            Value::Quantity(
-                crate::quantity::parse_bytes(value)
-                    .ok_or_else(|| format!("{value:?} is not a quantity (e.g. 100Mi, 10%)"))?,
-            )
+            let q = crate::quantity::parse(value)
+                .ok_or_else(|| format!("{value:?} is not a quantity (e.g. 100Mi, 10%)"))?;
+            if q <= 0.0 {
+                return Err(format!(
+                    "eviction threshold {name} must be positive: {value}"
+                ));
+            }
+            Value::Quantity(q.ceil() as u64)
         };
         Ok(Self { signal, value })
     }
 
     /// The amount below which the signal is crossed, for a resource of `capacity`.
     pub fn min_available(&self, capacity: u64) -> u64 {
-        match self.value {
-            Value::Quantity(q) => q,
-            Value::Percent(p) => (capacity as f64 * p / 100.0) as u64,
-        }
+        self.value.amount(capacity)
     }
+}
+
+/// A configured threshold: hard (no grace period) or soft, with its minimum reclaim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Configured {
+    pub threshold: Threshold,
+    /// The value as written (kubelet's messages print a quantity as given).
+    pub written: String,
+    /// None: a hard threshold (evictionHard); Some: soft, crossed for this long before acting.
+    pub grace: Option<Duration>,
+    pub min_reclaim: Option<Value>,
+}
+
+impl Configured {
+    pub fn is_hard(&self) -> bool {
+        self.grace.is_none()
+    }
+    pub fn signal(&self) -> Signal {
+        self.threshold.signal
+    }
+}
+
+/// The eviction settings of the kubelet config, as kubelet's ParseThresholdConfig combines
+/// them: hard thresholds, soft ones (each must have its grace period), minimum reclaims.
+pub fn parse_config(
+    hard: &BTreeMap<String, String>,
+    soft: &BTreeMap<String, String>,
+    soft_grace: &BTreeMap<String, String>,
+    min_reclaim: &BTreeMap<String, String>,
+) -> Result<Vec<Configured>, String> {
+    let mut graces = BTreeMap::new();
+    for (signal, v) in soft_grace {
+        let s = Signal::parse(signal)?;
+        let d = crate::config::parse_duration(v).map_err(|_| {
+            format!("invalid eviction grace period specified: {v}, must be a positive value")
+        })?;
+        graces.insert(s, d);
+    }
+    let mut reclaims = BTreeMap::new();
+    for (signal, v) in min_reclaim {
+        let s = Signal::parse(signal)?;
+        let value = if let Some(p) = v.strip_suffix('%') {
+            let p: f64 = p
+                .parse()
+                .map_err(|_| format!("{v:?} is not a percentage"))?;
+            if p <= 0.0 {
+                return Err(format!(
+                    "eviction percentage minimum reclaim {signal} must be positive: {v}"
+                ));
+            }
+            Value::Percent(p)
+        } else {
+            let q = crate::quantity::parse(v)
+                .ok_or_else(|| format!("{v:?} is not a quantity (e.g. 100Mi, 10%)"))?;
+            if q < 0.0 {
+                return Err(format!(
+                    "negative eviction minimum reclaim specified for {signal}"
+                ));
+            }
+            Value::Quantity(q.ceil() as u64)
+        };
+        reclaims.insert(s, value);
+    }
+    let mut out = Vec::new();
+    for (signal, v) in hard {
+        let threshold = Threshold::parse(signal, v)?;
+        out.push(Configured {
+            threshold,
+            written: v.clone(),
+            grace: None,
+            min_reclaim: reclaims.get(&threshold.signal).copied(),
+        });
+    }
+    for (signal, v) in soft {
+        let threshold = Threshold::parse(signal, v)?;
+        let grace = graces.get(&threshold.signal).copied().ok_or_else(|| {
+            format!(
+                "grace period must be specified for the soft eviction threshold {}",
+                threshold.signal.name()
+            )
+        })?;
+        out.push(Configured {
+            threshold,
+            written: v.clone(),
+            grace: Some(grace),
+            min_reclaim: reclaims.get(&threshold.signal).copied(),
+        });
+    }
+    Ok(out)
 }
 
 /// The node's pressure conditions (what `node::pressure` observes).
@@ -184,7 +357,52 @@ mod tests {
         assert_eq!(t.value, Value::Quantity(100 << 20));
         let t = Threshold::parse("nodefs.available", "10%").unwrap();
         assert_eq!(t.min_available(1000), 100);
-        assert!(Threshold::parse("memory.free", "1Gi").is_err());
-        assert!(Threshold::parse("memory.available", "110%").is_err());
+        assert_eq!(
+            Threshold::parse("memory.free", "1Gi").unwrap_err(),
+            "unsupported eviction signal memory.free"
+        );
+        assert_eq!(
+            Threshold::parse("memory.available", "110%").unwrap_err(),
+            "eviction percentage threshold memory.available must be <= 100%: 110%"
+        );
+        assert_eq!(
+            Threshold::parse("pid.available", "0").unwrap_err(),
+            "eviction threshold pid.available must be positive: 0"
+        );
+    }
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn config_combines_hard_soft_grace_and_reclaim_as_kubelet() {
+        let none = BTreeMap::new();
+        let all = parse_config(
+            &map(&[("nodefs.available", "1Gi")]),
+            &map(&[("memory.available", "200Mi")]),
+            &map(&[("memory.available", "1m30s")]),
+            &map(&[("nodefs.available", "500Mi"), ("memory.available", "5%")]),
+        )
+        .unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].is_hard());
+        assert_eq!(all[0].min_reclaim, Some(Value::Quantity(500 << 20)));
+        assert_eq!(all[1].grace, Some(Duration::from_secs(90)));
+        assert_eq!(all[1].min_reclaim, Some(Value::Percent(5.0)));
+        assert_eq!(
+            parse_config(&none, &map(&[("memory.available", "1Gi")]), &none, &none).unwrap_err(),
+            "grace period must be specified for the soft eviction threshold memory.available"
+        );
+        assert_eq!(
+            parse_config(&none, &none, &map(&[("disk.free", "1m")]), &none).unwrap_err(),
+            "unsupported eviction signal disk.free"
+        );
+        assert_eq!(
+            parse_config(&none, &none, &none, &map(&[("pid.available", "0%")])).unwrap_err(),
+            "eviction percentage minimum reclaim pid.available must be positive: 0%"
+        );
     }
 }

@@ -42,6 +42,8 @@ pub struct Shared {
     pub node_cpu_millis: u64,
     /// The pods this kubelet runs (what `/pods` of its server shows).
     pub pods: std::sync::RwLock<HashMap<String, Pod>>,
+    /// The node's pressure conditions as the eviction manager last decided them.
+    pub pressure: std::sync::RwLock<crate::eviction::Pressure>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -126,7 +128,7 @@ pub async fn run(
             }
             Some(e) = evictions.recv() => {
                 if let Some(tx) = workers.get(&e.uid) {
-                    let _ = tx.send(Msg::Evict(e.message)).await;
+                    let _ = tx.send(Msg::Evict(e.message, e.grace)).await;
                 }
             }
             uid = wake_rx.recv() => {
@@ -240,9 +242,7 @@ async fn dispatch(s: &Arc<Shared>, workers: &mut HashMap<String, mpsc::Sender<Ms
     if phase != "Failed" && phase != "Succeeded" {
         // The eviction manager's admission: no BestEffort pods under memory pressure, none
         // under disk or PID pressure.
-        let m = crate::node::Machine::read(&s.cfg.root_dir);
-        let (memory, disk, pid) = crate::node::pressure(s, &m);
-        let pressure = crate::eviction::Pressure { memory, disk, pid };
+        let pressure = *s.pressure.read().expect("pressure");
         if let Err((reason, message)) = crate::eviction::admit(&pod, pressure) {
             reject(s, &pod, reason, message).await;
             return;

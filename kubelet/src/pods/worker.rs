@@ -40,9 +40,9 @@ pub enum Msg {
     Wake,
     /// The pod is gone from the API (deleted with grace 0, or missed while disconnected).
     Gone,
-    /// The eviction manager chose this pod: stop it now (grace 0) and fail it as Evicted
-    /// with this message.
-    Evict(String),
+    /// The eviction manager chose this pod: stop it with this grace (seconds; 0 for a hard
+    /// threshold) and fail it as Evicted with this message.
+    Evict(String, i64),
 }
 
 /// Longest a worker sleeps without a reason to wake (resyncs configmap/secret volumes too).
@@ -144,7 +144,7 @@ impl Worker {
             match msg {
                 Some(Msg::Update(p)) => self.update(*p),
                 Some(Msg::Wake) => {}
-                Some(Msg::Evict(m)) => self.evict(m).await,
+                Some(Msg::Evict(m, g)) => self.evict(m, g).await,
                 Some(Msg::Gone) | None => {
                     self.terminate(None).await;
                     self.cleanup_node_state();
@@ -156,7 +156,7 @@ impl Worker {
                 match m {
                     Msg::Update(p) => self.update(*p),
                     Msg::Wake => {}
-                    Msg::Evict(m) => self.evict(m).await,
+                    Msg::Evict(m, g) => self.evict(m, g).await,
                     Msg::Gone => {
                         self.terminate(None).await;
                         self.cleanup_node_state();
@@ -167,15 +167,17 @@ impl Worker {
         }
     }
 
-    /// kubelet's eviction: containers killed at once (hard threshold), the pod Failed.
-    async fn evict(&mut self, message: String) {
+    /// kubelet's eviction: containers stopped with the manager's grace, the pod Failed, its
+    /// volumes released.
+    async fn evict(&mut self, message: String, grace: i64) {
         if self.terminal_done {
             return;
         }
-        self.stop_all(0).await;
+        self.stop_all(grace).await;
         if let Err(e) = self.fail(crate::eviction::REASON, message).await {
             tracing::warn!(error = %e, "writing the evicted pod's status");
         }
+        crate::eviction::manager::release_volumes(&self.s.ctx.root_dir, &self.uid);
     }
 
     fn update(&mut self, pod: Pod) {
