@@ -19,6 +19,11 @@ fn condition(p: &Value, t: &str) -> Option<String> {
 }
 
 fn containerd_node(name: &str) -> KubeletNode {
+    containerd_node_with(name, "")
+}
+
+/// The node with `extra` appended to the kubelet's config (YAML lines).
+fn containerd_node_with(name: &str, extra: &str) -> KubeletNode {
     let mut n = KubeletNode::with(
         name,
         &NodeOptions {
@@ -27,6 +32,9 @@ fn containerd_node(name: &str) -> KubeletNode {
         },
     )
     .expect("node with containerd");
+    let mut cfg = std::fs::read_to_string(&n.kubelet_config).expect("config");
+    cfg.push_str(&extra.replace("NODE_DIR", &n.dir.path().display().to_string()));
+    std::fs::write(&n.kubelet_config, cfg).expect("config");
     n.start_kubelet().expect("kubelet");
     let start = Instant::now();
     loop {
@@ -208,4 +216,121 @@ spec:
             "pod cgroup of {uid} removed: {cg:?}"
         );
     }
+}
+
+/// Polls `f` for up to 60 s; panics with `what` and the kubelet's log tail.
+fn wait_until(n: &KubeletNode, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s\n--- kubelet log tail:\n{}",
+            pea_tests::kubelet_node::tail(&n.kubelet_log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn running_containers(n: &KubeletNode, pod: &str) -> Vec<String> {
+    n.cri_containers("io.kubernetes.pod.name", pod)
+        .into_iter()
+        .filter(|(_, s)| *s == cri::ContainerState::ContainerRunning as i32)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The static pod and liveness scenarios of kubelet_static.rs and kubelet_probes.rs, on
+/// containerd: a manifest runs as NAME-NODENAME with a mirror pod (made again when deleted,
+/// the container untouched), a removed manifest stops it in containerd; an exec liveness probe
+/// (CRI ExecSync in containerd) that starts failing restarts the container.
+#[test]
+fn kubelet_on_containerd_runs_static_pods_and_restarts_on_failed_liveness() {
+    let n = containerd_node_with(
+        "ctd-s",
+        "staticPodPath: NODE_DIR/manifests\nfileCheckFrequency: 1s\n",
+    );
+    let dir = n.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifest dir");
+    let img = n.image.clone();
+    let tmp = dir.join(".web.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {img}\n    \
+             command: [sh, -c, 'echo static; exec sleep 3600']\n"
+        ),
+    )
+    .expect("manifest");
+    std::fs::rename(&tmp, dir.join("web.yaml")).expect("manifest");
+    let p = n.wait_pod("web-ctd-s", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let ann = &p["metadata"]["annotations"];
+    assert_eq!(ann["kubernetes.io/config.source"], "file", "{ann}");
+    assert_eq!(
+        ann["kubernetes.io/config.mirror"],
+        ann["kubernetes.io/config.hash"]
+    );
+    assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert!(p["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("containerd://"));
+    wait_until(&n, "the static pod's log", || {
+        n.ok(&["logs", "web-ctd-s"]).contains("static")
+    });
+    let first = running_containers(&n, "web-ctd-s");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let old_uid = p["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    n.ok(&["delete", "pod", "web-ctd-s", "--wait=false"]);
+    n.wait_pod("web-ctd-s", Duration::from_secs(60), |p| {
+        p["metadata"]["uid"].as_str() != Some(old_uid.as_str())
+            && p["metadata"]["deletionTimestamp"].is_null()
+            && p["status"]["phase"] == "Running"
+    });
+    assert_eq!(running_containers(&n, "web-ctd-s"), first);
+
+    // Liveness through containerd's ExecSync: healthy for a few seconds, then failing.
+    n.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: live}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {img}
+    command: [sh, -c, 'touch /tmp/alive; sleep 3; rm /tmp/alive; exec sleep 3600']
+    livenessProbe:
+      exec: {{command: [test, -e, /tmp/alive]}}
+      periodSeconds: 1
+      failureThreshold: 2
+"#
+    ));
+    let p = n.wait_pod("live", Duration::from_secs(50), |p| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    });
+    assert!(p["status"]["containerStatuses"][0]["lastState"]["terminated"].is_object());
+    let ev = n.events("live");
+    assert!(
+        ev.iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")),
+        "{ev:?}"
+    );
+
+    // The removed manifest stops the static pod in containerd and deletes its mirror.
+    std::fs::remove_file(dir.join("web.yaml")).expect("remove");
+    n.wait_gone("web-ctd-s", Duration::from_secs(60));
+    wait_until(&n, "the static pod's containers gone", || {
+        n.cri_containers("io.kubernetes.pod.name", "web-ctd-s")
+            .is_empty()
+    });
 }
