@@ -214,6 +214,7 @@ pub fn apply_to_spec(kind: &str, obj: &mut Value) {
                 default_pod_spec(spec);
             }
         }
+        "ReplicationController" => default_replication_controller(obj),
         "CronJob" => {
             set_if_absent(obj, "/spec/concurrencyPolicy", json!("Allow"));
             set_if_absent(obj, "/spec/suspend", json!(false));
@@ -356,6 +357,33 @@ pub fn has_generation(kind: &str) -> bool {
             | "ResourceQuota"
             | "LimitRange"
     )
+}
+
+/// kube's SetDefaults_ReplicationController: the selector and the object's labels default to
+/// the template's labels, replicas to 1; the template's pod spec as a pod's.
+fn default_replication_controller(obj: &mut Value) {
+    let tpl_labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        .cloned();
+    if let Some(labels) = tpl_labels {
+        let empty =
+            |v: Option<&Value>| v.is_none_or(|v| v.as_object().is_none_or(|m| m.is_empty()));
+        if empty(obj.pointer("/spec/selector")) {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("selector".into(), labels.clone());
+            }
+        }
+        if empty(obj.pointer("/metadata/labels")) {
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("labels".into(), labels);
+            }
+        }
+    }
+    set_if_absent(obj, "/spec/replicas", json!(1));
+    if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        default_pod_spec(spec);
+    }
 }
 
 #[cfg(test)]

@@ -213,6 +213,18 @@ impl Resources {
             def!(
                 "",
                 "v1",
+                "ReplicationController",
+                "replicationcontrollers",
+                "replicationcontroller",
+                true,
+                ["rc"],
+                ["all"],
+                ["status", "scale"],
+                core::v1::ReplicationController
+            ),
+            def!(
+                "",
+                "v1",
                 "Endpoints",
                 "endpoints",
                 "endpoints",

@@ -185,6 +185,7 @@ fn kind_fields(kind: &str) -> &'static [&'static str] {
         "Node" => &["spec.unschedulable"],
         "Namespace" => &["status.phase"],
         "ReplicaSet" | "Job" => &["status.replicas", "status.successful"],
+        "ReplicationController" => &["status.replicas"],
         _ => &[],
     }
 }

@@ -19,6 +19,7 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut out),
         "CertificateSigningRequest" => out.extend(crate::certificates::csr::check(obj)),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => workload(obj, &mut out),
+        "ReplicationController" => replication_controller(obj, &mut out),
         "Job" => job_spec(obj.get("spec"), "spec", &mut out),
         "CronJob" => {
             let schedule = obj.pointer("/spec/schedule").and_then(Value::as_str);
@@ -329,6 +330,31 @@ fn workload(obj: &Value, out: &mut Vec<Cause>) {
         "spec.template.spec",
         out,
     );
+}
+
+/// kube's ValidateReplicationController: the workload checks with the selector a plain label
+/// map (required, non-empty, matching the template's labels) and restartPolicy Always.
+fn replication_controller(obj: &Value, out: &mut Vec<Cause>) {
+    let mut view = obj.clone();
+    if let Some(sel) = view.pointer_mut("/spec/selector") {
+        let empty = sel.as_object().is_none_or(|m| m.is_empty());
+        *sel = if empty {
+            Value::Null
+        } else {
+            serde_json::json!({ "matchLabels": sel.take() })
+        };
+    }
+    workload(&view, out);
+    let policy = obj
+        .pointer("/spec/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
+    if policy != "Always" {
+        out.push((
+            "spec.template.spec.restartPolicy".into(),
+            format!("Unsupported value: {policy:?}: supported values: \"Always\""),
+        ));
+    }
 }
 
 fn job_spec(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {

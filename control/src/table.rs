@@ -142,7 +142,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
             wide[1].clone(),
             wide[2].clone(),
         ],
-        "ReplicaSet" => vec![
+        "ReplicaSet" | "ReplicationController" => vec![
             name,
             col("Desired", "string", 0, "Number of desired pods."),
             col("Current", "string", 0, "Number of actual pods."),
@@ -1124,29 +1124,36 @@ pub fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
             ))
             .collect()
         }
-        "ReplicaSet" => vec![
-            name,
-            json!(obj
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)),
-            json!(obj
-                .pointer("/status/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)),
-            json!(obj
-                .pointer("/status/readyReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)),
-            a,
-        ]
-        .into_iter()
-        .chain(workload_wide_cells(
-            obj,
-            "/spec/template",
-            obj.pointer("/spec/selector"),
-        ))
-        .collect(),
+        "ReplicaSet" | "ReplicationController" => {
+            // A ReplicationController's selector is a plain label map.
+            let rc_selector = obj
+                .pointer("/spec/selector")
+                .filter(|_| kind == "ReplicationController")
+                .map(|m| json!({ "matchLabels": m }));
+            vec![
+                name,
+                json!(obj
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)),
+                json!(obj
+                    .pointer("/status/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)),
+                json!(obj
+                    .pointer("/status/readyReplicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)),
+                a,
+            ]
+            .into_iter()
+            .chain(workload_wide_cells(
+                obj,
+                "/spec/template",
+                rc_selector.as_ref().or(obj.pointer("/spec/selector")),
+            ))
+            .collect()
+        }
         "Service" => {
             let ports: Vec<String> = obj
                 .pointer("/spec/ports")
@@ -1301,6 +1308,7 @@ mod tests {
             ("Node", "NAME,STATUS,ROLES,AGE,VERSION,INTERNAL-IP,EXTERNAL-IP,OS-IMAGE,KERNEL-VERSION,CONTAINER-RUNTIME"),
             ("Deployment", "NAME,READY,UP-TO-DATE,AVAILABLE,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("ReplicaSet", "NAME,DESIRED,CURRENT,READY,AGE,CONTAINERS,IMAGES,SELECTOR"),
+            ("ReplicationController", "NAME,DESIRED,CURRENT,READY,AGE,CONTAINERS,IMAGES,SELECTOR"),
             ("Service", "NAME,TYPE,CLUSTER-IP,EXTERNAL-IP,PORT(S),AGE,SELECTOR"),
         ] {
             assert_eq!(names(kind).join(","), cols, "{kind}");

@@ -1326,3 +1326,287 @@ fn finished_jobs_are_deleted_after_their_ttl() {
         (gone && t.pods("job-name=brief").is_empty()).then_some(())
     });
 }
+
+#[test]
+fn replicationcontroller_is_served_scaled_described_and_adopts() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("replicationcontroller"));
+    // kube's validation: the selector must match the template's labels.
+    let err = t.k.fails_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: bad}\nspec:\n  selector: {app: other}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: busybox}]\n",
+    );
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    // An orphan that matches is adopted.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stray\n  labels: {app: web}\nspec:\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    // No selector, labels or replicas: kube defaults them from the template.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: web}\nspec:\n  replicas: 3\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let api: Api<ReplicationController> = Api::namespaced(t.client.clone(), "default");
+    let rc = t.rt.block_on(api.get("web")).expect("get rc");
+    let want: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+    assert_eq!(rc.spec.as_ref().unwrap().selector.as_ref(), Some(&want));
+    assert_eq!(rc.metadata.labels.as_ref(), Some(&want));
+    let pods = eventually("three pods", || {
+        let p = t.pods("app=web");
+        (p.len() == 3).then_some(p)
+    });
+    for p in &pods {
+        let r = p.owner_references();
+        assert_eq!(r.len(), 1, "{:?}", p.metadata);
+        assert_eq!(
+            (
+                r[0].api_version.as_str(),
+                r[0].kind.as_str(),
+                r[0].uid.as_str()
+            ),
+            ("v1", "ReplicationController", rc.uid().unwrap().as_str())
+        );
+    }
+    assert!(pods.iter().any(|p| p.name_any() == "stray"), "adopted");
+    t.make_all_ready("app=web");
+    eventually("status with 3 ready and available", || {
+        let s = t.rt.block_on(api.get("web")).ok()?.status?;
+        (s.replicas == 3 && s.ready_replicas == Some(3) && s.available_replicas == Some(3))
+            .then_some(())
+    });
+    let out = t.k.ok(&["get", "rc", "-o", "wide"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{out}"
+    );
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[3], row[7]),
+        ("web", "3", "3", "3", "app=web"),
+        "{out}"
+    );
+    t.k.ok(&["scale", "rc", "web", "--replicas=1"]);
+    eventually("scaled to 1", || {
+        (t.pods("app=web").len() == 1).then_some(())
+    });
+    eventually("status 1", || {
+        (t.rt.block_on(api.get("web")).ok()?.status?.replicas == 1).then_some(())
+    });
+    let out = t.k.ok(&["describe", "rc", "web"]);
+    for want in [
+        "Selector:     app=web",
+        "Replicas:     1 current / 1 desired",
+        "Pods Status:  1 Running",
+        "SuccessfulCreate",
+        "SuccessfulDelete",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+    t.k.ok(&["delete", "rc", "web"]);
+    eventually("pods gone with it", || {
+        t.pods("app=web").is_empty().then_some(())
+    });
+}
+
+/// Pods of the `agent` DaemonSet with their image, per node.
+fn daemon_images(t: &Test) -> Vec<(String, String, bool)> {
+    let mut v: Vec<(String, String, bool)> = t
+        .pods("app=agent")
+        .iter()
+        .map(|p| {
+            let spec = p.spec.as_ref().unwrap();
+            let node = spec
+                .affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .and_then(|s| s.node_selector_terms[0].match_fields.as_ref())
+                .and_then(|f| f[0].values.as_ref())
+                .map(|v| v[0].clone())
+                .unwrap_or_default();
+            (
+                node,
+                spec.containers[0].image.clone().unwrap_or_default(),
+                is_ready(p),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The `agent` DaemonSet's ControllerRevisions: (revision, hash label, image).
+fn daemon_revisions(t: &Test) -> Vec<(i64, String, String)> {
+    let api: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Api::namespaced(t.client.clone(), "default");
+    let mut v: Vec<(i64, String, String)> =
+        t.rt.block_on(api.list(&ListParams::default().labels("app=agent")))
+            .expect("list revisions")
+            .items
+            .into_iter()
+            .map(|r| {
+                let image = r
+                    .data
+                    .as_ref()
+                    .and_then(|d| {
+                        d.0.pointer("/spec/template/spec/containers/0/image")
+                            .and_then(|i| i.as_str())
+                            .map(String::from)
+                    })
+                    .unwrap_or_default();
+                (
+                    r.revision,
+                    r.labels()
+                        .get("controller-revision-hash")
+                        .cloned()
+                        .unwrap_or_default(),
+                    image,
+                )
+            })
+            .collect();
+    v.sort();
+    v
+}
+
+/// Makes the agent's pods ready one poll at a time until every node runs `image` ready,
+/// checking after each poll that `check(pods)` holds; returns the most pods seen at once.
+fn roll_daemon(t: &Test, image: &str, check: impl Fn(&[(String, String, bool)])) -> usize {
+    let deadline = Instant::now() + WAIT;
+    let mut most = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "rollout to {image} did not finish"
+        );
+        let pods = daemon_images(t);
+        check(&pods);
+        most = most.max(pods.len());
+        if pods.len() == 3 && pods.iter().all(|(_, i, r)| i == image && *r) {
+            return most;
+        }
+        for p in t.pods("app=agent").iter().filter(|p| !is_ready(p)) {
+            t.make_ready(p);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn daemonset_revisions_surge_rollout_history_undo_and_on_delete() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("daemonset"));
+    for n in ["n1", "n2", "n3"] {
+        t.k.ok_stdin(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n"),
+        );
+    }
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers: [{name: c, image: 'busybox:1'}]\n",
+    );
+    roll_daemon(&t, "busybox:1", |_| {});
+    let revs = daemon_revisions(&t);
+    assert_eq!(revs.len(), 1, "{revs:?}");
+    assert_eq!((revs[0].0, revs[0].2.as_str()), (1, "busybox:1"));
+    for p in t.pods("app=agent") {
+        assert_eq!(
+            p.labels().get("controller-revision-hash"),
+            Some(&revs[0].1),
+            "pods carry their revision's hash"
+        );
+    }
+    // maxSurge 1, maxUnavailable 0: a new pod starts beside an old one, the old one goes once
+    // the new one is available, so every node keeps a ready pod and at most 4 pods exist.
+    t.k.ok(&["set", "image", "daemonset/agent", "c=busybox:2"]);
+    let most = roll_daemon(&t, "busybox:2", |pods| {
+        let nodes_ready: BTreeSet<&str> = pods
+            .iter()
+            .filter(|(_, _, r)| *r)
+            .map(|(n, _, _)| n.as_str())
+            .collect();
+        assert_eq!(nodes_ready.len(), 3, "a node lost its ready pod: {pods:?}");
+        assert!(pods.len() <= 4, "more than maxSurge extra pods: {pods:?}");
+    });
+    assert_eq!(most, 4, "the rollout surged");
+    let out =
+        t.k.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let revs = daemon_revisions(&t);
+    assert_eq!(
+        revs.iter().map(|r| (r.0, r.2.as_str())).collect::<Vec<_>>(),
+        [(1, "busybox:1"), (2, "busybox:2")]
+    );
+    let out = t.k.ok(&["rollout", "history", "daemonset/agent"]);
+    let numbers: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(numbers, ["1", "2"], "{out}");
+    let out =
+        t.k.ok(&["rollout", "history", "daemonset/agent", "--revision=1"]);
+    assert!(out.contains("busybox:1"), "{out}");
+
+    // Undo: kubectl patches the template back from revision 1, which becomes revision 3.
+    let out = t.k.ok(&["rollout", "undo", "daemonset/agent"]);
+    assert!(out.contains("rolled back"), "{out}");
+    roll_daemon(&t, "busybox:1", |_| {});
+    eventually("revision 1 renumbered 3", || {
+        let revs = daemon_revisions(&t);
+        (revs.iter().map(|r| (r.0, r.2.as_str())).collect::<Vec<_>>()
+            == [(2, "busybox:2"), (3, "busybox:1")])
+        .then_some(())
+    });
+
+    // OnDelete: a new template waits until a pod is deleted by hand; revisionHistoryLimit 0
+    // prunes the revision no pod uses any more.
+    t.k.ok(&[
+        "patch",
+        "daemonset/agent",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"revisionHistoryLimit":0,"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#,
+    ]);
+    t.k.ok(&["set", "image", "daemonset/agent", "c=busybox:3"]);
+    eventually("a revision for busybox:3, the unused one pruned", || {
+        let revs = daemon_revisions(&t);
+        (revs.iter().map(|r| (r.0, r.2.as_str())).collect::<Vec<_>>()
+            == [(3, "busybox:1"), (4, "busybox:3")])
+        .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon_images(&t).iter().all(|(_, i, _)| i == "busybox:1"),
+        "OnDelete leaves running pods alone"
+    );
+    let victim = t.pods("app=agent").remove(0);
+    t.k.ok(&["delete", "pod", &victim.name_any(), "--wait=false"]);
+    eventually("the replacement runs the new template", || {
+        let pods = daemon_images(&t);
+        (pods.len() == 3 && pods.iter().filter(|(_, i, _)| i == "busybox:3").count() == 1)
+            .then_some(())
+    });
+    let err =
+        t.k.fails(&["rollout", "status", "daemonset/agent", "--timeout=5s"]);
+    assert!(err.contains("only available for RollingUpdate"), "{err}");
+}

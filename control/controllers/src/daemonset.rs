@@ -3,17 +3,21 @@
 //! every NoSchedule/NoExecute taint is tolerated (with the tolerations kube adds to daemon pods).
 //! Pods are created with a required node affinity on `metadata.name` so the scheduler places
 //! them (kube's ReplaceDaemonSetPodNodeNameNodeAffinity); pods on nodes that are no longer
-//! eligible or gone, and duplicates, are deleted. Template changes roll out with
-//! `RollingUpdate` (old pods deleted while at most maxUnavailable nodes lack an available
-//! daemon pod) or wait for manual deletion with `OnDelete`. The template version is the
-//! `controller-revision-hash` label, computed like the Deployment hash (no ControllerRevision
-//! objects: pea-control does not serve them).
+//! eligible or gone, and duplicates, are deleted. Template versions are apps/v1
+//! ControllerRevisions `<set>-<hash>` (kube's constructHistory: the template patch of
+//! [`crate::history`], the hash of the template and collision count, labelled
+//! `controller-revision-hash` as the pods are; an equal older revision is renumbered, which is
+//! what `kubectl rollout undo daemonset` relies on; revisionHistoryLimit prunes unused ones).
+//! Template changes roll out with `RollingUpdate` — without surge, old pods deleted while at
+//! most maxUnavailable nodes lack an available daemon pod; with maxSurge, a new pod started
+//! beside the old one on up to maxSurge nodes and the old one deleted once the new is
+//! available — or wait for manual deletion with `OnDelete`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     Taint, Toleration,
@@ -30,7 +34,7 @@ use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
 use crate::podutil::{self, controller_of, labels};
 use crate::queue::{run_workers, Queue, Requeue};
-use crate::{is_not_found, key, split_key, Clock, Informers};
+use crate::{history, is_already_exists, is_not_found, key, split_key, Clock, Informers};
 
 pub const HASH_LABEL: &str = "controller-revision-hash";
 
@@ -207,6 +211,7 @@ pub struct DaemonSetController {
     sets: Arc<Cache<DaemonSet>>,
     nodes: Arc<Cache<Node>>,
     pods: Arc<Cache<Pod>>,
+    revisions: Arc<Cache<ControllerRevision>>,
     queue: Arc<Queue>,
     expectations: Arc<Expectations>,
     clock: Clock,
@@ -218,6 +223,103 @@ impl std::fmt::Debug for DaemonSetController {
         f.debug_struct("DaemonSetController")
             .finish_non_exhaustive()
     }
+}
+
+/// A node's (updated, old) daemon pods.
+type NodePods = (Option<Arc<Pod>>, Option<Arc<Pod>>);
+
+/// The pods on one node, split by template version (kube's findUpdatedPodsOnNode); `None` when
+/// there are two of a kind, which the manage step repairs first.
+fn updated_and_old(pods: &[Arc<Pod>], hash: &str) -> Option<NodePods> {
+    let (mut new, mut old) = (None, None);
+    for p in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let slot = if labels(&p.metadata).get(HASH_LABEL).map(String::as_str) == Some(hash) {
+            &mut new
+        } else {
+            &mut old
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(p.clone());
+    }
+    Some((new, old))
+}
+
+/// kube's rolling update arithmetic: maxSurge and maxUnavailable scaled against the desired
+/// count rounding up, 1 unavailable when both come out 0.
+fn surge_and_unavailable(ds: &DaemonSet, desired: i32) -> (i32, i32) {
+    let ru = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.clone())
+        .unwrap_or_default();
+    let surge = ru
+        .max_surge
+        .as_ref()
+        .and_then(|v| scaled_value(v, desired, true).ok())
+        .unwrap_or(0)
+        .max(0);
+    let unavailable = scaled_value(
+        &ru.max_unavailable.unwrap_or(IntOrString::Int(1)),
+        desired,
+        true,
+    )
+    .unwrap_or(1)
+    .max(0);
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
+/// What one sync decided: pods to delete and nodes to create a daemon pod on.
+#[derive(Debug, Default)]
+struct Plan {
+    delete: Vec<Arc<Pod>>,
+    create_on: Vec<String>,
+}
+
+/// kube's rollingUpdate with maxSurge: a node whose old pod is unavailable gets its new pod
+/// at once, up to maxSurge nodes with an available old pod get one beside it, and an old
+/// pod goes once the new pod on its node is available.
+fn plan_surge(
+    kept: &BTreeMap<String, Vec<Arc<Pod>>>,
+    hash: &str,
+    max_surge: i32,
+    avail: &dyn Fn(&Pod) -> bool,
+    plan: &mut Plan,
+) {
+    let mut surging = 0;
+    let (mut allowed, mut candidates) = (Vec::new(), Vec::new());
+    for (node, pods) in kept {
+        match updated_and_old(pods, hash) {
+            None => surging += 1,
+            Some((_, None)) => {}
+            Some((None, Some(old))) => {
+                if !avail(&old) {
+                    allowed.push(node.clone());
+                } else if surging < max_surge {
+                    candidates.push(node.clone());
+                }
+            }
+            Some((Some(new), Some(old))) => {
+                if avail(&new) {
+                    plan.delete.push(old);
+                } else {
+                    surging += 1;
+                }
+            }
+        }
+    }
+    let room = (max_surge - surging).clamp(0, candidates.len() as i32) as usize;
+    plan.create_on.extend(allowed);
+    plan.create_on.extend(candidates.into_iter().take(room));
 }
 
 impl DaemonSetController {
@@ -232,6 +334,7 @@ impl DaemonSetController {
             sets: informers.daemonsets.cache(),
             nodes: informers.nodes.cache(),
             pods: informers.pods.cache(),
+            revisions: informers.controllerrevisions.cache(),
             queue: Queue::new(),
             expectations: Arc::new(Expectations::default()),
             clock,
@@ -263,6 +366,15 @@ impl DaemonSetController {
             for ds in c.sets.list() {
                 c.queue
                     .add(key(&ds.namespace().unwrap_or_default(), &ds.name_any()));
+            }
+        });
+        let weak = Arc::downgrade(&c);
+        informers.controllerrevisions.add_handler(move |ch| {
+            let Some(c) = weak.upgrade() else { return };
+            let (Change::Added(r) | Change::Updated { new: r, .. } | Change::Deleted(r)) = ch;
+            if let Some(o) = controller_of(&r.metadata).filter(|o| o.kind == "DaemonSet") {
+                c.queue
+                    .add(key(&r.namespace().unwrap_or_default(), &o.name));
             }
         });
         let weak = Arc::downgrade(&c);
@@ -300,6 +412,7 @@ impl DaemonSetController {
         self.sets.wait_synced().await;
         self.nodes.wait_synced().await;
         self.pods.wait_synced().await;
+        self.revisions.wait_synced().await;
         let q = self.queue.clone();
         run_workers(q, workers, "daemonset", move |k| {
             let c = self.clone();
@@ -311,43 +424,231 @@ impl DaemonSetController {
         .await;
     }
 
+    fn err(&self, k: &str, what: impl Into<String>) -> impl FnOnce(kube::Error) -> DaemonSetError {
+        let (key, what) = (k.to_string(), what.into());
+        move |source| DaemonSetError::Api { key, what, source }
+    }
+
+    /// The revisions this set controls, oldest first.
+    fn controlled_revisions(&self, ds: &DaemonSet) -> Vec<Arc<ControllerRevision>> {
+        let uid = ds.metadata.uid.clone().unwrap_or_default();
+        let mut revs: Vec<Arc<ControllerRevision>> = self
+            .revisions
+            .list_namespace(&ds.namespace().unwrap_or_default())
+            .into_iter()
+            .filter(|r| controller_of(&r.metadata).is_some_and(|o| o.uid == uid))
+            .collect();
+        history::sort(&mut revs);
+        revs
+    }
+
+    /// kube's constructHistory: the revision of the current template (reused and renumbered
+    /// to the newest when an older one is equal — a rollback — else created), and the others.
+    async fn construct_history(
+        &self,
+        ds: &DaemonSet,
+        k: &str,
+    ) -> Result<(ControllerRevision, Vec<Arc<ControllerRevision>>), DaemonSetError> {
+        let ns = ds.namespace().unwrap_or_default();
+        let template = ds.spec.clone().unwrap_or_default().template;
+        let candidate = history::new_revision(history::template_patch(&template), 0);
+        let (current, old): (Vec<_>, Vec<_>) = self
+            .controlled_revisions(ds)
+            .into_iter()
+            .partition(|r| history::equal(r, &candidate));
+        let next = history::next_revision(&old);
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
+        let cur = match current.last() {
+            Some(cur) if cur.revision >= next => cur.as_ref().clone(),
+            Some(cur) => api
+                .patch(
+                    &cur.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({ "revision": next })),
+                )
+                .await
+                .map_err(self.err(k, format!("renumbering revision {}", cur.name_any())))?,
+            None => self.snapshot(ds, k, candidate, next).await?,
+        };
+        Ok((cur, old))
+    }
+
+    /// kube's snapshot: creates revision `<set>-<hash>`; a name taken by another template raises
+    /// status.collisionCount (the next sync hashes again).
+    async fn snapshot(
+        &self,
+        ds: &DaemonSet,
+        k: &str,
+        mut rev: ControllerRevision,
+        number: i64,
+    ) -> Result<ControllerRevision, DaemonSetError> {
+        let ns = ds.namespace().unwrap_or_default();
+        let spec = ds.spec.clone().unwrap_or_default();
+        let collision = ds.status.as_ref().and_then(|s| s.collision_count);
+        let hash = compute_hash(&spec.template, collision);
+        let mut rev_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        rev_labels.insert(HASH_LABEL.into(), hash.clone());
+        rev.revision = number;
+        rev.metadata = ObjectMeta {
+            name: Some(history::revision_name(&ds.name_any(), &hash)),
+            namespace: Some(ns.clone()),
+            labels: Some(rev_labels),
+            annotations: ds.metadata.annotations.clone(),
+            owner_references: Some(vec![podutil::controller_ref(
+                &ds.metadata,
+                "apps/v1",
+                "DaemonSet",
+            )]),
+            ..Default::default()
+        };
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
+        match api.create(&PostParams::default(), &rev).await {
+            Ok(created) => Ok(created),
+            Err(e) if is_already_exists(&e) => {
+                let existing = api
+                    .get(&rev.name_any())
+                    .await
+                    .map_err(self.err(k, "reading a colliding revision"))?;
+                if history::equal(&existing, &rev) {
+                    return Ok(existing);
+                }
+                let sets: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
+                let fresh = sets
+                    .get(&ds.name_any())
+                    .await
+                    .map_err(self.err(k, "reading the set after a revision hash collision"))?;
+                let seen = fresh.status.as_ref().and_then(|s| s.collision_count);
+                if seen == collision {
+                    let patch =
+                        serde_json::json!({"status": {"collisionCount": seen.unwrap_or(0) + 1}});
+                    sets.patch_status(
+                        &ds.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await
+                    .map_err(self.err(k, "raising collisionCount"))?;
+                }
+                Err(self.err(
+                    k,
+                    format!(
+                        "revision {} exists with another template (hash collision)",
+                        rev.name_any()
+                    ),
+                )(e))
+            }
+            Err(e) => Err(self.err(k, "creating a revision")(e)),
+        }
+    }
+
+    /// kube's cleanupHistory: old revisions beyond revisionHistoryLimit that no pod carries,
+    /// oldest first.
+    async fn cleanup_history(
+        &self,
+        ds: &DaemonSet,
+        k: &str,
+        old: &[Arc<ControllerRevision>],
+        pods: &[Arc<Pod>],
+    ) -> Result<(), DaemonSetError> {
+        let limit = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize;
+        let mut to_kill = old.len().saturating_sub(limit);
+        if to_kill == 0 {
+            return Ok(());
+        }
+        let live: std::collections::HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| labels(&p.metadata).get(HASH_LABEL).map(String::as_str))
+            .collect();
+        let api: Api<ControllerRevision> =
+            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
+        for r in old {
+            if to_kill == 0 {
+                break;
+            }
+            if labels(&r.metadata)
+                .get(HASH_LABEL)
+                .is_some_and(|h| live.contains(h.as_str()))
+            {
+                continue;
+            }
+            match api.delete(&r.name_any(), &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(self.err(k, format!("deleting revision {}", r.name_any()))(
+                        e,
+                    ))
+                }
+            }
+            to_kill -= 1;
+        }
+        Ok(())
+    }
+
     async fn sync(&self, k: &str) -> Result<Requeue, DaemonSetError> {
         let (ns, name) = split_key(k);
         let Some(ds) = self.sets.get(ns, name) else {
             self.expectations.forget(k);
             return Ok(Requeue::default());
         };
-        let err = |what: String| {
-            move |source| DaemonSetError::Api {
-                key: k.to_string(),
-                what,
-                source,
-            }
-        };
         let spec = ds.spec.clone().unwrap_or_default();
-        let hash = compute_hash(&spec.template, None);
+        let deleting = ds.metadata.deletion_timestamp.is_some();
+        let (cur, old_revs) = if deleting {
+            // kube leaves the history alone while the set goes away.
+            let hash = compute_hash(
+                &spec.template,
+                ds.status.as_ref().and_then(|s| s.collision_count),
+            );
+            let mut r = ControllerRevision::default();
+            r.metadata.labels = Some([(HASH_LABEL.to_string(), hash)].into());
+            (r, Vec::new())
+        } else {
+            self.construct_history(&ds, k).await?
+        };
+        let hash = labels(&cur.metadata)
+            .get(HASH_LABEL)
+            .cloned()
+            .unwrap_or_else(|| cur.name_any());
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let now = self.clock.now();
         let uid = ds.metadata.uid.clone().unwrap_or_default();
         let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-        let mut orphaned: Vec<Arc<Pod>> = Vec::new();
+        let mut all_pods: Vec<Arc<Pod>> = Vec::new();
+        let mut plan = Plan::default();
         for p in self.pods.list_namespace(ns) {
             if !podutil::is_active(&p) || controller_of(&p.metadata).is_none_or(|r| r.uid != uid) {
                 continue;
             }
+            all_pods.push(p.clone());
             match target_node(&p) {
                 Some(n) => by_node.entry(n).or_default().push(p),
-                None => orphaned.push(p),
+                None => plan.delete.push(p),
             }
         }
+        let on_delete = spec
+            .update_strategy
+            .as_ref()
+            .and_then(|u| u.type_.as_deref())
+            == Some("OnDelete");
         let nodes = self.nodes.list();
-        let mut create_on: Vec<String> = Vec::new();
-        let mut delete: Vec<Arc<Pod>> = orphaned;
-        let (mut desired, mut current, mut misscheduled) = (0, 0, 0);
+        let desired_nodes: Vec<&Arc<Node>> = nodes.iter().filter(|n| should_run(&ds, n)).collect();
+        let desired = desired_nodes.len() as i32;
+        let (max_surge, max_unavailable) = surge_and_unavailable(&ds, desired);
+        let surge = !on_delete && max_surge > 0;
+        let (mut current, mut misscheduled) = (0, 0);
         let (mut ready, mut available, mut updated) = (0, 0, 0);
-        // Nodes whose daemon pod is old, with whether it is available (rolling update input).
-        let mut old_pods: Vec<(Arc<Pod>, bool)> = Vec::new();
-        let mut unavailable_nodes = 0;
+        // kube's podsShouldBeOnNode, then the status counts from each node's oldest pod.
+        let mut kept: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
         for node in &nodes {
             let n = node.name_any();
             let mut here = by_node.remove(&n).unwrap_or_default();
@@ -355,108 +656,78 @@ impl DaemonSetController {
                 if !here.is_empty() {
                     misscheduled += 1;
                 }
-                delete.extend(here);
+                plan.delete.extend(here);
                 continue;
             }
-            desired += 1;
             if here.is_empty() {
-                create_on.push(n);
-                unavailable_nodes += 1;
+                plan.create_on.push(n);
                 continue;
             }
             current += 1;
-            // Keep the oldest pod, delete duplicates (kube keeps the oldest too).
             here.sort_by(|a, b| {
                 a.metadata
                     .creation_timestamp
                     .cmp(&b.metadata.creation_timestamp)
                     .then(a.metadata.name.cmp(&b.metadata.name))
             });
-            let keep = here.remove(0);
-            delete.extend(here);
-            let is_avail = podutil::is_available(&keep, min_ready, now);
-            ready += i32::from(podutil::is_ready(&keep));
-            available += i32::from(is_avail);
-            if !is_avail {
-                unavailable_nodes += 1;
+            // Without surge only the oldest pod stays; with it, the oldest new and the oldest old.
+            let mut keep: Vec<Arc<Pod>> = Vec::new();
+            for p in here {
+                let is_new = labels(&p.metadata).get(HASH_LABEL) == Some(&hash);
+                let dup = if surge {
+                    keep.iter()
+                        .any(|k| (labels(&k.metadata).get(HASH_LABEL) == Some(&hash)) == is_new)
+                } else {
+                    !keep.is_empty()
+                };
+                if dup {
+                    plan.delete.push(p);
+                } else {
+                    keep.push(p);
+                }
             }
-            if labels(&keep.metadata).get(HASH_LABEL) == Some(&hash) {
+            let oldest = &keep[0];
+            ready += i32::from(podutil::is_ready(oldest));
+            available += i32::from(podutil::is_available(oldest, min_ready, now));
+            if labels(&oldest.metadata).get(HASH_LABEL) == Some(&hash) {
                 updated += 1;
-            } else {
-                old_pods.push((keep, is_avail));
             }
+            kept.insert(n, keep);
         }
         // Pods bound for nodes that no longer exist.
-        delete.extend(by_node.into_values().flatten());
+        plan.delete.extend(by_node.into_values().flatten());
 
-        // RollingUpdate: replace old pods while at most maxUnavailable nodes are without an
-        // available daemon pod; unavailable old pods go first (they cost nothing).
-        let strategy = spec.update_strategy.clone().unwrap_or_default();
-        if strategy.type_.as_deref() != Some("OnDelete") {
-            let max_unavailable = strategy
-                .rolling_update
-                .and_then(|r| r.max_unavailable)
-                .unwrap_or(IntOrString::Int(1));
-            let max_unavailable = scaled_value(&max_unavailable, desired, true)
-                .unwrap_or(1)
-                .max(1);
-            let mut budget = max_unavailable - unavailable_nodes;
-            old_pods.sort_by_key(|(_, avail)| *avail);
-            for (p, avail) in old_pods {
-                if !avail {
-                    delete.push(p);
-                } else if budget > 0 {
-                    budget -= 1;
-                    delete.push(p);
+        if !on_delete {
+            let avail = |p: &Pod| podutil::is_available(p, min_ready, now);
+            if surge {
+                plan_surge(&kept, &hash, max_surge, &avail, &mut plan);
+            } else {
+                // Nodes that are to get a pod count as unavailable.
+                let mut unavailable = plan.create_on.len() as i32;
+                let (mut replace, mut candidates) = (Vec::new(), Vec::new());
+                for pods in kept.values() {
+                    match updated_and_old(pods, &hash) {
+                        None | Some((None, None)) | Some((Some(_), Some(_))) => unavailable += 1,
+                        Some((Some(new), None)) => unavailable += i32::from(!avail(&new)),
+                        Some((None, Some(old))) => {
+                            if !avail(&old) {
+                                replace.push(old);
+                            } else if unavailable < max_unavailable {
+                                candidates.push(old);
+                            }
+                        }
+                    }
                 }
+                let room = (max_unavailable - unavailable).clamp(0, candidates.len() as i32);
+                plan.delete.extend(replace);
+                plan.delete
+                    .extend(candidates.into_iter().take(room as usize));
             }
         }
 
-        if self.expectations.satisfied(k) && ds.metadata.deletion_timestamp.is_none() {
-            let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-            let keys: Vec<String> = delete.iter().map(|p| key(ns, &p.name_any())).collect();
-            if !keys.is_empty() {
-                self.expectations.expect_deletions(k, &keys);
-                let results = join_all(delete.iter().map(|p| {
-                    let api = pods_api.clone();
-                    let n = p.name_any();
-                    async move { (n.clone(), api.delete(&n, &DeleteParams::default()).await) }
-                }))
-                .await;
-                for (n, r) in results {
-                    if let Err(e) = r {
-                        self.expectations.deletion_observed(k, &key(ns, &n));
-                        if !is_not_found(&e) {
-                            return Err(err(format!("deleting pod {n}"))(e));
-                        }
-                    }
-                }
-            } else if !create_on.is_empty() {
-                self.expectations.expect_creations(k, create_on.len());
-                let results = join_all(create_on.iter().map(|node| {
-                    let api = pods_api.clone();
-                    let pod = pod_for_node(&ds, node, &hash);
-                    async move { api.create(&PostParams::default(), &pod).await }
-                }))
-                .await;
-                let mut first = None;
-                for r in results {
-                    match r {
-                        Ok(p) => self.events.normal(
-                            reference(ds.as_ref()),
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        ),
-                        Err(e) => {
-                            self.expectations.creation_observed(k);
-                            first.get_or_insert(e);
-                        }
-                    }
-                }
-                if let Some(e) = first {
-                    return Err(err("creating a daemon pod".into())(e));
-                }
-            }
+        if self.expectations.satisfied(k) && !deleting {
+            self.execute(&ds, k, &hash, plan).await?;
+            self.cleanup_history(&ds, k, &old_revs, &all_pods).await?;
         }
         let nz = |n: i32| (n != 0).then_some(n);
         let status = DaemonSetStatus {
@@ -479,7 +750,7 @@ impl DaemonSetController {
                     &Patch::Merge(podutil::status_patch(&status, STATUS_FIELDS)),
                 )
                 .await
-                .map_err(err("updating status".into()))?;
+                .map_err(self.err(k, "updating status"))?;
         }
         if min_ready > 0 && ready > available {
             return Ok(Requeue(Some(std::time::Duration::from_secs(
@@ -487,6 +758,77 @@ impl DaemonSetController {
             ))));
         }
         Ok(Requeue::default())
+    }
+
+    /// kube's syncNodes: deletions and creations at once, each expected before it is sent.
+    async fn execute(
+        &self,
+        ds: &DaemonSet,
+        k: &str,
+        hash: &str,
+        plan: Plan,
+    ) -> Result<(), DaemonSetError> {
+        let ns = ds.namespace().unwrap_or_default();
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let keys: Vec<String> = plan
+            .delete
+            .iter()
+            .map(|p| key(&ns, &p.name_any()))
+            .collect();
+        if !keys.is_empty() {
+            self.expectations.expect_deletions(k, &keys);
+        }
+        if !plan.create_on.is_empty() {
+            self.expectations.expect_creations(k, plan.create_on.len());
+        }
+        let deletes = join_all(plan.delete.iter().map(|p| {
+            let api = pods_api.clone();
+            let n = p.name_any();
+            async move { (n.clone(), api.delete(&n, &DeleteParams::default()).await) }
+        }));
+        let creates = join_all(plan.create_on.iter().map(|node| {
+            let api = pods_api.clone();
+            let pod = pod_for_node(ds, node, hash);
+            async move { api.create(&PostParams::default(), &pod).await }
+        }));
+        let (deleted, created) = futures_util::join!(deletes, creates);
+        let mut first = None;
+        for (n, r) in deleted {
+            match r {
+                Ok(_) => self.events.normal(
+                    reference(ds),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {n}"),
+                ),
+                Err(e) => {
+                    self.expectations.deletion_observed(k, &key(&ns, &n));
+                    if !is_not_found(&e) && first.is_none() {
+                        first = Some(self.err(k, format!("deleting pod {n}"))(e));
+                    }
+                }
+            }
+        }
+        for r in created {
+            match r {
+                Ok(p) => self.events.normal(
+                    reference(ds),
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", p.name_any()),
+                ),
+                Err(e) => {
+                    self.expectations.creation_observed(k);
+                    self.events.warning(
+                        reference(ds),
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    );
+                    if first.is_none() {
+                        first = Some(self.err(k, "creating a daemon pod")(e));
+                    }
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 }
 
@@ -680,6 +1022,51 @@ mod tests {
             &node("f", &[("role", "edge"), ("cores", "4")], &[])
         ));
         assert!(!should_run(&selective, &node("g", &[("cores", "8")], &[])));
+    }
+
+    fn pod(name: &str, hash: &str) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some([(HASH_LABEL.to_string(), hash.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn surge_replaces_unavailable_old_pods_at_once_and_surges_up_to_the_limit() {
+        let mut set = ds(PodSpec::default());
+        set.spec.as_mut().unwrap().update_strategy = Some(
+            serde_json::from_value(serde_json::json!(
+                {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}}
+            ))
+            .unwrap(),
+        );
+        assert_eq!(surge_and_unavailable(&set, 3), (2, 0), "50% of 3 rounds up");
+        assert_eq!(surge_and_unavailable(&ds(PodSpec::default()), 3), (0, 1));
+        // n1: old unavailable -> new pod at once; n2: new available beside old -> old goes;
+        // n3: new not yet available -> counts as surging; n4, n5: old available -> candidates,
+        // one of them within maxSurge 2 (n3 already surges).
+        let unavailable = ["old1", "new3"];
+        let kept: BTreeMap<String, Vec<Arc<Pod>>> = [
+            ("n1", vec![pod("old1", "a")]),
+            ("n2", vec![pod("old2", "a"), pod("new2", "b")]),
+            ("n3", vec![pod("old3", "a"), pod("new3", "b")]),
+            ("n4", vec![pod("old4", "a")]),
+            ("n5", vec![pod("old5", "a")]),
+        ]
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), p))
+        .collect();
+        let mut plan = Plan::default();
+        let avail = |p: &Pod| !unavailable.contains(&p.name_any().as_str());
+        plan_surge(&kept, "b", 2, &avail, &mut plan);
+        let deleted: Vec<String> = plan.delete.iter().map(|p| p.name_any()).collect();
+        assert_eq!(deleted, ["old2"]);
+        assert_eq!(plan.create_on, ["n1", "n4"]);
+        assert!(updated_and_old(&[pod("x", "a"), pod("y", "a")], "b").is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   watch ─▶ Informer (cache + handlers) ─▶ Queue of "ns/name" ─▶ workers ─▶ sync(key) ─▶ API writes
 //! ```
 //!
-//! One file per controller: [`replicaset`], [`deployment`], [`endpoints`], [`endpointslice`],
+//! One file per controller: [`replicaset`] (also [`replicationcontroller`]), [`deployment`], [`endpoints`], [`endpointslice`],
 //! [`nodeipam`], [`nodelifecycle`], [`tainteviction`], [`disruption`], [`serviceaccount`],
 //! [`podgc`], [`persistentvolume`] (the binder) and [`localpath`] (the local-path provisioner).
 
@@ -25,8 +25,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -59,6 +59,7 @@ pub mod podutil;
 pub mod queue;
 pub mod quota;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
@@ -97,6 +98,7 @@ pub fn system_clock() -> Clock {
 /// Every controller this crate has, by kube-controller-manager's names.
 pub const ALL: &[&str] = &[
     "replicaset",
+    "replicationcontroller",
     "deployment",
     "daemonset",
     "statefulset",
@@ -297,6 +299,7 @@ pub fn ca_pem_from_kubeconfig(path: &std::path::Path) -> Option<String> {
 pub struct Informers {
     pub pods: Arc<Informer<Pod>>,
     pub replicasets: Arc<Informer<ReplicaSet>>,
+    pub replicationcontrollers: Arc<Informer<ReplicationController>>,
     pub deployments: Arc<Informer<Deployment>>,
     pub services: Arc<Informer<Service>>,
     pub endpoints: Arc<Informer<Endpoints>>,
@@ -321,6 +324,7 @@ impl Informers {
         Self {
             pods: Informer::new(Api::all(client.clone())),
             replicasets: Informer::new(Api::all(client.clone())),
+            replicationcontrollers: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
             services: Informer::new(Api::all(client.clone())),
             endpoints: Informer::new(Api::all(client.clone())),
@@ -353,6 +357,7 @@ impl Informers {
         start!(
             pods,
             replicasets,
+            replicationcontrollers,
             deployments,
             services,
             endpoints,
@@ -421,6 +426,15 @@ async fn run_controllers(
             client.clone(),
             clock.clone(),
             recorder.for_component("replicaset-controller"),
+        );
+        set.spawn(c.run(workers));
+    }
+    if enabled.contains("replicationcontroller") {
+        let c = replicationcontroller::ReplicationManager::register(
+            &informers,
+            client.clone(),
+            clock.clone(),
+            recorder.for_component("replication-controller"),
         );
         set.spawn(c.run(workers));
     }

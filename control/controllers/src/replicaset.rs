@@ -2,6 +2,10 @@
 //! pods matching the selector, adopting orphans and releasing pods that stopped matching,
 //! creating in slow-start batches (1, 2, 4, …) and deleting the pods kube would delete first,
 //! guarded by [`Expectations`] so a burst of events never over-creates; then writes status.
+//!
+//! The controller is generic over [`Replicated`], so the ReplicationController manager
+//! ([`crate::replicationcontroller`]) is this same code over core/v1 ReplicationControllers, as
+//! kube's `pkg/controller/replication` wraps the ReplicaSet controller.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,15 +13,16 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
 use crate::events::{reference, Recorder};
 use crate::expectations::Expectations;
-use crate::informer::{Cache, Change};
+use crate::informer::{Cache, Change, Informer};
 use crate::podutil::{self, controller_of, labels, selector_matches};
 use crate::queue::{run_workers, Queue, Requeue};
 use crate::{is_not_found, key, split_key, Clock, Informers};
@@ -33,6 +38,64 @@ const RS_STATUS_FIELDS: &[&str] = &[
 
 /// kube's BurstReplicas: at most this many creations or deletions per sync.
 pub const BURST_REPLICAS: usize = 500;
+
+/// What the controller needs of a kind that keeps N copies of a pod template: apps/v1
+/// ReplicaSet and core/v1 ReplicationController (whose status has the same fields).
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The work queue's name in logs and metrics.
+    const QUEUE: &'static str;
+    fn informer(informers: &Informers) -> &Arc<Informer<Self>>;
+    /// `spec.replicas` (default 1).
+    fn replicas(&self) -> i32;
+    fn min_ready_seconds(&self) -> i32;
+    /// Whether the selector selects a pod with these labels (never for a missing selector).
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool;
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// The status in ReplicaSet form.
+    fn replica_status(&self) -> Option<ReplicaSetStatus>;
+}
+
+impl Replicated for ReplicaSet {
+    const QUEUE: &'static str = "replicaset";
+
+    fn informer(informers: &Informers) -> &Arc<Informer<Self>> {
+        &informers.replicasets
+    }
+
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.spec
+            .as_ref()
+            .is_some_and(|s| selector_matches(&s.selector, labels))
+    }
+
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        self.status.clone()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaSetError {
@@ -71,9 +134,13 @@ pub enum ReplicaSetError {
     },
 }
 
-pub struct ReplicaSetController {
+/// The ReplicaSet controller; [`crate::replicationcontroller::ReplicationManager`] is the same
+/// code over ReplicationControllers.
+pub type ReplicaSetController = ReplicaController<ReplicaSet>;
+
+pub struct ReplicaController<W> {
     client: Client,
-    rs: Arc<Cache<ReplicaSet>>,
+    rs: Arc<Cache<W>>,
     pods: Arc<Cache<Pod>>,
     queue: Arc<Queue>,
     expectations: Arc<Expectations>,
@@ -81,46 +148,36 @@ pub struct ReplicaSetController {
     events: Recorder,
 }
 
-fn min_ready(rs: &ReplicaSet) -> i32 {
-    rs.spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0)
-}
-
-/// The ReplicaSets in the pod's namespace whose selector matches it (kube's getPodReplicaSets).
-fn matching_sets(cache: &Cache<ReplicaSet>, pod: &Pod) -> Vec<Arc<ReplicaSet>> {
+/// The sets in the pod's namespace whose selector matches it (kube's getPodReplicaSets).
+fn matching_sets<W: Replicated>(cache: &Cache<W>, pod: &Pod) -> Vec<Arc<W>> {
     let ns = pod.namespace().unwrap_or_default();
     cache
         .list_namespace(&ns)
         .into_iter()
-        .filter(|rs| {
-            rs.spec
-                .as_ref()
-                .is_some_and(|s| selector_matches(&s.selector, labels(&pod.metadata)))
-        })
+        .filter(|rs| rs.selects(labels(&pod.metadata)))
         .collect()
 }
 
-/// The ReplicaSet a controller reference names, if it is the same object (uid).
-fn resolve(cache: &Cache<ReplicaSet>, ns: &str, pod: &Pod) -> Option<Arc<ReplicaSet>> {
+/// The set a controller reference names, if it is the same object (uid).
+fn resolve<W: Replicated>(cache: &Cache<W>, ns: &str, pod: &Pod) -> Option<Arc<W>> {
     let r = controller_of(&pod.metadata)?;
-    if r.kind != "ReplicaSet" {
+    if r.kind != W::kind(&()) {
         return None;
     }
     cache
         .get(ns, &r.name)
-        .filter(|rs| rs.metadata.uid.as_deref() == Some(r.uid.as_str()))
+        .filter(|rs| rs.meta().uid.as_deref() == Some(r.uid.as_str()))
 }
 
-impl std::fmt::Debug for ReplicaSetController {
+impl<W: Replicated> std::fmt::Debug for ReplicaController<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplicaSetController")
+        f.debug_struct("ReplicaController")
+            .field("kind", &W::kind(&()))
             .finish_non_exhaustive()
     }
 }
 
-impl ReplicaSetController {
+impl<W: Replicated> ReplicaController<W> {
     pub fn register(
         informers: &Informers,
         client: Client,
@@ -129,7 +186,7 @@ impl ReplicaSetController {
     ) -> Arc<Self> {
         let c = Arc::new(Self {
             client,
-            rs: informers.replicasets.cache(),
+            rs: W::informer(informers).cache(),
             pods: informers.pods.cache(),
             queue: Queue::new(),
             expectations: Arc::new(Expectations::default()),
@@ -138,7 +195,7 @@ impl ReplicaSetController {
         });
         let q = c.queue.clone();
         let exp = c.expectations.clone();
-        informers.replicasets.add_handler(move |ch| match ch {
+        W::informer(informers).add_handler(move |ch| match ch {
             Change::Added(rs) | Change::Updated { new: rs, .. } => {
                 q.add(key(&rs.namespace().unwrap_or_default(), &rs.name_any()))
             }
@@ -211,7 +268,7 @@ impl ReplicaSetController {
                     if let Some(rs) = resolve(&self.rs, &ns, new) {
                         let k = key(&ns, &rs.name_any());
                         // Availability changes minReadySeconds after readiness, with no event.
-                        let mr = min_ready(&rs);
+                        let mr = rs.min_ready_seconds();
                         if mr > 0 && !podutil::is_ready(old) && podutil::is_ready(new) {
                             self.queue
                                 .add_after(k.clone(), Duration::from_secs(mr as u64 + 1));
@@ -234,10 +291,10 @@ impl ReplicaSetController {
         self.rs.wait_synced().await;
         self.pods.wait_synced().await;
         let q = self.queue.clone();
-        run_workers(q, workers, "replicaset", move |k| {
+        run_workers(q, workers, W::QUEUE, move |k| {
             let c = self.clone();
             async move {
-                let span = tracing::debug_span!("sync_replicaset", key = %k);
+                let span = tracing::debug_span!("sync_replicas", kind = %W::kind(&()), key = %k);
                 c.sync(&k).instrument(span).await
             }
         })
@@ -259,15 +316,15 @@ impl ReplicaSetController {
             .collect();
         let owned = self.claim(&rs, k, &active).await?;
         let mut manage_err = None;
-        if needs_sync && rs.metadata.deletion_timestamp.is_none() {
+        if needs_sync && rs.meta().deletion_timestamp.is_none() {
             if let Err(e) = self.manage(&rs, k, &owned).await {
                 manage_err = Some(e);
             }
         }
         let now = self.clock.now();
-        let status = calculate_status(&rs, &owned, manage_err.as_ref(), now);
-        if rs.status.as_ref() != Some(&status) {
-            let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), ns);
+        let status = calculate_status(rs.as_ref(), &owned, manage_err.as_ref(), now);
+        if rs.replica_status().as_ref() != Some(&status) {
+            let api: Api<W> = Api::namespaced(self.client.clone(), ns);
             api.patch_status(
                 name,
                 &PatchParams::default(),
@@ -282,8 +339,8 @@ impl ReplicaSetController {
         if let Some(e) = manage_err {
             return Err(e);
         }
-        let mr = min_ready(&rs);
-        let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let mr = rs.min_ready_seconds();
+        let replicas = rs.replicas();
         if mr > 0
             && status.ready_replicas == Some(replicas)
             && status.available_replicas != Some(replicas)
@@ -296,18 +353,18 @@ impl ReplicaSetController {
     /// kube's PodControllerRefManager.ClaimPods over the active pods of the namespace.
     async fn claim(
         &self,
-        rs: &ReplicaSet,
+        rs: &W,
         k: &str,
         pods: &[Arc<Pod>],
     ) -> Result<Vec<Arc<Pod>>, ReplicaSetError> {
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = rs.spec.as_ref() else {
+        let uid = rs.meta().uid.clone().unwrap_or_default();
+        if rs.template().is_none() {
             return Ok(Vec::new());
-        };
-        let deleting = rs.metadata.deletion_timestamp.is_some();
+        }
+        let deleting = rs.meta().deletion_timestamp.is_some();
         let mut owned = Vec::new();
         for pod in pods {
-            let matches = selector_matches(&spec.selector, labels(&pod.metadata));
+            let matches = rs.selects(labels(&pod.metadata));
             match controller_of(&pod.metadata) {
                 Some(r) if r.uid != uid => {}
                 Some(_) => {
@@ -350,14 +407,14 @@ impl ReplicaSetController {
         Ok(owned)
     }
 
-    async fn adopt(&self, rs: &ReplicaSet, pod: &Pod) -> Result<Pod, kube::Error> {
+    async fn adopt(&self, rs: &W, pod: &Pod) -> Result<Pod, kube::Error> {
         let ns = pod.namespace().unwrap_or_default();
         // kube re-reads the owner before adopting (RecheckDeletionTimestamp): a ReplicaSet being
         // deleted, or replaced by another of the same name, must not take pods.
-        let fresh = Api::<ReplicaSet>::namespaced(self.client.clone(), &ns)
+        let fresh = Api::<W>::namespaced(self.client.clone(), &ns)
             .get(&rs.name_any())
             .await?;
-        if fresh.metadata.uid != rs.metadata.uid || fresh.metadata.deletion_timestamp.is_some() {
+        if fresh.meta().uid != rs.meta().uid || fresh.meta().deletion_timestamp.is_some() {
             return Err(kube::Error::Api(kube::core::ErrorResponse {
                 status: "Failure".into(),
                 message: "owner changed".into(),
@@ -367,9 +424,9 @@ impl ReplicaSetController {
         }
         let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
         refs.push(podutil::controller_ref(
-            &rs.metadata,
-            "apps/v1",
-            "ReplicaSet",
+            rs.meta(),
+            &W::api_version(&()),
+            &W::kind(&()),
         ));
         Api::<Pod>::namespaced(self.client.clone(), &ns)
             .patch(
@@ -380,8 +437,8 @@ impl ReplicaSetController {
             .await
     }
 
-    async fn release(&self, rs: &ReplicaSet, pod: &Pod) -> Result<(), kube::Error> {
-        let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+    async fn release(&self, rs: &W, pod: &Pod) -> Result<(), kube::Error> {
+        let uid = rs.meta().uid.as_deref().unwrap_or_default();
         let refs: Vec<_> = pod
             .metadata
             .owner_references
@@ -400,25 +457,15 @@ impl ReplicaSetController {
             .map(|_| ())
     }
 
-    async fn manage(
-        &self,
-        rs: &ReplicaSet,
-        k: &str,
-        owned: &[Arc<Pod>],
-    ) -> Result<(), ReplicaSetError> {
+    async fn manage(&self, rs: &W, k: &str, owned: &[Arc<Pod>]) -> Result<(), ReplicaSetError> {
         let ns = rs.namespace().unwrap_or_default();
-        let want = rs
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(1)
-            .max(0) as usize;
+        let want = rs.replicas().max(0) as usize;
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         if owned.len() < want {
             let n = (want - owned.len()).min(BURST_REPLICAS);
             self.expectations.expect_creations(k, n);
             let pod = pod_from_template(rs);
-            tracing::info!(replicaset = %k, creating = n, "too few replicas");
+            tracing::info!(kind = %W::kind(&()), key = %k, creating = n, "too few replicas");
             let about = reference(rs);
             let (ok, err) = slow_start_batch(n, 1, || {
                 let api = pods_api.clone();
@@ -460,7 +507,7 @@ impl ReplicaSetController {
             let victims = podutil::pods_to_delete(&owned_refs, &related_refs, n, self.clock.now());
             let keys: Vec<String> = victims.iter().map(|p| key(&ns, &p.name_any())).collect();
             self.expectations.expect_deletions(k, &keys);
-            tracing::info!(replicaset = %k, deleting = n, "too many replicas");
+            tracing::info!(kind = %W::kind(&()), key = %k, deleting = n, "too many replicas");
             let results = join_all(victims.iter().map(|p| {
                 let api = pods_api.clone();
                 let name = p.name_any();
@@ -507,13 +554,13 @@ impl ReplicaSetController {
 
     /// Active pods controlled by any ReplicaSet with the same controller as `rs` (kube's
     /// getIndirectlyRelatedPods), for spotting nodes a family is doubled up on.
-    fn related_pods(&self, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
+    fn related_pods(&self, rs: &W) -> Vec<Arc<Pod>> {
         let ns = rs.namespace().unwrap_or_default();
-        let mut uids = vec![rs.metadata.uid.clone().unwrap_or_default()];
-        if let Some(owner) = controller_of(&rs.metadata) {
+        let mut uids = vec![rs.meta().uid.clone().unwrap_or_default()];
+        if let Some(owner) = controller_of(rs.meta()) {
             for other in self.rs.list_namespace(&ns) {
-                if controller_of(&other.metadata).is_some_and(|o| o.uid == owner.uid) {
-                    uids.push(other.metadata.uid.clone().unwrap_or_default());
+                if controller_of(other.meta()).is_some_and(|o| o.uid == owner.uid) {
+                    uids.push(other.meta().uid.clone().unwrap_or_default());
                 }
             }
         }
@@ -530,12 +577,8 @@ impl ReplicaSetController {
 
 /// kube's GetPodFromTemplate: labels, annotations, finalizers and spec of the template, a
 /// generateName of `<rs>-` and a controller reference.
-pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = rs
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
+pub fn pod_from_template<W: Replicated>(rs: &W) -> Pod {
+    let template = rs.template().cloned().unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -545,9 +588,9 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
             annotations: meta.annotations,
             finalizers: meta.finalizers,
             owner_references: Some(vec![podutil::controller_ref(
-                &rs.metadata,
-                "apps/v1",
-                "ReplicaSet",
+                rs.meta(),
+                &W::api_version(&()),
+                &W::kind(&()),
             )]),
             ..Default::default()
         },
@@ -603,20 +646,18 @@ where
 }
 
 /// kube's calculateStatus plus the ReplicaFailure condition.
-pub fn calculate_status(
-    rs: &ReplicaSet,
+pub fn calculate_status<W: Replicated>(
+    rs: &W,
     owned: &[Arc<Pod>],
     manage_err: Option<&ReplicaSetError>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> ReplicaSetStatus {
     let template_labels: BTreeMap<String, String> = rs
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.as_ref())
+        .template()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let mr = min_ready(rs);
+    let mr = rs.min_ready_seconds();
     let fully = owned
         .iter()
         .filter(|p| {
@@ -630,9 +671,8 @@ pub fn calculate_status(
         .filter(|p| podutil::is_available(p, mr, now))
         .count() as i32;
     let mut conditions: Vec<ReplicaSetCondition> = rs
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
+        .replica_status()
+        .and_then(|s| s.conditions)
         .unwrap_or_default();
     let has_failure = conditions.iter().any(|c| c.type_ == "ReplicaFailure");
     match manage_err {
@@ -658,7 +698,7 @@ pub fn calculate_status(
         fully_labeled_replicas: nz(fully),
         ready_replicas: nz(ready),
         available_replicas: nz(available),
-        observed_generation: rs.metadata.generation,
+        observed_generation: rs.meta().generation,
         conditions: (!conditions.is_empty()).then_some(conditions),
     }
 }

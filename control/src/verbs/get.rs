@@ -25,8 +25,13 @@ pub fn scale_view(def: &crate::resources::ResourceDef, obj: &Value) -> Value {
 /// The autoscaling/v1 Scale view of a scalable object.
 pub fn scale_of(obj: &Value) -> Value {
     let meta = &obj["metadata"];
+    // A ReplicationController's selector is the label map itself.
     let selector = obj
         .pointer("/spec/selector/matchLabels")
+        .or_else(|| {
+            obj.pointer("/spec/selector")
+                .filter(|_| obj["kind"] == "ReplicationController")
+        })
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
