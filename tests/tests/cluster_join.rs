@@ -154,7 +154,7 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     ];
     node.start_kubelet()?;
     let ready = wait_for("node joiner Ready", Duration::from_secs(45), || {
-        let n = node.get_json(&["get", "node", "joiner"])?;
+        let n = node.get_json(&["node", "joiner"])?;
         let ready = n["status"]["conditions"]
             .as_array()?
             .iter()
@@ -165,7 +165,7 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         bail!("{e}\nkubelet log:\n{}", tail(&node.kubelet_log(), 40));
     }
     // One CSR, from the token's user, auto-approved and signed for system:node:joiner.
-    let csrs = node.get_json(&["get", "csr"]).context("listing CSRs")?;
+    let csrs = node.get_json(&["csr"]).context("listing CSRs")?;
     let items = csrs["items"].as_array().context("items")?;
     assert_eq!(items.len(), 1, "{csrs}");
     let csr = &items[0];
@@ -220,13 +220,13 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     node.ok(&["certificate", "deny", "manual-deny"]);
     node.ok(&["certificate", "approve", "manual-approve"]);
     let signed = wait_for("manual-approve signed", Duration::from_secs(15), || {
-        let c = node.get_json(&["get", "csr", "manual-approve"])?;
+        let c = node.get_json(&["csr", "manual-approve"])?;
         issued_subject(&c)
     })?;
     assert_eq!(signed, ("bob".to_string(), vec!["dev".to_string()]));
     std::thread::sleep(Duration::from_secs(1));
     let denied = node
-        .get_json(&["get", "csr", "manual-deny"])
+        .get_json(&["csr", "manual-deny"])
         .context("manual-deny")?;
     assert!(condition(&denied, "Denied").is_some(), "{denied}");
     assert!(

@@ -11,6 +11,7 @@ mod apps;
 mod authentication;
 mod autoscaling;
 mod batch;
+mod certificates;
 mod coordination;
 mod core;
 mod discovery;
@@ -115,6 +116,9 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("autoscaling/v1", "Scale") => &autoscaling::SCALE,
         ("batch/v1", "Job") => &batch::JOB,
         ("batch/v1", "CronJob") => &batch::CRON_JOB,
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            &certificates::CERTIFICATE_SIGNING_REQUEST
+        }
         ("networking.k8s.io/v1", "Ingress") => &networking::INGRESS,
         ("networking.k8s.io/v1", "IngressClass") => &networking::INGRESS_CLASS,
         ("policy/v1", "PodDisruptionBudget") => &policy::POD_DISRUPTION_BUDGET,

@@ -30,6 +30,8 @@ pub(super) enum F {
     MapStr,
     /// map<string, bytes> → base64 strings.
     MapBytes,
+    /// bytes → a base64 string, dropped when empty.
+    Bytes,
     /// map<string, Quantity> → quantity strings.
     MapQty,
     Msg(&'static Schema),
@@ -244,6 +246,12 @@ fn decode_into(
             (F::Bool | F::BoolP, Wire::Varint(v)) => {
                 if v != 0 || matches!(kind, F::BoolP) {
                     out.insert(name.into(), json!(v != 0));
+                }
+            }
+            (F::Bytes, Wire::Len(s)) => {
+                if !s.is_empty() {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(s);
+                    out.insert(name.into(), json!(b64));
                 }
             }
             (F::RepStr, Wire::Len(s)) => push(out, name, json!(string(s, r.pos)?)),
