@@ -154,7 +154,7 @@ pub async fn gather(
                 let dir = if v
                     .empty_dir
                     .as_ref()
-                    .is_some_and(|e| e.medium.as_deref().unwrap_or("") == "")
+                    .is_some_and(|e| e.medium.as_deref().unwrap_or("").is_empty())
                 {
                     base.join("kubernetes.io~empty-dir").join(&v.name)
                 } else if v.config_map.is_some() {
