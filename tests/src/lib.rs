@@ -11,6 +11,7 @@ pub mod control_client;
 pub mod control_etcd;
 pub mod cri_client;
 pub mod dns;
+pub mod federation;
 pub mod fixtures;
 pub mod images;
 pub mod ingress;

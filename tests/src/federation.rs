@@ -1,0 +1,303 @@
+//! pea-federation fixtures: member clusters (a pea-control with the deployment and replicaset
+//! controllers and a hollow kubelet that marks pods Ready without containers, reached through a
+//! loopback relay the caller can cut) and the federation plane (a pea-control with the CRDs of
+//! `pea federation init`, members added with `pea federation join`, and optionally the
+//! pea-federation controller in-process). Used by `tests/tests/federation.rs` and
+//! `bench-federation`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::{json, Value};
+
+use crate::bins::workspace_binary;
+use crate::control::{Backend, ControlPlane, Kubectl};
+
+/// Bound of every wait; generous because the machine has 2 shared cores.
+pub const WAIT: Duration = Duration::from_secs(40);
+
+/// A TCP relay 127.0.0.1:port → target that can be cut (connections reset, port closed) and
+/// restored on the same port.
+#[derive(Debug)]
+pub struct Relay {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn start(rt: &tokio::runtime::Runtime, target: std::net::SocketAddr) -> Self {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind relay");
+        let port = listener.local_addr().expect("addr").port();
+        let mut r = Self {
+            port,
+            target,
+            task: None,
+        };
+        r.serve(rt, listener);
+        r
+    }
+
+    fn serve(&mut self, rt: &tokio::runtime::Runtime, listener: tokio::net::TcpListener) {
+        let target = self.target;
+        self.task = Some(rt.spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut a, _)) = listener.accept().await else {
+                    break;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the port and every relayed connection (the JoinSet is dropped with the task).
+    pub fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    pub fn restore(&mut self, rt: &tokio::runtime::Runtime) {
+        let deadline = Instant::now() + WAIT;
+        let listener = loop {
+            match rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port))) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("rebind relay port {}: {e}", self.port),
+            }
+        };
+        self.serve(rt, listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// A member cluster: pea-control, its controllers, a hollow kubelet, and the relay in front.
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    // Kept alive for the member's lifetime (dropped after the runtime that uses it).
+    pub cp: ControlPlane,
+    pub k: Kubectl,
+    pub relay: Relay,
+    /// Kubeconfig through the relay (what the federation is given).
+    pub kubeconfig: PathBuf,
+    pub rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Member {
+    pub fn start(name: &str, dir: &Path) -> Self {
+        let cp = ControlPlane::start(Backend::Embedded).expect("member pea-control");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("member runtime");
+        let relay = Relay::start(&rt, cp.addr);
+        let admin = cp
+            .kubeconfig_for("federation", &["system:masters"])
+            .expect("kubeconfig");
+        let text = std::fs::read_to_string(&admin)
+            .expect("read kubeconfig")
+            .replace(
+                &format!("https://{}", cp.addr),
+                &format!("https://127.0.0.1:{}", relay.port),
+            );
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig, text).expect("write kubeconfig");
+        let direct = cp.kubeconfig.clone();
+        rt.spawn(async move {
+            let client = pea_controllers::client_from_kubeconfig(&direct)
+                .await
+                .expect("client");
+            let mut config = pea_controllers::ControllersConfig::default();
+            config.set_controllers("deployment,replicaset");
+            let controllers = tokio::spawn({
+                let client = client.clone();
+                async move {
+                    if let Err(e) = pea_controllers::run(client, config).await {
+                        panic!("controllers stopped: {e}");
+                    }
+                }
+            });
+            hollow_kubelet(client).await;
+            controllers.abort();
+        });
+        let k = cp.kubectl();
+        Self {
+            name: name.into(),
+            cp,
+            k,
+            relay,
+            kubeconfig,
+            rt: Some(rt),
+        }
+    }
+
+    pub fn deployment(&self, name: &str) -> Option<Value> {
+        let out = self.k.run(&["get", "deployment", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("deployment json"))
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.relay.cut();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Marks every pod of the member Running and Ready (no containers run), forever.
+pub async fn hollow_kubelet(client: kube::Client) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut n = 0u32;
+    loop {
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            for p in list.items.iter().filter(|p| !is_ready(p)) {
+                n += 1;
+                let ip = format!("10.246.{}.{}", n / 250 % 250, n % 250 + 1);
+                let now = k8s_openapi::chrono::Utc::now()
+                    .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+                let patch = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                let ns = p.namespace().unwrap_or_default();
+                let _ = Api::<Pod>::namespaced(client.clone(), &ns)
+                    .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+pub fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The federation plane: pea-control (no controllers) plus pea-federation in-process.
+#[derive(Debug)]
+pub struct Federation {
+    pub cp: ControlPlane,
+    pub k: Kubectl,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Federation {
+    /// The federation API with its kinds installed, and no controller.
+    pub fn plane() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let cp = ControlPlane::start(Backend::Embedded).expect("federation pea-control");
+        let k = cp.kubectl();
+        let out = pea(&["federation", "init", "--kubeconfig", path(&cp.kubeconfig)]);
+        assert!(out.contains("federation API ready"), "{out}");
+        Self { cp, k, rt: None }
+    }
+
+    /// The federation API plus pea-federation in-process (resync 500 ms, member timeout 2 s).
+    pub fn start(toleration: Duration) -> Self {
+        let mut f = Self::plane();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("federation runtime");
+        let kc = f.cp.kubeconfig.clone();
+        rt.spawn(async move {
+            let client = pea_federation::client_from_kubeconfig(&kc)
+                .await
+                .expect("client");
+            let config = pea_federation::Config {
+                resync: Duration::from_millis(500),
+                failover_toleration: toleration,
+                member_timeout: Duration::from_secs(2),
+            };
+            if let Err(e) = pea_federation::run(client, config).await {
+                panic!("pea-federation stopped: {e}");
+            }
+        });
+        f.rt = Some(rt);
+        f
+    }
+
+    pub fn join(&self, m: &Member, labels: &[&str]) {
+        let mut args = vec![
+            "federation",
+            "join",
+            &m.name,
+            "--kubeconfig",
+            path(&self.cp.kubeconfig),
+            "--cluster-kubeconfig",
+            path(&m.kubeconfig),
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        let out = pea(&args);
+        assert!(out.contains(&format!("cluster {} joined", m.name)), "{out}");
+    }
+
+    pub fn get(&self, what: &[&str]) -> Option<Value> {
+        let mut args = vec!["get"];
+        args.extend(what);
+        args.extend(["-o", "json"]);
+        let out = self.k.run(&args);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Runs the `pea` CLI; returns stdout, panics with stderr on failure.
+pub fn pea(args: &[&str]) -> String {
+    let out = Command::new(workspace_binary("pea", "PEA_CLI"))
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("run pea");
+    assert!(
+        out.status.success(),
+        "pea {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
