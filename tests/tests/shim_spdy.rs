@@ -3,7 +3,9 @@
 //! node's network namespace: the upgrade, a data/error stream pair echoing through a pod, the
 //! client's half-close, and hostile input (streams without headers, ports not granted, too
 //! many streams, a foreign SPDY version) getting RST_STREAM or GOAWAY. Real kubectl over SPDY
-//! is in control_kubelet_proxy.rs.
+//! is in control_kubelet_proxy.rs. Exec over SPDY (remotecommand v4/v2: stream handshake,
+//! stdin FIN, exit Status, bad/duplicate/unasked streams, stream floods, oversized headers, a
+//! client leaving mid-exec) is `spdy_exec_speaks_remotecommand_and_refuses_bad_streams`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -317,6 +319,324 @@ fn spdy_port_forward_echoes_through_the_pod_and_refuses_bad_streams() {
             })
         );
         assert_eq!(next(&mut r).await, None);
+    });
+    drop(rt);
+    node.teardown().unwrap();
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+}
+
+async fn exec_url(
+    c: &mut pea_tests::cri_client::Cri,
+    id: &str,
+    cmd: &[&str],
+    stdin: bool,
+) -> String {
+    c.runtime
+        .exec(cri::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty: false,
+            stdin,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
+fn stream_type(kind: &str) -> Headers {
+    vec![("streamtype".into(), kind.into())]
+}
+
+/// Opens the error/stdin/stdout/stderr streams (ids 1, 3, 5, 7; stdin only when asked) and
+/// checks each gets its SYN_REPLY.
+async fn open_exec_streams(conn: &mut Conn, stdin: bool) {
+    let (r, w) = conn;
+    let mut kinds = vec![(1, "error"), (5, "stdout"), (7, "stderr")];
+    if stdin {
+        kinds.insert(1, (3, "stdin"));
+    }
+    for (id, kind) in &kinds {
+        w.write(&Frame::SynStream {
+            id: *id,
+            fin: false,
+            headers: stream_type(kind),
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(
+            next(r).await,
+            Some(Frame::SynReply {
+                id: *id,
+                fin: false,
+                headers: vec![]
+            })
+        );
+    }
+}
+
+/// Reads until GOAWAY: (stdout, stderr, error stream) bytes and the streams that got a FIN.
+async fn exec_outcome(
+    r: &mut FrameReader<ReadHalf<TcpStream>>,
+) -> (String, String, String, Vec<u32>) {
+    let (mut out, mut err, mut status, mut fins) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    loop {
+        match next(r).await {
+            Some(Frame::Data { id, fin, data }) => {
+                match id {
+                    1 => status.extend_from_slice(&data),
+                    5 => out.extend_from_slice(&data),
+                    7 => err.extend_from_slice(&data),
+                    _ => {}
+                }
+                if fin {
+                    fins.push(id);
+                }
+            }
+            Some(Frame::GoAway { status: s, .. }) => {
+                assert_eq!(s, spdy::goaway::OK);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    fins.sort();
+    let s = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (s(out), s(err), s(status), fins)
+}
+
+/// Whether a process whose command line is exactly `argv` runs on the host.
+fn running(argv: &[&str]) -> bool {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+}
+
+#[test]
+fn spdy_exec_speaks_remotecommand_and_refuses_bad_streams() {
+    let mut node = ShimNode::new().unwrap();
+    node.start_shim().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = node.cri().await.unwrap();
+        c.images
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: node.busybox.clone(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+            .unwrap();
+        let pod_config = node.pod("spdy-exec");
+        let pod = c
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let id = c
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(node.container("app", "exec sleep 3600")),
+                sandbox_config: Some(pod_config),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+
+        // Negotiation: the client's first protocol spoken here; an unknown one is refused.
+        let url = exec_url(&mut c, &id, &["true"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v9.channel.k8s.io").await;
+        assert!(conn.is_none() && head.starts_with("HTTP/1.1 403"), "{head}");
+        assert!(head.contains("unable to negotiate protocol"), "{head}");
+
+        // v4: stdin through its stream (FIN = EOF), stdout and stderr back, and a Status
+        // with the exit code on the error stream; then FIN on every stream and GOAWAY.
+        let url = exec_url(
+            &mut c,
+            &id,
+            &["sh", "-c", "cat; echo err >&2; exit 3"],
+            true,
+        )
+        .await;
+        let (head, conn) = upgrade(&node, &url, "v4.channel.k8s.io, v3.channel.k8s.io").await;
+        let mut conn = conn.unwrap_or_else(|| panic!("{head}"));
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-stream-protocol-version: v4.channel.k8s.io"),
+            "{head}"
+        );
+        open_exec_streams(&mut conn, true).await;
+        let (r, w) = &mut conn;
+        w.write(&Frame::Data {
+            id: 3,
+            fin: true,
+            data: Bytes::from_static(b"through stdin\n"),
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        let (out, err, status, fins) = exec_outcome(r).await;
+        assert_eq!((out.as_str(), err.as_str()), ("through stdin\n", "err\n"));
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+        assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
+        assert_eq!(fins, [1, 3, 5, 7]);
+
+        // v2: a failure is its message, success is silence.
+        let url = exec_url(&mut c, &id, &["sh", "-c", "exit 4"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v2.channel.k8s.io").await;
+        let mut conn = conn.unwrap_or_else(|| panic!("{head}"));
+        open_exec_streams(&mut conn, false).await;
+        let (_, _, status, _) = exec_outcome(&mut conn.0).await;
+        assert!(status.contains("exit code 4"), "{status}");
+        let url = exec_url(&mut c, &id, &["true"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v2.channel.k8s.io").await;
+        let mut conn = conn.unwrap_or_else(|| panic!("{head}"));
+        open_exec_streams(&mut conn, false).await;
+        assert_eq!(exec_outcome(&mut conn.0).await.2, "");
+
+        // Bad streams before the session starts: an unknown streamType, one not asked for
+        // (stdin), one twice; each is reset and the session still runs once the right ones
+        // are there.
+        let url = exec_url(&mut c, &id, &["echo", "still-fine"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v4.channel.k8s.io").await;
+        let (mut r, mut w) = conn.unwrap_or_else(|| panic!("{head}"));
+        let opens = [
+            (1, "bogus", Some(rst::PROTOCOL_ERROR)),
+            (3, "stdin", Some(rst::REFUSED_STREAM)),
+            (5, "error", None),
+            (7, "error", Some(rst::STREAM_IN_USE)),
+            (9, "stdout", None),
+            (11, "stderr", None),
+        ];
+        for (sid, kind, reset) in opens {
+            w.write(&Frame::SynStream {
+                id: sid,
+                fin: false,
+                headers: stream_type(kind),
+            })
+            .await
+            .unwrap();
+            w.flush().await.unwrap();
+            let want = match reset {
+                Some(status) => Frame::RstStream { id: sid, status },
+                None => Frame::SynReply {
+                    id: sid,
+                    fin: false,
+                    headers: vec![],
+                },
+            };
+            assert_eq!(next(&mut r).await, Some(want), "stream {sid} ({kind})");
+        }
+        let mut out = Vec::new();
+        loop {
+            match next(&mut r).await {
+                Some(Frame::Data { id: 9, data, .. }) => out.extend_from_slice(&data),
+                Some(Frame::GoAway { .. }) => break,
+                Some(_) => {}
+                None => panic!("no GOAWAY"),
+            }
+        }
+        assert_eq!(out, b"still-fine\n");
+
+        // Too many streams before the session is complete: GOAWAY, and nothing was started.
+        let url = exec_url(&mut c, &id, &["sleep", "977"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v4.channel.k8s.io").await;
+        let (mut r, mut w) = conn.unwrap_or_else(|| panic!("{head}"));
+        let max = pea_shim::streaming::spdy_remotecommand::MAX_STREAMS as u32;
+        for n in 0..=max {
+            w.write(&Frame::SynStream {
+                id: 2 * n + 1,
+                fin: false,
+                headers: stream_type("bogus"),
+            })
+            .await
+            .unwrap();
+        }
+        w.flush().await.unwrap();
+        for n in 0..max {
+            assert!(
+                matches!(next(&mut r).await, Some(Frame::RstStream { id, .. }) if id == 2 * n + 1)
+            );
+        }
+        assert_eq!(
+            next(&mut r).await,
+            Some(Frame::GoAway {
+                last_good: 2 * max + 1,
+                status: spdy::goaway::PROTOCOL_ERROR
+            })
+        );
+        assert_eq!(next(&mut r).await, None);
+        assert!(!running(&["sleep", "977"]));
+
+        // A header block inflating past the limit: GOAWAY.
+        let url = exec_url(&mut c, &id, &["true"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v4.channel.k8s.io").await;
+        let (mut r, mut w) = conn.unwrap_or_else(|| panic!("{head}"));
+        w.write(&Frame::SynStream {
+            id: 1,
+            fin: false,
+            headers: vec![("streamtype".into(), "e".repeat(spdy::MAX_HEADER_BLOCK))],
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        assert!(matches!(
+            next(&mut r).await,
+            Some(Frame::GoAway {
+                status: spdy::goaway::PROTOCOL_ERROR,
+                ..
+            })
+        ));
+        assert_eq!(next(&mut r).await, None);
+
+        // A client that leaves mid-exec takes the process with it.
+        let url = exec_url(&mut c, &id, &["sh", "-c", "echo up; exec sleep 976"], false).await;
+        let (head, conn) = upgrade(&node, &url, "v4.channel.k8s.io").await;
+        let mut conn = conn.unwrap_or_else(|| panic!("{head}"));
+        open_exec_streams(&mut conn, false).await;
+        assert!(matches!(
+            next(&mut conn.0).await,
+            Some(Frame::Data { id: 5, ref data, .. }) if data.as_ref() == b"up\n"
+        ));
+        let start = Instant::now();
+        while !running(&["sleep", "976"]) {
+            assert!(start.elapsed() < Duration::from_secs(10), "exec never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(conn);
+        let start = Instant::now();
+        while running(&["sleep", "976"]) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the exec outlived its client"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
     drop(rt);
     node.teardown().unwrap();
