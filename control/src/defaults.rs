@@ -164,6 +164,9 @@ pub fn apply_to_spec(kind: &str, obj: &mut Value) {
         "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
             crate::admission::config::apply_defaults(kind, obj)
         }
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding" => {
+            crate::admission::policy::apply_defaults(kind, obj)
+        }
         "Namespace" => set_if_absent(obj, "/spec/finalizers", json!(["kubernetes"])),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {

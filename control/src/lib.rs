@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod cel;
 pub mod authz;
 pub mod certificates;
 pub mod crd;

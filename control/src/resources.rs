@@ -561,6 +561,30 @@ impl Resources {
                 k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration
             ),
             def!(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicy",
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicy",
+                false,
+                [],
+                ["api-extensions"],
+                ["status"],
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy
+            ),
+            def!(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicyBinding",
+                "validatingadmissionpolicybindings",
+                "validatingadmissionpolicybinding",
+                false,
+                [],
+                ["api-extensions"],
+                [],
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding
+            ),
+            def!(
                 "rbac.authorization.k8s.io",
                 "v1",
                 "Role",

@@ -53,6 +53,9 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
         "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
             out.extend(crate::admission::config::validate(kind, obj))
         }
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding" => {
+            out.extend(crate::admission::policy::check(kind, obj))
+        }
         "PriorityClass" => crate::priority::check(obj, &mut out),
         "IngressClass" => crate::ingressclass::check(obj, &mut out),
         "ResourceQuota" => out.extend(pea_controllers::quota::validate(obj)),

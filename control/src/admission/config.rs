@@ -133,15 +133,12 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                 }
             }
         }
-        if h.get("matchConditions")
-            .and_then(Value::as_array)
-            .is_some_and(|m| !m.is_empty())
-        {
-            out.push((
-                at("matchConditions"),
-                "Forbidden: matchConditions (CEL) are not implemented in pea".into(),
-            ));
-        }
+        super::policy::conditions::compile(
+            h.get("matchConditions"),
+            &at("matchConditions"),
+            super::policy::conditions::WEBHOOK_VARS,
+            &mut out,
+        );
         client_config(h.get("clientConfig"), &at("clientConfig"), &mut out);
         for (j, r) in h
             .get("rules")

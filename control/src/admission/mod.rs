@@ -6,7 +6,7 @@
 //!   → mutate(): mutating webhooks, in order, re-invoked once when IfNeeded
 //!   → validation (verbs::validate, semantic checks)
 //!   → in-tree validating (rbac::escalation, NamespaceLifecycle, … — calls in verbs/)
-//!   → validate(): PodSecurity, then (ValidatingAdmissionPolicy: not served yet) validating
+//!   → validate(): PodSecurity, then ValidatingAdmissionPolicies (policy/), then validating
 //!     webhooks in parallel
 //!   → store write
 //! ```
@@ -21,6 +21,7 @@ pub mod config;
 pub mod informers;
 pub mod plugin_config;
 pub mod pod_security;
+pub mod policy;
 mod review;
 pub mod rules;
 mod webhooks;
@@ -161,13 +162,18 @@ pub async fn validate(
     old: Option<&Value>,
     obj: &Value,
 ) -> Result<Vec<String>, ApiError> {
+    if matches!(op, Operation::Create | Operation::Update) {
+        crate::crd::check_rules(ctx.def, old, obj)?;
+    }
     let attrs = Attributes::of(ctx, op, crate::objects::name_of(obj));
     let mut warnings = pod_security::admit(ctx.api, &attrs, old, obj).await?;
     if attrs.subresource == "scale" {
         let old_view = old.map(crate::verbs::get::scale_of);
         let view = crate::verbs::get::scale_of(obj);
+        warnings.extend(policy::validate(ctx.api, &attrs, old_view.as_ref(), Some(&view)).await?);
         warnings.extend(webhooks::validate(ctx.api, &attrs, old_view.as_ref(), Some(&view)).await?);
     } else {
+        warnings.extend(policy::validate(ctx.api, &attrs, old, Some(obj)).await?);
         warnings.extend(webhooks::validate(ctx.api, &attrs, old, Some(obj)).await?);
     }
     Ok(warnings)
@@ -187,6 +193,7 @@ pub async fn delete(ctx: &Ctx<'_>, old: &Value, dry_run: bool) -> Result<Vec<Str
         attrs.options["dryRun"] = json!(["All"]);
     }
     let mut warnings = webhooks::call_mutating_read_only(ctx.api, &attrs, Some(old), None).await?;
+    warnings.extend(policy::validate(ctx.api, &attrs, Some(old), None).await?);
     warnings.extend(webhooks::validate(ctx.api, &attrs, Some(old), None).await?);
     Ok(warnings)
 }

@@ -440,7 +440,9 @@ async fn run_mutating(
     let Some(target) = matched_target(api, hook, attrs) else {
         return Ok(false);
     };
-    if !selected(api, hook, attrs, old, Some(obj), ns).await? {
+    if !selected(api, hook, attrs, old, Some(obj), ns).await?
+        || !super::policy::conditions::webhook_matches(&hook.spec, attrs, old, Some(obj))?
+    {
         return Ok(false);
     }
     check_dry_run(hook, attrs)?;
@@ -512,7 +514,9 @@ pub async fn call_mutating_read_only(
         let Some(target) = matched_target(api, hook, attrs) else {
             continue;
         };
-        if !selected(api, hook, attrs, old, obj, &mut ns).await? {
+        if !selected(api, hook, attrs, old, obj, &mut ns).await?
+            || !super::policy::conditions::webhook_matches(&hook.spec, attrs, old, obj)?
+        {
             continue;
         }
         check_dry_run(hook, attrs)?;
@@ -560,7 +564,9 @@ pub async fn validate(
         let Some(target) = matched_target(api, hook, attrs) else {
             continue;
         };
-        if selected(api, hook, attrs, old, obj, &mut ns).await? {
+        if selected(api, hook, attrs, old, obj, &mut ns).await?
+            && super::policy::conditions::webhook_matches(&hook.spec, attrs, old, obj)?
+        {
             check_dry_run(hook, attrs)?;
             chosen.push((hook, target));
         }

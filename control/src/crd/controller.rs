@@ -198,6 +198,7 @@ fn build_defs(
         }
         let subresources = reg.intern_list(&subs).map_err(|e| e.to_string())?;
         let has_defaults = schema.has_defaults();
+        let has_rules = super::rules::any(&schema);
         let def = ResourceDef {
             group,
             version: i(name)?,
@@ -218,6 +219,7 @@ fn build_defs(
                 columns: cols,
                 scale,
                 has_defaults,
+                has_rules,
                 revision,
             })),
         };

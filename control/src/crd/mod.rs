@@ -13,6 +13,7 @@ pub mod columns;
 pub mod controller;
 pub mod definition;
 pub mod openapi;
+pub mod rules;
 pub mod scale;
 pub mod schema;
 
@@ -51,6 +52,8 @@ pub struct CustomResource {
     pub columns: Vec<columns::Column>,
     pub scale: Option<scale::ScalePaths>,
     pub has_defaults: bool,
+    /// Whether the schema carries `x-kubernetes-validations` (see [`rules`]).
+    pub has_rules: bool,
     /// The CRD's resourceVersion: OpenAPI hashes change with it.
     pub revision: i64,
 }
@@ -173,6 +176,24 @@ pub fn admit(
         });
     }
     Ok(pruned)
+}
+
+/// Runs the CRD's validation rules (`x-kubernetes-validations`) on a create (`old` is `None`)
+/// or update of `obj`; kube runs them with the schema validation, before validating admission.
+pub fn check_rules(def: &ResourceDef, old: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
+    let Some(custom) = def.custom.as_deref().filter(|c| c.has_rules) else {
+        return Ok(());
+    };
+    let causes = rules::check(&custom.schema, obj, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: def.group.into(),
+        kind: def.kind.into(),
+        name: crate::objects::name_of(obj).into(),
+        causes,
+    })
 }
 
 /// How a stored custom object reads at the requested version: its apiVersion says that version

@@ -87,6 +87,8 @@ pub struct Schema {
     pub int_or_string: bool,
     pub preserve_unknown: bool,
     pub embedded_resource: bool,
+    /// `x-kubernetes-validations`, compiled.
+    pub rules: Vec<super::rules::Rule>,
 }
 
 /// What compiling counts, to bound the whole schema.
@@ -94,6 +96,7 @@ pub struct Schema {
 struct Budget {
     nodes: usize,
     enum_values: usize,
+    rules: usize,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -228,11 +231,8 @@ fn compile_node(
             ));
         }
     }
-    if m.contains_key("x-kubernetes-validations") {
-        causes.push((
-            format!("{path}.x-kubernetes-validations"),
-            "Forbidden: CEL validation rules are not implemented in pea-control".into(),
-        ));
+    if let Some(raw_rules) = m.get("x-kubernetes-validations") {
+        s.rules = super::rules::compile(raw_rules, path, &mut budget.rules, causes);
     }
     let flag = |k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
     s.int_or_string = flag("x-kubernetes-int-or-string");

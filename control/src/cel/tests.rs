@@ -1,0 +1,116 @@
+use super::*;
+
+fn run(src: &str, self_value: serde_json::Value) -> Result<CelValue, CelError> {
+    let p = compile(src, &["self"])?;
+    eval(&p, &[("self", to_cel(&self_value))], cost::PER_CALL_LIMIT).0
+}
+
+#[test]
+fn evaluates_kube_style_rules() {
+    let obj =
+        serde_json::json!({"replicas": 3, "name": "Web-1", "items": [1, 2, 3], "tags": {"a": "x"}});
+    for (src, want) in [
+        ("self.replicas <= 5", true),
+        ("self.replicas > 5", false),
+        ("has(self.name) && !has(self.missing)", true),
+        ("self.name.lowerAscii() == 'web-1'", true),
+        ("self.name.upperAscii().startsWith('WEB')", true),
+        ("self.name.matches('^[A-Za-z]+-[0-9]$')", true),
+        ("self.name.split('-').size() == 2", true),
+        ("['a','b'].join('-') == 'a-b'", true),
+        ("' x '.trim() == 'x' && 'abc'.indexOf('c') == 2 && 'abc'.contains('b') && 'abc'.endsWith('c')", true),
+        ("self.items.all(i, i > 0)", true),
+        ("self.items.exists(i, i > 2)", true),
+        ("self.items.exists_one(i, i == 2)", true),
+        ("self.items.map(i, i * 2) == [2, 4, 6]", true),
+        ("self.items.filter(i, i > 1).size() == 2", true),
+        ("self.items.isSorted() && self.items.sum() == 6 && self.items.min() == 1 && self.items.max() == 3", true),
+        ("[3, 1].isSorted()", false),
+        ("'a' in self.tags && self.tags.a == 'x'", true),
+        ("size(self.items) == 3", true),
+    ] {
+        assert_eq!(run(src, obj.clone()), Ok(CelValue::Bool(want)), "{src}");
+    }
+}
+
+#[test]
+fn compile_errors_use_kube_wording() {
+    let e = compile("self.replicas <", &["self"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("compilation failed: ERROR: <input>:1:"),
+        "{e}"
+    );
+    let e = compile("other.x == 1", &["self"]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "compilation failed: ERROR: <input>:1:1: undeclared reference to 'other' (in container '')"
+    );
+    assert!(compile("self.items.all(i, i > 0)", &["self"]).is_ok());
+    assert!(compile("math.abs(-1) == 1", &["self"]).is_ok());
+    assert!(compile("type(self) == map", &["self"]).is_ok());
+    let p = compile("self == oldSelf", &["self", "oldSelf"]).unwrap();
+    assert!(p.uses("oldSelf"));
+}
+
+#[test]
+fn hostile_expressions_are_bounded() {
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    let e = compile(&deep, &["self"]).unwrap_err().to_string();
+    assert!(e.contains("nests more than"), "{e}");
+    let chain = vec!["1"; 3000].join(" + ");
+    assert!(compile(&chain, &["self"]).is_err());
+    let huge = "1 + ".repeat(10_000) + "1";
+    assert!(compile(&huge, &["self"]).is_err());
+    // n^3 work: stopped by the cost limit, not run to the end.
+    let items: Vec<i64> = (0..200).collect();
+    let obj = serde_json::json!({ "l": items });
+    let started = std::time::Instant::now();
+    let r = run(
+        "self.l.all(x, self.l.all(y, self.l.all(z, x + y + z >= 0)))",
+        obj.clone(),
+    );
+    assert_eq!(r, Err(CelError::CostExceeded));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // exists swallows errors: the limit is still reported.
+    let r = run(
+        "self.l.exists(x, self.l.map(y, self.l.map(z, z)).size() < 0) || true",
+        obj,
+    );
+    assert_eq!(r, Err(CelError::CostExceeded));
+    // Doubling strings grows the charge with the size.
+    let r = run("['x'].map(a, a + a).size() == 1", serde_json::json!({}));
+    assert_eq!(r, Ok(CelValue::Bool(true)));
+}
+
+#[test]
+fn deepest_accepted_expression_evaluates_on_a_small_stack() {
+    // The deepest tree compile accepts, evaluated on a thread with tokio's 2 MiB stack.
+    let mut src = String::from("self.a");
+    let mut depth_ok = None;
+    for n in 1..200 {
+        src = format!("({src} + 1)");
+        if compile(&src, &["self"]).is_err() {
+            break;
+        }
+        depth_ok = Some((n, src.clone()));
+    }
+    let (n, src) = depth_ok.unwrap();
+    assert!(n >= 20, "only {n} levels accepted");
+    let chain = vec!["self.a"; 200].join(" + ");
+    let mut accepted = vec![src];
+    if compile(&chain, &["self"]).is_ok() {
+        accepted.push(chain);
+    }
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            for src in accepted {
+                let r = run(&src, serde_json::json!({"a": 1}));
+                assert!(matches!(r, Ok(CelValue::Int(_))), "{r:?}");
+            }
+        })
+        .unwrap();
+    handle.join().unwrap();
+}
