@@ -312,6 +312,24 @@ fn reload_keeps_connections_bad_ingresses_are_reported_and_upgrades_pass_through
         log.contains("tls secret ingtest/nope-tls for host missing.example not found")
             && log.contains("service ingtest/no-such-svc not found")
     });
+    // ... and posted as Warning Events on the Ingress that has them.
+    eventually("events on the bad ingress", || {
+        let events = s.cp.kubectl().ok(&[
+            "get",
+            "events",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.kind}|{.involvedObject.name}|{.type}|{.reason}|{.source.component}|{.message}{\"\\n\"}{end}",
+        ]);
+        let on_bad = |needle: &str| {
+            events.lines().any(|l| {
+                l.starts_with("Ingress|bad|Warning|Sync|pea-ingress|") && l.contains(needle)
+            })
+        };
+        on_bad("service ingtest/no-such-svc not found")
+            && on_bad("tls secret ingtest/nope-tls for host missing.example not found")
+    });
     // The old connection still works after the reload, and so do the old routes.
     assert!(
         ask(&mut conn, "/b").contains("backend=b"),

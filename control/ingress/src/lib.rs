@@ -7,6 +7,7 @@
 //!        └─ status.loadBalancer                                          ▼ backends (HTTP/1.1)
 //! ```
 
+pub mod events;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -52,6 +52,8 @@ struct PathRule {
 pub struct TlsRef {
     pub host: String,
     pub namespace: String,
+    /// The Ingress that names the Secret (for its Events).
+    pub ingress: String,
     pub secret: String,
 }
 
@@ -246,6 +248,7 @@ impl Table {
                     t.tls.push(TlsRef {
                         host: host.clone(),
                         namespace: ns.clone(),
+                        ingress: name.clone(),
                         secret: secret.clone(),
                     });
                 }

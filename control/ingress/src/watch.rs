@@ -1,6 +1,7 @@
 //! Keeps the routing table and certificates current: kube-rs reflectors over IngressClasses,
 //! Ingresses, Services, EndpointSlices and Secrets; after each burst of changes the table is
-//! rebuilt and swapped, new problems are logged once each, and `status.loadBalancer` of our
+//! rebuilt and swapped, new problems are logged once each (and posted as Warning Events on their
+//! Ingress), and `status.loadBalancer` of our
 //! Ingresses is written when it differs from the published address.
 
 use std::collections::HashSet;
@@ -153,6 +154,7 @@ pub async fn run(
         let now: HashSet<String> = table.problems.iter().cloned().collect();
         for p in now.difference(&reported) {
             warn!(problem = %p, "ingress configuration problem; the rest keeps working");
+            crate::events::post(&client, &stores.ingresses, p).await;
         }
         reported = now;
         let ours = table.ingresses.clone();
@@ -190,16 +192,16 @@ fn build(s: &Stores, class: &str, classes_served: bool) -> (Table, Certs) {
         });
         let Some(secret) = secret else {
             table.problems.push(format!(
-                "tls secret {}/{} for host {} not found; HTTPS for that host has no certificate",
-                t.namespace, t.secret, t.host
+                "ingress {}/{}: tls secret {}/{} for host {} not found; HTTPS for that host has no certificate",
+                t.namespace, t.ingress, t.namespace, t.secret, t.host
             ));
             continue;
         };
         let data = secret.data.clone().unwrap_or_default();
         let (Some(crt), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
             table.problems.push(format!(
-                "tls secret {}/{} lacks tls.crt or tls.key",
-                t.namespace, t.secret
+                "ingress {}/{}: tls secret {}/{} lacks tls.crt or tls.key",
+                t.namespace, t.ingress, t.namespace, t.secret
             ));
             continue;
         };
@@ -210,9 +212,10 @@ fn build(s: &Stores, class: &str, classes_served: bool) -> (Table, Certs) {
                     .entry(t.host.to_ascii_lowercase())
                     .or_insert_with(|| Arc::new(ck));
             }
-            Err(e) => table
-                .problems
-                .push(format!("tls secret {}/{}: {e}", t.namespace, t.secret)),
+            Err(e) => table.problems.push(format!(
+                "ingress {}/{}: tls secret {}/{}: {e}",
+                t.namespace, t.ingress, t.namespace, t.secret
+            )),
         }
     }
     (table, certs)
