@@ -56,6 +56,31 @@ fn check_metadata(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMeta
     Ok(m)
 }
 
+/// User namespaces (`userns_options`, mode POD) are refused by name rather than ignored: a pod
+/// asking for one must not run with the host's root. They need pea-runtime to join a user
+/// namespace by path (libcontainer 0.7.0 cannot: its `exec` refuses such containers, so
+/// ExecSync, probes and `kubectl exec` would all fail) and id-mapped pod files and rootfs.
+/// Status says `user_namespaces: false`, which is what the kubelet checks first.
+fn check_user_namespace(config: &cri::PodSandboxConfig) -> Result<(), ShimError> {
+    let Some(u) = namespace_mode(config).userns_options else {
+        return Ok(());
+    };
+    match cri::NamespaceMode::try_from(u.mode) {
+        Ok(cri::NamespaceMode::Node) => Ok(()),
+        Ok(cri::NamespaceMode::Pod) => Err(ShimError::Unimplemented(
+            "linux.security_context.namespace_options.userns_options: user namespaces (mode \
+             POD) are not implemented in pea-shim: pea-runtime cannot join a container's user \
+             namespace (exec, probes) and pod files are not id-mapped; use mode NODE"
+                .into(),
+        )),
+        _ => Err(ShimError::invalid(format!(
+            "linux.security_context.namespace_options.userns_options.mode {}: only POD and \
+             NODE are defined for user namespaces",
+            u.mode
+        ))),
+    }
+}
+
 impl Shim {
     pub async fn run_pod_sandbox(
         self: &Arc<Self>,
@@ -65,6 +90,7 @@ impl Shim {
             .config
             .ok_or_else(|| ShimError::invalid("config: missing"))?;
         let meta = check_metadata(&config)?;
+        check_user_namespace(&config)?;
         if !matches!(r.runtime_handler.as_str(), "" | "pea" | "runc") {
             return Err(ShimError::invalid(format!(
                 "runtime_handler {:?}: pea-shim has one handler (\"\", also called \"pea\")",
@@ -238,5 +264,47 @@ mod tests {
             .contains("cgroup_parent"));
         c.linux.as_mut().unwrap().cgroup_parent = "kubepods".into();
         assert!(cgroup_parent(&c).is_err());
+    }
+}
+
+#[cfg(test)]
+mod user_namespace_tests {
+    use super::*;
+
+    fn with_userns(mode: Option<i32>) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        userns_options: mode.map(|mode| cri::UserNamespace {
+                            mode,
+                            uids: vec![cri::IdMapping {
+                                host_id: 100_000,
+                                container_id: 0,
+                                length: 65_536,
+                            }],
+                            gids: vec![],
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn user_namespaces_are_refused_by_name_not_ignored() {
+        assert!(check_user_namespace(&with_userns(None)).is_ok());
+        assert!(check_user_namespace(&with_userns(Some(cri::NamespaceMode::Node as i32))).is_ok());
+        let e =
+            check_user_namespace(&with_userns(Some(cri::NamespaceMode::Pod as i32))).unwrap_err();
+        assert!(matches!(e, ShimError::Unimplemented(_)), "{e}");
+        assert!(e.to_string().contains("userns_options"), "{e}");
+        let e = check_user_namespace(&with_userns(Some(cri::NamespaceMode::Container as i32)))
+            .unwrap_err();
+        assert!(matches!(e, ShimError::InvalidArgument(_)), "{e}");
     }
 }
