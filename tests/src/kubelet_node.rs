@@ -354,6 +354,19 @@ impl KubeletNode {
         );
     }
 
+    /// Polls `f` until it holds, for up to `timeout`; panics with `what` and the kubelet's log.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < timeout,
+                "{what}: not within {timeout:?}\n--- kubelet log tail:\n{}",
+                tail(&self.kubelet_log(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     pub fn wait_gone(&self, name: &str, timeout: Duration) {
         let start = Instant::now();
         while start.elapsed() < timeout {

@@ -218,19 +218,6 @@ spec:
     }
 }
 
-/// Polls `f` for up to 60 s; panics with `what` and the kubelet's log tail.
-fn wait_until(n: &KubeletNode, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what}: not within 60 s\n--- kubelet log tail:\n{}",
-            pea_tests::kubelet_node::tail(&n.kubelet_log(), 40)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn running_containers(n: &KubeletNode, pod: &str) -> Vec<String> {
     n.cri_containers("io.kubernetes.pod.name", pod)
         .into_iter()
@@ -277,7 +264,7 @@ fn kubelet_on_containerd_runs_static_pods_and_restarts_on_failed_liveness() {
         .as_str()
         .unwrap_or_default()
         .starts_with("containerd://"));
-    wait_until(&n, "the static pod's log", || {
+    n.wait_until("the static pod's log", Duration::from_secs(60), || {
         n.ok(&["logs", "web-ctd-s"]).contains("static")
     });
     let first = running_containers(&n, "web-ctd-s");
@@ -329,8 +316,12 @@ spec:
     // The removed manifest stops the static pod in containerd and deletes its mirror.
     std::fs::remove_file(dir.join("web.yaml")).expect("remove");
     n.wait_gone("web-ctd-s", Duration::from_secs(60));
-    wait_until(&n, "the static pod's containers gone", || {
-        n.cri_containers("io.kubernetes.pod.name", "web-ctd-s")
-            .is_empty()
-    });
+    n.wait_until(
+        "the static pod's containers gone",
+        Duration::from_secs(60),
+        || {
+            n.cri_containers("io.kubernetes.pod.name", "web-ctd-s")
+                .is_empty()
+        },
+    );
 }

@@ -102,6 +102,28 @@ fn wait_node(n: &KubeletNode, what: &str, timeout: Duration, pred: impl Fn(&Valu
     }
 }
 
+/// Polls until pod `name` is Failed, noting whether the node showed `pressure` meanwhile.
+fn wait_failed(n: &KubeletNode, name: &str, pressure: &str) -> (Value, bool) {
+    let start = Instant::now();
+    let mut saw_pressure = false;
+    loop {
+        if let Some(node) = n.get_json(&["node", &n.name]) {
+            saw_pressure |= condition(&node, pressure).as_deref() == Some("True");
+        }
+        let p = n.get_json(&["pod", name]).expect("pod");
+        if p["status"]["phase"] == "Failed" {
+            return (p, saw_pressure);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(50),
+            "{name} not evicted: {}\n{}",
+            p["status"],
+            tail(&n.kubelet_log(), 60)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn pod(n: &KubeletNode, name: &str, script: &str, extra: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
@@ -147,24 +169,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
         "    volumeMounts: [{name: data, mountPath: /data}]\n  volumes: [{name: data, emptyDir: {}}]\n",
     ));
     // Watch both the node and the pod: DiskPressure must show while the filler is there.
-    let start = Instant::now();
-    let mut saw_pressure = false;
-    let filler = loop {
-        if let Some(node) = n.get_json(&["node", &n.name]) {
-            saw_pressure |= condition(&node, "DiskPressure").as_deref() == Some("True");
-        }
-        let p = n.get_json(&["pod", "filler"]).expect("filler");
-        if p["status"]["phase"] == "Failed" {
-            break p;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(50),
-            "filler not evicted: {}\n{}",
-            p["status"],
-            tail(&n.kubelet_log(), 60)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (filler, saw_pressure) = wait_failed(&n, "filler", "DiskPressure");
     assert_eq!(
         filler["status"]["reason"], "Evicted",
         "{}",
@@ -299,24 +304,7 @@ fn pid_pressure_evicts_the_pod_with_most_tasks_after_the_soft_grace_period() {
         "i=0; while [ $i -lt 600 ]; do sleep 300 & i=$((i+1)); done; wait",
         "  terminationGracePeriodSeconds: 30\n",
     ));
-    let start = Instant::now();
-    let mut saw_pressure = false;
-    let forker = loop {
-        if let Some(node) = n.get_json(&["node", &n.name]) {
-            saw_pressure |= condition(&node, "PIDPressure").as_deref() == Some("True");
-        }
-        let p = n.get_json(&["pod", "forker"]).expect("forker");
-        if p["status"]["phase"] == "Failed" {
-            break p;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(50),
-            "forker not evicted: {}\n{}",
-            p["status"],
-            tail(&n.kubelet_log(), 60)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (forker, saw_pressure) = wait_failed(&n, "forker", "PIDPressure");
     assert_eq!(
         forker["status"]["reason"], "Evicted",
         "{}",
