@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use pea_tests::federation::{Federation, Member, WAIT};
+use pea_tests::federation::{path, pea, Federation, Member, WAIT};
 use serde_json::{json, Value};
 
 /// Polls `f` until it returns Some, for at most [`WAIT`].
@@ -330,7 +330,28 @@ fn wrong_credentials_and_invalid_overrides_are_reported_by_member_and_field_whil
             .deployment("web")
             .filter(|d| replicas_and_image(d).0 == 3)
     });
-    fed.k.ok(&["delete", "cluster", "bad"]);
+    let status = pea(&[
+        "federation",
+        "status",
+        "--kubeconfig",
+        path(&fed.cp.kubeconfig),
+    ]);
+    assert!(
+        status.contains("web-deployment") && status.contains("bad"),
+        "{status}"
+    );
+    pea(&[
+        "federation",
+        "unjoin",
+        "bad",
+        "--kubeconfig",
+        path(&fed.cp.kubeconfig),
+    ]);
+    assert!(!fed
+        .k
+        .run(&["get", "secret", "-n", "karmada-cluster", "bad"])
+        .status
+        .success());
     fed.k.ok(&["delete", "deployment", "web", "--timeout=40s"]);
     for m in &members {
         assert!(m.deployment("web").is_none(), "{}: web left", m.name);
