@@ -37,7 +37,7 @@ pub enum BootstrapError {
     Create {
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("certificate signing request {name} was denied: {reason}")]
     Denied { name: String, reason: String },
@@ -212,7 +212,7 @@ impl Bootstrap {
             Err(source) => {
                 return Err(BootstrapError::Create {
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             }
         }

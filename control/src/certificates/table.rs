@@ -37,9 +37,9 @@ pub fn condition(obj: &Value) -> String {
         .into_iter()
         .flatten()
     {
-        match c.get("type").and_then(Value::as_str) {
-            Some(t @ ("Approved" | "Denied" | "Failed")) => out.push(t),
-            _ => {}
+        if let Some(t @ ("Approved" | "Denied" | "Failed")) = c.get("type").and_then(Value::as_str)
+        {
+            out.push(t);
         }
     }
     let issued = obj

@@ -43,7 +43,7 @@ pub enum SigningError {
         name: String,
         what: &'static str,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("csr {name}: signing: {source}")]
     Sign {
@@ -274,7 +274,7 @@ impl CsrSigner {
             .map_err(|source| SigningError::Api {
                 name: name.into(),
                 what: "writing the certificate",
-                source,
+                source: Box::new(source),
             })?;
         tracing::info!(csr = %name, signer = %csr.spec.signer_name, "signed");
         Ok(Requeue::default())
