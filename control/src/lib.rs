@@ -8,8 +8,8 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
-pub mod cel;
 pub mod authz;
+pub mod cel;
 pub mod certificates;
 pub mod crd;
 pub mod defaults;

@@ -242,9 +242,7 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     );
 
     // The token cleaner deletes an expired token.
-    let expired = concat!(
-        "apiVersion: v1\nkind: Secret\ntype: bootstrap.kubernetes.io/token\nmetadata:\n  name: bootstrap-token-old000\n  namespace: kube-system\nstringData:\n  token-id: old000\n  token-secret: 0123456789abcdef\n  usage-bootstrap-authentication: \"true\"\n  expiration: \"2020-01-01T00:00:00Z\"\n"
-    );
+    let expired = "apiVersion: v1\nkind: Secret\ntype: bootstrap.kubernetes.io/token\nmetadata:\n  name: bootstrap-token-old000\n  namespace: kube-system\nstringData:\n  token-id: old000\n  token-secret: 0123456789abcdef\n  usage-bootstrap-authentication: \"true\"\n  expiration: \"2020-01-01T00:00:00Z\"\n";
     node.apply(expired);
     wait_for("expired token deleted", Duration::from_secs(15), || {
         let out = node.kubectl(&[

@@ -149,7 +149,15 @@ pub fn join(o: Options) -> Result<()> {
         );
         let cm = crate::proc::run(
             "curl",
-            &["--silent", "--show-error", "--fail", "--insecure", "--max-time", "15", &url],
+            &[
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--insecure",
+                "--max-time",
+                "15",
+                &url,
+            ],
         )
         .context("fetching the cluster-info ConfigMap from kube-public")?;
         let ca = ca_of_cluster_info(&cm)?;
@@ -230,7 +238,8 @@ mod tests {
         assert!(check_token("abcdef0123456789abcdef").is_err());
         assert!(check_pin("md5:00").is_err());
         assert!(check_pin(&format!("sha256:{}", "A".repeat(64))).is_ok());
-        let cm = serde_json::json!({"data": {"kubeconfig": kubeconfig("https://x:6443", b"PEM", "t")}});
+        let cm =
+            serde_json::json!({"data": {"kubeconfig": kubeconfig("https://x:6443", b"PEM", "t")}});
         assert_eq!(ca_of_cluster_info(&cm.to_string()).unwrap(), b"PEM");
     }
 }

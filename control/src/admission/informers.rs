@@ -1,6 +1,7 @@
 //! Watch-fed caches of the objects admission reads on every write (kube's shared informers
 //! behind its admission plugins): Namespaces, ServiceAccounts, ResourceQuotas, LimitRanges,
-//! PriorityClasses and the two webhook configuration kinds. Each is listed once, then kept by
+//! PriorityClasses, the two webhook configuration kinds and ValidatingAdmissionPolicies with
+//! their bindings. Each is listed once, then kept by
 //! the shared watch source of [`crate::watch_cache`] (events decoded once for all watchers).
 //!
 //! Read-your-writes: a write this server makes to one of these kinds is re-read into its cache
@@ -301,10 +302,13 @@ pub struct Informers {
     pub priority_classes: Arc<Informer>,
     pub mutating_webhooks: Arc<Informer>,
     pub validating_webhooks: Arc<Informer>,
+    pub validating_policies: Arc<Informer>,
+    pub validating_policy_bindings: Arc<Informer>,
 }
 
 impl Informers {
     pub fn new(resources: &Resources) -> Self {
+        use super::policy;
         let hooks = super::webhooks::GROUP;
         Self {
             namespaces: Informer::new(resources, "", "namespaces"),
@@ -314,10 +318,12 @@ impl Informers {
             priority_classes: Informer::new(resources, "scheduling.k8s.io", "priorityclasses"),
             mutating_webhooks: Informer::new(resources, hooks, super::webhooks::MUTATING),
             validating_webhooks: Informer::new(resources, hooks, super::webhooks::VALIDATING),
+            validating_policies: Informer::new(resources, policy::GROUP, policy::POLICIES),
+            validating_policy_bindings: Informer::new(resources, policy::GROUP, policy::BINDINGS),
         }
     }
 
-    fn all(&self) -> [&Arc<Informer>; 7] {
+    fn all(&self) -> [&Arc<Informer>; 9] {
         [
             &self.namespaces,
             &self.service_accounts,
@@ -326,6 +332,8 @@ impl Informers {
             &self.priority_classes,
             &self.mutating_webhooks,
             &self.validating_webhooks,
+            &self.validating_policies,
+            &self.validating_policy_bindings,
         ]
     }
 

@@ -92,16 +92,14 @@ async fn list(api: &Api, plural: &str) -> Result<Vec<Value>, ApiError> {
     let Some(def) = api.resources.find(GROUP, "v1", plural) else {
         return Ok(Vec::new());
     };
-    let page = api
-        .store
-        .list(&def.prefix(None), &Default::default())
-        .await
-        .map_err(|e| ApiError::from_store(e, GROUP, plural, ""))?;
-    let mut out = Vec::with_capacity(page.items.len());
-    for kv in &page.items {
-        out.push(crate::objects::decode(kv)?);
-    }
-    Ok(out)
+    // Watch-fed caches: every admitted write asks, so this must not read the store.
+    let informer = if plural == POLICIES {
+        &api.informers.validating_policies
+    } else {
+        &api.informers.validating_policy_bindings
+    };
+    let cached = informer.list(api.store.as_ref(), &def.prefix(None)).await?;
+    Ok(cached.iter().map(|c| c.obj.clone()).collect())
 }
 
 fn selector_ok(sel: Option<&Value>, labels: Option<&Value>) -> bool {
@@ -177,12 +175,12 @@ async fn namespace_object(api: &Api, ns: &str) -> Result<Option<Value>, ApiError
     let Some(def) = api.resources.find("", "v1", "namespaces") else {
         return Ok(None);
     };
-    let (kv, _) = api
-        .store
-        .get(&def.key(None, ns))
-        .await
-        .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?;
-    kv.map(|kv| crate::objects::decode(&kv)).transpose()
+    let cached = api
+        .informers
+        .namespaces
+        .get(api.store.as_ref(), &def.key(None, ns))
+        .await?;
+    Ok(cached.map(|c| c.obj.clone()))
 }
 
 /// The parameter objects a binding selects; `None` when the policy takes none.
