@@ -114,7 +114,7 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
     }
     assert!(
         String::from_utf8_lossy(&worker(&["--node-name", "w1"]).stderr)
-            .contains("`pea join` (TLS bootstrap with a token) is not implemented yet")
+            .contains("or --bootstrap-kubeconfig FILE (written by `pea join`)")
     );
 
     let args = ["--node-name", "w1", "--kubeconfig", &kc, "--client-ca", &ca];
