@@ -5,7 +5,7 @@
 //! grouped by subject and their roles' rules already resolved, rebuilt lazily after changes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -192,42 +192,53 @@ impl Raw {
 #[derive(Debug, Default)]
 pub struct RbacIndex {
     raw: Mutex<Raw>,
-    dirty: AtomicBool,
-    current: RwLock<Arc<Snapshot>>,
+    /// Bumped, with `raw` locked, by every change to it.
+    generation: AtomicU64,
+    /// The last snapshot and the generation it was built from.
+    current: RwLock<(u64, Arc<Snapshot>)>,
     /// Woken on every change to a ClusterRole (the aggregator listens).
     pub cluster_roles_changed: Notify,
 }
 
 impl RbacIndex {
     /// The current state, rebuilt first if anything changed since the last one.
+    ///
+    /// A reader never gets a snapshot older than the changes made before it asked: while one
+    /// request rebuilds, the others wait for that build instead of taking the previous one
+    /// (with a single dirty flag, 32 clients arriving after a RoleBinding write saw it cleared
+    /// by the first and were refused by the stale snapshot).
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        if self.dirty.load(Ordering::Acquire) {
-            let raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-            if self.dirty.swap(false, Ordering::AcqRel) {
-                let snap = Arc::new(Snapshot::build(&raw));
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = snap.clone();
-                return snap;
-            }
+        let want = self.generation.load(Ordering::Acquire);
+        if let Some(snap) = self.built_since(want) {
+            return snap;
         }
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        // With `raw` locked no change can land, so this is the generation `raw` holds.
+        let now = self.generation.load(Ordering::Acquire);
+        if let Some(snap) = self.built_since(now) {
+            return snap;
+        }
+        let snap = Arc::new(Snapshot::build(&raw));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (now, snap.clone());
+        snap
     }
 
+    fn built_since(&self, generation: u64) -> Option<Arc<Snapshot>> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (current.0 >= generation).then(|| current.1.clone())
+    }
+
+    /// Called with `raw` locked, after a change to it.
     fn changed(&self, cluster_role: bool) {
-        self.dirty.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if cluster_role {
             self.cluster_roles_changed.notify_one();
         }
     }
 
     fn apply(&self, key: &str, rev: Revision, value: Option<&[u8]>) {
-        let changed = {
-            let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-            raw.apply(key, rev, value)
-        };
-        if changed {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        if raw.apply(key, rev, value) {
             self.changed(key.starts_with(&format!("{PREFIX}clusterroles/")));
         }
     }
@@ -275,9 +286,9 @@ impl RbacIndex {
                 }
             }
             raw.tombstones.retain(|_, r| *r > rev);
-        }
-        if changed {
-            self.changed(cluster_role);
+            if changed {
+                self.changed(cluster_role);
+            }
         }
         Ok(rev)
     }
