@@ -201,9 +201,15 @@ pub fn join(o: Options) -> Result<()> {
         match o.install {
             Some(mut inst) => {
                 inst.server = Some(o.server.clone());
-                inst.bootstrap_kubeconfig = Some(kc_path);
-                inst.client_ca = Some(ca_path);
-                crate::install::install(&inst)
+                inst.bootstrap_kubeconfig = Some(kc_path.clone());
+                inst.client_ca = Some(ca_path.clone());
+                let installed = crate::install::install(&inst);
+                if installed.is_err() {
+                    // A join that did not install leaves no credentials behind.
+                    let _ = std::fs::remove_file(&kc_path);
+                    let _ = std::fs::remove_file(&ca_path);
+                }
+                installed
             }
             None => {
                 println!(
