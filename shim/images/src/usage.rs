@@ -129,7 +129,13 @@ impl Store {
         name: &str,
         fetched: &[Digest],
     ) -> Result<(), StoreError> {
-        self.update_history(|h| h.record_pull(image.as_str(), fetched.iter().map(Digest::as_str)))?;
+        self.update_history(|h| {
+            h.record_pull(
+                image.as_str(),
+                crate::gc::history::repository_of(name),
+                fetched.iter().map(Digest::as_str),
+            )
+        })?;
         if self.recorder.is_some() {
             let rec = self.find(image.as_str())?;
             let layers = self.recorded_layers(&rec)?;

@@ -8,8 +8,17 @@
 //! value `L` and how long removed images had been idle (the horizon the learned policy looks
 //! ahead). Memory is bounded: at most [`IMAGES_KEPT`] images and [`LAYERS_KEPT`] layers (the
 //! least recently used tenth is forgotten when over) and [`GAPS_KEPT`] gaps each.
+//!
+//! Take-over (the superseded signal): an image is *taken over* when a newer image of its
+//! repository (first used after it) that holds at least half of its layers starts after the
+//! image's last use — a new release tag or CI commit rolled out over it. A second newer image
+//! makes it taken over by two generations (no longer the previous tag a rollback would go
+//! back to). The image's next use ends the take-over and is remembered as a return, so the
+//! learned policy can tell from this node's own history how often taken-over images come back
+//! ([`super::learned`]). Only what a node knows is used: the repository an image was pulled
+//! as, the layers (ChainIDs) it held at its last start, and start times.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +46,36 @@ pub struct Stats {
     pub uses_since_pull: u64,
     /// The node's inflation value at the last use (GDSF's recency).
     pub inflation_at_use: f64,
+    /// Images: the repository it was pulled as (tag and digest stripped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Images: the layers it held at its last use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// When it was first used (images: their age order within a repository).
+    pub first_use: u64,
+    /// Images: when a newer image of its repository took it over (see the module doc);
+    /// cleared by its next use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_over_at: Option<u64>,
+    /// Images: how many newer images took it over since its last use, at most
+    /// [`GENERATIONS`] (a rollback goes to the previous tag, seldom to older ones).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub generations: u8,
+    /// Images: the last image that took it over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_over_by: Option<String>,
+    /// Images: for each use that ended a take-over, seconds since the use before it and the
+    /// generations it had been taken over by.
+    #[serde(skip_serializing_if = "VecDeque::is_empty")]
+    pub returns: VecDeque<(u64, u8)>,
+}
+
+/// Take-over generations told apart (taken over once, or by two or more newer images).
+pub const GENERATIONS: u8 = 2;
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 impl Stats {
@@ -48,6 +87,8 @@ impl Stats {
             if self.gaps.len() > GAPS_KEPT {
                 self.gaps.pop_front();
             }
+        } else {
+            self.first_use = now;
         }
         self.uses += 1;
         self.uses_since_pull += 1;
@@ -65,15 +106,44 @@ pub struct History {
     pub inflation: f64,
     /// Moving average of how long removed images had been idle, seconds.
     pub evicted_idle_secs: Option<f64>,
+    /// Repository → images remembered with it (rebuilt from `images` when stale).
+    #[serde(skip)]
+    by_repository: Option<HashMap<String, Vec<String>>>,
+}
+
+/// The repository a reference names: `registry/path/name:tag@digest` without tag and digest.
+/// None for an image id (`sha256:<hex>`), which names no repository.
+pub fn repository_of(reference: &str) -> Option<&str> {
+    let name = reference.split('@').next().unwrap_or("");
+    if let Some((algorithm, _)) = name.split_once(':') {
+        if matches!(algorithm, "sha256" | "sha384" | "sha512") {
+            return None;
+        }
+    }
+    let end = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => i,
+        _ => name.len(),
+    };
+    (end > 0).then(|| &name[..end])
 }
 
 impl History {
-    /// An image was pulled; `fetched` are the layers that were not on the node.
-    pub fn record_pull<'a>(&mut self, image: &str, fetched: impl IntoIterator<Item = &'a str>) {
-        self.images
-            .entry(image.to_string())
-            .or_default()
-            .uses_since_pull = 0;
+    /// An image was pulled as a reference of `repository`; `fetched` are the layers that were
+    /// not on the node.
+    pub fn record_pull<'a>(
+        &mut self,
+        image: &str,
+        repository: Option<&str>,
+        fetched: impl IntoIterator<Item = &'a str>,
+    ) {
+        let s = self.images.entry(image.to_string()).or_default();
+        s.uses_since_pull = 0;
+        if let Some(repo) = repository {
+            if s.repository.as_deref() != Some(repo) {
+                s.repository = Some(repo.to_string());
+                self.by_repository = None;
+            }
+        }
         for l in fetched {
             self.layers
                 .entry(l.to_string())
@@ -83,7 +153,13 @@ impl History {
         self.bound();
     }
 
-    /// A container started from `image`, which holds `layers`, at `now`.
+    /// A container started from `image`, which holds `layers`, at `now`: a use of the image
+    /// and of each layer; it ends the image's take-over, if any, and takes over the older
+    /// images of its repository (first used before it), idle since before now, that it holds
+    /// at least half the layers of.
+    ///
+    /// Cost: O(L) plus, for an image with a repository, O(L') for each image of the
+    /// repository not taken over yet (L, L': their layer counts).
     pub fn record_use<'a>(
         &mut self,
         image: &str,
@@ -91,15 +167,63 @@ impl History {
         now: u64,
     ) {
         let l = self.inflation;
-        self.images
-            .entry(image.to_string())
-            .or_default()
-            .used(now, l);
-        for layer in layers {
+        let mut held: Vec<&str> = layers.into_iter().collect();
+        held.sort_unstable();
+        held.dedup();
+        for layer in &held {
             self.layers
                 .entry(layer.to_string())
                 .or_default()
                 .used(now, l);
+        }
+        let s = self.images.entry(image.to_string()).or_default();
+        if s.taken_over_at.take().is_some() {
+            s.returns
+                .push_back((now.saturating_sub(s.last_use), s.generations));
+            if s.returns.len() > GAPS_KEPT {
+                s.returns.pop_front();
+            }
+            s.generations = 0;
+            s.taken_over_by = None;
+        }
+        s.used(now, l);
+        let first_use = s.first_use;
+        if s.layers.len() != held.len() || s.layers.iter().zip(&held).any(|(a, b)| a != b) {
+            s.layers = held.iter().map(|l| l.to_string()).collect();
+        }
+        if let Some(repo) = s.repository.clone() {
+            let held: HashSet<&str> = held.into_iter().collect();
+            let index = self
+                .by_repository
+                .get_or_insert_with(|| index(&self.images));
+            for other in index.get(&repo).into_iter().flatten() {
+                if other == image {
+                    continue;
+                }
+                let Some(o) = self.images.get_mut(other) else {
+                    continue;
+                };
+                // Only a newer image takes over (a rollback to an older tag does not make
+                // the newer one superseded: the next release builds on it), once per image.
+                if o.first_use >= first_use
+                    || o.last_use >= now
+                    || o.layers.is_empty()
+                    || o.taken_over_by.as_deref() == Some(image)
+                    || o.generations >= GENERATIONS
+                {
+                    continue;
+                }
+                let shared = o
+                    .layers
+                    .iter()
+                    .filter(|l| held.contains(l.as_str()))
+                    .count();
+                if 2 * shared >= o.layers.len() {
+                    o.taken_over_at.get_or_insert(now);
+                    o.generations += 1;
+                    o.taken_over_by = Some(image.to_string());
+                }
+            }
         }
         self.bound();
     }
@@ -134,14 +258,27 @@ impl History {
 
     /// Forgets the least recently used tenth once over a bound (amortised O(1) per use).
     fn bound(&mut self) {
-        forget_oldest(&mut self.images, IMAGES_KEPT);
+        if forget_oldest(&mut self.images, IMAGES_KEPT) {
+            self.by_repository = None;
+        }
         forget_oldest(&mut self.layers, LAYERS_KEPT);
     }
 }
 
-fn forget_oldest(m: &mut HashMap<String, Stats>, keep: usize) {
+fn index(images: &HashMap<String, Stats>) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (id, s) in images {
+        if let Some(r) = &s.repository {
+            out.entry(r.clone()).or_default().push(id.clone());
+        }
+    }
+    out
+}
+
+/// Whether it forgot anything.
+fn forget_oldest(m: &mut HashMap<String, Stats>, keep: usize) -> bool {
     if m.len() <= keep {
-        return;
+        return false;
     }
     let mut by_age: Vec<(u64, String)> = m.iter().map(|(k, s)| (s.last_use, k.clone())).collect();
     by_age.sort();
@@ -149,6 +286,7 @@ fn forget_oldest(m: &mut HashMap<String, Stats>, keep: usize) {
     for (_, k) in by_age.into_iter().take(drop) {
         m.remove(&k);
     }
+    true
 }
 
 #[cfg(test)]
@@ -158,10 +296,10 @@ mod tests {
     #[test]
     fn uses_record_gaps_per_image_and_layer_and_pulls_reset_the_in_cache_count() {
         let mut h = History::default();
-        h.record_pull("a", ["base", "a1"]);
+        h.record_pull("a", None, ["base", "a1"]);
         h.record_use("a", ["base", "a1"], 10);
         h.record_use("a", ["base", "a1"], 40);
-        h.record_pull("b", ["b1"]);
+        h.record_pull("b", None, ["b1"]);
         h.record_use("b", ["base", "b1"], 100);
         let a = &h.images["a"];
         assert_eq!((a.uses, a.uses_since_pull), (2, 2));
@@ -170,7 +308,7 @@ mod tests {
         assert_eq!((base.uses, base.uses_since_pull), (3, 3));
         assert_eq!(base.gaps, [30, 60]);
         assert_eq!(base.first_gap, Some(30));
-        h.record_pull("a", ["a1"]);
+        h.record_pull("a", None, ["a1"]);
         assert_eq!(h.images["a"].uses_since_pull, 0);
         assert_eq!(h.layers["a1"].uses_since_pull, 0);
         assert_eq!(h.layers["base"].uses_since_pull, 3);

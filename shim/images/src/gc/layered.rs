@@ -207,7 +207,7 @@ pub(super) fn free(
                         .map(|&i| images[i].last_used)
                         .max()
                         .unwrap_or(0);
-                    m.layers.reuse_probability(ix.ids[li], last)
+                    m.layer_reuse_probability(ix.ids[li], last)
                 })
                 .collect();
             let iv = images

@@ -9,6 +9,15 @@
 //! often the last). Two priors: after a first use (first gaps; images used once are censored)
 //! and after later uses. The blend is `(events + m·prior) / (at risk + m)` with `m` =
 //! [`PRIOR_WEIGHT`] pseudo-observations.
+//!
+//! Taken-over images (a newer image of the repository rolled out over them, see
+//! [`History::record_use`]) are estimated apart: from the node's returns of taken-over images
+//! (rollbacks), with every image still taken over censored at its idle time — so a node whose
+//! superseded tags never come back learns that they will not. They leave the priors of the
+//! others at the moment they were taken over (censored there): an old tag idle for days says
+//! nothing about how long the current tag of a quiet service waits between restarts. A layer
+//! whose every remembered holder was taken over is needed again only if one of them returns:
+//! its probability is the highest of theirs.
 
 use std::collections::HashMap;
 
@@ -34,6 +43,11 @@ impl Pool {
 
     /// P(gap ≤ a + T | gap > a); censored times inside the window count half at risk.
     fn hazard(&self, a: f64, t: f64) -> f64 {
+        self.hazard_or(a, t, BLANK_PRIOR)
+    }
+
+    /// [`Pool::hazard`], `fallback` when nothing is at risk past `a`.
+    fn hazard_or(&self, a: f64, t: f64, fallback: f64) -> f64 {
         let above = |v: &[f64], x: f64| v.len() - v.partition_point(|&g| g <= x);
         let events = (above(&self.complete, a) - above(&self.complete, a + t)) as f64;
         let risk_complete = above(&self.complete, a) as f64;
@@ -41,7 +55,7 @@ impl Pool {
         let cens_inside = (above(&self.censored, a) as f64) - cens_after;
         let risk = risk_complete + cens_after + 0.5 * cens_inside;
         if risk <= 0.0 {
-            BLANK_PRIOR
+            fallback
         } else {
             events / risk
         }
@@ -53,15 +67,62 @@ impl Pool {
 pub struct Model<'h> {
     pub images: Estimator<'h>,
     pub layers: Estimator<'h>,
+    /// Layers whose every remembered holder was taken over: those holders.
+    taken_over_layers: HashMap<&'h str, Vec<&'h str>>,
 }
 
 impl<'h> Model<'h> {
-    /// O(G log G) for G remembered gaps.
+    /// O(G log G + R) for G remembered gaps and R remembered image→layer references.
     pub fn new(history: &'h History, now: u64) -> Self {
         let horizon = history.horizon_secs();
+        // Per layer: its remembered holders while all are taken over (None once one is not),
+        // and the latest take-over among them.
+        let mut over: HashMap<&str, Option<(u64, Vec<&str>)>> = HashMap::new();
+        for (id, s) in &history.images {
+            for l in &s.layers {
+                let e = over
+                    .entry(l.as_str())
+                    .or_insert_with(|| Some((0, Vec::new())));
+                match (e.as_mut(), s.taken_over_at) {
+                    (Some((at, holders)), Some(t)) => {
+                        *at = (*at).max(t);
+                        holders.push(id.as_str());
+                    }
+                    _ => *e = None,
+                }
+            }
+        }
+        let layer_over: HashMap<&str, (u64, usize)> = over
+            .iter()
+            .filter_map(|(l, o)| o.as_ref().map(|(at, _)| (*l, (*at, 0))))
+            .collect();
+        let image_over: HashMap<&str, (u64, usize)> = history
+            .images
+            .iter()
+            .filter_map(|(id, s)| {
+                s.taken_over_at
+                    .map(|t| (id.as_str(), (t, class(s.generations))))
+            })
+            .collect();
         Self {
-            images: Estimator::new(&history.images, now, horizon),
-            layers: Estimator::new(&history.layers, now, horizon),
+            images: Estimator::new(&history.images, &image_over, now, horizon),
+            layers: Estimator::new(&history.layers, &layer_over, now, horizon),
+            taken_over_layers: over
+                .into_iter()
+                .filter_map(|(l, o)| o.map(|(_, holders)| (l, holders)))
+                .collect(),
+        }
+    }
+
+    /// The probability that the layer `key` is used again within the horizon; `last_used`:
+    /// the latest use its present holders record.
+    pub fn layer_reuse_probability(&self, key: &str, last_used: u64) -> f64 {
+        match self.taken_over_layers.get(key) {
+            Some(holders) => holders
+                .iter()
+                .map(|h| self.images.reuse_probability(h, 0))
+                .fold(0.0, f64::max),
+            None => self.layers.reuse_probability(key, last_used),
         }
     }
 }
@@ -74,14 +135,43 @@ pub struct Estimator<'h> {
     horizon: f64,
     after_first: Pool,
     after_later: Pool,
+    /// Per take-over class (once, or by two generations or more): returns of taken-over
+    /// entries (complete) and the idle time of those still taken over.
+    taken_over: [Pool; 2],
+    /// Per class, of the taken-over spells seen, the share that ended in a return (the
+    /// taken-over prior where nothing is at risk).
+    return_share: [f64; 2],
+    /// Keys taken over now ([`History::record_use`]) and their class.
+    over: HashMap<&'h str, (u64, usize)>,
+}
+
+/// The take-over class of an image taken over by `generations` newer images.
+fn class(generations: u8) -> usize {
+    usize::from(generations >= 2)
 }
 
 impl<'h> Estimator<'h> {
-    fn new(stats: &'h HashMap<String, Stats>, now: u64, horizon: f64) -> Self {
+    fn new(
+        stats: &'h HashMap<String, Stats>,
+        over: &HashMap<&str, (u64, usize)>,
+        now: u64,
+        horizon: f64,
+    ) -> Self {
         let mut after_first = Pool::default();
         let mut after_later = Pool::default();
-        for s in stats.values() {
-            let idle = now.saturating_sub(s.last_use) as f64;
+        let mut taken_over: [Pool; 2] = Default::default();
+        let mut over_keys = HashMap::new();
+        for (key, s) in stats {
+            for &(g, gen) in &s.returns {
+                taken_over[class(gen)].complete.push(g as f64);
+            }
+            let mut idle = now.saturating_sub(s.last_use) as f64;
+            if let Some(&(at, c)) = over.get(key.as_str()) {
+                over_keys.insert(key.as_str(), (at, c));
+                taken_over[c].censored.push(idle);
+                // Censored for the other priors when it was taken over.
+                idle = at.saturating_sub(s.last_use) as f64;
+            }
             if let Some(g) = s.first_gap {
                 after_first.complete.push(g as f64);
             }
@@ -98,13 +188,31 @@ impl<'h> Estimator<'h> {
         }
         after_first.sort();
         after_later.sort();
+        let return_share = taken_over.each_mut().map(|p| {
+            p.sort();
+            let returns = p.complete.len() as f64;
+            let spells = returns + p.censored.len() as f64;
+            if spells > 0.0 {
+                returns / spells
+            } else {
+                BLANK_PRIOR
+            }
+        });
         Self {
             stats,
             now,
             horizon,
             after_first,
             after_later,
+            taken_over,
+            return_share,
+            over: over_keys,
         }
+    }
+
+    /// Whether `key` is taken over now.
+    pub fn taken_over(&self, key: &str) -> bool {
+        self.over.contains_key(key)
     }
 
     pub fn horizon_secs(&self) -> f64 {
@@ -118,21 +226,34 @@ impl<'h> Estimator<'h> {
         let last = stats.map(|s| s.last_use).unwrap_or(0).max(last_used);
         let a = self.now.saturating_sub(last) as f64;
         let t = self.horizon;
+        if let Some(&(_, c)) = self.over.get(key) {
+            let prior = self.taken_over[c].hazard_or(a, t, self.return_share[c]);
+            let (events, risk) = stats
+                .map(|s| {
+                    let gaps = s.returns.iter().filter(|r| class(r.1) == c).map(|r| r.0);
+                    counts(gaps, a, t)
+                })
+                .unwrap_or((0.0, 0.0));
+            return (events + PRIOR_WEIGHT * prior) / (risk + PRIOR_WEIGHT);
+        }
         let uses = stats.map(|s| s.uses).unwrap_or(0);
         let prior = if uses <= 1 {
             self.after_first.hazard(a, t)
         } else {
             self.after_later.hazard(a, t)
         };
-        let (events, risk) = stats.map(|s| own_counts(s, a, t)).unwrap_or((0.0, 0.0));
+        let (events, risk) = stats
+            .map(|s| counts(s.gaps.iter().copied(), a, t))
+            .unwrap_or((0.0, 0.0));
         (events + PRIOR_WEIGHT * prior) / (risk + PRIOR_WEIGHT)
     }
 }
 
-fn own_counts(s: &Stats, a: f64, t: f64) -> (f64, f64) {
+/// Of `gaps` longer than `a`, how many ended by `a + t`, and how many there are.
+fn counts(gaps: impl Iterator<Item = u64>, a: f64, t: f64) -> (f64, f64) {
     let mut events = 0.0;
     let mut risk = 0.0;
-    for &g in &s.gaps {
+    for g in gaps {
         let g = g as f64;
         if g > a {
             risk += 1.0;

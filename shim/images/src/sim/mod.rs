@@ -290,7 +290,8 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy_name: &str) -> SimResult 
                 .into_iter()
                 .filter(|l| !node.layer_refs.contains_key(l))
                 .collect();
-            node.history.record_pull(image, fetched);
+            node.history
+                .record_pull(image, trace.repository(image), fetched);
             node.r.bytes_pulled += need;
             for l in node.layers(image) {
                 let n = node.layer_refs.entry(l).or_insert(0);

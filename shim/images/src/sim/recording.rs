@@ -137,7 +137,20 @@ pub fn load(text: &str) -> Result<Trace, TraceError> {
     };
     for (line, r) in records {
         match r {
-            Record::Pull { image, layers, .. } => describe(&mut out, line, &image, &layers)?,
+            Record::Pull {
+                image,
+                layers,
+                reference,
+                ..
+            } => {
+                describe(&mut out, line, &image, &layers)?;
+                if let Some(repo) = reference
+                    .as_deref()
+                    .and_then(crate::gc::history::repository_of)
+                {
+                    out.repositories.insert(image.clone(), repo.to_string());
+                }
+            }
             Record::Start {
                 ts,
                 image,

@@ -34,9 +34,20 @@ pub struct Trace {
     pub events: Vec<Event>,
     pub images: HashMap<String, Vec<(String, u64)>>,
     pub layer_sizes: HashMap<String, u64>,
+    /// Repositories of images named by id (a recording's pulls); others are named by their
+    /// reference (`svc3:r2` is repository `svc3`).
+    pub repositories: HashMap<String, String>,
 }
 
 impl Trace {
+    /// The repository `image` was pulled as, if the trace tells.
+    pub fn repository<'a>(&'a self, image: &'a str) -> Option<&'a str> {
+        match self.repositories.get(image) {
+            Some(r) => Some(r),
+            None => crate::gc::history::repository_of(image),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, TraceError> {
         let mut out = Trace::default();
         let mut last_t = 0;

@@ -166,6 +166,7 @@ impl Builder {
             events: self.events,
             images: self.images,
             layer_sizes: self.layer_sizes,
+            ..Default::default()
         }
     }
 }

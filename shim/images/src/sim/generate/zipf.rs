@@ -96,6 +96,7 @@ pub fn generate(spec: &GenSpec) -> Trace {
         events,
         images,
         layer_sizes,
+        ..Default::default()
     }
 }
 
