@@ -121,6 +121,7 @@ pub struct KubeletConfiguration {
     pub system_reserved: Option<BTreeMap<String, String>>,
     pub kube_reserved: Option<BTreeMap<String, String>>,
     pub enforce_node_allocatable: Option<Vec<String>>,
+    pub local_storage_capacity_isolation: Option<bool>,
     pub healthz_bind_address: Option<String>,
     pub healthz_port: Option<u16>,
     pub feature_gates: Option<BTreeMap<String, bool>>,
@@ -178,6 +179,12 @@ pub struct Config {
     pub node_labels: BTreeMap<String, String>,
     pub system_reserved: BTreeMap<String, String>,
     pub kube_reserved: BTreeMap<String, String>,
+    /// enforceNodeAllocatable (["pods"]): with `pods`, the eviction manager also watches the
+    /// pods' cgroup against node allocatable (allocatableMemory.available).
+    pub enforce_node_allocatable: Vec<String>,
+    /// localStorageCapacityIsolation (true): pods over their ephemeral-storage limits or an
+    /// emptyDir over its sizeLimit are evicted.
+    pub local_storage_capacity_isolation: bool,
     pub healthz_port: u16,
     pub healthz_bind_address: String,
     /// How often dead containers and unused images are collected (kubelet's fixed
@@ -243,6 +250,8 @@ impl Config {
             node_labels: BTreeMap::new(),
             system_reserved: BTreeMap::new(),
             kube_reserved: BTreeMap::new(),
+            enforce_node_allocatable: vec![crate::eviction::ENFORCE_PODS.to_string()],
+            local_storage_capacity_isolation: true,
             healthz_port: 10248,
             healthz_bind_address: "127.0.0.1".into(),
             gc_periods: crate::gc::Periods::default(),
@@ -327,6 +336,8 @@ impl Config {
             node_labels,
             system_reserved,
             kube_reserved,
+            enforce_node_allocatable,
+            local_storage_capacity_isolation,
             healthz_port,
             healthz_bind_address,
             eviction_soft,
@@ -421,6 +432,29 @@ impl Config {
                 ),
             ));
         }
+        // kubelet's ValidateKubeletConfiguration for enforceNodeAllocatable.
+        for k in &self.enforce_node_allocatable {
+            if !matches!(
+                k.as_str(),
+                "pods"
+                    | "system-reserved"
+                    | "kube-reserved"
+                    | "system-reserved-compressible"
+                    | "kube-reserved-compressible"
+                    | "none"
+            ) {
+                return Err(invalid(
+                    "enforceNodeAllocatable",
+                    format!("invalid option {k:?} specified for enforceNodeAllocatable (--enforce-node-allocatable) setting. Valid options are \"pods\", \"system-reserved\", \"kube-reserved\", \"system-reserved-compressible\", \"kube-reserved-compressible\" or \"none\""),
+                ));
+            }
+            if k == "none" && self.enforce_node_allocatable.len() > 1 {
+                return Err(invalid(
+                    "enforceNodeAllocatable",
+                    "enforceNodeAllocatable (--enforce-node-allocatable) may not contain additional enforcements when \"none\" is specified".into(),
+                ));
+            }
+        }
         for ip in &self.cluster_dns {
             ip.parse::<std::net::IpAddr>()
                 .map_err(|_| invalid("clusterDNS", format!("{ip:?} is not an IP address")))?;
@@ -432,13 +466,14 @@ impl Config {
 impl Config {
     /// The eviction thresholds (validated when the config was applied).
     pub fn eviction_thresholds(&self) -> Vec<crate::eviction::Configured> {
-        crate::eviction::parse_config(
+        let configured = crate::eviction::parse_config(
             &self.eviction_hard,
             &self.eviction_soft,
             &self.eviction_soft_grace_period,
             &self.eviction_minimum_reclaim,
         )
-        .unwrap_or_default()
+        .unwrap_or_default();
+        crate::eviction::add_allocatable_thresholds(configured, &self.enforce_node_allocatable)
     }
 }
 

@@ -19,13 +19,16 @@ const CRITICAL_PRIORITY: i32 = 2_000_000_000;
 
 /// Per-container figures from CRI, by (pod uid, container name).
 #[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    working_set: u64,
-    rootfs_bytes: u64,
-    rootfs_inodes: u64,
+pub struct Stats {
+    pub working_set: u64,
+    pub rootfs_bytes: u64,
+    pub rootfs_inodes: u64,
+    attempt: u32,
 }
 
-fn evictable(p: &Pod) -> bool {
+/// The pods the eviction manager may evict (kubelet's active pods less the critical ones,
+/// which its evictPod refuses).
+pub fn evictable(p: &Pod) -> bool {
     !matches!(
         p.status.as_ref().and_then(|st| st.phase.as_deref()),
         Some("Failed") | Some("Succeeded")
@@ -45,6 +48,57 @@ fn request(c: &k8s_openapi::api::core::v1::Container, resource: &str) -> (u64, S
     (crate::quantity::parse_bytes(&written).unwrap_or(0), written)
 }
 
+/// CRI ListContainerStats by (pod uid, container name): the newest attempt of each container,
+/// as kubelet's CRI stats provider keeps it.
+pub async fn container_stats(
+    s: &Shared,
+) -> Result<HashMap<(String, String), Stats>, tonic::Status> {
+    let mut stats: HashMap<(String, String), Stats> = HashMap::new();
+    let mut cri = s.cri.clone();
+    for st in cri
+        .runtime
+        .list_container_stats(cri::ListContainerStatsRequest { filter: None })
+        .await?
+        .into_inner()
+        .stats
+    {
+        let Some(attrs) = st.attributes else { continue };
+        let uid = attrs
+            .labels
+            .get(labels::POD_UID)
+            .cloned()
+            .unwrap_or_default();
+        let (name, attempt) = attrs
+            .metadata
+            .map(|m| (m.name, m.attempt))
+            .unwrap_or_default();
+        let (rootfs_bytes, rootfs_inodes) = st.writable_layer.map_or((0, 0), |w| {
+            (
+                w.used_bytes.map_or(0, |v| v.value),
+                w.inodes_used.map_or(0, |v| v.value),
+            )
+        });
+        let this = Stats {
+            working_set: st
+                .memory
+                .and_then(|m| m.working_set_bytes)
+                .map_or(0, |v| v.value),
+            rootfs_bytes,
+            rootfs_inodes,
+            attempt,
+        };
+        stats
+            .entry((uid, name))
+            .and_modify(|e| {
+                if attempt >= e.attempt {
+                    *e = this;
+                }
+            })
+            .or_insert(this);
+    }
+    Ok(stats)
+}
+
 /// The candidates for `signal`. `dedicated_imagefs`: nodefs signals count logs and local
 /// volumes only, imagefs signals writable layers only (kubelet's fsStatsToMeasure).
 pub async fn gather(
@@ -60,34 +114,11 @@ pub async fn gather(
         .filter(|p| evictable(p))
         .cloned()
         .collect();
-    let mut stats: HashMap<(String, String), Stats> = HashMap::new();
-    if signal != Signal::PidAvailable {
-        let mut cri = s.cri.clone();
-        for st in cri
-            .runtime
-            .list_container_stats(cri::ListContainerStatsRequest { filter: None })
-            .await?
-            .into_inner()
-            .stats
-        {
-            let Some(attrs) = st.attributes else { continue };
-            let uid = attrs
-                .labels
-                .get(labels::POD_UID)
-                .cloned()
-                .unwrap_or_default();
-            let name = attrs.metadata.map(|m| m.name).unwrap_or_default();
-            let e = stats.entry((uid, name)).or_default();
-            e.working_set += st
-                .memory
-                .and_then(|m| m.working_set_bytes)
-                .map_or(0, |v| v.value);
-            if let Some(w) = st.writable_layer {
-                e.rootfs_bytes += w.used_bytes.map_or(0, |v| v.value);
-                e.rootfs_inodes += w.inodes_used.map_or(0, |v| v.value);
-            }
-        }
-    }
+    let stats = if signal != Signal::PidAvailable {
+        container_stats(s).await?
+    } else {
+        HashMap::new()
+    };
     let inodes = matches!(signal, Signal::NodefsInodesFree | Signal::ImagefsInodesFree);
     let (count_rootfs, count_logs_volumes) = match signal {
         Signal::NodefsAvailable | Signal::NodefsInodesFree if dedicated_imagefs => (false, true),
@@ -108,7 +139,7 @@ pub async fn gather(
                 .copied()
                 .unwrap_or_default();
             let (use_, (req, written)) = match signal {
-                Signal::MemoryAvailable => (st.working_set, request(c, "memory")),
+                s if s.is_memory() => (st.working_set, request(c, "memory")),
                 Signal::PidAvailable => (0, (0, "0".into())),
                 _ => {
                     let (log_bytes, log_inodes) = usage::du(&log_dir.join(&c.name));
@@ -148,7 +179,7 @@ pub async fn gather(
                 written,
             });
         }
-        if count_logs_volumes && !matches!(signal, Signal::MemoryAvailable | Signal::PidAvailable) {
+        if count_logs_volumes && !signal.is_memory() && signal != Signal::PidAvailable {
             let base = crate::volumes::pod_dir(&s.ctx.root_dir, &uid).join("volumes");
             for v in spec.volumes.iter().flatten() {
                 let dir = if v

@@ -3,9 +3,12 @@
 //! conditions (kept for evictionPressureTransitionPeriod), and when a threshold is met past
 //! its grace period: for disk signals it first reclaims node-level resources (dead containers,
 //! unused images) and stops there if that brought every threshold back above its minimum
-//! reclaim; otherwise it ranks the evictable pods for the signal and evicts one — grace 0 for
-//! a hard threshold, min(evictionMaxPodGracePeriod, the pod's grace) for a soft one — which
-//! ends Failed with reason Evicted and kubelet's message.
+//! reclaim; otherwise it ranks the evictable pods for the signal and evicts one — kubelet's
+//! 1 s (immediateEvictionGracePeriodSeconds) for a hard threshold, min(evictionMaxPodGracePeriod,
+//! the pod's grace) for a soft one — which ends Failed with reason Evicted, kubelet's message
+//! and a DisruptionTarget condition (reason TerminationByKubelet). Before the thresholds, with
+//! localStorageCapacityIsolation, every pod over a local ephemeral storage limit is evicted
+//! (`local_storage`; kubelet gives those no DisruptionTarget condition).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use super::observe::{observe, Snapshot};
 use super::rank::{self, quantity};
 use super::state::{self, State};
-use super::{candidates, reclaim, Configured, Value};
+use super::{candidates, local_storage, reclaim, Configured, Value};
 use crate::gc::ImageRecords;
 use crate::pods::Shared;
 
@@ -29,7 +32,16 @@ pub struct Eviction {
     pub message: String,
     /// Seconds the pod's containers get to stop.
     pub grace: i64,
+    /// Set the DisruptionTarget condition (threshold evictions; kubelet's PodDisruptionConditions).
+    pub disruption_target: bool,
 }
+
+/// kubelet's pod condition type and reason for pods it terminates under node pressure.
+pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+pub const TERMINATION_BY_KUBELET: &str = "TerminationByKubelet";
+
+/// kubelet's immediateEvictionGracePeriodSeconds: the grace of a hard threshold's eviction.
+pub const HARD_GRACE_SECONDS: i64 = 1;
 
 /// The manager and what it shares with the GC.
 pub struct Manager {
@@ -70,7 +82,10 @@ impl Manager {
         mut synced: watch::Receiver<bool>,
         period: Duration,
     ) {
-        if self.state.thresholds().is_empty() || synced.wait_for(|v| *v).await.is_err() {
+        let local_storage = self.s.cfg.local_storage_capacity_isolation;
+        if (self.state.thresholds().is_empty() && !local_storage)
+            || synced.wait_for(|v| *v).await.is_err()
+        {
             return;
         }
         let mut tick = tokio::time::interval(period);
@@ -80,11 +95,33 @@ impl Manager {
             let snap = observe(&self.s).await;
             let round = self.state.round(&snap.signals, Instant::now());
             *self.s.pressure.write().expect("pressure") = round.pressure;
+            // Pods over their local storage limits go first, all at once; such a round
+            // stops there, as kubelet's synchronize.
+            if local_storage {
+                match local_storage::check(&self.s, snap.dedicated_imagefs).await {
+                    Ok(over) if !over.is_empty() => {
+                        for (uid, message) in over {
+                            tracing::info!(pod_uid = %uid, %message, "evicting a pod over its local storage limit");
+                            let _ = evict
+                                .send(Eviction {
+                                    uid,
+                                    message,
+                                    grace: local_storage::GRACE_SECONDS,
+                                    disruption_target: false,
+                                })
+                                .await;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e.message(), "eviction: local storage stats"),
+                }
+            }
             let Some(t) = round.act_on.first().cloned() else {
                 continue;
             };
             if let Some(e) = self.synchronize(&t, &snap).await {
-                tracing::info!(pod_uid = %e.uid, message = %e.message, grace = e.grace, "evicting a pod");
+                tracing::info!(pod_uid = %e.uid, signal = t.signal().name(), message = %e.message, grace = e.grace, "evicting a pod");
                 let _ = evict.send(e).await;
             }
         }
@@ -133,7 +170,7 @@ impl Manager {
         };
         let message = rank::message(signal, &shown, obs.available, victim);
         let grace = if t.is_hard() {
-            0
+            HARD_GRACE_SECONDS
         } else {
             let max = self.s.cfg.eviction_max_pod_grace_period as i64;
             victim.grace_seconds.map_or(max, |g| g.min(max))
@@ -142,6 +179,7 @@ impl Manager {
             uid: victim.uid.clone(),
             message,
             grace,
+            disruption_target: true,
         })
     }
 }

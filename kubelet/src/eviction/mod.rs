@@ -1,7 +1,8 @@
 //! Eviction thresholds (`evictionHard`, `evictionSoft` with `evictionSoftGracePeriod`,
 //! `evictionMinimumReclaim`): signal names and values as kubelet parses them (its
-//! `ParseThresholdConfig`, same refusals), and the eviction manager's admission rule for new
-//! pods while the node is under pressure.
+//! `ParseThresholdConfig`, same refusals, `allocatableMemory.available` derived from a hard
+//! `memory.available` when node allocatable is enforced on pods), and the eviction manager's
+//! admission rule for new pods while the node is under pressure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 
 pub mod candidates;
+pub mod local_storage;
 pub mod manager;
 pub mod observe;
 pub mod rank;
@@ -22,6 +24,9 @@ use crate::podconfig::qos::{self, Qos};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
     MemoryAvailable,
+    /// The pods' cgroup (kubepods) against its limit, node allocatable (kubelet's
+    /// SignalAllocatableMemoryAvailable).
+    AllocatableMemoryAvailable,
     NodefsAvailable,
     NodefsInodesFree,
     ImagefsAvailable,
@@ -33,6 +38,7 @@ impl Signal {
     pub fn parse(name: &str) -> Result<Self, String> {
         Ok(match name {
             "memory.available" => Signal::MemoryAvailable,
+            "allocatableMemory.available" => Signal::AllocatableMemoryAvailable,
             "nodefs.available" => Signal::NodefsAvailable,
             "nodefs.inodesFree" => Signal::NodefsInodesFree,
             "imagefs.available" => Signal::ImagefsAvailable,
@@ -46,6 +52,7 @@ impl Signal {
     pub fn name(self) -> &'static str {
         match self {
             Signal::MemoryAvailable => "memory.available",
+            Signal::AllocatableMemoryAvailable => "allocatableMemory.available",
             Signal::NodefsAvailable => "nodefs.available",
             Signal::NodefsInodesFree => "nodefs.inodesFree",
             Signal::ImagefsAvailable => "imagefs.available",
@@ -57,7 +64,7 @@ impl Signal {
     /// kubelet's signalToResource: what its eviction messages say the node was low on.
     pub fn resource(self) -> &'static str {
         match self {
-            Signal::MemoryAvailable => "memory",
+            Signal::MemoryAvailable | Signal::AllocatableMemoryAvailable => "memory",
             Signal::NodefsAvailable | Signal::ImagefsAvailable => "ephemeral-storage",
             Signal::NodefsInodesFree | Signal::ImagefsInodesFree => "inodes",
             Signal::PidAvailable => "pids",
@@ -67,7 +74,7 @@ impl Signal {
     /// kubelet's signalToNodeCondition.
     pub fn condition(self) -> Condition {
         match self {
-            Signal::MemoryAvailable => Condition::Memory,
+            Signal::MemoryAvailable | Signal::AllocatableMemoryAvailable => Condition::Memory,
             Signal::PidAvailable => Condition::Pid,
             _ => Condition::Disk,
         }
@@ -77,7 +84,18 @@ impl Signal {
     pub fn is_bytes(self) -> bool {
         matches!(
             self,
-            Signal::MemoryAvailable | Signal::NodefsAvailable | Signal::ImagefsAvailable
+            Signal::MemoryAvailable
+                | Signal::AllocatableMemoryAvailable
+                | Signal::NodefsAvailable
+                | Signal::ImagefsAvailable
+        )
+    }
+
+    /// A memory signal (ranked by working sets, acted on first: kubelet's byEvictionPriority).
+    pub fn is_memory(self) -> bool {
+        matches!(
+            self,
+            Signal::MemoryAvailable | Signal::AllocatableMemoryAvailable
         )
     }
 }
@@ -241,6 +259,35 @@ pub fn parse_config(
     Ok(out)
 }
 
+/// kubelet's NodeAllocatableEnforcementKey: `enforceNodeAllocatable` naming it limits the pods'
+/// cgroup to node allocatable, and the eviction manager watches that cgroup too.
+pub const ENFORCE_PODS: &str = "pods";
+
+/// kubelet's addAllocatableThresholds: with `pods` in enforceNodeAllocatable every hard
+/// `memory.available` threshold is copied to `allocatableMemory.available` (same value and
+/// minimum reclaim), appended after the configured ones.
+pub fn add_allocatable_thresholds(
+    mut thresholds: Vec<Configured>,
+    enforce_node_allocatable: &[String],
+) -> Vec<Configured> {
+    if !enforce_node_allocatable.iter().any(|k| k == ENFORCE_PODS) {
+        return thresholds;
+    }
+    let extra: Vec<Configured> = thresholds
+        .iter()
+        .filter(|t| t.signal() == Signal::MemoryAvailable && t.is_hard())
+        .map(|t| Configured {
+            threshold: Threshold {
+                signal: Signal::AllocatableMemoryAvailable,
+                value: t.threshold.value,
+            },
+            ..t.clone()
+        })
+        .collect();
+    thresholds.extend(extra);
+    thresholds
+}
+
 /// The node's pressure conditions (what `node::pressure` observes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pressure {
@@ -375,6 +422,38 @@ mod tests {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn allocatable_memory_copies_hard_memory_thresholds_when_pods_are_enforced() {
+        let none = BTreeMap::new();
+        let t = parse_config(
+            &map(&[("memory.available", "100Mi"), ("nodefs.available", "10%")]),
+            &map(&[("memory.available", "200Mi")]),
+            &map(&[("memory.available", "30s")]),
+            &map(&[("memory.available", "50Mi")]),
+        )
+        .unwrap();
+        let with = add_allocatable_thresholds(t.clone(), &["pods".to_string()]);
+        assert_eq!(with.len(), 4);
+        let a = &with[3];
+        assert_eq!(a.signal(), Signal::AllocatableMemoryAvailable);
+        assert!(a.is_hard(), "only the hard memory threshold is copied");
+        assert_eq!(a.threshold.value, Value::Quantity(100 << 20));
+        assert_eq!(a.min_reclaim, Some(Value::Quantity(50 << 20)));
+        assert_eq!(a.written, "100Mi");
+        assert_eq!(
+            add_allocatable_thresholds(t.clone(), &["none".to_string()]).len(),
+            3
+        );
+        assert_eq!(add_allocatable_thresholds(t, &[]).len(), 3);
+        assert_eq!(
+            Signal::parse("allocatableMemory.available")
+                .unwrap()
+                .resource(),
+            "memory"
+        );
+        assert!(parse_config(&none, &none, &none, &none).unwrap().is_empty());
     }
 
     #[test]

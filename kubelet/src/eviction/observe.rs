@@ -1,7 +1,8 @@
 //! The eviction signals' observations (kubelet's makeSignalObservations): how much of each
 //! resource is available and its capacity. memory from /proc/meminfo; nodefs is the
 //! filesystem of the kubelet's root dir; imagefs the runtime's image filesystem as CRI
-//! ImageFsInfo names it; pid.available is the kernel's pid limit minus the tasks running.
+//! ImageFsInfo names it; pid.available is the kernel's pid limit minus the tasks running;
+//! allocatableMemory.available is the pods' cgroup (kubepods) against its limit.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -86,6 +87,34 @@ async fn imagefs_mount(s: &Shared) -> Option<PathBuf> {
         .filter(|m| !m.as_os_str().is_empty())
 }
 
+/// kubelet's allocatableMemory.available: the pods' cgroup's limit minus its working set,
+/// out of that limit. kubelet limits kubepods to capacity - kubeReserved - systemReserved
+/// when enforceNodeAllocatable names `pods`; where no limit is set on the cgroup (pea-kubelet
+/// does not write one) that same amount stands for it. Without QoS cgroups there is nothing
+/// to observe, as kubelet has no pods cgroup then.
+fn allocatable_memory(s: &Shared) -> Option<Observation> {
+    if !s.ctx.cgroups.enabled {
+        return None;
+    }
+    let (working_set, limit) = super::usage::cgroup_memory(&s.ctx.cgroups.kubepods)?;
+    let limit = match limit {
+        Some(l) => l,
+        None => {
+            let reserved = |m: &std::collections::BTreeMap<String, String>| {
+                m.get("memory")
+                    .and_then(|v| crate::quantity::parse_bytes(v))
+                    .unwrap_or(0)
+            };
+            crate::node::meminfo("MemTotal")?
+                .saturating_sub(reserved(&s.cfg.kube_reserved) + reserved(&s.cfg.system_reserved))
+        }
+    };
+    Some(Observation {
+        available: limit.saturating_sub(working_set),
+        capacity: limit,
+    })
+}
+
 /// Observes every signal this node can measure now; one it cannot is left out (its threshold
 /// is then not met, as kubelet treats a missing observation).
 pub async fn observe(s: &Shared) -> Snapshot {
@@ -101,6 +130,9 @@ pub async fn observe(s: &Shared) -> Snapshot {
                 capacity,
             },
         );
+    }
+    if let Some(o) = allocatable_memory(s) {
+        out.signals.insert(Signal::AllocatableMemoryAvailable, o);
     }
     let root = &s.cfg.root_dir;
     if let Some((bytes, inodes)) = fs(root) {

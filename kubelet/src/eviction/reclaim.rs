@@ -12,7 +12,9 @@ use crate::pods::Shared;
 /// Whether `signal` has node-level reclaim functions.
 pub fn has_reclaim(signal: Signal, dedicated_imagefs: bool) -> bool {
     match signal {
-        Signal::MemoryAvailable | Signal::PidAvailable => false,
+        Signal::MemoryAvailable | Signal::AllocatableMemoryAvailable | Signal::PidAvailable => {
+            false
+        }
         Signal::NodefsAvailable | Signal::NodefsInodesFree => !dedicated_imagefs,
         Signal::ImagefsAvailable | Signal::ImagefsInodesFree => true,
     }

@@ -102,7 +102,7 @@ impl State {
             .iter()
             .map(|i| self.thresholds[*i].clone())
             .collect();
-        act_on.sort_by_key(|t| t.signal() != super::Signal::MemoryAvailable);
+        act_on.sort_by_key(|t| !t.signal().is_memory());
         Round { pressure, act_on }
     }
 }

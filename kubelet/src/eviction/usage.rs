@@ -1,6 +1,6 @@
 //! What a pod uses of the resources disk and PID pressure rank by: bytes and inodes of its
 //! logs and local volumes (emptyDir on disk, configMap — kubelet's local ephemeral volumes),
-//! and the tasks in its cgroup (pids.current).
+//! the tasks in its cgroup (pids.current), and a cgroup's memory working set.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -55,6 +55,44 @@ pub fn pids_current(cgroup: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// v1's "no limit" (PAGE_COUNTER_MAX pages, rounded): anything this large is no limit.
+const UNLIMITED: u64 = 1 << 62;
+
+/// A cgroup's memory as cAdvisor reports it to kubelet: the working set (usage minus inactive
+/// file pages) and the limit, if one is set. v1's memory hierarchy, or the unified one.
+pub fn cgroup_memory(cgroup: &str) -> Option<(u64, Option<u64>)> {
+    let rel = cgroup.trim_start_matches('/');
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
+    let stat_field = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let v1 = Path::new("/sys/fs/cgroup/memory").join(rel);
+    let (usage, inactive, limit) = if let Some(u) = read(v1.join("memory.usage_in_bytes")) {
+        let stat = read(v1.join("memory.stat")).unwrap_or_default();
+        (
+            u.trim().parse::<u64>().ok()?,
+            stat_field(&stat, "total_inactive_file").unwrap_or(0),
+            read(v1.join("memory.limit_in_bytes")).and_then(|l| l.trim().parse::<u64>().ok()),
+        )
+    } else {
+        let v2 = Path::new("/sys/fs/cgroup").join(rel);
+        let u = read(v2.join("memory.current"))?;
+        let stat = read(v2.join("memory.stat")).unwrap_or_default();
+        (
+            u.trim().parse::<u64>().ok()?,
+            stat_field(&stat, "inactive_file").unwrap_or(0),
+            // "max" does not parse: no limit.
+            read(v2.join("memory.max")).and_then(|l| l.trim().parse::<u64>().ok()),
+        )
+    };
+    Some((
+        usage.saturating_sub(inactive),
+        limit.filter(|l| *l < UNLIMITED),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +106,23 @@ mod tests {
         assert_eq!(inodes, 3);
         assert!(bytes >= 64 * 1024, "{bytes}");
         assert_eq!(du(&d.path().join("missing")), (0, 0));
+    }
+
+    #[test]
+    fn the_root_cgroups_memory_is_read() {
+        // The hierarchy root has usage figures on v1 and v2 hosts alike (no limit).
+        let self_cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let mem = self_cg
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+                (ctrl.split(',').any(|c| c == "memory") || ctrl.is_empty())
+                    .then(|| path.to_string())
+            })
+            .expect("memory cgroup");
+        let (ws, _) = cgroup_memory(&mem).expect("memory figures");
+        assert!(ws > 0);
+        assert_eq!(cgroup_memory("/no-such-cgroup-pea"), None);
     }
 }

@@ -128,7 +128,7 @@ pub async fn run(
             }
             Some(e) = evictions.recv() => {
                 if let Some(tx) = workers.get(&e.uid) {
-                    let _ = tx.send(Msg::Evict(e.message, e.grace)).await;
+                    let _ = tx.send(Msg::Evict(Box::new(e))).await;
                 }
             }
             uid = wake_rx.recv() => {

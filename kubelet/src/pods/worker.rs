@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, LifecycleHandler, PersistentVolume, PersistentVolumeClaim, Pod,
-    PodStatus, Secret, Service,
+    PodCondition, PodStatus, Secret, Service,
 };
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
@@ -40,9 +40,9 @@ pub enum Msg {
     Wake,
     /// The pod is gone from the API (deleted with grace 0, or missed while disconnected).
     Gone,
-    /// The eviction manager chose this pod: stop it with this grace (seconds; 0 for a hard
-    /// threshold) and fail it as Evicted with this message.
-    Evict(String, i64),
+    /// The eviction manager chose this pod: stop it with the eviction's grace and fail it as
+    /// Evicted with its message (and the DisruptionTarget condition when it says so).
+    Evict(Box<crate::eviction::manager::Eviction>),
 }
 
 /// Longest a worker sleeps without a reason to wake (resyncs configmap/secret volumes too).
@@ -144,7 +144,7 @@ impl Worker {
             match msg {
                 Some(Msg::Update(p)) => self.update(*p),
                 Some(Msg::Wake) => {}
-                Some(Msg::Evict(m, g)) => self.evict(m, g).await,
+                Some(Msg::Evict(e)) => self.evict(*e).await,
                 Some(Msg::Gone) | None => {
                     self.terminate(None).await;
                     self.cleanup_node_state();
@@ -156,7 +156,7 @@ impl Worker {
                 match m {
                     Msg::Update(p) => self.update(*p),
                     Msg::Wake => {}
-                    Msg::Evict(m, g) => self.evict(m, g).await,
+                    Msg::Evict(e) => self.evict(*e).await,
                     Msg::Gone => {
                         self.terminate(None).await;
                         self.cleanup_node_state();
@@ -167,14 +167,28 @@ impl Worker {
         }
     }
 
-    /// kubelet's eviction: containers stopped with the manager's grace, the pod Failed, its
-    /// volumes released.
-    async fn evict(&mut self, message: String, grace: i64) {
+    /// kubelet's eviction: containers stopped with the manager's grace, the pod Failed with a
+    /// DisruptionTarget condition for threshold evictions (kubelet's PodDisruptionConditions:
+    /// reason TerminationByKubelet, the eviction message), its volumes released.
+    async fn evict(&mut self, e: crate::eviction::manager::Eviction) {
         if self.terminal_done {
             return;
         }
-        self.stop_all(grace).await;
-        if let Err(e) = self.fail(crate::eviction::REASON, message).await {
+        self.stop_all(e.grace).await;
+        let condition = e.disruption_target.then(|| PodCondition {
+            type_: crate::eviction::manager::DISRUPTION_TARGET.into(),
+            status: "True".into(),
+            reason: Some(crate::eviction::manager::TERMINATION_BY_KUBELET.into()),
+            message: Some(e.message.clone()),
+            last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                chrono::Utc::now(),
+            )),
+            ..Default::default()
+        });
+        if let Err(e) = self
+            .fail_with(crate::eviction::REASON, e.message, condition)
+            .await
+        {
             tracing::warn!(error = %e, "writing the evicted pod's status");
         }
         crate::eviction::manager::release_volumes(&self.s.ctx.root_dir, &self.uid);
@@ -503,6 +517,17 @@ impl Worker {
     /// are stopped by the caller; the status says Failed with kube's reason and message, and
     /// every later sync treats the pod as finished.
     pub async fn fail(&mut self, reason: &str, message: String) -> Result<(), String> {
+        self.fail_with(reason, message, None).await
+    }
+
+    /// `fail`, adding `condition` (or replacing one of its type), as kubelet's
+    /// TerminatePod status function's podutil.UpdatePodCondition.
+    async fn fail_with(
+        &mut self,
+        reason: &str,
+        message: String,
+        condition: Option<PodCondition>,
+    ) -> Result<(), String> {
         self.s.events.pod(&self.pod, true, reason, message.clone());
         let containers = self.observe_containers().await?;
         let obs = Observed {
@@ -531,6 +556,11 @@ impl Worker {
                 c.status = "False".into();
                 c.reason = Some("PodFailed".into());
             }
+        }
+        if let Some(c) = condition {
+            let list = st.conditions.get_or_insert_with(Vec::new);
+            list.retain(|x| x.type_ != c.type_);
+            list.push(c);
         }
         self.terminal_done = true;
         self.patch_status(st).await
