@@ -4,11 +4,13 @@
 //! cluster zone are forwarded to the resolvers of a resolv.conf, with a cache.
 //!
 //! ```text
-//!   API server ──watch──▶ watch.rs ──Snapshot (swapped whole)──▶ handler.rs ◀── UDP/TCP :53
+//!   API server ──watch──▶ watch.rs ──Snapshot (swapped whole)──▶ handler.rs ◀── TCP :53
+//!                                                         udp.rs (thread per socket, answer_cache.rs) ◀── UDP :53
 //!                                                                   │  lookup.rs (cluster zone)
 //!                                                                   └─ forward.rs (upstream + cache)
 //! ```
 
+pub mod answer_cache;
 pub mod cluster;
 pub mod forward;
 pub mod handler;
@@ -16,6 +18,7 @@ pub mod http;
 pub mod lookup;
 pub mod metrics;
 pub mod server;
+pub mod udp;
 pub mod watch;
 
 pub use server::{start, Config, Running};

@@ -3,17 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
 use kube::Client;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::cluster::Snapshot;
 use crate::forward::Forwarder;
 use crate::handler::{Handler, State};
 use crate::lookup::Zone;
@@ -59,6 +59,8 @@ pub struct Running {
     pub state: Arc<State>,
     pub synced: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
+    udp_stop: Arc<AtomicBool>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
     server: Option<Server<Handler>>,
 }
 
@@ -73,8 +75,8 @@ impl std::fmt::Debug for Running {
 
 /// One UDP socket with SO_REUSEPORT, so several receive loops share the port (the kernel spreads
 /// datagrams over them by flow hash; only sockets of the same user may join, as CoreDNS's
-/// `reuseport`).
-fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// `reuseport`). Blocking: each is read by its own thread (see [`crate::udp`]).
+fn udp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use nix::sys::socket::{
         bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
     };
@@ -83,12 +85,7 @@ fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     } else {
         AddressFamily::Inet6
     };
-    let fd = socket(
-        family,
-        SockType::Datagram,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReusePort, &true)?;
     // Room for bursts: the default 208 KiB drops under load before the loops catch up.
     let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
@@ -96,7 +93,7 @@ fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(addr),
     )?;
-    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+    Ok(std::net::UdpSocket::from(fd))
 }
 
 /// Binds `udp_sockets` UDP sockets and a TCP listener on the same port; with port 0 the first
@@ -105,7 +102,7 @@ fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 async fn bind_dns(
     listen: SocketAddr,
     udp_sockets: usize,
-) -> Result<(Vec<UdpSocket>, TcpListener), Error> {
+) -> Result<(Vec<std::net::UdpSocket>, TcpListener), Error> {
     let bind_err = |addr: SocketAddr| move |source| Error::Bind { addr, source };
     for _ in 0..16 {
         let first = udp_reuseport(listen).map_err(bind_err(listen))?;
@@ -152,12 +149,8 @@ pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
         None => None,
     };
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-    let state = Arc::new(State {
-        metrics: Metrics::new(&format!("dns://{dns_addr}"), &zone.origin.to_ascii()),
-        zone,
-        snapshot: RwLock::new(Arc::new(Snapshot::default())),
-        forwarder,
-    });
+    let metrics = Metrics::new(&format!("dns://{dns_addr}"), &zone.origin.to_ascii());
+    let state = Arc::new(State::new(zone, forwarder, metrics));
     let (synced_tx, synced) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(crate::watch::run(
         client,
@@ -171,12 +164,21 @@ pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
             synced.clone(),
         )));
     }
-    let mut server = Server::new(Handler {
+    let handler = Handler {
         state: state.clone(),
-    });
-    for socket in udp {
-        server.register_socket(socket);
-    }
+    };
+    let udp_stop = Arc::new(AtomicBool::new(false));
+    let udp_threads = crate::udp::spawn(
+        udp,
+        handler.clone(),
+        tokio::runtime::Handle::current(),
+        udp_stop.clone(),
+    )
+    .map_err(|source| Error::Bind {
+        addr: dns_addr,
+        source,
+    })?;
+    let mut server = Server::new(handler);
     server.register_listener(tcp, TCP_IDLE, 64 * 1024);
     info!(%dns_addr, ?http_addr, domain = %config.cluster_domain,
         upstream = ?state.forwarder.as_ref().map(|f| &f.servers), "pea-dns serving");
@@ -186,6 +188,8 @@ pub async fn start(config: Config, client: Client) -> Result<Running, Error> {
         state,
         synced,
         tasks,
+        udp_stop,
+        udp_threads,
         server: Some(server),
     })
 }
@@ -215,6 +219,14 @@ impl Running {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        self.udp_stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut self.udp_threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -226,5 +238,6 @@ impl Drop for Running {
         for t in &self.tasks {
             t.abort();
         }
+        self.udp_stop.store(true, Ordering::Relaxed);
     }
 }
