@@ -158,8 +158,9 @@ impl History {
     /// images of its repository (first used before it), idle since before now, that it holds
     /// at least half the layers of.
     ///
-    /// Cost: O(L) plus, for an image with a repository, O(L') for each image of the
-    /// repository not taken over yet (L, L': their layer counts).
+    /// Cost: O(L) for its L layers plus, for an image with a repository, O(1) for each
+    /// remembered image of the repository and O(L') for each one it may take over (L' its
+    /// layer count).
     pub fn record_use<'a>(
         &mut self,
         image: &str,
@@ -325,5 +326,62 @@ mod tests {
         assert!(!h.images.contains_key("i0"));
         assert!(h.images.contains_key(&format!("i{}", IMAGES_KEPT + 9)));
         assert_eq!(h.layers.len(), IMAGES_KEPT + 10);
+    }
+
+    #[test]
+    fn repositories_come_from_references_not_ids() {
+        assert_eq!(
+            repository_of("registry.local:5000/team/app:1.2@sha256:ab"),
+            Some("registry.local:5000/team/app")
+        );
+        assert_eq!(
+            repository_of("localhost:5000/app"),
+            Some("localhost:5000/app")
+        );
+        assert_eq!(repository_of("svc3:r2"), Some("svc3"));
+        assert_eq!(repository_of("nginx"), Some("nginx"));
+        assert_eq!(repository_of("sha256:0123abcd"), None);
+        assert_eq!(repository_of(""), None);
+    }
+
+    #[test]
+    fn a_newer_image_of_the_repository_takes_over_older_ones_once_per_image() {
+        let mut h = History::default();
+        let pull_and_use = |h: &mut History, image: &str, layers: &[&str], t: u64| {
+            h.record_pull(image, repository_of(image), layers.iter().copied());
+            h.record_use(image, layers.iter().copied(), t);
+        };
+        pull_and_use(&mut h, "app:1", &["os", "rt", "deps0", "app1"], 0);
+        h.record_use("app:1", ["os", "rt", "deps0", "app1"], 10);
+        // Same layers, another repository: never taken over by app's tags.
+        pull_and_use(&mut h, "mirror:1", &["os", "rt", "deps0", "app1"], 20);
+        // Same repository, one layer of four in common with app:2: not most of its layers.
+        pull_and_use(&mut h, "app:debug", &["os", "dbg1", "dbg2", "dbg3"], 30);
+        pull_and_use(&mut h, "app:2", &["os", "rt", "deps0", "app2"], 100);
+        let s = |h: &History, i: &str| {
+            let s = &h.images[i];
+            (s.taken_over_at, s.generations, s.taken_over_by.clone())
+        };
+        assert_eq!(s(&h, "app:1"), (Some(100), 1, Some("app:2".into())));
+        assert_eq!(s(&h, "mirror:1"), (None, 0, None));
+        assert_eq!(s(&h, "app:debug"), (None, 0, None));
+        // A second replica of app:2 is the same take-over.
+        h.record_use("app:2", ["os", "rt", "deps0", "app2"], 110);
+        assert_eq!(s(&h, "app:1").1, 1);
+        // app:3 shares os and rt (half) with both: app:2 taken over once, app:1 twice (still
+        // since 100).
+        pull_and_use(&mut h, "app:3", &["os", "rt", "deps1", "app3"], 200);
+        assert_eq!(s(&h, "app:2"), (Some(200), 1, Some("app:3".into())));
+        assert_eq!(s(&h, "app:1"), (Some(100), 2, Some("app:3".into())));
+        // Rollback to app:2: its take-over ends as a return (idle 300 - 110, taken over once);
+        // the newer app:3 is not taken over by an older image.
+        h.record_use("app:2", ["os", "rt", "deps0", "app2"], 300);
+        assert_eq!(s(&h, "app:2"), (None, 0, None));
+        assert_eq!(h.images["app:2"].returns, [(190, 1)]);
+        assert_eq!(s(&h, "app:3"), (None, 0, None));
+        // The index survives a round trip through the history file.
+        let mut back: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        back.record_use("app:3", ["os", "rt", "deps1", "app3"], 400);
+        assert_eq!(back.images["app:2"].taken_over_at, Some(400));
     }
 }

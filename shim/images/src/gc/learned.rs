@@ -267,6 +267,7 @@ fn counts(gaps: impl Iterator<Item = u64>, a: f64, t: f64) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::history::repository_of;
     use super::*;
 
     #[test]
@@ -310,5 +311,68 @@ mod tests {
         // a = 15, t = 20: complete above 15: 20, 30, 1000 (3 at risk), events 20, 30 (2);
         // censored above 35: 5000 (1 at risk). 2 / 4.
         assert_eq!(p.hazard(15.0, 20.0), 0.5);
+    }
+
+    #[test]
+    fn taken_over_tags_are_estimated_apart_and_leave_the_current_tag_alone() {
+        let build = |with_repository: bool| {
+            let mut h = History::default();
+            for (t, image, layers) in [
+                (0, "app:1", ["base", "a1"]),
+                (100, "app:2", ["base", "a2"]),
+                (200, "app:3", ["base", "a3"]),
+            ] {
+                let repo = with_repository.then_some("app");
+                h.record_pull(image, repo, layers);
+                h.record_use(image, layers, t);
+            }
+            h
+        };
+        let h = build(true);
+        assert_eq!(h.images["app:1"].generations, 2);
+        assert_eq!(h.images["app:2"].generations, 1);
+        let m = Model::new(&h, 1000);
+        // Taken over once: app:2 alone in its class, censored at its idle 800, no return
+        // seen: nothing at risk past 800, so the share of returns, 0 of 1, decides.
+        assert_eq!(m.images.reuse_probability("app:2", 0), 0.0);
+        assert_eq!(m.images.reuse_probability("app:1", 0), 0.0);
+        // app:3, idle 800 after one use: the first-use prior holds app:1 and app:2 censored
+        // where they were taken over (idle 100 each), so nothing is at risk past 800 and the
+        // blank prior stands: 0.5.
+        assert_eq!(m.images.reuse_probability("app:3", 0), 0.5);
+        // Layers held only by taken-over tags are worth their holders' best; the shared base
+        // (held by app:3) and a3 are estimated as layers: nothing at risk past 800, 0.5.
+        assert_eq!(m.layer_reuse_probability("a1", 0), 0.0);
+        assert_eq!(m.layer_reuse_probability("a2", 0), 0.0);
+        assert_eq!(m.layer_reuse_probability("a3", 0), 0.5);
+        assert_eq!(m.layer_reuse_probability("base", 0), 0.5);
+        // Without repositories the old tags' idle times (900, 1000) sit in the window after
+        // app:3's 800, half at risk each with no return: app:3 looks gone (0), like them.
+        let blind = build(false);
+        let m = Model::new(&blind, 1000);
+        assert_eq!(m.images.reuse_probability("app:3", 0), 0.0);
+        assert_eq!(m.layer_reuse_probability("a3", 0), 0.0);
+    }
+
+    #[test]
+    fn a_node_that_saw_rollbacks_expects_them() {
+        let mut h = History::default();
+        for (t, image, layers) in [
+            (0, "a:1", ["a-base", "a1"]),
+            (100, "a:2", ["a-base", "a2"]),
+            (1100, "a:1", ["a-base", "a1"]),
+            (2000, "b:1", ["b-base", "b1"]),
+            (2100, "b:2", ["b-base", "b2"]),
+        ] {
+            h.record_pull(image, repository_of(image), layers);
+            h.record_use(image, layers, t);
+        }
+        // a:1 came back 1100 s after its last use (a rollback); b:1 is taken over now.
+        assert_eq!(h.images["a:1"].returns, [(1100, 1)]);
+        let m = Model::new(&h, 2200);
+        // b:1, idle 200, taken over once: its class has the return (1100, above 200 and
+        // within 200 + 3600) and b:1 itself censored at 200 (not above): 1 / 1.
+        assert_eq!(m.images.reuse_probability("b:1", 0), 1.0);
+        assert!(m.images.taken_over("b:1") && !m.images.taken_over("a:1"));
     }
 }
