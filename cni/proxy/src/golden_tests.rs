@@ -55,6 +55,14 @@ struct Recorder {
 
 impl Recorder {
     fn new(families: Vec<Family>, nodeport_cidrs: Option<Vec<ipnet::IpNet>>) -> Self {
+        Self::with_node_ips(families, nodeport_cidrs, Vec::new())
+    }
+
+    fn with_node_ips(
+        families: Vec<Family>,
+        nodeport_cidrs: Option<Vec<ipnet::IpNet>>,
+        node_ips: Vec<std::net::IpAddr>,
+    ) -> Self {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("nft");
@@ -75,6 +83,7 @@ impl Recorder {
                 "fd00:10:244::/56".parse().unwrap(),
             ],
             nodeport_cidrs,
+            node_ips,
             families,
             nft: Nft {
                 program: script.display().to_string(),
@@ -333,5 +342,33 @@ fn load_balancer_source_ranges_firewall_the_lb_ips_only() {
         r.proxier.problems(),
         1,
         "the entry that is no CIDR is reported"
+    );
+}
+
+#[test]
+fn source_ranges_containing_the_node_let_the_lb_ips_through() {
+    // The node is 203.0.113.9 and fd00:1::9: the IPv4 range contains it, no IPv6 range does.
+    let mut r = Recorder::with_node_ips(
+        vec![Family::V4, Family::V6],
+        None,
+        vec!["203.0.113.9".parse().unwrap(), "fd00:1::9".parse().unwrap()],
+    );
+    let svc = service(
+        "edge",
+        "lb",
+        json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.50", "fd00:96::50"],
+            "ipFamilies": ["IPv4", "IPv6"],
+            "loadBalancerSourceRanges": ["203.0.113.0/24", "2001:db8::/32"],
+            "ports": [{"name": "http", "port": 80}]}),
+        json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.50"}, {"ip": "2001:db8:1::50"}]}}),
+    );
+    let text = r.sync(&[change(&svc, vec![])], true);
+    assert!(
+        text.contains("ip saddr != { 203.0.113.0/24, 198.51.100.50 } drop"),
+        "the IPv4 LB IP is an allowed source: {text}"
+    );
+    assert!(
+        text.contains("ip6 saddr != { 2001:db8::/32 } drop"),
+        "no IPv6 range contains the node: the IPv6 LB IP is not added: {text}"
     );
 }

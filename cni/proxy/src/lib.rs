@@ -5,11 +5,12 @@
 //! Layers, from the API to the kernel: [`watch`] (caches and what changed) → [`model`] (checked
 //! service ports and endpoints) → [`ruleset`] (chains, sets, map elements per Service) →
 //! [`transaction`] (the nft text of one sync) → [`nft`] (running it); [`proxier`] ties them
-//! together, [`conntrack`] flushes stale UDP flows and [`metrics`] serves `/metrics` and
-//! `/healthz`.
+//! together, [`conntrack`] flushes stale UDP flows, [`events`] posts Warning Events on Services
+//! with bad input and [`metrics`] serves `/metrics` and `/healthz`.
 
 pub mod claims;
 pub mod conntrack;
+pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod nft;

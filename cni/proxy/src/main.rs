@@ -26,6 +26,10 @@ struct Args {
     /// address but loopback).
     #[arg(long, value_delimiter = ',')]
     nodeport_addresses: Vec<IpNet>,
+    /// This node's primary IP, as kube-proxy's flag: loadBalancerSourceRanges that contain it let
+    /// the node through. 0.0.0.0 / :: (the default): every non-loopback address of the node.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
     /// The pods' CIDRs (comma-separated, one per family): ClusterIP traffic from outside them
     /// is masqueraded.
     #[arg(long, value_delimiter = ',')]
@@ -114,6 +118,16 @@ fn main() -> Result<()> {
             "conntrack is not installed: stale UDP flows of removed endpoints are not flushed"
         );
     }
+    let node_ips = if args.bind_address.is_unspecified() {
+        pea_proxy::proxier::local_addresses()
+            .context("listing this node's addresses (give --bind-address)")?
+            .into_iter()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+            .collect()
+    } else {
+        vec![args.bind_address]
+    };
     let cfg = RunConfig {
         kubeconfig: args.kubeconfig,
         proxy: ProxyConfig {
@@ -121,6 +135,7 @@ fn main() -> Result<()> {
             cluster_cidrs: args.cluster_cidr,
             nodeport_cidrs: (!args.nodeport_addresses.is_empty())
                 .then_some(args.nodeport_addresses),
+            node_ips,
             families,
             nft,
             conntrack,

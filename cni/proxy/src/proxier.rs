@@ -32,6 +32,9 @@ pub struct ProxyConfig {
     pub cluster_cidrs: Vec<IpNet>,
     /// `--nodeport-addresses`: NodePorts only on local addresses inside these; `None` for all.
     pub nodeport_cidrs: Option<Vec<IpNet>>,
+    /// The node's IPs (kube-proxy's node IP, `--bind-address` or the node's addresses): let
+    /// through loadBalancerSourceRanges firewalls whose ranges contain them.
+    pub node_ips: Vec<IpAddr>,
     pub families: Vec<Family>,
     pub nft: Nft,
     /// The `conntrack` program; `None` skips the UDP flush (logged once).
@@ -44,6 +47,7 @@ impl Default for ProxyConfig {
             hostname: String::new(),
             cluster_cidrs: Vec::new(),
             nodeport_cidrs: None,
+            node_ips: Vec::new(),
             families: vec![Family::V4, Family::V6],
             nft: Nft::default(),
             conntrack: Some("conntrack".into()),
@@ -75,6 +79,17 @@ pub struct SyncReport {
     pub lines: Vec<(Family, usize)>,
     pub duration: Duration,
     pub conntrack_flushes: usize,
+    /// Problems first seen in this sync, for Warning Events on their Services.
+    pub new_problems: Vec<ServiceProblem>,
+}
+
+/// A problem of one Service (or of a slice or port claim of it), to report on the Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceProblem {
+    pub key: ServiceKey,
+    /// The Service's uid when the sync had the object at hand.
+    pub uid: Option<String>,
+    pub message: String,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +172,13 @@ impl Proxier {
                 .copied()
                 .collect(),
             nodeport_ips,
+            node_ips: self
+                .cfg
+                .node_ips
+                .iter()
+                .filter(|ip| model::Family::of(ip) == family)
+                .copied()
+                .collect(),
         })
     }
 
@@ -182,6 +204,13 @@ impl Proxier {
             if old != Some(&problems) && !problems.is_empty() {
                 for p in &problems {
                     tracing::warn!(service = %c.key, "bad input: {p}");
+                    if !old.is_some_and(|o| o.contains(p)) {
+                        report.new_problems.push(ServiceProblem {
+                            key: c.key.clone(),
+                            uid: c.service.as_ref().and_then(|s| s.metadata.uid.clone()),
+                            message: p.to_string(),
+                        });
+                    }
                 }
             }
             if problems.is_empty() {
@@ -227,6 +256,16 @@ impl Proxier {
                     );
                     if self.conflicts.insert(line.clone()) {
                         tracing::warn!("bad input: {line}");
+                        if let Some((namespace, name)) = loser.split_once('/') {
+                            report.new_problems.push(ServiceProblem {
+                                key: ServiceKey {
+                                    namespace: namespace.to_string(),
+                                    name: name.to_string(),
+                                },
+                                uid: None,
+                                message: line,
+                            });
+                        }
                     }
                 }
             }
@@ -391,7 +430,7 @@ fn flush_udp(
 }
 
 /// The addresses of this network namespace's interfaces.
-fn local_addresses() -> Result<Vec<IpAddr>, SyncError> {
+pub fn local_addresses() -> Result<Vec<IpAddr>, SyncError> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(SyncError::Addresses)?;
     Ok(addrs
         .filter_map(|a| a.address)

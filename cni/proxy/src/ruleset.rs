@@ -49,6 +49,9 @@ pub struct FamilyConfig {
     /// `None`: NodePorts on every local address (`fib daddr type local`, loopback excluded);
     /// `Some(ips)`: only on these addresses (`--nodeport-addresses`).
     pub nodeport_ips: Option<Vec<IpAddr>>,
+    /// This node's addresses of the family (kube-proxy's node IP): a loadBalancerSourceRanges
+    /// entry that contains one also lets in the LoadBalancer IPs as sources.
+    pub node_ips: Vec<IpAddr>,
 }
 
 impl Family {
@@ -405,7 +408,7 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
             }
         });
     }
-    firewall_rules(family, sp, &names, out);
+    firewall_rules(family, cfg, sp, &names, out);
     if let Some(np) = sp.node_port {
         let key = format!("{proto} . {np}");
         out.elements.push(if has_external {
@@ -441,8 +444,17 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
 
 /// loadBalancerSourceRanges, as kube-proxy: new connections to the Service's LoadBalancer IPs
 /// (not its externalIPs or NodePorts) from outside the ranges are dropped before DNAT. Ranges of
-/// the other family only: everything to the IP is dropped (never open by omission).
-fn firewall_rules(family: Family, sp: &ServicePort, names: &Names, out: &mut ServiceRules) {
+/// the other family only: everything to the IP is dropped (never open by omission). When a
+/// range contains the node's IP, the LoadBalancer IPs themselves are allowed too: a VIP-like
+/// load balancer often puts its VIP on the node, and then the node's own requests to it loop
+/// back with the VIP as source (kube-proxy's `allowFromNode`).
+fn firewall_rules(
+    family: Family,
+    cfg: &FamilyConfig,
+    sp: &ServicePort,
+    names: &Names,
+    out: &mut ServiceRules,
+) {
     let Some(ranges) = &sp.source_ranges else {
         return;
     };
@@ -455,7 +467,7 @@ fn firewall_rules(family: Family, sp: &ServicePort, names: &Names, out: &mut Ser
     if lb_ips.is_empty() {
         return;
     }
-    let ranges: Vec<String> = ranges
+    let in_family: Vec<&IpNet> = ranges
         .iter()
         .filter(|n| {
             matches!(
@@ -463,8 +475,14 @@ fn firewall_rules(family: Family, sp: &ServicePort, names: &Names, out: &mut Ser
                 (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
             )
         })
-        .map(ToString::to_string)
         .collect();
+    let allow_from_node = in_family
+        .iter()
+        .any(|n| cfg.node_ips.iter().any(|ip| n.contains(ip)));
+    let mut ranges: Vec<String> = in_family.iter().map(ToString::to_string).collect();
+    if allow_from_node {
+        ranges.extend(lb_ips.iter().map(|ip| fmt_ip(ip)));
+    }
     let rule = if ranges.is_empty() {
         "drop".to_string()
     } else {

@@ -83,7 +83,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
     }
     let client = client(cfg.kubeconfig.as_ref()).await?;
     let caches = Caches::default();
-    caches.start(client);
+    caches.start(client.clone());
     while !caches.synced() {
         let _ = tokio::time::timeout(Duration::from_secs(1), caches.changed.notified()).await;
     }
@@ -106,7 +106,15 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         let (service_changes, endpoint_changes) = caches.change_counts();
         metrics.set_state(service_changes, endpoint_changes, result.1, result.2);
         match result.0 {
-            Ok(report) => {
+            Ok(mut report) => {
+                let problems = std::mem::take(&mut report.new_problems);
+                if !problems.is_empty() {
+                    // Off the sync loop: a slow API server never delays the rules.
+                    let (client, host) = (client.clone(), cfg.proxy.hostname.clone());
+                    tokio::spawn(async move {
+                        crate::events::post(&client, &host, &problems).await;
+                    });
+                }
                 if was_full {
                     last_full = Instant::now();
                 }
