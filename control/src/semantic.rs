@@ -479,6 +479,76 @@ fn service(obj: &Value, out: &mut Vec<Cause>) {
             out.push((format!("{f}.name"), format!("Duplicate value: {name:?}")));
         }
     }
+    source_ranges(obj, ty, out);
+}
+
+/// The annotation kube reads when `spec.loadBalancerSourceRanges` is empty.
+const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+
+/// kube's `ValidateService` on source ranges: only for LoadBalancer Services, each entry
+/// (space padding allowed, a historical accident kube keeps) a CIDR; the legacy annotation,
+/// comma-separated, when the field is empty. The field path is kube's own
+/// `spec.LoadBalancerSourceRanges` (capital L), so clients see the same causes.
+fn source_ranges(obj: &Value, ty: &str, out: &mut Vec<Cause>) {
+    const FORBIDDEN: &str = "Forbidden: may only be used when `type` is 'LoadBalancer'";
+    let invalid = |field: String, v: &str| {
+        (
+            field,
+            format!(
+                "Invalid value: {v:?}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+            ),
+        )
+    };
+    let ranges = obj
+        .pointer("/spec/loadBalancerSourceRanges")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if !ranges.is_empty() {
+        let f = "spec.LoadBalancerSourceRanges";
+        if ty != "LoadBalancer" {
+            out.push((f.into(), FORBIDDEN.into()));
+        }
+        for (i, v) in ranges.iter().enumerate() {
+            let v = v.as_str().unwrap_or("").trim();
+            if !is_cidr(v) {
+                out.push(invalid(format!("{f}[{i}]"), v));
+            }
+        }
+    } else if let Some(val) = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SOURCE_RANGES_ANNOTATION))
+        .and_then(Value::as_str)
+    {
+        let f = format!("metadata.annotations[{SOURCE_RANGES_ANNOTATION}]");
+        if ty != "LoadBalancer" {
+            out.push((f.clone(), FORBIDDEN.into()));
+        }
+        let val = val.trim();
+        if !val.is_empty() {
+            for v in val.split(',').map(str::trim) {
+                if !is_cidr(v) {
+                    out.push(invalid(f.clone(), v));
+                }
+            }
+        }
+    }
+}
+
+/// `ADDRESS/PREFIX` with the prefix within the address's width (host bits may be set, as Go's
+/// `ParseCIDR` allows).
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let width = if addr.is_ipv4() { 32 } else { 128 };
+    !prefix.is_empty()
+        && prefix.len() <= 3
+        && prefix.bytes().all(|b| b.is_ascii_digit())
+        && prefix.parse::<u32>().is_ok_and(|p| p <= width)
 }
 
 #[cfg(test)]
@@ -504,6 +574,53 @@ mod tests {
         resel["spec"]["selector"] = json!({"matchLabels": {"a": "c"}});
         assert_eq!(check_update("Deployment", &d, &resel)[0].0, "spec.selector");
         assert_eq!(check_update("StatefulSet", &d, &resel)[0].0, "spec");
+    }
+
+    #[test]
+    fn load_balancer_source_ranges_as_kube_validates_them() {
+        let svc = |ty: &str, ranges: Value| json!({"spec": {"type": ty, "ports": [{"port": 80}], "loadBalancerSourceRanges": ranges}});
+        assert!(check(
+            "Service",
+            &svc(
+                "LoadBalancer",
+                json!([" 10.0.0.0/8", "2001:db8::/32", "198.18.0.1/15"])
+            )
+        )
+        .is_empty());
+        let causes = check(
+            "Service",
+            &svc(
+                "LoadBalancer",
+                json!(["10.0.0.0/33", "nonsense", "10.0.0.1"]),
+            ),
+        );
+        assert_eq!(
+            causes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            [
+                "spec.LoadBalancerSourceRanges[0]",
+                "spec.LoadBalancerSourceRanges[1]",
+                "spec.LoadBalancerSourceRanges[2]"
+            ]
+        );
+        assert_eq!(
+            causes[1].1,
+            "Invalid value: \"nonsense\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+        );
+        let causes = check("Service", &svc("ClusterIP", json!(["10.0.0.0/8"])));
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].0, "spec.LoadBalancerSourceRanges");
+        assert!(causes[0]
+            .1
+            .starts_with("Forbidden: may only be used when `type` is 'LoadBalancer'"));
+        // The annotation, when the field is empty.
+        let ann = json!({"metadata": {"annotations": {SOURCE_RANGES_ANNOTATION: "10.0.0.0/8, bad"}},
+            "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        let causes = check("Service", &ann);
+        assert_eq!(causes.len(), 2, "{causes:?}");
+        assert_eq!(
+            causes[0].0,
+            format!("metadata.annotations[{SOURCE_RANGES_ANNOTATION}]")
+        );
     }
 
     #[test]
