@@ -593,7 +593,35 @@ mod tests {
             Path::new("c"),
         )
         .unwrap();
-        assert_eq!(c.eviction_thresholds().len(), 2);
+        // The hard memory.available threshold, the soft one, and (enforceNodeAllocatable
+        // ["pods"] by default) the hard one copied to allocatableMemory.available.
+        let t = c.eviction_thresholds();
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t[2].signal(),
+            crate::eviction::Signal::AllocatableMemoryAvailable
+        );
+        let mut none = c.clone();
+        none.apply_text(
+            "enforceNodeAllocatable: [none]\nlocalStorageCapacityIsolation: false\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(none.eviction_thresholds().len(), 2);
+        assert!(!none.local_storage_capacity_isolation && c.local_storage_capacity_isolation);
+        let err = none
+            .apply_text("enforceNodeAllocatable: [none, pods]\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("may not contain additional enforcements"),
+            "{err}"
+        );
+        let err = none
+            .apply_text("enforceNodeAllocatable: [podz]\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid option \"podz\""), "{err}");
         assert_eq!(c.eviction_max_pod_grace_period, 30);
         assert_eq!(
             c.eviction_pressure_transition_period,
