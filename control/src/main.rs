@@ -433,15 +433,38 @@ fn main() -> anyhow::Result<()> {
             }))
         };
         // pea-dashboard, a client of the API like the scheduler: it reaches the server through
-        // its listen address and trusts its CA, but acts only with each user's own token.
+        // its listen address and trusts its CA, but acts only with each user's own token, or,
+        // for a browser that presented a client certificate chaining to the cluster CA, over
+        // an in-process connection authenticated as that certificate's user (nothing else).
         if !args.disable_dashboard {
+            let in_process = running.in_process();
+            let connect_as: pea_dashboard::ConnectAs =
+                std::sync::Arc::new(move |u: &pea_dashboard::ClientCertUser| {
+                    in_process.connect_as(pea_control::auth::User {
+                        name: u.name.clone(),
+                        groups: u.groups.clone(),
+                        ..Default::default()
+                    })
+                });
             let dashboard = std::sync::Arc::new(
                 pea_dashboard::Dashboard::from_kubeconfig(&running.kubeconfig, "/dashboard")
-                    .await?,
+                    .await?
+                    .with_certificate_login(connect_as),
             );
             running.mount(
                 "/dashboard",
-                std::sync::Arc::new(move |req| {
+                std::sync::Arc::new(move |mut req: hyper::Request<bytes::Bytes>| {
+                    // The TLS layer's verified client certificate, in the dashboard's terms.
+                    let cert = req
+                        .extensions_mut()
+                        .remove::<pea_control::auth::User>()
+                        .map(|u| pea_dashboard::ClientCertUser {
+                            name: u.name,
+                            groups: u.groups,
+                        });
+                    if let Some(c) = cert {
+                        req.extensions_mut().insert(c);
+                    }
                     let d = dashboard.clone();
                     Box::pin(async move { d.handle(req).await })
                 }),

@@ -146,7 +146,10 @@ pub enum ServerError {
 
 /// Serves the requests under a path prefix beside the API (pea-dashboard at `/dashboard`). It
 /// sees the request as it came (its body read, at most [`MAX_BODY`] bytes) and does its own
-/// authentication: the API's (bearer token, client certificate) does not apply to it.
+/// authentication: the API's (bearer token, client certificate) does not apply to it. When the
+/// connection presented a client certificate that chains to the cluster CA (verified by the TLS
+/// layer), the request's extensions hold its [`User`] (CN and O), so the handler may offer a
+/// certificate login (see [`InProcess::connect_as`]).
 pub type MountHandler = Arc<
     dyn Fn(
             Request<Bytes>,
@@ -197,6 +200,42 @@ pub struct Running {
     /// The URL clients reach the server at, and whether it is plain HTTP.
     server_url: String,
     insecure_http: bool,
+    in_process: InProcess,
+}
+
+/// In-process connections to a running server (see [`Running::in_process`]).
+#[derive(Debug, Clone)]
+pub struct InProcess {
+    front: Front,
+    stop: watch::Receiver<bool>,
+}
+
+impl InProcess {
+    /// A new in-memory HTTP/1.1 connection to the server on which every request is
+    /// authenticated as `user`, exactly as if it had come over TLS with a client certificate
+    /// for that user: the same authentication order (a bearer token sent on it would still
+    /// be checked first), authorization, admission and audit. No credential is made.
+    ///
+    /// For pea-dashboard's certificate login: pea-control passes it only the identity the TLS
+    /// layer verified on the browser's own connection, so the dashboard acts as that user and
+    /// the authorizer decides — it cannot widen access. The connection ends with the server.
+    pub fn connect_as(&self, user: User) -> tokio::io::DuplexStream {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (front, mut stop) = (self.front.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                serve(front.clone(), Some(user.clone()), req)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(server), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {}
+            }
+        });
+        client
+    }
 }
 
 impl Running {
@@ -232,6 +271,12 @@ impl Running {
             m.retain(|(p, _)| *p != prefix);
             m.push((prefix, handler));
         }
+    }
+
+    /// Opens in-process connections authenticated as a given user (pea-dashboard's
+    /// certificate login).
+    pub fn in_process(&self) -> InProcess {
+        self.in_process.clone()
     }
 
     /// Stops accepting and closes open connections (watches end).
@@ -502,18 +547,18 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             stop_rx.clone(),
         ));
     }
-    let accept = tokio::spawn(accept_loop(
-        listener,
-        acceptor,
-        Front {
-            api: api.clone(),
-            tokens,
-            kubelet,
-            mounts: mounts.clone(),
-            bootstrap_tokens: config.enable_bootstrap_token_auth,
-        },
-        stop_rx,
-    ));
+    let front = Front {
+        api: api.clone(),
+        tokens,
+        kubelet,
+        mounts: mounts.clone(),
+        bootstrap_tokens: config.enable_bootstrap_token_auth,
+    };
+    let in_process = InProcess {
+        front: front.clone(),
+        stop: stop_rx.clone(),
+    };
+    let accept = tokio::spawn(accept_loop(listener, acceptor, front, stop_rx));
     tracing::info!(%addr, store = %if config.etcd.is_some() { "etcd" } else { "embedded" }, "pea-control serving");
     Ok(Running {
         addr,
@@ -526,6 +571,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         mounts,
         server_url: format!("{scheme}://{client_addr}"),
         insecure_http: config.insecure_http,
+        in_process,
     })
 }
 
@@ -702,7 +748,10 @@ async fn serve(
     } = front;
     let started = Instant::now();
     if let Some(handler) = mounts.find(req.uri().path()) {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        if let Some(user) = cert_user {
+            parts.extensions.insert(user);
+        }
         let response = match read_body(body).await {
             Ok(body) => handler(Request::from_parts(parts, body)).await,
             Err(e) => error_response(e),

@@ -22,8 +22,9 @@ packages=(
   prometheus systemd
   # `pea join` fetches cluster-info (kube-public) without credentials, as kubeadm's discovery
   curl
-  # pea-dashboard's browser tests (WebDriver) and screenshots
-  chromium chromium-driver
+  # pea-dashboard's browser tests (WebDriver) and screenshots; the browser's client
+  # certificate goes into an NSS database (certutil, pk12util) from a PKCS#12 file (openssl)
+  chromium chromium-driver libnss3-tools openssl
 )
 
 missing=()

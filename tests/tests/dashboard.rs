@@ -90,12 +90,62 @@ struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// A client certificate for the browser: a PKCS#12 file (no password) it presents to
+/// `origin` without asking.
+struct ClientCert<'a> {
+    p12: &'a Path,
+    origin: &'a str,
+}
+
 impl Browser {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, None)
+    }
+
+    /// With `cert`: Chromium on Linux reads client certificates from the NSS database in
+    /// `$HOME/.pki/nssdb` (made here, in the profile's directory, with NSS's certutil and
+    /// pk12util), and headless it can answer a certificate request only through the
+    /// "auto-select certificate" content setting (the AutoSelectCertificateForUrls policy's
+    /// per-profile form), written into the fresh profile's Preferences before start.
+    fn start_with(dir: &Path, cert: Option<ClientCert>) -> Self {
         let port = free_port().expect("free port");
         let log = dir.join("chromedriver.log");
+        let profile = tempfile::Builder::new()
+            .prefix("pea-chromium-")
+            .tempdir()
+            .expect("profile dir");
+        let mut driver = Command::new("chromedriver");
+        if let Some(c) = cert {
+            let home = profile.path().join("home");
+            let nssdb = home.join(".pki/nssdb");
+            std::fs::create_dir_all(&nssdb).expect("nss db dir");
+            let db = format!("sql:{}", nssdb.display());
+            let run = |cmd: &mut Command| {
+                let out = cmd.output().unwrap_or_else(|e| {
+                    panic!("{cmd:?}: {e} (apt-get install libnss3-tools openssl)")
+                });
+                assert!(out.status.success(), "{cmd:?}: {out:?}");
+            };
+            run(Command::new("certutil").args(["-N", "-d", &db, "--empty-password"]));
+            run(Command::new("pk12util")
+                .arg("-i")
+                .arg(c.p12)
+                .args(["-d", &db, "-W", ""]));
+            std::fs::create_dir_all(profile.path().join("Default")).expect("profile Default");
+            let prefs = json!({"profile": {"content_settings": {"exceptions": {
+                "auto_select_certificate": {
+                    format!("{},*", c.origin): {"setting": {"filters": [{}]}}
+                }
+            }}}});
+            std::fs::write(
+                profile.path().join("Default/Preferences"),
+                prefs.to_string(),
+            )
+            .expect("Preferences");
+            driver.env("HOME", &home);
+        }
         let driver = Proc(
-            Command::new("chromedriver")
+            driver
                 .arg(format!("--port={port}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -106,10 +156,6 @@ impl Browser {
         eventually(20, "chromedriver to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        let profile = tempfile::Builder::new()
-            .prefix("pea-chromium-")
-            .tempdir()
-            .expect("profile dir");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -534,7 +580,9 @@ fn dashboard_in_a_browser_against_pea_control() {
     let b = Browser::start(dir.path());
 
     // Logging in with a wrong token is refused by the API server (401), shown on the form.
+    // This browser has no client certificate: the certificate login says so.
     b.goto(&format!("{base}/dashboard/login"));
+    assert!(b.exists("#cert-login-none") && !b.exists("#cert-login"));
     b.type_into("#token", "not-a-token");
     b.click("#login");
     assert!(b.text("#login-error").contains("401"), "{}", b.source());
@@ -546,6 +594,12 @@ fn dashboard_in_a_browser_against_pea_control() {
         nodes.contains("node-a") && nodes.contains("Ready") && nodes.contains("4 / 4"),
         "{nodes}"
     );
+    // A node without a kubelet has no metrics: its usage cells say so, no number is made up.
+    assert!(
+        nodes.contains("CPU used") && nodes.contains("Memory used"),
+        "{nodes}"
+    );
+    assert_eq!(b.text("#nodes .cpu-used"), "–");
     assert!(
         b.text("#phases").contains("Pending"),
         "{}",
@@ -672,6 +726,26 @@ fn dashboard_in_a_browser_against_pea_control() {
         "--show-managed-fields",
     ]);
     assert!(managers.contains("pea-dashboard"), "{managers}");
+
+    // Restart rollout: the pod template gains kubectl's restartedAt annotation.
+    b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
+    b.click("#restart");
+    assert!(
+        b.text("#flash").contains("Rollout restart requested"),
+        "{}",
+        b.source()
+    );
+    let restarted = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    ]);
+    assert!(
+        restarted.starts_with("20") && restarted.ends_with('Z'),
+        "{restarted:?}"
+    );
 
     // Secrets: hidden until asked. ConfigMap values are escaped text.
     b.goto(&format!("{base}/dashboard/ns/default/secrets/creds"));
@@ -826,6 +900,14 @@ fn dashboard_in_a_browser_against_pea_control() {
     let dlog = dir.path().join("pea-dashboard.log");
     let (_dashboard, url) = start_announcing(cmd, "pea-dashboard listening on ", &dlog);
     let standalone = url.trim_end_matches("/dashboard/").to_string();
+    // Plain HTTP: no client certificate can come, and the login page says where it can.
+    b.goto(&format!("{standalone}/dashboard/login"));
+    assert!(
+        b.text("#cert-login-unavailable")
+            .contains("not available here"),
+        "{}",
+        b.source()
+    );
     b.login(&standalone, ADMIN_TOKEN);
     assert!(b.text("#nodes").contains("node-a"));
     // Neither server logged a token.
@@ -996,6 +1078,13 @@ fn dashboard_follows_logs_and_opens_a_terminal_on_a_real_node() {
         "{}",
         b.text("#metrics")
     );
+    // The overview: the node's usage (share of allocatable) beside allocatable / capacity.
+    b.goto(&format!("{base}/dashboard/"));
+    let cpu = b.text("#nodes .cpu-used");
+    let mem = b.text("#nodes .memory-used");
+    assert!(cpu.contains("m (") && cpu.ends_with("%)"), "{cpu}");
+    assert!(mem.contains("Mi (") && mem.ends_with("%)"), "{mem}");
+    b.screenshot("overview-usage");
 
     // The terminal: a shell in the container, a command typed, its output drawn.
     b.goto(&format!("{base}/dashboard/ns/default/pods/talker/terminal"));
@@ -1092,4 +1181,163 @@ fn dashboard_follows_logs_and_opens_a_terminal_on_a_real_node() {
     );
     drop(b);
     drop(fwd);
+}
+
+/// What the certificate user may do: read Deployments and pods in default (bound to the
+/// certificate's O, so the group has to reach the authorizer), nothing else.
+const CERT_VIEWER_ROLE: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: workload-reader}
+rules:
+- {apiGroups: [apps], resources: [deployments, replicasets], verbs: [get, list, watch]}
+- {apiGroups: [""], resources: [pods, events], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: viewers-read-workloads}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: workload-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: viewers}
+"#;
+
+/// The client-certificate login: the browser holds a certificate for CN=alice/O=viewers issued
+/// by pea-control's CA (`pea-control kubeconfig`), pea-control's TLS listener verifies it, the
+/// login page offers it, and the session acts as alice: her group's Role lets her read the
+/// Deployment, and a scale is refused by the API server (403 naming alice, shown), with
+/// kubectl seeing nothing changed. The session cookie without the certificate is worth nothing.
+#[test]
+fn dashboard_logs_in_with_a_client_certificate() {
+    use base64::Engine;
+    let dir = tempfile::Builder::new()
+        .prefix("pea-dashboard-cert-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let control = workspace_binary("pea-control", "PEA_CONTROL_BIN");
+    let mut cmd = Command::new(&control);
+    cmd.arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"]);
+    let log = dir.path().join("pea-control.log");
+    let (_control, addr) = start_announcing(cmd, "pea-control listening on ", &log);
+    let base = format!("https://{addr}");
+    let k = Kubectl::new(&data.join("admin.kubeconfig"));
+    hollow_node(&k, "node-c");
+    k.ok_stdin(&["apply", "-f", "-"], OBJECTS);
+    k.ok_stdin(&["apply", "-f", "-"], CERT_VIEWER_ROLE);
+
+    // alice's certificate, as an administrator hands it out, turned into a PKCS#12 file.
+    let kc = dir.path().join("alice.kubeconfig");
+    let out = Command::new(&control)
+        .arg("kubeconfig")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--user", "alice", "--group", "viewers", "--server", &base])
+        .arg("--out")
+        .arg(&kc)
+        .output()
+        .expect("pea-control kubeconfig");
+    assert!(out.status.success(), "{out:?}");
+    let alice = Kubectl::new(&kc);
+    alice.ok(&["get", "deployment", "web"]);
+    let pem = |key: &str| {
+        let b64 = alice.ok(&[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            &format!("jsonpath={{.users[0].user.{key}}}"),
+        ]);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .expect("base64")
+    };
+    let (crt, key, p12) = (
+        dir.path().join("alice.crt"),
+        dir.path().join("alice.key"),
+        dir.path().join("alice.p12"),
+    );
+    std::fs::write(&crt, pem("client-certificate-data")).unwrap();
+    std::fs::write(&key, pem("client-key-data")).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:", "-in"])
+        .arg(&crt)
+        .arg("-inkey")
+        .arg(&key)
+        .arg("-out")
+        .arg(&p12)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+
+    let b = Browser::start_with(
+        dir.path(),
+        Some(ClientCert {
+            p12: &p12,
+            origin: &base,
+        }),
+    );
+    b.goto(&format!("{base}/dashboard/"));
+    assert!(b.url().ends_with("/dashboard/login"), "{}", b.url());
+    assert_eq!(b.text("#cert-subject"), "CN=alice/O=viewers");
+    b.screenshot("certificate-login");
+    b.click("#cert-login");
+    assert!(b.url().ends_with("/dashboard/"), "{}", b.source());
+    // As alice: nodes are not hers to list (403 shown), her Deployment is.
+    let nodes = b.text("#nodes .error");
+    assert!(
+        nodes.contains("403 Forbidden") && nodes.contains("alice"),
+        "{nodes}"
+    );
+    b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
+    assert!(b.text("h1").contains("web"), "{}", b.source());
+    b.type_into("#replicas", "5");
+    b.click("#scale");
+    let refusal = b.text(".error");
+    assert!(
+        refusal.contains("403 Forbidden") && refusal.contains("alice"),
+        "{refusal}"
+    );
+    b.screenshot("certificate-forbidden");
+    assert_eq!(
+        replicas(&k),
+        "2",
+        "the refused scale changed the Deployment"
+    );
+
+    // The session's cookie on a connection without the certificate: back to the login page.
+    let cookie = b.cmd("GET", "/cookie/pea_session", None)["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!cookie.is_empty());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .build()
+        .into();
+    let resp = agent
+        .get(format!("{base}/dashboard/ns/default/deployments/web"))
+        .header("cookie", format!("pea_session={cookie}"))
+        .call()
+        .expect("GET without the certificate");
+    assert_eq!(resp.status().as_u16(), 303);
+    let to = resp
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default();
+    assert!(to.ends_with("/dashboard/login"), "{to}");
+    // The browser, with its certificate, is still logged in.
+    b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
+    assert!(b.url().ends_with("/deployments/web"), "{}", b.url());
+    drop(b);
 }

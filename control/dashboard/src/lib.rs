@@ -8,8 +8,9 @@
 //!
 //! Every request to the API is made as the logged-in user: the login page takes a bearer token,
 //! which is kept server-side in a session (the browser holds only a random session id in an
-//! HttpOnly, Secure, SameSite=Strict cookie); the API server's authorizer decides what the user
-//! may see and do, and its refusals (403) are shown as such. Writes are POST forms carrying the
+//! HttpOnly, Secure, SameSite=Strict cookie), or, under pea-control, uses the client
+//! certificate the browser presented ([`cert_login`]); the API server's authorizer decides what
+//! the user may see and do, and its refusals (403) are shown as such. Writes are POST forms carrying the
 //! session's CSRF token; responses carry a strict Content-Security-Policy (no inline script);
 //! every object field is HTML-escaped ([`html::esc`]).
 //!
@@ -17,6 +18,7 @@
 //! HTTPS listener, and the `pea-dashboard` binary serves it alone ([`serve`]).
 
 pub mod api;
+pub mod cert_login;
 mod drain;
 mod exec;
 mod follow;
@@ -37,6 +39,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::Api;
+pub use crate::cert_login::{ClientCertUser, ConnectAs};
 use crate::html::esc;
 
 /// Response bodies.
@@ -77,13 +80,16 @@ struct Session {
     samples: Mutex<metrics::History>,
     /// Node drains started in this session.
     drains: drain::Drains,
+    /// For a certificate login: the certificate every request of the session must come with.
+    cert_user: Option<ClientCertUser>,
 }
 
 impl Session {
-    fn new(api: Api, streams_api: Api) -> Self {
+    fn new(api: Api, streams_api: Api, cert_user: Option<ClientCertUser>) -> Self {
         Session {
             api,
             streams_api,
+            cert_user,
             csrf: random_hex(32),
             created: Instant::now(),
             ended: tokio::sync::watch::channel(false).0,
@@ -131,6 +137,8 @@ pub struct Dashboard {
     base: kube::Config,
     prefix: String,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Certificate login, when the server in front verifies client certificates (pea-control).
+    cert_login: Option<ConnectAs>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -138,6 +146,7 @@ impl std::fmt::Debug for Dashboard {
         f.debug_struct("Dashboard")
             .field("cluster_url", &self.base.cluster_url)
             .field("prefix", &self.prefix)
+            .field("cert_login", &self.cert_login.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -163,7 +172,16 @@ impl Dashboard {
             base: config,
             prefix: prefix.trim_end_matches('/').to_string(),
             sessions: Mutex::new(HashMap::new()),
+            cert_login: None,
         }
+    }
+
+    /// Offers "Log in with certificate" to browsers whose client certificate the server in
+    /// front verified (it puts a [`ClientCertUser`] into the request's extensions); such a
+    /// session's requests go over `connect`, authenticated as that user.
+    pub fn with_certificate_login(mut self, connect: ConnectAs) -> Self {
+        self.cert_login = Some(connect);
+        self
     }
 
     /// The cluster (URL, CA, TLS server name) of a kubeconfig's current context.
@@ -202,6 +220,13 @@ impl Dashboard {
         if s.created.elapsed() > SESSION_LIFETIME {
             sessions.remove(&id);
             return None;
+        }
+        // A certificate session is only good with that certificate on the connection.
+        if let Some(user) = &s.cert_user {
+            if req.extensions().get::<ClientCertUser>() != Some(user) {
+                tracing::info!("a certificate session's cookie came without its certificate");
+                return None;
+            }
         }
         Some(s)
     }
@@ -271,7 +296,7 @@ impl Dashboard {
             "/static/style.css" => return asset("text/css; charset=utf-8", STYLE_CSS),
             "/static/term.js" => return asset("text/javascript; charset=utf-8", TERM_JS),
             "/login" if post => return self.login(&req).await,
-            "/login" => return self.login_page(None, 200),
+            "/login" => return self.login_page(&req, None, 200),
             _ => {}
         }
         let Some(session) = self.session(&req) else {
@@ -395,14 +420,22 @@ impl Dashboard {
         })
     }
 
-    fn login_page(&self, error: Option<&str>, status: u16) -> Response<Body> {
+    fn login_page(&self, req: &Request<Bytes>, error: Option<&str>, status: u16) -> Response<Body> {
         let nonce = random_hex(16);
         let err = error
             .map(|e| format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(e)))
             .unwrap_or_default();
+        let p = esc(&self.prefix);
+        let cert = match (&self.cert_login, req.extensions().get::<ClientCertUser>()) {
+            (Some(_), Some(user)) => format!(
+                "<form method=\"post\" action=\"{p}/login\" id=\"cert-login-form\"><input type=\"hidden\" name=\"csrf\" value=\"{nonce}\"><input type=\"hidden\" name=\"method\" value=\"certificate\"><button type=\"submit\" id=\"cert-login\">Log in with certificate <span id=\"cert-subject\">{}</span></button></form><p class=\"muted\">Your browser presented this client certificate, issued by the cluster CA; the API server decides what its user may see and do.</p>",
+                esc(&user.subject())
+            ),
+            (Some(_), None) => "<p class=\"muted\" id=\"cert-login-none\">No client certificate was presented. To log in with one, import a certificate issued by the cluster CA into the browser (e.g. from <code>pea-control kubeconfig --user NAME --group GROUP</code>) and reload.</p>".to_string(),
+            (None, _) => "<p class=\"muted\" id=\"cert-login-unavailable\">Client-certificate login is not available here: this standalone pea-dashboard serves plain HTTP, where browsers present no certificate. It is on the dashboard pea-control serves over its own TLS (<code>https://ADDRESS/dashboard/</code>).</p>".to_string(),
+        };
         let body = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Log in · pea dashboard</title><link rel=\"stylesheet\" href=\"{p}/static/style.css\"></head><body class=\"login\"><main><h1><span class=\"brand\">pea</span> dashboard</h1>{err}<form method=\"post\" action=\"{p}/login\" id=\"login-form\"><input type=\"hidden\" name=\"csrf\" value=\"{nonce}\"><label for=\"token\">Bearer token</label><input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" required autofocus><button type=\"submit\" id=\"login\">Log in</button></form><p class=\"muted\">Every request is made with this token: the API server decides what you may see and do. pea-control's admin token is the first field of <code>tokens.csv</code> in its data dir.</p></main></body></html>",
-            p = esc(&self.prefix),
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Log in · pea dashboard</title><link rel=\"stylesheet\" href=\"{p}/static/style.css\"></head><body class=\"login\"><main><h1><span class=\"brand\">pea</span> dashboard</h1>{err}{cert}<form method=\"post\" action=\"{p}/login\" id=\"login-form\"><input type=\"hidden\" name=\"csrf\" value=\"{nonce}\"><label for=\"token\">Bearer token</label><input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" required autofocus><button type=\"submit\" id=\"login\">Log in</button></form><p class=\"muted\">Every request is made with this token: the API server decides what you may see and do. pea-control's admin token is the first field of <code>tokens.csv</code> in its data dir.</p></main></body></html>",
         );
         let mut r = html_response(status, body);
         if let Ok(v) = self.cookie_header(LOGIN_COOKIE, &nonce, Some(600)).parse() {
@@ -417,35 +450,72 @@ impl Dashboard {
         let sent = form.get("csrf").map(String::as_str).unwrap_or("");
         let expected = cookie(req, LOGIN_COOKIE).unwrap_or_default();
         if expected.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
-            return self.login_page(Some("The login form expired: try again."), 403);
+            return self.login_page(req, Some("The login form expired: try again."), 403);
         }
-        let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-        if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return self.login_page(Some("Enter a bearer token."), 400);
-        }
-        let (client, streams) = match (self.client_for(token, false), self.client_for(token, true))
-        {
-            (Ok(c), Ok(s)) => (c, s),
-            (Err(e), _) | (_, Err(e)) => {
-                return self.login_page(Some(&format!("Cannot reach the API server: {e}")), 502)
-            }
-        };
-        let api = Api { client };
-        // The API server tells whether the token is known: 401 is a wrong token; anything it
-        // answers otherwise (even 403 for a user who may not read discovery) is a valid one.
+        let (api, streams, cert_user) =
+            if form.get("method").map(String::as_str) == Some("certificate") {
+                // The identity comes from the TLS handshake (pea-control's extension), never from
+                // the form.
+                let (Some(connect), Some(user)) =
+                    (&self.cert_login, req.extensions().get::<ClientCertUser>())
+                else {
+                    return self.login_page(
+                        req,
+                        Some("No verified client certificate came with this request."),
+                        401,
+                    );
+                };
+                (
+                    Api {
+                        client: cert_login::client(connect.clone(), user.clone(), false),
+                    },
+                    Api {
+                        client: cert_login::client(connect.clone(), user.clone(), true),
+                    },
+                    Some(user.clone()),
+                )
+            } else {
+                let token = form.get("token").map(|t| t.trim()).unwrap_or("");
+                if token.is_empty()
+                    || token.len() > 4096
+                    || !token.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return self.login_page(req, Some("Enter a bearer token."), 400);
+                }
+                match (self.client_for(token, false), self.client_for(token, true)) {
+                    (Ok(c), Ok(s)) => (Api { client: c }, Api { client: s }, None),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return self.login_page(
+                            req,
+                            Some(&format!("Cannot reach the API server: {e}")),
+                            502,
+                        )
+                    }
+                }
+            };
+        // The API server tells whether the credentials are known: 401 is a wrong token; anything
+        // it answers otherwise (even 403 for a user who may not read discovery) is a valid one.
         match api.get("/api").await {
             Ok(_) => {}
             Err(e) if e.code == 401 => {
                 return self.login_page(
+                    req,
                     Some("The API server did not accept this token (401 Unauthorized)."),
                     401,
                 )
             }
             Err(e) if e.code == 403 => {}
-            Err(e) => return self.login_page(Some(&format!("The API server answered {e}")), 502),
+            Err(e) => {
+                return self.login_page(req, Some(&format!("The API server answered {e}")), 502)
+            }
         }
-        let id = self.add_session(Session::new(api, Api { client: streams }));
-        tracing::info!("dashboard login");
+        let how = if cert_user.is_some() {
+            "certificate"
+        } else {
+            "token"
+        };
+        let id = self.add_session(Session::new(api, streams, cert_user));
+        tracing::info!(method = how, "dashboard login");
         let mut r = redirect(&format!("{}/", self.prefix));
         for c in [
             self.cookie_header(SESSION_COOKIE, &id, None),

@@ -163,6 +163,34 @@ fn memory_text(bytes: f64) -> String {
     format!("{:.1}Mi", bytes / (1024.0 * 1024.0))
 }
 
+/// Every node's latest usage (`metrics.k8s.io` NodeMetrics list, read as the session's user),
+/// by node name.
+pub async fn node_usage(api: &Api) -> Result<HashMap<String, Sample>, crate::api::ApiError> {
+    Ok(api
+        .list("/apis/metrics.k8s.io/v1beta1/nodes")
+        .await?
+        .iter()
+        .filter_map(|m| Some((s(m, "/metadata/name").to_string(), usage(m)?)))
+        .collect())
+}
+
+/// A usage cell: `120m (3%)` of the node's allocatable `alloc` (a quantity); `cpu` picks the
+/// resource.
+pub fn used_cell(used: Option<Sample>, alloc: &str, cpu: bool) -> String {
+    let Some(u) = used else {
+        return "<span class=\"muted\">–</span>".into();
+    };
+    let (value, text) = if cpu {
+        (u.cpu, cpu_text(u.cpu))
+    } else {
+        (u.memory, memory_text(u.memory))
+    };
+    match quantity(alloc).filter(|a| *a > 0.0) {
+        Some(a) => format!("{} ({:.0}%)", esc(&text), value / a * 100.0),
+        None => esc(&text),
+    }
+}
+
 /// The `#metrics` section of a node (`ns` None) or pod page: the latest usage and the
 /// session's history as sparklines, or why there is none.
 pub async fn section(api: &Api, history: &Mutex<History>, ns: Option<&str>, name: &str) -> String {
@@ -253,6 +281,18 @@ mod tests {
             h.record(&format!("k{i}"), "t", x);
         }
         assert_eq!(h.series.len(), MAX_SERIES);
+    }
+
+    #[test]
+    fn usage_cells() {
+        let u = Sample {
+            cpu: 0.5,
+            memory: 512.0 * 1024.0 * 1024.0,
+        };
+        assert_eq!(used_cell(Some(u), "2", true), "500m (25%)");
+        assert_eq!(used_cell(Some(u), "1Gi", false), "512.0Mi (50%)");
+        assert_eq!(used_cell(Some(u), "", true), "500m");
+        assert!(used_cell(None, "2", true).contains("–"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, Api, ApiError, Kind};
 use crate::html::{age, badge, bars, chips, dl, esc, int, link, s, seg, table, text};
+use crate::metrics;
 
 /// What a handler needs from the request.
 pub struct Ctx<'a> {
@@ -481,7 +482,11 @@ fn quantity_pair(o: &Value, key: &str) -> String {
     esc(&format!("{alloc} / {cap}"))
 }
 
-fn node_rows(c: &Ctx, nodes: &[Value]) -> Vec<Vec<String>> {
+fn node_rows(
+    c: &Ctx,
+    nodes: &[Value],
+    usage: &HashMap<String, metrics::Sample>,
+) -> Vec<Vec<String>> {
     nodes
         .iter()
         .filter(|n| matches_q(c, n))
@@ -515,10 +520,19 @@ fn node_rows(c: &Ctx, nodes: &[Value]) -> Vec<Vec<String>> {
                 .filter(|cnd| s(cnd, "/type") != "Ready" && s(cnd, "/status") == "True")
                 .map(|cnd| esc(s(cnd, "/type")))
                 .collect();
+            let used = usage.get(name).copied();
             vec![
                 link(&api::NODES.link(c.base, "", name), name),
                 status,
+                format!(
+                    "<span class=\"cpu-used\">{}</span>",
+                    metrics::used_cell(used, &text(n, "/status/allocatable/cpu"), true)
+                ),
                 quantity_pair(n, "cpu"),
+                format!(
+                    "<span class=\"memory-used\">{}</span>",
+                    metrics::used_cell(used, &text(n, "/status/allocatable/memory"), false)
+                ),
                 quantity_pair(n, "memory"),
                 quantity_pair(n, "pods"),
                 if other.is_empty() {
@@ -602,29 +616,46 @@ async fn overview(c: &Ctx<'_>) -> Out {
         api::EVENTS.path(c.ns(), None),
         api::NAMESPACES.path(None, None),
     ];
-    let (nodes, pods, events, namespaces) = tokio::join!(
+    let (nodes, pods, events, namespaces, usage) = tokio::join!(
         c.api.list(&paths[0]),
         c.api.list(&paths[1]),
         c.api.list(&paths[2]),
         c.api.list(&paths[3]),
+        metrics::node_usage(c.api),
     );
     let mut body = String::from("<h1>Cluster overview</h1>");
     body.push_str(&flash(c));
     body.push_str("<section id=\"nodes\"><h2>Nodes</h2>");
     match nodes {
-        Ok(n) => body.push_str(&table(
-            &[
-                "Name",
-                "Status",
-                "CPU alloc / cap",
-                "Memory alloc / cap",
-                "Pods alloc / cap",
-                "Other conditions",
-                "",
-            ],
-            &node_rows(c, &n),
-            "No nodes.",
-        )),
+        Ok(n) => {
+            let (usage, why) = match usage {
+                Ok(u) => (u, None),
+                Err(e) => (HashMap::new(), Some(e)),
+            };
+            body.push_str(&table(
+                &[
+                    "Name",
+                    "Status",
+                    "CPU used",
+                    "CPU alloc / cap",
+                    "Memory used",
+                    "Memory alloc / cap",
+                    "Pods alloc / cap",
+                    "Other conditions",
+                    "",
+                ],
+                &node_rows(c, &n, &usage),
+                "No nodes.",
+            ));
+            // Usage is the latest metrics.k8s.io sample (% of allocatable); say why there is none.
+            if let Some(e) = why {
+                let _ = write!(
+                    body,
+                    "<p class=\"muted\" id=\"usage-missing\">No usage: {}</p>",
+                    esc(&error_line(&e))
+                );
+            }
+        }
         Err(e) => body.push_str(&err_box(&e)),
     }
     body.push_str("</section><div class=\"cols\"><section id=\"phases\"><h2>Pods by phase</h2>");
@@ -1219,7 +1250,7 @@ fn node_details(c: &Ctx, o: &Value) -> String {
         .join(", ");
     let cordoned = o.pointer("/spec/unschedulable") == Some(&json!(true));
     format!(
-        "<section id=\"status\"><h2>Node</h2>{}<p>{}</p></section><section id=\"resources\"><h2>Capacity and allocatable</h2>{}<p class=\"muted\">Usage needs a metrics API, which this cluster does not serve yet.</p></section><section id=\"conditions\"><h2>Conditions</h2>{}</section>",
+        "<section id=\"status\"><h2>Node</h2>{}<p>{}</p></section><section id=\"resources\"><h2>Capacity and allocatable</h2>{}<p class=\"muted\">Usage: see CPU and memory below.</p></section><section id=\"conditions\"><h2>Conditions</h2>{}</section>",
         dl(&[
             ("Schedulable", if cordoned { "no (cordoned)".into() } else { "yes".to_string() }),
             ("Addresses", addresses),
