@@ -155,6 +155,12 @@ enum Command {
         /// PEM key of that CA.
         #[arg(long)]
         cluster_signing_key_file: Option<PathBuf>,
+        /// Each controller acts as its own ServiceAccount in kube-system (bound to
+        /// `system:controller:<name>`) with tokens this process requests and refreshes; the
+        /// kubeconfig's identity (e.g. system:kube-controller-manager) only runs leader
+        /// election, the shared informers and events. Default true (kubeadm's setting).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        use_service_account_credentials: Option<bool>,
     },
 }
 
@@ -162,15 +168,17 @@ enum Command {
 fn run_controllers(
     kubeconfig: PathBuf,
     config: pea_controllers::ControllersConfig,
+    service_accounts: bool,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let client = pea_controllers::client_from_kubeconfig(&kubeconfig).await?;
+        let clients =
+            pea_controllers::clients_from_kubeconfig(&kubeconfig, service_accounts).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = pea_controllers::run(client, config) => r?,
+            r = pea_controllers::run(clients, config) => r?,
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
@@ -298,6 +306,7 @@ fn main() -> anyhow::Result<()> {
         leader_elect,
         cluster_signing_cert_file,
         cluster_signing_key_file,
+        use_service_account_credentials,
     }) = args.command
     {
         let mut c: pea_controllers::ControllersConfig = match &config {
@@ -328,7 +337,11 @@ fn main() -> anyhow::Result<()> {
         if c.root_ca_pem.is_none() {
             c.root_ca_pem = pea_controllers::ca_pem_from_kubeconfig(&kubeconfig);
         }
-        return run_controllers(kubeconfig, c);
+        return run_controllers(
+            kubeconfig,
+            c,
+            use_service_account_credentials.unwrap_or(true),
+        );
     }
     let mut config = match &args.config {
         Some(p) => serde_json::from_slice(
@@ -402,11 +415,19 @@ fn main() -> anyhow::Result<()> {
                 }
             }))
         };
-        // The controllers likewise, as kube-controller-manager would.
+        // The controllers likewise, as kube-controller-manager with
+        // --use-service-account-credentials: the manager is `system:kube-controller-manager`
+        // (its bootstrap role lets it create the controllers' ServiceAccounts and tokens),
+        // each controller its own `system:serviceaccount:kube-system:<name>`.
         let controllers = if args.disable_controllers {
             None
         } else {
-            let client = pea_controllers::client_from_kubeconfig(&running.kubeconfig).await?;
+            let kubeconfig = running.component_kubeconfig(
+                "controller-manager.kubeconfig",
+                "system:kube-controller-manager",
+                &[],
+            )?;
+            let clients = pea_controllers::clients_from_kubeconfig(&kubeconfig, true).await?;
             let mut c = pea_controllers::ControllersConfig {
                 root_ca_pem: Some(running.pki.ca.cert_pem.clone()),
                 // csrsigning issues from pea-control's own CA.
@@ -427,7 +448,7 @@ fn main() -> anyhow::Result<()> {
                 c.local_path_dir = dir;
             }
             Some(tokio::spawn(async move {
-                if let Err(e) = pea_controllers::run(client, c).await {
+                if let Err(e) = pea_controllers::run(clients, c).await {
                     tracing::error!(error = %e, "controllers stopped");
                 }
             }))

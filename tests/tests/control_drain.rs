@@ -51,7 +51,7 @@ impl Cluster {
         let client = rt
             .block_on(pea_controllers::client_from_kubeconfig(&cp.kubeconfig))
             .expect("client");
-        let (c1, c2) = (client.clone(), client.clone());
+        let c1 = client.clone();
         rt.spawn(async move {
             let cfg = pea_scheduler::SchedulerConfig {
                 leader_elect: false,
@@ -61,8 +61,13 @@ impl Cluster {
                 panic!("scheduler stopped: {e}");
             }
         });
+        let kubeconfig = cp.kubeconfig.clone();
         rt.spawn(async move {
-            if let Err(e) = pea_controllers::run(c2, controllers).await {
+            // Each controller as its own ServiceAccount, as pea-control runs them.
+            let clients = pea_controllers::clients_from_kubeconfig(&kubeconfig, true)
+                .await
+                .expect("clients");
+            if let Err(e) = pea_controllers::run(clients, controllers).await {
                 panic!("controllers stopped: {e}");
             }
         });

@@ -51,10 +51,11 @@ impl Test {
         config.leader_elect = false;
         let kubeconfig = cp.kubeconfig.clone();
         crt.spawn(async move {
-            let client = pea_controllers::client_from_kubeconfig(&kubeconfig)
+            // Each controller as its own ServiceAccount, as pea-control runs them.
+            let clients = pea_controllers::clients_from_kubeconfig(&kubeconfig, true)
                 .await
-                .expect("client");
-            if let Err(e) = pea_controllers::run(client, config).await {
+                .expect("clients");
+            if let Err(e) = pea_controllers::run(clients, config).await {
                 panic!("controllers stopped: {e}");
             }
         });

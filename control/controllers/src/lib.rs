@@ -24,6 +24,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Service, ServiceAccount,
@@ -47,6 +48,7 @@ pub mod expectations;
 pub mod history;
 pub mod hpa;
 pub mod hpa_calc;
+pub mod identity;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -207,6 +209,8 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    #[error("controller credentials: {0}")]
+    Identity(#[from] identity::IdentityError),
 }
 
 impl ControllersConfig {
@@ -246,20 +250,51 @@ impl ControllersConfig {
     }
 }
 
-/// A client for the cluster a kubeconfig file names (its current context).
-pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<Client, Error> {
+/// The connection settings of the cluster a kubeconfig file names (its current context).
+async fn config_from_kubeconfig(path: &std::path::Path) -> Result<kube::Config, Error> {
     let kerr = |source| Error::Kubeconfig {
         path: path.to_path_buf(),
         source,
     };
     let kc = kube::config::Kubeconfig::read_from(path).map_err(kerr)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(kerr)?;
+        .map_err(kerr)
+}
+
+/// A client for the cluster a kubeconfig file names (its current context).
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<Client, Error> {
+    let cfg = config_from_kubeconfig(path).await?;
     Client::try_from(cfg).map_err(|source| Error::Client {
         path: path.to_path_buf(),
         source: Box::new(source),
     })
+}
+
+/// The controllers' clients from the manager's kubeconfig: with `service_accounts`
+/// (kube-controller-manager's `--use-service-account-credentials`), each controller acts as
+/// its own ServiceAccount in kube-system ([`identity`]); otherwise all share the kubeconfig's
+/// identity.
+pub async fn clients_from_kubeconfig(
+    path: &std::path::Path,
+    service_accounts: bool,
+) -> Result<identity::ControllerClients, Error> {
+    let cfg = config_from_kubeconfig(path).await?;
+    let manager = Client::try_from(cfg.clone()).map_err(|source| Error::Client {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    Ok(if service_accounts {
+        identity::ControllerClients::service_accounts(manager, cfg)
+    } else {
+        identity::ControllerClients::shared(manager)
+    })
+}
+
+impl From<Client> for identity::ControllerClients {
+    fn from(client: Client) -> Self {
+        identity::ControllerClients::shared(client)
+    }
 }
 
 /// The CA (PEM) of the cluster a kubeconfig's current context names, if it gives one
@@ -317,6 +352,8 @@ pub struct Informers {
     pub cronjobs: Arc<Informer<CronJob>>,
     pub persistentvolumes: Arc<Informer<PersistentVolume>>,
     pub storageclasses: Arc<Informer<StorageClass>>,
+    /// Shared by csrapproving and csrsigning (kube shares one CSR informer too).
+    pub certificatesigningrequests: Arc<Informer<CertificateSigningRequest>>,
 }
 
 impl Informers {
@@ -342,6 +379,7 @@ impl Informers {
             cronjobs: Informer::new(Api::all(client.clone())),
             persistentvolumes: Informer::new(Api::all(client.clone())),
             storageclasses: Informer::new(Api::all(client.clone())),
+            certificatesigningrequests: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -374,34 +412,43 @@ impl Informers {
             persistentvolumeclaims,
             cronjobs,
             persistentvolumes,
-            storageclasses
+            storageclasses,
+            certificatesigningrequests
         );
     }
 }
 
 /// Runs the enabled controllers until the future is dropped. With leader election, controllers
 /// run only while this instance holds the Lease; losing it stops them and contention resumes.
-pub async fn run(client: Client, config: ControllersConfig) -> Result<(), Error> {
-    run_with_clock(client, config, system_clock()).await
+///
+/// `clients` is a [`Client`] (every controller shares its identity) or the
+/// [`identity::ControllerClients`] of [`clients_from_kubeconfig`].
+pub async fn run(
+    clients: impl Into<identity::ControllerClients>,
+    config: ControllersConfig,
+) -> Result<(), Error> {
+    run_with_clock(clients, config, system_clock()).await
 }
 
 pub async fn run_with_clock(
-    client: Client,
+    clients: impl Into<identity::ControllerClients>,
     config: ControllersConfig,
     clock: Clock,
 ) -> Result<(), Error> {
+    let clients = clients.into();
+    let client = clients.manager().clone();
     config.enabled()?;
     // Validate before contending so a bad flag fails at once.
     nodeipam::CidrSet::new(&config.cluster_cidr, config.node_cidr_mask_size)?;
     if !config.leader_elect {
-        return run_controllers(client, &config, clock).await;
+        return run_controllers(&clients, &config, clock).await;
     }
     let elector = leader::Elector::new(client.clone(), config.leader_election.clone());
     loop {
         elector.acquire().await;
         tracing::info!(identity = %elector.identity(), "became leader; starting controllers");
         tokio::select! {
-            r = run_controllers(client.clone(), &config, clock.clone()) => return r,
+            r = run_controllers(&clients, &config, clock.clone()) => return r,
             _ = elector.hold() => {
                 tracing::warn!(identity = %elector.identity(), "lost the controller-manager lease; stopping controllers");
             }
@@ -410,17 +457,23 @@ pub async fn run_with_clock(
 }
 
 async fn run_controllers(
-    client: Client,
+    clients: &identity::ControllerClients,
     config: &ControllersConfig,
     clock: Clock,
 ) -> Result<(), Error> {
     let enabled = config.enabled()?;
+    // Tokens are refreshed by tasks of this run: a new run (after a lost lease) gets its own.
+    let clients = clients.for_run();
+    // Informers, events and leader election act as the manager itself; each controller's
+    // writes as its own identity (the `client` each block below shadows this one with).
+    let client = clients.manager().clone();
     let informers = Informers::new(&client);
     let mut set = tokio::task::JoinSet::new();
     let workers = config.workers;
     let (recorder, writer) = events::channel(client.clone(), clock.clone());
     set.spawn(writer.run());
     if enabled.contains("replicaset") {
+        let client = clients.for_controller("replicaset", &mut set).await?;
         let c = replicaset::ReplicaSetController::register(
             &informers,
             client.clone(),
@@ -430,6 +483,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("replicationcontroller") {
+        let client = clients.for_controller("replicationcontroller", &mut set).await?;
         let c = replicationcontroller::ReplicationManager::register(
             &informers,
             client.clone(),
@@ -439,6 +493,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("deployment") {
+        let client = clients.for_controller("deployment", &mut set).await?;
         let c = deployment::DeploymentController::register(
             &informers,
             client.clone(),
@@ -448,6 +503,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("daemonset") {
+        let client = clients.for_controller("daemonset", &mut set).await?;
         let c = daemonset::DaemonSetController::register(
             &informers,
             client.clone(),
@@ -457,6 +513,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("statefulset") {
+        let client = clients.for_controller("statefulset", &mut set).await?;
         let c = statefulset::StatefulSetController::register(
             &informers,
             client.clone(),
@@ -466,6 +523,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("cronjob") {
+        let client = clients.for_controller("cronjob", &mut set).await?;
         let c = cronjob::CronJobController::register(
             &informers,
             client.clone(),
@@ -475,6 +533,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("job") {
+        let client = clients.for_controller("job", &mut set).await?;
         let c = job::JobController::register(
             &informers,
             client.clone(),
@@ -484,6 +543,7 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("ttl-after-finished") {
+        let client = clients.for_controller("ttl-after-finished", &mut set).await?;
         let c = ttlafterfinished::TtlAfterFinishedController::register(
             &informers,
             client.clone(),
@@ -492,19 +552,23 @@ async fn run_controllers(
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("endpoint") {
+        let client = clients.for_controller("endpoint", &mut set).await?;
         let c = endpoints::EndpointsController::register(&informers, client.clone(), clock.clone());
         set.spawn(c.run(workers));
     }
     if enabled.contains("endpointslice") {
+        let client = clients.for_controller("endpointslice", &mut set).await?;
         let c = endpointslice::EndpointSliceController::register(&informers, client.clone());
         set.spawn(c.run(workers));
     }
     if enabled.contains("nodeipam") {
+        let client = clients.for_controller("nodeipam", &mut set).await?;
         let cidrs = nodeipam::CidrSet::new(&config.cluster_cidr, config.node_cidr_mask_size)?;
         let c = nodeipam::NodeIpamController::register(&informers, client.clone(), cidrs);
         set.spawn(c.run());
     }
     if enabled.contains("nodelifecycle") {
+        let client = clients.for_controller("nodelifecycle", &mut set).await?;
         let c = nodelifecycle::NodeLifecycleController::register(
             &informers,
             client.clone(),
@@ -515,6 +579,7 @@ async fn run_controllers(
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("taint-eviction-controller") {
+        let client = clients.for_controller("taint-eviction-controller", &mut set).await?;
         let c = tainteviction::TaintEvictionController::register(
             &informers,
             client.clone(),
@@ -524,19 +589,23 @@ async fn run_controllers(
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("disruption") {
+        let client = clients.for_controller("disruption", &mut set).await?;
         let c =
             disruption::DisruptionController::register(&informers, client.clone(), clock.clone());
         set.spawn(c.run(workers));
     }
     if enabled.contains("serviceaccount") {
+        let client = clients.for_controller("serviceaccount", &mut set).await?;
         let c = serviceaccount::ServiceAccountController::register(&informers, client.clone());
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("csrapproving") {
-        let c = csr::approving::CsrApprover::register(client.clone(), clock.clone());
+        let client = clients.for_controller("csrapproving", &mut set).await?;
+        let c = csr::approving::CsrApprover::register(&informers, client.clone(), clock.clone());
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("csrsigning") {
+        let client = clients.for_controller("csrsigning", &mut set).await?;
         let duration = std::time::Duration::from_secs(config.cluster_signing_duration_secs);
         let ca = match (
             &config.cluster_signing_ca,
@@ -555,17 +624,19 @@ async fn run_controllers(
         };
         match ca {
             Some(ca) => {
-                let c = csr::signing::CsrSigner::register(client.clone(), clock.clone(), ca);
+                let c = csr::signing::CsrSigner::register(&informers, client.clone(), clock.clone(), ca);
                 set.spawn(c.run(workers.min(2)));
             }
             None => tracing::info!("no cluster signing CA configured; csrsigning not started"),
         }
     }
     if enabled.contains("tokencleaner") {
+        let client = clients.for_controller("tokencleaner", &mut set).await?;
         let c = csr::tokencleaner::TokenCleaner::register(client.clone(), clock.clone());
         set.spawn(c.run(1));
     }
     if enabled.contains("root-ca-cert-publisher") {
+        let client = clients.for_controller("root-ca-cert-publisher", &mut set).await?;
         match config.root_ca_pem.clone() {
             Some(pem) => {
                 let c = rootca::RootCaPublisher::register(&informers, client.clone(), pem);
@@ -575,6 +646,7 @@ async fn run_controllers(
         }
     }
     if enabled.contains("horizontalpodautoscaling") {
+        let client = clients.for_controller("horizontalpodautoscaling", &mut set).await?;
         let c = hpa::HpaController::register(
             &informers,
             client.clone(),
@@ -585,11 +657,13 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("pvc-protection") {
+        let client = clients.for_controller("pvc-protection", &mut set).await?;
         let c =
             storageprotection::StorageProtectionController::register(&informers, client.clone());
         set.spawn(c.run(workers));
     }
     if enabled.contains("resourcequota") {
+        let client = clients.for_controller("resourcequota", &mut set).await?;
         let c = resourcequota::ResourceQuotaController::register(
             &informers,
             client.clone(),
@@ -598,10 +672,12 @@ async fn run_controllers(
         set.spawn(c.run());
     }
     if enabled.contains("podgc") {
+        let client = clients.for_controller("podgc", &mut set).await?;
         let c = podgc::PodGcController::register(&informers, client.clone());
         set.spawn(c.run());
     }
     if enabled.contains("persistentvolume-binder") {
+        let client = clients.for_controller("persistentvolume-binder", &mut set).await?;
         let c = persistentvolume::PersistentVolumeController::register(
             &informers,
             client.clone(),
@@ -611,6 +687,7 @@ async fn run_controllers(
         set.spawn(c.run());
     }
     if enabled.contains("local-path-provisioner") {
+        let client = clients.for_controller("local-path-provisioner", &mut set).await?;
         let c = localpath::LocalPathProvisioner::register(
             &informers,
             client.clone(),

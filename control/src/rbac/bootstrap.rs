@@ -44,7 +44,7 @@ pub struct BindingSpec {
     pub subjects: &'static [(&'static str, &'static str, &'static str)],
 }
 
-const READ: &[&str] = &["get", "list", "watch"];
+pub(crate) const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 const RW: &[&str] = &[
     "create",
@@ -56,14 +56,14 @@ const RW: &[&str] = &[
     "update",
     "watch",
 ];
-const EVENTS: R = R(
+pub(crate) const EVENTS: R = R(
     &["create", "patch", "update"],
     &["", "events.k8s.io"],
     &["events"],
     &[],
     &[],
 );
-const NONE: &[&str] = &[];
+pub(crate) const NONE: &[&str] = &[];
 
 const TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
 const TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
@@ -868,7 +868,7 @@ impl R {
     }
 }
 
-fn bootstrap_metadata(name: &str, labels: &[&str]) -> Value {
+pub(crate) fn bootstrap_metadata(name: &str, labels: &[&str]) -> Value {
     let mut l = Map::new();
     l.insert("kubernetes.io/bootstrapping".into(), json!("rbac-defaults"));
     for k in labels {
@@ -1053,7 +1053,10 @@ fn stamp(api: &Api, obj: &mut Value) {
 /// Creates or reconciles one object at `key`; retries lost races a few times.
 async fn ensure(api: &Api, plural: &str, expected: Value, binding: bool) -> Result<(), ApiError> {
     let name = objects::name_of(&expected).to_string();
-    let key = format!("/registry/{GROUP}/{plural}/{name}");
+    let key = match expected.pointer("/metadata/namespace").and_then(Value::as_str) {
+        Some(ns) => format!("/registry/{GROUP}/{plural}/{ns}/{name}"),
+        None => format!("/registry/{GROUP}/{plural}/{name}"),
+    };
     let err = |e: StoreError| ApiError::from_store(e, GROUP, plural, &name);
     for _ in 0..5 {
         let (current, _) = api.store.get(&key).await.map_err(err)?;
@@ -1116,6 +1119,16 @@ pub async fn reconcile(api: &Api) -> Result<(), ApiError> {
     }
     for binding in CLUSTER_ROLE_BINDINGS {
         ensure(api, "clusterrolebindings", binding.object(), true).await?;
+    }
+    // The controllers' own roles (kube-controller-manager --use-service-account-credentials).
+    use crate::rbac::controller_policy::{cluster_binding, CONTROLLER_ROLES, NAMESPACED_ROLES};
+    for role in CONTROLLER_ROLES {
+        ensure(api, "clusterroles", role.object(), false).await?;
+        ensure(api, "clusterrolebindings", cluster_binding(role), true).await?;
+    }
+    for role in NAMESPACED_ROLES {
+        ensure(api, "roles", role.object(), false).await?;
+        ensure(api, "rolebindings", role.binding(), true).await?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 pub mod aggregation;
 pub mod bootstrap;
+pub mod controller_policy;
 pub mod escalation;
 pub mod impersonation;
 pub mod index;

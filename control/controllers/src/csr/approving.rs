@@ -19,9 +19,9 @@ use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
 use super::{check_kubelet_client, has_condition, parse_request, subject, KUBELET_CLIENT_SIGNER};
-use crate::informer::{Cache, Change, Informer};
+use crate::informer::{Cache, Change};
 use crate::queue::{run_workers, Queue, Requeue};
-use crate::Clock;
+use crate::{Clock, Informers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovingError {
@@ -37,7 +37,6 @@ pub enum ApprovingError {
 pub struct CsrApprover {
     client: Client,
     clock: Clock,
-    informer: Arc<Informer<CertificateSigningRequest>>,
     csrs: Arc<Cache<CertificateSigningRequest>>,
     queue: Arc<Queue>,
 }
@@ -49,13 +48,12 @@ impl std::fmt::Debug for CsrApprover {
 }
 
 impl CsrApprover {
-    pub fn register(client: Client, clock: Clock) -> Arc<Self> {
-        let informer = Informer::new(Api::<CertificateSigningRequest>::all(client.clone()));
+    pub fn register(informers: &Informers, client: Client, clock: Clock) -> Arc<Self> {
+        let informer = &informers.certificatesigningrequests;
         let c = Arc::new(Self {
             client,
             clock,
             csrs: informer.cache(),
-            informer: informer.clone(),
             queue: Queue::new(),
         });
         let q = c.queue.clone();
@@ -68,7 +66,6 @@ impl CsrApprover {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        tokio::spawn(self.informer.clone().run());
         self.csrs.wait_synced().await;
         let q = self.queue.clone();
         run_workers(q, workers, "csrapproving", move |name| {

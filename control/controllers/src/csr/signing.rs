@@ -25,9 +25,9 @@ use super::{
     check_kubelet_client, has_condition, parse_request, CLIENT_SIGNER, KUBELET_CLIENT_SIGNER,
     KUBELET_SERVING_SIGNER,
 };
-use crate::informer::{Cache, Change, Informer};
+use crate::informer::{Cache, Change};
 use crate::queue::{run_workers, Queue, Requeue};
-use crate::Clock;
+use crate::{Clock, Informers};
 
 /// kube-controller-manager's `--cluster-signing-duration` default.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(8760 * 3600);
@@ -176,7 +176,6 @@ pub struct CsrSigner {
     client: Client,
     clock: Clock,
     ca: SigningCa,
-    informer: Arc<Informer<CertificateSigningRequest>>,
     csrs: Arc<Cache<CertificateSigningRequest>>,
     queue: Arc<Queue>,
 }
@@ -188,14 +187,18 @@ impl std::fmt::Debug for CsrSigner {
 }
 
 impl CsrSigner {
-    pub fn register(client: Client, clock: Clock, ca: SigningCa) -> Arc<Self> {
-        let informer = Informer::new(Api::<CertificateSigningRequest>::all(client.clone()));
+    pub fn register(
+        informers: &Informers,
+        client: Client,
+        clock: Clock,
+        ca: SigningCa,
+    ) -> Arc<Self> {
+        let informer = &informers.certificatesigningrequests;
         let c = Arc::new(Self {
             client,
             clock,
             ca,
             csrs: informer.cache(),
-            informer: informer.clone(),
             queue: Queue::new(),
         });
         let q = c.queue.clone();
@@ -208,7 +211,6 @@ impl CsrSigner {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        tokio::spawn(self.informer.clone().run());
         self.csrs.wait_synced().await;
         let q = self.queue.clone();
         run_workers(q, workers, "csrsigning", move |name| {

@@ -1,0 +1,182 @@
+//! Per-controller identities (kube-controller-manager's --use-service-account-credentials):
+//! the real pea-control binary with its in-process controllers, driven by the real kubectl.
+//! The controller manager runs as `system:kube-controller-manager`, which may not create pods;
+//! the ReplicaSet controller's writes arrive as
+//! `system:serviceaccount:kube-system:replicaset-controller`: with its ClusterRoleBinding gone
+//! it is refused (403, logged with that user name) while the Job controller, under its own
+//! identity, keeps creating pods; with the binding back, the ReplicaSet catches up.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pea_tests::bins::workspace_binary;
+use pea_tests::control::Kubectl;
+
+const RS_SA: &str = "system:serviceaccount:kube-system:replicaset-controller";
+
+/// pea-control, killed (by its pid) and reaped when dropped.
+struct Control(Child);
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn eventually(secs: u64, what: &str, log: &Path, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "timed out waiting for {what}; pea-control log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn pods(k: &Kubectl, selector: &str) -> usize {
+    k.ok(&["get", "pods", "-l", selector, "-o", "name"])
+        .lines()
+        .count()
+}
+
+const REPLICASET: &str = r#"{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+ "metadata": {"name": "web"},
+ "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+  "template": {"metadata": {"labels": {"app": "web"}},
+   "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+
+const JOB: &str = r#"{"apiVersion": "batch/v1", "kind": "Job",
+ "metadata": {"name": "once"},
+ "spec": {"template": {"metadata": {"labels": {"app": "once"}},
+  "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+
+#[test]
+fn controllers_write_as_their_own_service_accounts() {
+    let dir = tempfile::Builder::new()
+        .prefix("pea-controller-identity-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("pea-control.log");
+    let child = Command::new(workspace_binary("pea-control", "PEA_CONTROL_BIN"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--disable-dashboard"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start pea-control");
+    let _control = Control(child);
+    let kubeconfig = data.join("admin.kubeconfig");
+    eventually(30, "pea-control to serve", &log, || {
+        kubeconfig.is_file()
+            && Kubectl::new(&kubeconfig)
+                .run(&["get", "--raw", "/readyz"])
+                .status
+                .success()
+    });
+    let k = Kubectl::new(&kubeconfig);
+
+    // The bootstrap policy: a role per controller, bound to its ServiceAccount; the manager's
+    // own identity cannot write pods, the ReplicaSet controller's can, the Endpoints
+    // controller's cannot.
+    let binding = k.ok(&[
+        "get",
+        "clusterrolebinding",
+        "system:controller:replicaset-controller",
+        "-o",
+        "jsonpath={.roleRef.name} {.subjects[0].kind} {.subjects[0].namespace}/{.subjects[0].name}",
+    ]);
+    assert_eq!(
+        binding,
+        "system:controller:replicaset-controller ServiceAccount kube-system/replicaset-controller"
+    );
+    let can = |user: &str, verb: &str, what: &str| {
+        k.run(&["auth", "can-i", verb, what, "--as", user])
+            .stdout
+            .starts_with(b"yes")
+    };
+    assert!(!can("system:kube-controller-manager", "create", "pods"));
+    assert!(can(RS_SA, "create", "pods"));
+    assert!(!can(
+        "system:serviceaccount:kube-system:endpoint-controller",
+        "create",
+        "pods"
+    ));
+    k.ok(&[
+        "get",
+        "role",
+        "-n",
+        "kube-public",
+        "system:controller:bootstrap-signer",
+    ]);
+
+    // The manager made the controllers' ServiceAccounts in kube-system and acts through them.
+    eventually(30, "the controllers' ServiceAccounts", &log, || {
+        let sas = k.ok(&["get", "serviceaccounts", "-n", "kube-system", "-o", "name"]);
+        [
+            "replicaset-controller",
+            "job-controller",
+            "node-controller",
+            "certificate-controller",
+        ]
+        .iter()
+        .all(|sa| sas.contains(&format!("serviceaccount/{sa}\n")))
+    });
+    eventually(30, "the default ServiceAccount", &log, || {
+        k.run(&["get", "serviceaccount", "default"]).status.success()
+    });
+    k.ok_stdin(&["apply", "-f", "-"], REPLICASET);
+    eventually(30, "the ReplicaSet's two pods", &log, || {
+        pods(&k, "app=web") == 2
+    });
+
+    // Without its binding the ReplicaSet controller is refused, by its own name.
+    k.ok(&[
+        "delete",
+        "clusterrolebinding",
+        "system:controller:replicaset-controller",
+    ]);
+    eventually(10, "the RBAC index to drop the binding", &log, || {
+        !can(RS_SA, "create", "pods")
+    });
+    k.ok(&["scale", "replicaset", "web", "--replicas=3"]);
+    // kube's FailedCreate event carries the API's refusal, naming the user it refused.
+    let refusal = format!("User \"{RS_SA}\" cannot create resource \"pods\"");
+    eventually(30, "the ReplicaSet controller's 403", &log, || {
+        k.ok(&[
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .contains(&refusal)
+    });
+    assert_eq!(pods(&k, "app=web"), 2);
+
+    // Other controllers act under their own identities and keep working.
+    k.ok_stdin(&["apply", "-f", "-"], JOB);
+    eventually(30, "the Job's pod", &log, || pods(&k, "app=once") == 1);
+    assert_eq!(pods(&k, "app=web"), 2);
+
+    // The binding back (as an administrator would restore it): the ReplicaSet catches up.
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "system:controller:replicaset-controller",
+        "--clusterrole=system:controller:replicaset-controller",
+        "--serviceaccount=kube-system:replicaset-controller",
+    ]);
+    k.ok(&["scale", "replicaset", "web", "--replicas=4"]);
+    eventually(30, "the ReplicaSet's four pods", &log, || {
+        pods(&k, "app=web") == 4
+    });
+}
