@@ -12,7 +12,15 @@
 //! KUBE-SEP chain, the old one deleted). Medians and ratios through `pea_tests::bench`; nothing
 //! asserted.
 //!
-//! Run: `cargo run --release -p pea-tests --bin bench-proxy -- [--runs 5] [--changes 20]`
+//! First-packet latency (`--first-packet-rounds`, see [`first_packet`]): from the write of a
+//! Service's first EndpointSlice to the API until a connection to its ClusterIP succeeds
+//! through the new rules; pea-proxy (the binary, watching a real pea-control) against the same
+//! change carried by a minimal kube-proxy iptables-mode path (a watch of the same API server,
+//! kube-proxy's rules for the Service, one `iptables-restore --noflush`) — kube-proxy itself is
+//! not installable here (no container registry, not in Debian), so the anchor is kube-proxy's
+//! event-to-rules path with none of its bookkeeping: a lower bound for kube-proxy.
+//!
+//! Run: `cargo run --release -p pea-tests --bin bench-proxy -- [--runs 5] [--changes 20] [--first-packet-rounds 10]`
 
 use std::{
     fmt::Write as _,
@@ -48,6 +56,9 @@ struct Args {
     /// Service counts.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     sizes: Vec<usize>,
+    /// First-packet rounds per subject (0 skips the first-packet latency).
+    #[arg(long, default_value_t = 10)]
+    first_packet_rounds: usize,
 }
 
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
@@ -91,6 +102,7 @@ fn proxier() -> Proxier {
         hostname: "bench".into(),
         cluster_cidrs: vec![CLUSTER_CIDR.parse().expect("cidr")],
         nodeport_cidrs: None,
+        node_ips: Vec::new(),
         families: vec![Family::V4],
         nft: Nft::default(),
         conntrack: None,
@@ -367,6 +379,338 @@ fn main() -> Result<()> {
         }
         println!("{out}");
         out.clear();
+    }
+    if args.first_packet_rounds > 0 {
+        let (pea, anchor) = first_packet::run(args.first_packet_rounds)?;
+        let anchor_name = anchor.subject.clone();
+        println!(
+            "{}",
+            table(
+                "first packet: EndpointSlice write → first connection through a ClusterIP",
+                &[pea, anchor],
+                &anchor_name,
+            )
+        );
+    }
+    Ok(())
+}
+
+/// kube-proxy's nat rules for Services just given their endpoints (KUBE-SERVICES in full, the
+/// new Service's chains), as its partial sync writes them.
+fn kp_added(svcs: &[KpService], changed: usize) -> String {
+    let mut out = String::new();
+    out.push_str("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
+    let s = &svcs[changed];
+    let _ = writeln!(out, ":{} - [0:0]", s.svc_chain);
+    for (c, _) in &s.eps {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    kp_services_rules(&mut out, svcs);
+    kp_service_chains(&mut out, s);
+    out.push_str("COMMIT\n");
+    out
+}
+
+mod first_packet {
+    //! Two node namespaces: `pea` runs pea-control (on its loopback) and the pea-proxy binary;
+    //! `anchor` gets kube-proxy's iptables rules from a watcher in this process. Each has the
+    //! ClusterIP range routed locally (`local 10.96.0.0/12 dev lo`: a connection to a ClusterIP
+    //! without rules is refused at once, so probing costs no timeouts) and a backend listening
+    //! on 10.244.0.2:8080. Per round and subject: a Service is created and left to settle, then
+    //! its EndpointSlice is written while a thread in the node connects to the ClusterIP in a
+    //! loop (a refused attempt is retried after 100 µs, at most 10 s); the time from just before
+    //! the write to the first accepted connection is the sample.
+
+    use std::{
+        collections::BTreeMap,
+        net::{SocketAddr, TcpListener, TcpStream},
+        process::{Child, Command, Stdio},
+        sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc, Mutex,
+        },
+        time::{Duration, Instant},
+    };
+
+    use anyhow::{bail, Context, Result};
+    use futures_util::StreamExt;
+    use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+    use kube::{
+        api::PostParams,
+        runtime::{watcher, WatchStreamExt},
+        Api, Client,
+    };
+    use pea_tests::{
+        bench::Samples,
+        bins::workspace_binary,
+        control::{Backend, ControlPlane},
+        netlab::Netns,
+    };
+    use serde_json::json;
+
+    use super::{kp_added, kp_hash, KpService, CLUSTER_CIDR};
+
+    const BACKEND: &str = "10.244.0.2";
+    const ANCHOR_LABEL: &str = "bench-anchor";
+
+    struct Proc(Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Loopback-routed ClusterIPs, the backend address and a listener on it.
+    fn node(role: &str, stop: Arc<AtomicBool>) -> Result<Netns> {
+        let ns = Netns::new(role)?;
+        ns.ip(&["link", "add", "ep0", "type", "dummy"])?;
+        ns.ip(&["link", "set", "ep0", "up"])?;
+        ns.ip(&["addr", "add", &format!("{BACKEND}/32"), "dev", "ep0"])?;
+        ns.ip(&["route", "add", "local", "10.96.0.0/12", "dev", "lo"])?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        ns.spawn_in(move || {
+            let l = TcpListener::bind((BACKEND, 8080))?;
+            l.set_nonblocking(true)?;
+            let _ = tx.send(());
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            Ok(())
+        })?;
+        rx.recv_timeout(Duration::from_secs(5))
+            .context("backend did not start")?;
+        Ok(ns)
+    }
+
+    /// Connects from `ns` to `addr` until one connection is accepted; the instant it was.
+    fn probe(ns: &Netns, addr: SocketAddr) -> Result<std::thread::JoinHandle<Result<Instant>>> {
+        ns.spawn_in(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Ok(Instant::now());
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            bail!("no connection to {addr} within 10 s")
+        })
+    }
+
+    fn service(name: &str, anchor: bool) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default",
+                "labels": {ANCHOR_LABEL: anchor.to_string()}},
+            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+        }))
+        .expect("service")
+    }
+
+    fn slice(name: &str, anchor: bool) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-1"), "namespace": "default",
+                "labels": {"kubernetes.io/service-name": name, ANCHOR_LABEL: anchor.to_string()}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [BACKEND], "conditions": {"ready": true}}]
+        }))
+        .expect("slice")
+    }
+
+    /// The anchor's proxy: on each new slice labelled for it, kube-proxy's rules for the
+    /// Service with one `iptables-restore --noflush` in the anchor node.
+    async fn anchor_proxy(
+        client: Client,
+        netns: String,
+        ips: Arc<Mutex<BTreeMap<String, String>>>,
+    ) {
+        let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+        let cfg = watcher::Config::default().labels(&format!("{ANCHOR_LABEL}=true"));
+        let mut stream = watcher(slices, cfg).applied_objects().boxed();
+        let mut svcs: Vec<KpService> = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let Ok(slice) = ev else { continue };
+            let Some(svc) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(ip) = ips.lock().expect("ips").get(&svc).cloned() else {
+                continue;
+            };
+            let name = format!("default/{svc}:http");
+            let eps = slice
+                .endpoints
+                .iter()
+                .filter_map(|e| e.addresses.first().cloned())
+                .map(|ep| (kp_hash("KUBE-SEP-", &format!("{name}tcp{ep}:8080")), ep))
+                .collect();
+            svcs.push(KpService {
+                svc_chain: kp_hash("KUBE-SVC-", &format!("{name}tcp")),
+                name,
+                ip,
+                eps,
+            });
+            let input = kp_added(&svcs, svcs.len() - 1);
+            let netns = netns.clone();
+            let r = tokio::task::spawn_blocking(move || super::restore_in(&netns, &input)).await;
+            if let Ok(Err(e)) = r {
+                eprintln!("bench-proxy: anchor iptables-restore: {e:#}");
+            }
+        }
+    }
+
+    /// (pea-proxy, anchor) first-packet samples over `rounds` rounds.
+    pub fn run(rounds: usize) -> Result<(Samples, Samples)> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let pea_ns = node("fppea", stop.clone())?;
+        let anchor_ns = node("fpkp", stop.clone())?;
+        let result = (|| -> Result<(Samples, Samples)> {
+            // kube-proxy's hooks in the anchor node (what it ensures at start).
+            super::restore_in(
+                &anchor_ns.name,
+                "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\nCOMMIT\n",
+            )?;
+            let data = tempfile::tempdir()?;
+            let data_dir = data.path().join("control");
+            let cp = pea_ns.run_in(move || {
+                ControlPlane::start_with(Backend::Embedded, move |c| c.data_dir = data_dir)
+            })?;
+            let proxy = Proc(
+                Command::new("ip")
+                    .args(["netns", "exec", &pea_ns.name])
+                    .arg(workspace_binary("pea-proxy", "PEA_PROXY_BIN"))
+                    .arg("--kubeconfig")
+                    .arg(&cp.kubeconfig)
+                    .args([
+                        "--hostname-override",
+                        "fpnode",
+                        "--cluster-cidr",
+                        CLUSTER_CIDR,
+                    ])
+                    .args(["--min-sync-period", "0s", "--ip-family", "IPv4"])
+                    .args(["--metrics-bind-address", "0", "--healthz-bind-address", "0"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting pea-proxy")?,
+            );
+            let kubeconfig = cp.kubeconfig.clone();
+            let ips = Arc::new(Mutex::new(BTreeMap::new()));
+            // Everything that opens sockets runs on the server's runtime workers, which live in
+            // the `pea` namespace with it (a future given to block_on would run on this thread,
+            // in the root namespace).
+            let client = cp.block_on(async move {
+                tokio::spawn(async move { client_for(&kubeconfig).await })
+                    .await
+                    .expect("client task")
+            })?;
+            let watcher = {
+                let (c, n, i) = (client.clone(), anchor_ns.name.clone(), ips.clone());
+                cp.block_on(async move { tokio::spawn(anchor_proxy(c, n, i)) })
+            };
+            let mut pea = Samples::new("pea-proxy (binary, watch → nft)");
+            let mut anchor =
+                Samples::new("kube-proxy iptables path (watch → iptables-restore), lower bound");
+            for round in 0..rounds {
+                for (anchor_side, ns) in [(false, &pea_ns), (true, &anchor_ns)] {
+                    let name = format!("fp-{}-{round}", if anchor_side { "kp" } else { "pea" });
+                    let c = client.clone();
+                    let svc = service(&name, anchor_side);
+                    let ip = cp.block_on(async move {
+                        tokio::spawn(async move {
+                            Api::<Service>::namespaced(c, "default")
+                                .create(&PostParams::default(), &svc)
+                                .await
+                        })
+                        .await
+                        .expect("create task")
+                    })?;
+                    let ip = ip
+                        .spec
+                        .and_then(|s| s.cluster_ip)
+                        .context("no clusterIP allocated")?;
+                    ips.lock().expect("ips").insert(name.clone(), ip.clone());
+                    // Let the Service (without endpoints) settle in both proxies.
+                    std::thread::sleep(Duration::from_millis(700));
+                    let addr: SocketAddr = format!("{ip}:80").parse()?;
+                    let prober = probe(ns, addr)?;
+                    let c = client.clone();
+                    let sl = slice(&name, anchor_side);
+                    let t0 = Instant::now();
+                    cp.block_on(async move {
+                        tokio::spawn(async move {
+                            Api::<EndpointSlice>::namespaced(c, "default")
+                                .create(&PostParams::default(), &sl)
+                                .await
+                        })
+                        .await
+                        .expect("create task")
+                    })?;
+                    let t1 = prober
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("probe panicked"))??;
+                    let d = t1.saturating_duration_since(t0);
+                    if anchor_side {
+                        anchor.push(d);
+                    } else {
+                        pea.push(d);
+                    }
+                }
+                eprintln!("bench-proxy: first packet round {}/{rounds}", round + 1);
+            }
+            watcher.abort();
+            drop(proxy);
+            drop(cp);
+            drop(data);
+            Ok((pea, anchor))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        result
+    }
+
+    async fn client_for(kubeconfig: &std::path::Path) -> Result<Client> {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        Ok(Client::try_from(cfg)?)
+    }
+}
+
+/// `iptables-restore --noflush` run inside the named network namespace.
+fn restore_in(netns: &str, input: &str) -> Result<()> {
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            netns,
+            "iptables-restore",
+            "--noflush",
+            "-w",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running iptables-restore")?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "iptables-restore in {netns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
