@@ -238,6 +238,7 @@ impl Federation {
                 resync: Duration::from_millis(500),
                 failover_toleration: toleration,
                 member_timeout: Duration::from_secs(2),
+                ..Default::default()
             };
             if let Err(e) = pea_federation::run(client, config).await {
                 panic!("pea-federation stopped: {e}");

@@ -357,3 +357,147 @@ fn wrong_credentials_and_invalid_overrides_are_reported_by_member_and_field_whil
         assert!(m.deployment("web").is_none(), "{}: web left", m.name);
     }
 }
+
+/// Whether the member holds ClusterRole `name`.
+fn has_clusterrole(m: &Member, name: &str) -> bool {
+    m.k.run(&["get", "clusterrole", name]).status.success()
+}
+
+#[test]
+fn cluster_scoped_templates_cluster_overrides_taints_and_spread_constraints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Full passes every 60 s (the fixture's default) and waits of at most 40 s: every step
+    // below is driven by watch events.
+    let fed = Federation::start(Duration::from_secs(300));
+    let members: Vec<Member> = ["m1", "m2"]
+        .iter()
+        .map(|n| Member::start(n, dir.path()))
+        .collect();
+    for m in &members {
+        fed.join(m, &["site=lab"]);
+    }
+    eventually("two Ready clusters", || {
+        let out = fed.k.ok(&["get", "clusters"]);
+        (out.lines().filter(|l| l.contains(" True ")).count() == 2).then_some(())
+    });
+    fed.k.ok_stdin(&["apply", "-f", "-"], r#"{"apiVersion": "v1", "kind": "List", "items": [
+      {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "ClusterPropagationPolicy",
+       "metadata": {"name": "roles"},
+       "spec": {"resourceSelectors": [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "name": "reader"}],
+         "placement": {}}},
+      {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "ClusterPropagationPolicy",
+       "metadata": {"name": "spread"},
+       "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment"}],
+         "placement": {"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 1, "minGroups": 1}],
+           "replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
+             "weightPreference": {"staticWeightList": [
+               {"targetCluster": {"clusterNames": ["m1"]}, "weight": 1},
+               {"targetCluster": {"clusterNames": ["m2"]}, "weight": 2}]}}}}},
+      {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "ClusterOverridePolicy",
+       "metadata": {"name": "fleet"},
+       "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment"}],
+         "overrideRules": [{"overriders": {
+           "labelsOverrider": [{"operator": "add", "value": {"fleet": "all"}}],
+           "annotationsOverrider": [{"operator": "add", "value": {"tier": "cluster"}}]}}]}},
+      {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "OverridePolicy",
+       "metadata": {"name": "tier", "namespace": "default"},
+       "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+         "overrideRules": [{"targetCluster": {"clusterNames": ["m2"]}, "overriders": {
+           "annotationsOverrider": [{"operator": "replace", "value": {"tier": "namespaced"}}]}}]}}]}"#);
+    fed.k.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    fed.k.ok_stdin(&["apply", "-f", "-"], r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "reader"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}"#);
+
+    // spreadConstraints maxGroups 1: only the heavier m2 gets web, with all 3 replicas; the
+    // ClusterOverridePolicy applies first, the OverridePolicy after it (it wins on m2).
+    let web = eventually("web with 3 replicas on m2", || {
+        members[1]
+            .deployment("web")
+            .filter(|d| replicas_and_image(d).0 == 3)
+    });
+    assert_eq!(web["metadata"]["labels"]["fleet"], "all", "{web}");
+    assert_eq!(
+        web["metadata"]["annotations"]["tier"], "namespaced",
+        "{web}"
+    );
+    assert!(
+        members[0].deployment("web").is_none(),
+        "maxGroups 1 keeps web off m1"
+    );
+    eventually("readyReplicas 3 on the federation", || {
+        let d = fed.get(&["deployment", "web"])?;
+        (d["status"]["readyReplicas"] == 3).then_some(())
+    });
+
+    // A cluster-scoped template: on both members, bound by a ClusterResourceBinding.
+    for m in &members {
+        eventually("reader on every member", || {
+            has_clusterrole(m, "reader").then_some(())
+        });
+    }
+    let crb = eventually("ClusterResourceBinding reader-clusterrole", || {
+        fed.get(&["clusterresourcebindings", "reader-clusterrole"])
+            .filter(|b| b["status"]["conditions"][1]["status"] == "True")
+    });
+    assert_eq!(
+        crb["spec"]["clusters"],
+        json!([{"name": "m1"}, {"name": "m2"}]),
+        "{crb}"
+    );
+    let out = fed.k.ok(&["get", "clusterresourcebindings"]);
+    assert!(
+        out.contains("reader-clusterrole") && out.contains("ClusterRole"),
+        "{out}"
+    );
+
+    // A NoExecute taint on m1 that the policy does not tolerate: reader leaves m1.
+    fed.k.ok(&[
+        "patch",
+        "cluster",
+        "m1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec": {"taints": [{"key": "maintenance", "value": "disk", "effect": "NoExecute"}]}}"#,
+    ]);
+    eventually("reader gone from the tainted m1", || {
+        (!has_clusterrole(&members[0], "reader")).then_some(())
+    });
+    assert!(has_clusterrole(&members[1], "reader"), "m2 keeps reader");
+    eventually("binding without m1", || {
+        fed.get(&["clusterresourcebindings", "reader-clusterrole"])
+            .filter(|b| b["spec"]["clusters"] == json!([{"name": "m2"}]))
+    });
+    // A toleration brings it back.
+    fed.k.ok(&["patch", "clusterpropagationpolicy", "roles", "--type", "merge", "-p",
+        r#"{"spec": {"placement": {"clusterTolerations": [{"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}]}}}"#]);
+    eventually("reader back on m1 once tolerated", || {
+        has_clusterrole(&members[0], "reader").then_some(())
+    });
+    // A spread constraint no placement can meet is reported, naming the field.
+    fed.k.ok(&["patch", "clusterpropagationpolicy", "spread", "--type", "merge", "-p",
+        r#"{"spec": {"placement": {"spreadConstraints": [{"spreadByField": "cluster", "minGroups": 3}]}}}"#]);
+    let rb = eventually("binding names the unmet spread constraint", || {
+        fed.get(&["resourcebindings", "web-deployment"])
+            .filter(|rb| rb["status"]["conditions"][0]["status"] == "False")
+    });
+    let msg = rb["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spreadConstraints[0]") && msg.contains("minGroups 3"),
+        "{msg}"
+    );
+
+    // Deleting the cluster-scoped template removes it from the members and its binding.
+    fed.k
+        .ok(&["delete", "clusterrole", "reader", "--timeout=40s"]);
+    for m in &members {
+        assert!(!has_clusterrole(m, "reader"), "{}: reader left", m.name);
+    }
+    assert!(fed
+        .get(&["clusterresourcebindings", "reader-clusterrole"])
+        .is_none());
+    fed.k.ok(&["delete", "deployment", "web", "--timeout=40s"]);
+    for m in &members {
+        assert!(m.deployment("web").is_none(), "{}: web left", m.name);
+    }
+}

@@ -2,6 +2,7 @@
 //! that persists across passes is not repeated every pass.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, Client};
@@ -10,14 +11,14 @@ use serde_json::{json, Value};
 /// Emits Events about federation objects, deduplicated by (object uid, reason).
 #[derive(Debug, Default)]
 pub struct Recorder {
-    last: HashMap<(String, String), String>,
+    last: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Recorder {
     /// Records `reason`/`message` on `obj` (a Warning unless `normal`) unless it was the last
     /// message for that object, reason and `topic` (e.g. the member it is about).
     pub async fn record(
-        &mut self,
+        &self,
         fed: &Client,
         obj: &Value,
         normal: bool,
@@ -30,10 +31,13 @@ impl Recorder {
             .unwrap_or_default()
             .to_string();
         let key = (uid.clone(), format!("{reason}/{topic}"));
-        if self.last.get(&key).map(String::as_str) == Some(message) {
-            return;
+        {
+            let mut last = self.last.lock().expect("recorder lock");
+            if last.get(&key).map(String::as_str) == Some(message) {
+                return;
+            }
+            last.insert(key, message.to_string());
         }
-        self.last.insert(key, message.to_string());
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
         let now = k8s_openapi::chrono::Utc::now()
@@ -64,8 +68,10 @@ impl Recorder {
     }
 
     /// Forgets the last message for (`uid`, `reason`, `topic`) so the next one is recorded again.
-    pub fn clear(&mut self, uid: &str, reason: &str, topic: &str) {
+    pub fn clear(&self, uid: &str, reason: &str, topic: &str) {
         self.last
+            .lock()
+            .expect("recorder lock")
             .remove(&(uid.to_string(), format!("{reason}/{topic}")));
     }
 }

@@ -33,3 +33,19 @@ pub fn override_policy() -> ApiResource {
 pub fn resource_binding() -> ApiResource {
     resource("work.karmada.io", "ResourceBinding", "resourcebindings")
 }
+
+pub fn cluster_override_policy() -> ApiResource {
+    resource(
+        "policy.karmada.io",
+        "ClusterOverridePolicy",
+        "clusteroverridepolicies",
+    )
+}
+
+pub fn cluster_resource_binding() -> ApiResource {
+    resource(
+        "work.karmada.io",
+        "ClusterResourceBinding",
+        "clusterresourcebindings",
+    )
+}

@@ -13,11 +13,19 @@
 //! - `OverridePolicy`: per-member image, command/args, labels/annotations, plaintext JSON patches.
 //! - `ResourceBinding` (work.karmada.io): per template, the placement and each member's status.
 //!
-//! The controller runs in passes (see [`reconcile`]): every pass re-reads the federation API and
-//! each member's objects, so drift in a member is corrected at the next pass.
+//! - `ClusterOverridePolicy` (cluster-scoped overrides, applied before the namespaced ones) and
+//!   `ClusterResourceBinding` (the binding of a cluster-scoped template).
+//!
+//! The controller is watch-driven (see [`controller`]): watches on the federation API and on
+//! every member feed one queue keyed by template, so a template, a policy change, drift or a
+//! status change in a member is acted on when its event arrives; a full pass every
+//! `full_resync` is only the safety net.
 
+pub mod cache;
+pub mod controller;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod kinds;
 pub mod members;
 pub mod overrides;
@@ -25,12 +33,13 @@ pub mod placement;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
+pub mod report;
 pub mod selector;
 
 use std::time::Duration;
 
+pub use controller::run;
 pub use error::Error;
-pub use reconcile::run;
 
 /// The CRDs of the federation API, as `kubectl apply -f` takes them.
 pub const CRDS: &str = include_str!("../crds/federation.yaml");
@@ -49,8 +58,11 @@ pub const TEMPLATE_ANNOTATION: &str = "federation.pea.dev/template";
 /// The controller's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Time between passes (each pass corrects drift and refreshes health and status).
+    /// Time between health probes of the members.
     pub resync: Duration,
+    /// Time between full passes over every template (the safety net under the watches, which
+    /// drive propagation, drift correction and status).
+    pub full_resync: Duration,
     /// How long a member may be not Ready before its Divided replicas move to healthy members
     /// (Karmada's failover toleration; its default is 300 s).
     pub failover_toleration: Duration,
@@ -62,6 +74,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             resync: Duration::from_secs(2),
+            full_resync: Duration::from_secs(60),
             failover_toleration: Duration::from_secs(300),
             member_timeout: Duration::from_secs(5),
         }
@@ -74,5 +87,5 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Clie
         what: path.display().to_string(),
         message: e.to_string(),
     })?;
-    members::client_from(kc, None, None, &path.display().to_string()).await
+    members::client_from(kc, None, None, false, &path.display().to_string()).await
 }

@@ -16,9 +16,12 @@ struct Args {
     /// Kubeconfig of the federation API.
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// Seconds between passes (drift correction, health, status).
+    /// Seconds between health probes of the members.
     #[arg(long, default_value_t = 2.0)]
     resync_seconds: f64,
+    /// Seconds between full passes over every template (watches drive everything else).
+    #[arg(long, default_value_t = 60.0)]
+    full_resync_seconds: f64,
     /// Seconds a member may be not Ready before its Divided replicas move to healthy members.
     #[arg(long, default_value_t = 300.0)]
     failover_toleration_seconds: f64,
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let config = pea_federation::Config {
         resync: secs("resync-seconds", args.resync_seconds)?,
+        full_resync: secs("full-resync-seconds", args.full_resync_seconds)?,
         failover_toleration: secs(
             "failover-toleration-seconds",
             args.failover_toleration_seconds,

@@ -22,16 +22,23 @@ pub enum Health {
     },
 }
 
-/// One member as the controller knows it between passes.
+/// One member as the controller knows it.
+#[derive(Clone)]
 pub struct Member {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// The Cluster's spec.taints (placement keeps templates off members whose taints the
+    /// policy does not tolerate).
+    pub taints: Vec<crate::policy::Taint>,
+    /// For requests: connect, read and write bounded by the member timeout.
     pub client: Option<Client>,
+    /// For watches: only the connect is bounded (a quiet watch must not time out).
+    pub watch_client: Option<Client>,
     pub health: Health,
     /// Since when the member has been not Ready (cleared when it is Ready again).
     pub not_ready_since: Option<Instant>,
     /// apiEndpoint + Secret resourceVersion the client was built from.
-    fingerprint: String,
+    pub fingerprint: String,
 }
 
 impl std::fmt::Debug for Member {
@@ -44,8 +51,8 @@ impl std::fmt::Debug for Member {
     }
 }
 
-/// The members, rebuilt from the `Cluster` objects each pass.
-#[derive(Debug, Default)]
+/// The members, refreshed from the `Cluster` objects by the health probe.
+#[derive(Debug, Default, Clone)]
 pub struct Members {
     pub by_name: HashMap<String, Member>,
 }
@@ -63,6 +70,7 @@ pub async fn client_from(
     kc: Kubeconfig,
     endpoint: Option<&str>,
     timeout: Option<Duration>,
+    watch: bool,
     what: &str,
 ) -> Result<Client, Error> {
     let kerr = |message: String| Error::Kubeconfig {
@@ -79,8 +87,10 @@ pub async fn client_from(
     }
     if let Some(t) = timeout {
         cfg.connect_timeout = Some(t);
-        cfg.read_timeout = Some(t);
-        cfg.write_timeout = Some(t);
+        if !watch {
+            cfg.read_timeout = Some(t);
+            cfg.write_timeout = Some(t);
+        }
     }
     Client::try_from(cfg).map_err(|e| kerr(e.to_string()))
 }
@@ -92,7 +102,7 @@ async fn member_client(
     name: &str,
     spec: &Value,
     timeout: Duration,
-) -> Result<(Client, String), Health> {
+) -> Result<(Client, Client, String), Health> {
     let endpoint = spec["apiEndpoint"].as_str().unwrap_or_default();
     let ns = spec["secretRef"]["namespace"].as_str().unwrap_or_default();
     let sname = spec["secretRef"]["name"].as_str().unwrap_or_default();
@@ -131,14 +141,17 @@ async fn member_client(
             "has neither key kubeconfig nor keys token and caBundle".into(),
         ));
     };
-    let client = client_from(kc, Some(endpoint), Some(timeout), name)
+    let client = client_from(kc.clone(), Some(endpoint), Some(timeout), false, name)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let watch_client = client_from(kc, Some(endpoint), Some(timeout), true, name)
         .await
         .map_err(|e| bad(e.to_string()))?;
     let fingerprint = format!(
         "{endpoint}|{}",
         secret.metadata.resource_version.unwrap_or_default()
     );
-    Ok((client, fingerprint))
+    Ok((client, watch_client, fingerprint))
 }
 
 /// GET /readyz on the member; 401/403 say the credentials are wrong.
@@ -189,56 +202,72 @@ impl Members {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            let prev = self
-                .by_name
-                .get(&name)
-                .map(|m| (m.client.clone(), m.fingerprint.clone()));
+            let prev = self.by_name.get(&name).map(|m| {
+                (
+                    m.client.clone(),
+                    m.watch_client.clone(),
+                    m.fingerprint.clone(),
+                )
+            });
             async move {
                 let spec = &c["spec"];
-                let (client, fp, health) = if spec["syncMode"].as_str().is_some_and(|m| m != "Push")
-                {
-                    (
-                        None,
-                        String::new(),
-                        not_ready(
-                            "ClusterSyncModeUnsupported",
-                            format!(
+                let (clients, fp, health) =
+                    if spec["syncMode"].as_str().is_some_and(|m| m != "Push") {
+                        (
+                            None,
+                            String::new(),
+                            not_ready(
+                                "ClusterSyncModeUnsupported",
+                                format!(
                                 "member {name}: spec.syncMode {} is not implemented (only Push)",
                                 spec["syncMode"]
                             ),
-                        ),
-                    )
-                } else {
-                    match member_client(fed, &name, spec, timeout).await {
-                        Ok((fresh, fp)) => {
-                            // Keep the old client (and its connections) while nothing changed.
-                            let client = match prev {
-                                Some((Some(old), old_fp)) if old_fp == fp => old,
-                                _ => fresh,
-                            };
-                            let health = probe(&client, &name, timeout).await;
-                            (Some(client), fp, health)
+                            ),
+                        )
+                    } else {
+                        match member_client(fed, &name, spec, timeout).await {
+                            Ok((fresh, fresh_watch, fp)) => {
+                                // Keep the old clients (and their connections) while nothing changed.
+                                let (client, watch_client) = match prev {
+                                    Some((Some(old), Some(old_watch), old_fp)) if old_fp == fp => {
+                                        (old, old_watch)
+                                    }
+                                    _ => (fresh, fresh_watch),
+                                };
+                                let health = probe(&client, &name, timeout).await;
+                                (Some((client, watch_client)), fp, health)
+                            }
+                            Err(h) => (None, String::new(), h),
                         }
-                        Err(h) => (None, String::new(), h),
-                    }
-                };
-                (name, client, fp, health)
+                    };
+                (name, clients, fp, health)
             }
         });
         let results = futures_util::future::join_all(probes).await;
-        for (c, (name, client, fingerprint, health)) in clusters.iter().zip(results) {
+        for (c, (name, clients, fingerprint, health)) in clusters.iter().zip(results) {
             let labels: BTreeMap<String, String> =
                 serde_json::from_value(c["metadata"]["labels"].clone()).unwrap_or_default();
             let m = self.by_name.entry(name.clone()).or_insert_with(|| Member {
                 name: name.clone(),
                 labels: BTreeMap::new(),
+                taints: Vec::new(),
                 client: None,
+                watch_client: None,
                 health: Health::Ready,
                 not_ready_since: None,
                 fingerprint: String::new(),
             });
             m.labels = labels;
-            m.client = client;
+            m.taints = match serde_json::from_value(c["spec"]["taints"].clone()) {
+                Ok(t) => t,
+                Err(e) if !c["spec"]["taints"].is_null() => {
+                    tracing::warn!(cluster = %name, "spec.taints ignored: {e}");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            };
+            m.client = clients.as_ref().map(|c| c.0.clone());
+            m.watch_client = clients.map(|c| c.1);
             m.fingerprint = fingerprint;
             if health == Health::Ready {
                 m.not_ready_since = None;

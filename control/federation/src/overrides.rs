@@ -79,12 +79,24 @@ pub struct PlaintextOverrider {
     pub value: Option<Value>,
 }
 
-/// An OverridePolicy as the renderer uses it.
+/// An OverridePolicy (or, with an empty namespace, a ClusterOverridePolicy) as the renderer
+/// uses it.
 #[derive(Debug, Clone)]
 pub struct OverridePolicy {
     pub namespace: String,
     pub name: String,
     pub spec: OverrideSpec,
+}
+
+impl OverridePolicy {
+    /// `OverridePolicy ns/name` or `ClusterOverridePolicy name`.
+    pub fn display(&self) -> String {
+        if self.namespace.is_empty() {
+            format!("ClusterOverridePolicy {}", self.name)
+        } else {
+            format!("OverridePolicy {}/{}", self.namespace, self.name)
+        }
+    }
 }
 
 /// Applies every rule of `policy` that targets member `cluster` to `obj`.
@@ -104,8 +116,8 @@ pub fn apply(
         }
         let at = |f: &str, j: usize| {
             format!(
-                "OverridePolicy {}/{} spec.overrideRules[{i}].overriders.{f}[{j}]",
-                policy.namespace, policy.name
+                "{} spec.overrideRules[{i}].overriders.{f}[{j}]",
+                policy.display()
             )
         };
         let o = &rule.overriders;

@@ -63,6 +63,9 @@ pub struct StaticWeight {
 pub struct WeightPreference {
     #[serde(default)]
     pub static_weight_list: Vec<StaticWeight>,
+    /// Karmada's `AvailableReplicas`; not built (refused by name rather than ignored).
+    #[serde(default)]
+    pub dynamic_weight: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -84,7 +87,74 @@ pub struct Placement {
     #[serde(default)]
     pub cluster_affinity: Option<ClusterAffinity>,
     #[serde(default)]
+    pub cluster_tolerations: Vec<Toleration>,
+    #[serde(default)]
+    pub spread_constraints: Vec<SpreadConstraint>,
+    #[serde(default)]
     pub replica_scheduling: Option<ReplicaScheduling>,
+}
+
+/// A Cluster's `spec.taints` entry (core/v1 Taint's shape).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// A `placement.clusterTolerations` entry (core/v1 Toleration's shape and matching rules).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration {
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `Equal` (the default) or `Exists`.
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub effect: Option<String>,
+}
+
+impl Toleration {
+    /// Kubernetes' rule: an empty effect matches every effect, an empty key with `Exists`
+    /// matches every taint, `Equal` compares values.
+    pub fn tolerates(&self, t: &Taint) -> bool {
+        if self
+            .effect
+            .as_deref()
+            .is_some_and(|e| !e.is_empty() && e != t.effect)
+        {
+            return false;
+        }
+        let key = self.key.as_deref().unwrap_or("");
+        match self.operator.as_deref().unwrap_or("Equal") {
+            "Exists" => key.is_empty() || key == t.key,
+            _ => {
+                key == t.key
+                    && self.value.as_deref().unwrap_or("") == t.value.as_deref().unwrap_or("")
+            }
+        }
+    }
+}
+
+/// A `placement.spreadConstraints` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpreadConstraint {
+    /// `cluster`, `region`, `zone` or `provider`; only `cluster` is built.
+    #[serde(default)]
+    pub spread_by_field: Option<String>,
+    #[serde(default)]
+    pub spread_by_label: Option<String>,
+    #[serde(default)]
+    pub max_groups: i64,
+    #[serde(default)]
+    pub min_groups: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
