@@ -50,6 +50,11 @@ struct Args {
     /// How often the in-process HPA controller reconciles each autoscaler, e.g. `15s`.
     #[arg(long, value_parser = parse_duration_secs)]
     horizontal_pod_autoscaler_sync_period: Option<f64>,
+    /// The longest lifetime of certificates csrsigning issues, e.g. `8760h` (the default, as
+    /// kube-controller-manager's --cluster-signing-duration); a CSR's expirationSeconds may
+    /// ask for less.
+    #[arg(long, value_parser = parse_duration_secs)]
+    cluster_signing_duration: Option<f64>,
     /// The directory the in-process local-path provisioner makes volumes in on each node
     /// (default /var/lib/pea/storage).
     #[arg(long)]
@@ -443,6 +448,12 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(cidr) = args.cluster_cidr.clone() {
                 c.cluster_cidr = cidr;
+            }
+            if let Some(d) = args.cluster_signing_duration {
+                if d < 1.0 {
+                    anyhow::bail!("--cluster-signing-duration {d}s: must be at least 1s");
+                }
+                c.cluster_signing_duration_secs = d as u64;
             }
             if let Some(dir) = args.local_path_dir.clone() {
                 c.local_path_dir = dir;

@@ -140,7 +140,10 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     let out = pea(Some(netns.as_path()), &[&["join"][..], &args[..]].concat());
     assert!(out.status.success(), "pea join: {}", text(&out));
     assert!(
-        text(&out).contains("verified against the pin"),
+        text(&out).contains("verified against the pin")
+            && text(&out).contains(&format!(
+                "cluster-info signature verified with token id {id}"
+            )),
         "{}",
         text(&out)
     );
@@ -276,14 +279,64 @@ fn token_kubeconfig(
 }
 
 fn token_secret(id: &str, secret: &str, expiration: &str) -> String {
+    token_secret_for(id, secret, expiration, &["authentication", "signing"])
+}
+
+/// A bootstrap token Secret with `usage-bootstrap-<usage>: "true"` for each of `usages`.
+fn token_secret_for(id: &str, secret: &str, expiration: &str, usages: &[&str]) -> String {
+    let usages: String = usages
+        .iter()
+        .map(|u| format!("  usage-bootstrap-{u}: \"true\"\n"))
+        .collect();
     format!(
-        "apiVersion: v1\nkind: Secret\ntype: bootstrap.kubernetes.io/token\nmetadata:\n  name: bootstrap-token-{id}\n  namespace: kube-system\nstringData:\n  token-id: {id}\n  token-secret: {secret}\n  usage-bootstrap-authentication: \"true\"\n  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token\n  expiration: \"{expiration}\"\n"
+        "apiVersion: v1\nkind: Secret\ntype: bootstrap.kubernetes.io/token\nmetadata:\n  name: bootstrap-token-{id}\n  namespace: kube-system\nstringData:\n  token-id: {id}\n  token-secret: {secret}\n{usages}  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token\n  expiration: \"{expiration}\"\n"
     )
+}
+
+/// pea-controllers' bootstrapsigner against `cp`, on its own runtime (stopped when dropped).
+fn bootstrap_signer(cp: &ControlPlane) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("signer runtime");
+    let kubeconfig = cp.kubeconfig.clone();
+    rt.spawn(async move {
+        let client = pea_controllers::client_from_kubeconfig(&kubeconfig)
+            .await
+            .expect("client");
+        let mut config = pea_controllers::ControllersConfig::default();
+        config.set_controllers("bootstrapsigner");
+        config.leader_elect = false;
+        if let Err(e) = pea_controllers::run(client, config).await {
+            panic!("bootstrapsigner stopped: {e}");
+        }
+    });
+    rt
+}
+
+/// The data keys of kube-public/cluster-info.
+fn cluster_info_keys(admin: &Kubectl) -> Vec<String> {
+    let cm: Value = serde_json::from_str(&admin.ok(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-public",
+        "cluster-info",
+        "-o",
+        "json",
+    ]))
+    .unwrap_or_default();
+    cm["data"]
+        .as_object()
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 #[test]
 fn bad_tokens_and_a_wrong_ca_pin_are_refused() -> Result<()> {
     let cp = ControlPlane::start(Backend::Embedded)?;
+    let _signer = bootstrap_signer(&cp);
     let admin = cp.kubectl();
     let dir = tempfile::tempdir()?;
     let server = format!("https://{}", cp.addr);
@@ -340,7 +393,24 @@ fn bad_tokens_and_a_wrong_ca_pin_are_refused() -> Result<()> {
     let err = admin.fails_stdin(&["create", "-f", "-"], &legacy);
     assert!(err.contains("spec.signerName"), "{err}");
 
-    // pea join: the right pin and token pass; a wrong pin and an expired token are refused.
+    // cluster-info is signed with the valid token only (old001 has expired).
+    wait_for(
+        "cluster-info signed for good01",
+        Duration::from_secs(15),
+        || {
+            let keys = cluster_info_keys(&admin);
+            keys.contains(&"jws-kubeconfig-good01".to_string())
+                .then_some(())
+        },
+    )?;
+    let keys = cluster_info_keys(&admin);
+    assert!(
+        !keys.contains(&"jws-kubeconfig-old001".to_string()),
+        "{keys:?}"
+    );
+
+    // pea join: the right pin and token pass; a wrong pin, an expired token, a token that may
+    // not sign and one that may not authenticate are refused.
     let good_out = pea(
         None,
         &[
@@ -371,6 +441,11 @@ fn bad_tokens_and_a_wrong_ca_pin_are_refused() -> Result<()> {
         ],
     );
     assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("cluster-info signature verified with token id good01"),
+        "{}",
+        text(&ok)
+    );
     let wrong_pin = format!("sha256:{}", "0".repeat(64));
     let out = pea(
         None,
@@ -402,6 +477,59 @@ fn bad_tokens_and_a_wrong_ca_pin_are_refused() -> Result<()> {
             "old001.0123456789abcdef",
             "--discovery-token-ca-cert-hash",
             &pin,
+            "--discovery-timeout",
+            "2",
+            "--dir",
+            &join_dir,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no JWS signed token in the cluster-info ConfigMap"),
+        "{}",
+        text(&out)
+    );
+    // Right token ID, wrong secret: the signature does not match what the joiner computes.
+    let out = pea(
+        None,
+        &[
+            "join",
+            "--server",
+            &server,
+            "--token",
+            "good01.0123456789abcdex",
+            "--discovery-token-ca-cert-hash",
+            &pin,
+            "--dir",
+            &join_dir,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("signature for token id \"good01\" is invalid"),
+        "{}",
+        text(&out)
+    );
+    // Signing only: cluster-info is signed, the API server refuses it as a credential.
+    admin.ok_stdin(
+        &["apply", "-f", "-"],
+        &token_secret_for(
+            "sign01",
+            "0123456789abcdef",
+            "2099-01-01T00:00:00Z",
+            &["signing"],
+        ),
+    );
+    let out = pea(
+        None,
+        &[
+            "join",
+            "--server",
+            &server,
+            "--token",
+            "sign01.0123456789abcdef",
+            "--discovery-token-ca-cert-hash",
+            &pin,
             "--dir",
             &join_dir,
         ],
@@ -412,6 +540,22 @@ fn bad_tokens_and_a_wrong_ca_pin_are_refused() -> Result<()> {
         "{}",
         text(&out)
     );
+    // A deleted token's signature goes.
+    admin.ok(&[
+        "delete",
+        "secret",
+        "-n",
+        "kube-system",
+        "bootstrap-token-sign01",
+    ]);
+    wait_for(
+        "sign01's signature removed",
+        Duration::from_secs(15),
+        || {
+            (!cluster_info_keys(&admin).contains(&"jws-kubeconfig-sign01".to_string()))
+                .then_some(())
+        },
+    )?;
     // With bootstrap token auth off, even a valid token is refused.
     drop(cp);
     let off =
@@ -432,5 +576,152 @@ fn bad_tokens_and_a_wrong_ca_pin_are_refused() -> Result<()> {
         "/apis/certificates.k8s.io/v1/certificatesigningrequests",
     ]);
     assert!(err.contains("Unauthorized"), "{err}");
+    Ok(())
+}
+
+/// Every file under `root`, relative, sorted.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn join_with_node_ip_installs_a_worker_that_bootstraps() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let cp = ControlPlane::start(Backend::Embedded)?;
+    let _signer = bootstrap_signer(&cp);
+    let out = pea(
+        None,
+        &[
+            "token",
+            "create",
+            "--kubeconfig",
+            &cp.kubeconfig.display().to_string(),
+            "--print-join-command",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let token = words[words
+        .iter()
+        .position(|w| w == "--token")
+        .context("--token")?
+        + 1]
+    .clone();
+    let bin_dir = workspace_binary("pea-kubelet", "PEA_KUBELET")
+        .parent()
+        .context("bin dir")?
+        .display()
+        .to_string();
+    let tmp = tempfile::tempdir()?;
+    let join = |root: &Path, dir: &Path, node_name: &str| {
+        let mut args: Vec<String> = words[1..].to_vec();
+        args.extend(
+            [
+                "--dir",
+                &dir.display().to_string(),
+                "--node-ip",
+                "10.0.0.7",
+                "--node-name",
+                node_name,
+                "--root",
+                &root.display().to_string(),
+                "--bin-dir",
+                &bin_dir,
+            ]
+            .map(str::to_string),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pea(None, &args)
+    };
+
+    // Bad input the installer finds (a node name that is no DNS name): refused, and the
+    // credentials join had written are gone again.
+    let root = tmp.path().join("root");
+    let dir = tmp.path().join("join");
+    std::fs::create_dir_all(&root)?;
+    let out = join(&root, &dir, "Bad_Name");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Bad_Name"), "{}", text(&out));
+    assert_eq!(files_under(&dir), Vec::<String>::new());
+    assert_eq!(files_under(&root), Vec::<String>::new());
+
+    // A file pea did not write is never overwritten: refused, nothing written, nothing kept.
+    let foreign = root.join("etc/pea/kubelet.yaml");
+    std::fs::create_dir_all(foreign.parent().context("parent")?)?;
+    std::fs::write(&foreign, "mine\n")?;
+    let out = join(&root, &dir, "w1");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("exists and was not written by pea install"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(files_under(&dir), Vec::<String>::new());
+    assert_eq!(files_under(&root), ["etc/pea/kubelet.yaml"]);
+    std::fs::remove_file(&foreign)?;
+
+    // The install: the kubelet unit bootstraps from the token's kubeconfig, with the pinned CA.
+    let out = join(&root, &dir, "w1");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("cluster-info signature verified"),
+        "{}",
+        text(&out)
+    );
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/pea-kubelet.service"))?;
+    assert!(
+        unit.contains("--bootstrap-kubeconfig /etc/pea/bootstrap-kubelet.kubeconfig")
+            && unit.contains("--kubeconfig /etc/pea/kubelet.kubeconfig"),
+        "{unit}"
+    );
+    let boot = root.join("etc/pea/bootstrap-kubelet.kubeconfig");
+    let boot_text = std::fs::read_to_string(&boot)?;
+    assert!(boot_text.contains(&token), "{boot_text}");
+    assert!(
+        boot_text.contains(&format!("server: https://{}", cp.addr)),
+        "{boot_text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&boot)?.permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/pea/pki/ca.crt"))?,
+        cp.running().pki.ca.cert_pem
+    );
+    // The bootstrap kubeconfig works: it is the token's identity on the API server.
+    Kubectl::new(&boot).ok(&[
+        "get",
+        "--raw",
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+    ]);
+    let units = files_under(&root.join("etc/systemd/system"));
+    assert_eq!(
+        units,
+        [
+            "pea-flanneld.service",
+            "pea-kubelet.service",
+            "pea-proxy.service",
+            "pea-shim.service"
+        ]
+    );
+    // uninstall removes what the join installed.
+    let out = pea(None, &["uninstall", "--root", &root.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(files_under(&root), Vec::<String>::new());
     Ok(())
 }

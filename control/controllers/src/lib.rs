@@ -34,6 +34,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::{Api, Client};
 use serde::Deserialize;
 
+pub mod bootstrapsigner;
 pub mod cron;
 pub mod cronjob;
 pub mod csr;
@@ -124,6 +125,7 @@ pub const ALL: &[&str] = &[
     "csrapproving",
     "csrsigning",
     "tokencleaner",
+    "bootstrapsigner",
 ];
 
 /// Configuration of the controller manager (also a JSON schema: camelCase fields).
@@ -634,6 +636,10 @@ async fn run_controllers(
         let client = clients.for_controller("tokencleaner", &mut set).await?;
         let c = csr::tokencleaner::TokenCleaner::register(client.clone(), clock.clone());
         set.spawn(c.run(1));
+    }
+    if enabled.contains("bootstrapsigner") {
+        let c = bootstrapsigner::BootstrapSigner::register(client.clone(), clock.clone());
+        set.spawn(c.run());
     }
     if enabled.contains("root-ca-cert-publisher") {
         let client = clients.for_controller("root-ca-cert-publisher", &mut set).await?;

@@ -8,8 +8,13 @@
 //! `--bootstrap-kubeconfig`, the kubelet then requests its own certificate) or print that
 //! command.
 //!
-//! Not done (kubeadm does it): verifying cluster-info's JWS signature made with the token
-//! (bootstrapsigner); the CA pin is what authenticates the server here.
+//! Before the pin, the kubeconfig in cluster-info must carry a valid signature made with the
+//! token (`jws-kubeconfig-<token-id>`, a detached HS256 JWS that pea-controllers'
+//! bootstrapsigner adds, as kubeadm's token discovery checks): it proves the cluster-info came
+//! from someone holding the token. Discovery waits for it up to `--discovery-timeout`, as the
+//! signer adds it a moment after the token is created. With
+//! `--discovery-token-unsafe-skip-ca-verification` the signature is all that authenticates the
+//! server.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use sha2::Digest;
 
-use crate::token::kubectl;
+use crate::kubectl::kubectl;
 
 #[derive(Debug)]
 pub struct Options {
@@ -25,6 +30,8 @@ pub struct Options {
     pub token: String,
     pub ca_cert_hashes: Vec<String>,
     pub unsafe_skip_ca_verification: bool,
+    /// How long discovery waits for cluster-info to be signed with the token.
+    pub discovery_timeout: std::time::Duration,
     /// Where the bootstrap kubeconfig and the CA are written.
     pub dir: PathBuf,
     /// Install the worker right away (with these) instead of printing the command.
@@ -75,14 +82,55 @@ fn check_pin(p: &str) -> Result<String> {
     Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
 }
 
-/// The `certificate-authority-data` of cluster-info's kubeconfig (its only cluster).
-fn ca_of_cluster_info(configmap: &str) -> Result<Vec<u8>> {
+/// cluster-info's kubeconfig and the signature made with token `id`, if there is one yet.
+fn cluster_info_parts(configmap: &str, id: &str) -> Result<(String, Option<String>)> {
     let cm: serde_json::Value =
         serde_json::from_str(configmap).context("cluster-info is not a JSON ConfigMap")?;
     let kc = cm
         .pointer("/data/kubeconfig")
         .and_then(|v| v.as_str())
         .context("cluster-info has no data.kubeconfig")?;
+    let sig = cm
+        .pointer(&format!("/data/jws-kubeconfig-{id}"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    Ok((kc.to_string(), sig))
+}
+
+/// kube's `DetachedTokenIsValid`: `sig` is `HEADER..SIGNATURE`, the protected header says
+/// HS256 and names token `id`, and the HMAC-SHA256 keyed with the token secret over
+/// `HEADER.base64url(content)` matches (compared in constant time).
+pub fn verify_detached_signature(content: &str, sig: &str, id: &str, secret: &str) -> Result<()> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (header, tag) = sig
+        .split_once("..")
+        .context("the signature is not a detached JWS (HEADER..SIGNATURE)")?;
+    let header_json: serde_json::Value = b64
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .context("the signature's header is not base64url JSON")?;
+    if header_json["alg"] != "HS256" {
+        bail!(
+            "the signature's algorithm is {}, not HS256",
+            header_json["alg"]
+        );
+    }
+    if header_json["kid"] != id {
+        bail!(
+            "the signature's key ID is {}, not the token's {id:?}",
+            header_json["kid"]
+        );
+    }
+    let tag = b64.decode(tag).context("the signature is not base64url")?;
+    let input = format!("{header}.{}", b64.encode(content.as_bytes()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    ring::hmac::verify(&key, input.as_bytes(), &tag)
+        .map_err(|_| anyhow::anyhow!("the signature does not match the token"))
+}
+
+/// The `certificate-authority-data` of cluster-info's kubeconfig (its only cluster).
+fn ca_of_kubeconfig(kc: &str) -> Result<Vec<u8>> {
     let b64 = kc
         .lines()
         .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
@@ -147,20 +195,38 @@ pub fn join(o: Options) -> Result<()> {
             "{}/api/v1/namespaces/kube-public/configmaps/cluster-info",
             o.server.trim_end_matches('/')
         );
-        let cm = crate::proc::run(
-            "curl",
-            &[
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--insecure",
-                "--max-time",
-                "15",
-                &url,
-            ],
-        )
-        .context("fetching the cluster-info ConfigMap from kube-public")?;
-        let ca = ca_of_cluster_info(&cm)?;
+        let (id, secret) = o.token.split_once('.').unwrap_or_default();
+        let started = std::time::Instant::now();
+        let (info_kubeconfig, sig) = loop {
+            let cm = crate::proc::run(
+                "curl",
+                &[
+                    "--silent",
+                    "--show-error",
+                    "--fail",
+                    "--insecure",
+                    "--max-time",
+                    "15",
+                    &url,
+                ],
+            )
+            .context("fetching the cluster-info ConfigMap from kube-public")?;
+            match cluster_info_parts(&cm, id)? {
+                (kc, Some(sig)) => break (kc, sig),
+                _ if started.elapsed() < o.discovery_timeout => {
+                    std::thread::sleep(std::time::Duration::from_millis(500))
+                }
+                _ => bail!(
+                    "there is no JWS signed token in the cluster-info ConfigMap after {} s: token id {id:?} is invalid for this cluster, has expired or may not sign (usage-bootstrap-signing), or the bootstrapsigner controller is not running; create a token with `pea token create` on the control plane",
+                    o.discovery_timeout.as_secs()
+                ),
+            }
+        };
+        verify_detached_signature(&info_kubeconfig, &sig, id, secret).with_context(|| {
+            format!("cluster-info's JWS signature for token id {id:?} is invalid: refusing to join this server")
+        })?;
+        println!("pea join: cluster-info signature verified with token id {id}");
+        let ca = ca_of_kubeconfig(&info_kubeconfig)?;
         let hash = ca_cert_hash(&ca)?;
         if !o.unsafe_skip_ca_verification && !pins.contains(&hash) {
             bail!(
@@ -244,8 +310,41 @@ mod tests {
         assert!(check_token("abcdef0123456789abcdef").is_err());
         assert!(check_pin("md5:00").is_err());
         assert!(check_pin(&format!("sha256:{}", "A".repeat(64))).is_ok());
-        let cm =
-            serde_json::json!({"data": {"kubeconfig": kubeconfig("https://x:6443", b"PEM", "t")}});
-        assert_eq!(ca_of_cluster_info(&cm.to_string()).unwrap(), b"PEM");
+        let kc = kubeconfig("https://x:6443", b"PEM", "t");
+        let cm = serde_json::json!({"data": {"kubeconfig": kc, "jws-kubeconfig-abcdef": "S"}});
+        let (got, sig) = cluster_info_parts(&cm.to_string(), "abcdef").unwrap();
+        assert_eq!(sig.as_deref(), Some("S"));
+        assert_eq!(ca_of_kubeconfig(&got).unwrap(), b"PEM");
+        assert_eq!(
+            cluster_info_parts(&cm.to_string(), "zzzzzz").unwrap().1,
+            None
+        );
+    }
+
+    #[test]
+    fn signatures_are_checked_against_the_token() {
+        // Made by hand: HS256 over `HEADER.base64url("content")` keyed "0123456789abcdef".
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"HS256","kid":"abcdef"}"#);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"0123456789abcdef");
+        let tag = ring::hmac::sign(
+            &key,
+            format!("{header}.{}", b64.encode("content")).as_bytes(),
+        );
+        let sig = format!("{header}..{}", b64.encode(tag.as_ref()));
+        verify_detached_signature("content", &sig, "abcdef", "0123456789abcdef").unwrap();
+        assert!(verify_detached_signature("content!", &sig, "abcdef", "0123456789abcdef").is_err());
+        assert!(verify_detached_signature("content", &sig, "abcdef", "0123456789abcdeX").is_err());
+        assert!(verify_detached_signature("content", &sig, "other0", "0123456789abcdef").is_err());
+        // kube's cluster-bootstrap test vector (token/jws/jws_test.go).
+        verify_detached_signature(
+            "Hello from the other side. I must have called a thousand times.",
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6Impvc2h1YSJ9..VShe2taLd-YTrmWuRkcL_8QTNDHYxQIEBsAYYiIj1_8",
+            "joshua",
+            "my voice is my passcode",
+        )
+        .unwrap();
+        let none = format!("{}..", b64.encode(br#"{"alg":"none","kid":"abcdef"}"#));
+        assert!(verify_detached_signature("content", &none, "abcdef", "0123456789abcdef").is_err());
     }
 }

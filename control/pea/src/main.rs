@@ -11,6 +11,7 @@ mod federation;
 mod forward;
 mod install;
 mod join;
+mod kubectl;
 mod logs;
 mod proc;
 mod prometheus;
@@ -132,7 +133,8 @@ enum Cmd {
         verb: TokenVerb,
     },
     /// Joins this host to a cluster with a bootstrap token (kubeadm join's token discovery and
-    /// TLS bootstrap): verifies the cluster CA against the pin, checks the token, writes the
+    /// TLS bootstrap): verifies cluster-info's signature made with the token and the cluster CA
+    /// against the pin, checks the token, writes the
     /// bootstrap kubeconfig, and installs the worker (with --node-ip) or prints how to.
     Join {
         /// The API server, e.g. https://10.0.0.1:6443.
@@ -147,6 +149,9 @@ enum Cmd {
         /// Trust whatever CA cluster-info names (kubeadm's flag; not recommended).
         #[arg(long)]
         discovery_token_unsafe_skip_ca_verification: bool,
+        /// How long discovery waits for cluster-info to be signed with the token (seconds).
+        #[arg(long, default_value_t = 60)]
+        discovery_timeout: u64,
         /// Where the bootstrap kubeconfig and CA are written.
         #[arg(long, default_value = "/var/lib/pea/join")]
         dir: std::path::PathBuf,
@@ -257,6 +262,7 @@ fn main() {
             token,
             ca_cert_hashes,
             discovery_token_unsafe_skip_ca_verification,
+            discovery_timeout,
             dir,
             node_ip,
             node_name,
@@ -270,6 +276,7 @@ fn main() {
                     token,
                     ca_cert_hashes,
                     unsafe_skip_ca_verification: discovery_token_unsafe_skip_ca_verification,
+                    discovery_timeout: std::time::Duration::from_secs(discovery_timeout),
                     dir,
                     install: node_ip.map(|node_ip| install::Options {
                         role: install::Role::Worker,

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::kubectl::kubectl;
+
 pub const NODE_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 /// pea-control's admin kubeconfig of a `pea install --role control-plane` host.
 pub const DEFAULT_KUBECONFIG: &str = "/var/lib/pea/control/admin.kubeconfig";
@@ -109,43 +111,6 @@ pub fn secret_json(id: &str, secret: &str, expiration: Option<&str>, description
         "stringData": data,
     })
     .to_string()
-}
-
-/// kubectl with `kubeconfig`, stdin from `input`; stdout, or the failure with stderr.
-pub fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Result<String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let cache = std::env::temp_dir().join(format!("pea-kubectl-cache-{}", std::process::id()));
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running kubectl")?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .context("writing to kubectl")?;
-    }
-    let out = child.wait_with_output().context("waiting for kubectl")?;
-    let _ = std::fs::remove_dir_all(&cache);
-    if !out.status.success() {
-        bail!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `pea token create`: prints the token, or the whole `pea join` command.

@@ -340,40 +340,8 @@ fn registry(c: &Cluster) -> Result<()> {
 
 /// kubectl as the cluster admin inside node 0 (the API's own namespace).
 pub fn kubectl_in_cluster(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let kc = c
-        .control_dir()
-        .join("admin.kubeconfig")
-        .display()
-        .to_string();
-    let ns = c.netns(Some(0));
-    let mut a = vec!["netns", "exec", &ns, "kubectl", "--kubeconfig", &kc];
-    a.extend_from_slice(args);
-    match stdin {
-        None => run("ip", &a),
-        Some(input) => {
-            use std::io::Write;
-            let mut child = std::process::Command::new("ip")
-                .args(&a)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-            child
-                .stdin
-                .take()
-                .context("kubectl stdin")?
-                .write_all(input.as_bytes())?;
-            let out = child.wait_with_output()?;
-            if !out.status.success() {
-                bail!(
-                    "kubectl {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        }
-    }
+    let kc = c.control_dir().join("admin.kubeconfig");
+    crate::kubectl::kubectl_in(Some(&c.netns(Some(0))), &kc, args, stdin)
 }
 
 fn control(c: &Cluster) -> Result<()> {

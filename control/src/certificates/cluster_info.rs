@@ -89,7 +89,7 @@ pub async fn ensure(api: &Api, server: &str, ca_pem: &str) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Creates `obj` if absent; with `refresh`, replaces a differing `data`.
+/// Creates `obj` if absent; with `refresh`, sets the keys of its `data` that differ.
 async fn put(
     api: &Api,
     group: &str,
@@ -118,10 +118,21 @@ async fn put(
             }
             Some(kv) if refresh => {
                 let mut existing = objects::decode(&kv)?;
-                if existing.get("data") == obj.get("data") {
+                // Only the keys written here: the bootstrapsigner's `jws-kubeconfig-*`
+                // signatures stay (it re-signs when the kubeconfig changes).
+                let wanted = obj["data"].as_object().cloned().unwrap_or_default();
+                if wanted
+                    .iter()
+                    .all(|(k, v)| existing["data"].get(k) == Some(v))
+                {
                     return Ok(());
                 }
-                existing["data"] = obj["data"].clone();
+                if !existing["data"].is_object() {
+                    existing["data"] = json!({});
+                }
+                for (k, v) in wanted {
+                    existing["data"][k] = v;
+                }
                 api.store
                     .update(&key, objects::encode(&existing), kv.mod_revision)
                     .await

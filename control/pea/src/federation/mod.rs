@@ -7,11 +7,9 @@ mod join;
 mod status;
 mod unjoin;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 
 pub use init::init;
@@ -85,34 +83,7 @@ pub fn run(verb: Verb) -> Result<()> {
     }
 }
 
-/// kubectl against `kubeconfig`, optionally with `stdin`; returns stdout or fails with stderr.
-pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut c = Command::new("kubectl");
-    c.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().context("running kubectl")?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).context("kubectl stdin")?;
-    }
-    let out = child.wait_with_output().context("kubectl")?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use crate::kubectl::kubectl;
 
 /// A DNS-1123 label (Cluster and Secret names).
 pub fn check_name(name: &str) -> Result<()> {
