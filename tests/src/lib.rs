@@ -23,3 +23,4 @@ pub mod netlab_cni;
 pub mod privileged;
 pub mod runtime_cli;
 pub mod shim_node;
+pub mod tmpfs;

@@ -4,7 +4,8 @@
 //! node reports MemoryPressure, a BestEffort pod is refused (Failed, reason Evicted) and a
 //! Burstable pod runs — until the eviction manager's next pass (every 10 s) finds memory.available
 //! still below the threshold and evicts it: containers stopped, Failed, reason Evicted, kubelet's
-//! message naming the container that uses more than it requests.
+//! message naming the container that uses more than it requests, and the DisruptionTarget
+//! condition kubelet 1.32 sets (reason TerminationByKubelet).
 
 use std::time::{Duration, Instant};
 
@@ -102,4 +103,12 @@ fn under_memory_pressure_best_effort_pods_are_refused_and_running_pods_evicted()
     );
     let ev = n.events("burstable");
     assert!(ev.iter().any(|(r, m)| r == "Evicted" && m == msg), "{ev:?}");
+    // kubelet 1.32 (PodDisruptionConditions): the DisruptionTarget condition, with the message.
+    let dt = p["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionTarget"))
+        .unwrap_or_else(|| panic!("no DisruptionTarget: {}", p["status"]));
+    assert_eq!(dt["status"], "True", "{dt}");
+    assert_eq!(dt["reason"], "TerminationByKubelet", "{dt}");
+    assert_eq!(dt["message"], msg, "{dt}");
 }

@@ -15,56 +15,11 @@
 //!   (kubelet's PID ranking: priority, then tasks in the pod cgroup), through a soft
 //!   threshold's grace period and evictionMaxPodGracePeriod.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pea_tests::kubelet_node::{tail, KubeletNode};
+use pea_tests::tmpfs::Tmpfs;
 use serde_json::Value;
-
-/// A tmpfs of bounded size on a fresh directory; unmounted and removed on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn new(size_mib: u64) -> Self {
-        assert!(size_mib <= 256);
-        let dir = tempfile::Builder::new()
-            .prefix("pea-evict-fs-")
-            .tempdir()
-            .expect("tempdir");
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-            Some(format!("size={size_mib}m,mode=0755").as_str()),
-        )
-        .expect("mounting the test tmpfs");
-        Self { dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Mounts the kubelet left below (e.g. a pod's tmpfs volume) go first.
-        let below: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-            .filter(|m| m.starts_with(self.dir.path()) && m != self.dir.path())
-            .collect();
-        for m in below.iter().rev() {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        if let Err(e) = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH) {
-            eprintln!("unmounting {}: {e}", self.dir.path().display());
-        }
-    }
-}
 
 fn condition(v: &Value, t: &str) -> Option<String> {
     v["status"]["conditions"]
