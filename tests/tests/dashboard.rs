@@ -298,13 +298,27 @@ impl Browser {
     }
 
     fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
-        self.cmd(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({"text": text})),
-        );
+        // As in `click`: a live page may swap its main part under the element; find again.
+        for attempt in 0.. {
+            let id = self.find(css);
+            let mut stale = false;
+            for (what, body) in [("clear", json!({})), ("value", json!({"text": text}))] {
+                let (code, v) = send(
+                    &self.agent,
+                    "POST",
+                    &format!("{}/element/{id}/{what}", self.session),
+                    Some(&body),
+                );
+                if code != 200 {
+                    stale = v["value"]["error"] == "stale element reference";
+                    assert!(stale && attempt < 5, "WebDriver {what} {css}: {code} {v}");
+                    break;
+                }
+            }
+            if !stale {
+                return;
+            }
+        }
     }
 
     /// Types `text` into the focused element with WebDriver key actions ('\n' is Enter).
@@ -1227,6 +1241,12 @@ fn dashboard_logs_in_with_a_client_certificate() {
     hollow_node(&k, "node-c");
     k.ok_stdin(&["apply", "-f", "-"], OBJECTS);
     k.ok_stdin(&["apply", "-f", "-"], CERT_VIEWER_ROLE);
+    eventually(30, "the Deployment's two pods", || {
+        k.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count()
+            == 2
+    });
 
     // alice's certificate, as an administrator hands it out, turned into a PKCS#12 file.
     let kc = dir.path().join("alice.kubeconfig");
