@@ -354,6 +354,25 @@ impl Informers {
         Ok(())
     }
 
+    /// Every cached object of the resource `group`/`plural`, in key order (name order for the
+    /// cluster-scoped admission configuration kinds): what admission reads on every request,
+    /// from the cache once synced, never the store. Empty when the resource is not served.
+    pub async fn list_all(
+        &self,
+        store: &dyn Store,
+        group: &str,
+        plural: &str,
+    ) -> Result<Vec<Arc<Cached>>, ApiError> {
+        let informer = self
+            .all()
+            .into_iter()
+            .find(|i| i.group == group && i.plural == plural && !i.prefix.is_empty());
+        match informer {
+            Some(i) => i.list(store, &i.prefix).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn find(&self, prefix: &str) -> Option<&Arc<Informer>> {
         self.all()
             .into_iter()

@@ -88,20 +88,6 @@ fn compiled(policy: &Value) -> Result<Arc<Compiled>, String> {
     Ok(c)
 }
 
-async fn list(api: &Api, plural: &str) -> Result<Vec<Value>, ApiError> {
-    let Some(def) = api.resources.find(GROUP, "v1", plural) else {
-        return Ok(Vec::new());
-    };
-    // Watch-fed caches: every admitted write asks, so this must not read the store.
-    let informer = if plural == POLICIES {
-        &api.informers.validating_policies
-    } else {
-        &api.informers.validating_policy_bindings
-    };
-    let cached = informer.list(api.store.as_ref(), &def.prefix(None)).await?;
-    Ok(cached.iter().map(|c| c.obj.clone()).collect())
-}
-
 fn selector_ok(sel: Option<&Value>, labels: Option<&Value>) -> bool {
     match sel {
         None | Some(Value::Null) => true,
@@ -265,19 +251,21 @@ pub async fn validate(
     old: Option<&Value>,
     obj: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
-    let bindings = list(api, BINDINGS).await?;
+    // Watch-fed caches: every admitted write asks, so this must not read the store.
+    let store = api.store.as_ref();
+    let bindings = api.informers.list_all(store, GROUP, BINDINGS).await?;
     if bindings.is_empty() {
         return Ok(Vec::new());
     }
-    let policies: HashMap<String, Value> = list(api, POLICIES)
-        .await?
-        .into_iter()
-        .map(|p| (crate::objects::name_of(&p).to_string(), p))
+    let cached_policies = api.informers.list_all(store, GROUP, POLICIES).await?;
+    let policies: HashMap<&str, &Value> = cached_policies
+        .iter()
+        .map(|p| (crate::objects::name_of(&p.obj), &p.obj))
         .collect();
     let ns_obj = namespace_object(api, &attrs.namespace).await?;
     let request = conditions::request_value(attrs);
     let mut warnings = Vec::new();
-    for binding in &bindings {
+    for binding in bindings.iter().map(|c| &c.obj) {
         let bname = crate::objects::name_of(binding).to_string();
         let Some(pname) = binding.pointer("/spec/policyName").and_then(Value::as_str) else {
             continue;
