@@ -89,6 +89,25 @@ pub struct Schema {
     pub embedded_resource: bool,
     /// `x-kubernetes-validations`, compiled.
     pub rules: Vec<super::rules::Rule>,
+    /// `allOf`, `anyOf`, `oneOf` and `not`: value validations only (kube's structural rules
+    /// forbid types, defaults and extensions inside them), checked after this node's own.
+    pub all_of: Vec<Schema>,
+    pub any_of: Vec<Schema>,
+    pub one_of: Vec<Schema>,
+    pub not: Option<Box<Schema>>,
+}
+
+/// Where a node sits: in the structural tree, or inside a value validation (`allOf`, `anyOf`,
+/// `oneOf`, `not`), where kube lets only validation keywords appear.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Root,
+    Structural,
+    /// Inside a value validation; `types_allowed` for the `anyOf: [{type: integer}, {type:
+    /// string}]` kube accepts under `x-kubernetes-int-or-string`.
+    Nested {
+        types_allowed: bool,
+    },
 }
 
 /// What compiling counts, to bound the whole schema.
@@ -145,7 +164,7 @@ impl Schema {
     pub fn compile(raw: &Value, path: &str) -> Result<Schema, Vec<Cause>> {
         let mut causes = Vec::new();
         let mut budget = Budget::default();
-        let schema = compile_node(raw, path, 0, true, &mut budget, &mut causes);
+        let schema = compile_node(raw, path, 0, Place::Root, &mut budget, &mut causes);
         if raw.get("type").and_then(Value::as_str) != Some("object") && causes.is_empty() {
             causes.push((
                 format!("{path}.type"),
@@ -182,10 +201,13 @@ fn compile_node(
     raw: &Value,
     path: &str,
     depth: usize,
-    root: bool,
+    place: Place,
     budget: &mut Budget,
     causes: &mut Vec<Cause>,
 ) -> Schema {
+    let root = place == Place::Root;
+    let nested = matches!(place, Place::Nested { .. });
+    let child_place = if nested { place } else { Place::Structural };
     let mut s = Schema::default();
     budget.nodes += 1;
     if budget.nodes > MAX_NODES {
@@ -216,14 +238,10 @@ fn compile_node(
             ));
         }
     }
-    for k in [
-        "allOf",
-        "anyOf",
-        "oneOf",
-        "not",
-        "uniqueItems",
-        "multipleOf",
-    ] {
+    if let Place::Nested { types_allowed } = place {
+        forbid_generics(m, path, types_allowed, causes);
+    }
+    for k in ["uniqueItems", "multipleOf"] {
         if m.contains_key(k) {
             causes.push((
                 format!("{path}.{k}"),
@@ -253,7 +271,7 @@ fn compile_node(
                 format!("Unsupported value: {t:?}: supported values: \"array\", \"boolean\", \"integer\", \"number\", \"object\", \"string\""),
             )),
         },
-        None if s.int_or_string || s.preserve_unknown => {}
+        None if s.int_or_string || s.preserve_unknown || nested => {}
         None => causes.push((
             format!("{path}.type"),
             "Required value: must not be empty for specified object fields".into(),
@@ -327,7 +345,7 @@ fn compile_node(
                 sub,
                 &format!("{path}.properties[{name}]"),
                 depth + 1,
-                false,
+                child_place,
                 budget,
                 causes,
             );
@@ -348,7 +366,7 @@ fn compile_node(
                 sub,
                 &format!("{path}.additionalProperties"),
                 depth + 1,
-                false,
+                child_place,
                 budget,
                 causes,
             )));
@@ -359,11 +377,11 @@ fn compile_node(
             sub,
             &format!("{path}.items"),
             depth + 1,
-            false,
+            child_place,
             budget,
             causes,
         )));
-    } else if s.ty == Some(Type::Array) {
+    } else if s.ty == Some(Type::Array) && !nested {
         causes.push((
             format!("{path}.items"),
             "Required value: must be specified".into(),
@@ -384,7 +402,8 @@ fn compile_node(
             }
         }
     }
-    if let Some(d) = &s.default {
+    compile_compositions(&mut s, m, path, depth, place, budget, causes);
+    if let Some(d) = s.default.as_ref().filter(|_| !nested) {
         let mut probe = d.clone();
         let mut bad = Vec::new();
         validate_node(&s, &mut probe, &format!("{path}.default"), &mut bad);
@@ -393,6 +412,202 @@ fn compile_node(
         }
     }
     s
+}
+
+/// kube's `validateNestedValueValidation`: inside `allOf`/`anyOf`/`oneOf`/`not` only value
+/// validations may appear, so the structural part alone decides types, defaults and pruning.
+fn forbid_generics(
+    m: &serde_json::Map<String, Value>,
+    path: &str,
+    types_allowed: bool,
+    causes: &mut Vec<Cause>,
+) {
+    let mut forbid = |k: &str, why: &str| {
+        causes.push((format!("{path}.{k}"), format!("Forbidden: {why}")));
+    };
+    let set = |k: &str| m.contains_key(k);
+    let truthy = |k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let non_empty_str = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    if non_empty_str("type") && !types_allowed {
+        forbid("type", "must be empty to be structural");
+    }
+    if set("additionalProperties") {
+        forbid("additionalProperties", "must be undefined to be structural");
+    }
+    if set("default") {
+        forbid("default", "must be undefined to be structural");
+    }
+    if non_empty_str("title") {
+        forbid("title", "must be empty to be structural");
+    }
+    if non_empty_str("description") {
+        forbid("description", "must be empty to be structural");
+    }
+    if truthy("nullable") {
+        forbid("nullable", "must be false to be structural");
+    }
+    if set("x-kubernetes-preserve-unknown-fields") {
+        forbid(
+            "x-kubernetes-preserve-unknown-fields",
+            "must be undefined to be structural",
+        );
+    }
+    for k in [
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+    ] {
+        if truthy(k) {
+            forbid(k, "must be false to be structural");
+        }
+    }
+    if m.get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        forbid(
+            "x-kubernetes-list-map-keys",
+            "must be empty to be structural",
+        );
+    }
+    for k in ["x-kubernetes-list-type", "x-kubernetes-map-type"] {
+        if set(k) {
+            forbid(k, "must be undefined to be structural");
+        }
+    }
+    if m.get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        forbid("x-kubernetes-validations", "must be empty to be structural");
+    }
+}
+
+/// Compiles `allOf`, `anyOf`, `oneOf` and `not` of node `s`, and checks kube's structural
+/// completeness: every property or items they name must be specified structurally too.
+fn compile_compositions(
+    s: &mut Schema,
+    m: &serde_json::Map<String, Value>,
+    path: &str,
+    depth: usize,
+    place: Place,
+    budget: &mut Budget,
+    causes: &mut Vec<Cause>,
+) {
+    let nested = matches!(place, Place::Nested { .. });
+    // Types inside anyOf only where kube allows them: under x-kubernetes-int-or-string.
+    let types_allowed = match place {
+        Place::Nested { types_allowed } => types_allowed,
+        _ => s.int_or_string,
+    };
+    let list = |key: &str, types_allowed: bool, budget: &mut Budget, causes: &mut Vec<Cause>| {
+        let Some(raw) = m.get(key) else {
+            return Vec::new();
+        };
+        let Some(items) = raw.as_array() else {
+            causes.push((
+                format!("{path}.{key}"),
+                "Invalid value: must be an array".into(),
+            ));
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, sub)| {
+                compile_node(
+                    sub,
+                    &format!("{path}.{key}[{i}]"),
+                    depth + 1,
+                    Place::Nested { types_allowed },
+                    budget,
+                    causes,
+                )
+            })
+            .collect()
+    };
+    s.all_of = list("allOf", types_allowed, budget, causes);
+    s.any_of = list("anyOf", types_allowed, budget, causes);
+    s.one_of = list("oneOf", false, budget, causes);
+    if let Some(sub) = m.get("not") {
+        s.not = Some(Box::new(compile_node(
+            sub,
+            &format!("{path}.not"),
+            depth + 1,
+            Place::Nested {
+                types_allowed: false,
+            },
+            budget,
+            causes,
+        )));
+    }
+    if nested {
+        return;
+    }
+    let subs = [
+        ("allOf", &s.all_of),
+        ("anyOf", &s.any_of),
+        ("oneOf", &s.one_of),
+    ];
+    for (key, list) in subs {
+        for (i, v) in list.iter().enumerate() {
+            completeness(s, v, path, &format!("{path}.{key}[{i}]"), causes);
+        }
+    }
+    if let Some(v) = &s.not {
+        completeness(s, v, path, &format!("{path}.not"), causes);
+    }
+}
+
+/// kube's `validateNestedValueValidationCompleteness`.
+fn completeness(s: &Schema, v: &Schema, spath: &str, vpath: &str, causes: &mut Vec<Cause>) {
+    for (k, vf) in &v.properties {
+        let sp = format!("{spath}.properties[{k}]");
+        let vp = format!("{vpath}.properties[{k}]");
+        match (s.properties.get(k), s.additional.as_deref()) {
+            (Some(sf), _) => completeness(sf, vf, &sp, &vp, causes),
+            (None, Some(add)) => completeness(
+                add,
+                vf,
+                &format!("{spath}.additionalProperties"),
+                &vp,
+                causes,
+            ),
+            (None, None) => {
+                causes.push((sp, format!("Required value: because it is defined in {vp}")))
+            }
+        }
+    }
+    if let Some(vi) = &v.items {
+        match &s.items {
+            Some(si) => completeness(
+                si,
+                vi,
+                &format!("{spath}.items"),
+                &format!("{vpath}.items"),
+                causes,
+            ),
+            None => causes.push((
+                format!("{spath}.items"),
+                format!("Required value: because it is defined in {vpath}.items"),
+            )),
+        }
+    }
+    for (key, list) in [
+        ("allOf", &v.all_of),
+        ("anyOf", &v.any_of),
+        ("oneOf", &v.one_of),
+    ] {
+        for (i, sub) in list.iter().enumerate() {
+            completeness(s, sub, spath, &format!("{vpath}.{key}[{i}]"), causes);
+        }
+    }
+    if let Some(sub) = &v.not {
+        completeness(s, sub, spath, &format!("{vpath}.not"), causes);
+    }
 }
 
 fn type_of(v: &Value) -> &'static str {
@@ -670,6 +885,70 @@ fn validate_node(s: &Schema, v: &mut Value, path: &str, causes: &mut Vec<Cause>)
         }
         _ => {}
     }
+    validate_compositions(s, v, path, causes);
+}
+
+/// The failed alternative that came closest: one whose type matched, then the fewest causes.
+fn closest(results: Vec<Vec<Cause>>) -> Option<Vec<Cause>> {
+    results.into_iter().min_by_key(|r| {
+        let wrong_type = r.iter().any(|(_, m)| m.contains(" must be of type "));
+        (wrong_type, r.len())
+    })
+}
+
+/// `allOf`, `anyOf`, `oneOf` and `not`, with go-openapi's wording as kube reports it
+/// (`"spec.port" must validate at least one schema (anyOf)`), followed, for a failed `anyOf`
+/// or `oneOf`, by the closest alternative's own causes.
+fn validate_compositions(s: &Schema, v: &mut Value, path: &str, causes: &mut Vec<Cause>) {
+    if s.all_of.is_empty() && s.any_of.is_empty() && s.one_of.is_empty() && s.not.is_none() {
+        return;
+    }
+    let shown = if path.is_empty() { "<root>" } else { path };
+    let failed = |msg: &str| {
+        (
+            path.to_string(),
+            format!("Invalid value: \"\": \"{shown}\" {msg}"),
+        )
+    };
+    let trial = |sub: &Schema, v: &mut Value| {
+        let mut out = Vec::new();
+        validate_node(sub, v, path, &mut out);
+        out
+    };
+    let mut all = Vec::new();
+    for sub in &s.all_of {
+        all.extend(trial(sub, v));
+    }
+    if !all.is_empty() {
+        causes.push(failed("must validate all the schemas (allOf)"));
+        causes.extend(all);
+    }
+    if !s.any_of.is_empty() {
+        let results: Vec<Vec<Cause>> = s.any_of.iter().map(|sub| trial(sub, v)).collect();
+        if results.iter().all(|r| !r.is_empty()) {
+            causes.push(failed("must validate at least one schema (anyOf)"));
+            if let Some(best) = closest(results) {
+                causes.extend(best);
+            }
+        }
+    }
+    if !s.one_of.is_empty() {
+        let results: Vec<Vec<Cause>> = s.one_of.iter().map(|sub| trial(sub, v)).collect();
+        let passed = results.iter().filter(|r| r.is_empty()).count();
+        if passed != 1 {
+            causes.push(failed("must validate one and only one schema (oneOf)"));
+            if passed == 0 {
+                if let Some(best) = closest(results) {
+                    causes.extend(best);
+                }
+            }
+        }
+    }
+    if let Some(sub) = &s.not {
+        if trial(sub, v).is_empty() {
+            causes.push(failed("must not validate the schema (not)"));
+        }
+    }
 }
 
 /// 10 rather than 10.0 in messages, like Go's %v of a float64 holding an integer.
@@ -875,6 +1154,97 @@ mod tests {
         assert_eq!(out, vec!["spec.bogus", "spec.items[0].zzz", "top"]);
         assert_eq!(v["spec"]["extra"]["anything"]["goes"], true);
         assert_eq!(v["metadata"]["name"], "a");
+    }
+
+    #[test]
+    fn compositions_validate_values() {
+        let s = Schema::compile(
+            &json!({"type": "object", "properties": {
+                "port": {"x-kubernetes-int-or-string": true,
+                    "anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[a-z]+$"}]},
+                "size": {"type": "object", "properties": {
+                    "gb": {"type": "integer"}, "tb": {"type": "integer"}},
+                    "oneOf": [{"required": ["gb"]}, {"required": ["tb"]}]},
+                "name": {"type": "string", "allOf": [{"minLength": 2}, {"maxLength": 4}],
+                    "not": {"enum": ["root"]}},
+            }}),
+            "s",
+        )
+        .unwrap();
+        let run = |v: Value| {
+            let mut v = v;
+            let mut out = Vec::new();
+            validate(&s, &mut v, &mut out);
+            out.into_iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+        };
+        assert!(run(json!({"port": 8080, "size": {"gb": 1}, "name": "web"})).is_empty());
+        assert!(run(json!({"port": "http"})).is_empty());
+        let e = run(json!({"port": "HTTP"}));
+        assert_eq!(
+            e[0],
+            "port: Invalid value: \"\": \"port\" must validate at least one schema (anyOf)"
+        );
+        assert!(
+            e[1].contains("port in body should match '^[a-z]+$'"),
+            "{e:?}"
+        );
+        let e = run(json!({"size": {"gb": 1, "tb": 1}}));
+        assert_eq!(
+            e,
+            vec![
+                "size: Invalid value: \"\": \"size\" must validate one and only one schema (oneOf)"
+            ]
+        );
+        let e = run(json!({"size": {}}));
+        assert_eq!(
+            e[0],
+            "size: Invalid value: \"\": \"size\" must validate one and only one schema (oneOf)"
+        );
+        assert_eq!(e[1], "size.gb: Required value");
+        let e = run(json!({"name": "x"}));
+        assert_eq!(
+            e[0],
+            "name: Invalid value: \"\": \"name\" must validate all the schemas (allOf)"
+        );
+        assert!(
+            e[1].contains("name in body should be at least 2 chars long"),
+            "{e:?}"
+        );
+        let e = run(json!({"name": "root"}));
+        assert_eq!(
+            e,
+            vec!["name: Invalid value: \"\": \"name\" must not validate the schema (not)"]
+        );
+    }
+
+    #[test]
+    fn compositions_must_stay_structural() {
+        let e = Schema::compile(
+            &json!({"type": "object", "properties": {
+                "a": {"type": "string", "anyOf": [{"type": "string", "default": "x",
+                    "description": "d", "x-kubernetes-preserve-unknown-fields": true}]},
+                "b": {"type": "object", "allOf": [{"properties": {"c": {"minLength": 1}}}]},
+                "d": {"type": "object", "properties": {"e": {"type": "string"}},
+                    "not": {"properties": {"e": {"nullable": true, "additionalProperties": {}}}}},
+            }}),
+            "s",
+        )
+        .unwrap_err();
+        let all: Vec<String> = e.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        for want in [
+            "s.properties[a].anyOf[0].type: Forbidden: must be empty to be structural",
+            "s.properties[a].anyOf[0].default: Forbidden: must be undefined to be structural",
+            "s.properties[a].anyOf[0].description: Forbidden: must be empty to be structural",
+            "s.properties[a].anyOf[0].x-kubernetes-preserve-unknown-fields: Forbidden: must be undefined to be structural",
+            "s.properties[b].properties[c]: Required value: because it is defined in s.properties[b].allOf[0].properties[c]",
+            "s.properties[d].not.properties[e].nullable: Forbidden: must be false to be structural",
+            "s.properties[d].not.properties[e].additionalProperties: Forbidden: must be undefined to be structural",
+        ] {
+            assert!(all.iter().any(|m| m == want), "missing {want:?} in {all:#?}");
+        }
+        assert_eq!(all.len(), 7, "{all:#?}");
     }
 
     #[test]
