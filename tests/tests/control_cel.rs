@@ -400,3 +400,125 @@ webhooks:
         "{e}"
     );
 }
+
+const NET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: endpoints.net.example.com
+spec:
+  group: net.example.com
+  scope: Namespaced
+  names: {plural: endpoints, singular: endpoint, kind: Endpoint}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "isURL(self.url) && url(self.url).getScheme() == 'https'"
+              message: "url must be an https URL"
+            - rule: "cidr(self.subnet).containsIP(self.address)"
+              messageExpression: "'address ' + self.address + ' is outside ' + self.subnet"
+            - rule: "!ip(self.address).isLoopback()"
+              message: "address must not be loopback"
+            - rule: "quantity(self.memory).isLessThan(quantity('2Gi'))"
+              message: "memory must be below 2Gi"
+            properties:
+              url: {type: string}
+              subnet: {type: string}
+              address: {type: string}
+              memory:
+                x-kubernetes-int-or-string: true
+                anyOf: [{type: integer}, {type: string, pattern: '^[0-9]+(Mi|Gi)$'}]
+"#;
+
+#[test]
+fn kube_url_ip_cidr_and_quantity_functions_in_crd_rules() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    k.ok_stdin(&["apply", "-f", "-"], NET_CRD);
+    let ep = |name: &str, url: &str, subnet: &str, address: &str, memory: &str| {
+        format!(
+            "apiVersion: net.example.com/v1\nkind: Endpoint\nmetadata:\n  name: {name}\nspec:\n  url: {url}\n  subnet: {subnet}\n  address: {address}\n  memory: {memory}\n"
+        )
+    };
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &ep(
+            "good",
+            "https://svc.example:8443/x?y=1",
+            "10.0.0.0/8",
+            "10.2.3.4",
+            "512Mi",
+        ),
+    );
+    let e = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &ep(
+            "http",
+            "http://svc.example/",
+            "10.0.0.0/8",
+            "10.2.3.4",
+            "1Gi",
+        ),
+    );
+    assert!(
+        e.contains("spec: Invalid value: \"object\": url must be an https URL"),
+        "{e}"
+    );
+    let e = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &ep(
+            "outside",
+            "https://a.example/",
+            "10.0.0.0/8",
+            "192.168.1.1",
+            "1Gi",
+        ),
+    );
+    assert!(
+        e.contains("address 192.168.1.1 is outside 10.0.0.0/8"),
+        "{e}"
+    );
+    let e = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &ep(
+            "loop",
+            "https://a.example/",
+            "127.0.0.0/8",
+            "127.0.0.1",
+            "1Gi",
+        ),
+    );
+    assert!(e.contains("address must not be loopback"), "{e}");
+    let e = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &ep("big", "https://a.example/", "10.0.0.0/8", "10.0.0.1", "4Gi"),
+    );
+    assert!(e.contains("memory must be below 2Gi"), "{e}");
+    // The schema's anyOf: neither an integer nor a matching string.
+    let e = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &ep("odd", "https://a.example/", "10.0.0.0/8", "10.0.0.1", "1GB"),
+    );
+    assert!(
+        e.contains("spec.memory: Invalid value: \"\": \"spec.memory\" must validate at least one schema (anyOf)"),
+        "{e}"
+    );
+    // A function error (not an IP) is reported against the rule, the object refused.
+    let e = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &ep("notip", "https://a.example/", "10.0.0.0/8", "nope", "1Gi"),
+    );
+    assert!(
+        e.contains("IP Address \\\"nope\\\" parse error")
+            || e.contains("IP Address \"nope\" parse error"),
+        "{e}"
+    );
+    assert!(k.fails(&["get", "endpoint", "notip"]).contains("NotFound"));
+}

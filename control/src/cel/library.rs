@@ -1,6 +1,8 @@
 //! kube's CEL list library (k8s.io/apiserver/pkg/cel/library/lists.go) where cel-rust lacks it:
-//! `isSorted()`, `sum()`, `min()`, `max()` on lists of comparable values. The strings
-//! extension (`lowerAscii`, `split`, `join`, ...) and `lists`/`math` come from cel-rust.
+//! `isSorted()`, `sum()`, `min()`, `max()` on lists of comparable values; and the registration
+//! of kube's URL ([`super::urls`]), IP/CIDR ([`super::net`]) and quantity
+//! ([`super::quantity`]) libraries. The strings extension (`lowerAscii`, `split`, `join`, ...)
+//! and `lists`/`math` come from cel-rust.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -68,10 +70,46 @@ fn max(This(list): This<Arc<Vec<Value>>>) -> ResolveResult {
     extreme(&list, "max", Ordering::Greater)
 }
 
-pub(super) fn register(ctx: &mut Context) {
-    // Names the environment does not declare: registering cannot conflict.
-    let _ = ctx.add_function("isSorted", is_sorted);
-    let _ = ctx.add_function("sum", sum);
-    let _ = ctx.add_function("min", min);
-    let _ = ctx.add_function("max", max);
+/// Registers every function above; an error names one the environment already declares
+/// (a programming error the unit tests catch).
+pub(super) fn register(ctx: &mut Context) -> Result<(), cel::DeclarationError> {
+    use super::{net, quantity as q, urls};
+    ctx.add_function("isSorted", is_sorted)?;
+    ctx.add_function("sum", sum)?;
+    ctx.add_function("min", min)?;
+    ctx.add_function("max", max)?;
+    ctx.add_function("url", urls::url)?;
+    ctx.add_function("isURL", urls::is_url)?;
+    ctx.add_function("getScheme", urls::get_scheme)?;
+    ctx.add_function("getHost", urls::get_host)?;
+    ctx.add_function("getHostname", urls::get_hostname)?;
+    ctx.add_function("getPort", urls::get_port)?;
+    ctx.add_function("getEscapedPath", urls::get_escaped_path)?;
+    ctx.add_function("getQuery", urls::get_query)?;
+    ctx.add_function("ip", net::ip)?;
+    ctx.add_function("isIP", net::is_ip)?;
+    ctx.add_function("cidr", net::cidr)?;
+    ctx.add_function("isCIDR", net::is_cidr)?;
+    ctx.add_function("family", net::family)?;
+    ctx.add_function("isLoopback", net::is_loopback)?;
+    ctx.add_function("isUnspecified", net::is_unspecified)?;
+    ctx.add_function("isLinkLocalMulticast", net::is_link_local_multicast)?;
+    ctx.add_function("isLinkLocalUnicast", net::is_link_local_unicast)?;
+    ctx.add_function("isGlobalUnicast", net::is_global_unicast)?;
+    ctx.add_function("containsIP", net::contains_ip)?;
+    ctx.add_function("containsCIDR", net::contains_cidr)?;
+    ctx.add_function("masked", net::masked)?;
+    ctx.add_function("prefixLength", net::prefix_length)?;
+    ctx.add_function("quantity", q::quantity)?;
+    ctx.add_function("isQuantity", q::is_quantity)?;
+    ctx.add_function("sign", q::sign)?;
+    ctx.add_function("isInteger", q::is_integer)?;
+    ctx.add_function("asInteger", q::as_integer)?;
+    ctx.add_function("asApproximateFloat", q::as_approximate_float)?;
+    ctx.add_function("add", q::add)?;
+    ctx.add_function("sub", q::sub)?;
+    ctx.add_function("compareTo", q::compare_to)?;
+    ctx.add_function("isGreaterThan", q::is_greater_than)?;
+    ctx.add_function("isLessThan", q::is_less_than)?;
+    Ok(())
 }

@@ -9,6 +9,9 @@
 
 pub mod cost;
 pub mod library;
+pub mod net;
+pub mod quantity;
+pub mod urls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
@@ -166,14 +169,28 @@ pub fn eval(
     vars: &[(&str, CelValue)],
     budget: u64,
 ) -> (Result<CelValue, CelError>, u64) {
-    let mut ctx = Context::with_env(env().clone());
-    for (name, value) in vars {
-        ctx.add_variable_from_value(*name, value.clone());
+    // The functions are registered once per thread (cel's Context is not Sync); each
+    // evaluation binds its variables in a child scope.
+    thread_local! {
+        static ROOT: Result<Context<'static, 'static>, String> = {
+            let mut root = Context::with_env(env().clone());
+            library::register(&mut root).map(|_| root).map_err(|e| e.to_string())
+        };
     }
-    library::register(&mut ctx);
     let limit = budget.min(cost::PER_CALL_LIMIT);
-    cost::start(limit);
-    let result = CelValue::resolve(&program.expr, &ctx);
+    let outcome = ROOT.with(|root| {
+        let root = root.as_ref().map_err(|e| CelError::Eval(e.clone()))?;
+        let mut ctx = root.new_inner_scope();
+        for (name, value) in vars {
+            ctx.add_variable_from_value(*name, value.clone());
+        }
+        cost::start(limit);
+        Ok(CelValue::resolve(&program.expr, &ctx))
+    });
+    let result = match outcome {
+        Ok(r) => r,
+        Err(e) => return (Err(e), 0),
+    };
     let (spent, exceeded) = cost::finish();
     if exceeded {
         return (Err(CelError::CostExceeded), spent);

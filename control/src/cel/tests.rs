@@ -114,3 +114,65 @@ fn deepest_accepted_expression_evaluates_on_a_small_stack() {
         .unwrap();
     handle.join().unwrap();
 }
+
+#[test]
+fn kube_url_ip_cidr_and_quantity_libraries() {
+    let obj = serde_json::json!({"endpoint": "https://Example.com:8443/a%20b/c?x=1&x=2&y=z+w",
+        "addr": "10.0.0.7", "net": "10.0.0.0/8", "mem": "1536Mi", "cpu": "250m"});
+    for (src, want) in [
+        ("url(self.endpoint).getScheme() == 'https'", true),
+        ("url(self.endpoint).getHost() == 'Example.com:8443'", true),
+        ("url(self.endpoint).getHostname() == 'Example.com'", true),
+        ("url(self.endpoint).getPort() == '8443'", true),
+        ("url(self.endpoint).getEscapedPath() == '/a%20b/c'", true),
+        ("url(self.endpoint).getQuery() == {'x': ['1', '2'], 'y': ['z w']}", true),
+        ("url('https://[::1]:80/').getHostname() == '::1' && url('https://[::1]/').getPort() == ''", true),
+        ("url('/just/a/path').getHost() == ''", true),
+        ("isURL('https://ok.example/') && !isURL('not a url') && !isURL('example.com/path') && isURL('/only/a/path')", true),
+        ("ip(self.addr).family() == 4 && ip('::1').family() == 6", true),
+        ("ip('127.0.0.1').isLoopback() && !ip(self.addr).isLoopback()", true),
+        ("ip('0.0.0.0').isUnspecified() && ip('169.254.1.1').isLinkLocalUnicast()", true),
+        ("ip('224.0.0.1').isLinkLocalMulticast() && ip(self.addr).isGlobalUnicast()", true),
+        ("ip(self.addr) == ip('10.0.0.7') && ip(self.addr) != ip('10.0.0.8')", true),
+        ("isIP('1.2.3.4') && !isIP('1.2.3') && !isIP('::ffff:1.2.3.4') && !isIP('fe80::1%eth0')", true),
+        ("cidr(self.net).containsIP(self.addr) && cidr(self.net).containsIP(ip('10.1.2.3'))", true),
+        ("cidr(self.net).containsIP('11.0.0.1')", false),
+        ("cidr(self.net).containsCIDR('10.2.0.0/16') && !cidr('10.2.0.0/16').containsCIDR(self.net)", true),
+        ("cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8') && cidr('10.1.2.3/8').ip() == ip('10.1.2.3')", true),
+        ("cidr('fd00::/64').prefixLength() == 64 && cidr(self.net).prefixLength() == 8", true),
+        ("isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && !isCIDR('10.0.0.0')", true),
+        ("quantity(self.mem).isGreaterThan(quantity('1Gi')) && quantity(self.cpu).isLessThan(quantity('1'))", true),
+        ("quantity(self.mem).compareTo(quantity('1536Mi')) == 0 && quantity('1k') == quantity('1000')", true),
+        ("quantity(self.cpu).add(quantity('750m')) == quantity('1') && quantity('2').sub(1).asInteger() == 1", true),
+        ("quantity(self.cpu).isInteger() || quantity(self.cpu).sign() != 1", false),
+        ("quantity('-5').sign() == -1 && quantity(self.cpu).asApproximateFloat() == 0.25", true),
+        ("isQuantity('1Gi') && !isQuantity('1GB') && !isQuantity('')", true),
+    ] {
+        assert_eq!(run(src, obj.clone()), Ok(CelValue::Bool(want)), "{src}");
+    }
+    for (src, want) in [
+        (
+            "ip('nope')",
+            "IP Address \"nope\" parse error during conversion from string",
+        ),
+        (
+            "cidr('10.0.0.0')",
+            "network address parse error during conversion from string",
+        ),
+        (
+            "url('x y')",
+            "URL parse error during conversion from string",
+        ),
+        (
+            "quantity('1.5').asInteger()",
+            "cannot convert value to integer",
+        ),
+        (
+            "quantity('12 apples')",
+            "quantities must match the regular expression",
+        ),
+    ] {
+        let e = run(src, obj.clone()).unwrap_err().to_string();
+        assert!(e.contains(want), "{src}: {e}");
+    }
+}
