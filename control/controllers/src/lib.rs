@@ -638,6 +638,7 @@ async fn run_controllers(
         set.spawn(c.run(1));
     }
     if enabled.contains("bootstrapsigner") {
+        let client = clients.for_controller("bootstrapsigner", &mut set).await?;
         let c = bootstrapsigner::BootstrapSigner::register(client.clone(), clock.clone());
         set.spawn(c.run());
     }
