@@ -36,6 +36,15 @@ pub struct ShimConfig {
     pub metrics_address: Option<SocketAddr>,
     /// Where seccomp `Localhost` profiles are resolved (kubelet's `<root-dir>/seccomp`).
     pub seccomp_profile_root: PathBuf,
+    /// The shim's own image GC policy (`kubelet`, `layer-aware`, `size-aware`, `gdsf`,
+    /// `learned`), or `none`: the kubelet's GC over CRI alone removes images.
+    pub image_gc_policy: String,
+    pub image_gc_high_threshold_percent: u8,
+    pub image_gc_low_threshold_percent: u8,
+    /// Go duration ("2m"): how long an image is known before GC may remove it.
+    pub image_minimum_gc_age: String,
+    /// Go duration ("5m"): how often the shim's GC runs.
+    pub image_gc_period: String,
 }
 
 impl Default for ShimConfig {
@@ -55,6 +64,12 @@ impl Default for ShimConfig {
             stream_address: "127.0.0.1:0".parse().expect("literal address"),
             metrics_address: None,
             seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
+            // The kubelet's defaults (imageGCHigh/LowThresholdPercent, imageMinimumGCAge).
+            image_gc_policy: crate::image_gc::NO_POLICY.into(),
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_minimum_gc_age: "2m".into(),
+            image_gc_period: "5m".into(),
         }
     }
 }

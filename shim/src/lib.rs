@@ -15,11 +15,13 @@
 //! netns.rs    pinned network namespaces
 //! monitor.rs  starting pea-monitor and reading its report and exit file
 //! runtime_cli.rs  the OCI runtime as a program
+//! image_gc.rs the shim's own image GC with pea's policies (`--image-gc-policy`)
 //! ```
 
 pub mod cni;
 pub mod config;
 pub mod error;
+pub mod image_gc;
 pub mod images;
 pub mod monitor;
 pub mod netns;

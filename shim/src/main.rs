@@ -53,6 +53,23 @@ struct Args {
     metrics_address: Option<SocketAddr>,
     #[arg(long)]
     seccomp_profile_root: Option<PathBuf>,
+    /// The shim's own image GC: none (default; the kubelet's GC over CRI decides), kubelet,
+    /// layer-aware, size-aware, gdsf or learned. Pair a policy with the kubelet's
+    /// imageGCHighThresholdPercent: 100 (kubelet image GC off).
+    #[arg(long)]
+    image_gc_policy: Option<String>,
+    /// Disk usage (%) of the image filesystem at which the shim's GC starts (default 85).
+    #[arg(long)]
+    image_gc_high_threshold_percent: Option<u8>,
+    /// Disk usage (%) the shim's GC frees down to (default 80).
+    #[arg(long)]
+    image_gc_low_threshold_percent: Option<u8>,
+    /// How long an image is known before the shim's GC may remove it (Go duration, default 2m).
+    #[arg(long)]
+    image_minimum_gc_age: Option<String>,
+    /// How often the shim's GC runs (Go duration, default 5m).
+    #[arg(long)]
+    image_gc_period: Option<String>,
 }
 
 fn config(a: Args) -> anyhow::Result<ShimConfig> {
@@ -76,7 +93,12 @@ fn config(a: Args) -> anyhow::Result<ShimConfig> {
         cni_conf_dir,
         pause_image,
         stream_address,
-        seccomp_profile_root
+        seccomp_profile_root,
+        image_gc_policy,
+        image_gc_high_threshold_percent,
+        image_gc_low_threshold_percent,
+        image_minimum_gc_age,
+        image_gc_period
     );
     if a.registry_config.is_some() {
         c.registry_config = a.registry_config;
@@ -115,6 +137,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cfg = config(Args::parse())?;
+    // Refused before anything starts, with the flag named.
+    pea_shim::image_gc::ImageGc::from_config(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::error::ShimError;
+use crate::image_gc::{ImageGc, ImageGcCounters};
 use crate::rpc::CriService;
 use crate::Shim;
 
@@ -48,12 +49,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ShimError> {
     let svc = CriService(shim.clone());
+    // The shim's own image GC (`--image-gc-policy`), when one is set.
+    let image_gc = ImageGc::from_config(&shim.cfg)?.map(|gc| {
+        let counters = Arc::new(ImageGcCounters::default());
+        tokio::spawn(crate::image_gc::run(
+            shim.clone(),
+            gc.clone(),
+            counters.clone(),
+        ));
+        (gc.name, counters)
+    });
     if let Some(addr) = shim.cfg.metrics_address {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|e| ShimError::Internal(format!("metrics address {addr}: {e}")))?;
         tracing::info!(%addr, "serving /metrics");
-        tokio::spawn(serve_metrics(shim.clone(), l));
+        tokio::spawn(serve_metrics(shim.clone(), l, image_gc.clone()));
     }
     crate::streaming::start(shim.clone()).await?;
     // Exits that happen while nobody asks still reach GetContainerEvents subscribers.
@@ -81,12 +92,17 @@ pub async fn serve(
 }
 
 /// A minimal HTTP/1 responder: `GET /metrics` gets the exposition, anything else 404.
-async fn serve_metrics(shim: Arc<Shim>, l: TcpListener) {
+async fn serve_metrics(
+    shim: Arc<Shim>,
+    l: TcpListener,
+    image_gc: Option<(String, Arc<ImageGcCounters>)>,
+) {
     loop {
         let Ok((mut s, _)) = l.accept().await else {
             continue;
         };
         let shim = shim.clone();
+        let image_gc = image_gc.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
@@ -95,9 +111,12 @@ async fn serve_metrics(shim: Arc<Shim>, l: TcpListener) {
             };
             let req = String::from_utf8_lossy(&buf[..n]);
             let resp = if req.starts_with("GET /metrics ") {
-                let body = shim
+                let mut body = shim
                     .metrics
                     .render(shim.sandboxes().len(), shim.containers().len());
+                if let Some((policy, counters)) = &image_gc {
+                    body.push_str(&counters.render(policy));
+                }
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

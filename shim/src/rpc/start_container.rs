@@ -35,7 +35,7 @@ impl Shim {
         rec.state = ContainerState::Running;
         rec.started_at_ns = started;
         self.put_container(rec.clone())?;
-        if let Err(e) = self.images.mark_used(&rec.image_id) {
+        if let Err(e) = self.images.container_started(&rec.image_id, Some(&id)) {
             tracing::warn!(container = %id, error = %e, "marking the image used");
         }
         self.emit(&rec, cri::ContainerEventType::ContainerStartedEvent);
