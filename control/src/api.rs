@@ -187,8 +187,9 @@ impl Ctx<'_> {
             .await
             .map_err(self.store_err(name))?;
         let kv = kv.ok_or_else(|| self.not_found(name))?;
-        let mut obj = objects::decode(&kv)?;
-        crate::crd::view(self.def, &mut obj);
+        let mut obj = [objects::decode(&kv)?];
+        crate::crd::read_view(&self.api, self.def, &mut obj).await?;
+        let [obj] = obj;
         Ok((obj, kv.mod_revision))
     }
 

@@ -13,6 +13,7 @@ pub mod cri_client;
 pub mod dns;
 pub mod federation;
 pub mod fixtures;
+pub mod https_hook;
 pub mod images;
 pub mod ingress;
 pub mod kubelet_node;

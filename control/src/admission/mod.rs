@@ -16,7 +16,7 @@
 //! [`connect`] for pods/exec, attach and portforward. Every entry point takes the request's
 //! [`Ctx`] and builds the [`Attributes`] the plugins see.
 
-mod client;
+pub(crate) mod client;
 pub mod config;
 pub mod informers;
 pub mod plugin_config;
@@ -24,7 +24,7 @@ pub mod pod_security;
 pub mod policy;
 mod review;
 pub mod rules;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use serde_json::{json, Value};
 

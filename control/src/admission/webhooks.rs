@@ -56,16 +56,10 @@ impl Hook {
 /// Every webhook of every configuration of `plural`, configurations in name order (as kube
 /// sorts them), webhooks in their listed order.
 async fn load(api: &Api, plural: &str) -> Result<Vec<Hook>, ApiError> {
-    let Some(def) = api.resources.find(GROUP, "v1", plural) else {
-        return Ok(Vec::new());
-    };
-    let informer = if plural == MUTATING {
-        &api.informers.mutating_webhooks
-    } else {
-        &api.informers.validating_webhooks
-    };
-    // Cached in key order, which is name order for these cluster-scoped kinds.
-    let configs = informer.list(api.store.as_ref(), &def.prefix(None)).await?;
+    let configs = api
+        .informers
+        .list_all(api.store.as_ref(), GROUP, plural)
+        .await?;
     Ok(configs
         .iter()
         .flat_map(|c| {
@@ -179,14 +173,14 @@ struct Failed(String);
 
 /// Where the webhook is: its URL, or its Service's ClusterIP (kube-apiserver's default
 /// service resolver, which dials the ClusterIP — reachable when the API server's host routes
-/// Service IPs, e.g. runs pea-proxy).
-async fn endpoint(api: &Api, hook: &Hook, timeout: Duration) -> Result<Endpoint, Failed> {
-    let cc = hook.spec.get("clientConfig").unwrap_or(&Value::Null);
+/// Service IPs, e.g. runs pea-proxy). `cc` is a `clientConfig` (admission and conversion
+/// webhooks share its shape); errors are what kube prints after `failed to call webhook: `.
+pub(crate) async fn endpoint(api: &Api, cc: &Value, timeout: Duration) -> Result<Endpoint, String> {
     let query = format!("timeout={}s", timeout.as_secs());
     if let Some(url) = cc.get("url").and_then(Value::as_str) {
         let uri: hyper::Uri = url
             .parse()
-            .map_err(|e| Failed(format!("failed to call webhook: invalid url {url:?}: {e}")))?;
+            .map_err(|e| format!("invalid url {url:?}: {e}"))?;
         let host = uri
             .host()
             .unwrap_or("")
@@ -221,7 +215,7 @@ async fn endpoint(api: &Api, hook: &Hook, timeout: Duration) -> Result<Endpoint,
         .unwrap_or(443);
     let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
     let url = format!("https://{name}.{ns}.svc:{port}{path}?{query}");
-    let fail = |why: String| Failed(format!("failed to call webhook: Post {url:?}: {why}"));
+    let fail = |why: String| format!("Post {url:?}: {why}");
     let def = api
         .resources
         .find("", "v1", "services")
@@ -275,7 +269,10 @@ async fn call(
     obj: Option<&Value>,
 ) -> Result<Answer, Failed> {
     let timeout = hook.timeout();
-    let to = endpoint(api, hook, timeout).await?;
+    let cc = hook.spec.get("clientConfig").unwrap_or(&Value::Null);
+    let to = endpoint(api, cc, timeout)
+        .await
+        .map_err(|e| Failed(format!("failed to call webhook: {e}")))?;
     let ca = client::decode_ca_bundle(hook.spec.pointer("/clientConfig/caBundle"))
         .map_err(|e| Failed(format!("failed to call webhook: {e}")))?;
     let uid = objects::new_uid();

@@ -221,6 +221,7 @@ fn build_defs(
                 has_defaults,
                 has_rules,
                 revision,
+                conversion: super::conversion::Webhook::of(spec),
             })),
         };
         if name == storage {

@@ -193,19 +193,116 @@ pub fn check(obj: &Value) -> Vec<Cause> {
             }
         }
     }
+    conversion(obj, &mut out);
+    versions(obj, &mut out);
+    out
+}
+
+/// kube's conversion rules: a webhook exactly when the strategy is `Webhook`, reached by an
+/// https URL or a Service, speaking a ConversionReview version pea speaks (v1).
+fn conversion(obj: &Value, out: &mut Vec<Cause>) {
+    let webhook = obj
+        .pointer("/spec/conversion/webhook")
+        .filter(|w| !w.is_null());
     match s(obj, "/spec/conversion/strategy") {
-        "None" | "" => {}
-        "Webhook" => out.push((
-            "spec.conversion.strategy".into(),
-            "Forbidden: conversion webhooks are not implemented in pea-control; use None".into(),
-        )),
+        "None" | "" => {
+            if webhook.is_some() {
+                out.push((
+                    "spec.conversion.webhook".into(),
+                    "Forbidden: should not be set when strategy is not set to Webhook".into(),
+                ));
+            }
+        }
+        "Webhook" => {
+            let Some(w) = webhook else {
+                out.push((
+                    "spec.conversion.webhook".into(),
+                    "Required value: must be set when strategy is set to Webhook".into(),
+                ));
+                return;
+            };
+            webhook_client_config(w.get("clientConfig"), out);
+            let versions: Vec<&str> = w
+                .get("conversionReviewVersions")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let field = "spec.conversion.webhook.conversionReviewVersions";
+            if versions.is_empty() {
+                out.push((field.into(), "Required value".into()));
+            } else if !versions.iter().any(|v| *v == "v1" || *v == "v1beta1") {
+                out.push((
+                    field.into(),
+                    format!(
+                        "Invalid value: {}: must include at least one of v1, v1beta1",
+                        json!(versions)
+                    ),
+                ));
+            } else if !versions.contains(&"v1") {
+                out.push((
+                    field.into(),
+                    "Unsupported value: pea-control sends ConversionReview v1 only; list \"v1\""
+                        .into(),
+                ));
+            }
+        }
         other => out.push((
             "spec.conversion.strategy".into(),
             format!("Unsupported value: {other:?}: supported values: \"None\", \"Webhook\""),
         )),
     }
-    versions(obj, &mut out);
-    out
+}
+
+fn webhook_client_config(cc: Option<&Value>, out: &mut Vec<Cause>) {
+    let at = "spec.conversion.webhook.clientConfig";
+    let Some(cc) = cc.filter(|c| c.is_object()) else {
+        out.push((at.into(), "Required value".into()));
+        return;
+    };
+    let url = cc.get("url").and_then(Value::as_str);
+    let service = cc.get("service").filter(|s| s.is_object());
+    match (url, service) {
+        (Some(_), Some(_)) | (None, None) => out.push((
+            at.into(),
+            "Required value: exactly one of url or service is required".into(),
+        )),
+        (Some(u), None) => {
+            if !u.starts_with("https://") {
+                out.push((
+                    format!("{at}.url"),
+                    format!("Invalid value: {u:?}: 'https' is the only allowed URL scheme"),
+                ));
+            } else if u.parse::<hyper::Uri>().is_err() || u.contains('#') {
+                out.push((
+                    format!("{at}.url"),
+                    format!("Invalid value: {u:?}: must be a valid URL without fragment"),
+                ));
+            }
+        }
+        (None, Some(svc)) => {
+            for f in ["name", "namespace"] {
+                if svc.get(f).and_then(Value::as_str).unwrap_or("").is_empty() {
+                    out.push((
+                        format!("{at}.service.{f}"),
+                        "Required value: service {f} is required".replace("{f}", f),
+                    ));
+                }
+            }
+            if let Some(p) = svc.get("port").and_then(Value::as_i64) {
+                if !(1..=65535).contains(&p) {
+                    out.push((
+                        format!("{at}.service.port"),
+                        format!("Invalid value: {p}: port is not valid: must be between 1 and 65535, inclusive"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(ca) = cc.get("caBundle") {
+        if let Err(e) = crate::admission::client::decode_ca_bundle(Some(ca)) {
+            out.push((format!("{at}.caBundle"), format!("Invalid value: {e}")));
+        }
+    }
 }
 
 fn versions(obj: &Value, out: &mut Vec<Cause>) {

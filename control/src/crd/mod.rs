@@ -11,6 +11,7 @@
 
 pub mod columns;
 pub mod controller;
+pub mod conversion;
 pub mod definition;
 pub mod openapi;
 pub mod rules;
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
+use crate::api::Api;
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
 
@@ -56,6 +58,8 @@ pub struct CustomResource {
     pub has_rules: bool,
     /// The CRD's resourceVersion: OpenAPI hashes change with it.
     pub revision: i64,
+    /// The conversion webhook (strategy `Webhook`); `None` converts by rewriting apiVersion.
+    pub conversion: Option<conversion::Webhook>,
 }
 
 /// The served custom resources at one moment.
@@ -196,8 +200,21 @@ pub fn check_rules(def: &ResourceDef, old: Option<&Value>, obj: &Value) -> Resul
     })
 }
 
+/// Stored custom objects as the requested version reads them: through the CRD's conversion
+/// webhook when it has one (one review for all of `objs`), then [`view`].
+pub async fn read_view(api: &Api, def: &ResourceDef, objs: &mut [Value]) -> Result<(), ApiError> {
+    if conversion::uses_webhook(def) {
+        conversion::convert(api, def, objs, &def.api_version()).await?;
+    }
+    for obj in objs.iter_mut() {
+        view(def, obj);
+    }
+    Ok(())
+}
+
 /// How a stored custom object reads at the requested version: its apiVersion says that version
-/// (conversion `None`), and defaults apply (kube defaults on read from storage too).
+/// (conversion `None`, or already converted by [`read_view`]), and defaults apply (kube
+/// defaults on read from storage too).
 pub fn view(def: &ResourceDef, obj: &mut Value) {
     let Some(custom) = &def.custom else {
         return;
@@ -210,8 +227,22 @@ pub fn view(def: &ResourceDef, obj: &mut Value) {
     }
 }
 
-/// The bytes to store for `obj`: custom objects are stored as their storage version.
-pub fn stored_bytes(def: &ResourceDef, obj: &Value) -> Vec<u8> {
+/// The bytes to store for `obj`: custom objects are stored as their storage version, converted
+/// by the CRD's webhook when it has one.
+pub async fn stored_bytes(api: &Api, def: &ResourceDef, obj: &Value) -> Result<Vec<u8>, ApiError> {
+    if let Some(c) = def.custom.as_ref().filter(|c| c.conversion.is_some()) {
+        if c.storage_version != def.version {
+            let mut one = [obj.clone()];
+            let storage = format!("{}/{}", def.group, c.storage_version);
+            conversion::convert(api, def, &mut one, &storage).await?;
+            let [stored] = one;
+            return Ok(crate::objects::encode(&stored));
+        }
+    }
+    Ok(stored_bytes_plain(def, obj))
+}
+
+fn stored_bytes_plain(def: &ResourceDef, obj: &Value) -> Vec<u8> {
     match &def.custom {
         Some(c) if c.storage_version != def.version => {
             let mut copy = obj.clone();

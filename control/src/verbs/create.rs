@@ -119,7 +119,10 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let kv = match ctx
         .api
         .store
-        .create(&ctx.key(&name), crate::crd::stored_bytes(ctx.def, &obj))
+        .create(
+            &ctx.key(&name),
+            crate::crd::stored_bytes(ctx.api, ctx.def, &obj).await?,
+        )
         .await
     {
         Ok(kv) => kv,

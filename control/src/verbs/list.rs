@@ -103,9 +103,13 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         list_rv = page.revision;
         revision = Some(page.revision);
         let last = page.items.last().map(|k| k.key.clone());
+        let mut decoded = Vec::with_capacity(page.items.len());
         for kv in &page.items {
-            let mut obj = objects::decode(kv)?;
-            crate::crd::view(ctx.def, &mut obj);
+            decoded.push(objects::decode(kv)?);
+        }
+        // Custom objects read at another version than stored (one conversion review a page).
+        crate::crd::read_view(ctx.api, ctx.def, &mut decoded).await?;
+        for obj in decoded {
             if labels.matches(&obj) && fields.matches(&obj) {
                 items.push(obj);
             }

@@ -360,7 +360,11 @@ async fn write_through(
     let kv = ctx
         .api
         .store
-        .update(&key, crate::crd::stored_bytes(ctx.def, new), rev)
+        .update(
+            &key,
+            crate::crd::stored_bytes(ctx.api, ctx.def, new).await?,
+            rev,
+        )
         .await
         .map_err(ctx.store_err(name))?;
     objects::set_resource_version(new, kv.mod_revision);

@@ -95,7 +95,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
         }
     }
     let requested = parse_rv(ctx.query.get("resourceVersion"))?;
-    let (start, initial) = match requested.filter(|_| !initial_events) {
+    let (start, mut initial) = match requested.filter(|_| !initial_events) {
         Some(rv) => (rv, Vec::new()),
         None => {
             let page = store
@@ -112,6 +112,12 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
             (page.revision, objs)
         }
     };
+    // Custom objects stored in another version go through the CRD's conversion webhook.
+    let converter =
+        crate::crd::conversion::uses_webhook(ctx.def).then(|| (ctx.api.clone(), ctx.def.clone()));
+    if let Some((api, def)) = &converter {
+        crate::crd::conversion::convert(api, def, &mut initial, &api_version).await?;
+    }
     // Prefer the shared watch cache; fall back to a store watch of our own.
     let resource_prefix = ctx.def.prefix(None);
     let mut source = match ctx
@@ -193,7 +199,16 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
                     };
                     // A custom resource read at another version than stored is rewritten.
                     let out = if as_table || view_needed {
-                        line(kind, render(ev.obj.clone()))
+                        let mut obj = [ev.obj.clone()];
+                        if let Some((api, def)) = &converter {
+                            let done = crate::crd::conversion::convert(api, def, &mut obj, &api_version).await;
+                            if let Err(e) = done {
+                                let _ = tx.send(line("ERROR", e.to_status())).await;
+                                return;
+                            }
+                        }
+                        let [obj] = obj;
+                        line(kind, render(obj))
                     } else {
                         // The object was serialised once for every watcher.
                         let mut b = Vec::with_capacity(ev.json.len() + 32);
