@@ -188,7 +188,7 @@ impl Ctx<'_> {
             .map_err(self.store_err(name))?;
         let kv = kv.ok_or_else(|| self.not_found(name))?;
         let mut obj = [objects::decode(&kv)?];
-        crate::crd::read_view(&self.api, self.def, &mut obj).await?;
+        crate::crd::read_view(self.api, self.def, &mut obj).await?;
         let [obj] = obj;
         Ok((obj, kv.mod_revision))
     }

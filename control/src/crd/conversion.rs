@@ -118,7 +118,7 @@ async fn review(
     };
     let to = crate::admission::webhooks::endpoint(api, &hook.client_config, TIMEOUT)
         .await
-        .map_err(|e| failed(e))?;
+        .map_err(&failed)?;
     let ca = client::decode_ca_bundle(hook.client_config.get("caBundle")).map_err(&failed)?;
     let uid = objects::new_uid();
     let body = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
