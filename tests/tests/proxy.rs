@@ -604,6 +604,23 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
             .contains("is already used by service default/ext1"))
     })?;
     assert!(ok, "no log line for the conflict: {}", lab.log(1));
+    // ... and posted as a Warning Event on the Service that lost the claim (as kube-proxy's
+    // recorder would), once per node that saw it.
+    let ok = wait_for(Duration::from_secs(10), || {
+        let out = lab.kubectl(&["get", "events", "-o", "json"], None)?;
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(list["items"].as_array().into_iter().flatten().any(|e| {
+            e["involvedObject"]["kind"] == "Service"
+                && e["involvedObject"]["name"] == "ext2"
+                && e["type"] == "Warning"
+                && e["reason"] == "KubeProxyInvalidService"
+                && e["source"]["component"] == "pea-proxy"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("is already used by service default/ext1"))
+        }))
+    })?;
+    assert!(ok, "no Warning Event on ext2 for the conflict");
     // Everything else still works, and the externalIP goes to ext1's endpoint only.
     assert_eq!(tags(&lab.pods[c].ns, addr(&cip, 80), 2)?, ["a", "a"]);
     assert_eq!(
@@ -887,6 +904,36 @@ fn load_balancer_source_ranges_drop_other_sources() -> Result<()> {
     lab.wait_rules(0, "the annotated ranges", |t| t.contains("10.99.0.0"))?;
     assert!(tcp_get(&outsider, lb)?.starts_with("a "));
     assert_eq!(tcp_error(&lab.client, lb)?, std::io::ErrorKind::TimedOut);
+
+    // A range containing the node's own address (192.168.60.1): the LB IP is let in as a
+    // source too (kube-proxy's allowance for VIPs that loop back through the node).
+    lab.apply(&json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "guarded", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}],
+            "loadBalancerSourceRanges": ["192.168.60.0/24"]}}))?;
+    let ok = wait_for(Duration::from_secs(15), || {
+        let out = lab.nodes[0].exec(&["nft", "list", "table", "ip", "pea-proxy"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("ip saddr != {{ 192.168.60.0/24, {LB_IP} }} drop")))
+    })?;
+    assert!(ok, "the node allowance is missing:\n{}", lab.debug(0));
+    // The API refuses what kube refuses, in kube's words.
+    let out = lab.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            &json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "guarded", "namespace": "default"},
+                "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}],
+                    "loadBalancerSourceRanges": ["192.168.60.0/33"]}})
+            .to_string(),
+        ),
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("spec.LoadBalancerSourceRanges[0]: Invalid value: \"192.168.60.0/33\": must be a valid CIDR value"),
+        "{err}"
+    );
 
     // No ranges at all: the firewall goes and everyone gets through.
     lab.apply(&json!({"apiVersion": "v1", "kind": "Service",

@@ -399,7 +399,7 @@ fn main() -> Result<()> {
 /// new Service's chains), as its partial sync writes them.
 fn kp_added(svcs: &[KpService], changed: usize) -> String {
     let mut out = String::new();
-    out.push_str("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
+    out.push_str("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
     let s = &svcs[changed];
     let _ = writeln!(out, ":{} - [0:0]", s.svc_chain);
     for (c, _) in &s.eps {
@@ -464,9 +464,8 @@ mod first_packet {
     /// Loopback-routed ClusterIPs, the backend address and a listener on it.
     fn node(role: &str, stop: Arc<AtomicBool>) -> Result<Netns> {
         let ns = Netns::new(role)?;
-        ns.ip(&["link", "add", "ep0", "type", "dummy"])?;
-        ns.ip(&["link", "set", "ep0", "up"])?;
-        ns.ip(&["addr", "add", &format!("{BACKEND}/32"), "dev", "ep0"])?;
+        // On loopback: the host has no dummy link module.
+        ns.ip(&["addr", "add", &format!("{BACKEND}/32"), "dev", "lo"])?;
         ns.ip(&["route", "add", "local", "10.96.0.0/12", "dev", "lo"])?;
         let (tx, rx) = std::sync::mpsc::channel();
         ns.spawn_in(move || {
