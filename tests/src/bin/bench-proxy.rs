@@ -399,7 +399,9 @@ fn main() -> Result<()> {
 /// new Service's chains), as its partial sync writes them.
 fn kp_added(svcs: &[KpService], changed: usize) -> String {
     let mut out = String::new();
-    out.push_str("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
+    out.push_str(
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n",
+    );
     let s = &svcs[changed];
     let _ = writeln!(out, ":{} - [0:0]", s.svc_chain);
     for (c, _) in &s.eps {
