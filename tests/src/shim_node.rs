@@ -37,6 +37,8 @@ pub struct ShimNode {
     pub cgroup_root: String,
     /// The shim's `RUST_LOG` (benchmarks turn debug logging off).
     pub log_filter: String,
+    /// Extra flags `start_shim` passes (e.g. `--image-gc-policy learned`).
+    pub shim_args: Vec<String>,
 }
 
 impl ShimNode {
@@ -79,6 +81,7 @@ impl ShimNode {
             cgroup_root: format!("pea-test-{}", crate::netlab::random_suffix(4)),
             pause: format!("{host}/pea/pause:3.10"),
             log_filter: "pea_shim=debug,info".into(),
+            shim_args: Vec::new(),
             registry,
             dir,
             netns,
@@ -143,6 +146,7 @@ impl ShimNode {
             .arg(self.registry.host())
             .arg("--pause-image")
             .arg(&self.pause)
+            .args(&self.shim_args)
             .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
