@@ -55,7 +55,7 @@ pub fn canonical(v: u64, format: Format) -> String {
         Format::BinarySI | Format::DecimalSI => super::rank::quantity(v, false),
         Format::DecimalExponent => {
             let (mut m, mut e) = (v, 0);
-            while m != 0 && m.is_multiple_of(1000) {
+            while m != 0 && m % 1000 == 0 {
                 m /= 1000;
                 e += 3;
             }
