@@ -123,6 +123,13 @@ pub struct ImageGcPolicy {
 }
 
 impl ImageGcPolicy {
+    /// kubelet: `imageGCHighThresholdPercent: 100` turns the periodic image GC off (and with it
+    /// imageMaximumGCAge), leaving images to someone else, e.g. `pea-shim --image-gc-policy`.
+    /// The eviction manager's DeleteUnusedImages still runs.
+    pub fn periodic_gc_disabled(&self) -> bool {
+        self.high_threshold_percent >= 100
+    }
+
     pub fn of(cfg: &crate::config::Config) -> Self {
         Self {
             high_threshold_percent: cfg.image_gc_high_threshold_percent,
@@ -252,6 +259,12 @@ pub async fn run(
         return;
     }
     let policy = ImageGcPolicy::of(&s.cfg);
+    let images_enabled = !policy.periodic_gc_disabled();
+    if !images_enabled {
+        tracing::info!(
+            "imageGCHighThresholdPercent is 100: periodic image garbage collection disabled"
+        );
+    }
     let mut containers_tick = tokio::time::interval(periods.containers);
     let mut images_tick = tokio::time::interval(periods.images);
     containers_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -263,7 +276,7 @@ pub async fn run(
                     tracing::warn!(error = %e, "container garbage collection");
                 }
             }
-            _ = images_tick.tick() => {
+            _ = images_tick.tick(), if images_enabled => {
                 let mut records = records.lock().await;
                 match collect_images(&s, &policy, &mut records, None).await {
                     Ok(Some((wanted, freed))) if freed < wanted => s.events.node(
@@ -566,6 +579,18 @@ mod tests {
             size,
             pinned,
         }
+    }
+
+    #[test]
+    fn high_threshold_100_disables_periodic_image_gc() {
+        let p = |high| ImageGcPolicy {
+            high_threshold_percent: high,
+            low_threshold_percent: 80,
+            min_age: Duration::ZERO,
+        };
+        assert!(p(100).periodic_gc_disabled());
+        assert!(!p(99).periodic_gc_disabled());
+        assert!(!p(85).periodic_gc_disabled());
     }
 
     #[test]
