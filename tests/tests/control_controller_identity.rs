@@ -132,7 +132,9 @@ fn controllers_write_as_their_own_service_accounts() {
         .all(|sa| sas.contains(&format!("serviceaccount/{sa}\n")))
     });
     eventually(30, "the default ServiceAccount", &log, || {
-        k.run(&["get", "serviceaccount", "default"]).status.success()
+        k.run(&["get", "serviceaccount", "default"])
+            .status
+            .success()
     });
     k.ok_stdin(&["apply", "-f", "-"], REPLICASET);
     eventually(30, "the ReplicaSet's two pods", &log, || {
@@ -152,13 +154,8 @@ fn controllers_write_as_their_own_service_accounts() {
     // kube's FailedCreate event carries the API's refusal, naming the user it refused.
     let refusal = format!("User \"{RS_SA}\" cannot create resource \"pods\"");
     eventually(30, "the ReplicaSet controller's 403", &log, || {
-        k.ok(&[
-            "get",
-            "events",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ])
-        .contains(&refusal)
+        k.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"])
+            .contains(&refusal)
     });
     assert_eq!(pods(&k, "app=web"), 2);
 

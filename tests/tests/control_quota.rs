@@ -51,7 +51,7 @@ impl Test {
             let kubeconfig = cp.kubeconfig.clone();
             crt.spawn(async move {
                 // Each controller as its own ServiceAccount, as pea-control runs them.
-            let clients = pea_controllers::clients_from_kubeconfig(&kubeconfig, true)
+                let clients = pea_controllers::clients_from_kubeconfig(&kubeconfig, true)
                     .await
                     .expect("clients");
                 if let Err(e) = pea_controllers::run(clients, config).await {

@@ -166,12 +166,11 @@ impl ControllerClients {
         }
         let (token, expires) = request_token(&self.manager, &sa).await?;
         let header = Arc::new(RwLock::new(bearer(&sa, &token)?));
-        let client = token_client(base.clone(), header.clone()).map_err(|source| {
-            IdentityError::Client {
+        let client =
+            token_client(base.clone(), header.clone()).map_err(|source| IdentityError::Client {
                 name: sa.clone(),
                 source: Box::new(source),
-            }
-        })?;
+            })?;
         tracing::info!(controller, service_account = %sa, %expires, "controller credentials issued");
         tasks.spawn(refresh(self.manager.clone(), sa.clone(), header, expires));
         clients.insert(sa, client.clone());
@@ -191,12 +190,13 @@ fn bearer(sa: &str, token: &str) -> Result<HeaderValue, IdentityError> {
 
 /// A client of `config`'s server whose every request carries the header's current value.
 fn token_client(config: kube::Config, header: SharedHeader) -> Result<Client, kube::Error> {
-    let set_token = tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
-        if let Ok(h) = header.read() {
-            req.headers_mut().insert(AUTHORIZATION, h.clone());
-        }
-        req
-    });
+    let set_token =
+        tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
+            if let Ok(h) = header.read() {
+                req.headers_mut().insert(AUTHORIZATION, h.clone());
+            }
+            req
+        });
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&set_token)
         .build())

@@ -485,7 +485,9 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("replicationcontroller") {
-        let client = clients.for_controller("replicationcontroller", &mut set).await?;
+        let client = clients
+            .for_controller("replicationcontroller", &mut set)
+            .await?;
         let c = replicationcontroller::ReplicationManager::register(
             &informers,
             client.clone(),
@@ -545,7 +547,9 @@ async fn run_controllers(
         set.spawn(c.run(workers));
     }
     if enabled.contains("ttl-after-finished") {
-        let client = clients.for_controller("ttl-after-finished", &mut set).await?;
+        let client = clients
+            .for_controller("ttl-after-finished", &mut set)
+            .await?;
         let c = ttlafterfinished::TtlAfterFinishedController::register(
             &informers,
             client.clone(),
@@ -581,7 +585,9 @@ async fn run_controllers(
         set.spawn(c.run(workers.min(2)));
     }
     if enabled.contains("taint-eviction-controller") {
-        let client = clients.for_controller("taint-eviction-controller", &mut set).await?;
+        let client = clients
+            .for_controller("taint-eviction-controller", &mut set)
+            .await?;
         let c = tainteviction::TaintEvictionController::register(
             &informers,
             client.clone(),
@@ -626,7 +632,12 @@ async fn run_controllers(
         };
         match ca {
             Some(ca) => {
-                let c = csr::signing::CsrSigner::register(&informers, client.clone(), clock.clone(), ca);
+                let c = csr::signing::CsrSigner::register(
+                    &informers,
+                    client.clone(),
+                    clock.clone(),
+                    ca,
+                );
                 set.spawn(c.run(workers.min(2)));
             }
             None => tracing::info!("no cluster signing CA configured; csrsigning not started"),
@@ -643,7 +654,9 @@ async fn run_controllers(
         set.spawn(c.run());
     }
     if enabled.contains("root-ca-cert-publisher") {
-        let client = clients.for_controller("root-ca-cert-publisher", &mut set).await?;
+        let client = clients
+            .for_controller("root-ca-cert-publisher", &mut set)
+            .await?;
         match config.root_ca_pem.clone() {
             Some(pem) => {
                 let c = rootca::RootCaPublisher::register(&informers, client.clone(), pem);
@@ -653,7 +666,9 @@ async fn run_controllers(
         }
     }
     if enabled.contains("horizontalpodautoscaling") {
-        let client = clients.for_controller("horizontalpodautoscaling", &mut set).await?;
+        let client = clients
+            .for_controller("horizontalpodautoscaling", &mut set)
+            .await?;
         let c = hpa::HpaController::register(
             &informers,
             client.clone(),
@@ -684,7 +699,9 @@ async fn run_controllers(
         set.spawn(c.run());
     }
     if enabled.contains("persistentvolume-binder") {
-        let client = clients.for_controller("persistentvolume-binder", &mut set).await?;
+        let client = clients
+            .for_controller("persistentvolume-binder", &mut set)
+            .await?;
         let c = persistentvolume::PersistentVolumeController::register(
             &informers,
             client.clone(),
@@ -694,7 +711,9 @@ async fn run_controllers(
         set.spawn(c.run());
     }
     if enabled.contains("local-path-provisioner") {
-        let client = clients.for_controller("local-path-provisioner", &mut set).await?;
+        let client = clients
+            .for_controller("local-path-provisioner", &mut set)
+            .await?;
         let c = localpath::LocalPathProvisioner::register(
             &informers,
             client.clone(),

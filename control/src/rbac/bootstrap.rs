@@ -1053,7 +1053,10 @@ fn stamp(api: &Api, obj: &mut Value) {
 /// Creates or reconciles one object at `key`; retries lost races a few times.
 async fn ensure(api: &Api, plural: &str, expected: Value, binding: bool) -> Result<(), ApiError> {
     let name = objects::name_of(&expected).to_string();
-    let key = match expected.pointer("/metadata/namespace").and_then(Value::as_str) {
+    let key = match expected
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         Some(ns) => format!("/registry/{GROUP}/{plural}/{ns}/{name}"),
         None => format!("/registry/{GROUP}/{plural}/{name}"),
     };

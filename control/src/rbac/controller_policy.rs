@@ -33,7 +33,9 @@ const CORE: &[&str] = &[""];
 const BATCH: &[&str] = &["batch"];
 const PATCH_UPDATE: &[&str] = &["patch", "update"];
 const UPDATE: &[&str] = &["update"];
-const ALL_RW: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const ALL_RW: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const POD_WRITER: &[&str] = &["create", "delete", "list", "patch", "watch"];
 
 pub static CONTROLLER_ROLES: &[RoleSpec] = &[
@@ -140,7 +142,13 @@ pub static CONTROLLER_ROLES: &[RoleSpec] = &[
             R(&["list", "watch"], CORE, &["pods"], NONE, NONE),
             R(READ, &["apps"], &["statefulsets"], NONE, NONE),
             // pea: patch
-            R(PATCH_UPDATE, &["apps"], &["statefulsets/status"], NONE, NONE),
+            R(
+                PATCH_UPDATE,
+                &["apps"],
+                &["statefulsets/status"],
+                NONE,
+                NONE,
+            ),
             R(UPDATE, &["apps"], &["statefulsets/finalizers"], NONE, NONE),
             R(
                 &["create", "delete", "get", "patch", "update"],
@@ -319,7 +327,10 @@ pub static CONTROLLER_ROLES: &[RoleSpec] = &[
         name: "system:controller:service-account-controller",
         labels: NONE,
         aggregates: NONE,
-        rules: &[R(&["create"], CORE, &["serviceaccounts"], NONE, NONE), EVENTS],
+        rules: &[
+            R(&["create"], CORE, &["serviceaccounts"], NONE, NONE),
+            EVENTS,
+        ],
     },
     RoleSpec {
         name: "system:controller:root-ca-cert-publisher",
@@ -376,9 +387,21 @@ pub static CONTROLLER_ROLES: &[RoleSpec] = &[
                 NONE,
             ),
             // pea: patch (the scale write is a merge patch)
-            R(&["get", "patch", "update"], &["*"], &["*/scale"], NONE, NONE),
+            R(
+                &["get", "patch", "update"],
+                &["*"],
+                &["*/scale"],
+                NONE,
+                NONE,
+            ),
             R(&["list", "watch"], CORE, &["pods"], NONE, NONE),
-            R(&["list", "watch"], &["metrics.k8s.io"], &["pods"], NONE, NONE),
+            R(
+                &["list", "watch"],
+                &["metrics.k8s.io"],
+                &["pods"],
+                NONE,
+                NONE,
+            ),
             R(READ, &["custom.metrics.k8s.io"], &["*"], NONE, NONE),
             R(READ, &["external.metrics.k8s.io"], &["*"], NONE, NONE),
             EVENTS,
@@ -391,7 +414,13 @@ pub static CONTROLLER_ROLES: &[RoleSpec] = &[
         rules: &[
             // pea: patch
             R(ALL_RW, CORE, &["persistentvolumes"], NONE, NONE),
-            R(PATCH_UPDATE, CORE, &["persistentvolumes/status"], NONE, NONE),
+            R(
+                PATCH_UPDATE,
+                CORE,
+                &["persistentvolumes/status"],
+                NONE,
+                NONE,
+            ),
             // pea: patch
             R(
                 &["get", "list", "patch", "update", "watch"],
@@ -656,10 +685,7 @@ mod tests {
         let signer = &NAMESPACED_ROLES[2];
         assert_eq!(signer.object()["kind"], "Role");
         assert_eq!(signer.object()["metadata"]["namespace"], "kube-public");
-        assert_eq!(
-            signer.binding()["subjects"][0]["name"],
-            "bootstrap-signer"
-        );
+        assert_eq!(signer.binding()["subjects"][0]["name"], "bootstrap-signer");
         assert_eq!(signer.binding()["subjects"][0]["namespace"], "kube-system");
     }
 }
