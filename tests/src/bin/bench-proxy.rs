@@ -614,6 +614,8 @@ mod first_packet {
                     .await
                     .expect("client task")
             })?;
+            // The JoinHandle is what is wanted: the watcher task runs on the server's runtime.
+            #[allow(clippy::async_yields_async)]
             let watcher = {
                 let (c, n, i) = (client.clone(), anchor_ns.name.clone(), ips.clone());
                 cp.block_on(async move { tokio::spawn(anchor_proxy(c, n, i)) })
