@@ -45,6 +45,9 @@ pub struct ShimConfig {
     pub image_minimum_gc_age: String,
     /// Go duration ("5m"): how often the shim's GC runs.
     pub image_gc_period: String,
+    /// Appends the node's image use (pulls with their layers, container starts and stops) here
+    /// as JSON lines, the trace format `pea-image simulate --recording FILE` replays.
+    pub image_use_recording: Option<PathBuf>,
 }
 
 impl Default for ShimConfig {
@@ -70,6 +73,7 @@ impl Default for ShimConfig {
             image_gc_low_threshold_percent: 80,
             image_minimum_gc_age: "2m".into(),
             image_gc_period: "5m".into(),
+            image_use_recording: None,
         }
     }
 }

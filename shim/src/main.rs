@@ -70,6 +70,10 @@ struct Args {
     /// How often the shim's GC runs (Go duration, default 5m).
     #[arg(long)]
     image_gc_period: Option<String>,
+    /// Append image pulls and container starts/stops to FILE (JSON lines, created 0600), to
+    /// replay this node's own use with `pea-image simulate --recording FILE`.
+    #[arg(long, value_name = "FILE")]
+    image_use_recording: Option<PathBuf>,
 }
 
 fn config(a: Args) -> anyhow::Result<ShimConfig> {
@@ -105,6 +109,9 @@ fn config(a: Args) -> anyhow::Result<ShimConfig> {
     }
     if a.metrics_address.is_some() {
         c.metrics_address = a.metrics_address;
+    }
+    if a.image_use_recording.is_some() {
+        c.image_use_recording = a.image_use_recording;
     }
     if !a.cni_bin_dir.is_empty() {
         c.cni_bin_dirs = a.cni_bin_dir;

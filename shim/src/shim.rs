@@ -58,6 +58,14 @@ impl Shim {
             pea_images::StoreOptions::default(),
         )?;
         tracing::debug!(?repair, "image store opened");
+        let store = match &cfg.image_use_recording {
+            Some(path) => {
+                store.with_recorder(pea_images::sim::recording::Recorder::open(path).map_err(
+                    |e| ShimError::InvalidArgument(format!("--image-use-recording: {e}")),
+                )?)
+            }
+            None => store,
+        };
         let mut index = Index::default();
         for s in records::read_all::<SandboxRecord>(&cfg.sandboxes_dir()) {
             index.names.insert(s.name.clone(), s.id.clone());
@@ -302,6 +310,7 @@ impl Shim {
             "Error".into()
         };
         if self.update_existing(rec.clone())? {
+            self.images.container_stopped(&rec.id);
             self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
         }
         Ok(rec)
@@ -326,6 +335,7 @@ impl Shim {
         rec.message = "the container's monitor exited without recording its exit".into();
         rec.pid = None;
         if self.update_existing(rec.clone())? {
+            self.images.container_stopped(&rec.id);
             self.emit(&rec, cri::ContainerEventType::ContainerStoppedEvent);
         }
         Ok(rec)

@@ -3,7 +3,9 @@
 //! incompressible filler) are pulled through CRI until usage crosses the high threshold, and
 //! the shim's background GC (learned policy) brings it back below, keeping the image a
 //! container uses and the pinned pause image. Without the GC the pulls would not fit at all.
-//! Bad flag values are refused at start. Bounded waits only; no timing is asserted.
+//! The same shim records the node's image use (`--image-use-recording`) as the trace format
+//! `pea-image simulate --recording` replays. Bad flag values are refused at start. Bounded
+//! waits only; no timing is asserted.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,6 +23,15 @@ const FILLER_MIB: u64 = 4;
 const HIGH: u64 = 60;
 const LOW: u64 = 40;
 const FILLERS: usize = 6;
+
+/// The recording's records, one JSON object a line.
+fn recorded(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
 
 /// Used percent of the filesystem at `path`, as the kubelet and the shim count it.
 fn usage_percent(path: &std::path::Path) -> u64 {
@@ -111,7 +122,10 @@ fn learned_policy_in_the_shim_frees_the_image_filesystem_but_keeps_used_and_paus
         Some(format!("size={TMPFS_MIB}m,mode=0755").as_str()),
     )
     .unwrap();
+    let recording = node.path("image-use.jsonl");
     node.shim_args = [
+        "--image-use-recording",
+        recording.to_str().unwrap(),
         "--image-gc-policy",
         "learned",
         "--image-gc-high-threshold-percent",
@@ -162,9 +176,25 @@ fn learned_policy_in_the_shim_frees_the_image_filesystem_but_keeps_used_and_paus
             .into_inner()
             .container_id;
         c.runtime
-            .start_container(cri::StartContainerRequest { container_id: id })
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
             .await
             .unwrap();
+        // The recording has the pull (by reference, with its layers) and the start.
+        let records = recorded(&recording);
+        assert!(
+            records.iter().any(|r| r["event"] == "pull"
+                && r["ref"].as_str().is_some_and(|x| x.ends_with("pea/fill:0"))
+                && r["layers"].as_array().is_some_and(|l| !l.is_empty())),
+            "no pull of fill:0 with layers in {records:?}"
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r["event"] == "start" && r["container"] == id.as_str()),
+            "no start of {id} in {records:?}"
+        );
         let pause = image_ids(&mut c)
             .await
             .into_iter()
@@ -215,6 +245,36 @@ fn learned_policy_in_the_shim_frees_the_image_filesystem_but_keeps_used_and_paus
             log.contains("learned") && log.contains("images_removed"),
             "{log}"
         );
+        // A stop is recorded once the shim sees the exit; the recording replays as a trace.
+        c.runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while !recorded(&recording)
+            .iter()
+            .any(|r| r["event"] == "stop" && r["container"] == id.as_str())
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no stop of {id} recorded: {:?}",
+                recorded(&recording)
+            );
+            c.runtime
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = std::fs::read_to_string(&recording).unwrap();
+        let trace = pea_images::sim::recording::load(&text).expect("the recording replays");
+        assert!(!trace.images.is_empty(), "an empty trace from {text}");
     });
     node.teardown().unwrap();
     let _ = nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH);
