@@ -312,7 +312,7 @@ impl Config {
         macro_rules! dur {
             ($($field:ident: $name:literal),*) => { $(
                 if let Some(v) = f.$field.as_deref() {
-                    self.$field = parse_duration(v).map_err(|m| invalid($name, m))?;
+                    self.$field = parse_duration(v).map_err(|e| invalid($name, e.to_string()))?;
                 }
             )* };
         }
@@ -490,55 +490,13 @@ fn parse_document<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Strin
     serde_yaml::from_str(text).map_err(|e| e.to_string())
 }
 
-/// Go's `time.ParseDuration` for the units configs use: "1h2m3.5s", "500ms", "0".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 10s, 1m30s, 500ms)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
+/// Go's `time.ParseDuration`, as kubelet reads every duration (the shared pea-godur crate,
+/// which pea-shim and pea-proxy use too).
+pub use pea_godur::parse as parse_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn file_overrides_defaults_and_refuses_unknown_fields() {

@@ -11,6 +11,11 @@
 //! | kubelet/  | the types crates of shim/, the API crates of control/                  |
 //! | control/  | nothing outside control/                                               |
 //! | tests/    | anything                                                               |
+//! | common/   | nothing of ours outside common/                                        |
+//!
+//! common/ holds small leaf crates every layer may use (e.g. `pea-godur`, Go's duration
+//! syntax, which kubelet, shim and proxy flags all take): they depend on no other crate of
+//! ours, so using one reaches past no layer.
 //!
 //! A *types crate* is named `*-types`; an *API crate* of control/ is named `*-api`, `*-types` or
 //! `*-client`. Inside control/, the API clients (the scheduler, the controllers) may not depend on
@@ -38,6 +43,8 @@ pub enum Layer {
     Cni,
     Control,
     Tests,
+    /// Shared leaf crates (common/): anyone may depend on them, they on nothing of ours.
+    Common,
 }
 
 impl Layer {
@@ -49,6 +56,7 @@ impl Layer {
             "cni" => Layer::Cni,
             "control" => Layer::Control,
             "tests" => Layer::Tests,
+            "common" => Layer::Common,
             _ => return None,
         })
     }
@@ -120,6 +128,7 @@ pub fn allowed(from: &Member, to: &Member) -> bool {
     }
     match (from.layer, to.layer) {
         (_, Layer::Tests) => false,
+        (_, Layer::Common) => true,
         (Layer::Cni, Layer::Control) => to.is_api(),
         (Layer::Shim, Layer::Runtime | Layer::Cni) => to.is_types(),
         (Layer::Kubelet, Layer::Shim) => to.is_types(),
@@ -177,7 +186,7 @@ pub fn check(metadata: &Value) -> Result<Vec<String>, String> {
                 );
             }
             _ => violations.push(format!(
-                "{name}: lives in {}, not under one of runtime/ shim/ kubelet/ cni/ control/ tests/",
+                "{name}: lives in {}, not under one of runtime/ shim/ kubelet/ cni/ control/ tests/ common/",
                 rel.display()
             )),
         }
@@ -328,6 +337,17 @@ mod tests {
         let cli = m("pea-cli", Layer::Control);
         for to in [&api, &server, &scheduler, &kubelet, &cni, &proxy] {
             assert!(!allowed(&cli, to), "pea-cli links {}", to.name);
+        }
+        let godur = m("pea-godur", Layer::Common);
+        for from in [&runtime, &shim, &kubelet, &cni, &proxy, &server, &tests] {
+            assert!(
+                allowed(from, &godur),
+                "{} may use a common/ crate",
+                from.name
+            );
+        }
+        for to in [&runtime_types, &cri_types, &api, &kubelet] {
+            assert!(!allowed(&godur, to), "a common/ crate links {}", to.name);
         }
     }
 
