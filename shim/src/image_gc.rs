@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pea_godur::parse as parse_duration;
 use pea_images::gc::{GcPolicy, POLICY_NAMES};
 use pea_images::store::{DiskSource, GcReport};
 
@@ -213,38 +214,6 @@ pub async fn run(shim: Arc<Shim>, gc: ImageGc, counters: Arc<ImageGcCounters>) {
             }
         }
     }
-}
-
-/// Go's duration syntax as kubelet and containerd flags take it: "2m", "1m30s", "500ms", "0".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 2m, 1m30s, 500ms)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        total += n * match &rest[..unit_len] {
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 #[cfg(test)]

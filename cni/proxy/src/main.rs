@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ipnet::IpNet;
+use pea_godur::parse as parse_duration;
 use pea_proxy::{
     model::Family,
     nft::Nft,
@@ -52,28 +53,6 @@ struct Args {
     /// Remove pea-proxy's nftables tables and exit.
     #[arg(long)]
     cleanup: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m, h)"))?;
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("duration {s:?} does not start with a number"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "duration {s:?}: unit {unit:?} is not ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("duration {s:?}: {e}"))
 }
 
 fn bind(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
