@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 use libcgroups::common::{CgroupManager, CgroupSetup, ControllerOpt};
-use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+};
 
 use crate::podconfig::qos::{self, Qos};
 use crate::quantity;
@@ -69,6 +71,7 @@ impl Layout {
             Some(2),
             None,
             None,
+            None,
         )?;
         Ok(())
     }
@@ -82,7 +85,7 @@ impl Layout {
         self.ensure_qos()?;
         create(&path)?;
         let (shares, quota, memory) = pod_limits(pod);
-        apply(&path, Some(shares), quota, memory)?;
+        apply(&path, Some(shares), quota, memory, None)?;
         Ok(path)
     }
 
@@ -118,6 +121,65 @@ impl Layout {
             remove(&p)?;
         }
         Ok(())
+    }
+}
+
+/// What the pods' cgroup (kubepods) is limited to: kubelet's node allocatable as its
+/// `enforceNodeAllocatableCgroups` computes it for that cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodsLimit {
+    pub cpu_shares: u64,
+    pub memory: u64,
+    pub pids: Option<u64>,
+}
+
+/// kubelet's MilliCPUToShares: 1024 shares a core, between 2 and 262144.
+pub fn milli_cpu_to_shares(milli: u64) -> u64 {
+    (milli * 1024 / 1000).clamp(2, 262_144)
+}
+
+/// The kubepods limits for a node of `cpu_millis`, `memory` bytes and `pids` (the kernel's
+/// limit), as kubelet: with `enforceNodeAllocatable` naming `pods` (and cgroupsPerQOS),
+/// capacity − kubeReserved − systemReserved, never below 0 — the hard eviction threshold is
+/// *not* subtracted (that is getNodeAllocatableInternalAbsolute; only the Node's reported
+/// allocatable takes it off) — and otherwise the capacity itself, as kubelet still writes the
+/// cgroup then so its default cpu shares do not starve the pods.
+pub fn pods_limit(
+    cpu_millis: u64,
+    memory: u64,
+    pids: Option<u64>,
+    reserved: impl Fn(&str) -> u64,
+    enforce_pods: bool,
+) -> PodsLimit {
+    let less = |cap: u64, key: &str| {
+        if enforce_pods {
+            cap.saturating_sub(reserved(key))
+        } else {
+            cap
+        }
+    };
+    PodsLimit {
+        cpu_shares: milli_cpu_to_shares(less(cpu_millis, "cpu")),
+        memory: less(memory, "memory"),
+        pids: pids.map(|p| less(p, "pid")),
+    }
+}
+
+impl Layout {
+    /// Writes `limit` on kubepods (kubelet's enforceNodeAllocatableCgroups). Fails while the
+    /// pods already use more memory than the new limit allows (the kernel refuses it);
+    /// kubelet then retries every minute until evictions bring the usage down.
+    pub fn enforce_pods_limit(&self, limit: PodsLimit) -> Result<(), CgroupError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        apply(
+            &self.kubepods,
+            Some(limit.cpu_shares),
+            None,
+            Some(i64::try_from(limit.memory).unwrap_or(i64::MAX)),
+            limit.pids.map(|p| i64::try_from(p).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -249,6 +311,7 @@ fn apply(
     shares: Option<u64>,
     quota: Option<i64>,
     memory: Option<i64>,
+    pids: Option<i64>,
 ) -> Result<(), CgroupError> {
     let mut cpu = LinuxCpuBuilder::default();
     if let Some(s) = shares {
@@ -262,6 +325,14 @@ fn apply(
         res = res.memory(
             LinuxMemoryBuilder::default()
                 .limit(m)
+                .build()
+                .map_err(|e| err(path, e))?,
+        );
+    }
+    if let Some(p) = pids {
+        res = res.pids(
+            LinuxPidsBuilder::default()
+                .limit(p)
                 .build()
                 .map_err(|e| err(path, e))?,
         );
@@ -344,5 +415,30 @@ mod tests {
         assert_eq!(mem, Some(128 << 20));
         let l = Layout::new("/", true);
         assert_eq!(l.pod_cgroup(&pod), "/kubepods/burstable/podu");
+    }
+
+    #[test]
+    fn the_pods_cgroup_gets_node_allocatable_without_the_eviction_threshold() {
+        let reserved = |k: &str| match k {
+            "cpu" => 500,
+            "memory" => 1 << 30,
+            "pid" => 1000,
+            _ => 0,
+        };
+        let l = pods_limit(4000, 8 << 30, Some(32768), reserved, true);
+        assert_eq!(
+            l,
+            PodsLimit {
+                cpu_shares: 3584,
+                memory: 7 << 30,
+                pids: Some(31768)
+            }
+        );
+        // Without `pods` enforced: the capacity (kubelet still writes the cgroup).
+        let l = pods_limit(4000, 8 << 30, None, reserved, false);
+        assert_eq!((l.cpu_shares, l.memory, l.pids), (4096, 8 << 30, None));
+        // Reserving more than there is: 0, not a wrap (and shares at kubelet's minimum 2).
+        let l = pods_limit(100, 1 << 20, None, |_| u64::MAX, true);
+        assert_eq!((l.cpu_shares, l.memory), (2, 0));
     }
 }

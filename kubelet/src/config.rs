@@ -122,6 +122,7 @@ pub struct KubeletConfiguration {
     pub kube_reserved: Option<BTreeMap<String, String>>,
     pub enforce_node_allocatable: Option<Vec<String>>,
     pub local_storage_capacity_isolation: Option<bool>,
+    pub kernel_memcg_notification: Option<bool>,
     pub healthz_bind_address: Option<String>,
     pub healthz_port: Option<u16>,
     pub feature_gates: Option<BTreeMap<String, bool>>,
@@ -185,6 +186,12 @@ pub struct Config {
     /// localStorageCapacityIsolation (true): pods over their ephemeral-storage limits or an
     /// emptyDir over its sizeLimit are evicted.
     pub local_storage_capacity_isolation: bool,
+    /// kernelMemcgNotification (false): on cgroup v1 the kernel reports memory threshold
+    /// crossings at once (eviction/memcg.rs); cgroup v2 has no such notification.
+    pub kernel_memcg_notification: bool,
+    /// How often the eviction manager observes the signals (kubelet's fixed 10 s
+    /// housekeeping; pea's --eviction-monitoring-period flag changes it, not the file).
+    pub eviction_monitoring_period: Duration,
     pub healthz_port: u16,
     pub healthz_bind_address: String,
     /// How often dead containers and unused images are collected (kubelet's fixed
@@ -252,6 +259,8 @@ impl Config {
             kube_reserved: BTreeMap::new(),
             enforce_node_allocatable: vec![crate::eviction::ENFORCE_PODS.to_string()],
             local_storage_capacity_isolation: true,
+            kernel_memcg_notification: false,
+            eviction_monitoring_period: crate::eviction::manager::MONITORING_PERIOD,
             healthz_port: 10248,
             healthz_bind_address: "127.0.0.1".into(),
             gc_periods: crate::gc::Periods::default(),
@@ -338,6 +347,7 @@ impl Config {
             kube_reserved,
             enforce_node_allocatable,
             local_storage_capacity_isolation,
+            kernel_memcg_notification,
             healthz_port,
             healthz_bind_address,
             eviction_soft,

@@ -103,6 +103,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         what: "QoS cgroups",
         message: e.to_string(),
     })?;
+    let cpu_millis = machine.cpus * 1000;
+    let pods_limit =
+        crate::cgroups_allocatable::limit(&cfg, cpu_millis, machine.memory).map_err(|message| {
+            StartError::Setup {
+                what: "node allocatable",
+                message,
+            }
+        })?;
     let ctx = NodeContext {
         node_name: cfg.node_name.clone(),
         cluster_dns: cfg.cluster_dns.clone(),
@@ -141,6 +149,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                 source,
             })?;
     }
+    // Before the eviction manager: its allocatable signal and notifier read this limit.
+    tokio::spawn(crate::cgroups_allocatable::enforce(
+        shared.clone(),
+        pods_limit,
+    ));
     let server = start_server(&shared).await?;
     // The eviction manager's first observation sets the pressure conditions before the node's
     // status is first written.
@@ -154,11 +167,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let (tx, rx) = watch::channel(false);
     let statics = crate::static_pods::start(shared.clone());
     let (evict_tx, evict_rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(eviction.run(
-        evict_tx,
-        rx.clone(),
-        crate::eviction::manager::MONITORING_PERIOD,
-    ));
+    tokio::spawn(eviction.run(evict_tx, rx.clone(), shared.cfg.eviction_monitoring_period));
     tokio::spawn(pods::run(shared.clone(), tx, statics, evict_rx));
     tokio::spawn(crate::gc::run(
         shared.clone(),

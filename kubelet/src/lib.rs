@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 pub mod cgroups;
+pub mod cgroups_allocatable;
 pub mod config;
 pub mod cri;
 pub mod events;

@@ -40,6 +40,10 @@ struct Args {
     /// How often unused images are collected (pea extension; kubelet's fixed period is 5m).
     #[arg(long, value_parser = pea_kubelet::config::parse_duration)]
     image_gc_period: Option<std::time::Duration>,
+    /// How often the eviction manager observes its signals (pea extension; kubelet's fixed
+    /// housekeeping period is 10s).
+    #[arg(long, value_parser = pea_kubelet::config::parse_duration)]
+    eviction_monitoring_period: Option<std::time::Duration>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +80,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = args.image_gc_period {
         anyhow::ensure!(!p.is_zero(), "--image-gc-period must be above zero");
         cfg.gc_periods.images = p;
+    }
+    if let Some(p) = args.eviction_monitoring_period {
+        anyhow::ensure!(
+            !p.is_zero(),
+            "--eviction-monitoring-period must be above zero"
+        );
+        cfg.eviction_monitoring_period = p;
     }
     cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()

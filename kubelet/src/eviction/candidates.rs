@@ -119,10 +119,22 @@ pub async fn gather(
     } else {
         HashMap::new()
     };
-    let inodes = matches!(signal, Signal::NodefsInodesFree | Signal::ImagefsInodesFree);
+    let inodes = matches!(
+        signal,
+        Signal::NodefsInodesFree | Signal::ImagefsInodesFree | Signal::ContainerfsInodesFree
+    );
+    // containerfs ranks as imagefs with a dedicated image filesystem, as nodefs otherwise
+    // (kubelet's buildSignalToRankFunc without a split image filesystem).
     let (count_rootfs, count_logs_volumes) = match signal {
         Signal::NodefsAvailable | Signal::NodefsInodesFree if dedicated_imagefs => (false, true),
-        Signal::ImagefsAvailable | Signal::ImagefsInodesFree if dedicated_imagefs => (true, false),
+        Signal::ImagefsAvailable
+        | Signal::ImagefsInodesFree
+        | Signal::ContainerfsAvailable
+        | Signal::ContainerfsInodesFree
+            if dedicated_imagefs =>
+        {
+            (true, false)
+        }
         _ => (true, true),
     };
     let mut out = Vec::new();

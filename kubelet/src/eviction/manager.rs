@@ -8,7 +8,9 @@
 //! the pod's grace) for a soft one — which ends Failed with reason Evicted, kubelet's message
 //! and a DisruptionTarget condition (reason TerminationByKubelet). Before the thresholds, with
 //! localStorageCapacityIsolation, every pod over a local ephemeral storage limit is evicted
-//! (`local_storage`; kubelet gives those no DisruptionTarget condition).
+//! (`local_storage`; kubelet gives those no DisruptionTarget condition). With
+//! kernelMemcgNotification on cgroup v1, a memory threshold's crossing starts a round at once
+//! (`memcg`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use super::observe::{observe, Snapshot};
 use super::rank::{self, quantity};
 use super::state::{self, State};
-use super::{candidates, local_storage, reclaim, Configured, Value};
+use super::{candidates, local_storage, memcg, reclaim, Configured, Value};
 use crate::gc::ImageRecords;
 use crate::pods::Shared;
 
@@ -48,6 +50,13 @@ pub struct Manager {
     s: Arc<Shared>,
     state: State,
     records: Arc<tokio::sync::Mutex<ImageRecords>>,
+    /// kernelMemcgNotification's notifiers (cgroup v1), their crossings and when they were
+    /// last armed.
+    notifiers: Vec<memcg::Notifier>,
+    crossed_tx: mpsc::Sender<String>,
+    crossed_rx: mpsc::Receiver<String>,
+    armed_at: Option<Instant>,
+    containerfs_set: bool,
 }
 
 impl std::fmt::Debug for Manager {
@@ -61,21 +70,85 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     pub fn new(s: Arc<Shared>, records: Arc<tokio::sync::Mutex<ImageRecords>>) -> Self {
         let thresholds = s.cfg.eviction_thresholds();
+        let notifiers = if s.cfg.kernel_memcg_notification {
+            let kubepods = s
+                .ctx
+                .cgroups
+                .enabled
+                .then_some(s.ctx.cgroups.kubepods.as_str());
+            memcg::notifiers(&thresholds, kubepods)
+        } else {
+            Vec::new()
+        };
         let state = State::new(thresholds, s.cfg.eviction_pressure_transition_period);
-        Self { s, state, records }
+        let (crossed_tx, crossed_rx) = mpsc::channel(4);
+        Self {
+            s,
+            state,
+            records,
+            notifiers,
+            crossed_tx,
+            crossed_rx,
+            armed_at: None,
+            containerfs_set: false,
+        }
+    }
+
+    /// Once the filesystems are known (the first observation), derives the containerfs
+    /// thresholds as kubelet's first synchronize does.
+    fn set_containerfs_thresholds(&mut self, snap: &Snapshot) {
+        if self.containerfs_set {
+            return;
+        }
+        self.containerfs_set = true;
+        let (thresholds, complaints) =
+            super::containerfs_thresholds(self.state.thresholds().to_vec(), snap.dedicated_imagefs);
+        if !complaints.is_empty() {
+            tracing::error!(err = %complaints.join("\n"), "eviction manager: found conflicting containerfs eviction. Ignoring.");
+        }
+        self.state = State::new(thresholds, self.s.cfg.eviction_pressure_transition_period);
+    }
+
+    /// Re-arms the memcg notifiers from fresh figures, at most every [`memcg::REFRESH`]
+    /// (kubelet's UpdateThreshold from synchronize).
+    fn arm_notifiers(&mut self, snap: &Snapshot) {
+        if self.notifiers.is_empty() || self.armed_at.is_some_and(|t| t.elapsed() <= memcg::REFRESH)
+        {
+            return;
+        }
+        self.armed_at = Some(Instant::now());
+        for n in &mut self.notifiers {
+            let signal = n.threshold.signal();
+            let figures =
+                super::usage::cgroup_memory_usage(&n.cgroup).zip(snap.signals.get(&signal));
+            let Some((m, obs)) = figures else {
+                tracing::info!(notifier = %memcg::description(&n.threshold), "eviction manager: failed to update notifier: no memory figures for its cgroup");
+                continue;
+            };
+            let f = memcg::Figures {
+                usage: m.usage,
+                working_set: m.working_set,
+                capacity: obs.capacity,
+            };
+            if let Err(e) = n.update(f, &self.crossed_tx) {
+                tracing::info!(notifier = %memcg::description(&n.threshold), error = %e, "eviction manager: failed to update notifier");
+            }
+        }
     }
 
     /// Observes and publishes the node conditions without acting (the first round, before
     /// the node's status is first written and before the pods are known).
     pub async fn observe_only(&mut self) -> Snapshot {
         let snap = observe(&self.s).await;
+        self.set_containerfs_thresholds(&snap);
         let round = self.state.round(&snap.signals, Instant::now());
         *self.s.pressure.write().expect("pressure") = round.pressure;
         snap
     }
 
-    /// Runs until the process ends, handing at most one eviction per interval to `evict`.
-    /// Acts only once the pod list is synced (so no pod is taken for gone).
+    /// Runs until the process ends, handing at most one eviction per round to `evict`: a
+    /// round every `period`, and one as soon as a memcg notifier reports its threshold
+    /// crossed. Acts only once the pod list is synced (so no pod is taken for gone).
     pub async fn run(
         mut self,
         evict: mpsc::Sender<Eviction>,
@@ -91,8 +164,17 @@ impl Manager {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let trigger = tokio::select! {
+                _ = tick.tick() => "housekeeping",
+                Some(message) = self.crossed_rx.recv() => {
+                    tracing::info!("{message}");
+                    "memcg notification"
+                }
+            };
+            tracing::debug!(trigger, "eviction manager: synchronize");
             let snap = observe(&self.s).await;
+            self.set_containerfs_thresholds(&snap);
+            self.arm_notifiers(&snap);
             let round = self.state.round(&snap.signals, Instant::now());
             *self.s.pressure.write().expect("pressure") = round.pressure;
             // Pods over their local storage limits go first, all at once; such a round
@@ -121,7 +203,7 @@ impl Manager {
                 continue;
             };
             if let Some(e) = self.synchronize(&t, &snap).await {
-                tracing::info!(pod_uid = %e.uid, signal = t.signal().name(), message = %e.message, grace = e.grace, "evicting a pod");
+                tracing::info!(pod_uid = %e.uid, signal = t.signal().name(), trigger, message = %e.message, grace = e.grace, "evicting a pod");
                 let _ = evict.send(e).await;
             }
         }

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 pub mod candidates;
 pub mod local_storage;
 pub mod manager;
+pub mod memcg;
 pub mod observe;
 pub mod rank;
 pub mod reclaim;
@@ -31,6 +32,11 @@ pub enum Signal {
     NodefsInodesFree,
     ImagefsAvailable,
     ImagefsInodesFree,
+    /// The filesystem of the containers' writable layers (kubelet 1.32's split image
+    /// filesystem signals): observed and thresholded as nodefs or imagefs, see
+    /// [`containerfs_thresholds`].
+    ContainerfsAvailable,
+    ContainerfsInodesFree,
     PidAvailable,
 }
 
@@ -43,6 +49,8 @@ impl Signal {
             "nodefs.inodesFree" => Signal::NodefsInodesFree,
             "imagefs.available" => Signal::ImagefsAvailable,
             "imagefs.inodesFree" => Signal::ImagefsInodesFree,
+            "containerfs.available" => Signal::ContainerfsAvailable,
+            "containerfs.inodesFree" => Signal::ContainerfsInodesFree,
             "pid.available" => Signal::PidAvailable,
             // kubelet's unsupportedEvictionSignal.
             other => return Err(format!("unsupported eviction signal {other}")),
@@ -57,6 +65,8 @@ impl Signal {
             Signal::NodefsInodesFree => "nodefs.inodesFree",
             Signal::ImagefsAvailable => "imagefs.available",
             Signal::ImagefsInodesFree => "imagefs.inodesFree",
+            Signal::ContainerfsAvailable => "containerfs.available",
+            Signal::ContainerfsInodesFree => "containerfs.inodesFree",
             Signal::PidAvailable => "pid.available",
         }
     }
@@ -65,8 +75,12 @@ impl Signal {
     pub fn resource(self) -> &'static str {
         match self {
             Signal::MemoryAvailable | Signal::AllocatableMemoryAvailable => "memory",
-            Signal::NodefsAvailable | Signal::ImagefsAvailable => "ephemeral-storage",
-            Signal::NodefsInodesFree | Signal::ImagefsInodesFree => "inodes",
+            Signal::NodefsAvailable | Signal::ImagefsAvailable | Signal::ContainerfsAvailable => {
+                "ephemeral-storage"
+            }
+            Signal::NodefsInodesFree
+            | Signal::ImagefsInodesFree
+            | Signal::ContainerfsInodesFree => "inodes",
             Signal::PidAvailable => "pids",
         }
     }
@@ -88,6 +102,7 @@ impl Signal {
                 | Signal::AllocatableMemoryAvailable
                 | Signal::NodefsAvailable
                 | Signal::ImagefsAvailable
+                | Signal::ContainerfsAvailable
         )
     }
 
@@ -288,6 +303,56 @@ pub fn add_allocatable_thresholds(
     thresholds
 }
 
+/// kubelet's UpdateContainerFsThresholds, run once the filesystems are known: containerfs
+/// thresholds are never taken as written — a configured one is dropped with kubelet's
+/// complaint — but copied (hard and soft, with their grace periods and minimum reclaims) from
+/// nodefs when the containers' writable layers share the node's filesystem, or from imagefs
+/// when a dedicated image filesystem holds them. (A split image filesystem, containers on
+/// nodefs and images apart, takes nodefs too; neither pea-shim nor containerd 1.6 reports
+/// one.) kubelet also appends empty thresholds when the source has none; such a threshold is
+/// never met, so none is appended here. Returns the thresholds and the complaints.
+pub fn containerfs_thresholds(
+    thresholds: Vec<Configured>,
+    dedicated_imagefs: bool,
+) -> (Vec<Configured>, Vec<String>) {
+    let mut complaints = Vec::new();
+    let mut out: Vec<Configured> = Vec::new();
+    for t in thresholds {
+        if matches!(
+            t.signal(),
+            Signal::ContainerfsAvailable | Signal::ContainerfsInodesFree
+        ) {
+            complaints.push(format!(
+                "found {} for {} eviction. ignoring",
+                t.signal().name(),
+                if t.is_hard() { "hard" } else { "soft" }
+            ));
+        } else {
+            out.push(t);
+        }
+    }
+    let (bytes, inodes) = if dedicated_imagefs {
+        (Signal::ImagefsAvailable, Signal::ImagefsInodesFree)
+    } else {
+        (Signal::NodefsAvailable, Signal::NodefsInodesFree)
+    };
+    let copies: Vec<Configured> = out
+        .iter()
+        .filter_map(|t| {
+            let signal = match t.signal() {
+                s if s == bytes => Signal::ContainerfsAvailable,
+                s if s == inodes => Signal::ContainerfsInodesFree,
+                _ => return None,
+            };
+            let mut c = t.clone();
+            c.threshold.signal = signal;
+            Some(c)
+        })
+        .collect();
+    out.extend(copies);
+    (out, complaints)
+}
+
 /// The node's pressure conditions (what `node::pressure` observes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pressure {
@@ -454,6 +519,60 @@ mod tests {
             "memory"
         );
         assert!(parse_config(&none, &none, &none, &none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn containerfs_thresholds_follow_nodefs_or_imagefs_never_their_own() {
+        let none = BTreeMap::new();
+        let t = parse_config(
+            &map(&[
+                ("nodefs.available", "10%"),
+                ("nodefs.inodesFree", "5%"),
+                ("imagefs.available", "15%"),
+                ("containerfs.available", "100%"),
+            ]),
+            &map(&[("nodefs.available", "20%")]),
+            &map(&[("nodefs.available", "1m")]),
+            &none,
+        )
+        .unwrap();
+        // One filesystem: containerfs is nodefs (hard, soft with its grace, inodes).
+        let (one, complaints) = containerfs_thresholds(t.clone(), false);
+        assert_eq!(
+            complaints,
+            ["found containerfs.available for hard eviction. ignoring"]
+        );
+        let c: Vec<_> = one
+            .iter()
+            .filter(|t| t.signal().name().starts_with("containerfs"))
+            .map(|t| (t.signal().name(), t.written.as_str(), t.grace))
+            .collect();
+        assert_eq!(
+            c,
+            [
+                ("containerfs.available", "10%", None),
+                ("containerfs.inodesFree", "5%", None),
+                (
+                    "containerfs.available",
+                    "20%",
+                    Some(Duration::from_secs(60))
+                ),
+            ]
+        );
+        // A dedicated image filesystem holding the containers: containerfs is imagefs.
+        let (dedicated, _) = containerfs_thresholds(t, true);
+        let c: Vec<_> = dedicated
+            .iter()
+            .filter(|t| t.signal().name().starts_with("containerfs"))
+            .map(|t| (t.signal().name(), t.written.as_str()))
+            .collect();
+        assert_eq!(c, [("containerfs.available", "15%")]);
+        assert_eq!(Signal::ContainerfsInodesFree.resource(), "inodes");
+        assert_eq!(Signal::ContainerfsAvailable.condition(), Condition::Disk);
+        assert_eq!(
+            Threshold::parse("containerfs.available", "110%").unwrap_err(),
+            "eviction percentage threshold containerfs.available must be <= 100%: 110%"
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn fs(path: &Path) -> Option<(Observation, Observation)> {
 }
 
 /// The kernel's limit on pids: the smaller of pid_max and threads-max, as kubelet's pidlimit.
-fn max_pids() -> Option<u64> {
+pub fn max_pids() -> Option<u64> {
     let read = |p: &str| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
     match (
         read("/proc/sys/kernel/pid_max"),
@@ -89,8 +89,8 @@ async fn imagefs_mount(s: &Shared) -> Option<PathBuf> {
 
 /// kubelet's allocatableMemory.available: the pods' cgroup's limit minus its working set,
 /// out of that limit. kubelet limits kubepods to capacity - kubeReserved - systemReserved
-/// when enforceNodeAllocatable names `pods`; where no limit is set on the cgroup (pea-kubelet
-/// does not write one) that same amount stands for it. Without QoS cgroups there is nothing
+/// when enforceNodeAllocatable names `pods` (as pea-kubelet does, `cgroups_allocatable`);
+/// until that limit is written (or where writing it failed) that same amount stands for it. Without QoS cgroups there is nothing
 /// to observe, as kubelet has no pods cgroup then.
 fn allocatable_memory(s: &Shared) -> Option<Observation> {
     if !s.ctx.cgroups.enabled {
@@ -156,6 +156,17 @@ pub async fn observe(s: &Shared) -> Snapshot {
             if let Some(o) = out.signals.get(&from).copied() {
                 out.signals.insert(to, o);
             }
+        }
+    }
+    // The containers' writable layers are on the image filesystem: CRI reports no separate
+    // container filesystem from pea-shim or containerd 1.6, and kubelet's stats then give
+    // containerfs the imagefs figures.
+    for (from, to) in [
+        (Signal::ImagefsAvailable, Signal::ContainerfsAvailable),
+        (Signal::ImagefsInodesFree, Signal::ContainerfsInodesFree),
+    ] {
+        if let Some(o) = out.signals.get(&from).copied() {
+            out.signals.insert(to, o);
         }
     }
     if let (Some(max), Some(running)) = (max_pids(), running_tasks()) {

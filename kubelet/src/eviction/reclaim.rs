@@ -16,7 +16,11 @@ pub fn has_reclaim(signal: Signal, dedicated_imagefs: bool) -> bool {
             false
         }
         Signal::NodefsAvailable | Signal::NodefsInodesFree => !dedicated_imagefs,
-        Signal::ImagefsAvailable | Signal::ImagefsInodesFree => true,
+        // containerfs reclaims as imagefs: dead containers, then unused images.
+        Signal::ImagefsAvailable
+        | Signal::ImagefsInodesFree
+        | Signal::ContainerfsAvailable
+        | Signal::ContainerfsInodesFree => true,
     }
 }
 

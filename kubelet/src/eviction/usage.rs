@@ -61,6 +61,21 @@ const UNLIMITED: u64 = 1 << 62;
 /// A cgroup's memory as cAdvisor reports it to kubelet: the working set (usage minus inactive
 /// file pages) and the limit, if one is set. v1's memory hierarchy, or the unified one.
 pub fn cgroup_memory(cgroup: &str) -> Option<(u64, Option<u64>)> {
+    cgroup_memory_usage(cgroup).map(|m| (m.working_set, m.limit))
+}
+
+/// A cgroup's memory figures as cAdvisor has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupMemory {
+    /// memory.usage_in_bytes (v1) or memory.current (v2).
+    pub usage: u64,
+    /// usage minus inactive file pages.
+    pub working_set: u64,
+    pub limit: Option<u64>,
+}
+
+/// [`cgroup_memory`] with the usage too (what a memcg threshold is set against).
+pub fn cgroup_memory_usage(cgroup: &str) -> Option<CgroupMemory> {
     let rel = cgroup.trim_start_matches('/');
     let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
     let stat_field = |text: &str, key: &str| -> Option<u64> {
@@ -87,10 +102,11 @@ pub fn cgroup_memory(cgroup: &str) -> Option<(u64, Option<u64>)> {
             read(v2.join("memory.max")).and_then(|l| l.trim().parse::<u64>().ok()),
         )
     };
-    Some((
-        usage.saturating_sub(inactive),
-        limit.filter(|l| *l < UNLIMITED),
-    ))
+    Some(CgroupMemory {
+        usage,
+        working_set: usage.saturating_sub(inactive),
+        limit: limit.filter(|l| *l < UNLIMITED),
+    })
 }
 
 #[cfg(test)]
