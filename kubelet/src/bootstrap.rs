@@ -6,51 +6,29 @@
 //! waits until it is issued (approved and signed by the controllers), then writes
 //! `<root-dir>/pki/kubelet-client-<time>.pem` (certificate and key, 0600) with the symlink
 //! `kubelet-client-current.pem`, and the kubeconfig, and the kubelet starts as usual with it.
-//! A denied or failed request stops the kubelet with the reason.
+//! A denied or failed request stops the kubelet with the reason. A kubeconfig whose client
+//! certificate has expired is bootstrapped again, as kubelet's `isClientConfigStillValid`.
+//! The request, wait and files are [`crate::certificate`]'s, shared with rotation.
 //!
 //! The kubeconfig carries the certificate and key inline (kube's points at the .pem file:
 //! kube-rs reads a client-certificate file and a client-key file separately, and a combined
 //! file would hand it the certificate twice).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::certificate::request::{request, Want};
+use crate::certificate::store::{write_private, Store, CLIENT};
 use base64::Engine;
-use k8s_openapi::api::certificates::v1::{
-    CertificateSigningRequest, CertificateSigningRequestSpec,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ByteString;
-use kube::api::PostParams;
-use kube::Api;
-use sha2::Digest;
 
-pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub use crate::certificate::client::SIGNER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error("bootstrap kubeconfig {path}: {message}")]
     Kubeconfig { path: PathBuf, message: String },
-    #[error("generating the node key: {0}")]
-    Key(#[from] rcgen::Error),
-    #[error("creating certificate signing request {name}: {source}")]
-    Create {
-        name: String,
-        #[source]
-        source: Box<kube::Error>,
-    },
-    #[error("certificate signing request {name} was denied: {reason}")]
-    Denied { name: String, reason: String },
-    #[error("certificate signing request {name} failed: {reason}")]
-    Failed { name: String, reason: String },
-    #[error("certificate signing request {name} was not issued within {secs} s (is the csrapproving/csrsigning controller running, or does it wait for `kubectl certificate approve {name}`?)")]
-    Timeout { name: String, secs: u64 },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Certificate(#[from] crate::certificate::CertificateError),
 }
 
 /// What the bootstrap needs from the flags.
@@ -65,7 +43,7 @@ pub struct Bootstrap {
 }
 
 /// The server and CA (PEM) of a kubeconfig's current context.
-fn cluster_of(kc: &kube::config::Kubeconfig, path: &Path) -> Result<(String, String), String> {
+pub fn cluster_of(kc: &kube::config::Kubeconfig, path: &Path) -> Result<(String, String), String> {
     let ctx_name = kc.current_context.clone().ok_or("no current-context")?;
     let ctx = kc
         .contexts
@@ -113,60 +91,29 @@ pub fn node_kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str
     )
 }
 
-fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), BootstrapError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| BootstrapError::Write {
-        path: path.to_path_buf(),
-        source,
+/// Whether `kubeconfig` holds a client certificate that is still valid (kubelet's
+/// `isClientConfigStillValid`); one that cannot be read counts as valid (the kubelet's own
+/// start then names what is wrong with it).
+fn still_valid(kubeconfig: &Path) -> bool {
+    let Ok(parts) = crate::certificate::client::read_kubeconfig(kubeconfig) else {
+        return true;
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    let Some((cert, key)) = parts.identity else {
+        return true;
+    };
+    match crate::certificate::store::Pair::new(cert, key) {
+        Ok(p) if p.expired(chrono::Utc::now()) => {
+            tracing::warn!(kubeconfig = %kubeconfig.display(), not_after = %p.not_after, "the kubeconfig's client certificate has expired; bootstrapping again");
+            false
+        }
+        _ => true,
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(data).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
-}
-
-/// A CSR name from the public key (unique per key, a valid object name).
-fn csr_name(public_der: &[u8]) -> String {
-    let digest = sha2::Sha256::digest(public_der);
-    format!("node-csr-{}", &hex::encode(digest)[..32])
-}
-
-/// The condition that ends a wait: Denied or Failed, with its reason and message.
-fn refusal(csr: &CertificateSigningRequest) -> Option<(String, String)> {
-    csr.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find_map(|c| {
-            matches!(c.type_.as_str(), "Denied" | "Failed").then(|| {
-                (
-                    c.type_.clone(),
-                    format!(
-                        "{}: {}",
-                        c.reason.clone().unwrap_or_default(),
-                        c.message.clone().unwrap_or_default()
-                    ),
-                )
-            })
-        })
 }
 
 impl Bootstrap {
     /// Makes sure `kubeconfig` exists, bootstrapping it when it does not.
     pub async fn ensure(&self) -> Result<(), BootstrapError> {
-        if self.kubeconfig.exists() {
+        if self.kubeconfig.exists() && still_valid(&self.kubeconfig) {
             tracing::info!(kubeconfig = %self.kubeconfig.display(), "kubeconfig exists; no bootstrap");
             return Ok(());
         }
@@ -181,86 +128,21 @@ impl Bootstrap {
             .await
             .map_err(|e| bad(e.to_string()))?;
         let client = kube::Client::try_from(cfg).map_err(|e| bad(e.to_string()))?;
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::default();
-        let mut dn = rcgen::DistinguishedName::new();
-        dn.push(rcgen::DnType::OrganizationName, "system:nodes");
-        dn.push(
-            rcgen::DnType::CommonName,
-            format!("system:node:{}", self.node_name),
-        );
-        params.distinguished_name = dn;
-        let request = params.serialize_request(&key)?.pem()?;
-        let name = csr_name(key.public_key_raw());
-        let api: Api<CertificateSigningRequest> = Api::all(client);
-        let csr = CertificateSigningRequest {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            spec: CertificateSigningRequestSpec {
-                request: ByteString(request.into_bytes()),
-                signer_name: SIGNER.into(),
-                usages: Some(vec!["digital signature".into(), "client auth".into()]),
-                ..Default::default()
-            },
-            status: None,
+        let want = Want {
+            key_named: true,
+            signer: SIGNER,
+            common_name: format!("system:node:{}", self.node_name),
+            organizations: vec!["system:nodes".into()],
+            dns_names: Vec::new(),
+            ips: Vec::new(),
+            usages: vec!["digital signature".into(), "client auth".into()],
+            timeout: self.timeout,
         };
-        match api.create(&PostParams::default(), &csr).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(source) => {
-                return Err(BootstrapError::Create {
-                    name: name.clone(),
-                    source: Box::new(source),
-                })
-            }
-        }
-        tracing::info!(csr = %name, node = %self.node_name, "posted certificate signing request; waiting for it to be issued");
-        let started = Instant::now();
-        let cert = loop {
-            if let Ok(Some(current)) = api.get_opt(&name).await {
-                if let Some((kind, reason)) = refusal(&current) {
-                    return Err(if kind == "Denied" {
-                        BootstrapError::Denied { name, reason }
-                    } else {
-                        BootstrapError::Failed { name, reason }
-                    });
-                }
-                if let Some(c) = current
-                    .status
-                    .and_then(|s| s.certificate)
-                    .filter(|c| !c.0.is_empty())
-                {
-                    break String::from_utf8_lossy(&c.0).into_owned();
-                }
-            }
-            if started.elapsed() > self.timeout {
-                return Err(BootstrapError::Timeout {
-                    name,
-                    secs: self.timeout.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
-        let key_pem = key.serialize_pem();
-        let pki = self.root_dir.join("pki");
-        let stamp = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S");
-        let pem_path = pki.join(format!("kubelet-client-{stamp}.pem"));
-        write(&pem_path, format!("{cert}{key_pem}").as_bytes(), 0o600)?;
-        let current = pki.join("kubelet-client-current.pem");
-        let link_tmp = pki.join("kubelet-client-current.pem.tmp-link");
-        let _ = std::fs::remove_file(&link_tmp);
-        std::os::unix::fs::symlink(&pem_path, &link_tmp)
-            .and_then(|()| std::fs::rename(&link_tmp, &current))
-            .map_err(|source| BootstrapError::Write {
-                path: current.clone(),
-                source,
-            })?;
-        write(
+        let (pair, name) = request(&client, &want).await?;
+        Store::new(&self.root_dir.join("pki"), CLIENT).update(&pair)?;
+        write_private(
             &self.kubeconfig,
-            node_kubeconfig(&server, &ca_pem, &cert, &key_pem).as_bytes(),
-            0o600,
+            node_kubeconfig(&server, &ca_pem, &pair.cert_pem, &pair.key_pem).as_bytes(),
         )?;
         tracing::info!(csr = %name, kubeconfig = %self.kubeconfig.display(), "client certificate issued; kubeconfig written");
         Ok(())
@@ -273,7 +155,7 @@ mod tests {
 
     #[test]
     fn names_and_kubeconfig_are_kubes() {
-        let n = csr_name(b"key");
+        let n = crate::certificate::request::csr_name(b"key");
         assert!(n.starts_with("node-csr-") && n.len() == 9 + 32);
         let kc = node_kubeconfig("https://10.0.0.1:6443", "CA", "CERT", "KEY");
         let parsed: kube::config::Kubeconfig = serde_yaml::from_str(&kc).unwrap();

@@ -71,6 +71,9 @@ pub struct KubeletConfiguration {
     pub read_only_port: Option<u16>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    pub rotate_certificates: Option<bool>,
+    #[serde(rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: Option<bool>,
     pub authentication: Option<Authentication>,
     pub authorization: Option<Authorization>,
     pub cgroup_root: Option<String>,
@@ -139,6 +142,12 @@ pub struct Config {
     pub port: u16,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    /// rotateCertificates (false): renew the client certificate through CSRs before it expires
+    /// ([`crate::certificate::client`]).
+    pub rotate_certificates: bool,
+    /// serverTLSBootstrap (false): the serving certificate from the `kubelet-serving` signer
+    /// ([`crate::certificate::serving`]) instead of tlsCertFile or a self-signed one.
+    pub server_tls_bootstrap: bool,
     pub client_ca_file: Option<PathBuf>,
     pub cgroup_root: String,
     pub cgroups_per_qos: bool,
@@ -213,6 +222,8 @@ impl Config {
             port: 10250,
             tls_cert_file: None,
             tls_private_key_file: None,
+            rotate_certificates: false,
+            server_tls_bootstrap: false,
             client_ca_file: None,
             cgroup_root: "/".into(),
             cgroups_per_qos: true,
@@ -365,6 +376,7 @@ impl Config {
             eviction_pressure_transition_period: "evictionPressureTransitionPeriod"
         );
         set!(container_log_max_files, container_log_max_workers);
+        set!(rotate_certificates, server_tls_bootstrap);
         if let Some(v) = f.container_log_max_size.as_deref() {
             self.container_log_max_size = crate::quantity::parse_bytes(v)
                 .filter(|b| *b > 0)
@@ -394,6 +406,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server_tls_bootstrap && self.tls_cert_file.is_some() {
+            return Err(invalid(
+                "serverTLSBootstrap",
+                "the serving certificate comes from a CSR: tlsCertFile and tlsPrivateKeyFile must be unset".into(),
+            ));
+        }
         if self.image_gc_low_threshold_percent >= self.image_gc_high_threshold_percent
             || self.image_gc_high_threshold_percent > 100
         {

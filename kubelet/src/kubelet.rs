@@ -75,6 +75,24 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         path: cfg.kubeconfig.display().to_string(),
         message: e.to_string(),
     })?;
+    // rotateCertificates: one client for the whole kubelet whose certificate is renewed in place.
+    let client = if cfg.rotate_certificates {
+        let certs = crate::certificate::client::ClientCertificates::load(
+            &cfg.kubeconfig,
+            &cfg.root_dir,
+            &cfg.node_name,
+        )
+        .await
+        .map_err(|e| StartError::Setup {
+            what: "rotateCertificates",
+            message: e.to_string(),
+        })?;
+        let rotating = certs.client();
+        tokio::spawn(certs.run());
+        rotating
+    } else {
+        client
+    };
     let mut cri = crate::cri::connect(&cfg.container_runtime_endpoint)?;
     let version = cri
         .runtime
@@ -216,7 +234,29 @@ async fn start_server(s: &Arc<Shared>) -> Result<crate::server::Running, StartEr
             "required: the kubelet's server authenticates the API server by its client certificate"
                 .into(),
     })?;
+    let serving_certificate = if s.cfg.server_tls_bootstrap {
+        let mut ips: Vec<IpAddr> = s.host_ips.iter().filter_map(|a| a.parse().ok()).collect();
+        if !ips.contains(&ip) && !ip.is_unspecified() {
+            ips.push(ip);
+        }
+        let (manager, stored) = crate::certificate::serving::ServingCertificates::load(
+            s.client.clone(),
+            &s.cfg.root_dir,
+            &s.cfg.node_name,
+            ips,
+        )
+        .map_err(|e| StartError::Setup {
+            what: "serverTLSBootstrap",
+            message: e.to_string(),
+        })?;
+        let resolver = manager.resolver();
+        tokio::spawn(manager.run(stored));
+        Some(resolver)
+    } else {
+        None
+    };
     let config = crate::server::ServerConfig {
+        serving_certificate,
         address: std::net::SocketAddr::new(ip, s.cfg.port),
         node_name: s.cfg.node_name.clone(),
         tls_cert_file: s.cfg.tls_cert_file.clone(),

@@ -7,6 +7,7 @@
 //! worker uses; [`node`] reports the node.
 
 pub mod bootstrap;
+pub mod certificate;
 pub mod cgroups;
 pub mod cgroups_allocatable;
 pub mod config;

@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// Users (certificate CNs) allowed besides `system:masters` members: the API server's
     /// kubelet client identity by default.
     pub authorized_users: Vec<String>,
+    /// serverTLSBootstrap: the serving certificate comes from this resolver (issued through a
+    /// CSR, swapped on renewal) instead of the files or a self-signed pair.
+    #[serde(skip)]
+    pub serving_certificate: Option<Arc<crate::certificate::serving::ServingCert>>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
             cert_dir: PathBuf::from("/var/lib/pea/kubelet/pki"),
             client_ca_file: PathBuf::new(),
             authorized_users: vec!["kube-apiserver-kubelet-client".into()],
+            serving_certificate: None,
         }
     }
 }

@@ -141,17 +141,22 @@ pub fn server_config(config: &ServerConfig) -> Result<rustls::ServerConfig, Serv
     .allow_unauthenticated()
     .build()
     .map_err(|e| tls(&e))?;
-    let (cert_pem, key_pem) = serving_pair(config)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| tls(&e))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| tls(&e))?;
+        .with_client_cert_verifier(verifier);
+    let mut cfg = match &config.serving_certificate {
+        // serverTLSBootstrap: whatever certificate is current at each handshake.
+        Some(resolver) => builder.with_cert_resolver(resolver.clone()),
+        None => {
+            let (cert_pem, key_pem) = serving_pair(config)?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| tls(&e))?;
+            builder.with_single_cert(certs, key).map_err(|e| tls(&e))?
+        }
+    };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
