@@ -17,7 +17,7 @@
 # rebuilds the disk image with the current binaries.
 # Environment: PEA_VM_MEM (MiB per VM, default 1792), PEA_VM_WORKERS (default 2),
 # PEA_VM_MIRROR (default: the first deb.debian.org URI of apt's sources), PEA_VM_TIMEOUT_SCALE
-# (multiplies every wait; default 1).
+# (multiplies every wait; default 1), PEA_VM_BIN_DIR (the pea binaries; default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -35,6 +35,7 @@ suite=bookworm
 registry=$gw:5000
 bins=(pea pea-control pea-shim pea-runtime pea-monitor pea-kubelet pea-cni pea-flanneld pea-proxy
       pea-dns pea-ingress)
+bin_dir=${PEA_VM_BIN_DIR:-target/release}
 t0=$(date +%s)
 
 names=(pea-cp)
@@ -152,11 +153,11 @@ EOF
 image() {
   local stage=$cache/stage img=$cache/base.img
   for b in "${bins[@]}" pea-fixture; do
-    [ -x "target/release/$b" ] || die "target/release/$b missing: build the release binaries first (README \"VMs\")"
+    [ -x "$bin_dir/$b" ] || die "$bin_dir/$b missing: build the release binaries first (README \"VMs\")"
   done
   rm -rf "$stage"
   cp -a "$cache/rootfs" "$stage"
-  for b in "${bins[@]}"; do install -m 0755 "target/release/$b" "$stage/usr/local/bin/$b"; done
+  for b in "${bins[@]}"; do install -s -m 0755 "$bin_dir/$b" "$stage/usr/local/bin/$b"; done
   # kubectl for `pea token create` / `pea join` (they drive the API with it): the host's.
   install -m 0755 "$(command -v kubectl)" "$stage/usr/local/bin/kubectl"
   rm -f "$img"
@@ -191,7 +192,7 @@ registry_up() {
   local kind tag repo
   for spec in busybox:v1:library/busybox:v1 pause:3.10:pea/pause:3.10; do
     IFS=: read -r kind tag repo rtag <<< "$spec"
-    target/release/pea-fixture image "$kind" --layout "$run/images/$kind" --tag "$tag" > /dev/null
+    "$bin_dir/pea-fixture" image "$kind" --layout "$run/images/$kind" --tag "$tag" > /dev/null
     in_ns skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
       "oci:$run/images/$kind:$tag" "docker://$registry/$repo:$rtag"
   done
@@ -286,12 +287,12 @@ up() {
   rootfs
   step "disk image: root filesystem + release binaries ($cache/base.img)"
   image
-  step "network namespace $ns: bridge $br $gw/24, ${#names[@]} taps; registry on $registry"
+  step "network namespace $ns: bridge $br $gw/24, ${#names[@]} taps"
   network
-  registry_up
-  step "booting ${names[*]} (qemu TCG, 1 vCPU, $mem MiB each)"
+  step "booting ${names[*]} (qemu TCG, 1 vCPU, $mem MiB each); registry on $registry meanwhile"
   local i=0
   for name in "${names[@]}"; do boot "$name" "$i"; i=$((i + 1)); done
+  registry_up
   for name in "${names[@]}"; do
     ssh_limit=30 wait_until 600 "$name to boot and answer ssh (console: $run/$name.console)" vm_ssh "$name" true
     echo "qemu-cluster: $name up ($(vm_ssh "$name" uptime))"
