@@ -85,6 +85,8 @@ impl Recorder {
             nodeport_cidrs,
             node_ips,
             families,
+            nodeport_primary: false,
+            zone: None,
             nft: Nft {
                 program: script.display().to_string(),
             },

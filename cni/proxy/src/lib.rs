@@ -5,7 +5,7 @@
 //! Layers, from the API to the kernel: [`watch`] (caches and what changed) → [`model`] (checked
 //! service ports and endpoints) → [`ruleset`] (chains, sets, map elements per Service) →
 //! [`transaction`] (the nft text of one sync) → [`nft`] (running it); [`proxier`] ties them
-//! together, [`conntrack`] flushes stale UDP flows, [`events`] posts Warning Events on Services
+//! together, [`conntrack`] flushes stale UDP flows, [`node`] reads this node's IPs and zone from its Node, [`events`] posts Warning Events on Services
 //! with bad input and [`metrics`] serves `/metrics` and `/healthz`.
 
 pub mod claims;
@@ -14,6 +14,7 @@ pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod nft;
+pub mod node;
 pub mod proxier;
 pub mod ruleset;
 pub mod run;

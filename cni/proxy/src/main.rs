@@ -23,12 +23,14 @@ struct Args {
     /// This node's name: endpoints whose nodeName matches are local (default: the hostname).
     #[arg(long)]
     hostname_override: Option<String>,
-    /// CIDRs (comma-separated) whose local addresses accept NodePorts (default: every local
-    /// address but loopback).
+    /// CIDRs (comma-separated) whose local addresses accept NodePorts, or `primary` for the
+    /// node IPs only (kube-proxy's nftables default) (default: every local address but loopback).
     #[arg(long, value_delimiter = ',')]
-    nodeport_addresses: Vec<IpNet>,
+    nodeport_addresses: Vec<String>,
     /// This node's primary IP, as kube-proxy's flag: loadBalancerSourceRanges that contain it let
-    /// the node through. 0.0.0.0 / :: (the default): every non-loopback address of the node.
+    /// the node through, `--nodeport-addresses primary` accepts NodePorts on it. 0.0.0.0 / ::
+    /// (the default): the node's IPs from its Node object (InternalIP first, one per family), or
+    /// while it has none every non-loopback address of the node.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// The pods' CIDRs (comma-separated, one per family): ClusterIP traffic from outside them
@@ -107,14 +109,29 @@ fn main() -> Result<()> {
     } else {
         vec![args.bind_address]
     };
+    let nodeport_primary = args.nodeport_addresses.iter().any(|a| a == "primary");
+    let nodeport_cidrs: Vec<IpNet> = args
+        .nodeport_addresses
+        .iter()
+        .filter(|a| *a != "primary")
+        .map(|a| {
+            a.parse::<IpNet>().with_context(|| {
+                format!("--nodeport-addresses {a:?} is not a CIDR or \"primary\"")
+            })
+        })
+        .collect::<Result<_>>()?;
+    if nodeport_primary && !nodeport_cidrs.is_empty() {
+        bail!("--nodeport-addresses: \"primary\" cannot be combined with CIDRs");
+    }
     let cfg = RunConfig {
         kubeconfig: args.kubeconfig,
         proxy: ProxyConfig {
             hostname,
             cluster_cidrs: args.cluster_cidr,
-            nodeport_cidrs: (!args.nodeport_addresses.is_empty())
-                .then_some(args.nodeport_addresses),
+            nodeport_cidrs: (!nodeport_cidrs.is_empty()).then_some(nodeport_cidrs),
             node_ips,
+            nodeport_primary,
+            zone: None,
             families,
             nft,
             conntrack,
@@ -123,6 +140,7 @@ fn main() -> Result<()> {
         min_sync_period: args.min_sync_period,
         metrics_addr: bind("metrics-bind-address", &args.metrics_bind_address)?,
         healthz_addr: bind("healthz-bind-address", &args.healthz_bind_address)?,
+        node_ips_from_node: args.bind_address.is_unspecified(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

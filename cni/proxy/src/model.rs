@@ -88,6 +88,9 @@ pub struct Endpoint {
     pub terminating: bool,
     /// On this node (`nodeName` equals the proxy's hostname).
     pub local: bool,
+    /// The zones the EndpointSlice controller hinted this endpoint for (`hints.forZones`),
+    /// sorted; empty without hints.
+    pub zone_hints: Vec<String>,
 }
 
 /// One port of one Service with everything the rules need.
@@ -456,12 +459,27 @@ fn endpoints_for(
                     serving,
                     terminating,
                     local: ep.node_name.as_deref() == Some(hostname),
+                    zone_hints: zone_hints(ep),
                 });
             }
         }
     }
     out.sort();
     out
+}
+
+/// The zone names of an endpoint's `hints.forZones` (blank names dropped), sorted.
+fn zone_hints(ep: &k8s_openapi::api::discovery::v1::Endpoint) -> Vec<String> {
+    let mut z: Vec<String> = ep
+        .hints
+        .iter()
+        .flat_map(|h| h.for_zones.iter().flatten())
+        .map(|z| z.name.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    z.sort();
+    z.dedup();
+    z
 }
 
 fn usable_endpoint_ip(ip: &IpAddr) -> bool {
@@ -479,6 +497,41 @@ pub fn usable(endpoints: &[Endpoint], local_only: bool) -> Vec<&Endpoint> {
         return ready;
     }
     pool().filter(|e| e.serving && e.terminating).collect()
+}
+
+/// Whether topology-aware routing applies to these endpoints on a node in `zone` (kube-proxy's
+/// `canUseTopology`): the node has a zone, every ready endpoint carries zone hints, and at least
+/// one is hinted for the node's zone. Otherwise every endpoint is used, so a half-hinted or
+/// foreign-only set never blackholes a zone.
+pub fn can_use_topology(endpoints: &[Endpoint], zone: Option<&str>) -> bool {
+    let Some(zone) = zone.filter(|z| !z.is_empty()) else {
+        return false;
+    };
+    let mut for_zone = false;
+    for e in endpoints.iter().filter(|e| e.ready) {
+        if e.zone_hints.is_empty() {
+            return false;
+        }
+        for_zone |= e.zone_hints.iter().any(|z| z == zone);
+    }
+    for_zone
+}
+
+/// The endpoints of the cluster traffic policy, as kube-proxy's `CategorizeEndpoints`: ready
+/// ones (only those hinted for `zone` when [`can_use_topology`]), or when none is ready the
+/// serving-and-terminating ones, whatever their hints.
+pub fn cluster_endpoints<'a>(endpoints: &'a [Endpoint], zone: Option<&str>) -> Vec<&'a Endpoint> {
+    if can_use_topology(endpoints, zone) {
+        let zone = zone.unwrap_or_default();
+        let ready: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| e.ready && e.zone_hints.iter().any(|z| z == zone))
+            .collect();
+        if !ready.is_empty() {
+            return ready;
+        }
+    }
+    usable(endpoints, false)
 }
 
 #[cfg(test)]
@@ -587,5 +640,66 @@ mod tests {
         let (ports, problems) = service_ports(&weird, &[], "n");
         assert!(ports.is_empty());
         assert_eq!(problems.len(), 1);
+    }
+
+    fn ep(ip: &str, ready: bool, hints: &[&str]) -> Endpoint {
+        Endpoint {
+            ip: ip.parse().unwrap(),
+            port: 80,
+            ready,
+            serving: true,
+            terminating: !ready,
+            local: false,
+            zone_hints: hints.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    fn ips(eps: Vec<&Endpoint>) -> Vec<String> {
+        eps.iter().map(|e| e.ip.to_string()).collect()
+    }
+
+    #[test]
+    fn topology_uses_hints_only_when_all_ready_endpoints_have_them_and_one_matches() {
+        let all = [
+            ep("10.0.0.1", true, &["a"]),
+            ep("10.0.0.2", true, &["b"]),
+            ep("10.0.0.3", true, &["a"]),
+            ep("10.0.0.4", false, &[]), // not ready: its missing hints do not count
+        ];
+        assert_eq!(
+            ips(cluster_endpoints(&all, Some("a"))),
+            ["10.0.0.1", "10.0.0.3"]
+        );
+        assert_eq!(ips(cluster_endpoints(&all, Some("b"))), ["10.0.0.2"]);
+        // No endpoint for the node's zone, or no zone label: every ready endpoint.
+        assert_eq!(cluster_endpoints(&all, Some("c")).len(), 3);
+        assert_eq!(cluster_endpoints(&all, None).len(), 3);
+        assert_eq!(cluster_endpoints(&all, Some("")).len(), 3);
+        // One ready endpoint without hints turns topology off.
+        let mut half = all.to_vec();
+        half[1].zone_hints.clear();
+        assert_eq!(cluster_endpoints(&half, Some("a")).len(), 3);
+        // No ready endpoint: the serving terminating ones, hints or not.
+        let draining = [ep("10.0.0.5", false, &["b"]), ep("10.0.0.6", false, &[])];
+        assert_eq!(cluster_endpoints(&draining, Some("a")).len(), 2);
+    }
+
+    #[test]
+    fn slice_hints_reach_the_endpoints() {
+        let s = svc(json!({"metadata": {"namespace": "a", "name": "s"},
+            "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "p", "port": 80}]}}));
+        let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "a", "name": "s-1"}, "addressType": "IPv4",
+        "ports": [{"name": "p", "port": 8080}],
+        "endpoints": [
+            {"addresses": ["10.244.1.2"], "zone": "a",
+             "hints": {"forZones": [{"name": "b"}, {"name": "a"}]}},
+            {"addresses": ["10.244.1.3"], "hints": {"forZones": [{"name": ""}]}},
+        ]}))
+        .unwrap();
+        let (ports, problems) = service_ports(&s, &[&slice], "n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(ports[0].endpoints[0].zone_hints, ["a", "b"]);
+        assert!(ports[0].endpoints[1].zone_hints.is_empty());
     }
 }

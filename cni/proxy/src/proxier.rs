@@ -35,6 +35,11 @@ pub struct ProxyConfig {
     /// The node's IPs (kube-proxy's node IP, `--bind-address` or the node's addresses): let
     /// through loadBalancerSourceRanges firewalls whose ranges contain them.
     pub node_ips: Vec<IpAddr>,
+    /// `--nodeport-addresses primary`: NodePorts only on [`ProxyConfig::node_ips`] (kube-proxy's
+    /// nftables default); overrides `nodeport_cidrs`.
+    pub nodeport_primary: bool,
+    /// This node's `topology.kubernetes.io/zone` label (from its Node object).
+    pub zone: Option<String>,
     pub families: Vec<Family>,
     pub nft: Nft,
     /// The `conntrack` program; `None` skips the UDP flush (logged once).
@@ -48,6 +53,8 @@ impl Default for ProxyConfig {
             cluster_cidrs: Vec::new(),
             nodeport_cidrs: None,
             node_ips: Vec::new(),
+            nodeport_primary: false,
+            zone: None,
             families: vec![Family::V4, Family::V6],
             nft: Nft::default(),
             conntrack: Some("conntrack".into()),
@@ -151,6 +158,18 @@ impl Proxier {
             )
         };
         let nodeport_ips = match &self.cfg.nodeport_cidrs {
+            _ if self.cfg.nodeport_primary => {
+                let mut ips: Vec<IpAddr> = self
+                    .cfg
+                    .node_ips
+                    .iter()
+                    .filter(|ip| model::Family::of(ip) == family)
+                    .copied()
+                    .collect();
+                ips.sort();
+                ips.dedup();
+                Some(ips)
+            }
             None => None,
             Some(cidrs) => {
                 let mut ips: Vec<IpAddr> = local_addresses()?
@@ -179,7 +198,20 @@ impl Proxier {
                 .filter(|ip| model::Family::of(ip) == family)
                 .copied()
                 .collect(),
+            zone: self.cfg.zone.clone(),
         })
+    }
+
+    /// This node's IPs and zone as its Node object now says; true when they changed (the caller
+    /// then runs a full sync, since every Service's rules may depend on them).
+    pub fn set_node(&mut self, ips: Vec<IpAddr>, zone: Option<String>) -> bool {
+        if self.cfg.node_ips == ips && self.cfg.zone == zone {
+            return false;
+        }
+        tracing::info!(?ips, ?zone, "node addresses or zone changed");
+        self.cfg.node_ips = ips;
+        self.cfg.zone = zone;
+        true
     }
 
     /// Applies `changes` (Services added, changed or gone, with their slices). `full` rewrites

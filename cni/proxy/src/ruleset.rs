@@ -23,7 +23,7 @@ use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use crate::model::{usable, Endpoint, Family, ServicePort};
+use crate::model::{cluster_endpoints, usable, Endpoint, Family, ServicePort};
 
 /// Every table pea-proxy makes has this name (`ip pea-proxy`, `ip6 pea-proxy`).
 pub const TABLE: &str = "pea-proxy";
@@ -52,6 +52,9 @@ pub struct FamilyConfig {
     /// This node's addresses of the family (kube-proxy's node IP): a loadBalancerSourceRanges
     /// entry that contains one also lets in the LoadBalancer IPs as sources.
     pub node_ips: Vec<IpAddr>,
+    /// This node's `topology.kubernetes.io/zone` label: cluster-policy traffic goes to the
+    /// endpoints hinted for it when every ready endpoint has hints (kube-proxy's topology).
+    pub zone: Option<String>,
 }
 
 impl Family {
@@ -234,7 +237,7 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
     }
     let names = Names::new(sp);
     let proto = sp.protocol.nft();
-    let cluster_eps = usable(&endpoints, false);
+    let cluster_eps = cluster_endpoints(&endpoints, cfg.zone.as_deref());
     let local_eps = usable(&endpoints, true);
     let has_endpoints = !cluster_eps.is_empty();
     let has_internal = if sp.internal_local {

@@ -48,6 +48,9 @@ pub struct RunConfig {
     pub min_sync_period: Duration,
     pub metrics_addr: Option<SocketAddr>,
     pub healthz_addr: Option<SocketAddr>,
+    /// No `--bind-address`: the node IPs come from the Node object's addresses (kube-proxy's
+    /// way); `proxy.node_ips` are used until it shows some.
+    pub node_ips_from_node: bool,
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, RunError> {
@@ -84,15 +87,36 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
     let client = client(cfg.kubeconfig.as_ref()).await?;
     let caches = Caches::default();
     caches.start(client.clone());
-    while !caches.synced() {
+    caches.start_node(client.clone(), &cfg.proxy.hostname);
+    // The Node is waited for at most 10 s: a proxy not allowed to read Nodes still serves.
+    let listing = Instant::now();
+    while !(caches.synced()
+        && (caches.node_listed() || listing.elapsed() > Duration::from_secs(10)))
+    {
         let _ = tokio::time::timeout(Duration::from_secs(1), caches.changed.notified()).await;
     }
-    tracing::info!("services and endpointslices listed; first sync");
+    tracing::info!("services, endpointslices and this node listed; first sync");
+    if caches.node().is_none() {
+        tracing::warn!(
+            node = %cfg.proxy.hostname,
+            "no Node object of this name: node IPs from --bind-address or the local addresses, no zone"
+        );
+    }
     let proxier = Arc::new(Mutex::new(Proxier::new(cfg.proxy.clone())));
     let mut last_full = Instant::now();
     let mut full = true;
     loop {
         let started = Instant::now();
+        // The Node's addresses and zone feed every Service's rules: a change makes a full sync.
+        let node = caches.node().unwrap_or_default();
+        let ips = if cfg.node_ips_from_node && !node.ips.is_empty() {
+            node.ips
+        } else {
+            cfg.proxy.node_ips.clone()
+        };
+        if proxier.lock().expect("proxier").set_node(ips, node.zone) {
+            full = true;
+        }
         let changes = caches.take_changes(full);
         let p = proxier.clone();
         let was_full = full;

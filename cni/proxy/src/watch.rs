@@ -9,7 +9,10 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     runtime::{watcher, WatchStreamExt},
     Api, Client,
@@ -18,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::{
     model::{ServiceKey, SERVICE_NAME_LABEL},
+    node::NodeInfo,
     proxier::Change,
 };
 
@@ -36,6 +40,10 @@ struct Inner {
     /// Objects gathered during a relist, swapped in at its end.
     relist_services: Option<Vec<Arc<Service>>>,
     relist_slices: Option<Vec<Arc<EndpointSlice>>>,
+    /// This node as its Node object says (None until seen, or after it was deleted).
+    node: Option<NodeInfo>,
+    /// The Node watch finished its first list (whether or not the Node exists).
+    node_listed: bool,
 }
 
 /// The shared caches.
@@ -116,6 +124,54 @@ impl Caches {
     pub fn change_counts(&self) -> (u64, u64) {
         let i = self.inner.lock().expect("caches");
         (i.service_changes, i.endpoint_changes)
+    }
+
+    /// Whether the Node watch has listed once.
+    pub fn node_listed(&self) -> bool {
+        self.inner.lock().expect("caches").node_listed
+    }
+
+    /// This node's IPs and zone from its Node object, when it has been seen.
+    pub fn node(&self) -> Option<NodeInfo> {
+        self.inner.lock().expect("caches").node.clone()
+    }
+
+    fn on_node(&self, ev: watcher::Event<Node>) {
+        let mut i = self.inner.lock().expect("caches");
+        let next = match ev {
+            watcher::Event::Apply(n) | watcher::Event::InitApply(n) => Some(NodeInfo::of(&n)),
+            watcher::Event::Delete(_) => None,
+            watcher::Event::Init => return,
+            watcher::Event::InitDone => {
+                i.node_listed = true;
+                drop(i);
+                self.changed.notify_one();
+                return;
+            }
+        };
+        if i.node == next {
+            return;
+        }
+        i.node = next;
+        drop(i);
+        self.changed.notify_one();
+    }
+
+    /// Watches the Node named `name` (kube-proxy's node informer, one object by field selector).
+    pub fn start_node(&self, client: Client, name: &str) {
+        let nodes: Api<Node> = Api::all(client);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let me = self.clone();
+        tokio::spawn(async move {
+            let stream = watcher(nodes, cfg).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(ev) => me.on_node(ev),
+                    Err(e) => tracing::warn!("watching this node's Node object: {e}"),
+                }
+            }
+        });
     }
 
     /// The changed Services (all of them when `all`), and clears the dirty set.

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams};
@@ -302,6 +302,8 @@ pub struct EndpointSliceController {
     services: Arc<Cache<Service>>,
     pods: Arc<Cache<Pod>>,
     slices: Arc<Cache<EndpointSlice>>,
+    /// Endpoint zones and topology hints ([`crate::endpointslice_hints`]).
+    nodes: Arc<Cache<Node>>,
     queue: Arc<Queue>,
     tracker: Mutex<Tracker>,
 }
@@ -324,6 +326,7 @@ impl EndpointSliceController {
             services: informers.services.cache(),
             pods: informers.pods.cache(),
             slices: informers.endpointslices.cache(),
+            nodes: informers.nodes.cache(),
             queue: Queue::new(),
             tracker: Mutex::new(Tracker::default()),
         });
@@ -348,6 +351,12 @@ impl EndpointSliceController {
         informers
             .pods
             .add_handler(pod_handler(c.services.clone(), c.queue.clone()));
+        informers
+            .nodes
+            .add_handler(crate::endpointslice_hints::node_handler(
+                c.services.clone(),
+                c.queue.clone(),
+            ));
         c
     }
 
@@ -355,6 +364,7 @@ impl EndpointSliceController {
         self.services.wait_synced().await;
         self.pods.wait_synced().await;
         self.slices.wait_synced().await;
+        self.nodes.wait_synced().await;
         let q = self.queue.clone();
         run_workers(q, workers, "endpointslice", move |k| {
             let c = self.clone();
@@ -408,7 +418,10 @@ impl EndpointSliceController {
         if selector(&svc).is_none() {
             return Ok(Requeue::default());
         }
-        let want = desired(&svc, &self.pods.list_namespace(ns));
+        let mut want = desired(&svc, &self.pods.list_namespace(ns));
+        if let Some(why) = crate::endpointslice_hints::apply(&svc, &mut want, &self.nodes.list()) {
+            tracing::info!(service = %k, "topology hints not set: {why}");
+        }
         let refs: Vec<&EndpointSlice> = existing.iter().map(|s| s.as_ref()).collect();
         let mut plan = plan(&refs, &want, MAX_ENDPOINTS_PER_SLICE);
         let want_labels = slice_labels(&svc);

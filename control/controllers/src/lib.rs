@@ -44,6 +44,7 @@ pub mod deployment_util;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslice_hints;
 pub mod events;
 pub mod expectations;
 pub mod history;

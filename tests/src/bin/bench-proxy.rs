@@ -103,6 +103,8 @@ fn proxier() -> Proxier {
         cluster_cidrs: vec![CLUSTER_CIDR.parse().expect("cidr")],
         nodeport_cidrs: None,
         node_ips: Vec::new(),
+        nodeport_primary: false,
+        zone: None,
         families: vec![Family::V4],
         nft: Nft::default(),
         conntrack: None,
