@@ -5,6 +5,10 @@
 //! `system:serviceaccount:kube-system:replicaset-controller`: with its ClusterRoleBinding gone
 //! it is refused (403, logged with that user name) while the Job controller, under its own
 //! identity, keeps creating pods; with the binding back, the ReplicaSet catches up.
+//! Its events are written under that identity too (as kube's per-controller event
+//! broadcasters): with `events` taken out of its ClusterRole it still creates pods but its
+//! SuccessfulCreate events are refused by its name, though the manager's own identity may
+//! write events, while the Job controller's events keep coming.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -151,10 +155,12 @@ fn controllers_write_as_their_own_service_accounts() {
         !can(RS_SA, "create", "pods")
     });
     k.ok(&["scale", "replicaset", "web", "--replicas=3"]);
-    // kube's FailedCreate event carries the API's refusal, naming the user it refused.
+    // The API's refusal names the user it refused. (kube's FailedCreate event carrying it
+    // cannot be written: the controller writes its events as itself, and that is refused too.)
     let refusal = format!("User \"{RS_SA}\" cannot create resource \"pods\"");
     eventually(30, "the ReplicaSet controller's 403", &log, || {
-        k.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"])
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
             .contains(&refusal)
     });
     assert_eq!(pods(&k, "app=web"), 2);
@@ -176,4 +182,70 @@ fn controllers_write_as_their_own_service_accounts() {
     eventually(30, "the ReplicaSet's four pods", &log, || {
         pods(&k, "app=web") == 4
     });
+
+    // Events: one SuccessfulCreate per pod made, reported by the ReplicaSet controller.
+    let created = || {
+        k.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web,reason=SuccessfulCreate",
+            "-o",
+            "jsonpath={range .items[*]}{.reportingComponent}{\"\\n\"}{end}",
+        ])
+    };
+    eventually(30, "four SuccessfulCreate events of the ReplicaSet", &log, || {
+        created().lines().count() == 4
+    });
+    assert!(created().lines().all(|l| l == "replicaset-controller"));
+
+    // Take `events` out of the ReplicaSet controller's role. The manager's identity may still
+    // write events, so events that still appeared would be written by the manager.
+    let role: serde_json::Value = serde_json::from_str(&k.ok(&[
+        "get",
+        "clusterrole",
+        "system:controller:replicaset-controller",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let mut stripped = role.clone();
+    let rules = stripped["rules"].as_array_mut().unwrap();
+    let before = rules.len();
+    rules.retain(|r| !r["resources"].to_string().contains("\"events\""));
+    assert_eq!(rules.len() + 1, before, "one events rule in {role}");
+    k.ok_stdin(&["replace", "-f", "-"], &stripped.to_string());
+    eventually(10, "the RBAC index to drop the events rule", &log, || {
+        !can(RS_SA, "create", "events")
+    });
+    assert!(can(RS_SA, "create", "pods"));
+    assert!(can("system:kube-controller-manager", "create", "events"));
+
+    // The ReplicaSet still works; its event is refused, by its own name.
+    k.ok(&["scale", "replicaset", "web", "--replicas=5"]);
+    eventually(30, "the ReplicaSet's fifth pod", &log, || {
+        pods(&k, "app=web") == 5
+    });
+    let event_refusal = format!("User \"{RS_SA}\" cannot create resource \"events\"");
+    eventually(30, "the refusal of the ReplicaSet controller's event", &log, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&event_refusal)
+    });
+    // The Job controller's events, written after it by the same writer, still arrive.
+    k.ok_stdin(&["apply", "-f", "-"], &JOB.replace("once", "twice"));
+    eventually(30, "the second Job's SuccessfulCreate event", &log, || {
+        k.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=twice,reason=SuccessfulCreate",
+            "-o",
+            "name",
+        ])
+        .lines()
+        .count()
+            == 1
+    });
+    assert_eq!(created().lines().count(), 4, "no event for the fifth pod");
 }

@@ -12,6 +12,14 @@
 //! most maxUnavailable nodes lack an available daemon pod; with maxSurge, a new pod started
 //! beside the old one on up to maxSurge nodes and the old one deleted once the new is
 //! available — or wait for manual deletion with `OnDelete`.
+//!
+//! As kube's controller, it claims pods and revisions by the set's selector (adopting
+//! orphans, e.g. those left by `kubectl delete --cascade=orphan` of an earlier set, and
+//! releasing what stopped matching), labels pods `pod-template-generation` with the set's
+//! generation (a pod counts as updated when that label or its `controller-revision-hash`
+//! matches), and deletes failed daemon pods (a `FailedDaemonPod` warning) under kube's
+//! `failedPodsBackoff`, per set generation and node, 1 s doubling to 15 min, so a crash-looping
+//! daemon pod is not replaced in a tight loop; the replacement comes once the failed pod is gone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +36,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
+use crate::claim::{self, Claim};
 use crate::deployment_util::{compute_hash, scaled_value};
 use crate::events::{reference, Recorder};
 use crate::expectations::Expectations;
@@ -37,6 +47,16 @@ use crate::queue::{run_workers, Queue, Requeue};
 use crate::{history, is_already_exists, is_not_found, key, split_key, Clock, Informers};
 
 pub const HASH_LABEL: &str = "controller-revision-hash";
+/// kube's `extensions.DaemonSetTemplateGenerationKey`: the set's generation a pod was made at.
+pub const GENERATION_LABEL: &str = "pod-template-generation";
+/// kube's FailedDaemonPodReason.
+const FAILED_DAEMON_POD: &str = "FailedDaemonPod";
+/// kube's failedPodsBackoff: the first delay before a failed pod on a node is deleted again…
+const FAILED_POD_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+/// …and the most it grows to.
+const FAILED_POD_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// How often expired backoff entries are forgotten (kube's BackoffGCInterval).
+const BACKOFF_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 const STATUS_FIELDS: &[&str] = &[
     "currentNumberScheduled",
@@ -185,6 +205,21 @@ pub fn should_run(ds: &DaemonSet, node: &Node) -> bool {
         .all(|taint| tolerations.iter().any(|tol| tolerates(tol, taint)))
 }
 
+/// Whether the set's selector matches `l`. An empty selector, which validation refuses,
+/// selects nothing here rather than every pod of the namespace.
+fn selects(ds: &DaemonSet, l: &BTreeMap<String, String>) -> bool {
+    ds.spec.as_ref().is_some_and(|s| {
+        let sel = &s.selector;
+        let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+        !empty && podutil::selector_matches(sel, l)
+    })
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
 /// The node a daemon pod is for: its nodeName, or the node its required affinity names.
 fn target_node(pod: &Pod) -> Option<String> {
     let n = podutil::node_name(pod);
@@ -216,6 +251,8 @@ pub struct DaemonSetController {
     expectations: Arc<Expectations>,
     clock: Clock,
     events: Recorder,
+    /// kube's failedPodsBackoff, keyed `<set uid>/<observed generation>/<node>`.
+    failed_pods_backoff: Backoff,
 }
 
 impl std::fmt::Debug for DaemonSetController {
@@ -228,15 +265,37 @@ impl std::fmt::Debug for DaemonSetController {
 /// A node's (updated, old) daemon pods.
 type NodePods = (Option<Arc<Pod>>, Option<Arc<Pod>>);
 
+/// The template version pods are compared against: the current revision's hash and the set's
+/// generation.
+#[derive(Debug, Clone, Copy)]
+struct Version<'a> {
+    hash: &'a str,
+    generation: Option<i64>,
+}
+
+impl Version<'_> {
+    /// kube's IsPodUpdated: the pod's generation label or its revision hash is the current one.
+    fn is_updated(&self, pod: &Pod) -> bool {
+        let l = labels(&pod.metadata);
+        let generation_matches = self.generation.is_some_and(|g| {
+            l.get(GENERATION_LABEL)
+                .is_some_and(|v| *v == g.to_string())
+        });
+        let hash_matches =
+            !self.hash.is_empty() && l.get(HASH_LABEL).map(String::as_str) == Some(self.hash);
+        hash_matches || generation_matches
+    }
+}
+
 /// The pods on one node, split by template version (kube's findUpdatedPodsOnNode); `None` when
 /// there are two of a kind, which the manage step repairs first.
-fn updated_and_old(pods: &[Arc<Pod>], hash: &str) -> Option<NodePods> {
+fn updated_and_old(pods: &[Arc<Pod>], version: Version<'_>) -> Option<NodePods> {
     let (mut new, mut old) = (None, None);
     for p in pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
     {
-        let slot = if labels(&p.metadata).get(HASH_LABEL).map(String::as_str) == Some(hash) {
+        let slot = if version.is_updated(p) {
             &mut new
         } else {
             &mut old
@@ -290,7 +349,7 @@ struct Plan {
 /// pod goes once the new pod on its node is available.
 fn plan_surge(
     kept: &BTreeMap<String, Vec<Arc<Pod>>>,
-    hash: &str,
+    version: Version<'_>,
     max_surge: i32,
     avail: &dyn Fn(&Pod) -> bool,
     plan: &mut Plan,
@@ -298,7 +357,7 @@ fn plan_surge(
     let mut surging = 0;
     let (mut allowed, mut candidates) = (Vec::new(), Vec::new());
     for (node, pods) in kept {
-        match updated_and_old(pods, hash) {
+        match updated_and_old(pods, version) {
             None => surging += 1,
             Some((_, None)) => {}
             Some((None, Some(old))) => {
@@ -339,6 +398,7 @@ impl DaemonSetController {
             expectations: Arc::new(Expectations::default()),
             clock,
             events,
+            failed_pods_backoff: Backoff::new(FAILED_POD_BACKOFF, FAILED_POD_BACKOFF_MAX),
         });
         let q = c.queue.clone();
         let exp = c.expectations.clone();
@@ -372,9 +432,13 @@ impl DaemonSetController {
         informers.controllerrevisions.add_handler(move |ch| {
             let Some(c) = weak.upgrade() else { return };
             let (Change::Added(r) | Change::Updated { new: r, .. } | Change::Deleted(r)) = ch;
-            if let Some(o) = controller_of(&r.metadata).filter(|o| o.kind == "DaemonSet") {
-                c.queue
-                    .add(key(&r.namespace().unwrap_or_default(), &o.name));
+            match controller_of(&r.metadata) {
+                Some(o) if o.kind == "DaemonSet" => c
+                    .queue
+                    .add(key(&r.namespace().unwrap_or_default(), &o.name)),
+                Some(_) => {}
+                // An orphan: the sets that may adopt it.
+                None => c.enqueue_selecting(&r.metadata),
             }
         });
         let weak = Arc::downgrade(&c);
@@ -391,9 +455,16 @@ impl DaemonSetController {
                 }
                 Change::Deleted(p) => (p, false, true),
             };
-            let Some(r) = controller_of(&pod.metadata).filter(|r| r.kind == "DaemonSet") else {
+            let Some(r) = controller_of(&pod.metadata) else {
+                // An orphan: the sets that may adopt it.
+                if pod.metadata.deletion_timestamp.is_none() {
+                    c.enqueue_selecting(&pod.metadata);
+                }
                 return;
             };
+            if r.kind != "DaemonSet" {
+                return;
+            }
             let ns = pod.namespace().unwrap_or_default();
             let k = key(&ns, &r.name);
             if added {
@@ -413,6 +484,15 @@ impl DaemonSetController {
         self.nodes.wait_synced().await;
         self.pods.wait_synced().await;
         self.revisions.wait_synced().await;
+        let weak = Arc::downgrade(&self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BACKOFF_GC_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(c) = weak.upgrade() else { return };
+                c.failed_pods_backoff.gc(c.clock.now());
+            }
+        });
         let q = self.queue.clone();
         run_workers(q, workers, "daemonset", move |k| {
             let c = self.clone();
@@ -429,17 +509,98 @@ impl DaemonSetController {
         move |source| DaemonSetError::Api { key, what, source }
     }
 
-    /// The revisions this set controls, oldest first.
-    fn controlled_revisions(&self, ds: &DaemonSet) -> Vec<Arc<ControllerRevision>> {
+    /// Queues every set in `obj`'s namespace whose selector matches its labels.
+    fn enqueue_selecting(&self, obj: &ObjectMeta) {
+        let ns = obj.namespace.clone().unwrap_or_default();
+        for ds in self.sets.list_namespace(&ns) {
+            if selects(&ds, labels(obj)) {
+                self.queue.add(key(&ns, &ds.name_any()));
+            }
+        }
+    }
+
+    /// kube's canAdoptFunc (RecheckDeletionTimestamp): the set, read afresh, is the same one
+    /// and not going away.
+    async fn can_adopt(&self, ds: &DaemonSet, k: &str) -> Result<bool, DaemonSetError> {
+        let fresh = Api::<DaemonSet>::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default())
+            .get(&ds.name_any())
+            .await;
+        match fresh {
+            Ok(f) => Ok(f.metadata.uid == ds.metadata.uid && f.metadata.deletion_timestamp.is_none()),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.err(k, "re-reading the set before adopting")(e)),
+        }
+    }
+
+    /// kube's ClaimObjects over `objects`: those the set controls and selects, plus orphans it
+    /// selects, adopted; its own that it stopped selecting are released.
+    async fn claim<K>(
+        &self,
+        ds: &DaemonSet,
+        k: &str,
+        objects: Vec<Arc<K>>,
+        what: &str,
+    ) -> Result<Vec<Arc<K>>, DaemonSetError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
         let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let mut revs: Vec<Arc<ControllerRevision>> = self
+        let mut adoptable: Option<bool> = None;
+        let mut owned = Vec::new();
+        for obj in objects {
+            match claim::decide(obj.meta(), &ds.metadata, |l| selects(ds, l)) {
+                Claim::Owned => owned.push(obj),
+                Claim::Ignore => {}
+                Claim::Release => match claim::release(&api, obj.as_ref(), &uid).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) || crate::is_conflict(&e) => {}
+                    Err(kube::Error::Api(s)) if s.code == 422 => {}
+                    Err(e) => {
+                        return Err(self.err(k, format!("releasing {what} {}", obj.name_any()))(e))
+                    }
+                },
+                Claim::Adopt => {
+                    if adoptable.is_none() {
+                        adoptable = Some(self.can_adopt(ds, k).await?);
+                    }
+                    if adoptable != Some(true) {
+                        continue;
+                    }
+                    let owner = podutil::controller_ref(&ds.metadata, "apps/v1", "DaemonSet");
+                    match claim::adopt(&api, obj.as_ref(), owner).await {
+                        Ok(adopted) => {
+                            tracing::info!(key = %k, what, name = %obj.name_any(), "adopted an orphan");
+                            owned.push(Arc::new(adopted));
+                        }
+                        // Gone or changed under us: the next event brings it back.
+                        Err(e) if is_not_found(&e) || crate::is_conflict(&e) => {}
+                        Err(kube::Error::Api(s)) if s.code == 422 => {}
+                        Err(e) => {
+                            return Err(self.err(k, format!("adopting {what} {}", obj.name_any()))(e))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(owned)
+    }
+
+    /// The revisions this set controls (orphans it selects adopted), oldest first.
+    async fn controlled_revisions(
+        &self,
+        ds: &DaemonSet,
+        k: &str,
+    ) -> Result<Vec<Arc<ControllerRevision>>, DaemonSetError> {
+        let all = self
             .revisions
-            .list_namespace(&ds.namespace().unwrap_or_default())
-            .into_iter()
-            .filter(|r| controller_of(&r.metadata).is_some_and(|o| o.uid == uid))
-            .collect();
+            .list_namespace(&ds.namespace().unwrap_or_default());
+        let mut revs = self.claim(ds, k, all, "revision").await?;
         history::sort(&mut revs);
-        revs
+        Ok(revs)
     }
 
     /// kube's constructHistory: the revision of the current template (reused and renumbered
@@ -453,7 +614,8 @@ impl DaemonSetController {
         let template = ds.spec.clone().unwrap_or_default().template;
         let candidate = history::new_revision(history::template_patch(&template), 0);
         let (current, old): (Vec<_>, Vec<_>) = self
-            .controlled_revisions(ds)
+            .controlled_revisions(ds, k)
+            .await?
             .into_iter()
             .partition(|r| history::equal(r, &candidate));
         let next = history::next_revision(&old);
@@ -619,20 +781,31 @@ impl DaemonSetController {
             .get(HASH_LABEL)
             .cloned()
             .unwrap_or_else(|| cur.name_any());
+        let version = Version {
+            hash: &hash,
+            generation: ds.metadata.generation,
+        };
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let now = self.clock.now();
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
+        let satisfied = self.expectations.satisfied(k);
         let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+        // Failed and succeeded pods, by node: deleted (failed ones under the backoff) before
+        // their node gets a new pod.
+        let mut finished_by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
         let mut all_pods: Vec<Arc<Pod>> = Vec::new();
         let mut plan = Plan::default();
-        for p in self.pods.list_namespace(ns) {
-            if !podutil::is_active(&p) || controller_of(&p.metadata).is_none_or(|r| r.uid != uid) {
+        let mut requeue: Option<std::time::Duration> = None;
+        let pods = self.claim(&ds, k, self.pods.list_namespace(ns), "pod").await?;
+        for p in pods {
+            if p.metadata.deletion_timestamp.is_some() {
                 continue;
             }
             all_pods.push(p.clone());
-            match target_node(&p) {
-                Some(n) => by_node.entry(n).or_default().push(p),
-                None => plan.delete.push(p),
+            let finished = !podutil::is_active(&p);
+            match (target_node(&p), finished) {
+                (Some(n), false) => by_node.entry(n).or_default().push(p),
+                (Some(n), true) => finished_by_node.entry(n).or_default().push(p),
+                (None, _) => plan.delete.push(p),
             }
         }
         let on_delete = spec
@@ -652,15 +825,52 @@ impl DaemonSetController {
         for node in &nodes {
             let n = node.name_any();
             let mut here = by_node.remove(&n).unwrap_or_default();
+            let finished = finished_by_node.remove(&n).unwrap_or_default();
             if !should_run(&ds, node) {
                 if !here.is_empty() {
                     misscheduled += 1;
                 }
                 plan.delete.extend(here);
+                plan.delete.extend(finished);
                 continue;
             }
+            // kube's podsShouldBeOnNode: a finished pod is deleted (a failed one at most once
+            // per backoff step); the node gets its new pod in a later sync, once it is gone.
+            let waiting = !finished.is_empty();
+            if satisfied && !deleting {
+                for p in finished {
+                    if phase(&p) == Some("Failed") {
+                        let bk = format!(
+                            "{}/{}/{n}",
+                            ds.metadata.uid.as_deref().unwrap_or_default(),
+                            ds.status
+                                .as_ref()
+                                .and_then(|s| s.observed_generation)
+                                .unwrap_or_default()
+                        );
+                        if self.failed_pods_backoff.in_backoff_since_update(&bk, now) {
+                            let delay = self.failed_pods_backoff.get(&bk);
+                            tracing::debug!(key = %k, pod = %p.name_any(), node = %n, ?delay, "deleting a failed daemon pod is held back by the backoff");
+                            requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
+                            continue;
+                        }
+                        self.failed_pods_backoff.next(&bk, now);
+                        self.events.warning(
+                            reference(ds.as_ref()),
+                            FAILED_DAEMON_POD,
+                            format!(
+                                "Found failed daemon pod {ns}/{} on node {n}, will try to kill it",
+                                p.name_any()
+                            ),
+                        );
+                    }
+                    plan.delete.push(p);
+                }
+            }
             if here.is_empty() {
-                plan.create_on.push(n);
+                if !waiting {
+                    plan.create_on.push(n);
+                }
                 continue;
             }
             current += 1;
@@ -673,10 +883,9 @@ impl DaemonSetController {
             // Without surge only the oldest pod stays; with it, the oldest new and the oldest old.
             let mut keep: Vec<Arc<Pod>> = Vec::new();
             for p in here {
-                let is_new = labels(&p.metadata).get(HASH_LABEL) == Some(&hash);
+                let is_new = version.is_updated(&p);
                 let dup = if surge {
-                    keep.iter()
-                        .any(|k| (labels(&k.metadata).get(HASH_LABEL) == Some(&hash)) == is_new)
+                    keep.iter().any(|k| version.is_updated(k) == is_new)
                 } else {
                     !keep.is_empty()
                 };
@@ -689,24 +898,26 @@ impl DaemonSetController {
             let oldest = &keep[0];
             ready += i32::from(podutil::is_ready(oldest));
             available += i32::from(podutil::is_available(oldest, min_ready, now));
-            if labels(&oldest.metadata).get(HASH_LABEL) == Some(&hash) {
+            if version.is_updated(oldest) {
                 updated += 1;
             }
             kept.insert(n, keep);
         }
         // Pods bound for nodes that no longer exist.
         plan.delete.extend(by_node.into_values().flatten());
+        plan.delete
+            .extend(finished_by_node.into_values().flatten());
 
         if !on_delete {
             let avail = |p: &Pod| podutil::is_available(p, min_ready, now);
             if surge {
-                plan_surge(&kept, &hash, max_surge, &avail, &mut plan);
+                plan_surge(&kept, version, max_surge, &avail, &mut plan);
             } else {
                 // Nodes that are to get a pod count as unavailable.
                 let mut unavailable = plan.create_on.len() as i32;
                 let (mut replace, mut candidates) = (Vec::new(), Vec::new());
                 for pods in kept.values() {
-                    match updated_and_old(pods, &hash) {
+                    match updated_and_old(pods, version) {
                         None | Some((None, None)) | Some((Some(_), Some(_))) => unavailable += 1,
                         Some((Some(new), None)) => unavailable += i32::from(!avail(&new)),
                         Some((None, Some(old))) => {
@@ -725,7 +936,7 @@ impl DaemonSetController {
             }
         }
 
-        if self.expectations.satisfied(k) && !deleting {
+        if satisfied && !deleting {
             self.execute(&ds, k, &hash, plan).await?;
             self.cleanup_history(&ds, k, &old_revs, &all_pods).await?;
         }
@@ -753,11 +964,10 @@ impl DaemonSetController {
                 .map_err(self.err(k, "updating status"))?;
         }
         if min_ready > 0 && ready > available {
-            return Ok(Requeue(Some(std::time::Duration::from_secs(
-                min_ready as u64,
-            ))));
+            let d = std::time::Duration::from_secs(min_ready as u64);
+            requeue = Some(requeue.map_or(d, |r| r.min(d)));
         }
-        Ok(Requeue::default())
+        Ok(Requeue(requeue))
     }
 
     /// kube's syncNodes: deletions and creations at once, each expected before it is sent.
@@ -885,6 +1095,10 @@ pub fn pod_for_node(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
     });
     let mut pod_labels = meta.labels.unwrap_or_default();
     pod_labels.insert(HASH_LABEL.into(), hash.to_string());
+    // kube's CreatePodTemplate: the set's generation when the pod was made.
+    if let Some(g) = ds.metadata.generation {
+        pod_labels.insert(GENERATION_LABEL.into(), g.to_string());
+    }
     let mut prefix = format!("{}-", ds.name_any());
     prefix.truncate(58);
     Pod {
@@ -1062,11 +1276,31 @@ mod tests {
         .collect();
         let mut plan = Plan::default();
         let avail = |p: &Pod| !unavailable.contains(&p.name_any().as_str());
-        plan_surge(&kept, "b", 2, &avail, &mut plan);
+        let b = Version {
+            hash: "b",
+            generation: None,
+        };
+        plan_surge(&kept, b, 2, &avail, &mut plan);
         let deleted: Vec<String> = plan.delete.iter().map(|p| p.name_any()).collect();
         assert_eq!(deleted, ["old2"]);
         assert_eq!(plan.create_on, ["n1", "n4"]);
-        assert!(updated_and_old(&[pod("x", "a"), pod("y", "a")], "b").is_none());
+        assert!(updated_and_old(&[pod("x", "a"), pod("y", "a")], b).is_none());
+    }
+
+    #[test]
+    fn pods_carry_the_template_generation_and_either_label_makes_them_updated() {
+        let mut set = ds(PodSpec::default());
+        set.metadata.generation = Some(3);
+        let p = pod_for_node(&set, "n1", "h1");
+        assert_eq!(p.labels()[GENERATION_LABEL], "3");
+        let v = |hash, generation| Version { hash, generation };
+        assert!(v("h1", Some(3)).is_updated(&p));
+        // kube's IsPodUpdated: the hash or the generation is enough.
+        assert!(v("h2", Some(3)).is_updated(&p));
+        assert!(v("h1", Some(4)).is_updated(&p));
+        assert!(!v("h2", Some(4)).is_updated(&p));
+        assert!(!v("h2", None).is_updated(&p));
+        assert!(!v("", Some(4)).is_updated(&p));
     }
 
     #[test]

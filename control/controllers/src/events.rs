@@ -1,6 +1,13 @@
 //! Events (core/v1, what `kubectl describe` lists) recorded by the controllers, as client-go's
 //! event broadcaster: recording never blocks a sync — events go through a bounded queue to one
 //! writer task and are dropped when it is full or the write fails.
+//!
+//! As in kube-controller-manager, where each controller makes its event broadcaster on its own
+//! client, every event is written with the client of the controller that recorded it (its
+//! ServiceAccount under `--use-service-account-credentials`), not the manager's: the one
+//! writer task only serializes the writes.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -13,17 +20,26 @@ use crate::Clock;
 /// Events waiting to be written; beyond this they are dropped.
 const QUEUE: usize = 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<(Event, Client)>,
     component: &'static str,
+    /// Who writes this recorder's events.
+    client: Client,
     clock: Clock,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("component", &self.component)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The writer half: run it on the runtime the controllers run on.
 pub struct Writer {
-    rx: mpsc::Receiver<Event>,
-    client: Client,
+    rx: mpsc::Receiver<(Event, Client)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -32,17 +48,36 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// A recorder (clone it per controller with [`Recorder::for_component`]) and its writer.
+/// A recorder writing as `client` (one per controller with [`Recorder::for_controller`]) and
+/// the writer.
 pub fn channel(client: Client, clock: Clock) -> (Recorder, Writer) {
     let (tx, rx) = mpsc::channel(QUEUE);
     (
         Recorder {
             tx,
             component: "controller-manager",
+            client,
             clock,
         },
-        Writer { rx, client },
+        Writer { rx },
     )
+}
+
+/// The last suffix handed out by [`unique_nanos`].
+static LAST_NANOS: AtomicI64 = AtomicI64::new(0);
+
+/// kube names an event `<object>.<unix nanos in hex>`; two events of one object recorded at
+/// the same instant (a coarse or injected clock) would share a name and the second be refused,
+/// so a suffix already used moves on by one nanosecond.
+fn unique_nanos(nanos: i64) -> i64 {
+    let mut last = LAST_NANOS.load(Ordering::Relaxed);
+    loop {
+        let next = nanos.max(last + 1);
+        match LAST_NANOS.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// A reference to `obj` as events carry it.
@@ -59,9 +94,12 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
 }
 
 impl Recorder {
-    pub fn for_component(&self, component: &'static str) -> Self {
+    /// The recorder of one controller: events from `component`, written with `client` (the
+    /// controller's own).
+    pub fn for_controller(&self, component: &'static str, client: &Client) -> Self {
         Self {
             component,
+            client: client.clone(),
             ..self.clone()
         }
     }
@@ -79,7 +117,7 @@ impl Recorder {
         let name = format!(
             "{}.{:x}",
             about.name.as_deref().unwrap_or("object"),
-            now.timestamp_nanos_opt().unwrap_or_default()
+            unique_nanos(now.timestamp_nanos_opt().unwrap_or_default())
         );
         let ev = Event {
             metadata: ObjectMeta {
@@ -102,7 +140,7 @@ impl Recorder {
             reporting_instance: Some(self.component.to_string()),
             ..Default::default()
         };
-        if self.tx.try_send(ev).is_err() {
+        if self.tx.try_send((ev, self.client.clone())).is_err() {
             tracing::debug!(
                 component = self.component,
                 "event queue full; event dropped"
@@ -113,11 +151,22 @@ impl Recorder {
 
 impl Writer {
     pub async fn run(mut self) {
-        while let Some(ev) = self.rx.recv().await {
+        while let Some((ev, client)) = self.rx.recv().await {
             let ns = ev.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-            if let Err(e) = api.create(&PostParams::default(), &ev).await {
-                tracing::debug!(error = %e, reason = ?ev.reason, "writing an event failed; dropped");
+            let api: Api<Event> = Api::namespaced(client, &ns);
+            match api.create(&PostParams::default(), &ev).await {
+                Ok(_) => {}
+                // As client-go's broadcaster: a refusal is logged, and the event not retried.
+                Err(kube::Error::Api(e)) => tracing::warn!(
+                    error = %e.message,
+                    code = e.code,
+                    reason = ?ev.reason,
+                    component = ?ev.reporting_component,
+                    "server rejected event (will not retry)"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, reason = ?ev.reason, component = ?ev.reporting_component, "writing an event failed; dropped")
+                }
             }
         }
     }

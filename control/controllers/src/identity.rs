@@ -1,8 +1,8 @@
 //! Per-controller credentials: kube-controller-manager's `--use-service-account-credentials`.
 //!
 //! The controller manager itself authenticates as whatever its kubeconfig says (in pea-control:
-//! `system:kube-controller-manager`): leader election, the shared informers and the event
-//! writer use that identity. Each controller's writes go through a client of its own that
+//! `system:kube-controller-manager`): leader election and the shared informers use that
+//! identity. Each controller's writes, its events too, go through a client of its own that
 //! authenticates as `system:serviceaccount:kube-system:<name>` (e.g. `replicaset-controller`),
 //! bound by the API server's bootstrap policy to `system:controller:<name>` and nothing more,
 //! so a bug in one controller cannot write what its role does not name.
@@ -95,8 +95,8 @@ type SharedHeader = Arc<RwLock<HeaderValue>>;
 /// Hands each controller its client.
 #[derive(Clone)]
 pub struct ControllerClients {
-    /// The manager's own client (leader election, informers, events; and every controller
-    /// when service-account credentials are off).
+    /// The manager's own client (leader election, informers; and every controller when
+    /// service-account credentials are off).
     manager: Client,
     /// The manager's connection settings without its credentials; `None`: share `manager`.
     base: Option<kube::Config>,

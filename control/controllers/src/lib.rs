@@ -34,7 +34,9 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::{Api, Client};
 use serde::Deserialize;
 
+pub mod backoff;
 pub mod bootstrapsigner;
+pub mod claim;
 pub mod cron;
 pub mod cronjob;
 pub mod csr;
@@ -467,8 +469,8 @@ async fn run_controllers(
     let enabled = config.enabled()?;
     // Tokens are refreshed by tasks of this run: a new run (after a lost lease) gets its own.
     let clients = clients.for_run();
-    // Informers, events and leader election act as the manager itself; each controller's
-    // writes as its own identity (the `client` each block below shadows this one with).
+    // Informers and leader election act as the manager itself; each controller's writes and
+    // events as its own identity (the `client` each block below shadows this one with).
     let client = clients.manager().clone();
     let informers = Informers::new(&client);
     let mut set = tokio::task::JoinSet::new();
@@ -481,7 +483,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("replicaset-controller"),
+            recorder.for_controller("replicaset-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -493,7 +495,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("replication-controller"),
+            recorder.for_controller("replication-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -503,7 +505,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("deployment-controller"),
+            recorder.for_controller("deployment-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -513,7 +515,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("daemonset-controller"),
+            recorder.for_controller("daemonset-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -523,7 +525,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("statefulset-controller"),
+            recorder.for_controller("statefulset-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -533,7 +535,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("cronjob-controller"),
+            recorder.for_controller("cronjob-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -543,7 +545,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("job-controller"),
+            recorder.for_controller("job-controller", &client),
         );
         set.spawn(c.run(workers));
     }
@@ -581,7 +583,7 @@ async fn run_controllers(
             client.clone(),
             clock.clone(),
             config.node_lifecycle.clone(),
-            recorder.for_component("node-controller"),
+            recorder.for_controller("node-controller", &client),
         );
         set.spawn(c.run(workers.min(2)));
     }
@@ -593,7 +595,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("taint-eviction-controller"),
+            recorder.for_controller("taint-eviction-controller", &client),
         );
         set.spawn(c.run(workers.min(2)));
     }
@@ -674,7 +676,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("horizontal-pod-autoscaler"),
+            recorder.for_controller("horizontal-pod-autoscaler", &client),
             config.hpa.config(),
         );
         set.spawn(c.run(workers));
@@ -707,7 +709,7 @@ async fn run_controllers(
             &informers,
             client.clone(),
             clock.clone(),
-            recorder.for_component("persistentvolume-controller"),
+            recorder.for_controller("persistentvolume-controller", &client),
         );
         set.spawn(c.run());
     }
@@ -718,7 +720,7 @@ async fn run_controllers(
         let c = localpath::LocalPathProvisioner::register(
             &informers,
             client.clone(),
-            recorder.for_component(localpath::PROVISIONER),
+            recorder.for_controller(localpath::PROVISIONER, &client),
             localpath::LocalPathConfig {
                 base_dir: config.local_path_dir.clone(),
                 helper_image: config.local_path_helper_image.clone(),
