@@ -5,12 +5,20 @@
 //! Two phases per round: a backlog of M pods created before the scheduler starts (scheduling +
 //! binding throughput), then M more created while it runs (pods bound per second and time
 //! from create to bound, p50/p99, seen on a watch),
-//! median over rounds. Each round starts a fresh server and scheduler. Bounded in time.
+//! median over rounds. Then a Deployment of `--deployment-replicas` (1000) is applied
+//! (server-side apply) with the deployment and replicaset controllers running as their own
+//! ServiceAccounts, timed from apply to the last of its pods bound. Each round starts a fresh
+//! server and scheduler. Last, a round of its own on `--anti-nodes` (500) nodes: as many pods,
+//! each with a required anti-affinity to the others on `kubernetes.io/hostname` (so one per
+//! node, the last with one feasible node left), from scheduler start to the last bound.
+//! The scheduler authenticates as `system:kube-scheduler` (a certificate pea-control issues, as
+//! the in-process scheduler does) and goes through RBAC like any component.
 //!
 //! The anchor is kube-scheduler's published scheduler_perf SchedulingBasic threshold
 //! (680–810 pods/s at 5000 nodes): an upstream figure on upstream hardware, NOT measured here.
 //!
 //! Usage: bench-scheduler [--nodes 500] [--pods 1000] [--rounds 3] [--clients 16]
+//!        [--deployment-replicas 1000] [--anti-nodes 500]
 //!        (issue-sized: --nodes 5000 --pods 10000 --rounds 1 --timeout-secs 600)
 
 use std::collections::HashMap;
@@ -42,6 +50,12 @@ struct Args {
     /// Give up a round after this long.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// Replicas of the Deployment applied after the streaming phase (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    deployment_replicas: usize,
+    /// Nodes (and pods) of the anti-affinity round (0: skip).
+    #[arg(long, default_value_t = 500)]
+    anti_nodes: usize,
 }
 
 /// One round's result.
@@ -56,6 +70,8 @@ struct Round {
     /// First create sent → last create answered.
     create_elapsed: Duration,
     to_bound: Vec<Duration>,
+    /// Deployment: apply → last pod bound, and apply → each pod bound.
+    deploy: Option<(usize, Duration, Vec<Duration>)>,
 }
 
 fn node(name: &str) -> Value {
@@ -70,10 +86,29 @@ fn node_status() -> Value {
         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
 }
 
+fn pod_spec() -> Value {
+    json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+        "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]})
+}
+
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "sched"}},
-        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-            "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}})
+        "spec": pod_spec()})
+}
+
+/// scheduler_perf's anti-affinity pod: required anti-affinity to its own kind per hostname.
+fn anti_pod(name: &str) -> Value {
+    let mut spec = pod_spec();
+    spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"bench": "anti"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "anti"}},
+        "spec": spec})
+}
+
+fn deployment(replicas: usize) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"bench": "deploy"}},
+            "template": {"metadata": {"labels": {"bench": "deploy"}}, "spec": pod_spec()}}})
 }
 
 /// When each pod was sent, by name, shared by the clients that create them.
@@ -118,83 +153,17 @@ async fn fan_out(
     Ok(())
 }
 
-/// One round: a fresh server (its own runtime), the scheduler on another runtime, the driver
-/// on `rt`. Runtimes are made and dropped here, outside any async context.
-fn round(rt: &tokio::runtime::Runtime, args: &Args, r: usize) -> Result<Round> {
-    let cp = ControlPlane::start(Backend::Embedded).context("start pea-control")?;
-    // The scheduler on its own runtime, as a separate component would be.
-    let sched_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let res = rt.block_on(drive(&cp, sched_rt.handle(), args, r));
-    // Stop the scheduler before the server so it does not log a storm of watch errors.
-    sched_rt.shutdown_timeout(Duration::from_secs(5));
-    drop(cp);
-    res
-}
+/// Pods seen bound (first time each shows a nodeName), by name, with when.
+type BoundTimes = Arc<Mutex<HashMap<String, Instant>>>;
 
-async fn drive(
+/// A watch on the default namespace's pods matching `selector`, recording each binding;
+/// ends when `want` pods were seen bound or the server ends the watch.
+async fn watch_bound(
     cp: &ControlPlane,
-    sched: &tokio::runtime::Handle,
-    args: &Args,
-    r: usize,
-) -> Result<Round> {
-    let t = Instant::now();
-    fan_out(
-        cp,
-        args.clients,
-        args.nodes,
-        |i| {
-            (
-                "POST",
-                "/api/v1/nodes".into(),
-                "application/json",
-                node(&format!("n-{i}")).to_string().into_bytes(),
-            )
-        },
-        None,
-    )
-    .await?;
-    fan_out(
-        cp,
-        args.clients,
-        args.nodes,
-        |i| {
-            (
-                "PATCH",
-                format!("/api/v1/nodes/n-{i}/status"),
-                "application/merge-patch+json",
-                node_status().to_string().into_bytes(),
-            )
-        },
-        None,
-    )
-    .await?;
-    eprintln!(
-        "round {r}: {} hollow nodes in {}",
-        args.nodes,
-        fmt_duration(t.elapsed())
-    );
-
-    // Backlog: pods waiting before the scheduler starts, so the first phase measures
-    // scheduling + binding without the create rate in the way.
-    fan_out(
-        cp,
-        args.clients,
-        args.pods,
-        |i| {
-            (
-                "POST",
-                "/api/v1/namespaces/default/pods".into(),
-                "application/json",
-                pod(&format!("b-{i}")).to_string().into_bytes(),
-            )
-        },
-        None,
-    )
-    .await?;
-
+    selector: &str,
+    want: usize,
+    timeout: Duration,
+) -> Result<(BoundTimes, tokio::task::JoinHandle<()>)> {
     let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
     let token = cp.running().admin_token.clone();
     let mut c = ApiClient::connect(cp.addr, &connector, &token).await?;
@@ -205,18 +174,19 @@ async fn drive(
         .as_str()
         .unwrap_or("0")
         .to_string();
-
-    // One watch sees every binding (first time a pod shows a nodeName).
-    let bound: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let bound: BoundTimes = Arc::default();
     let mut w = ApiClient::connect(cp.addr, &connector, &token).await?;
     let resp = w
         .send(
             "GET",
-            &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&labelSelector=bench%3Dsched&timeoutSeconds={}", 2 * args.timeout_secs + 60),
+            &format!(
+                "/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&labelSelector={}&timeoutSeconds={}",
+                selector.replace('=', "%3D"),
+                timeout.as_secs() + 60
+            ),
             None,
         )
         .await?;
-    let want = 2 * args.pods;
     let watch_bound = bound.clone();
     let watcher = tokio::spawn(async move {
         let mut body = resp.into_body();
@@ -251,34 +221,165 @@ async fn drive(
             }
         }
     });
+    // Let the watch be registered before anything it should see happens.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok((bound, watcher))
+}
 
-    // The scheduler starts (lists, syncs, then works through the backlog).
-    let sched_started = Instant::now();
-    let client = pea_scheduler::client_from_kubeconfig(&cp.kubeconfig).await?;
+/// How many bound pods' names start with `prefix`, and when the last of them was bound.
+fn count_bound(bound: &BoundTimes, prefix: &str) -> (usize, Option<Instant>) {
+    let b = bound.lock().unwrap();
+    let times: Vec<Instant> = b
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, t)| *t)
+        .collect();
+    (times.len(), times.into_iter().max())
+}
+
+/// Waits (bounded by `deadline`) until `want` pods named `prefix*` are bound.
+async fn wait_bound(bound: &BoundTimes, prefix: &str, want: usize, deadline: Instant) {
+    while count_bound(bound, prefix).0 < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `n` hollow Nodes (created, then their status written, as a kubelet would).
+async fn hollow_nodes(cp: &ControlPlane, clients: usize, n: usize) -> Result<()> {
+    fan_out(
+        cp,
+        clients,
+        n,
+        |i| {
+            (
+                "POST",
+                "/api/v1/nodes".into(),
+                "application/json",
+                node(&format!("n-{i}")).to_string().into_bytes(),
+            )
+        },
+        None,
+    )
+    .await?;
+    fan_out(
+        cp,
+        clients,
+        n,
+        |i| {
+            (
+                "PATCH",
+                format!("/api/v1/nodes/n-{i}/status"),
+                "application/merge-patch+json",
+                node_status().to_string().into_bytes(),
+            )
+        },
+        None,
+    )
+    .await
+}
+
+/// Starts the scheduler on `rt` as pea-control's in-process one runs: `system:kube-scheduler`.
+async fn start_scheduler(cp: &ControlPlane, rt: &tokio::runtime::Handle) -> Result<()> {
+    let kubeconfig = cp.running().component_kubeconfig(
+        "scheduler.kubeconfig",
+        "system:kube-scheduler",
+        &[],
+    )?;
+    let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
     let config = pea_scheduler::SchedulerConfig {
         leader_elect: false,
         ..Default::default()
     };
-    sched.spawn(async move {
+    rt.spawn(async move {
         if let Err(e) = pea_scheduler::run(client, config).await {
             eprintln!("scheduler: {e}");
         }
     });
-    let count = |prefix: &str| -> (usize, Option<Instant>) {
-        let b = bound.lock().unwrap();
-        let times: Vec<Instant> = b
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, t)| *t)
-            .collect();
-        (times.len(), times.into_iter().max())
+    Ok(())
+}
+
+/// Starts the deployment and replicaset controllers on `rt` as pea-control's in-process
+/// manager runs them: `system:kube-controller-manager`, each controller as its ServiceAccount.
+async fn start_controllers(cp: &ControlPlane, rt: &tokio::runtime::Handle) -> Result<()> {
+    let kubeconfig = cp.running().component_kubeconfig(
+        "controller-manager.kubeconfig",
+        "system:kube-controller-manager",
+        &[],
+    )?;
+    let clients = pea_controllers::clients_from_kubeconfig(&kubeconfig, true).await?;
+    let mut config = pea_controllers::ControllersConfig {
+        leader_elect: false,
+        ..Default::default()
     };
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    while count("b-").0 < args.pods && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (backlog_bound, backlog_last) = count("b-");
+    config.set_controllers("deployment,replicaset");
+    rt.spawn(async move {
+        if let Err(e) = pea_controllers::run(clients, config).await {
+            eprintln!("controllers: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// A fresh runtime for components (the scheduler, the controllers), as separate processes.
+fn component_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// One round: a fresh server (its own runtime), the scheduler and controllers on another
+/// runtime, the driver on `rt`. Runtimes are made and dropped here, outside any async context.
+fn round(rt: &tokio::runtime::Runtime, args: &Args, r: usize) -> Result<Round> {
+    let cp = ControlPlane::start(Backend::Embedded).context("start pea-control")?;
+    let components = component_runtime()?;
+    let res = rt.block_on(drive(&cp, components.handle(), args, r));
+    // Stop the components before the server so they do not log a storm of watch errors.
+    components.shutdown_timeout(Duration::from_secs(5));
+    drop(cp);
+    res
+}
+
+async fn drive(
+    cp: &ControlPlane,
+    components: &tokio::runtime::Handle,
+    args: &Args,
+    r: usize,
+) -> Result<Round> {
+    let t = Instant::now();
+    hollow_nodes(cp, args.clients, args.nodes).await?;
+    eprintln!(
+        "round {r}: {} hollow nodes in {}",
+        args.nodes,
+        fmt_duration(t.elapsed())
+    );
+
+    // Backlog: pods waiting before the scheduler starts, so the first phase measures
+    // scheduling + binding without the create rate in the way.
+    fan_out(
+        cp,
+        args.clients,
+        args.pods,
+        |i| {
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods".into(),
+                "application/json",
+                pod(&format!("b-{i}")).to_string().into_bytes(),
+            )
+        },
+        None,
+    )
+    .await?;
+
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let (bound, watcher) = watch_bound(cp, "bench=sched", 2 * args.pods, 2 * timeout).await?;
+
+    // The scheduler starts (lists, syncs, then works through the backlog).
+    let sched_started = Instant::now();
+    start_scheduler(cp, components).await?;
+    wait_bound(&bound, "b-", args.pods, Instant::now() + timeout).await;
+    let (backlog_bound, backlog_last) = count_bound(&bound, "b-");
     let backlog_elapsed = backlog_last
         .unwrap_or(sched_started)
         .saturating_duration_since(sched_started);
@@ -306,8 +407,8 @@ async fn drive(
     )
     .await?;
     let create_elapsed = started.elapsed();
-    let _ = tokio::time::timeout(Duration::from_secs(args.timeout_secs), watcher).await;
-    let (n, last) = count("p-");
+    let _ = tokio::time::timeout(timeout, watcher).await;
+    let (n, last) = count_bound(&bound, "p-");
     let sent = sent.lock().unwrap().clone();
     let to_bound: Vec<Duration> = bound
         .lock()
@@ -316,6 +417,12 @@ async fn drive(
         .filter(|(k, _)| k.starts_with("p-"))
         .filter_map(|(name, at)| sent.get(name).map(|s| at.saturating_duration_since(*s)))
         .collect();
+
+    let deploy = if args.deployment_replicas > 0 {
+        Some(deploy_phase(cp, components, args, r).await?)
+    } else {
+        None
+    };
     Ok(Round {
         backlog_bound,
         backlog_elapsed,
@@ -323,7 +430,124 @@ async fn drive(
         elapsed: last.unwrap_or(started).saturating_duration_since(started),
         create_elapsed,
         to_bound,
+        deploy,
     })
+}
+
+/// The controllers start (and sync) first; then one server-side apply of the Deployment, and
+/// the time from it to each of its pods bound (the deployment controller makes the
+/// ReplicaSet, the replicaset controller the pods, 500 per sync as kube's burst, the scheduler
+/// binds them).
+async fn deploy_phase(
+    cp: &ControlPlane,
+    components: &tokio::runtime::Handle,
+    args: &Args,
+    r: usize,
+) -> Result<(usize, Duration, Vec<Duration>)> {
+    let timeout = Duration::from_secs(args.timeout_secs);
+    start_controllers(cp, components).await?;
+    // Give the controllers their tokens and informers before the clock starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let want = args.deployment_replicas;
+    let (bound, watcher) = watch_bound(cp, "bench=deploy", want, timeout).await?;
+    let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
+    let mut c = ApiClient::connect(cp.addr, &connector, &cp.running().admin_token).await?;
+    let applied = Instant::now();
+    let (code, body) = c
+        .call_typed(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/bench?fieldManager=bench-scheduler",
+            "application/apply-patch+yaml",
+            Some(deployment(want).to_string().into_bytes()),
+        )
+        .await?;
+    if !(200..300).contains(&code) {
+        bail!(
+            "apply of the Deployment: {code} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let _ = tokio::time::timeout(timeout, watcher).await;
+    let (n, last) = count_bound(&bound, "bench-");
+    let to_bound: Vec<Duration> = bound
+        .lock()
+        .unwrap()
+        .values()
+        .map(|at| at.saturating_duration_since(applied))
+        .collect();
+    let elapsed = last.unwrap_or(applied).saturating_duration_since(applied);
+    eprintln!(
+        "round {r}: Deployment of {want}: {n} pods bound {} after the apply",
+        fmt_duration(elapsed)
+    );
+    Ok((n, elapsed, to_bound))
+}
+
+/// The anti-affinity round: `--anti-nodes` nodes, as many pods each anti-affine to the others
+/// per hostname, created before the scheduler starts; scheduler start → last bound.
+fn anti_round(rt: &tokio::runtime::Runtime, args: &Args) -> Result<(usize, Duration)> {
+    let cp = ControlPlane::start(Backend::Embedded).context("start pea-control")?;
+    let components = component_runtime()?;
+    let res = rt.block_on(async {
+        let n = args.anti_nodes;
+        hollow_nodes(&cp, args.clients, n).await?;
+        fan_out(
+            &cp,
+            args.clients,
+            n,
+            |i| {
+                (
+                    "POST",
+                    "/api/v1/namespaces/default/pods".into(),
+                    "application/json",
+                    anti_pod(&format!("a-{i}")).to_string().into_bytes(),
+                )
+            },
+            None,
+        )
+        .await?;
+        let timeout = Duration::from_secs(args.timeout_secs);
+        let (bound, watcher) = watch_bound(&cp, "bench=anti", n, timeout).await?;
+        let started = Instant::now();
+        start_scheduler(&cp, components.handle()).await?;
+        let _ = tokio::time::timeout(timeout, watcher).await;
+        let (bound_n, last) = count_bound(&bound, "a-");
+        // One pod per node, as the anti-affinity requires.
+        let nodes: std::collections::HashSet<String> = {
+            let connector = tls_connector(&cp.running().pki.ca.cert_pem)?;
+            let mut c =
+                ApiClient::connect(cp.addr, &connector, &cp.running().admin_token).await?;
+            let (_, body) = c
+                .call(
+                    "GET",
+                    "/api/v1/namespaces/default/pods?labelSelector=bench%3Danti",
+                    None,
+                )
+                .await?;
+            let list: Value = serde_json::from_slice(&body)?;
+            list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+                .collect()
+        };
+        if nodes.len() != bound_n {
+            bail!(
+                "anti-affinity broken: {bound_n} pods bound on {} distinct nodes",
+                nodes.len()
+            );
+        }
+        let elapsed = last.unwrap_or(started).saturating_duration_since(started);
+        eprintln!(
+            "anti-affinity: {bound_n}/{n} pods bound on distinct nodes {} after the scheduler started",
+            fmt_duration(elapsed)
+        );
+        Ok((bound_n, elapsed))
+    });
+    components.shutdown_timeout(Duration::from_secs(5));
+    drop(cp);
+    res
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -402,6 +626,52 @@ fn main() -> Result<()> {
         "\nbacklog: {} pods created before the scheduler starts, pods / (last bound − scheduler start, incl. its initial list); streaming: {} more created by {} clients while it runs, pods / (last bound − first create); medians over rounds.",
         args.pods, args.pods, args.clients
     );
+    let mut all_bound = all_bound;
+    let deploys: Vec<&(usize, Duration, Vec<Duration>)> =
+        rounds.iter().filter_map(|r| r.deploy.as_ref()).collect();
+    let anti = if args.anti_nodes > 0 {
+        Some(anti_round(&rt, &args)?)
+    } else {
+        None
+    };
+    if !deploys.is_empty() || anti.is_some() {
+        println!("
+| scenario | pods bound | start → all bound | pods/s | p50 | p99 |");
+        println!("|---|---|---|---|---|---|");
+    }
+    if !deploys.is_empty() {
+        let want = args.deployment_replicas;
+        all_bound &= deploys.iter().all(|d| d.0 == want);
+        let secs = median(deploys.iter().map(|d| d.1.as_secs_f64()).collect());
+        let q = |q: f64| {
+            fmt_duration(Duration::from_secs_f64(median(
+                deploys
+                    .iter()
+                    .filter_map(|d| quantile(&d.2, q))
+                    .map(|d| d.as_secs_f64())
+                    .collect(),
+            )))
+        };
+        println!(
+            "| Deployment of {want} replicas, {} hollow nodes: server-side apply → every pod bound (deployment + replicaset controllers as their ServiceAccounts) | {} | {} | {:.0} | {} | {} |",
+            args.nodes,
+            deploys.iter().map(|d| d.0).min().unwrap_or(0),
+            fmt_duration(Duration::from_secs_f64(secs)),
+            want as f64 / secs.max(1e-9),
+            q(0.5),
+            q(0.99)
+        );
+    }
+    if let Some((n, elapsed)) = anti {
+        all_bound &= n == args.anti_nodes;
+        println!(
+            "| required pod anti-affinity per hostname, {} nodes, {} pods (one per node): scheduler start → last bound | {n} | {} | {:.0} | – | – |",
+            args.anti_nodes,
+            args.anti_nodes,
+            fmt_duration(elapsed),
+            n as f64 / elapsed.as_secs_f64().max(1e-9)
+        );
+    }
     if !all_bound {
         bail!("some pods were not bound within {} s", args.timeout_secs);
     }
