@@ -20,9 +20,6 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
 use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::pki::Pki;
@@ -101,56 +98,6 @@ impl std::fmt::Debug for KubeletClient {
     }
 }
 
-/// Accepts any kubelet serving certificate (kube-apiserver's default), while still checking
-/// the handshake signatures so the session is bound to the certificate presented.
-#[derive(Debug)]
-struct UncheckedServingCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for UncheckedServingCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 impl KubeletClient {
     /// A client presenting `pki.kubelet_client`, verifying kubelets against `ca_file` if given.
     pub fn new(pki: &Pki, ca_file: Option<&Path>) -> Result<Self, KubeletClientError> {
@@ -178,7 +125,10 @@ impl KubeletClient {
             }
             None => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(UncheckedServingCert(provider))),
+                .with_custom_certificate_verifier(Arc::new(
+                    // kube-apiserver's default: any kubelet serving certificate.
+                    pea_insecure_tls::AnyServerCertificate::new(provider),
+                )),
         };
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(pki.kubelet_client.cert_pem.as_bytes())

@@ -160,6 +160,10 @@ enum Command {
         /// PEM key of that CA.
         #[arg(long)]
         cluster_signing_key_file: Option<PathBuf>,
+        /// PEM private key legacy Secret-based service-account tokens are signed with (the
+        /// API server's service-account signing key); without it serviceaccount-token is off.
+        #[arg(long)]
+        service_account_private_key_file: Option<PathBuf>,
         /// Each controller acts as its own ServiceAccount in kube-system (bound to
         /// `system:controller:<name>`) with tokens this process requests and refreshes; the
         /// kubeconfig's identity (e.g. system:kube-controller-manager) only runs leader
@@ -311,6 +315,7 @@ fn main() -> anyhow::Result<()> {
         leader_elect,
         cluster_signing_cert_file,
         cluster_signing_key_file,
+        service_account_private_key_file,
         use_service_account_credentials,
     }) = args.command
     {
@@ -338,6 +343,9 @@ fn main() -> anyhow::Result<()> {
         }
         if cluster_signing_key_file.is_some() {
             c.cluster_signing_key_file = cluster_signing_key_file;
+        }
+        if service_account_private_key_file.is_some() {
+            c.service_account_private_key_file = service_account_private_key_file;
         }
         if c.root_ca_pem.is_none() {
             c.root_ca_pem = pea_controllers::ca_pem_from_kubeconfig(&kubeconfig);
@@ -398,6 +406,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The in-process serviceaccount-token controller signs legacy tokens with the API
+    // server's service-account key (kube: --service-account-private-key-file).
+    let sa_key_file = config.service_accounts.signing_key_file.clone();
     rt.block_on(async {
         let running = start(config).await?;
         // The in-process scheduler is a client like any other: it reaches the server through
@@ -441,6 +452,9 @@ fn main() -> anyhow::Result<()> {
                     &running.pki.ca.key_pem,
                     pea_controllers::csr::signing::DEFAULT_DURATION,
                 )?),
+                service_account_private_key_file: Some(
+                    sa_key_file.unwrap_or_else(|| running.pki.dir.join("sa.key")),
+                ),
                 ..Default::default()
             };
             if let Some(p) = args.horizontal_pod_autoscaler_sync_period {

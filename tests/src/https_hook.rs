@@ -1,7 +1,9 @@
 //! A small HTTPS JSON server for webhook tests (conversion, admission): listens on a loopback
 //! address with a certificate for that address signed by a CA made here (rcgen), whose PEM,
-//! base64-encoded, is the caBundle to configure. Each POST body is parsed as JSON, kept, and
-//! answered with what the test's handler returns for (path, body). Stopped on drop.
+//! base64-encoded, is the caBundle to configure. Each POST body is parsed as JSON, kept (with
+//! its query string), and answered with what the test's handler returns for (path, body). The
+//! handler may block (a slow webhook sleeps): it runs off the server's async workers. Stopped
+//! on drop.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -17,11 +19,16 @@ use tokio_rustls::rustls;
 /// What answers a request: (path, parsed body) to the JSON reply.
 pub type Handler = Arc<dyn Fn(&str, &Value) -> Value + Send + Sync>;
 
+/// A request as kept: path, query string, parsed body.
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
 pub struct HttpsHook {
     pub port: u16,
+    /// The loopback address it listens on.
+    pub ip: String,
     /// The CA's PEM, base64 (a `caBundle` field's value).
     pub ca_bundle: String,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    seen: Seen,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -44,6 +51,12 @@ impl Drop for HttpsHook {
 impl HttpsHook {
     /// Serves on 127.0.0.1 (an ephemeral port) with `handler`.
     pub fn start(handler: Handler) -> anyhow::Result<Self> {
+        Self::start_at("127.0.0.1", "127.0.0.1", handler)
+    }
+
+    /// Serves on `ip` (a loopback address; an ephemeral port) with a certificate for `name`
+    /// (an IP address or a DNS name such as a Service's `hook.ns.svc`).
+    pub fn start_at(ip: &str, name: &str, handler: Handler) -> anyhow::Result<Self> {
         use base64::Engine;
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
@@ -54,7 +67,7 @@ impl HttpsHook {
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), ca_key)?;
         let key = rcgen::KeyPair::generate()?;
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])?
             .signed_by(&key, &issuer)?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -70,7 +83,7 @@ impl HttpsHook {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind((ip, 0)))?;
         let port = listener.local_addr()?.port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let kept = seen.clone();
@@ -95,6 +108,7 @@ impl HttpsHook {
         });
         Ok(HttpsHook {
             port,
+            ip: ip.to_string(),
             ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca.pem()),
             seen,
             rt: Some(rt),
@@ -102,7 +116,7 @@ impl HttpsHook {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
+        format!("https://{}:{}{path}", self.ip, self.port)
     }
 
     /// The bodies POSTed to `path` so far.
@@ -111,18 +125,30 @@ impl HttpsHook {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, b)| b.clone())
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, _, b)| b.clone())
+            .collect()
+    }
+
+    /// The query strings of the requests to `path` so far.
+    pub fn queries(&self, path: &str) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, q, _)| q.clone())
             .collect()
     }
 }
 
 async fn answer(
     req: Request<hyper::body::Incoming>,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    seen: Seen,
     handler: Handler,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
     let body = Limited::new(req.into_body(), 8 << 20)
         .collect()
         .await
@@ -131,7 +157,7 @@ async fn answer(
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(json!(null));
     seen.lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push((path.clone(), parsed.clone()));
-    let reply = handler(&path, &parsed);
+        .push((path.clone(), query, parsed.clone()));
+    let reply = tokio::task::block_in_place(|| handler(&path, &parsed));
     Ok(Response::new(Full::new(Bytes::from(reply.to_string()))))
 }

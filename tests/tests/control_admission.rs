@@ -5,141 +5,34 @@
 //! refuses a privileged pod in a restricted namespace in kube's words and warns as kubectl
 //! shows it.
 
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use pea_tests::control::{Backend, ControlPlane, Kubectl};
+use pea_tests::https_hook::HttpsHook;
 use serde_json::{json, Value};
-use tokio_rustls::rustls;
 
-/// An admission webhook server on 127.0.0.1: `/deny` refuses, `/mutate` adds the label
-/// `mutated=yes` and a warning, `/slow` answers after 3 s, anything else allows. Every review
-/// it gets is kept.
-struct WebhookServer {
-    port: u16,
-    ca_bundle: String,
-    seen: Arc<Mutex<Vec<Value>>>,
-    rt: Option<tokio::runtime::Runtime>,
+/// An admission webhook server on a loopback address (pea_tests::https_hook): `/deny`
+/// refuses, `/mutate` adds the label `mutated=yes` and a warning, `/annotate` an annotation,
+/// `/slow` answers after 3 s, anything else allows.
+fn webhook_server(ip: &str, name: &str) -> HttpsHook {
+    HttpsHook::start_at(ip, name, Arc::new(answer)).expect("webhook server")
 }
 
-impl Drop for WebhookServer {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
-}
-
-impl WebhookServer {
-    fn start() -> Self {
-        Self::start_at("127.0.0.1", "127.0.0.1")
-    }
-
-    /// Listens on `ip` (a loopback address) with a certificate for `name`.
-    fn start_at(ip: &str, name: &str) -> Self {
-        use base64::Engine;
-        let ca_key = rcgen::KeyPair::generate().expect("ca key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "pea-test-webhook-ca");
-        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), ca_key).expect("issuer");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .expect("params")
-            .signed_by(&key, &issuer)
-            .expect("leaf cert");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind((ip, 0)))
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let kept = seen.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, kept) = (acceptor.clone(), kept.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req| answer(req, kept.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-        WebhookServer {
-            port,
-            ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca.pem()),
-            seen,
-            rt: Some(rt),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// The reviews `path` got so far.
-    fn reviews(&self, path: &str) -> Vec<Value> {
-        self.seen
-            .lock()
-            .expect("seen")
-            .iter()
-            .filter(|r| r["path"] == path)
-            .map(|r| r["request"].clone())
-            .collect()
-    }
-}
-
-async fn answer(
-    req: Request<Incoming>,
-    seen: Arc<Mutex<Vec<Value>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    use base64::Engine;
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let body = Limited::new(req.into_body(), 4 << 20)
+/// The AdmissionReview requests `path` got so far.
+fn reviews(hooks: &HttpsHook, path: &str) -> Vec<Value> {
+    hooks
+        .seen(path)
+        .into_iter()
+        .map(|r| r["request"].clone())
         .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let request = review["request"].clone();
-    seen.lock()
-        .expect("seen")
-        .push(json!({"path": path, "query": query, "request": request}));
+}
+
+fn answer(path: &str, review: &Value) -> Value {
+    use base64::Engine;
+    let request = &review["request"];
     let uid = request["uid"].clone();
-    let response = match path.as_str() {
+    let response = match path {
         "/deny" => json!({"uid": uid, "allowed": false, "status": {"code": 403,
             "reason": "Forbidden", "message": "configmaps labelled deny=yes are not allowed"}}),
         "/mutate" => {
@@ -162,14 +55,13 @@ async fn answer(
                 "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())})
         }
         "/slow" => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            std::thread::sleep(Duration::from_secs(3));
             json!({"uid": uid, "allowed": true})
         }
         _ => json!({"uid": uid, "allowed": true}),
     };
-    let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "response": response});
-    Ok(Response::new(Full::new(Bytes::from(out.to_string()))))
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": response})
 }
 
 /// A webhook entry for configmap creates, selected by `label=yes` on the object.
@@ -205,7 +97,7 @@ fn stderr(o: &std::process::Output) -> String {
 fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
     let cp = ControlPlane::start(Backend::Embedded).unwrap();
     let k = cp.kubectl();
-    let hooks = WebhookServer::start();
+    let hooks = webhook_server("127.0.0.1", "127.0.0.1");
     let ca = hooks.ca_bundle.clone();
     k.ok(&["create", "namespace", "hooked"]);
     k.ok(&["label", "namespace", "hooked", "webhooks=on"]);
@@ -248,8 +140,7 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
         "{}",
         stderr(&refused)
     );
-    let review = hooks
-        .reviews("/deny")
+    let review = reviews(&hooks, "/deny")
         .pop()
         .expect("the webhook got a review");
     assert_eq!(review["operation"], "CREATE");
@@ -261,19 +152,14 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
     assert_eq!(review["object"]["metadata"]["name"], "refused");
     assert_eq!(review["userInfo"]["username"], "pea-admin");
     assert_eq!(review["dryRun"], false);
-    assert!(hooks
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|r| r["query"] == "timeout=10s"));
+    assert!(hooks.queries("/deny").iter().any(|q| q == "timeout=10s"));
     // objectSelector: an unlabelled object is not sent; namespaceSelector: nor one elsewhere.
-    let calls = hooks.reviews("/deny").len();
+    let calls = reviews(&hooks, "/deny").len();
     assert!(configmap(&k, "hooked", "unlabelled", &[]).status.success());
     assert!(configmap(&k, "default", "elsewhere", &["deny"])
         .status
         .success());
-    assert_eq!(hooks.reviews("/deny").len(), calls);
+    assert_eq!(reviews(&hooks, "/deny").len(), calls);
 
     // A mutating webhook: its JSONPatch lands in the stored object, its warning in kubectl's
     // output.
@@ -327,11 +213,11 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
             )],
         ),
     );
-    let before = hooks.reviews("/mutate").len();
+    let before = reviews(&hooks, "/mutate").len();
     assert!(configmap(&k, "hooked", "twice", &["mutate"])
         .status
         .success());
-    let mutated = hooks.reviews("/mutate");
+    let mutated = reviews(&hooks, "/mutate");
     assert_eq!(mutated.len(), before + 2, "called, then re-invoked once");
     assert_eq!(
         mutated[before + 1]["object"]["metadata"]["annotations"]["annotated"],
@@ -454,7 +340,7 @@ fn webhooks_deny_mutate_and_fail_as_their_policy_says() {
         err.contains(r#"admission webhook "exec.pea.test" denied the request"#),
         "{err}"
     );
-    let review = hooks.reviews("/deny").pop().expect("an exec review");
+    let review = reviews(&hooks, "/deny").pop().expect("an exec review");
     assert_eq!(review["operation"], "CONNECT");
     assert_eq!(review["subResource"], "exec");
     assert_eq!(review["kind"]["kind"], "PodExecOptions");
@@ -496,7 +382,7 @@ fn a_service_webhook_is_called_at_its_cluster_ip() {
     })
     .unwrap();
     let k = cp.kubectl();
-    let hooks = WebhookServer::start_at("127.77.0.10", "hook.webhooks.svc");
+    let hooks = webhook_server("127.77.0.10", "hook.webhooks.svc");
     k.ok(&["create", "namespace", "webhooks"]);
     let svc = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "hook", "namespace": "webhooks"},
@@ -518,7 +404,7 @@ fn a_service_webhook_is_called_at_its_cluster_ip() {
         "{}",
         stderr(&refused)
     );
-    assert_eq!(hooks.reviews("/deny").len(), 1);
+    assert_eq!(reviews(&hooks, "/deny").len(), 1);
     // A missing Service is a failed call.
     k.ok(&["delete", "service", "hook", "-n", "webhooks"]);
     let failed = configmap(&k, "default", "orphan", &["deny"]);

@@ -279,14 +279,6 @@ fn validating_admission_policy_denies_warns_and_uses_params() {
     assert!(e.contains("spec.validations[0].expression: Invalid value: \"object.spec.replicas <=\": compilation failed: ERROR: <input>:1:"), "{e}");
     let e = k.fails_stdin(
         &["apply", "-f", "-"],
-        &POLICY.replace(
-            "object.metadata.name.startsWith('web')",
-            "authorizer.requestResource.check('get').allowed()",
-        ),
-    );
-    assert!(e.contains("authorizer variable is not implemented"), "{e}");
-    let e = k.fails_stdin(
-        &["apply", "-f", "-"],
         &BINDING.replace("ACTIONS", "Deny, Warn"),
     );
     assert!(e.contains("must not contain both Deny and Warn"), "{e}");
@@ -353,6 +345,159 @@ fn validating_admission_policy_denies_warns_and_uses_params() {
     assert!(
         warn.contains("Validation failed for ValidatingAdmissionPolicy 'replica-limit' with binding 'replica-limit-binding': replicas 6 is more than 3 in team"),
         "{warn}"
+    );
+}
+
+const AUTHZ_POLICY: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: guarded
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [CREATE]
+      resources: [configmaps]
+  validations:
+  - expression: "!has(object.metadata.labels) || !('sensitive' in object.metadata.labels) || authorizer.requestResource.check('approve').allowed()"
+    message: "only approvers may create sensitive config maps"
+    reason: Forbidden
+  - expression: "object.metadata.name != 'probe-sa' || authorizer.serviceAccount(object.metadata.namespace, 'bot').group('').resource('secrets').namespace(object.metadata.namespace).check('list').allowed()"
+    message: "bot cannot list secrets"
+  - expression: "object.metadata.name != 'probe-path' || authorizer.path('/metrics').check('get').allowed()"
+    message: "needs /metrics"
+  - expression: "object.metadata.name != 'probe-sub' || authorizer.group('apps').resource('deployments').subresource('scale').namespace('team').name('web').check('update').allowed()"
+    message: "cannot scale web"
+  - expression: "object.metadata.name != 'probe-format' || !format.dns1035Label().validate(object.data.id).hasValue()"
+    messageExpression: "'bad id: ' + format.dns1035Label().validate(object.data.id).value()[0]"
+  auditAnnotations:
+  - key: requester
+    valueExpression: "object.metadata.name == 'probe-audit' ? string(1 / (size(object.metadata.name) - 11)) : 'created by ' + request.userInfo.username"
+  - key: nothing
+    valueExpression: "null"
+"#;
+
+const AUTHZ_BINDING: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: guarded-binding
+spec:
+  policyName: guarded
+  validationActions: [Deny]
+"#;
+
+/// The `authorizer` variable checks the requester (and a named service account) with the
+/// server's RBAC, `auditAnnotations` are validated and evaluated, and the format library
+/// runs in policies — all through the real kubectl.
+#[test]
+fn validating_admission_policy_authorizer_audit_annotations_and_format() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let admin = cp.kubectl();
+    admin.ok(&["create", "namespace", "team"]);
+    admin.ok(&[
+        "create", "role", "cm-writer", "-n", "team", "--verb=create,get,list",
+        "--resource=configmaps",
+    ]);
+    admin.ok(&[
+        "create", "rolebinding", "dev-cm", "-n", "team", "--role=cm-writer", "--user=dev",
+    ]);
+    let dev = Kubectl::new(&cp.kubeconfig_for("dev", &[]).unwrap());
+    let cm = |k: &Kubectl, name: &str, extra: &[&str]| {
+        let mut args = vec!["create", "configmap", name, "-n", "team"];
+        args.extend_from_slice(extra);
+        k.run(&args)
+    };
+    let err = |o: std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    // Audit annotation keys: qualified names with the policy's prefix, unique.
+    let e = admin.fails_stdin(
+        &["apply", "-f", "-"],
+        &AUTHZ_POLICY.replace("key: requester", "key: bad key!"),
+    );
+    assert!(
+        e.contains(r#"spec.auditAnnotations[0].key: Invalid value: "guarded/bad key!""#),
+        "{e}"
+    );
+    let e = admin.fails_stdin(
+        &["apply", "-f", "-"],
+        &AUTHZ_POLICY.replace("key: nothing", "key: requester"),
+    );
+    assert!(
+        e.contains(r#"spec.auditAnnotations[1].key: Duplicate value: "requester""#),
+        "{e}"
+    );
+    admin.ok_stdin(&["apply", "-f", "-"], AUTHZ_POLICY);
+    admin.ok_stdin(&["apply", "-f", "-"], AUTHZ_BINDING);
+
+    // The requester's own rights: `approve` on config maps (a custom verb) is needed for a
+    // sensitive one.
+    let out = cm(&dev, "plain", &[]);
+    assert!(out.status.success(), "{}", err(out));
+    let labelled = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: team\n  labels: {{sensitive: \"yes\"}}\n")
+    };
+    let e = dev.fails_stdin(&["create", "-f", "-"], &labelled("s1"));
+    assert!(
+        e.contains("ValidatingAdmissionPolicy 'guarded' with binding 'guarded-binding' denied request: only approvers may create sensitive config maps"),
+        "{e}"
+    );
+    admin.ok(&[
+        "create", "role", "cm-approver", "-n", "team", "--verb=approve", "--resource=configmaps",
+    ]);
+    admin.ok(&[
+        "create", "rolebinding", "dev-approve", "-n", "team", "--role=cm-approver", "--user=dev",
+    ]);
+    dev.ok_stdin(&["create", "-f", "-"], &labelled("s1"));
+
+    // serviceAccount(ns, name) checks that account, not the requester (the admin here).
+    admin.ok(&["create", "serviceaccount", "bot", "-n", "team"]);
+    let e = err(cm(&admin, "probe-sa", &[]));
+    assert!(e.contains("denied request: bot cannot list secrets"), "{e}");
+    admin.ok(&[
+        "create", "role", "secret-lister", "-n", "team", "--verb=list", "--resource=secrets",
+    ]);
+    admin.ok(&[
+        "create", "rolebinding", "bot-secrets", "-n", "team", "--role=secret-lister",
+        "--serviceaccount=team:bot",
+    ]);
+    let out = cm(&admin, "probe-sa", &[]);
+    assert!(out.status.success(), "{}", err(out));
+
+    // path(...) is a non-resource check; subresource(...) a scoped resource one.
+    let e = err(cm(&dev, "probe-path", &[]));
+    assert!(e.contains("denied request: needs /metrics"), "{e}");
+    let out = cm(&admin, "probe-path", &[]);
+    assert!(out.status.success(), "{}", err(out));
+    let e = err(cm(&dev, "probe-sub", &[]));
+    assert!(e.contains("denied request: cannot scale web"), "{e}");
+    admin.ok(&[
+        "create", "role", "scaler", "-n", "team", "--verb=update",
+        "--resource=deployments.apps/scale", "--resource-name=web",
+    ]);
+    admin.ok(&[
+        "create", "rolebinding", "dev-scaler", "-n", "team", "--role=scaler", "--user=dev",
+    ]);
+    let out = cm(&dev, "probe-sub", &[]);
+    assert!(out.status.success(), "{}", err(out));
+
+    // The format library, with kube's message.
+    let e = err(cm(&dev, "probe-format", &["--from-literal=id=1abc"]));
+    assert!(
+        e.contains("denied request: bad id: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+        "{e}"
+    );
+    let out = cm(&dev, "probe-format", &["--from-literal=id=abc-1"]);
+    assert!(out.status.success(), "{}", err(out));
+
+    // Audit annotations are evaluated on every matched request: one that fails to evaluate
+    // fails the request under failurePolicy Fail.
+    let e = err(cm(&dev, "probe-audit", &[]));
+    assert!(
+        e.contains("ValidatingAdmissionPolicy 'guarded' with binding 'guarded-binding' denied request: valueExpression")
+            && e.contains("resulted in error"),
+        "{e}"
     );
 }
 

@@ -57,6 +57,25 @@ fn refused(anon: &Kubectl, token: &str, why: &str) {
     assert!(err.contains("Unauthorized"), "{why}: {err}");
 }
 
+/// A deletion ends a token within the 10 s kube caches successful token checks for (the
+/// token was used just before, so its success may be cached): refused by 12 s.
+fn refused_within_cache_ttl(anon: &Kubectl, token: &str, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let out = with_token(anon, token, &["auth", "whoami"]);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("Unauthorized"), "{why}: {err}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{why}: still accepted 12 s after the deletion (the cache TTL is 10 s)"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn sa_uid(admin: &Kubectl, ns: &str, name: &str) -> String {
     admin.ok(&[
         "get",
@@ -253,7 +272,7 @@ fn create_token_authenticates_as_the_service_account_and_refusals_are_401() {
         "system:serviceaccount:team:temp"
     );
     admin.ok(&["delete", "serviceaccount", "temp", "-n", "team"]);
-    refused(&anon, temp.trim(), "deleted service account");
+    refused_within_cache_ttl(&anon, temp.trim(), "deleted service account");
     // ... also when one of the same name comes back (another uid).
     admin.ok(&["create", "serviceaccount", "temp", "-n", "team"]);
     refused(&anon, temp.trim(), "recreated service account");
@@ -383,7 +402,7 @@ fn bound_tokens_follow_their_pod_and_nodes_get_tokens_only_for_their_pods() {
             .status
             .success()
     });
-    refused(&anon, bound, "deleted bound pod");
+    refused_within_cache_ttl(&anon, bound, "deleted bound pod");
 }
 
 fn pod_json(admin: &Kubectl, ns: &str, name: &str) -> Value {

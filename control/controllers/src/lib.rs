@@ -72,6 +72,7 @@ pub mod serviceaccount;
 pub mod statefulset;
 pub mod storageprotection;
 pub mod tainteviction;
+pub mod tokens;
 pub mod ttlafterfinished;
 pub mod volumeutil;
 
@@ -170,6 +171,10 @@ pub struct ControllersConfig {
     /// The signing CA handed over in-process (pea-control's own), instead of the files.
     #[serde(skip)]
     pub cluster_signing_ca: Option<csr::signing::SigningCa>,
+    /// kube-controller-manager's `--service-account-private-key-file`: the key legacy
+    /// Secret-based tokens are signed with (`serviceaccount-token`; without it that
+    /// controller does not run).
+    pub service_account_private_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ControllersConfig {
@@ -190,6 +195,7 @@ impl Default for ControllersConfig {
             cluster_signing_key_file: None,
             cluster_signing_duration_secs: csr::signing::DEFAULT_DURATION.as_secs(),
             cluster_signing_ca: None,
+            service_account_private_key_file: None,
         }
     }
 }
@@ -202,6 +208,8 @@ pub enum Error {
     NodeIpam(#[from] nodeipam::NodeIpamError),
     #[error(transparent)]
     Signing(#[from] csr::signing::SigningError),
+    #[error(transparent)]
+    Tokens(#[from] tokens::TokensError),
     #[error("kubeconfig {path}: {source}")]
     Kubeconfig {
         path: std::path::PathBuf,
@@ -667,6 +675,26 @@ async fn run_controllers(
             }
             None => tracing::info!("no root CA configured; root-ca-cert-publisher not started"),
         }
+    }
+    // kube starts `serviceaccount-token` apart from the others, whenever the key is given.
+    match &config.service_account_private_key_file {
+        Some(path) => {
+            // As kube's, it runs with the manager's own credentials, not a token of its
+            // own making.
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| tokens::TokensError::Key(format!("{}: {e}", path.display())))?;
+            let signer = tokens::TokenSigner::from_pem(&pem)?;
+            let c = tokens::TokensController::register(
+                &informers,
+                clients.manager().clone(),
+                signer,
+                config.root_ca_pem.clone(),
+            );
+            set.spawn(c.run(workers.min(2)));
+        }
+        None => tracing::info!(
+            "no --service-account-private-key-file; serviceaccount-token not started"
+        ),
     }
     if enabled.contains("horizontalpodautoscaling") {
         let client = clients

@@ -438,7 +438,7 @@ async fn run_mutating(
         return Ok(false);
     };
     if !selected(api, hook, attrs, old, Some(obj), ns).await?
-        || !super::policy::conditions::webhook_matches(&hook.spec, attrs, old, Some(obj))?
+        || !super::policy::conditions::webhook_matches(&api.authz, &hook.spec, attrs, old, Some(obj))?
     {
         return Ok(false);
     }
@@ -512,7 +512,7 @@ pub async fn call_mutating_read_only(
             continue;
         };
         if !selected(api, hook, attrs, old, obj, &mut ns).await?
-            || !super::policy::conditions::webhook_matches(&hook.spec, attrs, old, obj)?
+            || !super::policy::conditions::webhook_matches(&api.authz, &hook.spec, attrs, old, obj)?
         {
             continue;
         }
@@ -562,7 +562,7 @@ pub async fn validate(
             continue;
         };
         if selected(api, hook, attrs, old, obj, &mut ns).await?
-            && super::policy::conditions::webhook_matches(&hook.spec, attrs, old, obj)?
+            && super::policy::conditions::webhook_matches(&api.authz, &hook.spec, attrs, old, obj)?
         {
             check_dry_run(hook, attrs)?;
             chosen.push((hook, target));

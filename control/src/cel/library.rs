@@ -1,7 +1,8 @@
 //! kube's CEL list library (k8s.io/apiserver/pkg/cel/library/lists.go) where cel-rust lacks it:
 //! `isSorted()`, `sum()`, `min()`, `max()` on lists of comparable values; and the registration
-//! of kube's URL ([`super::urls`]), IP/CIDR ([`super::net`]) and quantity
-//! ([`super::quantity`]) libraries. The strings extension (`lowerAscii`, `split`, `join`, ...)
+//! of kube's URL ([`super::urls`]), IP/CIDR ([`super::net`]), quantity
+//! ([`super::quantity`]), format ([`super::format`]) and authorizer ([`super::authz`])
+//! libraries. The strings extension (`lowerAscii`, `split`, `join`, ...)
 //! and `lists`/`math` come from cel-rust.
 
 use std::cmp::Ordering;
@@ -111,5 +112,25 @@ pub(super) fn register(ctx: &mut Context) -> Result<(), cel::DeclarationError> {
     ctx.add_function("compareTo", q::compare_to)?;
     ctx.add_function("isGreaterThan", q::is_greater_than)?;
     ctx.add_function("isLessThan", q::is_less_than)?;
+    ctx.add_function("format.named", super::format::named)?;
+    for f in super::format::FORMATS {
+        ctx.add_function(&format!("format.{}", f.key), super::format::constructor(f.key))?;
+    }
+    ctx.add_function("validate", super::format::validate)?;
+    {
+        use super::authz as a;
+        ctx.add_function("path", a::path)?;
+        ctx.add_function("group", a::group)?;
+        ctx.add_function("serviceAccount", a::service_account)?;
+        ctx.add_function("resource", a::resource)?;
+        ctx.add_function("subresource", a::subresource)?;
+        ctx.add_function("namespace", a::namespace)?;
+        ctx.add_function("name", a::name)?;
+        ctx.add_function("check", a::check)?;
+        ctx.add_function("allowed", a::allowed)?;
+        ctx.add_function("reason", a::reason)?;
+        ctx.add_function("errored", a::errored)?;
+        ctx.add_function("error", a::error)?;
+    }
     Ok(())
 }

@@ -7,7 +7,9 @@
 //! ([`library`]), a runtime cost limit ([`cost`]) and conversion from/to JSON objects.
 //! Programs are compiled once (per CRD version or policy revision) and shared with `Arc`.
 
+pub mod authz;
 pub mod cost;
+pub mod format;
 pub mod library;
 pub mod net;
 pub mod quantity;
@@ -51,7 +53,7 @@ const TYPE_IDENTS: &[&str] = &[
 ];
 
 /// Function namespaces (`math.abs(x)`), which are not variables.
-const NAMESPACES: &[&str] = &["math", "strings", "lists", "optional"];
+const NAMESPACES: &[&str] = &["math", "strings", "lists", "optional", "format"];
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum CelError {

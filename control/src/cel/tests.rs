@@ -176,3 +176,31 @@ fn kube_url_ip_cidr_and_quantity_libraries() {
         assert!(e.contains(want), "{src}: {e}");
     }
 }
+
+#[test]
+fn kube_format_library() {
+    let obj = serde_json::json!({"name": "web-1", "bad": "Web_1", "id": "0f3c9b2e-1d2a-4c5b-8e7f-0123456789ab"});
+    for (src, want) in [
+        ("format.dns1123Label().validate(self.name) == optional.none()", true),
+        ("!format.dns1123Label().validate(self.name).hasValue()", true),
+        ("format.named('dns1123Label').value().validate(self.bad).hasValue()", true),
+        ("format.named('dns1123Label').value().validate(self.bad).value().size() == 1", true),
+        ("format.named('nope').hasValue()", false),
+        ("format.named('dns1035Label').value().validate('1abc').hasValue()", true),
+        ("!format.dns1123LabelPrefix().validate('web-').hasValue()", true),
+        ("!format.qualifiedName().validate('example.com/MyName').hasValue()", true),
+        ("!format.labelValue().validate('').hasValue() && format.labelValue().validate('-').hasValue()", true),
+        ("!format.uuid().validate(self.id).hasValue() && format.uuid().validate('x').hasValue()", true),
+        ("!format.uri().validate('https://a.example/x').hasValue() && format.uri().validate('a b').hasValue()", true),
+        ("!format.byte().validate('aGVsbG8=').hasValue() && format.byte().validate('!!').hasValue()", true),
+        ("!format.date().validate('2024-02-29').hasValue() && format.date().validate('2023-02-29').hasValue()", true),
+        ("!format.datetime().validate('2024-02-29T10:00:00Z').hasValue()", true),
+        ("!format.dns1123Subdomain().validate('a.example.com').hasValue() && !format.dns1123SubdomainPrefix().validate('a.b-').hasValue() && !format.dns1035LabelPrefix().validate('ab-').hasValue()", true),
+    ] {
+        assert_eq!(run(src, obj.clone()), Ok(CelValue::Bool(want)), "{src}");
+    }
+    assert_eq!(
+        run("format.dns1123Label().validate(self.bad).value()[0]", obj.clone()),
+        Ok(CelValue::String(Arc::new("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())))
+    );
+}

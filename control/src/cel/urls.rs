@@ -25,7 +25,7 @@ impl Opaque for Url {
     }
 }
 
-fn parse(s: &str) -> Result<Url, String> {
+pub(super) fn parse(s: &str) -> Result<Url, String> {
     if s.is_empty() {
         return Err("parse \"\": empty url".into());
     }

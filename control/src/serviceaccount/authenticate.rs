@@ -3,9 +3,12 @@
 //! go-jose's one-minute leeway, then liveness: the service account exists with the claimed
 //! uid, and a bound pod, secret or node still exists with its uid and was not deleted more
 //! than the leeway ago. The user is `system:serviceaccount:NS:NAME` with kube 1.32's extras.
+//! Legacy Secret-based tokens (issuer `kubernetes/serviceaccount`) go to [`super::legacy`].
+//! Successes are cached for 10 s as kube-apiserver caches its token authenticators
+//! ([`super::token_cache`]): a deletion rejects the token within that time, not at once.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -52,15 +55,45 @@ pub async fn authenticate(api: &Api, token: &str) -> Option<Result<User, TokenEr
     if !super::jwt::looks_like_jwt(token) {
         return None;
     }
-    Some(check(api, issuer, token).await)
+    let started = std::time::Instant::now();
+    if let Some(user) = issuer.token_cache.get(token, started) {
+        return Some(Ok(user));
+    }
+    let checked = check(api, issuer, token).await;
+    if let Ok((user, ttl)) = &checked {
+        issuer.token_cache.insert(token, user, *ttl, started);
+    }
+    Some(checked.map(|(user, _)| user))
 }
 
-async fn check(api: &Api, issuer: &ServiceAccounts, token: &str) -> Result<User, TokenError> {
-    let claims = super::jwt::verify(&issuer.verifying, token)?;
+/// The user, and how long the success may be cached: kube's 10 s, but never past the
+/// token's expiry (with the leeway the check allows).
+async fn check(
+    api: &Api,
+    issuer: &ServiceAccounts,
+    token: &str,
+) -> Result<(User, Duration), TokenError> {
+    let payload = super::jwt::verify_payload(&issuer.verifying, token)?;
+    #[derive(serde::Deserialize)]
+    struct Issuer {
+        #[serde(default)]
+        iss: String,
+    }
+    let iss = serde_json::from_slice::<Issuer>(&payload)
+        .map(|i| i.iss)
+        .unwrap_or_default();
+    if iss == super::legacy::ISSUER {
+        let user = super::legacy::check(api, token, &payload).await?;
+        return Ok((user, super::token_cache::SUCCESS_TTL));
+    }
+    let claims: Claims = serde_json::from_slice(&payload)
+        .map_err(|_| TokenError::Jwt(super::jwt::JwtError::Malformed("bad claims")))?;
     let now = (api.clock)();
     check_claims(issuer, &claims, now)?;
     check_alive(api, &claims, now).await?;
-    Ok(user_of(&claims))
+    let left = (claims.exp + LEEWAY_SECS - unix(now)).max(0) as u64;
+    let ttl = super::token_cache::SUCCESS_TTL.min(Duration::from_secs(left));
+    Ok((user_of(&claims), ttl))
 }
 
 fn unix(t: SystemTime) -> i64 {

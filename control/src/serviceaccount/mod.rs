@@ -9,7 +9,9 @@ pub mod authenticate;
 pub mod claims;
 pub mod jwt;
 pub mod keys;
+pub mod legacy;
 pub mod oidc;
+pub mod token_cache;
 pub mod token_request;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub struct ServiceAccounts {
     pub verifying: Vec<keys::PublicKey>,
     /// Whether the ServiceAccount admission plugin runs on new pods.
     pub admission: bool,
+    /// Recent successful token checks (kube's 10 s token authentication cache).
+    pub token_cache: token_cache::TokenCache,
 }
 
 impl ServiceAccounts {
@@ -101,6 +105,7 @@ impl ServiceAccounts {
             signing,
             verifying,
             admission: true,
+            token_cache: token_cache::TokenCache::default(),
         })
     }
 }

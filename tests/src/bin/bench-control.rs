@@ -3,7 +3,7 @@
 //! rate (and the raw embedded store) measured in the same run. Bounded in count and time;
 //! prints Markdown tables; also custom resource (CronTab) creates vs pod creates in one server.
 //! Usage: bench-control [--creates N] [--list-size N] [--watchers N] [--authz-only] [--crd-only]
-//! [--no-admission-caches]
+//! [--no-admission-caches] (`--authz-only --crd-only`: both comparisons, nothing else)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -637,7 +637,8 @@ fn main() -> Result<()> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut seq_rate, mut par_rate) = (Vec::new(), Vec::new());
     let mut sweep_lat = Vec::new();
-    let authz_rows = if args.crd_only {
+    // Both flags: the two issue-20 comparisons in one run, nothing else.
+    let authz_rows = if args.crd_only && !args.authz_only {
         Vec::new()
     } else {
         authz_comparison(&rt, args.authz_fill, args.creates)?
@@ -667,12 +668,15 @@ fn main() -> Result<()> {
         }
         out
     };
-    if args.authz_only {
+    if args.authz_only && !args.crd_only {
         println!("{}", authz_table(&authz_rows));
         return Ok(());
     }
     let crd_rows = crd_comparison(&rt, args.creates)?;
     if args.crd_only {
+        if args.authz_only {
+            println!("{}", authz_table(&authz_rows));
+        }
         println!("{}", crd_table(&crd_rows));
         return Ok(());
     }

@@ -31,16 +31,29 @@ pub struct Condition {
     pub program: Arc<Program>,
 }
 
-/// Compiles one expression for `vars`; `authorizer` is declared so that using it gets a clear
-/// refusal rather than "undeclared reference".
+/// Compiles one expression for `vars`.
 pub fn compile_expr(source: &str, vars: &[&str]) -> Result<Arc<Program>, CelError> {
-    let p = cel::compile(source, vars)?;
-    if p.uses("authorizer") {
-        return Err(CelError::Compile(
-            "ERROR: <input>:1:1: the authorizer variable is not implemented in pea-control".into(),
-        ));
-    }
-    Ok(p)
+    cel::compile(source, vars)
+}
+
+/// The `authorizer` and `authorizer.requestResource` variables for a request: kube's
+/// authorizer library checking for the requesting user with the server's chain.
+pub fn authorizer_vars(
+    chain: &crate::authz::Authorizer,
+    attrs: &super::super::Attributes<'_>,
+) -> [(&'static str, cel::Value); 2] {
+    let authz = cel::authz::Authz::new(chain, attrs.user);
+    let request = authz.request_resource(
+        &attrs.group,
+        &attrs.resource,
+        &attrs.subresource,
+        &attrs.namespace,
+        &attrs.name,
+    );
+    [
+        ("authorizer", authz.value()),
+        ("authorizer.requestResource", request),
+    ]
 }
 
 /// Compiles `matchConditions` at `path`; problems go to `causes` as kube words them.
@@ -166,6 +179,7 @@ fn webhook_cache(
 /// Whether a webhook's `matchConditions` let it see the request (true when it has none). An
 /// evaluation error fails the request unless the webhook's failurePolicy is Ignore.
 pub fn webhook_matches(
+    chain: &crate::authz::Authorizer,
     hook: &Value,
     attrs: &super::super::Attributes<'_>,
     old: Option<&Value>,
@@ -209,11 +223,14 @@ pub fn webhook_matches(
         }
     };
     let null = Value::Null;
-    let vars = [
+    let mut vars = vec![
         ("object", cel::to_cel(obj.unwrap_or(&null))),
         ("oldObject", cel::to_cel(old.unwrap_or(&null))),
         ("request", cel::to_cel(&request_value(attrs))),
     ];
+    if conds.iter().any(|c| c.program.uses("authorizer")) {
+        vars.extend(authorizer_vars(chain, attrs));
+    }
     match evaluate(&conds, &vars) {
         Decision::Match => Ok(true),
         Decision::NoMatch => Ok(false),

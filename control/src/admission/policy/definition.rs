@@ -2,10 +2,13 @@
 //! in kube's wording: `spec.validations[0].expression: Invalid value: "...": compilation
 //! failed: ERROR: <input>:1:5: ...`).
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::conditions::{self, compile_expr, POLICY_VARS};
 use super::{Compiled, Validation, MAX_EXPRESSIONS};
+use crate::cel::Program;
 
 type Cause = (String, String);
 
@@ -199,12 +202,7 @@ pub(super) fn compile_policy(obj: &Value, causes: &mut Vec<Cause>) -> Compiled {
             "Required value: validations or auditAnnotations must contain at least one item".into(),
         ));
     }
-    if spec.get("auditAnnotations").is_some() {
-        causes.push((
-            "spec.auditAnnotations".into(),
-            "Forbidden: auditAnnotations are not implemented in pea-control".into(),
-        ));
-    }
+    let audit_annotations = compile_audit_annotations(obj, &spec, causes);
     if list.len() > MAX_EXPRESSIONS {
         causes.push((
             "spec.validations".into(),
@@ -263,5 +261,73 @@ pub(super) fn compile_policy(obj: &Value, causes: &mut Vec<Cause>) -> Compiled {
         conditions: conds,
         variables,
         validations,
+        audit_annotations,
     }
+}
+
+/// kube's longest `valueExpression`, in bytes.
+const MAX_AUDIT_EXPRESSION_LEN: usize = 5 * 1024;
+
+/// `spec.auditAnnotations`: unique keys that, prefixed with `<policy name>/`, are qualified
+/// names; a compiled `valueExpression` each.
+fn compile_audit_annotations(
+    obj: &Value,
+    spec: &Value,
+    causes: &mut Vec<Cause>,
+) -> Vec<(String, Arc<Program>)> {
+    let policy = crate::objects::name_of(obj);
+    let list = spec
+        .get("auditAnnotations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if list.len() > MAX_EXPRESSIONS {
+        causes.push((
+            "spec.auditAnnotations".into(),
+            format!(
+                "Too many: {}: must have at most {MAX_EXPRESSIONS} items",
+                list.len()
+            ),
+        ));
+    }
+    let mut out: Vec<(String, Arc<Program>)> = Vec::new();
+    for (i, a) in list.iter().take(MAX_EXPRESSIONS).enumerate() {
+        let at = format!("spec.auditAnnotations[{i}]");
+        let key = text(a, "key").unwrap_or_default();
+        if key.is_empty() {
+            causes.push((format!("{at}.key"), "Required value".into()));
+        } else {
+            let qualified = format!("{policy}/{key}");
+            let errs = crate::cel::format::qualified_name(&qualified);
+            if !errs.is_empty() {
+                causes.push((
+                    format!("{at}.key"),
+                    format!("Invalid value: {qualified:?}: {}", errs.join(", ")),
+                ));
+            }
+            if out.iter().any(|(k, _)| *k == key) {
+                causes.push((format!("{at}.key"), format!("Duplicate value: {key:?}")));
+            }
+        }
+        let expr = text(a, "valueExpression").unwrap_or_default();
+        if expr.is_empty() {
+            causes.push((format!("{at}.valueExpression"), "Required value".into()));
+            continue;
+        }
+        if expr.len() > MAX_AUDIT_EXPRESSION_LEN {
+            causes.push((
+                format!("{at}.valueExpression"),
+                format!("Too long: may not be longer than {MAX_AUDIT_EXPRESSION_LEN}"),
+            ));
+            continue;
+        }
+        match compile_expr(&expr, POLICY_VARS) {
+            Ok(p) => out.push((key, p)),
+            Err(e) => causes.push((
+                format!("{at}.valueExpression"),
+                format!("Invalid value: {expr:?}: {e}"),
+            )),
+        }
+    }
+    out
 }

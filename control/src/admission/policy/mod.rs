@@ -51,7 +51,26 @@ pub struct Compiled {
     conditions: Vec<Condition>,
     variables: Vec<(String, Arc<Program>)>,
     validations: Vec<Validation>,
+    /// `auditAnnotations`: key (without the policy's prefix) and value expression.
+    audit_annotations: Vec<(String, Arc<Program>)>,
 }
+
+impl Compiled {
+    /// Whether any expression reads `authorizer` (the variables are then bound).
+    fn uses_authorizer(&self) -> bool {
+        self.conditions
+            .iter()
+            .map(|c| &c.program)
+            .chain(self.variables.iter().map(|(_, p)| p))
+            .chain(self.validations.iter().map(|v| &v.program))
+            .chain(self.validations.iter().filter_map(|v| v.message_expression.as_ref()))
+            .chain(self.audit_annotations.iter().map(|(_, p)| p))
+            .any(|p| p.uses("authorizer"))
+    }
+}
+
+/// kube truncates an audit annotation value to 10 KiB.
+const MAX_AUDIT_VALUE_LEN: usize = 10 * 1024;
 
 /// Compiled policies by uid and resourceVersion: a policy compiles once per revision.
 fn cache() -> &'static Mutex<HashMap<String, Arc<Compiled>>> {
@@ -242,6 +261,8 @@ async fn params(
 struct Outcome {
     denials: Vec<(String, String)>,
     warnings: Vec<String>,
+    /// `auditAnnotations` that produced a non-empty string: key, value.
+    audit: Vec<(String, String)>,
 }
 
 /// The validating phase's policy step: runs every binding's policy on the request.
@@ -265,6 +286,7 @@ pub async fn validate(
     let ns_obj = namespace_object(api, &attrs.namespace).await?;
     let request = conditions::request_value(attrs);
     let mut warnings = Vec::new();
+    let mut audit = AuditAnnotations::default();
     for binding in bindings.iter().map(|c| &c.obj) {
         let bname = crate::objects::name_of(binding).to_string();
         let Some(pname) = binding.pointer("/spec/policyName").and_then(Value::as_str) else {
@@ -344,6 +366,7 @@ pub async fn validate(
                 &request,
                 param.as_ref(),
                 ns_obj.as_ref(),
+                &api.authz,
             );
             let outcome = match outcome {
                 Ok(o) => o,
@@ -351,6 +374,9 @@ pub async fn validate(
                 Err(e) => return Err(deny_error(e)),
             };
             warnings.extend(outcome.warnings);
+            for (key, value) in outcome.audit {
+                audit.add(format!("{pname}/{key}"), value);
+            }
             for (reason, msg) in outcome.denials {
                 if actions.contains(&"Warn") {
                     warnings.push(format!("Validation failed for ValidatingAdmissionPolicy '{pname}' with binding '{bname}': {msg}"));
@@ -365,12 +391,45 @@ pub async fn validate(
                         "RequestEntityTooLarge" => 413,
                         _ => 422,
                     };
+                    audit.log(attrs);
                     return Err(refusal(pname, &bname, &reason, code, &msg, attrs));
                 }
             }
         }
     }
+    audit.log(attrs);
     Ok(warnings)
+}
+
+/// The request's audit annotations from policies: kube joins the unique values several
+/// bindings produce for one key with commas. pea has no audit log: they go to the server
+/// log, one line per key, with the request they annotate.
+#[derive(Default)]
+struct AuditAnnotations(Vec<(String, Vec<String>)>);
+
+impl AuditAnnotations {
+    fn add(&mut self, key: String, value: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, values)) if !values.contains(&value) => values.push(value),
+            Some(_) => {}
+            None => self.0.push((key, vec![value])),
+        }
+    }
+
+    fn log(&self, attrs: &Attributes<'_>) {
+        for (key, values) in &self.0 {
+            tracing::info!(
+                user = %attrs.user.name,
+                operation = ?attrs.operation,
+                resource = %attrs.resource,
+                namespace = %attrs.namespace,
+                name = %attrs.name,
+                key = %key,
+                value = %values.join(","),
+                "admission policy audit annotation"
+            );
+        }
+    }
 }
 
 fn refusal(
@@ -410,6 +469,7 @@ fn run(
     request: &Value,
     param: Option<&Value>,
     ns: Option<&Value>,
+    chain: &crate::authz::Authorizer,
 ) -> Result<Outcome, String> {
     let null = Value::Null;
     let mut vars: Vec<(&str, cel::Value)> = vec![
@@ -419,7 +479,9 @@ fn run(
         ("params", cel::to_cel(param.unwrap_or(&null))),
         ("namespaceObject", cel::to_cel(ns.unwrap_or(&null))),
     ];
-    let _ = attrs;
+    if policy.uses_authorizer() {
+        vars.extend(conditions::authorizer_vars(chain, attrs));
+    }
     // Variables in order; each sees the ones before it.
     let mut computed: HashMap<String, cel::Value> = HashMap::new();
     let mut budget = cost::RUNTIME_BUDGET;
@@ -438,6 +500,7 @@ fn run(
             return Ok(Outcome {
                 denials: Vec::new(),
                 warnings: Vec::new(),
+                audit: Vec::new(),
             })
         }
         Decision::Error(name, e) => {
@@ -480,8 +543,202 @@ fn run(
             }
         }
     }
+    // kube evaluates the audit annotations whatever the validations concluded.
+    let mut audit = Vec::new();
+    for (key, program) in &policy.audit_annotations {
+        let (r, spent) = cel::eval(program, &vars, budget);
+        budget = budget.saturating_sub(spent);
+        match r {
+            Ok(cel::Value::Null) => {}
+            Ok(cel::Value::String(s)) if s.is_empty() => {}
+            Ok(cel::Value::String(s)) => {
+                let mut end = s.len().min(MAX_AUDIT_VALUE_LEN);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                audit.push((key.clone(), s[..end].to_string()));
+            }
+            Ok(other) => {
+                return Err(format!(
+                    "valueExpression '{}' resulted in error: expected a string or null, got {other:?}",
+                    program.source
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "valueExpression '{}' resulted in error: {e}",
+                    program.source
+                ))
+            }
+        }
+    }
     Ok(Outcome {
         denials,
         warnings: Vec::new(),
+        audit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Operation;
+    use crate::auth::User;
+    use crate::authz::{Authorizer, Mode};
+
+    fn attrs(user: &User) -> Attributes<'_> {
+        Attributes {
+            operation: Operation::Create,
+            group: String::new(),
+            version: "v1".into(),
+            resource: "configmaps".into(),
+            subresource: String::new(),
+            kind: ("".into(), "v1".into(), "ConfigMap".into()),
+            namespace: "team".into(),
+            name: "cm".into(),
+            user,
+            dry_run: false,
+            options: Value::Null,
+            namespaced: true,
+        }
+    }
+
+    fn policy(spec: Value) -> Compiled {
+        let obj = json!({"metadata": {"name": "p", "uid": "u", "resourceVersion": "1"},
+            "spec": spec});
+        let mut causes = Vec::new();
+        let c = definition::compile_policy(&obj, &mut causes);
+        assert!(causes.is_empty(), "{causes:?}");
+        c
+    }
+
+    const RULES: &str = r#"{"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+        "operations": ["CREATE"], "resources": ["configmaps"]}]}"#;
+
+    #[test]
+    fn audit_annotations_are_evaluated_and_bounded() {
+        let p = policy(json!({
+            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+            "auditAnnotations": [
+                {"key": "who", "valueExpression": "'by ' + request.userInfo.username"},
+                {"key": "none", "valueExpression": "null"},
+                {"key": "empty", "valueExpression": "''"},
+                {"key": "big", "valueExpression": "'x'.repeat(20000)"},
+            ]}));
+        let user = User {
+            name: "alice".into(),
+            ..User::default()
+        };
+        let a = attrs(&user);
+        let chain = Authorizer::new(Mode::default());
+        let obj = json!({"metadata": {"name": "cm"}});
+        let out = run(
+            &p,
+            &a,
+            None,
+            Some(&obj),
+            &conditions::request_value(&a),
+            None,
+            None,
+            &chain,
+        );
+        // `repeat` is not a kube function: an evaluation error fails the policy.
+        assert!(out.is_err_and(|e| e.contains("valueExpression")), "an error");
+        let p = policy(json!({
+            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+            "auditAnnotations": [
+                {"key": "who", "valueExpression": "'by ' + request.userInfo.username"},
+                {"key": "none", "valueExpression": "null"},
+                {"key": "empty", "valueExpression": "''"},
+                {"key": "name", "valueExpression": "object.metadata.name + '!'"},
+                {"key": "big", "valueExpression": "lists.range(3000).map(i, 'xxxx').join('')"},
+            ]}));
+        let out = run(
+            &p,
+            &a,
+            None,
+            Some(&obj),
+            &conditions::request_value(&a),
+            None,
+            None,
+            &chain,
+        )
+        .unwrap();
+        assert_eq!(out.audit.len(), 3, "{:?}", out.audit);
+        assert_eq!(out.audit[0], ("who".to_string(), "by alice".to_string()));
+        assert_eq!(out.audit[1], ("name".to_string(), "cm!".to_string()));
+        assert_eq!(out.audit[2].0, "big");
+        assert_eq!(out.audit[2].1.len(), MAX_AUDIT_VALUE_LEN, "cut to 10 KiB");
+        // A number is neither a string nor null.
+        let p = policy(json!({
+            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+            "auditAnnotations": [{"key": "n", "valueExpression": "1"}]}));
+        let e = run(&p, &a, None, Some(&obj), &conditions::request_value(&a), None, None, &chain)
+            .err()
+            .unwrap();
+        assert!(e.contains("expected a string or null"), "{e}");
+        // Several bindings' values for one key: unique ones, joined.
+        let mut all = AuditAnnotations::default();
+        for v in ["a", "b", "a"] {
+            all.add("p/k".into(), v.into());
+        }
+        assert_eq!(all.0, [("p/k".to_string(), vec!["a".to_string(), "b".to_string()])]);
+    }
+
+    #[test]
+    fn audit_annotation_keys_are_checked() {
+        for (anns, want) in [
+            (json!([{"key": "bad key", "valueExpression": "'x'"}]), "spec.auditAnnotations[0].key"),
+            (
+                json!([{"key": "k", "valueExpression": "'x'"}, {"key": "k", "valueExpression": "'y'"}]),
+                "Duplicate value",
+            ),
+            (json!([{"key": "k", "valueExpression": ""}]), "valueExpression: Required value"),
+        ] {
+            let obj = json!({"metadata": {"name": "p"}, "spec": {
+                "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+                "auditAnnotations": anns}});
+            let mut causes = Vec::new();
+            definition::compile_policy(&obj, &mut causes);
+            assert!(
+                causes.iter().any(|(f, m)| format!("{f}: {m}").contains(want)),
+                "{want}: {causes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn authorizer_checks_the_requester_with_the_chain() {
+        let p = policy(json!({
+            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+            "validations": [
+                {"expression": "authorizer.requestResource.check('create').allowed()", "message": "no"},
+                {"expression": "authorizer.path('/healthz').check('get').allowed()"},
+                {"expression": "authorizer.serviceAccount('team', 'bot').group('').resource('pods').check('get').allowed()"},
+                {"expression": "size(authorizer.group('apps').resource('deployments').subresource('scale').namespace('team').name('web').check('update').reason()) >= 0 && !authorizer.path('/x').check('get').errored() && authorizer.path('/x').check('get').error() == ''"},
+            ]}));
+        let chain = Authorizer::new(Mode::default());
+        let obj = json!({"metadata": {"name": "cm"}});
+        // An admin (system:masters) may do anything; a plain user nothing (no RBAC objects).
+        let admin = User {
+            name: "root".into(),
+            groups: vec![crate::auth::ADMIN_GROUP.into()],
+            ..User::default()
+        };
+        let a = attrs(&admin);
+        let out = run(&p, &a, None, Some(&obj), &conditions::request_value(&a), None, None, &chain)
+            .unwrap();
+        // The service account is not an admin: only that validation fails.
+        assert_eq!(out.denials.len(), 1, "{:?}", out.denials);
+        assert!(out.denials[0].1.contains("serviceAccount"), "{:?}", out.denials);
+        let nobody = User {
+            name: "nobody".into(),
+            ..User::default()
+        };
+        let a = attrs(&nobody);
+        let out = run(&p, &a, None, Some(&obj), &conditions::request_value(&a), None, None, &chain)
+            .unwrap();
+        assert_eq!(out.denials.len(), 3, "{:?}", out.denials);
+        assert_eq!(out.denials[0].1, "no");
+    }
 }
