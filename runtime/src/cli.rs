@@ -78,6 +78,9 @@ pub enum Command {
     Spec(SpecArgs),
     /// List containers
     List(ListArgs),
+    /// pea's own: an idmapped bind mount of SOURCE at TARGET with the ids of a user namespace
+    #[command(name = "idmap-mount")]
+    IdmapMount(IdmapMountArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -240,6 +243,15 @@ pub struct EventsArgs {
 pub struct SpecArgs {
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdmapMountArgs {
+    /// The user namespace whose id mapping the mount takes (e.g. /proc/PID/ns/user)
+    #[arg(long)]
+    pub userns: PathBuf,
+    pub source: PathBuf,
+    pub target: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

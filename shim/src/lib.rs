@@ -35,6 +35,7 @@ pub mod server;
 pub mod shim;
 pub mod stats;
 pub mod streaming;
+pub mod userns;
 
 pub use config::ShimConfig;
 pub use error::ShimError;

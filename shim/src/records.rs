@@ -53,6 +53,9 @@ pub struct SandboxRecord {
     pub pause_created: bool,
     /// The pause container's rootfs is mounted.
     pub rootfs_mounted: bool,
+    /// The pod's pinned user namespace (mode POD); its network namespace is owned by it.
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +205,7 @@ mod tests {
             network: Some("pea".into()),
             pause_created: true,
             rootfs_mounted: true,
+            userns: None,
         };
         let p = dir.path().join(format!("{}.json", rec.id));
         write_json(&p, &rec).unwrap();

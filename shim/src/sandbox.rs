@@ -137,6 +137,13 @@ impl Shim {
                     Err(e) => errors.push(e.to_string()),
                 }
             }
+            // The pod's user namespace pin (its network namespace's owner) goes with it.
+            if let Some(ns) = rec.userns.clone() {
+                match netns::remove(&ns) {
+                    Ok(()) => rec.userns = None,
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
         }
         if how == Teardown::Remove {
             if rec.rootfs_mounted {

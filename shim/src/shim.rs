@@ -40,30 +40,52 @@ pub struct Shim {
 }
 
 impl Shim {
-    /// Opens the image store, creates the state dirs and reloads every record.
+    /// Opens the use recorder (if asked for), creates the state dirs, opens the image store and
+    /// reloads every record. The recorder is opened first, so a bad `--image-use-recording`
+    /// fails before anything is made; a failure later removes the dirs (and the recording file)
+    /// this call made.
     pub fn open(cfg: ShimConfig) -> Result<Self, ShimError> {
-        for d in [
-            cfg.root.clone(),
-            cfg.state.clone(),
-            cfg.sandboxes_dir(),
-            cfg.containers_dir(),
-            cfg.runtime_root.clone(),
-        ] {
-            std::fs::create_dir_all(&d).map_err(ShimError::io(&d))?;
-        }
-        let client = pea_images::Client::new(images_client_config(&cfg));
-        let (store, repair) = pea_images::Store::open(
-            &cfg.images_root(),
-            client,
-            pea_images::StoreOptions::default(),
-        )?;
-        tracing::debug!(?repair, "image store opened");
-        let store = match &cfg.image_use_recording {
-            Some(path) => {
-                store.with_recorder(pea_images::sim::recording::Recorder::open(path).map_err(
+        let recording_existed = cfg.image_use_recording.as_ref().map(|p| p.exists());
+        let recorder =
+            match &cfg.image_use_recording {
+                Some(path) => Some(pea_images::sim::recording::Recorder::open(path).map_err(
                     |e| ShimError::InvalidArgument(format!("--image-use-recording: {e}")),
-                )?)
+                )?),
+                None => None,
+            };
+        let mut made = MadeDirs::default();
+        let opened = (|| {
+            for d in [
+                cfg.root.clone(),
+                cfg.state.clone(),
+                cfg.sandboxes_dir(),
+                cfg.containers_dir(),
+                cfg.runtime_root.clone(),
+                cfg.images_root(),
+            ] {
+                made.create(&d)?;
             }
+            let client = pea_images::Client::new(images_client_config(&cfg));
+            let (store, repair) = pea_images::Store::open(
+                &cfg.images_root(),
+                client,
+                pea_images::StoreOptions::default(),
+            )?;
+            tracing::debug!(?repair, "image store opened");
+            Ok::<_, ShimError>(store)
+        })();
+        let store = match opened {
+            Ok(store) => store,
+            Err(e) => {
+                made.remove();
+                if let (Some(path), Some(false)) = (&cfg.image_use_recording, recording_existed) {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        };
+        let store = match recorder {
+            Some(r) => store.with_recorder(r),
             None => store,
         };
         let mut index = Index::default();
@@ -366,5 +388,35 @@ impl ContainerRecord {
     /// The cgroupfs path the container runs in (see `oci`): `<pod cgroup parent>/<id>`.
     pub fn cgroups_path(&self) -> String {
         self.cgroup_parent.trim_end_matches('/').to_string() + "/" + &self.id
+    }
+}
+
+/// Directories one start-up created (outermost first), so a failed start can remove them.
+#[derive(Default)]
+struct MadeDirs(Vec<PathBuf>);
+
+impl MadeDirs {
+    fn create(&mut self, dir: &Path) -> Result<(), ShimError> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_path_buf());
+            at = d.parent();
+        }
+        std::fs::create_dir_all(dir).map_err(ShimError::io(dir))?;
+        self.0.extend(missing.into_iter().rev());
+        Ok(())
+    }
+
+    /// Removes what was made: each outermost made dir with all it holds (all of it was made by
+    /// this start-up, under dirs that did not exist before).
+    fn remove(self) {
+        for d in &self.0 {
+            if d.exists() {
+                if let Err(e) = std::fs::remove_dir_all(d) {
+                    tracing::warn!(dir = %d.display(), "removing a dir made by a failed start: {e}");
+                }
+            }
+        }
     }
 }

@@ -158,3 +158,153 @@ pub fn pids(cgroups_path: &str) -> Option<u64> {
     let d = controller_dir("pids", cgroups_path)?;
     read_u64(&d.join("pids.current"))
 }
+
+/// One block device's I/O done by a cgroup's tasks, as cAdvisor's `container_fs_{reads,writes}*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockIo {
+    /// The device node (`/dev/vda`), or `major:minor` when sysfs does not name it.
+    pub device: String,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+/// Block I/O per device, sorted by device: v1 blkio's throttle counters (recursive, so a pod's
+/// cgroup includes its containers'; they count every bio, as cAdvisor reads them), v2 io.stat.
+pub fn block_io(cgroups_path: &str) -> Option<Vec<BlockIo>> {
+    let d = controller_dir("blkio", cgroups_path)?;
+    let bytes = d.join("blkio.throttle.io_service_bytes_recursive");
+    let mut by_device = if bytes.exists() {
+        parse_blkio_v1(
+            &std::fs::read_to_string(&bytes).ok()?,
+            &std::fs::read_to_string(d.join("blkio.throttle.io_serviced_recursive")).ok()?,
+        )
+    } else {
+        parse_io_stat(&std::fs::read_to_string(d.join("io.stat")).ok()?)
+    };
+    for b in &mut by_device {
+        b.device = device_name(&b.device);
+    }
+    by_device.sort_by(|a, b| a.device.cmp(&b.device));
+    Some(by_device)
+}
+
+/// `/dev/<DEVNAME>` of a `major:minor` from sysfs, else the numbers as given.
+fn device_name(major_minor: &str) -> String {
+    std::fs::read_to_string(Path::new("/sys/dev/block").join(major_minor).join("uevent"))
+        .ok()
+        .and_then(|u| {
+            u.lines()
+                .find_map(|l| l.strip_prefix("DEVNAME=").map(|n| format!("/dev/{n}")))
+        })
+        .unwrap_or_else(|| major_minor.to_string())
+}
+
+/// Lines `M:m Read|Write|... N` of io_service_bytes and io_serviced (the `Total` line skipped).
+fn parse_blkio_v1(bytes: &str, serviced: &str) -> Vec<BlockIo> {
+    let mut out: Vec<BlockIo> = Vec::new();
+    for (text, is_bytes) in [(bytes, true), (serviced, false)] {
+        for l in text.lines() {
+            let mut f = l.split_whitespace();
+            let (Some(dev), Some(op), Some(v)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let Ok(v) = v.parse::<u64>() else { continue };
+            if !dev.contains(':') {
+                continue;
+            }
+            let i = match out.iter().position(|b| b.device == dev) {
+                Some(i) => i,
+                None => {
+                    out.push(BlockIo {
+                        device: dev.to_string(),
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let b = &mut out[i];
+            match (op, is_bytes) {
+                ("Read", true) => b.read_bytes = v,
+                ("Write", true) => b.write_bytes = v,
+                ("Read", false) => b.reads = v,
+                ("Write", false) => b.writes = v,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Lines `M:m rbytes=N wbytes=N rios=N wios=N ...` of v2 io.stat.
+fn parse_io_stat(text: &str) -> Vec<BlockIo> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let mut b = BlockIo {
+                device: f.next()?.to_string(),
+                ..Default::default()
+            };
+            for kv in f {
+                let (k, v) = kv.split_once('=')?;
+                let v = v.parse().ok()?;
+                match k {
+                    "rbytes" => b.read_bytes = v,
+                    "wbytes" => b.write_bytes = v,
+                    "rios" => b.reads = v,
+                    "wios" => b.writes = v,
+                    _ => {}
+                }
+            }
+            Some(b)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blkio_v1_throttle_counters_parse_per_device() {
+        let bytes = "254:0 Read 4096\n254:0 Write 1048576\n254:0 Sync 1052672\n254:0 Async 0\n\
+                     254:0 Discard 0\n254:0 Total 1052672\n7:1 Read 512\nTotal 1053184\n";
+        let serviced = "254:0 Read 1\n254:0 Write 256\n254:0 Total 257\n7:1 Read 1\nTotal 258\n";
+        assert_eq!(
+            parse_blkio_v1(bytes, serviced),
+            vec![
+                BlockIo {
+                    device: "254:0".into(),
+                    read_bytes: 4096,
+                    write_bytes: 1 << 20,
+                    reads: 1,
+                    writes: 256
+                },
+                BlockIo {
+                    device: "7:1".into(),
+                    read_bytes: 512,
+                    write_bytes: 0,
+                    reads: 1,
+                    writes: 0
+                },
+            ]
+        );
+        assert!(parse_blkio_v1("Total 0\n", "Total 0\n").is_empty());
+    }
+
+    #[test]
+    fn io_stat_v2_parses_per_device() {
+        let s = "254:0 rbytes=8192 wbytes=65536 rios=2 wios=16 dbytes=0 dios=0\n";
+        assert_eq!(
+            parse_io_stat(s),
+            vec![BlockIo {
+                device: "254:0".into(),
+                read_bytes: 8192,
+                write_bytes: 65536,
+                reads: 2,
+                writes: 16
+            }]
+        );
+    }
+}

@@ -12,6 +12,8 @@ packages=(
   containernetworking-plugins
   # anchors for conformance tests and benchmarks
   runc crun hyperfine strace etcd-server
+  # pea-shim's CheckpointContainer answer quotes `criu check` (CRIU fails on this kernel)
+  criu
   # drop-in proof for pea-runtime (containerd runc.v2 shim, podman + conmon)
   containerd podman
   # cluster DNS and ingress: checks and benchmark anchors

@@ -22,6 +22,14 @@ use crate::netlab::Netns;
 /// The pod subnet pea-cni hands out on a test node.
 pub const POD_SUBNET: &str = "10.233.7.0/24";
 
+/// A pod `ShimNode::start_pod` ran, with the config it ran with and its started containers.
+#[derive(Debug, Clone)]
+pub struct RunningPod {
+    pub id: String,
+    pub config: cri::PodSandboxConfig,
+    pub containers: Vec<String>,
+}
+
 #[derive(Debug)]
 pub struct ShimNode {
     // Field order is drop order: the shim's state goes before the namespace it lives in.
@@ -263,6 +271,86 @@ impl ShimNode {
         }
     }
 
+    /// Pulls `image` through CRI; returns its image ref.
+    pub async fn pull(&self, c: &mut Cri, image: &str) -> Result<String> {
+        Ok(c.images
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+            .with_context(|| format!("PullImage {image}"))?
+            .into_inner()
+            .image_ref)
+    }
+
+    /// RunPodSandbox with `pod`, then CreateContainer and StartContainer for each of
+    /// `containers` in order (their images already pulled). Errors name the step.
+    pub async fn start_pod(
+        &self,
+        c: &mut Cri,
+        pod: cri::PodSandboxConfig,
+        containers: Vec<cri::ContainerConfig>,
+    ) -> Result<RunningPod> {
+        let id = c
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .context("RunPodSandbox")?
+            .into_inner()
+            .pod_sandbox_id;
+        let mut ids = Vec::new();
+        for config in containers {
+            let container = c
+                .runtime
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: id.clone(),
+                    config: Some(config),
+                    sandbox_config: Some(pod.clone()),
+                })
+                .await
+                .with_context(|| format!("CreateContainer in {id}"))?
+                .into_inner()
+                .container_id;
+            c.runtime
+                .start_container(cri::StartContainerRequest {
+                    container_id: container.clone(),
+                })
+                .await
+                .with_context(|| format!("StartContainer {container}"))?;
+            ids.push(container);
+        }
+        Ok(RunningPod {
+            id,
+            config: pod,
+            containers: ids,
+        })
+    }
+
+    /// The common set-up: pull `config`'s image, run a pod named `pod_name` (`pod`) and start
+    /// the one container in it.
+    pub async fn run_container(
+        &self,
+        c: &mut Cri,
+        pod_name: &str,
+        config: cri::ContainerConfig,
+    ) -> Result<RunningPod> {
+        let image = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .context("the container config names no image")?;
+        self.pull(c, &image).await?;
+        self.start_pod(c, self.pod(pod_name), vec![config]).await
+    }
+
     /// Removes every pod through CRI (when the shim runs), then stops the shim.
     pub fn teardown(&mut self) -> Result<()> {
         if self.shim.is_some() {
@@ -298,6 +386,7 @@ impl ShimNode {
         for sub in [
             "runtime",
             "state/netns",
+            "state/userns",
             "state/bundles",
             "state/sandboxes",
             "state/containers",

@@ -508,7 +508,9 @@ fn events_streams_stats_until_the_container_stops() {
 }
 
 #[test]
-fn exec_into_a_user_namespace_container_is_refused_not_run_as_host_root() {
+/// An exec joins the container's user namespace (libcontainer patched, PEA-PATCH.md): it sees
+/// the container's mapping and is root there, not the host's root.
+fn exec_into_a_user_namespace_container_runs_in_its_user_namespace() {
     require_root();
     let rt = Runtime::pea();
     let tmp = tempfile::tempdir().unwrap();
@@ -544,8 +546,11 @@ fn exec_into_a_user_namespace_container_is_refused_not_run_as_host_root() {
     bun.save().unwrap();
     let id = unique_id("userns");
     rt.run(["run", "-d", "--bundle", &b(&bun), &id]).ok();
-    rt.run(["exec", &id, "true"])
-        .fails_with("exec into a container with a user namespace");
+    let out = rt
+        .run(["exec", &id, "sh", "-c", "id -u; cat /proc/self/uid_map"])
+        .ok();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "100000", "65536"], "{}", out.stdout);
     rt.run(["delete", "--force", &id]).ok();
     assert_no_leftovers(&rt, &id, Some(&marker));
 }

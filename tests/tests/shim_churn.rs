@@ -36,33 +36,11 @@ async fn cycle(c: &mut Cri, node: &ShimNode, i: usize) -> Result<String, String>
         .as_ref()
         .map(|l| l.cgroup_parent.clone())
         .unwrap_or_default();
-    let pod = c
-        .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
+    let pod = node
+        .start_pod(c, config, vec![node.container("app", SCRIPT)])
         .await
-        .map_err(|e| format!("RunPodSandbox: {e:?}"))?
-        .into_inner()
-        .pod_sandbox_id;
-    let id = c
-        .runtime
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(node.container("app", SCRIPT)),
-            sandbox_config: Some(config),
-        })
-        .await
-        .map_err(|e| format!("CreateContainer in {pod}: {e:?}"))?
-        .into_inner()
-        .container_id;
-    c.runtime
-        .start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .map_err(|e| format!("StartContainer {id}: {e:?}"))?;
+        .map_err(|e| format!("{e:#}"))?
+        .id;
     c.runtime
         .stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: pod.clone(),
@@ -90,16 +68,9 @@ fn pod_create_remove_cycles_leak_nothing() {
     let started = Instant::now();
     let result: Result<(), String> = rt.block_on(async {
         let mut c = node.cri().await.map_err(|e| format!("{e:#}"))?;
-        c.images
-            .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: node.busybox.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+        node.pull(&mut c, &node.busybox)
             .await
-            .map_err(|e| format!("PullImage: {e:?}"))?;
+            .map_err(|e| format!("{e:#}"))?;
         for i in 0..n {
             if started.elapsed() > TIME_LIMIT {
                 return Err(format!(

@@ -503,6 +503,101 @@ fn exit_codes_names_reserved_and_bad_input_leave_nothing_behind() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
+
+        // User namespaces: malformed mappings are InvalidArgument naming what is wrong (the
+        // working case is shim_userns.rs); mounts asking for their own idmapping are refused
+        // rather than mounted without it.
+        let userns = |uids: Vec<cri::IdMapping>| {
+            let mut p = node.pod("userns");
+            let ns = p
+                .linux
+                .as_mut()
+                .unwrap()
+                .security_context
+                .as_mut()
+                .unwrap()
+                .namespace_options
+                .as_mut()
+                .unwrap();
+            ns.userns_options = Some(cri::UserNamespace {
+                mode: cri::NamespaceMode::Pod as i32,
+                gids: uids.clone(),
+                uids,
+            });
+            p
+        };
+        let range = |host_id, length| cri::IdMapping {
+            host_id,
+            container_id: 0,
+            length,
+        };
+        for (uids, needle) in [
+            (vec![range(0, 65_536)], "host_id 0"),
+            (vec![range(131_072, 1000)], "length 1000"),
+            (
+                vec![range(131_072, 65_536), range(150_000, 10)],
+                "ranges overlap",
+            ),
+            (vec![], "needs a mapping"),
+        ] {
+            let e = c
+                .runtime
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(userns(uids)),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+            assert!(e.message().contains("userns_options"), "{e:?}");
+            assert!(e.message().contains(needle), "{needle:?}: {e:?}");
+        }
+        let mut idmapped = node.container("idmapped", "true");
+        idmapped.mounts.push(cri::Mount {
+            container_path: "/data".into(),
+            host_path: node.path("logs").display().to_string(),
+            uid_mappings: vec![range(131_072, 65_536)],
+            gid_mappings: vec![range(131_072, 65_536)],
+            ..Default::default()
+        });
+        let e = create(&mut c, &pod, &pod_config, idmapped)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("mounts[0].uid_mappings"), "{e:?}");
+
+        // CheckpointContainer: Unimplemented with what `criu check` says on this host now.
+        let e = c
+            .runtime
+            .checkpoint_container(cri::CheckpointContainerRequest {
+                container_id: done.clone(),
+                location: node.path("checkpoint.tar").display().to_string(),
+                timeout: 10,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+        match std::process::Command::new("criu").arg("check").output() {
+            Err(_) => assert!(e.message().contains("not installed"), "{e:?}"),
+            Ok(o) if o.status.success() => assert!(e.message().contains("passes"), "{e:?}"),
+            Ok(o) => {
+                let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+                let first = stderr.lines().next().unwrap_or_default().trim().to_string();
+                assert!(e.message().contains("`criu check` failed"), "{e:?}");
+                assert!(e.message().contains(&first), "{first:?} not in {e:?}");
+            }
+        }
+        assert!(!node.path("checkpoint.tar").exists());
+        let e = c
+            .runtime
+            .checkpoint_container(cri::CheckpointContainerRequest {
+                container_id: "ffffffffffff".into(),
+                location: node.path("checkpoint.tar").display().to_string(),
+                timeout: 10,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
         assert_eq!(node.leftovers(), before);
     });
     node.teardown().unwrap();

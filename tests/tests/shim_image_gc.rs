@@ -70,22 +70,6 @@ fn build_fillers(layout: &OciLayout) {
     }
 }
 
-async fn pull(c: &mut pea_tests::cri_client::Cri, image: &str) -> String {
-    c.images
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("pulling {image}: {}", e.message()))
-        .into_inner()
-        .image_ref
-}
-
 async fn image_ids(c: &mut pea_tests::cri_client::Cri) -> Vec<(String, bool)> {
     c.images
         .list_images(cri::ListImagesRequest { filter: None })
@@ -147,40 +131,17 @@ fn learned_policy_in_the_shim_frees_the_image_filesystem_but_keeps_used_and_paus
     rt.block_on(async {
         let mut c = node.cri().await.unwrap();
         // A pod (its pause image is pulled and pinned) with a container from fill:0.
-        let used = pull(&mut c, &fillers[0]).await;
-        let pod_config = node.pod("gc");
-        let pod = c
-            .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(pod_config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
         let mut config = node.container("app", "exec sleep 3600");
         config.image = Some(cri::ImageSpec {
             image: fillers[0].clone(),
             ..Default::default()
         });
-        let id = c
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod,
-                config: Some(config),
-                sandbox_config: Some(pod_config),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
+        let used = node.pull(&mut c, &fillers[0]).await.unwrap();
+        let running = node
+            .start_pod(&mut c, node.pod("gc"), vec![config])
             .await
             .unwrap();
+        let id = running.containers[0].clone();
         // The recording has the pull (by reference, with its layers) and the start.
         let records = recorded(&recording);
         assert!(
@@ -211,7 +172,7 @@ fn learned_policy_in_the_shim_frees_the_image_filesystem_but_keeps_used_and_paus
         let mut pulled = vec![used.clone()];
         let mut crossed = false;
         for f in &fillers[1..] {
-            pulled.push(pull(&mut c, f).await);
+            pulled.push(node.pull(&mut c, f).await.unwrap());
             let u = usage_percent(&root);
             eprintln!("pulled {f}: {u}% used");
             if u >= HIGH {
@@ -325,4 +286,64 @@ fn bad_image_gc_flags_are_refused_at_start() {
         assert!(!socket.exists(), "{args:?}: socket bound");
         assert!(!dir.path().join("root").exists(), "{args:?}: state created");
     }
+}
+
+/// A bad `--image-use-recording` stops the shim before it makes anything; a failure after the
+/// recorder opened (here the image store's directory is a file) removes the dirs and the
+/// recording file that start made, and keeps what was there before.
+#[test]
+fn a_failed_start_leaves_no_dirs_or_recording_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("cri.sock");
+    let shim = |root: &std::path::Path, recording: &std::path::Path| {
+        Command::new(workspace_binary("pea-shim", "PEA_SHIM"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--root")
+            .arg(root)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--runtime-root")
+            .arg(dir.path().join("runtime"))
+            .arg("--image-use-recording")
+            .arg(recording)
+            .output()
+            .unwrap()
+    };
+    let made = || {
+        ["root", "state", "runtime"]
+            .into_iter()
+            .filter(|d| dir.path().join(d).exists())
+            .collect::<Vec<_>>()
+    };
+
+    let out = shim(
+        &dir.path().join("root"),
+        &dir.path().join("absent/use.jsonl"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--image-use-recording"), "{err}");
+    assert!(err.contains("absent/use.jsonl"), "{err}");
+    assert_eq!(made(), Vec::<&str>::new(), "{err}");
+
+    // The root exists with a file where the image store's directory goes.
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("images"), "not a directory").unwrap();
+    let recording = dir.path().join("use.jsonl");
+    let out = shim(&root, &recording);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("images"), "{err}");
+    assert_eq!(made(), ["root"], "{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("images")).unwrap(),
+        "not a directory"
+    );
+    assert!(
+        !recording.exists(),
+        "the recording file this start made is left"
+    );
+    assert!(!socket.exists());
 }

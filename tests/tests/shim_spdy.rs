@@ -99,44 +99,15 @@ fn spdy_port_forward_echoes_through_the_pod_and_refuses_bad_streams() {
         .unwrap();
     rt.block_on(async {
         let mut c = node.cri().await.unwrap();
-        c.images
-            .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: node.busybox.clone(),
-                    ..Default::default()
-                }),
-                auth: None,
-                sandbox_config: None,
-            })
-            .await
-            .unwrap();
-        let pod_config = node.pod("spdy");
-        let pod = c
-            .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(pod_config.clone()),
-                runtime_handler: String::new(),
-            })
+        let pod = node
+            .run_container(
+                &mut c,
+                "spdy",
+                node.container("echo-server", "exec nc -ll -p 8080 -e cat"),
+            )
             .await
             .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-        let server = node.container("echo-server", "exec nc -ll -p 8080 -e cat");
-        let id = c
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(server),
-                sandbox_config: Some(pod_config),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.runtime
-            .start_container(cri::StartContainerRequest { container_id: id })
-            .await
-            .unwrap();
+            .id;
 
         // Negotiation: an unknown protocol is refused as the kubelet refuses it.
         let url = port_forward_url(&mut c, &pod, &[8080]).await;
@@ -427,45 +398,15 @@ fn spdy_exec_speaks_remotecommand_and_refuses_bad_streams() {
         .unwrap();
     rt.block_on(async {
         let mut c = node.cri().await.unwrap();
-        c.images
-            .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: node.busybox.clone(),
-                    ..Default::default()
-                }),
-                auth: None,
-                sandbox_config: None,
-            })
+        let started = node
+            .run_container(
+                &mut c,
+                "spdy-exec",
+                node.container("app", "exec sleep 3600"),
+            )
             .await
             .unwrap();
-        let pod_config = node.pod("spdy-exec");
-        let pod = c
-            .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(pod_config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-        let id = c
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(node.container("app", "exec sleep 3600")),
-                sandbox_config: Some(pod_config),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        let id = started.containers[0].clone();
 
         // Negotiation: the client's first protocol spoken here; an unknown one is refused.
         let url = exec_url(&mut c, &id, &["true"], false).await;

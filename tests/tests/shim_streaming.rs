@@ -149,50 +149,9 @@ async fn setup(
     c: &mut Cri,
     ctrs: Vec<cri::ContainerConfig>,
 ) -> (String, Vec<String>) {
-    c.images
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: node.busybox.clone(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await
-        .unwrap();
-    let pod_config = node.pod("streams");
-    let pod = c
-        .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let mut ids = Vec::new();
-    for config in ctrs {
-        let id = c
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(config),
-                sandbox_config: Some(pod_config.clone()),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
-        ids.push(id);
-    }
-    (pod, ids)
+    node.pull(c, &node.busybox).await.unwrap();
+    let running = node.start_pod(c, node.pod("streams"), ctrs).await.unwrap();
+    (running.id, running.containers)
 }
 
 fn exec_req(id: &str, cmd: &[&str], stdin: bool, tty: bool) -> cri::ExecRequest {

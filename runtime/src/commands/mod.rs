@@ -5,6 +5,7 @@ pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
+pub mod idmap_mount;
 pub mod kill;
 pub mod list;
 pub mod pause;
@@ -44,6 +45,7 @@ pub fn dispatch(g: &Global, cmd: Command) -> Result<i32> {
         Command::Features => features::run(),
         Command::Spec(a) => spec::run(g, a),
         Command::List(a) => list::run(g, a),
+        Command::IdmapMount(a) => idmap_mount::run(a),
     }
 }
 

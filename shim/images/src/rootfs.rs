@@ -27,6 +27,8 @@ pub enum RootfsError {
     Busy { target: PathBuf, tries: u32 },
     #[error("{path}: overlay option paths may not contain ',' or ':'")]
     BadPath { path: PathBuf },
+    #[error("idmapped mount of layer {layer}: {message}")]
+    IdMap { layer: PathBuf, message: String },
 }
 
 const UNMOUNT_TRIES: u32 = 50;
@@ -109,6 +111,80 @@ pub fn mount_rootfs(
     target: &Path,
 ) -> Result<Rootfs, RootfsError> {
     let lowers = store.lower_dirs(key)?;
+    let (upper, work) = state_dirs(state, target)?;
+    mount_overlay(&lowers, &upper, &work, target)
+}
+
+/// How a user-namespace pod's rootfs is mounted: overlayfs cannot be idmapped itself
+/// (mount_setattr answers EINVAL), its layers can. Each image layer is seen through an
+/// idmapped mount that `map_layer(layer, at)` makes at a directory under `staging`, and the
+/// upper and work directories belong to the pod's root (`owner`, host ids), so the pod's root
+/// owns the image's root-owned files and its copy-ups and new files land on disk with its host
+/// ids (containerd 2 mounts such snapshots the same way). The staged mounts are detached once
+/// the overlay holds them (overlayfs keeps private clones of its layers).
+pub struct IdMappedLayers<'a> {
+    pub staging: &'a Path,
+    pub owner: (u32, u32),
+    pub map_layer: &'a dyn Fn(&Path, &Path) -> Result<(), String>,
+}
+
+impl std::fmt::Debug for IdMappedLayers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdMappedLayers")
+            .field("staging", &self.staging)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`mount_rootfs`] from idmapped layers (see [`IdMappedLayers`]). On failure nothing stays
+/// mounted and the staging directory is gone.
+pub fn mount_rootfs_mapped(
+    store: &Store,
+    key: &str,
+    state: &Path,
+    target: &Path,
+    mapped: &IdMappedLayers<'_>,
+) -> Result<Rootfs, RootfsError> {
+    let lowers = store.lower_dirs(key)?;
+    let (upper, work) = state_dirs(state, target)?;
+    for d in [&upper, &work] {
+        std::os::unix::fs::chown(d, Some(mapped.owner.0), Some(mapped.owner.1)).map_err(
+            |source| RootfsError::Io {
+                path: d.clone(),
+                source,
+            },
+        )?;
+    }
+    let mut staged = Vec::new();
+    let mounted = (|| {
+        for (i, layer) in lowers.iter().enumerate() {
+            let at = mapped.staging.join(i.to_string());
+            fs::create_dir_all(&at).map_err(|source| RootfsError::Io {
+                path: at.clone(),
+                source,
+            })?;
+            (mapped.map_layer)(layer, &at).map_err(|message| RootfsError::IdMap {
+                layer: layer.clone(),
+                message,
+            })?;
+            staged.push(at);
+        }
+        mount_overlay(&staged, &upper, &work, target)
+    })();
+    // Never a recursive removal here: a staged mount that failed to detach would let it
+    // reach into the image's layer. Empty directories only.
+    for at in &staged {
+        let _ = umount2(at.as_path(), MntFlags::MNT_DETACH);
+    }
+    for i in 0..lowers.len() {
+        let _ = fs::remove_dir(mapped.staging.join(i.to_string()));
+    }
+    let _ = fs::remove_dir(mapped.staging);
+    mounted
+}
+
+fn state_dirs(state: &Path, target: &Path) -> Result<(PathBuf, PathBuf), RootfsError> {
     let upper = state.join("upper");
     let work = state.join("work");
     for d in [&upper, &work, &target.to_path_buf()] {
@@ -117,6 +193,15 @@ pub fn mount_rootfs(
             source,
         })?;
     }
+    Ok((upper, work))
+}
+
+fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<Rootfs, RootfsError> {
     let lower = lowers
         .iter()
         .map(|p| check(p))
@@ -124,8 +209,8 @@ pub fn mount_rootfs(
         .join(":");
     let opts = format!(
         "lowerdir={lower},upperdir={},workdir={}",
-        check(&upper)?,
-        check(&work)?
+        check(upper)?,
+        check(work)?
     );
     mount(
         Some("overlay"),

@@ -105,6 +105,8 @@ pub struct SandboxSpecInput<'a> {
     pub rootfs: &'a Path,
     /// The pinned network namespace; None for host-network pods.
     pub netns: Option<&'a Path>,
+    /// The pod's pinned user namespace (crate::userns, mode POD); None in the host's.
+    pub userns: Option<&'a Path>,
     /// cgroupfs path for the pause container (`<pod cgroup parent>/<id>`).
     pub cgroups_path: String,
     pub files: &'a PodFiles,
@@ -256,6 +258,30 @@ fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
     ns.set_typ(typ);
     ns.set_path(path);
     ns
+}
+
+/// linux.uidMappings/gidMappings of a user-namespace pod: its one range (the namespace is
+/// joined by path, so these describe it rather than make it, as containerd writes them).
+fn set_id_mappings(
+    linux: &mut oci_spec::runtime::Linux,
+    m: &crate::userns::PodMapping,
+) -> Result<(), OciError> {
+    let range = |host: u32| {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host)
+            .size(m.length)
+            .build()
+            .map_err(|e| {
+                invalid(
+                    "linux.security_context.namespace_options.userns_options",
+                    e.to_string(),
+                )
+            })
+    };
+    linux.set_uid_mappings(Some(vec![range(m.uid_host)?]));
+    linux.set_gid_mappings(Some(vec![range(m.gid_host)?]));
+    Ok(())
 }
 
 /// `/proc/<pid>/ns/<name>`.
@@ -410,6 +436,10 @@ pub(crate) fn sandbox_spec_on(input: &SandboxSpecInput<'_>, host: &Host) -> Resu
             input.netns.map(Path::to_path_buf),
         ));
     }
+    let userns = crate::userns::mapping(config).zip(input.userns.map(Path::to_path_buf));
+    if let Some((_, path)) = &userns {
+        namespaces.insert(0, namespace(LinuxNamespaceType::User, Some(path.clone())));
+    }
 
     // Mounts: the defaults, /dev/shm from the pod's shm (the host's with host IPC), read-only.
     let shm_source = if host_ipc {
@@ -458,6 +488,9 @@ pub(crate) fn sandbox_spec_on(input: &SandboxSpecInput<'_>, host: &Host) -> Resu
         .map_err(|e| invalid("linux", e.to_string()))?;
     let mut oci_linux = oci_linux;
     oci_linux.set_seccomp(seccomp);
+    if let Some((m, _)) = &userns {
+        set_id_mappings(&mut oci_linux, m)?;
+    }
 
     let mut spec = base_spec();
     spec.set_root(Some(root(input.rootfs, true)?));
@@ -684,6 +717,17 @@ pub(crate) fn container_spec_on(
             Some(proc_ns(input.sandbox_pid, "net")),
         ));
     }
+    // A user-namespace pod's containers join the pause container's user namespace.
+    let userns = crate::userns::mapping(input.sandbox);
+    if userns.is_some() {
+        namespaces.insert(
+            0,
+            namespace(
+                LinuxNamespaceType::User,
+                Some(proc_ns(input.sandbox_pid, "user")),
+            ),
+        );
+    }
 
     // Mounts and devices.
     let mounted = mounts::container_mounts(config, input.files, host_ipc, privileged)?;
@@ -721,6 +765,9 @@ pub(crate) fn container_spec_on(
         .map_err(|e| invalid("linux", e.to_string()))?;
     oci_linux.set_devices((!devices.is_empty()).then_some(devices));
     oci_linux.set_seccomp(seccomp);
+    if let Some(m) = &userns {
+        set_id_mappings(&mut oci_linux, m)?;
+    }
     oci_linux.set_rootfs_propagation(mounted.rootfs_propagation);
 
     // Annotations: the config's, then ours (which a config cannot override).

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use k8s_cri::v1 as cri;
 use oci_spec::runtime::{Mount, MountBuilder};
 
-use super::{defaults, invalid, is_clean_absolute, OciError, PodFiles};
+use super::{defaults, invalid, is_clean_absolute, unsupported, OciError, PodFiles};
 
 /// A bind mount.
 pub(super) fn bind(source: &Path, dest: &str, options: &[&str]) -> Mount {
@@ -85,6 +85,14 @@ pub(super) fn container_mounts(
                     "{:?} must be an absolute path without '..' components",
                     m.container_path
                 ),
+            ));
+        }
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            // A plain bind here would silently drop the mapping the mount asks for.
+            return Err(unsupported(
+                field("uid_mappings"),
+                "idmapped volume mounts are not implemented (pea-shim bind-mounts volumes as \
+                 they are, also in user-namespace pods)",
             ));
         }
         let propagation = cri::MountPropagation::try_from(m.propagation).map_err(|_| {

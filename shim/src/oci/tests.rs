@@ -246,6 +246,7 @@ fn build_sandbox_on(
             image: &img,
             rootfs: &root,
             netns,
+            userns: crate::userns::mapping(config).map(|_| Path::new("/run/pea/shim/userns/sb1")),
             cgroups_path: "/kubepods/besteffort/pod0b3c6a3e/sb1".into(),
             files,
             seccomp_profile_root: &sroot,
@@ -1252,6 +1253,7 @@ fn process_errors_name_the_field() {
             image: &img,
             rootfs: &root,
             netns: None,
+            userns: None,
             cgroups_path: String::new(),
             files: &files,
             seccomp_profile_root: &sroot,
@@ -1317,4 +1319,81 @@ fn resource_errors_name_the_field() {
         with(&|r| r.unified = HashMap::from([("../x".into(), "1".into())])),
         "linux.resources.unified[\"../x\"]"
     );
+}
+
+#[test]
+fn a_user_namespace_pod_joins_its_namespace_by_path_with_the_mapping() {
+    let mut sb = sandbox_config();
+    let range = |host_id| cri::IdMapping {
+        host_id,
+        container_id: 0,
+        length: 65_536,
+    };
+    sb.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .userns_options = Some(cri::UserNamespace {
+        mode: cri::NamespaceMode::Pod as i32,
+        uids: vec![range(131_072)],
+        gids: vec![range(196_608)],
+    });
+    let user_ns = |spec: &Spec| {
+        let linux = spec.linux().as_ref().unwrap();
+        let ns = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::User)
+            .map(|n| n.path().clone());
+        let maps = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            m.as_ref()
+                .unwrap()
+                .iter()
+                .map(|m| (m.container_id(), m.host_id(), m.size()))
+                .collect::<Vec<_>>()
+        };
+        (ns, maps(linux.uid_mappings()), maps(linux.gid_mappings()))
+    };
+    let pinned = Path::new("/run/netns/sb1");
+    let pause = build_sandbox(&sb, Some(pinned), &PodFiles::default()).unwrap();
+    assert_eq!(
+        user_ns(&pause),
+        (
+            Some(Some(PathBuf::from("/run/pea/shim/userns/sb1"))),
+            vec![(0, 131_072, 65_536)],
+            vec![(0, 196_608, 65_536)]
+        )
+    );
+    let c = build_container(&container_config(), &sb, &busybox(), &PodFiles::default()).unwrap();
+    assert_eq!(
+        user_ns(&c),
+        (
+            Some(Some(PathBuf::from("/proc/4242/ns/user"))),
+            vec![(0, 131_072, 65_536)],
+            vec![(0, 196_608, 65_536)]
+        )
+    );
+    // Without userns_options: no user namespace, no mappings.
+    let plain = build_container(
+        &container_config(),
+        &sandbox_config(),
+        &busybox(),
+        &PodFiles::default(),
+    )
+    .unwrap();
+    let linux = plain.linux().as_ref().unwrap();
+    assert!(linux.uid_mappings().is_none());
+    assert!(!linux
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User));
 }

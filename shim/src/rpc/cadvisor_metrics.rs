@@ -7,9 +7,16 @@
 //! container name; empty for the pod itself), `id` (the cgroup path), `image` (the image as
 //! the container asked for it), `name` (the container or sandbox ID), `namespace` and `pod`
 //! (the pod's); network metrics add `interface`, filesystem ones `device` (the writable
-//! layer's directory). Values are CRI's `UInt64Value`: seconds are whole seconds (the
-//! kubelet turns the value into a float as it is), so sub-second CPU time is dropped.
+//! layer's directory for usage and inodes, the block device for I/O). Values are CRI's
+//! `UInt64Value`: seconds are whole seconds (the kubelet turns the value into a float as it
+//! is), so sub-second CPU time is dropped.
 //! Metrics whose source file this host lacks are left out, never sent as zero.
+//!
+//! Block I/O (`container_fs_{reads,writes}{_bytes,}_total`) comes from cgroup v1's
+//! `blkio.throttle.io_service{_bytes,d}_recursive` (v2: `io.stat`), one series per device with
+//! I/O. On this kernel (6.18) v1 keeps those counters only once blk-throttle is active on the
+//! device's queue (any cgroup has set a limit on it since boot); before that every file reads
+//! `Total 0`, no device appears and no series is sent.
 
 use k8s_cri::v1 as cri;
 
@@ -149,6 +156,30 @@ const DESCRIPTORS: &[Desc] = &[
         "container_fs_inodes_total",
         "Number of Inodes",
         false,
+        Extra::Device,
+    ),
+    d(
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read",
+        true,
+        Extra::Device,
+    ),
+    d(
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written",
+        true,
+        Extra::Device,
+    ),
+    d(
+        "container_fs_reads_total",
+        "Cumulative count of reads completed",
+        true,
+        Extra::Device,
+    ),
+    d(
+        "container_fs_writes_total",
+        "Cumulative count of writes completed",
+        true,
         Extra::Device,
     ),
     d(
@@ -319,6 +350,13 @@ impl Sink<'_> {
             self.put("container_spec_cpu_period", None, Some(period));
         }
         self.put("container_processes", None, stats::pids(cgroup));
+        for b in stats::block_io(cgroup).unwrap_or_default() {
+            let dev = Some((Extra::Device, b.device.as_str()));
+            self.put("container_fs_reads_bytes_total", dev, Some(b.read_bytes));
+            self.put("container_fs_writes_bytes_total", dev, Some(b.write_bytes));
+            self.put("container_fs_reads_total", dev, Some(b.reads));
+            self.put("container_fs_writes_total", dev, Some(b.writes));
+        }
     }
 }
 

@@ -88,14 +88,16 @@ impl Shim {
 
         let bundle = self.cfg.bundle_dir(&id);
         let made = async {
-            let rootfs = pea_images::rootfs::mount_rootfs(
-                &self.images,
-                &image.id.to_string(),
-                &self.cfg.container_layer_dir(&id),
-                &bundle.join("rootfs"),
-            )
-            .map_err(|e| ShimError::Internal(format!("rootfs: {e}")))?
-            .keep();
+            let mapping = crate::userns::mapping(&sandbox.config);
+            let rootfs = self
+                .mount_pod_rootfs(
+                    &image.id.to_string(),
+                    &id,
+                    &bundle.join("rootfs"),
+                    mapping.as_ref().zip(sandbox.userns.as_deref()),
+                )
+                .map_err(|e| ShimError::Internal(format!("rootfs: {e}")))?
+                .keep();
             let files = podfiles::existing(&self.pod_dir(&sandbox.id));
             let spec = oci::container_spec(&ContainerSpecInput {
                 id: &id,

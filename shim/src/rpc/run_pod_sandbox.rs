@@ -56,31 +56,6 @@ fn check_metadata(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMeta
     Ok(m)
 }
 
-/// User namespaces (`userns_options`, mode POD) are refused by name rather than ignored: a pod
-/// asking for one must not run with the host's root. They need pea-runtime to join a user
-/// namespace by path (libcontainer 0.7.0 cannot: its `exec` refuses such containers, so
-/// ExecSync, probes and `kubectl exec` would all fail) and id-mapped pod files and rootfs.
-/// Status says `user_namespaces: false`, which is what the kubelet checks first.
-fn check_user_namespace(config: &cri::PodSandboxConfig) -> Result<(), ShimError> {
-    let Some(u) = namespace_mode(config).userns_options else {
-        return Ok(());
-    };
-    match cri::NamespaceMode::try_from(u.mode) {
-        Ok(cri::NamespaceMode::Node) => Ok(()),
-        Ok(cri::NamespaceMode::Pod) => Err(ShimError::Unimplemented(
-            "linux.security_context.namespace_options.userns_options: user namespaces (mode \
-             POD) are not implemented in pea-shim: pea-runtime cannot join a container's user \
-             namespace (exec, probes) and pod files are not id-mapped; use mode NODE"
-                .into(),
-        )),
-        _ => Err(ShimError::invalid(format!(
-            "linux.security_context.namespace_options.userns_options.mode {}: only POD and \
-             NODE are defined for user namespaces",
-            u.mode
-        ))),
-    }
-}
-
 impl Shim {
     pub async fn run_pod_sandbox(
         self: &Arc<Self>,
@@ -90,7 +65,7 @@ impl Shim {
             .config
             .ok_or_else(|| ShimError::invalid("config: missing"))?;
         let meta = check_metadata(&config)?;
-        check_user_namespace(&config)?;
+        crate::userns::check(&config)?;
         if !matches!(r.runtime_handler.as_str(), "" | "pea" | "runc") {
             return Err(ShimError::invalid(format!(
                 "runtime_handler {:?}: pea-shim has one handler (\"\", also called \"pea\")",
@@ -117,6 +92,7 @@ impl Shim {
             network: None,
             pause_created: false,
             rootfs_mounted: false,
+            userns: None,
         };
         match self.build_sandbox(&mut rec).await {
             Ok(()) => {
@@ -154,9 +130,18 @@ impl Shim {
 
         let files = podfiles::create(&self.pod_dir(&rec.id), &rec.config, host_ipc)?;
 
+        let mapping = crate::userns::mapping(&rec.config);
         if !host_network(&rec.config) {
             let path = netns::path_for(&self.cfg.netns_dir(), &rec.id);
-            netns::create(&path)?;
+            match &mapping {
+                // The network namespace must belong to the pod's user namespace (crate::userns).
+                Some(m) => {
+                    let user_pin = self.cfg.state.join("userns").join(&rec.id);
+                    crate::userns::create_pinned(m, &user_pin, &path)?;
+                    rec.userns = Some(user_pin);
+                }
+                None => netns::create(&path)?,
+            }
             rec.netns = Some(path);
             let list = NetworkList::load_default(&self.cfg.cni_conf_dir)
                 .map_err(|e| ShimError::FailedPrecondition(format!("network not ready: {e}")))?;
@@ -176,13 +161,14 @@ impl Shim {
         }
 
         let bundle = self.cfg.bundle_dir(&rec.id);
-        let rootfs = pea_images::rootfs::mount_rootfs(
-            &self.images,
-            &pause.id.to_string(),
-            &self.cfg.container_layer_dir(&rec.id),
-            &bundle.join("rootfs"),
-        )
-        .map_err(|e| ShimError::Internal(format!("pause rootfs: {e}")))?;
+        let rootfs = self
+            .mount_pod_rootfs(
+                &pause.id.to_string(),
+                &rec.id,
+                &bundle.join("rootfs"),
+                mapping.as_ref().zip(rec.userns.as_deref()),
+            )
+            .map_err(|e| ShimError::Internal(format!("pause rootfs: {e}")))?;
         let rootfs = rootfs.keep();
         rec.rootfs_mounted = true;
 
@@ -192,6 +178,7 @@ impl Shim {
             image: &pause_config,
             rootfs: &rootfs,
             netns: rec.netns.as_deref(),
+            userns: rec.userns.as_deref(),
             cgroups_path: format!("{}/{}", rec.cgroup_parent, rec.id),
             files: &files,
             seccomp_profile_root: &self.cfg.seccomp_profile_root,
@@ -218,6 +205,37 @@ impl Shim {
             .map_err(|e| ShimError::Internal(format!("{}: {e}", pid_file.display())))?;
         rec.pause_pid = Some(pid);
         Ok(())
+    }
+
+    /// Mounts image `image`'s rootfs for container (or sandbox) `id` at `target`; for a
+    /// user-namespace pod (its mapping and pinned namespace) from idmapped layers owned by the
+    /// pod's root (crate::userns).
+    pub fn mount_pod_rootfs(
+        &self,
+        image: &str,
+        id: &str,
+        target: &std::path::Path,
+        userns: Option<(&crate::userns::PodMapping, &std::path::Path)>,
+    ) -> Result<pea_images::rootfs::Rootfs, pea_images::rootfs::RootfsError> {
+        let state = self.cfg.container_layer_dir(id);
+        let Some((m, userns)) = userns else {
+            return pea_images::rootfs::mount_rootfs(&self.images, image, &state, target);
+        };
+        let runtime = self.cfg.runtime.clone();
+        let map_layer = move |layer: &std::path::Path, at: &std::path::Path| {
+            crate::userns::idmap_layer(&runtime, userns, layer, at)
+        };
+        pea_images::rootfs::mount_rootfs_mapped(
+            &self.images,
+            image,
+            &state,
+            target,
+            &pea_images::rootfs::IdMappedLayers {
+                staging: &state.join("idmapped-layers"),
+                owner: (m.uid_host, m.gid_host),
+                map_layer: &map_layer,
+            },
+        )
     }
 
     /// The pause image, pulled if absent, pinned.
@@ -264,47 +282,5 @@ mod tests {
             .contains("cgroup_parent"));
         c.linux.as_mut().unwrap().cgroup_parent = "kubepods".into();
         assert!(cgroup_parent(&c).is_err());
-    }
-}
-
-#[cfg(test)]
-mod user_namespace_tests {
-    use super::*;
-
-    fn with_userns(mode: Option<i32>) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig {
-            linux: Some(cri::LinuxPodSandboxConfig {
-                security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(cri::NamespaceOption {
-                        userns_options: mode.map(|mode| cri::UserNamespace {
-                            mode,
-                            uids: vec![cri::IdMapping {
-                                host_id: 100_000,
-                                container_id: 0,
-                                length: 65_536,
-                            }],
-                            gids: vec![],
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn user_namespaces_are_refused_by_name_not_ignored() {
-        assert!(check_user_namespace(&with_userns(None)).is_ok());
-        assert!(check_user_namespace(&with_userns(Some(cri::NamespaceMode::Node as i32))).is_ok());
-        let e =
-            check_user_namespace(&with_userns(Some(cri::NamespaceMode::Pod as i32))).unwrap_err();
-        assert!(matches!(e, ShimError::Unimplemented(_)), "{e}");
-        assert!(e.to_string().contains("userns_options"), "{e}");
-        let e = check_user_namespace(&with_userns(Some(cri::NamespaceMode::Container as i32)))
-            .unwrap_err();
-        assert!(matches!(e, ShimError::InvalidArgument(_)), "{e}");
     }
 }
