@@ -284,6 +284,61 @@ impl Drop for Federation {
     }
 }
 
+/// pea-federation run as its own program (the real binary, `$PEA_FEDERATION` or the one built
+/// beside the tests), its stdout and stderr (where it logs) kept in `log`; killed on drop.
+#[derive(Debug)]
+pub struct ControllerProcess {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log so far (for a failure message).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log when the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("pea-federation exited ({status}):\n{}", self.log_text());
+        }
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Federation {
+    /// Starts the pea-federation binary against this federation API with `args` added, logging
+    /// at `filter` (RUST_LOG's syntax) into `log`.
+    pub fn spawn_controller(&self, log: &Path, filter: &str, args: &[&str]) -> ControllerProcess {
+        let out = std::fs::File::create(log).expect("create pea-federation log");
+        let err = out.try_clone().expect("clone log file");
+        let child = Command::new(workspace_binary("pea-federation", "PEA_FEDERATION"))
+            .args(["--kubeconfig", path(&self.cp.kubeconfig)])
+            .args(args)
+            .env("RUST_LOG", filter)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start pea-federation");
+        ControllerProcess {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+}
+
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }

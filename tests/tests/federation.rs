@@ -501,3 +501,74 @@ fn cluster_scoped_templates_cluster_overrides_taints_and_spread_constraints() {
         assert!(m.deployment("web").is_none(), "{}: web left", m.name);
     }
 }
+
+/// The order bench-federation uses: members joined first, then pea-federation started as its
+/// own program (the real binary, not the library in-process), then a ClusterPropagationPolicy
+/// without clusterAffinity dividing Deployments across every member.
+#[test]
+fn the_standalone_binary_started_after_members_joined_propagates_and_sums_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fed = Federation::plane();
+    let members: Vec<Member> = ["m1", "m2"]
+        .iter()
+        .map(|n| Member::start(n, dir.path()))
+        .collect();
+    for m in &members {
+        fed.join(m, &[]);
+    }
+    let mut ctl = fed.spawn_controller(
+        &dir.path().join("pea-federation.log"),
+        "pea_federation=debug",
+        &["--resync-seconds", "0.5", "--member-timeout-seconds", "2"],
+    );
+    let ready = || {
+        let out = fed.k.ok(&["get", "clusters"]);
+        (out.lines().filter(|l| l.contains(" True ")).count() == 2).then_some(())
+    };
+    let deadline = Instant::now() + WAIT;
+    while ready().is_none() {
+        ctl.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "members not Ready:\n{}",
+            ctl.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fed.k.ok_stdin(&["apply", "-f", "-"], r#"{"apiVersion": "policy.karmada.io/v1alpha1", "kind": "ClusterPropagationPolicy",
+        "metadata": {"name": "bench"},
+        "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment"}],
+          "placement": {"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted"}}}}"#);
+    fed.k.ok_stdin(
+        &["apply", "-f", "-"],
+        &DEPLOYMENT.replace("\"replicas\": 3", "\"replicas\": 2"),
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let on_members = members
+            .iter()
+            .filter(|m| {
+                m.deployment("web")
+                    .is_some_and(|d| replicas_and_image(&d).0 == 1)
+            })
+            .count();
+        let summed = fed
+            .get(&["deployment", "web"])
+            .is_some_and(|d| d["status"]["readyReplicas"] == 2);
+        if on_members == 2 && summed {
+            break;
+        }
+        ctl.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "web on {on_members}/2 members, summed: {summed}; pea-federation's log:\n{}",
+            ctl.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fed.k.ok(&["delete", "deployment", "web", "--timeout=40s"]);
+    for m in &members {
+        assert!(m.deployment("web").is_none(), "{}: web left", m.name);
+    }
+    drop(ctl);
+}

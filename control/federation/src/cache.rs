@@ -16,7 +16,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Api;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::debug;
+use tracing::warn;
 
 use crate::members::Member;
 
@@ -137,9 +137,13 @@ pub fn watch(
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(Event::Apply(o)) => {
+                    // Into the cache before the message: the controller reads the cache when
+                    // the message arrives, and with the message first it could miss the object
+                    // (a policy missed so was never loaded, and nothing propagated).
                     let v = to_value(o, &ar);
-                    send(to_msg(&v));
+                    let m = to_msg(&v);
                     c.insert(v);
+                    send(m);
                 }
                 Ok(Event::Delete(o)) => {
                     let v = to_value(o, &ar);
@@ -166,7 +170,9 @@ pub fn watch(
                     }
                     send(on_sync.clone());
                 }
-                Err(e) => debug!(resource = %ar.plural, "watch: {e}"),
+                // kube-rs relists after its backoff; said at warn so a watch that never
+                // lists (a kind not served, refused credentials) is visible in the log.
+                Err(e) => warn!(resource = %ar.plural, "watch: {e}"),
             }
         }
     });

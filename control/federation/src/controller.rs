@@ -18,7 +18,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::cache::{self, Cache, KindKey, Msg, Watch};
 use crate::events::Recorder;
@@ -215,8 +215,9 @@ impl Controller {
             batch.all = true;
             self.last_view = view;
         }
-        if batch.policies {
-            if self.load_policies().await {
+        // A full pass reloads the policies too (the safety net under their watch events).
+        if batch.policies || batch.all {
+            if self.load_policies().await && batch.policies {
                 batch.all = true;
             }
             self.ensure_kinds().await;
@@ -240,7 +241,14 @@ impl Controller {
 
     /// Reads the policies from their caches; false while any cache is still loading.
     async fn load_policies(&mut self) -> bool {
-        if self.policy_watches.iter().any(|(_, w)| !w.cache.ready()) {
+        let loading: Vec<&str> = self
+            .policy_watches
+            .iter()
+            .filter(|(_, w)| !w.cache.ready())
+            .map(|(ar, _)| ar.plural.as_str())
+            .collect();
+        if !loading.is_empty() {
+            debug!(?loading, "policies not loaded: caches still listing");
             return false;
         }
         let mut policies = Vec::new();
@@ -289,6 +297,11 @@ impl Controller {
                 }
             }
         }
+        info!(
+            propagation = policies.len(),
+            overrides = overrides.len(),
+            "policies loaded"
+        );
         self.policies = policies;
         self.overrides = overrides;
         true
@@ -332,6 +345,7 @@ impl Controller {
                 },
                 None,
             );
+            info!(%api_version, %kind, "watching templates");
             self.kinds.insert(
                 key,
                 Kind {
