@@ -11,13 +11,20 @@ use cel::objects::{Opaque, OptionalValue};
 use cel::{ExecutionError, FunctionContext, ResolveResult, Value};
 use regex::Regex;
 
-/// A named format (kube's `apiservercel.Format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A named format (kube's `apiservercel.Format`); two are equal when their names are.
+#[derive(Debug, Clone, Copy)]
 pub struct Format {
     /// The name `format.named` takes.
     pub key: &'static str,
     validate: fn(&str) -> Vec<String>,
 }
+
+impl PartialEq for Format {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Format {}
 
 impl Opaque for Format {
     fn runtime_type_name(&self) -> &str {
