@@ -159,7 +159,6 @@ fn hint(zone: &str) -> Option<EndpointHints> {
         for_zones: Some(vec![ForZone {
             name: zone.to_string(),
         }]),
-        ..Default::default()
     })
 }
 
@@ -385,7 +384,10 @@ mod tests {
         assert_eq!(h.iter().filter(|z| *z == "a").count(), 3, "{h:?}");
         assert_eq!(h.iter().filter(|z| *z == "b").count(), 1, "{h:?}");
         // Zones are filled in from the nodes either way.
-        assert!(d[&Vec::new()].1.values().all(|e| e.zone.is_some()));
+        assert!(d
+            .values()
+            .flat_map(|(_, eps)| eps.values())
+            .all(|e| e.zone.is_some()));
         // Balanced: everyone keeps its own zone; not-ready endpoints get no hint.
         let nodes = [node("n1", Some("a"), "2"), node("n2", Some("b"), "2")];
         let mut d = want(&[("n1", true), ("n2", true), ("n1", false)]);
