@@ -15,10 +15,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::{Configured, Signal};
@@ -50,13 +51,30 @@ pub struct Notifier {
     /// The cgroupfs path watched ("/" for the node, kubepods for allocatable).
     pub cgroup: String,
     dir: PathBuf,
-    task: Option<tokio::task::JoinHandle<()>>,
+    watch: Option<Watch>,
+}
+
+/// The eventfd a thread blocks on (tokio's AsyncFd would need `unsafe` to register it, which
+/// this crate forbids), and the flag that tells the thread to end.
+#[derive(Debug)]
+struct Watch {
+    efd: Arc<EventFd>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watch {
+    /// Ends the thread: the flag, then a write to wake its read. The eventfd closes with the
+    /// thread's handle, which unregisters the threshold.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.efd.write(1);
+    }
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
+        if let Some(w) = self.watch.take() {
+            w.stop();
         }
     }
 }
@@ -116,7 +134,7 @@ pub fn notifiers(thresholds: &[Configured], kubepods: Option<&str>) -> Vec<Notif
                 threshold: t.clone(),
                 cgroup,
                 dir,
-                task: None,
+                watch: None,
             })
         })
         .collect()
@@ -135,16 +153,17 @@ impl Notifier {
     /// Re-arms the notifier at the usage matching its threshold for `f`; a crossing sends
     /// kubelet's "eviction manager: … crossed" message on `tx`.
     pub fn update(&mut self, f: Figures, tx: &mpsc::Sender<String>) -> Result<u64, NotifierError> {
-        if let Some(t) = self.task.take() {
-            t.abort();
+        if let Some(w) = self.watch.take() {
+            w.stop();
         }
         let at = usage_threshold(&self.threshold, f);
         let io = |path: PathBuf| move |source| NotifierError::Io { path, source };
-        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| NotifierError::Io {
+        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC).map_err(|e| {
+            NotifierError::Io {
                 path: "eventfd".into(),
                 source: e.into(),
-            })?;
+            }
+        })?;
         let usage_path = self.dir.join("memory.usage_in_bytes");
         let usage = File::open(&usage_path).map_err(io(usage_path.clone()))?;
         let control_path = self.dir.join("cgroup.event_control");
@@ -157,33 +176,31 @@ impl Notifier {
         control
             .write_all(format!("{} {} {at}", efd.as_raw_fd(), usage.as_raw_fd()).as_bytes())
             .map_err(io(control_path.clone()))?;
-        let efd = AsyncFd::new(efd).map_err(io("eventfd".into()))?;
+        let efd = Arc::new(efd);
+        let stop = Arc::new(AtomicBool::new(false));
         let message = format!("eviction manager: {} crossed", description(&self.threshold));
         let tx = tx.clone();
         tracing::debug!(notifier = %description(&self.threshold), usage_threshold = at, "eviction manager: setting notifier");
-        self.task = Some(tokio::spawn(async move {
-            loop {
-                let mut ready = match efd.readable().await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::info!(error = %e, "eviction manager: error while waiting for memcg events");
-                        return;
-                    }
-                };
-                match ready.try_io(|fd| fd.get_ref().read().map_err(std::io::Error::from)) {
-                    Ok(Ok(_)) => {
-                        if tx.send(message.clone()).await.is_err() {
+        let (thread_efd, thread_stop) = (efd.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("memcg-notifier".into())
+            .spawn(move || loop {
+                match thread_efd.read() {
+                    Ok(_) if thread_stop.load(Ordering::SeqCst) => return,
+                    Ok(_) => {
+                        if tx.blocking_send(message.clone()).is_err() {
                             return;
                         }
                     }
-                    Ok(Err(e)) => {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
                         tracing::info!(error = %e, "eviction manager: error reading memcg events");
                         return;
                     }
-                    Err(_would_block) => continue,
                 }
-            }
-        }));
+            })
+            .map_err(io("memcg-notifier thread".into()))?;
+        self.watch = Some(Watch { efd, stop });
         Ok(at)
     }
 }
