@@ -11,6 +11,7 @@ pub mod control_client;
 pub mod control_etcd;
 pub mod cri_client;
 pub mod dns;
+pub mod eviction_node;
 pub mod federation;
 pub mod fixtures;
 pub mod https_hook;

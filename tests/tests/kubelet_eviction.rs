@@ -9,40 +9,21 @@
 
 use std::time::{Duration, Instant};
 
+use pea_tests::eviction_node::{set_config, status};
 use pea_tests::kubelet_node::KubeletNode;
-use serde_json::Value;
-
-fn condition(v: &Value, t: &str) -> Option<String> {
-    v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == t)
-        .and_then(|c| c["status"].as_str().map(str::to_string))
-}
 
 #[test]
 fn under_memory_pressure_best_effort_pods_are_refused_and_running_pods_evicted() {
     let mut n = KubeletNode::new("node-ev").expect("node");
-    let cfg = std::fs::read_to_string(&n.kubelet_config).expect("config");
     // Only memory.available (kubelet: a set evictionHard replaces all defaults).
-    let mut cfg: String = cfg
-        .lines()
-        .filter(|l| !l.starts_with("evictionHard:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    cfg.push_str("evictionHard:\n  memory.available: \"100%\"\n");
-    std::fs::write(&n.kubelet_config, cfg).expect("config");
+    set_config(&n, "evictionHard:\n  memory.available: \"100%\"\n");
     n.start_kubelet().expect("kubelet");
     let start = Instant::now();
     loop {
         let node = n.get_json(&["node", &n.name]);
         if let Some(node) = &node {
-            if condition(node, "Ready").as_deref() == Some("True") {
-                assert_eq!(
-                    condition(node, "MemoryPressure").as_deref(),
-                    Some("True"),
-                    "{node}"
-                );
+            if status(node, "Ready") == Some("True") {
+                assert_eq!(status(node, "MemoryPressure"), Some("True"), "{node}");
                 break;
             }
         }

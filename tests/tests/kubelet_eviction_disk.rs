@@ -17,75 +17,19 @@
 
 use std::time::{Duration, Instant};
 
+use pea_tests::eviction_node::{set_config, status, wait_failed, wait_node};
 use pea_tests::kubelet_node::{tail, KubeletNode};
 use pea_tests::tmpfs::Tmpfs;
 use serde_json::Value;
 
-fn condition(v: &Value, t: &str) -> Option<String> {
-    v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == t)
-        .and_then(|c| c["status"].as_str().map(str::to_string))
-}
-
-/// The node's config with its eviction lines replaced by `eviction` (YAML lines).
-fn set_eviction(n: &KubeletNode, eviction: &str) {
-    let cfg = std::fs::read_to_string(&n.kubelet_config).expect("config");
-    let mut cfg: String = cfg
-        .lines()
-        .filter(|l| !l.starts_with("evictionHard:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    cfg.push_str(eviction);
-    std::fs::write(&n.kubelet_config, cfg).expect("config");
-}
-
-fn wait_node(n: &KubeletNode, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) {
-    let start = Instant::now();
-    loop {
-        let node = n.get_json(&["node", &n.name]);
-        if node.as_ref().is_some_and(&pred) {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "node never {what}: {node:?}\n{}",
-            tail(&n.kubelet_log(), 40)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Polls until pod `name` is Failed, noting whether the node showed `pressure` meanwhile.
-fn wait_failed(n: &KubeletNode, name: &str, pressure: &str) -> (Value, bool) {
-    let start = Instant::now();
-    let mut saw_pressure = false;
-    loop {
-        if let Some(node) = n.get_json(&["node", &n.name]) {
-            saw_pressure |= condition(&node, pressure).as_deref() == Some("True");
-        }
-        let p = n.get_json(&["pod", name]).expect("pod");
-        if p["status"]["phase"] == "Failed" {
-            return (p, saw_pressure);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(50),
-            "{name} not evicted: {}\n{}",
-            p["status"],
-            tail(&n.kubelet_log(), 60)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+fn failed(n: &KubeletNode, name: &str, pressure: &str) -> (Value, bool) {
+    let (mut pods, saw) = wait_failed(n, &[name], Some(pressure));
+    (pods.remove(0), saw)
 }
 
 fn pod(n: &KubeletNode, name: &str, script: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
-         spec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  containers:\n  \
-         - name: app\n    image: {}\n    command: [sh, -c, \"{script}\"]\n{extra}",
-        n.name, n.image
-    )
+    pea_tests::eviction_node::script_pod(n, name, script, extra)
 }
 
 #[test]
@@ -93,7 +37,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
     let fs = Tmpfs::new(64);
     let mut n = KubeletNode::new("node-evdisk").expect("node");
     n.root_dir = fs.path().to_path_buf();
-    set_eviction(
+    set_config(
         &n,
         "evictionHard: {nodefs.available: 24Mi}\nevictionPressureTransitionPeriod: 4s\n",
     );
@@ -102,10 +46,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
         &n,
         "Ready without DiskPressure",
         Duration::from_secs(30),
-        |v| {
-            condition(v, "Ready").as_deref() == Some("True")
-                && condition(v, "DiskPressure").as_deref() == Some("False")
-        },
+        |v| status(v, "Ready") == Some("True") && status(v, "DiskPressure") == Some("False"),
     );
     let node = n.get_json(&["node", &n.name]).expect("node");
     assert_eq!(
@@ -124,7 +65,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
         "    volumeMounts: [{name: data, mountPath: /data}]\n  volumes: [{name: data, emptyDir: {}}]\n",
     ));
     // Watch both the node and the pod: DiskPressure must show while the filler is there.
-    let (filler, saw_pressure) = wait_failed(&n, "filler", "DiskPressure");
+    let (filler, saw_pressure) = failed(&n, "filler", "DiskPressure");
     assert_eq!(
         filler["status"]["reason"], "Evicted",
         "{}",
@@ -141,7 +82,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
     assert!(ev.iter().any(|(r, m)| r == "Evicted" && m == msg), "{ev:?}");
     // The pressure is reported (it lasts at least the transition period after eviction).
     wait_node(&n, "under DiskPressure", Duration::from_secs(5), |v| {
-        saw_pressure || condition(v, "DiskPressure").as_deref() == Some("True")
+        saw_pressure || status(v, "DiskPressure") == Some("True")
     });
     // The evicted pod's emptyDir is released, so the pressure clears after the period.
     let uid = filler["metadata"]["uid"].as_str().expect("uid");
@@ -150,7 +91,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
         "the evicted pod's volumes are still on the node"
     );
     wait_node(&n, "clear of DiskPressure", Duration::from_secs(40), |v| {
-        condition(v, "DiskPressure").as_deref() == Some("False")
+        status(v, "DiskPressure") == Some("False")
     });
     let b = n.get_json(&["pod", "bystander"]).expect("bystander");
     assert_eq!(b["status"]["phase"], "Running", "{}", b["status"]);
@@ -161,7 +102,7 @@ fn nodefs_pressure_evicts_the_pod_filling_its_emptydir() {
 #[test]
 fn imagefs_pressure_reclaims_dead_containers_first() {
     let mut n = KubeletNode::new("node-evimg").expect("node");
-    set_eviction(&n, "evictionHard: {memory.available: 1Mi}\n");
+    set_config(&n, "evictionHard: {memory.available: 1Mi}\n");
     n.start_kubelet().expect("kubelet");
     n.apply(&pod(&n, "done", "true", "  restartPolicy: Never\n"));
     n.wait_pod("done", Duration::from_secs(40), |p| {
@@ -174,10 +115,10 @@ fn imagefs_pressure_reclaims_dead_containers_first() {
     );
     // The same node under imagefs pressure (available is always below 100 % of capacity).
     n.kill_kubelet();
-    set_eviction(&n, "evictionHard: {imagefs.available: \"100%\"}\n");
+    set_config(&n, "evictionHard: {imagefs.available: \"100%\"}\n");
     n.start_kubelet().expect("kubelet");
     wait_node(&n, "under DiskPressure", Duration::from_secs(30), |v| {
-        condition(v, "DiskPressure").as_deref() == Some("True")
+        status(v, "DiskPressure") == Some("True")
     });
     let start = Instant::now();
     while !n
@@ -234,7 +175,7 @@ fn pid_pressure_evicts_the_pod_with_most_tasks_after_the_soft_grace_period() {
     // bystander is admitted again (no pressure yet).
     n.kill_kubelet();
     let threshold = pids_available() - 300;
-    set_eviction(
+    set_config(
         &n,
         &format!(
             "evictionHard: {{memory.available: 1Mi}}\nevictionSoft: {{pid.available: \"{threshold}\"}}\n\
@@ -247,10 +188,7 @@ fn pid_pressure_evicts_the_pod_with_most_tasks_after_the_soft_grace_period() {
         &n,
         "Ready without PIDPressure",
         Duration::from_secs(30),
-        |v| {
-            condition(v, "Ready").as_deref() == Some("True")
-                && condition(v, "PIDPressure").as_deref() == Some("False")
-        },
+        |v| status(v, "Ready") == Some("True") && status(v, "PIDPressure") == Some("False"),
     );
     // 600 sleeping processes (each a few KiB of kernel memory; the pod's cgroup counts them).
     n.apply(&pod(
@@ -259,7 +197,7 @@ fn pid_pressure_evicts_the_pod_with_most_tasks_after_the_soft_grace_period() {
         "i=0; while [ $i -lt 600 ]; do sleep 300 & i=$((i+1)); done; wait",
         "  terminationGracePeriodSeconds: 30\n",
     ));
-    let (forker, saw_pressure) = wait_failed(&n, "forker", "PIDPressure");
+    let (forker, saw_pressure) = failed(&n, "forker", "PIDPressure");
     assert_eq!(
         forker["status"]["reason"], "Evicted",
         "{}",
@@ -272,10 +210,10 @@ fn pid_pressure_evicts_the_pod_with_most_tasks_after_the_soft_grace_period() {
         "{msg}"
     );
     wait_node(&n, "under PIDPressure", Duration::from_secs(5), |v| {
-        saw_pressure || condition(v, "PIDPressure").as_deref() == Some("True")
+        saw_pressure || status(v, "PIDPressure") == Some("True")
     });
     wait_node(&n, "clear of PIDPressure", Duration::from_secs(40), |v| {
-        condition(v, "PIDPressure").as_deref() == Some("False")
+        status(v, "PIDPressure") == Some("False")
     });
     let b = n.get_json(&["pod", "bystander"]).expect("bystander");
     assert_eq!(b["status"]["phase"], "Running", "{}", b["status"]);

@@ -7,7 +7,8 @@
 //!   `ephemeral-storage` limits, and a pod with one container logging past its own limit are
 //!   each evicted with kubelet's message (and no DisruptionTarget condition: kubelet sets none
 //!   for these), while a pod within its limits keeps running.
-//! - allocatableMemory.available: kubeReserved leaves the pods 160 MiB of node allocatable, so
+//! - allocatableMemory.available: kubeReserved leaves the pods 160 MiB of node allocatable
+//!   (the kubepods cgroup's memory limit, as kubelet writes it), so
 //!   the pods' cgroup crosses the (copied) hard memory.available threshold of 64 MiB once a pod
 //!   holds ~100 MiB in a memory-backed emptyDir, while the host's own memory.available stays
 //!   far above it; the node reports MemoryPressure and that pod is evicted with kubelet's
@@ -15,77 +16,14 @@
 
 use std::time::{Duration, Instant};
 
+use pea_tests::eviction_node::{
+    condition, container, kubepods_memory_limit, mem_total, pod, set_config, status, wait_failed,
+};
 use pea_tests::kubelet_node::{tail, KubeletNode};
 use pea_tests::tmpfs::Tmpfs;
-use serde_json::Value;
 
-fn condition<'a>(v: &'a Value, t: &str) -> Option<&'a Value> {
-    v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == t)
-}
-
-/// The node's config with its eviction lines replaced by `extra` (YAML lines).
-fn set_config(n: &KubeletNode, extra: &str) {
-    let cfg = std::fs::read_to_string(&n.kubelet_config).expect("config");
-    let mut cfg: String = cfg
-        .lines()
-        .filter(|l| !l.starts_with("evictionHard:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    cfg.push_str(extra);
-    std::fs::write(&n.kubelet_config, cfg).expect("config");
-}
-
-fn container(name: &str, image: &str, script: &str, limit: Option<&str>, mounts: &str) -> String {
-    let mut c =
-        format!("  - name: {name}\n    image: {image}\n    command: [sh, -c, \"{script}\"]\n");
-    if let Some(l) = limit {
-        c.push_str(&format!(
-            "    resources: {{limits: {{ephemeral-storage: {l}}}}}\n"
-        ));
-    }
-    c.push_str(mounts);
-    c
-}
-
-fn pod(n: &KubeletNode, name: &str, containers: &[String], volumes: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
-         spec:\n  nodeName: {}\n  automountServiceAccountToken: false\n  \
-         terminationGracePeriodSeconds: 30\n  containers:\n{}{volumes}",
-        n.name,
-        containers.concat()
-    )
-}
-
-/// Polls until every pod in `names` is Failed (or 50 s pass); returns them by name.
-fn wait_failed(n: &KubeletNode, names: &[&str]) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let pods: Vec<Value> = names
-            .iter()
-            .map(|p| n.get_json(&["pod", p]).expect("pod"))
-            .collect();
-        if pods.iter().all(|p| p["status"]["phase"] == "Failed") {
-            return pods;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(50),
-            "not all evicted: {:?}\n{}",
-            pods.iter()
-                .map(|p| (
-                    &p["metadata"]["name"],
-                    &p["status"]["phase"],
-                    &p["status"]["message"]
-                ))
-                .collect::<Vec<_>>(),
-            tail(&n.kubelet_log(), 60)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+/// Pods here get 30 s to stop: what ends them early is the eviction's own grace.
+const GRACE: &str = "  terminationGracePeriodSeconds: 30\n";
 
 #[test]
 fn pods_over_their_local_storage_limits_are_evicted_with_kubelets_messages() {
@@ -108,7 +46,11 @@ fn pods_over_their_local_storage_limits_are_evicted_with_kubelets_messages() {
             None,
             data,
         )],
-        "  volumes: [{name: data, emptyDir: {sizeLimit: 2Mi}}]\n",
+        &[
+            GRACE,
+            "  volumes: [{name: data, emptyDir: {sizeLimit: 2Mi}}]\n",
+        ]
+        .concat(),
     ));
     // Two containers with 2Mi each; one fills a shared emptyDir (no sizeLimit) with 5 MiB:
     // no container is over its own limit (its logs and writable layer), the pod is over 4Mi.
@@ -125,7 +67,7 @@ fn pods_over_their_local_storage_limits_are_evicted_with_kubelets_messages() {
             ),
             container("b", &img, "sleep 300", Some("2Mi"), ""),
         ],
-        "  volumes: [{name: data, emptyDir: {}}]\n",
+        &[GRACE, "  volumes: [{name: data, emptyDir: {}}]\n"].concat(),
     ));
     // A container logging ~3 MiB past its 1Mi limit, next to one with room (the pod's sum,
     // 33Mi, is not reached). The writable layer is on the runtime's filesystem, another
@@ -143,7 +85,7 @@ fn pods_over_their_local_storage_limits_are_evicted_with_kubelets_messages() {
             ),
             container("quiet", &img, "sleep 300", Some("32Mi"), ""),
         ],
-        "",
+        GRACE,
     ));
     // Within every limit: keeps running.
     n.apply(&pod(
@@ -156,9 +98,13 @@ fn pods_over_their_local_storage_limits_are_evicted_with_kubelets_messages() {
             Some("16Mi"),
             data,
         )],
-        "  volumes: [{name: data, emptyDir: {sizeLimit: 8Mi}}]\n",
+        &[
+            GRACE,
+            "  volumes: [{name: data, emptyDir: {sizeLimit: 8Mi}}]\n",
+        ]
+        .concat(),
     ));
-    let pods = wait_failed(&n, &["over-emptydir", "over-pod", "over-container"]);
+    let (pods, _) = wait_failed(&n, &["over-emptydir", "over-pod", "over-container"], None);
     let want = [
         "Usage of EmptyDir volume \"data\" exceeds the limit \"2Mi\". ",
         "Pod ephemeral local storage usage exceeds the total limit of containers 4Mi. ",
@@ -190,15 +136,6 @@ fn pods_over_their_local_storage_limits_are_evicted_with_kubelets_messages() {
     drop(fs);
 }
 
-fn mem_total() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("MemTotal")
-        * 1024
-}
-
 #[test]
 fn the_pods_cgroup_over_node_allocatable_evicts_with_a_disruption_target() {
     let mut n = KubeletNode::new("node-evalloc").expect("node");
@@ -212,12 +149,21 @@ fn the_pods_cgroup_over_node_allocatable_evicts_with_a_disruption_target() {
         ),
     );
     n.start_kubelet().expect("kubelet");
+    // enforceNodeAllocatable ["pods"] (the default): kubepods is limited to node allocatable,
+    // capacity − kubeReserved (the eviction threshold is not taken off the cgroup's limit).
+    let want = mem_total() - (reserved_kib << 10);
+    n.wait_until(
+        "kubepods limited to node allocatable",
+        Duration::from_secs(10),
+        || kubepods_memory_limit(&n) == Some(want),
+    );
+    assert_eq!(want, 160 << 20);
     let img = n.image.clone();
     n.apply(&pod(
         &n,
         "bystander",
         &[container("app", &img, "sleep 300", None, "")],
-        "",
+        GRACE,
     ));
     n.wait_pod("bystander", Duration::from_secs(30), |p| {
         p["status"]["phase"] == "Running"
@@ -233,14 +179,17 @@ fn the_pods_cgroup_over_node_allocatable_evicts_with_a_disruption_target() {
             None,
             "    volumeMounts: [{name: m, mountPath: /m}]\n",
         )],
-        "  volumes: [{name: m, emptyDir: {medium: Memory, sizeLimit: 128Mi}}]\n",
+        &[
+            GRACE,
+            "  volumes: [{name: m, emptyDir: {medium: Memory, sizeLimit: 128Mi}}]\n",
+        ]
+        .concat(),
     ));
     let start = Instant::now();
     let mut saw_pressure = false;
     let hog = loop {
         if let Some(node) = n.get_json(&["node", &n.name]) {
-            saw_pressure |=
-                condition(&node, "MemoryPressure").is_some_and(|c| c["status"] == "True");
+            saw_pressure |= status(&node, "MemoryPressure") == Some("True");
         }
         let p = n.get_json(&["pod", "hog"]).expect("hog");
         if p["status"]["phase"] == "Failed" {
@@ -279,7 +228,7 @@ fn the_pods_cgroup_over_node_allocatable_evicts_with_a_disruption_target() {
     );
     let node = n.get_json(&["node", &n.name]).expect("node");
     assert!(
-        saw_pressure || condition(&node, "MemoryPressure").is_some_and(|c| c["status"] == "True"),
+        saw_pressure || status(&node, "MemoryPressure") == Some("True"),
         "{}",
         node["status"]["conditions"]
     );
