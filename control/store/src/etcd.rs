@@ -40,16 +40,21 @@ fn convert(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
 }
 
 impl EtcdStore {
-    /// Connects to `endpoint` (e.g. `http://127.0.0.1:2379`).
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:2379`), or to every member of a
+    /// comma-separated list (kube-apiserver's `--etcd-servers` form), balanced across them.
     pub async fn connect(endpoint: &str) -> Result<Self, StoreError> {
-        let client =
-            Client::connect([endpoint], None)
-                .await
-                .map_err(|source| StoreError::Etcd {
-                    endpoint: endpoint.to_string(),
-                    context: "connect".into(),
-                    source,
-                })?;
+        let members: Vec<&str> = endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let client = Client::connect(members, None)
+            .await
+            .map_err(|source| StoreError::Etcd {
+                endpoint: endpoint.to_string(),
+                context: "connect".into(),
+                source,
+            })?;
         let store = Self {
             client,
             endpoint: endpoint.to_string(),

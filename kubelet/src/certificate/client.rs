@@ -33,6 +33,12 @@ pub struct Rotating {
     current: Arc<RwLock<kube::Client>>,
 }
 
+impl std::fmt::Debug for Rotating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotating").finish_non_exhaustive()
+    }
+}
+
 impl tower::Service<hyper::Request<Body>> for Rotating {
     type Response = hyper::Response<Body>;
     type Error = kube::Error;

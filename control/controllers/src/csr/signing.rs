@@ -161,7 +161,11 @@ impl SigningCa {
             .min(self.duration);
         let start = time::OffsetDateTime::from_unix_timestamp(now.timestamp())
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        p.not_before = start - BACKDATE;
+        // kube's signer assumes lifetimes far above its backdate (its shortest is 10 min): a
+        // shorter --cluster-signing-duration would give certificates mostly in the past, which
+        // kubelets renew at once and forever (they renew at 70-90 % of notAfter - notBefore).
+        // Such short lifetimes are backdated by a tenth of the lifetime instead.
+        p.not_before = start - BACKDATE.min(lifetime / 10);
         p.not_after = (start + lifetime).min(self.not_after);
         p.use_authority_key_identifier_extension = true;
         // The serial is rcgen's: a hash of the requested public key (one key per request).
