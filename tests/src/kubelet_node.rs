@@ -61,6 +61,7 @@ impl Default for NodeOptions {
 pub struct KubeletNode {
     kubelet: Option<Child>,
     control: Option<Child>,
+    control_args: Vec<String>,
     pub name: String,
     pub dir: tempfile::TempDir,
     pub admin: PathBuf,
@@ -121,24 +122,13 @@ impl KubeletNode {
         };
         let dir = tempfile::Builder::new().prefix("pea-kubelet-").tempdir()?;
         let data = dir.path().join("control");
-        let log = std::fs::File::create(dir.path().join("control.log"))?;
-        let mut cmd = Command::new(workspace_binary("pea-control", "PEA_CONTROL"));
-        cmd.arg("--data-dir")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{API_PORT}"))
-            .args(&opts.control_args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let control =
-            in_netns(Some(&node.netns.path()), || cmd.spawn()).context("starting pea-control")?;
+        let control = spawn_control(&node.netns.path(), dir.path(), &opts.control_args)?;
         let admin = data.join("admin.kubeconfig");
         let root_dir = node.path("kubelet");
         let me = Self {
             kubelet: None,
             control: Some(control),
+            control_args: opts.control_args.clone(),
             name: name.to_string(),
             admin: admin.clone(),
             node_kubeconfig: dir.path().join("node.kubeconfig"),
@@ -470,6 +460,49 @@ impl KubeletNode {
                 .map(|c| (c.id, c.state))
                 .collect()
         })
+    }
+}
+
+/// pea-control on the node's loopback with its data under `dir`, logging to `dir/control.log`.
+fn spawn_control(netns: &Path, dir: &Path, args: &[String]) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("control.log"))?;
+    let mut cmd = Command::new(workspace_binary("pea-control", "PEA_CONTROL"));
+    cmd.arg("--data-dir")
+        .arg(dir.join("control"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{API_PORT}"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    in_netns(Some(netns), || cmd.spawn()).context("starting pea-control")
+}
+
+impl KubeletNode {
+    /// Stops pea-control and starts it again on the same data and flags: every client's
+    /// connection is cut, so each reconnects with the credentials it holds now.
+    pub fn restart_control(&mut self) -> Result<()> {
+        self.stop_control();
+        self.control = Some(spawn_control(
+            &self.node.netns.path(),
+            self.dir.path(),
+            &self.control_args,
+        )?);
+        let start = Instant::now();
+        while !self.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "pea-control not ready after a restart: {}",
+                    self.control_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 }
 

@@ -115,6 +115,9 @@ impl Cluster {
             "dns".into(),
             "ingress".into(),
         ];
+        if crate::etcd::used(self) {
+            v.extend(crate::etcd::MEMBERS.iter().map(|(m, _, _)| m.to_string()));
+        }
         for i in 0..self.nodes {
             for s in ["shim", "flanneld", "kubelet", "proxy"] {
                 v.push(format!("{}-{s}", self.node_name(i)));

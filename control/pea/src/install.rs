@@ -137,6 +137,7 @@ fn files(o: &Options) -> Result<Vec<File>> {
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
              address: {ip}\nport: 10250\nclusterDNS: [{CLUSTER_DNS}]\nclusterDomain: cluster.local\n\
              containerRuntimeEndpoint: unix:///run/pea/pea-shim.sock\npodLogsDir: /var/log/pods\n\
+             rotateCertificates: true\n\
              authentication:\n  x509:\n    clientCAFile: /etc/pea/pki/ca.crt\n"
         ),
         0o644,

@@ -7,6 +7,7 @@
 
 mod cluster;
 mod down;
+mod etcd;
 mod federation;
 mod forward;
 mod install;
@@ -57,6 +58,10 @@ enum Cmd {
         nodes: usize,
         #[arg(long, default_value = "pea")]
         name: String,
+        /// pea-control's store on a real 3-member etcd cluster (in node 0's namespace) instead
+        /// of the embedded one.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Removes everything `up` made: processes, namespaces, links, mounts, cgroups, state.
     Down {
@@ -191,7 +196,9 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Up { nodes, name } => cluster::Cluster::new(&name, nodes).and_then(|c| up::up(&c)),
+        Cmd::Up { nodes, name, etcd } => {
+            cluster::Cluster::new(&name, nodes).and_then(|c| up::up(&c, etcd))
+        }
         Cmd::Down { name } => cluster::Cluster::existing(&name).and_then(|c| down::down(&c)),
         Cmd::Status { name } => cluster::Cluster::existing(&name).and_then(|c| status::status(&c)),
         Cmd::Logs {

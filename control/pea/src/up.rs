@@ -13,7 +13,7 @@ use crate::proc::{self, ip, run, spawn, wait_for};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub fn up(c: &Cluster) -> Result<()> {
+pub fn up(c: &Cluster, etcd: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("pea up makes network namespaces and runs containers: run it as root");
     }
@@ -44,7 +44,7 @@ pub fn up(c: &Cluster) -> Result<()> {
     }
     let start = Instant::now();
     let mut steps = Steps::default();
-    let result = build(c, &mut steps);
+    let result = build(c, etcd, &mut steps);
     if let Err(e) = result {
         eprintln!(
             "pea up: FAILED at step: {} — removing what was made",
@@ -82,7 +82,7 @@ impl Steps {
     }
 }
 
-fn build(c: &Cluster, s: &mut Steps) -> Result<()> {
+fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
     s.step("checking programs");
     for p in [
         "ip",
@@ -195,12 +195,22 @@ fn build(c: &Cluster, s: &mut Steps) -> Result<()> {
     ));
     registry(c)?;
 
+    if etcd {
+        s.step(format!(
+            "etcd: 3 members on {}'s loopback ({})",
+            c.node_name(0),
+            crate::etcd::endpoints()
+        ));
+        crate::etcd::start(c)?;
+    }
+
     s.step(format!(
-        "pea-control on {} ({})",
+        "pea-control on {} ({}, store: {})",
         c.node_name(0),
-        c.api_url()
+        c.api_url(),
+        if etcd { "etcd" } else { "embedded" }
     ));
-    control(c)?;
+    control(c, etcd)?;
 
     s.step("the API on the host's loopback (pea forward)");
     forwarder(c)?;
@@ -344,18 +354,22 @@ pub fn kubectl_in_cluster(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Re
     crate::kubectl::kubectl_in(Some(&c.netns(Some(0))), &kc, args, stdin)
 }
 
-fn control(c: &Cluster) -> Result<()> {
+fn control(c: &Cluster, etcd: bool) -> Result<()> {
+    let mut args = vec![
+        bin(c, "pea-control"),
+        "--data-dir".into(),
+        c.control_dir().display().to_string(),
+        "--listen".into(),
+        format!("{}:{API_PORT}", c.node_ip(0)),
+        "--cluster-cidr".into(),
+        CLUSTER_CIDR.into(),
+    ];
+    if etcd {
+        args.extend(["--etcd".into(), crate::etcd::endpoints()]);
+    }
     let pid = spawn(
         Some(&netns_path(c, Some(0))),
-        &[
-            bin(c, "pea-control"),
-            "--data-dir".into(),
-            c.control_dir().display().to_string(),
-            "--listen".into(),
-            format!("{}:{API_PORT}", c.node_ip(0)),
-            "--cluster-cidr".into(),
-            CLUSTER_CIDR.into(),
-        ],
+        &args,
         &[("RUST_LOG", "info")],
         &c.log_file("control"),
         &c.pid_file("control"),
@@ -483,6 +497,7 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
              cgroupRoot: /{}\nclusterDNS: [{CLUSTER_DNS}]\nclusterDomain: cluster.local\n\
              resolvConf: {}\npodLogsDir: {}\ncontainerRuntimeEndpoint: unix://{}\n\
              address: {}\nport: 10250\nnodeStatusUpdateFrequency: 2s\nmaxPods: 110\n\
+             rotateCertificates: true\n\
              evictionHard: {{memory.available: 100Mi, nodefs.available: '0%', nodefs.inodesFree: '0%', imagefs.available: '0%'}}\n\
              authentication:\n  x509:\n    clientCAFile: {}\n",
             c.cgroup_root(i),
