@@ -258,9 +258,17 @@ fn a_new_daemonset_adopts_the_orphaned_pods_and_revision_of_an_earlier_one() {
 
     // The same set again: it adopts both pods and the revision instead of making new ones.
     k.ok_stdin(&["create", "-f", "-"], DAEMONSET);
-    let uid = k.ok(&["get", "daemonset", "agent", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = k.ok(&[
+        "get",
+        "daemonset",
+        "agent",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
     eventually("the pods and the revision adopted", || {
-        (pods(&k).iter().all(|p| controller_uid(p).as_deref() == Some(&uid))
+        (pods(&k)
+            .iter()
+            .all(|p| controller_uid(p).as_deref() == Some(&uid))
             && revisions(&k)
                 .iter()
                 .all(|r| controller_uid(r).as_deref() == Some(&uid)))

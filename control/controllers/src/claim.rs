@@ -117,12 +117,24 @@ mod tests {
             ..Default::default()
         };
         let sel = |l: &BTreeMap<String, String>| l.get("app").map(String::as_str) == Some("a");
-        assert_eq!(decide(&meta("ns", Some("me"), "a"), &owner, sel), Claim::Owned);
-        assert_eq!(decide(&meta("ns", Some("me"), "b"), &owner, sel), Claim::Release);
-        assert_eq!(decide(&meta("ns", Some("you"), "a"), &owner, sel), Claim::Ignore);
+        assert_eq!(
+            decide(&meta("ns", Some("me"), "a"), &owner, sel),
+            Claim::Owned
+        );
+        assert_eq!(
+            decide(&meta("ns", Some("me"), "b"), &owner, sel),
+            Claim::Release
+        );
+        assert_eq!(
+            decide(&meta("ns", Some("you"), "a"), &owner, sel),
+            Claim::Ignore
+        );
         assert_eq!(decide(&meta("ns", None, "a"), &owner, sel), Claim::Adopt);
         assert_eq!(decide(&meta("ns", None, "b"), &owner, sel), Claim::Ignore);
-        assert_eq!(decide(&meta("other", None, "a"), &owner, sel), Claim::Ignore);
+        assert_eq!(
+            decide(&meta("other", None, "a"), &owner, sel),
+            Claim::Ignore
+        );
         let mut going = meta("ns", None, "a");
         going.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             chrono::Utc::now(),
@@ -130,7 +142,13 @@ mod tests {
         assert_eq!(decide(&going, &owner, sel), Claim::Ignore);
         let mut deleting_owner = owner.clone();
         deleting_owner.deletion_timestamp = going.deletion_timestamp.clone();
-        assert_eq!(decide(&meta("ns", None, "a"), &deleting_owner, sel), Claim::Ignore);
-        assert_eq!(decide(&meta("ns", Some("me"), "b"), &deleting_owner, sel), Claim::Ignore);
+        assert_eq!(
+            decide(&meta("ns", None, "a"), &deleting_owner, sel),
+            Claim::Ignore
+        );
+        assert_eq!(
+            decide(&meta("ns", Some("me"), "b"), &deleting_owner, sel),
+            Claim::Ignore
+        );
     }
 }

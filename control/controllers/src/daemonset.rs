@@ -277,10 +277,9 @@ impl Version<'_> {
     /// kube's IsPodUpdated: the pod's generation label or its revision hash is the current one.
     fn is_updated(&self, pod: &Pod) -> bool {
         let l = labels(&pod.metadata);
-        let generation_matches = self.generation.is_some_and(|g| {
-            l.get(GENERATION_LABEL)
-                .is_some_and(|v| *v == g.to_string())
-        });
+        let generation_matches = self
+            .generation
+            .is_some_and(|g| l.get(GENERATION_LABEL).is_some_and(|v| *v == g.to_string()));
         let hash_matches =
             !self.hash.is_empty() && l.get(HASH_LABEL).map(String::as_str) == Some(self.hash);
         hash_matches || generation_matches
@@ -522,11 +521,14 @@ impl DaemonSetController {
     /// kube's canAdoptFunc (RecheckDeletionTimestamp): the set, read afresh, is the same one
     /// and not going away.
     async fn can_adopt(&self, ds: &DaemonSet, k: &str) -> Result<bool, DaemonSetError> {
-        let fresh = Api::<DaemonSet>::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default())
-            .get(&ds.name_any())
-            .await;
+        let fresh =
+            Api::<DaemonSet>::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default())
+                .get(&ds.name_any())
+                .await;
         match fresh {
-            Ok(f) => Ok(f.metadata.uid == ds.metadata.uid && f.metadata.deletion_timestamp.is_none()),
+            Ok(f) => {
+                Ok(f.metadata.uid == ds.metadata.uid && f.metadata.deletion_timestamp.is_none())
+            }
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(self.err(k, "re-reading the set before adopting")(e)),
         }
@@ -560,7 +562,9 @@ impl DaemonSetController {
                     Err(e) if is_not_found(&e) || crate::is_conflict(&e) => {}
                     Err(kube::Error::Api(s)) if s.code == 422 => {}
                     Err(e) => {
-                        return Err(self.err(k, format!("releasing {what} {}", obj.name_any()))(e))
+                        return Err(self.err(k, format!("releasing {what} {}", obj.name_any()))(
+                            e,
+                        ))
                     }
                 },
                 Claim::Adopt => {
@@ -580,7 +584,9 @@ impl DaemonSetController {
                         Err(e) if is_not_found(&e) || crate::is_conflict(&e) => {}
                         Err(kube::Error::Api(s)) if s.code == 422 => {}
                         Err(e) => {
-                            return Err(self.err(k, format!("adopting {what} {}", obj.name_any()))(e))
+                            return Err(self.err(k, format!("adopting {what} {}", obj.name_any()))(
+                                e,
+                            ))
                         }
                     }
                 }
@@ -795,7 +801,9 @@ impl DaemonSetController {
         let mut all_pods: Vec<Arc<Pod>> = Vec::new();
         let mut plan = Plan::default();
         let mut requeue: Option<std::time::Duration> = None;
-        let pods = self.claim(&ds, k, self.pods.list_namespace(ns), "pod").await?;
+        let pods = self
+            .claim(&ds, k, self.pods.list_namespace(ns), "pod")
+            .await?;
         for p in pods {
             if p.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -905,8 +913,7 @@ impl DaemonSetController {
         }
         // Pods bound for nodes that no longer exist.
         plan.delete.extend(by_node.into_values().flatten());
-        plan.delete
-            .extend(finished_by_node.into_values().flatten());
+        plan.delete.extend(finished_by_node.into_values().flatten());
 
         if !on_delete {
             let avail = |p: &Pod| podutil::is_available(p, min_ready, now);

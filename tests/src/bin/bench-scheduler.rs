@@ -280,11 +280,9 @@ async fn hollow_nodes(cp: &ControlPlane, clients: usize, n: usize) -> Result<()>
 
 /// Starts the scheduler on `rt` as pea-control's in-process one runs: `system:kube-scheduler`.
 async fn start_scheduler(cp: &ControlPlane, rt: &tokio::runtime::Handle) -> Result<()> {
-    let kubeconfig = cp.running().component_kubeconfig(
-        "scheduler.kubeconfig",
-        "system:kube-scheduler",
-        &[],
-    )?;
+    let kubeconfig =
+        cp.running()
+            .component_kubeconfig("scheduler.kubeconfig", "system:kube-scheduler", &[])?;
     let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
     let config = pea_scheduler::SchedulerConfig {
         leader_elect: false,
@@ -635,8 +633,10 @@ fn main() -> Result<()> {
         None
     };
     if !deploys.is_empty() || anti.is_some() {
-        println!("
-| scenario | pods bound | start → all bound | pods/s | p50 | p99 |");
+        println!(
+            "
+| scenario | pods bound | start → all bound | pods/s | p50 | p99 |"
+        );
         println!("|---|---|---|---|---|---|");
     }
     if !deploys.is_empty() {
