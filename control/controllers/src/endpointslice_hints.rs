@@ -419,11 +419,11 @@ mod tests {
             .unwrap()
             .starts_with("Insufficient Node"));
         // An endpoint on a node the controller does not know has no zone.
-        let mut d = want(&[("n1", true), ("n2", true), ("n9", true)]);
+        let mut d = want(&[("n1", true), ("n1", true), ("n2", true), ("n9", true)]);
         assert!(apply(&s, &mut d, &two)
             .unwrap()
             .contains("do not have a zone"));
-        assert_eq!(hints(&d), ["-", "-", "-"]);
+        assert_eq!(hints(&d), ["-", "-", "-", "-"]);
         // Every endpoint in zone a: b gets none after redistribution is impossible.
         let mut d = want(&[("n1", true), ("n1", true)]);
         let nodes = [node("n1", Some("a"), "1"), node("n2", Some("b"), "1")];
