@@ -67,8 +67,8 @@ impl HttpsHook {
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), ca_key)?;
         let key = rcgen::KeyPair::generate()?;
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])?
-            .signed_by(&key, &issuer)?;
+        let cert =
+            rcgen::CertificateParams::new(vec![name.to_string()])?.signed_by(&key, &issuer)?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

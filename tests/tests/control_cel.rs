@@ -397,11 +397,22 @@ fn validating_admission_policy_authorizer_audit_annotations_and_format() {
     let admin = cp.kubectl();
     admin.ok(&["create", "namespace", "team"]);
     admin.ok(&[
-        "create", "role", "cm-writer", "-n", "team", "--verb=create,get,list",
+        "create",
+        "role",
+        "cm-writer",
+        "-n",
+        "team",
+        "--verb=create,get,list",
         "--resource=configmaps",
     ]);
     admin.ok(&[
-        "create", "rolebinding", "dev-cm", "-n", "team", "--role=cm-writer", "--user=dev",
+        "create",
+        "rolebinding",
+        "dev-cm",
+        "-n",
+        "team",
+        "--role=cm-writer",
+        "--user=dev",
     ]);
     let dev = Kubectl::new(&cp.kubeconfig_for("dev", &[]).unwrap());
     let cm = |k: &Kubectl, name: &str, extra: &[&str]| {
@@ -444,10 +455,22 @@ fn validating_admission_policy_authorizer_audit_annotations_and_format() {
         "{e}"
     );
     admin.ok(&[
-        "create", "role", "cm-approver", "-n", "team", "--verb=approve", "--resource=configmaps",
+        "create",
+        "role",
+        "cm-approver",
+        "-n",
+        "team",
+        "--verb=approve",
+        "--resource=configmaps",
     ]);
     admin.ok(&[
-        "create", "rolebinding", "dev-approve", "-n", "team", "--role=cm-approver", "--user=dev",
+        "create",
+        "rolebinding",
+        "dev-approve",
+        "-n",
+        "team",
+        "--role=cm-approver",
+        "--user=dev",
     ]);
     dev.ok_stdin(&["create", "-f", "-"], &labelled("s1"));
 
@@ -456,10 +479,21 @@ fn validating_admission_policy_authorizer_audit_annotations_and_format() {
     let e = err(cm(&admin, "probe-sa", &[]));
     assert!(e.contains("denied request: bot cannot list secrets"), "{e}");
     admin.ok(&[
-        "create", "role", "secret-lister", "-n", "team", "--verb=list", "--resource=secrets",
+        "create",
+        "role",
+        "secret-lister",
+        "-n",
+        "team",
+        "--verb=list",
+        "--resource=secrets",
     ]);
     admin.ok(&[
-        "create", "rolebinding", "bot-secrets", "-n", "team", "--role=secret-lister",
+        "create",
+        "rolebinding",
+        "bot-secrets",
+        "-n",
+        "team",
+        "--role=secret-lister",
         "--serviceaccount=team:bot",
     ]);
     let out = cm(&admin, "probe-sa", &[]);
@@ -473,11 +507,23 @@ fn validating_admission_policy_authorizer_audit_annotations_and_format() {
     let e = err(cm(&dev, "probe-sub", &[]));
     assert!(e.contains("denied request: cannot scale web"), "{e}");
     admin.ok(&[
-        "create", "role", "scaler", "-n", "team", "--verb=update",
-        "--resource=deployments.apps/scale", "--resource-name=web",
+        "create",
+        "role",
+        "scaler",
+        "-n",
+        "team",
+        "--verb=update",
+        "--resource=deployments.apps/scale",
+        "--resource-name=web",
     ]);
     admin.ok(&[
-        "create", "rolebinding", "dev-scaler", "-n", "team", "--role=scaler", "--user=dev",
+        "create",
+        "rolebinding",
+        "dev-scaler",
+        "-n",
+        "team",
+        "--role=scaler",
+        "--user=dev",
     ]);
     let out = cm(&dev, "probe-sub", &[]);
     assert!(out.status.success(), "{}", err(out));

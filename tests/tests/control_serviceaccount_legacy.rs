@@ -95,12 +95,31 @@ fn secret_based_tokens_are_filled_in_and_authenticate_while_the_secret_exists() 
     let _controllers = controllers(&cp);
     admin.ok(&["create", "namespace", "team"]);
     admin.ok(&["create", "serviceaccount", "bot", "-n", "team"]);
-    let uid = admin.ok(&["get", "sa", "bot", "-n", "team", "-o", "jsonpath={.metadata.uid}"]);
-    admin.ok(&[
-        "create", "role", "pod-reader", "-n", "team", "--verb=get,list", "--resource=pods",
+    let uid = admin.ok(&[
+        "get",
+        "sa",
+        "bot",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.uid}",
     ]);
     admin.ok(&[
-        "create", "rolebinding", "bot-reads", "-n", "team", "--role=pod-reader",
+        "create",
+        "role",
+        "pod-reader",
+        "-n",
+        "team",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    admin.ok(&[
+        "create",
+        "rolebinding",
+        "bot-reads",
+        "-n",
+        "team",
+        "--role=pod-reader",
         "--serviceaccount=team:bot",
     ]);
 
@@ -127,15 +146,28 @@ fn secret_based_tokens_are_filled_in_and_authenticate_while_the_secret_exists() 
     .unwrap();
     assert_eq!(payload["iss"], "kubernetes/serviceaccount");
     assert_eq!(payload["sub"], "system:serviceaccount:team:bot");
-    assert_eq!(payload["kubernetes.io/serviceaccount/secret.name"], "bot-token");
-    assert_eq!(payload["kubernetes.io/serviceaccount/service-account.uid"], uid.as_str());
+    assert_eq!(
+        payload["kubernetes.io/serviceaccount/secret.name"],
+        "bot-token"
+    );
+    assert_eq!(
+        payload["kubernetes.io/serviceaccount/service-account.uid"],
+        uid.as_str()
+    );
     assert!(payload.get("exp").is_none(), "legacy tokens do not expire");
 
     // The token authenticates as the account and is authorized as it.
     let out = whoami(&anon, &token);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let who: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(who["status"]["userInfo"]["username"], "system:serviceaccount:team:bot");
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "system:serviceaccount:team:bot"
+    );
     assert!(who["status"]["userInfo"]["groups"]
         .as_array()
         .unwrap()

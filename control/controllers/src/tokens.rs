@@ -73,16 +73,14 @@ impl TokenSigner {
             .map_err(|e| TokensError::Key(format!("no PKCS#8 PEM private key: {e}")))?;
         let der = pair.serialize_der();
         let rng = SystemRandom::new();
-        let key = match EcdsaKeyPair::from_pkcs8(
-            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &der,
-            &rng,
-        ) {
-            Ok(k) => SignerKey::Ec(k),
-            Err(_) => SignerKey::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(|e| {
-                TokensError::Key(format!("neither an EC P-256 nor an RSA key: {e}"))
-            })?),
-        };
+        let key =
+            match EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+            {
+                Ok(k) => SignerKey::Ec(k),
+                Err(_) => SignerKey::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                    TokensError::Key(format!("neither an EC P-256 nor an RSA key: {e}"))
+                })?),
+            };
         Ok(Self { key, rng })
     }
 
@@ -188,8 +186,7 @@ impl TokensController {
             if let Change::Deleted(sa) = ch {
                 let ns = sa.namespace().unwrap_or_default();
                 for s in cache.list_namespace(&ns) {
-                    if is_token_secret(&s)
-                        && s.annotations().get(NAME_KEY) == Some(&sa.name_any())
+                    if is_token_secret(&s) && s.annotations().get(NAME_KEY) == Some(&sa.name_any())
                     {
                         q.add(key(&s));
                     }
@@ -266,9 +263,7 @@ impl TokensController {
         let mut next = (*secret).clone();
         let mut data: BTreeMap<String, ByteString> = data;
         if !has_token {
-            let token = self
-                .signer
-                .sign(&legacy_claims(ns, &sa_name, &uid, name))?;
+            let token = self.signer.sign(&legacy_claims(ns, &sa_name, &uid, name))?;
             data.insert("token".into(), ByteString(token.into_bytes()));
         }
         if let Some(ca) = &self.root_ca_pem {
@@ -299,7 +294,11 @@ mod tests {
         let token = signer.sign(&claims).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let dec = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+        let dec = |s: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .unwrap()
+        };
         let payload: serde_json::Value = serde_json::from_slice(&dec(parts[1])).unwrap();
         assert_eq!(payload, claims);
         assert_eq!(payload["iss"], LEGACY_ISSUER);
@@ -308,7 +307,10 @@ mod tests {
             pair.public_key_raw().to_vec(),
         );
         public
-            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &dec(parts[2]))
+            .verify(
+                format!("{}.{}", parts[0], parts[1]).as_bytes(),
+                &dec(parts[2]),
+            )
             .expect("a valid ES256 signature");
         assert!(TokenSigner::from_pem("not a key").is_err());
     }

@@ -204,11 +204,7 @@ pub fn resource(ftx: &FunctionContext, This(g): This<Value>, r: Arc<String>) -> 
     })
 }
 
-fn with(
-    ftx: &FunctionContext,
-    r: &Value,
-    set: impl FnOnce(&mut ResourceCheck),
-) -> ResolveResult {
+fn with(ftx: &FunctionContext, r: &Value, set: impl FnOnce(&mut ResourceCheck)) -> ResolveResult {
     let mut r = this::<ResourceCheck>(ftx, r)?;
     set(&mut r);
     opaque(r)

@@ -72,7 +72,12 @@ pub const FORMATS: &[Format] = &[
     },
     Format {
         key: "uuid",
-        validate: |s| one_if(!re(&UUID, UUID_FMT).is_match(s), "does not match the UUID format"),
+        validate: |s| {
+            one_if(
+                !re(&UUID, UUID_FMT).is_match(s),
+                "does not match the UUID format",
+            )
+        },
     },
     Format {
         key: "byte",
@@ -160,7 +165,10 @@ fn max_len(n: usize) -> String {
 fn mask_trailing_dash(s: &str) -> String {
     if s.len() > 1 && s.ends_with('-') {
         let cut = s.len() - 2;
-        let cut = (0..=cut).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=cut)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
         format!("{}a", &s[..cut])
     } else {
         s.to_string()
@@ -366,7 +374,10 @@ mod tests {
         assert!(label_value("my_value").is_empty());
         assert_eq!(label_value("-x").len(), 1);
         // Prefixes may end with a dash (generateName).
-        let prefix = FORMATS.iter().find(|f| f.key == "dns1123LabelPrefix").unwrap();
+        let prefix = FORMATS
+            .iter()
+            .find(|f| f.key == "dns1123LabelPrefix")
+            .unwrap();
         assert!((prefix.validate)("web-").is_empty());
         assert!(!dns1123_label("web-").is_empty());
         assert!(is_date("2024-02-29") && !is_date("2023-02-29") && !is_date("2024-2-01"));

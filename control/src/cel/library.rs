@@ -114,7 +114,10 @@ pub(super) fn register(ctx: &mut Context) -> Result<(), cel::DeclarationError> {
     ctx.add_function("isLessThan", q::is_less_than)?;
     ctx.add_function("format.named", super::format::named)?;
     for f in super::format::FORMATS {
-        ctx.add_function(&format!("format.{}", f.key), super::format::constructor(f.key))?;
+        ctx.add_function(
+            &format!("format.{}", f.key),
+            super::format::constructor(f.key),
+        )?;
     }
     ctx.add_function("validate", super::format::validate)?;
     {

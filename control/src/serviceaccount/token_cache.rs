@@ -192,7 +192,11 @@ mod tests {
         assert_eq!(c.get("old", t1), None);
         c.insert("e", &user("e"), SUCCESS_TTL, t1);
         assert_eq!(c.len(), 3);
-        assert_eq!(c.get("b", t1), None, "the entry closest to expiry made room");
+        assert_eq!(
+            c.get("b", t1),
+            None,
+            "the entry closest to expiry made room"
+        );
         for t in ["c", "d", "e"] {
             assert_eq!(c.get(t, t1), Some(user(t)));
         }

@@ -63,7 +63,11 @@ impl Compiled {
             .map(|c| &c.program)
             .chain(self.variables.iter().map(|(_, p)| p))
             .chain(self.validations.iter().map(|v| &v.program))
-            .chain(self.validations.iter().filter_map(|v| v.message_expression.as_ref()))
+            .chain(
+                self.validations
+                    .iter()
+                    .filter_map(|v| v.message_expression.as_ref()),
+            )
             .chain(self.audit_annotations.iter().map(|(_, p)| p))
             .any(|p| p.uses("authorizer"))
     }
@@ -558,12 +562,10 @@ fn run(
                 }
                 audit.push((key.clone(), s[..end].to_string()));
             }
-            Ok(other) => {
-                return Err(format!(
-                    "valueExpression '{}' resulted in error: expected a string or null, got {other:?}",
-                    program.source
-                ))
-            }
+            Ok(other) => return Err(format!(
+                "valueExpression '{}' resulted in error: expected a string or null, got {other:?}",
+                program.source
+            )),
             Err(e) => {
                 return Err(format!(
                     "valueExpression '{}' resulted in error: {e}",
@@ -618,13 +620,13 @@ mod tests {
     #[test]
     fn audit_annotations_are_evaluated_and_bounded() {
         let p = policy(json!({
-            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
-            "auditAnnotations": [
-                {"key": "who", "valueExpression": "'by ' + request.userInfo.username"},
-                {"key": "none", "valueExpression": "null"},
-                {"key": "empty", "valueExpression": "''"},
-                {"key": "big", "valueExpression": "'x'.repeat(20000)"},
-            ]}));
+        "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+        "auditAnnotations": [
+            {"key": "who", "valueExpression": "'by ' + request.userInfo.username"},
+            {"key": "none", "valueExpression": "null"},
+            {"key": "empty", "valueExpression": "''"},
+            {"key": "big", "valueExpression": "'x'.repeat(20000)"},
+        ]}));
         let user = User {
             name: "alice".into(),
             ..User::default()
@@ -643,16 +645,19 @@ mod tests {
             &chain,
         );
         // `repeat` is not a kube function: an evaluation error fails the policy.
-        assert!(out.is_err_and(|e| e.contains("valueExpression")), "an error");
+        assert!(
+            out.is_err_and(|e| e.contains("valueExpression")),
+            "an error"
+        );
         let p = policy(json!({
-            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
-            "auditAnnotations": [
-                {"key": "who", "valueExpression": "'by ' + request.userInfo.username"},
-                {"key": "none", "valueExpression": "null"},
-                {"key": "empty", "valueExpression": "''"},
-                {"key": "name", "valueExpression": "object.metadata.name + '!'"},
-                {"key": "big", "valueExpression": "lists.range(3000).map(i, 'xxxx').join('')"},
-            ]}));
+        "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+        "auditAnnotations": [
+            {"key": "who", "valueExpression": "'by ' + request.userInfo.username"},
+            {"key": "none", "valueExpression": "null"},
+            {"key": "empty", "valueExpression": "''"},
+            {"key": "name", "valueExpression": "object.metadata.name + '!'"},
+            {"key": "big", "valueExpression": "lists.range(3000).map(i, 'xxxx').join('')"},
+        ]}));
         let out = run(
             &p,
             &a,
@@ -673,27 +678,45 @@ mod tests {
         let p = policy(json!({
             "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
             "auditAnnotations": [{"key": "n", "valueExpression": "1"}]}));
-        let e = run(&p, &a, None, Some(&obj), &conditions::request_value(&a), None, None, &chain)
-            .err()
-            .unwrap();
+        let e = run(
+            &p,
+            &a,
+            None,
+            Some(&obj),
+            &conditions::request_value(&a),
+            None,
+            None,
+            &chain,
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("expected a string or null"), "{e}");
         // Several bindings' values for one key: unique ones, joined.
         let mut all = AuditAnnotations::default();
         for v in ["a", "b", "a"] {
             all.add("p/k".into(), v.into());
         }
-        assert_eq!(all.0, [("p/k".to_string(), vec!["a".to_string(), "b".to_string()])]);
+        assert_eq!(
+            all.0,
+            [("p/k".to_string(), vec!["a".to_string(), "b".to_string()])]
+        );
     }
 
     #[test]
     fn audit_annotation_keys_are_checked() {
         for (anns, want) in [
-            (json!([{"key": "bad key", "valueExpression": "'x'"}]), "spec.auditAnnotations[0].key"),
+            (
+                json!([{"key": "bad key", "valueExpression": "'x'"}]),
+                "spec.auditAnnotations[0].key",
+            ),
             (
                 json!([{"key": "k", "valueExpression": "'x'"}, {"key": "k", "valueExpression": "'y'"}]),
                 "Duplicate value",
             ),
-            (json!([{"key": "k", "valueExpression": ""}]), "valueExpression: Required value"),
+            (
+                json!([{"key": "k", "valueExpression": ""}]),
+                "valueExpression: Required value",
+            ),
         ] {
             let obj = json!({"metadata": {"name": "p"}, "spec": {
                 "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
@@ -701,7 +724,9 @@ mod tests {
             let mut causes = Vec::new();
             definition::compile_policy(&obj, &mut causes);
             assert!(
-                causes.iter().any(|(f, m)| format!("{f}: {m}").contains(want)),
+                causes
+                    .iter()
+                    .any(|(f, m)| format!("{f}: {m}").contains(want)),
                 "{want}: {causes:?}"
             );
         }
@@ -710,13 +735,13 @@ mod tests {
     #[test]
     fn authorizer_checks_the_requester_with_the_chain() {
         let p = policy(json!({
-            "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
-            "validations": [
-                {"expression": "authorizer.requestResource.check('create').allowed()", "message": "no"},
-                {"expression": "authorizer.path('/healthz').check('get').allowed()"},
-                {"expression": "authorizer.serviceAccount('team', 'bot').group('').resource('pods').check('get').allowed()"},
-                {"expression": "size(authorizer.group('apps').resource('deployments').subresource('scale').namespace('team').name('web').check('update').reason()) >= 0 && !authorizer.path('/x').check('get').errored() && authorizer.path('/x').check('get').error() == ''"},
-            ]}));
+        "matchConstraints": serde_json::from_str::<Value>(RULES).unwrap(),
+        "validations": [
+            {"expression": "authorizer.requestResource.check('create').allowed()", "message": "no"},
+            {"expression": "authorizer.path('/healthz').check('get').allowed()"},
+            {"expression": "authorizer.serviceAccount('team', 'bot').group('').resource('pods').check('get').allowed()"},
+            {"expression": "size(authorizer.group('apps').resource('deployments').subresource('scale').namespace('team').name('web').check('update').reason()) >= 0 && !authorizer.path('/x').check('get').errored() && authorizer.path('/x').check('get').error() == ''"},
+        ]}));
         let chain = Authorizer::new(Mode::default());
         let obj = json!({"metadata": {"name": "cm"}});
         // An admin (system:masters) may do anything; a plain user nothing (no RBAC objects).
@@ -726,18 +751,40 @@ mod tests {
             ..User::default()
         };
         let a = attrs(&admin);
-        let out = run(&p, &a, None, Some(&obj), &conditions::request_value(&a), None, None, &chain)
-            .unwrap();
+        let out = run(
+            &p,
+            &a,
+            None,
+            Some(&obj),
+            &conditions::request_value(&a),
+            None,
+            None,
+            &chain,
+        )
+        .unwrap();
         // The service account is not an admin: only that validation fails.
         assert_eq!(out.denials.len(), 1, "{:?}", out.denials);
-        assert!(out.denials[0].1.contains("serviceAccount"), "{:?}", out.denials);
+        assert!(
+            out.denials[0].1.contains("serviceAccount"),
+            "{:?}",
+            out.denials
+        );
         let nobody = User {
             name: "nobody".into(),
             ..User::default()
         };
         let a = attrs(&nobody);
-        let out = run(&p, &a, None, Some(&obj), &conditions::request_value(&a), None, None, &chain)
-            .unwrap();
+        let out = run(
+            &p,
+            &a,
+            None,
+            Some(&obj),
+            &conditions::request_value(&a),
+            None,
+            None,
+            &chain,
+        )
+        .unwrap();
         assert_eq!(out.denials.len(), 3, "{:?}", out.denials);
         assert_eq!(out.denials[0].1, "no");
     }
