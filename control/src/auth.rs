@@ -225,6 +225,10 @@ pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> b
         ("", "events", None) | ("events.k8s.io", "events", None) => {
             matches!(info.verb.as_str(), "create" | "update" | "patch")
         }
+        // kube's node rules: a kubelet asks for its renewed client and its serving
+        // certificates itself (reads are allowed above); what it may get signed is the
+        // approver's and signer's business, as in kube.
+        ("certificates.k8s.io", "certificatesigningrequests", None) => info.verb == "create",
         _ => false,
     }
 }

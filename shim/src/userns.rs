@@ -12,6 +12,7 @@
 //!   cannot be idmapped (mount_setattr(MOUNT_ATTR_IDMAP) = EINVAL on kernel 6.18) and an
 //!   idmapped upper makes it read-only (EOVERFLOW for the mounter), so the layers are mapped
 //!   and the upper directory belongs to the pod's root, as containerd 2 does.
+//!
 //! Volumes are bind mounts as they are: files the pod's root writes there belong to its host
 //! uid. CRI mounts that ask for their own idmapping (`uid_mappings`) are refused.
 //! Mode NODE (the default) needs nothing.

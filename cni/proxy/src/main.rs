@@ -115,9 +115,8 @@ fn main() -> Result<()> {
         .iter()
         .filter(|a| *a != "primary")
         .map(|a| {
-            a.parse::<IpNet>().with_context(|| {
-                format!("--nodeport-addresses {a:?} is not a CIDR or \"primary\"")
-            })
+            a.parse::<IpNet>()
+                .with_context(|| format!("--nodeport-addresses {a:?} is not a CIDR or \"primary\""))
         })
         .collect::<Result<_>>()?;
     if nodeport_primary && !nodeport_cidrs.is_empty() {

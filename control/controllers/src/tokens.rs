@@ -41,7 +41,7 @@ pub enum TokensError {
         name: String,
         what: &'static str,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -221,11 +221,11 @@ impl TokensController {
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let err = |what| {
-            move |source| TokensError::Api {
+            move |source: kube::Error| TokensError::Api {
                 namespace: ns.to_string(),
                 name: name.to_string(),
                 what,
-                source,
+                source: Box::new(source),
             }
         };
         let annotations = secret.annotations();

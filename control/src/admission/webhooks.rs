@@ -438,7 +438,13 @@ async fn run_mutating(
         return Ok(false);
     };
     if !selected(api, hook, attrs, old, Some(obj), ns).await?
-        || !super::policy::conditions::webhook_matches(&api.authz, &hook.spec, attrs, old, Some(obj))?
+        || !super::policy::conditions::webhook_matches(
+            &api.authz,
+            &hook.spec,
+            attrs,
+            old,
+            Some(obj),
+        )?
     {
         return Ok(false);
     }

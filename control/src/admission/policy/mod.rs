@@ -465,6 +465,9 @@ fn refusal(
 
 /// Evaluates one policy for one parameter object. `Err` is an evaluation error (the
 /// failurePolicy decides); violations come back as denials with their reason.
+// The arguments are the CEL environment kube defines for a policy (object, oldObject, request,
+// params, namespaceObject, authorizer) one by one; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn run(
     policy: &Compiled,
     attrs: &Attributes<'_>,
@@ -562,10 +565,12 @@ fn run(
                 }
                 audit.push((key.clone(), s[..end].to_string()));
             }
-            Ok(other) => return Err(format!(
+            Ok(other) => {
+                return Err(format!(
                 "valueExpression '{}' resulted in error: expected a string or null, got {other:?}",
                 program.source
-            )),
+            ))
+            }
             Err(e) => {
                 return Err(format!(
                     "valueExpression '{}' resulted in error: {e}",
