@@ -1237,7 +1237,8 @@ fn node_ips_come_from_the_node_object() -> Result<()> {
     lab.node_object(0, "zone-a", "192.168.60.1")?;
     let a = lab.pod(0, 10)?;
     let _sa = tag_server(&lab.pods[a].ns, 8080, "a", false)?;
-    // No --bind-address: NodePorts on the node IP only (kube-proxy's nftables default).
+    // No --bind-address: NodePorts on the node IP only (kube-proxy's nftables default). Policy
+    // Cluster: masqueraded, so pod a sees its node's bridge address, as in the first test.
     lab.start_proxy(0, &["--nodeport-addresses", "primary"])?;
     lab.service(
         "np",
@@ -1250,7 +1251,7 @@ fn node_ips_come_from_the_node_object() -> Result<()> {
     })?;
     assert_eq!(
         tcp_get(&lab.client, addr("192.168.60.1", np))?,
-        "a 192.168.60.100"
+        "a 10.244.1.1"
     );
     assert_eq!(
         tcp_error(&lab.client, addr("192.168.60.51", np))?,
@@ -1264,7 +1265,7 @@ fn node_ips_come_from_the_node_object() -> Result<()> {
     })?;
     assert_eq!(
         tcp_get(&lab.client, addr("192.168.60.51", np))?,
-        "a 192.168.60.100"
+        "a 10.244.1.1"
     );
     assert_eq!(
         tcp_error(&lab.client, addr("192.168.60.1", np))?,

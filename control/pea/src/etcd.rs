@@ -45,13 +45,11 @@ fn healthy(c: &Cluster, client_port: u16) -> bool {
             "netns",
             "exec",
             &c.netns(Some(0)),
-            "busybox",
-            "wget",
-            "-q",
-            "-T",
+            // Not busybox wget: Debian 12's static busybox 1.35 segfaults on `wget -T`.
+            "curl",
+            "-sS",
+            "-m",
             "2",
-            "-O",
-            "-",
             &format!("http://127.0.0.1:{client_port}/health"),
         ],
     )
