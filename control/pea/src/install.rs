@@ -181,9 +181,11 @@ fn files(o: &Options) -> Result<Vec<File>> {
         0o644,
     );
     // A control-plane host issues its own node identity from the cluster CA on first start.
+    // pea-control writes that CA when it first starts, which on a slow machine (a TCG VM) comes
+    // after this unit's start: wait up to 60 s for it rather than fail `enable --now`.
     let issue = match o.role {
         Role::ControlPlane => format!(
-            "ExecStartPre=/bin/sh -c 'test -e /etc/pea/kubelet.kubeconfig || {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out /etc/pea/kubelet.kubeconfig --client-ca-out /etc/pea/pki/ca.crt'\n",
+            "ExecStartPre=/bin/sh -c 'test -e /etc/pea/kubelet.kubeconfig || {{ n=0; while [ ! -e /var/lib/pea/control/pki/ca.key ] && [ $$n -lt 60 ]; do sleep 1; n=$$((n+1)); done; {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out /etc/pea/kubelet.kubeconfig --client-ca-out /etc/pea/pki/ca.crt; }}'\n",
             bin("pea-control"),
             o.node_name
         ),
