@@ -185,7 +185,7 @@ fn files(o: &Options) -> Result<Vec<File>> {
     // after this unit's start: wait up to 60 s for it rather than fail `enable --now`.
     let issue = match o.role {
         Role::ControlPlane => format!(
-            "ExecStartPre=/bin/sh -c 'test -e /etc/pea/kubelet.kubeconfig || {{ n=0; while [ ! -e /var/lib/pea/control/pki/ca.key ] && [ $$n -lt 60 ]; do sleep 1; n=$$((n+1)); done; {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out /etc/pea/kubelet.kubeconfig --client-ca-out /etc/pea/pki/ca.crt; }}'\n",
+            "ExecStartPre=/bin/sh -c 'test -e /etc/pea/kubelet.kubeconfig || {{ n=0; while [ ! -e /var/lib/pea/control/pki/ca.key ] && [ $$n -lt 60 ]; do sleep 1; n=$$((n+1)); done; mkdir -p /etc/pea/pki && {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out /etc/pea/kubelet.kubeconfig --client-ca-out /etc/pea/pki/ca.crt; }}'\n",
             bin("pea-control"),
             o.node_name
         ),
