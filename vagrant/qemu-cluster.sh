@@ -186,7 +186,10 @@ registry_up() {
   mkdir -p "$run/registry"
   printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
     "$run/registry" "$registry" > "$run/registry.yml"
-  in_ns setsid docker-registry serve "$run/registry.yml" > "$run/registry.log" 2>&1 < /dev/null &
+  # Not through the in_ns function: a backgrounded function is a subshell, and its pid (what `$!`
+  # gives) is not the registry's, so `down` could not find and stop the registry. ip netns exec
+  # and setsid (not a group leader here) both exec, so `$!` is docker-registry itself.
+  ip netns exec "$ns" setsid docker-registry serve "$run/registry.yml" > "$run/registry.log" 2>&1 < /dev/null &
   echo $! > "$run/registry.pid"
   wait_until 20 "docker-registry on $registry" in_ns busybox wget -q -O /dev/null "http://$registry/v2/"
   local kind tag repo
