@@ -14,74 +14,7 @@ const QOS_RESOURCES: [&str; 2] = ["cpu", "memory"];
 /// A Kubernetes quantity as an exact count of nano-units (`1` = 10⁻⁹), enough for comparing
 /// requests with limits: `500m`, `0.5`, `1Gi`, `1e3`, `2Ki`. `None` for what is not a quantity.
 pub fn nano_units(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(split);
-    let (number, exp10) = match suffix {
-        "" => (number, 0i32),
-        "n" => (number, -9),
-        "u" => (number, -6),
-        "m" => (number, -3),
-        "k" => (number, 3),
-        "M" => (number, 6),
-        "G" => (number, 9),
-        "T" => (number, 12),
-        "P" => (number, 15),
-        "E" => (number, 18),
-        s if s.starts_with(['e', 'E']) && s[1..].parse::<i32>().is_ok() => {
-            (number, s[1..].parse::<i32>().ok()?)
-        }
-        _ => {
-            let shift = match suffix {
-                "Ki" => 10,
-                "Mi" => 20,
-                "Gi" => 30,
-                "Ti" => 40,
-                "Pi" => 50,
-                "Ei" => 60,
-                _ => return None,
-            };
-            return decimal_nano(number, 0)?.checked_mul(1i128 << shift);
-        }
-    };
-    decimal_nano(number, exp10)
-}
-
-/// `digits[.digits] × 10^exp10` in nano-units; fractions below a nano-unit round up, as
-/// Kubernetes rounds quantities up.
-fn decimal_nano(number: &str, exp10: i32) -> Option<i128> {
-    let (negative, number) = match number.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, number.strip_prefix('+').unwrap_or(number)),
-    };
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if (int.is_empty() && frac.is_empty())
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    // value = mantissa × 10^(scale) nano-units
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 30 {
-        return None;
-    }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    let scale = exp10 + 9 - frac.len() as i32;
-    let v = if scale >= 0 {
-        mantissa.checked_mul(10i128.checked_pow(scale as u32)?)?
-    } else {
-        let d = 10i128.checked_pow((-scale) as u32)?;
-        mantissa / d + i128::from(mantissa % d != 0)
-    };
-    Some(if negative { -v } else { v })
+    pea_quantity::nano_units(q).ok().flatten()
 }
 
 /// The pod's QoS class: "Guaranteed", "Burstable" or "BestEffort".

@@ -128,16 +128,7 @@ impl Bootstrap {
             .await
             .map_err(|e| bad(e.to_string()))?;
         let client = kube::Client::try_from(cfg).map_err(|e| bad(e.to_string()))?;
-        let want = Want {
-            key_named: true,
-            signer: SIGNER,
-            common_name: format!("system:node:{}", self.node_name),
-            organizations: vec!["system:nodes".into()],
-            dns_names: Vec::new(),
-            ips: Vec::new(),
-            usages: vec!["digital signature".into(), "client auth".into()],
-            timeout: self.timeout,
-        };
+        let want = Want::node_client(&self.node_name, true, self.timeout);
         let (pair, name) = request(&client, &want).await?;
         Store::new(&self.root_dir.join("pki"), CLIENT).update(&pair)?;
         write_private(

@@ -556,50 +556,7 @@ pub fn record_scale_event(
 /// A resource.Quantity string in milli-units, rounded up as Go's `MilliValue` does
 /// (`250m` → 250, `1` → 1000, `123456789n` → 124, `1Ki` → 1024000).
 pub fn quantity_milli(q: &str) -> Option<i64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    // (numerator, denominator) of the suffix's multiplier.
-    let (mul, div): (i128, i128) = match suffix {
-        "" => (1, 1),
-        "n" => (1, 1_000_000_000),
-        "u" => (1, 1_000_000),
-        "m" => (1, 1_000),
-        "k" => (1_000, 1),
-        "M" => (1_000_000, 1),
-        "G" => (1_000_000_000, 1),
-        "T" => (1_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000, 1),
-        "E" => (1_000_000_000_000_000_000, 1),
-        "Ki" => (1 << 10, 1),
-        "Mi" => (1 << 20, 1),
-        "Gi" => (1 << 30, 1),
-        "Ti" => (1 << 40, 1),
-        "Pi" => (1 << 50, 1),
-        "Ei" => (1 << 60, 1),
-        s if s.starts_with(['e', 'E']) => {
-            let exp: u32 = s[1..].parse().ok().filter(|e| *e <= 18)?;
-            (10i128.pow(exp), 1)
-        }
-        _ => return None,
-    };
-    let (neg, num) = match num.strip_prefix('-') {
-        Some(n) => (true, n),
-        None => (false, num.strip_prefix('+').unwrap_or(num)),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty() || frac.len() > 18 {
-        return None;
-    }
-    let digits: i128 = format!("{int}{frac}").parse().ok()?;
-    let scale = 10i128.pow(frac.len() as u32);
-    let n = digits.checked_mul(mul)?.checked_mul(1000)?;
-    let d = div * scale;
-    let v = (n + d - 1) / d;
-    let v = i64::try_from(v).ok()?;
-    Some(if neg { -v } else { v })
+    pea_quantity::milli_value(q).ok()
 }
 
 #[cfg(test)]

@@ -118,6 +118,7 @@ pub const ALL: &[&str] = &[
     "taint-eviction-controller",
     "disruption",
     "serviceaccount",
+    "serviceaccount-token",
     "root-ca-cert-publisher",
     "ttl-after-finished",
     "podgc",
@@ -676,8 +677,12 @@ async fn run_controllers(
             None => tracing::info!("no root CA configured; root-ca-cert-publisher not started"),
         }
     }
-    // kube starts `serviceaccount-token` apart from the others, whenever the key is given.
+    // kube starts `serviceaccount-token` apart from the others, whenever the key is given and
+    // `--controllers` does not turn it off.
     match &config.service_account_private_key_file {
+        Some(_) if !enabled.contains("serviceaccount-token") => {
+            tracing::info!("serviceaccount-token disabled by --controllers")
+        }
         Some(path) => {
             // As kube's, it runs with the manager's own credentials, not a token of its
             // own making.

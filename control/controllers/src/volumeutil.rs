@@ -31,50 +31,7 @@ pub const ANN_DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class
 /// A storage quantity in bytes, rounded up (apimachinery's `Quantity.Value`); `None` when it
 /// does not parse.
 pub fn bytes(q: &Quantity) -> Option<i128> {
-    let s = q.0.trim();
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(end);
-    let (negative, num) = match num.strip_prefix('-') {
-        Some(n) => (true, n),
-        None => (false, num.strip_prefix('+').unwrap_or(num)),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if (int.is_empty() && frac.is_empty())
-        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
-        || int.len() + frac.len() > 30
-    {
-        return None;
-    }
-    let digits: i128 = format!("{int}{frac}").parse().ok()?;
-    let (exp10, mult): (i32, i128) = match suffix {
-        "" => (0, 1),
-        "m" => (-3, 1),
-        "k" => (3, 1),
-        "M" => (6, 1),
-        "G" => (9, 1),
-        "T" => (12, 1),
-        "P" => (15, 1),
-        "E" => (18, 1),
-        "Ki" => (0, 1 << 10),
-        "Mi" => (0, 1 << 20),
-        "Gi" => (0, 1 << 30),
-        "Ti" => (0, 1 << 40),
-        "Pi" => (0, 1 << 50),
-        "Ei" => (0, 1 << 60),
-        e if e.starts_with(['e', 'E']) => (e[1..].parse().ok()?, 1),
-        _ => return None,
-    };
-    let exp = exp10 - frac.len() as i32;
-    let scaled = digits.checked_mul(mult)?;
-    let v = if exp >= 0 {
-        scaled.checked_mul(10i128.checked_pow(exp as u32)?)?
-    } else {
-        let div = 10i128.checked_pow(exp.unsigned_abs())?;
-        (scaled + div - 1) / div
-    };
-    Some(if negative { -v } else { v })
+    pea_quantity::value(&q.0).ok().map(i128::from)
 }
 
 /// The requested size of a claim in bytes (0 when absent).

@@ -20,7 +20,8 @@ pub mod leader;
 pub mod node_info;
 pub mod plugins;
 pub mod preemption;
-pub mod quantity;
+/// Quantities are the workspace's shared exact parser (common/quantity).
+pub use pea_quantity as quantity;
 pub mod queue;
 pub mod resource;
 pub mod scheduler;

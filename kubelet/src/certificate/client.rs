@@ -231,17 +231,8 @@ impl ClientCertificates {
     /// One renewal: CSR with the same subject, stored, the kubeconfig rewritten, the client
     /// swapped.
     pub async fn renew(&mut self) -> Result<(), CertificateError> {
-        let want = Want {
-            key_named: false,
-            signer: SIGNER,
-            common_name: format!("system:node:{}", self.node_name),
-            organizations: vec!["system:nodes".into()],
-            dns_names: Vec::new(),
-            ips: Vec::new(),
-            usages: vec!["digital signature".into(), "client auth".into()],
-            // kubelet's certificate manager waits at most 15 min for one request.
-            timeout: Duration::from_secs(900),
-        };
+        // kubelet's certificate manager waits at most 15 min for one request.
+        let want = Want::node_client(&self.node_name, false, Duration::from_secs(900));
         let (pair, csr) = request(&self.client, &want).await?;
         let file = self.store.update(&pair)?;
         super::store::write_private(

@@ -33,6 +33,24 @@ pub struct Want {
     pub timeout: Duration,
 }
 
+impl Want {
+    /// The kubelet's client certificate: `system:node:NAME` in `system:nodes`, from
+    /// `kubernetes.io/kube-apiserver-client-kubelet` — the same subject for the bootstrap and
+    /// every renewal.
+    pub fn node_client(node_name: &str, key_named: bool, timeout: Duration) -> Want {
+        Want {
+            key_named,
+            signer: super::client::SIGNER,
+            common_name: format!("system:node:{node_name}"),
+            organizations: vec!["system:nodes".into()],
+            dns_names: Vec::new(),
+            ips: Vec::new(),
+            usages: vec!["digital signature".into(), "client auth".into()],
+            timeout,
+        }
+    }
+}
+
 /// The PEM request and key of `want`.
 fn make_request(want: &Want) -> Result<(String, rcgen::KeyPair), CertificateError> {
     let key = rcgen::KeyPair::generate()?;

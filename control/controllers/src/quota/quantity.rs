@@ -21,35 +21,9 @@ impl Qty {
 
     /// Parses `500m`, `0.5`, `1Gi`, `1e3`, `2Ki`; `None` for what is not a quantity.
     pub fn parse(q: &str) -> Option<Qty> {
-        let q = q.trim();
-        let split = q
-            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-            .unwrap_or(q.len());
-        let (number, suffix) = q.split_at(split);
-        let (exp10, shift) = match suffix {
-            "" => (0, 0),
-            "n" => (-9, 0),
-            "u" => (-6, 0),
-            "m" => (-3, 0),
-            "k" => (3, 0),
-            "M" => (6, 0),
-            "G" => (9, 0),
-            "T" => (12, 0),
-            "P" => (15, 0),
-            "E" => (18, 0),
-            "Ki" => (0, 10),
-            "Mi" => (0, 20),
-            "Gi" => (0, 30),
-            "Ti" => (0, 40),
-            "Pi" => (0, 50),
-            "Ei" => (0, 60),
-            s if s.starts_with(['e', 'E']) => (s[1..].parse::<i32>().ok()?, 0),
-            _ => return None,
-        };
-        let nano = decimal_nano(number, exp10)?.checked_mul(1i128 << shift)?;
         Some(Qty {
-            nano,
-            binary: shift > 0,
+            nano: pea_quantity::nano_units(q).ok().flatten()?,
+            binary: pea_quantity::is_binary_si(q),
         })
     }
 
@@ -66,40 +40,6 @@ impl Qty {
     pub fn value(self) -> i128 {
         self.nano.div_euclid(NANO) + i128::from(self.nano.rem_euclid(NANO) != 0)
     }
-}
-
-/// `digits[.digits] × 10^exp10` in nano-units; fractions below a nano-unit round up, as
-/// Kubernetes rounds quantities up.
-fn decimal_nano(number: &str, exp10: i32) -> Option<i128> {
-    let (negative, number) = match number.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, number.strip_prefix('+').unwrap_or(number)),
-    };
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if (int.is_empty() && frac.is_empty())
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 30 {
-        return None;
-    }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    let scale = exp10 + 9 - frac.len() as i32;
-    let v = if scale >= 0 {
-        mantissa.checked_mul(10i128.checked_pow(scale as u32)?)?
-    } else {
-        let d = 10i128.checked_pow((-scale) as u32)?;
-        mantissa / d + i128::from(mantissa % d != 0)
-    };
-    Some(if negative { -v } else { v })
 }
 
 /// `self + other` in `self`'s format (a zero takes the other's, as an empty sum does).

@@ -1,6 +1,7 @@
-//! Kubernetes resource quantities ("100m", "1.5Gi", "2e3") as the integers the scheduler
-//! compares: `value` (rounded up, as apimachinery's `Quantity.Value`) and `milli_value`
-//! (`Quantity.MilliValue`). Exact decimal arithmetic, no floats, so "0.1" is exactly 100m.
+//! Kubernetes resource quantities ("100m", "1.5Gi", "2e3") as the integers every pea component
+//! compares (scheduler, kubelet, controllers, federation, dashboard): `value` (rounded up, as
+//! apimachinery's `Quantity.Value`) and `milli_value` (`Quantity.MilliValue`). Exact decimal
+//! arithmetic, no floats, so "0.1" is exactly 100m and "1.1" is exactly 1100m.
 
 use thiserror::Error;
 
@@ -133,6 +134,49 @@ pub fn milli_value(s: &str) -> Result<i64, QuantityError> {
     scaled(s, 3)
 }
 
+/// The quantity as an exact count of nano-units (`1` = 10⁻⁹ units; fractions of a nano-unit round
+/// up, as kube rounds quantities up), for sums and comparisons that must not lose precision
+/// (QoS, quota, LimitRange); `Ok(None)` past the i128 range.
+pub fn nano_units(s: &str) -> Result<Option<i128>, QuantityError> {
+    let p = parse(s)?;
+    let Some(num) = i128::try_from(p.digits)
+        .ok()
+        .and_then(|d| d.checked_mul(1i128.checked_shl(p.exp2)?))
+    else {
+        return Ok(None);
+    };
+    let scale = p.exp10 + 9 - p.frac as i32;
+    let v = if scale >= 0 {
+        match 10i128
+            .checked_pow(scale as u32)
+            .and_then(|m| num.checked_mul(m))
+        {
+            Some(v) => v,
+            None => return Ok(None),
+        }
+    } else {
+        match 10i128.checked_pow((-scale) as u32) {
+            Some(d) => num / d + i128::from(num % d != 0),
+            None => i128::from(num != 0),
+        }
+    };
+    Ok(Some(if p.negative { -v } else { v }))
+}
+
+/// Whether the quantity is written in binary SI (`Ki`, `Mi`, ...), the format kube keeps when
+/// it adds quantities and prints the sum.
+pub fn is_binary_si(s: &str) -> bool {
+    s.trim().ends_with('i')
+}
+
+/// The quantity as a float, for display and ratios (dashboards, downward-API divisors): exact
+/// parsing, one rounding at the end. Never use it for what the scheduler or a cgroup compares.
+pub fn as_f64(s: &str) -> Result<f64, QuantityError> {
+    let p = parse(s)?;
+    let v = p.digits as f64 * 10f64.powi(p.exp10 - p.frac as i32) * 2f64.powi(p.exp2 as i32);
+    Ok(if p.negative { -v } else { v })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +202,31 @@ mod tests {
         assert_eq!(value("110"), Ok(110));
         assert_eq!(value("-1"), Ok(-1));
         assert_eq!(value("8Ei"), Ok(i64::MAX), "saturates");
+    }
+
+    #[test]
+    fn nano_units_are_exact() {
+        assert_eq!(nano_units("500m"), Ok(Some(500_000_000)));
+        assert_eq!(nano_units("0.5"), Ok(Some(500_000_000)));
+        assert_eq!(nano_units("1.5Ki"), Ok(Some(1536 * 1_000_000_000)));
+        assert_eq!(nano_units("1e3"), Ok(Some(1_000_000_000_000)));
+        assert_eq!(
+            nano_units("0.0000000001"),
+            Ok(Some(1)),
+            "below a nano rounds up"
+        );
+        assert_eq!(nano_units("-2"), Ok(Some(-2_000_000_000)));
+        assert_eq!(nano_units("1e40"), Ok(None));
+        assert!(nano_units("1x").is_err());
+        assert!(is_binary_si("2Gi") && !is_binary_si("2G"));
+    }
+
+    #[test]
+    fn floats_for_display() {
+        assert_eq!(as_f64("123456n"), Ok(0.000123456));
+        assert_eq!(as_f64("64Mi"), Ok(67108864.0));
+        assert_eq!(as_f64("-1.5k"), Ok(-1500.0));
+        assert!(as_f64("1x").is_err());
     }
 
     #[test]
