@@ -40,47 +40,10 @@ target/release/pea up --nodes 3 --name "$cluster"
 export KUBECONFIG=/var/lib/pea/clusters/$cluster/admin.kubeconfig
 kubectl wait --for=condition=Ready nodes --all --timeout=120s
 
-# Busybox's httpd serves a page naming the pod; required anti-affinity puts one replica per node.
+# The workload (tests/scripts/web-workload.yaml) pulls busybox from the cluster's registry.
 registry=172.30.0.1:5000
 step "workload: Deployment web (3 replicas, one per node), Service web, Ingress web.pea.test"
-kubectl apply -f - <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      affinity:
-        podAntiAffinity:
-          requiredDuringSchedulingIgnoredDuringExecution:
-          - {labelSelector: {matchLabels: {app: web}}, topologyKey: kubernetes.io/hostname}
-      containers:
-      - name: httpd
-        image: $registry/library/busybox:v1
-        command: [sh, -c, 'mkdir -p /www && hostname > /www/hostname && echo "web pod \$(hostname) started" && exec httpd -f -vv -p 8080 -h /www']
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web}
-spec:
-  ingressClassName: pea
-  rules:
-  - host: web.pea.test
-    http:
-      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
-EOF
+sed "s|@REGISTRY@|$registry|" tests/scripts/web-workload.yaml | kubectl apply -f -
 kubectl rollout status deployment/web --timeout=120s
 kubectl get pods -o wide
 
