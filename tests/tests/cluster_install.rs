@@ -28,6 +28,14 @@ fn verify(root: &Path) -> (bool, String) {
     )
 }
 
+/// No unit hands a component the cluster admin's credentials.
+fn assert_no_admin_credentials(units: &Path) {
+    for e in std::fs::read_dir(units).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        assert!(!text.contains("admin.kubeconfig"), "{text}");
+    }
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -54,6 +62,21 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
     std::fs::write(&kc, "apiVersion: v1\nkind: Config\n").unwrap();
     std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
     let (kc, ca) = (kc.display().to_string(), ca.display().to_string());
+    // pea-proxy's and pea-flanneld's own identities (distinct text: the copies are checked).
+    let proxy_kc = tmp.path().join("proxy.kubeconfig");
+    let flanneld_kc = tmp.path().join("flanneld.kubeconfig");
+    std::fs::write(&proxy_kc, "# system:kube-proxy\n").unwrap();
+    std::fs::write(&flanneld_kc, "# system:pea-flanneld\n").unwrap();
+    let (pkc, fkc) = (
+        proxy_kc.display().to_string(),
+        flanneld_kc.display().to_string(),
+    );
+    let identities = [
+        "--proxy-kubeconfig",
+        pkc.as_str(),
+        "--flanneld-kubeconfig",
+        fkc.as_str(),
+    ];
 
     // A worker.
     let root = tempfile::tempdir().unwrap();
@@ -103,6 +126,11 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
             ][..],
             "reading /nonexistent/kc",
         ),
+        // The add-ons never run as the node (nor as the admin) when the node's identity is given.
+        (
+            &["--node-name", "w1", "--kubeconfig", &kc, "--client-ca", &ca][..],
+            "also needs --proxy-kubeconfig FILE (system:kube-proxy) and --flanneld-kubeconfig FILE (system:pea-flanneld)",
+        ),
     ] {
         let out = worker(extra);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -117,7 +145,8 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
             .contains("or --bootstrap-kubeconfig FILE (written by `pea join`)")
     );
 
-    let args = ["--node-name", "w1", "--kubeconfig", &kc, "--client-ca", &ca];
+    let mut args = vec!["--node-name", "w1", "--kubeconfig", &kc, "--client-ca", &ca];
+    args.extend(identities);
     let out = worker(&args);
     assert!(
         out.status.success(),
@@ -148,6 +177,27 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the node credentials are private");
+    // pea-proxy and pea-flanneld run as themselves, from private copies of their identities.
+    let proxy = std::fs::read_to_string(units.join("pea-proxy.service")).unwrap();
+    let flanneld = std::fs::read_to_string(units.join("pea-flanneld.service")).unwrap();
+    assert!(
+        proxy.contains("--kubeconfig /etc/pea/proxy.kubeconfig "),
+        "{proxy}"
+    );
+    assert!(
+        flanneld.contains("--kubeconfig-file /etc/pea/flanneld.kubeconfig "),
+        "{flanneld}"
+    );
+    for (file, text) in [
+        ("proxy.kubeconfig", "# system:kube-proxy\n"),
+        ("flanneld.kubeconfig", "# system:pea-flanneld\n"),
+    ] {
+        let p = root.path().join("etc/pea").join(file);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is private");
+    }
+    assert_no_admin_credentials(&units);
     let (ok, text) = verify(root.path());
     assert!(ok, "systemd-analyze verify: {text}");
 
@@ -186,6 +236,10 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         &kc,
         "--client-ca",
         &ca,
+        "--proxy-kubeconfig",
+        &pkc,
+        "--flanneld-kubeconfig",
+        &fkc,
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -220,6 +274,10 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         &kc,
         "--client-ca",
         &ca,
+        "--proxy-kubeconfig",
+        &pkc,
+        "--flanneld-kubeconfig",
+        &fkc,
     ]);
     assert!(out.status.success());
     let (ok, text) = verify(broken.path());
@@ -258,6 +316,48 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         kubelet
             .contains("--user system:node:cp1 --group system:nodes --server https://10.0.0.1:6443"),
         "{kubelet}"
+    );
+    // The control plane mints pea-proxy's and pea-flanneld's identities from its CA, as the
+    // kubelet's, and carries the add-ons' RBAC for the API.
+    for (unit, user, flag) in [
+        (
+            "pea-proxy.service",
+            "system:kube-proxy",
+            "--kubeconfig /etc/pea/proxy.kubeconfig ",
+        ),
+        (
+            "pea-flanneld.service",
+            "system:pea-flanneld",
+            "--kubeconfig-file /etc/pea/flanneld.kubeconfig ",
+        ),
+    ] {
+        let text = std::fs::read_to_string(cpu.join(unit)).unwrap();
+        assert!(
+            text.contains(&format!(
+                "kubeconfig --data-dir /var/lib/pea/control --user {user} --server https://10.0.0.1:6443 --out /etc/pea/"
+            )) && text.contains(flag),
+            "{text}"
+        );
+    }
+    assert_no_admin_credentials(&cpu);
+    let rbac: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cp.path().join("etc/pea/addons-rbac.json")).unwrap(),
+    )
+    .unwrap();
+    let bound: Vec<&str> = rbac["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "ClusterRoleBinding")
+        .map(|i| i["subjects"][0]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bound,
+        [
+            "system:pea-flanneld",
+            "system:pea-dns",
+            "system:pea-ingress"
+        ]
     );
     let (ok, text) = verify(cp.path());
     assert!(ok, "systemd-analyze verify (control plane): {text}");

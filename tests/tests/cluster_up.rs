@@ -246,6 +246,7 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
     let run_dir = PathBuf::from("/run/pea").join(&name);
     let started = pids(&run_dir);
     assert!(started.len() >= 13, "pid files: {started:?}");
+    addons_run_as_themselves(&name, &run_dir, &started, &k);
     let down = pea(&["down", "--name", &name]);
     assert!(
         down.status.success(),
@@ -271,6 +272,152 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         .filter(|l| l.contains(&tag) || l.contains(&format!("/clusters/{name}")))
         .collect();
     assert!(leaks.is_empty(), "left after pea down: {leaks:#?}");
+}
+
+/// Issue 20: every add-on runs under its own least-privilege identity. No process of the
+/// cluster has the admin's kubeconfig on its command line; each add-on names its own (0600);
+/// each identity may do what its program calls and gets kube's 403 beyond (asked with `kubectl
+/// auth can-i --as`, and once with the identity's own credentials).
+fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kubectl) {
+    let cmdline = |pid: u32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .replace('\0', " ")
+    };
+    for &p in started {
+        let cmd = cmdline(p);
+        assert!(!cmd.contains("admin.kubeconfig"), "process {p}: {cmd}");
+    }
+    let state = PathBuf::from("/var/lib/pea/clusters").join(name);
+    for (pid_file, kubeconfig) in [
+        (
+            format!("{name}-0-proxy"),
+            state.join(format!("{name}-0/proxy.kubeconfig")),
+        ),
+        (
+            format!("{name}-1-proxy"),
+            state.join(format!("{name}-1/proxy.kubeconfig")),
+        ),
+        (
+            format!("{name}-1-flanneld"),
+            state.join(format!("{name}-1/flanneld.kubeconfig")),
+        ),
+        ("dns".to_string(), state.join("dns.kubeconfig")),
+        ("ingress".to_string(), state.join("ingress.kubeconfig")),
+    ] {
+        let pid: u32 = std::fs::read_to_string(run_dir.join(format!("{pid_file}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let cmd = cmdline(pid);
+        assert!(
+            cmd.contains(&format!(" {} ", kubeconfig.display())),
+            "{pid_file}: {cmd}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", kubeconfig.display());
+    }
+    let can = |user: &str, verb: &str, what: &str| {
+        let (resource, sub) = what.split_once('/').unwrap_or((what, ""));
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", user, "-A"];
+        let sub = format!("--subresource={sub}");
+        if sub.len() > "--subresource=".len() {
+            args.push(&sub);
+        }
+        let out = k.run(&args, None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let cases: [(&str, &[(&str, &str)], &[(&str, &str)]); 4] = [
+        (
+            "system:kube-proxy",
+            &[
+                ("watch", "services"),
+                ("list", "endpointslices.discovery.k8s.io"),
+                ("watch", "nodes"),
+                ("create", "events"),
+            ],
+            &[("list", "secrets"), ("patch", "nodes"), ("create", "pods")],
+        ),
+        (
+            "system:pea-flanneld",
+            &[("watch", "nodes"), ("get", "nodes"), ("patch", "nodes")],
+            &[("list", "pods"), ("list", "secrets"), ("delete", "nodes")],
+        ),
+        (
+            "system:pea-dns",
+            &[
+                ("watch", "namespaces"),
+                ("watch", "services"),
+                ("watch", "endpointslices.discovery.k8s.io"),
+            ],
+            &[
+                ("list", "secrets"),
+                ("list", "pods"),
+                ("create", "services"),
+            ],
+        ),
+        (
+            "system:pea-ingress",
+            &[
+                ("watch", "ingresses.networking.k8s.io"),
+                ("list", "ingressclasses.networking.k8s.io"),
+                ("patch", "ingresses.networking.k8s.io/status"),
+                ("watch", "secrets"),
+                ("create", "events"),
+            ],
+            &[
+                ("update", "ingresses.networking.k8s.io"),
+                ("list", "configmaps"),
+                ("create", "pods"),
+            ],
+        ),
+    ];
+    for (user, allowed, refused) in cases {
+        for (verb, what) in allowed {
+            assert!(can(user, *verb, *what), "{user} may {verb} {what}");
+        }
+        for (verb, what) in refused {
+            assert!(!can(user, *verb, *what), "{user} may not {verb} {what}");
+        }
+    }
+    // With the proxy's own credentials (the API listens inside node 0's namespace).
+    let cache = tempfile::tempdir().unwrap();
+    let proxy_kc = state.join(format!("{name}-0/proxy.kubeconfig"));
+    let own = |args: &[&str]| {
+        Command::new("timeout")
+            .args([
+                "30",
+                "ip",
+                "netns",
+                "exec",
+                &format!("pea-{name}-0"),
+                "kubectl",
+            ])
+            .arg("--kubeconfig")
+            .arg(&proxy_kc)
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = own(&["get", "services", "-A", "-o", "name"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("service/web"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = own(&["get", "secrets", "-A"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(
+                "User \"system:kube-proxy\" cannot list resource \"secrets\" in API group \"\" at the cluster scope"
+            ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -15,10 +15,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::cluster::{API_PORT, CLUSTER_CIDR, CLUSTER_DNS};
+use crate::identities;
+use crate::kubectl::kubectl;
 use crate::proc::run;
 
 const MANIFEST: &str = "etc/pea/installed";
 const UNIT_DIR: &str = "etc/systemd/system";
+/// The add-ons' ClusterRoles and bindings, applied through the API once pea-control answers.
+const RBAC_FILE: &str = "etc/pea/addons-rbac.json";
+/// pea-control's admin kubeconfig on a control plane (its `--data-dir`).
+const ADMIN_KUBECONFIG: &str = "/var/lib/pea/control/admin.kubeconfig";
+/// How long a control-plane install waits for its API before applying the add-ons' RBAC
+/// (a TCG VM takes minutes).
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -41,6 +50,10 @@ pub struct Options {
     /// Instead of `kubeconfig`: bootstrap-token credentials (`pea join`); the kubelet requests
     /// its own certificate (TLS bootstrap) and writes /etc/pea/kubelet.kubeconfig.
     pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// A worker's pea-proxy and pea-flanneld identities (required with `kubeconfig`); a
+    /// control plane mints its own from the CA on first start.
+    pub proxy_kubeconfig: Option<PathBuf>,
+    pub flanneld_kubeconfig: Option<PathBuf>,
 }
 
 struct File {
@@ -110,10 +123,30 @@ fn files(o: &Options) -> Result<Vec<File>> {
             };
             if o.kubeconfig.is_some() {
                 add("etc/pea/kubelet.kubeconfig", read(kc)?, 0o600);
+                if o.proxy_kubeconfig.is_none() || o.flanneld_kubeconfig.is_none() {
+                    bail!(
+                        "a worker installed with --kubeconfig also needs --proxy-kubeconfig FILE ({}) and \
+                         --flanneld-kubeconfig FILE ({}), issued on the control plane by \
+                         `pea-control kubeconfig --user USER`: pea-proxy and pea-flanneld do not run as the node",
+                        identities::PROXY.user,
+                        identities::FLANNELD.user
+                    );
+                }
             } else {
                 add("etc/pea/bootstrap-kubelet.kubeconfig", read(kc)?, 0o600);
             }
+            for (given, id) in [
+                (&o.proxy_kubeconfig, identities::PROXY),
+                (&o.flanneld_kubeconfig, identities::FLANNELD),
+            ] {
+                if let Some(p) = given {
+                    add(&format!("etc/pea/{}", id.file), read(p)?, 0o600);
+                }
+            }
             add("etc/pea/pki/ca.crt", read(ca)?, 0o644);
+        }
+        Role::ControlPlane if o.proxy_kubeconfig.is_some() || o.flanneld_kubeconfig.is_some() => {
+            bail!("--proxy-kubeconfig and --flanneld-kubeconfig are a worker's: a control plane issues them from its CA")
         }
         Role::ControlPlane => add(
             &format!("{UNIT_DIR}/pea-control.service"),
@@ -191,6 +224,37 @@ fn files(o: &Options) -> Result<Vec<File>> {
         ),
         Role::Worker => String::new(),
     };
+    // pea-proxy's and pea-flanneld's own identities: a control plane mints them from its CA on
+    // first start (after the kubelet's unit, which waits for that CA); a worker has them from
+    // --proxy-kubeconfig/--flanneld-kubeconfig, or, joined with a bootstrap token, runs them
+    // with the kubelet's certificate (the token can get only a node's identity signed).
+    let addon = |id: &identities::Identity, given: &Option<PathBuf>| -> (String, String) {
+        let path = format!("/etc/pea/{}", id.file);
+        match o.role {
+            Role::ControlPlane => {
+                let issue = identities::issue_args("/var/lib/pea/control", id, &server, &path);
+                (
+                    path.clone(),
+                    format!(
+                        "ExecStartPre=/bin/sh -c 'test -e {path} || {} {}'\n",
+                        bin("pea-control"),
+                        issue.join(" ")
+                    ),
+                )
+            }
+            Role::Worker if given.is_some() => (path, String::new()),
+            Role::Worker => ("/etc/pea/kubelet.kubeconfig".into(), String::new()),
+        }
+    };
+    let (proxy_kc, proxy_pre) = addon(&identities::PROXY, &o.proxy_kubeconfig);
+    let (flanneld_kc, flanneld_pre) = addon(&identities::FLANNELD, &o.flanneld_kubeconfig);
+    if o.role == Role::ControlPlane {
+        add(
+            RBAC_FILE,
+            serde_json::to_string_pretty(&identities::rbac())?,
+            0o644,
+        );
+    }
     let control_dep = match o.role {
         Role::ControlPlane => " pea-control.service",
         Role::Worker => "",
@@ -225,10 +289,10 @@ fn files(o: &Options) -> Result<Vec<File>> {
                 bin("pea-flanneld"),
                 "--config /etc/pea/flanneld.json".into(),
                 "--kube-subnet-mgr".into(),
-                "--kubeconfig-file /etc/pea/kubelet.kubeconfig".into(),
+                format!("--kubeconfig-file {flanneld_kc}"),
                 format!("--node-name {}", o.node_name),
             ],
-            "",
+            &flanneld_pre,
         ),
         0o644,
     );
@@ -239,11 +303,11 @@ fn files(o: &Options) -> Result<Vec<File>> {
             " pea-kubelet.service",
             &[
                 bin("pea-proxy"),
-                "--kubeconfig /etc/pea/kubelet.kubeconfig".into(),
+                format!("--kubeconfig {proxy_kc}"),
                 format!("--hostname-override {}", o.node_name),
                 format!("--cluster-cidr {CLUSTER_CIDR}"),
             ],
-            "",
+            &proxy_pre,
         ),
         0o644,
     );
@@ -310,12 +374,41 @@ pub fn install(o: &Options) -> Result<()> {
         args.extend(units.iter().map(String::as_str));
         run("systemctl", &args)?;
         println!("pea install: enabled and started {}", units.join(", "));
+        if o.role == Role::ControlPlane {
+            apply_rbac(&o.root.join(RBAC_FILE))?;
+        }
     } else {
         println!(
             "pea install: units written under {} (not started: not the running system's root)",
             o.root.display()
         );
     }
+    Ok(())
+}
+
+/// kubeadm's add-on phase: once the API answers, the add-ons' RBAC goes in through it.
+fn apply_rbac(file: &Path) -> Result<()> {
+    let admin = Path::new(ADMIN_KUBECONFIG);
+    let ready = crate::proc::wait_for(API_TIMEOUT, || {
+        let ok = admin.exists() && kubectl(admin, &["get", "--raw", "/readyz"], None).is_ok();
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        ok
+    });
+    if !ready {
+        bail!(
+            "the API did not answer through {ADMIN_KUBECONFIG} within {API_TIMEOUT:?}: apply {} \
+             with kubectl once it does (until then pea-flanneld is refused and restarted)",
+            file.display()
+        );
+    }
+    kubectl(admin, &["apply", "-f", &file.display().to_string()], None)
+        .context("applying the add-ons' RBAC")?;
+    println!(
+        "pea install: applied the add-ons' ClusterRoles and bindings ({})",
+        file.display()
+    );
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod down;
 mod etcd;
 mod federation;
 mod forward;
+mod identities;
 mod install;
 mod join;
 mod kubectl;
@@ -131,6 +132,13 @@ enum Cmd {
         /// kubelet requests its own client certificate (TLS bootstrap).
         #[arg(long)]
         bootstrap_kubeconfig: Option<std::path::PathBuf>,
+        /// With --kubeconfig: pea-proxy's identity (system:kube-proxy), issued on the control
+        /// plane by `pea-control kubeconfig --user system:kube-proxy`.
+        #[arg(long)]
+        proxy_kubeconfig: Option<std::path::PathBuf>,
+        /// With --kubeconfig: pea-flanneld's identity (system:pea-flanneld), issued as above.
+        #[arg(long)]
+        flanneld_kubeconfig: Option<std::path::PathBuf>,
     },
     /// Bootstrap tokens for joining nodes (`pea token create`, as kubeadm's).
     Token {
@@ -232,6 +240,8 @@ fn main() {
             kubeconfig,
             client_ca,
             bootstrap_kubeconfig,
+            proxy_kubeconfig,
+            flanneld_kubeconfig,
         } => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_err(anyhow::Error::from)
             .and_then(|host| {
@@ -245,6 +255,8 @@ fn main() {
                     kubeconfig,
                     client_ca,
                     bootstrap_kubeconfig,
+                    proxy_kubeconfig,
+                    flanneld_kubeconfig,
                 })
             }),
         Cmd::Uninstall { root } => install::uninstall(&root),
@@ -295,6 +307,8 @@ fn main() {
                         kubeconfig: None,
                         client_ca: None,
                         bootstrap_kubeconfig: None,
+                        proxy_kubeconfig: None,
+                        flanneld_kubeconfig: None,
                     }),
                 })
             }),

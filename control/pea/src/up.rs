@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::cluster::{Cluster, API_PORT, BRIDGE, CLUSTER_CIDR, CLUSTER_DNS, UNDERLAY};
+use crate::identities;
 use crate::proc::{self, ip, run, spawn, wait_for};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -211,6 +212,13 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
         if etcd { "etcd" } else { "embedded" }
     ));
     control(c, etcd)?;
+
+    s.step("the add-ons' ClusterRoles and bindings (their own identities, not the admin's)");
+    kubectl_in_cluster(
+        c,
+        &["apply", "-f", "-"],
+        Some(&identities::rbac().to_string()),
+    )?;
 
     s.step("the API on the host's loopback (pea forward)");
     forwarder(c)?;
@@ -468,6 +476,8 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             &p("ca.crt"),
         ],
     )?;
+    let proxy_kc = issue(c, &identities::PROXY, &dir)?;
+    let flanneld_kc = issue(c, &identities::FLANNELD, &dir)?;
     std::fs::write(
         dir.join("net.d/10-pea.conflist"),
         serde_json::to_vec_pretty(&serde_json::json!({
@@ -556,7 +566,7 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             "--config".into(),
             p("kubelet.yaml"),
             "--kubeconfig".into(),
-            node_kc.clone(),
+            node_kc,
             "--hostname-override".into(),
             name.clone(),
             "--node-ip".into(),
@@ -576,7 +586,7 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             p("flanneld.json"),
             "--kube-subnet-mgr".into(),
             "--kubeconfig-file".into(),
-            node_kc.clone(),
+            flanneld_kc,
             "--node-name".into(),
             name.clone(),
             "--metrics-listen".into(),
@@ -590,14 +600,12 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
         &log("flanneld"),
         &pid("flanneld"),
     )?;
-    // kube-proxy's own identity would be system:kube-proxy; pea-control's authorizer lets the
-    // admin identity read Services and EndpointSlices, which is all the proxy does.
     spawn(
         Some(&ns),
         &[
             bin(c, "pea-proxy"),
             "--kubeconfig".into(),
-            cluster_admin_kubeconfig(c),
+            proxy_kc,
             "--hostname-override".into(),
             name.clone(),
             "--cluster-cidr".into(),
@@ -612,23 +620,32 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
     Ok(())
 }
 
-fn cluster_admin_kubeconfig(c: &Cluster) -> String {
-    c.control_dir()
-        .join("admin.kubeconfig")
-        .display()
-        .to_string()
+/// Mints `id`'s kubeconfig (0600) into `dir` and returns its path.
+fn issue(c: &Cluster, id: &identities::Identity, dir: &Path) -> Result<String> {
+    let out = dir.join(id.file).display().to_string();
+    let args = identities::issue_args(
+        &c.control_dir().display().to_string(),
+        id,
+        &c.api_url(),
+        &out,
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&bin(c, "pea-control"), &args)
+        .with_context(|| format!("issuing {}'s identity {}", id.component, id.user))?;
+    Ok(out)
 }
 
 fn dns(c: &Cluster) -> Result<()> {
     let upstream = c.state_dir().join("dns-upstream.conf");
     // No upstream resolver inside the cluster's namespaces: names outside cluster.local fail.
     std::fs::write(&upstream, "nameserver 127.0.0.1\n")?;
+    let kc = issue(c, &identities::DNS, &c.state_dir())?;
     spawn(
         Some(&netns_path(c, Some(0))),
         &[
             bin(c, "pea-dns"),
             "--kubeconfig".into(),
-            cluster_admin_kubeconfig(c),
+            kc,
             "--listen".into(),
             format!("{}:53", c.node_ip(0)),
             "--upstream-resolv-conf".into(),
@@ -664,12 +681,13 @@ fn dns(c: &Cluster) -> Result<()> {
 /// the cluster namespace reaches it, the machine's own namespace does not).
 fn ingress(c: &Cluster) -> Result<()> {
     let ip0 = c.node_ip(0);
+    let kc = issue(c, &identities::INGRESS, &c.state_dir())?;
     spawn(
         Some(&netns_path(c, Some(0))),
         &[
             bin(c, "pea-ingress"),
             "--kubeconfig".into(),
-            cluster_admin_kubeconfig(c),
+            kc,
             "--http-listen".into(),
             format!("{ip0}:80"),
             "--https-listen".into(),

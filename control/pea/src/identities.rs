@@ -1,0 +1,166 @@
+//! The add-ons' own identities: no pea component runs with the admin credentials (issue 20).
+//!
+//! Each add-on that pea starts as a host process gets a client certificate from the cluster CA
+//! (`pea-control kubeconfig`, as the kubelet's `system:node:NAME` is minted), as k3s issues
+//! kube-proxy's (CN `system:kube-proxy`) and its embedded flannel's (CN `system:k3s-controller`).
+//! A certificate names a *user*: a CN `system:serviceaccount:NS:NAME` would pass for a
+//! ServiceAccount without its token, so the add-ons that kube runs as ServiceAccounts in pods
+//! (flannel, CoreDNS, ingress-nginx) get user names of their own here instead.
+//!
+//! The ClusterRoles and bindings are the add-ons' (kube's `system:node-proxier`, already bound
+//! to `system:kube-proxy` by pea-control's bootstrap policy; flannel's, CoreDNS's and
+//! ingress-nginx's, each narrowed to what the pea program calls) and are applied by the
+//! installer through the API, as kubeadm applies its add-ons' RBAC.
+
+use serde_json::{json, Value};
+
+/// One add-on's identity: who it is and where its kubeconfig goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub component: &'static str,
+    /// The certificate's CN.
+    pub user: &'static str,
+    /// Its kubeconfig's file name (0600, next to the node's other files).
+    pub file: &'static str,
+}
+
+/// pea-proxy: kube-proxy's own user, which kube's bootstrap binding `system:node-proxier`
+/// names (Services, EndpointSlices and Nodes list/watch, Events create: what pea-proxy calls).
+pub const PROXY: Identity = Identity {
+    component: "pea-proxy",
+    user: "system:kube-proxy",
+    file: "proxy.kubeconfig",
+};
+pub const FLANNELD: Identity = Identity {
+    component: "pea-flanneld",
+    user: "system:pea-flanneld",
+    file: "flanneld.kubeconfig",
+};
+pub const DNS: Identity = Identity {
+    component: "pea-dns",
+    user: "system:pea-dns",
+    file: "dns.kubeconfig",
+};
+pub const INGRESS: Identity = Identity {
+    component: "pea-ingress",
+    user: "system:pea-ingress",
+    file: "ingress.kubeconfig",
+};
+
+/// `pea-control kubeconfig` arguments that mint `id`'s kubeconfig into `out`.
+pub fn issue_args(control_data_dir: &str, id: &Identity, server: &str, out: &str) -> Vec<String> {
+    [
+        "kubeconfig",
+        "--data-dir",
+        control_data_dir,
+        "--user",
+        id.user,
+        "--server",
+        server,
+        "--out",
+        out,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+fn rule(verbs: &[&str], group: &str, resources: &[&str]) -> Value {
+    json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+}
+
+const WATCH: &[&str] = &["list", "watch"];
+
+fn role_and_binding(name: &str, user: &str, rules: Vec<Value>) -> [Value; 2] {
+    let meta = json!({"name": name, "labels": {"app.kubernetes.io/managed-by": "pea"}});
+    [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": meta, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": meta,
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+    ]
+}
+
+/// The add-ons' ClusterRoles and bindings, a `v1 List` for `kubectl apply -f -`.
+pub fn rbac() -> Value {
+    let mut items = Vec::new();
+    // flannel's role (kube-flannel-rbac.yml) without `pods get` (pea-flanneld is a host
+    // process, it reads no pod of its own) and with `patch` on nodes rather than nodes/status:
+    // pea-flanneld writes its annotations on the main resource, as pea-control's status
+    // subresource keeps only `status` of a write.
+    items.extend(role_and_binding(
+        "pea:flanneld",
+        FLANNELD.user,
+        vec![
+            rule(&["get", "list", "watch"], "", &["nodes"]),
+            rule(&["patch"], "", &["nodes"]),
+        ],
+    ));
+    // CoreDNS's system:coredns, narrowed to what pea-dns watches (no Endpoints: it reads
+    // EndpointSlices; no Pods: it answers pod names from the address alone).
+    items.extend(role_and_binding(
+        "pea:dns",
+        DNS.user,
+        vec![
+            rule(WATCH, "", &["namespaces", "services"]),
+            rule(WATCH, "discovery.k8s.io", &["endpointslices"]),
+        ],
+    ));
+    // ingress-nginx's ClusterRole, narrowed to what pea-ingress calls: it watches classes,
+    // Ingresses, Services, EndpointSlices and (TLS) Secrets, patches Ingress status with its
+    // address and posts Events.
+    items.extend(role_and_binding(
+        "pea:ingress",
+        INGRESS.user,
+        vec![
+            rule(WATCH, "networking.k8s.io", &["ingresses", "ingressclasses"]),
+            rule(&["patch"], "networking.k8s.io", &["ingresses/status"]),
+            rule(WATCH, "", &["services", "secrets"]),
+            rule(WATCH, "discovery.k8s.io", &["endpointslices"]),
+            rule(&["create"], "", &["events"]),
+        ],
+    ));
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_is_bound_to_its_add_on_and_no_one_else() {
+        let v = rbac();
+        let items = v["items"].as_array().unwrap();
+        assert_eq!(items.len(), 6);
+        for pair in items.chunks(2) {
+            let (role, binding) = (&pair[0], &pair[1]);
+            assert_eq!(role["kind"], "ClusterRole");
+            assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+            let subjects = binding["subjects"].as_array().unwrap();
+            assert_eq!(subjects.len(), 1);
+            assert!([FLANNELD.user, DNS.user, INGRESS.user]
+                .contains(&subjects[0]["name"].as_str().unwrap()));
+            // Least privilege: no wildcard, no write beyond patch/create.
+            for r in role["rules"].as_array().unwrap() {
+                for verb in r["verbs"].as_array().unwrap() {
+                    assert!(
+                        ["get", "list", "watch", "patch", "create"]
+                            .contains(&verb.as_str().unwrap()),
+                        "{r}"
+                    );
+                }
+                assert!(!r.to_string().contains('*'), "{r}");
+            }
+        }
+    }
+
+    #[test]
+    fn issue_args_name_the_user_and_no_group() {
+        let a = issue_args("/d", &PROXY, "https://1.2.3.4:6443", "/o");
+        assert_eq!(
+            a.join(" "),
+            "kubeconfig --data-dir /d --user system:kube-proxy --server https://1.2.3.4:6443 --out /o"
+        );
+    }
+}
