@@ -152,6 +152,24 @@ impl Member {
         }
     }
 
+    /// A Node object with `cpu` and `memory` allocatable (no kubelet behind it: its status is
+    /// what the federation's resource summary reads), or its allocatable changed.
+    pub fn set_node(&self, name: &str, cpu: &str, memory: &str) {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        self.k.ok_stdin(&["apply", "-f", "-"], &node.to_string());
+        let list = json!({"cpu": cpu, "memory": memory, "pods": "110"});
+        let status = json!({"status": {"capacity": list, "allocatable": list}});
+        self.k.ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    }
+
     pub fn deployment(&self, name: &str) -> Option<Value> {
         let out = self.k.run(&["get", "deployment", name, "-o", "json"]);
         out.status
@@ -238,6 +256,7 @@ impl Federation {
                 resync: Duration::from_millis(500),
                 failover_toleration: toleration,
                 member_timeout: Duration::from_secs(2),
+                summary_interval: Duration::from_secs(1),
                 ..Default::default()
             };
             if let Err(e) = pea_federation::run(client, config).await {

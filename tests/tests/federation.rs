@@ -572,3 +572,193 @@ fn the_standalone_binary_started_after_members_joined_propagates_and_sums_status
     }
     drop(ctl);
 }
+
+/// A Deployment `name` with `replicas` pods requesting `requests` (a JSON resource list).
+fn deployment_requesting(name: &str, replicas: i64, requests: Value) -> String {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+      "metadata": {"name": name, "namespace": "default"},
+      "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}},
+          "spec": {"containers": [{"name": "c", "image": "registry.local/busybox:1",
+            "resources": {"requests": requests}}]}}}})
+    .to_string()
+}
+
+fn replicas_on(m: &Member, name: &str) -> Option<i64> {
+    m.deployment(name).map(|d| replicas_and_image(&d).0)
+}
+
+#[test]
+fn replicas_divided_by_capacity_aggregated_and_spread_by_region() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fed = Federation::start(Duration::from_secs(300));
+    let members: Vec<Member> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Member::start(n, dir.path()))
+        .collect();
+    // m1 fits four 1-CPU pods, m2 two, m3 none (half a CPU); memory 8:4:2 GiB.
+    for (m, cpu, mem) in [
+        (&members[0], "4", "8Gi"),
+        (&members[1], "2", "4Gi"),
+        (&members[2], "500m", "2Gi"),
+    ] {
+        m.set_node(&format!("{}-node", m.name), cpu, mem);
+        fed.join(m, &[]);
+    }
+    // Karmada's resourceSummary on each Cluster, from the member's Nodes and Pods.
+    for (name, cpu) in [("m1", "4"), ("m2", "2"), ("m3", "500m")] {
+        eventually("resourceSummary on the cluster", || {
+            let c = fed.get(&["cluster", name])?;
+            let s = &c["status"]["resourceSummary"];
+            (s["allocatable"]["cpu"] == cpu && s["allocatable"]["pods"] == "110").then_some(())
+        });
+    }
+
+    fed.k.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+ {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+  "metadata": {"name": "by-capacity", "namespace": "default"},
+  "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "dyn"}],
+    "placement": {"replicaScheduling": {"replicaSchedulingType": "Divided",
+      "replicaDivisionPreference": "Weighted", "weightPreference": {"dynamicWeight": "AvailableReplicas"}}}}},
+ {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+  "metadata": {"name": "packed", "namespace": "default"},
+  "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "agg"}],
+    "placement": {"replicaScheduling": {"replicaSchedulingType": "Divided",
+      "replicaDivisionPreference": "Aggregated"}}}}]}"#,
+    );
+    // dynamicWeight AvailableReplicas: 6 one-CPU replicas as 4:2, none on m3.
+    fed.k.ok_stdin(
+        &["apply", "-f", "-"],
+        &deployment_requesting("dyn", 6, json!({"cpu": "1"})),
+    );
+    eventually("dyn 4 on m1", || {
+        (replicas_on(&members[0], "dyn") == Some(4)).then_some(())
+    });
+    eventually("dyn 2 on m2", || {
+        (replicas_on(&members[1], "dyn") == Some(2)).then_some(())
+    });
+    let rb = eventually("dyn's binding", || {
+        fed.get(&["resourcebindings", "dyn-deployment"])
+            .filter(|rb| rb["status"]["conditions"][0]["status"] == "True")
+    });
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "m1", "replicas": 4}, {"name": "m2", "replicas": 2}]),
+        "{rb}"
+    );
+    assert_eq!(replicas_on(&members[2], "dyn"), None, "m3 fits none");
+    eventually("dyn 6/6 on the federation", || {
+        let d = fed.get(&["deployment", "dyn"])?;
+        (d["status"]["readyReplicas"] == 6).then_some(())
+    });
+
+    // Aggregated: 10 one-GiB replicas need m1 (8) and m2 (4), not m3: 10*8/12 = 6 (+1), 10*4/12 = 3.
+    fed.k.ok_stdin(
+        &["apply", "-f", "-"],
+        &deployment_requesting("agg", 10, json!({"memory": "1Gi"})),
+    );
+    eventually("agg 7 on m1", || {
+        (replicas_on(&members[0], "agg") == Some(7)).then_some(())
+    });
+    eventually("agg 3 on m2", || {
+        (replicas_on(&members[1], "agg") == Some(3)).then_some(())
+    });
+    assert_eq!(replicas_on(&members[2], "agg"), None, "aggregated skips m3");
+
+    // The members' CPUs are taken by dyn's pods (allocated when bound to the node, allocating
+    // while not): one more replica fits nowhere — the binding says so and the members keep
+    // their share.
+    for (name, cpus) in [("m1", 4), ("m2", 2)] {
+        eventually("the summary counts dyn's pods", || {
+            let c = fed.get(&["cluster", name])?;
+            let s = &c["status"]["resourceSummary"];
+            let cpu = |l: &str| {
+                s[l]["cpu"]
+                    .as_str()
+                    .and_then(|q| q.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            (cpu("allocated") + cpu("allocating") == cpus).then_some(())
+        });
+    }
+    fed.k.ok(&["scale", "deployment", "dyn", "--replicas", "7"]);
+    let rb = eventually("dyn unschedulable", || {
+        fed.get(&["resourcebindings", "dyn-deployment"])
+            .filter(|rb| rb["status"]["conditions"][0]["status"] == "False")
+    });
+    let msg = rb["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("clusters resources are not enough to schedule, max 0 replicas are support")
+            && msg.contains("m3 fits 0"),
+        "{rb}"
+    );
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "m1", "replicas": 4}, {"name": "m2", "replicas": 2}]),
+        "the binding keeps the division the members hold: {rb}"
+    );
+    // m3 grows to 2 CPUs: only the new replica goes there; m1 and m2 keep theirs.
+    members[2].set_node("m3-node", "2", "2Gi");
+    eventually("dyn 1 on m3", || {
+        (replicas_on(&members[2], "dyn") == Some(1)).then_some(())
+    });
+    assert_eq!(replicas_on(&members[0], "dyn"), Some(4));
+    assert_eq!(replicas_on(&members[1], "dyn"), Some(2));
+
+    // Spread by region: m1 and m2 in east, m3 in west; two regions means one member of each.
+    for (name, region) in [("m1", "east"), ("m2", "east"), ("m3", "west")] {
+        fed.k.ok(&[
+            "patch",
+            "cluster",
+            name,
+            "--type=merge",
+            "-p",
+            &json!({"spec": {"region": region}}).to_string(),
+        ]);
+    }
+    let out = fed.k.ok(&["get", "clusters", "-o", "wide"]);
+    assert!(out.contains("REGION") && out.contains("west"), "{out}");
+    fed.k.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+ {"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+  "metadata": {"name": "two-regions", "namespace": "default"},
+  "spec": {"resourceSelectors": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "regional"}],
+    "placement": {"spreadConstraints": [
+      {"spreadByField": "region", "minGroups": 2, "maxGroups": 2},
+      {"spreadByField": "cluster", "maxGroups": 2}]}}},
+ {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "regional", "namespace": "default"},
+  "data": {"k": "v"}}]}"#,
+    );
+    let has_cm = |m: &Member| m.k.run(&["get", "configmap", "regional"]).status.success();
+    eventually("regional on m1 and m3", || {
+        (has_cm(&members[0]) && has_cm(&members[2])).then_some(())
+    });
+    assert!(!has_cm(&members[1]), "one member per region");
+    // Three regions cannot be had: the policy's error names the constraint.
+    fed.k.ok(&[
+        "patch",
+        "propagationpolicy",
+        "two-regions",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/placement/spreadConstraints/0/minGroups", "value": 3},
+            {"op": "replace", "path": "/spec/placement/spreadConstraints/0/maxGroups", "value": 3}]"#,
+    ]);
+    let rb = eventually("regional unschedulable", || {
+        fed.get(&["resourcebindings", "regional-configmap"])
+            .filter(|rb| rb["status"]["conditions"][0]["status"] == "False")
+    });
+    assert!(
+        rb["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(
+            "minGroups 3 but the schedulable member clusters of the placement are in 2 region(s)"
+        ),
+        "{rb}"
+    );
+    drop(members);
+}

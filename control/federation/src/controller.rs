@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::cache::{self, Cache, KindKey, Msg, Watch};
+use crate::capacity::Summary;
 use crate::events::Recorder;
 use crate::members::{Health, Member, Members};
 use crate::overrides::OverridePolicy;
@@ -166,8 +167,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What about a member makes every template's placement worth recomputing.
-type PlacementView = (bool, bool, BTreeMap<String, String>, Vec<Taint>, String);
+/// What about a member makes every template's placement worth recomputing (its resource
+/// summary changes at most every `summary_interval`).
+type PlacementView = (
+    bool,
+    bool,
+    BTreeMap<String, String>,
+    Vec<Taint>,
+    String,
+    (String, Vec<String>),
+    Option<Summary>,
+);
 
 fn placement_view(m: &Member, c: &Controller) -> PlacementView {
     (
@@ -176,6 +186,8 @@ fn placement_view(m: &Member, c: &Controller) -> PlacementView {
         m.labels.clone(),
         m.taints.clone(),
         m.fingerprint.clone(),
+        (m.region.clone(), m.zones.clone()),
+        m.summary.clone(),
     )
 }
 

@@ -32,7 +32,9 @@ pub async fn run(
     loop {
         if clusters.ready() {
             let cs = clusters.values();
-            members.refresh(&fed, &cs, config.member_timeout).await;
+            members
+                .refresh(&fed, &cs, config.member_timeout, config.summary_interval)
+                .await;
             for c in &cs {
                 cluster_status(&fed, &members, &events, c).await;
             }
@@ -54,12 +56,26 @@ fn now() -> String {
     k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
 }
 
-/// Writes the Cluster's Ready condition when it changed, with an Event on each transition.
+/// Writes the Cluster's resource summary and Ready condition when they changed, with an Event
+/// on each transition.
 async fn cluster_status(fed: &Client, members: &Members, events: &Recorder, c: &Value) {
     let name = c["metadata"]["name"].as_str().unwrap_or_default();
     let Some(m) = members.by_name.get(name) else {
         return;
     };
+    let api: Api<DynamicObject> = Api::all_with(fed.clone(), &kinds::cluster());
+    if let Some(s) = &m.summary {
+        let summary = s.to_json();
+        if c["status"]["resourceSummary"] != summary {
+            let patch = json!({"status": {"resourceSummary": summary}});
+            if let Err(e) = api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                warn!(cluster = name, "cluster resource summary not written: {e}");
+            }
+        }
+    }
     let (status, reason, message) = match &m.health {
         Health::Ready => (
             "True",
@@ -84,7 +100,6 @@ async fn cluster_status(fed: &Client, members: &Members, events: &Recorder, c: &
         "type": "Ready", "status": status, "reason": reason, "message": message,
         "lastTransitionTime": since,
     }]}});
-    let api: Api<DynamicObject> = Api::all_with(fed.clone(), &kinds::cluster());
     if let Err(e) = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
         .await

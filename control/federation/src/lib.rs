@@ -6,10 +6,12 @@
 //!
 //! - `Cluster` (cluster.karmada.io/v1alpha1): a member — its API endpoint and a Secret holding a
 //!   kubeconfig, or a bearer `token` and `caBundle`; push mode. Status condition `Ready` comes
-//!   from the member's `/readyz`.
+//!   from the member's `/readyz`; `status.resourceSummary` from its Nodes and Pods.
 //! - `PropagationPolicy` / `ClusterPropagationPolicy` (policy.karmada.io): which templates
-//!   (apiVersion/kind/name/labels) go to which members (names, label selectors), with replicas
-//!   Duplicated or Divided by static weights. The most specific policy wins (Karmada's rules).
+//!   (apiVersion/kind/name/labels) go to which members (names, label selectors, taints, spread
+//!   by cluster, region or zone), with replicas Duplicated or Divided by static weights or by
+//!   each member's available capacity (dynamicWeight AvailableReplicas, Aggregated). The most
+//!   specific policy wins (Karmada's rules).
 //! - `OverridePolicy`: per-member image, command/args, labels/annotations, plaintext JSON patches.
 //! - `ResourceBinding` (work.karmada.io): per template, the placement and each member's status.
 //!
@@ -22,6 +24,7 @@
 //! `full_resync` is only the safety net.
 
 pub mod cache;
+pub mod capacity;
 pub mod controller;
 pub mod error;
 pub mod events;
@@ -68,6 +71,9 @@ pub struct Config {
     pub failover_toleration: Duration,
     /// Bound of every request to a member (connect and read).
     pub member_timeout: Duration,
+    /// Time between collections of each member's resource summary (its Nodes and Pods, for
+    /// division by capacity); Karmada's --cluster-status-update-frequency, 10 s by default.
+    pub summary_interval: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +83,7 @@ impl Default for Config {
             full_resync: Duration::from_secs(60),
             failover_toleration: Duration::from_secs(300),
             member_timeout: Duration::from_secs(5),
+            summary_interval: Duration::from_secs(10),
         }
     }
 }

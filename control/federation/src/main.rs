@@ -28,6 +28,10 @@ struct Args {
     /// Bound of each request to a member, in seconds.
     #[arg(long, default_value_t = 5.0)]
     member_timeout_seconds: f64,
+    /// Seconds between collections of each member's resource summary (its Nodes and Pods, for
+    /// division by capacity); Karmada's --cluster-status-update-frequency.
+    #[arg(long, default_value_t = 10.0)]
+    cluster_status_update_seconds: f64,
     /// Print the CRDs of the federation API (YAML) and exit.
     #[arg(long)]
     print_crds: bool,
@@ -57,6 +61,10 @@ fn main() -> anyhow::Result<()> {
             args.failover_toleration_seconds,
         )?,
         member_timeout: secs("member-timeout-seconds", args.member_timeout_seconds)?,
+        summary_interval: secs(
+            "cluster-status-update-seconds",
+            args.cluster_status_update_seconds,
+        )?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

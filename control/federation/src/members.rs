@@ -5,10 +5,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, DynamicObject};
 use kube::{Api, Client};
 use serde_json::Value;
 
+use crate::capacity::{self, Summary};
 use crate::Error;
 
 /// A member's health as the last probe saw it.
@@ -39,6 +43,15 @@ pub struct Member {
     pub not_ready_since: Option<Instant>,
     /// apiEndpoint + Secret resourceVersion the client was built from.
     pub fingerprint: String,
+    /// The Cluster's spec.region ("" when unset).
+    pub region: String,
+    /// The Cluster's spec.zones, or its single spec.zone.
+    pub zones: Vec<String>,
+    /// Karmada's status.resourceSummary, from the member's Nodes and Pods (None until the
+    /// first collection succeeds).
+    pub summary: Option<Summary>,
+    /// When the summary was last collected.
+    pub summary_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Member {
@@ -188,10 +201,38 @@ async fn probe(client: &Client, name: &str, timeout: Duration) -> Health {
     }
 }
 
+/// Lists the member's Nodes and Pods into Karmada's resource summary; `None` (the old summary is
+/// kept) when either list fails.
+async fn collect_summary(client: &Client, name: &str) -> Option<Summary> {
+    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Node>(&()));
+    let pods: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Pod>(&()));
+    let lp = ListParams::default();
+    let (n, p) = futures_util::join!(nodes.list(&lp), pods.list(&lp));
+    let values = |l: kube::core::ObjectList<DynamicObject>| -> Vec<Value> {
+        l.items
+            .into_iter()
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .collect()
+    };
+    match (n, p) {
+        (Ok(n), Ok(p)) => Some(capacity::summarize(&values(n), &values(p))),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(cluster = %name, "resource summary not collected (nodes and pods): {e}");
+            None
+        }
+    }
+}
+
 impl Members {
     /// Refreshes every member from the `Cluster` objects: (re)builds clients whose endpoint or
     /// Secret changed, probes all members concurrently, forgets removed ones.
-    pub async fn refresh(&mut self, fed: &Client, clusters: &[Value], timeout: Duration) {
+    pub async fn refresh(
+        &mut self,
+        fed: &Client,
+        clusters: &[Value],
+        timeout: Duration,
+        summary_interval: Duration,
+    ) {
         let names: Vec<String> = clusters
             .iter()
             .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string))
@@ -209,8 +250,14 @@ impl Members {
                     m.fingerprint.clone(),
                 )
             });
+            let summary_due = self
+                .by_name
+                .get(&name)
+                .and_then(|m| m.summary_at)
+                .is_none_or(|t| t.elapsed() >= summary_interval);
             async move {
                 let spec = &c["spec"];
+                let mut summary = None;
                 let (clients, fp, health) =
                     if spec["syncMode"].as_str().is_some_and(|m| m != "Push") {
                         (
@@ -235,16 +282,19 @@ impl Members {
                                     _ => (fresh, fresh_watch),
                                 };
                                 let health = probe(&client, &name, timeout).await;
+                                if health == Health::Ready && summary_due {
+                                    summary = collect_summary(&client, &name).await;
+                                }
                                 (Some((client, watch_client)), fp, health)
                             }
                             Err(h) => (None, String::new(), h),
                         }
                     };
-                (name, clients, fp, health)
+                (name, clients, fp, health, summary)
             }
         });
         let results = futures_util::future::join_all(probes).await;
-        for (c, (name, clients, fingerprint, health)) in clusters.iter().zip(results) {
+        for (c, (name, clients, fingerprint, health, summary)) in clusters.iter().zip(results) {
             let labels: BTreeMap<String, String> =
                 serde_json::from_value(c["metadata"]["labels"].clone()).unwrap_or_default();
             let m = self.by_name.entry(name.clone()).or_insert_with(|| Member {
@@ -256,8 +306,25 @@ impl Members {
                 health: Health::Ready,
                 not_ready_since: None,
                 fingerprint: String::new(),
+                region: String::new(),
+                zones: Vec::new(),
+                summary: None,
+                summary_at: None,
             });
             m.labels = labels;
+            m.region = c["spec"]["region"].as_str().unwrap_or_default().to_string();
+            m.zones = match (c["spec"]["zones"].as_array(), c["spec"]["zone"].as_str()) {
+                (Some(zs), _) => zs
+                    .iter()
+                    .filter_map(|z| z.as_str().map(str::to_string))
+                    .collect(),
+                (None, Some(z)) => vec![z.to_string()],
+                (None, None) => Vec::new(),
+            };
+            if let Some(s) = summary {
+                m.summary = Some(s);
+                m.summary_at = Some(Instant::now());
+            }
             m.taints = match serde_json::from_value(c["spec"]["taints"].clone()) {
                 Ok(t) => t,
                 Err(e) if !c["spec"]["taints"].is_null() => {

@@ -28,7 +28,7 @@ use crate::members::Health;
 use crate::overrides::OverridePolicy;
 use crate::placement::{self, Candidate};
 use crate::policy::{self, TemplateRef};
-use crate::render;
+use crate::{capacity, render};
 use crate::{Error, FIELD_MANAGER, FINALIZER, TEMPLATE_UID_LABEL};
 
 /// Writes in flight per member, and template status reports in flight, per turn.
@@ -99,6 +99,36 @@ fn overrides_for<'o>(
 }
 
 impl Controller {
+    /// The template's last division (member → replicas), as the binding's spec.clusters hold
+    /// it: from what this controller last wrote, else (after a restart) read from the binding.
+    async fn previous_division(&self, t: &Value, uid: &str) -> Option<BTreeMap<String, i64>> {
+        let cached = self
+            .last_binding
+            .lock()
+            .expect("binding lock")
+            .get(uid)
+            .map(|(spec, _)| spec.clone());
+        let spec = match cached {
+            Some(s) => s,
+            None => {
+                let (name, api, _) = crate::report::binding_of(&self.fed, t);
+                let rb = api.get_opt(&name).await.ok().flatten()?;
+                let rb = serde_json::to_value(rb).ok()?;
+                if rb["spec"]["resource"]["uid"] != uid {
+                    return None;
+                }
+                rb["spec"].clone()
+            }
+        };
+        Some(
+            spec["clusters"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["replicas"].as_i64()?)))
+                .collect(),
+        )
+    }
+
     fn candidates(&self) -> Vec<Candidate<'_>> {
         let mut v: Vec<Candidate<'_>> = self
             .members
@@ -109,6 +139,9 @@ impl Controller {
                 labels: &m.labels,
                 taints: &m.taints,
                 schedulable: self.schedulable(m),
+                region: &m.region,
+                zones: &m.zones,
+                summary: m.summary.as_ref(),
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(b.name));
@@ -183,8 +216,31 @@ impl Controller {
                 policy: policy::display(policy),
                 schedule_error: None,
             };
-            match placement::place(&policy.spec.placement, &candidates, replicas) {
-                Err(e) => plan.schedule_error = Some(format!("{}: {e}", plan.policy)),
+            // Division by capacity needs the pod's requests and the previous division.
+            let by_capacity = placement::divides_by_capacity(&policy.spec.placement);
+            let (requirements, previous) = if by_capacity {
+                (
+                    capacity::replica_requirements(t),
+                    self.previous_division(t, &plan.uid).await,
+                )
+            } else {
+                (None, None)
+            };
+            let request = placement::Request {
+                replicas,
+                requirements: requirements.as_ref(),
+                previous: previous.as_ref(),
+            };
+            match placement::place(&policy.spec.placement, &candidates, &request) {
+                Err(e) => {
+                    plan.schedule_error = Some(format!("{}: {e}", plan.policy));
+                    // The binding keeps the division the members still hold.
+                    plan.decision = previous
+                        .into_iter()
+                        .flatten()
+                        .map(|(m, r)| (m, Some(r)))
+                        .collect();
+                }
                 Ok(decision) => {
                     let ops = overrides_for(&self.overrides, &tref);
                     for (member, share) in &decision {

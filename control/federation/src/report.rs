@@ -29,7 +29,7 @@ fn now() -> String {
 
 /// The binding's name, its API and kind: a ResourceBinding in the template's namespace, or a
 /// ClusterResourceBinding for a cluster-scoped template.
-fn binding_of(fed: &Client, t: &Value) -> (String, Api<DynamicObject>, &'static str) {
+pub(crate) fn binding_of(fed: &Client, t: &Value) -> (String, Api<DynamicObject>, &'static str) {
     let name = format!(
         "{}-{}",
         str_at(t, "/metadata/name"),
