@@ -328,7 +328,9 @@ fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kub
         let out = k.run(&args, None);
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
-    let cases: [(&str, &[(&str, &str)], &[(&str, &str)]); 4] = [
+    // (user, what it may do, what it may not), each a (verb, resource[/subresource]).
+    type Checks<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Checks, Checks); 4] = [
         (
             "system:kube-proxy",
             &[
@@ -375,10 +377,10 @@ fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kub
     ];
     for (user, allowed, refused) in cases {
         for (verb, what) in allowed {
-            assert!(can(user, *verb, *what), "{user} may {verb} {what}");
+            assert!(can(user, verb, what), "{user} may {verb} {what}");
         }
         for (verb, what) in refused {
-            assert!(!can(user, *verb, *what), "{user} may not {verb} {what}");
+            assert!(!can(user, verb, what), "{user} may not {verb} {what}");
         }
     }
     // With the proxy's own credentials (the API listens inside node 0's namespace).
