@@ -151,6 +151,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         pulls: tokio::sync::Mutex::new(()),
         pods: Default::default(),
         pressure: Default::default(),
+        last_runtime_status: Default::default(),
         cfg,
     });
     tracing::info!(

@@ -218,6 +218,18 @@ pub fn pressure(s: &Shared) -> (bool, bool, bool) {
     (p.memory, p.disk, p.pid)
 }
 
+/// kubelet's maxWaitForContainerRuntime.
+const RUNTIME_DOWN_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The runtime's last answered CRI Status.
+#[derive(Debug, Clone)]
+pub struct RuntimeStatus {
+    pub at: std::time::Instant,
+    pub runtime_ok: bool,
+    pub net_ok: bool,
+    pub why: String,
+}
+
 pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeStatus {
     let (capacity, allocatable) = capacity(s, m);
     let mut cri = s.cri.clone();
@@ -242,17 +254,38 @@ pub async fn status(s: &Shared, m: &Machine, old: Option<&NodeStatus>) -> NodeSt
                 .map(|c| format!("{}: {} {}", c.r#type, c.reason, c.message))
                 .collect::<Vec<_>>()
                 .join("; ");
-            (
+            let seen = (
                 rt.is_some_and(|c| c.status),
                 net.is_some_and(|c| c.status),
                 why,
-            )
+            );
+            *s.last_runtime_status.lock().expect("runtime status") = Some(RuntimeStatus {
+                at: std::time::Instant::now(),
+                runtime_ok: seen.0,
+                net_ok: seen.1,
+                why: seen.2.clone(),
+            });
+            seen
         }
-        Err(e) => (
-            false,
-            false,
-            format!("container runtime is down: {}", e.message()),
-        ),
+        // kubelet's updateRuntimeUp keeps its last state when Status fails, and its runtime
+        // state reports "container runtime is down" only once the last good sync is older
+        // than maxWaitForContainerRuntime (30 s): a runtime restarting (a crash, an upgrade)
+        // does not flip the node NotReady and so does not taint it NoExecute.
+        Err(e) => match s
+            .last_runtime_status
+            .lock()
+            .expect("runtime status")
+            .as_ref()
+        {
+            Some(last) if last.at.elapsed() < RUNTIME_DOWN_AFTER => {
+                (last.runtime_ok, last.net_ok, last.why.clone())
+            }
+            _ => (
+                false,
+                false,
+                format!("container runtime is down: {}", e.message()),
+            ),
+        },
     };
     let (mem, disk, pid) = pressure(s);
     let ready = runtime_ok && net_ok;

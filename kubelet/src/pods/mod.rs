@@ -44,6 +44,9 @@ pub struct Shared {
     pub pods: std::sync::RwLock<HashMap<String, Pod>>,
     /// The node's pressure conditions as the eviction manager last decided them.
     pub pressure: std::sync::RwLock<crate::eviction::Pressure>,
+    /// The runtime's last answered CRI Status (when, runtime ready, network ready, why not):
+    /// a failed Status call reuses it for 30 s, as kubelet's runtime state does.
+    pub last_runtime_status: std::sync::Mutex<Option<crate::node::RuntimeStatus>>,
 }
 
 impl std::fmt::Debug for Shared {
