@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::bins::workspace_binary;
+use crate::leakguard::Snapshot;
 
 /// `pea ARGS`, its output captured.
 pub fn pea(args: &[&str]) -> Output {
@@ -89,6 +90,36 @@ impl Drop for Down {
     fn drop(&mut self) {
         let _ = pea(&["down", "--name", &self.0]);
     }
+}
+
+/// `pea down --name NAME` (the guard forgotten once it succeeded), then nothing of the cluster
+/// left: no process of its pid files (`started`, read before down), no run or state dir, and no
+/// mount, cgroup, namespace, link, nft table or process named after it that `before` lacks.
+pub fn down_leaves_nothing(name: &str, before: &Snapshot, guard: Down, started: &[u32]) {
+    let down = pea(&["down", "--name", name]);
+    assert!(
+        down.status.success(),
+        "pea down: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    std::mem::forget(guard);
+    for p in started {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        assert!(
+            cmdline.is_empty(),
+            "process {p} still running after pea down"
+        );
+    }
+    let run_dir = PathBuf::from("/run/pea").join(name);
+    assert!(!run_dir.exists() && !Path::new("/var/lib/pea/clusters").join(name).exists());
+    let after = Snapshot::take().expect("snapshot");
+    let tag = format!("pea-{name}");
+    let leaks: Vec<String> = before
+        .leaks_in(&after)
+        .into_iter()
+        .filter(|l| l.contains(&tag) || l.contains(&format!("/clusters/{name}")))
+        .collect();
+    assert!(leaks.is_empty(), "left after pea down: {leaks:#?}");
 }
 
 /// The pids in the pid files under a cluster's run dir.

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::{pea, pids, Down, Kubectl};
+use pea_tests::cluster::{down_leaves_nothing, pea, pids, Down, Kubectl};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
 use pea_tests::privileged::{require_program, require_root};
@@ -247,31 +247,7 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
     let started = pids(&run_dir);
     assert!(started.len() >= 13, "pid files: {started:?}");
     addons_run_as_themselves(&name, &run_dir, &started, &k);
-    let down = pea(&["down", "--name", &name]);
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
-    std::mem::forget(guard);
-    for p in started {
-        assert!(
-            !Path::new(&format!("/proc/{p}/cmdline")).exists()
-                || std::fs::read(format!("/proc/{p}/cmdline"))
-                    .unwrap_or_default()
-                    .is_empty(),
-            "process {p} still running after pea down"
-        );
-    }
-    assert!(!run_dir.exists() && !Path::new("/var/lib/pea/clusters").join(&name).exists());
-    let after = Snapshot::take().expect("snapshot");
-    let tag = format!("pea-{name}");
-    let leaks: Vec<String> = before
-        .leaks_in(&after)
-        .into_iter()
-        .filter(|l| l.contains(&tag) || l.contains(&format!("/clusters/{name}")))
-        .collect();
-    assert!(leaks.is_empty(), "left after pea down: {leaks:#?}");
+    down_leaves_nothing(&name, &before, guard, &started);
 }
 
 /// Issue 20: every add-on runs under its own least-privilege identity. No process of the
