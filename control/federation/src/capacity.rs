@@ -22,56 +22,10 @@ pub struct Summary {
     pub allocating: Resources,
 }
 
-/// A Kubernetes quantity (`500m`, `2`, `1.5Gi`, `1e3`, `128974848`) in milli-units; `None` when
-/// it is not one.
+/// A Kubernetes quantity (`500m`, `2`, `1.5Gi`, `1e3`, `128974848`) in milli-units, rounded up
+/// as apimachinery's `MilliValue`; `None` when it is not one.
 pub fn parse_quantity(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    if num.is_empty() {
-        return None;
-    }
-    let (mul, div): (i128, i128) = match suffix {
-        "" => (1000, 1),
-        "m" => (1, 1),
-        "u" => (1, 1000),
-        "n" => (1, 1_000_000),
-        "k" => (1_000_000, 1),
-        "M" => (1_000_000_000, 1),
-        "G" => (1_000_000_000_000, 1),
-        "T" => (1_000_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000_000, 1),
-        "Ki" => (1000 << 10, 1),
-        "Mi" => (1000 << 20, 1),
-        "Gi" => (1000 << 30, 1),
-        "Ti" => (1000 << 40, 1),
-        "Pi" => (1000 << 50, 1),
-        e if e.starts_with(['e', 'E']) => {
-            let exp: u32 = e[1..].parse().ok()?;
-            (1000 * 10i128.checked_pow(exp)?, 1)
-        }
-        _ => return None,
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    let negative = int.starts_with('-');
-    let int: i128 = match int.trim_start_matches(['+', '-']) {
-        "" => 0,
-        d => d.parse().ok()?,
-    };
-    let frac_digits = frac.len().min(18) as u32;
-    let frac: i128 = if frac_digits == 0 {
-        0
-    } else {
-        frac[..frac_digits as usize].parse().ok()?
-    };
-    let scale = 10i128.pow(frac_digits);
-    // Round up, as Kubernetes does for a quantity finer than its unit.
-    let total = (int * scale + frac) * mul;
-    let v = (total + div * scale - 1) / (div * scale);
-    let v = if negative { -v } else { v };
-    Some(v.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+    pea_quantity::milli_value(s).ok()
 }
 
 /// Milli-units back to a quantity string (`500m`, `4`).
