@@ -327,7 +327,7 @@ fn monitors(node_dir: &Path) -> Vec<u32> {
             let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
             argv.first()
                 .is_some_and(|a0| String::from_utf8_lossy(a0).ends_with("pea-monitor"))
-                && argv.iter().any(|a| *a == runtime_root.as_bytes())
+                && argv.contains(&runtime_root.as_bytes())
         })
         .collect()
 }
