@@ -15,7 +15,12 @@ fi
 tests/scripts/prereqs.sh
 
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+# One compile serves both clippy and the tests: clippy-driver compiles the workspace's crates
+# (what `cargo clippy` does, in check mode) with `-D warnings`, while dependencies go through
+# plain rustc. The same settings stay exported so nextest and cargo test reuse these artifacts.
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 cargo build --workspace --all-targets --locked --quiet
 
 guard=$(mktemp /tmp/pea-leakguard.XXXXXX)
@@ -23,7 +28,10 @@ trap 'rm -f "$guard"' EXIT
 target/debug/pea-leakguard snapshot "$guard"
 
 status=0
-cargo test --workspace --locked --no-fail-fast || status=$?
+# Test binaries run side by side (.config/nextest.toml: four at a time; the eviction tests alone,
+# one whole cluster at a time); doc tests are not nextest's, so cargo runs them.
+cargo nextest run --workspace --locked --profile ci --no-fail-fast || status=$?
+cargo test --workspace --locked --doc --quiet || status=$?
 target/debug/pea-leakguard check "$guard" || status=1
 
 echo "test.sh: clean build + all tests took $(( $(date +%s) - start )) s (exit $status)"

@@ -261,12 +261,25 @@ impl Browser {
         })
     }
 
+    /// The element's text. The dashboard re-renders its tables as watch events arrive, so an
+    /// element found a moment ago can be replaced before it is read ("stale element
+    /// reference"): then it is found again, a bounded number of times.
     fn text(&self, css: &str) -> String {
-        let id = self.find(css);
-        self.cmd("GET", &format!("/element/{id}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        for _ in 0..5 {
+            let id = self.find(css);
+            let (code, v) = send(
+                &self.agent,
+                "GET",
+                &format!("{}/element/{id}/text", self.session),
+                None,
+            );
+            if code == 404 && v["value"]["error"] == "stale element reference" {
+                continue;
+            }
+            assert!(code == 200, "WebDriver GET text of {css}: {code} {v}");
+            return v["value"].as_str().unwrap_or_default().to_string();
+        }
+        panic!("{css} went stale five times in a row on {}", self.url());
     }
 
     fn exists(&self, css: &str) -> bool {
