@@ -13,6 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 tests/scripts/prereqs.sh
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: cargo-nextest is missing (it runs the tests): cargo install cargo-nextest --locked" >&2
+  exit 1
+fi
 
 cargo fmt --all --check
 # One compile serves both clippy and the tests: clippy-driver compiles the workspace's crates
