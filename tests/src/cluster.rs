@@ -92,6 +92,24 @@ impl Drop for Down {
     }
 }
 
+/// Panics naming the first program a `pea up` cluster test needs that is missing
+/// (kubectl, the registry, skopeo, nsenter, setsid, busybox), then `extra`.
+pub fn require_cluster_programs(extra: &[&str]) {
+    for p in [
+        "kubectl",
+        "docker-registry",
+        "skopeo",
+        "nsenter",
+        "setsid",
+        "busybox",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        crate::privileged::require_program(p);
+    }
+}
+
 /// `pea down --name NAME` (the guard forgotten once it succeeded), then nothing of the cluster
 /// left: no process of its pid files (`started`, read before down), no run or state dir, and no
 /// mount, cgroup, namespace, link, nft table or process named after it that `before` lacks.

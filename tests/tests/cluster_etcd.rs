@@ -3,15 +3,15 @@
 //! objects are etcd keys, a write still succeeds with one member killed (quorum 2 of 3) — and
 //! `pea down` removes the members and their data with the rest of the cluster.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use pea_tests::cluster::{pea, pids, Down, Kubectl};
+use pea_tests::cluster::{down_leaves_nothing, pea, pids, require_cluster_programs, Down, Kubectl};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
-use pea_tests::privileged::{require_program, require_root};
+use pea_tests::privileged::require_root;
 use serde_json::Value;
 
 const DEPLOYMENT: &str = r#"
@@ -76,17 +76,7 @@ fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 #[test]
 fn pea_up_etcd_keeps_the_cluster_in_a_three_member_etcd_and_down_removes_it() {
     require_root();
-    for p in [
-        "kubectl",
-        "docker-registry",
-        "skopeo",
-        "nsenter",
-        "setsid",
-        "busybox",
-        "etcd",
-    ] {
-        require_program(p);
-    }
+    require_cluster_programs(&["etcd"]);
     let name = format!("e{}", random_suffix(3));
     let before = Snapshot::take().expect("snapshot");
     let guard = Down(name.clone());
@@ -175,24 +165,8 @@ fn pea_up_etcd_keeps_the_cluster_in_a_three_member_etcd_and_down_removes_it() {
         .iter()
         .any(|k| k.contains("configmaps") && k.ends_with("/default/after-kill")));
 
-    // pea down: members, data and everything else gone.
-    let started = pids(&run_dir);
-    let down = pea(&["down", "--name", &name]);
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
-    std::mem::forget(guard);
-    for p in started {
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        assert!(
-            cmdline.is_empty(),
-            "process {p} still running after pea down"
-        );
-    }
-    let state = Path::new("/var/lib/pea/clusters").join(&name);
-    assert!(!run_dir.exists() && !state.exists(), "state left");
+    // pea down: members, data and everything else gone (no etcd member either).
+    down_leaves_nothing(&name, &before, guard, &pids(&run_dir));
     let etcds: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -201,12 +175,4 @@ fn pea_up_etcd_keeps_the_cluster_in_a_three_member_etcd_and_down_removes_it() {
         .filter(|c| c.starts_with("etcd ") && c.contains(&format!("/clusters/{name}/")))
         .collect();
     assert!(etcds.is_empty(), "etcd members left: {etcds:?}");
-    let after = Snapshot::take().expect("snapshot");
-    let tag = format!("pea-{name}");
-    let leaks: Vec<String> = before
-        .leaks_in(&after)
-        .into_iter()
-        .filter(|l| l.contains(&tag) || l.contains(&format!("/clusters/{name}")))
-        .collect();
-    assert!(leaks.is_empty(), "left after pea down: {leaks:#?}");
 }

@@ -12,10 +12,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pea_tests::cluster::{pea, up, wget_in_cluster, Down, Kubectl};
+use pea_tests::cluster::{pea, require_cluster_programs, up, wget_in_cluster, Down, Kubectl};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
-use pea_tests::privileged::{require_program, require_root};
+use pea_tests::privileged::require_root;
 use serde_json::Value;
 
 const TICKERS: &str = r#"
@@ -88,17 +88,7 @@ fn query_sum(name: &str, q: &str) -> Option<(usize, f64)> {
 #[test]
 fn prometheus_scrapes_every_component_and_pea_logs_merges_pods_across_nodes() {
     require_root();
-    for p in [
-        "kubectl",
-        "docker-registry",
-        "skopeo",
-        "nsenter",
-        "setsid",
-        "busybox",
-        "prometheus",
-    ] {
-        require_program(p);
-    }
+    require_cluster_programs(&["prometheus"]);
     let name = format!("t{}", random_suffix(3));
     let before = Snapshot::take().expect("snapshot");
     let guard = Down(name.clone());

@@ -37,10 +37,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::{down_leaves_nothing, pids, up, Down, Kubectl};
+use pea_tests::cluster::{down_leaves_nothing, pids, require_cluster_programs, up, Down, Kubectl};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
-use pea_tests::privileged::{require_program, require_root};
+use pea_tests::privileged::require_root;
 use serde_json::Value;
 
 const NODES: usize = 3;
@@ -497,16 +497,7 @@ struct Ctx {
 #[test]
 fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node() {
     require_root();
-    for p in [
-        "kubectl",
-        "docker-registry",
-        "skopeo",
-        "nsenter",
-        "setsid",
-        "busybox",
-    ] {
-        require_program(p);
-    }
+    require_cluster_programs(&[]);
     let t0 = Instant::now();
     let name = format!("r{}", random_suffix(3));
     let before = Snapshot::take().expect("snapshot");

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::{down_leaves_nothing, pea, pids, Down, Kubectl};
+use pea_tests::cluster::{down_leaves_nothing, pea, pids, require_cluster_programs, Down, Kubectl};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
 use pea_tests::privileged::{require_program, require_root};
@@ -59,16 +59,7 @@ spec:
 #[test]
 fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_nothing() {
     require_root();
-    for p in [
-        "kubectl",
-        "docker-registry",
-        "skopeo",
-        "nsenter",
-        "setsid",
-        "busybox",
-    ] {
-        require_program(p);
-    }
+    require_cluster_programs(&[]);
     let name = format!("t{}", random_suffix(3));
     let before = Snapshot::take().expect("snapshot");
     let guard = Down(name.clone());
