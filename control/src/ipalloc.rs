@@ -45,6 +45,11 @@ impl ServiceCidr {
         1u32 << (32 - self.bits)
     }
 
+    /// The range's first host address: the `default/kubernetes` Service's, as kube's.
+    pub fn first_host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
     /// Usable host addresses exclude the network and broadcast addresses.
     pub fn contains_host(&self, ip: Ipv4Addr) -> bool {
         let v = u32::from(ip);

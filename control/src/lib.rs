@@ -22,6 +22,7 @@ pub mod inuse_protection;
 pub mod ipalloc;
 pub mod kubeconfig;
 pub mod kubelet_proxy;
+pub mod kubernetes_service;
 pub mod limitranger;
 pub mod managed;
 pub mod metrics;

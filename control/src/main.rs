@@ -11,7 +11,7 @@ use pea_control::server::{start, Config};
 #[derive(Debug, Parser)]
 #[command(name = "pea-control", about = "Kubernetes-compatible API server")]
 struct Args {
-    /// JSON config file (fields: dataDir, listen, etcd, insecureHttp, extraSans,
+    /// JSON config file (fields: dataDir, listen, advertiseAddress, etcd, insecureHttp, extraSans,
     /// bookmarkIntervalSecs, compactionIntervalSecs, serviceCidr, serviceNodePortRange,
     /// gcSweepIntervalSecs, kubeletCertificateAuthority).
     #[arg(long)]
@@ -22,6 +22,14 @@ struct Args {
     /// Listen address.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// The address the `default/kubernetes` Service's endpoints name (kube-apiserver's
+    /// --advertise-address; default: the listen address unless it is loopback or a wildcard).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// The range Service cluster IPs come from (default 10.96.0.0/12; its first address is the
+    /// `kubernetes` Service's).
+    #[arg(long)]
+    service_cluster_ip_range: Option<String>,
     /// Use this etcd v3 endpoint instead of the embedded store.
     #[arg(long)]
     etcd: Option<String>,
@@ -368,6 +376,12 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(l) = args.listen {
         config.listen = l;
+    }
+    if args.advertise_address.is_some() {
+        config.advertise_address = args.advertise_address;
+    }
+    if let Some(r) = args.service_cluster_ip_range {
+        config.service_cidr = r;
     }
     if args.etcd.is_some() {
         config.etcd = args.etcd;

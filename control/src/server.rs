@@ -35,6 +35,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where to listen; loopback by default.
     pub listen: SocketAddr,
+    /// kube-apiserver's `--advertise-address`: the address the `default/kubernetes` Service's
+    /// endpoints name (default: `listen`'s, unless that is loopback or a wildcard).
+    pub advertise_address: Option<std::net::IpAddr>,
     /// An etcd v3 endpoint (e.g. http://127.0.0.1:2379); `None` uses the embedded store.
     pub etcd: Option<String>,
     /// Serve plain HTTP (bearer tokens only). Refused unless `listen` is a loopback address.
@@ -84,6 +87,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("/var/lib/pea/control"),
             listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            advertise_address: None,
             etcd: None,
             insecure_http: false,
             extra_sans: Vec::new(),
@@ -472,6 +476,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     )
     .await
     .map_err(ServerError::Bootstrap)?;
+    // In-cluster clients find the API at `kubernetes.default` from the first pod on.
+    let publish = crate::kubernetes_service::Publish::new(config.advertise_address, addr);
+    if publish.advertise.is_none() {
+        tracing::info!(%addr, "default/kubernetes gets no endpoint from this server: it listens on loopback or a wildcard (set --advertise-address)");
+    }
+    // Not fatal: a user Service already holding the range's first address (kube logs the same
+    // conflict every round) must not keep the API down.
+    if let Err(e) = crate::kubernetes_service::reconcile(&api, publish).await {
+        tracing::warn!(error = %e, "creating the default/kubernetes service");
+    }
     let rbac_revision = api.authz.rbac.resync(api.store.as_ref()).await?;
     // Custom resources are served from the first request on (CRDs survive restarts).
     crate::crd::controller::reconcile(&api).await;
@@ -533,6 +547,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             .run(api.store.clone(), rbac_revision, stop_rx.clone()),
     );
     tokio::spawn(crate::rbac::aggregation::run(api.clone(), stop_rx.clone()));
+    tokio::spawn(crate::kubernetes_service::run(
+        api.clone(),
+        publish,
+        stop_rx.clone(),
+    ));
     tokio::spawn(crate::crd::controller::run_periodically(
         api.clone(),
         Duration::from_secs(10),

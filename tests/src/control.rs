@@ -117,6 +117,19 @@ impl ControlPlane {
         self.rt.as_ref().expect("runtime").block_on(f)
     }
 
+    /// The allocation records under `prefix` (e.g. `/registry/ranges/serviceips/`), as items,
+    /// but those of the `default/kubernetes` Service the server makes for itself.
+    pub fn allocations(&self, prefix: &str) -> std::collections::BTreeSet<String> {
+        let api = self.api();
+        self.block_on(api.store.list(prefix, &Default::default()))
+            .expect("listing allocation records")
+            .items
+            .into_iter()
+            .filter(|kv| kv.value != b"default/kubernetes")
+            .map(|kv| kv.key[prefix.len()..].to_string())
+            .collect()
+    }
+
     /// Writes a kubeconfig for a client certificate of `user` in `groups`.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
         use base64::Engine;

@@ -333,12 +333,7 @@ fn leaked_service_allocations_are_freed_by_the_sweep() {
         String::from_utf8_lossy(&out.stderr).contains("range is full"),
         "{out:?}"
     );
-    let records = |prefix: &str| {
-        cp.block_on(api.store.list(prefix, &Default::default()))
-            .unwrap()
-            .items
-            .len()
-    };
+    let records = |prefix: &str| cp.allocations(prefix).len();
     eventually("leaked records freed", || {
         records("/registry/ranges/servicenodeports/") == 0
             && records("/registry/ranges/serviceips/") == 0

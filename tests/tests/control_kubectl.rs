@@ -926,16 +926,7 @@ fn service(name: &str, cluster_ip: Option<&str>) -> String {
 fn services_get_cluster_ips_that_are_unique_and_released() {
     let cp = ControlPlane::start(Backend::Embedded).unwrap();
     let k = cp.kubectl();
-    let allocated = || {
-        let api = cp.api();
-        cp.block_on(
-            api.store
-                .list("/registry/ranges/serviceips/", &Default::default()),
-        )
-        .unwrap()
-        .items
-        .len()
-    };
+    let allocated = || cp.allocations("/registry/ranges/serviceips/").len();
     k.ok_stdin(&["create", "-f", "-"], &service("a", None));
     let ip = k.ok(&["get", "svc", "a", "-o", "jsonpath={.spec.clusterIP}"]);
     let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();

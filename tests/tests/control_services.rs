@@ -24,13 +24,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// Allocation records under `prefix`, as items.
 fn records(cp: &ControlPlane, prefix: &str) -> BTreeSet<String> {
-    let api = cp.api();
-    cp.block_on(api.store.list(prefix, &Default::default()))
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|kv| kv.key[prefix.len()..].to_string())
-        .collect()
+    cp.allocations(prefix)
 }
 
 /// A Service manifest; `ports` are (name, port, nodePort or 0).
@@ -374,4 +368,116 @@ fn node_port_range_is_configurable_and_survives_restart_embedded() {
 #[test]
 fn node_port_range_is_configurable_and_survives_restart_etcd() {
     small_range_survives_restart(Backend::Etcd);
+}
+
+/// kube-apiserver's `default/kubernetes`: the range's first address, 443 → the secure port, and
+/// endpoints from every live API server's lease; deleted, it comes back, and an expired lease
+/// (a server gone without saying so) leaves the endpoints.
+#[test]
+fn the_kubernetes_service_points_at_every_live_api_server() {
+    let cp = ControlPlane::start_with(Backend::Embedded, |c| {
+        c.advertise_address = Some("10.1.2.3".parse().unwrap());
+    })
+    .unwrap();
+    let k = cp.kubectl();
+    let port = cp.running().addr.port().to_string();
+    let get = |what: &str, path: &str| {
+        k.ok(&["get", what, "kubernetes", "-o", &format!("jsonpath={path}")])
+    };
+    assert_eq!(get("svc", "{.spec.clusterIP}"), "10.96.0.1");
+    assert_eq!(
+        get(
+            "svc",
+            "{.spec.ports[0].name} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
+        ),
+        format!("https 443 {port}")
+    );
+    assert_eq!(
+        get(
+            "endpoints",
+            "{.subsets[0].addresses[*].ip}:{.subsets[0].ports[0].port}"
+        ),
+        format!("10.1.2.3:{port}")
+    );
+    assert_eq!(
+        get(
+            "endpointslice",
+            "{.endpoints[*].addresses[0]} {.metadata.labels.kubernetes\\.io/service-name}"
+        ),
+        "10.1.2.3 kubernetes"
+    );
+    // Another server's live lease and a stale one, then the Service deleted.
+    let api = cp.api();
+    let far = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (ip, expires) in [("10.1.2.4", far), ("10.1.2.9", 1)] {
+        cp.block_on(api.store.create(
+            &format!("/registry/masterleases/{ip}"),
+            expires.to_string().into_bytes(),
+        ))
+        .unwrap();
+    }
+    k.ok(&["delete", "svc", "kubernetes"]);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let ips = k
+            .run(&[
+                "get",
+                "endpoints",
+                "kubernetes",
+                "-o",
+                "jsonpath={.subsets[0].addresses[*].ip}",
+            ])
+            .stdout;
+        let svc = k.run(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ]);
+        if String::from_utf8_lossy(&ips) == "10.1.2.3 10.1.2.4"
+            && String::from_utf8_lossy(&svc.stdout) == "10.96.0.1"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "endpoints {:?}, service {svc:?}",
+            String::from_utf8_lossy(&ips)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let stale = cp.block_on(api.store.get("/registry/masterleases/10.1.2.9"));
+    assert!(stale.unwrap().0.is_none(), "the expired lease is deleted");
+}
+
+/// A server on loopback (no `--advertise-address`) keeps the Service but lists no endpoint: a
+/// loopback address means nothing inside a pod.
+#[test]
+fn a_loopback_api_server_advertises_no_endpoint() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let k = cp.kubectl();
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}"
+        ]),
+        "10.96.0.1"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets}"
+        ]),
+        ""
+    );
 }
