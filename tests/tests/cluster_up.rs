@@ -59,7 +59,7 @@ spec:
 #[test]
 fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_nothing() {
     require_root();
-    require_cluster_programs(&[]);
+    require_cluster_programs(&["curl"]);
     let name = format!("t{}", random_suffix(3));
     let before = Snapshot::take().expect("snapshot");
     let guard = Down(name.clone());
@@ -198,6 +198,8 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         "http://web/ from a pod: {seen:?}"
     );
 
+    kubernetes_service_reaches_the_api(&name, &k, &a.0);
+
     // The Ingress from outside the nodes: the cluster's underlay namespace, through pea-ingress
     // on node 0's address.
     let mut seen = String::new();
@@ -239,6 +241,65 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
     assert!(started.len() >= 13, "pid files: {started:?}");
     addons_run_as_themselves(&name, &run_dir, &started, &k);
     down_leaves_nothing(&name, &before, guard, &started);
+}
+
+/// `default/kubernetes` as in-cluster clients use it: the pod's KUBERNETES_SERVICE_HOST, a TCP
+/// connection by DNS name from the pod through pea-proxy, and from node 1 itself (its default
+/// route lets the ClusterIP be routed before the DNAT) the API answering the pod's
+/// service-account token over HTTPS as that account.
+fn kubernetes_service_reaches_the_api(name: &str, k: &Kubectl, pod: &str) {
+    let env = k.ok(&["exec", pod, "--", "env"]);
+    assert!(env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1"), "{env}");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !seen.contains("connected") {
+        let out = k.run(
+            &[
+                "exec",
+                pod,
+                "--",
+                "sh",
+                "-c",
+                "nc -w 5 kubernetes.default.svc.cluster.local 443 </dev/null && echo connected",
+            ],
+            None,
+        );
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !seen.contains("connected") {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    assert!(
+        seen.contains("connected"),
+        "kubernetes.default:443 from a pod: {seen:?}"
+    );
+    let token = k.ok(&[
+        "exec",
+        pod,
+        "--",
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ]);
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &format!("pea-{name}-1"),
+            "curl",
+        ])
+        .args(["-sk", "-m", "10", "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg("https://10.96.0.1/api/v1/namespaces/default/pods")
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains(r#"User \"system:serviceaccount:default:default\" cannot list"#),
+        "the API through 10.96.0.1 from node 1, as the pod's account: {body} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Issue 20: every add-on runs under its own least-privilege identity. No process of the

@@ -170,6 +170,9 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
         )?;
         ip(&ns, &["link", "set", "eth0", "up"])?;
         ip(&ns, &["link", "set", "lo", "up"])?;
+        // A default route, as every host has: the kernel routes a locally made packet before
+        // pea-proxy's DNAT, so without one a Service IP is "unreachable" from the node itself.
+        ip(&ns, &["route", "add", "default", "via", &c.bridge_ip()])?;
         // The node routes its pods' traffic (as any Kubernetes node host does).
         run(
             "ip",

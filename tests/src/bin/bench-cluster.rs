@@ -1,8 +1,8 @@
 //! bench-cluster: a whole `pea up` cluster, timed and weighed (issue 15's benchmark).
 //!
 //! Per run: `pea up --nodes N` until every node is Ready *and* cluster DNS answers — a query for
-//! `kube-dns.kube-system.svc.cluster.local` from inside node 1's network namespace to pea-dns at
-//! kube-dns's endpoint (see `dns_answers` for why not the ClusterIP), measured from the spawn of
+//! `kubernetes.default.svc.cluster.local` from inside node 1's network namespace to the clusterDNS
+//! IP (through node 1's pea-proxy to pea-dns), measured from the spawn of
 //! `pea up`; then a Deployment of `--replicas` busybox pods (the fixture image up.sh
 //! uses, no probes: Ready = container started), timed from `kubectl apply` to
 //! `kubectl rollout status` returning (all replicas updated and available); then the resident
@@ -37,8 +37,8 @@ use pea_tests::privileged::{require_program, require_root};
 
 /// The clusterDNS IP `pea up` gives kube-dns.
 const CLUSTER_DNS: &str = "10.96.0.10";
-/// kube-dns's endpoint: pea-dns on node 0's underlay address.
-const DNS_ENDPOINT: &str = "172.30.0.10";
+/// The `kubernetes` Service's address (the service range's first).
+const KUBERNETES_SERVICE: &str = "10.96.0.1";
 /// The fixture image `pea up` pushes to its registry (up.sh's workload image).
 const IMAGE: &str = "172.30.0.1:5000/library/busybox:v1";
 /// k3s's published figures (not measured here).
@@ -139,7 +139,7 @@ fn one_run(args: &Args) -> Result<Run> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("pea-dns at {DNS_ENDPOINT} not answering from {node1_ns}");
+            bail!("cluster DNS at {CLUSTER_DNS} not answering from {node1_ns}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -205,17 +205,15 @@ fn one_run(args: &Args) -> Result<Run> {
     Ok(run)
 }
 
-/// A query for kube-dns's own name sent from inside `netns` to pea-dns at the address kube-dns's
-/// EndpointSlice names (node 0's underlay IP), answered with the clusterDNS IP. Not through the
-/// ClusterIP itself: a `pea up` node namespace has no default route, so 10.96.0.10 is
-/// unreachable from it (pods reach it through their bridge); and not `kubernetes.default`:
-/// pea-control does not create the `kubernetes` Service.
+/// A query for `kubernetes.default` sent from inside `netns` to the clusterDNS IP, answered with
+/// the `kubernetes` Service's address: the whole path a pod's lookup takes (node 1's pea-proxy,
+/// pea-dns, the API's Service).
 fn dns_answers(netns: &str) -> bool {
     let Ok(out) = Command::new("timeout")
         .args(["3", "ip", "netns", "exec", netns])
         .args(["dig", "+time=1", "+tries=1", "+short"])
-        .arg(format!("@{DNS_ENDPOINT}"))
-        .args(["kube-dns.kube-system.svc.cluster.local", "A"])
+        .arg(format!("@{CLUSTER_DNS}"))
+        .args(["kubernetes.default.svc.cluster.local", "A"])
         .stdin(Stdio::null())
         .output()
     else {
@@ -224,7 +222,7 @@ fn dns_answers(netns: &str) -> bool {
     out.status.success()
         && String::from_utf8_lossy(&out.stdout)
             .lines()
-            .any(|l| l.trim() == CLUSTER_DNS)
+            .any(|l| l.trim() == KUBERNETES_SERVICE)
 }
 
 fn deployment(replicas: usize, node: Option<&str>) -> String {
@@ -439,7 +437,7 @@ fn print_report(args: &Args, runs: &[Run], load_before: &str, load_after: &str) 
         "{}",
         row(
             &format!(
-                "`pea up --nodes {}` → all nodes Ready and pea-dns answering kube-dns.kube-system from node 1",
+                "`pea up --nodes {}` → all nodes Ready and cluster DNS answering kubernetes.default from node 1",
                 args.nodes
             ),
             durs(|r| r.up_dns),
