@@ -141,9 +141,13 @@ impl Algorithm {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
     }
 
-    /// Runs every filter on one node, stopping at the first rejection (as kube does).
+    /// Runs every filter on one node, stopping at the first rejection (as kube does); filters
+    /// whose PreFilter said Skip are left out.
     pub fn run_filters(&self, pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> Status {
-        for f in &self.profile.filters {
+        for (i, f) in self.profile.filters.iter().enumerate() {
+            if state.filter_skipped(i) {
+                continue;
+            }
             let st = f.filter(pod, node, state);
             if !st.is_success() {
                 return st;
@@ -152,19 +156,23 @@ impl Algorithm {
         Status::success()
     }
 
-    /// Runs every PreFilter; the first rejection rejects the pod on every node.
+    /// Runs every PreFilter; the first rejection rejects the pod on every node, a Skip
+    /// leaves that plugin's Filter out of the cycle.
     pub fn pre_filter(&self, pod: &PodInfo, cluster: &ClusterState) -> Result<CycleState, Status> {
         let mut state = CycleState::default();
-        for f in &self.profile.filters {
+        for (i, f) in self.profile.filters.iter().enumerate() {
             let st = f.pre_filter(pod, cluster, &mut state);
-            if !st.is_success() {
+            if st.is_skip() {
+                state.skip_filter(i);
+            } else if !st.is_success() {
                 return Err(st);
             }
         }
         Ok(state)
     }
 
-    /// Preemption's what-if: the plugins' view of `node` without `victim`.
+    /// Preemption's what-if: the plugins' view of `node` without `victim` (skipped plugins
+    /// have no view to update, as kube's AddPod/RemovePod extensions).
     pub fn state_remove(
         &self,
         state: &mut CycleState,
@@ -172,8 +180,10 @@ impl Algorithm {
         victim: &PodInfo,
         node: &NodeInfo,
     ) {
-        for f in &self.profile.filters {
-            f.remove_pod(state, pod, victim, node);
+        for (i, f) in self.profile.filters.iter().enumerate() {
+            if !state.filter_skipped(i) {
+                f.remove_pod(state, pod, victim, node);
+            }
         }
     }
 
@@ -185,8 +195,10 @@ impl Algorithm {
         added: &PodInfo,
         node: &NodeInfo,
     ) {
-        for f in &self.profile.filters {
-            f.add_pod(state, pod, added, node);
+        for (i, f) in self.profile.filters.iter().enumerate() {
+            if !state.filter_skipped(i) {
+                f.add_pod(state, pod, added, node);
+            }
         }
     }
 
@@ -281,7 +293,8 @@ impl Algorithm {
         })
     }
 
-    /// Weighted sum of every score plugin's normalised scores, per feasible node.
+    /// Weighted sum of every score plugin's normalised scores, per feasible node. A plugin
+    /// whose PreScore said Skip adds nothing (the same to every node).
     pub fn score(
         &self,
         pod: &PodInfo,
@@ -290,14 +303,20 @@ impl Algorithm {
         state: &mut CycleState,
     ) -> Vec<i64> {
         let mut totals = vec![0i64; feasible.len()];
-        for (plugin, weight) in &self.profile.scores {
-            plugin.pre_score(pod, feasible, cluster, state);
-            let mut scores: Vec<i64> = feasible
-                .iter()
-                .map(|n| plugin.score(pod, n, cluster, state))
-                .collect();
+        let mut scores = Vec::with_capacity(feasible.len());
+        for (i, (plugin, weight)) in self.profile.scores.iter().enumerate() {
+            if plugin.pre_score(pod, feasible, cluster, state).is_skip() {
+                state.skip_score(i);
+                continue;
+            }
+            scores.clear();
+            scores.extend(
+                feasible
+                    .iter()
+                    .map(|n| plugin.score(pod, n, cluster, state)),
+            );
             plugin.normalize(&mut scores);
-            for (t, s) in totals.iter_mut().zip(scores) {
+            for (t, s) in totals.iter_mut().zip(&scores) {
                 *t += s * weight;
             }
         }
@@ -388,6 +407,114 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(alg.schedule(&p, &c).unwrap().node, "pref");
         }
+    }
+
+    /// A plugin that skips itself in PreFilter and PreScore, and fails loudly if run anyway.
+    #[derive(Debug)]
+    struct SkipsItself;
+
+    impl crate::framework::FilterPlugin for SkipsItself {
+        fn name(&self) -> &'static str {
+            "SkipsItself"
+        }
+        fn pre_filter(&self, _: &PodInfo, _: &ClusterState, _: &mut CycleState) -> Status {
+            Status::skip("SkipsItself")
+        }
+        fn filter(&self, _: &PodInfo, _: &NodeInfo, _: &CycleState) -> Status {
+            Status::new(
+                Code::UnschedulableAndUnresolvable,
+                "SkipsItself",
+                "filter ran",
+            )
+        }
+        fn remove_pod(&self, _: &mut CycleState, _: &PodInfo, _: &PodInfo, _: &NodeInfo) {
+            panic!("RemovePod of a skipped filter ran");
+        }
+    }
+
+    impl crate::framework::ScorePlugin for SkipsItself {
+        fn name(&self) -> &'static str {
+            "SkipsItself"
+        }
+        fn pre_score(
+            &self,
+            _: &PodInfo,
+            _: &[&NodeInfo],
+            _: &ClusterState,
+            _: &mut CycleState,
+        ) -> Status {
+            Status::skip("SkipsItself")
+        }
+        fn score(&self, _: &PodInfo, _: &NodeInfo, _: &ClusterState, _: &CycleState) -> i64 {
+            panic!("Score of a skipped plugin ran");
+        }
+    }
+
+    #[test]
+    fn skipped_plugins_are_not_run() {
+        let c = cluster(vec![node_obj("a", json!({})), node_obj("b", json!({}))]);
+        let mut profile = default_profile();
+        profile.filters.push(Box::new(SkipsItself));
+        profile.scores.push((Box::new(SkipsItself), 1));
+        let mut alg = Algorithm::new(profile, 0, 3);
+        let p = pod_req(Some("1"), None);
+        let s = alg
+            .schedule(&p, &c)
+            .expect("the skipped filter would reject every node");
+        assert_eq!(s.feasible, 2);
+        let mut state = alg.pre_filter(&p, &c).unwrap();
+        let last = alg.profile.filters.len() - 1;
+        assert!(state.filter_skipped(last));
+        // Preemption's what-if leaves the skipped plugin alone too.
+        let victim = pod_req(Some("1"), None);
+        alg.state_remove(&mut state, &p, &victim, c.node("a").unwrap());
+    }
+
+    #[test]
+    fn default_plugins_skip_what_a_plain_pod_does_not_use() {
+        // A pod with requests only: the affinity, spread, ports and volume plugins skip, and
+        // with no node reporting images, so does ImageLocality.
+        let c = cluster(vec![node_obj("a", json!({})), node_obj("b", json!({}))]);
+        let alg = Algorithm::new(default_profile(), 0, 3);
+        let p = pod_req(Some("1"), None);
+        let mut state = alg.pre_filter(&p, &c).unwrap();
+        let skipped: Vec<&str> = alg
+            .profile
+            .filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| state.filter_skipped(*i))
+            .map(|(_, f)| f.name())
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                "NodeAffinity",
+                "NodePorts",
+                "VolumeBinding",
+                "PodTopologySpread",
+                "InterPodAffinity"
+            ]
+        );
+        let nodes: Vec<&NodeInfo> = c.nodes().iter().collect();
+        alg.score(&p, &nodes, &c, &mut state);
+        let skipped: Vec<&str> = alg
+            .profile
+            .scores
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| state.score_skipped(*i))
+            .map(|(_, (p, _))| p.name())
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                "NodeAffinity",
+                "PodTopologySpread",
+                "InterPodAffinity",
+                "ImageLocality"
+            ]
+        );
     }
 
     #[test]

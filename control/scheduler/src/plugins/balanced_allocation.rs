@@ -3,7 +3,7 @@
 //! (no non-zero defaults) and skips pods that request nothing (best-effort), as kube does.
 
 use crate::cache::ClusterState;
-use crate::framework::{CycleState, ScorePlugin, MAX_NODE_SCORE};
+use crate::framework::{CycleState, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::{NodeInfo, PodInfo};
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
@@ -26,18 +26,19 @@ pub fn balanced_score(pod: &PodInfo, node: &NodeInfo) -> i64 {
             node.requested.memory + pod.requests.memory,
         ),
     ];
-    let fractions: Vec<f64> = pairs
-        .iter()
-        .filter(|(alloc, _)| *alloc != 0)
-        .map(|(alloc, req)| (*req as f64 / *alloc as f64).min(1.0))
-        .collect();
-    let std = match fractions.len() {
-        2 => (fractions[0] - fractions[1]).abs() / 2.0,
-        n if n > 2 => {
-            let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64).sqrt()
+    // Two resources: no allocation per node (this runs for every feasible node).
+    let mut fractions = [0.0f64; 2];
+    let mut n = 0;
+    for (alloc, req) in pairs {
+        if alloc != 0 {
+            fractions[n] = (req as f64 / alloc as f64).min(1.0);
+            n += 1;
         }
-        _ => 0.0,
+    }
+    let std = if n == 2 {
+        (fractions[0] - fractions[1]).abs() / 2.0
+    } else {
+        0.0
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
@@ -45,6 +46,20 @@ pub fn balanced_score(pod: &PodInfo, node: &NodeInfo) -> i64 {
 impl ScorePlugin for BalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        _: &ClusterState,
+        _: &mut CycleState,
+    ) -> Status {
+        if pod.requests.milli_cpu == 0 && pod.requests.memory == 0 {
+            // kube's Skip for best-effort pods.
+            return Status::skip(NAME);
+        }
+        Status::success()
     }
 
     fn score(&self, pod: &PodInfo, node: &NodeInfo, _: &ClusterState, _: &CycleState) -> i64 {

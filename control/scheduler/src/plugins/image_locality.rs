@@ -3,7 +3,7 @@
 //! lacks does not attract every pod), scaled between 23 MB and 1000 MB per container.
 
 use crate::cache::ClusterState;
-use crate::framework::{CycleState, ScorePlugin, MAX_NODE_SCORE};
+use crate::framework::{CycleState, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::{NodeInfo, PodInfo};
 
 pub const NAME: &str = "ImageLocality";
@@ -30,30 +30,38 @@ pub fn image_score(sum: i64, containers: i64) -> i64 {
     MAX_NODE_SCORE * (s - MIN_THRESHOLD) / (max - MIN_THRESHOLD)
 }
 
-pub fn locality(pod: &PodInfo, node: &NodeInfo, cluster: &ClusterState) -> i64 {
+/// The pod's images (init containers first), normalised: one entry per container, None for a
+/// container without an image.
+pub fn pod_images(pod: &PodInfo) -> Vec<Option<String>> {
     let Some(spec) = pod.pod.spec.as_ref() else {
-        return 0;
+        return Vec::new();
     };
-    let total = cluster.num_nodes().max(1) as f64;
-    let containers = spec
-        .init_containers
+    spec.init_containers
         .iter()
         .flatten()
-        .chain(spec.containers.iter());
+        .chain(spec.containers.iter())
+        .map(|c| c.image.as_deref().map(normalized_image_name))
+        .collect()
+}
+
+/// kube's `sumImageScores` + `calculatePriority` for the pod's normalised images.
+fn score_images(images: &[Option<String>], node: &NodeInfo, cluster: &ClusterState) -> i64 {
+    let total = cluster.num_nodes().max(1) as f64;
     let mut sum = 0i64;
-    let mut n = 0i64;
-    for c in containers {
-        n += 1;
-        let Some(image) = c.image.as_deref() else {
-            continue;
-        };
-        let name = normalized_image_name(image);
-        if let Some(size) = node.images.get(&name) {
-            let spread = cluster.image_node_count(&name) as f64 / total;
+    for name in images.iter().flatten() {
+        if let Some(size) = node.images.get(name) {
+            let spread = cluster.image_node_count(name) as f64 / total;
             sum += (*size as f64 * spread) as i64;
         }
     }
-    image_score(sum, n)
+    image_score(sum, images.len() as i64)
+}
+
+pub fn locality(pod: &PodInfo, node: &NodeInfo, cluster: &ClusterState) -> i64 {
+    if pod.pod.spec.is_none() {
+        return 0;
+    }
+    score_images(&pod_images(pod), node, cluster)
 }
 
 impl ScorePlugin for ImageLocality {
@@ -61,8 +69,39 @@ impl ScorePlugin for ImageLocality {
         NAME
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo, cluster: &ClusterState, _: &CycleState) -> i64 {
-        locality(pod, node, cluster)
+    /// Normalises the pod's image names once per cycle instead of once per node.
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        cluster: &ClusterState,
+        state: &mut CycleState,
+    ) -> Status {
+        let images = pod_images(pod);
+        if pod.pod.spec.is_none()
+            || images
+                .iter()
+                .flatten()
+                .all(|i| cluster.image_node_count(i) == 0)
+        {
+            // No node has any of the images: every node would score 0.
+            return Status::skip(NAME);
+        }
+        state.write(NAME, images);
+        Status::success()
+    }
+
+    fn score(
+        &self,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        cluster: &ClusterState,
+        state: &CycleState,
+    ) -> i64 {
+        match state.read::<Vec<Option<String>>>(NAME) {
+            Some(images) => score_images(images, node, cluster),
+            None => locality(pod, node, cluster),
+        }
     }
 }
 

@@ -161,7 +161,12 @@ impl FilterPlugin for InterPodAffinity {
                 }
             }
         }
+        let skip = st.skip;
         state.write(NAME, st);
+        if skip {
+            // kube's Skip: no terms of its own and no running pod with required anti-affinity.
+            return Status::skip(NAME);
+        }
         Status::success()
     }
 
@@ -295,14 +300,20 @@ impl ScorePlugin for InterPodAffinity {
         _: &[&NodeInfo],
         cluster: &ClusterState,
         state: &mut CycleState,
-    ) {
+    ) -> Status {
         let has_preferred = !preferred_affinity(pod).is_empty() || !preferred_anti(pod).is_empty();
         let scores = if has_preferred || cluster.affinity_pods() > 0 {
             topology_scores(pod, cluster)
         } else {
             HashMap::new()
         };
+        let skip = scores.is_empty();
         state.write(SCORE_KEY, scores);
+        if skip {
+            // Every node would score 0.
+            return Status::skip(NAME);
+        }
+        Status::success()
     }
 
     fn score(&self, _: &PodInfo, node: &NodeInfo, _: &ClusterState, state: &CycleState) -> i64 {

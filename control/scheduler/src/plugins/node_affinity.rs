@@ -51,6 +51,21 @@ impl FilterPlugin for NodeAffinity {
         NAME
     }
 
+    fn pre_filter(&self, pod: &PodInfo, _: &ClusterState, _: &mut CycleState) -> Status {
+        let Some(spec) = pod.pod.spec.as_ref() else {
+            return Status::skip(NAME);
+        };
+        let required = node_affinity(spec).is_some_and(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .is_some()
+        });
+        if !required && spec.node_selector.as_ref().is_none_or(|s| s.is_empty()) {
+            // kube's Skip: nothing to match, every node passes.
+            return Status::skip(NAME);
+        }
+        Status::success()
+    }
+
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Status {
         if required_matches(pod, node) {
             Status::success()
@@ -76,6 +91,30 @@ pub fn preferred_weight(pod: &PodInfo, node: &NodeInfo) -> i64 {
 impl ScorePlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        _: &ClusterState,
+        _: &mut CycleState,
+    ) -> Status {
+        let preferred = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(node_affinity)
+            .is_some_and(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+                    .is_some_and(|p| !p.is_empty())
+            });
+        if !preferred {
+            // kube's Skip: every node would score 0.
+            return Status::skip(NAME);
+        }
+        Status::success()
     }
 
     fn score(&self, pod: &PodInfo, node: &NodeInfo, _: &ClusterState, _: &CycleState) -> i64 {

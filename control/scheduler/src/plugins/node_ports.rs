@@ -1,6 +1,7 @@
 //! NodePorts: the pod's host ports must be free on the node (per protocol and address; a
 //! wildcard address conflicts with every address).
 
+use crate::cache::ClusterState;
 use crate::framework::{Code, CycleState, FilterPlugin, Status};
 use crate::node_info::{NodeInfo, PodInfo};
 
@@ -13,6 +14,14 @@ pub struct NodePorts;
 impl FilterPlugin for NodePorts {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, _: &ClusterState, _: &mut CycleState) -> Status {
+        if pod.host_ports.is_empty() {
+            // kube's Skip: no host port, no conflict anywhere.
+            return Status::skip(NAME);
+        }
+        Status::success()
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Status {

@@ -200,7 +200,12 @@ impl FilterPlugin for PodTopologySpread {
                 st.recompute_minimum(i);
             }
         }
+        let skip = st.constraints.is_empty();
         state.write(NAME, st);
+        if skip {
+            // kube's Skip: no DoNotSchedule constraint, every node passes.
+            return Status::skip(NAME);
+        }
         Status::success()
     }
 
@@ -271,7 +276,7 @@ impl ScorePlugin for PodTopologySpread {
         feasible: &[&NodeInfo],
         cluster: &ClusterState,
         state: &mut CycleState,
-    ) {
+    ) -> Status {
         let cs = constraints(pod, "ScheduleAnyway");
         let mut st = ScoreState {
             counts: vec![HashMap::new(); cs.len()],
@@ -324,7 +329,13 @@ impl ScorePlugin for PodTopologySpread {
             }
             st.constraints = cs;
         }
+        let skip = st.constraints.is_empty();
         state.write(SCORE_STATE, st);
+        if skip {
+            // kube's Skip: no ScheduleAnyway constraint, every node would score the same.
+            return Status::skip(NAME);
+        }
+        Status::success()
     }
 
     fn score(&self, pod: &PodInfo, node: &NodeInfo, _: &ClusterState, state: &CycleState) -> i64 {

@@ -146,7 +146,8 @@ impl FilterPlugin for VolumeBinding {
     fn pre_filter(&self, pod: &PodInfo, cluster: &ClusterState, state: &mut CycleState) -> Status {
         let names = claim_names(&pod.pod);
         if names.is_empty() {
-            return Status::success();
+            // kube's Skip: a pod without claims fits every node as far as volumes go.
+            return Status::skip(NAME);
         }
         let reject = |msg: String| Status::new(Code::UnschedulableAndUnresolvable, NAME, msg);
         let vols = &cluster.volumes;
