@@ -14,10 +14,12 @@
 //! cni/        libcni semantics: conflists, prevResult chaining, result cache, DEL from cache
 //! netns.rs    pinned network namespaces
 //! monitor.rs  starting pea-monitor and reading its report and exit file
+//! cgroup_warm.rs  keeps the cgroup attach path's RCU grace period out of pod starts
 //! runtime_cli.rs  the OCI runtime as a program
 //! image_gc.rs the shim's own image GC with pea's policies (`--image-gc-policy`)
 //! ```
 
+pub mod cgroup_warm;
 pub mod cni;
 pub mod config;
 pub mod error;

@@ -143,9 +143,10 @@ impl RuntimeCli {
             })
     }
 
-    /// `create` then leave it to `start`: the pause container, which needs no monitor (its
-    /// output is nothing and its exit is learnt from its pid).
-    pub async fn create_detached(
+    /// `run --detach` (create and start in one runtime process, as runc's `run -d`): the pause
+    /// container, which needs no monitor (its output is nothing and its exit is learnt from its
+    /// pid). One exec of the runtime instead of two (`create`, then `start`).
+    pub async fn run_detached(
         &self,
         id: &str,
         bundle: &Path,
@@ -155,7 +156,8 @@ impl RuntimeCli {
         let mut cmd = self.command(Some(&log));
         // The container inherits the runtime's stdio: pipes here would never reach EOF while
         // it runs. Errors come from the JSON log instead.
-        cmd.arg("create")
+        cmd.arg("run")
+            .arg("--detach")
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
@@ -164,25 +166,25 @@ impl RuntimeCli {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().map_err(|e| ShimError::Runtime {
-            op: "create",
+            op: "run",
             id: id.into(),
             message: format!("running {}: {e}", self.binary.display()),
         })?;
         let status = tokio::time::timeout(CALL_TIMEOUT, child.wait())
             .await
             .map_err(|_| ShimError::DeadlineExceeded {
-                what: format!("create {id}"),
+                what: format!("run --detach {id}"),
                 seconds: CALL_TIMEOUT.as_secs() as i64,
             })?
             .map_err(|e| ShimError::Runtime {
-                op: "create",
+                op: "run",
                 id: id.into(),
                 message: e.to_string(),
             })?;
         if !status.success() {
             let message = last_log_error(&log).unwrap_or_else(|| format!("{status}"));
             return Err(ShimError::Runtime {
-                op: "create",
+                op: "run",
                 id: id.into(),
                 message,
             });

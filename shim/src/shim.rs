@@ -37,6 +37,8 @@ pub struct Shim {
     pub metrics: crate::rpc::Metrics,
     /// The streaming server's address and one-time tokens (Exec/Attach/PortForward).
     pub streams: crate::streaming::Streams,
+    /// Held while a pod's pause or container is created (crate::cgroup_warm).
+    pub cgroup_warmer: crate::cgroup_warm::CgroupWarmer,
 }
 
 impl Shim {
@@ -114,6 +116,7 @@ impl Shim {
             events,
             metrics: Default::default(),
             streams: Default::default(),
+            cgroup_warmer: crate::cgroup_warm::CgroupWarmer::for_self(),
         })
     }
 

@@ -87,6 +87,8 @@ impl Shim {
         let _guard = self.lock(&id).await;
 
         let bundle = self.cfg.bundle_dir(&id);
+        // The runtime's cgroup attach finds the RCU grace period passed (crate::cgroup_warm).
+        let warm = self.cgroup_warmer.hold();
         let made = async {
             let mapping = crate::userns::mapping(&sandbox.config);
             let rootfs = self
@@ -129,6 +131,7 @@ impl Shim {
             .await
         }
         .await;
+        drop(warm);
         let created = match made {
             Ok(c) => c,
             Err(e) => {

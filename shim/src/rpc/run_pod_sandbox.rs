@@ -1,7 +1,8 @@
-//! RunPodSandbox: reserve the name, then pause image, pod files, network namespace, CNI ADD,
-//! pause rootfs, OCI bundle, pause container. Each step is recorded as it succeeds; on any
-//! failure `Shim::teardown` undoes the recorded steps newest first and the error names both the
-//! cause and anything the rollback could not undo. Nothing is persisted until all went well.
+//! RunPodSandbox: reserve the name, then pause image, pod files, network namespace; then CNI ADD
+//! and, at the same time, pause rootfs, OCI bundle, pause container (`run --detach`). Each step
+//! is recorded as it succeeds; on any failure `Shim::teardown` undoes the recorded steps newest
+//! first and the error names both the cause and anything the rollback could not undo. Nothing is
+//! persisted until all went well.
 
 use std::sync::Arc;
 
@@ -54,6 +55,22 @@ fn check_metadata(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMeta
         }
     }
     Ok(m)
+}
+
+/// Whether the pod sets sysctls of its network namespace (`net.*`, also as `net/...`).
+fn net_sysctls(config: &cri::PodSandboxConfig) -> bool {
+    config.linux.as_ref().is_some_and(|l| {
+        l.sysctls
+            .keys()
+            .any(|k| k.starts_with("net.") || k.starts_with("net/"))
+    })
+}
+
+/// What `run_pause` made, for the rollback.
+#[derive(Debug, Default)]
+struct PauseMade {
+    rootfs_mounted: bool,
+    created: bool,
 }
 
 impl Shim {
@@ -121,7 +138,14 @@ impl Shim {
         }
     }
 
+    /// The network (netns, CNI ADD) and the pause container (rootfs, bundle, `run --detach`)
+    /// are made at the same time: the pause only joins the namespace by path, and CNI only
+    /// configures it, so neither waits for the other (the runtime's cgroup attach and the CNI
+    /// plugin's work overlap), unless the pod sets net.* sysctls. What each made is recorded in
+    /// `rec` for the rollback.
     async fn build_sandbox(self: &Arc<Self>, rec: &mut SandboxRecord) -> Result<(), ShimError> {
+        // The first cgroup attach's RCU grace period overlaps the work below (crate::cgroup_warm).
+        let _warm = self.cgroup_warmer.hold();
         let ns_opts = namespace_mode(&rec.config);
         let host_ipc = ns_opts.ipc == cri::NamespaceMode::Node as i32;
 
@@ -131,6 +155,7 @@ impl Shim {
         let files = podfiles::create(&self.pod_dir(&rec.id), &rec.config, host_ipc)?;
 
         let mapping = crate::userns::mapping(&rec.config);
+        let mut network = None;
         if !host_network(&rec.config) {
             let path = netns::path_for(&self.cfg.netns_dir(), &rec.id);
             match &mapping {
@@ -148,63 +173,109 @@ impl Shim {
             let att = self.attachment(rec);
             // Recorded before ADD: a failed or killed ADD still gets its DEL.
             rec.network = Some(list.name.clone());
-            let result = self
-                .cni
-                .add(&list, &att)
+            network = Some((list, att));
+        }
+
+        let added = async {
+            let Some((list, att)) = &network else {
+                return Ok(None);
+            };
+            self.cni
+                .add(list, att)
                 .await
+                .map(Some)
                 .map_err(|e| ShimError::Cni {
                     op: "ADD",
                     id: rec.id.clone(),
                     message: e.to_string(),
-                })?;
-            rec.ips = result_ips(&result);
+                })
+        };
+        let mut made = PauseMade::default();
+        let paused = self.run_pause(
+            rec,
+            &pause,
+            &pause_config,
+            &files,
+            mapping.as_ref(),
+            &mut made,
+        );
+        let (added, paused) = if net_sysctls(&rec.config) {
+            // The runtime writes the pod's net.* sysctls inside the namespace; one may name an
+            // interface CNI makes or a knob CNI sets: then CNI goes first, as in containerd 1.6.
+            let added = added.await?;
+            (Ok(added), paused.await)
+        } else {
+            tokio::join!(added, paused)
+        };
+        rec.rootfs_mounted = made.rootfs_mounted;
+        rec.pause_created = made.created;
+        match (added, paused) {
+            (Ok(result), Ok(pid)) => {
+                rec.ips = result.as_ref().map(result_ips).unwrap_or_default();
+                rec.pause_pid = Some(pid);
+                Ok(())
+            }
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+            (Err(cni), Err(pause)) => {
+                tracing::warn!(sandbox = %rec.id, error = %pause, "pause container failed too");
+                Err(cni)
+            }
         }
+    }
 
+    /// Mounts the pause rootfs, writes its bundle and runs it detached (`run --detach`: one
+    /// runtime call instead of `create` + `start`); returns its pid. `made` says what exists.
+    async fn run_pause(
+        &self,
+        rec: &SandboxRecord,
+        pause: &pea_images::ImageRecord,
+        pause_config: &oci_spec::image::ImageConfiguration,
+        files: &oci::PodFiles,
+        mapping: Option<&crate::userns::PodMapping>,
+        made: &mut PauseMade,
+    ) -> Result<i32, ShimError> {
         let bundle = self.cfg.bundle_dir(&rec.id);
         let rootfs = self
             .mount_pod_rootfs(
                 &pause.id.to_string(),
                 &rec.id,
                 &bundle.join("rootfs"),
-                mapping.as_ref().zip(rec.userns.as_deref()),
+                mapping.zip(rec.userns.as_deref()),
             )
             .map_err(|e| ShimError::Internal(format!("pause rootfs: {e}")))?;
         let rootfs = rootfs.keep();
-        rec.rootfs_mounted = true;
+        made.rootfs_mounted = true;
 
         let spec = oci::sandbox_spec(&SandboxSpecInput {
             id: &rec.id,
             config: &rec.config,
-            image: &pause_config,
+            image: pause_config,
             rootfs: &rootfs,
             netns: rec.netns.as_deref(),
             userns: rec.userns.as_deref(),
             cgroups_path: format!("{}/{}", rec.cgroup_parent, rec.id),
-            files: &files,
+            files,
             seccomp_profile_root: &self.cfg.seccomp_profile_root,
         })
         .map_err(|e| ShimError::invalid(e.to_string()))?;
         records::write_json(&bundle.join("config.json"), &spec)?;
 
         let pid_file = bundle.join("init.pid");
-        rec.pause_created = true;
-        if let Err(e) = self
-            .runtime
-            .create_detached(&rec.id, &bundle, &pid_file)
-            .await
-        {
-            // `create` removes what it made on failure; nothing for teardown to delete.
-            rec.pause_created = false;
-            return Err(e);
+        made.created = true;
+        match self.runtime.run_detached(&rec.id, &bundle, &pid_file).await {
+            // The runtime removes what it made when it fails; a timed-out call may not have.
+            Err(e @ ShimError::Runtime { .. }) => {
+                made.created = false;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
-        self.runtime.start(&rec.id).await?;
-        let pid = std::fs::read_to_string(&pid_file)
+        std::fs::read_to_string(&pid_file)
             .map_err(ShimError::io(&pid_file))?
             .trim()
             .parse::<i32>()
-            .map_err(|e| ShimError::Internal(format!("{}: {e}", pid_file.display())))?;
-        rec.pause_pid = Some(pid);
-        Ok(())
+            .map_err(|e| ShimError::Internal(format!("{}: {e}", pid_file.display())))
     }
 
     /// Mounts image `image`'s rootfs for container (or sandbox) `id` at `target`; for a
