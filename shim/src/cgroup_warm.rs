@@ -32,8 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the attach path is entered while a hold is active: below the shortest grace
-/// period measured here (≈ 5.6 ms), so the window never closes between pokes.
+/// How often the attach path is entered while a hold is active: a write 10 ms after the last
+/// one still found the grace period passed here and one 20 ms after did not (it waited 8.8 ms);
+/// 4 ms keeps the window open with room for a busy scheduler.
 pub const POKE_EVERY: Duration = Duration::from_millis(4);
 
 /// A hold never keeps the thread poking longer than this (a pod start's own bound is the

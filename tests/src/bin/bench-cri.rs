@@ -12,7 +12,7 @@
 //!
 //! Measured (medians, p90 and ratios through `pea_tests::bench`; nothing asserted):
 //! - cold pod start: RunPodSandbox + CreateContainer + StartContainer of one busybox container,
-//!   images already pulled;
+//!   images already pulled (and each of the three calls alone);
 //! - pod teardown: StopPodSandbox + RemovePodSandbox (the container exits on SIGTERM at once;
 //!   containerd SIGKILLs it, pea sends SIGTERM first);
 //! - `--concurrent` pods started at once (wall time), and torn down at once;
@@ -60,6 +60,10 @@ struct Args {
     /// pea-shim with debug logging (as the tests run it), to find where its time goes.
     #[arg(long)]
     shim_debug: bool,
+    /// Also run this pea-shim binary (e.g. a copy built before a change) as one more subject,
+    /// interleaved with the others: before/after in the same run, under the same load.
+    #[arg(long)]
+    baseline_shim: Option<PathBuf>,
     /// Give up (with what was measured so far) after this many seconds.
     #[arg(long, default_value_t = 900)]
     time_limit: u64,
@@ -68,6 +72,7 @@ struct Args {
 const CONTAINERD: &str = "containerd + runc";
 const PEA: &str = "pea-shim + pea-runtime";
 const PEA_BRIDGE: &str = "pea-shim + pea-runtime, bridge + host-local";
+const PEA_BASELINE: &str = "pea-shim (--baseline-shim) + pea-runtime";
 /// Exits at once on SIGTERM (a shell as PID 1 with a trap; `wait` is interrupted by it).
 const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
@@ -128,6 +133,7 @@ fn pea_subject(
     images: &Images,
     same_cni: bool,
     debug: bool,
+    shim: Option<&Path>,
 ) -> Result<Subject> {
     let mut node = ShimNode::new()?;
     let (busybox, pause) = images.push(&node.registry)?;
@@ -140,12 +146,31 @@ fn pea_subject(
     let plugin = if same_cni {
         bridge_plugin("10.233.8.0/24", &node.ipam_data_dir())
     } else {
+        let subnet = if shim.is_some() {
+            "10.233.9.0/24"
+        } else {
+            "10.233.7.0/24"
+        };
         json!({"type": "pea-cni", "bridge": "cni0", "isGateway": true, "ipMasq": false,
-               "ipam": {"type": "host-local", "subnet": "10.233.7.0/24",
+               "ipam": {"type": "host-local", "subnet": subnet,
                         "dataDir": node.ipam_data_dir()}})
     };
     node.set_cni_plugins("bench", vec![plugin])?;
-    node.start_shim()?;
+    match shim {
+        // ShimNode starts what PEA_SHIM names; still one thread here, so the swap is seen by
+        // nobody else.
+        Some(path) => {
+            let before = std::env::var_os("PEA_SHIM");
+            std::env::set_var("PEA_SHIM", path);
+            let started = node.start_shim();
+            match before {
+                Some(b) => std::env::set_var("PEA_SHIM", b),
+                None => std::env::remove_var("PEA_SHIM"),
+            }
+            started?;
+        }
+        None => node.start_shim()?,
+    }
     let spec = PodSpec {
         busybox,
         pause,
@@ -287,8 +312,16 @@ fn container_config(spec: &PodSpec) -> cri::ContainerConfig {
     }
 }
 
-/// RunPodSandbox + CreateContainer + StartContainer; the time covers the three calls only.
-async fn start_pod(c: &mut Cri, spec: &PodSpec, name: &str) -> Result<(Pod, Duration)> {
+/// The three calls of a pod start, as named in the per-RPC table.
+const START_RPCS: [&str; 3] = ["RunPodSandbox", "CreateContainer", "StartContainer"];
+
+/// RunPodSandbox + CreateContainer + StartContainer; the time covers the three calls only, and
+/// each call's own time is returned too (in `START_RPCS` order).
+async fn start_pod(
+    c: &mut Cri,
+    spec: &PodSpec,
+    name: &str,
+) -> Result<(Pod, Duration, [Duration; 3])> {
     let config = pod_config(spec, name)?;
     let cgroup_parent = config
         .linux
@@ -305,8 +338,10 @@ async fn start_pod(c: &mut Cri, spec: &PodSpec, name: &str) -> Result<(Pod, Dura
     )
     .await?
     .pod_sandbox_id;
+    let mut rpcs = [t0.elapsed(), Duration::ZERO, Duration::ZERO];
     let pod = Pod { id, cgroup_parent };
     let started = async {
+        let t = Instant::now();
         let cid = bounded(
             "CreateContainer",
             c.runtime.create_container(cri::CreateContainerRequest {
@@ -317,12 +352,15 @@ async fn start_pod(c: &mut Cri, spec: &PodSpec, name: &str) -> Result<(Pod, Dura
         )
         .await?
         .container_id;
+        rpcs[1] = t.elapsed();
+        let t = Instant::now();
         bounded(
             "StartContainer",
             c.runtime
                 .start_container(cri::StartContainerRequest { container_id: cid }),
         )
         .await?;
+        rpcs[2] = t.elapsed();
         anyhow::Ok(())
     }
     .await;
@@ -332,7 +370,7 @@ async fn start_pod(c: &mut Cri, spec: &PodSpec, name: &str) -> Result<(Pod, Dura
         let _ = teardown_pod(c, &pod).await;
         return Err(e);
     }
-    Ok((pod, took))
+    Ok((pod, took, rpcs))
 }
 
 /// StopPodSandbox + RemovePodSandbox, timed; then (untimed) the pod cgroup parent goes, as the
@@ -408,6 +446,8 @@ async fn ready(c: &mut Cri, label: &str) -> Result<()> {
 /// Per subject: samples for each scenario, and memory per pod.
 struct Results {
     start: Samples,
+    /// The cold starts' calls, one by one (`START_RPCS` order).
+    rpcs: [Samples; 3],
     teardown: Samples,
     conc_start: Samples,
     conc_teardown: Samples,
@@ -442,7 +482,7 @@ async fn concurrent_round(
     let mut errors = Vec::new();
     for t in tasks {
         match t.await {
-            Ok(Ok((p, _))) => pods.push(p),
+            Ok(Ok((p, ..))) => pods.push(p),
             Ok(Err(e)) => errors.push(format!("{e:#}")),
             Err(e) => errors.push(e.to_string()),
         }
@@ -507,6 +547,7 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
         .iter()
         .map(|s| Results {
             start: Samples::new(s.label),
+            rpcs: std::array::from_fn(|_| Samples::new(s.label)),
             teardown: Samples::new(s.label),
             conc_start: Samples::new(s.label),
             conc_teardown: Samples::new(s.label),
@@ -516,7 +557,7 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
     // Warm-up (page cache, the bridge, first-pod work), untimed.
     for (s, c) in subjects.iter().zip(clients.iter_mut()) {
         for i in 0..2 {
-            let (p, _) = start_pod(c, &s.spec, &format!("warm-{i}")).await?;
+            let (p, ..) = start_pod(c, &s.spec, &format!("warm-{i}")).await?;
             teardown_pod(c, &p).await?;
         }
     }
@@ -527,8 +568,11 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
             if Instant::now() > deadline {
                 break 'runs;
             }
-            let (p, took) = start_pod(c, &s.spec, &format!("cold-{i}")).await?;
+            let (p, took, rpcs) = start_pod(c, &s.spec, &format!("cold-{i}")).await?;
             results[k].start.push(took);
+            for (samples, d) in results[k].rpcs.iter_mut().zip(rpcs) {
+                samples.push(d);
+            }
             let took = teardown_pod(c, &p).await?;
             results[k].teardown.push(took);
         }
@@ -663,9 +707,24 @@ fn main() -> Result<()> {
     eprintln!("setting up the nodes (registries, daemons)…");
     // Drop order on any exit (reverse of creation): containerd, then the pea nodes.
     let images = Images::build()?;
-    let mut subjects = vec![pea_subject(PEA, &images, false, args.shim_debug)?];
+    let mut subjects = vec![pea_subject(PEA, &images, false, args.shim_debug, None)?];
+    if let Some(path) = &args.baseline_shim {
+        subjects.push(pea_subject(
+            PEA_BASELINE,
+            &images,
+            false,
+            args.shim_debug,
+            Some(path),
+        )?);
+    }
     if !args.no_same_cni {
-        subjects.push(pea_subject(PEA_BRIDGE, &images, true, args.shim_debug)?);
+        subjects.push(pea_subject(
+            PEA_BRIDGE,
+            &images,
+            true,
+            args.shim_debug,
+            None,
+        )?);
     }
     let ctd = Containerd::start(&images, None)?;
     let spec = ctd.spec.clone();
@@ -713,6 +772,12 @@ fn main() -> Result<()> {
     );
     let pick =
         |f: fn(&Results) -> &Samples| results.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+    let pick_rpc = |i: usize| {
+        results
+            .iter()
+            .map(|r| r.rpcs[i].clone())
+            .collect::<Vec<_>>()
+    };
     print!(
         "{}",
         table(
@@ -722,6 +787,17 @@ fn main() -> Result<()> {
         )
     );
     println!();
+    for (i, rpc) in START_RPCS.iter().enumerate() {
+        print!(
+            "{}",
+            table(
+                &format!("Cold pod start, {rpc} alone"),
+                &pick_rpc(i),
+                CONTAINERD
+            )
+        );
+        println!();
+    }
     print!(
         "{}",
         table(
