@@ -18,7 +18,7 @@
 //! (680–810 pods/s at 5000 nodes): an upstream figure on upstream hardware, NOT measured here.
 //!
 //! Usage: bench-scheduler [--nodes 500] [--pods 1000] [--rounds 3] [--clients 16]
-//!        [--deployment-replicas 1000] [--anti-nodes 500]
+//!        [--deployment-replicas 1000] [--anti-nodes 500] [--scheduler-as-admin]
 //!        (issue-sized: --nodes 5000 --pods 10000 --rounds 1 --timeout-secs 600)
 
 use std::collections::HashMap;
@@ -56,6 +56,10 @@ struct Args {
     /// Nodes (and pods) of the anti-affinity round (0: skip).
     #[arg(long, default_value_t = 500)]
     anti_nodes: usize,
+    /// Run the scheduler as the admin (system:masters: RBAC is not consulted) instead of
+    /// `system:kube-scheduler`, to measure what its own identity costs.
+    #[arg(long)]
+    scheduler_as_admin: bool,
 }
 
 /// One round's result.
@@ -64,6 +68,8 @@ struct Round {
     /// Backlog phase: pods bound, and time from scheduler start to the last of them bound.
     backlog_bound: usize,
     backlog_elapsed: Duration,
+    /// CPU time this whole process (server, scheduler, driver) used over the backlog phase.
+    backlog_cpu: Duration,
     bound: usize,
     /// First create sent → last pod seen bound.
     elapsed: Duration,
@@ -279,10 +285,17 @@ async fn hollow_nodes(cp: &ControlPlane, clients: usize, n: usize) -> Result<()>
 }
 
 /// Starts the scheduler on `rt` as pea-control's in-process one runs: `system:kube-scheduler`.
-async fn start_scheduler(cp: &ControlPlane, rt: &tokio::runtime::Handle) -> Result<()> {
-    let kubeconfig =
+async fn start_scheduler(
+    cp: &ControlPlane,
+    rt: &tokio::runtime::Handle,
+    as_admin: bool,
+) -> Result<()> {
+    let kubeconfig = if as_admin {
+        cp.kubeconfig.clone()
+    } else {
         cp.running()
-            .component_kubeconfig("scheduler.kubeconfig", "system:kube-scheduler", &[])?;
+            .component_kubeconfig("scheduler.kubeconfig", "system:kube-scheduler", &[])?
+    };
     let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
     let config = pea_scheduler::SchedulerConfig {
         leader_elect: false,
@@ -322,6 +335,8 @@ async fn start_controllers(cp: &ControlPlane, rt: &tokio::runtime::Handle) -> Re
 fn component_runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Named so a profile tells the components from the server and the driver.
+        .thread_name("components")
         .enable_all()
         .build()?)
 }
@@ -375,15 +390,18 @@ async fn drive(
 
     // The scheduler starts (lists, syncs, then works through the backlog).
     let sched_started = Instant::now();
-    start_scheduler(cp, components).await?;
+    let cpu_started = process_cpu();
+    start_scheduler(cp, components, args.scheduler_as_admin).await?;
     wait_bound(&bound, "b-", args.pods, Instant::now() + timeout).await;
+    let backlog_cpu = process_cpu().saturating_sub(cpu_started);
     let (backlog_bound, backlog_last) = count_bound(&bound, "b-");
     let backlog_elapsed = backlog_last
         .unwrap_or(sched_started)
         .saturating_duration_since(sched_started);
     eprintln!(
-        "round {r}: backlog of {backlog_bound} pods bound {} after the scheduler started",
-        fmt_duration(backlog_elapsed)
+        "round {r}: backlog of {backlog_bound} pods bound {} after the scheduler started ({} CPU)",
+        fmt_duration(backlog_elapsed),
+        fmt_duration(backlog_cpu)
     );
 
     // Streaming: pods created while the scheduler runs; time from create to bound.
@@ -424,6 +442,7 @@ async fn drive(
     Ok(Round {
         backlog_bound,
         backlog_elapsed,
+        backlog_cpu,
         bound: n,
         elapsed: last.unwrap_or(started).saturating_duration_since(started),
         create_elapsed,
@@ -507,7 +526,7 @@ fn anti_round(rt: &tokio::runtime::Runtime, args: &Args) -> Result<(usize, Durat
         let timeout = Duration::from_secs(args.timeout_secs);
         let (bound, watcher) = watch_bound(&cp, "bench=anti", n, timeout).await?;
         let started = Instant::now();
-        start_scheduler(&cp, components.handle()).await?;
+        start_scheduler(&cp, components.handle(), args.scheduler_as_admin).await?;
         let _ = tokio::time::timeout(timeout, watcher).await;
         let (bound_n, last) = count_bound(&bound, "a-");
         // One pod per node, as the anti-affinity requires.
@@ -548,6 +567,19 @@ fn anti_round(rt: &tokio::runtime::Runtime, args: &Args) -> Result<(usize, Durat
     res
 }
 
+/// CPU time (user + system) this process has used so far, all threads.
+fn process_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+            };
+            tv(u.user_time()) + tv(u.system_time())
+        })
+        .unwrap_or_default()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -561,6 +593,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("driver")
         .enable_all()
         .build()?;
     let mut rounds = Vec::new();
@@ -584,6 +617,12 @@ fn main() -> Result<()> {
         .iter()
         .map(|r| r.bound as f64 / r.elapsed.as_secs_f64().max(1e-9))
         .collect();
+    // What one backlog pod costs in CPU: less dependent on who else shares the machine than
+    // the rate (contention still inflates it somewhat).
+    let cpu_per_pod: Vec<f64> = rounds
+        .iter()
+        .map(|r| r.backlog_cpu.as_secs_f64() / r.backlog_bound.max(1) as f64)
+        .collect();
     let create_rates: Vec<f64> = rounds
         .iter()
         .map(|r| args.pods as f64 / r.create_elapsed.as_secs_f64().max(1e-9))
@@ -602,11 +641,17 @@ fn main() -> Result<()> {
         "### bench-scheduler: {} hollow nodes, {} pods (100m/500Mi), {} round(s), {} clients, embedded store\n",
         args.nodes, args.pods, args.rounds, args.clients
     );
-    println!("| subject | backlog pods/s | streaming pods/s | create → bound p50 | p99 | pod creates/s | note |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| subject | backlog pods/s | CPU per backlog pod | streaming pods/s | create → bound p50 | p99 | pod creates/s | note |");
+    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| pea-scheduler + pea-control | {:.0} | {:.0} | {} | {} | {:.0} | {} |",
+        "| pea-scheduler ({}) + pea-control | {:.0} | {} | {:.0} | {} | {} | {:.0} | {} |",
+        if args.scheduler_as_admin {
+            "as admin, system:masters"
+        } else {
+            "as system:kube-scheduler"
+        },
         median(backlog_rates),
+        fmt_duration(Duration::from_secs_f64(median(cpu_per_pod))),
         median(rates),
         fmt_duration(Duration::from_secs_f64(median(p(0.5)))),
         fmt_duration(Duration::from_secs_f64(median(p(0.99)))),
@@ -618,10 +663,10 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "| kube-scheduler SchedulingBasic (anchor) | 680–810 | – | – | – | – | upstream scheduler_perf threshold at 5000 nodes: a published figure, not measured here |"
+        "| kube-scheduler SchedulingBasic (anchor) | 680–810 | – | – | – | – | – | upstream scheduler_perf threshold at 5000 nodes: a published figure, not measured here |"
     );
     println!(
-        "\nbacklog: {} pods created before the scheduler starts, pods / (last bound − scheduler start, incl. its initial list); streaming: {} more created by {} clients while it runs, pods / (last bound − first create); medians over rounds.",
+        "\nbacklog: {} pods created before the scheduler starts, pods / (last bound − scheduler start, incl. its initial list); CPU per backlog pod: user + system time of this whole process (server, scheduler, driver) over that phase / pods; streaming: {} more created by {} clients while it runs, pods / (last bound − first create); medians over rounds.",
         args.pods, args.pods, args.clients
     );
     let mut all_bound = all_bound;
