@@ -211,67 +211,48 @@ pub struct Ranked<'a> {
 
 /// kube's ActivePodsWithRanks.Less: `Less` means "delete earlier". Unscheduled < scheduled,
 /// pending < unknown < running, not ready < ready, lower deletion cost first, more pods of the
-/// same family on the node first, recently ready < long ready, more restarts first, newer first.
+/// same family on the node first, recently ready < long ready, more restarts first, newer first
+/// (ages compared on kube's log2 scale), then the uid.
+///
+/// Compared as one key per pod, so the order is total: kube's Less falls back to the uid only
+/// when two times differ within a log2 bucket and goes on to the next criterion when they are
+/// equal, which is not transitive (Go's sort tolerates that; Rust's sort panics on it, which
+/// killed the ReplicaSet controller's worker mid scale-down under a 30-pod rollout).
 pub fn delete_first(a: &Ranked, b: &Ranked, now: DateTime<Utc>) -> Ordering {
-    let (pa, pb) = (a.pod, b.pod);
-    let assigned = |p: &Pod| !node_name(p).is_empty();
-    if assigned(pa) != assigned(pb) {
-        return if !assigned(pa) {
-            Ordering::Less
+    delete_key(a, now).cmp(&delete_key(b, now))
+}
+
+type DeleteKey<'a> = (
+    bool,
+    u8,
+    bool,
+    i32,
+    std::cmp::Reverse<usize>,
+    Option<i64>,
+    std::cmp::Reverse<i32>,
+    Option<i64>,
+    Option<&'a String>,
+);
+
+fn delete_key<'a>(r: &Ranked<'a>, now: DateTime<Utc>) -> DeleteKey<'a> {
+    let p = r.pod;
+    let bucket = |t: DateTime<Utc>| log_rank_diff(t, now, now);
+    (
+        !node_name(p).is_empty(),
+        phase_rank(p),
+        is_ready(p),
+        deletion_cost(p),
+        std::cmp::Reverse(r.rank),
+        // kube's afterOrZero: a zero time (None) sorts first.
+        if is_ready(p) {
+            ready_since(p).map(bucket)
         } else {
-            Ordering::Greater
-        };
-    }
-    if phase_rank(pa) != phase_rank(pb) {
-        return phase_rank(pa).cmp(&phase_rank(pb));
-    }
-    if is_ready(pa) != is_ready(pb) {
-        return if !is_ready(pa) {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    if deletion_cost(pa) != deletion_cost(pb) {
-        return deletion_cost(pa).cmp(&deletion_cost(pb));
-    }
-    if a.rank != b.rank {
-        return b.rank.cmp(&a.rank);
-    }
-    let uid_order = || pa.metadata.uid.cmp(&pb.metadata.uid);
-    if is_ready(pa) && is_ready(pb) {
-        let (ta, tb) = (ready_since(pa), ready_since(pb));
-        if ta != tb {
-            return match (ta, tb) {
-                (Some(ta), Some(tb)) => match log_rank_diff(ta, tb, now) {
-                    0 => uid_order(),
-                    d if d < 0 => Ordering::Less,
-                    _ => Ordering::Greater,
-                },
-                // kube's afterOrZero: a zero time sorts first.
-                (None, _) => Ordering::Less,
-                (_, None) => Ordering::Greater,
-            };
-        }
-    }
-    let (ra, rb) = (max_restarts(pa), max_restarts(pb));
-    if ra != rb {
-        return rb.cmp(&ra);
-    }
-    let ca = pa.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let cb = pb.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    if ca != cb {
-        return match (ca, cb) {
-            (Some(ta), Some(tb)) => match log_rank_diff(ta, tb, now) {
-                0 => uid_order(),
-                d if d < 0 => Ordering::Less,
-                _ => Ordering::Greater,
-            },
-            (None, _) => Ordering::Less,
-            (_, None) => Ordering::Greater,
-        };
-    }
-    Ordering::Equal
+            None
+        },
+        std::cmp::Reverse(max_restarts(p)),
+        p.metadata.creation_timestamp.as_ref().map(|t| bucket(t.0)),
+        p.metadata.uid.as_ref(),
+    )
 }
 
 /// The `diff` pods to delete out of `pods`, ranked as kube does; `related` are the active pods of
@@ -446,6 +427,38 @@ mod tests {
         let pods = vec![&c, &a, &b];
         let chosen = pods_to_delete(&pods, &pods, 1, now);
         assert_eq!(node_name(chosen[0]), "busy");
+    }
+
+    #[test]
+    fn the_deletion_order_is_total_on_pods_kube_would_not_order_consistently() {
+        // Ready times equal for a/b (kube goes on to restarts/creation) but differing within
+        // a bucket for b/c (kube compares uids): with kube's Less this is not transitive.
+        let now = t(10_000);
+        let mut pods = Vec::new();
+        for i in 0..40 {
+            let mut p = pod(
+                &format!("p{i}"),
+                "n",
+                "Running",
+                Some(9_000 + i % 3),
+                8_990 - i * 100,
+            );
+            p.metadata.uid = Some(format!("uid-{}", (i * 7919) % 41));
+            pods.push(p);
+        }
+        let ranked: Vec<Ranked> = pods.iter().map(|p| Ranked { pod: p, rank: 1 }).collect();
+        for a in &ranked {
+            for b in &ranked {
+                for c in &ranked {
+                    let (ab, bc) = (delete_first(a, b, now), delete_first(b, c, now));
+                    if ab == bc && ab != Ordering::Equal {
+                        assert_eq!(delete_first(a, c, now), ab, "not transitive");
+                    }
+                }
+            }
+        }
+        let refs: Vec<&Pod> = pods.iter().collect();
+        assert_eq!(pods_to_delete(&refs, &refs, 10, now).len(), 10);
     }
 
     #[test]

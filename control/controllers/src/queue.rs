@@ -131,7 +131,9 @@ pub fn backoff(n: u32) -> Duration {
 pub struct Requeue(pub Option<Duration>);
 
 /// Runs `workers` loops taking keys from `queue` and handing them to `sync`. Errors are logged
-/// and the key retried with backoff; a requested delay re-adds the key after it.
+/// and the key retried with backoff; a requested delay re-adds the key after it. A panicking
+/// sync is an error too: without this its worker died with the key marked in progress, so that
+/// object was never synced again (a ReplicaSet left at its old size for good).
 pub async fn run_workers<F, Fut, E>(
     queue: Arc<Queue>,
     workers: usize,
@@ -150,7 +152,19 @@ pub async fn run_workers<F, Fut, E>(
         set.spawn(async move {
             loop {
                 let key = queue.get().await;
-                match sync(key.clone()).await {
+                let run = std::panic::AssertUnwindSafe(sync(key.clone()));
+                let result = match futures_util::FutureExt::catch_unwind(run).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(panic) => Err(format!(
+                        "sync panicked: {}",
+                        panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("(no message)")
+                    )),
+                };
+                match result {
                     Ok(Requeue(after)) => {
                         queue.forget(&key);
                         if let Some(after) = after {
@@ -180,6 +194,38 @@ mod tests {
         assert_eq!(backoff(5), Duration::from_millis(80));
         assert_eq!(backoff(14), Duration::from_millis(40960).min(MAX_DELAY));
         assert_eq!(backoff(200), MAX_DELAY);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_sync_is_retried_and_its_worker_lives_on() {
+        let q = Queue::new();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = calls.clone();
+        let workers = tokio::spawn(run_workers(q.clone(), 1, "test", move |key: String| {
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("first sync of {key} panics");
+                }
+                Ok::<_, String>(Requeue::default())
+            }
+        }));
+        q.add("a");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while calls.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the key was not retried"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The same (only) worker takes the next key.
+        q.add("b");
+        while calls.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "the worker died");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        workers.abort();
     }
 
     #[tokio::test]
