@@ -111,6 +111,19 @@ fn tcp_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
     })
 }
 
+/// An HTTP/1.1 GET / from `ns` to `addr`: the whole answer (status line, headers, body).
+fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
+    ns.run_in(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
+        let mut got = String::new();
+        s.read_to_string(&mut got)?;
+        Ok(got)
+    })
+}
+
 /// The error kind of a failed connect from `ns` (refused vs timed out).
 fn tcp_error(ns: &Netns, addr: SocketAddr) -> Result<std::io::ErrorKind> {
     ns.run_in(
@@ -323,20 +336,19 @@ impl Lab {
     }
 
     fn node_port(&self, name: &str) -> Result<u16> {
+        self.svc_port(name, "{.spec.ports[0].nodePort}")
+    }
+
+    /// A port number of Service `name` at the jsonpath `path`.
+    fn svc_port(&self, name: &str, path: &str) -> Result<u16> {
         let out = self.kubectl(
-            &[
-                "get",
-                "svc",
-                name,
-                "-o",
-                "jsonpath={.spec.ports[0].nodePort}",
-            ],
+            &["get", "svc", name, "-o", &format!("jsonpath={path}")],
             None,
         )?;
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
-            .context("nodePort")
+            .with_context(|| format!("{path} of {name}"))
     }
 
     /// The EndpointSlice `<svc>-1` with these pods (ready unless listed in `not_ready`).
@@ -711,6 +723,53 @@ fn local_traffic_policy_and_endpoint_churn() -> Result<()> {
         std::io::ErrorKind::TimedOut,
         "node2 has no local endpoint: dropped"
     );
+
+    // A LoadBalancer with externalTrafficPolicy Local: each node answers its health check
+    // node port as kube-proxy does, 200 where an endpoint is local, 503 elsewhere; the port
+    // closes when the policy goes back to Cluster.
+    let lb_spec = |policy: &str| {
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": policy,
+            "ports": [{"name": "http", "port": 80}]})
+    };
+    lab.service("lbl", lb_spec("Local"))?;
+    let hc = lab.svc_port("lbl", "{.spec.healthCheckNodePort}")?;
+    lab.slice("lbl", json!({"name": "http", "port": 8080}), &[a], &[])?;
+    let answer = |node: &str| http_get(&lab.client, addr(node, hc)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(answer("192.168.60.1").starts_with("HTTP/1.1 200")
+        && answer("192.168.60.2").starts_with("HTTP/1.1 503"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "health check node port {hc}: node1 {:?}, node2 {:?}\nnode2's log:\n{}",
+            answer("192.168.60.1"),
+            answer("192.168.60.2"),
+            lab.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let up = answer("192.168.60.1");
+    assert!(
+        up.to_lowercase()
+            .contains("x-load-balancing-endpoint-weight: 1")
+            && up.contains("\"localEndpoints\": 1")
+            && up.contains("\"namespace\": \"default\"")
+            && up.contains("\"name\": \"lbl\"")
+            && up.contains("\"serviceProxyHealthy\": true"),
+        "{up}"
+    );
+    assert!(answer("192.168.60.2").contains("\"localEndpoints\": 0"));
+    lab.service("lbl", lb_spec("Cluster"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tcp_error(&lab.client, addr("192.168.60.1", hc)).ok()
+        != Some(std::io::ErrorKind::ConnectionRefused)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "health check port {hc} still open"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // internalTrafficPolicy Local: a ClusterIP from node2's pod reaches only node2's endpoint.
     let itp = lab.service(

@@ -6,11 +6,13 @@
 //! service ports and endpoints) → [`ruleset`] (chains, sets, map elements per Service) →
 //! [`transaction`] (the nft text of one sync) → [`nft`] (running it); [`proxier`] ties them
 //! together, [`conntrack`] flushes stale UDP flows, [`node`] reads this node's IPs and zone from its Node, [`events`] posts Warning Events on Services
-//! with bad input and [`metrics`] serves `/metrics` and `/healthz`.
+//! with bad input, [`metrics`] serves `/metrics` and `/healthz`, and [`health_check`] the
+//! health check node ports of `externalTrafficPolicy: Local` load balancers.
 
 pub mod claims;
 pub mod conntrack;
 pub mod events;
+pub mod health_check;
 pub mod metrics;
 pub mod model;
 pub mod nft;

@@ -115,6 +115,9 @@ pub struct ServicePort {
     pub affinity_timeout: Option<u32>,
     pub internal_local: bool,
     pub external_local: bool,
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with externalTrafficPolicy Local:
+    /// where this node answers load balancers whether it has local endpoints.
+    pub health_check_node_port: Option<u16>,
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -265,6 +268,24 @@ pub fn service_ports(
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let node_ports_allowed = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let health_check_node_port = if spec.type_.as_deref() == Some("LoadBalancer") && external_local
+    {
+        match spec.health_check_node_port {
+            None | Some(0) => None,
+            Some(p) => {
+                let port = port_u16(p);
+                if port.is_none() {
+                    bad(
+                        &mut problems,
+                        format!("healthCheckNodePort {p} is not a port number; no health check"),
+                    );
+                }
+                port
+            }
+        }
+    } else {
+        None
+    };
 
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
@@ -350,6 +371,7 @@ pub fn service_ports(
             affinity_timeout,
             internal_local,
             external_local,
+            health_check_node_port,
             endpoints,
         });
     }

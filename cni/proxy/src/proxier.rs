@@ -118,6 +118,8 @@ pub struct Proxier {
     conflicts: BTreeSet<String>,
     warned_no_conntrack: bool,
     pub last_no_local_endpoints: usize,
+    /// Services with a health check node port: the port and their local ready endpoints.
+    health: BTreeMap<ServiceKey, (u16, usize)>,
 }
 
 impl Proxier {
@@ -142,6 +144,7 @@ impl Proxier {
             conflicts: BTreeSet::new(),
             warned_no_conntrack: false,
             last_no_local_endpoints: 0,
+            health: BTreeMap::new(),
         }
     }
 
@@ -250,6 +253,10 @@ impl Proxier {
             } else {
                 self.problems.insert(c.key.clone(), problems);
             }
+            match crate::health_check::entry(&p) {
+                Some(e) => self.health.insert(c.key.clone(), e),
+                None => self.health.remove(&c.key),
+            };
             ports.push((c.key.to_string(), p));
         }
 
@@ -399,6 +406,16 @@ impl Proxier {
     }
 
     /// Asks for a recreate at the next sync (e.g. after the table was changed by someone else).
+    /// Health check node port → the Service and its local ready endpoints (kube-proxy's
+    /// ServiceHealthServer input). Two Services on one port: the first by name keeps it.
+    pub fn health_checks(&self) -> BTreeMap<u16, (ServiceKey, usize)> {
+        let mut out = BTreeMap::new();
+        for (key, (port, n)) in &self.health {
+            out.entry(*port).or_insert_with(|| (key.clone(), *n));
+        }
+        out
+    }
+
     pub fn force_recreate(&mut self) {
         for s in self.families.values_mut() {
             s.recreate = true;

@@ -103,6 +103,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         );
     }
     let proxier = Arc::new(Mutex::new(Proxier::new(cfg.proxy.clone())));
+    let mut health = crate::health_check::HealthServers::new(metrics.clone());
     let mut last_full = Instant::now();
     let mut full = true;
     loop {
@@ -114,7 +115,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         } else {
             cfg.proxy.node_ips.clone()
         };
-        if proxier.lock().expect("proxier").set_node(ips, node.zone) {
+        if proxier
+            .lock()
+            .expect("proxier")
+            .set_node(ips.clone(), node.zone)
+        {
             full = true;
         }
         let changes = caches.take_changes(full);
@@ -123,7 +128,12 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         let result = tokio::task::spawn_blocking(move || {
             let mut p = p.lock().expect("proxier");
             let r = p.sync(&changes, was_full);
-            (r, p.last_no_local_endpoints, p.problems())
+            (
+                r,
+                p.last_no_local_endpoints,
+                p.problems(),
+                p.health_checks(),
+            )
         })
         .await
         .expect("sync task");
@@ -142,6 +152,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
                 if was_full {
                     last_full = Instant::now();
                 }
+                health.sync(&result.3, &ips);
                 metrics.observe_sync(was_full, report.duration, report.conntrack_flushes);
                 tracing::debug!(
                     full = was_full,
