@@ -225,7 +225,8 @@ fn resource_quotas_refuse_charge_and_recalculate() {
         "create",
         "quota",
         "q",
-        "--hard=pods=2,requests.cpu=2,limits.cpu=4,services=1,requests.storage=1Gi,count/configmaps=4",
+        // services=2: the namespace already holds the API server's `kubernetes` Service.
+        "--hard=pods=2,requests.cpu=2,limits.cpu=4,services=2,requests.storage=1Gi,count/configmaps=4",
     ]);
     t.until("the quota's status", || {
         t.jsonpath(&["get", "quota", "q"], "{.status.used.pods}") == "0"
@@ -284,7 +285,7 @@ fn resource_quotas_refuse_charge_and_recalculate() {
         t.k.fails(&["create", "service", "clusterip", "s2", "--tcp=80:80"]);
     assert!(
         err.contains(
-            "exceeded quota: q, requested: services=1, used: services=1, limited: services=1"
+            "exceeded quota: q, requested: services=1, used: services=2, limited: services=2"
         ),
         "{err}"
     );

@@ -511,20 +511,32 @@ fn the_monitor_keeps_only_the_fds_it_needs_and_passes_on_no_signal_mask() {
     let mut m = Monitored::prepare(Runtime::pea(), tmp.path(), &["sleep", &marker]);
     let init = m.spawn_created();
     m.start();
-    let fds = |pid: i64| -> Vec<(i32, String)> {
+    let snapshot = |pid: i64| -> Vec<(i32, String)> {
         let mut v: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .flatten()
-            .map(|e| {
+            // An fd closed between the listing and the readlink (the process is still
+            // settling) is simply not there.
+            .filter_map(|e| {
                 let n = e.file_name().to_string_lossy().parse().unwrap();
-                (
-                    n,
-                    std::fs::read_link(e.path()).unwrap().display().to_string(),
-                )
+                Some((n, std::fs::read_link(e.path()).ok()?.display().to_string()))
             })
             .collect();
         v.sort();
         v
+    };
+    // The table once it holds still: two reads 20 ms apart agree (at most 2 s).
+    let fds = |pid: i64| -> Vec<(i32, String)> {
+        let mut last = snapshot(pid);
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let now = snapshot(pid);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
     };
     let mon = fds(m.pid as i64);
     let names: Vec<&str> = mon.iter().map(|(_, t)| t.as_str()).collect();
