@@ -53,6 +53,14 @@ echo "up.sh: web pods are on $nodes nodes"
 [ "$nodes" -ge 2 ]
 
 step "a pod reaches the Service by its DNS name (pea-dns + pea-proxy, across the VXLAN overlay)"
+# The rollout ends when the pods are Ready; the EndpointSlice and each node's pea-proxy follow
+# within a sync (--min-sync-period 1 s, as kube-proxy), so the first answer is waited for (≤ 30 s).
+for _ in $(seq 60); do
+  if timeout 10 kubectl exec deployment/web -- wget -q -O /dev/null http://web.default.svc.cluster.local/hostname 2>/dev/null; then
+    break
+  fi
+  sleep 0.5
+done
 for _ in 1 2 3; do
   timeout 20 kubectl exec deployment/web -- wget -q -O - http://web.default.svc.cluster.local/hostname
 done
