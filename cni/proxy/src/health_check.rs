@@ -6,15 +6,12 @@
 //! nftables default, `--nodeport-addresses primary`) and closed when the Service goes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 use crate::metrics::Metrics;
 use crate::model::{ServiceKey, ServicePort};
@@ -146,24 +143,11 @@ async fn serve(
     state: Arc<Mutex<(ServiceKey, usize)>>,
     metrics: Metrics,
 ) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (state, metrics) = (state.clone(), metrics.clone());
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
-                let (key, count) = state.lock().expect("health state").clone();
-                let r = respond(&key, count, metrics.healthy());
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            let _ = conn.await;
-        });
-    }
+    crate::metrics::serve_http(listener, move |_req: &Request<Incoming>| {
+        let (key, count) = state.lock().expect("health state").clone();
+        respond(&key, count, metrics.healthy())
+    })
+    .await
 }
 
 /// kube-proxy's answer, headers and body alike.
