@@ -43,7 +43,7 @@ fn start_child(dir: &Path) -> (Child, std::net::SocketAddr) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "serve_child",
+            "control_crash::serve_child",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

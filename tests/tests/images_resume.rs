@@ -12,7 +12,8 @@ use pea_tests::fixtures::{OciLayout, Registry};
 use pea_tests::images::{client_config, mount_image, open_store};
 use pea_tests::privileged::{require_program, require_root};
 
-const CHILD: &str = "child_pull_for_the_kill_test";
+// The name libtest knows it by in the `images` binary (module::function).
+const CHILD: &str = "images_resume::child_pull_for_the_kill_test";
 
 /// Not a test: the body of the child process [`a_pull_killed_midway_is_repaired_and_resumed`]
 /// kills. Run only through that test (it is ignored otherwise).
