@@ -510,6 +510,100 @@ fn server_side_apply_to_status_changes_only_status() {
     assert_eq!(code, 400);
 }
 
+/// kube's Node status strategy resets only spec: metadata written through nodes/status is
+/// kept (flannel publishes its annotations that way with `patch nodes/status` alone), spec is
+/// not; the main resource still cannot change status.
+#[test]
+fn node_status_writes_keep_metadata_and_never_spec() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let admin = cp.kubectl();
+    admin.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "st1", "labels": {"a": "1"}}, "spec": {"podCIDR": "10.244.7.0/24"}}"#,
+    );
+    // A user allowed only flannel's rules: get/list/watch nodes, patch nodes/status.
+    admin.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "flannel-like"},
+           "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                     {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]}]},
+          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "flannel-like"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "flannel-like"},
+           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "flannel-like"}]}]}"#,
+    );
+    // As flannel writes (client-go's Patch of nodes/status; kubectl would GET nodes/status
+    // first, which flannel's role does not allow).
+    let flannel_kc = cp.kubeconfig_for("flannel-like", &[]).unwrap();
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {"flannel.alpha.coreos.com/public-ip": "10.0.0.5"}, "labels": {"b": "2"}},
+        "spec": {"unschedulable": true, "podCIDR": "10.244.9.0/24"},
+        "status": {"capacity": {"cpu": "2"}}});
+    cp.block_on(async {
+        let client = pea_controllers::client_from_kubeconfig(&flannel_kc)
+            .await
+            .unwrap();
+        kube::Api::<k8s_openapi::api::core::v1::Node>::all(client)
+            .patch_status(
+                "st1",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    });
+    let flannel = pea_tests::control::Kubectl::new(&flannel_kc);
+    let node: Value =
+        serde_json::from_str(&admin.ok(&["get", "node", "st1", "-o", "json"])).unwrap();
+    assert_eq!(
+        node["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip"], "10.0.0.5",
+        "{node}"
+    );
+    assert_eq!(node["metadata"]["labels"]["a"], "1", "{node}");
+    assert_eq!(node["metadata"]["labels"]["b"], "2", "{node}");
+    assert_eq!(node["status"]["capacity"]["cpu"], "2", "{node}");
+    assert_eq!(node["spec"]["podCIDR"], "10.244.7.0/24", "{node}");
+    assert!(node["spec"].get("unschedulable").is_none(), "{node}");
+    // The main resource stays out of reach of that role.
+    let err = flannel.fails(&[
+        "patch",
+        "node",
+        "st1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"annotations":{"x":"y"}}}"#,
+    ]);
+    assert!(
+        err.contains("User \"flannel-like\" cannot patch resource \"nodes\""),
+        "{err}"
+    );
+    // A PUT of the whole Node to nodes/status: a changed spec is dropped, metadata kept.
+    let mut put = node.clone();
+    put["spec"]["podCIDR"] = "10.244.99.0/24".into();
+    put["metadata"]["annotations"]["c"] = "3".into();
+    let stored: Value = serde_json::from_str(&admin.ok_stdin(
+        &["replace", "--subresource=status", "-f", "-", "-o", "json"],
+        &put.to_string(),
+    ))
+    .unwrap();
+    assert_eq!(stored["spec"]["podCIDR"], "10.244.7.0/24", "{stored}");
+    assert_eq!(stored["metadata"]["annotations"]["c"], "3", "{stored}");
+    assert_eq!(stored["metadata"]["uid"], node["metadata"]["uid"]);
+    // Through the main resource, status is still the stored one.
+    let stored: Value = serde_json::from_str(&admin.ok(&[
+        "patch",
+        "node",
+        "st1",
+        "--type=merge",
+        "-o",
+        "json",
+        "-p",
+        r#"{"status":{"capacity":{"cpu":"64"}}}"#,
+    ]))
+    .unwrap();
+    assert_eq!(stored["status"]["capacity"]["cpu"], "2", "{stored}");
+}
+
 /// Patches and deletes built to exhaust memory, nest the stored object too deep or hit a panic
 /// get Status errors on a connection that stays usable, and leave every object readable.
 #[test]

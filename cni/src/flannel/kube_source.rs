@@ -134,7 +134,7 @@ impl KubeSource {
     }
 
     /// Writes `rec`'s annotations onto this node's Node (a merge patch of just those keys, so
-    /// other annotations stay). Runs with the node's own identity: it may only patch itself.
+    /// other annotations stay), through `nodes/status` as flannel does.
     pub async fn publish(&self, rec: &NodeRecord) -> Result<(), KubeSourceError> {
         self.patch_annotations(&rec.annotations, false).await
     }
@@ -149,8 +149,11 @@ impl KubeSource {
             dry_run,
             ..Default::default()
         };
+        // Through nodes/status, as flannel's kube subnet manager: its ClusterRole may patch
+        // only that subresource, and the API server keeps metadata written there (kube's
+        // Node status strategy resets only spec).
         self.nodes
-            .patch(&self.node_name, &params, &Patch::Merge(&patch))
+            .patch_status(&self.node_name, &params, &Patch::Merge(&patch))
             .await
             .map_err(|source| KubeSourceError::Publish {
                 node: self.node_name.clone(),

@@ -86,15 +86,14 @@ fn role_and_binding(name: &str, user: &str, rules: Vec<Value>) -> [Value; 2] {
 pub fn rbac() -> Value {
     let mut items = Vec::new();
     // flannel's role (kube-flannel-rbac.yml) without `pods get` (pea-flanneld is a host
-    // process, it reads no pod of its own) and with `patch` on nodes rather than nodes/status:
-    // pea-flanneld writes its annotations on the main resource, as pea-control's status
-    // subresource keeps only `status` of a write.
+    // process, it reads no pod of its own): it reads Nodes and writes its annotations through
+    // nodes/status, which keeps metadata as kube's Node status strategy does.
     items.extend(role_and_binding(
         "pea:flanneld",
         FLANNELD.user,
         vec![
             rule(&["get", "list", "watch"], "", &["nodes"]),
-            rule(&["patch"], "", &["nodes"]),
+            rule(&["patch"], "", &["nodes/status"]),
         ],
     ));
     // CoreDNS's system:coredns, narrowed to what pea-dns watches (no Endpoints: it reads
@@ -153,6 +152,21 @@ mod tests {
                 assert!(!r.to_string().contains('*'), "{r}");
             }
         }
+    }
+
+    #[test]
+    fn flanneld_writes_only_the_status_of_nodes() {
+        let v = rbac();
+        let role = &v["items"][0];
+        assert_eq!(role["metadata"]["name"], "pea:flanneld");
+        let writes: Vec<&Value> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["verbs"].to_string().contains("patch"))
+            .collect();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0]["resources"], json!(["nodes/status"]));
     }
 
     #[test]

@@ -75,6 +75,17 @@ fn merge_for_subresource(
                 &objects::rfc3339(ctx.now()),
             ))
         }
+        // kube's nodeStatusStrategy resets only `spec` (GetResetFields: spec): labels and
+        // annotations written through nodes/status are kept, which is how flannel publishes
+        // its annotations with `patch nodes/status` alone. Other kinds, and server-side apply
+        // to status (whose ownership records status fields only), keep status only here.
+        Some("status")
+            if ctx.def.kind == "Node"
+                && ctx.def.group.is_empty()
+                && !ctx.content_type.starts_with("application/apply-patch") =>
+        {
+            Ok(node_status_update(current, incoming))
+        }
         Some("status") => {
             let mut out = current.clone();
             out["status"] = incoming.get("status").cloned().unwrap_or(json!({}));
@@ -111,6 +122,21 @@ fn merge_for_subresource(
             "update of subresource {other}"
         ))),
     }
+}
+
+/// kube's nodeStatusStrategy.PrepareForUpdate: the incoming Node with the stored spec.
+/// Server-owned metadata (uid, creationTimestamp, managedFields, ...) is restored by [`write`].
+fn node_status_update(current: &Value, mut incoming: Value) -> Value {
+    match (current.get("spec"), incoming.as_object_mut()) {
+        (Some(spec), Some(m)) => {
+            m.insert("spec".into(), spec.clone());
+        }
+        (None, Some(m)) => {
+            m.remove("spec");
+        }
+        _ => {}
+    }
+    incoming
 }
 
 /// Writes `incoming` over `current` at revision `rev`; the result is the stored object.
