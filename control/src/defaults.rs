@@ -283,6 +283,20 @@ fn default_job(obj: &mut Value) {
         "TerminatingOrFailed"
     };
     set_if_absent(obj, "/spec/podReplacementPolicy", json!(replacement));
+    // batch/v1's SetDefaults_PodFailurePolicyOnPodConditionsPattern.
+    let rules = obj.pointer_mut("/spec/podFailurePolicy/rules");
+    for rule in rules.and_then(Value::as_array_mut).into_iter().flatten() {
+        let patterns = rule
+            .get_mut("onPodConditions")
+            .and_then(Value::as_array_mut);
+        for p in patterns
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            p.entry("status").or_insert_with(|| json!("True"));
+        }
+    }
     if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
         return;
     }

@@ -20,6 +20,7 @@ pub mod hpa_conversion;
 pub mod ingressclass;
 pub mod inuse_protection;
 pub mod ipalloc;
+pub mod job_validation;
 pub mod kubeconfig;
 pub mod kubelet_proxy;
 pub mod kubernetes_service;

@@ -383,6 +383,7 @@ fn job_spec(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
         ));
     }
     pod_spec(tpl, &format!("{at}.template.spec"), out);
+    crate::job_validation::check(spec, at, out);
 }
 
 /// A standard 5-field cron schedule (or a `@` descriptor), as robfig/cron's ParseStandard
