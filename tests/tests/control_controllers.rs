@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::chrono::SubsecRound;
 use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use pea_controllers::ControllersConfig;
@@ -1149,6 +1150,359 @@ fn jobs_run_to_completion_or_fail_past_the_backoff_limit() {
         .unwrap();
     assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
     assert_eq!(s.failed, Some(2));
+}
+
+impl Test {
+    fn job(&self, name: &str) -> Job {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), "default");
+        self.rt.block_on(api.get(name)).expect("get job")
+    }
+
+    /// The Job's pods still running (Pending as far as the hollow kubelet is concerned).
+    fn unfinished(&self, job: &str) -> Vec<Pod> {
+        self.pods(&format!("job-name={job}"))
+            .into_iter()
+            .filter(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .collect()
+    }
+
+    /// The hollow kubelet finishes a pod: `phase`, and every container terminated with
+    /// `exit_code` at `finished_at`, plus `conditions`.
+    fn finish_pod(
+        &self,
+        pod: &Pod,
+        phase: &str,
+        exit_code: i32,
+        finished_at: k8s_openapi::chrono::DateTime<k8s_openapi::chrono::Utc>,
+        conditions: serde_json::Value,
+    ) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let at = finished_at.to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+        let statuses: Vec<serde_json::Value> = pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .map(|c| {
+                json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": exit_code, "finishedAt": at}}})
+            })
+            .collect();
+        self.rt
+            .block_on(api.patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "phase": phase, "containerStatuses": statuses, "conditions": conditions,
+                }})),
+            ))
+            .expect("finish pod");
+    }
+}
+
+fn condition_of(job: &Job, type_: &str) -> Option<(String, String)> {
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+fn index_of(p: &Pod) -> String {
+    p.metadata.annotations.as_ref().unwrap()["batch.kubernetes.io/job-completion-index"].clone()
+}
+
+#[test]
+fn indexed_jobs_run_each_index_once_and_complete_when_all_succeeded() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    let now = k8s_openapi::chrono::Utc::now;
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: idx}\nspec:\n  completions: 3\n  parallelism: 2\n  completionMode: Indexed\n  template:\n    spec:\n      subdomain: workers\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}, {name: side, image: busybox}]\n",
+    );
+    let first = eventually("pods for indexes 0 and 1", || {
+        let mut p = t.unfinished("idx");
+        p.sort_by_key(index_of);
+        (p.len() == 2).then_some(p)
+    });
+    for (i, p) in first.iter().enumerate() {
+        let name = p.name_any();
+        assert!(name.starts_with(&format!("idx-{i}-")), "{name}");
+        assert_eq!(index_of(p), i.to_string());
+        let labels = p.metadata.labels.as_ref().unwrap();
+        assert_eq!(
+            labels["batch.kubernetes.io/job-completion-index"],
+            i.to_string()
+        );
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some(format!("idx-{i}").as_str()));
+        assert_eq!(spec.subdomain.as_deref(), Some("workers"));
+        for c in &spec.containers {
+            let env = c.env.as_ref().unwrap();
+            let e = env
+                .iter()
+                .find(|e| e.name == "JOB_COMPLETION_INDEX")
+                .unwrap();
+            let path = &e
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path;
+            assert_eq!(
+                path,
+                "metadata.labels['batch.kubernetes.io/job-completion-index']"
+            );
+        }
+    }
+    // Index 1 succeeds: index 2 is the next (lowest missing) index.
+    t.finish_pod(&first[1], "Succeeded", 0, now(), json!([]));
+    let second = eventually("a pod for index 2", || {
+        t.unfinished("idx").into_iter().find(|p| index_of(p) == "2")
+    });
+    eventually("completedIndexes 1", || {
+        let s = t.job("idx").status?;
+        (s.completed_indexes.as_deref() == Some("1") && s.succeeded == Some(1)).then_some(())
+    });
+    // A second pod for index 0 (as a lost creation or a restore would leave): the ready one is
+    // kept and the copy deleted.
+    t.make_ready(&first[0]);
+    let mut copy = first[0].clone();
+    copy.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some("idx-0-copy".into()),
+        labels: copy.metadata.labels.clone(),
+        annotations: copy.metadata.annotations.clone(),
+        owner_references: copy.metadata.owner_references.clone(),
+        ..Default::default()
+    };
+    copy.status = None;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    t.rt.block_on(pods.create(&Default::default(), &copy))
+        .expect("create a duplicate of index 0");
+    eventually("the duplicate deleted", || {
+        let names: Vec<String> = t.unfinished("idx").iter().map(|p| p.name_any()).collect();
+        (!names.contains(&"idx-0-copy".to_string()) && names.contains(&first[0].name_any()))
+            .then_some(())
+    });
+    t.finish_pod(&first[0], "Succeeded", 0, now(), json!([]));
+    eventually("completedIndexes 0,1", || {
+        let s = t.job("idx").status?;
+        (s.completed_indexes.as_deref() == Some("0,1")).then_some(())
+    });
+    assert!(
+        condition_of(&t.job("idx"), "Complete").is_none(),
+        "index 2 has not succeeded yet"
+    );
+    t.finish_pod(&second, "Succeeded", 0, now(), json!([]));
+    t.k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/idx",
+        "--timeout=60s",
+    ]);
+    let s = t.job("idx").status.unwrap();
+    assert_eq!(s.completed_indexes.as_deref(), Some("0-2"));
+    assert_eq!(s.succeeded, Some(3));
+    let row = t.k.ok(&["get", "job", "idx", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["idx", "Complete", "3/3"], "{row}");
+    assert_eq!(t.pods("job-name=idx").len(), 3, "one pod per index");
+}
+
+#[test]
+fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_exit_code_42() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    let now = k8s_openapi::chrono::Utc::now;
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: pfp}\nspec:\n  backoffLimit: 0\n  podFailurePolicy:\n    rules:\n    - action: Ignore\n      onPodConditions: [{type: DisruptionTarget}]\n    - action: FailJob\n      onExitCodes: {containerName: main, operator: In, values: [42]}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n",
+    );
+    let job = t.job("pfp");
+    let rules = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .pod_failure_policy
+        .as_ref()
+        .unwrap()
+        .rules;
+    assert_eq!(
+        rules[0].on_pod_conditions.as_ref().unwrap()[0].status,
+        "True",
+        "status defaults to True"
+    );
+    let p1 = eventually("the first pod", || t.unfinished("pfp").into_iter().next());
+    // A disruption: ignored, so backoffLimit 0 is not exceeded and the pod is replaced at once.
+    t.finish_pod(
+        &p1,
+        "Failed",
+        137,
+        now(),
+        json!([{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}]),
+    );
+    let p2 = eventually("a replacement pod", || {
+        t.unfinished("pfp")
+            .into_iter()
+            .find(|p| p.name_any() != p1.name_any())
+    });
+    let job = t.job("pfp");
+    assert!(
+        condition_of(&job, "Failed").is_none(),
+        "the disruption is ignored"
+    );
+    assert_eq!(job.status.unwrap().failed, None, "not counted");
+    // Exit code 42 in container main: FailJob.
+    t.finish_pod(&p2, "Failed", 42, now(), json!([]));
+    t.k.ok(&["wait", "--for=condition=failed", "job/pfp", "--timeout=60s"]);
+    let job = t.job("pfp");
+    let want = format!(
+        "Container main for pod default/{} failed with exit code 42 matching FailJob rule at index 1",
+        p2.name_any()
+    );
+    assert_eq!(
+        condition_of(&job, "Failed"),
+        Some(("PodFailurePolicy".to_string(), want.clone()))
+    );
+    assert_eq!(
+        condition_of(&job, "FailureTarget"),
+        Some(("PodFailurePolicy".to_string(), want))
+    );
+    assert_eq!(job.status.unwrap().failed, Some(1));
+}
+
+#[test]
+fn success_policy_completes_an_indexed_job_early_and_removes_the_rest() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    let now = k8s_openapi::chrono::Utc::now;
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: leader}\nspec:\n  completions: 4\n  parallelism: 4\n  completionMode: Indexed\n  successPolicy:\n    rules:\n    - succeededIndexes: \"0\"\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let pods = eventually("4 pods", || {
+        let p = t.unfinished("leader");
+        (p.len() == 4).then_some(p)
+    });
+    // Index 3 succeeding does not meet the rule.
+    let by_index = |i: &str| pods.iter().find(|p| index_of(p) == i).unwrap();
+    t.finish_pod(by_index("3"), "Succeeded", 0, now(), json!([]));
+    eventually("completedIndexes 3", || {
+        let s = t.job("leader").status?;
+        (s.completed_indexes.as_deref() == Some("3")).then_some(())
+    });
+    assert!(condition_of(&t.job("leader"), "SuccessCriteriaMet").is_none());
+    t.finish_pod(by_index("0"), "Succeeded", 0, now(), json!([]));
+    t.k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/leader",
+        "--timeout=60s",
+    ]);
+    let job = t.job("leader");
+    let want = Some((
+        "SuccessPolicy".to_string(),
+        "Matched rules at index 0".to_string(),
+    ));
+    assert_eq!(condition_of(&job, "SuccessCriteriaMet"), want);
+    assert_eq!(condition_of(&job, "Complete"), want);
+    let s = job.status.unwrap();
+    assert_eq!(s.completed_indexes.as_deref(), Some("0,3"));
+    assert!(s.completion_time.is_some());
+    assert!(t.unfinished("leader").is_empty(), "indexes 1 and 2 removed");
+}
+
+#[test]
+fn failed_pods_are_replaced_after_the_backoff_delay_and_restarts_count() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    let now = k8s_openapi::chrono::Utc::now;
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: slow}\nspec:\n  backoffLimit: 5\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let p1 = eventually("the first pod", || t.unfinished("slow").into_iter().next());
+    let failed_at = now();
+    t.finish_pod(&p1, "Failed", 1, failed_at, json!([]));
+    eventually("failure counted", || {
+        (t.job("slow").status?.failed == Some(1)).then_some(())
+    });
+    // kube's first delay is 10 s after the failure: no replacement for the next 5 s.
+    let quiet = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < quiet {
+        assert!(
+            t.unfinished("slow").is_empty(),
+            "replaced within the 10 s backoff"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let p2 = eventually("the replacement after the delay", || {
+        t.unfinished("slow").into_iter().next()
+    });
+    let created = p2.metadata.creation_timestamp.as_ref().unwrap().0;
+    assert!(
+        created >= failed_at.trunc_subsecs(0) + k8s_openapi::chrono::Duration::seconds(10),
+        "created at {created}, failed at {failed_at}"
+    );
+
+    // OnFailure: two container restarts reach backoffLimit 2.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: restarts}\nspec:\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: OnFailure\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let p = eventually("the pod", || t.unfinished("restarts").into_iter().next());
+    let api: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    let restarted = |n: i32| {
+        json!({"status": {"phase": "Running", "containerStatuses": [{
+            "name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": n,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}})
+    };
+    t.rt.block_on(api.patch_status(
+        &p.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(restarted(1)),
+    ))
+    .expect("one restart");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        condition_of(&t.job("restarts"), "Failed").is_none(),
+        "1 restart < 2"
+    );
+    t.rt.block_on(api.patch_status(
+        &p.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(restarted(2)),
+    ))
+    .expect("two restarts");
+    t.k.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/restarts",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        condition_of(&t.job("restarts"), "Failed").map(|c| c.0),
+        Some("BackoffLimitExceeded".to_string())
+    );
+    let left = t.unfinished("restarts");
+    assert!(left.is_empty(), "the restarting pod deleted: {left:?}");
 }
 
 #[test]
