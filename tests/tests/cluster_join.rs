@@ -5,6 +5,7 @@
 //! bad tokens (401) and a wrong CA pin refused; `kubectl certificate approve|deny` on a CSR a
 //! person has to decide.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -39,6 +40,20 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// kubectl with `kubeconfig` inside `netns` (HOME in `home`, so no cache outside the test).
+fn kubectl_as(netns: &Path, home: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .arg("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("running kubectl")
 }
 
 /// A PEM CSR for `cn` in `orgs` and its base64 for `spec.request`.
@@ -206,6 +221,233 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         table.contains("Approved,Issued") && table.contains(&format!("system:bootstrap:{id}")),
         "{table}"
     );
+
+    // The add-ons' own identities, asked for with the node's new certificate (what the
+    // joined worker's pea-proxy and pea-flanneld units run before they start).
+    let home = node.dir.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    // The add-ons' ClusterRoles and bindings, as a control plane's `pea install` applies them
+    // (system:kube-proxy's system:node-proxier binding is pea-control's own).
+    let cp_root = node.dir.path().join("cp-root");
+    std::fs::create_dir_all(&cp_root)?;
+    let out = pea(
+        None,
+        &[
+            "install",
+            "--role",
+            "control-plane",
+            "--node-ip",
+            "127.0.0.1",
+            "--node-name",
+            "cp",
+            "--root",
+            &cp_root.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    node.ok(&[
+        "apply",
+        "-f",
+        &cp_root
+            .join("etc/pea/addons-rbac.json")
+            .display()
+            .to_string(),
+    ]);
+    let node_kc = node.node_kubeconfig.display().to_string();
+    for (component, user, file, allowed, refused) in [
+        (
+            "pea-proxy",
+            "system:kube-proxy",
+            "proxy.kubeconfig",
+            &["list", "endpointslices.discovery.k8s.io"][..],
+            &["list", "secrets"][..],
+        ),
+        (
+            "pea-flanneld",
+            "system:pea-flanneld",
+            "flanneld.kubeconfig",
+            &["patch", "nodes", "--subresource=status"][..],
+            &["patch", "nodes"][..],
+        ),
+    ] {
+        let out_path = node.dir.path().join(file);
+        let out_arg = out_path.display().to_string();
+        let out = pea(
+            Some(netns.as_path()),
+            &[
+                "addon-kubeconfig",
+                "--component",
+                component,
+                "--kubeconfig",
+                &node_kc,
+                "--out",
+                &out_arg,
+                "--timeout",
+                "30",
+            ],
+        );
+        assert!(out.status.success(), "{component}: {}", text(&out));
+        assert_eq!(
+            std::fs::metadata(&out_path)?.permissions().mode() & 0o777,
+            0o600
+        );
+        let as_addon = |args: &[&str]| kubectl_as(&netns, &home, &out_path, args);
+        let whoami = as_addon(&["auth", "whoami", "-o", "json"]);
+        assert!(whoami.status.success(), "{}", text(&whoami));
+        let me: Value = serde_json::from_slice(&whoami.stdout)?;
+        assert_eq!(me["status"]["userInfo"]["username"], user, "{me}");
+        let groups = me["status"]["userInfo"]["groups"].to_string();
+        assert!(
+            !groups.contains("system:nodes") && !groups.contains("system:masters"),
+            "{groups}"
+        );
+        let denied = as_addon(&["get", "secrets", "-A"]);
+        assert!(
+            text(&denied).contains(&format!("User \"{user}\" cannot list resource \"secrets\"")),
+            "{}",
+            text(&denied)
+        );
+        let can = |what: &[&str]| {
+            let o = as_addon(&[&["auth", "can-i"][..], what].concat());
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        assert_eq!(can(allowed), "yes", "{user} {allowed:?}");
+        assert_eq!(can(refused), "no", "{user} {refused:?}");
+        // A second run keeps the still-valid kubeconfig (no new CSR).
+        let again = pea(
+            Some(netns.as_path()),
+            &[
+                "addon-kubeconfig",
+                "--component",
+                component,
+                "--kubeconfig",
+                &node_kc,
+                "--out",
+                &out_arg,
+            ],
+        );
+        assert!(text(&again).contains("kept"), "{}", text(&again));
+    }
+    let csrs = node.get_json(&["csr"]).context("listing CSRs")?;
+    let addon_csrs: Vec<&Value> = csrs["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client")
+        .collect();
+    assert_eq!(addon_csrs.len(), 2, "{csrs}");
+    for c in &addon_csrs {
+        assert_eq!(c["spec"]["username"], "system:node:joiner", "{c}");
+        let approved = condition(c, "Approved").context("Approved")?;
+        assert_eq!(approved["reason"], "AutoApproved", "{c}");
+    }
+
+    // Abuse: the node asks for another user, for a group, for a serving usage: each is
+    // denied with the reason and never signed.
+    let node_kc_path = node.node_kubeconfig.clone();
+    let as_node = |yaml: &str| {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", netns.display()))
+            .arg("kubectl")
+            .arg("--kubeconfig")
+            .arg(&node_kc_path)
+            .args(["create", "-f", "-"])
+            .env("HOME", &home)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("kubectl");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("stdin");
+        child.wait_with_output().expect("kubectl")
+    };
+    let client = "kubernetes.io/kube-apiserver-client";
+    for (name, cn, orgs, why) in [
+        (
+            "node-wants-admin",
+            "admin",
+            &[][..],
+            "\"admin\" is not an add-on user",
+        ),
+        (
+            "node-wants-a-group",
+            "system:kube-proxy",
+            &["system:nodes"][..],
+            "organization \"system:nodes\" would be a group",
+        ),
+        (
+            "node-wants-other-node",
+            "system:node:other",
+            &[][..],
+            "is not an add-on user",
+        ),
+    ] {
+        let out = as_node(&csr_yaml(name, client, cn, orgs));
+        assert!(out.status.success(), "{}", text(&out));
+        let denied = wait_for(&format!("{name} denied"), Duration::from_secs(15), || {
+            let c = node.get_json(&["csr", name])?;
+            condition(&c, "Denied").map(|d| (c, d))
+        })?;
+        assert_eq!(denied.1["reason"], "AddOnIdentityRefused", "{}", denied.0);
+        assert!(
+            denied.1["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(why),
+            "{}",
+            denied.1
+        );
+        assert!(
+            denied.0.pointer("/status/certificate").is_none(),
+            "{}",
+            denied.0
+        );
+        assert!(condition(&denied.0, "Approved").is_none(), "{}", denied.0);
+    }
+    // system:masters is refused before any controller sees it (kube's CSR validation).
+    let out = as_node(&csr_yaml(
+        "node-wants-masters",
+        client,
+        "system:kube-proxy",
+        &["system:masters"],
+    ));
+    assert!(
+        !out.status.success()
+            && text(&out).contains("signer with system:masters group is not allowed"),
+        "{}",
+        text(&out)
+    );
+    // The same add-on user asked for by someone who is not a node waits for a person, and
+    // `pea addon-kubeconfig` says so.
+    let not_node = node.dir.path().join("not-a-node.kubeconfig");
+    let out = pea(
+        Some(netns.as_path()),
+        &[
+            "addon-kubeconfig",
+            "--component",
+            "pea-proxy",
+            "--kubeconfig",
+            &admin,
+            "--out",
+            &not_node.display().to_string(),
+            "--timeout",
+            "3",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("was not signed within 3 s")
+            && text(&out).contains("only when --kubeconfig is a node's own identity"),
+        "{}",
+        text(&out)
+    );
+    assert!(!not_node.exists());
 
     // A CSR no controller may approve waits for a person: deny stops it, approve signs one.
     node.apply(&csr_yaml(
@@ -599,7 +841,6 @@ fn files_under(root: &Path) -> Vec<String> {
 
 #[test]
 fn join_with_node_ip_installs_a_worker_that_bootstraps() -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let cp = ControlPlane::start(Backend::Embedded)?;
     let _signer = bootstrap_signer(&cp);
     let out = pea(
@@ -688,6 +929,35 @@ fn join_with_node_ip_installs_a_worker_that_bootstraps() -> Result<()> {
             && unit.contains("--kubeconfig /etc/pea/kubelet.kubeconfig"),
         "{unit}"
     );
+    // pea-proxy and pea-flanneld get their own identities with the node's certificate.
+    for (unit_file, component, flag) in [
+        (
+            "pea-proxy.service",
+            "pea-proxy",
+            "--kubeconfig /etc/pea/proxy.kubeconfig",
+        ),
+        (
+            "pea-flanneld.service",
+            "pea-flanneld",
+            "--kubeconfig-file /etc/pea/flanneld.kubeconfig",
+        ),
+    ] {
+        let unit = std::fs::read_to_string(root.join("etc/systemd/system").join(unit_file))?;
+        let start = unit
+            .lines()
+            .find(|l| l.starts_with("ExecStart="))
+            .context("ExecStart")?;
+        assert!(
+            start.contains(flag) && !start.contains("kubelet.kubeconfig"),
+            "{unit}"
+        );
+        assert!(
+            unit.contains(&format!(
+                "ExecStartPre={bin_dir}/pea addon-kubeconfig --component {component} --kubeconfig /etc/pea/kubelet.kubeconfig --out /etc/pea/"
+            )),
+            "{unit}"
+        );
+    }
     let boot = root.join("etc/pea/bootstrap-kubelet.kubeconfig");
     let boot_text = std::fs::read_to_string(&boot)?;
     assert!(boot_text.contains(&token), "{boot_text}");

@@ -226,8 +226,10 @@ fn files(o: &Options) -> Result<Vec<File>> {
     };
     // pea-proxy's and pea-flanneld's own identities: a control plane mints them from its CA on
     // first start (after the kubelet's unit, which waits for that CA); a worker has them from
-    // --proxy-kubeconfig/--flanneld-kubeconfig, or, joined with a bootstrap token, runs them
-    // with the kubelet's certificate (the token can get only a node's identity signed).
+    // --proxy-kubeconfig/--flanneld-kubeconfig, or, joined with a bootstrap token (which can get
+    // only a node's identity signed), asks for them with the node's certificate once the
+    // kubelet has it (`pea addon-kubeconfig`: a CSR the control plane approves for nodes only),
+    // renewing them at a start in the last fifth of their life.
     let addon = |id: &identities::Identity, given: &Option<PathBuf>| -> (String, String) {
         let path = format!("/etc/pea/{}", id.file);
         match o.role {
@@ -243,7 +245,15 @@ fn files(o: &Options) -> Result<Vec<File>> {
                 )
             }
             Role::Worker if given.is_some() => (path, String::new()),
-            Role::Worker => ("/etc/pea/kubelet.kubeconfig".into(), String::new()),
+            Role::Worker => (
+                path.clone(),
+                // The wait covers the kubelet's TLS bootstrap (minutes in a TCG VM).
+                format!(
+                    "ExecStartPre={} addon-kubeconfig --component {} --kubeconfig /etc/pea/kubelet.kubeconfig --out {path} --wait 300 --timeout 120\nTimeoutStartSec=450\n",
+                    bin("pea"),
+                    id.component
+                ),
+            ),
         }
     };
     let (proxy_kc, proxy_pre) = addon(&identities::PROXY, &o.proxy_kubeconfig);

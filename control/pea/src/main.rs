@@ -5,6 +5,7 @@
 //! kubectl): it links no pea crate. The root network namespace is never changed: the host reaches
 //! the API server through a loopback forwarder (`pea forward`).
 
+mod addon_kubeconfig;
 mod cluster;
 mod down;
 mod etcd;
@@ -133,7 +134,8 @@ enum Cmd {
         #[arg(long)]
         bootstrap_kubeconfig: Option<std::path::PathBuf>,
         /// With --kubeconfig: pea-proxy's identity (system:kube-proxy), issued on the control
-        /// plane by `pea-control kubeconfig --user system:kube-proxy`.
+        /// plane by `pea-control kubeconfig --user system:kube-proxy`. A worker installed with
+        /// --bootstrap-kubeconfig gets it (and pea-flanneld's) with `pea addon-kubeconfig`.
         #[arg(long)]
         proxy_kubeconfig: Option<std::path::PathBuf>,
         /// With --kubeconfig: pea-flanneld's identity (system:pea-flanneld), issued as above.
@@ -178,6 +180,26 @@ enum Cmd {
         root: std::path::PathBuf,
         #[arg(long, default_value = "/usr/local/bin")]
         bin_dir: std::path::PathBuf,
+    },
+    /// On a joined worker: gets an add-on's own identity (pea-proxy: system:kube-proxy,
+    /// pea-flanneld: system:pea-flanneld) with the node's credentials: a CSR the control plane
+    /// approves for nodes only, written as the add-on's kubeconfig (kept while it has a fifth
+    /// of its lifetime left).
+    AddonKubeconfig {
+        #[arg(long, value_enum)]
+        component: addon_kubeconfig::Component,
+        /// The node's own kubeconfig (system:node:NAME), as the kubelet wrote it.
+        #[arg(long, default_value = "/etc/pea/kubelet.kubeconfig")]
+        kubeconfig: std::path::PathBuf,
+        /// Where the add-on's kubeconfig goes (0600).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Seconds to wait for --kubeconfig to appear (the kubelet's TLS bootstrap).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        /// Seconds to wait for the CSR to be approved and signed.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
     /// Removes what `pea install` wrote (stopping its units on the running system).
     Uninstall {
@@ -260,6 +282,19 @@ fn main() {
                 })
             }),
         Cmd::Uninstall { root } => install::uninstall(&root),
+        Cmd::AddonKubeconfig {
+            component,
+            kubeconfig,
+            out,
+            wait,
+            timeout,
+        } => addon_kubeconfig::run(&addon_kubeconfig::Options {
+            component,
+            kubeconfig,
+            out,
+            wait: std::time::Duration::from_secs(wait),
+            timeout: std::time::Duration::from_secs(timeout),
+        }),
         Cmd::PrometheusConfig {
             name,
             scrape_interval,

@@ -540,11 +540,16 @@ pub static CONTROLLER_ROLES: &[RoleSpec] = &[
                 NONE,
                 NONE,
             ),
+            // pea: also the client signer, for the add-on client rule (a node's CSRs for
+            // system:kube-proxy and system:pea-flanneld; pea-controllers' csr/addon_client.rs).
             R(
                 &["approve"],
                 &["certificates.k8s.io"],
                 &["signers"],
-                &["kubernetes.io/kube-apiserver-client-kubelet"],
+                &[
+                    "kubernetes.io/kube-apiserver-client",
+                    "kubernetes.io/kube-apiserver-client-kubelet",
+                ],
                 NONE,
             ),
             R(

@@ -2,8 +2,10 @@
 //! kubelet client CSR is approved when a SubjectAccessReview for its requestor allows `create`
 //! on `certificatesigningrequests/selfnodeclient` (the requestor is the node the certificate
 //! names: a renewal) or `certificatesigningrequests/nodeclient` (a new node, e.g. a bootstrap
-//! token bound by kubeadm's `kubeadm:node-autoapprove-bootstrap`). Other CSRs wait for a
-//! person (`kubectl certificate approve|deny`).
+//! token bound by kubeadm's `kubeadm:node-autoapprove-bootstrap`). pea adds one rule
+//! ([`super::addon_client`]): a node's `kubernetes.io/kube-apiserver-client` CSR for one of its
+//! add-ons' users is approved, any other from a node denied. Other CSRs wait for a person
+//! (`kubectl certificate approve|deny`).
 
 use std::sync::Arc;
 
@@ -18,7 +20,11 @@ use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
-use super::{check_kubelet_client, has_condition, parse_request, subject, KUBELET_CLIENT_SIGNER};
+use super::addon_client::{self, Verdict};
+use super::{
+    check_kubelet_client, has_condition, parse_request, subject, CLIENT_SIGNER,
+    KUBELET_CLIENT_SIGNER,
+};
 use crate::informer::{Cache, Change};
 use crate::queue::{run_workers, Queue, Requeue};
 use crate::{Clock, Informers};
@@ -82,10 +88,26 @@ impl CsrApprover {
         let Some(csr) = self.csrs.get("", name) else {
             return Ok(Requeue::default());
         };
-        if has_condition(&csr, "Approved")
-            || has_condition(&csr, "Denied")
-            || csr.spec.signer_name != KUBELET_CLIENT_SIGNER
-        {
+        if has_condition(&csr, "Approved") || has_condition(&csr, "Denied") {
+            return Ok(Requeue::default());
+        }
+        if csr.spec.signer_name == CLIENT_SIGNER {
+            match addon_client::review(&csr) {
+                Verdict::NotOurs => {}
+                Verdict::Approve(message) => {
+                    self.decide(&csr, "Approved", "AutoApproved", message)
+                        .await?;
+                    tracing::info!(csr = %name, "auto-approved an add-on client certificate for a node");
+                }
+                Verdict::Deny(message) => {
+                    tracing::warn!(csr = %name, requestor = ?csr.spec.username, %message, "denied a node's client certificate request");
+                    self.decide(&csr, "Denied", "AddOnIdentityRefused", message)
+                        .await?;
+                }
+            }
+            return Ok(Requeue::default());
+        }
+        if csr.spec.signer_name != KUBELET_CLIENT_SIGNER {
             return Ok(Requeue::default());
         }
         let Ok(req) = parse_request(&csr) else {
@@ -103,7 +125,13 @@ impl CsrApprover {
         subresources.push("nodeclient");
         for sub in subresources {
             if self.allowed(&csr, sub).await? {
-                self.approve(&csr).await?;
+                self.decide(
+                    &csr,
+                    "Approved",
+                    "AutoApproved",
+                    "Auto approving kubelet client certificate after SubjectAccessReview.".into(),
+                )
+                .await?;
                 tracing::info!(csr = %name, via = sub, "auto-approved kubelet client certificate");
                 return Ok(Requeue::default());
             }
@@ -145,7 +173,14 @@ impl CsrApprover {
         Ok(reviewed.status.is_some_and(|s| s.allowed))
     }
 
-    async fn approve(&self, csr: &CertificateSigningRequest) -> Result<(), ApprovingError> {
+    /// Adds the `kind` (Approved or Denied) condition through the approval subresource.
+    async fn decide(
+        &self,
+        csr: &CertificateSigningRequest,
+        kind: &str,
+        reason: &str,
+        message: String,
+    ) -> Result<(), ApprovingError> {
         let mut next = csr.clone();
         let now = Time(self.clock.now());
         next.status
@@ -153,12 +188,10 @@ impl CsrApprover {
             .conditions
             .get_or_insert_with(Vec::new)
             .push(CertificateSigningRequestCondition {
-                type_: "Approved".into(),
+                type_: kind.into(),
                 status: "True".into(),
-                reason: Some("AutoApproved".into()),
-                message: Some(
-                    "Auto approving kubelet client certificate after SubjectAccessReview.".into(),
-                ),
+                reason: Some(reason.into()),
+                message: Some(message),
                 last_update_time: Some(now.clone()),
                 last_transition_time: Some(now),
             });
@@ -169,7 +202,7 @@ impl CsrApprover {
             .await
             .map_err(|source| ApprovingError::Api {
                 name: name.clone(),
-                what: "approving",
+                what: "deciding",
                 source,
             })?;
         Ok(())

@@ -2,7 +2,8 @@
 //! the bootstrap token cleaner (pkg/controller/bootstrap):
 //! - [`approving`] (`csrapproving`): approves kubelet client CSRs whose requestor a
 //!   SubjectAccessReview allows `create` on `certificatesigningrequests/nodeclient` (a new node's
-//!   bootstrap token) or `.../selfnodeclient` (a node renewing its own certificate);
+//!   bootstrap token) or `.../selfnodeclient` (a node renewing its own certificate), and a
+//!   node's client CSRs for its add-ons' own users ([`addon_client`], pea's rule);
 //! - [`signing`] (`csrsigning`): issues approved CSRs of the `kubernetes.io/*` client and
 //!   kubelet-serving signers from the cluster CA (kube's `--cluster-signing-cert-file` and
 //!   `--cluster-signing-key-file`);
@@ -10,6 +11,7 @@
 //!
 //! Each runs its own informer of the objects it reads (CSRs, kube-system Secrets).
 
+pub mod addon_client;
 pub mod approving;
 pub mod signing;
 pub mod tokencleaner;
