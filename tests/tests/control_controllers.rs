@@ -1335,6 +1335,23 @@ fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_exit_code_42() {
         &["create", "-f", "-"],
         "apiVersion: batch/v1\nkind: Job\nmetadata: {name: pfp}\nspec:\n  backoffLimit: 0\n  podFailurePolicy:\n    rules:\n    - action: Ignore\n      onPodConditions: [{type: DisruptionTarget}]\n    - action: FailJob\n      onExitCodes: {containerName: main, operator: In, values: [42]}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n",
     );
+    // The API refuses what the controller cannot honour, as kube-apiserver does.
+    let err = t.k.fails_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: pfp-bad}\nspec:\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {operator: In, values: [42]}\n  template:\n    spec:\n      restartPolicy: OnFailure\n      containers: [{name: main, image: busybox}]\n",
+    );
+    assert!(
+        err.contains("spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified"),
+        "{err}"
+    );
+    let err = t.k.fails_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: per-index}\nspec:\n  completions: 2\n  completionMode: Indexed\n  backoffLimitPerIndex: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n",
+    );
+    assert!(
+        err.contains("spec.backoffLimitPerIndex: Forbidden: not implemented"),
+        "{err}"
+    );
     let job = t.job("pfp");
     let rules = &job
         .spec
@@ -1503,6 +1520,48 @@ fn failed_pods_are_replaced_after_the_backoff_delay_and_restarts_count() {
     );
     let left = t.unfinished("restarts");
     assert!(left.is_empty(), "the restarting pod deleted: {left:?}");
+}
+
+#[test]
+fn pod_replacement_policy_failed_waits_for_terminating_pods() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    let job = |name: &str, policy: &str| {
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  podReplacementPolicy: {policy}\n  template:\n    spec:\n      nodeName: ghost\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox}}]\n")
+    };
+    // Bound to a node, a deleted pod stays terminating until its kubelet (none here) is done.
+    t.k.ok_stdin(&["create", "-f", "-"], &job("patient", "Failed"));
+    t.k.ok_stdin(&["create", "-f", "-"], &job("eager", "TerminatingOrFailed"));
+    let p1 = eventually("the patient pod", || {
+        t.unfinished("patient").into_iter().next()
+    });
+    let e1 = eventually("the eager pod", || t.unfinished("eager").into_iter().next());
+    for p in [&p1, &e1] {
+        t.k.ok(&["delete", "pod", &p.name_any(), "--wait=false"]);
+    }
+    eventually("the eager pod replaced while terminating", || {
+        t.unfinished("eager")
+            .into_iter()
+            .find(|p| p.name_any() != e1.name_any())
+    });
+    eventually("terminating counted", || {
+        (t.job("patient").status?.terminating == Some(1)).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        t.unfinished("patient").is_empty(),
+        "podReplacementPolicy Failed: no replacement while the pod terminates"
+    );
+    // The kubelet reports it failed (a minute ago: no backoff left): now it is replaced.
+    let long_ago = k8s_openapi::chrono::Utc::now() - k8s_openapi::chrono::Duration::seconds(60);
+    t.finish_pod(&p1, "Failed", 1, long_ago, json!([]));
+    eventually("the patient pod replaced once failed", || {
+        t.unfinished("patient").into_iter().next()
+    });
+    eventually("failed 1, terminating 0", || {
+        let s = t.job("patient").status?;
+        (s.failed == Some(1) && s.terminating == Some(0)).then_some(())
+    });
 }
 
 #[test]

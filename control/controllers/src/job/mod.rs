@@ -4,9 +4,10 @@
 //! per pending completion index, lowest first, and finish when every index succeeded or a
 //! [`success_policy`] rule is met. Failed pods count toward `backoffLimit` unless the
 //! [`failure_policy`] ignores them (or fails the Job at once); `OnFailure` container restarts
-//! count too, and replacements wait out kube's exponential delay ([`backoff`]). The Job fails
+//! count too, and replacements wait out kube's exponential delay ([`backoff`]) and, with
+//! `podReplacementPolicy: Failed`, the end of terminating pods. The Job fails
 //! past `backoffLimit` or `activeDeadlineSeconds`, honours `suspend`, and writes status (active,
-//! ready, succeeded, failed, completedIndexes, startTime, completionTime, the interim
+//! ready, terminating, succeeded, failed, completedIndexes, startTime, completionTime, the interim
 //! FailureTarget / SuccessCriteriaMet conditions then Failed / Complete, Suspended, with kube's
 //! reasons). Creations and deletions go through [`Expectations`] as in the ReplicaSet
 //! controller.
@@ -47,6 +48,7 @@ const STATUS_FIELDS: &[&str] = &[
     "succeeded",
     "failed",
     "completedIndexes",
+    "terminating",
     "startTime",
     "completionTime",
     "conditions",
@@ -351,6 +353,17 @@ impl JobController {
             .copied()
             .filter(|p| failure_policy::outcome(policy, p) != Outcome::Ignore)
             .collect();
+        // Pods being deleted that have not finished: with podReplacementPolicy Failed (the
+        // default under a podFailurePolicy) they are replaced only once they are gone.
+        let terminating: Vec<&Pod> = pods
+            .iter()
+            .copied()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_some()
+                    && !matches!(phase(p), Some("Succeeded" | "Failed"))
+            })
+            .collect();
+        let only_failed = only_replace_failed_pods(&job);
         let indexed = indexed::is_indexed(&job);
         let completions = spec.completions.unwrap_or(0);
         let succeeded_indexes =
@@ -393,11 +406,14 @@ impl JobController {
             ..Default::default()
         };
         let mut active_after = active.len() as i32;
+        let mut terminating_after = terminating.len() as i32;
         let mut requeue: Option<Duration> = None;
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         if decision.finish.is_some() {
             // kube deletes the active pods of a finishing Job whatever its expectations.
-            active_after -= self.delete_pods(k, ns, &pods_api, &active).await?;
+            let gone = self.delete_pods(k, ns, &pods_api, &active).await?;
+            active_after -= gone;
+            terminating_after += gone;
         } else if self.expectations.satisfied(k) {
             let rm_at_least = (active.len() as i32 - decision.want_active).max(0) as usize;
             let mut victims = if indexed {
@@ -420,17 +436,30 @@ impl JobController {
             }
             victims.truncate(BURST_REPLICAS);
             if !victims.is_empty() {
-                active_after -= self.delete_pods(k, ns, &pods_api, &victims).await?;
-            } else if decision.want_active > active_after {
+                let gone = self.delete_pods(k, ns, &pods_api, &victims).await?;
+                active_after -= gone;
+                terminating_after += gone;
+            } else if decision.want_active
+                > active_after + if only_failed { terminating_after } else { 0 }
+            {
                 let wait = backoff::remaining(&succeeded_pods, &counted_failed, now);
                 if !wait.is_zero() {
                     tracing::debug!(?wait, "pod failure backoff");
                     requeue = Some(wait + Duration::from_millis(100));
                 } else {
-                    let n = ((decision.want_active - active_after) as usize).min(BURST_REPLICAS);
+                    let held = if only_failed { terminating_after } else { 0 };
+                    let n =
+                        ((decision.want_active - active_after - held) as usize).min(BURST_REPLICAS);
+                    // Indexes whose pod is still terminating are not pending when only
+                    // failed pods are replaced.
+                    let busy: Vec<&Pod> = if only_failed {
+                        active.iter().chain(&terminating).copied().collect()
+                    } else {
+                        active.clone()
+                    };
                     let indexes = succeeded_indexes
                         .as_ref()
-                        .map(|s| indexed::first_pending(&active, s, n, completions));
+                        .map(|s| indexed::first_pending(&busy, s, n, completions));
                     let n = indexes.as_ref().map_or(n, Vec::len);
                     match self.create_pods(k, &job, &pods_api, n, indexes).await {
                         Ok(ok) => active_after += ok as i32,
@@ -498,6 +527,7 @@ impl JobController {
         }
         let nz = |n: i32| (n != 0).then_some(n);
         status.active = nz(active_after.max(0));
+        status.terminating = Some(terminating_after);
         status.ready = Some(active.iter().filter(|p| podutil::is_ready(p)).count() as i32);
         status.succeeded = nz(seen.succeeded);
         status.failed = nz(seen.failed);
@@ -616,6 +646,15 @@ impl JobController {
             Some(e) => Err((ok, e)),
             None => Ok(ok),
         }
+    }
+}
+
+/// kube's onlyReplaceFailedPods: podReplacementPolicy Failed, or (unset) a podFailurePolicy.
+fn only_replace_failed_pods(job: &Job) -> bool {
+    let spec = job.spec.as_ref();
+    match spec.and_then(|s| s.pod_replacement_policy.as_deref()) {
+        Some(p) => p == "Failed",
+        None => spec.is_some_and(|s| s.pod_failure_policy.is_some()),
     }
 }
 
@@ -782,6 +821,22 @@ mod tests {
                 message: "m".into()
             })
         );
+    }
+
+    #[test]
+    fn only_failed_pods_are_replaced_when_asked_or_under_a_failure_policy() {
+        let mut j = job(Some(1), 1);
+        assert!(!only_replace_failed_pods(&j));
+        let spec = j.spec.as_mut().unwrap();
+        spec.pod_failure_policy = Some(Default::default());
+        assert!(only_replace_failed_pods(&j));
+        let spec = j.spec.as_mut().unwrap();
+        spec.pod_replacement_policy = Some("TerminatingOrFailed".into());
+        assert!(!only_replace_failed_pods(&j));
+        let spec = j.spec.as_mut().unwrap();
+        spec.pod_replacement_policy = Some("Failed".into());
+        spec.pod_failure_policy = None;
+        assert!(only_replace_failed_pods(&j));
     }
 
     #[test]
