@@ -276,6 +276,19 @@ async fn put(
     }
 }
 
+/// The names in-cluster clients reach the API by: the Service's IP, `kubernetes`,
+/// `kubernetes.default`, `kubernetes.default.svc` and `kubernetes.default.svc.cluster.local`
+/// (kube-apiserver's own alternate names; kubeadm adds the cluster domain's form the same way).
+pub fn serving_names(service_cidr: &crate::ipalloc::ServiceCidr) -> Vec<String> {
+    vec![
+        service_cidr.first_host().to_string(),
+        NAME.to_string(),
+        format!("{NAME}.{NAMESPACE}"),
+        format!("{NAME}.{NAMESPACE}.svc"),
+        format!("{NAME}.{NAMESPACE}.svc.cluster.local"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -390,6 +390,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     if !config.listen.ip().is_unspecified() {
         sans.push(config.listen.ip().to_string());
     }
+    // In-cluster clients (client-go's and kube-rs's in-cluster config) dial the
+    // `default/kubernetes` Service's IP or name and check it against the service-account
+    // ca.crt: kube-apiserver's serving certificate names both, and so does this one.
+    sans.extend(crate::kubernetes_service::serving_names(&service_cidr));
     let pki = Arc::new(Pki::load_or_create(&config.data_dir.join("pki"), &sans)?);
     let (tokens, admin_token) = load_tokens(&config.data_dir.join("tokens.csv"))?;
     let mut service_accounts =

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # pea's main job: install prerequisites, build everything, bring up a 3-node cluster on this host
 # with `pea up` (every node a network namespace running pea-shim, pea-kubelet, pea-flanneld and
-# pea-proxy; node 0 also pea-control, pea-dns and pea-ingress; the root namespace is never
-# touched), then run a workload through real kubectl: a Deployment spread over the nodes, a
+# pea-proxy; node 0 also pea-control, and the add-ons pea-dns and pea-ingress as Deployments;
+# the root namespace is never touched), then run a workload through real kubectl: a Deployment spread over the nodes, a
 # Service reached by its DNS name from a pod, an Ingress answering from outside the nodes,
 # `kubectl logs` and `kubectl exec`. The cluster is left running and its KUBECONFIG printed
 # (`target/release/pea down --name pea` removes all of it). Idempotent: a second run finds the

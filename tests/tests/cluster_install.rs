@@ -351,14 +351,7 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         .filter(|i| i["kind"] == "ClusterRoleBinding")
         .map(|i| i["subjects"][0]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        bound,
-        [
-            "system:pea-flanneld",
-            "system:pea-dns",
-            "system:pea-ingress"
-        ]
-    );
+    assert_eq!(bound, ["system:pea-flanneld", "pea-dns", "pea-ingress"]);
     let (ok, text) = verify(cp.path());
     assert!(ok, "systemd-analyze verify (control plane): {text}");
 

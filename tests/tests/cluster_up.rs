@@ -236,9 +236,11 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         "the Ingress from the underlay: {seen:?}"
     );
 
+    addons_are_pods_the_kubelet_restarts(&name, &k, &a.0);
+
     let run_dir = PathBuf::from("/run/pea").join(&name);
     let started = pids(&run_dir);
-    assert!(started.len() >= 13, "pid files: {started:?}");
+    assert!(started.len() >= 11, "pid files: {started:?}");
     addons_run_as_themselves(&name, &run_dir, &started, &k);
     down_leaves_nothing(&name, &before, guard, &started);
 }
@@ -306,6 +308,91 @@ fn kubernetes_service_reaches_the_api(name: &str, k: &Kubectl, pod: &str) {
 /// cluster has the admin's kubeconfig on its command line; each add-on names its own (0600);
 /// each identity may do what its program calls and gets kube's 403 beyond (asked with `kubectl
 /// auth can-i --as`, and once with the identity's own credentials).
+/// pea-dns and pea-ingress are Deployments of kube-system on node 0, running as their
+/// ServiceAccounts (their in-cluster clients reach the API through the `kubernetes` Service):
+/// `kubectl logs` reads them, and a killed pea-dns is restarted by the kubelet and answers again.
+fn addons_are_pods_the_kubelet_restarts(name: &str, k: &Kubectl, client_pod: &str) {
+    let node0 = format!("{name}-0");
+    for (selector, account) in [
+        ("k8s-app=kube-dns", "pea-dns"),
+        ("app.kubernetes.io/name=pea-ingress", "pea-ingress"),
+    ] {
+        let got = k.ok(&[
+            "-n",
+            "kube-system",
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            "jsonpath={.items[0].spec.serviceAccountName} {.items[0].spec.nodeName} {.items[0].status.phase}",
+        ]);
+        assert_eq!(got, format!("{account} {node0} Running"), "{selector}");
+        let logs = k.ok(&["-n", "kube-system", "logs", &format!("deploy/{account}")]);
+        assert!(!logs.trim().is_empty(), "kubectl logs deploy/{account}");
+    }
+    // The pea-dns process: the one in node 0's network namespace.
+    let netns = std::fs::metadata(format!("/run/netns/pea-{node0}")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let dns_pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmd.starts_with(b"/usr/local/bin/pea-dns\0")
+                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| m.ino() == netns.ino())
+        })
+        .expect("the pea-dns container's process in node 0's namespace");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dns_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let restarted = || {
+        k.ok(&[
+            "-n",
+            "kube-system",
+            "get",
+            "pods",
+            "-l",
+            "k8s-app=kube-dns",
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].restartCount} {.items[0].status.containerStatuses[0].ready}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut state = restarted();
+    while state != "1 true" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        state = restarted();
+    }
+    assert_eq!(state, "1 true", "pea-dns killed: restartCount and ready");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !seen.starts_with("hello from web-") {
+        let out = k.run(
+            &[
+                "exec",
+                client_pod,
+                "--",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "http://web:80/",
+            ],
+            None,
+        );
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        seen.starts_with("hello from web-"),
+        "http://web/ after pea-dns was restarted: {seen:?}"
+    );
+}
+
 fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kubectl) {
     let cmdline = |pid: u32| {
         String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
@@ -329,8 +416,6 @@ fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kub
             format!("{name}-1-flanneld"),
             state.join(format!("{name}-1/flanneld.kubeconfig")),
         ),
-        ("dns".to_string(), state.join("dns.kubeconfig")),
-        ("ingress".to_string(), state.join("ingress.kubeconfig")),
     ] {
         let pid: u32 = std::fs::read_to_string(run_dir.join(format!("{pid_file}.pid")))
             .unwrap()
@@ -371,11 +456,20 @@ fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kub
         ),
         (
             "system:pea-flanneld",
-            &[("watch", "nodes"), ("get", "nodes"), ("patch", "nodes")],
-            &[("list", "pods"), ("list", "secrets"), ("delete", "nodes")],
+            &[
+                ("watch", "nodes"),
+                ("get", "nodes"),
+                ("patch", "nodes/status"),
+            ],
+            &[
+                ("list", "pods"),
+                ("list", "secrets"),
+                ("delete", "nodes"),
+                ("patch", "nodes"),
+            ],
         ),
         (
-            "system:pea-dns",
+            "system:serviceaccount:kube-system:pea-dns",
             &[
                 ("watch", "namespaces"),
                 ("watch", "services"),
@@ -388,7 +482,7 @@ fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kub
             ],
         ),
         (
-            "system:pea-ingress",
+            "system:serviceaccount:kube-system:pea-ingress",
             &[
                 ("watch", "ingresses.networking.k8s.io"),
                 ("list", "ingressclasses.networking.k8s.io"),

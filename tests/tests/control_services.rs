@@ -385,6 +385,26 @@ fn the_kubernetes_service_points_at_every_live_api_server() {
         k.ok(&["get", what, "kubernetes", "-o", &format!("jsonpath={path}")])
     };
     assert_eq!(get("svc", "{.spec.clusterIP}"), "10.96.0.1");
+    // In-cluster clients check the serving certificate against that IP or the Service's names.
+    let cert = cp.data_dir.join("pki/apiserver.crt");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "IP Address:10.96.0.1",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        "DNS:kubernetes.default.svc.cluster.local",
+    ] {
+        assert!(
+            sans.split(", ").any(|s| s.trim() == name),
+            "{name} missing from the serving certificate: {sans}"
+        );
+    }
     assert_eq!(
         get(
             "svc",

@@ -108,13 +108,7 @@ impl Cluster {
     }
     /// The processes `up` starts, by pid-file name.
     pub fn services(&self) -> Vec<String> {
-        let mut v = vec![
-            "registry".to_string(),
-            "control".into(),
-            "forward".into(),
-            "dns".into(),
-            "ingress".into(),
-        ];
+        let mut v = vec!["registry".to_string(), "control".into(), "forward".into()];
         if crate::etcd::used(self) {
             v.extend(crate::etcd::MEMBERS.iter().map(|(m, _, _)| m.to_string()));
         }

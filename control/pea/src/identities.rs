@@ -1,11 +1,13 @@
 //! The add-ons' own identities: no pea component runs with the admin credentials (issue 20).
 //!
-//! Each add-on that pea starts as a host process gets a client certificate from the cluster CA
-//! (`pea-control kubeconfig`, as the kubelet's `system:node:NAME` is minted), as k3s issues
-//! kube-proxy's (CN `system:kube-proxy`) and its embedded flannel's (CN `system:k3s-controller`).
-//! A certificate names a *user*: a CN `system:serviceaccount:NS:NAME` would pass for a
-//! ServiceAccount without its token, so the add-ons that kube runs as ServiceAccounts in pods
-//! (flannel, CoreDNS, ingress-nginx) get user names of their own here instead.
+//! Each add-on that pea starts as a host process (pea-proxy, pea-flanneld) gets a client
+//! certificate from the cluster CA (`pea-control kubeconfig`, as the kubelet's
+//! `system:node:NAME` is minted), as k3s issues kube-proxy's (CN `system:kube-proxy`) and its
+//! embedded flannel's (CN `system:k3s-controller`). A certificate names a *user*: a CN
+//! `system:serviceaccount:NS:NAME` would pass for a ServiceAccount without its token, so
+//! pea-flanneld (a pod with a ServiceAccount in kube) gets a user name of its own. The add-ons
+//! that run as pods (pea-dns, pea-ingress: `pea up`'s Deployments) are ServiceAccounts, as
+//! CoreDNS and ingress-nginx are.
 //!
 //! The ClusterRoles and bindings are the add-ons' (kube's `system:node-proxier`, already bound
 //! to `system:kube-proxy` by pea-control's bootstrap policy; flannel's, CoreDNS's and
@@ -36,16 +38,11 @@ pub const FLANNELD: Identity = Identity {
     user: "system:pea-flanneld",
     file: "flanneld.kubeconfig",
 };
-pub const DNS: Identity = Identity {
-    component: "pea-dns",
-    user: "system:pea-dns",
-    file: "dns.kubeconfig",
-};
-pub const INGRESS: Identity = Identity {
-    component: "pea-ingress",
-    user: "system:pea-ingress",
-    file: "ingress.kubeconfig",
-};
+/// pea-dns and pea-ingress run as pods (`pea up`'s add-on Deployments), so, as CoreDNS and
+/// ingress-nginx, they are ServiceAccounts in kube-system with kube's service-account tokens.
+pub const DNS_ACCOUNT: &str = "pea-dns";
+pub const INGRESS_ACCOUNT: &str = "pea-ingress";
+pub const ADDON_NAMESPACE: &str = "kube-system";
 
 /// `pea-control kubeconfig` arguments that mint `id`'s kubeconfig into `out`.
 pub fn issue_args(control_data_dir: &str, id: &Identity, server: &str, out: &str) -> Vec<String> {
@@ -70,7 +67,15 @@ fn rule(verbs: &[&str], group: &str, resources: &[&str]) -> Value {
 
 const WATCH: &[&str] = &["list", "watch"];
 
-fn role_and_binding(name: &str, user: &str, rules: Vec<Value>) -> [Value; 2] {
+fn user(name: &str) -> Value {
+    json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name})
+}
+
+fn service_account(name: &str) -> Value {
+    json!({"kind": "ServiceAccount", "name": name, "namespace": ADDON_NAMESPACE})
+}
+
+fn role_and_binding(name: &str, subject: Value, rules: Vec<Value>) -> [Value; 2] {
     let meta = json!({"name": name, "labels": {"app.kubernetes.io/managed-by": "pea"}});
     [
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -78,7 +83,7 @@ fn role_and_binding(name: &str, user: &str, rules: Vec<Value>) -> [Value; 2] {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": meta,
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+               "subjects": [subject]}),
     ]
 }
 
@@ -90,7 +95,7 @@ pub fn rbac() -> Value {
     // nodes/status, which keeps metadata as kube's Node status strategy does.
     items.extend(role_and_binding(
         "pea:flanneld",
-        FLANNELD.user,
+        user(FLANNELD.user),
         vec![
             rule(&["get", "list", "watch"], "", &["nodes"]),
             rule(&["patch"], "", &["nodes/status"]),
@@ -100,7 +105,7 @@ pub fn rbac() -> Value {
     // EndpointSlices; no Pods: it answers pod names from the address alone).
     items.extend(role_and_binding(
         "pea:dns",
-        DNS.user,
+        service_account(DNS_ACCOUNT),
         vec![
             rule(WATCH, "", &["namespaces", "services"]),
             rule(WATCH, "discovery.k8s.io", &["endpointslices"]),
@@ -111,7 +116,7 @@ pub fn rbac() -> Value {
     // address and posts Events.
     items.extend(role_and_binding(
         "pea:ingress",
-        INGRESS.user,
+        service_account(INGRESS_ACCOUNT),
         vec![
             rule(WATCH, "networking.k8s.io", &["ingresses", "ingressclasses"]),
             rule(&["patch"], "networking.k8s.io", &["ingresses/status"]),
@@ -138,8 +143,11 @@ mod tests {
             assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
             let subjects = binding["subjects"].as_array().unwrap();
             assert_eq!(subjects.len(), 1);
-            assert!([FLANNELD.user, DNS.user, INGRESS.user]
+            assert!([FLANNELD.user, DNS_ACCOUNT, INGRESS_ACCOUNT]
                 .contains(&subjects[0]["name"].as_str().unwrap()));
+            if subjects[0]["kind"] == "ServiceAccount" {
+                assert_eq!(subjects[0]["namespace"], ADDON_NAMESPACE);
+            }
             // Least privilege: no wildcard, no write beyond patch/create.
             for r in role["rules"].as_array().unwrap() {
                 for verb in r["verbs"].as_array().unwrap() {

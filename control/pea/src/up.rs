@@ -12,7 +12,11 @@ use crate::cluster::{Cluster, API_PORT, BRIDGE, CLUSTER_CIDR, CLUSTER_DNS, UNDER
 use crate::identities;
 use crate::proc::{self, ip, run, spawn, wait_for};
 
+mod addons;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Pulling the add-ons' image from the local registry and starting them takes seconds.
+const ADDON_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn up(c: &Cluster, etcd: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -194,8 +198,9 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
     }
 
     s.step(format!(
-        "image registry on {} with pause and busybox",
-        c.registry()
+        "image registry on {} with pause, busybox and the add-ons ({})",
+        c.registry(),
+        addons::PROGRAMS.join(", ")
     ));
     registry(c)?;
 
@@ -235,18 +240,6 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
     }
 
     s.step(format!(
-        "cluster DNS: pea-dns on {} behind Service kube-system/kube-dns {CLUSTER_DNS}",
-        c.node_ip(0)
-    ));
-    dns(c)?;
-
-    s.step(format!(
-        "ingress: pea-ingress on {}:80 and :443",
-        c.node_ip(0)
-    ));
-    ingress(c)?;
-
-    s.step(format!(
         "Prometheus scrape configuration {}",
         crate::prometheus::config_file(c).display()
     ));
@@ -263,7 +256,58 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
             proc::tail(&c.log_file(&format!("{}-kubelet", c.node_name(0))), 20)
         );
     }
+    s.step(format!(
+        "cluster DNS: Deployment kube-system/pea-dns on {} behind Service kube-system/kube-dns {CLUSTER_DNS}",
+        c.node_name(0)
+    ));
+    kubectl_in_cluster(c, &["apply", "-f", "-"], Some(&addons::dns(c).to_string()))?;
+    s.step(format!(
+        "ingress: Deployment kube-system/pea-ingress on {}:80 and :443",
+        c.node_ip(0)
+    ));
+    kubectl_in_cluster(
+        c,
+        &["apply", "-f", "-"],
+        Some(&addons::ingress(c).to_string()),
+    )?;
+    for d in ["pea-dns", "pea-ingress"] {
+        s.step(format!(
+            "waiting for Deployment kube-system/{d} to be available"
+        ));
+        rollout(c, d)?;
+    }
     s.step("done");
+    Ok(())
+}
+
+/// Waits for an add-on's Deployment to roll out; on failure, says what its pod shows.
+fn rollout(c: &Cluster, name: &str) -> Result<()> {
+    let wait = kubectl_in_cluster(
+        c,
+        &[
+            "-n",
+            addons::NAMESPACE,
+            "rollout",
+            "status",
+            &format!("deployment/{name}"),
+            &format!("--timeout={}s", ADDON_TIMEOUT.as_secs()),
+        ],
+        None,
+    );
+    if let Err(e) = wait {
+        let pods = kubectl_in_cluster(
+            c,
+            &["-n", addons::NAMESPACE, "get", "pods", "-o", "wide"],
+            None,
+        )
+        .unwrap_or_default();
+        bail!(
+            "Deployment {}/{name} not available after {ADDON_TIMEOUT:?}: {e:#}\n{pods}kubelet log of {}:\n{}",
+            addons::NAMESPACE,
+            c.node_name(0),
+            proc::tail(&c.log_file(&format!("{}-kubelet", c.node_name(0))), 20)
+        );
+    }
     Ok(())
 }
 
@@ -323,22 +367,29 @@ fn registry(c: &Cluster) -> Result<()> {
         );
     }
     let images = c.state_dir().join("images");
-    for (kind, tag, repo) in [
-        ("busybox", "v1", "library/busybox:v1"),
-        ("pause", "3.10", "pea/pause:3.10"),
+    // The add-ons' image holds this build's pea-dns and pea-ingress (with their libraries).
+    let programs: Vec<String> = addons::PROGRAMS
+        .iter()
+        .flat_map(|p| ["--bin".to_string(), bin(c, p)])
+        .collect();
+    let addons_repo = format!("{}:{}", addons::IMAGE_REPO, addons::IMAGE_TAG);
+    for (kind, tag, repo, extra) in [
+        ("busybox", "v1", "library/busybox:v1", &[][..]),
+        ("pause", "3.10", "pea/pause:3.10", &[][..]),
+        ("programs", addons::IMAGE_TAG, &addons_repo, &programs[..]),
     ] {
         let layout = images.join(kind);
-        run(
-            &bin(c, "pea-fixture"),
-            &[
-                "image",
-                kind,
-                "--layout",
-                &layout.display().to_string(),
-                "--tag",
-                tag,
-            ],
-        )?;
+        let mut args = vec![
+            "image".to_string(),
+            kind.into(),
+            "--layout".into(),
+            layout.display().to_string(),
+            "--tag".into(),
+            tag.into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&bin(c, "pea-fixture"), &args)?;
         run(
             "ip",
             &[
@@ -636,80 +687,6 @@ fn issue(c: &Cluster, id: &identities::Identity, dir: &Path) -> Result<String> {
     run(&bin(c, "pea-control"), &args)
         .with_context(|| format!("issuing {}'s identity {}", id.component, id.user))?;
     Ok(out)
-}
-
-fn dns(c: &Cluster) -> Result<()> {
-    let upstream = c.state_dir().join("dns-upstream.conf");
-    // No upstream resolver inside the cluster's namespaces: names outside cluster.local fail.
-    std::fs::write(&upstream, "nameserver 127.0.0.1\n")?;
-    let kc = issue(c, &identities::DNS, &c.state_dir())?;
-    spawn(
-        Some(&netns_path(c, Some(0))),
-        &[
-            bin(c, "pea-dns"),
-            "--kubeconfig".into(),
-            kc,
-            "--listen".into(),
-            format!("{}:53", c.node_ip(0)),
-            "--upstream-resolv-conf".into(),
-            upstream.display().to_string(),
-            "--http-listen".into(),
-            format!("{}:{}", c.node_ip(0), crate::prometheus::DNS_METRICS_PORT),
-        ],
-        &[("RUST_LOG", "info")],
-        &c.log_file("dns"),
-        &c.pid_file("dns"),
-    )?;
-    let ip0 = c.node_ip(0);
-    let objects = format!(
-        r#"{{"apiVersion": "v1", "kind": "List", "items": [
- {{"apiVersion": "v1", "kind": "Service",
-  "metadata": {{"name": "kube-dns", "namespace": "kube-system", "labels": {{"k8s-app": "kube-dns"}}}},
-  "spec": {{"clusterIP": "{CLUSTER_DNS}", "ports": [
-    {{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}},
-    {{"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}}]}}}},
- {{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-  "metadata": {{"name": "kube-dns-pea", "namespace": "kube-system",
-    "labels": {{"kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "pea-cli"}}}},
-  "addressType": "IPv4",
-  "endpoints": [{{"addresses": ["{ip0}"], "conditions": {{"ready": true}}}}],
-  "ports": [{{"name": "dns", "port": 53, "protocol": "UDP"}}, {{"name": "dns-tcp", "port": 53, "protocol": "TCP"}}]}}
-]}}"#
-    );
-    kubectl_in_cluster(c, &["apply", "-f", "-"], Some(&objects))?;
-    Ok(())
-}
-
-/// The ingress controller as a host process of node 0, on the underlay (the cluster's "outside":
-/// the cluster namespace reaches it, the machine's own namespace does not).
-fn ingress(c: &Cluster) -> Result<()> {
-    let ip0 = c.node_ip(0);
-    let kc = issue(c, &identities::INGRESS, &c.state_dir())?;
-    spawn(
-        Some(&netns_path(c, Some(0))),
-        &[
-            bin(c, "pea-ingress"),
-            "--kubeconfig".into(),
-            kc,
-            "--http-listen".into(),
-            format!("{ip0}:80"),
-            "--https-listen".into(),
-            format!("{ip0}:443"),
-            "--metrics-listen".into(),
-            format!("{ip0}:{}", crate::prometheus::INGRESS_METRICS_PORT),
-            "--publish-address".into(),
-            ip0,
-        ],
-        &[("RUST_LOG", "info")],
-        &c.log_file("ingress"),
-        &c.pid_file("ingress"),
-    )?;
-    // Its IngressClass, the cluster's default: `kubectl create ingress` without --class works.
-    let class = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-  "metadata": {"name": "pea", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
-  "spec": {"controller": "pea.dev/ingress"}}"#;
-    kubectl_in_cluster(c, &["apply", "-f", "-"], Some(class))?;
-    Ok(())
 }
 
 fn ready_nodes(c: &Cluster) -> usize {

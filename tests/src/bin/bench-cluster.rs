@@ -171,7 +171,11 @@ fn one_run(args: &Args) -> Result<Run> {
         .join(&name)
         .join(&node1);
     run.control = mem(&pid_files(&run_dir, &["control"]));
-    run.control_addons = mem(&pid_files(&run_dir, &["control", "dns", "ingress"]));
+    run.control_addons = mem(&[
+        pid_files(&run_dir, &["control"]),
+        addon_processes(&format!("{name}-0")),
+    ]
+    .concat());
     let agents = |n: &str| {
         pid_files(
             &run_dir,
@@ -305,6 +309,28 @@ fn pid_files<S: AsRef<str>>(run_dir: &Path, names: &[S]) -> Vec<u32> {
                 .trim()
                 .parse()
                 .ok()
+        })
+        .collect()
+}
+
+/// The add-ons' container processes (pea-dns, pea-ingress: Deployments on node 0's host
+/// network): their programs from the add-ons' image, in that node's network namespace.
+fn addon_processes(node: &str) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(netns) = std::fs::metadata(format!("/run/netns/pea-{node}")) else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            (cmd.starts_with(b"/usr/local/bin/pea-dns\0")
+                || cmd.starts_with(b"/usr/local/bin/pea-ingress\0"))
+                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| m.ino() == netns.ino())
         })
         .collect()
 }

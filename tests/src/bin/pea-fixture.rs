@@ -11,6 +11,7 @@ use pea_tests::fixtures::busybox::build_busybox_image;
 use pea_tests::fixtures::hostile::{build_hostile_images, HostileSpec};
 use pea_tests::fixtures::multilayer::{build_multilayer_image, MultiLayerSpec};
 use pea_tests::fixtures::pause::build_pause_image;
+use pea_tests::fixtures::programs::build_programs_image;
 use pea_tests::fixtures::{BundleBuilder, OciLayout, Rootfs};
 
 #[derive(Parser)]
@@ -26,6 +27,8 @@ enum Kind {
     Pause,
     Multilayer,
     Hostile,
+    /// Host programs (`--bin`) with the shared libraries they load.
+    Programs,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +65,9 @@ enum Cmd {
         /// Hostile: the absolute directory escapes aim at.
         #[arg(long, default_value = "/tmp/pea-hostile-target")]
         outside: PathBuf,
+        /// Programs: a binary to put at /usr/local/bin (repeatable).
+        #[arg(long = "bin")]
+        bins: Vec<PathBuf>,
     },
 }
 
@@ -98,11 +104,13 @@ fn main() -> anyhow::Result<()> {
             file_mib,
             files_per_layer,
             outside,
+            bins,
         } => {
             let layout = OciLayout::create(&layout)?;
             let infos = match kind {
                 Kind::Busybox => vec![build_busybox_image(&layout, &tag)?],
                 Kind::Pause => vec![build_pause_image(&layout, &tag)?],
+                Kind::Programs => vec![build_programs_image(&layout, &tag, &bins)?],
                 Kind::Multilayer => {
                     let spec = MultiLayerSpec {
                         file_size: file_mib << 20,
