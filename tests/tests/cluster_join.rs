@@ -42,9 +42,18 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// kubectl with `kubeconfig` inside `netns` (HOME in `home`, so no cache outside the test).
-fn kubectl_as(netns: &Path, home: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new("nsenter")
+/// kubectl with `kubeconfig` inside `netns` (HOME in `home`, so no cache outside the test),
+/// `stdin` piped in.
+fn kubectl_as(
+    netns: &Path,
+    home: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new("nsenter")
         .arg(format!("--net={}", netns.display()))
         .arg("kubectl")
         .arg("--kubeconfig")
@@ -52,8 +61,16 @@ fn kubectl_as(netns: &Path, home: &Path, kubeconfig: &Path, args: &[&str]) -> Ou
         .args(args)
         .env("HOME", home)
         .env_remove("KUBECONFIG")
-        .output()
-        .expect("running kubectl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.unwrap_or_default().as_bytes())
+        .expect("writing kubectl's stdin");
+    drop(pipe);
+    child.wait_with_output().expect("running kubectl")
 }
 
 /// A PEM CSR for `cn` in `orgs` and its base64 for `spec.request`.
@@ -272,26 +289,29 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     ] {
         let out_path = node.dir.path().join(file);
         let out_arg = out_path.display().to_string();
-        let out = pea(
-            Some(netns.as_path()),
-            &[
-                "addon-kubeconfig",
-                "--component",
-                component,
-                "--kubeconfig",
-                &node_kc,
-                "--out",
-                &out_arg,
-                "--timeout",
-                "30",
-            ],
-        );
+        let addon_kubeconfig = || {
+            pea(
+                Some(netns.as_path()),
+                &[
+                    "addon-kubeconfig",
+                    "--component",
+                    component,
+                    "--kubeconfig",
+                    &node_kc,
+                    "--out",
+                    &out_arg,
+                    "--timeout",
+                    "30",
+                ],
+            )
+        };
+        let out = addon_kubeconfig();
         assert!(out.status.success(), "{component}: {}", text(&out));
         assert_eq!(
             std::fs::metadata(&out_path)?.permissions().mode() & 0o777,
             0o600
         );
-        let as_addon = |args: &[&str]| kubectl_as(&netns, &home, &out_path, args);
+        let as_addon = |args: &[&str]| kubectl_as(&netns, &home, &out_path, args, None);
         let whoami = as_addon(&["auth", "whoami", "-o", "json"]);
         assert!(whoami.status.success(), "{}", text(&whoami));
         let me: Value = serde_json::from_slice(&whoami.stdout)?;
@@ -314,18 +334,7 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         assert_eq!(can(allowed), "yes", "{user} {allowed:?}");
         assert_eq!(can(refused), "no", "{user} {refused:?}");
         // A second run keeps the still-valid kubeconfig (no new CSR).
-        let again = pea(
-            Some(netns.as_path()),
-            &[
-                "addon-kubeconfig",
-                "--component",
-                component,
-                "--kubeconfig",
-                &node_kc,
-                "--out",
-                &out_arg,
-            ],
-        );
+        let again = addon_kubeconfig();
         assert!(text(&again).contains("kept"), "{}", text(&again));
     }
     let csrs = node.get_json(&["csr"]).context("listing CSRs")?;
@@ -346,26 +355,13 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     // denied with the reason and never signed.
     let node_kc_path = node.node_kubeconfig.clone();
     let as_node = |yaml: &str| {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", netns.display()))
-            .arg("kubectl")
-            .arg("--kubeconfig")
-            .arg(&node_kc_path)
-            .args(["create", "-f", "-"])
-            .env("HOME", &home)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().expect("kubectl");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("stdin");
-        child.wait_with_output().expect("kubectl")
+        kubectl_as(
+            &netns,
+            &home,
+            &node_kc_path,
+            &["create", "-f", "-"],
+            Some(yaml),
+        )
     };
     let client = "kubernetes.io/kube-apiserver-client";
     for (name, cn, orgs, why) in [

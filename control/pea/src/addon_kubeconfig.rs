@@ -105,7 +105,7 @@ pub fn run(o: &Options) -> Result<()> {
     );
     let cert = wait_for_certificate(&o.kubeconfig, &name, o.timeout)?;
     let text = kubeconfig_text(&server, &ca, id.user, &cert, &key.serialize_pem());
-    write_private(&o.out, &text)?;
+    crate::install::write(&o.out, &text, 0o600)?;
     println!(
         "pea addon-kubeconfig: wrote {} ({} signed by the cluster CA)",
         o.out.display(),
@@ -227,25 +227,6 @@ fn still_valid(out: &Path) -> Result<Option<String>> {
     Ok((to - now > (to - from) / 5).then(|| v.not_after.to_string()))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let tmp = path.with_extension("pea-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,9 +248,10 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         let day = time::Duration::days(1);
         let fresh = cert_valid(now - day, now + 9 * day);
-        write_private(
+        crate::install::write(
             &out,
             &kubeconfig_text("https://x:6443", b"CA", "system:kube-proxy", &fresh, "KEY"),
+            0o600,
         )
         .unwrap();
         assert!(still_valid(&out).unwrap().is_some(), "9 of 10 days left");
@@ -279,9 +261,10 @@ mod tests {
             0o600
         );
         let old = cert_valid(now - 9 * day, now + day);
-        write_private(
+        crate::install::write(
             &out,
             &kubeconfig_text("https://x:6443", b"CA", "system:kube-proxy", &old, "KEY"),
+            0o600,
         )
         .unwrap();
         assert_eq!(still_valid(&out).unwrap(), None, "1 of 10 days left");

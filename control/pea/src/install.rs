@@ -456,7 +456,8 @@ pub fn uninstall(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
+/// Writes `text` to `path` (mode `mode`) through a temporary file and a rename.
+pub(crate) fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(d) = path.parent() {
