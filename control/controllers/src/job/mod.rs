@@ -318,6 +318,7 @@ impl JobController {
         let old = job.status.clone().unwrap_or_default();
         let uid = job.metadata.uid.clone().unwrap_or_default();
         if finished(&old)
+            || !managed_here(&job)
             || job.metadata.deletion_timestamp.is_some()
             || self.finished.lock().unwrap().contains(&uid)
         {
@@ -649,6 +650,15 @@ impl JobController {
     }
 }
 
+/// kube's isJobManagedByOther: a Job whose `spec.managedBy` names another controller is left
+/// to it.
+fn managed_here(job: &Job) -> bool {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.managed_by.as_deref())
+        .is_none_or(|m| m == "kubernetes.io/job-controller")
+}
+
 /// kube's onlyReplaceFailedPods: podReplacementPolicy Failed, or (unset) a podFailurePolicy.
 fn only_replace_failed_pods(job: &Job) -> bool {
     let spec = job.spec.as_ref();
@@ -837,6 +847,16 @@ mod tests {
         spec.pod_replacement_policy = Some("Failed".into());
         spec.pod_failure_policy = None;
         assert!(only_replace_failed_pods(&j));
+    }
+
+    #[test]
+    fn jobs_managed_by_another_controller_are_left_alone() {
+        let mut j = job(Some(1), 1);
+        assert!(managed_here(&j));
+        j.spec.as_mut().unwrap().managed_by = Some("kubernetes.io/job-controller".into());
+        assert!(managed_here(&j));
+        j.spec.as_mut().unwrap().managed_by = Some("example.com/multikueue".into());
+        assert!(!managed_here(&j));
     }
 
     #[test]
