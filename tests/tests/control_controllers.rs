@@ -1565,6 +1565,52 @@ fn pod_replacement_policy_failed_waits_for_terminating_pods() {
 }
 
 #[test]
+fn jobs_adopt_matching_orphans_and_release_pods_that_stop_matching() {
+    let t = Test::start();
+    let _c = Controllers::start(&t.cp, config("job"));
+    // An orphan with the labels the Job will select, made before the Job.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: stray, labels: {app: crew}}\nspec:\n  restartPolicy: Never\n  containers: [{name: c, image: busybox}]\n",
+    );
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: crew}\nspec:\n  manualSelector: true\n  selector: {matchLabels: {app: crew}}\n  completions: 4\n  parallelism: 2\n  template:\n    metadata: {labels: {app: crew}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let uid = t.job("crew").metadata.uid.unwrap();
+    let owned_by_job = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && r.uid == uid)
+    };
+    eventually("the orphan adopted", || {
+        let p = t.pods("app=crew");
+        p.iter()
+            .any(|p| p.name_any() == "stray" && owned_by_job(p))
+            .then_some(())
+    });
+    // Parallelism 2 counts the adopted pod: one more created, not two.
+    let pods = eventually("two active pods", || {
+        let p = t.pods("app=crew");
+        (p.len() == 2 && t.job("crew").status?.active == Some(2)).then_some(p)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(t.pods("app=crew").len(), 2, "no third pod: {pods:?}");
+    // The adopted pod's labels change: released, and replaced.
+    t.k.ok(&["label", "pod", "stray", "app=gone", "--overwrite"]);
+    eventually("stray released", || {
+        let p = t.pods("app=gone").into_iter().next()?;
+        (!owned_by_job(&p)).then_some(())
+    });
+    eventually("a replacement", || {
+        let p = t.pods("app=crew");
+        (p.len() == 2 && p.iter().all(owned_by_job)).then_some(())
+    });
+}
+
+#[test]
 fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     let t = Test::start();
     let _c = Controllers::start(&t.cp, config("daemonset"));

@@ -9,8 +9,8 @@
 //! past `backoffLimit` or `activeDeadlineSeconds`, honours `suspend`, and writes status (active,
 //! ready, terminating, succeeded, failed, completedIndexes, startTime, completionTime, the interim
 //! FailureTarget / SuccessCriteriaMet conditions then Failed / Complete, Suspended, with kube's
-//! reasons). Creations and deletions go through [`Expectations`] as in the ReplicaSet
-//! controller.
+//! reasons). Orphans the selector matches are adopted, pods it stops matching released.
+//! Creations and deletions go through [`Expectations`] as in the ReplicaSet controller.
 
 pub mod backoff;
 pub mod failure_policy;
@@ -31,6 +31,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
+use crate::claim::{self, Claim};
 use crate::events::{reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
@@ -272,6 +273,18 @@ impl JobController {
                 Change::Deleted(p) => (p, false, true),
             };
             let Some(r) = controller_of(&pod.metadata).filter(|r| r.kind == "Job") else {
+                // An orphan: the Jobs selecting it may adopt it (kube's addPod/updatePod).
+                if controller_of(&pod.metadata).is_none() && !gone {
+                    let ns = pod.namespace().unwrap_or_default();
+                    for j in c.jobs.list_namespace(&ns) {
+                        let sel = j.spec.as_ref().and_then(|s| s.selector.as_ref());
+                        if sel.is_some_and(|s| {
+                            podutil::selector_matches(s, podutil::labels(&pod.metadata))
+                        }) {
+                            c.queue.add(key(&ns, &j.name_any()));
+                        }
+                    }
+                }
                 return;
             };
             let ns = pod.namespace().unwrap_or_default();
@@ -325,12 +338,7 @@ impl JobController {
             return Ok(Requeue::default());
         }
         let spec = job.spec.clone().unwrap_or_default();
-        let owned: Vec<Arc<Pod>> = self
-            .pods
-            .list_namespace(ns)
-            .into_iter()
-            .filter(|p| controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
-            .collect();
+        let owned = self.claim(&job, k, ns).await?;
         let pods: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let active: Vec<&Pod> = pods
             .iter()
@@ -557,6 +565,66 @@ impl JobController {
             requeue = Some(requeue.map_or(left, |r| r.min(left)));
         }
         Ok(Requeue(requeue))
+    }
+
+    /// kube's getPodsForJob: the pods the Job controls, after adopting the orphans its selector
+    /// matches and releasing its pods the selector no longer matches.
+    async fn claim(&self, job: &Job, k: &str, ns: &str) -> Result<Vec<Arc<Pod>>, JobError> {
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let selector = job.spec.as_ref().and_then(|s| s.selector.clone());
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let mut owned = Vec::new();
+        for pod in self.pods.list_namespace(ns) {
+            let decision = match &selector {
+                Some(sel) => claim::decide(&pod.metadata, &job.metadata, |l| {
+                    podutil::selector_matches(sel, l)
+                }),
+                // No selector (the API requires one): keep what is already ours.
+                None if controller_of(&pod.metadata).is_some_and(|r| r.uid == uid) => Claim::Owned,
+                None => Claim::Ignore,
+            };
+            let err = |what: &str, source| JobError::Api {
+                key: k.into(),
+                what: format!("{what} pod {}", pod.name_any()),
+                source,
+            };
+            match decision {
+                Claim::Owned => owned.push(pod),
+                Claim::Adopt => match self.adopt(job, &api, &pod).await {
+                    Ok(p) => owned.push(Arc::new(p)),
+                    // Gone or changed under us: the next event brings it back.
+                    Err(e) if is_not_found(&e) || crate::is_conflict(&e) => {}
+                    Err(kube::Error::Api(s)) if s.code == 422 => {}
+                    Err(e) => return Err(err("adopting", e)),
+                },
+                Claim::Release => match claim::release(&api, pod.as_ref(), &uid).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(err("releasing", e)),
+                },
+                Claim::Ignore => {}
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Adopts `pod` after re-reading the Job (kube's RecheckDeletionTimestamp): a Job being
+    /// deleted, or replaced by another of the same name, takes no pods.
+    async fn adopt(&self, job: &Job, api: &Api<Pod>, pod: &Pod) -> Result<Pod, kube::Error> {
+        let ns = job.namespace().unwrap_or_default();
+        let fresh = Api::<Job>::namespaced(self.client.clone(), &ns)
+            .get(&job.name_any())
+            .await?;
+        if fresh.metadata.uid != job.metadata.uid || fresh.metadata.deletion_timestamp.is_some() {
+            return Err(kube::Error::Api(kube::core::ErrorResponse {
+                status: "Failure".into(),
+                message: "the Job changed".into(),
+                reason: "Conflict".into(),
+                code: 409,
+            }));
+        }
+        let owner = podutil::controller_ref(&job.metadata, "batch/v1", "Job");
+        claim::adopt(api, pod, owner).await
     }
 
     /// Deletes `victims` through the expectations; returns how many went.
