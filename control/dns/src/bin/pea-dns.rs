@@ -50,6 +50,8 @@ fn main() -> anyhow::Result<()> {
             }),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: as a pod, stderr is a container log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let http_listen = match args.http_listen.as_str() {
         "none" | "" => None,
