@@ -171,32 +171,7 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
     ]);
     assert_eq!(page.trim(), format!("hello from {}", a.0));
     // The Service by name: pea-dns at the clusterDNS IP, pea-proxy's DNAT to either pod.
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let out = k.run(
-            &[
-                "exec",
-                &a.0,
-                "--",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                "http://web:80/",
-            ],
-            None,
-        );
-        seen = String::from_utf8_lossy(&out.stdout).into_owned();
-        if seen.starts_with("hello from web-") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert!(
-        seen.starts_with("hello from web-"),
-        "http://web/ from a pod: {seen:?}"
-    );
+    web_by_name(&k, &a.0, "http://web/ from a pod");
 
     kubernetes_service_reaches_the_api(&name, &k, &a.0);
 
@@ -368,29 +343,24 @@ fn addons_are_pods_the_kubelet_restarts(name: &str, k: &Kubectl, client_pod: &st
         state = restarted();
     }
     assert_eq!(state, "1 true", "pea-dns killed: restartCount and ready");
+    web_by_name(k, client_pod, "http://web/ after pea-dns was restarted");
+}
+
+/// `http://web/` from `pod` answers from a web pod within 20 s (the name through pea-dns).
+fn web_by_name(k: &Kubectl, pod: &str, what: &str) {
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline && !seen.starts_with("hello from web-") {
         let out = k.run(
-            &[
-                "exec",
-                client_pod,
-                "--",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                "http://web:80/",
-            ],
+            &["exec", pod, "--", "wget", "-q", "-O", "-", "http://web:80/"],
             None,
         );
         seen = String::from_utf8_lossy(&out.stdout).into_owned();
-        std::thread::sleep(Duration::from_millis(500));
+        if !seen.starts_with("hello from web-") {
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
-    assert!(
-        seen.starts_with("hello from web-"),
-        "http://web/ after pea-dns was restarted: {seen:?}"
-    );
+    assert!(seen.starts_with("hello from web-"), "{what}: {seen:?}");
 }
 
 fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kubectl) {

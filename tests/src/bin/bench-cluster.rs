@@ -313,6 +313,15 @@ fn pid_files<S: AsRef<str>>(run_dir: &Path, names: &[S]) -> Vec<u32> {
         .collect()
 }
 
+/// Every process id in /proc.
+fn processes() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+}
+
 /// The add-ons' container processes (pea-dns, pea-ingress: Deployments on node 0's host
 /// network): their programs from the add-ons' image, in that node's network namespace.
 fn addon_processes(node: &str) -> Vec<u32> {
@@ -320,11 +329,7 @@ fn addon_processes(node: &str) -> Vec<u32> {
     let Ok(netns) = std::fs::metadata(format!("/run/netns/pea-{node}")) else {
         return Vec::new();
     };
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    processes()
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             (cmd.starts_with(b"/usr/local/bin/pea-dns\0")
@@ -339,11 +344,7 @@ fn addon_processes(node: &str) -> Vec<u32> {
 /// runtime root under its state dir.
 fn monitors(node_dir: &Path) -> Vec<u32> {
     let runtime_root = node_dir.join("runtime").display().to_string();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    processes()
         .filter(|pid| {
             let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 return false;
