@@ -101,6 +101,13 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+    let shown = String::from_utf8_lossy(&status.stdout);
+    for addon in ["pea-dns", "pea-ingress"] {
+        assert!(
+            shown.contains(&format!("deployment/{addon:<13} available (1/1)")),
+            "{shown}"
+        );
+    }
 
     let applied = k.run(&["apply", "-f", "-"], Some(DEPLOYMENT));
     assert!(

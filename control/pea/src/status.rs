@@ -1,4 +1,5 @@
-//! `pea status`: each process `up` started (running or not) and the nodes as the API sees them.
+//! `pea status`: each process `up` started (running or not), the nodes as the API sees them and
+//! the add-on Deployments' availability.
 
 use anyhow::Result;
 
@@ -41,6 +42,38 @@ pub fn status(c: &Cluster) -> Result<()> {
         Err(e) => {
             all = false;
             println!("  the API through {kc}: {e:#}");
+        }
+    }
+    // The add-ons are Deployments, not processes of `up`: their availability as the API says.
+    let addons = run(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &kc,
+            "-n",
+            "kube-system",
+            "get",
+            "deployments",
+            "pea-dns",
+            "pea-ingress",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.availableReplicas}/{.spec.replicas}{\"\\n\"}{end}",
+        ],
+    );
+    match addons {
+        Ok(out) => {
+            for line in out.lines() {
+                let (name, counts) = line.split_once(' ').unwrap_or((line, ""));
+                let (available, wanted) = counts.split_once('/').unwrap_or(("", ""));
+                let ok = !available.is_empty() && available == wanted;
+                all &= ok;
+                let state = if ok { "available" } else { "NOT available" };
+                println!("  deployment/{name:<13} {state} ({available}/{wanted})");
+            }
+        }
+        Err(e) => {
+            all = false;
+            println!("  the add-on Deployments: {e:#}");
         }
     }
     println!("KUBECONFIG={kc}");
