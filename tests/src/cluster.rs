@@ -151,6 +151,28 @@ pub fn pids(run_dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The processes running one of `programs` (argv[0], a path inside their container) in node
+/// `node`'s network namespace `pea-NODE`: e.g. the add-ons' containers on node 0's host network.
+pub fn programs_in_node(node: &str, programs: &[&str]) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(netns) = std::fs::metadata(format!("/run/netns/pea-{node}")) else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmd.split(|b| *b == 0).next().unwrap_or_default();
+            programs.iter().any(|p| argv0 == p.as_bytes())
+                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| m.ino() == netns.ino())
+        })
+        .collect()
+}
+
 /// `busybox wget -q -O - URL` inside the cluster's namespace `pea-NAME` (the underlay), at most
 /// 10 s; `None` when it fails.
 pub fn wget_in_cluster(name: &str, url: &str) -> Option<String> {

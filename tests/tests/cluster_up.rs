@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::{down_leaves_nothing, pea, pids, require_cluster_programs, Down, Kubectl};
+use pea_tests::cluster::{
+    down_leaves_nothing, pea, pids, programs_in_node, require_cluster_programs, Down, Kubectl,
+};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
 use pea_tests::privileged::{require_program, require_root};
@@ -314,20 +316,11 @@ fn addons_are_pods_the_kubelet_restarts(name: &str, k: &Kubectl, client_pod: &st
         assert!(!logs.trim().is_empty(), "kubectl logs deploy/{account}");
     }
     // The pea-dns process: the one in node 0's network namespace.
-    let netns = std::fs::metadata(format!("/run/netns/pea-{node0}")).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    let dns_pid = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmd.starts_with(b"/usr/local/bin/pea-dns\0")
-                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                    .is_ok_and(|m| m.ino() == netns.ino())
-        })
+    let dns_pid = *programs_in_node(&node0, &["/usr/local/bin/pea-dns"])
+        .first()
         .expect("the pea-dns container's process in node 0's namespace");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(dns_pid),
+        nix::unistd::Pid::from_raw(dns_pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();

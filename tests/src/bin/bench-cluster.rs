@@ -173,7 +173,10 @@ fn one_run(args: &Args) -> Result<Run> {
     run.control = mem(&pid_files(&run_dir, &["control"]));
     run.control_addons = mem(&[
         pid_files(&run_dir, &["control"]),
-        addon_processes(&format!("{name}-0")),
+        pea_tests::cluster::programs_in_node(
+            &format!("{name}-0"),
+            &["/usr/local/bin/pea-dns", "/usr/local/bin/pea-ingress"],
+        ),
     ]
     .concat());
     let agents = |n: &str| {
@@ -320,24 +323,6 @@ fn processes() -> impl Iterator<Item = u32> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-}
-
-/// The add-ons' container processes (pea-dns, pea-ingress: Deployments on node 0's host
-/// network): their programs from the add-ons' image, in that node's network namespace.
-fn addon_processes(node: &str) -> Vec<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(netns) = std::fs::metadata(format!("/run/netns/pea-{node}")) else {
-        return Vec::new();
-    };
-    processes()
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            (cmd.starts_with(b"/usr/local/bin/pea-dns\0")
-                || cmd.starts_with(b"/usr/local/bin/pea-ingress\0"))
-                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                    .is_ok_and(|m| m.ino() == netns.ino())
-        })
-        .collect()
 }
 
 /// The node's pea-monitor processes (one per container): their command line names the node's

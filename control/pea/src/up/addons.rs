@@ -15,10 +15,8 @@ use serde_json::{json, Value};
 use crate::cluster::{Cluster, CLUSTER_DNS};
 use crate::prometheus::{DNS_METRICS_PORT, INGRESS_METRICS_PORT};
 
-/// The add-ons' namespace and ServiceAccounts (their ClusterRoleBindings are in identities.rs).
-pub const NAMESPACE: &str = "kube-system";
-pub const DNS_ACCOUNT: &str = "pea-dns";
-pub const INGRESS_ACCOUNT: &str = "pea-ingress";
+/// The add-ons' namespace and ServiceAccounts: the ones identities.rs binds their roles to.
+pub use crate::identities::{ADDON_NAMESPACE as NAMESPACE, DNS_ACCOUNT, INGRESS_ACCOUNT};
 /// The image's repository in the cluster's registry; its tag is this build's version.
 pub const IMAGE_REPO: &str = "pea/addons";
 pub const IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
