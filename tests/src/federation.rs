@@ -1,5 +1,6 @@
 //! pea-federation fixtures: member clusters (a pea-control with the deployment and replicaset
-//! controllers and a hollow kubelet that marks pods Ready without containers, reached through a
+//! controllers and a hollow kubelet that marks pods Ready without containers — or, for
+//! benchmarks at scale, only a hollow status writer for Deployments — reached through a
 //! loopback relay the caller can cut) and the federation plane (a pea-control with the CRDs of
 //! `pea federation init`, members added with `pea federation join`, and optionally the
 //! pea-federation controller in-process). Used by `tests/tests/federation.rs` and
@@ -9,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
@@ -103,8 +107,24 @@ pub struct Member {
     pub rt: Option<tokio::runtime::Runtime>,
 }
 
+/// What runs the workloads a member is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workloads {
+    /// The deployment and replicaset controllers and a hollow kubelet: ReplicaSets and Pods
+    /// are created and the pods marked Running and Ready (no containers).
+    Controllers,
+    /// No controllers: each Deployment's status is written at once as all of its replicas
+    /// ready (one status write per Deployment generation, no ReplicaSets, no Pods) — what
+    /// the federation sees of a member that runs its workloads, at a fraction of the cost.
+    HollowStatus,
+}
+
 impl Member {
     pub fn start(name: &str, dir: &Path) -> Self {
+        Self::start_with(name, dir, Workloads::Controllers)
+    }
+
+    pub fn start_with(name: &str, dir: &Path, workloads: Workloads) -> Self {
         let cp = ControlPlane::start(Backend::Embedded).expect("member pea-control");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -128,6 +148,10 @@ impl Member {
             let client = pea_controllers::client_from_kubeconfig(&direct)
                 .await
                 .expect("client");
+            if workloads == Workloads::HollowStatus {
+                hollow_deployment_status(client).await;
+                return;
+            }
             let mut config = pea_controllers::ControllersConfig::default();
             config.set_controllers("deployment,replicaset");
             let controllers = tokio::spawn({
@@ -187,27 +211,79 @@ impl Drop for Member {
     }
 }
 
-/// Marks every pod of the member Running and Ready (no containers run), forever.
+/// Marks every pod of the member Running and Ready (no containers run), forever: a watch on
+/// the pods, each one not Ready patched when its event arrives (no polling, so a member with
+/// many pods costs nothing while they are quiet).
 pub async fn hollow_kubelet(client: kube::Client) {
-    let api: Api<Pod> = Api::all(client.clone());
     let mut n = 0u32;
-    loop {
-        if let Ok(list) = api.list(&ListParams::default()).await {
-            for p in list.items.iter().filter(|p| !is_ready(p)) {
-                n += 1;
-                let ip = format!("10.246.{}.{}", n / 250 % 250, n % 250 + 1);
-                let now = k8s_openapi::chrono::Utc::now()
-                    .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
-                let patch = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                let ns = p.namespace().unwrap_or_default();
-                let _ = Api::<Pod>::namespaced(client.clone(), &ns)
-                    .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-                    .await;
+    on_each_object(Api::<Pod>::all(client.clone()), |p| {
+        let client = client.clone();
+        let wanted = !is_ready(&p) && p.metadata.deletion_timestamp.is_none();
+        n += u32::from(wanted);
+        let n = n;
+        async move {
+            if !wanted {
+                return;
             }
+            let ip = format!("10.246.{}.{}", n / 250 % 250, n % 250 + 1);
+            let now = k8s_openapi::chrono::Utc::now()
+                .to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+            let patch = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+            let ns = p.namespace().unwrap_or_default();
+            let _ = Api::<Pod>::namespaced(client, &ns)
+                .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .await;
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    })
+    .await;
+}
+
+/// Calls `f` with every object the watch of `api` lists or sees change, one at a time, forever.
+async fn on_each_object<K, F, Fut>(api: Api<K>, mut f: F)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: FnMut(K) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => f(o).await,
+            Ok(_) => {}
+            // The watcher relists by itself; don't spin while the server is away.
+            Err(_) => tokio::time::sleep(Duration::from_millis(150)).await,
+        }
     }
+}
+
+/// Writes every Deployment's status as all of `spec.replicas` ready once per generation, forever
+/// ([`Workloads::HollowStatus`]).
+pub async fn hollow_deployment_status(client: kube::Client) {
+    on_each_object(Api::<Deployment>::all(client.clone()), |d| {
+        let client = client.clone();
+        async move { deployment_all_ready(client, d).await }
+    })
+    .await;
+}
+
+/// Writes `d`'s status as all of its replicas ready, unless it already says so for its
+/// generation.
+async fn deployment_all_ready(client: kube::Client, d: Deployment) {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let generation = d.metadata.generation.unwrap_or(0);
+    let status = d.status.clone().unwrap_or_default();
+    if status.observed_generation == Some(generation)
+        && status.ready_replicas.unwrap_or(0) == replicas
+    {
+        return;
+    }
+    let patch = json!({"status": {"observedGeneration": generation, "replicas": replicas,
+        "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas}});
+    let ns = d.namespace().unwrap_or_default();
+    let _ = Api::<Deployment>::namespaced(client, &ns)
+        .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await;
 }
 
 pub fn is_ready(p: &Pod) -> bool {

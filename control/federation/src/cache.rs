@@ -61,6 +61,28 @@ impl Cache {
             .collect()
     }
 
+    /// The objects `keep` accepts; only those are cloned (a turn about a few templates should
+    /// not copy every object of every member).
+    pub fn values_where(&self, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.map
+            .read()
+            .expect("cache lock")
+            .values()
+            .filter(|v| keep(v))
+            .cloned()
+            .collect()
+    }
+
+    /// `f` of every object, without cloning the objects.
+    pub fn map_values<T>(&self, f: impl Fn(&Value) -> T) -> Vec<T> {
+        self.map
+            .read()
+            .expect("cache lock")
+            .values()
+            .map(f)
+            .collect()
+    }
+
     pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
         let key = format!("{}/{name}", namespace.unwrap_or_default());
         self.map.read().expect("cache lock").get(&key).cloned()

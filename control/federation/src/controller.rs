@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
-use serde_json::Value;
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -26,7 +25,8 @@ use crate::events::Recorder;
 use crate::members::{Health, Member, Members};
 use crate::overrides::OverridePolicy;
 use crate::policy::{Policy, Taint};
-use crate::{health, kinds, Config, Error, TEMPLATE_UID_LABEL};
+use crate::report::{self, Reporter};
+use crate::{health, kinds, placement, Config, Error, TEMPLATE_UID_LABEL};
 
 /// Most keys taken from the queue in one turn (the rest wait for the next turn).
 const MAX_BATCH: usize = 100_000;
@@ -51,8 +51,11 @@ pub(crate) struct Controller {
     /// Per (member, kind): the watch of the member's objects, and the fingerprint of the member
     /// client it was started with.
     pub member_watches: HashMap<(String, KindKey), (String, Watch)>,
-    /// Last binding spec and status written per template uid (written again only on change).
-    pub last_binding: Mutex<HashMap<String, (Value, Value)>>,
+    /// Where a turn's outcome goes to be written to the federation API (its own task).
+    pub reports: UnboundedSender<report::Job>,
+    /// The last division of each Divided template (uid → member → replicas), as handed to the
+    /// members; the binding holds the same once its report is written.
+    pub divisions: Mutex<HashMap<String, BTreeMap<String, i64>>>,
     /// What placement saw of each member at the last turn.
     last_view: HashMap<String, PlacementView>,
 }
@@ -116,6 +119,9 @@ pub async fn run(fed: Client, config: Config) -> Result<(), Error> {
         wake.clone(),
     ));
     let _probe = AbortOnDrop(probe);
+    let (reports, report_rx) = mpsc::unbounded_channel();
+    let reporter = Arc::new(Reporter::new(fed.clone(), events.clone()));
+    let _reporter = AbortOnDrop(tokio::spawn(reporter.run(report_rx)));
     let mut c = Controller {
         fed,
         config: config.clone(),
@@ -127,7 +133,8 @@ pub async fn run(fed: Client, config: Config) -> Result<(), Error> {
         policy_watches,
         kinds: BTreeMap::new(),
         member_watches: HashMap::new(),
-        last_binding: Mutex::new(HashMap::new()),
+        reports,
+        divisions: Mutex::new(HashMap::new()),
         last_view: HashMap::new(),
     };
     // An interval must not be zero; a tenth of a second is as often as a full pass makes sense.
@@ -167,8 +174,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What about a member makes every template's placement worth recomputing (its resource
-/// summary changes at most every `summary_interval`).
+/// What about a member makes every template's placement worth recomputing. Its resource
+/// summary (which changes with every pod, at most every `summary_interval`) counts only while a
+/// policy divides replicas by capacity: otherwise no placement reads it, and a pass over every
+/// template on each change would be members × templates of work for nothing.
 type PlacementView = (
     bool,
     bool,
@@ -179,15 +188,15 @@ type PlacementView = (
     Option<Summary>,
 );
 
-fn placement_view(m: &Member, c: &Controller) -> PlacementView {
+fn placement_view(m: &Member, schedulable: bool, by_capacity: bool) -> PlacementView {
     (
         m.health == Health::Ready,
-        c.schedulable(m),
+        schedulable,
         m.labels.clone(),
         m.taints.clone(),
         m.fingerprint.clone(),
         (m.region.clone(), m.zones.clone()),
-        m.summary.clone(),
+        m.summary.clone().filter(|_| by_capacity),
     )
 }
 
@@ -217,11 +226,20 @@ impl Controller {
         }
         // Compared with the view of the last turn: schedulability also changes with time alone
         // (the failover toleration running out).
+        let by_capacity = self
+            .policies
+            .iter()
+            .any(|p| placement::divides_by_capacity(&p.spec.placement));
         let view: HashMap<String, PlacementView> = self
             .members
             .by_name
             .values()
-            .map(|m| (m.name.clone(), placement_view(m, self)))
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    placement_view(m, self.schedulable(m), by_capacity),
+                )
+            })
             .collect();
         if view != self.last_view {
             batch.all = true;
@@ -416,5 +434,44 @@ impl Controller {
         self.member_watches
             .get(&(member.to_string(), kind.clone()))
             .map(|(_, w)| w.cache.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(cpu_allocated: i64) -> Member {
+        let mut m = Member::new("m1");
+        m.fingerprint = "fp".into();
+        m.summary = Some(Summary {
+            allocatable: BTreeMap::from([("cpu".into(), 8000)]),
+            allocated: BTreeMap::from([("cpu".into(), cpu_allocated)]),
+            allocating: BTreeMap::new(),
+        });
+        m
+    }
+
+    #[test]
+    fn a_new_resource_summary_replaces_placements_only_when_a_policy_divides_by_capacity() {
+        let (before, after) = (member(100), member(200));
+        assert_eq!(
+            placement_view(&before, true, false),
+            placement_view(&after, true, false),
+            "no policy reads the summary: a pod more in a member is no reason for a full pass"
+        );
+        assert_ne!(
+            placement_view(&before, true, true),
+            placement_view(&after, true, true)
+        );
+        let mut unready = member(100);
+        unready.health = Health::NotReady {
+            reason: "ClusterNotReachable".into(),
+            message: "m1: unreachable".into(),
+        };
+        assert_ne!(
+            placement_view(&before, true, false),
+            placement_view(&unready, true, false)
+        );
     }
 }

@@ -54,6 +54,26 @@ pub struct Member {
     pub summary_at: Option<Instant>,
 }
 
+impl Member {
+    /// A member not probed yet: no client, no labels, no summary.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            client: None,
+            watch_client: None,
+            health: Health::Ready,
+            not_ready_since: None,
+            fingerprint: String::new(),
+            region: String::new(),
+            zones: Vec::new(),
+            summary: None,
+            summary_at: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Member")
@@ -297,20 +317,10 @@ impl Members {
         for (c, (name, clients, fingerprint, health, summary)) in clusters.iter().zip(results) {
             let labels: BTreeMap<String, String> =
                 serde_json::from_value(c["metadata"]["labels"].clone()).unwrap_or_default();
-            let m = self.by_name.entry(name.clone()).or_insert_with(|| Member {
-                name: name.clone(),
-                labels: BTreeMap::new(),
-                taints: Vec::new(),
-                client: None,
-                watch_client: None,
-                health: Health::Ready,
-                not_ready_since: None,
-                fingerprint: String::new(),
-                region: String::new(),
-                zones: Vec::new(),
-                summary: None,
-                summary_at: None,
-            });
+            let m = self
+                .by_name
+                .entry(name.clone())
+                .or_insert_with(|| Member::new(&name));
             m.labels = labels;
             m.region = c["spec"]["region"].as_str().unwrap_or_default().to_string();
             m.zones = match (c["spec"]["zones"].as_array(), c["spec"]["zone"].as_str()) {

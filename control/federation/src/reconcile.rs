@@ -28,6 +28,7 @@ use crate::members::Health;
 use crate::overrides::OverridePolicy;
 use crate::placement::{self, Candidate};
 use crate::policy::{self, TemplateRef};
+use crate::report::{Job, Report};
 use crate::{capacity, render};
 use crate::{Error, FIELD_MANAGER, FINALIZER, TEMPLATE_UID_LABEL};
 
@@ -100,33 +101,52 @@ fn overrides_for<'o>(
 
 impl Controller {
     /// The template's last division (member → replicas), as the binding's spec.clusters hold
-    /// it: from what this controller last wrote, else (after a restart) read from the binding.
+    /// it: from what this controller last decided, else (after a restart) read from the binding.
     async fn previous_division(&self, t: &Value, uid: &str) -> Option<BTreeMap<String, i64>> {
-        let cached = self
-            .last_binding
+        let known = self
+            .divisions
             .lock()
-            .expect("binding lock")
+            .expect("division lock")
             .get(uid)
-            .map(|(spec, _)| spec.clone());
-        let spec = match cached {
-            Some(s) => s,
-            None => {
-                let (name, api, _) = crate::report::binding_of(&self.fed, t);
-                let rb = api.get_opt(&name).await.ok().flatten()?;
-                let rb = serde_json::to_value(rb).ok()?;
-                if rb["spec"]["resource"]["uid"] != uid {
-                    return None;
-                }
-                rb["spec"].clone()
-            }
-        };
+            .cloned();
+        if known.is_some() {
+            return known;
+        }
+        let (name, api, _) = crate::report::binding_of(&self.fed, t);
+        let rb = api.get_opt(&name).await.ok().flatten()?;
+        let rb = serde_json::to_value(rb).ok()?;
+        if rb["spec"]["resource"]["uid"] != uid {
+            return None;
+        }
         Some(
-            spec["clusters"]
+            rb["spec"]["clusters"]
                 .as_array()?
                 .iter()
                 .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["replicas"].as_i64()?)))
                 .collect(),
         )
+    }
+
+    /// Adds the cleanup finalizer to a template (on its resourceVersion: a conflict is retried
+    /// on the template's next event).
+    async fn add_finalizer(&self, ar: &ApiResource, t: &Value) {
+        let mut f: Vec<Value> = t["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        f.push(json!(FINALIZER));
+        let patch = json!({"metadata": {"finalizers": f, "resourceVersion": t["metadata"]["resourceVersion"]}});
+        let api = api_for(&self.fed, ar, t["metadata"]["namespace"].as_str());
+        if let Err(e) = api
+            .patch(
+                str_at(t, "/metadata/name"),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            debug!(template = %render::identity(t), "finalizer not added (retried on the next event): {e}");
+        }
     }
 
     fn candidates(&self) -> Vec<Candidate<'_>> {
@@ -162,12 +182,14 @@ impl Controller {
         if !kind.templates.cache.ready() {
             return Ok(());
         }
-        let templates = kind.templates.cache.values();
-        let all_uids: HashSet<String> = templates
-            .iter()
-            .map(|t| str_at(t, "/metadata/uid").to_string())
-            .collect();
+        let started = std::time::Instant::now();
         let wanted = |uid: &str| only.is_none_or(|s| s.contains(uid));
+        let cache = &kind.templates.cache;
+        let all_uids: HashSet<String> = cache
+            .map_values(|t| str_at(t, "/metadata/uid").to_string())
+            .into_iter()
+            .collect();
+        let templates = cache.values_where(|t| wanted(str_at(t, "/metadata/uid")));
         let mut plans: Vec<Plan<'_>> = Vec::new();
         // Templates whose member objects go: being deleted with our finalizer.
         let mut deleting: Vec<&Value> = Vec::new();
@@ -178,9 +200,6 @@ impl Controller {
         let candidates = self.candidates();
         for t in &templates {
             let uid = str_at(t, "/metadata/uid").to_string();
-            if !wanted(&uid) {
-                continue;
-            }
             if t["metadata"]["deletionTimestamp"].is_string() {
                 if has_finalizer(t) {
                     deleting.push(t);
@@ -242,6 +261,16 @@ impl Controller {
                         .collect();
                 }
                 Ok(decision) => {
+                    if by_capacity {
+                        let division = decision
+                            .iter()
+                            .filter_map(|(m, r)| Some((m.clone(), (*r)?)))
+                            .collect();
+                        self.divisions
+                            .lock()
+                            .expect("division lock")
+                            .insert(plan.uid.clone(), division);
+                    }
                     let ops = overrides_for(&self.overrides, &tref);
                     for (member, share) in &decision {
                         let labels = self
@@ -273,28 +302,22 @@ impl Controller {
                 .await;
         }
 
-        // Finalizers first, so a template deleted from now on waits for its member objects.
-        stream::iter(plans.iter().filter(|p| !has_finalizer(p.template)))
-            .for_each_concurrent(PER_MEMBER, |p| async move {
-                let mut f: Vec<Value> = p.template["metadata"]["finalizers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                f.push(json!(FINALIZER));
-                let patch = json!({"metadata": {"finalizers": f, "resourceVersion": p.template["metadata"]["resourceVersion"]}});
-                let api = api_for(&self.fed, ar, p.template["metadata"]["namespace"].as_str());
-                if let Err(e) = api
-                    .patch(
-                        str_at(p.template, "/metadata/name"),
-                        &PatchParams::default(),
-                        &Patch::Merge(patch),
-                    )
-                    .await
-                {
-                    debug!(template = %render::identity(p.template), "finalizer not added (retried on the next event): {e}");
-                }
-            })
-            .await;
+        let placed_at = started.elapsed();
+        // Finalizers, so a template deleted from now on waits for its member objects; written
+        // while the members are synced rather than before (one federation round trip less on
+        // the way to the members). A template deleted before its finalizer lands leaves nothing
+        // behind either: its Delete event queues its uid, and that turn deletes the member
+        // objects carrying it (see `sync_member`).
+        // (The futures are made before they are streamed: a stream of closures over borrowed
+        // plans, held across the await below, is not provably Send.)
+        let adds: Vec<_> = plans
+            .iter()
+            .filter(|p| !has_finalizer(p.template))
+            .map(|p| self.add_finalizer(ar, p.template))
+            .collect();
+        let finalizers = stream::iter(adds)
+            .buffer_unordered(PER_MEMBER)
+            .collect::<Vec<()>>();
 
         // A template that cannot be placed keeps what members hold until it can.
         for p in plans.iter().filter(|p| p.schedule_error.is_some()) {
@@ -342,7 +365,8 @@ impl Controller {
                 only,
             }));
         }
-        let results = futures_util::future::join_all(jobs).await;
+        let (_, results) =
+            futures_util::future::join(finalizers, futures_util::future::join_all(jobs)).await;
         let mut outcomes: HashMap<String, BTreeMap<String, MemberOutcome>> = HashMap::new();
         let mut remaining: HashSet<String> = HashSet::new();
         let mut blocked: HashSet<String> = HashSet::new();
@@ -360,22 +384,31 @@ impl Controller {
             }
         }
 
-        let reports: Vec<_> = plans
-            .iter()
-            .map(|p| (p, outcomes.remove(&p.uid).unwrap_or_default()))
-            .collect();
-        stream::iter(reports)
-            .for_each_concurrent(PER_MEMBER, |(p, per_member)| async move {
-                self.report(ar, p, &per_member).await;
-            })
-            .await;
+        debug!(kind = %kind_name, templates = plans.len(), placed = ?placed_at, synced = ?started.elapsed(), "members synced");
+        // Status goes back from the reporter's task; this turn is done with the members.
+        for p in plans {
+            let report = Report {
+                ar: ar.clone(),
+                template: p.template.clone(),
+                per_member: outcomes.remove(&p.uid).unwrap_or_default(),
+                uid: p.uid,
+                decision: p.decision,
+                policy: p.policy,
+                schedule_error: p.schedule_error,
+            };
+            let _ = self.reports.send(Job::Status(report));
+        }
         for t in deleting {
             let uid = str_at(t, "/metadata/uid");
             if remaining.contains(uid) || !blocked.is_empty() {
                 debug!(template = %render::identity(t), ?blocked, "waiting for member objects to go");
                 continue;
             }
-            self.finish_deletion(ar, t).await;
+            self.divisions.lock().expect("division lock").remove(uid);
+            let _ = self.reports.send(Job::Release {
+                ar: ar.clone(),
+                template: t.clone(),
+            });
         }
         Ok(())
     }
@@ -410,6 +443,13 @@ struct MemberJob<'a> {
     only: Option<&'a HashSet<String>>,
 }
 
+/// The template uid a member object's label names ("" when it has none).
+fn template_uid(v: &Value) -> &str {
+    v["metadata"]["labels"][TEMPLATE_UID_LABEL]
+        .as_str()
+        .unwrap_or_default()
+}
+
 fn failed(msg: String) -> MemberOutcome {
     MemberOutcome {
         error: Some(msg),
@@ -434,6 +474,7 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         all_uids,
         only,
     } = job;
+    let started = std::time::Instant::now();
     let mut r = MemberResult {
         outcomes: errors.into_iter().map(|(u, e)| (u, failed(e))).collect(),
         remaining: HashSet::new(),
@@ -450,7 +491,7 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         return (member, r);
     };
     let live: Vec<Value> = match cache.as_ref().filter(|c| c.ready()) {
-        Some(c) => c.values(),
+        Some(c) => c.values_where(|v| only.is_none_or(|s| s.contains(template_uid(v)))),
         None => {
             let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
             match all
@@ -479,11 +520,7 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
     let mut live_by_key: HashMap<String, Value> = HashMap::new();
     let mut doomed: Vec<(String, Value)> = Vec::new();
     for v in live {
-        let uid = str_at(
-            &v,
-            &format!("/metadata/labels/{}", TEMPLATE_UID_LABEL.replace('/', "~1")),
-        )
-        .to_string();
+        let uid = template_uid(&v).to_string();
         if only.is_some_and(|s| !s.contains(&uid)) {
             continue;
         }
@@ -609,6 +646,7 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         .buffer_unordered(PER_MEMBER)
         .collect::<Vec<_>>()
         .await;
+    debug!(member = %member, applied = applies.len(), elapsed = ?started.elapsed(), "member synced");
     for (uid, exists, outcome) in applies {
         if exists {
             r.remaining.insert(uid.clone());

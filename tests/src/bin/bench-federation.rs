@@ -4,11 +4,15 @@
 //!
 //! The scale is 100 members × 50 hollow nodes × 1 000 Deployments; `--members`,
 //! `--nodes-per-member` and `--deployments` scale it to what the machine holds. Members are
-//! pea-control instances in this process, each with the deployment and replicaset controllers, a
-//! hollow kubelet (pods marked Ready without containers) and `--nodes-per-member` hollow Nodes
-//! (Ready, with allocatable). Every Deployment is Divided across all members (`--replicas`, by
-//! default one per member). Times are taken from watches (one per member, one on the federation)
-//! rather than by listing, so measuring adds no polling load. The anchor is Karmada's published
+//! pea-control instances in this process, each with `--nodes-per-member` hollow Nodes (Ready, with
+//! allocatable) and either the deployment and replicaset controllers and a hollow kubelet (pods
+//! marked Ready without containers; `--workloads controllers`) or only a hollow status writer
+//! that marks each Deployment ready at once (`--workloads hollow-status`, for the full scale,
+//! where 100 members' controllers would not fit 2 cores). Every Deployment is Divided across all
+//! members (`--replicas`, by default one per member). Times are taken from watches (one per
+//! member, one on the federation) rather than by listing, so measuring adds no polling load; the
+//! time from the last member reporting its share ready to the sum on the federation is what the
+//! federation adds on top of the members' own work. The anchor is Karmada's published
 //! 100-cluster report; it is not measured here.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +29,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use pea_tests::bench::{fmt_duration, quantile};
-use pea_tests::federation::{Federation, Member};
+use pea_tests::federation::{Federation, Member, Workloads};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -46,6 +50,11 @@ struct Args {
     /// Bound of the whole measurement.
     #[arg(long, default_value_t = 300)]
     timeout_seconds: u64,
+    /// What runs the members' workloads: `controllers` (the deployment and replicaset
+    /// controllers and a hollow kubelet: ReplicaSets and Pods made and marked Ready) or
+    /// `hollow-status` (no controllers: each Deployment's status written as all ready at once).
+    #[arg(long, default_value = "controllers")]
+    workloads: String,
     /// Where pea-federation's log goes (RUST_LOG from $PEA_FEDERATION_LOG, default info).
     #[arg(long, default_value = "/tmp/bench-federation.pea-federation.log")]
     log: PathBuf,
@@ -68,30 +77,62 @@ fn mib(kib: u64) -> String {
 /// First time each name was seen (per member: created; on the federation: status summed).
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// Watches Deployments in `ns` of `client`, recording the first time `done` holds for each.
+/// What a watch records: for each condition, the first time it held for each Deployment.
+type Condition = Box<dyn Fn(&Deployment) -> bool + Send>;
+
+/// Watches Deployments in `default` of `client`, recording the first time each of `conditions`
+/// holds for each.
 fn watch_deployments(
     rt: &tokio::runtime::Runtime,
     client: Client,
-    done: impl Fn(&Deployment) -> bool + Send + 'static,
-) -> (Seen, tokio::task::JoinHandle<()>) {
-    let seen: Seen = Arc::default();
+    conditions: Vec<Condition>,
+) -> (Vec<Seen>, tokio::task::JoinHandle<()>) {
+    let seen: Vec<Seen> = conditions.iter().map(|_| Seen::default()).collect();
     let s = seen.clone();
     let task = rt.spawn(async move {
         let api: Api<Deployment> = Api::namespaced(client, "default");
         let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
         while let Some(ev) = stream.next().await {
             let now = Instant::now();
-            let objs = match ev {
-                Ok(watcher::Event::Apply(d)) | Ok(watcher::Event::InitApply(d)) => vec![d],
+            let d = match ev {
+                Ok(watcher::Event::Apply(d)) | Ok(watcher::Event::InitApply(d)) => d,
                 _ => continue,
             };
-            let mut s = s.lock().unwrap();
-            for d in objs.iter().filter(|d| done(d)) {
-                s.entry(d.name_any()).or_insert(now);
+            for (done, seen) in conditions.iter().zip(&s) {
+                if done(&d) {
+                    seen.lock().unwrap().entry(d.name_any()).or_insert(now);
+                }
             }
         }
     });
     (seen, task)
+}
+
+/// All of a Deployment's replicas ready (as its own status says).
+fn ready(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    d.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        == want
+}
+
+/// Per template, the time from its apply to the last of `seen` (None until every one saw it).
+fn last_of(seen: &[&Seen], applied: &BTreeMap<String, Instant>) -> BTreeMap<String, Duration> {
+    let maps: Vec<_> = seen.iter().map(|s| s.lock().unwrap()).collect();
+    applied
+        .iter()
+        .filter_map(|(name, t)| {
+            let last = maps
+                .iter()
+                .map(|m| m.get(name).copied())
+                .collect::<Option<Vec<Instant>>>()?
+                .into_iter()
+                .max()?;
+            Some((name.clone(), last.saturating_duration_since(*t)))
+        })
+        .collect()
 }
 
 fn node(name: &str) -> Node {
@@ -129,6 +170,11 @@ async fn hollow_nodes(client: Client, n: usize) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let workloads = match args.workloads.as_str() {
+        "controllers" => Workloads::Controllers,
+        "hollow-status" => Workloads::HollowStatus,
+        w => bail!("--workloads: {w:?} is neither controllers nor hollow-status"),
+    };
     let replicas = args.replicas.unwrap_or(args.members);
     let dir = tempfile::tempdir()?;
     let me = std::process::id();
@@ -137,7 +183,7 @@ fn main() -> Result<()> {
     let rss_plane = status_kib(me, "VmRSS:").unwrap_or(0);
     let started = Instant::now();
     let members: Vec<Member> = (0..args.members)
-        .map(|i| Member::start(&format!("m{i:03}"), dir.path()))
+        .map(|i| Member::start_with(&format!("m{i:03}"), dir.path(), workloads))
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -203,14 +249,19 @@ fn main() -> Result<()> {
     );
     let rss_idle = status_kib(pid, "VmRSS:");
 
-    let watches: Vec<(Seen, tokio::task::JoinHandle<()>)> = member_clients
+    // Per member: created, and all of its share ready (the members' own controllers' work).
+    let watches: Vec<(Vec<Seen>, tokio::task::JoinHandle<()>)> = member_clients
         .iter()
-        .map(|c| watch_deployments(&rt, c.clone(), |_| true))
+        .map(|c| {
+            let conditions: Vec<Condition> = vec![Box::new(|_| true), Box::new(ready)];
+            watch_deployments(&rt, c.clone(), conditions)
+        })
         .collect();
     let want = replicas as i32;
-    let (summed_seen, summed_task) = watch_deployments(&rt, fed_client.clone(), move |d| {
-        d.status.as_ref().and_then(|s| s.ready_replicas) == Some(want)
-    });
+    let summed_condition: Condition =
+        Box::new(move |d| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(want));
+    let (summed_seen, summed_task) =
+        watch_deployments(&rt, fed_client.clone(), vec![summed_condition]);
     let deployments: Api<Deployment> = Api::namespaced(fed_client.clone(), "default");
     let mut applied: BTreeMap<String, Instant> = BTreeMap::new();
     let t0 = Instant::now();
@@ -229,25 +280,13 @@ fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
     let mut peak_rss = 0;
     let mut peak_bench = 0;
-    let (mut placed, mut summed) = (BTreeMap::new(), BTreeMap::new());
+    let created: Vec<&Seen> = watches.iter().map(|(s, _)| &s[0]).collect();
+    let member_ready: Vec<&Seen> = watches.iter().map(|(s, _)| &s[1]).collect();
+    let (mut placed, mut ready_everywhere, mut summed);
     loop {
-        placed.clear();
-        for (name, t) in &applied {
-            let last = watches
-                .iter()
-                .map(|(s, _)| s.lock().unwrap().get(name).copied())
-                .collect::<Option<Vec<Instant>>>()
-                .and_then(|v| v.into_iter().max());
-            if let Some(last) = last {
-                placed.insert(name.clone(), last.saturating_duration_since(*t));
-            }
-        }
-        summed.clear();
-        for (name, seen) in summed_seen.lock().unwrap().iter() {
-            if let Some(t) = applied.get(name) {
-                summed.insert(name.clone(), seen.saturating_duration_since(*t));
-            }
-        }
+        placed = last_of(&created, &applied);
+        ready_everywhere = last_of(&member_ready, &applied);
+        summed = last_of(&[&summed_seen[0]], &applied);
         peak_rss = peak_rss.max(status_kib(pid, "VmRSS:").unwrap_or(0));
         peak_bench = peak_bench.max(status_kib(me, "VmRSS:").unwrap_or(0));
         if (placed.len() == applied.len() && summed.len() == applied.len())
@@ -266,9 +305,13 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| "–".into())
     };
     println!(
-        "### bench-federation: {} members × {} hollow nodes (pea-control + deployment/replicaset controllers + hollow kubelet, in this process), {} Deployments × {} replicas Divided across all members, pea-federation as its own process, --resync-seconds {}\n",
+        "### bench-federation: {} members × {} hollow nodes (pea-control + {}, in this process), {} Deployments × {} replicas Divided across all members, pea-federation as its own process, --resync-seconds {}\n",
         members.len(),
         args.nodes_per_member,
+        match workloads {
+            Workloads::Controllers => "deployment/replicaset controllers + hollow kubelet",
+            Workloads::HollowStatus => "hollow Deployment status, no controllers",
+        },
         applied.len(),
         replicas,
         args.resync_seconds
@@ -282,11 +325,30 @@ fn main() -> Result<()> {
         show(&placed, 0.99)
     );
     println!(
+        "| template apply → ready in every member (the members' controllers) | {}/{} | {} | {} |",
+        ready_everywhere.len(),
+        applied.len(),
+        show(&ready_everywhere, 0.5),
+        show(&ready_everywhere, 0.99)
+    );
+    // What the federation adds on top of the members: from the last member ready to the sum.
+    let summing: BTreeMap<String, Duration> = summed
+        .iter()
+        .filter_map(|(n, s)| Some((n.clone(), s.saturating_sub(*ready_everywhere.get(n)?))))
+        .collect();
+    println!(
         "| template apply → readyReplicas summed on the federation | {}/{} | {} | {} |",
         summed.len(),
         applied.len(),
         show(&summed, 0.5),
         show(&summed, 0.99)
+    );
+    println!(
+        "| last member ready → readyReplicas summed on the federation | {}/{} | {} | {} |",
+        summing.len(),
+        applied.len(),
+        show(&summing, 0.5),
+        show(&summing, 0.99)
     );
     let per_member = rss_members.saturating_sub(rss_plane) / members.len().max(1) as u64;
     println!(
