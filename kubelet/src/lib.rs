@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 pub mod certificate;
+pub mod cli;
 pub mod cgroups;
 pub mod cgroups_allocatable;
 pub mod config;

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod cgroup_warm;
+pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod error;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pea's main job: install prerequisites, build everything, bring up a 3-node cluster on this host
-# with `pea up` (every node a network namespace running pea-shim, pea-kubelet, pea-flanneld and
-# pea-proxy; node 0 also pea-control, and the add-ons pea-dns and pea-ingress as Deployments;
+# with `pea up` (every node a network namespace running pea-agent: pea-shim, pea-kubelet,
+# pea-flanneld and pea-proxy in one process, as k3s's agent; node 0 also pea-control, and the add-ons pea-dns and pea-ingress as Deployments;
 # the root namespace is never touched), then run a workload through real kubectl: a Deployment spread over the nodes, a
 # Service reached by its DNS name from a pod, an Ingress answering from outside the nodes,
 # `kubectl logs` and `kubectl exec`. The cluster is left running and its KUBECONFIG printed

@@ -28,6 +28,12 @@
 //! beside each other: neither links the other (pea-proxy reaches the cluster through the API and
 //! the kernel only; the masquerade mark it shares with pea-cni is a documented constant).
 //! The `pea` CLI (`pea-cli`, control/pea) links no workspace crate: it runs the programs.
+//!
+//! The node agent (`pea-agent`, kubelet/agent) is k3s's agent: the node's programs — pea-shim,
+//! pea-kubelet, pea-flanneld (in pea-cni) and pea-proxy — linked into one process, so their code
+//! is mapped once. It may link exactly those four crates (their `cli` modules), and nothing may
+//! link it; the programs keep talking to each other through their interfaces only (CRI socket,
+//! the API), which the rules above keep true of their crates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -103,8 +109,18 @@ const CNI_PROGRAMS: &[&str] = &["pea-cni", "pea-proxy"];
 /// it links no workspace crate at all.
 const PROGRAM_DRIVERS: &[&str] = &["pea-cli"];
 
+/// The node agent (kubelet/agent) and the node programs it runs in its one process.
+const NODE_AGENTS: &[&str] = &["pea-agent"];
+const NODE_PROGRAMS: &[&str] = &["pea-shim", "pea-kubelet", "pea-cni", "pea-proxy"];
+
 /// Whether `from` may depend on `to` (both workspace crates).
 pub fn allowed(from: &Member, to: &Member) -> bool {
+    if NODE_AGENTS.contains(&to.name.as_str()) {
+        return from.layer == Layer::Tests;
+    }
+    if NODE_AGENTS.contains(&from.name.as_str()) {
+        return NODE_PROGRAMS.contains(&to.name.as_str()) || to.layer == Layer::Common;
+    }
     if PROGRAM_DRIVERS.contains(&from.name.as_str()) {
         return false;
     }
@@ -349,6 +365,34 @@ mod tests {
         for to in [&runtime_types, &cri_types, &api, &kubelet] {
             assert!(!allowed(&godur, to), "a common/ crate links {}", to.name);
         }
+    }
+
+    #[test]
+    fn the_node_agent_links_the_node_programs_and_nothing_links_it() {
+        let agent = m("pea-agent", Layer::Kubelet);
+        for to in [
+            m("pea-shim", Layer::Shim),
+            m("pea-kubelet", Layer::Kubelet),
+            m("pea-cni", Layer::Cni),
+            m("pea-proxy", Layer::Cni),
+        ] {
+            assert!(allowed(&agent, &to), "pea-agent may link {}", to.name);
+        }
+        for to in [
+            m("pea-runtime", Layer::Runtime),
+            m("pea-control", Layer::Control),
+            m("pea-dns", Layer::Control),
+        ] {
+            assert!(!allowed(&agent, &to), "pea-agent links {}", to.name);
+        }
+        for from in [
+            m("pea-kubelet", Layer::Kubelet),
+            m("pea-cli", Layer::Control),
+            m("pea-shim", Layer::Shim),
+        ] {
+            assert!(!allowed(&from, &agent), "{} links pea-agent", from.name);
+        }
+        assert!(allowed(&m("pea-tests", Layer::Tests), &agent));
     }
 
     fn package(name: &str, folder: &str, deps: &[&str]) -> Value {

@@ -2,21 +2,22 @@
 //! names its phase), under a bounded client loop through the Service's ClusterIP from node 0's
 //! namespace (pea-proxy's DNAT, then VXLAN to the other nodes' pods):
 //!
-//! 1. kill -9 of node 1's pea-kubelet, 2. of its pea-shim, 3. of its pea-flanneld, 4. of
-//!    pea-control: every request during the outage and after the restart is answered (the data
-//!    path needs none of them), node 1's pod answers while its component is dead, and after the
-//!    restart the state reconciles (node Ready with a new heartbeat, the shim serves `kubectl
-//!    exec` into the old container, flanneld keeps its subnet) with nothing lost: the same pods,
-//!    UIDs, nodes, IPs and container IDs, no container restarted.
+//! 1. kill -9 of node 1's pea-agent (its pea-shim, pea-kubelet, pea-flanneld and pea-proxy at
+//!    once: one process, as k3s's agent), 2. of pea-control: every request during the outage and
+//!    after the restart is answered (the data path needs none of them), node 1's pod answers
+//!    while its agent is dead, and after the restart the state reconciles (node Ready with a new
+//!    heartbeat, the shim serves `kubectl exec` into the old container, flanneld keeps its
+//!    subnet) with nothing lost: the same pods, UIDs, nodes, IPs and container IDs, no container
+//!    restarted.
 //!    `pea up` runs its components as plain processes with nothing to restart them (its
 //!    contract: `pea status` shows a dead one, `pea down` + `pea up` recover), so the test
 //!    restarts a killed component exactly as `pea up` started it: the argv, environment,
 //!    network namespace, log and pid file read from /proc before the kill.
-//! 5. a rolling update of the Deployment loses no request: maxSurge 1 / maxUnavailable 0, a
+//! 3. a rolling update of the Deployment loses no request: maxSurge 1 / maxUnavailable 0, a
 //!    readiness probe and minReadySeconds, so a new pod gets traffic only once it serves, and a
 //!    preStop sleep so an old pod keeps serving while its deletion reaches every node's proxy
 //!    (kube sends SIGTERM right after the preStop hook, not after the endpoint removal).
-//! 6. a node dies (every process in its namespace or pod cgroups killed, the namespace deleted):
+//! 4. a node dies (every process in its namespace or pod cgroups killed, the namespace deleted):
 //!    its pods are on the other nodes after node-monitor-grace-period (pea-control's default
 //!    40 s) + the pods' own tolerationSeconds (5 s here instead of the admission default 300 s
 //!    for not-ready/unreachable), and the Service answers from them only.
@@ -544,60 +545,48 @@ fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node(
     };
     let node1 = format!("{name}-1");
 
-    // 1. The kubelet: its node's heartbeat resumes (a newer one than the last before the
-    // kill); its containers stay.
-    let hb = std::cell::RefCell::new(String::new());
-    kill_phase(
-        "kubelet kill -9",
-        &c,
-        (&format!("{node1}-kubelet"), 1),
-        || *hb.borrow_mut() = node_ready(&c.k, &node1).1,
-        || {
-            let (st, now) = node_ready(&c.k, &node1);
-            st == "True" && now != *hb.borrow()
-        },
-    );
-
-    // 2. The shim: the kubelet reaches the old containers through the new shim.
+    // 1. The node's agent: its kubelet's heartbeat resumes (a newer one than the last before
+    // the kill), the kubelet reaches the old containers through the restarted shim, flanneld
+    // keeps its lease and the overlay; the containers stay.
     let pod1 = settled(&c.k)
         .unwrap()
         .into_iter()
         .find(|p| p.node == node1)
         .unwrap()
         .name;
-    kill_phase(
-        "pea-shim kill -9",
-        &c,
-        (&format!("{node1}-shim"), 1),
-        || {},
-        || {
-            let out =
-                c.k.run(&["exec", &pod1, "--", "cat", "/tmp/index.html"], None);
-            node_ready(&c.k, &node1).0 == "True"
-                && String::from_utf8_lossy(&out.stdout).trim() == format!("hello from {pod1}")
-        },
-    );
-
-    // 3. flanneld: the same subnet lease, the overlay untouched.
+    let hb = std::cell::RefCell::new(String::new());
     let subnet_file = format!("/var/lib/pea/clusters/{name}/{node1}/subnet.env");
     let subnet = std::fs::read_to_string(&subnet_file).expect("subnet.env");
-    let flanneld_log = PathBuf::from(format!(
-        "/var/lib/pea/clusters/{name}/logs/{node1}-flanneld.log"
+    let agent_log = PathBuf::from(format!(
+        "/var/lib/pea/clusters/{name}/logs/{node1}-agent.log"
     ));
-    let log_len = std::fs::metadata(&flanneld_log).map_or(0, |m| m.len());
+    let log_len = std::cell::Cell::new(0);
     kill_phase(
-        "pea-flanneld kill -9",
+        "pea-agent kill -9",
         &c,
-        (&format!("{node1}-flanneld"), 1),
-        || {},
+        (&format!("{node1}-agent"), 1),
         || {
+            *hb.borrow_mut() = node_ready(&c.k, &node1).1;
+            log_len.set(std::fs::metadata(&agent_log).map_or(0, |m| m.len()));
+        },
+        || {
+            let (st, now) = node_ready(&c.k, &node1);
+            if st != "True" || now == *hb.borrow() {
+                return false;
+            }
             // Restarted and through its start: it logged again and rewrote the same lease.
-            std::fs::metadata(&flanneld_log).map_or(0, |m| m.len()) > log_len
-                && std::fs::read_to_string(&subnet_file).ok().as_ref() == Some(&subnet)
+            if std::fs::metadata(&agent_log).map_or(0, |m| m.len()) <= log_len.get()
+                || std::fs::read_to_string(&subnet_file).ok().as_ref() != Some(&subnet)
+            {
+                return false;
+            }
+            let out =
+                c.k.run(&["exec", &pod1, "--", "cat", "/tmp/index.html"], None);
+            String::from_utf8_lossy(&out.stdout).trim() == format!("hello from {pod1}")
         },
     );
 
-    // 4. pea-control: the API answers again and every node is Ready.
+    // 2. pea-control: the API answers again and every node is Ready.
     kill_phase(
         "pea-control kill -9",
         &c,
@@ -609,7 +598,7 @@ fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node(
         },
     );
 
-    // 5. A rolling update under the client loop.
+    // 3. A rolling update under the client loop.
     let phase = "rolling update";
     let old = settled(&c.k).expect("rolling update: settled before");
     let client = Client::start(&c.client_ns, &c.url);
@@ -642,7 +631,7 @@ fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node(
     );
     eprintln!("{phase}: 3 pods replaced in {:.1} s", took.as_secs_f64());
 
-    // 6. A node dies.
+    // 4. A node dies.
     let phase = "node death";
     let nodes_with_pods: BTreeSet<String> = new.iter().map(|p| p.node.clone()).collect();
     let dead = (1..NODES)
@@ -651,8 +640,9 @@ fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node(
         .unwrap_or_else(|| panic!("{phase}: no pod outside node 0: {new:?}"));
     let dead_node = format!("{name}-{dead}");
     let procs = node_processes(&name, dead);
+    // Its agent, and its pod's pause and web processes with their monitors.
     assert!(
-        procs.len() >= 4,
+        procs.len() >= 3,
         "{phase}: processes of {dead_node}: {procs:?}"
     );
     let died = Instant::now();
@@ -663,9 +653,7 @@ fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node(
         wait(Duration::from_secs(10), || procs.iter().all(|&p| !alive(p))).is_some(),
         "{phase}: processes of {dead_node} still alive after SIGKILL"
     );
-    for s in ["shim", "flanneld", "kubelet", "proxy"] {
-        let _ = std::fs::remove_file(format!("/run/pea/{name}/{dead_node}-{s}.pid"));
-    }
+    let _ = std::fs::remove_file(format!("/run/pea/{name}/{dead_node}-agent.pid"));
     let del = Command::new("ip")
         .args(["netns", "del", &format!("pea-{name}-{dead}")])
         .output()

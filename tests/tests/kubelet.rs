@@ -5,6 +5,7 @@
 //! nextest still runs each test in a process of its own. A new file is declared here
 //! (`meta` checks that every file is), and picked with `-E 'test(/^FILE::/)'`.
 
+mod kubelet_agent;
 mod kubelet_containerd;
 mod kubelet_eviction;
 mod kubelet_eviction_disk;

@@ -10,6 +10,7 @@
 //! health check node ports of `externalTrafficPolicy: Local` load balancers.
 
 pub mod claims;
+pub mod cli;
 pub mod conntrack;
 pub mod events;
 pub mod health_check;

@@ -9,6 +9,7 @@
 //! device and routes in place and pods are not disturbed.
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod kube_source;
 pub mod metrics;

@@ -113,9 +113,7 @@ impl Cluster {
             v.extend(crate::etcd::MEMBERS.iter().map(|(m, _, _)| m.to_string()));
         }
         for i in 0..self.nodes {
-            for s in ["shim", "flanneld", "kubelet", "proxy"] {
-                v.push(format!("{}-{s}", self.node_name(i)));
-            }
+            v.push(format!("{}-agent", self.node_name(i)));
         }
         v
     }

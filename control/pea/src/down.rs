@@ -1,6 +1,7 @@
-//! `pea down`: pods through CRI first (so the shims unmount and unwire them), then every process
-//! `up` started and any left in the cluster's namespaces or cgroups, mounts under its dirs, the
-//! namespaces (their links and nft tables go with them), the pods' cgroups, the state dirs.
+//! `pea down`: the node agents first (so nothing restarts pods), then every other process `up`
+//! started and any left in the cluster's namespaces or cgroups (containers, monitors), mounts
+//! under its dirs (the pods' root filesystems and namespace pins), the namespaces (their links
+//! and nft tables go with them), the pods' cgroups, the state dirs.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -44,27 +45,22 @@ pub fn down_quiet(c: &Cluster) -> Result<()> {
     let nodes: Vec<usize> = (0..c.nodes).collect();
     let t = std::time::Instant::now();
     let say = |what: &str| println!("pea down: {what} ({:.1} s)", t.elapsed().as_secs_f64());
-    // Kubelets first, so nothing starts pods again; then the pods through each shim.
-    let kubelets: Vec<String> = nodes
+    // The node agents first (kubelet and shim stop together), so nothing starts pods again.
+    // The cluster is going away: its containers then get SIGKILL rather than each waiting out
+    // its stop grace (a PID 1 ignoring SIGTERM); their mounts, namespaces and cgroups are
+    // removed below with the nodes'.
+    let agents: Vec<String> = nodes
         .iter()
-        .map(|&i| format!("{}-kubelet", c.node_name(i)))
+        .map(|&i| format!("{}-agent", c.node_name(i)))
         .collect();
-    proc::stop(&pids(&kubelets), Duration::from_secs(5));
-    say("kubelets stopped");
-    // The cluster is going away: its containers get SIGKILL now rather than each waiting out
-    // its stop grace (a PID 1 ignoring SIGTERM); the shims then only unwire and unmount.
+    proc::stop(&pids(&agents), Duration::from_secs(5));
+    say("node agents stopped");
     for pid in stray_processes(c, &[]) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    std::thread::scope(|scope| {
-        for &i in &nodes {
-            scope.spawn(move || remove_pods(c, i));
-        }
-    });
-    say("pods removed through CRI");
     proc::stop(&pids(&c.services()), Duration::from_secs(5));
     // Containers, monitors and anything else still inside the cluster's namespaces or cgroups.
     let mut inodes = Vec::new();
@@ -102,29 +98,6 @@ pub fn down_quiet(c: &Cluster) -> Result<()> {
         bail!("still there after pea down: {}", left.join(", "));
     }
     Ok(())
-}
-
-fn remove_pods(c: &Cluster, i: usize) {
-    let sock = c.shim_socket(i);
-    if std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        return;
-    }
-    let crictl = c.binary("pea-crictl").display().to_string();
-    let ep = format!("unix://{}", sock.display());
-    let Ok(out) = run(&crictl, &["-r", &ep, "pods"]) else {
-        return;
-    };
-    let ids: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|id| id.len() >= 12 && id.chars().all(|ch| ch.is_ascii_hexdigit()))
-        .collect();
-    std::thread::scope(|scope| {
-        for id in ids {
-            let (crictl, ep) = (&crictl, &ep);
-            scope.spawn(move || run(crictl, &["-r", ep, "rmp", id]));
-        }
-    });
 }
 
 fn stray_processes(c: &Cluster, netns_inodes: &[u64]) -> Vec<u32> {

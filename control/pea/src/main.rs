@@ -1,6 +1,7 @@
 //! `pea`: a whole multi-node cluster on one host. Each node is a network namespace on an underlay
 //! bridge inside a cluster namespace `pea` makes; node 0 runs pea-control; every node runs
-//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy; pea-dns answers at the clusterDNS IP.
+//! pea-agent (pea-shim, pea-kubelet, pea-flanneld and pea-proxy in one process, as k3s's
+//! agent); pea-dns answers at the clusterDNS IP.
 //! `pea` only starts the programs and talks to their interfaces (flags, files, the API through
 //! kubectl): it links no pea crate. The root network namespace is never changed: the host reaches
 //! the API server through a loopback forwarder (`pea forward`).

@@ -1,6 +1,7 @@
 //! `pea up`: the underlay, the registry with the pause and busybox images, pea-control on node 0,
-//! the host's loopback way to the API, then every node's shim, flanneld, kubelet and proxy, and
-//! cluster DNS; it waits for every node Ready. A failed step is named, and what was made so far
+//! the host's loopback way to the API, then every node's agent (pea-shim, pea-kubelet,
+//! pea-flanneld and pea-proxy in one pea-agent process, as k3s's agent), and cluster DNS; it
+//! waits for every node Ready. A failed step is named, and what was made so far
 //! is removed again.
 
 use std::path::Path;
@@ -104,13 +105,10 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
     }
     for b in [
         "pea-control",
-        "pea-shim",
+        "pea-agent",
         "pea-runtime",
         "pea-monitor",
-        "pea-kubelet",
         "pea-cni",
-        "pea-flanneld",
-        "pea-proxy",
         "pea-dns",
         "pea-ingress",
         "pea-fixture",
@@ -233,7 +231,7 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
 
     for i in 0..c.nodes {
         s.step(format!(
-            "node {}: pea-shim, pea-flanneld, pea-kubelet, pea-proxy",
+            "node {}: pea-agent (pea-shim, pea-kubelet, pea-flanneld, pea-proxy)",
             c.node_name(i)
         ));
         node(c, i)?;
@@ -249,11 +247,11 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
     let ok = wait_for(READY_TIMEOUT, || ready_nodes(c) >= c.nodes);
     if !ok {
         bail!(
-            "{} of {} nodes Ready after {READY_TIMEOUT:?}; kubelet log of {}:\n{}",
+            "{} of {} nodes Ready after {READY_TIMEOUT:?}; agent log of {}:\n{}",
             ready_nodes(c),
             c.nodes,
             c.node_name(0),
-            proc::tail(&c.log_file(&format!("{}-kubelet", c.node_name(0))), 20)
+            proc::tail(&c.log_file(&format!("{}-agent", c.node_name(0))), 20)
         );
     }
     s.step(format!(
@@ -302,10 +300,10 @@ fn rollout(c: &Cluster, name: &str) -> Result<()> {
         )
         .unwrap_or_default();
         bail!(
-            "Deployment {}/{name} not available after {ADDON_TIMEOUT:?}: {e:#}\n{pods}kubelet log of {}:\n{}",
+            "Deployment {}/{name} not available after {ADDON_TIMEOUT:?}: {e:#}\n{pods}agent log of {}:\n{}",
             addons::NAMESPACE,
             c.node_name(0),
-            proc::tail(&c.log_file(&format!("{}-kubelet", c.node_name(0))), 20)
+            proc::tail(&c.log_file(&format!("{}-agent", c.node_name(0))), 20)
         );
     }
     Ok(())
@@ -572,104 +570,92 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
             p("ca.crt"),
         ),
     )?;
-    let log = |s: &str| c.log_file(&format!("{name}-{s}"));
-    let pid = |s: &str| c.pid_file(&format!("{name}-{s}"));
-    let shim = spawn(
-        Some(&ns),
-        &[
-            bin(c, "pea-shim"),
-            "--socket".into(),
-            socket.display().to_string(),
-            "--root".into(),
-            p("root"),
-            "--state".into(),
-            p("state"),
-            "--runtime".into(),
-            bin(c, "pea-runtime"),
-            "--runtime-root".into(),
-            p("runtime"),
-            "--monitor".into(),
-            bin(c, "pea-monitor"),
-            "--cni-conf-dir".into(),
-            p("net.d"),
-            "--cni-bin-dir".into(),
-            format!("{}:/usr/lib/cni", c.bin.display()),
-            "--insecure-registry".into(),
-            c.registry(),
-            "--pause-image".into(),
-            format!("{}/pea/pause:3.10", c.registry()),
-            "--metrics-address".into(),
-            format!("{}:{}", c.node_ip(i), crate::prometheus::SHIM_METRICS_PORT),
-        ],
-        &[("RUST_LOG", "info")],
-        &log("shim"),
-        &pid("shim"),
-    )?;
-    proc::wait_started(
-        &format!("pea-shim on {name}"),
-        shim,
-        &log("shim"),
-        Duration::from_secs(20),
-        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
-    )?;
-    let node_kc = p("node.kubeconfig");
-    spawn(
-        Some(&ns),
-        &[
-            bin(c, "pea-kubelet"),
-            "--config".into(),
-            p("kubelet.yaml"),
-            "--kubeconfig".into(),
-            node_kc,
-            "--hostname-override".into(),
-            name.clone(),
-            "--node-ip".into(),
-            c.node_ip(i),
-            "--root-dir".into(),
-            p("kubelet"),
-        ],
-        &[("RUST_LOG", "info,libcgroups=error")],
-        &log("kubelet"),
-        &pid("kubelet"),
-    )?;
-    spawn(
-        Some(&ns),
-        &[
-            bin(c, "pea-flanneld"),
-            "--config".into(),
-            p("flanneld.json"),
-            "--kube-subnet-mgr".into(),
-            "--kubeconfig-file".into(),
-            flanneld_kc,
-            "--node-name".into(),
-            name.clone(),
-            "--metrics-listen".into(),
-            format!(
-                "{}:{}",
-                c.node_ip(i),
-                crate::prometheus::FLANNELD_METRICS_PORT
+    // One pea-agent per node runs the node's four programs in one process (k3s's agent):
+    // each gets exactly the flags it would get alone, through `--<program>-arg`.
+    let agent_args = |flag: &str, args: Vec<(&str, String)>| -> Vec<String> {
+        args.into_iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    format!("{flag}={k}")
+                } else {
+                    format!("{flag}={k}={v}")
+                }
+            })
+            .collect()
+    };
+    let mut argv = vec![bin(c, "pea-agent")];
+    argv.extend(agent_args(
+        "--shim-arg",
+        vec![
+            ("socket", socket.display().to_string()),
+            ("root", p("root")),
+            ("state", p("state")),
+            ("runtime", bin(c, "pea-runtime")),
+            ("runtime-root", p("runtime")),
+            ("monitor", bin(c, "pea-monitor")),
+            ("cni-conf-dir", p("net.d")),
+            ("cni-bin-dir", format!("{}:/usr/lib/cni", c.bin.display())),
+            ("insecure-registry", c.registry()),
+            ("pause-image", format!("{}/pea/pause:3.10", c.registry())),
+            (
+                "metrics-address",
+                format!("{}:{}", c.node_ip(i), crate::prometheus::SHIM_METRICS_PORT),
             ),
         ],
-        &[("PEA_FLANNELD_LOG", "info")],
-        &log("flanneld"),
-        &pid("flanneld"),
-    )?;
-    spawn(
-        Some(&ns),
-        &[
-            bin(c, "pea-proxy"),
-            "--kubeconfig".into(),
-            proxy_kc,
-            "--hostname-override".into(),
-            name.clone(),
-            "--cluster-cidr".into(),
-            CLUSTER_CIDR.into(),
-            "--metrics-bind-address".into(),
-            format!("{}:{}", c.node_ip(i), crate::prometheus::PROXY_METRICS_PORT),
+    ));
+    argv.extend(agent_args(
+        "--kubelet-arg",
+        vec![
+            ("config", p("kubelet.yaml")),
+            ("kubeconfig", p("node.kubeconfig")),
+            ("hostname-override", name.clone()),
+            ("node-ip", c.node_ip(i)),
+            ("root-dir", p("kubelet")),
         ],
-        &[("RUST_LOG", "info")],
-        &log("proxy"),
-        &pid("proxy"),
+    ));
+    argv.extend(agent_args(
+        "--flanneld-arg",
+        vec![
+            ("config", p("flanneld.json")),
+            ("kube-subnet-mgr", String::new()),
+            ("kubeconfig-file", flanneld_kc),
+            ("node-name", name.clone()),
+            (
+                "metrics-listen",
+                format!(
+                    "{}:{}",
+                    c.node_ip(i),
+                    crate::prometheus::FLANNELD_METRICS_PORT
+                ),
+            ),
+        ],
+    ));
+    argv.extend(agent_args(
+        "--proxy-arg",
+        vec![
+            ("kubeconfig", proxy_kc),
+            ("hostname-override", name.clone()),
+            ("cluster-cidr", CLUSTER_CIDR.into()),
+            (
+                "metrics-bind-address",
+                format!("{}:{}", c.node_ip(i), crate::prometheus::PROXY_METRICS_PORT),
+            ),
+        ],
+    ));
+    let log = c.log_file(&format!("{name}-agent"));
+    let agent = spawn(
+        Some(&ns),
+        &argv,
+        &[("RUST_LOG", "info,libcgroups=error")],
+        &log,
+        &c.pid_file(&format!("{name}-agent")),
+    )?;
+    proc::wait_started(
+        &format!("pea-agent on {name}"),
+        agent,
+        &log,
+        Duration::from_secs(20),
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
     )?;
     Ok(())
 }

@@ -179,12 +179,8 @@ fn one_run(args: &Args) -> Result<Run> {
         ),
     ]
     .concat());
-    let agents = |n: &str| {
-        pid_files(
-            &run_dir,
-            &["shim", "kubelet", "flanneld", "proxy"].map(|s| format!("{n}-{s}")),
-        )
-    };
+    // pea-agent: the node's pea-shim, pea-kubelet, pea-flanneld and pea-proxy in one process.
+    let agents = |n: &str| pid_files(&run_dir, &[format!("{n}-agent")]);
     run.agents_spread = mem(&agents(&node1));
     run.agents_spread_monitors = mem(&[agents(&node1), monitors(&node1_dir)].concat());
     run.pods_on_node_spread = pods_on(&k, &node1)?;
@@ -507,11 +503,11 @@ fn print_report(args: &Args, runs: &[Run], load_before: &str, load_after: &str) 
     );
     let pods = |f: fn(&Run) -> usize| median_f(runs.iter().map(|r| f(r) as f64));
     let monitor_count =
-        |f: fn(&Run) -> Mem| median_f(runs.iter().map(|r| f(r).processes as f64)) - 4.0;
+        |f: fn(&Run) -> Mem| median_f(runs.iter().map(|r| f(r).processes as f64)) - 1.0;
     mrow(
         "one node's agents, pods spread",
         format!(
-            "pea-shim + pea-kubelet + pea-flanneld + pea-proxy of node 1 ({:.0} of the {} pods on it)",
+            "node 1's pea-agent (pea-shim + pea-kubelet + pea-flanneld + pea-proxy; {:.0} of the {} pods on it)",
             pods(|r| r.pods_on_node_spread),
             args.replicas
         ),
@@ -534,7 +530,7 @@ fn print_report(args: &Args, runs: &[Run], load_before: &str, load_after: &str) 
     mrow(
         &format!("one node's agents, {} pods on it", args.replicas),
         format!(
-            "pea-shim + pea-kubelet + pea-flanneld + pea-proxy of node 1 ({:.0} pods on it)",
+            "node 1's pea-agent (pea-shim + pea-kubelet + pea-flanneld + pea-proxy; {:.0} pods on it)",
             pods(|r| r.pods_on_node_all)
         ),
         &|r| r.agents_all,

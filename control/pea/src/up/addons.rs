@@ -7,8 +7,8 @@
 //!
 //! Both use the host network of node 0, as ingress-nginx's bare-metal `hostNetwork` mode does:
 //! the cluster's "outside" (the underlay namespace) reaches the Ingress on node 0's address, and
-//! Prometheus there scrapes both at node 0's address. pea-proxy and pea-flanneld stay host
-//! processes of every node (k3s embeds both in its agent; they program the node itself).
+//! Prometheus there scrapes both at node 0's address. pea-proxy and pea-flanneld stay in every
+//! node's pea-agent (k3s embeds both in its agent; they program the node itself).
 
 use serde_json::{json, Value};
 
