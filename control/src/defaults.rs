@@ -274,7 +274,13 @@ fn default_job(obj: &mut Value) {
         set_if_absent(obj, "/spec/completions", json!(1));
     }
     set_if_absent(obj, "/spec/parallelism", json!(1));
-    set_if_absent(obj, "/spec/backoffLimit", json!(6));
+    // batch/v1: per-index backoff alone decides unless a global limit is given too.
+    let backoff = if spec_has(obj, "backoffLimitPerIndex") {
+        i32::MAX
+    } else {
+        6
+    };
+    set_if_absent(obj, "/spec/backoffLimit", json!(backoff));
     set_if_absent(obj, "/spec/completionMode", json!("NonIndexed"));
     set_if_absent(obj, "/spec/suspend", json!(false));
     let replacement = if spec_has(obj, "podFailurePolicy") {
@@ -485,6 +491,11 @@ mod tests {
             json!({"matchLabels": {"a": "b"}})
         );
         assert!(parallel["spec"].get("template").is_none());
+
+        let mut per_index = json!({"metadata": {"name": "x", "uid": "u"},
+            "spec": {"completionMode": "Indexed", "completions": 2, "backoffLimitPerIndex": 1}});
+        apply("Job", &mut per_index);
+        assert_eq!(per_index["spec"]["backoffLimit"], i32::MAX);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! kube's validateJobSpec for what the Job controller reads beyond counts: completionMode,
 //! podFailurePolicy and successPolicy (pkg/apis/batch/validation), with kube's field paths and
-//! wording. backoffLimitPerIndex and maxFailedIndexes are refused: pea's Job controller does
-//! not implement per-index backoff.
+//! wording, backoffLimitPerIndex / maxFailedIndexes and managedBy included.
 
 use serde_json::Value;
 
@@ -10,6 +9,95 @@ use crate::semantic::Cause;
 const MAX_INDEXED_COMPLETIONS: i64 = 100_000;
 const MAX_RULES: usize = 20;
 const MAX_EXIT_CODES: usize = 255;
+const MAX_FAILED_INDEXES: i64 = 100_000;
+const MAX_MANAGED_BY: usize = 63;
+
+/// backoffLimitPerIndex and maxFailedIndexes: Indexed Jobs only, maxFailedIndexes needs the
+/// per-index limit and stays within completions. (kube's tighter limits for more than 10^5
+/// completions cannot apply: such Indexed Jobs are refused above.)
+fn per_index(spec: &Value, indexed: bool, at: &str, out: &mut Vec<Cause>) {
+    let int = |f: &str| spec.get(f).and_then(Value::as_i64);
+    let per_index = int("backoffLimitPerIndex");
+    let max_failed = int("maxFailedIndexes");
+    for (f, v) in [
+        ("backoffLimitPerIndex", per_index),
+        ("maxFailedIndexes", max_failed),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            out.push((
+                format!("{at}.{f}"),
+                format!("Invalid value: {v}: must be greater than or equal to 0"),
+            ));
+        }
+    }
+    if max_failed.is_some() && per_index.is_none() {
+        out.push((
+            format!("{at}.backoffLimitPerIndex"),
+            "Required value: when maxFailedIndexes is specified".into(),
+        ));
+    }
+    if indexed {
+        if let (Some(m), Some(c)) = (max_failed, int("completions")) {
+            if m > c {
+                out.push((
+                    format!("{at}.maxFailedIndexes"),
+                    format!("Invalid value: {m}: must be less than or equal to completions"),
+                ));
+            }
+        }
+        if let Some(m) = max_failed.filter(|m| *m > MAX_FAILED_INDEXES) {
+            out.push((
+                format!("{at}.maxFailedIndexes"),
+                format!("Invalid value: {m}: must be less than or equal to {MAX_FAILED_INDEXES}"),
+            ));
+        }
+    } else {
+        for (f, v) in [
+            ("backoffLimitPerIndex", per_index),
+            ("maxFailedIndexes", max_failed),
+        ] {
+            if let Some(v) = v {
+                out.push((
+                    format!("{at}.{f}"),
+                    format!("Invalid value: {v}: requires indexed completion mode"),
+                ));
+            }
+        }
+    }
+}
+
+/// kube's IsDomainPrefixedPath plus the 63-character limit of spec.managedBy.
+fn managed_by(m: &str, path: &str, out: &mut Vec<Cause>) {
+    match m.split_once('/') {
+        _ if m.is_empty() => out.push((path.into(), "Required value".into())),
+        Some((host, rest)) if !host.is_empty() && !rest.is_empty() => {
+            for e in crate::cel::format::dns1123_subdomain(host) {
+                out.push((path.into(), format!("Invalid value: {host:?}: {e}")));
+            }
+            let ok = rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c));
+            if !ok {
+                out.push((
+                    path.into(),
+                    format!("Invalid value: {rest:?}: Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')"),
+                ));
+            }
+        }
+        _ => out.push((
+            path.into(),
+            format!(
+                "Invalid value: {m:?}: must be a domain-prefixed path (such as \"acme.io/foo\")"
+            ),
+        )),
+    }
+    if m.len() > MAX_MANAGED_BY {
+        out.push((
+            path.into(),
+            format!("Too long: may not be more than {MAX_MANAGED_BY} bytes"),
+        ));
+    }
+}
 
 pub fn check(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
     let Some(spec) = spec else { return };
@@ -41,13 +129,9 @@ pub fn check(spec: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
             ));
         }
     }
-    for f in ["backoffLimitPerIndex", "maxFailedIndexes"] {
-        if spec.get(f).is_some_and(|v| !v.is_null()) {
-            out.push((
-                format!("{at}.{f}"),
-                "Forbidden: not implemented: pea's Job controller has no per-index backoff".into(),
-            ));
-        }
+    per_index(spec, indexed, at, out);
+    if let Some(m) = spec.get("managedBy").and_then(Value::as_str) {
+        managed_by(m, &format!("{at}.managedBy"), out);
     }
     if let Some(policy) = spec.get("podFailurePolicy").filter(|v| !v.is_null()) {
         pod_failure_policy(spec, policy, at, out);
@@ -91,7 +175,7 @@ fn pod_failure_policy(spec: &Value, policy: &Value, at: &str, out: &mut Vec<Caus
         let action = rule.get("action").and_then(Value::as_str).unwrap_or("");
         match action {
             "FailJob" | "Ignore" | "Count" => {}
-            // Needs backoffLimitPerIndex, which is refused above.
+            "FailIndex" if spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) => {}
             "FailIndex" => out.push((
                 format!("{path}.action"),
                 "Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set".into(),
@@ -320,15 +404,68 @@ mod tests {
     }
 
     #[test]
-    fn indexed_needs_completions_and_per_index_backoff_is_refused() {
+    fn indexed_needs_completions_and_per_index_backoff_needs_indexed() {
         let c = causes(json!({"completionMode": "Indexed", "template": template("Never")}));
         assert_eq!(c[0].0, "spec.completions");
         let c = causes(json!({"completionMode": "Odd", "template": template("Never")}));
         assert!(c[0].1.starts_with("Unsupported value: \"Odd\""));
+        let ok = json!({"completionMode": "Indexed", "completions": 4, "backoffLimitPerIndex": 1,
+            "maxFailedIndexes": 4, "template": template("Never"), "podFailurePolicy": {"rules": [
+                {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]}});
+        assert!(causes(ok).is_empty());
+        let c = causes(json!({"completions": 2, "backoffLimitPerIndex": 1,
+            "maxFailedIndexes": 1, "template": template("Never")}));
+        assert_eq!(
+            c,
+            [
+                (
+                    "spec.backoffLimitPerIndex".to_string(),
+                    "Invalid value: 1: requires indexed completion mode".to_string()
+                ),
+                (
+                    "spec.maxFailedIndexes".to_string(),
+                    "Invalid value: 1: requires indexed completion mode".to_string()
+                ),
+            ]
+        );
         let c = causes(json!({"completionMode": "Indexed", "completions": 2,
-            "backoffLimitPerIndex": 1, "template": template("Never")}));
-        assert_eq!(c[0].0, "spec.backoffLimitPerIndex");
-        assert!(c[0].1.contains("not implemented"));
+            "maxFailedIndexes": 3, "template": template("Never")}));
+        let fields: Vec<&str> = c.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.backoffLimitPerIndex", "spec.maxFailedIndexes"]
+        );
+        assert_eq!(
+            c[1].1,
+            "Invalid value: 3: must be less than or equal to completions"
+        );
+        let c = causes(json!({"completionMode": "Indexed", "completions": 2,
+            "backoffLimitPerIndex": -1, "template": template("Never")}));
+        assert_eq!(
+            c[0].1,
+            "Invalid value: -1: must be greater than or equal to 0"
+        );
+    }
+
+    #[test]
+    fn managed_by_is_a_short_domain_prefixed_path() {
+        let with = |m: &str| causes(json!({"managedBy": m, "template": template("Never")}));
+        assert!(with("kubernetes.io/job-controller").is_empty());
+        assert!(with("example.com/multi-kueue").is_empty());
+        for bad in [
+            "job-controller",
+            "/x",
+            "example.com/",
+            "Example_Com/x",
+            "a.io/x y",
+        ] {
+            let c = with(bad);
+            assert_eq!(c.len(), 1, "{bad}: {c:?}");
+            assert_eq!(c[0].0, "spec.managedBy");
+        }
+        assert!(with("x")[0].1.contains("must be a domain-prefixed path"));
+        let long = format!("example.com/{}", "a".repeat(60));
+        assert_eq!(with(&long)[0].1, "Too long: may not be more than 63 bytes");
     }
 
     #[test]

@@ -173,6 +173,15 @@ pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
             immutable("/spec/selector", "spec.selector", &mut out);
             immutable("/spec/template", "spec.template", &mut out);
             immutable("/spec/completions", "spec.completions", &mut out);
+            for f in [
+                "completionMode",
+                "podFailurePolicy",
+                "backoffLimitPerIndex",
+                "managedBy",
+                "successPolicy",
+            ] {
+                immutable(&format!("/spec/{f}"), &format!("spec.{f}"), &mut out);
+            }
         }
         _ => crate::storage::check_update(kind, old, new, &mut out),
     }
@@ -575,6 +584,13 @@ mod tests {
         resel["spec"]["selector"] = json!({"matchLabels": {"a": "c"}});
         assert_eq!(check_update("Deployment", &d, &resel)[0].0, "spec.selector");
         assert_eq!(check_update("StatefulSet", &d, &resel)[0].0, "spec");
+        let j = json!({"spec": {"parallelism": 1, "managedBy": "example.com/a"}});
+        let mut moved = j.clone();
+        moved["spec"]["managedBy"] = json!("example.com/b");
+        assert_eq!(check_update("Job", &j, &moved)[0].0, "spec.managedBy");
+        moved["spec"]["managedBy"] = json!("example.com/a");
+        moved["spec"]["parallelism"] = json!(2);
+        assert!(check_update("Job", &j, &moved).is_empty());
     }
 
     #[test]

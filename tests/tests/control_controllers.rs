@@ -23,12 +23,12 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Controllers on their own runtime; stopped on drop (the runtime's tasks are cancelled).
-struct Controllers {
+pub(super) struct Controllers {
     rt: Option<tokio::runtime::Runtime>,
 }
 
 impl Controllers {
-    fn start(cp: &ControlPlane, config: ControllersConfig) -> Self {
+    pub(super) fn start(cp: &ControlPlane, config: ControllersConfig) -> Self {
         // RUST_LOG=pea_controllers=debug shows what the controllers did, per test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -62,16 +62,16 @@ impl Drop for Controllers {
 }
 
 /// The test's own API client, on its own runtime.
-struct Test {
-    cp: ControlPlane,
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    k: pea_tests::control::Kubectl,
+pub(super) struct Test {
+    pub(super) cp: ControlPlane,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) client: Client,
+    pub(super) k: pea_tests::control::Kubectl,
     ip: AtomicU32,
 }
 
 impl Test {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         let cp = ControlPlane::start(Backend::Embedded).expect("pea-control");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -91,7 +91,7 @@ impl Test {
         }
     }
 
-    fn pods(&self, selector: &str) -> Vec<Pod> {
+    pub(super) fn pods(&self, selector: &str) -> Vec<Pod> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
         self.rt
             .block_on(api.list(&ListParams::default().labels(selector)))
@@ -231,7 +231,7 @@ fn is_ready(p: &Pod) -> bool {
 }
 
 /// Polls `f` until it returns Some, for at most [`WAIT`].
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(v) = f() {
@@ -242,7 +242,7 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn config(controllers: &str) -> ControllersConfig {
+pub(super) fn config(controllers: &str) -> ControllersConfig {
     let mut c = ControllersConfig::default();
     c.set_controllers(controllers);
     c
@@ -1153,13 +1153,13 @@ fn jobs_run_to_completion_or_fail_past_the_backoff_limit() {
 }
 
 impl Test {
-    fn job(&self, name: &str) -> Job {
+    pub(super) fn job(&self, name: &str) -> Job {
         let api: Api<Job> = Api::namespaced(self.client.clone(), "default");
         self.rt.block_on(api.get(name)).expect("get job")
     }
 
     /// The Job's pods still running (Pending as far as the hollow kubelet is concerned).
-    fn unfinished(&self, job: &str) -> Vec<Pod> {
+    pub(super) fn unfinished(&self, job: &str) -> Vec<Pod> {
         self.pods(&format!("job-name={job}"))
             .into_iter()
             .filter(|p| {
@@ -1173,7 +1173,7 @@ impl Test {
 
     /// The hollow kubelet finishes a pod: `phase`, and every container terminated with
     /// `exit_code` at `finished_at`, plus `conditions`.
-    fn finish_pod(
+    pub(super) fn finish_pod(
         &self,
         pod: &Pod,
         phase: &str,
@@ -1207,7 +1207,7 @@ impl Test {
     }
 }
 
-fn condition_of(job: &Job, type_: &str) -> Option<(String, String)> {
+pub(super) fn condition_of(job: &Job, type_: &str) -> Option<(String, String)> {
     job.status
         .as_ref()?
         .conditions
@@ -1222,7 +1222,7 @@ fn condition_of(job: &Job, type_: &str) -> Option<(String, String)> {
         })
 }
 
-fn index_of(p: &Pod) -> String {
+pub(super) fn index_of(p: &Pod) -> String {
     p.metadata.annotations.as_ref().unwrap()["batch.kubernetes.io/job-completion-index"].clone()
 }
 
@@ -1346,10 +1346,20 @@ fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_exit_code_42() {
     );
     let err = t.k.fails_stdin(
         &["create", "-f", "-"],
-        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: per-index}\nspec:\n  completions: 2\n  completionMode: Indexed\n  backoffLimitPerIndex: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: per-index}\nspec:\n  completions: 2\n  backoffLimitPerIndex: 1\n  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes: {operator: In, values: [42]}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n",
     );
     assert!(
-        err.contains("spec.backoffLimitPerIndex: Forbidden: not implemented"),
+        err.contains(
+            "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"
+        ),
+        "{err}"
+    );
+    let err = t.k.fails_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fail-index}\nspec:\n  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes: {operator: In, values: [42]}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n",
+    );
+    assert!(
+        err.contains("spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set"),
         "{err}"
     );
     let job = t.job("pfp");

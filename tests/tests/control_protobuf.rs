@@ -294,8 +294,6 @@ fn kubectl_create_generators_store_what_kubectl_renders() {
 /// A cron job whose template uses nearly every PodSpec/Container/JobSpec field kubectl 1.32
 /// knows, with pointer fields set to their zero values (which must survive). Non-pointer zero
 /// values are left out: Go drops them when it re-encodes, so they could not round-trip.
-/// backoffLimitPerIndex, maxFailedIndexes and the FailIndex action are not in it: pea-control
-/// refuses them as not implemented (the Job controller has no per-index backoff).
 const RICH_CRONJOB: &str = r#"apiVersion: batch/v1
 kind: CronJob
 metadata:
@@ -316,13 +314,15 @@ spec:
       parallelism: 2
       completions: 4
       activeDeadlineSeconds: 600
+      backoffLimitPerIndex: 0
+      maxFailedIndexes: 1
       ttlSecondsAfterFinished: 0
       completionMode: Indexed
       suspend: false
       podReplacementPolicy: Failed
       podFailurePolicy:
         rules:
-        - action: FailJob
+        - action: FailIndex
           onExitCodes: {containerName: main, operator: In, values: [1, 2, 42]}
         - action: Ignore
           onPodConditions: [{type: DisruptionTarget, status: "True"}]

@@ -175,7 +175,27 @@ pub async fn delete_one(
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|f| f.is_empty());
-        if !(ctx.def.kind == "Pod" && opts.grace_seconds == Some(0) && no_finalizers) {
+        let pod_now = ctx.def.kind == "Pod" && opts.grace_seconds == Some(0);
+        let graceful = obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0);
+        if pod_now && !no_finalizers && graceful {
+            // kube's BeforeDelete shortens the grace to 0 (the kubelet's final delete): the
+            // pod then goes as soon as its last finalizer does (the Job controller's tracking
+            // finalizer) instead of waiting for another kubelet delete.
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            obj["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(ctx.now()));
+            let kv = ctx
+                .api
+                .store
+                .update(&ctx.key(name), objects::encode(&obj), rev)
+                .await
+                .map_err(ctx.store_err(name))?;
+            objects::set_resource_version(&mut obj, kv.mod_revision);
+            return Ok(obj);
+        }
+        if !(pod_now && no_finalizers) {
             return Ok(obj);
         }
     }
