@@ -70,15 +70,21 @@ pub fn remaining(succeeded: &[&Pod], failed: &[&Pod], now: DateTime<Utc>) -> Dur
     let Some(last_failure) = failures.iter().max() else {
         return Duration::ZERO;
     };
+    left(failures.len() as i32, *last_failure, now)
+}
+
+/// kube's getRemainingTimeForFailuresCount: `INITIAL × 2^(n-1)`, at most `MAX`, after the last
+/// of `failures` failures, minus the time since it.
+pub fn left(failures: i32, last_failure: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     let mut delay = INITIAL;
-    for _ in 1..failures.len() {
+    for _ in 1..failures {
         delay *= 2;
         if delay >= MAX {
             delay = MAX;
             break;
         }
     }
-    let elapsed = (now - *last_failure).to_std().unwrap_or(Duration::ZERO);
+    let elapsed = (now - last_failure).to_std().unwrap_or(Duration::ZERO);
     delay.saturating_sub(elapsed)
 }
 

@@ -1,6 +1,6 @@
 //! `spec.podFailurePolicy` (kube's `pod_failure_policy.go`): the first rule matching a failed
-//! pod decides whether it fails the Job (FailJob), is not counted toward backoffLimit (Ignore)
-//! or is counted as usual (Count). FailIndex needs backoffLimitPerIndex, which the API refuses.
+//! pod decides whether it fails the Job (FailJob), is not counted toward backoffLimit (Ignore),
+//! is counted as usual (Count) or fails its index (FailIndex, with backoffLimitPerIndex).
 
 use k8s_openapi::api::batch::v1::{Job, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -14,6 +14,8 @@ pub enum Outcome {
     Ignore,
     /// Fails the Job with this message.
     FailJob(String),
+    /// Fails the pod's index (with backoffLimitPerIndex); counted as a failure too.
+    FailIndex,
 }
 
 /// kube's matchPodFailurePolicy for one failed pod.
@@ -65,8 +67,9 @@ pub fn outcome(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Outcome {
             "Ignore" => return Outcome::Ignore,
             "Count" => return Outcome::Count,
             "FailJob" => return Outcome::FailJob(message),
-            // FailIndex without backoffLimitPerIndex, or an action kube does not know: kube
-            // goes on to the next rule.
+            // The API allows FailIndex only with backoffLimitPerIndex.
+            "FailIndex" => return Outcome::FailIndex,
+            // An action kube does not know: kube goes on to the next rule.
             _ => {}
         }
     }

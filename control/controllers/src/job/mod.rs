@@ -10,14 +10,19 @@
 //! ready, terminating, succeeded, failed, completedIndexes, startTime, completionTime, the interim
 //! FailureTarget / SuccessCriteriaMet conditions then Failed / Complete, Suspended, with kube's
 //! reasons). Orphans the selector matches are adopted, pods it stops matching released.
+//! Indexed Jobs with `backoffLimitPerIndex` fail single indexes ([`per_index`]). Every pod
+//! carries the tracking finalizer until it is counted ([`tracking`]).
 //! Creations and deletions go through [`Expectations`] as in the ReplicaSet controller.
 
 pub mod backoff;
 pub mod failure_policy;
 pub mod indexed;
+pub mod per_index;
 pub mod success_policy;
+pub mod tracking;
+mod tracking_writes;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +47,7 @@ use crate::{is_not_found, key, split_key, Clock, Informers};
 
 use self::failure_policy::Outcome;
 use self::indexed::Intervals;
+use self::tracking::Ending;
 
 const STATUS_FIELDS: &[&str] = &[
     "active",
@@ -49,6 +55,8 @@ const STATUS_FIELDS: &[&str] = &[
     "succeeded",
     "failed",
     "completedIndexes",
+    "failedIndexes",
+    "uncountedTerminatedPods",
     "terminating",
     "startTime",
     "completionTime",
@@ -79,6 +87,12 @@ pub struct JobController {
     /// copy would start a new pod (kube's pods keep a tracking finalizer until the status is
     /// written instead).
     finished: Arc<Mutex<HashSet<String>>>,
+    /// Pods (`ns/name`) holding the tracking finalizer whose Job is gone, being deleted or
+    /// finished: their finalizer goes (kube's orphan queue).
+    orphans: Arc<Queue>,
+    /// Uids of pods whose tracking finalizer this controller removed and the cache may not
+    /// show yet (kube's finalizer expectations): never counted twice from a stale copy.
+    in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for JobController {
@@ -118,6 +132,8 @@ pub struct Observed {
     pub fail_job: Option<String>,
     /// The message of the success policy rule met.
     pub success_policy: Option<String>,
+    /// Failed indexes, for Jobs with backoffLimitPerIndex.
+    pub failed_indexes: Option<i32>,
     pub start: Option<DateTime<Utc>>,
 }
 
@@ -187,6 +203,17 @@ pub fn decide(job: &Job, seen: &Observed, now: DateTime<Utc>) -> Decision {
             );
         }
     }
+    if let (None, Some(failed)) = (&finish, seen.failed_indexes) {
+        let completions = spec.completions.unwrap_or(0);
+        if spec.max_failed_indexes.is_some_and(|max| failed > max) {
+            finish = fail(
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes",
+            );
+        } else if failed > 0 && failed + seen.succeeded >= completions {
+            finish = fail("FailedIndexes", "Job has failed indexes");
+        }
+    }
     if finish.is_none() {
         if let Some(m) = &seen.success_policy {
             finish = Some(Finish::Succeeded {
@@ -204,7 +231,9 @@ pub fn decide(job: &Job, seen: &Observed, now: DateTime<Utc>) -> Decision {
     }
     let succeeded = seen.succeeded;
     let (want_active, complete) = match spec.completions {
+        // Failed indexes are done too: not run again.
         Some(c) => {
+            let c = c - seen.failed_indexes.unwrap_or(0);
             let complete = succeeded >= c;
             (
                 if complete {
@@ -241,12 +270,29 @@ impl JobController {
             clock,
             events,
             finished: Arc::default(),
+            orphans: Queue::new(),
+            in_flight: Arc::default(),
         });
         let q = c.queue.clone();
         let exp = c.expectations.clone();
         let done = c.finished.clone();
+        let (pods, orphans) = (c.pods.clone(), c.orphans.clone());
+        // The tracked pods of a Job going away lose their finalizer.
+        let orphan_pods_of = move |j: &Job| {
+            let ns = j.namespace().unwrap_or_default();
+            for p in pods.list_namespace(&ns) {
+                let ours = controller_of(&p.metadata)
+                    .is_some_and(|r| Some(&r.uid) == j.metadata.uid.as_ref());
+                if ours && tracking::has_finalizer(&p) {
+                    orphans.add(key(&ns, &p.name_any()));
+                }
+            }
+        };
         informers.jobs.add_handler(move |ch| match ch {
             Change::Added(j) | Change::Updated { new: j, .. } => {
+                if j.metadata.deletion_timestamp.is_some() {
+                    orphan_pods_of(j);
+                }
                 q.add(key(&j.namespace().unwrap_or_default(), &j.name_any()))
             }
             Change::Deleted(j) => {
@@ -255,6 +301,7 @@ impl JobController {
                 done.lock()
                     .unwrap()
                     .remove(j.metadata.uid.as_deref().unwrap_or_default());
+                orphan_pods_of(j);
                 q.add(k);
             }
         });
@@ -272,6 +319,13 @@ impl JobController {
                 }
                 Change::Deleted(p) => (p, false, true),
             };
+            if !tracking::has_finalizer(pod) || matches!(ch, Change::Deleted(_)) {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                c.in_flight.lock().unwrap().remove(uid);
+            } else if c.orphaned(pod) {
+                c.orphans
+                    .add(key(&pod.namespace().unwrap_or_default(), &pod.name_any()));
+            }
             let Some(r) = controller_of(&pod.metadata).filter(|r| r.kind == "Job") else {
                 // An orphan: the Jobs selecting it may adopt it (kube's addPod/updatePod).
                 if controller_of(&pod.metadata).is_none() && !gone {
@@ -304,15 +358,23 @@ impl JobController {
     pub async fn run(self: Arc<Self>, workers: usize) {
         self.jobs.wait_synced().await;
         self.pods.wait_synced().await;
+        let c = self.clone();
+        let orphans = run_workers(self.orphans.clone(), 1, "job-orphan-pods", move |k| {
+            let c = c.clone();
+            async move {
+                let span = tracing::debug_span!("orphan_job_pod", pod = %k);
+                c.release_orphan(&k).instrument(span).await
+            }
+        });
         let q = self.queue.clone();
-        run_workers(q, workers, "job", move |k| {
+        let jobs = run_workers(q, workers, "job", move |k| {
             let c = self.clone();
             async move {
                 let span = tracing::debug_span!("sync_job", key = %k);
                 c.sync(&k).instrument(span).await
             }
-        })
-        .await;
+        });
+        futures_util::future::join(orphans, jobs).await;
     }
 
     async fn sync(&self, k: &str) -> Result<Requeue, JobError> {
@@ -377,18 +439,45 @@ impl JobController {
         let completions = spec.completions.unwrap_or(0);
         let succeeded_indexes =
             indexed.then(|| indexed::succeeded_indexes(&job, &pods, completions));
+        let per_index = indexed && per_index::limit(&job).is_some();
+        let failed_indexes =
+            per_index.then(|| per_index::failed_indexes(&job, &pods, completions, only_failed));
+        // The last failed pod of each pending index, whose counts its replacement takes: its
+        // finalizer stays meanwhile.
+        let done = match (&succeeded_indexes, &failed_indexes) {
+            (Some(s), Some(f)) => s.with(f.intervals().iter().flat_map(|(a, b)| *a..=*b)),
+            _ => Intervals::default(),
+        };
+        let replaced = if per_index {
+            per_index::last_failed(&pods, &done, &active, completions, only_failed)
+        } else {
+            Default::default()
+        };
+        let in_flight = self.in_flight.lock().unwrap().clone();
+        let skip: HashSet<String> = replaced
+            .values()
+            .filter_map(|p| p.metadata.uid.clone())
+            .chain(in_flight.iter().cloned())
+            .collect();
+        // The finished pods still holding the tracking finalizer, on top of the counts.
+        let acct = tracking::account(&job, &pods, only_failed, Ending::No, &skip);
         let now = self.clock.now();
         let suspended = spec.suspend == Some(true);
+        // A resumed Job starts its activeDeadlineSeconds over (kube resets startTime).
+        let resumed = !suspended && true_condition(Some(&old), "Suspended").is_some();
         let start = old
             .start_time
             .as_ref()
             .map(|t| t.0)
+            .filter(|_| !resumed)
             .or((!suspended).then_some(now));
+        let counted = |n: Option<i32>, extra: usize| n.unwrap_or(0) + extra as i32;
         let seen = Observed {
-            succeeded: succeeded_indexes
-                .as_ref()
-                .map_or(succeeded_pods.len() as i32, Intervals::total),
-            failed: counted_failed.len() as i32,
+            succeeded: succeeded_indexes.as_ref().map_or(
+                counted(old.succeeded, acct.uncounted.succeeded.len()),
+                Intervals::total,
+            ),
+            failed: counted(old.failed, acct.uncounted.failed.len()),
             restarts_past_limit: backoff::restarts_past_limit(
                 spec.template
                     .spec
@@ -401,26 +490,18 @@ impl JobController {
             success_policy: succeeded_indexes.as_ref().and_then(|s| {
                 success_policy::matched(spec.success_policy.as_ref(), completions, s)
             }),
+            failed_indexes: failed_indexes.as_ref().map(Intervals::total),
             start,
         };
         let decision = decide(&job, &seen, now);
-        let mut status = JobStatus {
-            start_time: start.map(Time),
-            completion_time: old.completion_time.clone(),
-            conditions: old.conditions.clone(),
-            completed_indexes: succeeded_indexes
-                .as_ref()
-                .map(ToString::to_string)
-                .filter(|s| !s.is_empty()),
-            ..Default::default()
-        };
         let mut active_after = active.len() as i32;
         let mut terminating_after = terminating.len() as i32;
         let mut requeue: Option<Duration> = None;
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         if decision.finish.is_some() {
-            // kube deletes the active pods of a finishing Job whatever its expectations.
-            let gone = self.delete_pods(k, ns, &pods_api, &active).await?;
+            // kube deletes the active pods of a finishing Job whatever its expectations,
+            // keeping their finalizers: they are counted as failed below.
+            let gone = self.delete_pods(k, ns, &pods_api, &active, false).await?;
             active_after -= gone;
             terminating_after += gone;
         } else if self.expectations.satisfied(k) {
@@ -445,13 +526,19 @@ impl JobController {
             }
             victims.truncate(BURST_REPLICAS);
             if !victims.is_empty() {
-                let gone = self.delete_pods(k, ns, &pods_api, &victims).await?;
+                // Scaled down or suspended: not failures, so the finalizer goes first.
+                let gone = self.delete_pods(k, ns, &pods_api, &victims, true).await?;
                 active_after -= gone;
                 terminating_after += gone;
             } else if decision.want_active
                 > active_after + if only_failed { terminating_after } else { 0 }
             {
-                let wait = backoff::remaining(&succeeded_pods, &counted_failed, now);
+                // Jobs with backoffLimitPerIndex wait per index (below) instead.
+                let wait = if per_index {
+                    Duration::ZERO
+                } else {
+                    backoff::remaining(&succeeded_pods, &counted_failed, now)
+                };
                 if !wait.is_zero() {
                     tracing::debug!(?wait, "pod failure backoff");
                     requeue = Some(wait + Duration::from_millis(100));
@@ -466,17 +553,74 @@ impl JobController {
                     } else {
                         active.clone()
                     };
-                    let indexes = succeeded_indexes
-                        .as_ref()
-                        .map(|s| indexed::first_pending(&busy, s, n, completions));
+                    let indexes = succeeded_indexes.as_ref().map(|s| {
+                        let done = match &failed_indexes {
+                            Some(f) => s.with(f.intervals().iter().flat_map(|(a, b)| *a..=*b)),
+                            None => s.clone(),
+                        };
+                        let all =
+                            indexed::first_pending(&busy, &done, completions as usize, completions);
+                        // An index still in its own backoff waits; the next ones go first.
+                        let (ready, waiting): (Vec<i32>, Vec<i32>) =
+                            all.into_iter().partition(|ix| {
+                                per_index::remaining(replaced.get(ix).copied(), now).is_zero()
+                            });
+                        let wait = waiting
+                            .iter()
+                            .map(|ix| per_index::remaining(replaced.get(ix).copied(), now))
+                            .min();
+                        if let Some(w) = wait {
+                            requeue = Some(w + Duration::from_millis(100));
+                        }
+                        ready.into_iter().take(n).collect::<Vec<i32>>()
+                    });
                     let n = indexes.as_ref().map_or(n, Vec::len);
-                    match self.create_pods(k, &job, &pods_api, n, indexes).await {
+                    let counts: BTreeMap<i32, (i32, i32)> = if per_index {
+                        let ixs = indexes.iter().flatten();
+                        ixs.map(|ix| {
+                            (
+                                *ix,
+                                per_index::counts_after(&job, replaced.get(ix).copied()),
+                            )
+                        })
+                        .collect()
+                    } else {
+                        BTreeMap::new()
+                    };
+                    match self
+                        .create_pods(k, &job, &pods_api, n, indexes, &counts)
+                        .await
+                    {
                         Ok(ok) => active_after += ok as i32,
                         Err((_, e)) => return Err(err("creating a pod".into())(e)),
                     }
                 }
             }
         }
+        // A finishing Job counts its unfinished pods as failed and releases every pod.
+        let acct = match &decision.finish {
+            Some(Finish::Failed { .. }) => {
+                tracking::account(&job, &pods, only_failed, Ending::Failing, &in_flight)
+            }
+            Some(Finish::Succeeded { .. }) => {
+                tracking::account(&job, &pods, only_failed, Ending::Succeeding, &in_flight)
+            }
+            None => acct,
+        };
+        let mut status = JobStatus {
+            start_time: start.map(Time),
+            completion_time: old.completion_time.clone(),
+            conditions: old.conditions.clone(),
+            completed_indexes: succeeded_indexes
+                .as_ref()
+                .map(ToString::to_string)
+                .filter(|s| !s.is_empty()),
+            failed_indexes: failed_indexes.as_ref().map(ToString::to_string),
+            succeeded: old.succeeded,
+            failed: old.failed,
+            uncounted_terminated_pods: acct.uncounted.to_status(),
+            ..Default::default()
+        };
         let set = |status: &mut JobStatus, type_: &str, reason: &str, message: &str| {
             let conds = status.conditions.get_or_insert_with(Vec::new);
             let new = condition(type_, "True", reason, message.to_string(), now);
@@ -486,37 +630,16 @@ impl JobController {
                 None => conds.push(new),
             }
         };
-        let about = reference(job.as_ref());
+        let nz = |n: i32| (n != 0).then_some(n);
+        status.active = nz(active_after.max(0));
+        status.terminating = Some(terminating_after);
+        status.ready = Some(active.iter().filter(|p| podutil::is_ready(p)).count() as i32);
         match &decision.finish {
             Some(Finish::Failed { reason, message }) => {
-                // kube writes the target first and fails once the pods are gone.
-                set(&mut status, "FailureTarget", reason, message);
-                if active_after <= 0 {
-                    set(&mut status, "Failed", reason, message);
-                    self.events.warning(about, reason, message.clone());
-                }
+                set(&mut status, "FailureTarget", reason, message)
             }
             Some(Finish::Succeeded { reason, message }) => {
-                set(&mut status, "SuccessCriteriaMet", reason, message);
-                if active_after <= 0 {
-                    set(&mut status, "Complete", reason, message);
-                    status.completion_time = Some(Time(now));
-                    self.events
-                        .normal(about, "Completed", "Job completed".into());
-                }
-            }
-            None if decision.complete && active_after == 0 => {
-                let message = "Reached expected number of succeeded pods";
-                set(
-                    &mut status,
-                    "SuccessCriteriaMet",
-                    "CompletionsReached",
-                    message,
-                );
-                set(&mut status, "Complete", "CompletionsReached", message);
-                status.completion_time = Some(Time(now));
-                self.events
-                    .normal(about, "Completed", "Job completed".into());
+                set(&mut status, "SuccessCriteriaMet", reason, message)
             }
             None => {}
         }
@@ -534,21 +657,67 @@ impl JobController {
                 now,
             );
         }
-        let nz = |n: i32| (n != 0).then_some(n);
-        status.active = nz(active_after.max(0));
-        status.terminating = Some(terminating_after);
-        status.ready = Some(active.iter().filter(|p| podutil::is_ready(p)).count() as i32);
-        status.succeeded = nz(seen.succeeded);
-        status.failed = nz(seen.failed);
-        if job.status.as_ref() != Some(&status) {
-            Api::<Job>::namespaced(self.client.clone(), ns)
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(podutil::status_patch(&status, STATUS_FIELDS)),
-                )
-                .await
-                .map_err(err("updating status".into()))?;
+        // kube's three steps: (1) the newly finished pods are recorded as uncounted, (2) their
+        // finalizers go, (3) what no pod holds any more moves into the counts.
+        let mut rv = job.metadata.resource_version.clone();
+        let recorded = acct.uncounted != tracking::Uncounted::of(job.status.as_ref())
+            || status.completed_indexes != old.completed_indexes
+            || status.failed_indexes != old.failed_indexes;
+        if recorded {
+            rv = self.write_status(k, &job, rv, &status).await?;
+        }
+        let freed = self.release(k, &pods_api, &acct.release).await?;
+        let held: HashSet<String> = pods
+            .iter()
+            .filter(|p| tracking::has_finalizer(p))
+            .filter_map(|p| p.metadata.uid.clone())
+            .filter(|u| !freed.contains(u) && !in_flight.contains(u))
+            .collect();
+        let mut uncounted = acct.uncounted.clone();
+        let (s, f) = uncounted.settle(&held);
+        status.succeeded = nz(old.succeeded.unwrap_or(0) + s);
+        status.failed = nz(old.failed.unwrap_or(0) + f);
+        if indexed {
+            status.succeeded = succeeded_indexes
+                .as_ref()
+                .map(Intervals::total)
+                .and_then(nz);
+        }
+        status.uncounted_terminated_pods = uncounted.to_status();
+        // The final condition waits until every finished pod is counted.
+        let about = reference(job.as_ref());
+        match &decision.finish {
+            Some(Finish::Failed { reason, message })
+                if active_after <= 0 && uncounted.is_empty() =>
+            {
+                set(&mut status, "Failed", reason, message);
+                self.events.warning(about, reason, message.clone());
+            }
+            Some(Finish::Succeeded { reason, message })
+                if active_after <= 0 && uncounted.is_empty() =>
+            {
+                set(&mut status, "Complete", reason, message);
+                status.completion_time = Some(Time(now));
+                self.events
+                    .normal(about, "Completed", "Job completed".into());
+            }
+            None if decision.complete && active_after == 0 && uncounted.is_empty() => {
+                let message = "Reached expected number of succeeded pods";
+                set(
+                    &mut status,
+                    "SuccessCriteriaMet",
+                    "CompletionsReached",
+                    message,
+                );
+                set(&mut status, "Complete", "CompletionsReached", message);
+                status.completion_time = Some(Time(now));
+                self.events
+                    .normal(about, "Completed", "Job completed".into());
+            }
+            _ => {}
+        }
+        if recorded || job.status.as_ref() != Some(&status) {
+            self.write_status(k, &job, rv, &status).await?;
             if finished(&status) {
                 self.finished.lock().unwrap().insert(uid);
             }
@@ -624,19 +793,41 @@ impl JobController {
             }));
         }
         let owner = podutil::controller_ref(&job.metadata, "batch/v1", "Job");
-        claim::adopt(api, pod, owner).await
+        let adopted = claim::adopt(api, pod, owner).await?;
+        // kube adopts with the tracking finalizer, so the pod is counted once it finishes.
+        if tracking::has_finalizer(&adopted) {
+            return Ok(adopted);
+        }
+        let mut finalizers = adopted.metadata.finalizers.clone();
+        tracking::add_to(&mut finalizers);
+        let patch = serde_json::json!([
+            {"op": "test", "path": "/metadata/uid", "value": adopted.metadata.uid},
+            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+        ]);
+        let patch: json_patch::Patch = serde_json::from_value(patch).expect("well-formed patch");
+        api.patch(
+            &adopted.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
     }
 
-    /// Deletes `victims` through the expectations; returns how many went.
+    /// Deletes `victims` through the expectations, their tracking finalizer removed first when
+    /// `release_first` (kube's deleteJobPods; deleteActivePods keeps it); returns how many went.
     async fn delete_pods(
         &self,
         k: &str,
         ns: &str,
         api: &Api<Pod>,
         victims: &[&Pod],
+        release_first: bool,
     ) -> Result<i32, JobError> {
         if victims.is_empty() {
             return Ok(0);
+        }
+        if release_first {
+            self.release(k, api, victims).await?;
         }
         let keys: Vec<String> = victims.iter().map(|p| key(ns, &p.name_any())).collect();
         self.expectations.expect_deletions(k, &keys);
@@ -673,6 +864,7 @@ impl JobController {
         api: &Api<Pod>,
         n: usize,
         indexes: Option<Vec<i32>>,
+        counts: &BTreeMap<i32, (i32, i32)>,
     ) -> Result<usize, (usize, kube::Error)> {
         if n == 0 {
             return Ok(0);
@@ -691,7 +883,13 @@ impl JobController {
             let pod = match &indexes {
                 Some(ix) => {
                     let ix = ix[next.fetch_add(1, Ordering::Relaxed)];
-                    let t = indexed::template_for_index(&job.name_any(), &template, ix);
+                    let mut t = indexed::template_for_index(&job.name_any(), &template, ix);
+                    if let Some((failed, ignored)) = counts.get(&ix) {
+                        let meta = t.metadata.get_or_insert_with(Default::default);
+                        let a = meta.annotations.get_or_insert_with(Default::default);
+                        a.insert(per_index::FAILURE_COUNT.into(), failed.to_string());
+                        a.insert(per_index::IGNORED_COUNT.into(), ignored.to_string());
+                    }
                     pod_from_template(job, t, indexed::generate_name(&job.name_any(), ix))
                 }
                 None => pod_from_template(job, template.clone(), prefix.clone()),
@@ -761,7 +959,11 @@ fn pod_from_template(job: &Job, template: PodTemplateSpec, generate_name: String
             namespace: job.namespace(),
             labels: meta.labels,
             annotations: meta.annotations,
-            finalizers: meta.finalizers,
+            finalizers: {
+                let mut f = meta.finalizers;
+                tracking::add_to(&mut f);
+                f
+            },
             owner_references: Some(vec![podutil::controller_ref(
                 &job.metadata,
                 "batch/v1",
@@ -925,6 +1127,23 @@ mod tests {
         assert!(managed_here(&j));
         j.spec.as_mut().unwrap().managed_by = Some("example.com/multikueue".into());
         assert!(!managed_here(&j));
+    }
+
+    #[test]
+    fn failed_indexes_are_not_run_again_and_fail_the_job_at_the_end_or_past_the_maximum() {
+        let mut j = job(Some(4), 4);
+        let per_index = |succeeded: i32, failed: i32| Observed {
+            failed_indexes: Some(failed),
+            ..seen(succeeded, 0)
+        };
+        let d = decide(&j, &per_index(1, 1), t(1));
+        assert_eq!((d.want_active, d.finish), (2, None));
+        let d = decide(&j, &per_index(3, 1), t(1));
+        assert_eq!(failed_reason(&d), Some("FailedIndexes"));
+        j.spec.as_mut().unwrap().max_failed_indexes = Some(1);
+        assert!(decide(&j, &per_index(0, 1), t(1)).finish.is_none());
+        let d = decide(&j, &per_index(0, 2), t(1));
+        assert_eq!(failed_reason(&d), Some("MaxFailedIndexesExceeded"));
     }
 
     #[test]
