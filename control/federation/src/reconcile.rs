@@ -48,8 +48,8 @@ pub(crate) struct MemberOutcome {
 pub(crate) struct Plan<'t> {
     pub template: &'t Value,
     pub uid: String,
-    /// Per member: the rendered object, or why it could not be rendered.
-    pub wants: BTreeMap<String, Result<Value, String>>,
+    /// The overrides that apply, least specific first.
+    pub ops: Vec<&'t OverridePolicy>,
     pub decision: placement::Decision,
     pub policy: String,
     pub schedule_error: Option<String>,
@@ -230,7 +230,7 @@ impl Controller {
             let mut plan = Plan {
                 template: t,
                 uid,
-                wants: BTreeMap::new(),
+                ops: Vec::new(),
                 decision: BTreeMap::new(),
                 policy: policy::display(policy),
                 schedule_error: None,
@@ -271,19 +271,9 @@ impl Controller {
                             .expect("division lock")
                             .insert(plan.uid.clone(), division);
                     }
-                    let ops = overrides_for(&self.overrides, &tref);
-                    for (member, share) in &decision {
-                        let labels = self
-                            .members
-                            .by_name
-                            .get(member)
-                            .map(|m| m.labels.clone())
-                            .unwrap_or_default();
-                        plan.wants.insert(
-                            member.clone(),
-                            render::render(t, *share, &ops, member, &labels),
-                        );
-                    }
+                    // Rendered per member when its turn comes, not here: a turn over every
+                    // template would otherwise hold templates × members objects at once.
+                    plan.ops = overrides_for(&self.overrides, &tref);
                     plan.decision = decision;
                 }
             }
@@ -326,23 +316,17 @@ impl Controller {
         // Per member: what it should hold, and which template uids must be gone from it.
         let mut jobs = Vec::new();
         for m in self.members.by_name.values() {
-            let mut wants: Vec<(String, Value)> = Vec::new();
-            let mut errors: Vec<(String, String)> = Vec::new();
+            let mut wants: Vec<Want<'_>> = Vec::new();
             let mut placed: HashSet<String> = HashSet::new();
-            for p in &plans {
-                if p.schedule_error.is_some() {
-                    continue;
-                }
-                match p.wants.get(&m.name) {
-                    Some(Ok(v)) => {
-                        placed.insert(p.uid.clone());
-                        wants.push((p.uid.clone(), v.clone()));
-                    }
-                    Some(Err(e)) => {
-                        placed.insert(p.uid.clone());
-                        errors.push((p.uid.clone(), format!("member {}: {e}", m.name)));
-                    }
-                    None => {}
+            for p in plans.iter().filter(|p| p.schedule_error.is_none()) {
+                if let Some(share) = p.decision.get(&m.name) {
+                    placed.insert(p.uid.clone());
+                    wants.push(Want {
+                        uid: &p.uid,
+                        template: p.template,
+                        share: *share,
+                        ops: &p.ops,
+                    });
                 }
             }
             let client = m.client.clone().filter(|_| m.health == Health::Ready);
@@ -357,8 +341,8 @@ impl Controller {
                 not_ready,
                 ar: ar.clone(),
                 namespaced,
+                labels: m.labels.clone(),
                 wants,
-                errors,
                 placed,
                 untouched: &untouched,
                 all_uids: &all_uids,
@@ -432,8 +416,9 @@ struct MemberJob<'a> {
     not_ready: String,
     ar: ApiResource,
     namespaced: bool,
-    wants: Vec<(String, Value)>,
-    errors: Vec<(String, String)>,
+    /// The member's labels (overrides may name them).
+    labels: BTreeMap<String, String>,
+    wants: Vec<Want<'a>>,
     /// Template uids placed on this member.
     placed: HashSet<String>,
     /// Template uids whose member objects stay as they are.
@@ -441,6 +426,21 @@ struct MemberJob<'a> {
     all_uids: &'a HashSet<String>,
     /// The uids this turn is about (`None`: all).
     only: Option<&'a HashSet<String>>,
+}
+
+/// A template placed on a member, rendered for it only when the member's job looks at it.
+struct Want<'a> {
+    uid: &'a str,
+    template: &'a Value,
+    share: Option<i64>,
+    ops: &'a [&'a OverridePolicy],
+}
+
+impl Want<'_> {
+    fn render(&self, member: &str, labels: &BTreeMap<String, String>) -> Result<Value, String> {
+        render::render(self.template, self.share, self.ops, member, labels)
+            .map_err(|e| format!("member {member}: {e}"))
+    }
 }
 
 /// The template uid a member object's label names ("" when it has none).
@@ -467,8 +467,8 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         not_ready,
         ar,
         namespaced,
+        labels,
         wants,
-        errors,
         placed,
         untouched,
         all_uids,
@@ -476,15 +476,15 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
     } = job;
     let started = std::time::Instant::now();
     let mut r = MemberResult {
-        outcomes: errors.into_iter().map(|(u, e)| (u, failed(e))).collect(),
+        outcomes: HashMap::new(),
         remaining: HashSet::new(),
         unreachable: false,
     };
     let Some(client) = client else {
         r.unreachable = true;
-        for (uid, _) in &wants {
+        for w in &wants {
             r.outcomes.insert(
-                uid.clone(),
+                w.uid.to_string(),
                 failed(format!("member {member} is not Ready: {not_ready}")),
             );
         }
@@ -505,9 +505,9 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
                     .collect(),
                 Err(e) => {
                     r.unreachable = true;
-                    for (uid, _) in &wants {
+                    for w in &wants {
                         r.outcomes.insert(
-                            uid.clone(),
+                            w.uid.to_string(),
                             failed(format!("member {member}: list {}: {e}", ar.plural)),
                         );
                     }
@@ -567,14 +567,23 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         .await;
     r.remaining.extend(deletions.into_iter().flatten());
 
-    // What differs from the member's object; namespaces it needs first.
-    let mut to_apply: Vec<(String, Value)> = Vec::new();
-    for (uid, want) in wants {
+    // What differs from the member's object (each rendered, compared and dropped: only the
+    // writes in flight hold a rendered object); namespaces it needs first.
+    let mut to_apply: Vec<Want<'_>> = Vec::new();
+    let mut needed: HashSet<String> = HashSet::new();
+    for w in wants {
+        let want = match w.render(&member, &labels) {
+            Ok(v) => v,
+            Err(e) => {
+                r.outcomes.insert(w.uid.to_string(), failed(e));
+                continue;
+            }
+        };
         let ns = want["metadata"]["namespace"].as_str();
         let live = live_by_key.get(&key(ns, str_at(&want, "/metadata/name")));
         if let Some(l) = live.filter(|l| render::contained(&want, l)) {
             r.outcomes.insert(
-                uid,
+                w.uid.to_string(),
                 MemberOutcome {
                     error: None,
                     status: l.get("status").cloned(),
@@ -582,15 +591,12 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
             );
             continue;
         }
-        to_apply.push((uid, want));
+        needed.extend(ns.map(str::to_string));
+        to_apply.push(w);
     }
     let mut bad_ns: HashMap<String, String> = HashMap::new();
     if namespaced {
-        let needed: HashSet<&str> = to_apply
-            .iter()
-            .filter_map(|(_, w)| w["metadata"]["namespace"].as_str())
-            .collect();
-        for ns in needed {
+        for ns in &needed {
             if let Err(e) = ensure_namespace(&client, ns).await {
                 bad_ns.insert(
                     ns.to_string(),
@@ -599,50 +605,18 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
             }
         }
     }
-    let applies = stream::iter(to_apply)
-        .map(|(uid, want)| {
-            let (client, ar, member, cache, bad_ns) = (&client, &ar, &member, &cache, &bad_ns);
-            async move {
-                let ns = want["metadata"]["namespace"].as_str();
-                if let Some(e) = ns.and_then(|ns| bad_ns.get(ns)) {
-                    return (uid, false, failed(e.clone()));
-                }
-                let api = api_for(client, ar, ns);
-                let pp = PatchParams::apply(FIELD_MANAGER).force();
-                match api
-                    .patch(str_at(&want, "/metadata/name"), &pp, &Patch::Apply(&want))
-                    .await
-                {
-                    Ok(o) => {
-                        debug!(member = %member, object = %render::identity(&want), "applied");
-                        let mut v = serde_json::to_value(&o).unwrap_or_default();
-                        v["apiVersion"] = json!(ar.api_version);
-                        v["kind"] = json!(ar.kind);
-                        let status = v.get("status").cloned();
-                        if let Some(c) = cache {
-                            c.insert(v);
-                        }
-                        (
-                            uid,
-                            true,
-                            MemberOutcome {
-                                error: None,
-                                status,
-                            },
-                        )
-                    }
-                    Err(e) => {
-                        let msg = match e {
-                            kube::Error::Api(s) => {
-                                format!("member {member}: {} {}: {}", s.code, s.reason, s.message)
-                            }
-                            e => format!("member {member}: apply {}: {e}", render::identity(&want)),
-                        };
-                        (uid, false, failed(msg))
-                    }
-                }
-            }
-        })
+    // The futures are made first and streamed after (see the finalizers in `sync_kind`); each
+    // renders its object only when it runs, so at most PER_MEMBER are held at once.
+    let target = Target {
+        client: &client,
+        ar: &ar,
+        member: &member,
+        labels: &labels,
+        cache: cache.as_deref(),
+        bad_ns: &bad_ns,
+    };
+    let writes: Vec<_> = to_apply.into_iter().map(|w| target.apply(w)).collect();
+    let applies = stream::iter(writes)
         .buffer_unordered(PER_MEMBER)
         .collect::<Vec<_>>()
         .await;
@@ -654,6 +628,67 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         r.outcomes.insert(uid, outcome);
     }
     (member, r)
+}
+
+/// Where a member's writes go, for [`Target::apply`].
+struct Target<'a> {
+    client: &'a Client,
+    ar: &'a ApiResource,
+    member: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    cache: Option<&'a Cache>,
+    /// Namespaces that could not be made, with the error.
+    bad_ns: &'a HashMap<String, String>,
+}
+
+impl Target<'_> {
+    /// Renders `w` and server-side applies it; (uid, whether the object exists now, outcome).
+    async fn apply(&self, w: Want<'_>) -> (String, bool, MemberOutcome) {
+        let (ar, member) = (self.ar, self.member);
+        let uid = w.uid.to_string();
+        let want = match w.render(member, self.labels) {
+            Ok(v) => v,
+            Err(e) => return (uid, false, failed(e)),
+        };
+        let ns = want["metadata"]["namespace"].as_str();
+        if let Some(e) = ns.and_then(|ns| self.bad_ns.get(ns)) {
+            return (uid, false, failed(e.clone()));
+        }
+        let api = api_for(self.client, ar, ns);
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch(str_at(&want, "/metadata/name"), &pp, &Patch::Apply(&want))
+            .await
+        {
+            Ok(o) => {
+                debug!(member = %member, object = %render::identity(&want), "applied");
+                let mut v = serde_json::to_value(&o).unwrap_or_default();
+                v["apiVersion"] = json!(ar.api_version);
+                v["kind"] = json!(ar.kind);
+                let status = v.get("status").cloned();
+                if let Some(c) = self.cache {
+                    c.insert(v);
+                }
+                (
+                    uid,
+                    true,
+                    MemberOutcome {
+                        error: None,
+                        status,
+                    },
+                )
+            }
+            Err(e) => {
+                let msg = match e {
+                    kube::Error::Api(s) => {
+                        format!("member {member}: {} {}: {}", s.code, s.reason, s.message)
+                    }
+                    e => format!("member {member}: apply {}: {e}", render::identity(&want)),
+                };
+                (uid, false, failed(msg))
+            }
+        }
+    }
 }
 
 /// Creates the namespace a namespaced object needs in the member, if it is missing.
