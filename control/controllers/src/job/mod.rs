@@ -664,7 +664,11 @@ impl JobController {
             || status.completed_indexes != old.completed_indexes
             || status.failed_indexes != old.failed_indexes;
         if recorded {
-            rv = self.write_status(k, &job, rv, &status).await?;
+            rv = match self.write_status(k, &job, rv, &status).await {
+                Ok(rv) => rv,
+                Err(e) if stale(&e) => return Ok(Requeue(Some(STALE_RETRY))),
+                Err(e) => return Err(e),
+            };
         }
         let freed = self.release(k, &pods_api, &acct.release).await?;
         let held: HashSet<String> = pods
@@ -717,7 +721,12 @@ impl JobController {
             _ => {}
         }
         if recorded || job.status.as_ref() != Some(&status) {
-            self.write_status(k, &job, rv, &status).await?;
+            match self.write_status(k, &job, rv, &status).await {
+                Ok(_) => {}
+                // Recorded as uncounted already: the next sync counts them.
+                Err(e) if stale(&e) => return Ok(Requeue(Some(STALE_RETRY))),
+                Err(e) => return Err(e),
+            }
             if finished(&status) {
                 self.finished.lock().unwrap().insert(uid);
             }
@@ -914,6 +923,14 @@ impl JobController {
             None => Ok(ok),
         }
     }
+}
+
+/// How soon a sync computed from a stale copy of the Job (its status write refused on the
+/// resourceVersion) runs again; the cache's update usually queues it sooner.
+const STALE_RETRY: Duration = Duration::from_millis(200);
+
+fn stale(e: &JobError) -> bool {
+    matches!(e, JobError::Api { source, .. } if crate::is_conflict(source))
 }
 
 /// kube's isJobManagedByOther: a Job whose `spec.managedBy` names another controller is left
