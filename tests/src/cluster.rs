@@ -141,6 +141,22 @@ pub fn down_leaves_nothing(name: &str, before: &Snapshot, guard: Down, started: 
 }
 
 /// The pids in the pid files under a cluster's run dir.
+/// `pea supervise` of cluster `name` held (SIGSTOP) while `f` runs, so a process the test kills
+/// stays dead meanwhile, then let go (SIGCONT): it starts the dead ones again.
+pub fn supervisor_held<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let pid_file = format!("/run/pea/{name}/supervise.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{pid_file}: {e}"))
+        .trim()
+        .parse()
+        .expect("pea supervise's pid");
+    let sup = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP pea supervise");
+    let out = f();
+    nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT pea supervise");
+    out
+}
+
 pub fn pids(run_dir: &Path) -> Vec<u32> {
     std::fs::read_dir(run_dir)
         .into_iter()

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use pea_tests::cluster::{down_leaves_nothing, pea, pids, require_cluster_programs, Down, Kubectl};
+use pea_tests::cluster::{
+    down_leaves_nothing, pea, pids, require_cluster_programs, supervisor_held, Down, Kubectl,
+};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
 use pea_tests::privileged::require_root;
@@ -148,17 +150,20 @@ fn pea_up_etcd_keeps_the_cluster_in_a_three_member_etcd_and_down_removes_it() {
         .trim()
         .parse()
         .expect("pid");
-    let _ = Command::new("kill")
-        .args(["-9", &victim.to_string()])
-        .status();
-    let wrote = wait_for(Duration::from_secs(20), || {
-        k.run(
-            &["create", "configmap", "after-kill", "--from-literal=a=b"],
-            None,
-        )
-        .status
-        .success()
-        .then_some(())
+    // pea supervise held meanwhile, or it would start the member again at once.
+    let wrote = supervisor_held(&name, || {
+        let _ = Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status();
+        wait_for(Duration::from_secs(20), || {
+            k.run(
+                &["create", "configmap", "after-kill", "--from-literal=a=b"],
+                None,
+            )
+            .status
+            .success()
+            .then_some(())
+        })
     });
     assert!(wrote.is_some(), "a write with 2 of 3 etcd members");
     assert!(etcd_keys(&name, 2379)

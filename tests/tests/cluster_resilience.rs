@@ -9,10 +9,9 @@
 //!    heartbeat, the shim serves `kubectl exec` into the old container, flanneld keeps its
 //!    subnet) with nothing lost: the same pods, UIDs, nodes, IPs and container IDs, no container
 //!    restarted.
-//!    `pea up` runs its components as plain processes with nothing to restart them (its
-//!    contract: `pea status` shows a dead one, `pea down` + `pea up` recover), so the test
-//!    restarts a killed component exactly as `pea up` started it: the argv, environment,
-//!    network namespace, log and pid file read from /proc before the kill.
+//!    `pea supervise` (started by `pea up`) starts a dead component again as `pea up` started
+//!    it; the test holds it (SIGSTOP) for the 5 s outage and checks that it restarts the
+//!    component once let go (SIGCONT).
 //! 3. a rolling update of the Deployment loses no request: maxSurge 1 / maxUnavailable 0, a
 //!    readiness probe and minReadySeconds, so a new pod gets traffic only once it serves, and a
 //!    preStop sleep so an old pod keeps serving while its deletion reaches every node's proxy
@@ -25,8 +24,6 @@
 //! Then `pea down` leaves nothing (the leak guard, as cluster_up).
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,7 +35,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::{down_leaves_nothing, pids, require_cluster_programs, up, Down, Kubectl};
+use pea_tests::cluster::{
+    down_leaves_nothing, pids, require_cluster_programs, supervisor_held, up, Down, Kubectl,
+};
 use pea_tests::leakguard::Snapshot;
 use pea_tests::netlab::random_suffix;
 use pea_tests::privileged::require_root;
@@ -269,52 +268,24 @@ impl Client {
     }
 }
 
-/// A process `pea up` started, as it started it: enough to start it again the same way.
+/// A process `pea up` started, which `pea supervise` starts again when it dies.
 struct Started {
     pid: u32,
-    argv: Vec<OsString>,
-    env: Vec<(OsString, OsString)>,
-    netns: PathBuf,
     log: PathBuf,
     pid_file: PathBuf,
+    supervisor_log: PathBuf,
 }
 
 impl Started {
-    /// The service `what` (its pid-file name) of cluster `name`, running in node `node`'s
-    /// namespace.
-    fn read(name: &str, what: &str, node: usize) -> Self {
+    /// The service `what` (its pid-file name) of cluster `name`.
+    fn read(name: &str, what: &str) -> Self {
         let pid_file = PathBuf::from(format!("/run/pea/{name}/{what}.pid"));
-        let pid: u32 = std::fs::read_to_string(&pid_file)
-            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
-            .trim()
-            .parse()
-            .unwrap();
-        let split = |f: &str| -> Vec<OsString> {
-            std::fs::read(format!("/proc/{pid}/{f}"))
-                .unwrap_or_else(|e| panic!("/proc/{pid}/{f} of {what}: {e}"))
-                .split(|&b| b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| OsString::from_vec(s.to_vec()))
-                .collect()
-        };
-        let env = split("environ")
-            .into_iter()
-            .filter_map(|kv| {
-                let kv = kv.into_vec();
-                let eq = kv.iter().position(|&b| b == b'=')?;
-                Some((
-                    OsString::from_vec(kv[..eq].to_vec()),
-                    OsString::from_vec(kv[eq + 1..].to_vec()),
-                ))
-            })
-            .collect();
+        let logs = PathBuf::from(format!("/var/lib/pea/clusters/{name}/logs"));
         Self {
-            pid,
-            argv: split("cmdline"),
-            env,
-            netns: PathBuf::from(format!("/run/netns/pea-{name}-{node}")),
-            log: PathBuf::from(format!("/var/lib/pea/clusters/{name}/logs/{what}.log")),
+            pid: read_pid(&pid_file),
+            log: logs.join(format!("{what}.log")),
             pid_file,
+            supervisor_log: logs.join("supervise.log"),
         }
     }
 
@@ -329,29 +300,27 @@ impl Started {
         );
     }
 
-    /// Starts it again as `pea up` does (setsid nsenter --net=NS ARGV, log appended, pid
-    /// file rewritten); a thread reaps it when `pea down` stops it.
-    fn restart(&self) {
-        let log = || {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&self.log)
-                .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()))
-        };
-        let mut child = Command::new("setsid")
-            .arg("nsenter")
-            .arg(format!("--net={}", self.netns.display()))
-            .args(&self.argv)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log())
-            .stderr(log())
-            .spawn()
-            .expect("restarting");
-        std::fs::write(&self.pid_file, child.id().to_string()).unwrap();
-        std::thread::spawn(move || child.wait());
+    /// Waits (at most 10 s) for `pea supervise` to have started it again: a new live pid.
+    fn restarted(&self, phase: &str) {
+        let again = wait(Duration::from_secs(10), || {
+            let p = read_pid(&self.pid_file);
+            p != self.pid && alive(p)
+        });
+        assert!(
+            again.is_some(),
+            "{phase}: pea supervise did not start pid {} again; its log ends:\n{}",
+            self.pid,
+            tail(&self.supervisor_log, 10)
+        );
     }
+}
+
+fn read_pid(pid_file: &Path) -> u32 {
+    std::fs::read_to_string(pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn alive(pid: u32) -> bool {
@@ -433,15 +402,18 @@ fn kill_phase(
     mut reconciled: impl FnMut() -> bool,
 ) {
     let before = settled(&c.k).unwrap_or_else(|| panic!("{phase}: the workload is not settled"));
-    let victim = Started::read(&c.name, what, node);
+    let victim = Started::read(&c.name, what);
     let client = Client::start(&c.client_ns, &c.url);
     std::thread::sleep(Duration::from_secs(1));
-    victim.kill9(phase);
-    let dead_from = client.now();
-    outage();
-    std::thread::sleep(OUTAGE.saturating_sub(client.now() - dead_from));
-    let dead_to = client.now();
-    victim.restart();
+    // The supervisor held for the outage; let go, it starts the component again.
+    let (dead_from, dead_to) = supervisor_held(&c.name, || {
+        victim.kill9(phase);
+        let dead_from = client.now();
+        outage();
+        std::thread::sleep(OUTAGE.saturating_sub(client.now() - dead_from));
+        (dead_from, client.now())
+    });
+    victim.restarted(phase);
     let took = wait(Duration::from_secs(60), &mut reconciled);
     // A few more seconds of client loop: a restarted component that tears down state it
     // finds (rules, routes, containers) does so in its first moments.
@@ -645,19 +617,22 @@ fn a_pea_up_cluster_survives_killed_components_a_rolling_update_and_a_dead_node(
         procs.len() >= 3,
         "{phase}: processes of {dead_node}: {procs:?}"
     );
+    // The supervisor held while the node dies, so it never starts the agent again inside the
+    // dying namespace; afterwards it leaves a service whose namespace is gone alone.
     let died = Instant::now();
-    for &p in &procs {
-        let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-    }
-    assert!(
-        wait(Duration::from_secs(10), || procs.iter().all(|&p| !alive(p))).is_some(),
-        "{phase}: processes of {dead_node} still alive after SIGKILL"
-    );
-    let _ = std::fs::remove_file(format!("/run/pea/{name}/{dead_node}-agent.pid"));
-    let del = Command::new("ip")
-        .args(["netns", "del", &format!("pea-{name}-{dead}")])
-        .output()
-        .unwrap();
+    let del = supervisor_held(&name, || {
+        for &p in &procs {
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        assert!(
+            wait(Duration::from_secs(10), || procs.iter().all(|&p| !alive(p))).is_some(),
+            "{phase}: processes of {dead_node} still alive after SIGKILL"
+        );
+        Command::new("ip")
+            .args(["netns", "del", &format!("pea-{name}-{dead}")])
+            .output()
+            .unwrap()
+    });
     assert!(del.status.success(), "{phase}: ip netns del: {del:?}");
     let mut moved = Vec::new();
     let took = wait(Duration::from_secs(150), || {

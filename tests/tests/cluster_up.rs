@@ -222,6 +222,8 @@ fn pea_up_two_nodes_runs_a_deployment_across_the_overlay_and_pea_down_leaves_not
 
     addons_are_pods_the_kubelet_restarts(&name, &k, &a.0);
 
+    a_killed_agent_is_started_again_by_pea_supervise(&name, &k);
+
     let run_dir = PathBuf::from("/run/pea").join(&name);
     let started = pids(&run_dir);
     // The registry, pea-control, the loopback forwarder and one pea-agent per node.
@@ -362,6 +364,60 @@ fn web_by_name(k: &Kubectl, pod: &str, what: &str) {
         }
     }
     assert!(seen.starts_with("hello from web-"), "{what}: {seen:?}");
+}
+
+/// kill -9 of node 1's pea-agent: `pea supervise` starts it again (a new pid), the node is
+/// Ready again and `pea status` counts the restart.
+fn a_killed_agent_is_started_again_by_pea_supervise(name: &str, k: &Kubectl) {
+    let pid_file = PathBuf::from(format!("/run/pea/{name}/{name}-1-agent.pid"));
+    let read = || -> u32 {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let old = read();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 of node 1's pea-agent");
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut new = old;
+    while Instant::now() < end && (new == old || !Path::new(&format!("/proc/{new}")).exists()) {
+        std::thread::sleep(Duration::from_millis(100));
+        new = read();
+    }
+    let log = std::fs::read_to_string(format!("/var/lib/pea/clusters/{name}/logs/supervise.log"))
+        .unwrap_or_default();
+    assert!(
+        new != old && Path::new(&format!("/proc/{new}")).exists(),
+        "node 1's pea-agent (pid {old}) was not started again; pea supervise's log:\n{log}"
+    );
+    let ready = k.run(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("node/{name}-1"),
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(
+        ready.status.success(),
+        "node 1 not Ready after its agent's restart: {}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let status = pea(&["status", "--name", name]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains(&format!("{name}-1-agent"))
+                && l.contains("running")
+                && l.contains("restarted 1 time(s)")),
+        "pea status: {status}"
+    );
 }
 
 fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kubectl) {

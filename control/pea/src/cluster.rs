@@ -108,7 +108,12 @@ impl Cluster {
     }
     /// The processes `up` starts, by pid-file name.
     pub fn services(&self) -> Vec<String> {
-        let mut v = vec!["registry".to_string(), "control".into(), "forward".into()];
+        let mut v = vec![
+            crate::supervise::SERVICE.to_string(),
+            "registry".into(),
+            "control".into(),
+            "forward".into(),
+        ];
         if crate::etcd::used(self) {
             v.extend(crate::etcd::MEMBERS.iter().map(|(m, _, _)| m.to_string()));
         }

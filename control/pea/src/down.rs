@@ -45,7 +45,12 @@ pub fn down_quiet(c: &Cluster) -> Result<()> {
     let nodes: Vec<usize> = (0..c.nodes).collect();
     let t = std::time::Instant::now();
     let say = |what: &str| println!("pea down: {what} ({:.1} s)", t.elapsed().as_secs_f64());
-    // The node agents first (kubelet and shim stop together), so nothing starts pods again.
+    // The supervisor first, so nothing is started again; then the node agents (kubelet and
+    // shim stop together), so nothing starts pods again.
+    proc::stop(
+        &pids(&[crate::supervise::SERVICE.to_string()]),
+        Duration::from_secs(5),
+    );
     // The cluster is going away: its containers then get SIGKILL rather than each waiting out
     // its stop grace (a PID 1 ignoring SIGTERM); their mounts, namespaces and cgroups are
     // removed below with the nodes'.

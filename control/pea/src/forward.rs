@@ -14,7 +14,12 @@ use nix::sched::{setns, CloneFlags};
 const MAX_CONNECTIONS: usize = 256;
 
 pub fn run(netns: &Path, to: SocketAddr, port_file: &Path) -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    // Restarted (by `pea supervise`): the same port, which the host kubeconfig names.
+    let addr = match std::fs::read_to_string(port_file).map(|p| p.trim().parse::<u16>()) {
+        Ok(Ok(port)) => format!("127.0.0.1:{port}"),
+        _ => "127.0.0.1:0".into(),
+    };
+    let listener = TcpListener::bind(&addr).with_context(|| format!("binding {addr}"))?;
     let port = listener.local_addr()?.port();
     let ns = std::fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
     // Single-threaded here: the namespace change applies to the whole process from now on.

@@ -20,6 +20,7 @@ mod logs;
 mod proc;
 mod prometheus;
 mod status;
+mod supervise;
 mod token;
 mod up;
 
@@ -212,6 +213,12 @@ enum Cmd {
         #[command(subcommand)]
         verb: federation::Verb,
     },
+    /// (internal) Restarts the processes of cluster `--name` when they die; `pea up` starts it.
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long, default_value = "pea")]
+        name: String,
+    },
     /// (internal) Relays 127.0.0.1:PORT of this namespace to an address inside `--netns`.
     #[command(hide = true)]
     Forward {
@@ -348,6 +355,9 @@ fn main() {
                     }),
                 })
             }),
+        Cmd::Supervise { name } => {
+            cluster::Cluster::existing(&name).and_then(|c| supervise::supervise(&c))
+        }
         Cmd::Forward {
             netns,
             to,

@@ -1,7 +1,7 @@
 //! Running programs: one-shot commands (failing with their stderr), background services started
 //! with setsid inside a node's namespace (log file, pid file), and stopping them again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,9 +62,48 @@ pub fn spawn(
     let child = c.spawn().with_context(|| format!("starting {}", cmd[0]))?;
     let pid = child.id();
     std::fs::write(pid_file, pid.to_string())?;
+    // How it was started, so `pea supervise` can start it again the same way.
+    let spec = Spawned {
+        netns: netns.map(Path::to_path_buf),
+        cmd: cmd.to_vec(),
+        envs: envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        log: log.to_path_buf(),
+    };
+    std::fs::write(spawn_file(pid_file), serde_json::to_vec(&spec)?)?;
     // Not waited for: it runs on after pea exits (init reaps it then).
     drop(child);
     Ok(pid)
+}
+
+/// How `spawn` started a service (beside its pid file).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Spawned {
+    pub netns: Option<PathBuf>,
+    pub cmd: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    pub log: PathBuf,
+}
+
+pub fn spawn_file(pid_file: &Path) -> PathBuf {
+    pid_file.with_extension("spawn.json")
+}
+
+/// Starts a service again exactly as `spawn` started it (the spec beside `pid_file`).
+pub fn respawn(pid_file: &Path) -> Result<u32> {
+    let f = spawn_file(pid_file);
+    let spec: Spawned = serde_json::from_slice(
+        &std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+    )
+    .with_context(|| format!("{}", f.display()))?;
+    let envs: Vec<(&str, &str)> = spec
+        .envs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    spawn(spec.netns.as_deref(), &spec.cmd, &envs, &spec.log, pid_file)
 }
 
 pub fn read_pid(pid_file: &Path) -> Option<u32> {

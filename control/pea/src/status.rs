@@ -31,7 +31,11 @@ pub fn status(c: &Cluster) -> Result<()> {
                 "not started".into()
             }
         };
-        println!("  {s:<24} {state}");
+        // Restarts by `pea supervise`, as systemctl status shows a unit's restarts.
+        let restarts = std::fs::read_to_string(c.run_dir().join(format!("{s}.restarts")))
+            .map(|n| format!(", restarted {} time(s)", n.trim()))
+            .unwrap_or_default();
+        println!("  {s:<24} {state}{restarts}");
     }
     let kc = c.host_kubeconfig().display().to_string();
     match run(

@@ -62,6 +62,7 @@ pub fn up(c: &Cluster, etcd: bool) -> Result<()> {
         return Err(e.context(format!("step {:?}", steps.current)));
     }
     std::fs::write(c.run_dir().join("up"), "")?;
+    supervisor(c)?;
     println!(
         "pea up: cluster {} with {} node(s) Ready in {:.1} s",
         c.name,
@@ -443,6 +444,22 @@ fn control(c: &Cluster, etcd: bool) -> Result<()> {
         || admin.exists() && kubectl_in_cluster(c, &["get", "--raw", "/readyz"], None).is_ok(),
     )?;
     Ok(())
+}
+
+/// `pea supervise`: from now on a process of the cluster that dies is started again.
+fn supervisor(c: &Cluster) -> Result<()> {
+    let me = std::env::current_exe()?.display().to_string();
+    let log = c.log_file(crate::supervise::SERVICE);
+    let pid = spawn(
+        None,
+        &[me, "supervise".into(), "--name".into(), c.name.clone()],
+        &[],
+        &log,
+        &c.pid_file(crate::supervise::SERVICE),
+    )?;
+    proc::wait_started("pea supervise", pid, &log, Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("pea supervise: watching"))
+    })
 }
 
 fn forwarder(c: &Cluster) -> Result<()> {
