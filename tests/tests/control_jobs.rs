@@ -168,7 +168,8 @@ fn suspend_deletes_the_pods_and_resume_starts_them_again() {
         "apiVersion: batch/v1\nkind: Job\nmetadata: {name: nap}\nspec:\n  completions: 4\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
         2,
     );
-    let started = t.job("nap").status.unwrap().start_time.unwrap().0;
+    // The status follows the pods' creation.
+    let started = eventually("startTime", || t.job("nap").status?.start_time).0;
     std::thread::sleep(Duration::from_millis(1100));
     t.k.ok(&[
         "patch",
@@ -352,5 +353,33 @@ fn backoff_limit_per_index_fails_indexes_not_the_job() {
     );
     eventually("the other pods deleted", || {
         t.unfinished("strict").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn a_namespace_with_a_running_job_is_deleted_whole() {
+    let t = Test::start();
+    let _c = job_controller(&t);
+    t.k.ok(&["create", "namespace", "batch"]);
+    t.k.ok_stdin(
+        &["create", "-n", "batch", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: busy}\nspec:\n  completions: 4\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    eventually("two tracked pods", || {
+        let f = t.k.ok(&[
+            "get",
+            "pods",
+            "-n",
+            "batch",
+            "-o",
+            "jsonpath={.items[*].metadata.finalizers}",
+        ]);
+        (f.matches(FINALIZER).count() == 2).then_some(())
+    });
+    t.k.ok(&["delete", "namespace", "batch", "--wait=false"]);
+    // The tracking finalizer never keeps the namespace terminating.
+    eventually("the namespace gone", || {
+        let out = t.k.run(&["get", "namespace", "batch"]);
+        (!out.status.success()).then_some(())
     });
 }
