@@ -25,6 +25,15 @@ use crate::events::Recorder;
 use crate::reconcile::{api_for, str_at, MemberOutcome};
 use crate::{kinds, render, FIELD_MANAGER, FINALIZER};
 
+/// A digest of `v` to tell whether it changed (serde_json's maps are ordered, so equal values
+/// serialize alike).
+fn digest(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
 /// Federation writes in flight at once.
 const IN_FLIGHT: usize = 16;
 
@@ -126,7 +135,9 @@ pub(crate) struct Reporter {
     fed: Client,
     events: Arc<Recorder>,
     /// Last binding spec and status written per template uid (written again only on change).
-    last_binding: Mutex<HashMap<String, (Value, Value)>>,
+    /// Kept as digests: the status holds every member's status, so the values themselves would
+    /// be templates × members of memory.
+    last_binding: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl Reporter {
@@ -306,13 +317,14 @@ impl Reporter {
                 "message": failures.join("; ")})
         };
         let status = json!({"conditions": [scheduled, applied], "aggregatedStatus": aggregated});
+        let (spec_digest, status_digest) = (digest(&spec), digest(&status));
         let last = self
             .last_binding
             .lock()
             .expect("binding lock")
             .get(&p.uid)
             .cloned();
-        if last.as_ref().is_none_or(|(s, _)| *s != spec) {
+        if last.is_none_or(|(s, _)| s != spec_digest) {
             let mut meta = json!({"name": name});
             if let Some(ns) = ns {
                 meta["namespace"] = json!(ns);
@@ -331,7 +343,7 @@ impl Reporter {
                 return;
             }
         }
-        if last.is_none_or(|(s, st)| s != spec || st != status) {
+        if last.is_none_or(|(s, st)| s != spec_digest || st != status_digest) {
             // Conditions keep their transition time only in spirit: each write stamps "now".
             let mut st = status.clone();
             for c in st["conditions"].as_array_mut().into_iter().flatten() {
@@ -352,7 +364,7 @@ impl Reporter {
         self.last_binding
             .lock()
             .expect("binding lock")
-            .insert(p.uid.clone(), (spec, status));
+            .insert(p.uid.clone(), (spec_digest, status_digest));
     }
 
     /// Member objects are gone: drop the binding and the finalizer so the template goes.
