@@ -8,9 +8,9 @@
 
 pub mod bootstrap;
 pub mod certificate;
-pub mod cli;
 pub mod cgroups;
 pub mod cgroups_allocatable;
+pub mod cli;
 pub mod config;
 pub mod cri;
 pub mod events;
