@@ -108,7 +108,7 @@ spec:
   containers:
   - name: c
     image: {img}
-    command: [sh, -c, 'echo started $GREETING $(cat /etc/cfg/greeting); sleep 1; touch /tmp/ready; trap "exit 0" TERM; while true; do sleep 1; done']
+    command: [sh, -c, 'echo started $GREETING $(cat /etc/cfg/greeting); sleep 1; trap "exit 0" TERM; touch /tmp/ready; while true; do sleep 1; done']
     env:
     - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}
     - {{name: PLAIN, value: plain}}

@@ -609,7 +609,7 @@ fn exec_forwards_signals_and_reports_the_exit_code() {
         &id,
         "sh",
         "-c",
-        "touch /tmp/exec-ready; trap 'exit 9' TERM; while true; do sleep 0.05; done",
+        "trap 'exit 9' TERM; touch /tmp/exec-ready; while true; do sleep 0.05; done",
     ]);
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
