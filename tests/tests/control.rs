@@ -18,6 +18,8 @@ mod control_daemonset;
 mod control_drain;
 mod control_gc;
 mod control_hpa;
+mod control_job_backoff;
+mod control_job_events;
 mod control_jobs;
 mod control_kubectl;
 mod control_kubelet_proxy;

@@ -93,6 +93,21 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     }
 }
 
+/// What an event says of a failed call, as client-go's `%v` of the error: the API server's
+/// message for a refusal, the error itself otherwise.
+pub fn error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// kube's NamespaceTerminatingCause: controllers record no FailedCreate for it (every later
+/// creation fails alike, and the namespace's events go with it).
+pub fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("because it is being terminated"))
+}
+
 impl Recorder {
     /// The recorder of one controller: events from `component`, written with `client` (the
     /// controller's own).
