@@ -16,6 +16,7 @@ mod control_crd;
 mod control_crd_conversion;
 mod control_daemonset;
 mod control_drain;
+mod control_event_repeats;
 mod control_gc;
 mod control_hpa;
 mod control_job_backoff;
