@@ -1377,7 +1377,8 @@ fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_exit_code_42() {
         "status defaults to True"
     );
     let p1 = eventually("the first pod", || t.unfinished("pfp").into_iter().next());
-    // A disruption: ignored, so backoffLimit 0 is not exceeded and the pod is replaced at once.
+    // A disruption: ignored, so backoffLimit 0 is not exceeded, and the pod is replaced (after
+    // the backoff delay, which ignored failures still move as in kube since 1.28).
     t.finish_pod(
         &p1,
         "Failed",

@@ -2,16 +2,21 @@
 //! event broadcaster: recording never blocks a sync — events go through a bounded queue to one
 //! writer task and are dropped when it is full or the write fails.
 //!
+//! As client-go's event correlator, an event repeating one already written (same object,
+//! type, reason, message and source) bumps the existing object's `count` and `lastTimestamp`
+//! instead of making another.
+//!
 //! As in kube-controller-manager, where each controller makes its event broadcaster on its own
 //! client, every event is written with the client of the controller that recorded it (its
 //! ServiceAccount under `--use-service-account-credentials`), not the manager's: the one
 //! writer task only serializes the writes.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
@@ -93,6 +98,21 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     }
 }
 
+/// What an event says of a failed call, as client-go's `%v` of the error: the API server's
+/// message for a refusal, the error itself otherwise.
+pub fn error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// kube's NamespaceTerminatingCause: controllers record no FailedCreate for it (every later
+/// creation fails alike, and the namespace's events go with it).
+pub fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("because it is being terminated"))
+}
+
 impl Recorder {
     /// The recorder of one controller: events from `component`, written with `client` (the
     /// controller's own).
@@ -149,13 +169,94 @@ impl Recorder {
     }
 }
 
+/// client-go's eventLogger cache: how many distinct events are remembered for counting repeats
+/// (the oldest remembered goes first).
+const SEEN: usize = 4096;
+
+/// What the writer remembers of an event it wrote: the object to count repeats on.
+struct Seen {
+    name: String,
+    count: i32,
+    first: Option<Time>,
+}
+
+/// client-go's getEventKey: an event repeats another when all of this is the same.
+fn repeat_key(ev: &Event) -> String {
+    let o = &ev.involved_object;
+    let source = ev.source.clone().unwrap_or_default();
+    serde_json::json!([
+        source.component,
+        source.host,
+        o.kind,
+        o.namespace,
+        o.name,
+        o.field_path,
+        o.uid,
+        o.api_version,
+        ev.type_,
+        ev.reason,
+        ev.message,
+        ev.reporting_component,
+        ev.reporting_instance,
+    ])
+    .to_string()
+}
+
 impl Writer {
+    /// Writes the events in the order recorded. As client-go's event correlator (its logger
+    /// part), an event repeating one written before is not a new object: the existing one gets
+    /// `count` + 1 and the new `lastTimestamp` (a patch; created anew when it is gone, e.g.
+    /// after the API server's event TTL).
     pub async fn run(mut self) {
-        while let Some((ev, client)) = self.rx.recv().await {
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let mut order: VecDeque<String> = VecDeque::new();
+        while let Some((mut ev, client)) = self.rx.recv().await {
             let ns = ev.metadata.namespace.clone().unwrap_or_default();
             let api: Api<Event> = Api::namespaced(client, &ns);
+            let key = repeat_key(&ev);
+            if let Some(prev) = seen.get(&key) {
+                ev.metadata.name = Some(prev.name.clone());
+                ev.count = Some(prev.count + 1);
+                ev.first_timestamp = prev.first.clone();
+                let patch = serde_json::json!({
+                    "count": ev.count,
+                    "lastTimestamp": ev.last_timestamp,
+                    "message": ev.message,
+                });
+                match api
+                    .patch(&prev.name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    Ok(_) => {
+                        if let Some(s) = seen.get_mut(&key) {
+                            s.count += 1;
+                        }
+                        continue;
+                    }
+                    // Gone: created again below, keeping the count.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, reason = ?ev.reason, "updating an event's count failed; dropped");
+                        continue;
+                    }
+                }
+            }
             match api.create(&PostParams::default(), &ev).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    let s = Seen {
+                        name: ev.metadata.name.clone().unwrap_or_default(),
+                        count: ev.count.unwrap_or(1),
+                        first: ev.first_timestamp.clone(),
+                    };
+                    if seen.insert(key.clone(), s).is_none() {
+                        order.push_back(key);
+                        if order.len() > SEEN {
+                            if let Some(old) = order.pop_front() {
+                                seen.remove(&old);
+                            }
+                        }
+                    }
+                }
                 // As client-go's broadcaster: a refusal is logged, and the event not retried.
                 Err(kube::Error::Api(e)) => tracing::warn!(
                     error = %e.message,
@@ -169,5 +270,52 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, reason: &str, message: &str) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                kind: Some("Job".into()),
+                name: Some("j".into()),
+                uid: Some("u".into()),
+                resource_version: Some(name.into()),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some("Warning".into()),
+            last_timestamp: Some(Time(chrono::Utc::now())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn repeats_are_the_same_object_type_reason_message_and_source() {
+        let a = event("j.1", "FailedCreate", "Error creating: x");
+        // Another name, time and resourceVersion of the object: the same event again.
+        assert_eq!(
+            repeat_key(&a),
+            repeat_key(&event("j.2", "FailedCreate", "Error creating: x"))
+        );
+        assert_ne!(
+            repeat_key(&a),
+            repeat_key(&event("j.2", "FailedCreate", "Error creating: y"))
+        );
+        assert_ne!(
+            repeat_key(&a),
+            repeat_key(&event("j.2", "FailedDelete", "Error creating: x"))
+        );
+        let mut other = event("j.2", "FailedCreate", "Error creating: x");
+        other.involved_object.uid = Some("v".into());
+        assert_ne!(repeat_key(&a), repeat_key(&other));
     }
 }

@@ -1,10 +1,14 @@
 //! The delay before re-creating failed pods (kube's `backoff_utils.go`) and the container
 //! restarts of `OnFailure` pods that count toward backoffLimit.
 //!
-//! kube keeps a per-Job record of the failures since the last success, fed with the pods whose
-//! tracking finalizer it removes; without that finalizer the same record is recomputed here from
-//! the finished pods that still exist.
+//! As kube's podBackoffStore, the controller keeps a [`Record`] per Job in memory — the failures
+//! since the last success and when the last of them finished — fed with the finished pods each
+//! sync records in the Job's status, so the delay survives the deletion of the failed pods
+//! (their tracking finalizer gone, nothing holds them). A restarted controller starts with no
+//! record, as kube's.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,20 +61,73 @@ pub fn finished_time(p: &Pod) -> DateTime<Utc> {
         .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.0)
 }
 
-/// How long to wait before creating pods again: `INITIAL × 2^(n-1)` capped at `MAX` after the
-/// last of the `n` failures that finished after the last success (kube's backoffRecord and
-/// getRemainingTimeForFailuresCount), minus the time since that failure.
-pub fn remaining(succeeded: &[&Pod], failed: &[&Pod], now: DateTime<Utc>) -> Duration {
-    let last_success = succeeded.iter().map(|p| finished_time(p)).max();
-    let failures: Vec<DateTime<Utc>> = failed
-        .iter()
-        .map(|p| finished_time(p))
-        .filter(|t| last_success.is_none_or(|s| *t > s))
-        .collect();
-    let Some(last_failure) = failures.iter().max() else {
-        return Duration::ZERO;
-    };
-    left(failures.len() as i32, *last_failure, now)
+/// kube's backoffRecord: the failures that finished after the last success seen, and the finish
+/// time of the last of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record {
+    pub failures_after_last_success: i32,
+    pub last_failure: Option<DateTime<Utc>>,
+}
+
+impl Record {
+    /// kube's newBackoffRecord: this record moved on by the pods newly seen finished. A new
+    /// success resets the count to the failures that finished after the latest success.
+    pub fn with(self, succeeded: &[&Pod], failed: &[&Pod]) -> Record {
+        let mut failures: Vec<DateTime<Utc>> = failed.iter().map(|p| finished_time(p)).collect();
+        failures.sort();
+        let Some(last_success) = succeeded.iter().map(|p| finished_time(p)).max() else {
+            return match failures.last() {
+                None => self,
+                Some(last) => Record {
+                    failures_after_last_success: self.failures_after_last_success
+                        + failures.len() as i32,
+                    last_failure: Some(*last),
+                },
+            };
+        };
+        let after: Vec<&DateTime<Utc>> = failures.iter().filter(|t| **t > last_success).collect();
+        Record {
+            failures_after_last_success: after.len() as i32,
+            last_failure: after.last().map(|t| **t),
+        }
+    }
+
+    /// How long to wait before creating pods again: `INITIAL × 2^(n-1)` capped at `MAX` after
+    /// the last of the `n` failures (kube's getRemainingTime), minus the time since it.
+    pub fn remaining(&self, now: DateTime<Utc>) -> Duration {
+        match self.last_failure {
+            Some(at) if self.failures_after_last_success > 0 => {
+                left(self.failures_after_last_success, at, now)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// kube's backoffStore: the [`Record`] of each Job (by uid, so a Job recreated under the same
+/// name starts afresh), dropped when the Job finishes or goes.
+#[derive(Debug, Default)]
+pub struct Store(Mutex<HashMap<String, Record>>);
+
+impl Store {
+    pub fn get(&self, job_uid: &str) -> Record {
+        self.0
+            .lock()
+            .unwrap()
+            .get(job_uid)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `record` once the pods it was computed from are recorded in the Job's status (a
+    /// refused write leaves them new for the next sync, which must not count them twice).
+    pub fn set(&self, job_uid: &str, record: Record) {
+        self.0.lock().unwrap().insert(job_uid.to_string(), record);
+    }
+
+    pub fn remove(&self, job_uid: &str) {
+        self.0.lock().unwrap().remove(job_uid);
+    }
 }
 
 /// kube's getRemainingTimeForFailuresCount: `INITIAL × 2^(n-1)`, at most `MAX`, after the last
@@ -160,22 +217,39 @@ mod tests {
         let f1 = finished("Failed", 0);
         let f2 = finished("Failed", 5);
         let f3 = finished("Failed", 20);
-        assert_eq!(remaining(&[], &[], t(0)), Duration::ZERO);
-        assert_eq!(remaining(&[], &[&f1], t(3)), Duration::from_secs(7));
-        assert_eq!(remaining(&[], &[&f1], t(10)), Duration::ZERO);
-        // Two failures: 20 s after the last (at 5).
-        assert_eq!(remaining(&[], &[&f1, &f2], t(6)), Duration::from_secs(19));
-        // A success at 10 resets the count: only the failure at 20 counts, 10 s.
+        let none = Record::default();
+        assert_eq!(none.remaining(t(0)), Duration::ZERO);
+        assert_eq!(none.with(&[], &[]), none);
+        let one = none.with(&[], &[&f1]);
+        assert_eq!(one.remaining(t(3)), Duration::from_secs(7));
+        assert_eq!(one.remaining(t(10)), Duration::ZERO);
+        // Two failures, seen in two syncs: 20 s after the last (at 5).
+        let two = one.with(&[], &[&f2]);
+        assert_eq!(two.failures_after_last_success, 2);
+        assert_eq!(two.remaining(t(6)), Duration::from_secs(19));
+        // A success at 10 seen with failures: only the failure after it counts, 10 s after it.
         let s = finished("Succeeded", 10);
-        assert_eq!(
-            remaining(&[&s], &[&f1, &f2, &f3], t(21)),
-            Duration::from_secs(9)
-        );
-        assert_eq!(remaining(&[&s], &[&f1, &f2], t(11)), Duration::ZERO);
+        let after = two.with(&[&s], &[&f3]);
+        assert_eq!(after.failures_after_last_success, 1);
+        assert_eq!(after.remaining(t(21)), Duration::from_secs(9));
+        // A success alone resets the record.
+        assert_eq!(two.with(&[&s], &[]), Record::default());
+        assert_eq!(two.with(&[&s], &[&f1]).remaining(t(11)), Duration::ZERO);
         // Capped at 10 minutes.
         let many: Vec<Pod> = (0..12).map(|i| finished("Failed", i)).collect();
         let refs: Vec<&Pod> = many.iter().collect();
-        assert_eq!(remaining(&[], &refs, t(11)), MAX - Duration::from_secs(0));
+        assert_eq!(none.with(&[], &refs).remaining(t(11)), MAX);
+    }
+
+    #[test]
+    fn the_store_keeps_a_record_per_job_until_removed() {
+        let store = Store::default();
+        let r = Record::default().with(&[], &[&finished("Failed", 0)]);
+        store.set("uid-a", r);
+        assert_eq!(store.get("uid-a"), r);
+        assert_eq!(store.get("uid-b"), Record::default());
+        store.remove("uid-a");
+        assert_eq!(store.get("uid-a"), Record::default());
     }
 
     #[test]

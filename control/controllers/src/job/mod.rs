@@ -4,12 +4,14 @@
 //! per pending completion index, lowest first, and finish when every index succeeded or a
 //! [`success_policy`] rule is met. Failed pods count toward `backoffLimit` unless the
 //! [`failure_policy`] ignores them (or fails the Job at once); `OnFailure` container restarts
-//! count too, and replacements wait out kube's exponential delay ([`backoff`]) and, with
-//! `podReplacementPolicy: Failed`, the end of terminating pods. The Job fails
+//! count too, and replacements wait out kube's exponential delay ([`backoff`], kept per Job
+//! in memory, ignored failures included) and, with `podReplacementPolicy: Failed`, the end of
+//! terminating pods. The Job fails
 //! past `backoffLimit` or `activeDeadlineSeconds`, honours `suspend`, and writes status (active,
 //! ready, terminating, succeeded, failed, completedIndexes, startTime, completionTime, the interim
 //! FailureTarget / SuccessCriteriaMet conditions then Failed / Complete, Suspended, with kube's
-//! reasons). Orphans the selector matches are adopted, pods it stops matching released.
+//! reasons) and kube's events. Orphans the selector matches are adopted, pods it stops
+//! matching released.
 //! Indexed Jobs with `backoffLimitPerIndex` fail single indexes ([`per_index`]). Every pod
 //! carries the tracking finalizer until it is counted ([`tracking`]).
 //! Creations and deletions go through [`Expectations`] as in the ReplicaSet controller.
@@ -37,7 +39,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
 use crate::claim::{self, Claim};
-use crate::events::{reference, Recorder};
+use crate::events::{error_text, namespace_terminating, reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
 use crate::podutil::{self, controller_of};
@@ -45,7 +47,6 @@ use crate::queue::{run_workers, Queue, Requeue};
 use crate::replicaset::{slow_start_batch, BURST_REPLICAS};
 use crate::{is_not_found, key, split_key, Clock, Informers};
 
-use self::failure_policy::Outcome;
 use self::indexed::Intervals;
 use self::tracking::Ending;
 
@@ -93,6 +94,8 @@ pub struct JobController {
     /// Uids of pods whose tracking finalizer this controller removed and the cache may not
     /// show yet (kube's finalizer expectations): never counted twice from a stale copy.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// The failure backoff of each Job (kube's podBackoffStore).
+    backoffs: Arc<backoff::Store>,
 }
 
 impl std::fmt::Debug for JobController {
@@ -272,10 +275,12 @@ impl JobController {
             finished: Arc::default(),
             orphans: Queue::new(),
             in_flight: Arc::default(),
+            backoffs: Arc::default(),
         });
         let q = c.queue.clone();
         let exp = c.expectations.clone();
         let done = c.finished.clone();
+        let backoffs = c.backoffs.clone();
         let (pods, orphans) = (c.pods.clone(), c.orphans.clone());
         // The tracked pods of a Job going away lose their finalizer.
         let orphan_pods_of = move |j: &Job| {
@@ -298,9 +303,9 @@ impl JobController {
             Change::Deleted(j) => {
                 let k = key(&j.namespace().unwrap_or_default(), &j.name_any());
                 exp.forget(&k);
-                done.lock()
-                    .unwrap()
-                    .remove(j.metadata.uid.as_deref().unwrap_or_default());
+                let uid = j.metadata.uid.as_deref().unwrap_or_default();
+                done.lock().unwrap().remove(uid);
+                backoffs.remove(uid);
                 orphan_pods_of(j);
                 q.add(k);
             }
@@ -392,6 +397,9 @@ impl JobController {
         };
         let old = job.status.clone().unwrap_or_default();
         let uid = job.metadata.uid.clone().unwrap_or_default();
+        if finished(&old) {
+            self.backoffs.remove(&uid);
+        }
         if finished(&old)
             || !managed_here(&job)
             || job.metadata.deletion_timestamp.is_some()
@@ -407,22 +415,10 @@ impl JobController {
             .copied()
             .filter(|p| podutil::is_active(p))
             .collect();
-        let succeeded_pods: Vec<&Pod> = pods
-            .iter()
-            .copied()
-            .filter(|p| phase(p) == Some("Succeeded"))
-            .collect();
         let failed_pods: Vec<&Pod> = pods
             .iter()
             .copied()
             .filter(|p| phase(p) == Some("Failed"))
-            .collect();
-        let policy = spec.pod_failure_policy.as_ref();
-        // Failed pods an Ignore rule matches neither count nor delay replacements.
-        let counted_failed: Vec<&Pod> = failed_pods
-            .iter()
-            .copied()
-            .filter(|p| failure_policy::outcome(policy, p) != Outcome::Ignore)
             .collect();
         // Pods being deleted that have not finished: with podReplacementPolicy Failed (the
         // default under a podFailurePolicy) they are replaced only once they are gone.
@@ -459,8 +455,26 @@ impl JobController {
             .filter_map(|p| p.metadata.uid.clone())
             .chain(in_flight.iter().cloned())
             .collect();
-        // The finished pods still holding the tracking finalizer, on top of the counts.
-        let acct = tracking::account(&job, &pods, only_failed, Ending::No, &skip);
+        // Every finished pod still holding the tracking finalizer is in the counts the limits
+        // read (kube's in-memory counts), the failed pods held for their index's replacement
+        // too; at most MAX_UNCOUNTED of them are recorded and released in this sync.
+        let counting =
+            tracking::account(&job, &pods, only_failed, Ending::No, &in_flight, usize::MAX);
+        let acct = tracking::account(
+            &job,
+            &pods,
+            only_failed,
+            Ending::No,
+            &skip,
+            tracking::MAX_UNCOUNTED,
+        );
+        // The failure backoff moved on by the pods recorded now; kept once they are written.
+        // Failures an Ignore rule matches are not counted but delay replacements all the same
+        // (kube since 1.28: a Job whose every failure is ignored must not retry at once).
+        let backoff_record = self
+            .backoffs
+            .get(&uid)
+            .with(&acct.new_succeeded, &acct.new_failed);
         let now = self.clock.now();
         let suspended = spec.suspend == Some(true);
         // A resumed Job starts its activeDeadlineSeconds over (kube resets startTime).
@@ -474,10 +488,10 @@ impl JobController {
         let counted = |n: Option<i32>, extra: usize| n.unwrap_or(0) + extra as i32;
         let seen = Observed {
             succeeded: succeeded_indexes.as_ref().map_or(
-                counted(old.succeeded, acct.uncounted.succeeded.len()),
+                counted(old.succeeded, counting.uncounted.succeeded.len()),
                 Intervals::total,
             ),
-            failed: counted(old.failed, acct.uncounted.failed.len()),
+            failed: counted(old.failed, counting.uncounted.failed.len()),
             restarts_past_limit: backoff::restarts_past_limit(
                 spec.template
                     .spec
@@ -501,7 +515,9 @@ impl JobController {
         if decision.finish.is_some() {
             // kube deletes the active pods of a finishing Job whatever its expectations,
             // keeping their finalizers: they are counted as failed below.
-            let gone = self.delete_pods(k, ns, &pods_api, &active, false).await?;
+            let gone = self
+                .delete_pods(k, &job, ns, &pods_api, &active, false)
+                .await?;
             active_after -= gone;
             terminating_after += gone;
         } else if self.expectations.satisfied(k) {
@@ -527,7 +543,9 @@ impl JobController {
             victims.truncate(BURST_REPLICAS);
             if !victims.is_empty() {
                 // Scaled down or suspended: not failures, so the finalizer goes first.
-                let gone = self.delete_pods(k, ns, &pods_api, &victims, true).await?;
+                let gone = self
+                    .delete_pods(k, &job, ns, &pods_api, &victims, true)
+                    .await?;
                 active_after -= gone;
                 terminating_after += gone;
             } else if decision.want_active
@@ -537,7 +555,7 @@ impl JobController {
                 let wait = if per_index {
                     Duration::ZERO
                 } else {
-                    backoff::remaining(&succeeded_pods, &counted_failed, now)
+                    backoff_record.remaining(now)
                 };
                 if !wait.is_zero() {
                     tracing::debug!(?wait, "pod failure backoff");
@@ -599,12 +617,22 @@ impl JobController {
         }
         // A finishing Job counts its unfinished pods as failed and releases every pod.
         let acct = match &decision.finish {
-            Some(Finish::Failed { .. }) => {
-                tracking::account(&job, &pods, only_failed, Ending::Failing, &in_flight)
-            }
-            Some(Finish::Succeeded { .. }) => {
-                tracking::account(&job, &pods, only_failed, Ending::Succeeding, &in_flight)
-            }
+            Some(Finish::Failed { .. }) => tracking::account(
+                &job,
+                &pods,
+                only_failed,
+                Ending::Failing,
+                &in_flight,
+                tracking::MAX_UNCOUNTED,
+            ),
+            Some(Finish::Succeeded { .. }) => tracking::account(
+                &job,
+                &pods,
+                only_failed,
+                Ending::Succeeding,
+                &in_flight,
+                tracking::MAX_UNCOUNTED,
+            ),
             None => acct,
         };
         let mut status = JobStatus {
@@ -643,7 +671,13 @@ impl JobController {
             }
             None => {}
         }
+        // Events of this sync, recorded once the status saying the same is written (a write
+        // refused on a stale copy is redone by the next sync, which would record them again).
+        let mut events = JobEvents::default();
         if suspended {
+            if true_condition(Some(&old), "Suspended").is_none() {
+                events.normal("Suspended", "Job suspended");
+            }
             set(&mut status, "Suspended", "JobSuspended", "Job suspended");
         } else if let Some(c) = status.conditions.as_mut().and_then(|c| {
             c.iter_mut()
@@ -656,11 +690,25 @@ impl JobController {
                 "Job resumed".into(),
                 now,
             );
+            events.normal("Resumed", "Job resumed");
         }
         // kube's three steps: (1) the newly finished pods are recorded as uncounted, (2) their
-        // finalizers go, (3) what no pod holds any more moves into the counts.
+        // finalizers go, (3) what no pod holds any more moves into the counts. Uids recorded
+        // before that no pod holds any more are counted at once (kube's
+        // cleanUncountedPodsWithoutFinalizers before the loop), so they take no room.
+        let held_before: HashSet<String> = pods
+            .iter()
+            .filter(|p| tracking::has_finalizer(p))
+            .filter_map(|p| p.metadata.uid.clone())
+            .filter(|u| !in_flight.contains(u))
+            .collect();
+        let mut uncounted = acct.uncounted.clone();
+        let (s0, f0) = uncounted.settle(&held_before);
+        status.succeeded = nz(old.succeeded.unwrap_or(0) + s0);
+        status.failed = nz(old.failed.unwrap_or(0) + f0);
+        status.uncounted_terminated_pods = uncounted.to_status();
         let mut rv = job.metadata.resource_version.clone();
-        let recorded = acct.uncounted != tracking::Uncounted::of(job.status.as_ref())
+        let recorded = uncounted != tracking::Uncounted::of(job.status.as_ref())
             || status.completed_indexes != old.completed_indexes
             || status.failed_indexes != old.failed_indexes;
         if recorded {
@@ -669,18 +717,18 @@ impl JobController {
                 Err(e) if stale(&e) => return Ok(Requeue(Some(STALE_RETRY))),
                 Err(e) => return Err(e),
             };
+            self.backoffs.set(&uid, backoff_record);
         }
         let freed = self.release(k, &pods_api, &acct.release).await?;
-        let held: HashSet<String> = pods
-            .iter()
-            .filter(|p| tracking::has_finalizer(p))
-            .filter_map(|p| p.metadata.uid.clone())
-            .filter(|u| !freed.contains(u) && !in_flight.contains(u))
+        // Released, ignored failures are new no more either.
+        self.backoffs.set(&uid, backoff_record);
+        let held: HashSet<String> = held_before
+            .into_iter()
+            .filter(|u| !freed.contains(u))
             .collect();
-        let mut uncounted = acct.uncounted.clone();
         let (s, f) = uncounted.settle(&held);
-        status.succeeded = nz(old.succeeded.unwrap_or(0) + s);
-        status.failed = nz(old.failed.unwrap_or(0) + f);
+        status.succeeded = nz(old.succeeded.unwrap_or(0) + s0 + s);
+        status.failed = nz(old.failed.unwrap_or(0) + f0 + f);
         if indexed {
             status.succeeded = succeeded_indexes
                 .as_ref()
@@ -688,24 +736,33 @@ impl JobController {
                 .and_then(nz);
         }
         status.uncounted_terminated_pods = uncounted.to_status();
-        // The final condition waits until every finished pod is counted.
-        let about = reference(job.as_ref());
+        // The final condition waits until every finished pod is counted (none left over by the
+        // MAX_UNCOUNTED cap either).
+        let all_counted = uncounted.is_empty() && !acct.capped;
+        let complete = |status: &mut JobStatus, events: &mut JobEvents| {
+            status.completion_time = Some(Time(now));
+            // kube's recordJobFinished: more successes than completions (adopted pods).
+            if spec
+                .completions
+                .is_some_and(|c| status.succeeded.unwrap_or(0) > c)
+            {
+                events.warning(
+                    "TooManySucceededPods",
+                    "Too many succeeded pods running after completion count reached",
+                );
+            }
+            events.normal("Completed", "Job completed");
+        };
         match &decision.finish {
-            Some(Finish::Failed { reason, message })
-                if active_after <= 0 && uncounted.is_empty() =>
-            {
+            Some(Finish::Failed { reason, message }) if active_after <= 0 && all_counted => {
                 set(&mut status, "Failed", reason, message);
-                self.events.warning(about, reason, message.clone());
+                events.warning(reason, message);
             }
-            Some(Finish::Succeeded { reason, message })
-                if active_after <= 0 && uncounted.is_empty() =>
-            {
+            Some(Finish::Succeeded { reason, message }) if active_after <= 0 && all_counted => {
                 set(&mut status, "Complete", reason, message);
-                status.completion_time = Some(Time(now));
-                self.events
-                    .normal(about, "Completed", "Job completed".into());
+                complete(&mut status, &mut events);
             }
-            None if decision.complete && active_after == 0 && uncounted.is_empty() => {
+            None if decision.complete && active_after == 0 && all_counted => {
                 let message = "Reached expected number of succeeded pods";
                 set(
                     &mut status,
@@ -714,11 +771,13 @@ impl JobController {
                     message,
                 );
                 set(&mut status, "Complete", "CompletionsReached", message);
-                status.completion_time = Some(Time(now));
-                self.events
-                    .normal(about, "Completed", "Job completed".into());
+                complete(&mut status, &mut events);
             }
             _ => {}
+        }
+        if acct.capped {
+            // The finished pods past the cap are taken by the next sync.
+            requeue = Some(Duration::ZERO);
         }
         if recorded || job.status.as_ref() != Some(&status) {
             match self.write_status(k, &job, rv, &status).await {
@@ -727,7 +786,9 @@ impl JobController {
                 Err(e) if stale(&e) => return Ok(Requeue(Some(STALE_RETRY))),
                 Err(e) => return Err(e),
             }
+            events.record(&self.events, job.as_ref());
             if finished(&status) {
+                self.backoffs.remove(&uid);
                 self.finished.lock().unwrap().insert(uid);
             }
         }
@@ -827,6 +888,7 @@ impl JobController {
     async fn delete_pods(
         &self,
         k: &str,
+        job: &Job,
         ns: &str,
         api: &Api<Pod>,
         victims: &[&Pod],
@@ -847,11 +909,24 @@ impl JobController {
         .await;
         let mut deleted = 0;
         for (n, r) in results {
+            // kube's RealPodControl events.
             match r {
-                Ok(_) => deleted += 1,
+                Ok(_) => {
+                    deleted += 1;
+                    self.events.normal(
+                        reference(job),
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {n}"),
+                    );
+                }
                 Err(e) => {
                     self.expectations.deletion_observed(k, &key(ns, &n));
                     if !is_not_found(&e) {
+                        self.events.warning(
+                            reference(job),
+                            "FailedDelete",
+                            format!("Error deleting: {}", error_text(&e)),
+                        );
                         return Err(JobError::Api {
                             key: k.into(),
                             what: format!("deleting pod {n}"),
@@ -905,13 +980,27 @@ impl JobController {
             };
             let (api, events, about) = (api.clone(), self.events.clone(), about.clone());
             async move {
-                let p = api.create(&PostParams::default(), &pod).await?;
-                events.normal(
-                    about,
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                );
-                Ok(())
+                // kube's RealPodControl events.
+                match api.create(&PostParams::default(), &pod).await {
+                    Ok(p) => {
+                        events.normal(
+                            about,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", p.name_any()),
+                        );
+                        Ok(())
+                    }
+                    Err(e) => {
+                        if !namespace_terminating(&e) {
+                            events.warning(
+                                about,
+                                "FailedCreate",
+                                format!("Error creating: {}", error_text(&e)),
+                            );
+                        }
+                        Err(e)
+                    }
+                }
             }
         })
         .await;
@@ -921,6 +1010,30 @@ impl JobController {
         match e {
             Some(e) => Err((ok, e)),
             None => Ok(ok),
+        }
+    }
+}
+
+/// The events of one sync, recorded together once its status is written.
+#[derive(Debug, Default)]
+struct JobEvents(Vec<(bool, String, String)>);
+
+impl JobEvents {
+    fn normal(&mut self, reason: &str, message: &str) {
+        self.0.push((false, reason.into(), message.into()));
+    }
+
+    fn warning(&mut self, reason: &str, message: &str) {
+        self.0.push((true, reason.into(), message.into()));
+    }
+
+    fn record(self, to: &Recorder, job: &Job) {
+        for (warning, reason, message) in self.0 {
+            if warning {
+                to.warning(reference(job), &reason, message);
+            } else {
+                to.normal(reference(job), &reason, message);
+            }
         }
     }
 }

@@ -16,6 +16,11 @@ use super::indexed::{self, Intervals};
 
 pub const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
+/// kube's MaxUncountedPods: `status.uncountedTerminatedPods` (with the indexes newly completed)
+/// never grows past this many in one sync, keeping the status small (about 20 KB) and the
+/// finalizer removals of one big Job from starving the others; the rest wait for the next sync.
+pub const MAX_UNCOUNTED: usize = 500;
+
 pub fn has_finalizer(p: &Pod) -> bool {
     p.metadata
         .finalizers
@@ -81,6 +86,10 @@ pub struct Account<'a> {
     pub new_succeeded_indexes: Vec<i32>,
     /// Failed pods newly recorded (whatever the failure policy says), for per-index counting.
     pub new_failed: Vec<&'a Pod>,
+    /// Succeeded pods newly recorded (Indexed: with a valid index), for the failure backoff.
+    pub new_succeeded: Vec<&'a Pod>,
+    /// [`MAX_UNCOUNTED`] was reached: finished pods are left for the next sync.
+    pub capped: bool,
     /// Pods whose finalizer goes in this sync.
     pub release: Vec<&'a Pod>,
 }
@@ -104,13 +113,16 @@ pub enum Ending {
 }
 
 /// kube's loop over the pods in trackJobStatusAndRemoveFinalizers. `in_flight`: uids whose
-/// finalizer removal was already sent (the cache may not show it yet).
+/// finalizer removal was already sent (the cache may not show it yet). It stops once the
+/// uncounted uids still held by a pod plus the newly completed indexes reach `limit`
+/// ([`MAX_UNCOUNTED`]; unlimited to count every finished pod, as kube's in-memory counts do).
 pub fn account<'a>(
     job: &Job,
     pods: &[&'a Pod],
     only_failed: bool,
     ending: Ending,
     in_flight: &HashSet<String>,
+    limit: usize,
 ) -> Account<'a> {
     let spec = job.spec.clone().unwrap_or_default();
     let is_indexed = indexed::is_indexed(job);
@@ -131,7 +143,23 @@ pub fn account<'a>(
         uncounted: prev.clone(),
         ..Default::default()
     };
+    // The previous uids no pod holds any more are counted in this sync: they take no room.
+    let held: HashSet<&str> = pods
+        .iter()
+        .filter(|p| has_finalizer(p) && !in_flight.contains(uid(p)))
+        .map(|p| uid(p))
+        .collect();
+    let mut room_taken = prev
+        .succeeded
+        .iter()
+        .chain(&prev.failed)
+        .filter(|u| held.contains(u.as_str()))
+        .count();
     for &p in pods {
+        if room_taken >= limit {
+            out.capped = true;
+            break;
+        }
         if !has_finalizer(p) || in_flight.contains(uid(p)) {
             continue;
         }
@@ -147,14 +175,18 @@ pub fn account<'a>(
         out.release.push(p);
         let id = uid(p).to_string();
         if succeeded && !prev.failed.contains(&id) {
+            if !prev.succeeded.contains(&id) && (!is_indexed || valid_index(p)) {
+                out.new_succeeded.push(p);
+            }
             if is_indexed {
                 if let Some(ix) = indexed::completion_index(p).filter(|ix| *ix < completions) {
-                    if !prev_indexes.has(ix) {
+                    if !prev_indexes.has(ix) && !out.new_succeeded_indexes.contains(&ix) {
                         out.new_succeeded_indexes.push(ix);
+                        room_taken += 1;
                     }
                 }
-            } else {
-                out.uncounted.succeeded.insert(id);
+            } else if out.uncounted.succeeded.insert(id) {
+                room_taken += 1;
             }
         } else if (failed || ending == Ending::Failing)
             && !prev.succeeded.contains(&id)
@@ -165,6 +197,7 @@ pub fn account<'a>(
             let policy = spec.pod_failure_policy.as_ref();
             if failure_policy::outcome(policy, p) != Outcome::Ignore {
                 out.uncounted.failed.insert(id);
+                room_taken += 1;
             }
         }
     }
@@ -233,19 +266,47 @@ mod tests {
             pod("c", "Running", true, None),
             pod("d", "Succeeded", false, None),
         );
-        let acc = account(&j, &[&a, &b, &c, &d], false, Ending::No, &HashSet::new());
+        let acc = account(
+            &j,
+            &[&a, &b, &c, &d],
+            false,
+            Ending::No,
+            &HashSet::new(),
+            usize::MAX,
+        );
         assert_eq!(acc.uncounted.succeeded, ["a".to_string()].into());
         assert_eq!(acc.uncounted.failed, ["b".to_string()].into());
         let released: Vec<&str> = acc.release.iter().map(|p| uid(p)).collect();
         assert_eq!(released, ["a", "b"]);
         // A removal already sent is not counted again from a stale cache.
-        let acc = account(&j, &[&b], false, Ending::No, &["b".to_string()].into());
+        let acc = account(
+            &j,
+            &[&b],
+            false,
+            Ending::No,
+            &["b".to_string()].into(),
+            usize::MAX,
+        );
         assert!(acc.uncounted.failed.is_empty() && acc.release.is_empty());
         // Finishing: the running pod counts as failed and is released too.
-        let acc = account(&j, &[&c], false, Ending::Failing, &HashSet::new());
+        let acc = account(
+            &j,
+            &[&c],
+            false,
+            Ending::Failing,
+            &HashSet::new(),
+            usize::MAX,
+        );
         assert_eq!(acc.uncounted.failed, ["c".to_string()].into());
         // Met a success policy: released, not a failure.
-        let acc = account(&j, &[&c], false, Ending::Succeeding, &HashSet::new());
+        let acc = account(
+            &j,
+            &[&c],
+            false,
+            Ending::Succeeding,
+            &HashSet::new(),
+            usize::MAX,
+        );
         assert!(acc.uncounted.failed.is_empty() && acc.release.len() == 1);
     }
 
@@ -254,9 +315,9 @@ mod tests {
         let j = job(false, Uncounted::default());
         let mut gone = pod("g", "Running", true, None);
         gone.metadata.deletion_timestamp = Some(Time(chrono::Utc::now()));
-        let acc = account(&j, &[&gone], false, Ending::No, &HashSet::new());
+        let acc = account(&j, &[&gone], false, Ending::No, &HashSet::new(), usize::MAX);
         assert_eq!(acc.uncounted.failed, ["g".to_string()].into());
-        let acc = account(&j, &[&gone], true, Ending::No, &HashSet::new());
+        let acc = account(&j, &[&gone], true, Ending::No, &HashSet::new(), usize::MAX);
         assert!(acc.release.is_empty(), "waits for the Failed phase");
     }
 
@@ -268,10 +329,39 @@ mod tests {
             pod("y", "Succeeded", true, Some(1)),
             pod("z", "Failed", true, Some(7)),
         );
-        let acc = account(&j, &[&p0, &p1, &p7], false, Ending::No, &HashSet::new());
+        let acc = account(
+            &j,
+            &[&p0, &p1, &p7],
+            false,
+            Ending::No,
+            &HashSet::new(),
+            usize::MAX,
+        );
         assert_eq!(acc.new_succeeded_indexes, [1], "0 was already complete");
         assert!(acc.uncounted.is_empty(), "index 7 is out of range");
         assert_eq!(acc.release.len(), 3);
+    }
+
+    #[test]
+    fn at_most_max_uncounted_pods_are_taken_per_sync() {
+        // One uid left over from before (still held) plus new ones: the room is 3.
+        let prev = Uncounted {
+            failed: ["old".to_string(), "gone".to_string()].into(),
+            ..Default::default()
+        };
+        let j = job(false, prev);
+        let old = pod("old", "Failed", true, None);
+        let new: Vec<Pod> = (0..4)
+            .map(|i| pod(&format!("p{i}"), "Succeeded", true, None))
+            .collect();
+        let mut all: Vec<&Pod> = vec![&old];
+        all.extend(new.iter());
+        let acc = account(&j, &all, false, Ending::No, &HashSet::new(), 3);
+        assert!(acc.capped);
+        assert_eq!(acc.uncounted.succeeded.len(), 2, "\"gone\" takes no room");
+        assert_eq!(acc.new_succeeded.len(), 2);
+        let acc = account(&j, &all, false, Ending::No, &HashSet::new(), usize::MAX);
+        assert!(!acc.capped && acc.uncounted.succeeded.len() == 4);
     }
 
     #[test]
