@@ -985,7 +985,19 @@ fn join_with_node_ip_installs_a_worker_that_bootstraps() -> Result<()> {
             "pea-shim.service"
         ]
     );
-    // uninstall removes what the join installed.
+    // What the units write once running: the kubelet's bootstrap its kubeconfig and
+    // certificates, `pea addon-kubeconfig` the add-ons' kubeconfigs.
+    for file in [
+        "etc/pea/kubelet.kubeconfig",
+        "etc/pea/proxy.kubeconfig",
+        "etc/pea/flanneld.kubeconfig",
+        "var/lib/pea/kubelet/pki/kubelet-client-current.pem",
+    ] {
+        let p = root.join(file);
+        std::fs::create_dir_all(p.parent().context("parent")?)?;
+        std::fs::write(&p, "written by a unit\n")?;
+    }
+    // uninstall removes what the join installed and its units wrote.
     let out = pea(None, &["uninstall", "--root", &root.display().to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(files_under(&root), Vec::<String>::new());
