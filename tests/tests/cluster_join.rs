@@ -351,8 +351,6 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         assert_eq!(approved["reason"], "AutoApproved", "{c}");
     }
 
-    // Abuse: the node asks for another user, for a group, for a serving usage: each is
-    // denied with the reason and never signed.
     let node_kc_path = node.node_kubeconfig.clone();
     let as_node = |yaml: &str| {
         kubectl_as(
@@ -364,6 +362,83 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         )
     };
     let client = "kubernetes.io/kube-apiserver-client";
+
+    // The rule is gated by RBAC, as kube's node client approval: the node must be allowed
+    // to create certificatesigningrequests/selfaddonclient. Without the binding that grants
+    // it to system:nodes, a request the rule would approve is left pending; with it back, the
+    // controller's retry approves it.
+    let binding = "pea:node-autoapprove-addon-client";
+    let can_node = || {
+        let o = node.kubectl(&[
+            "auth",
+            "can-i",
+            "create",
+            "certificatesigningrequests",
+            "--subresource=selfaddonclient",
+            "--as=system:node:joiner",
+            "--as-group=system:nodes",
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(can_node(), "yes");
+    node.ok(&["delete", "clusterrolebinding", binding]);
+    wait_for(
+        "the binding's removal in force",
+        Duration::from_secs(15),
+        || (can_node() == "no").then_some(()),
+    )?;
+    let out = as_node(&csr_yaml(
+        "addon-without-rbac",
+        client,
+        "system:kube-proxy",
+        &[],
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    // The controller has looked at it and said why it waits (kube's message).
+    wait_for(
+        "csrapproving's review of addon-without-rbac",
+        Duration::from_secs(30),
+        || {
+            let log = node.control_log();
+            log.lines()
+                .any(|l| {
+                    l.contains("recognized csr \"addon-without-rbac\" as [\"selfaddonclient\"] but subject access review was not approved")
+                })
+                .then_some(())
+        },
+    )?;
+    let pending = node
+        .get_json(&["csr", "addon-without-rbac"])
+        .context("addon-without-rbac")?;
+    assert!(
+        condition(&pending, "Approved").is_none()
+            && condition(&pending, "Denied").is_none()
+            && pending.pointer("/status/certificate").is_none(),
+        "{pending}"
+    );
+    node.ok(&[
+        "create",
+        "clusterrolebinding",
+        binding,
+        "--clusterrole=pea:certificates.k8s.io:certificatesigningrequests:selfaddonclient",
+        "--group=system:nodes",
+    ]);
+    let approved = wait_for(
+        "addon-without-rbac approved once the binding is back",
+        Duration::from_secs(90),
+        || {
+            let c = node.get_json(&["csr", "addon-without-rbac"])?;
+            issued_subject(&c).map(|s| (c, s))
+        },
+    )?;
+    assert_eq!(
+        condition(&approved.0, "Approved").context("Approved")?["reason"],
+        "AutoApproved"
+    );
+    assert_eq!(approved.1, ("system:kube-proxy".to_string(), vec![]));
+
+    // Abuse: the node asks for another user, for a group, for a serving usage: each is
+    // denied with the reason and never signed.
     for (name, cn, orgs, why) in [
         (
             "node-wants-admin",

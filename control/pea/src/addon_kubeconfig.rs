@@ -145,7 +145,7 @@ fn wait_for_certificate(node: &Path, name: &str, timeout: Duration) -> Result<Ve
         }
         if started.elapsed() > timeout {
             bail!(
-                "CSR {name} was not signed within {} s: the add-on client rule approves it only when --kubeconfig is a node's own identity (system:node:NAME in system:nodes); a person may still approve it (kubectl certificate approve {name}), then run this again",
+                "CSR {name} was not signed within {} s: the add-on client rule approves it only when --kubeconfig is a node's own identity (system:node:NAME in system:nodes) and RBAC lets that node create certificatesigningrequests/selfaddonclient (pea-control binds it to system:nodes: ClusterRoleBinding pea:node-autoapprove-addon-client); a person may still approve it (kubectl certificate approve {name}), then run this again",
                 timeout.as_secs()
             );
         }
