@@ -450,8 +450,61 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A worker joined with a token: its add-ons ask for their identities, and renewal timers
+    // keep them valid while they run; systemd accepts the timers and their services.
+    let joined = tempfile::tempdir().unwrap();
+    let out = pea(&[
+        "install",
+        "--role",
+        "worker",
+        "--root",
+        &joined.path().display().to_string(),
+        "--bin-dir",
+        &bin_dir,
+        "--node-ip",
+        "10.0.0.4",
+        "--server",
+        "https://10.0.0.1:6443",
+        "--node-name",
+        "w4",
+        "--bootstrap-kubeconfig",
+        &kc,
+        "--client-ca",
+        &ca,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ju = joined.path().join("etc/systemd/system");
+    assert_eq!(
+        names(&ju),
+        [
+            "pea-flanneld-renew.service",
+            "pea-flanneld-renew.timer",
+            "pea-flanneld.service",
+            "pea-kubelet.service",
+            "pea-proxy-renew.service",
+            "pea-proxy-renew.timer",
+            "pea-proxy.service",
+            "pea-shim.service"
+        ]
+    );
+    let renew = std::fs::read_to_string(ju.join("pea-proxy-renew.service")).unwrap();
+    assert!(
+        renew.contains(&format!(
+            "ExecStart={bin_dir}/pea addon-kubeconfig --component pea-proxy"
+        )) && renew.contains("--restart-unit pea-proxy.service"),
+        "{renew}"
+    );
+    let (ok, text) = verify(joined.path());
+    assert!(ok, "systemd-analyze verify (joined worker): {text}");
+    // A worker given its add-ons' kubeconfigs has no renewal timers (they are its admin's).
+    assert!(!names(&units).iter().any(|u| u.contains("renew")));
+
     // Uninstall removes exactly what install and its units wrote.
-    for root in [root.path(), cp.path(), fresh.path()] {
+    for root in [root.path(), cp.path(), fresh.path(), joined.path()] {
         let out = pea(&["uninstall", "--root", &root.display().to_string()]);
         assert!(
             out.status.success(),
@@ -471,6 +524,7 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         assert_eq!(std::fs::read_to_string(f).unwrap(), "mine\n");
     }
     assert!(!fresh.path().join("etc/pea").exists());
+    assert!(!joined.path().join("etc/pea").exists());
     assert_eq!(
         std::fs::read_to_string(&theirs).unwrap(),
         "an earlier kubelet's\n"

@@ -437,6 +437,78 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
     );
     assert_eq!(approved.1, ("system:kube-proxy".to_string(), vec![]));
 
+    // Renewal: a kubeconfig in the last fifth of its certificate's life is replaced through a
+    // new CSR (what the add-ons' renewal timers run; they also restart the add-on, which needs
+    // systemd). A unit to restart must be a service.
+    let proxy_out = node.dir.path().join("proxy.kubeconfig");
+    let p = proxy_out.display().to_string();
+    let renew = |extra: &[&str]| {
+        pea(
+            Some(netns.as_path()),
+            &[
+                &[
+                    "addon-kubeconfig",
+                    "--component",
+                    "pea-proxy",
+                    "--kubeconfig",
+                    &node_kc,
+                    "--out",
+                    &p,
+                    "--timeout",
+                    "30",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = renew(&["--restart-unit", "pea-proxy"]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("--restart-unit \"pea-proxy\": not a systemd service name"),
+        "{}",
+        text(&out)
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    let key = rcgen::KeyPair::generate()?;
+    let mut old = rcgen::CertificateParams::default();
+    old.not_before = now - 9 * day;
+    old.not_after = now + day;
+    let old_pem = old.self_signed(&key)?.pem();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let kept_text = std::fs::read_to_string(&proxy_out)?;
+    let due: String = kept_text
+        .lines()
+        .map(
+            |l| match l.trim().strip_prefix("client-certificate-data:") {
+                Some(_) => format!("    client-certificate-data: {}", b64(old_pem.as_bytes())),
+                None => l.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&proxy_out, due + "\n")?;
+    let out = renew(&[]);
+    assert!(
+        out.status.success() && text(&out).contains("posted CSR") && text(&out).contains("wrote"),
+        "{}",
+        text(&out)
+    );
+    let whoami = kubectl_as(
+        &netns,
+        &home,
+        &proxy_out,
+        &["auth", "whoami", "-o", "json"],
+        None,
+    );
+    assert!(whoami.status.success(), "{}", text(&whoami));
+    assert!(
+        String::from_utf8_lossy(&whoami.stdout).contains("system:kube-proxy"),
+        "{}",
+        text(&whoami)
+    );
+
     // Abuse: the node asks for another user, for a group, for a serving usage: each is
     // denied with the reason and never signed.
     for (name, cn, orgs, why) in [
@@ -1054,12 +1126,39 @@ fn join_with_node_ip_installs_a_worker_that_bootstraps() -> Result<()> {
     assert_eq!(
         units,
         [
+            "pea-flanneld-renew.service",
+            "pea-flanneld-renew.timer",
             "pea-flanneld.service",
             "pea-kubelet.service",
+            "pea-proxy-renew.service",
+            "pea-proxy-renew.timer",
             "pea-proxy.service",
             "pea-shim.service"
         ]
     );
+    // While they run, a timer renews each add-on's identity and restarts it with the new one.
+    for (component, file) in [
+        ("pea-proxy", "proxy.kubeconfig"),
+        ("pea-flanneld", "flanneld.kubeconfig"),
+    ] {
+        let dir = root.join("etc/systemd/system");
+        let service = std::fs::read_to_string(dir.join(format!("{component}-renew.service")))?;
+        assert!(
+            service.contains("Type=oneshot")
+                && service.contains(&format!(
+                    "ExecStart={bin_dir}/pea addon-kubeconfig --component {component} --kubeconfig /etc/pea/kubelet.kubeconfig --out /etc/pea/{file} "
+                ))
+                && service.contains(&format!("--restart-unit {component}.service")),
+            "{service}"
+        );
+        let timer = std::fs::read_to_string(dir.join(format!("{component}-renew.timer")))?;
+        assert!(
+            timer.contains("OnActiveSec=10min")
+                && timer.contains("OnUnitActiveSec=10min")
+                && timer.contains("WantedBy=timers.target"),
+            "{timer}"
+        );
+    }
     // What the units write once running: the kubelet's bootstrap its kubeconfig and
     // certificates, `pea addon-kubeconfig` the add-ons' kubeconfigs.
     for file in [

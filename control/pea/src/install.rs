@@ -1,6 +1,7 @@
 //! `pea install` / `pea uninstall`: a bare-metal host as a pea node, under systemd. A worker gets
-//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy units; a control-plane host also gets
-//! pea-control (and is a node too, as kubeadm makes it). Units go to `etc/systemd/system`,
+//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy units (a worker joined with a token also a
+//! `pea-proxy-renew` and a `pea-flanneld-renew` timer that renew the add-ons' certificates);
+//! a control-plane host also gets pea-control (and is a node too, as kubeadm makes it). Units go to `etc/systemd/system`,
 //! configuration to `etc/pea` under `--root` (default `/`); a manifest (`etc/pea/installed`)
 //! lists every file written, so `uninstall` removes exactly those. Files that exist and are not
 //! in the manifest are never overwritten: install checks them all before writing any.
@@ -33,6 +34,9 @@ const MANIFEST_HEADER: &str = "# pea install manifest v2";
 const BY_UNITS: &str = "by-units ";
 const BY_UNITS_DIR: &str = "by-units-dir ";
 const UNIT_DIR: &str = "etc/systemd/system";
+/// `<add-on><RENEW_SUFFIX>.timer` starts the `.service` of the same name that renews the
+/// add-on's kubeconfig.
+const RENEW_SUFFIX: &str = "-renew";
 /// The paths the units name, relative to the root (the unit text makes them absolute).
 const KUBELET_KUBECONFIG: &str = "etc/pea/kubelet.kubeconfig";
 const BOOTSTRAP_KUBECONFIG: &str = "etc/pea/bootstrap-kubelet.kubeconfig";
@@ -288,7 +292,8 @@ fn plan(o: &Options) -> Result<Plan> {
     // --proxy-kubeconfig/--flanneld-kubeconfig, or, joined with a bootstrap token (which can get
     // only a node's identity signed), asks for them with the node's certificate once the
     // kubelet has it (`pea addon-kubeconfig`: a CSR the control plane approves for nodes only),
-    // renewing them at a start in the last fifth of their life.
+    // renewing them at a start in the last fifth of their life (and, running, by the renewal
+    // timers below).
     let addon = |id: &identities::Identity, given: &Option<PathBuf>| -> (String, String) {
         let path = abs(&addon_kubeconfig_path(id));
         match o.role {
@@ -383,6 +388,44 @@ fn plan(o: &Options) -> Result<Plan> {
         ),
         0o644,
     );
+    // A joined worker's add-on identities are renewed while the add-ons run, as the kubelet's
+    // certificate manager renews its own: a timer checks each every 10 minutes, and one in the
+    // last fifth of its certificate's life is renewed and its add-on restarted with it (they
+    // read their kubeconfig at start). The CA a control plane mints them from gives no expiry.
+    if o.role == Role::Worker {
+        for (id, given) in [
+            (identities::PROXY, &o.proxy_kubeconfig),
+            (identities::FLANNELD, &o.flanneld_kubeconfig),
+        ] {
+            if given.is_some() {
+                continue;
+            }
+            let name = format!("{}{RENEW_SUFFIX}", id.component);
+            add(
+                &format!("{UNIT_DIR}/{name}.service"),
+                format!(
+                    "[Unit]\nDescription={name}: renews {c}'s client certificate in the last fifth of its life and restarts {c}\n\
+                     After=pea-kubelet.service {c}.service\n\n\
+                     [Service]\nType=oneshot\n\
+                     ExecStart={} addon-kubeconfig --component {c} --kubeconfig {kubelet_kc} --out {} --wait 60 --timeout 120 --restart-unit {c}.service\n",
+                    bin("pea"),
+                    abs(&addon_kubeconfig_path(&id)),
+                    c = id.component,
+                ),
+                0o644,
+            );
+            add(
+                &format!("{UNIT_DIR}/{name}.timer"),
+                format!(
+                    "[Unit]\nDescription={name}: checks {}'s client certificate every 10 minutes\n\n\
+                     [Timer]\nOnActiveSec=10min\nOnUnitActiveSec=10min\nRandomizedDelaySec=60\n\n\
+                     [Install]\nWantedBy=timers.target\n",
+                    id.component
+                ),
+                0o644,
+            );
+        }
+    }
     Ok(Plan {
         files: out,
         unit_files,
@@ -452,6 +495,18 @@ fn units(paths: &[String]) -> Vec<String> {
         .iter()
         .filter_map(|p| p.strip_prefix(&format!("{UNIT_DIR}/")))
         .map(str::to_string)
+        .collect()
+}
+
+/// The units `enable` takes: all but the services their timers start (no `[Install]`).
+fn enabled(units: &[String]) -> Vec<String> {
+    units
+        .iter()
+        .filter(|u| {
+            u.strip_suffix(".service")
+                .is_none_or(|n| !units.contains(&format!("{n}.timer")))
+        })
+        .cloned()
         .collect()
 }
 
@@ -540,7 +595,7 @@ pub fn install(o: &Options) -> Result<()> {
         legacy: false,
     };
     write(&o.root.join(MANIFEST), &manifest.text(), 0o644)?;
-    let units = units(&manifest.files);
+    let units = enabled(&units(&manifest.files));
     if live_systemd(&o.root) {
         run("systemctl", &["daemon-reload"])?;
         let mut args = vec!["enable", "--now"];
@@ -591,11 +646,21 @@ pub fn uninstall(root: &Path) -> Result<()> {
         println!("pea uninstall: nothing installed under {}", root.display());
         return Ok(());
     }
-    let units = units(&ours.files);
+    let all = units(&ours.files);
+    let units = enabled(&all);
     if live_systemd(root) && !units.is_empty() {
         let mut args = vec!["disable", "--now"];
         args.extend(units.iter().map(String::as_str));
         run("systemctl", &args)?;
+        // A renewal its timer started may still run.
+        let started: Vec<&str> = all
+            .iter()
+            .filter(|u| !units.contains(u))
+            .map(String::as_str)
+            .collect();
+        if !started.is_empty() {
+            run("systemctl", &[&["stop"][..], &started].concat())?;
+        }
     }
     // What install wrote, then what its (now stopped) units wrote.
     for p in ours
