@@ -391,7 +391,7 @@ fn plan(o: &Options) -> Result<Plan> {
     // A joined worker's add-on identities are renewed while the add-ons run, as the kubelet's
     // certificate manager renews its own: a timer checks each every 10 minutes, and one in the
     // last fifth of its certificate's life is renewed and its add-on restarted with it (they
-    // read their kubeconfig at start). The CA a control plane mints them from gives no expiry.
+    // read their kubeconfig at start). A control plane's, minted from its CA, expire in 4096.
     if o.role == Role::Worker {
         for (id, given) in [
             (identities::PROXY, &o.proxy_kubeconfig),
