@@ -1,8 +1,9 @@
 //! `pea install` / `pea uninstall`: a bare-metal host as a pea node, under systemd. A worker gets
 //! pea-shim, pea-kubelet, pea-flanneld and pea-proxy units (a worker joined with a token also a
 //! `pea-proxy-renew` and a `pea-flanneld-renew` timer that renew the add-ons' certificates);
-//! a control-plane host also gets pea-control (and is a node too, as kubeadm makes it). Units go to `etc/systemd/system`,
-//! configuration to `etc/pea` under `--root` (default `/`); a manifest (`etc/pea/installed`)
+//! a control-plane host also gets pea-control (and is a node too, as kubeadm makes it). Units
+//! go to `etc/systemd/system`, configuration to `etc/pea` under `--root` (default `/`); a
+//! manifest (`etc/pea/installed`)
 //! lists every file written, so `uninstall` removes exactly those. Files that exist and are not
 //! in the manifest are never overwritten: install checks them all before writing any.
 //!
@@ -714,4 +715,53 @@ pub(crate) fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cert_dir_is_the_kubelets_default_under_its_root_dir() {
+        assert_eq!(
+            Path::new(KUBELET_CERT_DIR),
+            Path::new(KUBELET_ROOT_DIR).join("pki")
+        );
+    }
+
+    #[test]
+    fn timer_started_services_are_not_enabled() {
+        let units: Vec<String> = [
+            "pea-proxy.service",
+            "pea-proxy-renew.service",
+            "pea-proxy-renew.timer",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            enabled(&units),
+            ["pea-proxy.service", "pea-proxy-renew.timer"]
+        );
+    }
+
+    #[test]
+    fn the_manifest_reads_back_what_it_wrote_and_an_old_one_is_legacy() {
+        let m = Manifest {
+            files: vec!["etc/pea/kubelet.yaml".into()],
+            unit_files: vec![KUBELET_KUBECONFIG.into()],
+            unit_dirs: vec![KUBELET_CERT_DIR.into()],
+            legacy: false,
+        };
+        let dir = std::env::temp_dir().join(format!("pea-manifest-{}", std::process::id()));
+        write(&dir.join(MANIFEST), &m.text(), 0o644).unwrap();
+        let back = Manifest::read(&dir);
+        assert_eq!(back.files, m.files);
+        assert_eq!(back.unit_files, m.unit_files);
+        assert_eq!(back.unit_dirs, m.unit_dirs);
+        assert!(!back.legacy && back.owns(KUBELET_KUBECONFIG) && !back.owns(CA_FILE));
+        write(&dir.join(MANIFEST), "etc/pea/kubelet.yaml\n", 0o644).unwrap();
+        let old = Manifest::read(&dir);
+        assert!(old.legacy && old.owns("etc/pea/kubelet.yaml") && old.unit_files.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
