@@ -1,7 +1,8 @@
 //! `pea install` / `pea uninstall` under a temporary `--root` (never the host's /etc): the units
 //! of each role pass `systemd-analyze verify` with the real binaries, bad input is named and
-//! writes nothing, a file pea did not write is never overwritten, and uninstall removes exactly
-//! what install wrote.
+//! writes nothing, a file pea did not write (or that its units would use) is never overwritten,
+//! and uninstall removes exactly what install and its units wrote, never a file someone else
+//! put there.
 
 use std::path::Path;
 use std::process::Command;
@@ -355,8 +356,155 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
     let (ok, text) = verify(cp.path());
     assert!(ok, "systemd-analyze verify (control plane): {text}");
 
-    // Uninstall removes exactly what install wrote.
-    for root in [root.path(), cp.path()] {
+    // What the units write at run time, as they would write it: on the control plane the
+    // kubelet's unit issues the node's identity and the CA file, the add-ons' units theirs, the
+    // kubelet fills its certificate directory (a symlink to the current pair, as kube's).
+    let cert_dir = cp.path().join("var/lib/pea/kubelet/pki");
+    for (file, text) in [
+        ("etc/pea/kubelet.kubeconfig", "# system:node:cp1\n"),
+        ("etc/pea/pki/ca.crt", "-----BEGIN CERTIFICATE-----\n"),
+        ("etc/pea/proxy.kubeconfig", "# system:kube-proxy\n"),
+        ("etc/pea/flanneld.kubeconfig", "# system:pea-flanneld\n"),
+        ("var/lib/pea/kubelet/pki/kubelet.crt", "serving\n"),
+        (
+            "var/lib/pea/kubelet/pki/kubelet-client-2026-12-07-15-00-00.pem",
+            "client\n",
+        ),
+    ] {
+        let p = cp.path().join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        "kubelet-client-2026-12-07-15-00-00.pem",
+        cert_dir.join("kubelet-client-current.pem"),
+    )
+    .unwrap();
+    // Files a person put next to them are theirs.
+    let foreign = [
+        cp.path().join("etc/pea/notes.txt"),
+        cp.path().join("var/lib/pea/kubelet/pods/keep"),
+    ];
+    for f in &foreign {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, "mine\n").unwrap();
+    }
+    // Installing again over what the units wrote is no conflict: they are pea's.
+    let again = pea(&[
+        "install",
+        "--role",
+        "control-plane",
+        "--root",
+        &c,
+        "--bin-dir",
+        &bin_dir,
+        "--node-ip",
+        "10.0.0.1",
+        "--node-name",
+        "cp1",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // A file the units would write that pea did not is refused (its unit would use it), and
+    // a kubelet certificate directory that was there before install stays its owner's.
+    let fresh = tempfile::tempdir().unwrap();
+    let f = fresh.path().display().to_string();
+    std::fs::create_dir_all(fresh.path().join("etc/pea")).unwrap();
+    std::fs::write(fresh.path().join("etc/pea/proxy.kubeconfig"), "mine\n").unwrap();
+    let cp_install = |root: &str| {
+        pea(&[
+            "install",
+            "--role",
+            "control-plane",
+            "--root",
+            root,
+            "--bin-dir",
+            &bin_dir,
+            "--node-ip",
+            "10.0.0.1",
+            "--node-name",
+            "cp1",
+        ])
+    };
+    let out = cp_install(&f);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("proxy.kubeconfig exists and was not written by pea: the units pea installs would use it"),
+        "{err}"
+    );
+    assert_eq!(names(&fresh.path().join("etc/pea")), ["proxy.kubeconfig"]);
+    assert!(!fresh.path().join("etc/systemd").exists());
+    std::fs::remove_file(fresh.path().join("etc/pea/proxy.kubeconfig")).unwrap();
+    let theirs = fresh.path().join("var/lib/pea/kubelet/pki/kubelet.crt");
+    std::fs::create_dir_all(theirs.parent().unwrap()).unwrap();
+    std::fs::write(&theirs, "an earlier kubelet's\n").unwrap();
+    let out = cp_install(&f);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("was there before install"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A worker joined with a token: its add-ons ask for their identities, and renewal timers
+    // keep them valid while they run; systemd accepts the timers and their services.
+    let joined = tempfile::tempdir().unwrap();
+    let out = pea(&[
+        "install",
+        "--role",
+        "worker",
+        "--root",
+        &joined.path().display().to_string(),
+        "--bin-dir",
+        &bin_dir,
+        "--node-ip",
+        "10.0.0.4",
+        "--server",
+        "https://10.0.0.1:6443",
+        "--node-name",
+        "w4",
+        "--bootstrap-kubeconfig",
+        &kc,
+        "--client-ca",
+        &ca,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ju = joined.path().join("etc/systemd/system");
+    assert_eq!(
+        names(&ju),
+        [
+            "pea-flanneld-renew.service",
+            "pea-flanneld-renew.timer",
+            "pea-flanneld.service",
+            "pea-kubelet.service",
+            "pea-proxy-renew.service",
+            "pea-proxy-renew.timer",
+            "pea-proxy.service",
+            "pea-shim.service"
+        ]
+    );
+    let renew = std::fs::read_to_string(ju.join("pea-proxy-renew.service")).unwrap();
+    assert!(
+        renew.contains(&format!(
+            "ExecStart={bin_dir}/pea addon-kubeconfig --component pea-proxy"
+        )) && renew.contains("--restart-unit pea-proxy.service"),
+        "{renew}"
+    );
+    let (ok, text) = verify(joined.path());
+    assert!(ok, "systemd-analyze verify (joined worker): {text}");
+    // A worker given its add-ons' kubeconfigs has no renewal timers (they are its admin's).
+    assert!(!names(&units).iter().any(|u| u.contains("renew")));
+
+    // Uninstall removes exactly what install and its units wrote.
+    for root in [root.path(), cp.path(), fresh.path(), joined.path()] {
         let out = pea(&["uninstall", "--root", &root.display().to_string()]);
         assert!(
             out.status.success(),
@@ -364,8 +512,23 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(names(&root.join("etc/systemd/system")).is_empty());
-        assert!(!root.join("etc/pea").exists());
     }
+    assert!(!root.path().join("etc/pea").exists());
+    assert!(!root.path().join("var").exists());
+    assert!(
+        !cert_dir.exists(),
+        "the kubelet's certificates pea's units made"
+    );
+    assert_eq!(names(&cp.path().join("etc/pea")), ["notes.txt"]);
+    for f in &foreign {
+        assert_eq!(std::fs::read_to_string(f).unwrap(), "mine\n");
+    }
+    assert!(!fresh.path().join("etc/pea").exists());
+    assert!(!joined.path().join("etc/pea").exists());
+    assert_eq!(
+        std::fs::read_to_string(&theirs).unwrap(),
+        "an earlier kubelet's\n"
+    );
     let out = pea(&["uninstall", "--root", &r]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing installed"));
 }

@@ -351,8 +351,6 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         assert_eq!(approved["reason"], "AutoApproved", "{c}");
     }
 
-    // Abuse: the node asks for another user, for a group, for a serving usage: each is
-    // denied with the reason and never signed.
     let node_kc_path = node.node_kubeconfig.clone();
     let as_node = |yaml: &str| {
         kubectl_as(
@@ -364,6 +362,155 @@ fn a_node_joins_with_a_token_and_registers_with_its_own_certificate() -> Result<
         )
     };
     let client = "kubernetes.io/kube-apiserver-client";
+
+    // The rule is gated by RBAC, as kube's node client approval: the node must be allowed
+    // to create certificatesigningrequests/selfaddonclient. Without the binding that grants
+    // it to system:nodes, a request the rule would approve is left pending; with it back, the
+    // controller's retry approves it.
+    let binding = "pea:node-autoapprove-addon-client";
+    let can_node = || {
+        let o = node.kubectl(&[
+            "auth",
+            "can-i",
+            "create",
+            "certificatesigningrequests",
+            "--subresource=selfaddonclient",
+            "--as=system:node:joiner",
+            "--as-group=system:nodes",
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(can_node(), "yes");
+    node.ok(&["delete", "clusterrolebinding", binding]);
+    wait_for(
+        "the binding's removal in force",
+        Duration::from_secs(15),
+        || (can_node() == "no").then_some(()),
+    )?;
+    let out = as_node(&csr_yaml(
+        "addon-without-rbac",
+        client,
+        "system:kube-proxy",
+        &[],
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    // The controller has looked at it and said why it waits (kube's message).
+    wait_for(
+        "csrapproving's review of addon-without-rbac",
+        Duration::from_secs(30),
+        || {
+            let log = node.control_log();
+            log.lines()
+                .any(|l| {
+                    l.contains("recognized csr \"addon-without-rbac\" as [\"selfaddonclient\"] but subject access review was not approved")
+                })
+                .then_some(())
+        },
+    )?;
+    let pending = node
+        .get_json(&["csr", "addon-without-rbac"])
+        .context("addon-without-rbac")?;
+    assert!(
+        condition(&pending, "Approved").is_none()
+            && condition(&pending, "Denied").is_none()
+            && pending.pointer("/status/certificate").is_none(),
+        "{pending}"
+    );
+    node.ok(&[
+        "create",
+        "clusterrolebinding",
+        binding,
+        "--clusterrole=pea:certificates.k8s.io:certificatesigningrequests:selfaddonclient",
+        "--group=system:nodes",
+    ]);
+    let approved = wait_for(
+        "addon-without-rbac approved once the binding is back",
+        Duration::from_secs(90),
+        || {
+            let c = node.get_json(&["csr", "addon-without-rbac"])?;
+            issued_subject(&c).map(|s| (c, s))
+        },
+    )?;
+    assert_eq!(
+        condition(&approved.0, "Approved").context("Approved")?["reason"],
+        "AutoApproved"
+    );
+    assert_eq!(approved.1, ("system:kube-proxy".to_string(), vec![]));
+
+    // Renewal: a kubeconfig in the last fifth of its certificate's life is replaced through a
+    // new CSR (what the add-ons' renewal timers run; they also restart the add-on, which needs
+    // systemd). A unit to restart must be a service.
+    let proxy_out = node.dir.path().join("proxy.kubeconfig");
+    let p = proxy_out.display().to_string();
+    let renew = |extra: &[&str]| {
+        pea(
+            Some(netns.as_path()),
+            &[
+                &[
+                    "addon-kubeconfig",
+                    "--component",
+                    "pea-proxy",
+                    "--kubeconfig",
+                    &node_kc,
+                    "--out",
+                    &p,
+                    "--timeout",
+                    "30",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = renew(&["--restart-unit", "pea-proxy"]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("--restart-unit \"pea-proxy\": not a systemd service name"),
+        "{}",
+        text(&out)
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    let key = rcgen::KeyPair::generate()?;
+    let mut old = rcgen::CertificateParams::default();
+    old.not_before = now - 9 * day;
+    old.not_after = now + day;
+    let old_pem = old.self_signed(&key)?.pem();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let kept_text = std::fs::read_to_string(&proxy_out)?;
+    let due: String = kept_text
+        .lines()
+        .map(
+            |l| match l.trim().strip_prefix("client-certificate-data:") {
+                Some(_) => format!("    client-certificate-data: {}", b64(old_pem.as_bytes())),
+                None => l.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&proxy_out, due + "\n")?;
+    let out = renew(&[]);
+    assert!(
+        out.status.success() && text(&out).contains("posted CSR") && text(&out).contains("wrote"),
+        "{}",
+        text(&out)
+    );
+    let whoami = kubectl_as(
+        &netns,
+        &home,
+        &proxy_out,
+        &["auth", "whoami", "-o", "json"],
+        None,
+    );
+    assert!(whoami.status.success(), "{}", text(&whoami));
+    assert!(
+        String::from_utf8_lossy(&whoami.stdout).contains("system:kube-proxy"),
+        "{}",
+        text(&whoami)
+    );
+
+    // Abuse: the node asks for another user, for a group, for a serving usage: each is
+    // denied with the reason and never signed.
     for (name, cn, orgs, why) in [
         (
             "node-wants-admin",
@@ -979,13 +1126,52 @@ fn join_with_node_ip_installs_a_worker_that_bootstraps() -> Result<()> {
     assert_eq!(
         units,
         [
+            "pea-flanneld-renew.service",
+            "pea-flanneld-renew.timer",
             "pea-flanneld.service",
             "pea-kubelet.service",
+            "pea-proxy-renew.service",
+            "pea-proxy-renew.timer",
             "pea-proxy.service",
             "pea-shim.service"
         ]
     );
-    // uninstall removes what the join installed.
+    // While they run, a timer renews each add-on's identity and restarts it with the new one.
+    for (component, file) in [
+        ("pea-proxy", "proxy.kubeconfig"),
+        ("pea-flanneld", "flanneld.kubeconfig"),
+    ] {
+        let dir = root.join("etc/systemd/system");
+        let service = std::fs::read_to_string(dir.join(format!("{component}-renew.service")))?;
+        assert!(
+            service.contains("Type=oneshot")
+                && service.contains(&format!(
+                    "ExecStart={bin_dir}/pea addon-kubeconfig --component {component} --kubeconfig /etc/pea/kubelet.kubeconfig --out /etc/pea/{file} "
+                ))
+                && service.contains(&format!("--restart-unit {component}.service")),
+            "{service}"
+        );
+        let timer = std::fs::read_to_string(dir.join(format!("{component}-renew.timer")))?;
+        assert!(
+            timer.contains("OnActiveSec=10min")
+                && timer.contains("OnUnitActiveSec=10min")
+                && timer.contains("WantedBy=timers.target"),
+            "{timer}"
+        );
+    }
+    // What the units write once running: the kubelet's bootstrap its kubeconfig and
+    // certificates, `pea addon-kubeconfig` the add-ons' kubeconfigs.
+    for file in [
+        "etc/pea/kubelet.kubeconfig",
+        "etc/pea/proxy.kubeconfig",
+        "etc/pea/flanneld.kubeconfig",
+        "var/lib/pea/kubelet/pki/kubelet-client-current.pem",
+    ] {
+        let p = root.join(file);
+        std::fs::create_dir_all(p.parent().context("parent")?)?;
+        std::fs::write(&p, "written by a unit\n")?;
+    }
+    // uninstall removes what the join installed and its units wrote.
     let out = pea(None, &["uninstall", "--root", &root.display().to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(files_under(&root), Vec::<String>::new());

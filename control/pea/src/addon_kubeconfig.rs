@@ -7,8 +7,11 @@
 //! kubeconfig (the node's server and CA, the new certificate and key) is written 0600.
 //!
 //! The worker's pea-proxy and pea-flanneld units run this before they start; a kubeconfig
-//! whose certificate still has a fifth of its lifetime left is kept, so a restart near the end
-//! of its life renews it (kube's certificate manager rotates at 70-90% of the lifetime).
+//! whose certificate still has a fifth of its lifetime left is kept, so a start near the end
+//! of its life renews it (kube's certificate manager rotates at 70-90% of the lifetime). While
+//! they run, a timer `pea install` writes runs it every 10 minutes with `--restart-unit`: a
+//! renewed kubeconfig restarts the add-on's unit (`systemctl try-restart`), since pea-proxy
+//! and pea-flanneld read their kubeconfig once, at start.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -45,6 +48,22 @@ pub struct Options {
     pub wait: Duration,
     /// How long to wait for the CSR to be approved and signed.
     pub timeout: Duration,
+    /// A systemd service to restart (`systemctl try-restart`) once a new kubeconfig is
+    /// written; nothing is restarted when the existing one is kept.
+    pub restart_unit: Option<String>,
+}
+
+/// A unit `--restart-unit` may name: one service, by its plain name.
+fn check_unit(unit: &str) -> Result<()> {
+    let ok = unit.strip_suffix(".service").is_some_and(|n| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    });
+    if !ok {
+        bail!("--restart-unit {unit:?}: not a systemd service name (NAME.service)");
+    }
+    Ok(())
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -52,6 +71,9 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub fn run(o: &Options) -> Result<()> {
     let id = o.component.identity();
+    if let Some(unit) = &o.restart_unit {
+        check_unit(unit)?;
+    }
     if let Some(until) = still_valid(&o.out)? {
         println!(
             "pea addon-kubeconfig: {} ({}) is valid until {until}: kept",
@@ -111,6 +133,16 @@ pub fn run(o: &Options) -> Result<()> {
         o.out.display(),
         id.user
     );
+    if let Some(unit) = &o.restart_unit {
+        crate::proc::run("systemctl", &["try-restart", unit]).with_context(|| {
+            format!(
+                "{} was renewed but restarting {unit} failed: {} runs with the old certificate until it restarts",
+                o.out.display(),
+                id.component
+            )
+        })?;
+        println!("pea addon-kubeconfig: restarted {unit} with the renewed kubeconfig");
+    }
     Ok(())
 }
 
@@ -145,7 +177,7 @@ fn wait_for_certificate(node: &Path, name: &str, timeout: Duration) -> Result<Ve
         }
         if started.elapsed() > timeout {
             bail!(
-                "CSR {name} was not signed within {} s: the add-on client rule approves it only when --kubeconfig is a node's own identity (system:node:NAME in system:nodes); a person may still approve it (kubectl certificate approve {name}), then run this again",
+                "CSR {name} was not signed within {} s: the add-on client rule approves it only when --kubeconfig is a node's own identity (system:node:NAME in system:nodes) and RBAC lets that node create certificatesigningrequests/selfaddonclient (pea-control binds it to system:nodes: ClusterRoleBinding pea:node-autoapprove-addon-client); a person may still approve it (kubectl certificate approve {name}), then run this again",
                 timeout.as_secs()
             );
         }
@@ -271,5 +303,22 @@ mod tests {
         std::fs::write(&out, "garbage").unwrap();
         assert_eq!(still_valid(&out).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_a_service_may_be_restarted() {
+        for ok in ["pea-proxy.service", "pea-flanneld.service", "a@b.service"] {
+            check_unit(ok).unwrap();
+        }
+        for bad in [
+            ".service",
+            "pea-proxy",
+            "pea-proxy.timer",
+            "a b.service",
+            "../x.service",
+        ] {
+            let e = check_unit(bad).unwrap_err().to_string();
+            assert!(e.contains("--restart-unit") && e.contains(bad), "{e}");
+        }
     }
 }

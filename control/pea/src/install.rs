@@ -1,9 +1,18 @@
 //! `pea install` / `pea uninstall`: a bare-metal host as a pea node, under systemd. A worker gets
-//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy units; a control-plane host also gets
-//! pea-control (and is a node too, as kubeadm makes it). Units go to `etc/systemd/system`,
-//! configuration to `etc/pea` under `--root` (default `/`); a manifest (`etc/pea/installed`)
+//! pea-shim, pea-kubelet, pea-flanneld and pea-proxy units (a worker joined with a token also a
+//! `pea-proxy-renew` and a `pea-flanneld-renew` timer that renew the add-ons' certificates);
+//! a control-plane host also gets pea-control (and is a node too, as kubeadm makes it). Units
+//! go to `etc/systemd/system`, configuration to `etc/pea` under `--root` (default `/`); a
+//! manifest (`etc/pea/installed`)
 //! lists every file written, so `uninstall` removes exactly those. Files that exist and are not
 //! in the manifest are never overwritten: install checks them all before writing any.
+//!
+//! The units write files of their own at run time (the node's and the add-ons' kubeconfigs,
+//! the CA a control plane issues them from, the kubelet's certificate directory). Install
+//! names those paths in the manifest too, from the same constants the unit text is made of,
+//! and refuses an existing one it does not own (a unit would use it or overwrite it), so
+//! uninstall removes them and nothing a user made; a kubelet certificate directory that was
+//! there before install is left to its owner.
 //!
 //! On the real root with systemd running, install runs `systemctl daemon-reload` and
 //! `systemctl enable --now`, uninstall `systemctl disable --now` first; under another `--root`
@@ -20,7 +29,25 @@ use crate::kubectl::kubectl;
 use crate::proc::run;
 
 const MANIFEST: &str = "etc/pea/installed";
+/// The manifest's first line since it names what the units write (an older manifest has none).
+const MANIFEST_HEADER: &str = "# pea install manifest v2";
+/// Manifest line prefixes of the paths the units write at run time.
+const BY_UNITS: &str = "by-units ";
+const BY_UNITS_DIR: &str = "by-units-dir ";
 const UNIT_DIR: &str = "etc/systemd/system";
+/// `<add-on><RENEW_SUFFIX>.timer` starts the `.service` of the same name that renews the
+/// add-on's kubeconfig.
+const RENEW_SUFFIX: &str = "-renew";
+/// The paths the units name, relative to the root (the unit text makes them absolute).
+const KUBELET_KUBECONFIG: &str = "etc/pea/kubelet.kubeconfig";
+const BOOTSTRAP_KUBECONFIG: &str = "etc/pea/bootstrap-kubelet.kubeconfig";
+const CA_FILE: &str = "etc/pea/pki/ca.crt";
+const KUBELET_ROOT_DIR: &str = "var/lib/pea/kubelet";
+/// The kubelet's `--cert-dir` (its default, `<root-dir>/pki`): its serving pair and, with
+/// rotateCertificates or a bootstrap, its client certificates.
+const KUBELET_CERT_DIR: &str = "var/lib/pea/kubelet/pki";
+/// The directories pea's files live in, deepest first: removed by uninstall when empty.
+const CONFIG_DIRS: &[&str] = &["etc/pea/cni/net.d", "etc/pea/cni", "etc/pea/pki", "etc/pea"];
 /// The add-ons' ClusterRoles and bindings, applied through the API once pea-control answers.
 const RBAC_FILE: &str = "etc/pea/addons-rbac.json";
 /// pea-control's admin kubeconfig on a control plane (its `--data-dir`).
@@ -63,6 +90,25 @@ struct File {
     mode: u32,
 }
 
+/// What a role's install writes and what its units will write.
+struct Plan {
+    files: Vec<File>,
+    /// Files the units write at run time (relative to the root).
+    unit_files: Vec<String>,
+    /// Directories the units' programs make and fill (relative to the root).
+    unit_dirs: Vec<String>,
+}
+
+/// `rel` (relative to the root) as the running system names it.
+fn abs(rel: &str) -> String {
+    format!("/{rel}")
+}
+
+/// An add-on's kubeconfig, relative to the root.
+fn addon_kubeconfig_path(id: &identities::Identity) -> String {
+    format!("etc/pea/{}", id.file)
+}
+
 fn check_node_name(n: &str) -> Result<()> {
     let ok = !n.is_empty()
         && n.len() <= 63
@@ -85,8 +131,8 @@ fn unit(description: &str, after: &str, exec: &[String], extra: &str) -> String 
     )
 }
 
-/// Every file of the role, in write order.
-fn files(o: &Options) -> Result<Vec<File>> {
+/// Every file of the role, in write order, and what its units write.
+fn plan(o: &Options) -> Result<Plan> {
     check_node_name(&o.node_name)?;
     let bin = |b: &str| o.bin_dir.join(b).display().to_string();
     let ip = o.node_ip.to_string();
@@ -97,6 +143,7 @@ fn files(o: &Options) -> Result<Vec<File>> {
         (None, Role::Worker) => bail!("a worker needs --server https://CONTROL_PLANE:6443"),
     };
     let mut out = Vec::new();
+    let mut unit_files = Vec::new();
     let mut add = |path: &str, text: String, mode: u32| {
         out.push(File {
             path: path.into(),
@@ -122,7 +169,7 @@ fn files(o: &Options) -> Result<Vec<File>> {
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
             };
             if o.kubeconfig.is_some() {
-                add("etc/pea/kubelet.kubeconfig", read(kc)?, 0o600);
+                add(KUBELET_KUBECONFIG, read(kc)?, 0o600);
                 if o.proxy_kubeconfig.is_none() || o.flanneld_kubeconfig.is_none() {
                     bail!(
                         "a worker installed with --kubeconfig also needs --proxy-kubeconfig FILE ({}) and \
@@ -133,36 +180,47 @@ fn files(o: &Options) -> Result<Vec<File>> {
                     );
                 }
             } else {
-                add("etc/pea/bootstrap-kubelet.kubeconfig", read(kc)?, 0o600);
+                add(BOOTSTRAP_KUBECONFIG, read(kc)?, 0o600);
+                // The kubelet writes it once its TLS bootstrap has a certificate signed.
+                unit_files.push(KUBELET_KUBECONFIG.to_string());
             }
             for (given, id) in [
                 (&o.proxy_kubeconfig, identities::PROXY),
                 (&o.flanneld_kubeconfig, identities::FLANNELD),
             ] {
-                if let Some(p) = given {
-                    add(&format!("etc/pea/{}", id.file), read(p)?, 0o600);
+                match given {
+                    Some(p) => add(&addon_kubeconfig_path(&id), read(p)?, 0o600),
+                    None => unit_files.push(addon_kubeconfig_path(&id)),
                 }
             }
-            add("etc/pea/pki/ca.crt", read(ca)?, 0o644);
+            add(CA_FILE, read(ca)?, 0o644);
         }
         Role::ControlPlane if o.proxy_kubeconfig.is_some() || o.flanneld_kubeconfig.is_some() => {
             bail!("--proxy-kubeconfig and --flanneld-kubeconfig are a worker's: a control plane issues them from its CA")
         }
-        Role::ControlPlane => add(
-            &format!("{UNIT_DIR}/pea-control.service"),
-            unit(
-                "pea-control: the Kubernetes API server, scheduler and controllers",
-                "",
-                &[
-                    bin("pea-control"),
-                    "--data-dir /var/lib/pea/control".into(),
-                    format!("--listen {ip}:{API_PORT}"),
-                    format!("--cluster-cidr {CLUSTER_CIDR}"),
-                ],
-                "",
-            ),
-            0o644,
-        ),
+        Role::ControlPlane => {
+            // The kubelet's unit issues the node's identity and the CA file, the add-ons'
+            // units their identities.
+            unit_files.extend([KUBELET_KUBECONFIG, CA_FILE].map(String::from));
+            unit_files.extend(
+                [identities::PROXY, identities::FLANNELD].map(|id| addon_kubeconfig_path(&id)),
+            );
+            add(
+                &format!("{UNIT_DIR}/pea-control.service"),
+                unit(
+                    "pea-control: the Kubernetes API server, scheduler and controllers",
+                    "",
+                    &[
+                        bin("pea-control"),
+                        "--data-dir /var/lib/pea/control".into(),
+                        format!("--listen {ip}:{API_PORT}"),
+                        format!("--cluster-cidr {CLUSTER_CIDR}"),
+                    ],
+                    "",
+                ),
+                0o644,
+            )
+        }
     }
     add(
         "etc/pea/kubelet.yaml",
@@ -171,7 +229,8 @@ fn files(o: &Options) -> Result<Vec<File>> {
              address: {ip}\nport: 10250\nclusterDNS: [{CLUSTER_DNS}]\nclusterDomain: cluster.local\n\
              containerRuntimeEndpoint: unix:///run/pea/pea-shim.sock\npodLogsDir: /var/log/pods\n\
              rotateCertificates: true\n\
-             authentication:\n  x509:\n    clientCAFile: /etc/pea/pki/ca.crt\n"
+             authentication:\n  x509:\n    clientCAFile: {}\n",
+            abs(CA_FILE)
         ),
         0o644,
     );
@@ -216,9 +275,14 @@ fn files(o: &Options) -> Result<Vec<File>> {
     // A control-plane host issues its own node identity from the cluster CA on first start.
     // pea-control writes that CA when it first starts, which on a slow machine (a TCG VM) comes
     // after this unit's start: wait up to 60 s for it rather than fail `enable --now`.
+    let (kubelet_kc, ca_file) = (abs(KUBELET_KUBECONFIG), abs(CA_FILE));
+    let ca_dir = Path::new(&ca_file)
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     let issue = match o.role {
         Role::ControlPlane => format!(
-            "ExecStartPre=/bin/sh -c 'test -e /etc/pea/kubelet.kubeconfig || {{ n=0; while [ ! -e /var/lib/pea/control/pki/ca.key ] && [ $$n -lt 60 ]; do sleep 1; n=$$((n+1)); done; mkdir -p /etc/pea/pki && {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out /etc/pea/kubelet.kubeconfig --client-ca-out /etc/pea/pki/ca.crt; }}'\n",
+            "ExecStartPre=/bin/sh -c 'test -e {kubelet_kc} || {{ n=0; while [ ! -e /var/lib/pea/control/pki/ca.key ] && [ $$n -lt 60 ]; do sleep 1; n=$$((n+1)); done; mkdir -p {ca_dir} && {} kubeconfig --data-dir /var/lib/pea/control --user system:node:{} --group system:nodes --server {server} --out {kubelet_kc} --client-ca-out {ca_file}; }}'\n",
             bin("pea-control"),
             o.node_name
         ),
@@ -229,9 +293,10 @@ fn files(o: &Options) -> Result<Vec<File>> {
     // --proxy-kubeconfig/--flanneld-kubeconfig, or, joined with a bootstrap token (which can get
     // only a node's identity signed), asks for them with the node's certificate once the
     // kubelet has it (`pea addon-kubeconfig`: a CSR the control plane approves for nodes only),
-    // renewing them at a start in the last fifth of their life.
+    // renewing them at a start in the last fifth of their life (and, running, by the renewal
+    // timers below).
     let addon = |id: &identities::Identity, given: &Option<PathBuf>| -> (String, String) {
-        let path = format!("/etc/pea/{}", id.file);
+        let path = abs(&addon_kubeconfig_path(id));
         match o.role {
             Role::ControlPlane => {
                 let issue = identities::issue_args("/var/lib/pea/control", id, &server, &path);
@@ -249,7 +314,7 @@ fn files(o: &Options) -> Result<Vec<File>> {
                 path.clone(),
                 // The wait covers the kubelet's TLS bootstrap (minutes in a TCG VM).
                 format!(
-                    "ExecStartPre={} addon-kubeconfig --component {} --kubeconfig /etc/pea/kubelet.kubeconfig --out {path} --wait 300 --timeout 120\nTimeoutStartSec=450\n",
+                    "ExecStartPre={} addon-kubeconfig --component {} --kubeconfig {kubelet_kc} --out {path} --wait 300 --timeout 120\nTimeoutStartSec=450\n",
                     bin("pea"),
                     id.component
                 ),
@@ -278,11 +343,14 @@ fn files(o: &Options) -> Result<Vec<File>> {
                 bin("pea-kubelet"),
                 "--config /etc/pea/kubelet.yaml".into(),
                 if o.kubeconfig.is_none() && o.bootstrap_kubeconfig.is_some() {
-                    "--bootstrap-kubeconfig /etc/pea/bootstrap-kubelet.kubeconfig --kubeconfig /etc/pea/kubelet.kubeconfig".into()
+                    format!(
+                        "--bootstrap-kubeconfig {} --kubeconfig {kubelet_kc}",
+                        abs(BOOTSTRAP_KUBECONFIG)
+                    )
                 } else {
-                    "--kubeconfig /etc/pea/kubelet.kubeconfig".into()
+                    format!("--kubeconfig {kubelet_kc}")
                 },
-                "--root-dir /var/lib/pea/kubelet".into(),
+                format!("--root-dir {}", abs(KUBELET_ROOT_DIR)),
                 format!("--hostname-override {}", o.node_name),
                 format!("--node-ip {ip}"),
             ],
@@ -321,15 +389,106 @@ fn files(o: &Options) -> Result<Vec<File>> {
         ),
         0o644,
     );
-    Ok(out)
+    // A joined worker's add-on identities are renewed while the add-ons run, as the kubelet's
+    // certificate manager renews its own: a timer checks each every 10 minutes, and one in the
+    // last fifth of its certificate's life is renewed and its add-on restarted with it (they
+    // read their kubeconfig at start). A control plane's, minted from its CA, expire in 4096.
+    if o.role == Role::Worker {
+        for (id, given) in [
+            (identities::PROXY, &o.proxy_kubeconfig),
+            (identities::FLANNELD, &o.flanneld_kubeconfig),
+        ] {
+            if given.is_some() {
+                continue;
+            }
+            let name = format!("{}{RENEW_SUFFIX}", id.component);
+            add(
+                &format!("{UNIT_DIR}/{name}.service"),
+                format!(
+                    "[Unit]\nDescription={name}: renews {c}'s client certificate in the last fifth of its life and restarts {c}\n\
+                     After=pea-kubelet.service {c}.service\n\n\
+                     [Service]\nType=oneshot\n\
+                     ExecStart={} addon-kubeconfig --component {c} --kubeconfig {kubelet_kc} --out {} --wait 60 --timeout 120 --restart-unit {c}.service\n",
+                    bin("pea"),
+                    abs(&addon_kubeconfig_path(&id)),
+                    c = id.component,
+                ),
+                0o644,
+            );
+            add(
+                &format!("{UNIT_DIR}/{name}.timer"),
+                format!(
+                    "[Unit]\nDescription={name}: checks {}'s client certificate every 10 minutes\n\n\
+                     [Timer]\nOnActiveSec=10min\nOnUnitActiveSec=10min\nRandomizedDelaySec=60\n\n\
+                     [Install]\nWantedBy=timers.target\n",
+                    id.component
+                ),
+                0o644,
+            );
+        }
+    }
+    Ok(Plan {
+        files: out,
+        unit_files,
+        unit_dirs: vec![KUBELET_CERT_DIR.to_string()],
+    })
 }
 
-fn manifest(root: &Path) -> Vec<String> {
-    std::fs::read_to_string(root.join(MANIFEST))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+/// The manifest: what install wrote and what its units write.
+#[derive(Debug, Default)]
+struct Manifest {
+    files: Vec<String>,
+    unit_files: Vec<String>,
+    unit_dirs: Vec<String>,
+    /// Written by a pea that did not name the units' files (no header): those files, when
+    /// there, were written by the units that install made.
+    legacy: bool,
+}
+
+impl Manifest {
+    fn read(root: &Path) -> Self {
+        let text = std::fs::read_to_string(root.join(MANIFEST)).unwrap_or_default();
+        let mut m = Manifest {
+            legacy: !text.is_empty() && !text.starts_with(MANIFEST_HEADER),
+            ..Default::default()
+        };
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            if let Some(p) = line.strip_prefix(BY_UNITS) {
+                m.unit_files.push(p.to_string());
+            } else if let Some(p) = line.strip_prefix(BY_UNITS_DIR) {
+                m.unit_dirs.push(p.to_string());
+            } else {
+                m.files.push(line.to_string());
+            }
+        }
+        m
+    }
+
+    fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.unit_files.is_empty() && self.unit_dirs.is_empty()
+    }
+
+    /// Whether the file at `path` (relative) is pea's to overwrite or remove.
+    fn owns(&self, path: &str) -> bool {
+        self.files.iter().chain(&self.unit_files).any(|p| p == path)
+    }
+
+    fn text(&self) -> String {
+        let mut out = format!("{MANIFEST_HEADER}\n");
+        for p in &self.files {
+            out += &format!("{p}\n");
+        }
+        for p in &self.unit_files {
+            out += &format!("{BY_UNITS}{p}\n");
+        }
+        for p in &self.unit_dirs {
+            out += &format!("{BY_UNITS_DIR}{p}\n");
+        }
+        out
+    }
 }
 
 fn units(paths: &[String]) -> Vec<String> {
@@ -340,28 +499,73 @@ fn units(paths: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The units `enable` takes: all but the services their timers start (no `[Install]`).
+fn enabled(units: &[String]) -> Vec<String> {
+    units
+        .iter()
+        .filter(|u| {
+            u.strip_suffix(".service")
+                .is_none_or(|n| !units.contains(&format!("{n}.timer")))
+        })
+        .cloned()
+        .collect()
+}
+
 fn live_systemd(root: &Path) -> bool {
     root == Path::new("/") && Path::new("/run/systemd/system").is_dir()
+}
+
+/// A manifest path stays under the root, whatever the manifest says.
+fn inside(p: &str) -> bool {
+    !p.is_empty() && !p.contains("..") && !p.starts_with('/')
 }
 
 pub fn install(o: &Options) -> Result<()> {
     if !o.root.is_dir() {
         bail!("--root {}: not a directory", o.root.display());
     }
-    let files = files(o)?;
-    let ours = manifest(&o.root);
-    // Everything is checked before anything is written.
-    for f in &files {
+    let plan = plan(o)?;
+    let ours = Manifest::read(&o.root);
+    // Everything is checked before anything is written. A file the units would write is
+    // checked too: its unit would use a foreign one (or overwrite it), and uninstall would
+    // remove it.
+    for f in &plan.files {
         let p = o.root.join(&f.path);
-        if p.exists() && !ours.contains(&f.path) {
+        if p.exists() && !ours.owns(&f.path) {
             bail!(
                 "{} exists and was not written by pea install: move it away first",
                 p.display()
             );
         }
     }
+    for u in &plan.unit_files {
+        let p = o.root.join(u);
+        if p.exists() && !ours.owns(u) && !ours.legacy {
+            bail!(
+                "{} exists and was not written by pea: the units pea installs would use it; move it away first",
+                p.display()
+            );
+        }
+    }
+    // The kubelet's certificate directory is pea's only when install finds none (one from an
+    // earlier kubelet stays its owner's, and uninstall leaves it).
+    let unit_dirs: Vec<String> = plan
+        .unit_dirs
+        .iter()
+        .filter(|d| {
+            let mine = !o.root.join(d).exists() || ours.unit_dirs.contains(d);
+            if !mine {
+                println!(
+                    "pea install: {} was there before install: uninstall will leave it",
+                    o.root.join(d).display()
+                );
+            }
+            mine
+        })
+        .cloned()
+        .collect();
     let mut written: Vec<String> = Vec::new();
-    for f in &files {
+    for f in &plan.files {
         let p = o.root.join(&f.path);
         if let Err(e) = write(&p, &f.text, f.mode) {
             for w in &written {
@@ -372,12 +576,27 @@ pub fn install(o: &Options) -> Result<()> {
         written.push(f.path.clone());
         println!("pea install: wrote {}", p.display());
     }
-    // Files an earlier install wrote that this role does not have (a role change) go.
-    for old in ours.iter().filter(|p| !written.contains(p)) {
-        let _ = std::fs::remove_file(o.root.join(old));
+    // Files an earlier install or its units wrote that this role does not have (a role
+    // change) go.
+    let kept = |p: &String| written.contains(p) || plan.unit_files.contains(p);
+    for old in ours
+        .files
+        .iter()
+        .chain(&ours.unit_files)
+        .filter(|p| !kept(p))
+    {
+        if inside(old) {
+            let _ = std::fs::remove_file(o.root.join(old));
+        }
     }
-    write(&o.root.join(MANIFEST), &(written.join("\n") + "\n"), 0o644)?;
-    let units = units(&written);
+    let manifest = Manifest {
+        files: written,
+        unit_files: plan.unit_files,
+        unit_dirs,
+        legacy: false,
+    };
+    write(&o.root.join(MANIFEST), &manifest.text(), 0o644)?;
+    let units = enabled(&units(&manifest.files));
     if live_systemd(&o.root) {
         run("systemctl", &["daemon-reload"])?;
         let mut args = vec!["enable", "--now"];
@@ -423,21 +642,34 @@ fn apply_rbac(file: &Path) -> Result<()> {
 }
 
 pub fn uninstall(root: &Path) -> Result<()> {
-    let ours = manifest(root);
+    let ours = Manifest::read(root);
     if ours.is_empty() {
         println!("pea uninstall: nothing installed under {}", root.display());
         return Ok(());
     }
-    let units = units(&ours);
+    let all = units(&ours.files);
+    let units = enabled(&all);
     if live_systemd(root) && !units.is_empty() {
         let mut args = vec!["disable", "--now"];
         args.extend(units.iter().map(String::as_str));
         run("systemctl", &args)?;
-    }
-    for p in &ours {
-        if p.contains("..") || p.starts_with('/') {
-            continue; // never outside the root, whatever the manifest says
+        // A renewal its timer started may still run.
+        let started: Vec<&str> = all
+            .iter()
+            .filter(|u| !units.contains(u))
+            .map(String::as_str)
+            .collect();
+        if !started.is_empty() {
+            run("systemctl", &[&["stop"][..], &started].concat())?;
         }
+    }
+    // What install wrote, then what its (now stopped) units wrote.
+    for p in ours
+        .files
+        .iter()
+        .chain(&ours.unit_files)
+        .filter(|p| inside(p))
+    {
         let full = root.join(p);
         match std::fs::remove_file(&full) {
             Ok(()) => println!("pea uninstall: removed {}", full.display()),
@@ -445,9 +677,18 @@ pub fn uninstall(root: &Path) -> Result<()> {
             Err(e) => return Err(e).with_context(|| format!("removing {}", full.display())),
         }
     }
+    for d in ours.unit_dirs.iter().filter(|d| inside(d)) {
+        let full = root.join(d);
+        match std::fs::remove_dir_all(&full) {
+            Ok(()) => println!("pea uninstall: removed {}", full.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", full.display())),
+        }
+    }
     std::fs::remove_file(root.join(MANIFEST))?;
-    // The directories pea made, when empty.
-    for d in ["etc/pea/cni/net.d", "etc/pea/cni", "etc/pea/pki", "etc/pea"] {
+    // The directories pea made, when empty (a file someone else put there keeps its
+    // directory).
+    for d in CONFIG_DIRS {
         let _ = std::fs::remove_dir(root.join(d));
     }
     if live_systemd(root) {
@@ -474,4 +715,53 @@ pub(crate) fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cert_dir_is_the_kubelets_default_under_its_root_dir() {
+        assert_eq!(
+            Path::new(KUBELET_CERT_DIR),
+            Path::new(KUBELET_ROOT_DIR).join("pki")
+        );
+    }
+
+    #[test]
+    fn timer_started_services_are_not_enabled() {
+        let units: Vec<String> = [
+            "pea-proxy.service",
+            "pea-proxy-renew.service",
+            "pea-proxy-renew.timer",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            enabled(&units),
+            ["pea-proxy.service", "pea-proxy-renew.timer"]
+        );
+    }
+
+    #[test]
+    fn the_manifest_reads_back_what_it_wrote_and_an_old_one_is_legacy() {
+        let m = Manifest {
+            files: vec!["etc/pea/kubelet.yaml".into()],
+            unit_files: vec![KUBELET_KUBECONFIG.into()],
+            unit_dirs: vec![KUBELET_CERT_DIR.into()],
+            legacy: false,
+        };
+        let dir = std::env::temp_dir().join(format!("pea-manifest-{}", std::process::id()));
+        write(&dir.join(MANIFEST), &m.text(), 0o644).unwrap();
+        let back = Manifest::read(&dir);
+        assert_eq!(back.files, m.files);
+        assert_eq!(back.unit_files, m.unit_files);
+        assert_eq!(back.unit_dirs, m.unit_dirs);
+        assert!(!back.legacy && back.owns(KUBELET_KUBECONFIG) && !back.owns(CA_FILE));
+        write(&dir.join(MANIFEST), "etc/pea/kubelet.yaml\n", 0o644).unwrap();
+        let old = Manifest::read(&dir);
+        assert!(old.legacy && old.owns("etc/pea/kubelet.yaml") && old.unit_files.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

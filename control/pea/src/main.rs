@@ -202,6 +202,10 @@ enum Cmd {
         /// Seconds to wait for the CSR to be approved and signed.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Once a new kubeconfig is written, `systemctl try-restart` this service (the
+        /// add-on reads its kubeconfig at start); nothing is restarted when it is kept.
+        #[arg(long)]
+        restart_unit: Option<String>,
     },
     /// Removes what `pea install` wrote (stopping its units on the running system).
     Uninstall {
@@ -296,12 +300,14 @@ fn main() {
             out,
             wait,
             timeout,
+            restart_unit,
         } => addon_kubeconfig::run(&addon_kubeconfig::Options {
             component,
             kubeconfig,
             out,
             wait: std::time::Duration::from_secs(wait),
             timeout: std::time::Duration::from_secs(timeout),
+            restart_unit,
         }),
         Cmd::PrometheusConfig {
             name,

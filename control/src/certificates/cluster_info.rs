@@ -7,7 +7,10 @@
 //!   `system:bootstrappers:kubeadm:default-node-token`) post CSRs and have kubelet client CSRs
 //!   auto-approved, and nodes have their renewals approved (`system:nodes` →
 //!   selfnodeclient): `kubeadm:kubelet-bootstrap`, `kubeadm:node-autoapprove-bootstrap`,
-//!   `kubeadm:node-autoapprove-certificate-rotation`.
+//!   `kubeadm:node-autoapprove-certificate-rotation`; and pea's
+//!   `pea:node-autoapprove-addon-client` (`system:nodes` → selfaddonclient: a node's CSRs for
+//!   its host add-ons' identities are approved; edit its subjects to narrow that to some
+//!   nodes, or empty them to switch it off).
 //!
 //! Existing objects are left as an administrator changed them, except cluster-info, whose CA
 //! and server follow the running server.
@@ -25,6 +28,8 @@ pub const NAMESPACE: &str = "kube-public";
 /// The group `pea token create` (as `kubeadm token create`) gives node join tokens.
 pub const DEFAULT_NODE_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 const RBAC: &str = "rbac.authorization.k8s.io";
+/// Lets nodes have their add-ons' client certificates approved (csrapproving's add-on rule).
+pub const ADDON_CLIENT_BINDING: &str = "pea:node-autoapprove-addon-client";
 
 /// The kubeconfig cluster-info carries: server and CA only, no user.
 pub fn kubeconfig(server: &str, ca_pem: &str) -> String {
@@ -80,6 +85,12 @@ pub async fn ensure(api: &Api, server: &str, ca_pem: &str) -> Result<(), ApiErro
         binding(
             "kubeadm:node-autoapprove-certificate-rotation",
             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "Group",
+            crate::auth::NODES_GROUP,
+        ),
+        binding(
+            ADDON_CLIENT_BINDING,
+            "pea:certificates.k8s.io:certificatesigningrequests:selfaddonclient",
             "Group",
             crate::auth::NODES_GROUP,
         ),

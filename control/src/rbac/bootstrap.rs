@@ -618,6 +618,21 @@ pub static CLUSTER_ROLES: &[RoleSpec] = &[
             NONE,
         )],
     },
+    // pea: the add-on client rule of csrapproving approves a node's CSR for its host add-ons'
+    // users (system:kube-proxy, system:pea-flanneld) only when the node may create this
+    // subresource; bound to system:nodes by `pea:node-autoapprove-addon-client`.
+    RoleSpec {
+        name: "pea:certificates.k8s.io:certificatesigningrequests:selfaddonclient",
+        labels: NONE,
+        aggregates: NONE,
+        rules: &[R(
+            &["create"],
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests/selfaddonclient"],
+            NONE,
+            NONE,
+        )],
+    },
     RoleSpec {
         name: "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
         labels: NONE,

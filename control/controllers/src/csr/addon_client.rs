@@ -17,10 +17,22 @@
 //!
 //! A node's CSR of that signer that breaks a rule is denied with the reason, so nothing is
 //! signed and the node's operator sees why; anyone else's waits for a person, as in kube.
+//!
+//! One that keeps the rules is approved only if a SubjectAccessReview allows the node `create`
+//! on `certificatesigningrequests/`[`SUBRESOURCE`] (as kube gates node client CSRs on
+//! `nodeclient`/`selfnodeclient`): pea-control's bootstrap policy binds the ClusterRole
+//! `pea:certificates.k8s.io:certificatesigningrequests:selfaddonclient` to `system:nodes`, so
+//! an administrator narrows the rule to some nodes, or switches it off, through RBAC. Without
+//! the permission the CSR is left pending, as kube leaves a kubelet's.
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
 use super::{parse_request, CLIENT_SIGNER};
+
+/// The `certificatesigningrequests` subresource a node must be allowed to `create` (group
+/// `certificates.k8s.io`) for this rule to approve its request: its own add-ons' client
+/// certificates, in the style of kube's `selfnodeclient`.
+pub const SUBRESOURCE: &str = "selfaddonclient";
 
 /// The users a node may get client certificates for (pea-proxy's, pea-flanneld's).
 pub const ADDON_USERS: &[&str] = &["system:kube-proxy", "system:pea-flanneld"];

@@ -4,8 +4,14 @@
 //! names: a renewal) or `certificatesigningrequests/nodeclient` (a new node, e.g. a bootstrap
 //! token bound by kubeadm's `kubeadm:node-autoapprove-bootstrap`). pea adds one rule
 //! ([`super::addon_client`]): a node's `kubernetes.io/kube-apiserver-client` CSR for one of its
-//! add-ons' users is approved, any other from a node denied. Other CSRs wait for a person
+//! add-ons' users is approved when a SubjectAccessReview allows the node `create` on
+//! `certificatesigningrequests/selfaddonclient` (pea's bootstrap policy grants it to
+//! `system:nodes`), any other from a node denied. Other CSRs wait for a person
 //! (`kubectl certificate approve|deny`).
+//!
+//! A CSR a rule recognizes but the review does not allow is left pending and retried with the
+//! queue's backoff, as kube's controller does (its `IgnorableError`): granting the permission
+//! later approves it without the requestor asking again.
 
 use std::sync::Arc;
 
@@ -38,6 +44,13 @@ pub enum ApprovingError {
         #[source]
         source: kube::Error,
     },
+    /// kube's message for a recognized CSR whose requestor the review does not allow.
+    #[error("recognized csr {name:?} as {tried:?} but subject access review was not approved for {user:?}: left pending")]
+    NotAllowed {
+        name: String,
+        tried: Vec<&'static str>,
+        user: String,
+    },
 }
 
 pub struct CsrApprover {
@@ -50,6 +63,14 @@ pub struct CsrApprover {
 impl std::fmt::Debug for CsrApprover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CsrApprover").finish_non_exhaustive()
+    }
+}
+
+fn not_allowed(csr: &CertificateSigningRequest, tried: Vec<&'static str>) -> ApprovingError {
+    ApprovingError::NotAllowed {
+        name: csr.name_any(),
+        tried,
+        user: csr.spec.username.clone().unwrap_or_default(),
     }
 }
 
@@ -95,9 +116,12 @@ impl CsrApprover {
             match addon_client::review(&csr) {
                 Verdict::NotOurs => {}
                 Verdict::Approve(message) => {
+                    if !self.allowed(&csr, addon_client::SUBRESOURCE).await? {
+                        return Err(not_allowed(&csr, vec![addon_client::SUBRESOURCE]));
+                    }
                     self.decide(&csr, "Approved", "AutoApproved", message)
                         .await?;
-                    tracing::info!(csr = %name, "auto-approved an add-on client certificate for a node");
+                    tracing::info!(csr = %name, via = addon_client::SUBRESOURCE, "auto-approved an add-on client certificate for a node");
                 }
                 Verdict::Deny(message) => {
                     tracing::warn!(csr = %name, requestor = ?csr.spec.username, %message, "denied a node's client certificate request");
@@ -123,7 +147,7 @@ impl CsrApprover {
             subresources.push("selfnodeclient");
         }
         subresources.push("nodeclient");
-        for sub in subresources {
+        for sub in subresources.iter().copied() {
             if self.allowed(&csr, sub).await? {
                 self.decide(
                     &csr,
@@ -136,7 +160,7 @@ impl CsrApprover {
                 return Ok(Requeue::default());
             }
         }
-        Ok(Requeue::default())
+        Err(not_allowed(&csr, subresources))
     }
 
     async fn allowed(
