@@ -38,6 +38,7 @@ fn proxier() -> Proxier {
         families: vec![Family::V4, Family::V6],
         nft: Nft::default(),
         conntrack: None,
+        netlink_elements: true,
     })
 }
 
@@ -336,11 +337,27 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
             }
         }
         let mut proxier_inc = p.take().expect("proxier");
-        proxier_inc = inc.run_in(move || {
-            proxier_inc.sync(&changes, false)?;
-            Ok(proxier_inc)
+        let report;
+        (proxier_inc, report) = inc.run_in(move || {
+            let r = proxier_inc.sync(&changes, false)?;
+            Ok((proxier_inc, r))
         })?;
         p = Some(proxier_inc);
+        // Endpoint changes of a Service without affinity are data-map elements only: they must
+        // have gone over netlink, not through nft.
+        let elements_only = [
+            "one web endpoint replaced",
+            "web scaled past the cascade limit",
+            "web scaled back to 3",
+        ]
+        .contains(&step);
+        if elements_only && (!report.lines.is_empty() || report.netlink.is_empty()) {
+            bail!(
+                "{step}: expected a netlink element batch only, got nft lines {:?}, netlink {:?}",
+                report.lines,
+                report.netlink
+            );
+        }
         let all: Vec<Change> = state.values().cloned().collect();
         full.run_in(move || {
             proxier().sync(&all, false)?;

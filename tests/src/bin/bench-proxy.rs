@@ -108,6 +108,7 @@ fn proxier() -> Proxier {
         families: vec![Family::V4],
         nft: Nft::default(),
         conntrack: None,
+        netlink_elements: true,
     })
 }
 
