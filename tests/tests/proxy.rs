@@ -441,6 +441,29 @@ impl Drop for Lab {
     }
 }
 
+/// The endpoint addresses in the data map of service port `key` (`ns/name/proto/port`), in the
+/// order of their random-number ranges, from `nft -j list table`.
+fn map_ips(table_json: &str, key: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(table_json) else {
+        return Vec::new();
+    };
+    let suffix = format!("-{key}");
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    let Some(map) = items.iter().find_map(|i| {
+        let m = &i["map"];
+        let name = m["name"].as_str()?;
+        (name.starts_with("endpoints-") && name.ends_with(&suffix)).then_some(m)
+    }) else {
+        return Vec::new();
+    };
+    map["elem"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e[1]["concat"][0].as_str().map(str::to_string))
+        .collect()
+}
+
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().expect("addr")
 }
@@ -486,7 +509,9 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
 
     // Both endpoints: numgen spreads connections over them.
     lab.slice("web", json!({"name": "http", "port": 8080}), &[a, b], &[])?;
-    lab.wait_rules(1, "two endpoints", |t| t.contains("\"mod\": 2"))?;
+    lab.wait_rules(1, "two endpoints", |t| {
+        map_ips(t, "default/web/tcp/http").len() == 2
+    })?;
     let seen = tags(&lab.pods[c].ns, addr(&cip, 80), 30)?;
     assert!(
         seen.iter().any(|t| t == "a") && seen.iter().any(|t| t == "b"),
@@ -495,13 +520,15 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
 
     // Terminating endpoints only when nothing is ready: a is terminating, b ready → only b.
     lab.slice("web", json!({"name": "http", "port": 8080}), &[a, b], &[a])?;
-    lab.wait_rules(1, "one ready endpoint", |t| !t.contains("\"mod\": 2"))?;
+    lab.wait_rules(1, "one ready endpoint", |t| {
+        map_ips(t, "default/web/tcp/http") == ["10.244.2.10"]
+    })?;
     let seen = tags(&lab.pods[c].ns, addr(&cip, 80), 10)?;
     assert!(seen.iter().all(|t| t == "b"), "{seen:?}");
     // b gone, a still terminating (and serving): the fallback sends to a.
     lab.slice("web", json!({"name": "http", "port": 8080}), &[a], &[a])?;
     lab.wait_rules(1, "terminating fallback", |t| {
-        t.contains("10.244.1.10") && !t.contains("10.244.2.10")
+        map_ips(t, "default/web/tcp/http") == ["10.244.1.10"]
     })?;
     assert_eq!(tags(&lab.pods[c].ns, addr(&cip, 80), 3)?, ["a", "a", "a"]);
 
@@ -791,10 +818,9 @@ fn local_traffic_policy_and_endpoint_churn() -> Result<()> {
         let ips: Vec<String> = set.iter().map(|p| lab.pods[*p].ip.clone()).collect();
         let all = ["10.244.1.10", "10.244.2.10", "10.244.2.12"];
         lab.wait_rules(1, &format!("churn round {round}"), |t| {
-            all.iter().all(|ip| {
-                t.contains(&format!("default/churn/tcp/http__{ip}/"))
-                    == ips.contains(&ip.to_string())
-            })
+            let now = map_ips(t, "default/churn/tcp/http");
+            all.iter()
+                .all(|ip| now.contains(&ip.to_string()) == ips.contains(&ip.to_string()))
         })?;
         let want: Vec<&str> = set
             .iter()
@@ -853,7 +879,7 @@ fn udp_conntrack_flush_and_restart_keeps_connections() -> Result<()> {
     // a leaves the Service (but still runs): the flow must move to b after the sync.
     lab.slice("dns", port, &[b], &[])?;
     lab.wait_rules(0, "dns on b", |t| {
-        t.contains("10.244.1.11") && !t.contains("10.244.1.10/")
+        map_ips(t, "default/dns/udp/dns") == ["10.244.1.11"]
     })?;
     let ok = wait_for(Duration::from_secs(5), || {
         Ok(ask(&sock).map(|t| t == "b").unwrap_or(false))
@@ -1226,9 +1252,10 @@ fn topology_hints_keep_traffic_in_the_clients_zone() -> Result<()> {
     lab.wait_hints("web", &own_zones)?;
     lab.start_proxy(0, &[])?;
     lab.start_proxy(1, &[])?;
-    let four = |t: &str| t.matches("default/web/tcp/http__").count() >= 4;
-    lab.wait_rules(0, "web endpoints", four)?;
-    lab.wait_rules(1, "web endpoints", four)?;
+    // The hints are there before the proxies start: each node's data map holds its zone's two.
+    let own_two = |t: &str| map_ips(t, "default/web/tcp/http").len() == 2;
+    lab.wait_rules(0, "web endpoints", own_two)?;
+    lab.wait_rules(1, "web endpoints", own_two)?;
     let to = addr(&ip, 80);
     let set = |v: &[&str]| -> std::collections::BTreeSet<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -1372,8 +1399,9 @@ fn sctp_service_rules_are_accepted_by_the_kernel() -> Result<()> {
         "{text}"
     );
     assert!(
-        text.contains("meta l4proto sctp dnat to 10.244.1.10:3868"),
+        text.contains("meta l4proto sctp dnat ip to numgen random mod 720720 map @endpoints-"),
         "{text}"
     );
+    assert!(text.contains("0-720719 : 10.244.1.10 . 3868"), "{text}");
     Ok(())
 }

@@ -38,6 +38,7 @@ fn proxier() -> Proxier {
         families: vec![Family::V4, Family::V6],
         nft: Nft::default(),
         conntrack: None,
+        netlink_elements: true,
     })
 }
 
@@ -183,6 +184,27 @@ fn guarded(ranges: &[&str]) -> Change {
     change(&svc, vec![s])
 }
 
+/// An IPv6-only UDP Service with two endpoints from `first` on (its data map is in `ip6`).
+fn web6(first: usize) -> Change {
+    let svc = service(
+        "web6",
+        json!({"clusterIP": "fd00:96::60", "clusterIPs": ["fd00:96::60"], "ipFamilies": ["IPv6"],
+            "ports": [{"name": "d", "port": 53, "protocol": "UDP"}]}),
+        json!({}),
+    );
+    let eps = (first..first + 2)
+        .map(|i| ep(&format!("fd00:10:244:2::{:x}", 2 + i), "node2"))
+        .collect();
+    let s = slice(
+        "web6",
+        "a",
+        "IPv6",
+        json!({"name": "d", "port": 5353, "protocol": "UDP"}),
+        eps,
+    );
+    change(&svc, vec![s])
+}
+
 fn late(eps: Vec<Value>) -> Change {
     let svc = service(
         "late",
@@ -302,9 +324,11 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
                 ),
                 cache(),
                 guarded(&["203.0.113.0/24"]),
+                web6(0),
             ],
         ),
         ("one web endpoint replaced", vec![web(2, 1)]),
+        ("one web6 endpoint replaced (IPv6, UDP)", vec![web6(1)]),
         (
             "web scaled past the cascade limit",
             vec![web(CASCADE_MAX_ENDPOINTS + 4, 0)],
@@ -336,11 +360,28 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
             }
         }
         let mut proxier_inc = p.take().expect("proxier");
-        proxier_inc = inc.run_in(move || {
-            proxier_inc.sync(&changes, false)?;
-            Ok(proxier_inc)
+        let report;
+        (proxier_inc, report) = inc.run_in(move || {
+            let r = proxier_inc.sync(&changes, false)?;
+            Ok((proxier_inc, r))
         })?;
         p = Some(proxier_inc);
+        // Endpoint changes of a Service without affinity are data-map elements only: they must
+        // have gone over netlink, not through nft.
+        let elements_only = [
+            "one web endpoint replaced",
+            "one web6 endpoint replaced (IPv6, UDP)",
+            "web scaled past the cascade limit",
+            "web scaled back to 3",
+        ]
+        .contains(&step);
+        if elements_only && (!report.lines.is_empty() || report.netlink.is_empty()) {
+            bail!(
+                "{step}: expected a netlink element batch only, got nft lines {:?}, netlink {:?}",
+                report.lines,
+                report.netlink
+            );
+        }
         let all: Vec<Change> = state.values().cloned().collect();
         full.run_in(move || {
             proxier().sync(&all, false)?;

@@ -137,6 +137,7 @@ pub fn prepare(args: Args) -> Result<Prepared> {
             families,
             nft,
             conntrack,
+            netlink_elements: true,
         },
         sync_period: args.sync_period,
         min_sync_period: args.min_sync_period,

@@ -91,6 +91,8 @@ impl Recorder {
                 program: script.display().to_string(),
             },
             conntrack: None,
+            // The recording nft sees element-only changes too (as text).
+            netlink_elements: false,
         });
         Recorder { dir, proxier }
     }
@@ -163,8 +165,9 @@ fn clusterip_then_one_endpoint_change_then_delete() {
         "clusterip-initial",
         &r.sync(&[change(&svc, vec![s1])], false),
     );
-    // One endpoint replaced: the service chain is rewritten, one endpoint chain added and one
-    // deleted, and nothing else is touched.
+    // One endpoint replaced: only elements change (the data map's ranges, the hairpin set), no
+    // chain or rule: this is the batch the proxier sends over netlink (as text here, since the
+    // recording nft is not a kernel).
     let s2 = slice(
         "default",
         "web",

@@ -17,6 +17,7 @@ pub mod health_check;
 pub mod metrics;
 pub mod model;
 pub mod nft;
+pub mod nft_netlink;
 pub mod node;
 pub mod proxier;
 pub mod ruleset;

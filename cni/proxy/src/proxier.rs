@@ -20,6 +20,7 @@ use crate::{
     conntrack,
     model::{self, Family, Problem, ServiceKey},
     nft::{Nft, NftError},
+    nft_netlink::{self, NetlinkError},
     ruleset::{self, FamilyConfig, ServiceRules, UdpDest},
     transaction::{self, Applied, Desired, Elements, Mode},
 };
@@ -42,6 +43,9 @@ pub struct ProxyConfig {
     pub zone: Option<String>,
     pub families: Vec<Family>,
     pub nft: Nft,
+    /// Element-only changes (endpoints of data-map Services) go to the kernel over nfnetlink;
+    /// `false` sends them through `nft` as text too (for recording `nft` programs).
+    pub netlink_elements: bool,
     /// The `conntrack` program; `None` skips the UDP flush (logged once).
     pub conntrack: Option<String>,
 }
@@ -58,6 +62,7 @@ impl Default for ProxyConfig {
             families: vec![Family::V4, Family::V6],
             nft: Nft::default(),
             conntrack: Some("conntrack".into()),
+            netlink_elements: true,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Change {
 pub enum SyncError {
     #[error(transparent)]
     Nft(#[from] NftError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
     #[error("listing this node's addresses for --nodeport-addresses: {0}")]
     Addresses(#[source] nix::Error),
 }
@@ -82,8 +89,10 @@ pub enum SyncError {
 #[derive(Debug, Clone, Default)]
 pub struct SyncReport {
     pub full: bool,
-    /// Transaction sizes in lines, per family applied.
+    /// Transaction sizes in lines, per family applied through `nft -f`.
     pub lines: Vec<(Family, usize)>,
+    /// Set-element messages, per family applied through netlink (element-only changes).
+    pub netlink: Vec<(Family, usize)>,
     pub duration: Duration,
     pub conntrack_flushes: usize,
     /// Problems first seen in this sync, for Warning Events on their Services.
@@ -353,9 +362,28 @@ impl Proxier {
             if nothing_to_do {
                 continue;
             }
-            let text = transaction::build(family, &fcfg, mode, &state.applied, &desired);
-            report.lines.push((family, text.lines().count()));
-            match self.cfg.nft.apply(family, &text) {
+            // Endpoint changes of data-map Services are set elements only: straight to the
+            // kernel, without nft's cache load (see nft_netlink).
+            let batch = (mode == Mode::Incremental)
+                .then(|| transaction::element_batch(&state.applied, &desired))
+                .flatten();
+            let result: Result<(), SyncError> = match batch {
+                Some(ops) if self.cfg.netlink_elements => {
+                    report.netlink.push((family, ops.len()));
+                    nft_netlink::apply(family, &ops).map_err(SyncError::from)
+                }
+                Some(ops) => {
+                    let text = transaction::render_elements(family, &ops);
+                    report.lines.push((family, text.lines().count()));
+                    self.cfg.nft.apply(family, &text).map_err(SyncError::from)
+                }
+                None => {
+                    let text = transaction::build(family, &fcfg, mode, &state.applied, &desired);
+                    report.lines.push((family, text.lines().count()));
+                    self.cfg.nft.apply(family, &text).map_err(SyncError::from)
+                }
+            };
+            match result {
                 Ok(()) => {
                     state.recreate = false;
                     if mode == Mode::Incremental {
@@ -400,7 +428,7 @@ impl Proxier {
         self.last_no_local_endpoints = no_local;
         report.duration = start.elapsed();
         match first_error {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(report),
         }
     }

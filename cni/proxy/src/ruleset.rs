@@ -7,12 +7,15 @@
 //!               │                              affinity sets, a random endpoint: see balance_rules)
 //!               ├▶ local-<h>-...               (Local policy: local endpoints only)
 //!               └▶ external-<h>-...            (NodePort, externalIPs, LB IPs: masquerade unless Local)
-//!        endpoint-<h>-...__ip/port             (hairpin masquerade, affinity update, DNAT)
+//!   without session affinity: dnat to numgen random mod 720720 map @endpoints-<h>-... (a data
+//!     map of random-number ranges → endpoint address . port: an endpoint change is elements only)
+//!   with session affinity: endpoint-<h>-...__ip/port chains (affinity update, DNAT)
 //! filter-input/forward/output ─▶ service-endpoints-check / nodeport-endpoints-check:
 //!   no-endpoint-* maps: reject (no endpoints at all) or drop (no local endpoints for Local)
 //! filter-prerouting-pre-dnat / filter-output ─▶ firewall-check: daddr . proto . dport
 //!   vmap @firewall-ips ─▶ firewall-<h>-... (loadBalancerSourceRanges: other sources dropped)
-//! nat-postrouting ─▶ masquerading: packets carrying MASQ_MARK are masqueraded
+//! nat-postrouting ─▶ hairpin (DNATed, source == endpoint: @hairpin) marks; masquerading:
+//!   packets carrying MASQ_MARK are masqueraded
 //! ```
 //!
 //! Everything one Service contributes is its [`ServiceRules`]: its chains, affinity sets and map
@@ -40,6 +43,13 @@ pub const MAP_NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 pub const MAP_FIREWALL_IPS: &str = "firewall-ips";
 pub const SET_CLUSTER_IPS: &str = "cluster-ips";
 pub const SET_NODEPORT_IPS: &str = "nodeport-ips";
+/// `endpoint IP . endpoint IP`: a DNATed packet whose source is its own endpoint (a pod reaching
+/// itself through its Service) is masqueraded, as kube-proxy's per-endpoint
+/// `ip saddr <endpoint> jump mark-for-masquerade` does.
+pub const SET_HAIRPIN: &str = "hairpin";
+/// The range of the random number that picks an endpoint in a data map: lcm(1..=16), so up to
+/// 16 endpoints each get exactly 1/n, and more get 1/n within n/720720.
+pub const NUMGEN_MOD: u32 = 720_720;
 
 /// What the generator needs besides the services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,11 +104,33 @@ pub struct Element {
     pub value: Option<String>,
 }
 
+/// One endpoint's share of a data map: random numbers `lo..=hi` go to `ip`:`port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MapRange {
+    pub lo: u32,
+    pub hi: u32,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// A Service port's endpoints as a data map (`numgen random mod NUMGEN_MOD` → address . port),
+/// which its chain DNATs through. Changing endpoints changes only these elements: no rule, no
+/// verdict, so the kernel does not re-validate the table and the change can go by netlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataMap {
+    pub name: String,
+    /// `tcp`, `udp` or `sctp` (the map's `typeof` port).
+    pub proto: &'static str,
+    pub ranges: Vec<MapRange>,
+}
+
 /// Everything one Service puts into one family's table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceRules {
     /// Affinity sets: name and timeout in seconds.
     pub sets: Vec<(String, u32)>,
+    /// Endpoint data maps (ports without session affinity). Created before the chains.
+    pub maps: Vec<DataMap>,
     /// Endpoint chains come before the chains that jump to them.
     pub chains: Vec<Chain>,
     pub elements: Vec<Element>,
@@ -180,6 +212,12 @@ impl Names {
     }
     fn firewall(&self) -> String {
         format!("firewall-{}-{}", self.hash, self.key)
+    }
+    fn cluster_map(&self) -> String {
+        format!("endpoints-{}-{}", self.hash, self.key)
+    }
+    fn local_map(&self) -> String {
+        format!("local-endpoints-{}-{}", self.hash, self.key)
     }
     fn endpoint(&self, ep: &Endpoint) -> String {
         let label = endpoint_label(ep);
@@ -279,35 +317,50 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
         }
     }
     for ep in &used {
-        let mut rules = vec![format!(
-            "{f} saddr {} jump mark-for-masquerade",
-            fmt_ip(&ep.ip)
-        )];
-        if let Some(t) = sp.affinity_timeout {
-            let set = names.affinity(ep, t);
-            rules.push(format!("update @{set} {{ {f} saddr }}"));
-            out.sets.push((set, t));
-        }
-        rules.push(format!(
-            "meta l4proto {proto} dnat to {}",
-            fmt_ip_port(&ep.ip, ep.port)
-        ));
-        out.chains.push(Chain {
-            name: names.endpoint(ep),
-            rules,
+        out.elements.push(Element {
+            map: SET_HAIRPIN,
+            key: hairpin_key(&ep.ip),
+            value: None,
         });
     }
+    // Session affinity needs a rule per endpoint (the `update` of its set), so those ports keep
+    // kube-proxy's endpoint chains; the others pick an endpoint from a data map.
+    if let Some(t) = sp.affinity_timeout {
+        for ep in &used {
+            let set = names.affinity(ep, t);
+            out.sets.push((set.clone(), t));
+            out.chains.push(Chain {
+                name: names.endpoint(ep),
+                rules: vec![
+                    format!("update @{set} {{ {f} saddr }}"),
+                    format!(
+                        "meta l4proto {proto} dnat to {}",
+                        fmt_ip_port(&ep.ip, ep.port)
+                    ),
+                ],
+            });
+        }
+    }
 
-    let balance = |eps: &[&Endpoint]| -> Vec<String> {
+    let balance = |eps: &[&Endpoint], map: String, out: &mut ServiceRules| -> Vec<String> {
+        let Some(t) = sp.affinity_timeout else {
+            let rule = format!(
+                "meta l4proto {proto} dnat {f} to numgen random mod {NUMGEN_MOD} map @{map}"
+            );
+            out.maps.push(DataMap {
+                name: map,
+                proto,
+                ranges: map_ranges(eps),
+            });
+            return vec![rule];
+        };
         let mut rules = Vec::new();
-        if let Some(t) = sp.affinity_timeout {
-            for ep in eps {
-                rules.push(format!(
-                    "{f} saddr @{} goto {}",
-                    names.affinity(ep, t),
-                    names.endpoint(ep)
-                ));
-            }
+        for ep in eps {
+            rules.push(format!(
+                "{f} saddr @{} goto {}",
+                names.affinity(ep, t),
+                names.endpoint(ep)
+            ));
         }
         rules.extend(balance_rules(eps.iter().map(|ep| names.endpoint(ep))));
         rules
@@ -324,16 +377,17 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
                 ));
             }
         }
-        rules.extend(balance(&cluster_eps));
+        rules.extend(balance(&cluster_eps, names.cluster_map(), out));
         out.chains.push(Chain {
             name: cluster_chain.clone(),
             rules,
         });
     }
     if need_local {
+        let rules = balance(&local_eps, names.local_map(), out);
         out.chains.push(Chain {
             name: local_chain.clone(),
-            rules: balance(&local_eps),
+            rules,
         });
     }
     if has_external && has_external_dests {
@@ -436,12 +490,47 @@ fn port_rules(family: Family, cfg: &FamilyConfig, sp: &ServicePort, out: &mut Se
     }
 }
 
-/// Up to this many endpoints a Service chain picks one with a cascade of rules, above it with
-/// one `numgen ... vmap` (see [`balance_rules`]).
+/// The key of an endpoint's hairpin element.
+pub fn hairpin_key(ip: &IpAddr) -> String {
+    format!("{ip} . {ip}")
+}
+
+/// The address of a hairpin key made by [`hairpin_key`].
+pub fn hairpin_ip(key: &str) -> Option<IpAddr> {
+    let (a, b) = key.split_once(" . ")?;
+    let ip: IpAddr = a.parse().ok()?;
+    (b.parse::<IpAddr>().ok()? == ip).then_some(ip)
+}
+
+/// `endpoints` as shares of `0..NUMGEN_MOD`: endpoint k gets `[k*M/n, (k+1)*M/n - 1]`. More
+/// endpoints than numbers cannot happen in practice (a Service's slices hold far fewer); the
+/// surplus would get no share.
+pub fn map_ranges(endpoints: &[&Endpoint]) -> Vec<MapRange> {
+    let m = u64::from(NUMGEN_MOD);
+    let n = endpoints.len().min(NUMGEN_MOD as usize) as u64;
+    endpoints
+        .iter()
+        .take(n as usize)
+        .enumerate()
+        .map(|(k, ep)| {
+            let k = k as u64;
+            MapRange {
+                lo: (k * m / n) as u32,
+                hi: ((k + 1) * m / n - 1) as u32,
+                ip: ep.ip,
+                port: ep.port,
+            }
+        })
+        .collect()
+}
+
+/// Up to this many endpoints a session-affinity Service chain picks one with a cascade of
+/// rules, above it with one `numgen ... vmap` (see [`balance_rules`]).
 pub const CASCADE_MAX_ENDPOINTS: usize = 16;
 
 /// The rules that send a new connection to one of `endpoints` (chain names) at random, each
-/// with the same chance.
+/// with the same chance: session-affinity ports only (the others use a data map, see
+/// [`DataMap`]).
 ///
 /// Up to [`CASCADE_MAX_ENDPOINTS`]: a cascade, as kube-proxy's iptables mode does with
 /// `statistic`: rule i (of n) takes the connection with chance 1/(n-i), the last one takes the
@@ -593,6 +682,7 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
     }
     let _ = writeln!(s, "add set {t} {SET_CLUSTER_IPS} {{ type {addr} ; }}");
     let _ = writeln!(s, "add set {t} {SET_NODEPORT_IPS} {{ type {addr} ; }}");
+    let _ = writeln!(s, "add set {t} {SET_HAIRPIN} {{ type {addr} . {addr} ; }}");
     let nodeport_match = match &cfg.nodeport_ips {
         None => format!(
             "fib daddr type local {f} daddr != {} meta l4proto . th dport",
@@ -628,7 +718,17 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
         ),
         ("nat-prerouting", vec!["jump services".into()]),
         ("nat-output", vec!["jump services".into()]),
-        ("nat-postrouting", vec!["jump masquerading".into()]),
+        (
+            "nat-postrouting",
+            vec![
+                // After DNAT the destination is the endpoint: source == destination is a pod
+                // that reached itself through a Service.
+                format!(
+                    "ct status dnat {f} saddr . {f} daddr @{SET_HAIRPIN} jump mark-for-masquerade"
+                ),
+                "jump masquerading".into(),
+            ],
+        ),
         (
             "mark-for-masquerade",
             vec![format!("meta mark set meta mark | {MASQ_MARK:#x}")],

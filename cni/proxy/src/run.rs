@@ -157,6 +157,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
                 tracing::debug!(
                     full = was_full,
                     lines = ?report.lines,
+                    netlink = ?report.netlink,
                     "synced in {:?}",
                     report.duration
                 );

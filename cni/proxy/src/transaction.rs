@@ -19,7 +19,8 @@ use std::{
 
 use crate::{
     model::Family,
-    ruleset::{self, Element, FamilyConfig, ServiceRules, TABLE},
+    nft_netlink::{Elem, SetOp},
+    ruleset::{self, DataMap, Element, FamilyConfig, ServiceRules, NUMGEN_MOD, TABLE},
 };
 
 /// Map/set key → value (None for set elements).
@@ -64,6 +65,7 @@ pub struct Desired<'a> {
 
 struct Writer {
     t: String,
+    f: &'static str,
     addr_type: &'static str,
     s: String,
 }
@@ -79,6 +81,39 @@ impl Writer {
             "add set {t} {name} {{ type {a} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
         );
         self.line(format_args!("{line}"));
+    }
+    fn add_map(&mut self, m: &DataMap) {
+        let (t, f) = (&self.t, self.f);
+        let line = format!(
+            "add map {t} {} {{ typeof numgen random mod {NUMGEN_MOD} : {f} daddr . {} dport ; flags interval ; }}",
+            m.name, m.proto
+        );
+        self.line(format_args!("{line}"));
+    }
+    /// `add element` (with values) or `delete element` of a data map's ranges.
+    fn map_elements(&mut self, verb: &str, m: &DataMap) {
+        if m.ranges.is_empty() {
+            return;
+        }
+        let items: Vec<String> = m
+            .ranges
+            .iter()
+            .map(|r| {
+                if verb == "add" {
+                    format!("{}-{} : {} . {}", r.lo, r.hi, r.ip, r.port)
+                } else {
+                    format!("{}-{}", r.lo, r.hi)
+                }
+            })
+            .collect();
+        let t = self.t.clone();
+        for chunk in items.chunks(1000) {
+            self.line(format_args!(
+                "{verb} element {t} {} {{ {} }}",
+                m.name,
+                chunk.join(", ")
+            ));
+        }
     }
     fn add_chain(&mut self, name: &str) {
         let t = self.t.clone();
@@ -119,9 +154,19 @@ impl Writer {
             }
         }
     }
-    fn add_service(&mut self, rules: &ServiceRules) {
+    /// A Service's sets, maps (emptied first when `flush_maps`: they may exist) with their
+    /// elements, chains and rules.
+    fn add_service(&mut self, rules: &ServiceRules, flush_maps: bool) {
         for (set, timeout) in &rules.sets {
             self.add_set(set, *timeout);
+        }
+        for m in &rules.maps {
+            self.add_map(m);
+            if flush_maps {
+                let t = self.t.clone();
+                self.line(format_args!("flush map {t} {}", m.name));
+            }
+            self.map_elements("add", m);
         }
         for c in &rules.chains {
             self.add_chain(&c.name);
@@ -146,6 +191,7 @@ pub fn build(
 ) -> String {
     let t = format!("{} {TABLE}", family.nft());
     let mut w = Writer {
+        f: family.nft(),
         addr_type: match family {
             Family::V4 => "ipv4_addr",
             Family::V6 => "ipv6_addr",
@@ -174,24 +220,31 @@ pub fn build(
                 ] {
                     w.line(format_args!("flush map {t} {m}"));
                 }
-                for s in [ruleset::SET_CLUSTER_IPS, ruleset::SET_NODEPORT_IPS] {
+                for s in [
+                    ruleset::SET_CLUSTER_IPS,
+                    ruleset::SET_NODEPORT_IPS,
+                    ruleset::SET_HAIRPIN,
+                ] {
                     w.line(format_args!("flush set {t} {s}"));
                 }
             }
             for rules in desired.services.values() {
-                w.add_service(rules);
+                w.add_service(rules, mode == Mode::Flush);
             }
             w.elements("add", desired.elements.iter(), true);
             w.elements("add", nodeport_items(desired.nodeport_ips).iter(), false);
             if mode == Mode::Flush {
                 // Objects of Services that went: nothing refers to them after the flushes.
-                let (chains, sets) =
+                let (chains, sets, maps) =
                     leftovers(applied.services.values(), desired.services.values());
                 for c in chains {
                     w.line(format_args!("delete chain {t} {c}"));
                 }
                 for s in sets {
                     w.line(format_args!("delete set {t} {s}"));
+                }
+                for m in maps {
+                    w.line(format_args!("delete map {t} {m}"));
                 }
             }
         }
@@ -200,16 +253,18 @@ pub fn build(
     w.s
 }
 
-/// Chains and sets of `old` that no rules in `new` have.
+/// Chains, sets and maps of `old` that no rules in `new` have.
 fn leftovers<'a>(
     old: impl Iterator<Item = &'a Arc<ServiceRules>>,
     new: impl Iterator<Item = &'a Arc<ServiceRules>>,
-) -> (BTreeSet<String>, BTreeSet<String>) {
+) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
     let mut chains = BTreeSet::new();
     let mut sets = BTreeSet::new();
+    let mut maps = BTreeSet::new();
     for r in old {
         chains.extend(r.chains.iter().map(|c| c.name.clone()));
         sets.extend(r.sets.iter().map(|s| s.0.clone()));
+        maps.extend(r.maps.iter().map(|m| m.name.clone()));
     }
     for r in new {
         for c in &r.chains {
@@ -218,8 +273,115 @@ fn leftovers<'a>(
         for s in &r.sets {
             sets.remove(&s.0);
         }
+        for m in &r.maps {
+            maps.remove(&m.name);
+        }
     }
-    (chains, sets)
+    (chains, sets, maps)
+}
+
+/// `ops` as an `nft -f` transaction (the same change as [`crate::nft_netlink::apply`] makes):
+/// for `nft` programs that are not the kernel (recording scripts of the golden tests).
+pub fn render_elements(family: Family, ops: &[SetOp]) -> String {
+    let t = format!("{} {TABLE}", family.nft());
+    let mut s = String::new();
+    for op in ops {
+        let verb = if op.add { "add" } else { "delete" };
+        let items: Vec<String> = op
+            .elems
+            .iter()
+            .map(|e| match e {
+                Elem::Range(r) if op.add => format!("{}-{} : {} . {}", r.lo, r.hi, r.ip, r.port),
+                Elem::Range(r) => format!("{}-{}", r.lo, r.hi),
+                Elem::Pair(ip) => ruleset::hairpin_key(ip),
+            })
+            .collect();
+        if !items.is_empty() {
+            let _ = writeln!(
+                s,
+                "{verb} element {t} {} {{ {} }}",
+                op.set,
+                items.join(", ")
+            );
+        }
+    }
+    s
+}
+
+/// Whether `old` → `new` changes nothing but data-map elements: same sets, chains, elements of
+/// shared maps aside from hairpin ones (those are in the element changes), same map names.
+fn elements_only(old: &ServiceRules, new: &ServiceRules) -> bool {
+    old.sets == new.sets
+        && old.chains == new.chains
+        && old.maps.len() == new.maps.len()
+        && old
+            .maps
+            .iter()
+            .zip(&new.maps)
+            .all(|(a, b)| a.name == b.name && a.proto == b.proto)
+}
+
+/// The netlink set-element batch taking the kernel from `applied` to `desired` when the change
+/// is elements only: data-map ranges of the changed Services and hairpin elements. `None` when
+/// anything else changes (a chain, a set, a map's existence, any other shared element): that
+/// goes through [`build`].
+pub fn element_batch(applied: &Applied, desired: &Desired<'_>) -> Option<Vec<SetOp>> {
+    if applied.nodeport_ips != desired.nodeport_ips
+        || desired
+            .element_changes
+            .iter()
+            .any(|c| c.key.0 != ruleset::SET_HAIRPIN)
+    {
+        return None;
+    }
+    let hairpin = |pick: fn(&ElementChange) -> bool| -> Option<Vec<Elem>> {
+        desired
+            .element_changes
+            .iter()
+            .filter(|c| pick(c))
+            .map(|c| ruleset::hairpin_ip(&c.key.1).map(Elem::Pair))
+            .collect()
+    };
+    let hairpin_gone = hairpin(|c| c.old.is_some())?;
+    let hairpin_new = hairpin(|c| c.new.is_some())?;
+    let mut deletes = Vec::new();
+    let mut adds = Vec::new();
+    let empty = ServiceRules::default();
+    for key in desired.changed {
+        let old = applied.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
+        let new = desired.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
+        if !elements_only(old, new) {
+            return None;
+        }
+        for (o, n) in old.maps.iter().zip(&new.maps) {
+            if o.ranges == n.ranges {
+                continue;
+            }
+            // All old ranges go and all new ones come, in one batch: ranges rarely survive a
+            // change of n, and deleting and re-adding an equal range is no error.
+            deletes.push(SetOp::delete(
+                &o.name,
+                o.ranges.iter().map(|r| Elem::Range(*r)),
+            ));
+            adds.push(SetOp::add(
+                &n.name,
+                n.ranges.iter().map(|r| Elem::Range(*r)),
+            ));
+        }
+    }
+    let mut ops = Vec::new();
+    if !hairpin_gone.is_empty() {
+        ops.push(SetOp::delete(
+            ruleset::SET_HAIRPIN,
+            hairpin_gone.into_iter(),
+        ));
+    }
+    ops.extend(deletes);
+    ops.extend(adds);
+    if !hairpin_new.is_empty() {
+        ops.push(SetOp::add(ruleset::SET_HAIRPIN, hairpin_new.into_iter()));
+    }
+    Some(ops)
 }
 
 fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
@@ -238,6 +400,7 @@ fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
     let empty = ServiceRules::default();
     let mut gone_chains = Vec::new();
     let mut gone_sets = Vec::new();
+    let mut gone_maps = Vec::new();
     for key in desired.changed {
         let old = applied.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
         let new = desired.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
@@ -251,6 +414,24 @@ fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
         for (set, timeout) in &new.sets {
             if !old.sets.iter().any(|(s, _)| s == set) {
                 w.add_set(set, *timeout);
+            }
+        }
+        for m in &new.maps {
+            match old.maps.iter().find(|o| o.name == m.name) {
+                None => {
+                    w.add_map(m);
+                    w.map_elements("add", m);
+                }
+                Some(o) if o.ranges != m.ranges => {
+                    w.map_elements("delete", o);
+                    w.map_elements("add", m);
+                }
+                Some(_) => {}
+            }
+        }
+        for m in &old.maps {
+            if !new.maps.iter().any(|n| n.name == m.name) {
+                gone_maps.push(m.name.clone());
             }
         }
         for c in &new.chains {
@@ -297,5 +478,8 @@ fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
     }
     for s in gone_sets {
         w.line(format_args!("delete set {t} {s}"));
+    }
+    for m in gone_maps {
+        w.line(format_args!("delete map {t} {m}"));
     }
 }
