@@ -301,8 +301,9 @@ impl Browser {
             if code == 200 {
                 break;
             }
-            let stale = v["value"]["error"] == "stale element reference";
+            let stale = swapped(&v);
             assert!(stale && attempt < 5, "WebDriver click {css}: {code} {v}");
+            std::thread::sleep(Duration::from_millis(100));
         }
         eventually(15, &format!("the page after clicking {css}"), || {
             self.js("return window.peaOldPage === undefined && document.readyState === 'complete'")
@@ -323,8 +324,9 @@ impl Browser {
                     Some(&body),
                 );
                 if code != 200 {
-                    stale = v["value"]["error"] == "stale element reference";
+                    stale = swapped(&v);
                     assert!(stale && attempt < 5, "WebDriver {what} {css}: {code} {v}");
+                    std::thread::sleep(Duration::from_millis(100));
                     break;
                 }
             }
@@ -1373,4 +1375,14 @@ fn dashboard_logs_in_with_a_client_certificate() {
     b.goto(&format!("{base}/dashboard/ns/default/deployments/web"));
     assert!(b.url().ends_with("/deployments/web"), "{}", b.url());
     drop(b);
+}
+
+/// Whether a WebDriver error means the live page swapped the element out between finding and
+/// using it: gone ("stale element reference") or, mid-swap, present but not yet usable ("element
+/// not interactable", seen under load on 2026-12-07). Either way: find it again.
+fn swapped(v: &Value) -> bool {
+    matches!(
+        v["value"]["error"].as_str(),
+        Some("stale element reference" | "element not interactable")
+    )
 }
