@@ -387,6 +387,16 @@ impl Lab {
         Ok(())
     }
 
+    /// Waits until the data maps of service port `key` (cluster and node-local) on `node` hold
+    /// each of `ips`. Endpoint changes reach the kernel as map elements, apart from the
+    /// Service's own rules, so a chain or address in the table says nothing of its endpoints.
+    fn wait_endpoints(&self, node: usize, key: &str, ips: &[&str]) -> Result<()> {
+        self.wait_rules(node, &format!("{key}'s endpoints {ips:?}"), |t| {
+            let held = all_map_ips(t, key);
+            ips.iter().all(|ip| held.iter().any(|h| h == ip))
+        })
+    }
+
     /// What a node holds, for a failure message.
     fn debug(&self, node: usize) -> String {
         let ns = &self.nodes[node];
@@ -464,6 +474,29 @@ fn map_ips(table_json: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The endpoint addresses in every data map of service port `key`: the cluster-wide one and
+/// the node-local one (`local-endpoints-…`, traffic policy Local).
+fn all_map_ips(table_json: &str, key: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(table_json) else {
+        return Vec::new();
+    };
+    let suffix = format!("-{key}");
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| &i["map"])
+        .filter(|m| {
+            m["name"].as_str().is_some_and(|n| {
+                (n.starts_with("endpoints-") || n.starts_with("local-endpoints-"))
+                    && n.ends_with(&suffix)
+            })
+        })
+        .flat_map(|m| m["elem"].as_array().into_iter().flatten())
+        .filter_map(|e| e[1]["concat"][0].as_str().map(str::to_string))
+        .collect()
+}
+
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().expect("addr")
 }
@@ -503,6 +536,7 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
     lab.wait_rules(1, "web's service chain", |t| {
         t.contains("default/web/tcp/http")
     })?;
+    lab.wait_endpoints(1, "default/web/tcp/http", &["10.244.1.10"])?;
     let got = tcp_get(&lab.pods[c].ns, addr(&cip, 80)).with_context(|| lab.debug(1))?;
     // Pod to pod across nodes keeps the client's address (no masquerade inside the cluster).
     assert_eq!(got, format!("a {}", lab.pods[c].ip));
@@ -565,6 +599,8 @@ fn clusterip_nodeport_reject_hairpin_affinity_and_bad_objects() -> Result<()> {
     lab.slice("np", json!({"name": "http", "port": 8080}), &[a], &[])?;
     lab.wait_rules(1, "nodeport", |t| t.contains(&np.to_string()))?;
     lab.wait_rules(0, "nodeport", |t| t.contains(&np.to_string()))?;
+    lab.wait_endpoints(0, "default/np/tcp/http", &["10.244.1.10"])?;
+    lab.wait_endpoints(1, "default/np/tcp/http", &["10.244.1.10"])?;
     assert_eq!(
         tcp_get(&lab.client, addr("192.168.60.1", np))?,
         "a 10.244.1.1"
@@ -741,6 +777,8 @@ fn local_traffic_policy_and_endpoint_churn() -> Result<()> {
     lab.slice("loc", json!({"name": "http", "port": 8080}), &[a], &[])?;
     lab.wait_rules(0, "loc", |t| t.contains("local-"))?;
     lab.wait_rules(1, "loc drop", |t| t.contains(&np.to_string()))?;
+    lab.wait_endpoints(0, "default/loc/tcp/http", &["10.244.1.10"])?;
+    lab.wait_endpoints(1, "default/loc/tcp/http", &["10.244.1.10"])?;
     assert_eq!(
         tcp_get(&lab.client, addr("192.168.60.1", np))?,
         "a 192.168.60.100"
@@ -805,6 +843,8 @@ fn local_traffic_policy_and_endpoint_churn() -> Result<()> {
     )?;
     lab.slice("itp", json!({"name": "http", "port": 8080}), &[a, b], &[])?;
     lab.wait_rules(1, "itp", |t| t.contains("default/itp/"))?;
+    lab.wait_endpoints(0, "default/itp/tcp/http", &["10.244.1.10"])?;
+    lab.wait_endpoints(1, "default/itp/tcp/http", &["10.244.2.10"])?;
     assert_eq!(tags(&lab.pods[c].ns, addr(&itp, 80), 8)?, ["b"; 8]);
     assert_eq!(tags(&lab.pods[a].ns, addr(&itp, 80), 4)?, ["a"; 4]);
 
@@ -858,6 +898,7 @@ fn udp_conntrack_flush_and_restart_keeps_connections() -> Result<()> {
     let port = json!({"name": "dns", "port": 5353, "protocol": "UDP"});
     lab.slice("dns", port.clone(), &[a], &[])?;
     lab.wait_rules(0, "dns", |t| t.contains("default/dns/udp/dns"))?;
+    lab.wait_endpoints(0, "default/dns/udp/dns", &["10.244.1.10"])?;
     // One client socket (one conntrack flow) asks again and again.
     let to = addr(&dns, 53);
     let ask = |sock: &UdpSocket| -> Result<String> {
@@ -895,6 +936,7 @@ fn udp_conntrack_flush_and_restart_keeps_connections() -> Result<()> {
     let svc = lab.service("echo", json!({"ports": [{"name": "e", "port": 70}]}))?;
     lab.slice("echo", json!({"name": "e", "port": 7000}), &[a], &[])?;
     lab.wait_rules(0, "echo", |t| t.contains("default/echo/tcp/e"))?;
+    lab.wait_endpoints(0, "default/echo/tcp/e", &["10.244.1.10"])?;
     let mut conn = lab.pods[c].ns.tcp_connect(addr(&svc, 70))?;
     assert_eq!(conn.echo(b"one")?, b"one");
     lab.stop_proxy(0);
@@ -965,6 +1007,7 @@ fn load_balancer_source_ranges_drop_other_sources() -> Result<()> {
     lab.wait_rules(0, "the firewall", |t| {
         has_firewall_chain(t) && t.contains(LB_IP)
     })?;
+    lab.wait_endpoints(0, "default/guarded/tcp/http", &["10.244.1.10"])?;
     let lb = addr(LB_IP, 80);
     let inside = tcp_get(&lab.client, lb);
     assert!(
@@ -1335,6 +1378,7 @@ fn node_ips_come_from_the_node_object() -> Result<()> {
     lab.wait_rules(0, "node IP in nodeport-ips", |t| {
         t.contains("192.168.60.1\"")
     })?;
+    lab.wait_endpoints(0, "default/np/tcp/http", &["10.244.1.10"])?;
     assert_eq!(
         tcp_get(&lab.client, addr("192.168.60.1", np))?,
         "a 10.244.1.1"
