@@ -157,6 +157,11 @@ image() {
   done
   rm -rf "$stage"
   cp -a "$cache/rootfs" "$stage"
+  # Every VM boots an overlay of this one image: an empty machine-id makes systemd generate one
+  # per VM at first boot (as cloud images ship it). A shared one gave every node the same
+  # udev-derived MAC on its virtual devices, and the same identity wherever machine-id is used.
+  : > "$stage/etc/machine-id"
+  rm -f "$stage/var/lib/dbus/machine-id"
   for b in "${bins[@]}"; do install -s -m 0755 "$bin_dir/$b" "$stage/usr/local/bin/$b"; done
   # kubectl for `pea token create` / `pea join` (they drive the API with it): the host's.
   install -m 0755 "$(command -v kubectl)" "$stage/usr/local/bin/kubectl"

@@ -514,6 +514,41 @@ pub async fn routes_via(
     Ok(out)
 }
 
+/// The output interface of the main table's IPv4 default route (the lowest metric when there
+/// are several), if there is one.
+pub async fn default_route_oif(h: &Handle) -> Result<Option<u32>, LinkError> {
+    use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader};
+    let msgs: Vec<_> = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing routes", "*"))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| {
+            m.header.table == RouteHeader::RT_TABLE_MAIN && m.header.destination_prefix_length == 0
+        })
+        .filter_map(|m| {
+            let oif = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })?;
+            let metric = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Priority(p) => Some(*p),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            Some((metric, oif))
+        })
+        .min()
+        .map(|(_, oif)| oif))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

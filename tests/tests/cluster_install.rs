@@ -189,6 +189,35 @@ fn install_writes_units_systemd_accepts_and_uninstall_removes_them() {
         flanneld.contains("--kubeconfig-file /etc/pea/flanneld.kubeconfig "),
         "{flanneld}"
     );
+    // The overlay runs over the node IP's interface (flannel's --iface by address).
+    assert!(flanneld.contains(" --iface 10.0.0.2"), "{flanneld}");
+    // pea-flanneld accepts the config and flags as written: run as its unit would (paths under
+    // the install root, in a network namespace of its own), it gets past them to the
+    // kubeconfig, which here is a placeholder. (A config missing a required key once kept
+    // every installed node's overlay down.)
+    let exec = flanneld
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let rooted = exec.replace(
+        " /etc/pea/",
+        &format!(" {}/etc/pea/", root.path().display()),
+    );
+    let mut words = rooted.split_whitespace();
+    words.next();
+    let out = Command::new("unshare")
+        .arg("--net")
+        .arg(workspace_binary("pea-flanneld", "PEA_FLANNELD"))
+        .args(words)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("flanneld.kubeconfig") && !err.contains("flanneld.json"),
+        "{err}"
+    );
     for (file, text) in [
         ("proxy.kubeconfig", "# system:kube-proxy\n"),
         ("flanneld.kubeconfig", "# system:pea-flanneld\n"),

@@ -88,14 +88,30 @@ fn lab(n: usize, registry: &Path, lab_ns: &Netns) -> Result<Vec<LabNode>> {
         ns.ip(&["addr", "add", &format!("192.168.50.{i}/24"), "dev", "eth0"])?;
         let dir = tempfile::tempdir()?;
         let subnet = format!("10.244.{i}.0/24");
-        let cfg = json!({
+        let mut cfg = json!({
             "network": "10.244.0.0/16",
             "nodeName": format!("node{i}"),
-            "iface": "eth0",
             "subnetSource": {"static": {"subnet": subnet, "registryDir": registry}},
             "subnetFile": dir.path().join("subnet.env"),
             "resyncMillis": 100
         });
+        // The three ways to name the uplink, as flannel's --iface: node1 by name, node2 by
+        // its address, node3 not at all (the default route's interface).
+        match i {
+            1 => cfg["iface"] = "eth0".into(),
+            2 => cfg["iface"] = "192.168.50.2".into(),
+            _ => {
+                ns.ip(&[
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    "192.168.50.254",
+                    "dev",
+                    "eth0",
+                ])?;
+            }
+        }
         std::fs::write(dir.path().join("flanneld.json"), serde_json::to_vec(&cfg)?)?;
         let plugin = json!({
             "type": "pea-cni",
@@ -186,6 +202,9 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
     )?;
     let mac2 = nodes[1].ns.ip_json(&["link", "show", "dev", "flannel.1"])?[0]["address"].clone();
     assert_eq!(data["VtepMAC"], mac2);
+    // Set explicitly at creation (from the node address), not the kernel's random one that
+    // udev's MACAddressPolicy=persistent would replace after the agent published it.
+    assert_eq!(mac2, "0e:70:c0:a8:32:02");
     assert_eq!(data["VNI"], 1);
 
     // One pod per node, addressed from the subnet file.
@@ -310,6 +329,43 @@ fn pods_reach_each_other_across_three_nodes_and_a_leaving_node_is_withdrawn() ->
             "eth0",
             &Value::Null,
         )?;
+    }
+    Ok(())
+}
+
+/// An uplink that cannot be found (an address no interface holds; no iface and no default
+/// route) is named in the error, and nothing is set up: no device, no subnet file.
+#[test]
+fn an_uplink_that_cannot_be_found_is_named_and_nothing_is_set_up() -> Result<()> {
+    require_root();
+    let node = Netns::new("node")?;
+    let dir = tempfile::tempdir()?;
+    let registry = tempfile::tempdir()?;
+    for (iface, want) in [
+        (Some("192.0.2.77"), "no interface holds 192.0.2.77"),
+        (None, "no IPv4 default route"),
+    ] {
+        let mut cfg = json!({
+            "network": "10.244.0.0/16", "nodeName": "solo",
+            "subnetSource": {"static": {"subnet": "10.244.9.0/24", "registryDir": registry.path()}},
+            "subnetFile": dir.path().join("subnet.env")
+        });
+        if let Some(i) = iface {
+            cfg["iface"] = i.into();
+        }
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, serde_json::to_vec(&cfg)?)?;
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", node.path().display()))
+            .arg(pea_cni_dir()?.join("pea-flanneld"))
+            .args(["--once", "--config"])
+            .arg(&path)
+            .output()?;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+        assert!(!dir.path().join("subnet.env").exists());
+        assert_eq!(node.links()?, vec!["lo".to_string()]);
     }
     Ok(())
 }

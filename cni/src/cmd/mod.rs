@@ -153,11 +153,18 @@ pub fn run(vars: &BTreeMap<String, String>, stdin: &[u8]) -> Result<Option<Strin
     out.map_err(to_wire)
 }
 
+/// The error's causes that its message does not already say (most of pea-cni's errors quote
+/// their source in their message), so a runtime printing "msg: details" says each once.
 fn details(e: &CmdError) -> String {
+    let mut shown = e.to_string();
     let mut chain = Vec::new();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        chain.push(s.to_string());
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            shown.push_str(&text);
+            chain.push(text);
+        }
         src = s.source();
     }
     chain.join(": ")
@@ -172,6 +179,18 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn details_leave_out_what_the_message_already_says() {
+        let io = || std::io::Error::from_raw_os_error(2);
+        let e = CmdError::Config(crate::config::ConfigError::SubnetFile {
+            path: "/run/pea/flannel/subnet.env".into(),
+            source: crate::flannel::subnet_env::SubnetEnvError::Read(io()),
+        });
+        let msg = e.to_string();
+        assert_eq!(msg.matches("os error 2").count(), 1, "{msg}");
+        assert_eq!(details(&e), "", "{msg}");
     }
 
     #[test]

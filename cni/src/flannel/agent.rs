@@ -15,6 +15,7 @@ use super::{
     kube_source::{KubeSource, KubeSourceError},
     registry::{self, NodeRecord, Peer, RegistryError},
     subnet_env::{SubnetEnv, SubnetEnvError},
+    uplink::{self, UplinkError},
     vxlan::{self, Device, VxlanError},
 };
 use crate::{
@@ -32,10 +33,8 @@ pub enum AgentError {
     Config(#[from] AgentConfigError),
     #[error(transparent)]
     Kube(#[from] KubeSourceError),
-    #[error("uplink {0} not found")]
-    NoUplink(String),
-    #[error("uplink {0} has no IPv4 address; set publicIP")]
-    NoPublicIp(String),
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
     #[error(transparent)]
     Netns(#[from] NetnsError),
     #[error(transparent)]
@@ -104,17 +103,10 @@ impl Agent {
             }
         };
         let h = netns::netlink_here()?;
-        let uplink = link::get(&h, &cfg.iface)
-            .await?
-            .ok_or_else(|| AgentError::NoUplink(cfg.iface.clone()))?;
-        let public_ip = match cfg.public_ip {
-            Some(ip) => ip,
-            None => link::addrs(&h, uplink.header.index)
-                .await?
-                .first()
-                .map(|(ip, _)| *ip)
-                .ok_or_else(|| AgentError::NoPublicIp(cfg.iface.clone()))?,
-        };
+        let uplink = uplink::resolve(&h, cfg.iface.as_deref(), cfg.public_ip).await?;
+        tracing::info!(uplink = %uplink.name, public_ip = %uplink.public_ip, "overlay uplink");
+        let public_ip = uplink.public_ip;
+        let uplink = uplink.link;
         let mtu = link::mtu_of(&uplink).unwrap_or(1500) - VXLAN_OVERHEAD;
         let device = vxlan::ensure_device(
             &h,

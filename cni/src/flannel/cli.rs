@@ -34,6 +34,14 @@ pub struct Args {
     /// This node's name (default: $NODE_NAME, then the config's nodeName).
     #[arg(long)]
     node_name: Option<String>,
+    /// The interface for inter-node traffic, by name or by one of its IPv4 addresses
+    /// (flannel's flag; overrides the config's iface). Default: the default route's interface.
+    #[arg(long)]
+    iface: Option<String>,
+    /// The address other nodes send this node's overlay traffic to (flannel's flag; overrides
+    /// the config's publicIP). Default: the address --iface gave, else the uplink's first.
+    #[arg(long)]
+    public_ip: Option<std::net::Ipv4Addr>,
     /// Set up, reconcile once and exit.
     #[arg(long)]
     once: bool,
@@ -55,6 +63,12 @@ pub fn prepare(args: Args) -> anyhow::Result<Prepared> {
     let mut cfg = AgentConfig::read(&args.config)?;
     if let Some(name) = args.node_name.or_else(|| std::env::var("NODE_NAME").ok()) {
         cfg.node_name = name;
+    }
+    if args.iface.is_some() {
+        cfg.iface = args.iface;
+    }
+    if args.public_ip.is_some() {
+        cfg.public_ip = args.public_ip;
     }
     if args.kube_subnet_mgr {
         cfg.subnet_source = Some(SubnetSource::Kubernetes {

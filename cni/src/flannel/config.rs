@@ -92,8 +92,11 @@ pub struct AgentConfig {
     /// This node's name (also `--node-name` / `NODE_NAME` in pea-flanneld).
     #[serde(default)]
     pub node_name: String,
-    /// The uplink the overlay runs over.
-    pub iface: String,
+    /// The uplink the overlay runs over: an interface name or one of its IPv4 addresses
+    /// (flannel's `--iface`; also pea-flanneld's flag). Default: the interface of the IPv4
+    /// default route, as flannel picks it.
+    #[serde(default)]
+    pub iface: Option<String>,
     /// The address other nodes reach this one at; default: the uplink's first IPv4 address.
     #[serde(default, rename = "publicIP")]
     pub public_ip: Option<Ipv4Addr>,
@@ -144,8 +147,15 @@ impl AgentConfig {
         }
         crate::config::validate_network_name(&self.node_name)
             .map_err(|e| AgentConfigError::Invalid(format!("nodeName: {e}")))?;
-        crate::env::validate_ifname(&self.iface)
-            .map_err(|e| AgentConfigError::Invalid(format!("iface: {e}")))?;
+        if let Some(iface) = &self.iface {
+            if iface.parse::<Ipv4Addr>().is_err() {
+                crate::env::validate_ifname(iface).map_err(|e| {
+                    AgentConfigError::Invalid(format!(
+                        "iface: {e} (give an interface name or an IPv4 address)"
+                    ))
+                })?;
+            }
+        }
         crate::env::validate_ifname(&self.vxlan.device)
             .map_err(|e| AgentConfigError::Invalid(format!("vxlan.device: {e}")))?;
         if self.vxlan.vni == 0 || self.vxlan.vni >= 1 << 24 {
@@ -226,6 +236,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("10.99.1.0/24"));
+        let c: AgentConfig = serde_json::from_str(
+            r#"{"network":"10.244.0.0/16","nodeName":"n1","iface":"eth0/x",
+                "subnetSource":{"static":{"subnet":"10.244.1.0/24","registryDir":"/tmp/r"}}}"#,
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("iface"), "{e}");
+    }
+
+    #[test]
+    fn iface_is_optional_and_may_be_an_address() {
+        for iface in [None, Some("10.77.0.11"), Some("eth1")] {
+            let mut v = serde_json::json!({"network": "10.244.0.0/16", "nodeName": "n1",
+                "subnetSource": {"kubernetes": {}}});
+            if let Some(i) = iface {
+                v["iface"] = i.into();
+            }
+            let c: AgentConfig = serde_json::from_value(v).unwrap();
+            c.validate().unwrap();
+            assert_eq!(c.iface.as_deref(), iface);
+        }
     }
 
     #[test]

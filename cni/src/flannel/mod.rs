@@ -15,4 +15,5 @@ pub mod kube_source;
 pub mod metrics;
 pub mod registry;
 pub mod subnet_env;
+pub mod uplink;
 pub mod vxlan;

@@ -101,7 +101,13 @@ pub async fn ensure_device(
                 );
                 link::delete(h, name).await?;
             }
+            // An explicit MAC: one the kernel picks at random is replaced by udev right
+            // after creation on systemd hosts (MACAddressPolicy=persistent), after this agent
+            // read and published it, and every peer then sends to a MAC nobody has (flannel
+            // sets its VTEP MAC for the same reason). Derived from the node's address, it is
+            // the same after a re-creation, so peers' FDB entries stay right.
             let msg = LinkVxlan::new(name, cfg.vni)
+                .address(vtep_mac(local).to_vec())
                 .dev(uplink)
                 .port(cfg.port)
                 .local(local)
@@ -151,6 +157,12 @@ pub async fn ensure_device(
         mac: link::mac_of(&m),
         mtu,
     })
+}
+
+/// The VTEP MAC of the node at `local`: locally administered, unicast, unique per node address.
+pub fn vtep_mac(local: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = local.octets();
+    [0x0e, 0x70, a, b, c, d]
 }
 
 /// Programs neighbour, FDB entry and route for `peer` (replace: idempotent, no disruption).
@@ -296,6 +308,15 @@ pub async fn sweep_stale(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vtep_macs_are_local_unicast_and_per_address() {
+        let m = vtep_mac(Ipv4Addr::new(10, 77, 0, 12));
+        assert_eq!(m, [0x0e, 0x70, 10, 77, 0, 12]);
+        assert_eq!(m[0] & 0x02, 0x02, "locally administered");
+        assert_eq!(m[0] & 0x01, 0, "unicast");
+        assert_ne!(m, vtep_mac(Ipv4Addr::new(10, 77, 0, 11)));
+    }
 
     #[test]
     fn fdb_destinations_are_read_from_raw_bytes_too() {

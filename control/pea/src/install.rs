@@ -369,7 +369,12 @@ fn plan(o: &Options) -> Result<Plan> {
                 "--kube-subnet-mgr".into(),
                 format!("--kubeconfig-file {flanneld_kc}"),
                 format!("--node-name {}", o.node_name),
-            ],
+            ]
+            .into_iter()
+            // The overlay runs over the interface holding the node IP (the VXLAN overlay is
+            // IPv4); an IPv6 node IP leaves it to the default route, as flannel does.
+            .chain(o.node_ip.is_ipv4().then(|| format!("--iface {ip}")))
+            .collect::<Vec<_>>(),
             &flanneld_pre,
         ),
         0o644,
