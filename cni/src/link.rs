@@ -473,12 +473,11 @@ pub async fn del_route(h: &Handle, idx: u32, dst: ipnet::Ipv4Net) -> Result<(), 
     }
 }
 
-/// IPv4 routes whose output interface is `idx`: (destination, gateway).
-pub async fn routes_via(
+/// The IPv4 routes of the main table.
+async fn main_routes_v4(
     h: &Handle,
-    idx: u32,
-) -> Result<Vec<(ipnet::Ipv4Net, Option<Ipv4Addr>)>, LinkError> {
-    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+) -> Result<Vec<rtnetlink::packet_route::route::RouteMessage>, LinkError> {
+    use rtnetlink::packet_route::route::RouteHeader;
     let msgs: Vec<_> = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -486,13 +485,30 @@ pub async fn routes_via(
         .try_collect()
         .await
         .map_err(nl("listing routes", "*"))?;
+    Ok(msgs
+        .into_iter()
+        .filter(|m| m.header.table == RouteHeader::RT_TABLE_MAIN)
+        .collect())
+}
+
+/// A route's output interface.
+fn oif_of(m: &rtnetlink::packet_route::route::RouteMessage) -> Option<u32> {
+    use rtnetlink::packet_route::route::RouteAttribute;
+    m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
+}
+
+/// IPv4 routes whose output interface is `idx`: (destination, gateway).
+pub async fn routes_via(
+    h: &Handle,
+    idx: u32,
+) -> Result<Vec<(ipnet::Ipv4Net, Option<Ipv4Addr>)>, LinkError> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
     let mut out = Vec::new();
-    for m in msgs {
-        let oif = m.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        if oif != Some(idx) || m.header.table != RouteHeader::RT_TABLE_MAIN {
+    for m in main_routes_v4(h).await? {
+        if oif_of(&m) != Some(idx) {
             continue;
         }
         let dst = m
@@ -517,24 +533,13 @@ pub async fn routes_via(
 /// The output interface of the main table's IPv4 default route (the lowest metric when there
 /// are several), if there is one.
 pub async fn default_route_oif(h: &Handle) -> Result<Option<u32>, LinkError> {
-    use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader};
-    let msgs: Vec<_> = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("listing routes", "*"))?;
-    Ok(msgs
+    use rtnetlink::packet_route::route::RouteAttribute;
+    Ok(main_routes_v4(h)
+        .await?
         .iter()
-        .filter(|m| {
-            m.header.table == RouteHeader::RT_TABLE_MAIN && m.header.destination_prefix_length == 0
-        })
+        .filter(|m| m.header.destination_prefix_length == 0)
         .filter_map(|m| {
-            let oif = m.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
-                _ => None,
-            })?;
+            let oif = oif_of(m)?;
             let metric = m
                 .attributes
                 .iter()
