@@ -17,6 +17,7 @@ mod control_crd_conversion;
 mod control_daemonset;
 mod control_drain;
 mod control_event_repeats;
+mod control_events_v1;
 mod control_gc;
 mod control_hpa;
 mod control_job_backoff;
