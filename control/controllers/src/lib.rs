@@ -47,6 +47,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod endpointslice_hints;
+pub mod event_correlator;
 pub mod events;
 pub mod expectations;
 pub mod history;
