@@ -22,6 +22,7 @@ mod control_gc;
 mod control_hpa;
 mod control_job_backoff;
 mod control_job_events;
+mod control_job_metrics;
 mod control_jobs;
 mod control_kubectl;
 mod control_kubelet_proxy;
