@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -114,6 +114,52 @@ pub fn error_text(e: &kube::Error) -> String {
 /// creation fails alike, and the namespace's events go with it).
 pub fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("because it is being terminated"))
+}
+
+/// How a refused pod creation is told in its FailedCreate event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedCreate {
+    /// "Error creating: <the client's error>" for every refusal (the ReplicaSet controller's).
+    Always,
+    /// "Error creating: <the API server's message>", and none for a terminating namespace
+    /// (kube's NamespaceTerminatingCause; the Job controller's).
+    UnlessNamespaceTerminating,
+}
+
+/// kube's RealPodControl.CreatePods: creates `pod` for the controller of `about` and records
+/// SuccessfulCreate "Created pod: NAME" or FailedCreate "Error creating: ..." about it.
+pub async fn create_pod(
+    api: &Api<Pod>,
+    pod: &Pod,
+    events: &Recorder,
+    about: ObjectReference,
+    failed: FailedCreate,
+) -> Result<Pod, kube::Error> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(p) => {
+            events.normal(
+                about,
+                "SuccessfulCreate",
+                format!("Created pod: {}", p.name_any()),
+            );
+            Ok(p)
+        }
+        Err(e) => {
+            match failed {
+                FailedCreate::Always => {
+                    events.warning(about, "FailedCreate", format!("Error creating: {e}"))
+                }
+                FailedCreate::UnlessNamespaceTerminating if !namespace_terminating(&e) => events
+                    .warning(
+                        about,
+                        "FailedCreate",
+                        format!("Error creating: {}", error_text(&e)),
+                    ),
+                FailedCreate::UnlessNamespaceTerminating => {}
+            }
+            Err(e)
+        }
+    }
 }
 
 impl Recorder {

@@ -35,12 +35,12 @@ use futures_util::future::join_all;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
 use crate::claim::{self, Claim};
-use crate::events::{error_text, namespace_terminating, reference, Recorder};
+use crate::events::{create_pod, error_text, reference, FailedCreate, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
 use crate::metrics::Metrics;
@@ -1131,27 +1131,10 @@ impl JobController {
             };
             let (api, events, about) = (api.clone(), self.events.clone(), about.clone());
             async move {
-                // kube's RealPodControl events.
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(p) => {
-                        events.normal(
-                            about,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        );
-                        Ok(())
-                    }
-                    Err(e) => {
-                        if !namespace_terminating(&e) {
-                            events.warning(
-                                about,
-                                "FailedCreate",
-                                format!("Error creating: {}", error_text(&e)),
-                            );
-                        }
-                        Err(e)
-                    }
-                }
+                let failed = FailedCreate::UnlessNamespaceTerminating;
+                create_pod(&api, &pod, &events, about, failed)
+                    .await
+                    .map(|_| ())
             }
         })
         .await;
