@@ -14,6 +14,7 @@ pub mod certificates;
 pub mod crd;
 pub mod defaults;
 pub mod discovery;
+pub mod events_v1;
 pub mod gc;
 pub mod gc_sweep;
 pub mod hpa_conversion;

@@ -471,6 +471,7 @@ fn main() -> anyhow::Result<()> {
                 ),
                 ..Default::default()
             };
+            running.api.metrics.add_controllers(c.metrics.clone());
             if let Some(p) = args.horizontal_pod_autoscaler_sync_period {
                 c.hpa.sync_period_secs = p;
             }

@@ -19,6 +19,9 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Metrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// The in-process controllers' metrics, served after the API server's (kube serves them
+    /// from kube-controller-manager's own /metrics).
+    controllers: std::sync::OnceLock<pea_controllers::metrics::Metrics>,
 }
 
 /// The `verb` label of a request: one of kube-apiserver's verbs (or a lowercase HTTP method
@@ -123,7 +126,15 @@ impl Metrics {
                 s.count
             ));
         }
+        if let Some(c) = self.controllers.get() {
+            out.push_str(&c.render());
+        }
         out
+    }
+
+    /// Serves the in-process controllers' metrics from now on (once).
+    pub fn add_controllers(&self, m: pea_controllers::metrics::Metrics) {
+        let _ = self.controllers.set(m);
     }
 }
 
@@ -153,5 +164,30 @@ mod tests {
             assert!(series.ends_with('}'), "{line}");
             value.parse::<f64>().unwrap();
         }
+    }
+
+    #[test]
+    fn the_in_process_controllers_metrics_follow_the_api_servers() {
+        let m = Metrics::default();
+        let controllers = pea_controllers::metrics::Metrics::default();
+        m.add_controllers(controllers.clone());
+        // Recorded after attaching: the handle is shared, not copied.
+        controllers.inc(
+            &pea_controllers::job::metrics::FINISHED,
+            &[
+                ("completion_mode", "NonIndexed"),
+                ("result", "failed"),
+                ("reason", "BackoffLimitExceeded"),
+            ],
+        );
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE job_controller_jobs_finished_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="failed",reason="BackoffLimitExceeded"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -79,6 +79,14 @@ impl Query {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// These parameters with `k` set to `v` (every earlier value of it replaced).
+    pub fn with(&self, k: &str, v: &str) -> Self {
+        let mut pairs: Vec<(String, String)> =
+            self.1.iter().filter(|(key, _)| key != k).cloned().collect();
+        pairs.push((k.to_string(), v.to_string()));
+        Self(pairs.iter().cloned().collect(), pairs)
+    }
+
     /// The parameters re-encoded in their original order (passed on by node proxy).
     pub fn encoded(&self) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());

@@ -151,7 +151,8 @@ impl Resources {
     /// The built-in Kubernetes 1.32 resources pea serves.
     pub fn builtin() -> Self {
         use k8s_openapi::api::{
-            apps, autoscaling, batch, coordination, core, discovery, networking, policy, storage,
+            apps, autoscaling, batch, coordination, core, discovery, events, networking, policy,
+            storage,
         };
         let defs = vec![
             def!(
@@ -463,6 +464,19 @@ impl Resources {
                 ["all"],
                 ["status"],
                 autoscaling::v1::HorizontalPodAutoscaler
+            ),
+            // Served by conversion from the stored core/v1 Event (verbs/converted.rs).
+            def!(
+                "events.k8s.io",
+                "v1",
+                "Event",
+                "events",
+                "event",
+                true,
+                ["ev"],
+                [],
+                [],
+                events::v1::Event
             ),
             def!(
                 "networking.k8s.io",

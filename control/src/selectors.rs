@@ -229,6 +229,16 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|(field, eq, want)| {
+            // An Event's `source` is its source component, else its reporting controller
+            // (kube's EventToSelectableFields).
+            if field == "source" {
+                let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+                let have = match text("/source/component") {
+                    "" => text("/reportingComponent"),
+                    c => c,
+                };
+                return (have == want) == *eq;
+            }
             let pointer = format!("/{}", field.replace('.', "/"));
             let have = match obj.pointer(&pointer) {
                 Some(Value::String(s)) => s.clone(),
@@ -254,6 +264,15 @@ mod tests {
 
     fn pod(labels: Value) -> Value {
         json!({"metadata": {"name": "p", "namespace": "d", "labels": labels}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
+    }
+
+    #[test]
+    fn an_events_source_is_its_component_else_its_reporting_controller() {
+        let m = |s: &str, ev: &Value| FieldSelector::parse(s, "Event").unwrap().matches(ev);
+        let old = json!({"source": {"component": "kubelet", "host": "n1"}});
+        let new = json!({"source": {}, "reportingComponent": "default-scheduler"});
+        assert!(m("source=kubelet", &old) && !m("source=kubelet", &new));
+        assert!(m("source=default-scheduler", &new) && m("source!=kubelet", &new));
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub fn check(kind: &str, obj: &Value) -> Vec<Cause> {
             );
         }
         "Service" => service(obj, &mut out),
+        // events.k8s.io/v1 writes are checked on their core form (verbs/converted.rs).
+        "Event" if obj["apiVersion"] != crate::events_v1::API_VERSION => {
+            out.extend(crate::events_v1::check_legacy(obj))
+        }
         "HorizontalPodAutoscaler" => hpa(obj, &mut out),
         "PodDisruptionBudget" => pdb(obj, &mut out),
         "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {

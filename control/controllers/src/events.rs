@@ -2,24 +2,26 @@
 //! event broadcaster: recording never blocks a sync — events go through a bounded queue to one
 //! writer task and are dropped when it is full or the write fails.
 //!
-//! As client-go's event correlator, an event repeating one already written (same object,
-//! type, reason, message and source) bumps the existing object's `count` and `lastTimestamp`
-//! instead of making another.
+//! As client-go's event correlator (`event_correlator.rs`), an event repeating one already
+//! written (same object, type, reason, message and source) bumps the existing object's `count`
+//! and `lastTimestamp` instead of making another, similar events with 10 distinct messages in
+//! 10 minutes are combined into one, and a source's events about one object are rate limited
+//! (25 at once, then one per 5 minutes; the rest are dropped).
 //!
 //! As in kube-controller-manager, where each controller makes its event broadcaster on its own
 //! client, every event is written with the client of the controller that recorded it (its
 //! ServiceAccount under `--use-service-account-credentials`), not the manager's: the one
 //! writer task only serializes the writes.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
+use crate::event_correlator::{Correlator, Write};
 use crate::Clock;
 
 /// Events waiting to be written; beyond this they are dropped.
@@ -45,6 +47,7 @@ impl std::fmt::Debug for Recorder {
 /// The writer half: run it on the runtime the controllers run on.
 pub struct Writer {
     rx: mpsc::Receiver<(Event, Client)>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Writer {
@@ -62,9 +65,9 @@ pub fn channel(client: Client, clock: Clock) -> (Recorder, Writer) {
             tx,
             component: "controller-manager",
             client,
-            clock,
+            clock: clock.clone(),
         },
-        Writer { rx },
+        Writer { rx, clock },
     )
 }
 
@@ -111,6 +114,52 @@ pub fn error_text(e: &kube::Error) -> String {
 /// creation fails alike, and the namespace's events go with it).
 pub fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("because it is being terminated"))
+}
+
+/// How a refused pod creation is told in its FailedCreate event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedCreate {
+    /// "Error creating: <the client's error>" for every refusal (the ReplicaSet controller's).
+    Always,
+    /// "Error creating: <the API server's message>", and none for a terminating namespace
+    /// (kube's NamespaceTerminatingCause; the Job controller's).
+    UnlessNamespaceTerminating,
+}
+
+/// kube's RealPodControl.CreatePods: creates `pod` for the controller of `about` and records
+/// SuccessfulCreate "Created pod: NAME" or FailedCreate "Error creating: ..." about it.
+pub async fn create_pod(
+    api: &Api<Pod>,
+    pod: &Pod,
+    events: &Recorder,
+    about: ObjectReference,
+    failed: FailedCreate,
+) -> Result<Pod, kube::Error> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(p) => {
+            events.normal(
+                about,
+                "SuccessfulCreate",
+                format!("Created pod: {}", p.name_any()),
+            );
+            Ok(p)
+        }
+        Err(e) => {
+            match failed {
+                FailedCreate::Always => {
+                    events.warning(about, "FailedCreate", format!("Error creating: {e}"))
+                }
+                FailedCreate::UnlessNamespaceTerminating if !namespace_terminating(&e) => events
+                    .warning(
+                        about,
+                        "FailedCreate",
+                        format!("Error creating: {}", error_text(&e)),
+                    ),
+                FailedCreate::UnlessNamespaceTerminating => {}
+            }
+            Err(e)
+        }
+    }
 }
 
 impl Recorder {
@@ -169,94 +218,45 @@ impl Recorder {
     }
 }
 
-/// client-go's eventLogger cache: how many distinct events are remembered for counting repeats
-/// (the oldest remembered goes first).
-const SEEN: usize = 4096;
-
-/// What the writer remembers of an event it wrote: the object to count repeats on.
-struct Seen {
-    name: String,
-    count: i32,
-    first: Option<Time>,
-}
-
-/// client-go's getEventKey: an event repeats another when all of this is the same.
-fn repeat_key(ev: &Event) -> String {
-    let o = &ev.involved_object;
-    let source = ev.source.clone().unwrap_or_default();
-    serde_json::json!([
-        source.component,
-        source.host,
-        o.kind,
-        o.namespace,
-        o.name,
-        o.field_path,
-        o.uid,
-        o.api_version,
-        ev.type_,
-        ev.reason,
-        ev.message,
-        ev.reporting_component,
-        ev.reporting_instance,
-    ])
-    .to_string()
-}
-
 impl Writer {
-    /// Writes the events in the order recorded. As client-go's event correlator (its logger
-    /// part), an event repeating one written before is not a new object: the existing one gets
-    /// `count` + 1 and the new `lastTimestamp` (a patch; created anew when it is gone, e.g.
-    /// after the API server's event TTL).
+    /// Writes the events in the order recorded, through client-go's event correlator: a
+    /// repeat of an event written before is not a new object (the existing one gets `count` +
+    /// 1, the new `lastTimestamp` and message, by a patch; created anew when it is gone, e.g.
+    /// after the API server's event TTL), similar events are combined, and spam is dropped.
     pub async fn run(mut self) {
-        let mut seen: HashMap<String, Seen> = HashMap::new();
-        let mut order: VecDeque<String> = VecDeque::new();
-        while let Some((mut ev, client)) = self.rx.recv().await {
+        let mut correlator = Correlator::new();
+        while let Some((ev, client)) = self.rx.recv().await {
             let ns = ev.metadata.namespace.clone().unwrap_or_default();
             let api: Api<Event> = Api::namespaced(client, &ns);
-            let key = repeat_key(&ev);
-            if let Some(prev) = seen.get(&key) {
-                ev.metadata.name = Some(prev.name.clone());
-                ev.count = Some(prev.count + 1);
-                ev.first_timestamp = prev.first.clone();
-                let patch = serde_json::json!({
-                    "count": ev.count,
-                    "lastTimestamp": ev.last_timestamp,
-                    "message": ev.message,
-                });
-                match api
-                    .patch(&prev.name, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                {
-                    Ok(_) => {
-                        if let Some(s) = seen.get_mut(&key) {
-                            s.count += 1;
+            let ev = match correlator.correlate(ev, self.clock.now()) {
+                None => {
+                    tracing::debug!("event dropped by the spam filter");
+                    continue;
+                }
+                Some(Write::Create(ev)) => ev,
+                Some(Write::Repeat(ev)) => {
+                    let name = ev.metadata.name.clone().unwrap_or_default();
+                    let patch = serde_json::json!({
+                        "count": ev.count,
+                        "lastTimestamp": ev.last_timestamp,
+                        "message": ev.message,
+                    });
+                    match api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                    {
+                        Ok(_) => continue,
+                        // Gone: created again below, keeping the count.
+                        Err(kube::Error::Api(e)) if e.code == 404 => ev,
+                        Err(e) => {
+                            tracing::debug!(error = %e, reason = ?ev.reason, "updating an event's count failed; dropped");
+                            continue;
                         }
-                        continue;
-                    }
-                    // Gone: created again below, keeping the count.
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, reason = ?ev.reason, "updating an event's count failed; dropped");
-                        continue;
                     }
                 }
-            }
+            };
             match api.create(&PostParams::default(), &ev).await {
-                Ok(_) => {
-                    let s = Seen {
-                        name: ev.metadata.name.clone().unwrap_or_default(),
-                        count: ev.count.unwrap_or(1),
-                        first: ev.first_timestamp.clone(),
-                    };
-                    if seen.insert(key.clone(), s).is_none() {
-                        order.push_back(key);
-                        if order.len() > SEEN {
-                            if let Some(old) = order.pop_front() {
-                                seen.remove(&old);
-                            }
-                        }
-                    }
-                }
+                Ok(_) => {}
                 // As client-go's broadcaster: a refusal is logged, and the event not retried.
                 Err(kube::Error::Api(e)) => tracing::warn!(
                     error = %e.message,
@@ -270,52 +270,5 @@ impl Writer {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(name: &str, reason: &str, message: &str) -> Event {
-        Event {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                kind: Some("Job".into()),
-                name: Some("j".into()),
-                uid: Some("u".into()),
-                resource_version: Some(name.into()),
-                ..Default::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            type_: Some("Warning".into()),
-            last_timestamp: Some(Time(chrono::Utc::now())),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn repeats_are_the_same_object_type_reason_message_and_source() {
-        let a = event("j.1", "FailedCreate", "Error creating: x");
-        // Another name, time and resourceVersion of the object: the same event again.
-        assert_eq!(
-            repeat_key(&a),
-            repeat_key(&event("j.2", "FailedCreate", "Error creating: x"))
-        );
-        assert_ne!(
-            repeat_key(&a),
-            repeat_key(&event("j.2", "FailedCreate", "Error creating: y"))
-        );
-        assert_ne!(
-            repeat_key(&a),
-            repeat_key(&event("j.2", "FailedDelete", "Error creating: x"))
-        );
-        let mut other = event("j.2", "FailedCreate", "Error creating: x");
-        other.involved_object.uid = Some("v".into());
-        assert_ne!(repeat_key(&a), repeat_key(&other));
     }
 }

@@ -47,6 +47,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod endpointslice_hints;
+pub mod event_correlator;
 pub mod events;
 pub mod expectations;
 pub mod history;
@@ -57,6 +58,7 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod localpath;
+pub mod metrics;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod persistentvolume;
@@ -176,6 +178,10 @@ pub struct ControllersConfig {
     /// Secret-based tokens are signed with (`serviceaccount-token`; without it that
     /// controller does not run).
     pub service_account_private_key_file: Option<std::path::PathBuf>,
+    /// Where the controllers' metrics go (kube-controller-manager's /metrics); whoever serves
+    /// them renders this handle.
+    #[serde(skip)]
+    pub metrics: metrics::Metrics,
 }
 
 impl Default for ControllersConfig {
@@ -197,6 +203,7 @@ impl Default for ControllersConfig {
             cluster_signing_duration_secs: csr::signing::DEFAULT_DURATION.as_secs(),
             cluster_signing_ca: None,
             service_account_private_key_file: None,
+            metrics: metrics::Metrics::default(),
         }
     }
 }
@@ -555,6 +562,7 @@ async fn run_controllers(
             client.clone(),
             clock.clone(),
             recorder.for_controller("job-controller", &client),
+            config.metrics.clone(),
         );
         set.spawn(c.run(workers));
     }

@@ -16,11 +16,11 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
-use crate::events::{reference, Recorder};
+use crate::events::{create_pod, reference, FailedCreate, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change, Informer};
 use crate::podutil::{self, controller_of, labels, selector_matches};
@@ -472,20 +472,9 @@ impl<W: Replicated> ReplicaController<W> {
                 let pod = pod.clone();
                 let (events, about) = (self.events.clone(), about.clone());
                 async move {
-                    match api.create(&PostParams::default(), &pod).await {
-                        Ok(p) => {
-                            events.normal(
-                                about,
-                                "SuccessfulCreate",
-                                format!("Created pod: {}", p.name_any()),
-                            );
-                            Ok(())
-                        }
-                        Err(e) => {
-                            events.warning(about, "FailedCreate", format!("Error creating: {e}"));
-                            Err(e)
-                        }
-                    }
+                    create_pod(&api, &pod, &events, about, FailedCreate::Always)
+                        .await
+                        .map(|_| ())
                 }
             })
             .await;

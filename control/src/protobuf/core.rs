@@ -210,11 +210,11 @@ pub(super) static POD: Schema = Schema {
 };
 
 // --- Event (core/v1) ---
-static EVENT_SOURCE: Schema = Schema {
+pub(super) static EVENT_SOURCE: Schema = Schema {
     name: "EventSource",
     fields: &[(1, "component", F::Str), (2, "host", F::Str)],
 };
-static EVENT_SERIES: Schema = Schema {
+pub(super) static EVENT_SERIES: Schema = Schema {
     name: "EventSeries",
     fields: &[(1, "count", F::Int), (2, "lastObservedTime", F::MicroTime)],
 };

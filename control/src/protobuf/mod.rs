@@ -15,6 +15,7 @@ mod certificates;
 mod coordination;
 mod core;
 mod discovery;
+mod events;
 mod meta;
 mod networking;
 mod pod;
@@ -99,6 +100,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "Node") => &core::NODE,
         ("v1", "Endpoints") => &core::ENDPOINTS,
         ("v1", "Event") => &core::EVENT,
+        ("events.k8s.io/v1", "Event") => &events::EVENT,
         ("v1", "PersistentVolume") => &storage::PERSISTENT_VOLUME,
         ("v1", "PersistentVolumeClaim") => &storage::PERSISTENT_VOLUME_CLAIM,
         ("storage.k8s.io/v1", "StorageClass") => &storage::STORAGE_CLASS,

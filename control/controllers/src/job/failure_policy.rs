@@ -20,9 +20,24 @@ pub enum Outcome {
 
 /// kube's matchPodFailurePolicy for one failed pod.
 pub fn outcome(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Outcome {
-    let Some(policy) = policy else {
-        return Outcome::Count;
-    };
+    match first_match(policy, pod) {
+        Some(("Ignore", _)) => Outcome::Ignore,
+        Some(("FailJob", message)) => Outcome::FailJob(message),
+        // The API allows FailIndex only with backoffLimitPerIndex.
+        Some(("FailIndex", _)) => Outcome::FailIndex,
+        _ => Outcome::Count,
+    }
+}
+
+/// The action of the rule a failed pod matched (`FailJob`, `Ignore`, `Count`, `FailIndex`):
+/// the `action` label of kube's pod_failures_handled_by_failure_policy_total.
+pub fn matched_action(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Option<&'static str> {
+    first_match(policy, pod).map(|(action, _)| action)
+}
+
+/// The first rule matching a failed pod: its action and kube's message for it.
+fn first_match(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Option<(&'static str, String)> {
+    let policy = policy?;
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let status = pod.status.clone().unwrap_or_default();
@@ -63,17 +78,17 @@ pub fn outcome(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Outcome {
             None
         };
         let Some(message) = matched else { continue };
-        match rule.action.as_str() {
-            "Ignore" => return Outcome::Ignore,
-            "Count" => return Outcome::Count,
-            "FailJob" => return Outcome::FailJob(message),
-            // The API allows FailIndex only with backoffLimitPerIndex.
-            "FailIndex" => return Outcome::FailIndex,
+        let action = match rule.action.as_str() {
+            "Ignore" => "Ignore",
+            "Count" => "Count",
+            "FailJob" => "FailJob",
+            "FailIndex" => "FailIndex",
             // An action kube does not know: kube goes on to the next rule.
-            _ => {}
-        }
+            _ => continue,
+        };
+        return Some((action, message));
     }
-    Outcome::Count
+    None
 }
 
 /// kube's getMatchingContainerFromList: a terminated container (of the named one, if a name is

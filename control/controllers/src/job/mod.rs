@@ -19,6 +19,7 @@
 pub mod backoff;
 pub mod failure_policy;
 pub mod indexed;
+pub mod metrics;
 pub mod per_index;
 pub mod success_policy;
 pub mod tracking;
@@ -34,14 +35,15 @@ use futures_util::future::join_all;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
 use crate::claim::{self, Claim};
-use crate::events::{error_text, namespace_terminating, reference, Recorder};
+use crate::events::{create_pod, error_text, reference, FailedCreate, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
+use crate::metrics::Metrics;
 use crate::podutil::{self, controller_of};
 use crate::queue::{run_workers, Queue, Requeue};
 use crate::replicaset::{slow_start_batch, BURST_REPLICAS};
@@ -96,6 +98,14 @@ pub struct JobController {
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// The failure backoff of each Job (kube's podBackoffStore).
     backoffs: Arc<backoff::Store>,
+    metrics: Metrics,
+}
+
+/// What a sync tells kube's job_sync metrics: the Job's completion mode (none for a sync
+/// that found nothing to do) and what it did.
+struct SyncLabels {
+    mode: Option<&'static str>,
+    action: &'static str,
 }
 
 impl std::fmt::Debug for JobController {
@@ -263,6 +273,7 @@ impl JobController {
         client: Client,
         clock: Clock,
         events: Recorder,
+        metrics: Metrics,
     ) -> Arc<Self> {
         let c = Arc::new(Self {
             client,
@@ -276,6 +287,7 @@ impl JobController {
             orphans: Queue::new(),
             in_flight: Arc::default(),
             backoffs: Arc::default(),
+            metrics,
         });
         let q = c.queue.clone();
         let exp = c.expectations.clone();
@@ -313,6 +325,7 @@ impl JobController {
         let weak = Arc::downgrade(&c);
         informers.pods.add_handler(move |ch| {
             let Some(c) = weak.upgrade() else { return };
+            c.count_tracked_terminated(ch);
             let (pod, added, gone) = match ch {
                 Change::Added(p) => (
                     p,
@@ -382,7 +395,50 @@ impl JobController {
         futures_util::future::join(orphans, jobs).await;
     }
 
+    /// kube's terminated_pods_tracking_finalizer_total: finished pods gaining or losing the
+    /// tracking finalizer, whoever owns them.
+    fn count_tracked_terminated(&self, ch: &Change<Pod>) {
+        let tracked = |p: &Pod| {
+            tracking::has_finalizer(p) && matches!(phase(p), Some("Succeeded" | "Failed"))
+        };
+        let event = match ch {
+            Change::Added(p) => tracked(p).then_some("add"),
+            Change::Updated { old, new } => match (tracked(old), tracked(new)) {
+                (false, true) => Some("add"),
+                (true, false) if !tracking::has_finalizer(new) => Some("delete"),
+                _ => None,
+            },
+            Change::Deleted(p) => tracked(p).then_some("delete"),
+        };
+        if let Some(event) = event {
+            self.metrics
+                .inc(&metrics::TRACKING_FINALIZER, &[("event", event)]);
+        }
+    }
+
+    /// One sync, timed and counted as kube's job_sync_duration_seconds and job_syncs_total.
     async fn sync(&self, k: &str) -> Result<Requeue, JobError> {
+        let started = std::time::Instant::now();
+        let mut labels = SyncLabels {
+            mode: None,
+            action: metrics::RECONCILING,
+        };
+        let result = self.sync_job(k, &mut labels).await;
+        if let Some(mode) = labels.mode {
+            let result_label = if result.is_ok() { "success" } else { "error" };
+            let l = [
+                ("completion_mode", mode),
+                ("result", result_label),
+                ("action", labels.action),
+            ];
+            let secs = started.elapsed().as_secs_f64();
+            self.metrics.observe(&metrics::SYNC_DURATION, &l, secs);
+            self.metrics.inc(&metrics::SYNCS, &l);
+        }
+        result
+    }
+
+    async fn sync_job(&self, k: &str, labels: &mut SyncLabels) -> Result<Requeue, JobError> {
         let (ns, name) = split_key(k);
         let Some(job) = self.jobs.get(ns, name) else {
             self.expectations.forget(k);
@@ -408,6 +464,12 @@ impl JobController {
             return Ok(Requeue::default());
         }
         let spec = job.spec.clone().unwrap_or_default();
+        let mode = if indexed::is_indexed(&job) {
+            "Indexed"
+        } else {
+            "NonIndexed"
+        };
+        labels.mode = Some(mode);
         let owned = self.claim(&job, k, ns).await?;
         let pods: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let active: Vec<&Pod> = pods
@@ -521,6 +583,7 @@ impl JobController {
             active_after -= gone;
             terminating_after += gone;
         } else if self.expectations.satisfied(k) {
+            labels.action = metrics::TRACKING;
             let rm_at_least = (active.len() as i32 - decision.want_active).max(0) as usize;
             let mut victims = if indexed {
                 indexed::pods_for_removal(&active, completions, now)
@@ -542,6 +605,7 @@ impl JobController {
             }
             victims.truncate(BURST_REPLICAS);
             if !victims.is_empty() {
+                labels.action = metrics::PODS_DELETED_ACTION;
                 // Scaled down or suspended: not failures, so the finalizer goes first.
                 let gone = self
                     .delete_pods(k, &job, ns, &pods_api, &victims, true)
@@ -551,6 +615,8 @@ impl JobController {
             } else if decision.want_active
                 > active_after + if only_failed { terminating_after } else { 0 }
             {
+                // kube labels a sync waiting out the backoff as creating pods too.
+                labels.action = metrics::PODS_CREATED_ACTION;
                 // Jobs with backoffLimitPerIndex wait per index (below) instead.
                 let wait = if per_index {
                     Duration::ZERO
@@ -711,6 +777,8 @@ impl JobController {
         let recorded = uncounted != tracking::Uncounted::of(job.status.as_ref())
             || status.completed_indexes != old.completed_indexes
             || status.failed_indexes != old.failed_indexes;
+        // What the metrics were last told of this Job's counts.
+        let mut reported = old.clone();
         if recorded {
             rv = match self.write_status(k, &job, rv, &status).await {
                 Ok(rv) => rv,
@@ -718,8 +786,22 @@ impl JobController {
                 Err(e) => return Err(e),
             };
             self.backoffs.set(&uid, backoff_record);
+            self.count_written(&job, mode, &mut reported, &status);
         }
         let freed = self.release(k, &pods_api, &acct.release).await?;
+        // kube's pod_failures_handled_by_failure_policy_total: each failed pod a rule matched,
+        // once, as its finalizer goes.
+        let policy = spec.pod_failure_policy.as_ref();
+        for p in acct
+            .new_failed
+            .iter()
+            .filter(|p| freed.contains(tracking::uid(p)))
+        {
+            if let Some(action) = failure_policy::matched_action(policy, p) {
+                self.metrics
+                    .inc(&metrics::FAILURES_BY_POLICY, &[("action", action)]);
+            }
+        }
         // Released, ignored failures are new no more either.
         self.backoffs.set(&uid, backoff_record);
         let held: HashSet<String> = held_before
@@ -786,7 +868,11 @@ impl JobController {
                 Err(e) if stale(&e) => return Ok(Requeue(Some(STALE_RETRY))),
                 Err(e) => return Err(e),
             }
+            self.count_written(&job, mode, &mut reported, &status);
             events.record(&self.events, job.as_ref());
+            if finished(&status) && !finished(&old) {
+                self.count_finished(mode, &status);
+            }
             if finished(&status) {
                 self.backoffs.remove(&uid);
                 self.finished.lock().unwrap().insert(uid);
@@ -804,6 +890,71 @@ impl JobController {
             requeue = Some(requeue.map_or(left, |r| r.min(left)));
         }
         Ok(Requeue(requeue))
+    }
+
+    /// After a status write: kube's job_pods_finished_total (and, for Indexed Jobs,
+    /// job_finished_indexes_total) by the counts it moved on from `reported`.
+    fn count_written(
+        &self,
+        job: &Job,
+        mode: &'static str,
+        reported: &mut JobStatus,
+        status: &JobStatus,
+    ) {
+        let m = &self.metrics;
+        let diff = |new: Option<i32>, old: Option<i32>| new.unwrap_or(0) - old.unwrap_or(0);
+        let succeeded = diff(status.succeeded, reported.succeeded);
+        let failed = diff(status.failed, reported.failed);
+        if succeeded > 0 {
+            let l = [("completion_mode", mode), ("result", "succeeded")];
+            m.add(&metrics::PODS_FINISHED, &l, f64::from(succeeded));
+        }
+        if failed > 0 {
+            let l = [("completion_mode", mode), ("result", "failed")];
+            m.add(&metrics::PODS_FINISHED, &l, f64::from(failed));
+        }
+        if indexed::is_indexed(job) {
+            let limit = if per_index::limit(job).is_some() {
+                "perIndex"
+            } else {
+                "global"
+            };
+            let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(0);
+            let count = |s: &Option<String>| {
+                s.as_deref()
+                    .map_or(0, |s| Intervals::parse(s, completions).total())
+            };
+            let done = count(&status.completed_indexes) - count(&reported.completed_indexes);
+            if done > 0 {
+                let l = [("status", "succeeded"), ("backoffLimit", limit)];
+                m.add(&metrics::FINISHED_INDEXES, &l, f64::from(done));
+            }
+            let lost = count(&status.failed_indexes) - count(&reported.failed_indexes);
+            if lost > 0 && limit == "perIndex" {
+                let l = [("status", "failed"), ("backoffLimit", limit)];
+                m.add(&metrics::FINISHED_INDEXES, &l, f64::from(lost));
+            }
+        }
+        *reported = status.clone();
+    }
+
+    /// kube's recordJobFinished: jobs_finished_total by the final condition.
+    fn count_finished(&self, mode: &'static str, status: &JobStatus) {
+        let (result, reason) = match (
+            true_condition(Some(status), "Complete"),
+            true_condition(Some(status), "Failed"),
+        ) {
+            (Some(c), _) => ("succeeded", c.reason.clone()),
+            (None, Some(c)) => ("failed", c.reason.clone()),
+            (None, None) => return,
+        };
+        let reason = reason.unwrap_or_default();
+        let l = [
+            ("completion_mode", mode),
+            ("result", result),
+            ("reason", reason.as_str()),
+        ];
+        self.metrics.inc(&metrics::FINISHED, &l);
     }
 
     /// kube's getPodsForJob: the pods the Job controls, after adopting the orphans its selector
@@ -980,27 +1131,10 @@ impl JobController {
             };
             let (api, events, about) = (api.clone(), self.events.clone(), about.clone());
             async move {
-                // kube's RealPodControl events.
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(p) => {
-                        events.normal(
-                            about,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        );
-                        Ok(())
-                    }
-                    Err(e) => {
-                        if !namespace_terminating(&e) {
-                            events.warning(
-                                about,
-                                "FailedCreate",
-                                format!("Error creating: {}", error_text(&e)),
-                            );
-                        }
-                        Err(e)
-                    }
-                }
+                let failed = FailedCreate::UnlessNamespaceTerminating;
+                create_pod(&api, &pod, &events, about, failed)
+                    .await
+                    .map(|_| ())
             }
         })
         .await;

@@ -29,7 +29,7 @@ pub fn has_finalizer(p: &Pod) -> bool {
         .any(|f| f == FINALIZER)
 }
 
-fn uid(p: &Pod) -> &str {
+pub fn uid(p: &Pod) -> &str {
     p.metadata.uid.as_deref().unwrap_or_default()
 }
 
