@@ -263,29 +263,51 @@ fn nodes_reach_only_what_their_pods_use() {
             &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n"),
         );
     }
-    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok"}]}}"#;
-    n1.ok(&[
+    // As kube, a node may not read a status subresource (kubectl patch --subresource=status
+    // reads it first): the kubelet writes status straight away, here with a PUT.
+    let err = n1.fails(&[
         "patch",
         "node",
         "n1",
         "--subresource=status",
         "--type=merge",
         "-p",
-        patch,
+        "{}",
     ]);
-    let err = n1.fails(&[
-        "patch",
-        "node",
-        "n2",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        patch,
-    ]);
-    assert_eq!(
-        err.trim(),
-        r#"Error from server (Forbidden): nodes "n2" is forbidden: User "system:node:n1" cannot patch resource "nodes/status" in API group "" at the cluster scope: node "n1" is not allowed to modify node "n2""#
+    assert!(
+        err.contains(r#"User "system:node:n1" cannot get resource "nodes/status""#),
+        "{err}"
     );
+    let ready = |n: &str| {
+        let mut node: serde_json::Value =
+            serde_json::from_str(&admin.ok(&["get", "node", n, "-o", "json"])).unwrap();
+        node["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": "True",
+            "reason": "KubeletReady", "message": "ok"}]);
+        node.to_string()
+    };
+    let put_status = |k: &Kubectl, n: &str| {
+        k.stdin_output(
+            &[
+                "replace",
+                "--raw",
+                &format!("/api/v1/nodes/{n}/status"),
+                "-f",
+                "-",
+            ],
+            &ready(n),
+        )
+    };
+    let out = put_status(&n1, "n1");
+    assert!(out.status.success(), "{out:?}");
+    let out = put_status(&n1, "n2");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"nodes "n2" is forbidden: User "system:node:n1" cannot update resource "nodes/status" in API group "" at the cluster scope: node "n1" is not allowed to modify node "n2""#),
+        "{err}"
+    );
+    let n2_status = admin.ok(&["get", "node", "n2", "-o", "jsonpath={.status.conditions}"]);
+    assert!(!n2_status.contains("KubeletReady"), "{n2_status}");
 
     // An administrator impersonating the node gets the same answers.
     let as_n1 = ["--as=system:node:n1", "--as-group=system:nodes"];

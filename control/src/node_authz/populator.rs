@@ -1,13 +1,12 @@
 //! Keeps the node graph current, as kube's graph populator: pods and persistent volumes are
-//! listed at start and followed through the shared watch source of [`crate::watch_cache`]
-//! (re-listed when it lags or ends); a pod or volume this server writes is re-read into the
+//! listed at start and followed through a store watch (re-listed when it ends); a pod or volume this server writes is re-read into the
 //! graph before the reply goes out, so binding a pod authorizes its node's next request.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use pea_control_store::{EventKind, Revision, Store, StoreError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::graph::{Graph, POD_PREFIX, PV_PREFIX};
 use crate::api::Api;
@@ -83,6 +82,9 @@ impl NodeGraph {
     }
 }
 
+/// Follows `prefix` with a store watch of its own (not the shared watch cache: starting that
+/// cache for pods at boot would change which old resourceVersions clients' watches can resume
+/// from); re-lists when the watch fails or ends (compaction).
 async fn follow(
     api: Arc<Api>,
     prefix: &'static str,
@@ -91,29 +93,36 @@ async fn follow(
 ) {
     let graph = &api.authz.nodes;
     loop {
-        if let Some((backlog, mut rx)) = api.watch_cache.subscribe(&api.store, prefix, after).await
-        {
-            let apply = |d: &crate::watch_cache::Decoded| {
-                let obj = (d.kind == EventKind::Put).then_some(&d.obj);
-                graph.apply(&d.key, d.rev, obj);
-            };
-            for d in backlog {
-                apply(&d);
-            }
-            loop {
+        match api.store.watch(prefix, after).await {
+            Ok(mut w) => loop {
                 let ev = tokio::select! {
                     _ = stop.changed() => return,
-                    ev = rx.recv() => ev,
+                    ev = w.next() => ev,
                 };
                 match ev {
-                    Ok(d) => apply(&d),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::info!(%prefix, missed = n, "node graph lagged; re-listing");
+                    Some(Ok(ev)) => {
+                        let rev = ev.revision();
+                        let obj = match ev.kind {
+                            EventKind::Put => match crate::objects::decode(&ev.kv) {
+                                Ok(o) => Some(o),
+                                Err(e) => {
+                                    tracing::warn!(key = %ev.kv.key, error = %e, "node graph: object is not JSON");
+                                    continue;
+                                }
+                            },
+                            _ => None,
+                        };
+                        graph.apply(&ev.kv.key, rev, obj.as_ref());
+                        after = rev;
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(%prefix, error = %e, "node graph watch ended; re-listing");
                         break;
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    None => break,
                 }
-            }
+            },
+            Err(e) => tracing::warn!(%prefix, error = %e, "node graph watch failed; re-listing"),
         }
         tokio::select! {
             _ = stop.changed() => return,
