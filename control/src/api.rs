@@ -408,7 +408,7 @@ impl Api {
         &self,
         ctx: &Ctx<'_>,
         info: &RequestInfo,
-    ) -> (Option<String>, Option<RequestInfo>) {
+    ) -> (Option<String>, Option<String>) {
         let bound_node = if info.resource == "pods"
             && (info.subresource.is_some() || info.verb == "delete")
         {
@@ -435,18 +435,16 @@ impl Api {
             None
         };
         // A create names its object in the body (JSON or protobuf, as the verb decodes it).
-        let named = (info.verb == "create" && info.name.is_none()).then(|| {
-            let name = verbs::body_object(ctx).ok().and_then(|b| {
-                b.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
-            RequestInfo {
-                name,
-                ..info.clone()
-            }
-        });
-        (bound_node, named)
+        let created = (info.verb == "create" && info.name.is_none())
+            .then(|| {
+                verbs::body_object(ctx).ok().and_then(|b| {
+                    b.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+            })
+            .flatten();
+        (bound_node, created)
     }
 
     async fn resource(
@@ -469,7 +467,7 @@ impl Api {
         let attrs = Attributes::from_info(info, query);
         // The node authorizer looks at the object (only for node identities, only for served
         // resources); everyone else is decided from the request alone.
-        let (bound_node, named) = match &found {
+        let (bound_node, created_name) = match &found {
             Some(def) if user.groups.iter().any(|g| g == crate::auth::NODES_GROUP) => {
                 let ctx = Ctx {
                     api: self,
@@ -491,7 +489,7 @@ impl Api {
             anonymous,
             &attrs,
             NodeFacts {
-                info: Some(named.as_ref().unwrap_or(info)),
+                created_name: created_name.as_deref(),
                 bound_node: bound_node.as_deref(),
             },
         )?;
@@ -547,10 +545,12 @@ impl Api {
             }
         }
         // Admission's caches see a write of theirs before the reply goes out, so the writer's
-        // next request is admitted by it (read-your-writes).
+        // next request is admitted by it (read-your-writes); so does the node graph (a pod
+        // just bound authorizes its node's next request).
         if !info.is_read() && !ctx.dry_run() {
             if let Ok(reply) = &result {
                 self.sync_informer(&ctx, reply).await;
+                self.sync_node_graph(&ctx, reply).await;
             }
         }
         // A CRD change takes effect before the reply: the writer's next request sees it.
@@ -576,6 +576,31 @@ impl Api {
             None => {
                 if let Err(e) = index.resync(self.store.as_ref()).await {
                     tracing::warn!(error = %e, "re-listing RBAC objects failed");
+                }
+            }
+        }
+    }
+
+    /// After a write of a pod (its binding, status or eviction included) or a persistent
+    /// volume, the node graph re-reads it.
+    async fn sync_node_graph(&self, ctx: &Ctx<'_>, reply: &Reply) {
+        let prefix = ctx.def.prefix(None);
+        if !crate::node_authz::populator::NodeGraph::follows(&prefix) {
+            return;
+        }
+        let name = match (&ctx.info.name, reply) {
+            (Some(n), _) => Some(n.clone()),
+            (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
+                objects::meta_str(body, "name").map(str::to_string)
+            }
+            _ => None,
+        };
+        let graph = &self.authz.nodes;
+        match name {
+            Some(n) => graph.sync_key(self.store.as_ref(), &ctx.key(&n)).await,
+            None => {
+                if let Err(e) = graph.resync(self.store.as_ref(), &prefix).await {
+                    tracing::warn!(error = %e, "re-listing the node graph failed");
                 }
             }
         }

@@ -1,11 +1,8 @@
 //! Authentication (client certificates signed by our CA, bearer tokens from the token file) and
-//! the node authorizer (a node may only touch its own objects), the first link of the
-//! authorizer chain in [`crate::authz`].
+//! who is a node (the node authorizer is [`crate::node_authz`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-use crate::request::RequestInfo;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -176,229 +173,31 @@ pub fn user_from_cert(der: &[u8]) -> Option<User> {
     })
 }
 
-/// Decides whether `user` may do what `info` asks. `bound_node` is, for pod status writes, the
-/// node the pod is bound to (looked up by the caller only for node identities).
-pub fn authorize(user: &User, info: &RequestInfo, bound_node: Option<&str>) -> bool {
-    if user.groups.iter().any(|g| g == ADMIN_GROUP) {
-        return true;
-    }
-    let Some(node) = user
-        .name
+/// The node a node identity speaks for: `NAME` of a `system:node:NAME` in `system:nodes`
+/// (kube's default node identifier); `None` for anyone else.
+pub fn node_name(user: &User) -> Option<&str> {
+    user.name
         .strip_prefix(NODE_PREFIX)
         .filter(|_| user.groups.iter().any(|g| g == NODES_GROUP))
-    else {
-        return false;
-    };
-    if info.is_kubelet_subresource() {
-        // Logs, exec, attach, port-forward and node proxy reach into workloads through a
-        // kubelet: kube's system:node role grants none of them, so a node (even for its own
-        // pods) is refused, whatever the verb.
-        return false;
-    }
-    if info.is_read() {
-        // Nodes read what they run (kube's node authorizer narrows this further with a graph).
-        return true;
-    }
-    let name = info.name.as_deref();
-    match (
-        info.api_group.as_str(),
-        info.resource.as_str(),
-        info.subresource.as_deref(),
-    ) {
-        // For creates the caller fills `name` from the body, so a node creates only itself.
-        ("", "nodes", None | Some("status")) => name == Some(node),
-        ("coordination.k8s.io", "leases", None) => {
-            info.namespace.as_deref() == Some("kube-node-lease") && name == Some(node)
-        }
-        ("", "pods", Some("status")) => bound_node == Some(node),
-        // kube's system:node role may evict (create pods/eviction), here only its own pods.
-        ("", "pods", Some("eviction")) => info.verb == "create" && bound_node == Some(node),
-        // The kubelet's final delete (grace 0) of a pod it has terminated, and its mirror
-        // pods (kube's NodeRestriction: a node creates only mirror pods bound to itself;
-        // `bound_node` of a create is the body's nodeName, and only for a mirror pod).
-        ("", "pods", None) if matches!(info.verb.as_str(), "delete" | "create") => {
-            bound_node == Some(node)
-        }
-        // A token for the service account of a pod bound to this node, bound to that pod
-        // (kube's node authorizer and NodeRestriction): `bound_node` is that pod's node.
-        ("", "serviceaccounts", Some("token")) => info.verb == "create" && bound_node == Some(node),
-        ("", "events", None) | ("events.k8s.io", "events", None) => {
-            matches!(info.verb.as_str(), "create" | "update" | "patch")
-        }
-        // kube's node rules: a kubelet asks for its renewed client and its serving
-        // certificates itself (reads are allowed above); what it may get signed is the
-        // approver's and signer's business, as in kube.
-        ("certificates.k8s.io", "certificatesigningrequests", None) => info.verb == "create",
-        _ => false,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(
-        verb: &str,
-        group: &str,
-        resource: &str,
-        ns: Option<&str>,
-        name: Option<&str>,
-        sub: Option<&str>,
-    ) -> RequestInfo {
-        RequestInfo {
-            verb: verb.into(),
-            api_group: group.into(),
-            api_version: "v1".into(),
-            resource: resource.into(),
-            subresource: sub.map(Into::into),
-            namespace: ns.map(Into::into),
-            name: name.map(Into::into),
-            proxy_path: None,
-        }
-    }
-
     #[test]
-    fn node_may_only_write_its_own_objects() {
+    fn node_identities_need_the_nodes_group() {
         let n1 = User {
             name: "system:node:n1".into(),
             groups: vec![NODES_GROUP.into()],
             ..User::default()
         };
-        assert!(authorize(
-            &n1,
-            &info("update", "", "nodes", None, Some("n1"), Some("status")),
-            None
-        ));
-        assert!(!authorize(
-            &n1,
-            &info("update", "", "nodes", None, Some("n2"), Some("status")),
-            None
-        ));
-        assert!(!authorize(
-            &n1,
-            &info("delete", "", "pods", Some("default"), Some("p"), None),
-            None
-        ));
-        assert!(authorize(
-            &n1,
-            &info("delete", "", "pods", Some("default"), Some("p"), None),
-            Some("n1")
-        ));
-        assert!(!authorize(
-            &n1,
-            &info("delete", "", "pods", Some("default"), Some("p"), None),
-            Some("n2")
-        ));
-        // Mirror pods: created only bound to itself (the caller passes a mirror's nodeName).
-        let create = info("create", "", "pods", Some("default"), Some("p-n1"), None);
-        assert!(authorize(&n1, &create, Some("n1")));
-        assert!(!authorize(&n1, &create, Some("n2")));
-        assert!(!authorize(&n1, &create, None), "not a mirror pod");
-        assert!(authorize(
-            &n1,
-            &info(
-                "patch",
-                "",
-                "pods",
-                Some("default"),
-                Some("p"),
-                Some("status")
-            ),
-            Some("n1")
-        ));
-        assert!(!authorize(
-            &n1,
-            &info(
-                "patch",
-                "",
-                "pods",
-                Some("default"),
-                Some("p"),
-                Some("status")
-            ),
-            Some("n2")
-        ));
-        assert!(authorize(
-            &n1,
-            &info(
-                "update",
-                "coordination.k8s.io",
-                "leases",
-                Some("kube-node-lease"),
-                Some("n1"),
-                None
-            ),
-            None
-        ));
-        assert!(!authorize(
-            &n1,
-            &info("create", "", "configmaps", Some("default"), None, None),
-            None
-        ));
-        // The kubelet reads the claims its pods mount and their volumes (never writes them).
-        assert!(authorize(
-            &n1,
-            &info(
-                "get",
-                "",
-                "persistentvolumeclaims",
-                Some("default"),
-                Some("c"),
-                None
-            ),
-            None
-        ));
-        assert!(authorize(
-            &n1,
-            &info("get", "", "persistentvolumes", None, Some("pvc-1"), None),
-            None
-        ));
-        assert!(!authorize(
-            &n1,
-            &info("update", "", "persistentvolumes", None, Some("pvc-1"), None),
-            None
-        ));
-        // No node reaches into pods through the kubelet subresources, its own included.
-        for (verb, sub) in [
-            ("create", "exec"),
-            ("create", "attach"),
-            ("create", "portforward"),
-            ("get", "log"),
-        ] {
-            assert!(!authorize(
-                &n1,
-                &info(verb, "", "pods", Some("default"), Some("p"), Some(sub)),
-                Some("n1")
-            ));
-        }
-        assert!(!authorize(
-            &n1,
-            &info("get", "", "nodes", None, Some("n1"), Some("proxy")),
-            None
-        ));
-        // Tokens only for the service accounts of pods bound here (the caller resolved the
-        // TokenRequest's bound pod to its node).
-        let token = info(
-            "create",
-            "",
-            "serviceaccounts",
-            Some("default"),
-            Some("default"),
-            Some("token"),
-        );
-        assert!(authorize(&n1, &token, Some("n1")));
-        assert!(!authorize(&n1, &token, Some("n2")));
-        assert!(!authorize(&n1, &token, None));
+        assert_eq!(node_name(&n1), Some("n1"));
         let plain = User {
-            name: "system:node:n1".into(),
             groups: vec![],
-            ..User::default()
+            ..n1
         };
-        assert!(!authorize(
-            &plain,
-            &info("get", "", "pods", Some("default"), None, None),
-            None
-        ));
+        assert_eq!(node_name(&plain), None);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The authorizer chain, as kube-apiserver's `--authorization-mode=Node,RBAC`: members of
 //! `system:masters` may do anything (kube's privileged-group authorizer), then the node
-//! authorizer ([`crate::auth::authorize`]) allows what a node identity may do, then RBAC
-//! ([`crate::rbac`]) decides from Roles, ClusterRoles and their bindings. A refusal is kube's
-//! 403 `Status` with its exact wording, and is logged (who, verb, what).
+//! authorizer ([`crate::node_authz`], a graph of the nodes' pods and what they use) allows what
+//! a node identity may do, then RBAC ([`crate::rbac`]) decides from Roles, ClusterRoles and
+//! their bindings. A refusal is kube's 403 `Status` with its exact wording and the reasons of
+//! the authorizers that had no opinion, and is logged (who, verb, what).
 
 use std::sync::Arc;
 
-use crate::auth::{User, ADMIN_GROUP, NODES_GROUP};
+use crate::auth::{User, ADMIN_GROUP};
+use crate::node_authz::populator::NodeGraph;
+use crate::node_authz::Verdict;
 use crate::rbac::index::RbacIndex;
 use crate::rbac::rules::Rule;
 use crate::request::{Query, RequestInfo};
@@ -140,34 +143,14 @@ impl Attributes {
             message,
         }
     }
-
-    /// The node authorizer's view of a resource request (it predates [`Attributes`]).
-    fn request_info(&self) -> RequestInfo {
-        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        RequestInfo {
-            verb: self.verb.clone(),
-            api_group: self.api_group.clone(),
-            api_version: self.api_version.clone(),
-            resource: self.resource.clone(),
-            subresource: opt(&self.subresource),
-            // The namespaces resource is cluster-scoped for the node authorizer.
-            namespace: if self.resource == "namespaces" && self.api_group.is_empty() {
-                None
-            } else {
-                opt(&self.namespace)
-            },
-            name: opt(&self.name),
-            proxy_path: None,
-        }
-    }
 }
 
 /// What the node authorizer needs beyond the attributes, for requests through the API.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NodeFacts<'a> {
-    /// The request as routed, with a create's name taken from its body.
-    pub info: Option<&'a RequestInfo>,
-    /// For pod status writes and deletes: the node the pod is bound to.
+    /// A create's name, taken from its body (the request names none).
+    pub created_name: Option<&'a str>,
+    /// What [`crate::node_authz::Facts::bound_node`] says.
     pub bound_node: Option<&'a str>,
 }
 
@@ -245,6 +228,8 @@ pub struct RulesFor {
 pub struct Authorizer {
     pub mode: Mode,
     pub rbac: Arc<RbacIndex>,
+    /// The node authorizer's graph.
+    pub nodes: Arc<NodeGraph>,
 }
 
 impl Authorizer {
@@ -252,27 +237,63 @@ impl Authorizer {
         Self {
             mode,
             rbac: Arc::new(RbacIndex::default()),
+            nodes: Arc::new(NodeGraph::default()),
         }
     }
 
     /// Decides `attrs` for `user`.
-    pub fn authorize(&self, user: &User, attrs: &Attributes, node: NodeFacts<'_>) -> Decision {
+    pub fn authorize(
+        &self,
+        user: &User,
+        attrs: &Attributes,
+        node_facts: NodeFacts<'_>,
+    ) -> Decision {
         if self.mode.always_allow || user.groups.iter().any(|g| g == ADMIN_GROUP) {
             return Decision::allow("");
         }
-        if self.mode.node && attrs.resource_request && is_node(user) {
-            let allowed = match node.info {
-                Some(info) => crate::auth::authorize(user, info, node.bound_node),
-                None => crate::auth::authorize(user, &attrs.request_info(), node.bound_node),
+        // kube's union authorizer: the reasons of those with no opinion join the refusal.
+        let mut reasons = Vec::new();
+        if let Some(node) = crate::auth::node_name(user).filter(|_| self.mode.node) {
+            let verdict = if node.is_empty() {
+                Verdict::NoOpinion(format!("unknown node for user {:?}", user.name))
+            } else if attrs.name.is_empty() && node_facts.created_name.is_some() {
+                let mut named = attrs.clone();
+                named.name = node_facts.created_name.unwrap_or_default().to_string();
+                self.decide_node(node, &named, node_facts)
+            } else {
+                self.decide_node(node, attrs, node_facts)
             };
-            if allowed {
-                return Decision::allow("");
+            match verdict {
+                Verdict::Allow => return Decision::allow(""),
+                Verdict::NoOpinion(r) if !r.is_empty() => reasons.push(r),
+                Verdict::NoOpinion(_) => {}
             }
         }
         if self.mode.rbac {
-            return self.rbac.snapshot().authorize(user, attrs);
+            let d = self.rbac.snapshot().authorize(user, attrs);
+            if d.allowed {
+                return d;
+            }
+            if !d.reason.is_empty() {
+                reasons.push(d.reason);
+            }
         }
-        Decision::default()
+        Decision {
+            allowed: false,
+            reason: reasons.join("\n"),
+        }
+    }
+
+    fn decide_node(&self, node: &str, attrs: &Attributes, facts: NodeFacts<'_>) -> Verdict {
+        let graph = self.nodes.read();
+        crate::node_authz::authorize(
+            &graph,
+            node,
+            attrs,
+            crate::node_authz::Facts {
+                bound_node: facts.bound_node,
+            },
+        )
     }
 
     /// Every rule `user` holds in `namespace` (kube's union of rule resolvers).
@@ -282,7 +303,7 @@ impl Authorizer {
             out.rules.push(Rule::resource(&["*"], &["*"], &["*"]));
             out.rules.push(Rule::non_resource(&["*"], &["*"]));
         }
-        if self.mode.node && is_node(user) {
+        if self.mode.node && crate::auth::node_name(user).is_some() {
             out.incomplete = true;
             out.errors
                 .push("node authorizer does not support user rule resolution".into());
@@ -294,10 +315,6 @@ impl Authorizer {
         }
         out
     }
-}
-
-fn is_node(user: &User) -> bool {
-    user.name.starts_with("system:node:") && user.groups.iter().any(|g| g == NODES_GROUP)
 }
 
 /// kube's `utilerrors.NewAggregate(...).Error()`: one message alone, several in brackets.

@@ -527,6 +527,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?)))
     };
     let (stop, stop_rx) = watch::channel(false);
+    // The node authorizer answers from its graph from the first request on.
+    if api.authz.mode.node {
+        crate::node_authz::populator::NodeGraph::start(&api, stop_rx.clone()).await?;
+    }
     // Admission reads its caches from the first request on: list them before serving.
     if config.admission_caches {
         crate::admission::informers::Informers::start(&api, stop_rx.clone()).await?;

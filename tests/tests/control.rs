@@ -26,6 +26,7 @@ mod control_job_metrics;
 mod control_jobs;
 mod control_kubectl;
 mod control_kubelet_proxy;
+mod control_node_authz;
 mod control_openapi;
 mod control_protobuf;
 mod control_quota;

@@ -100,6 +100,7 @@ impl Authz {
             chain: Arc::new(Authorizer {
                 mode: authorizer.mode,
                 rbac: authorizer.rbac.clone(),
+                nodes: authorizer.nodes.clone(),
             }),
             user: Arc::new(user.clone()),
         }
