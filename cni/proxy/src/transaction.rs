@@ -280,7 +280,7 @@ fn leftovers<'a>(
     (chains, sets, maps)
 }
 
-/// `ops` as an `nft -f` transaction (the same change as [`crate::nft_netlink::apply`] makes):
+/// `ops` as an `nft -f` transaction (the same change as [`crate::nft_netlink::Conn::apply`] makes):
 /// for `nft` programs that are not the kernel (recording scripts of the golden tests).
 pub fn render_elements(family: Family, ops: &[SetOp]) -> String {
     let t = format!("{} {TABLE}", family.nft());
