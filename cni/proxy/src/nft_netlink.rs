@@ -312,11 +312,11 @@ fn current_netns() -> Result<(u64, u64), NetlinkError> {
 
 /// An nfnetlink socket kept open from one batch to the next.
 ///
-/// Why not one socket per batch: when a netlink socket that has sent anything is closed, nf_tables
-/// (its NETLINK_URELEASE notifier, which looks for tables owned by the socket) first waits for
-/// the deferred cleanup of the last commit, and that cleanup waits for an RCU grace period. So
-/// closing the socket right after the batch cost 8–25 ms here (whole scheduler ticks of 4 ms),
-/// several times the batch itself. The socket belongs to the network namespace it was opened in:
+/// Why not one socket per batch: closing the socket right after the batch cost 8–25 ms here
+/// (whole scheduler ticks of 4 ms), several times the batch itself. As we read nf_tables, when a
+/// netlink socket that has sent anything is released, its NETLINK_URELEASE notifier (which looks
+/// for tables owned by the socket) first waits for the deferred cleanup of the last commit, and
+/// that cleanup waits for an RCU grace period. The socket belongs to the network namespace it was opened in:
 /// a call from another namespace opens a new one there.
 #[derive(Debug, Default)]
 pub struct Conn {
