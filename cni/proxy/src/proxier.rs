@@ -344,6 +344,7 @@ impl Proxier {
                     services: &state.desired,
                     elements: &all_elements,
                     element_changes: &changes_list,
+                    kernel: &state.kernel_elements,
                     nodeport_ips: &nodeport_ips,
                     changed: &changed,
                 }
@@ -354,6 +355,7 @@ impl Proxier {
                     services: &state.desired,
                     elements: &all_elements,
                     element_changes: &changes_list,
+                    kernel: &state.kernel_elements,
                     nodeport_ips: &nodeport_ips,
                     changed: &changed,
                 }
@@ -384,9 +386,24 @@ impl Proxier {
                     self.cfg.nft.apply(family, &text).map_err(SyncError::from)
                 }
                 None => {
-                    let text = transaction::build(family, &fcfg, mode, &state.applied, &desired);
+                    let built = transaction::build(family, &fcfg, mode, &state.applied, &desired);
+                    let mut text = built.text;
+                    if !self.cfg.netlink_elements {
+                        text.push_str(&transaction::render_elements(family, &built.after));
+                    }
                     report.lines.push((family, text.lines().count()));
-                    self.cfg.nft.apply(family, &text).map_err(SyncError::from)
+                    let applied = self.cfg.nft.apply(family, &text).map_err(SyncError::from);
+                    match applied {
+                        Ok(()) if self.cfg.netlink_elements && !built.after.is_empty() => {
+                            // After the commit (see `Built::after`). Should it fail, the error
+                            // makes the next sync recreate the table.
+                            report.netlink.push((family, built.after.len()));
+                            self.netlink
+                                .apply(family, &built.after)
+                                .map_err(SyncError::from)
+                        }
+                        other => other,
+                    }
                 }
             };
             match result {
