@@ -9,6 +9,12 @@
 //! - **incremental**: only the Services that changed; their chains are flushed and rewritten, new
 //!   ones added, gone ones deleted, and only the map elements that differ are deleted or added.
 //!
+//! The text never holds `add element` / `delete element`: nft 1.0.6 loads the elements of every
+//! set of the table before such a command (seconds at 10 000 Services, one data map each), but
+//! not before a declaration with elements (`add map NAME { type … ; elements = { … } ; }`, also
+//! for a map that exists). So elements are added as declarations, and a map that loses or
+//! changes an element is flushed and declared again with all it keeps, in the same transaction.
+//!
 //! The text only ever holds names built by `ruleset` from checked values.
 
 use std::{
