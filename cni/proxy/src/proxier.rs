@@ -91,7 +91,8 @@ pub struct SyncReport {
     pub full: bool,
     /// Transaction sizes in lines, per family applied through `nft -f`.
     pub lines: Vec<(Family, usize)>,
-    /// Set-element messages, per family applied through netlink (element-only changes).
+    /// Set-element operations, per family applied through netlink: element-only changes, and
+    /// hairpin deletions sent after an incremental `nft -f` transaction.
     pub netlink: Vec<(Family, usize)>,
     pub duration: Duration,
     pub conntrack_flushes: usize,
