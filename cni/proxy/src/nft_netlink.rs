@@ -23,7 +23,11 @@
 //! Every message asks for an ack; the batch counts as applied only when each one is answered
 //! with 0. The kernel commits all or nothing.
 
-use std::{net::IpAddr, os::fd::AsRawFd, time::Duration};
+use std::{
+    net::IpAddr,
+    os::fd::{AsRawFd, OwnedFd},
+    time::Duration,
+};
 
 use nix::sys::{
     socket::{
@@ -61,6 +65,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    #[error("reading this thread's network namespace (/proc/thread-self/ns/net): {0}")]
+    Namespace(#[source] std::io::Error),
     #[error("nfnetlink socket: {0}")]
     Socket(#[source] nix::Error),
     #[error("sending the {family} set-element batch ({bytes} bytes): {source}")]
@@ -240,11 +246,12 @@ fn nfproto(family: Family) -> u8 {
     }
 }
 
-/// The batch bytes and, per acked sequence number, what it carried (for error messages).
-fn encode(family: Family, ops: &[SetOp]) -> (Vec<u8>, Vec<(u32, String)>) {
+/// The batch bytes (sequence numbers from `first`) and, per acked sequence number, what it
+/// carried (for error messages); the last sequence number used.
+fn encode(family: Family, ops: &[SetOp], first: u32) -> (Vec<u8>, Vec<(u32, String)>, u32) {
     let mut out = Vec::new();
     let mut what = Vec::new();
-    let mut seq = 1u32;
+    let mut seq = first;
     Msg::new(
         NFNL_MSG_BATCH_BEGIN,
         NLM_F_REQUEST,
@@ -255,7 +262,7 @@ fn encode(family: Family, ops: &[SetOp]) -> (Vec<u8>, Vec<(u32, String)>) {
     .finish(&mut out);
     for op in ops {
         for chunk in op.elems.chunks(CHUNK) {
-            seq += 1;
+            seq = seq.wrapping_add(1);
             let (kind, flags) = if op.add {
                 (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
             } else {
@@ -284,7 +291,7 @@ fn encode(family: Family, ops: &[SetOp]) -> (Vec<u8>, Vec<(u32, String)>) {
             ));
         }
     }
-    seq += 1;
+    seq = seq.wrapping_add(1);
     Msg::new(
         NFNL_MSG_BATCH_END,
         NLM_F_REQUEST,
@@ -293,105 +300,171 @@ fn encode(family: Family, ops: &[SetOp]) -> (Vec<u8>, Vec<(u32, String)>) {
         NFNL_SUBSYS_NFTABLES,
     )
     .finish(&mut out);
-    (out, what)
+    (out, what, seq)
 }
 
-/// Applies `ops` (in order) to pea-proxy's table of `family` as one transaction, in the calling
-/// thread's network namespace.
-pub fn apply(family: Family, ops: &[SetOp]) -> Result<(), NetlinkError> {
-    if ops.iter().all(|o| o.elems.is_empty()) {
-        return Ok(());
+/// The calling thread's network namespace (device and inode of its nsfs file).
+fn current_netns() -> Result<(u64, u64), NetlinkError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata("/proc/thread-self/ns/net").map_err(NetlinkError::Namespace)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// An nfnetlink socket kept open from one batch to the next.
+///
+/// Why not one socket per batch: closing the socket right after the batch cost 8–25 ms here
+/// (whole scheduler ticks of 4 ms), several times the batch itself. As we read nf_tables, when a
+/// netlink socket that has sent anything is released, its NETLINK_URELEASE notifier (which looks
+/// for tables owned by the socket) first waits for the deferred cleanup of the last commit, and
+/// that cleanup waits for an RCU grace period. The socket belongs to the network namespace it was opened in:
+/// a call from another namespace opens a new one there.
+#[derive(Debug, Default)]
+pub struct Conn {
+    open: Option<Open>,
+}
+
+#[derive(Debug)]
+struct Open {
+    sock: OwnedFd,
+    netns: (u64, u64),
+    /// The last sequence number used; each batch continues from it, so answers left over from
+    /// an earlier batch (one given up on) are told apart and skipped.
+    seq: u32,
+}
+
+impl Conn {
+    pub fn new() -> Self {
+        Conn::default()
     }
-    let fam = family.nft();
-    let (batch, mut pending) = encode(family, ops);
-    let sock = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkNetFilter,
-    )
-    .map_err(NetlinkError::Socket)?;
-    let timeout = TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
-    setsockopt(&sock, sockopt::ReceiveTimeout, &timeout).map_err(NetlinkError::Socket)?;
-    // A batch of many elements can exceed the default send buffer (one datagram).
-    setsockopt(&sock, sockopt::SndBufForce, &(batch.len() * 2 + 65536))
-        .map_err(NetlinkError::Socket)?;
-    let sent = sendto(
-        sock.as_raw_fd(),
-        &batch,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .map_err(|source| NetlinkError::Send {
-        family: fam,
-        bytes: batch.len(),
-        source,
-    })?;
-    if sent != batch.len() {
-        return Err(NetlinkError::Malformed {
-            family: fam,
-            why: format!("sent {sent} of {} bytes", batch.len()),
-        });
-    }
-    // An error answer quotes the message it is about: room for the largest one.
-    let mut buf = vec![0u8; batch.len() + 8192];
-    let mut first_error: Option<NetlinkError> = None;
-    // Each recv returns at least one answer; an answer per acked message plus a possible
-    // commit error bounds the loop.
-    for _ in 0..pending.len() + 2 {
-        if pending.is_empty() {
-            break;
+
+    /// The socket for the calling thread's namespace, opened when there is none yet.
+    fn socket(&mut self) -> Result<&mut Open, NetlinkError> {
+        let netns = current_netns()?;
+        if self.open.as_ref().is_some_and(|o| o.netns != netns) {
+            self.open = None;
         }
-        let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|source| {
-            NetlinkError::Receive {
-                family: fam,
-                source,
-            }
+        if self.open.is_none() {
+            let sock = socket(
+                AddressFamily::Netlink,
+                SockType::Raw,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkNetFilter,
+            )
+            .map_err(NetlinkError::Socket)?;
+            let timeout = TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
+            setsockopt(&sock, sockopt::ReceiveTimeout, &timeout).map_err(NetlinkError::Socket)?;
+            self.open = Some(Open {
+                sock,
+                netns,
+                seq: 0,
+            });
+        }
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    /// Applies `ops` (in order) to pea-proxy's table of `family` as one transaction, in the
+    /// calling thread's network namespace. After any error the socket is closed (the next call
+    /// opens a fresh one), so nothing of a failed batch can be read as the answer to the next.
+    pub fn apply(&mut self, family: Family, ops: &[SetOp]) -> Result<(), NetlinkError> {
+        if ops.iter().all(|o| o.elems.is_empty()) {
+            return Ok(());
+        }
+        let result = self.socket().and_then(|open| open.apply(family, ops));
+        if result.is_err() {
+            self.open = None;
+        }
+        result
+    }
+}
+
+impl Open {
+    fn apply(&mut self, family: Family, ops: &[SetOp]) -> Result<(), NetlinkError> {
+        let fam = family.nft();
+        let first = self.seq.wrapping_add(1);
+        let (batch, mut pending, last) = encode(family, ops, first);
+        self.seq = last;
+        // A batch of many elements can exceed the send buffer (one datagram).
+        setsockopt(&self.sock, sockopt::SndBufForce, &(batch.len() * 2 + 65536))
+            .map_err(NetlinkError::Socket)?;
+        let sent = sendto(
+            self.sock.as_raw_fd(),
+            &batch,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .map_err(|source| NetlinkError::Send {
+            family: fam,
+            bytes: batch.len(),
+            source,
         })?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len < 16 || at + len > n {
-                return Err(NetlinkError::Malformed {
-                    family: fam,
-                    why: format!("message of {len} bytes at {at} of {n}"),
-                });
+        if sent != batch.len() {
+            return Err(NetlinkError::Malformed {
+                family: fam,
+                why: format!("sent {sent} of {} bytes", batch.len()),
+            });
+        }
+        let ours = |seq: u32| seq.wrapping_sub(first) <= last.wrapping_sub(first);
+        // An error answer quotes the message it is about: room for the largest one.
+        let mut buf = vec![0u8; batch.len() + 8192];
+        let mut first_error: Option<NetlinkError> = None;
+        // Each recv returns at least one answer; an answer per acked message plus a possible
+        // commit error bounds the loop (with room for a few stale answers of an earlier batch).
+        for _ in 0..pending.len() + 8 {
+            if pending.is_empty() {
+                break;
             }
-            if kind == NLMSG_ERROR {
-                if len < 20 {
+            let n = recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|source| {
+                NetlinkError::Receive {
+                    family: fam,
+                    source,
+                }
+            })?;
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+                if len < 16 || at + len > n {
                     return Err(NetlinkError::Malformed {
                         family: fam,
-                        why: "error message without its code".into(),
+                        why: format!("message of {len} bytes at {at} of {n}"),
                     });
                 }
-                let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
-                let what = match pending.iter().position(|(s, _)| *s == seq) {
-                    Some(i) => pending.remove(i).1,
-                    None => "the batch (its commit)".to_string(),
-                };
-                if code != 0 && first_error.is_none() {
-                    first_error = Some(NetlinkError::Rejected {
-                        family: fam,
-                        what,
-                        source: std::io::Error::from_raw_os_error(-code),
-                    });
+                if kind == NLMSG_ERROR && ours(seq) {
+                    if len < 20 {
+                        return Err(NetlinkError::Malformed {
+                            family: fam,
+                            why: "error message without its code".into(),
+                        });
+                    }
+                    let code =
+                        i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
+                    let what = match pending.iter().position(|(s, _)| *s == seq) {
+                        Some(i) => pending.remove(i).1,
+                        None => "the batch (its commit)".to_string(),
+                    };
+                    if code != 0 && first_error.is_none() {
+                        first_error = Some(NetlinkError::Rejected {
+                            family: fam,
+                            what,
+                            source: std::io::Error::from_raw_os_error(-code),
+                        });
+                    }
                 }
+                at += (len + 3) & !3;
             }
-            at += (len + 3) & !3;
         }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if !pending.is_empty() {
+            return Err(NetlinkError::Malformed {
+                family: fam,
+                why: format!("no answer to {} messages", pending.len()),
+            });
+        }
+        Ok(())
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if !pending.is_empty() {
-        return Err(NetlinkError::Malformed {
-            family: fam,
-            why: format!("no answer to {} messages", pending.len()),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

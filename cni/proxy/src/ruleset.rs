@@ -51,6 +51,42 @@ pub const SET_HAIRPIN: &str = "hairpin";
 /// 16 endpoints each get exactly 1/n, and more get 1/n within n/720720.
 pub const NUMGEN_MOD: u32 = 720_720;
 
+/// The table's shared maps and sets, in declaration order.
+pub const SHARED: [&str; 8] = [
+    MAP_SERVICE_IPS,
+    MAP_SERVICE_NODEPORTS,
+    MAP_NO_ENDPOINT_SERVICES,
+    MAP_NO_ENDPOINT_NODEPORTS,
+    MAP_FIREWALL_IPS,
+    SET_CLUSTER_IPS,
+    SET_NODEPORT_IPS,
+    SET_HAIRPIN,
+];
+
+/// `map` or `set`: what kind of object the shared `name` is.
+pub fn shared_kind(name: &str) -> &'static str {
+    match name {
+        SET_CLUSTER_IPS | SET_NODEPORT_IPS | SET_HAIRPIN => "set",
+        _ => "map",
+    }
+}
+
+/// The declaration (`type … ;`) of the shared map or set `name`: written when the table is
+/// made, and again with `elements = { … }` to add elements (nft 1.0.6 loads every set's
+/// elements before an `add element`, which at 10 000 data maps takes seconds; a declaration
+/// with elements does not).
+pub fn shared_decl(family: Family, name: &str) -> String {
+    let addr = family.addr_type();
+    match name {
+        SET_CLUSTER_IPS | SET_NODEPORT_IPS => format!("type {addr} ;"),
+        SET_HAIRPIN => format!("type {addr} . {addr} ;"),
+        MAP_SERVICE_NODEPORTS | MAP_NO_ENDPOINT_NODEPORTS => {
+            "type inet_proto . inet_service : verdict ;".into()
+        }
+        _ => format!("type {addr} . inet_proto . inet_service : verdict ;"),
+    }
+}
+
 /// What the generator needs besides the services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FamilyConfig {
@@ -658,31 +694,14 @@ pub fn base(family: Family, cfg: &FamilyConfig) -> String {
     ] {
         let _ = writeln!(s, "add chain {t} {name}");
     }
-    let addr = family.addr_type();
-    for (map, key) in [
-        (
-            MAP_SERVICE_IPS,
-            format!("{addr} . inet_proto . inet_service"),
-        ),
-        (MAP_SERVICE_NODEPORTS, "inet_proto . inet_service".into()),
-        (
-            MAP_NO_ENDPOINT_SERVICES,
-            format!("{addr} . inet_proto . inet_service"),
-        ),
-        (
-            MAP_NO_ENDPOINT_NODEPORTS,
-            "inet_proto . inet_service".into(),
-        ),
-        (
-            MAP_FIREWALL_IPS,
-            format!("{addr} . inet_proto . inet_service"),
-        ),
-    ] {
-        let _ = writeln!(s, "add map {t} {map} {{ type {key} : verdict ; }}");
+    for name in SHARED {
+        let _ = writeln!(
+            s,
+            "add {} {t} {name} {{ {} }}",
+            shared_kind(name),
+            shared_decl(family, name)
+        );
     }
-    let _ = writeln!(s, "add set {t} {SET_CLUSTER_IPS} {{ type {addr} ; }}");
-    let _ = writeln!(s, "add set {t} {SET_NODEPORT_IPS} {{ type {addr} ; }}");
-    let _ = writeln!(s, "add set {t} {SET_HAIRPIN} {{ type {addr} . {addr} ; }}");
     let nodeport_match = match &cfg.nodeport_ips {
         None => format!(
             "fib daddr type local {f} daddr != {} meta l4proto . th dport",

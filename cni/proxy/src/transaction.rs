@@ -9,6 +9,12 @@
 //! - **incremental**: only the Services that changed; their chains are flushed and rewritten, new
 //!   ones added, gone ones deleted, and only the map elements that differ are deleted or added.
 //!
+//! The text never holds `add element` / `delete element`: nft 1.0.6 loads the elements of every
+//! set of the table before such a command (seconds at 10 000 Services, one data map each), but
+//! not before a declaration with elements (`add map NAME { type … ; elements = { … } ; }`, also
+//! for a map that exists). So elements are added as declarations, and a map that loses or
+//! changes an element is flushed and declared again with all it keeps, in the same transaction.
+//!
 //! The text only ever holds names built by `ruleset` from checked values.
 
 use std::{
@@ -58,6 +64,9 @@ pub struct Desired<'a> {
     pub elements: &'a Elements,
     /// The elements that differ (incremental mode).
     pub element_changes: &'a [ElementChange],
+    /// The elements in the kernel before this change (incremental mode: a shared map that
+    /// loses or changes an element is emptied and declared again with all of its elements).
+    pub kernel: &'a Elements,
     pub nodeport_ips: &'a [Element],
     /// Services whose rules may differ from `Applied` (incremental mode only looks at these).
     pub changed: &'a BTreeSet<String>,
@@ -82,35 +91,33 @@ impl Writer {
         );
         self.line(format_args!("{line}"));
     }
-    fn add_map(&mut self, m: &DataMap) {
-        let (t, f) = (&self.t, self.f);
-        let line = format!(
-            "add map {t} {} {{ typeof numgen random mod {NUMGEN_MOD} : {f} daddr . {} dport ; flags interval ; }}",
-            m.name, m.proto
+    /// `add map` of a data map with its ranges inline: a declaration with elements, not
+    /// `add element` (see [`ruleset::shared_decl`] for why).
+    fn add_map(&mut self, m: &DataMap, with_ranges: bool) {
+        let items: Vec<String> = if with_ranges {
+            m.ranges
+                .iter()
+                .map(|r| format!("{}-{} : {} . {}", r.lo, r.hi, r.ip, r.port))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let decl = format!(
+            "typeof numgen random mod {NUMGEN_MOD} : {} daddr . {} dport ; flags interval ;",
+            self.f, m.proto
         );
-        self.line(format_args!("{line}"));
+        self.declare("map", &m.name, &decl, &items);
     }
-    /// `add element` (with values) or `delete element` of a data map's ranges.
-    fn map_elements(&mut self, verb: &str, m: &DataMap) {
-        if m.ranges.is_empty() {
-            return;
-        }
-        let items: Vec<String> = m
-            .ranges
-            .iter()
-            .map(|r| {
-                if verb == "add" {
-                    format!("{}-{} : {} . {}", r.lo, r.hi, r.ip, r.port)
-                } else {
-                    format!("{}-{}", r.lo, r.hi)
-                }
-            })
-            .collect();
+    /// `add KIND NAME { DECL }`, with `elements = { … }` (at most 1000 a command) when `items`
+    /// is not empty.
+    fn declare(&mut self, kind: &str, name: &str, decl: &str, items: &[String]) {
         let t = self.t.clone();
+        if items.is_empty() {
+            self.line(format_args!("add {kind} {t} {name} {{ {decl} }}"));
+        }
         for chunk in items.chunks(1000) {
             self.line(format_args!(
-                "{verb} element {t} {} {{ {} }}",
-                m.name,
+                "add {kind} {t} {name} {{ {decl} elements = {{ {} }} ; }}",
                 chunk.join(", ")
             ));
         }
@@ -129,29 +136,23 @@ impl Writer {
             self.line(format_args!("add rule {t} {} {r}", chain.name));
         }
     }
-    /// `add element` / `delete element`, grouped per map, at most 1000 per command.
-    fn elements<'e>(
+    /// Adds elements to shared maps/sets, as declarations with elements, grouped per map.
+    fn add_elements<'e>(
         &mut self,
-        verb: &str,
+        family: Family,
         items: impl Iterator<Item = (&'e (&'static str, String), &'e Option<String>)>,
-        with_values: bool,
     ) {
         let mut by_map: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for ((map, key), value) in items {
             let text = match value {
-                Some(v) if with_values => format!("{key} : {v}"),
-                _ => key.clone(),
+                Some(v) => format!("{key} : {v}"),
+                None => key.clone(),
             };
             by_map.entry(map).or_default().push(text);
         }
-        let t = self.t.clone();
         for (map, items) in by_map {
-            for chunk in items.chunks(1000) {
-                self.line(format_args!(
-                    "{verb} element {t} {map} {{ {} }}",
-                    chunk.join(", ")
-                ));
-            }
+            let decl = ruleset::shared_decl(family, map);
+            self.declare(ruleset::shared_kind(map), map, &decl, &items);
         }
     }
     /// A Service's sets, maps (emptied first when `flush_maps`: they may exist) with their
@@ -161,12 +162,14 @@ impl Writer {
             self.add_set(set, *timeout);
         }
         for m in &rules.maps {
-            self.add_map(m);
             if flush_maps {
+                // The map may exist with other ranges: declared, emptied, then declared with
+                // its ranges.
+                self.add_map(m, false);
                 let t = self.t.clone();
                 self.line(format_args!("flush map {t} {}", m.name));
             }
-            self.map_elements("add", m);
+            self.add_map(m, true);
         }
         for c in &rules.chains {
             self.add_chain(&c.name);
@@ -181,14 +184,25 @@ fn nodeport_items(v: &[Element]) -> Elements {
     v.iter().map(|e| ((e.map, e.key.clone()), None)).collect()
 }
 
-/// The transaction text taking the kernel from `applied` to `desired`.
+/// A sync's change: the `nft -f` text, then set-element changes to send once it committed.
+#[derive(Debug)]
+pub struct Built {
+    pub text: String,
+    /// Hairpin elements that went (incremental mode). They name no chain and the committed
+    /// text already stopped DNATing to their endpoints, so removing them afterwards changes no
+    /// packet's fate; `delete element` in the text would cost nft 1.0.6 seconds at 10 000
+    /// Services (it loads every set's elements first).
+    pub after: Vec<SetOp>,
+}
+
+/// The change taking the kernel from `applied` to `desired`.
 pub fn build(
     family: Family,
     cfg: &FamilyConfig,
     mode: Mode,
     applied: &Applied,
     desired: &Desired<'_>,
-) -> String {
+) -> Built {
     let t = format!("{} {TABLE}", family.nft());
     let mut w = Writer {
         f: family.nft(),
@@ -231,8 +245,8 @@ pub fn build(
             for rules in desired.services.values() {
                 w.add_service(rules, mode == Mode::Flush);
             }
-            w.elements("add", desired.elements.iter(), true);
-            w.elements("add", nodeport_items(desired.nodeport_ips).iter(), false);
+            w.add_elements(family, desired.elements.iter());
+            w.add_elements(family, nodeport_items(desired.nodeport_ips).iter());
             if mode == Mode::Flush {
                 // Objects of Services that went: nothing refers to them after the flushes.
                 let (chains, sets, maps) =
@@ -248,9 +262,15 @@ pub fn build(
                 }
             }
         }
-        Mode::Incremental => incremental(&mut w, applied, desired),
+        Mode::Incremental => {
+            let after = incremental(&mut w, family, applied, desired);
+            return Built { text: w.s, after };
+        }
     }
-    w.s
+    Built {
+        text: w.s,
+        after: Vec::new(),
+    }
 }
 
 /// Chains, sets and maps of `old` that no rules in `new` have.
@@ -280,7 +300,7 @@ fn leftovers<'a>(
     (chains, sets, maps)
 }
 
-/// `ops` as an `nft -f` transaction (the same change as [`crate::nft_netlink::apply`] makes):
+/// `ops` as an `nft -f` transaction (the same change as [`crate::nft_netlink::Conn::apply`] makes):
 /// for `nft` programs that are not the kernel (recording scripts of the golden tests).
 pub fn render_elements(family: Family, ops: &[SetOp]) -> String {
     let t = format!("{} {TABLE}", family.nft());
@@ -384,16 +404,36 @@ pub fn element_batch(applied: &Applied, desired: &Desired<'_>) -> Option<Vec<Set
     Some(ops)
 }
 
-fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
+fn incremental(
+    w: &mut Writer,
+    family: Family,
+    applied: &Applied,
+    desired: &Desired<'_>,
+) -> Vec<SetOp> {
     let t = w.t.clone();
-    // 1. Elements that go or change, first: afterwards nothing in a map points at a chain that
-    //    is about to be deleted.
-    let deletes: Vec<(&(&'static str, String), &Option<String>)> = desired
-        .element_changes
-        .iter()
-        .filter_map(|c| c.old.as_ref().map(|v| (&c.key, v)))
-        .collect();
-    w.elements("delete", deletes.into_iter(), false);
+    // Shared maps/sets that lose or change an element are emptied (1.) and declared again with
+    // every element they keep and gain (5.), all in this one transaction: `delete element`
+    // would make nft 1.0.6 load the elements of every set of the table first. Hairpin elements
+    // that go are the exception: sent after the commit (see [`Built::after`]).
+    let mut rewritten: BTreeSet<&'static str> = BTreeSet::new();
+    let mut hairpin_gone = Vec::new();
+    for c in desired.element_changes {
+        match (&c.old, c.key.0) {
+            (None, _) => {}
+            (Some(_), ruleset::SET_HAIRPIN) => hairpin_gone.push(c),
+            (Some(_), map) => {
+                rewritten.insert(map);
+            }
+        }
+    }
+    // 1. Emptied first: afterwards nothing in a map points at a chain that is about to be
+    //    deleted.
+    for map in &rewritten {
+        w.line(format_args!(
+            "flush {} {t} {map}",
+            ruleset::shared_kind(map)
+        ));
+    }
     if applied.nodeport_ips != desired.nodeport_ips {
         w.line(format_args!("flush set {t} {}", ruleset::SET_NODEPORT_IPS));
     }
@@ -418,13 +458,10 @@ fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
         }
         for m in &new.maps {
             match old.maps.iter().find(|o| o.name == m.name) {
-                None => {
-                    w.add_map(m);
-                    w.map_elements("add", m);
-                }
+                None => w.add_map(m, true),
                 Some(o) if o.ranges != m.ranges => {
-                    w.map_elements("delete", o);
-                    w.map_elements("add", m);
+                    w.line(format_args!("flush map {t} {}", m.name));
+                    w.add_map(m, true);
                 }
                 Some(_) => {}
             }
@@ -463,15 +500,25 @@ fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
             }
         }
     }
-    // 5. Elements that are new or changed.
-    let adds: Vec<(&(&'static str, String), &Option<String>)> = desired
-        .element_changes
-        .iter()
-        .filter_map(|c| c.new.as_ref().map(|v| (&c.key, v)))
-        .collect();
-    w.elements("add", adds.into_iter(), true);
+    // 5. Elements that are new or changed, after the chains they name exist; emptied maps get
+    //    all of theirs back.
+    let mut adds: Elements = Elements::new();
+    for map in &rewritten {
+        let kept = desired
+            .kernel
+            .range((*map, String::new())..)
+            .take_while(|((m, _), _)| m == map);
+        adds.extend(kept.map(|(k, v)| (k.clone(), v.clone())));
+    }
+    for c in desired.element_changes {
+        match &c.new {
+            Some(v) => adds.insert(c.key.clone(), v.clone()),
+            None => adds.remove(&c.key),
+        };
+    }
+    w.add_elements(family, adds.iter());
     if applied.nodeport_ips != desired.nodeport_ips {
-        w.elements("add", nodeport_items(desired.nodeport_ips).iter(), false);
+        w.add_elements(family, nodeport_items(desired.nodeport_ips).iter());
     }
     for c in gone_chains {
         w.line(format_args!("delete chain {t} {c}"));
@@ -482,4 +529,13 @@ fn incremental(w: &mut Writer, applied: &Applied, desired: &Desired<'_>) {
     for m in gone_maps {
         w.line(format_args!("delete map {t} {m}"));
     }
+    let mut after = Vec::new();
+    if !hairpin_gone.is_empty() {
+        // The keys were made by `ruleset::hairpin_key`, so they parse.
+        let elems = hairpin_gone
+            .iter()
+            .filter_map(|c| ruleset::hairpin_ip(&c.key.1).map(Elem::Pair));
+        after.push(SetOp::delete(ruleset::SET_HAIRPIN, elems));
+    }
+    after
 }

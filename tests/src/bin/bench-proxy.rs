@@ -9,18 +9,21 @@
 //! --noflush`). Timed: the full sync of 1 000 and 10 000 Services from empty, and at 10 000 one
 //! endpoint replaced in one Service (pea-proxy: its incremental transaction; iptables: what
 //! kube-proxy's partial sync writes — KUBE-SERVICES in full, the changed KUBE-SVC chain, the new
-//! KUBE-SEP chain, the old one deleted). Medians and ratios through `pea_tests::bench`; nothing
-//! asserted.
+//! KUBE-SEP chain, the old one deleted). A sync counts as done when it returns: nft or the kernel
+//! has acknowledged the whole transaction, so the rules are in the kernel; iptables-restore
+//! likewise. Medians and ratios through `pea_tests::bench`; nothing asserted.
 //!
-//! First-packet latency (`--first-packet-rounds`, see [`first_packet`]): from the write of a
-//! Service's first EndpointSlice to the API until a connection to its ClusterIP succeeds
-//! through the new rules; pea-proxy (the binary, watching a real pea-control) against the same
-//! change carried by a minimal kube-proxy iptables-mode path (a watch of the same API server,
-//! kube-proxy's rules for the Service, one `iptables-restore --noflush`) — kube-proxy itself is
-//! not installable here (no container registry, not in Debian), so the anchor is kube-proxy's
-//! event-to-rules path with none of its bookkeeping: a lower bound for kube-proxy.
+//! First-packet latency (`--first-packet-rounds`, see [`first_packet`]), what a user sees: from
+//! the write of an EndpointSlice to the API until a connection to its Service's ClusterIP
+//! succeeds through the new rules, at `--first-packet-services` Services; twice per round: a
+//! Service's first endpoints, and an endpoint change (the endpoint replaced). pea-proxy (the
+//! binary, watching a real pea-control) against the same change carried by a minimal
+//! kube-proxy iptables-mode path (a watch of the same API server, kube-proxy's rules for the
+//! Service, one `iptables-restore --noflush`) — kube-proxy itself is not installable here (no
+//! container registry, not in Debian), so the anchor is kube-proxy's event-to-rules path with
+//! none of its bookkeeping: a lower bound for kube-proxy.
 //!
-//! Run: `cargo run --release -p pea-tests --bin bench-proxy -- [--runs 5] [--changes 20] [--first-packet-rounds 10]`
+//! Run: `cargo run --release -p pea-tests --bin bench-proxy -- [--runs 5] [--changes 20] [--first-packet-rounds 10] [--first-packet-services 100]`
 
 use std::{
     fmt::Write as _,
@@ -59,6 +62,10 @@ struct Args {
     /// First-packet rounds per subject (0 skips the first-packet latency).
     #[arg(long, default_value_t = 10)]
     first_packet_rounds: usize,
+    /// Services (with an endpoint each) in the API and in both proxies' rules before the
+    /// first-packet rounds.
+    #[arg(long, default_value_t = 100)]
+    first_packet_services: usize,
 }
 
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
@@ -385,13 +392,23 @@ fn main() -> Result<()> {
         out.clear();
     }
     if args.first_packet_rounds > 0 {
-        let (pea, anchor) = first_packet::run(args.first_packet_rounds)?;
-        let anchor_name = anchor.subject.clone();
+        let n = args.first_packet_services;
+        let r = first_packet::run(args.first_packet_rounds, n)?;
+        let anchor_name = r.anchor_first.subject.clone();
         println!(
             "{}",
             table(
-                "first packet: EndpointSlice write → first connection through a ClusterIP",
-                &[pea, anchor],
+                &format!("first packet at {n} Services: a Service's first EndpointSlice written → first connection through its ClusterIP"),
+                &[r.pea_first, r.anchor_first],
+                &anchor_name,
+            )
+        );
+        let anchor_name = r.anchor_change.subject.clone();
+        println!(
+            "{}",
+            table(
+                &format!("endpoint change at {n} Services: EndpointSlice update written → first connection to the new endpoint"),
+                &[r.pea_change, r.anchor_change],
                 &anchor_name,
             )
         );
@@ -399,9 +416,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// kube-proxy's nat rules for Services just given their endpoints (KUBE-SERVICES in full, the
-/// new Service's chains), as its partial sync writes them.
-fn kp_added(svcs: &[KpService], changed: usize) -> String {
+/// kube-proxy's nat rules after Service `changed` got its first or new endpoints, as its
+/// partial sync writes them: KUBE-SERVICES in full, the Service's chains (re)written, the
+/// endpoint chains in `gone` flushed and deleted.
+fn kp_changed(svcs: &[KpService], changed: usize, gone: &[String]) -> String {
     let mut out = String::new();
     out.push_str(
         "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n",
@@ -411,8 +429,14 @@ fn kp_added(svcs: &[KpService], changed: usize) -> String {
     for (c, _) in &s.eps {
         let _ = writeln!(out, ":{c} - [0:0]");
     }
+    for g in gone {
+        let _ = writeln!(out, ":{g} - [0:0]");
+    }
     kp_services_rules(&mut out, svcs);
     kp_service_chains(&mut out, s);
+    for g in gone {
+        let _ = writeln!(out, "-X {g}");
+    }
     out.push_str("COMMIT\n");
     out
 }
@@ -421,11 +445,25 @@ mod first_packet {
     //! Two node namespaces: `pea` runs pea-control (on its loopback) and the pea-proxy binary;
     //! `anchor` gets kube-proxy's iptables rules from a watcher in this process. Each has the
     //! ClusterIP range routed locally (`local 10.96.0.0/12 dev lo`: a connection to a ClusterIP
-    //! without rules is refused at once, so probing costs no timeouts) and a backend listening
-    //! on 10.244.0.2:8080. Per round and subject: a Service is created and left to settle, then
-    //! its EndpointSlice is written while a thread in the node connects to the ClusterIP in a
-    //! loop (a refused attempt is retried after 100 µs, at most 10 s); the time from just before
-    //! the write to the first accepted connection is the sample.
+    //! without rules is refused at once, so probing costs no timeouts), a backend listening on
+    //! 10.244.0.2:8080 and a dead endpoint address, 10.244.0.3, where nothing listens (refused
+    //! at once too).
+    //!
+    //! Before the rounds both proxies hold `services` Services with one endpoint each: for
+    //! pea-proxy real Services and EndpointSlices in the API (written before it starts, so its
+    //! first sync holds them all), for the anchor the same number of Services in its rules (the
+    //! KUBE-SERVICES it rewrites on every change grows with them).
+    //!
+    //! Per round and subject, with a thread in the node connecting to the Service's ClusterIP in
+    //! a loop (an unwanted answer is retried after 100 µs, at most 60 s):
+    //! - first endpoints: a Service is created and left to settle, then its EndpointSlice (the
+    //!   backend) is written; the time from just before the write to the first accepted
+    //!   connection is the sample;
+    //! - endpoint change: the slice is switched to the dead address (untimed, until connections
+    //!   are refused), then back to the backend; the time from just before that update to the
+    //!   first accepted connection is the sample. For pea-proxy this is an element-only change
+    //!   (its netlink path); for the anchor a partial sync (KUBE-SERVICES, the Service's
+    //!   chains, the old endpoint chain deleted).
 
     use std::{
         collections::BTreeMap,
@@ -442,7 +480,7 @@ mod first_packet {
     use futures_util::StreamExt;
     use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
     use kube::{
-        api::PostParams,
+        api::{Patch, PatchParams, PostParams},
         runtime::{watcher, WatchStreamExt},
         Api, Client,
     };
@@ -454,9 +492,11 @@ mod first_packet {
     };
     use serde_json::json;
 
-    use super::{kp_added, kp_hash, KpService, CLUSTER_CIDR};
+    use super::{kp_changed, kp_hash, KpService, CLUSTER_CIDR};
 
     const BACKEND: &str = "10.244.0.2";
+    /// An endpoint address on the node where nothing listens.
+    const DEAD: &str = "10.244.0.3";
     const ANCHOR_LABEL: &str = "bench-anchor";
 
     struct Proc(Child);
@@ -467,11 +507,13 @@ mod first_packet {
         }
     }
 
-    /// Loopback-routed ClusterIPs, the backend address and a listener on it.
+    /// Loopback-routed ClusterIPs, the backend and dead addresses and a listener on the backend.
     fn node(role: &str, stop: Arc<AtomicBool>) -> Result<Netns> {
         let ns = Netns::new(role)?;
         // On loopback: the host has no dummy link module.
-        ns.ip(&["addr", "add", &format!("{BACKEND}/32"), "dev", "lo"])?;
+        for ip in [BACKEND, DEAD] {
+            ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
+        }
         ns.ip(&["route", "add", "local", "10.96.0.0/12", "dev", "lo"])?;
         let (tx, rx) = std::sync::mpsc::channel();
         ns.spawn_in(move || {
@@ -491,18 +533,30 @@ mod first_packet {
         Ok(ns)
     }
 
-    /// Connects from `ns` to `addr` until one connection is accepted; the instant it was.
-    fn probe(ns: &Netns, addr: SocketAddr) -> Result<std::thread::JoinHandle<Result<Instant>>> {
+    /// Connects from `ns` to `addr` until a connection is accepted (`accepted`) or refused
+    /// (`!accepted`); the instant it was, or an error after `limit`.
+    fn probe(
+        ns: &Netns,
+        addr: SocketAddr,
+        accepted: bool,
+        limit: Duration,
+    ) -> Result<std::thread::JoinHandle<Result<Instant>>> {
         ns.spawn_in(move || {
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + limit;
             while Instant::now() < deadline {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                let ok = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+                if ok == accepted {
                     return Ok(Instant::now());
                 }
                 std::thread::sleep(Duration::from_micros(100));
             }
-            bail!("no connection to {addr} within 10 s")
+            let want = if accepted { "accepted" } else { "refused" };
+            bail!("no connection to {addr} {want} within {limit:?}")
         })
+    }
+
+    fn join(h: std::thread::JoinHandle<Result<Instant>>) -> Result<Instant> {
+        h.join().map_err(|_| anyhow::anyhow!("probe panicked"))?
     }
 
     fn service(name: &str, anchor: bool) -> Service {
@@ -514,28 +568,33 @@ mod first_packet {
         .expect("service")
     }
 
-    fn slice(name: &str, anchor: bool) -> EndpointSlice {
+    fn endpoints(ip: &str) -> serde_json::Value {
+        json!([{"addresses": [ip], "conditions": {"ready": true}}])
+    }
+
+    fn slice(name: &str, anchor: bool, ip: &str) -> EndpointSlice {
         serde_json::from_value(json!({
             "metadata": {"name": format!("{name}-1"), "namespace": "default",
                 "labels": {"kubernetes.io/service-name": name, ANCHOR_LABEL: anchor.to_string()}},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [BACKEND], "conditions": {"ready": true}}]
+            "endpoints": endpoints(ip)
         }))
         .expect("slice")
     }
 
-    /// The anchor's proxy: on each new slice labelled for it, kube-proxy's rules for the
-    /// Service with one `iptables-restore --noflush` in the anchor node.
+    /// The anchor's proxy: on each slice labelled for it, kube-proxy's rules for the Service
+    /// (first endpoints, or new ones replacing the old) with one `iptables-restore --noflush`
+    /// in the anchor node. `svcs` starts with the background Services.
     async fn anchor_proxy(
         client: Client,
         netns: String,
         ips: Arc<Mutex<BTreeMap<String, String>>>,
+        mut svcs: Vec<KpService>,
     ) {
         let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
         let cfg = watcher::Config::default().labels(&format!("{ANCHOR_LABEL}=true"));
         let mut stream = watcher(slices, cfg).applied_objects().boxed();
-        let mut svcs: Vec<KpService> = Vec::new();
         while let Some(ev) = stream.next().await {
             let Ok(slice) = ev else { continue };
             let Some(svc) = slice
@@ -551,19 +610,34 @@ mod first_packet {
                 continue;
             };
             let name = format!("default/{svc}:http");
-            let eps = slice
+            let eps: Vec<(String, String)> = slice
                 .endpoints
                 .iter()
                 .filter_map(|e| e.addresses.first().cloned())
                 .map(|ep| (kp_hash("KUBE-SEP-", &format!("{name}tcp{ep}:8080")), ep))
                 .collect();
-            svcs.push(KpService {
+            let new = KpService {
                 svc_chain: kp_hash("KUBE-SVC-", &format!("{name}tcp")),
                 name,
                 ip,
                 eps,
-            });
-            let input = kp_added(&svcs, svcs.len() - 1);
+            };
+            let input = match svcs.iter().position(|s| s.name == new.name) {
+                Some(i) => {
+                    let gone: Vec<String> = svcs[i]
+                        .eps
+                        .iter()
+                        .filter(|(c, _)| !new.eps.iter().any(|(n, _)| n == c))
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    svcs[i] = new;
+                    kp_changed(&svcs, i, &gone)
+                }
+                None => {
+                    svcs.push(new);
+                    kp_changed(&svcs, svcs.len() - 1, &[])
+                }
+            };
             let netns = netns.clone();
             let r = tokio::task::spawn_blocking(move || super::restore_in(&netns, &input)).await;
             if let Ok(Err(e)) = r {
@@ -572,22 +646,98 @@ mod first_packet {
         }
     }
 
-    /// (pea-proxy, anchor) first-packet samples over `rounds` rounds.
-    pub fn run(rounds: usize) -> Result<(Samples, Samples)> {
+    /// The samples of both measurements.
+    pub struct Results {
+        pub pea_first: Samples,
+        pub anchor_first: Samples,
+        pub pea_change: Samples,
+        pub anchor_change: Samples,
+    }
+
+    /// Writes `n` Services with one EndpointSlice each (the backend) for pea-proxy; the
+    /// ClusterIP of the last.
+    async fn background(client: Client, n: usize) -> Result<Option<String>> {
+        let results: Vec<Result<String>> = futures_util::stream::iter(0..n)
+            .map(|i| {
+                let c = client.clone();
+                async move {
+                    let name = format!("bg-{i}");
+                    let svc = Api::<Service>::namespaced(c.clone(), "default")
+                        .create(&PostParams::default(), &service(&name, false))
+                        .await
+                        .with_context(|| format!("creating Service {name}"))?;
+                    Api::<EndpointSlice>::namespaced(c, "default")
+                        .create(&PostParams::default(), &slice(&name, false, BACKEND))
+                        .await
+                        .with_context(|| format!("creating the EndpointSlice of {name}"))?;
+                    svc.spec
+                        .and_then(|s| s.cluster_ip)
+                        .context("no clusterIP allocated")
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let mut last = None;
+        for r in results {
+            last = Some(r?);
+        }
+        Ok(last)
+    }
+
+    /// The anchor's background Services: `n` as [`super::kp_service`] makes them, with
+    /// ClusterIPs outside the API's range (10.96.0.0/12) so none shadows a round's Service.
+    fn anchor_background(n: usize) -> Vec<KpService> {
+        (0..n)
+            .map(|i| {
+                let mut s = super::kp_service(i, [0, 1]);
+                s.ip = format!("10.112.{}.{}", i / 250, i % 250 + 1);
+                s
+            })
+            .collect()
+    }
+
+    /// Runs `rounds` rounds at `services` background Services.
+    pub fn run(rounds: usize, services: usize) -> Result<Results> {
         let stop = Arc::new(AtomicBool::new(false));
         let pea_ns = node("fppea", stop.clone())?;
         let anchor_ns = node("fpkp", stop.clone())?;
-        let result = (|| -> Result<(Samples, Samples)> {
-            // kube-proxy's hooks in the anchor node (what it ensures at start).
+        let result = (|| -> Result<Results> {
+            // kube-proxy's hooks in the anchor node (what it ensures at start), then its rules
+            // for the background Services.
             super::restore_in(
                 &anchor_ns.name,
                 "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\nCOMMIT\n",
             )?;
+            let anchor_svcs = anchor_background(services);
+            if services > 0 {
+                super::restore_in(&anchor_ns.name, &super::kp_full(&anchor_svcs))?;
+            }
             let data = tempfile::tempdir()?;
             let data_dir = data.path().join("control");
             let cp = pea_ns.run_in(move || {
                 ControlPlane::start_with(Backend::Embedded, move |c| c.data_dir = data_dir)
             })?;
+            let kubeconfig = cp.kubeconfig.clone();
+            // Everything that opens sockets runs on the server's runtime workers, which live in
+            // the `pea` namespace with it (a future given to block_on would run on this thread,
+            // in the root namespace).
+            let client = cp.block_on(async move {
+                tokio::spawn(async move { client_for(&kubeconfig).await })
+                    .await
+                    .expect("client task")
+            })?;
+            let t = Instant::now();
+            let c = client.clone();
+            let last = cp.block_on(async move {
+                tokio::spawn(background(c, services))
+                    .await
+                    .expect("background task")
+            })?;
+            eprintln!(
+                "bench-proxy: {services} background Services written in {:?}",
+                t.elapsed()
+            );
             let proxy = Proc(
                 Command::new("ip")
                     .args(["netns", "exec", &pea_ns.name])
@@ -600,7 +750,9 @@ mod first_packet {
                         "--cluster-cidr",
                         CLUSTER_CIDR,
                     ])
-                    .args(["--min-sync-period", "0s", "--ip-family", "IPv4"])
+                    // No periodic full resync in the middle of a measurement.
+                    .args(["--min-sync-period", "0s", "--sync-period", "1h"])
+                    .args(["--ip-family", "IPv4"])
                     .args(["--metrics-bind-address", "0", "--healthz-bind-address", "0"])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -608,25 +760,36 @@ mod first_packet {
                     .spawn()
                     .context("starting pea-proxy")?,
             );
-            let kubeconfig = cp.kubeconfig.clone();
+            if let Some(ip) = last {
+                // pea-proxy's first sync holds every background Service.
+                let t = Instant::now();
+                let addr: SocketAddr = format!("{ip}:80").parse()?;
+                join(probe(&pea_ns, addr, true, Duration::from_secs(900))?)?;
+                eprintln!(
+                    "bench-proxy: pea-proxy serves the background Services after {:?}",
+                    t.elapsed()
+                );
+            }
             let ips = Arc::new(Mutex::new(BTreeMap::new()));
-            // Everything that opens sockets runs on the server's runtime workers, which live in
-            // the `pea` namespace with it (a future given to block_on would run on this thread,
-            // in the root namespace).
-            let client = cp.block_on(async move {
-                tokio::spawn(async move { client_for(&kubeconfig).await })
-                    .await
-                    .expect("client task")
-            })?;
             // The JoinHandle is what is wanted: the watcher task runs on the server's runtime.
             #[allow(clippy::async_yields_async)]
             let watcher = {
                 let (c, n, i) = (client.clone(), anchor_ns.name.clone(), ips.clone());
-                cp.block_on(async move { tokio::spawn(anchor_proxy(c, n, i)) })
+                cp.block_on(async move { tokio::spawn(anchor_proxy(c, n, i, anchor_svcs)) })
             };
-            let mut pea = Samples::new("pea-proxy (binary, watch → nft)");
-            let mut anchor =
-                Samples::new("kube-proxy iptables path (watch → iptables-restore), lower bound");
+            let mut r = Results {
+                pea_first: Samples::new("pea-proxy (binary, watch → nft)"),
+                anchor_first: Samples::new(
+                    "kube-proxy iptables path (watch → iptables-restore), lower bound",
+                ),
+                pea_change: Samples::new("pea-proxy (binary, watch → netlink elements)"),
+                anchor_change: Samples::new(
+                    "kube-proxy iptables path (watch → iptables-restore), lower bound",
+                ),
+            };
+            // A Service's first endpoints are a structural change (nft -f, whose cache load
+            // grows with the table): seconds at 10 000 Services in a debug build.
+            let limit = Duration::from_secs(60);
             for round in 0..rounds {
                 for (anchor_side, ns) in [(false, &pea_ns), (true, &anchor_ns)] {
                     let name = format!("fp-{}-{round}", if anchor_side { "kp" } else { "pea" });
@@ -649,9 +812,10 @@ mod first_packet {
                     // Let the Service (without endpoints) settle in both proxies.
                     std::thread::sleep(Duration::from_millis(700));
                     let addr: SocketAddr = format!("{ip}:80").parse()?;
-                    let prober = probe(ns, addr)?;
+                    // First endpoints.
+                    let prober = probe(ns, addr, true, limit)?;
                     let c = client.clone();
-                    let sl = slice(&name, anchor_side);
+                    let sl = slice(&name, anchor_side, BACKEND);
                     let t0 = Instant::now();
                     cp.block_on(async move {
                         tokio::spawn(async move {
@@ -662,14 +826,46 @@ mod first_packet {
                         .await
                         .expect("create task")
                     })?;
-                    let t1 = prober
-                        .join()
-                        .map_err(|_| anyhow::anyhow!("probe panicked"))??;
-                    let d = t1.saturating_duration_since(t0);
+                    let subject = if anchor_side { "anchor" } else { "pea-proxy" };
+                    let d = join(prober)
+                        .with_context(|| format!("{subject}, first endpoints of {name}"))?
+                        .saturating_duration_since(t0);
                     if anchor_side {
-                        anchor.push(d);
+                        r.anchor_first.push(d);
                     } else {
-                        pea.push(d);
+                        r.pea_first.push(d);
+                    }
+                    // Endpoint change: to the dead address (untimed), then back.
+                    for (to, timed) in [(DEAD, false), (BACKEND, true)] {
+                        let prober = probe(ns, addr, timed, limit)?;
+                        let c = client.clone();
+                        let slice_name = format!("{name}-1");
+                        let patch = json!({"endpoints": endpoints(to)});
+                        let t0 = Instant::now();
+                        cp.block_on(async move {
+                            tokio::spawn(async move {
+                                Api::<EndpointSlice>::namespaced(c, "default")
+                                    .patch(
+                                        &slice_name,
+                                        &PatchParams::default(),
+                                        &Patch::Merge(&patch),
+                                    )
+                                    .await
+                            })
+                            .await
+                            .expect("patch task")
+                        })?;
+                        let d = join(prober)
+                            .with_context(|| format!("{subject}, {name}'s endpoint to {to}"))?
+                            .saturating_duration_since(t0);
+                        if !timed {
+                            continue;
+                        }
+                        if anchor_side {
+                            r.anchor_change.push(d);
+                        } else {
+                            r.pea_change.push(d);
+                        }
                     }
                 }
                 eprintln!("bench-proxy: first packet round {}/{rounds}", round + 1);
@@ -678,7 +874,7 @@ mod first_packet {
             drop(proxy);
             drop(cp);
             drop(data);
-            Ok((pea, anchor))
+            Ok(r)
         })();
         stop.store(true, Ordering::Relaxed);
         result
