@@ -341,7 +341,8 @@ workload() {
   [ "$nodes" -ge 2 ]
   step "every pod reaches the Service by its DNS name (pea-dns + pea-proxy, across the VXLAN overlay between VMs)"
   local pod seen
-  seen=$(mktemp)
+  seen=$run/answers # in the run directory: `down` removes it whatever happens
+  : > "$seen"
   for pod in $(kubectl_ get pods -l app=web -o jsonpath='{.items[*].metadata.name}'); do
     for _ in 1 2 3; do
       in_ns timeout $((60 * scale)) kubectl --kubeconfig "$run/admin.kubeconfig" exec "$pod" -- \
@@ -359,7 +360,6 @@ workload() {
   # pea-ingress runs on pea-cp: answers from two or more pods mean it reached another VM's pod.
   local answered
   answered=$(sort -u "$seen" | wc -l)
-  rm -f "$seen"
   echo "qemu-cluster: the Ingress answered from $answered pods"
   [ "$answered" -ge 2 ]
   step "kubectl logs and kubectl exec"

@@ -564,13 +564,7 @@ impl Api {
     /// writer's next request is decided by it (the watch would follow a moment later).
     async fn sync_rbac(&self, ctx: &Ctx<'_>, reply: &Reply) {
         let index = &self.authz.rbac;
-        let name = match (&ctx.info.name, reply) {
-            (Some(n), _) => Some(n.clone()),
-            (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
-                objects::meta_str(body, "name").map(str::to_string)
-            }
-            _ => None,
-        };
+        let name = written_name(ctx, reply);
         match name {
             Some(n) => index.sync_key(self.store.as_ref(), &ctx.key(&n)).await,
             None => {
@@ -588,13 +582,7 @@ impl Api {
         if !crate::node_authz::populator::NodeGraph::follows(&prefix) {
             return;
         }
-        let name = match (&ctx.info.name, reply) {
-            (Some(n), _) => Some(n.clone()),
-            (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
-                objects::meta_str(body, "name").map(str::to_string)
-            }
-            _ => None,
-        };
+        let name = written_name(ctx, reply);
         let graph = &self.authz.nodes;
         match name {
             Some(n) => graph.sync_key(self.store.as_ref(), &ctx.key(&n)).await,
@@ -612,13 +600,7 @@ impl Api {
         if !self.informers.caches(&prefix) {
             return;
         }
-        let name = match (&ctx.info.name, reply) {
-            (Some(n), _) => Some(n.clone()),
-            (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
-                objects::meta_str(body, "name").map(str::to_string)
-            }
-            _ => None,
-        };
+        let name = written_name(ctx, reply);
         let key = name.map(|n| ctx.key(&n));
         self.informers
             .written(self.store.as_ref(), &prefix, key.as_deref())
@@ -690,6 +672,17 @@ impl Api {
             }
         }
         Ok(())
+    }
+}
+
+/// The name of the object a request wrote: the request's own, or a create's from its reply.
+fn written_name(ctx: &Ctx<'_>, reply: &Reply) -> Option<String> {
+    match (&ctx.info.name, reply) {
+        (Some(n), _) => Some(n.clone()),
+        (None, Reply::Json { body, .. }) if ctx.info.verb == "create" => {
+            objects::meta_str(body, "name").map(str::to_string)
+        }
+        _ => None,
     }
 }
 

@@ -77,6 +77,18 @@ impl LabNode {
     }
 }
 
+/// Runs `pea-flanneld --once` with config `cfg` (written to `dir`) in `node`'s network namespace.
+fn flanneld_once(node: &Netns, dir: &Path, cfg: &Value) -> Result<std::process::Output> {
+    let path = dir.join("c.json");
+    std::fs::write(&path, serde_json::to_vec(cfg)?)?;
+    Ok(Command::new("nsenter")
+        .arg(format!("--net={}", node.path().display()))
+        .arg(pea_cni_dir()?.join("pea-flanneld"))
+        .args(["--once", "--config"])
+        .arg(&path)
+        .output()?)
+}
+
 fn lab(n: usize, registry: &Path, lab_ns: &Netns) -> Result<Vec<LabNode>> {
     lab_ns.ip(&["link", "add", "under0", "type", "bridge"])?;
     lab_ns.ip(&["link", "set", "under0", "up"])?;
@@ -353,14 +365,7 @@ fn an_uplink_that_cannot_be_found_is_named_and_nothing_is_set_up() -> Result<()>
         if let Some(i) = iface {
             cfg["iface"] = i.into();
         }
-        let path = dir.path().join("c.json");
-        std::fs::write(&path, serde_json::to_vec(&cfg)?)?;
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", node.path().display()))
-            .arg(pea_cni_dir()?.join("pea-flanneld"))
-            .args(["--once", "--config"])
-            .arg(&path)
-            .output()?;
+        let out = flanneld_once(&node, dir.path(), &cfg)?;
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{err}");
@@ -383,14 +388,7 @@ fn kubernetes_subnet_source_with_an_unreadable_kubeconfig_fails_cleanly() -> Res
         "subnetSource": {"kubernetes": {"kubeconfig": missing}},
         "subnetFile": dir.path().join("subnet.env")
     });
-    let path = dir.path().join("c.json");
-    std::fs::write(&path, serde_json::to_vec(&cfg)?)?;
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", node.path().display()))
-        .arg(pea_cni_dir()?.join("pea-flanneld"))
-        .args(["--once", "--config"])
-        .arg(&path)
-        .output()?;
+    let out = flanneld_once(&node, dir.path(), &cfg)?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such.kubeconfig"), "{err}");
@@ -413,14 +411,7 @@ fn restart_with_a_new_subnet_keeps_one_device_address_and_rewrites_subnet_env() 
             "subnetSource": {"static": {"subnet": subnet, "registryDir": dir.path().join("reg")}},
             "subnetFile": dir.path().join("subnet.env")
         });
-        let path = dir.path().join("c.json");
-        std::fs::write(&path, serde_json::to_vec(&cfg)?)?;
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", node.path().display()))
-            .arg(pea_cni_dir()?.join("pea-flanneld"))
-            .args(["--once", "--config"])
-            .arg(&path)
-            .output()?;
+        let out = flanneld_once(&node, dir.path(), &cfg)?;
         anyhow::ensure!(
             out.status.success(),
             "pea-flanneld: {}",

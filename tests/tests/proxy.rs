@@ -454,29 +454,18 @@ impl Drop for Lab {
 /// The endpoint addresses in the data map of service port `key` (`ns/name/proto/port`), in the
 /// order of their random-number ranges, from `nft -j list table`.
 fn map_ips(table_json: &str, key: &str) -> Vec<String> {
-    let Ok(v) = serde_json::from_str::<Value>(table_json) else {
-        return Vec::new();
-    };
-    let suffix = format!("-{key}");
-    let items = v["nftables"].as_array().cloned().unwrap_or_default();
-    let Some(map) = items.iter().find_map(|i| {
-        let m = &i["map"];
-        let name = m["name"].as_str()?;
-        (name.starts_with("endpoints-") && name.ends_with(&suffix)).then_some(m)
-    }) else {
-        return Vec::new();
-    };
-    map["elem"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e[1]["concat"][0].as_str().map(str::to_string))
-        .collect()
+    maps_ips(table_json, key, &["endpoints-"])
 }
 
 /// The endpoint addresses in every data map of service port `key`: the cluster-wide one and
 /// the node-local one (`local-endpoints-…`, traffic policy Local).
 fn all_map_ips(table_json: &str, key: &str) -> Vec<String> {
+    maps_ips(table_json, key, &["endpoints-", "local-endpoints-"])
+}
+
+/// The endpoint addresses in the maps of service port `key` whose names start with one of
+/// `prefixes`, map by map, each in its ranges' order.
+fn maps_ips(table_json: &str, key: &str, prefixes: &[&str]) -> Vec<String> {
     let Ok(v) = serde_json::from_str::<Value>(table_json) else {
         return Vec::new();
     };
@@ -487,10 +476,9 @@ fn all_map_ips(table_json: &str, key: &str) -> Vec<String> {
         .flatten()
         .map(|i| &i["map"])
         .filter(|m| {
-            m["name"].as_str().is_some_and(|n| {
-                (n.starts_with("endpoints-") || n.starts_with("local-endpoints-"))
-                    && n.ends_with(&suffix)
-            })
+            m["name"]
+                .as_str()
+                .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)) && n.ends_with(&suffix))
         })
         .flat_map(|m| m["elem"].as_array().into_iter().flatten())
         .filter_map(|e| e[1]["concat"][0].as_str().map(str::to_string))
