@@ -197,10 +197,13 @@ registry_up() {
   ip netns exec "$ns" setsid docker-registry serve "$run/registry.yml" > "$run/registry.log" 2>&1 < /dev/null &
   echo $! > "$run/registry.pid"
   wait_until 20 "docker-registry on $registry" in_ns busybox wget -q -O /dev/null "http://$registry/v2/"
-  local kind tag repo
-  for spec in busybox:v1:library/busybox:v1 pause:3.10:pea/pause:3.10; do
+  local kind tag repo extra
+  for spec in busybox:v1:library/busybox:v1 pause:3.10:pea/pause:3.10 programs:vm:pea/addons:vm; do
     IFS=: read -r kind tag repo rtag <<< "$spec"
-    "$bin_dir/pea-fixture" image "$kind" --layout "$run/images/$kind" --tag "$tag" > /dev/null
+    extra=()
+    # The add-ons' image, as `pea up` builds it: pea-dns and pea-ingress in /usr/local/bin.
+    [ "$kind" != programs ] || extra=(--bin "$bin_dir/pea-dns" --bin "$bin_dir/pea-ingress")
+    "$bin_dir/pea-fixture" image "$kind" --layout "$run/images/$kind" --tag "$tag" "${extra[@]}" > /dev/null
     in_ns skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
       "oci:$run/images/$kind:$tag" "docker://$registry/$repo:$rtag"
   done
@@ -226,58 +229,9 @@ boot() { # NAME INDEX
     -daemonize -pidfile "$run/$name.pid"
 }
 
-# The shim pulls its pause image and the workload's from the registry on the bridge (plain
-# HTTP), as `pea up` configures it; `pea install` has no flags for that, so a drop-in adds them.
-shim_dropin() { # NAME
-  vm_ssh "$1" "set -e; mkdir -p /etc/systemd/system/pea-shim.service.d
-    exec_line=\$(sed -n 's/^ExecStart=//p' /etc/systemd/system/pea-shim.service)
-    printf '[Service]\nExecStart=\nExecStart=%s --insecure-registry $registry --pause-image $registry/pea/pause:3.10\n' \"\$exec_line\" \
-      > /etc/systemd/system/pea-shim.service.d/pea-vm.conf
-    systemctl daemon-reload; systemctl restart pea-shim pea-kubelet"
-}
-
-# pea-dns and pea-ingress as host processes of the control plane, as `pea up` runs them on node 0.
-addons() {
-  local ip; ip=$(ip_of pea-cp)
-  vm_ssh pea-cp "set -e
-    cat > /etc/systemd/system/pea-vm-dns.service <<U
-[Unit]
-Description=pea-dns (cluster DNS at 10.96.0.10 through pea-proxy)
-After=pea-control.service
-[Service]
-ExecStart=/usr/local/bin/pea-dns --kubeconfig /var/lib/pea/control/admin.kubeconfig --listen $ip:53 --http-listen $ip:9153
-Restart=always
-RestartSec=3
-U
-    cat > /etc/systemd/system/pea-vm-ingress.service <<U
-[Unit]
-Description=pea-ingress on the control plane's address
-After=pea-control.service
-[Service]
-ExecStart=/usr/local/bin/pea-ingress --kubeconfig /var/lib/pea/control/admin.kubeconfig --http-listen $ip:80 --https-listen $ip:443 --metrics-listen $ip:10254 --publish-address $ip
-Restart=always
-RestartSec=3
-U
-    systemctl daemon-reload; systemctl start pea-vm-dns pea-vm-ingress"
-  kubectl_ apply -f - > /dev/null <<EOF2
-{"apiVersion": "v1", "kind": "List", "items": [
- {"apiVersion": "v1", "kind": "Service",
-  "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
-  "spec": {"clusterIP": "10.96.0.10", "ports": [
-    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
- {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-  "metadata": {"name": "kube-dns-pea", "namespace": "kube-system",
-    "labels": {"kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "pea-cli"}},
-  "addressType": "IPv4",
-  "endpoints": [{"addresses": ["$ip"], "conditions": {"ready": true}}],
-  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
- {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-  "metadata": {"name": "pea", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
-  "spec": {"controller": "pea.dev/ingress"}}
-]}
-EOF2
-}
+# Every node's pea-shim pulls its pause image and the workload's from the registry on the bridge
+# (plain HTTP), as `pea up` configures it.
+registry_flags="--insecure-registry $registry --pause-image $registry/pea/pause:3.10"
 
 kubectl_() { in_ns kubectl --kubeconfig "$run/admin.kubeconfig" --request-timeout=60s "$@"; }
 ready_nodes() {
@@ -305,26 +259,30 @@ up() {
     ssh_limit=30 wait_until 600 "$name to boot and answer ssh (console: $run/$name.console)" vm_ssh "$name" true
     echo "qemu-cluster: $name up ($(vm_ssh "$name" uptime))"
   done
-  step "pea install --role control-plane on pea-cp"
-  vm_ssh pea-cp "pea install --role control-plane --node-name pea-cp --node-ip $(ip_of pea-cp)"
+  step "pea install --role control-plane on pea-cp (add-ons: pea-dns and pea-ingress Deployments from $registry/pea/addons:vm)"
+  vm_ssh pea-cp "pea install --role control-plane --node-name pea-cp --node-ip $(ip_of pea-cp) $registry_flags --addons-image $registry/pea/addons:vm"
   wait_until 300 "pea-control's admin kubeconfig" vm_ssh pea-cp test -s /var/lib/pea/control/admin.kubeconfig
   vm_ssh pea-cp cat /var/lib/pea/control/admin.kubeconfig > "$run/admin.kubeconfig"
   chmod 0600 "$run/admin.kubeconfig"
   wait_until 300 "the API on https://$(ip_of pea-cp):6443" kubectl_ get --raw /readyz
-  shim_dropin pea-cp
-  addons
   step "pea token create; pea join on ${names[*]:1}"
   local join
   join=$(vm_ssh pea-cp pea token create --ttl 1h --print-join-command | grep '^pea join' | tail -1)
   [ -n "$join" ] || die "pea token create printed no join command"
   echo "qemu-cluster: $join"
   for name in "${names[@]:1}"; do
-    ssh_limit=900 vm_ssh "$name" "$join --discovery-timeout 600 --node-ip $(ip_of "$name") --node-name $name"
-    shim_dropin "$name"
+    ssh_limit=900 vm_ssh "$name" "$join --discovery-timeout 600 --node-ip $(ip_of "$name") --node-name $name $registry_flags"
   done
   step "waiting for ${#names[@]} nodes Ready"
   wait_until 600 "${#names[@]} nodes Ready" ready_nodes "${#names[@]}" || { kubectl_ get nodes -o wide || true; return 1; }
   kubectl_ get nodes -o wide
+  step "the add-ons: Deployments kube-system/pea-dns and kube-system/pea-ingress available on pea-cp"
+  local d
+  for d in pea-dns pea-ingress; do
+    kubectl_ -n kube-system rollout status "deployment/$d" --timeout=$((300 * scale))s \
+      || { kubectl_ -n kube-system get pods -o wide || true; return 1; }
+  done
+  kubectl_ -n kube-system get pods -o wide
   workload
   step "done"
 }

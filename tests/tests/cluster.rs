@@ -8,6 +8,7 @@
 mod cluster_certificates;
 mod cluster_etcd;
 mod cluster_install;
+mod cluster_install_addons;
 mod cluster_join;
 mod cluster_prometheus;
 mod cluster_resilience;

@@ -40,6 +40,18 @@ pub const FLANNELD: Identity = Identity {
 };
 /// pea-dns and pea-ingress run as pods (`pea up`'s add-on Deployments), so, as CoreDNS and
 /// ingress-nginx, they are ServiceAccounts in kube-system with kube's service-account tokens.
+/// As host services of an installed control plane (addons.rs), they are these users, with
+/// the same ClusterRoles.
+pub const DNS: Identity = Identity {
+    component: "pea-dns",
+    user: "system:pea-dns",
+    file: "dns.kubeconfig",
+};
+pub const INGRESS: Identity = Identity {
+    component: "pea-ingress",
+    user: "system:pea-ingress",
+    file: "ingress.kubeconfig",
+};
 pub const DNS_ACCOUNT: &str = "pea-dns";
 pub const INGRESS_ACCOUNT: &str = "pea-ingress";
 pub const ADDON_NAMESPACE: &str = "kube-system";
@@ -75,7 +87,7 @@ fn service_account(name: &str) -> Value {
     json!({"kind": "ServiceAccount", "name": name, "namespace": ADDON_NAMESPACE})
 }
 
-fn role_and_binding(name: &str, subject: Value, rules: Vec<Value>) -> [Value; 2] {
+fn role_and_binding(name: &str, subjects: Vec<Value>, rules: Vec<Value>) -> [Value; 2] {
     let meta = json!({"name": name, "labels": {"app.kubernetes.io/managed-by": "pea"}});
     [
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -83,7 +95,7 @@ fn role_and_binding(name: &str, subject: Value, rules: Vec<Value>) -> [Value; 2]
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": meta,
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-               "subjects": [subject]}),
+               "subjects": subjects}),
     ]
 }
 
@@ -95,7 +107,7 @@ pub fn rbac() -> Value {
     // nodes/status, which keeps metadata as kube's Node status strategy does.
     items.extend(role_and_binding(
         "pea:flanneld",
-        user(FLANNELD.user),
+        vec![user(FLANNELD.user)],
         vec![
             rule(&["get", "list", "watch"], "", &["nodes"]),
             rule(&["patch"], "", &["nodes/status"]),
@@ -105,7 +117,7 @@ pub fn rbac() -> Value {
     // EndpointSlices; no Pods: it answers pod names from the address alone).
     items.extend(role_and_binding(
         "pea:dns",
-        service_account(DNS_ACCOUNT),
+        vec![service_account(DNS_ACCOUNT), user(DNS.user)],
         vec![
             rule(WATCH, "", &["namespaces", "services"]),
             rule(WATCH, "discovery.k8s.io", &["endpointslices"]),
@@ -116,7 +128,7 @@ pub fn rbac() -> Value {
     // address and posts Events.
     items.extend(role_and_binding(
         "pea:ingress",
-        service_account(INGRESS_ACCOUNT),
+        vec![service_account(INGRESS_ACCOUNT), user(INGRESS.user)],
         vec![
             rule(WATCH, "networking.k8s.io", &["ingresses", "ingressclasses"]),
             rule(&["patch"], "networking.k8s.io", &["ingresses/status"]),
@@ -141,13 +153,27 @@ mod tests {
             let (role, binding) = (&pair[0], &pair[1]);
             assert_eq!(role["kind"], "ClusterRole");
             assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-            let subjects = binding["subjects"].as_array().unwrap();
-            assert_eq!(subjects.len(), 1);
-            assert!([FLANNELD.user, DNS_ACCOUNT, INGRESS_ACCOUNT]
-                .contains(&subjects[0]["name"].as_str().unwrap()));
-            if subjects[0]["kind"] == "ServiceAccount" {
-                assert_eq!(subjects[0]["namespace"], ADDON_NAMESPACE);
-            }
+            // The add-on's ServiceAccount (its pods) and its user (its host unit), no one else.
+            let subjects: Vec<&str> = binding["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    if s["kind"] == "ServiceAccount" {
+                        assert_eq!(s["namespace"], ADDON_NAMESPACE);
+                    }
+                    s["name"].as_str().unwrap()
+                })
+                .collect();
+            assert!(
+                [
+                    &[FLANNELD.user][..],
+                    &[DNS_ACCOUNT, DNS.user],
+                    &[INGRESS_ACCOUNT, INGRESS.user]
+                ]
+                .contains(&&subjects[..]),
+                "{subjects:?}"
+            );
             // Least privilege: no wildcard, no write beyond patch/create.
             for r in role["rules"].as_array().unwrap() {
                 for verb in r["verbs"].as_array().unwrap() {

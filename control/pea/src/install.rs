@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::addons;
 use crate::cluster::{API_PORT, CLUSTER_CIDR, CLUSTER_DNS};
 use crate::identities;
 use crate::kubectl::kubectl;
@@ -50,6 +51,9 @@ const KUBELET_CERT_DIR: &str = "var/lib/pea/kubelet/pki";
 const CONFIG_DIRS: &[&str] = &["etc/pea/cni/net.d", "etc/pea/cni", "etc/pea/pki", "etc/pea"];
 /// The add-ons' ClusterRoles and bindings, applied through the API once pea-control answers.
 const RBAC_FILE: &str = "etc/pea/addons-rbac.json";
+/// pea-dns's and pea-ingress's API objects (their Deployments, or the Service and
+/// EndpointSlice of their host units), applied after the RBAC.
+const ADDONS_FILE: &str = "etc/pea/addons.json";
 /// pea-control's admin kubeconfig on a control plane (its `--data-dir`).
 const ADMIN_KUBECONFIG: &str = "/var/lib/pea/control/admin.kubeconfig";
 /// How long a control-plane install waits for its API before applying the add-ons' RBAC
@@ -81,6 +85,105 @@ pub struct Options {
     /// control plane mints its own from the CA on first start.
     pub proxy_kubeconfig: Option<PathBuf>,
     pub flanneld_kubeconfig: Option<PathBuf>,
+    pub runtime: RuntimeFlags,
+    pub addons: AddonFlags,
+}
+
+/// pea-shim's image settings, for a node whose images come from a registry of its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RuntimeFlags {
+    /// A registry pea-shim pulls from over plain HTTP, HOST[:PORT] (containerd's
+    /// `insecure_skip_verify`/http mirror); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// The pods' pause image (pea-shim's default: registry.k8s.io/pause:3.10).
+    #[arg(long, value_name = "IMAGE")]
+    pub pause_image: Option<String>,
+}
+
+/// A control plane's cluster add-ons (pea-dns behind kube-dns at the clusterDNS IP, pea-ingress
+/// with the default IngressClass), as kubeadm's `addon` phase.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AddonFlags {
+    /// Run the add-ons as Deployments on this node from IMAGE (`pea/addons`, as `pea up` pushes
+    /// it: pea-dns and pea-ingress in /usr/local/bin). Without it they are host services.
+    #[arg(long, value_name = "IMAGE")]
+    pub addons_image: Option<String>,
+    /// No cluster add-ons (kubeadm's `--skip-phases=addon/coredns`): no cluster DNS, no
+    /// Ingress controller.
+    #[arg(long, conflicts_with = "addons_image")]
+    pub skip_addons: bool,
+}
+
+/// How a control plane runs its add-ons.
+enum AddonForm {
+    Skip,
+    HostServices,
+    Pods(String),
+}
+
+impl AddonFlags {
+    fn form(&self) -> AddonForm {
+        match (&self.addons_image, self.skip_addons) {
+            (_, true) => AddonForm::Skip,
+            (Some(image), false) => AddonForm::Pods(image.clone()),
+            (None, false) => AddonForm::HostServices,
+        }
+    }
+}
+
+/// A value that goes into a unit's ExecStart as one word: systemd would split it at spaces,
+/// expand `%` specifiers and `$` variables, and unquote quotes and backslashes.
+fn check_word(flag: &str, v: &str) -> Result<()> {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "'\"\\%$;".contains(c))
+    {
+        bail!(
+            "{flag} {v:?}: must be one word without spaces, quotes, backslashes, '%', '$' or ';'"
+        );
+    }
+    Ok(())
+}
+
+/// HOST[:PORT], as pea-shim and containerd take a registry host: no scheme, no path.
+fn check_registry(r: &str) -> Result<()> {
+    check_word("--insecure-registry", r)?;
+    let ok = !r.contains("://")
+        && !r.contains('/')
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c));
+    if !ok {
+        bail!("--insecure-registry {r:?}: must be HOST[:PORT] (no scheme, no path)");
+    }
+    Ok(())
+}
+
+impl RuntimeFlags {
+    fn check(&self) -> Result<()> {
+        for r in &self.insecure_registries {
+            check_registry(r)?;
+        }
+        if let Some(p) = &self.pause_image {
+            check_word("--pause-image", p)?;
+        }
+        Ok(())
+    }
+
+    /// pea-shim's flags for these settings.
+    fn shim_args(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .insecure_registries
+            .iter()
+            .map(|r| format!("--insecure-registry {r}"))
+            .collect();
+        out.extend(
+            self.pause_image
+                .iter()
+                .map(|p| format!("--pause-image {p}")),
+        );
+        out
+    }
 }
 
 struct File {
@@ -134,6 +237,13 @@ fn unit(description: &str, after: &str, exec: &[String], extra: &str) -> String 
 /// Every file of the role, in write order, and what its units write.
 fn plan(o: &Options) -> Result<Plan> {
     check_node_name(&o.node_name)?;
+    o.runtime.check()?;
+    if let Some(image) = &o.addons.addons_image {
+        check_word("--addons-image", image)?;
+    }
+    if o.role == Role::Worker && (o.addons.addons_image.is_some() || o.addons.skip_addons) {
+        bail!("--addons-image and --skip-addons are a control plane's: the add-ons run on it, not on workers");
+    }
     let bin = |b: &str| o.bin_dir.join(b).display().to_string();
     let ip = o.node_ip.to_string();
     let server = match (&o.server, o.role) {
@@ -266,7 +376,10 @@ fn plan(o: &Options) -> Result<Plan> {
                 format!("--monitor {}", bin("pea-monitor")),
                 "--cni-conf-dir /etc/pea/cni/net.d".into(),
                 format!("--cni-bin-dir {}:/usr/lib/cni", o.bin_dir.display()),
-            ],
+            ]
+            .into_iter()
+            .chain(o.runtime.shim_args())
+            .collect::<Vec<_>>(),
             // Containers outlive a shim restart (as containerd's unit: KillMode=process).
             "KillMode=process\nDelegate=yes\nLimitNOFILE=1048576\n",
         ),
@@ -394,6 +507,67 @@ fn plan(o: &Options) -> Result<Plan> {
         ),
         0o644,
     );
+    if o.role == Role::ControlPlane {
+        match o.addons.form() {
+            AddonForm::Skip => {}
+            AddonForm::Pods(image) => {
+                let p = addons::Placement {
+                    node_name: o.node_name.clone(),
+                    node_ip: o.node_ip,
+                    image,
+                };
+                let items: Vec<serde_json::Value> = [addons::dns(&p), addons::ingress(&p)]
+                    .iter()
+                    .flat_map(|l| l["items"].as_array().cloned().unwrap_or_default())
+                    .collect();
+                add(
+                    ADDONS_FILE,
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+                    )?,
+                    0o644,
+                );
+            }
+            AddonForm::HostServices => {
+                for (id, args, what) in [
+                    (
+                        identities::DNS,
+                        addons::dns_args(o.node_ip),
+                        format!("cluster DNS behind Service kube-system/kube-dns ({CLUSTER_DNS})"),
+                    ),
+                    (
+                        identities::INGRESS,
+                        addons::ingress_args(o.node_ip),
+                        format!(
+                            "the Ingress controller of IngressClass {} on {ip}",
+                            addons::INGRESS_CLASS
+                        ),
+                    ),
+                ] {
+                    let (kc, pre) = addon(&id, &None);
+                    unit_files.push(addon_kubeconfig_path(&id));
+                    add(
+                        &format!("{UNIT_DIR}/{}.service", id.component),
+                        unit(
+                            &format!("{}: {what}", id.component),
+                            " pea-kubelet.service pea-control.service",
+                            &[bin(id.component), format!("--kubeconfig {kc}")]
+                                .into_iter()
+                                .chain(args)
+                                .collect::<Vec<_>>(),
+                            &pre,
+                        ),
+                        0o644,
+                    );
+                }
+                add(
+                    ADDONS_FILE,
+                    serde_json::to_string_pretty(&addons::host_service_objects(o.node_ip))?,
+                    0o644,
+                );
+            }
+        }
+    }
     // A joined worker's add-on identities are renewed while the add-ons run, as the kubelet's
     // certificate manager renews its own: a timer checks each every 10 minutes, and one in the
     // last fifth of its certificate's life is renewed and its add-on restarted with it (they
@@ -584,6 +758,20 @@ pub fn install(o: &Options) -> Result<()> {
     // Files an earlier install or its units wrote that this role does not have (a role
     // change) go.
     let kept = |p: &String| written.contains(p) || plan.unit_files.contains(p);
+    // Their units stop first (a control plane installed again with --skip-addons leaves no
+    // pea-dns running).
+    let dropped = units(
+        &ours
+            .files
+            .iter()
+            .filter(|p| !kept(p))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    if live_systemd(&o.root) && !dropped.is_empty() {
+        stop_units(&dropped)?;
+        println!("pea install: stopped and disabled {}", dropped.join(", "));
+    }
     for old in ours
         .files
         .iter()
@@ -609,7 +797,7 @@ pub fn install(o: &Options) -> Result<()> {
         run("systemctl", &args)?;
         println!("pea install: enabled and started {}", units.join(", "));
         if o.role == Role::ControlPlane {
-            apply_rbac(&o.root.join(RBAC_FILE))?;
+            apply_addons(&o.root, &o.addons.form())?;
         }
     } else {
         println!(
@@ -620,9 +808,12 @@ pub fn install(o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// kubeadm's add-on phase: once the API answers, the add-ons' RBAC goes in through it.
-fn apply_rbac(file: &Path) -> Result<()> {
+/// kubeadm's add-on phase: once the API answers, the add-ons' RBAC goes in through it, then
+/// the add-ons' objects; what the other form left (the add-ons were installed the other way
+/// before) goes, so two pea-dns never answer for kube-dns.
+fn apply_addons(root: &Path, form: &AddonForm) -> Result<()> {
     let admin = Path::new(ADMIN_KUBECONFIG);
+    let rbac = root.join(RBAC_FILE);
     let ready = crate::proc::wait_for(API_TIMEOUT, || {
         let ok = admin.exists() && kubectl(admin, &["get", "--raw", "/readyz"], None).is_ok();
         if !ok {
@@ -633,15 +824,35 @@ fn apply_rbac(file: &Path) -> Result<()> {
     if !ready {
         bail!(
             "the API did not answer through {ADMIN_KUBECONFIG} within {API_TIMEOUT:?}: apply {} \
-             with kubectl once it does (until then pea-flanneld is refused and restarted)",
-            file.display()
+             (and {}) with kubectl once it does (until then pea-flanneld is refused and restarted)",
+            rbac.display(),
+            root.join(ADDONS_FILE).display()
         );
     }
-    kubectl(admin, &["apply", "-f", &file.display().to_string()], None)
+    kubectl(admin, &["apply", "-f", &rbac.display().to_string()], None)
         .context("applying the add-ons' RBAC")?;
     println!(
         "pea install: applied the add-ons' ClusterRoles and bindings ({})",
-        file.display()
+        rbac.display()
+    );
+    let ns = addons::NAMESPACE;
+    let stale: &[&str] = match form {
+        AddonForm::Skip => return Ok(()),
+        AddonForm::Pods(_) => &["delete", "-n", ns, "endpointslice", "kube-dns-host"],
+        AddonForm::HostServices => &["delete", "-n", ns, "deployment", "pea-dns", "pea-ingress"],
+    };
+    kubectl(admin, &[stale, &["--ignore-not-found"][..]].concat(), None)
+        .context("removing the add-ons' objects of the other form")?;
+    let file = root.join(ADDONS_FILE);
+    kubectl(admin, &["apply", "-f", &file.display().to_string()], None)
+        .context("applying the add-ons")?;
+    println!(
+        "pea install: applied the add-ons ({}): {}",
+        file.display(),
+        match form {
+            AddonForm::Pods(image) => format!("pea-dns and pea-ingress Deployments from {image}"),
+            _ => "kube-dns and the IngressClass for the pea-dns and pea-ingress units".into(),
+        }
     );
     Ok(())
 }
@@ -653,20 +864,8 @@ pub fn uninstall(root: &Path) -> Result<()> {
         return Ok(());
     }
     let all = units(&ours.files);
-    let units = enabled(&all);
-    if live_systemd(root) && !units.is_empty() {
-        let mut args = vec!["disable", "--now"];
-        args.extend(units.iter().map(String::as_str));
-        run("systemctl", &args)?;
-        // A renewal its timer started may still run.
-        let started: Vec<&str> = all
-            .iter()
-            .filter(|u| !units.contains(u))
-            .map(String::as_str)
-            .collect();
-        if !started.is_empty() {
-            run("systemctl", &[&["stop"][..], &started].concat())?;
-        }
+    if live_systemd(root) && !all.is_empty() {
+        stop_units(&all)?;
     }
     // What install wrote, then what its (now stopped) units wrote.
     for p in ours
@@ -698,6 +897,26 @@ pub fn uninstall(root: &Path) -> Result<()> {
     }
     if live_systemd(root) {
         run("systemctl", &["daemon-reload"])?;
+    }
+    Ok(())
+}
+
+/// `systemctl disable --now` of `all`'s enabled units, `stop` of those their timers start
+/// (a renewal a timer started may still run).
+fn stop_units(all: &[String]) -> Result<()> {
+    let units = enabled(all);
+    if !units.is_empty() {
+        let mut args = vec!["disable", "--now"];
+        args.extend(units.iter().map(String::as_str));
+        run("systemctl", &args)?;
+    }
+    let started: Vec<&str> = all
+        .iter()
+        .filter(|u| !units.contains(u))
+        .map(String::as_str)
+        .collect();
+    if !started.is_empty() {
+        run("systemctl", &[&["stop"][..], &started].concat())?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! the API server through a loopback forwarder (`pea forward`).
 
 mod addon_kubeconfig;
+mod addons;
 mod cluster;
 mod down;
 mod etcd;
@@ -143,6 +144,10 @@ enum Cmd {
         /// With --kubeconfig: pea-flanneld's identity (system:pea-flanneld), issued as above.
         #[arg(long)]
         flanneld_kubeconfig: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        runtime: install::RuntimeFlags,
+        #[command(flatten)]
+        addons: install::AddonFlags,
     },
     /// Bootstrap tokens for joining nodes (`pea token create`, as kubeadm's).
     Token {
@@ -182,6 +187,8 @@ enum Cmd {
         root: std::path::PathBuf,
         #[arg(long, default_value = "/usr/local/bin")]
         bin_dir: std::path::PathBuf,
+        #[command(flatten)]
+        runtime: install::RuntimeFlags,
     },
     /// On a joined worker: gets an add-on's own identity (pea-proxy: system:kube-proxy,
     /// pea-flanneld: system:pea-flanneld) with the node's credentials: a CSR the control plane
@@ -276,6 +283,8 @@ fn main() {
             bootstrap_kubeconfig,
             proxy_kubeconfig,
             flanneld_kubeconfig,
+            runtime,
+            addons,
         } => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_err(anyhow::Error::from)
             .and_then(|host| {
@@ -291,6 +300,8 @@ fn main() {
                     bootstrap_kubeconfig,
                     proxy_kubeconfig,
                     flanneld_kubeconfig,
+                    runtime,
+                    addons,
                 })
             }),
         Cmd::Uninstall { root } => install::uninstall(&root),
@@ -326,6 +337,16 @@ fn main() {
                 },
         } => token::create(&kubeconfig, &ttl, print_join_command, &description),
         Cmd::Join {
+            node_ip: None,
+            ref runtime,
+            ..
+        } if !runtime.insecure_registries.is_empty() || runtime.pause_image.is_some() =>
+        {
+            Err(anyhow::anyhow!(
+                "--insecure-registry and --pause-image configure the worker join installs: give --node-ip too"
+            ))
+        }
+        Cmd::Join {
             server,
             token,
             ca_cert_hashes,
@@ -336,6 +357,7 @@ fn main() {
             node_name,
             root,
             bin_dir,
+            runtime,
         } => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_err(anyhow::Error::from)
             .and_then(|host| {
@@ -358,6 +380,8 @@ fn main() {
                         bootstrap_kubeconfig: None,
                         proxy_kubeconfig: None,
                         flanneld_kubeconfig: None,
+                        runtime,
+                        addons: install::AddonFlags::default(),
                     }),
                 })
             }),

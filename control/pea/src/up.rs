@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::addons;
 use crate::cluster::{Cluster, API_PORT, BRIDGE, CLUSTER_CIDR, CLUSTER_DNS, UNDERLAY};
 use crate::identities;
 use crate::proc::{self, ip, run, spawn, wait_for};
-
-mod addons;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pulling the add-ons' image from the local registry and starting them takes seconds.
@@ -259,7 +258,11 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
         "cluster DNS: Deployment kube-system/pea-dns on {} behind Service kube-system/kube-dns {CLUSTER_DNS}",
         c.node_name(0)
     ));
-    kubectl_in_cluster(c, &["apply", "-f", "-"], Some(&addons::dns(c).to_string()))?;
+    kubectl_in_cluster(
+        c,
+        &["apply", "-f", "-"],
+        Some(&addons::dns(&addons::Placement::node0(c)).to_string()),
+    )?;
     s.step(format!(
         "ingress: Deployment kube-system/pea-ingress on {}:80 and :443",
         c.node_ip(0)
@@ -267,7 +270,7 @@ fn build(c: &Cluster, etcd: bool, s: &mut Steps) -> Result<()> {
     kubectl_in_cluster(
         c,
         &["apply", "-f", "-"],
-        Some(&addons::ingress(c).to_string()),
+        Some(&addons::ingress(&addons::Placement::node0(c)).to_string()),
     )?;
     for d in ["pea-dns", "pea-ingress"] {
         s.step(format!(
