@@ -394,6 +394,8 @@ fn a_killed_agent_is_started_again_by_pea_supervise(name: &str, k: &Kubectl) {
         new != old && Path::new(&format!("/proc/{new}")).exists(),
         "node 1's pea-agent (pid {old}) was not started again; pea supervise's log:\n{log}"
     );
+    // Started again in its node's UTS namespace too.
+    assert_eq!(uts_hostname(new), format!("{name}-1"));
     let ready = k.run(
         &[
             "wait",
@@ -420,6 +422,29 @@ fn a_killed_agent_is_started_again_by_pea_supervise(name: &str, k: &Kubectl) {
     );
 }
 
+fn agent_pid(run_dir: &Path, name: &str, node: usize) -> u32 {
+    std::fs::read_to_string(run_dir.join(format!("{name}-{node}-agent.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The hostname in process `pid`'s UTS namespace.
+fn uts_hostname(pid: u32) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--uts=/proc/{pid}/ns/uts"))
+        .arg("hostname")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kubectl) {
     let cmdline = |pid: u32| {
         String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
@@ -429,6 +454,40 @@ fn addons_run_as_themselves(name: &str, run_dir: &Path, started: &[u32], k: &Kub
         let cmd = cmdline(p);
         assert!(!cmd.contains("admin.kubeconfig"), "process {p}: {cmd}");
     }
+    // Each node's agent, and pea-dns (a hostNetwork pod: the shim's UTS namespace, as on a real
+    // node), see the node's name as their hostname; the host's own stays.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let node0_net = std::fs::metadata(format!("/run/netns/pea-{name}-0"))
+        .unwrap()
+        .ino();
+    let pea_dns = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&p| {
+            cmdline(p).starts_with("/usr/local/bin/pea-dns ")
+                && std::fs::metadata(format!("/proc/{p}/ns/net"))
+                    .is_ok_and(|m| m.ino() == node0_net)
+        })
+        .expect("this cluster's pea-dns process");
+    for (node, pid) in [
+        (0, agent_pid(run_dir, name, 0)),
+        (1, agent_pid(run_dir, name, 1)),
+        (0, pea_dns),
+    ] {
+        assert_eq!(
+            uts_hostname(pid),
+            format!("{name}-{node}"),
+            "process {pid}: {}",
+            cmdline(pid)
+        );
+    }
+    assert_ne!(host.trim(), format!("{name}-0"));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host
+    );
     let state = PathBuf::from("/var/lib/pea/clusters").join(name);
     // Each node's pea-agent passes pea-proxy and pea-flanneld their own kubeconfigs.
     for (node, flag, kubeconfig) in [

@@ -80,6 +80,10 @@ impl Cluster {
     pub fn run_dir(&self) -> PathBuf {
         PathBuf::from("/run/pea").join(&self.name)
     }
+    /// Node i's UTS namespace (a bind mount of nsfs; its hostname is the node's name).
+    pub fn uts_file(&self, i: usize) -> PathBuf {
+        self.run_dir().join(format!("{}.uts", self.node_name(i)))
+    }
     pub fn node_dir(&self, i: usize) -> PathBuf {
         self.state_dir().join(self.node_name(i))
     }

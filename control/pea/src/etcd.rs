@@ -72,6 +72,7 @@ pub fn start(c: &Cluster) -> Result<()> {
         let peer_url = format!("http://127.0.0.1:{peer}");
         spawn(
             Some(&c.netns_file(Some(0))),
+            None,
             &[
                 "etcd".into(),
                 format!("--name={name}"),

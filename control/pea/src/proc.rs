@@ -34,11 +34,12 @@ pub fn ip(netns: &str, args: &[&str]) -> Result<String> {
     run("ip", &a)
 }
 
-/// Starts `cmd` in the background in namespace file `netns` (setsid, so it outlives `pea`),
-/// output appended to `log`; writes its pid to `pid_file`. nsenter and setsid exec, so the pid
-/// is the program's own.
+/// Starts `cmd` in the background in namespace file `netns` (and UTS namespace file `uts`)
+/// (setsid, so it outlives `pea`), output appended to `log`; writes its pid to `pid_file`.
+/// nsenter and setsid exec, so the pid is the program's own.
 pub fn spawn(
     netns: Option<&Path>,
+    uts: Option<&Path>,
     cmd: &[String],
     envs: &[(&str, &str)],
     log: &Path,
@@ -50,8 +51,14 @@ pub fn spawn(
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut c = Command::new("setsid");
+    if netns.is_some() || uts.is_some() {
+        c.arg("nsenter");
+    }
     if let Some(ns) = netns {
-        c.arg("nsenter").arg(format!("--net={}", ns.display()));
+        c.arg(format!("--net={}", ns.display()));
+    }
+    if let Some(ns) = uts {
+        c.arg(format!("--uts={}", ns.display()));
     }
     c.args(cmd)
         .envs(envs.iter().copied())
@@ -65,6 +72,7 @@ pub fn spawn(
     // How it was started, so `pea supervise` can start it again the same way.
     let spec = Spawned {
         netns: netns.map(Path::to_path_buf),
+        uts: uts.map(Path::to_path_buf),
         cmd: cmd.to_vec(),
         envs: envs
             .iter()
@@ -82,6 +90,9 @@ pub fn spawn(
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Spawned {
     pub netns: Option<PathBuf>,
+    /// Absent in a spec an older pea wrote.
+    #[serde(default)]
+    pub uts: Option<PathBuf>,
     pub cmd: Vec<String>,
     pub envs: Vec<(String, String)>,
     pub log: PathBuf,
@@ -103,7 +114,19 @@ pub fn respawn(pid_file: &Path) -> Result<u32> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    spawn(spec.netns.as_deref(), &spec.cmd, &envs, &spec.log, pid_file)
+    spawn(
+        spec.netns.as_deref(),
+        spec.uts.as_deref(),
+        &spec.cmd,
+        &envs,
+        &spec.log,
+        pid_file,
+    )
+}
+
+/// Whether `f` is a namespace pinned by a bind mount (nsfs), not a plain file.
+pub fn is_namespace_file(f: &Path) -> bool {
+    nix::sys::statfs::statfs(f).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 pub fn read_pid(pid_file: &Path) -> Option<u32> {

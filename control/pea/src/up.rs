@@ -335,6 +335,7 @@ fn registry(c: &Cluster) -> Result<()> {
     )?;
     spawn(
         Some(&netns_path(c, None)),
+        None,
         &[
             "docker-registry".into(),
             "serve".into(),
@@ -433,6 +434,7 @@ fn control(c: &Cluster, etcd: bool) -> Result<()> {
     }
     let pid = spawn(
         Some(&netns_path(c, Some(0))),
+        None,
         &args,
         &[("RUST_LOG", "info")],
         &c.log_file("control"),
@@ -455,6 +457,7 @@ fn supervisor(c: &Cluster) -> Result<()> {
     let log = c.log_file(crate::supervise::SERVICE);
     let pid = spawn(
         None,
+        None,
         &[me, "supervise".into(), "--name".into(), c.name.clone()],
         &[],
         &log,
@@ -469,6 +472,7 @@ fn forwarder(c: &Cluster) -> Result<()> {
     let port_file = c.run_dir().join("api.port");
     let me = std::env::current_exe()?.display().to_string();
     spawn(
+        None,
         None,
         &[
             me,
@@ -665,6 +669,7 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
     let log = c.log_file(&format!("{name}-agent"));
     let agent = spawn(
         Some(&ns),
+        Some(&uts(c, i)?),
         &argv,
         &[("RUST_LOG", "info,libcgroups=error")],
         &log,
@@ -678,6 +683,29 @@ fn node(c: &Cluster, i: usize) -> Result<()> {
         || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
     )?;
     Ok(())
+}
+
+/// Node i's UTS namespace, pinned by a bind mount on a file as `ip netns` pins network
+/// namespaces (`pea down` unmounts it with the run directory): its hostname is the node's
+/// name, as a machine's is, so the node agent and the hostNetwork pods (they share the shim's
+/// UTS namespace, as on a real node) see `pea-0`, not the build host's name. Made once; an
+/// existing one is kept (`pea up` twice).
+fn uts(c: &Cluster, i: usize) -> Result<std::path::PathBuf> {
+    let f = c.uts_file(i);
+    if proc::is_namespace_file(&f) {
+        return Ok(f);
+    }
+    std::fs::write(&f, "").with_context(|| format!("creating {}", f.display()))?;
+    run(
+        "unshare",
+        &[
+            &format!("--uts={}", f.display()),
+            "hostname",
+            &c.node_name(i),
+        ],
+    )
+    .with_context(|| format!("making {}'s UTS namespace", c.node_name(i)))?;
+    Ok(f)
 }
 
 /// Mints `id`'s kubeconfig (0600) into `dir` and returns its path.
