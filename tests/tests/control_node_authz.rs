@@ -337,3 +337,66 @@ fn nodes_reach_only_what_their_pods_use() {
     assert_eq!(can(&["get", "secret/s1", "-n", "app"]), "yes");
     assert!(can(&["get", "secret/s2", "-n", "app"]).starts_with("no"));
 }
+
+/// NodeRestriction's checks of a node's own Node object, through real kubectl: it registers
+/// with kubelet labels and taints but no restricted label, and afterwards may relabel itself
+/// only within the kubelet's labels, never touch its taints; an administrator may do both.
+#[test]
+fn a_node_cannot_label_itself_into_workloads_or_drop_its_taints() {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let admin = cp.kubectl();
+    let n1 = Kubectl::new(
+        &cp.kubeconfig_for("system:node:n1", &["system:nodes"])
+            .unwrap(),
+    );
+    let node = |labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels: {{{labels}}}\nspec:\n  taints: [{{key: dedicated, value: db, effect: NoSchedule}}]\n"
+        )
+    };
+    let err = n1.fails_stdin(
+        &["create", "-f", "-"],
+        &node("kubernetes.io/hostname: n1, node-role.kubernetes.io/control-plane: \"\", node-restriction.kubernetes.io/pci: \"yes\""),
+    );
+    assert_eq!(
+        err.trim(),
+        "Error from server (Forbidden): error when creating \"STDIN\": nodes \"n1\" is forbidden: node \"n1\" is not allowed to set the following labels: node-restriction.kubernetes.io/pci, node-role.kubernetes.io/control-plane"
+    );
+    assert!(admin.run(&["get", "node", "n1"]).status.code() != Some(0));
+    // The kubelet's labels, its own domain's and its registration taints are fine.
+    n1.ok_stdin(
+        &["create", "-f", "-"],
+        &node("kubernetes.io/hostname: n1, kubernetes.io/os: linux, node.kubernetes.io/instance-type: vm, example.com/rack: r1"),
+    );
+    n1.ok(&["label", "node", "n1", "example.com/rack=r2", "--overwrite"]);
+    n1.ok(&["label", "node", "n1", "topology.kubernetes.io/zone=z1"]);
+    let err = n1.fails(&["label", "node", "n1", "node-role.kubernetes.io/worker="]);
+    assert_eq!(
+        err.trim(),
+        "Error from server (Forbidden): nodes \"n1\" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/worker"
+    );
+    let err = n1.fails(&["taint", "node", "n1", "dedicated:NoSchedule-"]);
+    assert!(
+        err.contains("nodes \"n1\" is forbidden: node \"n1\" is not allowed to modify taints"),
+        "{err}"
+    );
+    // An administrator sets what steers workloads; the node keeps it then.
+    admin.ok(&[
+        "label",
+        "node",
+        "n1",
+        "node-restriction.kubernetes.io/pci=yes",
+    ]);
+    admin.ok(&["taint", "node", "n1", "gpu=yes:NoSchedule"]);
+    let err = n1.fails(&["label", "node", "n1", "node-restriction.kubernetes.io/pci-"]);
+    assert!(
+        err.contains("is not allowed to modify labels: node-restriction.kubernetes.io/pci"),
+        "{err}"
+    );
+    assert_eq!(
+        admin
+            .ok(&["get", "node", "n1", "-o", "jsonpath={.spec.taints[*].key} {.metadata.labels.node-restriction\\.kubernetes\\.io/pci} {.metadata.labels.example\\.com/rack}"])
+            .trim(),
+        "gpu dedicated yes r2"
+    );
+}

@@ -166,6 +166,12 @@ pub async fn validate(
         crate::crd::check_rules(ctx.def, old, obj)?;
     }
     let attrs = Attributes::of(ctx, op, crate::objects::name_of(obj));
+    // NodeRestriction's checks of a node's writes to its own Node (and its status).
+    if let Some(node) = crate::auth::node_name(ctx.user) {
+        if attrs.group.is_empty() && attrs.resource == "nodes" {
+            crate::node_authz::node_object::admit(node, op, old, obj)?;
+        }
+    }
     let mut warnings = pod_security::admit(ctx.api, &attrs, old, obj).await?;
     if attrs.subresource == "scale" {
         let old_view = old.map(crate::verbs::get::scale_of);

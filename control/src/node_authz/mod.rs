@@ -12,8 +12,11 @@
 //! has no separate plugin for it: a node writes only its own Node (and status) and Lease,
 //! creates only mirror pods bound to itself, updates the status of, deletes and evicts only
 //! pods bound to it, and asks for tokens only bound to one of its pods running as that account.
+//! What it writes into its own Node (restricted labels, taints, ownerReferences) needs the
+//! objects, so admission checks it ([`node_object`]).
 
 pub mod graph;
+pub mod node_object;
 pub mod populator;
 pub mod refs;
 
