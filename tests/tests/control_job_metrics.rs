@@ -65,6 +65,19 @@ fn job_metrics_count_syncs_finished_pods_policy_failures_and_the_finished_job() 
     });
     let tracking = [mode, ("result", "success"), ("action", "tracking")];
     assert!(m.counter(&job_metrics::SYNCS, &tracking) >= 1.0);
+    // Three pods created, all new: the ignored failure is no failed pod, none terminated.
+    let new = [("reason", "new"), ("status", "succeeded")];
+    assert_eq!(m.counter(&job_metrics::PODS_CREATION, &new), 3.0);
+    // A Job another controller manages is counted and left alone: no pod.
+    t.k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: elsewhere}\nspec:\n  managedBy: example.com/multikueue\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let external = [("controller_name", "example.com/multikueue")];
+    eventually("the external Job counted", || {
+        (m.counter(&job_metrics::BY_EXTERNAL_CONTROLLER, &external) == 1.0).then_some(())
+    });
+    assert!(t.unfinished("elsewhere").is_empty());
     let text = m.render();
     for want in [
         "# TYPE job_controller_job_sync_duration_seconds histogram",
@@ -74,6 +87,9 @@ fn job_metrics_count_syncs_finished_pods_policy_failures_and_the_finished_job() 
         "job_controller_job_pods_finished_total{completion_mode=\"NonIndexed\",result=\"succeeded\"} 2",
         "job_controller_pod_failures_handled_by_failure_policy_total{action=\"Ignore\"} 1",
         "job_controller_terminated_pods_tracking_finalizer_total{event=\"add\"} 3",
+        "# TYPE job_controller_job_pods_creation_total counter",
+        "job_controller_job_pods_creation_total{reason=\"new\",status=\"succeeded\"} 3",
+        "job_controller_jobs_by_external_controller_total{controller_name=\"example.com/multikueue\"} 1",
     ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }

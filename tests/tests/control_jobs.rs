@@ -209,21 +209,19 @@ fn suspend_deletes_the_pods_and_resume_starts_them_again() {
     assert!(again
         .iter()
         .all(|p| first.iter().all(|f| f.name_any() != p.name_any())));
-    let j = t.job("nap");
-    let c = j
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Suspended")
-        .cloned()
-        .unwrap();
-    assert_eq!(
-        (c.status.as_str(), c.reason.as_deref()),
-        ("False", Some("JobResumed"))
-    );
+    // The pods are created before the sync writes the status that says so.
+    let j = eventually("the Suspended condition False, JobResumed", || {
+        let j = t.job("nap");
+        let c = j
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Suspended")
+            .cloned()?;
+        ((c.status.as_str(), c.reason.as_deref()) == ("False", Some("JobResumed"))).then_some(j)
+    });
     let restarted = j.status.unwrap().start_time.unwrap().0;
     assert!(
         restarted > started,

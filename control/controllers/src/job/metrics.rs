@@ -72,8 +72,67 @@ pub static FINISHED_INDEXES: Family = Family {
     buckets: &[],
 };
 
+/// Labels reason (new, recreate_terminating_or_failed, recreate_failed), status (succeeded,
+/// failed): every pod create the controller tried.
+pub static PODS_CREATION: Family = Family {
+    name: "job_controller_job_pods_creation_total",
+    kind: Kind::Counter,
+    stability: "ALPHA",
+    help: "The number of Pods created by the Job controller labelled with a reason for the Pod creation.\nThis metric also distinguishes between Pods created using different PodReplacementPolicy settings.\nPossible values of the \"reason\" label are:\n\"new\", \"recreate_terminating_or_failed\", \"recreate_failed\".\nPossible values of the \"status\" label are:\n\"succeeded\", \"failed\".",
+    buckets: &[],
+};
+
+/// Label controller_name: the `spec.managedBy` of Jobs this controller leaves to another one,
+/// counted as they are added to its cache.
+pub static BY_EXTERNAL_CONTROLLER: Family = Family {
+    name: "job_controller_jobs_by_external_controller_total",
+    kind: Kind::Counter,
+    stability: "ALPHA",
+    help: "The number of Jobs managed by an external controller",
+    buckets: &[],
+};
+
+/// kube's `recordJobPodsCreationTotal` reason: a replacement once pods failed (only of failed
+/// ones under podReplacementPolicy Failed) or while some terminate, else new.
+pub fn creation_reason(
+    replacement_policy: Option<&str>,
+    failed: i32,
+    terminating: usize,
+) -> &'static str {
+    if replacement_policy == Some("Failed") && failed > 0 {
+        "recreate_failed"
+    } else if failed > 0 || terminating > 0 {
+        "recreate_terminating_or_failed"
+    } else {
+        "new"
+    }
+}
+
 /// kube's sync `action` label values.
 pub const RECONCILING: &str = "reconciling";
 pub const TRACKING: &str = "tracking";
 pub const PODS_CREATED_ACTION: &str = "pods_created";
 pub const PODS_DELETED_ACTION: &str = "pods_deleted";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creations_are_new_until_pods_fail_or_terminate() {
+        assert_eq!(creation_reason(None, 0, 0), "new");
+        assert_eq!(
+            creation_reason(Some("Failed"), 0, 2),
+            "recreate_terminating_or_failed"
+        );
+        assert_eq!(
+            creation_reason(Some("TerminatingOrFailed"), 1, 0),
+            "recreate_terminating_or_failed"
+        );
+        assert_eq!(
+            creation_reason(None, 1, 0),
+            "recreate_terminating_or_failed"
+        );
+        assert_eq!(creation_reason(Some("Failed"), 1, 0), "recreate_failed");
+    }
+}

@@ -294,6 +294,7 @@ impl JobController {
         let done = c.finished.clone();
         let backoffs = c.backoffs.clone();
         let (pods, orphans) = (c.pods.clone(), c.orphans.clone());
+        let external = c.metrics.clone();
         // The tracked pods of a Job going away lose their finalizer.
         let orphan_pods_of = move |j: &Job| {
             let ns = j.namespace().unwrap_or_default();
@@ -307,6 +308,12 @@ impl JobController {
         };
         informers.jobs.add_handler(move |ch| match ch {
             Change::Added(j) | Change::Updated { new: j, .. } => {
+                if matches!(ch, Change::Added(_)) && !managed_here(j) {
+                    // kube's addJob counts a Job another controller manages, once per add.
+                    let name = j.spec.as_ref().and_then(|s| s.managed_by.as_deref());
+                    let l = [("controller_name", name.unwrap_or_default())];
+                    external.inc(&metrics::BY_EXTERNAL_CONTROLLER, &l);
+                }
                 if j.metadata.deletion_timestamp.is_some() {
                     orphan_pods_of(j);
                 }
@@ -671,10 +678,12 @@ impl JobController {
                     } else {
                         BTreeMap::new()
                     };
-                    match self
-                        .create_pods(k, &job, &pods_api, n, indexes, &counts)
-                        .await
-                    {
+                    let reason = metrics::creation_reason(
+                        spec.pod_replacement_policy.as_deref(),
+                        seen.failed,
+                        terminating.len(),
+                    );
+                    match self.create_pods(k, &job, n, indexes, &counts, reason).await {
                         Ok(ok) => active_after += ok as i32,
                         Err((_, e)) => return Err(err("creating a pod".into())(e)),
                     }
@@ -1096,14 +1105,16 @@ impl JobController {
         &self,
         k: &str,
         job: &Job,
-        api: &Api<Pod>,
         n: usize,
         indexes: Option<Vec<i32>>,
         counts: &BTreeMap<i32, (i32, i32)>,
+        reason: &'static str,
     ) -> Result<usize, (usize, kube::Error)> {
         if n == 0 {
             return Ok(0);
         }
+        let api: &Api<Pod> =
+            &Api::namespaced(self.client.clone(), &job.namespace().unwrap_or_default());
         self.expectations.expect_creations(k, n);
         let template = job
             .spec
@@ -1113,6 +1124,7 @@ impl JobController {
         let mut prefix = format!("{}-", job.name_any());
         prefix.truncate(58);
         let next = AtomicUsize::new(0);
+        let failures = AtomicUsize::new(0);
         let about = reference(job);
         let (ok, e) = slow_start_batch(n, 1, || {
             let pod = match &indexes {
@@ -1130,14 +1142,25 @@ impl JobController {
                 None => pod_from_template(job, template.clone(), prefix.clone()),
             };
             let (api, events, about) = (api.clone(), self.events.clone(), about.clone());
+            let failures = &failures;
             async move {
                 let failed = FailedCreate::UnlessNamespaceTerminating;
-                create_pod(&api, &pod, &events, about, failed)
+                let r = create_pod(&api, &pod, &events, about, failed)
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                if r.is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                r
             }
         })
         .await;
+        for (status, count) in [("succeeded", ok), ("failed", failures.into_inner())] {
+            if count > 0 {
+                let l = [("reason", reason), ("status", status)];
+                self.metrics.add(&metrics::PODS_CREATION, &l, count as f64);
+            }
+        }
         for _ in ok..n {
             self.expectations.creation_observed(k);
         }
