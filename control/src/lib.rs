@@ -28,6 +28,7 @@ pub mod kubernetes_service;
 pub mod limitranger;
 pub mod managed;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod node_authz;
 pub mod objects;
 pub mod openapi;

@@ -178,6 +178,11 @@ enum Command {
         /// election, the shared informers and events. Default true (kubeadm's setting).
         #[arg(long, num_args = 0..=1, default_missing_value = "true")]
         use_service_account_credentials: Option<bool>,
+        /// Serve the controllers' /metrics and /healthz over plain HTTP on this address (e.g.
+        /// 127.0.0.1:10257); off by default. In-process controllers' metrics are in the API
+        /// server's /metrics.
+        #[arg(long)]
+        metrics_bind_address: Option<std::net::SocketAddr>,
     },
 }
 
@@ -186,11 +191,20 @@ fn run_controllers(
     kubeconfig: PathBuf,
     config: pea_controllers::ControllersConfig,
     service_accounts: bool,
+    metrics_at: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
+        if let Some(addr) = metrics_at {
+            let m = config.metrics.clone();
+            let at =
+                pea_control::metrics_listener::serve(addr, std::sync::Arc::new(move || m.render()))
+                    .await
+                    .with_context(|| format!("--metrics-bind-address {addr}"))?;
+            tracing::info!(%at, "serving the controllers' /metrics and /healthz");
+        }
         let clients =
             pea_controllers::clients_from_kubeconfig(&kubeconfig, service_accounts).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -325,6 +339,7 @@ fn main() -> anyhow::Result<()> {
         cluster_signing_key_file,
         service_account_private_key_file,
         use_service_account_credentials,
+        metrics_bind_address,
     }) = args.command
     {
         let mut c: pea_controllers::ControllersConfig = match &config {
@@ -362,6 +377,7 @@ fn main() -> anyhow::Result<()> {
             kubeconfig,
             c,
             use_service_account_credentials.unwrap_or(true),
+            metrics_bind_address,
         );
     }
     let mut config = match &args.config {

@@ -94,3 +94,59 @@ fn job_metrics_count_syncs_finished_pods_policy_failures_and_the_finished_job() 
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
 }
+
+/// `pea-control controllers` running alone serves the controllers' /metrics and /healthz on
+/// `--metrics-bind-address` (kube-controller-manager's metrics, there on its secure port).
+#[test]
+fn standalone_controllers_serve_their_metrics() {
+    use pea_tests::bins::workspace_binary;
+    use pea_tests::control::{Backend, ControlPlane};
+    use pea_tests::dns::http_get;
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let port = pea_tests::fixtures::registry::free_port().unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    /// Killed however the test ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _controllers = Running(
+        std::process::Command::new(workspace_binary("pea-control", "PEA_CONTROL"))
+            .args(["controllers", "--kubeconfig"])
+            .arg(&cp.kubeconfig)
+            .args([
+                "--controllers",
+                "job",
+                "--leader-elect",
+                "false",
+                "--use-service-account-credentials=false",
+                "--metrics-bind-address",
+                &addr.to_string(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let k = cp.kubectl();
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: alone}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    let text = eventually("a job sync in the standalone /metrics", || {
+        let (status, body) = http_get(addr, "/metrics").ok()?;
+        (status == 200
+            && body.contains(
+                "job_controller_job_pods_creation_total{reason=\"new\",status=\"succeeded\"} 1",
+            ))
+        .then_some(body)
+    });
+    assert!(
+        text.contains("# TYPE job_controller_job_syncs_total counter"),
+        "{text}"
+    );
+    assert_eq!(http_get(addr, "/healthz").unwrap(), (200, "ok".to_string()));
+    assert_eq!(http_get(addr, "/nothing").unwrap().0, 404);
+}

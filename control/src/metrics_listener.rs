@@ -1,0 +1,90 @@
+//! `/metrics` and `/healthz` of `pea-control controllers` running alone, on the plain-HTTP
+//! address its `--metrics-bind-address` names (kube-controller-manager serves them on its
+//! secure port 10257 behind delegated authentication; pea's standalone controllers have no
+//! authenticator of their own, so this listener is off unless asked for, and is meant for
+//! loopback or a node-local scraper, as kube-proxy's `--metrics-bind-address`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// Binds `addr` and serves until the runtime ends: GET `/metrics` answers `render()` in the
+/// Prometheus text format, `/healthz` "ok", anything else 404. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let render = render.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let r = answer(req.method(), req.uri().path(), &*render);
+                    async move { Ok::<_, Infallible>(r) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+fn answer(
+    method: &hyper::Method,
+    path: &str,
+    render: &dyn Fn() -> String,
+) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match (method, path) {
+        (&hyper::Method::GET, "/metrics") => {
+            (200, "text/plain; version=0.0.4; charset=utf-8", render())
+        }
+        (&hyper::Method::GET, "/healthz") => (200, "text/plain; charset=utf-8", "ok".into()),
+        (&hyper::Method::GET, _) => (
+            404,
+            "text/plain; charset=utf-8",
+            "404 page not found\n".into(),
+        ),
+        _ => (
+            405,
+            "text/plain; charset=utf-8",
+            "method not allowed\n".into(),
+        ),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    r.headers_mut()
+        .insert("content-type", ctype.parse().expect("header"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_healthz_and_nothing_else() {
+        let render = || "a_total 1\n".to_string();
+        let get = hyper::Method::GET;
+        assert_eq!(answer(&get, "/metrics", &render).status(), 200);
+        assert_eq!(answer(&get, "/healthz", &render).status(), 200);
+        assert_eq!(answer(&get, "/api", &render).status(), 404);
+        assert_eq!(
+            answer(&hyper::Method::POST, "/metrics", &render).status(),
+            405
+        );
+    }
+}
