@@ -393,6 +393,30 @@ fn a_node_cannot_label_itself_into_workloads_or_drop_its_taints() {
         err.contains("is not allowed to modify labels: node-restriction.kubernetes.io/pci"),
         "{err}"
     );
+    // Its mirror pods are its own (owned by its Node, with its UID) and reference nothing.
+    let uid = admin.ok(&["get", "node", "n1", "-o", "jsonpath={.metadata.uid}"]);
+    let mirror = |owner: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-n1\n  namespace: default\n  annotations: {{kubernetes.io/config.mirror: h}}\n{owner}spec:\n  nodeName: n1\n  containers: [{{name: c, image: busybox{extra}}}]\n"
+        )
+    };
+    let owned = format!(
+        "  ownerReferences: [{{apiVersion: v1, kind: Node, name: n1, uid: {uid}, controller: true}}]\n"
+    );
+    let err = n1.fails_stdin(&["create", "-f", "-"], &mirror("", ""));
+    assert!(
+        err.contains("pods \"static-n1\" is forbidden: node \"n1\" can only create pods with an owner reference set to itself"),
+        "{err}"
+    );
+    let err = n1.fails_stdin(
+        &["create", "-f", "-"],
+        &mirror(&owned, ", envFrom: [{secretRef: {name: s1}}]"),
+    );
+    assert!(
+        err.contains("node \"n1\" can not create pods that reference secrets"),
+        "{err}"
+    );
+    n1.ok_stdin(&["create", "-f", "-"], &mirror(&owned, ""));
     assert_eq!(
         admin
             .ok(&["get", "node", "n1", "-o", "jsonpath={.spec.taints[*].key} {.metadata.labels.node-restriction\\.kubernetes\\.io/pci} {.metadata.labels.example\\.com/rack}"])

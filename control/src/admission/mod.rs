@@ -171,6 +171,13 @@ pub async fn validate(
         if attrs.group.is_empty() && attrs.resource == "nodes" {
             crate::node_authz::node_object::admit(node, op, old, obj)?;
         }
+        if attrs.group.is_empty()
+            && attrs.resource == "pods"
+            && attrs.subresource.is_empty()
+            && op == Operation::Create
+        {
+            crate::node_authz::mirror_pod::admit_create(ctx.api, node, obj).await?;
+        }
     }
     let mut warnings = pod_security::admit(ctx.api, &attrs, old, obj).await?;
     if attrs.subresource == "scale" {

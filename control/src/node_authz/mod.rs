@@ -13,9 +13,11 @@
 //! creates only mirror pods bound to itself, updates the status of, deletes and evicts only
 //! pods bound to it, and asks for tokens only bound to one of its pods running as that account.
 //! What it writes into its own Node (restricted labels, taints, ownerReferences) needs the
-//! objects, so admission checks it ([`node_object`]).
+//! objects, so admission checks it ([`node_object`]), as it checks the owner and references
+//! of the mirror pods a node creates ([`mirror_pod`]).
 
 pub mod graph;
+pub mod mirror_pod;
 pub mod node_object;
 pub mod populator;
 pub mod refs;
