@@ -14,4 +14,5 @@ mod cni_podman;
 mod dns;
 mod ingress;
 mod proxy;
+mod proxy_ipv6;
 mod proxy_sync_equivalence;

@@ -4,9 +4,12 @@
 //! namespace; `nft -j list table` of both (handles dropped, chains, sets and elements put in
 //! name order, rule order kept) must be equal. The series covers an endpoint replaced, a
 //! Service scaled past the cascade limit (one vmap) and back, affinity, Local policies,
-//! NodePorts, externalIPs, LoadBalancer source ranges, a Service without endpoints, Services
-//! added and deleted, in both families; it ends with a periodic full (flush) sync of the first
-//! proxier.
+//! NodePorts, externalIPs, LoadBalancer source ranges, a Service without endpoints, endpoints
+//! going to zero and coming back, a Local Service losing its local endpoint, Services added and
+//! deleted (plain, with a firewall chain, with affinity in both families), in both families; it
+//! ends with a periodic full (flush) sync of the first proxier. Steps that only remove or change
+//! elements (endpoint changes, removals, endpoints going to zero) must go to the kernel as one
+//! netlink batch, without nft.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -150,19 +153,13 @@ fn front(timeout: u32, v4_eps: Vec<Value>) -> Change {
     change(&svc, vec![v4, v6, dns])
 }
 
-fn cache() -> Change {
+fn cache(eps: Vec<Value>) -> Change {
     let svc = service(
         "cache",
         json!({"clusterIP": "10.96.0.30", "internalTrafficPolicy": "Local", "ports": [{"port": 6379}]}),
         json!({}),
     );
-    let s = slice(
-        "cache",
-        "a",
-        "IPv4",
-        json!({"port": 6379}),
-        vec![ep("10.244.1.7", "node1"), ep("10.244.2.7", "node2")],
-    );
+    let s = slice("cache", "a", "IPv4", json!({"port": 6379}), eps);
     change(&svc, vec![s])
 }
 
@@ -313,7 +310,8 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
     let full = Netns::new("proxyeq-full")?;
     let mut state: BTreeMap<String, Change> = BTreeMap::new();
     let mut p = Some(proxier());
-    let steps: Vec<(&str, Vec<Change>)> = vec![
+    // (step, changes, whether they must go as a netlink batch alone)
+    let steps: Vec<(&str, Vec<Change>, bool)> = vec![
         (
             "initial",
             vec![
@@ -322,25 +320,38 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
                     60,
                     vec![ep("10.244.1.5", "node1"), ep("10.244.2.5", "node2")],
                 ),
-                cache(),
+                cache(vec![ep("10.244.1.7", "node1"), ep("10.244.2.7", "node2")]),
                 guarded(&["203.0.113.0/24"]),
                 web6(0),
             ],
+            false,
         ),
-        ("one web endpoint replaced", vec![web(2, 1)]),
-        ("one web6 endpoint replaced (IPv6, UDP)", vec![web6(1)]),
+        ("one web endpoint replaced", vec![web(2, 1)], true),
+        (
+            "one web6 endpoint replaced (IPv6, UDP)",
+            vec![web6(1)],
+            true,
+        ),
         (
             "web scaled past the cascade limit",
             vec![web(CASCADE_MAX_ENDPOINTS + 4, 0)],
+            true,
         ),
-        ("web scaled back to 3", vec![web(3, 5)]),
+        ("web scaled back to 3", vec![web(3, 5)], true),
         (
             "front: affinity timeout changed, its local endpoint gone",
             vec![front(90, vec![ep("10.244.2.5", "node2")])],
+            false,
+        ),
+        (
+            "cache (internal Local) loses its local endpoint: drop",
+            vec![cache(vec![ep("10.244.2.7", "node2")])],
+            true,
         ),
         (
             "cache deleted, a Service without endpoints added",
             vec![gone("cache"), late(Vec::new())],
+            true,
         ),
         (
             "late gets endpoints, guarded's ranges change",
@@ -348,10 +359,23 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
                 late(vec![ep("10.244.1.9", "node1"), ep("10.244.2.9", "node2")]),
                 guarded(&["203.0.113.0/24", "192.168.1.0/24"]),
             ],
+            false,
         ),
-        ("web loses every endpoint", vec![web(0, 0)]),
+        ("web loses every endpoint", vec![web(0, 0)], true),
+        (
+            "guarded deleted (firewall chain, LoadBalancer IP, NodePort)",
+            vec![gone("guarded")],
+            true,
+        ),
+        (
+            "front deleted (affinity chains and sets, both families)",
+            vec![gone("front")],
+            true,
+        ),
+        ("web6 deleted (IPv6 only)", vec![gone("web6")], true),
+        ("web gets endpoints again", vec![web(2, 0)], false),
     ];
-    for (step, changes) in steps {
+    for (step, changes, netlink_only) in steps {
         for c in &changes {
             if c.service.is_some() {
                 state.insert(c.key.name.clone(), c.clone());
@@ -366,18 +390,9 @@ fn incremental_syncs_leave_the_ruleset_a_full_sync_writes() -> Result<()> {
             Ok((proxier_inc, r))
         })?;
         p = Some(proxier_inc);
-        // Endpoint changes of a Service without affinity are data-map elements only: they must
-        // have gone over netlink, not through nft.
-        let elements_only = [
-            "one web endpoint replaced",
-            "one web6 endpoint replaced (IPv6, UDP)",
-            "web scaled past the cascade limit",
-            "web scaled back to 3",
-        ]
-        .contains(&step);
-        if elements_only && (!report.lines.is_empty() || report.netlink.is_empty()) {
+        if netlink_only && (!report.lines.is_empty() || report.netlink.is_empty()) {
             bail!(
-                "{step}: expected a netlink element batch only, got nft lines {:?}, netlink {:?}",
+                "{step}: expected a netlink batch only, got nft lines {:?}, netlink {:?}",
                 report.lines,
                 report.netlink
             );

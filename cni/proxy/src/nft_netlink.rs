@@ -1,5 +1,7 @@
-//! Set-element changes sent straight to nf_tables over nfnetlink, as one batch (one kernel
-//! transaction): what an endpoint change of a data-map Service needs.
+//! Set-element changes, chain and set deletions sent straight to nf_tables over nfnetlink, as
+//! one batch (one kernel transaction): an endpoint change of a data-map Service, and the
+//! elements of the shared maps (service-ips, cluster-ips, …) that a structural change adds or
+//! removes, with the chains and sets of a Service that went.
 //!
 //! Why not `nft -f`: nft 1.0.6 lists every chain of the table before any `add element` (its
 //! cache), which at 10 000 Services is 150–300 ms of userspace for a change the kernel commits
@@ -12,8 +14,16 @@
 //!   NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET,
 //!   NFTA_SET_ELEM_LIST_ELEMENTS { element { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE },
 //!                                           NFTA_SET_ELEM_DATA { NFTA_DATA_VALUE } }, ... }
+//!   (in a verdict map: NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { NFTA_VERDICT_CODE,
+//!                                                               NFTA_VERDICT_CHAIN } })
+//! NFT_MSG_DELCHAIN: NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME (the kernel deletes its rules with it)
+//! NFT_MSG_DELSET: NFTA_SET_TABLE, NFTA_SET_NAME (sets and maps)
 //! NFNL_MSG_BATCH_END
 //! ```
+//!
+//! A concatenated key (`ipv4_addr . inet_proto . inet_service`) is its fields one after the
+//! other, each padded to 4 bytes as nft does: the address, the protocol number and 3 zeros, the
+//! port big-endian and 2 zeros.
 //!
 //! Interval maps hold each range as two elements: its start (with the data) and the number past
 //! its end flagged NFT_SET_ELEM_INTERVAL_END. Interval keys are compared as bytes, so nft stores
@@ -42,8 +52,14 @@ use crate::{model::Family, ruleset::MapRange, ruleset::TABLE};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_DELSET: u16 = 11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_CREATE: u16 = 0x400;
@@ -56,6 +72,13 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NF_DROP: i32 = 0;
+const NF_ACCEPT: i32 = 1;
+const NFT_JUMP: i32 = -3;
+const NFT_GOTO: i32 = -4;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 /// Elements per message: keeps each message far below the socket buffers.
 const CHUNK: usize = 500;
@@ -91,15 +114,107 @@ pub enum NetlinkError {
     },
     #[error("malformed nfnetlink answer to the {family} set-element batch: {why}")]
     Malformed { family: &'static str, why: String },
+    #[error("cannot encode element {key:?} of {map} for netlink: {why}")]
+    Encode {
+        map: String,
+        key: String,
+        why: &'static str,
+    },
 }
 
 /// One element of a set or map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Elem {
     /// A data-map range (interval key → address . port).
     Range(MapRange),
-    /// A hairpin element: `ip . ip`.
-    Pair(IpAddr),
+    /// An element of a shared map or set (service-ips, cluster-ips, hairpin, …).
+    Key(KeyElem),
+}
+
+/// A verdict of a verdict map's element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Drop,
+    Accept,
+    Jump(String),
+    Goto(String),
+}
+
+/// A shared map's or set's element: the key as the kernel holds it, the verdict (verdict maps)
+/// and the nft text of both (for `nft` programs that are not the kernel, and messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyElem {
+    pub key: Vec<u8>,
+    pub verdict: Option<Verdict>,
+    pub key_text: String,
+    pub value_text: Option<String>,
+}
+
+impl KeyElem {
+    /// The element `key` (`: value`) of `map` as `ruleset` writes it: fields joined by ` . `,
+    /// each an address, a protocol name (`tcp`, `udp`, `sctp`) or a port; the value a verdict
+    /// (`drop`, `accept`, `jump CHAIN`, `goto CHAIN`).
+    pub fn parse(map: &str, key: &str, value: Option<&str>) -> Result<Self, NetlinkError> {
+        let bad = |why| NetlinkError::Encode {
+            map: map.to_string(),
+            key: key.to_string(),
+            why,
+        };
+        let mut bytes = Vec::new();
+        for field in key.split(" . ") {
+            if let Ok(ip) = field.parse::<IpAddr>() {
+                bytes.extend_from_slice(&ip_bytes(&ip));
+            } else if let Some(proto) = match field {
+                "tcp" => Some(6u8),
+                "udp" => Some(17),
+                "sctp" => Some(132),
+                _ => None,
+            } {
+                bytes.extend_from_slice(&[proto, 0, 0, 0]);
+            } else if let Ok(port) = field.parse::<u16>() {
+                bytes.extend_from_slice(&port.to_be_bytes());
+                bytes.extend_from_slice(&[0, 0]);
+            } else {
+                return Err(bad("a field is neither an address, a protocol nor a port"));
+            }
+        }
+        let verdict = match value {
+            None => None,
+            Some("drop") => Some(Verdict::Drop),
+            Some("accept") => Some(Verdict::Accept),
+            Some(v) => match v.split_once(' ') {
+                Some(("goto", chain)) if !chain.is_empty() => Some(Verdict::Goto(chain.into())),
+                Some(("jump", chain)) if !chain.is_empty() => Some(Verdict::Jump(chain.into())),
+                _ => return Err(bad("the value is not a verdict")),
+            },
+        };
+        Ok(KeyElem {
+            key: bytes,
+            verdict,
+            key_text: key.to_string(),
+            value_text: value.map(str::to_string),
+        })
+    }
+}
+
+/// One step of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Elements(SetOp),
+    /// Deletes a chain and its rules; nothing may jump to it any more (earlier in the batch,
+    /// the elements and rules that did are deleted).
+    DeleteChain(String),
+    /// Deletes a set or map (`kind`: `set` or `map`, for the text form) no rule uses any more.
+    DeleteSet {
+        name: String,
+        kind: &'static str,
+    },
+}
+
+impl Op {
+    fn is_empty(&self) -> bool {
+        matches!(self, Op::Elements(s) if s.elems.is_empty())
+    }
 }
 
 /// Elements to delete from or add to one set of the table.
@@ -189,8 +304,14 @@ fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
     }
 }
 
+/// An element's data: a value (data maps) or a verdict (verdict maps).
+enum Data<'a> {
+    Value(&'a [u8]),
+    Verdict(&'a Verdict),
+}
+
 /// One element inside NFTA_SET_ELEM_LIST_ELEMENTS: key, optional flags and data.
-fn element(m: &mut Msg, index: u16, key: &[u8], flags: u32, data: Option<&[u8]>) {
+fn element(m: &mut Msg, index: u16, key: &[u8], flags: u32, data: Option<Data<'_>>) {
     let el = m.begin_nest(index);
     if flags != 0 {
         m.attr(NFTA_SET_ELEM_FLAGS, &flags.to_be_bytes());
@@ -198,10 +319,29 @@ fn element(m: &mut Msg, index: u16, key: &[u8], flags: u32, data: Option<&[u8]>)
     let k = m.begin_nest(NFTA_SET_ELEM_KEY);
     m.attr(NFTA_DATA_VALUE, key);
     m.end_nest(k);
-    if let Some(data) = data {
-        let d = m.begin_nest(NFTA_SET_ELEM_DATA);
-        m.attr(NFTA_DATA_VALUE, data);
-        m.end_nest(d);
+    match data {
+        None => {}
+        Some(Data::Value(v)) => {
+            let d = m.begin_nest(NFTA_SET_ELEM_DATA);
+            m.attr(NFTA_DATA_VALUE, v);
+            m.end_nest(d);
+        }
+        Some(Data::Verdict(v)) => {
+            let d = m.begin_nest(NFTA_SET_ELEM_DATA);
+            let vd = m.begin_nest(NFTA_DATA_VERDICT);
+            let (code, chain) = match v {
+                Verdict::Drop => (NF_DROP, None),
+                Verdict::Accept => (NF_ACCEPT, None),
+                Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+                Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+            };
+            m.attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
+            if let Some(c) = chain {
+                m.attr(NFTA_VERDICT_CHAIN, &cstr(c));
+            }
+            m.end_nest(vd);
+            m.end_nest(d);
+        }
     }
     m.end_nest(el);
 }
@@ -219,7 +359,7 @@ fn write_elem(m: &mut Msg, index: &mut u16, e: &Elem, with_data: bool) {
                 *index,
                 &r.lo.to_be_bytes(),
                 0,
-                with_data.then_some(data.as_slice()),
+                with_data.then_some(Data::Value(&data)),
             );
             *index += 1;
             element(
@@ -230,11 +370,10 @@ fn write_elem(m: &mut Msg, index: &mut u16, e: &Elem, with_data: bool) {
                 None,
             );
         }
-        Elem::Pair(ip) => {
-            let mut key = ip_bytes(ip);
-            key.extend_from_slice(&ip_bytes(ip));
+        Elem::Key(k) => {
             *index += 1;
-            element(m, *index, &key, 0, None);
+            let data = k.verdict.as_ref().filter(|_| with_data).map(Data::Verdict);
+            element(m, *index, &k.key, 0, data);
         }
     }
 }
@@ -248,7 +387,7 @@ fn nfproto(family: Family) -> u8 {
 
 /// The batch bytes (sequence numbers from `first`) and, per acked sequence number, what it
 /// carried (for error messages); the last sequence number used.
-fn encode(family: Family, ops: &[SetOp], first: u32) -> (Vec<u8>, Vec<(u32, String)>, u32) {
+fn encode(family: Family, ops: &[Op], first: u32) -> (Vec<u8>, Vec<(u32, String)>, u32) {
     let mut out = Vec::new();
     let mut what = Vec::new();
     let mut seq = first;
@@ -260,35 +399,58 @@ fn encode(family: Family, ops: &[SetOp], first: u32) -> (Vec<u8>, Vec<(u32, Stri
         NFNL_SUBSYS_NFTABLES,
     )
     .finish(&mut out);
+    let msg = |kind: u16, flags: u16, seq: u32| {
+        Msg::new(
+            (NFNL_SUBSYS_NFTABLES << 8) | kind,
+            flags,
+            seq,
+            nfproto(family),
+            0,
+        )
+    };
     for op in ops {
-        for chunk in op.elems.chunks(CHUNK) {
-            seq = seq.wrapping_add(1);
-            let (kind, flags) = if op.add {
-                (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
-            } else {
-                (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK)
-            };
-            let mut m = Msg::new(
-                (NFNL_SUBSYS_NFTABLES << 8) | kind,
-                flags,
-                seq,
-                nfproto(family),
-                0,
-            );
-            m.attr(NFTA_SET_ELEM_LIST_TABLE, &cstr(TABLE));
-            m.attr(NFTA_SET_ELEM_LIST_SET, &cstr(&op.set));
-            let list = m.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-            let mut index = 0u16;
-            for e in chunk {
-                write_elem(&mut m, &mut index, e, op.add);
+        match op {
+            Op::Elements(op) => {
+                for chunk in op.elems.chunks(CHUNK) {
+                    seq = seq.wrapping_add(1);
+                    let (kind, flags) = if op.add {
+                        (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+                    } else {
+                        (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK)
+                    };
+                    let mut m = msg(kind, flags, seq);
+                    m.attr(NFTA_SET_ELEM_LIST_TABLE, &cstr(TABLE));
+                    m.attr(NFTA_SET_ELEM_LIST_SET, &cstr(&op.set));
+                    let list = m.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+                    let mut index = 0u16;
+                    for e in chunk {
+                        write_elem(&mut m, &mut index, e, op.add);
+                    }
+                    m.end_nest(list);
+                    m.finish(&mut out);
+                    let verb = if op.add { "adding" } else { "deleting" };
+                    what.push((
+                        seq,
+                        format!("{verb} {} elements of {}", chunk.len(), op.set),
+                    ));
+                }
             }
-            m.end_nest(list);
-            m.finish(&mut out);
-            let verb = if op.add { "adding" } else { "deleting" };
-            what.push((
-                seq,
-                format!("{verb} {} elements of {}", chunk.len(), op.set),
-            ));
+            Op::DeleteChain(name) => {
+                seq = seq.wrapping_add(1);
+                let mut m = msg(NFT_MSG_DELCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq);
+                m.attr(NFTA_CHAIN_TABLE, &cstr(TABLE));
+                m.attr(NFTA_CHAIN_NAME, &cstr(name));
+                m.finish(&mut out);
+                what.push((seq, format!("deleting chain {name}")));
+            }
+            Op::DeleteSet { name, kind } => {
+                seq = seq.wrapping_add(1);
+                let mut m = msg(NFT_MSG_DELSET, NLM_F_REQUEST | NLM_F_ACK, seq);
+                m.attr(NFTA_SET_TABLE, &cstr(TABLE));
+                m.attr(NFTA_SET_NAME, &cstr(name));
+                m.finish(&mut out);
+                what.push((seq, format!("deleting {kind} {name}")));
+            }
         }
     }
     seq = seq.wrapping_add(1);
@@ -362,11 +524,11 @@ impl Conn {
         Ok(self.open.as_mut().expect("opened above"))
     }
 
-    /// Applies `ops` (in order) to pea-proxy's table of `family` as one transaction, in the
+    /// Applies `ops` (in order; set-element operations with no elements are skipped) to pea-proxy's table of `family` as one transaction, in the
     /// calling thread's network namespace. After any error the socket is closed (the next call
     /// opens a fresh one), so nothing of a failed batch can be read as the answer to the next.
-    pub fn apply(&mut self, family: Family, ops: &[SetOp]) -> Result<(), NetlinkError> {
-        if ops.iter().all(|o| o.elems.is_empty()) {
+    pub fn apply(&mut self, family: Family, ops: &[Op]) -> Result<(), NetlinkError> {
+        if ops.iter().all(Op::is_empty) {
             return Ok(());
         }
         let result = self.socket().and_then(|open| open.apply(family, ops));
@@ -378,7 +540,7 @@ impl Conn {
 }
 
 impl Open {
-    fn apply(&mut self, family: Family, ops: &[SetOp]) -> Result<(), NetlinkError> {
+    fn apply(&mut self, family: Family, ops: &[Op]) -> Result<(), NetlinkError> {
         let fam = family.nft();
         let first = self.seq.wrapping_add(1);
         let (batch, mut pending, last) = encode(family, ops, first);
@@ -504,12 +666,57 @@ mod tests {
         write_elem(
             &mut m,
             &mut index,
-            &Elem::Pair(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))),
+            &Elem::Key(KeyElem::parse("hairpin", "10.0.0.3 . 10.0.0.3", None).unwrap()),
             true,
         );
         assert_eq!(
             m.buf,
             b"\x14\x00\x01\x80\x10\x00\x01\x80\x0c\x00\x01\x00\x0a\x00\x00\x03\x0a\x00\x00\x03"
         );
+    }
+
+    /// The element list nft 1.0.6 sent for `add element ip t m { 10.96.0.10 . tcp . 80 : goto
+    /// c, 10.96.0.11 . udp . 53 : drop }` (m: `ipv4_addr . inet_proto . inet_service :
+    /// verdict`), and for deleting the first (strace).
+    #[test]
+    fn verdict_map_elements_are_laid_out_as_nft_sends_them() {
+        let a = KeyElem::parse("m", "10.96.0.10 . tcp . 80", Some("goto c")).unwrap();
+        let b = KeyElem::parse("m", "10.96.0.11 . udp . 53", Some("drop")).unwrap();
+        let mut m = Msg { buf: Vec::new() };
+        let mut index = 0;
+        write_elem(&mut m, &mut index, &Elem::Key(a.clone()), true);
+        write_elem(&mut m, &mut index, &Elem::Key(b), true);
+        let want: &[u8] =
+            b"\x30\x00\x01\x80\x14\x00\x01\x80\x10\x00\x01\x00\x0a\x60\x00\x0a\x06\x00\x00\x00\
+\x00\x50\x00\x00\x18\x00\x02\x80\x14\x00\x02\x80\x08\x00\x01\x00\xff\xff\xff\xfc\x06\x00\x02\x00\
+\x63\x00\x00\x00\x28\x00\x02\x80\x14\x00\x01\x80\x10\x00\x01\x00\x0a\x60\x00\x0b\x11\x00\x00\x00\
+\x00\x35\x00\x00\x10\x00\x02\x80\x0c\x00\x02\x80\x08\x00\x01\x00\x00\x00\x00\x00";
+        assert_eq!(m.buf, want);
+        let mut m = Msg { buf: Vec::new() };
+        let mut index = 0;
+        write_elem(&mut m, &mut index, &Elem::Key(a), false);
+        let want: &[u8] =
+            b"\x18\x00\x01\x80\x14\x00\x01\x80\x10\x00\x01\x00\x0a\x60\x00\x0a\x06\x00\x00\x00\
+\x00\x50\x00\x00";
+        assert_eq!(m.buf, want);
+    }
+
+    #[test]
+    fn keys_and_verdicts_that_are_not_ours_are_refused() {
+        for (key, value) in [
+            ("10.96.0.10 . icmp . 80", Some("drop")),
+            ("10.96.0.10 . tcp . 70000", None),
+            ("", None),
+            ("10.96.0.10", Some("goto")),
+            ("10.96.0.10", Some("continue")),
+        ] {
+            let e = KeyElem::parse("service-ips", key, value).unwrap_err();
+            assert!(e.to_string().contains("service-ips"), "{e}");
+        }
+        let v6 = KeyElem::parse("hairpin", "fd00::1 . fd00::1", None).unwrap();
+        assert_eq!(v6.key.len(), 32);
+        let np = KeyElem::parse("service-nodeports", "udp . 30053", Some("jump x")).unwrap();
+        assert_eq!(np.key, [17, 0, 0, 0, 0x75, 0x65, 0, 0]);
+        assert_eq!(np.verdict, Some(Verdict::Jump("x".into())));
     }
 }

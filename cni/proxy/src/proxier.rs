@@ -91,8 +91,8 @@ pub struct SyncReport {
     pub full: bool,
     /// Transaction sizes in lines, per family applied through `nft -f`.
     pub lines: Vec<(Family, usize)>,
-    /// Set-element operations, per family applied through netlink: element-only changes, and
-    /// hairpin deletions sent after an incremental `nft -f` transaction.
+    /// Netlink batch operations, per family (incremental syncs: element changes and deletions
+    /// of chains, sets and maps).
     pub netlink: Vec<(Family, usize)>,
     pub duration: Duration,
     pub conntrack_flushes: usize,
@@ -345,7 +345,6 @@ impl Proxier {
                     services: &state.desired,
                     elements: &all_elements,
                     element_changes: &changes_list,
-                    kernel: &state.kernel_elements,
                     nodeport_ips: &nodeport_ips,
                     changed: &changed,
                 }
@@ -356,7 +355,6 @@ impl Proxier {
                     services: &state.desired,
                     elements: &all_elements,
                     element_changes: &changes_list,
-                    kernel: &state.kernel_elements,
                     nodeport_ips: &nodeport_ips,
                     changed: &changed,
                 }
@@ -371,42 +369,33 @@ impl Proxier {
             if nothing_to_do {
                 continue;
             }
-            // Endpoint changes of data-map Services are set elements only: straight to the
-            // kernel, without nft's cache load (see nft_netlink).
-            let batch = (mode == Mode::Incremental)
-                .then(|| transaction::element_batch(&state.applied, &desired))
-                .flatten();
-            let result: Result<(), SyncError> = match batch {
-                Some(ops) if self.cfg.netlink_elements => {
-                    report.netlink.push((family, ops.len()));
-                    self.netlink.apply(family, &ops).map_err(SyncError::from)
-                }
-                Some(ops) => {
-                    let text = transaction::render_elements(family, &ops);
-                    report.lines.push((family, text.lines().count()));
-                    self.cfg.nft.apply(family, &text).map_err(SyncError::from)
-                }
-                None => {
-                    let built = transaction::build(family, &fcfg, mode, &state.applied, &desired);
-                    let mut text = built.text;
-                    if !self.cfg.netlink_elements {
-                        text.push_str(&transaction::render_elements(family, &built.after));
-                    }
-                    report.lines.push((family, text.lines().count()));
-                    let applied = self.cfg.nft.apply(family, &text).map_err(SyncError::from);
-                    match applied {
-                        Ok(()) if self.cfg.netlink_elements && !built.after.is_empty() => {
-                            // After the commit (see `Built::after`). Should it fail, the error
-                            // makes the next sync recreate the table.
-                            report.netlink.push((family, built.after.len()));
-                            self.netlink
-                                .apply(family, &built.after)
-                                .map_err(SyncError::from)
+            // Incremental: an `nft -f` text that only adds (skipped when empty: endpoint
+            // changes, removals, endpoints going to zero), then one netlink batch of element
+            // changes and deletions (see `transaction`).
+            let result: Result<(), SyncError> =
+                match transaction::build(family, &fcfg, mode, &state.applied, &desired) {
+                    Err(e) => Err(e.into()),
+                    Ok(built) => {
+                        let mut text = built.text;
+                        let mut after = built.after;
+                        if !self.cfg.netlink_elements {
+                            text.push_str(&transaction::render(family, &after));
+                            after.clear();
                         }
-                        other => other,
+                        let mut r = Ok(());
+                        if !text.is_empty() {
+                            report.lines.push((family, text.lines().count()));
+                            r = self.cfg.nft.apply(family, &text).map_err(SyncError::from);
+                        }
+                        if r.is_ok() && !after.is_empty() {
+                            // Should it fail after the text committed, the error makes the
+                            // next sync recreate the table.
+                            report.netlink.push((family, after.len()));
+                            r = self.netlink.apply(family, &after).map_err(SyncError::from);
+                        }
+                        r
                     }
-                }
-            };
+                };
             match result {
                 Ok(()) => {
                     state.recreate = false;

@@ -531,13 +531,6 @@ pub fn hairpin_key(ip: &IpAddr) -> String {
     format!("{ip} . {ip}")
 }
 
-/// The address of a hairpin key made by [`hairpin_key`].
-pub fn hairpin_ip(key: &str) -> Option<IpAddr> {
-    let (a, b) = key.split_once(" . ")?;
-    let ip: IpAddr = a.parse().ok()?;
-    (b.parse::<IpAddr>().ok()? == ip).then_some(ip)
-}
-
 /// `endpoints` as shares of `0..NUMGEN_MOD`: endpoint k gets `[k*M/n, (k+1)*M/n - 1]`. More
 /// endpoints than numbers cannot happen in practice (a Service's slices hold far fewer); the
 /// surplus would get no share.

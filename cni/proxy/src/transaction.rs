@@ -6,14 +6,21 @@
 //!   so nothing of an earlier run (or a table changed behind our back) survives;
 //! - **flush** (the periodic full resync): flush every chain and map and write it all again,
 //!   keeping the table and its sets (session-affinity entries survive the resync);
-//! - **incremental**: only the Services that changed; their chains are flushed and rewritten, new
-//!   ones added, gone ones deleted, and only the map elements that differ are deleted or added.
+//! - **incremental**: only the Services that changed, in two steps. First an `nft -f` text
+//!   (skipped when empty) that only adds: new sets, maps (with their ranges) and chains, and the
+//!   changed chains flushed and rewritten. Then one netlink batch ([`crate::nft_netlink`]): the
+//!   shared-map elements that go or change deleted, changed data-map ranges replaced, new and
+//!   changed shared-map elements added, and the chains, sets and maps of what went deleted —
+//!   after the elements that named them, so nothing is ever deleted while a verdict still jumps
+//!   to it. Between the two steps the table is the old one plus unreferenced new chains (and the
+//!   rewritten chains, already the new state), so packets see a consistent table throughout;
+//!   a Service's removal, endpoints going to zero and endpoint changes are the batch alone.
 //!
 //! The text never holds `add element` / `delete element`: nft 1.0.6 loads the elements of every
 //! set of the table before such a command (seconds at 10 000 Services, one data map each), but
 //! not before a declaration with elements (`add map NAME { type … ; elements = { … } ; }`, also
-//! for a map that exists). So elements are added as declarations, and a map that loses or
-//! changes an element is flushed and declared again with all it keeps, in the same transaction.
+//! for a map that exists). Full syncs therefore declare every map with its elements; incremental
+//! ones change elements over netlink only.
 //!
 //! The text only ever holds names built by `ruleset` from checked values.
 
@@ -25,7 +32,7 @@ use std::{
 
 use crate::{
     model::Family,
-    nft_netlink::{Elem, SetOp},
+    nft_netlink::{Elem, KeyElem, NetlinkError, Op, SetOp},
     ruleset::{self, DataMap, Element, FamilyConfig, ServiceRules, NUMGEN_MOD, TABLE},
 };
 
@@ -64,9 +71,6 @@ pub struct Desired<'a> {
     pub elements: &'a Elements,
     /// The elements that differ (incremental mode).
     pub element_changes: &'a [ElementChange],
-    /// The elements in the kernel before this change (incremental mode: a shared map that
-    /// loses or changes an element is emptied and declared again with all of its elements).
-    pub kernel: &'a Elements,
     pub nodeport_ips: &'a [Element],
     /// Services whose rules may differ from `Applied` (incremental mode only looks at these).
     pub changed: &'a BTreeSet<String>,
@@ -184,15 +188,14 @@ fn nodeport_items(v: &[Element]) -> Elements {
     v.iter().map(|e| ((e.map, e.key.clone()), None)).collect()
 }
 
-/// A sync's change: the `nft -f` text, then set-element changes to send once it committed.
+/// A sync's change: the `nft -f` text (may be empty), then the netlink batch to send once it
+/// committed.
 #[derive(Debug)]
 pub struct Built {
     pub text: String,
-    /// Hairpin elements that went (incremental mode). They name no chain and the committed
-    /// text already stopped DNATing to their endpoints, so removing them afterwards changes no
-    /// packet's fate; `delete element` in the text would cost nft 1.0.6 seconds at 10 000
-    /// Services (it loads every set's elements first).
-    pub after: Vec<SetOp>,
+    /// Incremental mode: element changes, then deletions of chains, sets and maps (see the
+    /// module docs for the order).
+    pub after: Vec<Op>,
 }
 
 /// The change taking the kernel from `applied` to `desired`.
@@ -202,7 +205,7 @@ pub fn build(
     mode: Mode,
     applied: &Applied,
     desired: &Desired<'_>,
-) -> Built {
+) -> Result<Built, NetlinkError> {
     let t = format!("{} {TABLE}", family.nft());
     let mut w = Writer {
         f: family.nft(),
@@ -263,14 +266,14 @@ pub fn build(
             }
         }
         Mode::Incremental => {
-            let after = incremental(&mut w, family, applied, desired);
-            return Built { text: w.s, after };
+            let after = incremental(&mut w, family, applied, desired)?;
+            return Ok(Built { text: w.s, after });
         }
     }
-    Built {
+    Ok(Built {
         text: w.s,
         after: Vec::new(),
-    }
+    })
 }
 
 /// Chains, sets and maps of `old` that no rules in `new` have.
@@ -302,10 +305,21 @@ fn leftovers<'a>(
 
 /// `ops` as an `nft -f` transaction (the same change as [`crate::nft_netlink::Conn::apply`] makes):
 /// for `nft` programs that are not the kernel (recording scripts of the golden tests).
-pub fn render_elements(family: Family, ops: &[SetOp]) -> String {
+pub fn render(family: Family, ops: &[Op]) -> String {
     let t = format!("{} {TABLE}", family.nft());
     let mut s = String::new();
     for op in ops {
+        let op = match op {
+            Op::Elements(op) => op,
+            Op::DeleteChain(c) => {
+                let _ = writeln!(s, "delete chain {t} {c}");
+                continue;
+            }
+            Op::DeleteSet { name, kind } => {
+                let _ = writeln!(s, "delete {kind} {t} {name}");
+                continue;
+            }
+        };
         let verb = if op.add { "add" } else { "delete" };
         let items: Vec<String> = op
             .elems
@@ -313,7 +327,10 @@ pub fn render_elements(family: Family, ops: &[SetOp]) -> String {
             .map(|e| match e {
                 Elem::Range(r) if op.add => format!("{}-{} : {} . {}", r.lo, r.hi, r.ip, r.port),
                 Elem::Range(r) => format!("{}-{}", r.lo, r.hi),
-                Elem::Pair(ip) => ruleset::hairpin_key(ip),
+                Elem::Key(k) => match &k.value_text {
+                    Some(v) if op.add => format!("{} : {v}", k.key_text),
+                    _ => k.key_text.clone(),
+                },
             })
             .collect();
         if !items.is_empty() {
@@ -328,80 +345,24 @@ pub fn render_elements(family: Family, ops: &[SetOp]) -> String {
     s
 }
 
-/// Whether `old` → `new` changes nothing but data-map elements: same sets, chains, elements of
-/// shared maps aside from hairpin ones (those are in the element changes), same map names.
-fn elements_only(old: &ServiceRules, new: &ServiceRules) -> bool {
-    old.sets == new.sets
-        && old.chains == new.chains
-        && old.maps.len() == new.maps.len()
-        && old
-            .maps
-            .iter()
-            .zip(&new.maps)
-            .all(|(a, b)| a.name == b.name && a.proto == b.proto)
-}
-
-/// The netlink set-element batch taking the kernel from `applied` to `desired` when the change
-/// is elements only: data-map ranges of the changed Services and hairpin elements. `None` when
-/// anything else changes (a chain, a set, a map's existence, any other shared element): that
-/// goes through [`build`].
-pub fn element_batch(applied: &Applied, desired: &Desired<'_>) -> Option<Vec<SetOp>> {
-    if applied.nodeport_ips != desired.nodeport_ips
-        || desired
-            .element_changes
-            .iter()
-            .any(|c| c.key.0 != ruleset::SET_HAIRPIN)
-    {
-        return None;
+/// `changes` of shared maps and sets as set-element operations, one per map: the old elements
+/// (`add` false) or the new ones.
+fn shared_ops(changes: &[ElementChange], add: bool) -> Result<Vec<Op>, NetlinkError> {
+    let mut by_map: BTreeMap<&str, Vec<Elem>> = BTreeMap::new();
+    for c in changes {
+        let value = if add { &c.new } else { &c.old };
+        let Some(value) = value else { continue };
+        let (map, key) = (&c.key.0, &c.key.1);
+        let elem = KeyElem::parse(map, key, value.as_deref())?;
+        by_map.entry(map).or_default().push(Elem::Key(elem));
     }
-    let hairpin = |pick: fn(&ElementChange) -> bool| -> Option<Vec<Elem>> {
-        desired
-            .element_changes
-            .iter()
-            .filter(|c| pick(c))
-            .map(|c| ruleset::hairpin_ip(&c.key.1).map(Elem::Pair))
-            .collect()
-    };
-    let hairpin_gone = hairpin(|c| c.old.is_some())?;
-    let hairpin_new = hairpin(|c| c.new.is_some())?;
-    let mut deletes = Vec::new();
-    let mut adds = Vec::new();
-    let empty = ServiceRules::default();
-    for key in desired.changed {
-        let old = applied.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
-        let new = desired.services.get(key).map(Arc::as_ref).unwrap_or(&empty);
-        if !elements_only(old, new) {
-            return None;
-        }
-        for (o, n) in old.maps.iter().zip(&new.maps) {
-            if o.ranges == n.ranges {
-                continue;
-            }
-            // All old ranges go and all new ones come, in one batch: ranges rarely survive a
-            // change of n, and deleting and re-adding an equal range is no error.
-            deletes.push(SetOp::delete(
-                &o.name,
-                o.ranges.iter().map(|r| Elem::Range(*r)),
-            ));
-            adds.push(SetOp::add(
-                &n.name,
-                n.ranges.iter().map(|r| Elem::Range(*r)),
-            ));
-        }
-    }
-    let mut ops = Vec::new();
-    if !hairpin_gone.is_empty() {
-        ops.push(SetOp::delete(
-            ruleset::SET_HAIRPIN,
-            hairpin_gone.into_iter(),
-        ));
-    }
-    ops.extend(deletes);
-    ops.extend(adds);
-    if !hairpin_new.is_empty() {
-        ops.push(SetOp::add(ruleset::SET_HAIRPIN, hairpin_new.into_iter()));
-    }
-    Some(ops)
+    Ok(by_map
+        .into_iter()
+        .map(|(map, elems)| {
+            let f = if add { SetOp::add } else { SetOp::delete };
+            Op::Elements(f(map, elems.into_iter()))
+        })
+        .collect())
 }
 
 fn incremental(
@@ -409,35 +370,16 @@ fn incremental(
     family: Family,
     applied: &Applied,
     desired: &Desired<'_>,
-) -> Vec<SetOp> {
+) -> Result<Vec<Op>, NetlinkError> {
     let t = w.t.clone();
-    // Shared maps/sets that lose or change an element are emptied (1.) and declared again with
-    // every element they keep and gain (5.), all in this one transaction: `delete element`
-    // would make nft 1.0.6 load the elements of every set of the table first. Hairpin elements
-    // that go are the exception: sent after the commit (see [`Built::after`]).
-    let mut rewritten: BTreeSet<&'static str> = BTreeSet::new();
-    let mut hairpin_gone = Vec::new();
-    for c in desired.element_changes {
-        match (&c.old, c.key.0) {
-            (None, _) => {}
-            (Some(_), ruleset::SET_HAIRPIN) => hairpin_gone.push(c),
-            (Some(_), map) => {
-                rewritten.insert(map);
-            }
-        }
-    }
-    // 1. Emptied first: afterwards nothing in a map points at a chain that is about to be
-    //    deleted.
-    for map in &rewritten {
-        w.line(format_args!(
-            "flush {} {t} {map}",
-            ruleset::shared_kind(map)
-        ));
-    }
     if applied.nodeport_ips != desired.nodeport_ips {
+        // Rare (the node's addresses changed) and small: in the text.
         w.line(format_args!("flush set {t} {}", ruleset::SET_NODEPORT_IPS));
+        w.add_elements(family, nodeport_items(desired.nodeport_ips).iter());
     }
     let empty = ServiceRules::default();
+    let mut range_deletes = Vec::new();
+    let mut range_adds = Vec::new();
     let mut gone_chains = Vec::new();
     let mut gone_sets = Vec::new();
     let mut gone_maps = Vec::new();
@@ -450,7 +392,8 @@ fn incremental(
         let old_chains: BTreeMap<&str, &ruleset::Chain> =
             old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
         let new_names: BTreeSet<&str> = new.chains.iter().map(|c| c.name.as_str()).collect();
-        // 2. New sets and chains exist before any rule names them.
+        // Text, 1. new sets, maps (with their ranges) and chains exist before any rule names
+        //    them; a data map that stays gets its new ranges in the batch.
         for (set, timeout) in &new.sets {
             if !old.sets.iter().any(|(s, _)| s == set) {
                 w.add_set(set, *timeout);
@@ -460,15 +403,19 @@ fn incremental(
             match old.maps.iter().find(|o| o.name == m.name) {
                 None => w.add_map(m, true),
                 Some(o) if o.ranges != m.ranges => {
-                    w.line(format_args!("flush map {t} {}", m.name));
-                    w.add_map(m, true);
+                    // All old ranges go and all new ones come, in one batch: ranges rarely
+                    // survive a change of n, and deleting and re-adding an equal range is no
+                    // error.
+                    range_deletes.push(Op::Elements(SetOp::delete(
+                        &o.name,
+                        o.ranges.iter().map(|r| Elem::Range(*r)),
+                    )));
+                    range_adds.push(Op::Elements(SetOp::add(
+                        &m.name,
+                        m.ranges.iter().map(|r| Elem::Range(*r)),
+                    )));
                 }
                 Some(_) => {}
-            }
-        }
-        for m in &old.maps {
-            if !new.maps.iter().any(|n| n.name == m.name) {
-                gone_maps.push(m.name.clone());
             }
         }
         for c in &new.chains {
@@ -476,7 +423,7 @@ fn incremental(
                 w.add_chain(&c.name);
             }
         }
-        // 3. Changed chains are flushed and rewritten.
+        // Text, 2. changed chains are flushed and rewritten, new ones filled.
         for c in &new.chains {
             match old_chains.get(c.name.as_str()) {
                 Some(o) if o.rules == c.rules => {}
@@ -487,55 +434,40 @@ fn incremental(
                 None => w.rules(c),
             }
         }
-        // 4. Chains that go are emptied now (dropping their jumps) and deleted at the end.
-        for c in &old.chains {
+        // Chains that go: a Service's chains come after the chains they jump to, so in reverse
+        // each is deleted before its targets.
+        for c in old.chains.iter().rev() {
             if !new_names.contains(c.name.as_str()) {
-                w.flush_chain(&c.name);
-                gone_chains.push(c.name.clone());
+                gone_chains.push(Op::DeleteChain(c.name.clone()));
             }
         }
         for (set, _) in &old.sets {
             if !new.sets.iter().any(|(s, _)| s == set) {
-                gone_sets.push(set.clone());
+                gone_sets.push(Op::DeleteSet {
+                    name: set.clone(),
+                    kind: "set",
+                });
+            }
+        }
+        for m in &old.maps {
+            if !new.maps.iter().any(|n| n.name == m.name) {
+                gone_maps.push(Op::DeleteSet {
+                    name: m.name.clone(),
+                    kind: "map",
+                });
             }
         }
     }
-    // 5. Elements that are new or changed, after the chains they name exist; emptied maps get
-    //    all of theirs back.
-    let mut adds: Elements = Elements::new();
-    for map in &rewritten {
-        let kept = desired
-            .kernel
-            .range((*map, String::new())..)
-            .take_while(|((m, _), _)| m == map);
-        adds.extend(kept.map(|(k, v)| (k.clone(), v.clone())));
-    }
-    for c in desired.element_changes {
-        match &c.new {
-            Some(v) => adds.insert(c.key.clone(), v.clone()),
-            None => adds.remove(&c.key),
-        };
-    }
-    w.add_elements(family, adds.iter());
-    if applied.nodeport_ips != desired.nodeport_ips {
-        w.add_elements(family, nodeport_items(desired.nodeport_ips).iter());
-    }
-    for c in gone_chains {
-        w.line(format_args!("delete chain {t} {c}"));
-    }
-    for s in gone_sets {
-        w.line(format_args!("delete set {t} {s}"));
-    }
-    for m in gone_maps {
-        w.line(format_args!("delete map {t} {m}"));
-    }
-    let mut after = Vec::new();
-    if !hairpin_gone.is_empty() {
-        // The keys were made by `ruleset::hairpin_key`, so they parse.
-        let elems = hairpin_gone
-            .iter()
-            .filter_map(|c| ruleset::hairpin_ip(&c.key.1).map(Elem::Pair));
-        after.push(SetOp::delete(ruleset::SET_HAIRPIN, elems));
-    }
-    after
+    // The batch: elements that go or change (dropping their jumps to chains that go), data-map
+    // ranges replaced, elements that come or change (their chains exist since the text), then
+    // the chains (their rules with them: the last jumps to the chains after them), sets and
+    // maps that went.
+    let mut ops = shared_ops(desired.element_changes, false)?;
+    ops.extend(range_deletes);
+    ops.extend(range_adds);
+    ops.extend(shared_ops(desired.element_changes, true)?);
+    ops.extend(gone_chains);
+    ops.extend(gone_sets);
+    ops.extend(gone_maps);
+    Ok(ops)
 }

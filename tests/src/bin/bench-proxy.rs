@@ -9,7 +9,10 @@
 //! --noflush`). Timed: the full sync of 1 000 and 10 000 Services from empty, and at 10 000 one
 //! endpoint replaced in one Service (pea-proxy: its incremental transaction; iptables: what
 //! kube-proxy's partial sync writes — KUBE-SERVICES in full, the changed KUBE-SVC chain, the new
-//! KUBE-SEP chain, the old one deleted). A sync counts as done when it returns: nft or the kernel
+//! KUBE-SEP chain, the old one deleted); one Service removed, and one Service's endpoints going
+//! to zero (iptables: KUBE-SERVICES in full without it, its KUBE-SVC / KUBE-SEP chains deleted,
+//! and for the endpoints going to zero its REJECT rule in the filter table's KUBE-SERVICES, as
+//! kube-proxy's partial sync writes them; each put back untimed before the next). A sync counts as done when it returns: nft or the kernel
 //! has acknowledged the whole transaction, so the rules are in the kernel; iptables-restore
 //! likewise. Medians and ratios through `pea_tests::bench`; nothing asserted.
 //!
@@ -81,6 +84,23 @@ fn endpoint_ip(i: usize, j: usize) -> String {
 }
 
 fn change(i: usize, eps: [usize; 2]) -> Change {
+    change_with(i, &eps)
+}
+
+/// Service `i` gone.
+fn gone(i: usize) -> Change {
+    Change {
+        key: ServiceKey {
+            namespace: "bench".into(),
+            name: format!("svc-{i}"),
+        },
+        service: None,
+        slices: Vec::new(),
+    }
+}
+
+/// Service `i` with the endpoints `eps` (see [`endpoint_ip`]).
+fn change_with(i: usize, eps: &[usize]) -> Change {
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"namespace": "bench", "name": format!("svc-{i}")},
         "spec": {"clusterIP": cluster_ip(i), "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
@@ -159,7 +179,12 @@ fn kp_service(i: usize, eps: [usize; 2]) -> KpService {
 
 /// The KUBE-SERVICES chain's rules (kube-proxy rewrites it on every sync).
 fn kp_services_rules(out: &mut String, svcs: &[KpService]) {
-    for s in svcs {
+    kp_services_rules_but(out, svcs, None);
+}
+
+/// The KUBE-SERVICES chain's rules, without Service `skip`'s.
+fn kp_services_rules_but(out: &mut String, svcs: &[KpService], skip: Option<usize>) {
+    for (_, s) in svcs.iter().enumerate().filter(|(i, _)| Some(*i) != skip) {
         let _ = writeln!(
             out,
             "-A KUBE-SERVICES -m comment --comment \"{} cluster IP\" -m tcp -p tcp -d {} --dport 80 -j {}",
@@ -239,6 +264,52 @@ fn kp_partial(svcs: &[KpService], changed: usize, gone: &str) -> String {
     out
 }
 
+/// kube-proxy's partial sync after Service `i` went (`reject` false) or lost every endpoint
+/// (`reject`: its ClusterIP port rejects, in the filter table's KUBE-SERVICES): KUBE-SERVICES
+/// without its rule, its KUBE-SVC and KUBE-SEP chains deleted.
+fn kp_without(svcs: &[KpService], i: usize, reject: bool) -> String {
+    let mut out = String::new();
+    out.push_str(
+        KP_FILTER
+            .strip_suffix("COMMIT\n")
+            .expect("ends with COMMIT"),
+    );
+    let s = &svcs[i];
+    if reject {
+        let _ = writeln!(out, "-A KUBE-SERVICES -m comment --comment \"{} has no endpoints\" -m tcp -p tcp -d {} --dport 80 -j REJECT --reject-with icmp-port-unreachable", s.name, s.ip);
+    }
+    out.push_str("COMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
+    let _ = writeln!(out, ":{} - [0:0]", s.svc_chain);
+    for (c, _) in &s.eps {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    out.push_str("-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000\n-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\n");
+    kp_services_rules_but(&mut out, svcs, Some(i));
+    let _ = writeln!(out, "-X {}", s.svc_chain);
+    for (c, _) in &s.eps {
+        let _ = writeln!(out, "-X {c}");
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// kube-proxy's partial sync after Service `i` (back with its endpoints) came.
+fn kp_back(svcs: &[KpService], i: usize) -> String {
+    let mut out = String::new();
+    out.push_str(KP_FILTER);
+    out.push_str("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
+    let s = &svcs[i];
+    let _ = writeln!(out, ":{} - [0:0]", s.svc_chain);
+    for (c, _) in &s.eps {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    out.push_str("-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000\n-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\n");
+    kp_services_rules(&mut out, svcs);
+    kp_service_chains(&mut out, s);
+    out.push_str("COMMIT\n");
+    out
+}
+
 fn restore(program: &str, input: &str) -> Result<()> {
     let mut child = Command::new(program)
         .args(["--noflush", "-w"])
@@ -259,10 +330,31 @@ fn restore(program: &str, input: &str) -> Result<()> {
     Ok(())
 }
 
-/// pea-proxy: full syncs into fresh namespaces, then endpoint changes at the last size.
-fn bench_pea(size: usize, runs: usize, changes: usize) -> Result<(Samples, Option<Samples>)> {
+/// What one subject's runs at one size measured: full syncs, and at the largest size the
+/// incremental cases.
+struct Measured {
+    full: Samples,
+    change: Option<Samples>,
+    removal: Option<Samples>,
+    to_zero: Option<Samples>,
+}
+
+/// The Service an incremental sample `k` changes (spread over the table, the same for both
+/// subjects).
+fn pick(k: usize, size: usize) -> usize {
+    (k * 7919) % size
+}
+
+/// pea-proxy: full syncs into fresh namespaces, then endpoint changes, Service removals and
+/// endpoints going to zero at the last size.
+fn bench_pea(size: usize, runs: usize, changes: usize) -> Result<Measured> {
     let mut full = Samples::new(format!("pea-proxy (nft), {size} services"));
-    let mut incr = None;
+    let mut m = Measured {
+        full: Samples::new(""),
+        change: None,
+        removal: None,
+        to_zero: None,
+    };
     for run in 0..runs {
         let ns = Netns::new("bench")?;
         let last = run + 1 == runs && changes > 0;
@@ -272,18 +364,29 @@ fn bench_pea(size: usize, runs: usize, changes: usize) -> Result<(Samples, Optio
             let t = Instant::now();
             p.sync(&all, false)?;
             let d = t.elapsed();
-            let mut inc = Vec::new();
+            let mut inc = [Vec::new(), Vec::new(), Vec::new()];
             if last {
                 for k in 0..changes {
-                    let i = (k * 7919) % size;
+                    let i = pick(k, size);
                     // The second endpoint replaced (1 → 2 or 3: every timed sync is a real
                     // change; with 1 → 1 half of them changed nothing).
                     let c = change(i, [0, if k % 2 == 0 { 2 } else { 3 }]);
                     let one = vec![c];
                     let t = Instant::now();
                     p.sync(&one, false)?;
-                    inc.push(t.elapsed());
+                    inc[0].push(t.elapsed());
                     // Put it back for the next round (untimed).
+                    p.sync(&[change(i, [0, 1])], false)?;
+                }
+                for k in 0..changes {
+                    let i = pick(k, size);
+                    let t = Instant::now();
+                    p.sync(&[gone(i)], false)?;
+                    inc[1].push(t.elapsed());
+                    p.sync(&[change(i, [0, 1])], false)?;
+                    let t = Instant::now();
+                    p.sync(&[change_with(i, &[])], false)?;
+                    inc[2].push(t.elapsed());
                     p.sync(&[change(i, [0, 1])], false)?;
                 }
             }
@@ -291,12 +394,19 @@ fn bench_pea(size: usize, runs: usize, changes: usize) -> Result<(Samples, Optio
         })?;
         full.push(d);
         if last {
-            let mut s = Samples::new(format!("pea-proxy (nft), 1 endpoint change at {size}"));
-            s.durations = inc;
-            incr = Some(s);
+            let [c, r, z] = inc;
+            let samples = |what: &str, d| {
+                let mut s = Samples::new(format!("pea-proxy (nft + netlink), {what} at {size}"));
+                s.durations = d;
+                Some(s)
+            };
+            m.change = samples("1 endpoint change", c);
+            m.removal = samples("1 Service removed", r);
+            m.to_zero = samples("1 Service's endpoints to zero", z);
         }
     }
-    Ok((full, incr))
+    m.full = full;
+    Ok(m)
 }
 
 fn bench_iptables(
@@ -305,9 +415,14 @@ fn bench_iptables(
     size: usize,
     runs: usize,
     changes: usize,
-) -> Result<(Samples, Option<Samples>)> {
+) -> Result<Measured> {
     let mut full = Samples::new(format!("{label}, {size} services"));
-    let mut incr = None;
+    let mut m = Measured {
+        full: Samples::new(""),
+        change: None,
+        removal: None,
+        to_zero: None,
+    };
     for run in 0..runs {
         let ns = Netns::new("bench")?;
         let last = run + 1 == runs && changes > 0;
@@ -316,31 +431,47 @@ fn bench_iptables(
             let svcs: Vec<KpService> = (0..size).map(|i| kp_service(i, [0, 1])).collect();
             restore(program, &kp_full(&svcs))?;
             let d = t.elapsed();
-            let mut inc = Vec::new();
+            let mut inc = [Vec::new(), Vec::new(), Vec::new()];
             if last {
                 let mut svcs = svcs;
                 for k in 0..changes {
-                    let i = (k * 7919) % size;
+                    let i = pick(k, size);
                     let t = Instant::now();
                     let gone = svcs[i].eps[1].0.clone();
                     svcs[i] = kp_service(i, [0, 2]);
                     restore(program, &kp_partial(&svcs, i, &gone))?;
-                    inc.push(t.elapsed());
+                    inc[0].push(t.elapsed());
                     let gone = svcs[i].eps[1].0.clone();
                     svcs[i] = kp_service(i, [0, 1]);
                     restore(program, &kp_partial(&svcs, i, &gone))?;
+                }
+                for k in 0..changes {
+                    let i = pick(k, size);
+                    for (reject, slot) in [(false, 1), (true, 2)] {
+                        let t = Instant::now();
+                        restore(program, &kp_without(&svcs, i, reject))?;
+                        inc[slot].push(t.elapsed());
+                        restore(program, &kp_back(&svcs, i))?;
+                    }
                 }
             }
             Ok::<_, anyhow::Error>((d, inc))
         })?;
         full.push(d);
         if last {
-            let mut s = Samples::new(format!("{label}, 1 endpoint change at {size}"));
-            s.durations = inc;
-            incr = Some(s);
+            let [c, r, z] = inc;
+            let samples = |what: &str, d| {
+                let mut s = Samples::new(format!("{label}, {what} at {size}"));
+                s.durations = d;
+                Some(s)
+            };
+            m.change = samples("1 endpoint change", c);
+            m.removal = samples("1 Service removed", r);
+            m.to_zero = samples("1 Service's endpoints to zero", z);
         }
     }
-    Ok((full, incr))
+    m.full = full;
+    Ok(m)
 }
 
 fn main() -> Result<()> {
@@ -354,24 +485,24 @@ fn main() -> Result<()> {
     for &size in &args.sizes {
         let changes = if size == max { args.changes } else { 0 };
         let anchor = format!("iptables-restore (nft backend), {size} services");
-        let (pea, pea_inc) = bench_pea(size, args.runs, changes)?;
-        let (ipt, ipt_inc) = bench_iptables(
+        let pea = bench_pea(size, args.runs, changes)?;
+        let ipt = bench_iptables(
             "iptables-restore",
             "iptables-restore (nft backend)",
             size,
             args.runs,
             changes,
         )?;
-        let mut rows = vec![pea, ipt];
+        let mut rows = vec![pea.full, ipt.full];
         if legacy {
-            let (l, _) = bench_iptables(
+            let l = bench_iptables(
                 "iptables-legacy-restore",
                 "iptables-legacy-restore",
                 size,
                 args.runs,
                 0,
             )?;
-            rows.push(l);
+            rows.push(l.full);
         }
         out.push_str(&table(
             &format!("full sync, {size} services × 2 endpoints"),
@@ -379,14 +510,31 @@ fn main() -> Result<()> {
             &anchor,
         ));
         out.push('\n');
-        if let (Some(p), Some(i)) = (pea_inc, ipt_inc) {
-            let anchor = i.subject.clone();
-            out.push_str(&table(
-                &format!("one endpoint change at {size} services"),
-                &[p, i],
-                &anchor,
-            ));
-            out.push('\n');
+        for (what, p, i) in [
+            ("one endpoint change", pea.change, ipt.change),
+            ("one Service removed", pea.removal, ipt.removal),
+            (
+                "one Service's endpoints going to zero",
+                pea.to_zero,
+                ipt.to_zero,
+            ),
+        ] {
+            if let (Some(p), Some(i)) = (p, i) {
+                let anchor = i.subject.clone();
+                let ratio = match (p.median(), i.median()) {
+                    (Some(a), Some(b)) if !b.is_zero() => {
+                        format!("\nmedian ratio {:.5}\n", a.as_secs_f64() / b.as_secs_f64())
+                    }
+                    _ => String::new(),
+                };
+                out.push_str(&table(
+                    &format!("{what} at {size} services"),
+                    &[p, i],
+                    &anchor,
+                ));
+                out.push_str(&ratio);
+                out.push('\n');
+            }
         }
         println!("{out}");
         out.clear();
