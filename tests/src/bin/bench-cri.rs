@@ -64,6 +64,12 @@ struct Args {
     /// interleaved with the others: before/after in the same run, under the same load.
     #[arg(long)]
     baseline_shim: Option<PathBuf>,
+    /// The baseline subject's pea-runtime (with --baseline-shim; default: the current one).
+    #[arg(long, requires = "baseline_shim")]
+    baseline_runtime: Option<PathBuf>,
+    /// The baseline subject's pea-monitor (with --baseline-shim; default: the current one).
+    #[arg(long, requires = "baseline_shim")]
+    baseline_monitor: Option<PathBuf>,
     /// Give up (with what was measured so far) after this many seconds.
     #[arg(long, default_value_t = 900)]
     time_limit: u64,
@@ -75,6 +81,13 @@ const PEA_BRIDGE: &str = "pea-shim + pea-runtime, bridge + host-local";
 const PEA_BASELINE: &str = "pea-shim (--baseline-shim) + pea-runtime";
 /// Exits at once on SIGTERM (a shell as PID 1 with a trap; `wait` is interrupted by it).
 const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+/// The binaries of the `--baseline-shim` subject.
+struct Baseline {
+    shim: PathBuf,
+    runtime: Option<PathBuf>,
+    monitor: Option<PathBuf>,
+}
 
 /// The runtime under test.
 enum Backend {
@@ -133,7 +146,7 @@ fn pea_subject(
     images: &Images,
     same_cni: bool,
     debug: bool,
-    shim: Option<&Path>,
+    baseline: Option<&Baseline>,
 ) -> Result<Subject> {
     let mut node = ShimNode::new()?;
     let (busybox, pause) = images.push(&node.registry)?;
@@ -146,7 +159,7 @@ fn pea_subject(
     let plugin = if same_cni {
         bridge_plugin("10.233.8.0/24", &node.ipam_data_dir())
     } else {
-        let subnet = if shim.is_some() {
+        let subnet = if baseline.is_some() {
             "10.233.9.0/24"
         } else {
             "10.233.7.0/24"
@@ -156,16 +169,30 @@ fn pea_subject(
                         "dataDir": node.ipam_data_dir()}})
     };
     node.set_cni_plugins("bench", vec![plugin])?;
-    match shim {
-        // ShimNode starts what PEA_SHIM names; still one thread here, so the swap is seen by
-        // nobody else.
-        Some(path) => {
-            let before = std::env::var_os("PEA_SHIM");
-            std::env::set_var("PEA_SHIM", path);
+    match baseline {
+        // ShimNode starts what PEA_SHIM (PEA_RUNTIME, PEA_MONITOR) names; still one thread
+        // here, so the swap is seen by nobody else.
+        Some(b) => {
+            let swaps = [
+                ("PEA_SHIM", Some(&b.shim)),
+                ("PEA_RUNTIME", b.runtime.as_ref()),
+                ("PEA_MONITOR", b.monitor.as_ref()),
+            ];
+            let before: Vec<_> = swaps
+                .iter()
+                .map(|(var, _)| (*var, std::env::var_os(var)))
+                .collect();
+            for (var, path) in swaps {
+                if let Some(p) = path {
+                    std::env::set_var(var, p);
+                }
+            }
             let started = node.start_shim();
-            match before {
-                Some(b) => std::env::set_var("PEA_SHIM", b),
-                None => std::env::remove_var("PEA_SHIM"),
+            for (var, was) in before {
+                match was {
+                    Some(v) => std::env::set_var(var, v),
+                    None => std::env::remove_var(var),
+                }
             }
             started?;
         }
@@ -709,12 +736,17 @@ fn main() -> Result<()> {
     let images = Images::build()?;
     let mut subjects = vec![pea_subject(PEA, &images, false, args.shim_debug, None)?];
     if let Some(path) = &args.baseline_shim {
+        let baseline = Baseline {
+            shim: path.clone(),
+            runtime: args.baseline_runtime.clone(),
+            monitor: args.baseline_monitor.clone(),
+        };
         subjects.push(pea_subject(
             PEA_BASELINE,
             &images,
             false,
             args.shim_debug,
-            Some(path),
+            Some(&baseline),
         )?);
     }
     if !args.no_same_cni {
