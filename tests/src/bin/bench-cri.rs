@@ -79,8 +79,10 @@ const CONTAINERD: &str = "containerd + runc";
 const PEA: &str = "pea-shim + pea-runtime";
 const PEA_BRIDGE: &str = "pea-shim + pea-runtime, bridge + host-local";
 const PEA_BASELINE: &str = "pea-shim (--baseline-shim) + pea-runtime";
-/// Exits at once on SIGTERM (a shell as PID 1 with a trap; `wait` is interrupted by it).
-const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+/// Exits at once on SIGTERM (a shell as PID 1 with a trap; `wait` is interrupted by it). A
+/// SIGTERM before the trap is set is lost (PID 1 ignores signals it has no handler for), and the
+/// stop then waits out its grace period: "ready" in the log says the trap is set.
+const SCRIPT: &str = "trap 'exit 0' TERM; echo ready; sleep 3600 & wait";
 
 /// The binaries of the `--baseline-shim` subject.
 struct Baseline {
@@ -282,6 +284,25 @@ fn mib(kib: f64) -> String {
 struct Pod {
     id: String,
     cgroup_parent: String,
+    /// The container's CRI log.
+    log: PathBuf,
+}
+
+/// Waits (untimed, up to 10 s) until the pod's container has set its SIGTERM trap, so a
+/// teardown right after a fast start measures the teardown, not a lost signal's grace period.
+async fn wait_ready(pod: &Pod) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(&pod.log).is_ok_and(|l| l.contains(" F ready")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "pod {}: no \"ready\" in {} after 10 s",
+        pod.id,
+        pod.log.display()
+    );
 }
 
 fn pod_config(spec: &PodSpec, name: &str) -> Result<cri::PodSandboxConfig> {
@@ -366,7 +387,11 @@ async fn start_pod(
     .await?
     .pod_sandbox_id;
     let mut rpcs = [t0.elapsed(), Duration::ZERO, Duration::ZERO];
-    let pod = Pod { id, cgroup_parent };
+    let pod = Pod {
+        id,
+        cgroup_parent,
+        log: PathBuf::from(&config.log_directory).join("app/0.log"),
+    };
     let started = async {
         let t = Instant::now();
         let cid = bounded(
@@ -515,6 +540,9 @@ async fn concurrent_round(
         }
     }
     let start_wall = t0.elapsed();
+    for p in &pods {
+        wait_ready(p).await;
+    }
     let memory = if measure && errors.is_empty() {
         // Let the last containers finish exec'ing before reading their memory.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -585,6 +613,7 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
     for (s, c) in subjects.iter().zip(clients.iter_mut()) {
         for i in 0..2 {
             let (p, ..) = start_pod(c, &s.spec, &format!("warm-{i}")).await?;
+            wait_ready(&p).await;
             teardown_pod(c, &p).await?;
         }
     }
@@ -600,6 +629,7 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
             for (samples, d) in results[k].rpcs.iter_mut().zip(rpcs) {
                 samples.push(d);
             }
+            wait_ready(&p).await;
             let took = teardown_pod(c, &p).await?;
             results[k].teardown.push(took);
         }
