@@ -56,14 +56,15 @@ pub struct PeaRecord {
 
 pub const RECORD_FILE: &str = "pea.json";
 
-/// Writes `data` to `path` atomically: temp file, fsync, rename.
+/// Writes `data` to `path` atomically: temp file, rename. No fsync, as runc's state and pid
+/// files: they describe processes a power loss kills anyway, and the rename alone keeps a
+/// reader from seeing a torn file.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {

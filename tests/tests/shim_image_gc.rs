@@ -142,6 +142,15 @@ fn learned_policy_in_the_shim_frees_the_image_filesystem_but_keeps_used_and_paus
             .await
             .unwrap();
         let id = running.containers[0].clone();
+        // The start is recorded (history, then recording) just after StartContainer answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !recorded(&recording)
+            .iter()
+            .any(|r| r["event"] == "start" && r["container"] == id.as_str())
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         // The recording has the pull (by reference, with its layers) and the start.
         let records = recorded(&recording);
         assert!(

@@ -64,6 +64,12 @@ struct Args {
     /// interleaved with the others: before/after in the same run, under the same load.
     #[arg(long)]
     baseline_shim: Option<PathBuf>,
+    /// The baseline subject's pea-runtime (with --baseline-shim; default: the current one).
+    #[arg(long, requires = "baseline_shim")]
+    baseline_runtime: Option<PathBuf>,
+    /// The baseline subject's pea-monitor (with --baseline-shim; default: the current one).
+    #[arg(long, requires = "baseline_shim")]
+    baseline_monitor: Option<PathBuf>,
     /// Give up (with what was measured so far) after this many seconds.
     #[arg(long, default_value_t = 900)]
     time_limit: u64,
@@ -73,8 +79,17 @@ const CONTAINERD: &str = "containerd + runc";
 const PEA: &str = "pea-shim + pea-runtime";
 const PEA_BRIDGE: &str = "pea-shim + pea-runtime, bridge + host-local";
 const PEA_BASELINE: &str = "pea-shim (--baseline-shim) + pea-runtime";
-/// Exits at once on SIGTERM (a shell as PID 1 with a trap; `wait` is interrupted by it).
-const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+/// Exits at once on SIGTERM (a shell as PID 1 with a trap; `wait` is interrupted by it). A
+/// SIGTERM before the trap is set is lost (PID 1 ignores signals it has no handler for), and the
+/// stop then waits out its grace period: "ready" in the log says the trap is set.
+const SCRIPT: &str = "trap 'exit 0' TERM; echo ready; sleep 3600 & wait";
+
+/// The binaries of the `--baseline-shim` subject.
+struct Baseline {
+    shim: PathBuf,
+    runtime: Option<PathBuf>,
+    monitor: Option<PathBuf>,
+}
 
 /// The runtime under test.
 enum Backend {
@@ -133,7 +148,7 @@ fn pea_subject(
     images: &Images,
     same_cni: bool,
     debug: bool,
-    shim: Option<&Path>,
+    baseline: Option<&Baseline>,
 ) -> Result<Subject> {
     let mut node = ShimNode::new()?;
     let (busybox, pause) = images.push(&node.registry)?;
@@ -146,7 +161,7 @@ fn pea_subject(
     let plugin = if same_cni {
         bridge_plugin("10.233.8.0/24", &node.ipam_data_dir())
     } else {
-        let subnet = if shim.is_some() {
+        let subnet = if baseline.is_some() {
             "10.233.9.0/24"
         } else {
             "10.233.7.0/24"
@@ -156,16 +171,30 @@ fn pea_subject(
                         "dataDir": node.ipam_data_dir()}})
     };
     node.set_cni_plugins("bench", vec![plugin])?;
-    match shim {
-        // ShimNode starts what PEA_SHIM names; still one thread here, so the swap is seen by
-        // nobody else.
-        Some(path) => {
-            let before = std::env::var_os("PEA_SHIM");
-            std::env::set_var("PEA_SHIM", path);
+    match baseline {
+        // ShimNode starts what PEA_SHIM (PEA_RUNTIME, PEA_MONITOR) names; still one thread
+        // here, so the swap is seen by nobody else.
+        Some(b) => {
+            let swaps = [
+                ("PEA_SHIM", Some(&b.shim)),
+                ("PEA_RUNTIME", b.runtime.as_ref()),
+                ("PEA_MONITOR", b.monitor.as_ref()),
+            ];
+            let before: Vec<_> = swaps
+                .iter()
+                .map(|(var, _)| (*var, std::env::var_os(var)))
+                .collect();
+            for (var, path) in swaps {
+                if let Some(p) = path {
+                    std::env::set_var(var, p);
+                }
+            }
             let started = node.start_shim();
-            match before {
-                Some(b) => std::env::set_var("PEA_SHIM", b),
-                None => std::env::remove_var("PEA_SHIM"),
+            for (var, was) in before {
+                match was {
+                    Some(v) => std::env::set_var(var, v),
+                    None => std::env::remove_var(var),
+                }
             }
             started?;
         }
@@ -255,6 +284,25 @@ fn mib(kib: f64) -> String {
 struct Pod {
     id: String,
     cgroup_parent: String,
+    /// The container's CRI log.
+    log: PathBuf,
+}
+
+/// Waits (untimed, up to 10 s) until the pod's container has set its SIGTERM trap, so a
+/// teardown right after a fast start measures the teardown, not a lost signal's grace period.
+async fn wait_ready(pod: &Pod) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(&pod.log).is_ok_and(|l| l.contains(" F ready")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "pod {}: no \"ready\" in {} after 10 s",
+        pod.id,
+        pod.log.display()
+    );
 }
 
 fn pod_config(spec: &PodSpec, name: &str) -> Result<cri::PodSandboxConfig> {
@@ -339,7 +387,11 @@ async fn start_pod(
     .await?
     .pod_sandbox_id;
     let mut rpcs = [t0.elapsed(), Duration::ZERO, Duration::ZERO];
-    let pod = Pod { id, cgroup_parent };
+    let pod = Pod {
+        id,
+        cgroup_parent,
+        log: PathBuf::from(&config.log_directory).join("app/0.log"),
+    };
     let started = async {
         let t = Instant::now();
         let cid = bounded(
@@ -488,6 +540,9 @@ async fn concurrent_round(
         }
     }
     let start_wall = t0.elapsed();
+    for p in &pods {
+        wait_ready(p).await;
+    }
     let memory = if measure && errors.is_empty() {
         // Let the last containers finish exec'ing before reading their memory.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -558,6 +613,7 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
     for (s, c) in subjects.iter().zip(clients.iter_mut()) {
         for i in 0..2 {
             let (p, ..) = start_pod(c, &s.spec, &format!("warm-{i}")).await?;
+            wait_ready(&p).await;
             teardown_pod(c, &p).await?;
         }
     }
@@ -573,6 +629,7 @@ async fn measure(subjects: &[Subject], args: &Args, deadline: Instant) -> Result
             for (samples, d) in results[k].rpcs.iter_mut().zip(rpcs) {
                 samples.push(d);
             }
+            wait_ready(&p).await;
             let took = teardown_pod(c, &p).await?;
             results[k].teardown.push(took);
         }
@@ -709,12 +766,17 @@ fn main() -> Result<()> {
     let images = Images::build()?;
     let mut subjects = vec![pea_subject(PEA, &images, false, args.shim_debug, None)?];
     if let Some(path) = &args.baseline_shim {
+        let baseline = Baseline {
+            shim: path.clone(),
+            runtime: args.baseline_runtime.clone(),
+            monitor: args.baseline_monitor.clone(),
+        };
         subjects.push(pea_subject(
             PEA_BASELINE,
             &images,
             false,
             args.shim_debug,
-            Some(path),
+            Some(&baseline),
         )?);
     }
     if !args.no_same_cni {
