@@ -4,14 +4,12 @@
 //! authenticator of their own, so this listener is off unless asked for, and is meant for
 //! loopback or a node-local scraper, as kube-proxy's `--metrics-bind-address`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Response;
 
 /// Binds `addr` and serves until the runtime ends: GET `/metrics` answers `render()` in the
 /// Prometheus text format, `/healthz` "ok", anything else 404. Returns the bound address.
@@ -21,25 +19,9 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let render = render.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let r = answer(req.method(), req.uri().path(), &*render);
-                    async move { Ok::<_, Infallible>(r) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(pea_http_serve::serve_http(listener, move |req| {
+        answer(req.method(), req.uri().path(), &*render)
+    }));
     Ok(local)
 }
 

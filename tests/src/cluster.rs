@@ -17,6 +17,39 @@ pub fn pea(args: &[&str]) -> Output {
         .expect("running pea")
 }
 
+/// `systemd-analyze verify` of every unit `pea install --root ROOT` wrote (run from the root,
+/// bounded to 60 s): whether it passed, and what it said.
+pub fn systemd_verify(root: &Path) -> (bool, String) {
+    let units: Vec<_> = std::fs::read_dir(root.join("etc/systemd/system"))
+        .expect("the installed units")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let out = Command::new("timeout")
+        .args(["60", "systemd-analyze", "verify", "--man=no"])
+        .args(&units)
+        .current_dir(root)
+        .output()
+        .expect("systemd-analyze");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// `pea up --nodes N --name NAME`, asserting success; returns the host kubeconfig it printed.
 pub fn up(name: &str, nodes: usize) -> PathBuf {
     let out = pea(&["up", "--nodes", &nodes.to_string(), "--name", name]);

@@ -8,26 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::pea;
+use pea_tests::cluster::{file_names as names, pea, systemd_verify as verify};
 use pea_tests::privileged::require_program;
-
-fn verify(root: &Path) -> (bool, String) {
-    let units: Vec<_> = std::fs::read_dir(root.join("etc/systemd/system"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    let out = Command::new("timeout")
-        .args(["60", "systemd-analyze", "verify", "--man=no"])
-        .args(&units)
-        .current_dir(root)
-        .output()
-        .expect("systemd-analyze");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
-    )
-}
 
 /// No unit hands a component the cluster admin's credentials.
 fn assert_no_admin_credentials(units: &Path) {
@@ -35,18 +17,6 @@ fn assert_no_admin_credentials(units: &Path) {
         let text = std::fs::read_to_string(e.path()).unwrap();
         assert!(!text.contains("admin.kubeconfig"), "{text}");
     }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use pea_tests::bins::workspace_binary;
-use pea_tests::cluster::pea;
+use pea_tests::cluster::{file_names, pea, systemd_verify};
 use pea_tests::control::{Backend, ControlPlane, Kubectl};
 use pea_tests::dns::{dig, PeaDns};
 use pea_tests::privileged::require_program;
@@ -56,13 +56,18 @@ fn unit(root: &Path, name: &str) -> String {
 }
 
 fn units(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root.join("etc/systemd/system"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    file_names(&root.join("etc/systemd/system"))
+}
+
+/// A real pea-control with what install applies once its API answers (the add-ons' RBAC,
+/// then the add-ons) applied by its admin.
+fn api_with_install_objects(root: &Path) -> ControlPlane {
+    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    for f in ["etc/pea/addons-rbac.json", "etc/pea/addons.json"] {
+        cp.kubectl()
+            .ok(&["apply", "-f", &root.join(f).display().to_string()]);
+    }
+    cp
 }
 
 fn json(root: &Path, file: &str) -> serde_json::Value {
@@ -149,30 +154,12 @@ fn host_unit_add_ons_run_as_their_own_users_and_kube_dns_points_at_the_host() {
             "{text}"
         );
     }
-    let (ok_verify, text) = {
-        let paths: Vec<_> = units(root.path())
-            .iter()
-            .map(|u| root.path().join("etc/systemd/system").join(u))
-            .collect();
-        let out = Command::new("timeout")
-            .args(["60", "systemd-analyze", "verify", "--man=no"])
-            .args(&paths)
-            .current_dir(root.path())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let (ok_verify, text) = systemd_verify(root.path());
     assert!(ok_verify, "systemd-analyze verify: {text}");
 
     // What install applies once the API answers, applied to a real pea-control.
-    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let cp = api_with_install_objects(root.path());
     let admin = cp.kubectl();
-    for f in ["etc/pea/addons-rbac.json", "etc/pea/addons.json"] {
-        admin.ok(&["apply", "-f", &root.path().join(f).display().to_string()]);
-    }
     assert_eq!(
         admin
             .ok(&[
@@ -290,11 +277,8 @@ fn addons_image_makes_deployments_and_skip_addons_makes_none() {
         assert_eq!(pod["hostNetwork"], true);
     }
     // The API takes them (server-side validation of every object).
-    let cp = ControlPlane::start(Backend::Embedded).unwrap();
+    let cp = api_with_install_objects(root.path());
     let admin = cp.kubectl();
-    for f in ["etc/pea/addons-rbac.json", "etc/pea/addons.json"] {
-        admin.ok(&["apply", "-f", &root.path().join(f).display().to_string()]);
-    }
     assert_eq!(
         admin
             .ok(&[

@@ -143,7 +143,7 @@ async fn serve(
     state: Arc<Mutex<(ServiceKey, usize)>>,
     metrics: Metrics,
 ) {
-    crate::metrics::serve_http(listener, move |_req: &Request<Incoming>| {
+    pea_http_serve::serve_http(listener, move |_req: &Request<Incoming>| {
         let (key, count) = state.lock().expect("health state").clone();
         respond(&key, count, metrics.healthy())
     })

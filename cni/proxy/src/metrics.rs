@@ -3,7 +3,6 @@
 //! the allowed staleness). Both are served on loopback by default.
 
 use std::{
-    convert::Infallible,
     fmt::Write as _,
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -13,7 +12,6 @@ use std::{
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 /// Histogram buckets in seconds (kube-proxy's sync duration buckets, exponential from 1 ms).
 const BUCKETS: [f64; 15] = [
@@ -249,33 +247,9 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(serve_http(listener, move |req: &Request<Incoming>| {
-        respond(&metrics, req.uri().path(), healthz)
-    }));
+    tokio::spawn(pea_http_serve::serve_http(
+        listener,
+        move |req: &Request<Incoming>| respond(&metrics, req.uri().path(), healthz),
+    ));
     Ok(local)
-}
-
-/// Answers every HTTP/1.1 connection on `listener` with `answer` (the proxy's small servers:
-/// `/metrics`, `/healthz`, health check node ports), until the task is dropped.
-pub(crate) async fn serve_http<F>(listener: tokio::net::TcpListener, answer: F)
-where
-    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
-{
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let answer = answer.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let r = answer(&req);
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            let _ = conn.await;
-        });
-    }
 }

@@ -33,7 +33,7 @@ use std::{
     io::Write as _,
     process::{Command, Stdio},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
@@ -339,6 +339,22 @@ struct Measured {
     to_zero: Option<Samples>,
 }
 
+impl Measured {
+    /// The incremental samples of the last run, [endpoint change, removal, endpoints to zero],
+    /// labelled `"{subject}, {what} at {size}"`.
+    fn set_incremental(&mut self, subject: &str, size: usize, inc: [Vec<Duration>; 3]) {
+        let [c, r, z] = inc;
+        let samples = |what: &str, d| {
+            let mut s = Samples::new(format!("{subject}, {what} at {size}"));
+            s.durations = d;
+            Some(s)
+        };
+        self.change = samples("1 endpoint change", c);
+        self.removal = samples("1 Service removed", r);
+        self.to_zero = samples("1 Service's endpoints to zero", z);
+    }
+}
+
 /// The Service an incremental sample `k` changes (spread over the table, the same for both
 /// subjects).
 fn pick(k: usize, size: usize) -> usize {
@@ -394,15 +410,7 @@ fn bench_pea(size: usize, runs: usize, changes: usize) -> Result<Measured> {
         })?;
         full.push(d);
         if last {
-            let [c, r, z] = inc;
-            let samples = |what: &str, d| {
-                let mut s = Samples::new(format!("pea-proxy (nft + netlink), {what} at {size}"));
-                s.durations = d;
-                Some(s)
-            };
-            m.change = samples("1 endpoint change", c);
-            m.removal = samples("1 Service removed", r);
-            m.to_zero = samples("1 Service's endpoints to zero", z);
+            m.set_incremental("pea-proxy (nft + netlink)", size, inc);
         }
     }
     m.full = full;
@@ -459,15 +467,7 @@ fn bench_iptables(
         })?;
         full.push(d);
         if last {
-            let [c, r, z] = inc;
-            let samples = |what: &str, d| {
-                let mut s = Samples::new(format!("{label}, {what} at {size}"));
-                s.durations = d;
-                Some(s)
-            };
-            m.change = samples("1 endpoint change", c);
-            m.removal = samples("1 Service removed", r);
-            m.to_zero = samples("1 Service's endpoints to zero", z);
+            m.set_incremental(label, size, inc);
         }
     }
     m.full = full;
