@@ -135,12 +135,15 @@ fn standalone_controllers_serve_their_metrics() {
         &["create", "-f", "-"],
         "apiVersion: batch/v1\nkind: Job\nmetadata: {name: alone}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
     );
+    // The pod is counted inside the sync and the sync itself when it returns, so both are
+    // waited for: a scrape between the two sees only the first.
     let text = eventually("a job sync in the standalone /metrics", || {
         let (status, body) = http_get(addr, "/metrics").ok()?;
         (status == 200
             && body.contains(
                 "job_controller_job_pods_creation_total{reason=\"new\",status=\"succeeded\"} 1",
-            ))
+            )
+            && body.contains("job_controller_job_syncs_total{"))
         .then_some(body)
     });
     assert!(
