@@ -477,6 +477,11 @@ impl JobController {
             "NonIndexed"
         };
         labels.mode = Some(mode);
+        // Taken before the pods are read: the pod handler drops a uid only after the cache
+        // shows its finalizer gone, so a uid missing here is missing from the pods read below
+        // too. Read after them, a removal landing in between left a pod that looks held and
+        // already counted, and it was counted twice (512 successes of 510 pods, once in CI).
+        let in_flight = self.in_flight.lock().unwrap().clone();
         let owned = self.claim(&job, k, ns).await?;
         let pods: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let active: Vec<&Pod> = pods
@@ -518,7 +523,6 @@ impl JobController {
         } else {
             Default::default()
         };
-        let in_flight = self.in_flight.lock().unwrap().clone();
         let skip: HashSet<String> = replaced
             .values()
             .filter_map(|p| p.metadata.uid.clone())
