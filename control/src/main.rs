@@ -140,6 +140,11 @@ enum Command {
         /// Run for leadership through a Lease (default true).
         #[arg(long)]
         leader_elect: Option<bool>,
+        /// Serve the scheduler's /metrics and /healthz over plain HTTP on this address (e.g.
+        /// 127.0.0.1:10259); off by default. The in-process scheduler's metrics are in the API
+        /// server's /metrics.
+        #[arg(long)]
+        metrics_bind_address: Option<std::net::SocketAddr>,
     },
     /// Run only the controllers, as a client of an API server (kube-controller-manager's role).
     Controllers {
@@ -232,6 +237,7 @@ fn run_scheduler(
     kubeconfig: PathBuf,
     config: Option<PathBuf>,
     leader_elect: Option<bool>,
+    metrics_at: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let mut config = scheduler_config(config.as_ref())?;
     if let Some(le) = leader_elect {
@@ -241,10 +247,19 @@ fn run_scheduler(
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let metrics = pea_scheduler::metrics::Metrics::default();
+        if let Some(addr) = metrics_at {
+            let m = metrics.clone();
+            let at =
+                pea_control::metrics_listener::serve(addr, std::sync::Arc::new(move || m.render()))
+                    .await
+                    .with_context(|| format!("--metrics-bind-address {addr}"))?;
+            tracing::info!(%at, "serving the scheduler's /metrics and /healthz");
+        }
         let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = pea_scheduler::run(client, config) => r?,
+            r = pea_scheduler::run_with_metrics(client, config, metrics) => r?,
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
@@ -324,9 +339,10 @@ fn main() -> anyhow::Result<()> {
         kubeconfig,
         config,
         leader_elect,
+        metrics_bind_address,
     }) = args.command
     {
-        return run_scheduler(kubeconfig, config, leader_elect);
+        return run_scheduler(kubeconfig, config, leader_elect, metrics_bind_address);
     }
     if let Some(Command::Controllers {
         kubeconfig,
@@ -453,10 +469,11 @@ fn main() -> anyhow::Result<()> {
                 &[],
             )?;
             let client = pea_scheduler::client_from_kubeconfig(&kubeconfig).await?;
+            let metrics = pea_scheduler::metrics::Metrics::default();
+            running.api.metrics.add_component(metrics.clone());
             Some(tokio::spawn(async move {
-                if let Err(e) =
-                    pea_scheduler::run(client, pea_scheduler::SchedulerConfig::default()).await
-                {
+                let config = pea_scheduler::SchedulerConfig::default();
+                if let Err(e) = pea_scheduler::run_with_metrics(client, config, metrics).await {
                     tracing::error!(error = %e, "scheduler stopped");
                 }
             }))
@@ -487,7 +504,7 @@ fn main() -> anyhow::Result<()> {
                 ),
                 ..Default::default()
             };
-            running.api.metrics.add_controllers(c.metrics.clone());
+            running.api.metrics.add_component(c.metrics.clone());
             if let Some(p) = args.horizontal_pod_autoscaler_sync_period {
                 c.hpa.sync_period_secs = p;
             }

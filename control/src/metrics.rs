@@ -19,9 +19,9 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Metrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
-    /// The in-process controllers' metrics, served after the API server's (kube serves them
-    /// from kube-controller-manager's own /metrics).
-    controllers: std::sync::OnceLock<pea_controllers::metrics::Metrics>,
+    /// The in-process scheduler's and controllers' metrics, served after the API server's
+    /// (kube serves them from kube-scheduler's and kube-controller-manager's own /metrics).
+    components: Mutex<Vec<pea_controllers::metrics::Metrics>>,
 }
 
 /// The `verb` label of a request: one of kube-apiserver's verbs (or a lowercase HTTP method
@@ -126,15 +126,20 @@ impl Metrics {
                 s.count
             ));
         }
-        if let Some(c) = self.controllers.get() {
-            out.push_str(&c.render());
+        if let Ok(components) = self.components.lock() {
+            for c in components.iter() {
+                out.push_str(&c.render());
+            }
         }
         out
     }
 
-    /// Serves the in-process controllers' metrics from now on (once).
-    pub fn add_controllers(&self, m: pea_controllers::metrics::Metrics) {
-        let _ = self.controllers.set(m);
+    /// Serves an in-process component's metrics (the scheduler's, the controllers') from now
+    /// on; the handle is shared, so what it records later shows too.
+    pub fn add_component(&self, m: pea_controllers::metrics::Metrics) {
+        if let Ok(mut components) = self.components.lock() {
+            components.push(m);
+        }
     }
 }
 
@@ -170,7 +175,7 @@ mod tests {
     fn the_in_process_controllers_metrics_follow_the_api_servers() {
         let m = Metrics::default();
         let controllers = pea_controllers::metrics::Metrics::default();
-        m.add_controllers(controllers.clone());
+        m.add_component(controllers.clone());
         // Recorded after attaching: the handle is shared, not copied.
         controllers.inc(
             &pea_controllers::job::metrics::FINISHED,

@@ -1,8 +1,9 @@
-//! `/metrics` and `/healthz` of `pea-control controllers` running alone, on the plain-HTTP
-//! address its `--metrics-bind-address` names (kube-controller-manager serves them on its
-//! secure port 10257 behind delegated authentication; pea's standalone controllers have no
-//! authenticator of their own, so this listener is off unless asked for, and is meant for
-//! loopback or a node-local scraper, as kube-proxy's `--metrics-bind-address`).
+//! `/metrics` and `/healthz` of `pea-control controllers` or `pea-control scheduler` running
+//! alone, on the plain-HTTP address its `--metrics-bind-address` names (kube-controller-manager
+//! and kube-scheduler serve them on their secure ports 10257 and 10259 behind delegated
+//! authentication; pea's standalone components have no authenticator of their own, so this
+//! listener is off unless asked for, and is meant for loopback or a node-local scraper, as
+//! kube-proxy's `--metrics-bind-address`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

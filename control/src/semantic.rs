@@ -145,6 +145,30 @@ pub fn check_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
                     };
                 }
             }
+            // Scheduling gates may only be removed (kube's validateOnlyDeletedSchedulingGates).
+            let gates = |v: &Value| -> Vec<String> {
+                v.pointer("/spec/schedulingGates")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.get("name")?.as_str().map(str::to_string))
+                    .collect()
+            };
+            let old_gates = gates(old);
+            for g in gates(new).iter().filter(|g| !old_gates.contains(g)) {
+                out.push((
+                    "spec.schedulingGates".into(),
+                    format!(
+                        "Forbidden: only deletion is allowed, but found new scheduling gate '{g}'"
+                    ),
+                ));
+            }
+            if let Some(m) = allowed.as_object_mut() {
+                match new.pointer("/spec/schedulingGates") {
+                    Some(v) => m.insert("schedulingGates".into(), v.clone()),
+                    None => m.remove("schedulingGates"),
+                };
+            }
             if new.get("spec") != Some(&allowed) {
                 out.push(("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into()));
             }
@@ -579,6 +603,17 @@ mod tests {
         let mut moved = p.clone();
         moved["spec"]["nodeName"] = json!("b");
         assert_eq!(check_update("Pod", &p, &moved)[0].0, "spec");
+        // Scheduling gates: removing one is allowed, adding one is not.
+        let mut gated = p.clone();
+        gated["spec"]["schedulingGates"] = json!([{"name": "a"}, {"name": "b"}]);
+        let mut fewer = gated.clone();
+        fewer["spec"]["schedulingGates"] = json!([{"name": "b"}]);
+        assert!(check_update("Pod", &gated, &fewer).is_empty());
+        assert!(check_update("Pod", &gated, &p).is_empty());
+        let added = check_update("Pod", &fewer, &gated);
+        assert_eq!(added.len(), 1, "{added:?}");
+        assert_eq!(added[0].0, "spec.schedulingGates");
+        assert!(added[0].1.contains("new scheduling gate 'a'"), "{added:?}");
         let d = json!({"spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}}}});
         let mut scaled = d.clone();
         scaled["spec"]["replicas"] = json!(3);

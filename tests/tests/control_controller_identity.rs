@@ -191,6 +191,13 @@ fn controllers_write_as_their_own_service_accounts() {
     // Other controllers act under their own identities and keep working.
     k.ok_stdin(&["apply", "-f", "-"], JOB);
     eventually(30, "the Job's pod", &log, || pods(&k, "app=once") == 1);
+    // The in-process scheduler's metrics follow the API server's in /metrics; with no node
+    // the pods wait in its unschedulable pool.
+    eventually(30, "the scheduler's metrics in /metrics", &log, || {
+        let m = k.ok(&["get", "--raw", "/metrics"]);
+        m.contains("scheduler_schedule_attempts_total{result=\"unschedulable\",profile=\"default-scheduler\"} ")
+            && m.contains("scheduler_pending_pods{queue=\"unschedulable\"} ")
+    });
     assert_eq!(pods(&k, "app=web"), 2);
 
     // The binding back (as an administrator would restore it): the ReplicaSet catches up.

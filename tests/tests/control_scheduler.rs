@@ -13,13 +13,24 @@ use pea_tests::control::{Backend, ControlPlane, Kubectl};
 use serde_json::{json, Value};
 
 /// A `pea-control scheduler` process, killed (by its pid) when dropped.
-struct SchedulerProcess {
+pub(super) struct SchedulerProcess {
     child: Child,
     log: PathBuf,
 }
 
 impl SchedulerProcess {
     fn start(kubeconfig: &Path, dir: &Path, name: &str, config: Value) -> Self {
+        Self::start_with_args(kubeconfig, dir, name, config, &[])
+    }
+
+    /// [`SchedulerProcess::start`] with more of `pea-control scheduler`'s flags.
+    pub(super) fn start_with_args(
+        kubeconfig: &Path,
+        dir: &Path,
+        name: &str,
+        config: Value,
+        args: &[&str],
+    ) -> Self {
         let bin = pea_tests::bins::workspace_binary("pea-control", "PEA_CONTROL_BIN");
         let cfg = dir.join(format!("{name}.json"));
         std::fs::write(&cfg, config.to_string()).expect("write scheduler config");
@@ -29,6 +40,7 @@ impl SchedulerProcess {
             .arg(kubeconfig)
             .arg("--config")
             .arg(&cfg)
+            .args(args)
             .env("RUST_LOG", "info,pea_scheduler=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -43,7 +55,7 @@ impl SchedulerProcess {
         let _ = self.child.wait();
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -55,7 +67,7 @@ impl Drop for SchedulerProcess {
 }
 
 /// Polls `f` for up to `secs`; returns its last value.
-fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub(super) fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
@@ -69,7 +81,14 @@ fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 /// Creates a hollow Node: labels, taints, capacity = allocatable, Ready.
-fn hollow_node(k: &Kubectl, name: &str, cpu: &str, memory: &str, labels: Value, taints: Value) {
+pub(super) fn hollow_node(
+    k: &Kubectl,
+    name: &str,
+    cpu: &str,
+    memory: &str,
+    labels: Value,
+    taints: Value,
+) {
     let node = json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": labels},
         "spec": {"taints": taints}});
@@ -90,7 +109,7 @@ fn hollow_node(k: &Kubectl, name: &str, cpu: &str, memory: &str, labels: Value, 
     ]);
 }
 
-fn create_pod(k: &Kubectl, name: &str, spec: Value) {
+pub(super) fn create_pod(k: &Kubectl, name: &str, spec: Value) {
     let mut spec = spec;
     if spec.get("containers").is_none() {
         spec["containers"] = json!([{"name": "c", "image": "busybox:1.36"}]);
@@ -99,23 +118,23 @@ fn create_pod(k: &Kubectl, name: &str, spec: Value) {
     k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
 }
 
-fn cpu_spec(cpu: &str) -> Value {
+pub(super) fn cpu_spec(cpu: &str) -> Value {
     json!({"terminationGracePeriodSeconds": 0, "containers": [{"name": "c", "image": "busybox:1.36",
         "resources": {"requests": {"cpu": cpu}}}]})
 }
 
-fn get_pod(k: &Kubectl, name: &str) -> Value {
+pub(super) fn get_pod(k: &Kubectl, name: &str) -> Value {
     serde_json::from_str(&k.ok(&["get", "pod", name, "-o", "json"])).expect("pod json")
 }
 
-fn node_of(k: &Kubectl, name: &str) -> Option<String> {
+pub(super) fn node_of(k: &Kubectl, name: &str) -> Option<String> {
     get_pod(k, name)["spec"]["nodeName"]
         .as_str()
         .filter(|n| !n.is_empty())
         .map(str::to_string)
 }
 
-fn wait_bound(k: &Kubectl, name: &str, s: &SchedulerProcess) -> String {
+pub(super) fn wait_bound(k: &Kubectl, name: &str, s: &SchedulerProcess) -> String {
     wait_for(30, || node_of(k, name)).unwrap_or_else(|| {
         panic!(
             "pod {name} not bound within 30 s: {}\nscheduler log:\n{}",
@@ -146,7 +165,7 @@ fn pod_scheduled_condition(k: &Kubectl, name: &str) -> Option<Value> {
         .cloned()
 }
 
-fn cluster() -> (ControlPlane, tempfile::TempDir) {
+pub(super) fn cluster() -> (ControlPlane, tempfile::TempDir) {
     let cp = ControlPlane::start(Backend::Embedded).expect("pea-control");
     let dir = tempfile::Builder::new()
         .prefix("pea-scheduler-test-")

@@ -58,7 +58,8 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod localpath;
-pub mod metrics;
+/// The controllers record kube-controller-manager's metrics through the shared crate.
+pub use pea_metrics as metrics;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod persistentvolume;

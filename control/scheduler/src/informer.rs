@@ -124,6 +124,24 @@ where
 /// Whether this scheduler should place the pod (kube's `responsibleForPod` plus the
 /// unassigned, non-terminating, ungated checks of its pending-pod informer).
 pub fn is_ours(pod: &Pod, scheduler_name: &str) -> bool {
+    pending_for(pod, scheduler_name) && !is_gated(pod)
+}
+
+/// A pod this scheduler would place but for its scheduling gates (kube's "gated" pending
+/// pods: counted, never attempted).
+pub fn is_gated_ours(pod: &Pod, scheduler_name: &str) -> bool {
+    pending_for(pod, scheduler_name) && is_gated(pod)
+}
+
+fn is_gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
+}
+
+/// Unassigned, not terminating, not finished, and naming this scheduler.
+fn pending_for(pod: &Pod, scheduler_name: &str) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return false;
     };
@@ -133,7 +151,6 @@ pub fn is_ours(pod: &Pod, scheduler_name: &str) -> bool {
         == scheduler_name
         && spec.node_name.as_deref().unwrap_or("").is_empty()
         && pod.metadata.deletion_timestamp.is_none()
-        && spec.scheduling_gates.as_ref().is_none_or(|g| g.is_empty())
         && !matches!(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
@@ -184,6 +201,12 @@ fn apply_pod(shared: &Shared, pod: Pod, scheduler_name: &str) {
             .unwrap_or_else(|e| e.into_inner())
             .add_or_update(info, Instant::now());
         shared.wake.notify_one();
+    } else if is_gated_ours(&pod, scheduler_name) {
+        shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .gate(&key);
     } else {
         shared
             .queue
@@ -271,7 +294,10 @@ mod tests {
         assert!(!is_ours(&pod(bound), "default-scheduler"));
         let mut gated = base.clone();
         gated["spec"]["schedulingGates"] = json!([{"name": "wait"}]);
-        assert!(!is_ours(&pod(gated), "default-scheduler"));
+        assert!(!is_ours(&pod(gated.clone()), "default-scheduler"));
+        assert!(is_gated_ours(&pod(gated.clone()), "default-scheduler"));
+        assert!(!is_gated_ours(&pod(gated), "custom"));
+        assert!(!is_gated_ours(&pod(base.clone()), "default-scheduler"));
         let mut deleting = base.clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         assert!(!is_ours(&pod(deleting), "default-scheduler"));

@@ -17,6 +17,7 @@ pub mod config;
 pub mod framework;
 pub mod informer;
 pub mod leader;
+pub mod metrics;
 pub mod node_info;
 pub mod plugins;
 pub mod preemption;
@@ -84,9 +85,19 @@ fn default_identity() -> String {
 /// hold the Lease, schedules while it holds it, and goes back to waiting when it loses it
 /// (everything it started is stopped; a new term starts from fresh caches).
 pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<(), SchedulerError> {
+    run_with_metrics(client, config, metrics::Metrics::default()).await
+}
+
+/// [`run`], recording kube-scheduler's metrics into `metrics` (which whoever serves
+/// /metrics renders).
+pub async fn run_with_metrics(
+    client: kube::Client,
+    config: SchedulerConfig,
+    metrics: metrics::Metrics,
+) -> Result<(), SchedulerError> {
     let identity = config.identity.clone().unwrap_or_else(default_identity);
     if !config.leader_elect {
-        scheduler::run_scheduler(client, config, identity).await;
+        scheduler::run_scheduler(client, config, identity, metrics).await;
         return Ok(());
     }
     let mut elector = leader::LeaderElector::new(
@@ -101,7 +112,7 @@ pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<(), Sc
     loop {
         elector.acquire().await;
         tokio::select! {
-            _ = scheduler::run_scheduler(client.clone(), config.clone(), identity.clone()) => return Ok(()),
+            _ = scheduler::run_scheduler(client.clone(), config.clone(), identity.clone(), metrics.clone()) => return Ok(()),
             lost = elector.hold() => tracing::warn!(error = %lost, "stopped scheduling"),
         }
     }

@@ -63,6 +63,8 @@ pub struct QueuedPod {
     pub attempts: u32,
     /// When the current attempt started (backoff counts from here).
     pub last_attempt: Option<Instant>,
+    /// When the first attempt started (kube's InitialAttemptTimestamp, for the SLI metric).
+    pub first_attempt: Option<Instant>,
     /// The plugins that rejected the last attempt.
     pub rejected_by: BTreeSet<&'static str>,
 }
@@ -98,6 +100,9 @@ pub struct SchedulingQueue {
     in_flight: HashMap<String, InFlight>,
     /// Keys of the entries in the unschedulable pool (events scan only these).
     pool: std::collections::HashSet<String>,
+    /// Pending pods of ours held back by scheduling gates: never queued, only counted (kube's
+    /// "gated" pending pods).
+    gated: std::collections::HashSet<String>,
     seq: u64,
 }
 
@@ -111,6 +116,7 @@ impl SchedulingQueue {
             entries: HashMap::new(),
             in_flight: HashMap::new(),
             pool: Default::default(),
+            gated: Default::default(),
             seq: 0,
         }
     }
@@ -184,6 +190,7 @@ impl SchedulingQueue {
     /// A pending pod was added or updated.
     pub fn add_or_update(&mut self, info: Arc<PodInfo>, now: Instant) {
         let key = info.key.clone();
+        self.gated.remove(&key);
         if let Some(f) = self.in_flight.get_mut(&key) {
             f.latest = Some(info);
             return;
@@ -193,6 +200,7 @@ impl SchedulingQueue {
                 info,
                 attempts: 0,
                 last_attempt: None,
+                first_attempt: None,
                 rejected_by: BTreeSet::new(),
             });
             return;
@@ -217,6 +225,13 @@ impl SchedulingQueue {
             f.deleted = true;
         }
         self.unlink(key);
+        self.gated.remove(key);
+    }
+
+    /// A pending pod of ours waits on scheduling gates: counted, not queued.
+    pub fn gate(&mut self, key: &str) {
+        self.delete(key);
+        self.gated.insert(key.to_string());
     }
 
     /// Moves expired backoff entries to the active queue.
@@ -263,6 +278,7 @@ impl SchedulingQueue {
         let mut e = self.entries.remove(&key)?;
         e.pod.attempts += 1;
         e.pod.last_attempt = Some(now);
+        e.pod.first_attempt.get_or_insert(now);
         self.in_flight.insert(key, InFlight::default());
         Some(e.pod)
     }
@@ -343,6 +359,24 @@ impl SchedulingQueue {
     /// (active, backoff, unschedulable) sizes.
     pub fn lens(&self) -> (usize, usize, usize) {
         (self.active.len(), self.backoff.len(), self.pool.len())
+    }
+
+    /// The pending-pods gauges' values: each queue's size, the gated pods, and the pool's pods
+    /// by each plugin that rejected them.
+    pub fn sizes(&self) -> crate::metrics::QueueSizes {
+        let mut by_plugin = std::collections::BTreeMap::new();
+        for e in self.pool.iter().filter_map(|k| self.entries.get(k)) {
+            for p in &e.pod.rejected_by {
+                *by_plugin.entry(*p).or_insert(0) += 1;
+            }
+        }
+        crate::metrics::QueueSizes {
+            active: self.active.len(),
+            backoff: self.backoff.len(),
+            unschedulable: self.pool.len(),
+            gated: self.gated.len(),
+            by_plugin,
+        }
     }
 
     pub fn is_queued(&self, key: &str) -> bool {

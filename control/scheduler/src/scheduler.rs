@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::algorithm::{Algorithm, ScheduleError};
 use crate::cache::ClusterState;
 use crate::config::SchedulerConfig;
+use crate::metrics::{self, Metrics};
 use crate::node_info::PodInfo;
 use crate::plugins::default_profile;
 use crate::preemption::{preempt, Preemption};
@@ -35,6 +36,7 @@ struct Ctx {
     shared: Arc<Shared>,
     reporter: Reporter,
     events: mpsc::Sender<Event>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -91,7 +93,15 @@ async fn event_recorder(client: kube::Client, mut rx: mpsc::Receiver<Event>) {
     }
 }
 
-async fn bind(ctx: Arc<Ctx>, qp: QueuedPod, node: String, claims: Vec<(String, String)>) {
+/// The binding cycle. `started`: when the scheduling cycle began (kube's attempt duration
+/// covers both).
+async fn bind(
+    ctx: Arc<Ctx>,
+    qp: QueuedPod,
+    node: String,
+    claims: Vec<(String, String)>,
+    started: Instant,
+) {
     let key = qp.info.key.clone();
     // VolumeBinding's PreBind: the pod's WaitForFirstConsumer claims learn their node first.
     let mut selected = Ok(());
@@ -109,6 +119,15 @@ async fn bind(ctx: Arc<Ctx>, qp: QueuedPod, node: String, claims: Vec<(String, S
         Ok(()) => {
             ctx.lock_queue().done(&key);
             tracing::debug!(%node, "bound");
+            let profile = &ctx.reporter.component;
+            metrics::attempt(
+                &ctx.metrics,
+                profile,
+                metrics::SCHEDULED,
+                started.elapsed().as_secs_f64(),
+            );
+            let first = qp.first_attempt.unwrap_or(started);
+            metrics::pod_scheduled(&ctx.metrics, qp.attempts, first.elapsed().as_secs_f64());
             ctx.event(
                 &qp.info.pod,
                 "Normal",
@@ -119,6 +138,12 @@ async fn bind(ctx: Arc<Ctx>, qp: QueuedPod, node: String, claims: Vec<(String, S
         }
         Err(e) => {
             tracing::warn!(error = %e, "binding failed");
+            metrics::attempt(
+                &ctx.metrics,
+                &ctx.reporter.component,
+                metrics::ERROR,
+                started.elapsed().as_secs_f64(),
+            );
             ctx.lock_cache().forget(&qp.info.uid);
             if e.code() != Some(404) {
                 ctx.event(
@@ -180,6 +205,7 @@ fn schedule_one(
 ) {
     let span = tracing::debug_span!("schedule", pod = %qp.info.key, attempt = qp.attempts);
     let _enter = span.enter();
+    let started = Instant::now();
     let outcome = {
         let cache = ctx.lock_cache();
         if cache.contains_pod(&qp.info.uid) {
@@ -188,18 +214,33 @@ fn schedule_one(
             ctx.lock_queue().done(&qp.info.key);
             return;
         }
-        match alg.schedule(&qp.info, &cache) {
+        let decided = alg.schedule(&qp.info, &cache);
+        ctx.metrics.observe(
+            &metrics::ALGORITHM_DURATION,
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
+        match decided {
             Ok(s) => Ok(s),
             Err(ScheduleError::NoNodes) => {
                 Err((ScheduleError::NoNodes.message(), BTreeSet::new(), None))
             }
             Err(ScheduleError::Fit(mut fit)) => {
+                // kube counts every PostFilter run of DefaultPreemption as an attempt.
+                ctx.metrics.inc(&metrics::PREEMPTION_ATTEMPTS, &[]);
                 let plan = match preempt(alg, &qp.info, &cache, &fit) {
                     Preemption::NotPossible(m) => {
                         fit.post_filter_msg = Some(m);
                         None
                     }
-                    Preemption::Plan { node, victims } => Some((node, victims)),
+                    Preemption::Plan { node, victims } => {
+                        ctx.metrics.observe(
+                            &metrics::PREEMPTION_VICTIMS,
+                            &[],
+                            victims.len() as f64,
+                        );
+                        Some((node, victims))
+                    }
                 };
                 Err((fit.message(), fit.rejected_by(), plan))
             }
@@ -222,13 +263,19 @@ fn schedule_one(
                         Some(p) => p,
                         None => limit.acquire_owned().await.expect("semaphore never closed"),
                     };
-                    bind(ctx2, qp, s.node, claims).await
+                    bind(ctx2, qp, s.node, claims, started).await
                 }
                 .instrument(span.clone()),
             );
         }
         Err((message, rejected_by, plan)) => {
             tracing::debug!(%message, "unschedulable");
+            metrics::attempt(
+                &ctx.metrics,
+                &ctx.reporter.component,
+                metrics::UNSCHEDULABLE,
+                started.elapsed().as_secs_f64(),
+            );
             let pod = qp.info.pod.clone();
             ctx.lock_queue()
                 .unschedulable(qp, rejected_by, Instant::now());
@@ -250,8 +297,14 @@ async fn wait_synced(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Runs the scheduler (informers, loop, binders) until the future is dropped. Every task it
-/// starts lives in a JoinSet owned here, so dropping the future stops them all.
-pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, identity: String) {
+/// starts lives in a JoinSet owned here, so dropping the future stops them all. It records
+/// kube-scheduler's metrics into `metrics`.
+pub async fn run_scheduler(
+    client: kube::Client,
+    config: SchedulerConfig,
+    identity: String,
+    metrics: Metrics,
+) {
     let shared = Arc::new(Shared {
         cache: Mutex::new(ClusterState::default()),
         queue: Mutex::new(SchedulingQueue::new(
@@ -311,6 +364,7 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, identi
             instance: identity,
         },
         events: events_tx,
+        metrics,
     });
     wait_synced(&mut nodes_rx).await;
     wait_synced(&mut pods_rx).await;
@@ -326,10 +380,14 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, identi
     let limit = Arc::new(Semaphore::new(config.bind_concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut last_pool_flush = Instant::now();
+    // The pending-pods gauges: set before the loop sleeps, and at most every 250 ms while it
+    // is busy (the pool's count by plugin is a walk of the pool).
+    let mut last_gauges: Option<Instant> = None;
+    let mut plugins_seen = BTreeSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
         let now = Instant::now();
-        let (next, sleep_for) = {
+        let (next, sleep_for, sizes) = {
             let mut q = ctx.lock_queue();
             q.flush_backoff(now);
             if now.duration_since(last_pool_flush) >= Duration::from_secs(30) {
@@ -341,8 +399,20 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, identi
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
-            (q.pop(now), sleep_for)
+            let next = q.pop(now);
+            let due = next.is_none()
+                || last_gauges.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(250));
+            (next, sleep_for, due.then(|| q.sizes()))
         };
+        if let Some(sizes) = sizes {
+            metrics::queue_sizes(
+                &ctx.metrics,
+                &config.scheduler_name,
+                &sizes,
+                &mut plugins_seen,
+            );
+            last_gauges = Some(now);
+        }
         match next {
             Some(qp) => schedule_one(&ctx, &mut alg, qp, &mut tasks, &limit),
             None => {

@@ -1,8 +1,8 @@
-//! The controllers' Prometheus metrics, as kube-controller-manager exports them at /metrics
-//! (counters and histograms with labels; a family shows once it has a sample, as client_golang's
-//! vectors). The controllers record into a [`Metrics`] handle given in their configuration;
-//! whoever serves /metrics (pea-control, for the in-process controllers) appends
-//! [`Metrics::render`].
+//! Prometheus metrics as kube's components export them at /metrics: counters, gauges and
+//! histograms with labels; a family shows once it has a sample, as client_golang's vectors.
+//! The controllers and the scheduler record into a [`Metrics`] handle given to them; whoever
+//! serves /metrics (pea-control for its in-process components, or a component's own
+//! `--metrics-bind-address` listener) appends [`Metrics::render`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,8 @@ pub struct Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
+    /// A value that goes up and down; [`Metrics::set`] replaces it.
+    Gauge,
     Histogram,
 }
 
@@ -38,12 +40,13 @@ type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Default)]
 struct Samples {
+    /// Counters and gauges (the family's kind tells them apart).
     counters: BTreeMap<&'static str, BTreeMap<Labels, f64>>,
     histograms: BTreeMap<&'static str, BTreeMap<Labels, Histogram>>,
     families: BTreeMap<&'static str, &'static Family>,
 }
 
-/// The controllers' metrics; cloning shares them.
+/// A component's metrics; cloning shares them.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics(Arc<Mutex<Samples>>);
 
@@ -98,6 +101,16 @@ impl Metrics {
         self.add(family, l, 1.0);
     }
 
+    /// Sets the gauge of `family` with these labels to `value`.
+    pub fn set(&self, family: &'static Family, l: &[(&'static str, &str)], value: f64) {
+        let Ok(mut s) = self.0.lock() else { return };
+        s.families.insert(family.name, family);
+        s.counters
+            .entry(family.name)
+            .or_default()
+            .insert(labels(l), value);
+    }
+
     /// Records one observation of `value` in the histogram of `family`.
     pub fn observe(&self, family: &'static Family, l: &[(&'static str, &str)], value: f64) {
         let Ok(mut s) = self.0.lock() else { return };
@@ -118,7 +131,16 @@ impl Metrics {
         }
     }
 
-    /// The value of a counter series (tests).
+    /// How many observations a histogram series has (tests).
+    pub fn observations(&self, family: &Family, l: &[(&'static str, &str)]) -> u64 {
+        let Ok(s) = self.0.lock() else { return 0 };
+        s.histograms
+            .get(family.name)
+            .and_then(|m| m.get(&labels(l)))
+            .map_or(0, |h| h.count)
+    }
+
+    /// The value of a counter or gauge series (tests).
     pub fn counter(&self, family: &Family, l: &[(&'static str, &str)]) -> f64 {
         let Ok(s) = self.0.lock() else { return 0.0 };
         s.counters
@@ -138,8 +160,13 @@ impl Metrics {
             let help = family.help.replace('\\', "\\\\").replace('\n', "\\n");
             out.push_str(&format!("# HELP {name} [{}] {help}\n", family.stability));
             match family.kind {
-                Kind::Counter => {
-                    out.push_str(&format!("# TYPE {name} counter\n"));
+                Kind::Counter | Kind::Gauge => {
+                    let kind = if family.kind == Kind::Gauge {
+                        "gauge"
+                    } else {
+                        "counter"
+                    };
+                    out.push_str(&format!("# TYPE {name} {kind}\n"));
                     for (l, v) in s.counters.get(name).into_iter().flatten() {
                         out.push_str(&format!("{name}{} {}\n", label_text(l, None), number(*v)));
                     }
@@ -195,6 +222,29 @@ mod tests {
         buckets: &[0.5, 1.0],
     };
 
+    static G: Family = Family {
+        name: "x_pending",
+        kind: Kind::Gauge,
+        stability: "STABLE",
+        help: "Pending Xs.",
+        buckets: &[],
+    };
+
+    #[test]
+    fn a_gauge_is_replaced_not_added_to() {
+        let m = Metrics::default();
+        m.set(&G, &[("queue", "active")], 3.0);
+        m.set(&G, &[("queue", "active")], 1.0);
+        m.set(&G, &[("queue", "backoff")], 0.0);
+        assert_eq!(m.counter(&G, &[("queue", "active")]), 1.0);
+        assert_eq!(
+            m.render(),
+            "# HELP x_pending [STABLE] Pending Xs.\n# TYPE x_pending gauge\n\
+             x_pending{queue=\"active\"} 1\n\
+             x_pending{queue=\"backoff\"} 0\n"
+        );
+    }
+
     #[test]
     fn renders_counters_and_cumulative_histograms() {
         let m = Metrics::default();
@@ -206,6 +256,7 @@ mod tests {
         m.observe(&H, &[("mode", "m")], 0.75);
         m.observe(&H, &[("mode", "m")], 3.0);
         assert_eq!(m.counter(&C, &[("result", "ok")]), 3.0);
+        assert_eq!(m.observations(&H, &[("mode", "m")]), 3);
         assert_eq!(
             m.render(),
             "# HELP x_seconds [ALPHA] X time.\n# TYPE x_seconds histogram\n\
