@@ -34,6 +34,7 @@ mod control_rbac;
 mod control_review;
 mod control_sa_token;
 mod control_scheduler;
+mod control_scheduler_events;
 mod control_scheduler_metrics;
 mod control_serviceaccount_legacy;
 mod control_services;

@@ -19,7 +19,7 @@ pub(super) struct SchedulerProcess {
 }
 
 impl SchedulerProcess {
-    fn start(kubeconfig: &Path, dir: &Path, name: &str, config: Value) -> Self {
+    pub(super) fn start(kubeconfig: &Path, dir: &Path, name: &str, config: Value) -> Self {
         Self::start_with_args(kubeconfig, dir, name, config, &[])
     }
 

@@ -14,6 +14,7 @@
 pub mod algorithm;
 pub mod cache;
 pub mod config;
+pub mod events;
 pub mod framework;
 pub mod informer;
 pub mod leader;
@@ -97,7 +98,7 @@ pub async fn run_with_metrics(
 ) -> Result<(), SchedulerError> {
     let identity = config.identity.clone().unwrap_or_else(default_identity);
     if !config.leader_elect {
-        scheduler::run_scheduler(client, config, identity, metrics).await;
+        scheduler::run_scheduler(client, config, metrics).await;
         return Ok(());
     }
     let mut elector = leader::LeaderElector::new(
@@ -112,7 +113,7 @@ pub async fn run_with_metrics(
     loop {
         elector.acquire().await;
         tokio::select! {
-            _ = scheduler::run_scheduler(client.clone(), config.clone(), identity.clone(), metrics.clone()) => return Ok(()),
+            _ = scheduler::run_scheduler(client.clone(), config.clone(), metrics.clone()) => return Ok(()),
             lost = elector.hold() => tracing::warn!(error = %lost, "stopped scheduling"),
         }
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::chrono::Utc;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -71,25 +72,6 @@ impl Ctx {
         if self.events.try_send(ev).is_err() {
             tracing::debug!(reason, "event dropped: recorder queue full");
         }
-    }
-}
-
-/// Writes queued events, a few at a time.
-async fn event_recorder(client: kube::Client, mut rx: mpsc::Receiver<Event>) {
-    let limit = Arc::new(Semaphore::new(8));
-    let mut tasks = JoinSet::new();
-    while let Some(ev) = rx.recv().await {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let client = client.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = writes::record(&client, &ev).await {
-                tracing::debug!(error = %e, "event not recorded");
-            }
-        });
-        while tasks.try_join_next().is_some() {}
     }
 }
 
@@ -292,6 +274,12 @@ fn schedule_one(
     }
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 async fn wait_synced(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
@@ -299,12 +287,7 @@ async fn wait_synced(rx: &mut watch::Receiver<bool>) {
 /// Runs the scheduler (informers, loop, binders) until the future is dropped. Every task it
 /// starts lives in a JoinSet owned here, so dropping the future stops them all. It records
 /// kube-scheduler's metrics into `metrics`.
-pub async fn run_scheduler(
-    client: kube::Client,
-    config: SchedulerConfig,
-    identity: String,
-    metrics: Metrics,
-) {
+pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metrics: Metrics) {
     let shared = Arc::new(Shared {
         cache: Mutex::new(ClusterState::default()),
         queue: Mutex::new(SchedulingQueue::new(
@@ -355,13 +338,14 @@ pub async fn run_scheduler(
         background.spawn(crate::informer::storage::<StorageClass>(c, s, next()));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
-    background.spawn(event_recorder(client.clone(), events_rx));
+    background.spawn(crate::events::run(client.clone(), events_rx));
     let ctx = Arc::new(Ctx {
         client,
         shared: shared.clone(),
+        // client-go's NewRecorder: the instance is `<controller>-<hostname>`.
         reporter: Reporter {
             component: config.scheduler_name.clone(),
-            instance: identity,
+            instance: format!("{}-{}", config.scheduler_name, hostname()),
         },
         events: events_tx,
         metrics,

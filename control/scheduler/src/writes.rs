@@ -4,7 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::chrono::{DateTime, Utc};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -39,13 +40,6 @@ pub enum WriteError {
         #[source]
         source: kube::Error,
     },
-    #[error("recording event {reason} for pod {pod}: {source}")]
-    Event {
-        pod: String,
-        reason: String,
-        #[source]
-        source: kube::Error,
-    },
 }
 
 impl WriteError {
@@ -55,8 +49,7 @@ impl WriteError {
             WriteError::Bind { source, .. }
             | WriteError::Status { source, .. }
             | WriteError::Evict { source, .. }
-            | WriteError::SelectNode { source, .. }
-            | WriteError::Event { source, .. } => source,
+            | WriteError::SelectNode { source, .. } => source,
         };
         match e {
             kube::Error::Api(s) => Some(s.code),
@@ -213,35 +206,47 @@ pub async fn evict(client: &kube::Client, victim: &Pod) -> Result<(), WriteError
 
 /// A core/v1 Event about a pod, as kube-scheduler's recorder writes them (reported by
 /// "default-scheduler"; pea serves core/v1 events, not events.k8s.io).
-/// Who reports events: kube's reportingComponent and reportingInstance.
+/// Who reports events: kube's reportingController and reportingInstance.
 #[derive(Debug, Clone)]
 pub struct Reporter {
     pub component: String,
     pub instance: String,
 }
 
+/// An events.k8s.io/v1 Event about `pod` (client-go's `tools/events` recorder, which
+/// kube-scheduler uses): `regarding` is the pod as the scheduler saw it, resourceVersion
+/// included, so that repeats about the same version become one series ([`crate::events`]).
 pub fn pod_event(
     pod: &Pod,
     reporter: &Reporter,
     type_: &str,
     reason: &str,
     action: &str,
-    message: &str,
+    note: &str,
     now: DateTime<Utc>,
 ) -> Event {
-    let (component, instance) = (reporter.component.as_str(), reporter.instance.as_str());
     let (ns, name) = ns_name(pod);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    // kube's note limit (1 KiB), cut on a character boundary.
+    let mut note = note.to_string();
+    if note.len() > NOTE_LIMIT {
+        let mut cut = NOTE_LIMIT;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
     Event {
         metadata: ObjectMeta {
             name: Some(format!("{name}.{nanos:x}")),
             namespace: Some(ns.into()),
             ..Default::default()
         },
-        involved_object: ObjectReference {
+        event_time: Some(MicroTime(now)),
+        regarding: Some(ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
             name: Some(name.into()),
@@ -249,40 +254,19 @@ pub fn pod_event(
             uid: pod.metadata.uid.clone(),
             resource_version: pod.metadata.resource_version.clone(),
             ..Default::default()
-        },
+        }),
         reason: Some(reason.into()),
-        message: Some(message.into()),
+        note: Some(note),
         type_: Some(type_.into()),
         action: Some(action.into()),
-        source: Some(EventSource {
-            component: Some(component.into()),
-            host: None,
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: Some(MicroTime(now)),
-        count: Some(1),
-        reporting_component: Some(component.into()),
-        reporting_instance: Some(instance.into()),
+        reporting_controller: Some(reporter.component.clone()),
+        reporting_instance: Some(reporter.instance.clone()),
         ..Default::default()
     }
 }
 
-pub async fn record(client: &kube::Client, event: &Event) -> Result<(), WriteError> {
-    let ns = event.metadata.namespace.as_deref().unwrap_or("default");
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), event)
-        .await
-        .map(|_| ())
-        .map_err(|source| WriteError::Event {
-            pod: format!(
-                "{ns}/{}",
-                event.involved_object.name.as_deref().unwrap_or("")
-            ),
-            reason: event.reason.clone().unwrap_or_default(),
-            source,
-        })
-}
+/// kube's NoteLengthLimit.
+const NOTE_LIMIT: usize = 1024;
 
 #[cfg(test)]
 mod tests {
