@@ -22,6 +22,11 @@ struct Controllers(Option<tokio::runtime::Runtime>);
 
 impl Controllers {
     fn start(cp: &ControlPlane, clock: Clock) -> Self {
+        Self::start_these(cp, clock, "daemonset")
+    }
+
+    /// The controllers `names` (kube's `--controllers` syntax).
+    fn start_these(cp: &ControlPlane, clock: Clock, names: &'static str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -36,7 +41,7 @@ impl Controllers {
                 leader_elect: false,
                 ..Default::default()
             };
-            config.set_controllers("daemonset");
+            config.set_controllers(names);
             if let Err(e) = pea_controllers::run_with_clock(clients, config, clock).await {
                 panic!("controllers stopped: {e}");
             }
@@ -290,5 +295,78 @@ fn a_new_daemonset_adopts_the_orphaned_pods_and_revision_of_an_earlier_one() {
     eventually("the relabelled pod released and replaced", || {
         let released = json(&k, &["get", "pod", &before[0]]);
         (controller_uid(&released).is_none() && pods(&k).len() == 2).then_some(())
+    });
+}
+
+/// The messages of the set's events with `reason`.
+fn events_of(k: &Kubectl, reason: &str) -> Vec<String> {
+    json(
+        k,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name=agent,reason={reason}"),
+        ],
+    )["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn daemon_pods_are_created_through_real_pod_control_in_slow_start_batches() {
+    let cp = ControlPlane::start(Backend::Embedded).expect("pea-control");
+    let k = cp.kubectl();
+    let _c = Controllers::start_these(&cp, ManualClock::new().clock(), "daemonset,resourcequota");
+    // Room for two pods on five nodes: the first batch (1) and half the second (2) succeed,
+    // the failing batch ends the sync.
+    k.ok(&["create", "quota", "q", "--hard=pods=2"]);
+    eventually("the quota's status", || {
+        (json(&k, &["get", "quota", "q"])["status"]["hard"]["pods"] == "2").then_some(())
+    });
+    for n in 1..=5 {
+        k.ok_stdin(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n{n}}}\n"),
+        );
+    }
+    k.ok_stdin(&["create", "-f", "-"], DAEMONSET);
+    let failed = eventually("a FailedCreate event", || {
+        let f = events_of(&k, "FailedCreate");
+        (!f.is_empty()).then_some(f)
+    });
+    assert!(
+        failed[0].starts_with("Error creating: pods \"agent-")
+            && failed[0]
+                .contains("exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{failed:?}"
+    );
+    assert_eq!(pods(&k).len(), 2);
+    // Each created pod has its own SuccessfulCreate, named as created.
+    let mut names: Vec<String> = pods(&k).iter().map(name).collect();
+    names.sort();
+    let mut created: Vec<String> = events_of(&k, "SuccessfulCreate")
+        .iter()
+        .filter_map(|m| m.strip_prefix("Created pod: ").map(str::to_string))
+        .collect();
+    created.sort();
+    assert_eq!(created, names);
+    // Room for all: the rest are created on the next syncs, one event each.
+    k.ok(&[
+        "patch",
+        "quota",
+        "q",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"5"}}}"#,
+    ]);
+    eventually("a pod on every node", || {
+        (pods(&k).len() == 5).then_some(())
+    });
+    eventually("five SuccessfulCreate events", || {
+        (events_of(&k, "SuccessfulCreate").len() == 5).then_some(())
     });
 }

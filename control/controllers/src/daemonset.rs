@@ -22,6 +22,7 @@
 //! daemon pod is not replaced in a tight loop; the replacement comes once the failed pod is gone.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -39,11 +40,12 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::claim::{self, Claim};
 use crate::deployment_util::{compute_hash, scaled_value};
-use crate::events::{reference, Recorder};
+use crate::events::{create_pod, reference, FailedCreate, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Change};
 use crate::podutil::{self, controller_of, labels};
 use crate::queue::{run_workers, Queue, Requeue};
+use crate::replicaset::slow_start_batch;
 use crate::{history, is_already_exists, is_not_found, key, split_key, Clock, Informers};
 
 pub const HASH_LABEL: &str = "controller-revision-hash";
@@ -51,6 +53,8 @@ pub const HASH_LABEL: &str = "controller-revision-hash";
 pub const GENERATION_LABEL: &str = "pod-template-generation";
 /// kube's FailedDaemonPodReason.
 const FAILED_DAEMON_POD: &str = "FailedDaemonPod";
+/// kube's BurstReplicas for the DaemonSet controller: creations (and deletions) per sync.
+const BURST_REPLICAS: usize = 250;
 /// kube's failedPodsBackoff: the first delay before a failed pod on a node is deleted again…
 const FAILED_POD_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 /// …and the most it grows to.
@@ -977,7 +981,10 @@ impl DaemonSetController {
         Ok(Requeue(requeue))
     }
 
-    /// kube's syncNodes: deletions and creations at once, each expected before it is sent.
+    /// kube's syncNodes: at most [`BURST_REPLICAS`] creations, in slow-start batches through
+    /// RealPodControl (each pod's event recorded as it is created; the rest skipped after a
+    /// failing batch), then at most as many deletions at once; each expected before it is
+    /// sent.
     async fn execute(
         &self,
         ds: &DaemonSet,
@@ -987,29 +994,41 @@ impl DaemonSetController {
     ) -> Result<(), DaemonSetError> {
         let ns = ds.namespace().unwrap_or_default();
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let keys: Vec<String> = plan
-            .delete
-            .iter()
-            .map(|p| key(&ns, &p.name_any()))
-            .collect();
+        let create_on = &plan.create_on[..plan.create_on.len().min(BURST_REPLICAS)];
+        let delete = &plan.delete[..plan.delete.len().min(BURST_REPLICAS)];
+        let keys: Vec<String> = delete.iter().map(|p| key(&ns, &p.name_any())).collect();
         if !keys.is_empty() {
             self.expectations.expect_deletions(k, &keys);
         }
-        if !plan.create_on.is_empty() {
-            self.expectations.expect_creations(k, plan.create_on.len());
+        let mut first = None;
+        if !create_on.is_empty() {
+            self.expectations.expect_creations(k, create_on.len());
+            let next = AtomicUsize::new(0);
+            let about = reference(ds);
+            let (ok, err) = slow_start_batch(create_on.len(), 1, || {
+                let node = &create_on[next.fetch_add(1, Ordering::Relaxed)];
+                let pod = pod_for_node(ds, node, hash);
+                let (api, events, about) = (pods_api.clone(), self.events.clone(), about.clone());
+                async move {
+                    let failed = FailedCreate::UnlessNamespaceTerminating;
+                    create_pod(&api, &pod, &events, about, failed)
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .await;
+            // Failed and skipped creations will not be observed.
+            for _ in ok..create_on.len() {
+                self.expectations.creation_observed(k);
+            }
+            first = err.map(|e| self.err(k, "creating a daemon pod")(e));
         }
-        let deletes = join_all(plan.delete.iter().map(|p| {
+        let deleted = join_all(delete.iter().map(|p| {
             let api = pods_api.clone();
             let n = p.name_any();
             async move { (n.clone(), api.delete(&n, &DeleteParams::default()).await) }
-        }));
-        let creates = join_all(plan.create_on.iter().map(|node| {
-            let api = pods_api.clone();
-            let pod = pod_for_node(ds, node, hash);
-            async move { api.create(&PostParams::default(), &pod).await }
-        }));
-        let (deleted, created) = futures_util::join!(deletes, creates);
-        let mut first = None;
+        }))
+        .await;
         for (n, r) in deleted {
             match r {
                 Ok(_) => self.events.normal(
@@ -1021,26 +1040,6 @@ impl DaemonSetController {
                     self.expectations.deletion_observed(k, &key(&ns, &n));
                     if !is_not_found(&e) && first.is_none() {
                         first = Some(self.err(k, format!("deleting pod {n}"))(e));
-                    }
-                }
-            }
-        }
-        for r in created {
-            match r {
-                Ok(p) => self.events.normal(
-                    reference(ds),
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                ),
-                Err(e) => {
-                    self.expectations.creation_observed(k);
-                    self.events.warning(
-                        reference(ds),
-                        "FailedCreate",
-                        format!("Error creating: {e}"),
-                    );
-                    if first.is_none() {
-                        first = Some(self.err(k, "creating a daemon pod")(e));
                     }
                 }
             }
