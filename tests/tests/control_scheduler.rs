@@ -514,3 +514,80 @@ fn hard_topology_spread_balances_zones_and_waits_when_skew_would_break() {
     ]);
     assert_eq!(wait_bound(&k, "s5", &s), "zb1");
 }
+
+#[test]
+fn pods_a_service_selects_are_spread_by_the_system_default_constraints() {
+    let (cp, dir) = cluster();
+    let k = cp.kubectl();
+    // Least-allocated scoring alone sends every small pod to "big".
+    hollow_node(
+        &k,
+        "big",
+        "64",
+        "128Gi",
+        json!({"kubernetes.io/hostname": "big"}),
+        json!([]),
+    );
+    hollow_node(
+        &k,
+        "small",
+        "2",
+        "4Gi",
+        json!({"kubernetes.io/hostname": "small"}),
+        json!([]),
+    );
+    let s = SchedulerProcess::start(
+        &cp.kubeconfig,
+        dir.path(),
+        "sched",
+        json!({"leaderElect": false}),
+    );
+    let placed = |app: &str| -> Vec<String> {
+        (0..6)
+            .map(|i| {
+                let name = format!("{app}-{i}");
+                let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "labels": {"app": app}},
+                    "spec": {"terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "c", "image": "busybox:1.36"}]}});
+                k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+                // One at a time: each placement sees the ones before.
+                wait_bound(&k, &name, &s)
+            })
+            .collect()
+    };
+    let lonely = placed("lonely");
+    assert!(
+        lonely.iter().all(|n| n == "big"),
+        "no Service selects them: {lonely:?}"
+    );
+    // A Service selecting the pods: kube's default hostname spread (maxSkew 3, ScheduleAnyway,
+    // weight 2) outweighs least-allocated, so "small" gets some of them.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+        .to_string(),
+    );
+    let web = wait_for(30, || {
+        // The scheduler's Service informer may trail the create: retry on a fresh set.
+        let attempt = placed("web");
+        if attempt.iter().any(|n| n == "small") {
+            Some(attempt)
+        } else {
+            for i in 0..6 {
+                k.ok(&[
+                    "delete",
+                    "pod",
+                    &format!("web-{i}"),
+                    "--grace-period=0",
+                    "--force",
+                ]);
+            }
+            None
+        }
+    })
+    .expect("the web pods were never spread to \"small\"");
+    let on_small = web.iter().filter(|n| *n == "small").count();
+    assert!((2..=4).contains(&on_small), "{web:?}");
+}

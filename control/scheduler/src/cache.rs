@@ -43,6 +43,8 @@ pub struct ClusterState {
     affinity_pods: usize,
     /// Claims, volumes and classes (VolumeBinding).
     pub volumes: crate::volumes::VolumeState,
+    /// Services' and workloads' selectors (PodTopologySpread's default constraints).
+    pub spread: crate::spread_sources::SpreadSources,
 }
 
 fn relevant(old: &Node, new: &Node) -> bool {

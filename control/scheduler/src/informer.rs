@@ -13,7 +13,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 
-use crate::cache::NodeChange;
+use crate::cache::{ClusterState, NodeChange};
 use crate::node_info::{pod_key, PodInfo};
 use crate::queue::ClusterEvent;
 use crate::scheduler::Shared;
@@ -77,9 +77,28 @@ pub async fn nodes(client: kube::Client, shared: Arc<Shared>, synced: watch::Sen
     }
 }
 
-/// Watches one storage kind (claims, volumes, classes) into the cache's volume state; every
-/// change may help pods VolumeBinding rejected. Flags `synced` after the first full list.
-pub async fn storage<K: crate::volumes::StorageObject>(
+/// How an informer keeps one kind in the cache (storage objects for VolumeBinding, the
+/// selectors of Services and workloads for PodTopologySpread's default constraints).
+pub trait Cached:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// What a change may do for pods waiting in the pool (None: nothing).
+    const EVENT: Option<ClusterEvent>;
+    fn cache_key(&self) -> String;
+    fn upsert(self, cache: &mut ClusterState);
+    fn remove(&self, cache: &mut ClusterState);
+    fn retain(cache: &mut ClusterState, keep: &HashSet<String>);
+}
+
+/// Watches one kind into the cache; each change is its queue event, if any. Flags `synced`
+/// after the first full list.
+pub async fn cached<K: Cached>(
     client: kube::Client,
     shared: Arc<Shared>,
     synced: watch::Sender<bool>,
@@ -88,28 +107,33 @@ pub async fn storage<K: crate::volumes::StorageObject>(
     let mut stream = watcher(api).boxed();
     let mut seen: Option<HashSet<String>> = None;
     let lock = || shared.cache.lock().unwrap_or_else(|e| e.into_inner());
+    let changed = || {
+        if let Some(event) = K::EVENT {
+            on_event(&shared, event);
+        }
+    };
     while let Some(ev) = stream.next().await {
         match ev {
-            Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "storage watch"),
+            Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch"),
             Ok(Event::Init) => seen = Some(HashSet::new()),
             Ok(Event::InitApply(o)) => {
                 if let Some(s) = seen.as_mut() {
-                    s.insert(o.state_key());
+                    s.insert(o.cache_key());
                 }
-                o.upsert(&mut lock().volumes);
+                o.upsert(&mut lock());
             }
             Ok(Event::InitDone) => {
                 if let Some(s) = seen.take() {
-                    K::retain(&mut lock().volumes, &s);
+                    K::retain(&mut lock(), &s);
                 }
                 let _ = synced.send(true);
-                on_event(&shared, ClusterEvent::VolumeChanged);
+                changed();
             }
             Ok(Event::Apply(o)) => {
-                o.upsert(&mut lock().volumes);
-                on_event(&shared, ClusterEvent::VolumeChanged);
+                o.upsert(&mut lock());
+                changed();
             }
-            Ok(Event::Delete(o)) => o.remove(&mut lock().volumes),
+            Ok(Event::Delete(o)) => o.remove(&mut lock()),
         }
     }
 }

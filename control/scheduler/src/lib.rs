@@ -27,6 +27,7 @@ pub use pea_quantity as quantity;
 pub mod queue;
 pub mod resource;
 pub mod scheduler;
+pub mod spread_sources;
 pub mod volumes;
 pub mod writes;
 

@@ -314,28 +314,35 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metric
         config.scheduler_name.clone(),
         pods_tx,
     ));
-    // Claims, volumes and classes for VolumeBinding.
-    let mut storage_rx = Vec::new();
+    // Claims, volumes and classes for VolumeBinding; Services', ReplicationControllers',
+    // ReplicaSets' and StatefulSets' selectors for PodTopologySpread's default constraints.
+    let mut cached_rx = Vec::new();
     {
-        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        use crate::informer::cached;
+        use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+        use k8s_openapi::api::core::v1::{
+            PersistentVolume, PersistentVolumeClaim, ReplicationController, Service,
+        };
         use k8s_openapi::api::storage::v1::StorageClass;
-        for _ in 0..3 {
-            storage_rx.push(watch::channel(false));
-        }
-        let mut txs = storage_rx.iter().map(|(tx, _)| tx.clone());
-        let (c, s) = (client.clone(), shared.clone());
-        let mut next = || txs.next().expect("three channels");
-        background.spawn(crate::informer::storage::<PersistentVolumeClaim>(
-            c.clone(),
-            s.clone(),
-            next(),
-        ));
-        background.spawn(crate::informer::storage::<PersistentVolume>(
-            c.clone(),
-            s.clone(),
-            next(),
-        ));
-        background.spawn(crate::informer::storage::<StorageClass>(c, s, next()));
+        let mut next = || {
+            let (tx, rx) = watch::channel(false);
+            cached_rx.push(rx);
+            (client.clone(), shared.clone(), tx)
+        };
+        let (c, s, tx) = next();
+        background.spawn(cached::<PersistentVolumeClaim>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<PersistentVolume>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<StorageClass>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<Service>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<ReplicationController>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<ReplicaSet>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<StatefulSet>(c, s, tx));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
     background.spawn(crate::events::run(client.clone(), events_rx));
@@ -352,7 +359,7 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metric
     });
     wait_synced(&mut nodes_rx).await;
     wait_synced(&mut pods_rx).await;
-    for (_, rx) in &mut storage_rx {
+    for rx in &mut cached_rx {
         wait_synced(rx).await;
     }
     tracing::info!(scheduler = %config.scheduler_name, "caches synced, scheduling");

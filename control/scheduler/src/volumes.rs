@@ -7,6 +7,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 
+use crate::cache::ClusterState;
+use crate::informer::Cached;
+use crate::queue::ClusterEvent;
+
 /// On a claim of a WaitForFirstConsumer class: the node its first pod was scheduled to.
 pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 const ANN_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
@@ -175,66 +179,62 @@ pub fn could_bind(v: &PersistentVolume, c: &PersistentVolumeClaim) -> bool {
     }
 }
 
-/// How the informer keeps one storage kind in [`VolumeState`].
-pub trait StorageObject:
-    kube::Resource<DynamicType = ()>
-    + Clone
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    fn state_key(&self) -> String;
-    fn upsert(self, state: &mut VolumeState);
-    fn remove(&self, state: &mut VolumeState);
-    fn retain(state: &mut VolumeState, keep: &std::collections::HashSet<String>);
-}
-
-impl StorageObject for PersistentVolumeClaim {
-    fn state_key(&self) -> String {
+impl Cached for PersistentVolumeClaim {
+    const EVENT: Option<ClusterEvent> = Some(ClusterEvent::VolumeChanged);
+    fn cache_key(&self) -> String {
         VolumeState::key_of_claim(self)
     }
-    fn upsert(self, state: &mut VolumeState) {
+    fn upsert(self, c: &mut ClusterState) {
+        let state = &mut c.volumes;
         state.upsert_claim(self);
     }
-    fn remove(&self, state: &mut VolumeState) {
+    fn remove(&self, c: &mut ClusterState) {
+        let state = &mut c.volumes;
         state.remove_claim(
             self.metadata.namespace.as_deref().unwrap_or(""),
             self.metadata.name.as_deref().unwrap_or(""),
         );
     }
-    fn retain(state: &mut VolumeState, keep: &std::collections::HashSet<String>) {
+    fn retain(c: &mut ClusterState, keep: &std::collections::HashSet<String>) {
+        let state = &mut c.volumes;
         state.retain_claims(keep);
     }
 }
 
-impl StorageObject for PersistentVolume {
-    fn state_key(&self) -> String {
+impl Cached for PersistentVolume {
+    const EVENT: Option<ClusterEvent> = Some(ClusterEvent::VolumeChanged);
+    fn cache_key(&self) -> String {
         self.metadata.name.clone().unwrap_or_default()
     }
-    fn upsert(self, state: &mut VolumeState) {
+    fn upsert(self, c: &mut ClusterState) {
+        let state = &mut c.volumes;
         state.upsert_volume(self);
     }
-    fn remove(&self, state: &mut VolumeState) {
+    fn remove(&self, c: &mut ClusterState) {
+        let state = &mut c.volumes;
         state.remove_volume(self.metadata.name.as_deref().unwrap_or(""));
     }
-    fn retain(state: &mut VolumeState, keep: &std::collections::HashSet<String>) {
+    fn retain(c: &mut ClusterState, keep: &std::collections::HashSet<String>) {
+        let state = &mut c.volumes;
         state.retain_volumes(keep);
     }
 }
 
-impl StorageObject for StorageClass {
-    fn state_key(&self) -> String {
+impl Cached for StorageClass {
+    const EVENT: Option<ClusterEvent> = Some(ClusterEvent::VolumeChanged);
+    fn cache_key(&self) -> String {
         self.metadata.name.clone().unwrap_or_default()
     }
-    fn upsert(self, state: &mut VolumeState) {
+    fn upsert(self, c: &mut ClusterState) {
+        let state = &mut c.volumes;
         state.upsert_class(self);
     }
-    fn remove(&self, state: &mut VolumeState) {
+    fn remove(&self, c: &mut ClusterState) {
+        let state = &mut c.volumes;
         state.remove_class(self.metadata.name.as_deref().unwrap_or(""));
     }
-    fn retain(state: &mut VolumeState, keep: &std::collections::HashSet<String>) {
+    fn retain(c: &mut ClusterState, keep: &std::collections::HashSet<String>) {
+        let state = &mut c.volumes;
         state.retain_classes(keep);
     }
 }

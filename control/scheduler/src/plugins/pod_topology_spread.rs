@@ -12,9 +12,11 @@
 //! better, normalised as kube's NormalizeScore. Feasible nodes lacking a soft constraint's
 //! key score 0.
 //!
-//! `matchLabelKeys` add `key In (pod's value)` to the selector. kube's cluster-level default
-//! constraints (applied to pods of Services/ReplicaSets without constraints of their own)
-//! are not applied: pea-scheduler does not watch those objects.
+//! `matchLabelKeys` add `key In (pod's value)` to the selector. A pod with no constraints of
+//! its own gets kube's system defaults (`List` defaulting): ScheduleAnyway with maxSkew 3 over
+//! `kubernetes.io/hostname` and 5 over `topology.kubernetes.io/zone`, selecting what its
+//! Services and controller select (kube's DefaultSelector, [`crate::spread_sources`]); nodes
+//! lacking those keys are then scored too, not ignored.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -32,6 +34,7 @@ pub const ERR_CONSTRAINTS_NOT_MATCH: &str = "node(s) didn't match pod topology s
 pub const ERR_NODE_LABEL_NOT_MATCH: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 const HOSTNAME: &str = "kubernetes.io/hostname";
+const ZONE: &str = "topology.kubernetes.io/zone";
 const SCORE_STATE: &str = "PodTopologySpread/score";
 
 #[derive(Debug, Default)]
@@ -48,14 +51,42 @@ struct Constraint {
     honor_taints: bool,
 }
 
-fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
+/// kube's system default constraints, with the pod's default selector (none when nothing
+/// selects the pod, or for DoNotSchedule: the defaults are all ScheduleAnyway).
+fn default_constraints(pod: &PodInfo, when: &str, cluster: &ClusterState) -> Vec<Constraint> {
+    if when != "ScheduleAnyway" {
+        return Vec::new();
+    }
+    let Some(selector) = cluster.spread.default_selector(&pod.pod) else {
+        return Vec::new();
+    };
+    [(HOSTNAME, 3), (ZONE, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| Constraint {
+            max_skew,
+            topology_key: key.into(),
+            selector: selector.clone(),
+            min_domains: 1,
+            honor_node_affinity: true,
+            honor_taints: false,
+        })
+        .collect()
+}
+
+/// The pod's constraints of kind `when`, or the system defaults when it has none at all;
+/// and whether they are the defaults.
+fn constraints(pod: &PodInfo, when: &str, cluster: &ClusterState) -> (Vec<Constraint>, bool) {
     let all: &[TopologySpreadConstraint] = pod
         .pod
         .spec
         .as_ref()
         .and_then(|s| s.topology_spread_constraints.as_deref())
         .unwrap_or(&[]);
-    all.iter()
+    if all.is_empty() {
+        return (default_constraints(pod, when, cluster), true);
+    }
+    let own = all
+        .iter()
         .filter(|c| c.when_unsatisfiable == when)
         .map(|c| {
             let mut selector = c.label_selector.clone().unwrap_or_default();
@@ -81,7 +112,8 @@ fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
                 honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
             }
         })
-        .collect()
+        .collect();
+    (own, false)
 }
 
 fn has_all_keys(node: &NodeInfo, cs: &[Constraint]) -> bool {
@@ -174,7 +206,7 @@ impl FilterPlugin for PodTopologySpread {
     }
 
     fn pre_filter(&self, pod: &PodInfo, cluster: &ClusterState, state: &mut CycleState) -> Status {
-        let cs = constraints(pod, "DoNotSchedule");
+        let (cs, _) = constraints(pod, "DoNotSchedule", cluster);
         let mut st = FilterState {
             counts: vec![BTreeMap::new(); cs.len()],
             minimum: vec![None; cs.len()],
@@ -277,7 +309,9 @@ impl ScorePlugin for PodTopologySpread {
         cluster: &ClusterState,
         state: &mut CycleState,
     ) -> Status {
-        let cs = constraints(pod, "ScheduleAnyway");
+        let (cs, system_defaulted) = constraints(pod, "ScheduleAnyway", cluster);
+        // kube's requireAllTopologies: the pod's own constraints ignore nodes lacking a key.
+        let require_all = !system_defaulted;
         let mut st = ScoreState {
             counts: vec![HashMap::new(); cs.len()],
             weights: vec![0.0; cs.len()],
@@ -286,7 +320,7 @@ impl ScorePlugin for PodTopologySpread {
         if !cs.is_empty() {
             let mut sizes = vec![0usize; cs.len()];
             for node in feasible {
-                if !has_all_keys(node, &cs) {
+                if require_all && !has_all_keys(node, &cs) {
                     st.ignored.insert(node.name.clone());
                     continue;
                 }
@@ -311,7 +345,7 @@ impl ScorePlugin for PodTopologySpread {
                 st.weights[i] = ((size + 2) as f64).ln();
             }
             for node in cluster.nodes() {
-                if !has_all_keys(node, &cs) {
+                if require_all && !has_all_keys(node, &cs) {
                     continue;
                 }
                 for (i, c) in cs.iter().enumerate() {
@@ -574,6 +608,46 @@ mod tests {
         assert_eq!(scores, vec![3, 3, 1, IGNORED]);
         PodTopologySpread.normalize(&mut scores);
         assert_eq!(scores, vec![33, 33, 100, 0]);
+    }
+
+    #[test]
+    fn pods_a_service_selects_get_the_system_default_constraints() {
+        use crate::informer::Cached;
+        let mut c = zones();
+        let p = app_pod("new", json!({}));
+        let feasible: Vec<&NodeInfo> = c.nodes().iter().collect();
+        let mut state = CycleState::default();
+        // Nothing selects the pod yet: no constraint, kube's Skip.
+        assert!(PodTopologySpread
+            .pre_score(&p, &feasible, &c, &mut state)
+            .is_skip());
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}}}))
+        .unwrap();
+        svc.upsert(&mut c);
+        let feasible: Vec<&NodeInfo> = c.nodes().iter().collect();
+        let mut state = CycleState::default();
+        assert!(!PodTopologySpread
+            .pre_score(&p, &feasible, &c, &mut state)
+            .is_skip());
+        // Hostname, maxSkew 3, over 4 scored nodes (n4 lacks the key but is not ignored under
+        // the defaults): weight ln(6) = 1.792; the zone default finds no
+        // topology.kubernetes.io/zone label anywhere and adds nothing.
+        // n1 = round(2 * 1.792 + 2) = 6, n2 = 2, n3 = round(1.792 + 2) = 4, n4 = 0.
+        let mut scores: Vec<i64> = feasible
+            .iter()
+            .map(|n| PodTopologySpread.score(&p, n, &c, &state))
+            .collect();
+        assert_eq!(scores, vec![6, 2, 4, 0]);
+        PodTopologySpread.normalize(&mut scores);
+        assert_eq!(scores, vec![0, 66, 33, 100]);
+        // A pod with constraints of its own keeps them: no defaults added.
+        let own = app_pod("own", spread("zone", 1, "DoNotSchedule"));
+        let mut state = CycleState::default();
+        assert!(PodTopologySpread
+            .pre_score(&own, &feasible, &c, &mut state)
+            .is_skip());
     }
 
     #[test]
