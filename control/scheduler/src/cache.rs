@@ -45,6 +45,37 @@ pub struct ClusterState {
     pub volumes: crate::volumes::VolumeState,
     /// Services' and workloads' selectors (PodTopologySpread's default constraints).
     pub spread: crate::spread_sources::SpreadSources,
+    /// Namespace name → labels (InterPodAffinity's `namespaceSelector`); shared with a cycle's
+    /// state, replaced on write.
+    pub namespaces: std::sync::Arc<NamespaceLabels>,
+}
+
+/// Namespace name → its labels.
+pub type NamespaceLabels = HashMap<String, std::collections::BTreeMap<String, String>>;
+
+impl crate::informer::Cached for k8s_openapi::api::core::v1::Namespace {
+    // A namespace's labels may let a pending pod's affinity match: the same as a pod added.
+    const EVENT: Option<crate::queue::ClusterEvent> =
+        Some(crate::queue::ClusterEvent::AssignedPodAdded);
+    fn cache_key(&self) -> String {
+        self.metadata.name.clone().unwrap_or_default()
+    }
+    fn upsert(self, cache: &mut ClusterState) {
+        let name = self.metadata.name.unwrap_or_default();
+        let labels = self.metadata.labels.unwrap_or_default();
+        if cache.namespaces.get(&name) != Some(&labels) {
+            std::sync::Arc::make_mut(&mut cache.namespaces).insert(name, labels);
+        }
+    }
+    fn remove(&self, cache: &mut ClusterState) {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        if cache.namespaces.contains_key(name) {
+            std::sync::Arc::make_mut(&mut cache.namespaces).remove(name);
+        }
+    }
+    fn retain(cache: &mut ClusterState, keep: &std::collections::HashSet<String>) {
+        std::sync::Arc::make_mut(&mut cache.namespaces).retain(|n, _| keep.contains(n));
+    }
 }
 
 fn relevant(old: &Node, new: &Node) -> bool {

@@ -315,7 +315,8 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metric
         pods_tx,
     ));
     // Claims, volumes and classes for VolumeBinding; Services', ReplicationControllers',
-    // ReplicaSets' and StatefulSets' selectors for PodTopologySpread's default constraints.
+    // ReplicaSets' and StatefulSets' selectors for PodTopologySpread's default constraints;
+    // Namespaces' labels for InterPodAffinity's namespaceSelector.
     let mut cached_rx = Vec::new();
     {
         use crate::informer::cached;
@@ -343,6 +344,8 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metric
         background.spawn(cached::<ReplicaSet>(c, s, tx));
         let (c, s, tx) = next();
         background.spawn(cached::<StatefulSet>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<k8s_openapi::api::core::v1::Namespace>(c, s, tx));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
     background.spawn(crate::events::run(client.clone(), events_rx));

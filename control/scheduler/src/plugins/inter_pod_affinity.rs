@@ -3,17 +3,16 @@
 //! Counts are kept per topology pair (label key, the node's value for it), computed once per
 //! cycle over the cluster (PreFilter/PreScore) and read per node.
 //!
-//! Namespaces: a term's `namespaces` list, else the owning pod's namespace; a
-//! `namespaceSelector` of `{}` means every namespace. Selectors on namespace labels need
-//! Namespace objects the scheduler does not watch: such a selector matches no namespace (only
-//! the listed ones).
+//! Namespaces: a term's `namespaces` list, else (no selector) the owning pod's namespace; a
+//! `namespaceSelector` adds the namespaces whose labels it matches (`{}`: every namespace),
+//! from the Namespace objects the scheduler watches, as kube's mergedNamespaces.
 
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{PodAffinityTerm, PodSpec, WeightedPodAffinityTerm};
 
 use super::helpers::selector_matches;
-use crate::cache::ClusterState;
+use crate::cache::{ClusterState, NamespaceLabels};
 use crate::framework::{Code, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::{NodeInfo, PodInfo};
 
@@ -79,8 +78,14 @@ fn preferred_anti(p: &PodInfo) -> &[WeightedPodAffinityTerm] {
         .unwrap_or(&[])
 }
 
-/// Whether `term`, owned by a pod in `owner_ns`, selects `candidate`.
-pub fn term_selects(term: &PodAffinityTerm, owner_ns: &str, candidate: &PodInfo) -> bool {
+/// Whether `term`, owned by a pod in `owner_ns`, selects `candidate`; `namespaces` gives the
+/// labels a `namespaceSelector` matches against.
+pub fn term_selects(
+    term: &PodAffinityTerm,
+    owner_ns: &str,
+    candidate: &PodInfo,
+    namespaces: &NamespaceLabels,
+) -> bool {
     let listed = term.namespaces.as_deref().unwrap_or(&[]);
     let ns_ok = match &term.namespace_selector {
         None if listed.is_empty() => candidate.namespace == owner_ns,
@@ -89,6 +94,9 @@ pub fn term_selects(term: &PodAffinityTerm, owner_ns: &str, candidate: &PodInfo)
             let all = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
                 && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
             all || listed.contains(&candidate.namespace)
+                || namespaces
+                    .get(&candidate.namespace)
+                    .is_some_and(|l| selector_matches(Some(sel), Some(l)))
         }
     };
     ns_ok && selector_matches(term.label_selector.as_ref(), candidate.labels())
@@ -111,22 +119,24 @@ struct FilterState {
     anti: HashMap<Pair, i64>,
     /// Nothing to check at all.
     skip: bool,
+    /// The cycle's namespace labels (for the what-if updates of preemption too).
+    namespaces: std::sync::Arc<NamespaceLabels>,
 }
 
 fn update(state: &mut FilterState, pod: &PodInfo, existing: &PodInfo, node: &NodeInfo, delta: i64) {
+    let namespaces = state.namespaces.clone();
+    let selects = |t: &PodAffinityTerm, owner: &str, candidate: &PodInfo| {
+        term_selects(t, owner, candidate, &namespaces)
+    };
     for t in required_anti(existing) {
-        if term_selects(t, &existing.namespace, pod) {
+        if selects(t, &existing.namespace, pod) {
             if let Some(p) = pair(node, &t.topology_key) {
                 *state.existing_anti.entry(p).or_default() += delta;
             }
         }
     }
     let aff = required_affinity(pod);
-    if !aff.is_empty()
-        && aff
-            .iter()
-            .all(|t| term_selects(t, &pod.namespace, existing))
-    {
+    if !aff.is_empty() && aff.iter().all(|t| selects(t, &pod.namespace, existing)) {
         for t in aff {
             if let Some(p) = pair(node, &t.topology_key) {
                 *state.affinity.entry(p).or_default() += delta;
@@ -134,7 +144,7 @@ fn update(state: &mut FilterState, pod: &PodInfo, existing: &PodInfo, node: &Nod
         }
     }
     for t in required_anti(pod) {
-        if term_selects(t, &pod.namespace, existing) {
+        if selects(t, &pod.namespace, existing) {
             if let Some(p) = pair(node, &t.topology_key) {
                 *state.anti.entry(p).or_default() += delta;
             }
@@ -148,7 +158,10 @@ impl FilterPlugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, pod: &PodInfo, cluster: &ClusterState, state: &mut CycleState) -> Status {
-        let mut st = FilterState::default();
+        let mut st = FilterState {
+            namespaces: cluster.namespaces.clone(),
+            ..Default::default()
+        };
         if cluster.affinity_pods() == 0
             && required_affinity(pod).is_empty()
             && required_anti(pod).is_empty()
@@ -193,7 +206,9 @@ impl FilterPlugin for InterPodAffinity {
         }
         // The first pod of a group that has affinity to itself may go anywhere.
         let first_of_group = st.affinity.values().all(|c| *c <= 0)
-            && aff.iter().all(|t| term_selects(t, &pod.namespace, pod));
+            && aff
+                .iter()
+                .all(|t| term_selects(t, &pod.namespace, pod, &st.namespaces));
         if !pods_exist && !first_of_group {
             return Status::new(Code::UnschedulableAndUnresolvable, NAME, ERR_AFFINITY);
         }
@@ -240,6 +255,9 @@ const SCORE_KEY: &str = "InterPodAffinity/score";
 /// Weighted affinity per topology pair, kube's `processExistingPod` over the cluster.
 fn topology_scores(pod: &PodInfo, cluster: &ClusterState) -> HashMap<Pair, i64> {
     let mut scores: HashMap<Pair, i64> = HashMap::new();
+    let term_selects = |t: &PodAffinityTerm, owner: &str, candidate: &PodInfo| {
+        term_selects(t, owner, candidate, &cluster.namespaces)
+    };
     let mut add = |node: &NodeInfo, key: &str, w: i64| {
         if let Some(p) = pair(node, key) {
             *scores.entry(p).or_default() += w;
@@ -463,6 +481,41 @@ mod tests {
             json!({}),
         );
         assert!(verdicts(&c, &other).iter().all(|(_, r)| r.is_none()));
+    }
+
+    #[test]
+    fn a_namespace_selector_matches_namespaces_by_their_labels() {
+        use crate::informer::Cached;
+        let mut c = zones();
+        // web-0 runs in namespace d on a1 with anti-affinity to app=web pods in namespaces
+        // labelled team=shop.
+        let anti = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname",
+             "namespaceSelector": {"matchLabels": {"team": "shop"}}}]}});
+        bound(&mut c, "web-0", "a1", json!({"app": "web"}), anti);
+        let other = pod_meta(
+            json!({"name": "x", "namespace": "other", "uid": "x", "labels": {"app": "web"}}),
+            json!({}),
+        );
+        // Namespace "other" not (yet) known, or without the label: not selected.
+        assert!(verdicts(&c, &other).iter().all(|(_, r)| r.is_none()));
+        let ns = |labels: serde_json::Value| -> k8s_openapi::api::core::v1::Namespace {
+            serde_json::from_value(json!({"metadata": {"name": "other", "labels": labels}}))
+                .unwrap()
+        };
+        ns(json!({"team": "ads"})).upsert(&mut c);
+        assert!(verdicts(&c, &other).iter().all(|(_, r)| r.is_none()));
+        // Labelled team=shop: web-0's anti-affinity now keeps it off a1 (symmetry).
+        ns(json!({"team": "shop"})).upsert(&mut c);
+        let v = verdicts(&c, &other);
+        assert_eq!(
+            v[0],
+            (
+                "a1".to_string(),
+                Some(ERR_EXISTING_ANTI_AFFINITY.to_string())
+            )
+        );
+        assert!(v[1..].iter().all(|(_, r)| r.is_none()));
     }
 
     #[test]
