@@ -48,6 +48,8 @@ pub struct ClusterState {
     /// Namespace name → labels (InterPodAffinity's `namespaceSelector`); shared with a cycle's
     /// state, replaced on write.
     pub namespaces: std::sync::Arc<NamespaceLabels>,
+    /// PodDisruptionBudgets (preemption's choice of victims and node).
+    pub budgets: crate::disruption_budgets::DisruptionBudgets,
 }
 
 /// Namespace name → its labels.

@@ -14,6 +14,7 @@
 pub mod algorithm;
 pub mod cache;
 pub mod config;
+pub mod disruption_budgets;
 pub mod events;
 pub mod framework;
 pub mod informer;

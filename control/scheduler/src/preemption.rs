@@ -61,8 +61,8 @@ pub fn preempt(
         ));
     };
     let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
-    // (node, victims, highest victim priority, sum of shifted priorities)
-    let mut candidates: Vec<(String, Vec<Arc<PodInfo>>)> = Vec::new();
+    // (node, victims, how many of them violate a PodDisruptionBudget)
+    let mut candidates: Vec<(String, Vec<Arc<PodInfo>>, usize)> = Vec::new();
     for node in cluster.nodes() {
         match fit.statuses.get(&node.name) {
             Some(st) if resolvable(st) => {}
@@ -115,14 +115,23 @@ pub fn preempt(
                 .cmp(&a.priority)
                 .then_with(|| start_time(a).cmp(&start_time(b)))
         });
+        // Pods whose eviction would break a PodDisruptionBudget are reprieved first (kube's
+        // selectVictimsOnNode).
+        let (violating, others) = cluster.budgets.split_violating(lower);
         let mut victims = Vec::new();
-        for v in lower {
+        let mut violations = 0;
+        for (v, violates) in violating
+            .into_iter()
+            .map(|v| (v, true))
+            .chain(others.into_iter().map(|v| (v, false)))
+        {
             what_if.add_pod(v.clone());
             alg.state_add(&mut state, pod, &v, node);
             if !alg.run_filters(pod, &what_if, &state).is_success() {
                 what_if.remove_pod(&v.uid);
                 alg.state_remove(&mut state, pod, &v, node);
                 victims.push(v);
+                violations += usize::from(violates);
             }
         }
         // Back to the real cluster for the next node.
@@ -132,7 +141,7 @@ pub fn preempt(
         if victims.is_empty() {
             continue;
         }
-        candidates.push((node.name.clone(), victims));
+        candidates.push((node.name.clone(), victims, violations));
     }
     if candidates.is_empty() {
         let msg = FitError {
@@ -143,15 +152,16 @@ pub fn preempt(
         .message();
         return Preemption::NotPossible(format!("preemption: {}", msg.trim_start()));
     }
-    // kube's pickOneNodeForPreemption: lowest highest-victim priority, then lowest sum of
-    // priorities (shifted to be positive), then fewest victims, then the first.
-    let key = |(_, v): &(String, Vec<Arc<PodInfo>>)| {
+    // kube's pickOneNodeForPreemption: fewest PodDisruptionBudget violations, then lowest
+    // highest-victim priority, then lowest sum of priorities (shifted to be positive), then
+    // fewest victims, then the first.
+    let key = |(_, v, violations): &(String, Vec<Arc<PodInfo>>, usize)| {
         let highest = v.iter().map(|p| p.priority).max().unwrap_or(i32::MIN);
         let sum: i64 = v
             .iter()
             .map(|p| i64::from(p.priority) + i64::from(i32::MAX) + 1)
             .sum();
-        (highest, sum, v.len())
+        (*violations, highest, sum, v.len())
     };
     let best = candidates
         .iter()
@@ -159,7 +169,7 @@ pub fn preempt(
         .min_by_key(|(i, c)| (key(c), *i))
         .map(|(i, _)| i)
         .unwrap_or(0);
-    let (node, victims) = candidates.swap_remove(best);
+    let (node, victims, _) = candidates.swap_remove(best);
     Preemption::Plan { node, victims }
 }
 
@@ -227,6 +237,38 @@ mod tests {
             }
             other => panic!("expected a plan, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_node_whose_victims_break_no_disruption_budget_is_preferred() {
+        use crate::informer::Cached;
+        // n1 and n2 (4 cpu each) are full with one 4-cpu pod of priority 1 each: a tie, which
+        // goes to the first node, until n1's pod is under a budget that allows no disruption.
+        let mut c = cluster(vec![node_obj("n1", json!({})), node_obj("n2", json!({}))]);
+        for (name, node, app) in [("db-0", "n1", "db"), ("web-0", "n2", "web")] {
+            let mut p = (*prio_pod(name, node, "4", 1)).clone();
+            p.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+            c.upsert_bound_pod(Arc::new(p));
+        }
+        let p = pod(
+            json!({"priority": 10, "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}),
+        );
+        let mut alg = Algorithm::new(default_profile(), 0, 3);
+        let f = fit(&mut alg, &p, &c);
+        let node_of = |plan: Preemption| match plan {
+            Preemption::Plan { node, .. } => node,
+            other => panic!("expected a plan, got {other:?}"),
+        };
+        assert_eq!(node_of(preempt(&alg, &p, &c, &f)), "n1");
+        let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget =
+            serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}},
+            "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1,
+                "expectedPods": 1}}))
+            .unwrap();
+        pdb.upsert(&mut c);
+        assert_eq!(node_of(preempt(&alg, &p, &c, &f)), "n2");
     }
 
     #[test]

@@ -316,7 +316,8 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metric
     ));
     // Claims, volumes and classes for VolumeBinding; Services', ReplicationControllers',
     // ReplicaSets' and StatefulSets' selectors for PodTopologySpread's default constraints;
-    // Namespaces' labels for InterPodAffinity's namespaceSelector.
+    // Namespaces' labels for InterPodAffinity's namespaceSelector; PodDisruptionBudgets for
+    // preemption.
     let mut cached_rx = Vec::new();
     {
         use crate::informer::cached;
@@ -346,6 +347,10 @@ pub async fn run_scheduler(client: kube::Client, config: SchedulerConfig, metric
         background.spawn(cached::<StatefulSet>(c, s, tx));
         let (c, s, tx) = next();
         background.spawn(cached::<k8s_openapi::api::core::v1::Namespace>(c, s, tx));
+        let (c, s, tx) = next();
+        background.spawn(cached::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(
+            c, s, tx,
+        ));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
     background.spawn(crate::events::run(client.clone(), events_rx));
