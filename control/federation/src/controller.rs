@@ -58,6 +58,8 @@ pub(crate) struct Controller {
     pub divisions: Mutex<HashMap<String, BTreeMap<String, i64>>>,
     /// What placement saw of each member at the last turn.
     last_view: HashMap<String, PlacementView>,
+    /// The Works on the federation API (what Pull members' agents apply), for every member.
+    pub works: Watch,
 }
 
 /// The keys of one turn.
@@ -109,6 +111,15 @@ pub async fn run(fed: Client, config: Config) -> Result<(), Error> {
     .into_iter()
     .map(|ar| (ar.clone(), fed_watch(ar, Msg::Policies)))
     .collect();
+    // A Work's event (its agent reported status, or it went) is its template's event.
+    let works = cache::watch(
+        Api::all_with(fed.clone(), &kinds::work()),
+        kinds::work(),
+        Some(TEMPLATE_UID_LABEL),
+        tx.clone(),
+        crate::work::template_msg,
+        None,
+    );
     let wake = Arc::new(Notify::new());
     let probe = tokio::spawn(health::run(
         fed.clone(),
@@ -136,6 +147,7 @@ pub async fn run(fed: Client, config: Config) -> Result<(), Error> {
         reports,
         divisions: Mutex::new(HashMap::new()),
         last_view: HashMap::new(),
+        works,
     };
     // An interval must not be zero; a tenth of a second is as often as a full pass makes sense.
     let mut full = tokio::time::interval(config.full_resync.max(Duration::from_millis(100)));
