@@ -318,6 +318,19 @@ fn the_agent_refuses_wrong_credentials_an_unknown_cluster_and_a_push_cluster_by_
     ]);
     assert!(err.contains("cluster nope is not joined"), "{err}");
 
+    // Push needs the member's kubeconfig (pea-federation dials it); the CLI says so.
+    let out = Command::new(workspace_binary("pea", "PEA_CLI"))
+        .args(["federation", "join", "m1", "--kubeconfig", fed_kc])
+        .env("HOME", dir.path())
+        .output()
+        .expect("run pea");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("member m1: --cluster-kubeconfig is required for --sync-mode Push"),
+        "{err}"
+    );
+
     fed.join(&member, &[]);
     let err = agent_fails(&[
         "--kubeconfig",

@@ -143,6 +143,13 @@ async fn member_client(
     let endpoint = spec["apiEndpoint"].as_str().unwrap_or_default();
     let ns = spec["secretRef"]["namespace"].as_str().unwrap_or_default();
     let sname = spec["secretRef"]["name"].as_str().unwrap_or_default();
+    // The CRD requires neither (a Pull cluster has none); Push needs both.
+    if endpoint.is_empty() || ns.is_empty() || sname.is_empty() {
+        return Err(not_ready(
+            "ClusterCredentialsMissing",
+            format!("member {name}: spec.apiEndpoint and spec.secretRef (namespace, name) are required for spec.syncMode Push"),
+        ));
+    }
     let secrets: Api<Secret> = Api::namespaced(fed.clone(), ns);
     let secret = secrets.get(sname).await.map_err(|e| {
         not_ready(
