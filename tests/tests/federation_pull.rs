@@ -181,7 +181,10 @@ fn a_pull_member_converges_through_works_and_its_lease_drives_failover_and_retur
     );
     let out = fed.k.ok(&["get", "works", "-n", "karmada-es-pull1"]);
     assert!(
-        out.contains("WORKLOAD-KIND") && out.contains("Deployment"),
+        out.contains("WORKLOAD-KIND")
+            && out.lines().any(|l| l.starts_with("deployment.default.web ")
+                && l.contains(" Deployment ")
+                && l.contains(" True ")),
         "{out}"
     );
 
@@ -272,7 +275,20 @@ fn a_pull_member_converges_through_works_and_its_lease_drives_failover_and_retur
     fed.k
         .ok(&["delete", "deployment", "refused", "--timeout=40s"]);
     assert!(push.deployment("refused").is_none());
+
+    // Unjoined with its agent gone: the Cluster and its lease go.
     drop(agent);
+    pea_tests::federation::pea(&[
+        "federation",
+        "unjoin",
+        "pull1",
+        "--kubeconfig",
+        path(&fed.cp.kubeconfig),
+    ]);
+    assert!(fed.get(&["cluster", "pull1"]).is_none());
+    assert!(fed
+        .get(&["lease", "-n", "karmada-cluster", "pull1"])
+        .is_none());
 }
 
 #[test]
