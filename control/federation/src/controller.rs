@@ -2,9 +2,10 @@
 //! key queued so far and reconciles just those templates (see [`crate::reconcile`]), with the
 //! members worked on concurrently.
 //!
-//! What is watched: on the federation API the Clusters, the four policy kinds and the templates
-//! of every kind a policy selects; in each Ready member, its objects of those kinds that carry
-//! the template label. A template event reconciles that template; a member object event (drift,
+//! What is watched: on the federation API the Clusters, the four policy kinds, the templates
+//! of every kind a policy selects and the Works written for Pull members (their agents' status
+//! reports are their templates' events); in each Ready Push member, its objects of those kinds
+//! that carry the template label. A template event reconciles that template; a member object event (drift,
 //! a status change, a deletion) reconciles the template it belongs to, which also sums the status
 //! back; a policy event or a change in members' health or labels reconciles every template. A
 //! full pass every `full_resync` is the safety net.
