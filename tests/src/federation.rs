@@ -317,6 +317,11 @@ impl Federation {
 
     /// The federation API plus pea-federation in-process (resync 500 ms, member timeout 2 s).
     pub fn start(toleration: Duration) -> Self {
+        Self::start_with(toleration, pea_federation::Config::default().lease_grace)
+    }
+
+    /// As [`Federation::start`], with `lease_grace` for Pull clusters' leases.
+    pub fn start_with(toleration: Duration, lease_grace: Duration) -> Self {
         let mut f = Self::plane();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -333,6 +338,7 @@ impl Federation {
                 failover_toleration: toleration,
                 member_timeout: Duration::from_secs(2),
                 summary_interval: Duration::from_secs(1),
+                lease_grace,
                 ..Default::default()
             };
             if let Err(e) = pea_federation::run(client, config).await {
@@ -358,6 +364,27 @@ impl Federation {
         }
         let out = pea(&args);
         assert!(out.contains(&format!("cluster {} joined", m.name)), "{out}");
+    }
+
+    /// `pea federation join NAME --sync-mode Pull`: the Cluster only (its agent dials out).
+    pub fn join_pull(&self, name: &str, labels: &[&str]) {
+        let mut args = vec![
+            "federation",
+            "join",
+            name,
+            "--kubeconfig",
+            path(&self.cp.kubeconfig),
+            "--sync-mode",
+            "Pull",
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        let out = pea(&args);
+        assert!(
+            out.contains(&format!("cluster {name} joined (pull mode")),
+            "{out}"
+        );
     }
 
     pub fn get(&self, what: &[&str]) -> Option<Value> {
@@ -427,6 +454,42 @@ impl Federation {
             .stderr(err)
             .spawn()
             .expect("start pea-federation");
+        ControllerProcess {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+}
+
+impl Federation {
+    /// Starts `pea-federation agent` for member `m` (a Pull cluster named `m.name`) against
+    /// this federation API with `args` added, logging into `log`.
+    pub fn spawn_agent(&self, m: &Member, log: &Path, args: &[&str]) -> ControllerProcess {
+        self.spawn_agent_named(m, &m.name, log, args)
+    }
+
+    /// As [`Federation::spawn_agent`], for the Cluster `name` (with `--register`, one the agent
+    /// makes itself).
+    pub fn spawn_agent_named(
+        &self,
+        m: &Member,
+        name: &str,
+        log: &Path,
+        args: &[&str],
+    ) -> ControllerProcess {
+        let out = std::fs::File::create(log).expect("create agent log");
+        let err = out.try_clone().expect("clone log file");
+        let child = Command::new(workspace_binary("pea-federation", "PEA_FEDERATION"))
+            .args(["agent", "--kubeconfig", path(&self.cp.kubeconfig)])
+            .args(["--cluster-kubeconfig", path(&m.kubeconfig)])
+            .args(["--cluster-name", name])
+            .args(args)
+            .env("RUST_LOG", "pea_federation=debug")
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start pea-federation agent");
         ControllerProcess {
             child,
             log: log.to_path_buf(),

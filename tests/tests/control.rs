@@ -43,3 +43,4 @@ mod control_storage;
 mod control_store;
 mod dashboard;
 mod federation;
+mod federation_pull;

@@ -113,6 +113,17 @@ pub fn summarize(nodes: &[Value], pods: &[Value]) -> Summary {
 }
 
 impl Summary {
+    /// The summary a Cluster's `status.resourceSummary` holds (a Pull cluster's agent writes
+    /// it); `None` when there is none.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        v.as_object()?;
+        Some(Self {
+            allocatable: resource_list(&v["allocatable"]),
+            allocated: resource_list(&v["allocated"]),
+            allocating: resource_list(&v["allocating"]),
+        })
+    }
+
     /// Karmada's shape: three resource lists of quantity strings.
     pub fn to_json(&self) -> Value {
         let list = |r: &Resources| -> Value {

@@ -2,9 +2,10 @@
 //! key queued so far and reconciles just those templates (see [`crate::reconcile`]), with the
 //! members worked on concurrently.
 //!
-//! What is watched: on the federation API the Clusters, the four policy kinds and the templates
-//! of every kind a policy selects; in each Ready member, its objects of those kinds that carry
-//! the template label. A template event reconciles that template; a member object event (drift,
+//! What is watched: on the federation API the Clusters, the four policy kinds, the templates
+//! of every kind a policy selects and the Works written for Pull members (their agents' status
+//! reports are their templates' events); in each Ready Push member, its objects of those kinds
+//! that carry the template label. A template event reconciles that template; a member object event (drift,
 //! a status change, a deletion) reconciles the template it belongs to, which also sums the status
 //! back; a policy event or a change in members' health or labels reconciles every template. A
 //! full pass every `full_resync` is the safety net.
@@ -58,6 +59,8 @@ pub(crate) struct Controller {
     pub divisions: Mutex<HashMap<String, BTreeMap<String, i64>>>,
     /// What placement saw of each member at the last turn.
     last_view: HashMap<String, PlacementView>,
+    /// The Works on the federation API (what Pull members' agents apply), for every member.
+    pub works: Watch,
 }
 
 /// The keys of one turn.
@@ -109,6 +112,15 @@ pub async fn run(fed: Client, config: Config) -> Result<(), Error> {
     .into_iter()
     .map(|ar| (ar.clone(), fed_watch(ar, Msg::Policies)))
     .collect();
+    // A Work's event (its agent reported status, or it went) is its template's event.
+    let works = cache::watch(
+        Api::all_with(fed.clone(), &kinds::work()),
+        kinds::work(),
+        Some(TEMPLATE_UID_LABEL),
+        tx.clone(),
+        crate::work::template_msg,
+        None,
+    );
     let wake = Arc::new(Notify::new());
     let probe = tokio::spawn(health::run(
         fed.clone(),
@@ -136,6 +148,7 @@ pub async fn run(fed: Client, config: Config) -> Result<(), Error> {
         reports,
         divisions: Mutex::new(HashMap::new()),
         last_view: HashMap::new(),
+        works,
     };
     // An interval must not be zero; a tenth of a second is as often as a full pass makes sense.
     let mut full = tokio::time::interval(config.full_resync.max(Duration::from_millis(100)));

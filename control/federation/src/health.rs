@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::cache::{Cache, Msg};
 use crate::events::Recorder;
-use crate::members::{Health, Members};
+use crate::members::{Health, Members, STATUS_UNKNOWN};
 use crate::{kinds, Config};
 
 /// Probes members until the queue is gone.
@@ -33,7 +33,13 @@ pub async fn run(
         if clusters.ready() {
             let cs = clusters.values();
             members
-                .refresh(&fed, &cs, config.member_timeout, config.summary_interval)
+                .refresh(
+                    &fed,
+                    &cs,
+                    config.member_timeout,
+                    config.summary_interval,
+                    config.lease_grace,
+                )
                 .await;
             for c in &cs {
                 cluster_status(&fed, &members, &events, c).await;
@@ -64,7 +70,15 @@ async fn cluster_status(fed: &Client, members: &Members, events: &Recorder, c: &
         return;
     };
     let api: Api<DynamicObject> = Api::all_with(fed.clone(), &kinds::cluster());
-    if let Some(s) = &m.summary {
+    // A Pull cluster's agent writes its summary and Ready condition; pea-federation writes only
+    // what the agent cannot say: that its lease ran out (Karmada's cluster controller does the
+    // same).
+    let lease_expired =
+        matches!(&m.health, Health::NotReady { reason, .. } if reason == STATUS_UNKNOWN);
+    if m.pull && !lease_expired {
+        return;
+    }
+    if let Some(s) = m.summary.as_ref().filter(|_| !m.pull) {
         let summary = s.to_json();
         if c["status"]["resourceSummary"] != summary {
             let patch = json!({"status": {"resourceSummary": summary}});
@@ -82,6 +96,10 @@ async fn cluster_status(fed: &Client, members: &Members, events: &Recorder, c: &
             "ClusterReady".to_string(),
             format!("member {name}: /readyz ok"),
         ),
+        // Karmada's cluster controller says Unknown when a Pull cluster's lease ran out.
+        Health::NotReady { reason, message } if reason == STATUS_UNKNOWN => {
+            ("Unknown", reason.clone(), message.clone())
+        }
         Health::NotReady { reason, message } => ("False", reason.clone(), message.clone()),
     };
     let old = &c["status"]["conditions"][0];

@@ -49,3 +49,7 @@ pub fn cluster_resource_binding() -> ApiResource {
         "clusterresourcebindings",
     )
 }
+
+pub fn work() -> ApiResource {
+    resource("work.karmada.io", "Work", "works")
+}

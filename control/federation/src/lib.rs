@@ -4,9 +4,12 @@
 //! `pea federation init`), and this controller is a client of that API and of every member's API
 //! only, through kube-rs — it never links pea-control.
 //!
-//! - `Cluster` (cluster.karmada.io/v1alpha1): a member — its API endpoint and a Secret holding a
-//!   kubeconfig, or a bearer `token` and `caBundle`; push mode. Status condition `Ready` comes
-//!   from the member's `/readyz`; `status.resourceSummary` from its Nodes and Pods.
+//! - `Cluster` (cluster.karmada.io/v1alpha1): a member — push mode: its API endpoint and a
+//!   Secret holding a kubeconfig, or a bearer `token` and `caBundle`; status condition `Ready`
+//!   from the member's `/readyz`, `status.resourceSummary` from its Nodes and Pods. Pull mode:
+//!   never dialled; its agent ([`agent`], `pea-federation agent`) applies the `Work`s written for
+//!   it ([`work`]), renews its Lease and reports the same status.
+//! - `Work` (work.karmada.io): one template rendered for one Pull member, in `karmada-es-<name>`.
 //! - `PropagationPolicy` / `ClusterPropagationPolicy` (policy.karmada.io): which templates
 //!   (apiVersion/kind/name/labels) go to which members (names, label selectors, taints, spread
 //!   by cluster, region or zone), with replicas Duplicated or Divided by static weights or by
@@ -23,6 +26,8 @@
 //! status change in a member is acted on when its event arrives; a full pass every
 //! `full_resync` is only the safety net.
 
+pub mod agent;
+pub mod apply;
 pub mod cache;
 pub mod capacity;
 pub mod controller;
@@ -38,6 +43,7 @@ pub mod reconcile;
 pub mod render;
 pub mod report;
 pub mod selector;
+pub mod work;
 
 use std::time::Duration;
 
@@ -74,6 +80,9 @@ pub struct Config {
     /// Time between collections of each member's resource summary (its Nodes and Pods, for
     /// division by capacity); Karmada's --cluster-status-update-frequency, 10 s by default.
     pub summary_interval: Duration,
+    /// How old a Pull cluster's lease may be before the cluster is not Ready (Karmada's
+    /// --cluster-monitor-grace-period, 40 s by default).
+    pub lease_grace: Duration,
 }
 
 impl Default for Config {
@@ -84,6 +93,7 @@ impl Default for Config {
             failover_toleration: Duration::from_secs(300),
             member_timeout: Duration::from_secs(5),
             summary_interval: Duration::from_secs(10),
+            lease_grace: Duration::from_secs(40),
         }
     }
 }
@@ -95,4 +105,20 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Clie
         message: e.to_string(),
     })?;
     members::client_from(kc, None, None, false, &path.display().to_string()).await
+}
+
+/// A member's clients from its kubeconfig file (for a Pull member's agent): one with every
+/// request bounded by `timeout`, one for watches (only the connect bounded).
+pub async fn member_clients_from_kubeconfig(
+    path: &std::path::Path,
+    timeout: Duration,
+) -> Result<(kube::Client, kube::Client), Error> {
+    let what = path.display().to_string();
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
+        what: what.clone(),
+        message: e.to_string(),
+    })?;
+    let client = members::client_from(kc.clone(), None, Some(timeout), false, &what).await?;
+    let watch = members::client_from(kc, None, Some(timeout), true, &what).await?;
+    Ok((client, watch))
 }

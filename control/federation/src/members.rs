@@ -52,6 +52,9 @@ pub struct Member {
     pub summary: Option<Summary>,
     /// When the summary was last collected.
     pub summary_at: Option<Instant>,
+    /// `spec.syncMode: Pull`: never dialled; its agent applies the Works written for it, and
+    /// its health is its agent's lease and report.
+    pub pull: bool,
 }
 
 impl Member {
@@ -70,6 +73,7 @@ impl Member {
             zones: Vec::new(),
             summary: None,
             summary_at: None,
+            pull: false,
         }
     }
 }
@@ -139,6 +143,13 @@ async fn member_client(
     let endpoint = spec["apiEndpoint"].as_str().unwrap_or_default();
     let ns = spec["secretRef"]["namespace"].as_str().unwrap_or_default();
     let sname = spec["secretRef"]["name"].as_str().unwrap_or_default();
+    // The CRD requires neither (a Pull cluster has none); Push needs both.
+    if endpoint.is_empty() || ns.is_empty() || sname.is_empty() {
+        return Err(not_ready(
+            "ClusterCredentialsMissing",
+            format!("member {name}: spec.apiEndpoint and spec.secretRef (namespace, name) are required for spec.syncMode Push"),
+        ));
+    }
     let secrets: Api<Secret> = Api::namespaced(fed.clone(), ns);
     let secret = secrets.get(sname).await.map_err(|e| {
         not_ready(
@@ -187,8 +198,67 @@ async fn member_client(
     Ok((client, watch_client, fingerprint))
 }
 
+/// Where a Pull cluster's agent renews its lease (Karmada's namespace for it).
+pub const LEASE_NAMESPACE: &str = "karmada-cluster";
+
+/// Karmada's reason when a Pull cluster's agent stopped renewing its lease.
+pub const STATUS_UNKNOWN: &str = "ClusterStatusUnknown";
+
+/// A Pull cluster's health: Unknown (Karmada's ClusterStatusUnknown) when its agent's lease is
+/// missing or older than `grace`, else the Ready condition its agent reported.
+async fn pull_health(fed: &Client, name: &str, cluster: &Value, grace: Duration) -> Health {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: Api<Lease> = Api::namespaced(fed.clone(), LEASE_NAMESPACE);
+    let at = format!("lease {LEASE_NAMESPACE}/{name}");
+    let renewed = match leases.get_opt(name).await {
+        Ok(Some(l)) => l.spec.and_then(|s| s.renew_time).map(|t| t.0),
+        Ok(None) => {
+            return not_ready(
+                STATUS_UNKNOWN,
+                format!("member {name}: no {at}: its agent (pull mode) has not started"),
+            )
+        }
+        Err(e) => return not_ready(STATUS_UNKNOWN, format!("member {name}: {at}: {e}")),
+    };
+    // The message names the renewal time, not the age: it must not change on every probe (the
+    // condition is written only when it changes).
+    match renewed {
+        Some(t) if (k8s_openapi::chrono::Utc::now() - t).to_std().unwrap_or_default() <= grace => {}
+        Some(t) => {
+            return not_ready(
+                STATUS_UNKNOWN,
+                format!(
+                    "member {name}: its agent stopped renewing {at} (last renewed {}, grace period {}s): cluster status unknown",
+                    t.to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true),
+                    grace.as_secs_f64()
+                ),
+            )
+        }
+        None => {
+            return not_ready(
+                STATUS_UNKNOWN,
+                format!("member {name}: {at} has no spec.renewTime"),
+            )
+        }
+    }
+    let cond = &cluster["status"]["conditions"][0];
+    match (cond["status"].as_str(), cond["reason"].as_str()) {
+        (Some("True"), _) => Health::Ready,
+        (Some(_), Some(reason)) if reason != STATUS_UNKNOWN => not_ready(
+            reason,
+            cond["message"].as_str().unwrap_or_default().to_string(),
+        ),
+        // Not ClusterStatusUnknown: that reason is the one pea-federation writes itself, and
+        // the agent's own report is on its way.
+        _ => not_ready(
+            "ClusterNotReady",
+            format!("member {name}: its agent renews {at} but has not reported Ready yet"),
+        ),
+    }
+}
+
 /// GET /readyz on the member; 401/403 say the credentials are wrong.
-async fn probe(client: &Client, name: &str, timeout: Duration) -> Health {
+pub(crate) async fn probe(client: &Client, name: &str, timeout: Duration) -> Health {
     let req = http::Request::get("/readyz")
         .body(Vec::new())
         .expect("static request");
@@ -223,7 +293,7 @@ async fn probe(client: &Client, name: &str, timeout: Duration) -> Health {
 
 /// Lists the member's Nodes and Pods into Karmada's resource summary; `None` (the old summary is
 /// kept) when either list fails.
-async fn collect_summary(client: &Client, name: &str) -> Option<Summary> {
+pub(crate) async fn collect_summary(client: &Client, name: &str) -> Option<Summary> {
     let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Node>(&()));
     let pods: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Pod>(&()));
     let lp = ListParams::default();
@@ -252,6 +322,7 @@ impl Members {
         clusters: &[Value],
         timeout: Duration,
         summary_interval: Duration,
+        lease_grace: Duration,
     ) {
         let names: Vec<String> = clusters
             .iter()
@@ -278,38 +349,31 @@ impl Members {
             async move {
                 let spec = &c["spec"];
                 let mut summary = None;
-                let (clients, fp, health) =
-                    if spec["syncMode"].as_str().is_some_and(|m| m != "Push") {
-                        (
-                            None,
-                            String::new(),
-                            not_ready(
-                                "ClusterSyncModeUnsupported",
-                                format!(
-                                "member {name}: spec.syncMode {} is not implemented (only Push)",
-                                spec["syncMode"]
-                            ),
-                            ),
-                        )
-                    } else {
-                        match member_client(fed, &name, spec, timeout).await {
-                            Ok((fresh, fresh_watch, fp)) => {
-                                // Keep the old clients (and their connections) while nothing changed.
-                                let (client, watch_client) = match prev {
-                                    Some((Some(old), Some(old_watch), old_fp)) if old_fp == fp => {
-                                        (old, old_watch)
-                                    }
-                                    _ => (fresh, fresh_watch),
-                                };
-                                let health = probe(&client, &name, timeout).await;
-                                if health == Health::Ready && summary_due {
-                                    summary = collect_summary(&client, &name).await;
+                let (clients, fp, health) = if spec["syncMode"] == "Pull" {
+                    let health = pull_health(fed, &name, c, lease_grace).await;
+                    if health == Health::Ready {
+                        summary = Summary::from_json(&c["status"]["resourceSummary"]);
+                    }
+                    (None, "pull".to_string(), health)
+                } else {
+                    match member_client(fed, &name, spec, timeout).await {
+                        Ok((fresh, fresh_watch, fp)) => {
+                            // Keep the old clients (and their connections) while nothing changed.
+                            let (client, watch_client) = match prev {
+                                Some((Some(old), Some(old_watch), old_fp)) if old_fp == fp => {
+                                    (old, old_watch)
                                 }
-                                (Some((client, watch_client)), fp, health)
+                                _ => (fresh, fresh_watch),
+                            };
+                            let health = probe(&client, &name, timeout).await;
+                            if health == Health::Ready && summary_due {
+                                summary = collect_summary(&client, &name).await;
                             }
-                            Err(h) => (None, String::new(), h),
+                            (Some((client, watch_client)), fp, health)
                         }
-                    };
+                        Err(h) => (None, String::new(), h),
+                    }
+                };
                 (name, clients, fp, health, summary)
             }
         });
@@ -322,6 +386,7 @@ impl Members {
                 .entry(name.clone())
                 .or_insert_with(|| Member::new(&name));
             m.labels = labels;
+            m.pull = c["spec"]["syncMode"] == "Pull";
             m.region = c["spec"]["region"].as_str().unwrap_or_default().to_string();
             m.zones = match (c["spec"]["zones"].as_array(), c["spec"]["zone"].as_str()) {
                 (Some(zs), _) => zs

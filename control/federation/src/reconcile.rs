@@ -16,12 +16,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
+pub(crate) use crate::apply::{api_for, str_at};
+use crate::apply::{apply_object, delete_object, ensure_namespace};
 use crate::cache::{Cache, KindKey};
 use crate::controller::Controller;
 use crate::members::Health;
@@ -30,7 +32,7 @@ use crate::placement::{self, Candidate};
 use crate::policy::{self, TemplateRef};
 use crate::report::{Job, Report};
 use crate::{capacity, render};
-use crate::{Error, FIELD_MANAGER, FINALIZER, TEMPLATE_UID_LABEL};
+use crate::{Error, FINALIZER, TEMPLATE_UID_LABEL};
 
 /// Writes in flight per member, and template status reports in flight, per turn.
 pub const PER_MEMBER: usize = 16;
@@ -55,10 +57,6 @@ pub(crate) struct Plan<'t> {
     pub schedule_error: Option<String>,
 }
 
-pub(crate) fn str_at<'v>(v: &'v Value, ptr: &str) -> &'v str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
-}
-
 fn labels_of(v: &Value) -> BTreeMap<String, String> {
     serde_json::from_value(v["metadata"]["labels"].clone()).unwrap_or_default()
 }
@@ -67,13 +65,6 @@ fn has_finalizer(v: &Value) -> bool {
     v["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
-}
-
-pub(crate) fn api_for(client: &Client, ar: &ApiResource, ns: Option<&str>) -> Api<DynamicObject> {
-    match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    }
 }
 
 /// The overrides that apply to `t`, least specific first so the most specific is applied last
@@ -347,6 +338,10 @@ impl Controller {
                 untouched: &untouched,
                 all_uids: &all_uids,
                 only,
+                pull: m.pull.then(|| crate::work::PullTarget {
+                    fed: self.fed.clone(),
+                    works: self.works.cache.clone(),
+                }),
             }));
         }
         let (_, results) =
@@ -399,58 +394,64 @@ impl Controller {
 }
 
 /// What a member's sync produced.
-struct MemberResult {
-    outcomes: HashMap<String, MemberOutcome>,
+pub(crate) struct MemberResult {
+    pub(crate) outcomes: HashMap<String, MemberOutcome>,
     /// Template uids that still have objects in this member after the turn.
-    remaining: HashSet<String>,
+    pub(crate) remaining: HashSet<String>,
     /// The member could not be listed (its objects are unknown).
-    unreachable: bool,
+    pub(crate) unreachable: bool,
 }
 
 /// One member's share of a turn.
-struct MemberJob<'a> {
-    member: String,
-    client: Option<Client>,
+pub(crate) struct MemberJob<'a> {
+    pub(crate) member: String,
+    pub(crate) client: Option<Client>,
     /// The member's watch cache of this kind (listed directly while it is loading).
-    cache: Option<Arc<Cache>>,
-    not_ready: String,
-    ar: ApiResource,
-    namespaced: bool,
+    pub(crate) cache: Option<Arc<Cache>>,
+    pub(crate) not_ready: String,
+    pub(crate) ar: ApiResource,
+    pub(crate) namespaced: bool,
     /// The member's labels (overrides may name them).
-    labels: BTreeMap<String, String>,
-    wants: Vec<Want<'a>>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) wants: Vec<Want<'a>>,
     /// Template uids placed on this member.
-    placed: HashSet<String>,
+    pub(crate) placed: HashSet<String>,
     /// Template uids whose member objects stay as they are.
-    untouched: &'a HashSet<String>,
-    all_uids: &'a HashSet<String>,
+    pub(crate) untouched: &'a HashSet<String>,
+    pub(crate) all_uids: &'a HashSet<String>,
     /// The uids this turn is about (`None`: all).
-    only: Option<&'a HashSet<String>>,
+    pub(crate) only: Option<&'a HashSet<String>>,
+    /// A Pull member: its Works on the federation API are written instead (see [`crate::work`]).
+    pub(crate) pull: Option<crate::work::PullTarget>,
 }
 
 /// A template placed on a member, rendered for it only when the member's job looks at it.
-struct Want<'a> {
-    uid: &'a str,
-    template: &'a Value,
-    share: Option<i64>,
-    ops: &'a [&'a OverridePolicy],
+pub(crate) struct Want<'a> {
+    pub(crate) uid: &'a str,
+    pub(crate) template: &'a Value,
+    pub(crate) share: Option<i64>,
+    pub(crate) ops: &'a [&'a OverridePolicy],
 }
 
 impl Want<'_> {
-    fn render(&self, member: &str, labels: &BTreeMap<String, String>) -> Result<Value, String> {
+    pub(crate) fn render(
+        &self,
+        member: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Value, String> {
         render::render(self.template, self.share, self.ops, member, labels)
             .map_err(|e| format!("member {member}: {e}"))
     }
 }
 
 /// The template uid a member object's label names ("" when it has none).
-fn template_uid(v: &Value) -> &str {
+pub(crate) fn template_uid(v: &Value) -> &str {
     v["metadata"]["labels"][TEMPLATE_UID_LABEL]
         .as_str()
         .unwrap_or_default()
 }
 
-fn failed(msg: String) -> MemberOutcome {
+pub(crate) fn failed(msg: String) -> MemberOutcome {
     MemberOutcome {
         error: Some(msg),
         status: None,
@@ -459,7 +460,10 @@ fn failed(msg: String) -> MemberOutcome {
 
 /// Brings one member in line: applies what differs, deletes objects of templates that are gone
 /// or placed elsewhere, and reports each placed template's outcome and live status.
-async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
+async fn sync_member(mut job: MemberJob<'_>) -> (String, MemberResult) {
+    if let Some(pull) = job.pull.take() {
+        return crate::work::sync_pull_member(job, pull).await;
+    }
     let MemberJob {
         member,
         client,
@@ -473,6 +477,7 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
         untouched,
         all_uids,
         only,
+        pull: _,
     } = job;
     let started = std::time::Instant::now();
     let mut r = MemberResult {
@@ -545,16 +550,11 @@ async fn sync_member(job: MemberJob<'_>) -> (String, MemberResult) {
             let ar = &ar;
             let member = &member;
             async move {
-                let api = api_for(client, ar, v["metadata"]["namespace"].as_str());
-                match api
-                    .delete(str_at(&v, "/metadata/name"), &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => {
+                match delete_object(client, ar, &v).await {
+                    Ok(()) => {
                         info!(member = %member, object = %render::identity(&v), "member object deleted");
                         None
                     }
-                    Err(kube::Error::Api(s)) if s.code == 404 => None,
                     Err(e) => {
                         warn!(member = %member, object = %render::identity(&v), "member object not deleted: {e}");
                         Some(uid)
@@ -654,17 +654,9 @@ impl Target<'_> {
         if let Some(e) = ns.and_then(|ns| self.bad_ns.get(ns)) {
             return (uid, false, failed(e.clone()));
         }
-        let api = api_for(self.client, ar, ns);
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch(str_at(&want, "/metadata/name"), &pp, &Patch::Apply(&want))
-            .await
-        {
-            Ok(o) => {
+        match apply_object(self.client, ar, member, &want).await {
+            Ok(v) => {
                 debug!(member = %member, object = %render::identity(&want), "applied");
-                let mut v = serde_json::to_value(&o).unwrap_or_default();
-                v["apiVersion"] = json!(ar.api_version);
-                v["kind"] = json!(ar.kind);
                 let status = v.get("status").cloned();
                 if let Some(c) = self.cache {
                     c.insert(v);
@@ -678,31 +670,7 @@ impl Target<'_> {
                     },
                 )
             }
-            Err(e) => {
-                let msg = match e {
-                    kube::Error::Api(s) => {
-                        format!("member {member}: {} {}: {}", s.code, s.reason, s.message)
-                    }
-                    e => format!("member {member}: apply {}: {e}", render::identity(&want)),
-                };
-                (uid, false, failed(msg))
-            }
+            Err(msg) => (uid, false, failed(msg)),
         }
-    }
-}
-
-/// Creates the namespace a namespaced object needs in the member, if it is missing.
-async fn ensure_namespace(client: &Client, ns: &str) -> Result<(), kube::Error> {
-    use k8s_openapi::api::core::v1::Namespace;
-    let api: Api<Namespace> = Api::all(client.clone());
-    if api.get_opt(ns).await?.is_some() {
-        return Ok(());
-    }
-    let obj: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
-    match api.create(&Default::default(), &obj).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e),
     }
 }

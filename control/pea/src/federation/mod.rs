@@ -31,16 +31,20 @@ pub enum Verb {
         #[arg(long)]
         kubeconfig: PathBuf,
     },
-    /// Registers a member cluster (push mode): its kubeconfig goes into a Secret, a Cluster
-    /// object points at it.
+    /// Registers a member cluster. Push (the default): its kubeconfig goes into a Secret, a
+    /// Cluster object points at it and pea-federation dials it. Pull: only the Cluster; the
+    /// member's agent (`pea-federation agent`) dials out and applies what is assigned to it.
     Join {
         /// The member's name (a DNS label).
         name: String,
         #[arg(long)]
         kubeconfig: PathBuf,
-        /// Kubeconfig of the member cluster (its current context is used).
+        /// Kubeconfig of the member cluster (its current context is used); required for Push.
         #[arg(long)]
-        cluster_kubeconfig: PathBuf,
+        cluster_kubeconfig: Option<PathBuf>,
+        /// Push (pea-federation dials the member) or Pull (the member's agent dials out).
+        #[arg(long, default_value = "Push", value_parser = ["Push", "Pull"])]
+        sync_mode: String,
         /// The member's API endpoint as the federation controller reaches it (default: the
         /// server of the member kubeconfig).
         #[arg(long)]
@@ -69,12 +73,14 @@ pub fn run(verb: Verb) -> Result<()> {
             name,
             kubeconfig,
             cluster_kubeconfig,
+            sync_mode,
             endpoint,
             labels,
         } => join(&join::Options {
             name,
             kubeconfig,
             cluster_kubeconfig,
+            pull: sync_mode == "Pull",
             endpoint,
             labels,
         }),

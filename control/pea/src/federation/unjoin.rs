@@ -1,4 +1,4 @@
-//! `pea federation unjoin`: removes a member's Cluster and its Secret.
+//! `pea federation unjoin`: removes a member's Cluster, its Secret and (pull mode) its lease.
 
 use std::path::Path;
 
@@ -18,6 +18,19 @@ pub fn unjoin(name: &str, kubeconfig: &Path) -> Result<()> {
         &[
             "delete",
             "secret",
+            "-n",
+            SECRETS_NAMESPACE,
+            name,
+            "--ignore-not-found",
+        ],
+        None,
+    )?;
+    // A Pull cluster's agent lease (none for a Push cluster).
+    kubectl(
+        kubeconfig,
+        &[
+            "delete",
+            "lease",
             "-n",
             SECRETS_NAMESPACE,
             name,
