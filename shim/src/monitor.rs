@@ -1,7 +1,8 @@
 //! Starting a container through `pea-monitor` and reading what it reports.
 //!
-//! The monitor (shim/monitor) runs the OCI runtime's `create` with the container's stdout and
-//! stderr on pipes it owns, reports `{"pid":N}` (or `{"error":"..."}`) on its stdout, then
+//! At StartContainer the monitor (shim/monitor) runs the OCI runtime's `run --detach` (create
+//! and start in one runtime process) with the container's stdout and stderr on pipes it owns,
+//! reports `{"pid":N}` (or `{"error":"..."}`) on its stdout, then
 //! writes the CRI log and, when the container's init exits, an exit file. It runs in its own
 //! process group and outlives the shim; while the shim lives, a task reaps it and refreshes the
 //! container's record the moment it exits.
@@ -17,8 +18,8 @@ use tokio::io::AsyncReadExt;
 use crate::error::ShimError;
 use crate::Shim;
 
-/// How long `create` (inside the monitor) may take.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `run --detach` (inside the monitor) may take.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the monitor writes when the container's init has exited.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,23 +49,24 @@ struct Report {
     error: Option<String>,
 }
 
-/// A container created by its monitor.
+/// A container started by its monitor.
 #[derive(Debug, Clone, Copy)]
-pub struct Created {
+pub struct Started {
     pub init_pid: i32,
     pub monitor_pid: i32,
 }
 
-/// Starts a monitor that creates container `id` from `bundle`; returns once the runtime's
-/// `create` succeeded (or failed: then the monitor has exited and left nothing).
-pub async fn create(
+/// Starts a monitor that creates and starts container `id` from `bundle`; returns once the
+/// runtime's `run --detach` succeeded (or failed: then the monitor has exited, and the runtime
+/// has deleted what it made).
+pub async fn start(
     shim: &Arc<Shim>,
     id: &str,
     bundle: &Path,
     log: Option<&Path>,
     stdin: Option<&'static str>,
     tty: bool,
-) -> Result<Created, ShimError> {
+) -> Result<Started, ShimError> {
     let mut cmd = tokio::process::Command::new(&shim.cfg.monitor);
     cmd.arg("--runtime")
         .arg(&shim.cfg.runtime)
@@ -75,7 +77,8 @@ pub async fn create(
         .arg("--bundle")
         .arg(bundle)
         .arg("--exit-file")
-        .arg(shim.exit_file(id));
+        .arg(shim.exit_file(id))
+        .args(["--mode", "run"]);
     if let Some(l) = log {
         cmd.arg("--log").arg(l);
     }
@@ -94,14 +97,14 @@ pub async fn create(
         // Its own process group: a Ctrl-C or a signal to the shim's group leaves it alone.
         .process_group(0);
     let mut child = cmd.spawn().map_err(|e| ShimError::Runtime {
-        op: "create",
+        op: "run",
         id: id.into(),
         message: format!("starting {}: {e}", shim.cfg.monitor.display()),
     })?;
     let monitor_pid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut out = child.stdout.take().expect("piped");
     let mut line = Vec::new();
-    let read = tokio::time::timeout(CREATE_TIMEOUT, out.read_to_end(&mut line)).await;
+    let read = tokio::time::timeout(START_TIMEOUT, out.read_to_end(&mut line)).await;
     drop(out);
     let report: Option<Report> = serde_json::from_slice(&line).ok();
     let shim2 = shim.clone();
@@ -114,10 +117,10 @@ pub async fn create(
     });
     match (read, report) {
         (Err(_), _) => Err(ShimError::DeadlineExceeded {
-            what: format!("creating container {id}"),
-            seconds: CREATE_TIMEOUT.as_secs() as i64,
+            what: format!("starting container {id}"),
+            seconds: START_TIMEOUT.as_secs() as i64,
         }),
-        (_, Some(Report { pid: Some(pid), .. })) => Ok(Created {
+        (_, Some(Report { pid: Some(pid), .. })) => Ok(Started {
             init_pid: pid,
             monitor_pid,
         }),
@@ -128,12 +131,12 @@ pub async fn create(
                 ..
             }),
         ) => Err(ShimError::Runtime {
-            op: "create",
+            op: "run",
             id: id.into(),
             message,
         }),
         _ => Err(ShimError::Runtime {
-            op: "create",
+            op: "run",
             id: id.into(),
             message: format!(
                 "pea-monitor reported nothing usable: {:?}",
@@ -190,6 +193,16 @@ pub fn is_monitor_of(pid: i32, id: &str) -> bool {
         let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
         args.first().is_some_and(|a0| a0.ends_with(b"pea-monitor")) && args.contains(&id.as_bytes())
     })
+}
+
+/// The live pea-monitor of container `id`, found by its command line (a shim killed while
+/// StartContainer ran never learnt its pid).
+pub fn find_monitor_of(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| is_monitor_of(pid, id))
 }
 
 /// Whether the kernel's OOM killer struck in the container's memory cgroup (v1

@@ -8,8 +8,13 @@
 //!
 //! container:  Created ──StartContainer──▶ Running ──exit (monitor's exit file)──▶ Exited
 //!                │                                                               │
-//!                └──── killed before start / start failed ────────▶ Exited ──RemoveContainer──▶ (gone)
+//!                └──── start failed (exit 128, StartError) ──────▶ Exited ──RemoveContainer──▶ (gone)
 //! ```
+//!
+//! A Created container has no process (no pid, no monitor, nothing in the runtime): only its
+//! rootfs, bundle and record. StartContainer runs its monitor, which runs the runtime's
+//! `run --detach`. Records of an older shim may hold a Created container with a pid: its
+//! monitor ran `create`, and StartContainer runs the runtime's `start` for it.
 //!
 //! A record is written before the step that makes it true is reported to the client, and the
 //! container's exit is learnt from the exit file its monitor writes (it outlives the shim).

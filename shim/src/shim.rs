@@ -2,7 +2,7 @@
 //! under the state dir), the names CRI reserves, per-object locks that serialise the multi-step
 //! RPCs on one sandbox or container, and the services below (image store, CNI, OCI runtime).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +33,9 @@ pub struct Shim {
     pub cni: Cni,
     index: Mutex<Index>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Containers whose StartContainer is running their monitor: an exit is folded into
+    /// their record only once it says Running (see `starting`).
+    starting: Mutex<HashSet<String>>,
     pub events: broadcast::Sender<cri::ContainerEventResponse>,
     pub metrics: crate::rpc::Metrics,
     /// The streaming server's address and one-time tokens (Exec/Attach/PortForward).
@@ -95,7 +98,8 @@ impl Shim {
             index.names.insert(s.name.clone(), s.id.clone());
             index.sandboxes.insert(s.id.clone(), s);
         }
-        for c in records::read_all::<ContainerRecord>(&cfg.containers_dir()) {
+        for mut c in records::read_all::<ContainerRecord>(&cfg.containers_dir()) {
+            adopt_interrupted_start(&cfg, &mut c);
             index.names.insert(c.name.clone(), c.id.clone());
             index.containers.insert(c.id.clone(), c);
         }
@@ -113,6 +117,7 @@ impl Shim {
             cfg,
             index: Mutex::new(index),
             locks: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
             events,
             metrics: Default::default(),
             streams: Default::default(),
@@ -313,9 +318,30 @@ impl Shim {
         self.cfg.bundle_dir(id).join("exit.json")
     }
 
+    /// Marks container `id` as being started until the guard drops: a quick command's monitor
+    /// may write its exit file before StartContainer has recorded Running, and folding the
+    /// exit into the Created record then would be overwritten (and report the exit twice).
+    pub fn starting(&self, id: &str) -> Starting<'_> {
+        self.starting
+            .lock()
+            .expect("starting set")
+            .insert(id.to_string());
+        Starting {
+            shim: self,
+            id: id.to_string(),
+        }
+    }
+
     /// Folds a finished container's exit file into its record (and persists it).
     pub fn refresh(&self, rec: ContainerRecord) -> Result<ContainerRecord, ShimError> {
-        if rec.state == ContainerState::Exited {
+        if rec.state == ContainerState::Exited
+            || (rec.state == ContainerState::Created
+                && self
+                    .starting
+                    .lock()
+                    .expect("starting set")
+                    .contains(&rec.id))
+        {
             return Ok(rec);
         }
         let Some(exit) = ExitStatus::read(&self.exit_file(&rec.id))? else {
@@ -378,6 +404,65 @@ impl Shim {
     }
 }
 
+/// A Created container without a process whose monitor is alive: the shim was stopped while
+/// StartContainer ran, after the monitor had started it. It is Running under that monitor
+/// (its init's pid from the pid file the runtime wrote, its start time the file's). A Created
+/// container with no live monitor is left as it is: never started, or its start failed and
+/// the runtime removed what it made (an exit file, if the monitor wrote one, is folded in as
+/// for any container).
+fn adopt_interrupted_start(cfg: &ShimConfig, rec: &mut ContainerRecord) {
+    if rec.state != ContainerState::Created || rec.pid.is_some() {
+        return;
+    }
+    let Some(monitor_pid) = crate::monitor::find_monitor_of(&rec.id) else {
+        return;
+    };
+    let pid_file = cfg.bundle_dir(&rec.id).join("init.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0);
+    let Some(pid) = pid else {
+        tracing::warn!(container = %rec.id, monitor = monitor_pid, "a monitor runs for a Created container without an init pid yet; leaving it Created");
+        return;
+    };
+    let started = std::fs::metadata(&pid_file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(records::now_ns, |d| d.as_nanos() as i64);
+    rec.state = ContainerState::Running;
+    rec.pid = Some(pid);
+    rec.monitor_pid = Some(monitor_pid);
+    rec.started_at_ns = started;
+    let path = cfg.containers_dir().join(format!("{}.json", rec.id));
+    match records::write_json(&path, rec) {
+        Ok(()) => {
+            tracing::info!(container = %rec.id, pid, "adopted a container started while the shim was down")
+        }
+        Err(e) => {
+            tracing::warn!(container = %rec.id, error = %e, "persisting an adopted container")
+        }
+    }
+}
+
+/// A container StartContainer is starting (`Shim::starting`).
+#[derive(Debug)]
+pub struct Starting<'a> {
+    shim: &'a Shim,
+    id: String,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.shim
+            .starting
+            .lock()
+            .expect("starting set")
+            .remove(&self.id);
+    }
+}
+
 /// How the image store reaches registries: hosts.toml mirrors and insecure registries.
 pub fn images_client_config(cfg: &ShimConfig) -> pea_images::ClientConfig {
     pea_images::ClientConfig {
@@ -388,6 +473,12 @@ pub fn images_client_config(cfg: &ShimConfig) -> pea_images::ClientConfig {
 }
 
 impl ContainerRecord {
+    /// Created and never started: CreateContainer made only its rootfs, bundle and record
+    /// (a container created by an older shim has an init waiting for `start`, and a pid).
+    pub fn has_no_process(&self) -> bool {
+        self.state == ContainerState::Created && self.pid.is_none()
+    }
+
     /// The cgroupfs path the container runs in (see `oci`): `<pod cgroup parent>/<id>`.
     pub fn cgroups_path(&self) -> String {
         self.cgroup_parent.trim_end_matches('/').to_string() + "/" + &self.id

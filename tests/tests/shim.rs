@@ -6,6 +6,7 @@
 //! (`meta` checks that every file is), and picked with `-E 'test(/^FILE::/)'`.
 
 mod shim_churn;
+mod shim_created;
 mod shim_cri;
 mod shim_image_gc;
 mod shim_metrics;

@@ -33,6 +33,8 @@ struct Monitored {
     child: Option<Child>,
     /// The monitor's pid.
     pid: i32,
+    /// More flags for the monitor (`--mode run`).
+    extra: Vec<String>,
 }
 
 impl Monitored {
@@ -54,6 +56,7 @@ impl Monitored {
             dir,
             child: None,
             pid: 0,
+            extra: Vec::new(),
         }
     }
 
@@ -73,6 +76,9 @@ impl Monitored {
             s(&self.exit_file),
             format!("--log={}", s(&self.log)),
         ]
+        .into_iter()
+        .chain(self.extra.iter().cloned())
+        .collect()
     }
 
     /// Spawns the monitor as the shim does and returns its report line, parsed.
@@ -386,6 +392,50 @@ fn deleting_a_created_container_is_an_exit_like_any_other() {
     assert_exit(&m.exit_record(), 137, 9);
     assert_eq!(m.monitor_exit_code(), Some(0), "{}", m.monitor_stderr());
     assert_no_leftovers(&m.rt, &m.id, Some(&marker));
+}
+
+/// `--mode run` (pea-shim's StartContainer): one `run --detach` creates and starts the
+/// container; the monitor reports its init, logs it and records its exit as after `create`.
+#[test]
+fn run_mode_starts_the_container_in_one_runtime_call_and_records_its_exit() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = unique_sleep();
+    let script = format!("echo started; exec sleep {marker}");
+    let mut m = Monitored::prepare(Runtime::pea(), tmp.path(), &["sh", "-c", &script]);
+    m.extra = vec!["--mode".into(), "run".into()];
+    let report = m.spawn();
+    let pid = report["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected a pid, got {report}: {}", m.monitor_stderr()));
+    assert_eq!(m.rt.state(&m.id)["status"], "running");
+    assert_eq!(m.rt.state(&m.id)["pid"].as_i64(), Some(pid));
+    Monitored::wait_record(&m.log, "stdout", "started");
+    m.rt.run(["kill", m.id.as_str(), "KILL"]).ok();
+    assert_exit(&m.exit_record(), 137, 9);
+    assert_eq!(m.monitor_exit_code(), Some(0), "{}", m.monitor_stderr());
+    m.rt.run(["delete", m.id.as_str()]).ok();
+    assert_no_leftovers(&m.rt, &m.id, Some(&marker));
+}
+
+#[test]
+fn a_failed_run_reports_the_cause_and_leaves_nothing() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut m = Monitored::prepare(Runtime::pea(), tmp.path(), &["/no/such/program"]);
+    m.extra = vec!["--mode".into(), "run".into()];
+    let report = m.spawn();
+    let err = report["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error, got {report}"));
+    assert!(
+        err.contains(&m.id) && err.contains("runtime run failed"),
+        "{err}"
+    );
+    assert_eq!(m.monitor_exit_code(), Some(1));
+    assert!(!m.exit_file.exists());
+    assert!(!m.log.exists(), "the log the monitor created was left");
+    assert_no_leftovers(&m.rt, &m.id, Some(&m.id));
 }
 
 #[test]

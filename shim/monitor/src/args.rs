@@ -9,7 +9,8 @@ use crate::error::MonitorError;
 /// The usage line, printed in usage errors.
 pub const USAGE: &str = "pea-monitor --runtime PATH [--runtime-root DIR] --id ID --bundle DIR \
                          --exit-file PATH [--log PATH] [--runtime-log PATH] \
-                         [--attach-socket PATH] [--stdin open|once] [--console-socket PATH]";
+                         [--attach-socket PATH] [--stdin open|once] [--console-socket PATH] \
+                         [--mode create|run]";
 
 /// What the shim asked this monitor to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,30 @@ pub struct Config {
     /// A tty container (process.terminal): where the runtime sends the pty master (runc's
     /// `--console-socket`); the master then carries stdin and the one output stream.
     pub console_socket: Option<PathBuf>,
+    /// Which runtime verb makes the container: `create` (the shim runs `start` later) or
+    /// `run --detach` (created and started by one runtime process, at the shim's
+    /// StartContainer).
+    pub mode: Mode,
+}
+
+/// The runtime verb the monitor runs (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `create`: the container waits for the shim's `start`.
+    #[default]
+    Create,
+    /// `run --detach`: created and started in one runtime process.
+    Run,
+}
+
+impl Mode {
+    /// The runtime's verb, as error messages name it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Mode::Create => "create",
+            Mode::Run => "run",
+        }
+    }
 }
 
 /// How long the container's stdin stays open (CRI's `stdin` and `stdin_once`).
@@ -56,6 +81,7 @@ impl Config {
         let mut attach_socket = None;
         let mut stdin = None;
         let mut console_socket = None;
+        let mut mode = None;
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let arg = arg
@@ -76,6 +102,7 @@ impl Config {
                 "--attach-socket" => &mut attach_socket,
                 "--stdin" => &mut stdin,
                 "--console-socket" => &mut console_socket,
+                "--mode" => &mut mode,
                 other => return Err(usage(format!("unknown argument {other:?}"))),
             };
             let value = match inline.or_else(|| it.next()) {
@@ -95,6 +122,11 @@ impl Config {
             Some(Some("once")) => Some(StdinMode::Once),
             Some(other) => return Err(usage(format!("--stdin {other:?}: want open or once"))),
         };
+        let mode = match mode.as_ref().map(|v| v.to_str()) {
+            None | Some(Some("create")) => Mode::Create,
+            Some(Some("run")) => Mode::Run,
+            Some(other) => return Err(usage(format!("--mode {other:?}: want create or run"))),
+        };
         Ok(Self {
             runtime: required(runtime, "--runtime")?.into(),
             runtime_root: runtime_root.map(PathBuf::from),
@@ -106,6 +138,7 @@ impl Config {
             attach_socket: attach_socket.map(PathBuf::from),
             stdin,
             console_socket: console_socket.map(PathBuf::from),
+            mode,
         })
     }
 
@@ -175,8 +208,11 @@ mod tests {
             "--stdin",
             "once",
             "--console-socket=/s/c1.console",
+            "--mode",
+            "run",
         ])
         .unwrap();
+        assert_eq!(c.mode, Mode::Run);
         assert_eq!(c.console_socket, Some(PathBuf::from("/s/c1.console")));
         assert_eq!(c.attach_socket, Some(PathBuf::from("/s/c1.sock")));
         assert_eq!(c.stdin, Some(StdinMode::Once));
@@ -204,6 +240,7 @@ mod tests {
         assert_eq!(c.log, None);
         assert_eq!(c.runtime_root, None);
         assert_eq!(c.console_socket, None);
+        assert_eq!(c.mode, Mode::Create);
         assert_eq!(c.runtime_log_path(), PathBuf::from("/b/runtime.log"));
         // A bare runtime name stays bare (PATH lookup); relative paths become absolute.
         let c = Config {
@@ -226,5 +263,6 @@ mod tests {
         assert!(err(&["--id", "a", "--id", "b"]).contains("--id given twice"));
         assert!(err(&["--log="]).contains("--log needs a value"));
         assert!(err(&["--id", "c", "--stdin", "maybe"]).contains("want open or once"));
+        assert!(err(&["--id", "c", "--mode", "start"]).contains("want create or run"));
     }
 }

@@ -42,9 +42,14 @@ pub enum MonitorError {
         source: std::io::Error,
     },
 
-    /// The runtime's `create` failed; `cause` is its last logged error or its exit status.
-    #[error("container {id}: runtime create failed: {cause}")]
-    Create { id: String, cause: String },
+    /// The runtime's `create` (or `run --detach`) failed; `cause` is its last logged error or
+    /// its exit status.
+    #[error("container {id}: runtime {verb} failed: {cause}")]
+    Create {
+        id: String,
+        verb: &'static str,
+        cause: String,
+    },
 
     /// `create` succeeded but its pid file is missing or not a pid.
     #[error("container {id}: reading pid file {path}: {reason}")]

@@ -12,8 +12,9 @@
 //!
 //! # The contract with the shim
 //! `pea-monitor --runtime PATH [--runtime-root DIR] --id ID --bundle DIR --exit-file PATH
-//! [--log PATH] [--runtime-log PATH] [--attach-socket PATH] [--stdin open|once]` (also
-//! `--flag=value`), spawned with stdin `/dev/null`,
+//! [--log PATH] [--runtime-log PATH] [--attach-socket PATH] [--stdin open|once]
+//! [--console-socket PATH] [--mode create|run]` (also `--flag=value`), spawned with stdin
+//! `/dev/null`,
 //! stdout a pipe (the *report channel*), stderr the shim's log, in its own process group.
 //!
 //! 1. It detaches: own session (or the process group the shim gave it), child subreaper, every
@@ -22,7 +23,9 @@
 //!    the container); SIGPIPE is ignored (std does that); SIGTERM/SIGKILL end it. No PDEATHSIG.
 //! 2. It opens the CRI log (`--log`, O_APPEND|O_CREAT, 0640; the directory must exist), then runs
 //!    `RUNTIME [--root DIR] --log RUNTIME_LOG --log-format json create --bundle DIR
-//!    --pid-file DIR/init.pid ID` (RUNTIME_LOG defaults to `DIR/runtime.log`) with stdin
+//!    --pid-file DIR/init.pid ID` (RUNTIME_LOG defaults to `DIR/runtime.log`; with `--mode run`
+//!    the verb is `run --detach`, which creates and starts the container in one runtime
+//!    process: pea-shim's StartContainer uses it) with stdin
 //!    `/dev/null` and stdout/stderr the write ends of two fresh pipes, whose copies it then drops.
 //! 3. It writes exactly one line on the report channel and closes it: `{"pid":N}` (N from the pid
 //!    file) once `create` succeeded, or `{"error":"..."}` and exit 1 on any failure before that.
@@ -49,7 +52,8 @@
 //!    where attach clients' stdin goes (with `--stdin`). The runtime's own stdio stays the
 //!    pipes. A `create` that succeeds without sending a master is a failure.
 //!
-//! It never starts, kills or deletes the container: the shim runs those verbs itself. Once the
+//! Apart from `run --detach` it never starts, kills or deletes the container: the shim runs
+//! those verbs itself. Once the
 //! pid was reported, a failure (the exit file cannot be written) goes to stderr with exit 1.
 //!
 //! # Memory, and what the shim ships

@@ -1,4 +1,5 @@
-//! The monitor's life: detach from the shim, run the runtime's `create` with our pipes as the
+//! The monitor's life: detach from the shim, run the runtime's `create` (or `run --detach`,
+//! `--mode run`; "Creating" below covers both) with our pipes as the
 //! container's stdout/stderr, report, then pump and reap in one poll(2) loop until the init is
 //! dead and its pipes are drained, and write the exit file.
 //!
@@ -22,7 +23,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::args::{Config, StdinMode};
+use crate::args::{Config, Mode, StdinMode};
 use crate::attach::{self, Attach};
 use crate::console::Console;
 use crate::error::MonitorError;
@@ -212,7 +213,14 @@ fn spawn_create(
     }
     cmd.arg("--log")
         .arg(&runtime_log)
-        .args(["--log-format", "json", "create", "--bundle"])
+        .args(["--log-format", "json"]);
+    match cfg.mode {
+        Mode::Create => cmd.arg("create"),
+        // One runtime process instead of `create` here and `start` from the shim; the init
+        // still comes to us (subreaper) when the runtime exits.
+        Mode::Run => cmd.args(["run", "--detach"]),
+    };
+    cmd.arg("--bundle")
         .arg(&cfg.bundle)
         .arg("--pid-file")
         .arg(cfg.pid_file());
@@ -547,6 +555,7 @@ impl Monitor<'_> {
                 .unwrap_or_else(|| describe_runtime_exit(status, &self.runtime_stderr));
             return Err(MonitorError::Create {
                 id: self.cfg.id.clone(),
+                verb: self.cfg.mode.verb(),
                 cause,
             });
         }
@@ -555,6 +564,7 @@ impl Monitor<'_> {
             if self.console.is_some() {
                 return Err(MonitorError::Create {
                     id: self.cfg.id.clone(),
+                    verb: self.cfg.mode.verb(),
                     cause: "the runtime created a tty container without sending its pty master \
                             over the console socket"
                         .into(),

@@ -1,5 +1,6 @@
 //! CreateContainer: reserve the name, then rootfs (overlay over the image's snapshots), OCI
-//! bundle, and the runtime's `create` under a pea-monitor that owns the container's output.
+//! bundle and the record, in state Created with no process: as containerd's CRI plugin, the
+//! OCI runtime and the container's pea-monitor run at StartContainer (`start_container.rs`).
 //! Any failure removes what was made, newest first.
 
 use std::path::{Component, Path, PathBuf};
@@ -10,7 +11,7 @@ use k8s_cri::v1 as cri;
 use crate::error::ShimError;
 use crate::oci::{self, ContainerSpecInput};
 use crate::records::{self, ContainerRecord, ContainerState, SandboxState, RECORD_VERSION};
-use crate::{monitor, podfiles, Shim};
+use crate::{podfiles, Shim};
 
 /// The container's log file: the sandbox's `log_directory` joined with the container's
 /// relative `log_path`, refusing anything that could point outside the directory.
@@ -87,8 +88,6 @@ impl Shim {
         let _guard = self.lock(&id).await;
 
         let bundle = self.cfg.bundle_dir(&id);
-        // The runtime's cgroup attach finds the RCU grace period passed (crate::cgroup_warm).
-        let warm = self.cgroup_warmer.hold();
         let made = async {
             let mapping = crate::userns::mapping(&sandbox.config);
             let rootfs = self
@@ -120,38 +119,21 @@ impl Shim {
             if let Some(dir) = log.as_deref().and_then(Path::parent) {
                 std::fs::create_dir_all(dir).map_err(ShimError::io(dir))?;
             }
-            monitor::create(
-                self,
-                &id,
-                &bundle,
-                log.as_deref(),
-                monitor::stdin_mode(&config),
-                config.tty,
-            )
-            .await
+            Ok::<_, ShimError>(())
         }
         .await;
-        drop(warm);
-        let created = match made {
-            Ok(c) => c,
+        match made {
+            Ok(()) => {}
             Err(e) => {
-                // The monitor's failed create leaves nothing; a timed-out one might.
-                let mut errors: Vec<String> = self
-                    .runtime
-                    .delete(&id)
-                    .await
-                    .err()
-                    .map(|e| e.to_string())
-                    .into_iter()
-                    .collect();
-                errors.extend(self.remove_container_files(&id).await);
+                // Nothing runs yet: the rootfs and bundle are all there is.
+                let errors = self.remove_container_files(&id).await;
                 self.release_name(&name, &id);
                 if !errors.is_empty() {
                     tracing::error!(container = %id, ?errors, "rollback of CreateContainer left something behind");
                 }
                 return Err(e);
             }
-        };
+        }
         let rec = ContainerRecord {
             version: RECORD_VERSION,
             id: id.clone(),
@@ -167,13 +149,12 @@ impl Shim {
             exit_code: 0,
             reason: String::new(),
             message: String::new(),
-            pid: Some(created.init_pid),
-            monitor_pid: Some(created.monitor_pid),
+            pid: None,
+            monitor_pid: None,
             cgroup_parent: sandbox.cgroup_parent.clone(),
             log_path: log,
         };
         if let Err(e) = self.put_container(rec.clone()) {
-            let _ = self.runtime.delete(&id).await;
             self.remove_container_files(&id).await;
             self.release_name(&rec.name, &id);
             return Err(e);
@@ -183,7 +164,10 @@ impl Shim {
     }
 
     /// For `namespace_options.pid == TARGET`: the running target container's init.
-    fn target_pid(&self, config: &cri::ContainerConfig) -> Result<Option<i32>, ShimError> {
+    pub(crate) fn target_pid(
+        &self,
+        config: &cri::ContainerConfig,
+    ) -> Result<Option<i32>, ShimError> {
         let Some(ns) = config
             .linux
             .as_ref()

@@ -1,12 +1,12 @@
-//! RemoveContainer: force-stop it if it runs, delete it in the runtime, unmount its rootfs and
-//! remove its bundle, writable layer and record. Idempotent on unknown ids.
+//! RemoveContainer: force-stop it if it runs, delete it in the runtime (unless it is Created
+//! and never reached the runtime), unmount its rootfs and remove its bundle, writable layer
+//! and record. Idempotent on unknown ids.
 
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
 
 use crate::error::ShimError;
-use crate::records::ContainerState;
 use crate::Shim;
 
 impl Shim {
@@ -24,12 +24,14 @@ impl Shim {
     }
 
     pub(crate) async fn remove_container_now(&self, id: &str) -> Result<(), ShimError> {
-        if self.container(id)?.state != ContainerState::Exited {
-            self.stop_container_now(id, 0).await?;
-        }
+        // One lock over stop and removal: a StartContainer cannot slip in between.
         let _guard = self.lock(id).await;
+        self.stop_container_locked(id, 0).await?;
         let rec = self.container(id)?;
-        self.runtime.delete(id).await?;
+        // A Created container without a process never reached the runtime.
+        if !rec.has_no_process() {
+            self.runtime.delete(id).await?;
+        }
         let errors = self.remove_container_files(id).await;
         if !errors.is_empty() {
             return Err(ShimError::Internal(format!(

@@ -1,6 +1,6 @@
 //! StopContainer: SIGTERM (or the image's STOPSIGNAL), then SIGKILL to every process once
 //! `timeout` seconds have passed. Idempotent: stopping an exited or unknown container is not an
-//! error.
+//! error, and stopping a Created container (no process yet) does nothing, as in containerd.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,8 +44,17 @@ impl Shim {
 
     pub(crate) async fn stop_container_now(&self, id: &str, timeout: i64) -> Result<(), ShimError> {
         let _guard = self.lock(id).await;
+        self.stop_container_locked(id, timeout).await
+    }
+
+    /// Stops container `id`; the caller holds its lock.
+    pub(crate) async fn stop_container_locked(
+        &self,
+        id: &str,
+        timeout: i64,
+    ) -> Result<(), ShimError> {
         let rec = self.container(id)?;
-        if rec.state == ContainerState::Exited {
+        if rec.state == ContainerState::Exited || rec.has_no_process() {
             return Ok(());
         }
         if timeout > 0 {
