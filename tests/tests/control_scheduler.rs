@@ -591,3 +591,112 @@ fn pods_a_service_selects_are_spread_by_the_system_default_constraints() {
     let on_small = web.iter().filter(|n| *n == "small").count();
     assert!((2..=4).contains(&on_small), "{web:?}");
 }
+
+#[test]
+fn preemption_spares_pods_whose_disruption_budget_allows_no_eviction() {
+    let (cp, dir) = cluster();
+    let k = cp.kubectl();
+    hollow_node(&k, "a", "4", "8Gi", json!({}), json!([]));
+    hollow_node(&k, "b", "4", "8Gi", json!({}), json!([]));
+    for (class, value) in [("lowest", 1), ("low", 50), ("mid", 100)] {
+        k.ok(&[
+            "create",
+            "priorityclass",
+            class,
+            &format!("--value={value}"),
+        ]);
+    }
+    // The budget is written first, its status by hand (no disruption controller runs here): no
+    // eviction allowed for app=guarded.
+    k.ok(&[
+        "create",
+        "poddisruptionbudget",
+        "guarded",
+        "--selector=app=guarded",
+        "--min-available=1",
+    ]);
+    let status = json!({"status": {"disruptionsAllowed": 0, "currentHealthy": 1,
+        "desiredHealthy": 1, "expectedPods": 1, "observedGeneration": 1}});
+    k.ok(&[
+        "patch",
+        "pdb",
+        "guarded",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+    // Without the budget kube would preempt on "a": its victim has the lower priority.
+    for (name, node, class) in [("guarded", "a", "lowest"), ("free", "b", "low")] {
+        let mut spec = cpu_spec("3");
+        spec["priorityClassName"] = json!(class);
+        spec["nodeName"] = json!(node);
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": name}}, "spec": spec});
+        k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+    }
+    let s = SchedulerProcess::start(
+        &cp.kubeconfig,
+        dir.path(),
+        "sched",
+        json!({"leaderElect": false}),
+    );
+    let mut mid = cpu_spec("2");
+    mid["priorityClassName"] = json!("mid");
+    create_pod(&k, "mid", mid);
+    assert_eq!(
+        wait_bound(&k, "mid", &s),
+        "b",
+        "the node whose victim breaks no budget wins"
+    );
+    let gone = wait_for(30, || {
+        (!k.run(&["get", "pod", "free"]).status.success()).then_some(())
+    });
+    assert!(gone.is_some(), "the victim on b was not deleted");
+    assert_eq!(
+        node_of(&k, "guarded"),
+        Some("a".into()),
+        "the guarded pod stays"
+    );
+}
+
+#[test]
+fn required_affinity_finds_pods_in_namespaces_chosen_by_their_labels() {
+    let (cp, dir) = cluster();
+    let k = cp.kubectl();
+    for n in ["a", "b"] {
+        hollow_node(
+            &k,
+            n,
+            "4",
+            "8Gi",
+            json!({"kubernetes.io/hostname": n}),
+            json!([]),
+        );
+    }
+    k.ok(&["create", "namespace", "team-a"]);
+    k.ok(&["label", "namespace", "team-a", "team=a"]);
+    let cache = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "cache", "namespace": "team-a", "labels": {"app": "cache"}},
+        "spec": {"nodeName": "b", "containers": [{"name": "c", "image": "busybox:1.36"}]}});
+    k.ok_stdin(&["create", "-f", "-"], &cache.to_string());
+    let s = SchedulerProcess::start(
+        &cp.kubeconfig,
+        dir.path(),
+        "sched",
+        json!({"leaderElect": false}),
+    );
+    // In "default", next to app=cache pods of the namespaces labelled team=a: only "b" has one.
+    // Without the namespace selector the term would look in "default" alone and find nothing.
+    let term = json!({"labelSelector": {"matchLabels": {"app": "cache"}},
+        "namespaceSelector": {"matchLabels": {"team": "a"}},
+        "topologyKey": "kubernetes.io/hostname"});
+    create_pod(
+        &k,
+        "app",
+        json!({"terminationGracePeriodSeconds": 0,
+            "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}},
+            "containers": [{"name": "c", "image": "busybox:1.36"}]}),
+    );
+    assert_eq!(wait_bound(&k, "app", &s), "b");
+}
