@@ -122,9 +122,11 @@ impl Subject {
         match &self.backend {
             Backend::Pea(n) => {
                 let dir = n.dir.path().display().to_string();
+                // By its arguments, not its name: a baseline's monitor may be a copy under
+                // another file name (its comm), and pea-runtime never gets `--exit-file`.
                 m.insert(
                     "pea-monitor",
-                    pids_where(|_, comm, cmd| comm == "pea-monitor" && cmd.contains(&dir)),
+                    pids_where(|_, _, cmd| cmd.contains(" --exit-file ") && cmd.contains(&dir)),
                 );
             }
             Backend::Containerd(c) => {
