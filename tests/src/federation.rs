@@ -24,6 +24,18 @@ use crate::control::{Backend, ControlPlane, Kubectl};
 /// Bound of every wait; generous because the machine has 2 shared cores.
 pub const WAIT: Duration = Duration::from_secs(40);
 
+/// Polls `f` until it returns Some, for at most [`WAIT`].
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A TCP relay 127.0.0.1:port → target that can be cut (connections reset, port closed) and
 /// restored on the same port.
 #[derive(Debug)]

@@ -118,6 +118,18 @@ pub(super) fn create_pod(k: &Kubectl, name: &str, spec: Value) {
     k.ok_stdin(&["create", "-f", "-"], &pod.to_string());
 }
 
+/// PriorityClasses by name and value (kube's Priority admission resolves pods' classes).
+fn priority_classes(k: &Kubectl, classes: &[(&str, i32)]) {
+    for (class, value) in classes {
+        k.ok(&[
+            "create",
+            "priorityclass",
+            class,
+            &format!("--value={value}"),
+        ]);
+    }
+}
+
 pub(super) fn cpu_spec(cpu: &str) -> Value {
     json!({"terminationGracePeriodSeconds": 0, "containers": [{"name": "c", "image": "busybox:1.36",
         "resources": {"requests": {"cpu": cpu}}}]})
@@ -315,14 +327,7 @@ fn cordoned_nodes_host_ports_and_preemption() {
     // Fill "a" (1 cpu used by web-1) with a low-priority 3-cpu pod and "b" with a
     // high-priority one; a 2-cpu pod of middle priority must preempt the low one on "a".
     // Priority comes from PriorityClasses, as kube's Priority admission requires.
-    for (class, value) in [("low", 1), ("high", 1000), ("mid", 100)] {
-        k.ok(&[
-            "create",
-            "priorityclass",
-            class,
-            &format!("--value={value}"),
-        ]);
-    }
+    priority_classes(&k, &[("low", 1), ("high", 1000), ("mid", 100)]);
     let mut low = cpu_spec("3");
     low["priorityClassName"] = json!("low");
     low["nodeName"] = json!("a");
@@ -598,14 +603,7 @@ fn preemption_spares_pods_whose_disruption_budget_allows_no_eviction() {
     let k = cp.kubectl();
     hollow_node(&k, "a", "4", "8Gi", json!({}), json!([]));
     hollow_node(&k, "b", "4", "8Gi", json!({}), json!([]));
-    for (class, value) in [("lowest", 1), ("low", 50), ("mid", 100)] {
-        k.ok(&[
-            "create",
-            "priorityclass",
-            class,
-            &format!("--value={value}"),
-        ]);
-    }
+    priority_classes(&k, &[("lowest", 1), ("low", 50), ("mid", 100)]);
     // The budget is written first, its status by hand (no disruption controller runs here): no
     // eviction allowed for app=guarded.
     k.ok(&[

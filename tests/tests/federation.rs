@@ -6,20 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use pea_tests::federation::{path, pea, Federation, Member, WAIT};
+use pea_tests::federation::{eventually, path, pea, Federation, Member, WAIT};
 use serde_json::{json, Value};
-
-/// Polls `f` until it returns Some, for at most [`WAIT`].
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn replicas_and_image(d: &Value) -> (i64, String) {
     (

@@ -8,19 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pea_tests::bins::workspace_binary;
-use pea_tests::federation::{path, Federation, Member, WAIT};
+use pea_tests::federation::{eventually, path, Federation, Member, WAIT};
 use serde_json::{json, Value};
-
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn replicas(d: &Value) -> i64 {
     d["spec"]["replicas"].as_i64().unwrap_or(-1)

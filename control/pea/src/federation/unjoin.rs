@@ -13,31 +13,21 @@ pub fn unjoin(name: &str, kubeconfig: &Path) -> Result<()> {
         &["delete", "clusters.cluster.karmada.io", name],
         None,
     )?;
-    kubectl(
-        kubeconfig,
-        &[
-            "delete",
-            "secret",
-            "-n",
-            SECRETS_NAMESPACE,
-            name,
-            "--ignore-not-found",
-        ],
-        None,
-    )?;
-    // A Pull cluster's agent lease (none for a Push cluster).
-    kubectl(
-        kubeconfig,
-        &[
-            "delete",
-            "lease",
-            "-n",
-            SECRETS_NAMESPACE,
-            name,
-            "--ignore-not-found",
-        ],
-        None,
-    )?;
+    // A Push cluster's credentials Secret or a Pull cluster's agent Lease, whichever it has.
+    for kind in ["secret", "lease"] {
+        kubectl(
+            kubeconfig,
+            &[
+                "delete",
+                kind,
+                "-n",
+                SECRETS_NAMESPACE,
+                name,
+                "--ignore-not-found",
+            ],
+            None,
+        )?;
+    }
     println!("cluster {name} unjoined (objects already propagated to it were left there)");
     Ok(())
 }
