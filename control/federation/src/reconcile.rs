@@ -402,6 +402,20 @@ pub(crate) struct MemberResult {
     pub(crate) unreachable: bool,
 }
 
+impl MemberResult {
+    /// The member could not be reached or listed: every wanted template failed with `msg`.
+    pub(crate) fn unreachable(wants: &[Want<'_>], msg: &str) -> Self {
+        MemberResult {
+            outcomes: wants
+                .iter()
+                .map(|w| (w.uid.to_string(), failed(msg.to_string())))
+                .collect(),
+            remaining: HashSet::new(),
+            unreachable: true,
+        }
+    }
+}
+
 /// One member's share of a turn.
 pub(crate) struct MemberJob<'a> {
     pub(crate) member: String,
@@ -480,20 +494,14 @@ async fn sync_member(mut job: MemberJob<'_>) -> (String, MemberResult) {
         pull: _,
     } = job;
     let started = std::time::Instant::now();
+    let Some(client) = client else {
+        let msg = format!("member {member} is not Ready: {not_ready}");
+        return (member, MemberResult::unreachable(&wants, &msg));
+    };
     let mut r = MemberResult {
         outcomes: HashMap::new(),
         remaining: HashSet::new(),
         unreachable: false,
-    };
-    let Some(client) = client else {
-        r.unreachable = true;
-        for w in &wants {
-            r.outcomes.insert(
-                w.uid.to_string(),
-                failed(format!("member {member} is not Ready: {not_ready}")),
-            );
-        }
-        return (member, r);
     };
     let live: Vec<Value> = match cache.as_ref().filter(|c| c.ready()) {
         Some(c) => c.values_where(|v| only.is_none_or(|s| s.contains(template_uid(v)))),
@@ -509,14 +517,8 @@ async fn sync_member(mut job: MemberJob<'_>) -> (String, MemberResult) {
                     .filter_map(|o| serde_json::to_value(o).ok())
                     .collect(),
                 Err(e) => {
-                    r.unreachable = true;
-                    for w in &wants {
-                        r.outcomes.insert(
-                            w.uid.to_string(),
-                            failed(format!("member {member}: list {}: {e}", ar.plural)),
-                        );
-                    }
-                    return (member, r);
+                    let msg = format!("member {member}: list {}: {e}", ar.plural);
+                    return (member, MemberResult::unreachable(&wants, &msg));
                 }
             }
         }

@@ -121,22 +121,16 @@ pub(crate) async fn sync_pull_member(
         only,
         ..
     } = job;
+    if !pull.works.ready() {
+        let msg = format!("member {member}: its Works are still being listed");
+        return (member, MemberResult::unreachable(&wants, &msg));
+    }
     let mut r = MemberResult {
         outcomes: HashMap::new(),
         remaining: HashSet::new(),
         unreachable: false,
     };
     let ready = not_ready.is_empty();
-    if !pull.works.ready() {
-        r.unreachable = true;
-        for w in &wants {
-            r.outcomes.insert(
-                w.uid.to_string(),
-                failed(format!("member {member}: its Works are still being listed")),
-            );
-        }
-        return (member, r);
-    }
     // While the member is not Ready its Works are still written (the federation API is up;
     // the agent catches up when it returns), but what they report is not counted and the
     // member is treated as unreachable (the caller decides whether a deleted template waits).
