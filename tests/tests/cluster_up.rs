@@ -394,8 +394,16 @@ fn a_killed_agent_is_started_again_by_pea_supervise(name: &str, k: &Kubectl) {
         new != old && Path::new(&format!("/proc/{new}")).exists(),
         "node 1's pea-agent (pid {old}) was not started again; pea supervise's log:\n{log}"
     );
-    // Started again in its node's UTS namespace too.
-    assert_eq!(uts_hostname(new), format!("{name}-1"));
+    // Started again in its node's UTS namespace too. The pid is nsenter's until it has joined
+    // the namespaces and exec'd the agent, so the host's name may show for a moment.
+    let want = format!("{name}-1");
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut host = uts_hostname(new);
+    while host != want && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        host = uts_hostname(new);
+    }
+    assert_eq!(host, want);
     let ready = k.run(
         &[
             "wait",
